@@ -1,0 +1,28 @@
+# Loom's commands for a fresh machine: `make run` and `make test`.
+
+GO ?= go
+DARWIN := CGO_ENABLED=0 GOOS=darwin GOARCH=arm64
+
+.PHONY: run test vet test-go darwin bench
+
+# The main job on the CPU backend, with what the repository ships.
+run:
+	$(GO) run ./cmd/loom generate
+
+test: vet test-go darwin
+
+vet:
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -race -timeout 20m ./...
+
+# The darwin/arm64 build of every package, its vet, and a compiled (not run)
+# test binary for every package.
+darwin:
+	$(DARWIN) $(GO) build ./...
+	$(DARWIN) $(GO) vet ./...
+	$(DARWIN) $(GO) test -c -o /dev/null ./... 
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

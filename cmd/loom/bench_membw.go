@@ -1,0 +1,40 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	goruntime "runtime"
+	"sync"
+
+	"github.com/loomrt/loom/cpu"
+)
+
+func init() {
+	benchmarks["membw"] = benchmark{"measure this machine's memory bandwidth (copy and read)", benchMembw}
+}
+
+var (
+	bwOnce sync.Once
+	bw     cpu.Bandwidth
+)
+
+// machineBandwidth measures the memory bandwidth once per process; every
+// memory-bound figure is printed beside it.
+func machineBandwidth() cpu.Bandwidth {
+	bwOnce.Do(func() { bw = cpu.MeasureBandwidth(256<<20, goruntime.GOMAXPROCS(0), 5) })
+	return bw
+}
+
+func benchMembw(args []string) error {
+	fs := flag.NewFlagSet("membw", flag.ContinueOnError)
+	size := fs.Int("mb", 256, "buffer size in MiB")
+	reps := fs.Int("reps", 5, "repetitions (best is kept)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b := cpu.MeasureBandwidth(*size<<20, goruntime.GOMAXPROCS(0), *reps)
+	fmt.Printf("memory bandwidth, %d goroutines, %d MiB buffers, best of %d:\n", goruntime.GOMAXPROCS(0), *size, *reps)
+	fmt.Printf("  copy %.1f GB/s (bytes read + bytes written)\n", b.Copy)
+	fmt.Printf("  read %.1f GB/s\n", b.Read)
+	return nil
+}

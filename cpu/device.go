@@ -1,0 +1,362 @@
+// Package cpu is Loom's pure-Go device: buffers in host memory, command
+// buffers executed asynchronously on worker goroutines, and a kernel per
+// built-in dispatch. It runs everywhere and is the default device.
+//
+// In checking mode (Options.Check) the device runs command buffers, passes
+// and dispatches concurrently wherever the encoded ordering allows, and
+// reports every pair of conflicting accesses that the ordering leaves
+// unordered. See check.go.
+package cpu
+
+import (
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// Options configure a CPU device.
+type Options struct {
+	// Workers is the number of goroutines a kernel spreads its work over;
+	// 0 means GOMAXPROCS.
+	Workers int
+	// Check turns on checking mode: maximal concurrency and hazard reports.
+	Check bool
+	// Seed, in checking mode, replaces concurrent execution by a seeded
+	// adversarial scheduler: one dispatch at a time, in a random order
+	// consistent with the encoded ordering, so that a race shows up as wrong
+	// numbers too. 0 means concurrent execution.
+	Seed uint64
+}
+
+// Device is the CPU device.
+type Device struct {
+	opts    Options
+	workers int
+	check   *checker // nil unless checking
+	nextBuf atomic.Int64
+}
+
+// New returns a CPU device.
+func New(opts Options) *Device {
+	d := &Device{opts: opts, workers: opts.Workers}
+	if d.workers <= 0 {
+		d.workers = goruntime.GOMAXPROCS(0)
+	}
+	if opts.Check {
+		d.check = newChecker(opts.Seed)
+	}
+	return d
+}
+
+// Caps describes the CPU to primitives.
+func (d *Device) Caps() primitives.Caps {
+	return primitives.Caps{
+		Device:             "cpu",
+		SIMDWidth:          8,
+		MaxThreadsPerGroup: 1024,
+		MaxSharedBytes:     32 << 10,
+		Cores:              d.workers,
+	}
+}
+
+// Hazards returns the hazards checking mode has found so far.
+func (d *Device) Hazards() []Hazard {
+	if d.check == nil {
+		return nil
+	}
+	return d.check.hazardList()
+}
+
+// Workers is the number of goroutines kernels use.
+func (d *Device) Workers() int { return d.workers }
+
+// buffer is host memory. Its bytes are 64-byte aligned so kernels can view
+// them as any element type.
+type buffer struct {
+	id       int64
+	data     []byte
+	dev      *Device
+	released atomic.Bool
+}
+
+// NewBuffer allocates n bytes.
+func (d *Device) NewBuffer(n int64) (runtime.Buffer, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("cpu: negative buffer size %d", n)
+	}
+	raw := make([]byte, n+64)
+	off := (64 - int(uintptr(unsafe.Pointer(unsafe.SliceData(raw)))&63)) & 63
+	return &buffer{id: d.nextBuf.Add(1), data: raw[off : off+int(n) : off+int(n)], dev: d}, nil
+}
+
+func (b *buffer) Len() int64 { return int64(len(b.data)) }
+
+func (b *buffer) String() string { return fmt.Sprintf("buffer#%d(%d B)", b.id, len(b.data)) }
+
+// span checks that bytes [off, off+n) may be used. In checking mode a
+// released buffer stays usable: the checker reports the use instead.
+func (b *buffer) span(off int64, n int) error {
+	if b.released.Load() && b.dev.check == nil {
+		return fmt.Errorf("cpu: %v used after release", b)
+	}
+	if off < 0 || off+int64(n) > int64(len(b.data)) {
+		return fmt.Errorf("cpu: bytes [%d,+%d) outside %v", off, n, b)
+	}
+	return nil
+}
+
+func (b *buffer) Write(off int64, src []byte) error {
+	if err := b.span(off, len(src)); err != nil {
+		return err
+	}
+	if c := b.dev.check; c != nil {
+		c.hostAccess(b, off, int64(len(src)), primitives.Write, "host write")
+	}
+	copy(b.data[off:], src)
+	return nil
+}
+
+func (b *buffer) Read(off int64, dst []byte) error {
+	if err := b.span(off, len(dst)); err != nil {
+		return err
+	}
+	if c := b.dev.check; c != nil {
+		c.hostAccess(b, off, int64(len(dst)), primitives.Read, "host read")
+	}
+	copy(dst, b.data[off:])
+	return nil
+}
+
+func (b *buffer) Release() {
+	if b.released.Swap(true) {
+		return
+	}
+	if c := b.dev.check; c != nil {
+		// The bytes stay allocated so that a dispatch racing with the release
+		// reads stale memory, not freed memory; the checker reports the race.
+		c.hostAccess(b, 0, int64(len(b.data)), releaseAccess, "release")
+		return
+	}
+	b.data = nil
+}
+
+// kernel is a registered CPU kernel.
+type kernel struct {
+	name string
+	fn   Kernel
+}
+
+func (k *kernel) Name() string { return k.name }
+
+// Kernel returns the kernel registered under name.
+func (d *Device) Kernel(name string) (runtime.Kernel, error) {
+	fn, ok := lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("kernel %q is not implemented by the CPU device", name)
+	}
+	return &kernel{name, fn}, nil
+}
+
+// NewQueue returns a queue whose command buffers run on worker goroutines.
+func (d *Device) NewQueue() (runtime.Queue, error) {
+	q := &queue{dev: d}
+	if d.check == nil {
+		q.work = make(chan *commandBuffer, 1024)
+		go q.run()
+	}
+	return q, nil
+}
+
+type queue struct {
+	dev  *Device
+	work chan *commandBuffer // normal mode: committed command buffers, in order
+}
+
+func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
+func (q *queue) NewFence() runtime.Fence                 { return &fence{} }
+func (q *queue) NewEvent() runtime.Event {
+	e := &event{dev: q.dev}
+	e.cond.L = &e.mu
+	return e
+}
+
+// run executes command buffers one after another in commit order. Running
+// them in encoding order satisfies every ordering the encoder can express.
+func (q *queue) run() {
+	for cb := range q.work {
+		var err error
+		for _, p := range cb.passes {
+			for i := range p.ops {
+				if op := &p.ops[i]; op.kind == opDispatch && err == nil {
+					err = q.dev.execute(op)
+				}
+			}
+		}
+		if err != nil {
+			cb.fail(err)
+		}
+		for _, s := range cb.signals {
+			s.ev.set(s.value)
+		}
+	}
+}
+
+type fence struct{}
+
+type event struct {
+	dev   *Device
+	mu    sync.Mutex
+	cond  sync.Cond
+	value uint64
+}
+
+// Wait blocks until the event reaches v.
+func (e *event) Wait(v uint64) {
+	e.mu.Lock()
+	for e.value < v {
+		e.cond.Wait()
+	}
+	seen := e.value
+	e.mu.Unlock()
+	if c := e.dev.check; c != nil {
+		c.hostObserve(e, seen)
+	}
+}
+
+// Value returns the event's value.
+func (e *event) Value() uint64 {
+	v := e.current()
+	if c := e.dev.check; c != nil && v > 0 {
+		c.hostObserve(e, v)
+	}
+	return v
+}
+
+func (e *event) set(v uint64) {
+	e.mu.Lock()
+	if v > e.value {
+		e.value = v
+	}
+	e.mu.Unlock()
+	e.cond.Broadcast()
+}
+
+func (e *event) current() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.value
+}
+
+type opKind uint8
+
+const (
+	opDispatch opKind = iota
+	opBarrier
+	opWait
+	opUpdate
+)
+
+// op is one encoded command of a pass.
+type op struct {
+	kind   opKind
+	k      *kernel
+	grid   primitives.Dim3
+	group  primitives.Dim3
+	args   []runtime.BufferArg
+	params any
+	fence  *fence
+}
+
+type pass struct {
+	ops   []op
+	ended bool
+}
+
+type signal struct {
+	ev    *event
+	value uint64
+}
+
+type commandBuffer struct {
+	q         *queue
+	passes    []*pass
+	signals   []signal
+	committed bool
+	errMu     sync.Mutex // checking mode runs dispatches of one command buffer concurrently
+	err       error
+}
+
+func (cb *commandBuffer) fail(err error) {
+	cb.errMu.Lock()
+	if cb.err == nil {
+		cb.err = err
+	}
+	cb.errMu.Unlock()
+}
+
+func (cb *commandBuffer) NewPass() runtime.Encoder {
+	p := &pass{}
+	cb.passes = append(cb.passes, p)
+	return &encoder{p: p}
+}
+
+func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
+	cb.signals = append(cb.signals, signal{ev.(*event), value})
+}
+
+func (cb *commandBuffer) Commit() {
+	cb.committed = true
+	if c := cb.q.dev.check; c != nil {
+		c.commit(cb)
+		return
+	}
+	cb.q.work <- cb
+}
+
+func (cb *commandBuffer) Err() error {
+	cb.errMu.Lock()
+	defer cb.errMu.Unlock()
+	return cb.err
+}
+
+type encoder struct{ p *pass }
+
+func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
+	e.p.ops = append(e.p.ops, op{kind: opDispatch, k: k.(*kernel), grid: grid, group: group, args: args, params: params})
+}
+func (e *encoder) Barrier() { e.p.ops = append(e.p.ops, op{kind: opBarrier}) }
+func (e *encoder) WaitFence(f runtime.Fence) {
+	e.p.ops = append(e.p.ops, op{kind: opWait, fence: f.(*fence)})
+}
+func (e *encoder) UpdateFence(f runtime.Fence) {
+	e.p.ops = append(e.p.ops, op{kind: opUpdate, fence: f.(*fence)})
+}
+func (e *encoder) End() { e.p.ended = true }
+
+// execute runs one dispatch, turning a kernel panic into an error so that a
+// kernel bug fails the evaluation instead of the process.
+func (d *Device) execute(o *op) (err error) {
+	call := Call{Grid: o.grid, Group: o.group, Params: o.params, workers: d.workers}
+	call.Args = make([]Arg, len(o.args))
+	for i, a := range o.args {
+		b := a.Buffer.(*buffer)
+		if e := b.span(a.Offset, int(a.Size)); e != nil {
+			return fmt.Errorf("%s argument %s: %v", o.k.name, a.Name, e)
+		}
+		call.Args[i] = Arg{Bytes: b.data[a.Offset : a.Offset+a.Size : a.Offset+a.Size], Access: a.Access, Name: a.Name}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cpu kernel %s panicked: %v", o.k.name, r)
+		}
+	}()
+	if err := o.k.fn(&call); err != nil {
+		return fmt.Errorf("cpu kernel %s: %w", o.k.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package cpu
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/loomrt/loom/primitives"
+)
+
+// Kernel is a CPU kernel: a Go function that performs one dispatch.
+//
+// A kernel must give the same result whatever the number of workers: each
+// output element is computed by one piece of work, with a fixed order of
+// accumulation. Checking mode compares results bit for bit across schedules.
+type Kernel func(c *Call) error
+
+// Call is one dispatch as a kernel sees it.
+type Call struct {
+	Grid, Group primitives.Dim3
+	Args        []Arg // buffer arguments in binding order
+	Params      any   // the dispatch's params struct pointer, or nil
+	workers     int
+}
+
+// Arg is a buffer argument: the bytes of the bound range.
+type Arg struct {
+	Bytes  []byte
+	Access primitives.Access
+	Name   string
+}
+
+// F32 views argument i as float32s.
+func (c *Call) F32(i int) []float32 { return view[float32](c.Args[i].Bytes) }
+
+// U16 views argument i as uint16s (float16 and bfloat16 storage).
+func (c *Call) U16(i int) []uint16 { return view[uint16](c.Args[i].Bytes) }
+
+// I32 views argument i as int32s.
+func (c *Call) I32(i int) []int32 { return view[int32](c.Args[i].Bytes) }
+
+// I64 views argument i as int64s.
+func (c *Call) I64(i int) []int64 { return view[int64](c.Args[i].Bytes) }
+
+// U32 views argument i as uint32s.
+func (c *Call) U32(i int) []uint32 { return view[uint32](c.Args[i].Bytes) }
+
+// U8 is argument i's bytes (bool storage).
+func (c *Call) U8(i int) []uint8 { return c.Args[i].Bytes }
+
+// view reinterprets b as elements of type T. Buffers are 64-byte aligned and
+// the runtime binds element-aligned offsets.
+func view[T any](b []byte) []T {
+	var z T
+	n := len(b) / int(unsafe.Sizeof(z))
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
+}
+
+// Workers is the number of goroutines the kernel may use.
+func (c *Call) Workers() int { return max(c.workers, 1) }
+
+// Parallel calls fn over [0, n) split into contiguous chunks of at least
+// grain items, one chunk per worker at most, and waits for all of them.
+func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
+	Parallel(c.Workers(), n, grain, fn)
+}
+
+// Parallel splits [0, n) into at most workers chunks of at least grain items
+// and runs fn on each, concurrently, returning when all are done.
+func Parallel(workers, n, grain int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	grain = max(grain, 1)
+	chunks := min(workers, (n+grain-1)/grain)
+	if chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	per := (n + chunks - 1) / chunks
+	var wg sync.WaitGroup
+	for lo := per; lo < n; lo += per {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(lo, min(lo+per, n))
+	}
+	fn(0, min(per, n))
+	wg.Wait()
+}
+
+var registry sync.Map // kernel name → Kernel
+
+// Register makes k the CPU kernel for dispatches named name. Custom
+// primitives register their kernels this way, usually from an init function.
+// Registering a name twice is an error.
+func Register(name string, k Kernel) error {
+	if k == nil {
+		return fmt.Errorf("cpu: nil kernel for %q", name)
+	}
+	if _, dup := registry.LoadOrStore(name, k); dup {
+		return fmt.Errorf("cpu: kernel %q is already registered", name)
+	}
+	return nil
+}
+
+// mustRegister registers a built-in kernel; a duplicate is a bug in this
+// package.
+func mustRegister(name string, k Kernel) {
+	if err := Register(name, k); err != nil {
+		panic(err)
+	}
+}
+
+func lookup(name string) (Kernel, bool) {
+	k, ok := registry.Load(name)
+	if !ok {
+		return nil, false
+	}
+	return k.(Kernel), true
+}
+
+func init() {
+	mustRegister("copy_bytes", func(c *Call) error {
+		p := c.Params.(*primitives.CopyParams)
+		src, dst := c.Args[0].Bytes, c.Args[1].Bytes
+		n := int(p.Bytes)
+		if n > len(src) || n > len(dst) {
+			return fmt.Errorf("copy of %d bytes from %d into %d", n, len(src), len(dst))
+		}
+		c.Parallel(n, 1<<16, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
+		return nil
+	})
+}

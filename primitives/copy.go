@@ -1,0 +1,26 @@
+package primitives
+
+// CopyParams are the params of the copy kernel.
+type CopyParams struct {
+	Bytes uint32
+}
+
+// CopyThreads is the number of threads per group of the copy kernel; each
+// thread copies 16 bytes.
+const CopyThreads = 256
+
+// CopyDispatch copies nbytes from src to dst. The runtime uses it when an
+// in-place update cannot take its input's buffer and must update a copy.
+func CopyDispatch(src, dst Ref, nbytes int64) Dispatch {
+	return Dispatch{
+		Kernel: "copy_bytes",
+		Grid:   Dim3{Groups(int(nbytes+15)/16, CopyThreads), 1, 1},
+		Group:  Dim3{CopyThreads, 1, 1},
+		Args:   []Arg{R("src", src), W("dst", dst)},
+		Params: &CopyParams{Bytes: uint32(nbytes)},
+	}
+}
+
+func init() {
+	register(KernelSpec{Name: "copy_bytes", Args: []string{"src", "dst"}, Params: (*CopyParams)(nil)})
+}

@@ -1,0 +1,212 @@
+// Package primitives defines the Primitive interface and Loom's built-in
+// primitives. A primitive knows two things: the dtype and shape of its
+// outputs, and how to lower itself to backend-neutral dispatches — a kernel
+// name, a grid, and arguments that name buffers with an access mode.
+//
+// A primitive never sees a fence, a barrier or a command buffer: ordering is
+// the runtime encoder's job alone, and it derives that ordering from the
+// access modes declared here.
+package primitives
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// Primitive is an operation of the graph.
+//
+// Implementations should be small comparable value types: the runtime may
+// compare primitives to reuse a plan. A primitive whose outputs live in an
+// input's buffer also implements graph.Aliaser.
+type Primitive interface {
+	graph.Primitive
+	// Outputs returns the dtype and shape of each output for the given inputs,
+	// or an error that says which input is wrong and why.
+	Outputs(inputs []graph.Spec) ([]graph.Spec, error)
+	// Lower appends the dispatches that compute the outputs to l.
+	Lower(l *Lowering) error
+}
+
+// Dim3 is a grid or threadgroup size.
+type Dim3 struct{ X, Y, Z int }
+
+// Count is X·Y·Z.
+func (d Dim3) Count() int { return d.X * d.Y * d.Z }
+
+// Access says how a dispatch uses a buffer.
+type Access uint8
+
+// Access modes. ReadWrite is both a read and a write for hazard tracking.
+const (
+	Read Access = 1 << iota
+	Write
+	ReadWrite = Read | Write
+)
+
+func (a Access) String() string {
+	switch a {
+	case Read:
+		return "read"
+	case Write:
+		return "write"
+	case ReadWrite:
+		return "read-write"
+	}
+	return fmt.Sprintf("Access(%d)", uint8(a))
+}
+
+// Writes reports whether the access writes.
+func (a Access) Writes() bool { return a&Write != 0 }
+
+// Caps describes the device a graph is lowered for. Primitives use it to
+// choose between lowerings (the split-KV decision, tile sizes).
+type Caps struct {
+	Device             string // "cpu", "metal", "cuda"
+	SIMDWidth          int    // threads that execute in lockstep
+	MaxThreadsPerGroup int
+	MaxSharedBytes     int // threadgroup memory per group
+	Cores              int // GPU cores (Metal), multiprocessors (CUDA) or CPU cores
+}
+
+// RefKind says what buffer an argument refers to.
+type RefKind uint8
+
+// The buffers a dispatch can name.
+const (
+	InputRef RefKind = iota
+	OutputRef
+	ScratchRef
+)
+
+// Ref names one of a node's buffers: an input, an output or a scratch buffer.
+type Ref struct {
+	Kind  RefKind
+	Index int
+}
+
+// Arg is one buffer argument of a dispatch. Bytes [Offset, Offset+Size) of
+// the referenced buffer are accessed; Size 0 means to the end.
+type Arg struct {
+	Name   string // the kernel parameter's name; checked against the MSL sources
+	Ref    Ref
+	Access Access
+	Offset int64
+	Size   int64
+}
+
+// Dispatch is one kernel launch. Buffer arguments are bound at indices
+// 0..len(Args)-1 in order; Params, if not nil, is bound at index len(Args).
+type Dispatch struct {
+	Kernel string
+	Grid   Dim3 // threadgroups
+	Group  Dim3 // threads per threadgroup
+	Args   []Arg
+	// Params is a pointer to a struct of 4-byte fields (int32, uint32,
+	// float32, or arrays of them) so that its memory layout is the same in Go,
+	// MSL and CUDA C. CPU kernels type-assert it.
+	Params      any
+	SharedBytes int
+}
+
+// Lowering is the context a primitive lowers into: the specs of its inputs
+// and outputs, the device caps, and the dispatches and scratch it asks for.
+type Lowering struct {
+	Inputs  []graph.Spec
+	Outputs []graph.Spec
+	Caps    Caps
+
+	Dispatches []Dispatch
+	Scratch    []int64        // sizes in bytes of the scratch buffers requested
+	Counters   map[string]int // statistics the primitive reports, such as the attention path taken
+}
+
+// NewLowering returns a Lowering for the given specs and caps.
+func NewLowering(inputs, outputs []graph.Spec, caps Caps) *Lowering {
+	return &Lowering{Inputs: inputs, Outputs: outputs, Caps: caps}
+}
+
+// Reset clears the results for reuse with new specs.
+func (l *Lowering) Reset(inputs, outputs []graph.Spec) {
+	l.Inputs, l.Outputs = inputs, outputs
+	l.Dispatches, l.Scratch = l.Dispatches[:0], l.Scratch[:0]
+	clear(l.Counters)
+}
+
+// In refers to input i.
+func In(i int) Ref { return Ref{InputRef, i} }
+
+// Out refers to output i.
+func Out(i int) Ref { return Ref{OutputRef, i} }
+
+// NewScratch asks the runtime for a scratch buffer of nbytes that lives for
+// this node's dispatches only, and returns a reference to it. The runtime
+// tracks scratch buffers exactly like any other buffer.
+func (l *Lowering) NewScratch(nbytes int64) Ref {
+	l.Scratch = append(l.Scratch, nbytes)
+	return Ref{ScratchRef, len(l.Scratch) - 1}
+}
+
+// Add appends a dispatch.
+func (l *Lowering) Add(d Dispatch) { l.Dispatches = append(l.Dispatches, d) }
+
+// Count adds n to the named statistic.
+func (l *Lowering) Count(name string, n int) {
+	if l.Counters == nil {
+		l.Counters = map[string]int{}
+	}
+	l.Counters[name] += n
+}
+
+// R is a read argument.
+func R(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: Read} }
+
+// W is a write argument.
+func W(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: Write} }
+
+// RW is a read-write argument.
+func RW(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: ReadWrite} }
+
+// Groups is the number of groups of size g that cover n items.
+func Groups(n, g int) int { return (n + g - 1) / g }
+
+// KernelSpec describes a built-in kernel: its name and the names of its
+// buffer parameters in binding order, and the type of its params struct
+// (a nil pointer of that type, or nil for none). Every backend implements
+// every kernel in the catalog; tests hold both sides to it.
+type KernelSpec struct {
+	Name   string
+	Args   []string
+	Params any
+}
+
+var catalog = map[string]KernelSpec{}
+
+// register adds kernels to the catalog; each primitive family calls it from
+// an init function for every name it can emit.
+func register(specs ...KernelSpec) {
+	for _, s := range specs {
+		if _, dup := catalog[s.Name]; dup {
+			panic("primitives: kernel " + s.Name + " registered twice")
+		}
+		catalog[s.Name] = s
+	}
+}
+
+// Catalog returns every built-in kernel, sorted by name.
+func Catalog() []KernelSpec {
+	out := make([]KernelSpec, 0, len(catalog))
+	for _, s := range catalog {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b KernelSpec) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// LookupKernel returns the catalog entry for a built-in kernel name.
+func LookupKernel(name string) (KernelSpec, bool) {
+	s, ok := catalog[name]
+	return s, ok
+}

@@ -1,0 +1,266 @@
+package runtime
+
+import (
+	"github.com/loomrt/loom/primitives"
+)
+
+// The encoder is the only code in Loom that orders device work. It sees every
+// buffer access of every dispatch, with its mode, and keeps for each buffer
+// the last write and the reads since. From those it derives, per dispatch:
+//
+//   - a Barrier when a conflicting access is in the same segment of the
+//     current pass (the dispatches since the last barrier);
+//   - a WaitFence on the fence of an earlier pass when a conflicting access
+//     is there (every pass updates its own fence when it ends);
+//   - nothing when the conflicting access is in a command buffer the host has
+//     already seen complete.
+//
+// The state persists across Eval calls, so step k+1's in-place write of the
+// KV cache waits for step k's attention reads of it even when step k is
+// still running. Read-after-write, write-after-write and write-after-read
+// are all conflicts; two reads are not.
+
+// site is where a dispatch was encoded: its command buffer, pass and segment.
+type site struct {
+	cb   uint64 // command buffer sequence number, from 1
+	pass uint64 // global pass number, from 1
+	seg  int    // segment within the pass: the number of barriers before it
+}
+
+// bufState is the hazard-tracking state of one buffer.
+type bufState struct {
+	write     site // last write; write.cb == 0 if none is outstanding
+	reads     []site
+	lastUse   uint64 // newest command buffer that touched the buffer
+	untracked bool   // only ever set by a test mutation
+}
+
+type encoder struct {
+	rt    *Runtime
+	queue Queue
+	event Event // signalled with each command buffer's sequence number
+
+	cb        CommandBuffer
+	cbSeq     uint64          // sequence number of the open command buffer, or of the last one
+	completed uint64          // the host has seen every command buffer up to this one complete
+	committed []CommandBuffer // committed during the Eval being encoded
+
+	pass       Encoder
+	passID     uint64
+	seg        int
+	passCount  int             // dispatches in the open pass
+	cbCount    int             // dispatches in the open command buffer
+	waited     map[uint64]bool // passes the open pass already waits for
+	passFences map[uint64]passFence
+	freeFences []Fence
+
+	state map[Buffer]*bufState
+
+	stats *Stats // the statistics of the Eval being encoded
+}
+
+type passFence struct {
+	fence Fence
+	cb    uint64
+}
+
+func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
+	return &encoder{
+		rt: rt, queue: q, event: ev,
+		waited:     map[uint64]bool{},
+		passFences: map[uint64]passFence{},
+		state:      map[Buffer]*bufState{},
+	}
+}
+
+func (e *encoder) stateOf(b Buffer) *bufState {
+	st := e.state[b]
+	if st == nil {
+		st = &bufState{}
+		e.state[b] = st
+	}
+	return st
+}
+
+// busy reports whether device work that touches b may still be running.
+func (e *encoder) busy(b Buffer) bool {
+	st := e.state[b]
+	return st != nil && st.lastUse > e.completed
+}
+
+// dispatch encodes one kernel launch with the orderings its accesses need.
+func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
+	e.open()
+	barrier := false
+	var waits []uint64
+	need := func(s site) {
+		switch {
+		case s.cb == 0 || s.cb <= e.completed:
+		case s.pass == e.passID:
+			if s.seg == e.seg {
+				barrier = true
+			}
+		case !e.waited[s.pass] && !contains(waits, s.pass):
+			waits = append(waits, s.pass)
+		}
+	}
+	for _, a := range args {
+		st := e.stateOf(a.Buffer)
+		if st.untracked {
+			continue
+		}
+		need(st.write)
+		if a.Access.Writes() {
+			for _, r := range st.reads {
+				need(r)
+			}
+		}
+	}
+	for _, p := range waits {
+		e.waited[p] = true
+		if e.rt.mut.dropFenceWait() {
+			continue
+		}
+		e.pass.WaitFence(e.passFences[p].fence)
+		e.stats.FenceWaits++
+	}
+	if barrier {
+		e.seg++
+		if !e.rt.mut.dropBarrier() {
+			e.pass.Barrier()
+			e.stats.Barriers++
+		}
+	}
+	e.pass.Dispatch(k, d.Grid, d.Group, args, d.Params, d.SharedBytes)
+	e.stats.Dispatches++
+
+	here := site{e.cbSeq, e.passID, e.seg}
+	for _, a := range args {
+		st := e.stateOf(a.Buffer)
+		st.lastUse = e.cbSeq
+		if !a.Access.Writes() {
+			st.addRead(here, e.completed)
+		}
+	}
+	for _, a := range args {
+		if a.Access.Writes() {
+			st := e.stateOf(a.Buffer)
+			st.write = here
+			st.reads = st.reads[:0]
+		}
+	}
+	e.passCount++
+	e.cbCount++
+	if n := e.rt.opts.DispatchesPerPass; n > 0 && e.passCount >= n {
+		e.endPass()
+	}
+	if n := e.rt.opts.DispatchesPerCommandBuffer; n > 0 && e.cbCount >= n {
+		e.commit()
+	}
+}
+
+// addRead records a read at s, keeping at most one entry per pass (the latest
+// segment: a later write in that pass is ordered after earlier segments by
+// the barriers between them) and dropping reads the host has seen complete.
+func (st *bufState) addRead(s site, completed uint64) {
+	out := st.reads[:0]
+	for _, r := range st.reads {
+		if r.cb > completed && r.pass != s.pass {
+			out = append(out, r)
+		}
+	}
+	st.reads = append(out, s)
+}
+
+func contains(xs []uint64, x uint64) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// open makes sure a command buffer and a pass are open.
+func (e *encoder) open() {
+	if e.cb == nil {
+		e.cb = e.queue.NewCommandBuffer()
+		e.cbSeq++
+		e.cbCount = 0
+	}
+	if e.pass == nil {
+		e.pass = e.cb.NewPass()
+		e.passID++
+		e.seg = 0
+		e.passCount = 0
+		clear(e.waited)
+		e.stats.Passes++
+	}
+}
+
+// endPass ends the open pass, updating its fence so that later passes can
+// wait for it.
+func (e *encoder) endPass() {
+	if e.pass == nil {
+		return
+	}
+	if e.passCount > 0 {
+		var f Fence
+		if n := len(e.freeFences); n > 0 {
+			f = e.freeFences[n-1]
+			e.freeFences = e.freeFences[:n-1]
+		} else {
+			f = e.queue.NewFence()
+		}
+		e.pass.UpdateFence(f)
+		e.passFences[e.passID] = passFence{f, e.cbSeq}
+	}
+	e.pass.End()
+	e.pass = nil
+}
+
+// commit ends the open command buffer and submits it. It signals the event
+// with its sequence number when done.
+func (e *encoder) commit() {
+	if e.cb == nil {
+		return
+	}
+	e.endPass()
+	e.cb.Signal(e.event, e.cbSeq)
+	e.cb.Commit()
+	e.committed = append(e.committed, e.cb)
+	e.cb = nil
+	e.stats.CommandBuffers++
+}
+
+// waitFor blocks the host until command buffer seq has completed.
+func (e *encoder) waitFor(seq uint64) {
+	if seq <= e.completed {
+		return
+	}
+	e.event.Wait(seq)
+	e.stats.HostWaits++
+	e.observe(seq)
+}
+
+// poll notes, without blocking, how far the device has got.
+func (e *encoder) poll() {
+	if v := e.event.Value(); v > e.completed {
+		e.observe(v)
+	}
+}
+
+// observe records that every command buffer up to seq has completed, so
+// their fences can be reused and their buffers freed.
+func (e *encoder) observe(seq uint64) {
+	if seq <= e.completed {
+		return
+	}
+	e.completed = seq
+	for p, pf := range e.passFences {
+		if pf.cb <= seq {
+			e.freeFences = append(e.freeFences, pf.fence)
+			delete(e.passFences, p)
+		}
+	}
+}

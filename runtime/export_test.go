@@ -1,0 +1,28 @@
+package runtime
+
+// Mutation names for tests that break the runtime on purpose.
+const (
+	MutDropBarrier   = "drop-barrier"
+	MutDropFenceWait = "drop-fence-wait"
+	MutFreeEarly     = "free-early"
+	MutExemptAlias   = "exempt-alias"
+)
+
+// SetMutation makes rt break the nth occurrence of the named mutation (for
+// MutExemptAlias, every occurrence).
+func SetMutation(rt *Runtime, name string, nth int) {
+	kinds := map[string]mutationKind{
+		MutDropBarrier:   mutDropBarrier,
+		MutDropFenceWait: mutDropFenceWait,
+		MutFreeEarly:     mutFreeEarly,
+		MutExemptAlias:   mutExemptAlias,
+	}
+	k, ok := kinds[name]
+	if !ok {
+		panic("unknown mutation " + name)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.mut = &mutation{kind: k, nth: nth}
+	rt.pool.mut = rt.mut
+}
