@@ -1,0 +1,289 @@
+// Package model runs Qwen3-family language models on Loom: the
+// configuration and weights of a Hugging Face model directory (config.json
+// and safetensors), the transformer's forward pass built from Loom's ops, a
+// paged KV cache manager (block allocator, block tables, slot mapping), a
+// byte-level tokenizer and host-side sampling.
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Config is the architecture of a Qwen3 model, read from a Hugging Face
+// config.json.
+type Config struct {
+	VocabSize             int
+	HiddenSize            int
+	IntermediateSize      int
+	NumLayers             int
+	NumHeads              int // query heads
+	NumKVHeads            int
+	HeadDim               int
+	MaxPositionEmbeddings int
+	RMSNormEps            float32
+	RopeTheta             float32
+	TieWordEmbeddings     bool
+	BOSTokenID            int   // -1 if the config names none
+	EOSTokenIDs           []int // generation stops at any of these
+	TorchDType            string
+}
+
+// Qwen3_0_6B is the configuration of Qwen/Qwen3-0.6B, built in so that
+// benchmarks need no download.
+var Qwen3_0_6B = Config{
+	VocabSize:             151936,
+	HiddenSize:            1024,
+	IntermediateSize:      3072,
+	NumLayers:             28,
+	NumHeads:              16,
+	NumKVHeads:            8,
+	HeadDim:               128,
+	MaxPositionEmbeddings: 40960,
+	RMSNormEps:            1e-6,
+	RopeTheta:             1e6,
+	TieWordEmbeddings:     true,
+	BOSTokenID:            151643,
+	EOSTokenIDs:           []int{151645},
+	TorchDType:            "bfloat16",
+}
+
+// rawConfig mirrors the config.json fields Loom reads. Pointers tell a
+// missing field from a zero one.
+type rawConfig struct {
+	Architectures         []string        `json:"architectures"`
+	ModelType             string          `json:"model_type"`
+	VocabSize             *int            `json:"vocab_size"`
+	HiddenSize            *int            `json:"hidden_size"`
+	IntermediateSize      *int            `json:"intermediate_size"`
+	NumHiddenLayers       *int            `json:"num_hidden_layers"`
+	NumAttentionHeads     *int            `json:"num_attention_heads"`
+	NumKeyValueHeads      *int            `json:"num_key_value_heads"`
+	HeadDim               *int            `json:"head_dim"`
+	MaxPositionEmbeddings *int            `json:"max_position_embeddings"`
+	RMSNormEps            *float64        `json:"rms_norm_eps"`
+	RopeTheta             *float64        `json:"rope_theta"`
+	RopeScaling           json.RawMessage `json:"rope_scaling"`
+	RopeParameters        *ropeParameters `json:"rope_parameters"`
+	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
+	HiddenAct             *string         `json:"hidden_act"`
+	AttentionBias         *bool           `json:"attention_bias"`
+	UseSlidingWindow      *bool           `json:"use_sliding_window"`
+	BOSTokenID            json.RawMessage `json:"bos_token_id"`
+	EOSTokenID            json.RawMessage `json:"eos_token_id"`
+	TorchDType            string          `json:"torch_dtype"`
+	DType                 string          `json:"dtype"`
+}
+
+// ropeParameters is transformers 5's form of the RoPE settings.
+type ropeParameters struct {
+	RopeType  string   `json:"rope_type"`
+	RopeTheta *float64 `json:"rope_theta"`
+}
+
+// LoadConfig reads and validates dir/config.json.
+func LoadConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("model config: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("model config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and validates the contents of a config.json. Fields
+// Loom does not implement (attention bias, sliding windows, RoPE scaling,
+// activations other than SiLU) give an error that says they are
+// unsupported rather than a silently different model.
+func ParseConfig(b []byte) (Config, error) {
+	var r rawConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&r); err != nil {
+		return Config{}, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if r.ModelType != "qwen3" && (r.ModelType != "" || !slices.Contains(r.Architectures, "Qwen3ForCausalLM")) {
+		return Config{}, fmt.Errorf("model_type %q (architectures %q) is unsupported: Loom runs qwen3 models", r.ModelType, r.Architectures)
+	}
+	c := Config{TorchDType: r.DType, BOSTokenID: -1}
+	if c.TorchDType == "" {
+		c.TorchDType = r.TorchDType
+	}
+	for _, f := range []struct {
+		name string
+		src  *int
+		dst  *int
+	}{
+		{"vocab_size", r.VocabSize, &c.VocabSize},
+		{"hidden_size", r.HiddenSize, &c.HiddenSize},
+		{"intermediate_size", r.IntermediateSize, &c.IntermediateSize},
+		{"num_hidden_layers", r.NumHiddenLayers, &c.NumLayers},
+		{"num_attention_heads", r.NumAttentionHeads, &c.NumHeads},
+		{"max_position_embeddings", r.MaxPositionEmbeddings, &c.MaxPositionEmbeddings},
+	} {
+		if f.src == nil {
+			return Config{}, fmt.Errorf("%s is missing", f.name)
+		}
+		*f.dst = *f.src
+	}
+	c.NumKVHeads = c.NumHeads // multi-head attention unless the config says otherwise
+	if r.NumKeyValueHeads != nil {
+		c.NumKVHeads = *r.NumKeyValueHeads
+	}
+	if r.HeadDim != nil {
+		c.HeadDim = *r.HeadDim
+	} else if c.NumHeads > 0 {
+		c.HeadDim = c.HiddenSize / c.NumHeads
+	}
+	c.RMSNormEps = 1e-6
+	if r.RMSNormEps != nil {
+		c.RMSNormEps = float32(*r.RMSNormEps)
+	}
+	theta, err := ropeTheta(&r)
+	if err != nil {
+		return Config{}, err
+	}
+	c.RopeTheta = float32(theta)
+	if r.TieWordEmbeddings != nil {
+		c.TieWordEmbeddings = *r.TieWordEmbeddings
+	}
+	if r.HiddenAct != nil && *r.HiddenAct != "silu" {
+		return Config{}, fmt.Errorf("hidden_act %q is unsupported (Qwen3 uses silu)", *r.HiddenAct)
+	}
+	if r.AttentionBias != nil && *r.AttentionBias {
+		return Config{}, fmt.Errorf("attention_bias true is unsupported")
+	}
+	if r.UseSlidingWindow != nil && *r.UseSlidingWindow {
+		return Config{}, fmt.Errorf("use_sliding_window true is unsupported")
+	}
+	if c.BOSTokenID, err = tokenID("bos_token_id", r.BOSTokenID); err != nil {
+		return Config{}, err
+	}
+	if c.EOSTokenIDs, err = tokenIDs("eos_token_id", r.EOSTokenID); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+func ropeTheta(r *rawConfig) (float64, error) {
+	if s := bytes.TrimSpace(r.RopeScaling); len(s) > 0 && !bytes.Equal(s, []byte("null")) {
+		var rs ropeParameters
+		if err := json.Unmarshal(s, &rs); err != nil || (rs.RopeType != "" && rs.RopeType != "default") {
+			return 0, fmt.Errorf("rope_scaling %s is unsupported (only the default RoPE is implemented)", s)
+		}
+	}
+	theta := 10000.0 // transformers' default
+	if p := r.RopeParameters; p != nil {
+		if p.RopeType != "" && p.RopeType != "default" {
+			return 0, fmt.Errorf("rope_parameters.rope_type %q is unsupported (only the default RoPE is implemented)", p.RopeType)
+		}
+		if p.RopeTheta != nil {
+			theta = *p.RopeTheta
+		}
+	}
+	if r.RopeTheta != nil {
+		theta = *r.RopeTheta
+	}
+	if !(theta > 1) || math.IsInf(theta, 0) || theta > math.MaxFloat32 {
+		return 0, fmt.Errorf("rope_theta %v is not a finite number above 1", theta)
+	}
+	return theta, nil
+}
+
+// tokenID parses an optional token id field: absent or null is -1.
+func tokenID(field string, raw json.RawMessage) (int, error) {
+	ids, err := tokenIDs(field, raw)
+	switch {
+	case err != nil:
+		return 0, err
+	case len(ids) == 0:
+		return -1, nil
+	case len(ids) > 1:
+		return 0, fmt.Errorf("%s: one id expected, got %v", field, ids)
+	}
+	return ids[0], nil
+}
+
+// tokenIDs parses a token id field that may be absent, null, one id or a
+// list of ids.
+func tokenIDs(field string, raw json.RawMessage) ([]int, error) {
+	s := bytes.TrimSpace(raw)
+	if len(s) == 0 || bytes.Equal(s, []byte("null")) {
+		return nil, nil
+	}
+	var one int
+	if err := json.Unmarshal(s, &one); err == nil {
+		return []int{one}, nil
+	}
+	var list []int
+	if err := json.Unmarshal(s, &list); err != nil {
+		return nil, fmt.Errorf("%s: %s is neither a token id nor a list of them", field, s)
+	}
+	return list, nil
+}
+
+// Validate checks that the sizes describe a model Loom can build.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"vocab_size", c.VocabSize},
+		{"hidden_size", c.HiddenSize},
+		{"intermediate_size", c.IntermediateSize},
+		{"num_hidden_layers", c.NumLayers},
+		{"num_attention_heads", c.NumHeads},
+		{"num_key_value_heads", c.NumKVHeads},
+		{"head_dim", c.HeadDim},
+		{"max_position_embeddings", c.MaxPositionEmbeddings},
+	} {
+		// The upper bound keeps every product of two sizes inside int32 range
+		// checks of the kernels and every allocation sane.
+		if f.v <= 0 || f.v > 1<<24 {
+			return fmt.Errorf("%s = %d is out of range [1, %d]", f.name, f.v, 1<<24)
+		}
+	}
+	if c.NumHeads%c.NumKVHeads != 0 {
+		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
+	}
+	if c.HeadDim%2 != 0 {
+		return fmt.Errorf("head_dim %d is odd; rotary embeddings rotate pairs", c.HeadDim)
+	}
+	if !(c.RMSNormEps > 0) || math.IsInf(float64(c.RMSNormEps), 0) {
+		return fmt.Errorf("rms_norm_eps %v is not a positive finite number", c.RMSNormEps)
+	}
+	if !(c.RopeTheta > 1) || math.IsInf(float64(c.RopeTheta), 0) {
+		return fmt.Errorf("rope_theta %v is not a finite number above 1", c.RopeTheta)
+	}
+	if c.BOSTokenID < -1 || c.BOSTokenID >= c.VocabSize {
+		return fmt.Errorf("bos_token_id %d is outside the vocabulary [0, %d)", c.BOSTokenID, c.VocabSize)
+	}
+	for _, id := range c.EOSTokenIDs {
+		if id < 0 || id >= c.VocabSize {
+			return fmt.Errorf("eos_token_id %d is outside the vocabulary [0, %d)", id, c.VocabSize)
+		}
+	}
+	return nil
+}
+
+// IsEOS reports whether generation stops at token id.
+func (c Config) IsEOS(id int) bool { return slices.Contains(c.EOSTokenIDs, id) }
+
+// Params is the number of parameters of the model's weights.
+func (c Config) Params() int64 {
+	h, q, kv := int64(c.HiddenSize), int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	layer := h*q + 2*h*kv + q*h + 3*h*int64(c.IntermediateSize) + 2*h + 2*int64(c.HeadDim)
+	n := int64(c.NumLayers)*layer + int64(c.VocabSize)*h + h
+	if !c.TieWordEmbeddings {
+		n += int64(c.VocabSize) * h
+	}
+	return n
+}

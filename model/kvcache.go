@@ -1,0 +1,226 @@
+package model
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/runtime"
+)
+
+// CacheConfig sizes a paged KV cache.
+type CacheConfig struct {
+	NumBlocks int // physical blocks shared by all sequences
+	BlockSize int // tokens per block
+	Layers    int
+	KVHeads   int
+	HeadDim   int
+	DType     graph.DType // the model's activation dtype
+}
+
+// Bytes is the memory the K and V arrays of all layers take.
+func (c CacheConfig) Bytes() int64 {
+	return 2 * int64(c.Layers) * int64(c.NumBlocks) * int64(c.BlockSize) * int64(c.KVHeads) * int64(c.HeadDim) * int64(c.DType.Size())
+}
+
+// KVCache is a paged KV cache: per layer, K and V arrays of shape
+// [num_blocks, block_size, kv_heads, head_dim] (token-major, "NHD"), and the
+// bookkeeping that maps each sequence's token positions to slots of them.
+//
+// Blocks come from one pool. A sequence holds the blocks its tokens need,
+// in order (its block table); a token at position pos lives in slot
+// table[pos/bs]·bs + pos%bs. Finishing a sequence returns its blocks.
+// Running out of blocks is an error that leaves the cache unchanged; the
+// caller decides whom to finish (this manager never evicts).
+//
+// The K and V arrays are replaced every step: ops.KVWrite consumes them by
+// donation and returns the arrays that the step's attention reads, which
+// SetLayer stores for the next step.
+type KVCache struct {
+	cfg  CacheConfig
+	K, V []*graph.Array
+	free []int32 // free blocks, used as a stack
+	seqs map[int]*sequence
+}
+
+type sequence struct {
+	blocks []int32
+	length int // tokens whose K/V are (or are being) written
+}
+
+// NewKVCache allocates the cache's arrays on rt. fill, if not nil, sets the
+// host bytes of each layer's K and V array before upload (benchmarks fill
+// them with random values); otherwise they are zero.
+func NewKVCache(rt *runtime.Runtime, cfg CacheConfig, fill func(layer int, b []byte)) (*KVCache, error) {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"blocks", cfg.NumBlocks}, {"block size", cfg.BlockSize}, {"layers", cfg.Layers}, {"KV heads", cfg.KVHeads}, {"head dim", cfg.HeadDim}} {
+		if f.v <= 0 {
+			return nil, fmt.Errorf("kv cache: %s = %d must be positive", f.name, f.v)
+		}
+	}
+	if cfg.NumBlocks > 1<<30 || int64(cfg.NumBlocks)*int64(cfg.BlockSize) > 1<<31-1 {
+		return nil, fmt.Errorf("kv cache: %d blocks of %d tokens exceed the int32 slot range", cfg.NumBlocks, cfg.BlockSize)
+	}
+	if !cfg.DType.IsFloat() {
+		return nil, fmt.Errorf("kv cache: dtype %s is not a float dtype", cfg.DType)
+	}
+	c := &KVCache{cfg: cfg, K: make([]*graph.Array, cfg.Layers), V: make([]*graph.Array, cfg.Layers), seqs: map[int]*sequence{}}
+	shape := []int{cfg.NumBlocks, cfg.BlockSize, cfg.KVHeads, cfg.HeadDim}
+	nbytes := graph.Spec{DType: cfg.DType, Shape: shape}.Bytes()
+	for l := range cfg.Layers {
+		for _, dst := range []*[]*graph.Array{&c.K, &c.V} {
+			b := make([]byte, nbytes)
+			if fill != nil {
+				fill(l, b)
+			}
+			a := graph.FromBytes(cfg.DType, b, shape...)
+			// Upload one array at a time, so the host copy is garbage before
+			// the next is made.
+			if err := rt.Eval(a); err != nil {
+				return nil, fmt.Errorf("kv cache: %w", err)
+			}
+			(*dst)[l] = a
+		}
+	}
+	c.free = make([]int32, cfg.NumBlocks)
+	for i := range c.free {
+		c.free[i] = int32(cfg.NumBlocks - 1 - i) // block 0 is handed out first
+	}
+	return c, nil
+}
+
+// Config is the cache's configuration.
+func (c *KVCache) Config() CacheConfig { return c.cfg }
+
+// SetLayer stores the arrays that replace layer l's K and V after a step.
+func (c *KVCache) SetLayer(l int, k, v *graph.Array) { c.K[l], c.V[l] = k, v }
+
+// Add starts an empty sequence.
+func (c *KVCache) Add(id int) error {
+	if _, ok := c.seqs[id]; ok {
+		return fmt.Errorf("kv cache: sequence %d already exists", id)
+	}
+	c.seqs[id] = &sequence{}
+	return nil
+}
+
+// Free finishes a sequence and returns its blocks to the pool.
+func (c *KVCache) Free(id int) error {
+	s, ok := c.seqs[id]
+	if !ok {
+		return fmt.Errorf("kv cache: no sequence %d", id)
+	}
+	for i := len(s.blocks) - 1; i >= 0; i-- {
+		c.free = append(c.free, s.blocks[i])
+	}
+	delete(c.seqs, id)
+	return nil
+}
+
+// Len is the number of tokens of sequence id in the cache.
+func (c *KVCache) Len(id int) int {
+	if s, ok := c.seqs[id]; ok {
+		return s.length
+	}
+	return 0
+}
+
+// Sequences lists the live sequences, sorted.
+func (c *KVCache) Sequences() []int { return slices.Sorted(maps.Keys(c.seqs)) }
+
+// FreeBlocks is the number of blocks in the pool.
+func (c *KVCache) FreeBlocks() int { return len(c.free) }
+
+// UsedBlocks is the number of blocks held by sequences.
+func (c *KVCache) UsedBlocks() int {
+	n := 0
+	for _, s := range c.seqs {
+		n += len(s.blocks)
+	}
+	return n
+}
+
+// BlockTable returns a copy of sequence id's blocks.
+func (c *KVCache) BlockTable(id int) []int32 {
+	if s, ok := c.seqs[id]; ok {
+		return slices.Clone(s.blocks)
+	}
+	return nil
+}
+
+// Step is the metadata of one step's tokens: sequence i contributes tokens
+// CuSeqlensQ[i] to CuSeqlensQ[i+1] (positions SeqLens[i]−q_len … SeqLens[i]−1).
+type Step struct {
+	Seqs        []int   // sequence ids, in batch order
+	Positions   []int32 // [T] token positions
+	SlotMapping []int32 // [T] cache slot of each token
+	BlockTables []int32 // [len(Seqs), MaxBlocks], right-padded with block 0
+	MaxBlocks   int
+	SeqLens     []int32 // [len(Seqs)] context length including this step
+	CuSeqlensQ  []int32 // [len(Seqs)+1] prefix sums of tokens per sequence
+	MaxSeqLen   int     // the longest SeqLens entry
+	LastTokens  []int32 // [len(Seqs)] index of each sequence's last token
+}
+
+// Tokens is the number of tokens in the step.
+func (s *Step) Tokens() int { return len(s.Positions) }
+
+// Schedule appends newTokens[i] tokens to sequence seqs[i], taking blocks
+// from the pool as needed, and returns the step's metadata. If the pool
+// has too few blocks the cache is left unchanged and the error says how
+// many were needed.
+func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
+	if len(seqs) != len(newTokens) {
+		return nil, fmt.Errorf("kv cache: %d sequences but %d token counts", len(seqs), len(newTokens))
+	}
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("kv cache: empty step")
+	}
+	bs := c.cfg.BlockSize
+	need, seen := 0, map[int]bool{}
+	for i, id := range seqs {
+		s, ok := c.seqs[id]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("kv cache: no sequence %d", id)
+		case seen[id]:
+			return nil, fmt.Errorf("kv cache: sequence %d appears twice in one step", id)
+		case newTokens[i] <= 0:
+			return nil, fmt.Errorf("kv cache: sequence %d: %d new tokens, want at least 1", id, newTokens[i])
+		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
+			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
+		}
+		seen[id] = true
+		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
+	}
+	if need > len(c.free) {
+		return nil, fmt.Errorf("kv cache: out of blocks: the step needs %d more, %d of %d are free", need, len(c.free), c.cfg.NumBlocks)
+	}
+	st := &Step{Seqs: slices.Clone(seqs), CuSeqlensQ: []int32{0}}
+	for i, id := range seqs {
+		s := c.seqs[id]
+		for total := s.length + newTokens[i]; len(s.blocks)*bs < total; {
+			b := c.free[len(c.free)-1]
+			c.free = c.free[:len(c.free)-1]
+			s.blocks = append(s.blocks, b)
+		}
+		for pos := s.length; pos < s.length+newTokens[i]; pos++ {
+			st.Positions = append(st.Positions, int32(pos))
+			st.SlotMapping = append(st.SlotMapping, s.blocks[pos/bs]*int32(bs)+int32(pos%bs))
+		}
+		s.length += newTokens[i]
+		st.SeqLens = append(st.SeqLens, int32(s.length))
+		st.CuSeqlensQ = append(st.CuSeqlensQ, int32(len(st.Positions)))
+		st.LastTokens = append(st.LastTokens, int32(len(st.Positions)-1))
+		st.MaxBlocks = max(st.MaxBlocks, len(s.blocks))
+		st.MaxSeqLen = max(st.MaxSeqLen, s.length)
+	}
+	st.BlockTables = make([]int32, len(seqs)*st.MaxBlocks)
+	for i, id := range seqs {
+		copy(st.BlockTables[i*st.MaxBlocks:], c.seqs[id].blocks)
+	}
+	return st, nil
+}

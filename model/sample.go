@@ -1,0 +1,101 @@
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// SamplerOptions choose how the next token is drawn from the logits.
+type SamplerOptions struct {
+	// Temperature divides the logits; 0 means greedy (the argmax).
+	Temperature float64
+	// TopK keeps the K most likely tokens; 0 keeps all.
+	TopK int
+	// TopP keeps the smallest set of most likely tokens whose probabilities
+	// add up to at least TopP; 0 or 1 keeps all.
+	TopP float64
+	// Seed seeds the draws: the same seed and logits give the same tokens.
+	Seed uint64
+}
+
+// Sampler draws tokens from logits on the host.
+type Sampler struct {
+	opts  SamplerOptions
+	rng   *rand.Rand
+	order []int
+	probs []float64
+}
+
+// NewSampler checks the options and returns a sampler.
+func NewSampler(o SamplerOptions) (*Sampler, error) {
+	switch {
+	case !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0):
+		return nil, fmt.Errorf("sampler: temperature %v must be a finite number ≥ 0", o.Temperature)
+	case o.TopK < 0:
+		return nil, fmt.Errorf("sampler: top-k %d must be ≥ 0", o.TopK)
+	case !(o.TopP >= 0 && o.TopP <= 1):
+		return nil, fmt.Errorf("sampler: top-p %v must lie in [0, 1]", o.TopP)
+	}
+	return &Sampler{opts: o, rng: rand.New(rand.NewPCG(o.Seed, 0x10a3))}, nil
+}
+
+// Sample returns the next token for one sequence's logits. A NaN or +Inf
+// logit is an error.
+func (s *Sampler) Sample(logits []float32) (int, error) {
+	if len(logits) == 0 {
+		return 0, fmt.Errorf("sampler: no logits")
+	}
+	best := 0
+	for i, v := range logits {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 1) {
+			return 0, fmt.Errorf("sampler: logit %d is %v", i, v)
+		}
+		if v > logits[best] {
+			best = i
+		}
+	}
+	if s.opts.Temperature == 0 || math.IsInf(float64(logits[best]), -1) {
+		return best, nil
+	}
+	// Probabilities relative to the best token, most likely first (ties by
+	// id, so the order and hence the draw are deterministic).
+	m := float64(logits[best])
+	s.probs = slices.Grow(s.probs[:0], len(logits))[:len(logits)]
+	s.order = slices.Grow(s.order[:0], len(logits))[:len(logits)]
+	for i, v := range logits {
+		s.probs[i] = math.Exp((float64(v) - m) / s.opts.Temperature)
+		s.order[i] = i
+	}
+	slices.SortFunc(s.order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(s.probs[b], s.probs[a]), cmp.Compare(a, b))
+	})
+	keep := len(s.order)
+	if k := s.opts.TopK; k > 0 && k < keep {
+		keep = k
+	}
+	total := 0.0
+	for _, i := range s.order[:keep] {
+		total += s.probs[i]
+	}
+	if p := s.opts.TopP; p > 0 && p < 1 {
+		cum := 0.0
+		for n, i := range s.order[:keep] {
+			cum += s.probs[i]
+			if cum >= p*total {
+				keep, total = n+1, cum
+				break
+			}
+		}
+	}
+	u := s.rng.Float64() * total
+	for _, i := range s.order[:keep] {
+		u -= s.probs[i]
+		if u < 0 {
+			return i, nil
+		}
+	}
+	return s.order[keep-1], nil // u within rounding of total
+}

@@ -1,0 +1,211 @@
+package model
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// Weights are a Qwen3 model's parameters as graph arrays, in the layout of
+// Hugging Face checkpoints: a linear layer's weight is [out, in].
+type Weights struct {
+	Embed  *graph.Array // [vocab, hidden]
+	Norm   *graph.Array // [hidden], the final RMSNorm
+	LMHead *graph.Array // [vocab, hidden]; the embedding when tied
+	Layers []Layer
+}
+
+// Layer is one transformer block's parameters.
+type Layer struct {
+	InputNorm    *graph.Array // [hidden]
+	PostAttnNorm *graph.Array // [hidden]
+	QNorm, KNorm *graph.Array // [head_dim], RMSNorm of each head of q and k
+	Q            *graph.Array // [heads·head_dim, hidden]
+	K, V         *graph.Array // [kv_heads·head_dim, hidden]
+	O            *graph.Array // [hidden, heads·head_dim]
+	Gate, Up     *graph.Array // [intermediate, hidden]
+	Down         *graph.Array // [hidden, intermediate]
+}
+
+// Arrays lists every distinct weight array.
+func (w *Weights) Arrays() []*graph.Array {
+	out := []*graph.Array{w.Embed, w.Norm}
+	if w.LMHead != w.Embed {
+		out = append(out, w.LMHead)
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		out = append(out, l.InputNorm, l.PostAttnNorm, l.QNorm, l.KNorm, l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down)
+	}
+	return out
+}
+
+// checkpoint is the safetensors files of a model directory, indexed by
+// tensor name.
+type checkpoint struct {
+	dir   string
+	files []*Safetensors
+	index map[string]*Safetensors
+	used  map[string]bool
+}
+
+func openCheckpoint(dir string) (*checkpoint, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no *.safetensors file in %s", dir)
+	}
+	slices.Sort(paths)
+	c := &checkpoint{dir: dir, index: map[string]*Safetensors{}, used: map[string]bool{}}
+	for _, p := range paths {
+		f, err := OpenSafetensors(p)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.files = append(c.files, f)
+		for _, name := range f.Names() {
+			if prev, dup := c.index[name]; dup {
+				c.close()
+				return nil, fmt.Errorf("tensor %q is in both %s and %s", name, prev.Path, p)
+			}
+			c.index[name] = f
+		}
+	}
+	return c, nil
+}
+
+func (c *checkpoint) close() {
+	for _, f := range c.files {
+		f.Close()
+	}
+}
+
+// tensor returns the named tensor as a constant of dtype dt, checking its
+// shape. When the stored dtype is dt the array's bytes are the file's own
+// (mapped) bytes, with no copy; otherwise they are converted.
+func (c *checkpoint) tensor(name string, dt graph.DType, shape ...int) (*graph.Array, error) {
+	f, ok := c.index[name]
+	if !ok {
+		return nil, fmt.Errorf("tensor %s is missing from %s", name, c.dir)
+	}
+	c.used[name] = true
+	info, _ := f.Info(name)
+	if !slices.Equal(info.Shape, shape) {
+		return nil, fmt.Errorf("tensor %s in %s has shape %v, the config needs %v", name, f.Path, info.Shape, shape)
+	}
+	stored, err := DType(info.DType)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s in %s: %v", name, f.Path, err)
+	}
+	b := f.Bytes(info)
+	if stored != dt {
+		b = convertFloats(stored, dt, b)
+	}
+	a := graph.FromBytes(dt, b, shape...)
+	return a, a.Err()
+}
+
+// convertFloats converts float elements between float32, float16 and
+// bfloat16, rounding to nearest even.
+func convertFloats(from, to graph.DType, b []byte) []byte {
+	const chunk = 1 << 16 // elements converted at a time, to bound the float64 temporary
+	n := len(b) / from.Size()
+	out := make([]byte, n*to.Size())
+	vals := make([]float32, 0, chunk)
+	for i := 0; i < n; i += chunk {
+		end := min(n, i+chunk)
+		vals = vals[:0]
+		for _, v := range graph.DecodeFloat64s(from, b[i*from.Size():end*from.Size()]) {
+			vals = append(vals, float32(v))
+		}
+		graph.PutFloat32s(to, out[i*to.Size():], vals)
+	}
+	return out
+}
+
+// unused returns the names of tensors in the files that were not loaded.
+func (c *checkpoint) unused() []string {
+	var out []string
+	for name := range c.index {
+		if !c.used[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// loadWeights reads a Qwen3 checkpoint. dt is the dtype to compute in; 0
+// means the stored dtype of the embedding. The returned checkpoint must be
+// closed once the weights are uploaded.
+func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType, *checkpoint, error) {
+	c, err := openCheckpoint(dir)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fail := func(err error) (*Weights, graph.DType, *checkpoint, error) {
+		c.close()
+		return nil, 0, nil, err
+	}
+	if dt == graph.Invalid {
+		f, ok := c.index["model.embed_tokens.weight"]
+		if !ok {
+			return fail(fmt.Errorf("tensor model.embed_tokens.weight is missing from %s", dir))
+		}
+		info, _ := f.Info("model.embed_tokens.weight")
+		if dt, err = DType(info.DType); err != nil {
+			return fail(fmt.Errorf("tensor model.embed_tokens.weight in %s: %v", f.Path, err))
+		}
+	}
+	h, q, kv, d, inter := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.HeadDim, cfg.IntermediateSize
+	w := &Weights{Layers: make([]Layer, cfg.NumLayers)}
+	type want struct {
+		dst   **graph.Array
+		name  string
+		shape []int
+	}
+	wants := []want{
+		{&w.Embed, "model.embed_tokens.weight", []int{cfg.VocabSize, h}},
+		{&w.Norm, "model.norm.weight", []int{h}},
+	}
+	if !cfg.TieWordEmbeddings {
+		wants = append(wants, want{&w.LMHead, "lm_head.weight", []int{cfg.VocabSize, h}})
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		wants = append(wants,
+			want{&l.InputNorm, p + "input_layernorm.weight", []int{h}},
+			want{&l.PostAttnNorm, p + "post_attention_layernorm.weight", []int{h}},
+			want{&l.QNorm, p + "self_attn.q_norm.weight", []int{d}},
+			want{&l.KNorm, p + "self_attn.k_norm.weight", []int{d}},
+			want{&l.Q, p + "self_attn.q_proj.weight", []int{q, h}},
+			want{&l.K, p + "self_attn.k_proj.weight", []int{kv, h}},
+			want{&l.V, p + "self_attn.v_proj.weight", []int{kv, h}},
+			want{&l.O, p + "self_attn.o_proj.weight", []int{h, q}},
+			want{&l.Gate, p + "mlp.gate_proj.weight", []int{inter, h}},
+			want{&l.Up, p + "mlp.up_proj.weight", []int{inter, h}},
+			want{&l.Down, p + "mlp.down_proj.weight", []int{h, inter}},
+		)
+	}
+	for _, x := range wants {
+		if *x.dst, err = c.tensor(x.name, dt, x.shape...); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.TieWordEmbeddings {
+		w.LMHead = w.Embed
+		c.used["lm_head.weight"] = true // a tied checkpoint may store the copy; the embedding is used
+	}
+	if extra := c.unused(); len(extra) > 0 {
+		return fail(fmt.Errorf("%s holds %d tensors a Qwen3 model of this config does not have (unsupported), such as %s",
+			dir, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
+	}
+	return w, dt, c, nil
+}
