@@ -17,6 +17,9 @@ import (
 // also runs unbroken, where it must report none: the hazard comes from the
 // mutation, not from the scenario.
 
+// checked returns a lazy checking device and a runtime on it. A broken
+// runtime must run with a seed (the one-at-a-time adversarial scheduler):
+// run concurrently, its races would be real data races in the test process.
 func checked(t *testing.T, opts runtime.Options, seed uint64) (*cpu.Device, *runtime.Runtime) {
 	t.Helper()
 	dev := cpu.New(cpu.Options{Check: true, Lazy: true, Seed: seed})
@@ -115,7 +118,7 @@ func TestMutationFreeEarly(t *testing.T) {
 			t.Fatalf("%+v unbroken: %v", opts, hz[0])
 		}
 		for nth := 1; nth <= 4; nth++ {
-			dev, rt := checked(t, opts, 0)
+			dev, rt := checked(t, opts, uint64(nth))
 			runtime.SetMutation(rt, runtime.MutFreeEarly, nth)
 			chain(t, rt)
 			hz := dev.Hazards()
@@ -224,7 +227,7 @@ func TestMutationSweep(t *testing.T) {
 			}
 			for mut, n := range counts {
 				for nth := 1; nth <= n; nth++ {
-					dev, rt := checked(t, opts, 0)
+					dev, rt := checked(t, opts, uint64(nth))
 					runtime.SetMutation(rt, mut, nth)
 					runProgram(t, rt, seed, 3, true, nil)
 					if len(dev.Hazards()) == 0 {
