@@ -1,0 +1,162 @@
+package model
+
+import (
+	"math"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// refModel is a plain float64 Qwen3 forward pass, written for clarity: the
+// reference the graph-built model is checked against.
+type refModel struct {
+	cfg    Config
+	embed  [][]float64 // [vocab][hidden]
+	norm   []float64
+	lmHead [][]float64
+	layers []refLayer
+}
+
+type refLayer struct {
+	inNorm, postNorm, qNorm, kNorm []float64
+	q, k, v, o, gate, up, down     [][]float64 // [out][in]
+}
+
+// newRefModel reads a Weights' constant arrays as float64.
+func newRefModel(t testing.TB, cfg Config, w *Weights) *refModel {
+	t.Helper()
+	vec := func(a *graph.Array) []float64 {
+		t.Helper()
+		f, err := a.Float64s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	mat := func(a *graph.Array) [][]float64 {
+		f := vec(a)
+		rows, cols := a.Shape()[0], a.Shape()[1]
+		m := make([][]float64, rows)
+		for i := range m {
+			m[i] = f[i*cols : (i+1)*cols]
+		}
+		return m
+	}
+	r := &refModel{cfg: cfg, embed: mat(w.Embed), norm: vec(w.Norm), lmHead: mat(w.LMHead)}
+	for _, l := range w.Layers {
+		r.layers = append(r.layers, refLayer{vec(l.InputNorm), vec(l.PostAttnNorm), vec(l.QNorm), vec(l.KNorm),
+			mat(l.Q), mat(l.K), mat(l.V), mat(l.O), mat(l.Gate), mat(l.Up), mat(l.Down)})
+	}
+	return r
+}
+
+func refRMSNorm(x, w []float64, eps float64) []float64 {
+	ss := 0.0
+	for _, v := range x {
+		ss += v * v
+	}
+	s := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = v * s * w[i]
+	}
+	return out
+}
+
+// refLinear is x·Wᵀ for W [out][in].
+func refLinear(x []float64, w [][]float64) []float64 {
+	out := make([]float64, len(w))
+	for o, row := range w {
+		s := 0.0
+		for i, v := range row {
+			s += v * x[i]
+		}
+		out[o] = s
+	}
+	return out
+}
+
+// refRoPE rotates each head of x (heads·d values) at position pos, pairing
+// element i with element i+d/2 (the half-rotation form of Qwen3 and Llama).
+func refRoPE(x []float64, d, pos int, theta float64) {
+	for h := 0; h < len(x)/d; h++ {
+		v := x[h*d : (h+1)*d]
+		for i := range d / 2 {
+			ang := float64(pos) * math.Pow(theta, -2*float64(i)/float64(d))
+			c, s := math.Cos(ang), math.Sin(ang)
+			a, b := v[i], v[i+d/2]
+			v[i], v[i+d/2] = a*c-b*s, b*c+a*s
+		}
+	}
+}
+
+// logits returns the logits at every position of ids, attending causally.
+func (r *refModel) logits(ids []int32) [][]float64 {
+	c := r.cfg
+	eps := float64(c.RMSNormEps)
+	d, hq, hkv := c.HeadDim, c.NumHeads, c.NumKVHeads
+	xs := make([][]float64, len(ids))
+	for t, id := range ids {
+		xs[t] = append([]float64(nil), r.embed[id]...)
+	}
+	for _, l := range r.layers {
+		qs, ks, vs := make([][]float64, len(ids)), make([][]float64, len(ids)), make([][]float64, len(ids))
+		for t := range ids {
+			h := refRMSNorm(xs[t], l.inNorm, eps)
+			q, k := refLinear(h, l.q), refLinear(h, l.k)
+			for hh := range hq {
+				copy(q[hh*d:], refRMSNorm(q[hh*d:(hh+1)*d], l.qNorm, eps))
+			}
+			for hh := range hkv {
+				copy(k[hh*d:], refRMSNorm(k[hh*d:(hh+1)*d], l.kNorm, eps))
+			}
+			refRoPE(q, d, t, float64(c.RopeTheta))
+			refRoPE(k, d, t, float64(c.RopeTheta))
+			qs[t], ks[t], vs[t] = q, k, refLinear(h, l.v)
+		}
+		for t := range ids {
+			att := make([]float64, hq*d)
+			for hh := range hq {
+				kh := hh / (hq / hkv)
+				scores := make([]float64, t+1)
+				m := math.Inf(-1)
+				for j := 0; j <= t; j++ {
+					s := 0.0
+					for i := range d {
+						s += qs[t][hh*d+i] * ks[j][kh*d+i]
+					}
+					scores[j] = s / math.Sqrt(float64(d))
+					m = math.Max(m, scores[j])
+				}
+				z := 0.0
+				for j := range scores {
+					scores[j] = math.Exp(scores[j] - m)
+					z += scores[j]
+				}
+				for j := range scores {
+					for i := range d {
+						att[hh*d+i] += scores[j] / z * vs[j][kh*d+i]
+					}
+				}
+			}
+			o := refLinear(att, l.o)
+			for i := range o {
+				xs[t][i] += o[i]
+			}
+			h := refRMSNorm(xs[t], l.postNorm, eps)
+			g, u := refLinear(h, l.gate), refLinear(h, l.up)
+			for i := range g {
+				g[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+			}
+			down := refLinear(g, l.down)
+			for i := range down {
+				xs[t][i] += down[i]
+			}
+		}
+	}
+	out := make([][]float64, len(ids))
+	for t := range ids {
+		out[t] = refLinear(refRMSNorm(xs[t], r.norm, eps), r.lmHead)
+	}
+	return out
+}

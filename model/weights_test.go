@@ -1,0 +1,166 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// smallConfig is a random test model's configuration: GQA 2:1, an odd
+// vocabulary and sizes that are not multiples of 8.
+var smallConfig = Config{VocabSize: 37, HiddenSize: 24, IntermediateSize: 44, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 6,
+	MaxPositionEmbeddings: 256, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: false, BOSTokenID: -1, EOSTokenIDs: []int{36}}
+
+// hfConfigJSON returns cfg as a Hugging Face config.json.
+func hfConfigJSON(cfg Config) []byte {
+	b, err := json.Marshal(map[string]any{
+		"architectures": []string{"Qwen3ForCausalLM"}, "model_type": "qwen3",
+		"vocab_size": cfg.VocabSize, "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
+		"num_hidden_layers": cfg.NumLayers, "num_attention_heads": cfg.NumHeads, "num_key_value_heads": cfg.NumKVHeads,
+		"head_dim": cfg.HeadDim, "max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
+		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": cfg.TieWordEmbeddings, "hidden_act": "silu",
+		"eos_token_id": cfg.EOSTokenIDs,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// checkpointTensors returns random weights of cfg as Hugging Face named
+// tensors stored as dt.
+func checkpointTensors(t *testing.T, cfg Config, dt graph.DType, seed uint64) []testTensor {
+	t.Helper()
+	w := RandomWeights(cfg, dt, seed)
+	names := map[graph.DType]string{graph.Float32: "F32", graph.Float16: "F16", graph.BFloat16: "BF16"}
+	var ts []testTensor
+	add := func(name string, a *graph.Array) {
+		b, err := a.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, testTensor{name, names[dt], a.Shape(), b})
+	}
+	add("model.embed_tokens.weight", w.Embed)
+	add("model.norm.weight", w.Norm)
+	if !cfg.TieWordEmbeddings {
+		add("lm_head.weight", w.LMHead)
+	}
+	for i, l := range w.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, x := range []struct {
+			n string
+			a *graph.Array
+		}{{"input_layernorm", l.InputNorm}, {"post_attention_layernorm", l.PostAttnNorm}, {"self_attn.q_norm", l.QNorm},
+			{"self_attn.k_norm", l.KNorm}, {"self_attn.q_proj", l.Q}, {"self_attn.k_proj", l.K}, {"self_attn.v_proj", l.V},
+			{"self_attn.o_proj", l.O}, {"mlp.gate_proj", l.Gate}, {"mlp.up_proj", l.Up}, {"mlp.down_proj", l.Down}} {
+			add(p+x.n+".weight", x.a)
+		}
+	}
+	return ts
+}
+
+// writeCheckpoint writes config.json and the tensors, split over two
+// safetensors files, into a new directory.
+func writeCheckpoint(t *testing.T, cfg Config, ts []testTensor) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config.json"), hfConfigJSON(cfg))
+	half := len(ts) / 2
+	writeFile(t, filepath.Join(dir, "model-00001-of-00002.safetensors"), encodeSafetensors(ts[:half]))
+	writeFile(t, filepath.Join(dir, "model-00002-of-00002.safetensors"), encodeSafetensors(ts[half:]))
+	return dir
+}
+
+func TestLoadShardedAndConverted(t *testing.T) {
+	ts := checkpointTensors(t, smallConfig, graph.BFloat16, 1)
+	dir := writeCheckpoint(t, smallConfig, ts)
+	rt := newTestRuntime(t)
+	m, err := Load(rt, dir, graph.Invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DType != graph.BFloat16 || m.Weights.LMHead == m.Weights.Embed {
+		t.Fatalf("dtype %s, lm head tied %v: want bfloat16, untied", m.DType, m.Weights.LMHead == m.Weights.Embed)
+	}
+	got, err := m.Weights.Layers[1].Down.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ts, func(x testTensor) bool { return x.name == "model.layers.1.mlp.down_proj.weight" })
+	if string(got) != string(ts[i].data) {
+		t.Fatal("loaded weight bytes differ from the file's")
+	}
+	// Loading as float32 converts exactly (bfloat16 widens without rounding).
+	m32, err := Load(rt, dir, graph.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := m.Weights.Layers[0].Q.Float64s()
+	b, _ := m32.Weights.Layers[0].Q.Float64s()
+	if !slices.Equal(a, b) || m32.Weights.Layers[0].Q.DType() != graph.Float32 {
+		t.Fatal("float32 conversion of bfloat16 weights changed values")
+	}
+	if want := smallConfig.Params() * 4; m32.WeightBytes() != want {
+		t.Fatalf("WeightBytes() = %d, want %d", m32.WeightBytes(), want)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	rt := newTestRuntime(t)
+	good := func() []testTensor { return checkpointTensors(t, smallConfig, graph.Float32, 2) }
+	replace := func(ts []testTensor, name string, f func(*testTensor)) []testTensor {
+		i := slices.IndexFunc(ts, func(x testTensor) bool { return x.name == name })
+		if i < 0 {
+			t.Fatalf("no tensor %s", name)
+		}
+		f(&ts[i])
+		return ts
+	}
+	cases := []struct {
+		name    string
+		tensors []testTensor
+		want    []string
+	}{
+		{"missing", slices.DeleteFunc(good(), func(x testTensor) bool { return x.name == "model.layers.1.mlp.up_proj.weight" }),
+			[]string{"tensor model.layers.1.mlp.up_proj.weight is missing from"}},
+		{"shape", replace(good(), "model.layers.0.self_attn.k_proj.weight", func(x *testTensor) { x.shape = []int{24, 12} }),
+			[]string{"tensor model.layers.0.self_attn.k_proj.weight in", ".safetensors has shape [24 12], the config needs [12 24]"}},
+		{"dtype", replace(good(), "model.norm.weight", func(x *testTensor) { x.dtype, x.shape = "I32", []int{24} }),
+			[]string{"tensor model.norm.weight in", "dtype I32 is unsupported"}},
+		{"extra", append(good(), testTensor{"model.layers.0.self_attn.q_proj.bias", "F32", []int{1}, make([]byte, 4)}),
+			[]string{"1 tensors a Qwen3 model of this config does not have (unsupported)", "q_proj.bias"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeCheckpoint(t, smallConfig, c.tensors)
+			_, err := Load(rt, dir, graph.Invalid)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range append(c.want, dir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q should contain %q", err, w)
+				}
+			}
+		})
+	}
+	// A corrupt file is named with its path.
+	dir := writeCheckpoint(t, smallConfig, good())
+	bad := filepath.Join(dir, "model-00002-of-00002.safetensors")
+	if err := os.Truncate(bad, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(rt, dir, graph.Invalid); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated file: error %v", err)
+	}
+	if _, err := Load(rt, t.TempDir(), graph.Invalid); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("empty directory: error %v", err)
+	}
+}
