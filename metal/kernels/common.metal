@@ -1,0 +1,44 @@
+// Shared by every kernel file. The Go side puts this file first in the
+// library source, followed by the params structs generated from the Go
+// types (see librarySource), then the other files.
+#include <metal_stdlib>
+using namespace metal;
+
+// LOOM_KERNEL makes template kernel FUNC<ARGS...> a library function named
+// NAME, the catalog's kernel name. Every kernel is a template with its
+// parameters bound by [[buffer(i)]] in the catalog's order; the check in
+// msl_test.go holds names, indices and params types to the catalog.
+#define LOOM_KERNEL(NAME, FUNC, ...) \
+  template [[host_name(NAME)]] [[kernel]] decltype(FUNC<__VA_ARGS__>) FUNC<__VA_ARGS__>;
+
+// LOOM_FLOAT_KERNELS instantiates FUNC for the three float storage types
+// under NAME_f32, NAME_f16 and NAME_bf16; extra template arguments follow T.
+#define LOOM_FLOAT_KERNELS(NAME, FUNC, ...) \
+  LOOM_KERNEL(NAME "_f32", FUNC, float, ##__VA_ARGS__) \
+  LOOM_KERNEL(NAME "_f16", FUNC, half, ##__VA_ARGS__) \
+  LOOM_KERNEL(NAME "_bf16", FUNC, bfloat, ##__VA_ARGS__)
+
+// LOOM_STATUS is the status record every dispatch is given at buffer 30
+// (statusIndex in Go): error count, argument index + 1, entry, value.
+#define LOOM_STATUS device atomic_uint* status [[buffer(30)]]
+
+// report_bad_index records that entry `entry` of buffer argument `arg` holds
+// `value`, which is out of range. The first report wins; the count keeps
+// growing. The kernel then skips the work that entry would have done.
+inline void report_bad_index(device atomic_uint* status, uint arg, uint entry, int value) {
+  if (atomic_fetch_add_explicit(&status[0], 1u, memory_order_relaxed) == 0u) {
+    atomic_store_explicit(&status[1], arg + 1u, memory_order_relaxed);
+    atomic_store_explicit(&status[2], entry, memory_order_relaxed);
+    atomic_store_explicit(&status[3], as_type<uint>(value), memory_order_relaxed);
+  }
+}
+
+// Float storage types (half, bfloat) are computed in float; integers in
+// their own type.
+template <typename T> struct compute { typedef T type; };
+template <> struct compute<half> { typedef float type; };
+template <> struct compute<bfloat> { typedef float type; };
+
+// log2(e): attention and softmax scale scores by it once so that every
+// exponential is an exp2.
+constant float LOG2E = 1.4426950408889634f;
