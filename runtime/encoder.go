@@ -1,6 +1,9 @@
 package runtime
 
 import (
+	"cmp"
+	"slices"
+
 	"github.com/loomrt/loom/primitives"
 )
 
@@ -50,7 +53,7 @@ type encoder struct {
 	seg        int
 	passCount  int             // dispatches in the open pass
 	cbCount    int             // dispatches in the open command buffer
-	waited     map[uint64]bool // passes the open pass already waits for
+	covered    map[uint64]bool // passes the open pass is ordered after, directly or through them
 	passFences map[uint64]passFence
 	freeFences []Fence
 
@@ -62,12 +65,13 @@ type encoder struct {
 type passFence struct {
 	fence Fence
 	cb    uint64
+	after map[uint64]bool // the passes it is ordered after: waiting for it covers them too
 }
 
 func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 	return &encoder{
 		rt: rt, queue: q, event: ev,
-		waited:     map[uint64]bool{},
+		covered:    map[uint64]bool{},
 		passFences: map[uint64]passFence{},
 		state:      map[Buffer]*bufState{},
 	}
@@ -100,7 +104,7 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 			if s.seg == e.seg {
 				barrier = true
 			}
-		case !e.waited[s.pass] && !contains(waits, s.pass):
+		case !e.covered[s.pass] && !contains(waits, s.pass):
 			waits = append(waits, s.pass)
 		}
 	}
@@ -116,12 +120,21 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 			}
 		}
 	}
+	// Latest first: a later pass may cover an earlier one, never the reverse.
+	slices.SortFunc(waits, func(a, b uint64) int { return cmp.Compare(b, a) })
 	for _, p := range waits {
-		e.waited[p] = true
+		if e.covered[p] {
+			continue // an earlier wait in this loop covers it
+		}
+		pf := e.passFences[p]
+		e.covered[p] = true
+		for q := range pf.after {
+			e.covered[q] = true
+		}
 		if e.rt.mut.dropFenceWait() {
 			continue
 		}
-		e.pass.WaitFence(e.passFences[p].fence)
+		e.pass.WaitFence(pf.fence)
 		e.stats.FenceWaits++
 	}
 	if barrier {
@@ -193,7 +206,7 @@ func (e *encoder) open() {
 		e.passID++
 		e.seg = 0
 		e.passCount = 0
-		clear(e.waited)
+		e.covered = map[uint64]bool{}
 		e.stats.Passes++
 	}
 }
@@ -213,7 +226,12 @@ func (e *encoder) endPass() {
 			f = e.queue.NewFence()
 		}
 		e.pass.UpdateFence(f)
-		e.passFences[e.passID] = passFence{f, e.cbSeq}
+		for q := range e.covered {
+			if pf, ok := e.passFences[q]; !ok || pf.cb <= e.completed {
+				delete(e.covered, q) // completed: nothing left to order after
+			}
+		}
+		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
 	}
 	e.pass.End()
 	e.pass = nil

@@ -67,6 +67,21 @@ func New(dev Device, opts Options) (*Runtime, error) {
 	return rt, nil
 }
 
+// Close waits for all submitted work, releases the pooled device memory and
+// closes the queue. Arrays the runtime evaluated keep their memory (it is
+// freed when they are garbage) but must not be used in a new Eval.
+func (rt *Runtime) Close() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	e := rt.enc
+	if e.cbSeq > e.completed {
+		e.event.Wait(e.cbSeq)
+		e.observe(e.cbSeq)
+	}
+	rt.pool.trim(rt.pool.allocated)
+	e.queue.Close()
+}
+
 // Device is the runtime's device.
 func (rt *Runtime) Device() Device { return rt.dev }
 
