@@ -99,7 +99,7 @@ var broadcastCases = []struct{ a, b []int }{
 	{[]int{33, 70}, []int{33, 70}},
 	{[]int{6, 1}, []int{6, 300}},
 	{[]int{0, 3}, []int{3}},
-	{[]int{20001}, []int{20001}},   // several workers
+	{[]int{20001}, []int{20001}},  // several workers
 	{[]int{3, 7001}, []int{7001}}, // several workers, broadcast rows
 }
 
