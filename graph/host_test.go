@@ -23,8 +23,8 @@ func newRuntime(t *testing.T) *runtime.Runtime {
 
 func TestDTypes(t *testing.T) {
 	want := []struct {
-		name, short string
-		size        int
+		name, short  string
+		size         int
 		float, integ bool
 	}{
 		{"float32", "f32", 4, true, false}, {"float16", "f16", 2, true, false}, {"bfloat16", "bf16", 2, true, false},
