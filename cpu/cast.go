@@ -14,7 +14,7 @@ func castKernel(from, to graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
-		runs(c, p, func(o, n int, _, _ *[3]int) {
+		runs(c, p, func(o, n int, _, _ [3]int) {
 			switch {
 			case from.IsFloat() && to.IsFloat():
 				var tx, tz [chunk]float32

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -28,13 +29,17 @@ func f32In(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32 
 		return view[float32](b)[i : i+n]
 	}
 	tmp = tmp[:n]
-	switch dt {
-	case graph.Float32:
+	switch {
+	case stride == 1 && dt == graph.Float16:
+		vec.F16ToF32(tmp, view[uint16](b)[i:i+n])
+	case stride == 1:
+		vec.BF16ToF32(tmp, view[uint16](b)[i:i+n])
+	case dt == graph.Float32:
 		src := view[float32](b)
 		for k := range tmp {
 			tmp[k] = src[i+k*stride]
 		}
-	case graph.Float16:
+	case dt == graph.Float16:
 		src := view[uint16](b)
 		for k := range tmp {
 			tmp[k] = graph.F16ToF32(src[i+k*stride])
@@ -63,6 +68,10 @@ func f32Out(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32
 func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
 	switch {
 	case dt == graph.Float32 && stride == 1: // computed in place
+	case stride == 1 && dt == graph.Float16:
+		vec.F32ToF16(view[uint16](b)[i:i+len(v)], v)
+	case stride == 1:
+		vec.F32ToBF16(view[uint16](b)[i:i+len(v)], v)
 	case dt == graph.Float32:
 		dst := view[float32](b)
 		for k, x := range v {
@@ -86,14 +95,13 @@ func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
 // elements [o, o+n), whose input k elements start at at[k] and advance by
 // step[k] (1, or 0 where input k is broadcast along the row). The pieces are
 // spread over the workers.
-func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *[3]int)) {
+func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step [3]int)) {
 	rank := int(p.Rank)
 	if p.Contiguous == 1 || rank == 0 {
 		c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
 			step := [3]int{1, 1, 1}
 			for o := lo; o < hi; o += chunk {
-				at := [3]int{o, o, o}
-				fn(o, min(chunk, hi-o), &at, &step)
+				fn(o, min(chunk, hi-o), [3]int{o, o, o}, step)
 			}
 		})
 		return
@@ -104,7 +112,6 @@ func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *
 		step[k] = int(p.Strides[k][rank-1])
 	}
 	c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
-		step := step
 		for o := lo; o < hi; {
 			col := o % row
 			var at [3]int
@@ -120,7 +127,7 @@ func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *
 				at[k] += col * step[k]
 			}
 			n := min(chunk, hi-o, row-col)
-			fn(o, n, &at, &step)
+			fn(o, n, at, step)
 			o += n
 		}
 	})
@@ -270,7 +277,7 @@ func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, b, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes
 		if dt.IsFloat() {
-			runs(c, p, func(o, n int, at, step *[3]int) {
+			runs(c, p, func(o, n int, at, step [3]int) {
 				var ta, tb, tz [chunk]float32
 				x := f32In(dt, a, at[0], step[0], n, ta[:])
 				y := f32In(dt, b, at[1], step[1], n, tb[:])
@@ -284,7 +291,7 @@ func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 			})
 			return nil
 		}
-		runs(c, p, func(o, n int, at, step *[3]int) {
+		runs(c, p, func(o, n int, at, step [3]int) {
 			for k := range n {
 				x, y := loadInt(dt, a, at[0]+k*step[0]), loadInt(dt, b, at[1]+k*step[1])
 				if op.IsComparison() {
@@ -322,7 +329,7 @@ func whereSized[T any](c *Call) error {
 	p := c.Params.(*primitives.ElementwiseParams)
 	cond := c.U8(0)
 	a, b, out := view[T](c.Args[1].Bytes), view[T](c.Args[2].Bytes), view[T](c.Args[3].Bytes)
-	runs(c, p, func(o, n int, at, step *[3]int) {
+	runs(c, p, func(o, n int, at, step [3]int) {
 		for k := range n {
 			if cond[at[0]+k*step[0]] != 0 {
 				out[o+k] = a[at[1]+k*step[1]]

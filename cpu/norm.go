@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -78,7 +79,8 @@ func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32) {
 	var tx, tw, tz [chunk]float32
 	var ss float32
 	for k := 0; k < d; k += chunk {
-		ss += sumSquares(f32In(dt, x, first+k, 1, min(chunk, d-k), tx[:]))
+		xs := f32In(dt, x, first+k, 1, min(chunk, d-k), tx[:])
+		ss += vec.DotF32(xs, xs)
 	}
 	scale := float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
 	for k := 0; k < d; k += chunk {
@@ -91,23 +93,6 @@ func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32) {
 		}
 		f32Store(dt, out, first+k, 1, z)
 	}
-}
-
-// sumSquares is Σ x², with four accumulators so the additions need not wait
-// for each other; the order is fixed, so the result is too.
-func sumSquares(x []float32) float32 {
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += x[i] * x[i]
-		s1 += x[i+1] * x[i+1]
-		s2 += x[i+2] * x[i+2]
-		s3 += x[i+3] * x[i+3]
-	}
-	for ; i < len(x); i++ {
-		s0 += x[i] * x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 func init() {

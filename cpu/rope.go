@@ -23,8 +23,11 @@ func ropeKernel(dt graph.DType) Kernel {
 			var cos, sin, t1, t2, z1, z2 [chunk]float32
 			for i0 := 0; i0 < half; i0 += chunk {
 				m := min(chunk, half-i0)
-				for i := range m {
-					inv[i] = math.Pow(theta, -2*float64(i0+i)/float64(d))
+				// theta^(−2i/D) by a running product: one Pow per chunk.
+				step := math.Pow(theta, -2/float64(d))
+				inv[0] = math.Pow(theta, -2*float64(i0)/float64(d))
+				for i := 1; i < m; i++ {
+					inv[i] = inv[i-1] * step
 				}
 				for t := lo; t < hi; t++ {
 					ps := float64(pos[t])
