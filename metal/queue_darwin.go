@@ -25,8 +25,23 @@ type queue struct {
 	dev *Device
 	obj objc.ID
 
+	inflight sync.WaitGroup // committed command buffers not yet completed
+
 	mu         sync.Mutex
 	statusFree []*buffer // status buffers of completed command buffers
+}
+
+// Close waits for the committed command buffers to complete and releases
+// the queue and its status buffers.
+func (q *queue) Close() {
+	q.inflight.Wait()
+	q.mu.Lock()
+	for _, b := range q.statusFree {
+		b.Release()
+	}
+	q.statusFree = nil
+	q.mu.Unlock()
+	msgVoid(q.obj, selRelease)
 }
 
 func (q *queue) NewCommandBuffer() runtime.CommandBuffer {
@@ -193,6 +208,7 @@ func (cb *commandBuffer) Err() error {
 // Commit encodes the recorded passes into a Metal command buffer and
 // commits it.
 func (cb *commandBuffer) Commit() {
+	cb.q.inflight.Add(1)
 	withPool(func() {
 		if err := cb.encode(); err != nil {
 			cb.finish(err, true)
@@ -340,15 +356,9 @@ func (d *Device) completed(obj objc.ID) {
 func (cb *commandBuffer) kernelError() error {
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(cb.status.data))), len(cb.dispatches)*statusWords)
 	for i, o := range cb.dispatches {
-		w := words[i*statusWords : (i+1)*statusWords]
-		if w[0] == 0 {
-			continue
+		if err := statusError(o.k.name, o.args, words[i*statusWords:(i+1)*statusWords]); err != nil {
+			return err
 		}
-		arg := fmt.Sprintf("argument %d", w[1]-1)
-		if j := int(w[1]) - 1; j >= 0 && j < len(o.args) {
-			arg = o.args[j].Name
-		}
-		return fmt.Errorf("metal kernel %s: %s entry %d is %d, out of range (%d bad entries)", o.k.name, arg, w[2], int32(w[3]), w[0])
 	}
 	return nil
 }
@@ -369,6 +379,7 @@ func (cb *commandBuffer) finish(err error, failed bool) {
 		s.ev.complete(s.value, failed)
 	}
 	close(cb.done)
+	cb.q.inflight.Done()
 }
 
 type encoder struct {

@@ -1,21 +1,5 @@
-// Elementwise kernels over ElementwiseParams: N output elements of shape
-// Shape[:Rank]; Strides[k][d] is input k's element stride along output
-// dimension d (0 where input k is broadcast). Contiguous == 1 means every
-// input has the output's shape, so element i of each input is element i.
-
-// elementwise_index returns input k's element index for output element i.
-inline uint elementwise_index(constant ElementwiseParams& p, uint k, uint i) {
-  if (p.Contiguous == 1u) {
-    return i;
-  }
-  uint idx = 0;
-  for (int d = int(p.Rank) - 1; d >= 0; d--) {
-    uint n = p.Shape[d];
-    idx += (i % n) * p.Strides[k][d];
-    i /= n;
-  }
-  return idx;
-}
+// Binary and where kernels: one thread per output element, inputs indexed
+// through elementwise_index (common.metal).
 
 // Binary operations. Integer arithmetic wraps (it is done unsigned, where
 // overflow is defined); an integer division by zero gives 0, as on the CPU.
@@ -47,10 +31,10 @@ struct OpMul : ArithmeticOp {
 };
 struct OpDiv : ArithmeticOp {
   float operator()(float a, float b) const { return a / b; }
-  // INT_MIN / -1 wraps to INT_MIN, as the CPU's int64 division truncated.
+  // x / -1 is a wrapping negation, so INT_MIN / -1 wraps to INT_MIN (a
+  // plain division would overflow).
   int operator()(int a, int b) const { return b == 0 ? 0 : (b == -1 ? int(0u - uint(a)) : a / b); }
-  // LONG_MIN / -1 gives 0, as on the CPU.
-  long operator()(long a, long b) const { return (b == 0 || (b == -1L && a == LONG_MIN)) ? 0L : a / b; }
+  long operator()(long a, long b) const { return b == 0 ? 0L : (b == -1L ? long(0ul - ulong(a)) : a / b); }
   uint operator()(uint a, uint b) const { return b == 0u ? 0u : a / b; }
 };
 // Maximum and Minimum let NaN win.
@@ -114,3 +98,20 @@ LOOM_BINARY("less", OpLess)
 LOOM_BINARY("less_equal", OpLessEqual)
 LOOM_BINARY("greater", OpGreater)
 LOOM_BINARY("greater_equal", OpGreaterEqual)
+
+// where: out = cond ? a : b, broadcasting the three inputs.
+template <typename T>
+[[kernel]] void where(
+    device const uchar* cond [[buffer(0)]],
+    device const T* a [[buffer(1)]],
+    device const T* b [[buffer(2)]],
+    device T* out [[buffer(3)]],
+    constant ElementwiseParams& p [[buffer(4)]],
+    uint gid [[thread_position_in_grid]]) {
+  if (gid >= p.N) {
+    return;
+  }
+  out[gid] = cond[elementwise_index(p, 0, gid)] != 0 ? a[elementwise_index(p, 1, gid)] : b[elementwise_index(p, 2, gid)];
+}
+
+LOOM_ALL_KERNELS("where", where)
