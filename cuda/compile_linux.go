@@ -2,8 +2,8 @@ package cuda
 
 import (
 	"crypto/sha256"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
-
 )
 
 // compileOptions are the NVRTC options for a device of the given compute

@@ -37,16 +37,18 @@ import (
 //go:embed kernels/*.cu kernels/common.cuh
 var kernelFiles embed.FS
 
-// commonFile is included at the top of every kernel file, followed by the
+// commonFile is included at the top of every kernel file, after the
 // generated params structs.
 const commonFile = "kernels/common.cuh"
 
 // statusWords is the size in uint32s of the status record every dispatch
-// gets as its last kernel parameter: error count, argument index + 1,
-// entry, value. A kernel that meets a bad data-dependent index (a token id,
-// a slot, a block-table entry) records it there and skips that work; the
+// gets as its last kernel parameter (struct Status in common.cuh): the
+// count of bad entries, then the smallest one's argument index + 1, entry,
+// a lock word, its 64-bit value and the 64-bit limit of the valid range
+// [0, limit). A kernel that meets a bad data-dependent index (a token id, a
+// slot, a block-table entry) records it there and skips that work; the
 // device reports it as the command buffer's error.
-const statusWords = 4
+const statusWords = 8
 
 // notImplemented lists the catalog kernels the CUDA device has no kernel
 // for. Kernel returns an error that says so for each of them; the tests hold
@@ -58,8 +60,8 @@ var notImplemented = []string{}
 func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }
 
 // sourceFiles returns every kernel file's complete source, by file name
-// (such as "elementwise.cu"): common.cuh, then the params structs generated
-// from the primitives catalog, then the file. #line directives keep compiler
+// (such as "elementwise.cu"): the params structs generated from the
+// primitives catalog, then common.cuh, then the file. #line directives keep compiler
 // messages pointing at the right file and line.
 func sourceFiles() (map[string]string, error) {
 	common, err := kernelFiles.ReadFile(commonFile)
@@ -81,8 +83,8 @@ func sourceFiles() (map[string]string, error) {
 			return nil, err
 		}
 		base := strings.TrimPrefix(name, "kernels/")
-		out[base] = fmt.Sprintf("#line 1 \"common.cuh\"\n%s\n#line 1 \"params (generated from the primitives catalog)\"\n%s#line 1 %q\n%s\n",
-			common, structs, base, src)
+		out[base] = fmt.Sprintf("#line 1 \"params (generated from the primitives catalog)\"\n%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
+			structs, common, base, src)
 	}
 	return out, nil
 }

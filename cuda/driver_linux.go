@@ -46,9 +46,8 @@ const (
 
 // Flags.
 const (
-	streamNonBlocking   = 0x1 // CU_STREAM_NON_BLOCKING: no implicit order with the legacy stream
-	eventDisableTiming  = 0x2 // CU_EVENT_DISABLE_TIMING: the cheapest event
-	eventDefaultTimings = 0x0
+	streamNonBlocking  = 0x1 // CU_STREAM_NON_BLOCKING: no implicit order with the legacy stream
+	eventDisableTiming = 0x2 // CU_EVENT_DISABLE_TIMING: the cheapest event
 )
 
 // driver holds libcuda's functions.
@@ -64,18 +63,18 @@ type driver struct {
 	memsetD32Async                                         cfunc
 	streamCreate, streamDestroy, streamSynchronize         cfunc
 	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
-	eventDestroy, eventElapsedTime                         cfunc
+	eventDestroy                                           cfunc
 	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
 	launchKernel                                           cfunc
 }
 
 // nvrtc holds libnvrtc's functions.
 type nvrtc struct {
-	path                                        string
-	version                                     cfunc
-	createProgram, compileProgram, destroyProg  cfunc
-	getProgramLogSize, getProgramLog            cfunc
-	getCUBINSize, getCUBIN                      cfunc
+	path                                       string
+	version                                    cfunc
+	createProgram, compileProgram, destroyProg cfunc
+	getProgramLogSize, getProgramLog           cfunc
+	getCUBINSize, getCUBIN                     cfunc
 }
 
 // errNoDriver marks the errors that mean this machine has no usable CUDA
@@ -129,7 +128,6 @@ func loadDriver() (*driver, error) {
 		&d.eventQuery:         "cuEventQuery",
 		&d.eventSynchronize:   "cuEventSynchronize",
 		&d.eventDestroy:       "cuEventDestroy_v2",
-		&d.eventElapsedTime:   "cuEventElapsedTime",
 		&d.moduleLoadData:     "cuModuleLoadData",
 		&d.moduleUnload:       "cuModuleUnload",
 		&d.moduleGetFunction:  "cuModuleGetFunction",

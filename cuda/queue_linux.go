@@ -186,10 +186,10 @@ type encoder struct{ cb *commandBuffer }
 func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
 	e.cb.launches = append(e.cb.launches, launch{k.(*kernel), grid, group, args, params, shared})
 }
-func (e *encoder) Barrier()                {}
-func (e *encoder) WaitFence(runtime.Fence) {}
+func (e *encoder) Barrier()                  {}
+func (e *encoder) WaitFence(runtime.Fence)   {}
 func (e *encoder) UpdateFence(runtime.Fence) {}
-func (e *encoder) End()                    {}
+func (e *encoder) End()                      {}
 
 // Commit issues the launches on the owner goroutine, followed by the copy of
 // the status records to the host and the completion event.
@@ -420,14 +420,15 @@ func (q *queue) retire(n int, err error) {
 	q.inflight = q.inflight[n:]
 }
 
-// badIndex describes the status record r of launch l: count, argument index
-// + 1, entry, value.
+// badIndex describes the status record r of launch l (see statusWords).
 func badIndex(l *launch, r []uint32) error {
 	arg := "?"
 	if i := int(r[1]) - 1; i >= 0 && i < len(l.args) {
 		arg = l.args[i].Name
 	}
-	return fmt.Errorf("cuda kernel %s: %s[%d] = %d is out of range (%d bad entries)", l.k.name, arg, r[2], int32(r[3]), r[0])
+	value := int64(uint64(r[5])<<32 | uint64(r[4]))
+	limit := int64(uint64(r[7])<<32 | uint64(r[6]))
+	return fmt.Errorf("cuda kernel %s: %s[%d] = %d is out of range [0, %d) (%d bad entries)", l.k.name, arg, r[2], value, limit, r[0])
 }
 
 // event is a counter that command buffers set as they complete. Its value
