@@ -41,15 +41,6 @@ var kernelFiles embed.FS
 // generated params structs.
 const commonFile = "kernels/common.cuh"
 
-// statusWords is the size in uint32s of the status record every dispatch
-// gets as its last kernel parameter (struct Status in common.cuh): the
-// count of bad entries, then the smallest one's argument index + 1, entry,
-// a lock word, its 64-bit value and the 64-bit limit of the valid range
-// [0, limit). A kernel that meets a bad data-dependent index (a token id, a
-// slot, a block-table entry) records it there and skips that work; the
-// device reports it as the command buffer's error.
-const statusWords = 8
-
 // notImplemented lists the catalog kernels the CUDA device has no kernel
 // for. Kernel returns an error that says so for each of them; the tests hold
 // every other catalog kernel to the CUDA sources.
@@ -61,7 +52,7 @@ func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }
 
 // sourceFiles returns every kernel file's complete source, by file name
 // (such as "elementwise.cu"): the params structs generated from the
-// primitives catalog, then common.cuh, then the file. #line directives keep compiler
+// primitives catalog and the status codes, then common.cuh, then the file. #line directives keep compiler
 // messages pointing at the right file and line.
 func sourceFiles() (map[string]string, error) {
 	common, err := kernelFiles.ReadFile(commonFile)
@@ -72,6 +63,7 @@ func sourceFiles() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	structs += statusDefines()
 	names, err := fs.Glob(kernelFiles, "kernels/*.cu")
 	if err != nil {
 		return nil, err
@@ -83,7 +75,7 @@ func sourceFiles() (map[string]string, error) {
 			return nil, err
 		}
 		base := strings.TrimPrefix(name, "kernels/")
-		out[base] = fmt.Sprintf("#line 1 \"params (generated from the primitives catalog)\"\n%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
+		out[base] = fmt.Sprintf("#line 1 \"params and status codes (generated)\"\n%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
 			structs, common, base, src)
 	}
 	return out, nil

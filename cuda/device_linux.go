@@ -188,7 +188,7 @@ func (d *Device) load() error {
 			if fn == 0 {
 				continue
 			}
-			k := &kernel{name: spec.Name, fn: fn, nargs: len(spec.Args)}
+			k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
 			if spec.Params != nil {
 				k.params = reflect.TypeOf(spec.Params).Elem()
 			}
@@ -251,7 +251,7 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 type kernel struct {
 	name   string
 	fn     uintptr      // CUfunction
-	nargs  int          // buffer arguments
+	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 }
 

@@ -278,8 +278,8 @@ func (q *queue) launch(l *launch, status uint64) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
 	}
-	if len(l.args) != k.nargs {
-		return fail("%d buffer arguments, the catalog has %d", len(l.args), k.nargs)
+	if len(l.args) != len(k.args) {
+		return fail("%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
 	}
 	if l.grid.Count() == 0 {
 		return nil // no work
@@ -301,12 +301,12 @@ func (q *queue) launch(l *launch, status uint64) error {
 		}
 		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
 	}
-	nptrs := k.nargs + 1
+	nptrs := len(k.args) + 1
 	if pbytes != nil {
 		nptrs++
 	}
 	valuesOff := 8 * nptrs
-	paramsOff := valuesOff + 8*k.nargs
+	paramsOff := valuesOff + 8*len(k.args)
 	statusOff := (paramsOff + len(pbytes) + 7) &^ 7
 	if statusOff+8 > arenaBytes {
 		return fail("%d bytes of kernel parameters exceed the %d-byte arena", statusOff+8, arenaBytes)
@@ -322,7 +322,7 @@ func (q *queue) launch(l *launch, status uint64) error {
 		words[i] = base + uint64(valuesOff+8*i)
 		words[valuesOff/8+i] = b.ptr + uint64(a.Offset)
 	}
-	p := k.nargs
+	p := len(k.args)
 	if pbytes != nil {
 		copy(arena[paramsOff:], pbytes)
 		words[p] = base + uint64(paramsOff)
@@ -397,9 +397,9 @@ func (q *queue) retire(n int, err error) {
 		if cb.status != nil {
 			w := cb.status.words()
 			for i := range cb.launches {
-				r := w[i*statusWords : (i+1)*statusWords]
-				if r[0] != 0 {
-					cb.fail(badIndex(&cb.launches[i], r))
+				l := &cb.launches[i]
+				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {
+					cb.fail(err)
 					break
 				}
 			}
@@ -418,17 +418,6 @@ func (q *queue) retire(n int, err error) {
 		}
 	}
 	q.inflight = q.inflight[n:]
-}
-
-// badIndex describes the status record r of launch l (see statusWords).
-func badIndex(l *launch, r []uint32) error {
-	arg := "?"
-	if i := int(r[1]) - 1; i >= 0 && i < len(l.args) {
-		arg = l.args[i].Name
-	}
-	value := int64(uint64(r[5])<<32 | uint64(r[4]))
-	limit := int64(uint64(r[7])<<32 | uint64(r[6]))
-	return fmt.Errorf("cuda kernel %s: %s[%d] = %d is out of range [0, %d) (%d bad entries)", l.k.name, arg, r[2], value, limit, r[0])
 }
 
 // event is a counter that command buffers set as they complete. Its value

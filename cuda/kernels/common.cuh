@@ -18,42 +18,49 @@ typedef unsigned long long u64;
 struct half_t { u16 bits; };
 struct bf16_t { u16 bits; };
 
-// Status is a dispatch's status record. A kernel that meets a bad
-// data-dependent index (a token id, a slot, a block-table entry) reports it
-// with report_bad_index and skips the work that entry would have done; the
-// device turns the record into the command buffer's error. Its layout is
-// statusWords uint32s (cuda.go).
+// Status is a dispatch's status record (see status.go): a kernel that meets
+// bad data reports it with report_status and skips the work that entry
+// would have done; the device turns the record into the command buffer's
+// error. Of all reports the one with the smallest key is kept, so that the
+// error names the same entry whatever the schedule. The codes (LOOM_BAD_INDEX
+// and others) are generated from the Go side.
 struct Status {
-  u32 count;      // bad entries reported
-  u32 arg;        // argument index + 1 of the smallest bad entry; 0 if none
-  u32 entry;      // its element index
-  u32 lock;       // guards the fields above and below
-  u32 value_lo;   // its value, as a 64-bit integer
-  u32 value_hi;
-  u32 limit_lo;   // the valid range is [0, limit)
-  u32 limit_hi;
+  u32 count;  // reports
+  u32 lock;   // guards the fields below
+  u32 code;   // what the kept report says; 0 if none
+  u32 arg;    // its buffer argument's index + 1
+  u64 key;    // its order among the reports
+  u32 entry;  // the element it is about
+  u32 pad;
+  i64 value;  // that element's value
+  i64 aux;    // a second value, by code (the bound of a bad index)
 };
+static_assert(sizeof(Status) == 48, "Status: layout differs from statusWords");
 
-// report_bad_index records that element `entry` of buffer argument `arg`
-// holds `value`, outside [0, limit). The record keeps the smallest entry, so
-// the error names the same entry whatever the schedule. Reports are rare, so
-// a spin lock keeps the fields consistent.
-__device__ __noinline__ void report_bad_index(Status* s, u32 arg, u32 entry, i64 value, i64 limit) {
+// Reports are rare, so a spin lock keeps the kept report's fields
+// consistent.
+__device__ __noinline__ void report_status(Status* s, u32 code, u32 arg, u64 key, u32 entry, i64 value, i64 aux) {
   atomicAdd(&s->count, 1u);
   while (atomicCAS(&s->lock, 0u, 1u) != 0u) {
   }
   __threadfence();
   volatile Status* v = s;
-  if (v->arg == 0u || entry < v->entry) {
+  if (v->code == 0u || key < v->key) {
+    v->code = code;
     v->arg = arg + 1u;
+    v->key = key;
     v->entry = entry;
-    v->value_lo = (u32)(u64)value;
-    v->value_hi = (u32)((u64)value >> 32);
-    v->limit_lo = (u32)(u64)limit;
-    v->limit_hi = (u32)((u64)limit >> 32);
+    v->value = value;
+    v->aux = aux;
   }
   __threadfence();
   atomicExch(&s->lock, 0u);
+}
+
+// report_bad_index records that element `entry` of buffer argument `arg`
+// holds `value`, outside [0, limit); the smallest entry is kept.
+__device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, i64 value, i64 limit) {
+  report_status(s, LOOM_BAD_INDEX, arg, entry, entry, value, limit);
 }
 
 // ---- float16 / bfloat16 conversions ----------------------------------------
