@@ -8,13 +8,6 @@ import (
 	"github.com/loomrt/loom/runtime"
 )
 
-// Bandwidth is the device's measured memory bandwidth, in GB/s (1e9 bytes
-// per second), counting bytes read plus bytes written.
-type Bandwidth struct {
-	Driver float64 // device-to-device copies by the driver (cuMemcpyDtoDAsync)
-	Kernel float64 // the copy_bytes kernel, 16 bytes per thread
-}
-
 // MeasureBandwidth copies a buffer of size bytes to another, reps times in
 // a row per batch, and returns the best of three batches for each way of
 // copying. The buffers should be far larger than the GPU's L2 cache.

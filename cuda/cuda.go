@@ -46,6 +46,13 @@ const commonFile = "kernels/common.cuh"
 // every other catalog kernel to the CUDA sources.
 var notImplemented = []string{}
 
+// Bandwidth is a CUDA device's measured memory bandwidth, in GB/s (1e9
+// bytes per second), counting bytes read plus bytes written.
+type Bandwidth struct {
+	Driver float64 // device-to-device copies by the driver (cuMemcpyDtoDAsync)
+	Kernel float64 // the copy_bytes kernel, 16 bytes per thread
+}
+
 // IsUnavailable reports whether err from Open means that this machine has
 // no CUDA driver or no CUDA device (rather than a device that failed).
 func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }

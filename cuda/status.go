@@ -70,7 +70,7 @@ func statusError(kernel string, args []string, params any, w []uint32) error {
 		}
 		msg = fmt.Sprintf("%s[%d] = %d is out of range [0, %d)", arg, r.entry, r.value, r.aux)
 	default:
-		msg = fmt.Sprintf("unknown status code %d (entry %d, value %d, aux %d)", r.code, r.entry, r.value, r.aux)
+		msg = fmt.Sprintf("unexpected status record: code %d, entry %d, value %d, aux %d", r.code, r.entry, r.value, r.aux)
 	}
 	if r.count > 1 {
 		msg += fmt.Sprintf(" (and %d more reports)", r.count-1)

@@ -26,7 +26,7 @@ func TestStatusError(t *testing.T) {
 		{record(1, statusBadIndex, 2, 3, 10, 10), "cuda kernel k: indices[3] = 10 is out of range [0, 10)"},
 		{record(1, statusBadIndex, 2, 7, 1<<40, 10), "indices[7] = 1099511627776 is out of range [0, 10)"},
 		{record(3, statusBadIndex, 2, 0, -5, 4), "indices[0] = -5 is out of range [0, 4) (and 2 more reports)"},
-		{record(1, 99, 1, 0, 0, 0), "unknown status code 99"},
+		{record(1, 99, 1, 0, 0, 0), "unexpected status record: code 99"},
 	} {
 		err := statusError("k", args, nil, c.w)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

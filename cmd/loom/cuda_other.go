@@ -2,8 +2,17 @@
 
 package main
 
-import "errors"
+import (
+	"errors"
 
-func benchMembwCUDA(sizeMiB, reps int) error {
-	return errors.New("the CUDA device is supported on Linux only")
-}
+	"github.com/loomrt/loom/cuda"
+	"github.com/loomrt/loom/runtime"
+)
+
+var errNoCUDA = errors.New("the CUDA device is supported on Linux only")
+
+func openCUDA() (runtime.Device, error) { return nil, errNoCUDA }
+
+func cudaBandwidth(sizeMiB, reps int) (cuda.Bandwidth, error) { return cuda.Bandwidth{}, errNoCUDA }
+
+func benchMembwCUDA(sizeMiB, reps int) error { return errNoCUDA }
