@@ -47,10 +47,11 @@ const commonFile = "kernels/common.cuh"
 var notImplemented = []string{}
 
 // Bandwidth is a CUDA device's measured memory bandwidth, in GB/s (1e9
-// bytes per second), counting bytes read plus bytes written.
+// bytes per second): copies count bytes read plus bytes written.
 type Bandwidth struct {
 	Driver float64 // device-to-device copies by the driver (cuMemcpyDtoDAsync)
 	Kernel float64 // the copy_bytes kernel, 16 bytes per thread
+	Read   float64 // bytes read by the sum_f32 kernel summing rows
 }
 
 // IsUnavailable reports whether err from Open means that this machine has

@@ -421,5 +421,6 @@ func BenchmarkCopyBandwidth(b *testing.B) {
 		}
 		b.ReportMetric(bw.Driver, "driver-GB/s")
 		b.ReportMetric(bw.Kernel, "kernel-GB/s")
+		b.ReportMetric(bw.Read, "read-GB/s")
 	}
 }

@@ -49,9 +49,10 @@ func benchMembwCUDA(sizeMiB, reps int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("CUDA device memory bandwidth, %s (sm_%s), %d MiB buffers, best of 3 batches of %d copies:\n",
+	fmt.Printf("CUDA device memory bandwidth, %s (sm_%s), %d MiB buffers, best of 3 batches of %d:\n",
 		cudaDev.Name(), cudaDev.ComputeCapability(), sizeMiB, reps)
 	fmt.Printf("  copy %.1f GB/s (cuMemcpyDtoD; bytes read + bytes written)\n", bw.Driver)
 	fmt.Printf("  copy %.1f GB/s (copy_bytes kernel, 16 B per thread)\n", bw.Kernel)
+	fmt.Printf("  read %.1f GB/s (sum_f32 kernel over rows of 64 Ki floats)\n", bw.Read)
 	return nil
 }
