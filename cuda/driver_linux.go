@@ -54,9 +54,9 @@ const (
 type driver struct {
 	getErrorName cfunc
 
-	init, driverGetVersion                                 cfunc
+	init                                                   cfunc
 	deviceGetCount, deviceGet, deviceGetName               cfunc
-	deviceGetAttribute, deviceTotalMem                     cfunc
+	deviceGetAttribute                                     cfunc
 	primaryCtxRetain, primaryCtxRelease, ctxSetCurrent     cfunc
 	memAlloc, memFree, memAllocHost, memFreeHost           cfunc
 	memcpyHtoDAsync, memcpyDtoHAsync, memcpyDtoDAsync      cfunc
@@ -103,12 +103,10 @@ func loadDriver() (*driver, error) {
 	err = bind(lib, "libcuda.so.1", map[*cfunc]string{
 		&d.getErrorName:       "cuGetErrorName",
 		&d.init:               "cuInit",
-		&d.driverGetVersion:   "cuDriverGetVersion",
 		&d.deviceGetCount:     "cuDeviceGetCount",
 		&d.deviceGet:          "cuDeviceGet",
 		&d.deviceGetName:      "cuDeviceGetName",
 		&d.deviceGetAttribute: "cuDeviceGetAttribute",
-		&d.deviceTotalMem:     "cuDeviceTotalMem_v2",
 		&d.primaryCtxRetain:   "cuDevicePrimaryCtxRetain",
 		&d.primaryCtxRelease:  "cuDevicePrimaryCtxRelease_v2",
 		&d.ctxSetCurrent:      "cuCtxSetCurrent",
