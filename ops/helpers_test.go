@@ -2,6 +2,7 @@ package ops_test
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,9 +13,11 @@ import (
 
 // evalOnTargets builds a graph with build once per target (constants belong
 // to the runtime that uploads them), evaluates its result and returns the
-// result's spec and bytes. It fails the test on an error, a hazard, or
-// targets whose results differ in a single bit: kernels must not depend on
-// the schedule.
+// plain CPU's spec and bytes. It fails the test on an error, a hazard, or
+// CPU targets whose results differ in a single bit: kernels must not depend
+// on the schedule. A GPU target's result must match the CPU's exactly for
+// integers and bools, and for floats within the dtype's tolerance, NaN for
+// NaN (payloads may differ).
 func evalOnTargets(t *testing.T, build func() *graph.Array) (graph.Spec, []byte) {
 	t.Helper()
 	var spec graph.Spec
@@ -30,11 +33,30 @@ func evalOnTargets(t *testing.T, build func() *graph.Array) (graph.Spec, []byte)
 			spec, first = out.Spec(), b
 			continue
 		}
-		if !bytes.Equal(b, first) {
+		if tg.Exact && !bytes.Equal(b, first) {
 			t.Fatalf("%s: result differs from the plain CPU's bit for bit", tg.Name)
+		}
+		if !tg.Exact {
+			if err := agree(spec, b, first); err != nil {
+				t.Fatalf("%s: result differs from the plain CPU's: %v", tg.Name, err)
+			}
 		}
 	}
 	return spec, first
+}
+
+// agree reports whether result b of a GPU target matches the CPU's result
+// cpu of the given spec: bit for bit for integers and bools, within
+// loomtest.Tolerance for floats (NaN where the CPU has NaN).
+func agree(spec graph.Spec, b, cpu []byte) error {
+	if !spec.DType.IsFloat() {
+		if !bytes.Equal(b, cpu) {
+			return fmt.Errorf("%s values differ", spec.DType)
+		}
+		return nil
+	}
+	atol, rtol := loomtest.Tolerance(spec.DType)
+	return loomtest.CloseErr(graph.DecodeFloat64s(spec.DType, b), graph.DecodeFloat64s(spec.DType, cpu), atol, rtol)
 }
 
 // evalFloat64s is evalOnTargets with the result decoded to float64.

@@ -65,8 +65,11 @@ __device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, 
 
 // ---- float16 / bfloat16 conversions ----------------------------------------
 
-// f16 → f32 is exact; the hardware conversion does it.
+// f16_to_f32 is exact. The hardware converts numbers; a NaN keeps its sign
+// and payload (the hardware would make it the canonical NaN), bit for bit
+// what graph.F16ToF32 does.
 __device__ __forceinline__ float f16_to_f32(u16 h) {
+  if ((h & 0x7fffu) > 0x7c00u) return __uint_as_float(((u32)(h & 0x8000u) << 16) | 0x7f800000u | ((u32)(h & 0x3ffu) << 13));
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
   return f;

@@ -74,7 +74,9 @@ COMPARE(greater_equal)
 // The transcendental functions are evaluated in double and rounded once, as
 // the CPU kernels do, so both give the float32 nearest the exact value in all
 // but rare ties. (These kernels are bound by memory, not arithmetic.)
-__device__ __forceinline__ float un_neg(float x) { return -x; }
+// Negation flips the sign bit, NaN included (the hardware's negation may
+// return the canonical NaN).
+__device__ __forceinline__ float un_neg(float x) { return __uint_as_float(__float_as_uint(x) ^ 0x80000000u); }
 __device__ __forceinline__ float un_exp(float x) { return (float)exp((double)x); }
 __device__ __forceinline__ float un_log(float x) { return (float)log((double)x); }
 __device__ __forceinline__ float un_sqrt(float x) { return (float)sqrt((double)x); }
