@@ -6,6 +6,7 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
+	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -38,6 +39,26 @@ func BenchmarkMatMul(b *testing.B) {
 				b.ReportMetric(float64(c.n*c.k*dt.Size())/s/1e9, "weight-GB/s")
 				b.ReportMetric(2*float64(c.m*c.n*c.k)/s/1e9, "GFLOP/s")
 			})
+		}
+	}
+}
+
+// BenchmarkSmallEval measures the host's cost of one small evaluation on
+// the CUDA device: planning, encoding, one launch, and the host wait.
+func BenchmarkSmallEval(b *testing.B) {
+	d := device(b)
+	rt, err := runtime.New(d, runtime.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	x, err := loombench.Operand(rt, graph.Float32, 1, 1024)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := rt.Eval(ops.Add(x, x)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
