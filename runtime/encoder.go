@@ -61,6 +61,10 @@ type encoder struct {
 	stats *Stats // the statistics of the Eval being encoded
 }
 
+// coverageWindow is how many passes back the transitive coverage of fence
+// waits is tracked.
+const coverageWindow = 64
+
 type passFence struct {
 	fence Fence
 	cb    uint64
@@ -115,7 +119,13 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 		pf := e.passFences[p]
 		e.covered[p] = true
 		for q := range pf.after {
-			e.covered[q] = true
+			// Only recent passes: a chain of dependent passes would
+			// otherwise copy ever longer sets (quadratic in the passes of
+			// one Eval). Forgetting an older pass costs at most a redundant
+			// wait on its fence, never a missing one.
+			if q+coverageWindow >= e.passID {
+				e.covered[q] = true
+			}
 		}
 		if e.rt.mut.dropFenceWait() {
 			continue
