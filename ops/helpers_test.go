@@ -2,37 +2,56 @@ package ops_test
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/runtime"
 )
 
 // evalOnTargets builds a graph with build once per target (constants belong
 // to the runtime that uploads them), evaluates its result and returns the
-// result's spec and bytes. It fails the test on an error, a hazard, or
-// targets whose results differ in a single bit: kernels must not depend on
-// the schedule.
+// result's spec and bytes. Besides loomtest.Targets it runs on plain CPU
+// devices of 1 and 3 workers. It fails the test on an error, a hazard, or
+// results that differ in a single bit: kernels must not depend on the
+// schedule or the number of workers.
 func evalOnTargets(t *testing.T, build func() *graph.Array) (graph.Spec, []byte) {
 	t.Helper()
 	var spec graph.Spec
 	var first []byte
-	for i, tg := range loomtest.Targets(t) {
-		out := build()
-		tg.Eval(t, out)
+	check := func(name string, i int, out *graph.Array) {
+		t.Helper()
 		b, err := out.Bytes()
 		if err != nil {
-			t.Fatalf("%s: reading the result: %v", tg.Name, err)
+			t.Fatalf("%s: reading the result: %v", name, err)
 		}
 		if i == 0 {
 			spec, first = out.Spec(), b
-			continue
+		} else if !bytes.Equal(b, first) {
+			t.Fatalf("%s: result differs from the plain CPU's bit for bit", name)
 		}
-		if !bytes.Equal(b, first) {
-			t.Fatalf("%s: result differs from the plain CPU's bit for bit", tg.Name)
+	}
+	ts := loomtest.Targets(t)
+	for i, tg := range ts {
+		out := build()
+		tg.Eval(t, out)
+		check(tg.Name, i, out)
+	}
+	for _, workers := range []int{1, 3} {
+		rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		out := build()
+		if err := rt.Eval(out); err != nil {
+			t.Fatalf("cpu with %d workers: eval: %v", workers, err)
+		}
+		check(fmt.Sprintf("cpu with %d workers", workers), len(ts), out)
+		rt.Close()
 	}
 	return spec, first
 }
