@@ -63,27 +63,37 @@ func dotF32Go(a, b []float32) float32 {
 	return reduceLanes(&s) + dotTail(a[i:], b[i:])
 }
 
-// dotWidenGo is the dot product of a row w of 16-bit floats, widened by
-// widen, with x, accumulated exactly as dotF32Go accumulates.
-func dotWidenGo(w []uint16, x []float32, widen func([]float32, []uint16)) float32 {
+// widenGo widens 16-bit floats, bfloat16 if bf16 else float16. A static
+// call (not a func value) lets its callers keep their buffers on the stack.
+func widenGo(bf16 bool, dst []float32, src []uint16) {
+	if bf16 {
+		bf16ToF32Go(dst, src)
+	} else {
+		f16ToF32Go(dst, src)
+	}
+}
+
+// dotWidenGo is the dot product of a row w of 16-bit floats (bfloat16 if
+// bf16 else float16) with x, accumulated exactly as dotF32Go accumulates.
+func dotWidenGo(bf16 bool, w []uint16, x []float32) float32 {
 	var s [dotLanes]float32
 	var buf [dotLanes]float32
 	n := len(w)
 	i := 0
 	for ; i+dotLanes <= n; i += dotLanes {
-		widen(buf[:], w[i:i+dotLanes])
+		widenGo(bf16, buf[:], w[i:i+dotLanes])
 		dotAccumulate(&s, buf[:], x[i:i+dotLanes])
 	}
 	for ; i+8 <= n; i += 8 {
-		widen(buf[:8], w[i:i+8])
+		widenGo(bf16, buf[:8], w[i:i+8])
 		dotAccumulate(&s, buf[:8], x[i:i+8])
 	}
-	widen(buf[:n-i], w[i:])
+	widenGo(bf16, buf[:n-i], w[i:])
 	return reduceLanes(&s) + dotTail(buf[:n-i], x[i:n])
 }
 
-func dotBF16Go(w []uint16, x []float32) float32 { return dotWidenGo(w, x, bf16ToF32Go) }
-func dotF16Go(w []uint16, x []float32) float32  { return dotWidenGo(w, x, f16ToF32Go) }
+func dotBF16Go(w []uint16, x []float32) float32 { return dotWidenGo(true, w, x) }
+func dotF16Go(w []uint16, x []float32) float32  { return dotWidenGo(false, w, x) }
 
 func axpyF32Go(y []float32, alpha float32, x []float32) {
 	for i := range y {

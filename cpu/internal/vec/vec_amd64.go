@@ -83,22 +83,21 @@ func dotF32AVX2(a, b []float32) float32 {
 	return dotF32Body(a[:n], b[:n]) + dotTail(a[n:], b[n:])
 }
 
-// dotWidenAVX2 is a dot product of a 16-bit row with x, its tail widened
-// by widen and summed by dotTail as dotWidenGo does.
-func dotWidenAVX2(body func([]uint16, []float32) float32, widen func([]float32, []uint16), w []uint16, x []float32) float32 {
+// dotWidenAVX2 is a dot product of a 16-bit row (bfloat16 if bf16 else
+// float16) with x, its tail widened and summed as dotWidenGo does.
+func dotWidenAVX2(bf16 bool, w []uint16, x []float32) float32 {
 	n := len(w) &^ 7
 	var buf [8]float32
-	widen(buf[:len(w)-n], w[n:])
-	return body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
+	widenGo(bf16, buf[:len(w)-n], w[n:])
+	tail := dotTail(buf[:len(w)-n], x[n:])
+	if bf16 {
+		return dotBF16Body(w[:n], x[:n]) + tail
+	}
+	return dotF16Body(w[:n], x[:n]) + tail
 }
 
-func dotBF16AVX2(w []uint16, x []float32) float32 {
-	return dotWidenAVX2(dotBF16Body, bf16ToF32Go, w, x)
-}
-
-func dotF16AVX2(w []uint16, x []float32) float32 {
-	return dotWidenAVX2(dotF16Body, f16ToF32Go, w, x)
-}
+func dotBF16AVX2(w []uint16, x []float32) float32 { return dotWidenAVX2(true, w, x) }
+func dotF16AVX2(w []uint16, x []float32) float32  { return dotWidenAVX2(false, w, x) }
 
 func axpyF32AVX2(y []float32, alpha float32, x []float32) {
 	n := len(y) &^ 7
