@@ -204,6 +204,15 @@ func gemvKernel(dt graph.DType) Kernel {
 			mc.a.load(xs[i*k:(i+1)*k], aOff)
 		}
 		if mc.transB {
+			if dt == graph.BFloat16 {
+				// Reorder x once for the cheaper bfloat16 dot product.
+				pp := getFloats(len(xs))
+				defer putFloats(pp)
+				for i := range mc.batch {
+					vec.PackBF16X((*pp)[i*k:(i+1)*k], xs[i*k:(i+1)*k])
+				}
+				xs = *pp
+			}
 			c.Parallel(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					i, col := r/n, r%n
@@ -214,7 +223,7 @@ func gemvKernel(dt graph.DType) Kernel {
 					case graph.Float32:
 						v = vec.DotF32(mc.b.f32[row:row+k], x)
 					case graph.BFloat16:
-						v = vec.DotBF16(mc.b.u16[row:row+k], x)
+						v = vec.DotBF16Packed(mc.b.u16[row:row+k], x)
 					default:
 						v = vec.DotF16(mc.b.u16[row:row+k], x)
 					}

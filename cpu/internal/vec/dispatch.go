@@ -5,6 +5,8 @@ type impls struct {
 	dotF32    func(a, b []float32) float32
 	dotBF16   func(w []uint16, x []float32) float32
 	dotF16    func(w []uint16, x []float32) float32
+
+	dotBF16Packed func(w []uint16, xp []float32) float32
 	axpyF32   func(y []float32, alpha float32, x []float32)
 	axpyBF16  func(y []float32, alpha float32, w []uint16)
 	axpyF16   func(y []float32, alpha float32, w []uint16)
@@ -17,6 +19,7 @@ type impls struct {
 
 var goImpls = impls{
 	dotF32Go, dotBF16Go, dotF16Go,
+	dotBF16PackedGo,
 	axpyF32Go, axpyBF16Go, axpyF16Go,
 	scaleF32Go,
 	bf16ToF32Go, f16ToF32Go, f32ToBF16Go, f32ToF16Go,
