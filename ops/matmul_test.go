@@ -229,16 +229,16 @@ func TestMatMulShapes(t *testing.T) {
 }
 
 // TestMatMulBlocks crosses every blocking boundary of the CPU kernels: K
-// past one 256-deep slice, N past one 512-column block, M past one 768-row
-// block, and a GEMV over untransposed weights past one 256-row chunk, in
+// past one 256-deep slice, N past one 1024-column block, M past one
+// 1024-row block, and a GEMV over untransposed weights past one 256-row chunk, in
 // each dtype.
 func TestMatMulBlocks(t *testing.T) {
 	r := loomtest.Rand(2)
 	var cases []*matmulCase
 	for _, dt := range primitives.MatMulDTypes {
 		cases = append(cases,
-			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{520, 260}),
-			newMatmulCase(r, dt, true, false, []int{260, 770}, []int{260, 9}),
+			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{1030, 260}),
+			newMatmulCase(r, dt, true, false, []int{260, 1030}, []int{260, 9}),
 			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
 			newMatmulCase(r, dt, false, false, []int{1, 600}, []int{600, 33}), // GEMV over 3 chunks of rows
 		)
