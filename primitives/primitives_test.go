@@ -153,7 +153,7 @@ func TestParamsLayout(t *testing.T) {
 func TestCopyRanges(t *testing.T) {
 	type arg struct{ off, size int64 }
 	type want struct {
-		src, dst           arg
+		src, dst          arg
 		shape, srcS, dstS []uint32
 	}
 	cases := []struct {
