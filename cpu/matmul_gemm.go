@@ -13,6 +13,10 @@ import (
 // tile held in registers. Packing also widens float16/bfloat16 to float32
 // and takes care of the transposes, so the micro-kernel sees one layout.
 //
+// Panels are padded with zeros to whole tiles. The padding only feeds the
+// parts of edge tiles that are thrown away; zeros keep that arithmetic off
+// stale scratch contents (NaNs, subnormals: slow on some CPUs).
+//
 // Each output element is C = Σ over K slices (in order) of the slice's
 // partial sum, each partial sum accumulated from zero over k in order: the
 // same arithmetic whichever worker computes the tile.
@@ -204,9 +208,12 @@ func (g *gemm) packB(par parallelFunc, bp []float32, p0, kc, j0, nb int) {
 func (g *gemm) packA(ap []float32, i0, mb, tlo, thi, p0, kc int) {
 	mc := g.mc
 	m, k := mc.m, mc.k
-	rowp := getFloats(max(kc, gemmMR))
-	defer putFloats(rowp)
-	row := *rowp
+	var row []float32
+	if !mc.transA {
+		rowp := getFloats(kc)
+		defer putFloats(rowp)
+		row = *rowp
+	}
 	for t := tlo; t < thi; t++ {
 		panel := ap[(t-tlo)*kc*gemmMR : (t-tlo+1)*kc*gemmMR]
 		it := i0 + t*gemmMR
@@ -228,8 +235,8 @@ func (g *gemm) packA(ap []float32, i0, mb, tlo, thi, p0, kc int) {
 				}
 				continue
 			}
-			mc.a.load(row[:kc], g.aOff+(it+ii)*k+p0)
-			for p, v := range row[:kc] {
+			mc.a.load(row, g.aOff+(it+ii)*k+p0)
+			for p, v := range row {
 				panel[p*gemmMR+ii] = v
 			}
 		}
