@@ -169,7 +169,7 @@ func axpyBF16Go(y []float32, alpha float32, w []uint16) {
 
 func axpyF16Go(y []float32, alpha float32, w []uint16) {
 	for i := range y {
-		y[i] += alpha * f16ToF32(w[i])
+		y[i] += alpha * halfToF32(w[i])
 	}
 }
 
@@ -187,16 +187,16 @@ func bf16ToF32Go(dst []float32, src []uint16) {
 
 func f16ToF32Go(dst []float32, src []uint16) {
 	for i, h := range src {
-		dst[i] = f16ToF32(h)
+		dst[i] = halfToF32(h)
 	}
 }
 
-// f16ToF32 is graph.F16ToF32 (tested against it for every input) without
+// halfToF32 is graph.F16ToF32 (tested against it for every input) without
 // its loop over subnormals, so that it inlines: the exponent and mantissa
 // shifted into place read as a float32 2^112 times too small, subnormals
 // included, and multiplying by 2^112 is exact. Inf and NaN only need the
 // exponent filled in.
-func f16ToF32(h uint16) float32 {
+func halfToF32(h uint16) float32 {
 	em := uint32(h&0x7fff) << 13
 	sign := uint32(h&0x8000) << 16
 	if em >= 0x1f<<23 {
