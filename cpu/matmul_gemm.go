@@ -26,7 +26,6 @@ const (
 	gemmKC  = 256             // depth of a K slice: a B panel (16 KiB) stays in L1
 	gemmMB  = 1024            // most rows of an output block: each of 2 workers' packed A slice (512 KiB) stays in L2
 	gemmNB  = 1024            // most columns of an output block: its packed B slice (1 MiB) stays in L2/L3
-	gemmLDC = gemmNB + gemmNR // row stride of the float32 accumulator block
 )
 
 // gemmGrain is the least arithmetic (in flops) worth a goroutine.
@@ -150,10 +149,11 @@ func (g *gemm) run(par parallelFunc) {
 	bp := getFloats(gemmKC * bn)
 	defer putFloats(bp)
 	// Each block is accumulated in float32 in acc and stored (rounded, for
-	// float16 and bfloat16) once complete. Its rows are gemmLDC floats apart
-	// whatever N is: a row stride of a large power of two would put a
+	// float16 and bfloat16) once complete. Its rows are one tile wider than
+	// the block: N's row stride, often a large power of two, would put a
 	// tile's rows in the same cache set.
-	accp := getFloats(min(m, bm) * gemmLDC)
+	ldc := bn + gemmNR
+	accp := getFloats(min(m, bm) * ldc)
 	defer putFloats(accp)
 	acc := *accp
 	for i0 := 0; i0 < m; i0 += bm {
@@ -163,11 +163,11 @@ func (g *gemm) run(par parallelFunc) {
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
 				g.packB(par, *bp, p0, kc, j0, nb)
-				g.multiply(par, *bp, acc, gemmLDC, i0, mb, nb, p0, kc)
+				g.multiply(par, *bp, acc, ldc, i0, mb, nb, p0, kc)
 			}
 			par(mb, max(1, gemmGrain/nb), func(lo, hi int) {
 				for i := lo; i < hi; i++ {
-					mc.out.store(g.outOff+(i0+i)*n+j0, acc[i*gemmLDC:i*gemmLDC+nb])
+					mc.out.store(g.outOff+(i0+i)*n+j0, acc[i*ldc:i*ldc+nb])
 				}
 			})
 		}
