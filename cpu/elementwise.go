@@ -280,6 +280,7 @@ func compareInt(op primitives.BinaryOp, a, b int64) bool {
 	return a >= b
 }
 
+// binaryKernel applies op to two broadcast inputs.
 func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)

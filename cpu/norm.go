@@ -9,15 +9,15 @@ import (
 )
 
 // softmaxKernel normalises each row of an array viewed as [outer, n, inner]
-// along n: three passes over the row (maximum, sum of exponentials,
-// output), in float32.
+// along n, in float32: the maximum, then the exponentials (kept in a row of
+// scratch, so each is computed once) and their sum, then the output.
 func softmaxKernel(dt graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.AxisParams)
 		n, inner := int(p.N), int(p.Inner)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
 		c.Parallel(int(p.Outer)*inner, max(1, elemGrain/max(n, 1)), func(lo, hi int) {
-			tmp := getFloats(2 * chunk)
+			tmp := getFloats(2*chunk + n)
 			defer putFloats(tmp)
 			for j := lo; j < hi; j++ {
 				softmaxRow(dt, a, out, j/inner*n*inner+j%inner, n, inner, *tmp)
@@ -28,9 +28,9 @@ func softmaxKernel(dt graph.DType) Kernel {
 }
 
 // softmaxRow normalises the n elements at first, first+stride, …, using
-// tmp (2·chunk float32s) for conversions.
+// tmp (2·chunk + n float32s) for conversions and the exponentials.
 func softmaxRow(dt graph.DType, a, out []byte, first, n, stride int, tmp []float32) {
-	tx, tz := tmp[:chunk], tmp[chunk:2*chunk]
+	tx, tz, e := tmp[:chunk], tmp[chunk:2*chunk], tmp[2*chunk:2*chunk+n]
 	m := float32(math.Inf(-1))
 	for k := 0; k < n; k += chunk {
 		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx) {
@@ -40,18 +40,19 @@ func softmaxRow(dt graph.DType, a, out []byte, first, n, stride int, tmp []float
 	var sum float32
 	for k := 0; k < n; k += chunk {
 		var part float32 // per-chunk partial sums keep the float32 rounding error small
-		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx) {
-			part += exp32(v - m)
+		ek := e[k:]
+		for i, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx) {
+			ek[i] = exp32(v - m)
+			part += ek[i]
 		}
 		sum += part
 	}
 	inv := 1 / sum
 	for k := 0; k < n; k += chunk {
 		at := first + k*stride
-		x := f32In(dt, a, at, stride, min(chunk, n-k), tx)
-		z := f32Out(dt, out, at, stride, len(x), tz)
-		for i, v := range x {
-			z[i] = exp32(v-m) * inv
+		z := f32Out(dt, out, at, stride, min(chunk, n-k), tz)
+		for i, v := range e[k : k+len(z)] {
+			z[i] = v * inv
 		}
 		f32Store(dt, out, at, stride, z)
 	}

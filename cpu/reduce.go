@@ -7,10 +7,9 @@ import (
 	"github.com/loomrt/loom/primitives"
 )
 
-// Reductions view the input as [outer, n, inner] and produce [outer, inner].
-// Every output element is reduced by one piece of work in the order
+// reduceKernel reduces an input viewed as [outer, n, inner] to [outer,
+// inner]. Every output element is reduced by one piece of work in the order
 // k = 0, 1, …, n−1; float sums accumulate in float64.
-
 func reduceKernel(op primitives.ReduceOp, dt graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.AxisParams)

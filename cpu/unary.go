@@ -54,6 +54,7 @@ func unaryF32(op primitives.UnaryOp, z, x []float32) {
 	}
 }
 
+// unaryKernel applies op to an input of the output's shape.
 func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)
@@ -68,9 +69,9 @@ func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 			return nil
 		}
 		// Integer negation, wrapping around (uint32 negates modulo 2^32).
-		runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
+		runs(c, p, func(o, n int, _, _ [3]int, _ []float32) {
 			for k := range n {
-				storeInt(dt, out, o+k, -loadInt(dt, a, at[0]+k))
+				storeInt(dt, out, o+k, -loadInt(dt, a, o+k))
 			}
 		})
 		return nil
