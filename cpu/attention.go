@@ -1,0 +1,601 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// Paged attention and the KV write (see primitives/attention.go for the
+// cache layout and the masking rules).
+//
+// The attention kernels share one unit of work: a sequence, a KV head, a
+// tile of the sequence's query tokens and a range of keys (the whole visible
+// context on the single pass, one partition on the split path). A unit
+// converts each K and V row of its range to float32 once and serves every
+// query token of the tile and every query head of the KV head's group with
+// it, so a K/V row is read once per KV head (and per query tile). Each unit
+// keeps, per row, the running maximum m, the running sum l and the
+// unnormalised output O of an online softmax whose scores are in log2 units,
+// so that every exponential is an exp2.
+//
+// Units are handed to the workers longest first from a shared counter. Each
+// output row belongs to exactly one unit and is accumulated in a fixed key
+// order, so results do not depend on the number of workers.
+
+// queryTileRows is the number of rows (query tokens × query heads of a
+// group) a unit serves: enough to amortise converting K/V rows over many
+// queries, few enough that the rows' state stays in the L1/L2 cache.
+const queryTileRows = 32
+
+// log2e converts natural-log units to log2 units.
+const log2e = math.Log2E
+
+// floatRows views a buffer of one of the attention dtypes for loading and
+// storing rows of float32s.
+type floatRows struct {
+	dt  graph.DType
+	f32 []float32
+	u16 []uint16
+}
+
+func newFloatRows(dt graph.DType, b []byte) floatRows {
+	if dt == graph.Float32 {
+		return floatRows{dt: dt, f32: view[float32](b)}
+	}
+	return floatRows{dt: dt, u16: view[uint16](b)}
+}
+
+// load returns the len(dst) elements at off as float32s: the buffer itself
+// for float32, else converted into dst.
+func (r floatRows) load(dst []float32, off int) []float32 {
+	n := len(dst)
+	switch r.dt {
+	case graph.Float32:
+		return r.f32[off : off+n : off+n]
+	case graph.Float16:
+		f16ToF32(dst, r.u16[off:off+n])
+	default:
+		bf16ToF32(dst, r.u16[off:off+n])
+	}
+	return dst
+}
+
+// store writes src at off, rounding to nearest even for float16/bfloat16.
+func (r floatRows) store(off int, src []float32) {
+	switch r.dt {
+	case graph.Float32:
+		copy(r.f32[off:off+len(src)], src)
+	case graph.Float16:
+		f32ToF16(r.u16[off:off+len(src)], src)
+	default:
+		f32ToBF16(r.u16[off:off+len(src)], src)
+	}
+}
+
+// attention is one attention dispatch: its params and views of its buffers.
+type attention struct {
+	p                    *primitives.PagedAttentionParams
+	hs, bs, heads, kvh   int
+	group                int // query heads per KV head
+	parts                int // partitions per row in the split scratch
+	q, k, v, out, tmpOut floatRows
+	tables, seqLens, cu  []int32
+	sinks                []float32 // nil without sinks
+	maxLogits, expSums   []float32 // the split path's partition statistics
+
+	qScale          float32 // applied to q when it is loaded
+	capInv, capMul  float32 // softcap: score = tanh(x·capInv)·capMul
+	tileTokens      int     // query tokens per unit
+	window, partLen int
+}
+
+func newAttention(c *Call, dt graph.DType, hs, bs int) (*attention, error) {
+	p := c.Params.(*primitives.PagedAttentionParams)
+	if int(p.HeadSize) != hs || int(p.BlockSize) != bs {
+		return nil, fmt.Errorf("params for head size %d and block size %d reached the kernel for %d and %d", p.HeadSize, p.BlockSize, hs, bs)
+	}
+	a := &attention{
+		p: p, hs: hs, bs: bs, heads: int(p.NumHeads), kvh: int(p.NumKVHeads),
+		parts: int(p.NumPartitions), window: int(p.SlidingWindow), partLen: int(p.PartitionSize),
+		qScale: p.Scale * log2e,
+	}
+	a.group = a.heads / a.kvh
+	a.tileTokens = max(1, queryTileRows/a.group)
+	if p.Softcap > 0 {
+		a.qScale = p.Scale
+		a.capInv, a.capMul = 1/p.Softcap, p.Softcap*log2e
+	}
+	return a, nil
+}
+
+// checkMeta checks the sequence metadata, and the block tables too if
+// tables is set, before any work reads through them.
+func (a *attention) checkMeta(tables bool) error {
+	p := a.p
+	if err := primitives.CheckCuSeqlensQ(a.cu, int(p.NumTokens)); err != nil {
+		return err
+	}
+	if err := primitives.CheckSeqLens(a.seqLens, int(p.MaxSeqLen), int(p.MaxBlocksPerSeq), a.bs); err != nil {
+		return err
+	}
+	if !tables {
+		return nil
+	}
+	return primitives.CheckBlockTables(a.tables, int(p.MaxBlocksPerSeq), a.seqLens, a.bs, int(p.NumBlocks))
+}
+
+// keyRange returns the keys [lo, hi) that query token t of sequence s sees:
+// up to its causal frontier, within the sliding window. lo == hi when none.
+func (a *attention) keyRange(s, t int) (lo, hi int) {
+	qLen := int(a.cu[s+1] - a.cu[s])
+	hi = int(a.seqLens[s]) - qLen + (t - int(a.cu[s])) + 1
+	if hi <= 0 {
+		return 0, 0
+	}
+	if a.window > 0 {
+		lo = max(0, hi-a.window)
+	}
+	return lo, hi
+}
+
+// partitions returns the partitions [pLo, pHi) that hold the keys [lo, hi).
+// The partition kernel writes exactly these for a row and the reduce reads
+// exactly these.
+func (a *attention) partitions(lo, hi int) (pLo, pHi int) {
+	if lo >= hi {
+		return 0, 0
+	}
+	return lo / a.partLen, primitives.Groups(hi, a.partLen)
+}
+
+// unit is a piece of attention work; see the top of the file.
+type unit struct {
+	seq, kvHead  int
+	t0, t1       int // query tokens
+	part         int // partition, or -1 on the single pass
+	keyLo, keyHi int
+}
+
+func (u unit) cost() int { return (u.t1 - u.t0 + 1) * (u.keyHi - u.keyLo + 1) }
+
+// units lists the work of a dispatch, longest first. On the single pass
+// every query tile has a unit (rows that see no key get zeros); on the
+// split path a tile has one unit per partition its rows see.
+func (a *attention) units(split bool) []unit {
+	var us []unit
+	for s := range len(a.seqLens) {
+		for t0 := int(a.cu[s]); t0 < int(a.cu[s+1]); t0 += a.tileTokens {
+			t1 := min(t0+a.tileTokens, int(a.cu[s+1]))
+			keyLo, keyHi := math.MaxInt, 0
+			for t := t0; t < t1; t++ {
+				if lo, hi := a.keyRange(s, t); lo < hi {
+					keyLo, keyHi = min(keyLo, lo), max(keyHi, hi)
+				}
+			}
+			keyLo = min(keyLo, keyHi)
+			for g := range a.kvh {
+				if !split {
+					us = append(us, unit{s, g, t0, t1, -1, keyLo, keyHi})
+					continue
+				}
+				pLo, pHi := a.partitions(keyLo, keyHi)
+				for p := pLo; p < pHi; p++ {
+					us = append(us, unit{s, g, t0, t1, p, max(keyLo, p*a.partLen), min(keyHi, (p+1)*a.partLen)})
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(us, func(x, y unit) int { return y.cost() - x.cost() })
+	return us
+}
+
+// rowState is a worker's scratch: the state of a unit's rows and the
+// float32 K/V rows of one cache block.
+type rowState struct {
+	q, o       []float32 // [rows][hs]: scaled queries, unnormalised outputs
+	m, l       []float32 // [rows]: running maximum and sum, log2 units
+	lo, hi     []int     // [tokens]: each query token's visible keys
+	s          []float32 // [bs]: scores of one block
+	kbuf, vbuf []float32 // [bs][hs]: converted K and V rows
+	kr, vr     [][]float32
+}
+
+func (a *attention) newRowState() *rowState {
+	rows := a.tileTokens * a.group
+	return &rowState{
+		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
+		m: make([]float32, rows), l: make([]float32, rows),
+		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
+		s:    make([]float32, a.bs),
+		kbuf: make([]float32, a.bs*a.hs), vbuf: make([]float32, a.bs*a.hs),
+		kr: make([][]float32, a.bs), vr: make([][]float32, a.bs),
+	}
+}
+
+// attend runs the online softmax of unit u's rows over its keys. Row
+// i·group+j is query token t0+i with query head kvHead·group+j.
+func (a *attention) attend(u unit, w *rowState) {
+	hs, bs, g := a.hs, a.bs, a.group
+	rows := (u.t1 - u.t0) * g
+	for i := range u.t1 - u.t0 {
+		w.lo[i], w.hi[i] = a.keyRange(u.seq, u.t0+i)
+		for j := range g {
+			r := i*g + j
+			q := w.q[r*hs : (r+1)*hs]
+			copy(q, a.q.load(q, ((u.t0+i)*a.heads+u.kvHead*g+j)*hs))
+			scaleF32(q, a.qScale)
+		}
+	}
+	clear(w.o[:rows*hs])
+	clear(w.l[:rows])
+	for r := range rows {
+		w.m[r] = float32(math.Inf(-1))
+	}
+	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
+	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
+		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
+		base := int(table[b]) * bs
+		for j := j0; j < j1; j++ {
+			off := ((base+j-b*bs)*a.kvh + u.kvHead) * hs
+			x := j - j0
+			w.kr[x] = a.k.load(w.kbuf[x*hs:(x+1)*hs], off)
+			w.vr[x] = a.v.load(w.vbuf[x*hs:(x+1)*hs], off)
+		}
+		for i := range u.t1 - u.t0 {
+			lo, hi := max(w.lo[i], j0), min(w.hi[i], j1)
+			if lo >= hi {
+				continue
+			}
+			for j := range g {
+				a.update(w, i*g+j, w.kr[lo-j0:hi-j0], w.vr[lo-j0:hi-j0])
+			}
+		}
+	}
+}
+
+// update folds the keys ks and values vs into row r.
+func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
+	hs := a.hs
+	q, o := w.q[r*hs:(r+1)*hs], w.o[r*hs:(r+1)*hs]
+	s := w.s[:len(ks)]
+	top := float32(math.Inf(-1))
+	for i, k := range ks {
+		x := dotF32(q, k)
+		if a.capMul != 0 {
+			x = float32(math.Tanh(float64(x*a.capInv))) * a.capMul
+		}
+		s[i] = x
+		top = max(top, x)
+	}
+	if top > w.m[r] {
+		if w.l[r] != 0 {
+			c := exp2(w.m[r] - top)
+			scaleF32(o, c)
+			w.l[r] *= c
+		}
+		w.m[r] = top
+	}
+	m := w.m[r]
+	for i, v := range vs {
+		p := exp2(s[i] - m)
+		w.l[r] += p
+		axpyF32(o, p, v)
+	}
+}
+
+// finish writes unit u's rows to out, normalised, with the sinks folded in.
+func (a *attention) finish(u unit, w *rowState) {
+	hs, g := a.hs, a.group
+	for i := range u.t1 - u.t0 {
+		for j := range g {
+			r, h := i*g+j, u.kvHead*g+j
+			o := w.o[r*hs : (r+1)*hs]
+			m, l := w.m[r], w.l[r]
+			switch {
+			case l == 0:
+				clear(o)
+			case a.sinks != nil:
+				sink := a.sinks[h] * log2e
+				top := max(m, sink)
+				c := exp2(m - top)
+				scaleF32(o, c/(l*c+exp2(sink-top)))
+			default:
+				scaleF32(o, 1/l)
+			}
+			a.out.store(((u.t0+i)*a.heads+h)*hs, o)
+		}
+	}
+}
+
+// finishPartition writes unit u's rows that see keys of its partition to
+// the split scratch: the maximum, the sum and the normalised output.
+func (a *attention) finishPartition(u unit, w *rowState) {
+	hs, g := a.hs, a.group
+	for i := range u.t1 - u.t0 {
+		if pLo, pHi := a.partitions(w.lo[i], w.hi[i]); u.part < pLo || u.part >= pHi {
+			continue
+		}
+		for j := range g {
+			r, h := i*g+j, u.kvHead*g+j
+			idx := ((u.t0+i)*a.heads+h)*a.parts + u.part
+			o := w.o[r*hs : (r+1)*hs]
+			scaleF32(o, 1/w.l[r])
+			a.maxLogits[idx], a.expSums[idx] = w.m[r], w.l[r]
+			a.tmpOut.store(idx*hs, o)
+		}
+	}
+}
+
+// run attends every unit on the call's workers, each with its own scratch.
+func (a *attention) run(c *Call, split bool) {
+	us := a.units(split)
+	workers := min(c.Workers(), len(us))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	work := func() {
+		defer wg.Done()
+		w := a.newRowState()
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(us) {
+				return
+			}
+			a.attend(us[i], w)
+			if split {
+				a.finishPartition(us[i], w)
+			} else {
+				a.finish(us[i], w)
+			}
+		}
+	}
+	wg.Add(workers)
+	for range workers - 1 {
+		go work()
+	}
+	if workers > 0 {
+		work()
+	}
+	wg.Wait()
+}
+
+// pagedAttentionKernel is the single pass: args q, k_cache, v_cache,
+// block_tables, seq_lens, cu_seqlens_q, [sinks,] out.
+func pagedAttentionKernel(dt graph.DType, hs, bs int, sinks bool) Kernel {
+	return func(c *Call) error {
+		a, err := newAttention(c, dt, hs, bs)
+		if err != nil {
+			return err
+		}
+		a.bindMeta(c, dt)
+		n := 6
+		if sinks {
+			a.sinks = c.F32(n)
+			n++
+		}
+		a.out = newFloatRows(dt, c.Args[n].Bytes)
+		if err := a.checkMeta(true); err != nil {
+			return err
+		}
+		a.run(c, false)
+		return nil
+	}
+}
+
+// pagedAttentionPartitionKernel is the split path's first pass: args q,
+// k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, max_logits,
+// exp_sums, tmp_out.
+func pagedAttentionPartitionKernel(dt graph.DType, hs, bs int) Kernel {
+	return func(c *Call) error {
+		a, err := newAttention(c, dt, hs, bs)
+		if err != nil {
+			return err
+		}
+		a.bindMeta(c, dt)
+		a.maxLogits, a.expSums = c.F32(6), c.F32(7)
+		a.tmpOut = newFloatRows(dt, c.Args[8].Bytes)
+		if err := a.checkMeta(true); err != nil {
+			return err
+		}
+		a.run(c, true)
+		return nil
+	}
+}
+
+func (a *attention) bindMeta(c *Call, dt graph.DType) {
+	a.q = newFloatRows(dt, c.Args[0].Bytes)
+	a.k = newFloatRows(dt, c.Args[1].Bytes)
+	a.v = newFloatRows(dt, c.Args[2].Bytes)
+	a.tables, a.seqLens, a.cu = c.I32(3), c.I32(4), c.I32(5)
+}
+
+// pagedAttentionReduceKernel merges the partitions of each row: args
+// tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, [sinks,] out.
+// With M the largest partition maximum (and sink), partition p weighs
+// w_p = l_p·2^(m_p−M) and out = Σ_p w_p·tmp_out_p / (Σ_p w_p + 2^(sink−M)).
+func pagedAttentionReduceKernel(dt graph.DType, hs int, sinks bool) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.PagedAttentionParams)
+		if int(p.HeadSize) != hs {
+			return fmt.Errorf("params for head size %d reached the kernel for %d", p.HeadSize, hs)
+		}
+		a := &attention{p: p, hs: hs, bs: int(p.BlockSize), heads: int(p.NumHeads), parts: int(p.NumPartitions),
+			window: int(p.SlidingWindow), partLen: int(p.PartitionSize)}
+		a.tmpOut = newFloatRows(dt, c.Args[0].Bytes)
+		a.maxLogits, a.expSums = c.F32(1), c.F32(2)
+		a.seqLens, a.cu = c.I32(3), c.I32(4)
+		n := 5
+		if sinks {
+			a.sinks = c.F32(n)
+			n++
+		}
+		a.out = newFloatRows(dt, c.Args[n].Bytes)
+		if err := a.checkMeta(false); err != nil {
+			return err
+		}
+		seqOf := make([]int32, p.NumTokens)
+		for s := range len(a.seqLens) {
+			for t := a.cu[s]; t < a.cu[s+1]; t++ {
+				seqOf[t] = int32(s)
+			}
+		}
+		c.Parallel(len(seqOf)*a.heads, 64, func(lo, hi int) {
+			acc, row := make([]float32, hs), make([]float32, hs)
+			for x := lo; x < hi; x++ {
+				t, h := x/a.heads, x%a.heads
+				a.reduceRow(t, h, int(seqOf[t]), acc, row)
+			}
+		})
+		return nil
+	}
+}
+
+// reduceRow merges the partitions of query token t, head h of sequence s.
+func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
+	hs := a.hs
+	out := (t*a.heads + h) * hs
+	base := (t*a.heads + h) * a.parts
+	pLo, pHi := a.partitions(a.keyRange(s, t))
+	switch {
+	case pLo == pHi:
+		clear(acc)
+		a.out.store(out, acc)
+		return
+	case pHi-pLo == 1 && a.sinks == nil:
+		// One partition is the answer already: copy it exactly.
+		a.out.store(out, a.tmpOut.load(row, (base+pLo)*hs))
+		return
+	}
+	top := float32(math.Inf(-1))
+	if a.sinks != nil {
+		top = a.sinks[h] * log2e
+	}
+	for p := pLo; p < pHi; p++ {
+		top = max(top, a.maxLogits[base+p])
+	}
+	clear(acc)
+	var sum float32
+	for p := pLo; p < pHi; p++ {
+		wt := a.expSums[base+p] * exp2(a.maxLogits[base+p]-top)
+		sum += wt
+		axpyF32(acc, wt, a.tmpOut.load(row, (base+p)*hs))
+	}
+	if a.sinks != nil {
+		sum += exp2(a.sinks[h]*log2e - top)
+	}
+	scaleF32(acc, 1/sum)
+	a.out.store(out, acc)
+}
+
+// kvWriteKernel copies K and V rows into their slots: args k_cache,
+// v_cache, key, value, slot_mapping. The slots are checked before anything
+// is written.
+func kvWriteKernel(dt, slotDT graph.DType) Kernel {
+	return func(c *Call) error {
+		if slotDT == graph.Int32 {
+			return kvWrite(c, c.I32(4), dt.Size())
+		}
+		return kvWrite(c, c.I64(4), dt.Size())
+	}
+}
+
+func kvWrite[S int32 | int64](c *Call, slots []S, elemSize int) error {
+	p := c.Params.(*primitives.KVWriteParams)
+	if err := primitives.CheckSlots(slots, int(p.NumSlots)); err != nil {
+		return err
+	}
+	row := int(p.KVHeads) * int(p.HeadSize) * elemSize
+	kc, vc, k, v := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes, c.Args[3].Bytes
+	c.Parallel(len(slots), max(1, 64<<10/max(row, 1)), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			s := int(slots[t])
+			if s < 0 {
+				continue
+			}
+			copy(kc[s*row:(s+1)*row], k[t*row:(t+1)*row])
+			copy(vc[s*row:(s+1)*row], v[t*row:(t+1)*row])
+		}
+	})
+	return nil
+}
+
+func init() {
+	for _, dt := range primitives.AttentionDTypes {
+		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {
+			mustRegister(primitives.KVWriteKernel(dt, slot), kvWriteKernel(dt, slot))
+		}
+		for _, hs := range primitives.AttentionHeadSizes {
+			for _, bs := range primitives.AttentionBlockSizes {
+				for _, sinks := range []bool{false, true} {
+					mustRegister(primitives.PagedAttentionKernel(dt, hs, bs, sinks), pagedAttentionKernel(dt, hs, bs, sinks))
+				}
+				mustRegister(primitives.PagedAttentionPartitionKernel(dt, hs, bs), pagedAttentionPartitionKernel(dt, hs, bs))
+			}
+			for _, sinks := range []bool{false, true} {
+				mustRegister(primitives.PagedAttentionReduceKernel(dt, hs, sinks), pagedAttentionReduceKernel(dt, hs, sinks))
+			}
+		}
+	}
+}
+
+// The vector routines below are plain loops until cpu/internal/vec lands.
+
+func dotF32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func axpyF32(y []float32, alpha float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += alpha * x[i]
+	}
+}
+
+func scaleF32(y []float32, alpha float32) {
+	for i := range y {
+		y[i] *= alpha
+	}
+}
+
+func f16ToF32(dst []float32, src []uint16) {
+	for i, h := range src {
+		dst[i] = graph.F16ToF32(h)
+	}
+}
+
+func bf16ToF32(dst []float32, src []uint16) {
+	for i, h := range src {
+		dst[i] = graph.BF16ToF32(h)
+	}
+}
+
+func f32ToF16(dst []uint16, src []float32) {
+	for i, f := range src {
+		dst[i] = graph.F32ToF16(f)
+	}
+}
+
+func f32ToBF16(dst []uint16, src []float32) {
+	for i, f := range src {
+		dst[i] = graph.F32ToBF16(f)
+	}
+}
+
+func exp2(x float32) float32 { return float32(math.Exp2(float64(x))) }
