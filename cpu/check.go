@@ -113,10 +113,28 @@ type checker struct {
 	rng   *rand.Rand
 	ready []int32
 	wake  *sync.Cond
+
+	// lazy execution: dispatches ready while no host waits are held back
+	lazy    bool
+	waiting int
+	held    []int32
+
+	closed bool
 }
 
-func newChecker(seed uint64) *checker {
+// close stops the adversarial scheduler once the work it has is done.
+func (c *checker) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.wake != nil {
+		c.wake.Broadcast()
+	}
+}
+
+func newChecker(seed uint64, lazy bool) *checker {
 	c := &checker{
+		lazy:      lazy,
 		host:      -1,
 		fenceLast: map[*fence]int32{},
 		signals:   map[*event]map[uint64]int32{},
@@ -237,6 +255,10 @@ func (c *checker) start(id int32) {
 		c.complete(id)
 		return
 	}
+	if c.lazy && c.waiting == 0 {
+		c.held = append(c.held, id)
+		return
+	}
 	if c.rng != nil {
 		c.ready = append(c.ready, id)
 		c.wake.Signal()
@@ -254,13 +276,31 @@ func (c *checker) start(id int32) {
 	}()
 }
 
+// hostBlocks counts hosts blocked on an event; the first releases held work.
+func (c *checker) hostBlocks(delta int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting += delta
+	if c.waiting > 0 && len(c.held) > 0 {
+		held := c.held
+		c.held = nil
+		for _, id := range held {
+			c.start(id)
+		}
+	}
+}
+
 // serial is the adversarial scheduler: it runs one ready dispatch at a time,
 // chosen at random.
 func (c *checker) serial() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for {
-		for len(c.ready) == 0 {
+		for len(c.ready) == 0 && !c.closed {
 			c.wake.Wait()
+		}
+		if len(c.ready) == 0 {
+			return
 		}
 		i := c.rng.IntN(len(c.ready))
 		id := c.ready[i]

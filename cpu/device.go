@@ -31,6 +31,10 @@ type Options struct {
 	// consistent with the encoded ordering, so that a race shows up as wrong
 	// numbers too. 0 means concurrent execution.
 	Seed uint64
+	// Lazy, in checking mode, holds committed work back until the host
+	// blocks on an event: the host then never sees work complete early, the
+	// schedule that leaves the most accesses unordered by host observation.
+	Lazy bool
 }
 
 // Device is the CPU device.
@@ -48,7 +52,7 @@ func New(opts Options) *Device {
 		d.workers = goruntime.GOMAXPROCS(0)
 	}
 	if opts.Check {
-		d.check = newChecker(opts.Seed)
+		d.check = newChecker(opts.Seed, opts.Lazy)
 	}
 	return d
 }
@@ -70,6 +74,14 @@ func (d *Device) Hazards() []Hazard {
 		return nil
 	}
 	return d.check.hazardList()
+}
+
+// Close stops the device's scheduler goroutine (checking mode). Work already
+// committed still completes.
+func (d *Device) Close() {
+	if d.check != nil {
+		d.check.close()
+	}
 }
 
 // Workers is the number of goroutines kernels use.
@@ -173,12 +185,20 @@ func (d *Device) NewQueue() (runtime.Queue, error) {
 }
 
 type queue struct {
-	dev  *Device
-	work chan *commandBuffer // normal mode: committed command buffers, in order
+	dev    *Device
+	fences int
+	work   chan *commandBuffer // normal mode: committed command buffers, in order
 }
 
 func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
-func (q *queue) NewFence() runtime.Fence                 { return &fence{} }
+
+// Close ends the queue's worker once the work committed so far is done.
+func (q *queue) Close() {
+	if q.work != nil {
+		close(q.work)
+	}
+}
+func (q *queue) NewFence() runtime.Fence { return &fence{} }
 func (q *queue) NewEvent() runtime.Event {
 	e := &event{dev: q.dev}
 	e.cond.L = &e.mu
@@ -206,7 +226,9 @@ func (q *queue) run() {
 	}
 }
 
-type fence struct{}
+// fence carries an id: pointers to zero-size values need not be distinct,
+// and the checker keys fences by pointer.
+type fence struct{ id int }
 
 type event struct {
 	dev   *Device
@@ -217,6 +239,10 @@ type event struct {
 
 // Wait blocks until the event reaches v.
 func (e *event) Wait(v uint64) {
+	if c := e.dev.check; c != nil {
+		c.hostBlocks(+1)
+		defer c.hostBlocks(-1)
+	}
 	e.mu.Lock()
 	for e.value < v {
 		e.cond.Wait()
@@ -300,7 +326,7 @@ func (cb *commandBuffer) fail(err error) {
 }
 
 func (cb *commandBuffer) NewPass() runtime.Encoder {
-	p := &pass{}
+	p := &pass{ops: make([]op, 0, 64)}
 	cb.passes = append(cb.passes, p)
 	return &encoder{p: p}
 }

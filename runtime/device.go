@@ -44,6 +44,8 @@ type Queue interface {
 	NewCommandBuffer() CommandBuffer
 	NewFence() Fence
 	NewEvent() Event
+	// Close releases the queue once the work committed so far is done.
+	Close()
 }
 
 // CommandBuffer is a batch of passes submitted together.

@@ -1,6 +1,9 @@
 package runtime
 
 import (
+	"cmp"
+	"slices"
+
 	"github.com/loomrt/loom/primitives"
 )
 
@@ -50,11 +53,10 @@ type encoder struct {
 	seg        int
 	passCount  int             // dispatches in the open pass
 	cbCount    int             // dispatches in the open command buffer
-	waited     map[uint64]bool // passes the open pass already waits for
+	covered    map[uint64]bool // passes the open pass is ordered after, directly or through them
+	waits      []uint64        // scratch for dispatch
 	passFences map[uint64]passFence
 	freeFences []Fence
-
-	state map[Buffer]*bufState
 
 	stats *Stats // the statistics of the Eval being encoded
 }
@@ -62,37 +64,25 @@ type encoder struct {
 type passFence struct {
 	fence Fence
 	cb    uint64
+	after map[uint64]bool // the passes it is ordered after: waiting for it covers them too
 }
 
 func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 	return &encoder{
 		rt: rt, queue: q, event: ev,
-		waited:     map[uint64]bool{},
+		covered:    map[uint64]bool{},
 		passFences: map[uint64]passFence{},
-		state:      map[Buffer]*bufState{},
 	}
 }
 
-func (e *encoder) stateOf(b Buffer) *bufState {
-	st := e.state[b]
-	if st == nil {
-		st = &bufState{}
-		e.state[b] = st
-	}
-	return st
-}
-
-// busy reports whether device work that touches b may still be running.
-func (e *encoder) busy(b Buffer) bool {
-	st := e.state[b]
-	return st != nil && st.lastUse > e.completed
-}
+// busy reports whether device work that touches s may still be running.
+func (e *encoder) busy(s *storage) bool { return s.track.lastUse > e.completed }
 
 // dispatch encodes one kernel launch with the orderings its accesses need.
-func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
+func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, sts []*storage) {
 	e.open()
 	barrier := false
-	var waits []uint64
+	waits := e.waits[:0]
 	need := func(s site) {
 		switch {
 		case s.cb == 0 || s.cb <= e.completed:
@@ -100,12 +90,12 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 			if s.seg == e.seg {
 				barrier = true
 			}
-		case !e.waited[s.pass] && !contains(waits, s.pass):
+		case !e.covered[s.pass] && !contains(waits, s.pass):
 			waits = append(waits, s.pass)
 		}
 	}
-	for _, a := range args {
-		st := e.stateOf(a.Buffer)
+	for i, a := range args {
+		st := &sts[i].track
 		if st.untracked {
 			continue
 		}
@@ -116,14 +106,24 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 			}
 		}
 	}
+	// Latest first: a later pass may cover an earlier one, never the reverse.
+	slices.SortFunc(waits, func(a, b uint64) int { return cmp.Compare(b, a) })
 	for _, p := range waits {
-		e.waited[p] = true
+		if e.covered[p] {
+			continue // an earlier wait in this loop covers it
+		}
+		pf := e.passFences[p]
+		e.covered[p] = true
+		for q := range pf.after {
+			e.covered[q] = true
+		}
 		if e.rt.mut.dropFenceWait() {
 			continue
 		}
-		e.pass.WaitFence(e.passFences[p].fence)
+		e.pass.WaitFence(pf.fence)
 		e.stats.FenceWaits++
 	}
+	e.waits = waits
 	if barrier {
 		e.seg++
 		if !e.rt.mut.dropBarrier() {
@@ -135,16 +135,16 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 	e.stats.Dispatches++
 
 	here := site{e.cbSeq, e.passID, e.seg}
-	for _, a := range args {
-		st := e.stateOf(a.Buffer)
+	for i, a := range args {
+		st := &sts[i].track
 		st.lastUse = e.cbSeq
 		if !a.Access.Writes() {
 			st.addRead(here, e.completed)
 		}
 	}
-	for _, a := range args {
+	for i, a := range args {
 		if a.Access.Writes() {
-			st := e.stateOf(a.Buffer)
+			st := &sts[i].track
 			st.write = here
 			st.reads = st.reads[:0]
 		}
@@ -193,7 +193,7 @@ func (e *encoder) open() {
 		e.passID++
 		e.seg = 0
 		e.passCount = 0
-		clear(e.waited)
+		e.covered = map[uint64]bool{}
 		e.stats.Passes++
 	}
 }
@@ -213,7 +213,12 @@ func (e *encoder) endPass() {
 			f = e.queue.NewFence()
 		}
 		e.pass.UpdateFence(f)
-		e.passFences[e.passID] = passFence{f, e.cbSeq}
+		for q := range e.covered {
+			if pf, ok := e.passFences[q]; !ok || pf.cb <= e.completed {
+				delete(e.covered, q) // completed: nothing left to order after
+			}
+		}
+		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
 	}
 	e.pass.End()
 	e.pass = nil
