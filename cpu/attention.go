@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -59,9 +60,9 @@ func (r floatRows) load(dst []float32, off int) []float32 {
 	case graph.Float32:
 		return r.f32[off : off+n : off+n]
 	case graph.Float16:
-		f16ToF32(dst, r.u16[off:off+n])
+		vec.F16ToF32(dst, r.u16[off:off+n])
 	default:
-		bf16ToF32(dst, r.u16[off:off+n])
+		vec.BF16ToF32(dst, r.u16[off:off+n])
 	}
 	return dst
 }
@@ -72,9 +73,9 @@ func (r floatRows) store(off int, src []float32) {
 	case graph.Float32:
 		copy(r.f32[off:off+len(src)], src)
 	case graph.Float16:
-		f32ToF16(r.u16[off:off+len(src)], src)
+		vec.F32ToF16(r.u16[off:off+len(src)], src)
 	default:
-		f32ToBF16(r.u16[off:off+len(src)], src)
+		vec.F32ToBF16(r.u16[off:off+len(src)], src)
 	}
 }
 
@@ -229,7 +230,7 @@ func (a *attention) attend(u unit, w *rowState) {
 			r := i*g + j
 			q := w.q[r*hs : (r+1)*hs]
 			copy(q, a.q.load(q, ((u.t0+i)*a.heads+u.kvHead*g+j)*hs))
-			scaleF32(q, a.qScale)
+			vec.ScaleF32(q, a.qScale)
 		}
 	}
 	clear(w.o[:rows*hs])
@@ -266,7 +267,7 @@ func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
 	s := w.s[:len(ks)]
 	top := float32(math.Inf(-1))
 	for i, k := range ks {
-		x := dotF32(q, k)
+		x := vec.DotF32(q, k)
 		if a.capMul != 0 {
 			x = float32(math.Tanh(float64(x*a.capInv))) * a.capMul
 		}
@@ -276,7 +277,7 @@ func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
 	if top > w.m[r] {
 		if w.l[r] != 0 {
 			c := exp2(w.m[r] - top)
-			scaleF32(o, c)
+			vec.ScaleF32(o, c)
 			w.l[r] *= c
 		}
 		w.m[r] = top
@@ -285,7 +286,7 @@ func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
 	for i, v := range vs {
 		p := exp2(s[i] - m)
 		w.l[r] += p
-		axpyF32(o, p, v)
+		vec.AxpyF32(o, p, v)
 	}
 }
 
@@ -304,9 +305,9 @@ func (a *attention) finish(u unit, w *rowState) {
 				sink := a.sinks[h] * log2e
 				top := max(m, sink)
 				c := exp2(m - top)
-				scaleF32(o, c/(l*c+exp2(sink-top)))
+				vec.ScaleF32(o, c/(l*c+exp2(sink-top)))
 			default:
-				scaleF32(o, 1/l)
+				vec.ScaleF32(o, 1/l)
 			}
 			a.out.store(((u.t0+i)*a.heads+h)*hs, o)
 		}
@@ -325,7 +326,7 @@ func (a *attention) finishPartition(u unit, w *rowState) {
 			r, h := i*g+j, u.kvHead*g+j
 			idx := ((u.t0+i)*a.heads+h)*a.parts + u.part
 			o := w.o[r*hs : (r+1)*hs]
-			scaleF32(o, 1/w.l[r])
+			vec.ScaleF32(o, 1/w.l[r])
 			a.maxLogits[idx], a.expSums[idx] = w.m[r], w.l[r]
 			a.tmpOut.store(idx*hs, o)
 		}
@@ -333,13 +334,22 @@ func (a *attention) finishPartition(u unit, w *rowState) {
 }
 
 // run attends every unit on the call's workers, each with its own scratch.
-func (a *attention) run(c *Call, split bool) {
+// A panic in a worker (a bug: the metadata have been checked) becomes the
+// dispatch's error instead of ending the process.
+func (a *attention) run(c *Call, split bool) (err error) {
 	us := a.units(split)
 	workers := min(c.Workers(), len(us))
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var once sync.Once
 	work := func() {
 		defer wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				once.Do(func() { err = fmt.Errorf("attention worker panicked: %v", r) })
+				next.Store(int64(len(us))) // stop the others
+			}
+		}()
 		w := a.newRowState()
 		for {
 			i := int(next.Add(1) - 1)
@@ -362,6 +372,7 @@ func (a *attention) run(c *Call, split bool) {
 		work()
 	}
 	wg.Wait()
+	return err
 }
 
 // pagedAttentionKernel is the single pass: args q, k_cache, v_cache,
@@ -382,8 +393,7 @@ func pagedAttentionKernel(dt graph.DType, hs, bs int, sinks bool) Kernel {
 		if err := a.checkMeta(true); err != nil {
 			return err
 		}
-		a.run(c, false)
-		return nil
+		return a.run(c, false)
 	}
 }
 
@@ -402,8 +412,7 @@ func pagedAttentionPartitionKernel(dt graph.DType, hs, bs int) Kernel {
 		if err := a.checkMeta(true); err != nil {
 			return err
 		}
-		a.run(c, true)
-		return nil
+		return a.run(c, true)
 	}
 }
 
@@ -483,12 +492,12 @@ func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 	for p := pLo; p < pHi; p++ {
 		wt := a.expSums[base+p] * exp2(a.maxLogits[base+p]-top)
 		sum += wt
-		axpyF32(acc, wt, a.tmpOut.load(row, (base+p)*hs))
+		vec.AxpyF32(acc, wt, a.tmpOut.load(row, (base+p)*hs))
 	}
 	if a.sinks != nil {
 		sum += exp2(a.sinks[h]*log2e - top)
 	}
-	scaleF32(acc, 1/sum)
+	vec.ScaleF32(acc, 1/sum)
 	a.out.store(out, acc)
 }
 
@@ -540,61 +549,6 @@ func init() {
 				mustRegister(primitives.PagedAttentionReduceKernel(dt, hs, sinks), pagedAttentionReduceKernel(dt, hs, sinks))
 			}
 		}
-	}
-}
-
-// The vector routines below are plain loops until cpu/internal/vec lands.
-
-func dotF32(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-func axpyF32(y []float32, alpha float32, x []float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += alpha * x[i]
-	}
-}
-
-func scaleF32(y []float32, alpha float32) {
-	for i := range y {
-		y[i] *= alpha
-	}
-}
-
-func f16ToF32(dst []float32, src []uint16) {
-	for i, h := range src {
-		dst[i] = graph.F16ToF32(h)
-	}
-}
-
-func bf16ToF32(dst []float32, src []uint16) {
-	for i, h := range src {
-		dst[i] = graph.BF16ToF32(h)
-	}
-}
-
-func f32ToF16(dst []uint16, src []float32) {
-	for i, f := range src {
-		dst[i] = graph.F32ToF16(f)
-	}
-}
-
-func f32ToBF16(dst []uint16, src []float32) {
-	for i, f := range src {
-		dst[i] = graph.F32ToBF16(f)
 	}
 }
 
