@@ -16,11 +16,12 @@ import (
 // partial sum, each partial sum accumulated from zero over k in order: the
 // same arithmetic whichever worker computes the tile.
 const (
-	gemmMR = 6   // rows of the register tile: 12 accumulators of 8 lanes
-	gemmNR = 16  // columns of the register tile: two AVX2 registers
-	gemmKC = 256 // depth of a K slice: a B panel (16 KiB) stays in L1
-	gemmMB = 768 // rows of an output block: its packed A slice stays in L2
-	gemmNB = 512 // columns of an output block: its packed B slice (512 KiB) in L2/L3
+	gemmMR  = 6               // rows of the register tile: 12 accumulators of 8 lanes
+	gemmNR  = 16              // columns of the register tile: two AVX2 registers
+	gemmKC  = 256             // depth of a K slice: a B panel (16 KiB) stays in L1
+	gemmMB  = 768             // rows of an output block: its packed A slice stays in L2
+	gemmNB  = 512             // columns of an output block: its packed B slice (512 KiB) in L2/L3
+	gemmLDC = gemmNB + gemmNR // row stride of the float32 accumulator block
 )
 
 // gemmGrain is the least arithmetic (in flops) worth a goroutine.
@@ -120,35 +121,27 @@ func (g *gemm) run(par parallelFunc) {
 	}
 	bp := getFloats(gemmKC * roundUp(min(n, gemmNB), gemmNR))
 	defer putFloats(bp)
-	// Float16 and bfloat16 outputs are accumulated in a float32 block and
-	// rounded once at the end; float32 outputs are accumulated in place.
-	var accp *[]float32
-	if mc.out.dt != graph.Float32 {
-		accp = getFloats(min(m, gemmMB) * min(n, gemmNB))
-		defer putFloats(accp)
-	}
+	// Each block is accumulated in float32 in acc and stored (rounded, for
+	// float16 and bfloat16) once complete. Its rows are gemmLDC floats apart
+	// whatever N is: a row stride of a large power of two would put a
+	// tile's rows in the same cache set.
+	accp := getFloats(min(m, gemmMB) * gemmLDC)
+	defer putFloats(accp)
+	acc := *accp
 	for i0 := 0; i0 < m; i0 += gemmMB {
 		mb := min(gemmMB, m-i0)
 		for j0 := 0; j0 < n; j0 += gemmNB {
 			nb := min(gemmNB, n-j0)
-			c, ldc := []float32(nil), 0
-			if accp == nil {
-				c, ldc = mc.out.f32[g.outOff+i0*n+j0:], n
-			} else {
-				c, ldc = (*accp)[:mb*nb], nb
-			}
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
 				g.packB(par, *bp, p0, kc, j0, nb)
-				g.multiply(par, *bp, c, ldc, i0, mb, nb, p0, kc)
+				g.multiply(par, *bp, acc, gemmLDC, i0, mb, nb, p0, kc)
 			}
-			if accp != nil {
-				par(mb, max(1, gemmGrain/nb), func(lo, hi int) {
-					for i := lo; i < hi; i++ {
-						mc.out.store(g.outOff+(i0+i)*n+j0, c[i*nb:i*nb+nb])
-					}
-				})
-			}
+			par(mb, max(1, gemmGrain/nb), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					mc.out.store(g.outOff+(i0+i)*n+j0, acc[i*gemmLDC:i*gemmLDC+nb])
+				}
+			})
 		}
 	}
 }
