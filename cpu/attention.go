@@ -18,24 +18,25 @@ import (
 // The attention kernels share one unit of work: a sequence, a KV head, a
 // tile of the sequence's query tokens and a range of keys (the whole visible
 // context on the single pass, one partition on the split path). A unit
-// converts each K and V row of its range to float32 once and serves every
-// query token of the tile and every query head of the KV head's group with
-// it, so a K/V row is read once per KV head (and per query tile). Each unit
-// keeps, per row, the running maximum m, the running sum l and the
-// unnormalised output O of an online softmax whose scores are in log2 units,
-// so that every exponential is an exp2.
+// walks its keys block by block and serves every query token of the tile and
+// every query head of the KV head's group from each K and V row while it is
+// in the cache, so a row is read from memory once per KV head (and query
+// tile). The dot products and axpys widen float16/bfloat16 rows in
+// registers. Each unit keeps, per row, the running maximum m, the running
+// sum l and the unnormalised output O of an online softmax whose scores are
+// in log2 units, so that every exponential is an exp2.
 //
 // Units are handed to the workers longest first from a shared counter. Each
 // output row belongs to exactly one unit and is accumulated in a fixed key
 // order, so results do not depend on the number of workers.
 
 // queryTileRows is the number of rows (query tokens × query heads of a
-// group) a unit serves: enough to amortise converting K/V rows over many
-// queries, few enough that the rows' state stays in the L1/L2 cache.
+// group) a unit serves: enough to reuse each K/V row many times, few enough
+// that the rows' state stays in the L1/L2 cache.
 const queryTileRows = 32
 
-// log2e converts natural-log units to log2 units.
-const log2e = math.Log2E
+// attnLog2E converts natural-log units to log2 units.
+const attnLog2E = math.Log2E
 
 // floatRows views a buffer of one of the attention dtypes for loading and
 // storing rows of float32s.
@@ -65,6 +66,32 @@ func (r floatRows) load(dst []float32, off int) []float32 {
 		vec.BF16ToF32(dst, r.u16[off:off+n])
 	}
 	return dst
+}
+
+// dot returns x·row, the row being the len(x) elements at off.
+func (r floatRows) dot(x []float32, off int) float32 {
+	n := len(x)
+	switch r.dt {
+	case graph.Float32:
+		return vec.DotF32(x, r.f32[off:off+n])
+	case graph.Float16:
+		return vec.DotF16(r.u16[off:off+n], x)
+	default:
+		return vec.DotBF16(r.u16[off:off+n], x)
+	}
+}
+
+// axpy adds alpha·row to y, the row being the len(y) elements at off.
+func (r floatRows) axpy(y []float32, alpha float32, off int) {
+	n := len(y)
+	switch r.dt {
+	case graph.Float32:
+		vec.AxpyF32(y, alpha, r.f32[off:off+n])
+	case graph.Float16:
+		vec.AxpyF16(y, alpha, r.u16[off:off+n])
+	default:
+		vec.AxpyBF16(y, alpha, r.u16[off:off+n])
+	}
 }
 
 // store writes src at off, rounding to nearest even for float16/bfloat16.
@@ -104,13 +131,13 @@ func newAttention(c *Call, dt graph.DType, hs, bs int) (*attention, error) {
 	a := &attention{
 		p: p, hs: hs, bs: bs, heads: int(p.NumHeads), kvh: int(p.NumKVHeads),
 		parts: int(p.NumPartitions), window: int(p.SlidingWindow), partLen: int(p.PartitionSize),
-		qScale: p.Scale * log2e,
+		qScale: p.Scale * attnLog2E,
 	}
 	a.group = a.heads / a.kvh
 	a.tileTokens = max(1, queryTileRows/a.group)
 	if p.Softcap > 0 {
 		a.qScale = p.Scale
-		a.capInv, a.capMul = 1/p.Softcap, p.Softcap*log2e
+		a.capInv, a.capMul = 1/p.Softcap, p.Softcap*attnLog2E
 	}
 	return a, nil
 }
@@ -155,21 +182,21 @@ func (a *attention) partitions(lo, hi int) (pLo, pHi int) {
 	return lo / a.partLen, primitives.Groups(hi, a.partLen)
 }
 
-// unit is a piece of attention work; see the top of the file.
-type unit struct {
+// attnUnit is a unit of attention work; see the top of the file.
+type attnUnit struct {
 	seq, kvHead  int
 	t0, t1       int // query tokens
 	part         int // partition, or -1 on the single pass
 	keyLo, keyHi int
 }
 
-func (u unit) cost() int { return (u.t1 - u.t0 + 1) * (u.keyHi - u.keyLo + 1) }
+func (u attnUnit) cost() int { return (u.t1 - u.t0 + 1) * (u.keyHi - u.keyLo + 1) }
 
 // units lists the work of a dispatch, longest first. On the single pass
 // every query tile has a unit (rows that see no key get zeros); on the
 // split path a tile has one unit per partition its rows see.
-func (a *attention) units(split bool) []unit {
-	var us []unit
+func (a *attention) units(split bool) []attnUnit {
+	var us []attnUnit
 	for s := range len(a.seqLens) {
 		for t0 := int(a.cu[s]); t0 < int(a.cu[s+1]); t0 += a.tileTokens {
 			t1 := min(t0+a.tileTokens, int(a.cu[s+1]))
@@ -182,46 +209,42 @@ func (a *attention) units(split bool) []unit {
 			keyLo = min(keyLo, keyHi)
 			for g := range a.kvh {
 				if !split {
-					us = append(us, unit{s, g, t0, t1, -1, keyLo, keyHi})
+					us = append(us, attnUnit{s, g, t0, t1, -1, keyLo, keyHi})
 					continue
 				}
 				pLo, pHi := a.partitions(keyLo, keyHi)
 				for p := pLo; p < pHi; p++ {
-					us = append(us, unit{s, g, t0, t1, p, max(keyLo, p*a.partLen), min(keyHi, (p+1)*a.partLen)})
+					us = append(us, attnUnit{s, g, t0, t1, p, max(keyLo, p*a.partLen), min(keyHi, (p+1)*a.partLen)})
 				}
 			}
 		}
 	}
-	slices.SortStableFunc(us, func(x, y unit) int { return y.cost() - x.cost() })
+	slices.SortStableFunc(us, func(x, y attnUnit) int { return y.cost() - x.cost() })
 	return us
 }
 
-// rowState is a worker's scratch: the state of a unit's rows and the
-// float32 K/V rows of one cache block.
-type rowState struct {
-	q, o       []float32 // [rows][hs]: scaled queries, unnormalised outputs
-	m, l       []float32 // [rows]: running maximum and sum, log2 units
-	lo, hi     []int     // [tokens]: each query token's visible keys
-	s          []float32 // [bs]: scores of one block
-	kbuf, vbuf []float32 // [bs][hs]: converted K and V rows
-	kr, vr     [][]float32
+// attnRows is a worker's scratch: the state of a unit's rows.
+type attnRows struct {
+	q, o   []float32 // [rows][hs]: scaled queries, unnormalised outputs
+	m, l   []float32 // [rows]: running maximum and sum, log2 units
+	lo, hi []int     // [tokens]: each query token's visible keys
+	s      []float32 // [bs]: scores of one block
+	offs   []int     // [bs]: cache offsets of one block's rows
 }
 
-func (a *attention) newRowState() *rowState {
+func (a *attention) newAttnRows() *attnRows {
 	rows := a.tileTokens * a.group
-	return &rowState{
+	return &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
 		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
-		s:    make([]float32, a.bs),
-		kbuf: make([]float32, a.bs*a.hs), vbuf: make([]float32, a.bs*a.hs),
-		kr: make([][]float32, a.bs), vr: make([][]float32, a.bs),
+		s: make([]float32, a.bs), offs: make([]int, a.bs),
 	}
 }
 
 // attend runs the online softmax of unit u's rows over its keys. Row
 // i·group+j is query token t0+i with query head kvHead·group+j.
-func (a *attention) attend(u unit, w *rowState) {
+func (a *attention) attend(u attnUnit, w *attnRows) {
 	hs, bs, g := a.hs, a.bs, a.group
 	rows := (u.t1 - u.t0) * g
 	for i := range u.t1 - u.t0 {
@@ -241,12 +264,9 @@ func (a *attention) attend(u unit, w *rowState) {
 	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
 	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
-		base := int(table[b]) * bs
+		base := int(table[b])*bs - b*bs // slot of key j is base+j
 		for j := j0; j < j1; j++ {
-			off := ((base+j-b*bs)*a.kvh + u.kvHead) * hs
-			x := j - j0
-			w.kr[x] = a.k.load(w.kbuf[x*hs:(x+1)*hs], off)
-			w.vr[x] = a.v.load(w.vbuf[x*hs:(x+1)*hs], off)
+			w.offs[j-j0] = ((base+j)*a.kvh + u.kvHead) * hs
 		}
 		for i := range u.t1 - u.t0 {
 			lo, hi := max(w.lo[i], j0), min(w.hi[i], j1)
@@ -254,20 +274,20 @@ func (a *attention) attend(u unit, w *rowState) {
 				continue
 			}
 			for j := range g {
-				a.update(w, i*g+j, w.kr[lo-j0:hi-j0], w.vr[lo-j0:hi-j0])
+				a.update(w, i*g+j, w.offs[lo-j0:hi-j0])
 			}
 		}
 	}
 }
 
-// update folds the keys ks and values vs into row r.
-func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
+// update folds the keys and values at offs into row r.
+func (a *attention) update(w *attnRows, r int, offs []int) {
 	hs := a.hs
 	q, o := w.q[r*hs:(r+1)*hs], w.o[r*hs:(r+1)*hs]
-	s := w.s[:len(ks)]
+	s := w.s[:len(offs)]
 	top := float32(math.Inf(-1))
-	for i, k := range ks {
-		x := vec.DotF32(q, k)
+	for i, off := range offs {
+		x := a.k.dot(q, off)
 		if a.capMul != 0 {
 			x = float32(math.Tanh(float64(x*a.capInv))) * a.capMul
 		}
@@ -276,22 +296,22 @@ func (a *attention) update(w *rowState, r int, ks, vs [][]float32) {
 	}
 	if top > w.m[r] {
 		if w.l[r] != 0 {
-			c := exp2(w.m[r] - top)
+			c := attnExp2(w.m[r] - top)
 			vec.ScaleF32(o, c)
 			w.l[r] *= c
 		}
 		w.m[r] = top
 	}
 	m := w.m[r]
-	for i, v := range vs {
-		p := exp2(s[i] - m)
+	for i, off := range offs {
+		p := attnExp2(s[i] - m)
 		w.l[r] += p
-		vec.AxpyF32(o, p, v)
+		a.v.axpy(o, p, off)
 	}
 }
 
 // finish writes unit u's rows to out, normalised, with the sinks folded in.
-func (a *attention) finish(u unit, w *rowState) {
+func (a *attention) finish(u attnUnit, w *attnRows) {
 	hs, g := a.hs, a.group
 	for i := range u.t1 - u.t0 {
 		for j := range g {
@@ -302,10 +322,10 @@ func (a *attention) finish(u unit, w *rowState) {
 			case l == 0:
 				clear(o)
 			case a.sinks != nil:
-				sink := a.sinks[h] * log2e
+				sink := a.sinks[h] * attnLog2E
 				top := max(m, sink)
-				c := exp2(m - top)
-				vec.ScaleF32(o, c/(l*c+exp2(sink-top)))
+				c := attnExp2(m - top)
+				vec.ScaleF32(o, c/(l*c+attnExp2(sink-top)))
 			default:
 				vec.ScaleF32(o, 1/l)
 			}
@@ -316,7 +336,7 @@ func (a *attention) finish(u unit, w *rowState) {
 
 // finishPartition writes unit u's rows that see keys of its partition to
 // the split scratch: the maximum, the sum and the normalised output.
-func (a *attention) finishPartition(u unit, w *rowState) {
+func (a *attention) finishPartition(u attnUnit, w *attnRows) {
 	hs, g := a.hs, a.group
 	for i := range u.t1 - u.t0 {
 		if pLo, pHi := a.partitions(w.lo[i], w.hi[i]); u.part < pLo || u.part >= pHi {
@@ -350,7 +370,7 @@ func (a *attention) run(c *Call, split bool) (err error) {
 				next.Store(int64(len(us))) // stop the others
 			}
 		}()
-		w := a.newRowState()
+		w := a.newAttnRows()
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= len(us) {
@@ -482,7 +502,7 @@ func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 	}
 	top := float32(math.Inf(-1))
 	if a.sinks != nil {
-		top = a.sinks[h] * log2e
+		top = a.sinks[h] * attnLog2E
 	}
 	for p := pLo; p < pHi; p++ {
 		top = max(top, a.maxLogits[base+p])
@@ -490,12 +510,12 @@ func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 	clear(acc)
 	var sum float32
 	for p := pLo; p < pHi; p++ {
-		wt := a.expSums[base+p] * exp2(a.maxLogits[base+p]-top)
+		wt := a.expSums[base+p] * attnExp2(a.maxLogits[base+p]-top)
 		sum += wt
 		vec.AxpyF32(acc, wt, a.tmpOut.load(row, (base+p)*hs))
 	}
 	if a.sinks != nil {
-		sum += exp2(a.sinks[h]*log2e - top)
+		sum += attnExp2(a.sinks[h]*attnLog2E - top)
 	}
 	vec.ScaleF32(acc, 1/sum)
 	a.out.store(out, acc)
@@ -552,4 +572,25 @@ func init() {
 	}
 }
 
-func exp2(x float32) float32 { return float32(math.Exp2(float64(x))) }
+// attnExp2 returns 2^x in float32 to within a few units in the last place:
+// x is rounded to n + f with |f| ≤ 1/2, 2^f comes from its Taylor series to
+// degree 7 (truncation below 1e-8), and 2^n from the exponent bits. It is
+// exact at 0, where the largest score of a row lands, and 0 below −126.
+func attnExp2(x float32) float32 {
+	switch {
+	case x != x:
+		return x
+	case x < -126:
+		return 0
+	case x > 127:
+		return float32(math.Inf(1))
+	}
+	t := float64(x)
+	n := int32(t - 0.5)
+	if t >= 0 {
+		n = int32(t + 0.5)
+	}
+	f := (t - float64(n)) * math.Ln2
+	p := 1 + f*(1+f*(1.0/2+f*(1.0/6+f*(1.0/24+f*(1.0/120+f*(1.0/720+f*(1.0/5040)))))))
+	return float32(p) * math.Float32frombits(uint32(n+127)<<23)
+}
