@@ -83,21 +83,23 @@ func dotF32AVX2(a, b []float32) float32 {
 	return dotF32Body(a[:n], b[:n]) + dotTail(a[n:], b[n:])
 }
 
-// dotWidenAVX2 is a dot product of a 16-bit row with x, its tail widened
-// by widen and summed by dotTail as dotWidenGo does.
-func dotWidenAVX2(body func([]uint16, []float32) float32, widen func([]float32, []uint16), w []uint16, x []float32) float32 {
-	n := len(w) &^ 7
-	var buf [8]float32
-	widen(buf[:len(w)-n], w[n:])
-	return body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
-}
+// The dot products of a 16-bit row with x widen the tail and sum it with
+// dotTail as dotWidenGo does. The widening calls are direct so that the
+// tail buffer stays on the stack (through a func value it escaped: one heap
+// allocation per call).
 
 func dotBF16AVX2(w []uint16, x []float32) float32 {
-	return dotWidenAVX2(dotBF16Body, bf16ToF32Go, w, x)
+	n := len(w) &^ 7
+	var buf [8]float32
+	bf16ToF32Go(buf[:len(w)-n], w[n:])
+	return dotBF16Body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
 }
 
 func dotF16AVX2(w []uint16, x []float32) float32 {
-	return dotWidenAVX2(dotF16Body, f16ToF32Go, w, x)
+	n := len(w) &^ 7
+	var buf [8]float32
+	f16ToF32Go(buf[:len(w)-n], w[n:])
+	return dotF16Body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
 }
 
 func axpyF32AVX2(y []float32, alpha float32, x []float32) {
