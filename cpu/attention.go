@@ -15,25 +15,34 @@ import (
 // Paged attention and the KV write (see primitives/attention.go for the
 // cache layout and the masking rules).
 //
-// The attention kernels share one unit of work: a sequence, a KV head, a
-// tile of the sequence's query tokens and a range of keys (the whole visible
-// context on the single pass, one partition on the split path). A unit
-// walks its keys block by block and serves every query token of the tile and
-// every query head of the KV head's group from each K and V row while it is
-// in the cache, so a row is read from memory once per KV head (and query
-// tile). The dot products and axpys widen float16/bfloat16 rows in
-// registers. Each unit keeps, per row, the running maximum m, the running
-// sum l and the unnormalised output O of an online softmax whose scores are
-// in log2 units, so that every exponential is an exp2.
+// The attention kernels share one unit of work: a sequence, a range of its
+// KV heads, a tile of its query tokens and a range of keys (the whole
+// visible context on the single pass, one partition on the split path). A
+// unit walks its keys block by block, in memory order across its KV heads,
+// and serves every query token of the tile and every query head of each KV
+// head's group from each K and V row while it is in the cache: a row is read
+// from memory once per step (and query tile). Walking whole blocks rather
+// than one head's rows, 1/kv_heads of every block, lets the hardware
+// prefetchers stream; heads are split over several units only when the
+// dispatch has too few units to keep every worker busy. The dot products
+// and axpys widen float16/bfloat16 rows in registers.
 //
+// Each unit keeps, per row (query token × query head), the running maximum
+// m, the running sum l and the unnormalised output O of an online softmax
+// whose scores are in log2 units, so that every exponential is an exp2.
 // Units are handed to the workers longest first from a shared counter. Each
 // output row belongs to exactly one unit and is accumulated in a fixed key
-// order, so results do not depend on the number of workers.
+// order whatever the units' head ranges, so results do not depend on the
+// number of workers.
 
-// queryTileRows is the number of rows (query tokens × query heads of a
-// group) a unit serves: enough to reuse each K/V row many times, few enough
-// that the rows' state stays in the L1/L2 cache.
+// queryTileRows bounds the query rows of one query head's group that a
+// tile serves: enough to reuse each K/V row many times, few enough that the
+// rows' state stays in the caches.
 const queryTileRows = 32
+
+// unitsPerWorker is how many units per worker a dispatch wants, splitting
+// KV heads over several units if needed, so that uneven units balance.
+const unitsPerWorker = 4
 
 // attnLog2E converts natural-log units to log2 units.
 const attnLog2E = math.Log2E
@@ -184,19 +193,21 @@ func (a *attention) partitions(lo, hi int) (pLo, pHi int) {
 
 // attnUnit is a unit of attention work; see the top of the file.
 type attnUnit struct {
-	seq, kvHead  int
+	seq          int
+	g0, g1       int // KV heads
 	t0, t1       int // query tokens
 	part         int // partition, or -1 on the single pass
 	keyLo, keyHi int
 }
 
-func (u attnUnit) cost() int { return (u.t1 - u.t0 + 1) * (u.keyHi - u.keyLo + 1) }
+func (u attnUnit) cost() int { return (u.t1 - u.t0) * (u.g1 - u.g0) * (u.keyHi - u.keyLo + 1) }
 
-// units lists the work of a dispatch, longest first. On the single pass
-// every query tile has a unit (rows that see no key get zeros); on the
-// split path a tile has one unit per partition its rows see.
-func (a *attention) units(split bool) []attnUnit {
-	var us []attnUnit
+// units lists the work of a dispatch for the given number of workers,
+// longest first. On the single pass every query tile has units (rows that
+// see no key get zeros); on the split path a tile has units for each
+// partition its rows see.
+func (a *attention) units(split bool, workers int) []attnUnit {
+	var pieces []attnUnit // all KV heads
 	for s := range len(a.seqLens) {
 		for t0 := int(a.cu[s]); t0 < int(a.cu[s+1]); t0 += a.tileTokens {
 			t1 := min(t0+a.tileTokens, int(a.cu[s+1]))
@@ -207,52 +218,68 @@ func (a *attention) units(split bool) []attnUnit {
 				}
 			}
 			keyLo = min(keyLo, keyHi)
-			for g := range a.kvh {
-				if !split {
-					us = append(us, attnUnit{s, g, t0, t1, -1, keyLo, keyHi})
-					continue
-				}
-				pLo, pHi := a.partitions(keyLo, keyHi)
-				for p := pLo; p < pHi; p++ {
-					us = append(us, attnUnit{s, g, t0, t1, p, max(keyLo, p*a.partLen), min(keyHi, (p+1)*a.partLen)})
-				}
+			if !split {
+				pieces = append(pieces, attnUnit{s, 0, a.kvh, t0, t1, -1, keyLo, keyHi})
+				continue
 			}
+			pLo, pHi := a.partitions(keyLo, keyHi)
+			for p := pLo; p < pHi; p++ {
+				pieces = append(pieces, attnUnit{s, 0, a.kvh, t0, t1, p, max(keyLo, p*a.partLen), min(keyHi, (p+1)*a.partLen)})
+			}
+		}
+	}
+	// Split the heads into the fewest ranges that give enough units.
+	parts := a.kvh
+	for d := 1; d <= a.kvh; d++ {
+		if a.kvh%d == 0 && len(pieces)*d >= unitsPerWorker*workers {
+			parts = d
+			break
+		}
+	}
+	us := make([]attnUnit, 0, len(pieces)*parts)
+	for _, u := range pieces {
+		n := a.kvh / parts
+		for g := 0; g < a.kvh; g += n {
+			u.g0, u.g1 = g, g+n
+			us = append(us, u)
 		}
 	}
 	slices.SortStableFunc(us, func(x, y attnUnit) int { return y.cost() - x.cost() })
 	return us
 }
 
-// attnRows is a worker's scratch: the state of a unit's rows.
+// attnRows is a worker's scratch: the state of a unit's rows. Row
+// (i·heads + g−g0)·group + j is query token t0+i with query head g·group+j,
+// where heads = g1−g0.
 type attnRows struct {
 	q, o   []float32 // [rows][hs]: scaled queries, unnormalised outputs
 	m, l   []float32 // [rows]: running maximum and sum, log2 units
+	s      []float32 // [rows][bs]: scores, then weights, of one block
 	lo, hi []int     // [tokens]: each query token's visible keys
-	s      []float32 // [bs]: scores of one block
-	offs   []int     // [bs]: cache offsets of one block's rows
+	offs   []int     // [bs]: cache offsets of one block's tokens
 }
 
 func (a *attention) newAttnRows() *attnRows {
-	rows := a.tileTokens * a.group
+	rows := a.tileTokens * a.heads
 	return &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
+		s:  make([]float32, rows*a.bs),
 		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
-		s: make([]float32, a.bs), offs: make([]int, a.bs),
+		offs: make([]int, a.bs),
 	}
 }
 
-// attend runs the online softmax of unit u's rows over its keys. Row
-// i·group+j is query token t0+i with query head kvHead·group+j.
+// attend runs the online softmax of unit u's rows over its keys.
 func (a *attention) attend(u attnUnit, w *attnRows) {
 	hs, bs, g := a.hs, a.bs, a.group
-	rows := (u.t1 - u.t0) * g
-	for i := range u.t1 - u.t0 {
+	tokens, rowsPerToken := u.t1-u.t0, (u.g1-u.g0)*g
+	rows := tokens * rowsPerToken
+	for i := range tokens {
 		w.lo[i], w.hi[i] = a.keyRange(u.seq, u.t0+i)
-		for j := range g {
-			r := i*g + j
+		for r := i * rowsPerToken; r < (i+1)*rowsPerToken; r++ {
 			q := w.q[r*hs : (r+1)*hs]
-			copy(q, a.q.load(q, ((u.t0+i)*a.heads+u.kvHead*g+j)*hs))
+			copy(q, a.q.load(q, ((u.t0+i)*a.heads+u.g0*g+r%rowsPerToken)*hs))
 			vec.ScaleF32(q, a.qScale)
 		}
 	}
@@ -266,90 +293,102 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
 		base := int(table[b])*bs - b*bs // slot of key j is base+j
 		for j := j0; j < j1; j++ {
-			w.offs[j-j0] = ((base+j)*a.kvh + u.kvHead) * hs
+			w.offs[j-j0] = ((base+j)*a.kvh + u.g0) * hs
 		}
-		for i := range u.t1 - u.t0 {
+		// Scores, walking the block's K rows in memory order.
+		for j := j0; j < j1; j++ {
+			for i := range tokens {
+				if j < w.lo[i] || j >= w.hi[i] {
+					continue
+				}
+				for x := range rowsPerToken {
+					r := i*rowsPerToken + x
+					s := a.k.dot(w.q[r*hs:(r+1)*hs], w.offs[j-j0]+x/g*hs)
+					if a.capMul != 0 {
+						s = float32(math.Tanh(float64(s*a.capInv))) * a.capMul
+					}
+					w.s[r*bs+j-j0] = s
+				}
+			}
+		}
+		// The online softmax update: scores become weights.
+		for i := range tokens {
 			lo, hi := max(w.lo[i], j0), min(w.hi[i], j1)
 			if lo >= hi {
 				continue
 			}
-			for j := range g {
-				a.update(w, i*g+j, w.offs[lo-j0:hi-j0])
+			for r := i * rowsPerToken; r < (i+1)*rowsPerToken; r++ {
+				s := w.s[r*bs+lo-j0 : r*bs+hi-j0]
+				top := float32(math.Inf(-1))
+				for _, x := range s {
+					top = max(top, x)
+				}
+				if top > w.m[r] {
+					if w.l[r] != 0 {
+						c := attnExp2(w.m[r] - top)
+						vec.ScaleF32(w.o[r*hs:(r+1)*hs], c)
+						w.l[r] *= c
+					}
+					w.m[r] = top
+				}
+				for k, x := range s {
+					s[k] = attnExp2(x - w.m[r])
+					w.l[r] += s[k]
+				}
 			}
 		}
-	}
-}
-
-// update folds the keys and values at offs into row r.
-func (a *attention) update(w *attnRows, r int, offs []int) {
-	hs := a.hs
-	q, o := w.q[r*hs:(r+1)*hs], w.o[r*hs:(r+1)*hs]
-	s := w.s[:len(offs)]
-	top := float32(math.Inf(-1))
-	for i, off := range offs {
-		x := a.k.dot(q, off)
-		if a.capMul != 0 {
-			x = float32(math.Tanh(float64(x*a.capInv))) * a.capMul
+		// Values, walking the block's V rows in memory order.
+		for j := j0; j < j1; j++ {
+			for i := range tokens {
+				if j < w.lo[i] || j >= w.hi[i] {
+					continue
+				}
+				for x := range rowsPerToken {
+					r := i*rowsPerToken + x
+					a.v.axpy(w.o[r*hs:(r+1)*hs], w.s[r*bs+j-j0], w.offs[j-j0]+x/g*hs)
+				}
+			}
 		}
-		s[i] = x
-		top = max(top, x)
-	}
-	if top > w.m[r] {
-		if w.l[r] != 0 {
-			c := attnExp2(w.m[r] - top)
-			vec.ScaleF32(o, c)
-			w.l[r] *= c
-		}
-		w.m[r] = top
-	}
-	m := w.m[r]
-	for i, off := range offs {
-		p := attnExp2(s[i] - m)
-		w.l[r] += p
-		a.v.axpy(o, p, off)
 	}
 }
 
 // finish writes unit u's rows to out, normalised, with the sinks folded in.
 func (a *attention) finish(u attnUnit, w *attnRows) {
-	hs, g := a.hs, a.group
-	for i := range u.t1 - u.t0 {
-		for j := range g {
-			r, h := i*g+j, u.kvHead*g+j
-			o := w.o[r*hs : (r+1)*hs]
-			m, l := w.m[r], w.l[r]
-			switch {
-			case l == 0:
-				clear(o)
-			case a.sinks != nil:
-				sink := a.sinks[h] * attnLog2E
-				top := max(m, sink)
-				c := attnExp2(m - top)
-				vec.ScaleF32(o, c/(l*c+attnExp2(sink-top)))
-			default:
-				vec.ScaleF32(o, 1/l)
-			}
-			a.out.store(((u.t0+i)*a.heads+h)*hs, o)
+	hs, rowsPerToken := a.hs, (u.g1-u.g0)*a.group
+	for r := range (u.t1 - u.t0) * rowsPerToken {
+		t, h := u.t0+r/rowsPerToken, u.g0*a.group+r%rowsPerToken
+		o := w.o[r*hs : (r+1)*hs]
+		m, l := w.m[r], w.l[r]
+		switch {
+		case l == 0:
+			clear(o)
+		case a.sinks != nil:
+			sink := a.sinks[h] * attnLog2E
+			top := max(m, sink)
+			c := attnExp2(m - top)
+			vec.ScaleF32(o, c/(l*c+attnExp2(sink-top)))
+		default:
+			vec.ScaleF32(o, 1/l)
 		}
+		a.out.store((t*a.heads+h)*hs, o)
 	}
 }
 
 // finishPartition writes unit u's rows that see keys of its partition to
 // the split scratch: the maximum, the sum and the normalised output.
 func (a *attention) finishPartition(u attnUnit, w *attnRows) {
-	hs, g := a.hs, a.group
-	for i := range u.t1 - u.t0 {
+	hs, rowsPerToken := a.hs, (u.g1-u.g0)*a.group
+	for r := range (u.t1 - u.t0) * rowsPerToken {
+		i := r / rowsPerToken
 		if pLo, pHi := a.partitions(w.lo[i], w.hi[i]); u.part < pLo || u.part >= pHi {
 			continue
 		}
-		for j := range g {
-			r, h := i*g+j, u.kvHead*g+j
-			idx := ((u.t0+i)*a.heads+h)*a.parts + u.part
-			o := w.o[r*hs : (r+1)*hs]
-			vec.ScaleF32(o, 1/w.l[r])
-			a.maxLogits[idx], a.expSums[idx] = w.m[r], w.l[r]
-			a.tmpOut.store(idx*hs, o)
-		}
+		t, h := u.t0+i, u.g0*a.group+r%rowsPerToken
+		idx := (t*a.heads+h)*a.parts + u.part
+		o := w.o[r*hs : (r+1)*hs]
+		vec.ScaleF32(o, 1/w.l[r])
+		a.maxLogits[idx], a.expSums[idx] = w.m[r], w.l[r]
+		a.tmpOut.store(idx*hs, o)
 	}
 }
 
@@ -357,7 +396,7 @@ func (a *attention) finishPartition(u attnUnit, w *attnRows) {
 // A panic in a worker (a bug: the metadata have been checked) becomes the
 // dispatch's error instead of ending the process.
 func (a *attention) run(c *Call, split bool) (err error) {
-	us := a.units(split)
+	us := a.units(split, c.Workers())
 	workers := min(c.Workers(), len(us))
 	var next atomic.Int64
 	var wg sync.WaitGroup
