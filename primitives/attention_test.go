@@ -148,23 +148,30 @@ func TestKVWriteLowering(t *testing.T) {
 // TestUseSplitKV checks the automatic choice: split only when the single
 // pass would leave cores idle and the context spans several partitions.
 func TestUseSplitKV(t *testing.T) {
-	caps := primitives.Caps{Cores: 2}
-	n := primitives.SplitGroupsPerCore * caps.Cores // groups that fill the device
+	gpu := primitives.Caps{Device: "metal", Cores: 10}
+	cpu := primitives.Caps{Device: "cpu", Cores: 2}
+	n := primitives.SplitGroupsPerCore // groups per core that fill a device
 	for _, c := range []struct {
 		mode              primitives.SplitMode
+		caps              primitives.Caps
 		tokens, kvh, part int
 		want              bool
 	}{
-		{primitives.SplitAuto, 1, 1, 2, true},
-		{primitives.SplitAuto, 1, 1, 1, false}, // one partition: nothing to split
-		{primitives.SplitAuto, n - 1, 1, 16, true},
-		{primitives.SplitAuto, n, 1, 16, false},
-		{primitives.SplitAuto, 1, n, 16, false},
-		{primitives.SplitNever, 1, 1, 16, false},
-		{primitives.SplitAlways, 100, 8, 1, true},
+		{primitives.SplitAuto, gpu, 1, 1, 2, true},
+		{primitives.SplitAuto, gpu, 1, 1, 1, false}, // one partition: nothing to split
+		{primitives.SplitAuto, gpu, 10*n - 1, 1, 16, true},
+		{primitives.SplitAuto, gpu, 10*n/8 - 1, 8, 16, true},
+		{primitives.SplitAuto, gpu, 10 * n, 1, 16, false},
+		{primitives.SplitAuto, gpu, 10 * n / 8, 8, 16, false},
+		{primitives.SplitAuto, cpu, 1, 8, 16, true}, // the CPU keeps a token's KV heads together
+		{primitives.SplitAuto, cpu, 2*n - 1, 8, 16, true},
+		{primitives.SplitAuto, cpu, 2 * n, 1, 16, false},
+		{primitives.SplitAuto, cpu, 1, 8, 1, false},
+		{primitives.SplitNever, gpu, 1, 1, 16, false},
+		{primitives.SplitAlways, cpu, 100, 8, 1, true},
 	} {
-		if got := primitives.UseSplitKV(c.mode, caps, c.tokens, c.kvh, c.part); got != c.want {
-			t.Errorf("UseSplitKV(%v, %d tokens, %d kv heads, %d partitions) = %v, want %v", c.mode, c.tokens, c.kvh, c.part, got, c.want)
+		if got := primitives.UseSplitKV(c.mode, c.caps, c.tokens, c.kvh, c.part); got != c.want {
+			t.Errorf("UseSplitKV(%v, %s, %d tokens, %d kv heads, %d partitions) = %v, want %v", c.mode, c.caps.Device, c.tokens, c.kvh, c.part, got, c.want)
 		}
 	}
 	for _, c := range []struct{ maxSeqLen, maxBlocks, bs, want int }{

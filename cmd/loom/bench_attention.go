@@ -13,6 +13,7 @@ import (
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -95,6 +96,7 @@ func benchAttention(args []string) error {
 	dtName := fs.String("dtype", "f16", "dtype of queries and caches")
 	reps := fs.Int("reps", 9, "timed Evals per case and mode, after a warm-up (the median is printed)")
 	only := fs.String("case", "", "run only the cases whose name contains this")
+	gate := fs.Bool("gate", false, "instead of the suite, time both paths for a growing number of groups (query tokens × KV heads): the measurement behind SplitAuto's threshold")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,6 +111,9 @@ func benchAttention(args []string) error {
 	dev, err := openDevice(*device)
 	if err != nil {
 		return err
+	}
+	if *gate {
+		return benchAttentionGate(dev, dt, *reps)
 	}
 	bw := machineBandwidth()
 	if !*asJSON {
@@ -261,4 +266,26 @@ func randomFloats(dt graph.DType, n int, seed uint64) []byte {
 		}
 	}
 	return b
+}
+
+// benchAttentionGate times decode over 8192 keys (16 partitions) on both
+// paths for a growing number of sequences, with 8 KV heads and with 1, and
+// prints which path SplitAuto takes.
+func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
+	caps := dev.Caps()
+	fmt.Printf("split-KV gate on %s (%d cores), %s, decode of B sequences over 8192 keys, 8 query heads, median of %d Evals\n", caps.Device, caps.Cores, dt, reps)
+	fmt.Printf("SplitAuto splits below %d groups per core (primitives.UseSplitKV)\n", primitives.SplitGroupsPerCore)
+	fmt.Printf("%8s %4s %10s %10s %12s %6s\n", "kv heads", "B", "single ms", "split ms", "split/single", "auto")
+	for _, kvh := range []int{8, 1} {
+		for _, b := range []int{1, 2, 3, 4, 6, 8, 12, 16} {
+			c := decodeCase(fmt.Sprintf("gate-%d-%d", kvh, b), b, 8192, 8, 128)
+			c.kvHeads = kvh
+			res, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%8d %4d %10.3f %10.3f %12.2f %6s\n", kvh, b, res[0].MS, res[1].MS, res[1].MS/res[0].MS, res[2].Path)
+		}
+	}
+	return nil
 }
