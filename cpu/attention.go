@@ -77,32 +77,6 @@ func (r floatRows) load(dst []float32, off int) []float32 {
 	return dst
 }
 
-// dot returns x·row, the row being the len(x) elements at off.
-func (r floatRows) dot(x []float32, off int) float32 {
-	n := len(x)
-	switch r.dt {
-	case graph.Float32:
-		return vec.DotF32(x, r.f32[off:off+n])
-	case graph.Float16:
-		return vec.DotF16(r.u16[off:off+n], x)
-	default:
-		return vec.DotBF16(r.u16[off:off+n], x)
-	}
-}
-
-// axpy adds alpha·row to y, the row being the len(y) elements at off.
-func (r floatRows) axpy(y []float32, alpha float32, off int) {
-	n := len(y)
-	switch r.dt {
-	case graph.Float32:
-		vec.AxpyF32(y, alpha, r.f32[off:off+n])
-	case graph.Float16:
-		vec.AxpyF16(y, alpha, r.u16[off:off+n])
-	default:
-		vec.AxpyBF16(y, alpha, r.u16[off:off+n])
-	}
-}
-
 // store writes src at off, rounding to nearest even for float16/bfloat16.
 func (r floatRows) store(off int, src []float32) {
 	switch r.dt {
@@ -248,29 +222,35 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 	return us
 }
 
-// attnRows is a worker's scratch: the state of a unit's rows. Row
-// (i·heads + g−g0)·group + j is query token t0+i with query head g·group+j,
-// where heads = g1−g0.
+// attnRows is a worker's scratch: the state of a unit's rows, and one
+// block's K and V rows widened to float32. Row (i·heads + g−g0)·group + j
+// is query token t0+i with query head g·group+j, where heads = g1−g0.
 type attnRows struct {
-	q, o   []float32 // [rows][hs]: scaled queries, unnormalised outputs
-	m, l   []float32 // [rows]: running maximum and sum, log2 units
-	s      []float32 // [rows][bs]: scores, then weights, of one block
-	lo, hi []int     // [tokens]: each query token's visible keys
-	offs   []int     // [bs]: cache offsets of one block's tokens
+	q, o       []float32 // [rows][hs]: scaled queries, unnormalised outputs
+	m, l       []float32 // [rows]: running maximum and sum, log2 units
+	lo, hi     []int     // [tokens]: each query token's visible keys
+	s          []float32 // [bs]: one row's scores, then weights, of one block
+	kbuf, vbuf []float32 // [bs][heads][hs]: a float16/bfloat16 block widened
 }
 
 func (a *attention) newAttnRows() *attnRows {
 	rows := a.tileTokens * a.heads
-	return &attnRows{
+	w := &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
-		s:  make([]float32, rows*a.bs),
 		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
-		offs: make([]int, a.bs),
+		s: make([]float32, a.bs),
 	}
+	if a.k.dt != graph.Float32 {
+		w.kbuf, w.vbuf = make([]float32, a.bs*a.kvh*a.hs), make([]float32, a.bs*a.kvh*a.hs)
+	}
+	return w
 }
 
-// attend runs the online softmax of unit u's rows over its keys.
+// attend runs the online softmax of unit u's rows over its keys, block by
+// block: the block's K and V rows of the unit's heads are widened once, in
+// memory order, then each row takes the scores of the block's keys it sees,
+// updates its maximum, sum and output, and adds the weighted values.
 func (a *attention) attend(u attnUnit, w *attnRows) {
 	hs, bs, g := a.hs, a.bs, a.group
 	tokens, rowsPerToken := u.t1-u.t0, (u.g1-u.g0)*g
@@ -291,37 +271,26 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
 	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
-		base := int(table[b])*bs - b*bs // slot of key j is base+j
-		for j := j0; j < j1; j++ {
-			w.offs[j-j0] = ((base+j)*a.kvh + u.g0) * hs
-		}
-		// Scores, walking the block's K rows in memory order.
-		for j := j0; j < j1; j++ {
-			for i := range tokens {
-				if j < w.lo[i] || j >= w.hi[i] {
-					continue
-				}
-				for x := range rowsPerToken {
-					r := i*rowsPerToken + x
-					s := a.k.dot(w.q[r*hs:(r+1)*hs], w.offs[j-j0]+x/g*hs)
-					if a.capMul != 0 {
-						s = float32(math.Tanh(float64(s*a.capInv))) * a.capMul
-					}
-					w.s[r*bs+j-j0] = s
-				}
-			}
-		}
-		// The online softmax update: scores become weights.
+		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
+		ks, kOff, stride := a.stage(a.k, w.kbuf, slot0, j0, j1, u.g0, u.g1)
+		vs, vOff, _ := a.stage(a.v, w.vbuf, slot0, j0, j1, u.g0, u.g1)
 		for i := range tokens {
 			lo, hi := max(w.lo[i], j0), min(w.hi[i], j1)
 			if lo >= hi {
 				continue
 			}
-			for r := i * rowsPerToken; r < (i+1)*rowsPerToken; r++ {
-				s := w.s[r*bs+lo-j0 : r*bs+hi-j0]
+			for x := range rowsPerToken {
+				r := i*rowsPerToken + x
+				d := (lo-j0)*stride + x/g*hs // key lo, KV head g0 + x/g
+				s := w.s[:hi-lo]
+				blockScores(s, w.q[r*hs:(r+1)*hs], ks, kOff+d, stride)
 				top := float32(math.Inf(-1))
-				for _, x := range s {
-					top = max(top, x)
+				for k, v := range s {
+					if a.capMul != 0 {
+						v = float32(math.Tanh(float64(v*a.capInv))) * a.capMul
+						s[k] = v
+					}
+					top = max(top, v)
 				}
 				if top > w.m[r] {
 					if w.l[r] != 0 {
@@ -331,24 +300,78 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 					}
 					w.m[r] = top
 				}
-				for k, x := range s {
-					s[k] = attnExp2(x - w.m[r])
+				for k, v := range s {
+					s[k] = attnExp2(v - w.m[r])
 					w.l[r] += s[k]
 				}
+				blockValues(w.o[r*hs:(r+1)*hs], s, vs, vOff+d, stride)
 			}
 		}
-		// Values, walking the block's V rows in memory order.
-		for j := j0; j < j1; j++ {
-			for i := range tokens {
-				if j < w.lo[i] || j >= w.hi[i] {
-					continue
-				}
-				for x := range rowsPerToken {
-					r := i*rowsPerToken + x
-					a.v.axpy(w.o[r*hs:(r+1)*hs], w.s[r*bs+j-j0], w.offs[j-j0]+x/g*hs)
-				}
-			}
-		}
+	}
+}
+
+// stage returns the rows of keys [j0, j1) and KV heads [g0, g1) of a cache
+// block as float32 rows, the first (key j0, head g0) at off and the keys
+// stride apart, heads hs apart: the cache itself if it is float32, else the
+// rows widened into buf in memory order, one run when the heads are all of
+// a token's.
+func (a *attention) stage(c floatRows, buf []float32, slot0, j0, j1, g0, g1 int) (rows []float32, off, stride int) {
+	hs, kvh := a.hs, a.kvh
+	if c.dt == graph.Float32 {
+		return c.f32, ((slot0+j0)*kvh + g0) * hs, kvh * hs
+	}
+	n := (g1 - g0) * hs
+	if g1-g0 == kvh {
+		c.load(buf[:(j1-j0)*n], (slot0+j0)*n)
+		return buf, 0, n
+	}
+	for j := j0; j < j1; j++ {
+		c.load(buf[(j-j0)*n:(j-j0+1)*n], ((slot0+j)*kvh+g0)*hs)
+	}
+	return buf, 0, n
+}
+
+// blockScores sets s[j] to q·row j for the len(s) rows of len(q) elements
+// that start at rows[off], stride elements apart.
+func blockScores(s, q, rows []float32, off, stride int) {
+	if len(s) == 0 {
+		return
+	}
+	checkRows(len(rows), len(s), len(q), off, stride)
+	if scoresAsm(s, q, rows[off:], stride) {
+		return
+	}
+	for j := range s {
+		o := off + j*stride
+		s[j] = vec.DotF32(q, rows[o:o+len(q)])
+	}
+}
+
+// blockValues adds Σ_j p[j]·row j to o, for the len(p) rows of len(o)
+// elements that start at rows[off], stride elements apart.
+func blockValues(o, p, rows []float32, off, stride int) {
+	if len(p) == 0 {
+		return
+	}
+	checkRows(len(rows), len(p), len(o), off, stride)
+	if valuesAsm(o, p, rows[off:], stride) {
+		return
+	}
+	for j, w := range p {
+		x := off + j*stride
+		vec.AxpyF32(o, w, rows[x:x+len(o)])
+	}
+}
+
+// checkRows panics unless n rows of size elements, stride apart from off,
+// lie in a buffer of length elements: the assembly kernels do not check.
+// (The kernels check the metadata the offsets come from first, so this is a
+// bug if it fires; the attention workers turn the panic into the dispatch's
+// error.)
+func checkRows(length, n, size, off, stride int) {
+	end := off + (n-1)*stride + size
+	if off < 0 || stride < size || end > length {
+		panic(fmt.Sprintf("cpu: attention rows [%d, %d) outside a buffer of %d elements", off, end, length))
 	}
 }
 

@@ -2,7 +2,10 @@ package cpu
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
+
+	"github.com/loomrt/loom/cpu/internal/vec"
 )
 
 // TestAttnExp2 checks the exp2 of the attention kernels against math.Exp2
@@ -37,5 +40,85 @@ func TestAttnExp2(t *testing.T) {
 	}
 	if v := attnExp2(float32(math.NaN())); v == v {
 		t.Errorf("attnExp2(NaN) = %v, want NaN", v)
+	}
+}
+
+// TestAttentionBlockKernels checks the scores and values kernels, assembly
+// and Go, against float64 sums, for row counts around the eight-row step
+// and row sizes around the 32- and 64-element chunks.
+func TestAttentionBlockKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		for _, size := range []int{8, 16, 24, 40, 64, 72, 80, 96, 128, 136, 256} {
+			for _, n := range []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 32} {
+				stride := size + 8*r.IntN(3)
+				off := r.IntN(5)
+				rows := make([]float32, off+n*stride+size)
+				for i := range rows {
+					rows[i] = r.Float32()*2 - 1
+				}
+				q := make([]float32, size)
+				for i := range q {
+					q[i] = r.Float32()*4 - 2
+				}
+				// Outputs sit before guard elements that must stay untouched.
+				const guard = 64
+				sbuf := make([]float32, n+guard)
+				s := sbuf[:n]
+				blockScores(s, q, rows, off, stride)
+				p := make([]float32, n)
+				for j := range p {
+					p[j] = r.Float32()
+				}
+				obuf := make([]float32, size+guard)
+				o := obuf[:size]
+				want := make([]float64, size)
+				for i := range o {
+					o[i] = r.Float32()
+					want[i] = float64(o[i])
+				}
+				blockValues(o, p, rows, off, stride)
+				for _, g := range append(sbuf[n:], obuf[size:]...) {
+					if g != 0 {
+						t.Fatalf("asm %v size %d rows %d: a kernel wrote past its output", asm, size, n)
+					}
+				}
+				for j := range n {
+					row := rows[off+j*stride : off+j*stride+size]
+					dot, mag := 0.0, 0.0
+					for i, x := range row {
+						dot += float64(q[i]) * float64(x)
+						mag += math.Abs(float64(q[i]) * float64(x))
+						want[i] += float64(p[j]) * float64(x)
+					}
+					if math.Abs(float64(s[j])-dot) > 1e-6*mag+1e-7 {
+						t.Fatalf("asm %v size %d rows %d: score %d = %v, want %v", asm, size, n, j, s[j], dot)
+					}
+				}
+				for i := range o {
+					if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+						t.Fatalf("asm %v size %d rows %d: value %d = %v, want %v", asm, size, n, i, o[i], want[i])
+					}
+				}
+			}
+		}
+		vec.SetAssembly(was)
+	}
+}
+
+// TestAttentionBlockKernelsBounds checks that rows past the buffer are
+// refused before any kernel reads them.
+func TestAttentionBlockKernelsBounds(t *testing.T) {
+	rows := make([]float32, 100)
+	for _, c := range []struct{ n, off, stride int }{{2, 0, 90}, {1, 90, 16}, {1, -1, 16}, {2, 0, 8}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%d rows of 16 at %d, stride %d, in 100 elements: no panic", c.n, c.off, c.stride)
+				}
+			}()
+			blockScores(make([]float32, c.n), make([]float32, 16), rows, c.off, c.stride)
+		}()
 	}
 }

@@ -1,0 +1,34 @@
+package cpu
+
+import "github.com/loomrt/loom/cpu/internal/vec"
+
+// The block kernels of paged attention (attention_amd64.s) trust their
+// arguments: every row they address lies in k or v, and len(q) and len(o)
+// are positive multiples of 8. blockScores and blockValues check the rows
+// before calling them through scoresAsm and valuesAsm.
+
+//go:noescape
+func attnScoresF32(s, q, k []float32, stride int)
+
+//go:noescape
+func attnValuesF32(o, p, v []float32, stride int)
+
+// scoresAsm runs the assembly scores kernel if the vec package runs its
+// assembly (the CPU has AVX2 and FMA) and the rows suit it, and reports
+// whether it did.
+func scoresAsm(s, q, k []float32, stride int) bool {
+	if !vec.Assembly() || len(q)%8 != 0 {
+		return false
+	}
+	attnScoresF32(s, q, k, stride)
+	return true
+}
+
+// valuesAsm is scoresAsm for the values kernel.
+func valuesAsm(o, p, v []float32, stride int) bool {
+	if !vec.Assembly() || len(o)%8 != 0 {
+		return false
+	}
+	attnValuesF32(o, p, v, stride)
+	return true
+}

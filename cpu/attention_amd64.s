@@ -1,0 +1,214 @@
+#include "textflag.h"
+
+// Block kernels of paged attention (see attention_amd64.go): float32 rows
+// stride elements apart, of len(q) (or len(o)) elements, a positive
+// multiple of 8.
+
+#define ZERO8 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
+
+// func attnScoresF32(s, q, k []float32, stride int)
+//
+// s[j] = q · row j, for j < len(s).
+//
+// Eight rows at a time: Y0..Y7 accumulate rows 0..7 over 8-element chunks
+// (one q chunk in Y8 serves all eight), then a tree of horizontal adds
+// leaves the eight sums in one register. Rows 0..7 are addressed from R8
+// (row 0) and R10 (row 3) with the stride in R9 and 3·stride in R12. The
+// remaining rows go one at a time, with four accumulators over 32-element
+// chunks and one over 8-element chunks.
+TEXT ·attnScoresF32(SB), NOSPLIT, $0-80
+	MOVQ s_base+0(FP), DI
+	MOVQ s_len+8(FP), CX
+	MOVQ q_base+24(FP), R13
+	MOVQ q_len+32(FP), DX
+	MOVQ k_base+48(FP), R11
+	MOVQ stride+72(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+
+rows8:
+	CMPQ CX, $8
+	JB   rows1
+	ZERO8
+	MOVQ R13, SI
+	MOVQ R11, R8
+	LEAQ (R11)(R12*1), R10
+	MOVQ DX, AX
+
+chunk8:
+	VMOVUPS     (SI), Y8
+	VFMADD231PS (R8), Y8, Y0
+	VFMADD231PS (R8)(R9*1), Y8, Y1
+	VFMADD231PS (R8)(R9*2), Y8, Y2
+	VFMADD231PS (R10), Y8, Y3
+	VFMADD231PS (R8)(R9*4), Y8, Y4
+	VFMADD231PS (R10)(R9*2), Y8, Y5
+	VFMADD231PS (R10)(R12*1), Y8, Y6
+	VFMADD231PS (R10)(R9*4), Y8, Y7
+	ADDQ        $32, SI
+	ADDQ        $32, R8
+	ADDQ        $32, R10
+	SUBQ        $8, AX
+	JNZ         chunk8
+
+	// Row j's sum is the sum of Yj's lanes.
+	VHADDPS    Y1, Y0, Y0
+	VHADDPS    Y3, Y2, Y2
+	VHADDPS    Y5, Y4, Y4
+	VHADDPS    Y7, Y6, Y6
+	VHADDPS    Y2, Y0, Y0
+	VHADDPS    Y6, Y4, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y9
+	VADDPS     Y9, Y8, Y8
+	VMOVUPS    Y8, (DI)
+	ADDQ       $32, DI
+	LEAQ       (R11)(R9*8), R11
+	SUBQ       $8, CX
+	JMP        rows8
+
+rows1:
+	TESTQ  CX, CX
+	JZ     done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+by32:
+	CMPQ        AX, BX
+	JAE         by8
+	VMOVUPS     (R11)(AX*4), Y4
+	VMOVUPS     32(R11)(AX*4), Y5
+	VMOVUPS     64(R11)(AX*4), Y6
+	VMOVUPS     96(R11)(AX*4), Y7
+	VFMADD231PS (R13)(AX*4), Y4, Y0
+	VFMADD231PS 32(R13)(AX*4), Y5, Y1
+	VFMADD231PS 64(R13)(AX*4), Y6, Y2
+	VFMADD231PS 96(R13)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         by32
+
+by8:
+	CMPQ        AX, DX
+	JAE         sum1
+	VMOVUPS     (R11)(AX*4), Y4
+	VFMADD231PS (R13)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         by8
+
+sum1:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         $4, DI
+	ADDQ         R9, R11
+	DECQ         CX
+	JMP          rows1
+
+done:
+	VZEROUPPER
+	RET
+
+// func attnValuesF32(o, p, v []float32, stride int)
+//
+// o += Σ_j p[j]·row j, for j < len(p).
+//
+// The output is held in registers 64 elements at a time (Y0..Y7, eight
+// independent chains of fused multiply-adds) while every row's chunk is
+// multiplied by its broadcast weight (Y8) and added, then 8 at a time; R10
+// walks the rows of the chunk. Each element sums its rows in order.
+TEXT ·attnValuesF32(SB), NOSPLIT, $0-80
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), DX
+	MOVQ p_base+24(FP), SI
+	MOVQ p_len+32(FP), CX
+	MOVQ v_base+48(FP), R8
+	MOVQ stride+72(FP), R9
+	SHLQ $2, R9
+	MOVQ DX, BX
+	ANDQ $-64, BX
+	XORQ AX, AX
+
+vby64:
+	CMPQ    AX, BX
+	JAE     vby8
+	VMOVUPS (DI)(AX*4), Y0
+	VMOVUPS 32(DI)(AX*4), Y1
+	VMOVUPS 64(DI)(AX*4), Y2
+	VMOVUPS 96(DI)(AX*4), Y3
+	VMOVUPS 128(DI)(AX*4), Y4
+	VMOVUPS 160(DI)(AX*4), Y5
+	VMOVUPS 192(DI)(AX*4), Y6
+	VMOVUPS 224(DI)(AX*4), Y7
+	LEAQ    (R8)(AX*4), R10
+	XORQ    R11, R11
+
+vrows64:
+	CMPQ         R11, CX
+	JAE          vstore64
+	VBROADCASTSS (SI)(R11*4), Y8
+	VFMADD231PS  (R10), Y8, Y0
+	VFMADD231PS  32(R10), Y8, Y1
+	VFMADD231PS  64(R10), Y8, Y2
+	VFMADD231PS  96(R10), Y8, Y3
+	VFMADD231PS  128(R10), Y8, Y4
+	VFMADD231PS  160(R10), Y8, Y5
+	VFMADD231PS  192(R10), Y8, Y6
+	VFMADD231PS  224(R10), Y8, Y7
+	ADDQ         R9, R10
+	INCQ         R11
+	JMP          vrows64
+
+vstore64:
+	VMOVUPS Y0, (DI)(AX*4)
+	VMOVUPS Y1, 32(DI)(AX*4)
+	VMOVUPS Y2, 64(DI)(AX*4)
+	VMOVUPS Y3, 96(DI)(AX*4)
+	VMOVUPS Y4, 128(DI)(AX*4)
+	VMOVUPS Y5, 160(DI)(AX*4)
+	VMOVUPS Y6, 192(DI)(AX*4)
+	VMOVUPS Y7, 224(DI)(AX*4)
+	ADDQ    $64, AX
+	JMP     vby64
+
+vby8:
+	CMPQ    AX, DX
+	JAE     vdone
+	VMOVUPS (DI)(AX*4), Y0
+	LEAQ    (R8)(AX*4), R10
+	XORQ    R11, R11
+
+vrows8:
+	CMPQ         R11, CX
+	JAE          vstore8
+	VBROADCASTSS (SI)(R11*4), Y8
+	VFMADD231PS  (R10), Y8, Y0
+	ADDQ         R9, R10
+	INCQ         R11
+	JMP          vrows8
+
+vstore8:
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ    $8, AX
+	JMP     vby8
+
+vdone:
+	VZEROUPPER
+	RET

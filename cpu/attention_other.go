@@ -1,0 +1,11 @@
+//go:build !amd64
+
+package cpu
+
+// scoresAsm reports that there is no assembly scores kernel for this
+// architecture.
+func scoresAsm(s, q, k []float32, stride int) bool { return false }
+
+// valuesAsm reports that there is no assembly values kernel for this
+// architecture.
+func valuesAsm(o, p, v []float32, stride int) bool { return false }
