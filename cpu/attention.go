@@ -300,10 +300,7 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 					}
 					w.m[r] = top
 				}
-				for k, v := range s {
-					s[k] = attnExp2(v - w.m[r])
-					w.l[r] += s[k]
-				}
+				w.l[r] += blockExp2(s, w.m[r])
 				blockValues(w.o[r*hs:(r+1)*hs], s, vs, vOff+d, stride)
 			}
 		}
@@ -361,6 +358,22 @@ func blockValues(o, p, rows []float32, off, stride int) {
 		x := off + j*stride
 		vec.AxpyF32(o, w, rows[x:x+len(o)])
 	}
+}
+
+// blockExp2 replaces each score x of s by its weight 2^(x−m) and returns
+// their sum: eight at a time in assembly where it runs, the rest with
+// attnExp2.
+func blockExp2(s []float32, m float32) float32 {
+	n := len(s) &^ 7
+	sum, ok := exp2SumAsm(s[:n], m)
+	if !ok {
+		n = 0
+	}
+	for i := n; i < len(s); i++ {
+		s[i] = attnExp2(s[i] - m)
+		sum += s[i]
+	}
+	return sum
 }
 
 // checkRows panics unless n rows of size elements, stride apart from off,

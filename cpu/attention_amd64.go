@@ -32,3 +32,15 @@ func valuesAsm(o, p, v []float32, stride int) bool {
 	attnValuesF32(o, p, v, stride)
 	return true
 }
+
+//go:noescape
+func attnExp2Sum(s []float32, m float32) float32
+
+// exp2SumAsm runs attnExp2Sum over s, whose length is a multiple of 8, if
+// the vec package runs its assembly, and reports whether it did.
+func exp2SumAsm(s []float32, m float32) (float32, bool) {
+	if !vec.Assembly() {
+		return 0, false
+	}
+	return attnExp2Sum(s, m), true
+}

@@ -212,3 +212,161 @@ vstore8:
 vdone:
 	VZEROUPPER
 	RET
+
+// func attnExp2Sum(s []float32, m float32) float32
+//
+// s[i] = 2^(s[i]−m) for every i, len(s) a multiple of 8, and the sum of the
+// results (lane sums, then the lanes in a fixed tree). As attnExp2: x = s−m
+// is rounded to n + f with |f| ≤ 1/2 (VROUNDPS, to nearest even), 2^f is
+// the Taylor series of e^(f·ln2) to degree 7 (Horner, fused), 2^n is built
+// in the exponent bits, and results below 2^−126 are 0; NaN stays NaN.
+TEXT ·attnExp2Sum(SB), NOSPLIT, $0-36
+	MOVQ         s_base+0(FP), DI
+	MOVQ         s_len+8(FP), CX
+	VBROADCASTSS m+24(FP), Y15
+	VXORPS       Y6, Y6, Y6
+	SHRQ         $3, CX
+	JZ           expSum
+
+expLoop:
+	VMOVUPS     (DI), Y0
+	VSUBPS      Y15, Y0, Y0
+	VCMPPS      $5, ·attnExpLo(SB), Y0, Y5 // x ≥ −126 or NaN
+	VROUNDPS    $0, Y0, Y1
+	VSUBPS      Y1, Y0, Y0
+	VMOVUPS     ·attnExpC7(SB), Y2
+	VFMADD213PS ·attnExpC6(SB), Y0, Y2
+	VFMADD213PS ·attnExpC5(SB), Y0, Y2
+	VFMADD213PS ·attnExpC4(SB), Y0, Y2
+	VFMADD213PS ·attnExpC3(SB), Y0, Y2
+	VFMADD213PS ·attnExpC2(SB), Y0, Y2
+	VFMADD213PS ·attnExpC1(SB), Y0, Y2
+	VFMADD213PS ·attnExpOne(SB), Y0, Y2
+	VCVTPS2DQ   Y1, Y1
+	VPADDD      ·attnExp127(SB), Y1, Y1
+	VPSLLD      $23, Y1, Y1
+	VMULPS      Y1, Y2, Y2
+	VANDPS      Y5, Y2, Y2
+	VMOVUPS     Y2, (DI)
+	VADDPS      Y2, Y6, Y6
+	ADDQ        $32, DI
+	DECQ        CX
+	JNZ         expLoop
+
+expSum:
+	VEXTRACTF128 $1, Y6, X1
+	VADDPS       X1, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VMOVSS       X6, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// attnExpLo is -126.0 in every lane.
+DATA ·attnExpLo+0(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+4(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+8(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+12(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+16(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+20(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+24(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+28(SB)/4, $0xc2fc0000
+GLOBL ·attnExpLo(SB), RODATA|NOPTR, $32
+
+// attnExpC7 is 1.5252733804059838e-05 in every lane.
+DATA ·attnExpC7+0(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+4(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+8(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+12(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+16(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+20(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+24(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+28(SB)/4, $0x377fe5fe
+GLOBL ·attnExpC7(SB), RODATA|NOPTR, $32
+
+// attnExpC6 is 0.00015403530393381606 in every lane.
+DATA ·attnExpC6+0(SB)/4, $0x39218489
+DATA ·attnExpC6+4(SB)/4, $0x39218489
+DATA ·attnExpC6+8(SB)/4, $0x39218489
+DATA ·attnExpC6+12(SB)/4, $0x39218489
+DATA ·attnExpC6+16(SB)/4, $0x39218489
+DATA ·attnExpC6+20(SB)/4, $0x39218489
+DATA ·attnExpC6+24(SB)/4, $0x39218489
+DATA ·attnExpC6+28(SB)/4, $0x39218489
+GLOBL ·attnExpC6(SB), RODATA|NOPTR, $32
+
+// attnExpC5 is 0.0013333558146428441 in every lane.
+DATA ·attnExpC5+0(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+4(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+8(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+12(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+16(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+20(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+24(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+28(SB)/4, $0x3aaec3ff
+GLOBL ·attnExpC5(SB), RODATA|NOPTR, $32
+
+// attnExpC4 is 0.009618129107628477 in every lane.
+DATA ·attnExpC4+0(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+4(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+8(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+12(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+16(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+20(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+24(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+28(SB)/4, $0x3c1d955b
+GLOBL ·attnExpC4(SB), RODATA|NOPTR, $32
+
+// attnExpC3 is 0.055504108664821576 in every lane.
+DATA ·attnExpC3+0(SB)/4, $0x3d635847
+DATA ·attnExpC3+4(SB)/4, $0x3d635847
+DATA ·attnExpC3+8(SB)/4, $0x3d635847
+DATA ·attnExpC3+12(SB)/4, $0x3d635847
+DATA ·attnExpC3+16(SB)/4, $0x3d635847
+DATA ·attnExpC3+20(SB)/4, $0x3d635847
+DATA ·attnExpC3+24(SB)/4, $0x3d635847
+DATA ·attnExpC3+28(SB)/4, $0x3d635847
+GLOBL ·attnExpC3(SB), RODATA|NOPTR, $32
+
+// attnExpC2 is 0.2402265069591007 in every lane.
+DATA ·attnExpC2+0(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+4(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+8(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+12(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+16(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+20(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+24(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+28(SB)/4, $0x3e75fdf0
+GLOBL ·attnExpC2(SB), RODATA|NOPTR, $32
+
+// attnExpC1 is 0.6931471805599453 in every lane.
+DATA ·attnExpC1+0(SB)/4, $0x3f317218
+DATA ·attnExpC1+4(SB)/4, $0x3f317218
+DATA ·attnExpC1+8(SB)/4, $0x3f317218
+DATA ·attnExpC1+12(SB)/4, $0x3f317218
+DATA ·attnExpC1+16(SB)/4, $0x3f317218
+DATA ·attnExpC1+20(SB)/4, $0x3f317218
+DATA ·attnExpC1+24(SB)/4, $0x3f317218
+DATA ·attnExpC1+28(SB)/4, $0x3f317218
+GLOBL ·attnExpC1(SB), RODATA|NOPTR, $32
+
+// attnExpOne is 1.0 in every lane.
+DATA ·attnExpOne+0(SB)/4, $0x3f800000
+DATA ·attnExpOne+4(SB)/4, $0x3f800000
+DATA ·attnExpOne+8(SB)/4, $0x3f800000
+DATA ·attnExpOne+12(SB)/4, $0x3f800000
+DATA ·attnExpOne+16(SB)/4, $0x3f800000
+DATA ·attnExpOne+20(SB)/4, $0x3f800000
+DATA ·attnExpOne+24(SB)/4, $0x3f800000
+DATA ·attnExpOne+28(SB)/4, $0x3f800000
+GLOBL ·attnExpOne(SB), RODATA|NOPTR, $32
+
+DATA ·attnExp127+0(SB)/4, $127
+DATA ·attnExp127+4(SB)/4, $127
+DATA ·attnExp127+8(SB)/4, $127
+DATA ·attnExp127+12(SB)/4, $127
+DATA ·attnExp127+16(SB)/4, $127
+DATA ·attnExp127+20(SB)/4, $127
+DATA ·attnExp127+24(SB)/4, $127
+DATA ·attnExp127+28(SB)/4, $127
+GLOBL ·attnExp127(SB), RODATA|NOPTR, $32

@@ -122,3 +122,51 @@ func TestAttentionBlockKernelsBounds(t *testing.T) {
 		}()
 	}
 }
+
+// TestBlockExp2 checks the weights and their sum against math.Exp2, with
+// the assembly (where it runs) and without, on lengths around 8.
+func TestBlockExp2(t *testing.T) {
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		worst := 0.0
+		for _, n := range []int{0, 1, 7, 8, 9, 16, 23} {
+			for k := -140 * 256; k <= 4*256; k += n + 1 {
+				m := float32(k%7) / 3
+				s := make([]float32, n)
+				want := make([]float64, n)
+				sum := 0.0
+				for i := range s {
+					s[i] = float32(k+i*37)/256 + m
+					want[i] = math.Exp2(float64(s[i] - m)) // x is rounded to float32 first
+					if s[i]-m < -126 {
+						want[i] = 0
+					}
+					sum += want[i]
+				}
+				got := blockExp2(s, m)
+				for i := range s {
+					if want[i] == 0 {
+						if s[i] != 0 {
+							t.Fatalf("asm %v: 2^%v = %v, want 0 below 2^-126", asm, float64(k+i*37)/256, s[i])
+						}
+						continue
+					}
+					if want[i] >= 0x1p-125 { // normal results: relative error
+						worst = max(worst, math.Abs(float64(s[i])-want[i])/want[i])
+					}
+				}
+				if math.Abs(float64(got)-sum) > 1e-6*sum+0x1p-120 {
+					t.Fatalf("asm %v: sum %v, want %v", asm, got, sum)
+				}
+			}
+		}
+		if worst > 0x1p-23 {
+			t.Errorf("asm %v: relative error up to %g, want ≤ 2^-23", asm, worst)
+		}
+		nan := []float32{1, 2, 3, 4, 5, 6, 7, float32(math.NaN())}
+		if blockExp2(nan, 0); nan[7] == nan[7] || nan[0] != 2 {
+			t.Errorf("asm %v: weights %v, want 2^1 first and NaN last", asm, nan)
+		}
+		vec.SetAssembly(was)
+	}
+}

@@ -9,3 +9,6 @@ func scoresAsm(s, q, k []float32, stride int) bool { return false }
 // valuesAsm reports that there is no assembly values kernel for this
 // architecture.
 func valuesAsm(o, p, v []float32, stride int) bool { return false }
+
+// exp2SumAsm reports that there is no assembly exp2 for this architecture.
+func exp2SumAsm(s []float32, m float32) (float32, bool) { return 0, false }
