@@ -222,37 +222,33 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 	return us
 }
 
-// attnRows is a worker's scratch: the state of a unit's rows, and one
-// block's K and V rows widened to float32. Row (i·heads + g−g0)·group + j
-// is query token t0+i with query head g·group+j, where heads = g1−g0.
+// attnRows is a worker's scratch: the state of a unit's rows, one row's
+// (or, for a single query token, every row's) scores of a block, and a
+// block's or a token row's K and V widened to float32. Row (i·heads +
+// g−g0)·group + j is query token t0+i with query head g·group+j, where
+// heads = g1−g0.
 type attnRows struct {
 	q, o       []float32 // [rows][hs]: scaled queries, unnormalised outputs
 	m, l       []float32 // [rows]: running maximum and sum, log2 units
 	lo, hi     []int     // [tokens]: each query token's visible keys
-	s          []float32 // [bs]: one row's scores, then weights, of one block
-	kbuf, vbuf []float32 // [bs][heads][hs]: a float16/bfloat16 block widened
+	s          []float32 // [heads·group][bs]: scores, then weights, of one block
+	kbuf, vbuf []float32 // [bs][kv_heads][hs]: K and V rows widened
 }
 
 func (a *attention) newAttnRows() *attnRows {
 	rows := a.tileTokens * a.heads
-	w := &attnRows{
+	return &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
 		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
-		s: make([]float32, a.bs),
+		s:    make([]float32, a.heads*a.bs),
+		kbuf: make([]float32, a.bs*a.kvh*a.hs), vbuf: make([]float32, a.bs*a.kvh*a.hs),
 	}
-	if a.k.dt != graph.Float32 {
-		w.kbuf, w.vbuf = make([]float32, a.bs*a.kvh*a.hs), make([]float32, a.bs*a.kvh*a.hs)
-	}
-	return w
 }
 
-// attend runs the online softmax of unit u's rows over its keys, block by
-// block: the block's K and V rows of the unit's heads are widened once, in
-// memory order, then each row takes the scores of the block's keys it sees,
-// updates its maximum, sum and output, and adds the weighted values.
+// attend runs the online softmax of unit u's rows over its keys.
 func (a *attention) attend(u attnUnit, w *attnRows) {
-	hs, bs, g := a.hs, a.bs, a.group
+	hs, g := a.hs, a.group
 	tokens, rowsPerToken := u.t1-u.t0, (u.g1-u.g0)*g
 	rows := tokens * rowsPerToken
 	for i := range tokens {
@@ -268,6 +264,46 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 	for r := range rows {
 		w.m[r] = float32(math.Inf(-1))
 	}
+	if tokens == 1 {
+		a.attendToken(u, w)
+	} else {
+		a.attendTile(u, w)
+	}
+}
+
+// attendToken attends a unit of one query token (a decode row). Each block
+// is read in memory order, its K rows and then its V rows, one token row
+// (the unit's KV heads) at a time, widened once into a buffer that stays in
+// the L1 cache and used by all the token's query heads: the scores of the
+// whole block first, then its weighted values.
+func (a *attention) attendToken(u attnUnit, w *attnRows) {
+	hs, bs, g := a.hs, a.bs, a.group
+	rows, n := (u.g1-u.g0)*g, (u.g1-u.g0)*hs
+	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
+	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
+		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
+		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
+		for j := j0; j < j1; j++ {
+			k := a.k.load(w.kbuf[:n], ((slot0+j)*a.kvh+u.g0)*hs)
+			rowDots(w.s[j-j0:], bs, w.q[:rows*hs], k, hs, g)
+		}
+		for r := range rows {
+			a.fold(w, r, w.s[r*bs:r*bs+j1-j0])
+		}
+		for j := j0; j < j1; j++ {
+			v := a.v.load(w.vbuf[:n], ((slot0+j)*a.kvh+u.g0)*hs)
+			rowAxpys(w.o[:rows*hs], w.s[j-j0:], bs, v, hs, g)
+		}
+	}
+}
+
+// attendTile attends a unit of several query tokens (a prefill or varlen
+// tile), block by block: the block's K and V rows of the unit's heads are
+// widened once, in memory order, then each row takes the scores of the
+// block's keys it sees, folds them, and adds the weighted values.
+func (a *attention) attendTile(u attnUnit, w *attnRows) {
+	hs, bs, g := a.hs, a.bs, a.group
+	tokens, rowsPerToken := u.t1-u.t0, (u.g1-u.g0)*g
 	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
 	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
@@ -284,27 +320,35 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 				d := (lo-j0)*stride + x/g*hs // key lo, KV head g0 + x/g
 				s := w.s[:hi-lo]
 				blockScores(s, w.q[r*hs:(r+1)*hs], ks, kOff+d, stride)
-				top := float32(math.Inf(-1))
-				for k, v := range s {
-					if a.capMul != 0 {
-						v = float32(math.Tanh(float64(v*a.capInv))) * a.capMul
-						s[k] = v
-					}
-					top = max(top, v)
-				}
-				if top > w.m[r] {
-					if w.l[r] != 0 {
-						c := attnExp2(w.m[r] - top)
-						vec.ScaleF32(w.o[r*hs:(r+1)*hs], c)
-						w.l[r] *= c
-					}
-					w.m[r] = top
-				}
-				w.l[r] += blockExp2(s, w.m[r])
+				a.fold(w, r, s)
 				blockValues(w.o[r*hs:(r+1)*hs], s, vs, vOff+d, stride)
 			}
 		}
 	}
+}
+
+// fold takes row r's scores s of one block into its online softmax: it
+// applies the softcap, raises the row's maximum (rescaling its sum and
+// output) if a score exceeds it, and turns the scores into weights added to
+// the sum.
+func (a *attention) fold(w *attnRows, r int, s []float32) {
+	top := float32(math.Inf(-1))
+	for k, v := range s {
+		if a.capMul != 0 {
+			v = float32(math.Tanh(float64(v*a.capInv))) * a.capMul
+			s[k] = v
+		}
+		top = max(top, v)
+	}
+	if top > w.m[r] {
+		if w.l[r] != 0 {
+			c := attnExp2(w.m[r] - top)
+			vec.ScaleF32(w.o[r*a.hs:(r+1)*a.hs], c)
+			w.l[r] *= c
+		}
+		w.m[r] = top
+	}
+	w.l[r] += blockExp2(s, w.m[r])
 }
 
 // stage returns the rows of keys [j0, j1) and KV heads [g0, g1) of a cache
@@ -357,6 +401,43 @@ func blockValues(o, p, rows []float32, off, stride int) {
 	for j, w := range p {
 		x := off + j*stride
 		vec.AxpyF32(o, w, rows[x:x+len(o)])
+	}
+}
+
+// rowDots sets s[r·stride] to q row r · k row r/group, for the len(q)/hs
+// rows of hs elements of q: one key's scores for a token's query heads.
+func rowDots(s []float32, stride int, q, k []float32, hs, group int) {
+	rows := len(q) / hs
+	checkRowSets(len(s), stride, rows, len(q), len(k), hs, group)
+	if rowDotsAsm(s, stride, q, k, hs, group) {
+		return
+	}
+	for r := range rows {
+		h := r / group
+		s[r*stride] = vec.DotF32(q[r*hs:(r+1)*hs], k[h*hs:(h+1)*hs])
+	}
+}
+
+// rowAxpys adds p[r·stride] · v row r/group to o row r, for the len(o)/hs
+// rows of hs elements of o: one value's share of a token's outputs.
+func rowAxpys(o, p []float32, stride int, v []float32, hs, group int) {
+	rows := len(o) / hs
+	checkRowSets(len(p), stride, rows, len(o), len(v), hs, group)
+	if rowAxpysAsm(o, p, stride, v, hs, group) {
+		return
+	}
+	for r := range rows {
+		h := r / group
+		vec.AxpyF32(o[r*hs:(r+1)*hs], p[r*stride], v[h*hs:(h+1)*hs])
+	}
+}
+
+// checkRowSets panics unless rows rows of hs elements fill n elements,
+// their rows/group partners lie in kv elements and their rows·stride
+// weights in p elements: the assembly does not check.
+func checkRowSets(p, stride, rows, n, kv, hs, group int) {
+	if rows == 0 || n != rows*hs || rows%group != 0 || kv < rows/group*hs || p < (rows-1)*stride+1 {
+		panic(fmt.Sprintf("cpu: attention row sets: %d rows of %d in %d elements, group %d, %d partner elements, %d weights %d apart", rows, hs, n, group, kv, p, stride))
 	}
 }
 

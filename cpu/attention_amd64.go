@@ -44,3 +44,28 @@ func exp2SumAsm(s []float32, m float32) (float32, bool) {
 	}
 	return attnExp2Sum(s, m), true
 }
+
+//go:noescape
+func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
+
+//go:noescape
+func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
+
+// rowDotsAsm runs attnRowDots if the vec package runs its assembly and the
+// rows suit it, and reports whether it did.
+func rowDotsAsm(s []float32, stride int, q, k []float32, hs, group int) bool {
+	if !vec.Assembly() || hs%8 != 0 {
+		return false
+	}
+	attnRowDots(s, stride, q, k, hs, group)
+	return true
+}
+
+// rowAxpysAsm is rowDotsAsm for attnRowAxpys.
+func rowAxpysAsm(o, p []float32, stride int, v []float32, hs, group int) bool {
+	if !vec.Assembly() || hs%8 != 0 {
+		return false
+	}
+	attnRowAxpys(o, p, stride, v, hs, group)
+	return true
+}

@@ -370,3 +370,141 @@ DATA ·attnExp127+20(SB)/4, $127
 DATA ·attnExp127+24(SB)/4, $127
 DATA ·attnExp127+28(SB)/4, $127
 GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
+
+// func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
+//
+// s[r·stride] = q row r · k row r/group, for the len(q)/hs rows of q: the
+// scores of one key for the query heads of a token, k holding the key's
+// row for each KV head. Rows have hs elements; four accumulators take 32
+// elements at a time, one takes the last 8s.
+TEXT ·attnRowDots(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VMOVUPS     (R8)(AX*4), Y4
+	VMOVUPS     32(R8)(AX*4), Y5
+	VMOVUPS     64(R8)(AX*4), Y6
+	VMOVUPS     96(R8)(AX*4), Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VMOVUPS     (R8)(AX*4), Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*4), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
+//
+// o row r += p[r·stride] · v row r/group, for the len(o)/hs rows of o: one
+// value row's share of the outputs of a token's query heads.
+TEXT ·attnRowAxpys(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VFMADD231PS (R8)(AX*4), Y8, Y0
+	VFMADD231PS 32(R8)(AX*4), Y8, Y1
+	VFMADD231PS 64(R8)(AX*4), Y8, Y2
+	VFMADD231PS 96(R8)(AX*4), Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VFMADD231PS (R8)(AX*4), Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*4), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET

@@ -170,3 +170,62 @@ func TestBlockExp2(t *testing.T) {
 		vec.SetAssembly(was)
 	}
 }
+
+// TestAttentionRowKernels checks the per-token kernels, assembly and Go,
+// against float64 sums: one key's scores for a token's query heads and
+// one value's share of their outputs, over group sizes and row sizes.
+func TestAttentionRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	rnd := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = r.Float32()*2 - 1
+		}
+		return v
+	}
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		for _, hs := range []int{8, 24, 40, 64, 80, 96, 128, 256} {
+			for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}} {
+				rows, stride := c.heads*c.group, 1+r.IntN(17)
+				q, k := rnd(rows*hs), rnd(c.heads*hs)
+				const guard = 64
+				sbuf := make([]float32, (rows-1)*stride+1+guard)
+				rowDots(sbuf[:len(sbuf)-guard], stride, q, k, hs, c.group)
+				o := rnd(rows*hs + guard)
+				for i := rows * hs; i < len(o); i++ {
+					o[i] = 0
+				}
+				want := make([]float64, rows*hs)
+				for i := range want {
+					want[i] = float64(o[i])
+				}
+				p := rnd((rows-1)*stride + 1)
+				rowAxpys(o[:rows*hs], p, stride, k, hs, c.group)
+				for x := range rows {
+					kr := k[x/c.group*hs : (x/c.group+1)*hs]
+					dot, mag := 0.0, 0.0
+					for i, kv := range kr {
+						dot += float64(q[x*hs+i]) * float64(kv)
+						mag += math.Abs(float64(q[x*hs+i]) * float64(kv))
+						want[x*hs+i] += float64(p[x*stride]) * float64(kv)
+					}
+					if got := float64(sbuf[x*stride]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
+						t.Fatalf("asm %v hs %d heads %d group %d: score %d = %v, want %v", asm, hs, c.heads, c.group, x, got, dot)
+					}
+				}
+				for i := range want {
+					if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+						t.Fatalf("asm %v hs %d heads %d group %d: output %d = %v, want %v", asm, hs, c.heads, c.group, i, o[i], want[i])
+					}
+				}
+				for _, g := range append(sbuf[len(sbuf)-guard:], o[rows*hs:]...) {
+					if g != 0 {
+						t.Fatalf("asm %v hs %d heads %d group %d: a kernel wrote past its output", asm, hs, c.heads, c.group)
+					}
+				}
+			}
+		}
+		vec.SetAssembly(was)
+	}
+}
