@@ -18,14 +18,22 @@ import (
 // The attention kernels share one unit of work: a sequence, a range of its
 // KV heads, a tile of its query tokens and a range of keys (the whole
 // visible context on the single pass, one partition on the split path). A
-// unit walks its keys block by block, in memory order across its KV heads,
-// and serves every query token of the tile and every query head of each KV
-// head's group from each K and V row while it is in the cache: a row is read
-// from memory once per step (and query tile). Walking whole blocks rather
-// than one head's rows, 1/kv_heads of every block, lets the hardware
-// prefetchers stream; heads are split over several units only when the
-// dispatch has too few units to keep every worker busy. The dot products
-// and axpys widen float16/bfloat16 rows in registers.
+// unit walks its keys block by block and serves every query token of the
+// tile and every query head of each KV head's group from each K and V row
+// while it is in the cache, so a row is read from memory once per step (and
+// query tile). It reads whole token rows of a block, all its KV heads, in
+// memory order, which lets the hardware prefetchers stream: one head's rows
+// are 1/kv_heads of every block, and walking them alone ran several times
+// slower. Heads are split over several units only when the dispatch has too
+// few units to keep every worker busy.
+//
+// A unit of one query token (a decode row) takes each block's K rows, then
+// its V rows, one token row at a time, widened into a float32 buffer that
+// stays in the L1 cache: the scores of the block for all the token's query
+// heads, then their weighted values. A tile of several tokens widens the
+// block's rows once and runs, per query row, block kernels that take eight
+// keys at a time. The kernels are AVX2 assembly where the CPU has it
+// (attention_amd64.s), else loops over the vec routines.
 //
 // Each unit keeps, per row (query token × query head), the running maximum
 // m, the running sum l and the unnormalised output O of an online softmax
