@@ -85,6 +85,35 @@ func (r floatRows) load(dst []float32, off int) []float32 {
 	return dst
 }
 
+// len is the number of elements.
+func (r floatRows) len() int { return max(len(r.f32), len(r.u16)) }
+
+// dot returns x·row, the row being the len(x) elements at off.
+func (r floatRows) dot(x []float32, off int) float32 {
+	n := len(x)
+	switch r.dt {
+	case graph.Float32:
+		return vec.DotF32(x, r.f32[off:off+n])
+	case graph.Float16:
+		return vec.DotF16(r.u16[off:off+n], x)
+	default:
+		return vec.DotBF16(r.u16[off:off+n], x)
+	}
+}
+
+// axpy adds alpha·row to y, the row being the len(y) elements at off.
+func (r floatRows) axpy(y []float32, alpha float32, off int) {
+	n := len(y)
+	switch r.dt {
+	case graph.Float32:
+		vec.AxpyF32(y, alpha, r.f32[off:off+n])
+	case graph.Float16:
+		vec.AxpyF16(y, alpha, r.u16[off:off+n])
+	default:
+		vec.AxpyBF16(y, alpha, r.u16[off:off+n])
+	}
+}
+
 // store writes src at off, rounding to nearest even for float16/bfloat16.
 func (r floatRows) store(off int, src []float32) {
 	switch r.dt {
@@ -245,13 +274,16 @@ type attnRows struct {
 
 func (a *attention) newAttnRows() *attnRows {
 	rows := a.tileTokens * a.heads
-	return &attnRows{
+	w := &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
 		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
-		s:    make([]float32, a.heads*a.bs),
-		kbuf: make([]float32, a.bs*a.kvh*a.hs), vbuf: make([]float32, a.bs*a.kvh*a.hs),
+		s: make([]float32, a.heads*a.bs),
 	}
+	if a.k.dt != graph.Float32 {
+		w.kbuf, w.vbuf = make([]float32, a.bs*a.kvh*a.hs), make([]float32, a.bs*a.kvh*a.hs)
+	}
+	return w
 }
 
 // attend runs the online softmax of unit u's rows over its keys.
@@ -286,21 +318,19 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 // whole block first, then its weighted values.
 func (a *attention) attendToken(u attnUnit, w *attnRows) {
 	hs, bs, g := a.hs, a.bs, a.group
-	rows, n := (u.g1-u.g0)*g, (u.g1-u.g0)*hs
+	rows := (u.g1 - u.g0) * g
 	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
 	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
 		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
 		for j := j0; j < j1; j++ {
-			k := a.k.load(w.kbuf[:n], ((slot0+j)*a.kvh+u.g0)*hs)
-			rowDots(w.s[j-j0:], bs, w.q[:rows*hs], k, hs, g)
+			rowDots(w.s[j-j0:], bs, w.q[:rows*hs], a.k, ((slot0+j)*a.kvh+u.g0)*hs, hs, g)
 		}
 		for r := range rows {
 			a.fold(w, r, w.s[r*bs:r*bs+j1-j0])
 		}
 		for j := j0; j < j1; j++ {
-			v := a.v.load(w.vbuf[:n], ((slot0+j)*a.kvh+u.g0)*hs)
-			rowAxpys(w.o[:rows*hs], w.s[j-j0:], bs, v, hs, g)
+			rowAxpys(w.o[:rows*hs], w.s[j-j0:], bs, a.v, ((slot0+j)*a.kvh+u.g0)*hs, hs, g)
 		}
 	}
 }
@@ -413,30 +443,30 @@ func blockValues(o, p, rows []float32, off, stride int) {
 }
 
 // rowDots sets s[r·stride] to q row r · k row r/group, for the len(q)/hs
-// rows of hs elements of q: one key's scores for a token's query heads.
-func rowDots(s []float32, stride int, q, k []float32, hs, group int) {
+// rows of hs elements of q and the k rows from off: one key's scores for a
+// token's query heads, k being the key's rows for the KV heads.
+func rowDots(s []float32, stride int, q []float32, k floatRows, off, hs, group int) {
 	rows := len(q) / hs
-	checkRowSets(len(s), stride, rows, len(q), len(k), hs, group)
-	if rowDotsAsm(s, stride, q, k, hs, group) {
+	checkRowSets(len(s), stride, rows, len(q), k.len()-off, hs, group)
+	if rowDotsAsm(s, stride, q, k, off, hs, group) {
 		return
 	}
 	for r := range rows {
-		h := r / group
-		s[r*stride] = vec.DotF32(q[r*hs:(r+1)*hs], k[h*hs:(h+1)*hs])
+		s[r*stride] = k.dot(q[r*hs:(r+1)*hs], off+r/group*hs)
 	}
 }
 
 // rowAxpys adds p[r·stride] · v row r/group to o row r, for the len(o)/hs
-// rows of hs elements of o: one value's share of a token's outputs.
-func rowAxpys(o, p []float32, stride int, v []float32, hs, group int) {
+// rows of hs elements of o and the v rows from off: one value's share of a
+// token's outputs.
+func rowAxpys(o, p []float32, stride int, v floatRows, off, hs, group int) {
 	rows := len(o) / hs
-	checkRowSets(len(p), stride, rows, len(o), len(v), hs, group)
-	if rowAxpysAsm(o, p, stride, v, hs, group) {
+	checkRowSets(len(p), stride, rows, len(o), v.len()-off, hs, group)
+	if rowAxpysAsm(o, p, stride, v, off, hs, group) {
 		return
 	}
 	for r := range rows {
-		h := r / group
-		vec.AxpyF32(o[r*hs:(r+1)*hs], p[r*stride], v[h*hs:(h+1)*hs])
+		v.axpy(o[r*hs:(r+1)*hs], p[r*stride], off+r/group*hs)
 	}
 }
 
@@ -444,7 +474,7 @@ func rowAxpys(o, p []float32, stride int, v []float32, hs, group int) {
 // their rows/group partners lie in kv elements and their rows·stride
 // weights in p elements: the assembly does not check.
 func checkRowSets(p, stride, rows, n, kv, hs, group int) {
-	if rows == 0 || n != rows*hs || rows%group != 0 || kv < rows/group*hs || p < (rows-1)*stride+1 {
+	if rows == 0 || n != rows*hs || rows%group != 0 || kv < rows/group*hs || kv < 0 || p < (rows-1)*stride+1 {
 		panic(fmt.Sprintf("cpu: attention row sets: %d rows of %d in %d elements, group %d, %d partner elements, %d weights %d apart", rows, hs, n, group, kv, p, stride))
 	}
 }

@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/loomrt/loom/cpu/internal/vec"
+import (
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+)
 
 // The block kernels of paged attention (attention_amd64.s) trust their
 // arguments: every row they address lies in k or v, and len(q) and len(o)
@@ -49,23 +52,50 @@ func exp2SumAsm(s []float32, m float32) (float32, bool) {
 func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
 
 //go:noescape
+func attnRowDotsF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+
+//go:noescape
+func attnRowDotsBF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+
+//go:noescape
 func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
 
-// rowDotsAsm runs attnRowDots if the vec package runs its assembly and the
-// rows suit it, and reports whether it did.
-func rowDotsAsm(s []float32, stride int, q, k []float32, hs, group int) bool {
+//go:noescape
+func attnRowAxpysF16(o, p []float32, stride int, v []uint16, hs, group int)
+
+//go:noescape
+func attnRowAxpysBF16(o, p []float32, stride int, v []uint16, hs, group int)
+
+// rowDotsAsm runs the assembly row dots for k's dtype, its rows from off,
+// if the vec package runs its assembly and the rows suit it, and reports
+// whether it did.
+func rowDotsAsm(s []float32, stride int, q []float32, k floatRows, off, hs, group int) bool {
 	if !vec.Assembly() || hs%8 != 0 {
 		return false
 	}
-	attnRowDots(s, stride, q, k, hs, group)
+	switch k.dt {
+	case graph.Float32:
+		attnRowDots(s, stride, q, k.f32[off:], hs, group)
+	case graph.Float16:
+		attnRowDotsF16(s, stride, q, k.u16[off:], hs, group)
+	default:
+		attnRowDotsBF16(s, stride, q, k.u16[off:], hs, group)
+	}
 	return true
 }
 
-// rowAxpysAsm is rowDotsAsm for attnRowAxpys.
-func rowAxpysAsm(o, p []float32, stride int, v []float32, hs, group int) bool {
+// rowAxpysAsm is rowDotsAsm for the row axpys.
+func rowAxpysAsm(o, p []float32, stride int, v floatRows, off, hs, group int) bool {
 	if !vec.Assembly() || hs%8 != 0 {
 		return false
 	}
-	attnRowAxpys(o, p, stride, v, hs, group)
+	switch v.dt {
+	case graph.Float32:
+		attnRowAxpys(o, p, stride, v.f32[off:], hs, group)
+	case graph.Float16:
+		attnRowAxpysF16(o, p, stride, v.u16[off:], hs, group)
+	default:
+		attnRowAxpysBF16(o, p, stride, v.u16[off:], hs, group)
+	}
 	return true
 }

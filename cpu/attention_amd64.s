@@ -508,3 +508,291 @@ axpyNext:
 axpyDone:
 	VZEROUPPER
 	RET
+
+// func attnRowDotsF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+//
+// attnRowDotsF16 is attnRowDots with k in float16, widened in registers.
+TEXT ·attnRowDotsF16(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VCVTPH2PS   16(R8)(AX*2), Y5
+	VCVTPH2PS   32(R8)(AX*2), Y6
+	VCVTPH2PS   48(R8)(AX*2), Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*2), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpysF16(o, p []float32, stride int, v []uint16, hs, group int)
+//
+// attnRowAxpysF16 is attnRowAxpys with v in float16, widened in registers.
+TEXT ·attnRowAxpysF16(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS Y4, Y8, Y0
+	VCVTPH2PS   16(R8)(AX*2), Y5
+	VFMADD231PS Y5, Y8, Y1
+	VCVTPH2PS   32(R8)(AX*2), Y6
+	VFMADD231PS Y6, Y8, Y2
+	VCVTPH2PS   48(R8)(AX*2), Y7
+	VFMADD231PS Y7, Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS Y4, Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*2), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET
+
+// func attnRowDotsBF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+//
+// attnRowDotsBF16 is attnRowDots with k in bfloat16, widened in registers.
+TEXT ·attnRowDotsBF16(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VPMOVZXWD   16(R8)(AX*2), Y5
+	VPSLLD      $16, Y5, Y5
+	VPMOVZXWD   32(R8)(AX*2), Y6
+	VPSLLD      $16, Y6, Y6
+	VPMOVZXWD   48(R8)(AX*2), Y7
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*2), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpysBF16(o, p []float32, stride int, v []uint16, hs, group int)
+//
+// attnRowAxpysBF16 is attnRowAxpys with v in bfloat16, widened in registers.
+TEXT ·attnRowAxpysBF16(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS Y4, Y8, Y0
+	VPMOVZXWD   16(R8)(AX*2), Y5
+	VPSLLD      $16, Y5, Y5
+	VFMADD231PS Y5, Y8, Y1
+	VPMOVZXWD   32(R8)(AX*2), Y6
+	VPSLLD      $16, Y6, Y6
+	VFMADD231PS Y6, Y8, Y2
+	VPMOVZXWD   48(R8)(AX*2), Y7
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS Y7, Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS Y4, Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*2), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET

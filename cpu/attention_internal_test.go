@@ -1,11 +1,13 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
 )
 
 // TestAttnExp2 checks the exp2 of the attention kernels against math.Exp2
@@ -172,8 +174,9 @@ func TestBlockExp2(t *testing.T) {
 }
 
 // TestAttentionRowKernels checks the per-token kernels, assembly and Go,
-// against float64 sums: one key's scores for a token's query heads and
-// one value's share of their outputs, over group sizes and row sizes.
+// for every cache dtype, against float64 sums: one key's scores for a
+// token's query heads and one value's share of their outputs, over group
+// sizes and row sizes.
 func TestAttentionRowKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	rnd := func(n int) []float32 {
@@ -185,43 +188,49 @@ func TestAttentionRowKernels(t *testing.T) {
 	}
 	for _, asm := range []bool{true, false} {
 		was := vec.SetAssembly(asm)
-		for _, hs := range []int{8, 24, 40, 64, 80, 96, 128, 256} {
-			for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}} {
-				rows, stride := c.heads*c.group, 1+r.IntN(17)
-				q, k := rnd(rows*hs), rnd(c.heads*hs)
-				const guard = 64
-				sbuf := make([]float32, (rows-1)*stride+1+guard)
-				rowDots(sbuf[:len(sbuf)-guard], stride, q, k, hs, c.group)
-				o := rnd(rows*hs + guard)
-				for i := rows * hs; i < len(o); i++ {
-					o[i] = 0
-				}
-				want := make([]float64, rows*hs)
-				for i := range want {
-					want[i] = float64(o[i])
-				}
-				p := rnd((rows-1)*stride + 1)
-				rowAxpys(o[:rows*hs], p, stride, k, hs, c.group)
-				for x := range rows {
-					kr := k[x/c.group*hs : (x/c.group+1)*hs]
-					dot, mag := 0.0, 0.0
-					for i, kv := range kr {
-						dot += float64(q[x*hs+i]) * float64(kv)
-						mag += math.Abs(float64(q[x*hs+i]) * float64(kv))
-						want[x*hs+i] += float64(p[x*stride]) * float64(kv)
+		for _, dt := range []graph.DType{graph.Float32, graph.Float16, graph.BFloat16} {
+			for _, hs := range []int{8, 24, 40, 64, 80, 96, 128, 256} {
+				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}} {
+					rows, stride, off := c.heads*c.group, 1+r.IntN(17), r.IntN(9)
+					q := rnd(rows * hs)
+					raw := make([]byte, (off+c.heads*hs)*dt.Size())
+					graph.PutFloat32s(dt, raw, rnd(off+c.heads*hs))
+					k, kv := newFloatRows(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
+					const guard = 64
+					sbuf := make([]float32, (rows-1)*stride+1+guard)
+					rowDots(sbuf[:len(sbuf)-guard], stride, q, k, off, hs, c.group)
+					o := rnd(rows*hs + guard)
+					for i := rows * hs; i < len(o); i++ {
+						o[i] = 0
 					}
-					if got := float64(sbuf[x*stride]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
-						t.Fatalf("asm %v hs %d heads %d group %d: score %d = %v, want %v", asm, hs, c.heads, c.group, x, got, dot)
+					want := make([]float64, rows*hs)
+					for i := range want {
+						want[i] = float64(o[i])
 					}
-				}
-				for i := range want {
-					if math.Abs(float64(o[i])-want[i]) > 1e-5 {
-						t.Fatalf("asm %v hs %d heads %d group %d: output %d = %v, want %v", asm, hs, c.heads, c.group, i, o[i], want[i])
+					p := rnd((rows-1)*stride + 1)
+					rowAxpys(o[:rows*hs], p, stride, k, off, hs, c.group)
+					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d", asm, dt, hs, c.heads, c.group)
+					for x := range rows {
+						kr := kv[x/c.group*hs : (x/c.group+1)*hs]
+						dot, mag := 0.0, 0.0
+						for i, kx := range kr {
+							dot += float64(q[x*hs+i]) * kx
+							mag += math.Abs(float64(q[x*hs+i]) * kx)
+							want[x*hs+i] += float64(p[x*stride]) * kx
+						}
+						if got := float64(sbuf[x*stride]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
+							t.Fatalf("%s: score %d = %v, want %v", what, x, got, dot)
+						}
 					}
-				}
-				for _, g := range append(sbuf[len(sbuf)-guard:], o[rows*hs:]...) {
-					if g != 0 {
-						t.Fatalf("asm %v hs %d heads %d group %d: a kernel wrote past its output", asm, hs, c.heads, c.group)
+					for i := range want {
+						if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+							t.Fatalf("%s: output %d = %v, want %v", what, i, o[i], want[i])
+						}
+					}
+					for _, g := range append(sbuf[len(sbuf)-guard:], o[rows*hs:]...) {
+						if g != 0 {
+							t.Fatalf("%s: a kernel wrote past its output", what)
+						}
 					}
 				}
 			}

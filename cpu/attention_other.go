@@ -14,7 +14,11 @@ func valuesAsm(o, p, v []float32, stride int) bool { return false }
 func exp2SumAsm(s []float32, m float32) (float32, bool) { return 0, false }
 
 // rowDotsAsm reports that there is no assembly for this architecture.
-func rowDotsAsm(s []float32, stride int, q, k []float32, hs, group int) bool { return false }
+func rowDotsAsm(s []float32, stride int, q []float32, k floatRows, off, hs, group int) bool {
+	return false
+}
 
 // rowAxpysAsm reports that there is no assembly for this architecture.
-func rowAxpysAsm(o, p []float32, stride int, v []float32, hs, group int) bool { return false }
+func rowAxpysAsm(o, p []float32, stride int, v floatRows, off, hs, group int) bool {
+	return false
+}
