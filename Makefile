@@ -3,13 +3,17 @@
 GO ?= go
 DARWIN := CGO_ENABLED=0 GOOS=darwin GOARCH=arm64
 
-.PHONY: run test vet test-go darwin bench
+.PHONY: run test msl-deps vet test-go darwin bench
 
 # The main job on the CPU backend, with what the repository ships.
 run:
 	$(GO) run ./cmd/loom generate
 
-test: vet test-go darwin
+test: msl-deps vet test-go darwin
+
+# g++ checks the Metal kernels as C++ on Linux; install it if missing.
+msl-deps:
+	bash scripts/install-msl-check.sh
 
 vet:
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -82,15 +83,26 @@ func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	}
 	per := (n + chunks - 1) / chunks
 	var wg sync.WaitGroup
+	var panicked atomic.Value // a worker's panic, re-raised on the caller's goroutine
 	for lo := per; lo < n; lo += per {
 		wg.Add(1)
 		go func(lo, hi int) {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					panicked.CompareAndSwap(nil, fmt.Sprint(r))
+				}
+			}()
 			fn(lo, hi)
 		}(lo, min(lo+per, n))
 	}
 	fn(0, min(per, n))
 	wg.Wait()
+	// A kernel bug in a worker must fail the dispatch (the device recovers
+	// panics on the calling goroutine), not crash the process.
+	if r := panicked.Load(); r != nil {
+		panic(r)
+	}
 }
 
 var registry sync.Map // kernel name → Kernel

@@ -168,16 +168,19 @@ func putFloats(p *[]float32) { floatPool.Put(p) }
 // below it, starting a goroutine costs more than it saves.
 const gemvGrain = 1 << 15
 
-// gemvCols is the width of the column pieces of a GEMV over untransposed
-// weights [K, N]: the piece's float32 accumulator (1 KiB) stays in L1 while
-// the piece's K row segments stream past it.
-const gemvCols = 256
+// gemvChunk is the number of rows of untransposed weights [K, N] whose
+// contribution one piece of GEMV work sums: a contiguous block of W, which
+// streams from memory far better than column strips of many rows. The
+// chunks' partial sums are then added in chunk order; the chunk size is a
+// constant so that the order does not depend on the number of workers.
+const gemvChunk = 256
 
 // gemvKernel computes out[n] = Σ_k x[k]·W(n, k) per matrix, for x the one
 // row of a and W the weights b. With TransposeB (W stored [N, K], rows
 // contiguous) each output is one dot product over a weight row; otherwise
-// (W stored [K, N]) each piece of columns accumulates axpys over the rows.
-// Either way the weights are read once, in order.
+// (W stored [K, N]) each chunk of gemvChunk rows accumulates axpys into a
+// partial sum over all N, and the partial sums are added in order. Either
+// way the weights are read once, in order.
 func gemvKernel(dt graph.DType) Kernel {
 	return func(c *Call) error {
 		mc, err := newMatmulCall(c, dt)
@@ -201,6 +204,15 @@ func gemvKernel(dt graph.DType) Kernel {
 			mc.a.load(xs[i*k:(i+1)*k], aOff)
 		}
 		if mc.transB {
+			if dt == graph.BFloat16 {
+				// Reorder x once for the cheaper bfloat16 dot product.
+				pp := getFloats(len(xs))
+				defer putFloats(pp)
+				for i := range mc.batch {
+					vec.PackBF16X((*pp)[i*k:(i+1)*k], xs[i*k:(i+1)*k])
+				}
+				xs = *pp
+			}
 			c.Parallel(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					i, col := r/n, r%n
@@ -211,7 +223,7 @@ func gemvKernel(dt graph.DType) Kernel {
 					case graph.Float32:
 						v = vec.DotF32(mc.b.f32[row:row+k], x)
 					case graph.BFloat16:
-						v = vec.DotBF16(mc.b.u16[row:row+k], x)
+						v = vec.DotBF16Packed(mc.b.u16[row:row+k], x)
 					default:
 						v = vec.DotF16(mc.b.u16[row:row+k], x)
 					}
@@ -220,27 +232,41 @@ func gemvKernel(dt graph.DType) Kernel {
 			})
 			return nil
 		}
-		pieces := (n + gemvCols - 1) / gemvCols
-		c.Parallel(mc.batch*pieces, max(1, gemvGrain/max(k*gemvCols, 1)), func(lo, hi int) {
-			accp := getFloats(gemvCols)
-			defer putFloats(accp)
+		chunks := max(1, (k+gemvChunk-1)/gemvChunk) // K = 0: one chunk of zeros
+		partp := getFloats(mc.batch * chunks * n)
+		defer putFloats(partp)
+		part := *partp
+		c.Parallel(mc.batch*chunks, max(1, gemvGrain/max(gemvChunk*n, 1)), func(lo, hi int) {
 			for it := lo; it < hi; it++ {
-				i, n0 := it/pieces, it%pieces*gemvCols
+				i, k0 := it/chunks, it%chunks*gemvChunk
 				_, bOff := mc.offsets(i)
-				x, acc := xs[i*k:(i+1)*k], (*accp)[:min(gemvCols, n-n0)]
+				acc := part[it*n : (it+1)*n]
 				clear(acc)
-				for kk, xk := range x {
-					w := bOff + kk*n + n0
+				for kk := k0; kk < min(k0+gemvChunk, k); kk++ {
+					xk, w := xs[i*k+kk], bOff+kk*n
 					switch dt {
 					case graph.Float32:
-						vec.AxpyF32(acc, xk, mc.b.f32[w:w+len(acc)])
+						vec.AxpyF32(acc, xk, mc.b.f32[w:w+n])
 					case graph.BFloat16:
-						vec.AxpyBF16(acc, xk, mc.b.u16[w:w+len(acc)])
+						vec.AxpyBF16(acc, xk, mc.b.u16[w:w+n])
 					default:
-						vec.AxpyF16(acc, xk, mc.b.u16[w:w+len(acc)])
+						vec.AxpyF16(acc, xk, mc.b.u16[w:w+n])
 					}
 				}
-				mc.out.store(i*n+n0, acc)
+			}
+		})
+		// Add the chunks' partial sums in chunk order, into the first.
+		c.Parallel(mc.batch*n, max(1, gemvGrain/max(chunks, 1)), func(lo, hi int) {
+			for lo < hi {
+				i, n0 := lo/n, lo%n
+				n1 := min(n, n0+hi-lo)
+				sum := part[i*chunks*n+n0 : i*chunks*n+n1]
+				for ch := 1; ch < chunks; ch++ {
+					p := part[(i*chunks+ch)*n:]
+					vec.AxpyF32(sum, 1, p[n0:n1])
+				}
+				mc.out.store(i*n+n0, sum)
+				lo += n1 - n0
 			}
 		})
 		return nil

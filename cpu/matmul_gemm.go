@@ -5,8 +5,9 @@ import (
 )
 
 // The tiled matmul is a packed, cache-blocked GEMM. The output is computed
-// in blocks of up to gemmMB×gemmNB; for each block and each gemmKC-deep
-// slice of K, B's slice is packed into panels of gemmNR columns (each
+// in equal blocks of at most gemmMB×gemmNB (sizes chosen by measuring
+// 1024², 1100², 1536² and 512×4096×1024 products); for each block and each
+// gemmKC-deep slice of K, B's slice is packed into panels of gemmNR columns (each
 // gemmKC×16 floats, contiguous) and A's into panels of gemmMR rows, and a
 // micro-kernel multiplies one A panel by one B panel into a gemmMR×gemmNR
 // tile held in registers. Packing also widens float16/bfloat16 to float32
@@ -19,8 +20,8 @@ const (
 	gemmMR  = 6               // rows of the register tile: 12 accumulators of 8 lanes
 	gemmNR  = 16              // columns of the register tile: two AVX2 registers
 	gemmKC  = 256             // depth of a K slice: a B panel (16 KiB) stays in L1
-	gemmMB  = 768             // rows of an output block: its packed A slice stays in L2
-	gemmNB  = 512             // columns of an output block: its packed B slice (512 KiB) in L2/L3
+	gemmMB  = 1024            // most rows of an output block: each of 2 workers' packed A slice (512 KiB) stays in L2
+	gemmNB  = 1024            // most columns of an output block: its packed B slice (1 MiB) stays in L2/L3
 	gemmLDC = gemmNB + gemmNR // row stride of the float32 accumulator block
 )
 
@@ -119,19 +120,24 @@ func (g *gemm) run(par parallelFunc) {
 		}
 		return
 	}
-	bp := getFloats(gemmKC * roundUp(min(n, gemmNB), gemmNR))
+	// Blocks of equal size (in whole tiles), as large as gemmMB×gemmNB
+	// allows: a small last block would repeat the packing of the other
+	// operand for little work, and split poorly over the workers.
+	bm := roundUp((m+(m+gemmMB-1)/gemmMB-1)/((m+gemmMB-1)/gemmMB), gemmMR)
+	bn := roundUp((n+(n+gemmNB-1)/gemmNB-1)/((n+gemmNB-1)/gemmNB), gemmNR)
+	bp := getFloats(gemmKC * bn)
 	defer putFloats(bp)
 	// Each block is accumulated in float32 in acc and stored (rounded, for
 	// float16 and bfloat16) once complete. Its rows are gemmLDC floats apart
 	// whatever N is: a row stride of a large power of two would put a
 	// tile's rows in the same cache set.
-	accp := getFloats(min(m, gemmMB) * gemmLDC)
+	accp := getFloats(min(m, bm) * gemmLDC)
 	defer putFloats(accp)
 	acc := *accp
-	for i0 := 0; i0 < m; i0 += gemmMB {
-		mb := min(gemmMB, m-i0)
-		for j0 := 0; j0 < n; j0 += gemmNB {
-			nb := min(gemmNB, n-j0)
+	for i0 := 0; i0 < m; i0 += bm {
+		mb := min(bm, m-i0)
+		for j0 := 0; j0 < n; j0 += bn {
+			nb := min(bn, n-j0)
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
 				g.packB(par, *bp, p0, kc, j0, nb)

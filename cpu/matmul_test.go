@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/loomrt/loom/cpu/internal/vec"
@@ -49,6 +50,7 @@ func TestMicroKernelAssemblyAgrees(t *testing.T) {
 	if !vec.Assembly() {
 		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
 	}
+	asm := gemmMicroKernel() // the assembly, since vec.Assembly()
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, k := range []int{1, 7, 9, 15, 17, 33, 256, 1023} {
 		for _, exact := range []bool{true, false} {
@@ -61,7 +63,7 @@ func TestMicroKernelAssemblyAgrees(t *testing.T) {
 			c0 := gen(r, (gemmMR-1)*ldc+gemmNR)
 			for _, accumulate := range []bool{false, true} {
 				ca, cg := append([]float32(nil), c0...), append([]float32(nil), c0...)
-				microKernelAVX2(a, b, ca, k, ldc, accumulate)
+				asm(a, b, ca, k, ldc, accumulate)
 				microKernelGo(a, b, cg, k, ldc, accumulate)
 				for i := range gemmMR {
 					for j := range ldc {
@@ -196,4 +198,36 @@ func ulp(dt graph.DType, v float64) float64 {
 	bits := map[graph.DType]int{graph.Float32: 24, graph.Float16: 11, graph.BFloat16: 8}[dt]
 	_, e := math.Frexp(v)
 	return math.Ldexp(1, e-bits)
+}
+
+// TestMatMulKernelRejectsBadParams checks that params inconsistent with the
+// buffers give an error naming the problem, never an index outside a
+// buffer.
+func TestMatMulKernelRejectsBadParams(t *testing.T) {
+	buf := func(n int) []byte { return make([]byte, 4*n) }
+	for _, c := range []struct {
+		name    string
+		kernel  string
+		p       primitives.MatMulParams
+		a, b, o int // buffer sizes in float32s
+		want    string
+	}{
+		{"short a", "matmul_f32_tiled", primitives.MatMulParams{M: 4, N: 3, K: 5, Batch: 1}, 19, 15, 12, "argument a holds 19 elements; the params need 20"},
+		{"short b", "matmul_f32_gemv", primitives.MatMulParams{M: 1, N: 3, K: 5, Batch: 1}, 5, 14, 3, "argument b holds 14 elements; the params need 15"},
+		{"short out", "matmul_f32_tiled", primitives.MatMulParams{M: 4, N: 3, K: 5, Batch: 1}, 20, 15, 11, "argument out holds 11 elements; the params need 12"},
+		{"batch past b", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 3, BatchRank: 1,
+			BatchShape: [primitives.MaxRank]uint32{3}, BatchStrideA: [primitives.MaxRank]uint32{1}, BatchStrideB: [primitives.MaxRank]uint32{1}},
+			12, 8, 12, "argument b holds 8 elements; the params need 12"},
+		{"batch count", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 4, BatchRank: 1,
+			BatchShape: [primitives.MaxRank]uint32{3}}, 16, 16, 16, "holds 3 matrices, params say 4"},
+		{"batch rank", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1, BatchRank: 9}, 4, 4, 4, "batch rank 9"},
+		{"gemv rows", "matmul_f32_gemv", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1}, 4, 4, 4, "one row per matrix"},
+	} {
+		fn, _ := lookup(c.kernel)
+		p := c.p
+		err := fn(&Call{Params: &p, Args: []Arg{{Bytes: buf(c.a)}, {Bytes: buf(c.b)}, {Bytes: buf(c.o)}}, workers: 2})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
 }

@@ -2,39 +2,80 @@ package ops_test
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/runtime"
 )
 
 // evalOnTargets builds a graph with build once per target (constants belong
 // to the runtime that uploads them), evaluates its result and returns the
-// result's spec and bytes. It fails the test on an error, a hazard, or
-// targets whose results differ in a single bit: kernels must not depend on
-// the schedule.
+// plain CPU's spec and bytes. Besides loomtest.Targets it runs on plain CPU
+// devices of 1 and 3 workers. It fails the test on an error, a hazard, or
+// CPU results that differ in a single bit: kernels must not depend on the
+// schedule or the number of workers. A GPU target's result must match the
+// CPU's exactly for integers and bools, and for floats within the dtype's
+// tolerance, NaN for NaN (its kernels round differently and NaN payloads
+// may differ).
 func evalOnTargets(t *testing.T, build func() *graph.Array) (graph.Spec, []byte) {
 	t.Helper()
 	var spec graph.Spec
 	var first []byte
-	for i, tg := range loomtest.Targets(t) {
-		out := build()
-		tg.Eval(t, out)
+	check := func(name string, i int, exact bool, out *graph.Array) {
+		t.Helper()
 		b, err := out.Bytes()
 		if err != nil {
-			t.Fatalf("%s: reading the result: %v", tg.Name, err)
+			t.Fatalf("%s: reading the result: %v", name, err)
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			spec, first = out.Spec(), b
-			continue
-		}
-		if !bytes.Equal(b, first) {
-			t.Fatalf("%s: result differs from the plain CPU's bit for bit", tg.Name)
+		case !exact:
+			if err := agree(spec, b, first); err != nil {
+				t.Fatalf("%s: result differs from the plain CPU's: %v", name, err)
+			}
+		case !bytes.Equal(b, first):
+			t.Fatalf("%s: result differs from the plain CPU's bit for bit", name)
 		}
 	}
+	ts := loomtest.Targets(t)
+	for i, tg := range ts {
+		out := build()
+		tg.Eval(t, out)
+		check(tg.Name, i, tg.Exact, out)
+	}
+	for _, workers := range []int{1, 3} {
+		rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := build()
+		if err := rt.Eval(out); err != nil {
+			t.Fatalf("cpu with %d workers: eval: %v", workers, err)
+		}
+		check(fmt.Sprintf("cpu with %d workers", workers), len(ts), true, out)
+		rt.Close()
+	}
 	return spec, first
+}
+
+// agree reports whether result b of a GPU target matches the CPU's result
+// cpu of the given spec: bit for bit for integers and bools, within
+// loomtest.Tolerance for floats (NaN where the CPU has NaN).
+func agree(spec graph.Spec, b, cpu []byte) error {
+	if !spec.DType.IsFloat() {
+		if !bytes.Equal(b, cpu) {
+			return fmt.Errorf("%s values differ", spec.DType)
+		}
+		return nil
+	}
+	atol, rtol := loomtest.Tolerance(spec.DType)
+	return loomtest.CloseErr(graph.DecodeFloat64s(spec.DType, b), graph.DecodeFloat64s(spec.DType, cpu), atol, rtol)
 }
 
 // evalFloat64s is evalOnTargets with the result decoded to float64.
@@ -86,23 +127,6 @@ func randFloats(seed uint64, dt graph.DType, n int, lo, hi float32) ([]float32, 
 }
 
 var floatDTypes = []graph.DType{graph.Float32, graph.Float16, graph.BFloat16}
-
-// broadcastIndex returns the element of an input of shape in that
-// broadcasts to flat element i of an output of shape out.
-func broadcastIndex(out, in []int, i int) int {
-	idx, stride := 0, 1
-	for d := len(out) - 1; d >= 0; d-- {
-		c := i % out[d]
-		i /= out[d]
-		if k := d - (len(out) - len(in)); k >= 0 {
-			if in[k] != 1 {
-				idx += c * stride
-			}
-			stride *= in[k]
-		}
-	}
-	return idx
-}
 
 // floats returns a constant of float dtype dt holding v (rounded) with the
 // given shape; no shape means a scalar.

@@ -228,20 +228,22 @@ func TestMatMulShapes(t *testing.T) {
 	}
 }
 
-// TestMatMulBlocks crosses every blocking boundary of the CPU kernel: K
-// past one 256-deep slice, N past one 512-column block, M past one 768-row
-// block, in each dtype.
+// TestMatMulBlocks crosses every blocking boundary of the CPU kernels: K
+// past one 256-deep slice, N past one 1024-column block, M past one
+// 1024-row block, and a GEMV over untransposed weights past one 256-row chunk, in
+// each dtype.
 func TestMatMulBlocks(t *testing.T) {
 	r := loomtest.Rand(2)
 	var cases []*matmulCase
 	for _, dt := range primitives.MatMulDTypes {
 		cases = append(cases,
-			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{520, 260}),
-			newMatmulCase(r, dt, true, false, []int{260, 770}, []int{260, 9}),
+			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{1030, 260}),
+			newMatmulCase(r, dt, true, false, []int{260, 1030}, []int{260, 9}),
 			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
+			newMatmulCase(r, dt, false, false, []int{1, 600}, []int{600, 33}), // GEMV over 3 chunks of rows
 		)
 	}
-	evalCases(t, cases, len(primitives.MatMulDTypes))
+	evalCases(t, cases, 2*len(primitives.MatMulDTypes))
 }
 
 // TestMatMulBatch covers batch broadcasting: batched and unbatched sides,
@@ -293,6 +295,7 @@ func TestMatMulEmpty(t *testing.T) {
 			{a: []int{0, 4, 5}, b: []int{5, 3}, want: []int{0, 4, 3}},
 			{a: []int{4, 0}, b: []int{0, 3}, want: []int{4, 3}},
 			{a: []int{1, 0}, b: []int{3, 0}, tb: true, want: []int{1, 3}},
+			{a: []int{1, 0}, b: []int{0, 3}, want: []int{1, 3}},
 			{a: []int{2, 0}, b: []int{3, 0}, tb: true, want: []int{2, 3}},
 		} {
 			a := graph.Full(graph.Float32, 1, c.a...)

@@ -6,12 +6,14 @@ import (
 )
 
 // ScatterRows writes rows ([N, ...]) into dst ([R, ...]) at the rows named
-// by indices (int32 or int64 [N]) and returns the updated array. dst is
-// donated: the runtime updates its buffer in place when nothing else needs
-// the old value (Stats.Donations), and a copy when something does — dst is
-// also an output of the same Eval, or another array still shares its buffer
-// (Stats.DonationsRefused). Either way dst may not be used again: later ops
-// on it, evaluating it and reading it are errors.
+// by indices (int32 or int64 [N]) and returns the updated array.
+//
+// dst is donated: building an op on it afterwards is an error. The runtime
+// updates dst's buffer in place when nothing else needs its old value
+// (Stats.Donations), after which evaluating or reading dst is an error too.
+// When something does — dst is also an output of the same Eval, or another
+// evaluated array shares its buffer — the update works on a copy
+// (Stats.DonationsRefused) and dst keeps its value.
 //
 // An index < 0 skips its row; an index ≥ R is an error (reported here when
 // indices is a constant, otherwise by the evaluation) and nothing is

@@ -26,6 +26,9 @@ func (c Cast) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if !hasDType(graph.DTypes, c.To) {
 		return nil, fmt.Errorf("target dtype %s is unsupported", c.To)
 	}
+	if err := checkRank(in[0].Shape); err != nil {
+		return nil, err
+	}
 	return []graph.Spec{{DType: c.To, Shape: in[0].Shape}}, nil
 }
 

@@ -78,6 +78,9 @@ func (b Binary) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRank(shape); err != nil {
+		return nil, err
+	}
 	dt := in[0].DType
 	if b.Op.IsComparison() {
 		dt = graph.Bool
@@ -128,6 +131,9 @@ func (Where) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	}
 	shape, err := BroadcastShapes(in[0].Shape, in[1].Shape, in[2].Shape)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRank(shape); err != nil {
 		return nil, err
 	}
 	return []graph.Spec{{DType: in[1].DType, Shape: shape}}, nil
@@ -189,11 +195,19 @@ func BroadcastShapes(shapes ...[]int) ([]int, error) {
 	return out, nil
 }
 
+// checkRank returns an error if elementwise kernels cannot index shape.
+func checkRank(shape []int) error {
+	if len(shape) > MaxRank {
+		return fmt.Errorf("rank %d is unsupported (the limit is %d)", len(shape), MaxRank)
+	}
+	return nil
+}
+
 // NewElementwiseParams builds the params for an output of shape out whose
 // inputs have the given shapes (each broadcastable to out).
 func NewElementwiseParams(out []int, inputs ...[]int) (*ElementwiseParams, error) {
-	if len(out) > MaxRank {
-		return nil, fmt.Errorf("rank %d is unsupported (the limit is %d)", len(out), MaxRank)
+	if err := checkRank(out); err != nil {
+		return nil, err
 	}
 	n := graph.NumElements(out)
 	if err := checkElements(n); err != nil {

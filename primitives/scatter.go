@@ -11,7 +11,7 @@ import (
 // (dst, [R, ...]) in place, at the rows named by its second (int32 or int64
 // indices [N]), and returns the updated dst. dst is donated: the runtime
 // updates its buffer in place when nothing else needs the old value, and a
-// copy otherwise; dst itself may not be used again. An index < 0 skips its
+// copy otherwise; later ops may not use dst itself. An index < 0 skips its
 // row; an index ≥ R is an error of the evaluation, and nothing is written.
 // When several indices name one row, the last of them wins.
 type ScatterRows struct{}

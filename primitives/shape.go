@@ -18,8 +18,8 @@ type Dims struct {
 // entries.
 func NewDims(v []int) (Dims, error) {
 	var d Dims
-	if len(v) > MaxRank {
-		return d, fmt.Errorf("rank %d is unsupported (the limit is %d)", len(v), MaxRank)
+	if err := checkRank(v); err != nil {
+		return d, err
 	}
 	d.Len = copy(d.Vals[:], v)
 	return d, nil

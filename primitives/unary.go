@@ -55,6 +55,9 @@ func (u Unary) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if !hasDType(u.Op.DTypes(), in[0].DType) {
 		return nil, fmt.Errorf("dtype %s is unsupported (supported: %v)", in[0].DType, u.Op.DTypes())
 	}
+	if err := checkRank(in[0].Shape); err != nil {
+		return nil, err
+	}
 	return []graph.Spec{in[0]}, nil
 }
 

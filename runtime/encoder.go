@@ -51,11 +51,12 @@ type encoder struct {
 	pass       Encoder
 	passID     uint64
 	seg        int
-	passCount  int             // dispatches in the open pass
-	cbCount    int             // dispatches in the open command buffer
-	covered    map[uint64]bool // passes the open pass is ordered after, directly or through them
-	waits      []uint64        // scratch for dispatch
+	passCount  int      // dispatches in the open pass
+	cbCount    int      // dispatches in the open command buffer
+	covered    coverage // passes the open pass is ordered after, directly or through them
+	waits      []uint64 // scratch for dispatch
 	passFences map[uint64]passFence
+	donePasses uint64 // every pass up to this one is in a completed command buffer
 	freeFences []Fence
 
 	stats *Stats // the statistics of the Eval being encoded
@@ -64,13 +65,12 @@ type encoder struct {
 type passFence struct {
 	fence Fence
 	cb    uint64
-	after map[uint64]bool // the passes it is ordered after: waiting for it covers them too
+	after coverage // the passes it is ordered after: waiting for it covers them too
 }
 
 func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 	return &encoder{
 		rt: rt, queue: q, event: ev,
-		covered:    map[uint64]bool{},
 		passFences: map[uint64]passFence{},
 	}
 }
@@ -90,7 +90,7 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 			if s.seg == e.seg {
 				barrier = true
 			}
-		case !e.covered[s.pass] && !contains(waits, s.pass):
+		case !e.covered.has(s.pass) && !contains(waits, s.pass):
 			waits = append(waits, s.pass)
 		}
 	}
@@ -109,14 +109,12 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 	// Latest first: a later pass may cover an earlier one, never the reverse.
 	slices.SortFunc(waits, func(a, b uint64) int { return cmp.Compare(b, a) })
 	for _, p := range waits {
-		if e.covered[p] {
+		if e.covered.has(p) {
 			continue // an earlier wait in this loop covers it
 		}
 		pf := e.passFences[p]
-		e.covered[p] = true
-		for q := range pf.after {
-			e.covered[q] = true
-		}
+		e.covered.merge(&pf.after)
+		e.covered.add(p)
 		if e.rt.mut.dropFenceWait() {
 			continue
 		}
@@ -193,7 +191,7 @@ func (e *encoder) open() {
 		e.passID++
 		e.seg = 0
 		e.passCount = 0
-		e.covered = map[uint64]bool{}
+		e.covered = coverage{upto: e.donePasses}
 		e.stats.Passes++
 	}
 }
@@ -213,11 +211,6 @@ func (e *encoder) endPass() {
 			f = e.queue.NewFence()
 		}
 		e.pass.UpdateFence(f)
-		for q := range e.covered {
-			if pf, ok := e.passFences[q]; !ok || pf.cb <= e.completed {
-				delete(e.covered, q) // completed: nothing left to order after
-			}
-		}
 		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
 	}
 	e.pass.End()
@@ -266,6 +259,68 @@ func (e *encoder) observe(seq uint64) {
 		if pf.cb <= seq {
 			e.freeFences = append(e.freeFences, pf.fence)
 			delete(e.passFences, p)
+			e.donePasses = max(e.donePasses, p)
 		}
 	}
+}
+
+// coverage is a set of passes: every pass up to upto, and those in more. A
+// chain of dependent passes covers a prefix, so it stays one number however
+// long the chain; only passes beyond a gap are listed, and those are few
+// (independent work in flight). Entries beyond maxCoverage are dropped,
+// oldest first: forgetting a pass costs at most a redundant wait on its fence
+// later, never a missing one.
+type coverage struct {
+	upto uint64
+	more []uint64 // sorted, all > upto
+}
+
+const maxCoverage = 64
+
+func (c *coverage) has(p uint64) bool {
+	if p <= c.upto {
+		return true
+	}
+	_, ok := slices.BinarySearch(c.more, p)
+	return ok
+}
+
+func (c *coverage) add(p uint64) {
+	if c.has(p) {
+		return
+	}
+	i, _ := slices.BinarySearch(c.more, p)
+	c.more = slices.Insert(c.more, i, p)
+	c.normalize()
+}
+
+// merge adds every pass o covers.
+func (c *coverage) merge(o *coverage) {
+	if o.upto > c.upto {
+		c.upto = o.upto
+	}
+	for _, p := range o.more {
+		if p > c.upto {
+			i, found := slices.BinarySearch(c.more, p)
+			if !found {
+				c.more = slices.Insert(c.more, i, p)
+			}
+		}
+	}
+	c.normalize()
+}
+
+// normalize folds listed passes that extend the prefix into upto, drops
+// those it already covers, and bounds the list.
+func (c *coverage) normalize() {
+	i := 0
+	for i < len(c.more) && c.more[i] <= c.upto+1 {
+		c.upto = max(c.upto, c.more[i])
+		i++
+	}
+	c.more = c.more[i:]
+	if n := len(c.more); n > maxCoverage {
+		c.more = c.more[n-maxCoverage:]
+	}
+	c.more = slices.Clip(c.more)
 }

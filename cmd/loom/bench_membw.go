@@ -29,8 +29,16 @@ func benchMembw(args []string) error {
 	fs := flag.NewFlagSet("membw", flag.ContinueOnError)
 	size := fs.Int("mb", 256, "buffer size in MiB")
 	reps := fs.Int("reps", 5, "repetitions (best is kept)")
+	device := fs.String("device", "cpu", "cpu, or cuda for the GPU's device-to-device copy")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *device {
+	case "cpu":
+	case "cuda":
+		return benchMembwCUDA(*size, *reps)
+	default:
+		return fmt.Errorf("unknown device %q (cpu or cuda)", *device)
 	}
 	b := cpu.MeasureBandwidth(*size<<20, goruntime.GOMAXPROCS(0), *reps)
 	fmt.Printf("memory bandwidth, %d goroutines, %d MiB buffers, best of %d:\n", goruntime.GOMAXPROCS(0), *size, *reps)

@@ -2,7 +2,26 @@
 
 package loomtest
 
-import "testing"
+import (
+	"testing"
 
-// gpuTargets returns the Metal device when this Mac has one.
-func gpuTargets(testing.TB) []Target { return nil }
+	"github.com/loomrt/loom/metal"
+	"github.com/loomrt/loom/runtime"
+)
+
+// gpuTargets returns the Metal device when this Mac has one, so that every
+// op and attention test also runs on the GPU. A Mac whose GPU Loom cannot use
+// (see metal.Open) runs the CPU targets only.
+func gpuTargets(t testing.TB) []Target {
+	t.Helper()
+	dev, err := metal.Open()
+	if err != nil {
+		t.Logf("no Metal target: %v", err)
+		return nil
+	}
+	rt, err := runtime.New(dev, runtime.Options{})
+	if err != nil {
+		t.Fatalf("metal: %v", err)
+	}
+	return []Target{{Name: "metal", RT: rt}}
+}

@@ -1,9 +1,9 @@
-//go:build !darwin
+//go:build !darwin && !linux
 
 package loomtest
 
 import "testing"
 
-// gpuTargets returns no GPU targets off macOS: the CUDA device is exercised
-// by its own tests on the GPU machine.
+// gpuTargets returns no GPU targets: Loom's GPU devices are Metal (macOS)
+// and CUDA (Linux).
 func gpuTargets(testing.TB) []Target { return nil }

@@ -17,7 +17,12 @@ import (
 type Target struct {
 	Name string
 	RT   *runtime.Runtime
-	cpu  *cpu.Device // the checking device, if any
+	// Exact is true for the CPU targets: they run the same kernels, whose
+	// results do not depend on the schedule, so they agree bit for bit. A
+	// GPU target computes with its own kernels (other rounding, other NaN
+	// payloads) and agrees within tolerances.
+	Exact bool
+	cpu   *cpu.Device // the checking device, if any
 }
 
 // Targets returns the runtimes every op test runs on: the plain CPU device,
@@ -32,7 +37,7 @@ func Targets(t testing.TB) []Target {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		return Target{Name: name, RT: rt, cpu: c}
+		return Target{Name: name, RT: rt, Exact: true, cpu: c}
 	}
 	plain := cpu.New(cpu.Options{})
 	check := cpu.New(cpu.Options{Check: true})

@@ -2,21 +2,24 @@ package vec
 
 // impls is one implementation of every routine.
 type impls struct {
-	dotF32    func(a, b []float32) float32
-	dotBF16   func(w []uint16, x []float32) float32
-	dotF16    func(w []uint16, x []float32) float32
-	axpyF32   func(y []float32, alpha float32, x []float32)
-	axpyBF16  func(y []float32, alpha float32, w []uint16)
-	axpyF16   func(y []float32, alpha float32, w []uint16)
-	scaleF32  func(y []float32, alpha float32)
-	bf16ToF32 func(dst []float32, src []uint16)
-	f16ToF32  func(dst []float32, src []uint16)
-	f32ToBF16 func(dst []uint16, src []float32)
-	f32ToF16  func(dst []uint16, src []float32)
+	dotF32  func(a, b []float32) float32
+	dotBF16 func(w []uint16, x []float32) float32
+	dotF16  func(w []uint16, x []float32) float32
+
+	dotBF16Packed func(w []uint16, xp []float32) float32
+	axpyF32       func(y []float32, alpha float32, x []float32)
+	axpyBF16      func(y []float32, alpha float32, w []uint16)
+	axpyF16       func(y []float32, alpha float32, w []uint16)
+	scaleF32      func(y []float32, alpha float32)
+	bf16ToF32     func(dst []float32, src []uint16)
+	f16ToF32      func(dst []float32, src []uint16)
+	f32ToBF16     func(dst []uint16, src []float32)
+	f32ToF16      func(dst []uint16, src []float32)
 }
 
 var goImpls = impls{
 	dotF32Go, dotBF16Go, dotF16Go,
+	dotBF16PackedGo,
 	axpyF32Go, axpyBF16Go, axpyF16Go,
 	scaleF32Go,
 	bf16ToF32Go, f16ToF32Go, f32ToBF16Go, f32ToF16Go,

@@ -47,8 +47,8 @@ func reduceLanes(s *[dotLanes]float32) float32 {
 	return v[0]
 }
 
-// dotTail is the sum of the last len(a) < 8 products, added in order. The
-// assembly leaves the tail to it.
+// dotTail is the sum of the last few products (fewer than 8, or than 16
+// for DotBF16Packed), added in order. The assembly leaves the tail to it.
 func dotTail(a, b []float32) float32 {
 	var t float32
 	for i := range a {
@@ -63,27 +63,79 @@ func dotF32Go(a, b []float32) float32 {
 	return reduceLanes(&s) + dotTail(a[i:], b[i:])
 }
 
-// dotWidenGo is the dot product of a row w of 16-bit floats, widened by
-// widen, with x, accumulated exactly as dotF32Go accumulates.
-func dotWidenGo(w []uint16, x []float32, widen func([]float32, []uint16)) float32 {
+// widenGo widens 16-bit floats, bfloat16 if bf16 else float16. A static
+// call (not a func value) lets its callers keep their buffers on the stack.
+func widenGo(bf16 bool, dst []float32, src []uint16) {
+	if bf16 {
+		bf16ToF32Go(dst, src)
+	} else {
+		f16ToF32Go(dst, src)
+	}
+}
+
+// dotWidenGo is the dot product of a row w of 16-bit floats (bfloat16 if
+// bf16 else float16) with x, accumulated exactly as dotF32Go accumulates.
+func dotWidenGo(bf16 bool, w []uint16, x []float32) float32 {
 	var s [dotLanes]float32
 	var buf [dotLanes]float32
 	n := len(w)
 	i := 0
 	for ; i+dotLanes <= n; i += dotLanes {
-		widen(buf[:], w[i:i+dotLanes])
+		widenGo(bf16, buf[:], w[i:i+dotLanes])
 		dotAccumulate(&s, buf[:], x[i:i+dotLanes])
 	}
 	for ; i+8 <= n; i += 8 {
-		widen(buf[:8], w[i:i+8])
+		widenGo(bf16, buf[:8], w[i:i+8])
 		dotAccumulate(&s, buf[:8], x[i:i+8])
 	}
-	widen(buf[:n-i], w[i:])
+	widenGo(bf16, buf[:n-i], w[i:])
 	return reduceLanes(&s) + dotTail(buf[:n-i], x[i:n])
 }
 
-func dotBF16Go(w []uint16, x []float32) float32 { return dotWidenGo(w, x, bf16ToF32Go) }
-func dotF16Go(w []uint16, x []float32) float32  { return dotWidenGo(w, x, f16ToF32Go) }
+func dotBF16Go(w []uint16, x []float32) float32 { return dotWidenGo(true, w, x) }
+func dotF16Go(w []uint16, x []float32) float32  { return dotWidenGo(false, w, x) }
+
+// packOrder is the reordering of a block of 16 that PackBF16X applies:
+// element i of a reordered block is element packOrder[i] of the original.
+var packOrder = [16]int{0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15}
+
+func packBF16X(dst, x []float32) {
+	n := len(x) &^ 15
+	for b := 0; b < n; b += 16 {
+		for i, j := range packOrder {
+			dst[b+i] = x[b+j]
+		}
+	}
+	copy(dst[n:], x[n:])
+}
+
+// widenPackedBF16 widens whole blocks of 16 bfloat16 values into dst in
+// PackBF16X's order.
+func widenPackedBF16(dst []float32, w []uint16) {
+	for b := 0; b < len(w); b += 16 {
+		for i, j := range packOrder {
+			dst[b+i] = graph.BF16ToF32(w[b+j])
+		}
+	}
+}
+
+func dotBF16PackedGo(w []uint16, xp []float32) float32 {
+	var s [dotLanes]float32
+	var buf [dotLanes]float32
+	n := len(w)
+	i := 0
+	for ; i+dotLanes <= n; i += dotLanes {
+		widenPackedBF16(buf[:], w[i:i+dotLanes])
+		dotAccumulate(&s, buf[:], xp[i:i+dotLanes])
+	}
+	if i+16 <= n {
+		widenPackedBF16(buf[:16], w[i:i+16])
+		dotAccumulate(&s, buf[:16], xp[i:i+16])
+		i += 16
+	}
+	bf16ToF32Go(buf[:n-i], w[i:])
+	return reduceLanes(&s) + dotTail(buf[:n-i], xp[i:n])
+}
 
 func axpyF32Go(y []float32, alpha float32, x []float32) {
 	for i := range y {

@@ -32,6 +32,32 @@ func DotBF16(w []uint16, x []float32) float32 {
 	return use.dotBF16(w, x)
 }
 
+// PackBF16X reorders x for DotBF16Packed into dst: each whole block of 16
+// elements becomes x[0:4], x[8:12], x[4:8], x[12:16], the order in which
+// the assembly widens 16 bfloat16 values into two registers without moving
+// data across register halves; the last len(x)%16 elements stay in place.
+// It panics if dst is shorter than x.
+func PackBF16X(dst, x []float32) {
+	if len(dst) < len(x) {
+		panic("vec.PackBF16X: dst shorter than x")
+	}
+	packBF16X(dst[:len(x)], x)
+}
+
+// DotBF16Packed returns Σ w[i]·x[i] for w of bfloat16 bits, given xp =
+// x reordered by PackBF16X: the dot product of a weight row with a vector
+// reordered once for many rows, which needs less work per weight than
+// DotBF16. It accumulates the reordered products in 32 partial sums over
+// whole blocks of 32 elements, then a block of 16, adds the partial sums as
+// DotF32 does, and adds the last len%16 products in order. It panics if the
+// lengths differ.
+func DotBF16Packed(w []uint16, xp []float32) float32 {
+	if len(w) != len(xp) {
+		panic("vec.DotBF16Packed: slices of different lengths")
+	}
+	return use.dotBF16Packed(w, xp)
+}
+
 // DotF16 returns Σ w[i]·x[i] where w holds IEEE float16 bits, widened to
 // float32 in registers and accumulated as DotF32 does. It panics if the
 // lengths differ.

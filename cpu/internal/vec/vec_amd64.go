@@ -9,6 +9,7 @@ var asmImpls = func() *impls {
 	}
 	return &impls{
 		dotF32AVX2, dotBF16AVX2, dotF16AVX2,
+		dotBF16PackedAVX2,
 		axpyF32AVX2, axpyBF16AVX2, axpyF16AVX2,
 		scaleF32AVX2,
 		bf16ToF32AVX2, f16ToF32AVX2, f32ToBF16AVX2, f32ToF16AVX2,
@@ -41,7 +42,8 @@ func hasAVX2FMAF16C() bool {
 	return ebx&avx2 != 0
 }
 
-// The assembly bodies (vec_amd64.s) handle the first len&^7 elements; the
+// The assembly bodies (vec_amd64.s) handle the first len&^7 elements
+// (len&^15 for dotBF16PackedBody); the
 // wrappers below finish the last few in Go, the same way the Go versions
 // do, so that the tails agree bit for bit.
 
@@ -53,6 +55,9 @@ func dotBF16Body(w []uint16, x []float32) float32
 
 //go:noescape
 func dotF16Body(w []uint16, x []float32) float32
+
+//go:noescape
+func dotBF16PackedBody(w []uint16, xp []float32) float32
 
 //go:noescape
 func axpyF32Body(y []float32, alpha float32, x []float32)
@@ -83,23 +88,28 @@ func dotF32AVX2(a, b []float32) float32 {
 	return dotF32Body(a[:n], b[:n]) + dotTail(a[n:], b[n:])
 }
 
-// The dot products of a 16-bit row with x widen the tail and sum it with
-// dotTail as dotWidenGo does. The widening calls are direct so that the
-// tail buffer stays on the stack (through a func value it escaped: one heap
-// allocation per call).
-
-func dotBF16AVX2(w []uint16, x []float32) float32 {
+// dotWidenAVX2 is a dot product of a 16-bit row (bfloat16 if bf16 else
+// float16) with x, its tail widened and summed as dotWidenGo does.
+func dotWidenAVX2(bf16 bool, w []uint16, x []float32) float32 {
 	n := len(w) &^ 7
 	var buf [8]float32
-	bf16ToF32Go(buf[:len(w)-n], w[n:])
-	return dotBF16Body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
+	widenGo(bf16, buf[:len(w)-n], w[n:])
+	tail := dotTail(buf[:len(w)-n], x[n:])
+	if bf16 {
+		return dotBF16Body(w[:n], x[:n]) + tail
+	}
+	return dotF16Body(w[:n], x[:n]) + tail
 }
 
-func dotF16AVX2(w []uint16, x []float32) float32 {
-	n := len(w) &^ 7
-	var buf [8]float32
-	f16ToF32Go(buf[:len(w)-n], w[n:])
-	return dotF16Body(w[:n], x[:n]) + dotTail(buf[:len(w)-n], x[n:])
+func dotBF16AVX2(w []uint16, x []float32) float32 { return dotWidenAVX2(true, w, x) }
+func dotF16AVX2(w []uint16, x []float32) float32  { return dotWidenAVX2(false, w, x) }
+
+// dotBF16PackedAVX2 leaves the last len%16 elements to the Go tail.
+func dotBF16PackedAVX2(w []uint16, xp []float32) float32 {
+	n := len(w) &^ 15
+	var buf [16]float32
+	bf16ToF32Go(buf[:len(w)-n], w[n:])
+	return dotBF16PackedBody(w[:n], xp[:n]) + dotTail(buf[:len(w)-n], xp[n:])
 }
 
 func axpyF32AVX2(y []float32, alpha float32, x []float32) {

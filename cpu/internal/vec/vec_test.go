@@ -90,6 +90,7 @@ func TestDot(t *testing.T) {
 				{"DotF32", func() float32 { return DotF32(a, x) }, f64s(a)},
 				{"DotBF16", func() float32 { return DotBF16(toBits(a, graph.F32ToBF16), x) }, roundedTo(a, graph.F32ToBF16, graph.BF16ToF32)},
 				{"DotF16", func() float32 { return DotF16(toBits(a, graph.F32ToF16), x) }, roundedTo(a, graph.F32ToF16, graph.F16ToF32)},
+				{"DotBF16Packed", func() float32 { return DotBF16Packed(toBits(a, graph.F32ToBF16), packed(x)) }, roundedTo(a, graph.F32ToBF16, graph.BF16ToF32)},
 			} {
 				want := 0.0
 				for i := range x {
@@ -102,6 +103,13 @@ func TestDot(t *testing.T) {
 			}
 		}
 	})
+}
+
+// packed returns x reordered by PackBF16X.
+func packed(x []float32) []float32 {
+	p := make([]float32, len(x))
+	PackBF16X(p, x)
+	return p
 }
 
 func roundedTo(v []float32, round func(float32) uint16, widen func(uint16) float32) []float64 {
@@ -197,6 +205,7 @@ func TestAssemblyAgrees(t *testing.T) {
 				{"DotF32", as.dotF32(a, x), dotF32Go(a, x), f64s(a)},
 				{"DotBF16", as.dotBF16(ab, x), dotBF16Go(ab, x), roundedTo(a, graph.F32ToBF16, graph.BF16ToF32)},
 				{"DotF16", as.dotF16(af, x), dotF16Go(af, x), roundedTo(a, graph.F32ToF16, graph.F16ToF32)},
+				{"DotBF16Packed", as.dotBF16Packed(ab, packed(x)), dotBF16PackedGo(ab, packed(x)), roundedTo(a, graph.F32ToBF16, graph.BF16ToF32)},
 			} {
 				if d := math.Abs(float64(c.asm) - float64(c.gov)); d > 2*dotBound(x, c.w) {
 					t.Errorf("%s n=%d off=%d: assembly %v, Go %v: differ by %g, bound %g", c.name, n, off, c.asm, c.gov, d, 2*dotBound(x, c.w))
@@ -318,16 +327,18 @@ func TestNarrow(t *testing.T) {
 func TestLengthMismatchPanics(t *testing.T) {
 	f32, u16 := make([]float32, 3), make([]uint16, 4)
 	for name, f := range map[string]func(){
-		"DotF32":    func() { DotF32(f32, make([]float32, 4)) },
-		"DotBF16":   func() { DotBF16(u16, f32) },
-		"DotF16":    func() { DotF16(u16, f32) },
-		"AxpyF32":   func() { AxpyF32(f32, 1, make([]float32, 4)) },
-		"AxpyBF16":  func() { AxpyBF16(f32, 1, u16) },
-		"AxpyF16":   func() { AxpyF16(f32, 1, u16) },
-		"BF16ToF32": func() { BF16ToF32(f32, u16) },
-		"F16ToF32":  func() { F16ToF32(f32, u16) },
-		"F32ToBF16": func() { F32ToBF16(make([]uint16, 2), f32) },
-		"F32ToF16":  func() { F32ToF16(make([]uint16, 2), f32) },
+		"DotF32":        func() { DotF32(f32, make([]float32, 4)) },
+		"DotBF16":       func() { DotBF16(u16, f32) },
+		"DotF16":        func() { DotF16(u16, f32) },
+		"DotBF16Packed": func() { DotBF16Packed(u16, f32) },
+		"PackBF16X":     func() { PackBF16X(make([]float32, 2), f32) },
+		"AxpyF32":       func() { AxpyF32(f32, 1, make([]float32, 4)) },
+		"AxpyBF16":      func() { AxpyBF16(f32, 1, u16) },
+		"AxpyF16":       func() { AxpyF16(f32, 1, u16) },
+		"BF16ToF32":     func() { BF16ToF32(f32, u16) },
+		"F16ToF32":      func() { F16ToF32(f32, u16) },
+		"F32ToBF16":     func() { F32ToBF16(make([]uint16, 2), f32) },
+		"F32ToF16":      func() { F32ToF16(make([]uint16, 2), f32) },
 	} {
 		func() {
 			defer func() {
@@ -372,6 +383,7 @@ func TestAssemblySameOrder(t *testing.T) {
 			{"DotF32", as.dotF32(x, a), dotF32Go(x, a)},
 			{"DotBF16", as.dotBF16(ab, x), dotBF16Go(ab, x)},
 			{"DotF16", as.dotF16(af, x), dotF16Go(af, x)},
+			{"DotBF16Packed", as.dotBF16Packed(ab, packed(x)), dotBF16PackedGo(ab, packed(x))},
 		} {
 			if math.Float32bits(c.asm) != math.Float32bits(c.gov) {
 				t.Errorf("%s n=%d: assembly %v, Go %v", c.name, n, c.asm, c.gov)
@@ -388,6 +400,23 @@ func TestAssemblySameOrder(t *testing.T) {
 			if math.Float32bits(ya[i]) != math.Float32bits(yg[i]) {
 				t.Fatalf("axpy n=%d element %d: assembly %v, Go %v", n, i, ya[i], yg[i])
 			}
+		}
+	}
+}
+
+// TestPackBF16X checks the reordering on indices: whole blocks of 16 take
+// the order 0-3, 8-11, 4-7, 12-15; the tail stays.
+func TestPackBF16X(t *testing.T) {
+	x := make([]float32, 37)
+	for i := range x {
+		x[i] = float32(i)
+	}
+	want := []float32{0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15,
+		16, 17, 18, 19, 24, 25, 26, 27, 20, 21, 22, 23, 28, 29, 30, 31, 32, 33, 34, 35, 36}
+	got := packed(x)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("PackBF16X: element %d = %v, want %v (all: %v)", i, got[i], want[i], got)
 		}
 	}
 }

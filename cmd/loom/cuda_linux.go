@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/loomrt/loom/cuda"
+	"github.com/loomrt/loom/runtime"
+)
+
+var (
+	cudaOnce sync.Once
+	cudaDev  *cuda.Device
+	cudaErr  error
+	cudaBW   cuda.Bandwidth
+	cudaBWOK bool
+)
+
+// openCUDA opens the CUDA device once per process.
+func openCUDA() (runtime.Device, error) {
+	cudaOnce.Do(func() { cudaDev, cudaErr = cuda.Open() })
+	if cudaErr != nil {
+		return nil, cudaErr
+	}
+	return cudaDev, nil
+}
+
+// cudaBandwidth measures the GPU's copy bandwidth (bytes read + written)
+// once per process, with buffers of sizeMiB; memory-bound GPU figures are
+// printed beside it.
+func cudaBandwidth(sizeMiB, reps int) (cuda.Bandwidth, error) {
+	if _, err := openCUDA(); err != nil {
+		return cuda.Bandwidth{}, err
+	}
+	if !cudaBWOK {
+		bw, err := cudaDev.MeasureBandwidth(int64(sizeMiB)<<20, reps)
+		if err != nil {
+			return cuda.Bandwidth{}, err
+		}
+		cudaBW, cudaBWOK = bw, true
+	}
+	return cudaBW, nil
+}
+
+// benchMembwCUDA prints the GPU's copy bandwidth, for loom bench membw
+// -device cuda.
+func benchMembwCUDA(sizeMiB, reps int) error {
+	bw, err := cudaBandwidth(sizeMiB, reps)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("CUDA device memory bandwidth, %s (sm_%s), %d MiB buffers, best of 3 batches of %d:\n",
+		cudaDev.Name(), cudaDev.ComputeCapability(), sizeMiB, reps)
+	fmt.Printf("  copy %.1f GB/s (cuMemcpyDtoD; bytes read + bytes written)\n", bw.Driver)
+	fmt.Printf("  copy %.1f GB/s (copy_bytes kernel, 16 B per thread)\n", bw.Kernel)
+	fmt.Printf("  read %.1f GB/s (sum_f32 kernel over rows of 64 Ki floats)\n", bw.Read)
+	return nil
+}

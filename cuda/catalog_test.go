@@ -1,0 +1,240 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/primitives"
+)
+
+// cudaKernel is a kernel as the CUDA sources declare it.
+type cudaKernel struct {
+	file   string
+	params []cudaParam
+}
+
+type cudaParam struct{ typ, name string }
+
+var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(`)
+
+// preprocess expands the macros of src (the kernel-defining macros of each
+// family) with the C preprocessor, so that every kernel's declaration can be
+// read.
+func preprocess(t testing.TB, src string) string {
+	t.Helper()
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skipf("no gcc to preprocess the CUDA sources with: %v", err)
+	}
+	cmd := exec.Command(cc, "-E", "-P", "-x", "c++", "-")
+	cmd.Stdin = strings.NewReader(src)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("preprocessing: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// parseKernels reads the extern "C" __global__ kernels of preprocessed source.
+func parseKernels(file, src string, into map[string]cudaKernel) error {
+	for _, m := range kernelRE.FindAllStringSubmatchIndex(src, -1) {
+		name := src[m[2]:m[3]]
+		if old, dup := into[name]; dup {
+			return fmt.Errorf("kernel %s is defined in %s and %s", name, old.file, file)
+		}
+		end := strings.IndexByte(src[m[1]:], ')')
+		if end < 0 {
+			return fmt.Errorf("kernel %s: unterminated parameter list", name)
+		}
+		var params []cudaParam
+		for _, p := range strings.Split(src[m[1]:m[1]+end], ",") {
+			f := strings.Fields(strings.ReplaceAll(p, "*", " * "))
+			if len(f) < 2 {
+				return fmt.Errorf("kernel %s: cannot read parameter %q", name, p)
+			}
+			params = append(params, cudaParam{strings.Join(f[:len(f)-1], " "), f[len(f)-1]})
+		}
+		into[name] = cudaKernel{file, params}
+	}
+	return nil
+}
+
+// checkKernels holds the CUDA kernels to the catalog: every catalog kernel
+// is defined or listed in missing (not both), every defined kernel is in the
+// catalog, and each has the catalog's buffer arguments by name, as pointers,
+// then its params struct by value, then the status record.
+func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec, missing []string) []error {
+	var errs []error
+	inCatalog := map[string]bool{}
+	for _, spec := range catalog {
+		inCatalog[spec.Name] = true
+		k, ok := kernels[spec.Name]
+		listed := slices.Contains(missing, spec.Name)
+		switch {
+		case !ok && !listed:
+			errs = append(errs, fmt.Errorf("catalog kernel %s has no CUDA kernel and is not listed as not implemented", spec.Name))
+			continue
+		case ok && listed:
+			errs = append(errs, fmt.Errorf("kernel %s is listed as not implemented but %s defines it", spec.Name, k.file))
+		case !ok:
+			continue
+		}
+		want := len(spec.Args) + 1
+		if spec.Params != nil {
+			want++
+		}
+		if len(k.params) != want {
+			errs = append(errs, fmt.Errorf("kernel %s (%s) has %d parameters, want %d: the catalog's %d buffer arguments%s and the status record",
+				spec.Name, k.file, len(k.params), want, len(spec.Args), map[bool]string{true: ", the params struct", false: ""}[spec.Params != nil]))
+			continue
+		}
+		for i, arg := range spec.Args {
+			if p := k.params[i]; p.name != arg || !strings.HasSuffix(p.typ, "*") {
+				errs = append(errs, fmt.Errorf("kernel %s (%s) parameter %d is %s %s, want a pointer named %s", spec.Name, k.file, i, p.typ, p.name, arg))
+			}
+		}
+		if spec.Params != nil {
+			pt := reflect.TypeOf(spec.Params).Elem().Name()
+			if p := k.params[len(spec.Args)]; p.typ != "const "+pt {
+				errs = append(errs, fmt.Errorf("kernel %s (%s) parameter %d is %s %s, want const %s (by value)", spec.Name, k.file, len(spec.Args), p.typ, p.name, pt))
+			}
+		}
+		if p := k.params[len(k.params)-1]; p.typ != "Status *" || p.name != "status" {
+			errs = append(errs, fmt.Errorf("kernel %s (%s) ends with %s %s, want Status* status", spec.Name, k.file, p.typ, p.name))
+		}
+	}
+	for name, k := range kernels {
+		if !inCatalog[name] {
+			errs = append(errs, fmt.Errorf("kernel %s (%s) is not in the primitives catalog", name, k.file))
+		}
+	}
+	for _, name := range missing {
+		if !inCatalog[name] {
+			errs = append(errs, fmt.Errorf("%s is listed as not implemented but is not in the primitives catalog", name))
+		}
+	}
+	return errs
+}
+
+// TestKernelsMatchCatalog holds the CUDA sources to the primitives catalog.
+func TestKernelsMatchCatalog(t *testing.T) {
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernels := map[string]cudaKernel{}
+	for name, src := range files {
+		if err := parseKernels(name, preprocess(t, src), kernels); err != nil {
+			t.Fatal(err)
+		}
+	}
+	catalog := primitives.Catalog()
+	if len(kernels) == 0 || len(catalog) == 0 {
+		t.Fatalf("%d CUDA kernels, %d catalog kernels", len(kernels), len(catalog))
+	}
+	for _, err := range checkKernels(kernels, catalog, notImplemented) {
+		t.Error(err)
+	}
+	t.Logf("%d of %d catalog kernels have a CUDA kernel; not implemented: %v", len(kernels), len(catalog), notImplemented)
+}
+
+// TestCatalogCheckCatchesMismatches shows that the catalog check can fail:
+// each source below disagrees with the catalog in one way.
+func TestCatalogCheckCatchesMismatches(t *testing.T) {
+	catalog := []primitives.KernelSpec{
+		{Name: "k_f32", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "k_f16", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "plain", Args: []string{"x"}},
+	}
+	good := map[string]string{
+		"k_f32": "const float* src, float* dst, const CopyParams p, Status* status",
+		"k_f16": "const half_t* src, half_t* dst, const CopyParams p, Status* status",
+		"plain": "float* x, Status* status",
+	}
+	source := func(params map[string]string, extra string) string {
+		var sb strings.Builder
+		sb.WriteString("#define DEF(NAME, ARGS) extern \"C\" __global__ void NAME(ARGS) {}\n")
+		for _, name := range []string{"k_f32", "k_f16", "plain"} {
+			if p, ok := params[name]; ok {
+				fmt.Fprintf(&sb, "extern \"C\" __global__ void %s(%s) {}\n", name, p)
+			}
+		}
+		return sb.String() + extra
+	}
+	with := func(name, params string) map[string]string {
+		m := map[string]string{}
+		for k, v := range good {
+			m[k] = v
+		}
+		if params == "" {
+			delete(m, name)
+		} else {
+			m[name] = params
+		}
+		return m
+	}
+	cases := []struct {
+		name, src string
+		missing   []string
+		want      string
+	}{
+		{"good", source(good, ""), nil, ""},
+		{"good, with one listed as missing", source(with("plain", ""), ""), []string{"plain"}, ""},
+		{"kernel from a macro", source(with("plain", ""), "#define COMMA ,\nDEF(plain, float* x COMMA Status* status)\n"), nil, ""},
+		{"swapped names", source(with("k_f32", "const float* dst, float* src, const CopyParams p, Status* status"), ""), nil, "parameter 0 is const float * dst, want a pointer named src"},
+		{"missing argument", source(with("k_f32", "float* dst, const CopyParams p, Status* status"), ""), nil, "has 3 parameters, want 4"},
+		{"params by pointer", source(with("k_f16", "const half_t* src, half_t* dst, const CopyParams* p, Status* status"), ""), nil, "want const CopyParams (by value)"},
+		{"wrong params type", source(with("k_f16", "const half_t* src, half_t* dst, const ElementwiseParams p, Status* status"), ""), nil, "want const CopyParams"},
+		{"no status", source(with("plain", "float* x, float* status"), ""), nil, "want Status* status"},
+		{"missing kernel", source(with("k_f16", ""), ""), nil, "catalog kernel k_f16 has no CUDA kernel"},
+		{"stale missing list", source(good, ""), []string{"plain"}, "listed as not implemented but"},
+		{"unknown missing entry", source(good, ""), []string{"nothing"}, "nothing is listed as not implemented but is not in the primitives catalog"},
+		{"kernel outside the catalog", source(good, "extern \"C\" __global__ void extra(float* x, Status* status) {}\n"), nil, "kernel extra (f.cu) is not in the primitives catalog"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			kernels := map[string]cudaKernel{}
+			if err := parseKernels("f.cu", preprocess(t, c.src), kernels); err != nil {
+				t.Fatal(err)
+			}
+			errs := errors.Join(checkKernels(kernels, catalog, c.missing)...)
+			switch {
+			case c.want == "" && errs != nil:
+				t.Fatalf("unexpected errors:\n%v", errs)
+			case c.want != "" && errs == nil:
+				t.Fatalf("no error, want one mentioning %q", c.want)
+			case c.want != "" && !strings.Contains(errs.Error(), c.want):
+				t.Fatalf("errors do not mention %q:\n%v", c.want, errs)
+			}
+		})
+	}
+}
+
+// TestParamsStructsMatchGo checks the generated declaration of a params
+// struct against its Go type, and that a field Go and CUDA C lay out
+// differently is refused.
+func TestParamsStructsMatchGo(t *testing.T) {
+	decl, err := paramsStruct(reflect.TypeOf(primitives.ElementwiseParams{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"struct ElementwiseParams {", "unsigned int N;", "unsigned int Shape[8];", "unsigned int Strides[3][8];",
+		"static_assert(sizeof(ElementwiseParams) == 140"} {
+		if !strings.Contains(decl, want) {
+			t.Errorf("declaration lacks %q:\n%s", want, decl)
+		}
+	}
+	type BadParams struct {
+		N     uint32
+		Scale float64
+	}
+	if _, err := paramsStruct(reflect.TypeOf(BadParams{})); err == nil || !strings.Contains(err.Error(), "field Scale") {
+		t.Errorf("a float64 field: error %v, want one naming field Scale", err)
+	}
+}

@@ -1,0 +1,158 @@
+// Package cuda is Loom's CUDA device, reached through purego without cgo:
+// the driver API from libcuda.so.1 and runtime compilation from NVRTC.
+//
+// The device executes what the runtime's encoder recorded. Each queue is one
+// CUDA stream; a command buffer records its launches and issues them, in
+// encoding order, when it is committed. Stream order is stronger than any
+// ordering the encoder can ask for (barriers inside a pass, fences between
+// passes and command buffers), so Barrier, WaitFence and UpdateFence have
+// nothing left to do. The host learns of completion through one CUDA event
+// recorded after each command buffer's launches.
+//
+// The kernels are CUDA C (kernels/*.cu), embedded in the package and
+// compiled by NVRTC when the device opens, for the device's compute
+// capability, one module per file. Every catalog kernel is an extern "C"
+// __global__ function named exactly like the catalog entry, with the
+// catalog's buffer arguments in order, then the params struct by value (if
+// the kernel has one) and last a pointer to the dispatch's status record.
+// The params structs are generated from the Go types (paramsStructs), so
+// their layout cannot drift from Go's.
+//
+// On machines without libcuda.so.1 or without a CUDA device, Open returns an
+// error for which IsUnavailable reports true.
+package cuda
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/loomrt/loom/primitives"
+)
+
+//go:embed kernels/*.cu kernels/common.cuh
+var kernelFiles embed.FS
+
+// commonFile is included at the top of every kernel file, after the
+// generated params structs.
+const commonFile = "kernels/common.cuh"
+
+// notImplemented lists the catalog kernels the CUDA device has no kernel
+// for. Kernel returns an error that says so for each of them; the tests hold
+// every other catalog kernel to the CUDA sources.
+var notImplemented = []string{}
+
+// Bandwidth is a CUDA device's measured memory bandwidth, in GB/s (1e9
+// bytes per second): copies count bytes read plus bytes written.
+type Bandwidth struct {
+	Driver float64 // device-to-device copies by the driver (cuMemcpyDtoDAsync)
+	Kernel float64 // the copy_bytes kernel, 16 bytes per thread
+	Read   float64 // bytes read by the sum_f32 kernel summing rows
+}
+
+// IsUnavailable reports whether err from Open means that this machine has
+// no CUDA driver or no CUDA device (rather than a device that failed).
+func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }
+
+// sourceFiles returns every kernel file's complete source, by file name
+// (such as "elementwise.cu"): the params structs generated from the
+// primitives catalog and the status codes, then common.cuh, then the file. #line directives keep compiler
+// messages pointing at the right file and line.
+func sourceFiles() (map[string]string, error) {
+	common, err := kernelFiles.ReadFile(commonFile)
+	if err != nil {
+		return nil, err
+	}
+	structs, err := paramsStructs(primitives.Catalog())
+	if err != nil {
+		return nil, err
+	}
+	structs += statusDefines()
+	names, err := fs.Glob(kernelFiles, "kernels/*.cu")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, name := range names {
+		src, err := kernelFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		base := strings.TrimPrefix(name, "kernels/")
+		out[base] = fmt.Sprintf("#line 1 \"params and status codes (generated)\"\n%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
+			structs, common, base, src)
+	}
+	return out, nil
+}
+
+// paramsStructs returns the CUDA C declarations of every params struct the
+// catalog's kernels take, each with a static_assert on its size.
+func paramsStructs(specs []primitives.KernelSpec) (string, error) {
+	types := map[string]reflect.Type{}
+	for _, s := range specs {
+		if s.Params == nil {
+			continue
+		}
+		t := reflect.TypeOf(s.Params)
+		if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+			return "", fmt.Errorf("cuda: kernel %s: params %v is not a pointer to a struct", s.Name, t)
+		}
+		t = t.Elem()
+		if old, ok := types[t.Name()]; ok && old != t {
+			return "", fmt.Errorf("cuda: two params types are named %s (%v and %v)", t.Name(), old, t)
+		}
+		types[t.Name()] = t
+	}
+	names := make([]string, 0, len(types))
+	for n := range types {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var sb strings.Builder
+	for _, n := range names {
+		decl, err := paramsStruct(types[n])
+		if err != nil {
+			return "", err
+		}
+		sb.WriteString(decl)
+	}
+	return sb.String(), nil
+}
+
+// paramsStruct declares one params struct in CUDA C. Fields keep their Go
+// names; every field is a 4-byte scalar or a (nested) array of them, so the
+// layout is the same in Go and CUDA C, which the static_assert confirms.
+func paramsStruct(t reflect.Type) (string, error) {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "struct %s {\n", t.Name())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		ft, dims := f.Type, ""
+		for ft.Kind() == reflect.Array {
+			dims += fmt.Sprintf("[%d]", ft.Len())
+			ft = ft.Elem()
+		}
+		var ctype string
+		switch ft.Kind() {
+		case reflect.Uint32:
+			ctype = "unsigned int"
+		case reflect.Int32:
+			ctype = "int"
+		case reflect.Float32:
+			ctype = "float"
+		default:
+			return "", fmt.Errorf("cuda: params %s field %s: type %v is not a 4-byte scalar or an array of them", t.Name(), f.Name, f.Type)
+		}
+		name := f.Name
+		if name == "_" {
+			name = fmt.Sprintf("pad%d", i)
+		}
+		fmt.Fprintf(&sb, "  %s %s%s;\n", ctype, name, dims)
+	}
+	fmt.Fprintf(&sb, "};\nstatic_assert(sizeof(%s) == %d, \"%s: layout differs from Go's\");\n\n", t.Name(), t.Size(), t.Name())
+	return sb.String(), nil
+}

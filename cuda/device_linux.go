@@ -1,0 +1,342 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	goruntime "runtime"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// Device is a CUDA GPU.
+//
+// A CUDA context is current per OS thread, so one goroutine locked to its
+// thread owns the context and makes every CUDA call (see do). A second
+// locked goroutine, the waiter, with the same context current, only ever
+// blocks in cuEventSynchronize: a host waiting for a command buffer must not
+// hold up another goroutine's launches (EvalAsync encodes the next step
+// while the previous one is awaited).
+type Device struct {
+	drv     *driver
+	ctx     uintptr // the primary context of device 0
+	cuDev   int32
+	name    string
+	arch    string // compute capability, such as "90"
+	caps    primitives.Caps
+	maxGrid [3]int
+
+	work    chan func() // calls for the owner goroutine
+	waits   chan func() // calls for the waiter goroutine
+	modules []uintptr
+	kernels map[string]*kernel
+	// arena is pinned host memory where the owner lays out each launch's
+	// kernel parameters (cuLaunchKernel copies them before returning).
+	arena    unsafe.Pointer
+	transfer uintptr // the stream host reads and writes use
+	closed   atomic.Bool
+}
+
+// arenaBytes is the size of the launch-parameter arena.
+const arenaBytes = 4096
+
+// Open opens CUDA device 0 and compiles the kernels for it. If this machine
+// has no CUDA driver or device, the error satisfies IsUnavailable.
+func Open() (*Device, error) {
+	drv, err := loadDriver()
+	if err != nil {
+		return nil, err
+	}
+	if err := drv.call(drv.init, 0); err != nil {
+		return nil, err
+	}
+	var count int32
+	if err := drv.call(drv.deviceGetCount, uintptr(unsafe.Pointer(&count))); err != nil {
+		return nil, err
+	}
+	if count == 0 {
+		return nil, fmt.Errorf("cuda: the driver reports no device: %w", errNoDriver)
+	}
+	d := &Device{drv: drv, work: make(chan func()), waits: make(chan func())}
+	if err := drv.call(drv.deviceGet, uintptr(unsafe.Pointer(&d.cuDev)), 0); err != nil {
+		return nil, err
+	}
+	if err := d.describe(); err != nil {
+		return nil, err
+	}
+	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
+		return nil, err
+	}
+	started := make(chan error, 2)
+	go d.serve(d.work, started)
+	go d.serve(d.waits, started)
+	for range 2 {
+		if err := <-started; err != nil {
+			d.stop()
+			return nil, err
+		}
+	}
+	if err := d.load(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// serve runs the calls sent on ch on a locked OS thread with the device's
+// context current.
+func (d *Device) serve(ch chan func(), started chan<- error) {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	err := d.drv.call(d.drv.ctxSetCurrent, d.ctx)
+	started <- err
+	if err != nil {
+		return
+	}
+	for f := range ch {
+		f()
+	}
+}
+
+// stop ends the owner and waiter goroutines and releases the context.
+func (d *Device) stop() {
+	if d.closed.Swap(true) {
+		return
+	}
+	close(d.work)
+	close(d.waits)
+	d.drv.call(d.drv.primaryCtxRelease, uintptr(d.cuDev))
+}
+
+// do runs f on the goroutine that owns the context and returns its error.
+func (d *Device) do(f func() error) error {
+	if d.closed.Load() {
+		return errors.New("cuda: the device is closed")
+	}
+	done := make(chan error, 1)
+	d.work <- func() { done <- f() }
+	return <-done
+}
+
+// describe reads the device's name and attributes.
+func (d *Device) describe() error {
+	attr := func(a int) (int, error) {
+		var v int32
+		err := d.drv.call(d.drv.deviceGetAttribute, uintptr(unsafe.Pointer(&v)), uintptr(a), uintptr(d.cuDev))
+		return int(v), err
+	}
+	vals := map[int]int{}
+	for _, a := range []int{attrMaxThreadsPerBlock, attrMaxGridDimX, attrMaxGridDimY, attrMaxGridDimZ, attrMaxSharedPerBlock,
+		attrWarpSize, attrMultiprocessorCount, attrComputeCapabilityMaj, attrComputeCapabilityMin} {
+		v, err := attr(a)
+		if err != nil {
+			return err
+		}
+		vals[a] = v
+	}
+	var name [256]byte
+	if err := d.drv.call(d.drv.deviceGetName, uintptr(unsafe.Pointer(&name[0])), uintptr(len(name)), uintptr(d.cuDev)); err != nil {
+		return err
+	}
+	d.name = goString(unsafe.Pointer(&name[0]))
+	d.arch = fmt.Sprintf("%d%d", vals[attrComputeCapabilityMaj], vals[attrComputeCapabilityMin])
+	d.maxGrid = [3]int{vals[attrMaxGridDimX], vals[attrMaxGridDimY], vals[attrMaxGridDimZ]}
+	d.caps = primitives.Caps{
+		Device:             "cuda",
+		SIMDWidth:          vals[attrWarpSize],
+		MaxThreadsPerGroup: vals[attrMaxThreadsPerBlock],
+		MaxSharedBytes:     vals[attrMaxSharedPerBlock],
+		Cores:              vals[attrMultiprocessorCount],
+	}
+	return nil
+}
+
+// load compiles the kernel files, loads them as modules and looks up every
+// catalog kernel.
+func (d *Device) load() error {
+	nv, err := loadNVRTC()
+	if err != nil {
+		return err
+	}
+	cubins, err := compileAll(nv, d.arch)
+	if err != nil {
+		return err
+	}
+	return d.do(func() error {
+		if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&d.arena)), arenaBytes); err != nil {
+			return err
+		}
+		if err := d.drv.call(d.drv.streamCreate, uintptr(unsafe.Pointer(&d.transfer)), streamNonBlocking); err != nil {
+			return err
+		}
+		for file, cubin := range cubins {
+			var mod uintptr
+			if err := d.drv.call(d.drv.moduleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&cubin[0]))); err != nil {
+				return fmt.Errorf("loading the module of %s: %w", file, err)
+			}
+			d.modules = append(d.modules, mod)
+		}
+		d.kernels = map[string]*kernel{}
+		for _, spec := range primitives.Catalog() {
+			fn, err := d.function(spec.Name)
+			if err != nil {
+				return err
+			}
+			if fn == 0 {
+				continue
+			}
+			k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
+			if spec.Params != nil {
+				k.params = reflect.TypeOf(spec.Params).Elem()
+			}
+			d.kernels[spec.Name] = k
+		}
+		return nil
+	})
+}
+
+// function finds the named kernel in the loaded modules; 0 if none has it.
+func (d *Device) function(name string) (uintptr, error) {
+	cname := cString(name)
+	for _, mod := range d.modules {
+		var fn uintptr
+		r := d.drv.moduleGetFunction.raw(uintptr(unsafe.Pointer(&fn)), mod, uintptr(unsafe.Pointer(&cname[0])))
+		switch r {
+		case cudaSuccess:
+			return fn, nil
+		case cudaNotFound:
+			continue
+		default:
+			return 0, d.drv.check(d.drv.moduleGetFunction, r)
+		}
+	}
+	return 0, nil
+}
+
+// Close releases the device's modules and context. Buffers and queues must
+// have been released first.
+func (d *Device) Close() {
+	if d.closed.Load() {
+		return
+	}
+	d.do(func() error {
+		for _, m := range d.modules {
+			d.drv.call(d.drv.moduleUnload, m)
+		}
+		if d.transfer != 0 {
+			d.drv.call(d.drv.streamDestroy, d.transfer)
+		}
+		if d.arena != nil {
+			d.drv.call(d.drv.memFreeHost, uintptr(d.arena))
+		}
+		return nil
+	})
+	d.stop()
+}
+
+// Name is the GPU's name, such as "NVIDIA H100 80GB HBM3".
+func (d *Device) Name() string { return d.name }
+
+// ComputeCapability is the GPU's compute capability, such as "90".
+func (d *Device) ComputeCapability() string { return d.arch }
+
+// Caps describes the GPU to primitives: warp size, threads and shared
+// memory per block (without opting in to more), multiprocessor count.
+func (d *Device) Caps() primitives.Caps { return d.caps }
+
+// kernel is a loaded catalog kernel.
+type kernel struct {
+	name   string
+	fn     uintptr      // CUfunction
+	args   []string     // the names of its buffer arguments
+	params reflect.Type // the params struct type, nil if none
+}
+
+func (k *kernel) Name() string { return k.name }
+
+// Kernel returns the named catalog kernel.
+func (d *Device) Kernel(name string) (runtime.Kernel, error) {
+	if k, ok := d.kernels[name]; ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("kernel %q is not implemented by the CUDA device", name)
+}
+
+// buffer is device memory from cuMemAlloc.
+type buffer struct {
+	dev      *Device
+	ptr      uint64 // CUdeviceptr; 0 for an empty buffer
+	n        int64
+	released atomic.Bool
+}
+
+// NewBuffer allocates n bytes of device memory.
+func (d *Device) NewBuffer(n int64) (runtime.Buffer, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("cuda: negative buffer size %d", n)
+	}
+	b := &buffer{dev: d, n: n}
+	if n == 0 {
+		return b, nil
+	}
+	err := d.do(func() error { return d.drv.call(d.drv.memAlloc, uintptr(unsafe.Pointer(&b.ptr)), uintptr(n)) })
+	if err != nil {
+		return nil, fmt.Errorf("cuda: allocating %d bytes: %w", n, err)
+	}
+	return b, nil
+}
+
+func (b *buffer) Len() int64 { return b.n }
+
+// span checks that bytes [off, off+n) of b may be used.
+func (b *buffer) span(off, n int64) error {
+	if b.released.Load() {
+		return fmt.Errorf("cuda: buffer of %d bytes used after release", b.n)
+	}
+	if off < 0 || n < 0 || off+n > b.n {
+		return fmt.Errorf("cuda: bytes [%d,+%d) outside a buffer of %d bytes", off, n, b.n)
+	}
+	return nil
+}
+
+// Write copies src into the buffer at off and returns once the copy is done.
+// It uses the device's transfer stream, which nothing orders against the
+// queues' streams: the runtime writes only buffers no device work uses.
+func (b *buffer) Write(off int64, src []byte) error {
+	if err := b.span(off, int64(len(src))); err != nil || len(src) == 0 {
+		return err
+	}
+	d := b.dev
+	return d.do(func() error {
+		if err := d.drv.call(d.drv.memcpyHtoDAsync, uintptr(b.ptr)+uintptr(off), uintptr(unsafe.Pointer(&src[0])), uintptr(len(src)), d.transfer); err != nil {
+			return err
+		}
+		return d.drv.call(d.drv.streamSynchronize, d.transfer)
+	})
+}
+
+// Read copies bytes from off into dst and returns once the copy is done.
+func (b *buffer) Read(off int64, dst []byte) error {
+	if err := b.span(off, int64(len(dst))); err != nil || len(dst) == 0 {
+		return err
+	}
+	d := b.dev
+	return d.do(func() error {
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(unsafe.Pointer(&dst[0])), uintptr(b.ptr)+uintptr(off), uintptr(len(dst)), d.transfer); err != nil {
+			return err
+		}
+		return d.drv.call(d.drv.streamSynchronize, d.transfer)
+	})
+}
+
+// Release frees the memory.
+func (b *buffer) Release() {
+	if b.released.Swap(true) || b.ptr == 0 {
+		return
+	}
+	d := b.dev
+	d.do(func() error { return d.drv.call(d.drv.memFree, uintptr(b.ptr)) })
+}

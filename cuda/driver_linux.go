@@ -1,0 +1,256 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// This file binds the parts of the CUDA driver API (libcuda.so.1) and of
+// NVRTC (libnvrtc.so*) that the device uses. Every call goes through
+// purego.SyscallN; each result is checked and turned into an error that
+// names the call.
+
+// cfunc is a C function of a loaded library.
+type cfunc struct {
+	name string
+	ptr  uintptr
+}
+
+// CUresult codes the device tells apart.
+const (
+	cudaSuccess     = 0
+	cudaNoDevice    = 100
+	cudaNotFound    = 500
+	cudaNotReady    = 600
+	nvrtcSuccess    = 0
+	nvrtcCompileErr = 6
+)
+
+// Device attributes (CUdevice_attribute).
+const (
+	attrMaxThreadsPerBlock   = 1
+	attrMaxGridDimX          = 5
+	attrMaxGridDimY          = 6
+	attrMaxGridDimZ          = 7
+	attrMaxSharedPerBlock    = 8
+	attrWarpSize             = 10
+	attrMultiprocessorCount  = 16
+	attrComputeCapabilityMaj = 75
+	attrComputeCapabilityMin = 76
+)
+
+// Flags.
+const (
+	streamNonBlocking  = 0x1 // CU_STREAM_NON_BLOCKING: no implicit order with the legacy stream
+	eventDisableTiming = 0x2 // CU_EVENT_DISABLE_TIMING: the cheapest event
+)
+
+// driver holds libcuda's functions.
+type driver struct {
+	getErrorName cfunc
+
+	init                                                   cfunc
+	deviceGetCount, deviceGet, deviceGetName               cfunc
+	deviceGetAttribute                                     cfunc
+	primaryCtxRetain, primaryCtxRelease, ctxSetCurrent     cfunc
+	memAlloc, memFree, memAllocHost, memFreeHost           cfunc
+	memcpyHtoDAsync, memcpyDtoHAsync, memcpyDtoDAsync      cfunc
+	memsetD32Async                                         cfunc
+	streamCreate, streamDestroy, streamSynchronize         cfunc
+	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
+	eventDestroy                                           cfunc
+	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
+	launchKernel                                           cfunc
+}
+
+// nvrtc holds libnvrtc's functions.
+type nvrtc struct {
+	path                                       string
+	version                                    cfunc
+	createProgram, compileProgram, destroyProg cfunc
+	getProgramLogSize, getProgramLog           cfunc
+	getCUBINSize, getCUBIN                     cfunc
+}
+
+// errNoDriver marks the errors that mean this machine has no usable CUDA
+// device, as opposed to a CUDA device that failed.
+var errNoDriver = errors.New("no CUDA driver or device")
+
+// bind resolves the named symbols of lib into the cfunc fields pointed to.
+func bind(lib uintptr, libName string, fns map[*cfunc]string) error {
+	for f, name := range fns {
+		p, err := purego.Dlsym(lib, name)
+		if err != nil {
+			return fmt.Errorf("cuda: %s has no %s: %v", libName, name, err)
+		}
+		*f = cfunc{name, p}
+	}
+	return nil
+}
+
+// loadDriver opens libcuda.so.1. Its absence means no CUDA on this machine.
+func loadDriver() (*driver, error) {
+	lib, err := purego.Dlopen("libcuda.so.1", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: loading libcuda.so.1: %v: %w", err, errNoDriver)
+	}
+	d := &driver{}
+	err = bind(lib, "libcuda.so.1", map[*cfunc]string{
+		&d.getErrorName:       "cuGetErrorName",
+		&d.init:               "cuInit",
+		&d.deviceGetCount:     "cuDeviceGetCount",
+		&d.deviceGet:          "cuDeviceGet",
+		&d.deviceGetName:      "cuDeviceGetName",
+		&d.deviceGetAttribute: "cuDeviceGetAttribute",
+		&d.primaryCtxRetain:   "cuDevicePrimaryCtxRetain",
+		&d.primaryCtxRelease:  "cuDevicePrimaryCtxRelease_v2",
+		&d.ctxSetCurrent:      "cuCtxSetCurrent",
+		&d.memAlloc:           "cuMemAlloc_v2",
+		&d.memFree:            "cuMemFree_v2",
+		&d.memAllocHost:       "cuMemAllocHost_v2",
+		&d.memFreeHost:        "cuMemFreeHost",
+		&d.memcpyHtoDAsync:    "cuMemcpyHtoDAsync_v2",
+		&d.memcpyDtoHAsync:    "cuMemcpyDtoHAsync_v2",
+		&d.memcpyDtoDAsync:    "cuMemcpyDtoDAsync_v2",
+		&d.memsetD32Async:     "cuMemsetD32Async",
+		&d.streamCreate:       "cuStreamCreate",
+		&d.streamDestroy:      "cuStreamDestroy_v2",
+		&d.streamSynchronize:  "cuStreamSynchronize",
+		&d.eventCreate:        "cuEventCreate",
+		&d.eventRecord:        "cuEventRecord",
+		&d.eventQuery:         "cuEventQuery",
+		&d.eventSynchronize:   "cuEventSynchronize",
+		&d.eventDestroy:       "cuEventDestroy_v2",
+		&d.moduleLoadData:     "cuModuleLoadData",
+		&d.moduleUnload:       "cuModuleUnload",
+		&d.moduleGetFunction:  "cuModuleGetFunction",
+		&d.launchKernel:       "cuLaunchKernel",
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// nvrtcNames are the file names NVRTC is looked up under, newest first;
+// LOOM_NVRTC, if set, names the library file to use instead.
+var nvrtcNames = []string{"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"}
+
+// nvrtcDirs are searched when the dynamic loader's path does not hold NVRTC
+// (the CUDA toolkit installs it outside the default path).
+var nvrtcDirs = []string{"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda-*/lib64"}
+
+// loadNVRTC opens the NVRTC library.
+func loadNVRTC() (*nvrtc, error) {
+	var candidates []string
+	if p := os.Getenv("LOOM_NVRTC"); p != "" {
+		candidates = []string{p}
+	} else {
+		candidates = append(candidates, nvrtcNames...)
+		for _, dir := range nvrtcDirs {
+			for _, name := range nvrtcNames {
+				m, _ := filepath.Glob(filepath.Join(dir, name))
+				candidates = append(candidates, m...)
+			}
+		}
+	}
+	var firstErr error
+	for _, path := range candidates {
+		lib, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		n := &nvrtc{path: path}
+		err = bind(lib, path, map[*cfunc]string{
+			&n.version:           "nvrtcVersion",
+			&n.createProgram:     "nvrtcCreateProgram",
+			&n.compileProgram:    "nvrtcCompileProgram",
+			&n.destroyProg:       "nvrtcDestroyProgram",
+			&n.getProgramLogSize: "nvrtcGetProgramLogSize",
+			&n.getProgramLog:     "nvrtcGetProgramLog",
+			&n.getCUBINSize:      "nvrtcGetCUBINSize",
+			&n.getCUBIN:          "nvrtcGetCUBIN",
+		})
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("cuda: NVRTC not found (tried %v; set LOOM_NVRTC to the library file): %v", candidates, firstErr)
+}
+
+// raw calls f and returns its result code.
+//
+//go:uintptrescapes
+func (f cfunc) raw(args ...uintptr) uintptr {
+	r, _, _ := purego.SyscallN(f.ptr, args...)
+	return uintptr(uint32(r))
+}
+
+// call calls a driver function and turns a failure into an error naming it.
+//
+//go:uintptrescapes
+func (d *driver) call(f cfunc, args ...uintptr) error {
+	r, _, _ := purego.SyscallN(f.ptr, args...)
+	return d.check(f, uintptr(uint32(r)))
+}
+
+// check turns driver result r of call f into an error.
+func (d *driver) check(f cfunc, r uintptr) error {
+	if r == cudaSuccess {
+		return nil
+	}
+	return &Error{Call: f.name, Code: int(r), Name: d.errorName(r)}
+}
+
+// errorName is cuGetErrorName's name for code r.
+func (d *driver) errorName(r uintptr) string {
+	var s unsafe.Pointer
+	if rr, _, _ := purego.SyscallN(d.getErrorName.ptr, r, uintptr(unsafe.Pointer(&s))); uint32(rr) != cudaSuccess || s == nil {
+		return "unknown CUresult"
+	}
+	return goString(s)
+}
+
+// Error is a failed CUDA driver call.
+type Error struct {
+	Call string // the driver function, such as cuLaunchKernel
+	Code int    // its CUresult
+	Name string // cuGetErrorName's name for Code
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("cuda: %s: %s (%d)", e.Call, e.Name, e.Code) }
+
+// Is lets errors.Is(err, errNoDriver) hold for "no device".
+func (e *Error) Is(target error) bool { return target == errNoDriver && e.Code == cudaNoDevice }
+
+// call calls an NVRTC function and turns a failure into an error naming it.
+//
+//go:uintptrescapes
+func (n *nvrtc) call(f cfunc, args ...uintptr) error {
+	r, _, _ := purego.SyscallN(f.ptr, args...)
+	if code := uint32(r); code != nvrtcSuccess {
+		return fmt.Errorf("cuda: %s failed with nvrtcResult %d", f.name, code)
+	}
+	return nil
+}
+
+// goString copies the NUL-terminated C string at p.
+func goString(p unsafe.Pointer) string {
+	n := 0
+	for *(*byte)(unsafe.Add(p, n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice((*byte)(p), n))
+}
+
+// cString returns s as a NUL-terminated byte slice.
+func cString(s string) []byte { return append([]byte(s), 0) }

@@ -1,0 +1,223 @@
+// Shared by every kernel file. The Go side compiles each kernels/*.cu file
+// as its own program: the params structs generated from the Go types first
+// (see sourceFiles), then this file, then the kernel file.
+//
+// Every catalog kernel is an extern "C" __global__ function named like the
+// catalog entry, with the catalog's buffer arguments in order, then the
+// params struct by value (if the kernel has one), then `Status* status`.
+// The device checks names and argument counts against the catalog when it
+// opens; the package's tests check the parameter names too.
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+typedef unsigned long long u64;
+
+// Float16 and bfloat16 are storage types: 16 bits, loaded as float.
+struct half_t { u16 bits; };
+struct bf16_t { u16 bits; };
+
+// Status is a dispatch's status record (see status.go): a kernel that meets
+// bad data reports it with report_status and skips the work that entry
+// would have done; the device turns the record into the command buffer's
+// error. Of all reports the one with the smallest key is kept, so that the
+// error names the same entry whatever the schedule. The codes (LOOM_BAD_INDEX
+// and others) are generated from the Go side.
+struct Status {
+  u32 count;  // reports
+  u32 lock;   // guards the fields below
+  u32 code;   // what the kept report says; 0 if none
+  u32 arg;    // its buffer argument's index + 1
+  u64 key;    // its order among the reports
+  u32 entry;  // the element it is about
+  u32 pad;
+  i64 value;  // that element's value
+  i64 aux;    // a second value, by code (the bound of a bad index)
+};
+static_assert(sizeof(Status) == 48, "Status: layout differs from statusWords");
+
+// Reports are rare, so a spin lock keeps the kept report's fields
+// consistent.
+__device__ __noinline__ void report_status(Status* s, u32 code, u32 arg, u64 key, u32 entry, i64 value, i64 aux) {
+  atomicAdd(&s->count, 1u);
+  while (atomicCAS(&s->lock, 0u, 1u) != 0u) {
+  }
+  __threadfence();
+  volatile Status* v = s;
+  if (v->code == 0u || key < v->key) {
+    v->code = code;
+    v->arg = arg + 1u;
+    v->key = key;
+    v->entry = entry;
+    v->value = value;
+    v->aux = aux;
+  }
+  __threadfence();
+  atomicExch(&s->lock, 0u);
+}
+
+// report_bad_index records that element `entry` of buffer argument `arg`
+// holds `value`, outside [0, limit); the smallest entry is kept.
+__device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, i64 value, i64 limit) {
+  report_status(s, LOOM_BAD_INDEX, arg, entry, entry, value, limit);
+}
+
+// ---- float16 / bfloat16 conversions ----------------------------------------
+
+// f16_to_f32 is exact. The hardware converts numbers; a NaN keeps its sign
+// and payload (the hardware would make it the canonical NaN), bit for bit
+// what graph.F16ToF32 does.
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+  if ((h & 0x7fffu) > 0x7c00u) return __uint_as_float(((u32)(h & 0x8000u) << 16) | 0x7f800000u | ((u32)(h & 0x3ffu) << 13));
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+
+// f32_to_f16 rounds to nearest even, keeping NaN quiet with its sign and
+// payload's top bits: bit for bit what graph.F32ToF16 does.
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+  u32 b = __float_as_uint(f);
+  u16 sign = (u16)((b >> 16) & 0x8000u);
+  int exp = (int)((b >> 23) & 0xffu);
+  u32 mant = b & 0x7fffffu;
+  if (exp == 0xff) {
+    return mant != 0u ? (u16)(sign | 0x7e00u | (mant >> 13)) : (u16)(sign | 0x7c00u);
+  }
+  if (exp > 142) {
+    return (u16)(sign | 0x7c00u);
+  }
+  if (exp >= 113) {
+    u32 h = ((u32)(exp - 112) << 10) | (mant >> 13);
+    u32 rest = mant & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) {
+      h++;
+    }
+    return (u16)(sign | h);
+  }
+  if (exp >= 102) {
+    u32 m = mant | 0x800000u;
+    u32 shift = (u32)(126 - exp);
+    u32 h = m >> shift;
+    u32 rest = m & ((1u << shift) - 1u);
+    u32 half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (h & 1u))) {
+      h++;
+    }
+    return (u16)(sign | h);
+  }
+  return sign;
+}
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float((u32)h << 16); }
+
+// f32_to_bf16 rounds to nearest even; NaN stays a quiet NaN (graph.F32ToBF16).
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+  u32 b = __float_as_uint(f);
+  if ((b & 0x7fffffffu) > 0x7f800000u) {
+    return (u16)((b >> 16) | 0x40u);
+  }
+  b += 0x7fffu + ((b >> 16) & 1u);
+  return (u16)(b >> 16);
+}
+
+// ---- loading and storing as the compute type --------------------------------
+
+// Num<T> says how elements of storage type T are computed with: floats as
+// float; integers as i64 (uint32 zero-extends, so comparisons and min/max are
+// unsigned); bool as 0 or 1.
+template <typename T> struct Num;
+template <> struct Num<float> {
+  typedef float C;
+  static __device__ __forceinline__ float load(float v) { return v; }
+  static __device__ __forceinline__ float store(float v) { return v; }
+};
+template <> struct Num<half_t> {
+  typedef float C;
+  static __device__ __forceinline__ float load(half_t v) { return f16_to_f32(v.bits); }
+  static __device__ __forceinline__ half_t store(float v) { half_t h; h.bits = f32_to_f16(v); return h; }
+};
+template <> struct Num<bf16_t> {
+  typedef float C;
+  static __device__ __forceinline__ float load(bf16_t v) { return bf16_to_f32(v.bits); }
+  static __device__ __forceinline__ bf16_t store(float v) { bf16_t h; h.bits = f32_to_bf16(v); return h; }
+};
+template <> struct Num<int> {
+  typedef i64 C;
+  static __device__ __forceinline__ i64 load(int v) { return v; }
+  static __device__ __forceinline__ int store(i64 v) { return (int)v; }
+};
+template <> struct Num<i64> {
+  typedef i64 C;
+  static __device__ __forceinline__ i64 load(i64 v) { return v; }
+  static __device__ __forceinline__ i64 store(i64 v) { return v; }
+};
+template <> struct Num<u32> {
+  typedef i64 C;
+  static __device__ __forceinline__ i64 load(u32 v) { return (i64)v; }
+  static __device__ __forceinline__ u32 store(i64 v) { return (u32)v; }
+};
+template <> struct Num<u8> {
+  typedef i64 C;
+  static __device__ __forceinline__ i64 load(u8 v) { return v != 0; }
+  static __device__ __forceinline__ u8 store(i64 v) { return v != 0; }
+};
+
+template <typename T> __device__ __forceinline__ float load_f(const T* p, u64 i) { return Num<T>::load(p[i]); }
+template <typename T> __device__ __forceinline__ void store_f(T* p, u64 i, float v) { p[i] = Num<T>::store(v); }
+
+// The dtypes of kernel names, with their storage types. LOOM_FLOATS(X) calls
+// X(short, T) for each float dtype; LOOM_NUMERIC adds the integer dtypes
+// that binary arithmetic supports; LOOM_ALL adds bool.
+#define LOOM_FLOATS(X) X(f32, float) X(f16, half_t) X(bf16, bf16_t)
+#define LOOM_NUMERIC(X) LOOM_FLOATS(X) X(i32, int) X(i64, i64) X(u32, u32)
+#define LOOM_ALL(X) LOOM_NUMERIC(X) X(b8, u8)
+
+// NVRTC has no <math.h>: infinity and a quiet NaN by their bits.
+#define LOOM_INF __int_as_float(0x7f800000)
+#define LOOM_NAN __int_as_float(0x7fc00000)
+
+// log2(e): softmax and attention scale by it once so that every exponential
+// is an exp2.
+#define LOG2E 1.4426950408889634f
+
+// ---- block-wide reductions ---------------------------------------------------
+
+// The largest block Loom launches.
+#define LOOM_MAX_THREADS 1024
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// block_sum returns the sum of v over the block to every thread, combining
+// in a fixed order (so results do not depend on the schedule). scratch holds
+// a value per warp. blockDim.x must be a multiple of 32.
+template <typename T> __device__ T block_sum(T v, T* scratch) {
+  v = warp_sum(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (T)0;
+  return warp_sum(v);
+}
+
+// ---- elementwise indexing ----------------------------------------------------
+
+// input_index maps output element i to input k's element index.
+__device__ __forceinline__ u32 input_index(const ElementwiseParams& p, int k, u32 i) {
+  if (p.Contiguous) return i;
+  u32 idx = 0;
+  for (int d = (int)p.Rank - 1; d >= 0; d--) {
+    u32 n = p.Shape[d];
+    idx += (i % n) * p.Strides[k][d];
+    i /= n;
+  }
+  return idx;
+}
+
+// thread_index is the thread's index in a one-dimensional grid.
+__device__ __forceinline__ u32 thread_index() { return blockIdx.x * blockDim.x + threadIdx.x; }

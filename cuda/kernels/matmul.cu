@@ -1,0 +1,175 @@
+// Matrix products (MatMulParams): out[i] = A[i] · B[i] for the Batch output
+// matrices i, accumulated in float32. A is M×K (stored K×M when
+// TransposeA), B is K×N (stored N×K when TransposeB, the layout of
+// linear-layer weights).
+
+// MatrixOffsets are the element offsets of matrix i's operands and output.
+struct MatrixOffsets {
+  u64 a, b, out;
+};
+
+__device__ __forceinline__ MatrixOffsets matrix_offsets(const MatMulParams& p, u32 i) {
+  MatrixOffsets o = {0, 0, (u64)i * p.M * p.N};
+  u64 sa = 0, sb = 0;
+  for (int d = (int)p.BatchRank - 1; d >= 0; d--) {
+    u32 n = p.BatchShape[d], c = i % n;
+    sa += (u64)c * p.BatchStrideA[d];
+    sb += (u64)c * p.BatchStrideB[d];
+    i /= n;
+  }
+  o.a = sa * p.M * p.K;
+  o.b = sb * p.K * p.N;
+  return o;
+}
+
+// ---- GEMV: M = 1 -------------------------------------------------------------
+
+// Vec<T> loads 16 bytes of T at once as floats.
+template <typename T> struct Vec;
+template <> struct Vec<float> {
+  static constexpr int n = 4;
+  static __device__ __forceinline__ void load(const float* p, float* v) {
+    float4 x = *(const float4*)p;
+    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
+  }
+};
+template <typename H> struct Vec16 {
+  static constexpr int n = 8;
+  static __device__ __forceinline__ void load(const H* p, float* v) {
+    uint4 x = *(const uint4*)p;
+    u32 w[4] = {x.x, x.y, x.z, x.w};
+    for (int j = 0; j < 4; j++) {
+      H lo, hi;
+      lo.bits = (u16)(w[j] & 0xffffu);
+      hi.bits = (u16)(w[j] >> 16);
+      v[2 * j] = Num<H>::load(lo);
+      v[2 * j + 1] = Num<H>::load(hi);
+    }
+  }
+};
+template <> struct Vec<half_t> : Vec16<half_t> {};
+template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
+
+// gemv_rows: B stored N×K (TransposeB). Warp w of the block computes output
+// n = 8·blockIdx.x + w, a dot product of two contiguous rows: the lanes
+// stride over K with 16-byte loads where the rows are 16-byte aligned, so
+// the weights stream through once, coalesced.
+template <typename T>
+__device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const u32 n = blockIdx.x * 8 + warp;
+  if (n >= p.N) return;
+  const T* x = a + o.a;
+  const T* w = b + o.b + (u64)n * p.K;
+  float acc = 0;
+  const u32 V = Vec<T>::n;
+  u32 tail = 0;  // the elements from here on are summed one at a time
+  if ((((u64)x | (u64)w) & 15) == 0) {
+    float xv[V], wv[V];
+    for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
+      Vec<T>::load(x + k, xv);
+      Vec<T>::load(w + k, wv);
+      for (u32 j = 0; j < V; j++) acc += xv[j] * wv[j];
+    }
+    tail = p.K - p.K % V;
+  }
+  for (u32 k = tail + lane; k < p.K; k += 32) acc += load_f(x, k) * load_f(w, k);
+  acc = warp_sum(acc);
+  if (lane == 0) store_f(out, o.out + n, acc);
+}
+
+// gemv_cols: B stored K×N. The block's 256 threads are 32 slices of K by 8
+// outputs n = 8·blockIdx.x + c, so that neighbouring threads read
+// neighbouring columns; the 32 partial sums of each output are then added in
+// a fixed order.
+template <typename T>
+__device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
+  __shared__ float part[32][9];
+  const u32 c = threadIdx.x % 8, slice = threadIdx.x / 8;
+  const u32 n = blockIdx.x * 8 + c;
+  float acc = 0;
+  if (n < p.N) {
+    for (u32 k = slice; k < p.K; k += 32) acc += load_f(a, o.a + k) * load_f(b, o.b + (u64)k * p.N + n);
+  }
+  part[slice][c] = acc;
+  __syncthreads();
+  if (threadIdx.x < 8 && n < p.N) {
+    float s = 0;
+    for (u32 j = 0; j < 32; j++) s += part[j][c];
+    store_f(out, o.out + n, s);
+  }
+}
+
+#define GEMV_KERNEL(SHORT, T)                                                                           \
+  extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                   Status* status) {                                    \
+    MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
+    if (p.TransposeB) {                                                                                 \
+      gemv_rows(a, b, out, p, o);                                                                       \
+    } else {                                                                                            \
+      gemv_cols(a, b, out, p, o);                                                                       \
+    }                                                                                                   \
+  }
+LOOM_FLOATS(GEMV_KERNEL)
+
+// ---- tiled -------------------------------------------------------------------
+
+// matmul_tiled: a block of 128 threads computes a 32×32 tile of the output,
+// stepping through K 32 at a time with both operand tiles in shared memory.
+// Thread (tx, ty) = (t % 32, t / 32) computes column tx of rows ty, ty + 4,
+// …, ty + 28. The operand tiles are loaded so that neighbouring threads read
+// neighbouring elements in either storage order.
+#define TILE 32
+template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p) {
+  __shared__ float As[TILE][TILE + 1];  // [m][k]
+  __shared__ float Bs[TILE][TILE + 1];  // [k][n]
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+  const u32 m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
+  const u32 tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;
+  float acc[TILE / 4] = {};
+  for (u32 k0 = 0; k0 < p.K; k0 += TILE) {
+    for (u32 e = threadIdx.x; e < TILE * TILE; e += blockDim.x) {
+      // The fast-moving index runs along the stored rows.
+      const u32 fast = e % TILE, slow = e / TILE;
+      u32 m, k;
+      if (p.TransposeA) {
+        k = slow, m = fast;
+      } else {
+        m = slow, k = fast;
+      }
+      const u32 gm = m0 + m, gk = k0 + k;
+      float v = 0;
+      if (gm < p.M && gk < p.K) v = load_f(a, o.a + (p.TransposeA ? (u64)gk * p.M + gm : (u64)gm * p.K + gk));
+      As[m][k] = v;
+      u32 n;
+      if (p.TransposeB) {
+        n = slow, k = fast;
+      } else {
+        k = slow, n = fast;
+      }
+      const u32 gn = n0 + n, gk2 = k0 + k;
+      float w = 0;
+      if (gn < p.N && gk2 < p.K) w = load_f(b, o.b + (p.TransposeB ? (u64)gn * p.K + gk2 : (u64)gk2 * p.N + gn));
+      Bs[k][n] = w;
+    }
+    __syncthreads();
+    for (u32 kk = 0; kk < TILE; kk++) {
+      const float w = Bs[kk][tx];
+      for (u32 r = 0; r < TILE / 4; r++) acc[r] += As[ty + 4 * r][kk] * w;
+    }
+    __syncthreads();
+  }
+  const u32 n = n0 + tx;
+  if (n >= p.N) return;
+  for (u32 r = 0; r < TILE / 4; r++) {
+    const u32 m = m0 + ty + 4 * r;
+    if (m < p.M) store_f(out, o.out + (u64)m * p.N + n, acc[r]);
+  }
+}
+
+#define TILED_KERNEL(SHORT, T)                                                                           \
+  extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                    Status* status) {                                    \
+    matmul_tiled(a, b, out, p);                                                                          \
+  }
+LOOM_FLOATS(TILED_KERNEL)

@@ -1,0 +1,154 @@
+// Reductions over one axis and softmax. The input is viewed as
+// [Outer, N, Inner] (AxisParams); block b reduces or normalises the row
+// (o, ·, i) with o = b / Inner, i = b % Inner, its threads striding over k.
+// Combining goes through a fixed tree, so results do not depend on the
+// schedule.
+
+// row_at is the element index of (o, k, i) for block b's row.
+__device__ __forceinline__ u64 row_at(const AxisParams& p, u32 k) {
+  u32 o = blockIdx.x / p.Inner, i = blockIdx.x % p.Inner;
+  return ((u64)o * p.N + k) * p.Inner + i;
+}
+
+// ---- sum and mean --------------------------------------------------------------
+
+// Float sums accumulate in double, like the CPU kernels, and round once.
+template <typename T> __device__ __forceinline__ double sum_row(const T* a, const AxisParams& p) {
+  __shared__ double scratch[32];
+  double s = 0;
+  for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s += (double)load_f(a, row_at(p, k));
+  return block_sum(s, scratch);
+}
+
+#define SUM_FLOAT(SHORT, T)                                                                             \
+  extern "C" __global__ void sum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
+    double s = sum_row(a, p);                                                                           \
+    if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)s);                                           \
+  }                                                                                                     \
+  extern "C" __global__ void mean_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    double s = sum_row(a, p);                                                                           \
+    if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)(s / (double)p.N));                           \
+  }
+LOOM_FLOATS(SUM_FLOAT)
+
+// Integer sums wrap around like integer addition.
+#define SUM_INT(SHORT, T)                                                                               \
+  extern "C" __global__ void sum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
+    __shared__ u64 scratch[32];                                                                         \
+    u64 s = 0;                                                                                          \
+    for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s += (u64)Num<T>::load(a[row_at(p, k)]);       \
+    s = block_sum(s, scratch);                                                                          \
+    if (threadIdx.x == 0) out[blockIdx.x] = Num<T>::store((i64)s);                                      \
+  }
+SUM_INT(i32, int)
+SUM_INT(i64, i64)
+SUM_INT(u32, u32)
+
+// ---- max and argmax --------------------------------------------------------------
+
+// Best is a candidate maximum: a value and its index along the axis. NaN
+// counts as larger than any number; among equals the first index wins, so
+// both max and argmax agree with a sequential scan.
+template <typename C> struct Best {
+  C v;
+  u32 k;  // 0xffffffff: no candidate yet
+};
+
+template <typename C> __device__ __forceinline__ bool is_nan(C v) { return v != v; }
+
+// better reports whether b replaces a.
+template <typename C> __device__ __forceinline__ bool better(const Best<C>& b, const Best<C>& a) {
+  if (b.k == 0xffffffffu) return false;
+  if (a.k == 0xffffffffu) return true;
+  bool nb = is_nan(b.v), na = is_nan(a.v);
+  if (nb != na) return nb;
+  if (!nb && b.v != a.v) return b.v > a.v;
+  return b.k < a.k;
+}
+
+template <typename C> __device__ Best<C> block_best(Best<C> x) {
+  __shared__ C sv[32];
+  __shared__ u32 sk[32];
+  for (int o = 16; o > 0; o >>= 1) {
+    Best<C> y = {__shfl_xor_sync(0xffffffffu, x.v, o), __shfl_xor_sync(0xffffffffu, x.k, o)};
+    if (better(y, x)) x = y;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) {
+    sv[warp] = x.v;
+    sk[warp] = x.k;
+  }
+  __syncthreads();
+  if (lane < warps) {
+    x.v = sv[lane];
+    x.k = sk[lane];
+  } else {
+    x.k = 0xffffffffu;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    Best<C> y = {__shfl_xor_sync(0xffffffffu, x.v, o), __shfl_xor_sync(0xffffffffu, x.k, o)};
+    if (better(y, x)) x = y;
+  }
+  return x;
+}
+
+template <typename T> __device__ __forceinline__ Best<typename Num<T>::C> best_row(const T* a, const AxisParams& p) {
+  typedef typename Num<T>::C C;
+  Best<C> x = {(C)0, 0xffffffffu};
+  for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) {
+    Best<C> y = {Num<T>::load(a[row_at(p, k)]), k};
+    if (better(y, x)) x = y;
+  }
+  return block_best(x);
+}
+
+#define MAX_KERNELS(SHORT, T)                                                                           \
+  extern "C" __global__ void max_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
+    Best<Num<T>::C> x = best_row(a, p);                                                                 \
+    if (threadIdx.x == 0) out[blockIdx.x] = Num<T>::store(x.v);                                         \
+  }                                                                                                     \
+  extern "C" __global__ void argmax_##SHORT(const T* a, int* out, const AxisParams p, Status* status) { \
+    Best<Num<T>::C> x = best_row(a, p);                                                                 \
+    if (threadIdx.x == 0) out[blockIdx.x] = (int)x.k;                                                   \
+  }
+LOOM_NUMERIC(MAX_KERNELS)
+
+// ---- softmax ---------------------------------------------------------------------
+
+// softmax: three passes over the row — the maximum (a NaN sticks and makes
+// the row NaN), the sum of exponentials, the output exp(x − max) / sum — in
+// float32.
+template <typename T> __device__ void softmax(const T* a, T* out, const AxisParams& p) {
+  __shared__ float scratch[32];
+  __shared__ int any_nan;
+  if (threadIdx.x == 0) any_nan = 0;
+  __syncthreads();
+  float m = -LOOM_INF;
+  for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) {
+    float v = load_f(a, row_at(p, k));
+    if (v != v) any_nan = 1;
+    m = fmaxf(m, v);
+  }
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = m;
+  __syncthreads();
+  m = lane < warps ? scratch[lane] : -LOOM_INF;
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (any_nan) m = LOOM_NAN;
+  float s = 0;
+  for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s += expf(load_f(a, row_at(p, k)) - m);
+  s = block_sum(s, scratch);
+  const float inv = 1.0f / s;
+  for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) {
+    u64 at = row_at(p, k);
+    store_f(out, at, expf(load_f(a, at) - m) * inv);
+  }
+}
+
+#define SOFTMAX_KERNEL(SHORT, T)                                                                         \
+  extern "C" __global__ void softmax_##SHORT(const T* a, T* out, const AxisParams p, Status* status) { \
+    softmax(a, out, p);                                                                                 \
+  }
+LOOM_FLOATS(SOFTMAX_KERNEL)

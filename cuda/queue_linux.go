@@ -1,0 +1,498 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// queue is one CUDA stream. Command buffers are issued to it in commit
+// order and so complete in commit order.
+type queue struct {
+	dev    *Device
+	stream uintptr
+
+	mu       sync.Mutex
+	inflight []*commandBuffer // committed and not yet seen complete, in commit order
+	events   []uintptr        // idle CUevents
+	blocks   []*statusBlock   // idle status blocks
+	closed   bool
+}
+
+// NewQueue creates a stream that does not synchronise with the legacy
+// default stream.
+func (d *Device) NewQueue() (runtime.Queue, error) {
+	q := &queue{dev: d}
+	err := d.do(func() error {
+		return d.drv.call(d.drv.streamCreate, uintptr(unsafe.Pointer(&q.stream)), streamNonBlocking)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
+
+// NewFence returns a fence. Stream order already orders every pass after
+// every earlier one, so fences carry nothing.
+func (q *queue) NewFence() runtime.Fence { return new(fence) }
+
+type fence struct{ _ byte }
+
+func (q *queue) NewEvent() runtime.Event {
+	e := &event{q: q}
+	e.cond.L = &e.mu
+	return e
+}
+
+// Close waits for the work committed so far, then destroys the stream and
+// the queue's idle events and status blocks.
+func (q *queue) Close() {
+	d := q.dev
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed = true
+	q.mu.Unlock()
+	d.do(func() error {
+		err := d.drv.call(d.drv.streamSynchronize, q.stream)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.retire(len(q.inflight), err)
+		for _, ev := range q.events {
+			d.drv.call(d.drv.eventDestroy, ev)
+		}
+		for _, b := range q.blocks {
+			d.drv.call(d.drv.memFree, uintptr(b.dev))
+			d.drv.call(d.drv.memFreeHost, uintptr(b.host))
+		}
+		q.events, q.blocks = nil, nil
+		return d.drv.call(d.drv.streamDestroy, q.stream)
+	})
+}
+
+// statusBlock holds the status records of one command buffer's dispatches:
+// on the device, where kernels write them, and in pinned host memory, where
+// they are copied after the last launch.
+type statusBlock struct {
+	dev  uint64
+	host unsafe.Pointer
+	cap  int // records
+}
+
+func (b *statusBlock) words() []uint32 {
+	return unsafe.Slice((*uint32)(b.host), b.cap*statusWords)
+}
+
+// statusBlock returns an idle block of at least n records. Owner only,
+// with q.mu held.
+func (q *queue) statusBlock(n int) (*statusBlock, error) {
+	for i, b := range q.blocks {
+		if b.cap >= n {
+			q.blocks = append(q.blocks[:i], q.blocks[i+1:]...)
+			return b, nil
+		}
+	}
+	b := &statusBlock{cap: 64}
+	for b.cap < n {
+		b.cap *= 2
+	}
+	size := uintptr(b.cap * statusWords * 4)
+	d := q.dev
+	if err := d.drv.call(d.drv.memAlloc, uintptr(unsafe.Pointer(&b.dev)), size); err != nil {
+		return nil, err
+	}
+	if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&b.host)), size); err != nil {
+		d.drv.call(d.drv.memFree, uintptr(b.dev))
+		return nil, err
+	}
+	return b, nil
+}
+
+// cuEvent returns an idle CUevent. Owner only, with q.mu held.
+func (q *queue) cuEvent() (uintptr, error) {
+	if n := len(q.events); n > 0 {
+		ev := q.events[n-1]
+		q.events = q.events[:n-1]
+		return ev, nil
+	}
+	var ev uintptr
+	d := q.dev
+	err := d.drv.call(d.drv.eventCreate, uintptr(unsafe.Pointer(&ev)), eventDisableTiming)
+	return ev, err
+}
+
+// launch is one recorded dispatch.
+type launch struct {
+	k           *kernel
+	grid, group primitives.Dim3
+	args        []runtime.BufferArg
+	params      any
+	shared      int
+}
+
+type signal struct {
+	ev    *event
+	value uint64
+}
+
+type commandBuffer struct {
+	q        *queue
+	launches []launch
+	signals  []signal
+
+	// Set when issued, with q.mu held:
+	done   uintptr // CUevent recorded after the launches
+	status *statusBlock
+
+	mu       sync.Mutex
+	err      error
+	complete bool // the host has seen it complete
+}
+
+func (cb *commandBuffer) fail(err error) {
+	cb.mu.Lock()
+	if cb.err == nil {
+		cb.err = err
+	}
+	cb.mu.Unlock()
+}
+
+func (cb *commandBuffer) Err() error {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	return cb.err
+}
+
+func (cb *commandBuffer) NewPass() runtime.Encoder { return &encoder{cb} }
+
+func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
+	cb.signals = append(cb.signals, signal{ev.(*event), value})
+}
+
+// encoder records dispatches. Barriers and fences are no-ops: the stream
+// runs every launch after the previous one has completed, which is what
+// each of them asks for at most.
+type encoder struct{ cb *commandBuffer }
+
+func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
+	e.cb.launches = append(e.cb.launches, launch{k.(*kernel), grid, group, args, params, shared})
+}
+func (e *encoder) Barrier()                  {}
+func (e *encoder) WaitFence(runtime.Fence)   {}
+func (e *encoder) UpdateFence(runtime.Fence) {}
+func (e *encoder) End()                      {}
+
+// Commit issues the launches on the owner goroutine, followed by the copy of
+// the status records to the host and the completion event.
+func (cb *commandBuffer) Commit() {
+	q := cb.q
+	d := q.dev
+	err := d.do(func() error {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.closed {
+			return errors.New("cuda: commit to a closed queue")
+		}
+		return q.issue(cb)
+	})
+	if err != nil {
+		// Nothing was recorded that the host could wait for: the command
+		// buffer is complete, with its error.
+		cb.fail(err)
+		cb.mu.Lock()
+		cb.complete = true
+		cb.mu.Unlock()
+		for _, s := range cb.signals {
+			s.ev.set(s.value)
+		}
+	}
+}
+
+// issue launches cb's dispatches in order. A dispatch that cannot be
+// launched fails the command buffer and the ones after it are skipped; the
+// status copy and the completion event are still recorded. Owner only, with
+// q.mu held.
+func (q *queue) issue(cb *commandBuffer) error {
+	d := q.dev
+	var err error
+	cb.status, err = q.statusBlock(max(len(cb.launches), 1))
+	if err != nil {
+		return err
+	}
+	n := uintptr(len(cb.launches) * statusWords)
+	if n > 0 {
+		if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
+			q.blocks = append(q.blocks, cb.status)
+			return err
+		}
+	}
+	for i := range cb.launches {
+		if err := q.launch(&cb.launches[i], cb.status.dev+uint64(i*statusWords*4)); err != nil {
+			cb.fail(err)
+			break
+		}
+	}
+	if n > 0 {
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(cb.status.dev), 4*n, q.stream); err != nil {
+			cb.fail(err)
+		}
+	}
+	if cb.done, err = q.cuEvent(); err == nil {
+		err = d.drv.call(d.drv.eventRecord, cb.done, q.stream)
+	}
+	if err != nil {
+		// Without an event, wait here so that the command buffer is known
+		// complete.
+		if serr := d.drv.call(d.drv.streamSynchronize, q.stream); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		if cb.done != 0 {
+			q.events = append(q.events, cb.done)
+			cb.done = 0
+		}
+		q.blocks = append(q.blocks, cb.status)
+		return err
+	}
+	q.inflight = append(q.inflight, cb)
+	for _, s := range cb.signals {
+		s.ev.add(s.value, cb)
+	}
+	return nil
+}
+
+// launch lays out one dispatch's kernel parameters in the arena and calls
+// cuLaunchKernel. The arena holds the array of parameter pointers followed
+// by the values: a device pointer per buffer argument, the params struct,
+// and the pointer to the dispatch's status record.
+func (q *queue) launch(l *launch, status uint64) error {
+	d, k := q.dev, l.k
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
+	}
+	if len(l.args) != len(k.args) {
+		return fail("%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
+	}
+	if l.grid.Count() == 0 {
+		return nil // no work
+	}
+	if l.group.Count() <= 0 || l.group.Count() > d.caps.MaxThreadsPerGroup {
+		return fail("threads per group %v outside [1, %d]", l.group, d.caps.MaxThreadsPerGroup)
+	}
+	if l.grid.X < 0 || l.grid.Y < 0 || l.grid.Z < 0 || l.grid.X > d.maxGrid[0] || l.grid.Y > d.maxGrid[1] || l.grid.Z > d.maxGrid[2] {
+		return fail("grid %v outside the device's limits %v", l.grid, d.maxGrid)
+	}
+	var pbytes []byte
+	switch {
+	case k.params == nil && l.params != nil:
+		return fail("params %T given to a kernel that takes none", l.params)
+	case k.params != nil:
+		v := reflect.ValueOf(l.params)
+		if !v.IsValid() || v.Type() != reflect.PointerTo(k.params) || v.IsNil() {
+			return fail("params %T, want *%v", l.params, k.params)
+		}
+		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
+	}
+	nptrs := len(k.args) + 1
+	if pbytes != nil {
+		nptrs++
+	}
+	valuesOff := 8 * nptrs
+	paramsOff := valuesOff + 8*len(k.args)
+	statusOff := (paramsOff + len(pbytes) + 7) &^ 7
+	if statusOff+8 > arenaBytes {
+		return fail("%d bytes of kernel parameters exceed the %d-byte arena", statusOff+8, arenaBytes)
+	}
+	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
+	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
+	base := uint64(uintptr(d.arena))
+	for i, a := range l.args {
+		b := a.Buffer.(*buffer)
+		if err := b.span(a.Offset, a.Size); err != nil {
+			return fail("argument %s: %v", a.Name, err)
+		}
+		words[i] = base + uint64(valuesOff+8*i)
+		words[valuesOff/8+i] = b.ptr + uint64(a.Offset)
+	}
+	p := len(k.args)
+	if pbytes != nil {
+		copy(arena[paramsOff:], pbytes)
+		words[p] = base + uint64(paramsOff)
+		p++
+	}
+	words[statusOff/8] = status
+	words[p] = base + uint64(statusOff)
+	err := d.drv.call(d.drv.launchKernel, k.fn,
+		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
+		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
+		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
+	if err != nil {
+		return fail("grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
+	}
+	return nil
+}
+
+// poll retires the command buffers that have completed, without blocking.
+// Owner only.
+func (q *queue) poll() {
+	d := q.dev
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.inflight) > 0 {
+		switch r := d.drv.eventQuery.raw(q.inflight[0].done); r {
+		case cudaSuccess:
+			q.retire(1, nil)
+		case cudaNotReady:
+			return
+		default:
+			q.retire(1, d.drv.check(d.drv.eventQuery, r))
+		}
+	}
+}
+
+// waitFor blocks until cb has completed, on the waiter goroutine, and
+// retires it with the command buffers before it.
+func (q *queue) waitFor(cb *commandBuffer) {
+	d := q.dev
+	done := make(chan struct{})
+	d.waits <- func() {
+		defer close(done)
+		cb.mu.Lock()
+		complete := cb.complete
+		cb.mu.Unlock()
+		if complete {
+			return
+		}
+		// The CUevent may have been retired and reused meanwhile (by poll);
+		// then this waits for later work, which only delays the return.
+		err := d.drv.call(d.drv.eventSynchronize, cb.done)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for i, x := range q.inflight {
+			if x == cb {
+				q.retire(i+1, err)
+				break
+			}
+		}
+	}
+	<-done
+}
+
+// retire marks the first n in-flight command buffers complete: each takes
+// the first bad index its kernels reported as its error (or err), gives its
+// event and status block back, and signals its events. With q.mu held.
+func (q *queue) retire(n int, err error) {
+	for _, cb := range q.inflight[:n] {
+		if err != nil {
+			cb.fail(err)
+		}
+		if cb.status != nil {
+			w := cb.status.words()
+			for i := range cb.launches {
+				l := &cb.launches[i]
+				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {
+					cb.fail(err)
+					break
+				}
+			}
+			q.blocks = append(q.blocks, cb.status)
+			cb.status = nil
+		}
+		if cb.done != 0 {
+			q.events = append(q.events, cb.done)
+			cb.done = 0
+		}
+		cb.mu.Lock()
+		cb.complete = true
+		cb.mu.Unlock()
+		for _, s := range cb.signals {
+			s.ev.set(s.value)
+		}
+	}
+	q.inflight = q.inflight[n:]
+}
+
+// event is a counter that command buffers set as they complete. Its value
+// is a completion frontier because the runtime signals it only from command
+// buffers of the queue that created it, which complete in commit order.
+type event struct {
+	q *queue
+
+	mu      sync.Mutex
+	cond    sync.Cond // broadcast when a signal is added or the value grows
+	value   uint64
+	pending []pendingSignal // issued signals not yet reached, in commit order
+}
+
+type pendingSignal struct {
+	value uint64
+	cb    *commandBuffer
+}
+
+// add records that cb, just issued, will set the event to value. With q.mu
+// held, so that retiring cb cannot come first.
+func (e *event) add(value uint64, cb *commandBuffer) {
+	e.mu.Lock()
+	e.pending = append(e.pending, pendingSignal{value, cb})
+	e.mu.Unlock()
+	e.cond.Broadcast()
+}
+
+// set raises the value to v.
+func (e *event) set(v uint64) {
+	e.mu.Lock()
+	if v > e.value {
+		e.value = v
+		k := 0
+		for k < len(e.pending) && e.pending[k].value <= v {
+			k++
+		}
+		e.pending = e.pending[k:]
+	}
+	e.mu.Unlock()
+	e.cond.Broadcast()
+}
+
+// Wait blocks until the value is at least v: it waits for the first
+// command buffer that signals a value of at least v, once one is committed.
+func (e *event) Wait(v uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.value < v {
+		var cb *commandBuffer
+		for _, p := range e.pending {
+			if p.value >= v {
+				cb = p.cb
+				break
+			}
+		}
+		if cb == nil {
+			e.cond.Wait()
+			continue
+		}
+		e.mu.Unlock()
+		cb.q.waitFor(cb)
+		e.mu.Lock()
+	}
+}
+
+// Value retires the command buffers that have completed and returns the
+// value.
+func (e *event) Value() uint64 {
+	q := e.q
+	q.dev.do(func() error {
+		q.poll()
+		return nil
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.value
+}

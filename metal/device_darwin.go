@@ -1,0 +1,223 @@
+//go:build darwin
+
+package metal
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/ebitengine/purego/objc"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// Device is the system's default Metal device with Loom's kernel library.
+type Device struct {
+	obj     objc.ID // id<MTLDevice>
+	name    string
+	library objc.ID // id<MTLLibrary>
+	caps    primitives.Caps
+	// handler is the completion handler of every command buffer: one block,
+	// made once, because purego's callback slots are never freed.
+	handler  objc.Block
+	inflight sync.Map // id<MTLCommandBuffer> → *commandBuffer, until completion
+
+	mu        sync.Mutex
+	pipelines map[string]*kernel
+}
+
+var (
+	openOnce sync.Once
+	openDev  *Device
+	openErr  error
+)
+
+// Open returns the system's default Metal device. The kernel library is
+// compiled on the first call (this takes a few seconds) and the device is
+// shared by later calls; each runtime makes its own queue on it.
+func Open() (runtime.Device, error) {
+	openOnce.Do(func() {
+		if openErr = bind(); openErr != nil {
+			return
+		}
+		withPool(func() { openDev, openErr = newDevice() })
+	})
+	if openErr != nil {
+		return nil, openErr
+	}
+	return openDev, nil
+}
+
+func newDevice() (*Device, error) {
+	obj := createSystemDefaultDevice()
+	if obj == 0 {
+		return nil, errors.New("metal: this Mac has no Metal device")
+	}
+	d := &Device{obj: obj, name: goString(msgID(obj, selName)), pipelines: map[string]*kernel{}}
+	if !msgBoolU64(obj, selSupportsFamily, gpuFamilyApple7) {
+		return nil, fmt.Errorf("metal: %s is unsupported: Loom's kernels need the Apple7 GPU family (M1 or later) for SIMD-group matrices", d.name)
+	}
+	src, err := librarySource()
+	if err != nil {
+		return nil, err
+	}
+	opts := msgID(msgID(objc.ID(classMTLCompileOptions), selAlloc), selInit)
+	if opts == 0 {
+		return nil, errors.New("metal: cannot create MTLCompileOptions")
+	}
+	defer msgVoid(opts, selRelease)
+	msgVoidU64(opts, selSetLanguageVersion, languageVersion3_1)
+	// Fast math may drop NaN and infinity handling that the ops document
+	// (Maximum lets NaN win, softmax of -inf masks).
+	msgVoidBool(opts, selSetFastMathEnabled, false)
+	var errObj objc.ID
+	d.library = msgIDIDIDErr(obj, selNewLibrary, nsString(src), opts, &errObj)
+	if d.library == 0 {
+		// errObj may also be set with warnings when the library compiled;
+		// only a missing library is a failure.
+		return nil, fmt.Errorf("metal: compiling the kernel library: %v", nsError(errObj))
+	}
+	copyKernel, err := d.newPipeline("copy_bytes")
+	if err != nil {
+		return nil, err
+	}
+	d.pipelines[copyKernel.name] = copyKernel
+	d.caps = primitives.Caps{
+		Device:             "metal",
+		SIMDWidth:          int(msgU64(copyKernel.pso, selThreadExecutionWidth)),
+		MaxThreadsPerGroup: int(msgSize(obj, selMaxThreadsPerGroup).Width),
+		MaxSharedBytes:     int(msgU64(obj, selMaxThreadgroupMemory)),
+		Cores:              gpuCoreCount(),
+	}
+	d.handler = objc.NewBlock(func(_ objc.Block, cb objc.ID) { d.completed(cb) })
+	return d, nil
+}
+
+// Name is the GPU's name, such as "Apple M2 Max".
+func (d *Device) Name() string { return d.name }
+
+// Caps describes the GPU to primitives: the SIMD-group width (a pipeline's
+// thread execution width), the threadgroup limits, and the GPU core count
+// from the IORegistry (or defaultGPUCores).
+func (d *Device) Caps() primitives.Caps { return d.caps }
+
+// kernel is a compiled compute pipeline.
+type kernel struct {
+	name       string
+	pso        objc.ID // id<MTLComputePipelineState>
+	maxThreads int     // threads per threadgroup this pipeline allows
+}
+
+func (k *kernel) Name() string { return k.name }
+
+// Kernel returns the pipeline of the named library function, compiling it on
+// first use. Catalog names carry their specialisations (dtype, head size,
+// block size), so the name is the whole cache key.
+func (d *Device) Kernel(name string) (runtime.Kernel, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if k, ok := d.pipelines[name]; ok {
+		return k, nil
+	}
+	var k *kernel
+	var err error
+	withPool(func() { k, err = d.newPipeline(name) })
+	if err != nil {
+		return nil, err
+	}
+	d.pipelines[name] = k
+	return k, nil
+}
+
+func (d *Device) newPipeline(name string) (*kernel, error) {
+	fn := msgIDID(d.library, selNewFunction, nsString(name))
+	if fn == 0 {
+		return nil, fmt.Errorf("kernel %q is not implemented by the Metal device", name)
+	}
+	defer msgVoid(fn, selRelease)
+	var errObj objc.ID
+	pso := msgIDIDErr(d.obj, selNewPipeline, fn, &errObj)
+	if pso == 0 {
+		return nil, fmt.Errorf("metal: kernel %s: creating its pipeline: %v", name, nsError(errObj))
+	}
+	return &kernel{name: name, pso: pso, maxThreads: int(msgU64(pso, selMaxTotalThreads))}, nil
+}
+
+// buffer is a shared-storage MTLBuffer without hazard tracking: the runtime's
+// encoder orders every access.
+type buffer struct {
+	obj      objc.ID
+	data     []byte // the buffer's contents, mapped into this process
+	dev      *Device
+	released atomic.Bool
+}
+
+// NewBuffer allocates n bytes of shared memory.
+func (d *Device) NewBuffer(n int64) (runtime.Buffer, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("metal: negative buffer size %d", n)
+	}
+	var obj objc.ID
+	var p unsafe.Pointer
+	withPool(func() {
+		// Metal refuses zero-length buffers; an empty array still needs one.
+		obj = msgIDU64U64(d.obj, selNewBuffer, uint64(max(n, 16)), resourceStorageModeShared|resourceHazardTrackingUntracked)
+		if obj != 0 {
+			p = msgPtr(obj, selContents)
+		}
+	})
+	if obj == 0 || p == nil {
+		return nil, fmt.Errorf("metal: %s cannot allocate %d bytes", d.name, n)
+	}
+	return &buffer{obj: obj, data: unsafe.Slice((*byte)(p), n), dev: d}, nil
+}
+
+func (b *buffer) Len() int64 { return int64(len(b.data)) }
+
+func (b *buffer) span(off int64, n int) error {
+	if b.released.Load() {
+		return errors.New("metal: buffer used after release")
+	}
+	if off < 0 || off+int64(n) > int64(len(b.data)) {
+		return fmt.Errorf("metal: bytes [%d,+%d) outside a %d-byte buffer", off, n, len(b.data))
+	}
+	return nil
+}
+
+func (b *buffer) Write(off int64, src []byte) error {
+	if err := b.span(off, len(src)); err != nil {
+		return err
+	}
+	copy(b.data[off:], src)
+	return nil
+}
+
+func (b *buffer) Read(off int64, dst []byte) error {
+	if err := b.span(off, len(dst)); err != nil {
+		return err
+	}
+	copy(dst, b.data[off:])
+	return nil
+}
+
+func (b *buffer) Release() {
+	if b.released.Swap(true) {
+		return
+	}
+	b.data = nil
+	msgVoid(b.obj, selRelease)
+}
+
+// NewQueue returns a new command queue.
+func (d *Device) NewQueue() (runtime.Queue, error) {
+	var obj objc.ID
+	withPool(func() { obj = msgID(d.obj, selNewCommandQueue) })
+	if obj == 0 {
+		return nil, fmt.Errorf("metal: %s cannot create a command queue", d.name)
+	}
+	return &queue{dev: d, obj: obj}, nil
+}

@@ -1,0 +1,88 @@
+//go:build darwin
+
+package metal
+
+import (
+	"fmt"
+
+	"github.com/ebitengine/purego"
+)
+
+// The GPU core count is not in Metal's API; the IORegistry's AGXAccelerator
+// service reports it as "gpu-core-count".
+var (
+	ioServiceMatching               func(name string) uintptr
+	ioServiceGetMatchingService     func(mainPort uint32, matching uintptr) uint32
+	ioRegistryEntryCreateCFProperty func(entry uint32, key uintptr, allocator uintptr, options uint32) uintptr
+	ioObjectRelease                 func(obj uint32) int32
+	cfStringCreateWithCString       func(allocator uintptr, s string, encoding uint32) uintptr
+	cfNumberGetValue                func(num uintptr, typ int, out *int32) bool
+	cfRelease                       func(obj uintptr)
+)
+
+const (
+	cfStringEncodingUTF8 = 0x08000100
+	cfNumberSInt32Type   = 3
+)
+
+// defaultGPUCores is the core count assumed when the IORegistry does not
+// report one: the smallest Apple-silicon GPU (M1, 7 cores) rounded up. It
+// only steers occupancy heuristics such as the split-KV decision.
+const defaultGPUCores = 8
+
+func bindIOKit() error {
+	iokit, err := purego.Dlopen("/System/Library/Frameworks/IOKit.framework/IOKit", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return fmt.Errorf("metal: loading IOKit: %w", err)
+	}
+	cf, err := purego.Dlopen("/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return fmt.Errorf("metal: loading CoreFoundation: %w", err)
+	}
+	for _, f := range []struct {
+		lib  uintptr
+		name string
+		fn   any
+	}{
+		{iokit, "IOServiceMatching", &ioServiceMatching},
+		{iokit, "IOServiceGetMatchingService", &ioServiceGetMatchingService},
+		{iokit, "IORegistryEntryCreateCFProperty", &ioRegistryEntryCreateCFProperty},
+		{iokit, "IOObjectRelease", &ioObjectRelease},
+		{cf, "CFStringCreateWithCString", &cfStringCreateWithCString},
+		{cf, "CFNumberGetValue", &cfNumberGetValue},
+		{cf, "CFRelease", &cfRelease},
+	} {
+		sym, err := purego.Dlsym(f.lib, f.name)
+		if err != nil {
+			return fmt.Errorf("metal: %w", err)
+		}
+		purego.RegisterFunc(f.fn, sym)
+	}
+	return nil
+}
+
+// gpuCoreCount returns the GPU's core count from the IORegistry, or
+// defaultGPUCores when the system does not report it.
+func gpuCoreCount() int {
+	// IOServiceGetMatchingService consumes the matching dictionary.
+	service := ioServiceGetMatchingService(0, ioServiceMatching("AGXAccelerator"))
+	if service == 0 {
+		return defaultGPUCores
+	}
+	defer ioObjectRelease(service)
+	key := cfStringCreateWithCString(0, "gpu-core-count", cfStringEncodingUTF8)
+	if key == 0 {
+		return defaultGPUCores
+	}
+	defer cfRelease(key)
+	num := ioRegistryEntryCreateCFProperty(service, key, 0, 0)
+	if num == 0 {
+		return defaultGPUCores
+	}
+	defer cfRelease(num)
+	var n int32
+	if !cfNumberGetValue(num, cfNumberSInt32Type, &n) || n <= 0 {
+		return defaultGPUCores
+	}
+	return int(n)
+}

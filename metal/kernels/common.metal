@@ -1,0 +1,119 @@
+// Shared by every kernel file. The Go side puts this file first in the
+// library source, followed by the params structs generated from the Go
+// types (see librarySource), then the other files.
+#include <metal_stdlib>
+using namespace metal;
+
+// LOOM_SHARED declares a kernel's threadgroup-memory arrays. (The Linux
+// emulation in msl_emulate_test.go redefines it: there a threadgroup's
+// threads share function-static arrays.)
+#ifndef LOOM_SHARED
+#define LOOM_SHARED threadgroup
+#endif
+
+// LOOM_KERNEL makes template kernel FUNC<ARGS...> a library function named
+// NAME, the catalog's kernel name. Every kernel is a template with its
+// parameters bound by [[buffer(i)]] in the catalog's order; the check in
+// msl_test.go holds names, indices and params types to the catalog.
+// (The Linux emulation defines it away and instantiates only the kernels
+// it calls.)
+#ifndef LOOM_KERNEL
+#define LOOM_KERNEL(NAME, FUNC, ...) \
+  template [[host_name(NAME)]] [[kernel]] decltype(FUNC<__VA_ARGS__>) FUNC<__VA_ARGS__>;
+#endif
+
+// LOOM_FLOAT_KERNELS instantiates FUNC for the three float storage types
+// under NAME_f32, NAME_f16 and NAME_bf16; extra template arguments follow T.
+#define LOOM_FLOAT_KERNELS(NAME, FUNC, ...) \
+  LOOM_KERNEL(NAME "_f32", FUNC, float, ##__VA_ARGS__) \
+  LOOM_KERNEL(NAME "_f16", FUNC, half, ##__VA_ARGS__) \
+  LOOM_KERNEL(NAME "_bf16", FUNC, bfloat, ##__VA_ARGS__)
+
+// LOOM_ALL_KERNELS instantiates FUNC for every dtype, under NAME_<short>.
+#define LOOM_ALL_KERNELS(NAME, FUNC) \
+  LOOM_FLOAT_KERNELS(NAME, FUNC) \
+  LOOM_KERNEL(NAME "_i32", FUNC, int) \
+  LOOM_KERNEL(NAME "_i64", FUNC, long) \
+  LOOM_KERNEL(NAME "_u32", FUNC, uint) \
+  LOOM_KERNEL(NAME "_b8", FUNC, uchar)
+
+// LOOM_STATUS is the status record every dispatch is given at buffer 30
+// (statusIndex in Go): error count, argument index + 1, entry, value.
+#define LOOM_STATUS device atomic_uint* status [[buffer(30)]]
+
+// report_bad_index records that entry `entry` of buffer argument `arg` holds
+// `value`, which is out of range. The first report wins; the count keeps
+// growing. The kernel then skips the work that entry would have done.
+inline void report_bad_index(device atomic_uint* status, uint arg, uint entry, int value) {
+  if (atomic_fetch_add_explicit(&status[0], 1u, memory_order_relaxed) == 0u) {
+    atomic_store_explicit(&status[1], arg + 1u, memory_order_relaxed);
+    atomic_store_explicit(&status[2], entry, memory_order_relaxed);
+    atomic_store_explicit(&status[3], as_type<uint>(value), memory_order_relaxed);
+  }
+}
+
+// Float storage types (half, bfloat) are computed in float; integers in
+// their own type.
+template <typename T> struct compute { typedef T type; };
+template <> struct compute<half> { typedef float type; };
+template <> struct compute<bfloat> { typedef float type; };
+
+// log2(e): attention and softmax scale scores by it once so that every
+// exponential is an exp2.
+constant float LOG2E = 1.4426950408889634f;
+
+// threadgroup_reduce combines v over the n threads of a threadgroup with
+// op, in a fixed tree order (so results do not depend on scheduling), and
+// returns the result to every thread. scratch has a slot per thread.
+template <typename T, typename Op>
+T threadgroup_reduce(T v, threadgroup T* scratch, uint tid, uint n, Op op) {
+  scratch[tid] = v;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  uint span = 1;
+  while (span < n) {
+    span <<= 1;
+  }
+  for (uint s = span / 2; s > 0; s >>= 1) {
+    if (tid < s && tid + s < n) {
+      scratch[tid] = op(scratch[tid], scratch[tid + s]);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  T r = scratch[0];
+  // Every thread has read the result before scratch can be reused.
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  return r;
+}
+
+// The largest threadgroup Loom dispatches; threadgroup arrays sized by it
+// fit any group.
+#define LOOM_MAX_THREADS 1024
+
+struct SumOp {
+  template <typename T> T operator()(T a, T b) const { return a + b; }
+};
+struct MaxNaNOp {
+  // NaN is larger than any number, so it wins.
+  template <typename T> T operator()(T a, T b) const { return (a != a || a > b) ? a : b; }
+};
+
+// Elementwise kernels take ElementwiseParams: N output elements of shape
+// Shape[:Rank]; Strides[k][d] is input k's element stride along output
+// dimension d (0 where input k is broadcast). Contiguous == 1 means every
+// input has the output's shape, so element i of each input is element i.
+
+// elementwise_index returns input k's element index for output element i.
+// (A template only so that it can precede the generated ElementwiseParams.)
+template <typename Params>
+uint elementwise_index(constant Params& p, uint k, uint i) {
+  if (p.Contiguous == 1u) {
+    return i;
+  }
+  uint idx = 0;
+  for (int d = int(p.Rank) - 1; d >= 0; d--) {
+    uint n = p.Shape[d];
+    idx += (i % n) * p.Strides[k][d];
+    i /= n;
+  }
+  return idx;
+}

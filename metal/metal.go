@@ -1,0 +1,167 @@
+// Package metal is Loom's Metal device (macOS on Apple silicon), reached
+// through purego without cgo, and its MSL kernels.
+//
+// The device executes what the runtime's encoder recorded and nothing more:
+// buffers are allocated without hazard tracking, command buffers hold
+// unretained references, passes are concurrent, barriers are
+// memoryBarrierWithScope:, fences are MTLFences and the host waits on an
+// MTLSharedEvent. The kernel library is compiled at start-up from the MSL
+// sources embedded in this package (kernels/*.metal), one kernel function
+// per catalog kernel name.
+//
+// Off macOS, Open returns an error. The MSL sources are still checked there:
+// the package's tests compile them as C++ through a shim header (shim/) and
+// hold their kernel names, argument indices and names to the primitives
+// catalog.
+package metal
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+//go:embed kernels/*.metal
+var kernelFiles embed.FS
+
+// commonFile is the MSL file every other one builds on; it comes first.
+const commonFile = "common.metal"
+
+// statusIndex is the buffer index at which every dispatch gets its status
+// record: four uint32 (error count, argument index + 1, entry, value) that a
+// kernel fills when it meets a bad data-dependent index (a token id, a slot,
+// a block-table entry), so that the device can report the entry instead of
+// reading or writing outside a buffer. Catalog arguments and params must stay
+// below it.
+const statusIndex = 30
+
+// statusWords is the size of one dispatch's status record in uint32s.
+const statusWords = 4
+
+// statusError turns a dispatch's status record into an error naming the
+// kernel, the argument and the bad entry; nil if the kernel reported none.
+func statusError(kernel string, args []runtime.BufferArg, w []uint32) error {
+	if w[0] == 0 {
+		return nil
+	}
+	arg := fmt.Sprintf("argument %d", w[1]-1)
+	if j := int(w[1]) - 1; j >= 0 && j < len(args) {
+		arg = args[j].Name
+	}
+	return fmt.Errorf("metal kernel %s: %s entry %d is %d, out of range (%d bad entries)", kernel, arg, w[2], int32(w[3]), w[0])
+}
+
+// librarySource returns the MSL source of the kernel library: common.metal,
+// then the params structs generated from the Go types in the primitives
+// catalog (so their layout cannot drift from Go's), then every other
+// kernels/*.metal file in name order. #line directives keep compiler
+// messages pointing at the right file and line.
+func librarySource() (string, error) {
+	names, err := fs.Glob(kernelFiles, "kernels/*.metal")
+	if err != nil {
+		return "", err
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		switch {
+		case a == "kernels/"+commonFile:
+			return -1
+		case b == "kernels/"+commonFile:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	if len(names) == 0 || names[0] != "kernels/"+commonFile {
+		return "", fmt.Errorf("metal: kernels/%s is missing", commonFile)
+	}
+	var sb strings.Builder
+	for i, name := range names {
+		src, err := kernelFiles.ReadFile(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&sb, "#line 1 %q\n%s\n", strings.TrimPrefix(name, "kernels/"), src)
+		if i == 0 {
+			structs, err := paramsStructs(primitives.Catalog())
+			if err != nil {
+				return "", err
+			}
+			sb.WriteString("#line 1 \"params (generated from the primitives catalog)\"\n")
+			sb.WriteString(structs)
+		}
+	}
+	return sb.String(), nil
+}
+
+// paramsStructs returns the MSL declarations of every params struct the
+// catalog's kernels take, each with a static_assert on its size.
+func paramsStructs(specs []primitives.KernelSpec) (string, error) {
+	types := map[string]reflect.Type{}
+	for _, s := range specs {
+		if s.Params == nil {
+			continue
+		}
+		t := reflect.TypeOf(s.Params)
+		if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+			return "", fmt.Errorf("metal: kernel %s: params %v is not a pointer to a struct", s.Name, t)
+		}
+		t = t.Elem()
+		if old, ok := types[t.Name()]; ok && old != t {
+			return "", fmt.Errorf("metal: two params types are named %s (%v and %v)", t.Name(), old, t)
+		}
+		types[t.Name()] = t
+	}
+	names := make([]string, 0, len(types))
+	for n := range types {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var sb strings.Builder
+	for _, n := range names {
+		decl, err := paramsStruct(types[n])
+		if err != nil {
+			return "", err
+		}
+		sb.WriteString(decl)
+	}
+	return sb.String(), nil
+}
+
+// paramsStruct declares one params struct in MSL. Fields keep their Go
+// names; every field is a 4-byte scalar or a (nested) array of them, so the
+// layout is the same in Go and MSL, which the static_assert confirms.
+func paramsStruct(t reflect.Type) (string, error) {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "struct %s {\n", t.Name())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		ft, dims := f.Type, ""
+		for ft.Kind() == reflect.Array {
+			dims += fmt.Sprintf("[%d]", ft.Len())
+			ft = ft.Elem()
+		}
+		var msl string
+		switch ft.Kind() {
+		case reflect.Uint32:
+			msl = "uint"
+		case reflect.Int32:
+			msl = "int"
+		case reflect.Float32:
+			msl = "float"
+		default:
+			return "", fmt.Errorf("metal: params %s field %s: type %v is not a 4-byte scalar or an array of them", t.Name(), f.Name, f.Type)
+		}
+		name := f.Name
+		if name == "_" {
+			name = fmt.Sprintf("pad%d", i)
+		}
+		fmt.Fprintf(&sb, "  %s %s%s;\n", msl, name, dims)
+	}
+	fmt.Fprintf(&sb, "};\nstatic_assert(sizeof(%s) == %d, \"%s: layout differs from Go's\");\n\n", t.Name(), t.Size(), t.Name())
+	return sb.String(), nil
+}
