@@ -239,17 +239,34 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 			}
 		}
 	}
-	// Split the heads into the fewest ranges that give enough units.
+	// Too few pieces for the workers: split heads, into the fewest ranges
+	// that give enough units. A piece of one query token streams whole token
+	// rows, and a part of each row would read slower, so the heads of tiles
+	// (bound by arithmetic) are split first, a decode piece's only if there
+	// is no tile.
+	tiles := 0
+	for _, u := range pieces {
+		if u.t1-u.t0 > 1 {
+			tiles++
+		}
+	}
+	splitTiles := tiles > 0
+	if !splitTiles {
+		tiles = len(pieces)
+	}
 	parts := a.kvh
 	for d := 1; d <= a.kvh; d++ {
-		if a.kvh%d == 0 && len(pieces)*d >= unitsPerWorker*workers {
+		if a.kvh%d == 0 && len(pieces)+tiles*(d-1) >= unitsPerWorker*workers {
 			parts = d
 			break
 		}
 	}
-	us := make([]attnUnit, 0, len(pieces)*parts)
+	var us []attnUnit
 	for _, u := range pieces {
-		n := a.kvh / parts
+		n := a.kvh
+		if splitTiles == (u.t1-u.t0 > 1) {
+			n /= parts
+		}
 		for g := 0; g < a.kvh; g += n {
 			u.g0, u.g1 = g, g+n
 			us = append(us, u)

@@ -60,9 +60,18 @@ func newAttentionInputs(r *rand.Rand, dt graph.DType, heads, kvh, hs, bs int, qL
 }
 
 // TestPagedAttentionWorkersDeterminism checks that both paths give the same
-// bits whatever the number of workers.
+// bits whatever the number of workers (which changes how the kernels split
+// KV heads over units), for a varlen batch and a decode batch.
 func TestPagedAttentionWorkersDeterminism(t *testing.T) {
-	in := newAttentionInputs(loomtest.Rand(1), graph.BFloat16, 12, 3, 64, 16, []int{1, 7, 1, 30}, []int{1500, 700, 33, 1100})
+	for _, in := range []attentionInputs{
+		newAttentionInputs(loomtest.Rand(1), graph.BFloat16, 12, 3, 64, 16, []int{1, 7, 1, 30}, []int{1500, 700, 33, 1100}),
+		newAttentionInputs(loomtest.Rand(1), graph.Float16, 8, 4, 128, 8, []int{1, 1}, []int{900, 77}),
+	} {
+		checkWorkersDeterminism(t, in)
+	}
+}
+
+func checkWorkersDeterminism(t *testing.T, in attentionInputs) {
 	for _, split := range []ops.SplitMode{ops.SplitNever, ops.SplitAlways} {
 		var first []byte
 		for _, workers := range []int{1, 2, 3, 7} {
