@@ -28,9 +28,11 @@ import (
 // few units to keep every worker busy.
 //
 // A unit of one query token (a decode row) takes each block's K rows, then
-// its V rows, one token row at a time, widened into a float32 buffer that
-// stays in the L1 cache: the scores of the block for all the token's query
-// heads, then their weighted values. A tile of several tokens widens the
+// its V rows, one token row at a time, straight from the cache (float16 and
+// bfloat16 are widened in registers): the scores of the block for all the
+// token's query heads, then their weighted values. (Widening a token row
+// once into a buffer for a group's query heads to share measured slower,
+// for groups of 2 and of 4.) A tile of several tokens widens the
 // block's rows once and runs, per query row, block kernels that take eight
 // keys at a time. The kernels are AVX2 assembly where the CPU has it
 // (attention_amd64.s), else loops over the vec routines.
@@ -278,7 +280,7 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 
 // attnRows is a worker's scratch: the state of a unit's rows, one row's
 // (or, for a single query token, every row's) scores of a block, and a
-// block's or a token row's K and V widened to float32. Row (i·heads +
+// tile's block of K and V rows widened to float32. Row (i·heads +
 // g−g0)·group + j is query token t0+i with query head g·group+j, where
 // heads = g1−g0.
 type attnRows struct {
@@ -286,7 +288,7 @@ type attnRows struct {
 	m, l       []float32 // [rows]: running maximum and sum, log2 units
 	lo, hi     []int     // [tokens]: each query token's visible keys
 	s          []float32 // [heads·group][bs]: scores, then weights, of one block
-	kbuf, vbuf []float32 // [bs][kv_heads][hs]: K and V rows widened
+	kbuf, vbuf []float32 // [bs][heads][hs]: K and V rows widened (tiles)
 }
 
 func (a *attention) newAttnRows() *attnRows {
