@@ -24,8 +24,8 @@ import (
 // query tile). It reads whole token rows of a block, all its KV heads, in
 // memory order, which lets the hardware prefetchers stream: one head's rows
 // are 1/kv_heads of every block, and walking them alone ran several times
-// slower. Heads are split over several units only when the dispatch has too
-// few units to keep every worker busy.
+// slower. The heads of multi-token tiles are split over several units only
+// when the dispatch has too few units to keep every worker busy.
 //
 // A unit of one query token (a decode row) takes each block's K rows, then
 // its V rows, one token row at a time, straight from the cache (float16 and
@@ -241,20 +241,16 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 			}
 		}
 	}
-	// Too few pieces for the workers: split heads, into the fewest ranges
-	// that give enough units. A piece of one query token streams whole token
-	// rows, and a part of each row would read slower, so the heads of tiles
-	// (bound by arithmetic) are split first, a decode piece's only if there
-	// is no tile.
+	// Too few pieces for the workers: split the heads of the tiles into the
+	// fewest ranges that give enough units. A tile is bound by arithmetic; a
+	// decode piece streams whole token rows, and parts of rows read far
+	// slower (8 one-head units took 8 times as long as one unit of 8 heads),
+	// so its heads stay together: parallel decode comes from partitions.
 	tiles := 0
 	for _, u := range pieces {
 		if u.t1-u.t0 > 1 {
 			tiles++
 		}
-	}
-	splitTiles := tiles > 0
-	if !splitTiles {
-		tiles = len(pieces)
 	}
 	parts := a.kvh
 	for d := 1; d <= a.kvh; d++ {
@@ -266,7 +262,7 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 	var us []attnUnit
 	for _, u := range pieces {
 		n := a.kvh
-		if splitTiles == (u.t1-u.t0 > 1) {
+		if u.t1-u.t0 > 1 {
 			n /= parts
 		}
 		for g := 0; g < a.kvh; g += n {

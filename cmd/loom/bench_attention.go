@@ -288,7 +288,7 @@ func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
 	fmt.Printf("SplitAuto splits below %d groups per core (primitives.UseSplitKV)\n", primitives.SplitGroupsPerCore)
 	fmt.Printf("%8s %4s %10s %10s %12s %6s\n", "kv heads", "B", "single ms", "split ms", "split/single", "auto")
 	for _, kvh := range []int{8, 1} {
-		for _, b := range []int{1, 2, 3, 4, 6, 8, 12, 16} {
+		for _, b := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16} {
 			c := decodeCase(fmt.Sprintf("gate-%d-%d", kvh, b), b, 8192, 8, 128)
 			c.kvHeads = kvh
 			res, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps)
