@@ -375,10 +375,13 @@ func (p PagedAttention) Lower(l *Lowering) error {
 		})
 		return nil
 	}
+	rows := int64(tq) * int64(heads) * int64(parts)
+	if err := fitsInt32("the split-KV partial outputs", int(rows)*hs); err != nil {
+		return err
+	}
 	l.Count("paged_attention.split", 1)
 	split := *params
 	split.NumPartitions = int32(parts)
-	rows := int64(tq) * int64(heads) * int64(parts)
 	maxLogits := l.NewScratch(rows * 4)
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))

@@ -3,6 +3,7 @@ package primitives_test
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
@@ -109,6 +110,28 @@ func TestPagedAttentionLowering(t *testing.T) {
 				t.Errorf("reduce argument %s: %v", a.Name, a.Access)
 			}
 		}
+	}
+}
+
+// TestPagedAttentionLoweringTooLarge checks that split-KV scratch the
+// kernels cannot index with 32-bit integers is refused.
+func TestPagedAttentionLoweringTooLarge(t *testing.T) {
+	p := primitives.PagedAttention{MaxSeqLen: 32768, Split: primitives.SplitAlways}
+	in := []graph.Spec{
+		{DType: graph.Float16, Shape: []int{2048, 64, 256}},
+		{DType: graph.Float16, Shape: []int{64, 16, 8, 256}},
+		{DType: graph.Float16, Shape: []int{64, 16, 8, 256}},
+		{DType: graph.Int32, Shape: []int{1, 2048}},
+		{DType: graph.Int32, Shape: []int{1}},
+		{DType: graph.Int32, Shape: []int{2}},
+	}
+	out, err := p.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Lower(primitives.NewLowering(in, out, primitives.Caps{Device: "cpu", Cores: 2}))
+	if err == nil || !strings.Contains(err.Error(), "unsupported size: the split-KV partial outputs") {
+		t.Fatalf("err = %v, want an unsupported size", err)
 	}
 }
 
