@@ -174,8 +174,8 @@ func referenceAttention(q []float64, heads int, k, v *kvCache, b *attnBatch, o a
 					den = math.Exp(o.sinks[h] - top)
 				}
 				or := out[(t*heads+h)*hs : (t*heads+h+1)*hs]
-				for x, j := range scores {
-					w := math.Exp(j - top)
+				for x, sc := range scores {
+					w := math.Exp(sc - top)
 					den += w
 					vr := v.row(b.slot(s, lo+x, v.bs), h/group)
 					for d := range hs {
@@ -193,17 +193,15 @@ func referenceAttention(q []float64, heads int, k, v *kvCache, b *attnBatch, o a
 
 // attnCase is one paged attention test.
 type attnCase struct {
-	name        string
-	dt          graph.DType
-	heads, kvh  int
-	hs, bs      int
-	ctx, qLens  []int // qLens nil: decode, one query token per sequence
-	window      int
-	softcap     float32
-	scale       float32
-	sinks       bool
-	splits      []ops.SplitMode // each is run on the same data; nil: never, always and auto
-	spareBlocks int
+	name       string
+	dt         graph.DType
+	heads, kvh int
+	hs, bs     int
+	ctx, qLens []int // qLens nil: decode, one query token per sequence
+	window     int
+	softcap    float32
+	scale      float32
+	sinks      bool
 }
 
 func (c attnCase) withDefaults() attnCase {
@@ -212,9 +210,6 @@ func (c attnCase) withDefaults() attnCase {
 	}
 	if c.heads == 0 {
 		c.heads, c.kvh, c.hs, c.bs = 16, 8, 128, 16
-	}
-	if c.splits == nil {
-		c.splits = []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}
 	}
 	if c.qLens == nil {
 		c.qLens = make([]int, len(c.ctx))
@@ -226,15 +221,16 @@ func (c attnCase) withDefaults() attnCase {
 }
 
 func (c attnCase) blocksNeeded() int {
-	n := c.spareBlocks + 1
+	n := 1 // a spare block that no sequence uses
 	for _, l := range c.ctx {
 		n += (l + c.bs - 1) / c.bs
 	}
 	return n
 }
 
-// runAttention runs each case on every target against the reference, and
-// checks the path taken. Cases of one geometry share their caches.
+// runAttention runs each case on every target, forcing each path and on
+// auto, against the reference, and checks the path taken. Cases of one
+// geometry share their caches.
 func runAttention(t *testing.T, cases []attnCase) {
 	t.Helper()
 	type geom struct {
@@ -287,7 +283,7 @@ func runAttention(t *testing.T, cases []attnCase) {
 					kv = [2]*graph.Array{cc.k.array(), cc.v.array()}
 					cc.arrays[tg.Name] = kv
 				}
-				for _, mode := range c.splits {
+				for _, mode := range []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto} {
 					what := fmt.Sprintf("%s split %v", tg.Name, mode)
 					opts := ops.AttentionOptions{Scale: c.scale, Softcap: c.softcap, SlidingWindow: c.window, Split: mode}
 					if sv != nil {
