@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/ops"
@@ -98,6 +99,47 @@ func checkWorkersDeterminism(t *testing.T, in attentionInputs) {
 				t.Fatalf("split %v: %d workers give different bits than 1", split, workers)
 			}
 			rt.Close()
+		}
+	}
+}
+
+// TestPagedAttentionGoFallback checks that the kernels without assembly
+// (the path of CPUs without AVX2 and of other architectures) agree with
+// the assembly ones, on a varlen and a decode batch, on both paths.
+func TestPagedAttentionGoFallback(t *testing.T) {
+	if !vec.Assembly() {
+		t.Skip("no assembly on this CPU: the Go path is the only one")
+	}
+	for _, in := range []attentionInputs{
+		newAttentionInputs(loomtest.Rand(3), graph.Float32, 8, 2, 80, 16, []int{1, 9, 40}, []int{700, 9, 1200}),
+		newAttentionInputs(loomtest.Rand(4), graph.BFloat16, 8, 8, 64, 8, []int{1, 1, 1}, []int{600, 1, 1500}),
+	} {
+		for _, split := range []ops.SplitMode{ops.SplitNever, ops.SplitAlways} {
+			var got [2][]float64
+			for i, asm := range []bool{true, false} {
+				was := vec.SetAssembly(asm)
+				rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				meta := in.meta
+				meta.BlockTables, meta.SeqLens, meta.CuSeqlensQ = clone(meta.BlockTables), clone(meta.SeqLens), clone(meta.CuSeqlensQ)
+				out := ops.PagedAttention(clone(in.q), clone(in.kc), clone(in.vc), meta, ops.AttentionOptions{Split: split, SlidingWindow: 1000})
+				err = rt.Eval(out)
+				vec.SetAssembly(was)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[i], err = out.Float64s(); err != nil {
+					t.Fatal(err)
+				}
+				rt.Close()
+			}
+			atol, rtol := 1e-5, 1e-5
+			if in.q.DType() == graph.BFloat16 {
+				atol, rtol = 8e-3, 8e-3 // one bfloat16 rounding apart at most
+			}
+			loomtest.Close(t, fmt.Sprintf("%s split %v: Go against assembly", in.q.DType(), split), got[1], got[0], atol, rtol)
 		}
 	}
 }
