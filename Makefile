@@ -3,7 +3,7 @@
 GO ?= go
 DARWIN := CGO_ENABLED=0 GOOS=darwin GOARCH=arm64
 
-.PHONY: run test msl-deps vet test-go darwin bench
+.PHONY: run test msl-deps vet test-go darwin bench bench-peers
 
 # The main job on the CPU backend, with what the repository ships.
 run:
@@ -30,3 +30,8 @@ darwin:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+# Loom's matmul beside gonum's blas32.Gemm, in turns, in one run (the peer
+# lives in its own module so the main module depends on nothing else).
+bench-peers:
+	cd bench/peers/gonum && $(GO) run .

@@ -5,21 +5,25 @@ import (
 	"testing"
 
 	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
-	"github.com/loomrt/loom/internal/loomtest"
-	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/runtime"
 )
 
-// evaluated returns a random array of the given dtype and shape, already
-// on the device, so that a benchmark's Evals do not upload it.
-func evaluated(b *testing.B, rt *runtime.Runtime, dt graph.DType, shape ...int) *graph.Array {
-	b.Helper()
-	a := graph.FromFloat32sAs(dt, loomtest.Float32s(loomtest.Rand(1), graph.NumElements(shape), -1, 1), shape...)
-	if err := rt.Eval(a); err != nil {
-		b.Fatal(err)
+// eachCode runs the benchmark with the assembly and with the Go fallback
+// (what runs on CPUs without AVX2 and on other architectures).
+func eachCode(b *testing.B, name string, f func(b *testing.B)) {
+	for _, asm := range []bool{true, false} {
+		b.Run(fmt.Sprintf("%s/asm=%v", name, asm), func(b *testing.B) {
+			was := vec.SetAssembly(asm)
+			defer vec.SetAssembly(was)
+			if vec.Assembly() != asm {
+				b.Skip("this CPU has no AVX2+FMA+F16C")
+			}
+			f(b)
+		})
 	}
-	return a
 }
 
 // BenchmarkGEMV is the decode matmul, x[1, 4096] · W[4096, 4096]ᵀ, through
@@ -27,16 +31,18 @@ func evaluated(b *testing.B, rt *runtime.Runtime, dt graph.DType, shape ...int) 
 func BenchmarkGEMV(b *testing.B) {
 	const n, k = 4096, 4096
 	for _, dt := range []graph.DType{graph.Float32, graph.BFloat16, graph.Float16} {
-		b.Run(dt.String(), func(b *testing.B) {
+		eachCode(b, dt.String(), func(b *testing.B) {
 			rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			w := evaluated(b, rt, dt, n, k)
-			x := evaluated(b, rt, dt, 1, k)
+			f, err := loombench.MatMul(rt, dt, 1, n, k, true)
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.SetBytes(int64(n * k * dt.Size()))
 			for b.Loop() {
-				if err := rt.Eval(ops.MatMulTransposed(x, w, false, true)); err != nil {
+				if err := f(); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -45,19 +51,22 @@ func BenchmarkGEMV(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMul is a square float32 product through the runtime, in
-// GFLOP/s (2n³ flops).
+// BenchmarkMatMul is a square product through the runtime, in GFLOP/s
+// (2n³ flops).
 func BenchmarkMatMul(b *testing.B) {
 	for _, n := range []int{256, 1024} {
 		for _, dt := range []graph.DType{graph.Float32, graph.BFloat16} {
-			b.Run(fmt.Sprintf("%s/n=%d", dt, n), func(b *testing.B) {
+			eachCode(b, fmt.Sprintf("%s/n=%d", dt, n), func(b *testing.B) {
 				rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
-				x, y := evaluated(b, rt, dt, n, n), evaluated(b, rt, dt, n, n)
+				f, err := loombench.MatMul(rt, dt, n, n, n, false)
+				if err != nil {
+					b.Fatal(err)
+				}
 				for b.Loop() {
-					if err := rt.Eval(ops.MatMul(x, y)); err != nil {
+					if err := f(); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -13,16 +13,19 @@ import (
 // tile held in registers. Packing also widens float16/bfloat16 to float32
 // and takes care of the transposes, so the micro-kernel sees one layout.
 //
+// Panels are padded with zeros to whole tiles. The padding only feeds the
+// parts of edge tiles that are thrown away; zeros keep that arithmetic off
+// stale scratch contents (NaNs, subnormals: slow on some CPUs).
+//
 // Each output element is C = Σ over K slices (in order) of the slice's
 // partial sum, each partial sum accumulated from zero over k in order: the
 // same arithmetic whichever worker computes the tile.
 const (
-	gemmMR  = 6               // rows of the register tile: 12 accumulators of 8 lanes
-	gemmNR  = 16              // columns of the register tile: two AVX2 registers
-	gemmKC  = 256             // depth of a K slice: a B panel (16 KiB) stays in L1
-	gemmMB  = 1024            // most rows of an output block: each of 2 workers' packed A slice (512 KiB) stays in L2
-	gemmNB  = 1024            // most columns of an output block: its packed B slice (1 MiB) stays in L2/L3
-	gemmLDC = gemmNB + gemmNR // row stride of the float32 accumulator block
+	gemmMR = 6    // rows of the register tile: 12 accumulators of 8 lanes
+	gemmNR = 16   // columns of the register tile: two AVX2 registers
+	gemmKC = 256  // depth of a K slice: a B panel (16 KiB) stays in L1
+	gemmMB = 1024 // most rows of an output block: each of 2 workers' packed A slice (512 KiB) stays in L2
+	gemmNB = 1024 // most columns of an output block: its packed B slice (1 MiB) stays in L2/L3
 )
 
 // gemmGrain is the least arithmetic (in flops) worth a goroutine.
@@ -37,26 +40,44 @@ type microKernel func(a, b, c []float32, k, ldc int, accumulate bool)
 // microKernelGo is the micro-kernel in Go: the fallback without AVX2, and
 // the reference the assembly is tested against. Each accumulator adds its
 // products in k order, as the assembly does (which fuses them).
+//
+// It works on four columns at a time, so that the 24 accumulators of a
+// 6×4 block, with the 4 values of B and 1 of A they use, fit in arm64's 32
+// floating-point registers; each block makes its own pass over the A panel.
 func microKernelGo(a, b, c []float32, k, ldc int, accumulate bool) {
-	var acc [gemmMR * gemmNR]float32
-	for p := range k {
-		ap := a[p*gemmMR : p*gemmMR+gemmMR]
-		bp := b[p*gemmNR : p*gemmNR+gemmNR]
-		for i, ai := range ap {
-			row := acc[i*gemmNR : i*gemmNR+gemmNR]
-			for j, bj := range bp {
-				row[j] += ai * bj
-			}
+	a, b = a[:gemmMR*k], b[:gemmNR*k]
+	for j := 0; j < gemmNR; j += 4 {
+		var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23 float32
+		var c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53 float32
+		for p := range k {
+			ap := a[p*gemmMR : p*gemmMR+gemmMR]
+			bp := b[p*gemmNR+j : p*gemmNR+j+4]
+			b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+			a0 := ap[0]
+			c00, c01, c02, c03 = c00+a0*b0, c01+a0*b1, c02+a0*b2, c03+a0*b3
+			a1 := ap[1]
+			c10, c11, c12, c13 = c10+a1*b0, c11+a1*b1, c12+a1*b2, c13+a1*b3
+			a2 := ap[2]
+			c20, c21, c22, c23 = c20+a2*b0, c21+a2*b1, c22+a2*b2, c23+a2*b3
+			a3 := ap[3]
+			c30, c31, c32, c33 = c30+a3*b0, c31+a3*b1, c32+a3*b2, c33+a3*b3
+			a4 := ap[4]
+			c40, c41, c42, c43 = c40+a4*b0, c41+a4*b1, c42+a4*b2, c43+a4*b3
+			a5 := ap[5]
+			c50, c51, c52, c53 = c50+a5*b0, c51+a5*b1, c52+a5*b2, c53+a5*b3
 		}
-	}
-	for i := range gemmMR {
-		crow, arow := c[i*ldc:i*ldc+gemmNR], acc[i*gemmNR:i*gemmNR+gemmNR]
-		if accumulate {
-			for j := range crow {
-				crow[j] += arow[j]
+		for i, row := range [gemmMR][4]float32{
+			{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+			{c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53},
+		} {
+			crow := c[i*ldc+j : i*ldc+j+4]
+			if accumulate {
+				for jj := range crow {
+					crow[jj] += row[jj]
+				}
+			} else {
+				copy(crow, row[:])
 			}
-		} else {
-			copy(crow, arow)
 		}
 	}
 }
@@ -128,10 +149,11 @@ func (g *gemm) run(par parallelFunc) {
 	bp := getFloats(gemmKC * bn)
 	defer putFloats(bp)
 	// Each block is accumulated in float32 in acc and stored (rounded, for
-	// float16 and bfloat16) once complete. Its rows are gemmLDC floats apart
-	// whatever N is: a row stride of a large power of two would put a
+	// float16 and bfloat16) once complete. Its rows are one tile wider than
+	// the block: N's row stride, often a large power of two, would put a
 	// tile's rows in the same cache set.
-	accp := getFloats(min(m, bm) * gemmLDC)
+	ldc := bn + gemmNR
+	accp := getFloats(min(m, bm) * ldc)
 	defer putFloats(accp)
 	acc := *accp
 	for i0 := 0; i0 < m; i0 += bm {
@@ -141,11 +163,11 @@ func (g *gemm) run(par parallelFunc) {
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
 				g.packB(par, *bp, p0, kc, j0, nb)
-				g.multiply(par, *bp, acc, gemmLDC, i0, mb, nb, p0, kc)
+				g.multiply(par, *bp, acc, ldc, i0, mb, nb, p0, kc)
 			}
 			par(mb, max(1, gemmGrain/nb), func(lo, hi int) {
 				for i := lo; i < hi; i++ {
-					mc.out.store(g.outOff+(i0+i)*n+j0, acc[i*gemmLDC:i*gemmLDC+nb])
+					mc.out.store(g.outOff+(i0+i)*n+j0, acc[i*ldc:i*ldc+nb])
 				}
 			})
 		}
@@ -204,9 +226,12 @@ func (g *gemm) packB(par parallelFunc, bp []float32, p0, kc, j0, nb int) {
 func (g *gemm) packA(ap []float32, i0, mb, tlo, thi, p0, kc int) {
 	mc := g.mc
 	m, k := mc.m, mc.k
-	rowp := getFloats(max(kc, gemmMR))
-	defer putFloats(rowp)
-	row := *rowp
+	var row []float32
+	if !mc.transA {
+		rowp := getFloats(kc)
+		defer putFloats(rowp)
+		row = *rowp
+	}
 	for t := tlo; t < thi; t++ {
 		panel := ap[(t-tlo)*kc*gemmMR : (t-tlo+1)*kc*gemmMR]
 		it := i0 + t*gemmMR
@@ -228,8 +253,8 @@ func (g *gemm) packA(ap []float32, i0, mb, tlo, thi, p0, kc int) {
 				}
 				continue
 			}
-			mc.a.load(row[:kc], g.aOff+(it+ii)*k+p0)
-			for p, v := range row[:kc] {
+			mc.a.load(row, g.aOff+(it+ii)*k+p0)
+			for p, v := range row {
 				panel[p*gemmMR+ii] = v
 			}
 		}

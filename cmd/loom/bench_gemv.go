@@ -49,12 +49,14 @@ func benchGemv(args []string) error {
 			return err
 		}
 		// The machine's load changes during a run: read bandwidth is also
-		// measured in turns with the GEMV, on a buffer of the weights' size,
-		// and the best of each is compared.
+		// measured in turns with the GEMV, on a buffer of at least 64 MiB,
+		// twice the L3 cache (a smaller one would be read partly from the
+		// cache, right after the measurement fills it), and the best of
+		// each is compared.
 		bytes := float64(*n) * float64(*k) * float64(dt.Size())
 		var read float64
 		probe := func() error {
-			read = max(read, cpu.MeasureBandwidth(int(bytes), workers, 1).Read)
+			read = max(read, cpu.MeasureBandwidth(max(int(bytes), 64<<20), workers, 1).Read)
 			return nil
 		}
 		t, err := loombench.Interleaved(*reps, f, probe)

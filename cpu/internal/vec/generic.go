@@ -1,6 +1,10 @@
 package vec
 
-import "github.com/loomrt/loom/graph"
+import (
+	"math"
+
+	"github.com/loomrt/loom/graph"
+)
 
 // The Go versions of the routines. They are what runs without AVX2, and the
 // reference the assembly is tested against.
@@ -13,15 +17,22 @@ const dotLanes = 32
 
 // dotAccumulate adds the products of a and b (whole steps of 32, then of 8
 // elements) into the partial sums and returns how many elements it used.
+// It takes the 32 partial sums 8 at a time through all the steps, so that
+// they live in registers; each partial sum still adds its products in
+// order.
 func dotAccumulate(s *[dotLanes]float32, a, b []float32) int {
 	n := len(a)
-	i := 0
-	for ; i+dotLanes <= n; i += dotLanes {
-		x, y := a[i:i+dotLanes], b[i:i+dotLanes]
-		for j := range s {
-			s[j] += x[j] * y[j]
+	whole := n / dotLanes * dotLanes
+	for g := 0; g < dotLanes && whole > 0; g += 8 {
+		s0, s1, s2, s3, s4, s5, s6, s7 := s[g], s[g+1], s[g+2], s[g+3], s[g+4], s[g+5], s[g+6], s[g+7]
+		for i := g; i < whole; i += dotLanes {
+			x, y := a[i:i+8], b[i:i+8]
+			s0, s1, s2, s3 = s0+x[0]*y[0], s1+x[1]*y[1], s2+x[2]*y[2], s3+x[3]*y[3]
+			s4, s5, s6, s7 = s4+x[4]*y[4], s5+x[5]*y[5], s6+x[6]*y[6], s7+x[7]*y[7]
 		}
+		s[g], s[g+1], s[g+2], s[g+3], s[g+4], s[g+5], s[g+6], s[g+7] = s0, s1, s2, s3, s4, s5, s6, s7
 	}
+	i := whole
 	for ; i+8 <= n; i += 8 {
 		x, y := a[i:i+8], b[i:i+8]
 		for j := range 8 {
@@ -73,23 +84,24 @@ func widenGo(bf16 bool, dst []float32, src []uint16) {
 	}
 }
 
+// widenChunk is how many 16-bit values the Go dot products widen at a
+// time: a multiple of 32, so that chunks keep the lanes of one pass.
+const widenChunk = 256
+
 // dotWidenGo is the dot product of a row w of 16-bit floats (bfloat16 if
 // bf16 else float16) with x, accumulated exactly as dotF32Go accumulates.
 func dotWidenGo(bf16 bool, w []uint16, x []float32) float32 {
 	var s [dotLanes]float32
-	var buf [dotLanes]float32
+	var buf [widenChunk]float32
 	n := len(w)
-	i := 0
-	for ; i+dotLanes <= n; i += dotLanes {
-		widenGo(bf16, buf[:], w[i:i+dotLanes])
-		dotAccumulate(&s, buf[:], x[i:i+dotLanes])
+	body := n &^ 7
+	for i := 0; i < body; i += widenChunk {
+		m := min(widenChunk, body-i)
+		widenGo(bf16, buf[:m], w[i:i+m])
+		dotAccumulate(&s, buf[:m], x[i:i+m])
 	}
-	for ; i+8 <= n; i += 8 {
-		widenGo(bf16, buf[:8], w[i:i+8])
-		dotAccumulate(&s, buf[:8], x[i:i+8])
-	}
-	widenGo(bf16, buf[:n-i], w[i:])
-	return reduceLanes(&s) + dotTail(buf[:n-i], x[i:n])
+	widenGo(bf16, buf[:n-body], w[body:])
+	return reduceLanes(&s) + dotTail(buf[:n-body], x[body:n])
 }
 
 func dotBF16Go(w []uint16, x []float32) float32 { return dotWidenGo(true, w, x) }
@@ -121,16 +133,22 @@ func widenPackedBF16(dst []float32, w []uint16) {
 
 func dotBF16PackedGo(w []uint16, xp []float32) float32 {
 	var s [dotLanes]float32
-	var buf [dotLanes]float32
+	var buf [widenChunk]float32
 	n := len(w)
-	i := 0
-	for ; i+dotLanes <= n; i += dotLanes {
-		widenPackedBF16(buf[:], w[i:i+dotLanes])
-		dotAccumulate(&s, buf[:], xp[i:i+dotLanes])
+	whole := n &^ (dotLanes - 1)
+	for i := 0; i < whole; i += widenChunk {
+		m := min(widenChunk, whole-i)
+		widenPackedBF16(buf[:m], w[i:i+m])
+		dotAccumulate(&s, buf[:m], xp[i:i+m])
 	}
+	i := whole
 	if i+16 <= n {
+		// A last block of 16: its halves go to lanes 0-7 and 8-15, the
+		// assembly's two registers.
 		widenPackedBF16(buf[:16], w[i:i+16])
-		dotAccumulate(&s, buf[:16], xp[i:i+16])
+		for j, v := range buf[:16] {
+			s[j] += v * xp[i+j]
+		}
 		i += 16
 	}
 	bf16ToF32Go(buf[:n-i], w[i:])
@@ -151,7 +169,7 @@ func axpyBF16Go(y []float32, alpha float32, w []uint16) {
 
 func axpyF16Go(y []float32, alpha float32, w []uint16) {
 	for i := range y {
-		y[i] += alpha * graph.F16ToF32(w[i])
+		y[i] += alpha * halfToF32(w[i])
 	}
 }
 
@@ -169,8 +187,22 @@ func bf16ToF32Go(dst []float32, src []uint16) {
 
 func f16ToF32Go(dst []float32, src []uint16) {
 	for i, h := range src {
-		dst[i] = graph.F16ToF32(h)
+		dst[i] = halfToF32(h)
 	}
+}
+
+// halfToF32 is graph.F16ToF32 (tested against it for every input) without
+// its loop over subnormals, so that it inlines: the exponent and mantissa
+// shifted into place read as a float32 2^112 times too small, subnormals
+// included, and multiplying by 2^112 is exact. Inf and NaN only need the
+// exponent filled in.
+func halfToF32(h uint16) float32 {
+	em := uint32(h&0x7fff) << 13
+	sign := uint32(h&0x8000) << 16
+	if em >= 0x1f<<23 {
+		return math.Float32frombits(sign | 0x7f800000 | em)
+	}
+	return math.Float32frombits(sign | math.Float32bits(math.Float32frombits(em)*0x1p112))
 }
 
 func f32ToBF16Go(dst []uint16, src []float32) {

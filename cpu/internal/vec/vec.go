@@ -19,7 +19,7 @@ func DotF32(a, b []float32) float32 {
 	if len(a) != len(b) {
 		panic("vec.DotF32: slices of different lengths")
 	}
-	return use.dotF32(a, b)
+	return dotF32(a, b)
 }
 
 // DotBF16 returns Σ w[i]·x[i] where w holds bfloat16 bits, widened to
@@ -29,7 +29,7 @@ func DotBF16(w []uint16, x []float32) float32 {
 	if len(w) != len(x) {
 		panic("vec.DotBF16: slices of different lengths")
 	}
-	return use.dotBF16(w, x)
+	return dotBF16(w, x)
 }
 
 // PackBF16X reorders x for DotBF16Packed into dst: each whole block of 16
@@ -55,7 +55,7 @@ func DotBF16Packed(w []uint16, xp []float32) float32 {
 	if len(w) != len(xp) {
 		panic("vec.DotBF16Packed: slices of different lengths")
 	}
-	return use.dotBF16Packed(w, xp)
+	return dotBF16Packed(w, xp)
 }
 
 // DotF16 returns Σ w[i]·x[i] where w holds IEEE float16 bits, widened to
@@ -65,7 +65,7 @@ func DotF16(w []uint16, x []float32) float32 {
 	if len(w) != len(x) {
 		panic("vec.DotF16: slices of different lengths")
 	}
-	return use.dotF16(w, x)
+	return dotF16(w, x)
 }
 
 // AxpyF32 computes y[i] += alpha·x[i]. It panics if the lengths differ.
@@ -73,7 +73,7 @@ func AxpyF32(y []float32, alpha float32, x []float32) {
 	if len(x) != len(y) {
 		panic("vec.AxpyF32: slices of different lengths")
 	}
-	use.axpyF32(y, alpha, x)
+	axpyF32(y, alpha, x)
 }
 
 // AxpyBF16 computes y[i] += alpha·w[i] where w holds bfloat16 bits. It
@@ -82,7 +82,7 @@ func AxpyBF16(y []float32, alpha float32, w []uint16) {
 	if len(w) != len(y) {
 		panic("vec.AxpyBF16: slices of different lengths")
 	}
-	use.axpyBF16(y, alpha, w)
+	axpyBF16(y, alpha, w)
 }
 
 // AxpyF16 computes y[i] += alpha·w[i] where w holds IEEE float16 bits. It
@@ -91,11 +91,11 @@ func AxpyF16(y []float32, alpha float32, w []uint16) {
 	if len(w) != len(y) {
 		panic("vec.AxpyF16: slices of different lengths")
 	}
-	use.axpyF16(y, alpha, w)
+	axpyF16(y, alpha, w)
 }
 
 // ScaleF32 computes y[i] *= alpha.
-func ScaleF32(y []float32, alpha float32) { use.scaleF32(y, alpha) }
+func ScaleF32(y []float32, alpha float32) { scaleF32(y, alpha) }
 
 // BF16ToF32 widens bfloat16 bits to float32, exactly, into dst[:len(src)].
 // It panics if dst is shorter than src.
@@ -103,7 +103,7 @@ func BF16ToF32(dst []float32, src []uint16) {
 	if len(dst) < len(src) {
 		panic("vec.BF16ToF32: dst shorter than src")
 	}
-	use.bf16ToF32(dst[:len(src)], src)
+	bf16ToF32(dst[:len(src)], src)
 }
 
 // F16ToF32 widens IEEE float16 bits to float32, exactly (as
@@ -113,7 +113,7 @@ func F16ToF32(dst []float32, src []uint16) {
 	if len(dst) < len(src) {
 		panic("vec.F16ToF32: dst shorter than src")
 	}
-	use.f16ToF32(dst[:len(src)], src)
+	f16ToF32(dst[:len(src)], src)
 }
 
 // F32ToBF16 rounds float32 values to bfloat16 bits into dst[:len(src)],
@@ -124,7 +124,7 @@ func F32ToBF16(dst []uint16, src []float32) {
 	if len(dst) < len(src) {
 		panic("vec.F32ToBF16: dst shorter than src")
 	}
-	use.f32ToBF16(dst[:len(src)], src)
+	f32ToBF16(dst[:len(src)], src)
 }
 
 // F32ToF16 rounds float32 values to IEEE float16 bits into dst[:len(src)],
@@ -135,5 +135,5 @@ func F32ToF16(dst []uint16, src []float32) {
 	if len(dst) < len(src) {
 		panic("vec.F32ToF16: dst shorter than src")
 	}
-	use.f32ToF16(dst[:len(src)], src)
+	f32ToF16(dst[:len(src)], src)
 }

@@ -1,20 +1,102 @@
 package vec
 
-// asmImpls is the assembly where the CPU and the operating system support
-// AVX2, FMA and F16C; nil otherwise. It is a variable initialiser, not an
-// init function, so that it is set before dispatch.go's init selects it.
-var asmImpls = func() *impls {
-	if !hasAVX2FMAF16C() {
-		return nil
+// hasAssembly is whether the CPU and the operating system support AVX2,
+// FMA and F16C, which the assembly needs.
+var hasAssembly = hasAVX2FMAF16C()
+
+// The routines: the assembly where it is selected, else the Go versions.
+
+func dotF32(a, b []float32) float32 {
+	if assembly {
+		return dotF32AVX2(a, b)
 	}
-	return &impls{
-		dotF32AVX2, dotBF16AVX2, dotF16AVX2,
-		dotBF16PackedAVX2,
-		axpyF32AVX2, axpyBF16AVX2, axpyF16AVX2,
-		scaleF32AVX2,
-		bf16ToF32AVX2, f16ToF32AVX2, f32ToBF16AVX2, f32ToF16AVX2,
+	return dotF32Go(a, b)
+}
+
+func dotBF16(w []uint16, x []float32) float32 {
+	if assembly {
+		return dotBF16AVX2(w, x)
 	}
-}()
+	return dotBF16Go(w, x)
+}
+
+func dotF16(w []uint16, x []float32) float32 {
+	if assembly {
+		return dotF16AVX2(w, x)
+	}
+	return dotF16Go(w, x)
+}
+
+func dotBF16Packed(w []uint16, xp []float32) float32 {
+	if assembly {
+		return dotBF16PackedAVX2(w, xp)
+	}
+	return dotBF16PackedGo(w, xp)
+}
+
+func axpyF32(y []float32, alpha float32, x []float32) {
+	if assembly {
+		axpyF32AVX2(y, alpha, x)
+		return
+	}
+	axpyF32Go(y, alpha, x)
+}
+
+func axpyBF16(y []float32, alpha float32, w []uint16) {
+	if assembly {
+		axpyBF16AVX2(y, alpha, w)
+		return
+	}
+	axpyBF16Go(y, alpha, w)
+}
+
+func axpyF16(y []float32, alpha float32, w []uint16) {
+	if assembly {
+		axpyF16AVX2(y, alpha, w)
+		return
+	}
+	axpyF16Go(y, alpha, w)
+}
+
+func scaleF32(y []float32, alpha float32) {
+	if assembly {
+		scaleF32AVX2(y, alpha)
+		return
+	}
+	scaleF32Go(y, alpha)
+}
+
+func bf16ToF32(dst []float32, src []uint16) {
+	if assembly {
+		bf16ToF32AVX2(dst, src)
+		return
+	}
+	bf16ToF32Go(dst, src)
+}
+
+func f16ToF32(dst []float32, src []uint16) {
+	if assembly {
+		f16ToF32AVX2(dst, src)
+		return
+	}
+	f16ToF32Go(dst, src)
+}
+
+func f32ToBF16(dst []uint16, src []float32) {
+	if assembly {
+		f32ToBF16AVX2(dst, src)
+		return
+	}
+	f32ToBF16Go(dst, src)
+}
+
+func f32ToF16(dst []uint16, src []float32) {
+	if assembly {
+		f32ToF16AVX2(dst, src)
+		return
+	}
+	f32ToF16Go(dst, src)
+}
 
 // cpuid executes CPUID for a leaf and sub-leaf (cpuid_amd64.s).
 func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
