@@ -25,8 +25,23 @@ type queue struct {
 	dev *Device
 	obj objc.ID
 
+	inflight sync.WaitGroup // committed command buffers not yet completed
+
 	mu         sync.Mutex
 	statusFree []*buffer // status buffers of completed command buffers
+}
+
+// Close waits for the committed command buffers to complete and releases
+// the queue and its status buffers.
+func (q *queue) Close() {
+	q.inflight.Wait()
+	q.mu.Lock()
+	for _, b := range q.statusFree {
+		b.Release()
+	}
+	q.statusFree = nil
+	q.mu.Unlock()
+	msgVoid(q.obj, selRelease)
 }
 
 func (q *queue) NewCommandBuffer() runtime.CommandBuffer {
@@ -193,6 +208,7 @@ func (cb *commandBuffer) Err() error {
 // Commit encodes the recorded passes into a Metal command buffer and
 // commits it.
 func (cb *commandBuffer) Commit() {
+	cb.q.inflight.Add(1)
 	withPool(func() {
 		if err := cb.encode(); err != nil {
 			cb.finish(err, true)
@@ -369,6 +385,7 @@ func (cb *commandBuffer) finish(err error, failed bool) {
 		s.ev.complete(s.value, failed)
 	}
 	close(cb.done)
+	cb.q.inflight.Done()
 }
 
 type encoder struct {

@@ -42,3 +42,38 @@ template <> struct compute<bfloat> { typedef float type; };
 // log2(e): attention and softmax scale scores by it once so that every
 // exponential is an exp2.
 constant float LOG2E = 1.4426950408889634f;
+
+// threadgroup_reduce combines v over the n threads of a threadgroup with
+// op, in a fixed tree order (so results do not depend on scheduling), and
+// returns the result to every thread. scratch has a slot per thread.
+template <typename T, typename Op>
+T threadgroup_reduce(T v, threadgroup T* scratch, uint tid, uint n, Op op) {
+  scratch[tid] = v;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  uint span = 1;
+  while (span < n) {
+    span <<= 1;
+  }
+  for (uint s = span / 2; s > 0; s >>= 1) {
+    if (tid < s && tid + s < n) {
+      scratch[tid] = op(scratch[tid], scratch[tid + s]);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  T r = scratch[0];
+  // Every thread has read the result before scratch can be reused.
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  return r;
+}
+
+// The largest threadgroup Loom dispatches; threadgroup arrays sized by it
+// fit any group.
+#define LOOM_MAX_THREADS 1024
+
+struct SumOp {
+  template <typename T> T operator()(T a, T b) const { return a + b; }
+};
+struct MaxNaNOp {
+  // NaN is larger than any number, so it wins.
+  template <typename T> T operator()(T a, T b) const { return (a != a || a > b) ? a : b; }
+};

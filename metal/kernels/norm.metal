@@ -1,0 +1,96 @@
+// Row normalisations: one threadgroup per row, its threads striding over
+// the row, combined with threadgroup_reduce.
+
+// softmax over the axis of an array viewed as [Outer, N, Inner]: row
+// (o, i) is the N elements at (o·N + k)·Inner + i. Exponentials are exp2 of
+// scores pre-scaled by log2(e). A NaN makes the row NaN; a row of -inf is
+// NaN too (as on the CPU).
+template <typename T>
+[[kernel]] void softmax(
+    device const T* a [[buffer(0)]],
+    device T* out [[buffer(1)]],
+    constant AxisParams& p [[buffer(2)]],
+    uint group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  threadgroup float scratch[LOOM_MAX_THREADS];
+  uint base = (group / p.Inner) * p.N * p.Inner + group % p.Inner;
+  float m = -INFINITY;
+  for (uint k = tid; k < p.N; k += threads) {
+    m = MaxNaNOp()(float(a[base + k * p.Inner]) * LOG2E, m);
+  }
+  m = threadgroup_reduce(m, scratch, tid, threads, MaxNaNOp());
+  float sum = 0.0f;
+  for (uint k = tid; k < p.N; k += threads) {
+    sum += exp2(float(a[base + k * p.Inner]) * LOG2E - m);
+  }
+  sum = threadgroup_reduce(sum, scratch, tid, threads, SumOp());
+  float inv = 1.0f / sum;
+  for (uint k = tid; k < p.N; k += threads) {
+    uint at = base + k * p.Inner;
+    out[at] = T(exp2(float(a[at]) * LOG2E - m) * inv);
+  }
+}
+
+LOOM_FLOAT_KERNELS("softmax", softmax)
+
+// rms_norm: out = x · rsqrt(mean(x²) + eps) · weight over rows of D.
+template <typename T>
+[[kernel]] void rms_norm(
+    device const T* x [[buffer(0)]],
+    device const T* weight [[buffer(1)]],
+    device T* out [[buffer(2)]],
+    constant RMSNormParams& p [[buffer(3)]],
+    uint row [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  threadgroup float scratch[LOOM_MAX_THREADS];
+  if (row >= p.Rows) {
+    return;
+  }
+  device const T* xr = x + row * p.D;
+  float ss = 0.0f;
+  for (uint k = tid; k < p.D; k += threads) {
+    float v = float(xr[k]);
+    ss += v * v;
+  }
+  ss = threadgroup_reduce(ss, scratch, tid, threads, SumOp());
+  float r = rsqrt(ss / float(p.D) + p.Eps);
+  for (uint k = tid; k < p.D; k += threads) {
+    out[row * p.D + k] = T(float(xr[k]) * r * float(weight[k]));
+  }
+}
+
+LOOM_FLOAT_KERNELS("rms_norm", rms_norm)
+
+// rope: the half-rotation form (Qwen3, Llama). For token t at position
+// pos, head h and i < D/2, the pair (x_i, x_{i+D/2}) rotates by
+// pos·Theta^(−2i/D). One threadgroup per (token, head). The angle is a
+// float32 product, so its absolute error grows with the position (about
+// pos·6e-8 rad); the CPU computes it in float64.
+template <typename T>
+[[kernel]] void rope(
+    device const T* x [[buffer(0)]],
+    device const int* positions [[buffer(1)]],
+    device T* out [[buffer(2)]],
+    constant RoPEParams& p [[buffer(3)]],
+    uint group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  if (group >= p.T * p.H) {
+    return;
+  }
+  uint half_d = p.D / 2;
+  float pos = float(positions[group / p.H]);
+  uint base = group * p.D;
+  for (uint i = tid; i < half_d; i += threads) {
+    float inv = pow(p.Theta, -2.0f * float(i) / float(p.D));
+    float angle = pos * inv;
+    float c = cos(angle), s = sin(angle);
+    float u = float(x[base + i]), v = float(x[base + i + half_d]);
+    out[base + i] = T(u * c - v * s);
+    out[base + i + half_d] = T(v * c + u * s);
+  }
+}
+
+LOOM_FLOAT_KERNELS("rope", rope)
