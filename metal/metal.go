@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
 )
 
 //go:embed kernels/*.metal
@@ -42,6 +43,19 @@ const statusIndex = 30
 
 // statusWords is the size of one dispatch's status record in uint32s.
 const statusWords = 4
+
+// statusError turns a dispatch's status record into an error naming the
+// kernel, the argument and the bad entry; nil if the kernel reported none.
+func statusError(kernel string, args []runtime.BufferArg, w []uint32) error {
+	if w[0] == 0 {
+		return nil
+	}
+	arg := fmt.Sprintf("argument %d", w[1]-1)
+	if j := int(w[1]) - 1; j >= 0 && j < len(args) {
+		arg = args[j].Name
+	}
+	return fmt.Errorf("metal kernel %s: %s entry %d is %d, out of range (%d bad entries)", kernel, arg, w[2], int32(w[3]), w[0])
+}
 
 // librarySource returns the MSL source of the kernel library: common.metal,
 // then the params structs generated from the Go types in the primitives

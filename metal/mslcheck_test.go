@@ -41,16 +41,27 @@ func compileMSL(t testing.TB, src string) error {
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	shim, err := filepath.Abs("shim")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shim := shimDir(t)
 	cmd := exec.Command(cxx(t), "-std=c++17", "-fsyntax-only", "-x", "c++", "-I", shim,
 		"-Wall", "-Wextra", "-Werror", "-Wno-attributes", "-fmax-errors=20", file)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%v\n%s", err, out)
 	}
 	return nil
+}
+
+// shimDir returns the shim's directory. It reads the header so that go
+// test's cache knows the results depend on it (g++ reads it, not the test).
+func shimDir(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.Abs("shim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile(filepath.Join(dir, "metal_stdlib")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // preprocessMSL expands the macros of src (LOOM_KERNEL and friends) the way
@@ -73,24 +84,40 @@ func preprocessMSL(t testing.TB, src string) string {
 	return string(out)
 }
 
-// mslParam is a kernel parameter bound to a buffer index.
+// mslParam is a kernel parameter: bound to a buffer index, or given by
+// the attribute attr (a thread position).
 type mslParam struct {
-	index int
+	index int // -1 for an attribute parameter
+	attr  string
 	name  string
 	typ   string // the declared type, qualifiers included
 }
 
-// mslKernel is a library function: a catalog name and its buffer params.
+// mslKernel is a library function: a catalog name, the template function
+// and its arguments (empty for a plain kernel), and its parameters.
 type mslKernel struct {
 	name   string
 	fn     string
+	targs  string
 	params []mslParam
+}
+
+// buffers returns the buffer-bound parameters.
+func (k mslKernel) buffers() []mslParam {
+	var out []mslParam
+	for _, p := range k.params {
+		if p.index >= 0 {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 var (
 	instantiationRE = regexp.MustCompile(`template\s*\[\[\s*host_name\s*\(\s*((?:"[^"]*"\s*)+)\)\s*\]\]\s*\[\[\s*kernel\s*\]\]\s*decltype\s*\(\s*(\w+)\s*<`)
 	definitionRE    = regexp.MustCompile(`\[\[\s*kernel\s*\]\]\s*void\s+(\w+)\s*\(`)
 	bufferRE        = regexp.MustCompile(`^(.*?)\b(\w+)\s*\[\[\s*buffer\s*\(\s*(\d+)\s*\)\s*\]\]\s*$`)
+	attrRE          = regexp.MustCompile(`^(.*?)\b(\w+)\s*\[\[\s*(\w+)\s*\]\]\s*$`)
 	stringLitRE     = regexp.MustCompile(`"([^"]*)"`)
 )
 
@@ -125,24 +152,34 @@ func parseKernels(src string) (kernels map[string]mslKernel, unused []string, er
 		return nil
 	}
 	used := map[string]bool{}
-	for _, m := range instantiationRE.FindAllStringSubmatch(src, -1) {
+	for _, idx := range instantiationRE.FindAllStringSubmatchIndex(src, -1) {
+		lits, fn := src[idx[2]:idx[3]], src[idx[4]:idx[5]]
 		var name strings.Builder
-		for _, lit := range stringLitRE.FindAllStringSubmatch(m[1], -1) {
+		for _, lit := range stringLitRE.FindAllStringSubmatch(lits, -1) {
 			name.WriteString(lit[1])
 		}
-		d, ok := defs[m[2]]
+		d, ok := defs[fn]
 		if !ok || !d.template {
-			return nil, nil, fmt.Errorf("kernel %s instantiates %s, which is not a [[kernel]] template", name.String(), m[2])
+			return nil, nil, fmt.Errorf("kernel %s instantiates %s, which is not a [[kernel]] template", name.String(), fn)
 		}
-		used[m[2]] = true
-		if err := add(mslKernel{name.String(), m[2], d.params}); err != nil {
+		depth, end := 1, idx[1]
+		for ; end < len(src) && depth > 0; end++ {
+			switch src[end] {
+			case '<':
+				depth++
+			case '>':
+				depth--
+			}
+		}
+		used[fn] = true
+		if err := add(mslKernel{name.String(), fn, strings.TrimSpace(src[idx[1] : end-1]), d.params}); err != nil {
 			return nil, nil, err
 		}
 	}
 	for fn, d := range defs {
 		switch {
 		case !d.template:
-			if err := add(mslKernel{fn, fn, d.params}); err != nil {
+			if err := add(mslKernel{fn, fn, "", d.params}); err != nil {
 				return nil, nil, err
 			}
 		case !used[fn]:
@@ -180,12 +217,16 @@ func parseParams(src string, open int) ([]mslParam, error) {
 	var params []mslParam
 	for _, p := range parts {
 		p = strings.Join(strings.Fields(p), " ")
-		m := bufferRE.FindStringSubmatch(p)
-		if m == nil {
-			continue // a thread-position or threadgroup-memory parameter
+		if m := bufferRE.FindStringSubmatch(p); m != nil {
+			idx, _ := strconv.Atoi(m[3])
+			params = append(params, mslParam{index: idx, name: m[2], typ: strings.TrimSpace(m[1])})
+			continue
 		}
-		idx, _ := strconv.Atoi(m[3])
-		params = append(params, mslParam{index: idx, name: m[2], typ: strings.TrimSpace(m[1])})
+		m := attrRE.FindStringSubmatch(p)
+		if m == nil {
+			return nil, fmt.Errorf("parameter %q has neither [[buffer(i)]] nor a thread-position attribute", p)
+		}
+		params = append(params, mslParam{index: -1, attr: m[3], name: m[2], typ: strings.TrimSpace(m[1])})
 	}
 	return params, nil
 }
@@ -232,7 +273,7 @@ func checkSignature(spec primitives.KernelSpec, k mslKernel) []error {
 		errs = append(errs, fmt.Errorf("kernel %s (function %s): %s", spec.Name, k.fn, fmt.Sprintf(format, args...)))
 	}
 	byIndex := map[int]mslParam{}
-	for _, p := range k.params {
+	for _, p := range k.buffers() {
 		if old, dup := byIndex[p.index]; dup {
 			fail("parameters %s and %s are both at buffer(%d)", old.name, p.name, p.index)
 		}
@@ -266,7 +307,7 @@ func checkSignature(spec primitives.KernelSpec, k mslKernel) []error {
 			fail("[[buffer(%d)]] %s has type %q, want constant %s&", n, p.name, p.typ, want)
 		}
 	}
-	for _, p := range k.params {
+	for _, p := range k.buffers() {
 		switch {
 		case p.index < n || (p.index == n && spec.Params != nil):
 		case p.index == statusIndex:

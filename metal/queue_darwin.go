@@ -356,15 +356,9 @@ func (d *Device) completed(obj objc.ID) {
 func (cb *commandBuffer) kernelError() error {
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(cb.status.data))), len(cb.dispatches)*statusWords)
 	for i, o := range cb.dispatches {
-		w := words[i*statusWords : (i+1)*statusWords]
-		if w[0] == 0 {
-			continue
+		if err := statusError(o.k.name, o.args, words[i*statusWords:(i+1)*statusWords]); err != nil {
+			return err
 		}
-		arg := fmt.Sprintf("argument %d", w[1]-1)
-		if j := int(w[1]) - 1; j >= 0 && j < len(o.args) {
-			arg = o.args[j].Name
-		}
-		return fmt.Errorf("metal kernel %s: %s entry %d is %d, out of range (%d bad entries)", o.k.name, arg, w[2], int32(w[3]), w[0])
 	}
 	return nil
 }

@@ -4,12 +4,23 @@
 #include <metal_stdlib>
 using namespace metal;
 
+// LOOM_SHARED declares a kernel's threadgroup-memory arrays. (The Linux
+// emulation in msl_emulate_test.go redefines it: there a threadgroup's
+// threads share function-static arrays.)
+#ifndef LOOM_SHARED
+#define LOOM_SHARED threadgroup
+#endif
+
 // LOOM_KERNEL makes template kernel FUNC<ARGS...> a library function named
 // NAME, the catalog's kernel name. Every kernel is a template with its
 // parameters bound by [[buffer(i)]] in the catalog's order; the check in
 // msl_test.go holds names, indices and params types to the catalog.
+// (The Linux emulation defines it away and instantiates only the kernels
+// it calls.)
+#ifndef LOOM_KERNEL
 #define LOOM_KERNEL(NAME, FUNC, ...) \
   template [[host_name(NAME)]] [[kernel]] decltype(FUNC<__VA_ARGS__>) FUNC<__VA_ARGS__>;
+#endif
 
 // LOOM_FLOAT_KERNELS instantiates FUNC for the three float storage types
 // under NAME_f32, NAME_f16 and NAME_bf16; extra template arguments follow T.
@@ -17,6 +28,14 @@ using namespace metal;
   LOOM_KERNEL(NAME "_f32", FUNC, float, ##__VA_ARGS__) \
   LOOM_KERNEL(NAME "_f16", FUNC, half, ##__VA_ARGS__) \
   LOOM_KERNEL(NAME "_bf16", FUNC, bfloat, ##__VA_ARGS__)
+
+// LOOM_ALL_KERNELS instantiates FUNC for every dtype, under NAME_<short>.
+#define LOOM_ALL_KERNELS(NAME, FUNC) \
+  LOOM_FLOAT_KERNELS(NAME, FUNC) \
+  LOOM_KERNEL(NAME "_i32", FUNC, int) \
+  LOOM_KERNEL(NAME "_i64", FUNC, long) \
+  LOOM_KERNEL(NAME "_u32", FUNC, uint) \
+  LOOM_KERNEL(NAME "_b8", FUNC, uchar)
 
 // LOOM_STATUS is the status record every dispatch is given at buffer 30
 // (statusIndex in Go): error count, argument index + 1, entry, value.
@@ -77,3 +96,24 @@ struct MaxNaNOp {
   // NaN is larger than any number, so it wins.
   template <typename T> T operator()(T a, T b) const { return (a != a || a > b) ? a : b; }
 };
+
+// Elementwise kernels take ElementwiseParams: N output elements of shape
+// Shape[:Rank]; Strides[k][d] is input k's element stride along output
+// dimension d (0 where input k is broadcast). Contiguous == 1 means every
+// input has the output's shape, so element i of each input is element i.
+
+// elementwise_index returns input k's element index for output element i.
+// (A template only so that it can precede the generated ElementwiseParams.)
+template <typename Params>
+uint elementwise_index(constant Params& p, uint k, uint i) {
+  if (p.Contiguous == 1u) {
+    return i;
+  }
+  uint idx = 0;
+  for (int d = int(p.Rank) - 1; d >= 0; d--) {
+    uint n = p.Shape[d];
+    idx += (i % n) * p.Strides[k][d];
+    i /= n;
+  }
+  return idx;
+}

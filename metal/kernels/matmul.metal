@@ -33,9 +33,9 @@ template <typename T>
     uint3 group [[threadgroup_position_in_grid]],
     uint tid [[thread_index_in_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]]) {
-  threadgroup float as[MM_TILE * MM_K];    // [32 rows of A][16 k]
-  threadgroup float bs[MM_K * MM_TILE];    // [16 k][32 columns of B]
-  threadgroup float cs[MM_TILE * MM_TILE]; // the finished tile
+  LOOM_SHARED float as[MM_TILE * MM_K];    // [32 rows of A][16 k]
+  LOOM_SHARED float bs[MM_K * MM_TILE];    // [16 k][32 columns of B]
+  LOOM_SHARED float cs[MM_TILE * MM_TILE]; // the finished tile
   uint row0 = group.y * MM_TILE, col0 = group.x * MM_TILE;
   ulong2 off = matmul_offsets(p, group.z);
   device const T* A = a + off.x;

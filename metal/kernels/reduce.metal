@@ -38,7 +38,7 @@ template <typename T, typename Op>
     uint tid [[thread_index_in_threadgroup]],
     uint threads [[threads_per_threadgroup]]) {
   typedef typename accumulator<T>::type A;
-  threadgroup A scratch[LOOM_MAX_THREADS];
+  LOOM_SHARED A scratch[LOOM_MAX_THREADS];
   uint o = group / p.Inner, i = group % p.Inner;
   device const T* row = a + o * p.N * p.Inner + i;
   A acc = Op::template init<A>();
@@ -90,7 +90,7 @@ template <typename T>
     uint tid [[thread_index_in_threadgroup]],
     uint threads [[threads_per_threadgroup]]) {
   typedef typename accumulator<T>::type A;
-  threadgroup ArgBest<A> scratch[LOOM_MAX_THREADS];
+  LOOM_SHARED ArgBest<A> scratch[LOOM_MAX_THREADS];
   uint o = group / p.Inner, i = group % p.Inner;
   device const T* row = a + o * p.N * p.Inner + i;
   ArgBest<A> best = {A(0), -1};

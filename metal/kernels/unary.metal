@@ -1,0 +1,71 @@
+// Unary operations, on the compute type.
+struct OpNeg {
+  float operator()(float x) const { return -x; }
+  int operator()(int x) const { return int(0u - uint(x)); }
+  long operator()(long x) const { return long(0ul - ulong(x)); }
+  uint operator()(uint x) const { return 0u - x; }
+};
+struct OpExp {
+  float operator()(float x) const { return exp(x); }
+};
+struct OpLog {
+  float operator()(float x) const { return log(x); }
+};
+struct OpSqrt {
+  float operator()(float x) const { return sqrt(x); }
+};
+struct OpRsqrt {
+  float operator()(float x) const { return rsqrt(x); }
+};
+struct OpTanh {
+  float operator()(float x) const { return tanh(x); }
+};
+struct OpSigmoid {
+  float operator()(float x) const { return 1.0f / (1.0f + exp(-x)); }
+};
+struct OpSiLU {
+  float operator()(float x) const { return x / (1.0f + exp(-x)); }
+};
+
+// erf_approx is erf(x) with a relative error below 1.2e-7 (a Chebyshev
+// fit of erfc; Metal's standard library has no erf).
+inline float erf_approx(float x) {
+  float z = fabs(x);
+  float t = 1.0f / (1.0f + 0.5f * z);
+  float poly = -z * z - 1.26551223f +
+               t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f +
+               t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  float erfc = t * exp(poly);
+  return x >= 0.0f ? 1.0f - erfc : erfc - 1.0f;
+}
+
+// GELU in its exact form, 0.5·x·(1 + erf(x/√2)).
+struct OpGELU {
+  float operator()(float x) const { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
+};
+
+template <typename T, typename Op>
+[[kernel]] void unary(
+    device const T* a [[buffer(0)]],
+    device T* out [[buffer(1)]],
+    constant ElementwiseParams& p [[buffer(2)]],
+    uint gid [[thread_position_in_grid]]) {
+  if (gid >= p.N) {
+    return;
+  }
+  typedef typename compute<T>::type C;
+  out[gid] = T(Op()(C(a[elementwise_index(p, 0, gid)])));
+}
+
+LOOM_FLOAT_KERNELS("neg", unary, OpNeg)
+LOOM_KERNEL("neg_i32", unary, int, OpNeg)
+LOOM_KERNEL("neg_i64", unary, long, OpNeg)
+LOOM_KERNEL("neg_u32", unary, uint, OpNeg)
+LOOM_FLOAT_KERNELS("exp", unary, OpExp)
+LOOM_FLOAT_KERNELS("log", unary, OpLog)
+LOOM_FLOAT_KERNELS("sqrt", unary, OpSqrt)
+LOOM_FLOAT_KERNELS("rsqrt", unary, OpRsqrt)
+LOOM_FLOAT_KERNELS("tanh", unary, OpTanh)
+LOOM_FLOAT_KERNELS("sigmoid", unary, OpSigmoid)
+LOOM_FLOAT_KERNELS("silu", unary, OpSiLU)
+LOOM_FLOAT_KERNELS("gelu", unary, OpGELU)
