@@ -326,7 +326,7 @@ func (cb *commandBuffer) fail(err error) {
 }
 
 func (cb *commandBuffer) NewPass() runtime.Encoder {
-	p := &pass{}
+	p := &pass{ops: make([]op, 0, 64)}
 	cb.passes = append(cb.passes, p)
 	return &encoder{p: p}
 }

@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"math"
-
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -10,54 +8,185 @@ import (
 // Elementwise kernels compute in float32 for float dtypes (float16 and
 // bfloat16 are converted on load and rounded to nearest even on store), in
 // int64 for int32 and int64, and in uint64 for uint32.
+//
+// Float kernels work on chunks of at most chunk elements: inputs are viewed
+// in place when they are contiguous float32s and converted into stack
+// buffers otherwise, so a kernel has one float32 loop per operation and no
+// per-element dtype switch.
 
 // elemGrain is the number of elements per parallel chunk of elementwise work.
 const elemGrain = 1 << 14
 
-// indexer maps a linear output index to each input's element index.
-type indexer struct {
-	p *primitives.ElementwiseParams
-}
+// chunk is the most elements a float kernel converts to float32 at a time.
+const chunk = 256
 
-// at returns input k's element index for output element i.
-func (x indexer) at(k int, i int) int {
-	p := x.p
-	if p.Contiguous == 1 {
-		return i
+// f32In returns the n elements of b (float dtype dt) that start at element i
+// and lie stride elements apart, as float32s: a view of b when b holds
+// float32s at stride 1, else tmp[:n] filled by conversion.
+func f32In(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32 {
+	if dt == graph.Float32 && stride == 1 {
+		return view[float32](b)[i : i+n]
 	}
-	idx := 0
-	for d := int(p.Rank) - 1; d >= 0; d-- {
-		n := int(p.Shape[d])
-		idx += (i % n) * int(p.Strides[k][d])
-		i /= n
-	}
-	return idx
-}
-
-// floatIO loads and stores float elements of one dtype as float32.
-type floatIO struct {
-	dt graph.DType
-}
-
-func (f floatIO) load(b []byte, i int) float32 {
-	switch f.dt {
+	tmp = tmp[:n]
+	switch dt {
 	case graph.Float32:
-		return view[float32](b)[i]
+		src := view[float32](b)
+		for k := range tmp {
+			tmp[k] = src[i+k*stride]
+		}
 	case graph.Float16:
-		return graph.F16ToF32(view[uint16](b)[i])
+		src := view[uint16](b)
+		for k := range tmp {
+			tmp[k] = graph.F16ToF32(src[i+k*stride])
+		}
 	default:
-		return graph.BF16ToF32(view[uint16](b)[i])
+		src := view[uint16](b)
+		for k := range tmp {
+			tmp[k] = graph.BF16ToF32(src[i+k*stride])
+		}
+	}
+	return tmp
+}
+
+// f32Out returns where to compute the n float32 results that f32Store will
+// put at element i of b, stride apart: b itself when it holds float32s at
+// stride 1, else tmp[:n].
+func f32Out(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32 {
+	if dt == graph.Float32 && stride == 1 {
+		return view[float32](b)[i : i+n]
+	}
+	return tmp[:n]
+}
+
+// f32Store stores v, computed in f32Out's slice, at element i of b, stride
+// apart, rounding to dtype dt.
+func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
+	switch {
+	case dt == graph.Float32 && stride == 1: // computed in place
+	case dt == graph.Float32:
+		dst := view[float32](b)
+		for k, x := range v {
+			dst[i+k*stride] = x
+		}
+	case dt == graph.Float16:
+		dst := view[uint16](b)
+		for k, x := range v {
+			dst[i+k*stride] = graph.F32ToF16(x)
+		}
+	default:
+		dst := view[uint16](b)
+		for k, x := range v {
+			dst[i+k*stride] = graph.F32ToBF16(x)
+		}
 	}
 }
 
-func (f floatIO) store(b []byte, i int, v float32) {
-	switch f.dt {
-	case graph.Float32:
-		view[float32](b)[i] = v
-	case graph.Float16:
-		view[uint16](b)[i] = graph.F32ToF16(v)
-	default:
-		view[uint16](b)[i] = graph.F32ToBF16(v)
+// runs calls fn for consecutive pieces of the output of an elementwise
+// dispatch, each at most chunk elements inside one innermost row: output
+// elements [o, o+n), whose input k elements start at at[k] and advance by
+// step[k] (1, or 0 where input k is broadcast along the row). The pieces are
+// spread over the workers.
+func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *[3]int)) {
+	rank := int(p.Rank)
+	if p.Contiguous == 1 || rank == 0 {
+		c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
+			step := [3]int{1, 1, 1}
+			for o := lo; o < hi; o += chunk {
+				at := [3]int{o, o, o}
+				fn(o, min(chunk, hi-o), &at, &step)
+			}
+		})
+		return
+	}
+	row := int(p.Shape[rank-1])
+	var step [3]int
+	for k := range step {
+		step[k] = int(p.Strides[k][rank-1])
+	}
+	c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
+		step := step
+		for o := lo; o < hi; {
+			col := o % row
+			var at [3]int
+			r := o / row
+			for d := rank - 2; d >= 0; d-- {
+				n := int(p.Shape[d])
+				for k := range at {
+					at[k] += (r % n) * int(p.Strides[k][d])
+				}
+				r /= n
+			}
+			for k := range at {
+				at[k] += col * step[k]
+			}
+			n := min(chunk, hi-o, row-col)
+			fn(o, n, &at, &step)
+			o += n
+		}
+	})
+}
+
+// binaryF32 computes z = x op y for an arithmetic op.
+func binaryF32(op primitives.BinaryOp, z, x, y []float32) {
+	x, y = x[:len(z)], y[:len(z)]
+	switch op {
+	case primitives.Add:
+		for i := range z {
+			z[i] = x[i] + y[i]
+		}
+	case primitives.Sub:
+		for i := range z {
+			z[i] = x[i] - y[i]
+		}
+	case primitives.Mul:
+		for i := range z {
+			z[i] = x[i] * y[i]
+		}
+	case primitives.Div:
+		for i := range z {
+			z[i] = x[i] / y[i]
+		}
+	case primitives.Maximum: // NaN wins
+		for i := range z {
+			a, b := x[i], y[i]
+			if a != a || a > b {
+				z[i] = a
+			} else {
+				z[i] = b
+			}
+		}
+	case primitives.Minimum:
+		for i := range z {
+			a, b := x[i], y[i]
+			if a != a || a < b {
+				z[i] = a
+			} else {
+				z[i] = b
+			}
+		}
+	}
+}
+
+// compareF32 sets z[i] to 1 where x[i] op y[i] holds, else 0.
+func compareF32(op primitives.BinaryOp, z []uint8, x, y []float32) {
+	x, y = x[:len(z)], y[:len(z)]
+	for i := range z {
+		var v bool
+		switch op {
+		case primitives.Equal:
+			v = x[i] == y[i]
+		case primitives.NotEqual:
+			v = x[i] != y[i]
+		case primitives.Less:
+			v = x[i] < y[i]
+		case primitives.LessEqual:
+			v = x[i] <= y[i]
+		case primitives.Greater:
+			v = x[i] > y[i]
+		default:
+			v = x[i] >= y[i]
+		}
+		z[i] = b2u(v)
 	}
 }
 
@@ -73,6 +202,8 @@ func loadInt(dt graph.DType, b []byte, i int) int64 {
 	}
 }
 
+// storeInt stores v as element i of dtype dt, keeping its low bits (integer
+// arithmetic wraps around).
 func storeInt(dt graph.DType, b []byte, i int, v int64) {
 	switch dt {
 	case graph.Int32:
@@ -82,46 +213,6 @@ func storeInt(dt graph.DType, b []byte, i int, v int64) {
 	default:
 		view[uint32](b)[i] = uint32(v)
 	}
-}
-
-func binaryFloat(op primitives.BinaryOp, a, b float32) float32 {
-	switch op {
-	case primitives.Add:
-		return a + b
-	case primitives.Sub:
-		return a - b
-	case primitives.Mul:
-		return a * b
-	case primitives.Div:
-		return a / b
-	case primitives.Maximum:
-		if a != a || a > b {
-			return a
-		}
-		return b
-	case primitives.Minimum:
-		if a != a || a < b {
-			return a
-		}
-		return b
-	}
-	panic("not arithmetic")
-}
-
-func compareFloat(op primitives.BinaryOp, a, b float32) bool {
-	switch op {
-	case primitives.Equal:
-		return a == b
-	case primitives.NotEqual:
-		return a != b
-	case primitives.Less:
-		return a < b
-	case primitives.LessEqual:
-		return a <= b
-	case primitives.Greater:
-		return a > b
-	}
-	return a >= b
 }
 
 // binaryInt computes op on integers of dtype dt. Division by zero gives 0.
@@ -146,10 +237,10 @@ func binaryInt(op primitives.BinaryOp, dt graph.DType, a, b int64) int64 {
 	case primitives.Mul:
 		return a * b
 	case primitives.Div:
-		if b == 0 || (a == math.MinInt64 && b == -1) {
+		if b == 0 {
 			return 0
 		}
-		return a / b
+		return a / b // MinInt64 / -1 wraps around to MinInt64, as in Go
 	case primitives.Maximum:
 		return max(a, b)
 	case primitives.Minimum:
@@ -177,36 +268,29 @@ func compareInt(op primitives.BinaryOp, a, b int64) bool {
 func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)
-		ix := indexer{p}
 		a, b, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes
-		if dt == graph.Float32 && p.Contiguous == 1 && !op.IsComparison() {
-			fa, fb, fo := view[float32](a), view[float32](b), view[float32](out)
-			c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
-				for i := lo; i < hi; i++ {
-					fo[i] = binaryFloat(op, fa[i], fb[i])
+		if dt.IsFloat() {
+			runs(c, p, func(o, n int, at, step *[3]int) {
+				var ta, tb, tz [chunk]float32
+				x := f32In(dt, a, at[0], step[0], n, ta[:])
+				y := f32In(dt, b, at[1], step[1], n, tb[:])
+				if op.IsComparison() {
+					compareF32(op, out[o:o+n], x, y)
+					return
 				}
+				z := f32Out(dt, out, o, 1, n, tz[:])
+				binaryF32(op, z, x, y)
+				f32Store(dt, out, o, 1, z)
 			})
 			return nil
 		}
-		c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				ia, ib := ix.at(0, i), ix.at(1, i)
-				switch {
-				case dt.IsFloat():
-					f := floatIO{dt}
-					x, y := f.load(a, ia), f.load(b, ib)
-					if op.IsComparison() {
-						out[i] = b2u(compareFloat(op, x, y))
-					} else {
-						f.store(out, i, binaryFloat(op, x, y))
-					}
-				default:
-					x, y := loadInt(dt, a, ia), loadInt(dt, b, ib)
-					if op.IsComparison() {
-						out[i] = b2u(compareInt(op, x, y))
-					} else {
-						storeInt(dt, out, i, binaryInt(op, dt, x, y))
-					}
+		runs(c, p, func(o, n int, at, step *[3]int) {
+			for k := range n {
+				x, y := loadInt(dt, a, at[0]+k*step[0]), loadInt(dt, b, at[1]+k*step[1])
+				if op.IsComparison() {
+					out[o+k] = b2u(compareInt(op, x, y))
+				} else {
+					storeInt(dt, out, o+k, binaryInt(op, dt, x, y))
 				}
 			}
 		})
@@ -221,10 +305,42 @@ func b2u(v bool) uint8 {
 	return 0
 }
 
+// whereKernel selects elements of any dtype by moving their bits.
+func whereKernel(dt graph.DType) Kernel {
+	switch dt.Size() {
+	case 1:
+		return whereSized[uint8]
+	case 2:
+		return whereSized[uint16]
+	case 4:
+		return whereSized[uint32]
+	}
+	return whereSized[uint64]
+}
+
+func whereSized[T any](c *Call) error {
+	p := c.Params.(*primitives.ElementwiseParams)
+	cond := c.U8(0)
+	a, b, out := view[T](c.Args[1].Bytes), view[T](c.Args[2].Bytes), view[T](c.Args[3].Bytes)
+	runs(c, p, func(o, n int, at, step *[3]int) {
+		for k := range n {
+			if cond[at[0]+k*step[0]] != 0 {
+				out[o+k] = a[at[1]+k*step[1]]
+			} else {
+				out[o+k] = b[at[2]+k*step[2]]
+			}
+		}
+	})
+	return nil
+}
+
 func init() {
 	for _, op := range primitives.BinaryOps {
 		for _, dt := range primitives.BinaryDTypes {
 			mustRegister(op.String()+"_"+dt.Short(), binaryKernel(op, dt))
 		}
+	}
+	for _, dt := range graph.DTypes {
+		mustRegister("where_"+dt.Short(), whereKernel(dt))
 	}
 }

@@ -50,13 +50,18 @@ func constant(dtype DType, shape []int, n int, pc uintptr, fill func(b []byte)) 
 
 // FromFloat32s returns a float32 constant. With no shape it is a vector.
 func FromFloat32s(data []float32, shape ...int) *Array {
-	return FromFloat32sAs(Float32, data, shapeOrNil(shape)...)
+	return fromFloat32s(Caller(0), Float32, data, shape)
 }
 
 // FromFloat32sAs returns a constant of float dtype dt, rounding the values
 // to nearest even when dt is float16 or bfloat16.
 func FromFloat32sAs(dt DType, data []float32, shape ...int) *Array {
-	pc := Caller(0)
+	return fromFloat32s(Caller(0), dt, data, shape)
+}
+
+// fromFloat32s takes the pc of the exported constructor's caller, so that
+// errors name the user's call site.
+func fromFloat32s(pc uintptr, dt DType, data []float32, shape []int) *Array {
 	if !dt.IsFloat() {
 		return Failed(Errorf(pc, "constant", "FromFloat32sAs needs a float dtype, got %s", dt), Spec{DType: dt, Shape: shape})
 	}

@@ -65,3 +65,9 @@ func Greater(a, b *graph.Array) *graph.Array {
 func GreaterEqual(a, b *graph.Array) *graph.Array {
 	return apply1(graph.Caller(0), primitives.Binary{Op: primitives.GreaterEqual}, a, b)
 }
+
+// Where returns cond ? a : b elementwise. cond is bool; a and b share a
+// dtype; the three shapes broadcast together.
+func Where(cond, a, b *graph.Array) *graph.Array {
+	return apply1(graph.Caller(0), primitives.Where{}, cond, a, b)
+}

@@ -72,7 +72,7 @@ func (b Binary) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 		return nil, fmt.Errorf("dtypes differ: %s and %s", in[0].DType, in[1].DType)
 	}
 	if !hasDType(BinaryDTypes, in[0].DType) {
-		return nil, fmt.Errorf("dtype %s is not supported", in[0].DType)
+		return nil, fmt.Errorf("dtype %s is unsupported (supported: %v)", in[0].DType, BinaryDTypes)
 	}
 	shape, err := BroadcastShapes(in[0].Shape, in[1].Shape)
 	if err != nil {
@@ -90,13 +90,56 @@ func (b Binary) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: b.Op.String() + "_" + l.Inputs[0].DType.Short(),
+	l.Add(elementwiseDispatch(b.Op.String()+"_"+l.Inputs[0].DType.Short(), p,
+		R("a", In(0)), R("b", In(1)), W("out", Out(0))))
+	return nil
+}
+
+// elementwiseDispatch is a dispatch of one thread per output element.
+func elementwiseDispatch(kernel string, p *ElementwiseParams, args ...Arg) Dispatch {
+	return Dispatch{
+		Kernel: kernel,
 		Grid:   Dim3{Groups(int(p.N), ElementwiseThreads), 1, 1},
 		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", Out(0))},
+		Args:   args,
 		Params: p,
-	})
+	}
+}
+
+// Where selects elementwise between its second and third inputs by its
+// first, a bool: out = cond ? a : b. The three shapes broadcast together;
+// a and b share a dtype, which may be any.
+type Where struct{}
+
+func (Where) Name() string { return "where" }
+
+func (Where) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 3 {
+		return nil, fmt.Errorf("needs 3 inputs (cond, a, b), got %d", len(in))
+	}
+	if in[0].DType != graph.Bool {
+		return nil, fmt.Errorf("cond must be bool, got %s", in[0].DType)
+	}
+	if in[1].DType != in[2].DType {
+		return nil, fmt.Errorf("dtypes of a and b differ: %s and %s", in[1].DType, in[2].DType)
+	}
+	if !hasDType(graph.DTypes, in[1].DType) {
+		return nil, fmt.Errorf("dtype %s is unsupported", in[1].DType)
+	}
+	shape, err := BroadcastShapes(in[0].Shape, in[1].Shape, in[2].Shape)
+	if err != nil {
+		return nil, err
+	}
+	return []graph.Spec{{DType: in[1].DType, Shape: shape}}, nil
+}
+
+func (Where) Lower(l *Lowering) error {
+	p, err := NewElementwiseParams(l.Outputs[0].Shape, l.Inputs[0].Shape, l.Inputs[1].Shape, l.Inputs[2].Shape)
+	if err != nil {
+		return err
+	}
+	l.Add(elementwiseDispatch("where_"+l.Inputs[1].DType.Short(), p,
+		R("cond", In(0)), R("a", In(1)), R("b", In(2)), W("out", Out(0))))
 	return nil
 }
 
@@ -105,6 +148,9 @@ func init() {
 		for _, dt := range BinaryDTypes {
 			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "b", "out"}, Params: (*ElementwiseParams)(nil)})
 		}
+	}
+	for _, dt := range graph.DTypes {
+		register(KernelSpec{Name: "where_" + dt.Short(), Args: []string{"cond", "a", "b", "out"}, Params: (*ElementwiseParams)(nil)})
 	}
 }
 
@@ -147,11 +193,11 @@ func BroadcastShapes(shapes ...[]int) ([]int, error) {
 // inputs have the given shapes (each broadcastable to out).
 func NewElementwiseParams(out []int, inputs ...[]int) (*ElementwiseParams, error) {
 	if len(out) > MaxRank {
-		return nil, fmt.Errorf("rank %d is above the supported %d", len(out), MaxRank)
+		return nil, fmt.Errorf("rank %d is unsupported (the limit is %d)", len(out), MaxRank)
 	}
 	n := graph.NumElements(out)
-	if int64(n) > 1<<32-1 {
-		return nil, fmt.Errorf("%d elements are more than 2^32-1", n)
+	if err := checkElements(n); err != nil {
+		return nil, err
 	}
 	p := &ElementwiseParams{N: uint32(n), Rank: uint32(len(out)), Contiguous: 1}
 	for i, d := range out {

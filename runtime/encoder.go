@@ -54,10 +54,9 @@ type encoder struct {
 	passCount  int             // dispatches in the open pass
 	cbCount    int             // dispatches in the open command buffer
 	covered    map[uint64]bool // passes the open pass is ordered after, directly or through them
+	waits      []uint64        // scratch for dispatch
 	passFences map[uint64]passFence
 	freeFences []Fence
-
-	state map[Buffer]*bufState
 
 	stats *Stats // the statistics of the Eval being encoded
 }
@@ -73,30 +72,17 @@ func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 		rt: rt, queue: q, event: ev,
 		covered:    map[uint64]bool{},
 		passFences: map[uint64]passFence{},
-		state:      map[Buffer]*bufState{},
 	}
 }
 
-func (e *encoder) stateOf(b Buffer) *bufState {
-	st := e.state[b]
-	if st == nil {
-		st = &bufState{}
-		e.state[b] = st
-	}
-	return st
-}
-
-// busy reports whether device work that touches b may still be running.
-func (e *encoder) busy(b Buffer) bool {
-	st := e.state[b]
-	return st != nil && st.lastUse > e.completed
-}
+// busy reports whether device work that touches s may still be running.
+func (e *encoder) busy(s *storage) bool { return s.track.lastUse > e.completed }
 
 // dispatch encodes one kernel launch with the orderings its accesses need.
-func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
+func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, sts []*storage) {
 	e.open()
 	barrier := false
-	var waits []uint64
+	waits := e.waits[:0]
 	need := func(s site) {
 		switch {
 		case s.cb == 0 || s.cb <= e.completed:
@@ -108,8 +94,8 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 			waits = append(waits, s.pass)
 		}
 	}
-	for _, a := range args {
-		st := e.stateOf(a.Buffer)
+	for i, a := range args {
+		st := &sts[i].track
 		if st.untracked {
 			continue
 		}
@@ -137,6 +123,7 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 		e.pass.WaitFence(pf.fence)
 		e.stats.FenceWaits++
 	}
+	e.waits = waits
 	if barrier {
 		e.seg++
 		if !e.rt.mut.dropBarrier() {
@@ -148,16 +135,16 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg) {
 	e.stats.Dispatches++
 
 	here := site{e.cbSeq, e.passID, e.seg}
-	for _, a := range args {
-		st := e.stateOf(a.Buffer)
+	for i, a := range args {
+		st := &sts[i].track
 		st.lastUse = e.cbSeq
 		if !a.Access.Writes() {
 			st.addRead(here, e.completed)
 		}
 	}
-	for _, a := range args {
+	for i, a := range args {
 		if a.Access.Writes() {
-			st := e.stateOf(a.Buffer)
+			st := &sts[i].track
 			st.write = here
 			st.reads = st.reads[:0]
 		}

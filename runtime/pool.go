@@ -12,7 +12,9 @@ type storage struct {
 	buf    Buffer
 	size   int64 // capacity: the pool's size class
 	refs   int   // evaluated arrays holding it
+	held   int   // arrays of the plan being made holding it
 	inPool bool
+	track  bufState // the encoder's hazard tracking
 }
 
 // pool keeps freed buffers for reuse, by size class. A buffer may return to
@@ -47,7 +49,7 @@ func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	list := p.free[c]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
-		if idle && p.enc.busy(s.buf) {
+		if idle && p.enc.busy(s) {
 			continue
 		}
 		p.free[c] = append(list[:i], list[i+1:]...)
@@ -95,9 +97,8 @@ func (p *pool) trim(want int64) {
 	for c, list := range p.free {
 		keep := list[:0]
 		for _, s := range list {
-			if want > 0 && !p.enc.busy(s.buf) {
+			if want > 0 && !p.enc.busy(s) {
 				s.buf.Release()
-				delete(p.enc.state, s.buf)
 				p.allocated -= c
 				p.pooled -= c
 				want -= c

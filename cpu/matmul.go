@@ -1,0 +1,248 @@
+package cpu
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// The matmul kernels: matmul_<dt>_gemv (one output row per matrix: the
+// decode case, limited by streaming the weights) and matmul_<dt>_tiled
+// (packed, cache-blocked GEMM, limited by arithmetic) for float32, float16
+// and bfloat16. Both accumulate in float32; each output element is summed
+// over K in a fixed order whatever the number of workers.
+
+func init() {
+	for _, dt := range primitives.MatMulDTypes {
+		mustRegister("matmul_"+dt.Short()+"_gemv", gemvKernel(dt))
+		mustRegister("matmul_"+dt.Short()+"_tiled", tiledKernel(dt))
+	}
+}
+
+// matrices is a matmul argument: float32 elements, or 16-bit storage of
+// float16 or bfloat16, loaded as float32 and rounded to nearest even on
+// store.
+type matrices struct {
+	dt  graph.DType
+	f32 []float32
+	u16 []uint16
+}
+
+func newMatrices(dt graph.DType, b []byte) matrices {
+	if dt == graph.Float32 {
+		return matrices{dt: dt, f32: view[float32](b)}
+	}
+	return matrices{dt: dt, u16: view[uint16](b)}
+}
+
+func (m matrices) len() int {
+	if m.dt == graph.Float32 {
+		return len(m.f32)
+	}
+	return len(m.u16)
+}
+
+// load widens elements [off, off+len(dst)) into dst.
+func (m matrices) load(dst []float32, off int) {
+	switch m.dt {
+	case graph.Float32:
+		copy(dst, m.f32[off:off+len(dst)])
+	case graph.BFloat16:
+		vec.BF16ToF32(dst, m.u16[off:off+len(dst)])
+	default:
+		vec.F16ToF32(dst, m.u16[off:off+len(dst)])
+	}
+}
+
+// store rounds src into elements [off, off+len(src)).
+func (m matrices) store(off int, src []float32) {
+	switch m.dt {
+	case graph.Float32:
+		copy(m.f32[off:off+len(src)], src)
+	case graph.BFloat16:
+		vec.F32ToBF16(m.u16[off:off+len(src)], src)
+	default:
+		vec.F32ToF16(m.u16[off:off+len(src)], src)
+	}
+}
+
+// set rounds v into element i.
+func (m matrices) set(i int, v float32) {
+	switch m.dt {
+	case graph.Float32:
+		m.f32[i] = v
+	case graph.BFloat16:
+		m.u16[i] = graph.F32ToBF16(v)
+	default:
+		m.u16[i] = graph.F32ToF16(v)
+	}
+}
+
+// matmulCall is a matmul dispatch's params and arguments, checked against
+// each other so that no params can make a kernel index outside a buffer.
+type matmulCall struct {
+	p         *primitives.MatMulParams
+	m, n, k   int
+	batch     int
+	a, b, out matrices
+	transA    bool
+	transB    bool
+}
+
+func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
+	p := c.Params.(*primitives.MatMulParams)
+	mc := &matmulCall{
+		p: p, m: int(p.M), n: int(p.N), k: int(p.K), batch: int(p.Batch),
+		a: newMatrices(dt, c.Args[0].Bytes), b: newMatrices(dt, c.Args[1].Bytes), out: newMatrices(dt, c.Args[2].Bytes),
+		transA: p.TransposeA != 0, transB: p.TransposeB != 0,
+	}
+	if p.BatchRank > primitives.MaxRank {
+		return nil, fmt.Errorf("batch rank %d above %d", p.BatchRank, primitives.MaxRank)
+	}
+	count, lastA, lastB := 1, 0, 0
+	for d := range int(p.BatchRank) {
+		n := int(p.BatchShape[d])
+		count *= n
+		if n > 0 {
+			lastA += (n - 1) * int(p.BatchStrideA[d])
+			lastB += (n - 1) * int(p.BatchStrideB[d])
+		}
+	}
+	if count != mc.batch {
+		return nil, fmt.Errorf("batch shape %v holds %d matrices, params say %d", p.BatchShape[:p.BatchRank], count, mc.batch)
+	}
+	if mc.batch == 0 || mc.m == 0 || mc.n == 0 {
+		return mc, nil
+	}
+	for _, x := range []struct {
+		name        string
+		m           matrices
+		last, elems int
+	}{
+		{"a", mc.a, lastA, mc.m * mc.k},
+		{"b", mc.b, lastB, mc.k * mc.n},
+		{"out", mc.out, mc.batch - 1, mc.m * mc.n},
+	} {
+		if need := (x.last + 1) * x.elems; x.m.len() < need {
+			return nil, fmt.Errorf("argument %s holds %d elements; the params need %d", x.name, x.m.len(), need)
+		}
+	}
+	return mc, nil
+}
+
+// offsets returns the element offsets of a's and b's matrices for output
+// matrix i.
+func (mc *matmulCall) offsets(i int) (aOff, bOff int) {
+	p := mc.p
+	ia, ib := 0, 0
+	for d := int(p.BatchRank) - 1; d >= 0; d-- {
+		n := int(p.BatchShape[d])
+		ia += i % n * int(p.BatchStrideA[d])
+		ib += i % n * int(p.BatchStrideB[d])
+		i /= n
+	}
+	return ia * mc.m * mc.k, ib * mc.k * mc.n
+}
+
+// floatPool holds the float32 scratch slices of the matmul kernels (packed
+// panels, accumulators), which are too large to allocate per dispatch.
+var floatPool sync.Pool
+
+// getFloats returns a scratch slice of n float32s with undefined contents;
+// give it back with putFloats.
+func getFloats(n int) *[]float32 {
+	if p, ok := floatPool.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]float32, n)
+	return &s
+}
+
+func putFloats(p *[]float32) { floatPool.Put(p) }
+
+// gemvGrain is the least number of weights one worker of a GEMV streams:
+// below it, starting a goroutine costs more than it saves.
+const gemvGrain = 1 << 15
+
+// gemvCols is the width of the column pieces of a GEMV over untransposed
+// weights [K, N]: the piece's float32 accumulator (1 KiB) stays in L1 while
+// the piece's K row segments stream past it.
+const gemvCols = 256
+
+// gemvKernel computes out[n] = Σ_k x[k]·W(n, k) per matrix, for x the one
+// row of a and W the weights b. With TransposeB (W stored [N, K], rows
+// contiguous) each output is one dot product over a weight row; otherwise
+// (W stored [K, N]) each piece of columns accumulates axpys over the rows.
+// Either way the weights are read once, in order.
+func gemvKernel(dt graph.DType) Kernel {
+	return func(c *Call) error {
+		mc, err := newMatmulCall(c, dt)
+		if err != nil {
+			return err
+		}
+		if mc.m != 1 && mc.batch > 0 && mc.n > 0 {
+			return fmt.Errorf("gemv needs one row per matrix, params have M = %d", mc.m)
+		}
+		n, k := mc.n, mc.k
+		if mc.batch == 0 || n == 0 {
+			return nil
+		}
+		// x as float32, one row per output matrix. a's M×K matrix is a
+		// row or a column of K contiguous elements either way.
+		xp := getFloats(mc.batch * k)
+		defer putFloats(xp)
+		xs := *xp
+		for i := range mc.batch {
+			aOff, _ := mc.offsets(i)
+			mc.a.load(xs[i*k:(i+1)*k], aOff)
+		}
+		if mc.transB {
+			c.Parallel(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
+				for r := lo; r < hi; r++ {
+					i, col := r/n, r%n
+					_, bOff := mc.offsets(i)
+					x, row := xs[i*k:(i+1)*k], bOff+col*k
+					var v float32
+					switch dt {
+					case graph.Float32:
+						v = vec.DotF32(mc.b.f32[row:row+k], x)
+					case graph.BFloat16:
+						v = vec.DotBF16(mc.b.u16[row:row+k], x)
+					default:
+						v = vec.DotF16(mc.b.u16[row:row+k], x)
+					}
+					mc.out.set(r, v)
+				}
+			})
+			return nil
+		}
+		pieces := (n + gemvCols - 1) / gemvCols
+		c.Parallel(mc.batch*pieces, max(1, gemvGrain/max(k*gemvCols, 1)), func(lo, hi int) {
+			accp := getFloats(gemvCols)
+			defer putFloats(accp)
+			for it := lo; it < hi; it++ {
+				i, n0 := it/pieces, it%pieces*gemvCols
+				_, bOff := mc.offsets(i)
+				x, acc := xs[i*k:(i+1)*k], (*accp)[:min(gemvCols, n-n0)]
+				clear(acc)
+				for kk, xk := range x {
+					w := bOff + kk*n + n0
+					switch dt {
+					case graph.Float32:
+						vec.AxpyF32(acc, xk, mc.b.f32[w:w+len(acc)])
+					case graph.BFloat16:
+						vec.AxpyBF16(acc, xk, mc.b.u16[w:w+len(acc)])
+					default:
+						vec.AxpyF16(acc, xk, mc.b.u16[w:w+len(acc)])
+					}
+				}
+				mc.out.store(i*n+n0, acc)
+			}
+		})
+		return nil
+	}
+}

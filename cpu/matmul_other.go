@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package cpu
+
+// gemmMicroKernel returns the Go micro-kernel: there is no assembly for
+// this architecture.
+func gemmMicroKernel() microKernel { return microKernelGo }

@@ -1,0 +1,199 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// The assembly and the Go fallback accumulate every output in the same
+// order; the assembly fuses each multiply-add. So on inputs whose products
+// are exact in float32 they must agree bit for bit, and on any inputs
+// within twice the error bound of a float32 sum, 2·(K+2)·2⁻²⁴·Σ|a·b| per
+// element (plus one rounding of the result to a 16-bit dtype).
+
+const unit = 1.0 / (1 << 24)
+
+// exactInputs returns values with 8 significant bits at varied magnitudes:
+// any product of two is exact in float32, and they are exact in bfloat16.
+// Magnitudes stay within float16's normal range too.
+func exactInputs(r *rand.Rand, n int) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(math.Ldexp(float64(r.IntN(256)-128), r.IntN(8)-10))
+	}
+	return out
+}
+
+func randomInputs(r *rand.Rand, n int) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = 2*r.Float32() - 1
+	}
+	return out
+}
+
+// withAssembly runs f with the assembly on or off, restoring the setting.
+func withAssembly(on bool, f func()) {
+	was := vec.SetAssembly(on)
+	defer vec.SetAssembly(was)
+	f()
+}
+
+func TestMicroKernelAssemblyAgrees(t *testing.T) {
+	if !vec.Assembly() {
+		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []int{1, 7, 9, 15, 17, 33, 256, 1023} {
+		for _, exact := range []bool{true, false} {
+			gen := randomInputs
+			if exact {
+				gen = exactInputs
+			}
+			a, b := gen(r, gemmMR*k), gen(r, gemmNR*k)
+			const ldc = 19 // rows of c apart, past the tile's 16 columns
+			c0 := gen(r, (gemmMR-1)*ldc+gemmNR)
+			for _, accumulate := range []bool{false, true} {
+				ca, cg := append([]float32(nil), c0...), append([]float32(nil), c0...)
+				microKernelAVX2(a, b, ca, k, ldc, accumulate)
+				microKernelGo(a, b, cg, k, ldc, accumulate)
+				for i := range gemmMR {
+					for j := range ldc {
+						e := i*ldc + j
+						if e >= len(ca) {
+							break
+						}
+						if j >= gemmNR {
+							if ca[e] != c0[e] {
+								t.Fatalf("k=%d: assembly wrote outside the tile, at row %d column %d", k, i, j)
+							}
+							continue
+						}
+						abs := 0.0
+						if accumulate {
+							abs = math.Abs(float64(c0[e]))
+						}
+						for p := range k {
+							abs += math.Abs(float64(a[p*gemmMR+i]) * float64(b[p*gemmNR+j]))
+						}
+						bound := 2 * float64(k+2) * unit * abs
+						if exact {
+							bound = 0
+						}
+						if d := math.Abs(float64(ca[e]) - float64(cg[e])); d > bound || (exact && math.Float32bits(ca[e]) != math.Float32bits(cg[e])) {
+							t.Fatalf("k=%d exact=%v accumulate=%v: c[%d,%d]: assembly %v, Go %v (bound %g)", k, exact, accumulate, i, j, ca[e], cg[e], bound)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// runMatMul runs a matmul kernel directly on one product.
+func runMatMul(t *testing.T, kernel string, dt graph.DType, m, n, k int, ta, tb bool, a, b []float32) []float64 {
+	t.Helper()
+	p := &primitives.MatMulParams{M: uint32(m), N: uint32(n), K: uint32(k), Batch: 1}
+	if ta {
+		p.TransposeA = 1
+	}
+	if tb {
+		p.TransposeB = 1
+	}
+	ab := make([]byte, len(a)*dt.Size())
+	bb := make([]byte, len(b)*dt.Size())
+	graph.PutFloat32s(dt, ab, a)
+	graph.PutFloat32s(dt, bb, b)
+	out := make([]byte, m*n*dt.Size())
+	fn, ok := lookup(kernel)
+	if !ok {
+		t.Fatalf("kernel %s is not registered", kernel)
+	}
+	c := &Call{Params: p, Args: []Arg{{Bytes: ab}, {Bytes: bb}, {Bytes: out}}, workers: 2}
+	if err := fn(c); err != nil {
+		t.Fatalf("%s: %v", kernel, err)
+	}
+	return graph.DecodeFloat64s(dt, out)
+}
+
+// TestMatMulAssemblyAgrees runs both kernels, every dtype and every
+// transpose combination with the assembly and with the Go fallback on
+// awkward sizes and compares them: bit for bit on exact products, within
+// the bound otherwise.
+func TestMatMulAssemblyAgrees(t *testing.T) {
+	if !vec.Assembly() {
+		t.Skip("no AVX2+FMA on this CPU: only the Go routines run")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	sizes := [][3]int{ // M, N, K
+		{1, 1, 1}, {1, 7, 9}, {1, 15, 17}, {1, 33, 1023}, {1, 1023, 15},
+		{7, 9, 15}, {9, 17, 33}, {15, 33, 7}, {17, 1, 9}, {33, 15, 1023},
+		{7, 1023, 17}, {1023, 9, 7},
+	}
+	for _, dt := range primitives.MatMulDTypes {
+		for _, s := range sizes {
+			m, n, k := s[0], s[1], s[2]
+			kernel := fmt.Sprintf("matmul_%s_tiled", dt.Short())
+			if m == 1 {
+				kernel = fmt.Sprintf("matmul_%s_gemv", dt.Short())
+			}
+			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+				for _, exact := range []bool{true, false} {
+					gen := randomInputs
+					if exact {
+						gen = exactInputs
+					}
+					a, b := gen(r, m*k), gen(r, k*n)
+					var asm, fallback []float64
+					withAssembly(true, func() { asm = runMatMul(t, kernel, dt, m, n, k, tr[0], tr[1], a, b) })
+					withAssembly(false, func() { fallback = runMatMul(t, kernel, dt, m, n, k, tr[0], tr[1], a, b) })
+					wa, wb := graph.DecodeFloat64s(dt, toBytes(dt, a)), graph.DecodeFloat64s(dt, toBytes(dt, b))
+					for i := range m {
+						for j := range n {
+							abs := 0.0
+							for p := range k {
+								x, y := wa[i*k+p], wb[p*n+j]
+								if tr[0] {
+									x = wa[p*m+i]
+								}
+								if tr[1] {
+									y = wb[j*k+p]
+								}
+								abs += math.Abs(x * y)
+							}
+							got, want := asm[i*n+j], fallback[i*n+j]
+							bound := 2*float64(k+2)*unit*abs + ulp(dt, want)
+							if exact {
+								bound = 0
+							}
+							if d := math.Abs(got - want); d > bound {
+								t.Fatalf("%s %s m=%d n=%d k=%d ta=%v tb=%v exact=%v: out[%d,%d]: assembly %v, Go %v (bound %g)",
+									kernel, dt, m, n, k, tr[0], tr[1], exact, i, j, got, want, bound)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func toBytes(dt graph.DType, v []float32) []byte {
+	b := make([]byte, len(v)*dt.Size())
+	graph.PutFloat32s(dt, b, v)
+	return b
+}
+
+// ulp is one unit in the last place of v stored as dt: two float32 sums a
+// little apart may round to neighbouring 16-bit values.
+func ulp(dt graph.DType, v float64) float64 {
+	bits := map[graph.DType]int{graph.Float32: 24, graph.Float16: 11, graph.BFloat16: 8}[dt]
+	_, e := math.Frexp(v)
+	return math.Ldexp(1, e-bits)
+}

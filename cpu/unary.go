@@ -1,0 +1,87 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// unaryF32 computes z = op(x) for a float op. The transcendental functions
+// are evaluated in float64 and rounded once, so results are the float32
+// nearest the exact value in all but rare ties.
+func unaryF32(op primitives.UnaryOp, z, x []float32) {
+	x = x[:len(z)]
+	switch op {
+	case primitives.Neg:
+		for i := range z {
+			z[i] = -x[i]
+		}
+	case primitives.Exp:
+		for i := range z {
+			z[i] = float32(math.Exp(float64(x[i])))
+		}
+	case primitives.Log:
+		for i := range z {
+			z[i] = float32(math.Log(float64(x[i])))
+		}
+	case primitives.Sqrt:
+		for i := range z {
+			z[i] = float32(math.Sqrt(float64(x[i])))
+		}
+	case primitives.Rsqrt:
+		for i := range z {
+			z[i] = float32(1 / math.Sqrt(float64(x[i])))
+		}
+	case primitives.Tanh:
+		for i := range z {
+			z[i] = float32(math.Tanh(float64(x[i])))
+		}
+	case primitives.Sigmoid:
+		for i := range z {
+			z[i] = float32(1 / (1 + math.Exp(-float64(x[i]))))
+		}
+	case primitives.SiLU:
+		for i := range z {
+			v := float64(x[i])
+			z[i] = float32(v / (1 + math.Exp(-v)))
+		}
+	case primitives.GELU:
+		for i := range z {
+			v := float64(x[i])
+			z[i] = float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2)))
+		}
+	}
+}
+
+func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.ElementwiseParams)
+		a, out := c.Args[0].Bytes, c.Args[1].Bytes
+		if dt.IsFloat() {
+			runs(c, p, func(o, n int, at, step *[3]int) {
+				var ta, tz [chunk]float32
+				x := f32In(dt, a, at[0], step[0], n, ta[:])
+				z := f32Out(dt, out, o, 1, n, tz[:])
+				unaryF32(op, z, x)
+				f32Store(dt, out, o, 1, z)
+			})
+			return nil
+		}
+		// Integer negation, wrapping around (uint32 negates modulo 2^32).
+		runs(c, p, func(o, n int, at, step *[3]int) {
+			for k := range n {
+				storeInt(dt, out, o+k, -loadInt(dt, a, at[0]+k))
+			}
+		})
+		return nil
+	}
+}
+
+func init() {
+	for _, op := range primitives.UnaryOps {
+		for _, dt := range op.DTypes() {
+			mustRegister(op.String()+"_"+dt.Short(), unaryKernel(op, dt))
+		}
+	}
+}

@@ -1,0 +1,77 @@
+// Package loombench times Loom's kernels through the runtime, for the
+// `loom bench` commands and for the comparisons with other libraries under
+// bench/peers, so that every figure is measured the same way.
+package loombench
+
+import (
+	"slices"
+	"time"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
+)
+
+// Timing is the best and the median of a function's timed runs.
+type Timing struct {
+	Best, Median time.Duration
+}
+
+// Interleaved times the functions reps times each, after one warm-up run
+// each, taking turns (one run of each per round) so that a change in the
+// machine's load during the measurement affects them alike.
+func Interleaved(reps int, fs ...func() error) ([]Timing, error) {
+	runs := make([][]time.Duration, len(fs))
+	for round := -1; round < reps; round++ {
+		for i, f := range fs {
+			start := time.Now()
+			if err := f(); err != nil {
+				return nil, err
+			}
+			if round >= 0 {
+				runs[i] = append(runs[i], time.Since(start))
+			}
+		}
+	}
+	out := make([]Timing, len(fs))
+	for i, r := range runs {
+		slices.Sort(r)
+		out[i] = Timing{Best: r[0], Median: r[len(r)/2]}
+	}
+	return out, nil
+}
+
+// Operand returns a random array of the given dtype and shape, evaluated on
+// rt so that timed Evals do not upload it.
+func Operand(rt *runtime.Runtime, dt graph.DType, seed uint64, shape ...int) (*graph.Array, error) {
+	v := make([]float32, graph.NumElements(shape))
+	x := seed | 1
+	for i := range v {
+		x ^= x << 13 // xorshift: fast, and the values only need to be varied
+		x ^= x >> 7
+		x ^= x << 17
+		v[i] = float32(x>>40)/(1<<24)*2 - 1
+	}
+	a := graph.FromFloat32sAs(dt, v, shape...)
+	return a, rt.Eval(a)
+}
+
+// MatMul returns a function that evaluates the product a[m, k] · b on rt,
+// where b is [k, n], or [n, k] (linear-layer weights) when transB; the
+// operands are random and already on the device. With m = 1 it is the
+// decode GEMV.
+func MatMul(rt *runtime.Runtime, dt graph.DType, m, n, k int, transB bool) (func() error, error) {
+	a, err := Operand(rt, dt, 1, m, k)
+	if err != nil {
+		return nil, err
+	}
+	bShape := []int{k, n}
+	if transB {
+		bShape = []int{n, k}
+	}
+	b, err := Operand(rt, dt, 2, bShape...)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return rt.Eval(ops.MatMulTransposed(a, b, false, transB)) }, nil
+}

@@ -1,0 +1,126 @@
+package ops_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/ops"
+)
+
+// TestErrors checks that every op rejects bad arguments with an error
+// state, never a panic, whose message names the op, what is wrong and where
+// the op was called.
+func TestErrors(t *testing.T) {
+	f32 := func(shape ...int) *graph.Array {
+		return graph.FromBytes(graph.Float32, make([]byte, 4*graph.NumElements(shape)), shape...)
+	}
+	of := func(dt graph.DType, shape ...int) *graph.Array {
+		return graph.FromBytes(dt, make([]byte, dt.Size()*graph.NumElements(shape)), shape...)
+	}
+	i32 := func(v ...int32) *graph.Array { return graph.FromInt32s(v) }
+	broken := ops.Add(f32(2), f32(3)) // an error state to inherit
+	donated := func() *graph.Array {
+		a := f32(4, 2)
+		ops.ScatterRows(a, i32(0), f32(1, 2))
+		return a
+	}
+	cases := []struct {
+		name string
+		got  *graph.Array
+		want []string
+	}{
+		// Elementwise.
+		{"unary int", ops.Exp(of(graph.Int32, 3)), []string{"exp", "dtype int32 is unsupported", "int32[3]"}},
+		{"neg bool", ops.Neg(of(graph.Bool, 3)), []string{"neg", "dtype bool is unsupported"}},
+		{"unary nil", ops.Sqrt(nil), []string{"sqrt", "input 0 is nil"}},
+		{"unary inherits", ops.SiLU(broken), []string{"add", "cannot be broadcast", "float32[2]", "float32[3]"}},
+		{"unary donated", ops.Tanh(donated()), []string{"tanh", "input 0 (float32[4 2]) was donated to scatter_rows", "errors_test.go:"}},
+		{"binary shapes", ops.Add(f32(2, 3), f32(4)), []string{"add", "cannot be broadcast", "float32[2 3]", "float32[4]"}},
+		{"binary dtypes", ops.Mul(f32(2), of(graph.Float16, 2)), []string{"mul", "dtypes differ: float32 and float16"}},
+		{"binary bool", ops.Sub(of(graph.Bool, 2), of(graph.Bool, 2)), []string{"sub", "dtype bool is unsupported"}},
+		{"binary nil", ops.Div(f32(2), nil), []string{"div", "input 1 is nil"}},
+		{"where cond", ops.Where(f32(2), f32(2), f32(2)), []string{"where", "cond must be bool, got float32"}},
+		{"where dtypes", ops.Where(of(graph.Bool, 2), f32(2), of(graph.Int32, 2)), []string{"where", "dtypes of a and b differ: float32 and int32"}},
+		{"where shapes", ops.Where(of(graph.Bool, 3), f32(2), f32(2)), []string{"where", "cannot be broadcast", "bool[3]"}},
+		{"where nil", ops.Where(nil, f32(2), f32(2)), []string{"where", "input 0 is nil"}},
+		{"cast dtype", ops.Cast(f32(2), graph.DType(99)), []string{"cast", "target dtype DType(99) is unsupported"}},
+		{"cast nil", ops.Cast(nil, graph.Int32), []string{"cast", "input 0 is nil"}},
+		// Reductions.
+		{"sum axis", ops.Sum(f32(2, 3), 2, false), []string{"sum", "axis 2 is out of range for rank 2", "float32[2 3]"}},
+		{"max negative axis", ops.Max(f32(2, 3), -3, true), []string{"max", "axis -3 is out of range for rank 2"}},
+		{"sum scalar", ops.Sum(f32(), 0, false), []string{"sum", "axis 0 is out of range for rank 0"}},
+		{"mean int", ops.Mean(of(graph.Int32, 3), 0, false), []string{"mean", "dtype int32 is unsupported"}},
+		{"sum bool", ops.Sum(of(graph.Bool, 3), 0, false), []string{"sum", "dtype bool is unsupported"}},
+		{"max empty", ops.Max(f32(2, 0), 1, false), []string{"max", "axis 1 is empty", "float32[2 0]"}},
+		{"argmax empty", ops.Argmax(f32(0), 0, false), []string{"argmax", "axis 0 is empty"}},
+		{"argmax nil", ops.Argmax(nil, 0, false), []string{"argmax", "input 0 is nil"}},
+		// Shape ops.
+		{"reshape size", ops.Reshape(f32(2, 3), 5), []string{"reshape", "shape [5] has 5 elements, the input 6", "float32[2 3]"}},
+		{"reshape two -1", ops.Reshape(f32(2, 3), -1, -1), []string{"reshape", "more than one -1"}},
+		{"reshape negative", ops.Reshape(f32(2, 3), -2, -3), []string{"reshape", "negative dimension -2"}},
+		{"reshape infer", ops.Reshape(f32(0, 3), 0, -1), []string{"reshape", "cannot infer the -1 of shape [0 -1] for 0 elements"}},
+		{"reshape indivisible", ops.Reshape(f32(2, 3), 4, -1), []string{"reshape", "cannot infer the -1 of shape [4 -1] for 6 elements"}},
+		{"reshape rank", ops.Reshape(f32(6), 1, 1, 1, 1, 1, 1, 1, 1, 6), []string{"reshape", "rank 9 is unsupported (the limit is 8)", "float32[6]"}},
+		{"reshape nil", ops.Reshape(nil, 3), []string{"reshape", "input 0 is nil"}},
+		{"reshape donated", ops.Reshape(donated(), 8), []string{"reshape", "donated to scatter_rows"}},
+		{"transpose length", ops.Transpose(f32(2, 3), 0), []string{"transpose", "permutation [0] has 1 axes, the input 2"}},
+		{"transpose repeat", ops.Transpose(f32(2, 3), 1, 1), []string{"transpose", "[1 1] is not a permutation of the axes 0..1"}},
+		{"transpose range", ops.Transpose(f32(2, 3), 0, 2), []string{"transpose", "[0 2] is not a permutation"}},
+		{"transpose negative", ops.Transpose(f32(2, 3), -1, 0), []string{"transpose", "[-1 0] is not a permutation"}},
+		{"transpose rank", ops.Transpose(f32(1, 1, 1, 1, 1, 1, 1, 1, 1)), []string{"transpose", "rank 9 is unsupported"}},
+		{"transpose nil", ops.Transpose(nil), []string{"transpose", "input 0 is nil"}},
+		{"slice count", ops.Slice(f32(2, 3), []int{0}, []int{1, 1}), []string{"slice", "one entry per axis of the rank-2 input"}},
+		{"slice past end", ops.Slice(f32(2, 3), []int{0, 1}, []int{2, 4}), []string{"slice", "axis 1: range [1, 4) is not within [0, 3)", "float32[2 3]"}},
+		{"slice reversed", ops.Slice(f32(2, 3), []int{2, 0}, []int{1, 3}), []string{"slice", "axis 0: range [2, 1)"}},
+		{"slice negative", ops.Slice(f32(2, 3), []int{-1, 0}, []int{2, 3}), []string{"slice", "axis 0: range [-1, 2)"}},
+		{"slice nil", ops.Slice(nil, nil, nil), []string{"slice", "input 0 is nil"}},
+		{"concatenate none", ops.Concatenate(0), []string{"concatenate", "needs at least 1 input"}},
+		{"concatenate dtypes", ops.Concatenate(0, f32(2), of(graph.Int32, 2)), []string{"concatenate", "input 1 has dtype int32, input 0 float32"}},
+		{"concatenate ranks", ops.Concatenate(0, f32(2), f32(2, 1)), []string{"concatenate", "input 1 has rank 2, input 0 rank 1"}},
+		{"concatenate shapes", ops.Concatenate(1, f32(2, 3), f32(3, 3)), []string{"concatenate", "input 1 has shape [3 3], input 0 [2 3]: they differ on axis 0"}},
+		{"concatenate axis", ops.Concatenate(2, f32(2, 3), f32(2, 3)), []string{"concatenate", "axis 2 is out of range for rank 2"}},
+		{"concatenate scalar", ops.Concatenate(0, f32(), f32()), []string{"concatenate", "axis 0 is out of range for rank 0"}},
+		{"concatenate nil", ops.Concatenate(0, f32(2), nil), []string{"concatenate", "input 1 is nil"}},
+		// Gather and scatter.
+		{"gather float indices", ops.GatherRows(f32(4, 2), f32(3)), []string{"gather_rows", "indices must be int32 or int64, got float32"}},
+		{"gather scalar table", ops.GatherRows(f32(), i32(0)), []string{"gather_rows", "table must have at least 1 dimension"}},
+		{"gather range", ops.GatherRows(f32(4, 2), i32(1, 4)), []string{"gather_rows", "indices[1] = 4 is out of range [0, 4)", "float32[4 2]", "int32[2]"}},
+		{"gather negative", ops.GatherRows(f32(4, 2), i32(-1)), []string{"gather_rows", "indices[0] = -1 is out of range [0, 4)"}},
+		{"gather nil", ops.GatherRows(nil, i32(0)), []string{"gather_rows", "input 0 is nil"}},
+		{"scatter rows dtype", ops.ScatterRows(f32(4, 2), i32(0), of(graph.Float16, 1, 2)), []string{"scatter_rows", "rows have dtype float16, dst float32"}},
+		{"scatter rows shape", ops.ScatterRows(f32(4, 2), i32(0), f32(1, 3)), []string{"scatter_rows", "rows have shape [1 3], want [1 2]"}},
+		{"scatter rows count", ops.ScatterRows(f32(4, 2), i32(0, 1), f32(1, 2)), []string{"scatter_rows", "rows have shape [1 2], want [2 2]"}},
+		{"scatter indices rank", ops.ScatterRows(f32(4, 2), graph.FromInt32s([]int32{0}, 1, 1), f32(1, 2)), []string{"scatter_rows", "indices must have 1 dimension, got shape [1 1]"}},
+		{"scatter indices dtype", ops.ScatterRows(f32(4, 2), of(graph.Uint32, 1), f32(1, 2)), []string{"scatter_rows", "indices must be int32 or int64, got uint32"}},
+		{"scatter scalar dst", ops.ScatterRows(f32(), i32(0), f32(1)), []string{"scatter_rows", "dst must have at least 1 dimension"}},
+		{"scatter range", ops.ScatterRows(f32(4, 2), i32(-1, 4), f32(2, 2)), []string{"scatter_rows", "indices[1] = 4 is out of range [0, 4)"}},
+		{"scatter donated", ops.ScatterRows(donated(), i32(0), f32(1, 2)), []string{"scatter_rows", "input 0 (float32[4 2]) was donated to scatter_rows"}},
+		{"scatter nil rows", ops.ScatterRows(f32(4, 2), i32(0), nil), []string{"scatter_rows", "input 2 is nil"}},
+		// Normalisations and RoPE.
+		{"softmax int", ops.Softmax(of(graph.Int64, 3), 0), []string{"softmax", "dtype int64 is unsupported"}},
+		{"softmax axis", ops.Softmax(f32(3), 1), []string{"softmax", "axis 1 is out of range for rank 1"}},
+		{"softmax nil", ops.Softmax(nil, 0), []string{"softmax", "input 0 is nil"}},
+		{"rms_norm weight shape", ops.RMSNorm(f32(2, 8), f32(4), 1e-6), []string{"rms_norm", "weight has shape [4], want [8]", "float32[2 8]"}},
+		{"rms_norm weight dtype", ops.RMSNorm(f32(2, 8), of(graph.BFloat16, 8), 1e-6), []string{"rms_norm", "weight has dtype bfloat16, x float32"}},
+		{"rms_norm int", ops.RMSNorm(of(graph.Int32, 2, 8), of(graph.Int32, 8), 1e-6), []string{"rms_norm", "dtype int32 is unsupported"}},
+		{"rms_norm scalar", ops.RMSNorm(f32(), f32(1), 1e-6), []string{"rms_norm", "x must have at least 1 dimension"}},
+		{"rms_norm eps", ops.RMSNorm(f32(2, 8), f32(8), -1), []string{"rms_norm", "eps -1 must be finite and ≥ 0"}},
+		{"rms_norm eps NaN", ops.RMSNorm(f32(2, 8), f32(8), float32(math.NaN())), []string{"rms_norm", "eps NaN must be finite"}},
+		{"rms_norm nil", ops.RMSNorm(f32(2, 8), nil, 1e-6), []string{"rms_norm", "input 1 is nil"}},
+		{"rope rank", ops.RoPE(f32(2, 8), i32(0, 1), 1e4), []string{"rope", "x must be [T, H, D], got shape [2 8]"}},
+		{"rope odd", ops.RoPE(f32(2, 1, 7), i32(0, 1), 1e4), []string{"rope", "head dimension D = 7 is odd"}},
+		{"rope positions dtype", ops.RoPE(f32(2, 1, 8), graph.FromInt64s([]int64{0, 1}), 1e4), []string{"rope", "positions must be int32, got int64"}},
+		{"rope positions shape", ops.RoPE(f32(2, 1, 8), i32(0, 1, 2), 1e4), []string{"rope", "positions have shape [3], want [2]"}},
+		{"rope theta", ops.RoPE(f32(2, 1, 8), i32(0, 1), 0), []string{"rope", "theta 0 must be finite and > 0"}},
+		{"rope int", ops.RoPE(of(graph.Int32, 2, 1, 8), i32(0, 1), 1e4), []string{"rope", "dtype int32 is unsupported"}},
+		{"rope nil", ops.RoPE(nil, i32(0), 1e4), []string{"rope", "input 0 is nil"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Every error names the call site: this file (or, for inherited
+			// errors, the op that failed first, also in this file).
+			wantErr(t, c.got, append(c.want, "errors_test.go:")...)
+		})
+	}
+}

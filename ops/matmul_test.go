@@ -1,0 +1,426 @@
+package ops_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// matmulCase is one product: shapes as stored (transposes applied by the
+// op), random inputs rounded to the dtype, and the float64 reference.
+type matmulCase struct {
+	name   string
+	dt     graph.DType
+	ta, tb bool
+	aShape []int
+	bShape []int
+	a, b   []float32 // as given to the constants
+	want   []float64 // reference product
+	bound  []float64 // per element: how far a float32 accumulation may stray
+	shape  []int     // expected output shape
+}
+
+// newMatmulCase draws random inputs and computes the reference.
+func newMatmulCase(r *rand.Rand, dt graph.DType, ta, tb bool, aShape, bShape []int) *matmulCase {
+	c := &matmulCase{dt: dt, ta: ta, tb: tb, aShape: aShape, bShape: bShape}
+	c.name = fmt.Sprintf("%s a%v%s b%v%s", dt, aShape, tmark(ta), bShape, tmark(tb))
+	c.a = loomtest.Float32s(r, graph.NumElements(aShape), -1, 1)
+	c.b = loomtest.Float32s(r, graph.NumElements(bShape), -1, 1)
+	c.want, c.bound, c.shape = refMatMul(loomtest.Round(dt, c.a), loomtest.Round(dt, c.b), aShape, bShape, ta, tb, dt)
+	return c
+}
+
+func tmark(t bool) string {
+	if t {
+		return "ᵀ"
+	}
+	return ""
+}
+
+// unitRoundoff is the relative rounding error of storing a float32 result
+// as dt (half an ulp).
+func unitRoundoff(dt graph.DType) float64 {
+	switch dt {
+	case graph.Float16:
+		return 1.0 / (1 << 11)
+	case graph.BFloat16:
+		return 1.0 / (1 << 8)
+	}
+	return 1.0 / (1 << 24)
+}
+
+// refMatMul is a plain float64 batched matmul with NumPy broadcasting of
+// the batch dims. bound[i] is the error a float32 accumulation in any order
+// may make, (K+2)·2⁻²⁴·Σ|a·b|, plus the rounding of the result to dt (and
+// float16's smallest subnormal step).
+func refMatMul(a, b []float64, aShape, bShape []int, ta, tb bool, dt graph.DType) (out, bound []float64, shape []int) {
+	ra, rb := len(aShape), len(bShape)
+	m, k := aShape[ra-2], aShape[ra-1]
+	if ta {
+		m, k = k, m
+	}
+	n := bShape[rb-1]
+	if tb {
+		n = bShape[rb-2]
+	}
+	aBatch, bBatch := aShape[:ra-2], bShape[:rb-2]
+	rank := max(len(aBatch), len(bBatch))
+	batch := make([]int, rank)
+	for i := range batch {
+		da, db := dimFromEnd(aBatch, rank-1-i), dimFromEnd(bBatch, rank-1-i)
+		batch[i] = max(da, db)
+	}
+	nb := graph.NumElements(batch)
+	out = make([]float64, nb*m*n)
+	bound = make([]float64, len(out))
+	for bi := range nb {
+		ia, ib := broadcastIndex(bi, batch, aBatch), broadcastIndex(bi, batch, bBatch)
+		for i := range m {
+			for j := range n {
+				s, abs := 0.0, 0.0
+				for p := range k {
+					var x, y float64
+					if ta {
+						x = a[ia*m*k+p*m+i]
+					} else {
+						x = a[ia*m*k+i*k+p]
+					}
+					if tb {
+						y = b[ib*k*n+j*k+p]
+					} else {
+						y = b[ib*k*n+p*n+j]
+					}
+					s += x * y
+					abs += math.Abs(x * y)
+				}
+				o := bi*m*n + i*n + j
+				out[o] = s
+				bound[o] = float64(k+2)/(1<<24)*abs + unitRoundoff(dt)*math.Abs(s)*1.001 + 1.0/(1<<25)
+			}
+		}
+	}
+	return out, bound, append(batch, m, n)
+}
+
+func dimFromEnd(shape []int, i int) int {
+	if i >= len(shape) {
+		return 1
+	}
+	return shape[len(shape)-1-i]
+}
+
+// broadcastIndex maps output batch index bi (of shape out) to the matrix
+// index of an input with batch shape in (right-aligned, size-1 dims
+// broadcast).
+func broadcastIndex(bi int, out, in []int) int {
+	idx := 0
+	stride := 1
+	for d := len(out) - 1; d >= 0; d-- {
+		o := bi % out[d]
+		bi /= out[d]
+		j := d - (len(out) - len(in))
+		if j < 0 {
+			continue
+		}
+		if in[j] != 1 {
+			idx += o * stride
+		}
+		stride *= in[j]
+	}
+	return idx
+}
+
+// build returns the op's result for the case.
+func (c *matmulCase) build() *graph.Array {
+	a := graph.FromFloat32sAs(c.dt, c.a, c.aShape...)
+	b := graph.FromFloat32sAs(c.dt, c.b, c.bShape...)
+	if !c.ta && !c.tb {
+		return ops.MatMul(a, b)
+	}
+	return ops.MatMulTransposed(a, b, c.ta, c.tb)
+}
+
+// check compares the result with the reference within the case's bound.
+func (c *matmulCase) check(t *testing.T, target string, out *graph.Array) {
+	t.Helper()
+	if out.DType() != c.dt || fmt.Sprint(out.Shape()) != fmt.Sprint(c.shape) {
+		t.Fatalf("%s: %s: result %s, want %s%v", target, c.name, out.Spec(), c.dt, c.shape)
+	}
+	got, err := out.Float64s()
+	if err != nil {
+		t.Fatalf("%s: %s: %v", target, c.name, err)
+	}
+	for i := range got {
+		if d := math.Abs(got[i] - c.want[i]); !(d <= c.bound[i]) {
+			t.Fatalf("%s: %s: element %d = %v, want %v (error %g above bound %g)", target, c.name, i, got[i], c.want[i], d, c.bound[i])
+		}
+	}
+}
+
+// evalCases evaluates every case in one graph on each target, checks the
+// results, and checks how many products took the GEMV path.
+func evalCases(t *testing.T, cases []*matmulCase, wantGEMV int) {
+	t.Helper()
+	for _, tg := range loomtest.Targets(t) {
+		outs := make([]*graph.Array, len(cases))
+		for i, c := range cases {
+			outs[i] = c.build()
+		}
+		tg.Eval(t, outs...)
+		for i, c := range cases {
+			c.check(t, tg.Name, outs[i])
+		}
+		if got := tg.RT.LastStats().Counters["matmul_gemv"]; got != wantGEMV {
+			t.Errorf("%s: %d products took the GEMV path, want %d", tg.Name, got, wantGEMV)
+		}
+	}
+}
+
+// matmulSizes are the awkward sizes: 1, tiny, around the AVX2 width (8)
+// and the 16-column register tile, and past a power of two.
+var matmulSizes = []int{1, 2, 3, 7, 8, 9, 16, 17, 33, 65}
+
+// TestMatMulShapes runs every combination of M, N, K in matmulSizes with
+// the weights' layout (b transposed), and a subset of the combinations for
+// every other transpose combination and dtype (transposes and dtypes change
+// only how the operands are read).
+func TestMatMulShapes(t *testing.T) {
+	r := loomtest.Rand(1)
+	small := []int{1, 7, 17, 65}
+	for _, dt := range primitives.MatMulDTypes {
+		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			sizes := small
+			if dt == graph.Float32 && tr == [2]bool{false, true} {
+				sizes = matmulSizes
+			}
+			t.Run(fmt.Sprintf("%s/ta=%v/tb=%v", dt, tr[0], tr[1]), func(t *testing.T) {
+				var cases []*matmulCase
+				gemv := 0
+				for _, m := range sizes {
+					for _, n := range sizes {
+						for _, k := range sizes {
+							aShape, bShape := []int{m, k}, []int{k, n}
+							if tr[0] {
+								aShape = []int{k, m}
+							}
+							if tr[1] {
+								bShape = []int{n, k}
+							}
+							cases = append(cases, newMatmulCase(r, dt, tr[0], tr[1], aShape, bShape))
+							if m == 1 {
+								gemv++
+							}
+						}
+					}
+				}
+				evalCases(t, cases, gemv)
+			})
+		}
+	}
+}
+
+// TestMatMulBlocks crosses every blocking boundary of the CPU kernel: K
+// past one 256-deep slice, N past one 512-column block, M past one 768-row
+// block, in each dtype.
+func TestMatMulBlocks(t *testing.T) {
+	r := loomtest.Rand(2)
+	var cases []*matmulCase
+	for _, dt := range primitives.MatMulDTypes {
+		cases = append(cases,
+			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{520, 260}),
+			newMatmulCase(r, dt, true, false, []int{260, 770}, []int{260, 9}),
+			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
+		)
+	}
+	evalCases(t, cases, len(primitives.MatMulDTypes))
+}
+
+// TestMatMulBatch covers batch broadcasting: batched and unbatched sides,
+// size-1 dims, different ranks, and the batch of one-row products that
+// merges into one GEMM or runs as batched GEMVs.
+func TestMatMulBatch(t *testing.T) {
+	r := loomtest.Rand(3)
+	type shapes struct {
+		a, b   []int
+		ta, tb bool
+		gemv   bool
+	}
+	for _, dt := range primitives.MatMulDTypes {
+		var cases []*matmulCase
+		gemv := 0
+		for _, s := range []shapes{
+			{a: []int{2, 3, 5, 7}, b: []int{7, 9}},                                    // a batched, b shared: one merged GEMM
+			{a: []int{5, 7}, b: []int{4, 7, 9}},                                       // b batched, a shared
+			{a: []int{2, 1, 5, 7}, b: []int{1, 3, 7, 9}},                              // both broadcast to [2, 3]
+			{a: []int{3, 1, 17}, b: []int{3, 9, 17}, tb: true, gemv: true},            // batched decode GEMV
+			{a: []int{3, 1, 17}, b: []int{9, 17}, tb: true},                           // three tokens share the weights
+			{a: []int{2, 7, 5}, b: []int{7, 9}, ta: true},                             // transposed a does not merge
+			{a: []int{1, 5, 7}, b: []int{2, 7, 9}},                                    // size-1 batch dim on a
+			{a: []int{2, 1, 1, 1, 17}, b: []int{3, 17, 10}, gemv: true},               // rank 5 against rank 3
+			{a: []int{4, 2, 6, 3}, b: []int{2, 9, 6}, ta: true, tb: true},             // both transposed, batched
+			{a: []int{1, 1, 3, 4}, b: []int{1, 4, 5}},                                 // all-ones batch dims
+			{a: []int{6, 1, 33}, b: []int{6, 33, 20}, gemv: true},                     // batched GEMV, untransposed weights
+			{a: []int{2, 33, 1}, b: []int{2, 20, 33}, ta: true, tb: true, gemv: true}, // a column vector as x
+		} {
+			cases = append(cases, newMatmulCase(r, dt, s.ta, s.tb, s.a, s.b))
+			if s.gemv {
+				gemv++
+			}
+		}
+		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv) })
+	}
+}
+
+// TestMatMulEmpty checks empty products: no rows, no columns, no batch
+// (empty results), and K = 0 (zeros).
+func TestMatMulEmpty(t *testing.T) {
+	for _, tg := range loomtest.Targets(t) {
+		for _, c := range []struct {
+			a, b, want []int
+			tb         bool
+		}{
+			{a: []int{0, 5}, b: []int{5, 3}, want: []int{0, 3}},
+			{a: []int{4, 5}, b: []int{5, 0}, want: []int{4, 0}},
+			{a: []int{0, 4, 5}, b: []int{5, 3}, want: []int{0, 4, 3}},
+			{a: []int{4, 0}, b: []int{0, 3}, want: []int{4, 3}},
+			{a: []int{1, 0}, b: []int{3, 0}, tb: true, want: []int{1, 3}},
+			{a: []int{2, 0}, b: []int{3, 0}, tb: true, want: []int{2, 3}},
+		} {
+			a := graph.Full(graph.Float32, 1, c.a...)
+			b := graph.Full(graph.Float32, 1, c.b...)
+			out := ops.MatMulTransposed(a, b, false, c.tb)
+			tg.Eval(t, out)
+			if fmt.Sprint(out.Shape()) != fmt.Sprint(c.want) {
+				t.Fatalf("%s: a%v b%v: shape %v, want %v", tg.Name, c.a, c.b, out.Shape(), c.want)
+			}
+			got, err := out.Float64s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range got {
+				if v != 0 {
+					t.Fatalf("%s: a%v b%v: element %d = %v, want 0 (K = 0)", tg.Name, c.a, c.b, i, v)
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulNaN checks that NaN and Inf propagate to the outputs they
+// touch and nowhere else.
+func TestMatMulNaN(t *testing.T) {
+	for _, tg := range loomtest.Targets(t) {
+		for _, m := range []int{1, 7} { // GEMV and tiled
+			a := loomtest.Float32s(loomtest.Rand(4), m*20, -1, 1)
+			b := loomtest.Float32s(loomtest.Rand(5), 20*9, -1, 1)
+			a[(m-1)*20+3] = float32(math.NaN()) // row m-1
+			b[3*9+2] = float32(math.Inf(1))     // column 2, row 3 of B
+			out := ops.MatMulTransposed(graph.FromFloat32s(a, m, 20), graph.FromFloat32s(b, 20, 9), false, false)
+			tg.Eval(t, out)
+			got, err := out.Float64s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range m {
+				for j := range 9 {
+					v := got[i*9+j]
+					switch {
+					case i == m-1 && !math.IsNaN(v):
+						t.Fatalf("%s m=%d: out[%d,%d] = %v, want NaN (row with a NaN)", tg.Name, m, i, j, v)
+					case i < m-1 && j == 2 && !math.IsInf(v, 0):
+						t.Fatalf("%s m=%d: out[%d,%d] = %v, want ±Inf (column with an Inf)", tg.Name, m, i, j, v)
+					case i < m-1 && j != 2 && (math.IsNaN(v) || math.IsInf(v, 0)):
+						t.Fatalf("%s m=%d: out[%d,%d] = %v, want a finite value", tg.Name, m, i, j, v)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulWorkersDeterministic checks that the result does not depend on
+// the number of workers, bit for bit, for both kernels.
+func TestMatMulWorkersDeterministic(t *testing.T) {
+	r := loomtest.Rand(6)
+	cases := []*matmulCase{
+		newMatmulCase(r, graph.Float32, false, true, []int{70, 300}, []int{530, 300}),
+		newMatmulCase(r, graph.BFloat16, true, false, []int{300, 40}, []int{300, 33}),
+		newMatmulCase(r, graph.Float32, false, true, []int{1, 300}, []int{530, 300}),
+		newMatmulCase(r, graph.Float16, false, false, []int{1, 300}, []int{300, 530}),
+		newMatmulCase(r, graph.Float32, false, false, []int{8, 3, 20}, []int{8, 20, 9}),
+	}
+	var first [][]byte
+	for _, workers := range []int{1, 2, 3, 8} {
+		rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs := make([]*graph.Array, len(cases))
+		for i, c := range cases {
+			outs[i] = c.build()
+		}
+		if err := rt.Eval(outs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range outs {
+			b, err := o.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if workers == 1 {
+				first = append(first, b)
+				cases[i].check(t, "1 worker", o)
+				continue
+			}
+			if string(b) != string(first[i]) {
+				t.Errorf("%s: %d workers give different bits than 1 worker", cases[i].name, workers)
+			}
+		}
+	}
+}
+
+// TestMatMulErrors checks that bad arguments give an error naming what was
+// wrong, never a panic.
+func TestMatMulErrors(t *testing.T) {
+	f32 := func(shape ...int) *graph.Array { return graph.Full(graph.Float32, 1, shape...) }
+	failed := ops.MatMul(f32(2, 3), f32(4, 5)) // an input in an error state
+	for _, c := range []struct {
+		name string
+		out  *graph.Array
+		want []string
+	}{
+		{"inner dims", ops.MatMul(f32(2, 3), f32(4, 5)), []string{"matmul", "inner dimensions differ", "K=3", "K=4"}},
+		{"inner dims transposed", ops.MatMulTransposed(f32(2, 3), f32(5, 4), false, true), []string{"K=3", "K=4", "transposed"}},
+		{"dtypes", ops.MatMul(f32(2, 3), graph.Full(graph.BFloat16, 1, 3, 4)), []string{"dtypes differ", "float32", "bfloat16"}},
+		{"int dtype", ops.MatMul(graph.Full(graph.Int32, 1, 2, 3), graph.Full(graph.Int32, 1, 3, 4)), []string{"int32", "not supported"}},
+		{"rank 1", ops.MatMul(f32(3), f32(3, 4)), []string{"rank 1", "reshape"}},
+		{"rank 0", ops.MatMul(f32(3, 4), graph.Scalar(graph.Float32, 2)), []string{"input 1", "rank 0"}},
+		{"rank 9", ops.MatMul(f32(1, 1, 1, 1, 1, 1, 1, 2, 3), f32(3, 4)), []string{"rank 9", "unsupported"}},
+		{"batch", ops.MatMul(f32(2, 2, 3), f32(3, 3, 4)), []string{"batch dims", "cannot be broadcast"}},
+		{"nil", ops.MatMul(nil, f32(3, 4)), []string{"input 0 is nil"}},
+		{"inherited", ops.MatMul(failed, f32(5, 6)), []string{"inner dimensions differ"}},
+	} {
+		err := c.out.Err()
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
+			}
+		}
+		if !strings.Contains(err.Error(), "matmul_test.go") {
+			t.Errorf("%s: error %q does not name the call site", c.name, err)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package primitives
+
+import (
+	"fmt"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// MatMul multiplies matrices: out[..., M, N] = A[..., M, K] · B[..., K, N],
+// where a holds A, or Aᵀ ([..., K, M]) with TransposeA, and b holds B, or
+// Bᵀ ([..., N, K], the layout of linear-layer weights) with TransposeB.
+//
+// Both inputs have rank 2 or more; a vector must be reshaped to a [1, K] or
+// [K, 1] matrix first (there is no rank-1 shorthand, so a result's rank never
+// depends on its inputs' ranks in a hidden way). The dims before the last
+// two are batch dims and broadcast NumPy-style: either side may have fewer,
+// or size 1. Both inputs have the same dtype, float32, float16 or bfloat16;
+// products are accumulated in float32 and the output has the inputs' dtype.
+//
+// Lowering picks one of two kernels per dtype: a GEMV kernel
+// (matmul_<dt>_gemv) when each output matrix has one row, the decode case of
+// x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
+// (matmul_<dt>_tiled) otherwise.
+type MatMul struct{ TransposeA, TransposeB bool }
+
+func (m MatMul) Name() string { return "matmul" }
+
+// MatMulDTypes are the dtypes MatMul supports.
+var MatMulDTypes = []graph.DType{graph.Float32, graph.Float16, graph.BFloat16}
+
+// Tiling of the GPU kernels, which the grids below are counted in; the CPU
+// kernels ignore the grid and block for their caches instead.
+const (
+	// MatMulTile is the side of the square output tile one threadgroup of
+	// the tiled kernel computes.
+	MatMulTile = 32
+	// MatMulThreads is the tiled kernel's threadgroup size: four SIMD
+	// groups of 32 lanes.
+	MatMulThreads = 128
+	// GEMVRowsPerGroup is the number of outputs one threadgroup of the GEMV
+	// kernel computes: one per SIMD group.
+	GEMVRowsPerGroup = 8
+	// GEMVThreads is the GEMV kernel's threadgroup size.
+	GEMVThreads = 8 * 32
+)
+
+// MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
+// each the product of an M×K matrix of a and a K×N matrix of b (stored
+// transposed where TransposeA / TransposeB is 1).
+//
+// Output matrix i (row-major over BatchShape[:BatchRank]) multiplies a's
+// matrix Σ_d idx_d·BatchStrideA[d] and b's matrix Σ_d idx_d·BatchStrideB[d],
+// where idx is i's multi-index in BatchShape; a stride is 0 along a dim that
+// input broadcasts. Strides count matrices (M·K elements for a, K·N for b).
+type MatMulParams struct {
+	M, N, K                    uint32
+	Batch                      uint32
+	TransposeA, TransposeB     uint32
+	BatchRank                  uint32
+	BatchShape                 [MaxRank]uint32
+	BatchStrideA, BatchStrideB [MaxRank]uint32
+}
+
+// matmulDims returns M, K of a and K, N of b, honouring the transposes.
+func (m MatMul) matmulDims(a, b []int) (am, ak, bk, bn int) {
+	ra, rb := len(a), len(b)
+	am, ak = a[ra-2], a[ra-1]
+	if m.TransposeA {
+		am, ak = ak, am
+	}
+	bk, bn = b[rb-2], b[rb-1]
+	if m.TransposeB {
+		bk, bn = bn, bk
+	}
+	return am, ak, bk, bn
+}
+
+func (m MatMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 2 {
+		return nil, fmt.Errorf("needs 2 inputs, got %d", len(in))
+	}
+	a, b := in[0], in[1]
+	if a.DType != b.DType {
+		return nil, fmt.Errorf("dtypes differ: a is %s, b is %s", a.DType, b.DType)
+	}
+	if !hasDType(MatMulDTypes, a.DType) {
+		return nil, fmt.Errorf("dtype %s is not supported (float32, float16, bfloat16)", a.DType)
+	}
+	for i, s := range in {
+		if len(s.Shape) < 2 {
+			return nil, fmt.Errorf("input %d (%s) has rank %d; matmul needs matrices (rank ≥ 2): reshape a vector to [1, K] or [K, 1]", i, "ab"[i:i+1], len(s.Shape))
+		}
+		if len(s.Shape) > MaxRank {
+			return nil, fmt.Errorf("input %d has rank %d: unsupported, the most is %d", i, len(s.Shape), MaxRank)
+		}
+		if int64(s.Size()) > 1<<32-1 {
+			return nil, fmt.Errorf("input %d has %d elements: unsupported, the most is 2^32-1", i, s.Size())
+		}
+	}
+	am, ak, bk, bn := m.matmulDims(a.Shape, b.Shape)
+	if ak != bk {
+		return nil, fmt.Errorf("inner dimensions differ: a%v gives K=%d%s, b%v gives K=%d%s",
+			a.Shape, ak, transposed(m.TransposeA), b.Shape, bk, transposed(m.TransposeB))
+	}
+	batch, err := BroadcastShapes(a.Shape[:len(a.Shape)-2], b.Shape[:len(b.Shape)-2])
+	if err != nil {
+		return nil, fmt.Errorf("batch dims: %v", err)
+	}
+	out := graph.Spec{DType: a.DType, Shape: append(batch, am, bn)}
+	if int64(out.Size()) > 1<<32-1 {
+		return nil, fmt.Errorf("output %v has %d elements: unsupported, the most is 2^32-1", out.Shape, out.Size())
+	}
+	return []graph.Spec{out}, nil
+}
+
+func transposed(t bool) string {
+	if t {
+		return " (transposed)"
+	}
+	return ""
+}
+
+// params returns the params for a matmul of inputs of the given
+// shapes, already checked by Outputs. When b has no batch (or broadcasts
+// all of it) and a is not transposed, a's batch of M×K matrices is one
+// (Batch·M)×K matrix, and the product is a single matrix product: the
+// params say so (Batch 1), which lets several decode tokens share one pass
+// over the weights.
+func (m MatMul) params(a, b []int) *MatMulParams {
+	am, ak, _, bn := m.matmulDims(a, b)
+	p := &MatMulParams{M: uint32(am), N: uint32(bn), K: uint32(ak), TransposeA: b2u32(m.TransposeA), TransposeB: b2u32(m.TransposeB)}
+	ab, bb := a[:len(a)-2], b[:len(b)-2]
+	batch, _ := BroadcastShapes(ab, bb) // checked by Outputs
+	p.Batch = uint32(graph.NumElements(batch))
+	if graph.NumElements(bb) == 1 && !m.TransposeA {
+		p.M *= p.Batch
+		p.Batch = 1
+		return p
+	}
+	p.BatchRank = uint32(len(batch))
+	for i, d := range batch {
+		p.BatchShape[i] = uint32(d)
+	}
+	for k, s := range [][]int{ab, bb} {
+		strides := &p.BatchStrideA
+		if k == 1 {
+			strides = &p.BatchStrideB
+		}
+		off := len(batch) - len(s)
+		stride := 1
+		for i := len(s) - 1; i >= 0; i-- {
+			if s[i] != 1 {
+				strides[off+i] = uint32(stride)
+			}
+			stride *= s[i]
+		}
+	}
+	return p
+}
+
+func b2u32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// GEMV reports whether the params describe matrix-vector products (one
+// output row per matrix), which lower to the GEMV kernel.
+func (p *MatMulParams) GEMV() bool { return p.M == 1 }
+
+func (m MatMul) Lower(l *Lowering) error {
+	p := m.params(l.Inputs[0].Shape, l.Inputs[1].Shape)
+	d := Dispatch{
+		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", Out(0))},
+		Params: p,
+	}
+	dt := l.Inputs[0].DType.Short()
+	if p.GEMV() {
+		d.Kernel = "matmul_" + dt + "_gemv"
+		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
+		d.Group = Dim3{GEMVThreads, 1, 1}
+		l.Count("matmul_gemv", 1)
+	} else {
+		d.Kernel = "matmul_" + dt + "_tiled"
+		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
+		d.Group = Dim3{MatMulThreads, 1, 1}
+		l.Count("matmul_tiled", 1)
+	}
+	l.Add(d)
+	return nil
+}
+
+func init() {
+	for _, dt := range MatMulDTypes {
+		for _, path := range []string{"gemv", "tiled"} {
+			register(KernelSpec{Name: "matmul_" + dt.Short() + "_" + path, Args: []string{"a", "b", "out"}, Params: (*MatMulParams)(nil)})
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package primitives
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// RoPEParams describe a rotary embedding of T tokens of H heads of D
+// elements.
+type RoPEParams struct {
+	T, H, D uint32
+	Theta   float32
+}
+
+// RoPE applies rotary position embeddings in the half-rotation form
+// (Llama, Qwen3) to its first input x ([T, H, D], a float dtype) at the
+// positions of its second (int32 [T]). For i < D/2, with
+// angle = pos · Theta^(−2i/D):
+//
+//	out[i]     = x[i]·cos(angle) − x[i+D/2]·sin(angle)
+//	out[i+D/2] = x[i+D/2]·cos(angle) + x[i]·sin(angle)
+//
+// D must be even.
+type RoPE struct{ Theta float32 }
+
+func (RoPE) Name() string { return "rope" }
+
+func (r RoPE) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 2 {
+		return nil, fmt.Errorf("needs 2 inputs (x, positions), got %d", len(in))
+	}
+	x, pos := in[0], in[1]
+	if !hasDType(FloatDTypes, x.DType) {
+		return nil, fmt.Errorf("dtype %s is unsupported (supported: %v)", x.DType, FloatDTypes)
+	}
+	if len(x.Shape) != 3 {
+		return nil, fmt.Errorf("x must be [T, H, D], got shape %v", x.Shape)
+	}
+	if x.Shape[2]%2 != 0 {
+		return nil, fmt.Errorf("head dimension D = %d is odd; the half-rotation form needs it even", x.Shape[2])
+	}
+	if pos.DType != graph.Int32 {
+		return nil, fmt.Errorf("positions must be int32, got %s", pos.DType)
+	}
+	if len(pos.Shape) != 1 || pos.Shape[0] != x.Shape[0] {
+		return nil, fmt.Errorf("positions have shape %v, want [%d] (one per token of x)", pos.Shape, x.Shape[0])
+	}
+	if !(r.Theta > 0) || math.IsInf(float64(r.Theta), 0) {
+		return nil, fmt.Errorf("theta %g must be finite and > 0", r.Theta)
+	}
+	return []graph.Spec{x}, nil
+}
+
+func (r RoPE) Lower(l *Lowering) error {
+	x := l.Inputs[0]
+	if err := checkElements(x.Size()); err != nil {
+		return err
+	}
+	t, h, d := x.Shape[0], x.Shape[1], x.Shape[2]
+	l.Add(Dispatch{
+		Kernel: "rope_" + x.DType.Short(),
+		Grid:   Dim3{t * h, 1, 1}, // a group per (token, head)
+		Group:  Dim3{ElementwiseThreads, 1, 1},
+		Args:   []Arg{R("x", In(0)), R("positions", In(1)), W("out", Out(0))},
+		Params: &RoPEParams{T: uint32(t), H: uint32(h), D: uint32(d), Theta: r.Theta},
+	})
+	return nil
+}
+
+func init() {
+	for _, dt := range FloatDTypes {
+		register(KernelSpec{Name: "rope_" + dt.Short(), Args: []string{"x", "positions", "out"}, Params: (*RoPEParams)(nil)})
+	}
+}

@@ -1,0 +1,488 @@
+package runtime
+
+import (
+	"cmp"
+	"fmt"
+	goruntime "runtime"
+	"slices"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// Planning decides everything about an evaluation before any device call:
+// the order (array ids), the lowering of every node, the kernels, and the
+// storage of every array and scratch buffer. Only then is it encoded, so an
+// evaluation that fails (an unknown kernel, the memory limit) changes nothing
+// already computed: no in-place update has been applied, and the buffers it
+// took go back to the pool.
+
+// step is one dispatch of a plan, with its buffers resolved.
+type step struct {
+	kernel Kernel
+	d      *primitives.Dispatch
+	args   []BufferArg
+	sts    []*storage // the storage of each argument, for hazard tracking
+}
+
+// nodeInfo is what the plan knows of one array.
+type nodeInfo struct {
+	st   *storage
+	uses int  // consumers in this plan not yet planned
+	keep bool // requested output, or the result of an in-place update
+	pre  bool // evaluated before this plan
+}
+
+// plan is an evaluation decided but not yet encoded.
+type plan struct {
+	rt    *Runtime
+	nodes []*graph.Array // to compute, in id order
+
+	// The lowering of node i is disp[lo[i]:lo[i+1]] with kernels kern[...],
+	// and scratch sizes scratch[so[i]:so[i+1]].
+	disp    []primitives.Dispatch
+	kern    []Kernel
+	lo      []int
+	scratch []int64
+	so      []int
+
+	info    map[*graph.Array]*nodeInfo
+	slab    []nodeInfo
+	touched []*storage // storages whose held count this plan changed
+	taken   []*storage // storages taken from the pool or allocated
+
+	steps []step
+	keep  []*graph.Array // arrays that get storage when the plan is applied
+	spent []*graph.Array // inputs overwritten in place by a donation
+	moved []*arrayData   // evaluated inputs whose storage a donation took
+}
+
+func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
+	nodes, consts, err := rt.collect(outs)
+	if err != nil {
+		return nil, err
+	}
+	pl := &plan{rt: rt, nodes: nodes, info: make(map[*graph.Array]*nodeInfo, 2*len(nodes)+len(consts))}
+	if err := pl.lower(&p.stats); err != nil {
+		return nil, err
+	}
+	if err := rt.upload(consts, &p.stats); err != nil {
+		return nil, err
+	}
+	if err := pl.build(outs, &p.stats); err != nil {
+		pl.fail()
+		return nil, err
+	}
+	return pl, nil
+}
+
+// collect finds the arrays to compute (sorted by id, which is a topological
+// order) and the constants to upload. It walks the graph iteratively so that
+// a chain of any length cannot overflow the stack.
+func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, err error) {
+	seen := make(map[*graph.Array]bool, 64)
+	stack := make([]*graph.Array, 0, len(outs))
+	for i := len(outs) - 1; i >= 0; i-- {
+		if outs[i] == nil {
+			return nil, nil, fmt.Errorf("eval: output %d is nil", i)
+		}
+		stack = append(stack, outs[i])
+	}
+	for len(stack) > 0 {
+		a := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		switch {
+		case a.Err() != nil:
+			return nil, nil, a.Err()
+		case a.Overwritten():
+			return nil, nil, a.OverwrittenError("eval")
+		case a.Evaluated():
+			if d, ok := a.Data().(*arrayData); !ok || d.rt != rt {
+				return nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
+			}
+			continue
+		case a.Primitive() == nil:
+			consts = append(consts, a)
+			continue
+		}
+		if _, ok := a.Primitive().(primitives.Primitive); !ok {
+			return nil, nil, graph.Errorf(0, a.Primitive().Name(), "node at %s: %T does not implement primitives.Primitive", a.Site(), a.Primitive())
+		}
+		nodes = append(nodes, a)
+		for _, s := range a.Siblings() {
+			seen[s] = true
+		}
+		for _, in := range a.Inputs() {
+			if !seen[in] {
+				stack = append(stack, in)
+			}
+		}
+	}
+	slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
+	return nodes, consts, nil
+}
+
+// outputsOf returns all outputs of a's primitive.
+func outputsOf(a *graph.Array) []*graph.Array {
+	if s := a.Siblings(); s != nil {
+		return s
+	}
+	return []*graph.Array{a}
+}
+
+// lower lowers every node and checks what can be checked before anything
+// changes: kernels exist, argument ranges lie inside their buffers.
+func (pl *plan) lower(st *Stats) error {
+	rt := pl.rt
+	var l primitives.Lowering
+	l.Caps = rt.caps
+	var specs []graph.Spec
+	pl.lo = make([]int, 1, len(pl.nodes)+1)
+	pl.so = make([]int, 1, len(pl.nodes)+1)
+	pl.disp = make([]primitives.Dispatch, 0, len(pl.nodes))
+	pl.kern = make([]Kernel, 0, len(pl.nodes))
+	for _, a := range pl.nodes {
+		prim := a.Primitive().(primitives.Primitive)
+		outs := outputsOf(a)
+		specs = specs[:0]
+		for _, x := range a.Inputs() {
+			specs = append(specs, x.Spec())
+		}
+		for _, x := range outs {
+			specs = append(specs, x.Spec())
+		}
+		n := len(a.Inputs())
+		l.Reset(specs[:n:n], specs[n:])
+		fail := func(format string, args ...any) error {
+			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: fmt.Sprintf(format, args...)}
+		}
+		if err := prim.Lower(&l); err != nil {
+			return fail("lowering: %v", err)
+		}
+		for j := range l.Dispatches {
+			d := &l.Dispatches[j]
+			k, err := rt.kernel(d.Kernel)
+			if err != nil {
+				return fail("%v", err)
+			}
+			for _, arg := range d.Args {
+				size, err := refSize(&l, arg.Ref)
+				if err != nil {
+					return fail("dispatch %s argument %s: %v", d.Kernel, arg.Name, err)
+				}
+				if arg.Offset < 0 || arg.Size < 0 || arg.Offset+arg.Size > size {
+					return fail("dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
+				}
+			}
+			pl.kern = append(pl.kern, k)
+		}
+		pl.disp = append(pl.disp, l.Dispatches...)
+		pl.lo = append(pl.lo, len(pl.disp))
+		pl.scratch = append(pl.scratch, l.Scratch...)
+		pl.so = append(pl.so, len(pl.scratch))
+		st.addCounters(l.Counters)
+	}
+	return nil
+}
+
+func refSize(l *primitives.Lowering, r primitives.Ref) (int64, error) {
+	var n int
+	switch r.Kind {
+	case primitives.InputRef:
+		n = len(l.Inputs)
+	case primitives.OutputRef:
+		n = len(l.Outputs)
+	case primitives.ScratchRef:
+		n = len(l.Scratch)
+	}
+	if r.Index < 0 || r.Index >= n {
+		return 0, fmt.Errorf("reference %v out of range", r)
+	}
+	switch r.Kind {
+	case primitives.InputRef:
+		return l.Inputs[r.Index].Bytes(), nil
+	case primitives.OutputRef:
+		return l.Outputs[r.Index].Bytes(), nil
+	}
+	return l.Scratch[r.Index], nil
+}
+
+func (rt *Runtime) kernel(name string) (Kernel, error) {
+	if k, ok := rt.kernels[name]; ok {
+		return k, nil
+	}
+	k, err := rt.dev.Kernel(name)
+	if err != nil {
+		return nil, err
+	}
+	rt.kernels[name] = k
+	return k, nil
+}
+
+// upload gives each constant device storage. Constants become evaluated
+// arrays, so a weight built from a Go slice is uploaded once.
+func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
+	for _, a := range consts {
+		s, err := rt.pool.get(a.Spec().Bytes(), true, st)
+		if err != nil {
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+		}
+		if err := s.buf.Write(0, a.HostBytes()); err != nil {
+			rt.pool.put(s)
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+		}
+		rt.attach(a, s, nil)
+		st.Constants++
+	}
+	return nil
+}
+
+// attach makes s the storage of a, evaluated by p (nil if already complete).
+func (rt *Runtime) attach(a *graph.Array, s *storage, p *Pending) {
+	s.refs++
+	d := &arrayData{rt: rt, st: s, nbytes: a.Spec().Bytes(), pend: p}
+	a.SetData(d)
+	goruntime.AddCleanup(a, (*arrayData).drop, d)
+}
+
+// build assigns storage to every node and makes the steps.
+//
+// Holds: every array this plan computes holds its storage (storage.held)
+// from its creation until its last consumer is planned; then the storage
+// returns to the pool unless an evaluated array (storage.refs) still holds
+// it. A view or a donated output shares its input's storage and holds it
+// too. Arrays kept as results turn their hold into an evaluated array's when
+// the plan is applied.
+func (pl *plan) build(outs []*graph.Array, st *Stats) error {
+	rt := pl.rt
+	for _, o := range outs {
+		pl.node(o).keep = true
+	}
+	for _, a := range pl.nodes {
+		for _, in := range a.Inputs() {
+			pl.node(in).uses++
+		}
+	}
+	pl.steps = make([]step, 0, len(pl.disp))
+	nargs := 0
+	for i := range pl.disp {
+		nargs += len(pl.disp[i].Args)
+	}
+	argSlab := make([]BufferArg, nargs)
+	stSlab := make([]*storage, nargs)
+	for i, a := range pl.nodes {
+		prim := a.Primitive().(primitives.Primitive)
+		outsA := outputsOf(a)
+		fail := func(err error) error { return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error()} }
+		outSt := make([]*storage, len(outsA))
+
+		var aliases []graph.Alias
+		if al, ok := prim.(graph.Aliaser); ok {
+			aliases = al.Aliases()
+		}
+		for _, x := range aliases {
+			in := a.Inputs()[x.Input]
+			ii := pl.node(in)
+			switch {
+			case !x.Donate: // a view
+				outSt[x.Output] = ii.st
+			case pl.exclusive(ii):
+				outSt[x.Output] = ii.st
+				st.Donations++
+				pl.spent = append(pl.spent, in)
+				if ii.pre {
+					pl.moved = append(pl.moved, in.Data().(*arrayData))
+				}
+			default:
+				// Something else still holds the input: update a copy.
+				s, err := pl.take(in.Spec().Bytes(), st)
+				if err != nil {
+					return fail(err)
+				}
+				outSt[x.Output] = s
+				st.DonationsRefused++
+				pl.copyStep(ii.st, s, in.Spec().Bytes())
+			}
+			if x.Donate {
+				pl.node(outsA[x.Output]).keep = true // the in-place result is state
+			}
+		}
+		for j, o := range outsA {
+			if outSt[j] == nil {
+				s, err := pl.take(o.Spec().Bytes(), st)
+				if err != nil {
+					return fail(err)
+				}
+				outSt[j] = s
+			}
+			pl.node(o).st = outSt[j]
+			pl.hold(outSt[j], +1)
+		}
+		sizes := pl.scratch[pl.so[i]:pl.so[i+1]]
+		scratch := make([]*storage, len(sizes))
+		for j, n := range sizes {
+			s, err := pl.take(n, st)
+			if err != nil {
+				return fail(err)
+			}
+			scratch[j] = s
+			st.ScratchBytes += n
+		}
+		for j := pl.lo[i]; j < pl.lo[i+1]; j++ {
+			d := &pl.disp[j]
+			if d.Grid.Count() == 0 {
+				continue
+			}
+			args, sts := argSlab[:len(d.Args):len(d.Args)], stSlab[:len(d.Args):len(d.Args)]
+			argSlab, stSlab = argSlab[len(d.Args):], stSlab[len(d.Args):]
+			for k, arg := range d.Args {
+				var s *storage
+				var size int64
+				switch arg.Ref.Kind {
+				case primitives.InputRef:
+					in := a.Inputs()[arg.Ref.Index]
+					s, size = pl.node(in).st, in.Spec().Bytes()
+				case primitives.OutputRef:
+					s, size = outSt[arg.Ref.Index], outsA[arg.Ref.Index].Spec().Bytes()
+				default:
+					s, size = scratch[arg.Ref.Index], sizes[arg.Ref.Index]
+				}
+				n := arg.Size
+				if n == 0 {
+					n = size - arg.Offset
+				}
+				args[k] = BufferArg{Buffer: s.buf, Offset: arg.Offset, Size: n, Access: arg.Access, Name: arg.Name}
+				sts[k] = s
+			}
+			pl.steps = append(pl.steps, step{kernel: pl.kern[j], d: d, args: args, sts: sts})
+		}
+		if rt.mut.exemptAlias() && len(scratch) > 0 {
+			for _, x := range aliases {
+				if x.Donate {
+					outSt[x.Output].track.untracked = true
+				}
+			}
+		}
+		st.Nodes++
+		for _, s := range scratch {
+			pl.unhold(s)
+		}
+		for _, in := range a.Inputs() {
+			ni := pl.node(in)
+			ni.uses--
+			if ni.uses == 0 && !ni.pre && !ni.keep {
+				pl.hold(ni.st, -1)
+				pl.unhold(ni.st)
+			}
+		}
+		for _, o := range outsA {
+			oi := pl.node(o)
+			switch {
+			case oi.keep:
+				pl.keep = append(pl.keep, o)
+			case oi.uses == 0:
+				pl.hold(oi.st, -1)
+				pl.unhold(oi.st)
+			}
+		}
+	}
+	return nil
+}
+
+// node returns the plan's record of a, creating it on first use.
+func (pl *plan) node(a *graph.Array) *nodeInfo {
+	if ni := pl.info[a]; ni != nil {
+		return ni
+	}
+	if len(pl.slab) == cap(pl.slab) {
+		pl.slab = make([]nodeInfo, 0, 256) // a new chunk: pointers into the old one stay valid
+	}
+	pl.slab = append(pl.slab, nodeInfo{})
+	ni := &pl.slab[len(pl.slab)-1]
+	if d, ok := a.Data().(*arrayData); ok {
+		ni.st, ni.pre = d.st, true
+	}
+	pl.info[a] = ni
+	return ni
+}
+
+func (pl *plan) hold(s *storage, delta int) {
+	if s.held == 0 && delta > 0 {
+		pl.touched = append(pl.touched, s)
+	}
+	s.held += delta
+}
+
+// exclusive reports whether an input's storage can be donated: nothing but
+// the input itself holds it, this node is its only remaining consumer, and
+// it is not wanted as an output of this evaluation.
+func (pl *plan) exclusive(ii *nodeInfo) bool {
+	return !ii.keep && ii.uses == 1 && ii.st.refs+ii.st.held == 1
+}
+
+func (pl *plan) take(n int64, st *Stats) (*storage, error) {
+	s, err := pl.rt.pool.get(n, false, st)
+	if err != nil {
+		return nil, err
+	}
+	pl.taken = append(pl.taken, s)
+	return s, nil
+}
+
+// unhold returns s to the pool if nothing holds it any more.
+func (pl *plan) unhold(s *storage) {
+	if s.refs+s.held == 0 {
+		pl.rt.pool.put(s)
+	}
+}
+
+// copyStep adds a copy of n bytes from src to dst, for a refused donation.
+func (pl *plan) copyStep(src, dst *storage, n int64) {
+	d := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), n)
+	k, err := pl.rt.kernel(d.Kernel)
+	if err != nil {
+		panic("runtime: the device lacks the copy kernel: " + err.Error())
+	}
+	pl.steps = append(pl.steps, step{kernel: k, d: &d,
+		args: []BufferArg{
+			{Buffer: src.buf, Size: n, Access: primitives.Read, Name: d.Args[0].Name},
+			{Buffer: dst.buf, Size: n, Access: primitives.Write, Name: d.Args[1].Name},
+		},
+		sts: []*storage{src, dst},
+	})
+}
+
+// fail undoes a plan that could not be completed: every storage it took
+// goes back to the pool. Uploaded constants stay uploaded.
+func (pl *plan) fail() {
+	for _, s := range pl.touched {
+		s.held = 0
+	}
+	for _, s := range pl.taken {
+		if s.refs == 0 {
+			pl.rt.pool.put(s)
+		}
+	}
+}
+
+// apply makes the plan's results visible: outputs get their storage, and
+// inputs updated in place are marked overwritten.
+func (pl *plan) apply(p *Pending) {
+	for _, d := range pl.moved {
+		d.moved = true
+		d.st.refs--
+	}
+	for _, a := range pl.spent {
+		a.MarkOverwritten()
+	}
+	for _, a := range pl.keep {
+		pl.rt.attach(a, pl.info[a].st, p)
+	}
+	for _, s := range pl.touched {
+		s.held = 0
+	}
+}
