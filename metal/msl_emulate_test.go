@@ -87,7 +87,7 @@ func buildEmulation(t testing.TB, names []string) (*emuLib, error) {
 	if err := os.WriteFile(file, []byte(src+harness), 0o644); err != nil {
 		return nil, err
 	}
-	out, err := exec.Command(cxx(t), "-std=c++20", "-O0", "-shared", "-fPIC", "-pthread", "-w", "-DLOOM_EMULATE",
+	out, err := exec.Command(cxx(t), "-std=c++20", "-O0", "-shared", "-fPIC", "-w", "-DLOOM_EMULATE",
 		"-I", shimDir(t), "-x", "c++", file, "-o", so).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("building the emulation: %v\n%s", err, out)
@@ -148,14 +148,12 @@ func emuHarness(kernels map[string]mslKernel) (string, error) {
 }
 
 // emuRuntime runs a grid: threadgroups one after another, the threads of a
-// group as OS threads (kept in a pool) with a group barrier and one barrier
-// per SIMD group of 32. A thread that returns drops out of both barriers.
+// group as fibers with a group barrier and one barrier per SIMD group of 32.
+// A thread that returns drops out of both barriers.
 const emuRuntime = `
 #undef thread
 #undef device
 #undef constant
-#include <condition_variable>
-#include <mutex>
 namespace loom_emu {
 struct Ptr {
   void* p;
@@ -183,85 +181,95 @@ struct Env {
 };
 typedef void (*Body)(const Thread&, const Env&);
 
-// Pool keeps the threads of a threadgroup alive across groups and calls.
-struct Pool {
-  std::vector<std::thread> workers;
-  std::mutex mu;
-  std::condition_variable start, done;
-  unsigned long generation = 0;
-  unsigned remaining = 0;
-  // The group being run.
-  Body body;
-  const Env* env;
-  unsigned n, nsimd, grid[3], group[3], gx, gy, gz;
-  std::barrier<>* gbar;
-  std::vector<SimdGroup>* simds;
-
-  void work(unsigned i) {
-    unsigned long seen = 0;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> l(mu);
-        start.wait(l, [&] { return generation != seen; });
-        seen = generation;
-        if (i >= n) continue;
-      }
-      ctx = Context{gbar, &(*simds)[i / 32], int(i % 32)};
-      Thread t;
-      unsigned lx = i % group[0], ly = (i / group[0]) % group[1], lz = i / (group[0] * group[1]);
-      t.group_pos = Pos{gx, gy, gz};
-      t.local_pos = Pos{lx, ly, lz};
-      t.grid_pos = Pos{gx * group[0] + lx, gy * group[1] + ly, gz * group[2] + lz};
-      t.group_size = Pos{group[0], group[1], group[2]};
-      t.grid_size = Pos{grid[0], grid[1], grid[2]};
-      t.local_index = Pos{i, 0, 0};
-      t.simd_index = Pos{i / 32, 0, 0};
-      t.simd_groups = Pos{nsimd, 0, 0};
-      t.lane = Pos{i % 32, 0, 0};
-      t.simd_width = Pos{32, 0, 0};
-      body(t, *env);
-      (*simds)[i / 32].bar->arrive_and_drop();
-      gbar->arrive_and_drop();
-      std::lock_guard<std::mutex> l(mu);
-      if (--remaining == 0) done.notify_one();
-    }
-  }
-
-  void run(const unsigned* g, const unsigned* tg, Body b, const Env& e) {
-    std::unique_lock<std::mutex> l(mu);
-    n = tg[0] * tg[1] * tg[2];
-    nsimd = (n + 31) / 32;
-    while (workers.size() < n) {
-      unsigned i = workers.size();
-      workers.emplace_back([this, i] { work(i); });
-    }
-    for (int k = 0; k < 3; k++) grid[k] = g[k], group[k] = tg[k];
-    body = b;
-    env = &e;
-    for (gz = 0; gz < grid[2]; gz++)
-    for (gy = 0; gy < grid[1]; gy++)
-    for (gx = 0; gx < grid[0]; gx++) {
-      std::barrier<> bar(n);
-      std::vector<SimdGroup> s(nsimd);
-      for (unsigned k = 0; k < nsimd; k++) {
-        s[k].bar = new std::barrier<>(n - 32 * k < 32 ? n - 32 * k : 32);
-        for (int j = 0; j < 32; j++) s[k].written[j] = false;
-      }
-      gbar = &bar;
-      simds = &s;
-      remaining = n;
-      generation++;
-      start.notify_all();
-      done.wait(l, [&] { return remaining == 0; });
-      for (auto& x : s) delete x.bar;
-    }
-  }
+// Fiber is one thread of the running threadgroup.
+struct Fiber {
+  ucontext_t uc;
+  Context ctx;
+  Thread t;
+  bool done;
 };
+inline ucontext_t scheduler;
+inline Fiber* current;
+inline Body running_body;
+inline const Env* running_env;
 
-// run runs body over the grid, one threadgroup at a time.
+void yield() { swapcontext(&current->uc, &scheduler); }
+
+inline void fiber_main() {
+  Fiber* f = current;
+  running_body(f->t, *running_env);
+  f->ctx.simd->bar->arrive_and_drop();
+  f->ctx.group->arrive_and_drop();
+  f->done = true;
+  progress++;
+}
+
+// run runs body over the grid, one threadgroup at a time, its threads as
+// fibers resumed round-robin until all have returned.
 inline void run(const unsigned* grid, const unsigned* group, Body body, const Env& env) {
-  static Pool* pool = new Pool; // never joined: the workers live as long as the process
-  pool->run(grid, group, body, env);
+  constexpr size_t stack_size = 128 << 10;
+  unsigned n = group[0] * group[1] * group[2], nsimd = (n + 31) / 32;
+  std::vector<Fiber> fibers(n);
+  // The stacks are kept across calls, uninitialised: zeroing them per
+  // dispatch would cost more than running most kernels.
+  static char* stacks = nullptr;
+  static unsigned stacks_for = 0;
+  if (stacks_for < n) {
+    delete[] stacks;
+    stacks = new char[size_t(n) * stack_size];
+    stacks_for = n;
+  }
+  running_body = body;
+  running_env = &env;
+  for (unsigned gz = 0; gz < grid[2]; gz++)
+  for (unsigned gy = 0; gy < grid[1]; gy++)
+  for (unsigned gx = 0; gx < grid[0]; gx++) {
+    Barrier gbar(n);
+    std::vector<SimdGroup> simds(nsimd);
+    std::vector<Barrier> sbars;
+    sbars.reserve(nsimd);
+    for (unsigned k = 0; k < nsimd; k++) {
+      sbars.emplace_back(n - 32 * k < 32 ? n - 32 * k : 32);
+      simds[k].bar = &sbars[k];
+      for (int j = 0; j < 32; j++) simds[k].written[j] = false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+      Fiber& f = fibers[i];
+      f.done = false;
+      f.ctx = Context{&gbar, &simds[i / 32], int(i % 32)};
+      unsigned lx = i % group[0], ly = (i / group[0]) % group[1], lz = i / (group[0] * group[1]);
+      f.t.group_pos = Pos{gx, gy, gz};
+      f.t.local_pos = Pos{lx, ly, lz};
+      f.t.grid_pos = Pos{gx * group[0] + lx, gy * group[1] + ly, gz * group[2] + lz};
+      f.t.group_size = Pos{group[0], group[1], group[2]};
+      f.t.grid_size = Pos{grid[0], grid[1], grid[2]};
+      f.t.local_index = Pos{i, 0, 0};
+      f.t.simd_index = Pos{i / 32, 0, 0};
+      f.t.simd_groups = Pos{nsimd, 0, 0};
+      f.t.lane = Pos{i % 32, 0, 0};
+      f.t.simd_width = Pos{32, 0, 0};
+      getcontext(&f.uc);
+      f.uc.uc_stack.ss_sp = &stacks[size_t(i) * stack_size];
+      f.uc.uc_stack.ss_size = stack_size;
+      f.uc.uc_link = &scheduler;
+      makecontext(&f.uc, fiber_main, 0);
+    }
+    for (unsigned left = n; left > 0;) {
+      unsigned long before = progress;
+      left = 0;
+      for (auto& f : fibers) {
+        if (f.done) continue;
+        current = &f;
+        ctx = f.ctx;
+        swapcontext(&scheduler, &f.uc);
+        left += f.done ? 0 : 1;
+      }
+      if (left > 0 && progress == before) {
+        std::fprintf(stderr, "emulation: threads wait at a barrier that can never complete (a barrier in divergent code?)\n");
+        std::abort();
+      }
+    }
+  }
 }
 }  // namespace loom_emu
 `

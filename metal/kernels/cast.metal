@@ -22,6 +22,25 @@ inline long saturate_float(float f, float lo, float hiPlusOne, long loInt, long 
   return long(f);
 }
 
+// round_significand rounds v to nearest even at `bits` significant bits, in
+// integer arithmetic, so that the float it then converts to exactly is the
+// correctly rounded half or bfloat (going through float first would round
+// twice).
+inline float round_significand(long v, uint bits) {
+  ulong u = v < 0 ? 0ul - ulong(v) : ulong(v);
+  uint n = 64u - uint(clz(u));
+  if (n > bits) {
+    uint shift = n - bits;
+    ulong q = u >> shift, rest = u & ((1ul << shift) - 1ul), halfway = 1ul << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (q & 1ul) != 0ul)) {
+      q++;
+    }
+    u = q << shift;
+  }
+  float f = float(u);
+  return v < 0 ? -f : f;
+}
+
 template <typename D> struct convert;
 template <> struct convert<float> {
   static float from(float f) { return f; }
@@ -29,11 +48,11 @@ template <> struct convert<float> {
 };
 template <> struct convert<half> {
   static half from(float f) { return half(f); }
-  static half from(long v) { return half(float(v)); }
+  static half from(long v) { return half(round_significand(v, 11)); }
 };
 template <> struct convert<bfloat> {
   static bfloat from(float f) { return bfloat(f); }
-  static bfloat from(long v) { return bfloat(float(v)); }
+  static bfloat from(long v) { return bfloat(round_significand(v, 8)); }
 };
 template <> struct convert<int> {
   static int from(float f) { return int(saturate_float(f, -2147483648.0f, 2147483648.0f, INT_MIN, INT_MAX)); }

@@ -31,10 +31,10 @@ struct OpMul : ArithmeticOp {
 };
 struct OpDiv : ArithmeticOp {
   float operator()(float a, float b) const { return a / b; }
-  // INT_MIN / -1 wraps to INT_MIN, as the CPU's int64 division truncated.
+  // x / -1 is a wrapping negation, so INT_MIN / -1 wraps to INT_MIN (a
+  // plain division would overflow).
   int operator()(int a, int b) const { return b == 0 ? 0 : (b == -1 ? int(0u - uint(a)) : a / b); }
-  // LONG_MIN / -1 gives 0, as on the CPU.
-  long operator()(long a, long b) const { return (b == 0 || (b == -1L && a == LONG_MIN)) ? 0L : a / b; }
+  long operator()(long a, long b) const { return b == 0 ? 0L : (b == -1L ? long(0ul - ulong(a)) : a / b); }
   uint operator()(uint a, uint b) const { return b == 0u ? 0u : a / b; }
 };
 // Maximum and Minimum let NaN win.

@@ -1,0 +1,213 @@
+//go:build linux && amd64
+
+package metal
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
+)
+
+// kernelsWithPrefix lists the catalog kernels whose names start with one of
+// the prefixes: the kernels of the families a test exercises.
+func kernelsWithPrefix(prefixes ...string) []string {
+	var out []string
+	for _, s := range primitives.Catalog() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(s.Name, p) {
+				out = append(out, s.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// tol widens the float tolerance of dt by k (kernels that accumulate in a
+// different order than the CPU, or use other exp/log implementations).
+func tol(dt graph.DType, k float64) (float64, float64) {
+	atol, rtol := loomtest.Tolerance(dt)
+	return atol * k, rtol * k
+}
+
+func TestEmulatedUnary(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("neg_", "exp_", "log_", "sqrt_", "rsqrt_", "tanh_", "sigmoid_", "silu_", "gelu_")...)
+	for _, op := range primitives.UnaryOps {
+		for _, dt := range op.DTypes() {
+			build := func() *graph.Array {
+				r := loomtest.Rand(uint64(op)*10 + uint64(dt))
+				return ops.Apply(primitives.Unary{Op: op}, randomArray(r, dt, 3, 67))[0]
+			}
+			atol, rtol := tol(dt, 4)
+			sameOnBoth(t, emu, ref, fmt.Sprintf("%s %s", op, dt), build, atol, rtol)
+		}
+	}
+}
+
+func TestEmulatedWhere(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("where_")...)
+	for _, dt := range graph.DTypes {
+		build := func() *graph.Array {
+			r := loomtest.Rand(uint64(dt))
+			return ops.Where(randomArray(r, graph.Bool, 3, 1), randomArray(r, dt, 3, 5), randomArray(r, dt, 5))
+		}
+		sameOnBoth(t, emu, ref, "where "+dt.String(), build, 0, 0)
+	}
+}
+
+// TestEmulatedCast converts every dtype to every other, bit for bit: NaN,
+// saturation, rounding of large integers to half and bfloat.
+func TestEmulatedCast(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("cast_", "copy_strided_")...)
+	for _, from := range graph.DTypes {
+		for _, to := range graph.DTypes {
+			build := func() *graph.Array {
+				r := loomtest.Rand(uint64(from)*10 + uint64(to))
+				a := randomArray(r, from, 97)
+				if from.IsFloat() {
+					// Values beyond every integer range, and infinities.
+					big := loomtest.Float32s(r, 97, -1e19, 1e19)
+					big[3], big[4] = float32(1e30), float32(-1e30)
+					a = ops.Concatenate(0, a, graph.FromFloat32sAs(from, big, 97))
+				}
+				return ops.Cast(a, to)
+			}
+			sameOnBoth(t, emu, ref, fmt.Sprintf("cast %s to %s", from, to), build, 0, 0)
+		}
+	}
+}
+
+func TestEmulatedShape(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("copy_strided_")...)
+	for _, dt := range graph.DTypes {
+		cases := map[string]func() *graph.Array{
+			"transpose": func() *graph.Array {
+				return ops.Transpose(randomArray(loomtest.Rand(1), dt, 3, 5, 7), 2, 0, 1)
+			},
+			"slice": func() *graph.Array {
+				return ops.Slice(randomArray(loomtest.Rand(2), dt, 6, 9), []int{1, 2}, []int{5, 9})
+			},
+			"concatenate": func() *graph.Array {
+				r := loomtest.Rand(3)
+				return ops.Concatenate(1, randomArray(r, dt, 2, 3), randomArray(r, dt, 2, 1), randomArray(r, dt, 2, 4))
+			},
+		}
+		for name, build := range cases {
+			sameOnBoth(t, emu, ref, name+" "+dt.String(), build, 0, 0)
+		}
+	}
+}
+
+func TestEmulatedReduce(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("sum_", "max_", "mean_", "argmax_")...)
+	fns := map[primitives.ReduceOp]func(*graph.Array, int, bool) *graph.Array{
+		primitives.Sum: ops.Sum, primitives.Max: ops.Max, primitives.Mean: ops.Mean, primitives.Argmax: ops.Argmax,
+	}
+	for op, fn := range fns {
+		for _, dt := range op.DTypes() {
+			for _, axis := range []int{0, 1, 2} {
+				build := func() *graph.Array {
+					r := loomtest.Rand(uint64(op)*100 + uint64(dt)*10 + uint64(axis))
+					// A long axis 1 (more elements than threads), short others
+					// (a group per output element is slow to emulate).
+					shape := []int{3, 4, 5}
+					if axis == 1 {
+						shape = []int{2, 300, 3}
+					}
+					return fn(randomArray(r, dt, shape...), axis, false)
+				}
+				atol, rtol := tol(dt, 10)
+				sameOnBoth(t, emu, ref, fmt.Sprintf("%s %s axis %d", op, dt, axis), build, atol, rtol)
+			}
+		}
+	}
+}
+
+func TestEmulatedNorms(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("softmax_", "rms_norm_", "rope_")...)
+	for _, dt := range primitives.FloatDTypes {
+		atol, rtol := tol(dt, 4)
+		sameOnBoth(t, emu, ref, "softmax "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(1)
+			return ops.Softmax(graph.FromFloat32sAs(dt, loomtest.Float32s(r, 4*333, -5, 5), 4, 333), 1)
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "softmax axis 0 "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(2)
+			return ops.Softmax(graph.FromFloat32sAs(dt, loomtest.Float32s(r, 7*3, -5, 5), 7, 3), 0)
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "rms_norm "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(3)
+			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 5*259, -2, 2), 5, 259)
+			w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 259, 0.5, 1.5), 259)
+			return ops.RMSNorm(x, w, 1e-6)
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "rope "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(4)
+			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 3*4*64, -1, 1), 3, 4, 64)
+			return ops.RoPE(x, graph.FromInt32s([]int32{0, 7, 100}, 3), 10000)
+		}, atol, rtol)
+	}
+}
+
+func TestEmulatedRows(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("gather_rows_", "scatter_rows_", "add_i")...)
+	for _, dt := range graph.DTypes {
+		for _, idx := range []graph.DType{graph.Int32, graph.Int64} {
+			indices := func(v ...int64) *graph.Array {
+				if idx == graph.Int32 {
+					w := make([]int32, len(v))
+					for i, x := range v {
+						w[i] = int32(x)
+					}
+					return graph.FromInt32s(w, len(v))
+				}
+				return graph.FromInt64s(v, len(v))
+			}
+			name := fmt.Sprintf("%s by %s", dt, idx)
+			sameOnBoth(t, emu, ref, "gather "+name, func() *graph.Array {
+				return ops.GatherRows(randomArray(loomtest.Rand(1), dt, 7, 3, 5), indices(6, 0, 3, 3))
+			}, 0, 0)
+			sameOnBoth(t, emu, ref, "scatter "+name, func() *graph.Array {
+				r := loomtest.Rand(2)
+				return ops.ScatterRows(randomArray(r, dt, 7, 5), indices(4, -1, 0), randomArray(r, dt, 3, 5))
+			}, 0, 0)
+			// Computed on the device, so that only the kernel can see it.
+			bad := ops.GatherRows(randomArray(loomtest.Rand(3), dt, 7, 5), ops.Add(indices(1, 4, 2), indices(0, 5, 0)))
+			if err := emu.Eval(bad); err == nil || !strings.Contains(err.Error(), "indices entry 1 is 9") {
+				t.Fatalf("gather %s with index 9 of 7 rows: got %v, want an error naming indices entry 1", name, err)
+			}
+		}
+	}
+}
+
+func TestEmulatedMatMul(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("matmul_")...)
+	cases := []struct {
+		a, b   []int
+		ta, tb bool
+	}{
+		{[]int{1, 67}, []int{67, 45}, false, false},  // GEMV
+		{[]int{1, 67}, []int{45, 67}, false, true},   // GEMV, weights N×K
+		{[]int{33, 17}, []int{17, 65}, false, false}, // tiles with ragged edges
+		{[]int{17, 33}, []int{65, 17}, true, true},
+		{[]int{2, 3, 9, 40}, []int{3, 40, 7}, false, false}, // broadcast batch
+		{[]int{4, 1, 16}, []int{4, 16, 8}, false, false},    // batched GEMV
+	}
+	for _, dt := range primitives.MatMulDTypes {
+		for i, c := range cases {
+			build := func() *graph.Array {
+				r := loomtest.Rand(uint64(i))
+				a := graph.FromFloat32sAs(dt, loomtest.Float32s(r, graph.NumElements(c.a), -1, 1), c.a...)
+				b := graph.FromFloat32sAs(dt, loomtest.Float32s(r, graph.NumElements(c.b), -1, 1), c.b...)
+				return ops.MatMulTransposed(a, b, c.ta, c.tb)
+			}
+			atol, rtol := tol(dt, 10)
+			sameOnBoth(t, emu, ref, fmt.Sprintf("matmul %s %v", dt, c), build, atol, rtol)
+		}
+	}
+}
