@@ -14,17 +14,16 @@ func castKernel(from, to graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
-		runs(c, p, func(o, n int, _, _ *[3]int) {
+		runs(c, p, func(o, n int, _, _ [3]int, tmp []float32) {
+			tx, tz := tmp[:chunk], tmp[chunk:2*chunk]
 			switch {
 			case from.IsFloat() && to.IsFloat():
-				var tx, tz [chunk]float32
-				x := f32In(from, a, o, 1, n, tx[:])
-				z := f32Out(to, out, o, 1, n, tz[:])
+				x := f32In(from, a, o, 1, n, tx)
+				z := f32Out(to, out, o, 1, n, tz)
 				copy(z, x)
 				f32Store(to, out, o, 1, z)
 			case from.IsFloat():
-				var tx [chunk]float32
-				for k, v := range f32In(from, a, o, 1, n, tx[:]) {
+				for k, v := range f32In(from, a, o, 1, n, tx) {
 					if to == graph.Bool {
 						out[o+k] = b2u(v != 0)
 					} else {
@@ -32,8 +31,7 @@ func castKernel(from, to graph.DType) Kernel {
 					}
 				}
 			case to.IsFloat():
-				var tz [chunk]float32
-				z := f32Out(to, out, o, 1, n, tz[:])
+				z := f32Out(to, out, o, 1, n, tz)
 				for k := range z {
 					z[k] = intToFloat(loadIntOrBool(from, a, o+k), to)
 				}

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -18,6 +19,9 @@ import (
 const elemGrain = 1 << 14
 
 // chunk is the most elements a float kernel converts to float32 at a time.
+// The buffers come from the pool of scratch slices (getFloats): arrays on
+// the stack would escape to the heap anyway, because the vec conversions are
+// called through function values.
 const chunk = 256
 
 // f32In returns the n elements of b (float dtype dt) that start at element i
@@ -28,13 +32,17 @@ func f32In(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32 
 		return view[float32](b)[i : i+n]
 	}
 	tmp = tmp[:n]
-	switch dt {
-	case graph.Float32:
+	switch {
+	case stride == 1 && dt == graph.Float16:
+		vec.F16ToF32(tmp, view[uint16](b)[i:i+n])
+	case stride == 1:
+		vec.BF16ToF32(tmp, view[uint16](b)[i:i+n])
+	case dt == graph.Float32:
 		src := view[float32](b)
 		for k := range tmp {
 			tmp[k] = src[i+k*stride]
 		}
-	case graph.Float16:
+	case dt == graph.Float16:
 		src := view[uint16](b)
 		for k := range tmp {
 			tmp[k] = graph.F16ToF32(src[i+k*stride])
@@ -63,6 +71,10 @@ func f32Out(dt graph.DType, b []byte, i, stride, n int, tmp []float32) []float32
 func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
 	switch {
 	case dt == graph.Float32 && stride == 1: // computed in place
+	case stride == 1 && dt == graph.Float16:
+		vec.F32ToF16(view[uint16](b)[i:i+len(v)], v)
+	case stride == 1:
+		vec.F32ToBF16(view[uint16](b)[i:i+len(v)], v)
 	case dt == graph.Float32:
 		dst := view[float32](b)
 		for k, x := range v {
@@ -85,15 +97,17 @@ func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
 // dispatch, each at most chunk elements inside one innermost row: output
 // elements [o, o+n), whose input k elements start at at[k] and advance by
 // step[k] (1, or 0 where input k is broadcast along the row). The pieces are
-// spread over the workers.
-func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *[3]int)) {
+// spread over the workers; fn also gets its worker's 3·chunk float32s of
+// scratch.
+func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step [3]int, tmp []float32)) {
 	rank := int(p.Rank)
 	if p.Contiguous == 1 || rank == 0 {
 		c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
+			tmp := getFloats(3 * chunk)
+			defer putFloats(tmp)
 			step := [3]int{1, 1, 1}
 			for o := lo; o < hi; o += chunk {
-				at := [3]int{o, o, o}
-				fn(o, min(chunk, hi-o), &at, &step)
+				fn(o, min(chunk, hi-o), [3]int{o, o, o}, step, *tmp)
 			}
 		})
 		return
@@ -104,7 +118,8 @@ func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *
 		step[k] = int(p.Strides[k][rank-1])
 	}
 	c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
-		step := step
+		tmp := getFloats(3 * chunk)
+		defer putFloats(tmp)
 		for o := lo; o < hi; {
 			col := o % row
 			var at [3]int
@@ -120,7 +135,7 @@ func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step *
 				at[k] += col * step[k]
 			}
 			n := min(chunk, hi-o, row-col)
-			fn(o, n, &at, &step)
+			fn(o, n, at, step, *tmp)
 			o += n
 		}
 	})
@@ -270,21 +285,20 @@ func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, b, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes
 		if dt.IsFloat() {
-			runs(c, p, func(o, n int, at, step *[3]int) {
-				var ta, tb, tz [chunk]float32
-				x := f32In(dt, a, at[0], step[0], n, ta[:])
-				y := f32In(dt, b, at[1], step[1], n, tb[:])
+			runs(c, p, func(o, n int, at, step [3]int, tmp []float32) {
+				x := f32In(dt, a, at[0], step[0], n, tmp[:chunk])
+				y := f32In(dt, b, at[1], step[1], n, tmp[chunk:2*chunk])
 				if op.IsComparison() {
 					compareF32(op, out[o:o+n], x, y)
 					return
 				}
-				z := f32Out(dt, out, o, 1, n, tz[:])
+				z := f32Out(dt, out, o, 1, n, tmp[2*chunk:])
 				binaryF32(op, z, x, y)
 				f32Store(dt, out, o, 1, z)
 			})
 			return nil
 		}
-		runs(c, p, func(o, n int, at, step *[3]int) {
+		runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
 			for k := range n {
 				x, y := loadInt(dt, a, at[0]+k*step[0]), loadInt(dt, b, at[1]+k*step[1])
 				if op.IsComparison() {
@@ -322,7 +336,7 @@ func whereSized[T any](c *Call) error {
 	p := c.Params.(*primitives.ElementwiseParams)
 	cond := c.U8(0)
 	a, b, out := view[T](c.Args[1].Bytes), view[T](c.Args[2].Bytes), view[T](c.Args[3].Bytes)
-	runs(c, p, func(o, n int, at, step *[3]int) {
+	runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
 		for k := range n {
 			if cond[at[0]+k*step[0]] != 0 {
 				out[o+k] = a[at[1]+k*step[1]]

@@ -49,6 +49,7 @@ func TestMicroKernelAssemblyAgrees(t *testing.T) {
 	if !vec.Assembly() {
 		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
 	}
+	asm := gemmMicroKernel() // the assembly, since vec.Assembly()
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, k := range []int{1, 7, 9, 15, 17, 33, 256, 1023} {
 		for _, exact := range []bool{true, false} {
@@ -61,7 +62,7 @@ func TestMicroKernelAssemblyAgrees(t *testing.T) {
 			c0 := gen(r, (gemmMR-1)*ldc+gemmNR)
 			for _, accumulate := range []bool{false, true} {
 				ca, cg := append([]float32(nil), c0...), append([]float32(nil), c0...)
-				microKernelAVX2(a, b, ca, k, ldc, accumulate)
+				asm(a, b, ca, k, ldc, accumulate)
 				microKernelGo(a, b, cg, k, ldc, accumulate)
 				for i := range gemmMR {
 					for j := range ldc {

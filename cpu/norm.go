@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 
+	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -16,29 +17,30 @@ func softmaxKernel(dt graph.DType) Kernel {
 		n, inner := int(p.N), int(p.Inner)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
 		c.Parallel(int(p.Outer)*inner, max(1, elemGrain/max(n, 1)), func(lo, hi int) {
+			tmp := getFloats(2 * chunk)
+			defer putFloats(tmp)
 			for j := lo; j < hi; j++ {
-				softmaxRow(dt, a, out, j/inner*n*inner+j%inner, n, inner)
+				softmaxRow(dt, a, out, j/inner*n*inner+j%inner, n, inner, *tmp)
 			}
 		})
 		return nil
 	}
 }
 
-// softmaxRow normalises the n elements at first, first+stride, ….
-func softmaxRow(dt graph.DType, a, out []byte, first, n, stride int) {
-	var tx, tz [chunk]float32
+// softmaxRow normalises the n elements at first, first+stride, …, using
+// tmp (2·chunk float32s) for conversions.
+func softmaxRow(dt graph.DType, a, out []byte, first, n, stride int, tmp []float32) {
+	tx, tz := tmp[:chunk], tmp[chunk:2*chunk]
 	m := float32(math.Inf(-1))
 	for k := 0; k < n; k += chunk {
-		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx[:]) {
-			if v > m || v != v { // a NaN sticks and makes the row NaN
-				m = v
-			}
+		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx) {
+			m = max(m, v) // a NaN makes the sum, and so the row, NaN
 		}
 	}
 	var sum float32
 	for k := 0; k < n; k += chunk {
 		var part float32 // per-chunk partial sums keep the float32 rounding error small
-		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx[:]) {
+		for _, v := range f32In(dt, a, first+k*stride, stride, min(chunk, n-k), tx) {
 			part += exp32(v - m)
 		}
 		sum += part
@@ -46,8 +48,8 @@ func softmaxRow(dt graph.DType, a, out []byte, first, n, stride int) {
 	inv := 1 / sum
 	for k := 0; k < n; k += chunk {
 		at := first + k*stride
-		x := f32In(dt, a, at, stride, min(chunk, n-k), tx[:])
-		z := f32Out(dt, out, at, stride, len(x), tz[:])
+		x := f32In(dt, a, at, stride, min(chunk, n-k), tx)
+		z := f32Out(dt, out, at, stride, len(x), tz)
 		for i, v := range x {
 			z[i] = exp32(v-m) * inv
 		}
@@ -66,48 +68,36 @@ func rmsNormKernel(dt graph.DType) Kernel {
 		d := int(p.D)
 		x, w, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes
 		c.Parallel(int(p.Rows), max(1, elemGrain/max(d, 1)), func(lo, hi int) {
+			tmp := getFloats(3 * chunk)
+			defer putFloats(tmp)
 			for r := lo; r < hi; r++ {
-				rmsNormRow(dt, x, w, out, r*d, d, p.Eps)
+				rmsNormRow(dt, x, w, out, r*d, d, p.Eps, *tmp)
 			}
 		})
 		return nil
 	}
 }
 
-func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32) {
-	var tx, tw, tz [chunk]float32
+// rmsNormRow normalises the d elements from first, using tmp (3·chunk
+// float32s) for conversions.
+func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32, tmp []float32) {
+	tx, tw, tz := tmp[:chunk], tmp[chunk:2*chunk], tmp[2*chunk:3*chunk]
 	var ss float32
 	for k := 0; k < d; k += chunk {
-		ss += sumSquares(f32In(dt, x, first+k, 1, min(chunk, d-k), tx[:]))
+		xs := f32In(dt, x, first+k, 1, min(chunk, d-k), tx)
+		ss += vec.DotF32(xs, xs)
 	}
 	scale := float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
 	for k := 0; k < d; k += chunk {
 		m := min(chunk, d-k)
-		xs := f32In(dt, x, first+k, 1, m, tx[:])
-		ws := f32In(dt, w, k, 1, m, tw[:])
-		z := f32Out(dt, out, first+k, 1, m, tz[:])
+		xs := f32In(dt, x, first+k, 1, m, tx)
+		ws := f32In(dt, w, k, 1, m, tw)
+		z := f32Out(dt, out, first+k, 1, m, tz)
 		for i := range z {
 			z[i] = xs[i] * scale * ws[i]
 		}
 		f32Store(dt, out, first+k, 1, z)
 	}
-}
-
-// sumSquares is Σ x², with four accumulators so the additions need not wait
-// for each other; the order is fixed, so the result is too.
-func sumSquares(x []float32) float32 {
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += x[i] * x[i]
-		s1 += x[i+1] * x[i+1]
-		s2 += x[i+2] * x[i+2]
-		s3 += x[i+3] * x[i+3]
-	}
-	for ; i < len(x); i++ {
-		s0 += x[i] * x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 func init() {

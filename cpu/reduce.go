@@ -27,8 +27,10 @@ func reduceKernel(op primitives.ReduceOp, dt graph.DType) Kernel {
 		case inner == 1:
 			grain := max(1, elemGrain/max(n, 1))
 			c.Parallel(outer, grain, func(lo, hi int) {
+				tmp := getFloats(chunk)
+				defer putFloats(tmp)
 				for o := lo; o < hi; o++ {
-					reduceRow(op, dt, a, out, o, n)
+					reduceRow(op, dt, a, out, o, n, *tmp)
 				}
 			})
 		default:
@@ -37,9 +39,11 @@ func reduceKernel(op primitives.ReduceOp, dt graph.DType) Kernel {
 			blocks := (inner + chunk - 1) / chunk
 			grain := max(1, elemGrain/max(n*chunk, 1))
 			c.Parallel(outer*blocks, grain, func(lo, hi int) {
+				tmp := getFloats(chunk)
+				defer putFloats(tmp)
 				for j := lo; j < hi; j++ {
 					o, i := j/blocks, j%blocks*chunk
-					reduceColumns(op, dt, a, out, o, i, min(chunk, inner-i), n, inner)
+					reduceColumns(op, dt, a, out, o, i, min(chunk, inner-i), n, inner, *tmp)
 				}
 			})
 		}
@@ -47,14 +51,14 @@ func reduceKernel(op primitives.ReduceOp, dt graph.DType) Kernel {
 	}
 }
 
-// reduceRow reduces row o of n contiguous float elements into out[o].
-func reduceRow(op primitives.ReduceOp, dt graph.DType, a, out []byte, o, n int) {
-	var tmp [chunk]float32
+// reduceRow reduces row o of n contiguous float elements into out[o],
+// using tmp (chunk float32s) for conversions.
+func reduceRow(op primitives.ReduceOp, dt graph.DType, a, out []byte, o, n int, tmp []float32) {
 	var sum float64
 	var best float32
 	arg := -1
 	for k0 := 0; k0 < n; k0 += chunk {
-		x := f32In(dt, a, o*n+k0, 1, min(chunk, n-k0), tmp[:])
+		x := f32In(dt, a, o*n+k0, 1, min(chunk, n-k0), tmp)
 		switch op {
 		case primitives.Sum, primitives.Mean:
 			for _, v := range x {
@@ -82,13 +86,12 @@ func reduceRow(op primitives.ReduceOp, dt graph.DType, a, out []byte, o, n int) 
 
 // reduceColumns reduces columns [i, i+m) of block o of a float array viewed
 // as [outer, n, inner].
-func reduceColumns(op primitives.ReduceOp, dt graph.DType, a, out []byte, o, i, m, n, inner int) {
-	var tmp [chunk]float32
+func reduceColumns(op primitives.ReduceOp, dt graph.DType, a, out []byte, o, i, m, n, inner int, tmp []float32) {
 	var sum [chunk]float64
 	var best [chunk]float32
 	var arg [chunk]int32
 	for k := range n {
-		x := f32In(dt, a, (o*n+k)*inner+i, 1, m, tmp[:])
+		x := f32In(dt, a, (o*n+k)*inner+i, 1, m, tmp)
 		switch op {
 		case primitives.Sum, primitives.Mean:
 			for l, v := range x {

@@ -59,17 +59,16 @@ func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
 		if dt.IsFloat() {
-			runs(c, p, func(o, n int, at, step *[3]int) {
-				var ta, tz [chunk]float32
-				x := f32In(dt, a, at[0], step[0], n, ta[:])
-				z := f32Out(dt, out, o, 1, n, tz[:])
+			runs(c, p, func(o, n int, at, step [3]int, tmp []float32) {
+				x := f32In(dt, a, at[0], step[0], n, tmp[:chunk])
+				z := f32Out(dt, out, o, 1, n, tmp[chunk:2*chunk])
 				unaryF32(op, z, x)
 				f32Store(dt, out, o, 1, z)
 			})
 			return nil
 		}
 		// Integer negation, wrapping around (uint32 negates modulo 2^32).
-		runs(c, p, func(o, n int, at, step *[3]int) {
+		runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
 			for k := range n {
 				storeInt(dt, out, o+k, -loadInt(dt, a, at[0]+k))
 			}

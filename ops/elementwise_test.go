@@ -163,11 +163,11 @@ func TestBinary(t *testing.T) {
 						fa, ra := randFloats(uint64(10+ci), dt, na, -4, 4)
 						fb, rb := randFloats(uint64(20+ci), dt, nb, -4, 4)
 						if nb > 2 && len(want) > 2 { // equal operands and a NaN for the comparisons and Maximum/Minimum
-							fb[1], rb[1] = fa[broadcastIndex(out, c.a, 1)], ra[broadcastIndex(out, c.a, 1)]
+							fb[1], rb[1] = fa[broadcastIndex(1, out, c.a)], ra[broadcastIndex(1, out, c.a)]
 							fb[2], rb[2] = float32(math.NaN()), math.NaN()
 						}
 						for i := range want {
-							want[i] = binaryFloatRef(op, ra[broadcastIndex(out, c.a, i)], rb[broadcastIndex(out, c.b, i)])
+							want[i] = binaryFloatRef(op, ra[broadcastIndex(i, out, c.a)], rb[broadcastIndex(i, out, c.b)])
 						}
 						if !op.IsComparison() {
 							want = inDType(dt, want)
@@ -178,7 +178,7 @@ func TestBinary(t *testing.T) {
 					} else {
 						ia, ib := intInputs(uint64(10+ci), dt, na), intInputs(uint64(20+ci), dt, nb)
 						for i := range want {
-							want[i] = float64(binaryIntRef(op, dt, ia[broadcastIndex(out, c.a, i)], ib[broadcastIndex(out, c.b, i)]))
+							want[i] = float64(binaryIntRef(op, dt, ia[broadcastIndex(i, out, c.a)], ib[broadcastIndex(i, out, c.b)]))
 						}
 						build = func() *graph.Array { return binaryOps[op](intConst(dt, ia, c.a...), intConst(dt, ib, c.b...)) }
 					}
@@ -253,9 +253,9 @@ func TestWhere(t *testing.T) {
 				bb, _ := mk(bv, c.b).Bytes()
 				es := dt.Size()
 				for i := range graph.NumElements(out) {
-					src, j := bb, broadcastIndex(out, c.b, i)
-					if cond[broadcastIndex(out, c.c, i)] {
-						src, j = ab, broadcastIndex(out, c.a, i)
+					src, j := bb, broadcastIndex(i, out, c.b)
+					if cond[broadcastIndex(i, out, c.c)] {
+						src, j = ab, broadcastIndex(i, out, c.a)
 					}
 					if string(gotB[i*es:(i+1)*es]) != string(src[j*es:(j+1)*es]) {
 						t.Fatalf("element %d: got bytes %x, want %x", i, gotB[i*es:(i+1)*es], src[j*es:(j+1)*es])

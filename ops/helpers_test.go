@@ -87,23 +87,6 @@ func randFloats(seed uint64, dt graph.DType, n int, lo, hi float32) ([]float32, 
 
 var floatDTypes = []graph.DType{graph.Float32, graph.Float16, graph.BFloat16}
 
-// broadcastIndex returns the element of an input of shape in that
-// broadcasts to flat element i of an output of shape out.
-func broadcastIndex(out, in []int, i int) int {
-	idx, stride := 0, 1
-	for d := len(out) - 1; d >= 0; d-- {
-		c := i % out[d]
-		i /= out[d]
-		if k := d - (len(out) - len(in)); k >= 0 {
-			if in[k] != 1 {
-				idx += c * stride
-			}
-			stride *= in[k]
-		}
-	}
-	return idx
-}
-
 // floats returns a constant of float dtype dt holding v (rounded) with the
 // given shape; no shape means a scalar.
 func floats(dt graph.DType, v []float32, shape ...int) *graph.Array {

@@ -1,0 +1,59 @@
+package primitives
+
+import (
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// TestMatMulLowering checks the params and the kernel each shape lowers to:
+// batch strides in matrices (0 where broadcast), the merge of a's batch
+// into M when b is shared, and the GEMV choice.
+func TestMatMulLowering(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		m      MatMul
+		a, b   []int
+		kernel string
+		want   MatMulParams
+	}{
+		{"decode", MatMul{TransposeB: true}, []int{1, 64}, []int{32, 64}, "matmul_f32_gemv",
+			MatMulParams{M: 1, N: 32, K: 64, Batch: 1, TransposeB: 1}},
+		{"tokens share weights", MatMul{TransposeB: true}, []int{2, 3, 5, 64}, []int{32, 64}, "matmul_f32_tiled",
+			MatMulParams{M: 30, N: 32, K: 64, Batch: 1, TransposeB: 1}},
+		{"one token per sequence shares weights", MatMul{}, []int{4, 1, 8}, []int{1, 8, 2}, "matmul_f32_tiled",
+			MatMulParams{M: 4, N: 2, K: 8, Batch: 1}},
+		{"transposed a does not merge", MatMul{TransposeA: true}, []int{3, 8, 5}, []int{8, 2}, "matmul_f32_tiled",
+			MatMulParams{M: 5, N: 2, K: 8, Batch: 3, TransposeA: 1, BatchRank: 1,
+				BatchShape: [MaxRank]uint32{3}, BatchStrideA: [MaxRank]uint32{1}}},
+		{"both broadcast", MatMul{}, []int{2, 1, 5, 7}, []int{3, 7, 9}, "matmul_f32_tiled",
+			MatMulParams{M: 5, N: 9, K: 7, Batch: 6, BatchRank: 2,
+				BatchShape: [MaxRank]uint32{2, 3}, BatchStrideA: [MaxRank]uint32{1, 0}, BatchStrideB: [MaxRank]uint32{0, 1}}},
+		{"batched gemv", MatMul{TransposeB: true}, []int{4, 1, 8}, []int{4, 2, 8}, "matmul_f32_gemv",
+			MatMulParams{M: 1, N: 2, K: 8, Batch: 4, TransposeB: 1, BatchRank: 1,
+				BatchShape: [MaxRank]uint32{4}, BatchStrideA: [MaxRank]uint32{1}, BatchStrideB: [MaxRank]uint32{1}}},
+	} {
+		in := []graph.Spec{{DType: graph.Float32, Shape: c.a}, {DType: graph.Float32, Shape: c.b}}
+		outs, err := c.m.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		l := NewLowering(in, outs, Caps{Device: "cpu"})
+		if err := c.m.Lower(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(l.Dispatches) != 1 {
+			t.Fatalf("%s: %d dispatches, want 1", c.name, len(l.Dispatches))
+		}
+		d := l.Dispatches[0]
+		if d.Kernel != c.kernel {
+			t.Errorf("%s: kernel %s, want %s", c.name, d.Kernel, c.kernel)
+		}
+		if _, ok := LookupKernel(d.Kernel); !ok {
+			t.Errorf("%s: kernel %s is not in the catalog", c.name, d.Kernel)
+		}
+		if got := *d.Params.(*MatMulParams); got != c.want {
+			t.Errorf("%s: params\n got %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+}
