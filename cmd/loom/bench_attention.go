@@ -12,6 +12,7 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
+	"github.com/loomrt/loom/metal"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -93,7 +94,7 @@ func benchAttention(args []string) error {
 	fs := flag.NewFlagSet("attention", flag.ContinueOnError)
 	split := fs.String("split", "all", "split mode: auto, never, always, or all (every mode, interleaved)")
 	asJSON := fs.Bool("json", false, "print one JSON object per case and mode (case, mode, path, ms, kv_bytes, gbps)")
-	device := fs.String("device", "cpu", "device to run on: cpu or cuda")
+	device := fs.String("device", "cpu", "device to run on: cpu, cuda or metal (macOS)")
 	dtName := fs.String("dtype", "f16", "dtype of queries and caches")
 	reps := fs.Int("reps", 9, "timed Evals per case and mode, after a warm-up (the median is printed)")
 	only := fs.String("case", "", "run only the cases whose name contains this")
@@ -178,8 +179,10 @@ func openDevice(name string) (runtime.Device, error) {
 		return cpu.New(cpu.Options{Workers: goruntime.GOMAXPROCS(0)}), nil
 	case "cuda":
 		return openCUDA()
+	case "metal":
+		return metal.Open()
 	}
-	return nil, fmt.Errorf("-device %q: want cpu or cuda", name)
+	return nil, fmt.Errorf("-device %q: want cpu, cuda or metal", name)
 }
 
 // runAttentionCase times one case in each mode, the modes taking turns.
