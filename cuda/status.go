@@ -3,6 +3,8 @@ package cuda
 import (
 	"fmt"
 	"strings"
+
+	"github.com/loomrt/loom/primitives"
 )
 
 // A kernel cannot return an error, so each dispatch gets a status record
@@ -25,11 +27,32 @@ const (
 	// statusBadIndex: element entry of argument arg holds value, outside
 	// [0, aux).
 	statusBadIndex = 1 + iota
+	// The attention metadata: cu_seqlens_q[0] = value is not 0;
+	// cu_seqlens_q[entry] = value is less than the entry before, aux; the
+	// last entry, value, is not the number of query tokens; seq_lens[entry]
+	// = value is out of range; block_tables entry entry = value is outside
+	// the cache, in a sequence of aux keys.
+	statusCuStart
+	statusCuDecreasing
+	statusCuLast
+	statusSeqLen
+	statusBlockTable
+	// The KV write's slots: slot_mapping[entry] = value is past the cache;
+	// slot_mapping[entry] = value is also slot_mapping[aux].
+	statusSlotRange
+	statusSlotDup
 )
 
 // statusCodeNames are the codes' names in the CUDA sources.
 var statusCodeNames = map[int]string{
-	statusBadIndex: "LOOM_BAD_INDEX",
+	statusBadIndex:     "LOOM_BAD_INDEX",
+	statusCuStart:      "LOOM_CU_START",
+	statusCuDecreasing: "LOOM_CU_DECREASING",
+	statusCuLast:       "LOOM_CU_LAST",
+	statusSeqLen:       "LOOM_SEQ_LEN",
+	statusBlockTable:   "LOOM_BLOCK_TABLE",
+	statusSlotRange:    "LOOM_SLOT_RANGE",
+	statusSlotDup:      "LOOM_SLOT_DUP",
 }
 
 // statusDefines declares the status codes for the CUDA sources.
@@ -62,18 +85,72 @@ func statusError(kernel string, args []string, params any, w []uint32) error {
 		return nil
 	}
 	var msg string
-	switch r.code {
-	case statusBadIndex:
+	if r.code == statusBadIndex {
 		arg := "?"
 		if i := int(r.arg) - 1; i >= 0 && i < len(args) {
 			arg = args[i]
 		}
 		msg = fmt.Sprintf("%s[%d] = %d is out of range [0, %d)", arg, r.entry, r.value, r.aux)
-	default:
+	} else if err := metadataError(r, params); err != nil {
+		msg = err.Error()
+	} else {
 		msg = fmt.Sprintf("unexpected status record: code %d, entry %d, value %d, aux %d", r.code, r.entry, r.value, r.aux)
 	}
 	if r.count > 1 {
 		msg += fmt.Sprintf(" (and %d more reports)", r.count-1)
 	}
 	return fmt.Errorf("cuda kernel %s: %s", kernel, msg)
+}
+
+// metadataError rebuilds the error of an attention-metadata or KV-write
+// report by running the primitives' own checks on the smallest input that
+// fails the same way: the entries before the reported one valid (zeros, or
+// −1 for skipped slots), then the reported value. The message is then the
+// CPU device's, word for word, and cannot drift from it. A record that does
+// not fit its params (which a correct kernel never leaves) gives nil.
+func metadataError(r statusRecord, params any) error {
+	n := int(r.entry)
+	switch p := params.(type) {
+	case *primitives.PagedAttentionParams:
+		seqs, maxBlocks := int(p.NumSeqs), int(p.MaxBlocksPerSeq)
+		switch {
+		case r.code == statusCuStart:
+			return primitives.CheckCuSeqlensQ([]int32{int32(r.value)}, int(p.NumTokens))
+		case (r.code == statusCuDecreasing || r.code == statusCuLast) && n >= 1 && n <= seqs:
+			cu := make([]int32, n+1)
+			cu[n] = int32(r.value)
+			if r.code == statusCuDecreasing {
+				cu[n-1] = int32(r.aux)
+			}
+			return primitives.CheckCuSeqlensQ(cu, int(p.NumTokens))
+		case r.code == statusSeqLen && n < seqs:
+			lens := make([]int32, n+1)
+			lens[n] = int32(r.value)
+			return primitives.CheckSeqLens(lens, int(p.MaxSeqLen), maxBlocks, int(p.BlockSize))
+		case r.code == statusBlockTable && maxBlocks > 0 && n < seqs*maxBlocks:
+			s := n / maxBlocks
+			tables := make([]int32, (s+1)*maxBlocks)
+			tables[n] = int32(r.value)
+			lens := make([]int32, s+1)
+			lens[s] = int32(r.aux)
+			return primitives.CheckBlockTables(tables, maxBlocks, lens, int(p.BlockSize), int(p.NumBlocks))
+		}
+	case *primitives.KVWriteParams:
+		if n >= int(p.NumTokens) || (r.code == statusSlotDup && (r.aux < 0 || r.aux >= int64(n))) {
+			return nil
+		}
+		slots := make([]int64, n+1)
+		for i := range slots {
+			slots[i] = -1
+		}
+		slots[n] = r.value
+		switch r.code {
+		case statusSlotRange:
+			return primitives.CheckSlots(slots, int(p.NumSlots))
+		case statusSlotDup:
+			slots[r.aux] = r.value
+			return primitives.CheckSlots(slots, int(p.NumSlots))
+		}
+	}
+	return nil
 }

@@ -1,0 +1,798 @@
+#include "textflag.h"
+
+// Block kernels of paged attention (see attention_amd64.go): float32 rows
+// stride elements apart, of len(q) (or len(o)) elements, a positive
+// multiple of 8.
+
+#define ZERO8 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
+
+// func attnScoresF32(s, q, k []float32, stride int)
+//
+// s[j] = q · row j, for j < len(s).
+//
+// Eight rows at a time: Y0..Y7 accumulate rows 0..7 over 8-element chunks
+// (one q chunk in Y8 serves all eight), then a tree of horizontal adds
+// leaves the eight sums in one register. Rows 0..7 are addressed from R8
+// (row 0) and R10 (row 3) with the stride in R9 and 3·stride in R12. The
+// remaining rows go one at a time, with four accumulators over 32-element
+// chunks and one over 8-element chunks.
+TEXT ·attnScoresF32(SB), NOSPLIT, $0-80
+	MOVQ s_base+0(FP), DI
+	MOVQ s_len+8(FP), CX
+	MOVQ q_base+24(FP), R13
+	MOVQ q_len+32(FP), DX
+	MOVQ k_base+48(FP), R11
+	MOVQ stride+72(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+
+rows8:
+	CMPQ CX, $8
+	JB   rows1
+	ZERO8
+	MOVQ R13, SI
+	MOVQ R11, R8
+	LEAQ (R11)(R12*1), R10
+	MOVQ DX, AX
+
+chunk8:
+	VMOVUPS     (SI), Y8
+	VFMADD231PS (R8), Y8, Y0
+	VFMADD231PS (R8)(R9*1), Y8, Y1
+	VFMADD231PS (R8)(R9*2), Y8, Y2
+	VFMADD231PS (R10), Y8, Y3
+	VFMADD231PS (R8)(R9*4), Y8, Y4
+	VFMADD231PS (R10)(R9*2), Y8, Y5
+	VFMADD231PS (R10)(R12*1), Y8, Y6
+	VFMADD231PS (R10)(R9*4), Y8, Y7
+	ADDQ        $32, SI
+	ADDQ        $32, R8
+	ADDQ        $32, R10
+	SUBQ        $8, AX
+	JNZ         chunk8
+
+	// Row j's sum is the sum of Yj's lanes.
+	VHADDPS    Y1, Y0, Y0
+	VHADDPS    Y3, Y2, Y2
+	VHADDPS    Y5, Y4, Y4
+	VHADDPS    Y7, Y6, Y6
+	VHADDPS    Y2, Y0, Y0
+	VHADDPS    Y6, Y4, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y9
+	VADDPS     Y9, Y8, Y8
+	VMOVUPS    Y8, (DI)
+	ADDQ       $32, DI
+	LEAQ       (R11)(R9*8), R11
+	SUBQ       $8, CX
+	JMP        rows8
+
+rows1:
+	TESTQ  CX, CX
+	JZ     done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+by32:
+	CMPQ        AX, BX
+	JAE         by8
+	VMOVUPS     (R11)(AX*4), Y4
+	VMOVUPS     32(R11)(AX*4), Y5
+	VMOVUPS     64(R11)(AX*4), Y6
+	VMOVUPS     96(R11)(AX*4), Y7
+	VFMADD231PS (R13)(AX*4), Y4, Y0
+	VFMADD231PS 32(R13)(AX*4), Y5, Y1
+	VFMADD231PS 64(R13)(AX*4), Y6, Y2
+	VFMADD231PS 96(R13)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         by32
+
+by8:
+	CMPQ        AX, DX
+	JAE         sum1
+	VMOVUPS     (R11)(AX*4), Y4
+	VFMADD231PS (R13)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         by8
+
+sum1:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         $4, DI
+	ADDQ         R9, R11
+	DECQ         CX
+	JMP          rows1
+
+done:
+	VZEROUPPER
+	RET
+
+// func attnValuesF32(o, p, v []float32, stride int)
+//
+// o += Σ_j p[j]·row j, for j < len(p).
+//
+// The output is held in registers 64 elements at a time (Y0..Y7, eight
+// independent chains of fused multiply-adds) while every row's chunk is
+// multiplied by its broadcast weight (Y8) and added, then 8 at a time; R10
+// walks the rows of the chunk. Each element sums its rows in order.
+TEXT ·attnValuesF32(SB), NOSPLIT, $0-80
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), DX
+	MOVQ p_base+24(FP), SI
+	MOVQ p_len+32(FP), CX
+	MOVQ v_base+48(FP), R8
+	MOVQ stride+72(FP), R9
+	SHLQ $2, R9
+	MOVQ DX, BX
+	ANDQ $-64, BX
+	XORQ AX, AX
+
+vby64:
+	CMPQ    AX, BX
+	JAE     vby8
+	VMOVUPS (DI)(AX*4), Y0
+	VMOVUPS 32(DI)(AX*4), Y1
+	VMOVUPS 64(DI)(AX*4), Y2
+	VMOVUPS 96(DI)(AX*4), Y3
+	VMOVUPS 128(DI)(AX*4), Y4
+	VMOVUPS 160(DI)(AX*4), Y5
+	VMOVUPS 192(DI)(AX*4), Y6
+	VMOVUPS 224(DI)(AX*4), Y7
+	LEAQ    (R8)(AX*4), R10
+	XORQ    R11, R11
+
+vrows64:
+	CMPQ         R11, CX
+	JAE          vstore64
+	VBROADCASTSS (SI)(R11*4), Y8
+	VFMADD231PS  (R10), Y8, Y0
+	VFMADD231PS  32(R10), Y8, Y1
+	VFMADD231PS  64(R10), Y8, Y2
+	VFMADD231PS  96(R10), Y8, Y3
+	VFMADD231PS  128(R10), Y8, Y4
+	VFMADD231PS  160(R10), Y8, Y5
+	VFMADD231PS  192(R10), Y8, Y6
+	VFMADD231PS  224(R10), Y8, Y7
+	ADDQ         R9, R10
+	INCQ         R11
+	JMP          vrows64
+
+vstore64:
+	VMOVUPS Y0, (DI)(AX*4)
+	VMOVUPS Y1, 32(DI)(AX*4)
+	VMOVUPS Y2, 64(DI)(AX*4)
+	VMOVUPS Y3, 96(DI)(AX*4)
+	VMOVUPS Y4, 128(DI)(AX*4)
+	VMOVUPS Y5, 160(DI)(AX*4)
+	VMOVUPS Y6, 192(DI)(AX*4)
+	VMOVUPS Y7, 224(DI)(AX*4)
+	ADDQ    $64, AX
+	JMP     vby64
+
+vby8:
+	CMPQ    AX, DX
+	JAE     vdone
+	VMOVUPS (DI)(AX*4), Y0
+	LEAQ    (R8)(AX*4), R10
+	XORQ    R11, R11
+
+vrows8:
+	CMPQ         R11, CX
+	JAE          vstore8
+	VBROADCASTSS (SI)(R11*4), Y8
+	VFMADD231PS  (R10), Y8, Y0
+	ADDQ         R9, R10
+	INCQ         R11
+	JMP          vrows8
+
+vstore8:
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ    $8, AX
+	JMP     vby8
+
+vdone:
+	VZEROUPPER
+	RET
+
+// func attnExp2Sum(s []float32, m float32) float32
+//
+// s[i] = 2^(s[i]−m) for every i, len(s) a multiple of 8, and the sum of the
+// results (lane sums, then the lanes in a fixed tree). As attnExp2: x = s−m
+// is rounded to n + f with |f| ≤ 1/2 (VROUNDPS, to nearest even), 2^f is
+// the Taylor series of e^(f·ln2) to degree 7 (Horner, fused), 2^n is built
+// in the exponent bits, and results below 2^−126 are 0; NaN stays NaN.
+TEXT ·attnExp2Sum(SB), NOSPLIT, $0-36
+	MOVQ         s_base+0(FP), DI
+	MOVQ         s_len+8(FP), CX
+	VBROADCASTSS m+24(FP), Y15
+	VXORPS       Y6, Y6, Y6
+	SHRQ         $3, CX
+	JZ           expSum
+
+expLoop:
+	VMOVUPS     (DI), Y0
+	VSUBPS      Y15, Y0, Y0
+	VCMPPS      $5, ·attnExpLo(SB), Y0, Y5 // x ≥ −126 or NaN
+	VROUNDPS    $0, Y0, Y1
+	VSUBPS      Y1, Y0, Y0
+	VMOVUPS     ·attnExpC7(SB), Y2
+	VFMADD213PS ·attnExpC6(SB), Y0, Y2
+	VFMADD213PS ·attnExpC5(SB), Y0, Y2
+	VFMADD213PS ·attnExpC4(SB), Y0, Y2
+	VFMADD213PS ·attnExpC3(SB), Y0, Y2
+	VFMADD213PS ·attnExpC2(SB), Y0, Y2
+	VFMADD213PS ·attnExpC1(SB), Y0, Y2
+	VFMADD213PS ·attnExpOne(SB), Y0, Y2
+	VCVTPS2DQ   Y1, Y1
+	VPADDD      ·attnExp127(SB), Y1, Y1
+	VPSLLD      $23, Y1, Y1
+	VMULPS      Y1, Y2, Y2
+	VANDPS      Y5, Y2, Y2
+	VMOVUPS     Y2, (DI)
+	VADDPS      Y2, Y6, Y6
+	ADDQ        $32, DI
+	DECQ        CX
+	JNZ         expLoop
+
+expSum:
+	VEXTRACTF128 $1, Y6, X1
+	VADDPS       X1, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VMOVSS       X6, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// attnExpLo is -126.0 in every lane.
+DATA ·attnExpLo+0(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+4(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+8(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+12(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+16(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+20(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+24(SB)/4, $0xc2fc0000
+DATA ·attnExpLo+28(SB)/4, $0xc2fc0000
+GLOBL ·attnExpLo(SB), RODATA|NOPTR, $32
+
+// attnExpC7 is 1.5252733804059838e-05 in every lane.
+DATA ·attnExpC7+0(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+4(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+8(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+12(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+16(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+20(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+24(SB)/4, $0x377fe5fe
+DATA ·attnExpC7+28(SB)/4, $0x377fe5fe
+GLOBL ·attnExpC7(SB), RODATA|NOPTR, $32
+
+// attnExpC6 is 0.00015403530393381606 in every lane.
+DATA ·attnExpC6+0(SB)/4, $0x39218489
+DATA ·attnExpC6+4(SB)/4, $0x39218489
+DATA ·attnExpC6+8(SB)/4, $0x39218489
+DATA ·attnExpC6+12(SB)/4, $0x39218489
+DATA ·attnExpC6+16(SB)/4, $0x39218489
+DATA ·attnExpC6+20(SB)/4, $0x39218489
+DATA ·attnExpC6+24(SB)/4, $0x39218489
+DATA ·attnExpC6+28(SB)/4, $0x39218489
+GLOBL ·attnExpC6(SB), RODATA|NOPTR, $32
+
+// attnExpC5 is 0.0013333558146428441 in every lane.
+DATA ·attnExpC5+0(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+4(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+8(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+12(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+16(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+20(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+24(SB)/4, $0x3aaec3ff
+DATA ·attnExpC5+28(SB)/4, $0x3aaec3ff
+GLOBL ·attnExpC5(SB), RODATA|NOPTR, $32
+
+// attnExpC4 is 0.009618129107628477 in every lane.
+DATA ·attnExpC4+0(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+4(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+8(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+12(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+16(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+20(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+24(SB)/4, $0x3c1d955b
+DATA ·attnExpC4+28(SB)/4, $0x3c1d955b
+GLOBL ·attnExpC4(SB), RODATA|NOPTR, $32
+
+// attnExpC3 is 0.055504108664821576 in every lane.
+DATA ·attnExpC3+0(SB)/4, $0x3d635847
+DATA ·attnExpC3+4(SB)/4, $0x3d635847
+DATA ·attnExpC3+8(SB)/4, $0x3d635847
+DATA ·attnExpC3+12(SB)/4, $0x3d635847
+DATA ·attnExpC3+16(SB)/4, $0x3d635847
+DATA ·attnExpC3+20(SB)/4, $0x3d635847
+DATA ·attnExpC3+24(SB)/4, $0x3d635847
+DATA ·attnExpC3+28(SB)/4, $0x3d635847
+GLOBL ·attnExpC3(SB), RODATA|NOPTR, $32
+
+// attnExpC2 is 0.2402265069591007 in every lane.
+DATA ·attnExpC2+0(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+4(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+8(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+12(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+16(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+20(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+24(SB)/4, $0x3e75fdf0
+DATA ·attnExpC2+28(SB)/4, $0x3e75fdf0
+GLOBL ·attnExpC2(SB), RODATA|NOPTR, $32
+
+// attnExpC1 is 0.6931471805599453 in every lane.
+DATA ·attnExpC1+0(SB)/4, $0x3f317218
+DATA ·attnExpC1+4(SB)/4, $0x3f317218
+DATA ·attnExpC1+8(SB)/4, $0x3f317218
+DATA ·attnExpC1+12(SB)/4, $0x3f317218
+DATA ·attnExpC1+16(SB)/4, $0x3f317218
+DATA ·attnExpC1+20(SB)/4, $0x3f317218
+DATA ·attnExpC1+24(SB)/4, $0x3f317218
+DATA ·attnExpC1+28(SB)/4, $0x3f317218
+GLOBL ·attnExpC1(SB), RODATA|NOPTR, $32
+
+// attnExpOne is 1.0 in every lane.
+DATA ·attnExpOne+0(SB)/4, $0x3f800000
+DATA ·attnExpOne+4(SB)/4, $0x3f800000
+DATA ·attnExpOne+8(SB)/4, $0x3f800000
+DATA ·attnExpOne+12(SB)/4, $0x3f800000
+DATA ·attnExpOne+16(SB)/4, $0x3f800000
+DATA ·attnExpOne+20(SB)/4, $0x3f800000
+DATA ·attnExpOne+24(SB)/4, $0x3f800000
+DATA ·attnExpOne+28(SB)/4, $0x3f800000
+GLOBL ·attnExpOne(SB), RODATA|NOPTR, $32
+
+DATA ·attnExp127+0(SB)/4, $127
+DATA ·attnExp127+4(SB)/4, $127
+DATA ·attnExp127+8(SB)/4, $127
+DATA ·attnExp127+12(SB)/4, $127
+DATA ·attnExp127+16(SB)/4, $127
+DATA ·attnExp127+20(SB)/4, $127
+DATA ·attnExp127+24(SB)/4, $127
+DATA ·attnExp127+28(SB)/4, $127
+GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
+
+// func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
+//
+// s[r·stride] = q row r · k row r/group, for the len(q)/hs rows of q: the
+// scores of one key for the query heads of a token, k holding the key's
+// row for each KV head. Rows have hs elements; four accumulators take 32
+// elements at a time, one takes the last 8s.
+TEXT ·attnRowDots(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VMOVUPS     (R8)(AX*4), Y4
+	VMOVUPS     32(R8)(AX*4), Y5
+	VMOVUPS     64(R8)(AX*4), Y6
+	VMOVUPS     96(R8)(AX*4), Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VMOVUPS     (R8)(AX*4), Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*4), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
+//
+// o row r += p[r·stride] · v row r/group, for the len(o)/hs rows of o: one
+// value row's share of the outputs of a token's query heads.
+TEXT ·attnRowAxpys(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VFMADD231PS (R8)(AX*4), Y8, Y0
+	VFMADD231PS 32(R8)(AX*4), Y8, Y1
+	VFMADD231PS 64(R8)(AX*4), Y8, Y2
+	VFMADD231PS 96(R8)(AX*4), Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VFMADD231PS (R8)(AX*4), Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*4), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET
+
+// func attnRowDotsF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+//
+// attnRowDotsF16 is attnRowDots with k in float16, widened in registers.
+TEXT ·attnRowDotsF16(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VCVTPH2PS   16(R8)(AX*2), Y5
+	VCVTPH2PS   32(R8)(AX*2), Y6
+	VCVTPH2PS   48(R8)(AX*2), Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*2), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpysF16(o, p []float32, stride int, v []uint16, hs, group int)
+//
+// attnRowAxpysF16 is attnRowAxpys with v in float16, widened in registers.
+TEXT ·attnRowAxpysF16(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS Y4, Y8, Y0
+	VCVTPH2PS   16(R8)(AX*2), Y5
+	VFMADD231PS Y5, Y8, Y1
+	VCVTPH2PS   32(R8)(AX*2), Y6
+	VFMADD231PS Y6, Y8, Y2
+	VCVTPH2PS   48(R8)(AX*2), Y7
+	VFMADD231PS Y7, Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VCVTPH2PS   (R8)(AX*2), Y4
+	VFMADD231PS Y4, Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*2), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET
+
+// func attnRowDotsBF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+//
+// attnRowDotsBF16 is attnRowDots with k in bfloat16, widened in registers.
+TEXT ·attnRowDotsBF16(SB), NOSPLIT, $0-96
+	MOVQ s_base+0(FP), DI
+	MOVQ stride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ q_base+32(FP), SI
+	MOVQ q_len+40(FP), CX
+	LEAQ (SI)(CX*4), R13
+	MOVQ k_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+dotRow:
+	CMPQ   SI, R13
+	JAE    dotDone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dotBy32:
+	CMPQ        AX, BX
+	JAE         dotBy8
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VPMOVZXWD   16(R8)(AX*2), Y5
+	VPSLLD      $16, Y5, Y5
+	VPMOVZXWD   32(R8)(AX*2), Y6
+	VPSLLD      $16, Y6, Y6
+	VPMOVZXWD   48(R8)(AX*2), Y7
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	VFMADD231PS 32(SI)(AX*4), Y5, Y1
+	VFMADD231PS 64(SI)(AX*4), Y6, Y2
+	VFMADD231PS 96(SI)(AX*4), Y7, Y3
+	ADDQ        $32, AX
+	JMP         dotBy32
+
+dotBy8:
+	CMPQ        AX, DX
+	JAE         dotSum
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS (SI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	JMP         dotBy8
+
+dotSum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         R9, DI
+	LEAQ         (SI)(DX*4), SI
+	INCQ         R11
+	CMPQ         R11, R12
+	JB           dotRow
+	XORQ         R11, R11
+	LEAQ         (R8)(DX*2), R8
+	JMP          dotRow
+
+dotDone:
+	VZEROUPPER
+	RET
+
+// func attnRowAxpysBF16(o, p []float32, stride int, v []uint16, hs, group int)
+//
+// attnRowAxpysBF16 is attnRowAxpys with v in bfloat16, widened in registers.
+TEXT ·attnRowAxpysBF16(SB), NOSPLIT, $0-96
+	MOVQ o_base+0(FP), DI
+	MOVQ o_len+8(FP), CX
+	LEAQ (DI)(CX*4), R13
+	MOVQ p_base+24(FP), SI
+	MOVQ stride+48(FP), R9
+	SHLQ $2, R9
+	MOVQ v_base+56(FP), R8
+	MOVQ hs+80(FP), DX
+	MOVQ group+88(FP), R12
+	MOVQ DX, BX
+	ANDQ $-32, BX
+	XORQ R11, R11
+
+axpyRow:
+	CMPQ         DI, R13
+	JAE          axpyDone
+	VBROADCASTSS (SI), Y8
+	XORQ         AX, AX
+
+axpyBy32:
+	CMPQ        AX, BX
+	JAE         axpyBy8
+	VMOVUPS     (DI)(AX*4), Y0
+	VMOVUPS     32(DI)(AX*4), Y1
+	VMOVUPS     64(DI)(AX*4), Y2
+	VMOVUPS     96(DI)(AX*4), Y3
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS Y4, Y8, Y0
+	VPMOVZXWD   16(R8)(AX*2), Y5
+	VPSLLD      $16, Y5, Y5
+	VFMADD231PS Y5, Y8, Y1
+	VPMOVZXWD   32(R8)(AX*2), Y6
+	VPSLLD      $16, Y6, Y6
+	VFMADD231PS Y6, Y8, Y2
+	VPMOVZXWD   48(R8)(AX*2), Y7
+	VPSLLD      $16, Y7, Y7
+	VFMADD231PS Y7, Y8, Y3
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	VMOVUPS     Y2, 64(DI)(AX*4)
+	VMOVUPS     Y3, 96(DI)(AX*4)
+	ADDQ        $32, AX
+	JMP         axpyBy32
+
+axpyBy8:
+	CMPQ        AX, DX
+	JAE         axpyNext
+	VMOVUPS     (DI)(AX*4), Y0
+	VPMOVZXWD   (R8)(AX*2), Y4
+	VPSLLD      $16, Y4, Y4
+	VFMADD231PS Y4, Y8, Y0
+	VMOVUPS     Y0, (DI)(AX*4)
+	ADDQ        $8, AX
+	JMP         axpyBy8
+
+axpyNext:
+	ADDQ R9, SI
+	LEAQ (DI)(DX*4), DI
+	INCQ R11
+	CMPQ R11, R12
+	JB   axpyRow
+	XORQ R11, R11
+	LEAQ (R8)(DX*2), R8
+	JMP  axpyRow
+
+axpyDone:
+	VZEROUPPER
+	RET

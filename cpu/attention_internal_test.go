@@ -1,0 +1,240 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+)
+
+// TestAttnExp2 checks the exp2 of the attention kernels against math.Exp2
+// over the range the kernels use (scores minus their maximum, ≤ 0) and
+// beyond, and its special values.
+func TestAttnExp2(t *testing.T) {
+	worst := 0.0
+	for k := -130 * 4096; k <= 130*4096; k++ {
+		x := float32(k) / 4096
+		got, want := float64(attnExp2(x)), math.Exp2(float64(x))
+		switch {
+		case x < -126:
+			if got != 0 {
+				t.Fatalf("attnExp2(%v) = %v, want 0 below -126", x, got)
+			}
+		case x > 127:
+			if !math.IsInf(got, 1) {
+				t.Fatalf("attnExp2(%v) = %v, want +Inf above 127", x, got)
+			}
+		case want >= 0x1p-126: // normal results: relative error
+			worst = max(worst, math.Abs(got-want)/want)
+		}
+	}
+	if worst > 0x1p-23 {
+		t.Errorf("relative error up to %g, want ≤ 2^-23 (one unit in the last place)", worst)
+	}
+	if attnExp2(0) != 1 || attnExp2(1) != 2 || attnExp2(-1) != 0.5 || attnExp2(-20) != 0x1p-20 {
+		t.Errorf("attnExp2 is not exact at integers: 2^0 = %v, 2^1 = %v, 2^-1 = %v, 2^-20 = %v", attnExp2(0), attnExp2(1), attnExp2(-1), attnExp2(-20))
+	}
+	if v := attnExp2(float32(math.Inf(-1))); v != 0 {
+		t.Errorf("attnExp2(-Inf) = %v, want 0", v)
+	}
+	if v := attnExp2(float32(math.NaN())); v == v {
+		t.Errorf("attnExp2(NaN) = %v, want NaN", v)
+	}
+}
+
+// TestAttentionBlockKernels checks the scores and values kernels, assembly
+// and Go, against float64 sums, for row counts around the eight-row step
+// and row sizes around the 32- and 64-element chunks.
+func TestAttentionBlockKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		for _, size := range []int{8, 16, 24, 40, 64, 72, 80, 96, 128, 136, 256} {
+			for _, n := range []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 32} {
+				stride := size + 8*r.IntN(3)
+				off := r.IntN(5)
+				rows := make([]float32, off+n*stride+size)
+				for i := range rows {
+					rows[i] = r.Float32()*2 - 1
+				}
+				q := make([]float32, size)
+				for i := range q {
+					q[i] = r.Float32()*4 - 2
+				}
+				// Outputs sit before guard elements that must stay untouched.
+				const guard = 64
+				sbuf := make([]float32, n+guard)
+				s := sbuf[:n]
+				blockScores(s, q, rows, off, stride)
+				p := make([]float32, n)
+				for j := range p {
+					p[j] = r.Float32()
+				}
+				obuf := make([]float32, size+guard)
+				o := obuf[:size]
+				want := make([]float64, size)
+				for i := range o {
+					o[i] = r.Float32()
+					want[i] = float64(o[i])
+				}
+				blockValues(o, p, rows, off, stride)
+				for _, g := range append(sbuf[n:], obuf[size:]...) {
+					if g != 0 {
+						t.Fatalf("asm %v size %d rows %d: a kernel wrote past its output", asm, size, n)
+					}
+				}
+				for j := range n {
+					row := rows[off+j*stride : off+j*stride+size]
+					dot, mag := 0.0, 0.0
+					for i, x := range row {
+						dot += float64(q[i]) * float64(x)
+						mag += math.Abs(float64(q[i]) * float64(x))
+						want[i] += float64(p[j]) * float64(x)
+					}
+					if math.Abs(float64(s[j])-dot) > 1e-6*mag+1e-7 {
+						t.Fatalf("asm %v size %d rows %d: score %d = %v, want %v", asm, size, n, j, s[j], dot)
+					}
+				}
+				for i := range o {
+					if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+						t.Fatalf("asm %v size %d rows %d: value %d = %v, want %v", asm, size, n, i, o[i], want[i])
+					}
+				}
+			}
+		}
+		vec.SetAssembly(was)
+	}
+}
+
+// TestAttentionBlockKernelsBounds checks that rows past the buffer are
+// refused before any kernel reads them.
+func TestAttentionBlockKernelsBounds(t *testing.T) {
+	rows := make([]float32, 100)
+	for _, c := range []struct{ n, off, stride int }{{2, 0, 90}, {1, 90, 16}, {1, -1, 16}, {2, 0, 8}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%d rows of 16 at %d, stride %d, in 100 elements: no panic", c.n, c.off, c.stride)
+				}
+			}()
+			blockScores(make([]float32, c.n), make([]float32, 16), rows, c.off, c.stride)
+		}()
+	}
+}
+
+// TestBlockExp2 checks the weights and their sum against math.Exp2, with
+// the assembly (where it runs) and without, on lengths around 8.
+func TestBlockExp2(t *testing.T) {
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		worst := 0.0
+		for _, n := range []int{0, 1, 7, 8, 9, 16, 23} {
+			for k := -140 * 256; k <= 4*256; k += n + 1 {
+				m := float32(k%7) / 3
+				s := make([]float32, n)
+				want := make([]float64, n)
+				sum := 0.0
+				for i := range s {
+					s[i] = float32(k+i*37)/256 + m
+					want[i] = math.Exp2(float64(s[i] - m)) // x is rounded to float32 first
+					if s[i]-m < -126 {
+						want[i] = 0
+					}
+					sum += want[i]
+				}
+				got := blockExp2(s, m)
+				for i := range s {
+					if want[i] == 0 {
+						if s[i] != 0 {
+							t.Fatalf("asm %v: 2^%v = %v, want 0 below 2^-126", asm, float64(k+i*37)/256, s[i])
+						}
+						continue
+					}
+					if want[i] >= 0x1p-125 { // normal results: relative error
+						worst = max(worst, math.Abs(float64(s[i])-want[i])/want[i])
+					}
+				}
+				if math.Abs(float64(got)-sum) > 1e-6*sum+0x1p-120 {
+					t.Fatalf("asm %v: sum %v, want %v", asm, got, sum)
+				}
+			}
+		}
+		if worst > 0x1p-23 {
+			t.Errorf("asm %v: relative error up to %g, want ≤ 2^-23", asm, worst)
+		}
+		nan := []float32{1, 2, 3, 4, 5, 6, 7, float32(math.NaN())}
+		if blockExp2(nan, 0); nan[7] == nan[7] || nan[0] != 2 {
+			t.Errorf("asm %v: weights %v, want 2^1 first and NaN last", asm, nan)
+		}
+		vec.SetAssembly(was)
+	}
+}
+
+// TestAttentionRowKernels checks the per-token kernels, assembly and Go,
+// for every cache dtype, against float64 sums: one key's scores for a
+// token's query heads and one value's share of their outputs, over group
+// sizes and row sizes.
+func TestAttentionRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	rnd := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = r.Float32()*2 - 1
+		}
+		return v
+	}
+	for _, asm := range []bool{true, false} {
+		was := vec.SetAssembly(asm)
+		for _, dt := range []graph.DType{graph.Float32, graph.Float16, graph.BFloat16} {
+			for _, hs := range []int{8, 24, 40, 64, 80, 96, 128, 256} {
+				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}} {
+					rows, stride, off := c.heads*c.group, 1+r.IntN(17), r.IntN(9)
+					q := rnd(rows * hs)
+					raw := make([]byte, (off+c.heads*hs)*dt.Size())
+					graph.PutFloat32s(dt, raw, rnd(off+c.heads*hs))
+					k, kv := newFloatRows(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
+					const guard = 64
+					sbuf := make([]float32, (rows-1)*stride+1+guard)
+					rowDots(sbuf[:len(sbuf)-guard], stride, q, k, off, hs, c.group)
+					o := rnd(rows*hs + guard)
+					for i := rows * hs; i < len(o); i++ {
+						o[i] = 0
+					}
+					want := make([]float64, rows*hs)
+					for i := range want {
+						want[i] = float64(o[i])
+					}
+					p := rnd((rows-1)*stride + 1)
+					rowAxpys(o[:rows*hs], p, stride, k, off, hs, c.group)
+					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d", asm, dt, hs, c.heads, c.group)
+					for x := range rows {
+						kr := kv[x/c.group*hs : (x/c.group+1)*hs]
+						dot, mag := 0.0, 0.0
+						for i, kx := range kr {
+							dot += float64(q[x*hs+i]) * kx
+							mag += math.Abs(float64(q[x*hs+i]) * kx)
+							want[x*hs+i] += float64(p[x*stride]) * kx
+						}
+						if got := float64(sbuf[x*stride]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
+							t.Fatalf("%s: score %d = %v, want %v", what, x, got, dot)
+						}
+					}
+					for i := range want {
+						if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+							t.Fatalf("%s: output %d = %v, want %v", what, i, o[i], want[i])
+						}
+					}
+					for _, g := range append(sbuf[len(sbuf)-guard:], o[rows*hs:]...) {
+						if g != 0 {
+							t.Fatalf("%s: a kernel wrote past its output", what)
+						}
+					}
+				}
+			}
+		}
+		vec.SetAssembly(was)
+	}
+}

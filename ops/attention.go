@@ -1,0 +1,160 @@
+package ops
+
+import (
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// SplitMode chooses between single-pass and split-KV paged attention.
+type SplitMode = primitives.SplitMode
+
+// The split modes. SplitAuto, the zero value, splits only when the device
+// would otherwise be under-occupied.
+const (
+	SplitAuto   = primitives.SplitAuto
+	SplitNever  = primitives.SplitNever
+	SplitAlways = primitives.SplitAlways
+)
+
+// AttentionMeta describes the sequences of a paged attention batch.
+//
+// BlockTables is int32 [num_seqs, max_blocks]: the cache blocks of each
+// sequence in order, right-padded. SeqLens is int32 [num_seqs]: each
+// sequence's context length including this step's tokens. CuSeqlensQ is
+// int32 [num_seqs+1]: prefix sums of the query tokens per sequence.
+// MaxSeqLen bounds every seq_len.
+type AttentionMeta struct {
+	BlockTables, SeqLens, CuSeqlensQ *graph.Array
+	MaxSeqLen                        int
+}
+
+// AttentionOptions are the variants of paged attention.
+//
+// Scale multiplies q·k (0 means 1/√head_size). Softcap, if > 0, maps a
+// score s to tanh(s/Softcap)·Softcap. SlidingWindow, if > 0, hides keys
+// more than SlidingWindow−1 positions behind the query. Sinks, if not nil,
+// is float32 [heads]: one logit per query head that joins the softmax
+// denominator only. Split forces or forbids the split-KV path.
+type AttentionOptions struct {
+	Scale, Softcap float32
+	SlidingWindow  int
+	Sinks          *graph.Array
+	Split          SplitMode
+}
+
+// KVWrite writes this step's keys and values k, v [T, kv_heads, head_size]
+// into the caches [num_blocks, block_size, kv_heads, head_size] at
+// slotMapping (int32 or int64 [T]) and returns the updated caches. The
+// update is in place: kCache and vCache are consumed and may not be used
+// again. A negative slot skips its token; a slot past the cache or used
+// twice is an error (at build time when slotMapping is a constant).
+func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.Array) {
+	pc := graph.Caller(0)
+	const op = "kv_write"
+	inputs := []*graph.Array{kCache, vCache, k, v, slotMapping}
+	if err := inputErr(pc, op, inputs...); err != nil {
+		f := graph.Failed(err, graph.Spec{})
+		return f, f
+	}
+	// Check a constant slot mapping before the caches are consumed, so that
+	// a bad slot leaves them usable.
+	prim := primitives.KVWrite{}
+	in := make([]graph.Spec, len(inputs))
+	for i, a := range inputs {
+		in[i] = a.Spec()
+	}
+	if _, err := prim.Outputs(in); err == nil && slotMapping.HostBytes() != nil {
+		if err := checkConstSlots(slotMapping, kCache.Shape()[0]*kCache.Shape()[1]); err != nil {
+			f := fail(pc, op, "%v", err)
+			return f, f
+		}
+	}
+	outs := apply(pc, prim, inputs...)
+	if len(outs) == 1 {
+		return outs[0], outs[0]
+	}
+	return outs[0], outs[1]
+}
+
+func checkConstSlots(slots *graph.Array, numSlots int) error {
+	if slots.DType() == graph.Int32 {
+		s, err := slots.Int32s()
+		if err != nil {
+			return err
+		}
+		return primitives.CheckSlots(s, numSlots)
+	}
+	s, err := slots.Int64s()
+	if err != nil {
+		return err
+	}
+	return primitives.CheckSlots(s, numSlots)
+}
+
+// PagedAttention attends queries q [Tq, heads, head_size] to the keys and
+// values of their sequences in the paged caches kCache and vCache
+// [num_blocks, block_size, kv_heads, head_size] and returns [Tq, heads,
+// head_size] in q's dtype (float32, float16 or bfloat16, the caches' dtype).
+// Query head h reads KV head h / (heads / kv_heads).
+//
+// Query token q_pos of a sequence's q_len tokens sees the keys before its
+// causal frontier eff_ctx = seq_len − q_len + q_pos + 1 (and within the
+// sliding window); a row that sees no key is zero. Metadata that are
+// constants are checked here; the kernels check them always.
+func PagedAttention(q, kCache, vCache *graph.Array, meta AttentionMeta, opts AttentionOptions) *graph.Array {
+	pc := graph.Caller(0)
+	prim := primitives.PagedAttention{
+		Scale:         opts.Scale,
+		Softcap:       opts.Softcap,
+		SlidingWindow: opts.SlidingWindow,
+		MaxSeqLen:     meta.MaxSeqLen,
+		Split:         opts.Split,
+	}
+	inputs := []*graph.Array{q, kCache, vCache, meta.BlockTables, meta.SeqLens, meta.CuSeqlensQ}
+	if opts.Sinks != nil {
+		prim.Sinks = true
+		inputs = append(inputs, opts.Sinks)
+	}
+	out := apply1(pc, prim, inputs...)
+	if out.Err() != nil {
+		return out
+	}
+	if err := checkConstMeta(q, kCache, meta); err != nil {
+		return fail(pc, prim.Name(), "%v", err)
+	}
+	return out
+}
+
+// checkConstMeta checks the metadata that are constants, each as far as
+// the constants allow.
+func checkConstMeta(q, kCache *graph.Array, meta AttentionMeta) error {
+	numBlocks, bs := kCache.Shape()[0], kCache.Shape()[1]
+	maxBlocks := meta.BlockTables.Shape()[1]
+	if meta.CuSeqlensQ.HostBytes() != nil {
+		cu, err := meta.CuSeqlensQ.Int32s()
+		if err != nil {
+			return err
+		}
+		if err := primitives.CheckCuSeqlensQ(cu, q.Shape()[0]); err != nil {
+			return err
+		}
+	}
+	if meta.SeqLens.HostBytes() == nil {
+		return nil
+	}
+	seqLens, err := meta.SeqLens.Int32s()
+	if err != nil {
+		return err
+	}
+	if err := primitives.CheckSeqLens(seqLens, meta.MaxSeqLen, maxBlocks, bs); err != nil {
+		return err
+	}
+	if meta.BlockTables.HostBytes() == nil {
+		return nil
+	}
+	tables, err := meta.BlockTables.Int32s()
+	if err != nil {
+		return err
+	}
+	return primitives.CheckBlockTables(tables, maxBlocks, seqLens, bs, numBlocks)
+}

@@ -1,0 +1,207 @@
+package primitives_test
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// lowerAttention lowers paged attention for q [tq, heads, hs] over caches
+// of 64 blocks of bs tokens and kvh heads, for seqs sequences.
+func lowerAttention(t *testing.T, p primitives.PagedAttention, caps primitives.Caps, dt graph.DType, tq, heads, kvh, hs, bs, seqs, maxBlocks int) *primitives.Lowering {
+	t.Helper()
+	in := []graph.Spec{
+		{DType: dt, Shape: []int{tq, heads, hs}},
+		{DType: dt, Shape: []int{64, bs, kvh, hs}},
+		{DType: dt, Shape: []int{64, bs, kvh, hs}},
+		{DType: graph.Int32, Shape: []int{seqs, maxBlocks}},
+		{DType: graph.Int32, Shape: []int{seqs}},
+		{DType: graph.Int32, Shape: []int{seqs + 1}},
+	}
+	if p.Sinks {
+		in = append(in, graph.Spec{DType: graph.Float32, Shape: []int{heads}})
+	}
+	out, err := p.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := primitives.NewLowering(in, out, caps)
+	if err := p.Lower(l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// checkCatalog checks that every dispatch names a catalog kernel and binds
+// its arguments in the catalog's order, with the catalog's params type.
+func checkCatalog(t *testing.T, l *primitives.Lowering) {
+	t.Helper()
+	for _, d := range l.Dispatches {
+		spec, ok := primitives.LookupKernel(d.Kernel)
+		if !ok {
+			t.Fatalf("kernel %s is not in the catalog", d.Kernel)
+		}
+		var names []string
+		for _, a := range d.Args {
+			names = append(names, a.Name)
+		}
+		if !slices.Equal(names, spec.Args) {
+			t.Errorf("%s binds %v, the catalog says %v", d.Kernel, names, spec.Args)
+		}
+		if reflect.TypeOf(d.Params) != reflect.TypeOf(spec.Params) {
+			t.Errorf("%s params %T, the catalog says %T", d.Kernel, d.Params, spec.Params)
+		}
+	}
+}
+
+// TestPagedAttentionLowering checks both paths' dispatches: kernel names,
+// argument order, access modes, scratch sizes, the statistics counter and
+// the params.
+func TestPagedAttentionLowering(t *testing.T) {
+	caps := primitives.Caps{Device: "cpu", SIMDWidth: 8, MaxThreadsPerGroup: 1024, Cores: 2}
+	for _, sinks := range []bool{false, true} {
+		p := primitives.PagedAttention{MaxSeqLen: 1300, Sinks: sinks, Split: primitives.SplitNever, SlidingWindow: 100, Softcap: 3}
+		l := lowerAttention(t, p, caps, graph.Float16, 5, 16, 8, 128, 16, 2, 90)
+		checkCatalog(t, l)
+		if len(l.Dispatches) != 1 || l.Dispatches[0].Kernel != primitives.PagedAttentionKernel(graph.Float16, 128, 16, sinks) || len(l.Scratch) != 0 {
+			t.Fatalf("single pass: %d dispatches (%v), %d scratch buffers", len(l.Dispatches), l.Dispatches, len(l.Scratch))
+		}
+		if l.Counters["paged_attention.single"] != 1 {
+			t.Errorf("counters %v", l.Counters)
+		}
+		pr := l.Dispatches[0].Params.(*primitives.PagedAttentionParams)
+		want := primitives.PagedAttentionParams{NumSeqs: 2, NumTokens: 5, NumHeads: 16, NumKVHeads: 8, HeadSize: 128, BlockSize: 16, NumBlocks: 64,
+			MaxBlocksPerSeq: 90, MaxSeqLen: 1300, PartitionSize: 512, SlidingWindow: 100, Scale: pr.Scale, Softcap: 3}
+		if *pr != want || pr.Scale != float32(1/11.313708498984761) {
+			t.Errorf("params %+v, want %+v with scale 1/√128", *pr, want)
+		}
+
+		p.Split = primitives.SplitAlways
+		l = lowerAttention(t, p, caps, graph.Float16, 5, 16, 8, 128, 16, 2, 90)
+		checkCatalog(t, l)
+		if len(l.Dispatches) != 2 || l.Counters["paged_attention.split"] != 1 {
+			t.Fatalf("split: %d dispatches, counters %v", len(l.Dispatches), l.Counters)
+		}
+		// 1300 keys in partitions of 512: 3 partitions per row.
+		rows := int64(5 * 16 * 3)
+		if !slices.Equal(l.Scratch, []int64{4 * rows, 4 * rows, 2 * 128 * rows}) {
+			t.Errorf("scratch %v, want max_logits and exp_sums of %d floats and tmp_out of %d halves", l.Scratch, rows, rows*128)
+		}
+		part, red := l.Dispatches[0], l.Dispatches[1]
+		if part.Kernel != primitives.PagedAttentionPartitionKernel(graph.Float16, 128, 16) || red.Kernel != primitives.PagedAttentionReduceKernel(graph.Float16, 128, sinks) {
+			t.Errorf("kernels %s, %s", part.Kernel, red.Kernel)
+		}
+		if part.Params.(*primitives.PagedAttentionParams).NumPartitions != 3 {
+			t.Errorf("partition params %+v", part.Params)
+		}
+		// The partition kernel writes the three scratch buffers and the
+		// reduce reads them: that is what orders the two.
+		for i, a := range part.Args[6:] {
+			if a.Ref != (primitives.Ref{Kind: primitives.ScratchRef, Index: i}) || a.Access != primitives.Write {
+				t.Errorf("partition argument %s: %v %v", a.Name, a.Ref, a.Access)
+			}
+		}
+		for _, a := range red.Args {
+			if want := a.Name == "out"; a.Access.Writes() != want {
+				t.Errorf("reduce argument %s: %v", a.Name, a.Access)
+			}
+		}
+	}
+}
+
+// TestPagedAttentionLoweringTooLarge checks that split-KV scratch the
+// kernels cannot index with 32-bit integers is refused.
+func TestPagedAttentionLoweringTooLarge(t *testing.T) {
+	p := primitives.PagedAttention{MaxSeqLen: 32768, Split: primitives.SplitAlways}
+	in := []graph.Spec{
+		{DType: graph.Float16, Shape: []int{2048, 64, 256}},
+		{DType: graph.Float16, Shape: []int{64, 16, 8, 256}},
+		{DType: graph.Float16, Shape: []int{64, 16, 8, 256}},
+		{DType: graph.Int32, Shape: []int{1, 2048}},
+		{DType: graph.Int32, Shape: []int{1}},
+		{DType: graph.Int32, Shape: []int{2}},
+	}
+	out, err := p.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Lower(primitives.NewLowering(in, out, primitives.Caps{Device: "cpu", Cores: 2}))
+	if err == nil || !strings.Contains(err.Error(), "unsupported size: the split-KV partial outputs") {
+		t.Fatalf("err = %v, want an unsupported size", err)
+	}
+}
+
+// TestKVWriteLowering checks the KV write's dispatch: both caches
+// read-write through the outputs, which alias the donated inputs.
+func TestKVWriteLowering(t *testing.T) {
+	in := []graph.Spec{
+		{DType: graph.BFloat16, Shape: []int{10, 8, 2, 64}},
+		{DType: graph.BFloat16, Shape: []int{10, 8, 2, 64}},
+		{DType: graph.BFloat16, Shape: []int{3, 2, 64}},
+		{DType: graph.BFloat16, Shape: []int{3, 2, 64}},
+		{DType: graph.Int64, Shape: []int{3}},
+	}
+	var p primitives.KVWrite
+	out, err := p.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := primitives.NewLowering(in, out, primitives.Caps{})
+	if err := p.Lower(l); err != nil {
+		t.Fatal(err)
+	}
+	checkCatalog(t, l)
+	d := l.Dispatches[0]
+	if d.Kernel != "kv_write_bf16_i64" || d.Args[0].Ref != primitives.Out(0) || d.Args[1].Ref != primitives.Out(1) ||
+		d.Args[0].Access != primitives.ReadWrite || d.Args[1].Access != primitives.ReadWrite {
+		t.Errorf("dispatch %+v", d)
+	}
+	if *d.Params.(*primitives.KVWriteParams) != (primitives.KVWriteParams{NumTokens: 3, KVHeads: 2, HeadSize: 64, NumSlots: 80}) {
+		t.Errorf("params %+v", d.Params)
+	}
+	if !slices.Equal(p.Aliases(), []graph.Alias{{Output: 0, Input: 0, Donate: true}, {Output: 1, Input: 1, Donate: true}}) {
+		t.Errorf("aliases %v", p.Aliases())
+	}
+}
+
+// TestUseSplitKV checks the automatic choice: split only when the single
+// pass would leave cores idle and the context spans several partitions.
+func TestUseSplitKV(t *testing.T) {
+	gpu := primitives.Caps{Device: "metal", Cores: 10}
+	cpu := primitives.Caps{Device: "cpu", Cores: 2}
+	n := primitives.SplitGroupsPerCore // groups per core that fill a device
+	for _, c := range []struct {
+		mode              primitives.SplitMode
+		caps              primitives.Caps
+		tokens, kvh, part int
+		want              bool
+	}{
+		{primitives.SplitAuto, gpu, 1, 1, 2, true},
+		{primitives.SplitAuto, gpu, 1, 1, 1, false}, // one partition: nothing to split
+		{primitives.SplitAuto, gpu, 10*n - 1, 1, 16, true},
+		{primitives.SplitAuto, gpu, 10*n/8 - 1, 8, 16, true},
+		{primitives.SplitAuto, gpu, 10 * n, 1, 16, false},
+		{primitives.SplitAuto, gpu, 10 * n / 8, 8, 16, false},
+		{primitives.SplitAuto, cpu, 1, 8, 16, true}, // the CPU keeps a token's KV heads together
+		{primitives.SplitAuto, cpu, 2*n - 1, 8, 16, true},
+		{primitives.SplitAuto, cpu, 2 * n, 1, 16, false},
+		{primitives.SplitAuto, cpu, 1, 8, 1, false},
+		{primitives.SplitNever, gpu, 1, 1, 16, false},
+		{primitives.SplitAlways, cpu, 100, 8, 1, true},
+	} {
+		if got := primitives.UseSplitKV(c.mode, c.caps, c.tokens, c.kvh, c.part); got != c.want {
+			t.Errorf("UseSplitKV(%v, %s, %d tokens, %d kv heads, %d partitions) = %v, want %v", c.mode, c.caps.Device, c.tokens, c.kvh, c.part, got, c.want)
+		}
+	}
+	for _, c := range []struct{ maxSeqLen, maxBlocks, bs, want int }{
+		{0, 4, 16, 1}, {512, 32, 16, 1}, {513, 33, 16, 2}, {8192, 512, 16, 16}, {100000, 40, 16, 2}, // the table bounds it
+	} {
+		if got := primitives.AttentionPartitions(c.maxSeqLen, c.maxBlocks, c.bs); got != c.want {
+			t.Errorf("AttentionPartitions(%d, %d, %d) = %d, want %d", c.maxSeqLen, c.maxBlocks, c.bs, got, c.want)
+		}
+	}
+}
