@@ -14,7 +14,7 @@ import (
 
 // smallConfig is a random test model's configuration: GQA 2:1, an odd
 // vocabulary and sizes that are not multiples of 8.
-var smallConfig = Config{VocabSize: 37, HiddenSize: 24, IntermediateSize: 44, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 6,
+var smallConfig = Config{VocabSize: 37, HiddenSize: 24, IntermediateSize: 44, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
 	MaxPositionEmbeddings: 256, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: false, BOSTokenID: -1, EOSTokenIDs: []int{36}}
 
 // hfConfigJSON returns cfg as a Hugging Face config.json.
@@ -130,8 +130,8 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"missing", slices.DeleteFunc(good(), func(x testTensor) bool { return x.name == "model.layers.1.mlp.up_proj.weight" }),
 			[]string{"tensor model.layers.1.mlp.up_proj.weight is missing from"}},
-		{"shape", replace(good(), "model.layers.0.self_attn.k_proj.weight", func(x *testTensor) { x.shape = []int{24, 12} }),
-			[]string{"tensor model.layers.0.self_attn.k_proj.weight in", ".safetensors has shape [24 12], the config needs [12 24]"}},
+		{"shape", replace(good(), "model.layers.0.self_attn.k_proj.weight", func(x *testTensor) { x.shape = []int{24, 128} }),
+			[]string{"tensor model.layers.0.self_attn.k_proj.weight in", ".safetensors has shape [24 128], the config needs [128 24]"}},
 		{"dtype", replace(good(), "model.norm.weight", func(x *testTensor) { x.dtype, x.shape = "I32", []int{24} }),
 			[]string{"tensor model.norm.weight in", "dtype I32 is unsupported"}},
 		{"extra", append(good(), testTensor{"model.layers.0.self_attn.q_proj.bias", "F32", []int{1}, make([]byte, 4)}),

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/model"
+)
+
+func init() {
+	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache) on the CPU: TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
+}
+
+// decodeResult is what `loom bench decode -json` prints.
+type decodeResult struct {
+	Model             string  `json:"model"`
+	DType             string  `json:"dtype"`
+	Batch             int     `json:"batch"`
+	Context           int     `json:"context"`
+	Steps             int     `json:"steps"`
+	Workers           int     `json:"workers"`
+	TPOTms            float64 `json:"tpot_ms"`      // median step time
+	TPOTBestms        float64 `json:"tpot_best_ms"` // fastest step
+	TokensPerSecond   float64 `json:"tokens_per_s"` // batch / median step time
+	WeightBytes       int64   `json:"weight_bytes"` // read once per step
+	KVBytes           int64   `json:"kv_bytes"`     // K and V read per step
+	WeightGBs         float64 `json:"weight_gb_s"`  // weight bytes / median step time
+	TotalGBs          float64 `json:"total_gb_s"`   // (weights + KV) / median step time
+	MachineReadGBs    float64 `json:"machine_read_gb_s"`
+	WeightLimitms     float64 `json:"weight_limit_ms"` // weight bytes / measured read bandwidth
+	Dispatches        float64 `json:"dispatches_per_step"`
+	CommandBuffers    float64 `json:"command_buffers_per_step"`
+	HostWaits         float64 `json:"host_waits_per_step"`
+	SplitAttention    float64 `json:"split_attention_per_step"`
+	HostOverheadms    float64 `json:"host_overhead_ms"` // plan + encode + build and sampling, per step
+	Hazards           int     `json:"hazards"`
+	CheckingDevice    bool    `json:"checking_device"`
+	SetupSeconds      float64 `json:"setup_s"`
+	KVCacheMB         float64 `json:"kv_cache_mb"`
+	ParametersMillion float64 `json:"parameters_m"`
+}
+
+func benchDecode(args []string) error {
+	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
+	batch := fs.Int("batch", 1, "sequences decoded together")
+	context := fs.Int("context", 1024, "tokens already in each sequence's KV cache (random K/V, no prefill)")
+	steps := fs.Int("steps", 16, "timed decode steps (after 2 warm-up steps)")
+	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	blockSize := fs.Int("block-size", 16, "KV cache block size")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *batch < 1 || *context < 0 || *steps < 1 {
+		return fmt.Errorf("-batch %d, -context %d, -steps %d: want batch ≥ 1, context ≥ 0, steps ≥ 1", *batch, *context, *steps)
+	}
+	const warmup = 2
+	cfg := model.Qwen3_0_6B
+	dt := graph.BFloat16
+	if total := *context + warmup + *steps; total > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", *context, warmup+*steps, cfg.MaxPositionEmbeddings)
+	}
+	logf := func(format string, a ...any) {
+		if !*asJSON {
+			fmt.Printf(format, a...)
+		}
+	}
+	bw := machineBandwidth()
+	setup := time.Now()
+	rt, dev, err := newCPURuntime(*check)
+	if err != nil {
+		return err
+	}
+	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
+		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, dt)
+	m, err := model.New(rt, cfg, model.RandomWeights(cfg, dt, 1), dt)
+	if err != nil {
+		return err
+	}
+	perSeq := (*context + warmup + *steps + *blockSize - 1) / *blockSize
+	cache, err := model.NewKVCache(rt, m.CacheConfig(*batch*perSeq, *blockSize), randomKV())
+	if err != nil {
+		return err
+	}
+	e := &model.Engine{Model: m, Cache: cache}
+	seqs := make([]int, *batch)
+	counts := make([]int, *batch)
+	tokens := make([][]int32, *batch)
+	r := loomtest.Rand(3)
+	for i := range seqs {
+		seqs[i], counts[i] = i, *context
+		tokens[i] = []int32{int32(r.IntN(cfg.VocabSize))}
+		if err := cache.Add(i); err != nil {
+			return err
+		}
+	}
+	if *context > 0 {
+		// Account for the context already in the cache: its K/V are the
+		// random values the cache was filled with.
+		if _, err := cache.Schedule(seqs, counts); err != nil {
+			return err
+		}
+	}
+	greedy, _ := model.NewSampler(model.SamplerOptions{})
+	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
+		Workers: dev.Workers(), CheckingDevice: *check, SetupSeconds: time.Since(setup).Seconds(),
+		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
+	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); %d workers%s\n", res.SetupSeconds,
+		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, dev.Workers(),
+		map[bool]string{true: ", checking device"}[*check])
+
+	var times []time.Duration
+	var overhead time.Duration
+	for i := range warmup + *steps {
+		if i == warmup && *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		if !*asJSON {
+			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, warmup+*steps)
+		}
+		st, err := e.Step(seqs, tokens)
+		if err != nil {
+			return err
+		}
+		for j := range seqs {
+			tok, err := greedy.Sample(st.Logits[j])
+			if err != nil {
+				return err
+			}
+			tokens[j][0] = int32(tok)
+		}
+		if i < warmup {
+			continue
+		}
+		times = append(times, st.Time)
+		s := st.Stats
+		res.Dispatches += float64(s.Dispatches)
+		res.CommandBuffers += float64(s.CommandBuffers)
+		res.HostWaits += float64(s.HostWaits)
+		res.SplitAttention += float64(s.Counters["paged_attention.split"])
+		overhead += st.Time - s.Wait
+	}
+	logf("\r")
+	n := float64(*steps)
+	res.Dispatches /= n
+	res.CommandBuffers /= n
+	res.HostWaits /= n
+	res.SplitAttention /= n
+	res.HostOverheadms = ms(overhead) / n
+	slices.Sort(times)
+	tpot := times[len(times)/2]
+	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
+	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
+	res.WeightBytes = m.WeightBytes()
+	kvTok := int64(2*cfg.NumLayers*cfg.NumKVHeads*cfg.HeadDim) * int64(dt.Size())
+	res.KVBytes = int64(*batch) * int64(*context+warmup+*steps/2) * kvTok
+	res.WeightGBs = float64(res.WeightBytes) / tpot.Seconds() / 1e9
+	res.TotalGBs = float64(res.WeightBytes+res.KVBytes) / tpot.Seconds() / 1e9
+	res.WeightLimitms = float64(res.WeightBytes) / (bw.Read * 1e9) * 1e3
+	if *check {
+		res.Hazards = len(dev.Hazards())
+	}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(res)
+	}
+	fmt.Printf("decode, batch %d, context %d, %d steps:\n", *batch, *context, *steps)
+	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond)
+	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; machine read bandwidth %.1f GB/s (loom bench membw)\n",
+		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read)
+	fmt.Printf("  weight-read limit %.2f ms: TPOT is %.2f× the limit\n", res.WeightLimitms, res.TPOTms/res.WeightLimitms)
+	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (plan, encode, build, sampling)\n",
+		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention, res.HostOverheadms)
+	if *check {
+		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
+	}
+	return nil
+}
+
+// randomKV returns a KV cache fill of random bfloat16 values of magnitude
+// 1/8 to 2 and random sign, different for every array. It fills in
+// parallel: the cache of a long context is gigabytes.
+func randomKV() func(layer int, b []byte) {
+	var calls uint64
+	return func(layer int, b []byte) {
+		calls++
+		workers := goruntime.GOMAXPROCS(0)
+		chunk := (len(b)/workers + 7) &^ 7
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := min(len(b), w*chunk), min(len(b), (w+1)*chunk)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x := calls<<32 | uint64(w)<<8 | 1
+				for i := lo; i+8 <= hi; i += 8 {
+					x ^= x << 13 // xorshift: fast, and the values only need to vary
+					x ^= x >> 7
+					x ^= x << 17
+					var v uint64
+					for k := range 4 {
+						r := x >> (16 * k)
+						// sign, exponent 124..127 (1/8 to 1), 7 mantissa bits
+						v |= (r&0x8000 | (124+(r>>7)&3)<<7 | r&0x7f) << (16 * k)
+					}
+					binary.LittleEndian.PutUint64(b[i:], v)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}

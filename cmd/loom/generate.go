@@ -1,0 +1,201 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/runtime"
+)
+
+// defaultModel is the tiny model the repository ships, relative to the
+// repository root (where `make run` runs).
+const defaultModel = "testdata/tiny-qwen3"
+
+const defaultPrompt = "// Package ring implements operations on circular lists.\npackage ring\n\n"
+
+func init() {
+	commands["generate"] = command{"generate text with a Qwen3 model (default: the shipped tiny model, on the CPU)", runGenerate}
+}
+
+func runGenerate(args []string) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	dir := fs.String("model", defaultModel, "Qwen3 model directory (config.json and *.safetensors)")
+	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with Loom's byte-level tokenizer)")
+	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
+	maxTokens := fs.Int("max-tokens", 200, "tokens to generate")
+	temperature := fs.Float64("temperature", 0.7, "sampling temperature; 0 is greedy")
+	topK := fs.Int("top-k", 40, "sample from the K most likely tokens; 0 for all")
+	topP := fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all")
+	seed := fs.Uint64("seed", 1, "sampling seed")
+	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
+	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
+	blockSize := fs.Int("block-size", 16, "KV cache block size in tokens")
+	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dt := graph.Invalid
+	if *dtypeName != "" {
+		var err error
+		if dt, err = graph.ParseDType(*dtypeName); err != nil {
+			return err
+		}
+	}
+	sampler, err := model.NewSampler(model.SamplerOptions{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed})
+	if err != nil {
+		return err
+	}
+	if *maxTokens < 1 {
+		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
+	}
+
+	rt, dev, err := newCPURuntime(*check)
+	if err != nil {
+		return err
+	}
+	loadStart := time.Now()
+	m, err := model.Load(rt, *dir, dt)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && *dir == defaultModel {
+			return fmt.Errorf("%w (run from the repository root, or pass -model DIR)", err)
+		}
+		return err
+	}
+	c := m.Config
+	fmt.Printf("model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
+		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
+		float64(m.WeightBytes())/1e6, time.Since(loadStart).Round(time.Millisecond))
+
+	ids, echo, decode, err := promptTokens(*dir, c, *prompt, *promptIDs)
+	if err != nil {
+		return err
+	}
+	ctx := len(ids) + *maxTokens
+	if ctx > c.MaxPositionEmbeddings {
+		return fmt.Errorf("%d prompt tokens + %d new tokens exceed the model's %d positions", len(ids), *maxTokens, c.MaxPositionEmbeddings)
+	}
+	e, err := model.NewEngine(m, (ctx+*blockSize-1) / *blockSize, *blockSize)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("device: CPU, %d workers%s; KV cache %d blocks of %d tokens (%.1f MB)\n",
+		dev.Workers(), map[bool]string{true: ", checking mode"}[*check], e.Cache.Config().NumBlocks, *blockSize, float64(e.Cache.Config().Bytes())/1e6)
+	fmt.Printf("prompt: %d tokens; prefilling…\n\n%s", len(ids), echo)
+
+	var steps []*model.StepResult
+	start := time.Now()
+	var ttft time.Duration
+	_, err = e.Generate(0, ids, model.GenerateOptions{MaxTokens: *maxTokens, Sampler: sampler, StopAtEOS: true,
+		OnToken: func(tok int32, r *model.StepResult) error {
+			if len(steps) == 0 {
+				ttft = time.Since(start)
+			}
+			steps = append(steps, r)
+			if c.IsEOS(int(tok)) {
+				return nil
+			}
+			fmt.Print(decode([]int32{tok}))
+			if *stepStats {
+				fmt.Fprintf(os.Stderr, "\n[step %d: %v; %v]\n", len(steps), r.Time.Round(time.Microsecond), r.Stats)
+			}
+			return nil
+		}})
+	total := time.Since(start)
+	fmt.Println()
+	if err != nil {
+		return err
+	}
+	printGenerateSummary(steps, ttft, total)
+	if *check {
+		hz := dev.Hazards()
+		fmt.Printf("checking device: %d hazards\n", len(hz))
+		if len(hz) > 0 {
+			return fmt.Errorf("hazard: %v", hz[0])
+		}
+	}
+	return nil
+}
+
+// newCPURuntime returns a runtime on the CPU device, in checking mode if
+// asked.
+func newCPURuntime(check bool) (*runtime.Runtime, *cpu.Device, error) {
+	dev := cpu.New(cpu.Options{Check: check})
+	rt, err := runtime.New(dev, runtime.Options{})
+	return rt, dev, err
+}
+
+// promptTokens returns the prompt's token ids, the prompt to echo, and how
+// to print tokens: as text with the model's byte-level tokenizer, or as ids.
+func promptTokens(dir string, c model.Config, text, idList string) ([]int32, string, func([]int32) string, error) {
+	asIDs := func(ids []int32) string {
+		var b strings.Builder
+		for _, id := range ids {
+			fmt.Fprintf(&b, "%d ", id)
+		}
+		return b.String()
+	}
+	if idList != "" {
+		var ids []int32
+		for _, f := range strings.Split(idList, ",") {
+			id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+			if err != nil || id < 0 || int(id) >= c.VocabSize {
+				return nil, "", nil, fmt.Errorf("-prompt-ids: %q is not a token id in [0, %d)", f, c.VocabSize)
+			}
+			ids = append(ids, int32(id))
+		}
+		return ids, asIDs(ids), asIDs, nil
+	}
+	tok, err := model.LoadTokenizer(dir)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w (use -prompt-ids)", err)
+	}
+	ids := tok.Encode(text)
+	if c.BOSTokenID >= 0 {
+		ids = append([]int32{int32(c.BOSTokenID)}, ids...)
+	}
+	if len(ids) == 0 {
+		return nil, "", nil, fmt.Errorf("empty prompt")
+	}
+	return ids, text, tok.Decode, nil
+}
+
+// printGenerateSummary prints latency, throughput and the runtime's
+// statistics of the prefill step and the mean of the decode steps.
+func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) {
+	fmt.Printf("\n%d tokens in %v: TTFT %v", len(steps), total.Round(time.Millisecond), ttft.Round(time.Microsecond))
+	dec := steps[1:]
+	if len(dec) == 0 {
+		fmt.Println()
+		return
+	}
+	var sum time.Duration
+	var st runtime.Stats
+	for _, r := range dec {
+		sum += r.Time
+		st.Dispatches += r.Stats.Dispatches
+		st.CommandBuffers += r.Stats.CommandBuffers
+		st.HostWaits += r.Stats.HostWaits
+		st.Nodes += r.Stats.Nodes
+		st.Plan += r.Stats.Plan
+		st.Encode += r.Stats.Encode
+		st.Wait += r.Stats.Wait
+	}
+	n := len(dec)
+	tpot := sum / time.Duration(n)
+	fmt.Printf(", TPOT %v, %.1f tokens/s\n", tpot.Round(time.Microsecond), float64(n)/sum.Seconds())
+	p := steps[0].Stats
+	fmt.Printf("prefill step: %d nodes, %d dispatches, %d command buffers, %d host waits\n", p.Nodes, p.Dispatches, p.CommandBuffers, p.HostWaits)
+	per := func(v int) float64 { return float64(v) / float64(n) }
+	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, graph build and sampling %v\n",
+		n, per(st.Nodes), per(st.Dispatches), per(st.CommandBuffers), per(st.HostWaits),
+		(st.Plan / time.Duration(n)).Round(time.Microsecond), (st.Encode / time.Duration(n)).Round(time.Microsecond),
+		(st.Wait / time.Duration(n)).Round(time.Microsecond), ((sum - st.Plan - st.Encode - st.Wait) / time.Duration(n)).Round(time.Microsecond))
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const tinyModel = "../../" + defaultModel
+
+func TestGenerateTinyModel(t *testing.T) {
+	for _, args := range [][]string{
+		{"-model", tinyModel, "-max-tokens", "4"},
+		{"-model", tinyModel, "-max-tokens", "3", "-temperature", "0", "-dtype", "bfloat16", "-check"},
+	} {
+		if err := runGenerate(args); err != nil {
+			t.Fatalf("generate %v: %v", args, err)
+		}
+	}
+}
+
+// TestGenerateWithoutTokenizer checks that a model directory without Loom's
+// byte-level tokenizer asks for token ids, and runs with them.
+func TestGenerateWithoutTokenizer(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(tinyModel, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := runGenerate([]string{"-model", dir, "-max-tokens", "2"})
+	if err == nil || !strings.Contains(err.Error(), "byte-level") || !strings.Contains(err.Error(), "-prompt-ids") {
+		t.Fatalf("error %v, want one that says there is no byte-level tokenizer and to use -prompt-ids", err)
+	}
+	if err := runGenerate([]string{"-model", dir, "-max-tokens", "2", "-prompt-ids", "256, 112, 97"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runGenerate([]string{"-model", dir, "-prompt-ids", "256,999"}); err == nil || !strings.Contains(err.Error(), `"999" is not a token id`) {
+		t.Fatalf("bad id: error %v", err)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	if err := runInfo([]string{"-model", tinyModel}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runInfo([]string{"-model", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("empty directory: error %v", err)
+	}
+}
+
+func TestBenchDecodeFlags(t *testing.T) {
+	for _, args := range [][]string{{"-batch", "0"}, {"-steps", "0"}, {"-context", "50000"}} {
+		if err := benchDecode(args); err == nil {
+			t.Errorf("bench decode %v: no error", args)
+		}
+	}
+}

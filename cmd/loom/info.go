@@ -1,0 +1,85 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/loomrt/loom/model"
+)
+
+func init() {
+	commands["info"] = command{"print the device's caps and a model directory's configuration", runInfo}
+}
+
+func runInfo(args []string) error {
+	fs := flag.NewFlagSet("info", flag.ContinueOnError)
+	dir := fs.String("model", defaultModel, "Qwen3 model directory; empty for none")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	_, dev, err := newCPURuntime(false)
+	if err != nil {
+		return err
+	}
+	caps := dev.Caps()
+	fmt.Printf("device %s: %d workers (cores), SIMD width %d, %d threads per group, %d KiB shared memory per group\n",
+		caps.Device, caps.Cores, caps.SIMDWidth, caps.MaxThreadsPerGroup, caps.MaxSharedBytes>>10)
+	if *dir == "" {
+		return nil
+	}
+	c, err := model.LoadConfig(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nmodel %s (Qwen3):\n", *dir)
+	rows := [][2]string{
+		{"vocab_size", fmt.Sprint(c.VocabSize)},
+		{"hidden_size", fmt.Sprint(c.HiddenSize)},
+		{"intermediate_size", fmt.Sprint(c.IntermediateSize)},
+		{"num_hidden_layers", fmt.Sprint(c.NumLayers)},
+		{"num_attention_heads", fmt.Sprint(c.NumHeads)},
+		{"num_key_value_heads", fmt.Sprint(c.NumKVHeads)},
+		{"head_dim", fmt.Sprint(c.HeadDim)},
+		{"max_position_embeddings", fmt.Sprint(c.MaxPositionEmbeddings)},
+		{"rms_norm_eps", fmt.Sprint(c.RMSNormEps)},
+		{"rope_theta", fmt.Sprint(c.RopeTheta)},
+		{"tie_word_embeddings", fmt.Sprint(c.TieWordEmbeddings)},
+		{"bos_token_id", fmt.Sprint(c.BOSTokenID)},
+		{"eos_token_id", fmt.Sprint(c.EOSTokenIDs)},
+		{"dtype", c.TorchDType},
+		{"parameters", fmt.Sprintf("%d (%.1f M)", c.Params(), float64(c.Params())/1e6)},
+	}
+	for _, r := range rows {
+		fmt.Printf("  %-24s %s\n", r[0], r[1])
+	}
+	if _, err := model.LoadTokenizer(*dir); err != nil {
+		fmt.Printf("  %-24s none Loom implements: prompts are token ids (-prompt-ids)\n", "tokenizer")
+	} else {
+		fmt.Printf("  %-24s byte-level (%s)\n", "tokenizer", model.TokenizerFile)
+	}
+	paths, _ := filepath.Glob(filepath.Join(*dir, "*.safetensors"))
+	for _, p := range paths {
+		f, err := model.OpenSafetensors(p)
+		if err != nil {
+			return err
+		}
+		counts := map[string]int{}
+		var bytes int64
+		for _, n := range f.Names() {
+			t, _ := f.Info(n)
+			counts[t.DType]++
+			bytes += t.End - t.Begin
+		}
+		var parts []string
+		for _, dt := range slices.Sorted(maps.Keys(counts)) {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[dt], dt))
+		}
+		fmt.Printf("  %-24s %d tensors (%s), %.1f MB\n", filepath.Base(p), len(f.Names()), strings.Join(parts, ", "), float64(bytes)/1e6)
+		f.Close()
+	}
+	return nil
+}
