@@ -36,6 +36,7 @@ func runGenerate(args []string) error {
 	topP := fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all")
 	seed := fs.Uint64("seed", 1, "sampling seed")
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
+	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
 	blockSize := fs.Int("block-size", 16, "KV cache block size in tokens")
 	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
@@ -57,7 +58,7 @@ func runGenerate(args []string) error {
 		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
 	}
 
-	rt, dev, err := newCPURuntime(*check)
+	rt, where, hazards, err := openRuntime(*device, *check)
 	if err != nil {
 		return err
 	}
@@ -86,8 +87,8 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("device: CPU, %d workers%s; KV cache %d blocks of %d tokens (%.1f MB)\n",
-		dev.Workers(), map[bool]string{true: ", checking mode"}[*check], e.Cache.Config().NumBlocks, *blockSize, float64(e.Cache.Config().Bytes())/1e6)
+	fmt.Printf("device: %s; KV cache %d blocks of %d tokens (%.1f MB)\n",
+		where, e.Cache.Config().NumBlocks, *blockSize, float64(e.Cache.Config().Bytes())/1e6)
 	fmt.Printf("prompt: %d tokens; prefilling…\n\n%s", len(ids), echo)
 
 	var steps []*model.StepResult
@@ -115,13 +116,35 @@ func runGenerate(args []string) error {
 	}
 	printGenerateSummary(steps, ttft, total)
 	if *check {
-		hz := dev.Hazards()
+		hz := hazards()
 		fmt.Printf("checking device: %d hazards\n", len(hz))
 		if len(hz) > 0 {
 			return fmt.Errorf("hazard: %v", hz[0])
 		}
 	}
 	return nil
+}
+
+// openRuntime returns a runtime on the named device, a description of it,
+// and the hazards the checking CPU device has found (none elsewhere).
+func openRuntime(device string, check bool) (*runtime.Runtime, string, func() []cpu.Hazard, error) {
+	if device == "cpu" {
+		rt, dev, err := newCPURuntime(check)
+		where := fmt.Sprintf("CPU, %d workers", dev.Workers())
+		if check {
+			where += ", checking mode"
+		}
+		return rt, where, dev.Hazards, err
+	}
+	if check {
+		return nil, "", nil, fmt.Errorf("-check runs on the CPU device only")
+	}
+	dev, err := openDevice(device)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	rt, err := runtime.New(dev, runtime.Options{})
+	return rt, device, func() []cpu.Hazard { return nil }, err
 }
 
 // newCPURuntime returns a runtime on the CPU device, in checking mode if

@@ -45,6 +45,22 @@ func TestGenerateWithoutTokenizer(t *testing.T) {
 	}
 }
 
+func TestGenerateDeviceFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-model", tinyModel, "-device", "cuda", "-check"}, "-check runs on the CPU device only"},
+		{[]string{"-model", tinyModel, "-device", "tpu"}, `-device "tpu": want cpu, cuda or metal`},
+		{[]string{"-model", tinyModel, "-temperature", "-1"}, "temperature"},
+		{[]string{"-model", tinyModel, "-max-tokens", "0"}, "-max-tokens 0"},
+	} {
+		if err := runGenerate(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("generate %v: error %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
 func TestInfo(t *testing.T) {
 	if err := runInfo([]string{"-model", tinyModel}); err != nil {
 		t.Fatal(err)
