@@ -187,11 +187,15 @@ func gemvKernel(dt graph.DType) Kernel {
 		if err != nil {
 			return err
 		}
-		if mc.m != 1 && mc.batch > 0 && mc.n > 0 {
-			return fmt.Errorf("gemv needs one row per matrix, params have M = %d", mc.m)
-		}
 		n, k := mc.n, mc.k
-		if mc.batch == 0 || n == 0 {
+		if mc.batch == 0 || mc.m == 0 || n == 0 {
+			return nil
+		}
+		if mc.m > 1 {
+			if !mc.transB {
+				return fmt.Errorf("gemv of %d rows per matrix needs weights stored [N, K] (TransposeB): unsupported", mc.m)
+			}
+			mc.smallM(c)
 			return nil
 		}
 		// x as float32, one row per output matrix. a's M×K matrix is a

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -135,17 +134,15 @@ func TestMatMulAssemblyAgrees(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	sizes := [][3]int{ // M, N, K
 		{1, 1, 1}, {1, 7, 9}, {1, 15, 17}, {1, 33, 1023}, {1, 1023, 15},
+		{2, 9, 1025}, {3, 1, 7}, {5, 17, 33}, {8, 1025, 9}, {16, 33, 1023},
 		{7, 9, 15}, {9, 17, 33}, {15, 33, 7}, {17, 1, 9}, {33, 15, 1023},
 		{7, 1023, 17}, {1023, 9, 7},
 	}
 	for _, dt := range primitives.MatMulDTypes {
 		for _, s := range sizes {
 			m, n, k := s[0], s[1], s[2]
-			kernel := fmt.Sprintf("matmul_%s_tiled", dt.Short())
-			if m == 1 {
-				kernel = fmt.Sprintf("matmul_%s_gemv", dt.Short())
-			}
 			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+				kernel := cpuKernel(t, dt, m, n, k, tr[0], tr[1])
 				for _, exact := range []bool{true, false} {
 					gen := randomInputs
 					if exact {
@@ -186,6 +183,29 @@ func TestMatMulAssemblyAgrees(t *testing.T) {
 	}
 }
 
+// cpuKernel returns the kernel the CPU lowering picks for the product.
+func cpuKernel(t *testing.T, dt graph.DType, m, n, k int, ta, tb bool) string {
+	t.Helper()
+	mm := primitives.MatMul{TransposeA: ta, TransposeB: tb}
+	aShape, bShape := []int{m, k}, []int{k, n}
+	if ta {
+		aShape = []int{k, m}
+	}
+	if tb {
+		bShape = []int{n, k}
+	}
+	in := []graph.Spec{{DType: dt, Shape: aShape}, {DType: dt, Shape: bShape}}
+	outs, err := mm.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := primitives.NewLowering(in, outs, New(Options{}).Caps())
+	if err := mm.Lower(l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Dispatches[0].Kernel
+}
+
 func toBytes(dt graph.DType, v []float32) []byte {
 	b := make([]byte, len(v)*dt.Size())
 	graph.PutFloat32s(dt, b, v)
@@ -221,13 +241,56 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 		{"batch count", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 4, BatchRank: 1,
 			BatchShape: [primitives.MaxRank]uint32{3}}, 16, 16, 16, "holds 3 matrices, params say 4"},
 		{"batch rank", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1, BatchRank: 9}, 4, 4, 4, "batch rank 9"},
-		{"gemv rows", "matmul_f32_gemv", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1}, 4, 4, 4, "one row per matrix"},
+		{"gemv rows", "matmul_f32_gemv", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1}, 4, 4, 4, "needs weights stored [N, K] (TransposeB): unsupported"},
+		{"small-M short b", "matmul_f32_gemv", primitives.MatMulParams{M: 3, N: 5, K: 9, Batch: 1, TransposeB: 1}, 27, 44, 15, "argument b holds 44 elements; the params need 45"},
 	} {
 		fn, _ := lookup(c.kernel)
 		p := c.p
 		err := fn(&Call{Params: &p, Args: []Arg{{Bytes: buf(c.a)}, {Bytes: buf(c.b)}, {Bytes: buf(c.o)}}, workers: 2})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestSmallMTileAssemblyAgrees compares the small-M micro-kernel's
+// assembly with its Go version on every dtype, for depths around the
+// 8-wide steps, with rows further apart than their length and the tile
+// away from the start of the weights: bit for bit on exact products (the
+// same additions in the same order), within the bound otherwise.
+func TestSmallMTileAssemblyAgrees(t *testing.T) {
+	if !vec.Assembly() {
+		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, dt := range primitives.MatMulDTypes {
+		for _, k := range []int{0, 1, 7, 8, 9, 16, 17, 33, 1023, 1025} {
+			for _, exact := range []bool{true, false} {
+				gen := randomInputs
+				if exact {
+					gen = exactInputs
+				}
+				ldw, ldx, wOff := k+5, k+3, 2*k+1
+				wb := toBytes(dt, gen(r, wOff+smallNR*ldw))
+				w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
+				x := gen(r, smallMR*ldx)
+				var asm, gov [smallNR * smallMR]float32
+				smallMTileAVX2(w, wOff, ldw, x, ldx, k, &asm)
+				smallMTileGo(w, wOff, ldw, x, ldx, k, &gov)
+				for rr := range smallNR {
+					for i := range smallMR {
+						abs := 0.0
+						for p := range k {
+							abs += math.Abs(wv[wOff+rr*ldw+p] * float64(x[i*ldx+p]))
+						}
+						bound := 2 * float64(k+2) * unit * abs
+						got, want := asm[rr*smallMR+i], gov[rr*smallMR+i]
+						if exact && math.Float32bits(got) != math.Float32bits(want) || math.Abs(float64(got)-float64(want)) > bound {
+							t.Fatalf("%s k=%d exact=%v: tile[%d,%d]: assembly %v, Go %v (bound %g)", dt, k, exact, rr, i, got, want, bound)
+						}
+					}
+				}
+			}
 		}
 	}
 }

@@ -11,7 +11,8 @@ import (
 
 // A linear layer stores its weights [out, in] (the Hugging Face layout), so
 // it multiplies by the transpose. One token is the decode case, which runs
-// the GEMV kernel; batch dims broadcast.
+// the GEMV kernel; batch dims broadcast, and a few tokens sharing the
+// weights (batched decode) run the GEMV kernel's small-M path on the CPU.
 func ExampleMatMulTransposed() {
 	rt, _ := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
 	w := graph.FromFloat32s([]float32{
@@ -33,5 +34,5 @@ func ExampleMatMulTransposed() {
 	// Output:
 	// [1 2] [1 6]
 	// [2 1 2] [1 6 4 15]
-	// map[matmul_gemv:1 matmul_tiled:1]
+	// map[matmul_gemv:1 matmul_small_m:1]
 }

@@ -167,8 +167,9 @@ func (c *matmulCase) check(t *testing.T, target string, out *graph.Array) {
 }
 
 // evalCases evaluates every case in one graph on each target, checks the
-// results, and checks how many products took the GEMV path.
-func evalCases(t *testing.T, cases []*matmulCase, wantGEMV int) {
+// results, and checks how many products took the GEMV path and its small-M
+// path (x[M, K]·Wᵀ for 1 < M ≤ primitives.MatMulSmallM on the CPU).
+func evalCases(t *testing.T, cases []*matmulCase, wantGEMV, wantSmallM int) {
 	t.Helper()
 	for _, tg := range loomtest.Targets(t) {
 		outs := make([]*graph.Array, len(cases))
@@ -181,6 +182,9 @@ func evalCases(t *testing.T, cases []*matmulCase, wantGEMV int) {
 		}
 		if got := tg.RT.LastStats().Counters["matmul_gemv"]; got != wantGEMV {
 			t.Errorf("%s: %d products took the GEMV path, want %d", tg.Name, got, wantGEMV)
+		}
+		if got := tg.RT.LastStats().Counters["matmul_small_m"]; tg.Exact && got != wantSmallM {
+			t.Errorf("%s: %d products took the small-M path, want %d", tg.Name, got, wantSmallM)
 		}
 	}
 }
@@ -204,7 +208,7 @@ func TestMatMulShapes(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("%s/ta=%v/tb=%v", dt, tr[0], tr[1]), func(t *testing.T) {
 				var cases []*matmulCase
-				gemv := 0
+				gemv, smallM := 0, 0
 				for _, m := range sizes {
 					for _, n := range sizes {
 						for _, k := range sizes {
@@ -216,13 +220,16 @@ func TestMatMulShapes(t *testing.T) {
 								bShape = []int{n, k}
 							}
 							cases = append(cases, newMatmulCase(r, dt, tr[0], tr[1], aShape, bShape))
-							if m == 1 {
+							switch {
+							case m == 1:
 								gemv++
+							case tr[1] && m <= primitives.MatMulSmallM:
+								smallM++
 							}
 						}
 					}
 				}
-				evalCases(t, cases, gemv)
+				evalCases(t, cases, gemv, smallM)
 			})
 		}
 	}
@@ -230,20 +237,21 @@ func TestMatMulShapes(t *testing.T) {
 
 // TestMatMulBlocks crosses every blocking boundary of the CPU kernels: K
 // past one 256-deep slice, N past one 1024-column block, M past one
-// 1024-row block, and a GEMV over untransposed weights past one 256-row chunk, in
-// each dtype.
+// 1024-row block, a GEMV over untransposed weights past one 256-row chunk,
+// and a small-M product of many tiles, in each dtype.
 func TestMatMulBlocks(t *testing.T) {
 	r := loomtest.Rand(2)
 	var cases []*matmulCase
 	for _, dt := range primitives.MatMulDTypes {
 		cases = append(cases,
+			newMatmulCase(r, dt, false, true, []int{17, 260}, []int{1030, 260}),
 			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{1030, 260}),
 			newMatmulCase(r, dt, true, false, []int{260, 1030}, []int{260, 9}),
 			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
 			newMatmulCase(r, dt, false, false, []int{1, 600}, []int{600, 33}), // GEMV over 3 chunks of rows
 		)
 	}
-	evalCases(t, cases, 2*len(primitives.MatMulDTypes))
+	evalCases(t, cases, 2*len(primitives.MatMulDTypes), len(primitives.MatMulDTypes))
 }
 
 // TestMatMulBatch covers batch broadcasting: batched and unbatched sides,
@@ -255,30 +263,65 @@ func TestMatMulBatch(t *testing.T) {
 		a, b   []int
 		ta, tb bool
 		gemv   bool
+		smallM bool
 	}
 	for _, dt := range primitives.MatMulDTypes {
 		var cases []*matmulCase
-		gemv := 0
+		gemv, smallM := 0, 0
 		for _, s := range []shapes{
-			{a: []int{2, 3, 5, 7}, b: []int{7, 9}},                                    // a batched, b shared: one merged GEMM
-			{a: []int{5, 7}, b: []int{4, 7, 9}},                                       // b batched, a shared
-			{a: []int{2, 1, 5, 7}, b: []int{1, 3, 7, 9}},                              // both broadcast to [2, 3]
-			{a: []int{3, 1, 17}, b: []int{3, 9, 17}, tb: true, gemv: true},            // batched decode GEMV
-			{a: []int{3, 1, 17}, b: []int{9, 17}, tb: true},                           // three tokens share the weights
-			{a: []int{2, 7, 5}, b: []int{7, 9}, ta: true},                             // transposed a does not merge
-			{a: []int{1, 5, 7}, b: []int{2, 7, 9}},                                    // size-1 batch dim on a
-			{a: []int{2, 1, 1, 1, 17}, b: []int{3, 17, 10}, gemv: true},               // rank 5 against rank 3
-			{a: []int{4, 2, 6, 3}, b: []int{2, 9, 6}, ta: true, tb: true},             // both transposed, batched
-			{a: []int{1, 1, 3, 4}, b: []int{1, 4, 5}},                                 // all-ones batch dims
-			{a: []int{6, 1, 33}, b: []int{6, 33, 20}, gemv: true},                     // batched GEMV, untransposed weights
-			{a: []int{2, 33, 1}, b: []int{2, 20, 33}, ta: true, tb: true, gemv: true}, // a column vector as x
+			{a: []int{2, 3, 5, 7}, b: []int{7, 9}},                                      // a batched, b shared: one merged GEMM
+			{a: []int{5, 7}, b: []int{4, 7, 9}},                                         // b batched, a shared
+			{a: []int{2, 1, 5, 7}, b: []int{1, 3, 7, 9}},                                // both broadcast to [2, 3]
+			{a: []int{3, 1, 17}, b: []int{3, 9, 17}, tb: true, gemv: true},              // batched decode GEMV
+			{a: []int{3, 1, 17}, b: []int{9, 17}, tb: true, smallM: true},               // three tokens share the weights
+			{a: []int{2, 5, 33}, b: []int{2, 9, 33}, tb: true, smallM: true},            // batched small-M products
+			{a: []int{2, 33, 5}, b: []int{9, 33}, ta: true, tb: true, smallM: true},     // transposed a, weights shared
+			{a: []int{3, 2, 20}, b: []int{2, 1, 7, 20}, tb: true, smallM: true},         // small-M with broadcast batch dims
+			{a: []int{2, 7, 5}, b: []int{7, 9}, ta: true},                               // transposed a does not merge
+			{a: []int{1, 5, 7}, b: []int{2, 7, 9}},                                      // size-1 batch dim on a
+			{a: []int{2, 1, 1, 1, 17}, b: []int{3, 17, 10}, gemv: true},                 // rank 5 against rank 3
+			{a: []int{4, 2, 6, 3}, b: []int{2, 9, 6}, ta: true, tb: true, smallM: true}, // both transposed, batched
+			{a: []int{1, 1, 3, 4}, b: []int{1, 4, 5}},                                   // all-ones batch dims
+			{a: []int{6, 1, 33}, b: []int{6, 33, 20}, gemv: true},                       // batched GEMV, untransposed weights
+			{a: []int{2, 33, 1}, b: []int{2, 20, 33}, ta: true, tb: true, gemv: true},   // a column vector as x
 		} {
 			cases = append(cases, newMatmulCase(r, dt, s.ta, s.tb, s.a, s.b))
 			if s.gemv {
 				gemv++
 			}
+			if s.smallM {
+				smallM++
+			}
 		}
-		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv) })
+		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
+	}
+}
+
+// TestMatMulSmallM covers the CPU's small-M path (x[M, K]·Wᵀ, W stored
+// [N, K]) and its edges, in each dtype: every M from 1 (the GEMV) past
+// primitives.MatMulSmallM (the tiled kernel), each with every K of a list
+// of awkward sizes (1, around the 8-wide steps and the 4-row tiles, past a
+// power of two) and an N from the same list, so that every pair of N and
+// K meets.
+func TestMatMulSmallM(t *testing.T) {
+	r := loomtest.Rand(8)
+	awkward := []int{1, 7, 9, 17, 33, 1023, 1025}
+	for _, dt := range primitives.MatMulDTypes {
+		var cases []*matmulCase
+		gemv, smallM := 0, 0
+		for m := 1; m <= primitives.MatMulSmallM+1; m++ {
+			for j, k := range awkward {
+				n := awkward[(m+j)%len(awkward)]
+				cases = append(cases, newMatmulCase(r, dt, false, true, []int{m, k}, []int{n, k}))
+				switch {
+				case m == 1:
+					gemv++
+				case m <= primitives.MatMulSmallM:
+					smallM++
+				}
+			}
+		}
+		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
 	}
 }
 
@@ -360,6 +403,8 @@ func TestMatMulWorkersDeterministic(t *testing.T) {
 		newMatmulCase(r, graph.Float32, false, true, []int{1, 300}, []int{530, 300}),
 		newMatmulCase(r, graph.Float16, false, false, []int{1, 300}, []int{300, 530}),
 		newMatmulCase(r, graph.Float32, false, false, []int{8, 3, 20}, []int{8, 20, 9}),
+		newMatmulCase(r, graph.BFloat16, false, true, []int{8, 300}, []int{530, 300}),
+		newMatmulCase(r, graph.Float16, false, true, []int{16, 1025}, []int{1030, 1025}),
 	}
 	var first [][]byte
 	for _, workers := range []int{1, 2, 3, 8} {

@@ -20,7 +20,9 @@ import (
 // Lowering picks one of two kernels per dtype: a GEMV kernel
 // (matmul_<dt>_gemv) when each output matrix has one row, the decode case of
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
-// (matmul_<dt>_tiled) otherwise.
+// (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
+// products of up to MatMulSmallM rows with weights stored [N, K] (batched
+// decode: x[M, K] · Wᵀ), reading each weight once for all the rows.
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -43,6 +45,12 @@ const (
 	// GEMVThreads is the GEMV kernel's threadgroup size.
 	GEMVThreads = 8 * 32
 )
+
+// MatMulSmallM is the most rows per output matrix that the CPU lowers to
+// the GEMV kernel's small-M path (with TransposeB); the GPU GEMV kernels
+// take one row. Up to it the small-M path was faster than the tiled kernel
+// on the development machine (docs/BENCHMARKS.md, "CPU small-M matmul").
+const MatMulSmallM = 16
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
 // each the product of an M×K matrix of a and a K×N matrix of b (stored
@@ -165,10 +173,6 @@ func b2u32(b bool) uint32 {
 	return 0
 }
 
-// GEMV reports whether the params describe matrix-vector products (one
-// output row per matrix), which lower to the GEMV kernel.
-func (p *MatMulParams) GEMV() bool { return p.M == 1 }
-
 func (m MatMul) Lower(l *Lowering) error {
 	p := m.params(l.Inputs[0].Shape, l.Inputs[1].Shape)
 	d := Dispatch{
@@ -176,11 +180,16 @@ func (m MatMul) Lower(l *Lowering) error {
 		Params: p,
 	}
 	dt := l.Inputs[0].DType.Short()
-	if p.GEMV() {
+	smallM := l.Caps.Device == "cpu" && m.TransposeB && p.M > 1 && p.M <= MatMulSmallM
+	if p.M == 1 || smallM {
 		d.Kernel = "matmul_" + dt + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		d.Group = Dim3{GEMVThreads, 1, 1}
-		l.Count("matmul_gemv", 1)
+		if smallM {
+			l.Count("matmul_small_m", 1)
+		} else {
+			l.Count("matmul_gemv", 1)
+		}
 	} else {
 		d.Kernel = "matmul_" + dt + "_tiled"
 		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
