@@ -38,31 +38,36 @@ func smallMTileKernel() smallMTile {
 	return smallMTileGo
 }
 
-// The assembly small-M micro-kernels (matmul_amd64.s), one per weight
-// dtype: the tile's sums over the first k elements, k a multiple of 8.
-// They trust their slices' lengths.
+// The assembly small-M micro-kernels (matmul_smallm_amd64.s), one per
+// weight dtype: a smallMTile over k elements, a multiple of 8. They trust
+// their slices' lengths.
 
 //go:noescape
-func dotTile4x3F32(w []float32, ldw int, x []float32, ldx int, k int, tile *[smallNR * smallMR]float32)
+func dotTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
 
 //go:noescape
-func dotTile4x3BF16(w []uint16, ldw int, x []float32, ldx int, k int, tile *[smallNR * smallMR]float32)
+func dotTilesBF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
 
 //go:noescape
-func dotTile4x3F16(w []uint16, ldw int, x []float32, ldx int, k int, tile *[smallNR * smallMR]float32)
+func dotTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
 
 // smallMTileAVX2 checks the lengths the assembly trusts, runs it over the
-// whole steps of 8 and adds the last k%8 products in Go.
-func smallMTileAVX2(w matrices, wOff, ldw int, x []float32, ldx, k int, tile *[smallNR * smallMR]float32) {
-	checkSmallMTile(w, wOff, ldw, x, ldx, k)
+// whole steps of 8 and adds the products of the last k%8 elements in Go.
+// The assembly prefetches the smallNR rows after the tile's (a prefetch
+// past the end of w is harmless: it never faults), pf bytes further at
+// each of its steps, pf spreading them over all the steps.
+func smallMTileAVX2(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+	checkSmallMTile(w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	body := k &^ 7
+	steps := max(blocks*body/8, 1)
+	pf := (smallNR*ldw*w.dt.Size() + steps - 1) / steps
 	switch w.dt {
 	case graph.Float32:
-		dotTile4x3F32(w.f32[wOff:], ldw, x, ldx, body, tile)
+		dotTilesF32(w.f32[wOff:], ldw, x, ldx, body, blocks, out, ldo, pf)
 	case graph.BFloat16:
-		dotTile4x3BF16(w.u16[wOff:], ldw, x, ldx, body, tile)
+		dotTilesBF16(w.u16[wOff:], ldw, x, ldx, body, blocks, out, ldo, pf)
 	default:
-		dotTile4x3F16(w.u16[wOff:], ldw, x, ldx, body, tile)
+		dotTilesF16(w.u16[wOff:], ldw, x, ldx, body, blocks, out, ldo, pf)
 	}
-	addTileTail(w, wOff, ldw, x, ldx, k, tile)
+	addTileTail(w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 }

@@ -11,77 +11,85 @@ import (
 // read from memory once and serves all M rows.
 //
 // The output is computed in tiles of smallNR weight rows by smallMR rows
-// of x: a micro-kernel keeps the tile's 12 dot products in registers, 8
+// of x. A micro-kernel keeps the tile's 12 dot products in registers as 8
 // lanes each (lane j sums the products of the elements p ≡ j mod 8, in
 // order of p), loads and widens 8 weights of a row at a time and
-// multiplies them with the same 8 columns of all the tile's x rows. The
-// lanes are added as lane j+4, then j+2, then j+1, and the last K%8
-// products, summed in order, are added to that. Each output element is
-// one such sum, whichever worker computes its tile, so the result does not
-// depend on the number of workers.
+// multiplies them with the same 8 columns of the tile's x rows, then adds
+// the lanes as lane j+4, then j+2, then j+1; the products of the last K%8
+// elements, summed in order, are added to that. It does so for every
+// block of smallMR rows of x in turn, while the weight rows stay in the
+// cache. Each output element is one such sum, whichever worker computes
+// its tile, so the result does not depend on the number of workers.
 const (
 	smallNR = 4 // weight rows of a tile
 	smallMR = 3 // x rows of a tile: 12 accumulators, 3 x registers and one for the weights fill AVX2's 16
+	// smallTiles is the number of tiles of weight rows in one piece of
+	// work, whose outputs are stored together, row by row.
+	smallTiles = 16
 )
 
-// smallMTile computes the tile[r·smallMR+i] = Σ_p W(r, p)·x[i·ldx+p] over
-// p < k, for weight rows r < smallNR (row r at element wOff + r·ldw of w)
-// and x rows i < smallMR, in the order described above.
-type smallMTile func(w matrices, wOff, ldw int, x []float32, ldx, k int, tile *[smallNR * smallMR]float32)
-
-// smallMGrain is the least number of tiles' worth of weights (smallNR
-// rows) one worker takes: gemvGrain weights.
-func smallMGrain(k int) int { return max(1, gemvGrain/max(smallNR*k, 1)) }
+// smallMTile computes the dot products over p < k of the smallNR weight
+// rows r (row r at element wOff + r·ldw of w) with the blocks·smallMR rows
+// i of x (row i at x[i·ldx:]), in the order described above, and stores
+// that of weight row r and x row i at out[i·ldo + r].
+type smallMTile func(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int)
 
 // smallM runs the product of each matrix of a (M > 1 rows) with the
-// weights of b stored [N, K]. Work is split over tiles of weight rows.
+// weights of b stored [N, K]. Work is split over pieces of smallTiles
+// tiles of weight rows.
 func (mc *matmulCall) smallM(c *Call) {
 	m, n, k := mc.m, mc.n, mc.k
 	// x as float32, each matrix's rows padded with zero rows to whole
-	// tiles; the padding's products are computed and thrown away.
-	mp := roundUp(m, smallMR)
-	xp := getFloats(mc.batch * mp * k)
+	// blocks of smallMR (their products are computed and thrown away).
+	// Rows are a whole number of cache lines apart, plus one: at a
+	// power-of-two stride the rows' loads would fall in the same L1 sets.
+	mp, ldx := roundUp(m, smallMR), roundUp(k, 16)+16
+	xp := getFloats(mc.batch * mp * ldx)
 	defer putFloats(xp)
 	xs := *xp
 	for i := range mc.batch {
 		aOff, _ := mc.offsets(i)
-		mc.loadRows(xs[i*mp*k:(i+1)*mp*k], aOff)
+		mc.loadRows(xs[i*mp*ldx:(i+1)*mp*ldx], ldx, aOff)
 	}
 	kernel := smallMTileKernel()
-	blocks := (n + smallNR - 1) / smallNR
-	c.Parallel(mc.batch*blocks, smallMGrain(k), func(lo, hi int) {
-		var tile [smallNR * smallMR]float32
+	const pieceRows = smallTiles * smallNR
+	pieces := (n + pieceRows - 1) / pieceRows
+	c.Parallel(mc.batch*pieces, max(1, gemvGrain/max(pieceRows*k, 1)), func(lo, hi int) {
+		// The piece's outputs, mp rows of pieceRows.
+		outp := getFloats(mp * pieceRows)
+		defer putFloats(outp)
+		out := *outp
 		for u := lo; u < hi; u++ {
-			i, n0 := u/blocks, u%blocks*smallNR
+			i, n0 := u/pieces, u%pieces*pieceRows
 			_, bOff := mc.offsets(i)
-			w, wOff := mc.b, bOff+n0*k
-			rows := min(smallNR, n-n0)
-			if rows < smallNR {
-				// The matrix's last, short block: its rows padded with
-				// zero rows, as the micro-kernel takes whole tiles.
-				w, wOff = w.paddedRows(wOff, rows, smallNR, k), 0
-			}
-			x := xs[i*mp*k : (i+1)*mp*k]
-			for m0 := 0; m0 < m; m0 += smallMR {
-				kernel(w, wOff, k, x[m0*k:], k, k, &tile)
-				for r := range rows {
-					for ii := range min(smallMR, m-m0) {
-						mc.out.set((i*m+m0+ii)*n+n0+r, tile[r*smallMR+ii])
-					}
+			x := xs[i*mp*ldx : (i+1)*mp*ldx]
+			rows := min(pieceRows, n-n0)
+			for t0 := 0; t0 < rows; t0 += smallNR {
+				w, wOff := mc.b, bOff+(n0+t0)*k
+				if t0+smallNR > rows {
+					// The matrix's last, short tile: its rows padded with
+					// zero rows, as the micro-kernel takes whole tiles.
+					w, wOff = w.paddedRows(wOff, rows-t0, smallNR, k), 0
 				}
+				kernel(w, wOff, k, x, ldx, k, mp/smallMR, out[t0:], pieceRows)
+			}
+			for ii := range m {
+				mc.out.store((i*m+ii)*n+n0, out[ii*pieceRows:ii*pieceRows+rows])
 			}
 		}
 	})
 }
 
 // loadRows widens a's M×K matrix at element aOff into x as M rows of K
-// float32s (op(A)); rows of x past M are zeroed. With TransposeA a stores
-// the matrix as [K, M].
-func (mc *matmulCall) loadRows(x []float32, aOff int) {
+// float32s (op(A)), ldx apart; the rest of x is zeroed. With TransposeA a
+// stores the matrix as [K, M].
+func (mc *matmulCall) loadRows(x []float32, ldx, aOff int) {
 	m, k := mc.m, mc.k
-	clear(x[m*k:])
+	clear(x)
 	if !mc.transA {
-		mc.a.load(x[:m*k], aOff)
+		for i := range m {
+			mc.a.load(x[i*ldx:i*ldx+k], aOff+i*k)
+		}
 		return
 	}
 	tp := getFloats(k * m)
@@ -90,7 +98,7 @@ func (mc *matmulCall) loadRows(x []float32, aOff int) {
 	mc.a.load(t, aOff)
 	for p := range k {
 		for i, v := range t[p*m : (p+1)*m] {
-			x[i*k+p] = v
+			x[i*ldx+p] = v
 		}
 	}
 }
@@ -109,34 +117,38 @@ func (m matrices) paddedRows(off, rows, nr, k int) matrices {
 	return p
 }
 
-// checkSmallMTile panics unless the tile lies inside w and x: the
-// assembly trusts it, and the callers above guarantee it.
-func checkSmallMTile(w matrices, wOff, ldw int, x []float32, ldx, k int) {
-	if k < 0 || wOff < 0 || ldw < k || ldx < k || wOff+(smallNR-1)*ldw+k > w.len() || (smallMR-1)*ldx+k > len(x) {
-		panic("cpu: small-M micro-kernel called with a tile outside its rows")
+// checkSmallMTile panics unless the tile's weights, x rows and outputs
+// lie inside w, x and out: the assembly trusts it, and smallM guarantees
+// it.
+func checkSmallMTile(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+	xrows := blocks * smallMR
+	if k < 0 || blocks < 1 || wOff < 0 || ldw < k || ldx < k || ldo < smallNR ||
+		wOff+(smallNR-1)*ldw+k > w.len() || (xrows-1)*ldx+k > len(x) || (xrows-1)*ldo+smallNR > len(out) {
+		panic("cpu: small-M micro-kernel called with a tile outside its arguments")
 	}
 }
 
 // smallMTileGo is the micro-kernel in Go: the fallback without AVX2, and
 // the reference the assembly is tested against (which fuses each
 // multiply-add but adds in the same order).
-func smallMTileGo(w matrices, wOff, ldw int, x []float32, ldx, k int, tile *[smallNR * smallMR]float32) {
-	checkSmallMTile(w, wOff, ldw, x, ldx, k)
+func smallMTileGo(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+	checkSmallMTile(w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	body := k &^ 7
 	rowp := getFloats(body)
 	defer putFloats(rowp)
 	row := *rowp
 	for r := range smallNR {
 		w.load(row, wOff+r*ldw)
-		for i := range smallMR {
-			tile[r*smallMR+i] = dotLanes8(row, x[i*ldx:i*ldx+body])
+		for i := range blocks * smallMR {
+			out[i*ldo+r] = dotLanes8(row, x[i*ldx:i*ldx+body])
 		}
 	}
-	addTileTail(w, wOff, ldw, x, ldx, k, tile)
+	addTileTail(w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 }
 
-// dotLanes8 is Σ a[p]·b[p] over whole steps of 8, in 8 lanes added as
-// lanes j+4, j+2, j+1: the assembly's order.
+// dotLanes8 is Σ a[p]·b[p] (len(a) a multiple of 8) in the micro-kernel's
+// order: 8 lanes, lane j summing the products with p ≡ j mod 8 in order,
+// added as lanes j+4, j+2, j+1.
 func dotLanes8(a, b []float32) float32 {
 	var s0, s1, s2, s3, s4, s5, s6, s7 float32
 	for p := 0; p+8 <= len(a); p += 8 {
@@ -147,9 +159,9 @@ func dotLanes8(a, b []float32) float32 {
 	return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
 }
 
-// addTileTail adds to each of the tile's sums the products of its last
-// k%8 elements, summed in order.
-func addTileTail(w matrices, wOff, ldw int, x []float32, ldx, k int, tile *[smallNR * smallMR]float32) {
+// addTileTail adds to each of the tile's dot products the products of its
+// last k%8 elements, summed in order.
+func addTileTail(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	body := k &^ 7
 	if body == k {
 		return
@@ -158,13 +170,13 @@ func addTileTail(w matrices, wOff, ldw int, x []float32, ldx, k int, tile *[smal
 	tail := row[:k-body]
 	for r := range smallNR {
 		w.load(tail, wOff+r*ldw+body)
-		for i := range smallMR {
+		for i := range blocks * smallMR {
 			xi := x[i*ldx+body : i*ldx+k]
 			var t float32
 			for p, v := range tail {
 				t += v * xi[p]
 			}
-			tile[r*smallMR+i] += t
+			out[i*ldo+r] += t
 		}
 	}
 }

@@ -255,9 +255,10 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 
 // TestSmallMTileAssemblyAgrees compares the small-M micro-kernel's
 // assembly with its Go version on every dtype, for depths around the
-// 8-wide steps, with rows further apart than their length and the tile
-// away from the start of the weights: bit for bit on exact products (the
-// same additions in the same order), within the bound otherwise.
+// 8-wide steps, one to three blocks of x rows, rows further apart than
+// their length and the tile away from the start of the weights: bit for
+// bit on exact products (the same additions in the same order), within
+// the bound otherwise; and checks that they write their outputs only.
 func TestSmallMTileAssemblyAgrees(t *testing.T) {
 	if !vec.Assembly() {
 		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
@@ -265,28 +266,39 @@ func TestSmallMTileAssemblyAgrees(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, dt := range primitives.MatMulDTypes {
 		for _, k := range []int{0, 1, 7, 8, 9, 16, 17, 33, 1023, 1025} {
-			for _, exact := range []bool{true, false} {
-				gen := randomInputs
-				if exact {
-					gen = exactInputs
-				}
-				ldw, ldx, wOff := k+5, k+3, 2*k+1
-				wb := toBytes(dt, gen(r, wOff+smallNR*ldw))
-				w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
-				x := gen(r, smallMR*ldx)
-				var asm, gov [smallNR * smallMR]float32
-				smallMTileAVX2(w, wOff, ldw, x, ldx, k, &asm)
-				smallMTileGo(w, wOff, ldw, x, ldx, k, &gov)
-				for rr := range smallNR {
-					for i := range smallMR {
-						abs := 0.0
-						for p := range k {
-							abs += math.Abs(wv[wOff+rr*ldw+p] * float64(x[i*ldx+p]))
-						}
-						bound := 2 * float64(k+2) * unit * abs
-						got, want := asm[rr*smallMR+i], gov[rr*smallMR+i]
-						if exact && math.Float32bits(got) != math.Float32bits(want) || math.Abs(float64(got)-float64(want)) > bound {
-							t.Fatalf("%s k=%d exact=%v: tile[%d,%d]: assembly %v, Go %v (bound %g)", dt, k, exact, rr, i, got, want, bound)
+			for blocks := 1; blocks <= 3; blocks++ {
+				for _, exact := range []bool{true, false} {
+					gen := randomInputs
+					if exact {
+						gen = exactInputs
+					}
+					ldw, ldx, wOff, ldo := k+5, k+3, 2*k+1, smallNR+3
+					wb := toBytes(dt, gen(r, wOff+smallNR*ldw))
+					w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
+					xrows := blocks * smallMR
+					x := gen(r, xrows*ldx)
+					out0 := gen(r, xrows*ldo)
+					asm, gov := append([]float32(nil), out0...), append([]float32(nil), out0...)
+					smallMTileAVX2(w, wOff, ldw, x, ldx, k, blocks, asm, ldo)
+					smallMTileGo(w, wOff, ldw, x, ldx, k, blocks, gov, ldo)
+					for i := range xrows {
+						for j := range ldo {
+							o := i*ldo + j
+							if j >= smallNR {
+								if asm[o] != out0[o] || gov[o] != out0[o] {
+									t.Fatalf("%s k=%d: wrote out[%d] outside the outputs", dt, k, o)
+								}
+								continue
+							}
+							abs := 0.0
+							for p := range k {
+								abs += math.Abs(wv[wOff+j*ldw+p] * float64(x[i*ldx+p]))
+							}
+							bound := 2 * float64(k+2) * unit * abs
+							got, want := asm[o], gov[o]
+							if exact && math.Float32bits(got) != math.Float32bits(want) || math.Abs(float64(got)-float64(want)) > bound {
+								t.Fatalf("%s k=%d blocks=%d exact=%v: weight row %d, x row %d: assembly %v, Go %v (bound %g)", dt, k, blocks, exact, j, i, got, want, bound)
+							}
 						}
 					}
 				}

@@ -1,0 +1,163 @@
+#include "textflag.h"
+
+// The small-M micro-kernels: func dotTiles<DT>(w []<elem>, ldw int,
+// x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int).
+//
+// The dot products over k elements (a multiple of 8) of 4 weight rows (w,
+// ldw elements apart) with 3·blocks rows of x (ldx floats apart), taken 3
+// rows at a time: the product of weight row r and x row 3b+i is stored at
+// out[(3b+i)·ldo + r]. For each block of 3 x rows the 12 dot products
+// accumulate in Y0-Y11 (row r with x row i in Y(3r+i)), lane j taking the
+// elements p ≡ j (mod 8) in order. Each step of 8 loads the 8 columns of
+// the 3 x rows (Y12-Y14) and then, for each weight row in turn, loads and
+// widens its 8 weights (Y15) and multiplies them into the row's 3
+// accumulators. The lanes are then added as lanes j+4, j+2, j+1.
+//
+// The weights of the first block's pass come from memory, those of the
+// other blocks' from the cache. The hardware prefetchers follow four
+// short interleaved streams poorly, and would leave the memory idle during
+// the later passes: so each step also prefetches the 4 rows that follow
+// the tile in w (the next tile, when ldw = k), pf bytes further each step,
+// pf chosen so that the steps of all the blocks cover them evenly.
+//
+// Register use: R11 the weights, SI the weights of the step, DX and BX one
+// and three weight rows in bytes, DI the x rows of the step, R13 those of
+// the block, R8 one x row in bytes, R9 the blocks left, CX the steps left
+// (then one output row in bytes), AX the outputs of the block, R10 the
+// next address to prefetch, R12 pf.
+
+// Widening loads of eight weights at mem into a register of float32s.
+#define WIDEN_F32(mem, reg) \
+	VMOVUPS mem, reg
+
+#define WIDEN_BF16(mem, reg) \
+	VPMOVZXWD mem, reg \
+	VPSLLD    $16, reg, reg
+
+#define WIDEN_F16(mem, reg) \
+	VCVTPH2PS mem, reg
+
+// TILE_ROW multiplies weight row mem (widened by WIDEN) into accumulators
+// a0..a2.
+#define TILE_ROW(WIDEN, mem, a0, a1, a2) \
+	WIDEN(mem, Y15) \
+	VFMADD231PS Y15, Y12, a0 \
+	VFMADD231PS Y15, Y13, a1 \
+	VFMADD231PS Y15, Y14, a2
+
+// REDUCE8 adds the 8 lanes of Y (X is its low half) as lanes j+4, j+2,
+// j+1 and stores the sum at dst.
+#define REDUCE8(Y, X, dst) \
+	VEXTRACTF128 $1, Y, X15 \
+	VADDPS       X15, X, X \
+	VMOVHLPS     X, X, X15 \
+	VADDPS       X15, X, X \
+	VMOVSHDUP    X, X15 \
+	VADDSS       X15, X, X \
+	VMOVSS       X, dst
+
+// DOT_TILES is the body of the micro-kernels, given the arguments in R11
+// (w), DX (ldw), DI (x), R8 (ldx), R9 (blocks) and AX (out); it loads k,
+// ldo and pf itself (LOAD_K, LOAD_LDO, LOAD_PF: registers run short). The
+// weights are `size` bytes per element, widened by WIDEN.
+#define DOT_TILES(WIDEN, size, LOAD_K, LOAD_LDO, LOAD_PF) \
+	IMULQ   $size, DX \
+	LEAQ    (DX)(DX*2), BX \
+	SHLQ    $2, R8 \
+	LEAQ    (R11)(DX*4), R10 \
+	LOAD_PF \
+	TESTQ   R9, R9 \
+	JZ      end \
+block: \
+	VXORPS  Y0, Y0, Y0 \
+	VXORPS  Y1, Y1, Y1 \
+	VXORPS  Y2, Y2, Y2 \
+	VXORPS  Y3, Y3, Y3 \
+	VXORPS  Y4, Y4, Y4 \
+	VXORPS  Y5, Y5, Y5 \
+	VXORPS  Y6, Y6, Y6 \
+	VXORPS  Y7, Y7, Y7 \
+	VXORPS  Y8, Y8, Y8 \
+	VXORPS  Y9, Y9, Y9 \
+	VXORPS  Y10, Y10, Y10 \
+	VXORPS  Y11, Y11, Y11 \
+	MOVQ    R11, SI \
+	MOVQ    DI, R13 \
+	LOAD_K \
+	SHRQ    $3, CX \
+	TESTQ   CX, CX \
+	JZ      reduce \
+step: \
+	PREFETCHT0 (R10) \
+	ADDQ    R12, R10 \
+	VMOVUPS (DI), Y12 \
+	VMOVUPS (DI)(R8*1), Y13 \
+	VMOVUPS (DI)(R8*2), Y14 \
+	TILE_ROW(WIDEN, (SI), Y0, Y1, Y2) \
+	TILE_ROW(WIDEN, (SI)(DX*1), Y3, Y4, Y5) \
+	TILE_ROW(WIDEN, (SI)(DX*2), Y6, Y7, Y8) \
+	TILE_ROW(WIDEN, (SI)(BX*1), Y9, Y10, Y11) \
+	ADDQ    $(8*size), SI \
+	ADDQ    $32, DI \
+	DECQ    CX \
+	JNZ     step \
+reduce: \
+	LOAD_LDO \
+	SHLQ    $2, CX \
+	REDUCE8(Y0, X0, 0(AX)) \
+	REDUCE8(Y1, X1, 0(AX)(CX*1)) \
+	REDUCE8(Y2, X2, 0(AX)(CX*2)) \
+	REDUCE8(Y3, X3, 4(AX)) \
+	REDUCE8(Y4, X4, 4(AX)(CX*1)) \
+	REDUCE8(Y5, X5, 4(AX)(CX*2)) \
+	REDUCE8(Y6, X6, 8(AX)) \
+	REDUCE8(Y7, X7, 8(AX)(CX*1)) \
+	REDUCE8(Y8, X8, 8(AX)(CX*2)) \
+	REDUCE8(Y9, X9, 12(AX)) \
+	REDUCE8(Y10, X10, 12(AX)(CX*1)) \
+	REDUCE8(Y11, X11, 12(AX)(CX*2)) \
+	LEAQ    (R13)(R8*2), DI \
+	ADDQ    R8, DI \
+	LEAQ    (AX)(CX*2), AX \
+	ADDQ    CX, AX \
+	DECQ    R9 \
+	JNZ     block \
+end: \
+	VZEROUPPER
+
+#define LOAD_K MOVQ k+64(FP), CX
+#define LOAD_LDO MOVQ ldo+104(FP), CX
+#define LOAD_PF MOVQ pf+112(FP), R12
+
+// func dotTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
+TEXT ·dotTilesF32(SB), NOSPLIT, $0-120
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R9
+	MOVQ out_base+80(FP), AX
+	DOT_TILES(WIDEN_F32, 4, LOAD_K, LOAD_LDO, LOAD_PF)
+	RET
+
+// func dotTilesBF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
+TEXT ·dotTilesBF16(SB), NOSPLIT, $0-120
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R9
+	MOVQ out_base+80(FP), AX
+	DOT_TILES(WIDEN_BF16, 2, LOAD_K, LOAD_LDO, LOAD_PF)
+	RET
+
+// func dotTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
+TEXT ·dotTilesF16(SB), NOSPLIT, $0-120
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R9
+	MOVQ out_base+80(FP), AX
+	DOT_TILES(WIDEN_F16, 2, LOAD_K, LOAD_LDO, LOAD_PF)
+	RET
