@@ -238,13 +238,13 @@ func TestMatMulShapes(t *testing.T) {
 // TestMatMulBlocks crosses every blocking boundary of the CPU kernels: K
 // past one 256-deep slice, N past one 1024-column block, M past one
 // 1024-row block, a GEMV over untransposed weights past one 256-row chunk,
-// and a small-M product of many tiles, in each dtype.
+// and a small-M product of many pieces of work, in each dtype.
 func TestMatMulBlocks(t *testing.T) {
 	r := loomtest.Rand(2)
 	var cases []*matmulCase
 	for _, dt := range primitives.MatMulDTypes {
 		cases = append(cases,
-			newMatmulCase(r, dt, false, true, []int{17, 260}, []int{1030, 260}),
+			newMatmulCase(r, dt, false, true, []int{primitives.MatMulSmallM + 1, 260}, []int{1030, 260}),
 			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{1030, 260}),
 			newMatmulCase(r, dt, true, false, []int{260, 1030}, []int{260, 9}),
 			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
@@ -298,28 +298,34 @@ func TestMatMulBatch(t *testing.T) {
 }
 
 // TestMatMulSmallM covers the CPU's small-M path (x[M, K]·Wᵀ, W stored
-// [N, K]) and its edges, in each dtype: every M from 1 (the GEMV) past
-// primitives.MatMulSmallM (the tiled kernel), each with every K of a list
-// of awkward sizes (1, around the 8-wide steps and the 4-row tiles, past a
-// power of two) and an N from the same list, so that every pair of N and
-// K meets.
+// [N, K]) and its edges, in each dtype: every M from 1 (the GEMV) to 17,
+// each with every K of a list of awkward sizes (1, around the 8-wide steps
+// and the 4-row tiles, past a power of two) and an N from the same list,
+// so that every pair of N and K meets; and the last M of the path and the
+// first past it (the tiled kernel).
 func TestMatMulSmallM(t *testing.T) {
 	r := loomtest.Rand(8)
 	awkward := []int{1, 7, 9, 17, 33, 1023, 1025}
 	for _, dt := range primitives.MatMulDTypes {
 		var cases []*matmulCase
 		gemv, smallM := 0, 0
-		for m := 1; m <= primitives.MatMulSmallM+1; m++ {
-			for j, k := range awkward {
-				n := awkward[(m+j)%len(awkward)]
-				cases = append(cases, newMatmulCase(r, dt, false, true, []int{m, k}, []int{n, k}))
-				switch {
-				case m == 1:
-					gemv++
-				case m <= primitives.MatMulSmallM:
-					smallM++
-				}
+		add := func(m, n, k int) {
+			cases = append(cases, newMatmulCase(r, dt, false, true, []int{m, k}, []int{n, k}))
+			switch {
+			case m == 1:
+				gemv++
+			case m <= primitives.MatMulSmallM:
+				smallM++
 			}
+		}
+		for m := 1; m <= 17; m++ {
+			for j, k := range awkward {
+				add(m, awkward[(m+j)%len(awkward)], k)
+			}
+		}
+		for _, m := range []int{primitives.MatMulSmallM, primitives.MatMulSmallM + 1} {
+			add(m, 33, 1025)
+			add(m, 9, 17)
 		}
 		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
 	}
@@ -398,6 +404,7 @@ func TestMatMulNaN(t *testing.T) {
 func TestMatMulWorkersDeterministic(t *testing.T) {
 	r := loomtest.Rand(6)
 	cases := []*matmulCase{
+		newMatmulCase(r, graph.Float32, false, true, []int{primitives.MatMulSmallM + 6, 300}, []int{530, 300}),
 		newMatmulCase(r, graph.Float32, false, true, []int{70, 300}, []int{530, 300}),
 		newMatmulCase(r, graph.BFloat16, true, false, []int{300, 40}, []int{300, 33}),
 		newMatmulCase(r, graph.Float32, false, true, []int{1, 300}, []int{530, 300}),

@@ -48,9 +48,10 @@ const (
 
 // MatMulSmallM is the most rows per output matrix that the CPU lowers to
 // the GEMV kernel's small-M path (with TransposeB); the GPU GEMV kernels
-// take one row. Up to it the small-M path was faster than the tiled kernel
-// on the development machine (docs/BENCHMARKS.md, "CPU small-M matmul").
-const MatMulSmallM = 16
+// take one row. At 128 rows the small-M path was still 1.6–1.9× faster
+// than the tiled kernel on the development machine, and the two met at
+// 256–512 rows (docs/BENCHMARKS.md, "CPU small-M matmul").
+const MatMulSmallM = 128
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
 // each the product of an M×K matrix of a and a K×N matrix of b (stored
