@@ -192,9 +192,6 @@ func gemvKernel(dt graph.DType) Kernel {
 			return nil
 		}
 		if mc.m > 1 {
-			if !mc.transB {
-				return fmt.Errorf("gemv of %d rows per matrix needs weights stored [N, K] (TransposeB): unsupported", mc.m)
-			}
 			mc.smallM(c)
 			return nil
 		}

@@ -6,5 +6,6 @@ package cpu
 // this architecture.
 func gemmMicroKernel() microKernel { return microKernelGo }
 
-// smallMTileKernel returns the Go small-M micro-kernel.
-func smallMTileKernel() smallMTile { return smallMTileGo }
+// smallMTiles returns the Go small-M micro-kernels for weights stored
+// [N, K] and [K, N].
+func smallMTiles() (dot, axpy smallMTile) { return dotTileGo, axpyTileGo }

@@ -1,7 +1,10 @@
 #include "textflag.h"
 
-// The small-M micro-kernels: func dotTiles<DT>(w []<elem>, ldw int,
-// x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int).
+// The small-M micro-kernels (matmul_smallm.go), one per weight dtype for
+// each layout of the weights.
+//
+// func dotTiles<DT>(w []<elem>, ldw int, x []float32, ldx int, k int,
+// blocks int, out []float32, ldo, pf int), weights stored [N, K]:
 //
 // The dot products over k elements (a multiple of 8) of 4 weight rows (w,
 // ldw elements apart) with 3·blocks rows of x (ldx floats apart), taken 3
@@ -25,6 +28,14 @@
 // the block, R8 one x row in bytes, R9 the blocks left, CX the steps left
 // (then one output row in bytes), AX the outputs of the block, R10 the
 // next address to prefetch, R12 pf.
+
+// Loads of the arguments that the macros' bodies run short of registers
+// for. They are defined before any function, for go vet checks the frame
+// offsets of the lines inside a function against its own arguments.
+#define LOAD_K MOVQ k+64(FP), CX
+#define LOAD_LDO MOVQ ldo+104(FP), CX
+#define LOAD_PF MOVQ pf+112(FP), R12
+#define LOAD_ACC MOVBLZX acc+112(FP), CX
 
 // Widening loads of eight weights at mem into a register of float32s.
 #define WIDEN_F32(mem, reg) \
@@ -125,9 +136,6 @@ reduce: \
 end: \
 	VZEROUPPER
 
-#define LOAD_K MOVQ k+64(FP), CX
-#define LOAD_LDO MOVQ ldo+104(FP), CX
-#define LOAD_PF MOVQ pf+112(FP), R12
 
 // func dotTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
 TEXT ·dotTilesF32(SB), NOSPLIT, $0-120
@@ -160,4 +168,146 @@ TEXT ·dotTilesF16(SB), NOSPLIT, $0-120
 	MOVQ blocks+72(FP), R9
 	MOVQ out_base+80(FP), AX
 	DOT_TILES(WIDEN_F16, 2, LOAD_K, LOAD_LDO, LOAD_PF)
+	RET
+
+// func axpyTiles<DT>(w []<elem>, ldw int, x []float32, ldx int, k int,
+// blocks int, out []float32, ldo int, acc bool), weights stored [K, N]:
+//
+// The products over k elements of 4·blocks rows of x (ldx floats apart)
+// with 24 columns of the weights (rows of the weights ldw elements apart),
+// taken 4 x rows at a time: the product of x row 4b+i with column c is
+// added (acc) to out[(4b+i)·ldo + c], or stored there. For each block of 4
+// x rows the 4×24 sums accumulate in Y0-Y11 (x row i, columns 8v..8v+7 in
+// Y(3i+v)), each over k in order. Each step loads and widens the 24
+// weights of row p (Y12-Y14), then, for each x row in turn, broadcasts its
+// element p (Y15) and multiplies it into the row's 3 accumulators.
+//
+// Register use: R11 the weights, SI the weight row of the step, DX one
+// weight row in bytes, DI the x elements of the step, R13 the x rows of the
+// block, R8 and R12 one and three x rows in bytes, R10 the blocks left, CX
+// the steps left, AX the outputs of the block, BX and R9 one and three
+// output rows in bytes.
+
+// AXPY_ROW multiplies x element mem into accumulators a0..a2.
+#define AXPY_ROW(mem, a0, a1, a2) \
+	VBROADCASTSS mem, Y15 \
+	VFMADD231PS  Y12, Y15, a0 \
+	VFMADD231PS  Y13, Y15, a1 \
+	VFMADD231PS  Y14, Y15, a2
+
+// AXPY_TILES is the body of the micro-kernels, given the arguments in R11
+// (w), DX (ldw), DI (x), R8 (ldx), R10 (blocks), AX (out) and BX (ldo); it
+// loads k and acc itself (LOAD_K, LOAD_ACC: registers run short). The
+// weights are `size` bytes per element, widened by WIDEN.
+#define AXPY_TILES(WIDEN, size, LOAD_K, LOAD_ACC) \
+	IMULQ   $size, DX \
+	SHLQ    $2, R8 \
+	LEAQ    (R8)(R8*2), R12 \
+	SHLQ    $2, BX \
+	LEAQ    (BX)(BX*2), R9 \
+	TESTQ   R10, R10 \
+	JZ      end \
+block: \
+	LOAD_ACC \
+	TESTQ   CX, CX \
+	JZ      zero \
+	VMOVUPS (AX), Y0 \
+	VMOVUPS 32(AX), Y1 \
+	VMOVUPS 64(AX), Y2 \
+	VMOVUPS (AX)(BX*1), Y3 \
+	VMOVUPS 32(AX)(BX*1), Y4 \
+	VMOVUPS 64(AX)(BX*1), Y5 \
+	VMOVUPS (AX)(BX*2), Y6 \
+	VMOVUPS 32(AX)(BX*2), Y7 \
+	VMOVUPS 64(AX)(BX*2), Y8 \
+	VMOVUPS (AX)(R9*1), Y9 \
+	VMOVUPS 32(AX)(R9*1), Y10 \
+	VMOVUPS 64(AX)(R9*1), Y11 \
+	JMP     steps \
+zero: \
+	VXORPS  Y0, Y0, Y0 \
+	VXORPS  Y1, Y1, Y1 \
+	VXORPS  Y2, Y2, Y2 \
+	VXORPS  Y3, Y3, Y3 \
+	VXORPS  Y4, Y4, Y4 \
+	VXORPS  Y5, Y5, Y5 \
+	VXORPS  Y6, Y6, Y6 \
+	VXORPS  Y7, Y7, Y7 \
+	VXORPS  Y8, Y8, Y8 \
+	VXORPS  Y9, Y9, Y9 \
+	VXORPS  Y10, Y10, Y10 \
+	VXORPS  Y11, Y11, Y11 \
+steps: \
+	MOVQ    R11, SI \
+	MOVQ    DI, R13 \
+	LOAD_K \
+	TESTQ   CX, CX \
+	JZ      store \
+step: \
+	WIDEN((SI), Y12) \
+	WIDEN(8*size(SI), Y13) \
+	WIDEN(16*size(SI), Y14) \
+	AXPY_ROW((DI), Y0, Y1, Y2) \
+	AXPY_ROW((DI)(R8*1), Y3, Y4, Y5) \
+	AXPY_ROW((DI)(R8*2), Y6, Y7, Y8) \
+	AXPY_ROW((DI)(R12*1), Y9, Y10, Y11) \
+	ADDQ    DX, SI \
+	ADDQ    $4, DI \
+	DECQ    CX \
+	JNZ     step \
+store: \
+	VMOVUPS Y0, (AX) \
+	VMOVUPS Y1, 32(AX) \
+	VMOVUPS Y2, 64(AX) \
+	VMOVUPS Y3, (AX)(BX*1) \
+	VMOVUPS Y4, 32(AX)(BX*1) \
+	VMOVUPS Y5, 64(AX)(BX*1) \
+	VMOVUPS Y6, (AX)(BX*2) \
+	VMOVUPS Y7, 32(AX)(BX*2) \
+	VMOVUPS Y8, 64(AX)(BX*2) \
+	VMOVUPS Y9, (AX)(R9*1) \
+	VMOVUPS Y10, 32(AX)(R9*1) \
+	VMOVUPS Y11, 64(AX)(R9*1) \
+	LEAQ    (R13)(R8*4), DI \
+	LEAQ    (AX)(BX*4), AX \
+	DECQ    R10 \
+	JNZ     block \
+end: \
+	VZEROUPPER
+
+
+// func axpyTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
+TEXT ·axpyTilesF32(SB), NOSPLIT, $0-113
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R10
+	MOVQ out_base+80(FP), AX
+	MOVQ ldo+104(FP), BX
+	AXPY_TILES(WIDEN_F32, 4, LOAD_K, LOAD_ACC)
+	RET
+
+// func axpyTilesBF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
+TEXT ·axpyTilesBF16(SB), NOSPLIT, $0-113
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R10
+	MOVQ out_base+80(FP), AX
+	MOVQ ldo+104(FP), BX
+	AXPY_TILES(WIDEN_BF16, 2, LOAD_K, LOAD_ACC)
+	RET
+
+// func axpyTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
+TEXT ·axpyTilesF16(SB), NOSPLIT, $0-113
+	MOVQ w_base+0(FP), R11
+	MOVQ ldw+24(FP), DX
+	MOVQ x_base+32(FP), DI
+	MOVQ ldx+56(FP), R8
+	MOVQ blocks+72(FP), R10
+	MOVQ out_base+80(FP), AX
+	MOVQ ldo+104(FP), BX
+	AXPY_TILES(WIDEN_F16, 2, LOAD_K, LOAD_ACC)
 	RET

@@ -241,7 +241,6 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 		{"batch count", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 4, BatchRank: 1,
 			BatchShape: [primitives.MaxRank]uint32{3}}, 16, 16, 16, "holds 3 matrices, params say 4"},
 		{"batch rank", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1, BatchRank: 9}, 4, 4, 4, "batch rank 9"},
-		{"gemv rows", "matmul_f32_gemv", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1}, 4, 4, 4, "needs weights stored [N, K] (TransposeB): unsupported"},
 		{"small-M short b", "matmul_f32_gemv", primitives.MatMulParams{M: 3, N: 5, K: 9, Batch: 1, TransposeB: 1}, 27, 44, 15, "argument b holds 44 elements; the params need 45"},
 	} {
 		fn, _ := lookup(c.kernel)
@@ -253,51 +252,70 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 	}
 }
 
-// TestSmallMTileAssemblyAgrees compares the small-M micro-kernel's
-// assembly with its Go version on every dtype, for depths around the
-// 8-wide steps, one to three blocks of x rows, rows further apart than
-// their length and the tile away from the start of the weights: bit for
-// bit on exact products (the same additions in the same order), within
-// the bound otherwise; and checks that they write their outputs only.
+// TestSmallMTileAssemblyAgrees compares the small-M micro-kernels'
+// assembly with their Go versions, for both layouts of the weights and
+// every dtype, for depths around the 8-wide steps, one to three blocks of
+// x rows, rows further apart than their length and the tile away from the
+// start of the weights: bit for bit on exact products (the same additions
+// in the same order), within the bound otherwise; and checks that they
+// write their outputs only.
 func TestSmallMTileAssemblyAgrees(t *testing.T) {
 	if !vec.Assembly() {
-		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernel runs")
+		t.Skip("no AVX2+FMA on this CPU: only the Go micro-kernels run")
 	}
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, dt := range primitives.MatMulDTypes {
-		for _, k := range []int{0, 1, 7, 8, 9, 16, 17, 33, 1023, 1025} {
-			for blocks := 1; blocks <= 3; blocks++ {
-				for _, exact := range []bool{true, false} {
-					gen := randomInputs
-					if exact {
-						gen = exactInputs
-					}
-					ldw, ldx, wOff, ldo := k+5, k+3, 2*k+1, smallNR+3
-					wb := toBytes(dt, gen(r, wOff+smallNR*ldw))
-					w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
-					xrows := blocks * smallMR
-					x := gen(r, xrows*ldx)
-					out0 := gen(r, xrows*ldo)
-					asm, gov := append([]float32(nil), out0...), append([]float32(nil), out0...)
-					smallMTileAVX2(w, wOff, ldw, x, ldx, k, blocks, asm, ldo)
-					smallMTileGo(w, wOff, ldw, x, ldx, k, blocks, gov, ldo)
-					for i := range xrows {
-						for j := range ldo {
-							o := i*ldo + j
-							if j >= smallNR {
-								if asm[o] != out0[o] || gov[o] != out0[o] {
-									t.Fatalf("%s k=%d: wrote out[%d] outside the outputs", dt, k, o)
+	for _, kern := range []struct {
+		name     string
+		shape    tileShape
+		asm, gov smallMTile
+	}{
+		{"dot", dotTileShape, dotTileAVX2, dotTileGo},
+		{"axpy", axpyTileShape, axpyTileAVX2, axpyTileGo},
+	} {
+		s := kern.shape
+		for _, dt := range primitives.MatMulDTypes {
+			for _, k := range []int{0, 1, 7, 8, 9, 16, 17, 33, 1023, 1025} {
+				for blocks := 1; blocks <= 3; blocks++ {
+					for _, exact := range []bool{true, false} {
+						gen := randomInputs
+						if exact {
+							gen = exactInputs
+						}
+						rows, width := s.weights(k)
+						ldw, ldx, wOff, ldo := width+5, k+3, 2*k+1, s.cols+3
+						wb := toBytes(dt, gen(r, wOff+rows*ldw))
+						w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
+						weight := func(c, p int) float64 { // W(c, p): output column c, element p
+							if s.transB {
+								return wv[wOff+c*ldw+p]
+							}
+							return wv[wOff+p*ldw+c]
+						}
+						xrows := blocks * s.xRows
+						x := gen(r, xrows*ldx)
+						out0 := gen(r, xrows*ldo)
+						asm, gov := append([]float32(nil), out0...), append([]float32(nil), out0...)
+						kern.asm(w, wOff, ldw, x, ldx, k, blocks, asm, ldo)
+						kern.gov(w, wOff, ldw, x, ldx, k, blocks, gov, ldo)
+						for i := range xrows {
+							for c := range ldo {
+								o := i*ldo + c
+								if c >= s.cols {
+									if asm[o] != out0[o] || gov[o] != out0[o] {
+										t.Fatalf("%s %s k=%d: wrote out[%d] outside the outputs", kern.name, dt, k, o)
+									}
+									continue
 								}
-								continue
-							}
-							abs := 0.0
-							for p := range k {
-								abs += math.Abs(wv[wOff+j*ldw+p] * float64(x[i*ldx+p]))
-							}
-							bound := 2 * float64(k+2) * unit * abs
-							got, want := asm[o], gov[o]
-							if exact && math.Float32bits(got) != math.Float32bits(want) || math.Abs(float64(got)-float64(want)) > bound {
-								t.Fatalf("%s k=%d blocks=%d exact=%v: weight row %d, x row %d: assembly %v, Go %v (bound %g)", dt, k, blocks, exact, j, i, got, want, bound)
+								abs := 0.0
+								for p := range k {
+									abs += math.Abs(weight(c, p) * float64(x[i*ldx+p]))
+								}
+								bound := 2 * float64(k+2) * unit * abs
+								got, want := asm[o], gov[o]
+								if exact && math.Float32bits(got) != math.Float32bits(want) || math.Abs(float64(got)-float64(want)) > bound {
+									t.Fatalf("%s %s k=%d blocks=%d exact=%v: x row %d, column %d: assembly %v, Go %v (bound %g)",
+										kern.name, dt, k, blocks, exact, i, c, got, want, bound)
+								}
 							}
 						}
 					}

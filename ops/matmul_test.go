@@ -223,7 +223,7 @@ func TestMatMulShapes(t *testing.T) {
 							switch {
 							case m == 1:
 								gemv++
-							case tr[1] && m <= primitives.MatMulSmallM:
+							case m <= primitives.MatMulSmallM:
 								smallM++
 							}
 						}
@@ -244,7 +244,7 @@ func TestMatMulBlocks(t *testing.T) {
 	var cases []*matmulCase
 	for _, dt := range primitives.MatMulDTypes {
 		cases = append(cases,
-			newMatmulCase(r, dt, false, true, []int{primitives.MatMulSmallM + 1, 260}, []int{1030, 260}),
+			newMatmulCase(r, dt, false, true, []int{primitives.MatMulSmallM + 1, 9}, []int{1030, 9}),
 			newMatmulCase(r, dt, false, true, []int{7, 260}, []int{1030, 260}),
 			newMatmulCase(r, dt, true, false, []int{260, 1030}, []int{260, 9}),
 			newMatmulCase(r, dt, false, true, []int{1, 300}, []int{517, 300}),
@@ -269,21 +269,23 @@ func TestMatMulBatch(t *testing.T) {
 		var cases []*matmulCase
 		gemv, smallM := 0, 0
 		for _, s := range []shapes{
-			{a: []int{2, 3, 5, 7}, b: []int{7, 9}},                                      // a batched, b shared: one merged GEMM
-			{a: []int{5, 7}, b: []int{4, 7, 9}},                                         // b batched, a shared
-			{a: []int{2, 1, 5, 7}, b: []int{1, 3, 7, 9}},                                // both broadcast to [2, 3]
+			{a: []int{2, 3, 5, 7}, b: []int{7, 9}, smallM: true},                        // a batched, b shared: one merged product
+			{a: []int{5, 7}, b: []int{4, 7, 9}, smallM: true},                           // b batched, a shared
+			{a: []int{2, 1, 5, 7}, b: []int{1, 3, 7, 9}, smallM: true},                  // both broadcast to [2, 3]
 			{a: []int{3, 1, 17}, b: []int{3, 9, 17}, tb: true, gemv: true},              // batched decode GEMV
 			{a: []int{3, 1, 17}, b: []int{9, 17}, tb: true, smallM: true},               // three tokens share the weights
 			{a: []int{2, 5, 33}, b: []int{2, 9, 33}, tb: true, smallM: true},            // batched small-M products
 			{a: []int{2, 33, 5}, b: []int{9, 33}, ta: true, tb: true, smallM: true},     // transposed a, weights shared
 			{a: []int{3, 2, 20}, b: []int{2, 1, 7, 20}, tb: true, smallM: true},         // small-M with broadcast batch dims
-			{a: []int{2, 7, 5}, b: []int{7, 9}, ta: true},                               // transposed a does not merge
-			{a: []int{1, 5, 7}, b: []int{2, 7, 9}},                                      // size-1 batch dim on a
+			{a: []int{2, 7, 5}, b: []int{7, 9}, ta: true, smallM: true},                 // transposed a does not merge
+			{a: []int{1, 5, 7}, b: []int{2, 7, 9}, smallM: true},                        // size-1 batch dim on a
 			{a: []int{2, 1, 1, 1, 17}, b: []int{3, 17, 10}, gemv: true},                 // rank 5 against rank 3
 			{a: []int{4, 2, 6, 3}, b: []int{2, 9, 6}, ta: true, tb: true, smallM: true}, // both transposed, batched
-			{a: []int{1, 1, 3, 4}, b: []int{1, 4, 5}},                                   // all-ones batch dims
+			{a: []int{1, 1, 3, 4}, b: []int{1, 4, 5}, smallM: true},                     // all-ones batch dims
 			{a: []int{6, 1, 33}, b: []int{6, 33, 20}, gemv: true},                       // batched GEMV, untransposed weights
 			{a: []int{2, 33, 1}, b: []int{2, 20, 33}, ta: true, tb: true, gemv: true},   // a column vector as x
+			{a: []int{2, 1, 130, 7}, b: []int{3, 7, 9}},                                 // tiled, both broadcast
+			{a: []int{2, 7, 130}, b: []int{2, 9, 7}, ta: true, tb: true},                // tiled, both transposed
 		} {
 			cases = append(cases, newMatmulCase(r, dt, s.ta, s.tb, s.a, s.b))
 			if s.gemv {
@@ -297,20 +299,34 @@ func TestMatMulBatch(t *testing.T) {
 	}
 }
 
-// TestMatMulSmallM covers the CPU's small-M path (x[M, K]·Wᵀ, W stored
-// [N, K]) and its edges, in each dtype: every M from 1 (the GEMV) to 17,
-// each with every K of a list of awkward sizes (1, around the 8-wide steps
-// and the 4-row tiles, past a power of two) and an N from the same list,
-// so that every pair of N and K meets; and the last M of the path and the
-// first past it (the tiled kernel).
+// TestMatMulSmallM covers the CPU's small-M path and its edges, for
+// weights stored [N, K] (x[M, K]·Wᵀ) and [K, N], in each dtype: every M
+// from 1 (the GEMV) to 17, each with every K of a list of awkward sizes
+// (1, around the 8-wide steps, past the 256-deep blocks of K, past a power
+// of two) and an N of another (around the 4-row and 24-column tiles, past
+// the 72-column tiles and the pieces of work), so that every pair of N and
+// K meets; and the last M of the path and the first past it (the tiled
+// kernel).
 func TestMatMulSmallM(t *testing.T) {
 	r := loomtest.Rand(8)
-	awkward := []int{1, 7, 9, 17, 33, 1023, 1025}
-	for _, dt := range primitives.MatMulDTypes {
+	ks := []int{1, 7, 9, 17, 33, 257, 1025}
+	ns := []int{1, 7, 9, 25, 33, 73, 150}
+	for _, c := range []struct {
+		dt graph.DType
+		tb bool
+	}{
+		{graph.Float32, true}, {graph.Float16, true}, {graph.BFloat16, true},
+		{graph.Float32, false}, {graph.Float16, false}, {graph.BFloat16, false},
+	} {
+		dt := c.dt
 		var cases []*matmulCase
 		gemv, smallM := 0, 0
 		add := func(m, n, k int) {
-			cases = append(cases, newMatmulCase(r, dt, false, true, []int{m, k}, []int{n, k}))
+			bShape := []int{k, n}
+			if c.tb {
+				bShape = []int{n, k}
+			}
+			cases = append(cases, newMatmulCase(r, dt, false, c.tb, []int{m, k}, bShape))
 			switch {
 			case m == 1:
 				gemv++
@@ -319,15 +335,15 @@ func TestMatMulSmallM(t *testing.T) {
 			}
 		}
 		for m := 1; m <= 17; m++ {
-			for j, k := range awkward {
-				add(m, awkward[(m+j)%len(awkward)], k)
+			for j, k := range ks {
+				add(m, ns[(m+j)%len(ns)], k)
 			}
 		}
 		for _, m := range []int{primitives.MatMulSmallM, primitives.MatMulSmallM + 1} {
 			add(m, 33, 1025)
 			add(m, 9, 17)
 		}
-		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
+		t.Run(fmt.Sprintf("%s/tb=%v", dt, c.tb), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
 	}
 }
 
@@ -368,15 +384,27 @@ func TestMatMulEmpty(t *testing.T) {
 }
 
 // TestMatMulNaN checks that NaN and Inf propagate to the outputs they
-// touch and nowhere else.
+// touch and nowhere else, on every path and for both layouts of B.
 func TestMatMulNaN(t *testing.T) {
 	for _, tg := range loomtest.Targets(t) {
-		for _, m := range []int{1, 7} { // GEMV and tiled
+		for _, c := range []struct {
+			m  int
+			tb bool
+		}{ // GEMV, small-M and tiled
+			{1, false}, {1, true}, {7, false}, {7, true},
+			{primitives.MatMulSmallM + 1, false}, {primitives.MatMulSmallM + 1, true},
+		} {
+			m := c.m
 			a := loomtest.Float32s(loomtest.Rand(4), m*20, -1, 1)
 			b := loomtest.Float32s(loomtest.Rand(5), 20*9, -1, 1)
 			a[(m-1)*20+3] = float32(math.NaN()) // row m-1
-			b[3*9+2] = float32(math.Inf(1))     // column 2, row 3 of B
-			out := ops.MatMulTransposed(graph.FromFloat32s(a, m, 20), graph.FromFloat32s(b, 20, 9), false, false)
+			bShape := []int{20, 9}
+			b[3*9+2] = float32(math.Inf(1)) // column 2, row 3 of B
+			if c.tb {
+				bShape = []int{9, 20}
+				b[3*9+2], b[2*20+3] = b[2*20+3], b[3*9+2] // B stored [N, K]
+			}
+			out := ops.MatMulTransposed(graph.FromFloat32s(a, m, 20), graph.FromFloat32s(b, bShape...), false, c.tb)
 			tg.Eval(t, out)
 			got, err := out.Float64s()
 			if err != nil {
@@ -387,11 +415,11 @@ func TestMatMulNaN(t *testing.T) {
 					v := got[i*9+j]
 					switch {
 					case i == m-1 && !math.IsNaN(v):
-						t.Fatalf("%s m=%d: out[%d,%d] = %v, want NaN (row with a NaN)", tg.Name, m, i, j, v)
+						t.Fatalf("%s m=%d tb=%v: out[%d,%d] = %v, want NaN (row with a NaN)", tg.Name, m, c.tb, i, j, v)
 					case i < m-1 && j == 2 && !math.IsInf(v, 0):
-						t.Fatalf("%s m=%d: out[%d,%d] = %v, want ±Inf (column with an Inf)", tg.Name, m, i, j, v)
+						t.Fatalf("%s m=%d tb=%v: out[%d,%d] = %v, want ±Inf (column with an Inf)", tg.Name, m, c.tb, i, j, v)
 					case i < m-1 && j != 2 && (math.IsNaN(v) || math.IsInf(v, 0)):
-						t.Fatalf("%s m=%d: out[%d,%d] = %v, want a finite value", tg.Name, m, i, j, v)
+						t.Fatalf("%s m=%d tb=%v: out[%d,%d] = %v, want a finite value", tg.Name, m, c.tb, i, j, v)
 					}
 				}
 			}
@@ -404,14 +432,15 @@ func TestMatMulNaN(t *testing.T) {
 func TestMatMulWorkersDeterministic(t *testing.T) {
 	r := loomtest.Rand(6)
 	cases := []*matmulCase{
-		newMatmulCase(r, graph.Float32, false, true, []int{primitives.MatMulSmallM + 6, 300}, []int{530, 300}),
+		newMatmulCase(r, graph.Float32, false, true, []int{primitives.MatMulSmallM + 6, 40}, []int{530, 40}),
 		newMatmulCase(r, graph.Float32, false, true, []int{70, 300}, []int{530, 300}),
 		newMatmulCase(r, graph.BFloat16, true, false, []int{300, 40}, []int{300, 33}),
 		newMatmulCase(r, graph.Float32, false, true, []int{1, 300}, []int{530, 300}),
 		newMatmulCase(r, graph.Float16, false, false, []int{1, 300}, []int{300, 530}),
 		newMatmulCase(r, graph.Float32, false, false, []int{8, 3, 20}, []int{8, 20, 9}),
 		newMatmulCase(r, graph.BFloat16, false, true, []int{8, 300}, []int{530, 300}),
-		newMatmulCase(r, graph.Float16, false, true, []int{16, 1025}, []int{1030, 1025}),
+		newMatmulCase(r, graph.Float16, false, true, []int{16, 300}, []int{1030, 300}),
+		newMatmulCase(r, graph.BFloat16, false, false, []int{8, 300}, []int{300, 530}),
 	}
 	var first [][]byte
 	for _, workers := range []int{1, 2, 3, 8} {

@@ -21,8 +21,8 @@ import (
 // (matmul_<dt>_gemv) when each output matrix has one row, the decode case of
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
 // (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
-// products of up to MatMulSmallM rows with weights stored [N, K] (batched
-// decode: x[M, K] · Wᵀ), reading each weight once for all the rows.
+// products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
+// reading each weight once for all the rows.
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -47,10 +47,11 @@ const (
 )
 
 // MatMulSmallM is the most rows per output matrix that the CPU lowers to
-// the GEMV kernel's small-M path (with TransposeB); the GPU GEMV kernels
-// take one row. At 128 rows the small-M path was still 1.6–1.9× faster
-// than the tiled kernel on the development machine, and the two met at
-// 256–512 rows (docs/BENCHMARKS.md, "CPU small-M matmul").
+// the GEMV kernel's small-M path; the GPU GEMV kernels take one row. At
+// 128 rows the small-M path was still faster than the tiled kernel on the
+// development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
+// with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
+// matmul").
 const MatMulSmallM = 128
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
@@ -181,7 +182,7 @@ func (m MatMul) Lower(l *Lowering) error {
 		Params: p,
 	}
 	dt := l.Inputs[0].DType.Short()
-	smallM := l.Caps.Device == "cpu" && m.TransposeB && p.M > 1 && p.M <= MatMulSmallM
+	smallM := l.Caps.Device == "cpu" && p.M > 1 && p.M <= MatMulSmallM
 	if p.M == 1 || smallM {
 		d.Kernel = "matmul_" + dt + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}

@@ -10,8 +10,7 @@ import (
 // TestMatMulLowering checks the params, the kernel each shape lowers to
 // and the path it counts: batch strides in matrices (0 where broadcast),
 // the merge of a's batch into M when b is shared, the GEMV choice, and on
-// the CPU the small-M path up to MatMulSmallM rows of weights stored
-// [N, K].
+// the CPU the small-M path up to MatMulSmallM rows.
 func TestMatMulLowering(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -34,16 +33,16 @@ func TestMatMulLowering(t *testing.T) {
 			MatMulParams{M: MatMulSmallM + 1, N: 32, K: 64, Batch: 1, TransposeB: 1}, "", ""},
 		{"batched decode on a GPU", MatMul{TransposeB: true}, []int{8, 64}, []int{32, 64}, "matmul_f32_tiled",
 			MatMulParams{M: 8, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", ""},
-		{"small M, weights stored [K, N]", MatMul{}, []int{8, 64}, []int{64, 32}, "matmul_f32_tiled",
-			MatMulParams{M: 8, N: 32, K: 64, Batch: 1}, "", ""},
-		{"one token per sequence shares weights", MatMul{}, []int{4, 1, 8}, []int{1, 8, 2}, "matmul_f32_tiled",
-			MatMulParams{M: 4, N: 2, K: 8, Batch: 1}, "", ""},
-		{"transposed a does not merge", MatMul{TransposeA: true}, []int{3, 8, 5}, []int{8, 2}, "matmul_f32_tiled",
+		{"small M, weights stored [K, N]", MatMul{}, []int{8, 64}, []int{64, 32}, "matmul_f32_gemv",
+			MatMulParams{M: 8, N: 32, K: 64, Batch: 1}, "", "matmul_small_m"},
+		{"one token per sequence shares weights", MatMul{}, []int{4, 1, 8}, []int{1, 8, 2}, "matmul_f32_gemv",
+			MatMulParams{M: 4, N: 2, K: 8, Batch: 1}, "", "matmul_small_m"},
+		{"transposed a does not merge", MatMul{TransposeA: true}, []int{3, 8, 5}, []int{8, 2}, "matmul_f32_gemv",
 			MatMulParams{M: 5, N: 2, K: 8, Batch: 3, TransposeA: 1, BatchRank: 1,
-				BatchShape: [MaxRank]uint32{3}, BatchStrideA: [MaxRank]uint32{1}}, "", ""},
-		{"both broadcast", MatMul{}, []int{2, 1, 5, 7}, []int{3, 7, 9}, "matmul_f32_tiled",
+				BatchShape: [MaxRank]uint32{3}, BatchStrideA: [MaxRank]uint32{1}}, "", "matmul_small_m"},
+		{"both broadcast", MatMul{}, []int{2, 1, 5, 7}, []int{3, 7, 9}, "matmul_f32_gemv",
 			MatMulParams{M: 5, N: 9, K: 7, Batch: 6, BatchRank: 2,
-				BatchShape: [MaxRank]uint32{2, 3}, BatchStrideA: [MaxRank]uint32{1, 0}, BatchStrideB: [MaxRank]uint32{0, 1}}, "", ""},
+				BatchShape: [MaxRank]uint32{2, 3}, BatchStrideA: [MaxRank]uint32{1, 0}, BatchStrideB: [MaxRank]uint32{0, 1}}, "", "matmul_small_m"},
 		{"batched gemv", MatMul{TransposeB: true}, []int{4, 1, 8}, []int{4, 2, 8}, "matmul_f32_gemv",
 			MatMulParams{M: 1, N: 2, K: 8, Batch: 4, TransposeB: 1, BatchRank: 1,
 				BatchShape: [MaxRank]uint32{4}, BatchStrideA: [MaxRank]uint32{1}, BatchStrideB: [MaxRank]uint32{1}}, "", ""},
@@ -76,7 +75,7 @@ func TestMatMulLowering(t *testing.T) {
 		}
 		path := c.path
 		if path == "" {
-			path = "matmul_" + strings.TrimPrefix(d.Kernel, "matmul_f32_")
+			path = "matmul_" + strings.TrimPrefix(c.kernel, "matmul_f32_")
 		}
 		if l.Counters[path] != 1 || len(l.Counters) != 1 {
 			t.Errorf("%s: counters %v, want %s: 1", c.name, l.Counters, path)
