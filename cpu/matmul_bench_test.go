@@ -75,3 +75,46 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSmallM is the batched-decode matmul through the runtime:
+// x[M, 4096] times 4096×4096 weights stored [N, K] (x·Wᵀ, tb=true) or
+// [K, N], which the CPU runs on the GEMV kernel's small-M path. GB/s counts
+// the weight bytes, each read once, beside read-GB/s, the machine's read
+// bandwidth measured just before; GFLOP/s counts 2·M·N·K.
+func BenchmarkSmallM(b *testing.B) {
+	const n, k = 4096, 4096
+	for _, dt := range []graph.DType{graph.BFloat16, graph.Float32} {
+		for _, tb := range []bool{true, false} {
+			for _, m := range []int{2, 8, 16} {
+				eachCode(b, fmt.Sprintf("%s/tb=%v/m=%d", dt, tb, m), func(b *testing.B) {
+					rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					f, err := loombench.MatMul(rt, dt, m, n, k, tb)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := f(); err != nil {
+						b.Fatal(err)
+					}
+					if got := rt.LastStats().Counters["matmul_small_m"]; got != 1 {
+						b.Fatalf("the product took another path (counters %v)", rt.LastStats().Counters)
+					}
+					read := cpu.MeasureBandwidth(64<<20, rt.Device().Caps().Cores, 1).Read
+					bytes := float64(n * k * dt.Size())
+					b.SetBytes(int64(bytes))
+					for b.Loop() {
+						if err := f(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					s := b.Elapsed().Seconds() / float64(b.N)
+					b.ReportMetric(bytes/s/1e9, "GB/s")
+					b.ReportMetric(read, "read-GB/s")
+					b.ReportMetric(2*float64(m*n*k)/s/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
