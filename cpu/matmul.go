@@ -102,32 +102,37 @@ func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
 	if p.BatchRank > primitives.MaxRank {
 		return nil, fmt.Errorf("batch rank %d above %d", p.BatchRank, primitives.MaxRank)
 	}
-	count, lastA, lastB := 1, 0, 0
+	// Sizes are counted in float64: products of params up to 2^32−1 each
+	// would overflow int, and the counts are exact below 2^53, far past
+	// any buffer. Once they fit the buffers, int arithmetic on them is
+	// safe.
+	count, lastA, lastB := 1.0, 0.0, 0.0
 	for d := range int(p.BatchRank) {
-		n := int(p.BatchShape[d])
+		n := float64(p.BatchShape[d])
 		count *= n
 		if n > 0 {
-			lastA += (n - 1) * int(p.BatchStrideA[d])
-			lastB += (n - 1) * int(p.BatchStrideB[d])
+			lastA += (n - 1) * float64(p.BatchStrideA[d])
+			lastB += (n - 1) * float64(p.BatchStrideB[d])
 		}
 	}
-	if count != mc.batch {
-		return nil, fmt.Errorf("batch shape %v holds %d matrices, params say %d", p.BatchShape[:p.BatchRank], count, mc.batch)
+	if count != float64(mc.batch) {
+		return nil, fmt.Errorf("batch shape %v holds %.0f matrices, params say %d", p.BatchShape[:p.BatchRank], count, mc.batch)
 	}
 	if mc.batch == 0 || mc.m == 0 || mc.n == 0 {
 		return mc, nil
 	}
+	m, n, k := float64(mc.m), float64(mc.n), float64(mc.k)
 	for _, x := range []struct {
 		name        string
 		m           matrices
-		last, elems int
+		last, elems float64
 	}{
-		{"a", mc.a, lastA, mc.m * mc.k},
-		{"b", mc.b, lastB, mc.k * mc.n},
-		{"out", mc.out, mc.batch - 1, mc.m * mc.n},
+		{"a", mc.a, lastA, m * k},
+		{"b", mc.b, lastB, k * n},
+		{"out", mc.out, float64(mc.batch - 1), m * n},
 	} {
-		if need := (x.last + 1) * x.elems; x.m.len() < need {
-			return nil, fmt.Errorf("argument %s holds %d elements; the params need %d", x.name, x.m.len(), need)
+		if need := (x.last + 1) * x.elems; float64(x.m.len()) < need {
+			return nil, fmt.Errorf("argument %s holds %d elements; the params need %.0f", x.name, x.m.len(), need)
 		}
 	}
 	return mc, nil

@@ -242,6 +242,10 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 			BatchShape: [primitives.MaxRank]uint32{3}}, 16, 16, 16, "holds 3 matrices, params say 4"},
 		{"batch rank", "matmul_f32_tiled", primitives.MatMulParams{M: 2, N: 2, K: 2, Batch: 1, BatchRank: 9}, 4, 4, 4, "batch rank 9"},
 		{"small-M short b", "matmul_f32_gemv", primitives.MatMulParams{M: 3, N: 5, K: 9, Batch: 1, TransposeB: 1}, 27, 44, 15, "argument b holds 44 elements; the params need 45"},
+		{"sizes past int", "matmul_f32_gemv", primitives.MatMulParams{M: 1<<32 - 1, N: 1<<32 - 1, K: 1<<32 - 1, Batch: 1, TransposeB: 1},
+			4, 4, 4, "argument a holds 4 elements; the params need 18446744065119617024"},
+		{"strides past int", "matmul_f32_tiled", primitives.MatMulParams{M: 1, N: 1, K: 1, Batch: 1<<32 - 1, BatchRank: 1,
+			BatchShape: [primitives.MaxRank]uint32{1<<32 - 1}, BatchStrideA: [primitives.MaxRank]uint32{1<<32 - 1}}, 4, 4, 4, "argument a holds 4 elements"},
 	} {
 		fn, _ := lookup(c.kernel)
 		p := c.p
