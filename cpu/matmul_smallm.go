@@ -92,10 +92,13 @@ func (mc *matmulCall) smallM(c *Call) {
 		tile, shape = axpy, axpyTileShape
 	}
 	// x as float32, each matrix's rows padded with zero rows to whole
-	// blocks (their products are computed and thrown away). Rows are a
-	// whole number of cache lines apart, plus one: at a power-of-two
+	// blocks (their products are computed and thrown away). Long rows are
+	// a whole number of cache lines apart, plus one: at a power-of-two
 	// stride the rows' loads would fall in the same L1 sets.
-	mp, ldx := roundUp(m, shape.xRows), roundUp(k, 16)+16
+	mp, ldx := roundUp(m, shape.xRows), k
+	if k >= 256 {
+		ldx = roundUp(k, 16) + 16
+	}
 	xp := getFloats(mc.batch * mp * ldx)
 	defer putFloats(xp)
 	xs := *xp
