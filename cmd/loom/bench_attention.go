@@ -117,13 +117,9 @@ func benchAttention(args []string) error {
 	if *gate {
 		return benchAttentionGate(dev, dt, *reps)
 	}
-	bw := machineBandwidth()
-	if *device == "cuda" {
-		cb, err := cudaBandwidth(1024, 5)
-		if err != nil {
-			return err
-		}
-		bw = cpu.Bandwidth{Read: cb.Read, Copy: cb.Kernel}
+	bw, err := deviceBandwidth(*device)
+	if err != nil {
+		return err
 	}
 	if !*asJSON {
 		fmt.Printf("paged attention on %s (%d cores), %s, median (best) of %d Evals; limit: memory bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
