@@ -65,6 +65,10 @@ func (d *Device) Caps() primitives.Caps {
 		MaxThreadsPerGroup: 1024,
 		MaxSharedBytes:     32 << 10,
 		Cores:              d.workers,
+		// Measured on a 2-core EPYC (docs/BENCHMARKS.md, the split gate):
+		// splitting wins below 4 query tokens per core. The kernels keep a
+		// token's KV heads together, so a group is a token.
+		SplitKV: primitives.SplitKVGate{GroupsPerCore: 4},
 	}
 }
 

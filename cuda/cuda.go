@@ -15,7 +15,7 @@
 // __global__ function named exactly like the catalog entry, with the
 // catalog's buffer arguments in order, then the params struct by value (if
 // the kernel has one) and last a pointer to the dispatch's status record.
-// The params structs are generated from the Go types (paramsStructs), so
+// The params structs are generated from the Go types (primitives.CParamsDecls), so
 // their layout cannot drift from Go's.
 //
 // On machines without libcuda.so.1 or without a CUDA device, Open returns an
@@ -27,8 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"reflect"
-	"slices"
 	"strings"
 
 	"github.com/loomrt/loom/primitives"
@@ -67,7 +65,7 @@ func sourceFiles() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	structs, err := paramsStructs(primitives.Catalog())
+	structs, err := primitives.CParamsDecls(primitives.Catalog(), "unsigned int")
 	if err != nil {
 		return nil, err
 	}
@@ -87,72 +85,4 @@ func sourceFiles() (map[string]string, error) {
 			structs, common, base, src)
 	}
 	return out, nil
-}
-
-// paramsStructs returns the CUDA C declarations of every params struct the
-// catalog's kernels take, each with a static_assert on its size.
-func paramsStructs(specs []primitives.KernelSpec) (string, error) {
-	types := map[string]reflect.Type{}
-	for _, s := range specs {
-		if s.Params == nil {
-			continue
-		}
-		t := reflect.TypeOf(s.Params)
-		if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-			return "", fmt.Errorf("cuda: kernel %s: params %v is not a pointer to a struct", s.Name, t)
-		}
-		t = t.Elem()
-		if old, ok := types[t.Name()]; ok && old != t {
-			return "", fmt.Errorf("cuda: two params types are named %s (%v and %v)", t.Name(), old, t)
-		}
-		types[t.Name()] = t
-	}
-	names := make([]string, 0, len(types))
-	for n := range types {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var sb strings.Builder
-	for _, n := range names {
-		decl, err := paramsStruct(types[n])
-		if err != nil {
-			return "", err
-		}
-		sb.WriteString(decl)
-	}
-	return sb.String(), nil
-}
-
-// paramsStruct declares one params struct in CUDA C. Fields keep their Go
-// names; every field is a 4-byte scalar or a (nested) array of them, so the
-// layout is the same in Go and CUDA C, which the static_assert confirms.
-func paramsStruct(t reflect.Type) (string, error) {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "struct %s {\n", t.Name())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		ft, dims := f.Type, ""
-		for ft.Kind() == reflect.Array {
-			dims += fmt.Sprintf("[%d]", ft.Len())
-			ft = ft.Elem()
-		}
-		var ctype string
-		switch ft.Kind() {
-		case reflect.Uint32:
-			ctype = "unsigned int"
-		case reflect.Int32:
-			ctype = "int"
-		case reflect.Float32:
-			ctype = "float"
-		default:
-			return "", fmt.Errorf("cuda: params %s field %s: type %v is not a 4-byte scalar or an array of them", t.Name(), f.Name, f.Type)
-		}
-		name := f.Name
-		if name == "_" {
-			name = fmt.Sprintf("pad%d", i)
-		}
-		fmt.Fprintf(&sb, "  %s %s%s;\n", ctype, name, dims)
-	}
-	fmt.Fprintf(&sb, "};\nstatic_assert(sizeof(%s) == %d, \"%s: layout differs from Go's\");\n\n", t.Name(), t.Size(), t.Name())
-	return sb.String(), nil
 }

@@ -150,6 +150,10 @@ func (d *Device) describe() error {
 		MaxThreadsPerGroup: vals[attrMaxThreadsPerBlock],
 		MaxSharedBytes:     vals[attrMaxSharedPerBlock],
 		Cores:              vals[attrMultiprocessorCount],
+		// Measured on an H200 (docs/BENCHMARKS.md): the split path won
+		// every case with two partitions or more, decode and varlen alike,
+		// by 1.7× to 12×, so it has no occupancy limit.
+		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0, PerHead: true},
 	}
 	return nil
 }

@@ -178,12 +178,27 @@ func (a *Array) String() string {
 //
 // If prim is an Aliaser, its donating aliases consume their inputs here.
 func New(prim Primitive, inputs []*Array, specs []Spec, pc uintptr) []*Array {
-	outs := make([]*Array, len(specs))
+	var outs []*Array
+	if len(specs) == 1 {
+		// One allocation for the array and the slice that returns it: this
+		// is the common case, and building must stay cheap.
+		blk := new(struct {
+			a Array
+			s [1]*Array
+		})
+		blk.s[0] = &blk.a
+		outs = blk.s[:]
+	} else {
+		outs = make([]*Array, len(specs))
+		for i := range outs {
+			outs[i] = new(Array)
+		}
+	}
 	err := CheckInputs(prim.Name(), inputs, pc)
 	// Reserve consecutive ids so siblings sort together.
 	first := nextID.Add(uint64(len(specs))) - uint64(len(specs)) + 1
 	for i, s := range specs {
-		outs[i] = &Array{id: first + uint64(i), spec: s, prim: prim, in: inputs, index: i, err: err, pc: pc}
+		*outs[i] = Array{id: first + uint64(i), spec: s, prim: prim, in: inputs, index: i, err: err, pc: pc}
 	}
 	if len(outs) > 1 {
 		for _, o := range outs {

@@ -92,6 +92,9 @@ func newDevice() (*Device, error) {
 		MaxThreadsPerGroup: int(msgSize(obj, selMaxThreadsPerGroup).Width),
 		MaxSharedBytes:     int(msgU64(obj, selMaxThreadgroupMemory)),
 		Cores:              gpuCoreCount(),
+		// Not measured on Apple hardware: the reference Metal plugin's rule,
+		// split while the grid is under 8 groups per GPU core.
+		SplitKV: primitives.SplitKVGate{GroupsPerCore: 8, PerHead: true},
 	}
 	d.handler = objc.NewBlock(func(_ objc.Block, cb objc.ID) { d.completed(cb) })
 	return d, nil

@@ -19,7 +19,6 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -87,7 +86,7 @@ func librarySource() (string, error) {
 		}
 		fmt.Fprintf(&sb, "#line 1 %q\n%s\n", strings.TrimPrefix(name, "kernels/"), src)
 		if i == 0 {
-			structs, err := paramsStructs(primitives.Catalog())
+			structs, err := primitives.CParamsDecls(primitives.Catalog(), "uint")
 			if err != nil {
 				return "", err
 			}
@@ -95,73 +94,5 @@ func librarySource() (string, error) {
 			sb.WriteString(structs)
 		}
 	}
-	return sb.String(), nil
-}
-
-// paramsStructs returns the MSL declarations of every params struct the
-// catalog's kernels take, each with a static_assert on its size.
-func paramsStructs(specs []primitives.KernelSpec) (string, error) {
-	types := map[string]reflect.Type{}
-	for _, s := range specs {
-		if s.Params == nil {
-			continue
-		}
-		t := reflect.TypeOf(s.Params)
-		if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-			return "", fmt.Errorf("metal: kernel %s: params %v is not a pointer to a struct", s.Name, t)
-		}
-		t = t.Elem()
-		if old, ok := types[t.Name()]; ok && old != t {
-			return "", fmt.Errorf("metal: two params types are named %s (%v and %v)", t.Name(), old, t)
-		}
-		types[t.Name()] = t
-	}
-	names := make([]string, 0, len(types))
-	for n := range types {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var sb strings.Builder
-	for _, n := range names {
-		decl, err := paramsStruct(types[n])
-		if err != nil {
-			return "", err
-		}
-		sb.WriteString(decl)
-	}
-	return sb.String(), nil
-}
-
-// paramsStruct declares one params struct in MSL. Fields keep their Go
-// names; every field is a 4-byte scalar or a (nested) array of them, so the
-// layout is the same in Go and MSL, which the static_assert confirms.
-func paramsStruct(t reflect.Type) (string, error) {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "struct %s {\n", t.Name())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		ft, dims := f.Type, ""
-		for ft.Kind() == reflect.Array {
-			dims += fmt.Sprintf("[%d]", ft.Len())
-			ft = ft.Elem()
-		}
-		var msl string
-		switch ft.Kind() {
-		case reflect.Uint32:
-			msl = "uint"
-		case reflect.Int32:
-			msl = "int"
-		case reflect.Float32:
-			msl = "float"
-		default:
-			return "", fmt.Errorf("metal: params %s field %s: type %v is not a 4-byte scalar or an array of them", t.Name(), f.Name, f.Type)
-		}
-		name := f.Name
-		if name == "_" {
-			name = fmt.Sprintf("pad%d", i)
-		}
-		fmt.Fprintf(&sb, "  %s %s%s;\n", msl, name, dims)
-	}
-	fmt.Fprintf(&sb, "};\nstatic_assert(sizeof(%s) == %d, \"%s: layout differs from Go's\");\n\n", t.Name(), t.Size(), t.Name())
 	return sb.String(), nil
 }

@@ -297,21 +297,11 @@ func sinksSuffix(sinks bool) string {
 	return ""
 }
 
-// SplitGroupsPerCore is the occupancy below which SplitAuto splits: when
-// the single pass has fewer than SplitGroupsPerCore·Caps.Cores groups,
-// partitions are needed to keep every core busy. Measured on the CPU device
-// (loom bench attention -gate; docs/BENCHMARKS.md).
-const SplitGroupsPerCore = 4
-
 // UseSplitKV reports whether paged attention takes the split-KV path for
 // numTokens query tokens, kvHeads KV heads and partitions partitions per
 // row, on a device with the given caps: always or never when forced, and
-// with SplitAuto when the context spans two partitions or more and the
-// single pass would leave cores idle. A GPU runs one group per query token
-// and KV head; the CPU kernels keep a token's KV heads together, because
-// walking whole cache blocks streams from memory where one head's rows,
-// 1/kv_heads of each block, do not (cpu/attention.go), so on the CPU a group
-// is a query token. Tests key path-dependent expectations on this function.
+// with SplitAuto by the device's measured gate (Caps.SplitKV). Tests key
+// path-dependent expectations on this function.
 func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) bool {
 	switch mode {
 	case SplitNever:
@@ -319,11 +309,18 @@ func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) b
 	case SplitAlways:
 		return true
 	}
-	groups := numTokens * kvHeads
-	if caps.Device == "cpu" {
-		groups = numTokens
+	if partitions < 2 {
+		return false
 	}
-	return partitions >= 2 && groups < SplitGroupsPerCore*max(caps.Cores, 1)
+	g := caps.SplitKV
+	if g.GroupsPerCore == 0 {
+		return true
+	}
+	groups := numTokens
+	if g.PerHead {
+		groups *= kvHeads
+	}
+	return groups < g.GroupsPerCore*max(caps.Cores, 1)
 }
 
 // AttentionPartitions is the number of partitions of split-KV attention: the

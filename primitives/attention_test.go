@@ -171,9 +171,10 @@ func TestKVWriteLowering(t *testing.T) {
 // TestUseSplitKV checks the automatic choice: split only when the single
 // pass would leave cores idle and the context spans several partitions.
 func TestUseSplitKV(t *testing.T) {
-	gpu := primitives.Caps{Device: "metal", Cores: 10}
-	cpu := primitives.Caps{Device: "cpu", Cores: 2}
-	n := primitives.SplitGroupsPerCore // groups per core that fill a device
+	n := 4
+	gpu := primitives.Caps{Device: "metal", Cores: 10, SplitKV: primitives.SplitKVGate{GroupsPerCore: n, PerHead: true}}
+	cpu := primitives.Caps{Device: "cpu", Cores: 2, SplitKV: primitives.SplitKVGate{GroupsPerCore: n}}
+	always := primitives.Caps{Device: "cuda", Cores: 132, SplitKV: primitives.SplitKVGate{PerHead: true}}
 	for _, c := range []struct {
 		mode              primitives.SplitMode
 		caps              primitives.Caps
@@ -190,6 +191,8 @@ func TestUseSplitKV(t *testing.T) {
 		{primitives.SplitAuto, cpu, 2*n - 1, 8, 16, true},
 		{primitives.SplitAuto, cpu, 2 * n, 1, 16, false},
 		{primitives.SplitAuto, cpu, 1, 8, 1, false},
+		{primitives.SplitAuto, always, 4096, 8, 2, true}, // no occupancy limit
+		{primitives.SplitAuto, always, 4096, 8, 1, false},
 		{primitives.SplitNever, gpu, 1, 1, 16, false},
 		{primitives.SplitAlways, cpu, 100, 8, 1, true},
 	} {

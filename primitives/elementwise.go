@@ -2,6 +2,7 @@ package primitives
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/loomrt/loom/graph"
 )
@@ -180,7 +181,10 @@ func BroadcastShapes(shapes ...[]int) ([]int, error) {
 	for i := range out {
 		out[i] = 1
 	}
-	for _, s := range shapes {
+	for k, s := range shapes {
+		if k > 0 && slices.Equal(s, shapes[0]) {
+			continue
+		}
 		off := rank - len(s)
 		for i, d := range s {
 			switch {

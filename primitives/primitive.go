@@ -69,6 +69,22 @@ type Caps struct {
 	MaxThreadsPerGroup int
 	MaxSharedBytes     int // threadgroup memory per group
 	Cores              int // GPU cores (Metal), multiprocessors (CUDA) or CPU cores
+
+	// SplitKV is the device's rule for choosing split-KV paged attention
+	// automatically.
+	SplitKV SplitKVGate
+}
+
+// SplitKVGate is a device's rule for SplitAuto, measured on the device
+// with `loom bench attention -gate`: split when the context spans two
+// partitions or more and the single pass has fewer than
+// GroupsPerCore·Cores groups of work. A group is a query token, or with
+// PerHead a query token and KV head (a GPU runs one per threadgroup; the CPU
+// kernels keep a token's KV heads together). GroupsPerCore 0 sets no
+// occupancy limit: the device splits whenever there are partitions to split.
+type SplitKVGate struct {
+	GroupsPerCore int
+	PerHead       bool
 }
 
 // RefKind says what buffer an argument refers to.

@@ -14,7 +14,6 @@ import (
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/metal"
 	"github.com/loomrt/loom/ops"
-	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -117,13 +116,9 @@ func benchAttention(args []string) error {
 	if *gate {
 		return benchAttentionGate(dev, dt, *reps)
 	}
-	bw := machineBandwidth()
-	if *device == "cuda" {
-		cb, err := cudaBandwidth(1024, 5)
-		if err != nil {
-			return err
-		}
-		bw = cpu.Bandwidth{Read: cb.Read, Copy: cb.Kernel}
+	bw, err := deviceBandwidth(*device)
+	if err != nil {
+		return err
 	}
 	if !*asJSON {
 		fmt.Printf("paged attention on %s (%d cores), %s, median (best) of %d Evals; limit: memory bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
@@ -288,7 +283,12 @@ func randomFloats(dt graph.DType, n int, seed uint64) []byte {
 func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
 	caps := dev.Caps()
 	fmt.Printf("split-KV gate on %s (%d cores), %s, decode of B sequences over 8192 keys, 8 query heads, median of %d Evals\n", caps.Device, caps.Cores, dt, reps)
-	fmt.Printf("SplitAuto splits below %d groups per core (primitives.UseSplitKV)\n", primitives.SplitGroupsPerCore)
+	if g := caps.SplitKV; g.GroupsPerCore == 0 {
+		fmt.Println("SplitAuto splits whenever there are two partitions or more (Caps.SplitKV)")
+	} else {
+		fmt.Printf("SplitAuto splits below %d groups per core, a group being a query token%s (Caps.SplitKV)\n",
+			g.GroupsPerCore, map[bool]string{true: " and KV head"}[g.PerHead])
+	}
 	fmt.Printf("%8s %4s %10s %10s %12s %6s\n", "kv heads", "B", "single ms", "split ms", "split/single", "auto")
 	for _, kvh := range []int{8, 1} {
 		for _, b := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16} {

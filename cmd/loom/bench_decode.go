@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache) on the CPU: TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
+	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache) (CPU by default; -device cuda|metal): TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
 }
 
 // decodeResult is what `loom bench decode -json` prints.
@@ -28,7 +28,7 @@ type decodeResult struct {
 	Batch             int     `json:"batch"`
 	Context           int     `json:"context"`
 	Steps             int     `json:"steps"`
-	Workers           int     `json:"workers"`
+	Device            string  `json:"device"`
 	TPOTms            float64 `json:"tpot_ms"`      // median step time
 	TPOTBestms        float64 `json:"tpot_best_ms"` // fastest step
 	TokensPerSecond   float64 `json:"tokens_per_s"` // batch / median step time
@@ -56,6 +56,7 @@ func benchDecode(args []string) error {
 	context := fs.Int("context", 1024, "tokens already in each sequence's KV cache (random K/V, no prefill)")
 	steps := fs.Int("steps", 16, "timed decode steps (after 2 warm-up steps)")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
+	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	blockSize := fs.Int("block-size", 16, "KV cache block size")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
@@ -76,9 +77,12 @@ func benchDecode(args []string) error {
 			fmt.Printf(format, a...)
 		}
 	}
-	bw := machineBandwidth()
+	bw, err := deviceBandwidth(*device)
+	if err != nil {
+		return err
+	}
 	setup := time.Now()
-	rt, dev, err := newCPURuntime(*check)
+	rt, where, hazards, err := openRuntime(*device, *check)
 	if err != nil {
 		return err
 	}
@@ -114,11 +118,10 @@ func benchDecode(args []string) error {
 	}
 	greedy, _ := model.NewSampler(model.SamplerOptions{})
 	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
-		Workers: dev.Workers(), CheckingDevice: *check, SetupSeconds: time.Since(setup).Seconds(),
+		Device: where, CheckingDevice: *check, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
-	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); %d workers%s\n", res.SetupSeconds,
-		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, dev.Workers(),
-		map[bool]string{true: ", checking device"}[*check])
+	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
+		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, where)
 
 	var times []time.Duration
 	var overhead time.Duration
@@ -177,15 +180,15 @@ func benchDecode(args []string) error {
 	res.TotalGBs = float64(res.WeightBytes+res.KVBytes) / tpot.Seconds() / 1e9
 	res.WeightLimitms = float64(res.WeightBytes) / (bw.Read * 1e9) * 1e3
 	if *check {
-		res.Hazards = len(dev.Hazards())
+		res.Hazards = len(hazards())
 	}
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	fmt.Printf("decode, batch %d, context %d, %d steps:\n", *batch, *context, *steps)
 	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond)
-	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; machine read bandwidth %.1f GB/s (loom bench membw)\n",
-		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read)
+	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; measured bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
+		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read, bw.Copy)
 	fmt.Printf("  weight-read limit %.2f ms: TPOT is %.2f× the limit\n", res.WeightLimitms, res.TPOTms/res.WeightLimitms)
 	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (plan, encode, build, sampling)\n",
 		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention, res.HostOverheadms)

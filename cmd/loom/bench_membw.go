@@ -25,6 +25,21 @@ func machineBandwidth() cpu.Bandwidth {
 	return bw
 }
 
+// deviceBandwidth is the memory bandwidth that memory-bound figures on the
+// named device are printed beside: this machine's for the CPU (and for
+// Metal, whose memory is the same unified memory), the GPU's own for CUDA
+// (Copy from the copy_bytes kernel, Read from a summing kernel).
+func deviceBandwidth(device string) (cpu.Bandwidth, error) {
+	if device != "cuda" {
+		return machineBandwidth(), nil
+	}
+	cb, err := cudaBandwidth(1024, 5)
+	if err != nil {
+		return cpu.Bandwidth{}, err
+	}
+	return cpu.Bandwidth{Read: cb.Read, Copy: cb.Kernel}, nil
+}
+
 func benchMembw(args []string) error {
 	fs := flag.NewFlagSet("membw", flag.ContinueOnError)
 	size := fs.Int("mb", 256, "buffer size in MiB")
