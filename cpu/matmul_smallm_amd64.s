@@ -71,7 +71,7 @@
 // (w), DX (ldw), DI (x), R8 (ldx), R9 (blocks) and AX (out); it loads k,
 // ldo and pf itself (LOAD_K, LOAD_LDO, LOAD_PF: registers run short). The
 // weights are `size` bytes per element, widened by WIDEN.
-#define DOT_TILES(WIDEN, size, LOAD_K, LOAD_LDO, LOAD_PF) \
+#define DOT_TILES(WIDEN, size) \
 	IMULQ   $size, DX \
 	LEAQ    (DX)(DX*2), BX \
 	SHLQ    $2, R8 \
@@ -136,7 +136,6 @@ reduce: \
 end: \
 	VZEROUPPER
 
-
 // func dotTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
 TEXT ·dotTilesF32(SB), NOSPLIT, $0-120
 	MOVQ w_base+0(FP), R11
@@ -145,7 +144,7 @@ TEXT ·dotTilesF32(SB), NOSPLIT, $0-120
 	MOVQ ldx+56(FP), R8
 	MOVQ blocks+72(FP), R9
 	MOVQ out_base+80(FP), AX
-	DOT_TILES(WIDEN_F32, 4, LOAD_K, LOAD_LDO, LOAD_PF)
+	DOT_TILES(WIDEN_F32, 4)
 	RET
 
 // func dotTilesBF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
@@ -156,7 +155,7 @@ TEXT ·dotTilesBF16(SB), NOSPLIT, $0-120
 	MOVQ ldx+56(FP), R8
 	MOVQ blocks+72(FP), R9
 	MOVQ out_base+80(FP), AX
-	DOT_TILES(WIDEN_BF16, 2, LOAD_K, LOAD_LDO, LOAD_PF)
+	DOT_TILES(WIDEN_BF16, 2)
 	RET
 
 // func dotTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo, pf int)
@@ -167,7 +166,7 @@ TEXT ·dotTilesF16(SB), NOSPLIT, $0-120
 	MOVQ ldx+56(FP), R8
 	MOVQ blocks+72(FP), R9
 	MOVQ out_base+80(FP), AX
-	DOT_TILES(WIDEN_F16, 2, LOAD_K, LOAD_LDO, LOAD_PF)
+	DOT_TILES(WIDEN_F16, 2)
 	RET
 
 // func axpyTiles<DT>(w []<elem>, ldw int, x []float32, ldx int, k int,
@@ -199,7 +198,7 @@ TEXT ·dotTilesF16(SB), NOSPLIT, $0-120
 // (w), DX (ldw), DI (x), R8 (ldx), R10 (blocks), AX (out) and BX (ldo); it
 // loads k and acc itself (LOAD_K, LOAD_ACC: registers run short). The
 // weights are `size` bytes per element, widened by WIDEN.
-#define AXPY_TILES(WIDEN, size, LOAD_K, LOAD_ACC) \
+#define AXPY_TILES(WIDEN, size) \
 	IMULQ   $size, DX \
 	SHLQ    $2, R8 \
 	LEAQ    (R8)(R8*2), R12 \
@@ -275,7 +274,6 @@ store: \
 end: \
 	VZEROUPPER
 
-
 // func axpyTilesF32(w []float32, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
 TEXT ·axpyTilesF32(SB), NOSPLIT, $0-113
 	MOVQ w_base+0(FP), R11
@@ -285,7 +283,7 @@ TEXT ·axpyTilesF32(SB), NOSPLIT, $0-113
 	MOVQ blocks+72(FP), R10
 	MOVQ out_base+80(FP), AX
 	MOVQ ldo+104(FP), BX
-	AXPY_TILES(WIDEN_F32, 4, LOAD_K, LOAD_ACC)
+	AXPY_TILES(WIDEN_F32, 4)
 	RET
 
 // func axpyTilesBF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
@@ -297,7 +295,7 @@ TEXT ·axpyTilesBF16(SB), NOSPLIT, $0-113
 	MOVQ blocks+72(FP), R10
 	MOVQ out_base+80(FP), AX
 	MOVQ ldo+104(FP), BX
-	AXPY_TILES(WIDEN_BF16, 2, LOAD_K, LOAD_ACC)
+	AXPY_TILES(WIDEN_BF16, 2)
 	RET
 
 // func axpyTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, out []float32, ldo int, acc bool)
@@ -309,5 +307,5 @@ TEXT ·axpyTilesF16(SB), NOSPLIT, $0-113
 	MOVQ blocks+72(FP), R10
 	MOVQ out_base+80(FP), AX
 	MOVQ ldo+104(FP), BX
-	AXPY_TILES(WIDEN_F16, 2, LOAD_K, LOAD_ACC)
+	AXPY_TILES(WIDEN_F16, 2)
 	RET
