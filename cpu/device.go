@@ -68,7 +68,8 @@ func (d *Device) Caps() primitives.Caps {
 		// Measured on a 2-core EPYC (docs/BENCHMARKS.md, the split gate):
 		// splitting wins below 4 query tokens per core. The kernels keep a
 		// token's KV heads together, so a group is a token.
-		SplitKV: primitives.SplitKVGate{GroupsPerCore: 4},
+		SplitKV:     primitives.SplitKVGate{GroupsPerCore: 4},
+		GEMVMaxRows: primitives.MatMulSmallM,
 	}
 }
 

@@ -46,8 +46,9 @@ const (
 	GEMVThreads = 8 * 32
 )
 
-// MatMulSmallM is the most rows per output matrix that the CPU lowers to
-// the GEMV kernel's small-M path; the GPU GEMV kernels take one row. At
+// MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
+// output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
+// kernels take one row). At
 // 128 rows the small-M path was still faster than the tiled kernel on the
 // development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
 // with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
@@ -182,7 +183,7 @@ func (m MatMul) Lower(l *Lowering) error {
 		Params: p,
 	}
 	dt := l.Inputs[0].DType.Short()
-	smallM := l.Caps.Device == "cpu" && p.M > 1 && p.M <= MatMulSmallM
+	smallM := p.M > 1 && int(p.M) <= l.Caps.GEMVMaxRows
 	if p.M == 1 || smallM {
 		d.Kernel = "matmul_" + dt + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}

@@ -56,7 +56,11 @@ func TestMatMulLowering(t *testing.T) {
 		if device == "" {
 			device = "cpu"
 		}
-		l := NewLowering(in, outs, Caps{Device: device})
+		caps := Caps{Device: device}
+		if device == "cpu" {
+			caps.GEMVMaxRows = MatMulSmallM
+		}
+		l := NewLowering(in, outs, caps)
 		if err := c.m.Lower(l); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -73,6 +73,10 @@ type Caps struct {
 	// SplitKV is the device's rule for choosing split-KV paged attention
 	// automatically.
 	SplitKV SplitKVGate
+	// GEMVMaxRows is the most rows per output matrix the device's GEMV
+	// kernel takes (reading each weight once for all of them); 0 or 1 means
+	// matrix-vector products only.
+	GEMVMaxRows int
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured on the device
