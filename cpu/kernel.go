@@ -2,8 +2,10 @@ package cpu
 
 import (
 	"fmt"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -70,7 +72,13 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 }
 
 // Parallel splits [0, n) into at most workers chunks of at least grain items
-// and runs fn on each, concurrently, returning when all are done.
+// and runs fn on each, concurrently, returning when all are done. The caller
+// runs the first chunk; helper goroutines run the others.
+//
+// The helpers persist and spin briefly between chunks instead of parking:
+// a decode step is hundreds of short parallel dispatches back to back, and
+// waking a parked thread for each (tens of microseconds on a VM) cost more
+// than the small ones take. A helper that finds no work for a while parks.
 func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -82,26 +90,92 @@ func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 		return
 	}
 	per := (n + chunks - 1) / chunks
-	var wg sync.WaitGroup
-	var panicked atomic.Value // a worker's panic, re-raised on the caller's goroutine
+	j := &parJob{fn: fn}
 	for lo := per; lo < n; lo += per {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			defer func() {
-				if r := recover(); r != nil {
-					panicked.CompareAndSwap(nil, fmt.Sprint(r))
-				}
-			}()
-			fn(lo, hi)
-		}(lo, min(lo+per, n))
+		j.pending.Add(1)
+		helpers.submit(parTask{j, lo, min(lo+per, n)})
 	}
 	fn(0, min(per, n))
-	wg.Wait()
-	// A kernel bug in a worker must fail the dispatch (the device recovers
+	// Wait by helping: run queued chunks (of this call or another) until
+	// this call's are done. A chunk that itself calls Parallel then never
+	// waits for a helper that is busy waiting for it.
+	for j.pending.Load() > 0 {
+		select {
+		case t := <-helpers.tasks:
+			t.run()
+		default:
+			goruntime.Gosched()
+		}
+	}
+	// A kernel bug in a helper must fail the dispatch (the device recovers
 	// panics on the calling goroutine), not crash the process.
-	if r := panicked.Load(); r != nil {
+	if r := j.panicked.Load(); r != nil {
 		panic(r)
+	}
+}
+
+// parJob is one Parallel call: the chunks still running and the first
+// panic of a helper.
+type parJob struct {
+	fn       func(lo, hi int)
+	pending  atomic.Int32
+	panicked atomic.Value
+}
+
+type parTask struct {
+	job    *parJob
+	lo, hi int
+}
+
+func (t parTask) run() {
+	defer t.job.pending.Add(-1)
+	defer func() {
+		if r := recover(); r != nil {
+			t.job.panicked.CompareAndSwap(nil, fmt.Sprint(r))
+		}
+	}()
+	t.job.fn(t.lo, t.hi)
+}
+
+// helperPool is the process's helper goroutines, started as needed.
+type helperPool struct {
+	mu      sync.Mutex
+	started int
+	tasks   chan parTask
+}
+
+var helpers = helperPool{tasks: make(chan parTask, 1024)}
+
+// helperSpin is how long a helper keeps looking for work before it parks.
+const helperSpin = 200 * time.Microsecond
+
+func (p *helperPool) submit(t parTask) {
+	p.mu.Lock()
+	if p.started < goruntime.GOMAXPROCS(0)-1 || p.started == 0 {
+		p.started++
+		go p.loop()
+	}
+	p.mu.Unlock()
+	p.tasks <- t
+}
+
+func (p *helperPool) loop() {
+	for {
+		deadline := time.Now().Add(helperSpin)
+		for {
+			select {
+			case t := <-p.tasks:
+				t.run()
+				deadline = time.Now().Add(helperSpin)
+				continue
+			default:
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			goruntime.Gosched()
+		}
+		(<-p.tasks).run()
 	}
 }
 

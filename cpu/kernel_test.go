@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/loomrt/loom/primitives"
@@ -25,5 +26,24 @@ func TestParallelPanicFailsTheDispatch(t *testing.T) {
 	err := d.execute(&op{k: k, args: []runtime.BufferArg{{Buffer: buf, Size: 16, Access: primitives.Write}}})
 	if err == nil || !strings.Contains(err.Error(), "test_panics panicked") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Parallel calls nested inside a Parallel chunk, with more chunks than
+// helpers, complete: a waiting caller runs queued chunks itself.
+func TestParallelNested(t *testing.T) {
+	var mu sync.Mutex
+	sum := 0
+	Parallel(4, 8, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			Parallel(5, 100, 1, func(lo2, hi2 int) {
+				mu.Lock()
+				sum += hi2 - lo2
+				mu.Unlock()
+			})
+		}
+	})
+	if sum != 800 {
+		t.Fatalf("nested Parallel covered %d items, want 800", sum)
 	}
 }
