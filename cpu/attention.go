@@ -27,14 +27,16 @@ import (
 // slower. The heads of multi-token tiles are split over several units only
 // when the dispatch has too few units to keep every worker busy.
 //
-// A unit of one query token (a decode row) takes each block's K rows, then
-// its V rows, one token row at a time, straight from the cache (float16 and
-// bfloat16 are widened in registers): the scores of the block for all the
-// token's query heads, then their weighted values. (Widening a token row
-// once into a buffer for a group's query heads to share measured slower,
-// for groups of 2 and of 4.) A tile of several tokens widens the
-// block's rows once and runs, per query row, block kernels that take eight
-// keys at a time. The kernels are AVX2 assembly where the CPU has it
+// A unit of one query token (a decode row) takes each block straight from
+// the cache (float16 and bfloat16 are widened in registers, never into a
+// buffer): the scores of the block's keys for all the token's query heads,
+// K token row by token row in memory order, two query heads of a group
+// sharing each widened chunk, while the block's V rows are prefetched; then
+// the weighted values, a head at a time, each output chunk held in
+// registers across the block's keys. (Kernels taking one token row at a
+// time, the outputs in memory, took 1.6 times as long on a cache in L3.) A
+// tile of several tokens widens the block's rows once and runs, per query
+// row, block kernels that take eight keys at a time. The kernels are AVX2 assembly where the CPU has it
 // (attention_amd64.s), else loops over the vec routines.
 //
 // Each unit keeps, per row (query token × query head), the running maximum
@@ -287,15 +289,19 @@ type attnRows struct {
 	kbuf, vbuf []float32 // [bs][heads][hs]: K and V rows widened (tiles)
 }
 
-func (a *attention) newAttnRows() *attnRows {
-	rows := a.tileTokens * a.heads
+// newAttnRows makes a worker's scratch for units of up to tokens query
+// tokens. It is sized to the dispatch's units, not the largest tile: a
+// decode step's attention runs every layer, and zeroing scratch for tiles
+// it never has cost more than a tenth of its time.
+func (a *attention) newAttnRows(tokens int) *attnRows {
+	rows := tokens * a.heads
 	w := &attnRows{
 		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
 		m: make([]float32, rows), l: make([]float32, rows),
-		lo: make([]int, a.tileTokens), hi: make([]int, a.tileTokens),
+		lo: make([]int, tokens), hi: make([]int, tokens),
 		s: make([]float32, a.heads*a.bs),
 	}
-	if a.k.dt != graph.Float32 {
+	if tokens > 1 && a.k.dt != graph.Float32 {
 		w.kbuf, w.vbuf = make([]float32, a.bs*a.kvh*a.hs), make([]float32, a.bs*a.kvh*a.hs)
 	}
 	return w
@@ -338,15 +344,12 @@ func (a *attention) attendToken(u attnUnit, w *attnRows) {
 	for b := u.keyLo / bs; b*bs < u.keyHi; b++ {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
 		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
-		for j := j0; j < j1; j++ {
-			rowDots(w.s[j-j0:], bs, w.q[:rows*hs], a.k, ((slot0+j)*a.kvh+u.g0)*hs, hs, g)
-		}
+		off, n := ((slot0+j0)*a.kvh+u.g0)*hs, j1-j0
+		tokenDots(w.s, bs, w.q[:rows*hs], a.k, a.v, off, a.kvh*hs, n, hs, g)
 		for r := range rows {
-			a.fold(w, r, w.s[r*bs:r*bs+j1-j0])
+			a.fold(w, r, w.s[r*bs:r*bs+n])
 		}
-		for j := j0; j < j1; j++ {
-			rowAxpys(w.o[:rows*hs], w.s[j-j0:], bs, a.v, ((slot0+j)*a.kvh+u.g0)*hs, hs, g)
-		}
+		tokenAxpys(w.o[:rows*hs], w.s, bs, a.v, off, a.kvh*hs, n, hs, g)
 	}
 }
 
@@ -457,40 +460,49 @@ func blockValues(o, p, rows []float32, off, stride int) {
 	}
 }
 
-// rowDots sets s[r·stride] to q row r · k row r/group, for the len(q)/hs
-// rows of hs elements of q and the k rows from off: one key's scores for a
-// token's query heads, k being the key's rows for the KV heads.
-func rowDots(s []float32, stride int, q []float32, k floatRows, off, hs, group int) {
+// tokenDots sets s[r·bs+j] to q row r · k row (key j, KV head r/group), for
+// the len(q)/hs rows of hs elements of q and the n keys of k from off,
+// kstride elements apart, each key's rows one per KV head: one block's
+// scores for a token's query heads. The assembly also prefetches the same
+// rows of v, the values tokenAxpys takes next.
+func tokenDots(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group int) {
 	rows := len(q) / hs
-	checkRowSets(len(s), stride, rows, len(q), k.len()-off, hs, group)
-	if rowDotsAsm(s, stride, q, k, off, hs, group) {
+	checkTokenRows(len(s), bs, rows, len(q), min(k.len(), v.len())-off, kstride, n, hs, group)
+	if tokenDotsAsm(s, bs, q, k, v, off, kstride, n, hs, group) {
 		return
 	}
-	for r := range rows {
-		s[r*stride] = k.dot(q[r*hs:(r+1)*hs], off+r/group*hs)
+	for j := range n {
+		for r := range rows {
+			s[r*bs+j] = k.dot(q[r*hs:(r+1)*hs], off+j*kstride+r/group*hs)
+		}
 	}
 }
 
-// rowAxpys adds p[r·stride] · v row r/group to o row r, for the len(o)/hs
-// rows of hs elements of o and the v rows from off: one value's share of a
-// token's outputs.
-func rowAxpys(o, p []float32, stride int, v floatRows, off, hs, group int) {
+// tokenAxpys adds Σ_j p[r·bs+j] · v row (key j, KV head r/group) to o row r,
+// for the len(o)/hs rows of hs elements of o and the n keys of v from off,
+// as tokenDots: one block's weighted values for a token's query heads,
+// summed over the keys in order.
+func tokenAxpys(o, p []float32, bs int, v floatRows, off, vstride, n, hs, group int) {
 	rows := len(o) / hs
-	checkRowSets(len(p), stride, rows, len(o), v.len()-off, hs, group)
-	if rowAxpysAsm(o, p, stride, v, off, hs, group) {
+	checkTokenRows(len(p), bs, rows, len(o), v.len()-off, vstride, n, hs, group)
+	if tokenAxpysAsm(o, p, bs, v, off, vstride, n, hs, group) {
 		return
 	}
 	for r := range rows {
-		v.axpy(o[r*hs:(r+1)*hs], p[r*stride], off+r/group*hs)
+		for j := range n {
+			v.axpy(o[r*hs:(r+1)*hs], p[r*bs+j], off+j*vstride+r/group*hs)
+		}
 	}
 }
 
-// checkRowSets panics unless rows rows of hs elements fill n elements,
-// their rows/group partners lie in kv elements and their rows·stride
-// weights in p elements: the assembly does not check.
-func checkRowSets(p, stride, rows, n, kv, hs, group int) {
-	if rows == 0 || n != rows*hs || rows%group != 0 || kv < rows/group*hs || kv < 0 || p < (rows-1)*stride+1 {
-		panic(fmt.Sprintf("cpu: attention row sets: %d rows of %d in %d elements, group %d, %d partner elements, %d weights %d apart", rows, hs, n, group, kv, p, stride))
+// checkTokenRows panics unless rows rows of hs elements fill m elements,
+// their weights (n of each row, bs apart) lie in p elements and n keys,
+// kstride apart, of rows/group KV heads each lie in kv elements: the
+// assembly does not check.
+func checkTokenRows(p, bs, rows, m, kv, kstride, n, hs, group int) {
+	if rows == 0 || m != rows*hs || group <= 0 || rows%group != 0 || n <= 0 || n > bs || kv < 0 ||
+		kv < (n-1)*kstride+rows/group*hs || p < (rows-1)*bs+n {
+		panic(fmt.Sprintf("cpu: attention token rows: %d rows of %d in %d elements, group %d, %d keys %d apart in %d elements, %d weights %d apart", rows, hs, m, group, n, kstride, kv, p, bs))
 	}
 }
 
@@ -567,19 +579,20 @@ func (a *attention) finishPartition(u attnUnit, w *attnRows) {
 // dispatch's error instead of ending the process.
 func (a *attention) run(c *Call, split bool) (err error) {
 	us := a.units(split, c.Workers())
-	workers := min(c.Workers(), len(us))
+	tokens := 1
+	for _, u := range us {
+		tokens = max(tokens, u.t1-u.t0)
+	}
 	var next atomic.Int64
-	var wg sync.WaitGroup
 	var once sync.Once
 	work := func() {
-		defer wg.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				once.Do(func() { err = fmt.Errorf("attention worker panicked: %v", r) })
 				next.Store(int64(len(us))) // stop the others
 			}
 		}()
-		w := a.newAttnRows()
+		w := a.newAttnRows(tokens)
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= len(us) {
@@ -593,14 +606,14 @@ func (a *attention) run(c *Call, split bool) (err error) {
 			}
 		}
 	}
-	wg.Add(workers)
-	for range workers - 1 {
-		go work()
-	}
-	if workers > 0 {
-		work()
-	}
-	wg.Wait()
+	// One worker loop per helper of the pool (a goroutine started here
+	// would queue behind the spinning helpers and start late).
+	workers := min(c.Workers(), len(us))
+	c.Parallel(workers, 1, func(lo, hi int) {
+		for range hi - lo {
+			work()
+		}
+	})
 	return err
 }
 

@@ -49,53 +49,53 @@ func exp2SumAsm(s []float32, m float32) (float32, bool) {
 }
 
 //go:noescape
-func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
+func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group int)
 
 //go:noescape
-func attnRowDotsF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
 
 //go:noescape
-func attnRowDotsBF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
+func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
 
 //go:noescape
-func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
+func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
 
 //go:noescape
-func attnRowAxpysF16(o, p []float32, stride int, v []uint16, hs, group int)
+func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
 
 //go:noescape
-func attnRowAxpysBF16(o, p []float32, stride int, v []uint16, hs, group int)
+func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
 
-// rowDotsAsm runs the assembly row dots for k's dtype, its rows from off,
-// if the vec package runs its assembly and the rows suit it, and reports
-// whether it did.
-func rowDotsAsm(s []float32, stride int, q []float32, k floatRows, off, hs, group int) bool {
-	if !vec.Assembly() || hs%8 != 0 {
+// tokenDotsAsm runs the assembly token dots for k's dtype, its rows from
+// off (prefetching v's), if the vec package runs its assembly and the rows
+// suit it (hs a multiple of 16), and reports whether it did.
+func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group int) bool {
+	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
 	switch k.dt {
 	case graph.Float32:
-		attnRowDots(s, stride, q, k.f32[off:], hs, group)
+		attnTokenDotsF32(s, bs, q, k.f32[off:], v.f32[off:], kstride, n, hs, group)
 	case graph.Float16:
-		attnRowDotsF16(s, stride, q, k.u16[off:], hs, group)
+		attnTokenDotsF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group)
 	default:
-		attnRowDotsBF16(s, stride, q, k.u16[off:], hs, group)
+		attnTokenDotsBF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group)
 	}
 	return true
 }
 
-// rowAxpysAsm is rowDotsAsm for the row axpys.
-func rowAxpysAsm(o, p []float32, stride int, v floatRows, off, hs, group int) bool {
-	if !vec.Assembly() || hs%8 != 0 {
+// tokenAxpysAsm is tokenDotsAsm for the token axpys.
+func tokenAxpysAsm(o, p []float32, bs int, v floatRows, off, vstride, n, hs, group int) bool {
+	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
 	switch v.dt {
 	case graph.Float32:
-		attnRowAxpys(o, p, stride, v.f32[off:], hs, group)
+		attnTokenAxpysF32(o, p, bs, v.f32[off:], vstride, n, hs, group)
 	case graph.Float16:
-		attnRowAxpysF16(o, p, stride, v.u16[off:], hs, group)
+		attnTokenAxpysF16(o, p, bs, v.u16[off:], vstride, n, hs, group)
 	default:
-		attnRowAxpysBF16(o, p, stride, v.u16[off:], hs, group)
+		attnTokenAxpysBF16(o, p, bs, v.u16[off:], vstride, n, hs, group)
 	}
 	return true
 }

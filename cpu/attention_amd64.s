@@ -1,8 +1,11 @@
 #include "textflag.h"
 
-// Block kernels of paged attention (see attention_amd64.go): float32 rows
-// stride elements apart, of len(q) (or len(o)) elements, a positive
-// multiple of 8.
+// Kernels of paged attention (see attention_amd64.go). The block kernels
+// (attnScoresF32, attnValuesF32) take float32 rows stride elements apart,
+// of len(q) (or len(o)) elements, a positive multiple of 8. The token
+// kernels' bodies are macros, defined here above every TEXT: go vet reads
+// the lines after a TEXT as that function's, and cannot check argument
+// offsets inside a macro, so TestAttentionTokenKernels checks them.
 
 #define ZERO8 \
 	VXORPS Y0, Y0, Y0; \
@@ -13,6 +16,311 @@
 	VXORPS Y5, Y5, Y5; \
 	VXORPS Y6, Y6, Y6; \
 	VXORPS Y7, Y7, Y7
+
+// The per-token kernels of the decode path (attendToken): n keys of one
+// cache block, key j's row for KV head h at k + j·kstride + h·hs elements,
+// and the len(q)/hs query rows of one token, row r with KV head r/group.
+// hs is a positive multiple of 16. Query rows go two at a time (the last
+// one alone when group is odd), so each widened K or V chunk serves both.
+// One body per kernel, expanded for each cache dtype: LOAD widens eight
+// elements at an address into a register, ES is the element size and
+// LOGES its log2.
+
+#define LOADF32(addr, y) VMOVUPS addr, y
+#define LOADF16(addr, y) VCVTPH2PS addr, y
+#define LOADBF16(addr, y) VPMOVZXWD addr, y; VPSLLD $16, y, y
+
+// func attnTokenDots*(s []float32, bs int, q []float32, k, v []T, kstride, n, hs, group int)
+//
+// s[r·bs + j] = q row r · (key j, KV head r/group), for j < n, key by key in
+// memory order. It also prefetches each key's V row (kstride elements from
+// the same offset in v): the value pass walks V a head at a time, an order
+// the hardware prefetchers follow less well (decode attention took about 7%
+// longer without). Registers: DI s column j, BX bs in bytes, R8 key j, R9
+// kstride in bytes, DX hs, R12 group, R13 end of q; per key R11 q row, R14
+// s row, R10 K head, SI rows left in the group, CX second q row, AX element.
+// Each pair of rows keeps two accumulators per row over 16-element chunks;
+// one tree of horizontal adds finishes both sums.
+#define TOKENDOTS(LOAD, ES, LOGES) \
+	MOVQ s_base+0(FP), DI; \
+	MOVQ bs+24(FP), BX; \
+	SHLQ $2, BX; \
+	MOVQ q_base+32(FP), R13; \
+	MOVQ q_len+40(FP), AX; \
+	LEAQ (R13)(AX*4), R13; \
+	MOVQ k_base+56(FP), R8; \
+	MOVQ kstride+104(FP), R9; \
+	SHLQ $LOGES, R9; \
+	MOVQ hs+120(FP), DX; \
+	MOVQ group+128(FP), R12; \
+dkey: \
+	MOVQ v_base+80(FP), AX; \
+	SUBQ k_base+56(FP), AX; \
+	ADDQ R8, AX; \
+	LEAQ (AX)(R9*1), CX; \
+dprefetch: \
+	PREFETCHT0 (AX); \
+	ADDQ $64, AX; \
+	CMPQ AX, CX; \
+	JB   dprefetch; \
+	MOVQ q_base+32(FP), R11; \
+	MOVQ DI, R14; \
+	MOVQ R8, R10; \
+dhead: \
+	MOVQ R12, SI; \
+dpairs: \
+	CMPQ SI, $2; \
+	JB   dsingle; \
+	LEAQ (R11)(DX*4), CX; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	XORQ AX, AX; \
+dpair16: \
+	LOAD((R10)(AX*ES), Y4); \
+	LOAD((8*ES)(R10)(AX*ES), Y5); \
+	VFMADD231PS (R11)(AX*4), Y4, Y0; \
+	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
+	VFMADD231PS (CX)(AX*4), Y4, Y2; \
+	VFMADD231PS 32(CX)(AX*4), Y5, Y3; \
+	ADDQ $16, AX; \
+	CMPQ AX, DX; \
+	JB   dpair16; \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2; \
+	VHADDPS Y2, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VHADDPS X0, X0, X0; \
+	VMOVSS X0, (R14); \
+	VMOVSHDUP X0, X1; \
+	VMOVSS X1, (R14)(BX*1); \
+	LEAQ (R11)(DX*8), R11; \
+	LEAQ (R14)(BX*2), R14; \
+	SUBQ $2, SI; \
+	JMP  dpairs; \
+dsingle: \
+	TESTQ SI, SI; \
+	JZ    dnexthead; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	XORQ AX, AX; \
+dsingle16: \
+	LOAD((R10)(AX*ES), Y4); \
+	LOAD((8*ES)(R10)(AX*ES), Y5); \
+	VFMADD231PS (R11)(AX*4), Y4, Y0; \
+	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
+	ADDQ $16, AX; \
+	CMPQ AX, DX; \
+	JB   dsingle16; \
+	VADDPS Y1, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VHADDPS X0, X0, X0; \
+	VHADDPS X0, X0, X0; \
+	VMOVSS X0, (R14); \
+	LEAQ (R11)(DX*4), R11; \
+	ADDQ BX, R14; \
+dnexthead: \
+	LEAQ (R10)(DX*ES), R10; \
+	CMPQ R11, R13; \
+	JB   dhead; \
+	ADDQ $4, DI; \
+	ADDQ R9, R8; \
+	DECQ n+112(FP); \
+	JNZ  dkey; \
+	VZEROUPPER; \
+	RET
+
+// AXPYKEYS2(W) adds, for every key, the key's weights of rows r and r+1
+// (R14 and R13 at byte DI) times its chunk of W·8 elements at SI to the
+// accumulators Y0.. (row r) and Y4.. (row r+1); AXPYKEYS1 does row r alone.
+// The accumulators stay in registers across the keys, so each output
+// element sums its keys in order.
+#define AXPYKEYS2_32(LOAD, ES, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Y8); \
+	LOAD((8*ES)(SI), Y9); \
+	LOAD((16*ES)(SI), Y10); \
+	LOAD((24*ES)(SI), Y11); \
+	VBROADCASTSS (R14)(DI*1), Y12; \
+	VBROADCASTSS (R13)(DI*1), Y13; \
+	VFMADD231PS Y8, Y12, Y0; \
+	VFMADD231PS Y9, Y12, Y1; \
+	VFMADD231PS Y10, Y12, Y2; \
+	VFMADD231PS Y11, Y12, Y3; \
+	VFMADD231PS Y8, Y13, Y4; \
+	VFMADD231PS Y9, Y13, Y5; \
+	VFMADD231PS Y10, Y13, Y6; \
+	VFMADD231PS Y11, Y13, Y7; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS2_16(LOAD, ES, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Y8); \
+	LOAD((8*ES)(SI), Y9); \
+	VBROADCASTSS (R14)(DI*1), Y12; \
+	VBROADCASTSS (R13)(DI*1), Y13; \
+	VFMADD231PS Y8, Y12, Y0; \
+	VFMADD231PS Y9, Y12, Y1; \
+	VFMADD231PS Y8, Y13, Y4; \
+	VFMADD231PS Y9, Y13, Y5; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS1_32(LOAD, ES, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Y8); \
+	LOAD((8*ES)(SI), Y9); \
+	LOAD((16*ES)(SI), Y10); \
+	LOAD((24*ES)(SI), Y11); \
+	VBROADCASTSS (R14)(DI*1), Y12; \
+	VFMADD231PS Y8, Y12, Y0; \
+	VFMADD231PS Y9, Y12, Y1; \
+	VFMADD231PS Y10, Y12, Y2; \
+	VFMADD231PS Y11, Y12, Y3; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS1_16(LOAD, ES, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Y8); \
+	LOAD((8*ES)(SI), Y9); \
+	VBROADCASTSS (R14)(DI*1), Y12; \
+	VFMADD231PS Y8, Y12, Y0; \
+	VFMADD231PS Y9, Y12, Y1; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+// func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group int)
+//
+// o row r += Σ_j p[r·bs + j] · (key j, KV head r/group), for j < n. Each
+// output chunk (32 elements, then a last 16) of a row, or of a pair of
+// rows, is held in registers while the keys' V chunks stream past.
+// Registers: R11 o row, CX second o row, R14 p row, R13 second p row, BX
+// bs in bytes, R10 V head (key 0), R9 vstride in bytes, R8 n in bytes, DX
+// hs, R12 rows left in the group, AX element, SI V chunk of key j, DI key
+// j in bytes.
+#define TOKENAXPYS(LOAD, ES, LOGES) \
+	MOVQ o_base+0(FP), R11; \
+	MOVQ p_base+24(FP), R14; \
+	MOVQ bs+48(FP), BX; \
+	SHLQ $2, BX; \
+	MOVQ v_base+56(FP), R10; \
+	MOVQ vstride+80(FP), R9; \
+	SHLQ $LOGES, R9; \
+	MOVQ n+88(FP), R8; \
+	SHLQ $2, R8; \
+	MOVQ hs+96(FP), DX; \
+ahead: \
+	MOVQ group+104(FP), R12; \
+apairs: \
+	CMPQ R12, $2; \
+	JB   asingle; \
+	LEAQ (R11)(DX*4), CX; \
+	LEAQ (R14)(BX*1), R13; \
+	XORQ AX, AX; \
+apair32: \
+	LEAQ 32(AX), SI; \
+	CMPQ SI, DX; \
+	JA   apair16; \
+	VMOVUPS (R11)(AX*4), Y0; \
+	VMOVUPS 32(R11)(AX*4), Y1; \
+	VMOVUPS 64(R11)(AX*4), Y2; \
+	VMOVUPS 96(R11)(AX*4), Y3; \
+	VMOVUPS (CX)(AX*4), Y4; \
+	VMOVUPS 32(CX)(AX*4), Y5; \
+	VMOVUPS 64(CX)(AX*4), Y6; \
+	VMOVUPS 96(CX)(AX*4), Y7; \
+	LEAQ (R10)(AX*ES), SI; \
+	AXPYKEYS2_32(LOAD, ES, apair32key); \
+	VMOVUPS Y0, (R11)(AX*4); \
+	VMOVUPS Y1, 32(R11)(AX*4); \
+	VMOVUPS Y2, 64(R11)(AX*4); \
+	VMOVUPS Y3, 96(R11)(AX*4); \
+	VMOVUPS Y4, (CX)(AX*4); \
+	VMOVUPS Y5, 32(CX)(AX*4); \
+	VMOVUPS Y6, 64(CX)(AX*4); \
+	VMOVUPS Y7, 96(CX)(AX*4); \
+	ADDQ $32, AX; \
+	JMP  apair32; \
+apair16: \
+	CMPQ AX, DX; \
+	JAE  apairdone; \
+	VMOVUPS (R11)(AX*4), Y0; \
+	VMOVUPS 32(R11)(AX*4), Y1; \
+	VMOVUPS (CX)(AX*4), Y4; \
+	VMOVUPS 32(CX)(AX*4), Y5; \
+	LEAQ (R10)(AX*ES), SI; \
+	AXPYKEYS2_16(LOAD, ES, apair16key); \
+	VMOVUPS Y0, (R11)(AX*4); \
+	VMOVUPS Y1, 32(R11)(AX*4); \
+	VMOVUPS Y4, (CX)(AX*4); \
+	VMOVUPS Y5, 32(CX)(AX*4); \
+	ADDQ $16, AX; \
+	JMP  apair16; \
+apairdone: \
+	LEAQ (R11)(DX*8), R11; \
+	LEAQ (R14)(BX*2), R14; \
+	SUBQ $2, R12; \
+	JMP  apairs; \
+asingle: \
+	TESTQ R12, R12; \
+	JZ    anexthead; \
+	XORQ AX, AX; \
+asingle32: \
+	LEAQ 32(AX), SI; \
+	CMPQ SI, DX; \
+	JA   asingle16; \
+	VMOVUPS (R11)(AX*4), Y0; \
+	VMOVUPS 32(R11)(AX*4), Y1; \
+	VMOVUPS 64(R11)(AX*4), Y2; \
+	VMOVUPS 96(R11)(AX*4), Y3; \
+	LEAQ (R10)(AX*ES), SI; \
+	AXPYKEYS1_32(LOAD, ES, asingle32key); \
+	VMOVUPS Y0, (R11)(AX*4); \
+	VMOVUPS Y1, 32(R11)(AX*4); \
+	VMOVUPS Y2, 64(R11)(AX*4); \
+	VMOVUPS Y3, 96(R11)(AX*4); \
+	ADDQ $32, AX; \
+	JMP  asingle32; \
+asingle16: \
+	CMPQ AX, DX; \
+	JAE  asingledone; \
+	VMOVUPS (R11)(AX*4), Y0; \
+	VMOVUPS 32(R11)(AX*4), Y1; \
+	LEAQ (R10)(AX*ES), SI; \
+	AXPYKEYS1_16(LOAD, ES, asingle16key); \
+	VMOVUPS Y0, (R11)(AX*4); \
+	VMOVUPS Y1, 32(R11)(AX*4); \
+	ADDQ $16, AX; \
+	JMP  asingle16; \
+asingledone: \
+	LEAQ (R11)(DX*4), R11; \
+	ADDQ BX, R14; \
+anexthead: \
+	LEAQ (R10)(DX*ES), R10; \
+	MOVQ o_base+0(FP), SI; \
+	MOVQ o_len+8(FP), DI; \
+	LEAQ (SI)(DI*4), SI; \
+	CMPQ R11, SI; \
+	JB   ahead; \
+	VZEROUPPER; \
+	RET
 
 // func attnScoresF32(s, q, k []float32, stride int)
 //
@@ -371,428 +679,28 @@ DATA ·attnExp127+24(SB)/4, $127
 DATA ·attnExp127+28(SB)/4, $127
 GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
 
-// func attnRowDots(s []float32, stride int, q, k []float32, hs, group int)
-//
-// s[r·stride] = q row r · k row r/group, for the len(q)/hs rows of q: the
-// scores of one key for the query heads of a token, k holding the key's
-// row for each KV head. Rows have hs elements; four accumulators take 32
-// elements at a time, one takes the last 8s.
-TEXT ·attnRowDots(SB), NOSPLIT, $0-96
-	MOVQ s_base+0(FP), DI
-	MOVQ stride+24(FP), R9
-	SHLQ $2, R9
-	MOVQ q_base+32(FP), SI
-	MOVQ q_len+40(FP), CX
-	LEAQ (SI)(CX*4), R13
-	MOVQ k_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
+// The token kernels, one per cache dtype (bodies at the top of the file).
 
-dotRow:
-	CMPQ   SI, R13
-	JAE    dotDone
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   AX, AX
+// func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group int)
+TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-136
+	TOKENDOTS(LOADF32, 4, 2)
 
-dotBy32:
-	CMPQ        AX, BX
-	JAE         dotBy8
-	VMOVUPS     (R8)(AX*4), Y4
-	VMOVUPS     32(R8)(AX*4), Y5
-	VMOVUPS     64(R8)(AX*4), Y6
-	VMOVUPS     96(R8)(AX*4), Y7
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	VFMADD231PS 32(SI)(AX*4), Y5, Y1
-	VFMADD231PS 64(SI)(AX*4), Y6, Y2
-	VFMADD231PS 96(SI)(AX*4), Y7, Y3
-	ADDQ        $32, AX
-	JMP         dotBy32
+// func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
+TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-136
+	TOKENDOTS(LOADF16, 2, 1)
 
-dotBy8:
-	CMPQ        AX, DX
-	JAE         dotSum
-	VMOVUPS     (R8)(AX*4), Y4
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	ADDQ        $8, AX
-	JMP         dotBy8
+// func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
+TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-136
+	TOKENDOTS(LOADBF16, 2, 1)
 
-dotSum:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (DI)
-	ADDQ         R9, DI
-	LEAQ         (SI)(DX*4), SI
-	INCQ         R11
-	CMPQ         R11, R12
-	JB           dotRow
-	XORQ         R11, R11
-	LEAQ         (R8)(DX*4), R8
-	JMP          dotRow
+// func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
+TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-112
+	TOKENAXPYS(LOADF32, 4, 2)
 
-dotDone:
-	VZEROUPPER
-	RET
+// func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
+TEXT ·attnTokenAxpysF16(SB), NOSPLIT, $0-112
+	TOKENAXPYS(LOADF16, 2, 1)
 
-// func attnRowAxpys(o, p []float32, stride int, v []float32, hs, group int)
-//
-// o row r += p[r·stride] · v row r/group, for the len(o)/hs rows of o: one
-// value row's share of the outputs of a token's query heads.
-TEXT ·attnRowAxpys(SB), NOSPLIT, $0-96
-	MOVQ o_base+0(FP), DI
-	MOVQ o_len+8(FP), CX
-	LEAQ (DI)(CX*4), R13
-	MOVQ p_base+24(FP), SI
-	MOVQ stride+48(FP), R9
-	SHLQ $2, R9
-	MOVQ v_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
-
-axpyRow:
-	CMPQ         DI, R13
-	JAE          axpyDone
-	VBROADCASTSS (SI), Y8
-	XORQ         AX, AX
-
-axpyBy32:
-	CMPQ        AX, BX
-	JAE         axpyBy8
-	VMOVUPS     (DI)(AX*4), Y0
-	VMOVUPS     32(DI)(AX*4), Y1
-	VMOVUPS     64(DI)(AX*4), Y2
-	VMOVUPS     96(DI)(AX*4), Y3
-	VFMADD231PS (R8)(AX*4), Y8, Y0
-	VFMADD231PS 32(R8)(AX*4), Y8, Y1
-	VFMADD231PS 64(R8)(AX*4), Y8, Y2
-	VFMADD231PS 96(R8)(AX*4), Y8, Y3
-	VMOVUPS     Y0, (DI)(AX*4)
-	VMOVUPS     Y1, 32(DI)(AX*4)
-	VMOVUPS     Y2, 64(DI)(AX*4)
-	VMOVUPS     Y3, 96(DI)(AX*4)
-	ADDQ        $32, AX
-	JMP         axpyBy32
-
-axpyBy8:
-	CMPQ        AX, DX
-	JAE         axpyNext
-	VMOVUPS     (DI)(AX*4), Y0
-	VFMADD231PS (R8)(AX*4), Y8, Y0
-	VMOVUPS     Y0, (DI)(AX*4)
-	ADDQ        $8, AX
-	JMP         axpyBy8
-
-axpyNext:
-	ADDQ R9, SI
-	LEAQ (DI)(DX*4), DI
-	INCQ R11
-	CMPQ R11, R12
-	JB   axpyRow
-	XORQ R11, R11
-	LEAQ (R8)(DX*4), R8
-	JMP  axpyRow
-
-axpyDone:
-	VZEROUPPER
-	RET
-
-// func attnRowDotsF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
-//
-// attnRowDotsF16 is attnRowDots with k in float16, widened in registers.
-TEXT ·attnRowDotsF16(SB), NOSPLIT, $0-96
-	MOVQ s_base+0(FP), DI
-	MOVQ stride+24(FP), R9
-	SHLQ $2, R9
-	MOVQ q_base+32(FP), SI
-	MOVQ q_len+40(FP), CX
-	LEAQ (SI)(CX*4), R13
-	MOVQ k_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
-
-dotRow:
-	CMPQ   SI, R13
-	JAE    dotDone
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   AX, AX
-
-dotBy32:
-	CMPQ        AX, BX
-	JAE         dotBy8
-	VCVTPH2PS   (R8)(AX*2), Y4
-	VCVTPH2PS   16(R8)(AX*2), Y5
-	VCVTPH2PS   32(R8)(AX*2), Y6
-	VCVTPH2PS   48(R8)(AX*2), Y7
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	VFMADD231PS 32(SI)(AX*4), Y5, Y1
-	VFMADD231PS 64(SI)(AX*4), Y6, Y2
-	VFMADD231PS 96(SI)(AX*4), Y7, Y3
-	ADDQ        $32, AX
-	JMP         dotBy32
-
-dotBy8:
-	CMPQ        AX, DX
-	JAE         dotSum
-	VCVTPH2PS   (R8)(AX*2), Y4
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	ADDQ        $8, AX
-	JMP         dotBy8
-
-dotSum:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (DI)
-	ADDQ         R9, DI
-	LEAQ         (SI)(DX*4), SI
-	INCQ         R11
-	CMPQ         R11, R12
-	JB           dotRow
-	XORQ         R11, R11
-	LEAQ         (R8)(DX*2), R8
-	JMP          dotRow
-
-dotDone:
-	VZEROUPPER
-	RET
-
-// func attnRowAxpysF16(o, p []float32, stride int, v []uint16, hs, group int)
-//
-// attnRowAxpysF16 is attnRowAxpys with v in float16, widened in registers.
-TEXT ·attnRowAxpysF16(SB), NOSPLIT, $0-96
-	MOVQ o_base+0(FP), DI
-	MOVQ o_len+8(FP), CX
-	LEAQ (DI)(CX*4), R13
-	MOVQ p_base+24(FP), SI
-	MOVQ stride+48(FP), R9
-	SHLQ $2, R9
-	MOVQ v_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
-
-axpyRow:
-	CMPQ         DI, R13
-	JAE          axpyDone
-	VBROADCASTSS (SI), Y8
-	XORQ         AX, AX
-
-axpyBy32:
-	CMPQ        AX, BX
-	JAE         axpyBy8
-	VMOVUPS     (DI)(AX*4), Y0
-	VMOVUPS     32(DI)(AX*4), Y1
-	VMOVUPS     64(DI)(AX*4), Y2
-	VMOVUPS     96(DI)(AX*4), Y3
-	VCVTPH2PS   (R8)(AX*2), Y4
-	VFMADD231PS Y4, Y8, Y0
-	VCVTPH2PS   16(R8)(AX*2), Y5
-	VFMADD231PS Y5, Y8, Y1
-	VCVTPH2PS   32(R8)(AX*2), Y6
-	VFMADD231PS Y6, Y8, Y2
-	VCVTPH2PS   48(R8)(AX*2), Y7
-	VFMADD231PS Y7, Y8, Y3
-	VMOVUPS     Y0, (DI)(AX*4)
-	VMOVUPS     Y1, 32(DI)(AX*4)
-	VMOVUPS     Y2, 64(DI)(AX*4)
-	VMOVUPS     Y3, 96(DI)(AX*4)
-	ADDQ        $32, AX
-	JMP         axpyBy32
-
-axpyBy8:
-	CMPQ        AX, DX
-	JAE         axpyNext
-	VMOVUPS     (DI)(AX*4), Y0
-	VCVTPH2PS   (R8)(AX*2), Y4
-	VFMADD231PS Y4, Y8, Y0
-	VMOVUPS     Y0, (DI)(AX*4)
-	ADDQ        $8, AX
-	JMP         axpyBy8
-
-axpyNext:
-	ADDQ R9, SI
-	LEAQ (DI)(DX*4), DI
-	INCQ R11
-	CMPQ R11, R12
-	JB   axpyRow
-	XORQ R11, R11
-	LEAQ (R8)(DX*2), R8
-	JMP  axpyRow
-
-axpyDone:
-	VZEROUPPER
-	RET
-
-// func attnRowDotsBF16(s []float32, stride int, q []float32, k []uint16, hs, group int)
-//
-// attnRowDotsBF16 is attnRowDots with k in bfloat16, widened in registers.
-TEXT ·attnRowDotsBF16(SB), NOSPLIT, $0-96
-	MOVQ s_base+0(FP), DI
-	MOVQ stride+24(FP), R9
-	SHLQ $2, R9
-	MOVQ q_base+32(FP), SI
-	MOVQ q_len+40(FP), CX
-	LEAQ (SI)(CX*4), R13
-	MOVQ k_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
-
-dotRow:
-	CMPQ   SI, R13
-	JAE    dotDone
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   AX, AX
-
-dotBy32:
-	CMPQ        AX, BX
-	JAE         dotBy8
-	VPMOVZXWD   (R8)(AX*2), Y4
-	VPSLLD      $16, Y4, Y4
-	VPMOVZXWD   16(R8)(AX*2), Y5
-	VPSLLD      $16, Y5, Y5
-	VPMOVZXWD   32(R8)(AX*2), Y6
-	VPSLLD      $16, Y6, Y6
-	VPMOVZXWD   48(R8)(AX*2), Y7
-	VPSLLD      $16, Y7, Y7
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	VFMADD231PS 32(SI)(AX*4), Y5, Y1
-	VFMADD231PS 64(SI)(AX*4), Y6, Y2
-	VFMADD231PS 96(SI)(AX*4), Y7, Y3
-	ADDQ        $32, AX
-	JMP         dotBy32
-
-dotBy8:
-	CMPQ        AX, DX
-	JAE         dotSum
-	VPMOVZXWD   (R8)(AX*2), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS (SI)(AX*4), Y4, Y0
-	ADDQ        $8, AX
-	JMP         dotBy8
-
-dotSum:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (DI)
-	ADDQ         R9, DI
-	LEAQ         (SI)(DX*4), SI
-	INCQ         R11
-	CMPQ         R11, R12
-	JB           dotRow
-	XORQ         R11, R11
-	LEAQ         (R8)(DX*2), R8
-	JMP          dotRow
-
-dotDone:
-	VZEROUPPER
-	RET
-
-// func attnRowAxpysBF16(o, p []float32, stride int, v []uint16, hs, group int)
-//
-// attnRowAxpysBF16 is attnRowAxpys with v in bfloat16, widened in registers.
-TEXT ·attnRowAxpysBF16(SB), NOSPLIT, $0-96
-	MOVQ o_base+0(FP), DI
-	MOVQ o_len+8(FP), CX
-	LEAQ (DI)(CX*4), R13
-	MOVQ p_base+24(FP), SI
-	MOVQ stride+48(FP), R9
-	SHLQ $2, R9
-	MOVQ v_base+56(FP), R8
-	MOVQ hs+80(FP), DX
-	MOVQ group+88(FP), R12
-	MOVQ DX, BX
-	ANDQ $-32, BX
-	XORQ R11, R11
-
-axpyRow:
-	CMPQ         DI, R13
-	JAE          axpyDone
-	VBROADCASTSS (SI), Y8
-	XORQ         AX, AX
-
-axpyBy32:
-	CMPQ        AX, BX
-	JAE         axpyBy8
-	VMOVUPS     (DI)(AX*4), Y0
-	VMOVUPS     32(DI)(AX*4), Y1
-	VMOVUPS     64(DI)(AX*4), Y2
-	VMOVUPS     96(DI)(AX*4), Y3
-	VPMOVZXWD   (R8)(AX*2), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS Y4, Y8, Y0
-	VPMOVZXWD   16(R8)(AX*2), Y5
-	VPSLLD      $16, Y5, Y5
-	VFMADD231PS Y5, Y8, Y1
-	VPMOVZXWD   32(R8)(AX*2), Y6
-	VPSLLD      $16, Y6, Y6
-	VFMADD231PS Y6, Y8, Y2
-	VPMOVZXWD   48(R8)(AX*2), Y7
-	VPSLLD      $16, Y7, Y7
-	VFMADD231PS Y7, Y8, Y3
-	VMOVUPS     Y0, (DI)(AX*4)
-	VMOVUPS     Y1, 32(DI)(AX*4)
-	VMOVUPS     Y2, 64(DI)(AX*4)
-	VMOVUPS     Y3, 96(DI)(AX*4)
-	ADDQ        $32, AX
-	JMP         axpyBy32
-
-axpyBy8:
-	CMPQ        AX, DX
-	JAE         axpyNext
-	VMOVUPS     (DI)(AX*4), Y0
-	VPMOVZXWD   (R8)(AX*2), Y4
-	VPSLLD      $16, Y4, Y4
-	VFMADD231PS Y4, Y8, Y0
-	VMOVUPS     Y0, (DI)(AX*4)
-	ADDQ        $8, AX
-	JMP         axpyBy8
-
-axpyNext:
-	ADDQ R9, SI
-	LEAQ (DI)(DX*4), DI
-	INCQ R11
-	CMPQ R11, R12
-	JB   axpyRow
-	XORQ R11, R11
-	LEAQ (R8)(DX*2), R8
-	JMP  axpyRow
-
-axpyDone:
-	VZEROUPPER
-	RET
+// func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
+TEXT ·attnTokenAxpysBF16(SB), NOSPLIT, $0-112
+	TOKENAXPYS(LOADBF16, 2, 1)

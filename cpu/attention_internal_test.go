@@ -173,11 +173,12 @@ func TestBlockExp2(t *testing.T) {
 	}
 }
 
-// TestAttentionRowKernels checks the per-token kernels, assembly and Go,
-// for every cache dtype, against float64 sums: one key's scores for a
-// token's query heads and one value's share of their outputs, over group
-// sizes and row sizes.
-func TestAttentionRowKernels(t *testing.T) {
+// TestAttentionTokenKernels checks the per-token kernels, assembly and Go,
+// for every cache dtype, against float64 sums: one block's scores for a
+// token's query heads and the block's weighted values added to their
+// outputs, over group sizes, row sizes (multiples of 16 take the assembly,
+// others the Go loops) and key counts up to the block size.
+func TestAttentionTokenKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	rnd := func(n int) []float32 {
 		v := make([]float32, n)
@@ -189,16 +190,19 @@ func TestAttentionRowKernels(t *testing.T) {
 	for _, asm := range []bool{true, false} {
 		was := vec.SetAssembly(asm)
 		for _, dt := range []graph.DType{graph.Float32, graph.Float16, graph.BFloat16} {
-			for _, hs := range []int{8, 24, 40, 64, 80, 96, 128, 256} {
-				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}} {
-					rows, stride, off := c.heads*c.group, 1+r.IntN(17), r.IntN(9)
+			for _, hs := range []int{8, 16, 24, 40, 48, 64, 80, 96, 128, 256} {
+				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}, {4, 2}} {
+					bs := []int{8, 16, 32}[r.IntN(3)]
+					n := 1 + r.IntN(bs)
+					rows, kstride, off := c.heads*c.group, c.heads*hs+8*r.IntN(3), r.IntN(9)
 					q := rnd(rows * hs)
-					raw := make([]byte, (off+c.heads*hs)*dt.Size())
-					graph.PutFloat32s(dt, raw, rnd(off+c.heads*hs))
+					elems := off + (n-1)*kstride + c.heads*hs
+					raw := make([]byte, elems*dt.Size())
+					graph.PutFloat32s(dt, raw, rnd(elems))
 					k, kv := newFloatRows(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
 					const guard = 64
-					sbuf := make([]float32, (rows-1)*stride+1+guard)
-					rowDots(sbuf[:len(sbuf)-guard], stride, q, k, off, hs, c.group)
+					sbuf := make([]float32, (rows-1)*bs+n+guard)
+					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, k, off, kstride, n, hs, c.group)
 					o := rnd(rows*hs + guard)
 					for i := rows * hs; i < len(o); i++ {
 						o[i] = 0
@@ -207,23 +211,25 @@ func TestAttentionRowKernels(t *testing.T) {
 					for i := range want {
 						want[i] = float64(o[i])
 					}
-					p := rnd((rows-1)*stride + 1)
-					rowAxpys(o[:rows*hs], p, stride, k, off, hs, c.group)
-					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d", asm, dt, hs, c.heads, c.group)
+					p := rnd((rows-1)*bs + n)
+					tokenAxpys(o[:rows*hs], p, bs, k, off, kstride, n, hs, c.group)
+					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d keys %d of %d", asm, dt, hs, c.heads, c.group, n, bs)
 					for x := range rows {
-						kr := kv[x/c.group*hs : (x/c.group+1)*hs]
-						dot, mag := 0.0, 0.0
-						for i, kx := range kr {
-							dot += float64(q[x*hs+i]) * kx
-							mag += math.Abs(float64(q[x*hs+i]) * kx)
-							want[x*hs+i] += float64(p[x*stride]) * kx
-						}
-						if got := float64(sbuf[x*stride]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
-							t.Fatalf("%s: score %d = %v, want %v", what, x, got, dot)
+						for j := range n {
+							kr := kv[j*kstride+x/c.group*hs:][:hs]
+							dot, mag := 0.0, 0.0
+							for i, kx := range kr {
+								dot += float64(q[x*hs+i]) * kx
+								mag += math.Abs(float64(q[x*hs+i]) * kx)
+								want[x*hs+i] += float64(p[x*bs+j]) * kx
+							}
+							if got := float64(sbuf[x*bs+j]); math.Abs(got-dot) > 1e-6*mag+1e-7 {
+								t.Fatalf("%s: score of row %d key %d = %v, want %v", what, x, j, got, dot)
+							}
 						}
 					}
 					for i := range want {
-						if math.Abs(float64(o[i])-want[i]) > 1e-5 {
+						if math.Abs(float64(o[i])-want[i]) > 1e-5*float64(n) {
 							t.Fatalf("%s: output %d = %v, want %v", what, i, o[i], want[i])
 						}
 					}

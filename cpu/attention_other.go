@@ -13,12 +13,12 @@ func valuesAsm(o, p, v []float32, stride int) bool { return false }
 // exp2SumAsm reports that there is no assembly exp2 for this architecture.
 func exp2SumAsm(s []float32, m float32) (float32, bool) { return 0, false }
 
-// rowDotsAsm reports that there is no assembly for this architecture.
-func rowDotsAsm(s []float32, stride int, q []float32, k floatRows, off, hs, group int) bool {
+// tokenDotsAsm reports that there is no assembly for this architecture.
+func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group int) bool {
 	return false
 }
 
-// rowAxpysAsm reports that there is no assembly for this architecture.
-func rowAxpysAsm(o, p []float32, stride int, v floatRows, off, hs, group int) bool {
+// tokenAxpysAsm reports that there is no assembly for this architecture.
+func tokenAxpysAsm(o, p []float32, bs int, v floatRows, off, vstride, n, hs, group int) bool {
 	return false
 }

@@ -14,7 +14,7 @@ func castKernel(from, to graph.DType) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, out := c.Args[0].Bytes, c.Args[1].Bytes
-		runs(c, p, func(o, n int, _, _ [3]int, tmp []float32) {
+		runs(c, p, elemGrain, func(o, n int, _, _ [3]int, tmp []float32) {
 			tx, tz := tmp[:chunk], tmp[chunk:2*chunk]
 			switch {
 			case from.IsFloat() && to.IsFloat():

@@ -98,11 +98,11 @@ func f32Store(dt graph.DType, b []byte, i, stride int, v []float32) {
 // elements [o, o+n), whose input k elements start at at[k] and advance by
 // step[k] (1, or 0 where input k is broadcast along the row). The pieces are
 // spread over the workers; fn also gets its worker's 3·chunk float32s of
-// scratch.
-func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step [3]int, tmp []float32)) {
+// scratch. grain is the fewest elements worth a worker of their own.
+func runs(c *Call, p *primitives.ElementwiseParams, grain int, fn func(o, n int, at, step [3]int, tmp []float32)) {
 	rank := int(p.Rank)
 	if p.Contiguous == 1 || rank == 0 {
-		c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
+		c.Parallel(int(p.N), grain, func(lo, hi int) {
 			tmp := getFloats(3 * chunk)
 			defer putFloats(tmp)
 			step := [3]int{1, 1, 1}
@@ -117,7 +117,7 @@ func runs(c *Call, p *primitives.ElementwiseParams, fn func(o, n int, at, step [
 	for k := range step {
 		step[k] = int(p.Strides[k][rank-1])
 	}
-	c.Parallel(int(p.N), elemGrain, func(lo, hi int) {
+	c.Parallel(int(p.N), grain, func(lo, hi int) {
 		tmp := getFloats(3 * chunk)
 		defer putFloats(tmp)
 		for o := lo; o < hi; {
@@ -286,7 +286,7 @@ func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 		p := c.Params.(*primitives.ElementwiseParams)
 		a, b, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes
 		if dt.IsFloat() {
-			runs(c, p, func(o, n int, at, step [3]int, tmp []float32) {
+			runs(c, p, elemGrain, func(o, n int, at, step [3]int, tmp []float32) {
 				x := f32In(dt, a, at[0], step[0], n, tmp[:chunk])
 				y := f32In(dt, b, at[1], step[1], n, tmp[chunk:2*chunk])
 				if op.IsComparison() {
@@ -299,7 +299,7 @@ func binaryKernel(op primitives.BinaryOp, dt graph.DType) Kernel {
 			})
 			return nil
 		}
-		runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
+		runs(c, p, elemGrain, func(o, n int, at, step [3]int, _ []float32) {
 			for k := range n {
 				x, y := loadInt(dt, a, at[0]+k*step[0]), loadInt(dt, b, at[1]+k*step[1])
 				if op.IsComparison() {
@@ -337,7 +337,7 @@ func whereSized[T any](c *Call) error {
 	p := c.Params.(*primitives.ElementwiseParams)
 	cond := c.U8(0)
 	a, b, out := view[T](c.Args[1].Bytes), view[T](c.Args[2].Bytes), view[T](c.Args[3].Bytes)
-	runs(c, p, func(o, n int, at, step [3]int, _ []float32) {
+	runs(c, p, elemGrain, func(o, n int, at, step [3]int, _ []float32) {
 		for k := range n {
 			if cond[at[0]+k*step[0]] != 0 {
 				out[o+k] = a[at[1]+k*step[1]]
