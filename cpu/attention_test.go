@@ -193,6 +193,7 @@ func BenchmarkPagedAttention(b *testing.B) {
 	}{
 		{"decode-B8-kv2048", 8, []int{1, 1, 1, 1, 1, 1, 1, 1}, []int{2048, 2048, 2048, 2048, 2048, 2048, 2048, 2048}},
 		{"decode-B1-kv16384", 8, []int{1}, []int{16384}},
+		{"decode-B1-kv1024-16q8kv", 16, []int{1}, []int{1024}}, // a Qwen3-0.6B layer
 		{"varlen-q256-kv4096", 8, []int{256}, []int{4096}},
 	} {
 		in := newAttentionInputs(loomtest.Rand(2), graph.Float16, c.heads, 8, 128, 16, c.qLens, c.kvLens)
