@@ -345,7 +345,11 @@ func (a *attention) attendToken(u attnUnit, w *attnRows) {
 		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
 		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
 		off, n := ((slot0+j0)*a.kvh+u.g0)*hs, j1-j0
-		tokenDots(w.s, bs, w.q[:rows*hs], a.k, a.v, off, a.kvh*hs, n, hs, g)
+		ahead := 0
+		if (b+1)*bs < u.keyHi {
+			ahead = (int(table[b+1]) - int(table[b])) * bs * a.kvh * hs
+		}
+		tokenDots(w.s, bs, w.q[:rows*hs], a.k, a.v, off, a.kvh*hs, n, hs, g, ahead)
 		for r := range rows {
 			a.fold(w, r, w.s[r*bs:r*bs+n])
 		}
@@ -464,11 +468,12 @@ func blockValues(o, p, rows []float32, off, stride int) {
 // the len(q)/hs rows of hs elements of q and the n keys of k from off,
 // kstride elements apart, each key's rows one per KV head: one block's
 // scores for a token's query heads. The assembly also prefetches the same
-// rows of v, the values tokenAxpys takes next.
-func tokenDots(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group int) {
+// rows of v, the values tokenAxpys takes next, and unless ahead is 0 the K
+// and V rows ahead elements on (the next block's).
+func tokenDots(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group, ahead int) {
 	rows := len(q) / hs
 	checkTokenRows(len(s), bs, rows, len(q), min(k.len(), v.len())-off, kstride, n, hs, group)
-	if tokenDotsAsm(s, bs, q, k, v, off, kstride, n, hs, group) {
+	if tokenDotsAsm(s, bs, q, k, v, off, kstride, n, hs, group, ahead) {
 		return
 	}
 	for j := range n {

@@ -49,13 +49,13 @@ func exp2SumAsm(s []float32, m float32) (float32, bool) {
 }
 
 //go:noescape
-func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group int)
+func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
+func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
+func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
 
 //go:noescape
 func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
@@ -67,19 +67,20 @@ func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group
 func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
 
 // tokenDotsAsm runs the assembly token dots for k's dtype, its rows from
-// off (prefetching v's), if the vec package runs its assembly and the rows
-// suit it (hs a multiple of 16), and reports whether it did.
-func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group int) bool {
+// off (prefetching v's, and the rows ahead), if the vec package runs its
+// assembly and the rows suit it (hs a multiple of 16), and reports whether
+// it did.
+func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
 	switch k.dt {
 	case graph.Float32:
-		attnTokenDotsF32(s, bs, q, k.f32[off:], v.f32[off:], kstride, n, hs, group)
+		attnTokenDotsF32(s, bs, q, k.f32[off:], v.f32[off:], kstride, n, hs, group, ahead)
 	case graph.Float16:
-		attnTokenDotsF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group)
+		attnTokenDotsF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group, ahead)
 	default:
-		attnTokenDotsBF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group)
+		attnTokenDotsBF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group, ahead)
 	}
 	return true
 }

@@ -30,13 +30,18 @@
 #define LOADF16(addr, y) VCVTPH2PS addr, y
 #define LOADBF16(addr, y) VPMOVZXWD addr, y; VPSLLD $16, y, y
 
-// func attnTokenDots*(s []float32, bs int, q []float32, k, v []T, kstride, n, hs, group int)
+// func attnTokenDots*(s []float32, bs int, q []float32, k, v []T, kstride, n, hs, group, ahead int)
 //
 // s[r·bs + j] = q row r · (key j, KV head r/group), for j < n, key by key in
-// memory order. It also prefetches each key's V row (kstride elements from
-// the same offset in v): the value pass walks V a head at a time, an order
-// the hardware prefetchers follow less well (the attention of a Qwen3-0.6B
-// decode step took about 7% longer without). Registers: DI s column j, BX bs in bytes, R8 key j, R9
+// memory order. For each key it also prefetches the key's V row (kstride
+// elements from the same offset in v) into L1: the value pass walks V a
+// head at a time, an order the hardware prefetchers follow less well (the
+// attention of a Qwen3-0.6B decode step took about 7% longer without). And
+// unless ahead is 0, it prefetches into L2 the K and V rows of the same key
+// in the next block, ahead elements on: blocks lie anywhere in the cache,
+// and the hardware prefetchers start over at each one (decode-long of the
+// attention suite ran about 10% faster; prefetched into L1 instead, slower
+// than without). Registers: DI s column j, BX bs in bytes, R8 key j, R9
 // kstride in bytes, DX hs, R12 group, R13 end of q; per key R11 q row, R14
 // s row, R10 K head, SI rows left in the group, CX second q row, AX element.
 // Each pair of rows keeps two accumulators per row over 16-element chunks;
@@ -63,6 +68,21 @@ dprefetch: \
 	ADDQ $64, AX; \
 	CMPQ AX, CX; \
 	JB   dprefetch; \
+	MOVQ ahead+136(FP), AX; \
+	TESTQ AX, AX; \
+	JZ   dnoahead; \
+	SHLQ $LOGES, AX; \
+	ADDQ R8, AX; \
+	LEAQ (AX)(R9*1), CX; \
+	MOVQ v_base+80(FP), SI; \
+	SUBQ k_base+56(FP), SI; \
+dahead: \
+	PREFETCHT1 (AX); \
+	PREFETCHT1 (AX)(SI*1); \
+	ADDQ $64, AX; \
+	CMPQ AX, CX; \
+	JB   dahead; \
+dnoahead: \
 	MOVQ q_base+32(FP), R11; \
 	MOVQ DI, R14; \
 	MOVQ R8, R10; \
@@ -681,16 +701,16 @@ GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
 
 // The token kernels, one per cache dtype (bodies at the top of the file).
 
-// func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group int)
-TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-136
+// func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-144
 	TOKENDOTS(LOADF32, 4, 2)
 
-// func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
-TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-136
+// func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-144
 	TOKENDOTS(LOADF16, 2, 1)
 
-// func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group int)
-TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-136
+// func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-144
 	TOKENDOTS(LOADBF16, 2, 1)
 
 // func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)

@@ -202,7 +202,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 					k, kv := newFloatRows(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
 					const guard = 64
 					sbuf := make([]float32, (rows-1)*bs+n+guard)
-					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, k, off, kstride, n, hs, c.group)
+					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, k, off, kstride, n, hs, c.group, 0)
 					o := rnd(rows*hs + guard)
 					for i := rows * hs; i < len(o); i++ {
 						o[i] = 0
