@@ -72,13 +72,21 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 }
 
 // Parallel splits [0, n) into at most workers chunks of at least grain items
-// and runs fn on each, concurrently, returning when all are done. The caller
-// runs the first chunk; helper goroutines run the others.
+// and runs fn on each, concurrently, returning when all are done.
 //
-// The helpers persist and spin briefly between chunks instead of parking:
-// a decode step is hundreds of short parallel dispatches back to back, and
-// waking a parked thread for each (tens of microseconds on a VM) cost more
-// than the small ones take. A helper that finds no work for a while parks.
+// The caller and the process's helper goroutines share the chunks: each
+// takes the next chunk not yet taken until none is left, so the caller never
+// waits for a helper that has not started, and a slow chunk does not hold
+// back the others. The helpers persist and spin briefly between dispatches,
+// watching a counter, instead of parking: a decode step is hundreds of short
+// parallel dispatches back to back, and waking a parked thread for each
+// (tens of microseconds on a VM) cost more than the small ones take. A
+// helper that finds no work for a while parks until the next call.
+//
+// (The first pool handed each chunk to a helper through a channel; on a
+// 16-core host a decode step then spent much of its time in the channel,
+// the scheduler's lock and the wake-ups of helpers whose chunk the caller
+// had to wait for.)
 func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -90,27 +98,20 @@ func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 		return
 	}
 	per := (n + chunks - 1) / chunks
-	j := &parJob{fn: fn}
-	for lo := per; lo < n; lo += per {
-		j.pending.Add(1)
-		helpers.submit(parTask{j, lo, min(lo+per, n)})
-	}
-	fn(0, min(per, n))
-	// Wait by helping: run queued chunks (of this call or another) until
-	// this call's are done. A chunk that itself calls Parallel then never
-	// waits for a helper that is busy waiting for it.
+	j := &parJob{fn: fn, n: n, per: per, chunks: int32((n + per - 1) / per)}
+	helpers.add(j)
+	j.work()
+	// The chunks the others took may still be running. A chunk that itself
+	// calls Parallel takes its own call's chunks, so nothing here waits on
+	// a chunk nobody has taken.
 	yield := time.Now().Add(yieldEvery)
-	for polls := 1; j.pending.Load() > 0; polls++ {
-		select {
-		case t := <-helpers.tasks:
-			t.run()
-		default:
-			if polls%clockPolls == 0 && time.Now().After(yield) {
-				goruntime.Gosched()
-				yield = time.Now().Add(yieldEvery)
-			}
+	for polls := 1; j.done.Load() < j.chunks; polls++ {
+		if polls%clockPolls == 0 && time.Now().After(yield) {
+			goruntime.Gosched()
+			yield = time.Now().Add(yieldEvery)
 		}
 	}
+	helpers.remove(j)
 	// A kernel bug in a helper must fail the dispatch (the device recovers
 	// panics on the calling goroutine), not crash the process.
 	if r := j.panicked.Load(); r != nil {
@@ -118,37 +119,56 @@ func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	}
 }
 
-// parJob is one Parallel call: the chunks still running and the first
-// panic of a helper.
+// parJob is one Parallel call: its chunks, the next one to take, how many
+// are done, and the first panic of a chunk.
 type parJob struct {
 	fn       func(lo, hi int)
-	pending  atomic.Int32
+	n, per   int
+	chunks   int32
+	next     atomic.Int32
+	done     atomic.Int32
 	panicked atomic.Value
 }
 
-type parTask struct {
-	job    *parJob
-	lo, hi int
+// work runs the job's chunks not yet taken, one at a time.
+func (j *parJob) work() {
+	for {
+		c := j.next.Add(1) - 1
+		if c >= j.chunks {
+			return
+		}
+		j.run(int(c))
+	}
 }
 
-func (t parTask) run() {
-	defer t.job.pending.Add(-1)
+func (j *parJob) run(c int) {
+	defer j.done.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
-			t.job.panicked.CompareAndSwap(nil, fmt.Sprint(r))
+			j.panicked.CompareAndSwap(nil, fmt.Sprint(r))
 		}
 	}()
-	t.job.fn(t.lo, t.hi)
+	lo := c * j.per
+	j.fn(lo, min(lo+j.per, j.n))
 }
 
-// helperPool is the process's helper goroutines, started as needed.
+// helperPool is the process's helper goroutines, started as needed, and the
+// Parallel calls in progress.
 type helperPool struct {
 	mu      sync.Mutex
 	started int
-	tasks   chan parTask
+	parked  int
+	wake    *sync.Cond
+	jobs    atomic.Pointer[[]*parJob] // replaced, never changed in place
+	gen     atomic.Uint64             // counts the calls added
 }
 
-var helpers = helperPool{tasks: make(chan parTask, 1024)}
+var helpers = func() *helperPool {
+	p := &helperPool{}
+	p.wake = sync.NewCond(&p.mu)
+	p.jobs.Store(new([]*parJob))
+	return p
+}()
 
 // helperSpin is how long a helper keeps looking for work before it parks.
 const helperSpin = 200 * time.Microsecond
@@ -156,37 +176,78 @@ const helperSpin = 200 * time.Microsecond
 // yieldEvery is how often a spinning goroutine (a helper looking for work,
 // or a Parallel caller waiting for its chunks) gives its thread to other
 // runnable goroutines, such as the host encoding the next command buffer;
-// it looks at the clock every clockPolls empty polls of the task queue.
-// Yielding on every poll sent each spinning helper through the scheduler's
-// global lock: with 16 workers half the CPU time of a decode step went to
-// that lock.
+// it looks at the clock every clockPolls empty polls. Yielding on every
+// poll sent each spinning helper through the scheduler's global lock: with
+// 16 workers half the CPU time of a decode step went to that lock.
 const (
 	yieldEvery = 20 * time.Microsecond
 	clockPolls = 64
 )
 
-func (p *helperPool) submit(t parTask) {
+// add publishes j to the helpers, starting them the first time and waking
+// parked ones.
+func (p *helperPool) add(j *parJob) {
 	p.mu.Lock()
-	if p.started < goruntime.GOMAXPROCS(0)-1 || p.started == 0 {
+	for p.started < goruntime.GOMAXPROCS(0)-1 || p.started == 0 {
 		p.started++
 		go p.loop()
 	}
+	old := *p.jobs.Load()
+	jobs := make([]*parJob, len(old), len(old)+1)
+	copy(jobs, old)
+	jobs = append(jobs, j)
+	p.jobs.Store(&jobs)
+	p.gen.Add(1)
+	if p.parked > 0 {
+		p.wake.Broadcast()
+	}
 	p.mu.Unlock()
-	p.tasks <- t
+}
+
+// remove withdraws a finished job.
+func (p *helperPool) remove(j *parJob) {
+	p.mu.Lock()
+	old := *p.jobs.Load()
+	jobs := make([]*parJob, 0, len(old))
+	for _, o := range old {
+		if o != j {
+			jobs = append(jobs, o)
+		}
+	}
+	p.jobs.Store(&jobs)
+	p.mu.Unlock()
+}
+
+// help runs chunks of the jobs in progress until none has any left, and
+// reports whether it ran any.
+func (p *helperPool) help() bool {
+	ran := false
+	for again := true; again; {
+		again = false
+		for _, j := range *p.jobs.Load() {
+			if j.next.Load() < j.chunks {
+				j.work()
+				ran, again = true, true
+			}
+		}
+	}
+	return ran
 }
 
 func (p *helperPool) loop() {
 	for {
+		seen := p.gen.Load()
+		p.help()
 		now := time.Now()
 		park, yield := now.Add(helperSpin), now.Add(yieldEvery)
 		for polls := 1; ; polls++ {
-			select {
-			case t := <-p.tasks:
-				t.run()
-				now = time.Now()
-				park, yield = now.Add(helperSpin), now.Add(yieldEvery)
+			if g := p.gen.Load(); g != seen {
+				seen = g
+				if p.help() {
+					now = time.Now()
+					park, yield = now.Add(helperSpin), now.Add(yieldEvery)
+				}
 				continue
-			default:
 			}
 			if polls%clockPolls != 0 {
 				continue
@@ -199,7 +260,13 @@ func (p *helperPool) loop() {
 				yield = time.Now().Add(yieldEvery)
 			}
 		}
-		(<-p.tasks).run()
+		p.mu.Lock()
+		for p.gen.Load() == seen {
+			p.parked++
+			p.wake.Wait()
+			p.parked--
+		}
+		p.mu.Unlock()
 	}
 }
 
