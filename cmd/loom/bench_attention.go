@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	goruntime "runtime"
 	"strings"
+	"time"
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
@@ -95,7 +96,7 @@ func benchAttention(args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per case and mode (case, mode, path, ms, kv_bytes, gbps)")
 	device := fs.String("device", "cpu", "device to run on: cpu, cuda or metal (macOS)")
 	dtName := fs.String("dtype", "f16", "dtype of queries and caches")
-	reps := fs.Int("reps", 9, "timed Evals per case and mode, after a warm-up (the median is printed)")
+	reps := fs.Int("reps", 9, "timed samples per case and mode, each of enough Evals to last 5 ms, after a warm-up (the median is printed)")
 	only := fs.String("case", "", "run only the cases whose name contains this")
 	gate := fs.Bool("gate", false, "instead of the suite, time both paths for a growing number of groups (query tokens × KV heads): the measurement behind SplitAuto's threshold")
 	if err := fs.Parse(args); err != nil {
@@ -121,7 +122,7 @@ func benchAttention(args []string) error {
 		return err
 	}
 	if !*asJSON {
-		fmt.Printf("paged attention on %s (%d cores), %s, median (best) of %d Evals; limit: memory bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
+		fmt.Printf("paged attention on %s (%d cores), %s, per Eval: median (best) of %d samples of at least 5 ms; limit: memory bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 			*device, dev.Caps().Cores, dt, *reps, bw.Read, bw.Copy)
 		fmt.Printf("%-22s %-6s %-6s %20s %9s %7s %7s  %s\n", "case", "mode", "path", "ms", "K/V MiB", "GB/s", "% read", "shape")
 	}
@@ -181,6 +182,9 @@ func openDevice(name string) (runtime.Device, error) {
 }
 
 // runAttentionCase times one case in each mode, the modes taking turns.
+// minSample is the shortest timed sample of an attention case.
+const minSample = 5 * time.Millisecond
+
 func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes []ops.SplitMode, reps int) ([]attentionResult, error) {
 	rt, err := runtime.New(dev, runtime.Options{})
 	if err != nil {
@@ -228,15 +232,33 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 		return nil, err
 	}
 	paths := make([]string, len(modes))
+	eval := func(i int) error {
+		if err := rt.Eval(ops.PagedAttention(q, kc, vc, meta, ops.AttentionOptions{Split: modes[i]})); err != nil {
+			return err
+		}
+		paths[i] = "single"
+		if rt.LastStats().Counters["paged_attention.split"] > 0 {
+			paths[i] = "split"
+		}
+		return nil
+	}
+	// Each timed sample is enough Evals to last about minSample: one Eval of
+	// a small case is tens of microseconds, within the scheduler's noise.
+	if err := eval(0); err != nil { // warm-up
+		return nil, err
+	}
+	start := time.Now()
+	if err := eval(0); err != nil {
+		return nil, err
+	}
+	iters := int(min(max(minSample/max(time.Since(start), time.Microsecond), 1), 1000))
 	fns := make([]func() error, len(modes))
-	for i, mode := range modes {
+	for i := range modes {
 		fns[i] = func() error {
-			if err := rt.Eval(ops.PagedAttention(q, kc, vc, meta, ops.AttentionOptions{Split: mode})); err != nil {
-				return err
-			}
-			paths[i] = "single"
-			if rt.LastStats().Counters["paged_attention.split"] > 0 {
-				paths[i] = "split"
+			for range iters {
+				if err := eval(i); err != nil {
+					return err
+				}
 			}
 			return nil
 		}
@@ -247,6 +269,8 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 	}
 	out := make([]attentionResult, len(modes))
 	for i, mode := range modes {
+		ts[i].Median /= time.Duration(iters)
+		ts[i].Best /= time.Duration(iters)
 		t := ts[i].Median
 		out[i] = attentionResult{Case: c.name, Mode: mode.String(), Path: paths[i], MS: ms(t), KVBytes: c.kvBytes(dt),
 			GBps: float64(c.kvBytes(dt)) / t.Seconds() / 1e9, best: ms(ts[i].Best)}
@@ -282,7 +306,7 @@ func randomFloats(dt graph.DType, n int, seed uint64) []byte {
 // prints which path SplitAuto takes.
 func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
 	caps := dev.Caps()
-	fmt.Printf("split-KV gate on %s (%d cores), %s, decode of B sequences over 8192 keys, 8 query heads, median of %d Evals\n", caps.Device, caps.Cores, dt, reps)
+	fmt.Printf("split-KV gate on %s (%d cores), %s, decode of B sequences over 8192 keys, 8 query heads, per Eval: median of %d samples of at least 5 ms\n", caps.Device, caps.Cores, dt, reps)
 	if g := caps.SplitKV; g.GroupsPerCore == 0 {
 		fmt.Println("SplitAuto splits whenever there are two partitions or more (Caps.SplitKV)")
 	} else {
