@@ -35,18 +35,44 @@ func MeasureBandwidth(size, workers, reps int) Bandwidth {
 	tc := best(func() {
 		Parallel(workers, size, 1<<20, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 	})
-	words := view[uint64](src)
-	sums := make([]uint64, workers*8)
-	tr := best(func() {
-		per := (len(words) + workers - 1) / workers
-		Parallel(workers, len(words), per, func(lo, hi int) {
-			sums[lo/per*8] = sumWords(words[lo:hi])
-		})
-	})
+	rp := &ReadProbe{words: view[uint64](src), sums: make([]uint64, workers*8), workers: workers}
+	tr := best(rp.read)
 	return Bandwidth{
 		Copy: 2 * float64(size) / tc.Seconds() / 1e9,
 		Read: float64(size) / tr.Seconds() / 1e9,
 	}
+}
+
+// ReadProbe measures the read bandwidth over one buffer again and again,
+// for figures taken in turns with the work they limit.
+type ReadProbe struct {
+	words   []uint64
+	sums    []uint64
+	workers int
+}
+
+// NewReadProbe allocates and faults in a buffer of size bytes (far larger
+// than the caches) to be read by the given number of goroutines.
+func NewReadProbe(size, workers int) *ReadProbe {
+	words := make([]uint64, max(size/8, 1))
+	for i := range words {
+		words[i] = uint64(i)
+	}
+	return &ReadProbe{words: words, sums: make([]uint64, max(workers, 1)*8), workers: max(workers, 1)}
+}
+
+// Read reads the buffer once and returns the bandwidth, in GB/s.
+func (p *ReadProbe) Read() float64 {
+	start := time.Now()
+	p.read()
+	return float64(8*len(p.words)) / time.Since(start).Seconds() / 1e9
+}
+
+func (p *ReadProbe) read() {
+	per := (len(p.words) + p.workers - 1) / p.workers
+	Parallel(p.workers, len(p.words), per, func(lo, hi int) {
+		p.sums[lo/per*8] = sumWords(p.words[lo:hi])
+	})
 }
 
 // sumWords reads every word; the sum keeps the loop from being removed.
