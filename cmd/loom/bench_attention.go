@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,18 +122,31 @@ func benchAttention(args []string) error {
 	if err != nil {
 		return err
 	}
+	// On the CPU each case also reads a 256 MiB buffer in turns with its
+	// samples, and its "% read" is against the median of those reads: on a
+	// shared machine the figure taken at the start drifts.
+	var probe *cpu.ReadProbe
+	if *device == "cpu" {
+		probe = cpu.NewReadProbe(256<<20, goruntime.GOMAXPROCS(0))
+	}
 	if !*asJSON {
 		fmt.Printf("paged attention on %s (%d cores), %s, per Eval: median (best) of %d samples of at least 5 ms; limit: memory bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 			*device, dev.Caps().Cores, dt, *reps, bw.Read, bw.Copy)
+		if probe != nil {
+			fmt.Printf("%% read: against the read bandwidth measured in turns with each case's samples\n")
+		}
 		fmt.Printf("%-22s %-6s %-6s %20s %9s %7s %7s  %s\n", "case", "mode", "path", "ms", "K/V MiB", "GB/s", "% read", "shape")
 	}
 	for _, c := range attentionSuite {
 		if !strings.Contains(c.name, *only) {
 			continue
 		}
-		res, err := runAttentionCase(dev, c, dt, modes, *reps)
+		res, read, err := runAttentionCase(dev, c, dt, modes, *reps, probe)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		if read == 0 {
+			read = bw.Read
 		}
 		for _, r := range res {
 			if *asJSON {
@@ -144,11 +158,15 @@ func benchAttention(args []string) error {
 				continue
 			}
 			fmt.Printf("%-22s %-6s %-6s %9.3f (%8.3f) %9.1f %7.1f %6.0f%%  %s\n",
-				r.Case, r.Mode, r.Path, r.MS, r.best, float64(r.KVBytes)/(1<<20), r.GBps, 100*r.GBps/bw.Read, c.describe())
+				r.Case, r.Mode, r.Path, r.MS, r.best, float64(r.KVBytes)/(1<<20), r.GBps, 100*r.GBps/read, c.describe())
 		}
 		if !*asJSON && len(res) == 3 {
 			best := min(res[1].MS, res[2].MS)
-			fmt.Printf("%-22s auto takes %.2f× the time of the best forced mode\n", "", res[0].MS/best)
+			fmt.Printf("%-22s auto takes %.2f× the time of the best forced mode", "", res[0].MS/best)
+			if probe != nil {
+				fmt.Printf("; read in turns %.1f GB/s", read)
+			}
+			fmt.Println()
 		}
 	}
 	return nil
@@ -185,10 +203,13 @@ func openDevice(name string) (runtime.Device, error) {
 // minSample is the shortest timed sample of an attention case.
 const minSample = 5 * time.Millisecond
 
-func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes []ops.SplitMode, reps int) ([]attentionResult, error) {
+// runAttentionCase times the case in each mode, in turns, and with probe
+// (if not nil) a read of memory in turns with them, whose median it also
+// returns.
+func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes []ops.SplitMode, reps int, probe *cpu.ReadProbe) ([]attentionResult, float64, error) {
 	rt, err := runtime.New(dev, runtime.Options{})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer goruntime.GC() // the caches of the long cases are gigabytes
 	defer rt.Close()
@@ -225,11 +246,11 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 	kc := graph.FromBytes(dt, randomFloats(dt, graph.NumElements(shape), r.Uint64()), shape...)
 	vc := graph.FromBytes(dt, randomFloats(dt, graph.NumElements(shape), r.Uint64()), shape...)
 	if err := rt.Eval(kc, vc, meta.BlockTables, meta.SeqLens, meta.CuSeqlensQ); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	q, err := loombench.Operand(rt, dt, r.Uint64(), tq, c.heads, c.headSize)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	paths := make([]string, len(modes))
 	eval := func(i int) error {
@@ -245,11 +266,11 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 	// Each timed sample is enough Evals to last about minSample: one Eval of
 	// a small case is tens of microseconds, within the scheduler's noise.
 	if err := eval(0); err != nil { // warm-up
-		return nil, err
+		return nil, 0, err
 	}
 	start := time.Now()
 	if err := eval(0); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	iters := int(min(max(minSample/max(time.Since(start), time.Microsecond), 1), 1000))
 	fns := make([]func() error, len(modes))
@@ -263,9 +284,21 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 			return nil
 		}
 	}
+	var reads []float64
+	if probe != nil {
+		fns = append(fns, func() error {
+			reads = append(reads, probe.Read())
+			return nil
+		})
+	}
 	ts, err := loombench.Interleaved(reps, fns...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	read := 0.0
+	if len(reads) > 0 {
+		slices.Sort(reads)
+		read = reads[len(reads)/2]
 	}
 	out := make([]attentionResult, len(modes))
 	for i, mode := range modes {
@@ -275,7 +308,7 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 		out[i] = attentionResult{Case: c.name, Mode: mode.String(), Path: paths[i], MS: ms(t), KVBytes: c.kvBytes(dt),
 			GBps: float64(c.kvBytes(dt)) / t.Seconds() / 1e9, best: ms(ts[i].Best)}
 	}
-	return out, nil
+	return out, read, nil
 }
 
 // randomFloats returns n random values of dt in ±[1/16, 1/2], as bytes,
@@ -318,7 +351,7 @@ func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
 		for _, b := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16} {
 			c := decodeCase(fmt.Sprintf("gate-%d-%d", kvh, b), b, 8192, 8, 128)
 			c.kvHeads = kvh
-			res, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps)
+			res, _, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps, nil)
 			if err != nil {
 				return err
 			}
