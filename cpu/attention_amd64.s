@@ -226,6 +226,13 @@ lbl: \
 	CMPQ DI, R8; \
 	JB   lbl
 
+// OUT2LOAD and OUT4LOAD load 16 and 32 output elements from row (a pointer
+// register) at element AX into registers; the STORE macros write them back.
+#define OUT2LOAD(row, a, b) VMOVUPS (row)(AX*4), a; VMOVUPS 32(row)(AX*4), b
+#define OUT4LOAD(row, a, b, c, d) OUT2LOAD(row, a, b); VMOVUPS 64(row)(AX*4), c; VMOVUPS 96(row)(AX*4), d
+#define OUT2STORE(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 32(row)(AX*4)
+#define OUT4STORE(row, a, b, c, d) OUT2STORE(row, a, b); VMOVUPS c, 64(row)(AX*4); VMOVUPS d, 96(row)(AX*4)
+
 // func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group int)
 //
 // o row r += Σ_j p[r·bs + j] · (key j, KV head r/group), for j < n. Each
@@ -258,39 +265,23 @@ apair32: \
 	LEAQ 32(AX), SI; \
 	CMPQ SI, DX; \
 	JA   apair16; \
-	VMOVUPS (R11)(AX*4), Y0; \
-	VMOVUPS 32(R11)(AX*4), Y1; \
-	VMOVUPS 64(R11)(AX*4), Y2; \
-	VMOVUPS 96(R11)(AX*4), Y3; \
-	VMOVUPS (CX)(AX*4), Y4; \
-	VMOVUPS 32(CX)(AX*4), Y5; \
-	VMOVUPS 64(CX)(AX*4), Y6; \
-	VMOVUPS 96(CX)(AX*4), Y7; \
+	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
+	OUT4LOAD(CX, Y4, Y5, Y6, Y7); \
 	LEAQ (R10)(AX*ES), SI; \
 	AXPYKEYS2_32(LOAD, ES, apair32key); \
-	VMOVUPS Y0, (R11)(AX*4); \
-	VMOVUPS Y1, 32(R11)(AX*4); \
-	VMOVUPS Y2, 64(R11)(AX*4); \
-	VMOVUPS Y3, 96(R11)(AX*4); \
-	VMOVUPS Y4, (CX)(AX*4); \
-	VMOVUPS Y5, 32(CX)(AX*4); \
-	VMOVUPS Y6, 64(CX)(AX*4); \
-	VMOVUPS Y7, 96(CX)(AX*4); \
+	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
+	OUT4STORE(CX, Y4, Y5, Y6, Y7); \
 	ADDQ $32, AX; \
 	JMP  apair32; \
 apair16: \
 	CMPQ AX, DX; \
 	JAE  apairdone; \
-	VMOVUPS (R11)(AX*4), Y0; \
-	VMOVUPS 32(R11)(AX*4), Y1; \
-	VMOVUPS (CX)(AX*4), Y4; \
-	VMOVUPS 32(CX)(AX*4), Y5; \
+	OUT2LOAD(R11, Y0, Y1); \
+	OUT2LOAD(CX, Y4, Y5); \
 	LEAQ (R10)(AX*ES), SI; \
 	AXPYKEYS2_16(LOAD, ES, apair16key); \
-	VMOVUPS Y0, (R11)(AX*4); \
-	VMOVUPS Y1, 32(R11)(AX*4); \
-	VMOVUPS Y4, (CX)(AX*4); \
-	VMOVUPS Y5, 32(CX)(AX*4); \
+	OUT2STORE(R11, Y0, Y1); \
+	OUT2STORE(CX, Y4, Y5); \
 	ADDQ $16, AX; \
 	JMP  apair16; \
 apairdone: \
@@ -306,27 +297,19 @@ asingle32: \
 	LEAQ 32(AX), SI; \
 	CMPQ SI, DX; \
 	JA   asingle16; \
-	VMOVUPS (R11)(AX*4), Y0; \
-	VMOVUPS 32(R11)(AX*4), Y1; \
-	VMOVUPS 64(R11)(AX*4), Y2; \
-	VMOVUPS 96(R11)(AX*4), Y3; \
+	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
 	LEAQ (R10)(AX*ES), SI; \
 	AXPYKEYS1_32(LOAD, ES, asingle32key); \
-	VMOVUPS Y0, (R11)(AX*4); \
-	VMOVUPS Y1, 32(R11)(AX*4); \
-	VMOVUPS Y2, 64(R11)(AX*4); \
-	VMOVUPS Y3, 96(R11)(AX*4); \
+	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
 	ADDQ $32, AX; \
 	JMP  asingle32; \
 asingle16: \
 	CMPQ AX, DX; \
 	JAE  asingledone; \
-	VMOVUPS (R11)(AX*4), Y0; \
-	VMOVUPS 32(R11)(AX*4), Y1; \
+	OUT2LOAD(R11, Y0, Y1); \
 	LEAQ (R10)(AX*ES), SI; \
 	AXPYKEYS1_16(LOAD, ES, asingle16key); \
-	VMOVUPS Y0, (R11)(AX*4); \
-	VMOVUPS Y1, 32(R11)(AX*4); \
+	OUT2STORE(R11, Y0, Y1); \
 	ADDQ $16, AX; \
 	JMP  asingle16; \
 asingledone: \
