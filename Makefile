@@ -18,8 +18,11 @@ msl-deps:
 vet:
 	$(GO) vet ./...
 
+# The race detector slows the reliability run to 300 steps; the full
+# 10,000, with its check that device memory stays flat, runs without it.
 test-go:
 	$(GO) test -race -timeout 20m ./...
+	$(GO) test -run '^TestManyDecodeSteps$$' ./model
 
 # The darwin/arm64 build of every package, its vet, and a compiled (not run)
 # test binary for every package.

@@ -15,10 +15,14 @@ import (
 // random lengths, finish and are freed. Every so often a golden prompt
 // joins the batch and must produce its golden tokens whatever runs beside
 // it. Device memory must stay flat and every block must be accounted for.
+//
+// Under the race detector the run is too short for the pool to reach its
+// plateau (it still meets new shapes after a few hundred steps), so memory
+// is checked only by the full run, which `make test` runs without -race.
 func TestManyDecodeSteps(t *testing.T) {
-	steps := 10000
+	steps, checkMemory := 10000, true
 	if raceEnabled {
-		steps = 300
+		steps, checkMemory = 300, false
 	}
 	g := loadGolden(t)
 	golden := g.Cases[1] // "copyright": a wide margin at every step
@@ -98,7 +102,7 @@ func TestManyDecodeSteps(t *testing.T) {
 		if step == steps/2 {
 			heldAfterWarmup, _ = tg.RT.MemoryInUse()
 		}
-		if step > steps/2 && step%100 == 0 {
+		if checkMemory && step > steps/2 && step%100 == 0 {
 			if held, _ := tg.RT.MemoryInUse(); held > heldAfterWarmup+heldAfterWarmup/100 {
 				t.Fatalf("step %d: device memory grew from %d to %d bytes", step, heldAfterWarmup, held)
 			}
