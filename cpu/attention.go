@@ -59,84 +59,13 @@ const unitsPerWorker = 4
 // attnLog2E converts natural-log units to log2 units.
 const attnLog2E = math.Log2E
 
-// floatRows views a buffer of one of the attention dtypes for loading and
-// storing rows of float32s.
-type floatRows struct {
-	dt  graph.DType
-	f32 []float32
-	u16 []uint16
-}
-
-func newFloatRows(dt graph.DType, b []byte) floatRows {
-	if dt == graph.Float32 {
-		return floatRows{dt: dt, f32: view[float32](b)}
-	}
-	return floatRows{dt: dt, u16: view[uint16](b)}
-}
-
-// load returns the len(dst) elements at off as float32s: the buffer itself
-// for float32, else converted into dst.
-func (r floatRows) load(dst []float32, off int) []float32 {
-	n := len(dst)
-	switch r.dt {
-	case graph.Float32:
-		return r.f32[off : off+n : off+n]
-	case graph.Float16:
-		vec.F16ToF32(dst, r.u16[off:off+n])
-	default:
-		vec.BF16ToF32(dst, r.u16[off:off+n])
-	}
-	return dst
-}
-
-// len is the number of elements.
-func (r floatRows) len() int { return max(len(r.f32), len(r.u16)) }
-
-// dot returns x·row, the row being the len(x) elements at off.
-func (r floatRows) dot(x []float32, off int) float32 {
-	n := len(x)
-	switch r.dt {
-	case graph.Float32:
-		return vec.DotF32(x, r.f32[off:off+n])
-	case graph.Float16:
-		return vec.DotF16(r.u16[off:off+n], x)
-	default:
-		return vec.DotBF16(r.u16[off:off+n], x)
-	}
-}
-
-// axpy adds alpha·row to y, the row being the len(y) elements at off.
-func (r floatRows) axpy(y []float32, alpha float32, off int) {
-	n := len(y)
-	switch r.dt {
-	case graph.Float32:
-		vec.AxpyF32(y, alpha, r.f32[off:off+n])
-	case graph.Float16:
-		vec.AxpyF16(y, alpha, r.u16[off:off+n])
-	default:
-		vec.AxpyBF16(y, alpha, r.u16[off:off+n])
-	}
-}
-
-// store writes src at off, rounding to nearest even for float16/bfloat16.
-func (r floatRows) store(off int, src []float32) {
-	switch r.dt {
-	case graph.Float32:
-		copy(r.f32[off:off+len(src)], src)
-	case graph.Float16:
-		vec.F32ToF16(r.u16[off:off+len(src)], src)
-	default:
-		vec.F32ToBF16(r.u16[off:off+len(src)], src)
-	}
-}
-
 // attention is one attention dispatch: its params and views of its buffers.
 type attention struct {
 	p                    *primitives.PagedAttentionParams
 	hs, bs, heads, kvh   int
 	group                int // query heads per KV head
 	parts                int // partitions per row in the split scratch
-	q, k, v, out, tmpOut floatRows
+	q, k, v, out, tmpOut floats
 	tables, seqLens, cu  []int32
 	sinks                []float32 // nil without sinks
 	maxLogits, expSums   []float32 // the split path's partition statistics
@@ -316,7 +245,7 @@ func (a *attention) attend(u attnUnit, w *attnRows) {
 		w.lo[i], w.hi[i] = a.keyRange(u.seq, u.t0+i)
 		for r := i * rowsPerToken; r < (i+1)*rowsPerToken; r++ {
 			q := w.q[r*hs : (r+1)*hs]
-			copy(q, a.q.load(q, ((u.t0+i)*a.heads+u.g0*g+r%rowsPerToken)*hs))
+			a.q.load(q, ((u.t0+i)*a.heads+u.g0*g+r%rowsPerToken)*hs)
 			vec.ScaleF32(q, a.qScale)
 		}
 	}
@@ -416,7 +345,7 @@ func (a *attention) fold(w *attnRows, r int, s []float32) {
 // stride apart, heads hs apart: the cache itself if it is float32, else the
 // rows widened into buf in memory order, one run when the heads are all of
 // a token's.
-func (a *attention) stage(c floatRows, buf []float32, slot0, j0, j1, g0, g1 int) (rows []float32, off, stride int) {
+func (a *attention) stage(c floats, buf []float32, slot0, j0, j1, g0, g1 int) (rows []float32, off, stride int) {
 	hs, kvh := a.hs, a.kvh
 	if c.dt == graph.Float32 {
 		return c.f32, ((slot0+j0)*kvh + g0) * hs, kvh * hs
@@ -470,7 +399,7 @@ func blockValues(o, p, rows []float32, off, stride int) {
 // scores for a token's query heads. The assembly also prefetches the same
 // rows of v, the values tokenAxpys takes next, and unless ahead is 0 the K
 // and V rows ahead elements on (the next block's).
-func tokenDots(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group, ahead int) {
+func tokenDots(s []float32, bs int, q []float32, k, v floats, off, kstride, n, hs, group, ahead int) {
 	rows := len(q) / hs
 	checkTokenRows(len(s), bs, rows, len(q), min(k.len(), v.len())-off, kstride, n, hs, group)
 	if tokenDotsAsm(s, bs, q, k, v, off, kstride, n, hs, group, ahead) {
@@ -487,7 +416,7 @@ func tokenDots(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n
 // for the len(o)/hs rows of hs elements of o and the n keys of v from off,
 // as tokenDots: one block's weighted values for a token's query heads,
 // summed over the keys in order.
-func tokenAxpys(o, p []float32, bs int, v floatRows, off, vstride, n, hs, group int) {
+func tokenAxpys(o, p []float32, bs int, v floats, off, vstride, n, hs, group int) {
 	rows := len(o) / hs
 	checkTokenRows(len(p), bs, rows, len(o), v.len()-off, vstride, n, hs, group)
 	if tokenAxpysAsm(o, p, bs, v, off, vstride, n, hs, group) {
@@ -636,7 +565,7 @@ func pagedAttentionKernel(dt graph.DType, hs, bs int, sinks bool) Kernel {
 			a.sinks = c.F32(n)
 			n++
 		}
-		a.out = newFloatRows(dt, c.Args[n].Bytes)
+		a.out = newFloats(dt, c.Args[n].Bytes)
 		if err := a.checkMeta(true); err != nil {
 			return err
 		}
@@ -655,7 +584,7 @@ func pagedAttentionPartitionKernel(dt graph.DType, hs, bs int) Kernel {
 		}
 		a.bindMeta(c, dt)
 		a.maxLogits, a.expSums = c.F32(6), c.F32(7)
-		a.tmpOut = newFloatRows(dt, c.Args[8].Bytes)
+		a.tmpOut = newFloats(dt, c.Args[8].Bytes)
 		if err := a.checkMeta(true); err != nil {
 			return err
 		}
@@ -664,9 +593,9 @@ func pagedAttentionPartitionKernel(dt graph.DType, hs, bs int) Kernel {
 }
 
 func (a *attention) bindMeta(c *Call, dt graph.DType) {
-	a.q = newFloatRows(dt, c.Args[0].Bytes)
-	a.k = newFloatRows(dt, c.Args[1].Bytes)
-	a.v = newFloatRows(dt, c.Args[2].Bytes)
+	a.q = newFloats(dt, c.Args[0].Bytes)
+	a.k = newFloats(dt, c.Args[1].Bytes)
+	a.v = newFloats(dt, c.Args[2].Bytes)
 	a.tables, a.seqLens, a.cu = c.I32(3), c.I32(4), c.I32(5)
 }
 
@@ -682,7 +611,7 @@ func pagedAttentionReduceKernel(dt graph.DType, hs int, sinks bool) Kernel {
 		}
 		a := &attention{p: p, hs: hs, bs: int(p.BlockSize), heads: int(p.NumHeads), parts: int(p.NumPartitions),
 			window: int(p.SlidingWindow), partLen: int(p.PartitionSize)}
-		a.tmpOut = newFloatRows(dt, c.Args[0].Bytes)
+		a.tmpOut = newFloats(dt, c.Args[0].Bytes)
 		a.maxLogits, a.expSums = c.F32(1), c.F32(2)
 		a.seqLens, a.cu = c.I32(3), c.I32(4)
 		n := 5
@@ -690,7 +619,7 @@ func pagedAttentionReduceKernel(dt graph.DType, hs int, sinks bool) Kernel {
 			a.sinks = c.F32(n)
 			n++
 		}
-		a.out = newFloatRows(dt, c.Args[n].Bytes)
+		a.out = newFloats(dt, c.Args[n].Bytes)
 		if err := a.checkMeta(false); err != nil {
 			return err
 		}
@@ -724,7 +653,7 @@ func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 		return
 	case pHi-pLo == 1 && a.sinks == nil:
 		// One partition is the answer already: copy it exactly.
-		a.out.store(out, a.tmpOut.load(row, (base+pLo)*hs))
+		a.out.store(out, a.tmpOut.row(row, (base+pLo)*hs))
 		return
 	}
 	top := float32(math.Inf(-1))
@@ -739,7 +668,7 @@ func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 	for p := pLo; p < pHi; p++ {
 		wt := a.expSums[base+p] * attnExp2(a.maxLogits[base+p]-top)
 		sum += wt
-		vec.AxpyF32(acc, wt, a.tmpOut.load(row, (base+p)*hs))
+		vec.AxpyF32(acc, wt, a.tmpOut.row(row, (base+p)*hs))
 	}
 	if a.sinks != nil {
 		sum += attnExp2(a.sinks[h]*attnLog2E - top)

@@ -70,7 +70,7 @@ func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, grou
 // off (prefetching v's, and the rows ahead), if the vec package runs its
 // assembly and the rows suit it (hs a multiple of 16), and reports whether
 // it did.
-func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride, n, hs, group, ahead int) bool {
+func tokenDotsAsm(s []float32, bs int, q []float32, k, v floats, off, kstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
@@ -86,7 +86,7 @@ func tokenDotsAsm(s []float32, bs int, q []float32, k, v floatRows, off, kstride
 }
 
 // tokenAxpysAsm is tokenDotsAsm for the token axpys.
-func tokenAxpysAsm(o, p []float32, bs int, v floatRows, off, vstride, n, hs, group int) bool {
+func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}

@@ -199,7 +199,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 					elems := off + (n-1)*kstride + c.heads*hs
 					raw := make([]byte, elems*dt.Size())
 					graph.PutFloat32s(dt, raw, rnd(elems))
-					k, kv := newFloatRows(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
+					k, kv := newFloats(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
 					const guard = 64
 					sbuf := make([]float32, (rows-1)*bs+n+guard)
 					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, k, off, kstride, n, hs, c.group, 0)

@@ -22,72 +22,13 @@ func init() {
 	}
 }
 
-// matrices is a matmul argument: float32 elements, or 16-bit storage of
-// float16 or bfloat16, loaded as float32 and rounded to nearest even on
-// store.
-type matrices struct {
-	dt  graph.DType
-	f32 []float32
-	u16 []uint16
-}
-
-func newMatrices(dt graph.DType, b []byte) matrices {
-	if dt == graph.Float32 {
-		return matrices{dt: dt, f32: view[float32](b)}
-	}
-	return matrices{dt: dt, u16: view[uint16](b)}
-}
-
-func (m matrices) len() int {
-	if m.dt == graph.Float32 {
-		return len(m.f32)
-	}
-	return len(m.u16)
-}
-
-// load widens elements [off, off+len(dst)) into dst.
-func (m matrices) load(dst []float32, off int) {
-	switch m.dt {
-	case graph.Float32:
-		copy(dst, m.f32[off:off+len(dst)])
-	case graph.BFloat16:
-		vec.BF16ToF32(dst, m.u16[off:off+len(dst)])
-	default:
-		vec.F16ToF32(dst, m.u16[off:off+len(dst)])
-	}
-}
-
-// store rounds src into elements [off, off+len(src)).
-func (m matrices) store(off int, src []float32) {
-	switch m.dt {
-	case graph.Float32:
-		copy(m.f32[off:off+len(src)], src)
-	case graph.BFloat16:
-		vec.F32ToBF16(m.u16[off:off+len(src)], src)
-	default:
-		vec.F32ToF16(m.u16[off:off+len(src)], src)
-	}
-}
-
-// set rounds v into element i.
-func (m matrices) set(i int, v float32) {
-	switch m.dt {
-	case graph.Float32:
-		m.f32[i] = v
-	case graph.BFloat16:
-		m.u16[i] = graph.F32ToBF16(v)
-	default:
-		m.u16[i] = graph.F32ToF16(v)
-	}
-}
-
 // matmulCall is a matmul dispatch's params and arguments, checked against
 // each other so that no params can make a kernel index outside a buffer.
 type matmulCall struct {
 	p         *primitives.MatMulParams
 	m, n, k   int
 	batch     int
-	a, b, out matrices
+	a, b, out floats
 	transA    bool
 	transB    bool
 }
@@ -96,7 +37,7 @@ func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
 	p := c.Params.(*primitives.MatMulParams)
 	mc := &matmulCall{
 		p: p, m: int(p.M), n: int(p.N), k: int(p.K), batch: int(p.Batch),
-		a: newMatrices(dt, c.Args[0].Bytes), b: newMatrices(dt, c.Args[1].Bytes), out: newMatrices(dt, c.Args[2].Bytes),
+		a: newFloats(dt, c.Args[0].Bytes), b: newFloats(dt, c.Args[1].Bytes), out: newFloats(dt, c.Args[2].Bytes),
 		transA: p.TransposeA != 0, transB: p.TransposeB != 0,
 	}
 	if p.BatchRank > primitives.MaxRank {
@@ -124,7 +65,7 @@ func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
 	m, n, k := float64(mc.m), float64(mc.n), float64(mc.k)
 	for _, x := range []struct {
 		name        string
-		m           matrices
+		m           floats
 		last, elems float64
 	}{
 		{"a", mc.a, lastA, m * k},

@@ -66,7 +66,7 @@ func axpyTilesF16(w []uint16, ldw int, x []float32, ldx int, k int, blocks int, 
 // The assembly prefetches the dotTileRows rows after the tile's (a
 // prefetch past the end of w is harmless: it never faults), pf bytes
 // further at each of its steps, pf spreading them over all the steps.
-func dotTileAVX2(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func dotTileAVX2(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	checkTile(dotTileShape, w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	body := k &^ 7
 	steps := max(blocks*body/8, 1)
@@ -87,7 +87,7 @@ func dotTileAVX2(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out
 // elements of k, block after block, each block's sums continuing from the
 // last's in out: the block's lines of weights stay in L1 while all the
 // strips and blocks of x rows pass over them.
-func axpyTileAVX2(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func axpyTileAVX2(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	checkTile(axpyTileShape, w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	if k == 0 {
 		clearTile(out, ldo, blocks*axpyXRows, axpyTileCols)

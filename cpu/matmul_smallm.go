@@ -58,7 +58,7 @@ const (
 // at x[i·ldx:]) over k elements, in the order described above, and stores
 // the output of x row i and the tile's column c at out[i·ldo + c]. The
 // tile's weights are at element wOff of w, their rows ldw apart.
-type smallMTile func(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int)
+type smallMTile func(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int)
 
 // tileShape is a micro-kernel's tile: cols output columns by xRows rows
 // of x, for weights stored [N, K] (transB) or [K, N].
@@ -157,7 +157,7 @@ func (mc *matmulCall) loadRows(x []float32, ldx, aOff int) {
 // elements for weights stored [N, K], K rows of width elements N apart for
 // [K, N]. A tile narrower than the shape's (the matrix's last) is copied
 // and padded with zeros, as the micro-kernels take whole tiles.
-func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w matrices, off, ld int) {
+func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w floats, off, ld int) {
 	k, n := mc.k, mc.n
 	off, ld, rows, cols := bOff+n0*k, k, width, k
 	if !s.transB {
@@ -167,7 +167,7 @@ func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w matrices, 
 		return mc.b, off, ld
 	}
 	fullRows, fullCols := s.weights(k)
-	p := newMatrices(mc.b.dt, make([]byte, fullRows*fullCols*mc.b.dt.Size()))
+	p := newFloats(mc.b.dt, make([]byte, fullRows*fullCols*mc.b.dt.Size()))
 	for r := range rows {
 		if p.dt == graph.Float32 {
 			copy(p.f32[r*fullCols:r*fullCols+cols], mc.b.f32[off+r*ld:])
@@ -180,7 +180,7 @@ func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w matrices, 
 
 // checkTile panics unless a tile's weights, x rows and outputs lie inside
 // w, x and out: the assembly trusts it, and smallM guarantees it.
-func checkTile(s tileShape, w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func checkTile(s tileShape, w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	rows, width := s.weights(k)
 	xrows := blocks * s.xRows
 	if k < 0 || blocks < 1 || wOff < 0 || ldw < width || ldx < k || ldo < s.cols ||
@@ -192,7 +192,7 @@ func checkTile(s tileShape, w matrices, wOff, ldw int, x []float32, ldx, k, bloc
 // dotTileGo is the dot micro-kernel in Go: the fallback without AVX2, and
 // the reference the assembly is tested against (which fuses each
 // multiply-add but adds in the same order).
-func dotTileGo(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func dotTileGo(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	checkTile(dotTileShape, w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	body := k &^ 7
 	rowp := getFloats(body)
@@ -222,7 +222,7 @@ func dotLanes8(a, b []float32) float32 {
 
 // addDotTail adds to each of a dot tile's outputs the products of its
 // last k%8 elements, summed in order.
-func addDotTail(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func addDotTail(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	body := k &^ 7
 	if body == k {
 		return
@@ -245,7 +245,7 @@ func addDotTail(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out 
 // axpyTileGo is the axpy micro-kernel in Go: the fallback without AVX2,
 // and the reference the assembly is tested against (which fuses each
 // multiply-add but adds in the same order).
-func axpyTileGo(w matrices, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
+func axpyTileGo(w floats, wOff, ldw int, x []float32, ldx, k, blocks int, out []float32, ldo int) {
 	checkTile(axpyTileShape, w, wOff, ldw, x, ldx, k, blocks, out, ldo)
 	xrows := blocks * axpyXRows
 	clearTile(out, ldo, xrows, axpyTileCols)

@@ -289,7 +289,7 @@ func TestSmallMTileAssemblyAgrees(t *testing.T) {
 						rows, width := s.weights(k)
 						ldw, ldx, wOff, ldo := width+5, k+3, 2*k+1, s.cols+3
 						wb := toBytes(dt, gen(r, wOff+rows*ldw))
-						w, wv := newMatrices(dt, wb), graph.DecodeFloat64s(dt, wb)
+						w, wv := newFloats(dt, wb), graph.DecodeFloat64s(dt, wb)
 						weight := func(c, p int) float64 { // W(c, p): output column c, element p
 							if s.transB {
 								return wv[wOff+c*ldw+p]
