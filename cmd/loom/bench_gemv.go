@@ -3,14 +3,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	goruntime "runtime"
 	"strings"
 	"time"
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
-	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -31,8 +29,7 @@ func benchGemv(args []string) error {
 	if err != nil {
 		return err
 	}
-	workers := goruntime.GOMAXPROCS(0)
-	rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+	rt, workers, err := cpuRuntime()
 	if err != nil {
 		return err
 	}
@@ -55,8 +52,9 @@ func benchGemv(args []string) error {
 		// each is compared.
 		bytes := float64(*n) * float64(*k) * float64(dt.Size())
 		var read float64
+		rp := cpu.NewReadProbe(max(int(bytes), 64<<20), workers)
 		probe := func() error {
-			read = max(read, cpu.MeasureBandwidth(max(int(bytes), 64<<20), workers, 1).Read)
+			read = max(read, rp.Read())
 			return nil
 		}
 		t, err := loombench.Interleaved(*reps, f, probe)

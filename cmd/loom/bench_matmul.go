@@ -3,11 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
-	goruntime "runtime"
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/internal/loombench"
-	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -27,8 +25,7 @@ func benchMatmul(args []string) error {
 	if err != nil {
 		return err
 	}
-	workers := goruntime.GOMAXPROCS(0)
-	rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+	rt, workers, err := cpuRuntime()
 	if err != nil {
 		return err
 	}

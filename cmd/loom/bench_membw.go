@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -60,4 +61,12 @@ func benchMembw(args []string) error {
 	fmt.Printf("  copy %.1f GB/s (bytes read + bytes written)\n", b.Copy)
 	fmt.Printf("  read %.1f GB/s\n", b.Read)
 	return nil
+}
+
+// cpuRuntime is a runtime on a CPU device with a worker per GOMAXPROCS, for
+// the CPU benchmarks, and that number of workers.
+func cpuRuntime() (*runtime.Runtime, int, error) {
+	workers := goruntime.GOMAXPROCS(0)
+	rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+	return rt, workers, err
 }

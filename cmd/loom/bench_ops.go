@@ -3,10 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
-	goruntime "runtime"
 	"time"
 
-	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/ops"
@@ -96,8 +94,7 @@ func benchOps(args []string) error {
 	if err != nil {
 		return err
 	}
-	workers := goruntime.GOMAXPROCS(0)
-	rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+	rt, workers, err := cpuRuntime()
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
-	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -57,8 +55,7 @@ func benchSmallM(args []string) error {
 		}
 		rowCounts = append(rowCounts, m)
 	}
-	workers := goruntime.GOMAXPROCS(0)
-	rt, err := runtime.New(cpu.New(cpu.Options{Workers: workers}), runtime.Options{})
+	rt, workers, err := cpuRuntime()
 	if err != nil {
 		return err
 	}
@@ -71,6 +68,7 @@ func benchSmallM(args []string) error {
 	for _, dt := range dts {
 		bytes := float64(*n) * float64(*k) * float64(dt.Size())
 		fmt.Printf("  %s, W %.1f MiB:\n", dt, bytes/(1<<20))
+		rp := cpu.NewReadProbe(max(int(bytes), 64<<20), workers)
 		x, err := loombench.Operand(rt, dt, 1, slices.Max(rowCounts), *k)
 		if err != nil {
 			return err
@@ -103,7 +101,7 @@ func benchSmallM(args []string) error {
 			}
 			var read, peak float64
 			probe := func() error {
-				read = max(read, cpu.MeasureBandwidth(max(int(bytes), 64<<20), workers, 1).Read)
+				read = max(read, rp.Read())
 				peak = max(peak, cpu.MeasureMatMulPeak(workers, 1))
 				return nil
 			}
