@@ -69,13 +69,12 @@ func (s *Sampler) Sample(logits []float32) (int, error) {
 		s.probs[i] = math.Exp((float64(v) - m) / s.opts.Temperature)
 		s.order[i] = i
 	}
-	slices.SortFunc(s.order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(s.probs[b], s.probs[a]), cmp.Compare(a, b))
-	})
 	keep := len(s.order)
 	if k := s.opts.TopK; k > 0 && k < keep {
 		keep = k
+		s.selectTop(keep)
 	}
+	slices.SortFunc(s.order[:keep], s.compare)
 	total := 0.0
 	for _, i := range s.order[:keep] {
 		total += s.probs[i]
@@ -98,4 +97,45 @@ func (s *Sampler) Sample(logits []float32) (int, error) {
 		}
 	}
 	return s.order[keep-1], nil // u within rounding of total
+}
+
+// compare orders token ids most likely first, ties by id.
+func (s *Sampler) compare(a, b int) int {
+	return cmp.Or(cmp.Compare(s.probs[b], s.probs[a]), cmp.Compare(a, b))
+}
+
+// selectTop moves the k tokens first in compare's order into s.order[:k],
+// in no particular order: a heap of the k best so far, whose root is the
+// worst of them. Sorting a whole vocabulary of 151,936 for top-k 40 took
+// 40 ms a token; this is one pass.
+func (s *Sampler) selectTop(k int) {
+	h := s.order[:k]
+	for i := k/2 - 1; i >= 0; i-- {
+		s.siftDown(h, i)
+	}
+	for _, id := range s.order[k:] {
+		if s.compare(id, h[0]) < 0 {
+			h[0] = id
+			s.siftDown(h, 0)
+		}
+	}
+}
+
+// siftDown restores the heap h (every parent after its children in
+// compare's order) below i.
+func (s *Sampler) siftDown(h []int, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && s.compare(h[c+1], h[c]) > 0 {
+			c++
+		}
+		if s.compare(h[c], h[i]) <= 0 {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }

@@ -1,7 +1,9 @@
 package model
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,21 +111,77 @@ func TestSamplerTopKTopP(t *testing.T) {
 func TestSamplerDeterministic(t *testing.T) {
 	logits := loomtest.Float32s(loomtest.Rand(5), 300, -4, 4)
 	o := SamplerOptions{Temperature: 0.9, TopK: 50, TopP: 0.95, Seed: 42}
-	a, b := draws(t, o, logits, 500), draws(t, o, logits, 500)
+	a, b := drawSequence(t, o, logits, 500), drawSequence(t, o, logits, 500)
 	o.Seed = 43
-	c := draws(t, o, logits, 500)
-	same := func(x, y []int) bool {
-		for i := range x {
-			if x[i] != y[i] {
-				return false
-			}
-		}
-		return true
-	}
-	if !same(a, b) {
+	c := drawSequence(t, o, logits, 500)
+	if !slices.Equal(a, b) {
 		t.Fatal("the same seed gave different draws")
 	}
-	if same(a, c) {
+	if slices.Equal(a, c) {
 		t.Fatal("different seeds gave the same 500 draws")
 	}
+}
+
+// drawSequence returns n tokens sampled from logits, in order.
+func drawSequence(t *testing.T, o SamplerOptions, logits []float32, n int) []int {
+	t.Helper()
+	s, err := NewSampler(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]int, n)
+	for i := range out {
+		if out[i], err = s.Sample(logits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestSamplerTopKSelection checks top-k against sorting the whole
+// vocabulary (top-k equal to the vocabulary size takes that path): the
+// same seed must give the same tokens, over logits with many ties.
+func TestSamplerTopKSelection(t *testing.T) {
+	r := loomtest.Rand(9)
+	logits := make([]float32, 2000)
+	for i := range logits {
+		logits[i] = float32(r.IntN(64)) / 8 // many equal logits
+	}
+	for _, k := range []int{1, 2, 7, 40, 1999} {
+		for _, p := range []float64{0, 0.5, 0.95} {
+			o := SamplerOptions{Temperature: 0.8, TopK: k, TopP: p, Seed: 7}
+			got := drawSequence(t, o, logits, 300)
+			want := referenceTopK(t, o, logits, 300)
+			if !slices.Equal(got, want) {
+				t.Fatalf("top-k %d top-p %v: draws %v, want %v (full sort)", k, p, got[:10], want[:10])
+			}
+		}
+	}
+}
+
+// referenceTopK samples as Sample does, with top-k taken from a full sort
+// of the vocabulary: the tokens outside it get logit −Inf (probability 0,
+// sorted last), and the rest is drawn with top-k off.
+func referenceTopK(t *testing.T, o SamplerOptions, logits []float32, n int) []int {
+	t.Helper()
+	best := slices.Max(logits)
+	probs := make([]float64, len(logits))
+	order := make([]int, len(logits))
+	for i, v := range logits {
+		probs[i] = math.Exp((float64(v) - float64(best)) / o.Temperature)
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(probs[b], probs[a]), cmp.Compare(a, b))
+	})
+	k := min(o.TopK, len(logits))
+	o.TopK = 0
+	kept := make([]float32, len(logits))
+	for i := range kept {
+		kept[i] = float32(math.Inf(-1))
+	}
+	for _, id := range order[:k] {
+		kept[id] = logits[id]
+	}
+	return drawSequence(t, o, kept, n)
 }
