@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"sync/atomic"
+
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -64,7 +66,8 @@ func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.
 		in[i] = a.Spec()
 	}
 	if _, err := prim.Outputs(in); err == nil && slotMapping.HostBytes() != nil {
-		if err := checkConstSlots(slotMapping, kCache.Shape()[0]*kCache.Shape()[1]); err != nil {
+		if err := lastSlots.check(constCheck{slotMapping, nil, nil, kCache.Shape()[0] * kCache.Shape()[1], 0, 0, 0},
+			func() error { return checkConstSlots(slotMapping, kCache.Shape()[0]*kCache.Shape()[1]) }); err != nil {
 			f := fail(pc, op, "%v", err)
 			return f, f
 		}
@@ -119,10 +122,38 @@ func PagedAttention(q, kCache, vCache *graph.Array, meta AttentionMeta, opts Att
 	if out.Err() != nil {
 		return out
 	}
-	if err := checkConstMeta(q, kCache, meta); err != nil {
+	key := constCheck{meta.BlockTables, meta.SeqLens, meta.CuSeqlensQ, q.Shape()[0], kCache.Shape()[0], kCache.Shape()[1], meta.MaxSeqLen}
+	if err := lastMeta.check(key, func() error { return checkConstMeta(q, kCache, meta) }); err != nil {
 		return fail(pc, prim.Name(), "%v", err)
 	}
 	return out
+}
+
+// constCheck identifies one check of constant metadata: the arrays (which
+// never change once built) and the sizes they were checked against.
+type constCheck struct {
+	a, b, c    *graph.Array
+	x, y, z, w int
+}
+
+// checkMemo remembers the last check that passed. A decode step passes the
+// same slot mapping and metadata to every layer's KVWrite and
+// PagedAttention: decoding and scanning them again in each of 28 layers
+// was host time on every step, for an answer already known.
+type checkMemo struct{ last atomic.Pointer[constCheck] }
+
+var lastSlots, lastMeta checkMemo
+
+// check runs fn unless key is the last check that passed.
+func (m *checkMemo) check(key constCheck, fn func() error) error {
+	if p := m.last.Load(); p != nil && *p == key {
+		return nil
+	}
+	if err := fn(); err != nil {
+		return err
+	}
+	m.last.Store(&key)
+	return nil
 }
 
 // checkConstMeta checks the metadata that are constants, each as far as
