@@ -21,7 +21,7 @@ func compileOptions(arch string) []string {
 	return []string{"--gpu-architecture=sm_" + arch, "--std=c++17"}
 }
 
-// version is NVRTC's version, major*1000 + minor*10 (CUDA's own encoding).
+// versionNumber is NVRTC's version, major*1000 + minor*10 (CUDA's own encoding).
 func (n *nvrtc) versionNumber() (int, error) {
 	var major, minor int32
 	if err := n.call(n.version, uintptr(unsafe.Pointer(&major)), uintptr(unsafe.Pointer(&minor))); err != nil {

@@ -153,7 +153,7 @@ func (d *Device) describe() error {
 		// Measured on an H200 (docs/BENCHMARKS.md): the split path won
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
-		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0, PerHead: true},
+		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
 	}
 	return nil
 }

@@ -321,7 +321,6 @@ func TestRuntimePipelining(t *testing.T) {
 	defer rt.Close()
 	const n = 1000
 	x := graph.FromFloat32s(make([]float32, n))
-	var pend []*runtime.Pending
 	waits := make(chan *runtime.Pending, 64)
 	done := make(chan error)
 	go func() {
@@ -339,7 +338,6 @@ func TestRuntimePipelining(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pend = append(pend, p)
 		waits <- p
 	}
 	close(waits)
@@ -410,18 +408,5 @@ func TestHalfConversionsMatchGo(t *testing.T) {
 		if got != want {
 			t.Fatalf("float32 of float16 %#04x: %#08x, want %#08x", i, got, want)
 		}
-	}
-}
-
-func BenchmarkCopyBandwidth(b *testing.B) {
-	d := device(b)
-	for b.Loop() {
-		bw, err := d.MeasureBandwidth(1<<30, 10)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(bw.Driver, "driver-GB/s")
-		b.ReportMetric(bw.Kernel, "kernel-GB/s")
-		b.ReportMetric(bw.Read, "read-GB/s")
 	}
 }

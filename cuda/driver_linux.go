@@ -23,12 +23,11 @@ type cfunc struct {
 
 // CUresult codes the device tells apart.
 const (
-	cudaSuccess     = 0
-	cudaNoDevice    = 100
-	cudaNotFound    = 500
-	cudaNotReady    = 600
-	nvrtcSuccess    = 0
-	nvrtcCompileErr = 6
+	cudaSuccess  = 0
+	cudaNoDevice = 100
+	cudaNotFound = 500
+	cudaNotReady = 600
+	nvrtcSuccess = 0
 )
 
 // Device attributes (CUdevice_attribute).

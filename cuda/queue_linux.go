@@ -153,9 +153,8 @@ type commandBuffer struct {
 	done   uintptr // CUevent recorded after the launches
 	status *statusBlock
 
-	mu       sync.Mutex
-	err      error
-	complete bool // the host has seen it complete
+	mu  sync.Mutex
+	err error
 }
 
 func (cb *commandBuffer) fail(err error) {
@@ -208,12 +207,14 @@ func (cb *commandBuffer) Commit() {
 		// Nothing was recorded that the host could wait for: the command
 		// buffer is complete, with its error.
 		cb.fail(err)
-		cb.mu.Lock()
-		cb.complete = true
-		cb.mu.Unlock()
-		for _, s := range cb.signals {
-			s.ev.set(s.value)
-		}
+		cb.signal()
+	}
+}
+
+// signal sets cb's events: the host has seen it complete.
+func (cb *commandBuffer) signal() {
+	for _, s := range cb.signals {
+		s.ev.set(s.value)
 	}
 }
 
@@ -362,18 +363,23 @@ func (q *queue) poll() {
 // retires it with the command buffers before it.
 func (q *queue) waitFor(cb *commandBuffer) {
 	d := q.dev
+	if d.closed.Load() {
+		return
+	}
 	done := make(chan struct{})
 	d.waits <- func() {
 		defer close(done)
-		cb.mu.Lock()
-		complete := cb.complete
-		cb.mu.Unlock()
-		if complete {
+		// cb.done belongs to q.mu: poll may retire cb, and give its event
+		// back for reuse, at any time.
+		q.mu.Lock()
+		ev := cb.done
+		q.mu.Unlock()
+		if ev == 0 { // retired already
 			return
 		}
 		// The CUevent may have been retired and reused meanwhile (by poll);
 		// then this waits for later work, which only delays the return.
-		err := d.drv.call(d.drv.eventSynchronize, cb.done)
+		err := d.drv.call(d.drv.eventSynchronize, ev)
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		for i, x := range q.inflight {
@@ -410,12 +416,7 @@ func (q *queue) retire(n int, err error) {
 			q.events = append(q.events, cb.done)
 			cb.done = 0
 		}
-		cb.mu.Lock()
-		cb.complete = true
-		cb.mu.Unlock()
-		for _, s := range cb.signals {
-			s.ev.set(s.value)
-		}
+		cb.signal()
 	}
 	q.inflight = q.inflight[n:]
 }

@@ -10,8 +10,8 @@ import (
 // SplitMode chooses between single-pass and split-KV paged attention.
 type SplitMode = primitives.SplitMode
 
-// The split modes. SplitAuto, the zero value, splits only when the device
-// would otherwise be under-occupied.
+// The split modes. SplitAuto, the zero value, splits as the device's gate
+// says (primitives.UseSplitKV).
 const (
 	SplitAuto   = primitives.SplitAuto
 	SplitNever  = primitives.SplitNever
@@ -46,9 +46,10 @@ type AttentionOptions struct {
 
 // KVWrite writes this step's keys and values k, v [T, kv_heads, head_size]
 // into the caches [num_blocks, block_size, kv_heads, head_size] at
-// slotMapping (int32 or int64 [T]) and returns the updated caches. The
-// update is in place: kCache and vCache are consumed and may not be used
-// again. A negative slot skips its token; a slot past the cache or used
+// slotMapping (int32 or int64 [T]) and returns the updated caches.
+// kCache and vCache are donated: they are consumed and may not be used
+// again, and the update is in place unless something else still holds
+// their buffers (then the runtime copies them first, as for ScatterRows). A negative slot skips its token; a slot past the cache or used
 // twice is an error (at build time when slotMapping is a constant).
 func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.Array) {
 	pc := graph.Caller(0)

@@ -138,8 +138,9 @@ func CheckSlots[S int32 | int64](slots []S, numSlots int) error {
 type SplitMode uint8
 
 const (
-	// SplitAuto splits when the device would otherwise be under-occupied
-	// (see UseSplitKV).
+	// SplitAuto splits as the device's gate says (Caps.SplitKV, see
+	// UseSplitKV): when the single pass would leave it under-occupied, or
+	// whenever there are partitions, on a device measured to gain always.
 	SplitAuto SplitMode = iota
 	// SplitNever always computes each row in a single pass over its keys.
 	SplitNever

@@ -79,8 +79,9 @@ type Caps struct {
 	GEMVMaxRows int
 }
 
-// SplitKVGate is a device's rule for SplitAuto, measured on the device
-// with `loom bench attention -gate`: split when the context spans two
+// SplitKVGate is a device's rule for SplitAuto, measured with `loom bench
+// attention -gate` where the device could be run (the CPU and CUDA; Metal's
+// is a reference rule, unmeasured): split when the context spans two
 // partitions or more and the single pass has fewer than
 // GroupsPerCore·Cores groups of work. A group is a query token, or with
 // PerHead a query token and KV head (a GPU runs one per threadgroup; the CPU

@@ -5,8 +5,8 @@
 // Every catalog kernel is an extern "C" __global__ function named like the
 // catalog entry, with the catalog's buffer arguments in order, then the
 // params struct by value (if the kernel has one), then `Status* status`.
-// The device checks names and argument counts against the catalog when it
-// opens; the package's tests check the parameter names too.
+// The device checks each launch's argument count and params type against
+// the catalog; the package's tests check the sources' parameters too.
 
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -183,9 +183,6 @@ template <typename T> __device__ __forceinline__ void store_f(T* p, u64 i, float
 #define LOG2E 1.4426950408889634f
 
 // ---- block-wide reductions ---------------------------------------------------
-
-// The largest block Loom launches.
-#define LOOM_MAX_THREADS 1024
 
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
