@@ -526,11 +526,14 @@ func (a *attention) run(c *Call, split bool) (err error) {
 				next.Store(int64(len(us))) // stop the others
 			}
 		}()
-		w := a.newAttnRows(tokens)
+		var w *attnRows // made once this worker has a unit
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= len(us) {
 				return
+			}
+			if w == nil {
+				w = a.newAttnRows(tokens)
 			}
 			a.attend(us[i], w)
 			if split {
@@ -540,14 +543,11 @@ func (a *attention) run(c *Call, split bool) (err error) {
 			}
 		}
 	}
-	// One worker loop per helper of the pool (a goroutine started here
-	// would queue behind the spinning helpers and start late).
+	// One worker loop per chunk of the pool (a goroutine started here would
+	// queue behind the spinning helpers and start late); the loops take the
+	// units, longest first, from next.
 	workers := min(c.Workers(), len(us))
-	c.Parallel(workers, 1, func(lo, hi int) {
-		for range hi - lo {
-			work()
-		}
-	})
+	c.Parallel(workers, 1, func(int, int) { work() })
 	return err
 }
 

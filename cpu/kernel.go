@@ -81,12 +81,8 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 // watching a counter, instead of parking: a decode step is hundreds of short
 // parallel dispatches back to back, and waking a parked thread for each
 // (tens of microseconds on a VM) cost more than the small ones take. A
-// helper that finds no work for a while parks until the next call.
-//
-// (The first pool handed each chunk to a helper through a channel; on a
-// 16-core host a decode step then spent much of its time in the channel,
-// the scheduler's lock and the wake-ups of helpers whose chunk the caller
-// had to wait for.)
+// helper that finds no work for a while parks until the next call. There
+// are as many helpers as the widest call has needed, up to GOMAXPROCS−1.
 func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -184,11 +180,11 @@ const (
 	clockPolls = 64
 )
 
-// add publishes j to the helpers, starting them the first time and waking
-// parked ones.
+// add publishes j to the helpers, starting more if j has more chunks than
+// there are helpers, and waking as many parked ones as it can use.
 func (p *helperPool) add(j *parJob) {
 	p.mu.Lock()
-	for p.started < goruntime.GOMAXPROCS(0)-1 || p.started == 0 {
+	for p.started < max(min(int(j.chunks), goruntime.GOMAXPROCS(0))-1, 1) {
 		p.started++
 		go p.loop()
 	}
@@ -198,8 +194,8 @@ func (p *helperPool) add(j *parJob) {
 	jobs = append(jobs, j)
 	p.jobs.Store(&jobs)
 	p.gen.Add(1)
-	if p.parked > 0 {
-		p.wake.Broadcast()
+	for range min(p.parked, int(j.chunks)-1) {
+		p.wake.Signal()
 	}
 	p.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/loomrt/loom/graph"
+	"unsafe"
 )
 
 // The small-M path of the GEMV kernel: products of a few rows of x[M, K]
@@ -119,8 +120,11 @@ func (mc *matmulCall) smallM(c *Call) {
 			x := xs[i*mp*ldx : (i+1)*mp*ldx]
 			cols := min(pieceCols, n-n0)
 			for t0 := 0; t0 < cols; t0 += shape.cols {
-				w, wOff, ldw := mc.weightTile(shape, bOff, n0+t0, min(shape.cols, cols-t0))
+				w, wOff, ldw, pad := mc.weightTile(shape, bOff, n0+t0, min(shape.cols, cols-t0))
 				tile(w, wOff, ldw, x, ldx, k, mp/shape.xRows, out[t0:], pieceCols)
+				if pad != nil {
+					putFloats(pad)
+				}
 			}
 			for ii := range m {
 				mc.out.store((i*m+ii)*n+n0, out[ii*pieceCols:ii*pieceCols+cols])
@@ -156,18 +160,23 @@ func (mc *matmulCall) loadRows(x []float32, ldx, aOff int) {
 // [n0, n0+width) lie, in b's matrix at element bOff: width rows of K
 // elements for weights stored [N, K], K rows of width elements N apart for
 // [K, N]. A tile narrower than the shape's (the matrix's last) is copied
-// and padded with zeros, as the micro-kernels take whole tiles.
-func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w floats, off, ld int) {
+// into pooled scratch, pad, and padded with zeros, as the micro-kernels take
+// whole tiles; the caller gives pad back with putFloats when done.
+func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w floats, off, ld int, pad *[]float32) {
 	k, n := mc.k, mc.n
 	off, ld, rows, cols := bOff+n0*k, k, width, k
 	if !s.transB {
 		off, ld, rows, cols = bOff+n0, n, k, width
 	}
 	if width == s.cols {
-		return mc.b, off, ld
+		return mc.b, off, ld, nil
 	}
 	fullRows, fullCols := s.weights(k)
-	p := newFloats(mc.b.dt, make([]byte, fullRows*fullCols*mc.b.dt.Size()))
+	size := fullRows * fullCols * mc.b.dt.Size()
+	pad = getFloats((size + 3) / 4)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(*pad))), size)
+	clear(b)
+	p := newFloats(mc.b.dt, b)
 	for r := range rows {
 		if p.dt == graph.Float32 {
 			copy(p.f32[r*fullCols:r*fullCols+cols], mc.b.f32[off+r*ld:])
@@ -175,7 +184,7 @@ func (mc *matmulCall) weightTile(s tileShape, bOff, n0, width int) (w floats, of
 			copy(p.u16[r*fullCols:r*fullCols+cols], mc.b.u16[off+r*ld:])
 		}
 	}
-	return p, 0, fullCols
+	return p, 0, fullCols, pad
 }
 
 // checkTile panics unless a tile's weights, x rows and outputs lie inside
