@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "widen_amd64.h"
 
 // Kernels of paged attention (see attention_amd64.go). The block kernels
 // (attnScoresF32, attnValuesF32) take float32 rows stride elements apart,
@@ -22,13 +23,8 @@
 // and the len(q)/hs query rows of one token, row r with KV head r/group.
 // hs is a positive multiple of 16. Query rows go two at a time (the last
 // one alone when group is odd), so each widened K or V chunk serves both.
-// One body per kernel, expanded for each cache dtype: LOAD widens eight
-// elements at an address into a register, ES is the element size and
-// LOGES its log2.
-
-#define LOADF32(addr, y) VMOVUPS addr, y
-#define LOADF16(addr, y) VCVTPH2PS addr, y
-#define LOADBF16(addr, y) VPMOVZXWD addr, y; VPSLLD $16, y, y
+// One body per kernel, expanded for each cache dtype: LOAD is one of the
+// WIDEN macros of widen_amd64.h, ES is the element size and LOGES its log2.
 
 // func attnTokenDots*(s []float32, bs int, q []float32, k, v []T, kstride, n, hs, group, ahead int)
 //
@@ -686,24 +682,24 @@ GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
 
 // func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-144
-	TOKENDOTS(LOADF32, 4, 2)
+	TOKENDOTS(WIDEN_F32, 4, 2)
 
 // func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-144
-	TOKENDOTS(LOADF16, 2, 1)
+	TOKENDOTS(WIDEN_F16, 2, 1)
 
 // func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-144
-	TOKENDOTS(LOADBF16, 2, 1)
+	TOKENDOTS(WIDEN_BF16, 2, 1)
 
 // func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
 TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-112
-	TOKENAXPYS(LOADF32, 4, 2)
+	TOKENAXPYS(WIDEN_F32, 4, 2)
 
 // func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
 TEXT ·attnTokenAxpysF16(SB), NOSPLIT, $0-112
-	TOKENAXPYS(LOADF16, 2, 1)
+	TOKENAXPYS(WIDEN_F16, 2, 1)
 
 // func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
 TEXT ·attnTokenAxpysBF16(SB), NOSPLIT, $0-112
-	TOKENAXPYS(LOADBF16, 2, 1)
+	TOKENAXPYS(WIDEN_BF16, 2, 1)

@@ -11,7 +11,7 @@ import (
 // int64 for int32 and int64, and in uint64 for uint32.
 //
 // Float kernels work on chunks of at most chunk elements: inputs are viewed
-// in place when they are contiguous float32s and converted into stack
+// in place when they are contiguous float32s and converted into scratch
 // buffers otherwise, so a kernel has one float32 loop per operation and no
 // per-element dtype switch.
 
@@ -19,9 +19,9 @@ import (
 const elemGrain = 1 << 14
 
 // chunk is the most elements a float kernel converts to float32 at a time.
-// The buffers come from the pool of scratch slices (getFloats): arrays on
-// the stack would escape to the heap anyway, because the vec conversions are
-// called through function values.
+// The buffers come from the pool of scratch slices (getFloats): runs hands
+// them to its kernels through a function value, so arrays on the stack
+// would escape to the heap, once per chunk.
 const chunk = 256
 
 // f32In returns the n elements of b (float dtype dt) that start at element i

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "widen_amd64.h"
 
 // The small-M micro-kernels (matmul_smallm.go), one per weight dtype for
 // each layout of the weights.
@@ -36,17 +37,6 @@
 #define LOAD_LDO MOVQ ldo+104(FP), CX
 #define LOAD_PF MOVQ pf+112(FP), R12
 #define LOAD_ACC MOVBLZX acc+112(FP), CX
-
-// Widening loads of eight weights at mem into a register of float32s.
-#define WIDEN_F32(mem, reg) \
-	VMOVUPS mem, reg
-
-#define WIDEN_BF16(mem, reg) \
-	VPMOVZXWD mem, reg \
-	VPSLLD    $16, reg, reg
-
-#define WIDEN_F16(mem, reg) \
-	VCVTPH2PS mem, reg
 
 // TILE_ROW multiplies weight row mem (widened by WIDEN) into accumulators
 // a0..a2.
