@@ -30,6 +30,9 @@ type StepResult struct {
 	Logits [][]float32 // per sequence of the step, the last token's logits
 	Stats  runtime.Stats
 	Time   time.Duration // building, evaluating and reading back the logits
+	// Sample is the time Generate took to sample the step's token (not in
+	// Time); zero from Step.
+	Sample time.Duration
 }
 
 // Step appends tokens[i] to sequence seqs[i] (a prompt or a part of one, or
@@ -111,7 +114,9 @@ func (e *Engine) Generate(id int, prompt []int32, o GenerateOptions) ([]int32, e
 		if err != nil {
 			return out, err
 		}
+		sampled := time.Now()
 		tok, err := o.Sampler.Sample(r.Logits[0])
+		r.Sample = time.Since(sampled)
 		if err != nil {
 			return out, err
 		}

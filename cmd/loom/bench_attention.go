@@ -199,7 +199,6 @@ func openDevice(name string) (runtime.Device, error) {
 	return nil, fmt.Errorf("-device %q: want cpu, cuda or metal", name)
 }
 
-// runAttentionCase times one case in each mode, the modes taking turns.
 // minSample is the shortest timed sample of an attention case.
 const minSample = 5 * time.Millisecond
 

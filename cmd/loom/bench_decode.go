@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
-	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/model"
 )
 
@@ -44,7 +44,7 @@ type decodeResult struct {
 	CommandBuffers    float64 `json:"command_buffers_per_step"`
 	HostWaits         float64 `json:"host_waits_per_step"`
 	SplitAttention    float64 `json:"split_attention_per_step"`
-	HostOverheadms    float64 `json:"host_overhead_ms"` // plan + encode + build and sampling, per step
+	HostOverheadms    float64 `json:"host_overhead_ms"` // plan, encode, graph build, logits read-back and sampling, per step
 	Hazards           int     `json:"hazards"`
 	CheckingDevice    bool    `json:"checking_device"`
 	SetupSeconds      float64 `json:"setup_s"`
@@ -103,7 +103,7 @@ func benchDecode(args []string) error {
 	seqs := make([]int, *batch)
 	counts := make([]int, *batch)
 	tokens := make([][]int32, *batch)
-	r := loomtest.Rand(3)
+	r := rand.New(rand.NewPCG(3, 3))
 	for i := range seqs {
 		seqs[i], counts[i] = i, *context
 		tokens[i] = []int32{int32(r.IntN(cfg.VocabSize))}
@@ -154,6 +154,7 @@ func benchDecode(args []string) error {
 		if err != nil {
 			return err
 		}
+		sampled := time.Now()
 		for j := range seqs {
 			tok, err := greedy.Sample(st.Logits[j])
 			if err != nil {
@@ -161,10 +162,11 @@ func benchDecode(args []string) error {
 			}
 			tokens[j][0] = int32(tok)
 		}
+		step := st.Time + time.Since(sampled)
 		if i < warmup {
 			continue
 		}
-		times = append(times, st.Time)
+		times = append(times, step)
 		if probe != nil {
 			reads = append(reads, probe.Read())
 		}
@@ -173,7 +175,7 @@ func benchDecode(args []string) error {
 		res.CommandBuffers += float64(s.CommandBuffers)
 		res.HostWaits += float64(s.HostWaits)
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
-		overhead += st.Time - s.Wait
+		overhead += step - s.Wait
 	}
 	logf("\r")
 	n := float64(*steps)
@@ -211,7 +213,7 @@ func benchDecode(args []string) error {
 		fmt.Printf("  read bandwidth in turns with the steps: median %.1f GB/s (%.1f–%.1f); the limit below uses it\n", res.ReadGBs, reads[0], reads[len(reads)-1])
 	}
 	fmt.Printf("  weight-read limit %.2f ms: TPOT is %.2f× the limit\n", res.WeightLimitms, res.TPOTms/res.WeightLimitms)
-	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (plan, encode, build, sampling)\n",
+	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (plan, encode, graph build, logits read-back, sampling)\n",
 		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention, res.HostOverheadms)
 	if *check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)

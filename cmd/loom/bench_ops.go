@@ -7,6 +7,7 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
+	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/runtime"
 )
@@ -27,7 +28,8 @@ type opCase struct {
 // decode step, on its row sizes (hidden 1024, MLP 3072, 16 heads of 128),
 // for a batch of rows tokens, and the softmax over its vocabulary.
 func decodeOps(rows int) []opCase {
-	const hidden, mlp, heads, head, vocab = 1024, 3072, 16, 128, 151936
+	c := model.Qwen3_0_6B
+	hidden, mlp, heads, head, vocab := c.HiddenSize, c.IntermediateSize, c.NumHeads, c.HeadDim, c.VocabSize
 	operand := loombench.Operand
 	return []opCase{
 		{fmt.Sprintf("rms_norm [%d,%d]", rows, hidden), 2*rows*hidden + hidden, func(rt *runtime.Runtime, dt graph.DType) (func() *graph.Array, error) {

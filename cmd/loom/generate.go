@@ -199,10 +199,11 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 		fmt.Println()
 		return
 	}
-	var sum time.Duration
+	var sum, sample time.Duration
 	var st runtime.Stats
 	for _, r := range dec {
-		sum += r.Time
+		sum += r.Time + r.Sample
+		sample += r.Sample
 		st.Dispatches += r.Stats.Dispatches
 		st.CommandBuffers += r.Stats.CommandBuffers
 		st.HostWaits += r.Stats.HostWaits
@@ -217,8 +218,8 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 	p := steps[0].Stats
 	fmt.Printf("prefill step: %d nodes, %d dispatches, %d command buffers, %d host waits\n", p.Nodes, p.Dispatches, p.CommandBuffers, p.HostWaits)
 	per := func(v int) float64 { return float64(v) / float64(n) }
-	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, graph build and sampling %v\n",
+	mean := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Microsecond) }
+	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, sampling %v, graph build and logits read-back %v\n",
 		n, per(st.Nodes), per(st.Dispatches), per(st.CommandBuffers), per(st.HostWaits),
-		(st.Plan / time.Duration(n)).Round(time.Microsecond), (st.Encode / time.Duration(n)).Round(time.Microsecond),
-		(st.Wait / time.Duration(n)).Round(time.Microsecond), ((sum - st.Plan - st.Encode - st.Wait) / time.Duration(n)).Round(time.Microsecond))
+		mean(st.Plan), mean(st.Encode), mean(st.Wait), mean(sample), mean(sum-st.Plan-st.Encode-st.Wait-sample))
 }
