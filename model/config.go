@@ -106,8 +106,7 @@ func LoadConfig(dir string) (Config, error) {
 // unsupported rather than a silently different model.
 func ParseConfig(b []byte) (Config, error) {
 	var r rawConfig
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil {
 		return Config{}, fmt.Errorf("invalid JSON: %v", err)
 	}
 	if r.ModelType != "qwen3" && (r.ModelType != "" || !slices.Contains(r.Architectures, "Qwen3ForCausalLM")) {

@@ -30,7 +30,7 @@ func TestLoadConfigTiny(t *testing.T) {
 	}
 	want := Config{VocabSize: 257, HiddenSize: 256, IntermediateSize: 688, NumLayers: 4, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
 		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: true, BOSTokenID: 256, EOSTokenIDs: []int{256}, TorchDType: "float32"}
-	if !configsEqual(c, want) {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config %+v\nwant %+v", c, want)
 	}
 	if got := c.Params(); got != 2968576 {
@@ -43,12 +43,10 @@ func TestParseConfigQwen3_0_6B(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !configsEqual(c, Qwen3_0_6B) {
+	if !reflect.DeepEqual(c, Qwen3_0_6B) {
 		t.Fatalf("config %+v\nwant the built-in %+v", c, Qwen3_0_6B)
 	}
 }
-
-func configsEqual(a, b Config) bool { return reflect.DeepEqual(a, b) }
 
 func TestParseConfigErrors(t *testing.T) {
 	edit := func(old, new string) string {

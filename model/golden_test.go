@@ -21,7 +21,6 @@ type goldenCase struct {
 	PromptIDs []int32     `json:"prompt_ids"`
 	Tokens    []int32     `json:"tokens"`
 	Logits    [][]float64 `json:"logits"`
-	MinMargin float64     `json:"min_margin"`
 }
 
 func loadGolden(t testing.TB) *golden {

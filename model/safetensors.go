@@ -39,12 +39,13 @@ type TensorInfo struct {
 	Begin, End int64
 }
 
-// ParseSafetensorsHeader parses and validates the header at the start of b,
-// the beginning of a safetensors file of fileSize bytes. It returns the
+// ParseSafetensorsHeader parses and validates the header of b, a whole
+// safetensors file (mapped, not read). It returns the
 // tensors sorted by name and the offset of the data section. Every tensor's
 // bytes are checked to lie inside the file and to match its dtype and
 // shape, and no two tensors may overlap.
-func ParseSafetensorsHeader(b []byte, fileSize int64) ([]TensorInfo, int64, error) {
+func ParseSafetensorsHeader(b []byte) ([]TensorInfo, int64, error) {
+	fileSize := int64(len(b))
 	if len(b) < 8 {
 		return nil, 0, fmt.Errorf("truncated: %d bytes, the header length needs 8", len(b))
 	}
@@ -52,7 +53,7 @@ func ParseSafetensorsHeader(b []byte, fileSize int64) ([]TensorInfo, int64, erro
 	if n > maxHeaderBytes {
 		return nil, 0, fmt.Errorf("corrupt header: length %d is above the limit of %d bytes", n, maxHeaderBytes)
 	}
-	if int64(n)+8 > int64(len(b)) || int64(n)+8 > fileSize {
+	if int64(n)+8 > fileSize {
 		return nil, 0, fmt.Errorf("truncated: the header needs %d bytes, the file has %d", n+8, fileSize)
 	}
 	var raw map[string]json.RawMessage
@@ -151,7 +152,7 @@ func OpenSafetensors(path string) (*Safetensors, error) {
 	if err != nil {
 		return nil, fmt.Errorf("safetensors %s: %w", path, err)
 	}
-	infos, start, err := ParseSafetensorsHeader(data, int64(len(data)))
+	infos, start, err := ParseSafetensorsHeader(data)
 	if err != nil {
 		unmap()
 		return nil, fmt.Errorf("safetensors %s: %w", path, err)

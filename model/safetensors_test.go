@@ -145,7 +145,7 @@ func FuzzSafetensorsHeader(f *testing.F) {
 	f.Add(encodeSafetensors([]testTensor{randomTensor("w", graph.Float32, 1, 2, 3), randomTensor("b", graph.BFloat16, 2, 4)}))
 	f.Add(encodeSafetensors(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		infos, start, err := ParseSafetensorsHeader(b, int64(len(b)))
+		infos, start, err := ParseSafetensorsHeader(b)
 		if err != nil {
 			return
 		}
