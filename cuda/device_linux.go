@@ -192,9 +192,9 @@ func (d *Device) load() error {
 			if fn == 0 {
 				continue
 			}
-			k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
-			if spec.Params != nil {
-				k.params = reflect.TypeOf(spec.Params).Elem()
+			k, err := newKernel(spec, fn)
+			if err != nil {
+				return err
 			}
 			d.kernels[spec.Name] = k
 		}
@@ -257,6 +257,31 @@ type kernel struct {
 	fn     uintptr      // CUfunction
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
+	// Where launch lays out the kernel's parameters in the arena (bytes):
+	// the pointer array, then the buffer pointers from valuesOff, the
+	// params struct from paramsOff and the status pointer at statusOff.
+	valuesOff, paramsOff, statusOff int
+	paramsPtr                       reflect.Type // *params
+}
+
+// newKernel describes a catalog kernel and its parameter layout, which
+// depends on the kernel alone.
+func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
+	k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
+	nptrs, size := len(spec.Args)+1, 0 // the buffers and the status
+	if spec.Params != nil {
+		k.params = reflect.TypeOf(spec.Params).Elem()
+		k.paramsPtr = reflect.PointerTo(k.params)
+		nptrs++
+		size = int(k.params.Size())
+	}
+	k.valuesOff = 8 * nptrs
+	k.paramsOff = k.valuesOff + 8*len(k.args)
+	k.statusOff = (k.paramsOff + size + 7) &^ 7
+	if k.statusOff+8 > arenaBytes {
+		return nil, fmt.Errorf("cuda: kernel %s: %d bytes of parameters exceed the %d-byte arena", k.name, k.statusOff+8, arenaBytes)
+	}
+	return k, nil
 }
 
 func (k *kernel) Name() string { return k.name }

@@ -297,21 +297,12 @@ func (q *queue) launch(l *launch, status uint64) error {
 		return fail("params %T given to a kernel that takes none", l.params)
 	case k.params != nil:
 		v := reflect.ValueOf(l.params)
-		if !v.IsValid() || v.Type() != reflect.PointerTo(k.params) || v.IsNil() {
+		if !v.IsValid() || v.Type() != k.paramsPtr || v.IsNil() {
 			return fail("params %T, want *%v", l.params, k.params)
 		}
 		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
 	}
-	nptrs := len(k.args) + 1
-	if pbytes != nil {
-		nptrs++
-	}
-	valuesOff := 8 * nptrs
-	paramsOff := valuesOff + 8*len(k.args)
-	statusOff := (paramsOff + len(pbytes) + 7) &^ 7
-	if statusOff+8 > arenaBytes {
-		return fail("%d bytes of kernel parameters exceed the %d-byte arena", statusOff+8, arenaBytes)
-	}
+	valuesOff, paramsOff, statusOff := k.valuesOff, k.paramsOff, k.statusOff
 	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
 	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
 	base := uint64(uintptr(d.arena))
