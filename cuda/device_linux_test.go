@@ -282,7 +282,7 @@ func TestLaunchErrors(t *testing.T) {
 		{"too few arguments", add, g1, t256, three[:2], p, "add_f32: 2 buffer arguments, the catalog has 3"},
 		{"wrong params", add, g1, t256, three, &primitives.CopyParams{}, "add_f32: params *primitives.CopyParams, want *primitives.ElementwiseParams"},
 		{"missing params", add, g1, t256, three, nil, "want *primitives.ElementwiseParams"},
-		{"params for none", copyK, g1, t256, three[:2], nil, "copy_bytes: params <nil>"},
+		{"missing params of copy_bytes", copyK, g1, t256, three[:2], nil, "copy_bytes: params <nil>"},
 		{"group too large", add, g1, primitives.Dim3{X: 4096, Y: 1, Z: 1}, three, p, "add_f32: threads per group"},
 		{"grid too large", add, primitives.Dim3{X: 1, Y: 1 << 20, Z: 1}, t256, three, p, "outside the device's limits"},
 		{"argument past its buffer", add, g1, t256, []runtime.BufferArg{three[0], three[1], {Buffer: x, Offset: 512, Size: 1024, Access: primitives.Write, Name: "out"}}, p, "argument out: cuda: bytes [512,+1024) outside a buffer of 1024 bytes"},
