@@ -5,6 +5,7 @@ package metal
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -111,8 +112,10 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 // kernel is a compiled compute pipeline.
 type kernel struct {
 	name       string
-	pso        objc.ID // id<MTLComputePipelineState>
-	maxThreads int     // threads per threadgroup this pipeline allows
+	pso        objc.ID      // id<MTLComputePipelineState>
+	maxThreads int          // threads per threadgroup this pipeline allows
+	args       int          // the catalog's buffer arguments
+	params     reflect.Type // the catalog's *params type, nil if none
 }
 
 func (k *kernel) Name() string { return k.name }
@@ -137,6 +140,13 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 }
 
 func (d *Device) newPipeline(name string) (*kernel, error) {
+	spec, ok := primitives.LookupKernel(name)
+	if !ok {
+		return nil, fmt.Errorf("kernel %q is not in the primitives catalog", name)
+	}
+	if len(spec.Args)+1 > statusIndex {
+		return nil, fmt.Errorf("metal: kernel %s: %d arguments and params reach the status index %d", name, len(spec.Args)+1, statusIndex)
+	}
 	fn := msgIDID(d.library, selNewFunction, nsString(name))
 	if fn == 0 {
 		return nil, fmt.Errorf("kernel %q is not implemented by the Metal device", name)
@@ -147,7 +157,11 @@ func (d *Device) newPipeline(name string) (*kernel, error) {
 	if pso == 0 {
 		return nil, fmt.Errorf("metal: kernel %s: creating its pipeline: %v", name, nsError(errObj))
 	}
-	return &kernel{name: name, pso: pso, maxThreads: int(msgU64(pso, selMaxTotalThreads))}, nil
+	k := &kernel{name: name, pso: pso, maxThreads: int(msgU64(pso, selMaxTotalThreads)), args: len(spec.Args)}
+	if spec.Params != nil {
+		k.params = reflect.TypeOf(spec.Params)
+	}
+	return k, nil
 }
 
 // buffer is a shared-storage MTLBuffer without hazard tracking: the runtime's

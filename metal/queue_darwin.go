@@ -293,16 +293,17 @@ func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *op, index int) error {
 	if o.shared < 0 || shared > d.caps.MaxSharedBytes {
 		return fail("%d bytes of threadgroup memory, the device has %d", o.shared, d.caps.MaxSharedBytes)
 	}
-	if len(o.args)+1 > statusIndex {
-		return fail("%d arguments and params reach the status index %d", len(o.args)+1, statusIndex)
+	if len(o.args) != k.args {
+		return fail("%d buffer arguments, the catalog has %d", len(o.args), k.args)
 	}
 	var params unsafe.Pointer
 	var size uintptr
-	if o.params != nil {
-		v := reflect.ValueOf(o.params)
-		if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-			return fail("params %T are not a non-nil pointer to a struct", o.params)
-		}
+	switch v := reflect.ValueOf(o.params); {
+	case k.params == nil && o.params != nil:
+		return fail("params %T given to a kernel that takes none", o.params)
+	case k.params != nil && (!v.IsValid() || v.Type() != k.params || v.IsNil()):
+		return fail("params %T, want %v", o.params, k.params)
+	case k.params != nil:
 		params, size = v.UnsafePointer(), v.Elem().Type().Size()
 		if size > 4096 {
 			return fail("params %T are %d bytes; setBytes takes at most 4096", o.params, size)
