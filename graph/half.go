@@ -39,26 +39,18 @@ func F32ToF16(f float32) uint16 {
 	}
 }
 
-// F16ToF32 converts IEEE 754 binary16 bits to float32 exactly.
+// F16ToF32 converts IEEE 754 binary16 bits to float32 exactly. Without a
+// loop over subnormals, so that it inlines into the kernels' loops: the
+// exponent and mantissa shifted into place read as a float32 2^112 times
+// too small, subnormals included, and multiplying by 2^112 is exact. Inf
+// and NaN only need the exponent filled in.
 func F16ToF32(h uint16) float32 {
+	em := uint32(h&0x7fff) << 13
 	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
-	case mant == 0:
-		return math.Float32frombits(sign)
+	if em >= 0x1f<<23 {
+		return math.Float32frombits(sign | 0x7f800000 | em)
 	}
-	// Subnormal: normalise the mantissa.
-	e := uint32(113)
-	for mant&0x400 == 0 {
-		mant <<= 1
-		e--
-	}
-	return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
+	return math.Float32frombits(sign | math.Float32bits(math.Float32frombits(em)*0x1p112))
 }
 
 // F32ToBF16 converts f to bfloat16 bits, rounding to nearest even. NaN stays

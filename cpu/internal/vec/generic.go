@@ -1,8 +1,6 @@
 package vec
 
 import (
-	"math"
-
 	"github.com/loomrt/loom/graph"
 )
 
@@ -169,7 +167,7 @@ func axpyBF16Go(y []float32, alpha float32, w []uint16) {
 
 func axpyF16Go(y []float32, alpha float32, w []uint16) {
 	for i := range y {
-		y[i] += alpha * halfToF32(w[i])
+		y[i] += alpha * graph.F16ToF32(w[i])
 	}
 }
 
@@ -187,22 +185,8 @@ func bf16ToF32Go(dst []float32, src []uint16) {
 
 func f16ToF32Go(dst []float32, src []uint16) {
 	for i, h := range src {
-		dst[i] = halfToF32(h)
+		dst[i] = graph.F16ToF32(h)
 	}
-}
-
-// halfToF32 is graph.F16ToF32 (tested against it for every input) without
-// its loop over subnormals, so that it inlines: the exponent and mantissa
-// shifted into place read as a float32 2^112 times too small, subnormals
-// included, and multiplying by 2^112 is exact. Inf and NaN only need the
-// exponent filled in.
-func halfToF32(h uint16) float32 {
-	em := uint32(h&0x7fff) << 13
-	sign := uint32(h&0x8000) << 16
-	if em >= 0x1f<<23 {
-		return math.Float32frombits(sign | 0x7f800000 | em)
-	}
-	return math.Float32frombits(sign | math.Float32bits(math.Float32frombits(em)*0x1p112))
 }
 
 func f32ToBF16Go(dst []uint16, src []float32) {
