@@ -64,7 +64,7 @@ func TestCheckerByteRanges(t *testing.T) {
 	e := cb.NewPass()
 	r.copyOp(e, a, 0, b, 0, 16)  // writes b[0,16)
 	r.copyOp(e, a, 0, b, 16, 16) // writes b[16,32): disjoint, fine unordered
-	r.copyOp(e, b, 0, a, 32, 8)  // reads b[0,8) while also... reads are fine with reads
+	r.copyOp(e, b, 0, a, 32, 8)  // reads b[0,8), not ordered after the write of b[0,16)
 	e.End()
 	r.commit(cb)
 	hz := r.hazards()

@@ -16,7 +16,7 @@ func TestParallelPanicFailsTheDispatch(t *testing.T) {
 		c.Parallel(1000, 1, func(lo, hi int) {
 			if lo > 0 {
 				var s []int
-				_ = s[lo] // index out of range in a worker goroutine
+				_ = s[lo] // index out of range in a chunk (run by a helper or by the caller)
 			}
 		})
 		return nil

@@ -24,7 +24,7 @@ const (
 	gemmMR = 6    // rows of the register tile: 12 accumulators of 8 lanes
 	gemmNR = 16   // columns of the register tile: two AVX2 registers
 	gemmKC = 256  // depth of a K slice: a B panel (16 KiB) stays in L1
-	gemmMB = 1024 // most rows of an output block: each of 2 workers' packed A slice (512 KiB) stays in L2
+	gemmMB = 1024 // most rows of an output block: a worker's packed A slice (512 KiB) stays in a 1 MiB L2 (measured with 2 workers)
 	gemmNB = 1024 // most columns of an output block: its packed B slice (1 MiB) stays in L2/L3
 )
 

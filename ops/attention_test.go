@@ -3,17 +3,17 @@ package ops_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/loomrt/loom/cpu"
-	"github.com/loomrt/loom/runtime"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
 )
 
 // attentionTolerance is the (atol, rtol) of paged attention results stored

@@ -54,12 +54,12 @@ func evalOnTargets(t *testing.T, build func() *graph.Array) (graph.Spec, []byte)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(rt.Close)
 		out := build()
 		if err := rt.Eval(out); err != nil {
 			t.Fatalf("cpu with %d workers: eval: %v", workers, err)
 		}
 		check(fmt.Sprintf("cpu with %d workers", workers), len(ts), true, out)
-		rt.Close()
 	}
 	return spec, first
 }

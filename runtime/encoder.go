@@ -322,5 +322,7 @@ func (c *coverage) normalize() {
 	if n := len(c.more); n > maxCoverage {
 		c.more = c.more[n-maxCoverage:]
 	}
+	// Clipped, so that a later insert copies: a pass's recorded coverage
+	// (passFence.after) shares this backing array.
 	c.more = slices.Clip(c.more)
 }

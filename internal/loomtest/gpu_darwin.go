@@ -23,5 +23,6 @@ func gpuTargets(t testing.TB) []Target {
 	if err != nil {
 		t.Fatalf("metal: %v", err)
 	}
+	t.Cleanup(rt.Close)
 	return []Target{{Name: "metal", RT: rt}}
 }
