@@ -81,18 +81,7 @@ func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.
 }
 
 func checkConstSlots(slots *graph.Array, numSlots int) error {
-	if slots.DType() == graph.Int32 {
-		s, err := slots.Int32s()
-		if err != nil {
-			return err
-		}
-		return primitives.CheckSlots(s, numSlots)
-	}
-	s, err := slots.Int64s()
-	if err != nil {
-		return err
-	}
-	return primitives.CheckSlots(s, numSlots)
+	return primitives.CheckSlots(hostIndices(slots), numSlots)
 }
 
 // PagedAttention attends queries q [Tq, heads, head_size] to the keys and

@@ -22,6 +22,24 @@ func GatherRows(table, indices *graph.Array) *graph.Array {
 	return apply1(pc, primitives.GatherRows{}, table, indices)
 }
 
+// hostIndices returns the values of an int32 or int64 constant whose bytes
+// are on the host (nil for other arrays).
+func hostIndices(a *graph.Array) []int64 {
+	switch a.DType() {
+	case graph.Int32:
+		v, _ := a.Int32s()
+		vals := make([]int64, len(v))
+		for i, x := range v {
+			vals[i] = int64(x)
+		}
+		return vals
+	case graph.Int64:
+		v, _ := a.Int64s()
+		return v
+	}
+	return nil
+}
+
 // constIndexErr checks the values of indices against the rows of table, for
 // op called at pc, when indices is a constant whose bytes are still on the
 // host; other indices are checked by the kernels. With skip, negative
@@ -30,16 +48,7 @@ func constIndexErr(pc uintptr, op string, table, indices *graph.Array, skip bool
 	if indices.HostBytes() == nil || table.Ndim() == 0 {
 		return nil // not a constant, or the primitive reports the problem
 	}
-	var vals []int64
-	switch indices.DType() {
-	case graph.Int32:
-		v, _ := indices.Int32s()
-		for _, x := range v {
-			vals = append(vals, int64(x))
-		}
-	case graph.Int64:
-		vals, _ = indices.Int64s()
-	}
+	vals := hostIndices(indices)
 	rows := int64(table.Shape()[0])
 	for i, v := range vals {
 		if v >= rows || v < 0 && !skip {
