@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	goruntime "runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -296,8 +295,7 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 	}
 	read := 0.0
 	if len(reads) > 0 {
-		slices.Sort(reads)
-		read = reads[len(reads)/2]
+		read = loombench.Median(reads)
 	}
 	out := make([]attentionResult, len(modes))
 	for i, mode := range modes {

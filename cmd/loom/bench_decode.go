@@ -9,12 +9,12 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
 )
 
@@ -184,8 +184,7 @@ func benchDecode(args []string) error {
 	res.HostWaits /= n
 	res.SplitAttention /= n
 	res.HostOverheadms = ms(overhead) / n
-	slices.Sort(times)
-	tpot := times[len(times)/2]
+	tpot := loombench.Median(times)
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
 	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
 	res.WeightBytes = m.WeightBytes()
@@ -195,8 +194,7 @@ func benchDecode(args []string) error {
 	res.TotalGBs = float64(res.WeightBytes+res.KVBytes) / tpot.Seconds() / 1e9
 	res.ReadGBs = bw.Read
 	if len(reads) > 0 {
-		slices.Sort(reads)
-		res.ReadGBs = reads[len(reads)/2]
+		res.ReadGBs = loombench.Median(reads)
 	}
 	res.WeightLimitms = float64(res.WeightBytes) / (res.ReadGBs * 1e9) * 1e3
 	if *check {

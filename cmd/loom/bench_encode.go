@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/runtime"
 )
@@ -102,8 +102,7 @@ func benchEncode(args []string) error {
 		res.Nodes, res.Dispatches, res.CommandBuffers, res.HostWaits = s.Nodes, s.Dispatches, s.CommandBuffers, s.HostWaits
 	}
 	med := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Nanoseconds()) / 1e3
+		return float64(loombench.Median(d).Nanoseconds()) / 1e3
 	}
 	res.Device, res.Layers = *device, cfg.NumLayers
 	res.BuildUs, res.PlanUs, res.EncodeUs = med(build), med(plan), med(enc)

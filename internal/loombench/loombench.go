@@ -4,6 +4,7 @@
 package loombench
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -15,6 +16,13 @@ import (
 // Timing is the best and the median of a function's timed runs.
 type Timing struct {
 	Best, Median time.Duration
+}
+
+// Median sorts v and returns its middle element (the upper one of an even
+// count); v must not be empty.
+func Median[T cmp.Ordered](v []T) T {
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // Interleaved times the functions reps times each, after one warm-up run
@@ -35,8 +43,7 @@ func Interleaved(reps int, fs ...func() error) ([]Timing, error) {
 	}
 	out := make([]Timing, len(fs))
 	for i, r := range runs {
-		slices.Sort(r)
-		out[i] = Timing{Best: r[0], Median: r[len(r)/2]}
+		out[i] = Timing{Median: Median(r), Best: r[0]}
 	}
 	return out, nil
 }
