@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	goruntime "runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/loomrt/loom/cpu"
@@ -308,27 +309,45 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 	return out, read, nil
 }
 
-// randomFloats returns n random values of dt in ±[1/16, 1/2], as bytes,
-// generated directly in the storage format (random sign, exponent −4..−1 and
-// mantissa): the caches of the long cases hold a billion elements.
+// randomFloats returns n random values of dt in ±[1/16, 1/2), as bytes
+// (see fillRandom).
 func randomFloats(dt graph.DType, n int, seed uint64) []byte {
 	b := make([]byte, n*dt.Size())
-	x := seed | 1
-	for i := range n {
-		x ^= x << 13 // xorshift
-		x ^= x >> 7
-		x ^= x << 17
-		sign := x >> 63
-		switch dt {
-		case graph.Float32:
-			binary.LittleEndian.PutUint32(b[4*i:], uint32(sign<<31|(123+(x>>23)&3)<<23|x&0x7fffff))
-		case graph.Float16:
-			binary.LittleEndian.PutUint16(b[2*i:], uint16(sign<<15|(11+(x>>10)&3)<<10|x&0x3ff))
-		default:
-			binary.LittleEndian.PutUint16(b[2*i:], uint16(sign<<15|(123+(x>>7)&3)<<7|x&0x7f))
-		}
-	}
+	fillRandom(dt, b, seed)
 	return b
+}
+
+// fillRandom fills b with random values of dt in ±[1/16, 1/2), generated
+// directly in the storage format (random sign, exponent −4..−1 and
+// mantissa), in parallel: the K/V caches of the long cases are gigabytes.
+func fillRandom(dt graph.DType, b []byte, seed uint64) {
+	size := dt.Size()
+	n := len(b) / size
+	workers := goruntime.GOMAXPROCS(0)
+	per := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := seed<<32 | uint64(w)<<8 | 1
+			for i := w * per; i < min(n, (w+1)*per); i++ {
+				x ^= x << 13 // xorshift: fast, and the values only need to vary
+				x ^= x >> 7
+				x ^= x << 17
+				sign := x >> 63
+				switch dt {
+				case graph.Float32:
+					binary.LittleEndian.PutUint32(b[4*i:], uint32(sign<<31|(123+(x>>23)&3)<<23|x&0x7fffff))
+				case graph.Float16:
+					binary.LittleEndian.PutUint16(b[2*i:], uint16(sign<<15|(11+(x>>10)&3)<<10|x&0x3ff))
+				default:
+					binary.LittleEndian.PutUint16(b[2*i:], uint16(sign<<15|(123+(x>>7)&3)<<7|x&0x7f))
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // benchAttentionGate times decode over 8192 keys (16 partitions) on both

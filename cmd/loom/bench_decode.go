@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
-	"sync"
 	"time"
 
 	"github.com/loomrt/loom/cpu"
@@ -219,36 +217,12 @@ func benchDecode(args []string) error {
 	return nil
 }
 
-// randomKV returns a KV cache fill of random bfloat16 values of magnitude
-// 1/8 to 2 and random sign, different for every array. It fills in
-// parallel: the cache of a long context is gigabytes.
+// randomKV returns a KV cache fill of random bfloat16 values (fillRandom),
+// different for every array.
 func randomKV() func(layer int, b []byte) {
 	var calls uint64
 	return func(layer int, b []byte) {
 		calls++
-		workers := goruntime.GOMAXPROCS(0)
-		chunk := (len(b)/workers + 7) &^ 7
-		var wg sync.WaitGroup
-		for w := range workers {
-			lo, hi := min(len(b), w*chunk), min(len(b), (w+1)*chunk)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				x := calls<<32 | uint64(w)<<8 | 1
-				for i := lo; i+8 <= hi; i += 8 {
-					x ^= x << 13 // xorshift: fast, and the values only need to vary
-					x ^= x >> 7
-					x ^= x << 17
-					var v uint64
-					for k := range 4 {
-						r := x >> (16 * k)
-						// sign, exponent 124..127 (1/8 to 1), 7 mantissa bits
-						v |= (r&0x8000 | (124+(r>>7)&3)<<7 | r&0x7f) << (16 * k)
-					}
-					binary.LittleEndian.PutUint64(b[i:], v)
-				}
-			}()
-		}
-		wg.Wait()
+		fillRandom(graph.BFloat16, b, calls)
 	}
 }
