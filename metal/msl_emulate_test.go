@@ -22,7 +22,7 @@ import (
 )
 
 // The emulation runs the MSL kernels on Linux: the library source, compiled
-// by g++ against the shim in LOOM_EMULATE mode (threads are OS threads, SIMD
+// by g++ against the shim in LOOM_EMULATE mode (threads are fibers on one OS thread, SIMD
 // groups of 32 meet at barriers, half and bfloat hold their real 16 bits),
 // plus a generated dispatcher that calls each kernel by its catalog name
 // with the thread positions its attributes ask for. emuDevice wraps it as a
