@@ -82,7 +82,7 @@ func (KVWrite) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if len(slots.Shape) != 1 || slots.Shape[0] != k.Shape[0] {
 		return nil, fmt.Errorf("slot_mapping %s must be [%d], one slot per token of k", slots, k.Shape[0])
 	}
-	if err := fitsInt32("k", k.Size()); err != nil {
+	if err := fitsInt32("k's elements", k.Size()); err != nil {
 		return nil, err
 	}
 	return []graph.Spec{kc, vc}, nil
@@ -265,7 +265,7 @@ func (p PagedAttention) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	for _, c := range []struct {
 		what string
 		n    int
-	}{{"q", q.Size()}, {"block_tables", tables.Size()}, {"max_seq_len", p.MaxSeqLen}, {"sliding window", p.SlidingWindow}} {
+	}{{"q's elements", q.Size()}, {"block_tables' elements", tables.Size()}, {"max_seq_len", p.MaxSeqLen}, {"the sliding window", p.SlidingWindow}} {
 		if err := fitsInt32(c.what, c.n); err != nil {
 			return nil, err
 		}
@@ -374,7 +374,7 @@ func (p PagedAttention) Lower(l *Lowering) error {
 		return nil
 	}
 	rows := int64(tq) * int64(heads) * int64(parts)
-	if err := fitsInt32("the split-KV partial outputs", int(rows)*hs); err != nil {
+	if err := fitsInt32("the split-KV partial outputs' elements", int(rows)*hs); err != nil {
 		return err
 	}
 	l.Count("paged_attention.split", 1)
@@ -468,14 +468,14 @@ func checkCaches(kc, vc graph.Spec) error {
 	if vc.DType != kc.DType || !slices.Equal(vc.Shape, kc.Shape) {
 		return fmt.Errorf("v_cache %s differs from k_cache %s", vc, kc)
 	}
-	return fitsInt32("k_cache", kc.Size())
+	return fitsInt32("k_cache's elements", kc.Size())
 }
 
-// fitsInt32 checks that n, a size the kernels index with 32-bit integers,
-// fits.
+// fitsInt32 checks that n, a count or value the attention kernels hold in
+// signed 32-bit integers, fits.
 func fitsInt32(what string, n int) error {
 	if n > math.MaxInt32 {
-		return fmt.Errorf("unsupported size: %s has %d elements, more than 2^31-1", what, n)
+		return fmt.Errorf("unsupported size: %s = %d, more than 2^31-1", what, n)
 	}
 	return nil
 }
