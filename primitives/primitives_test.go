@@ -89,15 +89,10 @@ func TestLoweringsMatchCatalog(t *testing.T) {
 	emitted := map[string]bool{}
 	for _, c := range coreCases() {
 		l := lower(t, c)
+		checkCatalog(t, l)
 		for _, d := range l.Dispatches {
 			emitted[d.Kernel] = true
-			ks, ok := primitives.LookupKernel(d.Kernel)
-			if !ok {
-				t.Fatalf("%s %v emits %s, which is not in the catalog", c.prim.Name(), c.in, d.Kernel)
-			}
-			names := make([]string, len(d.Args))
-			for i, a := range d.Args {
-				names[i] = a.Name
+			for _, a := range d.Args {
 				size := map[primitives.RefKind][]graph.Spec{primitives.InputRef: l.Inputs, primitives.OutputRef: l.Outputs}[a.Ref.Kind][a.Ref.Index].Bytes()
 				if a.Offset < 0 || a.Size < 0 || a.Offset+a.Size > size {
 					t.Errorf("%s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, a.Name, a.Offset, a.Size, size)
@@ -106,15 +101,9 @@ func TestLoweringsMatchCatalog(t *testing.T) {
 					t.Errorf("%s argument %s: an output that is not written", d.Kernel, a.Name)
 				}
 			}
-			if !slices.Equal(names, ks.Args) {
-				t.Errorf("%s: arguments %v, catalog %v", d.Kernel, names, ks.Args)
-			}
-			if reflect.TypeOf(d.Params) != reflect.TypeOf(ks.Params) {
-				t.Errorf("%s: params %T, catalog %T", d.Kernel, d.Params, ks.Params)
-			}
 		}
 	}
-	others := []string{"matmul_", "paged_attention", "kv_write", "attention_", "copy_bytes"}
+	others := []string{"matmul_", "paged_attention", "kv_write", "copy_bytes"}
 	for _, ks := range primitives.Catalog() {
 		if !emitted[ks.Name] && !slices.ContainsFunc(others, func(p string) bool { return strings.HasPrefix(ks.Name, p) }) {
 			t.Errorf("catalog kernel %s is emitted by no core lowering", ks.Name)
