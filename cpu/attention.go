@@ -31,9 +31,10 @@ import (
 // the cache (float16 and bfloat16 are widened in registers, never into a
 // buffer): the scores of the block's keys for all the token's query heads,
 // K token row by token row in memory order, two query heads of a group
-// sharing each widened chunk, while the block's V rows are prefetched; then
-// the weighted values, a head at a time, each output chunk held in
-// registers across the block's keys. (Kernels taking one token row at a
+// sharing each widened chunk, while the next block's K rows are prefetched;
+// then the weighted values, a head at a time, each output chunk held in
+// registers across the block's keys, while the next block's V rows are
+// prefetched. (Kernels taking one token row at a
 // time, the outputs in memory, took 1.6 times as long on a cache in L3.) A
 // tile of several tokens widens the block's rows once and runs, per query
 // row, block kernels that take eight keys at a time. The kernels are AVX2 assembly where the CPU has it
@@ -278,11 +279,11 @@ func (a *attention) attendToken(u attnUnit, w *attnRows) {
 		if (b+1)*bs < u.keyHi {
 			ahead = (int(table[b+1]) - int(table[b])) * bs * a.kvh * hs
 		}
-		tokenDots(w.s, bs, w.q[:rows*hs], a.k, a.v, off, a.kvh*hs, n, hs, g, ahead)
+		tokenDots(w.s, bs, w.q[:rows*hs], a.k, off, a.kvh*hs, n, hs, g, ahead)
 		for r := range rows {
 			a.fold(w, r, w.s[r*bs:r*bs+n])
 		}
-		tokenAxpys(w.o[:rows*hs], w.s, bs, a.v, off, a.kvh*hs, n, hs, g)
+		tokenAxpys(w.o[:rows*hs], w.s, bs, a.v, off, a.kvh*hs, n, hs, g, ahead)
 	}
 }
 
@@ -396,13 +397,12 @@ func blockValues(o, p, rows []float32, off, stride int) {
 // tokenDots sets s[r·bs+j] to q row r · k row (key j, KV head r/group), for
 // the len(q)/hs rows of hs elements of q and the n keys of k from off,
 // kstride elements apart, each key's rows one per KV head: one block's
-// scores for a token's query heads. The assembly also prefetches the same
-// rows of v, the values tokenAxpys takes next, and unless ahead is 0 the K
-// and V rows ahead elements on (the next block's).
-func tokenDots(s []float32, bs int, q []float32, k, v floats, off, kstride, n, hs, group, ahead int) {
+// scores for a token's query heads. Unless ahead is 0, the assembly also
+// prefetches the K rows ahead elements on (the next block's).
+func tokenDots(s []float32, bs int, q []float32, k floats, off, kstride, n, hs, group, ahead int) {
 	rows := len(q) / hs
-	checkTokenRows(len(s), bs, rows, len(q), min(k.len(), v.len())-off, kstride, n, hs, group)
-	if tokenDotsAsm(s, bs, q, k, v, off, kstride, n, hs, group, ahead) {
+	checkTokenRows(len(s), bs, rows, len(q), k.len()-off, kstride, n, hs, group)
+	if tokenDotsAsm(s, bs, q, k, off, kstride, n, hs, group, ahead) {
 		return
 	}
 	for j := range n {
@@ -416,10 +416,10 @@ func tokenDots(s []float32, bs int, q []float32, k, v floats, off, kstride, n, h
 // for the len(o)/hs rows of hs elements of o and the n keys of v from off,
 // as tokenDots: one block's weighted values for a token's query heads,
 // summed over the keys in order.
-func tokenAxpys(o, p []float32, bs int, v floats, off, vstride, n, hs, group int) {
+func tokenAxpys(o, p []float32, bs int, v floats, off, vstride, n, hs, group, ahead int) {
 	rows := len(o) / hs
 	checkTokenRows(len(p), bs, rows, len(o), v.len()-off, vstride, n, hs, group)
-	if tokenAxpysAsm(o, p, bs, v, off, vstride, n, hs, group) {
+	if tokenAxpysAsm(o, p, bs, v, off, vstride, n, hs, group, ahead) {
 		return
 	}
 	for r := range rows {

@@ -49,54 +49,54 @@ func exp2SumAsm(s []float32, m float32) (float32, bool) {
 }
 
 //go:noescape
-func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group, ahead int)
+func attnTokenDotsF32(s []float32, bs int, q, k []float32, kstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
+func attnTokenDotsF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
+func attnTokenDotsBF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
+func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
+func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
 
 //go:noescape
-func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
+func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
 
 // tokenDotsAsm runs the assembly token dots for k's dtype, its rows from
-// off (prefetching v's, and the rows ahead), if the vec package runs its
+// off (prefetching the rows ahead), if the vec package runs its
 // assembly and the rows suit it (hs a multiple of 16), and reports whether
 // it did.
-func tokenDotsAsm(s []float32, bs int, q []float32, k, v floats, off, kstride, n, hs, group, ahead int) bool {
+func tokenDotsAsm(s []float32, bs int, q []float32, k floats, off, kstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
 	switch k.dt {
 	case graph.Float32:
-		attnTokenDotsF32(s, bs, q, k.f32[off:], v.f32[off:], kstride, n, hs, group, ahead)
+		attnTokenDotsF32(s, bs, q, k.f32[off:], kstride, n, hs, group, ahead)
 	case graph.Float16:
-		attnTokenDotsF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group, ahead)
+		attnTokenDotsF16(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
 	default:
-		attnTokenDotsBF16(s, bs, q, k.u16[off:], v.u16[off:], kstride, n, hs, group, ahead)
+		attnTokenDotsBF16(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
 	}
 	return true
 }
 
 // tokenAxpysAsm is tokenDotsAsm for the token axpys.
-func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group int) bool {
+func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
 	switch v.dt {
 	case graph.Float32:
-		attnTokenAxpysF32(o, p, bs, v.f32[off:], vstride, n, hs, group)
+		attnTokenAxpysF32(o, p, bs, v.f32[off:], vstride, n, hs, group, ahead)
 	case graph.Float16:
-		attnTokenAxpysF16(o, p, bs, v.u16[off:], vstride, n, hs, group)
+		attnTokenAxpysF16(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
 	default:
-		attnTokenAxpysBF16(o, p, bs, v.u16[off:], vstride, n, hs, group)
+		attnTokenAxpysBF16(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
 	}
 	return true
 }

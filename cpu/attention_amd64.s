@@ -26,22 +26,22 @@
 // One body per kernel, expanded for each cache dtype: LOAD is one of the
 // WIDEN macros of widen_amd64.h, ES is the element size and LOGES its log2.
 
-// func attnTokenDots*(s []float32, bs int, q []float32, k, v []T, kstride, n, hs, group, ahead int)
+// func attnTokenDots*(s []float32, bs int, q []float32, k []T, kstride, n, hs, group, ahead int)
 //
 // s[r·bs + j] = q row r · (key j, KV head r/group), for j < n, key by key in
-// memory order. For each key it also prefetches the key's V row (kstride
-// elements from the same offset in v) into L1: the value pass walks V a
-// head at a time, an order the hardware prefetchers follow less well (the
-// attention of a Qwen3-0.6B decode step took about 7% longer without). And
-// unless ahead is 0, it prefetches into L2 the K and V rows of the same key
-// in the next block, ahead elements on: blocks lie anywhere in the cache,
-// and the hardware prefetchers start over at each one (decode-long of the
-// attention suite ran about 10% faster; prefetched into L1 instead, slower
-// than without). Registers: DI s column j, BX bs in bytes, R8 key j, R9
-// kstride in bytes, DX hs, R12 group, R13 end of q; per key R11 q row, R14
-// s row, R10 K head, SI rows left in the group, CX second q row, AX element.
-// Each pair of rows keeps two accumulators per row over 16-element chunks;
-// one tree of horizontal adds finishes both sums.
+// memory order. Unless ahead is 0, each key also prefetches into L2 the K
+// row of the same key in the next block, ahead elements on (the values
+// kernel does the same for V): blocks lie anywhere in the cache, the
+// hardware prefetchers start over at each one, and a core streams the
+// blocks at most as fast as it keeps the next one's lines in flight.
+// Prefetching into L1 instead was slower, and so was also prefetching this
+// block's V rows into L1 here (on random blocks in memory one core
+// streamed 15 GB/s without that, 12 with). Registers: DI s column j, BX bs
+// in bytes, R8 key j, R9 kstride in bytes, DX hs, R12 group, R13 end of q;
+// per key R11 q row, R14 s row, R10 K head, SI rows left in the group, CX
+// second q row, AX element. Each pair of rows keeps two accumulators per
+// row over 16-element chunks; one tree of horizontal adds finishes both
+// sums.
 #define TOKENDOTS(LOAD, ES, LOGES) \
 	MOVQ s_base+0(FP), DI; \
 	MOVQ bs+24(FP), BX; \
@@ -50,31 +50,19 @@
 	MOVQ q_len+40(FP), AX; \
 	LEAQ (R13)(AX*4), R13; \
 	MOVQ k_base+56(FP), R8; \
-	MOVQ kstride+104(FP), R9; \
+	MOVQ kstride+80(FP), R9; \
 	SHLQ $LOGES, R9; \
-	MOVQ hs+120(FP), DX; \
-	MOVQ group+128(FP), R12; \
+	MOVQ hs+96(FP), DX; \
+	MOVQ group+104(FP), R12; \
 dkey: \
-	MOVQ v_base+80(FP), AX; \
-	SUBQ k_base+56(FP), AX; \
-	ADDQ R8, AX; \
-	LEAQ (AX)(R9*1), CX; \
-dprefetch: \
-	PREFETCHT0 (AX); \
-	ADDQ $64, AX; \
-	CMPQ AX, CX; \
-	JB   dprefetch; \
-	MOVQ ahead+136(FP), AX; \
+	MOVQ ahead+112(FP), AX; \
 	TESTQ AX, AX; \
 	JZ   dnoahead; \
 	SHLQ $LOGES, AX; \
 	ADDQ R8, AX; \
 	LEAQ (AX)(R9*1), CX; \
-	MOVQ v_base+80(FP), SI; \
-	SUBQ k_base+56(FP), SI; \
 dahead: \
 	PREFETCHT1 (AX); \
-	PREFETCHT1 (AX)(SI*1); \
 	ADDQ $64, AX; \
 	CMPQ AX, CX; \
 	JB   dahead; \
@@ -144,7 +132,7 @@ dnexthead: \
 	JB   dhead; \
 	ADDQ $4, DI; \
 	ADDQ R9, R8; \
-	DECQ n+112(FP); \
+	DECQ n+88(FP); \
 	JNZ  dkey; \
 	VZEROUPPER; \
 	RET
@@ -153,8 +141,13 @@ dnexthead: \
 // (R14 and R13 at byte DI) times its chunk of W·8 elements at SI to the
 // accumulators Y0.. (row r) and Y4.. (row r+1); AXPYKEYS1 does row r alone.
 // The accumulators stay in registers across the keys, so each output
-// element sums its keys in order.
-#define AXPYKEYS2_32(LOAD, ES, lbl) \
+// element sums its keys in order. PF prefetches the chunk's lines of the
+// same key in the next block (PFV1 for a chunk in one cache line, PFV2 for
+// one in two).
+#define PFV1 PREFETCHT1 (SI)(R15*1)
+#define PFV2 PFV1; PREFETCHT1 64(SI)(R15*1)
+
+#define AXPYKEYS2_32(LOAD, ES, PF, lbl) \
 	XORQ DI, DI; \
 lbl: \
 	LOAD((SI), Y8); \
@@ -171,12 +164,13 @@ lbl: \
 	VFMADD231PS Y9, Y13, Y5; \
 	VFMADD231PS Y10, Y13, Y6; \
 	VFMADD231PS Y11, Y13, Y7; \
+	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS2_16(LOAD, ES, lbl) \
+#define AXPYKEYS2_16(LOAD, ES, PF, lbl) \
 	XORQ DI, DI; \
 lbl: \
 	LOAD((SI), Y8); \
@@ -187,12 +181,13 @@ lbl: \
 	VFMADD231PS Y9, Y12, Y1; \
 	VFMADD231PS Y8, Y13, Y4; \
 	VFMADD231PS Y9, Y13, Y5; \
+	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS1_32(LOAD, ES, lbl) \
+#define AXPYKEYS1_32(LOAD, ES, PF, lbl) \
 	XORQ DI, DI; \
 lbl: \
 	LOAD((SI), Y8); \
@@ -204,12 +199,13 @@ lbl: \
 	VFMADD231PS Y9, Y12, Y1; \
 	VFMADD231PS Y10, Y12, Y2; \
 	VFMADD231PS Y11, Y12, Y3; \
+	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS1_16(LOAD, ES, lbl) \
+#define AXPYKEYS1_16(LOAD, ES, PF, lbl) \
 	XORQ DI, DI; \
 lbl: \
 	LOAD((SI), Y8); \
@@ -217,6 +213,7 @@ lbl: \
 	VBROADCASTSS (R14)(DI*1), Y12; \
 	VFMADD231PS Y8, Y12, Y0; \
 	VFMADD231PS Y9, Y12, Y1; \
+	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
@@ -229,16 +226,22 @@ lbl: \
 #define OUT2STORE(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 32(row)(AX*4)
 #define OUT4STORE(row, a, b, c, d) OUT2STORE(row, a, b); VMOVUPS c, 64(row)(AX*4); VMOVUPS d, 96(row)(AX*4)
 
-// func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group int)
+// func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group, ahead int)
 //
 // o row r += Σ_j p[r·bs + j] · (key j, KV head r/group), for j < n. Each
 // output chunk (32 elements, then a last 16) of a row, or of a pair of
-// rows, is held in registers while the keys' V chunks stream past.
-// Registers: R11 o row, CX second o row, R14 p row, R13 second p row, BX
-// bs in bytes, R10 V head (key 0), R9 vstride in bytes, R8 n in bytes, DX
-// hs, R12 rows left in the group, AX element, SI V chunk of key j, DI key
-// j in bytes.
-#define TOKENAXPYS(LOAD, ES, LOGES) \
+// rows, is held in registers while the keys' V chunks stream past, and the
+// same chunks ahead elements on (the next block's V rows) are prefetched
+// into L2, spread over the pass as the scores kernel spreads the next
+// block's K rows over its own: with both next rows prefetched by the scores
+// kernel, the values pass had no loads in flight but its own, and one core
+// streamed randomly placed blocks 20 % slower. With ahead 0 (no next
+// block) it prefetches lines the pass is reading, a no-op. Registers: R11 o
+// row, CX second o row, R14 p row, R13 second p row, BX bs in bytes, R10 V
+// head (key 0), R9 vstride in bytes, R8 n in bytes, DX hs, R12 rows left in
+// the group, AX element, SI V chunk of key j, DI key j in bytes, R15 ahead
+// in bytes.
+#define TOKENAXPYS(LOAD, ES, LOGES, PF32) \
 	MOVQ o_base+0(FP), R11; \
 	MOVQ p_base+24(FP), R14; \
 	MOVQ bs+48(FP), BX; \
@@ -249,6 +252,8 @@ lbl: \
 	MOVQ n+88(FP), R8; \
 	SHLQ $2, R8; \
 	MOVQ hs+96(FP), DX; \
+	MOVQ ahead+112(FP), R15; \
+	SHLQ $LOGES, R15; \
 ahead: \
 	MOVQ group+104(FP), R12; \
 apairs: \
@@ -264,7 +269,7 @@ apair32: \
 	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
 	OUT4LOAD(CX, Y4, Y5, Y6, Y7); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS2_32(LOAD, ES, apair32key); \
+	AXPYKEYS2_32(LOAD, ES, PF32, apair32key); \
 	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
 	OUT4STORE(CX, Y4, Y5, Y6, Y7); \
 	ADDQ $32, AX; \
@@ -275,7 +280,7 @@ apair16: \
 	OUT2LOAD(R11, Y0, Y1); \
 	OUT2LOAD(CX, Y4, Y5); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS2_16(LOAD, ES, apair16key); \
+	AXPYKEYS2_16(LOAD, ES, PFV1, apair16key); \
 	OUT2STORE(R11, Y0, Y1); \
 	OUT2STORE(CX, Y4, Y5); \
 	ADDQ $16, AX; \
@@ -295,7 +300,7 @@ asingle32: \
 	JA   asingle16; \
 	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS1_32(LOAD, ES, asingle32key); \
+	AXPYKEYS1_32(LOAD, ES, PF32, asingle32key); \
 	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
 	ADDQ $32, AX; \
 	JMP  asingle32; \
@@ -304,7 +309,7 @@ asingle16: \
 	JAE  asingledone; \
 	OUT2LOAD(R11, Y0, Y1); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS1_16(LOAD, ES, asingle16key); \
+	AXPYKEYS1_16(LOAD, ES, PFV1, asingle16key); \
 	OUT2STORE(R11, Y0, Y1); \
 	ADDQ $16, AX; \
 	JMP  asingle16; \
@@ -680,26 +685,26 @@ GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
 
 // The token kernels, one per cache dtype (bodies at the top of the file).
 
-// func attnTokenDotsF32(s []float32, bs int, q, k, v []float32, kstride, n, hs, group, ahead int)
-TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-144
+// func attnTokenDotsF32(s []float32, bs int, q, k []float32, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-120
 	TOKENDOTS(WIDEN_F32, 4, 2)
 
-// func attnTokenDotsF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
-TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-144
+// func attnTokenDotsF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-120
 	TOKENDOTS(WIDEN_F16, 2, 1)
 
-// func attnTokenDotsBF16(s []float32, bs int, q []float32, k, v []uint16, kstride, n, hs, group, ahead int)
-TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-144
+// func attnTokenDotsBF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-120
 	TOKENDOTS(WIDEN_BF16, 2, 1)
 
-// func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group int)
-TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-112
-	TOKENAXPYS(WIDEN_F32, 4, 2)
+// func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_F32, 4, 2, PFV2)
 
-// func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
-TEXT ·attnTokenAxpysF16(SB), NOSPLIT, $0-112
-	TOKENAXPYS(WIDEN_F16, 2, 1)
+// func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysF16(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_F16, 2, 1, PFV1)
 
-// func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group int)
-TEXT ·attnTokenAxpysBF16(SB), NOSPLIT, $0-112
-	TOKENAXPYS(WIDEN_BF16, 2, 1)
+// func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysBF16(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_BF16, 2, 1, PFV1)

@@ -195,6 +195,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 					bs := []int{8, 16, 32}[r.IntN(3)]
 					n := 1 + r.IntN(bs)
 					rows, kstride, off := c.heads*c.group, c.heads*hs+8*r.IntN(3), r.IntN(9)
+					ahead := r.IntN(3) * r.IntN(1<<16) // prefetches only: any offset, 0 included, reads nothing
 					q := rnd(rows * hs)
 					elems := off + (n-1)*kstride + c.heads*hs
 					raw := make([]byte, elems*dt.Size())
@@ -202,7 +203,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 					k, kv := newFloats(dt, raw), graph.DecodeFloat64s(dt, raw)[off:]
 					const guard = 64
 					sbuf := make([]float32, (rows-1)*bs+n+guard)
-					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, k, off, kstride, n, hs, c.group, 0)
+					tokenDots(sbuf[:len(sbuf)-guard], bs, q, k, off, kstride, n, hs, c.group, ahead)
 					o := rnd(rows*hs + guard)
 					for i := rows * hs; i < len(o); i++ {
 						o[i] = 0
@@ -212,7 +213,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 						want[i] = float64(o[i])
 					}
 					p := rnd((rows-1)*bs + n)
-					tokenAxpys(o[:rows*hs], p, bs, k, off, kstride, n, hs, c.group)
+					tokenAxpys(o[:rows*hs], p, bs, k, off, kstride, n, hs, c.group, ahead)
 					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d keys %d of %d", asm, dt, hs, c.heads, c.group, n, bs)
 					for x := range rows {
 						for j := range n {

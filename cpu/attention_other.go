@@ -14,11 +14,11 @@ func valuesAsm(o, p, v []float32, stride int) bool { return false }
 func exp2SumAsm(s []float32, m float32) (float32, bool) { return 0, false }
 
 // tokenDotsAsm reports that there is no assembly for this architecture.
-func tokenDotsAsm(s []float32, bs int, q []float32, k, v floats, off, kstride, n, hs, group, ahead int) bool {
+func tokenDotsAsm(s []float32, bs int, q []float32, k floats, off, kstride, n, hs, group, ahead int) bool {
 	return false
 }
 
 // tokenAxpysAsm reports that there is no assembly for this architecture.
-func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group int) bool {
+func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group, ahead int) bool {
 	return false
 }
