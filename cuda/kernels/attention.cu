@@ -6,23 +6,19 @@
 // blockIdx.y (and, on the split path, one partition blockIdx.z of its keys),
 // with a warp per query head of g's group: every query head of the group
 // reads the same K and V rows, which come from memory once and from the L1
-// cache for the other warps. A warp walks its keys 32 at a time:
-//   - scores: lane i holds dims 2i, 2i+1 (+64, +128, …) of q and of each
-//     key's row; each key's partial dot products are summed across the warp
-//     and lane j keeps key j's score;
-//   - online softmax in log2 units (q is scaled by Scale·log2(e) when it is
-//     loaded, so every exponential is an exp2): running maximum m, sum l and
-//     the lane's dims of the unnormalised output O;
-//   - values: each lane adds p_j · V_j for its dims, p_j broadcast from
-//     lane j.
+// cache for the other warps. A warp walks its keys 32 at a time, scores
+// then values, each row read with 16-byte loads by a group of lanes (see
+// attend), with an online softmax in log2 units across the chunks.
+//
 // The kernels are specialised on the head size (the registers a lane holds
 // depend on it) but not on the block size, which only enters index
 // arithmetic: the catalog's per-block-size and with/without-sinks kernels
 // call one instantiation, kept out of line so that it is compiled once.
 //
-// Block (0,0,0) of each kernel also checks the metadata the way the CPU
-// device does (cu_seqlens_q, then seq_lens, then the block-table entries in
-// use) and reports the first problem. Every block guards its own reads, so
+// The kernels also check the metadata the way the CPU device does
+// (cu_seqlens_q, then seq_lens, then the block-table entries in use: block
+// (0,0,0) the first two, every thread a share of the entries) and report
+// the first problem. Every block guards its own reads, so
 // bad metadata never make a kernel read or write outside its buffers.
 
 // The status codes of metadata reports, ordered by key: cu_seqlens_q
@@ -39,10 +35,10 @@
 
 // ---- metadata ------------------------------------------------------------------
 
-// check_meta checks cu_seqlens_q, seq_lens and, when tables is not null, the
-// block-table entries each sequence uses, with all threads of the block.
-__device__ void check_meta(const int* tables, const int* seq_lens, const int* cu, const PagedAttentionParams& p,
-                           u32 arg_seq_lens, u32 arg_cu, Status* status) {
+// check_meta checks cu_seqlens_q and seq_lens, with all threads of the
+// block.
+__device__ void check_meta(const int* seq_lens, const int* cu, const PagedAttentionParams& p, u32 arg_seq_lens, u32 arg_cu,
+                           Status* status) {
   const int n = p.NumSeqs;
   for (int i = threadIdx.x; i <= n; i += blockDim.x) {
     const int c = cu[i];
@@ -59,16 +55,25 @@ __device__ void check_meta(const int* tables, const int* seq_lens, const int* cu
       report_status(status, LOOM_SEQ_LEN, arg_seq_lens, KEY_SEQ_LENS + s, s, len, 0);
     }
   }
-  if (tables == nullptr) return;
-  for (int s = 0; s < n; s++) {
+}
+
+// check_tables checks the block-table entries each sequence uses, a share
+// of them in every thread of the grid: one block checking them all took
+// longer than the rest of a long decode's attention (a sequential loop of
+// dependent loads, 16 Ki entries at B = 32 and 8 Ki keys). Which block
+// reports an entry does not matter: the smallest key is kept.
+__device__ void check_tables(const int* tables, const int* seq_lens, const PagedAttentionParams& p, Status* status) {
+  const u64 threads = (u64)gridDim.x * gridDim.y * gridDim.z * blockDim.x;
+  const u64 first = (((u64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+  const u64 entries = (u64)p.NumSeqs * p.MaxBlocksPerSeq;
+  const i64 max_keys = (i64)p.MaxBlocksPerSeq * p.BlockSize;
+  for (u64 entry = first; entry < entries; entry += threads) {
+    const int s = (int)(entry / p.MaxBlocksPerSeq), b = (int)(entry % p.MaxBlocksPerSeq);
     const int len = seq_lens[s];
-    if (len < 0 || len > p.MaxSeqLen || len > max_keys) continue;  // reported above; its entries are not read
-    const int blocks = (len + p.BlockSize - 1) / p.BlockSize;
-    for (int b = threadIdx.x; b < blocks; b += blockDim.x) {
-      const u32 entry = (u32)s * p.MaxBlocksPerSeq + b;
-      const int e = tables[entry];
-      if (e < 0 || e >= p.NumBlocks) report_status(status, LOOM_BLOCK_TABLE, ARG_BLOCK_TABLES, KEY_TABLES + entry, entry, e, len);
-    }
+    if (len < 0 || len > p.MaxSeqLen || len > max_keys) continue;  // reported by check_meta; its entries are not read
+    if ((i64)b * p.BlockSize >= len) continue;                      // not in use
+    const int e = tables[entry];
+    if (e < 0 || e >= p.NumBlocks) report_status(status, LOOM_BLOCK_TABLE, ARG_BLOCK_TABLES, KEY_TABLES + entry, (u32)entry, e, len);
   }
 }
 
@@ -139,109 +144,208 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
-// Head is one warp's query head: its scaled query and online-softmax state.
-// Lane i holds pairs i, i+32, … (dims 2i, 2i+1, 2i+64, …).
-template <int HS> struct Head {
-  static constexpr int NP = (HS / 2 + 31) / 32;  // pairs per lane
-  float2 q[NP];
-  float2 o[NP];
+// Rows<T, HS> is how a warp spreads a cache row (one key's head vector,
+// HS·sizeof(T) bytes, a multiple of 16) over its lanes: LANES lanes, a
+// power of two, hold one row, 16 bytes (VEC elements) per load and NV loads
+// each, so a warp reads KEYS rows at once, each a contiguous run. Lane i of
+// a group holds vectors i, i + LANES, …; lanes past the row's NVEC vectors
+// (head sizes 80 and 96) idle. The vector loads need 16-byte aligned rows:
+// the caches are whole buffers from cuMemAlloc (256-byte aligned) and every
+// row is a whole number of vectors.
+template <typename T, int HS> struct Rows {
+  static constexpr int VEC = 16 / (int)sizeof(T);
+  static constexpr int NVEC = HS / VEC;
+  static constexpr int LANES = NVEC > 16 ? 32 : NVEC > 8 ? 16 : NVEC > 4 ? 8 : NVEC > 2 ? 4 : NVEC > 1 ? 2 : 1;
+  static constexpr int NV = (NVEC + LANES - 1) / LANES;
+  static constexpr int KEYS = 32 / LANES;
+  // Loads of one lane in flight per batch: enough to cover the memory's
+  // latency with the warps an SM holds, few enough for the registers.
+  static constexpr int BATCH = NV > 1 ? 4 : 8;
+  static_assert(HS * (int)sizeof(T) % 16 == 0, "rows must be whole 16-byte vectors");
+  static_assert(LANES % BATCH == 0, "steps must be whole batches");
+};
+
+// widen turns a 16-byte vector of T into floats. float16 converts in
+// hardware (a NaN stays a NaN, its payload aside: only arithmetic follows).
+__device__ __forceinline__ void widen(const uint4& w, float* f, const float*) {
+  f[0] = __uint_as_float(w.x);
+  f[1] = __uint_as_float(w.y);
+  f[2] = __uint_as_float(w.z);
+  f[3] = __uint_as_float(w.w);
+}
+__device__ __forceinline__ void widen2(u32 w, float* f, const half_t*) {
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f[0]) : "h"((u16)(w & 0xffffu)));
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f[1]) : "h"((u16)(w >> 16)));
+}
+__device__ __forceinline__ void widen2(u32 w, float* f, const bf16_t*) {
+  f[0] = __uint_as_float(w << 16);
+  f[1] = __uint_as_float(w & 0xffff0000u);
+}
+template <typename T> __device__ __forceinline__ void widen(const uint4& w, float* f, const T* tag) {
+  widen2(w.x, f, tag);
+  widen2(w.y, f + 2, tag);
+  widen2(w.z, f + 4, tag);
+  widen2(w.w, f + 6, tag);
+}
+
+// Head is one warp's query head: its scaled query and online-softmax state,
+// for the dims of the lane's vectors (Rows).
+template <typename T, int HS> struct Head {
+  typedef Rows<T, HS> R;
+  float q[R::NV][R::VEC];
+  float o[R::NV][R::VEC];
   float m, l;
 };
 
-// attend folds keys [lo, hi) of row r into head st (KV head g). Keys whose
-// block-table entry is outside the cache are skipped (check_meta reports
-// them).
+// slot_of returns the cache slot of key (−1 if key ≥ hi or its block-table
+// entry is outside the cache).
+__device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionParams& p, int key, int hi) {
+  if (key >= hi) return -1;
+  const int e = table[key / p.BlockSize];
+  if (e < 0 || e >= p.NumBlocks) return -1;
+  return (i64)e * p.BlockSize + key % p.BlockSize;
+}
+
+// attend folds keys [lo, hi) of row r into head st (KV head g), 32 keys at
+// a time. Lane j finds key j's cache slot. The scores go KEYS keys per
+// step, group s of LANES lanes taking key s·LANES + i at step i with 16-byte
+// loads, its dot product summed within the group, so that lane j itself
+// keeps key j's score (lane j is lane i = j mod LANES of group s = j /
+// LANES); a batch of steps' loads is issued before any is used. The online
+// softmax runs on the warp with one score per lane (running maximum m and
+// sum l, in log2 units: q is scaled by Scale·log2(e) when it is loaded, so
+// every exponential is an exp2). The values go the same way, each lane
+// adding p_key · V_key to the dims it holds, and the groups' sums are added
+// at the end. Keys whose block-table entry is outside the cache are skipped
+// (check_meta reports them). (Lane-pair loads of 4 bytes with a warp-wide
+// sum per key, the first form, streamed long contexts 1.3–1.8 times slower
+// on an H100.)
 template <typename T, int HS>
 __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
-                       const Row& r, int lo, int hi, Head<HS>& st) {
-  constexpr int NP = Head<HS>::NP;
-  const int lane = threadIdx.x % 32;
+                       const Row& r, int lo, int hi, Head<T, HS>& st) {
+  typedef Rows<T, HS> R;
+  const unsigned FULL = 0xffffffffu;
+  const int lane = threadIdx.x % 32, li = lane % R::LANES;
   const bool capped = p.Softcap > 0.0f;
   const float cap_inv = capped ? 1.0f / p.Softcap : 0.0f, cap_mul = p.Softcap * LOG2E;
   const int* table = tables + (u64)r.seq * p.MaxBlocksPerSeq;
+  const u64 head = (u64)g * HS;
+  const u64 stride = (u64)p.NumKVHeads * HS;
   for (int k0 = lo; k0 < hi; k0 += 32) {
-    // Lane j finds the row of key k0 + j.
-    const int key = k0 + lane;
-    u64 row = 0;
-    bool valid = key < hi;
-    if (valid) {
-      const int e = table[key / p.BlockSize];
-      valid = e >= 0 && e < p.NumBlocks;
-      row = (((u64)e * p.BlockSize + key % p.BlockSize) * p.NumKVHeads + g) * HS;
-    }
-    // Scores: key j's dot product is summed across the warp and kept by
-    // lane j. Unrolling by 8 keeps 8 rows' loads in flight.
+    const i64 slot = slot_of(table, p, k0 + lane, hi);
     float s = 0.0f;
-#pragma unroll 8
-    for (int j = 0; j < 32; j++) {
-      const u64 rj = __shfl_sync(0xffffffffu, row, j);
-      const bool vj = __shfl_sync(0xffffffffu, valid, j);
-      float acc = 0.0f;
-      if (vj) {
 #pragma unroll
-        for (int i = 0; i < NP; i++) {
-          const int pair = lane + 32 * i;
-          if (pair < HS / 2) {
-            const float2 kv = load_pair(k_cache, rj + 2 * pair);
-            acc += st.q[i].x * kv.x + st.q[i].y * kv.y;
-          }
+    for (int b = 0; b < R::LANES; b += R::BATCH) {
+      uint4 kv[R::BATCH][R::NV];
+#pragma unroll
+      for (int i = 0; i < R::BATCH; i++) {
+        const i64 sl = __shfl_sync(FULL, slot, b + i, R::LANES);
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          const int vi = v * R::LANES + li;
+          kv[i][v] = make_uint4(0u, 0u, 0u, 0u);
+          if (sl >= 0 && vi < R::NVEC) kv[i][v] = *(const uint4*)(k_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
         }
       }
-      acc = warp_sum(acc);
-      if (lane == j) s = acc;
+#pragma unroll
+      for (int i = 0; i < R::BATCH; i++) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          float f[R::VEC];
+          widen(kv[i][v], f, k_cache);
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) acc += st.q[v][e] * f[e];
+        }
+#pragma unroll
+        for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
+        if (b + i == li) s = acc;
+      }
     }
     if (capped) s = tanhf(s * cap_inv) * cap_mul;
-    if (!valid) s = -LOOM_INF;
+    if (slot < 0) s = -LOOM_INF;
     const float m_new = fmaxf(st.m, warp_max_f(s));
     if (m_new == -LOOM_INF) continue;  // no visible key yet
     const float c = exp2f(st.m - m_new);  // 0 while m is −∞
-    const float pr = valid ? exp2f(s - m_new) : 0.0f;
+    const float pr = slot >= 0 ? exp2f(s - m_new) : 0.0f;
     st.l = st.l * c + warp_sum(pr);
     st.m = m_new;
 #pragma unroll
-    for (int i = 0; i < NP; i++) {
-      st.o[i].x *= c;
-      st.o[i].y *= c;
-    }
-#pragma unroll 8
-    for (int j = 0; j < 32; j++) {
-      const float pj = __shfl_sync(0xffffffffu, pr, j);
-      const u64 rj = __shfl_sync(0xffffffffu, row, j);
-      if (pj != 0.0f) {
+    for (int v = 0; v < R::NV; v++) {
 #pragma unroll
-        for (int i = 0; i < NP; i++) {
-          const int pair = lane + 32 * i;
-          if (pair < HS / 2) {
-            const float2 vv = load_pair(v_cache, rj + 2 * pair);
-            st.o[i].x += pj * vv.x;
-            st.o[i].y += pj * vv.y;
-          }
+      for (int e = 0; e < R::VEC; e++) st.o[v][e] *= c;
+    }
+#pragma unroll
+    for (int b = 0; b < R::LANES; b += R::BATCH) {
+      uint4 vv[R::BATCH][R::NV];
+      float pj[R::BATCH];
+#pragma unroll
+      for (int i = 0; i < R::BATCH; i++) {
+        const i64 sl = __shfl_sync(FULL, slot, b + i, R::LANES);
+        pj[i] = __shfl_sync(FULL, pr, b + i, R::LANES);
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          const int vi = v * R::LANES + li;
+          vv[i][v] = make_uint4(0u, 0u, 0u, 0u);
+          if (pj[i] != 0.0f && vi < R::NVEC) vv[i][v] = *(const uint4*)(v_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
         }
       }
+#pragma unroll
+      for (int i = 0; i < R::BATCH; i++) {
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          float f[R::VEC];
+          widen(vv[i][v], f, v_cache);
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) st.o[v][e] += pj[i] * f[e];
+        }
+      }
+    }
+  }
+  // Each group summed its own keys: add the groups' sums.
+#pragma unroll
+  for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+    for (int e = 0; e < R::VEC; e++) {
+#pragma unroll
+      for (int o = R::LANES; o < 32; o <<= 1) st.o[v][e] += __shfl_xor_sync(FULL, st.o[v][e], o);
     }
   }
 }
 
 // load_head loads query head h of token t, scaled into log2 units (without
 // softcap: with it, the log2 factor comes after the tanh).
-template <typename T, int HS> __device__ void load_head(const T* q, const PagedAttentionParams& p, int t, int h, Head<HS>& st) {
-  const int lane = threadIdx.x % 32;
+template <typename T, int HS> __device__ void load_head(const T* q, const PagedAttentionParams& p, int t, int h, Head<T, HS>& st) {
+  typedef Rows<T, HS> R;
+  const int li = threadIdx.x % 32 % R::LANES;
   const float scale = p.Softcap > 0.0f ? p.Scale : p.Scale * LOG2E;
   const u64 base = ((u64)t * p.NumHeads + h) * HS;
 #pragma unroll
-  for (int i = 0; i < Head<HS>::NP; i++) {
-    const int pair = lane + 32 * i;
-    float2 v = make_float2(0.0f, 0.0f);
-    if (pair < HS / 2) {
-      v = load_pair(q, base + 2 * pair);
-      v.x *= scale;
-      v.y *= scale;
+  for (int v = 0; v < R::NV; v++) {
+    const int vi = v * R::LANES + li;
+#pragma unroll
+    for (int e = 0; e < R::VEC; e++) {
+      st.q[v][e] = vi < R::NVEC ? load_f(q, base + (u64)vi * R::VEC + e) * scale : 0.0f;
+      st.o[v][e] = 0.0f;
     }
-    st.q[i] = v;
-    st.o[i] = make_float2(0.0f, 0.0f);
   }
   st.m = -LOOM_INF;
   st.l = 0.0f;
+}
+
+// store_head writes the dims of head st that group 0's lanes hold, times
+// scale, to row base of out.
+template <typename T, int HS> __device__ void store_head(T* out, u64 base, const Head<T, HS>& st, float scale) {
+  typedef Rows<T, HS> R;
+  const int lane = threadIdx.x % 32;
+  if (lane >= R::LANES) return;
+#pragma unroll
+  for (int v = 0; v < R::NV; v++) {
+    const int vi = v * R::LANES + lane;
+    if (vi >= R::NVEC) continue;
+#pragma unroll
+    for (int e = 0; e < R::VEC; e++) store_f(out, base + (u64)vi * R::VEC + e, st.o[v][e] * scale);
+  }
 }
 
 // attention: the single pass (PARTS false: every visible key, normalised
@@ -252,7 +356,8 @@ template <typename T, int HS, bool PARTS>
 __device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_cache, const int* tables, const int* seq_lens,
                           const int* cu, const float* sinks, T* out, float* max_logits, float* exp_sums, T* tmp_out,
                           const PagedAttentionParams& p, Status* status) {
-  if (first_block()) check_meta(tables, seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
+  if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
+  check_tables(tables, seq_lens, p, status);
   const int g = blockIdx.x, t = blockIdx.y, part = blockIdx.z;
   const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
@@ -267,24 +372,19 @@ __device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_
   }
   for (int j = threadIdx.x / 32; j < group; j += warps) {
     const int h = g * group + j;
-    Head<HS> st;
+    Head<T, HS> st;
     load_head(q, p, t, h, st);
     attend<T, HS>(k_cache, v_cache, tables, p, g, r, lo, hi, st);
-    float scale;
     if (PARTS) {
       const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
       if (lane == 0) {
         max_logits[idx] = st.m;
         exp_sums[idx] = st.l;
       }
-      scale = 1.0f / st.l;
-#pragma unroll
-      for (int i = 0; i < Head<HS>::NP; i++) {
-        const int pair = lane + 32 * i;
-        if (pair < HS / 2) store_pair(tmp_out, idx * HS + 2 * pair, st.o[i].x * scale, st.o[i].y * scale);
-      }
+      store_head(tmp_out, idx * HS, st, 1.0f / st.l);
       continue;
     }
+    float scale;
     if (st.l == 0.0f) {
       scale = 0.0f;
     } else if (sinks != nullptr) {
@@ -293,12 +393,7 @@ __device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_
     } else {
       scale = 1.0f / st.l;
     }
-    const u64 base = ((u64)t * p.NumHeads + h) * HS;
-#pragma unroll
-    for (int i = 0; i < Head<HS>::NP; i++) {
-      const int pair = lane + 32 * i;
-      if (pair < HS / 2) store_pair(out, base + 2 * pair, st.o[i].x * scale, st.o[i].y * scale);
-    }
+    store_head(out, ((u64)t * p.NumHeads + h) * HS, st, scale);
   }
 }
 
@@ -309,8 +404,8 @@ __device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_
 template <typename T, int HS>
 __device__ __noinline__ void reduce(const T* tmp_out, const float* max_logits, const float* exp_sums, const int* seq_lens, const int* cu,
                        const float* sinks, T* out, const PagedAttentionParams& p, Status* status) {
-  if (first_block()) check_meta(nullptr, seq_lens, cu, p, 3, 4, status);
-  constexpr int NP = Head<HS>::NP;
+  if (first_block()) check_meta(seq_lens, cu, p, 3, 4, status);
+  constexpr int NP = (HS / 2 + 31) / 32;  // pairs per lane: lane i holds pairs i, i+32, …
   const int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x % 32;
   if (threadIdx.x >= 32) return;
   const Row r = row_of(seq_lens, cu, p, t);
