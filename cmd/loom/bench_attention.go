@@ -122,9 +122,13 @@ func benchAttention(args []string) error {
 	if err != nil {
 		return err
 	}
-	// On the CPU each case also reads a 256 MiB buffer in turns with its
+	// On the CPU each case also reads a 256 MiB buffer before each of its
 	// samples, and its "% read" is against the median of those reads: on a
-	// shared machine the figure taken at the start drifts.
+	// shared machine the figure taken at the start drifts. The read also
+	// leaves every mode's sample the same cold caches, as in a decode step
+	// (with the read once a round, the mode after it ran up to 16 % slower
+	// than the same dispatches run right after another mode, whose K/V the
+	// L3 cache partly still held).
 	var probe *cpu.ReadProbe
 	if *device == "cpu" {
 		probe = cpu.NewReadProbe(256<<20, goruntime.GOMAXPROCS(0))
@@ -272,27 +276,36 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 		return nil, 0, err
 	}
 	iters := int(min(max(minSample/max(time.Since(start), time.Microsecond), 1), 1000))
-	fns := make([]func() error, len(modes))
+	// fns: each mode's sample, after a read of the probe's buffer if there
+	// is a probe (see benchAttention).
+	var fns []func() error
+	var reads []float64
 	for i := range modes {
-		fns[i] = func() error {
+		if probe != nil {
+			fns = append(fns, func() error {
+				reads = append(reads, probe.Read())
+				return nil
+			})
+		}
+		fns = append(fns, func() error {
 			for range iters {
 				if err := eval(i); err != nil {
 					return err
 				}
 			}
 			return nil
-		}
-	}
-	var reads []float64
-	if probe != nil {
-		fns = append(fns, func() error {
-			reads = append(reads, probe.Read())
-			return nil
 		})
 	}
-	ts, err := loombench.Interleaved(reps, fns...)
+	all, err := loombench.Interleaved(reps, fns...)
 	if err != nil {
 		return nil, 0, err
+	}
+	ts := all
+	if probe != nil {
+		ts = make([]loombench.Timing, len(modes))
+		for i := range modes {
+			ts[i] = all[2*i+1]
+		}
 	}
 	read := 0.0
 	if len(reads) > 0 {

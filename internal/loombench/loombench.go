@@ -43,7 +43,7 @@ func Interleaved(reps int, fs ...func() error) ([]Timing, error) {
 	}
 	out := make([]Timing, len(fs))
 	for i, r := range runs {
-		out[i] = Timing{Median: Median(r), Best: r[0]}
+		out[i] = Timing{Median: Median(r), Best: r[0]} // Median sorted r
 	}
 	return out, nil
 }
