@@ -87,9 +87,15 @@ func newDevice() (*Device, error) {
 		return nil, err
 	}
 	d.pipelines[copyKernel.name] = copyKernel
+	// The kernels compute lane positions for 32-wide SIMD groups (see
+	// kernels/attention.metal), which every Apple GPU has.
+	simd := int(msgU64(copyKernel.pso, selThreadExecutionWidth))
+	if simd != 32 {
+		return nil, fmt.Errorf("metal: %s is unsupported: its SIMD groups have %d threads, and Loom's kernels assume 32", d.name, simd)
+	}
 	d.caps = primitives.Caps{
 		Device:             "metal",
-		SIMDWidth:          int(msgU64(copyKernel.pso, selThreadExecutionWidth)),
+		SIMDWidth:          simd,
 		MaxThreadsPerGroup: int(msgSize(obj, selMaxThreadsPerGroup).Width),
 		MaxSharedBytes:     int(msgU64(obj, selMaxThreadgroupMemory)),
 		Cores:              gpuCoreCount(),

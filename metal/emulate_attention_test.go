@@ -114,6 +114,33 @@ func TestEmulatedAttention(t *testing.T) {
 	}
 }
 
+// TestEmulatedAttentionWideRows checks the row layouts the main test does
+// not build (for speed): float16 rows of 128 (16 lanes a row, the decode
+// shape of the suite) and float32 rows of 256 (two 16-byte loads a lane).
+func TestEmulatedAttentionWideRows(t *testing.T) {
+	names := kernelsWithPrefix("paged_attention_f16_hs128_bs16", "paged_attention_partition_f16_hs128_bs16", "paged_attention_reduce_f16_hs128",
+		"paged_attention_f32_hs256_bs16", "paged_attention_partition_f32_hs256_bs16", "paged_attention_reduce_f32_hs256", "kv_write_", "add_i32")
+	emu, ref := emuRuntimes(t, names...)
+	for _, c := range []struct {
+		dt     graph.DType
+		hs     int
+		tl     [2]float64
+		heads  int
+		lens   []int
+		window int
+	}{
+		{graph.Float16, 128, [2]float64{1.5e-2, 2e-2}, 4, []int{530, 37}, 0},
+		{graph.Float32, 256, [2]float64{1e-3, 1e-3}, 2, []int{45, 600}, 100},
+	} {
+		for _, split := range []primitives.SplitMode{primitives.SplitNever, primitives.SplitAlways} {
+			ac := attentionCase{heads: c.heads, kvHeads: 2, hs: c.hs, bs: 16, seqLens: c.lens, qLens: []int{1, 2},
+				opts: ops.AttentionOptions{Split: split, SlidingWindow: c.window}}
+			what := fmt.Sprintf("%s hs %d split %v", c.dt, c.hs, split)
+			sameOnBoth(t, emu, ref, what, func() *graph.Array { return ac.build(c.dt) }, c.tl[0], c.tl[1])
+		}
+	}
+}
+
 // TestEmulatedAttentionBadMetadata checks that a block-table entry outside
 // the cache and a KV slot past it are reported by the kernels, not used.
 func TestEmulatedAttentionBadMetadata(t *testing.T) {

@@ -1,8 +1,9 @@
 // Paged attention over a KV cache laid out [num_blocks, block_size,
 // kv_heads, head_size] ("NHD"), and the KV write that fills it.
 //
-// Kernels assume 32-wide SIMD groups (every Apple GPU): lane l of a SIMD
-// group holds elements l, l+32, … of a head vector.
+// Kernels assume 32-wide SIMD groups (every Apple GPU). The attention
+// passes spread each K/V row over a group of lanes (Rows); the reduce's
+// lane l holds elements l, l+32, … of a head vector.
 
 #define LOOM_STR(x) #x
 
@@ -86,67 +87,230 @@ inline KeyRange key_range(constant PagedAttentionParams& p, device const int* se
   return r;
 }
 
-// Online softmax state of one query head, per lane: running max m and sum l
-// (both in the log2 domain's units, uniform across the SIMD group), and the
-// lane's share of the un-normalised output.
-template <int HS>
-struct Softmax {
-  static constexpr int PER_LANE = (HS + 31) / 32;
-  float m, l;
-  float o[PER_LANE];
+// Rows<T, HS> is how a SIMD group spreads a cache row (one key's head
+// vector, HS·sizeof(T) bytes, a multiple of 16) over its lanes: LANES
+// lanes, a power of two, hold one row, 16 bytes (VEC elements, in 4-element
+// vectors) per load and NV loads each, so the group reads 32 / LANES rows at
+// once, each a contiguous run. Lane i of a group holds vectors i, i +
+// LANES, …; lanes past the row's NVEC vectors (head sizes 80 and 96) idle.
+// The vectors need rows aligned to their size: the caches are whole
+// buffers and every row is a whole number of 16-byte vectors.
+template <typename T, int HS>
+struct Rows {
+  static constexpr int VEC = 16 / int(sizeof(T));
+  static constexpr int NVEC = HS / VEC;
+  static constexpr int LANES = NVEC > 16 ? 32 : NVEC > 8 ? 16 : NVEC > 4 ? 8 : NVEC > 2 ? 4 : NVEC > 1 ? 2 : 1;
+  static constexpr int NV = (NVEC + LANES - 1) / LANES;
+  // Loads of one lane in flight per batch: enough to cover the memory's
+  // latency, few enough for the registers.
+  static constexpr int BATCH = NV > 1 ? 4 : 8;
+  static_assert(HS * int(sizeof(T)) % 16 == 0, "rows must be whole 16-byte vectors");
+  static_assert(LANES % BATCH == 0, "steps must be whole batches");
 };
 
-// attend folds keys [from, to) of sequence seq into st for query head h of
-// token t (q already in registers as qv). Scores are scaled into the log2
-// domain once so that every exponential is an exp2. Returns false after
-// reporting a block-table entry outside the cache.
+// Chunk is the 16 bytes of a row a lane loads at once, as T's 4-vectors.
+template <typename T>
+struct Chunk {
+  vec<T, 4> v[16 / int(sizeof(T)) / 4];
+};
+
+// load_chunk loads the chunk at element e of p (16-byte aligned).
+template <typename T>
+inline Chunk<T> load_chunk(device const T* p, ulong e) {
+  return *(device const Chunk<T>*)(p + e);
+}
+
+// widen_chunk writes the chunk's elements to f as float.
+template <typename T>
+inline void widen_chunk(thread const Chunk<T>& c, thread float* f) {
+  for (int u = 0; u < 16 / int(sizeof(T)) / 4; u++) {
+    f[4 * u] = float(c.v[u].x);
+    f[4 * u + 1] = float(c.v[u].y);
+    f[4 * u + 2] = float(c.v[u].z);
+    f[4 * u + 3] = float(c.v[u].w);
+  }
+}
+
+// Softmax is the online softmax state of one query head, per lane: running
+// max m and sum l (in the log2 domain's units, uniform across the SIMD
+// group), the scaled query and the un-normalised output, both for the dims
+// of the lane's vectors (Rows).
+template <typename T, int HS>
+struct Softmax {
+  typedef Rows<T, HS> R;
+  float m, l;
+  float q[R::NV][R::VEC];
+  float o[R::NV][R::VEC];
+};
+
+// slot_of returns the cache slot of key k of sequence seq, −1 if k ≥ to,
+// and −2 after reporting a block-table entry outside the cache.
+template <int BS>
+inline int slot_of(constant PagedAttentionParams& p, device const int* block_tables, device atomic_uint* status, int seq,
+                   int k, int to) {
+  if (k >= to) {
+    return -1;
+  }
+  int block = k / BS;
+  int entry = seq * p.MaxBlocksPerSeq + block;
+  int phys = block < p.MaxBlocksPerSeq ? block_tables[entry] : -1;
+  if (phys < 0 || phys >= p.NumBlocks) {
+    report_bad_index(status, 3, uint(entry), phys);
+    return -2;
+  }
+  return phys * BS + k % BS;
+}
+
+// attend folds keys [from, to) of sequence seq into st for its query head,
+// 32 keys at a time. Lane j finds key j's cache slot. The scores go 32 /
+// LANES keys per step: group s of LANES lanes takes key s·LANES + i at step
+// i with 16-byte loads, its dot product summed within the group, so that
+// lane j itself keeps key j's score (lane j is lane i = j mod LANES of group
+// s = j / LANES); a batch of steps' loads is issued before any is used. The
+// online softmax runs on the SIMD group with one score per lane, scaled into
+// the log2 domain so that every exponential is an exp2. The values go the
+// same way, each lane adding p_key · V_key to the dims it holds, and the
+// groups' sums are added at the end. (The CUDA kernels take the same layout;
+// there it streamed long contexts 1.4–1.8 times faster than a key at a time
+// with a SIMD-wide sum per key, which is what this kernel did before. On
+// Apple GPUs it is unmeasured.) Returns false after reporting a
+// block-table entry outside the cache.
 template <typename T, int HS, int BS>
 bool attend(constant PagedAttentionParams& p, device const T* k_cache, device const T* v_cache,
             device const int* block_tables, device atomic_uint* status, int seq, int kvh, int from, int to,
-            thread const float* qv, thread Softmax<HS>& st, uint lane) {
-  constexpr int PER_LANE = Softmax<HS>::PER_LANE;
+            thread Softmax<T, HS>& st, uint lane) {
+  typedef Rows<T, HS> R;
+  constexpr int LOADS = R::BATCH * R::NV;
+  const int li = int(lane) % R::LANES;
+  const ushort first = ushort(int(lane) - li); // the group's first lane
   const bool capped = p.Softcap > 0.0f;
-  for (int k = from; k < to; k++) {
-    int block = k / BS;
-    int entry = seq * p.MaxBlocksPerSeq + block;
-    int phys = block < p.MaxBlocksPerSeq ? block_tables[entry] : -1;
-    if (phys < 0 || phys >= p.NumBlocks) {
-      if (lane == 0) {
-        report_bad_index(status, 3, uint(entry), phys);
-      }
+  const ulong head = ulong(kvh) * HS, stride = ulong(p.NumKVHeads) * HS;
+  for (int k0 = from; k0 < to; k0 += 32) {
+    int slot = slot_of<BS>(p, block_tables, status, seq, k0 + int(lane), to);
+    if (simd_max(slot == -2 ? 1 : 0) > 0) {
       return false;
     }
-    ulong row = ((ulong(phys) * BS + ulong(k % BS)) * ulong(p.NumKVHeads) + ulong(kvh)) * HS;
-    float dot = 0.0f;
-    for (int j = 0; j < PER_LANE; j++) {
-      int d = int(lane) + 32 * j;
-      if (d < HS) {
-        dot += qv[j] * float(k_cache[row + d]);
+    float s = 0.0f;
+    for (int b = 0; b < R::LANES; b += R::BATCH) {
+      Chunk<T> kc[LOADS];
+      int sl[R::BATCH];
+      for (int i = 0; i < R::BATCH; i++) {
+        sl[i] = simd_shuffle(slot, ushort(first + b + i));
+        for (int v = 0; v < R::NV; v++) {
+          int vi = v * R::LANES + li;
+          if (sl[i] >= 0 && vi < R::NVEC) {
+            kc[i * R::NV + v] = load_chunk(k_cache, ulong(sl[i]) * stride + head + ulong(vi) * R::VEC);
+          }
+        }
+      }
+      for (int i = 0; i < R::BATCH; i++) {
+        float dot = 0.0f;
+        for (int v = 0; v < R::NV; v++) {
+          int vi = v * R::LANES + li;
+          if (sl[i] >= 0 && vi < R::NVEC) {
+            float f[R::VEC];
+            widen_chunk(kc[i * R::NV + v], f);
+            for (int e = 0; e < R::VEC; e++) {
+              dot += st.q[v][e] * f[e];
+            }
+          }
+        }
+        for (int o = R::LANES / 2; o > 0; o /= 2) {
+          dot += simd_shuffle_xor(dot, ushort(o));
+        }
+        if (b + i == li) {
+          s = dot;
+        }
       }
     }
-    float s = simd_sum(dot);
     s = capped ? tanh(s * p.Scale / p.Softcap) * p.Softcap * LOG2E : s * p.Scale * LOG2E;
-    float m = max(st.m, s);
-    float c = exp2(st.m - m); // 0 on the first key (st.m = -inf)
-    float e = exp2(s - m);
-    st.l = st.l * c + e;
+    if (slot < 0) {
+      s = -INFINITY;
+    }
+    float m = max(st.m, simd_max(s));
+    if (m == -INFINITY) {
+      continue; // no key yet
+    }
+    float c = exp2(st.m - m); // 0 on the first keys (st.m = -inf)
+    float pr = slot >= 0 ? exp2(s - m) : 0.0f;
+    st.l = st.l * c + simd_sum(pr);
     st.m = m;
-    for (int j = 0; j < PER_LANE; j++) {
-      int d = int(lane) + 32 * j;
-      if (d < HS) {
-        st.o[j] = st.o[j] * c + e * float(v_cache[row + d]);
+    for (int v = 0; v < R::NV; v++) {
+      for (int e = 0; e < R::VEC; e++) {
+        st.o[v][e] *= c;
+      }
+    }
+    for (int b = 0; b < R::LANES; b += R::BATCH) {
+      Chunk<T> vc[LOADS];
+      float w[R::BATCH];
+      for (int i = 0; i < R::BATCH; i++) {
+        int sl = simd_shuffle(slot, ushort(first + b + i));
+        w[i] = simd_shuffle(pr, ushort(first + b + i));
+        for (int v = 0; v < R::NV; v++) {
+          int vi = v * R::LANES + li;
+          if (w[i] != 0.0f && vi < R::NVEC) {
+            vc[i * R::NV + v] = load_chunk(v_cache, ulong(sl) * stride + head + ulong(vi) * R::VEC);
+          }
+        }
+      }
+      for (int i = 0; i < R::BATCH; i++) {
+        for (int v = 0; v < R::NV; v++) {
+          int vi = v * R::LANES + li;
+          if (w[i] != 0.0f && vi < R::NVEC) {
+            float f[R::VEC];
+            widen_chunk(vc[i * R::NV + v], f);
+            for (int e = 0; e < R::VEC; e++) {
+              st.o[v][e] += w[i] * f[e];
+            }
+          }
+        }
+      }
+    }
+  }
+  // Each group summed its own keys: add the groups' sums.
+  for (int v = 0; v < R::NV; v++) {
+    for (int e = 0; e < R::VEC; e++) {
+      for (int o = R::LANES; o < 32; o *= 2) {
+        st.o[v][e] += simd_shuffle_xor(st.o[v][e], ushort(o));
       }
     }
   }
   return true;
 }
 
-// load_q loads this lane's elements of query head h of token t as float.
+// start loads this lane's dims of query head h of token t as float and
+// clears the rest of st.
 template <typename T, int HS>
-inline void load_q(constant PagedAttentionParams& p, device const T* q, int t, int h, uint lane, thread float* qv) {
-  for (int j = 0; j < Softmax<HS>::PER_LANE; j++) {
-    int d = int(lane) + 32 * j;
-    qv[j] = d < HS ? float(q[(ulong(t) * p.NumHeads + h) * HS + d]) : 0.0f;
+inline void start(constant PagedAttentionParams& p, device const T* q, int t, int h, uint lane,
+                  thread Softmax<T, HS>& st) {
+  typedef Rows<T, HS> R;
+  const int li = int(lane) % R::LANES;
+  for (int v = 0; v < R::NV; v++) {
+    int vi = v * R::LANES + li;
+    for (int e = 0; e < R::VEC; e++) {
+      st.q[v][e] = vi < R::NVEC ? float(q[(ulong(t) * p.NumHeads + h) * HS + ulong(vi) * R::VEC + e]) : 0.0f;
+      st.o[v][e] = 0.0f;
+    }
+  }
+  st.m = -INFINITY;
+  st.l = 0.0f;
+}
+
+// finish writes st's output times factor to row base of out, from the
+// lanes of the first group (which hold the whole row after attend).
+template <typename T, int HS>
+inline void finish(device T* out, ulong base, thread const Softmax<T, HS>& st, float factor, uint lane) {
+  typedef Rows<T, HS> R;
+  if (int(lane) >= R::LANES) {
+    return;
+  }
+  for (int v = 0; v < R::NV; v++) {
+    int vi = v * R::LANES + int(lane);
+    if (vi < R::NVEC) {
+      for (int e = 0; e < R::VEC; e++) {
+        out[base + ulong(vi) * R::VEC + e] = T(st.o[v][e] * factor);
+      }
+    }
   }
 }
 
@@ -167,15 +331,9 @@ void paged_attention_rows(constant PagedAttentionParams& p, device const T* q, d
   int G = p.NumHeads / p.NumKVHeads;
   for (int g = int(sg); g < G; g += int(sgs)) {
     int h = kvh * G + g;
-    float qv[Softmax<HS>::PER_LANE];
-    load_q<T, HS>(p, q, t, h, lane, qv);
-    Softmax<HS> st;
-    st.m = -INFINITY;
-    st.l = 0.0f;
-    for (int j = 0; j < Softmax<HS>::PER_LANE; j++) {
-      st.o[j] = 0.0f;
-    }
-    bool ok = r.ok && attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, r.lo, r.hi, qv, st, lane);
+    Softmax<T, HS> st;
+    start<T, HS>(p, q, t, h, lane, st);
+    bool ok = r.ok && attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, r.lo, r.hi, st, lane);
     float factor = 0.0f; // rows with no keys, or bad metadata, get zeros
     if (ok && st.l > 0.0f) {
       if (sinks) {
@@ -187,12 +345,7 @@ void paged_attention_rows(constant PagedAttentionParams& p, device const T* q, d
         factor = 1.0f / st.l;
       }
     }
-    for (int j = 0; j < Softmax<HS>::PER_LANE; j++) {
-      int d = int(lane) + 32 * j;
-      if (d < HS) {
-        out[(ulong(t) * p.NumHeads + h) * HS + d] = T(st.o[j] * factor);
-      }
-    }
+    finish<T, HS>(out, (ulong(t) * p.NumHeads + h) * HS, st, factor, lane);
   }
 }
 
@@ -270,15 +423,9 @@ template <typename T, int HS, int BS>
   int G = p.NumHeads / p.NumKVHeads;
   for (int g = int(sg); g < G; g += int(sgs)) {
     int h = kvh * G + g;
-    float qv[Softmax<HS>::PER_LANE];
-    load_q<T, HS>(p, q, t, h, lane, qv);
-    Softmax<HS> st;
-    st.m = -INFINITY;
-    st.l = 0.0f;
-    for (int j = 0; j < Softmax<HS>::PER_LANE; j++) {
-      st.o[j] = 0.0f;
-    }
-    if (!attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, from, to, qv, st, lane)) {
+    Softmax<T, HS> st;
+    start<T, HS>(p, q, t, h, lane, st);
+    if (!attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, from, to, st, lane)) {
       return;
     }
     ulong row = (ulong(t) * p.NumHeads + h) * p.NumPartitions + part;
@@ -286,13 +433,7 @@ template <typename T, int HS, int BS>
       max_logits[row] = st.m;
       exp_sums[row] = st.l;
     }
-    float inv = 1.0f / st.l;
-    for (int j = 0; j < Softmax<HS>::PER_LANE; j++) {
-      int d = int(lane) + 32 * j;
-      if (d < HS) {
-        tmp_out[row * HS + d] = T(st.o[j] * inv);
-      }
-    }
+    finish<T, HS>(tmp_out, row * HS, st, 1.0f / st.l, lane);
   }
 }
 
@@ -311,7 +452,7 @@ void paged_attention_merge(constant PagedAttentionParams& p, device const T* tmp
   if (t >= p.NumTokens || h >= p.NumHeads) {
     return;
   }
-  constexpr int PER_LANE = Softmax<HS>::PER_LANE;
+  constexpr int PER_LANE = (HS + 31) / 32; // lane l holds elements l, l+32, …
   KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 4);
   ulong dst = (ulong(t) * p.NumHeads + h) * HS;
   int pLo = 0, pHi = 0;
