@@ -522,7 +522,7 @@ func (a *attention) run(c *Call, split bool) (err error) {
 	work := func() {
 		defer func() {
 			if r := recover(); r != nil {
-				once.Do(func() { err = fmt.Errorf("attention worker panicked: %v", r) })
+				once.Do(func() { err = panicError("attention worker", r) })
 				next.Store(int64(len(us))) // stop the others
 			}
 		}()

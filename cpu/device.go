@@ -383,7 +383,7 @@ func (d *Device) execute(o *op) (err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("cpu kernel %s panicked: %v", o.k.name, r)
+			err = panicError("cpu kernel "+o.k.name, r)
 		}
 	}()
 	if err := o.k.fn(&call); err != nil {

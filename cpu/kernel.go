@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	goruntime "runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,8 +111,8 @@ func Parallel(workers, n, grain int, fn func(lo, hi int)) {
 	helpers.remove(j)
 	// A kernel bug in a helper must fail the dispatch (the device recovers
 	// panics on the calling goroutine), not crash the process.
-	if r := j.panicked.Load(); r != nil {
-		panic(r)
+	if p := j.panicked.Load(); p != nil {
+		panic(p)
 	}
 }
 
@@ -123,7 +124,26 @@ type parJob struct {
 	chunks   int32
 	next     atomic.Int32
 	done     atomic.Int32
-	panicked atomic.Value
+	panicked atomic.Pointer[chunkPanic]
+}
+
+// chunkPanic is a chunk's panic, with the stack where it happened: Parallel
+// raises it again on the caller's goroutine, whose stack does not show the
+// chunk's.
+type chunkPanic struct {
+	value any
+	stack []byte
+}
+
+// panicError turns a recovered panic r of what (a kernel, say) into an
+// error that shows where it happened: the chunk's stack for a chunk's
+// panic, else the recovering goroutine's (called from the deferred
+// function, it includes the panicking frames).
+func panicError(what string, r any) error {
+	if p, ok := r.(*chunkPanic); ok {
+		return fmt.Errorf("%s panicked: %v\n%s", what, p.value, p.stack)
+	}
+	return fmt.Errorf("%s panicked: %v\n%s", what, r, debug.Stack())
 }
 
 // work runs the job's chunks not yet taken, one at a time.
@@ -141,7 +161,11 @@ func (j *parJob) run(c int) {
 	defer j.done.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
-			j.panicked.CompareAndSwap(nil, fmt.Sprint(r))
+			p, ok := r.(*chunkPanic) // from a nested Parallel: keep its stack
+			if !ok {
+				p = &chunkPanic{r, debug.Stack()}
+			}
+			j.panicked.CompareAndSwap(nil, p)
 		}
 	}()
 	lo := c * j.per
