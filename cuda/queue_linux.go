@@ -92,7 +92,7 @@ func (b *statusBlock) words() []uint32 {
 	return unsafe.Slice((*uint32)(b.host), b.cap*statusWords)
 }
 
-// statusBlock returns an idle block of at least n records. Owner only,
+// statusBlock returns an idle block of at least n records. Inside do,
 // with q.mu held.
 func (q *queue) statusBlock(n int) (*statusBlock, error) {
 	for i, b := range q.blocks {
@@ -117,7 +117,7 @@ func (q *queue) statusBlock(n int) (*statusBlock, error) {
 	return b, nil
 }
 
-// cuEvent returns an idle CUevent. Owner only, with q.mu held.
+// cuEvent returns an idle CUevent. Inside do, with q.mu held.
 func (q *queue) cuEvent() (uintptr, error) {
 	if n := len(q.events); n > 0 {
 		ev := q.events[n-1]
@@ -190,7 +190,7 @@ func (e *encoder) WaitFence(runtime.Fence)   {}
 func (e *encoder) UpdateFence(runtime.Fence) {}
 func (e *encoder) End()                      {}
 
-// Commit issues the launches on the owner goroutine, followed by the copy of
+// Commit issues the launches (see Device.do), followed by the copy of
 // the status records to the host and the completion event.
 func (cb *commandBuffer) Commit() {
 	q := cb.q
@@ -220,7 +220,7 @@ func (cb *commandBuffer) signal() {
 
 // issue launches cb's dispatches in order. A dispatch that cannot be
 // launched fails the command buffer and the ones after it are skipped; the
-// status copy and the completion event are still recorded. Owner only, with
+// status copy and the completion event are still recorded. Inside do, with
 // q.mu held.
 func (q *queue) issue(cb *commandBuffer) error {
 	d := q.dev
@@ -333,7 +333,7 @@ func (q *queue) launch(l *launch, status uint64) error {
 }
 
 // poll retires the command buffers that have completed, without blocking.
-// Owner only.
+// Inside do.
 func (q *queue) poll() {
 	d := q.dev
 	q.mu.Lock()
@@ -350,37 +350,28 @@ func (q *queue) poll() {
 	}
 }
 
-// waitFor blocks until cb has completed, on the waiter goroutine, and
-// retires it with the command buffers before it.
+// waitFor blocks until cb has completed and retires it with the command
+// buffers before it.
 func (q *queue) waitFor(cb *commandBuffer) {
-	d := q.dev
-	if d.closed.Load() {
+	// cb.done belongs to q.mu: poll may retire cb, and give its event back
+	// for reuse, at any time.
+	q.mu.Lock()
+	ev := cb.done
+	q.mu.Unlock()
+	if ev == 0 { // retired already
 		return
 	}
-	done := make(chan struct{})
-	d.waits <- func() {
-		defer close(done)
-		// cb.done belongs to q.mu: poll may retire cb, and give its event
-		// back for reuse, at any time.
-		q.mu.Lock()
-		ev := cb.done
-		q.mu.Unlock()
-		if ev == 0 { // retired already
-			return
-		}
-		// The CUevent may have been retired and reused meanwhile (by poll);
-		// then this waits for later work, which only delays the return.
-		err := d.drv.call(d.drv.eventSynchronize, ev)
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		for i, x := range q.inflight {
-			if x == cb {
-				q.retire(i+1, err)
-				break
-			}
+	// The CUevent may have been retired and reused meanwhile (by poll);
+	// then this waits for later work, which only delays the return.
+	err := q.dev.wait(func() error { return q.dev.drv.call(q.dev.drv.eventSynchronize, ev) })
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, x := range q.inflight {
+		if x == cb {
+			q.retire(i+1, err)
+			break
 		}
 	}
-	<-done
 }
 
 // retire marks the first n in-flight command buffers complete: each takes
