@@ -218,7 +218,7 @@ __device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionPar
 // adding p_key · V_key to the dims it holds, and the groups' sums are added
 // at the end. Keys whose block-table entry is outside the cache are skipped
 // (check_meta reports them). (Lane-pair loads of 4 bytes with a warp-wide
-// sum per key, the first form, streamed long contexts 1.3–1.8 times slower
+// sum per key, the first form, streamed long contexts 1.4–1.8 times slower
 // on an H100.)
 template <typename T, int HS>
 __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
