@@ -144,7 +144,7 @@ func TestEmulatedAttentionWideRows(t *testing.T) {
 // TestEmulatedAttentionBadMetadata checks that a block-table entry outside
 // the cache and a KV slot past it are reported by the kernels, not used.
 func TestEmulatedAttentionBadMetadata(t *testing.T) {
-	emu, _ := emuRuntimes(t, kernelsWithPrefix("paged_attention_f32_hs64_bs8", "kv_write_f32", "add_i32")...)
+	emu, _ := emuRuntimes(t, kernelsWithPrefix("paged_attention_f32_hs64_bs8", "paged_attention_partition_f32_hs64_bs8", "paged_attention_reduce_f32_hs64", "kv_write_f32", "add_i32")...)
 	kc := graph.Full(graph.Float32, 0, 4, 8, 1, 64)
 	vc := graph.Full(graph.Float32, 0, 4, 8, 1, 64)
 	k := graph.Full(graph.Float32, 1, 2, 1, 64)
@@ -162,5 +162,16 @@ func TestEmulatedAttentionBadMetadata(t *testing.T) {
 	}, ops.AttentionOptions{Split: primitives.SplitNever})
 	if err := emu.Eval(out); err == nil || !strings.Contains(err.Error(), "block_tables entry 1 is 9") {
 		t.Fatalf("block 9 of 4: got %v, want an error naming block_tables entry 1", err)
+	}
+	// A sequence longer than its block-table row (3 blocks of 8 keys), on
+	// both paths.
+	for _, split := range []primitives.SplitMode{primitives.SplitNever, primitives.SplitAlways} {
+		lens := ops.Add(graph.FromInt32s([]int32{30}, 1), graph.Full(graph.Int32, 0, 1))
+		out = ops.PagedAttention(q, kc2, vc2, ops.AttentionMeta{
+			BlockTables: graph.FromInt32s([]int32{0, 2, 1}, 1, 3), SeqLens: lens, CuSeqlensQ: graph.FromInt32s([]int32{0, 1}, 2), MaxSeqLen: 30,
+		}, ops.AttentionOptions{Split: split})
+		if err := emu.Eval(out); err == nil || !strings.Contains(err.Error(), "seq_lens entry 0 is 30") {
+			t.Fatalf("split %v, seq_len 30 with 24 keys in its table row: got %v, want an error naming seq_lens entry 0", split, err)
+		}
 	}
 }

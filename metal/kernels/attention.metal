@@ -52,7 +52,10 @@ LOOM_KV_WRITE("bf16", bfloat)
 // KeyRange is what query token t sees: keys [lo, hi) of sequence seq, the
 // causal frontier hi = seq_len − q_len + q_pos + 1 and, with a sliding
 // window, lo = max(0, hi − window). ok is false when the metadata is bad
-// (reported); lo == hi when the token sees no key.
+// (reported: cu_seqlens_q that does not place t, or a seq_len below 0,
+// above max_seq_len or above what a block-table row holds); lo == hi when
+// the token sees no key. seq_lens and cu_seqlens_q are buffer arguments
+// cu_arg − 1 and cu_arg.
 struct KeyRange {
   int seq, lo, hi;
   bool ok;
@@ -76,8 +79,13 @@ inline KeyRange key_range(constant PagedAttentionParams& p, device const int* se
     return r;
   }
   r.seq = lo;
+  int len = seq_lens[lo];
+  if (len < 0 || len > p.MaxSeqLen || long(len) > long(p.MaxBlocksPerSeq) * p.BlockSize) {
+    report_bad_index(status, cu_arg - 1, uint(lo), len);
+    return r;
+  }
   int qLen = cu[lo + 1] - cu[lo];
-  r.hi = seq_lens[lo] - qLen + (t - cu[lo]) + 1;
+  r.hi = len - qLen + (t - cu[lo]) + 1;
   if (r.hi <= 0) {
     r.hi = 0;
   } else if (p.SlidingWindow > 0) {
