@@ -142,7 +142,8 @@ func TestEmulatedAttentionWideRows(t *testing.T) {
 }
 
 // TestEmulatedAttentionBadMetadata checks that a block-table entry outside
-// the cache and a KV slot past it are reported by the kernels, not used.
+// the cache, a sequence longer than its table row, a KV slot past the cache
+// and a KV slot written twice are reported by the kernels, not used.
 func TestEmulatedAttentionBadMetadata(t *testing.T) {
 	emu, _ := emuRuntimes(t, kernelsWithPrefix("paged_attention_f32_hs64_bs8", "paged_attention_partition_f32_hs64_bs8", "paged_attention_reduce_f32_hs64", "kv_write_f32", "add_i32")...)
 	kc := graph.Full(graph.Float32, 0, 4, 8, 1, 64)
@@ -152,6 +153,14 @@ func TestEmulatedAttentionBadMetadata(t *testing.T) {
 	nk, nv := ops.KVWrite(kc, vc, k, k, slots)
 	if err := emu.Eval(nk, nv); err == nil || !strings.Contains(err.Error(), "slot_mapping entry 1 is 40") {
 		t.Fatalf("slot 40 of 32: got %v, want an error naming slot_mapping entry 1", err)
+	}
+	// Tokens 0 and 2 both hold slot 3: neither writes it, the later one
+	// reports it in the CPU device's words.
+	dup := ops.Add(graph.FromInt32s([]int32{3, 5, 3}, 3), graph.Full(graph.Int32, 0, 3))
+	nk, nv = ops.KVWrite(graph.Full(graph.Float32, 0, 4, 8, 1, 64), graph.Full(graph.Float32, 0, 4, 8, 1, 64),
+		graph.Full(graph.Float32, 1, 3, 1, 64), graph.Full(graph.Float32, 1, 3, 1, 64), dup)
+	if err := emu.Eval(nk, nv); err == nil || !strings.Contains(err.Error(), "slot_mapping[2] = 3 is also slot_mapping[0]: a slot may be written once") {
+		t.Fatalf("slot 3 twice: got %v, want an error naming slot_mapping entries 2 and 0", err)
 	}
 	q := graph.Full(graph.Float32, 1, 1, 2, 64)
 	kc2 := graph.Full(graph.Float32, 0, 4, 8, 1, 64)

@@ -19,6 +19,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"slices"
 	"strings"
 
@@ -33,21 +34,37 @@ var kernelFiles embed.FS
 const commonFile = "common.metal"
 
 // statusIndex is the buffer index at which every dispatch gets its status
-// record: four uint32 (error count, argument index + 1, entry, value) that a
-// kernel fills when it meets a bad data-dependent index (a token id, a slot,
-// a block-table entry), so that the device can report the entry instead of
-// reading or writing outside a buffer. Catalog arguments and params must stay
-// below it.
+// record: six uint32 (error count, argument index + 1, entry, value, code,
+// second entry) that a kernel fills when it meets a bad data-dependent
+// index (a token id, a slot, a block-table entry) or a KV slot written
+// twice, so that the device can report the entry instead of reading or
+// writing outside a buffer. Catalog arguments and params must stay below
+// it.
 const statusIndex = 30
 
 // statusWords is the size of one dispatch's status record in uint32s.
-const statusWords = 4
+const statusWords = 6
+
+// The codes of a status record (LOOM_REPORT_* in common.metal).
+const (
+	reportRange = 0 // the entry's value is out of range
+	reportDup   = 1 // the entry's value is also the second entry's
+)
 
 // statusError turns a dispatch's status record into an error naming the
 // kernel, the argument and the bad entry; nil if the kernel reported none.
 func statusError(kernel string, args []runtime.BufferArg, w []uint32) error {
 	if w[0] == 0 {
 		return nil
+	}
+	if j := int(w[1]) - 1; w[4] == reportDup && w[5] < w[2] && j >= 0 && j < len(args) && int64(w[2]) < args[j].Size/4 {
+		// The CPU device's words: the check itself, on the two entries.
+		slots := make([]int64, w[2]+1)
+		for i := range slots {
+			slots[i] = -1
+		}
+		slots[w[5]], slots[w[2]] = int64(int32(w[3])), int64(int32(w[3]))
+		return fmt.Errorf("metal kernel %s: %w (%d reports)", kernel, primitives.CheckSlots(slots, math.MaxInt), w[0])
 	}
 	arg := fmt.Sprintf("argument %d", w[1]-1)
 	if j := int(w[1]) - 1; j >= 0 && j < len(args) {

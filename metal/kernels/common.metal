@@ -38,18 +38,32 @@ using namespace metal;
   LOOM_KERNEL(NAME "_b8", FUNC, uchar)
 
 // LOOM_STATUS is the status record every dispatch is given at buffer 30
-// (statusIndex in Go): error count, argument index + 1, entry, value.
+// (statusIndex in Go): error count, argument index + 1, entry, value, what
+// the report says (a LOOM_REPORT_* code) and a second entry.
 #define LOOM_STATUS device atomic_uint* status [[buffer(30)]]
 
-// report_bad_index records that entry `entry` of buffer argument `arg` holds
-// `value`, which is out of range. The first report wins; the count keeps
-// growing. The kernel then skips the work that entry would have done.
-inline void report_bad_index(device atomic_uint* status, uint arg, uint entry, int value) {
+// The codes of reports (statusError in Go words them).
+#define LOOM_REPORT_RANGE 0u // the entry's value is out of range
+#define LOOM_REPORT_DUP 1u   // the entry's value is also the second entry's
+
+// report records that entry `entry` of buffer argument `arg` holds `value`,
+// which is wrong as code says (with a second entry for LOOM_REPORT_DUP).
+// The first report wins; the count keeps growing. The kernel then skips the
+// work that entry would have done.
+inline void report(device atomic_uint* status, uint code, uint arg, uint entry, int value, uint other) {
   if (atomic_fetch_add_explicit(&status[0], 1u, memory_order_relaxed) == 0u) {
     atomic_store_explicit(&status[1], arg + 1u, memory_order_relaxed);
     atomic_store_explicit(&status[2], entry, memory_order_relaxed);
     atomic_store_explicit(&status[3], as_type<uint>(value), memory_order_relaxed);
+    atomic_store_explicit(&status[4], code, memory_order_relaxed);
+    atomic_store_explicit(&status[5], other, memory_order_relaxed);
   }
+}
+
+// report_bad_index records that entry `entry` of buffer argument `arg`
+// holds `value`, which is out of range.
+inline void report_bad_index(device atomic_uint* status, uint arg, uint entry, int value) {
+  report(status, LOOM_REPORT_RANGE, arg, entry, value, 0u);
 }
 
 // Float storage types (half, bfloat) are computed in float; integers in
@@ -91,6 +105,9 @@ T threadgroup_reduce(T v, threadgroup T* scratch, uint tid, uint n, Op op) {
 
 struct SumOp {
   template <typename T> T operator()(T a, T b) const { return a + b; }
+};
+struct MinOp {
+  template <typename T> T operator()(T a, T b) const { return a < b ? a : b; }
 };
 struct MaxNaNOp {
   // NaN is larger than any number, so it wins.
