@@ -185,3 +185,19 @@ func referenceTopK(t *testing.T, o SamplerOptions, logits []float32, n int) []in
 	}
 	return drawSequence(t, o, kept, n)
 }
+
+// BenchmarkSampleGreedy times a greedy draw over a Qwen3-sized vocabulary,
+// which every decode step does once per sequence on the host.
+func BenchmarkSampleGreedy(b *testing.B) {
+	logits := loomtest.Float32s(loomtest.Rand(1), 151936, -10, 10)
+	s, err := NewSampler(SamplerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Sample(logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(logits))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Glogits/s")
+}
