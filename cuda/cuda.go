@@ -58,7 +58,8 @@ func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }
 
 // sourceFiles returns every kernel file's complete source, by file name
 // (such as "elementwise.cu"): the params structs generated from the
-// primitives catalog and the status codes, then common.cuh, then the file. #line directives keep compiler
+// primitives catalog, its launch-geometry constants and the status codes,
+// then common.cuh, then the file. #line directives keep compiler
 // messages pointing at the right file and line.
 func sourceFiles() (map[string]string, error) {
 	common, err := kernelFiles.ReadFile(commonFile)
@@ -69,7 +70,7 @@ func sourceFiles() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	structs += statusDefines()
+	structs += primitives.CConstants() + statusDefines()
 	names, err := fs.Glob(kernelFiles, "kernels/*.cu")
 	if err != nil {
 		return nil, err

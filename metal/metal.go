@@ -75,7 +75,8 @@ func statusError(kernel string, args []runtime.BufferArg, w []uint32) error {
 
 // librarySource returns the MSL source of the kernel library: common.metal,
 // then the params structs generated from the Go types in the primitives
-// catalog (so their layout cannot drift from Go's), then every other
+// catalog (so their layout cannot drift from Go's) and its launch-geometry
+// constants (primitives.CConstants), then every other
 // kernels/*.metal file in name order. #line directives keep compiler
 // messages pointing at the right file and line.
 func librarySource() (string, error) {
@@ -109,6 +110,7 @@ func librarySource() (string, error) {
 			}
 			sb.WriteString("#line 1 \"params (generated from the primitives catalog)\"\n")
 			sb.WriteString(structs)
+			sb.WriteString(primitives.CConstants())
 		}
 	}
 	return sb.String(), nil

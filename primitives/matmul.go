@@ -46,6 +46,16 @@ const (
 	GEMVThreads = 8 * 32
 )
 
+// CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
+// kernels' launch geometry above: the lowering counts grids and groups in
+// these constants, and the kernels' index arithmetic must agree, so the GPU
+// backends put these lines before their kernels, which use or static_assert
+// them instead of repeating the numbers.
+func CConstants() string {
+	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads)
+}
+
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
 // output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
 // kernels take one row). At

@@ -51,13 +51,14 @@ template <> struct Vec<half_t> : Vec16<half_t> {};
 template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
 
 // gemv_rows: B stored N×K (TransposeB). Warp w of the block computes output
-// n = 8·blockIdx.x + w, a dot product of two contiguous rows: the lanes
+// n = LOOM_GEMV_ROWS·blockIdx.x + w, a dot product of two contiguous rows: the lanes
 // stride over K with 16-byte loads where the rows are 16-byte aligned, so
 // the weights stream through once, coalesced.
 template <typename T>
 __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
+  static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 n = blockIdx.x * 8 + warp;
+  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp;
   if (n >= p.N) return;
   const T* x = a + o.a;
   const T* w = b + o.b + (u64)n * p.K;
@@ -78,24 +79,25 @@ __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p,
   if (lane == 0) store_f(out, o.out + n, acc);
 }
 
-// gemv_cols: B stored K×N. The block's 256 threads are 32 slices of K by 8
-// outputs n = 8·blockIdx.x + c, so that neighbouring threads read
-// neighbouring columns; the 32 partial sums of each output are then added in
-// a fixed order.
+// gemv_cols: B stored K×N. The block's threads are SLICES slices of K by
+// LOOM_GEMV_ROWS outputs n = LOOM_GEMV_ROWS·blockIdx.x + c, so that
+// neighbouring threads read neighbouring columns; the SLICES partial sums
+// of each output are then added in a fixed order.
 template <typename T>
 __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
-  __shared__ float part[32][9];
-  const u32 c = threadIdx.x % 8, slice = threadIdx.x / 8;
-  const u32 n = blockIdx.x * 8 + c;
+  constexpr u32 ROWS = LOOM_GEMV_ROWS, SLICES = LOOM_GEMV_THREADS / LOOM_GEMV_ROWS;
+  __shared__ float part[SLICES][ROWS + 1];
+  const u32 c = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
+  const u32 n = blockIdx.x * ROWS + c;
   float acc = 0;
   if (n < p.N) {
-    for (u32 k = slice; k < p.K; k += 32) acc += load_f(a, o.a + k) * load_f(b, o.b + (u64)k * p.N + n);
+    for (u32 k = slice; k < p.K; k += SLICES) acc += load_f(a, o.a + k) * load_f(b, o.b + (u64)k * p.N + n);
   }
   part[slice][c] = acc;
   __syncthreads();
-  if (threadIdx.x < 8 && n < p.N) {
+  if (threadIdx.x < ROWS && n < p.N) {
     float s = 0;
-    for (u32 j = 0; j < 32; j++) s += part[j][c];
+    for (u32 j = 0; j < SLICES; j++) s += part[j][c];
     store_f(out, o.out + n, s);
   }
 }
@@ -114,19 +116,23 @@ LOOM_FLOATS(GEMV_KERNEL)
 
 // ---- tiled -------------------------------------------------------------------
 
-// matmul_tiled: a block of 128 threads computes a 32×32 tile of the output,
-// stepping through K 32 at a time with both operand tiles in shared memory.
-// Thread (tx, ty) = (t % 32, t / 32) computes column tx of rows ty, ty + 4,
-// …, ty + 28. The operand tiles are loaded so that neighbouring threads read
-// neighbouring elements in either storage order.
-#define TILE 32
+// matmul_tiled: a block of LOOM_MATMUL_THREADS threads (128) computes a
+// TILE×TILE tile of the output (32×32), stepping through K TILE at a time
+// with both operand tiles in shared memory. Thread (tx, ty) = (t % TILE,
+// t / TILE) computes column tx of rows ty, ty + PASS, …, where PASS is the
+// rows the block's threads cover at once (4). The operand tiles are loaded
+// so that neighbouring threads read neighbouring elements in either
+// storage order.
+#define TILE LOOM_MATMUL_TILE
+#define PASS (LOOM_MATMUL_THREADS / LOOM_MATMUL_TILE)
+static_assert(LOOM_MATMUL_THREADS % TILE == 0 && TILE % PASS == 0, "the tile's rows must split evenly over the passes");
 template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p) {
   __shared__ float As[TILE][TILE + 1];  // [m][k]
   __shared__ float Bs[TILE][TILE + 1];  // [k][n]
   const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
   const u32 m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
   const u32 tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;
-  float acc[TILE / 4] = {};
+  float acc[TILE / PASS] = {};
   for (u32 k0 = 0; k0 < p.K; k0 += TILE) {
     for (u32 e = threadIdx.x; e < TILE * TILE; e += blockDim.x) {
       // The fast-moving index runs along the stored rows.
@@ -155,14 +161,14 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
     __syncthreads();
     for (u32 kk = 0; kk < TILE; kk++) {
       const float w = Bs[kk][tx];
-      for (u32 r = 0; r < TILE / 4; r++) acc[r] += As[ty + 4 * r][kk] * w;
+      for (u32 r = 0; r < TILE / PASS; r++) acc[r] += As[ty + PASS * r][kk] * w;
     }
     __syncthreads();
   }
   const u32 n = n0 + tx;
   if (n >= p.N) return;
-  for (u32 r = 0; r < TILE / 4; r++) {
-    const u32 m = m0 + ty + 4 * r;
+  for (u32 r = 0; r < TILE / PASS; r++) {
+    const u32 m = m0 + ty + PASS * r;
     if (m < p.M) store_f(out, o.out + (u64)m * p.N + n, acc[r]);
   }
 }

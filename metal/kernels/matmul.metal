@@ -21,7 +21,10 @@ inline ulong2 matmul_offsets(constant MatMulParams& p, uint b) {
 // of out; each SIMD group a 16×16 quarter as 2×2 SIMD-group matrices of
 // 8×8, accumulating in float over K in steps of 16 staged in threadgroup
 // memory (converted to float on the way in, zero outside the matrices).
-constant constexpr uint MM_TILE = 32;
+// The lowering counts grids and groups in the same numbers
+// (primitives.CConstants), which this layout fixes.
+static_assert(LOOM_MATMUL_TILE == 32 && LOOM_MATMUL_THREADS == 128, "the tile's layout is four SIMD groups of 16×16 quarters");
+constant constexpr uint MM_TILE = LOOM_MATMUL_TILE;
 constant constexpr uint MM_K = 16;
 
 template <typename T>
@@ -49,8 +52,8 @@ template <typename T>
   }
   uint sr = (sg / 2) * 16, sc = (sg % 2) * 16; // this SIMD group's quarter
   for (uint k0 = 0; k0 < p.K; k0 += MM_K) {
-    // 128 threads stage 512 elements of each of A and B.
-    for (uint e = tid; e < MM_TILE * MM_K; e += 128) {
+    // The threads stage 512 elements of each of A and B.
+    for (uint e = tid; e < MM_TILE * MM_K; e += LOOM_MATMUL_THREADS) {
       uint r = e / MM_K, k = e % MM_K;
       uint m = row0 + r, kk = k0 + k;
       float v = 0.0f;
@@ -89,7 +92,7 @@ template <typename T>
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);
   device T* O = out + ulong(group.z) * p.M * p.N;
-  for (uint e = tid; e < MM_TILE * MM_TILE; e += 128) {
+  for (uint e = tid; e < MM_TILE * MM_TILE; e += LOOM_MATMUL_THREADS) {
     uint m = row0 + e / MM_TILE, n = col0 + e % MM_TILE;
     if (m < p.M && n < p.N) {
       O[ulong(m) * p.N + n] = T(cs[e]);
