@@ -77,6 +77,12 @@ type Caps struct {
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
 	// matrix-vector products only.
 	GEMVMaxRows int
+	// AttentionWarpsPerHead is at most how many SIMD groups of a split-KV
+	// partition threadgroup share one query head's keys, each a
+	// contiguous share, their states merged through threadgroup memory,
+	// when the grid is too small to fill the device (see attentionGroup);
+	// 0 or 1: one SIMD group walks all of them.
+	AttentionWarpsPerHead int
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured with `loom bench

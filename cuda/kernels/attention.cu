@@ -348,6 +348,61 @@ template <typename T, int HS> __device__ void store_head(T* out, u64 base, const
   }
 }
 
+// merge_heads merges the online-softmax states of the W warps that shared
+// one query head's keys (w is this warp's share) into share 0's state,
+// through dynamic shared memory of HS + 2 floats per warp: with M the
+// largest maximum, l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M). A share
+// without keys has m = −∞ and adds nothing; all of them without keys leave
+// l = 0. Every thread of the block must call it.
+template <typename T, int HS>
+__device__ void merge_heads(Head<T, HS>& st, bool active, int w, int W) {
+  typedef Rows<T, HS> R;
+  extern __shared__ float merge[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float* mine = merge + warp * (HS + 2);
+  if (active && lane < R::LANES) {
+#pragma unroll
+    for (int v = 0; v < R::NV; v++) {
+      const int vi = v * R::LANES + lane;
+      if (vi >= R::NVEC) continue;
+#pragma unroll
+      for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[v][e];
+    }
+    if (lane == 0) {
+      mine[HS] = st.m;
+      mine[HS + 1] = st.l;
+    }
+  }
+  __syncthreads();
+  if (active && w == 0) {
+    float top = -LOOM_INF;
+    for (int k = 0; k < W; k++) top = fmaxf(top, mine[k * (HS + 2) + HS]);
+    st.m = top;
+    st.l = 0.0f;
+#pragma unroll
+    for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+      for (int e = 0; e < R::VEC; e++) st.o[v][e] = 0.0f;
+    }
+    if (top != -LOOM_INF) {
+      for (int k = 0; k < W; k++) {
+        const float* row = mine + k * (HS + 2);
+        const float c = exp2f(row[HS] - top);
+        st.l += row[HS + 1] * c;
+        if (lane >= R::LANES) continue;
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          const int vi = v * R::LANES + lane;
+          if (vi >= R::NVEC) continue;
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) st.o[v][e] += row[vi * R::VEC + e] * c;
+        }
+      }
+    }
+  }
+  __syncthreads();  // the next pass may overwrite the rows
+}
+
 // attention: the single pass (PARTS false: every visible key, normalised
 // output with the sinks folded in) or the split path's partition kernel
 // (PARTS true: the keys of partition blockIdx.z, written as max, sum and
@@ -370,11 +425,25 @@ __device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_
     lo = max(lo, part * p.PartitionSize);
     hi = min(hi, (part + 1) * p.PartitionSize);
   }
-  for (int j = threadIdx.x / 32; j < group; j += warps) {
-    const int h = g * group + j;
+  // Warp warp serves query head j = j0 + warp / W of each pass and share w =
+  // warp % W of its keys (W = WarpsPerHead, whole chunks of 32 keys each);
+  // the W states of a head then merge through shared memory, in warp
+  // order, and its first warp writes the result. Every warp takes every
+  // pass, so that all reach the same barriers.
+  const int W = max(p.WarpsPerHead, 1), per_pass = max(warps / W, 1);
+  const int warp = threadIdx.x / 32, w = warp % W;
+  const int chunks = (hi - lo + 31) / 32;
+  const int my_lo = min(hi, lo + 32 * (w * chunks / W)), my_hi = min(hi, lo + 32 * ((w + 1) * chunks / W));
+  for (int j0 = 0; j0 < group; j0 += per_pass) {
+    const int j = j0 + warp / W, h = g * group + j;
+    const bool active = j < group;
     Head<T, HS> st;
-    load_head(q, p, t, h, st);
-    attend<T, HS>(k_cache, v_cache, tables, p, g, r, lo, hi, st);
+    if (active) {
+      load_head(q, p, t, h, st);
+      attend<T, HS>(k_cache, v_cache, tables, p, g, r, my_lo, my_hi, st);
+    }
+    if (W > 1) merge_heads<T, HS>(st, active, w, W);
+    if (!active || w != 0) continue;
     if (PARTS) {
       const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
       if (lane == 0) {
