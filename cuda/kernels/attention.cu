@@ -8,7 +8,9 @@
 // reads the same K and V rows, which come from memory once and from the L1
 // cache for the other warps. A warp walks its keys 32 at a time, scores
 // then values, each row read with 16-byte loads by a group of lanes (see
-// attend), with an online softmax in log2 units across the chunks.
+// attend), with an online softmax in log2 units across the chunks. In a
+// small split grid, WarpsPerHead warps share each head's keys and merge
+// (see merge_heads and primitives.attentionGroup).
 //
 // The kernels are specialised on the head size (the registers a lane holds
 // depend on it) but not on the block size, which only enters index
