@@ -17,7 +17,7 @@ import (
 //
 // A CUDA context is current per OS thread: the calling goroutine locks its
 // thread and makes the context current for each call into the driver (see
-// do and wait). The device's own calls (launches, copies, the kernel
+// do and current). The device's own calls (launches, copies, the kernel
 // parameter arena) are serialised by mu; a host waiting for a command
 // buffer blocks in cuEventSynchronize outside it, so that it does not hold
 // up another goroutine's launches (EvalAsync encodes the next step while
@@ -97,21 +97,13 @@ func (d *Device) stop() {
 func (d *Device) do(f func() error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed.Load() {
-		return errors.New("cuda: the device is closed")
-	}
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
-	if err := d.drv.call(d.drv.ctxSetCurrent, d.ctx); err != nil {
-		return err
-	}
-	return f()
+	return d.current(f)
 }
 
-// wait runs f, which blocks in the driver, with the device's context
-// current on this goroutine's thread, without holding off the device's
-// other calls.
-func (d *Device) wait(f func() error) error {
+// current runs f with the device's context current on this goroutine's
+// thread, without holding off the device's other calls: for f that blocks
+// in the driver (a wait), or inside do.
+func (d *Device) current(f func() error) error {
 	if d.closed.Load() {
 		return errors.New("cuda: the device is closed")
 	}

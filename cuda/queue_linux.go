@@ -363,7 +363,7 @@ func (q *queue) waitFor(cb *commandBuffer) {
 	}
 	// The CUevent may have been retired and reused meanwhile (by poll);
 	// then this waits for later work, which only delays the return.
-	err := q.dev.wait(func() error { return q.dev.drv.call(q.dev.drv.eventSynchronize, ev) })
+	err := q.dev.current(func() error { return q.dev.drv.call(q.dev.drv.eventSynchronize, ev) })
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, x := range q.inflight {
