@@ -34,11 +34,12 @@ import (
 // sharing each widened chunk, while the next block's K rows are prefetched;
 // then the weighted values, a head at a time, each output chunk held in
 // registers across the block's keys, while the next block's V rows are
-// prefetched. (Kernels taking one token row at a
-// time, the outputs in memory, took 1.6 times as long on a cache in L3.) A
-// tile of several tokens widens the block's rows once and runs, per query
-// row, block kernels that take eight keys at a time. The kernels are AVX2 assembly where the CPU has it
-// (attention_amd64.s), else loops over the vec routines.
+// prefetched. (Kernels taking one token row at a time, the outputs in
+// memory, took 1.6 times as long on a cache in L3.) A tile of several
+// tokens widens the block's rows once and runs, per query row, block
+// kernels that take eight keys at a time. The kernels are AVX2 assembly
+// where the CPU has it (attention_amd64.s), else loops over the vec
+// routines.
 //
 // Each unit keeps, per row (query token × query head), the running maximum
 // m, the running sum l and the unnormalised output O of an online softmax

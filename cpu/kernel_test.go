@@ -31,7 +31,8 @@ func TestParallelPanicFailsTheDispatch(t *testing.T) {
 }
 
 // Parallel calls nested inside a Parallel chunk, with more chunks than
-// helpers, complete: a waiting caller runs queued chunks itself.
+// helpers, complete: each call's caller takes its own call's chunks until
+// none is left, so none waits on a chunk nobody will run.
 func TestParallelNested(t *testing.T) {
 	var mu sync.Mutex
 	sum := 0

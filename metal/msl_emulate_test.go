@@ -22,10 +22,10 @@ import (
 )
 
 // The emulation runs the MSL kernels on Linux: the library source, compiled
-// by g++ against the shim in LOOM_EMULATE mode (threads are fibers on one OS thread, SIMD
-// groups of 32 meet at barriers, half and bfloat hold their real 16 bits),
-// plus a generated dispatcher that calls each kernel by its catalog name
-// with the thread positions its attributes ask for. emuDevice wraps it as a
+// by g++ against the shim in LOOM_EMULATE mode (threads are fibers on one
+// OS thread, SIMD groups of 32 meet at barriers, half and bfloat hold their
+// real 16 bits), plus a generated dispatcher that calls each kernel by its
+// catalog name with the thread positions its attributes ask for. emuDevice wraps it as a
 // runtime.Device, so graphs built with ops evaluate through the same
 // lowering, params bytes and buffer bindings as on a Mac, and their results
 // can be compared with the CPU device's. It checks the kernels' logic, not

@@ -49,8 +49,9 @@ type AttentionOptions struct {
 // slotMapping (int32 or int64 [T]) and returns the updated caches.
 // kCache and vCache are donated: they are consumed and may not be used
 // again, and the update is in place unless something else still holds
-// their buffers (then the runtime copies them first, as for ScatterRows). A negative slot skips its token; a slot past the cache or used
-// twice is an error (at build time when slotMapping is a constant).
+// their buffers (then the runtime copies them first, as for ScatterRows).
+// A negative slot skips its token; a slot past the cache or used twice is
+// an error (at build time when slotMapping is a constant).
 func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.Array) {
 	pc := graph.Caller(0)
 	const op = "kv_write"

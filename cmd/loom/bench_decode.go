@@ -182,7 +182,7 @@ func benchDecode(args []string) error {
 	res.HostWaits /= n
 	res.SplitAttention /= n
 	res.HostOverheadms = ms(overhead) / n
-	tpot := loombench.Median(times)
+	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
 	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
 	res.WeightBytes = m.WeightBytes()

@@ -336,8 +336,9 @@ template <typename T, int HS> __device__ void load_head(const T* q, const PagedA
 }
 
 // store_head writes the dims of head st that group 0's lanes hold, times
-// scale, to row base of out.
-template <typename T, int HS> __device__ void store_head(T* out, u64 base, const Head<T, HS>& st, float scale) {
+// scale, to row base of out (of the cache's dtype, or float for the shared
+// memory of merge_heads).
+template <typename U, typename T, int HS> __device__ void store_head(U* out, u64 base, const Head<T, HS>& st, float scale) {
   typedef Rows<T, HS> R;
   const int lane = threadIdx.x % 32;
   if (lane >= R::LANES) return;
@@ -362,14 +363,8 @@ __device__ void merge_heads(Head<T, HS>& st, bool active, int w, int W) {
   extern __shared__ float merge[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   float* mine = merge + warp * (HS + 2);
-  if (active && lane < R::LANES) {
-#pragma unroll
-    for (int v = 0; v < R::NV; v++) {
-      const int vi = v * R::LANES + lane;
-      if (vi >= R::NVEC) continue;
-#pragma unroll
-      for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[v][e];
-    }
+  if (active) {
+    store_head(mine, 0, st, 1.0f);
     if (lane == 0) {
       mine[HS] = st.m;
       mine[HS + 1] = st.l;
