@@ -21,7 +21,7 @@ type cudaKernel struct {
 
 type cudaParam struct{ typ, name string }
 
-var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(`)
+var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(`)
 
 // preprocess expands the macros of src (the kernel-defining macros of each
 // family) with the C preprocessor, so that every kernel's declaration can be

@@ -20,9 +20,12 @@ import (
 // Lowering picks one of two kernels per dtype: a GEMV kernel
 // (matmul_<dt>_gemv) when each output matrix has one row, the decode case of
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
-// (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
-// products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
-// reading each weight once for all the rows.
+// (matmul_<dt>_tiled) otherwise. Where the device's Caps.GEMVMaxRows allows
+// (the CPU, CUDA), the GEMV kernel also takes products of up to that many
+// rows (batched decode: x[M, K] · Wᵀ), reading each weight once for all the
+// rows. On CUDA, float16 and bfloat16 products with weights stored [N, K]
+// run on tensor cores (mma.sync) in both kernels, with their own grids
+// (mmaGEMV, mmaTiled).
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -46,24 +49,41 @@ const (
 	GEMVThreads = 8 * 32
 )
 
+// The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
+// blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
+// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
+// the output, MatMulMMAColTiles of them at most per block.
+const (
+	MatMulMMATileM    = 64
+	MatMulMMATileN    = 128
+	MatMulMMAThreads  = 256
+	MatMulMMAColTiles = 4
+)
+
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
 // kernels' launch geometry above: the lowering counts grids and groups in
 // these constants, and the kernels' index arithmetic must agree, so the GPU
 // backends put these lines before their kernels, which use or static_assert
 // them instead of repeating the numbers.
 func CConstants() string {
-	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads)
+	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
-// output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
-// kernels take one row). At
+// output matrix it lowers to the GEMV kernel's small-M path (Metal's GEMV
+// kernel takes one row; CUDA's, MatMulCUDASmallM). At
 // 128 rows the small-M path was still faster than the tiled kernel on the
 // development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
 // with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
 // matmul").
 const MatMulSmallM = 128
+
+// MatMulCUDASmallM is the CUDA device's Caps.GEMVMaxRows: up to 64 rows,
+// one pass of its tensor-core GEMV over the weights (docs/BENCHMARKS.md,
+// "CUDA tensor-core matmul").
+const MatMulCUDASmallM = 64
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
 // each the product of an M×K matrix of a and a K×N matrix of b (stored
@@ -192,25 +212,64 @@ func (m MatMul) Lower(l *Lowering) error {
 		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", Out(0))},
 		Params: p,
 	}
-	dt := l.Inputs[0].DType.Short()
+	dt := l.Inputs[0].DType
 	smallM := p.M > 1 && int(p.M) <= l.Caps.GEMVMaxRows
 	if p.M == 1 || smallM {
-		d.Kernel = "matmul_" + dt + "_gemv"
+		d.Kernel = "matmul_" + dt.Short() + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		d.Group = Dim3{GEMVThreads, 1, 1}
+		if mmaGEMV(l.Caps, dt, p) {
+			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			l.Count("matmul_mma", 1)
+		}
 		if smallM {
 			l.Count("matmul_small_m", 1)
 		} else {
 			l.Count("matmul_gemv", 1)
 		}
 	} else {
-		d.Kernel = "matmul_" + dt + "_tiled"
+		d.Kernel = "matmul_" + dt.Short() + "_tiled"
 		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
 		d.Group = Dim3{MatMulThreads, 1, 1}
+		if mmaTiled(l.Caps, dt, p) {
+			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
+			d.Group = Dim3{MatMulMMAThreads, 1, 1}
+			l.Count("matmul_mma", 1)
+		}
 		l.Count("matmul_tiled", 1)
 	}
 	l.Add(d)
 	return nil
+}
+
+// mmaGEMV reports whether CUDA's GEMV kernel computes the product on
+// tensor cores: float16 or bfloat16, weights stored [N, K], rows of x
+// contiguous. The kernel makes the same test.
+func mmaGEMV(c Caps, dt graph.DType, p *MatMulParams) bool {
+	return c.Device == "cuda" && dt != graph.Float32 && p.TransposeB == 1 && (p.TransposeA == 0 || p.M == 1)
+}
+
+// mmaTiled reports whether CUDA's tiled kernel computes the product on
+// tensor cores, in MatMulMMATileM × MatMulMMATileN tiles: float16 or
+// bfloat16, weights stored [N, K], a not transposed. The kernel makes the
+// same test.
+func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
+	return c.Device == "cuda" && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
+}
+
+// mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each
+// block takes as many 8-column tiles (up to MatMulMMAColTiles, which share
+// their loads of x) as keep at least two blocks per multiprocessor. The
+// kernel takes any grid and derives the tiles per block from it; the
+// result does not depend on the choice.
+func mmaGEMVGroups(n, cores int) int {
+	tiles := Groups(n, 8)
+	for c := MatMulMMAColTiles; c > 1; c /= 2 {
+		if Groups(tiles, c) >= 2*cores {
+			return Groups(tiles, c)
+		}
+	}
+	return tiles
 }
 
 func init() {

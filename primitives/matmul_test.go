@@ -86,3 +86,52 @@ func TestMatMulLowering(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulCUDAGeometry checks the CUDA lowering's tensor-core choices:
+// which products take them, and their grids and blocks.
+func TestMatMulCUDAGeometry(t *testing.T) {
+	caps := Caps{Device: "cuda", Cores: 132, GEMVMaxRows: MatMulCUDASmallM}
+	for _, c := range []struct {
+		name        string
+		m           MatMul
+		dt          graph.DType
+		a, b        []int
+		kernel      string
+		grid, group Dim3
+		mma         bool
+	}{
+		{"lm_head, batch 8: 4 column tiles a block", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
+			"matmul_bf16_gemv", Dim3{4748, 1, 1}, Dim3{GEMVThreads, 1, 1}, true},
+		{"gate+up GEMV: 2 column tiles a block", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
+			"matmul_f16_gemv", Dim3{384, 1, 1}, Dim3{GEMVThreads, 1, 1}, true},
+		{"small N: 1 column tile a block", MatMul{TransposeB: true}, graph.BFloat16, []int{64, 1024}, []int{1024, 1024},
+			"matmul_bf16_gemv", Dim3{128, 1, 1}, Dim3{GEMVThreads, 1, 1}, true},
+		{"a column vector as x", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{3, 1000, 1}, []int{3, 9, 1000},
+			"matmul_bf16_gemv", Dim3{2, 1, 3}, Dim3{GEMVThreads, 1, 1}, true},
+		{"past GEMVMaxRows: tensor-core tiles", MatMul{TransposeB: true}, graph.BFloat16, []int{65, 1024}, []int{1001, 1024},
+			"matmul_bf16_tiled", Dim3{8, 2, 1}, Dim3{MatMulMMAThreads, 1, 1}, true},
+		{"float32 stays on FMA", MatMul{TransposeB: true}, graph.Float32, []int{8, 1024}, []int{1001, 1024},
+			"matmul_f32_gemv", Dim3{126, 1, 1}, Dim3{GEMVThreads, 1, 1}, false},
+		{"transposed a stays on FMA", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{1024, 8}, []int{1001, 1024},
+			"matmul_bf16_gemv", Dim3{126, 1, 1}, Dim3{GEMVThreads, 1, 1}, false},
+		{"weights [K, N] stay on FMA", MatMul{}, graph.BFloat16, []int{100, 1024}, []int{1024, 1001},
+			"matmul_bf16_tiled", Dim3{32, 4, 1}, Dim3{MatMulThreads, 1, 1}, false},
+	} {
+		in := []graph.Spec{{DType: c.dt, Shape: c.a}, {DType: c.dt, Shape: c.b}}
+		outs, err := c.m.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		l := NewLowering(in, outs, caps)
+		if err := c.m.Lower(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		d := l.Dispatches[0]
+		if d.Kernel != c.kernel || d.Grid != c.grid || d.Group != c.group {
+			t.Errorf("%s: %s grid %v group %v, want %s grid %v group %v", c.name, d.Kernel, d.Grid, d.Group, c.kernel, c.grid, c.group)
+		}
+		if got := l.Counters["matmul_mma"] == 1; got != c.mma {
+			t.Errorf("%s: tensor cores %v, want %v (counters %v)", c.name, got, c.mma, l.Counters)
+		}
+	}
+}
