@@ -182,7 +182,7 @@ func deviceBuffer(tb testing.TB, d *Device, n int64) runtime.Buffer {
 	return b
 }
 
-// randomBuffer is a buffer of n bfloat16 or float16 values in [-1, 1).
+// randomBuffer is a buffer of n values of dt in [-1, 1).
 func randomBuffer(tb testing.TB, d *Device, dt graph.DType, n int, seed uint64) runtime.Buffer {
 	tb.Helper()
 	v := make([]float32, n)
@@ -220,12 +220,19 @@ var qwenLinear = []struct {
 // 64 in bfloat16, each launch reading another of enough weight sets to
 // exceed the 50 MB L2 (GB/s of weights), and the prefill and square
 // products (TFLOP/s). LOOM_MATMUL_GRID=x forces the GEMV grid's width
-// (tuning), and LOOM_MATMUL_TILED=1 sends M > 1 to the tiled kernel.
+// (tuning), LOOM_MATMUL_TILED=1 sends M > 1 to the tiled kernel, and
+// LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
 	defer kt.release()
 	dt := graph.BFloat16
+	if s := os.Getenv("LOOM_MATMUL_DTYPE"); s != "" {
+		var err error
+		if dt, err = graph.ParseDType(s); err != nil {
+			b.Fatal(err)
+		}
+	}
 	type shape struct {
 		name string
 		n, k int
@@ -242,16 +249,16 @@ func BenchmarkMatMulKernels(b *testing.B) {
 		if sh.ms[0] > 64 {
 			sets = 2
 		}
-		var ws []runtime.Buffer
-		for i := range sets {
-			ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
-		}
+		var ws []runtime.Buffer // made by the first case that runs (-test.bench may skip all)
 		for _, m := range sh.ms {
 			reps := max(sets, 8)
 			if m > 64 {
 				reps = 20
 			}
 			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
+				for i := len(ws); i < sets; i++ {
+					ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
+				}
 				x := randomBuffer(b, d, dt, m*sh.k, 1)
 				out := deviceBuffer(b, d, int64(m*sh.n*dt.Size()))
 				defer x.Release()

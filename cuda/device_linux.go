@@ -153,8 +153,8 @@ func (d *Device) describe() error {
 		// decode-typical took about half the time and the Qwen3 decode step
 		// about a fifth less.
 		AttentionWarpsPerHead: 8,
-		// Products of up to 64 rows stream the weights once through the
-		// tensor-core GEMV (docs/BENCHMARKS.md, "CUDA tensor-core matmul").
+		// Products of up to 64 rows read the weights once, in one pass
+		// of the tensor-core GEMV (primitives.MatMulCUDASmallM).
 		GEMVMaxRows: primitives.MatMulCUDASmallM,
 	}
 	return nil

@@ -80,9 +80,11 @@ func CConstants() string {
 // matmul").
 const MatMulSmallM = 128
 
-// MatMulCUDASmallM is the CUDA device's Caps.GEMVMaxRows: up to 64 rows,
-// one pass of its tensor-core GEMV over the weights (docs/BENCHMARKS.md,
-// "CUDA tensor-core matmul").
+// MatMulCUDASmallM is the CUDA device's Caps.GEMVMaxRows: the rows one
+// pass of its tensor-core GEMV takes (four 16-row tiles), so that up to
+// that many rows read the weights once. Set by that design, not yet by a
+// measured crossover with the tiled kernel (docs/BENCHMARKS.md, "CUDA
+// tensor-core matmul").
 const MatMulCUDASmallM = 64
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
