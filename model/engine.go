@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -16,8 +18,12 @@ type Engine struct {
 }
 
 // NewEngine returns an engine with a fresh cache of numBlocks blocks of
-// blockSize tokens.
+// blockSize tokens; blockSize must be one paged attention supports
+// (primitives.AttentionBlockSizes).
 func NewEngine(m *Model, numBlocks, blockSize int) (*Engine, error) {
+	if !slices.Contains(primitives.AttentionBlockSizes, blockSize) {
+		return nil, fmt.Errorf("engine: block size %d is not supported (supported: %v)", blockSize, primitives.AttentionBlockSizes)
+	}
 	c, err := NewKVCache(m.rt, m.CacheConfig(numBlocks, blockSize), nil)
 	if err != nil {
 		return nil, err

@@ -56,7 +56,7 @@ func NewKVCache(rt *runtime.Runtime, cfg CacheConfig, fill func(layer int, b []b
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"blocks", cfg.NumBlocks}, {"block size", cfg.BlockSize}, {"layers", cfg.Layers}, {"KV heads", cfg.KVHeads}, {"head dim", cfg.HeadDim}} {
+	}{{"block size", cfg.BlockSize}, {"blocks", cfg.NumBlocks}, {"layers", cfg.Layers}, {"KV heads", cfg.KVHeads}, {"head dim", cfg.HeadDim}} {
 		if f.v <= 0 {
 			return nil, fmt.Errorf("kv cache: %s = %d must be positive", f.name, f.v)
 		}

@@ -241,3 +241,27 @@ func mustAdd(t *testing.T, c *KVCache, ids ...int) {
 		}
 	}
 }
+
+// TestEngineCacheConfig: a block size paged attention does not support, or
+// a non-positive one, is rejected when the engine is made, naming the block
+// size, before any step runs.
+func TestEngineCacheConfig(t *testing.T) {
+	m := &Model{rt: newTestRuntime(t), Config: Config{NumLayers: 1, NumKVHeads: 1, HeadDim: 2}, DType: graph.Float32}
+	for _, c := range []struct {
+		blocks, bs int
+		want       string
+	}{
+		{4, 0, "block size 0 is not supported (supported: [8 16 32])"},
+		{4, 5, "block size 5 is not supported (supported: [8 16 32])"},
+		{4, 64, "block size 64 is not supported (supported: [8 16 32])"},
+		{-3, -1, "block size -1 is not supported (supported: [8 16 32])"},
+		{0, 16, "blocks = 0 must be positive"},
+	} {
+		if _, err := NewEngine(m, c.blocks, c.bs); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewEngine(%d blocks of %d): error %v, want %q", c.blocks, c.bs, err, c.want)
+		}
+	}
+	if _, err := NewKVCache(newTestRuntime(t), CacheConfig{NumBlocks: -3, BlockSize: -1, Layers: 1, KVHeads: 1, HeadDim: 2, DType: graph.Float32}, nil); err == nil || !strings.Contains(err.Error(), "block size = -1") {
+		t.Errorf("NewKVCache with block size -1: error %v, want it to name the block size", err)
+	}
+}

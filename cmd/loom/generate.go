@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -38,7 +40,7 @@ func runGenerate(args []string) error {
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
-	blockSize := fs.Int("block-size", 16, "KV cache block size in tokens")
+	blockSize := fs.Int("block-size", 16, fmt.Sprintf("KV cache block size in tokens: one of %v", primitives.AttentionBlockSizes))
 	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -56,6 +58,9 @@ func runGenerate(args []string) error {
 	}
 	if *maxTokens < 1 {
 		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
+	}
+	if !slices.Contains(primitives.AttentionBlockSizes, *blockSize) {
+		return fmt.Errorf("-block-size %d: supported sizes are %v", *blockSize, primitives.AttentionBlockSizes)
 	}
 
 	rt, where, hazards, err := openRuntime(*device, *check)

@@ -54,6 +54,10 @@ func TestGenerateDeviceFlags(t *testing.T) {
 		{[]string{"-model", tinyModel, "-device", "tpu"}, `-device "tpu": want cpu, cuda or metal`},
 		{[]string{"-model", tinyModel, "-temperature", "-1"}, "temperature"},
 		{[]string{"-model", tinyModel, "-max-tokens", "0"}, "-max-tokens 0"},
+		{[]string{"-model", tinyModel, "-block-size", "0"}, "-block-size 0: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "5"}, "-block-size 5: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "64"}, "-block-size 64: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "-1"}, "-block-size -1: supported sizes are [8 16 32]"},
 	} {
 		if err := runGenerate(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("generate %v: error %v, want %q", c.args, err, c.want)
