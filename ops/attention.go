@@ -75,9 +75,6 @@ func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.
 		}
 	}
 	outs := apply(pc, prim, inputs...)
-	if len(outs) == 1 {
-		return outs[0], outs[0]
-	}
 	return outs[0], outs[1]
 }
 

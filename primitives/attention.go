@@ -54,6 +54,9 @@ type KVWrite struct{}
 
 func (KVWrite) Name() string { return "kv_write" }
 
+// NumOutputs is 2: the updated K and V caches.
+func (KVWrite) NumOutputs() int { return 2 }
+
 // Aliases makes the updated caches the donated input caches.
 func (KVWrite) Aliases() []graph.Alias {
 	return []graph.Alias{{Output: 0, Input: 0, Donate: true}, {Output: 1, Input: 1, Donate: true}}
