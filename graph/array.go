@@ -10,6 +10,8 @@ package graph
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -49,6 +51,29 @@ func (s Spec) Size() int { return NumElements(s.Shape) }
 func (s Spec) Bytes() int64 { return int64(s.Size()) * int64(s.DType.Size()) }
 
 func (s Spec) String() string { return fmt.Sprintf("%s%v", s.DType, s.Shape) }
+
+// CheckShape reports a negative dimension, or a shape whose element count
+// or byte size in dtype dt overflows int64: a product that wrapped would
+// describe a small array as if it were this one.
+func CheckShape(dt DType, shape []int) error {
+	for i, d := range shape {
+		switch {
+		case d < 0:
+			return fmt.Errorf("dimension %d of shape %v is negative", i, shape)
+		case d == 0:
+			return nil // no elements, whatever the other dimensions
+		}
+	}
+	n := uint64(dt.Size())
+	for _, d := range shape {
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return fmt.Errorf("shape %v of %s overflows: its size in bytes exceeds 2^63-1", shape, dt)
+		}
+		n = lo
+	}
+	return nil
+}
 
 // NumElements is the product of the dimensions (1 for a scalar).
 func NumElements(shape []int) int {
@@ -195,6 +220,14 @@ func New(prim Primitive, inputs []*Array, specs []Spec, pc uintptr) []*Array {
 		}
 	}
 	err := CheckInputs(prim.Name(), inputs, pc)
+	for i, s := range specs {
+		if err != nil {
+			break
+		}
+		if e := CheckShape(s.DType, s.Shape); e != nil {
+			err = Errorf(pc, prim.Name(), "output %d: %v", i, e)
+		}
+	}
 	// Reserve consecutive ids so siblings sort together.
 	first := nextID.Add(uint64(len(specs))) - uint64(len(specs)) + 1
 	for i, s := range specs {

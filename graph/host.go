@@ -21,10 +21,8 @@ func checkHost(spec Spec, nbytes int, pc uintptr) error {
 	if !spec.DType.valid() {
 		return Errorf(pc, "constant", "invalid dtype %v", spec.DType)
 	}
-	for i, d := range spec.Shape {
-		if d < 0 {
-			return Errorf(pc, "constant", "dimension %d of shape %v is negative", i, spec.Shape)
-		}
+	if err := CheckShape(spec.DType, spec.Shape); err != nil {
+		return Errorf(pc, "constant", "%v", err)
 	}
 	if int64(nbytes) != spec.Bytes() {
 		return Errorf(pc, "constant", "%d bytes of data for shape %v of %s (%d bytes)", nbytes, spec.Shape, spec.DType, spec.Bytes())
