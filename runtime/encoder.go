@@ -90,8 +90,8 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 			if s.seg == e.seg {
 				barrier = true
 			}
-		case !e.covered.has(s.pass) && !contains(waits, s.pass):
-			waits = append(waits, s.pass)
+		case !e.covered.has(s.pass):
+			waits = append(waits, s.pass) // duplicates are covered by the first wait
 		}
 	}
 	for i, a := range args {
@@ -137,7 +137,7 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 		st := &sts[i].track
 		st.lastUse = e.cbSeq
 		if !a.Access.Writes() {
-			st.addRead(here, e.completed)
+			st.addRead(here, e.completed, &e.covered)
 		}
 	}
 	for i, a := range args {
@@ -157,26 +157,23 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 	}
 }
 
-// addRead records a read at s, keeping at most one entry per pass (the latest
-// segment: a later write in that pass is ordered after earlier segments by
-// the barriers between them) and dropping reads the host has seen complete.
-func (st *bufState) addRead(s site, completed uint64) {
-	out := st.reads[:0]
-	for _, r := range st.reads {
-		if r.cb > completed && r.pass != s.pass {
-			out = append(out, r)
-		}
+// addRead records a read at s, dropping the reads that a later write need
+// not wait for separately, so that the list stays short however many passes
+// read the buffer: reads the host has seen complete, the earlier read of the
+// same pass (a later write in that pass is ordered after earlier segments by
+// the barriers between them), and reads in passes the current pass is
+// already ordered after (covered). A write that waits for s, or follows it
+// in its pass, is ordered after those through s's pass. The list is in pass
+// order, so each check looks only at its ends.
+func (st *bufState) addRead(s site, completed uint64, covered *coverage) {
+	reads := st.reads
+	for len(reads) > 0 && (reads[0].cb <= completed || covered.has(reads[0].pass)) {
+		reads = reads[1:]
 	}
-	st.reads = append(out, s)
-}
-
-func contains(xs []uint64, x uint64) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
+	for n := len(reads); n > 0 && (reads[n-1].pass == s.pass || covered.has(reads[n-1].pass)); n-- {
+		reads = reads[:n-1]
 	}
-	return false
+	st.reads = append(reads, s)
 }
 
 // open makes sure a command buffer and a pass are open.

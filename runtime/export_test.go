@@ -1,5 +1,7 @@
 package runtime
 
+import "github.com/loomrt/loom/graph"
+
 // Mutation names for tests that break the runtime on purpose.
 const (
 	MutDropBarrier   = "drop-barrier"
@@ -25,4 +27,11 @@ func SetMutation(rt *Runtime, name string, nth int) {
 	defer rt.mu.Unlock()
 	rt.mut = &mutation{kind: k, nth: nth}
 	rt.pool.mut = rt.mut
+}
+
+// ReadEntries is how many reads the encoder tracks for a's buffer.
+func ReadEntries(rt *Runtime, a *graph.Array) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(a.Data().(*arrayData).st.track.reads)
 }
