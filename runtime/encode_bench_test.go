@@ -44,7 +44,6 @@ func BenchmarkEncodeLength(b *testing.B) {
 	}
 }
 
-
 // TestReadsStayFew: a constant read by every node of a long chain, one
 // dispatch per command buffer and the host never observing completion in
 // between, leaves one tracked read, not one per pass (which made encoding
