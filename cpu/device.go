@@ -43,6 +43,7 @@ type Device struct {
 	workers int
 	check   *checker // nil unless checking
 	nextBuf atomic.Int64
+	closed  atomic.Bool
 }
 
 // New returns a CPU device.
@@ -82,8 +83,10 @@ func (d *Device) Hazards() []Hazard {
 }
 
 // Close stops the device's scheduler goroutine (checking mode). Work already
-// committed still completes.
+// committed still completes; command buffers committed afterwards fail with
+// runtime.ErrClosed. Closing twice is harmless.
 func (d *Device) Close() {
+	d.closed.Store(true)
 	if d.check != nil {
 		d.check.close()
 	}
@@ -174,7 +177,7 @@ func (k *kernel) Name() string { return k.name }
 func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	fn, ok := lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("kernel %q is not implemented by the CPU device", name)
+		return nil, fmt.Errorf("%w: kernel %q is not implemented by the CPU device", runtime.ErrUnsupportedKernel, name)
 	}
 	return &kernel{name, fn}, nil
 }
@@ -193,15 +196,22 @@ type queue struct {
 	dev    *Device
 	fences int
 	work   chan *commandBuffer // normal mode: committed command buffers, in order
+
+	mu     sync.Mutex // orders Commit and Close
+	closed bool
 }
 
 func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
 
 // Close ends the queue's worker once the work committed so far is done.
+// Command buffers committed afterwards fail with runtime.ErrClosed.
 func (q *queue) Close() {
-	if q.work != nil {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed && q.work != nil {
 		close(q.work)
 	}
+	q.closed = true
 }
 func (q *queue) NewFence() runtime.Fence { return &fence{} }
 func (q *queue) NewEvent() runtime.Event {
@@ -342,11 +352,24 @@ func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
 
 func (cb *commandBuffer) Commit() {
 	cb.committed = true
-	if c := cb.q.dev.check; c != nil {
+	q := cb.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.dev.closed.Load() {
+		// Nothing will run it: it completes, with the error, once the
+		// signals before its own have been reached.
+		cb.fail(fmt.Errorf("cpu: commit after Close: %w", runtime.ErrClosed))
+		for _, s := range cb.signals {
+			s.ev.Wait(s.value - 1)
+			s.ev.set(s.value)
+		}
+		return
+	}
+	if c := q.dev.check; c != nil {
 		c.commit(cb)
 		return
 	}
-	cb.q.work <- cb
+	q.work <- cb
 }
 
 func (cb *commandBuffer) Err() error {

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	goruntime "runtime"
@@ -105,7 +104,7 @@ func (d *Device) do(f func() error) error {
 // in the driver (a wait), or inside do.
 func (d *Device) current(f func() error) error {
 	if d.closed.Load() {
-		return errors.New("cuda: the device is closed")
+		return fmt.Errorf("cuda: the device is closed: %w", runtime.ErrClosed)
 	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
@@ -290,7 +289,7 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	if k, ok := d.kernels[name]; ok {
 		return k, nil
 	}
-	return nil, fmt.Errorf("kernel %q is not implemented by the CUDA device", name)
+	return nil, fmt.Errorf("%w: kernel %q is not implemented by the CUDA device", runtime.ErrUnsupportedKernel, name)
 }
 
 // buffer is device memory from cuMemAlloc.

@@ -199,7 +199,7 @@ func (cb *commandBuffer) Commit() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		if q.closed {
-			return errors.New("cuda: commit to a closed queue")
+			return fmt.Errorf("cuda: commit to a closed queue: %w", runtime.ErrClosed)
 		}
 		return q.issue(cb)
 	})

@@ -9,6 +9,7 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -168,8 +169,8 @@ func (a *Array) MarkOverwritten() {
 
 // OverwrittenError is the error for a use, by op, of an overwritten array.
 func (a *Array) OverwrittenError(op string) error {
-	return Errorf(a.pc, op, "array %s was donated to %s at %s, which has overwritten it in place; use that op's result instead",
-		a.spec, a.consumerOp, a.consumer.Site())
+	return &Error{Op: op, Site: site(a.pc), Err: ErrDonated, Msg: fmt.Sprintf("array %s was donated to %s at %s, which has overwritten it in place; use that op's result instead",
+		a.spec, a.consumerOp, a.consumer.Site())}
 }
 
 // Evaluated reports whether the array has storage.
@@ -271,8 +272,8 @@ func usable(in *Array, op string, i int, pc uintptr) error {
 	case in.err != nil:
 		return in.err
 	case in.consumer != nil:
-		return Errorf(pc, op, "input %d (%s) was donated to %s at %s and may not be used again; use that op's result instead",
-			i, in.spec, in.consumerOp, in.consumer.Site())
+		return &Error{Op: op, Site: site(pc), Err: ErrDonated, Msg: fmt.Sprintf("input %d (%s) was donated to %s at %s and may not be used again; use that op's result instead",
+			i, in.spec, in.consumerOp, in.consumer.Site())}
 	}
 	return nil
 }
@@ -311,15 +312,23 @@ func site(pc uintptr) string {
 	return fmt.Sprintf("%s:%d", file, fr.Line)
 }
 
+// ErrDonated is the cause of the errors for a use of an array consumed by a
+// donation (an in-place update took its buffer).
+var ErrDonated = errors.New("array donated to an in-place update")
+
 // Error is an error raised while building or evaluating a graph. It names
 // the op and the call site that built the failing node.
 type Error struct {
 	Op   string
 	Site string
 	Msg  string
+	Err  error // the cause, if any: an error Msg describes, or a sentinel such as ErrDonated
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Site, e.Op, e.Msg) }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error for op built at pc.
 func Errorf(pc uintptr, op, format string, args ...any) error {

@@ -29,11 +29,21 @@ type queue struct {
 
 	mu         sync.Mutex
 	statusFree []*buffer // status buffers of completed command buffers
+	closed     bool
 }
 
 // Close waits for the committed command buffers to complete and releases
 // the queue and its status buffers.
+// Closing twice does nothing; command buffers committed afterwards fail
+// with runtime.ErrClosed.
 func (q *queue) Close() {
+	q.mu.Lock()
+	closed := q.closed
+	q.closed = true
+	q.mu.Unlock()
+	if closed {
+		return
+	}
 	q.inflight.Wait()
 	q.mu.Lock()
 	for _, b := range q.statusFree {
@@ -209,6 +219,13 @@ func (cb *commandBuffer) Err() error {
 // commits it.
 func (cb *commandBuffer) Commit() {
 	cb.q.inflight.Add(1)
+	cb.q.mu.Lock()
+	closed := cb.q.closed
+	cb.q.mu.Unlock()
+	if closed {
+		cb.finish(fmt.Errorf("metal: commit after Close: %w", runtime.ErrClosed), true)
+		return
+	}
 	withPool(func() {
 		if err := cb.encode(); err != nil {
 			cb.finish(err, true)

@@ -157,25 +157,25 @@ func (pl *plan) lower(st *Stats) error {
 		}
 		n := len(a.Inputs())
 		l.Reset(specs[:n:n], specs[n:])
-		fail := func(format string, args ...any) error {
-			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: fmt.Sprintf(format, args...)}
+		fail := func(cause error, format string, args ...any) error {
+			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: fmt.Sprintf(format, args...), Err: cause}
 		}
 		if err := prim.Lower(&l); err != nil {
-			return fail("lowering: %v", err)
+			return fail(err, "lowering: %v", err)
 		}
 		for j := range l.Dispatches {
 			d := &l.Dispatches[j]
 			k, err := rt.kernel(d.Kernel)
 			if err != nil {
-				return fail("%v", err)
+				return fail(err, "%v", err)
 			}
 			for _, arg := range d.Args {
 				size, err := refSize(&l, arg.Ref)
 				if err != nil {
-					return fail("dispatch %s argument %s: %v", d.Kernel, arg.Name, err)
+					return fail(err, "dispatch %s argument %s: %v", d.Kernel, arg.Name, err)
 				}
 				if arg.Offset < 0 || arg.Size < 0 || arg.Offset+arg.Size > size {
-					return fail("dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
+					return fail(nil, "dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
 				}
 			}
 			pl.kern = append(pl.kern, k)
@@ -229,11 +229,11 @@ func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
 	for _, a := range consts {
 		s, err := rt.pool.get(a.Spec().Bytes(), true, st)
 		if err != nil {
-			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error(), Err: err}
 		}
 		if err := s.buf.Write(0, a.HostBytes()); err != nil {
 			rt.pool.put(s)
-			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error(), Err: err}
 		}
 		rt.attach(a, s, nil)
 		st.Constants++
@@ -277,7 +277,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 	for i, a := range pl.nodes {
 		prim := a.Primitive().(primitives.Primitive)
 		outsA := outputsOf(a)
-		fail := func(err error) error { return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error()} }
+		fail := func(err error) error { return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error(), Err: err} }
 		outSt := make([]*storage, len(outsA))
 
 		var aliases []graph.Alias

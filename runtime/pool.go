@@ -61,8 +61,8 @@ func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	if p.limit > 0 && p.allocated+c > p.limit {
 		p.trim(p.allocated + c - p.limit)
 		if p.allocated+c > p.limit {
-			return nil, fmt.Errorf("memory limit of %d bytes is too small: %d bytes are held (%d of them pooled and still in use by the device), and %d more are needed",
-				p.limit, p.allocated, p.pooled, c)
+			return nil, fmt.Errorf("%w: the limit of %d bytes is too small: %d bytes are held (%d of them pooled and still in use by the device), and %d more are needed",
+				ErrMemoryLimit, p.limit, p.allocated, p.pooled, c)
 		}
 	}
 	buf, err := p.dev.NewBuffer(c)

@@ -49,6 +49,7 @@ type Runtime struct {
 	mut      *mutation
 	lastEnd  time.Time
 	lastStat Stats
+	closed   bool
 }
 
 // New returns a runtime for dev.
@@ -68,10 +69,15 @@ func New(dev Device, opts Options) (*Runtime, error) {
 
 // Close waits for all submitted work, releases the pooled device memory and
 // closes the queue. Arrays the runtime evaluated keep their memory (it is
-// freed when they are garbage) but must not be used in a new Eval.
+// freed when they are garbage) and stay readable. Eval and EvalAsync after
+// Close return ErrClosed; closing again does nothing.
 func (rt *Runtime) Close() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.closed {
+		return
+	}
+	rt.closed = true
 	e := rt.enc
 	if e.cbSeq > e.completed {
 		e.event.Wait(e.cbSeq)
@@ -165,6 +171,9 @@ func (p *Pending) Stats() Stats { return p.stats }
 func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, ErrClosed
+	}
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
@@ -228,7 +237,12 @@ func (d *arrayData) drop() {
 		return
 	}
 	d.st.refs--
-	if d.st.refs == 0 {
+	switch {
+	case d.st.refs > 0:
+	case rt.closed: // nothing is in flight, and nobody will take it from the pool
+		d.st.buf.Release()
+		rt.pool.allocated -= d.st.size
+	default:
 		rt.pool.put(d.st)
 	}
 }
