@@ -3,8 +3,8 @@ package runtime_test
 import (
 	"errors"
 	"fmt"
-	"strings"
 	goruntime "runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"

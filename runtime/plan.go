@@ -277,7 +277,9 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 	for i, a := range pl.nodes {
 		prim := a.Primitive().(primitives.Primitive)
 		outsA := outputsOf(a)
-		fail := func(err error) error { return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error(), Err: err} }
+		fail := func(err error) error {
+			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error(), Err: err}
+		}
 		outSt := make([]*storage, len(outsA))
 
 		var aliases []graph.Alias
