@@ -305,6 +305,7 @@ const (
 // op is one encoded command of a pass.
 type op struct {
 	kind   opKind
+	index  int // dispatches only: the position among the command buffer's dispatches
 	k      *kernel
 	grid   primitives.Dim3
 	group  primitives.Dim3
@@ -327,6 +328,7 @@ type commandBuffer struct {
 	q         *queue
 	passes    []*pass
 	signals   []signal
+	nDispatch int // dispatches encoded so far
 	committed bool
 	errMu     sync.Mutex // checking mode runs dispatches of one command buffer concurrently
 	err       error
@@ -343,7 +345,7 @@ func (cb *commandBuffer) fail(err error) {
 func (cb *commandBuffer) NewPass() runtime.Encoder {
 	p := &pass{ops: make([]op, 0, 64)}
 	cb.passes = append(cb.passes, p)
-	return &encoder{p: p}
+	return &encoder{cb: cb, p: p}
 }
 
 func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
@@ -378,10 +380,14 @@ func (cb *commandBuffer) Err() error {
 	return cb.err
 }
 
-type encoder struct{ p *pass }
+type encoder struct {
+	cb *commandBuffer
+	p  *pass
+}
 
 func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	e.p.ops = append(e.p.ops, op{kind: opDispatch, k: k.(*kernel), grid: grid, group: group, args: args, params: params})
+	e.p.ops = append(e.p.ops, op{kind: opDispatch, index: e.cb.nDispatch, k: k.(*kernel), grid: grid, group: group, args: args, params: params})
+	e.cb.nDispatch++
 }
 func (e *encoder) Barrier() { e.p.ops = append(e.p.ops, op{kind: opBarrier}) }
 func (e *encoder) WaitFence(f runtime.Fence) {
@@ -393,8 +399,14 @@ func (e *encoder) UpdateFence(f runtime.Fence) {
 func (e *encoder) End() { e.p.ended = true }
 
 // execute runs one dispatch, turning a kernel panic into an error so that a
-// kernel bug fails the evaluation instead of the process.
+// kernel bug fails the evaluation instead of the process. Its errors are
+// runtime.DispatchErrors, so that the runtime can name the op.
 func (d *Device) execute(o *op) (err error) {
+	defer func() {
+		if err != nil {
+			err = &runtime.DispatchError{Index: o.index, Err: err}
+		}
+	}()
 	call := Call{Grid: o.grid, Group: o.group, Params: o.params, workers: d.workers}
 	call.Args = make([]Arg, len(o.args))
 	for i, a := range o.args {

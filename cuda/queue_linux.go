@@ -387,7 +387,7 @@ func (q *queue) retire(n int, err error) {
 			for i := range cb.launches {
 				l := &cb.launches[i]
 				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {
-					cb.fail(err)
+					cb.fail(&runtime.DispatchError{Index: i, Err: err})
 					break
 				}
 			}

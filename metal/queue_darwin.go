@@ -375,7 +375,7 @@ func (cb *commandBuffer) kernelError() error {
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(cb.status.data))), len(cb.dispatches)*statusWords)
 	for i, o := range cb.dispatches {
 		if err := statusError(o.k.name, o.args, words[i*statusWords:(i+1)*statusWords]); err != nil {
-			return err
+			return &runtime.DispatchError{Index: i, Err: err}
 		}
 	}
 	return nil

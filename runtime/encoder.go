@@ -47,6 +47,10 @@ type encoder struct {
 	cbSeq     uint64          // sequence number of the open command buffer, or of the last one
 	completed uint64          // the host has seen every command buffer up to this one complete
 	committed []CommandBuffer // committed during the Eval being encoded
+	// committedFirst is, for each of them, the Eval's dispatch count when it
+	// was opened: the index of its first dispatch.
+	committedFirst []int
+	cbFirst        int // the same for the open command buffer
 
 	pass       Encoder
 	passID     uint64
@@ -182,6 +186,7 @@ func (e *encoder) open() {
 		e.cb = e.queue.NewCommandBuffer()
 		e.cbSeq++
 		e.cbCount = 0
+		e.cbFirst = e.stats.Dispatches
 	}
 	if e.pass == nil {
 		e.pass = e.cb.NewPass()
@@ -224,6 +229,7 @@ func (e *encoder) commit() {
 	e.cb.Signal(e.event, e.cbSeq)
 	e.cb.Commit()
 	e.committed = append(e.committed, e.cb)
+	e.committedFirst = append(e.committedFirst, e.cbFirst)
 	e.cb = nil
 	e.stats.CommandBuffers++
 }

@@ -2,6 +2,20 @@ package runtime
 
 import "errors"
 
+// DispatchError is how a device reports, through CommandBuffer.Err, that a
+// dispatch failed: Index counts the dispatches encoded into the command
+// buffer, from 0. The runtime wraps it in a graph.Error that names the op
+// and the call site that built it.
+type DispatchError struct {
+	Index int
+	Err   error
+}
+
+func (e *DispatchError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the kernel's error.
+func (e *DispatchError) Unwrap() error { return e.Err }
+
 // Errors an Eval can return, matchable with errors.Is however much context
 // the error carries (a graph.Error naming the op and its call site wraps
 // them).

@@ -19,6 +19,7 @@ import (
 
 // step is one dispatch of a plan, with its buffers resolved.
 type step struct {
+	node   *graph.Array // the node whose lowering it belongs to
 	kernel Kernel
 	d      *primitives.Dispatch
 	args   []BufferArg
@@ -58,10 +59,11 @@ type plan struct {
 }
 
 func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
-	nodes, consts, err := rt.collect(outs)
+	nodes, consts, deps, err := rt.collect(outs)
 	if err != nil {
 		return nil, err
 	}
+	p.deps = deps
 	pl := &plan{rt: rt, nodes: nodes, info: make(map[*graph.Array]*nodeInfo, 2*len(nodes)+len(consts))}
 	if err := pl.lower(&p.stats); err != nil {
 		return nil, err
@@ -77,14 +79,15 @@ func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
 }
 
 // collect finds the arrays to compute (sorted by id, which is a topological
-// order) and the constants to upload. It walks the graph iteratively so that
-// a chain of any length cannot overflow the stack.
-func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, err error) {
+// order), the constants to upload, and the evaluations still in flight whose
+// outputs it reads (whose failure it inherits). It walks the graph
+// iteratively so that a chain of any length cannot overflow the stack.
+func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, deps []*Pending, err error) {
 	seen := make(map[*graph.Array]bool, 64)
 	stack := make([]*graph.Array, 0, len(outs))
 	for i := len(outs) - 1; i >= 0; i-- {
 		if outs[i] == nil {
-			return nil, nil, fmt.Errorf("eval: output %d is nil", i)
+			return nil, nil, nil, fmt.Errorf("eval: output %d is nil", i)
 		}
 		stack = append(stack, outs[i])
 	}
@@ -97,12 +100,22 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, e
 		seen[a] = true
 		switch {
 		case a.Err() != nil:
-			return nil, nil, a.Err()
+			return nil, nil, nil, a.Err()
 		case a.Overwritten():
-			return nil, nil, a.OverwrittenError("eval")
+			return nil, nil, nil, a.OverwrittenError("eval")
 		case a.Evaluated():
-			if d, ok := a.Data().(*arrayData); !ok || d.rt != rt {
-				return nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
+			d, ok := a.Data().(*arrayData)
+			if !ok || d.rt != rt {
+				return nil, nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
+			}
+			if p := d.pend; p != nil && !p.done.Load() {
+				if p.seq > rt.enc.completed {
+					if !slices.Contains(deps, p) {
+						deps = append(deps, p)
+					}
+				} else if p.settle(); p.err != nil {
+					return nil, nil, nil, p.err
+				}
 			}
 			continue
 		case a.Primitive() == nil:
@@ -110,7 +123,7 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, e
 			continue
 		}
 		if _, ok := a.Primitive().(primitives.Primitive); !ok {
-			return nil, nil, graph.Errorf(0, a.Primitive().Name(), "node at %s: %T does not implement primitives.Primitive", a.Site(), a.Primitive())
+			return nil, nil, nil, graph.Errorf(0, a.Primitive().Name(), "node at %s: %T does not implement primitives.Primitive", a.Site(), a.Primitive())
 		}
 		nodes = append(nodes, a)
 		for _, s := range a.Siblings() {
@@ -123,7 +136,7 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, e
 		}
 	}
 	slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
-	return nodes, consts, nil
+	return nodes, consts, deps, nil
 }
 
 // outputsOf returns all outputs of a's primitive.
@@ -307,7 +320,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 				}
 				outSt[x.Output] = s
 				st.DonationsRefused++
-				pl.copyStep(ii.st, s, in.Spec().Bytes())
+				pl.copyStep(a, ii.st, s, in.Spec().Bytes())
 			}
 			if x.Donate {
 				pl.node(outsA[x.Output]).keep = true // the in-place result is state
@@ -360,7 +373,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 				args[k] = BufferArg{Buffer: s.buf, Offset: arg.Offset, Size: n, Access: arg.Access, Name: arg.Name}
 				sts[k] = s
 			}
-			pl.steps = append(pl.steps, step{kernel: pl.kern[j], d: d, args: args, sts: sts})
+			pl.steps = append(pl.steps, step{node: a, kernel: pl.kern[j], d: d, args: args, sts: sts})
 		}
 		if rt.mut.exemptAlias() && len(scratch) > 0 {
 			for _, x := range aliases {
@@ -442,14 +455,15 @@ func (pl *plan) unhold(s *storage) {
 	}
 }
 
-// copyStep adds a copy of n bytes from src to dst, for a refused donation.
-func (pl *plan) copyStep(src, dst *storage, n int64) {
+// copyStep adds a copy of n bytes from src to dst, for a refused donation
+// by node a.
+func (pl *plan) copyStep(a *graph.Array, src, dst *storage, n int64) {
 	d := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), n)
 	k, err := pl.rt.kernel(d.Kernel)
 	if err != nil {
 		panic("runtime: the device lacks the copy kernel: " + err.Error())
 	}
-	pl.steps = append(pl.steps, step{kernel: k, d: &d,
+	pl.steps = append(pl.steps, step{node: a, kernel: k, d: &d,
 		args: []BufferArg{
 			{Buffer: src.buf, Size: n, Access: primitives.Read, Name: d.Args[0].Name},
 			{Buffer: dst.buf, Size: n, Access: primitives.Write, Name: d.Args[1].Name},

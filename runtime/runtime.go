@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loomrt/loom/graph"
@@ -124,41 +125,84 @@ func (rt *Runtime) MemoryInUse() (held, pooled int64) {
 
 // Pending is an evaluation in flight.
 type Pending struct {
-	rt    *Runtime
-	seq   uint64 // the last command buffer of the evaluation
-	cbs   []CommandBuffer
-	stats Stats
+	rt      *Runtime
+	seq     uint64 // the last command buffer of the evaluation
+	cbs     []CommandBuffer
+	cbFirst []int      // the index in sites of each command buffer's first dispatch
+	sites   []opSite   // each dispatch's op, to name it in a kernel's error
+	deps    []*Pending // evaluations in flight when it was planned whose outputs it reads
+	stats   Stats
 
-	once sync.Once
+	// done is set, under rt.mu, once err is final: the evaluation and its
+	// dependencies have completed and their errors have been collected.
+	done atomic.Bool
 	err  error
 }
 
-// Wait blocks until the evaluation has completed and returns its error. It
-// may be called any number of times.
+// opSite is the op that encoded a dispatch and the call site that built it.
+type opSite struct {
+	prim graph.Primitive
+	pc   uintptr
+}
+
+// Wait blocks until the evaluation has completed and returns its error: the
+// first kernel error, naming the op and its call site, or the error of an
+// earlier evaluation whose failed outputs it read. It may be called any
+// number of times.
 func (p *Pending) Wait() error {
-	p.once.Do(func() {
-		rt := p.rt
-		rt.mu.Lock()
-		done := p.seq <= rt.enc.completed
+	if p.done.Load() {
+		return p.err
+	}
+	rt := p.rt
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if !p.done.Load() && p.seq > rt.enc.completed {
 		rt.mu.Unlock()
-		if !done {
-			t := time.Now()
-			rt.enc.event.Wait(p.seq)
-			p.stats.Wait = time.Since(t)
+		t := time.Now()
+		rt.enc.event.Wait(p.seq)
+		wait := time.Since(t)
+		rt.mu.Lock()
+		if !p.done.Load() {
+			p.stats.Wait = wait
 			p.stats.HostWaits++
 		}
-		rt.mu.Lock()
 		rt.enc.observe(p.seq)
-		rt.mu.Unlock()
-		for _, cb := range p.cbs {
-			if err := cb.Err(); err != nil {
-				p.err = err
-				break
-			}
-		}
-		p.cbs = nil
-	})
+	}
+	p.settle()
 	return p.err
+}
+
+// settle collects the error of a completed evaluation. rt.mu is held.
+func (p *Pending) settle() {
+	if p.done.Load() {
+		return
+	}
+	for _, d := range p.deps {
+		d.settle() // earlier, so complete too
+		if p.err == nil {
+			p.err = d.err
+		}
+	}
+	for i, cb := range p.cbs {
+		if err := cb.Err(); err != nil && p.err == nil {
+			p.err = p.siteError(i, err)
+		}
+	}
+	p.cbs, p.cbFirst, p.sites, p.deps = nil, nil, nil, nil
+	p.done.Store(true)
+}
+
+// siteError names the op and call site of the dispatch that command buffer
+// i reports failed, when the device says which one.
+func (p *Pending) siteError(i int, err error) error {
+	var de *DispatchError
+	if !errors.As(err, &de) {
+		return err
+	}
+	if k := p.cbFirst[i] + de.Index; de.Index >= 0 && k < len(p.sites) && (i+1 == len(p.cbFirst) || k < p.cbFirst[i+1]) {
+		return graph.ErrorAt(p.sites[k].pc, p.sites[k].prim.Name(), err)
+	}
+	return err
 }
 
 // Stats returns the evaluation's statistics; host waits and wait time are
@@ -192,13 +236,17 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	e := rt.enc
 	e.stats = &p.stats
 	e.committed = e.committed[:0]
+	e.committedFirst = e.committedFirst[:0]
+	p.sites = make([]opSite, len(pl.steps))
 	for i := range pl.steps {
 		s := &pl.steps[i]
+		p.sites[i] = opSite{s.node.Primitive(), s.node.PC()}
 		e.dispatch(s.kernel, s.d, s.args, s.sts)
 	}
 	e.commit()
 	p.seq = e.cbSeq
 	p.cbs = slices.Clone(e.committed)
+	p.cbFirst = slices.Clone(e.committedFirst)
 	e.stats = nil
 	pl.apply(p)
 	p.stats.Encode = time.Since(t)
@@ -212,6 +260,15 @@ type arrayData struct {
 	nbytes int64
 	pend   *Pending // the evaluation that produced it; nil for constants
 	moved  bool     // a donation took the storage over
+}
+
+// Err is the error of the producing evaluation once it is known to have
+// failed.
+func (d *arrayData) Err() error {
+	if d.pend != nil && d.pend.done.Load() {
+		return d.pend.err
+	}
+	return nil
 }
 
 // Read waits for the producing evaluation and copies the bytes out.
