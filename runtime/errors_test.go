@@ -199,3 +199,36 @@ func line() int {
 	_, _, l, _ := goruntime.Caller(1)
 	return l
 }
+
+// TestZeroGrid: a dispatch with an empty grid that would write bytes, or an
+// empty threadgroup, is rejected when the graph is lowered, naming the op;
+// built-in ops on empty arrays, whose dispatches write nothing, still run.
+func TestZeroGrid(t *testing.T) {
+	rt, _ := runtime.New(cpu.New(cpu.Options{Check: true}), runtime.Options{})
+	defer rt.Close()
+	x := graph.FromFloat32s([]float32{1, 2, 3, 4}, 2, 2)
+	for _, c := range []struct {
+		grid, group primitives.Dim3
+		want        string
+	}{
+		{primitives.Dim3{}, primitives.Dim3{}, "empty grid"},
+		{primitives.Dim3{X: 4, Y: 0, Z: 1}, one3, "empty grid"},
+		{one3, primitives.Dim3{}, "empty threadgroup"},
+		{primitives.Dim3{X: -1, Y: -1, Z: 1}, one3, "negative"},
+	} {
+		a, at := ops.Apply(tCustom{kernel: "copy_bytes", grid: c.grid, group: c.group}, x)[0], line()
+		err := rt.Eval(a)
+		if err == nil || !strings.Contains(err.Error(), c.want) || siteOf(err) != fmt.Sprintf("runtime/errors_test.go:%d", at) {
+			t.Errorf("grid %v group %v: error %v, want %q at line %d", c.grid, c.group, err, c.want, at)
+		}
+	}
+	ok := ops.Apply(tCustom{kernel: "copy_bytes", grid: one3, group: one3}, x)[0]
+	empty := graph.FromFloat32s(nil, 0, 3)
+	sum := ops.Add(empty, empty)
+	if err := rt.Eval(ok, sum, ops.Reshape(ops.Mul(sum, sum), 3, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := ok.Float32s(); fmt.Sprint(v) != "[1 2 3 4]" {
+		t.Fatalf("copy = %v", v)
+	}
+}

@@ -182,6 +182,9 @@ func (pl *plan) lower(st *Stats) error {
 			if err != nil {
 				return fail(err, "%v", err)
 			}
+			if err := checkGrid(d); err != nil {
+				return fail(err, "dispatch %s: %v", d.Kernel, err)
+			}
 			for _, arg := range d.Args {
 				size, err := refSize(&l, arg.Ref)
 				if err != nil {
@@ -189,6 +192,16 @@ func (pl *plan) lower(st *Stats) error {
 				}
 				if arg.Offset < 0 || arg.Size < 0 || arg.Offset+arg.Size > size {
 					return fail(nil, "dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
+				}
+				// An empty grid runs nothing, so it may only stand for a
+				// dispatch with nothing to do: skipping one that should
+				// write a fresh buffer would leave stale pool bytes in it.
+				// An output in an input's buffer (an in-place update of no
+				// rows) already holds its value.
+				fresh := arg.Ref.Kind != primitives.OutputRef || !slices.ContainsFunc(aliases(prim), func(x graph.Alias) bool { return x.Output == arg.Ref.Index })
+				if n := cmp.Or(arg.Size, size-arg.Offset); d.Grid.Count() == 0 && arg.Access.Writes() && fresh && n > 0 {
+					return fail(nil, "dispatch %s has an empty grid %v but writes %d bytes of argument %s; only a dispatch that writes nothing may have an empty grid",
+						d.Kernel, d.Grid, n, arg.Name)
 				}
 			}
 			pl.kern = append(pl.kern, k)
@@ -198,6 +211,28 @@ func (pl *plan) lower(st *Stats) error {
 		pl.scratch = append(pl.scratch, l.Scratch...)
 		pl.so = append(pl.so, len(pl.scratch))
 		st.addCounters(l.Counters)
+	}
+	return nil
+}
+
+// aliases are prim's aliases, if it has any.
+func aliases(prim primitives.Primitive) []graph.Alias {
+	if al, ok := prim.(graph.Aliaser); ok {
+		return al.Aliases()
+	}
+	return nil
+}
+
+// checkGrid rejects negative grid or threadgroup sizes and a non-empty grid
+// of empty threadgroups.
+func checkGrid(d *primitives.Dispatch) error {
+	for _, v := range []int{d.Grid.X, d.Grid.Y, d.Grid.Z, d.Group.X, d.Group.Y, d.Group.Z} {
+		if v < 0 {
+			return fmt.Errorf("grid %v or threadgroup %v has a negative size", d.Grid, d.Group)
+		}
+	}
+	if d.Grid.Count() > 0 && d.Group.Count() == 0 {
+		return fmt.Errorf("grid %v has an empty threadgroup %v", d.Grid, d.Group)
 	}
 	return nil
 }
@@ -295,10 +330,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		}
 		outSt := make([]*storage, len(outsA))
 
-		var aliases []graph.Alias
-		if al, ok := prim.(graph.Aliaser); ok {
-			aliases = al.Aliases()
-		}
+		aliases := aliases(prim)
 		for _, x := range aliases {
 			in := a.Inputs()[x.Input]
 			ii := pl.node(in)
@@ -350,7 +382,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		for j := pl.lo[i]; j < pl.lo[i+1]; j++ {
 			d := &pl.disp[j]
 			if d.Grid.Count() == 0 {
-				continue
+				continue // it writes nothing (lower checked)
 			}
 			args, sts := argSlab[:len(d.Args):len(d.Args)], stSlab[:len(d.Args):len(d.Args)]
 			argSlab, stSlab = argSlab[len(d.Args):], stSlab[len(d.Args):]
