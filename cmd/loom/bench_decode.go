@@ -58,13 +58,16 @@ func benchDecode(args []string) error {
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	blockSize := fs.Int("block-size", 16, "KV cache block size")
+	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *batch < 1 || *context < 0 || *steps < 1 {
 		return fmt.Errorf("-batch %d, -context %d, -steps %d: want batch ≥ 1, context ≥ 0, steps ≥ 1", *batch, *context, *steps)
+	}
+	if err := checkBlockSize(*blockSize); err != nil {
+		return err
 	}
 	const warmup = 2
 	cfg := model.Qwen3_0_6B

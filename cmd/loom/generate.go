@@ -40,7 +40,7 @@ func runGenerate(args []string) error {
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
-	blockSize := fs.Int("block-size", 16, fmt.Sprintf("KV cache block size in tokens: one of %v", primitives.AttentionBlockSizes))
+	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,8 +59,8 @@ func runGenerate(args []string) error {
 	if *maxTokens < 1 {
 		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
 	}
-	if !slices.Contains(primitives.AttentionBlockSizes, *blockSize) {
-		return fmt.Errorf("-block-size %d: supported sizes are %v", *blockSize, primitives.AttentionBlockSizes)
+	if err := checkBlockSize(*blockSize); err != nil {
+		return err
 	}
 
 	rt, where, hazards, err := openRuntime(*device, *check)
@@ -126,6 +126,17 @@ func runGenerate(args []string) error {
 		if len(hz) > 0 {
 			return fmt.Errorf("hazard: %v", hz[0])
 		}
+	}
+	return nil
+}
+
+var blockSizeHelp = fmt.Sprintf("KV cache block size in tokens: one of %v", primitives.AttentionBlockSizes)
+
+// checkBlockSize rejects a -block-size paged attention does not support,
+// before anything divides by it.
+func checkBlockSize(n int) error {
+	if !slices.Contains(primitives.AttentionBlockSizes, n) {
+		return fmt.Errorf("-block-size %d: supported sizes are %v", n, primitives.AttentionBlockSizes)
 	}
 	return nil
 }

@@ -80,4 +80,9 @@ func TestBenchDecodeFlags(t *testing.T) {
 			t.Errorf("bench decode %v: no error", args)
 		}
 	}
+	for _, bs := range []string{"0", "5", "-1"} {
+		if err := benchDecode([]string{"-block-size", bs}); err == nil || !strings.Contains(err.Error(), "-block-size "+bs+": supported sizes are [8 16 32]") {
+			t.Errorf("bench decode -block-size %s: error %v", bs, err)
+		}
+	}
 }
