@@ -18,7 +18,7 @@ type Device interface {
 	NewBuffer(nbytes int64) (Buffer, error)
 	NewQueue() (Queue, error)
 	// Kernel returns the kernel with the given name, or an error that says the
-	// device does not implement it.
+	// device does not implement it (wrapping ErrUnsupportedKernel).
 	Kernel(name string) (Kernel, error)
 }
 
@@ -45,6 +45,8 @@ type Queue interface {
 	NewFence() Fence
 	NewEvent() Event
 	// Close releases the queue once the work committed so far is done.
+	// Closing twice is harmless; a command buffer committed afterwards
+	// completes with an error wrapping ErrClosed.
 	Close()
 }
 
@@ -62,7 +64,8 @@ type CommandBuffer interface {
 	// for Err.
 	Commit()
 	// Err is the error the command buffer's execution hit, if any; valid once
-	// an event it signals shows it completed.
+	// an event it signals shows it completed. A failed dispatch is reported
+	// as a *DispatchError, so that the runtime can name the op.
 	Err() error
 }
 
