@@ -43,12 +43,12 @@ type encoder struct {
 	queue Queue
 	event Event // signalled with each command buffer's sequence number
 
-	cb        CommandBuffer
-	cbSeq     uint64          // sequence number of the open command buffer, or of the last one
-	completed uint64          // the host has seen every command buffer up to this one complete
-	committed []CommandBuffer // committed during the Eval being encoded
+	list      *CommandList // the open command buffer, nil if none
+	cbSeq     uint64       // sequence number of the open command buffer, or of the last one
+	completed uint64       // the host has seen every command buffer up to this one complete
+	committed []Submission // submitted during the Eval being encoded
 
-	pass       Encoder
+	passOpen   bool
 	passID     uint64
 	seg        int
 	passCount  int      // dispatches in the open pass
@@ -118,18 +118,18 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 		if e.rt.mut.dropFenceWait() {
 			continue
 		}
-		e.pass.WaitFence(pf.fence)
+		e.list.WaitFence(pf.fence)
 		e.stats.FenceWaits++
 	}
 	e.waits = waits
 	if barrier {
 		e.seg++
 		if !e.rt.mut.dropBarrier() {
-			e.pass.Barrier()
+			e.list.Barrier()
 			e.stats.Barriers++
 		}
 	}
-	e.pass.Dispatch(k, d.Grid, d.Group, args, d.Params, d.SharedBytes)
+	e.list.Dispatch(k, d.Grid, d.Group, args, d.Params, d.SharedBytes)
 	e.stats.Dispatches++
 
 	here := site{e.cbSeq, e.passID, e.seg}
@@ -181,13 +181,14 @@ func contains(xs []uint64, x uint64) bool {
 
 // open makes sure a command buffer and a pass are open.
 func (e *encoder) open() {
-	if e.cb == nil {
-		e.cb = e.queue.NewCommandBuffer()
+	if e.list == nil {
+		e.list = &CommandList{}
 		e.cbSeq++
 		e.cbCount = 0
 	}
-	if e.pass == nil {
-		e.pass = e.cb.NewPass()
+	if !e.passOpen {
+		e.list.NewPass()
+		e.passOpen = true
 		e.passID++
 		e.seg = 0
 		e.passCount = 0
@@ -199,7 +200,7 @@ func (e *encoder) open() {
 // endPass ends the open pass, updating its fence so that later passes can
 // wait for it.
 func (e *encoder) endPass() {
-	if e.pass == nil {
+	if !e.passOpen {
 		return
 	}
 	if e.passCount > 0 {
@@ -210,24 +211,22 @@ func (e *encoder) endPass() {
 		} else {
 			f = e.queue.NewFence()
 		}
-		e.pass.UpdateFence(f)
+		e.list.UpdateFence(f)
 		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
 	}
-	e.pass.End()
-	e.pass = nil
+	e.passOpen = false
 }
 
 // commit ends the open command buffer and submits it. It signals the event
 // with its sequence number when done.
 func (e *encoder) commit() {
-	if e.cb == nil {
+	if e.list == nil {
 		return
 	}
 	e.endPass()
-	e.cb.Signal(e.event, e.cbSeq)
-	e.cb.Commit()
-	e.committed = append(e.committed, e.cb)
-	e.cb = nil
+	e.list.Signal(e.event, e.cbSeq)
+	e.committed = append(e.committed, e.queue.Submit(e.list))
+	e.list = nil
 	e.stats.CommandBuffers++
 }
 

@@ -120,7 +120,7 @@ func (rt *Runtime) MemoryInUse() (held, pooled int64) {
 type Pending struct {
 	rt    *Runtime
 	seq   uint64 // the last command buffer of the evaluation
-	cbs   []CommandBuffer
+	cbs   []Submission
 	stats Stats
 
 	once sync.Once
