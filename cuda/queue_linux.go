@@ -37,7 +37,6 @@ func (d *Device) NewQueue() (runtime.Queue, error) {
 	return q, nil
 }
 
-
 // NewFence returns a fence. Stream order already orders every pass after
 // every earlier one, so fences carry nothing.
 func (q *queue) NewFence() runtime.Fence { return new(fence) }
