@@ -85,6 +85,9 @@ type Array struct {
 
 	host []byte // a constant's bytes, until the runtime uploads them
 	data Data   // set once evaluated
+
+	walk      uint64 // the runtime's stamp: see Stamp
+	walkIndex int32
 }
 
 // ID is unique per array and increases in creation order. Since an array's
@@ -146,6 +149,15 @@ func (a *Array) OverwrittenError(op string) error {
 	return Errorf(a.pc, op, "array %s was donated to %s at %s, which has overwritten it in place; use that op's result instead",
 		a.spec, a.consumerOp, a.consumer.Site())
 }
+
+// Stamp returns the walk number and index that SetStamp recorded. The
+// runtime stamps the arrays of a graph it walks, so that the walk needs no
+// map: a stamp with the current walk number means visited. Walk numbers must
+// be unique per walk across the process. Not for model code.
+func (a *Array) Stamp() (walk uint64, index int32) { return a.walk, a.walkIndex }
+
+// SetStamp records a walk number and an index. For the runtime.
+func (a *Array) SetStamp(walk uint64, index int32) { a.walk, a.walkIndex = walk, index }
 
 // Evaluated reports whether the array has storage.
 func (a *Array) Evaluated() bool { return a.data != nil }

@@ -59,13 +59,15 @@ type encoder struct {
 	donePasses uint64 // every pass up to this one is in a completed command buffer
 	freeFences []Fence
 
-	stats *Stats // the statistics of the Eval being encoded
+	stats *Stats     // the statistics of the Eval being encoded
+	rec   *recording // the plan being recorded for the plan cache, if any
 }
 
 type passFence struct {
 	fence Fence
 	cb    uint64
 	after coverage // the passes it is ordered after: waiting for it covers them too
+	owned bool     // the fence belongs to a cached plan: never recycled
 }
 
 func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
@@ -80,12 +82,30 @@ func (e *encoder) busy(s *storage) bool { return s.track.lastUse > e.completed }
 
 // dispatch encodes one kernel launch with the orderings its accesses need.
 func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, sts []*storage) {
+	e.command(Command{Kind: CmdDispatch, Kernel: k, Grid: d.Grid, Group: d.Group, Args: args, Params: d.Params, Shared: d.SharedBytes}, sts)
+}
+
+// upload encodes an upload of data into s, ordered like a dispatch that
+// writes it. It does not count towards the dispatch limits.
+func (e *encoder) upload(s *storage, data []byte) {
+	e.command(Command{Kind: CmdUpload, Data: data,
+		Args: []BufferArg{{Buffer: s.buf, Size: int64(len(data)), Access: primitives.Write, Name: "upload"}}}, []*storage{s})
+}
+
+// command encodes a dispatch or an upload with the orderings its accesses
+// need.
+func (e *encoder) command(c Command, sts []*storage) {
 	e.open()
+	args := c.Args
 	barrier := false
 	waits := e.waits[:0]
+	rec := e.rec
 	need := func(s site) {
 		switch {
 		case s.cb == 0 || s.cb <= e.completed:
+		case rec != nil && s.pass < rec.firstPass:
+			// Before the recording: the recording's first pass waits for
+			// all of it and every other pass for the first (see gate).
 		case s.pass == e.passID:
 			if s.seg == e.seg {
 				barrier = true
@@ -105,6 +125,9 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 				need(r)
 			}
 		}
+	}
+	if rec != nil && e.passCount == 0 && e.passID != rec.firstPass && !e.covered.has(rec.firstPass) && !contains(waits, rec.firstPass) {
+		waits = append(waits, rec.firstPass) // the gate
 	}
 	// Latest first: a later pass may cover an earlier one, never the reverse.
 	slices.SortFunc(waits, func(a, b uint64) int { return cmp.Compare(b, a) })
@@ -129,8 +152,21 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 			e.stats.Barriers++
 		}
 	}
-	e.list.Dispatch(k, d.Grid, d.Group, args, d.Params, d.SharedBytes)
-	e.stats.Dispatches++
+	if rec != nil {
+		p := &e.list.Passes[len(e.list.Passes)-1]
+		pos := cmdPos{len(rec.lists), len(e.list.Passes) - 1, len(p.Commands)}
+		if c.Kind == CmdUpload {
+			rec.uploadPos = append(rec.uploadPos, pos)
+		} else {
+			rec.pos = append(rec.pos, pos)
+		}
+	}
+	e.list.add(c)
+	if c.Kind == CmdUpload {
+		e.stats.Uploads++
+	} else {
+		e.stats.Dispatches++
+	}
 
 	here := site{e.cbSeq, e.passID, e.seg}
 	for i, a := range args {
@@ -146,6 +182,9 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 			st.write = here
 			st.reads = st.reads[:0]
 		}
+	}
+	if c.Kind == CmdUpload {
+		return
 	}
 	e.passCount++
 	e.cbCount++
@@ -212,7 +251,7 @@ func (e *encoder) endPass() {
 			f = e.queue.NewFence()
 		}
 		e.list.UpdateFence(f)
-		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
+		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered, e.rec != nil}
 	}
 	e.passOpen = false
 }
@@ -225,6 +264,9 @@ func (e *encoder) commit() {
 	}
 	e.endPass()
 	e.list.Signal(e.event, e.cbSeq)
+	if e.rec != nil {
+		e.rec.lists = append(e.rec.lists, e.list)
+	}
 	e.committed = append(e.committed, e.queue.Submit(e.list))
 	e.list = nil
 	e.stats.CommandBuffers++
@@ -256,7 +298,9 @@ func (e *encoder) observe(seq uint64) {
 	e.completed = seq
 	for p, pf := range e.passFences {
 		if pf.cb <= seq {
-			e.freeFences = append(e.freeFences, pf.fence)
+			if !pf.owned {
+				e.freeFences = append(e.freeFences, pf.fence)
+			}
 			delete(e.passFences, p)
 			e.donePasses = max(e.donePasses, p)
 		}

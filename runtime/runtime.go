@@ -28,6 +28,8 @@ type Options struct {
 	// MemoryLimit caps the device memory the runtime holds, in bytes; 0 means
 	// no cap. Exceeding it makes Eval fail with an error that says so.
 	MemoryLimit int64
+	// NoPlanCache plans every Eval from scratch (see replay.go).
+	NoPlanCache bool
 }
 
 // DefaultDispatchesPerCommandBuffer is the commit interval when Options
@@ -47,6 +49,8 @@ type Runtime struct {
 	pool     pool
 	kernels  map[string]Kernel
 	mut      *mutation
+	cache    planCache
+	byID     []*graph.Array // scratch of collect's sort
 	lastEnd  time.Time
 	lastStat Stats
 }
@@ -77,6 +81,10 @@ func (rt *Runtime) Close() {
 		e.event.Wait(e.cbSeq)
 		e.observe(e.cbSeq)
 	}
+	for _, en := range rt.cache.entries {
+		rt.evict(en)
+	}
+	rt.cache.entries = nil
 	rt.pool.trim(rt.pool.allocated)
 	e.queue.Close()
 }
@@ -173,9 +181,49 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
 
-	pl, err := rt.plan(outs, p)
+	w := walks.Add(1)
+	nodes, consts, err := rt.collect(outs, w)
 	if err != nil {
 		return nil, err
+	}
+	k := &rt.cache.scratch
+	var en *cacheEntry
+	if len(nodes) > 0 && !rt.opts.NoPlanCache {
+		rt.buildKey(k, w, nodes, outs)
+		if k.ok {
+			en = rt.cache.lookup(&k.planKey)
+		}
+	}
+	if en != nil && en.plan != nil {
+		if err := rt.replay(en.plan, k, nodes, p); err != nil {
+			return nil, err
+		}
+		rt.cache.stats.Hits++
+		p.stats.Encode = time.Since(start)
+		return p, nil
+	}
+	var rec *recording
+	switch {
+	case len(nodes) == 0 || rt.opts.NoPlanCache || !k.ok:
+	case en == nil:
+		en = rt.remember(&k.planKey)
+	case !en.uncacheable:
+		rec = &recording{free: map[int64][]*storage{}}
+	}
+	if len(nodes) > 0 {
+		rt.cache.stats.Misses++
+		p.stats.CacheMisses = 1
+	}
+	pl, err := rt.plan(nodes, consts, outs, p, rec)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && !pl.recordable(rec, outs) {
+		rt.abandonRecording(pl, rec)
+		en.uncacheable, rec = true, nil
+		if pl, err = rt.plan(nodes, consts, outs, p, nil); err != nil {
+			return nil, err
+		}
 	}
 	t := time.Now()
 	p.stats.Plan = t.Sub(start)
@@ -183,14 +231,22 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	e := rt.enc
 	e.stats = &p.stats
 	e.committed = e.committed[:0]
+	if rec != nil {
+		e.startRecording(rec, consts)
+	}
 	for i := range pl.steps {
 		s := &pl.steps[i]
 		e.dispatch(s.kernel, s.d, s.args, s.sts)
 	}
 	e.commit()
+	e.rec = nil
 	p.seq = e.cbSeq
 	p.cbs = slices.Clone(e.committed)
 	e.stats = nil
+	if rec != nil {
+		en.plan = rt.finishRecording(pl, rec, k, consts, &p.stats)
+		rt.cache.stats.Recorded++
+	}
 	pl.apply(p)
 	p.stats.Encode = time.Since(t)
 	return p, nil
@@ -203,6 +259,8 @@ type arrayData struct {
 	nbytes int64
 	pend   *Pending // the evaluation that produced it; nil for constants
 	moved  bool     // a donation took the storage over
+	walk   uint64   // the last walk that visited the array (see collect)
+	slot   int32    // its external slot in that walk's key, -1 if none yet
 }
 
 // Read waits for the producing evaluation and copies the bytes out.
