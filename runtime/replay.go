@@ -594,27 +594,36 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 		e.passFences[passBase+uint64(i)] = passFence{rp.fence, cbBase + rp.cb, after, true}
 	}
 
-	// Apply, as plan.apply does.
+	// Apply, as plan.apply does. The arrays are found first: attaching
+	// storage to one output of a node drops its list of siblings.
 	arr := func(x arrRef) *graph.Array {
 		if x.node < 0 {
 			return k.extArrays[-2-x.node]
 		}
 		return outputsOf(nodes[x.node])[x.out]
 	}
+	spent := make([]*graph.Array, len(r.spent)+len(r.keep))
+	kept := spent[len(r.spent):]
+	for i, x := range r.spent {
+		spent[i] = arr(x)
+	}
+	for i, kr := range r.keep {
+		kept[i] = arr(arrRef{kr.node, kr.out})
+	}
 	for _, slot := range r.moved {
 		d := k.extArrays[slot].Data().(*arrayData)
 		d.moved = true
 		d.st.refs--
 	}
-	for _, x := range r.spent {
-		arr(x).MarkOverwritten()
+	for _, a := range spent[:len(r.spent)] {
+		a.MarkOverwritten()
 	}
-	for _, kr := range r.keep {
+	for i, kr := range r.keep {
 		s := kr.st
 		if s == nil {
 			s = slots[kr.slot]
 		}
-		rt.attach(arr(arrRef{kr.node, kr.out}), s, p)
+		rt.attach(kept[i], s, p)
 	}
 
 	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
