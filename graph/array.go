@@ -256,6 +256,11 @@ func usable(in *Array, op string, i int, pc uintptr) error {
 	return nil
 }
 
+// NewResult returns an array of the given spec with no primitive, no
+// bytes and no data yet: the runtime attaches storage it computed without a
+// graph node (a compiled step's output). For the runtime.
+func NewResult(spec Spec) *Array { return &Array{id: nextID.Add(1), spec: spec} }
+
 // Failed returns an array in an error state, for ops whose arguments are
 // invalid. Shape and dtype are whatever the op could determine.
 func Failed(err error, spec Spec) *Array {

@@ -225,12 +225,7 @@ func (rt *Runtime) remember(k *planKey) *cacheEntry {
 // seen that work complete. The entry's fences are dropped, never recycled:
 // in-flight replays may still update them.
 func (rt *Runtime) evict(en *cacheEntry) {
-	if en.plan == nil {
-		return
-	}
-	for _, s := range en.plan.owned {
-		rt.pool.put(s)
-	}
+	rt.release(en.plan)
 	en.plan = nil
 }
 
@@ -501,8 +496,21 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 	return r
 }
 
-// replay submits a recorded plan again for the arrays of this Eval.
+// replay submits a recorded plan again for the arrays of this Eval and
+// applies it to them.
 func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p *Pending) error {
+	slots, err := rt.submitReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, p)
+	if err != nil {
+		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error()}
+	}
+	rt.applyReplay(r, k, nodes, slots, p)
+	return nil
+}
+
+// submitReplay gives the results fresh storage, submits the recorded lists
+// with upload u binding data(u), and leaves the encoder's state as encoding
+// them would have. It returns the results' storage.
+func (rt *Runtime) submitReplay(r *replayPlan, data func(u int) []byte, p *Pending) ([]*storage, error) {
 	e := rt.enc
 	slots := make([]*storage, len(r.slots))
 	for i, n := range r.slots {
@@ -511,7 +519,7 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 			for _, s := range slots[:i] {
 				rt.pool.put(s)
 			}
-			return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error()}
+			return nil, err
 		}
 		slots[i] = s
 	}
@@ -552,7 +560,7 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 		if rt.mut.staleUpload(i) {
 			continue
 		}
-		mutable(u.pos).Data = k.extArrays[u.slot].HostBytes()
+		mutable(u.pos).Data = data(i)
 	}
 	for _, cp := range r.patches {
 		c := mutable(cp.pos)
@@ -594,8 +602,19 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 		e.passFences[passBase+uint64(i)] = passFence{rp.fence, cbBase + rp.cb, after, true}
 	}
 
-	// Apply, as plan.apply does. The arrays are found first: attaching
-	// storage to one output of a node drops its list of siblings.
+	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
+	p.stats = r.stats
+	p.stats.Counters = maps.Clone(r.stats.Counters)
+	p.stats.FenceWaits += fenceWaits
+	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
+	p.stats.CacheHits = 1
+	return slots, nil
+}
+
+// applyReplay makes a replay's results visible, as plan.apply does.
+func (rt *Runtime) applyReplay(r *replayPlan, k *keyScratch, nodes []*graph.Array, slots []*storage, p *Pending) {
+	// The arrays are found first: attaching storage to one output of a
+	// node drops its list of siblings.
 	arr := func(x arrRef) *graph.Array {
 		if x.node < 0 {
 			return k.extArrays[-2-x.node]
@@ -625,12 +644,4 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 		}
 		rt.attach(kept[i], s, p)
 	}
-
-	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
-	p.stats = r.stats
-	p.stats.Counters = maps.Clone(r.stats.Counters)
-	p.stats.FenceWaits += fenceWaits
-	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
-	p.stats.CacheHits = 1
-	return nil
 }

@@ -51,6 +51,7 @@ type Runtime struct {
 	mut      *mutation
 	cache    planCache
 	byID     []*graph.Array // scratch of collect's sort
+	compiled []*Compiled
 	lastEnd  time.Time
 	lastStat Stats
 }
@@ -85,6 +86,13 @@ func (rt *Runtime) Close() {
 		rt.evict(en)
 	}
 	rt.cache.entries = nil
+	for _, c := range rt.compiled {
+		for _, tr := range c.traces {
+			rt.release(tr.plan)
+		}
+		clear(c.traces)
+		c.order = nil
+	}
 	rt.pool.trim(rt.pool.allocated)
 	e.queue.Close()
 }
@@ -173,6 +181,12 @@ func (p *Pending) Stats() Stats { return p.stats }
 func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	return rt.eval(outs, nil)
+}
+
+// eval is EvalAsync with rt.mu held. With tr, it traces a compiled step:
+// the plan is recorded into tr at once, and the plan cache is left alone.
+func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
@@ -188,11 +202,12 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	}
 	k := &rt.cache.scratch
 	var en *cacheEntry
-	if len(nodes) > 0 && !rt.opts.NoPlanCache {
+	cached := tr == nil && len(nodes) > 0 && !rt.opts.NoPlanCache
+	if cached || tr != nil {
 		rt.buildKey(k, w, nodes, outs)
-		if k.ok {
-			en = rt.cache.lookup(&k.planKey)
-		}
+	}
+	if cached && k.ok {
+		en = rt.cache.lookup(&k.planKey)
 	}
 	if en != nil && en.plan != nil {
 		if err := rt.replay(en.plan, k, nodes, p); err != nil {
@@ -204,7 +219,14 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	}
 	var rec *recording
 	switch {
-	case len(nodes) == 0 || rt.opts.NoPlanCache || !k.ok:
+	case tr != nil:
+		if err := tr.checkInputs(consts); err != nil {
+			return nil, err
+		}
+		if len(nodes) > 0 {
+			rec = &recording{free: map[int64][]*storage{}}
+		}
+	case !cached || !k.ok:
 	case en == nil:
 		en = rt.remember(&k.planKey)
 	case !en.uncacheable:
@@ -220,7 +242,10 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	}
 	if rec != nil && !pl.recordable(rec, outs) {
 		rt.abandonRecording(pl, rec)
-		en.uncacheable, rec = true, nil
+		rec = nil
+		if en != nil {
+			en.uncacheable = true
+		}
 		if pl, err = rt.plan(nodes, consts, outs, p, nil); err != nil {
 			return nil, err
 		}
@@ -244,7 +269,12 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	p.cbs = slices.Clone(e.committed)
 	e.stats = nil
 	if rec != nil {
-		en.plan = rt.finishRecording(pl, rec, k, consts, &p.stats)
+		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
+		if tr != nil {
+			tr.record(r, pl, k, consts, outs)
+		} else {
+			en.plan = r
+		}
 		rt.cache.stats.Recorded++
 	}
 	pl.apply(p)
