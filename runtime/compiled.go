@@ -201,7 +201,7 @@ func (rt *Runtime) callReplay(tr *trace, inputs [][]byte) ([]*graph.Array, *Pend
 	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
 	r := tr.plan
-	slots, err := rt.submitReplay(r, func(u int) []byte { return inputs[tr.bind[u]] }, p)
+	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return inputs[tr.bind[u]] }, p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}
@@ -235,6 +235,7 @@ func (rt *Runtime) callReplay(tr *trace, inputs [][]byte) ([]*graph.Array, *Pend
 		rt.attach(a, s, p)
 		outs[i], made[ref] = a, a
 	}
+	rt.submit(lists, p)
 	rt.cache.stats.Hits++
 	p.stats.Encode = time.Since(start)
 	return outs, p, nil

@@ -226,7 +226,15 @@ func (e *encoder) open() {
 		e.cbCount = 0
 	}
 	if !e.passOpen {
-		e.list.NewPass()
+		// Room for the pass's dispatches and a barrier or wait before each.
+		n := e.rt.opts.DispatchesPerPass
+		if n <= 0 {
+			n = e.rt.opts.DispatchesPerCommandBuffer
+		}
+		if n <= 0 || n > 128 {
+			n = 128
+		}
+		e.list.Passes = append(e.list.Passes, Pass{Commands: make([]Command, 0, 2*n+2)})
 		e.passOpen = true
 		e.passID++
 		e.seg = 0

@@ -499,18 +499,29 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 // replay submits a recorded plan again for the arrays of this Eval and
 // applies it to them.
 func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p *Pending) error {
-	slots, err := rt.submitReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, p)
+	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, p)
 	if err != nil {
 		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error()}
 	}
 	rt.applyReplay(r, k, nodes, slots, p)
+	rt.submit(lists, p)
 	return nil
 }
 
-// submitReplay gives the results fresh storage, submits the recorded lists
-// with upload u binding data(u), and leaves the encoder's state as encoding
-// them would have. It returns the results' storage.
-func (rt *Runtime) submitReplay(r *replayPlan, data func(u int) []byte, p *Pending) ([]*storage, error) {
+// submit submits a replay's lists. It comes last: on a device that shares
+// the host's cores (the CPU), the work starts competing with the host as
+// soon as it is submitted.
+func (rt *Runtime) submit(lists []CommandList, p *Pending) {
+	for i := range lists {
+		p.cbs = append(p.cbs, rt.enc.queue.Submit(&lists[i]))
+	}
+}
+
+// prepareReplay gives the results fresh storage, makes the lists to submit
+// (the recorded ones, with upload u binding data(u)) and leaves the
+// encoder's state as encoding them would have. It returns the results'
+// storage and the lists.
+func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, p *Pending) ([]*storage, []CommandList, error) {
 	e := rt.enc
 	slots := make([]*storage, len(r.slots))
 	for i, n := range r.slots {
@@ -519,7 +530,7 @@ func (rt *Runtime) submitReplay(r *replayPlan, data func(u int) []byte, p *Pendi
 			for _, s := range slots[:i] {
 				rt.pool.put(s)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		slots[i] = s
 	}
@@ -569,9 +580,6 @@ func (rt *Runtime) submitReplay(r *replayPlan, data func(u int) []byte, p *Pendi
 			c.Args[ap.arg].Buffer = slots[ap.slot].buf
 		}
 	}
-	for i := range lists {
-		p.cbs = append(p.cbs, e.queue.Submit(&lists[i]))
-	}
 	e.cbSeq = cbBase + uint64(len(lists)) - 1
 	e.passID = passBase + uint64(len(r.passes)) - 1
 	p.seq = e.cbSeq
@@ -608,7 +616,7 @@ func (rt *Runtime) submitReplay(r *replayPlan, data func(u int) []byte, p *Pendi
 	p.stats.FenceWaits += fenceWaits
 	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
 	p.stats.CacheHits = 1
-	return slots, nil
+	return slots, lists, nil
 }
 
 // applyReplay makes a replay's results visible, as plan.apply does.
