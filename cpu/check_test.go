@@ -172,3 +172,35 @@ func TestCheckerUseAfterRelease(t *testing.T) {
 		t.Fatalf("want a use-after-release, got %v", hz)
 	}
 }
+
+// An upload is ordered like a dispatch that writes its range: unordered
+// with an earlier read of it, it is a hazard; after a barrier it is not,
+// and its bytes land.
+func TestCheckerUpload(t *testing.T) {
+	for _, barrier := range []bool{false, true} {
+		r := newRig(t)
+		a, b := r.bufs[0], r.bufs[1]
+		cb := &runtime.CommandList{}
+		cb.NewPass()
+		r.copyOp(cb, a, 0, b, 0, 16) // reads a[0,16)
+		if barrier {
+			cb.Barrier()
+		}
+		cb.Upload(a, 8, []byte{1, 2, 3, 4})
+		r.commit(cb)
+		hz := r.hazards()
+		if barrier != (len(hz) == 0) {
+			t.Fatalf("barrier %v: hazards %v", barrier, hz)
+		}
+		if !barrier && (hz[0].Kind != "write-after-read" || hz[0].Bytes != [2]int64{8, 12} || !strings.Contains(hz[0].Second, "upload(")) {
+			t.Fatalf("want the upload's write-after-read on bytes [8,12), got %v", hz[0])
+		}
+		got := make([]byte, 4)
+		if err := a.Read(8, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "\x01\x02\x03\x04" {
+			t.Fatalf("upload wrote %v", got)
+		}
+	}
+}
