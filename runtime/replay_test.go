@@ -90,10 +90,14 @@ func TestReplayRandomPrograms(t *testing.T) {
 		seeds = 30
 	}
 	const reps = 5
-	hits := 0
+	hits, want := 0, 0
 	for seed := uint64(1); seed <= uint64(seeds); seed++ {
 		ref := newRT(t, cpu.New(cpu.Options{Workers: 1}), runtime.Options{NoPlanCache: true})
-		want, _ := repeatProgram(t, ref, seed, reps)
+		wantOut, refStats := repeatProgram(t, ref, seed, reps)
+		if refStats[0].Nodes == 0 {
+			continue // the program only asks for a constant: nothing to plan
+		}
+		want += 4 * (reps - 2)
 		for i, c := range []struct {
 			dev  cpu.Options
 			opts runtime.Options
@@ -106,8 +110,8 @@ func TestReplayRandomPrograms(t *testing.T) {
 			dev := cpu.New(c.dev)
 			rt := newRT(t, dev, c.opts)
 			got, stats := repeatProgram(t, rt, seed, reps)
-			for k := range want {
-				if !bytes.Equal(got[k], want[k]) {
+			for k := range wantOut {
+				if !bytes.Equal(got[k], wantOut[k]) {
 					t.Fatalf("seed %d, target %d: output %d differs from planning from scratch (%v)", seed, i, k, stats)
 				}
 			}
@@ -122,7 +126,7 @@ func TestReplayRandomPrograms(t *testing.T) {
 			}
 		}
 	}
-	if want := seeds * 4 * (reps - 2); hits != want {
+	if hits != want {
 		t.Fatalf("%d replays of %d", hits, want)
 	}
 }
