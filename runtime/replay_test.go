@@ -392,3 +392,33 @@ func TestReplayEviction(t *testing.T) {
 		t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
 	}
 }
+
+// TestReplayUncacheable: a structure whose result would live in a
+// constant's buffer (a view of a constant) is never replayed — the next
+// replay's upload would overwrite it under its holder — and every
+// evaluation of it is still right.
+func TestReplayUncacheable(t *testing.T) {
+	rt := newRT(t, cpu.New(cpu.Options{Check: true, Seed: 13}), runtime.Options{})
+	var views []*graph.Array
+	for i := range 4 {
+		c := graph.FromFloat32s([]float32{float32(i), 1, 2, 3}, 2, 2)
+		v := ops.Reshape(c, 4)
+		s := ops.Add(c, c)
+		if err := rt.Eval(v, s); err != nil {
+			t.Fatal(err)
+		}
+		if st := rt.LastStats(); st.CacheHits != 0 {
+			t.Fatalf("evaluation %d replayed: %v", i, st)
+		}
+		views = append(views, v)
+	}
+	for i, v := range views {
+		got, err := v.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []float32{float32(i), 1, 2, 3}; !slices.Equal(got, want) {
+			t.Fatalf("view %d is %v, want %v", i, got, want)
+		}
+	}
+}

@@ -246,6 +246,7 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 		if en != nil {
 			en.uncacheable = true
 		}
+		p.stats = Stats{Build: p.stats.Build, CacheMisses: p.stats.CacheMisses}
 		if pl, err = rt.plan(nodes, consts, outs, p, nil); err != nil {
 			return nil, err
 		}
