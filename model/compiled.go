@@ -88,7 +88,7 @@ func (d *CompiledDecode) Step(seqs []int, tokens []int32) (*graph.Array, *runtim
 		int32Bytes(st.BlockTables), int32Bytes(st.SeqLens), int32Bytes(st.CuSeqlensQ)}
 	outs, p, err := d.step.Call(decodeKey{len(seqs), st.MaxBlocks}, func() []*graph.Array {
 		return []*graph.Array{d.m.Forward(tokens, st, d.cache)}
-	}, inputs...)
+	}, nil, inputs...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode step: %w", err)
 	}

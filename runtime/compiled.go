@@ -15,15 +15,18 @@ import (
 // afterwards without building it again (the anchors: mx.compile, tinygrad's
 // TinyJit).
 //
-// Call(key, build, inputs...) evaluates the graph that build returns. The
-// first Call with a key calls build, evaluates the graph and records its
-// plan (the trace); later Calls with the key do not call build: they bind
-// inputs to the graph's constants, in the order build created them, and
-// replay the plan. So a step's per-call data (token ids, positions, slot
-// mapping, ...) are the constants build creates, and everything else is
-// fixed by the trace: the evaluated arrays the graph reads (weights, state)
-// and the structure, which key must identify (shapes and primitive
-// parameters: for a decode step, the batch and the block tables' width).
+// Call(key, build, arrays, inputs...) evaluates the graph that build
+// returns. The first Call with a key calls build, evaluates the graph and
+// records its plan (the trace); later Calls with the key do not call build:
+// they bind inputs to the graph's constants, in the order build created
+// them, and arrays to the evaluated arrays build read in their place (the
+// same dtypes and shapes: step k's sampled tokens, computed on the device,
+// as step k+1's input), and replay the plan. So a step's per-call data are
+// the constants build creates (token ids, positions, slot mapping, ...) and
+// the arrays, and everything else is fixed by the trace: the other evaluated
+// arrays the graph reads (weights, state) and the structure, which key must
+// identify (shapes and primitive parameters: for a decode step, the batch
+// and the block tables' width).
 //
 // State the graph updates in place by donation (a KV cache) is updated in
 // place by every Call: the array that holds the result after the tracing
@@ -49,35 +52,40 @@ func (rt *Runtime) Compile() *Compiled {
 
 // trace is a compiled step's recording for one key.
 type trace struct {
-	inputs [][]byte    // the tracing Call's inputs
-	plan   *replayPlan // nil if the trace cannot be replayed: every Call builds
-	bind   []int       // upload u binds input bind[u]
+	inputs [][]byte       // the tracing Call's inputs
+	bound  []*graph.Array // and arrays
+	plan   *replayPlan    // nil if the trace cannot be replayed: every Call builds
+	bind   []int          // upload u binds input bind[u]
 	ext    []*graph.Array
 	extKey []extKey     // per external slot: the buffer and holders each evaluated one must still have
 	state  []int32      // external slots updated in place
+	arrays []int32      // the external slot of each bound array
 	outs   []int        // per output of build: index in plan.keep, or -1-slot for an evaluated array
 	specs  []graph.Spec // per output
 }
 
-// Call evaluates build's graph for structure key with the given inputs, one
-// per constant of the graph in creation order, and returns build's outputs.
-// The Pending covers the evaluation.
-func (c *Compiled) Call(key any, build func() []*graph.Array, inputs ...[]byte) ([]*graph.Array, *Pending, error) {
+// Call evaluates build's graph for structure key with the given arrays
+// (evaluated arrays build reads) and inputs (one per constant of the graph,
+// in creation order) and returns build's outputs. The Pending covers the
+// evaluation.
+func (c *Compiled) Call(key any, build func() []*graph.Array, arrays []*graph.Array, inputs ...[]byte) ([]*graph.Array, *Pending, error) {
 	if key == nil || !reflect.TypeOf(key).Comparable() {
 		return nil, nil, fmt.Errorf("compiled step: key %T is not comparable", key)
 	}
 	rt := c.rt
 	rt.mu.Lock()
-	if tr := c.traces[key]; tr != nil && tr.plan != nil && tr.valid(inputs) {
-		c.touch(key)
-		outs, p, err := rt.callReplay(tr, inputs)
-		rt.mu.Unlock()
-		return outs, p, err
+	if tr := c.traces[key]; tr != nil && tr.plan != nil {
+		if bound, ok := tr.valid(rt, arrays, inputs); ok {
+			c.touch(key)
+			outs, p, err := rt.callReplay(tr, bound, inputs)
+			rt.mu.Unlock()
+			return outs, p, err
+		}
 	}
 	rt.mu.Unlock()
 
 	outs := build()
-	tr := &trace{inputs: inputs}
+	tr := &trace{inputs: inputs, bound: arrays}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	p, err := rt.eval(outs, tr)
@@ -106,8 +114,14 @@ func (c *Compiled) touch(key any) {
 }
 
 // checkInputs checks, before a trace is evaluated, that the inputs are the
-// bytes of the graph's constants in creation order.
-func (tr *trace) checkInputs(consts []*graph.Array) error {
+// bytes of the graph's constants in creation order and that the graph reads
+// the arrays.
+func (tr *trace) checkInputs(consts []*graph.Array, w uint64) error {
+	for i, a := range tr.bound {
+		if d, ok := a.Data().(*arrayData); !ok || d.walk != w || d.slot < 0 {
+			return fmt.Errorf("compiled step: array %d (%s) is not an evaluated array the graph reads", i, a.Spec())
+		}
+	}
 	if len(consts) != len(tr.inputs) {
 		return fmt.Errorf("compiled step: the graph reads %d constants, the call gives %d inputs", len(consts), len(tr.inputs))
 	}
@@ -121,17 +135,50 @@ func (tr *trace) checkInputs(consts []*graph.Array) error {
 	return nil
 }
 
-// record keeps what replaying the trace needs. It runs before the plan is
-// applied. A trace whose results cannot all be handed out (a result that
-// needs fresh storage but is not an output of build, or an output that is
-// a constant) is kept unreplayable.
-func (tr *trace) record(r *replayPlan, pl *plan, k *keyScratch, consts, outs []*graph.Array) {
+// record keeps what replaying the trace needs, and reports whether it can
+// be replayed. It runs before the plan is applied. A trace whose results
+// cannot all be handed out (a result that needs fresh storage but is not an
+// output of build, or an output that is a constant), or that donates or
+// binds twice a bound array, is kept unreplayable: every Call builds.
+func (tr *trace) record(r *replayPlan, pl *plan, k *keyScratch, consts, outs []*graph.Array) bool {
 	sorted := slices.SortedFunc(slices.Values(consts), func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
 	for _, u := range r.uploads {
 		tr.bind = append(tr.bind, slices.Index(sorted, k.extArrays[u.slot]))
 	}
 	tr.ext = slices.Clone(k.extArrays)
 	tr.extKey = slices.Clone(k.ext)
+	// A bound array's buffer changes from call to call: the arguments and
+	// the hazard state that name it are rebound like a result's.
+	for i, a := range tr.bound {
+		slot := a.Data().(*arrayData).slot
+		if slices.Contains(r.moved, slot) || slices.Contains(tr.arrays, slot) {
+			return false
+		}
+		st, n := tr.extKey[slot].st, len(r.slots)+i
+		for j, x := range tr.extKey {
+			if x.st == st && int32(j) != slot {
+				return false // shares its buffer with an array that stays
+			}
+		}
+		tr.arrays = append(tr.arrays, slot)
+		for j := range pl.steps {
+			var cp *cmdPatch
+			for arg, s := range pl.steps[j].sts {
+				if s == st {
+					if cp == nil {
+						r.patches = append(r.patches, cmdPatch{pos: r.pos[j]})
+						cp = &r.patches[len(r.patches)-1]
+					}
+					cp.args = append(cp.args, argPatch{arg, n})
+				}
+			}
+		}
+		for j := range r.touches {
+			if r.touches[j].st == st {
+				r.touches[j].st, r.touches[j].slot = nil, n
+			}
+		}
+	}
 	returned := map[int]bool{}
 	for _, o := range outs {
 		tr.specs = append(tr.specs, o.Spec())
@@ -142,13 +189,13 @@ func (tr *trace) record(r *replayPlan, pl *plan, k *keyScratch, consts, outs []*
 		}
 		d, ok := o.Data().(*arrayData)
 		if !ok || d.slot < 0 {
-			return // a constant, or an array the graph does not read
+			return false // a constant, or an array the graph does not read
 		}
 		tr.outs = append(tr.outs, -1-int(d.slot))
 	}
 	for i, kr := range r.keep {
 		if kr.slot >= 0 && !returned[i] {
-			return
+			return false
 		}
 	}
 	// Each donated external array's state goes on in the array that holds
@@ -164,35 +211,56 @@ func (tr *trace) record(r *replayPlan, pl *plan, k *keyScratch, consts, outs []*
 		tr.state = append(tr.state, slot)
 	}
 	tr.plan = r
+	return true
 }
 
-// valid reports whether the trace can be replayed with inputs: they have
-// the traced sizes, and every evaluated array the trace reads still holds
-// its buffer with the same holders.
-func (tr *trace) valid(inputs [][]byte) bool {
-	if len(inputs) != len(tr.inputs) {
-		return false
+// valid reports whether the trace can be replayed with arrays and inputs:
+// they have the traced sizes and specs, the arrays are evaluated by rt and
+// share no buffer with each other or with what the trace reads, and every
+// other evaluated array the trace reads still holds its buffer with the
+// same holders. It returns the arrays' storage.
+func (tr *trace) valid(rt *Runtime, arrays []*graph.Array, inputs [][]byte) ([]*storage, bool) {
+	if len(inputs) != len(tr.inputs) || len(arrays) != len(tr.arrays) {
+		return nil, false
 	}
 	for i, b := range inputs {
 		if len(b) != len(tr.inputs[i]) {
-			return false
+			return nil, false
 		}
 	}
 	for j, x := range tr.extKey {
-		if x.st == nil {
+		if x.st == nil || slices.Contains(tr.arrays, int32(j)) {
 			continue
 		}
 		a := tr.ext[j]
 		d, ok := a.Data().(*arrayData)
 		if !ok || d.moved || a.Overwritten() || d.st != x.st || d.st.refs != x.refs {
-			return false
+			return nil, false
 		}
 	}
-	return true
+	bound := make([]*storage, len(arrays))
+	for i, a := range arrays {
+		d, ok := a.Data().(*arrayData)
+		if !ok || d.rt != rt || d.moved || a.Overwritten() || !specEqual(a.Spec(), tr.ext[tr.arrays[i]].Spec()) {
+			return nil, false
+		}
+		for j, x := range tr.extKey {
+			if x.st == d.st && !slices.Contains(tr.arrays, int32(j)) {
+				return nil, false
+			}
+		}
+		if slices.Contains(bound[:i], d.st) {
+			return nil, false
+		}
+		bound[i] = d.st
+	}
+	return bound, true
 }
 
+func specEqual(a, b graph.Spec) bool { return a.DType == b.DType && slices.Equal(a.Shape, b.Shape) }
+
 // callReplay replays a trace with new inputs. rt.mu is held.
-func (rt *Runtime) callReplay(tr *trace, inputs [][]byte) ([]*graph.Array, *Pending, error) {
+func (rt *Runtime) callReplay(tr *trace, bound []*storage, inputs [][]byte) ([]*graph.Array, *Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
@@ -201,7 +269,7 @@ func (rt *Runtime) callReplay(tr *trace, inputs [][]byte) ([]*graph.Array, *Pend
 	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
 	r := tr.plan
-	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return inputs[tr.bind[u]] }, p)
+	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return inputs[tr.bind[u]] }, bound, p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}

@@ -256,9 +256,10 @@ type relSite struct {
 type replayPlan struct {
 	lists    []*CommandList
 	prologue int
+	pos      []cmdPos // each dispatch's command, in plan step order
 	uploads  []upload
 	patches  []cmdPatch
-	slots    []int64 // byte sizes of the outputs' storage, fresh every replay
+	slots    []int64 // byte sizes of the outputs' storage, fresh every replay; bound inputs' follow
 
 	keep  []keepRef // arrays that get storage
 	spent []arrRef  // arrays overwritten in place
@@ -385,7 +386,7 @@ func (rt *Runtime) abandonRecording(pl *plan, rec *recording) {
 // and storage.
 func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, consts []*graph.Array, st *Stats) *replayPlan {
 	e := rt.enc
-	r := &replayPlan{lists: rec.lists, prologue: rec.prologue}
+	r := &replayPlan{lists: rec.lists, prologue: rec.prologue, pos: rec.pos}
 	for i, c := range consts {
 		_, idx := c.Stamp()
 		r.uploads = append(r.uploads, upload{rec.uploadPos[i], -2 - idx})
@@ -499,7 +500,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 // replay submits a recorded plan again for the arrays of this Eval and
 // applies it to them.
 func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p *Pending) error {
-	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, p)
+	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, nil, p)
 	if err != nil {
 		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error()}
 	}
@@ -518,12 +519,13 @@ func (rt *Runtime) submit(lists []CommandList, p *Pending) {
 }
 
 // prepareReplay gives the results fresh storage, makes the lists to submit
-// (the recorded ones, with upload u binding data(u)) and leaves the
+// (the recorded ones, with upload u binding data(u), and arguments bound to
+// the storage of the results and then of the bound inputs) and leaves the
 // encoder's state as encoding them would have. It returns the results'
 // storage and the lists.
-func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, p *Pending) ([]*storage, []CommandList, error) {
+func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, []CommandList, error) {
 	e := rt.enc
-	slots := make([]*storage, len(r.slots))
+	slots := make([]*storage, len(r.slots), len(r.slots)+len(bound))
 	for i, n := range r.slots {
 		s, err := rt.pool.get(n, false, &p.stats)
 		if err != nil {
@@ -534,6 +536,7 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, p *Pend
 		}
 		slots[i] = s
 	}
+	slots = append(slots, bound...)
 	fences, _ := e.inFlight()
 	cbBase, passBase := e.cbSeq+1, e.passID+1
 

@@ -220,7 +220,7 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	var rec *recording
 	switch {
 	case tr != nil:
-		if err := tr.checkInputs(consts); err != nil {
+		if err := tr.checkInputs(consts, w); err != nil {
 			return nil, err
 		}
 		if len(nodes) > 0 {
@@ -272,7 +272,9 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	if rec != nil {
 		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
 		if tr != nil {
-			tr.record(r, pl, k, consts, outs)
+			if !tr.record(r, pl, k, consts, outs) {
+				rt.release(r)
+			}
 		} else {
 			en.plan = r
 		}
