@@ -36,22 +36,6 @@ const (
 	CmdUpload
 )
 
-func (k CommandKind) String() string {
-	switch k {
-	case CmdDispatch:
-		return "dispatch"
-	case CmdBarrier:
-		return "barrier"
-	case CmdWaitFence:
-		return "wait-fence"
-	case CmdUpdateFence:
-		return "update-fence"
-	case CmdUpload:
-		return "upload"
-	}
-	return "CommandKind(?)"
-}
-
 // Command is one recorded command of a pass. Which fields are set depends
 // on Kind.
 type Command struct {
