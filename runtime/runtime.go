@@ -201,6 +201,7 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 		return nil, err
 	}
 	k := &rt.cache.scratch
+	defer func() { clear(k.extArrays) }() // keep no array of this graph alive
 	var en *cacheEntry
 	cached := tr == nil && len(nodes) > 0 && !rt.opts.NoPlanCache
 	if cached || tr != nil {
