@@ -128,8 +128,8 @@ func (q *queue) cuEvent() (uintptr, error) {
 	return ev, err
 }
 
-// launch is one dispatch of a command buffer, or an upload (data set: a
-// copy of data into args[0], in stream order).
+// launch is one dispatch of a command buffer, or an upload (k nil: a copy
+// of data into args[0], in stream order).
 type launch struct {
 	k           *kernel
 	grid, group primitives.Dim3
@@ -273,7 +273,7 @@ func (q *queue) issue(cb *commandBuffer) error {
 // by the values: a device pointer per buffer argument, the params struct,
 // and the pointer to the dispatch's status record.
 func (q *queue) launch(l *launch, status uint64) error {
-	if l.data != nil {
+	if l.k == nil {
 		return q.upload(l)
 	}
 	d, k := q.dev, l.k
@@ -403,7 +403,7 @@ func (q *queue) retire(n int, err error) {
 			w := cb.status.words()
 			for i := range cb.launches {
 				l := &cb.launches[i]
-				if l.data != nil {
+				if l.k == nil {
 					continue // an upload has no status record
 				}
 				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {

@@ -186,7 +186,7 @@ func (cb *commandBuffer) encode() error {
 	var uploads []runtime.Command
 	for _, p := range cb.list.Passes {
 		for i := range p.Commands {
-			if p.Commands[i].Kind == runtime.CmdUpload {
+			if p.Commands[i].Kind == runtime.CmdUpload && len(p.Commands[i].Data) > 0 {
 				c, err := cb.stage(&p.Commands[i])
 				if err != nil {
 					return err
@@ -202,8 +202,10 @@ func (cb *commandBuffer) encode() error {
 			case runtime.CmdDispatch:
 				cb.dispatches = append(cb.dispatches, c)
 			case runtime.CmdUpload:
-				cb.dispatches = append(cb.dispatches, &uploads[u])
-				u++
+				if len(c.Data) > 0 { // an empty upload writes nothing
+					cb.dispatches = append(cb.dispatches, &uploads[u])
+					u++
+				}
 			}
 		}
 	}
@@ -229,6 +231,9 @@ func (cb *commandBuffer) encode() error {
 		for i := range pass.Commands {
 			switch o := &pass.Commands[i]; o.Kind {
 			case runtime.CmdDispatch, runtime.CmdUpload:
+				if o.Kind == runtime.CmdUpload && len(o.Data) == 0 {
+					continue
+				}
 				if err := cb.encodeDispatch(enc, cb.dispatches[n], n); err != nil && cb.err == nil {
 					// The dispatch is left out; the evaluation fails with err.
 					cb.err = err
