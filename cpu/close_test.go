@@ -26,16 +26,14 @@ func TestCommitAfterClose(t *testing.T) {
 				src, _ := dev.NewBuffer(8)
 				dst, _ := dev.NewBuffer(8)
 				src.Write(0, []byte{1, 2, 3, 4, 5, 6, 7, 8})
-				commit := func(v uint64) runtime.CommandBuffer {
-					cb := q.NewCommandBuffer()
-					p := cb.NewPass()
-					p.Dispatch(k, primitives.Dim3{X: 1, Y: 1, Z: 1}, primitives.Dim3{X: 1, Y: 1, Z: 1},
+				commit := func(v uint64) runtime.Submission {
+					l := &runtime.CommandList{}
+					l.NewPass()
+					l.Dispatch(k, primitives.Dim3{X: 1, Y: 1, Z: 1}, primitives.Dim3{X: 1, Y: 1, Z: 1},
 						[]runtime.BufferArg{{Buffer: src, Size: 8, Access: primitives.Read, Name: "src"}, {Buffer: dst, Size: 8, Access: primitives.Write, Name: "dst"}},
 						&primitives.CopyParams{Bytes: 8}, 0)
-					p.End()
-					cb.Signal(ev, v)
-					cb.Commit()
-					return cb
+					l.Signal(ev, v)
+					return q.Submit(l)
 				}
 				first := commit(1)
 				if closeDevice {

@@ -37,8 +37,6 @@ func (d *Device) NewQueue() (runtime.Queue, error) {
 	return q, nil
 }
 
-func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
-
 // NewFence returns a fence. Stream order already orders every pass after
 // every earlier one, so fences carry nothing.
 func (q *queue) NewFence() runtime.Fence { return new(fence) }
@@ -130,13 +128,15 @@ func (q *queue) cuEvent() (uintptr, error) {
 	return ev, err
 }
 
-// launch is one recorded dispatch.
+// launch is one dispatch of a command buffer, or an upload (k nil: a copy
+// of data into args[0], in stream order).
 type launch struct {
 	k           *kernel
 	grid, group primitives.Dim3
 	args        []runtime.BufferArg
 	params      any
 	shared      int
+	data        []byte
 }
 
 type signal struct {
@@ -171,29 +171,26 @@ func (cb *commandBuffer) Err() error {
 	return cb.err
 }
 
-func (cb *commandBuffer) NewPass() runtime.Encoder { return &encoder{cb} }
-
-func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
-	cb.signals = append(cb.signals, signal{ev.(*event), value})
-}
-
-// encoder records dispatches. Barriers and fences are no-ops: the stream
-// runs every launch after the previous one has completed, which is what
-// each of them asks for at most.
-type encoder struct{ cb *commandBuffer }
-
-func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	e.cb.launches = append(e.cb.launches, launch{k.(*kernel), grid, group, args, params, shared})
-}
-func (e *encoder) Barrier()                  {}
-func (e *encoder) WaitFence(runtime.Fence)   {}
-func (e *encoder) UpdateFence(runtime.Fence) {}
-func (e *encoder) End()                      {}
-
-// Commit issues the launches (see Device.do), followed by the copy of
-// the status records to the host and the completion event.
-func (cb *commandBuffer) Commit() {
-	q := cb.q
+// Submit takes the list's dispatches and uploads as the command buffer's
+// launches and issues them (see Device.do), followed by the copy of the
+// status records to the host and the completion event. Barriers and fences
+// are left out: the stream runs every launch after the previous one has
+// completed, which is what each of them asks for at most.
+func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
+	cb := &commandBuffer{q: q}
+	for _, p := range l.Passes {
+		for i := range p.Commands {
+			switch c := &p.Commands[i]; c.Kind {
+			case runtime.CmdDispatch:
+				cb.launches = append(cb.launches, launch{c.Kernel.(*kernel), c.Grid, c.Group, c.Args, c.Params, c.Shared, nil})
+			case runtime.CmdUpload:
+				cb.launches = append(cb.launches, launch{args: c.Args, data: c.Data})
+			}
+		}
+	}
+	for _, s := range l.Signals {
+		cb.signals = append(cb.signals, signal{s.Event.(*event), s.Value})
+	}
 	d := q.dev
 	err := d.do(func() error {
 		q.mu.Lock()
@@ -209,6 +206,7 @@ func (cb *commandBuffer) Commit() {
 		cb.fail(err)
 		cb.signal()
 	}
+	return cb
 }
 
 // signal sets cb's events: the host has seen it complete.
@@ -275,6 +273,9 @@ func (q *queue) issue(cb *commandBuffer) error {
 // by the values: a device pointer per buffer argument, the params struct,
 // and the pointer to the dispatch's status record.
 func (q *queue) launch(l *launch, status uint64) error {
+	if l.k == nil {
+		return q.upload(l)
+	}
 	d, k := q.dev, l.k
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
@@ -332,6 +333,22 @@ func (q *queue) launch(l *launch, status uint64) error {
 	return nil
 }
 
+// upload copies an upload's bytes into its buffer in stream order. From
+// pageable memory the driver stages the bytes before it returns, so the
+// slice may change afterwards.
+func (q *queue) upload(l *launch) error {
+	a := l.args[0]
+	b := a.Buffer.(*buffer)
+	if err := b.span(a.Offset, int64(len(l.data))); err != nil {
+		return fmt.Errorf("cuda: upload: %v", err)
+	}
+	if len(l.data) == 0 {
+		return nil
+	}
+	d := q.dev
+	return d.drv.call(d.drv.memcpyHtoDAsync, uintptr(b.ptr)+uintptr(a.Offset), uintptr(unsafe.Pointer(&l.data[0])), uintptr(len(l.data)), q.stream)
+}
+
 // poll retires the command buffers that have completed, without blocking.
 // Inside do.
 func (q *queue) poll() {
@@ -384,12 +401,17 @@ func (q *queue) retire(n int, err error) {
 		}
 		if cb.status != nil {
 			w := cb.status.words()
+			index := 0 // of the list's dispatch, uploads not counted
 			for i := range cb.launches {
 				l := &cb.launches[i]
+				if l.k == nil {
+					continue // an upload has no status record
+				}
 				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {
-					cb.fail(&runtime.DispatchError{Index: i, Err: err})
+					cb.fail(&runtime.DispatchError{Index: index, Err: err})
 					break
 				}
+				index++
 			}
 			q.blocks = append(q.blocks, cb.status)
 			cb.status = nil

@@ -115,6 +115,9 @@ type Array struct {
 	// array, while other goroutines may read it (an op checking a
 	// constant's values): it is replaced whole, never modified.
 	state atomic.Pointer[arrayState]
+
+	walk      uint64 // the runtime's stamp: see Stamp
+	walkIndex int32
 }
 
 type arrayState struct {
@@ -214,6 +217,15 @@ func (a *Array) OverwrittenError(op string) error {
 	}
 	return &Error{Op: op, Site: site(a.pc), Err: ErrDonated, Msg: msg}
 }
+
+// Stamp returns the walk number and index that SetStamp recorded. The
+// runtime stamps the arrays of a graph it walks, so that the walk needs no
+// map: a stamp with the current walk number means visited. Walk numbers must
+// be unique per walk across the process. Not for model code.
+func (a *Array) Stamp() (walk uint64, index int32) { return a.walk, a.walkIndex }
+
+// SetStamp records a walk number and an index. For the runtime.
+func (a *Array) SetStamp(walk uint64, index int32) { a.walk, a.walkIndex = walk, index }
 
 // Evaluated reports whether the array has storage.
 func (a *Array) Evaluated() bool { return a.loadState().data != nil }
@@ -320,6 +332,11 @@ func usable(in *Array, op string, i int, pc uintptr) error {
 	}
 	return nil
 }
+
+// NewResult returns an array of the given spec with no primitive, no
+// bytes and no data yet: the runtime attaches storage it computed without a
+// graph node (a compiled step's output). For the runtime.
+func NewResult(spec Spec) *Array { return &Array{id: nextID.Add(1), spec: spec} }
 
 // Failed returns an array in an error state, for ops whose arguments are
 // invalid. Shape and dtype are whatever the op could determine.

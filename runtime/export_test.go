@@ -8,16 +8,19 @@ const (
 	MutDropFenceWait = "drop-fence-wait"
 	MutFreeEarly     = "free-early"
 	MutExemptAlias   = "exempt-alias"
+	MutStaleUpload   = "stale-upload"
 )
 
 // SetMutation makes rt break the nth occurrence of the named mutation (for
-// MutExemptAlias, every occurrence).
+// MutExemptAlias, every occurrence; for MutStaleUpload, the nth upload of
+// every replay).
 func SetMutation(rt *Runtime, name string, nth int) {
 	kinds := map[string]mutationKind{
 		MutDropBarrier:   mutDropBarrier,
 		MutDropFenceWait: mutDropFenceWait,
 		MutFreeEarly:     mutFreeEarly,
 		MutExemptAlias:   mutExemptAlias,
+		MutStaleUpload:   mutStaleUpload,
 	}
 	k, ok := kinds[name]
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/ops"
-	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -57,30 +57,24 @@ type faultQueue struct {
 	d *faultDevice
 }
 
-func (q faultQueue) NewCommandBuffer() runtime.CommandBuffer {
-	return faultCommandBuffer{q.Queue.NewCommandBuffer(), q.d}
-}
-
-type faultCommandBuffer struct {
-	runtime.CommandBuffer
-	d *faultDevice
-}
-
-func (cb faultCommandBuffer) NewPass() runtime.Encoder {
-	return faultEncoder{cb.CommandBuffer.NewPass(), cb.d}
-}
-
-type faultEncoder struct {
-	runtime.Encoder
-	d *faultDevice
-}
-
-func (e faultEncoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	if e.d.rate > 0 && e.d.rng.Float64() < e.d.rate {
-		k = e.d.fault
-		e.d.hits++
+// Submit replaces dispatches of a copy of the list: a submitted list is
+// read-only (a replay submits the recorded one again).
+func (q faultQueue) Submit(l *runtime.CommandList) runtime.Submission {
+	if q.d.rate > 0 {
+		c := &runtime.CommandList{Passes: make([]runtime.Pass, len(l.Passes)), Signals: l.Signals}
+		for i, p := range l.Passes {
+			cmds := slices.Clone(p.Commands)
+			for j := range cmds {
+				if cmds[j].Kind == runtime.CmdDispatch && q.d.rng.Float64() < q.d.rate {
+					cmds[j].Kernel = q.d.fault
+					q.d.hits++
+				}
+			}
+			c.Passes[i].Commands = cmds
+		}
+		l = c
 	}
-	e.Encoder.Dispatch(k, grid, group, args, params, shared)
+	return q.Queue.Submit(l)
 }
 
 // faultModel is a small decode loop: per layer, h = x·w, an in-place write
@@ -237,7 +231,8 @@ func TestFaultInjection(t *testing.T) {
 					t.Fatalf("%d hazards; first: %v", len(hz), hz[0])
 				}
 				// The caches of the last step are live, as they were when
-				// base was measured.
+				// base was measured; the recorded plans' buffers go back.
+				rt.DropPlans()
 				if got := inUse(rt, base); got != base {
 					t.Fatalf("memory in use %d bytes after the faults, %d before", got, base)
 				}

@@ -58,21 +58,41 @@ type plan struct {
 	moved []*arrayData   // evaluated inputs whose storage a donation took
 }
 
-func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
-	nodes, consts, deps, err := rt.collect(outs)
-	if err != nil {
-		return nil, err
-	}
-	p.deps = deps
+// plan plans the evaluation of nodes. With rec, the plan is being recorded
+// for the plan cache: constants get buffers of their own, filled by upload
+// commands (see startRecording), and buffers the plan frees are reused only
+// by the plan itself.
+func (rt *Runtime) plan(nodes, consts, outs []*graph.Array, p *Pending, rec *recording) (*plan, error) {
 	pl := &plan{rt: rt, nodes: nodes, info: make(map[*graph.Array]*nodeInfo, 2*len(nodes)+len(consts))}
 	if err := pl.lower(&p.stats); err != nil {
 		return nil, err
 	}
-	if err := rt.upload(consts, &p.stats); err != nil {
-		return nil, err
+	if rec == nil {
+		if err := rt.upload(consts, &p.stats); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, c := range consts {
+			s, err := rt.pool.get(c.Spec().Bytes(), false, &p.stats)
+			if err != nil {
+				rt.abandonRecording(pl, rec)
+				return nil, &graph.Error{Op: "constant", Site: c.Site(), Msg: err.Error(), Err: err}
+			}
+			s.pinned = true
+			rec.consts = append(rec.consts, s)
+			ni := pl.node(c)
+			ni.st, ni.pre = s, true
+		}
+		rt.pool.local = rec.free
 	}
-	if err := pl.build(outs, &p.stats); err != nil {
-		pl.fail()
+	err := pl.build(outs, &p.stats)
+	rt.pool.local = nil
+	if err != nil {
+		if rec != nil {
+			rt.abandonRecording(pl, rec)
+		} else {
+			pl.fail()
+		}
 		return nil, err
 	}
 	return pl, nil
@@ -81,9 +101,9 @@ func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
 // collect finds the arrays to compute (sorted by id, which is a topological
 // order), the constants to upload, and the evaluations still in flight whose
 // outputs it reads (whose failure it inherits). It walks the graph
-// iteratively so that a chain of any length cannot overflow the stack.
-func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, deps []*Pending, err error) {
-	seen := make(map[*graph.Array]bool, 64)
+// iteratively so that a chain of any length cannot overflow the stack, and
+// marks the arrays it visits with a stamp of walk number w instead of a map.
+func (rt *Runtime) collect(outs []*graph.Array, w uint64) (nodes, consts []*graph.Array, deps []*Pending, err error) {
 	stack := make([]*graph.Array, 0, len(outs))
 	for i := len(outs) - 1; i >= 0; i-- {
 		if outs[i] == nil {
@@ -94,10 +114,9 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, d
 	for len(stack) > 0 {
 		a := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if seen[a] {
+		if rt.visited(a, w) {
 			continue
 		}
-		seen[a] = true
 		switch {
 		case a.Err() != nil:
 			return nil, nil, nil, a.Err()
@@ -108,14 +127,8 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, d
 			if !ok || d.rt != rt {
 				return nil, nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
 			}
-			if p := d.pend; p != nil && !p.done.Load() {
-				if p.seq > rt.enc.completed {
-					if !slices.Contains(deps, p) {
-						deps = append(deps, p)
-					}
-				} else if p.settle(); p.err != nil {
-					return nil, nil, nil, p.err
-				}
+			if deps, err = rt.addDep(deps, d); err != nil {
+				return nil, nil, nil, err
 			}
 			continue
 		case a.Primitive() == nil:
@@ -127,16 +140,73 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, d
 		}
 		nodes = append(nodes, a)
 		for _, s := range a.Siblings() {
-			seen[s] = true
+			s.SetStamp(w, -1)
 		}
 		for _, in := range a.Inputs() {
-			if !seen[in] {
+			if !rt.seen(in, w) {
 				stack = append(stack, in)
 			}
 		}
 	}
-	slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
+	rt.sortByID(nodes)
 	return nodes, consts, deps, nil
+}
+
+// sortByID sorts nodes by id. The ids of one graph's nodes are nearly
+// dense (the arrays built between them are few), so placing each at its
+// offset from the smallest is linear; sparse ids fall back to a sort.
+func (rt *Runtime) sortByID(nodes []*graph.Array) {
+	if len(nodes) < 2 {
+		return
+	}
+	lo, hi := nodes[0].ID(), nodes[0].ID()
+	for _, a := range nodes {
+		lo, hi = min(lo, a.ID()), max(hi, a.ID())
+	}
+	span := hi - lo + 1
+	if span > uint64(4*len(nodes)+256) {
+		slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
+		return
+	}
+	if uint64(cap(rt.byID)) < span {
+		rt.byID = make([]*graph.Array, span)
+	}
+	slots := rt.byID[:span]
+	for _, a := range nodes {
+		slots[a.ID()-lo] = a
+	}
+	i := 0
+	for _, a := range slots {
+		if a != nil {
+			nodes[i] = a
+			i++
+		}
+	}
+	clear(slots)
+}
+
+// seen reports whether walk w has visited a. An array this runtime
+// evaluated carries the stamp in its data: arrays such as weights are shared
+// by graphs that other goroutines may be walking on other runtimes.
+func (rt *Runtime) seen(a *graph.Array, w uint64) bool {
+	if d, ok := a.Data().(*arrayData); ok && d.rt == rt {
+		return d.walk == w
+	}
+	x, _ := a.Stamp()
+	return x == w
+}
+
+// visited marks a visited by walk w and reports whether it already was.
+func (rt *Runtime) visited(a *graph.Array, w uint64) bool {
+	if rt.seen(a, w) {
+		return true
+	}
+	if d, ok := a.Data().(*arrayData); ok && d.rt == rt {
+		d.walk, d.slot = w, -1
+	} else {
+		a.SetStamp(w, -1)
+	}
+	return false
 }
 
 // outputsOf returns all outputs of a's primitive.
@@ -346,7 +416,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 				}
 			default:
 				// Something else still holds the input: update a copy.
-				s, err := pl.take(in.Spec().Bytes(), st)
+				s, err := pl.take(in.Spec().Bytes(), st, true)
 				if err != nil {
 					return fail(err)
 				}
@@ -360,7 +430,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		}
 		for j, o := range outsA {
 			if outSt[j] == nil {
-				s, err := pl.take(o.Spec().Bytes(), st)
+				s, err := pl.take(o.Spec().Bytes(), st, pl.node(o).keep)
 				if err != nil {
 					return fail(err)
 				}
@@ -372,7 +442,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		sizes := pl.scratch[pl.so[i]:pl.so[i+1]]
 		scratch := make([]*storage, len(sizes))
 		for j, n := range sizes {
-			s, err := pl.take(n, st)
+			s, err := pl.take(n, st, false)
 			if err != nil {
 				return fail(err)
 			}
@@ -471,8 +541,18 @@ func (pl *plan) exclusive(ii *nodeInfo) bool {
 	return !ii.keep && ii.uses == 1 && ii.st.refs+ii.st.held == 1
 }
 
-func (pl *plan) take(n int64, st *Stats) (*storage, error) {
-	s, err := pl.rt.pool.get(n, false, st)
+// take returns a storage for a new array or scratch buffer; kept says the
+// array is a result. A plan being recorded takes a result's buffer from the
+// pool, never one it freed itself: each replay gives results fresh storage,
+// and a buffer used only by the result needs rebinding in few commands.
+func (pl *plan) take(n int64, st *Stats, kept bool) (*storage, error) {
+	p := &pl.rt.pool
+	local := p.local
+	if kept {
+		p.local = nil
+	}
+	s, err := p.get(n, false, st)
+	p.local = local
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +562,7 @@ func (pl *plan) take(n int64, st *Stats) (*storage, error) {
 
 // unhold returns s to the pool if nothing holds it any more.
 func (pl *plan) unhold(s *storage) {
-	if s.refs+s.held == 0 {
+	if s.refs+s.held == 0 && !s.pinned {
 		pl.rt.pool.put(s)
 	}
 }

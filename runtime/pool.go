@@ -14,6 +14,7 @@ type storage struct {
 	refs   int   // evaluated arrays holding it
 	held   int   // arrays of the plan being made holding it
 	inPool bool
+	pinned bool     // a constant's buffer in a plan being recorded: not freed by the plan
 	track  bufState // the encoder's hazard tracking
 }
 
@@ -29,6 +30,10 @@ type pool struct {
 	pooled    int64
 	limit     int64
 	mut       *mutation
+	// local, while a plan is being recorded, takes the buffers the plan
+	// frees: they become the cache entry's, so only the plan itself may
+	// reuse them.
+	local map[int64][]*storage
 }
 
 // sizeClass rounds n up so that buffers of nearly the same size share a
@@ -46,6 +51,11 @@ func sizeClass(n int64) int64 {
 // buffer no in-flight work touches, for the host to write.
 func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	c := sizeClass(n)
+	if list := p.local[c]; len(list) > 0 {
+		s := list[len(list)-1]
+		p.local[c] = list[:len(list)-1]
+		return s, nil
+	}
 	list := p.free[c]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
@@ -77,6 +87,10 @@ func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 // put returns a storage nobody holds to the pool.
 func (p *pool) put(s *storage) {
 	if s.inPool {
+		return
+	}
+	if p.local != nil {
+		p.local[s.size] = append(p.local[s.size], s)
 		return
 	}
 	if p.mut.freeEarly() {

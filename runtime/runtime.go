@@ -29,6 +29,8 @@ type Options struct {
 	// MemoryLimit caps the device memory the runtime holds, in bytes; 0 means
 	// no cap. Exceeding it makes Eval fail with an error that says so.
 	MemoryLimit int64
+	// NoPlanCache plans every Eval from scratch (see replay.go).
+	NoPlanCache bool
 }
 
 // DefaultDispatchesPerCommandBuffer is the commit interval when Options
@@ -48,6 +50,9 @@ type Runtime struct {
 	pool     pool
 	kernels  map[string]Kernel
 	mut      *mutation
+	cache    planCache
+	byID     []*graph.Array // scratch of collect's sort
+	compiled []*Compiled
 	lastEnd  time.Time
 	lastStat Stats
 	closed   bool
@@ -84,8 +89,33 @@ func (rt *Runtime) Close() {
 		e.event.Wait(e.cbSeq)
 		e.observe(e.cbSeq)
 	}
+	rt.dropPlans()
 	rt.pool.trim(rt.pool.allocated)
 	e.queue.Close()
+}
+
+// DropPlans empties the plan cache and the compiled steps' traces: their
+// buffers go back to the pool, and the next Eval or Call of each structure
+// is planned (or traced) again. For memory pressure, and for measuring the
+// memory that evaluated arrays alone hold.
+func (rt *Runtime) DropPlans() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.dropPlans()
+}
+
+func (rt *Runtime) dropPlans() {
+	for _, en := range rt.cache.entries {
+		rt.evict(en)
+	}
+	rt.cache.entries = nil
+	for _, c := range rt.compiled {
+		for _, tr := range c.traces {
+			rt.release(tr.plan)
+		}
+		clear(c.traces)
+		c.order = nil
+	}
 }
 
 // Device is the runtime's device.
@@ -127,7 +157,7 @@ func (rt *Runtime) MemoryInUse() (held, pooled int64) {
 type Pending struct {
 	rt      *Runtime
 	seq     uint64 // the last command buffer of the evaluation
-	cbs     []CommandBuffer
+	cbs     []Submission
 	cbFirst []int      // the index in sites of each command buffer's first dispatch
 	sites   []opSite   // each dispatch's op, to name it in a kernel's error
 	deps    []*Pending // evaluations in flight when it was planned whose outputs it reads
@@ -192,6 +222,24 @@ func (p *Pending) settle() {
 	p.done.Store(true)
 }
 
+// addDep notes that an evaluation reads d: if the evaluation that produces
+// d is in flight, it joins deps (the reader inherits its failure); if it has
+// completed with an error, that error is returned. rt.mu is held.
+func (rt *Runtime) addDep(deps []*Pending, d *arrayData) ([]*Pending, error) {
+	q := d.pend
+	if q == nil {
+		return deps, nil
+	}
+	if !q.done.Load() && q.seq > rt.enc.completed {
+		if !slices.Contains(deps, q) {
+			deps = append(deps, q)
+		}
+		return deps, nil
+	}
+	q.settle()
+	return deps, q.err
+}
+
 // siteError names the op and call site of the dispatch that command buffer
 // i reports failed, when the device says which one.
 func (p *Pending) siteError(i int, err error) error {
@@ -218,6 +266,12 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	if rt.closed {
 		return nil, ErrClosed
 	}
+	return rt.eval(outs, nil)
+}
+
+// eval is EvalAsync with rt.mu held. With tr, it traces a compiled step:
+// the plan is recorded into tr at once, and the plan cache is left alone.
+func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
@@ -226,9 +280,63 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
 
-	pl, err := rt.plan(outs, p)
+	w := walks.Add(1)
+	nodes, consts, deps, err := rt.collect(outs, w)
 	if err != nil {
 		return nil, err
+	}
+	p.deps = deps
+	k := &rt.cache.scratch
+	defer func() { clear(k.extArrays) }() // keep no array of this graph alive
+	var en *cacheEntry
+	cached := tr == nil && len(nodes) > 0 && !rt.opts.NoPlanCache
+	if cached || tr != nil {
+		rt.buildKey(k, w, nodes, outs)
+	}
+	if cached && k.ok {
+		en = rt.cache.lookup(&k.planKey)
+	}
+	if en != nil && en.plan != nil {
+		if err := rt.replay(en.plan, k, nodes, p); err != nil {
+			return nil, err
+		}
+		rt.cache.stats.Hits++
+		p.stats.Encode = time.Since(start)
+		return p, nil
+	}
+	var rec *recording
+	switch {
+	case tr != nil:
+		if err := tr.checkInputs(consts, w); err != nil {
+			return nil, err
+		}
+		if len(nodes) > 0 {
+			rec = &recording{free: map[int64][]*storage{}}
+		}
+	case !cached || !k.ok:
+	case en == nil:
+		en = rt.remember(&k.planKey)
+	case !en.uncacheable:
+		rec = &recording{free: map[int64][]*storage{}}
+	}
+	if len(nodes) > 0 {
+		rt.cache.stats.Misses++
+		p.stats.CacheMisses = 1
+	}
+	pl, err := rt.plan(nodes, consts, outs, p, rec)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && !pl.recordable(rec, outs) {
+		rt.abandonRecording(pl, rec)
+		rec = nil
+		if en != nil {
+			en.uncacheable = true
+		}
+		p.stats = Stats{Build: p.stats.Build, CacheMisses: p.stats.CacheMisses}
+		if pl, err = rt.plan(nodes, consts, outs, p, nil); err != nil {
+			return nil, err
+		}
 	}
 	t := time.Now()
 	p.stats.Plan = t.Sub(start)
@@ -238,16 +346,32 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	e.committed = e.committed[:0]
 	e.committedFirst = e.committedFirst[:0]
 	p.sites = make([]opSite, len(pl.steps))
+	if rec != nil {
+		e.startRecording(rec, consts)
+	}
 	for i := range pl.steps {
 		s := &pl.steps[i]
 		p.sites[i] = opSite{s.node.Primitive(), s.node.PC()}
 		e.dispatch(s.kernel, s.d, s.args, s.sts)
 	}
 	e.commit()
+	e.rec = nil
 	p.seq = e.cbSeq
 	p.cbs = slices.Clone(e.committed)
 	p.cbFirst = slices.Clone(e.committedFirst)
 	e.stats = nil
+	if rec != nil {
+		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
+		r.sites, r.cbFirst = p.sites, p.cbFirst
+		if tr != nil {
+			if !tr.record(r, pl, k, consts, outs) {
+				rt.release(r)
+			}
+		} else {
+			en.plan = r
+		}
+		rt.cache.stats.Recorded++
+	}
 	pl.apply(p)
 	p.stats.Encode = time.Since(t)
 	return p, nil
@@ -260,6 +384,8 @@ type arrayData struct {
 	nbytes int64
 	pend   *Pending // the evaluation that produced it; nil for constants
 	moved  bool     // a donation took the storage over
+	walk   uint64   // the last walk that visited the array (see collect)
+	slot   int32    // its external slot in that walk's key, -1 if none yet
 }
 
 // Err is the error of the producing evaluation once it is known to have

@@ -1,0 +1,316 @@
+package runtime_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
+)
+
+// compiledRig is a decode-shaped step: per-call data x and slot indices,
+// a weight, and a cache updated in place every step.
+type compiledRig struct {
+	w, cache *graph.Array
+	builds   int
+}
+
+func newCompiledRig(t *testing.T, rt *runtime.Runtime) *compiledRig {
+	r := loomtest.Rand(17)
+	c := &compiledRig{
+		w:     graph.FromFloat32s(loomtest.Float32s(r, 64, -1, 1), 8, 8),
+		cache: graph.FromFloat32s(loomtest.Float32s(r, 64, -1, 1), 8, 8),
+	}
+	if err := rt.Eval(c.w, c.cache); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// data returns step i's inputs: x [2, 8] and two cache rows.
+func stepData(i int) (x []float32, idx []int32) {
+	return loomtest.Float32s(loomtest.Rand(uint64(100+i)), 16, -1, 1), []int32{int32(i % 8), int32((i + 3) % 8)}
+}
+
+// build makes step i's graph: y = x·w, the cache rows written in place,
+// and the cache's column sums plus y's.
+func (c *compiledRig) build(i int) []*graph.Array {
+	c.builds++
+	x, idx := stepData(i)
+	y := ops.Apply(tMatMul{}, graph.FromFloat32s(x, 2, 8), c.w)[0]
+	c.cache = ops.Apply(tScatter{}, c.cache, graph.FromInt32s(idx), y)[0]
+	return []*graph.Array{ops.Add(ops.Apply(tReadSum{}, c.cache)[0], ops.Apply(tReadSum{}, y)[0]), c.cache}
+}
+
+func stepInputs(i int) [][]byte {
+	x, idx := stepData(i)
+	return [][]byte{graph.FromFloat32s(x).HostBytes(), graph.FromInt32s(idx).HostBytes()}
+}
+
+// reference runs the steps planned from scratch and returns every step's
+// sums and the final cache.
+func reference(t *testing.T, steps int) ([][]float32, []float32) {
+	rt := newRT(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true})
+	c := newCompiledRig(t, rt)
+	var sums [][]float32
+	for i := range steps {
+		outs := c.build(i)
+		if err := rt.Eval(outs...); err != nil {
+			t.Fatal(err)
+		}
+		v, err := outs[0].Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, v)
+	}
+	v, err := c.cache.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sums, v
+}
+
+// TestCompiledStep calls a compiled step many times, each call submitted
+// before the earlier ones complete: build runs once, the results and the
+// cache updated in place match planning every step from scratch bit for
+// bit, and the checking devices see no hazard.
+func TestCompiledStep(t *testing.T) {
+	const steps = 12
+	wantSums, wantCache := reference(t, steps)
+	for _, c := range []struct {
+		dev  cpu.Options
+		opts runtime.Options
+	}{
+		{cpu.Options{}, runtime.Options{}},
+		{cpu.Options{Check: true}, runtime.Options{DispatchesPerCommandBuffer: 1}},
+		{cpu.Options{Check: true, Seed: 3}, runtime.Options{DispatchesPerCommandBuffer: 2, DispatchesPerPass: 1}},
+		{cpu.Options{Check: true, Lazy: true, Seed: 9}, runtime.Options{}},
+	} {
+		dev := cpu.New(c.dev)
+		rt := newRT(t, dev, c.opts)
+		rig := newCompiledRig(t, rt)
+		step := rt.Compile()
+		var sums []*graph.Array
+		for i := range steps {
+			outs, _, err := step.Call("decode", func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			if outs[1] != rig.cache {
+				t.Fatalf("call %d: the cache is not updated in place in the array that holds it", i)
+			}
+			sums = append(sums, outs[0])
+		}
+		if rig.builds != 1 {
+			t.Fatalf("%+v: build ran %d times", c.dev, rig.builds)
+		}
+		for i, a := range sums {
+			v, err := a.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(v, wantSums[i]) {
+				t.Fatalf("%+v: call %d differs from planning from scratch", c.dev, i)
+			}
+		}
+		v, err := rig.cache.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(v, wantCache) {
+			t.Fatalf("%+v: the cache differs from planning from scratch", c.dev)
+		}
+		if hz := dev.Hazards(); len(hz) > 0 {
+			t.Fatalf("%+v: %d hazards, first: %v", c.dev, len(hz), hz[0])
+		}
+	}
+}
+
+// TestCompiledRetrace: once the state array is donated by an ordinary Eval,
+// the next Call traces again from the new state; inputs that are not the
+// graph's constants are refused.
+func TestCompiledRetrace(t *testing.T) {
+	dev := cpu.New(cpu.Options{Check: true, Seed: 5})
+	rt := newRT(t, dev, runtime.Options{})
+	rig := newCompiledRig(t, rt)
+	step := rt.Compile()
+	call := func(i int) []*graph.Array {
+		t.Helper()
+		outs, _, err := step.Call(2, func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return outs
+	}
+	call(0)
+	call(1)
+	// An ordinary step on the state: the trace's array is spent.
+	rig.cache = ops.Apply(tScatter{}, rig.cache, graph.FromInt32s([]int32{7}), graph.FromFloat32s(make([]float32, 8), 1, 8))[0]
+	if err := rt.Eval(rig.cache); err != nil {
+		t.Fatal(err)
+	}
+	outs := call(2)
+	if rig.builds != 2 {
+		t.Fatalf("build ran %d times, want a new trace after the state moved", rig.builds)
+	}
+	call(3)
+	if rig.builds != 2 || outs[1] != rig.cache {
+		t.Fatalf("builds %d; the cache must stay in its array", rig.builds)
+	}
+	if hz := dev.Hazards(); len(hz) > 0 {
+		t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
+	}
+
+	for _, c := range []struct {
+		in   [][]byte
+		want string
+	}{
+		{stepInputs(4)[:1], "reads 2 constants, the call gives 1 inputs"},
+		{stepInputs(5), "input 0 (64 bytes) is not the bytes of the graph's constant 0"},
+	} {
+		rig := newCompiledRig(t, rt) // building consumes the cache, even for a refused call
+		_, _, err := step.Call("other", func() []*graph.Array { return rig.build(4) }, nil, c.in...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("error %v, want one containing %q", err, c.want)
+		}
+	}
+	if _, _, err := step.Call([]int{1}, nil, nil); err == nil || !strings.Contains(err.Error(), "not comparable") {
+		t.Fatalf("a slice key: %v", err)
+	}
+}
+
+// TestCompiledStaleInputIsCaught: with one input's upload left stale (the
+// stale-upload mutation) the compiled step's results differ from planning
+// from scratch; unbroken they match.
+func TestCompiledStaleInputIsCaught(t *testing.T) {
+	const steps = 5
+	want, _ := reference(t, steps)
+	for _, broken := range []bool{false, true} {
+		rt := newRT(t, cpu.New(cpu.Options{}), runtime.Options{})
+		if broken {
+			runtime.SetMutation(rt, runtime.MutStaleUpload, 2)
+		}
+		rig := newCompiledRig(t, rt)
+		step := rt.Compile()
+		same := true
+		for i := range steps {
+			outs, _, err := step.Call(0, func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := outs[0].Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			same = same && slices.Equal(v, want[i])
+		}
+		if same == broken {
+			t.Fatalf("broken %v: results match planning from scratch: %v", broken, same)
+		}
+	}
+}
+
+// TestCompiledBoundArrays feeds each call's output back as the next call's
+// input array, as a device-resident decode loop feeds step k's sampled
+// tokens into step k+1, with no host wait between calls: build runs once,
+// every result matches planning from scratch, and the checking devices see
+// no hazard. An array of another shape, or one sharing a buffer the trace
+// reads, makes the call trace again.
+func TestCompiledBoundArrays(t *testing.T) {
+	const steps = 10
+	r := loomtest.Rand(4)
+	wData := loomtest.Float32s(r, 64, -0.5, 0.5)
+	x0 := loomtest.Float32s(r, 16, -1, 1)
+	// h_{k+1} = h_k·w + c_k, with c_k a per-step constant.
+	c := func(k int) []float32 { return loomtest.Float32s(loomtest.Rand(uint64(50+k)), 16, -1, 1) }
+	run := func(rt *runtime.Runtime, compiled bool) ([][]float32, int) {
+		w := graph.FromFloat32s(wData, 8, 8)
+		h := graph.FromFloat32s(x0, 2, 8)
+		if err := rt.Eval(w, h); err != nil {
+			t.Fatal(err)
+		}
+		step := rt.Compile()
+		builds := 0
+		var hs []*graph.Array
+		for k := range steps {
+			in := h
+			build := func() []*graph.Array {
+				builds++
+				return []*graph.Array{ops.Add(ops.Apply(tMatMul{}, in, w)[0], graph.FromFloat32s(c(k), 2, 8))}
+			}
+			if compiled {
+				outs, _, err := step.Call("chain", build, []*graph.Array{in}, graph.FromFloat32s(c(k)).HostBytes())
+				if err != nil {
+					t.Fatalf("call %d: %v", k, err)
+				}
+				h = outs[0]
+			} else {
+				h = build()[0]
+				if err := rt.Eval(h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hs = append(hs, h)
+		}
+		var res [][]float32
+		for _, a := range hs {
+			v, err := a.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			res = append(res, v)
+		}
+		return res, builds
+	}
+	want, _ := run(newRT(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), false)
+	for _, co := range []cpu.Options{{}, {Check: true}, {Check: true, Seed: 8}, {Check: true, Lazy: true, Seed: 2}} {
+		dev := cpu.New(co)
+		got, builds := run(newRT(t, dev, runtime.Options{DispatchesPerCommandBuffer: 1}), true)
+		if builds != 1 {
+			t.Fatalf("%+v: build ran %d times", co, builds)
+		}
+		for k := range want {
+			if !slices.Equal(got[k], want[k]) {
+				t.Fatalf("%+v: step %d differs from planning from scratch", co, k)
+			}
+		}
+		if hz := dev.Hazards(); len(hz) > 0 {
+			t.Fatalf("%+v: %d hazards, first: %v", co, len(hz), hz[0])
+		}
+	}
+
+	// Arrays must be ones the graph reads; another set of arrays traces again.
+	rt := newRT(t, cpu.New(cpu.Options{}), runtime.Options{})
+	w := graph.FromFloat32s(wData, 8, 8)
+	h := graph.FromFloat32s(x0, 2, 8)
+	other := graph.FromFloat32s(x0, 2, 8)
+	if err := rt.Eval(w, h, other); err != nil {
+		t.Fatal(err)
+	}
+	step := rt.Compile()
+	builds := 0
+	call := func(arrays []*graph.Array) error {
+		build := func() []*graph.Array {
+			builds++
+			return []*graph.Array{ops.Add(ops.Apply(tMatMul{}, h, w)[0], graph.FromFloat32s(c(0), 2, 8))}
+		}
+		_, _, err := step.Call("chain", build, arrays, graph.FromFloat32s(c(0)).HostBytes())
+		return err
+	}
+	for _, arrays := range [][]*graph.Array{{h}, {h}, nil, nil} {
+		if err := call(arrays); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if builds != 2 {
+		t.Fatalf("build ran %d times, want 2", builds)
+	}
+	if err := call([]*graph.Array{other}); err == nil || !strings.Contains(err.Error(), "array 0 (float32[2 8]) is not an evaluated array the graph reads") {
+		t.Fatalf("binding an array the graph does not read: %v", err)
+	}
+}
