@@ -47,9 +47,8 @@ const WeightBits = 31
 //
 // and its output is int32 [S]: each sequence's token, or −1 where no token
 // can be drawn (every logit −Inf or NaN). Sequence s is drawn as follows,
-// identically on every backend except for the float32 exponentials of step
-// 3, which may differ in the last bits between backends (the CPU computes
-// them in float64):
+// identically on every backend except for the exponentials of step 3, whose
+// last bits differ between backends (so a draw near a boundary may too):
 //
 //  1. x = logits[s] as float32, NaN read as −Inf. Repetition penalty (as
 //     Hugging Face's repetition_penalty): each distinct id in window[s] (≥ 0;
@@ -57,9 +56,10 @@ const WeightBits = 31
 //     penalty if x[id] > 0, else multiplied by it. m = max x.
 //  2. m = −Inf: the token is −1. Temperature ≤ 0: greedy, the token is the
 //     first index with x = m.
-//  3. Weights: q[i] = 2^31 where x[i] = m, else trunc(exp((x[i] − m) / T) ·
-//     2^31) in float32 arithmetic (0 for NaN). Tokens below 2^−31 of the most
-//     likely one's probability thus weigh 0 and are never drawn.
+//  3. Weights: q[i] = 2^31 where x[i] = m, else trunc(e^d · 2^31) with d =
+//     (x[i] − m) / T in float32 and e^d in float32 on the GPUs, float64 on
+//     the CPU (0 for NaN). Tokens below 2^−31 of the most likely one's
+//     probability thus weigh 0 and are never drawn.
 //  4. Filters are thresholds on q, applied in Hugging Face's order; ties at a
 //     threshold are all kept, so a filter may keep more tokens than asked:
 //     top-k (0 < k < V): t_k = the k-th largest q (with multiplicity);
