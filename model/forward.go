@@ -10,17 +10,22 @@ import (
 // Forward builds the graph of one step: tokens are the step's new tokens of
 // every sequence, laid out as st says. It returns the logits of each
 // sequence's last token, [len(st.Seqs), vocab] in the model's dtype.
+func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
+	return m.ForwardIDs(graph.FromInt32s(tokens), st, cache)
+}
+
+// ForwardIDs is Forward with the step's token ids an array (int32 [T]),
+// such as the tokens a previous step drew on the device, not yet read back.
 //
 // Every layer writes the step's K and V into the cache in place
 // (ops.KVWrite consumes the cache arrays by donation) and attends over the
 // paged cache; the layer's new cache arrays replace the old ones in cache.
 // If building or evaluating the step fails, the cache's arrays are spent:
 // start a new cache.
-func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
+func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	c := m.Config
 	T, S := st.Tokens(), len(st.Seqs)
 	d := c.HeadDim
-	ids := graph.FromInt32s(tokens)
 	positions := graph.FromInt32s(st.Positions)
 	slots := graph.FromInt32s(st.SlotMapping)
 	meta := ops.AttentionMeta{

@@ -120,6 +120,25 @@ func (c *KVCache) Free(id int) error {
 	return nil
 }
 
+// Truncate keeps the first n tokens of sequence id and returns the blocks
+// past them to the pool. What later steps write to the freed slots is
+// ordered after the writes already made there by the runtime.
+func (c *KVCache) Truncate(id, n int) error {
+	s, ok := c.seqs[id]
+	if !ok {
+		return fmt.Errorf("kv cache: no sequence %d", id)
+	}
+	if n < 0 || n > s.length {
+		return fmt.Errorf("kv cache: sequence %d holds %d tokens, cannot keep %d", id, s.length, n)
+	}
+	keep := (n + c.cfg.BlockSize - 1) / c.cfg.BlockSize
+	for i := len(s.blocks) - 1; i >= keep; i-- {
+		c.free = append(c.free, s.blocks[i])
+	}
+	s.blocks, s.length = s.blocks[:keep], n
+	return nil
+}
+
 // Len is the number of tokens of sequence id in the cache.
 func (c *KVCache) Len(id int) int {
 	if s, ok := c.seqs[id]; ok {

@@ -265,3 +265,36 @@ func TestEngineCacheConfig(t *testing.T) {
 		t.Errorf("NewKVCache with block size -1: error %v, want it to name the block size", err)
 	}
 }
+
+func TestKVCacheTruncate(t *testing.T) {
+	c := newTestCache(t, 6, 4)
+	if err := c.Add(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Schedule([]int{1}, []int{9}); err != nil { // 3 blocks
+		t.Fatal(err)
+	}
+	blocks := c.BlockTable(1)
+	if err := c.Truncate(1, 5); err != nil { // 2 blocks
+		t.Fatal(err)
+	}
+	if c.Len(1) != 5 || !slices.Equal(c.BlockTable(1), blocks[:2]) || c.FreeBlocks() != 4 {
+		t.Fatalf("after Truncate(1, 5): length %d, blocks %v (of %v), %d free", c.Len(1), c.BlockTable(1), blocks, c.FreeBlocks())
+	}
+	// The next token takes position 5 in the block kept.
+	st, err := c.Schedule([]int{1}, []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := blocks[1]*4 + 1; st.SlotMapping[0] != want || st.Positions[0] != 5 {
+		t.Fatalf("slot %d position %d after the truncation, want slot %d position 5", st.SlotMapping[0], st.Positions[0], want)
+	}
+	for _, c2 := range []struct {
+		id, n int
+		want  string
+	}{{2, 0, "no sequence 2"}, {1, 7, "holds 6 tokens, cannot keep 7"}, {1, -1, "cannot keep -1"}} {
+		if err := c.Truncate(c2.id, c2.n); err == nil || !strings.Contains(err.Error(), c2.want) {
+			t.Errorf("Truncate(%d, %d): error %v, want %q", c2.id, c2.n, err, c2.want)
+		}
+	}
+}
