@@ -57,6 +57,14 @@ func coreCases() []lowerCase {
 		add(primitives.RoPE{Theta: 1e4}, spec(dt, 3, 2, 8), spec(graph.Int32, 3))
 		add(primitives.Sample{}, spec(dt, 3, 7), spec(graph.Float32, 3, primitives.SampleSettings), spec(graph.Uint32, 3, primitives.SampleKeys),
 			spec(graph.Int32, 3), spec(graph.Int32, 3, 2))
+		add(primitives.AddRMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 3, 8), spec(dt, 8))
+		add(primitives.SiLUMul{}, spec(dt, 3, 10))
+	}
+	for _, dt := range primitives.AttentionDTypes {
+		for _, idx := range primitives.IndexDTypes {
+			add(primitives.QKNormRoPEKVWrite{Heads: 2, Eps: 1e-6, Theta: 1e4}, spec(dt, 3, 4*8), spec(dt, 8), spec(dt, 8),
+				spec(graph.Int32, 3), spec(dt, 4, 2, 1, 8), spec(dt, 4, 2, 1, 8), spec(idx, 3))
+		}
 	}
 	return cs
 }
