@@ -42,23 +42,8 @@ func (a AddRMSNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 func (a AddRMSNorm) Lower(l *Lowering) error {
-	x := l.Inputs[0]
-	if err := checkElements(x.Size()); err != nil {
-		return err
-	}
-	d := x.Shape[len(x.Shape)-1]
-	rows := 0
-	if d > 0 {
-		rows = x.Size() / d
-	}
-	l.Add(Dispatch{
-		Kernel: "add_rms_norm_" + x.DType.Short(),
-		Grid:   Dim3{rows, 1, 1}, // a group per row
-		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   []Arg{R("x", In(0)), R("residual", In(1)), R("weight", In(2)), W("sum", Out(0)), W("out", Out(1))},
-		Params: &RMSNormParams{Rows: uint32(rows), D: uint32(d), Eps: a.Eps},
-	})
-	return nil
+	return lowerRMSNorm(l, "add_rms_norm_", a.Eps,
+		R("x", In(0)), R("residual", In(1)), R("weight", In(2)), W("sum", Out(0)), W("out", Out(1)))
 }
 
 // SiLUMulParams describe a gated activation of Rows rows of 2·N elements
