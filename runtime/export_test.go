@@ -13,7 +13,8 @@ const (
 
 // SetMutation makes rt break the nth occurrence of the named mutation (for
 // MutExemptAlias, every occurrence; for MutStaleUpload, the nth upload of
-// every replay).
+// every replay, and of a compiled step's replay, the upload of its nth
+// input).
 func SetMutation(rt *Runtime, name string, nth int) {
 	kinds := map[string]mutationKind{
 		MutDropBarrier:   mutDropBarrier,

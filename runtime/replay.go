@@ -503,7 +503,13 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 // replay submits a recorded plan again for the arrays of this Eval and
 // applies it to them.
 func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p *Pending) error {
-	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, nil, p)
+	data := func(u int) []byte {
+		if rt.mut.staleUpload(u) {
+			return nil // a broken binding (a test's mutation)
+		}
+		return k.extArrays[r.uploads[u].slot].HostBytes()
+	}
+	slots, lists, err := rt.prepareReplay(r, data, nil, p)
 	if err != nil {
 		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error(), Err: err}
 	}
@@ -522,7 +528,8 @@ func (rt *Runtime) submit(lists []CommandList, p *Pending) {
 }
 
 // prepareReplay gives the results fresh storage, makes the lists to submit
-// (the recorded ones, with upload u binding data(u), and arguments bound to
+// (the recorded ones, with upload u binding data(u) unless that is nil
+// (the recorded bytes stay), and arguments bound to
 // the storage of the results and then of the bound inputs) and leaves the
 // encoder's state as encoding them would have. It returns the results'
 // storage and the lists.
@@ -574,10 +581,9 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		return &(*pc)[pos.cmd]
 	}
 	for i, u := range r.uploads {
-		if rt.mut.staleUpload(i) {
-			continue
+		if b := data(i); b != nil {
+			mutable(u.pos).Data = b
 		}
-		mutable(u.pos).Data = data(i)
 	}
 	for _, cp := range r.patches {
 		c := mutable(cp.pos)

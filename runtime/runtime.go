@@ -29,8 +29,13 @@ type Options struct {
 	// MemoryLimit caps the device memory the runtime holds, in bytes; 0 means
 	// no cap. Exceeding it makes Eval fail with an error that says so.
 	MemoryLimit int64
-	// NoPlanCache plans every Eval from scratch (see replay.go).
+	// NoPlanCache plans every Eval from scratch (see replay.go), and
+	// every compiled step's Call (it implies NoCompile).
 	NoPlanCache bool
+	// NoCompile makes every compiled step's Call build its graph, check
+	// the call's args against it and evaluate it as EvalAsync does (see
+	// Compiled).
+	NoCompile bool
 }
 
 // DefaultDispatchesPerCommandBuffer is the commit interval when Options
@@ -269,8 +274,9 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	return rt.eval(outs, nil)
 }
 
-// eval is EvalAsync with rt.mu held. With tr, it traces a compiled step:
-// the plan is recorded into tr at once, and the plan cache is left alone.
+// eval is EvalAsync with rt.mu held. With tr, it checks a compiled step's
+// inputs, and if tr.compile it traces the step: the plan is recorded into
+// tr at once, and the plan cache is left alone.
 func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
@@ -289,9 +295,15 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	k := &rt.cache.scratch
 	defer func() { clear(k.extArrays) }() // keep no array of this graph alive
 	var en *cacheEntry
-	cached := tr == nil && len(nodes) > 0 && !rt.opts.NoPlanCache
+	tracing := tr != nil && tr.compile
+	cached := !tracing && len(nodes) > 0 && !rt.opts.NoPlanCache
 	if cached || tr != nil {
 		rt.buildKey(k, w, nodes, outs)
+	}
+	if tr != nil {
+		if err := tr.checkInputs(consts, w); err != nil {
+			return nil, err
+		}
 	}
 	if cached && k.ok {
 		en = rt.cache.lookup(&k.planKey)
@@ -306,10 +318,7 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	}
 	var rec *recording
 	switch {
-	case tr != nil:
-		if err := tr.checkInputs(consts, w); err != nil {
-			return nil, err
-		}
+	case tracing:
 		if len(nodes) > 0 {
 			rec = &recording{free: map[int64][]*storage{}}
 		}
@@ -363,8 +372,8 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	if rec != nil {
 		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
 		r.sites, r.cbFirst = p.sites, p.cbFirst
-		if tr != nil {
-			if !tr.record(r, pl, k, consts, outs) {
+		if tracing {
+			if !tr.record(r, pl, k, outs) {
 				rt.release(r)
 			}
 		} else {
