@@ -141,8 +141,8 @@ func BenchmarkReplayHost(b *testing.B) {
 					if err := d.Close(); err != nil {
 						b.Fatal(err)
 					}
-					e.Cache.Free(0)
 				}
+				e.Cache.Free(0)
 				e.Cache.Add(0)
 				if mode != "cached" {
 					if d, err = e.NewDecoder([]int{0}, [][]int32{{1}}, []ops.Sampling{{}}, 0); err != nil {

@@ -108,6 +108,10 @@ type trace struct {
 	arrays []int32  // the external slot of each array arg, in order
 	outs   []int    // per output of build: index in plan.keep, or -1-slot for an evaluated array
 	ospecs []graph.Spec
+	// watched is the storage of the evaluated arrays the trace reads other
+	// than the array args; the trace is valid for them at epoch verified-1.
+	watched  []*storage
+	verified uint64
 }
 
 // Call evaluates build's graph for structure key with args, one per input
@@ -150,12 +154,12 @@ func (c *Compiled) Call(key any, build func() (outs, inputs []*graph.Array), arg
 	}
 	tr.args, tr.inputs = nil, nil // keep no array of this graph alive
 	if old := c.traces[key]; old != nil {
-		rt.release(old.plan)
+		rt.dropTrace(old)
 	}
 	c.traces[key] = tr
 	c.touch(key)
 	if len(c.order) > planCacheSize {
-		rt.release(c.traces[c.order[0]].plan)
+		rt.dropTrace(c.traces[c.order[0]])
 		delete(c.traces, c.order[0])
 		c.order = c.order[1:]
 		rt.cache.stats.Evicted++
@@ -287,8 +291,32 @@ func (tr *trace) record(r *replayPlan, pl *plan, k *keyScratch, outs []*graph.Ar
 		}
 		tr.state = append(tr.state, slot)
 	}
+	for j, x := range tr.extKey {
+		if x.st != nil && !slices.Contains(tr.arrays, int32(j)) {
+			x.st.watch++
+			tr.watched = append(tr.watched, x.st)
+		}
+	}
 	tr.plan = r
 	return true
+}
+
+// changed notes that s changed holders (or was donated or overwritten): a
+// trace that reads it must look at its inputs again.
+func (rt *Runtime) changed(s *storage) {
+	if s.watch > 0 {
+		rt.epoch++
+	}
+}
+
+// dropTrace gives a trace's plan back (see release) and stops watching its
+// inputs.
+func (rt *Runtime) dropTrace(tr *trace) {
+	rt.release(tr.plan)
+	for _, s := range tr.watched {
+		s.watch--
+	}
+	tr.watched = nil
 }
 
 // valid reports whether the trace can be replayed with args: they are of
@@ -323,6 +351,9 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 		}
 		bound = append(bound, d.st)
 	}
+	if tr.verified == rt.epoch+1 {
+		return bound, true // no input the trace watches changed since it was verified
+	}
 	for j, x := range tr.extKey {
 		if x.st == nil || slices.Contains(tr.arrays, int32(j)) {
 			continue
@@ -333,6 +364,7 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 			return nil, false
 		}
 	}
+	tr.verified = rt.epoch + 1
 	return bound, true
 }
 
@@ -413,6 +445,11 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 func (rt *Runtime) release(r *replayPlan) {
 	if r == nil {
 		return
+	}
+	for i := range r.touches {
+		if s := r.touches[i].st; s != nil && s.owner == r {
+			s.state()
+		}
 	}
 	for _, s := range r.owned {
 		rt.pool.put(s)

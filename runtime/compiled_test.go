@@ -419,3 +419,55 @@ func TestCompiledBoundArrays(t *testing.T) {
 		t.Fatalf("binding an array the graph does not read: %v", err)
 	}
 }
+
+// TestCompiledStateOrdersLaterEvals: replays leave the hazard state of the
+// buffers they touch to be computed when next needed (storage.state); an
+// ordinary Eval after a run of replays still in flight — one that writes
+// in place the weight they read, one that reads the cache they wrote —
+// waits for them: the results match planning from scratch and the
+// checking devices, holding all work back until the host blocks, see no
+// hazard.
+func TestCompiledStateOrdersLaterEvals(t *testing.T) {
+	const steps = 5
+	run := func(rt *runtime.Runtime, compiled bool) ([]float32, []float32) {
+		rig := newCompiledRig(t, rt)
+		step := rt.Compile()
+		for i := range steps {
+			if compiled {
+				if _, _, err := step.Call(0, func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			outs, _ := rig.build(i)
+			if _, err := rt.EvalAsync(outs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum := ops.Apply(tReadSum{}, rig.cache)[0]
+		w := ops.Apply(tScatter{}, rig.w, graph.FromInt32s([]int32{3}), graph.FromFloat32s(make([]float32, 8), 1, 8))[0]
+		if _, err := rt.EvalAsync(sum, w); err != nil {
+			t.Fatal(err)
+		}
+		s, err := sum.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := w.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, v
+	}
+	wantSum, wantW := run(newRT(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), false)
+	for _, co := range []cpu.Options{{Check: true, Lazy: true, Seed: 1}, {Check: true, Lazy: true, Seed: 6}, {Check: true, Seed: 2}} {
+		dev := cpu.New(co)
+		s, w := run(newRT(t, dev, runtime.Options{DispatchesPerCommandBuffer: 1}), true)
+		if !slices.Equal(s, wantSum) || !slices.Equal(w, wantW) {
+			t.Fatalf("%+v: results differ from planning from scratch", co)
+		}
+		if hz := dev.Hazards(); len(hz) > 0 {
+			t.Fatalf("%+v: %d hazards, first: %v", co, len(hz), hz[0])
+		}
+	}
+}

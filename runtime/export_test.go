@@ -37,5 +37,5 @@ func SetMutation(rt *Runtime, name string, nth int) {
 func ReadEntries(rt *Runtime, a *graph.Array) int {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return len(a.Data().(*arrayData).st.track.reads)
+	return len(a.Data().(*arrayData).st.state().reads)
 }

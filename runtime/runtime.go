@@ -61,6 +61,10 @@ type Runtime struct {
 	lastEnd  time.Time
 	lastStat Stats
 	closed   bool
+	// epoch counts the changes of holders of the storage compiled traces
+	// read as fixed inputs: a trace verified at the current epoch is still
+	// valid without looking at each of its inputs again.
+	epoch uint64
 }
 
 // New returns a runtime for dev.
@@ -116,7 +120,7 @@ func (rt *Runtime) dropPlans() {
 	rt.cache.entries = nil
 	for _, c := range rt.compiled {
 		for _, tr := range c.traces {
-			rt.release(tr.plan)
+			rt.dropTrace(tr)
 		}
 		clear(c.traces)
 		c.order = nil
@@ -429,6 +433,7 @@ func (d *arrayData) drop() {
 		return
 	}
 	d.st.refs--
+	rt.changed(d.st)
 	switch {
 	case d.st.refs > 0:
 	case rt.closed: // nothing is in flight, and nobody will take it from the pool

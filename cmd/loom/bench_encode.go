@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"time"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
@@ -62,6 +64,7 @@ type encodeResult struct {
 // work. The block tables are padded to -bucket blocks, so all steps share
 // one structure: the first decode step traces it, the rest replay.
 func benchEncode(args []string) error {
+	var err error
 	fs := flag.NewFlagSet("encode", flag.ContinueOnError)
 	steps := fs.Int("steps", 20, "timed decode steps (after 2 warm-up steps)")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
@@ -75,8 +78,13 @@ func benchEncode(args []string) error {
 	if *steps < 1 || *bucket < 1 {
 		return fmt.Errorf("-steps %d, -bucket %d: want at least 1", *steps, *bucket)
 	}
-	dev, err := openDevice(*device)
-	if err != nil {
+	var dev runtime.Device
+	if *device == "cpu" {
+		// The CPU device leaves the host a core: the step's kernels run
+		// while the host prepares the next step, and sharing its cores
+		// would count the time the host waits for one as host work.
+		dev = cpu.New(cpu.Options{Workers: max(1, goruntime.GOMAXPROCS(0)-1)})
+	} else if dev, err = openDevice(*device); err != nil {
 		return err
 	}
 	rt, err := runtime.New(dev, runtime.Options{DispatchesPerCommandBuffer: *perCB, NoPlanCache: *noCache})
