@@ -181,6 +181,11 @@ func TestDecoderErrors(t *testing.T) {
 			t.Errorf("NewDecoder(%v, %v, %v, %d): error %v, want %q", c.seqs, c.prompts, c.sampling, c.window, err, c.want)
 		}
 	}
+	e.PadBlocks = -1
+	if _, err := e.NewDecoder([]int{1}, one, []ops.Sampling{{}}, 0); err == nil || !strings.Contains(err.Error(), "PadBlocks -1 must be ≥ 0") {
+		t.Errorf("PadBlocks -1: error %v", err)
+	}
+	e.PadBlocks = 0
 	if n := e.Cache.Len(1); n != 0 {
 		t.Fatalf("the failed decoders left %d tokens in sequence 1", n)
 	}
