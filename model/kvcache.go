@@ -199,20 +199,19 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		return nil, fmt.Errorf("kv cache: empty step")
 	}
 	bs := c.cfg.BlockSize
-	need, seen := 0, map[int]bool{}
+	need := 0
 	for i, id := range seqs {
 		s, ok := c.seqs[id]
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("kv cache: no sequence %d", id)
-		case seen[id]:
+		case slices.Contains(seqs[:i], id):
 			return nil, fmt.Errorf("kv cache: sequence %d appears twice in one step", id)
 		case newTokens[i] <= 0:
 			return nil, fmt.Errorf("kv cache: sequence %d: %d new tokens, want at least 1", id, newTokens[i])
 		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
 			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
 		}
-		seen[id] = true
 		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
 	}
 	if need > len(c.free) {
