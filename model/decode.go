@@ -17,19 +17,28 @@ const DefaultPenaltyWindow = 64
 
 // Decoder decodes a batch of sequences with the tokens drawn on the device,
 // one step ahead of its caller (as mlx-lm's generate loop): step k+1 takes
-// step k's token array, still on the device, as its input, and is built
-// and submitted (runtime.EvalAsync) before step k's tokens are read back.
-// So the host builds and encodes a step while the device runs the one
-// before, and waits once per step; only the token ids come back.
+// step k's token array, still on the device, as its input, and is
+// submitted before step k's tokens are read back. So the host prepares a
+// step while the device runs the one before, and waits once per step;
+// only the token ids come back.
+//
+// The first step (the prompts) is built with ops and evaluated with
+// EvalAsync. Every decode step (one token per sequence) is the engine's
+// compiled step (runtime.Compiled): traced once per structure (the batch,
+// the padded block tables' width, the penalty window's width), then
+// replayed without building its graph, binding step k's token array and
+// penalty window (on the device) and the step's metadata and sampling
+// settings (uploaded) as its inputs.
 //
 // Each Next delivers one step's tokens. A step submitted because the
 // caller asked for more and not delivered (the caller stopped at an EOS)
 // is waited for and taken back out of the cache by Close: afterwards each
 // sequence holds its prompt and the tokens delivered, except the last one.
 type Decoder struct {
-	e        *Engine
-	seqs     []int
-	sampling []ops.Sampling
+	e            *Engine
+	seqs         []int
+	sampling     []ops.Sampling
+	params, keys []byte // the sampling settings' bytes (ops.SamplingArrays)
 	// window holds each sequence's latest tokens for the repetition
 	// penalty, oldest first and −1 where there are fewer; nil when no
 	// sequence has a penalty.
@@ -44,6 +53,10 @@ type flight struct {
 	p      *runtime.Pending
 	decode bool // it appended one drawn token per sequence (not a prompt)
 }
+
+// decodeKey identifies a decode step's structure: with padded tables,
+// MaxSeqLen follows from their width.
+type decodeKey struct{ seqs, tableWidth, window int }
 
 // NewDecoder appends prompts[i] (at least one token) to sequence seqs[i],
 // submits that step, and returns a decoder whose first Next delivers the
@@ -73,6 +86,8 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 		}
 	}
 	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
+	params, keys := ops.SamplingArrays(sampling)
+	d.params, d.keys = params.HostBytes(), keys.HostBytes()
 	if slices.ContainsFunc(sampling, func(o ops.Sampling) bool { return o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 }) {
 		w := penaltyWindow
 		if w == 0 {
@@ -85,38 +100,76 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 		}
 		d.window = graph.FromInt32s(win, len(seqs), w)
 	}
-	if d.flight, err = d.submit(graph.FromInt32s(flat), counts, false); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// submit schedules and submits the step that appends ids (counts[i] of
-// them to sequence i) and draws the next token of each sequence. A decode
-// step's ids are the tokens the previous step drew; they join the window.
-func (d *Decoder) submit(ids *graph.Array, counts []int, decode bool) (*flight, error) {
-	e := d.e
-	st, err := e.Cache.Schedule(d.seqs, counts)
+	st, err := e.schedule(seqs, counts)
 	if err != nil {
 		return nil, err
 	}
-	window := d.window
-	if decode && window != nil {
-		s, w := window.Shape()[0], window.Shape()[1]
-		window = ops.Concatenate(1, ops.Slice(window, []int{0, 1}, []int{s, w}), ops.Reshape(ids, s, 1))
-	}
-	// The draw's counter is the position the drawn token will take.
-	tokens := ops.Sample(e.Model.ForwardIDs(ids, st, e.Cache), graph.FromInt32s(st.SeqLens), window, d.sampling)
-	outs := []*graph.Array{tokens}
-	if window != nil {
-		outs = append(outs, window)
-	}
+	outs, _ := d.graph(graph.FromInt32s(flat), st, false)
 	p, err := e.Model.rt.EvalAsync(outs...)
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	d.window = window
-	return &flight{tokens: tokens, p: p, decode: decode}, nil
+	d.flight = &flight{tokens: outs[0], p: p}
+	return d, nil
+}
+
+// graph builds a step's graph: the forward pass over ids and the draw of
+// each sequence's next token; a decode step's ids (one a sequence) join
+// the penalty window first. It returns the outputs, the tokens and the
+// window if any, and the inputs that decodeArgs binds, in its order.
+func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs []*graph.Array) {
+	in := newStepInputs(st)
+	params, keys := ops.SamplingArrays(d.sampling)
+	inputs = append(append([]*graph.Array{ids}, in.list()...), params, keys)
+	window := d.window
+	if window != nil {
+		inputs = append(inputs, window)
+		if decode {
+			s, w := window.Shape()[0], window.Shape()[1]
+			window = ops.Concatenate(1, ops.Slice(window, []int{0, 1}, []int{s, w}), ops.Reshape(ids, s, 1))
+		}
+	}
+	// The draw's counter is the position the drawn token will take.
+	outs = []*graph.Array{ops.SampleWith(d.e.Model.forward(ids, st, in, d.e.Cache), in.seqLens, window, params, keys)}
+	if window != nil {
+		outs = append(outs, window)
+	}
+	return outs, inputs
+}
+
+// decodeArgs are a decode step's data for the inputs graph returns.
+func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
+	args := append(append([]runtime.Input{runtime.Array(ids)}, stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	if d.window != nil {
+		args = append(args, runtime.Array(d.window))
+	}
+	return args
+}
+
+// decode schedules and submits the decode step that appends ids, the
+// tokens the previous step drew, and draws the next ones.
+func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
+	e := d.e
+	st, err := e.schedule(d.seqs, slices.Repeat([]int{1}, len(d.seqs)))
+	if err != nil {
+		return nil, err
+	}
+	key := decodeKey{seqs: len(d.seqs), tableWidth: st.MaxBlocks}
+	if d.window != nil {
+		key.window = d.window.Shape()[1]
+	}
+	if e.decodeStep == nil {
+		e.decodeStep = e.Model.rt.Compile()
+	}
+	build := func() (outs, inputs []*graph.Array) { return d.graph(ids, st, true) }
+	outs, p, err := e.decodeStep.Call(key, build, d.decodeArgs(ids, st)...)
+	if err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
+	if d.window != nil {
+		d.window = outs[1]
+	}
+	return &flight{tokens: outs[0], p: p, decode: true}, nil
 }
 
 // Next delivers the tokens of the step in flight. With more, it first
@@ -137,7 +190,7 @@ func (d *Decoder) Next(more bool) (*StepResult, error) {
 				return nil, err
 			}
 		}
-		next, err := d.submit(cur.tokens, slices.Repeat([]int{1}, len(d.seqs)), true)
+		next, err := d.decode(cur.tokens)
 		if err != nil {
 			return nil, err
 		}

@@ -5,9 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 // decodePrompts are three prompts of the tiny model's byte-level tokens.
@@ -179,6 +181,11 @@ func TestDecoderErrors(t *testing.T) {
 			t.Errorf("NewDecoder(%v, %v, %v, %d): error %v, want %q", c.seqs, c.prompts, c.sampling, c.window, err, c.want)
 		}
 	}
+	e.PadBlocks = -1
+	if _, err := e.NewDecoder([]int{1}, one, []ops.Sampling{{}}, 0); err == nil || !strings.Contains(err.Error(), "PadBlocks -1 must be ≥ 0") {
+		t.Errorf("PadBlocks -1: error %v", err)
+	}
+	e.PadBlocks = 0
 	if n := e.Cache.Len(1); n != 0 {
 		t.Fatalf("the failed decoders left %d tokens in sequence 1", n)
 	}
@@ -206,5 +213,158 @@ func TestDecoderErrors(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// decoderRun is what decoderScenario saw.
+type decoderRun struct {
+	tokens   []int32     // every delivered token, in order
+	kv       [][]float32 // each layer's K and V cache at the end
+	decodes  int         // decode steps delivered (not prompts)
+	replayed int         // of them, the ones that replayed (Stats.CacheHits)
+	traces   int         // the structures the decode steps should have traced
+	err      error       // the first error, which ends the run
+}
+
+// decoderScenario decodes with the tiny model on rt through the life of a
+// serving loop: block tables padded to 2 blocks of 8 tokens (a new decode
+// structure every 16 tokens, so every decoder crosses a bucket boundary),
+// batches of 3 and 1, greedy, sampled and penalised settings, a decoder
+// closed with a step in flight and resumed, a sequence truncated mid-bucket.
+func decoderScenario(t *testing.T, rt *runtime.Runtime) decoderRun {
+	t.Helper()
+	m, err := Load(rt, tinyModelDir, graph.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(m, 32, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.PadBlocks = 2
+	for id := range 4 {
+		if err := e.Cache.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sampling := []ops.Sampling{
+		{},
+		{Temperature: 0.9, TopK: 20, RepetitionPenalty: 1.3, Seed: 7},
+		{Temperature: 1.2, TopP: 0.8, MinP: 0.02, RepetitionPenalty: 0.8, Seed: 1 << 40},
+	}
+	var run decoderRun
+	// decode runs n Nexts (the last without more if stop, else Close takes
+	// the step in flight back) and returns each sequence's last token.
+	decode := func(seqs []int, prompts [][]int32, sampling []ops.Sampling, n int, stop bool) []int32 {
+		if run.err != nil {
+			return nil
+		}
+		d, err := e.NewDecoder(seqs, prompts, sampling, 6)
+		if err != nil {
+			run.err = err
+			return nil
+		}
+		var last []int32
+		var widths []int // the table width of each decode step submitted
+		for k := range n {
+			more := k+1 < n || !stop
+			if more {
+				l := 0
+				for _, id := range seqs {
+					l = max(l, e.Cache.Len(id)+1)
+				}
+				widths = append(widths, ((l+7)/8+1)/2*2)
+			}
+			r, err := d.Next(more)
+			if err != nil {
+				run.err = err
+				return nil
+			}
+			if k > 0 {
+				run.decodes++
+				run.replayed += r.Stats.CacheHits
+			}
+			run.tokens, last = append(run.tokens, r.Tokens...), r.Tokens
+		}
+		if err := d.Close(); err != nil {
+			run.err = err
+		}
+		if !stop { // the step taken back was not delivered
+			widths = widths[:len(widths)-1]
+		}
+		run.traces += len(slices.Compact(widths)) // the first step of each width traces
+		return last
+	}
+	last := decode([]int{0, 1, 2}, decodePrompts, sampling, 9, false)
+	decode([]int{3}, [][]int32{{256, 'a', 'b'}}, sampling[:1], 12, true)
+	if err := e.Cache.Truncate(1, e.Cache.Len(1)-3); err != nil {
+		t.Fatal(err)
+	}
+	if last != nil {
+		decode([]int{0, 1, 2}, [][]int32{{last[0]}, {'x', 'y'}, {last[2]}}, sampling, 20, true)
+	}
+	decode([]int{1}, [][]int32{{'z'}}, sampling[1:2], 8, false)
+	if run.err != nil {
+		return run
+	}
+	for l := range e.Model.Config.NumLayers {
+		for _, a := range []*graph.Array{e.Cache.K[l], e.Cache.V[l]} {
+			v, err := a.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			run.kv = append(run.kv, v)
+		}
+	}
+	return run
+}
+
+// TestDecoderCompiledIsBitIdentical: the Decoder's tokens, and the KV
+// cache it leaves, are the same bit for bit with its decode steps compiled
+// (the default), built and planned every step (NoCompile), and with no
+// plan cache at all, on every CPU target, with no hazard; compiled, every
+// decode step replays but the first of each structure.
+func TestDecoderCompiledIsBitIdentical(t *testing.T) {
+	want := decoderScenario(t, newRuntime(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}))
+	if want.err != nil {
+		t.Fatal(want.err)
+	}
+	if want.decodes < 40 || want.traces < 6 {
+		t.Fatalf("the scenario ran %d decode steps of %d structures", want.decodes, want.traces)
+	}
+	for _, dev := range []struct {
+		name string
+		cpu  cpu.Options
+		opts runtime.Options
+	}{
+		{"cpu", cpu.Options{}, runtime.Options{}},
+		{"cpu-check", cpu.Options{Check: true}, runtime.Options{DispatchesPerCommandBuffer: 7}},
+		{"cpu-adversarial", cpu.Options{Check: true, Seed: 5}, runtime.Options{DispatchesPerCommandBuffer: 3, DispatchesPerPass: 2}},
+	} {
+		for _, mode := range []string{"compiled", "nocompile", "noplancache"} {
+			t.Run(dev.name+"/"+mode, func(t *testing.T) {
+				opts := dev.opts
+				opts.NoCompile, opts.NoPlanCache = mode == "nocompile", mode == "noplancache"
+				d := cpu.New(dev.cpu)
+				got := decoderScenario(t, newRuntime(t, d, opts))
+				if got.err != nil {
+					t.Fatal(got.err)
+				}
+				if !slices.Equal(got.tokens, want.tokens) {
+					t.Fatalf("tokens differ:\n got %v\nwant %v", got.tokens, want.tokens)
+				}
+				for i := range want.kv {
+					if !slices.Equal(got.kv[i], want.kv[i]) {
+						t.Fatalf("the KV cache differs (layer %d, %s)", i/2, []string{"K", "V"}[i%2])
+					}
+				}
+				if mode == "compiled" && got.replayed != got.decodes-got.traces || mode == "noplancache" && got.replayed != 0 {
+					t.Fatalf("%d of %d decode steps replayed (%d structures)", got.replayed, got.decodes, got.traces)
+				}
+				if hz := d.Hazards(); len(hz) > 0 {
+					t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
+				}
+			})
+		}
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -16,7 +16,18 @@ import (
 type Engine struct {
 	Model *Model
 	Cache *KVCache
+	// PadBlocks pads every step's block tables to a multiple of this many
+	// blocks (KVCache.Pad), so that a decode loop keeps one structure, and
+	// so one plan or compiled trace, for PadBlocks·block_size tokens; 0
+	// means DefaultPadTokens' worth.
+	PadBlocks int
+
+	decodeStep *runtime.Compiled // the Decoders' decode step, made on first use
 }
+
+// DefaultPadTokens is the span of sequence lengths that share one decode
+// structure when Engine.PadBlocks is 0.
+const DefaultPadTokens = 256
 
 // NewEngine returns an engine with a fresh cache of numBlocks blocks of
 // blockSize tokens; blockSize must be one paged attention supports
@@ -58,7 +69,7 @@ func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := e.Cache.Schedule(seqs, counts)
+	st, err := e.schedule(seqs, counts)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +89,22 @@ func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 	}
 	res.Time = time.Since(start)
 	return res, nil
+}
+
+// schedule schedules a step (KVCache.Schedule) and pads its block tables.
+func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
+	blocks := e.PadBlocks
+	if blocks == 0 {
+		blocks = max(1, DefaultPadTokens/e.Cache.Config().BlockSize)
+	}
+	if blocks < 0 {
+		return nil, fmt.Errorf("engine: PadBlocks %d must be ≥ 0", blocks)
+	}
+	st, err := e.Cache.Schedule(seqs, counts)
+	if err != nil {
+		return nil, err
+	}
+	return st, e.Cache.Pad(st, blocks)
 }
 
 // checkTokens checks that tokens[i] may be appended to sequence seqs[i]

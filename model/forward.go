@@ -5,6 +5,7 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 // Forward builds the graph of one step: tokens are the step's new tokens of
@@ -30,17 +31,56 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // to the cache, and the MLP's gate and up projections are one matmul
 // feeding ops.SiLUMul.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
+	return m.forward(ids, st, newStepInputs(st), cache)
+}
+
+// stepInputs are the constants of a step's metadata that its graph reads.
+type stepInputs struct {
+	positions, slots, tables, seqLens, cuSeqlensQ *graph.Array
+	lastTokens                                    *graph.Array // nil when every sequence has one token
+}
+
+func newStepInputs(st *Step) *stepInputs {
+	in := &stepInputs{
+		positions:  graph.FromInt32s(st.Positions),
+		slots:      graph.FromInt32s(st.SlotMapping),
+		tables:     graph.FromInt32s(st.BlockTables, len(st.Seqs), st.MaxBlocks),
+		seqLens:    graph.FromInt32s(st.SeqLens),
+		cuSeqlensQ: graph.FromInt32s(st.CuSeqlensQ),
+	}
+	if st.Tokens() != len(st.Seqs) {
+		in.lastTokens = graph.FromInt32s(st.LastTokens)
+	}
+	return in
+}
+
+// list is the constants in the order stepArgs binds them.
+func (in *stepInputs) list() []*graph.Array {
+	l := []*graph.Array{in.positions, in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
+	if in.lastTokens != nil {
+		l = append(l, in.lastTokens)
+	}
+	return l
+}
+
+// stepArgs is st's metadata as a compiled step binds it to the constants
+// of newStepInputs(st), in list's order.
+func stepArgs(st *Step) []runtime.Input {
+	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
+		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
+	if st.Tokens() != len(st.Seqs) {
+		args = append(args, runtime.Int32s(st.LastTokens))
+	}
+	return args
+}
+
+// forward is ForwardIDs with the step's metadata constants given.
+func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCache) *graph.Array {
 	c := m.Config
 	T, S := st.Tokens(), len(st.Seqs)
 	d := c.HeadDim
-	positions := graph.FromInt32s(st.Positions)
-	slots := graph.FromInt32s(st.SlotMapping)
-	meta := ops.AttentionMeta{
-		BlockTables: graph.FromInt32s(st.BlockTables, S, st.MaxBlocks),
-		SeqLens:     graph.FromInt32s(st.SeqLens),
-		CuSeqlensQ:  graph.FromInt32s(st.CuSeqlensQ),
-		MaxSeqLen:   st.MaxSeqLen,
-	}
+	positions, slots := in.positions, in.slots
+	meta := ops.AttentionMeta{BlockTables: in.tables, SeqLens: in.seqLens, CuSeqlensQ: in.cuSeqlensQ, MaxSeqLen: st.MaxSeqLen}
 	opts := ops.AttentionOptions{Scale: float32(1 / math.Sqrt(float64(d)))}
 	linear := func(x, w *graph.Array) *graph.Array { return ops.MatMulTransposed(x, w, false, true) }
 
@@ -63,7 +103,7 @@ func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Ar
 	}
 	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits
-		h = ops.GatherRows(h, graph.FromInt32s(st.LastTokens))
+		h = ops.GatherRows(h, in.lastTokens)
 	}
 	return linear(h, m.Weights.LMHead)
 }

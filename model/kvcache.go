@@ -199,20 +199,19 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		return nil, fmt.Errorf("kv cache: empty step")
 	}
 	bs := c.cfg.BlockSize
-	need, seen := 0, map[int]bool{}
+	need := 0
 	for i, id := range seqs {
 		s, ok := c.seqs[id]
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("kv cache: no sequence %d", id)
-		case seen[id]:
+		case slices.Contains(seqs[:i], id):
 			return nil, fmt.Errorf("kv cache: sequence %d appears twice in one step", id)
 		case newTokens[i] <= 0:
 			return nil, fmt.Errorf("kv cache: sequence %d: %d new tokens, want at least 1", id, newTokens[i])
 		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
 			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
 		}
-		seen[id] = true
 		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
 	}
 	if need > len(c.free) {
@@ -242,4 +241,29 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		copy(st.BlockTables[i*st.MaxBlocks:], c.seqs[id].blocks)
 	}
 	return st, nil
+}
+
+// Pad widens st's block tables to a multiple of blocks columns (right-padded
+// with block 0, as Schedule pads shorter sequences) and sets MaxSeqLen to
+// their capacity in tokens, which still bounds every sequence. A decode loop
+// then builds the same graph structure for blocks·BlockSize tokens at a
+// time instead of a new one every step (MaxSeqLen is a parameter of the
+// attention primitive, the tables' width a shape), so the step replays.
+// The kernels read no key past a sequence's length, so the padding changes
+// no result.
+func (c *KVCache) Pad(st *Step, blocks int) error {
+	if blocks <= 0 {
+		return fmt.Errorf("kv cache: pad to a multiple of %d blocks: want at least 1", blocks)
+	}
+	w := (st.MaxBlocks + blocks - 1) / blocks * blocks
+	w = min(w, max(c.cfg.NumBlocks, st.MaxBlocks))
+	if w != st.MaxBlocks {
+		tables := make([]int32, len(st.Seqs)*w)
+		for i := range st.Seqs {
+			copy(tables[i*w:], st.BlockTables[i*st.MaxBlocks:(i+1)*st.MaxBlocks])
+		}
+		st.BlockTables, st.MaxBlocks = tables, w
+	}
+	st.MaxSeqLen = w * c.cfg.BlockSize
+	return nil
 }

@@ -60,31 +60,57 @@ func (s Sampling) Validate() error {
 // evaluation.
 func Sample(logits, counters, window *graph.Array, settings []Sampling) *graph.Array {
 	pc := graph.Caller(0)
-	if err := inputErr(pc, "sample", logits, counters); err != nil {
-		return graph.Failed(err, graph.Spec{})
+	if logits.Err() == nil && logits.Ndim() == 2 && len(settings) != logits.Shape()[0] {
+		return fail(pc, "sample", "%d settings for %d rows of logits %s", len(settings), logits.Shape()[0], logits.Spec())
 	}
-	if logits.Ndim() != 2 {
-		return fail(pc, "sample", "logits must be [S, V], got %s", logits.Spec())
-	}
-	s := logits.Shape()[0]
-	if len(settings) != s {
-		return fail(pc, "sample", "%d settings for %d rows of logits %s", len(settings), s, logits.Spec())
-	}
-	if window == nil {
-		window = graph.FromInt32s(nil, s, 0)
-	}
+	params, keys := samplingArrays(pc, settings)
+	return sample(pc, logits, counters, window, params, keys)
+}
+
+// SamplingArrays returns settings as the constants the sample primitive
+// reads: params, float32 [S, primitives.SampleSettings], and keys, uint32
+// [S, primitives.SampleKeys]. A compiled step makes them inputs
+// (runtime.Compiled) and binds their bytes every call. Settings out of
+// range give failed arrays.
+func SamplingArrays(settings []Sampling) (params, keys *graph.Array) {
+	return samplingArrays(graph.Caller(0), settings)
+}
+
+func samplingArrays(pc uintptr, settings []Sampling) (params, keys *graph.Array) {
+	s := len(settings)
 	set := make([]float32, 0, s*primitives.SampleSettings)
-	keys := make([]uint32, 0, s*primitives.SampleKeys)
+	ks := make([]uint32, 0, s*primitives.SampleKeys)
 	for i, o := range settings {
 		if err := o.Validate(); err != nil {
-			return fail(pc, "sample", "settings[%d]: %v", i, err)
+			f := fail(pc, "sample", "settings[%d]: %v", i, err)
+			return f, f
 		}
 		pen := o.RepetitionPenalty
 		if pen == 0 {
 			pen = 1
 		}
 		set = append(set, o.Temperature, o.TopP, o.MinP, pen)
-		keys = append(keys, uint32(o.TopK), uint32(o.Seed), uint32(o.Seed>>32))
+		ks = append(ks, uint32(o.TopK), uint32(o.Seed), uint32(o.Seed>>32))
+	}
+	return graph.FromFloat32s(set, s, primitives.SampleSettings), graph.FromUint32s(ks, s, primitives.SampleKeys)
+}
+
+// SampleWith is Sample with the settings given as the arrays
+// SamplingArrays makes.
+func SampleWith(logits, counters, window, params, keys *graph.Array) *graph.Array {
+	return sample(graph.Caller(0), logits, counters, window, params, keys)
+}
+
+func sample(pc uintptr, logits, counters, window, params, keys *graph.Array) *graph.Array {
+	if err := inputErr(pc, "sample", logits, counters, params, keys); err != nil {
+		return graph.Failed(err, graph.Spec{})
+	}
+	if logits.Ndim() != 2 {
+		return fail(pc, "sample", "logits must be [S, V], got %s", logits.Spec())
+	}
+	s := logits.Shape()[0]
+	if window == nil {
+		window = graph.FromInt32s(nil, s, 0)
 	}
 	if window.HostBytes() != nil && window.Ndim() == 2 { // a constant: check its ids now
 		v := logits.Shape()[1]
@@ -94,6 +120,5 @@ func Sample(logits, counters, window *graph.Array, settings []Sampling) *graph.A
 			}
 		}
 	}
-	return apply1(pc, primitives.Sample{},
-		logits, graph.FromFloat32s(set, s, primitives.SampleSettings), graph.FromUint32s(keys, s, primitives.SampleKeys), counters, window)
+	return apply1(pc, primitives.Sample{}, logits, params, keys, counters, window)
 }

@@ -463,3 +463,56 @@ func TestSampleErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSampleWith: the settings as SamplingArrays lays them out (the
+// constants a compiled step binds) draw the tokens Sample draws; arrays of
+// the wrong shape, or settings out of range, are errors.
+func TestSampleWith(t *testing.T) {
+	r := loomtest.Rand(31)
+	settings := []ops.Sampling{{}, {Temperature: 0.8, TopK: 5, RepetitionPenalty: 1.4, Seed: 3 << 33}, {Temperature: 1.1, TopP: 0.7, MinP: 0.05, Seed: 9}}
+	logits := loomtest.Float32s(r, 3*37, -3, 3)
+	counters := []int32{4, 17, 2}
+	window := []int32{-1, 5, 5, 36, 0, 1}
+	params, keys := ops.SamplingArrays(settings)
+	p, err := params.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb := keys.HostBytes()
+	k := []uint32{uint32(kb[12]) | uint32(kb[13])<<8, uint32(kb[16]), uint32(kb[20]) | uint32(kb[21])<<8} // row 1, little-endian
+	if !slices.Equal(p[4:8], []float32{0.8, 0, 0, 1.4}) || !slices.Equal(k, []uint32{5, 0, 3 << 1}) {
+		t.Fatalf("params %v, keys %v", p, k)
+	}
+	for _, tg := range loomtest.Targets(t) {
+		draw := func(with bool) []int32 {
+			l, c, w := graph.FromFloat32s(logits, 3, 37), graph.FromInt32s(counters), graph.FromInt32s(window, 3, 2)
+			var got *graph.Array
+			if with {
+				params, keys := ops.SamplingArrays(settings)
+				got = ops.SampleWith(l, c, w, params, keys)
+			} else {
+				got = ops.Sample(l, c, w, settings)
+			}
+			if err := tg.RT.Eval(got); err != nil {
+				t.Fatal(err)
+			}
+			v, err := got.Int32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if a, b := draw(true), draw(false); !slices.Equal(a, b) {
+			t.Fatalf("%s: SampleWith drew %v, Sample %v", tg.Name, a, b)
+		}
+	}
+	l, c := graph.FromFloat32s(logits, 3, 37), graph.FromInt32s(counters)
+	p1, k1 := ops.SamplingArrays(settings[:1])
+	if err := ops.SampleWith(l, c, nil, p1, k1).Err(); err == nil || !strings.Contains(err.Error(), "settings") {
+		t.Errorf("one row of settings for 3 rows of logits: error %v", err)
+	}
+	pb, kbad := ops.SamplingArrays([]ops.Sampling{{}, {TopP: 2}})
+	if err := ops.SampleWith(l, c, nil, pb, kbad).Err(); err == nil || !strings.Contains(err.Error(), "settings[1]: top-p 2") {
+		t.Errorf("settings out of range: error %v", err)
+	}
+}

@@ -37,18 +37,19 @@ func stepData(i int) (x []float32, idx []int32) {
 }
 
 // build makes step i's graph: y = x·w, the cache rows written in place,
-// and the cache's column sums plus y's.
-func (c *compiledRig) build(i int) []*graph.Array {
+// and the cache's column sums plus y's. Its inputs are x and the rows.
+func (c *compiledRig) build(i int) (outs, inputs []*graph.Array) {
 	c.builds++
 	x, idx := stepData(i)
-	y := ops.Apply(tMatMul{}, graph.FromFloat32s(x, 2, 8), c.w)[0]
-	c.cache = ops.Apply(tScatter{}, c.cache, graph.FromInt32s(idx), y)[0]
-	return []*graph.Array{ops.Add(ops.Apply(tReadSum{}, c.cache)[0], ops.Apply(tReadSum{}, y)[0]), c.cache}
+	xa, ia := graph.FromFloat32s(x, 2, 8), graph.FromInt32s(idx)
+	y := ops.Apply(tMatMul{}, xa, c.w)[0]
+	c.cache = ops.Apply(tScatter{}, c.cache, ia, y)[0]
+	return []*graph.Array{ops.Add(ops.Apply(tReadSum{}, c.cache)[0], ops.Apply(tReadSum{}, y)[0]), c.cache}, []*graph.Array{xa, ia}
 }
 
-func stepInputs(i int) [][]byte {
+func stepInputs(i int) []runtime.Input {
 	x, idx := stepData(i)
-	return [][]byte{graph.FromFloat32s(x).HostBytes(), graph.FromInt32s(idx).HostBytes()}
+	return []runtime.Input{runtime.Bytes(graph.FromFloat32s(x).HostBytes()), runtime.Int32s(idx)}
 }
 
 // reference runs the steps planned from scratch and returns every step's
@@ -58,7 +59,7 @@ func reference(t *testing.T, steps int) ([][]float32, []float32) {
 	c := newCompiledRig(t, rt)
 	var sums [][]float32
 	for i := range steps {
-		outs := c.build(i)
+		outs, _ := c.build(i)
 		if err := rt.Eval(outs...); err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func TestCompiledStep(t *testing.T) {
 		step := rt.Compile()
 		var sums []*graph.Array
 		for i := range steps {
-			outs, _, err := step.Call("decode", func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+			outs, _, err := step.Call("decode", func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...)
 			if err != nil {
 				t.Fatalf("call %d: %v", i, err)
 			}
@@ -141,7 +142,7 @@ func TestCompiledRetrace(t *testing.T) {
 	step := rt.Compile()
 	call := func(i int) []*graph.Array {
 		t.Helper()
-		outs, _, err := step.Call(2, func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+		outs, _, err := step.Call(2, func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,21 +167,111 @@ func TestCompiledRetrace(t *testing.T) {
 		t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
 	}
 
-	for _, c := range []struct {
-		in   [][]byte
-		want string
-	}{
-		{stepInputs(4)[:1], "reads 2 constants, the call gives 1 inputs"},
-		{stepInputs(5), "input 0 (64 bytes) is not the bytes of the graph's constant 0"},
-	} {
-		rig := newCompiledRig(t, rt) // building consumes the cache, even for a refused call
-		_, _, err := step.Call("other", func() []*graph.Array { return rig.build(4) }, nil, c.in...)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Fatalf("error %v, want one containing %q", err, c.want)
+	if _, _, err := step.Call([]int{1}, nil); err == nil || !strings.Contains(err.Error(), "not comparable") {
+		t.Fatalf("a slice key: %v", err)
+	}
+}
+
+// TestCompiledInputErrors: a trace whose inputs do not match the call's
+// args, or whose graph reads a constant that is not an input, is refused
+// with an error that names the array and where it was built; under
+// NoCompile every call is checked.
+func TestCompiledInputErrors(t *testing.T) {
+	for _, opts := range []runtime.Options{{}, {NoCompile: true}} {
+		rt := newRT(t, cpu.New(cpu.Options{}), opts)
+		step := rt.Compile()
+		other := graph.FromFloat32s(make([]float32, 4), 4)
+		if err := rt.Eval(other); err != nil {
+			t.Fatal(err)
+		}
+		x, idx := stepData(4)
+		bx, bi := stepInputs(4)[0], runtime.Int32s(idx)
+		for i, c := range []struct {
+			inputs func(x, i, w *graph.Array) []*graph.Array
+			args   []runtime.Input
+			want   string
+		}{
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, i} }, []runtime.Input{bx},
+				"build returned 2 inputs, the call gives 1 args"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, i} }, stepInputs(5),
+				"arg 0 (64 bytes) is not the bytes of input 0, the constant float32[2 8] built at"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x} }, []runtime.Input{bx},
+				"the graph reads the constant int32[2] built at"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, x} }, []runtime.Input{bx, bx},
+				"input 1 (float32[2 8] built at"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, nil} }, []runtime.Input{bx, bi},
+				"input 1 is nil"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, i} }, []runtime.Input{runtime.Array(other), bi},
+				"the call's arg 0 another array float32[4]"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, i, w} }, []runtime.Input{bx, bi, runtime.Bytes(make([]byte, 256))},
+				"input 2 (float32[8 8] built at"},
+			{func(x, i, w *graph.Array) []*graph.Array {
+				return []*graph.Array{x, i, graph.FromInt32s([]int32{1})}
+			}, []runtime.Input{bx, bi, runtime.Int32s([]int32{1})},
+				"is not a constant the graph reads"},
+			{func(x, i, w *graph.Array) []*graph.Array { return []*graph.Array{x, i, other} }, []runtime.Input{bx, bi, runtime.Array(other)},
+				"input 2 (float32[4] built at"},
+		} {
+			rig := newCompiledRig(t, rt)
+			build := func() ([]*graph.Array, []*graph.Array) {
+				xa, ia := graph.FromFloat32s(x, 2, 8), graph.FromInt32s(idx)
+				y := ops.Apply(tMatMul{}, xa, rig.w)[0]
+				cache := ops.Apply(tScatter{}, rig.cache, ia, y)[0]
+				return []*graph.Array{cache}, c.inputs(xa, ia, rig.w)
+			}
+			_, _, err := step.Call(i, build, c.args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("NoCompile %v, case %d: error %v, want one containing %q", opts.NoCompile, i, err, c.want)
+			}
 		}
 	}
-	if _, _, err := step.Call([]int{1}, nil, nil); err == nil || !strings.Contains(err.Error(), "not comparable") {
-		t.Fatalf("a slice key: %v", err)
+}
+
+// TestCompiledNoCompile: with NoCompile (the plan cache still on) and with
+// NoPlanCache, every Call builds its graph and the results are those of
+// planning every step from scratch; a call whose args are not what build
+// makes of them fails there, where a compiled replay could not tell.
+func TestCompiledNoCompile(t *testing.T) {
+	const steps = 6
+	wantSums, wantCache := reference(t, steps)
+	for _, opts := range []runtime.Options{{NoCompile: true}, {NoPlanCache: true}} {
+		dev := cpu.New(cpu.Options{Check: true, Seed: 4})
+		rt := newRT(t, dev, opts)
+		rig := newCompiledRig(t, rt)
+		step := rt.Compile()
+		var hits int
+		for i := range steps {
+			outs, p, err := step.Call("decode", func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...)
+			if err != nil {
+				t.Fatalf("%+v call %d: %v", opts, i, err)
+			}
+			hits += p.Stats().CacheHits
+			v, err := outs[0].Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(v, wantSums[i]) {
+				t.Fatalf("%+v: call %d differs from planning from scratch", opts, i)
+			}
+		}
+		v, err := rig.cache.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rig.builds != steps || !slices.Equal(v, wantCache) {
+			t.Fatalf("%+v: build ran %d times of %d; cache equal %v", opts, rig.builds, steps, slices.Equal(v, wantCache))
+		}
+		// The plan cache replays from the third call on, unless it is off.
+		if want := map[bool]int{false: steps - 2, true: 0}[opts.NoPlanCache]; hits != want {
+			t.Fatalf("%+v: %d plan-cache hits, want %d", opts, hits, want)
+		}
+		if hz := dev.Hazards(); len(hz) > 0 {
+			t.Fatalf("%+v: %d hazards, first: %v", opts, len(hz), hz[0])
+		}
+		_, _, err = step.Call("decode", func() ([]*graph.Array, []*graph.Array) { return rig.build(steps) }, stepInputs(steps-1)...)
+		if err == nil || !strings.Contains(err.Error(), "is not the bytes of input 0") {
+			t.Fatalf("%+v: stale args: error %v", opts, err)
+		}
 	}
 }
 
@@ -199,7 +290,7 @@ func TestCompiledStaleInputIsCaught(t *testing.T) {
 		step := rt.Compile()
 		same := true
 		for i := range steps {
-			outs, _, err := step.Call(0, func() []*graph.Array { return rig.build(i) }, nil, stepInputs(i)...)
+			outs, _, err := step.Call(0, func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,18 +330,20 @@ func TestCompiledBoundArrays(t *testing.T) {
 		var hs []*graph.Array
 		for k := range steps {
 			in := h
-			build := func() []*graph.Array {
+			build := func() (outs, inputs []*graph.Array) {
 				builds++
-				return []*graph.Array{ops.Add(ops.Apply(tMatMul{}, in, w)[0], graph.FromFloat32s(c(k), 2, 8))}
+				ck := graph.FromFloat32s(c(k), 2, 8)
+				return []*graph.Array{ops.Add(ops.Apply(tMatMul{}, in, w)[0], ck)}, []*graph.Array{in, ck}
 			}
 			if compiled {
-				outs, _, err := step.Call("chain", build, []*graph.Array{in}, graph.FromFloat32s(c(k)).HostBytes())
+				outs, _, err := step.Call("chain", build, runtime.Array(in), runtime.Bytes(graph.FromFloat32s(c(k)).HostBytes()))
 				if err != nil {
 					t.Fatalf("call %d: %v", k, err)
 				}
 				h = outs[0]
 			} else {
-				h = build()[0]
+				outs, _ := build()
+				h = outs[0]
 				if err := rt.Eval(h); err != nil {
 					t.Fatal(err)
 				}
@@ -284,33 +377,97 @@ func TestCompiledBoundArrays(t *testing.T) {
 		}
 	}
 
-	// Arrays must be ones the graph reads; another set of arrays traces again.
+	// An array arg of the traced spec replays; one of another shape traces
+	// again; an array input must be one the graph reads.
 	rt := newRT(t, cpu.New(cpu.Options{}), runtime.Options{})
 	w := graph.FromFloat32s(wData, 8, 8)
 	h := graph.FromFloat32s(x0, 2, 8)
 	other := graph.FromFloat32s(x0, 2, 8)
-	if err := rt.Eval(w, h, other); err != nil {
+	wide := graph.FromFloat32s(append(slices.Clone(x0), x0[:8]...), 3, 8)
+	if err := rt.Eval(w, h, other, wide); err != nil {
 		t.Fatal(err)
 	}
 	step := rt.Compile()
 	builds := 0
-	call := func(arrays []*graph.Array) error {
-		build := func() []*graph.Array {
+	call := func(read, declared *graph.Array) ([]float32, error) {
+		build := func() (outs, inputs []*graph.Array) {
 			builds++
-			return []*graph.Array{ops.Add(ops.Apply(tMatMul{}, h, w)[0], graph.FromFloat32s(c(0), 2, 8))}
+			return []*graph.Array{ops.Apply(tMatMul{}, read, w)[0]}, []*graph.Array{declared}
 		}
-		_, _, err := step.Call("chain", build, arrays, graph.FromFloat32s(c(0)).HostBytes())
-		return err
+		outs, _, err := step.Call("chain", build, runtime.Array(declared))
+		if err != nil {
+			return nil, err
+		}
+		return outs[0].Float32s()
 	}
-	for _, arrays := range [][]*graph.Array{{h}, {h}, nil, nil} {
-		if err := call(arrays); err != nil {
-			t.Fatal(err)
+	var got [][]float32
+	for i, a := range []*graph.Array{h, h, other, wide, wide} {
+		v, err := call(a, a)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
 		}
+		got = append(got, v)
 	}
 	if builds != 2 {
 		t.Fatalf("build ran %d times, want 2", builds)
 	}
-	if err := call([]*graph.Array{other}); err == nil || !strings.Contains(err.Error(), "array 0 (float32[2 8]) is not an evaluated array the graph reads") {
+	if !slices.Equal(got[2], got[0]) || !slices.Equal(got[4][:16], got[0]) {
+		t.Fatal("a replay with another array of the same values gave other results")
+	}
+	if _, err := call(h, other); err == nil || !strings.Contains(err.Error(), "input 0 (float32[2 8] built at") ||
+		!strings.Contains(err.Error(), "is not an evaluated array the graph reads") {
 		t.Fatalf("binding an array the graph does not read: %v", err)
+	}
+}
+
+// TestCompiledStateOrdersLaterEvals: replays leave the hazard state of the
+// buffers they touch to be computed when next needed (storage.state); an
+// ordinary Eval after a run of replays still in flight — one that writes
+// in place the weight they read, one that reads the cache they wrote —
+// waits for them: the results match planning from scratch and the
+// checking devices, holding all work back until the host blocks, see no
+// hazard.
+func TestCompiledStateOrdersLaterEvals(t *testing.T) {
+	const steps = 5
+	run := func(rt *runtime.Runtime, compiled bool) ([]float32, []float32) {
+		rig := newCompiledRig(t, rt)
+		step := rt.Compile()
+		for i := range steps {
+			if compiled {
+				if _, _, err := step.Call(0, func() ([]*graph.Array, []*graph.Array) { return rig.build(i) }, stepInputs(i)...); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			outs, _ := rig.build(i)
+			if _, err := rt.EvalAsync(outs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum := ops.Apply(tReadSum{}, rig.cache)[0]
+		w := ops.Apply(tScatter{}, rig.w, graph.FromInt32s([]int32{3}), graph.FromFloat32s(make([]float32, 8), 1, 8))[0]
+		if _, err := rt.EvalAsync(sum, w); err != nil {
+			t.Fatal(err)
+		}
+		s, err := sum.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := w.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, v
+	}
+	wantSum, wantW := run(newRT(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), false)
+	for _, co := range []cpu.Options{{Check: true, Lazy: true, Seed: 1}, {Check: true, Lazy: true, Seed: 6}, {Check: true, Seed: 2}} {
+		dev := cpu.New(co)
+		s, w := run(newRT(t, dev, runtime.Options{DispatchesPerCommandBuffer: 1}), true)
+		if !slices.Equal(s, wantSum) || !slices.Equal(w, wantW) {
+			t.Fatalf("%+v: results differ from planning from scratch", co)
+		}
+		if hz := dev.Hazards(); len(hz) > 0 {
+			t.Fatalf("%+v: %d hazards, first: %v", co, len(hz), hz[0])
+		}
 	}
 }

@@ -82,7 +82,7 @@ func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 }
 
 // busy reports whether device work that touches s may still be running.
-func (e *encoder) busy(s *storage) bool { return s.track.lastUse > e.completed }
+func (e *encoder) busy(s *storage) bool { return s.state().lastUse > e.completed }
 
 // dispatch encodes one kernel launch with the orderings its accesses need.
 func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, sts []*storage) {
@@ -119,7 +119,7 @@ func (e *encoder) command(c Command, sts []*storage) {
 		}
 	}
 	for i, a := range args {
-		st := &sts[i].track
+		st := sts[i].state()
 		if st.untracked {
 			continue
 		}
@@ -174,7 +174,7 @@ func (e *encoder) command(c Command, sts []*storage) {
 
 	here := site{e.cbSeq, e.passID, e.seg}
 	for i, a := range args {
-		st := &sts[i].track
+		st := sts[i].state()
 		st.lastUse = e.cbSeq
 		if !a.Access.Writes() {
 			st.addRead(here, e.completed, &e.covered)
@@ -182,7 +182,7 @@ func (e *encoder) command(c Command, sts []*storage) {
 	}
 	for i, a := range args {
 		if a.Access.Writes() {
-			st := &sts[i].track
+			st := sts[i].state()
 			st.write = here
 			st.reads = st.reads[:0]
 		}

@@ -13,7 +13,8 @@ const (
 
 // SetMutation makes rt break the nth occurrence of the named mutation (for
 // MutExemptAlias, every occurrence; for MutStaleUpload, the nth upload of
-// every replay).
+// every replay, and of a compiled step's replay, the upload of its nth
+// input).
 func SetMutation(rt *Runtime, name string, nth int) {
 	kinds := map[string]mutationKind{
 		MutDropBarrier:   mutDropBarrier,
@@ -36,5 +37,5 @@ func SetMutation(rt *Runtime, name string, nth int) {
 func ReadEntries(rt *Runtime, a *graph.Array) int {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return len(a.Data().(*arrayData).st.track.reads)
+	return len(a.Data().(*arrayData).st.state().reads)
 }

@@ -232,7 +232,7 @@ func TestFaultInjection(t *testing.T) {
 				}
 				// The caches of the last step are live, as they were when
 				// base was measured; the recorded plans' buffers go back.
-				rt.DropPlans()
+				rt.ReleaseMemory()
 				if got := inUse(rt, base); got != base {
 					t.Fatalf("memory in use %d bytes after the faults, %d before", got, base)
 				}

@@ -32,7 +32,8 @@ func (m *mutation) dropFenceWait() bool { return m.hit(mutDropFenceWait) }
 func (m *mutation) freeEarly() bool     { return m.hit(mutFreeEarly) }
 func (m *mutation) exemptAlias() bool   { return m != nil && m.kind == mutExemptAlias }
 
-// staleUpload breaks upload i (from 0) of every replay.
+// staleUpload breaks upload i (from 0) of every replay (of a compiled
+// step: the upload of input i).
 func (m *mutation) staleUpload(i int) bool {
 	return m != nil && m.kind == mutStaleUpload && i == m.nth-1
 }

@@ -362,6 +362,7 @@ func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
 // attach makes s the storage of a, evaluated by p (nil if already complete).
 func (rt *Runtime) attach(a *graph.Array, s *storage, p *Pending) {
 	s.refs++
+	rt.changed(s)
 	d := &arrayData{rt: rt, st: s, nbytes: a.Spec().Bytes(), pend: p}
 	a.SetData(d)
 	goruntime.AddCleanup(a, (*arrayData).drop, d)
@@ -480,7 +481,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		if rt.mut.exemptAlias() && len(scratch) > 0 {
 			for _, x := range aliases {
 				if x.Donate {
-					outSt[x.Output].track.untracked = true
+					outSt[x.Output].state().untracked = true
 				}
 			}
 		}
@@ -603,9 +604,13 @@ func (pl *plan) apply(p *Pending) {
 	for _, d := range pl.moved {
 		d.moved = true
 		d.st.refs--
+		pl.rt.changed(d.st)
 	}
 	for _, a := range pl.spent {
 		a.MarkOverwritten()
+		if d, ok := a.Data().(*arrayData); ok {
+			pl.rt.changed(d.st)
+		}
 	}
 	for _, a := range pl.keep {
 		pl.rt.attach(a, pl.info[a].st, p)

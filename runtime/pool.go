@@ -13,9 +13,27 @@ type storage struct {
 	size   int64 // capacity: the pool's size class
 	refs   int   // evaluated arrays holding it
 	held   int   // arrays of the plan being made holding it
+	watch  int   // compiled traces that read it as a fixed input (see changed)
 	inPool bool
 	pinned bool     // a constant's buffer in a plan being recorded: not freed by the plan
-	track  bufState // the encoder's hazard tracking
+	track  bufState // the encoder's hazard tracking: read it through state
+	// owner is the replay plan that touched the buffer last and has not
+	// yet set track (touch: the index in its touches), see state.
+	owner *replayPlan
+	touch int
+}
+
+// state is s's hazard tracking. A replay sets the tracking of the buffers
+// it touches lazily: each stays owned by the plan, and the state its
+// latest replay left is computed here when the encoder next needs it. So
+// a plan replayed step after step touches only the buffers that change
+// every replay (its results and bound inputs), not every weight it reads.
+func (s *storage) state() *bufState {
+	if r := s.owner; r != nil {
+		s.owner, r.claimed = nil, false
+		r.touches[s.touch].apply(&s.track, r.cbBase, r.passBase)
+	}
+	return &s.track
 }
 
 // pool keeps freed buffers for reuse, by size class. A buffer may return to

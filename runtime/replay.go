@@ -267,8 +267,14 @@ type replayPlan struct {
 
 	touches []touch
 	passes  []recPass
-	owned   []*storage // intermediates, scratch and constants' buffers
-	stats   Stats      // what every replay repeats
+	// claimed: every storage in touches is owned by the plan (see
+	// storage.state), whose latest replay began at cbBase and passBase.
+	claimed          bool
+	cbBase, passBase uint64
+	slotTouches      []int // the touches of results and bound inputs
+
+	owned []*storage // intermediates, scratch and constants' buffers
+	stats Stats      // what every replay repeats
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each list's first dispatch
@@ -307,6 +313,20 @@ type touch struct {
 	write    relSite
 	reads    []relSite
 	lastUse  uint64
+}
+
+// apply sets tr to the state a replay whose first command buffer and pass
+// are cbBase and passBase left.
+func (t *touch) apply(tr *bufState, cbBase, passBase uint64) {
+	abs := func(s relSite) site { return site{cbBase + s.cb, passBase + s.pass, s.seg} }
+	if t.hasWrite {
+		tr.write = abs(t.write)
+	}
+	tr.reads = tr.reads[:0]
+	for _, rd := range t.reads {
+		tr.reads = append(tr.reads, abs(rd))
+	}
+	tr.lastUse = cbBase + t.lastUse
 }
 
 type recPass struct {
@@ -446,14 +466,15 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 			return
 		}
 		seen[st] = true
-		t := touch{st: st, slot: -1, lastUse: st.track.lastUse - rec.firstCB}
+		tr := st.state()
+		t := touch{st: st, slot: -1, lastUse: tr.lastUse - rec.firstCB}
 		if n, ok := slot[st]; ok {
 			t.st, t.slot = nil, n
 		}
-		if w := st.track.write; w.cb != 0 && w.pass >= rec.firstPass {
+		if w := tr.write; w.cb != 0 && w.pass >= rec.firstPass {
 			t.hasWrite, t.write = true, rel(w)
 		}
-		for _, rd := range st.track.reads {
+		for _, rd := range tr.reads {
 			if rd.pass >= rec.firstPass {
 				t.reads = append(t.reads, rel(rd))
 			}
@@ -503,7 +524,13 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 // replay submits a recorded plan again for the arrays of this Eval and
 // applies it to them.
 func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p *Pending) error {
-	slots, lists, err := rt.prepareReplay(r, func(u int) []byte { return k.extArrays[r.uploads[u].slot].HostBytes() }, nil, p)
+	data := func(u int) []byte {
+		if rt.mut.staleUpload(u) {
+			return nil // a broken binding (a test's mutation)
+		}
+		return k.extArrays[r.uploads[u].slot].HostBytes()
+	}
+	slots, lists, err := rt.prepareReplay(r, data, nil, p)
 	if err != nil {
 		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error(), Err: err}
 	}
@@ -522,7 +549,8 @@ func (rt *Runtime) submit(lists []CommandList, p *Pending) {
 }
 
 // prepareReplay gives the results fresh storage, makes the lists to submit
-// (the recorded ones, with upload u binding data(u), and arguments bound to
+// (the recorded ones, with upload u binding data(u) unless that is nil
+// (the recorded bytes stay), and arguments bound to
 // the storage of the results and then of the bound inputs) and leaves the
 // encoder's state as encoding them would have. It returns the results'
 // storage and the lists.
@@ -574,10 +602,9 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		return &(*pc)[pos.cmd]
 	}
 	for i, u := range r.uploads {
-		if rt.mut.staleUpload(i) {
-			continue
+		if b := data(i); b != nil {
+			mutable(u.pos).Data = b
 		}
-		mutable(u.pos).Data = data(i)
 	}
 	for _, cp := range r.patches {
 		c := mutable(cp.pos)
@@ -590,23 +617,26 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 	e.passID = passBase + uint64(len(r.passes)) - 1
 	p.seq = e.cbSeq
 
-	// The hazard state encoding these dispatches would have left.
-	abs := func(s relSite) site { return site{cbBase + s.cb, passBase + s.pass, s.seg} }
-	for i := range r.touches {
+	// The hazard state encoding these dispatches would have left: the
+	// buffers that are the same every replay stay owned by the plan (see
+	// storage.state), claimed again only if another plan or an Eval used
+	// one since; the results and bound inputs get theirs now.
+	if !r.claimed {
+		r.slotTouches = r.slotTouches[:0]
+		for i := range r.touches {
+			if s := r.touches[i].st; s != nil {
+				s.state() // as the previous owner left it
+				s.owner, s.touch = r, i
+			} else {
+				r.slotTouches = append(r.slotTouches, i)
+			}
+		}
+		r.claimed = true
+	}
+	r.cbBase, r.passBase = cbBase, passBase
+	for _, i := range r.slotTouches {
 		t := &r.touches[i]
-		s := t.st
-		if s == nil {
-			s = slots[t.slot]
-		}
-		tr := &s.track
-		if t.hasWrite {
-			tr.write = abs(t.write)
-		}
-		tr.reads = tr.reads[:0]
-		for _, rd := range t.reads {
-			tr.reads = append(tr.reads, abs(rd))
-		}
-		tr.lastUse = cbBase + t.lastUse
+		t.apply(slots[t.slot].state(), cbBase, passBase)
 	}
 	for i, rp := range r.passes {
 		after := coverage{upto: passBase - 1}
@@ -648,9 +678,13 @@ func (rt *Runtime) applyReplay(r *replayPlan, k *keyScratch, nodes []*graph.Arra
 		d := k.extArrays[slot].Data().(*arrayData)
 		d.moved = true
 		d.st.refs--
+		rt.changed(d.st)
 	}
 	for _, a := range spent[:len(r.spent)] {
 		a.MarkOverwritten()
+		if d, ok := a.Data().(*arrayData); ok {
+			rt.changed(d.st)
+		}
 	}
 	for i, kr := range r.keep {
 		s := kr.st

@@ -29,8 +29,13 @@ type Options struct {
 	// MemoryLimit caps the device memory the runtime holds, in bytes; 0 means
 	// no cap. Exceeding it makes Eval fail with an error that says so.
 	MemoryLimit int64
-	// NoPlanCache plans every Eval from scratch (see replay.go).
+	// NoPlanCache plans every Eval from scratch (see replay.go), and
+	// every compiled step's Call (it implies NoCompile).
 	NoPlanCache bool
+	// NoCompile makes every compiled step's Call build its graph, check
+	// the call's args against it and evaluate it as EvalAsync does (see
+	// Compiled).
+	NoCompile bool
 }
 
 // DefaultDispatchesPerCommandBuffer is the commit interval when Options
@@ -56,6 +61,10 @@ type Runtime struct {
 	lastEnd  time.Time
 	lastStat Stats
 	closed   bool
+	// epoch counts the changes of holders of the storage compiled traces
+	// read as fixed inputs: a trace verified at the current epoch is still
+	// valid without looking at each of its inputs again.
+	epoch uint64
 }
 
 // New returns a runtime for dev.
@@ -94,14 +103,18 @@ func (rt *Runtime) Close() {
 	e.queue.Close()
 }
 
-// DropPlans empties the plan cache and the compiled steps' traces: their
-// buffers go back to the pool, and the next Eval or Call of each structure
-// is planned (or traced) again. For memory pressure, and for measuring the
-// memory that evaluated arrays alone hold.
-func (rt *Runtime) DropPlans() {
+// ReleaseMemory empties the plan cache and the compiled steps' traces (the
+// next Eval or Call of each structure is planned, or traced, again) and
+// gives the pool's idle buffers back to the device; buffers that work in
+// flight may still use stay pooled. What remains held is the memory of
+// evaluated arrays and of work in flight. For memory pressure, and for
+// measuring what evaluated arrays alone hold.
+func (rt *Runtime) ReleaseMemory() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.enc.poll()
 	rt.dropPlans()
+	rt.pool.trim(rt.pool.allocated)
 }
 
 func (rt *Runtime) dropPlans() {
@@ -111,7 +124,7 @@ func (rt *Runtime) dropPlans() {
 	rt.cache.entries = nil
 	for _, c := range rt.compiled {
 		for _, tr := range c.traces {
-			rt.release(tr.plan)
+			rt.dropTrace(tr)
 		}
 		clear(c.traces)
 		c.order = nil
@@ -269,8 +282,9 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	return rt.eval(outs, nil)
 }
 
-// eval is EvalAsync with rt.mu held. With tr, it traces a compiled step:
-// the plan is recorded into tr at once, and the plan cache is left alone.
+// eval is EvalAsync with rt.mu held. With tr, it checks a compiled step's
+// inputs, and if tr.compile it traces the step: the plan is recorded into
+// tr at once, and the plan cache is left alone.
 func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
@@ -289,9 +303,15 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	k := &rt.cache.scratch
 	defer func() { clear(k.extArrays) }() // keep no array of this graph alive
 	var en *cacheEntry
-	cached := tr == nil && len(nodes) > 0 && !rt.opts.NoPlanCache
+	tracing := tr != nil && tr.compile
+	cached := !tracing && len(nodes) > 0 && !rt.opts.NoPlanCache
 	if cached || tr != nil {
 		rt.buildKey(k, w, nodes, outs)
+	}
+	if tr != nil {
+		if err := tr.checkInputs(consts, w); err != nil {
+			return nil, err
+		}
 	}
 	if cached && k.ok {
 		en = rt.cache.lookup(&k.planKey)
@@ -306,10 +326,7 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	}
 	var rec *recording
 	switch {
-	case tr != nil:
-		if err := tr.checkInputs(consts, w); err != nil {
-			return nil, err
-		}
+	case tracing:
 		if len(nodes) > 0 {
 			rec = &recording{free: map[int64][]*storage{}}
 		}
@@ -363,8 +380,8 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	if rec != nil {
 		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
 		r.sites, r.cbFirst = p.sites, p.cbFirst
-		if tr != nil {
-			if !tr.record(r, pl, k, consts, outs) {
+		if tracing {
+			if !tr.record(r, pl, k, outs) {
 				rt.release(r)
 			}
 		} else {
@@ -420,6 +437,7 @@ func (d *arrayData) drop() {
 		return
 	}
 	d.st.refs--
+	rt.changed(d.st)
 	switch {
 	case d.st.refs > 0:
 	case rt.closed: // nothing is in flight, and nobody will take it from the pool

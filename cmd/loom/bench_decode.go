@@ -15,6 +15,7 @@ import (
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -43,7 +44,10 @@ type decodeResult struct {
 	CommandBuffers    float64 `json:"command_buffers_per_step"`
 	HostWaits         float64 `json:"host_waits_per_step"`
 	SplitAttention    float64 `json:"split_attention_per_step"`
-	HostOverheadms    float64 `json:"host_overhead_ms"` // a step's time less its device wait: graph build, plan, encode, token read-back
+	HostOverheadms    float64 `json:"host_overhead_ms"` // mean of a step's time less its device wait: scheduling, replaying (or building, planning, encoding), token read-back
+	HostUsPerStep     float64 `json:"host_us_per_step"` // median of the same, in µs
+	ReplayedSteps     int     `json:"replayed_steps"`   // timed steps the runtime replayed (Stats.CacheHits)
+	NoCache           bool    `json:"nocache"`          // every step planned (runtime.Options.NoPlanCache)
 	Hazards           int     `json:"hazards"`
 	CheckingDevice    bool    `json:"checking_device"`
 	SetupSeconds      float64 `json:"setup_s"`
@@ -61,6 +65,7 @@ func benchDecode(args []string) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
+	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,7 +91,7 @@ func benchDecode(args []string) error {
 		return err
 	}
 	setup := time.Now()
-	rt, where, hazards, err := openRuntime(*device, *check)
+	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{NoPlanCache: *noCache})
 	if err != nil {
 		return err
 	}
@@ -121,13 +126,12 @@ func benchDecode(args []string) error {
 		}
 	}
 	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
-		Device: where, CheckingDevice: *check, SetupSeconds: time.Since(setup).Seconds(),
+		Device: where, CheckingDevice: *check, NoCache: *noCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
 		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, where)
 
-	var times []time.Duration
-	var overhead time.Duration
+	var times, hosts []time.Duration
 	// On the CPU the read bandwidth is measured again right before and
 	// after the timed steps (the steps themselves leave the device no
 	// quiet moment): on a shared machine the figure taken at setup can be
@@ -181,7 +185,8 @@ func benchDecode(args []string) error {
 		res.CommandBuffers += float64(s.CommandBuffers)
 		res.HostWaits += float64(s.HostWaits)
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
-		overhead += st.Time - s.Wait
+		hosts = append(hosts, st.Time-s.Wait)
+		res.ReplayedSteps += s.CacheHits
 	}
 	if probe != nil {
 		probeReads()
@@ -192,7 +197,12 @@ func benchDecode(args []string) error {
 	res.CommandBuffers /= n
 	res.HostWaits /= n
 	res.SplitAttention /= n
+	var overhead time.Duration
+	for _, h := range hosts {
+		overhead += h
+	}
 	res.HostOverheadms = ms(overhead) / n
+	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
 	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
@@ -220,8 +230,10 @@ func benchDecode(args []string) error {
 		fmt.Printf("  read bandwidth right before and after the steps: median %.1f GB/s (%.1f–%.1f); the limit below uses it\n", res.ReadGBs, reads[0], reads[len(reads)-1])
 	}
 	fmt.Printf("  weight-read limit %.2f ms: TPOT is %.2f× the limit\n", res.WeightLimitms, res.TPOTms/res.WeightLimitms)
-	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (graph build, plan, encode, token read-back: a step's time less its device wait)\n",
-		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention, res.HostOverheadms)
+	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls\n",
+		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention)
+	fmt.Printf("  host work per step (a step's time less its device wait): %.0f µs median, %.2f ms mean; %d of %d steps replayed\n",
+		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, *steps)
 	if *check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
 	}

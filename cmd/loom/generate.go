@@ -13,8 +13,8 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
-	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -71,7 +71,7 @@ func runGenerate(args []string) error {
 		return fmt.Errorf("-repetition-window %d: want at least 1", *window)
 	}
 
-	rt, where, hazards, err := openRuntime(*device, *check)
+	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{})
 	if err != nil {
 		return err
 	}
@@ -151,9 +151,9 @@ func checkBlockSize(n int) error {
 
 // openRuntime returns a runtime on the named device, a description of it,
 // and the hazards the checking CPU device has found (none elsewhere).
-func openRuntime(device string, check bool) (*runtime.Runtime, string, func() []cpu.Hazard, error) {
+func openRuntime(device string, check bool, opts runtime.Options) (*runtime.Runtime, string, func() []cpu.Hazard, error) {
 	if device == "cpu" {
-		rt, dev, err := newCPURuntime(check)
+		rt, dev, err := newCPURuntime(check, opts)
 		where := fmt.Sprintf("CPU, %d workers", dev.Workers())
 		if check {
 			where += ", checking mode"
@@ -167,15 +167,15 @@ func openRuntime(device string, check bool) (*runtime.Runtime, string, func() []
 	if err != nil {
 		return nil, "", nil, err
 	}
-	rt, err := runtime.New(dev, runtime.Options{})
+	rt, err := runtime.New(dev, opts)
 	return rt, device, func() []cpu.Hazard { return nil }, err
 }
 
 // newCPURuntime returns a runtime on the CPU device, in checking mode if
 // asked.
-func newCPURuntime(check bool) (*runtime.Runtime, *cpu.Device, error) {
+func newCPURuntime(check bool, opts runtime.Options) (*runtime.Runtime, *cpu.Device, error) {
 	dev := cpu.New(cpu.Options{Check: check})
-	rt, err := runtime.New(dev, runtime.Options{})
+	rt, err := runtime.New(dev, opts)
 	return rt, dev, err
 }
 
