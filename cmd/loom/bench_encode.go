@@ -118,5 +118,8 @@ func benchEncode(args []string) error {
 	fmt.Printf("  host: build %.0f µs + plan %.0f µs + encode %.0f µs = %.0f µs: %.2f µs per node, %.2f µs per dispatch\n",
 		res.BuildUs, res.PlanUs, res.EncodeUs, host, res.HostUsPerNode, res.HostUsPerDispatch)
 	fmt.Printf("  beside the device's %.2f ms for the step: host work is %.1f%% of it\n", res.DeviceMs, host/10/res.DeviceMs)
+	if *device == "cuda" {
+		fmt.Printf("  %s\n", cudaGraphSummary())
+	}
 	return nil
 }
