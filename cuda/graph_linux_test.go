@@ -427,3 +427,59 @@ func TestGraphLaunchErrorsUnchanged(t *testing.T) {
 		t.Errorf("statistics %+v, want 3 graph launches (the bad command buffer launch by launch)", st)
 	}
 }
+
+// TestGraphKey: every field of a launch's structure changes the key, and
+// its arguments' values do not.
+func TestGraphKey(t *testing.T) {
+	k1, k2 := &kernel{name: "k1", fn: 0x1000}, &kernel{name: "k2", fn: 0x2000}
+	x, y := &buffer{ptr: 0x10, n: 64}, &buffer{ptr: 0x20, n: 64}
+	dim := func(x, y, z int) primitives.Dim3 { return primitives.Dim3{X: x, Y: y, Z: z} }
+	base := launch{k: k1, grid: dim(4, 2, 1), group: dim(128, 1, 1), args: []runtime.BufferArg{{Buffer: x}, {Buffer: y}},
+		params: &primitives.RowsParams{Rows: 1}, shared: 256}
+	key := func(l launch) string { return string(appendKey(nil, []launch{base, l})) }
+	same := base
+	same.args = []runtime.BufferArg{{Buffer: y, Offset: 8}, {Buffer: x}}
+	same.params = &primitives.RowsParams{Rows: 7}
+	if key(same) != key(base) {
+		t.Error("other buffers and params changed the key")
+	}
+	for name, change := range map[string]func(*launch){
+		"kernel":    func(l *launch) { l.k = k2 },
+		"grid x":    func(l *launch) { l.grid.X++ },
+		"grid y":    func(l *launch) { l.grid.Y++ },
+		"grid z":    func(l *launch) { l.grid.Z++ },
+		"group x":   func(l *launch) { l.group.X++ },
+		"group y":   func(l *launch) { l.group.Y++ },
+		"group z":   func(l *launch) { l.group.Z++ },
+		"shared":    func(l *launch) { l.shared++ },
+		"arguments": func(l *launch) { l.args = l.args[:1] },
+	} {
+		l := base
+		change(&l)
+		if key(l) == key(base) {
+			t.Errorf("a different %s did not change the key", name)
+		}
+	}
+	if string(appendKey(nil, []launch{base})) == key(base) {
+		t.Error("the number of launches did not change the key")
+	}
+}
+
+// TestNearestExec: an exact match wins, else the exec with the fewest
+// launches whose values differ.
+func TestNearestExec(t *testing.T) {
+	offs := []int{0, 2, 4, 6}
+	exec := func(v string) *graphExec { return &graphExec{vals: []byte(v), offs: offs} }
+	far, near, exact := exec("aaaaaa"), exec("xxyyaa"), exec("xxyyzz")
+	g := &graphKey{execs: []*graphExec{far, near, exact}}
+	if e, diff := nearestExec(g, []byte("xxyyzz"), offs); e != exact || diff != 0 {
+		t.Errorf("exact values: exec %p with %d differences, want %p with 0", e, diff, exact)
+	}
+	g.execs = g.execs[:2]
+	if e, diff := nearestExec(g, []byte("xxyyzz"), offs); e != near || diff != 1 {
+		t.Errorf("exec %p with %d differences, want %p with 1", e, diff, near)
+	}
+	if e, diff := nearestExec(&graphKey{}, []byte("xxyyzz"), offs); e != nil || diff != len(offs) {
+		t.Errorf("no execs: %p, %d", e, diff)
+	}
+}
