@@ -91,10 +91,11 @@ func BenchmarkCommandBuffer(b *testing.B) {
 		graphs, alter bool
 	}{{"launches", false, false}, {"graph", true, false}, {"graph-update", true, true}} {
 		b.Run(c.name, func(b *testing.B) {
+			was := d.graphs.Load()
 			if err := d.SetGraphs(c.graphs); err != nil {
 				b.Fatal(err)
 			}
-			defer d.SetGraphs(true)
+			defer d.SetGraphs(was)
 			q, err := d.NewQueue()
 			if err != nil {
 				b.Fatal(err)

@@ -53,8 +53,9 @@ const arenaBytes = 4096
 // Open opens CUDA device 0 and compiles the kernels for it. If this machine
 // has no CUDA driver or device, the error satisfies IsUnavailable.
 //
-// Command buffers of a repeated structure run as CUDA graphs unless the
-// environment sets LOOM_CUDA_GRAPHS=0 (see SetGraphs).
+// Command buffers of a repeated structure run as CUDA graphs if the
+// environment sets LOOM_CUDA_GRAPHS=1 (see SetGraphs). They are off by
+// default until the graph path has passed the device tests on a GPU.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -84,7 +85,7 @@ func Open() (*Device, error) {
 		d.Close()
 		return nil, err
 	}
-	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
+	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") == "1")
 	return d, nil
 }
 

@@ -17,10 +17,11 @@ import (
 // statistics' growth over f.
 func withGraphs(t *testing.T, d *Device, on bool, f func()) GraphStats {
 	t.Helper()
+	was := d.graphs.Load()
 	if err := d.SetGraphs(on); err != nil {
 		t.Fatal(err)
 	}
-	defer d.SetGraphs(true)
+	defer d.SetGraphs(was)
 	before := d.GraphStats()
 	f()
 	after := d.GraphStats()

@@ -57,8 +57,8 @@ func benchMembwCUDA(sizeMiB, reps int) error {
 	return nil
 }
 
-// cudaGraphSummary describes the CUDA graphs the device ran so far (set
-// LOOM_CUDA_GRAPHS=0 to compare without them).
+// cudaGraphSummary describes the CUDA graphs the device ran so far
+// (LOOM_CUDA_GRAPHS=1 turns them on).
 func cudaGraphSummary() string {
 	if cudaDev == nil {
 		return ""
