@@ -306,6 +306,7 @@ func (q *queue) launch(l *launch, status uint64) error {
 	return nil
 }
 
+// launchError is the error of a dispatch of k that cannot be launched.
 func launchError(k *kernel, format string, args ...any) error {
 	return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
 }
