@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -22,6 +23,8 @@ type queue struct {
 	events   []uintptr        // idle CUevents
 	blocks   []*statusBlock   // idle status blocks
 	closed   bool
+	graphs   graphCache // graph execs by command-buffer structure
+	vals     []byte     // launch's scratch for argument values
 }
 
 // NewQueue creates a stream that does not synchronise with the legacy
@@ -50,7 +53,7 @@ func (q *queue) NewEvent() runtime.Event {
 }
 
 // Close waits for the work committed so far, then destroys the stream and
-// the queue's idle events and status blocks.
+// the queue's graph execs, idle events and status blocks.
 func (q *queue) Close() {
 	d := q.dev
 	q.mu.Lock()
@@ -65,6 +68,7 @@ func (q *queue) Close() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		q.retire(len(q.inflight), err)
+		q.destroyGraphs()
 		for _, ev := range q.events {
 			d.drv.call(d.drv.eventDestroy, ev)
 		}
@@ -152,6 +156,7 @@ type commandBuffer struct {
 	// Set when issued, with q.mu held:
 	done   uintptr // CUevent recorded after the launches
 	status *statusBlock
+	exec   *graphExec // the graph exec launched instead of the launches, if any
 
 	mu  sync.Mutex
 	err error
@@ -216,10 +221,11 @@ func (cb *commandBuffer) signal() {
 	}
 }
 
-// issue launches cb's dispatches in order. A dispatch that cannot be
-// launched fails the command buffer and the ones after it are skipped; the
-// status copy and the completion event are still recorded. Inside do, with
-// q.mu held.
+// issue issues cb's dispatches in order: as one launch of a graph exec
+// when cb repeats a structure seen before (graph_linux.go), else launch by
+// launch. A dispatch that cannot be launched fails the command buffer and
+// the ones after it are skipped; the status copy and the completion event
+// are still recorded. Inside do, with q.mu held.
 func (q *queue) issue(cb *commandBuffer) error {
 	d := q.dev
 	var err error
@@ -228,20 +234,26 @@ func (q *queue) issue(cb *commandBuffer) error {
 		return err
 	}
 	n := uintptr(len(cb.launches) * statusWords)
-	if n > 0 {
-		if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
-			q.blocks = append(q.blocks, cb.status)
-			return err
+	records := cb.status.dev // where the kernels write their status records
+	if e := q.launchGraph(cb); e != nil {
+		cb.exec, records = e, e.status.dev
+		e.inflight++
+	} else {
+		if n > 0 {
+			if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
+				q.blocks = append(q.blocks, cb.status)
+				return err
+			}
+		}
+		for i := range cb.launches {
+			if err := q.launch(&cb.launches[i], cb.status.dev+uint64(i*statusWords*4)); err != nil {
+				cb.fail(err)
+				break
+			}
 		}
 	}
-	for i := range cb.launches {
-		if err := q.launch(&cb.launches[i], cb.status.dev+uint64(i*statusWords*4)); err != nil {
-			cb.fail(err)
-			break
-		}
-	}
 	if n > 0 {
-		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(cb.status.dev), 4*n, q.stream); err != nil {
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(records), 4*n, q.stream); err != nil {
 			cb.fail(err)
 		}
 	}
@@ -258,6 +270,10 @@ func (q *queue) issue(cb *commandBuffer) error {
 			q.events = append(q.events, cb.done)
 			cb.done = 0
 		}
+		if cb.exec != nil {
+			cb.exec.inflight--
+			cb.exec = nil
+		}
 		q.blocks = append(q.blocks, cb.status)
 		return err
 	}
@@ -268,67 +284,25 @@ func (q *queue) issue(cb *commandBuffer) error {
 	return nil
 }
 
-// launch lays out one dispatch's kernel parameters in the arena and calls
-// cuLaunchKernel. The arena holds the array of parameter pointers followed
-// by the values: a device pointer per buffer argument, the params struct,
-// and the pointer to the dispatch's status record.
+// launch checks one dispatch, lays out its kernel parameters in the arena
+// and calls cuLaunchKernel.
 func (q *queue) launch(l *launch, status uint64) error {
 	if l.k == nil {
 		return q.upload(l)
 	}
-	d, k := q.dev, l.k
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
+	vals, skip, err := q.values(l, q.vals[:0])
+	q.vals = vals
+	if err != nil || skip {
+		return err
 	}
-	if len(l.args) != len(k.args) {
-		return fail("%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
-	}
-	if l.grid.Count() == 0 {
-		return nil // no work
-	}
-	if l.group.Count() <= 0 || l.group.Count() > d.caps.MaxThreadsPerGroup {
-		return fail("threads per group %v outside [1, %d]", l.group, d.caps.MaxThreadsPerGroup)
-	}
-	if l.grid.X < 0 || l.grid.Y < 0 || l.grid.Z < 0 || l.grid.X > d.maxGrid[0] || l.grid.Y > d.maxGrid[1] || l.grid.Z > d.maxGrid[2] {
-		return fail("grid %v outside the device's limits %v", l.grid, d.maxGrid)
-	}
-	var pbytes []byte
-	switch {
-	case k.params == nil && l.params != nil:
-		return fail("params %T given to a kernel that takes none", l.params)
-	case k.params != nil:
-		v := reflect.ValueOf(l.params)
-		if !v.IsValid() || v.Type() != k.paramsPtr || v.IsNil() {
-			return fail("params %T, want *%v", l.params, k.params)
-		}
-		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
-	}
-	valuesOff, paramsOff, statusOff := k.valuesOff, k.paramsOff, k.statusOff
-	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
-	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
-	base := uint64(uintptr(d.arena))
-	for i, a := range l.args {
-		b := a.Buffer.(*buffer)
-		if err := b.span(a.Offset, a.Size); err != nil {
-			return fail("argument %s: %v", a.Name, err)
-		}
-		words[i] = base + uint64(valuesOff+8*i)
-		words[valuesOff/8+i] = b.ptr + uint64(a.Offset)
-	}
-	p := len(k.args)
-	if pbytes != nil {
-		copy(arena[paramsOff:], pbytes)
-		words[p] = base + uint64(paramsOff)
-		p++
-	}
-	words[statusOff/8] = status
-	words[p] = base + uint64(statusOff)
-	err := d.drv.call(d.drv.launchKernel, k.fn,
+	q.put(l.k, vals, status)
+	d := q.dev
+	err = d.drv.call(d.drv.launchKernel, l.k.fn,
 		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
 		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
 		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
 	if err != nil {
-		return fail("grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
+		return launchError(l.k, "grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
 	}
 	return nil
 }
@@ -347,6 +321,72 @@ func (q *queue) upload(l *launch) error {
 	}
 	d := q.dev
 	return d.drv.call(d.drv.memcpyHtoDAsync, uintptr(b.ptr)+uintptr(a.Offset), uintptr(unsafe.Pointer(&l.data[0])), uintptr(len(l.data)), q.stream)
+}
+
+// launchError is the error of a dispatch of k that cannot be launched.
+func launchError(k *kernel, format string, args ...any) error {
+	return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
+}
+
+// values checks a dispatch against its kernel and the device's limits and
+// appends its argument values to vals: a device pointer per buffer
+// argument, then the params struct's bytes. skip reports a dispatch with
+// no work, which launches nothing.
+func (q *queue) values(l *launch, vals []byte) (_ []byte, skip bool, _ error) {
+	d, k := q.dev, l.k
+	if len(l.args) != len(k.args) {
+		return vals, false, launchError(k, "%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
+	}
+	if l.grid.Count() == 0 {
+		return vals, true, nil
+	}
+	if l.group.Count() <= 0 || l.group.Count() > d.caps.MaxThreadsPerGroup {
+		return vals, false, launchError(k, "threads per group %v outside [1, %d]", l.group, d.caps.MaxThreadsPerGroup)
+	}
+	if l.grid.X < 0 || l.grid.Y < 0 || l.grid.Z < 0 || l.grid.X > d.maxGrid[0] || l.grid.Y > d.maxGrid[1] || l.grid.Z > d.maxGrid[2] {
+		return vals, false, launchError(k, "grid %v outside the device's limits %v", l.grid, d.maxGrid)
+	}
+	var pbytes []byte
+	switch {
+	case k.params == nil && l.params != nil:
+		return vals, false, launchError(k, "params %T given to a kernel that takes none", l.params)
+	case k.params != nil:
+		v := reflect.ValueOf(l.params)
+		if !v.IsValid() || v.Type() != k.paramsPtr || v.IsNil() {
+			return vals, false, launchError(k, "params %T, want *%v", l.params, k.params)
+		}
+		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
+	}
+	for _, a := range l.args {
+		b := a.Buffer.(*buffer)
+		if err := b.span(a.Offset, a.Size); err != nil {
+			return vals, false, launchError(k, "argument %s: %v", a.Name, err)
+		}
+		vals = binary.LittleEndian.AppendUint64(vals, b.ptr+uint64(a.Offset))
+	}
+	return append(vals, pbytes...), false, nil
+}
+
+// put lays out the kernel parameters of a dispatch of k in the arena: the
+// array of parameter pointers, then the values from q.values (a device
+// pointer per buffer argument, the params struct) and the pointer to the
+// dispatch's status record. The driver copies them when it is called.
+func (q *queue) put(k *kernel, vals []byte, status uint64) {
+	d := q.dev
+	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
+	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
+	base := uint64(uintptr(d.arena))
+	copy(arena[k.valuesOff:], vals)
+	p := len(k.args)
+	for i := range p {
+		words[i] = base + uint64(k.valuesOff+8*i)
+	}
+	if k.params != nil {
+		words[p] = base + uint64(k.paramsOff)
+		p++
+	}
+	words[k.statusOff/8] = status
+	words[p] = base + uint64(k.statusOff)
 }
 
 // poll retires the command buffers that have completed, without blocking.
@@ -415,6 +455,10 @@ func (q *queue) retire(n int, err error) {
 			}
 			q.blocks = append(q.blocks, cb.status)
 			cb.status = nil
+		}
+		if cb.exec != nil {
+			cb.exec.inflight--
+			cb.exec = nil
 		}
 		if cb.done != 0 {
 			q.events = append(q.events, cb.done)

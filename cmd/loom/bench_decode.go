@@ -237,6 +237,9 @@ func benchDecode(args []string) error {
 	if *check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
 	}
+	if *device == "cuda" {
+		fmt.Printf("  %s\n", cudaGraphSummary())
+	}
 	return nil
 }
 

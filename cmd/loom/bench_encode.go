@@ -169,5 +169,8 @@ func benchEncode(args []string) error {
 			res.Replayed, *steps, res.HostUsReplay, 100*res.HostUsReplay/res.HostUsCold, res.EvalUsReplay)
 	}
 	fmt.Printf("  runtime: %d steps replayed, %d planned\n", res.CacheHits, res.CacheMisses)
+	if *device == "cuda" {
+		fmt.Printf("  %s\n", cudaGraphSummary())
+	}
 	return nil
 }
