@@ -72,9 +72,10 @@ type hbNode struct {
 	succs   []int32
 	pending int32 // predecessors not yet completed
 	done    bool
-	op      *op
-	cb      *commandBuffer
-	sig     signal
+	cmd     *runtime.Command
+	index   int // a dispatch's position among its list's dispatches
+	sub     *submission
+	sig     runtime.Signal
 	what    string // host nodes: what the host did
 }
 
@@ -177,54 +178,59 @@ func (c *checker) addHost(what string, extra ...int32) int32 {
 	return id
 }
 
-// commit turns a command buffer's encoded commands into nodes, checks their
+// commit turns a submitted list's commands into nodes, checks their
 // accesses and schedules them.
-func (c *checker) commit(cb *commandBuffer) {
+func (c *checker) commit(sub *submission) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	first := int32(len(c.nodes))
 	h := c.addHost("commit")
 	start := c.add(nodeJoin, h)
 	var ends []int32
-	for _, p := range cb.passes {
+	index := 0 // of the next dispatch
+	for _, p := range sub.list.Passes {
 		gate := start
 		var seg []int32
-		for i := range p.ops {
-			o := &p.ops[i]
-			switch o.kind {
-			case opDispatch:
+		for i := range p.Commands {
+			o := &p.Commands[i]
+			switch o.Kind {
+			case runtime.CmdDispatch, runtime.CmdUpload:
 				n := c.add(nodeDispatch, gate)
-				c.nodes[n].op, c.nodes[n].cb = o, cb
+				c.nodes[n].cmd, c.nodes[n].sub, c.nodes[n].index = o, sub, index
+				if o.Kind == runtime.CmdDispatch {
+					index++
+				}
 				seg = append(seg, n)
-				for ai, a := range o.args {
+				for ai, a := range o.Args {
 					c.access(n, a.Buffer.(*buffer), a.Offset, a.Size, a.Access, ai)
 				}
-			case opBarrier:
+			case runtime.CmdBarrier:
 				gate = c.add(nodeJoin, append([]int32{gate}, seg...)...)
 				seg = nil
-			case opWait:
-				if u, ok := c.fenceLast[o.fence]; ok {
+			case runtime.CmdWaitFence:
+				if u, ok := c.fenceLast[o.Fence.(*fence)]; ok {
 					gate = c.add(nodeJoin, gate, u)
 				}
-			case opUpdate:
-				c.fenceLast[o.fence] = c.add(nodeJoin, append([]int32{gate}, seg...)...)
+			case runtime.CmdUpdateFence:
+				c.fenceLast[o.Fence.(*fence)] = c.add(nodeJoin, append([]int32{gate}, seg...)...)
 			}
 		}
 		ends = append(ends, c.add(nodeJoin, append([]int32{gate}, seg...)...))
 	}
 	end := c.add(nodeJoin, append([]int32{start}, ends...)...)
-	for _, s := range cb.signals {
+	for _, s := range sub.list.Signals {
+		ev := s.Event.(*event)
 		preds := []int32{end}
-		if prev, ok := c.lastSig[s.ev]; ok {
+		if prev, ok := c.lastSig[ev]; ok {
 			preds = append(preds, prev)
 		}
 		n := c.add(nodeSignal, preds...)
 		c.nodes[n].sig = s
-		c.lastSig[s.ev] = n
-		if c.signals[s.ev] == nil {
-			c.signals[s.ev] = map[uint64]int32{}
+		c.lastSig[ev] = n
+		if c.signals[ev] == nil {
+			c.signals[ev] = map[uint64]int32{}
 		}
-		c.signals[s.ev][s.value] = n
+		c.signals[ev][s.Value] = n
 	}
 	// Link and schedule the new nodes.
 	var ready []int32
@@ -264,11 +270,11 @@ func (c *checker) start(id int32) {
 		c.wake.Signal()
 		return
 	}
-	o, cb := n.op, n.cb
+	o, sub, index := n.cmd, n.sub, n.index
 	go func() {
-		err := cb.q.dev.execute(o)
+		err := sub.q.dev.execute(o, index)
 		if err != nil {
-			cb.fail(err)
+			sub.fail(err)
 		}
 		c.mu.Lock()
 		c.complete(id)
@@ -306,10 +312,10 @@ func (c *checker) serial() {
 		id := c.ready[i]
 		c.ready[i] = c.ready[len(c.ready)-1]
 		c.ready = c.ready[:len(c.ready)-1]
-		o, cb := c.nodes[id].op, c.nodes[id].cb
+		o, sub, index := c.nodes[id].cmd, c.nodes[id].sub, c.nodes[id].index
 		c.mu.Unlock()
-		if err := cb.q.dev.execute(o); err != nil {
-			cb.fail(err)
+		if err := sub.q.dev.execute(o, index); err != nil {
+			sub.fail(err)
 		}
 		c.mu.Lock()
 		c.complete(id)
@@ -326,7 +332,7 @@ func (c *checker) complete(id int32) {
 		n := &c.nodes[id]
 		n.done = true
 		if n.kind == nodeSignal {
-			n.sig.ev.set(n.sig.value)
+			n.sig.Event.(*event).set(n.sig.Value)
 		}
 		for _, s := range n.succs {
 			m := &c.nodes[s]
@@ -537,8 +543,12 @@ func (c *checker) describe(a access) string {
 		return n.what
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "dispatch %s(", n.op.k.name)
-	for i, arg := range n.op.args {
+	if n.cmd.Kind == runtime.CmdUpload {
+		b.WriteString("upload(")
+	} else {
+		fmt.Fprintf(&b, "dispatch %s(", n.cmd.Kernel.Name())
+	}
+	for i, arg := range n.cmd.Args {
 		if i > 0 {
 			b.WriteString(", ")
 		}

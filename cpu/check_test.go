@@ -39,17 +39,17 @@ func newRig(t *testing.T) *rig {
 }
 
 // copyOp dispatches a copy of n bytes from src[so:] to dst[do:].
-func (r *rig) copyOp(e runtime.Encoder, src runtime.Buffer, so int64, dst runtime.Buffer, do, n int64) {
+func (r *rig) copyOp(e *runtime.CommandList, src runtime.Buffer, so int64, dst runtime.Buffer, do, n int64) {
 	e.Dispatch(r.k, primitives.Dim3{X: 1, Y: 1, Z: 1}, primitives.Dim3{X: 1, Y: 1, Z: 1}, []runtime.BufferArg{
 		{Buffer: src, Offset: so, Size: n, Access: primitives.Read, Name: "src"},
 		{Buffer: dst, Offset: do, Size: n, Access: primitives.Write, Name: "dst"},
 	}, &primitives.CopyParams{Bytes: uint32(n)}, 0)
 }
 
-func (r *rig) commit(cb runtime.CommandBuffer) {
+func (r *rig) commit(cb *runtime.CommandList) {
 	r.seq++
 	cb.Signal(r.ev, r.seq)
-	cb.Commit()
+	r.q.Submit(cb)
 }
 
 func (r *rig) hazards() []cpu.Hazard {
@@ -60,12 +60,11 @@ func (r *rig) hazards() []cpu.Hazard {
 func TestCheckerByteRanges(t *testing.T) {
 	r := newRig(t)
 	a, b := r.bufs[0], r.bufs[1]
-	cb := r.q.NewCommandBuffer()
-	e := cb.NewPass()
-	r.copyOp(e, a, 0, b, 0, 16)  // writes b[0,16)
-	r.copyOp(e, a, 0, b, 16, 16) // writes b[16,32): disjoint, fine unordered
-	r.copyOp(e, b, 0, a, 32, 8)  // reads b[0,8), not ordered after the write of b[0,16)
-	e.End()
+	cb := &runtime.CommandList{}
+	cb.NewPass()
+	r.copyOp(cb, a, 0, b, 0, 16)  // writes b[0,16)
+	r.copyOp(cb, a, 0, b, 16, 16) // writes b[16,32): disjoint, fine unordered
+	r.copyOp(cb, b, 0, a, 32, 8)  // reads b[0,8), not ordered after the write of b[0,16)
 	r.commit(cb)
 	hz := r.hazards()
 	if len(hz) != 1 || hz[0].Kind != "read-after-write" || hz[0].Bytes != [2]int64{0, 8} {
@@ -79,13 +78,12 @@ func TestCheckerByteRanges(t *testing.T) {
 func TestCheckerBarrier(t *testing.T) {
 	r := newRig(t)
 	a, b := r.bufs[0], r.bufs[1]
-	cb := r.q.NewCommandBuffer()
-	e := cb.NewPass()
-	r.copyOp(e, a, 0, b, 0, 32)
-	e.Barrier()
-	r.copyOp(e, b, 0, a, 32, 32) // ordered by the barrier
-	r.copyOp(e, b, 0, r.bufs[2], 0, 32)
-	e.End()
+	cb := &runtime.CommandList{}
+	cb.NewPass()
+	r.copyOp(cb, a, 0, b, 0, 32)
+	cb.Barrier()
+	r.copyOp(cb, b, 0, a, 32, 32) // ordered by the barrier
+	r.copyOp(cb, b, 0, r.bufs[2], 0, 32)
 	r.commit(cb)
 	if hz := r.hazards(); len(hz) != 0 {
 		t.Fatalf("a barrier orders the pass: %v", hz)
@@ -97,20 +95,18 @@ func TestCheckerFences(t *testing.T) {
 		r := newRig(t)
 		a, b := r.bufs[0], r.bufs[1]
 		f := r.q.NewFence()
-		cb1 := r.q.NewCommandBuffer()
-		e := cb1.NewPass()
-		r.copyOp(e, a, 0, b, 0, 32)
-		e.UpdateFence(f)
-		e.End()
+		cb1 := &runtime.CommandList{}
+		cb1.NewPass()
+		r.copyOp(cb1, a, 0, b, 0, 32)
+		cb1.UpdateFence(f)
 		r.commit(cb1)
-		cb2 := r.q.NewCommandBuffer()
-		e = cb2.NewPass()
-		r.copyOp(e, a, 0, r.bufs[2], 0, 8) // independent: before the wait
+		cb2 := &runtime.CommandList{}
+		cb2.NewPass()
+		r.copyOp(cb2, a, 0, r.bufs[2], 0, 8) // independent: before the wait
 		if wait {
-			e.WaitFence(f)
+			cb2.WaitFence(f)
 		}
-		r.copyOp(e, b, 0, a, 32, 32) // reads b, writes a[32,64)
-		e.End()
+		r.copyOp(cb2, b, 0, a, 32, 32) // reads b, writes a[32,64)
 		r.commit(cb2)
 		hz := r.hazards()
 		if wait && len(hz) != 0 {
@@ -127,15 +123,13 @@ func TestCheckerFenceWaitIsPositional(t *testing.T) {
 	r := newRig(t)
 	a, b := r.bufs[0], r.bufs[1]
 	f := r.q.NewFence()
-	cb := r.q.NewCommandBuffer()
-	e := cb.NewPass()
-	r.copyOp(e, a, 0, b, 0, 32)
-	e.UpdateFence(f)
-	e.End()
-	e = cb.NewPass()
-	r.copyOp(e, b, 0, r.bufs[2], 0, 32) // before the wait: unordered
-	e.WaitFence(f)
-	e.End()
+	cb := &runtime.CommandList{}
+	cb.NewPass()
+	r.copyOp(cb, a, 0, b, 0, 32)
+	cb.UpdateFence(f)
+	cb.NewPass()
+	r.copyOp(cb, b, 0, r.bufs[2], 0, 32) // before the wait: unordered
+	cb.WaitFence(f)
 	r.commit(cb)
 	if hz := r.hazards(); len(hz) != 1 {
 		t.Fatalf("want the dispatch before the wait reported, got %v", hz)
@@ -145,10 +139,9 @@ func TestCheckerFenceWaitIsPositional(t *testing.T) {
 func TestCheckerHostAccess(t *testing.T) {
 	r := newRig(t)
 	a, b := r.bufs[0], r.bufs[1]
-	cb := r.q.NewCommandBuffer()
-	e := cb.NewPass()
-	r.copyOp(e, a, 0, b, 0, 32)
-	e.End()
+	cb := &runtime.CommandList{}
+	cb.NewPass()
+	r.copyOp(cb, a, 0, b, 0, 32)
 	r.commit(cb)
 	// The host writes a while the device may still read it.
 	if err := a.Write(0, make([]byte, 8)); err != nil {
@@ -169,14 +162,45 @@ func TestCheckerHostAccess(t *testing.T) {
 func TestCheckerUseAfterRelease(t *testing.T) {
 	r := newRig(t)
 	a, b := r.bufs[0], r.bufs[1]
-	cb := r.q.NewCommandBuffer()
-	e := cb.NewPass()
-	r.copyOp(e, a, 0, b, 0, 32)
-	e.End()
+	cb := &runtime.CommandList{}
+	cb.NewPass()
+	r.copyOp(cb, a, 0, b, 0, 32)
 	b.Release() // before the command buffer is even committed
 	r.commit(cb)
 	hz := r.hazards()
 	if len(hz) == 0 || hz[0].Kind != "use-after-release" {
 		t.Fatalf("want a use-after-release, got %v", hz)
+	}
+}
+
+// An upload is ordered like a dispatch that writes its range: unordered
+// with an earlier read of it, it is a hazard; after a barrier it is not,
+// and its bytes land.
+func TestCheckerUpload(t *testing.T) {
+	for _, barrier := range []bool{false, true} {
+		r := newRig(t)
+		a, b := r.bufs[0], r.bufs[1]
+		cb := &runtime.CommandList{}
+		cb.NewPass()
+		r.copyOp(cb, a, 0, b, 0, 16) // reads a[0,16)
+		if barrier {
+			cb.Barrier()
+		}
+		cb.Upload(a, 8, []byte{1, 2, 3, 4})
+		r.commit(cb)
+		hz := r.hazards()
+		if barrier != (len(hz) == 0) {
+			t.Fatalf("barrier %v: hazards %v", barrier, hz)
+		}
+		if !barrier && (hz[0].Kind != "write-after-read" || hz[0].Bytes != [2]int64{8, 12} || !strings.Contains(hz[0].Second, "upload(")) {
+			t.Fatalf("want the upload's write-after-read on bytes [8,12), got %v", hz[0])
+		}
+		got := make([]byte, 4)
+		if err := a.Read(8, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "\x01\x02\x03\x04" {
+			t.Fatalf("upload wrote %v", got)
+		}
 	}
 }

@@ -43,6 +43,7 @@ type Device struct {
 	workers int
 	check   *checker // nil unless checking
 	nextBuf atomic.Int64
+	closed  atomic.Bool
 }
 
 // New returns a CPU device.
@@ -82,8 +83,10 @@ func (d *Device) Hazards() []Hazard {
 }
 
 // Close stops the device's scheduler goroutine (checking mode). Work already
-// committed still completes.
+// committed still completes; command buffers committed afterwards fail with
+// runtime.ErrClosed. Closing twice is harmless.
 func (d *Device) Close() {
+	d.closed.Store(true)
 	if d.check != nil {
 		d.check.close()
 	}
@@ -174,7 +177,7 @@ func (k *kernel) Name() string { return k.name }
 func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	fn, ok := lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("kernel %q is not implemented by the CPU device", name)
+		return nil, fmt.Errorf("%w: kernel %q is not implemented by the CPU device", runtime.ErrUnsupportedKernel, name)
 	}
 	return &kernel{name, fn}, nil
 }
@@ -183,7 +186,7 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 func (d *Device) NewQueue() (runtime.Queue, error) {
 	q := &queue{dev: d}
 	if d.check == nil {
-		q.work = make(chan *commandBuffer, 1024)
+		q.work = make(chan *submission, 1024)
 		go q.run()
 	}
 	return q, nil
@@ -192,16 +195,46 @@ func (d *Device) NewQueue() (runtime.Queue, error) {
 type queue struct {
 	dev    *Device
 	fences int
-	work   chan *commandBuffer // normal mode: committed command buffers, in order
+	work   chan *submission // normal mode: submitted lists, in order
+
+	mu     sync.Mutex // orders Submit and Close
+	closed bool
 }
 
-func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
+// Submit runs the list on the worker goroutine (normal mode) or hands it to
+// the checker.
+func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
+	sub := &submission{q: q, list: l}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.dev.closed.Load() {
+		// Nothing will run it: it completes, with the error, once the
+		// signals before its own have been reached.
+		sub.fail(fmt.Errorf("cpu: commit after Close: %w", runtime.ErrClosed))
+		for _, s := range l.Signals {
+			ev := s.Event.(*event)
+			ev.Wait(s.Value - 1)
+			ev.set(s.Value)
+		}
+		return sub
+	}
+	if c := q.dev.check; c != nil {
+		c.commit(sub)
+		return sub
+	}
+	q.work <- sub
+	return sub
+}
 
 // Close ends the queue's worker once the work committed so far is done.
+// Command buffers committed afterwards fail with runtime.ErrClosed.
 func (q *queue) Close() {
-	if q.work != nil {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed && q.work != nil {
 		close(q.work)
 	}
+	q.closed = true
 }
 func (q *queue) NewFence() runtime.Fence { return &fence{} }
 func (q *queue) NewEvent() runtime.Event {
@@ -210,23 +243,29 @@ func (q *queue) NewEvent() runtime.Event {
 	return e
 }
 
-// run executes command buffers one after another in commit order. Running
-// them in encoding order satisfies every ordering the encoder can express.
+// run executes submitted lists one after another in submission order.
+// Running them in encoding order satisfies every ordering the encoder can
+// express.
 func (q *queue) run() {
-	for cb := range q.work {
+	for sub := range q.work {
 		var err error
-		for _, p := range cb.passes {
-			for i := range p.ops {
-				if op := &p.ops[i]; op.kind == opDispatch && err == nil {
-					err = q.dev.execute(op)
+		index := 0 // of the next dispatch
+		for _, p := range sub.list.Passes {
+			for i := range p.Commands {
+				c := &p.Commands[i]
+				if (c.Kind == runtime.CmdDispatch || c.Kind == runtime.CmdUpload) && err == nil {
+					err = q.dev.execute(c, index)
+				}
+				if c.Kind == runtime.CmdDispatch {
+					index++
 				}
 			}
 		}
 		if err != nil {
-			cb.fail(err)
+			sub.fail(err)
 		}
-		for _, s := range cb.signals {
-			s.ev.set(s.value)
+		for _, s := range sub.list.Signals {
+			s.Event.(*event).set(s.Value)
 		}
 	}
 }
@@ -283,111 +322,64 @@ func (e *event) current() uint64 {
 	return e.value
 }
 
-type opKind uint8
-
-const (
-	opDispatch opKind = iota
-	opBarrier
-	opWait
-	opUpdate
-)
-
-// op is one encoded command of a pass.
-type op struct {
-	kind   opKind
-	k      *kernel
-	grid   primitives.Dim3
-	group  primitives.Dim3
-	args   []runtime.BufferArg
-	params any
-	fence  *fence
+// submission is a submitted command list.
+type submission struct {
+	q     *queue
+	list  *runtime.CommandList
+	errMu sync.Mutex // checking mode runs dispatches of one list concurrently
+	err   error
 }
 
-type pass struct {
-	ops   []op
-	ended bool
-}
-
-type signal struct {
-	ev    *event
-	value uint64
-}
-
-type commandBuffer struct {
-	q         *queue
-	passes    []*pass
-	signals   []signal
-	committed bool
-	errMu     sync.Mutex // checking mode runs dispatches of one command buffer concurrently
-	err       error
-}
-
-func (cb *commandBuffer) fail(err error) {
-	cb.errMu.Lock()
-	if cb.err == nil {
-		cb.err = err
+func (sub *submission) fail(err error) {
+	sub.errMu.Lock()
+	if sub.err == nil {
+		sub.err = err
 	}
-	cb.errMu.Unlock()
+	sub.errMu.Unlock()
 }
 
-func (cb *commandBuffer) NewPass() runtime.Encoder {
-	p := &pass{ops: make([]op, 0, 64)}
-	cb.passes = append(cb.passes, p)
-	return &encoder{p: p}
+func (sub *submission) Err() error {
+	sub.errMu.Lock()
+	defer sub.errMu.Unlock()
+	return sub.err
 }
 
-func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
-	cb.signals = append(cb.signals, signal{ev.(*event), value})
-}
-
-func (cb *commandBuffer) Commit() {
-	cb.committed = true
-	if c := cb.q.dev.check; c != nil {
-		c.commit(cb)
-		return
+// execute runs one dispatch or upload, turning a kernel panic into an error
+// so that a kernel bug fails the evaluation instead of the process. A
+// dispatch's errors are runtime.DispatchErrors carrying index, its position
+// among its list's dispatches, so that the runtime can name the op.
+func (d *Device) execute(c *runtime.Command, index int) (err error) {
+	if c.Kind == runtime.CmdUpload {
+		a := c.Args[0]
+		b := a.Buffer.(*buffer)
+		if e := b.span(a.Offset, len(c.Data)); e != nil {
+			return fmt.Errorf("upload: %v", e)
+		}
+		copy(b.data[a.Offset:], c.Data)
+		return nil
 	}
-	cb.q.work <- cb
-}
-
-func (cb *commandBuffer) Err() error {
-	cb.errMu.Lock()
-	defer cb.errMu.Unlock()
-	return cb.err
-}
-
-type encoder struct{ p *pass }
-
-func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	e.p.ops = append(e.p.ops, op{kind: opDispatch, k: k.(*kernel), grid: grid, group: group, args: args, params: params})
-}
-func (e *encoder) Barrier() { e.p.ops = append(e.p.ops, op{kind: opBarrier}) }
-func (e *encoder) WaitFence(f runtime.Fence) {
-	e.p.ops = append(e.p.ops, op{kind: opWait, fence: f.(*fence)})
-}
-func (e *encoder) UpdateFence(f runtime.Fence) {
-	e.p.ops = append(e.p.ops, op{kind: opUpdate, fence: f.(*fence)})
-}
-func (e *encoder) End() { e.p.ended = true }
-
-// execute runs one dispatch, turning a kernel panic into an error so that a
-// kernel bug fails the evaluation instead of the process.
-func (d *Device) execute(o *op) (err error) {
-	call := Call{Grid: o.grid, Group: o.group, Params: o.params, workers: d.workers}
-	call.Args = make([]Arg, len(o.args))
-	for i, a := range o.args {
+	defer func() {
+		if err != nil {
+			err = &runtime.DispatchError{Index: index, Err: err}
+		}
+	}()
+	k := c.Kernel.(*kernel)
+	call := Call{Grid: c.Grid, Group: c.Group, Params: c.Params, workers: d.workers}
+	call.Args = make([]Arg, len(c.Args))
+	for i, a := range c.Args {
 		b := a.Buffer.(*buffer)
 		if e := b.span(a.Offset, int(a.Size)); e != nil {
-			return fmt.Errorf("%s argument %s: %v", o.k.name, a.Name, e)
+			return fmt.Errorf("%s argument %s: %v", k.name, a.Name, e)
 		}
 		call.Args[i] = Arg{Bytes: b.data[a.Offset : a.Offset+a.Size : a.Offset+a.Size], Access: a.Access, Name: a.Name}
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = panicError("cpu kernel "+o.k.name, r)
+			err = panicError("cpu kernel "+k.name, r)
 		}
 	}()
-	if err := o.k.fn(&call); err != nil {
-		return fmt.Errorf("cpu kernel %s: %w", o.k.name, err)
+	if err := k.fn(&call); err != nil {
+		return fmt.Errorf("cpu kernel %s: %w", k.name, err)
 	}
 	return nil
 }

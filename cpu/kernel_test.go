@@ -23,7 +23,7 @@ func TestParallelPanicFailsTheDispatch(t *testing.T) {
 	}}
 	d := New(Options{Workers: 4})
 	buf, _ := d.NewBuffer(16)
-	err := d.execute(&op{k: k, args: []runtime.BufferArg{{Buffer: buf, Size: 16, Access: primitives.Write}}})
+	err := d.execute(&runtime.Command{Kind: runtime.CmdDispatch, Kernel: k, Args: []runtime.BufferArg{{Buffer: buf, Size: 16, Access: primitives.Write}}}, 0)
 	// The error shows where the chunk panicked, whichever goroutine ran it.
 	if err == nil || !strings.Contains(err.Error(), "test_panics panicked") || !strings.Contains(err.Error(), "TestParallelPanicFailsTheDispatch.func1.1(") {
 		t.Fatalf("got %v", err)

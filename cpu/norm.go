@@ -83,12 +83,7 @@ func rmsNormKernel(dt graph.DType) Kernel {
 // float32s) for conversions.
 func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32, tmp []float32) {
 	tx, tw, tz := tmp[:chunk], tmp[chunk:2*chunk], tmp[2*chunk:3*chunk]
-	var ss float32
-	for k := 0; k < d; k += chunk {
-		xs := f32In(dt, x, first+k, 1, min(chunk, d-k), tx)
-		ss += vec.DotF32(xs, xs)
-	}
-	scale := float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
+	scale := rmsScale(dt, x, first, d, eps, tx)
 	for k := 0; k < d; k += chunk {
 		m := min(chunk, d-k)
 		xs := f32In(dt, x, first+k, 1, m, tx)
@@ -99,6 +94,19 @@ func rmsNormRow(dt graph.DType, x, w, out []byte, first, d int, eps float32, tmp
 		}
 		f32Store(dt, out, first+k, 1, z)
 	}
+}
+
+// rmsScale returns 1/sqrt(mean(x²) + eps) of the d elements from first,
+// using tx (chunk float32s) for conversions. Every RMS normalisation takes
+// its scale from here, so the fused kernels' scales are RMSNorm's bit for
+// bit.
+func rmsScale(dt graph.DType, x []byte, first, d int, eps float32, tx []float32) float32 {
+	var ss float32
+	for k := 0; k < d; k += chunk {
+		xs := f32In(dt, x, first+k, 1, min(chunk, d-k), tx)
+		ss += vec.DotF32(xs, xs)
+	}
+	return float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
 }
 
 func init() {

@@ -78,17 +78,16 @@ func (d *Device) MeasureBandwidth(size int64, reps int) (Bandwidth, error) {
 			return 0, err
 		}
 		return best(bytes, func() error {
-			cb := q.NewCommandBuffer()
-			pass := cb.NewPass()
+			var l runtime.CommandList
+			l.NewPass()
 			for range reps {
-				pass.Dispatch(k, grid, group, args, params, 0)
+				l.Dispatch(k, grid, group, args, params, 0)
 			}
-			pass.End()
 			seq++
-			cb.Signal(ev, seq)
-			cb.Commit()
+			l.Signal(ev, seq)
+			sub := q.Submit(&l)
 			ev.Wait(seq)
-			return cb.Err()
+			return sub.Err()
 		})
 	}
 	src0 := runtime.BufferArg{Buffer: src, Size: size, Access: primitives.Read, Name: "src"}

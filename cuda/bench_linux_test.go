@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -81,6 +82,8 @@ type kernelTimer struct {
 	start, end uintptr // CUevents with timing
 	elapsed    cfunc   // cuEventElapsedTime
 	busy       func()  // queues the busy work
+	ev         runtime.Event
+	n          uint64 // the last value signalled on ev
 	release    func()
 }
 
@@ -99,6 +102,7 @@ func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 		tb.Fatal(err)
 	}
 	kt.q = q.(*queue)
+	kt.ev = q.NewEvent()
 	if err := d.do(func() error {
 		if err := d.drv.call(d.drv.eventCreate, uintptr(unsafe.Pointer(&kt.start)), 0); err != nil {
 			return err
@@ -116,15 +120,12 @@ func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 		tb.Fatal(err)
 	}
 	args := []runtime.BufferArg{{Buffer: src, Size: size, Access: primitives.Read, Name: "src"}, {Buffer: dst, Size: size, Access: primitives.Write, Name: "dst"}}
-	kt.busy = func() {
-		cb := kt.q.NewCommandBuffer()
-		pass := cb.NewPass()
-		for range 32 {
-			pass.Dispatch(copyK, cp.Grid, cp.Group, args, cp.Params, 0)
-		}
-		pass.End()
-		cb.Commit()
+	busy := &runtime.CommandList{}
+	busy.NewPass()
+	for range 32 {
+		busy.Dispatch(copyK, cp.Grid, cp.Group, args, cp.Params, 0)
 	}
+	kt.busy = func() { kt.q.Submit(busy) }
 	kt.release = func() {
 		kt.q.Close()
 		src.Release()
@@ -140,18 +141,20 @@ func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 // time returns the GPU time of the launches that record queues, and the
 // host's time to issue them (which must stay under the busy work's for
 // the figure to be the kernels' alone).
-func (kt *kernelTimer) time(tb testing.TB, record func(runtime.Encoder)) (gpu, issue time.Duration) {
+func (kt *kernelTimer) time(tb testing.TB, record func(*runtime.CommandList)) (gpu, issue time.Duration) {
 	tb.Helper()
 	d := kt.d
 	kt.busy()
-	cb := kt.q.NewCommandBuffer()
-	pass := cb.NewPass()
-	record(pass)
-	pass.End()
+	cl := &runtime.CommandList{}
+	cl.NewPass()
+	record(cl)
+	kt.n++
+	cl.Signal(kt.ev, kt.n)
 	t0 := time.Now()
 	err := d.do(func() error { return d.drv.call(d.drv.eventRecord, kt.start, kt.q.stream) })
+	var sub runtime.Submission
 	if err == nil {
-		cb.Commit()
+		sub = kt.q.Submit(cl)
 		err = d.do(func() error { return d.drv.call(d.drv.eventRecord, kt.end, kt.q.stream) })
 	}
 	issue = time.Since(t0)
@@ -164,8 +167,9 @@ func (kt *kernelTimer) time(tb testing.TB, record func(runtime.Encoder)) (gpu, i
 			return d.drv.call(kt.elapsed, uintptr(unsafe.Pointer(&ms)), kt.start, kt.end)
 		})
 	}
-	if err == nil {
-		err = cb.Err()
+	if sub != nil {
+		kt.ev.Wait(kt.n)
+		err = errors.Join(err, sub.Err())
 	}
 	if err != nil {
 		tb.Fatal(err)
@@ -281,7 +285,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				record := func(pass runtime.Encoder) {
+				record := func(pass *runtime.CommandList) {
 					for i := range reps {
 						args := []runtime.BufferArg{
 							{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: "a"},
@@ -311,5 +315,72 @@ func BenchmarkMatMulKernels(b *testing.B) {
 		for _, w := range ws {
 			w.Release()
 		}
+	}
+}
+
+// BenchmarkCommandBuffer commits a command buffer of 40 small dependent
+// additions and waits for it, launch by launch ("launches") and as a graph
+// exec, unchanged ("graph") or with the first dispatch's input alternating
+// between two buffers ("graph-update", one node update per command
+// buffer). commit-µs is the host's time in Commit.
+func BenchmarkCommandBuffer(b *testing.B) {
+	d := device(b)
+	const n, dispatches = 4096, 40
+	add, err := d.Kernel("add_f32")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := primitives.NewElementwiseParams([]int{n}, []int{n}, []int{n})
+	var bufs [3]runtime.Buffer
+	for i := range bufs {
+		if bufs[i], err = d.NewBuffer(4 * n); err != nil {
+			b.Fatal(err)
+		}
+		defer bufs[i].Release()
+	}
+	x, y, z := bufs[0], bufs[1], bufs[2]
+	for _, c := range []struct {
+		name          string
+		graphs, alter bool
+	}{{"launches", false, false}, {"graph", true, false}, {"graph-update", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			was := d.graphs.Load()
+			if err := d.SetGraphs(c.graphs); err != nil {
+				b.Fatal(err)
+			}
+			defer d.SetGraphs(was)
+			q, err := d.NewQueue()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			ev := q.NewEvent()
+			before := d.GraphStats()
+			var commit time.Duration
+			for i := 0; i < b.N; i++ {
+				cb := &runtime.CommandList{}
+				cb.NewPass()
+				for j := range dispatches {
+					in := x
+					if j == 0 && c.alter && i%2 == 1 {
+						in = z
+					}
+					cb.Dispatch(add, primitives.Dim3{X: n / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
+						[]runtime.BufferArg{{Buffer: in, Size: 4 * n, Name: "a"}, {Buffer: y, Size: 4 * n, Name: "b"}, {Buffer: x, Size: 4 * n, Name: "out"}}, p, 0)
+				}
+				cb.Signal(ev, uint64(i+1))
+				t := time.Now()
+				sub := q.Submit(cb)
+				commit += time.Since(t)
+				ev.Wait(uint64(i + 1))
+				if err := sub.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			after := d.GraphStats()
+			b.ReportMetric(float64(commit.Microseconds())/float64(b.N), "commit-µs")
+			b.ReportMetric(float64(after.Launches-before.Launches)/float64(b.N), "graph-launches/op")
+			b.ReportMetric(float64(after.Updates-before.Updates)/float64(b.N), "updates/op")
+		})
 	}
 }

@@ -7,7 +7,10 @@
 // ordering the encoder can ask for (barriers inside a pass, fences between
 // passes and command buffers), so Barrier, WaitFence and UpdateFence have
 // nothing left to do. The host learns of completion through one CUDA event
-// recorded after each command buffer's launches.
+// recorded after each command buffer's launches. A command buffer that
+// repeats the structure of an earlier one (the same kernels, grids and
+// groups) is launched as a CUDA graph exec instead, when graphs are on
+// (graph_linux.go).
 //
 // The kernels are CUDA C (kernels/*.cu), embedded in the package and
 // compiled by NVRTC when the device opens, for the device's compute

@@ -1,8 +1,8 @@
 package cuda
 
 import (
-	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	goruntime "runtime"
 	"sync"
@@ -41,6 +41,9 @@ type Device struct {
 	arena    unsafe.Pointer
 	transfer uintptr // the stream host reads and writes use
 	closed   atomic.Bool
+
+	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
+	graphStats struct{ launches, captures, updates, evictions, failures atomic.Int64 }
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -48,6 +51,10 @@ const arenaBytes = 4096
 
 // Open opens CUDA device 0 and compiles the kernels for it. If this machine
 // has no CUDA driver or device, the error satisfies IsUnavailable.
+//
+// Command buffers of a repeated structure run as CUDA graphs if the
+// environment sets LOOM_CUDA_GRAPHS=1 (see SetGraphs). They are off by
+// default until the graph path has passed the device tests on a GPU.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -77,7 +84,26 @@ func Open() (*Device, error) {
 		d.Close()
 		return nil, err
 	}
+	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") == "1")
 	return d, nil
+}
+
+// SetGraphs turns the running of repeated command-buffer structures as
+// CUDA graphs on or off, for the command buffers committed from now on. It
+// fails if the driver lacks the graph functions.
+func (d *Device) SetGraphs(on bool) error {
+	if on && d.drv.graphErr != nil {
+		return d.drv.graphErr
+	}
+	d.graphs.Store(on)
+	return nil
+}
+
+// GraphStats counts the device's CUDA-graph work since it opened.
+func (d *Device) GraphStats() GraphStats {
+	s := &d.graphStats
+	return GraphStats{Launches: s.launches.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
+		Evictions: s.evictions.Load(), Failures: s.failures.Load()}
 }
 
 // stop releases the context, once no call is running; calls after it
@@ -105,7 +131,7 @@ func (d *Device) do(f func() error) error {
 // in the driver (a wait), or inside do.
 func (d *Device) current(f func() error) error {
 	if d.closed.Load() {
-		return errors.New("cuda: the device is closed")
+		return fmt.Errorf("cuda: the device is closed: %w", runtime.ErrClosed)
 	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
@@ -293,7 +319,7 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	if k, ok := d.kernels[name]; ok {
 		return k, nil
 	}
-	return nil, fmt.Errorf("kernel %q is not implemented by the CUDA device", name)
+	return nil, fmt.Errorf("%w: kernel %q is not implemented by the CUDA device", runtime.ErrUnsupportedKernel, name)
 }
 
 // buffer is device memory from cuMemAlloc.

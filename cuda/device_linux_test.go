@@ -163,21 +163,19 @@ func TestCommandBuffersAndEvents(t *testing.T) {
 	}
 	defer q.Close()
 	ev := q.NewEvent()
-	var cbs []runtime.CommandBuffer
+	var cbs []runtime.Submission
 	for s := 1; s <= steps; s++ {
-		cb := q.NewCommandBuffer()
+		cb := &runtime.CommandList{}
 		for range 2 { // two passes, two dispatches each
-			pass := cb.NewPass()
+			cb.NewPass()
 			for range 2 {
-				pass.Dispatch(add, primitives.Dim3{X: n / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
+				cb.Dispatch(add, primitives.Dim3{X: n / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
 					[]runtime.BufferArg{arg(x, "a", primitives.Read), arg(inc, "b", primitives.Read), arg(x, "out", primitives.Write)}, p, 0)
-				pass.Barrier()
+				cb.Barrier()
 			}
-			pass.End()
 		}
 		cb.Signal(ev, uint64(s))
-		cb.Commit()
-		cbs = append(cbs, cb)
+		cbs = append(cbs, q.Submit(cb))
 		if v := ev.Value(); v > uint64(s) {
 			t.Fatalf("event at %d after %d commits", v, s)
 		}
@@ -235,15 +233,14 @@ func TestBadIndexIsReported(t *testing.T) {
 	ev := q.NewEvent()
 	args := []runtime.BufferArg{arg(table, "table", primitives.Read), arg(ib, "indices", primitives.Read), arg(out, "out", primitives.Write)}
 	run := func(rows uint32, seq uint64) error {
-		cb := q.NewCommandBuffer()
-		pass := cb.NewPass()
-		pass.Dispatch(gather, primitives.Dim3{X: int(rows) * 64 / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1}, args,
+		cb := &runtime.CommandList{}
+		cb.NewPass()
+		cb.Dispatch(gather, primitives.Dim3{X: int(rows) * 64 / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1}, args,
 			&primitives.RowsParams{Rows: rows, TableRows: 10, RowElems: 64}, 0)
-		pass.End()
 		cb.Signal(ev, seq)
-		cb.Commit()
+		sub := q.Submit(cb)
 		ev.Wait(seq)
-		return cb.Err()
+		return sub.Err()
 	}
 	err = run(300, 1)
 	if err == nil || !strings.Contains(err.Error(), "gather_rows_f32_i32: indices[3] = -7 is out of range [0, 10) (and 2 more reports)") {
@@ -295,14 +292,13 @@ func TestLaunchErrors(t *testing.T) {
 	ev := q.NewEvent()
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cb := q.NewCommandBuffer()
-			pass := cb.NewPass()
-			pass.Dispatch(c.k, c.grid, c.group, c.args, c.params, 0)
-			pass.End()
+			cb := &runtime.CommandList{}
+			cb.NewPass()
+			cb.Dispatch(c.k, c.grid, c.group, c.args, c.params, 0)
 			cb.Signal(ev, uint64(i+1))
-			cb.Commit()
+			sub := q.Submit(cb)
 			ev.Wait(uint64(i + 1))
-			if err := cb.Err(); err == nil || !strings.Contains(err.Error(), c.want) {
+			if err := sub.Err(); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
 			}
 		})

@@ -65,6 +65,14 @@ type driver struct {
 	eventDestroy                                           cfunc
 	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
 	launchKernel                                           cfunc
+
+	// CUDA graphs (graph_linux.go). The unversioned symbols take the
+	// first (CUDA 11) forms of the node-parameter structs, which every
+	// later driver keeps exporting. graphErr is why they are unusable, if
+	// the driver lacks one.
+	graphCreate, graphDestroy, graphAddKernelNode, graphAddMemsetNode   cfunc
+	graphInstantiate, graphLaunch, graphExecSetKernel, graphExecDestroy cfunc
+	graphErr                                                            error
 }
 
 // nvrtc holds libnvrtc's functions.
@@ -133,6 +141,16 @@ func loadDriver() (*driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.graphErr = bind(lib, "libcuda.so.1", map[*cfunc]string{
+		&d.graphCreate:        "cuGraphCreate",
+		&d.graphDestroy:       "cuGraphDestroy",
+		&d.graphAddKernelNode: "cuGraphAddKernelNode",
+		&d.graphAddMemsetNode: "cuGraphAddMemsetNode",
+		&d.graphInstantiate:   "cuGraphInstantiateWithFlags",
+		&d.graphLaunch:        "cuGraphLaunch",
+		&d.graphExecSetKernel: "cuGraphExecKernelNodeSetParams",
+		&d.graphExecDestroy:   "cuGraphExecDestroy",
+	})
 	return d, nil
 }
 

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -22,6 +23,8 @@ type queue struct {
 	events   []uintptr        // idle CUevents
 	blocks   []*statusBlock   // idle status blocks
 	closed   bool
+	graphs   graphCache // graph execs by command-buffer structure
+	vals     []byte     // launch's scratch for argument values
 }
 
 // NewQueue creates a stream that does not synchronise with the legacy
@@ -37,8 +40,6 @@ func (d *Device) NewQueue() (runtime.Queue, error) {
 	return q, nil
 }
 
-func (q *queue) NewCommandBuffer() runtime.CommandBuffer { return &commandBuffer{q: q} }
-
 // NewFence returns a fence. Stream order already orders every pass after
 // every earlier one, so fences carry nothing.
 func (q *queue) NewFence() runtime.Fence { return new(fence) }
@@ -52,7 +53,7 @@ func (q *queue) NewEvent() runtime.Event {
 }
 
 // Close waits for the work committed so far, then destroys the stream and
-// the queue's idle events and status blocks.
+// the queue's graph execs, idle events and status blocks.
 func (q *queue) Close() {
 	d := q.dev
 	q.mu.Lock()
@@ -67,6 +68,7 @@ func (q *queue) Close() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		q.retire(len(q.inflight), err)
+		q.destroyGraphs()
 		for _, ev := range q.events {
 			d.drv.call(d.drv.eventDestroy, ev)
 		}
@@ -130,13 +132,15 @@ func (q *queue) cuEvent() (uintptr, error) {
 	return ev, err
 }
 
-// launch is one recorded dispatch.
+// launch is one dispatch of a command buffer, or an upload (k nil: a copy
+// of data into args[0], in stream order).
 type launch struct {
 	k           *kernel
 	grid, group primitives.Dim3
 	args        []runtime.BufferArg
 	params      any
 	shared      int
+	data        []byte
 }
 
 type signal struct {
@@ -152,6 +156,7 @@ type commandBuffer struct {
 	// Set when issued, with q.mu held:
 	done   uintptr // CUevent recorded after the launches
 	status *statusBlock
+	exec   *graphExec // the graph exec launched instead of the launches, if any
 
 	mu  sync.Mutex
 	err error
@@ -171,35 +176,32 @@ func (cb *commandBuffer) Err() error {
 	return cb.err
 }
 
-func (cb *commandBuffer) NewPass() runtime.Encoder { return &encoder{cb} }
-
-func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
-	cb.signals = append(cb.signals, signal{ev.(*event), value})
-}
-
-// encoder records dispatches. Barriers and fences are no-ops: the stream
-// runs every launch after the previous one has completed, which is what
-// each of them asks for at most.
-type encoder struct{ cb *commandBuffer }
-
-func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	e.cb.launches = append(e.cb.launches, launch{k.(*kernel), grid, group, args, params, shared})
-}
-func (e *encoder) Barrier()                  {}
-func (e *encoder) WaitFence(runtime.Fence)   {}
-func (e *encoder) UpdateFence(runtime.Fence) {}
-func (e *encoder) End()                      {}
-
-// Commit issues the launches (see Device.do), followed by the copy of
-// the status records to the host and the completion event.
-func (cb *commandBuffer) Commit() {
-	q := cb.q
+// Submit takes the list's dispatches and uploads as the command buffer's
+// launches and issues them (see Device.do), followed by the copy of the
+// status records to the host and the completion event. Barriers and fences
+// are left out: the stream runs every launch after the previous one has
+// completed, which is what each of them asks for at most.
+func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
+	cb := &commandBuffer{q: q}
+	for _, p := range l.Passes {
+		for i := range p.Commands {
+			switch c := &p.Commands[i]; c.Kind {
+			case runtime.CmdDispatch:
+				cb.launches = append(cb.launches, launch{c.Kernel.(*kernel), c.Grid, c.Group, c.Args, c.Params, c.Shared, nil})
+			case runtime.CmdUpload:
+				cb.launches = append(cb.launches, launch{args: c.Args, data: c.Data})
+			}
+		}
+	}
+	for _, s := range l.Signals {
+		cb.signals = append(cb.signals, signal{s.Event.(*event), s.Value})
+	}
 	d := q.dev
 	err := d.do(func() error {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		if q.closed {
-			return errors.New("cuda: commit to a closed queue")
+			return fmt.Errorf("cuda: commit to a closed queue: %w", runtime.ErrClosed)
 		}
 		return q.issue(cb)
 	})
@@ -209,6 +211,7 @@ func (cb *commandBuffer) Commit() {
 		cb.fail(err)
 		cb.signal()
 	}
+	return cb
 }
 
 // signal sets cb's events: the host has seen it complete.
@@ -218,10 +221,11 @@ func (cb *commandBuffer) signal() {
 	}
 }
 
-// issue launches cb's dispatches in order. A dispatch that cannot be
-// launched fails the command buffer and the ones after it are skipped; the
-// status copy and the completion event are still recorded. Inside do, with
-// q.mu held.
+// issue issues cb's dispatches in order: as one launch of a graph exec
+// when cb repeats a structure seen before (graph_linux.go), else launch by
+// launch. A dispatch that cannot be launched fails the command buffer and
+// the ones after it are skipped; the status copy and the completion event
+// are still recorded. Inside do, with q.mu held.
 func (q *queue) issue(cb *commandBuffer) error {
 	d := q.dev
 	var err error
@@ -230,20 +234,26 @@ func (q *queue) issue(cb *commandBuffer) error {
 		return err
 	}
 	n := uintptr(len(cb.launches) * statusWords)
-	if n > 0 {
-		if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
-			q.blocks = append(q.blocks, cb.status)
-			return err
+	records := cb.status.dev // where the kernels write their status records
+	if e := q.launchGraph(cb); e != nil {
+		cb.exec, records = e, e.status.dev
+		e.inflight++
+	} else {
+		if n > 0 {
+			if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
+				q.blocks = append(q.blocks, cb.status)
+				return err
+			}
+		}
+		for i := range cb.launches {
+			if err := q.launch(&cb.launches[i], cb.status.dev+uint64(i*statusWords*4)); err != nil {
+				cb.fail(err)
+				break
+			}
 		}
 	}
-	for i := range cb.launches {
-		if err := q.launch(&cb.launches[i], cb.status.dev+uint64(i*statusWords*4)); err != nil {
-			cb.fail(err)
-			break
-		}
-	}
 	if n > 0 {
-		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(cb.status.dev), 4*n, q.stream); err != nil {
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(records), 4*n, q.stream); err != nil {
 			cb.fail(err)
 		}
 	}
@@ -260,6 +270,10 @@ func (q *queue) issue(cb *commandBuffer) error {
 			q.events = append(q.events, cb.done)
 			cb.done = 0
 		}
+		if cb.exec != nil {
+			cb.exec.inflight--
+			cb.exec = nil
+		}
 		q.blocks = append(q.blocks, cb.status)
 		return err
 	}
@@ -270,66 +284,109 @@ func (q *queue) issue(cb *commandBuffer) error {
 	return nil
 }
 
-// launch lays out one dispatch's kernel parameters in the arena and calls
-// cuLaunchKernel. The arena holds the array of parameter pointers followed
-// by the values: a device pointer per buffer argument, the params struct,
-// and the pointer to the dispatch's status record.
+// launch checks one dispatch, lays out its kernel parameters in the arena
+// and calls cuLaunchKernel.
 func (q *queue) launch(l *launch, status uint64) error {
-	d, k := q.dev, l.k
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
+	if l.k == nil {
+		return q.upload(l)
 	}
-	if len(l.args) != len(k.args) {
-		return fail("%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
+	vals, skip, err := q.values(l, q.vals[:0])
+	q.vals = vals
+	if err != nil || skip {
+		return err
 	}
-	if l.grid.Count() == 0 {
-		return nil // no work
-	}
-	if l.group.Count() <= 0 || l.group.Count() > d.caps.MaxThreadsPerGroup {
-		return fail("threads per group %v outside [1, %d]", l.group, d.caps.MaxThreadsPerGroup)
-	}
-	if l.grid.X < 0 || l.grid.Y < 0 || l.grid.Z < 0 || l.grid.X > d.maxGrid[0] || l.grid.Y > d.maxGrid[1] || l.grid.Z > d.maxGrid[2] {
-		return fail("grid %v outside the device's limits %v", l.grid, d.maxGrid)
-	}
-	var pbytes []byte
-	switch {
-	case k.params == nil && l.params != nil:
-		return fail("params %T given to a kernel that takes none", l.params)
-	case k.params != nil:
-		v := reflect.ValueOf(l.params)
-		if !v.IsValid() || v.Type() != k.paramsPtr || v.IsNil() {
-			return fail("params %T, want *%v", l.params, k.params)
-		}
-		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
-	}
-	valuesOff, paramsOff, statusOff := k.valuesOff, k.paramsOff, k.statusOff
-	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
-	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
-	base := uint64(uintptr(d.arena))
-	for i, a := range l.args {
-		b := a.Buffer.(*buffer)
-		if err := b.span(a.Offset, a.Size); err != nil {
-			return fail("argument %s: %v", a.Name, err)
-		}
-		words[i] = base + uint64(valuesOff+8*i)
-		words[valuesOff/8+i] = b.ptr + uint64(a.Offset)
-	}
-	p := len(k.args)
-	if pbytes != nil {
-		copy(arena[paramsOff:], pbytes)
-		words[p] = base + uint64(paramsOff)
-		p++
-	}
-	words[statusOff/8] = status
-	words[p] = base + uint64(statusOff)
-	err := d.drv.call(d.drv.launchKernel, k.fn,
+	q.put(l.k, vals, status)
+	d := q.dev
+	err = d.drv.call(d.drv.launchKernel, l.k.fn,
 		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
 		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
 		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
 	if err != nil {
-		return fail("grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
+		return launchError(l.k, "grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
 	}
 	return nil
+}
+
+// upload copies an upload's bytes into its buffer in stream order. From
+// pageable memory the driver stages the bytes before it returns, so the
+// slice may change afterwards.
+func (q *queue) upload(l *launch) error {
+	a := l.args[0]
+	b := a.Buffer.(*buffer)
+	if err := b.span(a.Offset, int64(len(l.data))); err != nil {
+		return fmt.Errorf("cuda: upload: %v", err)
+	}
+	if len(l.data) == 0 {
+		return nil
+	}
+	d := q.dev
+	return d.drv.call(d.drv.memcpyHtoDAsync, uintptr(b.ptr)+uintptr(a.Offset), uintptr(unsafe.Pointer(&l.data[0])), uintptr(len(l.data)), q.stream)
+}
+
+// launchError is the error of a dispatch of k that cannot be launched.
+func launchError(k *kernel, format string, args ...any) error {
+	return fmt.Errorf("cuda: kernel %s: %s", k.name, fmt.Sprintf(format, args...))
+}
+
+// values checks a dispatch against its kernel and the device's limits and
+// appends its argument values to vals: a device pointer per buffer
+// argument, then the params struct's bytes. skip reports a dispatch with
+// no work, which launches nothing.
+func (q *queue) values(l *launch, vals []byte) (_ []byte, skip bool, _ error) {
+	d, k := q.dev, l.k
+	if len(l.args) != len(k.args) {
+		return vals, false, launchError(k, "%d buffer arguments, the catalog has %d", len(l.args), len(k.args))
+	}
+	if l.grid.Count() == 0 {
+		return vals, true, nil
+	}
+	if l.group.Count() <= 0 || l.group.Count() > d.caps.MaxThreadsPerGroup {
+		return vals, false, launchError(k, "threads per group %v outside [1, %d]", l.group, d.caps.MaxThreadsPerGroup)
+	}
+	if l.grid.X < 0 || l.grid.Y < 0 || l.grid.Z < 0 || l.grid.X > d.maxGrid[0] || l.grid.Y > d.maxGrid[1] || l.grid.Z > d.maxGrid[2] {
+		return vals, false, launchError(k, "grid %v outside the device's limits %v", l.grid, d.maxGrid)
+	}
+	var pbytes []byte
+	switch {
+	case k.params == nil && l.params != nil:
+		return vals, false, launchError(k, "params %T given to a kernel that takes none", l.params)
+	case k.params != nil:
+		v := reflect.ValueOf(l.params)
+		if !v.IsValid() || v.Type() != k.paramsPtr || v.IsNil() {
+			return vals, false, launchError(k, "params %T, want *%v", l.params, k.params)
+		}
+		pbytes = unsafe.Slice((*byte)(v.UnsafePointer()), k.params.Size())
+	}
+	for _, a := range l.args {
+		b := a.Buffer.(*buffer)
+		if err := b.span(a.Offset, a.Size); err != nil {
+			return vals, false, launchError(k, "argument %s: %v", a.Name, err)
+		}
+		vals = binary.LittleEndian.AppendUint64(vals, b.ptr+uint64(a.Offset))
+	}
+	return append(vals, pbytes...), false, nil
+}
+
+// put lays out the kernel parameters of a dispatch of k in the arena: the
+// array of parameter pointers, then the values from q.values (a device
+// pointer per buffer argument, the params struct) and the pointer to the
+// dispatch's status record. The driver copies them when it is called.
+func (q *queue) put(k *kernel, vals []byte, status uint64) {
+	d := q.dev
+	arena := unsafe.Slice((*byte)(d.arena), arenaBytes)
+	words := unsafe.Slice((*uint64)(d.arena), arenaBytes/8)
+	base := uint64(uintptr(d.arena))
+	copy(arena[k.valuesOff:], vals)
+	p := len(k.args)
+	for i := range p {
+		words[i] = base + uint64(k.valuesOff+8*i)
+	}
+	if k.params != nil {
+		words[p] = base + uint64(k.paramsOff)
+		p++
+	}
+	words[k.statusOff/8] = status
+	words[p] = base + uint64(k.statusOff)
 }
 
 // poll retires the command buffers that have completed, without blocking.
@@ -384,15 +441,24 @@ func (q *queue) retire(n int, err error) {
 		}
 		if cb.status != nil {
 			w := cb.status.words()
+			index := 0 // of the list's dispatch, uploads not counted
 			for i := range cb.launches {
 				l := &cb.launches[i]
+				if l.k == nil {
+					continue // an upload has no status record
+				}
 				if err := statusError(l.k.name, l.k.args, l.params, w[i*statusWords:(i+1)*statusWords]); err != nil {
-					cb.fail(err)
+					cb.fail(&runtime.DispatchError{Index: index, Err: err})
 					break
 				}
+				index++
 			}
 			q.blocks = append(q.blocks, cb.status)
 			cb.status = nil
+		}
+		if cb.exec != nil {
+			cb.exec.inflight--
+			cb.exec = nil
 		}
 		if cb.done != 0 {
 			q.events = append(q.events, cb.done)

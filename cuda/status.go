@@ -136,21 +136,31 @@ func metadataError(r statusRecord, params any) error {
 			return primitives.CheckBlockTables(tables, maxBlocks, lens, int(p.BlockSize), int(p.NumBlocks))
 		}
 	case *primitives.KVWriteParams:
-		if n >= int(p.NumTokens) || (r.code == statusSlotDup && (r.aux < 0 || r.aux >= int64(n))) {
-			return nil
-		}
-		slots := make([]int64, n+1)
-		for i := range slots {
-			slots[i] = -1
-		}
-		slots[n] = r.value
-		switch r.code {
-		case statusSlotRange:
-			return primitives.CheckSlots(slots, int(p.NumSlots))
-		case statusSlotDup:
-			slots[r.aux] = r.value
-			return primitives.CheckSlots(slots, int(p.NumSlots))
-		}
+		return slotError(r, int(p.NumTokens), int(p.NumSlots))
+	case *primitives.QKNormRoPEKVWriteParams:
+		return slotError(r, int(p.NumTokens), int(p.NumSlots))
+	}
+	return nil
+}
+
+// slotError rebuilds the error of a KV write's slot report (kv_slot in
+// common.cuh) for numTokens tokens and a cache of numSlots slots.
+func slotError(r statusRecord, numTokens, numSlots int) error {
+	n := int(r.entry)
+	if n >= numTokens || (r.code == statusSlotDup && (r.aux < 0 || r.aux >= int64(n))) {
+		return nil
+	}
+	slots := make([]int64, n+1)
+	for i := range slots {
+		slots[i] = -1
+	}
+	slots[n] = r.value
+	switch r.code {
+	case statusSlotRange:
+		return primitives.CheckSlots(slots, numSlots)
+	case statusSlotDup:
+		slots[r.aux] = r.value
+		return primitives.CheckSlots(slots, numSlots)
 	}
 	return nil
 }

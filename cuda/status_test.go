@@ -48,6 +48,7 @@ func TestStatusDefines(t *testing.T) {
 func TestMetadataErrors(t *testing.T) {
 	ap := &primitives.PagedAttentionParams{NumSeqs: 2, NumTokens: 3, BlockSize: 8, NumBlocks: 10, MaxBlocksPerSeq: 3, MaxSeqLen: 24}
 	kp := &primitives.KVWriteParams{NumTokens: 4, NumSlots: 32}
+	fp := &primitives.QKNormRoPEKVWriteParams{NumTokens: 4, NumSlots: 32}
 	for _, c := range []struct {
 		name   string
 		w      []uint32
@@ -63,11 +64,14 @@ func TestMetadataErrors(t *testing.T) {
 		{"block table, later entry", record(1, statusBlockTable, 4, 2, -1, 20), ap, "block_tables[0,2] = -1 out of range [0,10) (sequence 0, seq_len 20)"},
 		{"slot range", record(1, statusSlotRange, 5, 1, 40, 32), kp, "slot_mapping[1] = 40 out of range: the cache has 32 slots"},
 		{"slot dup", record(1, statusSlotDup, 5, 2, 9, 1), kp, "slot_mapping[2] = 9 is also slot_mapping[1]"},
+		{"fused slot range", record(1, statusSlotRange, 7, 1, 40, 32), fp, "slot_mapping[1] = 40 out of range: the cache has 32 slots"},
+		{"fused slot dup", record(1, statusSlotDup, 7, 2, 9, 1), fp, "slot_mapping[2] = 9 is also slot_mapping[1]"},
 		// Records that do not fit their params are reported as such.
 		{"entry past the tables", record(1, statusBlockTable, 4, 6, 10, 5), ap, "unexpected status record: code 6, entry 6"},
 		{"cu entry past the offsets", record(1, statusCuLast, 6, 3, 2, 3), ap, "unexpected status record: code 4"},
 		{"dup of a later slot", record(1, statusSlotDup, 5, 2, 9, 3), kp, "unexpected status record: code 8"},
 		{"slot past the tokens", record(1, statusSlotRange, 5, 4, 40, 32), kp, "unexpected status record: code 7"},
+		{"fused slot past the tokens", record(1, statusSlotRange, 7, 4, 40, 32), fp, "unexpected status record: code 7"},
 	} {
 		err := statusError("k", nil, c.params, c.w)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

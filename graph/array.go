@@ -9,7 +9,10 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -50,6 +53,29 @@ func (s Spec) Bytes() int64 { return int64(s.Size()) * int64(s.DType.Size()) }
 
 func (s Spec) String() string { return fmt.Sprintf("%s%v", s.DType, s.Shape) }
 
+// CheckShape reports a negative dimension, or a shape whose element count
+// or byte size in dtype dt overflows int64: a product that wrapped would
+// describe a small array as if it were this one.
+func CheckShape(dt DType, shape []int) error {
+	for i, d := range shape {
+		switch {
+		case d < 0:
+			return fmt.Errorf("dimension %d of shape %v is negative", i, shape)
+		case d == 0:
+			return nil // no elements, whatever the other dimensions
+		}
+	}
+	n := uint64(dt.Size())
+	for _, d := range shape {
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return fmt.Errorf("shape %v of %s overflows: its size in bytes exceeds 2^63-1", shape, dt)
+		}
+		n = lo
+	}
+	return nil
+}
+
 // NumElements is the product of the dimensions (1 for a scalar).
 func NumElements(shape []int) int {
 	n := 1
@@ -64,6 +90,9 @@ type Data interface {
 	// Read copies the array's bytes into dst, waiting for the work that
 	// produces them if it has not completed.
 	Read(dst []byte) error
+	// Err is the error of the evaluation that produced the data, once it is
+	// known to have failed; nil otherwise. It does not wait.
+	Err() error
 }
 
 var nextID atomic.Uint64
@@ -79,12 +108,37 @@ type Array struct {
 	err   error
 	pc    uintptr
 
-	consumer    *Array // the node that took this array's buffer by donation
-	consumerOp  string
-	overwritten bool // the donation has run: the buffer holds the consumer's value
+	consumer   *Array // the node that took this array's buffer by donation
+	consumerOp string
 
-	host []byte // a constant's bytes, until the runtime uploads them
-	data Data   // set once evaluated
+	// state changes when the runtime uploads, evaluates or overwrites the
+	// array, while other goroutines may read it (an op checking a
+	// constant's values): it is replaced whole, never modified.
+	state atomic.Pointer[arrayState]
+
+	walk      uint64 // the runtime's stamp: see Stamp
+	walkIndex int32
+}
+
+type arrayState struct {
+	host        []byte // a constant's bytes, until the runtime uploads them
+	data        Data   // set once evaluated
+	overwritten bool   // the donation has run: the buffer holds the consumer's value
+}
+
+// newConstant returns a constant array holding host bytes.
+func newConstant(spec Spec, host []byte, pc uintptr) *Array {
+	a := &Array{id: nextID.Add(1), spec: spec, pc: pc}
+	a.state.Store(&arrayState{host: host})
+	return a
+}
+
+// loadState returns the array's state; the zero state if none was set.
+func (a *Array) loadState() arrayState {
+	if s := a.state.Load(); s != nil {
+		return *s
+	}
+	return arrayState{}
 }
 
 // ID is unique per array and increases in creation order. Since an array's
@@ -121,46 +175,73 @@ func (a *Array) Siblings() []*Array { return a.sibs }
 func (a *Array) OutputIndex() int { return a.index }
 
 // Err is the array's error state: the first error of the op that built it or
-// of any array it depends on.
-func (a *Array) Err() error { return a.err }
+// of any array it depends on, or, once known, the error of the evaluation
+// that computed it (see docs/RUNTIME.md, "A failed evaluation").
+func (a *Array) Err() error {
+	if a.err != nil {
+		return a.err
+	}
+	if d := a.loadState().data; d != nil {
+		return d.Err()
+	}
+	return nil
+}
 
 // Site is the file:line of the call that built the array.
 func (a *Array) Site() string { return site(a.pc) }
+
+// PC is the program counter of the call that built the array (see Caller),
+// for ErrorAt.
+func (a *Array) PC() uintptr { return a.pc }
 
 // Consumer is the array that took this one's buffer by donation, or nil.
 func (a *Array) Consumer() *Array { return a.consumer }
 
 // Overwritten reports whether a donation has run and reused this array's
 // buffer for its consumer's value.
-func (a *Array) Overwritten() bool { return a.overwritten }
+func (a *Array) Overwritten() bool { return a.loadState().overwritten }
 
 // MarkOverwritten records that the donation consuming a has run and drops
 // a's storage. For the runtime.
 func (a *Array) MarkOverwritten() {
-	a.overwritten = true
-	a.data, a.host = nil, nil
+	a.state.Store(&arrayState{overwritten: true})
 }
 
 // OverwrittenError is the error for a use, by op, of an overwritten array.
 func (a *Array) OverwrittenError(op string) error {
-	return Errorf(a.pc, op, "array %s was donated to %s at %s, which has overwritten it in place; use that op's result instead",
+	msg := fmt.Sprintf("array %s was donated to %s at %s, which has overwritten it in place; use that op's result instead",
 		a.spec, a.consumerOp, a.consumer.Site())
+	if err := a.consumer.Err(); err != nil {
+		msg = fmt.Sprintf("array %s was donated to %s at %s, which failed while updating it in place (%v); its result carries that error",
+			a.spec, a.consumerOp, a.consumer.Site(), err)
+	}
+	return &Error{Op: op, Site: site(a.pc), Err: ErrDonated, Msg: msg}
 }
 
+// Stamp returns the walk number and index that SetStamp recorded. The
+// runtime stamps the arrays of a graph it walks, so that the walk needs no
+// map: a stamp with the current walk number means visited. Walk numbers must
+// be unique per walk across the process. Not for model code.
+func (a *Array) Stamp() (walk uint64, index int32) { return a.walk, a.walkIndex }
+
+// SetStamp records a walk number and an index. For the runtime.
+func (a *Array) SetStamp(walk uint64, index int32) { a.walk, a.walkIndex = walk, index }
+
 // Evaluated reports whether the array has storage.
-func (a *Array) Evaluated() bool { return a.data != nil }
+func (a *Array) Evaluated() bool { return a.loadState().data != nil }
 
 // Data is the array's storage once evaluated, else nil.
-func (a *Array) Data() Data { return a.data }
+func (a *Array) Data() Data { return a.loadState().data }
 
-// HostBytes are a constant's bytes before the runtime uploads them.
-func (a *Array) HostBytes() []byte { return a.host }
+// HostBytes are a constant's bytes before the runtime uploads them. They
+// may be read while another goroutine uploads the constant.
+func (a *Array) HostBytes() []byte { return a.loadState().host }
 
 // SetData attaches evaluated storage. The array drops its primitive, inputs
 // and host bytes: its value no longer depends on them. For the runtime.
 func (a *Array) SetData(d Data) {
-	a.data = d
-	a.prim, a.in, a.sibs, a.host = nil, nil, nil, nil
+	a.state.Store(&arrayState{data: d})
+	a.prim, a.in, a.sibs = nil, nil, nil
 }
 
 func (a *Array) String() string {
@@ -195,6 +276,14 @@ func New(prim Primitive, inputs []*Array, specs []Spec, pc uintptr) []*Array {
 		}
 	}
 	err := CheckInputs(prim.Name(), inputs, pc)
+	for i, s := range specs {
+		if err != nil {
+			break
+		}
+		if e := CheckShape(s.DType, s.Shape); e != nil {
+			err = Errorf(pc, prim.Name(), "output %d: %v", i, e)
+		}
+	}
 	// Reserve consecutive ids so siblings sort together.
 	first := nextID.Add(uint64(len(specs))) - uint64(len(specs)) + 1
 	for i, s := range specs {
@@ -235,14 +324,19 @@ func usable(in *Array, op string, i int, pc uintptr) error {
 	switch {
 	case in == nil:
 		return Errorf(pc, op, "input %d is nil", i)
-	case in.err != nil:
-		return in.err
+	case in.Err() != nil:
+		return in.Err()
 	case in.consumer != nil:
-		return Errorf(pc, op, "input %d (%s) was donated to %s at %s and may not be used again; use that op's result instead",
-			i, in.spec, in.consumerOp, in.consumer.Site())
+		return &Error{Op: op, Site: site(pc), Err: ErrDonated, Msg: fmt.Sprintf("input %d (%s) was donated to %s at %s and may not be used again; use that op's result instead",
+			i, in.spec, in.consumerOp, in.consumer.Site())}
 	}
 	return nil
 }
+
+// NewResult returns an array of the given spec with no primitive, no
+// bytes and no data yet: the runtime attaches storage it computed without a
+// graph node (a compiled step's output). For the runtime.
+func NewResult(spec Spec) *Array { return &Array{id: nextID.Add(1), spec: spec} }
 
 // Failed returns an array in an error state, for ops whose arguments are
 // invalid. Shape and dtype are whatever the op could determine.
@@ -278,15 +372,28 @@ func site(pc uintptr) string {
 	return fmt.Sprintf("%s:%d", file, fr.Line)
 }
 
+// ErrDonated is the cause of the errors for a use of an array consumed by a
+// donation (an in-place update took its buffer).
+var ErrDonated = errors.New("array donated to an in-place update")
+
 // Error is an error raised while building or evaluating a graph. It names
 // the op and the call site that built the failing node.
 type Error struct {
 	Op   string
 	Site string
 	Msg  string
+	Err  error // the cause, if any: an error Msg describes, or a sentinel such as ErrDonated
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Site, e.Op, e.Msg) }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorAt returns an *Error for op built at pc, caused by err.
+func ErrorAt(pc uintptr, op string, err error) error {
+	return &Error{Op: op, Site: site(pc), Msg: err.Error(), Err: err}
+}
 
 // Errorf returns an *Error for op built at pc.
 func Errorf(pc uintptr, op, format string, args ...any) error {

@@ -14,17 +14,15 @@ func FromBytes(dtype DType, data []byte, shape ...int) *Array {
 	if err := checkHost(spec, len(data), pc); err != nil {
 		return Failed(err, spec)
 	}
-	return &Array{id: nextID.Add(1), spec: spec, host: data, pc: pc}
+	return newConstant(spec, data, pc)
 }
 
 func checkHost(spec Spec, nbytes int, pc uintptr) error {
 	if !spec.DType.valid() {
 		return Errorf(pc, "constant", "invalid dtype %v", spec.DType)
 	}
-	for i, d := range spec.Shape {
-		if d < 0 {
-			return Errorf(pc, "constant", "dimension %d of shape %v is negative", i, spec.Shape)
-		}
+	if err := CheckShape(spec.DType, spec.Shape); err != nil {
+		return Errorf(pc, "constant", "%v", err)
 	}
 	if int64(nbytes) != spec.Bytes() {
 		return Errorf(pc, "constant", "%d bytes of data for shape %v of %s (%d bytes)", nbytes, spec.Shape, spec.DType, spec.Bytes())
@@ -45,7 +43,7 @@ func constant(dtype DType, shape []int, n int, pc uintptr, fill func(b []byte)) 
 	}
 	b := make([]byte, spec.Bytes())
 	fill(b)
-	return &Array{id: nextID.Add(1), spec: spec, host: b, pc: pc}
+	return newConstant(spec, b, pc)
 }
 
 // FromFloat32s returns a float32 constant. With no shape it is a vector.
@@ -207,19 +205,20 @@ func DecodeFloat64s(dt DType, b []byte) []float64 {
 // Bytes returns a copy of the array's element bytes. The array must be a
 // constant or evaluated; reading waits for the work that produces it.
 func (a *Array) Bytes() ([]byte, error) {
+	s := a.loadState()
 	switch {
 	case a.err != nil:
 		return nil, a.err
-	case a.overwritten:
+	case s.overwritten:
 		return nil, a.OverwrittenError("read")
-	case a.data != nil:
+	case s.data != nil:
 		b := make([]byte, a.spec.Bytes())
-		if err := a.data.Read(b); err != nil {
+		if err := s.data.Read(b); err != nil {
 			return nil, err
 		}
 		return b, nil
-	case a.host != nil || a.spec.Bytes() == 0:
-		return append([]byte(nil), a.host...), nil
+	case s.host != nil || a.spec.Bytes() == 0:
+		return append([]byte(nil), s.host...), nil
 	}
 	return nil, Errorf(a.pc, "read", "array %s has not been evaluated; pass it to Eval first", a.spec)
 }

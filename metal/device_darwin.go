@@ -148,14 +148,14 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 func (d *Device) newPipeline(name string) (*kernel, error) {
 	spec, ok := primitives.LookupKernel(name)
 	if !ok {
-		return nil, fmt.Errorf("kernel %q is not in the primitives catalog", name)
+		return nil, fmt.Errorf("%w: kernel %q is not in the primitives catalog", runtime.ErrUnsupportedKernel, name)
 	}
 	if len(spec.Args)+1 > statusIndex {
 		return nil, fmt.Errorf("metal: kernel %s: %d arguments and params reach the status index %d", name, len(spec.Args)+1, statusIndex)
 	}
 	fn := msgIDID(d.library, selNewFunction, nsString(name))
 	if fn == 0 {
-		return nil, fmt.Errorf("kernel %q is not implemented by the Metal device", name)
+		return nil, fmt.Errorf("%w: kernel %q is not implemented by the Metal device", runtime.ErrUnsupportedKernel, name)
 	}
 	defer msgVoid(fn, selRelease)
 	var errObj objc.ID

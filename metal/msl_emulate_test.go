@@ -321,10 +321,9 @@ func (d emuDevice) NewQueue() (runtime.Queue, error) { return &emuQueue{d.lib}, 
 
 type emuQueue struct{ lib *emuLib }
 
-func (q *emuQueue) NewCommandBuffer() runtime.CommandBuffer { return &emuCommandBuffer{lib: q.lib} }
-func (*emuQueue) NewFence() runtime.Fence                   { return nil }
-func (*emuQueue) NewEvent() runtime.Event                   { return &emuEvent{} }
-func (*emuQueue) Close()                                    {}
+func (*emuQueue) NewFence() runtime.Fence { return nil }
+func (*emuQueue) NewEvent() runtime.Event { return &emuEvent{} }
+func (*emuQueue) Close()                  {}
 
 type emuEvent struct {
 	mu sync.Mutex
@@ -342,75 +341,56 @@ func (e *emuEvent) Value() uint64 {
 	return e.v
 }
 
-type emuDispatchOp struct {
-	k           emuKernel
-	grid, group primitives.Dim3
-	args        []runtime.BufferArg
-	params      any
-}
+type emuSubmission struct{ err error }
 
-type emuCommandBuffer struct {
-	lib     *emuLib
-	ops     []emuDispatchOp
-	signals []struct {
-		ev *emuEvent
-		v  uint64
-	}
-	err error
-}
+func (s *emuSubmission) Err() error { return s.err }
 
-func (cb *emuCommandBuffer) NewPass() runtime.Encoder { return emuEncoder{cb} }
-func (cb *emuCommandBuffer) Signal(ev runtime.Event, v uint64) {
-	cb.signals = append(cb.signals, struct {
-		ev *emuEvent
-		v  uint64
-	}{ev.(*emuEvent), v})
-}
-func (cb *emuCommandBuffer) Err() error { return cb.err }
-
-// Commit runs the dispatches now.
-func (cb *emuCommandBuffer) Commit() {
-	for _, op := range cb.ops {
-		if err := op.run(cb.lib); err != nil && cb.err == nil {
-			cb.err = err
+// Submit runs the list's dispatches and uploads now, in order.
+func (q *emuQueue) Submit(l *runtime.CommandList) runtime.Submission {
+	sub := &emuSubmission{}
+	for _, p := range l.Passes {
+		for i := range p.Commands {
+			var err error
+			switch c := &p.Commands[i]; c.Kind {
+			case runtime.CmdDispatch:
+				err = emuRun(q.lib, c)
+			case runtime.CmdUpload:
+				b := c.Args[0].Buffer.(*emuBuffer)
+				copy(b.data[c.Args[0].Offset:], c.Data)
+			}
+			if err != nil && sub.err == nil {
+				sub.err = err
+			}
 		}
 	}
-	for _, s := range cb.signals {
-		s.ev.mu.Lock()
-		s.ev.v = max(s.ev.v, s.v)
-		s.ev.mu.Unlock()
+	for _, s := range l.Signals {
+		ev := s.Event.(*emuEvent)
+		ev.mu.Lock()
+		ev.v = max(ev.v, s.Value)
+		ev.mu.Unlock()
 	}
+	return sub
 }
 
 // run binds the arguments as the Metal device does (buffer i at index i,
 // params as bytes at index len(args), the status record at statusIndex) and
 // reports a bad index the kernel recorded.
-func (op emuDispatchOp) run(lib *emuLib) error {
+func emuRun(lib *emuLib, op *runtime.Command) error {
 	var bufs [statusIndex + 1]unsafe.Pointer
-	for i, a := range op.args {
+	for i, a := range op.Args {
 		b := a.Buffer.(*emuBuffer)
 		bufs[i] = unsafe.Add(unsafe.Pointer(unsafe.SliceData(b.data[:cap(b.data)])), a.Offset)
 	}
 	var params unsafe.Pointer
-	if op.params != nil {
-		params = reflect.ValueOf(op.params).UnsafePointer()
+	if op.Params != nil {
+		params = reflect.ValueOf(op.Params).UnsafePointer()
 	}
 	status := make([]uint32, statusWords)
 	bufs[statusIndex] = unsafe.Pointer(&status[0])
-	grid := [3]uint32{uint32(op.grid.X), uint32(op.grid.Y), uint32(op.grid.Z)}
-	group := [3]uint32{uint32(op.group.X), uint32(op.group.Y), uint32(op.group.Z)}
-	if lib.dispatch(string(op.k)+"\x00", &bufs[0], params, &grid[0], &group[0]) != 0 {
-		return fmt.Errorf("emu: kernel %s is not in the library", op.k)
+	grid := [3]uint32{uint32(op.Grid.X), uint32(op.Grid.Y), uint32(op.Grid.Z)}
+	group := [3]uint32{uint32(op.Group.X), uint32(op.Group.Y), uint32(op.Group.Z)}
+	if lib.dispatch(op.Kernel.Name()+"\x00", &bufs[0], params, &grid[0], &group[0]) != 0 {
+		return fmt.Errorf("emu: kernel %s is not in the library", op.Kernel.Name())
 	}
-	return statusError(string(op.k), op.args, status)
+	return statusError(op.Kernel.Name(), op.Args, status)
 }
-
-type emuEncoder struct{ cb *emuCommandBuffer }
-
-func (e emuEncoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, _ int) {
-	e.cb.ops = append(e.cb.ops, emuDispatchOp{k.(emuKernel), grid, group, args, params})
-}
-func (emuEncoder) Barrier()                  {}
-func (emuEncoder) WaitFence(runtime.Fence)   {}
-func (emuEncoder) UpdateFence(runtime.Fence) {}
-func (emuEncoder) End()                      {}

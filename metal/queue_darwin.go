@@ -18,9 +18,9 @@ import (
 
 // queue is an MTLCommandQueue.
 //
-// A command buffer is recorded in Go while the runtime encodes it and turned
-// into Metal calls in Commit, in one go: one autorelease pool on one locked
-// OS thread per command buffer, whichever goroutine the runtime encodes on.
+// A submitted command list is turned into Metal calls in Submit, in one go:
+// one autorelease pool on one locked OS thread per command buffer, whichever
+// goroutine the runtime encodes on.
 type queue struct {
 	dev *Device
 	obj objc.ID
@@ -29,11 +29,21 @@ type queue struct {
 
 	mu         sync.Mutex
 	statusFree []*buffer // status buffers of completed command buffers
+	closed     bool
 }
 
 // Close waits for the committed command buffers to complete and releases
 // the queue and its status buffers.
+// Closing twice does nothing; command buffers committed afterwards fail
+// with runtime.ErrClosed.
 func (q *queue) Close() {
+	q.mu.Lock()
+	closed := q.closed
+	q.closed = true
+	q.mu.Unlock()
+	if closed {
+		return
+	}
 	q.inflight.Wait()
 	q.mu.Lock()
 	for _, b := range q.statusFree {
@@ -42,10 +52,6 @@ func (q *queue) Close() {
 	q.statusFree = nil
 	q.mu.Unlock()
 	msgVoid(q.obj, selRelease)
-}
-
-func (q *queue) NewCommandBuffer() runtime.CommandBuffer {
-	return &commandBuffer{q: q, done: make(chan struct{})}
 }
 
 // fence is an MTLFence.
@@ -149,53 +155,19 @@ func (e *event) complete(v uint64, failed bool) {
 	e.cond.Broadcast()
 }
 
-type opKind uint8
-
-const (
-	opDispatch opKind = iota
-	opBarrier
-	opWait
-	opUpdate
-)
-
-// op is one recorded command of a pass.
-type op struct {
-	kind   opKind
-	k      *kernel
-	grid   primitives.Dim3
-	group  primitives.Dim3
-	args   []runtime.BufferArg
-	params any
-	shared int
-	fence  *fence
-}
-
-type signal struct {
-	ev    *event
-	value uint64
-}
-
 type commandBuffer struct {
-	q       *queue
-	passes  [][]op
-	signals []signal
+	q    *queue
+	list *runtime.CommandList
 
-	// Set by Commit, read by the completion handler.
+	// Set by Submit, read by the completion handler.
 	obj        objc.ID
 	status     *buffer
-	dispatches []*op // in status-record order
+	dispatches []*runtime.Command // in status-record order
+	staged     []bool             // per dispatch: the copy of an upload
+	staging    []*buffer          // the bytes of the list's uploads
 
 	err  error         // the first encoding or execution error
 	done chan struct{} // closed once the command buffer has completed
-}
-
-func (cb *commandBuffer) NewPass() runtime.Encoder {
-	cb.passes = append(cb.passes, nil)
-	return &encoder{cb: cb, pass: len(cb.passes) - 1}
-}
-
-func (cb *commandBuffer) Signal(ev runtime.Event, value uint64) {
-	cb.signals = append(cb.signals, signal{ev.(*event), value})
 }
 
 // Err waits for the completion handler, which is at most a moment behind the
@@ -205,23 +177,55 @@ func (cb *commandBuffer) Err() error {
 	return cb.err
 }
 
-// Commit encodes the recorded passes into a Metal command buffer and
-// commits it.
-func (cb *commandBuffer) Commit() {
-	cb.q.inflight.Add(1)
+// Submit encodes the list into a Metal command buffer and commits it.
+func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
+	cb := &commandBuffer{q: q, list: l, done: make(chan struct{})}
+	q.inflight.Add(1)
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		cb.finish(fmt.Errorf("metal: commit after Close: %w", runtime.ErrClosed), true)
+		return cb
+	}
 	withPool(func() {
 		if err := cb.encode(); err != nil {
 			cb.finish(err, true)
 		}
 	})
+	return cb
 }
 
 func (cb *commandBuffer) encode() error {
 	q, d := cb.q, cb.q.dev
-	for i := range cb.passes {
-		for j := range cb.passes[i] {
-			if o := &cb.passes[i][j]; o.kind == opDispatch {
-				cb.dispatches = append(cb.dispatches, o)
+	// An upload becomes a copy from a staging buffer that no GPU work uses
+	// into its destination, dispatched where the upload stands, so that it
+	// is ordered exactly like the dispatch that writes the range.
+	var uploads []runtime.Command
+	for _, p := range cb.list.Passes {
+		for i := range p.Commands {
+			if p.Commands[i].Kind == runtime.CmdUpload && len(p.Commands[i].Data) > 0 {
+				c, err := cb.stage(&p.Commands[i])
+				if err != nil {
+					return err
+				}
+				uploads = append(uploads, c)
+			}
+		}
+	}
+	u := 0
+	for _, p := range cb.list.Passes {
+		for i := range p.Commands {
+			switch c := &p.Commands[i]; c.Kind {
+			case runtime.CmdDispatch:
+				cb.dispatches = append(cb.dispatches, c)
+				cb.staged = append(cb.staged, false)
+			case runtime.CmdUpload:
+				if len(c.Data) > 0 { // an empty upload writes nothing
+					cb.dispatches = append(cb.dispatches, &uploads[u])
+					cb.staged = append(cb.staged, true)
+					u++
+				}
 			}
 		}
 	}
@@ -238,36 +242,39 @@ func (cb *commandBuffer) encode() error {
 	// handler has run.
 	cb.obj = msgID(obj, selRetain)
 	n := 0
-	for _, pass := range cb.passes {
+	for _, pass := range cb.list.Passes {
 		enc := msgIDU64(obj, selComputeEncoderWithType, dispatchTypeConcurrent)
 		if enc == 0 {
 			msgVoid(obj, selRelease)
 			return errors.New("metal: the command buffer gave no compute encoder")
 		}
-		for i := range pass {
-			o := &pass[i]
-			switch o.kind {
-			case opDispatch:
-				if err := cb.encodeDispatch(enc, o, n); err != nil && cb.err == nil {
+		for i := range pass.Commands {
+			switch o := &pass.Commands[i]; o.Kind {
+			case runtime.CmdDispatch, runtime.CmdUpload:
+				if o.Kind == runtime.CmdUpload && len(o.Data) == 0 {
+					continue
+				}
+				if err := cb.encodeDispatch(enc, cb.dispatches[n], n); err != nil && cb.err == nil {
 					// The dispatch is left out; the evaluation fails with err.
 					cb.err = err
 				}
 				n++
-			case opBarrier:
+			case runtime.CmdBarrier:
 				msgVoidU64(enc, selMemoryBarrierWithScope, barrierScopeBuffers)
-			case opWait:
-				msgVoidID(enc, selWaitForFence, o.fence.obj)
-			case opUpdate:
-				msgVoidID(enc, selUpdateFence, o.fence.obj)
+			case runtime.CmdWaitFence:
+				msgVoidID(enc, selWaitForFence, o.Fence.(*fence).obj)
+			case runtime.CmdUpdateFence:
+				msgVoidID(enc, selUpdateFence, o.Fence.(*fence).obj)
 			}
 		}
 		msgVoid(enc, selEndEncoding)
 	}
-	for _, s := range cb.signals {
-		if s.value > 0 {
-			msgVoidIDU64(obj, selEncodeWaitForEvent, s.ev.obj, s.value-1)
+	for _, s := range cb.list.Signals {
+		ev := s.Event.(*event)
+		if s.Value > 0 {
+			msgVoidIDU64(obj, selEncodeWaitForEvent, ev.obj, s.Value-1)
 		}
-		msgVoidIDU64(obj, selEncodeSignalEvent, s.ev.obj, s.value)
+		msgVoidIDU64(obj, selEncodeSignalEvent, ev.obj, s.Value)
 	}
 	d.inflight.Store(cb.obj, cb)
 	msgVoidID(obj, selAddCompletedHandler, objc.ID(d.handler))
@@ -275,41 +282,66 @@ func (cb *commandBuffer) encode() error {
 	return nil
 }
 
+// stage copies an upload's bytes into a new shared buffer and returns the
+// copy_bytes dispatch that moves them into the upload's destination.
+func (cb *commandBuffer) stage(up *runtime.Command) (runtime.Command, error) {
+	d := cb.q.dev
+	n := int64(len(up.Data))
+	k, err := d.Kernel("copy_bytes")
+	if err != nil {
+		return runtime.Command{}, err
+	}
+	b, err := d.NewBuffer(max(n, 16))
+	if err != nil {
+		return runtime.Command{}, err
+	}
+	src := b.(*buffer)
+	copy(src.data, up.Data)
+	cb.staging = append(cb.staging, src)
+	cp := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), n)
+	dst := up.Args[0]
+	return runtime.Command{Kind: runtime.CmdDispatch, Kernel: k, Grid: cp.Grid, Group: cp.Group, Params: cp.Params,
+		Args: []runtime.BufferArg{
+			{Buffer: src, Size: n, Access: primitives.Read, Name: cp.Args[0].Name},
+			{Buffer: dst.Buffer, Offset: dst.Offset, Size: n, Access: primitives.Write, Name: cp.Args[1].Name},
+		}}, nil
+}
+
 // encodeDispatch binds a dispatch's pipeline, buffers, params and status
 // record, and dispatches its threadgroups. Arguments the GPU cannot be
 // trusted with are an error, and nothing is encoded.
-func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *op, index int) error {
-	d, k := cb.q.dev, o.k
+func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *runtime.Command, index int) error {
+	d, k := cb.q.dev, o.Kernel.(*kernel)
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("metal kernel %s: %s", k.name, fmt.Sprintf(format, args...))
 	}
-	if n := o.group.Count(); n <= 0 || n > k.maxThreads {
+	if n := o.Group.Count(); n <= 0 || n > k.maxThreads {
 		return fail("%d threads per threadgroup, the pipeline allows 1 to %d", n, k.maxThreads)
 	}
-	if o.grid.X <= 0 || o.grid.Y <= 0 || o.grid.Z <= 0 {
-		return fail("grid %+v is empty", o.grid)
+	if o.Grid.X <= 0 || o.Grid.Y <= 0 || o.Grid.Z <= 0 {
+		return fail("grid %+v is empty", o.Grid)
 	}
-	shared := (o.shared + 15) &^ 15 // Metal wants multiples of 16 bytes
-	if o.shared < 0 || shared > d.caps.MaxSharedBytes {
-		return fail("%d bytes of threadgroup memory, the device has %d", o.shared, d.caps.MaxSharedBytes)
+	shared := (o.Shared + 15) &^ 15 // Metal wants multiples of 16 bytes
+	if o.Shared < 0 || shared > d.caps.MaxSharedBytes {
+		return fail("%d bytes of threadgroup memory, the device has %d", o.Shared, d.caps.MaxSharedBytes)
 	}
-	if len(o.args) != k.args {
-		return fail("%d buffer arguments, the catalog has %d", len(o.args), k.args)
+	if len(o.Args) != k.args {
+		return fail("%d buffer arguments, the catalog has %d", len(o.Args), k.args)
 	}
 	var params unsafe.Pointer
 	var size uintptr
-	switch v := reflect.ValueOf(o.params); {
-	case k.params == nil && o.params != nil:
-		return fail("params %T given to a kernel that takes none", o.params)
+	switch v := reflect.ValueOf(o.Params); {
+	case k.params == nil && o.Params != nil:
+		return fail("params %T given to a kernel that takes none", o.Params)
 	case k.params != nil && (!v.IsValid() || v.Type() != k.params || v.IsNil()):
-		return fail("params %T, want %v", o.params, k.params)
+		return fail("params %T, want %v", o.Params, k.params)
 	case k.params != nil:
 		params, size = v.UnsafePointer(), v.Elem().Type().Size()
 		if size > 4096 {
-			return fail("params %T are %d bytes; setBytes takes at most 4096", o.params, size)
+			return fail("params %T are %d bytes; setBytes takes at most 4096", o.Params, size)
 		}
 	}
-	for _, a := range o.args {
+	for _, a := range o.Args {
 		b, ok := a.Buffer.(*buffer)
 		if !ok || b.dev != d {
 			return fail("argument %s is not a buffer of this device", a.Name)
@@ -319,19 +351,19 @@ func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *op, index int) error {
 		}
 	}
 	msgVoidID(enc, selSetPipelineState, k.pso)
-	for i, a := range o.args {
+	for i, a := range o.Args {
 		msgSetBuffer(enc, selSetBuffer, a.Buffer.(*buffer).obj, uint64(a.Offset), uint64(i))
 	}
 	if params != nil {
-		msgSetBytes(enc, selSetBytes, params, uint64(size), uint64(len(o.args)))
+		msgSetBytes(enc, selSetBytes, params, uint64(size), uint64(len(o.Args)))
 	}
 	msgSetBuffer(enc, selSetBuffer, cb.status.obj, uint64(index*statusWords*4), statusIndex)
 	if shared > 0 {
 		msgVoidU64U64(enc, selSetThreadgroupMemory, uint64(shared), 0)
 	}
 	msgDispatch(enc, selDispatchThreadgroups,
-		mtlSize{uint64(o.grid.X), uint64(o.grid.Y), uint64(o.grid.Z)},
-		mtlSize{uint64(o.group.X), uint64(o.group.Y), uint64(o.group.Z)})
+		mtlSize{uint64(o.Grid.X), uint64(o.Grid.Y), uint64(o.Grid.Z)},
+		mtlSize{uint64(o.Group.X), uint64(o.Group.Y), uint64(o.Group.Z)})
 	return nil
 }
 
@@ -354,19 +386,27 @@ func (d *Device) completed(obj objc.ID) {
 }
 
 // kernelError reports the first dispatch whose kernel found a bad index.
+// Its index counts the list's dispatches, not the copies of its uploads.
 func (cb *commandBuffer) kernelError() error {
 	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(cb.status.data))), len(cb.dispatches)*statusWords)
+	index := 0
 	for i, o := range cb.dispatches {
-		if err := statusError(o.k.name, o.args, words[i*statusWords:(i+1)*statusWords]); err != nil {
-			return err
+		if err := statusError(o.Kernel.Name(), o.Args, words[i*statusWords:(i+1)*statusWords]); err != nil {
+			if cb.staged[i] {
+				return err
+			}
+			return &runtime.DispatchError{Index: index, Err: err}
+		}
+		if !cb.staged[i] {
+			index++
 		}
 	}
 	return nil
 }
 
-// finish records the outcome, recycles the status buffer, advances the
-// events and releases the recorded passes (and with them the arguments,
-// params and fences the unretained command buffer relied on).
+// finish records the outcome, recycles the status buffer, releases the
+// staging buffers, advances the events and drops the list (and with it the
+// arguments, params and fences the unretained command buffer relied on).
 func (cb *commandBuffer) finish(err error, failed bool) {
 	if cb.err == nil {
 		cb.err = err
@@ -375,25 +415,14 @@ func (cb *commandBuffer) finish(err error, failed bool) {
 		cb.q.putStatus(cb.status)
 		cb.status = nil
 	}
-	cb.passes, cb.dispatches = nil, nil
-	for _, s := range cb.signals {
-		s.ev.complete(s.value, failed)
+	for _, b := range cb.staging {
+		b.Release()
+	}
+	signals := cb.list.Signals
+	cb.list, cb.dispatches, cb.staged, cb.staging = nil, nil, nil, nil
+	for _, s := range signals {
+		s.Event.(*event).complete(s.Value, failed)
 	}
 	close(cb.done)
 	cb.q.inflight.Done()
 }
-
-type encoder struct {
-	cb   *commandBuffer
-	pass int
-}
-
-func (e *encoder) add(o op) { e.cb.passes[e.pass] = append(e.cb.passes[e.pass], o) }
-
-func (e *encoder) Dispatch(k runtime.Kernel, grid, group primitives.Dim3, args []runtime.BufferArg, params any, shared int) {
-	e.add(op{kind: opDispatch, k: k.(*kernel), grid: grid, group: group, args: args, params: params, shared: shared})
-}
-func (e *encoder) Barrier()                    { e.add(op{kind: opBarrier}) }
-func (e *encoder) WaitFence(f runtime.Fence)   { e.add(op{kind: opWait, fence: f.(*fence)}) }
-func (e *encoder) UpdateFence(f runtime.Fence) { e.add(op{kind: opUpdate, fence: f.(*fence)}) }
-func (e *encoder) End()                        {}

@@ -2,8 +2,11 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -13,11 +16,26 @@ import (
 type Engine struct {
 	Model *Model
 	Cache *KVCache
+	// PadBlocks pads every step's block tables to a multiple of this many
+	// blocks (KVCache.Pad), so that a decode loop keeps one structure, and
+	// so one plan or compiled trace, for PadBlocks·block_size tokens; 0
+	// means DefaultPadTokens' worth.
+	PadBlocks int
+
+	decodeStep *runtime.Compiled // the Decoders' decode step, made on first use
 }
 
+// DefaultPadTokens is the span of sequence lengths that share one decode
+// structure when Engine.PadBlocks is 0.
+const DefaultPadTokens = 256
+
 // NewEngine returns an engine with a fresh cache of numBlocks blocks of
-// blockSize tokens.
+// blockSize tokens; blockSize must be one paged attention supports
+// (primitives.AttentionBlockSizes).
 func NewEngine(m *Model, numBlocks, blockSize int) (*Engine, error) {
+	if !slices.Contains(primitives.AttentionBlockSizes, blockSize) {
+		return nil, fmt.Errorf("engine: block size %d is not supported (supported: %v)", blockSize, primitives.AttentionBlockSizes)
+	}
 	c, err := NewKVCache(m.rt, m.CacheConfig(numBlocks, blockSize), nil)
 	if err != nil {
 		return nil, err
@@ -27,12 +45,17 @@ func NewEngine(m *Model, numBlocks, blockSize int) (*Engine, error) {
 
 // StepResult is what one step returns.
 type StepResult struct {
-	Logits [][]float32 // per sequence of the step, the last token's logits
+	// Logits are, from Step, each sequence's last token's logits.
+	Logits [][]float32
+	// Tokens are, from a Decoder, each sequence's drawn token (−1 where
+	// no token could be drawn: every logit −Inf or NaN).
+	Tokens []int32
 	Stats  runtime.Stats
-	Time   time.Duration // building, evaluating and reading back the logits
-	// Sample is the time Generate took to sample the step's token (not in
-	// Time); zero from Step.
-	Sample time.Duration
+	// Time is, from Step, the time to build, evaluate and read back the
+	// logits; from a Decoder, the time since it returned the previous
+	// step's tokens (or since it started), which includes the building
+	// and submitting of the next step.
+	Time time.Duration
 }
 
 // Step appends tokens[i] to sequence seqs[i] (a prompt or a part of one, or
@@ -42,25 +65,11 @@ type StepResult struct {
 // unchanged; an error of the evaluation itself leaves the cache spent.
 func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 	start := time.Now()
-	c := e.Model.Config
-	if len(seqs) != len(tokens) {
-		return nil, fmt.Errorf("step: %d sequences but %d token lists", len(seqs), len(tokens))
+	flat, counts, err := e.checkTokens(seqs, tokens)
+	if err != nil {
+		return nil, err
 	}
-	counts := make([]int, len(seqs))
-	var flat []int32
-	for i, ts := range tokens {
-		for j, id := range ts {
-			if id < 0 || int(id) >= c.VocabSize {
-				return nil, fmt.Errorf("step: token %d of sequence %d is %d, outside the vocabulary [0, %d)", j, seqs[i], id, c.VocabSize)
-			}
-		}
-		if n := e.Cache.Len(seqs[i]) + len(ts); n > c.MaxPositionEmbeddings {
-			return nil, fmt.Errorf("step: sequence %d would reach %d tokens, beyond max_position_embeddings %d", seqs[i], n, c.MaxPositionEmbeddings)
-		}
-		counts[i] = len(ts)
-		flat = append(flat, ts...)
-	}
-	st, err := e.Cache.Schedule(seqs, counts)
+	st, err := e.schedule(seqs, counts)
 	if err != nil {
 		return nil, err
 	}
@@ -74,62 +83,122 @@ func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 		return nil, fmt.Errorf("step: reading logits: %w", err)
 	}
 	res := &StepResult{Stats: rt.LastStats()}
+	v := e.Model.Config.VocabSize
 	for i := range seqs {
-		res.Logits = append(res.Logits, vals[i*c.VocabSize:(i+1)*c.VocabSize])
+		res.Logits = append(res.Logits, vals[i*v:(i+1)*v])
 	}
 	res.Time = time.Since(start)
 	return res, nil
 }
 
+// schedule schedules a step (KVCache.Schedule) and pads its block tables.
+func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
+	blocks := e.PadBlocks
+	if blocks == 0 {
+		blocks = max(1, DefaultPadTokens/e.Cache.Config().BlockSize)
+	}
+	if blocks < 0 {
+		return nil, fmt.Errorf("engine: PadBlocks %d must be ≥ 0", blocks)
+	}
+	st, err := e.Cache.Schedule(seqs, counts)
+	if err != nil {
+		return nil, err
+	}
+	return st, e.Cache.Pad(st, blocks)
+}
+
+// checkTokens checks that tokens[i] may be appended to sequence seqs[i]
+// and returns them flattened, with their counts.
+func (e *Engine) checkTokens(seqs []int, tokens [][]int32) ([]int32, []int, error) {
+	c := e.Model.Config
+	if len(seqs) != len(tokens) {
+		return nil, nil, fmt.Errorf("step: %d sequences but %d token lists", len(seqs), len(tokens))
+	}
+	counts := make([]int, len(seqs))
+	var flat []int32
+	for i, ts := range tokens {
+		for j, id := range ts {
+			if id < 0 || int(id) >= c.VocabSize {
+				return nil, nil, fmt.Errorf("step: token %d of sequence %d is %d, outside the vocabulary [0, %d)", j, seqs[i], id, c.VocabSize)
+			}
+		}
+		if err := e.checkLength(seqs[i], len(ts)); err != nil {
+			return nil, nil, err
+		}
+		counts[i] = len(ts)
+		flat = append(flat, ts...)
+	}
+	return flat, counts, nil
+}
+
+// checkLength returns an error if n more tokens would take sequence seq
+// past the model's positions.
+func (e *Engine) checkLength(seq, n int) error {
+	if m := e.Cache.Len(seq) + n; m > e.Model.Config.MaxPositionEmbeddings {
+		return fmt.Errorf("step: sequence %d would reach %d tokens, beyond max_position_embeddings %d", seq, m, e.Model.Config.MaxPositionEmbeddings)
+	}
+	return nil
+}
+
 // GenerateOptions control Generate.
 type GenerateOptions struct {
 	MaxTokens int
-	Sampler   *Sampler
+	// Sampling is how tokens are drawn (on the device); the zero value is
+	// greedy.
+	Sampling ops.Sampling
+	// PenaltyWindow is how many of the latest tokens (prompt included) the
+	// repetition penalty sees; 0 means DefaultPenaltyWindow.
+	PenaltyWindow int
 	// StopAtEOS ends generation at one of the config's EOS tokens (which is
 	// still reported).
 	StopAtEOS bool
-	// OnToken, if set, sees each generated token as soon as it is sampled
-	// and the step that produced it; an error stops generation.
+	// OnToken, if set, sees each generated token as soon as it is read back
+	// and the step that drew it; an error stops generation.
 	OnToken func(token int32, r *StepResult) error
 }
 
 // Generate adds a sequence with the prompt, prefills it in one step, then
-// decodes one token per step, and frees the sequence. It returns the
-// generated tokens.
-func (e *Engine) Generate(id int, prompt []int32, o GenerateOptions) ([]int32, error) {
+// decodes one token per step with a Decoder (each step submitted while the
+// one before it runs), and frees the sequence. It returns the generated
+// tokens.
+func (e *Engine) Generate(id int, prompt []int32, o GenerateOptions) (out []int32, err error) {
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: empty prompt")
 	}
-	if o.Sampler == nil {
-		return nil, fmt.Errorf("generate: no sampler")
+	if o.MaxTokens <= 0 {
+		return nil, nil
 	}
 	if err := e.Cache.Add(id); err != nil {
 		return nil, err
 	}
 	defer e.Cache.Free(id)
-	var out []int32
-	next := prompt
+	d, err := e.NewDecoder([]int{id}, [][]int32{prompt}, []ops.Sampling{o.Sampling}, o.PenaltyWindow)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	for len(out) < o.MaxTokens {
-		r, err := e.Step([]int{id}, [][]int32{next})
+		r, err := d.Next(len(out)+1 < o.MaxTokens)
 		if err != nil {
 			return out, err
 		}
-		sampled := time.Now()
-		tok, err := o.Sampler.Sample(r.Logits[0])
-		r.Sample = time.Since(sampled)
-		if err != nil {
-			return out, err
+		tok := r.Tokens[0]
+		if tok < 0 {
+			return out, fmt.Errorf("generate: no token can be drawn after %d tokens: every logit is -Inf or NaN", len(out))
 		}
-		out = append(out, int32(tok))
+		out = append(out, tok)
 		if o.OnToken != nil {
-			if err := o.OnToken(int32(tok), r); err != nil {
+			if err := o.OnToken(tok, r); err != nil {
 				return out, err
 			}
 		}
-		if o.StopAtEOS && e.Model.Config.IsEOS(tok) {
+		if o.StopAtEOS && e.Model.Config.IsEOS(int(tok)) {
 			break
 		}
-		next = []int32{int32(tok)}
 	}
 	return out, nil
 }

@@ -30,9 +30,8 @@ func ExampleEngine_Generate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	greedy, _ := model.NewSampler(model.SamplerOptions{})
 	prompt := append([]int32{int32(m.Config.BOSTokenID)}, tok.Encode("// Copyright 2009 The Go Authors. All rights reserved.\n")...)
-	out, err := e.Generate(1, prompt, model.GenerateOptions{MaxTokens: 24, Sampler: greedy})
+	out, err := e.Generate(1, prompt, model.GenerateOptions{MaxTokens: 24}) // greedy
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,51 +5,105 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 // Forward builds the graph of one step: tokens are the step's new tokens of
 // every sequence, laid out as st says. It returns the logits of each
 // sequence's last token, [len(st.Seqs), vocab] in the model's dtype.
+func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
+	return m.ForwardIDs(graph.FromInt32s(tokens), st, cache)
+}
+
+// ForwardIDs is Forward with the step's token ids an array (int32 [T]),
+// such as the tokens a previous step drew on the device, not yet read back.
 //
 // Every layer writes the step's K and V into the cache in place
-// (ops.KVWrite consumes the cache arrays by donation) and attends over the
-// paged cache; the layer's new cache arrays replace the old ones in cache.
-// If building or evaluating the step fails, the cache's arrays are spent:
-// start a new cache.
-func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
+// (ops.QKNormRoPEKVWrite consumes the cache arrays by donation, as
+// ops.KVWrite does) and attends over the paged cache; the layer's new cache
+// arrays replace the old ones in cache. If building or evaluating the step
+// fails, the cache's arrays are spent: start a new cache.
+//
+// A layer is nine dispatches (ten when attention splits the KV): each
+// sub-block's output is added to the residual stream x by the next norm
+// (ops.AddRMSNorm; the last layer's by the final norm), Q, K and V are one
+// matmul whose heads ops.QKNormRoPEKVWrite normalises, rotates and writes
+// to the cache, and the MLP's gate and up projections are one matmul
+// feeding ops.SiLUMul.
+func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
+	return m.forward(ids, st, newStepInputs(st), cache)
+}
+
+// stepInputs are the constants of a step's metadata that its graph reads.
+type stepInputs struct {
+	positions, slots, tables, seqLens, cuSeqlensQ *graph.Array
+	lastTokens                                    *graph.Array // nil when every sequence has one token
+}
+
+func newStepInputs(st *Step) *stepInputs {
+	in := &stepInputs{
+		positions:  graph.FromInt32s(st.Positions),
+		slots:      graph.FromInt32s(st.SlotMapping),
+		tables:     graph.FromInt32s(st.BlockTables, len(st.Seqs), st.MaxBlocks),
+		seqLens:    graph.FromInt32s(st.SeqLens),
+		cuSeqlensQ: graph.FromInt32s(st.CuSeqlensQ),
+	}
+	if st.Tokens() != len(st.Seqs) {
+		in.lastTokens = graph.FromInt32s(st.LastTokens)
+	}
+	return in
+}
+
+// list is the constants in the order stepArgs binds them.
+func (in *stepInputs) list() []*graph.Array {
+	l := []*graph.Array{in.positions, in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
+	if in.lastTokens != nil {
+		l = append(l, in.lastTokens)
+	}
+	return l
+}
+
+// stepArgs is st's metadata as a compiled step binds it to the constants
+// of newStepInputs(st), in list's order.
+func stepArgs(st *Step) []runtime.Input {
+	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
+		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
+	if st.Tokens() != len(st.Seqs) {
+		args = append(args, runtime.Int32s(st.LastTokens))
+	}
+	return args
+}
+
+// forward is ForwardIDs with the step's metadata constants given.
+func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCache) *graph.Array {
 	c := m.Config
 	T, S := st.Tokens(), len(st.Seqs)
 	d := c.HeadDim
-	ids := graph.FromInt32s(tokens)
-	positions := graph.FromInt32s(st.Positions)
-	slots := graph.FromInt32s(st.SlotMapping)
-	meta := ops.AttentionMeta{
-		BlockTables: graph.FromInt32s(st.BlockTables, S, st.MaxBlocks),
-		SeqLens:     graph.FromInt32s(st.SeqLens),
-		CuSeqlensQ:  graph.FromInt32s(st.CuSeqlensQ),
-		MaxSeqLen:   st.MaxSeqLen,
-	}
+	positions, slots := in.positions, in.slots
+	meta := ops.AttentionMeta{BlockTables: in.tables, SeqLens: in.seqLens, CuSeqlensQ: in.cuSeqlensQ, MaxSeqLen: st.MaxSeqLen}
 	opts := ops.AttentionOptions{Scale: float32(1 / math.Sqrt(float64(d)))}
 	linear := func(x, w *graph.Array) *graph.Array { return ops.MatMulTransposed(x, w, false, true) }
 
-	x := ops.GatherRows(m.Weights.Embed, ids) // [T, hidden]
+	x := ops.GatherRows(m.Weights.Embed, ids) // [T, hidden], the residual stream
+	var delta *graph.Array                    // the last sub-block's output, not yet added to x
+	var h *graph.Array
 	for i := range m.Weights.Layers {
 		l := &m.Weights.Layers[i]
-		h := ops.RMSNorm(x, l.InputNorm, c.RMSNormEps)
-		q := ops.RMSNorm(ops.Reshape(linear(h, l.Q), T, c.NumHeads, d), l.QNorm, c.RMSNormEps)
-		k := ops.RMSNorm(ops.Reshape(linear(h, l.K), T, c.NumKVHeads, d), l.KNorm, c.RMSNormEps)
-		v := ops.Reshape(linear(h, l.V), T, c.NumKVHeads, d)
-		q = ops.RoPE(q, positions, c.RopeTheta)
-		k = ops.RoPE(k, positions, c.RopeTheta)
-		kc, vc := ops.KVWrite(cache.K[i], cache.V[i], k, v, slots)
+		if delta == nil {
+			h = ops.RMSNorm(x, l.InputNorm, c.RMSNormEps)
+		} else {
+			x, h = ops.AddRMSNorm(x, delta, l.InputNorm, c.RMSNormEps)
+		}
+		qk := ops.QKNorm{Heads: c.NumHeads, QNorm: l.QNorm, KNorm: l.KNorm, Eps: c.RMSNormEps, Theta: c.RopeTheta}
+		q, kc, vc := ops.QKNormRoPEKVWrite(linear(h, l.QKV), qk, positions, cache.K[i], cache.V[i], slots)
 		cache.SetLayer(i, kc, vc)
 		att := ops.PagedAttention(q, kc, vc, meta, opts) // [T, heads, d]
-		x = ops.Add(x, linear(ops.Reshape(att, T, c.NumHeads*d), l.O))
-		h = ops.RMSNorm(x, l.PostAttnNorm, c.RMSNormEps)
-		x = ops.Add(x, linear(ops.Mul(ops.SiLU(linear(h, l.Gate)), linear(h, l.Up)), l.Down))
+		x, h = ops.AddRMSNorm(x, linear(ops.Reshape(att, T, c.NumHeads*d), l.O), l.PostAttnNorm, c.RMSNormEps)
+		delta = linear(ops.SiLUMul(linear(h, l.GateUp)), l.Down)
 	}
+	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits
-		x = ops.GatherRows(x, graph.FromInt32s(st.LastTokens))
+		h = ops.GatherRows(h, in.lastTokens)
 	}
-	return linear(ops.RMSNorm(x, m.Weights.Norm, c.RMSNormEps), m.Weights.LMHead)
+	return linear(h, m.Weights.LMHead)
 }

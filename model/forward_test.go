@@ -29,35 +29,49 @@ func loadTiny(t testing.TB, tg loomtest.Target, dt graph.DType) *Engine {
 	return e
 }
 
-// TestGolden generates greedily from every golden prompt, one sequence at a
-// time, and matches transformers' tokens exactly and logits within
-// tolerance. The long prompt (1,399 tokens) is prefilled in one varlen step
-// and its decode steps must take the split-KV path. (TestGoldenBatched
-// runs the short prompts on every target.)
+// TestGolden runs every golden prompt, one sequence at a time, twice: fed
+// the golden tokens step by step (Step), whose logits must match
+// transformers' within tolerance; and through Generate (greedy on the
+// device, each step submitted while the one before runs), whose tokens
+// must match exactly. The long prompt (1,399 tokens) is prefilled in one
+// varlen step and its decode steps must take the split-KV path.
+// (TestGoldenBatched runs the short prompts on every target.)
 func TestGolden(t *testing.T) {
 	g := loadGolden(t)
 	tg := loomtest.Targets(t)[0]
 	e := loadTiny(t, tg, graph.Float32)
-	greedy, _ := NewSampler(SamplerOptions{})
 	for id, c := range g.Cases {
 		if c.Name == "long" && raceEnabled {
 			continue // the 1,399-token prefill would take minutes under the race detector
 		}
-		step := 0
-		tokens, err := e.Generate(id, c.PromptIDs, GenerateOptions{MaxTokens: len(c.Tokens), Sampler: greedy,
+		if err := e.Cache.Add(id); err != nil {
+			t.Fatal(err)
+		}
+		next := c.PromptIDs
+		for step, tok := range c.Tokens {
+			r, err := e.Step([]int{id}, [][]int32{next})
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("%s step %d", c.Name, step)
+			loomtest.Close(t, what+" logits", f64(r.Logits[0]), c.Logits[step], goldenAtol, goldenRtol)
+			if r.Stats.HostWaits != 1 {
+				t.Fatalf("%s: %d host waits, want 1 per step", what, r.Stats.HostWaits)
+			}
+			if c.Name == "long" && step > 0 && r.Stats.Counters["paged_attention.split"] != e.Model.Config.NumLayers {
+				t.Fatalf("%s: decode at %d tokens took the split path in %d of %d layers (counters %v)",
+					what, len(c.PromptIDs)+step, r.Stats.Counters["paged_attention.split"], e.Model.Config.NumLayers, r.Stats.Counters)
+			}
+			next = []int32{tok}
+		}
+		if err := e.Cache.Free(id); err != nil {
+			t.Fatal(err)
+		}
+		tokens, err := e.Generate(id, c.PromptIDs, GenerateOptions{MaxTokens: len(c.Tokens),
 			OnToken: func(tok int32, r *StepResult) error {
-				what := fmt.Sprintf("%s step %d", c.Name, step)
-				if err := loomtest.CloseErr(f64(r.Logits[0]), c.Logits[step], goldenAtol, goldenRtol); err != nil {
-					return fmt.Errorf("%s logits: %v", what, err)
+				if r.Stats.HostWaits > 1 {
+					return fmt.Errorf("%s: %d host waits in a step, want at most 1", c.Name, r.Stats.HostWaits)
 				}
-				if r.Stats.HostWaits != 1 {
-					return fmt.Errorf("%s: %d host waits, want 1 per step", what, r.Stats.HostWaits)
-				}
-				if c.Name == "long" && step > 0 && r.Stats.Counters["paged_attention.split"] != e.Model.Config.NumLayers {
-					return fmt.Errorf("%s: decode at %d tokens took the split path in %d of %d layers (counters %v)",
-						what, len(c.PromptIDs)+step, r.Stats.Counters["paged_attention.split"], e.Model.Config.NumLayers, r.Stats.Counters)
-				}
-				step++
 				return nil
 			}})
 		if err != nil {

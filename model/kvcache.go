@@ -56,7 +56,7 @@ func NewKVCache(rt *runtime.Runtime, cfg CacheConfig, fill func(layer int, b []b
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"blocks", cfg.NumBlocks}, {"block size", cfg.BlockSize}, {"layers", cfg.Layers}, {"KV heads", cfg.KVHeads}, {"head dim", cfg.HeadDim}} {
+	}{{"block size", cfg.BlockSize}, {"blocks", cfg.NumBlocks}, {"layers", cfg.Layers}, {"KV heads", cfg.KVHeads}, {"head dim", cfg.HeadDim}} {
 		if f.v <= 0 {
 			return nil, fmt.Errorf("kv cache: %s = %d must be positive", f.name, f.v)
 		}
@@ -120,6 +120,25 @@ func (c *KVCache) Free(id int) error {
 	return nil
 }
 
+// Truncate keeps the first n tokens of sequence id and returns the blocks
+// past them to the pool. What later steps write to the freed slots is
+// ordered after the writes already made there by the runtime.
+func (c *KVCache) Truncate(id, n int) error {
+	s, ok := c.seqs[id]
+	if !ok {
+		return fmt.Errorf("kv cache: no sequence %d", id)
+	}
+	if n < 0 || n > s.length {
+		return fmt.Errorf("kv cache: sequence %d holds %d tokens, cannot keep %d", id, s.length, n)
+	}
+	keep := (n + c.cfg.BlockSize - 1) / c.cfg.BlockSize
+	for i := len(s.blocks) - 1; i >= keep; i-- {
+		c.free = append(c.free, s.blocks[i])
+	}
+	s.blocks, s.length = s.blocks[:keep], n
+	return nil
+}
+
 // Len is the number of tokens of sequence id in the cache.
 func (c *KVCache) Len(id int) int {
 	if s, ok := c.seqs[id]; ok {
@@ -180,20 +199,19 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		return nil, fmt.Errorf("kv cache: empty step")
 	}
 	bs := c.cfg.BlockSize
-	need, seen := 0, map[int]bool{}
+	need := 0
 	for i, id := range seqs {
 		s, ok := c.seqs[id]
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("kv cache: no sequence %d", id)
-		case seen[id]:
+		case slices.Contains(seqs[:i], id):
 			return nil, fmt.Errorf("kv cache: sequence %d appears twice in one step", id)
 		case newTokens[i] <= 0:
 			return nil, fmt.Errorf("kv cache: sequence %d: %d new tokens, want at least 1", id, newTokens[i])
 		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
 			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
 		}
-		seen[id] = true
 		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
 	}
 	if need > len(c.free) {
@@ -223,4 +241,29 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		copy(st.BlockTables[i*st.MaxBlocks:], c.seqs[id].blocks)
 	}
 	return st, nil
+}
+
+// Pad widens st's block tables to a multiple of blocks columns (right-padded
+// with block 0, as Schedule pads shorter sequences) and sets MaxSeqLen to
+// their capacity in tokens, which still bounds every sequence. A decode loop
+// then builds the same graph structure for blocks·BlockSize tokens at a
+// time instead of a new one every step (MaxSeqLen is a parameter of the
+// attention primitive, the tables' width a shape), so the step replays.
+// The kernels read no key past a sequence's length, so the padding changes
+// no result.
+func (c *KVCache) Pad(st *Step, blocks int) error {
+	if blocks <= 0 {
+		return fmt.Errorf("kv cache: pad to a multiple of %d blocks: want at least 1", blocks)
+	}
+	w := (st.MaxBlocks + blocks - 1) / blocks * blocks
+	w = min(w, max(c.cfg.NumBlocks, st.MaxBlocks))
+	if w != st.MaxBlocks {
+		tables := make([]int32, len(st.Seqs)*w)
+		for i := range st.Seqs {
+			copy(tables[i*w:], st.BlockTables[i*st.MaxBlocks:(i+1)*st.MaxBlocks])
+		}
+		st.BlockTables, st.MaxBlocks = tables, w
+	}
+	st.MaxSeqLen = w * c.cfg.BlockSize
+	return nil
 }

@@ -241,3 +241,60 @@ func mustAdd(t *testing.T, c *KVCache, ids ...int) {
 		}
 	}
 }
+
+// TestEngineCacheConfig: a block size paged attention does not support, or
+// a non-positive one, is rejected when the engine is made, naming the block
+// size, before any step runs.
+func TestEngineCacheConfig(t *testing.T) {
+	m := &Model{rt: newTestRuntime(t), Config: Config{NumLayers: 1, NumKVHeads: 1, HeadDim: 2}, DType: graph.Float32}
+	for _, c := range []struct {
+		blocks, bs int
+		want       string
+	}{
+		{4, 0, "block size 0 is not supported (supported: [8 16 32])"},
+		{4, 5, "block size 5 is not supported (supported: [8 16 32])"},
+		{4, 64, "block size 64 is not supported (supported: [8 16 32])"},
+		{-3, -1, "block size -1 is not supported (supported: [8 16 32])"},
+		{0, 16, "blocks = 0 must be positive"},
+	} {
+		if _, err := NewEngine(m, c.blocks, c.bs); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewEngine(%d blocks of %d): error %v, want %q", c.blocks, c.bs, err, c.want)
+		}
+	}
+	if _, err := NewKVCache(newTestRuntime(t), CacheConfig{NumBlocks: -3, BlockSize: -1, Layers: 1, KVHeads: 1, HeadDim: 2, DType: graph.Float32}, nil); err == nil || !strings.Contains(err.Error(), "block size = -1") {
+		t.Errorf("NewKVCache with block size -1: error %v, want it to name the block size", err)
+	}
+}
+
+func TestKVCacheTruncate(t *testing.T) {
+	c := newTestCache(t, 6, 4)
+	if err := c.Add(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Schedule([]int{1}, []int{9}); err != nil { // 3 blocks
+		t.Fatal(err)
+	}
+	blocks := c.BlockTable(1)
+	if err := c.Truncate(1, 5); err != nil { // 2 blocks
+		t.Fatal(err)
+	}
+	if c.Len(1) != 5 || !slices.Equal(c.BlockTable(1), blocks[:2]) || c.FreeBlocks() != 4 {
+		t.Fatalf("after Truncate(1, 5): length %d, blocks %v (of %v), %d free", c.Len(1), c.BlockTable(1), blocks, c.FreeBlocks())
+	}
+	// The next token takes position 5 in the block kept.
+	st, err := c.Schedule([]int{1}, []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := blocks[1]*4 + 1; st.SlotMapping[0] != want || st.Positions[0] != 5 {
+		t.Fatalf("slot %d position %d after the truncation, want slot %d position 5", st.SlotMapping[0], st.Positions[0], want)
+	}
+	for _, c2 := range []struct {
+		id, n int
+		want  string
+	}{{2, 0, "no sequence 2"}, {1, 7, "holds 6 tokens, cannot keep 7"}, {1, -1, "cannot keep -1"}} {
+		if err := c.Truncate(c2.id, c2.n); err == nil || !strings.Contains(err.Error(), c2.want) {
+			t.Errorf("Truncate(%d, %d): error %v, want %q", c2.id, c2.n, err, c2.want)
+		}
+	}
+}

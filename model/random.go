@@ -33,8 +33,7 @@ func RandomWeights(cfg Config, dt graph.DType, seed uint64) *Weights {
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		specs = append(specs, norm(&l.InputNorm, h), norm(&l.PostAttnNorm, h), norm(&l.QNorm, d), norm(&l.KNorm, d),
-			lin(&l.Q, q, h), lin(&l.K, kv, h), lin(&l.V, kv, h), lin(&l.O, h, q),
-			lin(&l.Gate, inter, h), lin(&l.Up, inter, h), lin(&l.Down, h, inter))
+			lin(&l.QKV, q+2*kv, h), lin(&l.O, h, q), lin(&l.GateUp, 2*inter, h), lin(&l.Down, h, inter))
 	}
 	// Each tensor has its own stream, so the values do not depend on the
 	// order the workers fill them in.

@@ -43,9 +43,11 @@ func newRefModel(t testing.TB, cfg Config, w *Weights) *refModel {
 		return m
 	}
 	r := &refModel{cfg: cfg, embed: mat(w.Embed), norm: vec(w.Norm), lmHead: mat(w.LMHead)}
+	q, kv := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
 	for _, l := range w.Layers {
+		qkv, gateUp := mat(l.QKV), mat(l.GateUp)
 		r.layers = append(r.layers, refLayer{vec(l.InputNorm), vec(l.PostAttnNorm), vec(l.QNorm), vec(l.KNorm),
-			mat(l.Q), mat(l.K), mat(l.V), mat(l.O), mat(l.Gate), mat(l.Up), mat(l.Down)})
+			qkv[:q], qkv[q : q+kv], qkv[q+kv:], mat(l.O), gateUp[:cfg.IntermediateSize], gateUp[cfg.IntermediateSize:], mat(l.Down)})
 	}
 	return r
 }

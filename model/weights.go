@@ -10,7 +10,9 @@ import (
 )
 
 // Weights are a Qwen3 model's parameters as graph arrays, in the layout of
-// Hugging Face checkpoints: a linear layer's weight is [out, in].
+// Hugging Face checkpoints (a linear layer's weight is [out, in]) except
+// that the linear layers that read the same input are stacked into one
+// (see Layer), so that each is one matmul.
 type Weights struct {
 	Embed  *graph.Array // [vocab, hidden]
 	Norm   *graph.Array // [hidden], the final RMSNorm
@@ -18,15 +20,17 @@ type Weights struct {
 	Layers []Layer
 }
 
-// Layer is one transformer block's parameters.
+// Layer is one transformer block's parameters. QKV stacks the checkpoint's
+// q_proj, k_proj and v_proj weights (rows [0, heads·head_dim), then
+// kv_heads·head_dim rows each), and GateUp its gate_proj and up_proj
+// weights (intermediate rows each).
 type Layer struct {
 	InputNorm    *graph.Array // [hidden]
 	PostAttnNorm *graph.Array // [hidden]
 	QNorm, KNorm *graph.Array // [head_dim], RMSNorm of each head of q and k
-	Q            *graph.Array // [heads·head_dim, hidden]
-	K, V         *graph.Array // [kv_heads·head_dim, hidden]
+	QKV          *graph.Array // [(heads + 2·kv_heads)·head_dim, hidden]
 	O            *graph.Array // [hidden, heads·head_dim]
-	Gate, Up     *graph.Array // [intermediate, hidden]
+	GateUp       *graph.Array // [2·intermediate, hidden]
 	Down         *graph.Array // [hidden, intermediate]
 }
 
@@ -38,7 +42,7 @@ func (w *Weights) Arrays() []*graph.Array {
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		out = append(out, l.InputNorm, l.PostAttnNorm, l.QNorm, l.KNorm, l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down)
+		out = append(out, l.InputNorm, l.PostAttnNorm, l.QNorm, l.KNorm, l.QKV, l.O, l.GateUp, l.Down)
 	}
 	return out
 }
@@ -90,6 +94,17 @@ func (c *checkpoint) close() {
 // shape. When the stored dtype is dt the array's bytes are the file's own
 // (mapped) bytes, with no copy; otherwise they are converted.
 func (c *checkpoint) tensor(name string, dt graph.DType, shape ...int) (*graph.Array, error) {
+	b, err := c.tensorBytes(name, dt, shape...)
+	if err != nil {
+		return nil, err
+	}
+	a := graph.FromBytes(dt, b, shape...)
+	return a, a.Err()
+}
+
+// tensorBytes returns the named tensor's bytes as dtype dt, checking its
+// shape: the file's own bytes when it stores dt, converted otherwise.
+func (c *checkpoint) tensorBytes(name string, dt graph.DType, shape ...int) ([]byte, error) {
 	f, ok := c.index[name]
 	if !ok {
 		return nil, fmt.Errorf("tensor %s is missing from %s", name, c.dir)
@@ -107,7 +122,26 @@ func (c *checkpoint) tensor(name string, dt graph.DType, shape ...int) (*graph.A
 	if stored != dt {
 		b = convertFloats(stored, dt, b)
 	}
-	a := graph.FromBytes(dt, b, shape...)
+	return b, nil
+}
+
+// stacked returns the named matrices of cols columns and the given numbers
+// of rows, stacked in order, as one constant of dtype dt: a copy on the
+// host, from which the device gets its only copy.
+func (c *checkpoint) stacked(dt graph.DType, cols int, names []string, rows []int) (*graph.Array, error) {
+	total := 0
+	for _, r := range rows {
+		total += r
+	}
+	out := make([]byte, 0, total*cols*dt.Size())
+	for i, name := range names {
+		b, err := c.tensorBytes(name, dt, rows[i], cols)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	a := graph.FromBytes(dt, out, total, cols)
 	return a, a.Err()
 }
 
@@ -185,17 +219,24 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 			want{&l.PostAttnNorm, p + "post_attention_layernorm.weight", []int{h}},
 			want{&l.QNorm, p + "self_attn.q_norm.weight", []int{d}},
 			want{&l.KNorm, p + "self_attn.k_norm.weight", []int{d}},
-			want{&l.Q, p + "self_attn.q_proj.weight", []int{q, h}},
-			want{&l.K, p + "self_attn.k_proj.weight", []int{kv, h}},
-			want{&l.V, p + "self_attn.v_proj.weight", []int{kv, h}},
 			want{&l.O, p + "self_attn.o_proj.weight", []int{h, q}},
-			want{&l.Gate, p + "mlp.gate_proj.weight", []int{inter, h}},
-			want{&l.Up, p + "mlp.up_proj.weight", []int{inter, h}},
 			want{&l.Down, p + "mlp.down_proj.weight", []int{h, inter}},
 		)
 	}
 	for _, x := range wants {
 		if *x.dst, err = c.tensor(x.name, dt, x.shape...); err != nil {
+			return fail(err)
+		}
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		names := []string{p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}
+		if l.QKV, err = c.stacked(dt, h, names, []int{q, kv, kv}); err != nil {
+			return fail(err)
+		}
+		names = []string{p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}
+		if l.GateUp, err = c.stacked(dt, h, names, []int{inter, inter}); err != nil {
 			return fail(err)
 		}
 	}

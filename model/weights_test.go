@@ -52,14 +52,17 @@ func checkpointTensors(t *testing.T, cfg Config, dt graph.DType, seed uint64) []
 	if !cfg.TieWordEmbeddings {
 		add("lm_head.weight", w.LMHead)
 	}
+	q, kv := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
+		qkv := splitRows(t, l.QKV, q, kv, kv)
+		gateUp := splitRows(t, l.GateUp, cfg.IntermediateSize, cfg.IntermediateSize)
 		for _, x := range []struct {
 			n string
 			a *graph.Array
 		}{{"input_layernorm", l.InputNorm}, {"post_attention_layernorm", l.PostAttnNorm}, {"self_attn.q_norm", l.QNorm},
-			{"self_attn.k_norm", l.KNorm}, {"self_attn.q_proj", l.Q}, {"self_attn.k_proj", l.K}, {"self_attn.v_proj", l.V},
-			{"self_attn.o_proj", l.O}, {"mlp.gate_proj", l.Gate}, {"mlp.up_proj", l.Up}, {"mlp.down_proj", l.Down}} {
+			{"self_attn.k_norm", l.KNorm}, {"self_attn.q_proj", qkv[0]}, {"self_attn.k_proj", qkv[1]}, {"self_attn.v_proj", qkv[2]},
+			{"self_attn.o_proj", l.O}, {"mlp.gate_proj", gateUp[0]}, {"mlp.up_proj", gateUp[1]}, {"mlp.down_proj", l.Down}} {
 			add(p+x.n+".weight", x.a)
 		}
 	}
@@ -102,10 +105,28 @@ func TestLoadShardedAndConverted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := m.Weights.Layers[0].Q.Float64s()
-	b, _ := m32.Weights.Layers[0].Q.Float64s()
-	if !slices.Equal(a, b) || m32.Weights.Layers[0].Q.DType() != graph.Float32 {
+	a, _ := m.Weights.Layers[0].QKV.Float64s()
+	b, _ := m32.Weights.Layers[0].QKV.Float64s()
+	if !slices.Equal(a, b) || m32.Weights.Layers[0].QKV.DType() != graph.Float32 {
 		t.Fatal("float32 conversion of bfloat16 weights changed values")
+	}
+	// The stacked weights are the checkpoint's, in order.
+	for _, c := range []struct {
+		got   *graph.Array
+		layer string
+		parts []string
+	}{
+		{m.Weights.Layers[1].QKV, "model.layers.1.", []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}},
+		{m.Weights.Layers[0].GateUp, "model.layers.0.", []string{"mlp.gate_proj", "mlp.up_proj"}},
+	} {
+		var want []byte
+		for _, n := range c.parts {
+			i := slices.IndexFunc(ts, func(x testTensor) bool { return x.name == c.layer+n+".weight" })
+			want = append(want, ts[i].data...)
+		}
+		if got, err := c.got.Bytes(); err != nil || string(got) != string(want) {
+			t.Fatalf("%s%v stacked: bytes differ from the file's (err %v)", c.layer, c.parts, err)
+		}
 	}
 	if want := smallConfig.Params() * 4; m32.WeightBytes() != want {
 		t.Fatalf("WeightBytes() = %d, want %d", m32.WeightBytes(), want)
@@ -163,4 +184,24 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(rt, t.TempDir(), graph.Invalid); err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Fatalf("empty directory: error %v", err)
 	}
+}
+
+// splitRows returns the row blocks of the given sizes of a constant matrix,
+// as constants.
+func splitRows(t testing.TB, a *graph.Array, rows ...int) []*graph.Array {
+	t.Helper()
+	b, err := a.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, es := a.Shape()[1], a.DType().Size()
+	var out []*graph.Array
+	for _, r := range rows {
+		out = append(out, graph.FromBytes(a.DType(), b[:r*cols*es], r, cols))
+		b = b[r*cols*es:]
+	}
+	if len(b) != 0 {
+		t.Fatalf("%v has %d bytes past rows %v", a, len(b), rows)
+	}
+	return out
 }

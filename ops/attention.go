@@ -54,35 +54,38 @@ type AttentionOptions struct {
 // an error (at build time when slotMapping is a constant).
 func KVWrite(kCache, vCache, k, v, slotMapping *graph.Array) (newK, newV *graph.Array) {
 	pc := graph.Caller(0)
-	const op = "kv_write"
+	prim := primitives.KVWrite{}
 	inputs := []*graph.Array{kCache, vCache, k, v, slotMapping}
-	if err := inputErr(pc, op, inputs...); err != nil {
-		f := graph.Failed(err, graph.Spec{})
+	if f := checkSlotsBeforeDonation(pc, prim, inputs, kCache, slotMapping); f != nil {
 		return f, f
 	}
-	// Check a constant slot mapping before the caches are consumed, so that
-	// a bad slot leaves them usable.
-	prim := primitives.KVWrite{}
+	outs := apply(pc, prim, inputs...)
+	return outs[0], outs[1]
+}
+
+// checkSlotsBeforeDonation returns a failed array when prim, a KV write
+// into kCache with slotMapping, has an unusable input or a constant slot
+// mapping that primitives.CheckSlots refuses; nil otherwise. It runs before
+// the node is built, which would consume the caches, so that a bad slot
+// leaves them usable.
+func checkSlotsBeforeDonation(pc uintptr, prim primitives.Primitive, inputs []*graph.Array, kCache, slotMapping *graph.Array) *graph.Array {
+	if err := inputErr(pc, prim.Name(), inputs...); err != nil {
+		return graph.Failed(err, graph.Spec{})
+	}
 	in := make([]graph.Spec, len(inputs))
 	for i, a := range inputs {
 		in[i] = a.Spec()
 	}
-	if _, err := prim.Outputs(in); err == nil && slotMapping.HostBytes() != nil {
-		if err := lastSlots.check(constCheck{slotMapping, nil, nil, kCache.Shape()[0] * kCache.Shape()[1], 0, 0, 0},
-			func() error { return checkConstSlots(slotMapping, kCache.Shape()[0]*kCache.Shape()[1]) }); err != nil {
-			f := fail(pc, op, "%v", err)
-			return f, f
-		}
+	if _, err := prim.Outputs(in); err != nil || slotMapping.HostBytes() == nil {
+		return nil // apply reports a bad spec; the kernel checks computed slots
 	}
-	outs := apply(pc, prim, inputs...)
-	if len(outs) == 1 {
-		return outs[0], outs[0]
+	numSlots := kCache.Shape()[0] * kCache.Shape()[1]
+	err := lastSlots.check(constCheck{slotMapping, nil, nil, numSlots, 0, 0, 0},
+		func() error { return primitives.CheckSlots(hostIndices(slotMapping), numSlots) })
+	if err != nil {
+		return fail(pc, prim.Name(), "%v", err)
 	}
-	return outs[0], outs[1]
-}
-
-func checkConstSlots(slots *graph.Array, numSlots int) error {
-	return primitives.CheckSlots(hostIndices(slots), numSlots)
+	return nil
 }
 
 // PagedAttention attends queries q [Tq, heads, head_size] to the keys and

@@ -112,6 +112,16 @@ func TestErrors(t *testing.T) {
 		{"rms_norm eps", ops.RMSNorm(f32(2, 8), f32(8), -1), []string{"rms_norm", "eps -1 must be finite and ≥ 0"}},
 		{"rms_norm eps NaN", ops.RMSNorm(f32(2, 8), f32(8), float32(math.NaN())), []string{"rms_norm", "eps NaN must be finite"}},
 		{"rms_norm nil", ops.RMSNorm(f32(2, 8), nil, 1e-6), []string{"rms_norm", "input 1 is nil"}},
+		{"add_rms_norm residual", first(ops.AddRMSNorm(f32(2, 8), f32(1, 8), f32(8), 1e-6)), []string{"add_rms_norm", "residual float32[1 8] differs from x float32[2 8]"}},
+		{"add_rms_norm residual dtype", first(ops.AddRMSNorm(f32(2, 8), of(graph.Float16, 2, 8), f32(8), 1e-6)), []string{"add_rms_norm", "residual float16[2 8] differs from x"}},
+		{"add_rms_norm weight", second(ops.AddRMSNorm(f32(2, 8), f32(2, 8), f32(4), 1e-6)), []string{"add_rms_norm", "weight has shape [4], want [8]"}},
+		{"add_rms_norm int", first(ops.AddRMSNorm(of(graph.Int32, 8), of(graph.Int32, 8), of(graph.Int32, 8), 1e-6)), []string{"add_rms_norm", "dtype int32 is unsupported"}},
+		{"add_rms_norm eps", second(ops.AddRMSNorm(f32(2, 8), f32(2, 8), f32(8), float32(math.Inf(1)))), []string{"add_rms_norm", "eps +Inf must be finite"}},
+		{"add_rms_norm nil", first(ops.AddRMSNorm(f32(2, 8), nil, f32(8), 1e-6)), []string{"add_rms_norm", "input 1 is nil"}},
+		{"silu_mul odd", ops.SiLUMul(f32(2, 7)), []string{"silu_mul", "input float32[2 7] must have an even last dimension"}},
+		{"silu_mul scalar", ops.SiLUMul(f32()), []string{"silu_mul", "must have an even last dimension"}},
+		{"silu_mul int", ops.SiLUMul(of(graph.Int32, 2, 8)), []string{"silu_mul", "dtype int32 is unsupported"}},
+		{"silu_mul inherits", ops.SiLUMul(broken), []string{"add", "cannot be broadcast"}},
 		{"rope rank", ops.RoPE(f32(2, 8), i32(0, 1), 1e4), []string{"rope", "x must be [T, H, D], got shape [2 8]"}},
 		{"rope odd", ops.RoPE(f32(2, 1, 7), i32(0, 1), 1e4), []string{"rope", "head dimension D = 7 is odd"}},
 		{"rope positions dtype", ops.RoPE(f32(2, 1, 8), graph.FromInt64s([]int64{0, 1}), 1e4), []string{"rope", "positions must be int32, got int64"}},
@@ -128,3 +138,6 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+func first(a, _ *graph.Array) *graph.Array  { return a }
+func second(_, b *graph.Array) *graph.Array { return b }

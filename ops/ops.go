@@ -21,8 +21,9 @@ func Apply(prim primitives.Primitive, inputs ...*graph.Array) []*graph.Array {
 }
 
 func apply(pc uintptr, prim primitives.Primitive, inputs ...*graph.Array) []*graph.Array {
+	n := primitives.NumOutputs(prim)
 	if err := graph.CheckInputs(prim.Name(), inputs, pc); err != nil {
-		return []*graph.Array{graph.Failed(err, graph.Spec{})}
+		return failedOutputs(err, n)
 	}
 	specs := make([]graph.Spec, len(inputs))
 	for i, in := range inputs {
@@ -30,9 +31,22 @@ func apply(pc uintptr, prim primitives.Primitive, inputs ...*graph.Array) []*gra
 	}
 	outs, err := prim.Outputs(specs)
 	if err != nil {
-		return []*graph.Array{graph.Failed(graph.Errorf(pc, prim.Name(), "%v (inputs: %s)", err, describe(specs)), graph.Spec{})}
+		return failedOutputs(graph.Errorf(pc, prim.Name(), "%v (inputs: %s)", err, describe(specs)), n)
+	}
+	if len(outs) != n {
+		return failedOutputs(graph.Errorf(pc, prim.Name(), "the shape rule returns %d outputs but declares %d (a primitive with several outputs implements primitives.MultiOutput)", len(outs), n), max(n, len(outs)))
 	}
 	return graph.New(prim, inputs, outs, pc)
+}
+
+// failedOutputs returns n arrays carrying err, one per output of a node
+// that could not be built.
+func failedOutputs(err error, n int) []*graph.Array {
+	outs := make([]*graph.Array, max(n, 1))
+	for i := range outs {
+		outs[i] = graph.Failed(err, graph.Spec{})
+	}
+	return outs
 }
 
 // apply1 builds a single-output node.

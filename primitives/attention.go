@@ -54,6 +54,9 @@ type KVWrite struct{}
 
 func (KVWrite) Name() string { return "kv_write" }
 
+// NumOutputs is 2: the updated K and V caches.
+func (KVWrite) NumOutputs() int { return 2 }
+
 // Aliases makes the updated caches the donated input caches.
 func (KVWrite) Aliases() []graph.Alias {
 	return []graph.Alias{{Output: 0, Input: 0, Donate: true}, {Output: 1, Input: 1, Donate: true}}
@@ -76,11 +79,8 @@ func (KVWrite) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if v.DType != k.DType || !slices.Equal(v.Shape, k.Shape) {
 		return nil, fmt.Errorf("v %s differs from k %s", v, k)
 	}
-	if slots.DType != graph.Int32 && slots.DType != graph.Int64 {
-		return nil, fmt.Errorf("slot_mapping must be int32 or int64, got %s", slots.DType)
-	}
-	if len(slots.Shape) != 1 || slots.Shape[0] != k.Shape[0] {
-		return nil, fmt.Errorf("slot_mapping %s must be [%d], one slot per token of k", slots, k.Shape[0])
+	if err := checkSlotMapping(slots, k.Shape[0]); err != nil {
+		return nil, err
 	}
 	if err := fitsInt32("k's elements", k.Size()); err != nil {
 		return nil, err
@@ -112,6 +112,17 @@ func (KVWrite) Lower(l *Lowering) error {
 		},
 		Params: p,
 	})
+	return nil
+}
+
+// checkSlotMapping checks the spec of a slot mapping for tokens tokens.
+func checkSlotMapping(slots graph.Spec, tokens int) error {
+	if slots.DType != graph.Int32 && slots.DType != graph.Int64 {
+		return fmt.Errorf("slot_mapping must be int32 or int64, got %s", slots.DType)
+	}
+	if len(slots.Shape) != 1 || slots.Shape[0] != tokens {
+		return fmt.Errorf("slot_mapping %s must be [%d], one slot per token", slots, tokens)
+	}
 	return nil
 }
 

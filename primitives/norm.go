@@ -81,6 +81,12 @@ func (r RMSNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 func (r RMSNorm) Lower(l *Lowering) error {
+	return lowerRMSNorm(l, "rms_norm_", r.Eps, R("x", In(0)), R("weight", In(1)), W("out", Out(0)))
+}
+
+// lowerRMSNorm adds the dispatch of a kernel that normalises the rows of
+// input 0 ([..., D]), a group per row.
+func lowerRMSNorm(l *Lowering, kernel string, eps float32, args ...Arg) error {
 	x := l.Inputs[0]
 	if err := checkElements(x.Size()); err != nil {
 		return err
@@ -91,11 +97,11 @@ func (r RMSNorm) Lower(l *Lowering) error {
 		rows = x.Size() / d
 	}
 	l.Add(Dispatch{
-		Kernel: "rms_norm_" + x.DType.Short(),
-		Grid:   Dim3{rows, 1, 1}, // a group per row
+		Kernel: kernel + x.DType.Short(),
+		Grid:   Dim3{rows, 1, 1},
 		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   []Arg{R("x", In(0)), R("weight", In(1)), W("out", Out(0))},
-		Params: &RMSNormParams{Rows: uint32(rows), D: uint32(d), Eps: r.Eps},
+		Args:   args,
+		Params: &RMSNormParams{Rows: uint32(rows), D: uint32(d), Eps: eps},
 	})
 	return nil
 }

@@ -20,7 +20,8 @@ import (
 //
 // Implementations should be small comparable value types: the runtime may
 // compare primitives to reuse a plan. A primitive whose outputs live in an
-// input's buffer also implements graph.Aliaser.
+// input's buffer also implements graph.Aliaser; one with several outputs
+// implements MultiOutput.
 type Primitive interface {
 	graph.Primitive
 	// Outputs returns the dtype and shape of each output for the given inputs,
@@ -28,6 +29,22 @@ type Primitive interface {
 	Outputs(inputs []graph.Spec) ([]graph.Spec, error)
 	// Lower appends the dispatches that compute the outputs to l.
 	Lower(l *Lowering) error
+}
+
+// MultiOutput is implemented by primitives with more than one output, so
+// that a failed shape rule still yields an array (in an error state) for
+// each output.
+type MultiOutput interface {
+	NumOutputs() int
+}
+
+// NumOutputs is how many outputs prim has: 1 unless it implements
+// MultiOutput.
+func NumOutputs(prim Primitive) int {
+	if m, ok := prim.(MultiOutput); ok {
+		return m.NumOutputs()
+	}
+	return 1
 }
 
 // Dim3 is a grid or threadgroup size.

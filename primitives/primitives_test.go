@@ -55,6 +55,16 @@ func coreCases() []lowerCase {
 		add(primitives.Softmax{Axis: 0}, spec(dt, 3, 5))
 		add(primitives.RMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 8))
 		add(primitives.RoPE{Theta: 1e4}, spec(dt, 3, 2, 8), spec(graph.Int32, 3))
+		add(primitives.Sample{}, spec(dt, 3, 7), spec(graph.Float32, 3, primitives.SampleSettings), spec(graph.Uint32, 3, primitives.SampleKeys),
+			spec(graph.Int32, 3), spec(graph.Int32, 3, 2))
+		add(primitives.AddRMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 3, 8), spec(dt, 8))
+		add(primitives.SiLUMul{}, spec(dt, 3, 10))
+	}
+	for _, dt := range primitives.AttentionDTypes {
+		for _, idx := range primitives.IndexDTypes {
+			add(primitives.QKNormRoPEKVWrite{Heads: 2, Eps: 1e-6, Theta: 1e4}, spec(dt, 3, 4*8), spec(dt, 8), spec(dt, 8),
+				spec(graph.Int32, 3), spec(dt, 4, 2, 1, 8), spec(dt, 4, 2, 1, 8), spec(idx, 3))
+		}
 	}
 	return cs
 }
@@ -93,7 +103,12 @@ func TestLoweringsMatchCatalog(t *testing.T) {
 		for _, d := range l.Dispatches {
 			emitted[d.Kernel] = true
 			for _, a := range d.Args {
-				size := map[primitives.RefKind][]graph.Spec{primitives.InputRef: l.Inputs, primitives.OutputRef: l.Outputs}[a.Ref.Kind][a.Ref.Index].Bytes()
+				var size int64
+				if a.Ref.Kind == primitives.ScratchRef {
+					size = l.Scratch[a.Ref.Index]
+				} else {
+					size = map[primitives.RefKind][]graph.Spec{primitives.InputRef: l.Inputs, primitives.OutputRef: l.Outputs}[a.Ref.Kind][a.Ref.Index].Bytes()
+				}
 				if a.Offset < 0 || a.Size < 0 || a.Offset+a.Size > size {
 					t.Errorf("%s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, a.Name, a.Offset, a.Size, size)
 				}

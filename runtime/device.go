@@ -18,7 +18,7 @@ type Device interface {
 	NewBuffer(nbytes int64) (Buffer, error)
 	NewQueue() (Queue, error)
 	// Kernel returns the kernel with the given name, or an error that says the
-	// device does not implement it.
+	// device does not implement it (wrapping ErrUnsupportedKernel).
 	Kernel(name string) (Kernel, error)
 }
 
@@ -38,31 +38,28 @@ type Buffer interface {
 	Release()
 }
 
-// Queue creates command buffers, fences and events. Command buffers are
-// committed in order but may execute concurrently.
+// Queue executes command lists and creates fences and events. Lists are
+// submitted in order but may execute concurrently.
 type Queue interface {
-	NewCommandBuffer() CommandBuffer
+	// Submit commits a command list (one command buffer). The queue only
+	// reads the list and keeps it until its work has completed; nobody
+	// modifies it afterwards, and the same commands may be submitted again
+	// (a replay) before that.
+	Submit(l *CommandList) Submission
 	NewFence() Fence
 	NewEvent() Event
 	// Close releases the queue once the work committed so far is done.
+	// Closing twice is harmless; a command buffer committed afterwards
+	// completes with an error wrapping ErrClosed.
 	Close()
 }
 
-// CommandBuffer is a batch of passes submitted together.
-type CommandBuffer interface {
-	// NewPass starts a concurrent compute pass. The previous pass must have
-	// ended.
-	NewPass() Encoder
-	// Signal makes the command buffer set ev to value once all its work has
-	// completed and ev has reached value-1. The runtime signals each command
-	// buffer's sequence number, so the event's value is a completion frontier:
-	// every command buffer up to it has completed.
-	Signal(ev Event, value uint64)
-	// Commit submits the command buffer. It may not be used afterwards except
-	// for Err.
-	Commit()
-	// Err is the error the command buffer's execution hit, if any; valid once
-	// an event it signals shows it completed.
+// Submission is a submitted command list.
+type Submission interface {
+	// Err is the error the list's execution hit, if any; valid once an
+	// event it signals shows it completed. A failed dispatch is reported
+	// as a *DispatchError (Index counts the list's dispatches, not its
+	// other commands), so that the runtime can name the op.
 	Err() error
 }
 
@@ -73,22 +70,6 @@ type BufferArg struct {
 	Size   int64
 	Access primitives.Access
 	Name   string
-}
-
-// Encoder encodes one concurrent compute pass.
-type Encoder interface {
-	// Dispatch encodes a kernel launch. params may be nil.
-	Dispatch(k Kernel, grid, group primitives.Dim3, args []BufferArg, params any, sharedBytes int)
-	// Barrier orders every dispatch encoded before it in this pass before
-	// every dispatch encoded after it.
-	Barrier()
-	// WaitFence makes the dispatches encoded after it wait until the most
-	// recent UpdateFence of f encoded before it has been reached.
-	WaitFence(f Fence)
-	// UpdateFence marks f once every dispatch encoded before it in this pass
-	// has completed. A pass must not wait on a fence it updates.
-	UpdateFence(f Fence)
-	End()
 }
 
 // Fence orders passes, within and across command buffers of a queue.

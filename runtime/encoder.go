@@ -43,12 +43,16 @@ type encoder struct {
 	queue Queue
 	event Event // signalled with each command buffer's sequence number
 
-	cb        CommandBuffer
-	cbSeq     uint64          // sequence number of the open command buffer, or of the last one
-	completed uint64          // the host has seen every command buffer up to this one complete
-	committed []CommandBuffer // committed during the Eval being encoded
+	list      *CommandList // the open command buffer, nil if none
+	cbSeq     uint64       // sequence number of the open command buffer, or of the last one
+	completed uint64       // the host has seen every command buffer up to this one complete
+	committed []Submission // submitted during the Eval being encoded
+	// committedFirst is, for each of them, the Eval's dispatch count when it
+	// was opened: the index of its first dispatch.
+	committedFirst []int
+	cbFirst        int // the same for the open command buffer
 
-	pass       Encoder
+	passOpen   bool
 	passID     uint64
 	seg        int
 	passCount  int      // dispatches in the open pass
@@ -59,13 +63,15 @@ type encoder struct {
 	donePasses uint64 // every pass up to this one is in a completed command buffer
 	freeFences []Fence
 
-	stats *Stats // the statistics of the Eval being encoded
+	stats *Stats     // the statistics of the Eval being encoded
+	rec   *recording // the plan being recorded for the plan cache, if any
 }
 
 type passFence struct {
 	fence Fence
 	cb    uint64
 	after coverage // the passes it is ordered after: waiting for it covers them too
+	owned bool     // the fence belongs to a cached plan: never recycled
 }
 
 func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
@@ -76,26 +82,44 @@ func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
 }
 
 // busy reports whether device work that touches s may still be running.
-func (e *encoder) busy(s *storage) bool { return s.track.lastUse > e.completed }
+func (e *encoder) busy(s *storage) bool { return s.state().lastUse > e.completed }
 
 // dispatch encodes one kernel launch with the orderings its accesses need.
 func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, sts []*storage) {
+	e.command(Command{Kind: CmdDispatch, Kernel: k, Grid: d.Grid, Group: d.Group, Args: args, Params: d.Params, Shared: d.SharedBytes}, sts)
+}
+
+// upload encodes an upload of data into s, ordered like a dispatch that
+// writes it. It does not count towards the dispatch limits.
+func (e *encoder) upload(s *storage, data []byte) {
+	e.command(Command{Kind: CmdUpload, Data: data,
+		Args: []BufferArg{{Buffer: s.buf, Size: int64(len(data)), Access: primitives.Write, Name: "upload"}}}, []*storage{s})
+}
+
+// command encodes a dispatch or an upload with the orderings its accesses
+// need.
+func (e *encoder) command(c Command, sts []*storage) {
 	e.open()
+	args := c.Args
 	barrier := false
 	waits := e.waits[:0]
+	rec := e.rec
 	need := func(s site) {
 		switch {
 		case s.cb == 0 || s.cb <= e.completed:
+		case rec != nil && s.pass < rec.firstPass:
+			// Before the recording: the recording's first pass waits for
+			// all of it and every other pass for the first (see gate).
 		case s.pass == e.passID:
 			if s.seg == e.seg {
 				barrier = true
 			}
-		case !e.covered.has(s.pass) && !contains(waits, s.pass):
-			waits = append(waits, s.pass)
+		case !e.covered.has(s.pass):
+			waits = append(waits, s.pass) // duplicates are covered by the first wait
 		}
 	}
 	for i, a := range args {
-		st := &sts[i].track
+		st := sts[i].state()
 		if st.untracked {
 			continue
 		}
@@ -105,6 +129,9 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 				need(r)
 			}
 		}
+	}
+	if rec != nil && e.passCount == 0 && e.passID != rec.firstPass && !e.covered.has(rec.firstPass) && !slices.Contains(waits, rec.firstPass) {
+		waits = append(waits, rec.firstPass) // the gate
 	}
 	// Latest first: a later pass may cover an earlier one, never the reverse.
 	slices.SortFunc(waits, func(a, b uint64) int { return cmp.Compare(b, a) })
@@ -118,34 +145,50 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 		if e.rt.mut.dropFenceWait() {
 			continue
 		}
-		e.pass.WaitFence(pf.fence)
+		e.list.WaitFence(pf.fence)
 		e.stats.FenceWaits++
 	}
 	e.waits = waits
 	if barrier {
 		e.seg++
 		if !e.rt.mut.dropBarrier() {
-			e.pass.Barrier()
+			e.list.Barrier()
 			e.stats.Barriers++
 		}
 	}
-	e.pass.Dispatch(k, d.Grid, d.Group, args, d.Params, d.SharedBytes)
-	e.stats.Dispatches++
+	if rec != nil {
+		p := &e.list.Passes[len(e.list.Passes)-1]
+		pos := cmdPos{len(rec.lists), len(e.list.Passes) - 1, len(p.Commands)}
+		if c.Kind == CmdUpload {
+			rec.uploadPos = append(rec.uploadPos, pos)
+		} else {
+			rec.pos = append(rec.pos, pos)
+		}
+	}
+	e.list.add(c)
+	if c.Kind == CmdUpload {
+		e.stats.Uploads++
+	} else {
+		e.stats.Dispatches++
+	}
 
 	here := site{e.cbSeq, e.passID, e.seg}
 	for i, a := range args {
-		st := &sts[i].track
+		st := sts[i].state()
 		st.lastUse = e.cbSeq
 		if !a.Access.Writes() {
-			st.addRead(here, e.completed)
+			st.addRead(here, e.completed, &e.covered)
 		}
 	}
 	for i, a := range args {
 		if a.Access.Writes() {
-			st := &sts[i].track
+			st := sts[i].state()
 			st.write = here
 			st.reads = st.reads[:0]
 		}
+	}
+	if c.Kind == CmdUpload {
+		return
 	}
 	e.passCount++
 	e.cbCount++
@@ -157,37 +200,44 @@ func (e *encoder) dispatch(k Kernel, d *primitives.Dispatch, args []BufferArg, s
 	}
 }
 
-// addRead records a read at s, keeping at most one entry per pass (the latest
-// segment: a later write in that pass is ordered after earlier segments by
-// the barriers between them) and dropping reads the host has seen complete.
-func (st *bufState) addRead(s site, completed uint64) {
-	out := st.reads[:0]
-	for _, r := range st.reads {
-		if r.cb > completed && r.pass != s.pass {
-			out = append(out, r)
-		}
+// addRead records a read at s, dropping the reads that a later write need
+// not wait for separately, so that the list stays short however many passes
+// read the buffer: reads the host has seen complete, the earlier read of the
+// same pass (a later write in that pass is ordered after earlier segments by
+// the barriers between them), and reads in passes the current pass is
+// already ordered after (covered). A write that waits for s, or follows it
+// in its pass, is ordered after those through s's pass. The list is in pass
+// order, so each check looks only at its ends.
+func (st *bufState) addRead(s site, completed uint64, covered *coverage) {
+	reads := st.reads
+	for len(reads) > 0 && (reads[0].cb <= completed || covered.has(reads[0].pass)) {
+		reads = reads[1:]
 	}
-	st.reads = append(out, s)
-}
-
-func contains(xs []uint64, x uint64) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
+	for n := len(reads); n > 0 && (reads[n-1].pass == s.pass || covered.has(reads[n-1].pass)); n-- {
+		reads = reads[:n-1]
 	}
-	return false
+	st.reads = append(reads, s)
 }
 
 // open makes sure a command buffer and a pass are open.
 func (e *encoder) open() {
-	if e.cb == nil {
-		e.cb = e.queue.NewCommandBuffer()
+	if e.list == nil {
+		e.list = &CommandList{}
 		e.cbSeq++
 		e.cbCount = 0
+		e.cbFirst = e.stats.Dispatches
 	}
-	if e.pass == nil {
-		e.pass = e.cb.NewPass()
+	if !e.passOpen {
+		// Room for the pass's dispatches and a barrier or wait before each.
+		n := e.rt.opts.DispatchesPerPass
+		if n <= 0 {
+			n = e.rt.opts.DispatchesPerCommandBuffer
+		}
+		if n <= 0 || n > 128 {
+			n = 128
+		}
+		e.list.Passes = append(e.list.Passes, Pass{Commands: make([]Command, 0, 2*n+2)})
+		e.passOpen = true
 		e.passID++
 		e.seg = 0
 		e.passCount = 0
@@ -199,7 +249,7 @@ func (e *encoder) open() {
 // endPass ends the open pass, updating its fence so that later passes can
 // wait for it.
 func (e *encoder) endPass() {
-	if e.pass == nil {
+	if !e.passOpen {
 		return
 	}
 	if e.passCount > 0 {
@@ -210,24 +260,26 @@ func (e *encoder) endPass() {
 		} else {
 			f = e.queue.NewFence()
 		}
-		e.pass.UpdateFence(f)
-		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered}
+		e.list.UpdateFence(f)
+		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered, e.rec != nil}
 	}
-	e.pass.End()
-	e.pass = nil
+	e.passOpen = false
 }
 
 // commit ends the open command buffer and submits it. It signals the event
 // with its sequence number when done.
 func (e *encoder) commit() {
-	if e.cb == nil {
+	if e.list == nil {
 		return
 	}
 	e.endPass()
-	e.cb.Signal(e.event, e.cbSeq)
-	e.cb.Commit()
-	e.committed = append(e.committed, e.cb)
-	e.cb = nil
+	e.list.Signal(e.event, e.cbSeq)
+	if e.rec != nil {
+		e.rec.lists = append(e.rec.lists, e.list)
+	}
+	e.committed = append(e.committed, e.queue.Submit(e.list))
+	e.committedFirst = append(e.committedFirst, e.cbFirst)
+	e.list = nil
 	e.stats.CommandBuffers++
 }
 
@@ -257,7 +309,9 @@ func (e *encoder) observe(seq uint64) {
 	e.completed = seq
 	for p, pf := range e.passFences {
 		if pf.cb <= seq {
-			e.freeFences = append(e.freeFences, pf.fence)
+			if !pf.owned {
+				e.freeFences = append(e.freeFences, pf.fence)
+			}
 			delete(e.passFences, p)
 			e.donePasses = max(e.donePasses, p)
 		}

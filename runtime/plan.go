@@ -19,6 +19,7 @@ import (
 
 // step is one dispatch of a plan, with its buffers resolved.
 type step struct {
+	node   *graph.Array // the node whose lowering it belongs to
 	kernel Kernel
 	d      *primitives.Dispatch
 	args   []BufferArg
@@ -57,52 +58,77 @@ type plan struct {
 	moved []*arrayData   // evaluated inputs whose storage a donation took
 }
 
-func (rt *Runtime) plan(outs []*graph.Array, p *Pending) (*plan, error) {
-	nodes, consts, err := rt.collect(outs)
-	if err != nil {
-		return nil, err
-	}
+// plan plans the evaluation of nodes. With rec, the plan is being recorded
+// for the plan cache: constants get buffers of their own, filled by upload
+// commands (see startRecording), and buffers the plan frees are reused only
+// by the plan itself.
+func (rt *Runtime) plan(nodes, consts, outs []*graph.Array, p *Pending, rec *recording) (*plan, error) {
 	pl := &plan{rt: rt, nodes: nodes, info: make(map[*graph.Array]*nodeInfo, 2*len(nodes)+len(consts))}
 	if err := pl.lower(&p.stats); err != nil {
 		return nil, err
 	}
-	if err := rt.upload(consts, &p.stats); err != nil {
-		return nil, err
+	if rec == nil {
+		if err := rt.upload(consts, &p.stats); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, c := range consts {
+			s, err := rt.pool.get(c.Spec().Bytes(), false, &p.stats)
+			if err != nil {
+				rt.abandonRecording(pl, rec)
+				return nil, &graph.Error{Op: "constant", Site: c.Site(), Msg: err.Error(), Err: err}
+			}
+			s.pinned = true
+			rec.consts = append(rec.consts, s)
+			ni := pl.node(c)
+			ni.st, ni.pre = s, true
+		}
+		rt.pool.local = rec.free
 	}
-	if err := pl.build(outs, &p.stats); err != nil {
-		pl.fail()
+	err := pl.build(outs, &p.stats)
+	rt.pool.local = nil
+	if err != nil {
+		if rec != nil {
+			rt.abandonRecording(pl, rec)
+		} else {
+			pl.fail()
+		}
 		return nil, err
 	}
 	return pl, nil
 }
 
 // collect finds the arrays to compute (sorted by id, which is a topological
-// order) and the constants to upload. It walks the graph iteratively so that
-// a chain of any length cannot overflow the stack.
-func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, err error) {
-	seen := make(map[*graph.Array]bool, 64)
+// order), the constants to upload, and the evaluations still in flight whose
+// outputs it reads (whose failure it inherits). It walks the graph
+// iteratively so that a chain of any length cannot overflow the stack, and
+// marks the arrays it visits with a stamp of walk number w instead of a map.
+func (rt *Runtime) collect(outs []*graph.Array, w uint64) (nodes, consts []*graph.Array, deps []*Pending, err error) {
 	stack := make([]*graph.Array, 0, len(outs))
 	for i := len(outs) - 1; i >= 0; i-- {
 		if outs[i] == nil {
-			return nil, nil, fmt.Errorf("eval: output %d is nil", i)
+			return nil, nil, nil, fmt.Errorf("eval: output %d is nil", i)
 		}
 		stack = append(stack, outs[i])
 	}
 	for len(stack) > 0 {
 		a := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if seen[a] {
+		if rt.visited(a, w) {
 			continue
 		}
-		seen[a] = true
 		switch {
 		case a.Err() != nil:
-			return nil, nil, a.Err()
+			return nil, nil, nil, a.Err()
 		case a.Overwritten():
-			return nil, nil, a.OverwrittenError("eval")
+			return nil, nil, nil, a.OverwrittenError("eval")
 		case a.Evaluated():
-			if d, ok := a.Data().(*arrayData); !ok || d.rt != rt {
-				return nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
+			d, ok := a.Data().(*arrayData)
+			if !ok || d.rt != rt {
+				return nil, nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
+			}
+			if deps, err = rt.addDep(deps, d); err != nil {
+				return nil, nil, nil, err
 			}
 			continue
 		case a.Primitive() == nil:
@@ -110,20 +136,77 @@ func (rt *Runtime) collect(outs []*graph.Array) (nodes, consts []*graph.Array, e
 			continue
 		}
 		if _, ok := a.Primitive().(primitives.Primitive); !ok {
-			return nil, nil, graph.Errorf(0, a.Primitive().Name(), "node at %s: %T does not implement primitives.Primitive", a.Site(), a.Primitive())
+			return nil, nil, nil, graph.Errorf(0, a.Primitive().Name(), "node at %s: %T does not implement primitives.Primitive", a.Site(), a.Primitive())
 		}
 		nodes = append(nodes, a)
 		for _, s := range a.Siblings() {
-			seen[s] = true
+			s.SetStamp(w, -1)
 		}
 		for _, in := range a.Inputs() {
-			if !seen[in] {
+			if !rt.seen(in, w) {
 				stack = append(stack, in)
 			}
 		}
 	}
-	slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
-	return nodes, consts, nil
+	rt.sortByID(nodes)
+	return nodes, consts, deps, nil
+}
+
+// sortByID sorts nodes by id. The ids of one graph's nodes are nearly
+// dense (the arrays built between them are few), so placing each at its
+// offset from the smallest is linear; sparse ids fall back to a sort.
+func (rt *Runtime) sortByID(nodes []*graph.Array) {
+	if len(nodes) < 2 {
+		return
+	}
+	lo, hi := nodes[0].ID(), nodes[0].ID()
+	for _, a := range nodes {
+		lo, hi = min(lo, a.ID()), max(hi, a.ID())
+	}
+	span := hi - lo + 1
+	if span > uint64(4*len(nodes)+256) {
+		slices.SortFunc(nodes, func(x, y *graph.Array) int { return cmp.Compare(x.ID(), y.ID()) })
+		return
+	}
+	if uint64(cap(rt.byID)) < span {
+		rt.byID = make([]*graph.Array, span)
+	}
+	slots := rt.byID[:span]
+	for _, a := range nodes {
+		slots[a.ID()-lo] = a
+	}
+	i := 0
+	for _, a := range slots {
+		if a != nil {
+			nodes[i] = a
+			i++
+		}
+	}
+	clear(slots)
+}
+
+// seen reports whether walk w has visited a. An array this runtime
+// evaluated carries the stamp in its data: arrays such as weights are shared
+// by graphs that other goroutines may be walking on other runtimes.
+func (rt *Runtime) seen(a *graph.Array, w uint64) bool {
+	if d, ok := a.Data().(*arrayData); ok && d.rt == rt {
+		return d.walk == w
+	}
+	x, _ := a.Stamp()
+	return x == w
+}
+
+// visited marks a visited by walk w and reports whether it already was.
+func (rt *Runtime) visited(a *graph.Array, w uint64) bool {
+	if rt.seen(a, w) {
+		return true
+	}
+	if d, ok := a.Data().(*arrayData); ok && d.rt == rt {
+		d.walk, d.slot = w, -1
+	} else {
+		a.SetStamp(w, -1)
+	}
+	return false
 }
 
 // outputsOf returns all outputs of a's primitive.
@@ -157,25 +240,38 @@ func (pl *plan) lower(st *Stats) error {
 		}
 		n := len(a.Inputs())
 		l.Reset(specs[:n:n], specs[n:])
-		fail := func(format string, args ...any) error {
-			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: fmt.Sprintf(format, args...)}
+		fail := func(cause error, format string, args ...any) error {
+			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: fmt.Sprintf(format, args...), Err: cause}
 		}
 		if err := prim.Lower(&l); err != nil {
-			return fail("lowering: %v", err)
+			return fail(err, "lowering: %v", err)
 		}
 		for j := range l.Dispatches {
 			d := &l.Dispatches[j]
 			k, err := rt.kernel(d.Kernel)
 			if err != nil {
-				return fail("%v", err)
+				return fail(err, "%v", err)
+			}
+			if err := checkGrid(d); err != nil {
+				return fail(err, "dispatch %s: %v", d.Kernel, err)
 			}
 			for _, arg := range d.Args {
 				size, err := refSize(&l, arg.Ref)
 				if err != nil {
-					return fail("dispatch %s argument %s: %v", d.Kernel, arg.Name, err)
+					return fail(err, "dispatch %s argument %s: %v", d.Kernel, arg.Name, err)
 				}
 				if arg.Offset < 0 || arg.Size < 0 || arg.Offset+arg.Size > size {
-					return fail("dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
+					return fail(nil, "dispatch %s argument %s: bytes [%d,+%d) outside its %d-byte buffer", d.Kernel, arg.Name, arg.Offset, arg.Size, size)
+				}
+				// An empty grid runs nothing, so it may only stand for a
+				// dispatch with nothing to do: skipping one that should
+				// write a fresh buffer would leave stale pool bytes in it.
+				// An output in an input's buffer (an in-place update of no
+				// rows) already holds its value.
+				fresh := arg.Ref.Kind != primitives.OutputRef || !slices.ContainsFunc(aliases(prim), func(x graph.Alias) bool { return x.Output == arg.Ref.Index })
+				if n := cmp.Or(arg.Size, size-arg.Offset); d.Grid.Count() == 0 && arg.Access.Writes() && fresh && n > 0 {
+					return fail(nil, "dispatch %s has an empty grid %v but writes %d bytes of argument %s; only a dispatch that writes nothing may have an empty grid",
+						d.Kernel, d.Grid, n, arg.Name)
 				}
 			}
 			pl.kern = append(pl.kern, k)
@@ -185,6 +281,28 @@ func (pl *plan) lower(st *Stats) error {
 		pl.scratch = append(pl.scratch, l.Scratch...)
 		pl.so = append(pl.so, len(pl.scratch))
 		st.addCounters(l.Counters)
+	}
+	return nil
+}
+
+// aliases are prim's aliases, if it has any.
+func aliases(prim primitives.Primitive) []graph.Alias {
+	if al, ok := prim.(graph.Aliaser); ok {
+		return al.Aliases()
+	}
+	return nil
+}
+
+// checkGrid rejects negative grid or threadgroup sizes and a non-empty grid
+// of empty threadgroups.
+func checkGrid(d *primitives.Dispatch) error {
+	for _, v := range []int{d.Grid.X, d.Grid.Y, d.Grid.Z, d.Group.X, d.Group.Y, d.Group.Z} {
+		if v < 0 {
+			return fmt.Errorf("grid %v or threadgroup %v has a negative size", d.Grid, d.Group)
+		}
+	}
+	if d.Grid.Count() > 0 && d.Group.Count() == 0 {
+		return fmt.Errorf("grid %v has an empty threadgroup %v", d.Grid, d.Group)
 	}
 	return nil
 }
@@ -229,11 +347,11 @@ func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
 	for _, a := range consts {
 		s, err := rt.pool.get(a.Spec().Bytes(), true, st)
 		if err != nil {
-			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error(), Err: err}
 		}
 		if err := s.buf.Write(0, a.HostBytes()); err != nil {
 			rt.pool.put(s)
-			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error()}
+			return &graph.Error{Op: "constant", Site: a.Site(), Msg: err.Error(), Err: err}
 		}
 		rt.attach(a, s, nil)
 		st.Constants++
@@ -244,6 +362,7 @@ func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
 // attach makes s the storage of a, evaluated by p (nil if already complete).
 func (rt *Runtime) attach(a *graph.Array, s *storage, p *Pending) {
 	s.refs++
+	rt.changed(s)
 	d := &arrayData{rt: rt, st: s, nbytes: a.Spec().Bytes(), pend: p}
 	a.SetData(d)
 	goruntime.AddCleanup(a, (*arrayData).drop, d)
@@ -277,13 +396,12 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 	for i, a := range pl.nodes {
 		prim := a.Primitive().(primitives.Primitive)
 		outsA := outputsOf(a)
-		fail := func(err error) error { return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error()} }
+		fail := func(err error) error {
+			return &graph.Error{Op: prim.Name(), Site: a.Site(), Msg: err.Error(), Err: err}
+		}
 		outSt := make([]*storage, len(outsA))
 
-		var aliases []graph.Alias
-		if al, ok := prim.(graph.Aliaser); ok {
-			aliases = al.Aliases()
-		}
+		aliases := aliases(prim)
 		for _, x := range aliases {
 			in := a.Inputs()[x.Input]
 			ii := pl.node(in)
@@ -299,13 +417,13 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 				}
 			default:
 				// Something else still holds the input: update a copy.
-				s, err := pl.take(in.Spec().Bytes(), st)
+				s, err := pl.take(in.Spec().Bytes(), st, true)
 				if err != nil {
 					return fail(err)
 				}
 				outSt[x.Output] = s
 				st.DonationsRefused++
-				pl.copyStep(ii.st, s, in.Spec().Bytes())
+				pl.copyStep(a, ii.st, s, in.Spec().Bytes())
 			}
 			if x.Donate {
 				pl.node(outsA[x.Output]).keep = true // the in-place result is state
@@ -313,7 +431,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		}
 		for j, o := range outsA {
 			if outSt[j] == nil {
-				s, err := pl.take(o.Spec().Bytes(), st)
+				s, err := pl.take(o.Spec().Bytes(), st, pl.node(o).keep)
 				if err != nil {
 					return fail(err)
 				}
@@ -325,7 +443,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		sizes := pl.scratch[pl.so[i]:pl.so[i+1]]
 		scratch := make([]*storage, len(sizes))
 		for j, n := range sizes {
-			s, err := pl.take(n, st)
+			s, err := pl.take(n, st, false)
 			if err != nil {
 				return fail(err)
 			}
@@ -335,7 +453,7 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 		for j := pl.lo[i]; j < pl.lo[i+1]; j++ {
 			d := &pl.disp[j]
 			if d.Grid.Count() == 0 {
-				continue
+				continue // it writes nothing (lower checked)
 			}
 			args, sts := argSlab[:len(d.Args):len(d.Args)], stSlab[:len(d.Args):len(d.Args)]
 			argSlab, stSlab = argSlab[len(d.Args):], stSlab[len(d.Args):]
@@ -358,12 +476,12 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 				args[k] = BufferArg{Buffer: s.buf, Offset: arg.Offset, Size: n, Access: arg.Access, Name: arg.Name}
 				sts[k] = s
 			}
-			pl.steps = append(pl.steps, step{kernel: pl.kern[j], d: d, args: args, sts: sts})
+			pl.steps = append(pl.steps, step{node: a, kernel: pl.kern[j], d: d, args: args, sts: sts})
 		}
 		if rt.mut.exemptAlias() && len(scratch) > 0 {
 			for _, x := range aliases {
 				if x.Donate {
-					outSt[x.Output].track.untracked = true
+					outSt[x.Output].state().untracked = true
 				}
 			}
 		}
@@ -424,8 +542,18 @@ func (pl *plan) exclusive(ii *nodeInfo) bool {
 	return !ii.keep && ii.uses == 1 && ii.st.refs+ii.st.held == 1
 }
 
-func (pl *plan) take(n int64, st *Stats) (*storage, error) {
-	s, err := pl.rt.pool.get(n, false, st)
+// take returns a storage for a new array or scratch buffer; kept says the
+// array is a result. A plan being recorded takes a result's buffer from the
+// pool, never one it freed itself: each replay gives results fresh storage,
+// and a buffer used only by the result needs rebinding in few commands.
+func (pl *plan) take(n int64, st *Stats, kept bool) (*storage, error) {
+	p := &pl.rt.pool
+	local := p.local
+	if kept {
+		p.local = nil
+	}
+	s, err := p.get(n, false, st)
+	p.local = local
 	if err != nil {
 		return nil, err
 	}
@@ -435,19 +563,20 @@ func (pl *plan) take(n int64, st *Stats) (*storage, error) {
 
 // unhold returns s to the pool if nothing holds it any more.
 func (pl *plan) unhold(s *storage) {
-	if s.refs+s.held == 0 {
+	if s.refs+s.held == 0 && !s.pinned {
 		pl.rt.pool.put(s)
 	}
 }
 
-// copyStep adds a copy of n bytes from src to dst, for a refused donation.
-func (pl *plan) copyStep(src, dst *storage, n int64) {
+// copyStep adds a copy of n bytes from src to dst, for a refused donation
+// by node a.
+func (pl *plan) copyStep(a *graph.Array, src, dst *storage, n int64) {
 	d := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), n)
 	k, err := pl.rt.kernel(d.Kernel)
 	if err != nil {
 		panic("runtime: the device lacks the copy kernel: " + err.Error())
 	}
-	pl.steps = append(pl.steps, step{kernel: k, d: &d,
+	pl.steps = append(pl.steps, step{node: a, kernel: k, d: &d,
 		args: []BufferArg{
 			{Buffer: src.buf, Size: n, Access: primitives.Read, Name: d.Args[0].Name},
 			{Buffer: dst.buf, Size: n, Access: primitives.Write, Name: d.Args[1].Name},
@@ -475,9 +604,13 @@ func (pl *plan) apply(p *Pending) {
 	for _, d := range pl.moved {
 		d.moved = true
 		d.st.refs--
+		pl.rt.changed(d.st)
 	}
 	for _, a := range pl.spent {
 		a.MarkOverwritten()
+		if d, ok := a.Data().(*arrayData); ok {
+			pl.rt.changed(d.st)
+		}
 	}
 	for _, a := range pl.keep {
 		pl.rt.attach(a, pl.info[a].st, p)

@@ -13,8 +13,27 @@ type storage struct {
 	size   int64 // capacity: the pool's size class
 	refs   int   // evaluated arrays holding it
 	held   int   // arrays of the plan being made holding it
+	watch  int   // compiled traces that read it as a fixed input (see changed)
 	inPool bool
-	track  bufState // the encoder's hazard tracking
+	pinned bool     // a constant's buffer in a plan being recorded: not freed by the plan
+	track  bufState // the encoder's hazard tracking: read it through state
+	// owner is the replay plan that touched the buffer last and has not
+	// yet set track (touch: the index in its touches), see state.
+	owner *replayPlan
+	touch int
+}
+
+// state is s's hazard tracking. A replay sets the tracking of the buffers
+// it touches lazily: each stays owned by the plan, and the state its
+// latest replay left is computed here when the encoder next needs it. So
+// a plan replayed step after step touches only the buffers that change
+// every replay (its results and bound inputs), not every weight it reads.
+func (s *storage) state() *bufState {
+	if r := s.owner; r != nil {
+		s.owner, r.claimed = nil, false
+		r.touches[s.touch].apply(&s.track, r.cbBase, r.passBase)
+	}
+	return &s.track
 }
 
 // pool keeps freed buffers for reuse, by size class. A buffer may return to
@@ -29,6 +48,10 @@ type pool struct {
 	pooled    int64
 	limit     int64
 	mut       *mutation
+	// local, while a plan is being recorded, takes the buffers the plan
+	// frees: they become the cache entry's, so only the plan itself may
+	// reuse them.
+	local map[int64][]*storage
 }
 
 // sizeClass rounds n up so that buffers of nearly the same size share a
@@ -46,6 +69,11 @@ func sizeClass(n int64) int64 {
 // buffer no in-flight work touches, for the host to write.
 func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	c := sizeClass(n)
+	if list := p.local[c]; len(list) > 0 {
+		s := list[len(list)-1]
+		p.local[c] = list[:len(list)-1]
+		return s, nil
+	}
 	list := p.free[c]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
@@ -61,8 +89,8 @@ func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	if p.limit > 0 && p.allocated+c > p.limit {
 		p.trim(p.allocated + c - p.limit)
 		if p.allocated+c > p.limit {
-			return nil, fmt.Errorf("memory limit of %d bytes is too small: %d bytes are held (%d of them pooled and still in use by the device), and %d more are needed",
-				p.limit, p.allocated, p.pooled, c)
+			return nil, fmt.Errorf("%w: the limit of %d bytes is too small: %d bytes are held (%d of them pooled and still in use by the device), and %d more are needed",
+				ErrMemoryLimit, p.limit, p.allocated, p.pooled, c)
 		}
 	}
 	buf, err := p.dev.NewBuffer(c)
@@ -77,6 +105,10 @@ func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 // put returns a storage nobody holds to the pool.
 func (p *pool) put(s *storage) {
 	if s.inPool {
+		return
+	}
+	if p.local != nil {
+		p.local[s.size] = append(p.local[s.size], s)
 		return
 	}
 	if p.mut.freeEarly() {

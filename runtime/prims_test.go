@@ -57,7 +57,8 @@ func (tMatMul) Lower(l *primitives.Lowering) error {
 // tSplit has two outputs: a+b and a−b.
 type tSplit struct{}
 
-func (tSplit) Name() string { return "test_split" }
+func (tSplit) Name() string    { return "test_split" }
+func (tSplit) NumOutputs() int { return 2 }
 func (tSplit) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	err := need(in, 2, func() error {
 		if graph.NumElements(in[0].Shape) != graph.NumElements(in[1].Shape) {

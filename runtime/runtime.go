@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loomrt/loom/graph"
@@ -28,6 +29,13 @@ type Options struct {
 	// MemoryLimit caps the device memory the runtime holds, in bytes; 0 means
 	// no cap. Exceeding it makes Eval fail with an error that says so.
 	MemoryLimit int64
+	// NoPlanCache plans every Eval from scratch (see replay.go), and
+	// every compiled step's Call (it implies NoCompile).
+	NoPlanCache bool
+	// NoCompile makes every compiled step's Call build its graph, check
+	// the call's args against it and evaluate it as EvalAsync does (see
+	// Compiled).
+	NoCompile bool
 }
 
 // DefaultDispatchesPerCommandBuffer is the commit interval when Options
@@ -47,8 +55,16 @@ type Runtime struct {
 	pool     pool
 	kernels  map[string]Kernel
 	mut      *mutation
+	cache    planCache
+	byID     []*graph.Array // scratch of collect's sort
+	compiled []*Compiled
 	lastEnd  time.Time
 	lastStat Stats
+	closed   bool
+	// epoch counts the changes of holders of the storage compiled traces
+	// read as fixed inputs: a trace verified at the current epoch is still
+	// valid without looking at each of its inputs again.
+	epoch uint64
 }
 
 // New returns a runtime for dev.
@@ -68,17 +84,51 @@ func New(dev Device, opts Options) (*Runtime, error) {
 
 // Close waits for all submitted work, releases the pooled device memory and
 // closes the queue. Arrays the runtime evaluated keep their memory (it is
-// freed when they are garbage) but must not be used in a new Eval.
+// freed when they are garbage) and stay readable. Eval and EvalAsync after
+// Close return ErrClosed; closing again does nothing.
 func (rt *Runtime) Close() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.closed {
+		return
+	}
+	rt.closed = true
 	e := rt.enc
 	if e.cbSeq > e.completed {
 		e.event.Wait(e.cbSeq)
 		e.observe(e.cbSeq)
 	}
+	rt.dropPlans()
 	rt.pool.trim(rt.pool.allocated)
 	e.queue.Close()
+}
+
+// ReleaseMemory empties the plan cache and the compiled steps' traces (the
+// next Eval or Call of each structure is planned, or traced, again) and
+// gives the pool's idle buffers back to the device; buffers that work in
+// flight may still use stay pooled. What remains held is the memory of
+// evaluated arrays and of work in flight. For memory pressure, and for
+// measuring what evaluated arrays alone hold.
+func (rt *Runtime) ReleaseMemory() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.enc.poll()
+	rt.dropPlans()
+	rt.pool.trim(rt.pool.allocated)
+}
+
+func (rt *Runtime) dropPlans() {
+	for _, en := range rt.cache.entries {
+		rt.evict(en)
+	}
+	rt.cache.entries = nil
+	for _, c := range rt.compiled {
+		for _, tr := range c.traces {
+			rt.dropTrace(tr)
+		}
+		clear(c.traces)
+		c.order = nil
+	}
 }
 
 // Device is the runtime's device.
@@ -118,41 +168,102 @@ func (rt *Runtime) MemoryInUse() (held, pooled int64) {
 
 // Pending is an evaluation in flight.
 type Pending struct {
-	rt    *Runtime
-	seq   uint64 // the last command buffer of the evaluation
-	cbs   []CommandBuffer
-	stats Stats
+	rt      *Runtime
+	seq     uint64 // the last command buffer of the evaluation
+	cbs     []Submission
+	cbFirst []int      // the index in sites of each command buffer's first dispatch
+	sites   []opSite   // each dispatch's op, to name it in a kernel's error
+	deps    []*Pending // evaluations in flight when it was planned whose outputs it reads
+	stats   Stats
 
-	once sync.Once
+	// done is set, under rt.mu, once err is final: the evaluation and its
+	// dependencies have completed and their errors have been collected.
+	done atomic.Bool
 	err  error
 }
 
-// Wait blocks until the evaluation has completed and returns its error. It
-// may be called any number of times.
+// opSite is the op that encoded a dispatch and the call site that built it.
+type opSite struct {
+	prim graph.Primitive
+	pc   uintptr
+}
+
+// Wait blocks until the evaluation has completed and returns its error: the
+// first kernel error, naming the op and its call site, or the error of an
+// earlier evaluation whose failed outputs it read. It may be called any
+// number of times.
 func (p *Pending) Wait() error {
-	p.once.Do(func() {
-		rt := p.rt
-		rt.mu.Lock()
-		done := p.seq <= rt.enc.completed
+	if p.done.Load() {
+		return p.err
+	}
+	rt := p.rt
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if !p.done.Load() && p.seq > rt.enc.completed {
 		rt.mu.Unlock()
-		if !done {
-			t := time.Now()
-			rt.enc.event.Wait(p.seq)
-			p.stats.Wait = time.Since(t)
+		t := time.Now()
+		rt.enc.event.Wait(p.seq)
+		wait := time.Since(t)
+		rt.mu.Lock()
+		if !p.done.Load() {
+			p.stats.Wait = wait
 			p.stats.HostWaits++
 		}
-		rt.mu.Lock()
 		rt.enc.observe(p.seq)
-		rt.mu.Unlock()
-		for _, cb := range p.cbs {
-			if err := cb.Err(); err != nil {
-				p.err = err
-				break
-			}
-		}
-		p.cbs = nil
-	})
+	}
+	p.settle()
 	return p.err
+}
+
+// settle collects the error of a completed evaluation. rt.mu is held.
+func (p *Pending) settle() {
+	if p.done.Load() {
+		return
+	}
+	for _, d := range p.deps {
+		d.settle() // earlier, so complete too
+		if p.err == nil {
+			p.err = d.err
+		}
+	}
+	for i, cb := range p.cbs {
+		if err := cb.Err(); err != nil && p.err == nil {
+			p.err = p.siteError(i, err)
+		}
+	}
+	p.cbs, p.cbFirst, p.sites, p.deps = nil, nil, nil, nil
+	p.done.Store(true)
+}
+
+// addDep notes that an evaluation reads d: if the evaluation that produces
+// d is in flight, it joins deps (the reader inherits its failure); if it has
+// completed with an error, that error is returned. rt.mu is held.
+func (rt *Runtime) addDep(deps []*Pending, d *arrayData) ([]*Pending, error) {
+	q := d.pend
+	if q == nil {
+		return deps, nil
+	}
+	if !q.done.Load() && q.seq > rt.enc.completed {
+		if !slices.Contains(deps, q) {
+			deps = append(deps, q)
+		}
+		return deps, nil
+	}
+	q.settle()
+	return deps, q.err
+}
+
+// siteError names the op and call site of the dispatch that command buffer
+// i reports failed, when the device says which one.
+func (p *Pending) siteError(i int, err error) error {
+	var de *DispatchError
+	if !errors.As(err, &de) {
+		return err
+	}
+	if k := p.cbFirst[i] + de.Index; de.Index >= 0 && k < len(p.sites) && (i+1 == len(p.cbFirst) || k < p.cbFirst[i+1]) {
+		return graph.ErrorAt(p.sites[k].pc, p.sites[k].prim.Name(), err)
+	}
+	return err
 }
 
 // Stats returns the evaluation's statistics; host waits and wait time are
@@ -165,6 +276,16 @@ func (p *Pending) Stats() Stats { return p.stats }
 func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, ErrClosed
+	}
+	return rt.eval(outs, nil)
+}
+
+// eval is EvalAsync with rt.mu held. With tr, it checks a compiled step's
+// inputs, and if tr.compile it traces the step: the plan is recorded into
+// tr at once, and the plan cache is left alone.
+func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
@@ -173,9 +294,66 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
 
-	pl, err := rt.plan(outs, p)
+	w := walks.Add(1)
+	nodes, consts, deps, err := rt.collect(outs, w)
 	if err != nil {
 		return nil, err
+	}
+	p.deps = deps
+	k := &rt.cache.scratch
+	defer func() { clear(k.extArrays) }() // keep no array of this graph alive
+	var en *cacheEntry
+	tracing := tr != nil && tr.compile
+	cached := !tracing && len(nodes) > 0 && !rt.opts.NoPlanCache
+	if cached || tr != nil {
+		rt.buildKey(k, w, nodes, outs)
+	}
+	if tr != nil {
+		if err := tr.checkInputs(consts, w); err != nil {
+			return nil, err
+		}
+	}
+	if cached && k.ok {
+		en = rt.cache.lookup(&k.planKey)
+	}
+	if en != nil && en.plan != nil {
+		if err := rt.replay(en.plan, k, nodes, p); err != nil {
+			return nil, err
+		}
+		rt.cache.stats.Hits++
+		p.stats.Encode = time.Since(start)
+		return p, nil
+	}
+	var rec *recording
+	switch {
+	case tracing:
+		if len(nodes) > 0 {
+			rec = &recording{free: map[int64][]*storage{}}
+		}
+	case !cached || !k.ok:
+	case en == nil:
+		en = rt.remember(&k.planKey)
+	case !en.uncacheable:
+		rec = &recording{free: map[int64][]*storage{}}
+	}
+	if len(nodes) > 0 {
+		rt.cache.stats.Misses++
+		p.stats.CacheMisses = 1
+	}
+	pl, err := rt.plan(nodes, consts, outs, p, rec)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && !pl.recordable(rec, outs) {
+		rt.abandonRecording(pl, rec)
+		rec = nil
+		if en != nil {
+			en.uncacheable = true
+		}
+		p.stats = Stats{Build: p.stats.Build, CacheMisses: p.stats.CacheMisses}
+		if pl, err = rt.plan(nodes, consts, outs, p, nil); err != nil {
+			return nil, err
+		}
 	}
 	t := time.Now()
 	p.stats.Plan = t.Sub(start)
@@ -183,14 +361,34 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	e := rt.enc
 	e.stats = &p.stats
 	e.committed = e.committed[:0]
+	e.committedFirst = e.committedFirst[:0]
+	p.sites = make([]opSite, len(pl.steps))
+	if rec != nil {
+		e.startRecording(rec, consts)
+	}
 	for i := range pl.steps {
 		s := &pl.steps[i]
+		p.sites[i] = opSite{s.node.Primitive(), s.node.PC()}
 		e.dispatch(s.kernel, s.d, s.args, s.sts)
 	}
 	e.commit()
+	e.rec = nil
 	p.seq = e.cbSeq
 	p.cbs = slices.Clone(e.committed)
+	p.cbFirst = slices.Clone(e.committedFirst)
 	e.stats = nil
+	if rec != nil {
+		r := rt.finishRecording(pl, rec, k, consts, &p.stats)
+		r.sites, r.cbFirst = p.sites, p.cbFirst
+		if tracing {
+			if !tr.record(r, pl, k, outs) {
+				rt.release(r)
+			}
+		} else {
+			en.plan = r
+		}
+		rt.cache.stats.Recorded++
+	}
 	pl.apply(p)
 	p.stats.Encode = time.Since(t)
 	return p, nil
@@ -203,6 +401,17 @@ type arrayData struct {
 	nbytes int64
 	pend   *Pending // the evaluation that produced it; nil for constants
 	moved  bool     // a donation took the storage over
+	walk   uint64   // the last walk that visited the array (see collect)
+	slot   int32    // its external slot in that walk's key, -1 if none yet
+}
+
+// Err is the error of the producing evaluation once it is known to have
+// failed.
+func (d *arrayData) Err() error {
+	if d.pend != nil && d.pend.done.Load() {
+		return d.pend.err
+	}
+	return nil
 }
 
 // Read waits for the producing evaluation and copies the bytes out.
@@ -228,7 +437,13 @@ func (d *arrayData) drop() {
 		return
 	}
 	d.st.refs--
-	if d.st.refs == 0 {
+	rt.changed(d.st)
+	switch {
+	case d.st.refs > 0:
+	case rt.closed: // nothing is in flight, and nobody will take it from the pool
+		d.st.buf.Release()
+		rt.pool.allocated -= d.st.size
+	default:
 		rt.pool.put(d.st)
 	}
 }

@@ -23,6 +23,9 @@ type Stats struct {
 	BytesReused      int64 // memory taken from the pool
 	Donations        int   // in-place updates that reused their input's buffer
 	DonationsRefused int   // in-place updates that had to copy their input first
+	Uploads          int   // constants bound by upload commands (a plan recorded or replayed)
+	CacheHits        int   // 1 if the Eval replayed a cached plan
+	CacheMisses      int   // 1 if it was planned: see Runtime.CacheStats
 
 	// Build is the host time between the previous Eval call returning and
 	// this one starting: on a decode loop, the time spent building the graph.
@@ -55,6 +58,9 @@ func (s Stats) String() string {
 		s.Nodes, s.Dispatches, s.CommandBuffers, s.Passes, s.Barriers, s.FenceWaits, s.HostWaits)
 	fmt.Fprintf(&b, ", scratch %d B, allocated %d B, reused %d B, donations %d (refused %d)",
 		s.ScratchBytes, s.BytesAllocated, s.BytesReused, s.Donations, s.DonationsRefused)
+	if s.CacheHits > 0 {
+		b.WriteString(", replayed")
+	}
 	fmt.Fprintf(&b, ", build %v, plan %v, encode %v, wait %v", s.Build, s.Plan, s.Encode, s.Wait)
 	for _, k := range slices.Sorted(maps.Keys(s.Counters)) {
 		fmt.Fprintf(&b, ", %s %d", k, s.Counters[k])

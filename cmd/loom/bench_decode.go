@@ -14,6 +14,8 @@ import (
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -36,13 +38,16 @@ type decodeResult struct {
 	WeightGBs         float64 `json:"weight_gb_s"`       // weight bytes / median step time
 	TotalGBs          float64 `json:"total_gb_s"`        // (weights + KV) / median step time
 	MachineReadGBs    float64 `json:"machine_read_gb_s"` // measured before the steps
-	ReadGBs           float64 `json:"read_gb_s"`         // median of the reads in turns with the steps (CPU), else MachineReadGBs
+	ReadGBs           float64 `json:"read_gb_s"`         // median of the reads right before and after the steps (CPU), else MachineReadGBs
 	WeightLimitms     float64 `json:"weight_limit_ms"`   // weight bytes / ReadGBs
 	Dispatches        float64 `json:"dispatches_per_step"`
 	CommandBuffers    float64 `json:"command_buffers_per_step"`
 	HostWaits         float64 `json:"host_waits_per_step"`
 	SplitAttention    float64 `json:"split_attention_per_step"`
-	HostOverheadms    float64 `json:"host_overhead_ms"` // plan, encode, graph build, logits read-back and sampling, per step
+	HostOverheadms    float64 `json:"host_overhead_ms"` // mean of a step's time less its device wait: scheduling, replaying (or building, planning, encoding), token read-back
+	HostUsPerStep     float64 `json:"host_us_per_step"` // median of the same, in µs
+	ReplayedSteps     int     `json:"replayed_steps"`   // timed steps the runtime replayed (Stats.CacheHits)
+	NoCache           bool    `json:"nocache"`          // every step planned (runtime.Options.NoPlanCache)
 	Hazards           int     `json:"hazards"`
 	CheckingDevice    bool    `json:"checking_device"`
 	SetupSeconds      float64 `json:"setup_s"`
@@ -58,13 +63,17 @@ func benchDecode(args []string) error {
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	blockSize := fs.Int("block-size", 16, "KV cache block size")
+	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
+	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *batch < 1 || *context < 0 || *steps < 1 {
 		return fmt.Errorf("-batch %d, -context %d, -steps %d: want batch ≥ 1, context ≥ 0, steps ≥ 1", *batch, *context, *steps)
+	}
+	if err := checkBlockSize(*blockSize); err != nil {
+		return err
 	}
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
@@ -82,7 +91,7 @@ func benchDecode(args []string) error {
 		return err
 	}
 	setup := time.Now()
-	rt, where, hazards, err := openRuntime(*device, *check)
+	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{NoPlanCache: *noCache})
 	if err != nil {
 		return err
 	}
@@ -116,23 +125,38 @@ func benchDecode(args []string) error {
 			return err
 		}
 	}
-	greedy, _ := model.NewSampler(model.SamplerOptions{})
 	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
-		Device: where, CheckingDevice: *check, SetupSeconds: time.Since(setup).Seconds(),
+		Device: where, CheckingDevice: *check, NoCache: *noCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
 		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, where)
 
-	var times []time.Duration
-	var overhead time.Duration
-	// On the CPU the read bandwidth is measured again after every timed
-	// step: on a shared machine the figure taken before the steps can be
+	var times, hosts []time.Duration
+	// On the CPU the read bandwidth is measured again right before and
+	// after the timed steps (the steps themselves leave the device no
+	// quiet moment): on a shared machine the figure taken at setup can be
 	// far from the one the steps get.
 	var probe *cpu.ReadProbe
 	var reads []float64
+	probeReads := func() {
+		for range 3 {
+			reads = append(reads, probe.Read())
+		}
+	}
 	if *device == "cpu" && !*check {
 		probe = cpu.NewReadProbe(256<<20, goruntime.GOMAXPROCS(0))
 	}
+	// Greedy decoding on the device, each step submitted while the one
+	// before runs; a step's time is the interval between two deliveries of
+	// tokens.
+	if probe != nil {
+		probeReads()
+	}
+	d, err := e.NewDecoder(seqs, tokens, make([]ops.Sampling, *batch), 0)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
 	for i := range warmup + *steps {
 		if i == warmup && *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
@@ -148,32 +172,24 @@ func benchDecode(args []string) error {
 		if !*asJSON {
 			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, warmup+*steps)
 		}
-		st, err := e.Step(seqs, tokens)
+		st, err := d.Next(i+1 < warmup+*steps)
 		if err != nil {
 			return err
 		}
-		sampled := time.Now()
-		for j := range seqs {
-			tok, err := greedy.Sample(st.Logits[j])
-			if err != nil {
-				return err
-			}
-			tokens[j][0] = int32(tok)
-		}
-		step := st.Time + time.Since(sampled)
 		if i < warmup {
 			continue
 		}
-		times = append(times, step)
-		if probe != nil {
-			reads = append(reads, probe.Read())
-		}
+		times = append(times, st.Time)
 		s := st.Stats
 		res.Dispatches += float64(s.Dispatches)
 		res.CommandBuffers += float64(s.CommandBuffers)
 		res.HostWaits += float64(s.HostWaits)
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
-		overhead += step - s.Wait
+		hosts = append(hosts, st.Time-s.Wait)
+		res.ReplayedSteps += s.CacheHits
+	}
+	if probe != nil {
+		probeReads()
 	}
 	logf("\r")
 	n := float64(*steps)
@@ -181,7 +197,12 @@ func benchDecode(args []string) error {
 	res.CommandBuffers /= n
 	res.HostWaits /= n
 	res.SplitAttention /= n
+	var overhead time.Duration
+	for _, h := range hosts {
+		overhead += h
+	}
 	res.HostOverheadms = ms(overhead) / n
+	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
 	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
@@ -206,13 +227,18 @@ func benchDecode(args []string) error {
 	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; measured bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read, bw.Copy)
 	if len(reads) > 0 {
-		fmt.Printf("  read bandwidth in turns with the steps: median %.1f GB/s (%.1f–%.1f); the limit below uses it\n", res.ReadGBs, reads[0], reads[len(reads)-1])
+		fmt.Printf("  read bandwidth right before and after the steps: median %.1f GB/s (%.1f–%.1f); the limit below uses it\n", res.ReadGBs, reads[0], reads[len(reads)-1])
 	}
 	fmt.Printf("  weight-read limit %.2f ms: TPOT is %.2f× the limit\n", res.WeightLimitms, res.TPOTms/res.WeightLimitms)
-	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls, host overhead %.2f ms (plan, encode, graph build, logits read-back, sampling)\n",
-		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention, res.HostOverheadms)
+	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls\n",
+		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention)
+	fmt.Printf("  host work per step (a step's time less its device wait): %.0f µs median, %.2f ms mean; %d of %d steps replayed\n",
+		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, *steps)
 	if *check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
+	}
+	if *device == "cuda" {
+		fmt.Printf("  %s\n", cudaGraphSummary())
 	}
 	return nil
 }

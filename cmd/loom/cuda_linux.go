@@ -56,3 +56,14 @@ func benchMembwCUDA(sizeMiB, reps int) error {
 	fmt.Printf("  read %.1f GB/s (sum_f32 kernel over rows of 64 Ki floats)\n", bw.Read)
 	return nil
 }
+
+// cudaGraphSummary describes the CUDA graphs the device ran so far
+// (LOOM_CUDA_GRAPHS=1 turns them on).
+func cudaGraphSummary() string {
+	if cudaDev == nil {
+		return ""
+	}
+	s := cudaDev.GraphStats()
+	return fmt.Sprintf("CUDA graphs: %d command buffers launched as graphs, %d built, %d kernel nodes updated, %d evicted, %d failures",
+		s.Launches, s.Captures, s.Updates, s.Evictions, s.Failures)
+}

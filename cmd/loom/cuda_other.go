@@ -16,3 +16,5 @@ func openCUDA() (runtime.Device, error) { return nil, errNoCUDA }
 func cudaBandwidth(sizeMiB, reps int) (cuda.Bandwidth, error) { return cuda.Bandwidth{}, errNoCUDA }
 
 func benchMembwCUDA(sizeMiB, reps int) error { return errNoCUDA }
+
+func cudaGraphSummary() string { return "" }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -34,11 +37,14 @@ func runGenerate(args []string) error {
 	temperature := fs.Float64("temperature", 0.7, "sampling temperature; 0 is greedy")
 	topK := fs.Int("top-k", 40, "sample from the K most likely tokens; 0 for all")
 	topP := fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all")
+	minP := fs.Float64("min-p", 0, "sample from the tokens at least this fraction as likely as the most likely; 0 for all")
+	penalty := fs.Float64("repetition-penalty", 1, "divide the positive logits (multiply the negative ones) of recent tokens by this; 1 is off")
+	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the repetition penalty sees")
 	seed := fs.Uint64("seed", 1, "sampling seed")
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
-	blockSize := fs.Int("block-size", 16, "KV cache block size in tokens")
+	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,15 +56,22 @@ func runGenerate(args []string) error {
 			return err
 		}
 	}
-	sampler, err := model.NewSampler(model.SamplerOptions{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed})
-	if err != nil {
+	sampling := ops.Sampling{Temperature: float32(*temperature), TopK: *topK, TopP: float32(*topP), MinP: float32(*minP),
+		RepetitionPenalty: float32(*penalty), Seed: *seed}
+	if err := sampling.Validate(); err != nil {
 		return err
 	}
 	if *maxTokens < 1 {
 		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
 	}
+	if err := checkBlockSize(*blockSize); err != nil {
+		return err
+	}
+	if *window < 1 {
+		return fmt.Errorf("-repetition-window %d: want at least 1", *window)
+	}
 
-	rt, where, hazards, err := openRuntime(*device, *check)
+	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{})
 	if err != nil {
 		return err
 	}
@@ -94,7 +107,7 @@ func runGenerate(args []string) error {
 	var steps []*model.StepResult
 	start := time.Now()
 	var ttft time.Duration
-	_, err = e.Generate(0, ids, model.GenerateOptions{MaxTokens: *maxTokens, Sampler: sampler, StopAtEOS: true,
+	_, err = e.Generate(0, ids, model.GenerateOptions{MaxTokens: *maxTokens, Sampling: sampling, PenaltyWindow: *window, StopAtEOS: true,
 		OnToken: func(tok int32, r *model.StepResult) error {
 			if len(steps) == 0 {
 				ttft = time.Since(start)
@@ -125,11 +138,22 @@ func runGenerate(args []string) error {
 	return nil
 }
 
+var blockSizeHelp = fmt.Sprintf("KV cache block size in tokens: one of %v", primitives.AttentionBlockSizes)
+
+// checkBlockSize rejects a -block-size paged attention does not support,
+// before anything divides by it.
+func checkBlockSize(n int) error {
+	if !slices.Contains(primitives.AttentionBlockSizes, n) {
+		return fmt.Errorf("-block-size %d: supported sizes are %v", n, primitives.AttentionBlockSizes)
+	}
+	return nil
+}
+
 // openRuntime returns a runtime on the named device, a description of it,
 // and the hazards the checking CPU device has found (none elsewhere).
-func openRuntime(device string, check bool) (*runtime.Runtime, string, func() []cpu.Hazard, error) {
+func openRuntime(device string, check bool, opts runtime.Options) (*runtime.Runtime, string, func() []cpu.Hazard, error) {
 	if device == "cpu" {
-		rt, dev, err := newCPURuntime(check)
+		rt, dev, err := newCPURuntime(check, opts)
 		where := fmt.Sprintf("CPU, %d workers", dev.Workers())
 		if check {
 			where += ", checking mode"
@@ -143,15 +167,15 @@ func openRuntime(device string, check bool) (*runtime.Runtime, string, func() []
 	if err != nil {
 		return nil, "", nil, err
 	}
-	rt, err := runtime.New(dev, runtime.Options{})
+	rt, err := runtime.New(dev, opts)
 	return rt, device, func() []cpu.Hazard { return nil }, err
 }
 
 // newCPURuntime returns a runtime on the CPU device, in checking mode if
 // asked.
-func newCPURuntime(check bool) (*runtime.Runtime, *cpu.Device, error) {
+func newCPURuntime(check bool, opts runtime.Options) (*runtime.Runtime, *cpu.Device, error) {
 	dev := cpu.New(cpu.Options{Check: check})
-	rt, err := runtime.New(dev, runtime.Options{})
+	rt, err := runtime.New(dev, opts)
 	return rt, dev, err
 }
 
@@ -191,7 +215,9 @@ func promptTokens(dir string, c model.Config, text, idList string) ([]int32, str
 }
 
 // printGenerateSummary prints latency, throughput and the runtime's
-// statistics of the prefill step and the mean of the decode steps.
+// statistics of the prefill step and the mean of the decode steps. A
+// decode step's time runs from one token's delivery to the next: the next
+// step's building and submitting, and the wait for this one.
 func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) {
 	fmt.Printf("\n%d tokens in %v: TTFT %v", len(steps), total.Round(time.Millisecond), ttft.Round(time.Microsecond))
 	dec := steps[1:]
@@ -199,11 +225,10 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 		fmt.Println()
 		return
 	}
-	var sum, sample time.Duration
+	var sum time.Duration
 	var st runtime.Stats
 	for _, r := range dec {
-		sum += r.Time + r.Sample
-		sample += r.Sample
+		sum += r.Time
 		st.Dispatches += r.Stats.Dispatches
 		st.CommandBuffers += r.Stats.CommandBuffers
 		st.HostWaits += r.Stats.HostWaits
@@ -219,7 +244,7 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 	fmt.Printf("prefill step: %d nodes, %d dispatches, %d command buffers, %d host waits\n", p.Nodes, p.Dispatches, p.CommandBuffers, p.HostWaits)
 	per := func(v int) float64 { return float64(v) / float64(n) }
 	mean := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Microsecond) }
-	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, sampling %v, graph build and logits read-back %v\n",
+	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, graph build, token read-back and the rest %v\n",
 		n, per(st.Nodes), per(st.Dispatches), per(st.CommandBuffers), per(st.HostWaits),
-		mean(st.Plan), mean(st.Encode), mean(st.Wait), mean(sample), mean(sum-st.Plan-st.Encode-st.Wait-sample))
+		mean(st.Plan), mean(st.Encode), mean(st.Wait), mean(sum-st.Plan-st.Encode-st.Wait))
 }

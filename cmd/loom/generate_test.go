@@ -54,6 +54,10 @@ func TestGenerateDeviceFlags(t *testing.T) {
 		{[]string{"-model", tinyModel, "-device", "tpu"}, `-device "tpu": want cpu, cuda or metal`},
 		{[]string{"-model", tinyModel, "-temperature", "-1"}, "temperature"},
 		{[]string{"-model", tinyModel, "-max-tokens", "0"}, "-max-tokens 0"},
+		{[]string{"-model", tinyModel, "-block-size", "0"}, "-block-size 0: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "5"}, "-block-size 5: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "64"}, "-block-size 64: supported sizes are [8 16 32]"},
+		{[]string{"-model", tinyModel, "-block-size", "-1"}, "-block-size -1: supported sizes are [8 16 32]"},
 	} {
 		if err := runGenerate(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("generate %v: error %v, want %q", c.args, err, c.want)
@@ -74,6 +78,11 @@ func TestBenchDecodeFlags(t *testing.T) {
 	for _, args := range [][]string{{"-batch", "0"}, {"-steps", "0"}, {"-context", "50000"}} {
 		if err := benchDecode(args); err == nil {
 			t.Errorf("bench decode %v: no error", args)
+		}
+	}
+	for _, bs := range []string{"0", "5", "-1"} {
+		if err := benchDecode([]string{"-block-size", bs}); err == nil || !strings.Contains(err.Error(), "-block-size "+bs+": supported sizes are [8 16 32]") {
+			t.Errorf("bench decode -block-size %s: error %v", bs, err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
@@ -21,7 +22,7 @@ func runInfo(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	_, dev, err := newCPURuntime(false)
+	_, dev, err := newCPURuntime(false, runtime.Options{})
 	if err != nil {
 		return err
 	}

@@ -556,35 +556,17 @@ LOOM_FLOATS(ATTENTION_DTYPE)
 // ---- KV write ----------------------------------------------------------------------
 
 // kv_write: block t copies token t's K and V rows into slot slot_mapping[t]
-// (a negative slot is padding, skipped), as raw bits. Every block checks
-// every slot's range first, so a slot past the cache writes nothing at all.
-// A slot used twice is reported at its second use (naming the first) and
-// neither token writes it; the other tokens' rows are written — unlike the
-// CPU device, which writes nothing then, as that would take a scan of all
-// pairs of slots in every block.
+// as raw bits, if kv_slot lets it.
 template <typename T, typename S>
 __device__ void kv_write(T* k_cache, T* v_cache, const T* key, const T* value, const S* slot_mapping,
                          const KVWriteParams& p, Status* status) {
   const int t = blockIdx.x;
-  const i64 mine = slot_mapping[t];
-  __shared__ int skip;
-  if (threadIdx.x == 0) skip = 0;
-  __syncthreads();
-  for (int i = threadIdx.x; i < p.NumTokens; i += blockDim.x) {
-    const i64 s = slot_mapping[i];
-    if (s >= p.NumSlots) skip = 1;
-    if (mine >= 0 && i != t && s == mine) {
-      skip = 1;
-      if (i < t) report_status(status, LOOM_SLOT_DUP, 4, t, t, mine, i);
-    }
-  }
-  if (threadIdx.x == 0 && mine >= p.NumSlots) report_status(status, LOOM_SLOT_RANGE, 4, t, t, mine, p.NumSlots);
-  __syncthreads();
-  if (skip || mine < 0) return;
+  const i64 slot = kv_slot(slot_mapping, p.NumTokens, p.NumSlots, t, 4, true, status);
+  if (slot < 0) return;
   const u64 row = (u64)p.KVHeads * p.HeadSize;
   for (u64 e = threadIdx.x; e < row; e += blockDim.x) {
-    k_cache[(u64)mine * row + e] = key[(u64)t * row + e];
-    v_cache[(u64)mine * row + e] = value[(u64)t * row + e];
+    k_cache[(u64)slot * row + e] = key[(u64)t * row + e];
+    v_cache[(u64)slot * row + e] = value[(u64)t * row + e];
   }
 }
 

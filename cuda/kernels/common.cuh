@@ -63,6 +63,35 @@ __device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, 
   report_status(s, LOOM_BAD_INDEX, arg, entry, entry, value, limit);
 }
 
+// kv_slot returns the slot of slot_mapping (buffer argument slot_arg) that
+// token t writes its keys and values to, or a negative number when it
+// writes none: its slot is negative (padding), or some slot is past the
+// cache's num_slots (then no token writes anything), or another token holds
+// the same slot (then neither writes it; the later one reports it, naming
+// the earlier, while the other tokens write theirs: the CPU device writes
+// nothing then, as that would take a scan of all pairs of slots in every
+// block). Every thread of the block must call it; the block's reports are
+// made when report is set, so that a token's several blocks report once.
+template <typename S>
+__device__ i64 kv_slot(const S* slot_mapping, int num_tokens, int num_slots, int t, u32 slot_arg, bool report,
+                       Status* status) {
+  const i64 mine = slot_mapping[t];
+  __shared__ int skip;
+  if (threadIdx.x == 0) skip = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < num_tokens; i += blockDim.x) {
+    const i64 s = slot_mapping[i];
+    if (s >= num_slots) skip = 1;
+    if (mine >= 0 && i != t && s == mine) {
+      skip = 1;
+      if (report && i < t) report_status(status, LOOM_SLOT_DUP, slot_arg, t, t, mine, i);
+    }
+  }
+  if (report && threadIdx.x == 0 && mine >= num_slots) report_status(status, LOOM_SLOT_RANGE, slot_arg, t, t, mine, num_slots);
+  __syncthreads();
+  return skip ? -1 : mine;
+}
+
 // ---- float16 / bfloat16 conversions ----------------------------------------
 
 // f16_to_f32 is exact. The hardware converts numbers; a NaN keeps its sign

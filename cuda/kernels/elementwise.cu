@@ -1,6 +1,7 @@
-// Elementwise kernels: binary arithmetic and comparisons, unary functions
-// and where (casts are in cast.cu). One thread per output element; inputs
-// are indexed through the broadcast strides of ElementwiseParams.
+// Elementwise kernels: binary arithmetic and comparisons, unary functions,
+// the gated silu_mul and where (casts are in cast.cu). One thread per
+// output element; inputs are indexed through the broadcast strides of
+// ElementwiseParams.
 
 // ---- binary ------------------------------------------------------------------
 
@@ -111,6 +112,18 @@ UNARY_FLOAT(tanh)
 UNARY_FLOAT(sigmoid)
 UNARY_FLOAT(silu)
 UNARY_FLOAT(gelu)
+
+// silu_mul: out[r, i] = silu(a[r, i]) · a[r, N + i] for rows of 2N (the
+// gate half, then the up half), a thread per output element; silu as
+// above, the product in float32, rounded once.
+#define SILU_MUL_KERNEL(SHORT, T)                                                                       \
+  extern "C" __global__ void silu_mul_##SHORT(const T* a, T* out, const SiLUMulParams p, Status* status) { \
+    u32 i = thread_index();                                                                           \
+    if (i >= p.Rows * p.N) return;                                                                    \
+    const u64 g = (u64)(i / p.N) * 2 * p.N + i % p.N;                                                 \
+    out[i] = Num<T>::store(un_silu(Num<T>::load(a[g])) * Num<T>::load(a[g + p.N]));                    \
+  }
+LOOM_FLOATS(SILU_MUL_KERNEL)
 
 // ---- where -------------------------------------------------------------------
 

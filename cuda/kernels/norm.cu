@@ -1,7 +1,16 @@
-// RMS normalisation and rotary embeddings.
+// RMS normalisation and rotary embeddings, and the fused kernels built on
+// them: add_rms_norm (a residual add and the next norm) and
+// qk_norm_rope_kv_write (the per-head norms of queries and keys, their
+// rotation and the KV cache write).
+
+// rms_scale is 1 / sqrt(mean(x²) + eps) of a row of d elements whose
+// squares sum to ss.
+__device__ __forceinline__ float rms_scale(float ss, u32 d, float eps) {
+  return (float)(1.0 / sqrt((double)(ss / (float)d + eps)));
+}
 
 // rms_norm: a block per row of D elements: the sum of squares (float32),
-// then out = x · scale · weight with scale = 1 / sqrt(mean(x²) + eps).
+// then out = x · scale · weight.
 template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* out, const RMSNormParams& p) {
   __shared__ float scratch[32];
   const u64 row = (u64)blockIdx.x * p.D;
@@ -10,8 +19,7 @@ template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* o
     float v = load_f(x, row + k);
     ss += v * v;
   }
-  ss = block_sum(ss, scratch);
-  const float scale = (float)(1.0 / sqrt((double)(ss / (float)p.D + p.Eps)));
+  const float scale = rms_scale(block_sum(ss, scratch), p.D, p.Eps);
   for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
     store_f(out, row + k, load_f(x, row + k) * scale * load_f(weight, k));
   }
@@ -24,17 +32,52 @@ template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* o
   }
 LOOM_FLOATS(RMS_NORM_KERNEL)
 
-// rope: a block per (token, head), a thread per pair (i, i + D/2). The angle
-// pos · Theta^(−2i/D) and its sine and cosine are computed in double (float
-// loses precision at long positions); the rotation is float32.
+// add_rms_norm: rms_norm of sum = x + residual, rounded to T and stored;
+// the norm reads the rounded sum, as rms_norm after add does. (Each thread
+// reads back only the elements it wrote.)
+template <typename T>
+__device__ void add_rms_norm(const T* x, const T* residual, const T* weight, T* sum, T* out, const RMSNormParams& p) {
+  __shared__ float scratch[32];
+  const u64 row = (u64)blockIdx.x * p.D;
+  float ss = 0;
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    const T s = Num<T>::store(load_f(x, row + k) + load_f(residual, row + k));
+    sum[row + k] = s;
+    const float v = Num<T>::load(s);
+    ss += v * v;
+  }
+  const float scale = rms_scale(block_sum(ss, scratch), p.D, p.Eps);
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    store_f(out, row + k, load_f(sum, row + k) * scale * load_f(weight, k));
+  }
+}
+
+#define ADD_RMS_NORM_KERNEL(SHORT, T)                                                                          \
+  extern "C" __global__ void add_rms_norm_##SHORT(const T* x, const T* residual, const T* weight, T* sum, T* out, \
+                                                  const RMSNormParams p, Status* status) {                    \
+    add_rms_norm(x, residual, weight, sum, out, p);                                                          \
+  }
+LOOM_FLOATS(ADD_RMS_NORM_KERNEL)
+
+// rope_cos_sin returns the cosine and sine of the angle of pair i of a
+// head of d elements at position pos, pos · theta^(−2i/d), computed in
+// double (float loses precision at long positions) and rounded.
+__device__ __forceinline__ void rope_cos_sin(double pos, u32 i, u32 d, float theta, float* cs, float* sn) {
+  double s, c;
+  sincos(pos * pow((double)theta, -2.0 * i / d), &s, &c);
+  *cs = (float)c;
+  *sn = (float)s;
+}
+
+// rope: a block per (token, head), a thread per pair (i, i + D/2); the
+// rotation is float32.
 template <typename T> __device__ void rope(const T* x, const int* positions, T* out, const RoPEParams& p) {
   const u32 t = blockIdx.x / p.H, half = p.D / 2;
   const u64 base = (u64)blockIdx.x * p.D;
   const double pos = positions[t];
   for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;
-    sincos(pos * pow((double)p.Theta, -2.0 * i / p.D), &s, &c);
-    const float cs = (float)c, sn = (float)s;
+    float cs, sn;
+    rope_cos_sin(pos, i, p.D, p.Theta, &cs, &sn);
     const float u = load_f(x, base + i), v = load_f(x, base + i + half);
     store_f(out, base + i, u * cs - v * sn);
     store_f(out, base + i + half, v * cs + u * sn);
@@ -47,3 +90,60 @@ template <typename T> __device__ void rope(const T* x, const int* positions, T* 
     rope(x, positions, out, p);                                                                         \
   }
 LOOM_FLOATS(ROPE_KERNEL)
+
+// qk_norm_rope_kv_write: a block per (head, token) of qkv's heads (the
+// query heads, the key heads, the value heads), a thread per rotated pair.
+// A query or key head is normalised as rms_norm does, kept in float32 (the
+// unfused chain rounds it to T here), and rotated as rope does; queries go
+// to q, keys and values to the token's slot of the caches, which kv_slot
+// checks as kv_write does (the first key head's block reports). Values are
+// copied as raw bits.
+template <typename T, typename S>
+__device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_norm, const int* positions, T* k_cache,
+                                      T* v_cache, const S* slot_mapping, T* q, const QKNormRoPEKVWriteParams& p,
+                                      Status* status) {
+  __shared__ float scratch[32];
+  const int head = blockIdx.x, t = blockIdx.y;
+  const u32 d = p.HeadSize, half = d / 2;
+  const u64 src = ((u64)t * (p.Heads + 2 * p.KVHeads) + head) * d;
+  T* dst = q + ((u64)t * p.Heads + head) * d;
+  const T* w = q_norm;
+  if (head >= p.Heads) {
+    const i64 slot = kv_slot(slot_mapping, p.NumTokens, p.NumSlots, t, 6, head == p.Heads, status);
+    if (slot < 0) return;
+    const int g = head - p.Heads;
+    const u64 at = (u64)slot * p.KVHeads * d;
+    if (g >= p.KVHeads) {
+      T* v = v_cache + at + (u64)(g - p.KVHeads) * d;
+      for (u32 e = threadIdx.x; e < d; e += blockDim.x) v[e] = qkv[src + e];
+      return;
+    }
+    dst = k_cache + at + (u64)g * d;
+    w = k_norm;
+  }
+  float ss = 0;
+  for (u32 e = threadIdx.x; e < d; e += blockDim.x) {
+    const float v = load_f(qkv, src + e);
+    ss += v * v;
+  }
+  const float scale = rms_scale(block_sum(ss, scratch), d, p.Eps);
+  const double pos = positions[t];
+  for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
+    float cs, sn;
+    rope_cos_sin(pos, i, d, p.Theta, &cs, &sn);
+    const float u = load_f(qkv, src + i) * scale * load_f(w, i);
+    const float v = load_f(qkv, src + i + half) * scale * load_f(w, i + half);
+    store_f(dst, i, u * cs - v * sn);
+    store_f(dst, i + half, v * cs + u * sn);
+  }
+}
+
+#define QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, SS, S)                                                          \
+  extern "C" __global__ void qk_norm_rope_kv_write_##SHORT##_##SS(                                              \
+      const T* qkv, const T* q_norm, const T* k_norm, const int* positions, T* k_cache, T* v_cache,             \
+      const S* slot_mapping, T* q, const QKNormRoPEKVWriteParams p, Status* status) {                           \
+    qk_norm_rope_kv_write(qkv, q_norm, k_norm, positions, k_cache, v_cache, slot_mapping, q, p, status);        \
+  }
+#define QK_NORM_ROPE_KV_WRITE(SHORT, T) \
+  QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i32, int) QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i64, i64)
+LOOM_FLOATS(QK_NORM_ROPE_KV_WRITE)

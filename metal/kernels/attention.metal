@@ -7,13 +7,8 @@
 
 #define LOOM_STR(x) #x
 
-// kv_write copies token t's K and V rows into slot slot_mapping[t]; a slot
-// < 0 is padding and skipped, a slot past the cache is reported. A slot
-// that another token's entry also holds is written by neither, and the
-// later entry reports it, naming the first (the other tokens' rows are
-// written, as on the CUDA device; the CPU device writes nothing then):
-// two writes to one slot would race. The copy is of the stored bits, so it
-// is byte-exact.
+// kv_write copies token t's K and V rows into slot slot_mapping[t], if
+// kv_slot lets it. The copy is of the stored bits, so it is byte-exact.
 template <typename T, typename S>
 [[kernel]] void kv_write(
     device T* k_cache [[buffer(0)]],
@@ -29,30 +24,9 @@ template <typename T, typename S>
   if (int(t) >= p.NumTokens) {
     return;
   }
-  S slot = slot_mapping[t];
-  if (slot < 0) {
-    return;
-  }
-  if (slot >= S(p.NumSlots)) {
-    if (tid == 0) {
-      report_bad_index(status, 4, t, int(slot));
-    }
-    return;
-  }
-  // The first other entry holding the same slot, if any (O(tokens) per
-  // token: a decode step's few tokens cost nothing; a long prefill pays).
-  uint first = UINT_MAX;
-  for (uint i = tid; i < uint(p.NumTokens); i += threads) {
-    if (i != t && slot_mapping[i] == slot) {
-      first = min(first, i);
-    }
-  }
   LOOM_SHARED uint scratch[LOOM_MAX_THREADS];
-  first = threadgroup_reduce(first, scratch, tid, threads, MinOp());
-  if (first != UINT_MAX) {
-    if (first < t && tid == 0) {
-      report(status, LOOM_REPORT_DUP, 4, t, int(slot), first);
-    }
+  int slot = kv_slot(slot_mapping, p.NumTokens, p.NumSlots, t, 4, true, status, scratch, tid, threads);
+  if (slot < 0) {
     return;
   }
   uint row = uint(p.KVHeads * p.HeadSize);

@@ -134,3 +134,43 @@ uint elementwise_index(constant Params& p, uint k, uint i) {
   }
   return idx;
 }
+
+// kv_slot returns the slot of slot_mapping (buffer argument slot_arg) that
+// token t writes its keys and values to, or -1 when it writes none: its
+// slot is negative (padding) or past the cache's num_slots (reported), or
+// another token holds the same slot: then neither writes it, and the later
+// one reports it, naming the first (the other tokens' rows are written, as
+// on the CUDA device; the CPU device writes nothing then): two writes to
+// one slot would race. Every thread of the threadgroup must call it, with
+// scratch of a slot per thread; only groups with report_errors set report,
+// so that a token's several groups report once.
+template <typename S>
+int kv_slot(device const S* slot_mapping, int num_tokens, int num_slots, uint t, uint slot_arg, bool report_errors,
+            device atomic_uint* status, threadgroup uint* scratch, uint tid, uint threads) {
+  S slot = slot_mapping[t];
+  if (slot < 0) {
+    return -1;
+  }
+  if (slot >= S(num_slots)) {
+    if (report_errors && tid == 0) {
+      report_bad_index(status, slot_arg, t, int(slot));
+    }
+    return -1;
+  }
+  // The first other entry holding the same slot, if any (O(tokens) per
+  // token: a decode step's few tokens cost nothing; a long prefill pays).
+  uint first = UINT_MAX;
+  for (uint i = tid; i < uint(num_tokens); i += threads) {
+    if (i != t && slot_mapping[i] == slot) {
+      first = min(first, i);
+    }
+  }
+  first = threadgroup_reduce(first, scratch, tid, threads, MinOp());
+  if (first != UINT_MAX) {
+    if (report_errors && first < t && tid == 0) {
+      report(status, LOOM_REPORT_DUP, slot_arg, t, int(slot), first);
+    }
+    return -1;
+  }
+  return int(slot);
+}

@@ -34,6 +34,12 @@ template <typename T>
 
 LOOM_FLOAT_KERNELS("softmax", softmax)
 
+// rms_scale is rsqrt(mean(x²) + eps) of a row of d elements whose squares
+// sum to ss.
+inline float rms_scale(float ss, uint d, float eps) {
+  return rsqrt(ss / float(d) + eps);
+}
+
 // rms_norm: out = x · rsqrt(mean(x²) + eps) · weight over rows of D.
 template <typename T>
 [[kernel]] void rms_norm(
@@ -54,11 +60,44 @@ template <typename T>
     float v = float(xr[k]);
     ss += v * v;
   }
-  ss = threadgroup_reduce(ss, scratch, tid, threads, SumOp());
-  float r = rsqrt(ss / float(p.D) + p.Eps);
+  float r = rms_scale(threadgroup_reduce(ss, scratch, tid, threads, SumOp()), p.D, p.Eps);
   for (uint k = tid; k < p.D; k += threads) {
     out[row * p.D + k] = T(float(xr[k]) * r * float(weight[k]));
   }
 }
 
 LOOM_FLOAT_KERNELS("rms_norm", rms_norm)
+
+// add_rms_norm: rms_norm of sum = x + residual, rounded to T and stored;
+// the norm reads the rounded sum, as rms_norm after add does. (Each thread
+// reads back only the elements it wrote.)
+template <typename T>
+[[kernel]] void add_rms_norm(
+    device const T* x [[buffer(0)]],
+    device const T* residual [[buffer(1)]],
+    device const T* weight [[buffer(2)]],
+    device T* sum [[buffer(3)]],
+    device T* out [[buffer(4)]],
+    constant RMSNormParams& p [[buffer(5)]],
+    uint row [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  LOOM_SHARED float scratch[LOOM_MAX_THREADS];
+  if (row >= p.Rows) {
+    return;
+  }
+  ulong base = ulong(row) * p.D;
+  float ss = 0.0f;
+  for (uint k = tid; k < p.D; k += threads) {
+    T s = T(float(x[base + k]) + float(residual[base + k]));
+    sum[base + k] = s;
+    float v = float(s);
+    ss += v * v;
+  }
+  float r = rms_scale(threadgroup_reduce(ss, scratch, tid, threads, SumOp()), p.D, p.Eps);
+  for (uint k = tid; k < p.D; k += threads) {
+    out[base + k] = T(float(sum[base + k]) * r * float(weight[k]));
+  }
+}
+
+LOOM_FLOAT_KERNELS("add_rms_norm", add_rms_norm)

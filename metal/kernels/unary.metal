@@ -69,3 +69,21 @@ LOOM_FLOAT_KERNELS("tanh", unary, OpTanh)
 LOOM_FLOAT_KERNELS("sigmoid", unary, OpSigmoid)
 LOOM_FLOAT_KERNELS("silu", unary, OpSiLU)
 LOOM_FLOAT_KERNELS("gelu", unary, OpGELU)
+
+// silu_mul: out[r, i] = silu(a[r, i]) · a[r, N + i] for rows of 2N (the
+// gate half, then the up half), a thread per output element, in float,
+// rounded once.
+template <typename T>
+[[kernel]] void silu_mul(
+    device const T* a [[buffer(0)]],
+    device T* out [[buffer(1)]],
+    constant SiLUMulParams& p [[buffer(2)]],
+    uint gid [[thread_position_in_grid]]) {
+  if (gid >= p.Rows * p.N) {
+    return;
+  }
+  ulong g = ulong(gid / p.N) * 2 * p.N + gid % p.N;
+  out[gid] = T(OpSiLU()(float(a[g])) * float(a[g + p.N]));
+}
+
+LOOM_FLOAT_KERNELS("silu_mul", silu_mul)

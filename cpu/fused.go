@@ -1,0 +1,149 @@
+package cpu
+
+import (
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// The fused kernels compute with the same helpers as the kernels of the
+// chains they replace (rmsNormRow and rmsScale, unaryF32, ropeCosSin and
+// ropeRotate), so that where the primitives promise the chain's result bit
+// for bit, it is.
+
+// addRMSNormKernel writes each row's sum x + residual, rounded to the dtype,
+// and then normalises the stored sum as rmsNormKernel does.
+func addRMSNormKernel(dt graph.DType) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.RMSNormParams)
+		d := int(p.D)
+		x, res, w, sum, out := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes, c.Args[3].Bytes, c.Args[4].Bytes
+		c.Parallel(int(p.Rows), max(1, elemGrain/max(d, 1)), func(lo, hi int) {
+			tmp := getFloats(3 * chunk)
+			defer putFloats(tmp)
+			tx, tr, tz := (*tmp)[:chunk], (*tmp)[chunk:2*chunk], (*tmp)[2*chunk:]
+			for r := lo; r < hi; r++ {
+				for k := 0; k < d; k += chunk {
+					at, m := r*d+k, min(chunk, d-k)
+					xs := f32In(dt, x, at, 1, m, tx)
+					rs := f32In(dt, res, at, 1, m, tr)
+					z := f32Out(dt, sum, at, 1, m, tz)
+					for i := range z {
+						z[i] = xs[i] + rs[i]
+					}
+					f32Store(dt, sum, at, 1, z)
+				}
+				rmsNormRow(dt, sum, w, out, r*d, d, p.Eps, *tmp)
+			}
+		})
+		return nil
+	}
+}
+
+// siluMulKernel computes SiLU(gate)·up over the output's elements, in runs
+// that stay within a row.
+func siluMulKernel(dt graph.DType) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.SiLUMulParams)
+		n := int(p.N)
+		a, out := c.Args[0].Bytes, c.Args[1].Bytes
+		c.Parallel(int(p.Rows)*n, unaryGrain(primitives.SiLU), func(lo, hi int) {
+			tmp := getFloats(3 * chunk)
+			defer putFloats(tmp)
+			tg, tu, tz := (*tmp)[:chunk], (*tmp)[chunk:2*chunk], (*tmp)[2*chunk:]
+			for e := lo; e < hi; {
+				r, k := e/n, e%n
+				m := min(chunk, n-k, hi-e)
+				g := f32In(dt, a, 2*r*n+k, 1, m, tg)
+				u := f32In(dt, a, 2*r*n+n+k, 1, m, tu)
+				z := f32Out(dt, out, e, 1, m, tz)
+				unaryF32(primitives.SiLU, z, g)
+				for i := range z {
+					z[i] *= u[i]
+				}
+				f32Store(dt, out, e, 1, z)
+				e += m
+			}
+		})
+		return nil
+	}
+}
+
+// qkNormRoPEKVWriteKernel: args qkv, q_norm, k_norm, positions, k_cache,
+// v_cache, slot_mapping, q. The slots are checked before anything is
+// written, as kvWriteKernel does.
+func qkNormRoPEKVWriteKernel(dt, slotDT graph.DType) Kernel {
+	return func(c *Call) error {
+		if slotDT == graph.Int32 {
+			return qkNormRoPEKVWrite(c, dt, c.I32(6))
+		}
+		return qkNormRoPEKVWrite(c, dt, c.I64(6))
+	}
+}
+
+func qkNormRoPEKVWrite[S int32 | int64](c *Call, dt graph.DType, slots []S) error {
+	p := c.Params.(*primitives.QKNormRoPEKVWriteParams)
+	if err := primitives.CheckSlots(slots, int(p.NumSlots)); err != nil {
+		return err
+	}
+	h, kvh, d := int(p.Heads), int(p.KVHeads), int(p.HeadSize)
+	width, slotRow, es := (h+2*kvh)*d, kvh*d, dt.Size()
+	qkv, qNorm, kNorm, pos := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes, c.I32(3)
+	kc, vc, q := c.Args[4].Bytes, c.Args[5].Bytes, c.Args[7].Bytes
+	inv := ropeInvFreqs(float64(p.Theta), d)
+	c.Parallel(len(slots), max(1, elemGrain/max(width, 1)), func(lo, hi int) {
+		cos, sin, row := make([]float32, d/2), make([]float32, d/2), make([]float32, d)
+		tmp := getFloats(2 * chunk)
+		defer putFloats(tmp)
+		for t := lo; t < hi; t++ {
+			ropeCosSin(cos, sin, float64(pos[t]), inv)
+			s := int(slots[t])
+			for head := range h + kvh {
+				w, dst, at := qNorm, q, (t*h+head)*d
+				if head >= h {
+					if s < 0 {
+						break // padding: no key or value to write
+					}
+					w, dst, at = kNorm, kc, s*slotRow+(head-h)*d
+				}
+				normRoPEHead(dt, qkv, t*width+head*d, w, d, p.Eps, cos, sin, row, *tmp)
+				newFloats(dt, dst).store(at, row)
+			}
+			if s >= 0 {
+				v := (t*width + (h+kvh)*d) * es
+				copy(vc[s*slotRow*es:(s+1)*slotRow*es], qkv[v:v+slotRow*es])
+			}
+		}
+	})
+	return nil
+}
+
+// normRoPEHead sets row to the head of d elements at first of x,
+// normalised as rmsNormRow does with weight w (but not rounded to the
+// dtype) and rotated as ropeKernel does with the angles of cos and sin.
+// tmp holds 2·chunk float32s.
+func normRoPEHead(dt graph.DType, x []byte, first int, w []byte, d int, eps float32, cos, sin, row, tmp []float32) {
+	tx, tw := tmp[:chunk], tmp[chunk:2*chunk]
+	scale := rmsScale(dt, x, first, d, eps, tx)
+	for k := 0; k < d; k += chunk {
+		m := min(chunk, d-k)
+		xs := f32In(dt, x, first+k, 1, m, tx)
+		ws := f32In(dt, w, k, 1, m, tw)
+		for i := range m {
+			row[k+i] = xs[i] * scale * ws[i]
+		}
+	}
+	half := d / 2
+	ropeRotate(row[:half], row[half:], row[:half], row[half:], cos, sin)
+}
+
+func init() {
+	for _, dt := range primitives.FloatDTypes {
+		mustRegister("add_rms_norm_"+dt.Short(), addRMSNormKernel(dt))
+		mustRegister("silu_mul_"+dt.Short(), siluMulKernel(dt))
+	}
+	for _, dt := range primitives.AttentionDTypes {
+		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {
+			mustRegister(primitives.QKNormRoPEKVWriteKernel(dt, slot), qkNormRoPEKVWriteKernel(dt, slot))
+		}
+	}
+}

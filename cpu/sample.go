@@ -1,0 +1,175 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// sampleKernel draws each sequence's token as primitives.Sample defines it,
+// one sequence per piece of work (so the result does not depend on the
+// number of workers), with the exponentials in float64.
+func sampleKernel(dt graph.DType) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.SampleParams)
+		s, v, w := int(p.S), int(p.V), int(p.W)
+		window := c.I32(4)[:s*w]
+		for i, id := range window {
+			if int(id) >= v {
+				return fmt.Errorf("window[%d] = %d is out of range [0, %d)", i, id, v)
+			}
+		}
+		logits, settings, keys, counters := c.Args[0].Bytes, c.F32(1), c.U32(2), c.I32(3)
+		scratch, out := c.Args[5].Bytes, c.I32(6)
+		c.Parallel(s, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := scratch[i*v*4 : (i+1)*v*4]
+				x := view[float32](row)
+				if dt == graph.Float32 {
+					copy(x, view[float32](logits)[i*v:(i+1)*v])
+				} else {
+					f32In(dt, logits, i*v, 1, v, x)
+				}
+				var set [primitives.SampleSettings]float32
+				var key [primitives.SampleKeys]uint32
+				copy(set[:], settings[i*len(set):])
+				copy(key[:], keys[i*len(key):])
+				out[i] = sampleRow(row, set, key, counters[i], window[i*w:(i+1)*w])
+			}
+		})
+		return nil
+	}
+}
+
+// sampleRow draws one sequence's token from its logits (float32 in row,
+// which it overwrites with the weights) by steps 1–5 of primitives.Sample.
+func sampleRow(row []byte, set [primitives.SampleSettings]float32, key [primitives.SampleKeys]uint32, counter int32, window []int32) int32 {
+	x := view[float32](row)
+	for i, v := range x {
+		if v != v {
+			x[i] = float32(math.Inf(-1))
+		}
+	}
+	if pen := set[primitives.SettingRepetitionPenalty]; pen > 0 && pen != 1 {
+		for j, id := range window {
+			if id < 0 || repeats(window[:j], id) {
+				continue
+			}
+			if v := x[id]; v > 0 {
+				x[id] = v / pen
+			} else {
+				x[id] = v * pen
+			}
+		}
+	}
+	m, arg := float32(math.Inf(-1)), -1
+	for i, v := range x {
+		if v > m {
+			m, arg = v, i
+		}
+	}
+	temp := set[primitives.SettingTemperature]
+	if arg < 0 || !(temp > 0) {
+		return int32(arg)
+	}
+	q := view[uint32](row)
+	for i, v := range x {
+		q[i] = weight(v, m, temp)
+	}
+	var tk, tp, tm uint32
+	if k := key[primitives.KeyTopK]; k > 0 && int(k) < len(q) {
+		tk = threshold(q, uint64(k), false, 0)
+	}
+	if p := set[primitives.SettingTopP]; p > 0 && p < 1 {
+		pq := uint64(math.Ceil(float64(p) * (1 << 32)))
+		tp = threshold(q, primitives.TopPGoal(keptWeight(q, tk), pq), true, tk)
+	}
+	if mp := set[primitives.SettingMinP]; mp > 0 {
+		tm = uint32(math.Ceil(float64(min(mp, 1)) * (1 << primitives.WeightBits)))
+	}
+	t := max(tk, tp, tm, 1)
+	u := primitives.Philox4x32([4]uint32{uint32(counter)}, [2]uint32{key[primitives.KeySeedLow], key[primitives.KeySeedHigh]})[0]
+	r := primitives.MulShift32(keptWeight(q, t), uint64(u))
+	var run uint64
+	for i, w := range q {
+		if w >= t {
+			run += uint64(w)
+			if run > r {
+				return int32(i)
+			}
+		}
+	}
+	panic("sample: the draw fell past the kept weight") // r < the kept weight by construction
+}
+
+// repeats reports whether id occurs in ids.
+func repeats(ids []int32, id int32) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// weight is a token's fixed-point weight: 2^31 at the maximum m, else
+// trunc(e^((v−m)/T)·2^31), 0 for NaN.
+func weight(v, m, temp float32) uint32 {
+	if v == m {
+		return 1 << primitives.WeightBits
+	}
+	e := math.Exp(float64((v - m) / temp))
+	if !(e > 0) {
+		return 0
+	}
+	return uint32(e * (1 << primitives.WeightBits))
+}
+
+// keptWeight is the total of the weights ≥ t.
+func keptWeight(q []uint32, t uint32) uint64 {
+	var sum uint64
+	for _, w := range q {
+		if w >= t {
+			sum += uint64(w)
+		}
+	}
+	return sum
+}
+
+// threshold returns the largest t such that the weights w ≥ max(t, floor)
+// add up to at least goal, each counting 1 (or w with mass): a radix
+// select over the weights' bytes, most significant first, with a histogram
+// of the candidates that share the bytes chosen so far. The kernels on the
+// GPUs run the same search. The caller guarantees that t = floor
+// qualifies.
+func threshold(q []uint32, goal uint64, mass bool, floor uint32) uint32 {
+	var prefix uint32
+	var above uint64 // the weight of the candidates above the prefix's range
+	for shift := 24; shift >= 0; shift -= 8 {
+		var h [256]uint64
+		for _, w := range q {
+			if w < floor || shift < 24 && w>>(shift+8) != prefix>>(shift+8) {
+				continue
+			}
+			if mass {
+				h[w>>shift&255] += uint64(w)
+			} else {
+				h[w>>shift&255]++
+			}
+		}
+		b := 255
+		for ; b > 0 && above+h[b] < goal; b-- {
+			above += h[b]
+		}
+		prefix |= uint32(b) << shift
+	}
+	return prefix
+}
+
+func init() {
+	for _, dt := range primitives.FloatDTypes {
+		mustRegister("sample_"+dt.Short(), sampleKernel(dt))
+	}
+}

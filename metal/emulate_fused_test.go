@@ -1,0 +1,114 @@
+//go:build linux && amd64
+
+package metal
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
+)
+
+// TestEmulatedFused checks the fused layer kernels against the CPU's:
+// add_rms_norm (sum bit for bit), silu_mul, and qk_norm_rope_kv_write with
+// GQA, head sizes 64 and 128, a padding slot and both slot dtypes.
+func TestEmulatedFused(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("add_rms_norm_", "silu_mul_", "qk_norm_rope_kv_write_", "add_i32")...)
+	for _, dt := range primitives.FloatDTypes {
+		atol, rtol := tol(dt, 4)
+		sameOnBoth(t, emu, ref, "add_rms_norm sum "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(1)
+			sum, _ := ops.AddRMSNorm(randomArray(r, dt, 5, 259), randomArray(r, dt, 5, 259), randomArray(r, dt, 259), 1e-6)
+			return sum
+		}, 0, 0)
+		sameOnBoth(t, emu, ref, "add_rms_norm "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(2)
+			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 3*1000, -2, 2), 3, 1000)
+			res := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 3*1000, -2, 2), 3, 1000)
+			w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 1000, 0.5, 1.5), 1000)
+			_, normed := ops.AddRMSNorm(x, res, w, 1e-6)
+			return normed
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "silu_mul "+dt.String(), func() *graph.Array {
+			return ops.SiLUMul(randomArray(loomtest.Rand(3), dt, 3, 2*67))
+		}, atol, rtol)
+	}
+	for _, c := range []struct {
+		tokens, heads, kvh, hs int
+		slotDT                 graph.DType
+	}{
+		{1, 2, 1, 64, graph.Int32},
+		{5, 4, 2, 128, graph.Int64},
+		{3, 2, 2, 64, graph.Int32},
+	} {
+		for _, dt := range primitives.AttentionDTypes {
+			what := fmt.Sprintf("qk_norm_rope_kv_write %s T%d H%d KV%d hs%d %s", dt, c.tokens, c.heads, c.kvh, c.hs, c.slotDT)
+			build := func(out int) func() *graph.Array {
+				return func() *graph.Array {
+					r := loomtest.Rand(uint64(c.tokens))
+					width := (c.heads + 2*c.kvh) * c.hs
+					qkv := graph.FromFloat32sAs(dt, loomtest.Float32s(r, c.tokens*width, -2, 2), c.tokens, width)
+					norm := func() *graph.Array {
+						return graph.FromFloat32sAs(dt, loomtest.Float32s(r, c.hs, 0.5, 1.5), c.hs)
+					}
+					cache := func() *graph.Array {
+						return graph.FromFloat32sAs(dt, loomtest.Float32s(r, 4*8*c.kvh*c.hs, -1, 1), 4, 8, c.kvh, c.hs)
+					}
+					pos := make([]int32, c.tokens)
+					slots := make([]int64, c.tokens)
+					for i := range pos {
+						// Metal's rope angle is a float32 product, off by
+						// about pos·6e-8 rad: small positions keep the
+						// comparison with the CPU's float64 angles tight.
+						pos[i], slots[i] = int32(r.IntN(100)), int64(3*i+1)
+					}
+					slots[c.tokens-1] = -1 // padding: skipped
+					var slotArr *graph.Array
+					if c.slotDT == graph.Int32 {
+						s := make([]int32, len(slots))
+						for i, v := range slots {
+							s[i] = int32(v)
+						}
+						slotArr = graph.FromInt32s(s)
+					} else {
+						slotArr = graph.FromInt64s(slots)
+					}
+					q, k, v := ops.QKNormRoPEKVWrite(qkv, ops.QKNorm{Heads: c.heads, QNorm: norm(), KNorm: norm(), Eps: 1e-6, Theta: 1e6},
+						graph.FromInt32s(pos), cache(), cache(), slotArr)
+					return []*graph.Array{q, k, v}[out]
+				}
+			}
+			atol, rtol := tol(dt, 4)
+			sameOnBoth(t, emu, ref, what+" q", build(0), atol, rtol)
+			sameOnBoth(t, emu, ref, what+" k_cache", build(1), atol, rtol)
+			sameOnBoth(t, emu, ref, what+" v_cache", build(2), 0, 0)
+		}
+	}
+}
+
+// TestEmulatedFusedBadSlots checks that the fused KV write reports a slot
+// past the cache and a slot written twice as kv_write does.
+func TestEmulatedFusedBadSlots(t *testing.T) {
+	emu, _ := emuRuntimes(t, kernelsWithPrefix("qk_norm_rope_kv_write_f32", "add_i32")...)
+	for _, c := range []struct {
+		slots []int32
+		want  string
+	}{
+		{[]int32{3, 40}, "slot_mapping entry 1 is 40"},
+		{[]int32{3, 5, 3}, "slot_mapping[2] = 3 is also slot_mapping[0]: a slot may be written once"},
+	} {
+		n := len(c.slots)
+		// Computed on the device, so that only the kernel can see them.
+		slots := ops.Add(graph.FromInt32s(c.slots), graph.Full(graph.Int32, 0, n))
+		norm := graph.Full(graph.Float32, 1, 64)
+		q, k, v := ops.QKNormRoPEKVWrite(graph.Full(graph.Float32, 1, n, 3*64), ops.QKNorm{Heads: 1, QNorm: norm, KNorm: norm, Eps: 1e-6, Theta: 1e4},
+			graph.Full(graph.Int32, 2, n), graph.Full(graph.Float32, 0, 4, 8, 1, 64), graph.Full(graph.Float32, 0, 4, 8, 1, 64), slots)
+		if err := emu.Eval(q, k, v); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("slots %v: got %v, want an error containing %q", c.slots, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,245 @@
+// Sampling (primitives.Sample has the algorithm): one threadgroup per
+// sequence. The row's logits become float32 in the weights scratch, then,
+// in place, fixed-point weights; every sum is an integer, so neither the
+// histogram atomics of the threshold search nor the order of a reduction
+// can change a result. The first maximum combines with ArgmaxOp
+// (reduce.metal).
+
+// sample_philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0)
+// and key (k0, k1).
+inline uint sample_philox(uint c, uint k0, uint k1) {
+  uint x0 = c, x1 = 0, x2 = 0, x3 = 0;
+  for (int i = 0; i < 10; i++) {
+    if (i > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    ulong p0 = ulong(0xD2511F53u) * ulong(x0), p1 = ulong(0xCD9E8D57u) * ulong(x2);
+    uint y0 = uint(p1 >> 32) ^ x1 ^ k0, y2 = uint(p0 >> 32) ^ x3 ^ k1;
+    x0 = y0;
+    x1 = uint(p1);
+    x2 = y2;
+    x3 = uint(p0);
+  }
+  return x0;
+}
+
+// sample_add adds v to the 64-bit histogram bin (lo, hi) with 32-bit
+// atomics: a carry out of lo goes into hi, so the bin is exact whatever the
+// order of the additions.
+inline void sample_add(threadgroup atomic_uint* lo, threadgroup atomic_uint* hi, ulong v) {
+  uint a = uint(v), b = uint(v >> 32);
+  uint old = atomic_fetch_add_explicit(lo, a, memory_order_relaxed);
+  if (old + a < old) {
+    b++;
+  }
+  if (b != 0u) {
+    atomic_fetch_add_explicit(hi, b, memory_order_relaxed);
+  }
+}
+
+// sample_threshold returns the largest t such that the weights q ≥ max(t,
+// floor) add up to at least goal, each counting 1 (or its weight with
+// mass): the CPU kernel's radix select over the weights' bytes. Zero
+// weights never change the answer and are skipped; a thread adds a run of
+// weights in the same bin at once.
+inline uint sample_threshold(device const uint* q, uint n, ulong goal, bool mass, uint floor, threadgroup atomic_uint* lo,
+                             threadgroup atomic_uint* hi, threadgroup ulong* chosen, uint tid, uint threads) {
+  uint prefix = 0;
+  ulong above = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (uint b = tid; b < 256; b += threads) {
+      atomic_store_explicit(&lo[b], 0u, memory_order_relaxed);
+      atomic_store_explicit(&hi[b], 0u, memory_order_relaxed);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    uint bin = 0;
+    ulong run = 0;
+    for (uint i = tid; i < n; i += threads) {
+      uint w = q[i];
+      if (w == 0u || w < floor || (shift < 24 && (w >> uint(shift + 8)) != (prefix >> uint(shift + 8)))) {
+        continue;
+      }
+      uint b = (w >> uint(shift)) & 255u;
+      if (b != bin && run != 0) {
+        sample_add(&lo[bin], &hi[bin], run);
+        run = 0;
+      }
+      bin = b;
+      run += mass ? ulong(w) : 1ul;
+    }
+    if (run != 0) {
+      sample_add(&lo[bin], &hi[bin], run);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid == 0) {
+      int b = 255;
+      ulong a = above;
+      for (; b > 0; b--) {
+        ulong h = ulong(atomic_load_explicit(&hi[b], memory_order_relaxed)) << 32 |
+                  atomic_load_explicit(&lo[b], memory_order_relaxed);
+        if (a + h >= goal) {
+          break;
+        }
+        a += h;
+      }
+      chosen[0] = prefix | (uint(b) << uint(shift));
+      chosen[1] = a;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    prefix = uint(chosen[0]);
+    above = chosen[1];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  return prefix;
+}
+
+// sample_kept returns the total of the weights ≥ t to every thread.
+inline ulong sample_kept(device const uint* q, uint n, uint t, threadgroup ulong* sums, uint tid, uint threads) {
+  ulong s = 0;
+  for (uint i = tid; i < n; i += threads) {
+    uint w = q[i];
+    if (w >= t) {
+      s += w;
+    }
+  }
+  return threadgroup_reduce(s, sums, tid, threads, SumOp());
+}
+
+template <typename T>
+[[kernel]] void sample(
+    device const T* logits [[buffer(0)]],
+    device const float* settings [[buffer(1)]],
+    device const uint* keys [[buffer(2)]],
+    device const int* counters [[buffer(3)]],
+    device const int* window [[buffer(4)]],
+    device uint* weights [[buffer(5)]],
+    device int* out [[buffer(6)]],
+    constant SampleParams& p [[buffer(7)]],
+    LOOM_STATUS,
+    uint s [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  LOOM_SHARED ArgBest<float> best[LOOM_MAX_THREADS];
+  LOOM_SHARED ulong sums[LOOM_MAX_THREADS];
+  LOOM_SHARED atomic_uint hist_lo[256];
+  LOOM_SHARED atomic_uint hist_hi[256];
+  LOOM_SHARED ulong chosen[2];
+  const uint n = p.V;
+  device const T* row = logits + ulong(s) * n;
+  device uint* q = weights + ulong(s) * n;
+  device float* x = (device float*)q;
+  const float temp = settings[s * 4 + 0], top_p = settings[s * 4 + 1], min_p = settings[s * 4 + 2], pen = settings[s * 4 + 3];
+  const uint top_k = keys[s * 3 + 0];
+
+  // 1. Logits as float32, NaN as −Inf; the penalty, one thread per window
+  // entry, the first of each distinct id.
+  for (uint i = tid; i < n; i += threads) {
+    float v = float(row[i]);
+    x[i] = v != v ? -INFINITY : v;
+  }
+  threadgroup_barrier(mem_flags::mem_device);
+  device const int* win = window + ulong(s) * p.W;
+  for (uint j = tid; j < p.W; j += threads) {
+    int id = win[j];
+    if (id >= int(n)) {
+      report_bad_index(status, 4, s * p.W + j, id);
+      continue;
+    }
+    if (id < 0 || !(pen > 0.0f) || pen == 1.0f) {
+      continue;
+    }
+    bool repeat = false;
+    for (uint k = 0; k < j; k++) {
+      repeat = repeat || win[k] == id;
+    }
+    if (!repeat) {
+      float v = x[id];
+      x[id] = v > 0.0f ? v / pen : v * pen;
+    }
+  }
+  threadgroup_barrier(mem_flags::mem_device);
+
+  // 2. The first maximum.
+  ArgBest<float> b = {-INFINITY, INT_MAX};
+  for (uint i = tid; i < n; i += threads) {
+    float v = x[i];
+    if (v > b.v) {
+      b.v = v;
+      b.k = int(i);
+    }
+  }
+  b = threadgroup_reduce(b, best, tid, threads, ArgmaxOp());
+  const float m = b.v;
+  if (b.k == INT_MAX || !(temp > 0.0f)) {
+    if (tid == 0) {
+      out[s] = b.k == INT_MAX ? -1 : b.k;
+    }
+    return;
+  }
+
+  // 3. Weights, in place.
+  for (uint i = tid; i < n; i += threads) {
+    float v = x[i];
+    uint w = 1u << 31;
+    if (v != m) {
+      float e = exp((v - m) / temp);
+      w = e > 0.0f ? uint(e * 2147483648.0f) : 0u;
+    }
+    q[i] = w;
+  }
+  threadgroup_barrier(mem_flags::mem_device);
+
+  // 4. The thresholds.
+  uint tk = 0, tp = 0, tm = 0;
+  if (top_k > 0u && top_k < n) {
+    tk = sample_threshold(q, n, top_k, false, 0u, hist_lo, hist_hi, chosen, tid, threads);
+  }
+  if (top_p > 0.0f && top_p < 1.0f) {
+    ulong total = sample_kept(q, n, tk, sums, tid, threads), pq = ulong(ceil(top_p * 4294967296.0f));
+    ulong goal = (total >> 32) * pq + (((total & 0xfffffffful) * pq + 0xfffffffful) >> 32);
+    tp = sample_threshold(q, n, goal, true, tk, hist_lo, hist_hi, chosen, tid, threads);
+  }
+  if (min_p > 0.0f) {
+    tm = uint(ceil(fmin(min_p, 1.0f) * 2147483648.0f));
+  }
+  const uint t = max(max(tk, tp), max(tm, 1u));
+
+  // 5. The draw: each thread totals a contiguous share of the row, a scan
+  // over the threads finds the share that holds r, and its thread walks it.
+  const uint share = (n + threads - 1) / threads, lo = min(n, tid * share), hi = min(n, lo + share);
+  ulong mine = 0;
+  for (uint i = lo; i < hi; i++) {
+    uint w = q[i];
+    if (w >= t) {
+      mine += w;
+    }
+  }
+  sums[tid] = mine;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  for (uint off = 1; off < threads; off <<= 1) {
+    ulong v = tid >= off ? sums[tid - off] : 0ul;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    sums[tid] += v;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  const ulong total = sums[threads - 1], before = sums[tid] - mine;
+  const uint u = sample_philox(uint(counters[s]), keys[s * 3 + 1], keys[s * 3 + 2]);
+  const ulong r = (total >> 32) * u + (((total & 0xfffffffful) * u) >> 32);
+  if (before <= r && r < before + mine) {
+    ulong run = before;
+    for (uint i = lo; i < hi; i++) {
+      uint w = q[i];
+      if (w < t) {
+        continue;
+      }
+      run += w;
+      if (run > r) {
+        out[s] = int(i);
+        break;
+      }
+    }
+  }
+}
+
+LOOM_FLOAT_KERNELS("sample", sample)

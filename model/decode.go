@@ -1,0 +1,228 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
+)
+
+// DefaultPenaltyWindow is how many of a sequence's latest tokens the
+// repetition penalty sees when no window is given.
+const DefaultPenaltyWindow = 64
+
+// Decoder decodes a batch of sequences with the tokens drawn on the device,
+// one step ahead of its caller (as mlx-lm's generate loop): step k+1 takes
+// step k's token array, still on the device, as its input, and is
+// submitted before step k's tokens are read back. So the host prepares a
+// step while the device runs the one before, and waits once per step;
+// only the token ids come back.
+//
+// The first step (the prompts) is built with ops and evaluated with
+// EvalAsync. Every decode step (one token per sequence) is the engine's
+// compiled step (runtime.Compiled): traced once per structure (the batch,
+// the padded block tables' width, the penalty window's width), then
+// replayed without building its graph, binding step k's token array and
+// penalty window (on the device) and the step's metadata and sampling
+// settings (uploaded) as its inputs.
+//
+// Each Next delivers one step's tokens. A step submitted because the
+// caller asked for more and not delivered (the caller stopped at an EOS)
+// is waited for and taken back out of the cache by Close: afterwards each
+// sequence holds its prompt and the tokens delivered, except the last one.
+type Decoder struct {
+	e            *Engine
+	seqs         []int
+	sampling     []ops.Sampling
+	params, keys []byte // the sampling settings' bytes (ops.SamplingArrays)
+	// window holds each sequence's latest tokens for the repetition
+	// penalty, oldest first and −1 where there are fewer; nil when no
+	// sequence has a penalty.
+	window *graph.Array
+	flight *flight // the step submitted and not yet delivered
+	last   time.Time
+}
+
+// flight is a submitted step.
+type flight struct {
+	tokens *graph.Array // int32 [S], drawn on the device
+	p      *runtime.Pending
+	decode bool // it appended one drawn token per sequence (not a prompt)
+}
+
+// decodeKey identifies a decode step's structure: with padded tables,
+// MaxSeqLen follows from their width.
+type decodeKey struct{ seqs, tableWidth, window int }
+
+// NewDecoder appends prompts[i] (at least one token) to sequence seqs[i],
+// submits that step, and returns a decoder whose first Next delivers the
+// first token of each sequence, drawn with sampling[i]. penaltyWindow is
+// the number of latest tokens the repetition penalty sees (0:
+// DefaultPenaltyWindow). Bad arguments are errors that leave the engine
+// unchanged.
+func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampling, penaltyWindow int) (*Decoder, error) {
+	if len(sampling) != len(seqs) {
+		return nil, fmt.Errorf("decoder: %d sequences but %d sampling settings", len(seqs), len(sampling))
+	}
+	for i, o := range sampling {
+		if err := o.Validate(); err != nil {
+			return nil, fmt.Errorf("decoder: sequence %d: %w", seqs[i], err)
+		}
+	}
+	if penaltyWindow < 0 {
+		return nil, fmt.Errorf("decoder: penalty window %d must be ≥ 0", penaltyWindow)
+	}
+	flat, counts, err := e.checkTokens(seqs, prompts)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range counts {
+		if n == 0 {
+			return nil, fmt.Errorf("decoder: sequence %d has an empty prompt", seqs[i])
+		}
+	}
+	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
+	params, keys := ops.SamplingArrays(sampling)
+	d.params, d.keys = params.HostBytes(), keys.HostBytes()
+	if slices.ContainsFunc(sampling, func(o ops.Sampling) bool { return o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 }) {
+		w := penaltyWindow
+		if w == 0 {
+			w = DefaultPenaltyWindow
+		}
+		win := slices.Repeat([]int32{-1}, len(seqs)*w)
+		for i, p := range prompts {
+			tail := p[max(0, len(p)-w):]
+			copy(win[(i+1)*w-len(tail):], tail)
+		}
+		d.window = graph.FromInt32s(win, len(seqs), w)
+	}
+	st, err := e.schedule(seqs, counts)
+	if err != nil {
+		return nil, err
+	}
+	outs, _ := d.graph(graph.FromInt32s(flat), st, false)
+	p, err := e.Model.rt.EvalAsync(outs...)
+	if err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
+	d.flight = &flight{tokens: outs[0], p: p}
+	return d, nil
+}
+
+// graph builds a step's graph: the forward pass over ids and the draw of
+// each sequence's next token; a decode step's ids (one a sequence) join
+// the penalty window first. It returns the outputs, the tokens and the
+// window if any, and the inputs that decodeArgs binds, in its order.
+func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs []*graph.Array) {
+	in := newStepInputs(st)
+	params, keys := ops.SamplingArrays(d.sampling)
+	inputs = append(append([]*graph.Array{ids}, in.list()...), params, keys)
+	window := d.window
+	if window != nil {
+		inputs = append(inputs, window)
+		if decode {
+			s, w := window.Shape()[0], window.Shape()[1]
+			window = ops.Concatenate(1, ops.Slice(window, []int{0, 1}, []int{s, w}), ops.Reshape(ids, s, 1))
+		}
+	}
+	// The draw's counter is the position the drawn token will take.
+	outs = []*graph.Array{ops.SampleWith(d.e.Model.forward(ids, st, in, d.e.Cache), in.seqLens, window, params, keys)}
+	if window != nil {
+		outs = append(outs, window)
+	}
+	return outs, inputs
+}
+
+// decodeArgs are a decode step's data for the inputs graph returns.
+func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
+	args := append(append([]runtime.Input{runtime.Array(ids)}, stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	if d.window != nil {
+		args = append(args, runtime.Array(d.window))
+	}
+	return args
+}
+
+// decode schedules and submits the decode step that appends ids, the
+// tokens the previous step drew, and draws the next ones.
+func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
+	e := d.e
+	st, err := e.schedule(d.seqs, slices.Repeat([]int{1}, len(d.seqs)))
+	if err != nil {
+		return nil, err
+	}
+	key := decodeKey{seqs: len(d.seqs), tableWidth: st.MaxBlocks}
+	if d.window != nil {
+		key.window = d.window.Shape()[1]
+	}
+	if e.decodeStep == nil {
+		e.decodeStep = e.Model.rt.Compile()
+	}
+	build := func() (outs, inputs []*graph.Array) { return d.graph(ids, st, true) }
+	outs, p, err := e.decodeStep.Call(key, build, d.decodeArgs(ids, st)...)
+	if err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
+	if d.window != nil {
+		d.window = outs[1]
+	}
+	return &flight{tokens: outs[0], p: p, decode: true}, nil
+}
+
+// Next delivers the tokens of the step in flight. With more, it first
+// submits the step that appends them to the cache and draws the next
+// ones, so that the device has work while the host reads these; without,
+// nothing follows and the decoder is done. An error to submit the next
+// step (too few free blocks, a sequence at the model's positions) leaves
+// the step in flight for a Next(false); an error of the evaluation leaves
+// the cache spent, as Step's.
+func (d *Decoder) Next(more bool) (*StepResult, error) {
+	cur := d.flight
+	if cur == nil {
+		return nil, errors.New("decoder: no step in flight")
+	}
+	if more {
+		for _, id := range d.seqs {
+			if err := d.e.checkLength(id, 1); err != nil {
+				return nil, err
+			}
+		}
+		next, err := d.decode(cur.tokens)
+		if err != nil {
+			return nil, err
+		}
+		d.flight = next
+	} else {
+		d.flight = nil
+	}
+	ids, err := cur.tokens.Int32s()
+	if err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
+	now := time.Now()
+	r := &StepResult{Tokens: ids, Stats: cur.p.Stats(), Time: now.Sub(d.last)}
+	d.last = now
+	return r, nil
+}
+
+// Close waits for a step still in flight and, if it appended drawn tokens,
+// takes them back out of the cache. It returns that step's error.
+func (d *Decoder) Close() error {
+	f := d.flight
+	d.flight = nil
+	if f == nil {
+		return nil
+	}
+	err := f.p.Wait()
+	if f.decode {
+		for _, id := range d.seqs {
+			if terr := d.e.Cache.Truncate(id, d.e.Cache.Len(id)-1); err == nil {
+				err = terr
+			}
+		}
+	}
+	return err
+}

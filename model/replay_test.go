@@ -1,0 +1,189 @@
+package model
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
+)
+
+// replayConfig is a 28-layer model with tiny dimensions: the decode step
+// has the Qwen3-0.6B structure (647 nodes) at almost no compute.
+var replayConfig = Config{VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, NumLayers: 28, NumHeads: 2, NumKVHeads: 1, HeadDim: 64,
+	MaxPositionEmbeddings: 1024, RMSNormEps: 1e-6, RopeTheta: 10000, BOSTokenID: -1}
+
+// decodeLoop runs steps decode steps of token sequence ids (teacher
+// forced, so that each step is submitted before the previous one has
+// completed) with padded block tables and returns each step's logits and
+// statistics.
+func decodeLoop(t testing.TB, rt *runtime.Runtime, cfg Config, steps int) ([][]float32, []runtime.Stats) {
+	t.Helper()
+	m, err := New(rt, cfg, RandomWeights(cfg, graph.Float32, 3), graph.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := NewKVCache(rt, m.CacheConfig(8, 8), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Add(0); err != nil {
+		t.Fatal(err)
+	}
+	var logits []*graph.Array
+	var pend []*runtime.Pending
+	for i := range steps {
+		st, err := cache.Schedule([]int{0}, []int{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.Pad(st, 4); err != nil {
+			t.Fatal(err)
+		}
+		out := m.Forward([]int32{int32(i*7) % int32(cfg.VocabSize)}, st, cache)
+		p, err := rt.EvalAsync(out)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		logits, pend = append(logits, out), append(pend, p)
+	}
+	var got [][]float32
+	var stats []runtime.Stats
+	for i, a := range logits {
+		if err := pend[i].Wait(); err != nil {
+			t.Fatal(err)
+		}
+		v, err := a.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, stats = append(got, v), append(stats, pend[i].Stats())
+	}
+	return got, stats
+}
+
+// TestReplayedDecodeIsBitIdentical: decode steps replayed from the plan
+// cache, each submitted while the previous ones run, give the same logits
+// bit for bit as the same steps planned from scratch, on every CPU target,
+// with no hazard on the checking devices.
+func TestReplayedDecodeIsBitIdentical(t *testing.T) {
+	cfg := replayConfig
+	cfg.NumLayers = 3
+	const steps = 10
+	want, _ := decodeLoop(t, newRuntime(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), cfg, steps)
+	for _, c := range []struct {
+		name string
+		dev  cpu.Options
+		opts runtime.Options
+	}{
+		{"cpu", cpu.Options{}, runtime.Options{}},
+		{"cpu-check", cpu.Options{Check: true}, runtime.Options{DispatchesPerCommandBuffer: 1}},
+		{"cpu-adversarial", cpu.Options{Check: true, Seed: 7}, runtime.Options{DispatchesPerCommandBuffer: 3, DispatchesPerPass: 2}},
+		{"cpu-lazy", cpu.Options{Check: true, Lazy: true, Seed: 3}, runtime.Options{DispatchesPerCommandBuffer: 5}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dev := cpu.New(c.dev)
+			rt := newRuntime(t, dev, c.opts)
+			got, stats := decodeLoop(t, rt, cfg, steps)
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Fatalf("step %d (%v): logits differ from the step planned from scratch", i, stats[i])
+				}
+			}
+			// Steps 0 and 1 are planned (the second is recorded); the rest replay.
+			for i, s := range stats {
+				if hit := s.CacheHits == 1; hit != (i >= 2) {
+					t.Fatalf("step %d: replayed %v", i, hit)
+				}
+			}
+			if hz := dev.Hazards(); len(hz) > 0 {
+				t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
+			}
+		})
+	}
+}
+
+func newRuntime(t testing.TB, dev *cpu.Device, opts runtime.Options) *runtime.Runtime {
+	t.Helper()
+	rt, err := runtime.New(dev, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(); dev.Close() })
+	return rt
+}
+
+// BenchmarkReplayHost times the host side of a 28-layer decode step with
+// tiny dimensions: a Decoder's steps planned every step (NoPlanCache) and
+// compiled (replayed without building the graph), and, between them, the
+// logits step built with ops every step and replayed from the plan cache.
+// A step's host time excludes the wait for the device.
+func BenchmarkReplayHost(b *testing.B) {
+	for _, mode := range []string{"planned", "cached", "compiled"} {
+		b.Run(mode, func(b *testing.B) {
+			// One worker, so that the device's kernels leave the host a core.
+			rt := newRuntime(b, cpu.New(cpu.Options{Workers: 1}), runtime.Options{NoPlanCache: mode == "planned"})
+			cfg := replayConfig
+			m, err := New(rt, cfg, RandomWeights(cfg, graph.Float32, 3), graph.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := NewEngine(m, 64, 16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var d *Decoder
+			restart := func() {
+				if d != nil {
+					if err := d.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				e.Cache.Free(0)
+				e.Cache.Add(0)
+				if mode != "cached" {
+					if d, err = e.NewDecoder([]int{0}, [][]int32{{1}}, []ops.Sampling{{}}, 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			restart()
+			var host time.Duration
+			for i := 0; b.Loop(); i++ {
+				if e.Cache.Len(0) >= 512 {
+					b.StopTimer()
+					restart()
+					b.StartTimer()
+				}
+				t0 := time.Now()
+				if mode == "cached" {
+					st, err := e.schedule([]int{0}, []int{1})
+					if err != nil {
+						b.Fatal(err)
+					}
+					out := m.Forward([]int32{int32(i % 64)}, st, e.Cache)
+					p, err := rt.EvalAsync(out)
+					if err != nil {
+						b.Fatal(err)
+					}
+					host += time.Since(t0)
+					b.StopTimer()
+					if err := p.Wait(); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					continue
+				}
+				r, err := d.Next(true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				host += time.Since(t0) - r.Stats.Wait
+			}
+			b.ReportMetric(float64(host.Microseconds())/float64(b.N), "host-µs/step")
+		})
+	}
+}

@@ -1,0 +1,60 @@
+package ops
+
+import (
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// AddRMSNorm returns sum = x + residual (rounded to the dtype) and normed =
+// RMSNorm(sum, weight, eps), in one dispatch: the residual add of a
+// transformer sub-block fused into the next block's norm. x and residual
+// have one float dtype and shape [..., D]; weight is [D]. The results are
+// those of Add followed by RMSNorm.
+func AddRMSNorm(x, residual, weight *graph.Array, eps float32) (sum, normed *graph.Array) {
+	outs := apply(graph.Caller(0), primitives.AddRMSNorm{Eps: eps}, x, residual, weight)
+	if len(outs) == 1 {
+		return outs[0], outs[0]
+	}
+	return outs[0], outs[1]
+}
+
+// SiLUMul returns SiLU(gate)·up for a [..., 2N] whose last axis holds the
+// gate half and then the up half (the output of one matmul by the
+// concatenated gate and up weights of a SwiGLU MLP): [..., N], in one
+// dispatch. See primitives.SiLUMul for how its rounding differs from SiLU
+// followed by Mul in float16 and bfloat16.
+func SiLUMul(a *graph.Array) *graph.Array {
+	return apply1(graph.Caller(0), primitives.SiLUMul{}, a)
+}
+
+// QKNorm describes the query and key heads of QKNormRoPEKVWrite: the
+// number of query heads, the RMSNorm weights of each query and each key
+// head ([head_size]) and their eps, and the RoPE base.
+type QKNorm struct {
+	Heads        int
+	QNorm, KNorm *graph.Array
+	Eps, Theta   float32
+}
+
+// QKNormRoPEKVWrite takes the output of one matmul by the concatenated Q, K
+// and V weights, qkv [T, (heads + 2·kv_heads)·head_size], and in one
+// dispatch RMS-normalises each query and key head, rotates them by RoPE at
+// positions (int32 [T]), and writes the keys and the values into the paged
+// caches at slotMapping, as KVWrite does (the caches are donated, and the
+// same slot rules and errors apply). It returns the queries [T, heads,
+// head_size] and the updated caches. See primitives.QKNormRoPEKVWrite for
+// how its rounding differs from RMSNorm, RoPE and KVWrite in float16 and
+// bfloat16.
+func QKNormRoPEKVWrite(qkv *graph.Array, n QKNorm, positions, kCache, vCache, slotMapping *graph.Array) (q, newK, newV *graph.Array) {
+	pc := graph.Caller(0)
+	prim := primitives.QKNormRoPEKVWrite{Heads: n.Heads, Eps: n.Eps, Theta: n.Theta}
+	inputs := []*graph.Array{qkv, n.QNorm, n.KNorm, positions, kCache, vCache, slotMapping}
+	if f := checkSlotsBeforeDonation(pc, prim, inputs, kCache, slotMapping); f != nil {
+		return f, f, f
+	}
+	outs := apply(pc, prim, inputs...)
+	if len(outs) == 1 {
+		return outs[0], outs[0], outs[0]
+	}
+	return outs[0], outs[1], outs[2]
+}

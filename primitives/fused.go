@@ -1,0 +1,238 @@
+package primitives
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/loomrt/loom/graph"
+)
+
+// Fused primitives of a transformer layer: each does in one dispatch what a
+// chain of the basic primitives does in several, computing in float32 and
+// rounding to the dtype once at the end where the chain rounds between its
+// steps. Where that rounding differs from the chain, the doc comment says
+// so; in float32 the results are the chain's bit for bit on the CPU.
+
+// AddRMSNorm adds its first two inputs, x and residual ([..., D], one float
+// dtype), and normalises the sum like RMSNorm with its third, weight ([D]):
+// output 0 is sum = x + residual rounded to the dtype, output 1 is
+// RMSNorm(sum)·weight computed from that rounded sum. Both are the results
+// of Add followed by RMSNorm, bit for bit on the CPU, in every dtype.
+type AddRMSNorm struct{ Eps float32 }
+
+func (AddRMSNorm) Name() string { return "add_rms_norm" }
+
+// NumOutputs is 2: the sum and its normalisation.
+func (AddRMSNorm) NumOutputs() int { return 2 }
+
+func (a AddRMSNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 3 {
+		return nil, fmt.Errorf("needs 3 inputs (x, residual, weight), got %d", len(in))
+	}
+	x, res := in[0], in[1]
+	if res.DType != x.DType || !slices.Equal(res.Shape, x.Shape) {
+		return nil, fmt.Errorf("residual %s differs from x %s", res, x)
+	}
+	outs, err := RMSNorm{Eps: a.Eps}.Outputs([]graph.Spec{x, in[2]})
+	if err != nil {
+		return nil, err
+	}
+	return []graph.Spec{x, outs[0]}, nil
+}
+
+func (a AddRMSNorm) Lower(l *Lowering) error {
+	return lowerRMSNorm(l, "add_rms_norm_", a.Eps,
+		R("x", In(0)), R("residual", In(1)), R("weight", In(2)), W("sum", Out(0)), W("out", Out(1)))
+}
+
+// SiLUMulParams describe a gated activation of Rows rows of 2·N elements
+// into Rows rows of N.
+type SiLUMulParams struct{ Rows, N uint32 }
+
+// SiLUMul is the gated activation of a SwiGLU MLP on its input [..., 2N],
+// the gate half then the up half of the last axis (the output of one
+// matmul by the concatenated gate and up weights): out[..., i] =
+// SiLU(a[..., i])·a[..., N+i], [..., N]. SiLU is evaluated in float64 and
+// rounded to float32, the product rounded once to the dtype: in float32 the
+// result is SiLU followed by Mul bit for bit; in float16 and bfloat16 the
+// chain also rounds SiLU's result to the dtype, this does not.
+type SiLUMul struct{}
+
+func (SiLUMul) Name() string { return "silu_mul" }
+
+func (SiLUMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 1 {
+		return nil, fmt.Errorf("needs 1 input, got %d", len(in))
+	}
+	a := in[0]
+	if !hasDType(FloatDTypes, a.DType) {
+		return nil, fmt.Errorf("dtype %s is unsupported (supported: %v)", a.DType, FloatDTypes)
+	}
+	if len(a.Shape) == 0 || a.Shape[len(a.Shape)-1]%2 != 0 {
+		return nil, fmt.Errorf("input %s must have an even last dimension (the gate half, then the up half)", a)
+	}
+	shape := append([]int{}, a.Shape...)
+	shape[len(shape)-1] /= 2
+	return []graph.Spec{{DType: a.DType, Shape: shape}}, nil
+}
+
+func (SiLUMul) Lower(l *Lowering) error {
+	a := l.Inputs[0]
+	if err := checkElements(a.Size()); err != nil {
+		return err
+	}
+	n := a.Shape[len(a.Shape)-1] / 2
+	rows := 0
+	if n > 0 {
+		rows = a.Size() / (2 * n)
+	}
+	l.Add(Dispatch{
+		Kernel: "silu_mul_" + a.DType.Short(),
+		Grid:   Dim3{Groups(rows*n, ElementwiseThreads), 1, 1}, // a thread per output element
+		Group:  Dim3{ElementwiseThreads, 1, 1},
+		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
+		Params: &SiLUMulParams{Rows: uint32(rows), N: uint32(n)},
+	})
+	return nil
+}
+
+// QKNormRoPEKVWriteParams are the params of the QK-norm, RoPE and KV write
+// kernels.
+type QKNormRoPEKVWriteParams struct {
+	NumTokens int32
+	Heads     int32 // query heads
+	KVHeads   int32
+	HeadSize  int32
+	NumSlots  int32 // num_blocks · block_size
+	Eps       float32
+	Theta     float32
+}
+
+// QKNormRoPEKVWrite prepares a step's attention inputs from the output of
+// one matmul by the concatenated Q, K and V weights. Inputs: qkv [T,
+// (Heads + 2·kv_heads)·head_size] (the query heads, then the key heads,
+// then the value heads of each token), q_norm and k_norm [head_size],
+// positions int32 [T], k_cache, v_cache, slot_mapping (int32 or int64 [T]).
+// Each query and key head is RMS-normalised with eps Eps and scaled by
+// q_norm or k_norm (as RMSNorm), then rotated as RoPE with base Theta.
+// Output 0 is the queries [T, Heads, head_size]; outputs 1 and 2 are the
+// caches, updated in place as KVWrite does (the same donation, slot rules,
+// checks and messages) with the normalised, rotated keys and the values.
+//
+// The normalised heads stay float32 into the rotation: in float32 the
+// result is RMSNorm, RoPE and KVWrite bit for bit on the CPU; in float16
+// and bfloat16 the chain also rounds the normalised heads to the dtype,
+// this does not. The values are copied bit for bit.
+type QKNormRoPEKVWrite struct {
+	Heads int
+	Eps   float32
+	Theta float32
+}
+
+func (QKNormRoPEKVWrite) Name() string { return "qk_norm_rope_kv_write" }
+
+// Aliases makes the updated caches the donated input caches.
+func (QKNormRoPEKVWrite) Aliases() []graph.Alias {
+	return []graph.Alias{{Output: 1, Input: 4, Donate: true}, {Output: 2, Input: 5, Donate: true}}
+}
+
+// NumOutputs is 3: q, and the updated K and V caches.
+func (QKNormRoPEKVWrite) NumOutputs() int { return 3 }
+
+func (p QKNormRoPEKVWrite) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 7 {
+		return nil, fmt.Errorf("needs 7 inputs (qkv, q_norm, k_norm, positions, k_cache, v_cache, slot_mapping), got %d", len(in))
+	}
+	qkv, qn, kn, pos, kc, vc, slots := in[0], in[1], in[2], in[3], in[4], in[5], in[6]
+	if err := checkCaches(kc, vc); err != nil {
+		return nil, err
+	}
+	kvh, hs := kc.Shape[2], kc.Shape[3]
+	if p.Heads < 1 {
+		return nil, fmt.Errorf("heads = %d, want at least 1", p.Heads)
+	}
+	width := (p.Heads + 2*kvh) * hs
+	if len(qkv.Shape) != 2 || qkv.DType != kc.DType || qkv.Shape[1] != width {
+		return nil, fmt.Errorf("qkv %s does not match the cache %s: want %s[tokens, %d] ((%d heads + 2·%d kv heads)·head size %d)",
+			qkv, kc, kc.DType, width, p.Heads, kvh, hs)
+	}
+	if hs%2 != 0 {
+		return nil, fmt.Errorf("head size %d is odd; the half-rotation form needs it even", hs)
+	}
+	for _, n := range []struct {
+		name string
+		s    graph.Spec
+	}{{"q_norm", qn}, {"k_norm", kn}} {
+		if n.s.DType != kc.DType || len(n.s.Shape) != 1 || n.s.Shape[0] != hs {
+			return nil, fmt.Errorf("%s %s must be %s[%d] (one weight per element of a head)", n.name, n.s, kc.DType, hs)
+		}
+	}
+	t := qkv.Shape[0]
+	if pos.DType != graph.Int32 || len(pos.Shape) != 1 || pos.Shape[0] != t {
+		return nil, fmt.Errorf("positions %s must be int32[%d], one per token of qkv", pos, t)
+	}
+	if err := checkSlotMapping(slots, t); err != nil {
+		return nil, err
+	}
+	switch {
+	case !(p.Eps >= 0) || math.IsInf(float64(p.Eps), 0):
+		return nil, fmt.Errorf("eps %g must be finite and ≥ 0", p.Eps)
+	case !(p.Theta > 0) || math.IsInf(float64(p.Theta), 0):
+		return nil, fmt.Errorf("theta %g must be finite and > 0", p.Theta)
+	}
+	if err := fitsInt32("qkv's elements", qkv.Size()); err != nil {
+		return nil, err
+	}
+	return []graph.Spec{{DType: kc.DType, Shape: []int{t, p.Heads, hs}}, kc, vc}, nil
+}
+
+// QKNormRoPEKVWriteKernel is the kernel name for caches of dtype dt and
+// slots of dtype slotDT.
+func QKNormRoPEKVWriteKernel(dt, slotDT graph.DType) string {
+	return "qk_norm_rope_kv_write_" + dt.Short() + "_" + slotDT.Short()
+}
+
+func (p QKNormRoPEKVWrite) Lower(l *Lowering) error {
+	qkv, kc := l.Inputs[0], l.Inputs[4]
+	t, kvh, hs := qkv.Shape[0], kc.Shape[2], kc.Shape[3]
+	// A group per (head, token); a thread per rotated pair, in whole SIMD
+	// groups (the reduction of a head's squares is by SIMD groups).
+	simd := max(l.Caps.SIMDWidth, 1)
+	threads := min(Groups(hs/2, simd)*simd, ReduceThreads)
+	l.Add(Dispatch{
+		Kernel: QKNormRoPEKVWriteKernel(kc.DType, l.Inputs[6].DType),
+		Grid:   Dim3{p.Heads + 2*kvh, t, 1},
+		Group:  Dim3{threads, 1, 1},
+		Args: []Arg{
+			R("qkv", In(0)), R("q_norm", In(1)), R("k_norm", In(2)), R("positions", In(3)),
+			RW("k_cache", Out(1)), RW("v_cache", Out(2)), R("slot_mapping", In(6)), W("q", Out(0)),
+		},
+		Params: &QKNormRoPEKVWriteParams{
+			NumTokens: int32(t),
+			Heads:     int32(p.Heads),
+			KVHeads:   int32(kvh),
+			HeadSize:  int32(hs),
+			NumSlots:  int32(kc.Shape[0] * kc.Shape[1]),
+			Eps:       p.Eps,
+			Theta:     p.Theta,
+		},
+	})
+	return nil
+}
+
+func init() {
+	for _, dt := range FloatDTypes {
+		register(
+			KernelSpec{Name: "add_rms_norm_" + dt.Short(), Args: []string{"x", "residual", "weight", "sum", "out"}, Params: (*RMSNormParams)(nil)},
+			KernelSpec{Name: "silu_mul_" + dt.Short(), Args: []string{"a", "out"}, Params: (*SiLUMulParams)(nil)},
+		)
+	}
+	for _, dt := range AttentionDTypes {
+		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {
+			register(KernelSpec{Name: QKNormRoPEKVWriteKernel(dt, slot),
+				Args:   []string{"qkv", "q_norm", "k_norm", "positions", "k_cache", "v_cache", "slot_mapping", "q"},
+				Params: (*QKNormRoPEKVWriteParams)(nil)})
+		}
+	}
+}
