@@ -55,6 +55,10 @@ const arenaBytes = 4096
 // Command buffers of a repeated structure run as CUDA graphs if the
 // environment sets LOOM_CUDA_GRAPHS=1 (see SetGraphs). They are off by
 // default until the graph path has passed the device tests on a GPU.
+//
+// Float16 and bfloat16 matrix products with weights stored [N, K] run on
+// tensor cores (Caps.TensorCores) if the environment sets LOOM_CUDA_MMA=1.
+// They are off by default until those kernels have run on a GPU.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -77,6 +81,7 @@ func Open() (*Device, error) {
 	if err := d.describe(); err != nil {
 		return nil, err
 	}
+	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") == "1"
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
 	}
@@ -179,9 +184,6 @@ func (d *Device) describe() error {
 		// decode-typical took about half the time and the Qwen3 decode step
 		// about a fifth less.
 		AttentionWarpsPerHead: 8,
-		// Products of up to 64 rows read the weights once, in one pass
-		// of the tensor-core GEMV (primitives.MatMulCUDASmallM).
-		GEMVMaxRows: primitives.MatMulCUDASmallM,
 	}
 	return nil
 }

@@ -20,12 +20,13 @@ import (
 // Lowering picks one of two kernels per dtype: a GEMV kernel
 // (matmul_<dt>_gemv) when each output matrix has one row, the decode case of
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
-// (matmul_<dt>_tiled) otherwise. Where the device's Caps.GEMVMaxRows allows
-// (the CPU, CUDA), the GEMV kernel also takes products of up to that many
-// rows (batched decode: x[M, K] · Wᵀ), reading each weight once for all the
-// rows. On CUDA, float16 and bfloat16 products with weights stored [N, K]
-// run on tensor cores (mma.sync) in both kernels, with their own grids
-// (mmaGEMV, mmaTiled).
+// (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
+// products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
+// reading each weight once for all the rows. Where the device's
+// Caps.TensorCores opts in (CUDA with LOOM_CUDA_MMA=1), float16 and
+// bfloat16 products with weights stored [N, K] run on tensor cores in both
+// kernels (MatMulParams.MMA), with their own grids (mmaGEMV, mmaTiled), and
+// the GEMV kernel takes up to MatMulMMARows rows of them.
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -51,13 +52,16 @@ const (
 
 // The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
 // blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
-// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
-// the output, MatMulMMAColTiles of them at most per block.
+// tiles, with MatMulMMASharedBytes of dynamic shared memory (two steps of
+// 32 along K of both operand tiles, rows padded by 16 bytes); the GEMV
+// kernel's blocks of GEMVThreads compute 8-column tiles of the output,
+// MatMulMMAColTiles of them at most per block.
 const (
-	MatMulMMATileM    = 64
-	MatMulMMATileN    = 128
-	MatMulMMAThreads  = 256
-	MatMulMMAColTiles = 4
+	MatMulMMATileM       = 64
+	MatMulMMATileN       = 128
+	MatMulMMAThreads     = 256
+	MatMulMMAColTiles    = 4
+	MatMulMMASharedBytes = 2 * (MatMulMMATileM + MatMulMMATileN) * (32 + 8) * 2
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
@@ -67,25 +71,27 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n"+
+		"#define LOOM_MMA_SHARED_BYTES %d\n#define LOOM_MMA_ROWS %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles,
+		MatMulMMASharedBytes, MatMulMMARows)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
-// output matrix it lowers to the GEMV kernel's small-M path (Metal's GEMV
-// kernel takes one row; CUDA's, MatMulCUDASmallM). At
+// output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
+// kernels take one row, but for CUDA's tensor-core path, MatMulMMARows). At
 // 128 rows the small-M path was still faster than the tiled kernel on the
 // development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
 // with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
 // matmul").
 const MatMulSmallM = 128
 
-// MatMulCUDASmallM is the CUDA device's Caps.GEMVMaxRows: the rows one
-// pass of its tensor-core GEMV takes (four 16-row tiles), so that up to
-// that many rows read the weights once. Set by that design, not yet by a
-// measured crossover with the tiled kernel (docs/BENCHMARKS.md, "CUDA
-// tensor-core matmul").
-const MatMulCUDASmallM = 64
+// MatMulMMARows is the most rows of a product the lowering gives CUDA's
+// tensor-core GEMV (with Caps.TensorCores): the rows one pass of it takes
+// (four 16-row tiles), so that up to that many rows read the weights once.
+// Set by that design, not yet by a measured crossover with the tiled
+// kernel (docs/BENCHMARKS.md, "CUDA tensor-core matmul").
+const MatMulMMARows = 64
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
 // each the product of an M×K matrix of a and a K×N matrix of b (stored
@@ -102,6 +108,10 @@ type MatMulParams struct {
 	BatchRank                  uint32
 	BatchShape                 [MaxRank]uint32
 	BatchStrideA, BatchStrideB [MaxRank]uint32
+	// MMA is 1 where the product runs on tensor cores (set by the lowering
+	// with Caps.TensorCores, see mmaGEMV and mmaTiled; the CUDA kernels
+	// take it, the CPU and Metal kernels ignore it).
+	MMA uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -215,12 +225,17 @@ func (m MatMul) Lower(l *Lowering) error {
 		Params: p,
 	}
 	dt := l.Inputs[0].DType
-	smallM := p.M > 1 && int(p.M) <= l.Caps.GEMVMaxRows
+	maxRows := l.Caps.GEMVMaxRows
+	if mmaGEMV(l.Caps, dt, p) {
+		maxRows = max(maxRows, MatMulMMARows)
+	}
+	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM {
 		d.Kernel = "matmul_" + dt.Short() + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		d.Group = Dim3{GEMVThreads, 1, 1}
 		if mmaGEMV(l.Caps, dt, p) {
+			p.MMA = 1
 			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		}
@@ -234,8 +249,10 @@ func (m MatMul) Lower(l *Lowering) error {
 		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
 		d.Group = Dim3{MatMulThreads, 1, 1}
 		if mmaTiled(l.Caps, dt, p) {
+			p.MMA = 1
 			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
 			d.Group = Dim3{MatMulMMAThreads, 1, 1}
+			d.SharedBytes = MatMulMMASharedBytes
 			l.Count("matmul_mma", 1)
 		}
 		l.Count("matmul_tiled", 1)
@@ -245,18 +262,18 @@ func (m MatMul) Lower(l *Lowering) error {
 }
 
 // mmaGEMV reports whether CUDA's GEMV kernel computes the product on
-// tensor cores: float16 or bfloat16, weights stored [N, K], rows of x
-// contiguous. The kernel makes the same test.
+// tensor cores: the device opts in (Caps.TensorCores), float16 or
+// bfloat16, weights stored [N, K], rows of x contiguous.
 func mmaGEMV(c Caps, dt graph.DType, p *MatMulParams) bool {
-	return c.Device == "cuda" && dt != graph.Float32 && p.TransposeB == 1 && (p.TransposeA == 0 || p.M == 1)
+	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && (p.TransposeA == 0 || p.M == 1)
 }
 
 // mmaTiled reports whether CUDA's tiled kernel computes the product on
-// tensor cores, in MatMulMMATileM × MatMulMMATileN tiles: float16 or
-// bfloat16, weights stored [N, K], a not transposed. The kernel makes the
-// same test.
+// tensor cores, in MatMulMMATileM × MatMulMMATileN tiles: the device opts
+// in (Caps.TensorCores), float16 or bfloat16, weights stored [N, K], a not
+// transposed.
 func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
-	return c.Device == "cuda" && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
+	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
 }
 
 // mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each

@@ -22,7 +22,7 @@ __device__ __forceinline__ MatrixOffsets matrix_offsets(const MatMulParams& p, u
   return o;
 }
 
-// ---- GEMV and small M on the FMA units ---------------------------------------
+// ---- GEMV: M = 1 -------------------------------------------------------------
 
 // Vec<T> loads 16 bytes of T at once as floats.
 template <typename T> struct Vec;
@@ -50,80 +50,59 @@ template <typename H> struct Vec16 {
 template <> struct Vec<half_t> : Vec16<half_t> {};
 template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
 
-// x_row returns row m of A and the step between its elements (A stored K×M
-// when TransposeA).
-template <typename T> __device__ __forceinline__ const T* x_row(const T* a, const MatMulParams& p, const MatrixOffsets& o, u32 m, u32* step) {
-  *step = p.TransposeA ? p.M : 1;
-  return a + o.a + (p.TransposeA ? (u64)m : (u64)m * p.K);
-}
-
-// gemv_rows: B stored N×K (TransposeB), on the FMA units (float32, and the
-// layouts the tensor-core path does not take). A warp computes output n of
-// each row m, a dot product of two rows: the lanes stride over K with
-// 16-byte loads where both rows are contiguous and 16-byte aligned, so the
-// weights stream through once, coalesced (rows m > 0 read them again, from
-// the caches). The warps of the grid take the outputs n in turn.
+// gemv_rows: B stored N×K (TransposeB). Warp w of the block computes output
+// n = LOOM_GEMV_ROWS·blockIdx.x + w, a dot product of two contiguous rows: the lanes
+// stride over K with 16-byte loads where the rows are 16-byte aligned, so
+// the weights stream through once, coalesced.
 template <typename T>
 __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp; n < p.N; n += gridDim.x * LOOM_GEMV_ROWS) {
-    const T* w = b + o.b + (u64)n * p.K;
-    for (u32 m = 0; m < p.M; m++) {
-      u32 xs;
-      const T* x = x_row(a, p, o, m, &xs);
-      float acc = 0;
-      const u32 V = Vec<T>::n;
-      u32 tail = 0;  // the elements from here on are summed one at a time
-      if (xs == 1 && (((u64)x | (u64)w) & 15) == 0) {
-        float xv[V], wv[V];
-        // Unrolled so that a lane can have several loads in flight: on an
-        // H100 a float16 GEMV of 4096×4096 went from 56–58 to 36 µs an
-        // Eval, 11008 × 4096 from 88 to 62 µs; float32 and bfloat16 stayed
-        // as they were.
+  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp;
+  if (n >= p.N) return;
+  const T* x = a + o.a;
+  const T* w = b + o.b + (u64)n * p.K;
+  float acc = 0;
+  const u32 V = Vec<T>::n;
+  u32 tail = 0;  // the elements from here on are summed one at a time
+  if ((((u64)x | (u64)w) & 15) == 0) {
+    float xv[V], wv[V];
+    // Unrolled so that a lane can have several loads in flight: on an H100
+    // a float16 GEMV of 4096×4096 went from 56–58 to 36 µs an Eval, 11008 ×
+    // 4096 from 88 to 62 µs; float32 and bfloat16 stayed as they were.
 #pragma unroll 4
-        for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
-          Vec<T>::load(x + k, xv);
-          Vec<T>::load(w + k, wv);
-          for (u32 j = 0; j < V; j++) acc += xv[j] * wv[j];
-        }
-        tail = p.K - p.K % V;
-      }
-      for (u32 k = tail + lane; k < p.K; k += 32) acc += load_f(x, (u64)k * xs) * load_f(w, k);
-      acc = warp_sum(acc);
-      if (lane == 0) store_f(out, o.out + (u64)m * p.N + n, acc);
+    for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
+      Vec<T>::load(x + k, xv);
+      Vec<T>::load(w + k, wv);
+      for (u32 j = 0; j < V; j++) acc += xv[j] * wv[j];
     }
+    tail = p.K - p.K % V;
   }
+  for (u32 k = tail + lane; k < p.K; k += 32) acc += load_f(x, k) * load_f(w, k);
+  acc = warp_sum(acc);
+  if (lane == 0) store_f(out, o.out + n, acc);
 }
 
 // gemv_cols: B stored K×N. The block's threads are SLICES slices of K by
-// LOOM_GEMV_ROWS outputs n0 + c, so that neighbouring threads read
-// neighbouring columns; the SLICES partial sums of each output are then
-// added in a fixed order. The blocks of the grid take the groups of outputs
-// in turn, and each does every row m.
+// LOOM_GEMV_ROWS outputs n = LOOM_GEMV_ROWS·blockIdx.x + c, so that
+// neighbouring threads read neighbouring columns; the SLICES partial sums
+// of each output are then added in a fixed order.
 template <typename T>
 __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
   constexpr u32 ROWS = LOOM_GEMV_ROWS, SLICES = LOOM_GEMV_THREADS / LOOM_GEMV_ROWS;
   __shared__ float part[SLICES][ROWS + 1];
   const u32 c = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
-  for (u32 n0 = blockIdx.x * ROWS; n0 < p.N; n0 += gridDim.x * ROWS) {
-    const u32 n = n0 + c;
-    for (u32 m = 0; m < p.M; m++) {
-      u32 xs;
-      const T* x = x_row(a, p, o, m, &xs);
-      float acc = 0;
-      if (n < p.N) {
-        for (u32 k = slice; k < p.K; k += SLICES) acc += load_f(x, (u64)k * xs) * load_f(b, o.b + (u64)k * p.N + n);
-      }
-      __syncthreads();  // part may still be read for the previous row
-      part[slice][c] = acc;
-      __syncthreads();
-      if (threadIdx.x < ROWS && n < p.N) {
-        float s = 0;
-        for (u32 j = 0; j < SLICES; j++) s += part[j][c];
-        store_f(out, o.out + (u64)m * p.N + n, s);
-      }
-    }
+  const u32 n = blockIdx.x * ROWS + c;
+  float acc = 0;
+  if (n < p.N) {
+    for (u32 k = slice; k < p.K; k += SLICES) acc += load_f(a, o.a + k) * load_f(b, o.b + (u64)k * p.N + n);
+  }
+  part[slice][c] = acc;
+  __syncthreads();
+  if (threadIdx.x < ROWS && n < p.N) {
+    float s = 0;
+    for (u32 j = 0; j < SLICES; j++) s += part[j][c];
+    store_f(out, o.out + n, s);
   }
 }
 
@@ -325,32 +304,29 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   }
 }
 
-// matmul_gemv: the tensor-core path takes float16 and bfloat16 with B
-// stored N×K and rows of A contiguous (primitives.MatMul's lowering counts
-// its grid the same way, mmaGEMV); every path takes any grid.
-template <typename T> __device__ void matmul_gemv(const T* a, const T* b, T* out, const MatMulParams& p) {
-  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+// matmul_gemv_mma computes the product on tensor cores where the lowering
+// set MatMulParams.MMA (float16 or bfloat16, B stored N×K, rows of A
+// contiguous: primitives.MatMul's mmaGEMV); float32 has no such path and
+// returns false.
+template <typename T> __device__ bool matmul_gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
   if constexpr (MMA<T>::ok) {
-    if (p.TransposeB && (!p.TransposeA || p.M == 1)) {
-      __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];
-      gemv_mma(a, b, out, p, o, red);
-      return;
-    }
+    __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];
+    gemv_mma(a, b, out, p, matrix_offsets(p, blockIdx.z), red);
+    return true;
   }
-  if (p.TransposeB) {
-    gemv_rows(a, b, out, p, o);
-  } else {
-    gemv_cols(a, b, out, p, o);
-  }
+  return false;
 }
 
-// Two blocks per multiprocessor: every path is in one kernel, which gets
-// the register count of the largest (the 64-row pass), and one block of 8
-// warps would halve the loads in flight of the others.
 #define GEMV_KERNEL(SHORT, T)                                                                           \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
-      matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {     \
-    matmul_gemv(a, b, out, p);                                                                          \
+  extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                   Status* status) {                                    \
+    if (p.MMA && matmul_gemv_mma(a, b, out, p)) return;                                                 \
+    MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
+    if (p.TransposeB) {                                                                                 \
+      gemv_rows(a, b, out, p, o);                                                                       \
+    } else {                                                                                            \
+      gemv_cols(a, b, out, p, o);                                                                       \
+    }                                                                                                   \
   }
 LOOM_FLOATS(GEMV_KERNEL)
 
@@ -366,13 +342,9 @@ LOOM_FLOATS(GEMV_KERNEL)
 #define TILE LOOM_MATMUL_TILE
 #define PASS (LOOM_MATMUL_THREADS / LOOM_MATMUL_TILE)
 static_assert(LOOM_MATMUL_THREADS % TILE == 0 && TILE % PASS == 0, "the tile's rows must split evenly over the passes");
-struct FmaTiles {
-  float a[TILE][TILE + 1];  // [m][k]
-  float b[TILE][TILE + 1];  // [k][n]
-};
-template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p, void* smem) {
-  float(*As)[TILE + 1] = ((FmaTiles*)smem)->a;
-  float(*Bs)[TILE + 1] = ((FmaTiles*)smem)->b;
+template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p) {
+  __shared__ float As[TILE][TILE + 1];  // [m][k]
+  __shared__ float Bs[TILE][TILE + 1];  // [k][n]
   const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
   const u32 m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
   const u32 tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;
@@ -421,7 +393,7 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
 //
 // A block of TC_THREADS (8 warps, 2 × 4) computes a TC_BM × TC_BN tile of
 // the output, stepping through K TC_BK at a time: each step's tiles of A
-// and B are copied into shared memory by cp.async, TC_STAGES steps ahead,
+// and B are copied into shared memory by cp.async, TC_STAGES - 1 steps ahead,
 // and each warp multiplies its 32×32 share with m16n8k16 products whose
 // fragments ldmatrix reads (rows padded by 16 bytes, so that the 8 rows of
 // an 8×8 matrix fall in different banks). Where the rows are not 16-byte
@@ -429,13 +401,13 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
 // loaded an element at a time instead. Each output element sums K in
 // order, 16 at a time; the result does not depend on M or the grid, but it
 // is not the small-M path's sum (other order), so a row of a product of
-// more than Caps.GEMVMaxRows rows may differ from the same row computed
-// with fewer in the last bits.
+// more than LOOM_MMA_ROWS rows may differ from the same row computed with
+// fewer in the last bits.
 #define TC_BM LOOM_MMA_TILE_M
 #define TC_BN LOOM_MMA_TILE_N
 #define TC_BK 32
 #define TC_THREADS LOOM_MMA_THREADS
-#define TC_STAGES 3
+#define TC_STAGES 2
 #define TC_LD (TC_BK + 8)
 
 __device__ __forceinline__ u32 smem_u32(const void* p) {
@@ -539,33 +511,31 @@ template <typename T, bool VEC> __device__ void matmul_tc(const T* a, const T* b
       }
 }
 
-// matmul_tiled: float16 and bfloat16 with B stored N×K and A not
-// transposed run on tensor cores in blocks of TC_THREADS over TC_BM × TC_BN
-// tiles; the rest on the FMA tiles above, in blocks of
-// LOOM_MATMUL_THREADS. primitives.MatMul's lowering (mmaTiled) launches
-// the grid and block of the path the kernel takes.
+// matmul_tiled_mma computes the product on tensor cores where the lowering
+// set MatMulParams.MMA (float16 or bfloat16, B stored N×K, A not
+// transposed: primitives.MatMul's mmaTiled), in blocks of TC_THREADS over
+// TC_BM × TC_BN tiles, with the tiles in the launch's dynamic shared memory
+// (LOOM_MMA_SHARED_BYTES); float32 has no such path and returns false.
 static_assert(TC_BM == 64 && TC_BN == 128 && TC_THREADS == 256, "the warps' layout is 2 × 4 shares of 32×32");
-template <typename T> __device__ void matmul_tiled_any(const T* a, const T* b, T* out, const MatMulParams& p) {
-  // One buffer for either path's tiles.
-  constexpr size_t tc = MMA<T>::ok ? sizeof(TcTiles<T, true>) : 0;
-  __shared__ __align__(16) u8 smem[tc > sizeof(FmaTiles) ? tc : sizeof(FmaTiles)];
+template <typename T> __device__ bool matmul_tiled_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
   if constexpr (MMA<T>::ok) {
-    if (p.TransposeB && !p.TransposeA) {
-      const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
-      if (p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0) {
-        matmul_tc<T, true>(a, b, out, p, smem);
-      } else {
-        matmul_tc<T, false>(a, b, out, p, smem);
-      }
-      return;
+    static_assert(sizeof(TcTiles<T, true>) == LOOM_MMA_SHARED_BYTES, "the lowering's shared bytes");
+    extern __shared__ __align__(16) u8 tc_smem[];
+    const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+    if (p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0) {
+      matmul_tc<T, true>(a, b, out, p, tc_smem);
+    } else {
+      matmul_tc<T, false>(a, b, out, p, tc_smem);
     }
+    return true;
   }
-  matmul_tiled(a, b, out, p, smem);
+  return false;
 }
 
 #define TILED_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
                                                     Status* status) {                                    \
-    matmul_tiled_any(a, b, out, p);                                                                      \
+    if (p.MMA && matmul_tiled_mma(a, b, out, p)) return;                                                 \
+    matmul_tiled(a, b, out, p);                                                                          \
   }
 LOOM_FLOATS(TILED_KERNEL)
