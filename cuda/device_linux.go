@@ -226,6 +226,9 @@ func (d *Device) load() error {
 			if err != nil {
 				return err
 			}
+			if k.mma, err = d.function(spec.Name + "_mma"); err != nil {
+				return err
+			}
 			d.kernels[spec.Name] = k
 		}
 		return nil
@@ -285,6 +288,7 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 type kernel struct {
 	name   string
 	fn     uintptr      // CUfunction
+	mma    uintptr      // its tensor-core variant <name>_mma, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 	// Where launch lays out the kernel's parameters in the arena (bytes):

@@ -24,9 +24,9 @@ import (
 // products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
 // reading each weight once for all the rows. Where the device's
 // Caps.TensorCores opts in (CUDA with LOOM_CUDA_MMA=1), float16 and
-// bfloat16 products with weights stored [N, K] run on tensor cores in both
-// kernels (MatMulParams.MMA), with their own grids (mmaGEMV, mmaTiled), and
-// the GEMV kernel takes up to MatMulMMARows rows of them.
+// bfloat16 products with weights stored [N, K] run on tensor cores, in
+// both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
+// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -52,16 +52,13 @@ const (
 
 // The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
 // blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
-// tiles, with MatMulMMASharedBytes of dynamic shared memory (two steps of
-// 32 along K of both operand tiles, rows padded by 16 bytes); the GEMV
-// kernel's blocks of GEMVThreads compute 8-column tiles of the output,
-// MatMulMMAColTiles of them at most per block.
+// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
+// the output, MatMulMMAColTiles of them at most per block.
 const (
-	MatMulMMATileM       = 64
-	MatMulMMATileN       = 128
-	MatMulMMAThreads     = 256
-	MatMulMMAColTiles    = 4
-	MatMulMMASharedBytes = 2 * (MatMulMMATileM + MatMulMMATileN) * (32 + 8) * 2
+	MatMulMMATileM    = 64
+	MatMulMMATileN    = 128
+	MatMulMMAThreads  = 256
+	MatMulMMAColTiles = 4
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
@@ -71,10 +68,8 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n"+
-		"#define LOOM_MMA_SHARED_BYTES %d\n#define LOOM_MMA_ROWS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles,
-		MatMulMMASharedBytes, MatMulMMARows)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
@@ -108,9 +103,10 @@ type MatMulParams struct {
 	BatchRank                  uint32
 	BatchShape                 [MaxRank]uint32
 	BatchStrideA, BatchStrideB [MaxRank]uint32
-	// MMA is 1 where the product runs on tensor cores (set by the lowering
-	// with Caps.TensorCores, see mmaGEMV and mmaTiled; the CUDA kernels
-	// take it, the CPU and Metal kernels ignore it).
+	// MMA is 1 where the product runs on tensor cores: set by the lowering
+	// with Caps.TensorCores (mmaGEMV, mmaTiled), for which the CUDA device
+	// launches the kernel's tensor-core variant, matmul_<dt>_<path>_mma
+	// (cuda/kernels/matmul.cu); the kernels themselves ignore it.
 	MMA uint32
 }
 
@@ -252,7 +248,6 @@ func (m MatMul) Lower(l *Lowering) error {
 			p.MMA = 1
 			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
 			d.Group = Dim3{MatMulMMAThreads, 1, 1}
-			d.SharedBytes = MatMulMMASharedBytes
 			l.Count("matmul_mma", 1)
 		}
 		l.Count("matmul_tiled", 1)

@@ -96,7 +96,7 @@ type Caps struct {
 	GEMVMaxRows int
 	// TensorCores puts float16 and bfloat16 matrix products with weights
 	// stored [N, K] on the device's tensor cores (MatMulParams.MMA, taken
-	// by the CUDA kernels only). The CUDA device sets it when the
+	// by the CUDA device only). The CUDA device sets it when the
 	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
 	// not yet run on a GPU, so it is off by default.
 	TensorCores bool

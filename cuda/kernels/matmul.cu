@@ -106,6 +106,95 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
   }
 }
 
+#define GEMV_KERNEL(SHORT, T)                                                                           \
+  extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                   Status* status) {                                    \
+    MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
+    if (p.TransposeB) {                                                                                 \
+      gemv_rows(a, b, out, p, o);                                                                       \
+    } else {                                                                                            \
+      gemv_cols(a, b, out, p, o);                                                                       \
+    }                                                                                                   \
+  }
+LOOM_FLOATS(GEMV_KERNEL)
+
+// ---- tiled -------------------------------------------------------------------
+
+// matmul_tiled: a block of LOOM_MATMUL_THREADS threads (128) computes a
+// TILE×TILE tile of the output (32×32), stepping through K TILE at a time
+// with both operand tiles in shared memory. Thread (tx, ty) = (t % TILE,
+// t / TILE) computes column tx of rows ty, ty + PASS, …, where PASS is the
+// rows the block's threads cover at once (4). The operand tiles are loaded
+// so that neighbouring threads read neighbouring elements in either
+// storage order.
+#define TILE LOOM_MATMUL_TILE
+#define PASS (LOOM_MATMUL_THREADS / LOOM_MATMUL_TILE)
+static_assert(LOOM_MATMUL_THREADS % TILE == 0 && TILE % PASS == 0, "the tile's rows must split evenly over the passes");
+template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p) {
+  __shared__ float As[TILE][TILE + 1];  // [m][k]
+  __shared__ float Bs[TILE][TILE + 1];  // [k][n]
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+  const u32 m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
+  const u32 tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;
+  float acc[TILE / PASS] = {};
+  for (u32 k0 = 0; k0 < p.K; k0 += TILE) {
+    for (u32 e = threadIdx.x; e < TILE * TILE; e += blockDim.x) {
+      // The fast-moving index runs along the stored rows.
+      const u32 fast = e % TILE, slow = e / TILE;
+      u32 m, k;
+      if (p.TransposeA) {
+        k = slow, m = fast;
+      } else {
+        m = slow, k = fast;
+      }
+      const u32 gm = m0 + m, gk = k0 + k;
+      float v = 0;
+      if (gm < p.M && gk < p.K) v = load_f(a, o.a + (p.TransposeA ? (u64)gk * p.M + gm : (u64)gm * p.K + gk));
+      As[m][k] = v;
+      u32 n;
+      if (p.TransposeB) {
+        n = slow, k = fast;
+      } else {
+        k = slow, n = fast;
+      }
+      const u32 gn = n0 + n, gk2 = k0 + k;
+      float w = 0;
+      if (gn < p.N && gk2 < p.K) w = load_f(b, o.b + (p.TransposeB ? (u64)gn * p.K + gk2 : (u64)gk2 * p.N + gn));
+      Bs[k][n] = w;
+    }
+    __syncthreads();
+    for (u32 kk = 0; kk < TILE; kk++) {
+      const float w = Bs[kk][tx];
+      for (u32 r = 0; r < TILE / PASS; r++) acc[r] += As[ty + PASS * r][kk] * w;
+    }
+    __syncthreads();
+  }
+  const u32 n = n0 + tx;
+  if (n >= p.N) return;
+  for (u32 r = 0; r < TILE / PASS; r++) {
+    const u32 m = m0 + ty + PASS * r;
+    if (m < p.M) store_f(out, o.out + (u64)m * p.N + n, acc[r]);
+  }
+}
+
+#define TILED_KERNEL(SHORT, T)                                                                           \
+  extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                    Status* status) {                                    \
+    matmul_tiled(a, b, out, p);                                                                          \
+  }
+LOOM_FLOATS(TILED_KERNEL)
+
+// ---- tensor cores: the *_mma variants ------------------------------------------
+//
+// matmul_<dt>_gemv_mma and matmul_<dt>_tiled_mma (float16 and bfloat16) are
+// the tensor-core variants of the catalog kernels above, with the same
+// parameters: the CUDA device launches one in place of its catalog kernel
+// where the lowering set MatMulParams.MMA (Caps.TensorCores; see
+// primitives.MatMul's mmaGEMV and mmaTiled for the products they take and
+// their grids). They are kernels of their own, not branches of the FMA
+// kernels, so that the FMA kernels keep their register counts and shared
+// memory, and so their occupancy.
+
 // ---- tensor cores --------------------------------------------------------------
 
 // MMA<T>::run accumulates a 16×8 float tile: d += A (16×16, row-major) ·
@@ -114,13 +203,9 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
 // mma.m16n8k16"). For a lane of group g = lane / 4 and thread t = lane % 4:
 // a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]},
 // b = {B[2t..][g], B[2t+8..][g]}, d = {D[g][2t], D[g][2t+1], D[g+8][2t],
-// D[g+8][2t+1]}. float32 has no tensor-core path here (ok is false).
-template <typename T> struct MMA {
-  static constexpr bool ok = false;
-  static __device__ __forceinline__ void run(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {}
-};
+// D[g+8][2t+1]}. float32 has no tensor-core path.
+template <typename T> struct MMA;
 template <> struct MMA<bf16_t> {
-  static constexpr bool ok = true;
   static __device__ __forceinline__ void run(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -128,7 +213,6 @@ template <> struct MMA<bf16_t> {
   }
 };
 template <> struct MMA<half_t> {
-  static constexpr bool ok = true;
   static __device__ __forceinline__ void run(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -304,90 +388,16 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   }
 }
 
-// matmul_gemv_mma computes the product on tensor cores where the lowering
-// set MatMulParams.MMA (float16 or bfloat16, B stored N×K, rows of A
-// contiguous: primitives.MatMul's mmaGEMV); float32 has no such path and
-// returns false.
-template <typename T> __device__ bool matmul_gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
-  if constexpr (MMA<T>::ok) {
-    __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];
-    gemv_mma(a, b, out, p, matrix_offsets(p, blockIdx.z), red);
-    return true;
+// The GEMV variant takes two blocks per multiprocessor: one block of 8
+// warps would halve the loads in flight.
+#define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
+      matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
+    __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];                             \
+    gemv_mma(a, b, out, p, matrix_offsets(p, blockIdx.z), red);                                         \
   }
-  return false;
-}
-
-#define GEMV_KERNEL(SHORT, T)                                                                           \
-  extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
-                                                   Status* status) {                                    \
-    if (p.MMA && matmul_gemv_mma(a, b, out, p)) return;                                                 \
-    MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
-    if (p.TransposeB) {                                                                                 \
-      gemv_rows(a, b, out, p, o);                                                                       \
-    } else {                                                                                            \
-      gemv_cols(a, b, out, p, o);                                                                       \
-    }                                                                                                   \
-  }
-LOOM_FLOATS(GEMV_KERNEL)
-
-// ---- tiled -------------------------------------------------------------------
-
-// matmul_tiled: a block of LOOM_MATMUL_THREADS threads (128) computes a
-// TILE×TILE tile of the output (32×32), stepping through K TILE at a time
-// with both operand tiles in shared memory. Thread (tx, ty) = (t % TILE,
-// t / TILE) computes column tx of rows ty, ty + PASS, …, where PASS is the
-// rows the block's threads cover at once (4). The operand tiles are loaded
-// so that neighbouring threads read neighbouring elements in either
-// storage order.
-#define TILE LOOM_MATMUL_TILE
-#define PASS (LOOM_MATMUL_THREADS / LOOM_MATMUL_TILE)
-static_assert(LOOM_MATMUL_THREADS % TILE == 0 && TILE % PASS == 0, "the tile's rows must split evenly over the passes");
-template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* out, const MatMulParams& p) {
-  __shared__ float As[TILE][TILE + 1];  // [m][k]
-  __shared__ float Bs[TILE][TILE + 1];  // [k][n]
-  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
-  const u32 m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
-  const u32 tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;
-  float acc[TILE / PASS] = {};
-  for (u32 k0 = 0; k0 < p.K; k0 += TILE) {
-    for (u32 e = threadIdx.x; e < TILE * TILE; e += blockDim.x) {
-      // The fast-moving index runs along the stored rows.
-      const u32 fast = e % TILE, slow = e / TILE;
-      u32 m, k;
-      if (p.TransposeA) {
-        k = slow, m = fast;
-      } else {
-        m = slow, k = fast;
-      }
-      const u32 gm = m0 + m, gk = k0 + k;
-      float v = 0;
-      if (gm < p.M && gk < p.K) v = load_f(a, o.a + (p.TransposeA ? (u64)gk * p.M + gm : (u64)gm * p.K + gk));
-      As[m][k] = v;
-      u32 n;
-      if (p.TransposeB) {
-        n = slow, k = fast;
-      } else {
-        k = slow, n = fast;
-      }
-      const u32 gn = n0 + n, gk2 = k0 + k;
-      float w = 0;
-      if (gn < p.N && gk2 < p.K) w = load_f(b, o.b + (p.TransposeB ? (u64)gn * p.K + gk2 : (u64)gk2 * p.N + gn));
-      Bs[k][n] = w;
-    }
-    __syncthreads();
-    for (u32 kk = 0; kk < TILE; kk++) {
-      const float w = Bs[kk][tx];
-      for (u32 r = 0; r < TILE / PASS; r++) acc[r] += As[ty + PASS * r][kk] * w;
-    }
-    __syncthreads();
-  }
-  const u32 n = n0 + tx;
-  if (n >= p.N) return;
-  for (u32 r = 0; r < TILE / PASS; r++) {
-    const u32 m = m0 + ty + PASS * r;
-    if (m < p.M) store_f(out, o.out + (u64)m * p.N + n, acc[r]);
-  }
-}
+GEMV_MMA_KERNEL(f16, half_t)
+GEMV_MMA_KERNEL(bf16, bf16_t)
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
 //
@@ -401,13 +411,13 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
 // loaded an element at a time instead. Each output element sums K in
 // order, 16 at a time; the result does not depend on M or the grid, but it
 // is not the small-M path's sum (other order), so a row of a product of
-// more than LOOM_MMA_ROWS rows may differ from the same row computed with
-// fewer in the last bits.
+// more than primitives.MatMulMMARows rows may differ from the same row
+// computed with fewer in the last bits.
 #define TC_BM LOOM_MMA_TILE_M
 #define TC_BN LOOM_MMA_TILE_N
 #define TC_BK 32
 #define TC_THREADS LOOM_MMA_THREADS
-#define TC_STAGES 2
+#define TC_STAGES 3
 #define TC_LD (TC_BK + 8)
 
 __device__ __forceinline__ u32 smem_u32(const void* p) {
@@ -511,31 +521,21 @@ template <typename T, bool VEC> __device__ void matmul_tc(const T* a, const T* b
       }
 }
 
-// matmul_tiled_mma computes the product on tensor cores where the lowering
-// set MatMulParams.MMA (float16 or bfloat16, B stored N×K, A not
-// transposed: primitives.MatMul's mmaTiled), in blocks of TC_THREADS over
-// TC_BM × TC_BN tiles, with the tiles in the launch's dynamic shared memory
-// (LOOM_MMA_SHARED_BYTES); float32 has no such path and returns false.
 static_assert(TC_BM == 64 && TC_BN == 128 && TC_THREADS == 256, "the warps' layout is 2 × 4 shares of 32×32");
-template <typename T> __device__ bool matmul_tiled_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
-  if constexpr (MMA<T>::ok) {
-    static_assert(sizeof(TcTiles<T, true>) == LOOM_MMA_SHARED_BYTES, "the lowering's shared bytes");
-    extern __shared__ __align__(16) u8 tc_smem[];
-    const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
-    if (p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0) {
-      matmul_tc<T, true>(a, b, out, p, tc_smem);
-    } else {
-      matmul_tc<T, false>(a, b, out, p, tc_smem);
-    }
-    return true;
+template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
+  __shared__ __align__(16) u8 smem[sizeof(TcTiles<T, true>)];
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+  if (p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0) {
+    matmul_tc<T, true>(a, b, out, p, smem);
+  } else {
+    matmul_tc<T, false>(a, b, out, p, smem);
   }
-  return false;
 }
 
-#define TILED_KERNEL(SHORT, T)                                                                           \
-  extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
-                                                    Status* status) {                                    \
-    if (p.MMA && matmul_tiled_mma(a, b, out, p)) return;                                                 \
-    matmul_tiled(a, b, out, p);                                                                          \
+#define TILED_MMA_KERNEL(SHORT, T)                                                                       \
+  extern "C" __global__ void matmul_##SHORT##_tiled_mma(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                        Status* status) {                                \
+    matmul_tiled_mma(a, b, out, p);                                                                      \
   }
-LOOM_FLOATS(TILED_KERNEL)
+TILED_MMA_KERNEL(f16, half_t)
+TILED_MMA_KERNEL(bf16, bf16_t)
