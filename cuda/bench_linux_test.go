@@ -220,12 +220,14 @@ var qwenLinear = []struct {
 
 // BenchmarkMatMulKernels times the matmul kernels on the GPU (CUDA events
 // around a run of launches, see kernelTimer), without the per-Eval host
-// overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 8, 32 and
-// 64 in bfloat16, each launch reading another of enough weight sets to
-// exceed the 50 MB L2 (GB/s of weights), and the prefill and square
-// products (TFLOP/s). LOOM_MATMUL_GRID=x forces the GEMV grid's width
-// (tuning), LOOM_MATMUL_TILED=1 sends M > 1 to the tiled kernel, and
-// LOOM_MATMUL_DTYPE picks another dtype.
+// overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 8, 32,
+// 64, 65 and 128 in bfloat16, each launch reading another of enough weight
+// sets to exceed the 50 MB L2 (GB/s of weights), and the prefill and square
+// products (TFLOP/s). The kernels are the lowering's for the device's Caps:
+// main's FMA kernels by default, the tensor-core variants with
+// LOOM_CUDA_MMA=1 (there M = 64 is the GEMV's last and 65 the tiled
+// kernel's first, their crossover). LOOM_MATMUL_GRID=x forces the GEMV
+// grid's width (tuning), and LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
@@ -244,19 +246,20 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	}
 	var shapes []shape
 	for _, s := range qwenLinear {
-		shapes = append(shapes, shape{s.name, s.n, s.k, []int{1, 8, 32, 64}})
+		shapes = append(shapes, shape{s.name, s.n, s.k, []int{1, 8, 32, 64, 65, 128}})
 	}
 	shapes = append(shapes, shape{"prefill_gate_up", 3072, 1024, []int{512}}, shape{"square", 1024, 1024, []int{1024}}, shape{"square", 4096, 4096, []int{4096}})
 	for _, sh := range shapes {
 		wBytes := int64(sh.n * sh.k * dt.Size())
 		sets := int(max(1, (256<<20)/wBytes))
-		if sh.ms[0] > 64 {
+		large := sh.ms[0] > 128 // prefill and square: compute-bound
+		if large {
 			sets = 2
 		}
 		var ws []runtime.Buffer // made by the first case that runs (-test.bench may skip all)
 		for _, m := range sh.ms {
 			reps := max(sets, 8)
-			if m > 64 {
+			if large {
 				reps = 20
 			}
 			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
@@ -269,11 +272,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				defer out.Release()
 				in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
 				outs := []graph.Spec{{DType: dt, Shape: []int{m, sh.n}}}
-				caps := d.Caps()
-				if os.Getenv("LOOM_MATMUL_TILED") == "1" {
-					caps.GEMVMaxRows = 0
-				}
-				l := primitives.NewLowering(in, outs, caps)
+				l := primitives.NewLowering(in, outs, d.Caps())
 				if err := (primitives.MatMul{TransposeB: true}).Lower(l); err != nil {
 					b.Fatal(err)
 				}
@@ -310,6 +309,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
 				b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
 				b.ReportMetric(float64(disp.Grid.X), "grid-x")
+				b.ReportMetric(float64(disp.Params.(*primitives.MatMulParams).MMA), "mma")
 			})
 		}
 		for _, w := range ws {

@@ -4,7 +4,7 @@ BenchmarkMatMulKernels.
 
 Times torch's products (cuBLAS) on the GPU with CUDA events around a CUDA
 graph of launches, the same cases and the same way: x[M, K] · Wᵀ (torch.nn.functional.linear) for the
-Qwen3-0.6B projections at M = 1, 8, 32, 64, each launch reading another of
+Qwen3-0.6B projections at M = 1, 8, 32, 64, 65, 128, each launch reading another of
 enough weight sets to exceed the L2 cache, and the prefill and square
 products; bfloat16, random data (never zeros). Prints one line per case
 (µs per product, weight GB/s, TFLOP/s) and the read bandwidth of a large
@@ -47,13 +47,13 @@ def main():
     buf = torch.rand(256 << 20, device=dev, dtype=torch.float32)  # 1 GiB
     ms = timed(lambda: buf.sum(), args.reps)
     print(f"read bandwidth (sum of 1 GiB of float32): {buf.numel() * 4 / ms / 1e6:.1f} GB/s")
-    cases = [(name, m, n, k) for m in (1, 8, 32, 64) for (name, n, k) in LINEAR]
+    cases = [(name, m, n, k) for m in (1, 8, 32, 64, 65, 128) for (name, n, k) in LINEAR]
     cases += [("prefill_gate_up", 512, 3072, 1024), ("square", 1024, 1024, 1024), ("square", 4096, 4096, 4096)]
     for name, m, n, k in cases:
         wbytes = n * k * 2
         sets = max(1, (256 << 20) // wbytes)
         reps = max(sets, 8)
-        if m > 64:
+        if m > 128:  # prefill and square: compute-bound
             sets, reps = 2, 20
         ws = [torch.rand(n, k, device=dev, dtype=dt) * 2 - 1 for _ in range(sets)]
         x = torch.rand(m, k, device=dev, dtype=dt) * 2 - 1
