@@ -2,9 +2,11 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -58,5 +60,31 @@ func TestGoldens(t *testing.T) {
 				t.Errorf("%s: decode of text %d: got %q, want %q", name, i, got, want[i].Decoded)
 			}
 		}
+	}
+}
+
+// TestEncodeConcurrent encodes from several goroutines at once (the piece
+// cache is shared); run with -race.
+func TestEncodeConcurrent(t *testing.T) {
+	g := readGoldens(t)
+	tok, err := LoadHF(filepath.Join(testdata, "qwen2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*len(g.Texts))
+	for range 4 {
+		wg.Go(func() {
+			for i, text := range g.Texts {
+				if ids, err := tok.Encode(text); err != nil || !slices.Equal(ids, g.Tokenizers["qwen2"][i].IDs) {
+					errs <- fmt.Sprintf("text %d: %v %v", i, ids, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

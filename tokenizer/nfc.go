@@ -1,5 +1,7 @@
 package tokenizer
 
+//go:generate python3 gen_nfc.py
+
 import (
 	"unicode/utf8"
 )
