@@ -29,7 +29,6 @@ type BPE struct {
 	known        []bool            // pieces[id] is set
 	raw          addedSet          // added tokens matched before normalizing
 	normalized   addedSet          // added tokens matched after normalizing
-	special      map[int32]bool
 
 	mu    sync.Mutex
 	cache map[string][]int32 // ids of pieces up to cachePiece bytes long
@@ -86,7 +85,6 @@ func parseHF(b []byte) (*BPE, error) {
 			LStrip     bool   `json:"lstrip"`
 			RStrip     bool   `json:"rstrip"`
 			Normalized bool   `json:"normalized"`
-			Special    bool   `json:"special"`
 		} `json:"added_tokens"`
 		Normalizer   *hfComponent `json:"normalizer"`
 		PreTokenizer *hfComponent `json:"pre_tokenizer"`
@@ -117,7 +115,7 @@ func parseHF(b []byte) (*BPE, error) {
 	case m.ByteFallback:
 		return nil, fmt.Errorf("BPE byte_fallback (SentencePiece-style BPE) is unsupported")
 	}
-	t := &BPE{ignoreMerges: m.IgnoreMerges, vocab: map[string]int32{}, merges: map[uint64]uint64{}, special: map[int32]bool{}, cache: map[string][]int32{}}
+	t := &BPE{ignoreMerges: m.IgnoreMerges, vocab: map[string]int32{}, merges: map[uint64]uint64{}, cache: map[string][]int32{}}
 	if err := t.setNormalizer(f.Normalizer); err != nil {
 		return nil, err
 	}
@@ -202,9 +200,6 @@ func parseHF(b []byte) (*BPE, error) {
 			return nil, fmt.Errorf("added token %q: single_word, lstrip and rstrip are unsupported", a.Content)
 		}
 		t.pieces[a.ID], t.known[a.ID] = a.Content, true
-		if a.Special {
-			t.special[a.ID] = true
-		}
 		if a.Normalized && t.nfc {
 			norms = append(norms, addedToken{nfc(a.Content), a.ID})
 		} else {
@@ -394,7 +389,7 @@ func (t *BPE) word(w *bpeWork, p string, ids []int32) []int32 {
 		if len(t.cache) >= cacheMax {
 			clear(t.cache)
 		}
-		t.cache[p] = slices.Clone(ids[start:])
+		t.cache[strings.Clone(p)] = slices.Clone(ids[start:]) // p would keep all of text alive
 		t.mu.Unlock()
 	}
 	return ids
@@ -507,9 +502,6 @@ func (t *BPE) appendBytes(b []byte, ids []int32) []byte {
 	}
 	return b
 }
-
-// Special reports whether id is a special added token.
-func (t *BPE) Special(id int32) bool { return t.special[id] }
 
 // byteToRune is GPT-2's bytes_to_unicode: printable bytes stand for
 // themselves, the others for U+0100 upwards in byte order.
