@@ -287,6 +287,9 @@ func (t *BPE) setPreTokenizer(p *hfComponent) error {
 	if !byteLevel {
 		return fmt.Errorf("pre_tokenizer without ByteLevel is unsupported")
 	}
+	if t.split.pattern == "" {
+		return fmt.Errorf("pre_tokenizer ByteLevel(use_regex false) without a Split regex is unsupported")
+	}
 	return nil
 }
 

@@ -25,6 +25,9 @@ func TestLoadHFErrors(t *testing.T) {
 			f["pre_tokenizer"].(map[string]any)["pretokenizers"].([]any)[0].(map[string]any)["pattern"] = map[string]any{"Regex": `\s+`}
 		}, `regex "\\s+" is unsupported`},
 		{"no ByteLevel", func(f map[string]any) { f["pre_tokenizer"] = map[string]any{"type": "Whitespace"} }, `pre_tokenizer "Whitespace" is unsupported`},
+		{"no regex", func(f map[string]any) {
+			f["pre_tokenizer"] = map[string]any{"type": "ByteLevel", "use_regex": false}
+		}, "without a Split regex is unsupported"},
 		{"decoder", func(f map[string]any) { f["decoder"] = nil }, "decoder null is unsupported"},
 		{"model", func(f map[string]any) { f["model"].(map[string]any)["type"] = "WordPiece" }, `model type "WordPiece" is unsupported`},
 		{"byte_fallback", func(f map[string]any) { f["model"].(map[string]any)["byte_fallback"] = true }, "byte_fallback (SentencePiece-style BPE) is unsupported"},

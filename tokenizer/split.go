@@ -20,7 +20,7 @@ const (
 	patternGPT2 = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 )
 
-// splitter is one of the patterns above; its zero value splits nothing.
+// splitter matches one of the patterns above.
 type splitter struct {
 	pattern   string
 	maxDigits int  // longest run of \p{N} in one piece (0: unbounded, GPT-2's \p{N}+)
