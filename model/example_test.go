@@ -8,6 +8,7 @@ import (
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/tokenizer"
 )
 
 // Load the shipped tiny model and continue a prompt greedily: one prefill
@@ -22,7 +23,7 @@ func ExampleEngine_Generate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	tok, err := model.LoadTokenizer(dir)
+	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -30,7 +31,11 @@ func ExampleEngine_Generate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	prompt := append([]int32{int32(m.Config.BOSTokenID)}, tok.Encode("// Copyright 2009 The Go Authors. All rights reserved.\n")...)
+	text, err := tok.Encode("// Copyright 2009 The Go Authors. All rights reserved.\n")
+	if err != nil {
+		log.Fatal(err)
+	}
+	prompt := append([]int32{int32(m.Config.BOSTokenID)}, text...)
 	out, err := e.Generate(1, prompt, model.GenerateOptions{MaxTokens: 24}) // greedy
 	if err != nil {
 		log.Fatal(err)

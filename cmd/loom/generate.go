@@ -16,6 +16,7 @@ import (
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/tokenizer"
 )
 
 // defaultModel is the tiny model the repository ships, relative to the
@@ -31,7 +32,7 @@ func init() {
 func runGenerate(args []string) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	dir := fs.String("model", defaultModel, "Qwen3 model directory (config.json and *.safetensors)")
-	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with Loom's byte-level tokenizer)")
+	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or byte-level BPE "+tokenizer.HFFile+")")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
 	maxTokens := fs.Int("max-tokens", 200, "tokens to generate")
 	temperature := fs.Float64("temperature", 0.7, "sampling temperature; 0 is greedy")
@@ -88,7 +89,7 @@ func runGenerate(args []string) error {
 		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
 		float64(m.WeightBytes())/1e6, time.Since(loadStart).Round(time.Millisecond))
 
-	ids, echo, decode, err := promptTokens(*dir, c, *prompt, *promptIDs)
+	ids, echo, out, err := promptTokens(*dir, c, *prompt, *promptIDs)
 	if err != nil {
 		return err
 	}
@@ -116,14 +117,14 @@ func runGenerate(args []string) error {
 			if c.IsEOS(int(tok)) {
 				return nil
 			}
-			fmt.Print(decode([]int32{tok}))
+			fmt.Print(out.Add(tok))
 			if *stepStats {
 				fmt.Fprintf(os.Stderr, "\n[step %d: %v; %v]\n", len(steps), r.Time.Round(time.Microsecond), r.Stats)
 			}
 			return nil
 		}})
 	total := time.Since(start)
-	fmt.Println()
+	fmt.Println(out.Flush())
 	if err != nil {
 		return err
 	}
@@ -179,16 +180,22 @@ func newCPURuntime(check bool, opts runtime.Options) (*runtime.Runtime, *cpu.Dev
 	return rt, dev, err
 }
 
+// tokenPrinter turns generated ids, one at a time, into what to print.
+type tokenPrinter interface {
+	Add(id int32) string
+	Flush() string
+}
+
+// idPrinter prints ids as numbers.
+type idPrinter struct{}
+
+func (idPrinter) Add(id int32) string { return fmt.Sprintf("%d ", id) }
+func (idPrinter) Flush() string       { return "" }
+
 // promptTokens returns the prompt's token ids, the prompt to echo, and how
-// to print tokens: as text with the model's byte-level tokenizer, or as ids.
-func promptTokens(dir string, c model.Config, text, idList string) ([]int32, string, func([]int32) string, error) {
-	asIDs := func(ids []int32) string {
-		var b strings.Builder
-		for _, id := range ids {
-			fmt.Fprintf(&b, "%d ", id)
-		}
-		return b.String()
-	}
+// to print tokens: as text with the model's tokenizer (never half a UTF-8
+// character), or as ids.
+func promptTokens(dir string, c model.Config, text, idList string) ([]int32, string, tokenPrinter, error) {
 	if idList != "" {
 		var ids []int32
 		for _, f := range strings.Split(idList, ",") {
@@ -198,20 +205,27 @@ func promptTokens(dir string, c model.Config, text, idList string) ([]int32, str
 			}
 			ids = append(ids, int32(id))
 		}
-		return ids, asIDs(ids), asIDs, nil
+		var echo strings.Builder
+		for _, id := range ids {
+			echo.WriteString(idPrinter{}.Add(id))
+		}
+		return ids, echo.String(), idPrinter{}, nil
 	}
-	tok, err := model.LoadTokenizer(dir)
+	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%w (use -prompt-ids)", err)
 	}
-	ids := tok.Encode(text)
+	ids, err := tok.Encode(text)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("-prompt: %w", err)
+	}
 	if c.BOSTokenID >= 0 {
 		ids = append([]int32{int32(c.BOSTokenID)}, ids...)
 	}
 	if len(ids) == 0 {
 		return nil, "", nil, fmt.Errorf("empty prompt")
 	}
-	return ids, text, tok.Decode, nil
+	return ids, text, tokenizer.NewStreamDecoder(tok), nil
 }
 
 // printGenerateSummary prints latency, throughput and the runtime's

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,8 +22,8 @@ func TestGenerateTinyModel(t *testing.T) {
 	}
 }
 
-// TestGenerateWithoutTokenizer checks that a model directory without Loom's
-// byte-level tokenizer asks for token ids, and runs with them.
+// TestGenerateWithoutTokenizer checks that a model directory without a
+// tokenizer asks for token ids, and runs with them.
 func TestGenerateWithoutTokenizer(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"config.json", "model.safetensors"} {
@@ -34,8 +36,8 @@ func TestGenerateWithoutTokenizer(t *testing.T) {
 		}
 	}
 	err := runGenerate([]string{"-model", dir, "-max-tokens", "2"})
-	if err == nil || !strings.Contains(err.Error(), "byte-level") || !strings.Contains(err.Error(), "-prompt-ids") {
-		t.Fatalf("error %v, want one that says there is no byte-level tokenizer and to use -prompt-ids", err)
+	if err == nil || !strings.Contains(err.Error(), "no tokenizer") || !strings.Contains(err.Error(), "-prompt-ids") {
+		t.Fatalf("error %v, want one that says there is no tokenizer and to use -prompt-ids", err)
 	}
 	if err := runGenerate([]string{"-model", dir, "-max-tokens", "2", "-prompt-ids", "256, 112, 97"}); err != nil {
 		t.Fatal(err)
@@ -85,4 +87,64 @@ func TestBenchDecodeFlags(t *testing.T) {
 			t.Errorf("bench decode -block-size %s: error %v", bs, err)
 		}
 	}
+}
+
+// TestTokenize runs loom tokenize on a Hugging Face tokenizer.json (a model
+// directory with nothing else) and checks the ids against the reference's
+// goldens.
+func TestTokenize(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../testdata/tokenizer/qwen2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Texts      []string
+		Tokenizers map[string][]struct{ IDs []int32 }
+	}
+	b, err = os.ReadFile("../../testdata/tokenizer/goldens.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	const text = 14 // special tokens, CJK and newlines
+	out, err := captureStdout(func() error { return runTokenize([]string{"-model", dir, "-json", g.Texts[text]}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(g.Tokenizers["qwen2"][text].IDs)
+	if strings.TrimSpace(out) != string(want) {
+		t.Fatalf("loom tokenize -json %q printed %s, want %s", g.Texts[text], out, want)
+	}
+	for _, args := range [][]string{{"-model", dir}, {"-model", dir, "a", "b"}} {
+		if err := runTokenize(args); err == nil || !strings.Contains(err.Error(), "want one TEXT") {
+			t.Errorf("tokenize %v: error %v, want one about the TEXT argument", args, err)
+		}
+	}
+	if err := runTokenize([]string{"-model", t.TempDir(), "x"}); err == nil || !strings.Contains(err.Error(), "token ids") {
+		t.Errorf("no tokenizer: error %v", err)
+	}
+}
+
+// captureStdout returns what f prints to os.Stdout.
+func captureStdout(f func() error) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	old := os.Stdout
+	os.Stdout = w
+	ferr := f()
+	os.Stdout = old
+	w.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", err
+	}
+	return string(b), ferr
 }

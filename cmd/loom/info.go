@@ -10,6 +10,7 @@ import (
 
 	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/tokenizer"
 )
 
 func init() {
@@ -57,10 +58,13 @@ func runInfo(args []string) error {
 	for _, r := range rows {
 		fmt.Printf("  %-24s %s\n", r[0], r[1])
 	}
-	if _, err := model.LoadTokenizer(*dir); err != nil {
-		fmt.Printf("  %-24s none Loom implements: prompts are token ids (-prompt-ids)\n", "tokenizer")
-	} else {
-		fmt.Printf("  %-24s byte-level (%s)\n", "tokenizer", model.TokenizerFile)
+	switch tok, err := tokenizer.Load(*dir); tok.(type) {
+	case *tokenizer.Bytes:
+		fmt.Printf("  %-24s Loom's byte tokenizer (%s)\n", "tokenizer", tokenizer.BytesFile)
+	case *tokenizer.BPE:
+		fmt.Printf("  %-24s byte-level BPE (%s)\n", "tokenizer", tokenizer.HFFile)
+	default:
+		fmt.Printf("  %-24s none Loom implements (%v): prompts are token ids (-prompt-ids)\n", "tokenizer", err)
 	}
 	paths, _ := filepath.Glob(filepath.Join(*dir, "*.safetensors"))
 	for _, p := range paths {

@@ -3,6 +3,7 @@
 //	loom generate [-model DIR] [-prompt TEXT] [-max-tokens N] [-temperature T] [-seed S]
 //	loom bench NAME [flags]
 //	loom info
+//	loom tokenize [-model DIR] [-json] TEXT
 package main
 
 import (

@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 import (
 	"errors"
@@ -8,13 +8,21 @@ import (
 	"testing"
 )
 
-func TestByteTokenizer(t *testing.T) {
-	tok, err := LoadTokenizer(tinyModelDir)
+const tinyModelDir = "../testdata/tiny-qwen3"
+
+func TestBytes(t *testing.T) {
+	tok, err := Load(tinyModelDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := tok.(*Bytes); !ok {
+		t.Fatalf("Load(%s) gave a %T, want *Bytes", tinyModelDir, tok)
+	}
 	text := "func main() {\n\tπ := 3.14 // ü\n}"
-	ids := tok.Encode(text)
+	ids, err := tok.Encode(text)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(ids) != len(text) {
 		t.Fatalf("%d ids for %d bytes", len(ids), len(text))
 	}
@@ -24,11 +32,14 @@ func TestByteTokenizer(t *testing.T) {
 	if got := tok.Decode([]int32{'a', 256, 300}); got != "a<|endoftext|><|token 300|>" {
 		t.Fatalf("Decode with specials = %q", got)
 	}
+	if got := tok.Decode([]int32{'a', 0xCF}); got != "a\uFFFD" {
+		t.Fatalf("Decode of half a character = %q, want a and U+FFFD", got)
+	}
 }
 
-func TestLoadTokenizerErrors(t *testing.T) {
+func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := LoadTokenizer(dir); !errors.Is(err, ErrNoTokenizer) || !strings.Contains(err.Error(), "token ids") {
+	if _, err := Load(dir); !errors.Is(err, ErrNoTokenizer) || !strings.Contains(err.Error(), "token ids") {
 		t.Fatalf("no tokenizer file: error %v, want ErrNoTokenizer that says to give token ids", err)
 	}
 	for _, c := range []struct{ json, want string }{
@@ -36,10 +47,10 @@ func TestLoadTokenizerErrors(t *testing.T) {
 		{`{"type": "bytes", "vocab_size": 257, "special_tokens": {"<x>": 12}}`, "outside [256, 257)"},
 		{`{"type":`, "invalid JSON"},
 	} {
-		if err := os.WriteFile(filepath.Join(dir, TokenizerFile), []byte(c.json), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, BytesFile), []byte(c.json), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadTokenizer(dir); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.json, err, c.want)
 		}
 	}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/loomrt/loom/tokenizer"
+)
+
+func init() {
+	commands["tokenize"] = command{"print the token ids of text: loom tokenize [-model DIR] [-json] TEXT (needs only the tokenizer files)", runTokenize}
+}
+
+func runTokenize(args []string) error {
+	fs := flag.NewFlagSet("tokenize", flag.ContinueOnError)
+	dir := fs.String("model", defaultModel, "model directory with "+tokenizer.BytesFile+" or "+tokenizer.HFFile)
+	asJSON := fs.Bool("json", false, "print the ids as one JSON array")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("want one TEXT argument, got %d (quote the text)", fs.NArg())
+	}
+	tok, err := tokenizer.Load(*dir)
+	if err != nil {
+		return err
+	}
+	ids, err := tok.Encode(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, err := json.Marshal(ids)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+		return nil
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	fmt.Println(strings.Join(s, " "))
+	return nil
+}
