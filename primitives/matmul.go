@@ -187,15 +187,20 @@ func b2u32(b bool) uint32 {
 }
 
 func (m MatMul) Lower(l *Lowering) error {
-	p := m.params(l.Inputs[0].Shape, l.Inputs[1].Shape)
+	lowerMatMul(l, l.Inputs[0].DType, m.params(l.Inputs[0].Shape, l.Inputs[1].Shape), Out(0))
+	return nil
+}
+
+// lowerMatMul adds the dispatch of a matmul with params p of inputs 0 and 1
+// of dtype dt into out, choosing the kernel.
+func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 	d := Dispatch{
-		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", Out(0))},
+		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", out)},
 		Params: p,
 	}
-	dt := l.Inputs[0].DType.Short()
 	smallM := p.M > 1 && int(p.M) <= l.Caps.GEMVMaxRows
 	if p.M == 1 || smallM {
-		d.Kernel = "matmul_" + dt + "_gemv"
+		d.Kernel = "matmul_" + dt.Short() + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		d.Group = Dim3{GEMVThreads, 1, 1}
 		if smallM {
@@ -204,13 +209,12 @@ func (m MatMul) Lower(l *Lowering) error {
 			l.Count("matmul_gemv", 1)
 		}
 	} else {
-		d.Kernel = "matmul_" + dt + "_tiled"
+		d.Kernel = "matmul_" + dt.Short() + "_tiled"
 		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
 		d.Group = Dim3{MatMulThreads, 1, 1}
 		l.Count("matmul_tiled", 1)
 	}
 	l.Add(d)
-	return nil
 }
 
 func init() {

@@ -94,6 +94,11 @@ type Caps struct {
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
 	// matrix-vector products only.
 	GEMVMaxRows int
+	// GatedGEMVMaxRows is the most rows of x that MatMulSiLUMul lowers to
+	// the device's one-dispatch gated kernel (matmul_silu_mul_<dt>); above
+	// it, or where it is 0, the product goes to a scratch buffer and
+	// silu_mul reads it back (two dispatches).
+	GatedGEMVMaxRows int
 	// AttentionWarpsPerHead is at most how many SIMD groups of a split-KV
 	// partition threadgroup share one query head's keys, each a
 	// contiguous share, their states merged through threadgroup memory,
