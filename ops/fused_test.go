@@ -303,7 +303,7 @@ func TestQKNormRoPEKVWriteErrors(t *testing.T) {
 // against the chain it fuses, MatMulTransposed then SiLUMul (bit for bit
 // on the CPU targets, in every dtype), and the path each case takes: the
 // gated kernel up to the device's Caps.GatedGEMVMaxRows rows of x, the
-// matmul and silu_mul above.
+// matmul and silu_mul above; empty x, N or K on both paths.
 func TestGatedLinear(t *testing.T) {
 	cases := []struct {
 		x []int
@@ -311,6 +311,7 @@ func TestGatedLinear(t *testing.T) {
 	}{
 		{[]int{1, 7}, 5}, {[]int{1, 64}, 16}, {[]int{1, 1}, 1}, {[]int{3, 33}, 13}, {[]int{17, 65}, 9},
 		{[]int{2, 3, 40}, 11}, {[]int{primitives.MatMulSmallM + 3, 9}, 6}, {[]int{1, 300}, 300},
+		{[]int{0, 7}, 5}, {[]int{2, 7}, 0}, {[]int{3, 0}, 4}, {[]int{primitives.MatMulSmallM + 1, 7}, 0}, {[]int{primitives.MatMulSmallM + 1, 0}, 3},
 	}
 	for _, tg := range loomtest.Targets(t) {
 		maxRows := tg.RT.Caps().GatedGEMVMaxRows
@@ -318,7 +319,7 @@ func TestGatedLinear(t *testing.T) {
 			for _, dt := range floatDTypes {
 				what := fmt.Sprintf("%s x%v n=%d", dt, c.x, c.n)
 				k := c.x[len(c.x)-1]
-				m := graph.NumElements(c.x) / k
+				m := graph.NumElements(c.x[:len(c.x)-1])
 				fx, x := randFloats(uint64(ci), dt, m*k, -1, 1)
 				fw, w := randFloats(uint64(50+ci), dt, 2*c.n*k, -1, 1)
 				want := make([]float64, m*c.n)
