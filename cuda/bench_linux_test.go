@@ -1,9 +1,16 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
@@ -61,6 +68,252 @@ func BenchmarkSmallEval(b *testing.B) {
 	for b.Loop() {
 		if err := rt.Eval(ops.Add(x, x)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// kernelTimer times launches on the GPU itself with CUDA events, without
+// the per-Eval host overhead: a command buffer of busy work goes first, so
+// that the host issues the timed launches while the GPU is still busy and
+// the events measure the kernels back to back.
+type kernelTimer struct {
+	d          *Device
+	q          *queue
+	start, end uintptr // CUevents with timing
+	elapsed    cfunc   // cuEventElapsedTime
+	busy       func()  // queues the busy work
+	ev         runtime.Event
+	n          uint64 // the last value signalled on ev
+	release    func()
+}
+
+func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
+	tb.Helper()
+	lib, err := purego.Dlopen("libcuda.so.1", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kt := &kernelTimer{d: d}
+	if err := bind(lib, "libcuda.so.1", map[*cfunc]string{&kt.elapsed: "cuEventElapsedTime"}); err != nil {
+		tb.Fatal(err)
+	}
+	q, err := d.NewQueue()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kt.q = q.(*queue)
+	kt.ev = q.NewEvent()
+	if err := d.do(func() error {
+		if err := d.drv.call(d.drv.eventCreate, uintptr(unsafe.Pointer(&kt.start)), 0); err != nil {
+			return err
+		}
+		return d.drv.call(d.drv.eventCreate, uintptr(unsafe.Pointer(&kt.end)), 0)
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	// Busy work: 32 copies of 256 MiB, about 5 ms on an H100.
+	const size = 256 << 20
+	src, dst := deviceBuffer(tb, d, size), deviceBuffer(tb, d, size)
+	cp := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), size)
+	copyK, err := d.Kernel("copy_bytes")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	args := []runtime.BufferArg{{Buffer: src, Size: size, Access: primitives.Read, Name: "src"}, {Buffer: dst, Size: size, Access: primitives.Write, Name: "dst"}}
+	busy := &runtime.CommandList{}
+	busy.NewPass()
+	for range 32 {
+		busy.Dispatch(copyK, cp.Grid, cp.Group, args, cp.Params, 0)
+	}
+	kt.busy = func() { kt.q.Submit(busy) }
+	kt.release = func() {
+		kt.q.Close()
+		src.Release()
+		dst.Release()
+		d.do(func() error {
+			d.drv.call(d.drv.eventDestroy, kt.start)
+			return d.drv.call(d.drv.eventDestroy, kt.end)
+		})
+	}
+	return kt
+}
+
+// time returns the GPU time of the launches that record queues, and the
+// host's time to issue them (which must stay under the busy work's for
+// the figure to be the kernels' alone).
+func (kt *kernelTimer) time(tb testing.TB, record func(*runtime.CommandList)) (gpu, issue time.Duration) {
+	tb.Helper()
+	d := kt.d
+	kt.busy()
+	cl := &runtime.CommandList{}
+	cl.NewPass()
+	record(cl)
+	kt.n++
+	cl.Signal(kt.ev, kt.n)
+	t0 := time.Now()
+	err := d.do(func() error { return d.drv.call(d.drv.eventRecord, kt.start, kt.q.stream) })
+	var sub runtime.Submission
+	if err == nil {
+		sub = kt.q.Submit(cl)
+		err = d.do(func() error { return d.drv.call(d.drv.eventRecord, kt.end, kt.q.stream) })
+	}
+	issue = time.Since(t0)
+	var ms float32
+	if err == nil {
+		err = d.current(func() error {
+			if err := d.drv.call(d.drv.eventSynchronize, kt.end); err != nil {
+				return err
+			}
+			return d.drv.call(kt.elapsed, uintptr(unsafe.Pointer(&ms)), kt.start, kt.end)
+		})
+	}
+	if sub != nil {
+		kt.ev.Wait(kt.n)
+		err = errors.Join(err, sub.Err())
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(float64(ms) * float64(time.Millisecond)), issue
+}
+
+func deviceBuffer(tb testing.TB, d *Device, n int64) runtime.Buffer {
+	tb.Helper()
+	b, err := d.NewBuffer(n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// randomBuffer is a buffer of n values of dt in [-1, 1).
+func randomBuffer(tb testing.TB, d *Device, dt graph.DType, n int, seed uint64) runtime.Buffer {
+	tb.Helper()
+	v := make([]float32, n)
+	x := seed | 1
+	for i := range v {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		v[i] = float32(x>>40)/(1<<24)*2 - 1
+	}
+	data, err := graph.FromFloat32sAs(dt, v, n).Bytes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := deviceBuffer(tb, d, int64(len(data)))
+	if err := b.Write(0, data); err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// qwenLinear are the Qwen3-0.6B projections as [N, K] weights (x·Wᵀ): q,
+// k/v, o, gate/up, down, the lm_head, and the fused QKV and gate+up.
+var qwenLinear = []struct {
+	name string
+	n, k int
+}{
+	{"q", 2048, 1024}, {"kv", 1024, 1024}, {"o", 1024, 2048}, {"gate_up", 3072, 1024}, {"down", 1024, 3072},
+	{"qkv", 4096, 1024}, {"gate+up", 6144, 1024}, {"lm_head", 151936, 1024},
+}
+
+// BenchmarkMatMulKernels times the matmul kernels on the GPU (CUDA events
+// around a run of launches, see kernelTimer), without the per-Eval host
+// overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 8, 32,
+// 64, 65 and 128 in bfloat16, each launch reading another of enough weight
+// sets to exceed the 50 MB L2 (GB/s of weights), and the prefill and square
+// products (TFLOP/s). The kernels are the lowering's for the device's Caps:
+// main's FMA kernels by default, the tensor-core variants with
+// LOOM_CUDA_MMA=1 (there M = 64 is the GEMV's last and 65 the tiled
+// kernel's first, their crossover). LOOM_MATMUL_GRID=x forces the GEMV
+// grid's width (tuning), and LOOM_MATMUL_DTYPE picks another dtype.
+func BenchmarkMatMulKernels(b *testing.B) {
+	d := device(b)
+	kt := newKernelTimer(b, d)
+	defer kt.release()
+	dt := graph.BFloat16
+	if s := os.Getenv("LOOM_MATMUL_DTYPE"); s != "" {
+		var err error
+		if dt, err = graph.ParseDType(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	type shape struct {
+		name string
+		n, k int
+		ms   []int
+	}
+	var shapes []shape
+	for _, s := range qwenLinear {
+		shapes = append(shapes, shape{s.name, s.n, s.k, []int{1, 8, 32, 64, 65, 128}})
+	}
+	shapes = append(shapes, shape{"prefill_gate_up", 3072, 1024, []int{512}}, shape{"square", 1024, 1024, []int{1024}}, shape{"square", 4096, 4096, []int{4096}})
+	for _, sh := range shapes {
+		wBytes := int64(sh.n * sh.k * dt.Size())
+		sets := int(max(1, (256<<20)/wBytes))
+		large := sh.ms[0] > 128 // prefill and square: compute-bound
+		if large {
+			sets = 2
+		}
+		var ws []runtime.Buffer // made by the first case that runs (-test.bench may skip all)
+		for _, m := range sh.ms {
+			reps := max(sets, 8)
+			if large {
+				reps = 20
+			}
+			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
+				for i := len(ws); i < sets; i++ {
+					ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
+				}
+				x := randomBuffer(b, d, dt, m*sh.k, 1)
+				out := deviceBuffer(b, d, int64(m*sh.n*dt.Size()))
+				defer x.Release()
+				defer out.Release()
+				in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
+				outs := []graph.Spec{{DType: dt, Shape: []int{m, sh.n}}}
+				l := primitives.NewLowering(in, outs, d.Caps())
+				if err := (primitives.MatMul{TransposeB: true}).Lower(l); err != nil {
+					b.Fatal(err)
+				}
+				disp := l.Dispatches[0]
+				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && strings.HasSuffix(disp.Kernel, "_gemv") {
+					disp.Grid.X = g
+				}
+				k, err := d.Kernel(disp.Kernel)
+				if err != nil {
+					b.Fatal(err)
+				}
+				record := func(pass *runtime.CommandList) {
+					for i := range reps {
+						args := []runtime.BufferArg{
+							{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: "a"},
+							{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: "b"},
+							{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: "out"},
+						}
+						pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
+					}
+				}
+				kt.time(b, record) // warm-up
+				var best, issue time.Duration
+				for b.Loop() {
+					g, is := kt.time(b, record)
+					if best == 0 || g < best {
+						best = g
+					}
+					issue = max(issue, is)
+				}
+				s := best.Seconds() / float64(reps)
+				b.ReportMetric(s*1e6, "µs/kernel")
+				b.ReportMetric(float64(wBytes)/s/1e9, "weight-GB/s")
+				b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
+				b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+				b.ReportMetric(float64(disp.Grid.X), "grid-x")
+				b.ReportMetric(float64(disp.Params.(*primitives.MatMulParams).MMA), "mma")
+			})
+		}
+		for _, w := range ws {
+			w.Release()
 		}
 	}
 }

@@ -21,7 +21,7 @@ type cudaKernel struct {
 
 type cudaParam struct{ typ, name string }
 
-var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(`)
+var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(`)
 
 // preprocess expands the macros of src (the kernel-defining macros of each
 // family) with the C preprocessor, so that every kernel's declaration can be
@@ -67,8 +67,10 @@ func parseKernels(file, src string, into map[string]cudaKernel) error {
 
 // checkKernels holds the CUDA kernels to the catalog: every catalog kernel
 // is defined or listed in missing (not both), every defined kernel is in the
-// catalog, and each has the catalog's buffer arguments by name, as pointers,
-// then its params struct by value, then the status record.
+// catalog or is a catalog kernel's tensor-core variant <name>_mma with the
+// same parameters (launched in its place, see launch.function), and each
+// has the catalog's buffer arguments by name, as pointers, then its params
+// struct by value, then the status record.
 func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec, missing []string) []error {
 	var errs []error
 	inCatalog := map[string]bool{}
@@ -110,6 +112,12 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 		}
 	}
 	for name, k := range kernels {
+		if base, ok := strings.CutSuffix(name, "_mma"); ok && inCatalog[base] {
+			if b, ok := kernels[base]; !ok || !slices.Equal(k.params, b.params) {
+				errs = append(errs, fmt.Errorf("kernel %s (%s) is a tensor-core variant of %s but its parameters %v are not %s's %v", name, k.file, base, k.params, base, b.params))
+			}
+			continue
+		}
 		if !inCatalog[name] {
 			errs = append(errs, fmt.Errorf("kernel %s (%s) is not in the primitives catalog", name, k.file))
 		}
@@ -196,6 +204,9 @@ func TestCatalogCheckCatchesMismatches(t *testing.T) {
 		{"stale missing list", source(good, ""), []string{"plain"}, "listed as not implemented but"},
 		{"unknown missing entry", source(good, ""), []string{"nothing"}, "nothing is listed as not implemented but is not in the primitives catalog"},
 		{"kernel outside the catalog", source(good, "extern \"C\" __global__ void extra(float* x, Status* status) {}\n"), nil, "kernel extra (f.cu) is not in the primitives catalog"},
+		{"tensor-core variant", source(good, "extern \"C\" __global__ void k_f16_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) {}\n"), nil, ""},
+		{"tensor-core variant of another type", source(good, "extern \"C\" __global__ void k_f16_mma(const float* src, float* dst, const CopyParams p, Status* status) {}\n"), nil, "k_f16_mma (f.cu) is a tensor-core variant of k_f16 but"},
+		{"tensor-core variant of nothing", source(good, "extern \"C\" __global__ void k_f64_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) {}\n"), nil, "kernel k_f64_mma (f.cu) is not in the primitives catalog"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

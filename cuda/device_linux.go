@@ -55,6 +55,10 @@ const arenaBytes = 4096
 // Command buffers of a repeated structure run as CUDA graphs if the
 // environment sets LOOM_CUDA_GRAPHS=1 (see SetGraphs). They are off by
 // default until the graph path has passed the device tests on a GPU.
+//
+// Float16 and bfloat16 matrix products with weights stored [N, K] run on
+// tensor cores (Caps.TensorCores) if the environment sets LOOM_CUDA_MMA=1.
+// They are off by default until those kernels have run on a GPU.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -77,6 +81,7 @@ func Open() (*Device, error) {
 	if err := d.describe(); err != nil {
 		return nil, err
 	}
+	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") == "1"
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
 	}
@@ -224,6 +229,9 @@ func (d *Device) load() error {
 			if err != nil {
 				return err
 			}
+			if k.mma, err = d.function(spec.Name + "_mma"); err != nil {
+				return err
+			}
 			d.kernels[spec.Name] = k
 		}
 		return nil
@@ -283,6 +291,7 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 type kernel struct {
 	name   string
 	fn     uintptr      // CUfunction
+	mma    uintptr      // its tensor-core variant <name>_mma, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 	// Where launch lays out the kernel's parameters in the arena (bytes):

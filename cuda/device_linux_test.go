@@ -406,3 +406,26 @@ func TestHalfConversionsMatchGo(t *testing.T) {
 		}
 	}
 }
+
+// TestLaunchFunction checks which function a launch uses: a matmul's
+// tensor-core variant only where its params ask for it and the kernel has
+// one, the catalog kernel otherwise.
+func TestLaunchFunction(t *testing.T) {
+	both, plain := &kernel{name: "matmul_bf16_gemv", fn: 1, mma: 2}, &kernel{name: "matmul_f32_gemv", fn: 3}
+	for _, c := range []struct {
+		name   string
+		k      *kernel
+		params any
+		want   uintptr
+	}{
+		{"MMA set", both, &primitives.MatMulParams{M: 8, MMA: 1}, 2},
+		{"MMA not set", both, &primitives.MatMulParams{M: 8}, 1},
+		{"no variant", plain, &primitives.MatMulParams{M: 1, MMA: 1}, 3},
+		{"other params", both, &primitives.CopyParams{}, 1},
+		{"no params", both, nil, 1},
+	} {
+		if got := (&launch{k: c.k, params: c.params}).function(); got != c.want {
+			t.Errorf("%s: function %d, want %d", c.name, got, c.want)
+		}
+	}
+}

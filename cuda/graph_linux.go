@@ -108,7 +108,7 @@ func appendKey(key []byte, launches []launch) []byte {
 			key = binary.LittleEndian.AppendUint64(key, uint64(len(l.data)))
 			continue
 		}
-		key = binary.LittleEndian.AppendUint64(key, uint64(l.k.fn))
+		key = binary.LittleEndian.AppendUint64(key, uint64(l.function()))
 		for _, v := range [...]int{l.grid.X, l.grid.Y, l.grid.Z, l.group.X, l.group.Y, l.group.Z, l.shared, len(l.args)} {
 			key = binary.LittleEndian.AppendUint32(key, uint32(v))
 		}
@@ -229,7 +229,7 @@ func nearestExec(g *graphKey, vals []byte, offs []int) (*graphExec, int) {
 // the arena (by put).
 func (q *queue) nodeParams(l *launch) kernelNodeParams {
 	return kernelNodeParams{
-		fn:     l.k.fn,
+		fn:     l.function(),
 		grid:   [3]uint32{uint32(l.grid.X), uint32(l.grid.Y), uint32(l.grid.Z)},
 		block:  [3]uint32{uint32(l.group.X), uint32(l.group.Y), uint32(l.group.Z)},
 		shared: uint32(l.shared),

@@ -143,6 +143,18 @@ type launch struct {
 	data        []byte
 }
 
+// function is the CUfunction to launch: the kernel's tensor-core variant
+// where the lowering asked for it (primitives.MatMulParams.MMA, with
+// Caps.TensorCores), else the catalog kernel. The variants take the same
+// parameters, and the lowering sets MMA only for products whose kernel has
+// one (float16, bfloat16).
+func (l *launch) function() uintptr {
+	if p, ok := l.params.(*primitives.MatMulParams); ok && p.MMA == 1 && l.k.mma != 0 {
+		return l.k.mma
+	}
+	return l.k.fn
+}
+
 type signal struct {
 	ev    *event
 	value uint64
@@ -297,7 +309,7 @@ func (q *queue) launch(l *launch, status uint64) error {
 	}
 	q.put(l.k, vals, status)
 	d := q.dev
-	err = d.drv.call(d.drv.launchKernel, l.k.fn,
+	err = d.drv.call(d.drv.launchKernel, l.function(),
 		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
 		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
 		uintptr(l.shared), q.stream, uintptr(d.arena), 0)

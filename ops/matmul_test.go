@@ -168,8 +168,11 @@ func (c *matmulCase) check(t *testing.T, target string, out *graph.Array) {
 
 // evalCases evaluates every case in one graph on each target, checks the
 // results, and checks how many products took the GEMV path and its small-M
-// path (x[M, K]·Wᵀ for 1 < M ≤ primitives.MatMulSmallM on the CPU).
-func evalCases(t *testing.T, cases []*matmulCase, wantGEMV, wantSmallM int) {
+// path (x[M, K]·Wᵀ for 1 < M ≤ primitives.MatMulSmallM on the CPU), and
+// with wantMMA ≥ 0 how many took a tensor-core path on a device whose Caps
+// opt in to tensor cores (CUDA with LOOM_CUDA_MMA=1; none elsewhere, where
+// the cases run on the default kernels).
+func evalCases(t *testing.T, cases []*matmulCase, wantGEMV, wantSmallM, wantMMA int) {
 	t.Helper()
 	for _, tg := range loomtest.Targets(t) {
 		outs := make([]*graph.Array, len(cases))
@@ -185,6 +188,17 @@ func evalCases(t *testing.T, cases []*matmulCase, wantGEMV, wantSmallM int) {
 		}
 		if got := tg.RT.LastStats().Counters["matmul_small_m"]; tg.Exact && got != wantSmallM {
 			t.Errorf("%s: %d products took the small-M path, want %d", tg.Name, got, wantSmallM)
+		}
+		if wantMMA >= 0 {
+			want := 0
+			if tg.RT.Device().Caps().TensorCores {
+				want = wantMMA
+			} else if !tg.Exact {
+				t.Logf("%s: tensor cores are off (LOOM_CUDA_MMA=1 turns them on on CUDA): the cases ran on the default kernels", tg.Name)
+			}
+			if got := tg.RT.LastStats().Counters["matmul_mma"]; got != want {
+				t.Errorf("%s: %d products took a tensor-core path, want %d", tg.Name, got, want)
+			}
 		}
 	}
 }
@@ -229,7 +243,7 @@ func TestMatMulShapes(t *testing.T) {
 						}
 					}
 				}
-				evalCases(t, cases, gemv, smallM)
+				evalCases(t, cases, gemv, smallM, -1)
 			})
 		}
 	}
@@ -251,7 +265,7 @@ func TestMatMulBlocks(t *testing.T) {
 			newMatmulCase(r, dt, false, false, []int{1, 600}, []int{600, 33}), // GEMV over 3 chunks of rows
 		)
 	}
-	evalCases(t, cases, 2*len(primitives.MatMulDTypes), len(primitives.MatMulDTypes))
+	evalCases(t, cases, 2*len(primitives.MatMulDTypes), len(primitives.MatMulDTypes), -1)
 }
 
 // TestMatMulBatch covers batch broadcasting: batched and unbatched sides,
@@ -295,7 +309,7 @@ func TestMatMulBatch(t *testing.T) {
 				smallM++
 			}
 		}
-		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
+		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM, -1) })
 	}
 }
 
@@ -343,7 +357,100 @@ func TestMatMulSmallM(t *testing.T) {
 			add(m, 33, 1025)
 			add(m, 9, 17)
 		}
-		t.Run(fmt.Sprintf("%s/tb=%v", dt, c.tb), func(t *testing.T) { evalCases(t, cases, gemv, smallM) })
+		t.Run(fmt.Sprintf("%s/tb=%v", dt, c.tb), func(t *testing.T) { evalCases(t, cases, gemv, smallM, -1) })
+	}
+}
+
+// TestMatMulTensorCores covers CUDA's tensor-core paths (float16 and
+// bfloat16, weights stored [N, K]): the small-M GEMV at M = 1…64 and the
+// tiled kernel past it, with K a multiple of 8 (16-byte loads) and not (one
+// element at a time), N not a multiple of the 8-column or 128-column
+// tiles, batched weights (a matrix offset per product) and a batch merged
+// into one product. With tensor cores on (CUDA with LOOM_CUDA_MMA=1) every
+// case must take a tensor-core path (the matmul_mma counter); otherwise,
+// and on other devices, the same cases run on the default kernels.
+func TestMatMulTensorCores(t *testing.T) {
+	r := loomtest.Rand(9)
+	for _, dt := range []graph.DType{graph.BFloat16, graph.Float16} {
+		var cases []*matmulCase
+		gemv, smallM := 0, 0
+		add := func(a, b []int) {
+			cases = append(cases, newMatmulCase(r, dt, false, true, a, b))
+			m := graph.NumElements(a[:len(a)-1])
+			if len(b) > 2 {
+				m = a[len(a)-2]
+			}
+			switch {
+			case m == 1:
+				gemv++
+			case m <= primitives.MatMulSmallM:
+				smallM++
+			}
+		}
+		for i, m := range []int{1, 2, 3, 8, 17, 32, 64, 65, 130} {
+			k := []int{1000, 1001, 40}[i%3]
+			n := []int{1001, 136, 9}[i%3]
+			add([]int{m, k}, []int{n, k})
+		}
+		add([]int{8, 1000}, []int{1001, 1000})
+		add([]int{64, 1001}, []int{130, 1001})
+		add([]int{130, 1000}, []int{137, 1000})
+		add([]int{2, 5, 48}, []int{2, 33, 48})   // batched weights, small M
+		add([]int{2, 70, 48}, []int{2, 140, 48}) // batched weights, tiled
+		add([]int{3, 40, 24}, []int{17, 24})     // three of 40 rows merged: M = 120
+		t.Run(dt.String(), func(t *testing.T) { evalCases(t, cases, gemv, smallM, len(cases)) })
+	}
+}
+
+// TestMatMulBatchInvariant checks that on CUDA's tensor-core GEMV a row's
+// result does not depend on the rows computed with it: rows of x[M, K]·Wᵀ
+// for M = 1, 3, 8, 17, 64 (and x shifted by one row) are the same bit for
+// bit as the same rows in any other of these products. Elsewhere (the CPU
+// devices, CUDA with tensor cores off, whose M = 1 GEMV and tiled kernel
+// sum in other orders) the products are only checked against the
+// reference.
+func TestMatMulBatchInvariant(t *testing.T) {
+	r := loomtest.Rand(10)
+	const n, k, rows = 131, 1000, 65
+	for _, dt := range []graph.DType{graph.BFloat16, graph.Float16} {
+		for _, kk := range []int{k, k + 1} {
+			x := loomtest.Float32s(r, rows*kk, -1, 1)
+			w := loomtest.Float32s(r, n*kk, -1, 1)
+			type part struct{ from, m int }
+			parts := []part{{0, 1}, {0, 3}, {0, 8}, {0, 17}, {0, 64}, {1, 64}, {5, 3}, {7, 1}}
+			for _, tg := range loomtest.Targets(t) {
+				wa := graph.FromFloat32sAs(dt, w, n, kk)
+				outs := make([]*graph.Array, len(parts))
+				for i, p := range parts {
+					xa := graph.FromFloat32sAs(dt, x[p.from*kk:(p.from+p.m)*kk], p.m, kk)
+					outs[i] = ops.MatMulTransposed(xa, wa, false, true)
+				}
+				tg.Eval(t, outs...)
+				// rowBits[i] is row i of x's result, from the first product with it.
+				rowBits := map[int]string{}
+				for i, p := range parts {
+					b, err := outs[i].Bytes()
+					if err != nil {
+						t.Fatal(err)
+					}
+					c := &matmulCase{name: fmt.Sprintf("%s x[%d:%d]", dt, p.from, p.from+p.m), dt: dt}
+					c.want, c.bound, c.shape = refMatMul(loomtest.Round(dt, x[p.from*kk:(p.from+p.m)*kk]), loomtest.Round(dt, w), []int{p.m, kk}, []int{n, kk}, false, true, dt)
+					c.check(t, tg.Name, outs[i])
+					if tg.Name != "cuda" || !tg.RT.Device().Caps().TensorCores {
+						continue
+					}
+					rb := len(b) / p.m
+					for j := range p.m {
+						got := string(b[j*rb : (j+1)*rb])
+						if prev, ok := rowBits[p.from+j]; !ok {
+							rowBits[p.from+j] = got
+						} else if got != prev {
+							t.Errorf("%s K=%d: row %d of x computed with rows [%d, %d) differs from the same row computed before", dt, kk, p.from+j, p.from, p.from+p.m)
+						}
+					}
+				}
+			}
+		}
 	}
 }
 

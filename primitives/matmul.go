@@ -22,7 +22,11 @@ import (
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
 // (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
 // products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
-// reading each weight once for all the rows.
+// reading each weight once for all the rows. Where the device's
+// Caps.TensorCores opts in (CUDA with LOOM_CUDA_MMA=1), float16 and
+// bfloat16 products with weights stored [N, K] run on tensor cores, in
+// both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
+// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -46,24 +50,43 @@ const (
 	GEMVThreads = 8 * 32
 )
 
+// The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
+// blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
+// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
+// the output, MatMulMMAColTiles of them at most per block.
+const (
+	MatMulMMATileM    = 64
+	MatMulMMATileN    = 128
+	MatMulMMAThreads  = 256
+	MatMulMMAColTiles = 4
+)
+
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
 // kernels' launch geometry above: the lowering counts grids and groups in
 // these constants, and the kernels' index arithmetic must agree, so the GPU
 // backends put these lines before their kernels, which use or static_assert
 // them instead of repeating the numbers.
 func CConstants() string {
-	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads)
+	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
 // output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
-// kernels take one row). At
+// kernels take one row, but for CUDA's tensor-core path, MatMulMMARows). At
 // 128 rows the small-M path was still faster than the tiled kernel on the
 // development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
 // with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
 // matmul").
 const MatMulSmallM = 128
+
+// MatMulMMARows is the most rows of a product the lowering gives CUDA's
+// tensor-core GEMV (with Caps.TensorCores): the rows one pass of it takes
+// (four 16-row tiles), so that up to that many rows read the weights once.
+// Set by that design, not yet by a measured crossover with the tiled
+// kernel (docs/BENCHMARKS.md, "CUDA tensor-core matmul").
+const MatMulMMARows = 64
 
 // MatMulParams describe a matmul dispatch: Batch output matrices of M×N,
 // each the product of an M×K matrix of a and a K×N matrix of b (stored
@@ -80,6 +103,11 @@ type MatMulParams struct {
 	BatchRank                  uint32
 	BatchShape                 [MaxRank]uint32
 	BatchStrideA, BatchStrideB [MaxRank]uint32
+	// MMA is 1 where the product runs on tensor cores: set by the lowering
+	// with Caps.TensorCores (mmaGEMV, mmaTiled), for which the CUDA device
+	// launches the kernel's tensor-core variant, matmul_<dt>_<path>_mma
+	// (cuda/kernels/matmul.cu); the kernels themselves ignore it.
+	MMA uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -198,11 +226,20 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", out)},
 		Params: p,
 	}
-	smallM := p.M > 1 && int(p.M) <= l.Caps.GEMVMaxRows
+	maxRows := l.Caps.GEMVMaxRows
+	if mmaGEMV(l.Caps, dt, p) {
+		maxRows = max(maxRows, MatMulMMARows)
+	}
+	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM {
 		d.Kernel = "matmul_" + dt.Short() + "_gemv"
 		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		d.Group = Dim3{GEMVThreads, 1, 1}
+		if mmaGEMV(l.Caps, dt, p) {
+			p.MMA = 1
+			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			l.Count("matmul_mma", 1)
+		}
 		if smallM {
 			l.Count("matmul_small_m", 1)
 		} else {
@@ -212,9 +249,45 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		d.Kernel = "matmul_" + dt.Short() + "_tiled"
 		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
 		d.Group = Dim3{MatMulThreads, 1, 1}
+		if mmaTiled(l.Caps, dt, p) {
+			p.MMA = 1
+			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
+			d.Group = Dim3{MatMulMMAThreads, 1, 1}
+			l.Count("matmul_mma", 1)
+		}
 		l.Count("matmul_tiled", 1)
 	}
 	l.Add(d)
+}
+
+// mmaGEMV reports whether CUDA's GEMV kernel computes the product on
+// tensor cores: the device opts in (Caps.TensorCores), float16 or
+// bfloat16, weights stored [N, K], rows of x contiguous.
+func mmaGEMV(c Caps, dt graph.DType, p *MatMulParams) bool {
+	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && (p.TransposeA == 0 || p.M == 1)
+}
+
+// mmaTiled reports whether CUDA's tiled kernel computes the product on
+// tensor cores, in MatMulMMATileM × MatMulMMATileN tiles: the device opts
+// in (Caps.TensorCores), float16 or bfloat16, weights stored [N, K], a not
+// transposed.
+func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
+	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
+}
+
+// mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each
+// block takes as many 8-column tiles (up to MatMulMMAColTiles, which share
+// their loads of x) as keep at least two blocks per multiprocessor. The
+// kernel takes any grid and derives the tiles per block from it; the
+// result does not depend on the choice.
+func mmaGEMVGroups(n, cores int) int {
+	tiles := Groups(n, 8)
+	for c := MatMulMMAColTiles; c > 1; c /= 2 {
+		if Groups(tiles, c) >= 2*cores {
+			return Groups(tiles, c)
+		}
+	}
+	return tiles
 }
 
 func init() {

@@ -1,6 +1,7 @@
 package primitives
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -84,6 +85,93 @@ func TestMatMulLowering(t *testing.T) {
 		}
 		if l.Counters[path] != 1 || len(l.Counters) != 1 {
 			t.Errorf("%s: counters %v, want %s: 1", c.name, l.Counters, path)
+		}
+	}
+}
+
+// TestMatMulCUDAGeometry checks the CUDA lowering with tensor cores off
+// (the default: the FMA kernels' dispatches, GEMV for one row only) and on
+// (Caps.TensorCores: which products take them, with up to MatMulMMARows
+// rows on the GEMV kernel, and their grids, blocks and MatMulParams.MMA).
+func TestMatMulCUDAGeometry(t *testing.T) {
+	type want struct {
+		kernel      string
+		grid, group Dim3
+		shared      int
+		counters    []string // each counted once; "matmul_mma" means MMA = 1
+	}
+	gemv, tiled, mma := Dim3{GEMVThreads, 1, 1}, Dim3{MatMulThreads, 1, 1}, Dim3{MatMulMMAThreads, 1, 1}
+	for _, c := range []struct {
+		name    string
+		m       MatMul
+		dt      graph.DType
+		a, b    []int
+		off, on want
+	}{
+		{"lm_head, batch 8: 4 column tiles a block", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
+			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_bf16_gemv", Dim3{4748, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}}},
+		{"gate+up GEMV: 2 column tiles a block", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
+			want{"matmul_f16_gemv", Dim3{768, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
+			want{"matmul_f16_gemv", Dim3{384, 1, 1}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}}},
+		{"64 rows, small N: 1 column tile a block", MatMul{TransposeB: true}, graph.BFloat16, []int{64, 1024}, []int{1024, 1024},
+			want{"matmul_bf16_tiled", Dim3{32, 2, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_bf16_gemv", Dim3{128, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}}},
+		{"a column vector as x", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{3, 1000, 1}, []int{3, 9, 1000},
+			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv"}},
+			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}}},
+		{"65 rows: tensor-core tiles", MatMul{TransposeB: true}, graph.BFloat16, []int{65, 1024}, []int{1001, 1024},
+			want{"matmul_bf16_tiled", Dim3{32, 3, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_bf16_tiled", Dim3{8, 2, 1}, mma, 0, []string{"matmul_tiled", "matmul_mma"}}},
+		{"float32 stays on FMA", MatMul{TransposeB: true}, graph.Float32, []int{8, 1024}, []int{1001, 1024},
+			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}}},
+		{"float32 GEMV stays on FMA", MatMul{TransposeB: true}, graph.Float32, []int{1, 1024}, []int{1001, 1024},
+			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
+			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}}},
+		{"transposed a stays on FMA", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{1024, 8}, []int{1001, 1024},
+			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}}},
+		{"weights [K, N] stay on FMA", MatMul{}, graph.BFloat16, []int{100, 1024}, []int{1024, 1001},
+			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}},
+			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}}},
+		{"weights [K, N], one row", MatMul{}, graph.Float16, []int{1, 1024}, []int{1024, 1001},
+			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
+			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}}},
+	} {
+		in := []graph.Spec{{DType: c.dt, Shape: c.a}, {DType: c.dt, Shape: c.b}}
+		outs, err := c.m.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, on := range []bool{false, true} {
+			w := c.off
+			if on {
+				w = c.on
+			}
+			l := NewLowering(in, outs, Caps{Device: "cuda", Cores: 132, TensorCores: on})
+			if err := c.m.Lower(l); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			d := l.Dispatches[0]
+			if d.Kernel != w.kernel || d.Grid != w.grid || d.Group != w.group || d.SharedBytes != w.shared {
+				t.Errorf("%s, tensor cores %v: %s grid %v group %v shared %d, want %s grid %v group %v shared %d",
+					c.name, on, d.Kernel, d.Grid, d.Group, d.SharedBytes, w.kernel, w.grid, w.group, w.shared)
+			}
+			wantMMA := uint32(0)
+			if slices.Contains(w.counters, "matmul_mma") {
+				wantMMA = 1
+			}
+			if got := d.Params.(*MatMulParams).MMA; got != wantMMA {
+				t.Errorf("%s, tensor cores %v: MMA %d, want %d", c.name, on, got, wantMMA)
+			}
+			wantCounters := map[string]int{}
+			for _, k := range w.counters {
+				wantCounters[k] = 1
+			}
+			if !maps.Equal(l.Counters, wantCounters) {
+				t.Errorf("%s, tensor cores %v: counters %v, want %v", c.name, on, l.Counters, wantCounters)
+			}
 		}
 	}
 }

@@ -99,6 +99,12 @@ type Caps struct {
 	// it, or where it is 0, the product goes to a scratch buffer and
 	// silu_mul reads it back (two dispatches).
 	GatedGEMVMaxRows int
+	// TensorCores puts float16 and bfloat16 matrix products with weights
+	// stored [N, K] on the device's tensor cores (MatMulParams.MMA, taken
+	// by the CUDA device only). The CUDA device sets it when the
+	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
+	// not yet run on a GPU, so it is off by default.
+	TensorCores bool
 	// AttentionWarpsPerHead is at most how many SIMD groups of a split-KV
 	// partition threadgroup share one query head's keys, each a
 	// contiguous share, their states merged through threadgroup memory,

@@ -230,3 +230,359 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
     matmul_tiled(a, b, out, p);                                                                          \
   }
 LOOM_FLOATS(TILED_KERNEL)
+
+// ---- tensor cores: the *_mma variants ------------------------------------------
+//
+// matmul_<dt>_gemv_mma and matmul_<dt>_tiled_mma (float16 and bfloat16) are
+// the tensor-core variants of the catalog kernels above, with the same
+// parameters: the CUDA device launches one in place of its catalog kernel
+// where the lowering set MatMulParams.MMA (Caps.TensorCores; see
+// primitives.MatMul's mmaGEMV and mmaTiled for the products they take and
+// their grids). They are kernels of their own, not branches of the FMA
+// kernels, so that the FMA kernels keep their register counts and shared
+// memory, and so their occupancy.
+
+// ---- tensor cores --------------------------------------------------------------
+
+// MMA<T>::run accumulates a 16×8 float tile: d += A (16×16, row-major) ·
+// B (16×8, column-major) of float16 or bfloat16 pairs packed in u32, in
+// the register layout of mma.sync.m16n8k16 (PTX ISA, "Matrix fragments for
+// mma.m16n8k16"). For a lane of group g = lane / 4 and thread t = lane % 4:
+// a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]},
+// b = {B[2t..][g], B[2t+8..][g]}, d = {D[g][2t], D[g][2t+1], D[g+8][2t],
+// D[g+8][2t+1]}. float32 has no tensor-core path.
+template <typename T> struct MMA;
+template <> struct MMA<bf16_t> {
+  static __device__ __forceinline__ void run(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+};
+template <> struct MMA<half_t> {
+  static __device__ __forceinline__ void run(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+};
+
+// load8 returns the 8 elements of row from k on as 16 bytes, zero past K:
+// one 16-byte load where vec says the rows are 16-byte aligned and all 8
+// are inside, else one element at a time. A null row (outside the matrix)
+// is all zeros. Weights (stream) bypass L1, which keeps the activations that
+// every block reads there.
+template <typename T, bool stream>
+__device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+  if (row == nullptr || k >= K) return v;
+  if (vec && k + 8 <= K) {
+    if (stream) {
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(row + k));
+    } else {
+      v = *(const uint4*)(row + k);
+    }
+    return v;
+  }
+  u32 h[8];
+  for (u32 j = 0; j < 8; j++) h[j] = k + j < K ? row[k + j].bits : 0u;
+  return make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+}
+
+// ---- small M on tensor cores: B stored N×K, 1 ≤ M ------------------------------
+//
+// A block of LOOM_GEMV_THREADS (8 warps) computes C·8 columns of the output
+// for up to 64 rows. K is cut into chunks of 32; warp w takes chunks w,
+// w + 8, w + 16, …, and within a chunk lane (g, t) loads 16 bytes of
+// weight row g of each 8-column tile at k = 8t, and the same 16 bytes of
+// rows g and g + 8 of each 16-row tile of A. Two m16n8k16 products use
+// them, the first with the lane's bytes 0–7 as its k = 2t, 2t + 1, 2t + 8,
+// 2t + 9, the second with bytes 8–15: a permutation of k that A and B
+// share, so every byte of the weights is read once by one 16-byte load and
+// used straight from registers. The eight warps' partial tiles are added
+// through shared memory in a fixed tree, ((w0 + w4) + (w2 + w6)) + ((w1 +
+// w5) + (w3 + w7)).
+//
+// The arithmetic of an output element depends on K alone: not on M, the
+// tile width C, the grid, or which rows share its tile. So row i of a
+// product is the same bit for bit whatever the batch it is computed in
+// (batch invariance), M = 1 included.
+#define MMA_WARPS (LOOM_GEMV_THREADS / 32)
+#define MMA_MAX_MT 4  // 16-row tiles of A per pass: 64 rows
+#define MMA_MAX_C LOOM_MMA_COL_TILES  // 8-column tiles per warp
+static_assert(MMA_WARPS == 8, "the fixed reduction tree is written for 8 warps");
+static_assert(MMA_MAX_C == 4, "gemv_mma takes 1, 2 or 4 column tiles per block");
+
+template <typename T, int MT, int C>
+__device__ void gemv_mma_pass(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, u32 m0, bool vec, float* red) {
+  // Loads in flight per lane per step: U chunks of C weight rows (and the
+  // activations for them), 128 bytes of weights where registers allow.
+  constexpr int UC = MT == 1 ? 8 : MT == 2 ? 4 : 2, U = UC / C > 0 ? UC / C : 1;
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 chunks = (p.K + 31) / 32;
+  const T* xr[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    for (int h = 0; h < 2; h++) {
+      const u32 m = m0 + 16 * mt + 8 * h + g;
+      xr[mt][h] = m < p.M ? a + o.a + (u64)m * p.K : nullptr;
+    }
+  }
+  for (u32 n0 = blockIdx.x * 8 * C; n0 < p.N; n0 += gridDim.x * 8 * C) {
+    const T* wr[C];
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+      const u32 n = n0 + 8 * c + g;
+      wr[c] = n < p.N ? b + o.b + (u64)n * p.K : nullptr;
+    }
+    float acc[MT][C][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int c = 0; c < C; c++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) acc[mt][c][r] = 0.f;
+    for (u32 q0 = warp; q0 < chunks; q0 += MMA_WARPS * U) {
+      uint4 w[U][C];
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const u32 k = (q0 + MMA_WARPS * u) * 32 + 8 * t;
+#pragma unroll
+        for (int c = 0; c < C; c++) w[u][c] = load8<T, true>(wr[c], k, p.K, vec);
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const u32 q = q0 + MMA_WARPS * u;
+        if (q >= chunks) break;
+        const u32 k = q * 32 + 8 * t;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const uint4 lo = load8<T, false>(xr[mt][0], k, p.K, vec), hi = load8<T, false>(xr[mt][1], k, p.K, vec);
+#pragma unroll
+          for (int c = 0; c < C; c++) {
+            MMA<T>::run(acc[mt][c], lo.x, hi.x, lo.y, hi.y, w[u][c].x, w[u][c].y);
+            MMA<T>::run(acc[mt][c], lo.z, hi.z, lo.w, hi.w, w[u][c].z, w[u][c].w);
+          }
+        }
+      }
+    }
+    // The fixed tree: warps [s, 2s) hand their tiles to warps [0, s).
+    constexpr int R = MT * C * 4;
+#pragma unroll
+    for (u32 s = MMA_WARPS / 2; s >= 1; s /= 2) {
+      __syncthreads();  // the previous round, or tile, has read red
+      if (warp >= s && warp < 2 * s) {
+        float* r = red + (warp - s) * R * 32 + lane;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int c = 0; c < C; c++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) r[((mt * C + c) * 4 + i) * 32] = acc[mt][c][i];
+      }
+      __syncthreads();
+      if (warp < s) {
+        const float* r = red + warp * R * 32 + lane;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int c = 0; c < C; c++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[mt][c][i] += r[((mt * C + c) * 4 + i) * 32];
+      }
+    }
+    if (warp == 0) {
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int c = 0; c < C; c++)
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            const u32 m = m0 + 16 * mt + g + 8 * (i / 2), n = n0 + 8 * c + 2 * t + i % 2;
+            if (m < p.M && n < p.N) store_f(out, o.out + (u64)m * p.N + n, acc[mt][c][i]);
+          }
+    }
+  }
+}
+
+// gemv_mma computes the product in passes of up to 64 rows. The block's
+// column tiles (C) follow from the grid: enough for the blocks to cover N
+// in one round where C ≤ 4 allows, so the lowering picks C by the grid it
+// launches.
+template <typename T, int C>
+__device__ void gemv_mma_c(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, bool vec, float* red) {
+  for (u32 m0 = 0; m0 < p.M; m0 += 16 * MMA_MAX_MT) {
+    switch (min((p.M - m0 + 15) / 16, (u32)MMA_MAX_MT)) {
+      case 1: gemv_mma_pass<T, 1, C>(a, b, out, p, o, m0, vec, red); break;
+      case 2: gemv_mma_pass<T, 2, C>(a, b, out, p, o, m0, vec, red); break;
+      // 48 and 64 rows take at most 2 column tiles: more would spill.
+      case 3: gemv_mma_pass<T, 3, (C > 2 ? 2 : C)>(a, b, out, p, o, m0, vec, red); break;
+      default: gemv_mma_pass<T, 4, (C > 2 ? 2 : C)>(a, b, out, p, o, m0, vec, red); break;
+    }
+  }
+}
+
+template <typename T>
+__device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, float* red) {
+  const bool vec = p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0;
+  const u32 tiles = (p.N + 7) / 8, per = (tiles + gridDim.x - 1) / gridDim.x;
+  if (per <= 1) {
+    gemv_mma_c<T, 1>(a, b, out, p, o, vec, red);
+  } else if (per <= 2) {
+    gemv_mma_c<T, 2>(a, b, out, p, o, vec, red);
+  } else {
+    gemv_mma_c<T, 4>(a, b, out, p, o, vec, red);
+  }
+}
+
+// The GEMV variant takes two blocks per multiprocessor: one block of 8
+// warps would halve the loads in flight.
+#define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
+      matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
+    __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];                             \
+    gemv_mma(a, b, out, p, matrix_offsets(p, blockIdx.z), red);                                         \
+  }
+GEMV_MMA_KERNEL(f16, half_t)
+GEMV_MMA_KERNEL(bf16, bf16_t)
+
+// ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
+//
+// A block of TC_THREADS (8 warps, 2 × 4) computes a TC_BM × TC_BN tile of
+// the output, stepping through K TC_BK at a time: each step's tiles of A
+// and B are copied into shared memory by cp.async, TC_STAGES - 1 steps ahead,
+// and each warp multiplies its 32×32 share with m16n8k16 products whose
+// fragments ldmatrix reads (rows padded by 16 bytes, so that the 8 rows of
+// an 8×8 matrix fall in different banks). Where the rows are not 16-byte
+// aligned (K not a multiple of 8, or an offset operand) the tiles are
+// loaded an element at a time instead. Each output element sums K in
+// order, 16 at a time; the result does not depend on M or the grid, but it
+// is not the small-M path's sum (other order), so a row of a product of
+// more than primitives.MatMulMMARows rows may differ from the same row
+// computed with fewer in the last bits.
+#define TC_BM LOOM_MMA_TILE_M
+#define TC_BN LOOM_MMA_TILE_N
+#define TC_BK 32
+#define TC_THREADS LOOM_MMA_THREADS
+#define TC_STAGES 3
+#define TC_LD (TC_BK + 8)
+
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  u32 r;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// tc_copy copies 16 bytes from src to shared memory at dst, or zeros if
+// !ok.
+__device__ __forceinline__ void tc_copy(u32 dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+}
+
+template <typename T, bool VEC> struct TcTiles {
+  T a[TC_STAGES][TC_BM][TC_LD];
+  T b[TC_STAGES][TC_BN][TC_LD];
+};
+
+// tc_load starts loading step k0's tiles into stage s: rows of TC_BK
+// elements, 8 per 16-byte piece.
+template <typename T, bool VEC>
+__device__ __forceinline__ void tc_load(TcTiles<T, VEC>& sm, int s, const T* A, const T* B, const MatMulParams& p, u32 m0, u32 n0, u32 k0) {
+  constexpr int PIECES = TC_BK / 8;
+  for (u32 e = threadIdx.x; e < (TC_BM + TC_BN) * PIECES; e += TC_THREADS) {
+    const bool isA = e < TC_BM * PIECES;
+    const u32 r = (isA ? e : e - TC_BM * PIECES) / PIECES, c = e % PIECES * 8;
+    const u32 row = (isA ? m0 : n0) + r, rows = isA ? p.M : p.N, k = k0 + c;
+    const T* src = isA ? A : B;
+    T* dst = isA ? &sm.a[s][r][c] : &sm.b[s][r][c];
+    if (VEC) {
+      const bool ok = row < rows && k < p.K;
+      tc_copy(smem_u32(dst), ok ? src + (u64)row * p.K + k : src, ok);
+    } else {
+      for (u32 j = 0; j < 8; j++) {
+        T v;
+        v.bits = row < rows && k + j < p.K ? src[(u64)row * p.K + k + j].bits : (u16)0;
+        dst[j] = v;
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void ldmatrix4(u32* r, u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+template <typename T, bool VEC> __device__ void matmul_tc(const T* a, const T* b, T* out, const MatMulParams& p, void* smem) {
+  TcTiles<T, VEC>& sm = *(TcTiles<T, VEC>*)smem;
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+  const T* A = a + o.a;
+  const T* B = b + o.b;
+  const u32 m0 = blockIdx.y * TC_BM, n0 = blockIdx.x * TC_BN;
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 wm = warp / 4 * 32, wn = warp % 4 * 32;  // the warp's 32×32 share
+  float acc[2][4][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
+  const u32 steps = (p.K + TC_BK - 1) / TC_BK;
+  for (int s = 0; s < TC_STAGES - 1; s++) {
+    if (s < (int)steps) tc_load(sm, s, A, B, p, m0, n0, s * TC_BK);
+    asm volatile("cp.async.commit_group;");
+  }
+  for (u32 kt = 0; kt < steps; kt++) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(TC_STAGES - 2));
+    __syncthreads();  // step kt is in; every warp is done with step kt - 1's stage
+    const u32 next = kt + TC_STAGES - 1;
+    if (next < steps) tc_load(sm, next % TC_STAGES, A, B, p, m0, n0, next * TC_BK);
+    asm volatile("cp.async.commit_group;");
+    const int s = kt % TC_STAGES;
+#pragma unroll
+    for (int kk = 0; kk < TC_BK; kk += 16) {
+      u32 af[2][4], bf[4][2];
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) ldmatrix4(af[mt], smem_u32(&sm.a[s][wm + mt * 16 + lane % 16][kk + lane / 16 * 8]));
+#pragma unroll
+      for (int np = 0; np < 2; np++) {
+        u32 r[4];
+        ldmatrix4(r, smem_u32(&sm.b[s][wn + np * 16 + lane / 16 * 8 + lane % 8][kk + lane / 8 % 2 * 8]));
+        bf[2 * np][0] = r[0], bf[2 * np][1] = r[1], bf[2 * np + 1][0] = r[2], bf[2 * np + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) MMA<T>::run(acc[mt][nt], af[mt][0], af[mt][1], af[mt][2], af[mt][3], bf[nt][0], bf[nt][1]);
+    }
+  }
+  asm volatile("cp.async.wait_group 0;");
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        const u32 m = m0 + wm + mt * 16 + g + 8 * (i / 2), n = n0 + wn + nt * 8 + 2 * t + i % 2;
+        if (m < p.M && n < p.N) store_f(out, o.out + (u64)m * p.N + n, acc[mt][nt][i]);
+      }
+}
+
+static_assert(TC_BM == 64 && TC_BN == 128 && TC_THREADS == 256, "the warps' layout is 2 × 4 shares of 32×32");
+template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T* out, const MatMulParams& p) {
+  __shared__ __align__(16) u8 smem[sizeof(TcTiles<T, true>)];
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
+  if (p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0) {
+    matmul_tc<T, true>(a, b, out, p, smem);
+  } else {
+    matmul_tc<T, false>(a, b, out, p, smem);
+  }
+}
+
+#define TILED_MMA_KERNEL(SHORT, T)                                                                       \
+  extern "C" __global__ void matmul_##SHORT##_tiled_mma(const T* a, const T* b, T* out, const MatMulParams p, \
+                                                        Status* status) {                                \
+    matmul_tiled_mma(a, b, out, p);                                                                      \
+  }
+TILED_MMA_KERNEL(f16, half_t)
+TILED_MMA_KERNEL(bf16, bf16_t)
