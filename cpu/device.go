@@ -71,6 +71,9 @@ func (d *Device) Caps() primitives.Caps {
 		// token's KV heads together, so a group is a token.
 		SplitKV:     primitives.SplitKVGate{GroupsPerCore: 4},
 		GEMVMaxRows: primitives.MatMulSmallM,
+		// The gated kernel computes its dot products on the GEMV kernel's
+		// paths, so it takes the rows that kernel takes.
+		GatedGEMVMaxRows: primitives.MatMulSmallM,
 	}
 }
 

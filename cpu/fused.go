@@ -56,15 +56,88 @@ func siluMulKernel(dt graph.DType) Kernel {
 				g := f32In(dt, a, 2*r*n+k, 1, m, tg)
 				u := f32In(dt, a, 2*r*n+n+k, 1, m, tu)
 				z := f32Out(dt, out, e, 1, m, tz)
-				unaryF32(primitives.SiLU, z, g)
-				for i := range z {
-					z[i] *= u[i]
-				}
+				siluMulF32(z, g, u)
 				f32Store(dt, out, e, 1, z)
 				e += m
 			}
 		})
 		return nil
+	}
+}
+
+// matmulSiLUMulKernel: args x, w, out. Each piece of work computes a run
+// of outputs: both dot products of each, as the GEMV kernel computes them
+// for M = 1 (gemvDot) and on its small-M path otherwise (smallMPieces, the
+// gate and up columns of a piece side by side), then gatedEpilogue.
+func matmulSiLUMulKernel(dt graph.DType) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.MatMulSiLUMulParams)
+		m, n, k := int(p.M), int(p.N), int(p.K)
+		mc, err := checkMatmulCall(&primitives.MatMulParams{M: p.M, N: 2 * p.N, K: p.K, Batch: 1, TransposeB: 1}, dt, c.Args, n)
+		if err != nil {
+			return err
+		}
+		if m == 0 || n == 0 {
+			return nil
+		}
+		out := mc.out
+		if m > 1 {
+			mc.smallMPieces(c, n, []int{0, n}, func(_, n0, cols int, outs [][]float32, ldo int) {
+				for i := range m {
+					g, u := outs[0][i*ldo:i*ldo+cols], outs[1][i*ldo:i*ldo+cols]
+					gatedEpilogue(dt, g, u)
+					out.store(i*n+n0, g)
+				}
+			})
+			return nil
+		}
+		xp := getFloats(2 * k)
+		defer putFloats(xp)
+		x := (*xp)[:k]
+		mc.a.load(x, 0)
+		if dt == graph.BFloat16 {
+			packGEMVX((*xp)[k:], x, k)
+			x = (*xp)[k:]
+		}
+		c.Parallel(n, max(1, gemvGrain/max(2*k, 1)), func(lo, hi int) {
+			tmp := getFloats(2 * chunk)
+			defer putFloats(tmp)
+			for j0 := lo; j0 < hi; j0 += chunk {
+				cols := min(chunk, hi-j0)
+				g, u := (*tmp)[:cols], (*tmp)[chunk:chunk+cols]
+				for j := range cols {
+					g[j] = gemvDot(mc.b, (j0+j)*k, x)
+					u[j] = gemvDot(mc.b, (n+j0+j)*k, x)
+				}
+				gatedEpilogue(dt, g, u)
+				out.store(j0, g)
+			}
+		})
+		return nil
+	}
+}
+
+// gatedEpilogue sets g to SiLU(g)·u, each of g and u first rounded to the
+// dtype as the matmul's output is, then as siluMulKernel computes it (siluMulF32).
+func gatedEpilogue(dt graph.DType, g, u []float32) {
+	switch dt {
+	case graph.BFloat16:
+		for i := range g {
+			g[i], u[i] = graph.BF16ToF32(graph.F32ToBF16(g[i])), graph.BF16ToF32(graph.F32ToBF16(u[i]))
+		}
+	case graph.Float16:
+		for i := range g {
+			g[i], u[i] = graph.F16ToF32(graph.F32ToF16(g[i])), graph.F16ToF32(graph.F32ToF16(u[i]))
+		}
+	}
+	siluMulF32(g, g, u)
+}
+
+// siluMulF32 sets z to SiLU(g)·u.
+func siluMulF32(z, g, u []float32) {
+	unaryF32(primitives.SiLU, z, g)
+	for i := range z {
+		z[i] *= u[i]
 	}
 }
 
@@ -140,6 +213,9 @@ func init() {
 	for _, dt := range primitives.FloatDTypes {
 		mustRegister("add_rms_norm_"+dt.Short(), addRMSNormKernel(dt))
 		mustRegister("silu_mul_"+dt.Short(), siluMulKernel(dt))
+	}
+	for _, dt := range primitives.MatMulDTypes {
+		mustRegister(primitives.MatMulSiLUMulKernel(dt), matmulSiLUMulKernel(dt))
 	}
 	for _, dt := range primitives.AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {

@@ -35,9 +35,17 @@ type matmulCall struct {
 
 func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
 	p := c.Params.(*primitives.MatMulParams)
+	return checkMatmulCall(p, dt, c.Args, int(p.N))
+}
+
+// checkMatmulCall returns the matmul of params p with arguments a, b and
+// out (args), checked, where out holds outN elements a row of each output
+// matrix: N for the product itself, fewer for a product with an epilogue
+// (the gated kernel's N/2).
+func checkMatmulCall(p *primitives.MatMulParams, dt graph.DType, args []Arg, outN int) (*matmulCall, error) {
 	mc := &matmulCall{
 		p: p, m: int(p.M), n: int(p.N), k: int(p.K), batch: int(p.Batch),
-		a: newFloats(dt, c.Args[0].Bytes), b: newFloats(dt, c.Args[1].Bytes), out: newFloats(dt, c.Args[2].Bytes),
+		a: newFloats(dt, args[0].Bytes), b: newFloats(dt, args[1].Bytes), out: newFloats(dt, args[2].Bytes),
 		transA: p.TransposeA != 0, transB: p.TransposeB != 0,
 	}
 	if p.BatchRank > primitives.MaxRank {
@@ -70,7 +78,7 @@ func newMatmulCall(c *Call, dt graph.DType) (*matmulCall, error) {
 	}{
 		{"a", mc.a, lastA, m * k},
 		{"b", mc.b, lastB, k * n},
-		{"out", mc.out, float64(mc.batch - 1), m * n},
+		{"out", mc.out, float64(mc.batch - 1), m * float64(outN)},
 	} {
 		if need := (x.last + 1) * x.elems; float64(x.m.len()) < need {
 			return nil, fmt.Errorf("argument %s holds %d elements; the params need %.0f", x.name, x.m.len(), need)
@@ -114,6 +122,29 @@ func putFloats(p *[]float32) { floatPool.Put(p) }
 // below it, starting a goroutine costs more than it saves.
 const gemvGrain = 1 << 15
 
+// packGEMVX reorders x (rows of k float32s) into dst for gemvDot's
+// bfloat16 dot product, which is cheaper on x so reordered.
+func packGEMVX(dst, x []float32, k int) {
+	for i := 0; i < len(x); i += k {
+		vec.PackBF16X(dst[i:i+k], x[i:i+k])
+	}
+}
+
+// gemvDot is the GEMV kernel's dot product of the row of len(x) weights
+// at element off of w (stored [N, K]) with x, packed by packGEMVX for
+// bfloat16.
+func gemvDot(w floats, off int, x []float32) float32 {
+	k := len(x)
+	switch w.dt {
+	case graph.Float32:
+		return vec.DotF32(w.f32[off:off+k], x)
+	case graph.BFloat16:
+		return vec.DotBF16Packed(w.u16[off:off+k], x)
+	default:
+		return vec.DotF16(w.u16[off:off+k], x)
+	}
+}
+
 // gemvChunk is the number of rows of untransposed weights [K, N] whose
 // contribution one piece of GEMV work sums: a contiguous block of W, which
 // streams from memory far better than column strips of many rows. The
@@ -152,29 +183,16 @@ func gemvKernel(dt graph.DType) Kernel {
 		}
 		if mc.transB {
 			if dt == graph.BFloat16 {
-				// Reorder x once for the cheaper bfloat16 dot product.
 				pp := getFloats(len(xs))
 				defer putFloats(pp)
-				for i := range mc.batch {
-					vec.PackBF16X((*pp)[i*k:(i+1)*k], xs[i*k:(i+1)*k])
-				}
+				packGEMVX(*pp, xs, k)
 				xs = *pp
 			}
 			c.Parallel(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					i, col := r/n, r%n
 					_, bOff := mc.offsets(i)
-					x, row := xs[i*k:(i+1)*k], bOff+col*k
-					var v float32
-					switch dt {
-					case graph.Float32:
-						v = vec.DotF32(mc.b.f32[row:row+k], x)
-					case graph.BFloat16:
-						v = vec.DotBF16Packed(mc.b.u16[row:row+k], x)
-					default:
-						v = vec.DotF16(mc.b.u16[row:row+k], x)
-					}
-					mc.out.set(r, v)
+					mc.out.set(r, gemvDot(mc.b, bOff+col*k, xs[i*k:(i+1)*k]))
 				}
 			})
 			return nil

@@ -83,10 +83,24 @@ func (s tileShape) weights(k int) (rows, width int) {
 }
 
 // smallM runs the product of each matrix of a (M > 1 rows) with b's
-// weights. Work is split over pieces of about smallPieceCols output
-// columns.
+// weights.
 func (mc *matmulCall) smallM(c *Call) {
-	m, n, k := mc.m, mc.n, mc.k
+	m, n := mc.m, mc.n
+	mc.smallMPieces(c, n, []int{0}, func(i, n0, cols int, outs [][]float32, ldo int) {
+		for ii := range m {
+			mc.out.store((i*m+ii)*n+n0, outs[0][ii*ldo:ii*ldo+cols])
+		}
+	})
+}
+
+// smallMPieces computes the products of each matrix of a (M > 1 rows) with
+// b's weights for n output columns, split over pieces of about
+// smallPieceCols columns. A piece of columns [n0, n0+cols) of matrix i
+// computes, for each offset o of offs, the outputs of b's columns
+// [o+n0, o+n0+cols) (outs[t] for offs[t], M rows ldo apart), then calls
+// store(i, n0, cols, outs, ldo), which must not keep outs.
+func (mc *matmulCall) smallMPieces(c *Call, n int, offs []int, store func(i, n0, cols int, outs [][]float32, ldo int)) {
+	m, k := mc.m, mc.k
 	dot, axpy := smallMTiles()
 	tile, shape := dot, dotTileShape
 	if !mc.transB {
@@ -109,26 +123,29 @@ func (mc *matmulCall) smallM(c *Call) {
 	}
 	pieceCols := roundUp(smallPieceCols, shape.cols)
 	pieces := (n + pieceCols - 1) / pieceCols
-	c.Parallel(mc.batch*pieces, max(1, gemvGrain/max(pieceCols*k, 1)), func(lo, hi int) {
-		// The piece's outputs, mp rows of pieceCols.
-		outp := getFloats(mp * pieceCols)
+	c.Parallel(mc.batch*pieces, max(1, gemvGrain/max(pieceCols*k*len(offs), 1)), func(lo, hi int) {
+		// The piece's outputs for each offset, mp rows of pieceCols.
+		outp := getFloats(len(offs) * mp * pieceCols)
 		defer putFloats(outp)
-		out := *outp
+		outs := make([][]float32, len(offs))
+		for t := range offs {
+			outs[t] = (*outp)[t*mp*pieceCols : (t+1)*mp*pieceCols]
+		}
 		for u := lo; u < hi; u++ {
 			i, n0 := u/pieces, u%pieces*pieceCols
 			_, bOff := mc.offsets(i)
 			x := xs[i*mp*ldx : (i+1)*mp*ldx]
 			cols := min(pieceCols, n-n0)
-			for t0 := 0; t0 < cols; t0 += shape.cols {
-				w, wOff, ldw, pad := mc.weightTile(shape, bOff, n0+t0, min(shape.cols, cols-t0))
-				tile(w, wOff, ldw, x, ldx, k, mp/shape.xRows, out[t0:], pieceCols)
-				if pad != nil {
-					putFloats(pad)
+			for t, o := range offs {
+				for t0 := 0; t0 < cols; t0 += shape.cols {
+					w, wOff, ldw, pad := mc.weightTile(shape, bOff, o+n0+t0, min(shape.cols, cols-t0))
+					tile(w, wOff, ldw, x, ldx, k, mp/shape.xRows, outs[t][t0:], pieceCols)
+					if pad != nil {
+						putFloats(pad)
+					}
 				}
 			}
-			for ii := range m {
-				mc.out.store((i*m+ii)*n+n0, out[ii*pieceCols:ii*pieceCols+cols])
-			}
+			store(i, n0, cols, outs, pieceCols)
 		}
 	})
 }

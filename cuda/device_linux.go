@@ -184,6 +184,9 @@ func (d *Device) describe() error {
 		// decode-typical took about half the time and the Qwen3 decode step
 		// about a fifth less.
 		AttentionWarpsPerHead: 8,
+		// GatedGEMVMaxRows stays 0 (the gate and up product and silu_mul
+		// stay two dispatches): matmul_silu_mul compiles but has not run
+		// on a GPU yet (docs/CUDA.md).
 	}
 	return nil
 }

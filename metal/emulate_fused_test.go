@@ -14,10 +14,10 @@ import (
 )
 
 // TestEmulatedFused checks the fused layer kernels against the CPU's:
-// add_rms_norm (sum bit for bit), silu_mul, and qk_norm_rope_kv_write with
+// add_rms_norm (sum bit for bit), silu_mul, matmul_silu_mul, and qk_norm_rope_kv_write with
 // GQA, head sizes 64 and 128, a padding slot and both slot dtypes.
 func TestEmulatedFused(t *testing.T) {
-	emu, ref := emuRuntimes(t, kernelsWithPrefix("add_rms_norm_", "silu_mul_", "qk_norm_rope_kv_write_", "add_i32")...)
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("add_rms_norm_", "silu_mul_", "matmul_", "qk_norm_rope_kv_write_", "add_i32")...)
 	for _, dt := range primitives.FloatDTypes {
 		atol, rtol := tol(dt, 4)
 		sameOnBoth(t, emu, ref, "add_rms_norm sum "+dt.String(), func() *graph.Array {
@@ -36,6 +36,23 @@ func TestEmulatedFused(t *testing.T) {
 		sameOnBoth(t, emu, ref, "silu_mul "+dt.String(), func() *graph.Array {
 			return ops.SiLUMul(randomArray(loomtest.Rand(3), dt, 3, 2*67))
 		}, atol, rtol)
+		// The gated GEMV (up to the emulator's 4 rows) and, past them, the
+		// matmul and silu_mul; K is odd, N not a multiple of the group's 8.
+		for _, rows := range []int{1, 3, 4, 5} {
+			sameOnBoth(t, emu, ref, fmt.Sprintf("matmul_silu_mul %s rows %d", dt, rows), func() *graph.Array {
+				r := loomtest.Rand(uint64(rows))
+				x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, rows*131, -1, 1), rows, 131)
+				w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 2*13*131, -1, 1), 2*13, 131)
+				return ops.GatedLinear(x, w)
+			}, atol, rtol)
+			want := 0
+			if rows <= 4 {
+				want = 1
+			}
+			if emu.LastStats().Counters["matmul_silu_mul.fused"] != want {
+				t.Fatalf("matmul_silu_mul %s rows %d: counters %v", dt, rows, emu.LastStats().Counters)
+			}
+		}
 	}
 	for _, c := range []struct {
 		tokens, heads, kvh, hs int

@@ -24,12 +24,14 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // arrays replace the old ones in cache. If building or evaluating the step
 // fails, the cache's arrays are spent: start a new cache.
 //
-// A layer is nine dispatches (ten when attention splits the KV): each
-// sub-block's output is added to the residual stream x by the next norm
-// (ops.AddRMSNorm; the last layer's by the final norm), Q, K and V are one
-// matmul whose heads ops.QKNormRoPEKVWrite normalises, rotates and writes
-// to the cache, and the MLP's gate and up projections are one matmul
-// feeding ops.SiLUMul.
+// A layer is eight dispatches (nine when attention splits the KV) where
+// the device has a gated kernel for the step's tokens (the CPU: up to
+// primitives.MatMulSmallM), one more otherwise: each sub-block's output is
+// added to the residual stream x by the next norm (ops.AddRMSNorm; the last
+// layer's by the final norm), Q, K and V are one matmul whose heads
+// ops.QKNormRoPEKVWrite normalises, rotates and writes to the cache, and
+// the MLP's gate and up projections and their activation are
+// ops.GatedLinear.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	return m.forward(ids, st, newStepInputs(st), cache)
 }
@@ -99,7 +101,7 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		cache.SetLayer(i, kc, vc)
 		att := ops.PagedAttention(q, kc, vc, meta, opts) // [T, heads, d]
 		x, h = ops.AddRMSNorm(x, linear(ops.Reshape(att, T, c.NumHeads*d), l.O), l.PostAttnNorm, c.RMSNormEps)
-		delta = linear(ops.SiLUMul(linear(h, l.GateUp)), l.Down)
+		delta = linear(ops.GatedLinear(h, l.GateUp), l.Down)
 	}
 	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits

@@ -27,6 +27,16 @@ func SiLUMul(a *graph.Array) *graph.Array {
 	return apply1(graph.Caller(0), primitives.SiLUMul{}, a)
 }
 
+// GatedLinear returns SiLU(x·gate)·(x·up) for x [..., K] and gateUp [2N,
+// K], the gate weights (rows 0..N-1) stacked on the up weights (as linear
+// layers store them, [out, in]): [..., N]. It is MatMulTransposed(x,
+// gateUp, false, true) followed by SiLUMul, with the same results, in one
+// dispatch where the device has a gated kernel for the rows of x (see
+// primitives.MatMulSiLUMul).
+func GatedLinear(x, gateUp *graph.Array) *graph.Array {
+	return apply1(graph.Caller(0), primitives.MatMulSiLUMul{}, x, gateUp)
+}
+
 // QKNorm describes the query and key heads of QKNormRoPEKVWrite: the
 // number of query heads, the RMSNorm weights of each query and each key
 // head ([head_size]) and their eps, and the RoPE base.

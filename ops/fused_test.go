@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -294,6 +295,61 @@ func TestQKNormRoPEKVWriteErrors(t *testing.T) {
 				t.Fatalf("%s: eval error %v, want %q", tg.Name, err, c.want)
 			}
 			tg.NoHazards(t)
+		}
+	}
+}
+
+// TestGatedLinear checks GatedLinear against a float64 reference and
+// against the chain it fuses, MatMulTransposed then SiLUMul (bit for bit
+// on the CPU targets, in every dtype), and the path each case takes: the
+// gated kernel up to the device's Caps.GatedGEMVMaxRows rows of x, the
+// matmul and silu_mul above; empty x, N or K on both paths.
+func TestGatedLinear(t *testing.T) {
+	cases := []struct {
+		x []int
+		n int
+	}{
+		{[]int{1, 7}, 5}, {[]int{1, 64}, 16}, {[]int{1, 1}, 1}, {[]int{3, 33}, 13}, {[]int{17, 65}, 9},
+		{[]int{2, 3, 40}, 11}, {[]int{primitives.MatMulSmallM + 3, 9}, 6}, {[]int{1, 300}, 300},
+		{[]int{0, 7}, 5}, {[]int{2, 7}, 0}, {[]int{3, 0}, 4}, {[]int{primitives.MatMulSmallM + 1, 7}, 0}, {[]int{primitives.MatMulSmallM + 1, 0}, 3},
+	}
+	for _, tg := range loomtest.Targets(t) {
+		maxRows := tg.RT.Caps().GatedGEMVMaxRows
+		for ci, c := range cases {
+			for _, dt := range floatDTypes {
+				what := fmt.Sprintf("%s x%v n=%d", dt, c.x, c.n)
+				k := c.x[len(c.x)-1]
+				m := graph.NumElements(c.x[:len(c.x)-1])
+				fx, x := randFloats(uint64(ci), dt, m*k, -1, 1)
+				fw, w := randFloats(uint64(50+ci), dt, 2*c.n*k, -1, 1)
+				want := make([]float64, m*c.n)
+				for i := range m {
+					for j := range c.n {
+						var g, u float64
+						for p := range k {
+							g += x[i*k+p] * w[j*k+p]
+							u += x[i*k+p] * w[(c.n+j)*k+p]
+						}
+						gu := inDType(dt, []float64{g, u}) // the matmul's output is rounded to the dtype
+						want[i*c.n+j] = gu[0] / (1 + math.Exp(-gu[0])) * gu[1]
+					}
+				}
+				xa, wa := floats(dt, fx, c.x...), floats(dt, fw, 2*c.n, k)
+				got := ops.GatedLinear(xa, wa)
+				chain := ops.SiLUMul(ops.MatMulTransposed(xa, wa, false, true))
+				tg.Eval(t, got)
+				fused := 0
+				if m <= maxRows {
+					fused = 1
+				}
+				if cs := tg.RT.LastStats().Counters; cs["matmul_silu_mul.fused"] != fused || cs["matmul_silu_mul.unfused"] != 1-fused {
+					t.Fatalf("%s: %s: counters %v, want matmul_silu_mul.fused %d (%d rows, the device's gated kernel takes %d)", tg.Name, what, cs, fused, m, maxRows)
+				}
+				tg.Eval(t, chain)
+				out := append(slices.Clone(c.x[:len(c.x)-1]), c.n)
+				checkShape(t, got.Spec(), dt, out...)
+				checkFused(t, tg, what, got, chain, inDType(dt, want), false, true, 1)
+			}
 		}
 	}
 }

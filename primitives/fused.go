@@ -87,13 +87,98 @@ func (SiLUMul) Lower(l *Lowering) error {
 	if n > 0 {
 		rows = a.Size() / (2 * n)
 	}
+	lowerSiLUMul(l, a.DType, rows, n, In(0))
+	return nil
+}
+
+// lowerSiLUMul adds the silu_mul dispatch of rows rows of 2·n elements of
+// dtype dt in buffer a into output 0.
+func lowerSiLUMul(l *Lowering, dt graph.DType, rows, n int, a Ref) {
 	l.Add(Dispatch{
-		Kernel: "silu_mul_" + a.DType.Short(),
+		Kernel: "silu_mul_" + dt.Short(),
 		Grid:   Dim3{Groups(rows*n, ElementwiseThreads), 1, 1}, // a thread per output element
 		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
+		Args:   []Arg{R("a", a), W("out", Out(0))},
 		Params: &SiLUMulParams{Rows: uint32(rows), N: uint32(n)},
 	})
+}
+
+// MatMulSiLUMulParams describe a gated linear layer: M rows of x of K
+// elements, weights of 2·N rows of K (the gate rows, then the up rows),
+// M rows of N outputs.
+type MatMulSiLUMulParams struct{ M, N, K uint32 }
+
+// MatMulSiLUMul is the gate and up projections of a SwiGLU MLP with their
+// activation: inputs x [..., K] and w [2N, K], the gate weights (rows
+// 0..N-1) stacked on the up weights (rows N..2N-1), both of one dtype of
+// MatMulDTypes; out[..., j] = SiLU(x·w[j])·(x·w[N+j]), [..., N]. It is
+// MatMul (x by wᵀ) followed by SiLUMul, and its results are theirs bit for
+// bit on the CPU in every dtype: each dot product is summed as the GEMV
+// kernel sums it and rounded to the dtype, as the matmul's output is, and
+// SiLU and the product are evaluated as SiLUMul evaluates them.
+//
+// Lowering emits one dispatch (matmul_silu_mul_<dt>: each output's two dot
+// products and the activation by one piece of work) where x has at most
+// Caps.GatedGEMVMaxRows rows; otherwise the matmul into a scratch buffer
+// and silu_mul (counted as matmul_silu_mul.fused and .unfused).
+type MatMulSiLUMul struct{}
+
+func (MatMulSiLUMul) Name() string { return "matmul_silu_mul" }
+
+func (MatMulSiLUMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 2 {
+		return nil, fmt.Errorf("needs 2 inputs (x, the stacked gate and up weights), got %d", len(in))
+	}
+	x, w := in[0], in[1]
+	if x.DType != w.DType {
+		return nil, fmt.Errorf("dtypes differ: x is %s, w is %s", x.DType, w.DType)
+	}
+	if !hasDType(MatMulDTypes, x.DType) {
+		return nil, fmt.Errorf("dtype %s is unsupported (float32, float16, bfloat16)", x.DType)
+	}
+	if len(x.Shape) < 2 || len(x.Shape) > MaxRank {
+		return nil, fmt.Errorf("x %s must have rank 2 to %d ([..., K])", x, MaxRank)
+	}
+	if len(w.Shape) != 2 || w.Shape[0]%2 != 0 {
+		return nil, fmt.Errorf("w %s must be [2N, K]: the gate rows, then as many up rows", w)
+	}
+	k := x.Shape[len(x.Shape)-1]
+	if w.Shape[1] != k {
+		return nil, fmt.Errorf("inner dimensions differ: x %s has K=%d, w %s has K=%d", x, k, w, w.Shape[1])
+	}
+	out := graph.Spec{DType: x.DType, Shape: append(slices.Clone(x.Shape[:len(x.Shape)-1]), w.Shape[0]/2)}
+	for _, s := range []graph.Spec{x, w, {DType: x.DType, Shape: append(slices.Clone(out.Shape[:len(out.Shape)-1]), w.Shape[0])}} {
+		if int64(s.Size()) > 1<<32-1 {
+			return nil, fmt.Errorf("%s has %d elements: unsupported, the most is 2^32-1", s, s.Size())
+		}
+	}
+	return []graph.Spec{out}, nil
+}
+
+// MatMulSiLUMulKernel is the gated kernel's name for dtype dt.
+func MatMulSiLUMulKernel(dt graph.DType) string { return "matmul_silu_mul_" + dt.Short() }
+
+func (MatMulSiLUMul) Lower(l *Lowering) error {
+	x, w := l.Inputs[0], l.Inputs[1]
+	dt, k, n := x.DType, w.Shape[1], w.Shape[0]/2
+	m := graph.NumElements(x.Shape[:len(x.Shape)-1])
+	if m <= l.Caps.GatedGEMVMaxRows {
+		// As the GEMV: a SIMD group per output (its two dot products), a
+		// row of groups per row of x.
+		l.Add(Dispatch{
+			Kernel: MatMulSiLUMulKernel(dt),
+			Grid:   Dim3{Groups(n, GEMVRowsPerGroup), m, 1},
+			Group:  Dim3{GEMVThreads, 1, 1},
+			Args:   []Arg{R("x", In(0)), R("w", In(1)), W("out", Out(0))},
+			Params: &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)},
+		})
+		l.Count("matmul_silu_mul.fused", 1)
+		return nil
+	}
+	gateUp := l.NewScratch(int64(m) * int64(2*n) * int64(dt.Size()))
+	lowerMatMul(l, dt, &MatMulParams{M: uint32(m), N: uint32(2 * n), K: uint32(k), Batch: 1, TransposeB: 1}, gateUp)
+	lowerSiLUMul(l, dt, m, n, gateUp)
+	l.Count("matmul_silu_mul.unfused", 1)
 	return nil
 }
 
@@ -227,6 +312,9 @@ func init() {
 			KernelSpec{Name: "add_rms_norm_" + dt.Short(), Args: []string{"x", "residual", "weight", "sum", "out"}, Params: (*RMSNormParams)(nil)},
 			KernelSpec{Name: "silu_mul_" + dt.Short(), Args: []string{"a", "out"}, Params: (*SiLUMulParams)(nil)},
 		)
+	}
+	for _, dt := range MatMulDTypes {
+		register(KernelSpec{Name: MatMulSiLUMulKernel(dt), Args: []string{"x", "w", "out"}, Params: (*MatMulSiLUMulParams)(nil)})
 	}
 	for _, dt := range AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {

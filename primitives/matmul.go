@@ -215,12 +215,17 @@ func b2u32(b bool) uint32 {
 }
 
 func (m MatMul) Lower(l *Lowering) error {
-	p := m.params(l.Inputs[0].Shape, l.Inputs[1].Shape)
+	lowerMatMul(l, l.Inputs[0].DType, m.params(l.Inputs[0].Shape, l.Inputs[1].Shape), Out(0))
+	return nil
+}
+
+// lowerMatMul adds the dispatch of a matmul with params p of inputs 0 and 1
+// of dtype dt into out, choosing the kernel.
+func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 	d := Dispatch{
-		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", Out(0))},
+		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", out)},
 		Params: p,
 	}
-	dt := l.Inputs[0].DType
 	maxRows := l.Caps.GEMVMaxRows
 	if mmaGEMV(l.Caps, dt, p) {
 		maxRows = max(maxRows, MatMulMMARows)
@@ -253,7 +258,6 @@ func (m MatMul) Lower(l *Lowering) error {
 		l.Count("matmul_tiled", 1)
 	}
 	l.Add(d)
-	return nil
 }
 
 // mmaGEMV reports whether CUDA's GEMV kernel computes the product on

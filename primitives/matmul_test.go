@@ -175,3 +175,69 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulSiLUMulLowering checks the gated product's two lowerings: the
+// gated kernel up to Caps.GatedGEMVMaxRows rows of x (all of x's leading
+// dims), else the matmul into a scratch buffer of the gate and up products
+// and silu_mul reading it.
+func TestMatMulSiLUMulLowering(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		x       []int
+		maxRows int
+		want    []string
+	}{
+		{"decode", []int{1, 64}, 1, []string{"matmul_silu_mul_f16"}},
+		{"rows of x", []int{2, 3, 64}, 6, []string{"matmul_silu_mul_f16"}},
+		{"one row past", []int{7, 64}, 6, []string{"matmul_f16_tiled", "silu_mul_f16"}},
+		{"no gated kernel", []int{1, 64}, 0, []string{"matmul_f16_gemv", "silu_mul_f16"}},
+	} {
+		in := []graph.Spec{{DType: graph.Float16, Shape: c.x}, {DType: graph.Float16, Shape: []int{2 * 5, 64}}}
+		outs, err := MatMulSiLUMul{}.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		m := graph.NumElements(c.x[:len(c.x)-1])
+		if want := append(slices.Clone(c.x[:len(c.x)-1]), 5); !slices.Equal(outs[0].Shape, want) {
+			t.Fatalf("%s: output %s, want shape %v", c.name, outs[0], want)
+		}
+		l := NewLowering(in, outs, Caps{Device: "test", GatedGEMVMaxRows: c.maxRows})
+		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var kernels []string
+		for _, d := range l.Dispatches {
+			kernels = append(kernels, d.Kernel)
+			if _, ok := LookupKernel(d.Kernel); !ok {
+				t.Errorf("%s: kernel %s is not in the catalog", c.name, d.Kernel)
+			}
+		}
+		if !slices.Equal(kernels, c.want) {
+			t.Fatalf("%s: kernels %v, want %v", c.name, kernels, c.want)
+		}
+		if len(c.want) == 1 {
+			d := l.Dispatches[0]
+			if p := *d.Params.(*MatMulSiLUMulParams); p != (MatMulSiLUMulParams{M: uint32(m), N: 5, K: 64}) || d.Grid != (Dim3{1, m, 1}) || len(l.Scratch) != 0 {
+				t.Errorf("%s: params %+v, grid %v, scratch %v", c.name, p, d.Grid, l.Scratch)
+			}
+			if l.Counters["matmul_silu_mul.fused"] != 1 {
+				t.Errorf("%s: counters %v", c.name, l.Counters)
+			}
+			continue
+		}
+		mm, sm := l.Dispatches[0], l.Dispatches[1]
+		scratch := Ref{ScratchRef, 0}
+		if len(l.Scratch) != 1 || l.Scratch[0] != int64(m*10*2) || mm.Args[2].Ref != scratch || sm.Args[0].Ref != scratch || sm.Args[1].Ref != Out(0) {
+			t.Errorf("%s: scratch %v, matmul args %v, silu_mul args %v", c.name, l.Scratch, mm.Args, sm.Args)
+		}
+		if p := *mm.Params.(*MatMulParams); p != (MatMulParams{M: uint32(m), N: 10, K: 64, Batch: 1, TransposeB: 1}) {
+			t.Errorf("%s: matmul params %+v", c.name, p)
+		}
+		if p := *sm.Params.(*SiLUMulParams); p != (SiLUMulParams{Rows: uint32(m), N: 5}) {
+			t.Errorf("%s: silu_mul params %+v", c.name, p)
+		}
+		if l.Counters["matmul_silu_mul.unfused"] != 1 || l.Counters["matmul_silu_mul.fused"] != 0 {
+			t.Errorf("%s: counters %v", c.name, l.Counters)
+		}
+	}
+}

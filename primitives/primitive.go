@@ -94,6 +94,11 @@ type Caps struct {
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
 	// matrix-vector products only.
 	GEMVMaxRows int
+	// GatedGEMVMaxRows is the most rows of x that MatMulSiLUMul lowers to
+	// the device's one-dispatch gated kernel (matmul_silu_mul_<dt>); above
+	// it, or where it is 0, the product goes to a scratch buffer and
+	// silu_mul reads it back (two dispatches).
+	GatedGEMVMaxRows int
 	// TensorCores puts float16 and bfloat16 matrix products with weights
 	// stored [N, K] on the device's tensor cores (MatMulParams.MMA, taken
 	// by the CUDA device only). The CUDA device sets it when the

@@ -211,6 +211,10 @@ template <typename T> __device__ __forceinline__ void store_f(T* p, u64 i, float
 // is an exp2.
 #define LOG2E 1.4426950408889634f
 
+// un_silu is SiLU in double, rounded to float: the unary kernel's and
+// silu_mul's (elementwise.cu), and the gated GEMV's epilogue (matmul.cu).
+__device__ __forceinline__ float un_silu(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
+
 // ---- block-wide reductions ---------------------------------------------------
 
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {

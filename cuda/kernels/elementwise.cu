@@ -84,7 +84,6 @@ __device__ __forceinline__ float un_sqrt(float x) { return (float)sqrt((double)x
 __device__ __forceinline__ float un_rsqrt(float x) { return (float)(1.0 / sqrt((double)x)); }
 __device__ __forceinline__ float un_tanh(float x) { return (float)tanh((double)x); }
 __device__ __forceinline__ float un_sigmoid(float x) { return (float)(1.0 / (1.0 + exp(-(double)x))); }
-__device__ __forceinline__ float un_silu(float x) { return (float)((double)x / (1.0 + exp(-(double)x))); }
 __device__ __forceinline__ float un_gelu(float x) {
   double v = x;
   return (float)(0.5 * v * (1.0 + erf(v * 0.70710678118654752440)));

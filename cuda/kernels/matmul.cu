@@ -118,6 +118,53 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
   }
 LOOM_FLOATS(GEMV_KERNEL)
 
+// matmul_silu_mul (MatMulSiLUMul): x [M, K], w [2N, K], the gate rows then
+// the up rows. Warp w of block (bx, m) computes out[m, j] for
+// j = LOOM_GEMV_ROWS·bx + w: its two dot products, with w's rows j and
+// N + j, summed as gemv_rows sums one, each rounded to T as the matmul's
+// output is, then silu_mul's product.
+template <typename T>
+__device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLUMulParams& p) {
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const u32 j = blockIdx.x * LOOM_GEMV_ROWS + warp, m = blockIdx.y;
+  if (j >= p.N || m >= p.M) return;
+  x += (u64)m * p.K;
+  const T* g = w + (u64)j * p.K;
+  const T* u = w + (u64)(p.N + j) * p.K;
+  float gs = 0, us = 0;
+  const u32 V = Vec<T>::n;
+  u32 tail = 0;  // the elements from here on are summed one at a time
+  if ((((u64)x | (u64)g | (u64)u) & 15) == 0) {
+    float xv[V], gv[V], uv[V];
+#pragma unroll 4
+    for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
+      Vec<T>::load(x + k, xv);
+      Vec<T>::load(g + k, gv);
+      Vec<T>::load(u + k, uv);
+      for (u32 i = 0; i < V; i++) {
+        gs += xv[i] * gv[i];
+        us += xv[i] * uv[i];
+      }
+    }
+    tail = p.K - p.K % V;
+  }
+  for (u32 k = tail + lane; k < p.K; k += 32) {
+    const float xk = load_f(x, k);
+    gs += xk * load_f(g, k);
+    us += xk * load_f(u, k);
+  }
+  gs = Num<T>::load(Num<T>::store(warp_sum(gs)));
+  us = Num<T>::load(Num<T>::store(warp_sum(us)));
+  if (lane == 0) store_f(out, (u64)m * p.N + j, un_silu(gs) * us);
+}
+
+#define GATED_GEMV_KERNEL(SHORT, T)                                                                       \
+  extern "C" __global__ void matmul_silu_mul_##SHORT(const T* x, const T* w, T* out,                      \
+                                                     const MatMulSiLUMulParams p, Status* status) {       \
+    gated_gemv_rows(x, w, out, p);                                                                        \
+  }
+LOOM_FLOATS(GATED_GEMV_KERNEL)
+
 // ---- tiled -------------------------------------------------------------------
 
 // matmul_tiled: a block of LOOM_MATMUL_THREADS threads (128) computes a

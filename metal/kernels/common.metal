@@ -174,3 +174,9 @@ int kv_slot(device const S* slot_mapping, int num_tokens, int num_slots, uint t,
   }
   return int(slot);
 }
+
+// OpSiLU is SiLU on the compute type: the unary kernel's, silu_mul's and the
+// gated GEMV's (matmul.metal) epilogue.
+struct OpSiLU {
+  float operator()(float x) const { return x / (1.0f + exp(-x)); }
+};

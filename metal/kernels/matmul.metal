@@ -141,3 +141,41 @@ template <typename T>
 LOOM_KERNEL("matmul_f32_gemv", matmul_gemv, float)
 LOOM_KERNEL("matmul_f16_gemv", matmul_gemv, half)
 LOOM_KERNEL("matmul_bf16_gemv", matmul_gemv, bfloat)
+
+// The gated GEMV (MatMulSiLUMul): x [M, K], w [2N, K], the gate rows then
+// the up rows. SIMD group sg of threadgroup (gx, m) computes out[m, j] for
+// j = gx·simdgroups + sg: its two dot products as matmul_gemv sums one
+// (lanes striding over K, simd_sum), each rounded to T as the matmul's
+// output is, then silu_mul's product.
+template <typename T>
+[[kernel]] void matmul_silu_mul(
+    device const T* x [[buffer(0)]],
+    device const T* w [[buffer(1)]],
+    device T* out [[buffer(2)]],
+    constant MatMulSiLUMulParams& p [[buffer(3)]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint sgs [[simdgroups_per_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]],
+    uint width [[threads_per_simdgroup]]) {
+  uint j = group.x * sgs + sg, m = group.y;
+  if (j >= p.N || m >= p.M) {
+    return;
+  }
+  device const T* X = x + ulong(m) * p.K;
+  device const T* G = w + ulong(j) * p.K;
+  device const T* U = w + ulong(p.N + j) * p.K;
+  float g = 0.0f, u = 0.0f;
+  for (uint k = lane; k < p.K; k += width) {
+    float xk = float(X[k]);
+    g += xk * float(G[k]);
+    u += xk * float(U[k]);
+  }
+  g = float(T(simd_sum(g)));
+  u = float(T(simd_sum(u)));
+  if (lane == 0) {
+    out[ulong(m) * p.N + j] = T(OpSiLU()(g) * u);
+  }
+}
+
+LOOM_FLOAT_KERNELS("matmul_silu_mul", matmul_silu_mul)

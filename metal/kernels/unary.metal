@@ -23,9 +23,6 @@ struct OpTanh {
 struct OpSigmoid {
   float operator()(float x) const { return 1.0f / (1.0f + exp(-x)); }
 };
-struct OpSiLU {
-  float operator()(float x) const { return x / (1.0f + exp(-x)); }
-};
 
 // erf_approx is erf(x) with a relative error below 1.2e-7 (a Chebyshev
 // fit of erfc; Metal's standard library has no erf).
