@@ -1,7 +1,11 @@
 package model
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,7 +60,40 @@ type checkpoint struct {
 	used  map[string]bool
 }
 
+// IndexFile names a sharded checkpoint's index, which maps every tensor
+// name to the safetensors file holding it.
+const IndexFile = "model.safetensors.index.json"
+
+// openCheckpoint opens the files of dir's index when it has one (other
+// safetensors files, such as a stale single file beside the shards, are
+// ignored), else every *.safetensors file in dir.
 func openCheckpoint(dir string) (*checkpoint, error) {
+	weightMap, err := readIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &checkpoint{dir: dir, index: map[string]*Safetensors{}, used: map[string]bool{}}
+	if weightMap != nil {
+		files := map[string]*Safetensors{}
+		for _, name := range slices.Sorted(maps.Keys(weightMap)) {
+			file := weightMap[name]
+			f, ok := files[file]
+			if !ok {
+				if f, err = OpenSafetensors(filepath.Join(dir, file)); err != nil {
+					c.close()
+					return nil, fmt.Errorf("shard %s named by %s: %w", file, filepath.Join(dir, IndexFile), err)
+				}
+				files[file] = f
+				c.files = append(c.files, f)
+			}
+			if _, ok := f.Info(name); !ok {
+				c.close()
+				return nil, fmt.Errorf("%s maps tensor %s to %s, which does not hold it", filepath.Join(dir, IndexFile), name, f.Path)
+			}
+			c.index[name] = f
+		}
+		return c, nil
+	}
 	paths, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
 	if err != nil {
 		return nil, err
@@ -65,7 +102,6 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 		return nil, fmt.Errorf("no *.safetensors file in %s", dir)
 	}
 	slices.Sort(paths)
-	c := &checkpoint{dir: dir, index: map[string]*Safetensors{}, used: map[string]bool{}}
 	for _, p := range paths {
 		f, err := OpenSafetensors(p)
 		if err != nil {
@@ -82,6 +118,34 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 		}
 	}
 	return c, nil
+}
+
+// readIndex returns the weight_map of dir's index, or nil when dir has no
+// index.
+func readIndex(dir string) (map[string]string, error) {
+	path := filepath.Join(dir, IndexFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: invalid JSON: %v", path, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, fmt.Errorf("%s: no weight_map (or an empty one)", path)
+	}
+	for name, file := range idx.WeightMap {
+		if !filepath.IsLocal(file) || filepath.Base(file) != file {
+			return nil, fmt.Errorf("%s: tensor %s is in %q, which is not a file in the model directory", path, name, file)
+		}
+	}
+	return idx.WeightMap, nil
 }
 
 func (c *checkpoint) close() {

@@ -205,3 +205,75 @@ func splitRows(t testing.TB, a *graph.Array, rows ...int) []*graph.Array {
 	}
 	return out
 }
+
+// writeIndex writes model.safetensors.index.json mapping every tensor of
+// the two shards writeCheckpoint wrote to its file.
+func writeIndex(t *testing.T, dir string, ts []testTensor) {
+	t.Helper()
+	m := map[string]string{}
+	half := len(ts) / 2
+	for i, x := range ts {
+		m[x.name] = "model-00001-of-00002.safetensors"
+		if i >= half {
+			m[x.name] = "model-00002-of-00002.safetensors"
+		}
+	}
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": 0}, "weight_map": m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, IndexFile), b)
+}
+
+// TestLoadIndex checks that an index names the files that are read: a
+// stale single file beside the shards is ignored, a missing shard is named,
+// and a tensor the index maps to a file that lacks it is an error.
+func TestLoadIndex(t *testing.T) {
+	rt := newTestRuntime(t)
+	ts := checkpointTensors(t, smallConfig, graph.Float32, 3)
+	dir := writeCheckpoint(t, smallConfig, ts)
+	writeIndex(t, dir, ts)
+	// A stale single-file checkpoint of other weights: with the glob it is a duplicate.
+	stale := checkpointTensors(t, smallConfig, graph.Float32, 4)
+	writeFile(t, filepath.Join(dir, "model.safetensors"), encodeSafetensors(stale))
+	m, err := Load(rt, dir, graph.Invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := m.Weights.Norm.Bytes()
+	i := slices.IndexFunc(ts, func(x testTensor) bool { return x.name == "model.norm.weight" })
+	if string(got) != string(ts[i].data) {
+		t.Fatal("model.norm.weight was not read from the shard the index names")
+	}
+
+	if err := os.Remove(filepath.Join(dir, "model-00002-of-00002.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(rt, dir, graph.Invalid)
+	if err == nil || !strings.Contains(err.Error(), "model-00002-of-00002.safetensors") || !strings.Contains(err.Error(), IndexFile) {
+		t.Fatalf("missing shard: error %v, want one naming the shard and the index", err)
+	}
+
+	// The index maps a tensor to a shard that does not hold it.
+	dir = writeCheckpoint(t, smallConfig, ts)
+	moved := slices.Clone(ts)
+	moved[0], moved[len(moved)-1] = moved[len(moved)-1], moved[0]
+	writeIndex(t, dir, moved)
+	_, err = Load(rt, dir, graph.Invalid)
+	if err == nil || !strings.Contains(err.Error(), "does not hold it") {
+		t.Fatalf("wrong shard: error %v", err)
+	}
+
+	// Bad indexes.
+	for _, c := range []struct{ index, want string }{
+		{`{"weight_map": `, "invalid JSON"},
+		{`{"metadata": {}}`, "no weight_map"},
+		{`{"weight_map": {"model.norm.weight": "../x.safetensors"}}`, "not a file in the model directory"},
+	} {
+		dir := writeCheckpoint(t, smallConfig, ts)
+		writeFile(t, filepath.Join(dir, IndexFile), []byte(c.index))
+		if _, err := Load(rt, dir, graph.Invalid); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), IndexFile) {
+			t.Errorf("index %s: error %v, want %q", c.index, err, c.want)
+		}
+	}
+}
