@@ -170,6 +170,9 @@ func TestLoadErrors(t *testing.T) {
 					t.Fatalf("error %q should contain %q", err, w)
 				}
 			}
+			if p := CheckWeights(dir, smallConfig); len(p) != 1 || !strings.HasSuffix(err.Error(), p[0].Error()) {
+				t.Fatalf("CheckWeights: %v, want the one problem Load found", p)
+			}
 		})
 	}
 	// A corrupt file is named with its path.
@@ -274,6 +277,35 @@ func TestLoadIndex(t *testing.T) {
 		writeFile(t, filepath.Join(dir, IndexFile), []byte(c.index))
 		if _, err := Load(rt, dir, graph.Invalid); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), IndexFile) {
 			t.Errorf("index %s: error %v, want %q", c.index, err, c.want)
+		}
+	}
+}
+
+// TestCheckWeights checks that every problem of a checkpoint is reported,
+// not only the first.
+func TestCheckWeights(t *testing.T) {
+	ts := checkpointTensors(t, smallConfig, graph.BFloat16, 5)
+	if p := CheckWeights(writeCheckpoint(t, smallConfig, ts), smallConfig); p != nil {
+		t.Fatalf("good checkpoint: %v", p)
+	}
+	ts = slices.DeleteFunc(ts, func(x testTensor) bool { return x.name == "model.layers.0.self_attn.q_norm.weight" })
+	for i := range ts {
+		switch ts[i].name {
+		case "model.layers.1.mlp.up_proj.weight":
+			ts[i].shape = []int{ts[i].shape[1], ts[i].shape[0]}
+		case "model.norm.weight":
+			ts[i].dtype = "I16"
+		}
+	}
+	ts = append(ts, testTensor{"model.extra", "F32", []int{1}, make([]byte, 4)})
+	p := CheckWeights(writeCheckpoint(t, smallConfig, ts), smallConfig)
+	want := []string{"model.norm.weight in", "model.layers.0.self_attn.q_norm.weight is missing", "model.layers.1.mlp.up_proj.weight in", "model.extra"}
+	if len(p) != len(want) {
+		t.Fatalf("%d problems %v, want %d", len(p), p, len(want))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(p, func(e error) bool { return strings.Contains(e.Error(), w) }) {
+			t.Errorf("no problem names %q: %v", w, p)
 		}
 	}
 }

@@ -76,23 +76,27 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
-	loadStart := time.Now()
-	m, err := model.Load(rt, *dir, dt)
+	// The config and tokenizer are checked before the weights are read.
+	c, err := model.LoadConfig(*dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && *dir == defaultModel {
 			return fmt.Errorf("%w (run from the repository root, or pass -model DIR)", err)
 		}
 		return err
 	}
-	c := m.Config
-	fmt.Printf("model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
-		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
-		float64(m.WeightBytes())/1e6, time.Since(loadStart).Round(time.Millisecond))
-
 	ids, echo, out, err := promptTokens(*dir, c, *prompt, *promptIDs)
 	if err != nil {
 		return err
 	}
+	loadStart := time.Now()
+	m, err := model.Load(rt, *dir, dt)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
+		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
+		float64(m.WeightBytes())/1e6, time.Since(loadStart).Round(time.Millisecond))
+
 	ctx := len(ids) + *maxTokens
 	if ctx > c.MaxPositionEmbeddings {
 		return fmt.Errorf("%d prompt tokens + %d new tokens exceed the model's %d positions", len(ids), *maxTokens, c.MaxPositionEmbeddings)

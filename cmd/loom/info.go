@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -66,11 +67,14 @@ func runInfo(args []string) error {
 	default:
 		fmt.Printf("  %-24s none Loom implements (%v): prompts are token ids (-prompt-ids)\n", "tokenizer", err)
 	}
-	paths, _ := filepath.Glob(filepath.Join(*dir, "*.safetensors"))
+	paths, err := model.CheckpointFiles(*dir)
+	if err != nil {
+		return err
+	}
 	for _, p := range paths {
 		f, err := model.OpenSafetensors(p)
 		if err != nil {
-			return err
+			continue // CheckWeights reports it
 		}
 		counts := map[string]int{}
 		var bytes int64
@@ -86,5 +90,13 @@ func runInfo(args []string) error {
 		fmt.Printf("  %-24s %d tensors (%s), %.1f MB\n", filepath.Base(p), len(f.Names()), strings.Join(parts, ", "), float64(bytes)/1e6)
 		f.Close()
 	}
+	problems := model.CheckWeights(*dir, c)
+	for _, p := range problems {
+		fmt.Fprintf(os.Stderr, "problem: %v\n", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %d problems with the weights (listed above)", *dir, len(problems))
+	}
+	fmt.Printf("  %-24s every tensor present, of the config's shapes, in dtypes Loom loads\n", "weights")
 	return nil
 }
