@@ -15,13 +15,13 @@ import (
 )
 
 func init() {
-	commands["info"] = command{"print the device's caps and a model directory's configuration", runInfo}
+	commands["info"] = command{"print the device's caps and a model directory's configuration, and check its weights against it", runInfo}
 }
 
 func runInfo(args []string) error {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	dir := fs.String("model", defaultModel, "Qwen3 model directory; empty for none")
-	if err := fs.Parse(args); err != nil {
+	dir := modelFlag(fs, "Qwen3 model directory")
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	_, dev, err := newCPURuntime(false, runtime.Options{})
@@ -31,8 +31,8 @@ func runInfo(args []string) error {
 	caps := dev.Caps()
 	fmt.Printf("device %s: %d workers (cores), SIMD width %d, %d threads per group, %d KiB shared memory per group\n",
 		caps.Device, caps.Cores, caps.SIMDWidth, caps.MaxThreadsPerGroup, caps.MaxSharedBytes>>10)
-	if *dir == "" {
-		return nil
+	if *dir, err = findModel(*dir); err != nil {
+		return err
 	}
 	c, err := model.LoadConfig(*dir)
 	if err != nil {
