@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,11 +81,12 @@ func TestGenerateOutput(t *testing.T) {
 		t.Errorf("-json -stop %q: %+v, want text %q", stop, r, want)
 	}
 	// Ids in, ids out: the prompt's on stderr, the generated ones on stdout.
-	stdout, stderr = run("-prompt-ids", "256,47,47", "-max-tokens", "3")
-	if len(strings.Fields(stdout)) != 3 || !strings.Contains(stderr, "prompt ids (3): 256 47 47") {
-		t.Errorf("-prompt-ids: stdout %q, stderr %q", stdout, stderr)
+	ids := []string{"-model", tinyModel, "-max-tokens", "3", "-prompt-ids", "256,47,47"}
+	stdout, stderr, err := capture(func() error { return runGenerate(ids) })
+	if err != nil || len(strings.Fields(stdout)) != 3 || !strings.Contains(stderr, "prompt ids (3): 256 47 47") {
+		t.Errorf("-prompt-ids: error %v, stdout %q, stderr %q", err, stdout, stderr)
 	}
-	if _, _, err := capture(func() error { return runGenerate(append(base, "-prompt-ids", "1", "-stop", "x")) }); err == nil || !strings.Contains(err.Error(), "-stop needs a tokenizer") {
+	if err := runGenerate(append(ids, "-stop", "x")); err == nil || !strings.Contains(err.Error(), "-stop needs a tokenizer") {
 		t.Errorf("-stop with -prompt-ids: error %v", err)
 	}
 }
@@ -111,6 +113,7 @@ func TestCLIConventions(t *testing.T) {
 		{[]string{"generate", "-model", tinyModel, "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"info", "-model", tinyModel, "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"info", "-model", t.TempDir()}, 1, "", "config.json"},
+		{[]string{"generate", "-prompt", "a", "-prompt-ids", "1"}, 2, "", "-prompt and -prompt-ids: give one"},
 	} {
 		var code int
 		stdout, stderr, _ := capture(func() error { code = runMain(c.args); return nil })
@@ -132,5 +135,19 @@ func TestCLIConventions(t *testing.T) {
 	t.Setenv(modelEnv, abs)
 	if _, _, err := capture(func() error { return runGenerate([]string{"-max-tokens", "1"}) }); err != nil {
 		t.Errorf("%s=%s: %v", modelEnv, abs, err)
+	}
+	// Beside the binary (here the test binary).
+	t.Setenv(modelEnv, "")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	beside := filepath.Join(filepath.Dir(exe), filepath.Base(defaultModel))
+	if err := os.Symlink(abs, beside); err != nil {
+		t.Skipf("cannot place a model beside the test binary: %v", err)
+	}
+	defer os.Remove(beside)
+	if _, _, err := capture(func() error { return runGenerate([]string{"-max-tokens", "1"}) }); err != nil {
+		t.Errorf("model beside the binary: %v", err)
 	}
 }

@@ -79,6 +79,13 @@ func (f samplingFlags) sampling(fs *flag.FlagSet, g model.GenerationConfig) ops.
 	return s
 }
 
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // generateResult is what generate -json prints.
 type generateResult struct {
 	PromptIDs    []int32 `json:"prompt_ids"`
@@ -111,6 +118,9 @@ func runGenerate(args []string) (err error) {
 	asJSON := fs.Bool("json", false, "print one JSON object (prompt and generated ids, text, timings) instead of the text")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
+	}
+	if *promptIDs != "" && flagSet(fs, "prompt") {
+		return usageErrorf("-prompt and -prompt-ids: give one")
 	}
 	if *dir, err = findModel(*dir); err != nil {
 		return err
