@@ -74,18 +74,28 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 	}
 	c := &checkpoint{dir: dir, index: map[string]*Safetensors{}, used: map[string]bool{}}
 	if weightMap != nil {
+		// Every shard is opened before any error is returned, so that all
+		// the missing or corrupt ones are named.
 		files := map[string]*Safetensors{}
-		for _, name := range slices.Sorted(maps.Keys(weightMap)) {
-			file := weightMap[name]
-			f, ok := files[file]
-			if !ok {
-				if f, err = OpenSafetensors(filepath.Join(dir, file)); err != nil {
-					c.close()
-					return nil, fmt.Errorf("shard %s named by %s: %w", file, filepath.Join(dir, IndexFile), err)
-				}
-				files[file] = f
+		var errs []error
+		for _, file := range slices.Sorted(maps.Values(weightMap)) {
+			if _, done := files[file]; done {
+				continue
+			}
+			f, err := OpenSafetensors(filepath.Join(dir, file))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard %s named by %s: %w", file, filepath.Join(dir, IndexFile), err))
+			} else {
 				c.files = append(c.files, f)
 			}
+			files[file] = f
+		}
+		if len(errs) > 0 {
+			c.close()
+			return nil, errors.Join(errs...)
+		}
+		for _, name := range slices.Sorted(maps.Keys(weightMap)) {
+			f := files[weightMap[name]]
 			if _, ok := f.Info(name); !ok {
 				c.close()
 				return nil, fmt.Errorf("%s maps tensor %s to %s, which does not hold it", filepath.Join(dir, IndexFile), name, f.Path)
@@ -321,6 +331,9 @@ func specs(cfg Config) (single []tensorSpec, qkv, gateUp [][]tensorSpec) {
 // others. It returns every problem found; nil means the checkpoint loads.
 func CheckWeights(dir string, cfg Config) []error {
 	c, err := openCheckpoint(dir)
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
 	if err != nil {
 		return []error{err}
 	}

@@ -257,6 +257,14 @@ func TestLoadIndex(t *testing.T) {
 		t.Fatalf("missing shard: error %v, want one naming the shard and the index", err)
 	}
 
+	// Every missing shard is named.
+	if err := os.Remove(filepath.Join(dir, "model-00001-of-00002.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	if p := CheckWeights(dir, smallConfig); len(p) != 2 || !strings.Contains(p[0].Error(), "model-00001-of-00002") || !strings.Contains(p[1].Error(), "model-00002-of-00002") {
+		t.Fatalf("two missing shards: problems %v, want one naming each", p)
+	}
+
 	// The index maps a tensor to a shard that does not hold it.
 	dir = writeCheckpoint(t, smallConfig, ts)
 	moved := slices.Clone(ts)
