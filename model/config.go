@@ -30,8 +30,9 @@ type Config struct {
 	RopeTheta             float32
 	TieWordEmbeddings     bool
 	BOSTokenID            int   // -1 if the config names none
-	EOSTokenIDs           []int // generation stops at any of these
+	EOSTokenIDs           []int // generation stops at any of these: config.json's, then generation_config.json's
 	TorchDType            string
+	Generation            GenerationConfig // generation_config.json's settings, by LoadConfig
 }
 
 // Qwen3_0_6B is the configuration of Qwen/Qwen3-0.6B, built in so that
@@ -86,7 +87,8 @@ type ropeParameters struct {
 	RopeTheta *float64 `json:"rope_theta"`
 }
 
-// LoadConfig reads and validates dir/config.json.
+// LoadConfig reads and validates dir/config.json, and
+// dir/generation_config.json when there is one.
 func LoadConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, "config.json")
 	b, err := os.ReadFile(path)
@@ -96,6 +98,14 @@ func LoadConfig(dir string) (Config, error) {
 	c, err := ParseConfig(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("model config %s: %w", path, err)
+	}
+	g, err := LoadGenerationConfig(dir)
+	if err != nil {
+		return Config{}, fmt.Errorf("model config: %w", err)
+	}
+	c = c.withGeneration(g)
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("model config %s: %w", filepath.Join(dir, GenerationFile), err)
 	}
 	return c, nil
 }

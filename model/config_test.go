@@ -29,7 +29,8 @@ func TestLoadConfigTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{VocabSize: 257, HiddenSize: 256, IntermediateSize: 688, NumLayers: 4, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
-		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: true, BOSTokenID: 256, EOSTokenIDs: []int{256}, TorchDType: "float32"}
+		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: true, BOSTokenID: 256, EOSTokenIDs: []int{256}, TorchDType: "float32",
+		Generation: GenerationConfig{EOSTokenIDs: []int{256}}} // its generation_config.json repeats the EOS id
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config %+v\nwant %+v", c, want)
 	}

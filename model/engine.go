@@ -8,6 +8,7 @@ import (
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/tokenizer"
 )
 
 // Engine runs steps of a model over a paged KV cache: each step, prefill
@@ -155,6 +156,17 @@ type GenerateOptions struct {
 	// OnToken, if set, sees each generated token as soon as it is read back
 	// and the step that drew it; an error stops generation.
 	OnToken func(token int32, r *StepResult) error
+	// Tokenizer, if set, decodes the generated tokens (all but an EOS that
+	// ends generation) for Stop and OnText.
+	Tokenizer tokenizer.Tokenizer
+	// Stop ends generation once the decoded text contains one of these
+	// strings (which needs Tokenizer); the token that completes it is the
+	// last one returned.
+	Stop []string
+	// OnText, if set, receives the decoded text as it becomes final, never
+	// half a UTF-8 character and never any part of a stop string: the
+	// pieces join to the generated text up to the first stop string.
+	OnText func(text string) error
 }
 
 // Generate adds a sequence with the prompt, prefills it in one step, then
@@ -167,6 +179,16 @@ func (e *Engine) Generate(id int, prompt []int32, o GenerateOptions) (out []int3
 	}
 	if o.MaxTokens <= 0 {
 		return nil, nil
+	}
+	if o.Tokenizer == nil && (len(o.Stop) > 0 || o.OnText != nil) {
+		return nil, fmt.Errorf("generate: stop strings and OnText need a Tokenizer")
+	}
+	if slices.Contains(o.Stop, "") {
+		return nil, fmt.Errorf("generate: an empty stop string")
+	}
+	var text *textStream
+	if o.Tokenizer != nil {
+		text = &textStream{tokenizer.NewStreamDecoder(o.Tokenizer), tokenizer.NewStopFilter(o.Stop), o.OnText}
 	}
 	if err := e.Cache.Add(id); err != nil {
 		return nil, err
@@ -199,6 +221,44 @@ func (e *Engine) Generate(id int, prompt []int32, o GenerateOptions) (out []int3
 		if o.StopAtEOS && e.Model.Config.IsEOS(int(tok)) {
 			break
 		}
+		if text != nil {
+			if stopped, err := text.add(tok); stopped || err != nil {
+				return out, err
+			}
+		}
+	}
+	if text != nil {
+		return out, text.flush()
 	}
 	return out, nil
+}
+
+// textStream decodes generated tokens, watches for stop strings and
+// passes the final text on.
+type textStream struct {
+	dec    *tokenizer.StreamDecoder
+	stop   *tokenizer.StopFilter
+	onText func(string) error
+}
+
+// add decodes tok and reports whether a stop string is reached.
+func (t *textStream) add(tok int32) (bool, error) {
+	s, stopped := t.stop.Add(t.dec.Add(tok))
+	return stopped, t.emit(s)
+}
+
+// flush passes on what the decoder and filter hold at the end.
+func (t *textStream) flush() error {
+	s, stopped := t.stop.Add(t.dec.Flush())
+	if !stopped {
+		s += t.stop.Flush()
+	}
+	return t.emit(s)
+}
+
+func (t *textStream) emit(s string) error {
+	if s == "" || t.onText == nil {
+		return nil
+	}
+	return t.onText(s)
 }

@@ -19,8 +19,10 @@ type Model struct {
 	rt      *runtime.Runtime
 }
 
-// Load reads a Hugging Face Qwen3 directory (config.json and *.safetensors)
-// and uploads the weights to rt. dt is the dtype to compute in; Invalid
+// Load reads a Hugging Face Qwen3 directory (config.json, the optional
+// generation_config.json, and the safetensors files its
+// model.safetensors.index.json names, or every *.safetensors file when it
+// has none) and uploads the weights to rt. dt is the dtype to compute in; Invalid
 // means the dtype the embedding is stored in. Weights stored in another
 // float dtype are converted on the host.
 func Load(rt *runtime.Runtime, dir string, dt graph.DType) (*Model, error) {

@@ -1,7 +1,11 @@
 package model
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,16 +60,54 @@ type checkpoint struct {
 	used  map[string]bool
 }
 
+// IndexFile names a sharded checkpoint's index, which maps every tensor
+// name to the safetensors file holding it.
+const IndexFile = "model.safetensors.index.json"
+
+// openCheckpoint opens the files of dir's index when it has one (other
+// safetensors files, such as a stale single file beside the shards, are
+// ignored), else every *.safetensors file in dir.
 func openCheckpoint(dir string) (*checkpoint, error) {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	weightMap, err := readIndex(dir)
 	if err != nil {
 		return nil, err
 	}
-	if len(paths) == 0 {
-		return nil, fmt.Errorf("no *.safetensors file in %s", dir)
-	}
-	slices.Sort(paths)
 	c := &checkpoint{dir: dir, index: map[string]*Safetensors{}, used: map[string]bool{}}
+	if weightMap != nil {
+		// Every shard is opened before any error is returned, so that all
+		// the missing or corrupt ones are named.
+		files := map[string]*Safetensors{}
+		var errs []error
+		for _, file := range slices.Sorted(maps.Values(weightMap)) {
+			if _, done := files[file]; done {
+				continue
+			}
+			f, err := OpenSafetensors(filepath.Join(dir, file))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard %s named by %s: %w", file, filepath.Join(dir, IndexFile), err))
+			} else {
+				c.files = append(c.files, f)
+			}
+			files[file] = f
+		}
+		if len(errs) > 0 {
+			c.close()
+			return nil, errors.Join(errs...)
+		}
+		for _, name := range slices.Sorted(maps.Keys(weightMap)) {
+			f := files[weightMap[name]]
+			if _, ok := f.Info(name); !ok {
+				c.close()
+				return nil, fmt.Errorf("%s maps tensor %s to %s, which does not hold it", filepath.Join(dir, IndexFile), name, f.Path)
+			}
+			c.index[name] = f
+		}
+		return c, nil
+	}
+	paths, err := CheckpointFiles(dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range paths {
 		f, err := OpenSafetensors(p)
 		if err != nil {
@@ -82,6 +124,56 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 		}
 	}
 	return c, nil
+}
+
+// CheckpointFiles returns the paths of dir's safetensors files, sorted:
+// those its index names when it has one, else every *.safetensors file.
+func CheckpointFiles(dir string) ([]string, error) {
+	weightMap, err := readIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	if weightMap != nil {
+		for _, f := range weightMap {
+			paths = append(paths, filepath.Join(dir, f))
+		}
+	} else if paths, err = filepath.Glob(filepath.Join(dir, "*.safetensors")); err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no *.safetensors file in %s", dir)
+	}
+	slices.Sort(paths)
+	return slices.Compact(paths), nil
+}
+
+// readIndex returns the weight_map of dir's index, or nil when dir has no
+// index.
+func readIndex(dir string) (map[string]string, error) {
+	path := filepath.Join(dir, IndexFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: invalid JSON: %v", path, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, fmt.Errorf("%s: no weight_map (or an empty one)", path)
+	}
+	for name, file := range idx.WeightMap {
+		if !filepath.IsLocal(file) || filepath.Base(file) != file {
+			return nil, fmt.Errorf("%s: tensor %s is in %q, which is not a file in the model directory", path, name, file)
+		}
+	}
+	return idx.WeightMap, nil
 }
 
 func (c *checkpoint) close() {
@@ -105,18 +197,9 @@ func (c *checkpoint) tensor(name string, dt graph.DType, shape ...int) (*graph.A
 // tensorBytes returns the named tensor's bytes as dtype dt, checking its
 // shape: the file's own bytes when it stores dt, converted otherwise.
 func (c *checkpoint) tensorBytes(name string, dt graph.DType, shape ...int) ([]byte, error) {
-	f, ok := c.index[name]
-	if !ok {
-		return nil, fmt.Errorf("tensor %s is missing from %s", name, c.dir)
-	}
-	c.used[name] = true
-	info, _ := f.Info(name)
-	if !slices.Equal(info.Shape, shape) {
-		return nil, fmt.Errorf("tensor %s in %s has shape %v, the config needs %v", name, f.Path, info.Shape, shape)
-	}
-	stored, err := DType(info.DType)
+	f, info, stored, err := c.lookup(name, shape)
 	if err != nil {
-		return nil, fmt.Errorf("tensor %s in %s: %v", name, f.Path, err)
+		return nil, err
 	}
 	b := f.Bytes(info)
 	if stored != dt {
@@ -125,23 +208,41 @@ func (c *checkpoint) tensorBytes(name string, dt graph.DType, shape ...int) ([]b
 	return b, nil
 }
 
-// stacked returns the named matrices of cols columns and the given numbers
-// of rows, stacked in order, as one constant of dtype dt: a copy on the
-// host, from which the device gets its only copy.
-func (c *checkpoint) stacked(dt graph.DType, cols int, names []string, rows []int) (*graph.Array, error) {
-	total := 0
-	for _, r := range rows {
-		total += r
+// lookup finds the named tensor, marks it used, and checks its shape and
+// that its dtype is one Loom loads.
+func (c *checkpoint) lookup(name string, shape []int) (*Safetensors, TensorInfo, graph.DType, error) {
+	f, ok := c.index[name]
+	if !ok {
+		return nil, TensorInfo{}, 0, fmt.Errorf("tensor %s is missing from %s", name, c.dir)
 	}
-	out := make([]byte, 0, total*cols*dt.Size())
-	for i, name := range names {
-		b, err := c.tensorBytes(name, dt, rows[i], cols)
+	c.used[name] = true
+	info, _ := f.Info(name)
+	if !slices.Equal(info.Shape, shape) {
+		return nil, TensorInfo{}, 0, fmt.Errorf("tensor %s in %s has shape %v, the config needs %v", name, f.Path, info.Shape, shape)
+	}
+	stored, err := DType(info.DType)
+	if err != nil {
+		return nil, TensorInfo{}, 0, fmt.Errorf("tensor %s in %s: %v", name, f.Path, err)
+	}
+	return f, info, stored, nil
+}
+
+// stacked returns the given matrices, stacked in order, as one constant of
+// dtype dt: a copy on the host, from which the device gets its only copy.
+func (c *checkpoint) stacked(dt graph.DType, parts []tensorSpec) (*graph.Array, error) {
+	rows, cols := 0, parts[0].shape[1]
+	for _, p := range parts {
+		rows += p.shape[0]
+	}
+	out := make([]byte, 0, rows*cols*dt.Size())
+	for _, p := range parts {
+		b, err := c.tensorBytes(p.name, dt, p.shape...)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, b...)
 	}
-	a := graph.FromBytes(dt, out, total, cols)
+	a := graph.FromBytes(dt, out, rows, cols)
 	return a, a.Err()
 }
 
@@ -163,16 +264,98 @@ func convertFloats(from, to graph.DType, b []byte) []byte {
 	return out
 }
 
-// unused returns the names of tensors in the files that were not loaded.
-func (c *checkpoint) unused() []string {
-	var out []string
+// unused returns an error naming the tensors in the files that were not
+// loaded, or nil.
+func (c *checkpoint) unused() error {
+	var extra []string
 	for name := range c.index {
 		if !c.used[name] {
-			out = append(out, name)
+			extra = append(extra, name)
 		}
 	}
-	slices.Sort(out)
-	return out
+	if len(extra) == 0 {
+		return nil
+	}
+	slices.Sort(extra)
+	return fmt.Errorf("%s holds %d tensors a Qwen3 model of this config does not have (unsupported), such as %s",
+		c.dir, len(extra), strings.Join(extra[:min(3, len(extra))], ", "))
+}
+
+// tensorSpec is a tensor a checkpoint must hold.
+type tensorSpec struct {
+	name  string
+	shape []int
+}
+
+// layerPrefix is the name prefix of layer i's tensors.
+func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+
+// specs returns the tensors of a Qwen3 checkpoint of cfg: the ones loaded
+// as they are, then each layer's q, k, v and gate, up projections (in the
+// order stacked into QKV and GateUp).
+func specs(cfg Config) (single []tensorSpec, qkv, gateUp [][]tensorSpec) {
+	h, q, kv, d, inter := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.HeadDim, cfg.IntermediateSize
+	single = []tensorSpec{
+		{"model.embed_tokens.weight", []int{cfg.VocabSize, h}},
+		{"model.norm.weight", []int{h}},
+	}
+	if !cfg.TieWordEmbeddings {
+		single = append(single, tensorSpec{"lm_head.weight", []int{cfg.VocabSize, h}})
+	}
+	for i := range cfg.NumLayers {
+		p := layerPrefix(i)
+		single = append(single,
+			tensorSpec{p + "input_layernorm.weight", []int{h}},
+			tensorSpec{p + "post_attention_layernorm.weight", []int{h}},
+			tensorSpec{p + "self_attn.q_norm.weight", []int{d}},
+			tensorSpec{p + "self_attn.k_norm.weight", []int{d}},
+			tensorSpec{p + "self_attn.o_proj.weight", []int{h, q}},
+			tensorSpec{p + "mlp.down_proj.weight", []int{h, inter}},
+		)
+		qkv = append(qkv, []tensorSpec{
+			{p + "self_attn.q_proj.weight", []int{q, h}},
+			{p + "self_attn.k_proj.weight", []int{kv, h}},
+			{p + "self_attn.v_proj.weight", []int{kv, h}},
+		})
+		gateUp = append(gateUp, []tensorSpec{
+			{p + "mlp.gate_proj.weight", []int{inter, h}},
+			{p + "mlp.up_proj.weight", []int{inter, h}},
+		})
+	}
+	return single, qkv, gateUp
+}
+
+// CheckWeights checks dir's checkpoint against cfg without reading the
+// weights: that the files open and every tensor is present, of the shape
+// the config needs and of a dtype Loom loads, and that there are no
+// others. It returns every problem found; nil means the checkpoint loads.
+func CheckWeights(dir string, cfg Config) []error {
+	c, err := openCheckpoint(dir)
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	defer c.close()
+	single, qkv, gateUp := specs(cfg)
+	all := single
+	for i := range qkv {
+		all = append(append(all, qkv[i]...), gateUp[i]...)
+	}
+	var problems []error
+	for _, s := range all {
+		if _, _, _, err := c.lookup(s.name, s.shape); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if cfg.TieWordEmbeddings {
+		c.used["lm_head.weight"] = true // a tied checkpoint may store the copy
+	}
+	if err := c.unused(); err != nil {
+		problems = append(problems, err)
+	}
+	return problems
 }
 
 // loadWeights reads a Qwen3 checkpoint. dt is the dtype to compute in; 0
@@ -187,56 +370,32 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 		c.close()
 		return nil, 0, nil, err
 	}
+	single, qkv, gateUp := specs(cfg)
 	if dt == graph.Invalid {
-		f, ok := c.index["model.embed_tokens.weight"]
-		if !ok {
-			return fail(fmt.Errorf("tensor model.embed_tokens.weight is missing from %s", dir))
-		}
-		info, _ := f.Info("model.embed_tokens.weight")
-		if dt, err = DType(info.DType); err != nil {
-			return fail(fmt.Errorf("tensor model.embed_tokens.weight in %s: %v", f.Path, err))
+		if _, _, dt, err = c.lookup(single[0].name, single[0].shape); err != nil {
+			return fail(err)
 		}
 	}
-	h, q, kv, d, inter := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.HeadDim, cfg.IntermediateSize
 	w := &Weights{Layers: make([]Layer, cfg.NumLayers)}
-	type want struct {
-		dst   **graph.Array
-		name  string
-		shape []int
-	}
-	wants := []want{
-		{&w.Embed, "model.embed_tokens.weight", []int{cfg.VocabSize, h}},
-		{&w.Norm, "model.norm.weight", []int{h}},
-	}
+	dsts := []**graph.Array{&w.Embed, &w.Norm}
 	if !cfg.TieWordEmbeddings {
-		wants = append(wants, want{&w.LMHead, "lm_head.weight", []int{cfg.VocabSize, h}})
+		dsts = append(dsts, &w.LMHead)
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		p := fmt.Sprintf("model.layers.%d.", i)
-		wants = append(wants,
-			want{&l.InputNorm, p + "input_layernorm.weight", []int{h}},
-			want{&l.PostAttnNorm, p + "post_attention_layernorm.weight", []int{h}},
-			want{&l.QNorm, p + "self_attn.q_norm.weight", []int{d}},
-			want{&l.KNorm, p + "self_attn.k_norm.weight", []int{d}},
-			want{&l.O, p + "self_attn.o_proj.weight", []int{h, q}},
-			want{&l.Down, p + "mlp.down_proj.weight", []int{h, inter}},
-		)
+		dsts = append(dsts, &l.InputNorm, &l.PostAttnNorm, &l.QNorm, &l.KNorm, &l.O, &l.Down)
 	}
-	for _, x := range wants {
-		if *x.dst, err = c.tensor(x.name, dt, x.shape...); err != nil {
+	for i, s := range single {
+		if *dsts[i], err = c.tensor(s.name, dt, s.shape...); err != nil {
 			return fail(err)
 		}
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		p := fmt.Sprintf("model.layers.%d.", i)
-		names := []string{p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}
-		if l.QKV, err = c.stacked(dt, h, names, []int{q, kv, kv}); err != nil {
+		if l.QKV, err = c.stacked(dt, qkv[i]); err != nil {
 			return fail(err)
 		}
-		names = []string{p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}
-		if l.GateUp, err = c.stacked(dt, h, names, []int{inter, inter}); err != nil {
+		if l.GateUp, err = c.stacked(dt, gateUp[i]); err != nil {
 			return fail(err)
 		}
 	}
@@ -244,9 +403,8 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 		w.LMHead = w.Embed
 		c.used["lm_head.weight"] = true // a tied checkpoint may store the copy; the embedding is used
 	}
-	if extra := c.unused(); len(extra) > 0 {
-		return fail(fmt.Errorf("%s holds %d tensors a Qwen3 model of this config does not have (unsupported), such as %s",
-			dir, len(extra), strings.Join(extra[:min(3, len(extra))], ", ")))
+	if err := c.unused(); err != nil {
+		return fail(err)
 	}
 	return w, dt, c, nil
 }

@@ -170,6 +170,9 @@ func TestLoadErrors(t *testing.T) {
 					t.Fatalf("error %q should contain %q", err, w)
 				}
 			}
+			if p := CheckWeights(dir, smallConfig); len(p) != 1 || !strings.HasSuffix(err.Error(), p[0].Error()) {
+				t.Fatalf("CheckWeights: %v, want the one problem Load found", p)
+			}
 		})
 	}
 	// A corrupt file is named with its path.
@@ -204,4 +207,113 @@ func splitRows(t testing.TB, a *graph.Array, rows ...int) []*graph.Array {
 		t.Fatalf("%v has %d bytes past rows %v", a, len(b), rows)
 	}
 	return out
+}
+
+// writeIndex writes model.safetensors.index.json mapping every tensor of
+// the two shards writeCheckpoint wrote to its file.
+func writeIndex(t *testing.T, dir string, ts []testTensor) {
+	t.Helper()
+	m := map[string]string{}
+	half := len(ts) / 2
+	for i, x := range ts {
+		m[x.name] = "model-00001-of-00002.safetensors"
+		if i >= half {
+			m[x.name] = "model-00002-of-00002.safetensors"
+		}
+	}
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": 0}, "weight_map": m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, IndexFile), b)
+}
+
+// TestLoadIndex checks that an index names the files that are read: a
+// stale single file beside the shards is ignored, a missing shard is named,
+// and a tensor the index maps to a file that lacks it is an error.
+func TestLoadIndex(t *testing.T) {
+	rt := newTestRuntime(t)
+	ts := checkpointTensors(t, smallConfig, graph.Float32, 3)
+	dir := writeCheckpoint(t, smallConfig, ts)
+	writeIndex(t, dir, ts)
+	// A stale single-file checkpoint of other weights: with the glob it is a duplicate.
+	stale := checkpointTensors(t, smallConfig, graph.Float32, 4)
+	writeFile(t, filepath.Join(dir, "model.safetensors"), encodeSafetensors(stale))
+	m, err := Load(rt, dir, graph.Invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := m.Weights.Norm.Bytes()
+	i := slices.IndexFunc(ts, func(x testTensor) bool { return x.name == "model.norm.weight" })
+	if string(got) != string(ts[i].data) {
+		t.Fatal("model.norm.weight was not read from the shard the index names")
+	}
+
+	if err := os.Remove(filepath.Join(dir, "model-00002-of-00002.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(rt, dir, graph.Invalid)
+	if err == nil || !strings.Contains(err.Error(), "model-00002-of-00002.safetensors") || !strings.Contains(err.Error(), IndexFile) {
+		t.Fatalf("missing shard: error %v, want one naming the shard and the index", err)
+	}
+
+	// Every missing shard is named.
+	if err := os.Remove(filepath.Join(dir, "model-00001-of-00002.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	if p := CheckWeights(dir, smallConfig); len(p) != 2 || !strings.Contains(p[0].Error(), "model-00001-of-00002") || !strings.Contains(p[1].Error(), "model-00002-of-00002") {
+		t.Fatalf("two missing shards: problems %v, want one naming each", p)
+	}
+
+	// The index maps a tensor to a shard that does not hold it.
+	dir = writeCheckpoint(t, smallConfig, ts)
+	moved := slices.Clone(ts)
+	moved[0], moved[len(moved)-1] = moved[len(moved)-1], moved[0]
+	writeIndex(t, dir, moved)
+	_, err = Load(rt, dir, graph.Invalid)
+	if err == nil || !strings.Contains(err.Error(), "does not hold it") {
+		t.Fatalf("wrong shard: error %v", err)
+	}
+
+	// Bad indexes.
+	for _, c := range []struct{ index, want string }{
+		{`{"weight_map": `, "invalid JSON"},
+		{`{"metadata": {}}`, "no weight_map"},
+		{`{"weight_map": {"model.norm.weight": "../x.safetensors"}}`, "not a file in the model directory"},
+	} {
+		dir := writeCheckpoint(t, smallConfig, ts)
+		writeFile(t, filepath.Join(dir, IndexFile), []byte(c.index))
+		if _, err := Load(rt, dir, graph.Invalid); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), IndexFile) {
+			t.Errorf("index %s: error %v, want %q", c.index, err, c.want)
+		}
+	}
+}
+
+// TestCheckWeights checks that every problem of a checkpoint is reported,
+// not only the first.
+func TestCheckWeights(t *testing.T) {
+	ts := checkpointTensors(t, smallConfig, graph.BFloat16, 5)
+	if p := CheckWeights(writeCheckpoint(t, smallConfig, ts), smallConfig); p != nil {
+		t.Fatalf("good checkpoint: %v", p)
+	}
+	ts = slices.DeleteFunc(ts, func(x testTensor) bool { return x.name == "model.layers.0.self_attn.q_norm.weight" })
+	for i := range ts {
+		switch ts[i].name {
+		case "model.layers.1.mlp.up_proj.weight":
+			ts[i].shape = []int{ts[i].shape[1], ts[i].shape[0]}
+		case "model.norm.weight":
+			ts[i].dtype = "I16"
+		}
+	}
+	ts = append(ts, testTensor{"model.extra", "F32", []int{1}, make([]byte, 4)})
+	p := CheckWeights(writeCheckpoint(t, smallConfig, ts), smallConfig)
+	want := []string{"model.norm.weight in", "model.layers.0.self_attn.q_norm.weight is missing", "model.layers.1.mlp.up_proj.weight in", "model.extra"}
+	if len(p) != len(want) {
+		t.Fatalf("%d problems %v, want %d", len(p), p, len(want))
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(p, func(e error) bool { return strings.Contains(e.Error(), w) }) {
+			t.Errorf("no problem names %q: %v", w, p)
+		}
+	}
 }

@@ -92,7 +92,7 @@ type attentionResult struct {
 }
 
 func benchAttention(args []string) error {
-	fs := flag.NewFlagSet("attention", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench attention", flag.ContinueOnError)
 	split := fs.String("split", "all", "split mode: auto, never, always, or all (every mode, interleaved)")
 	asJSON := fs.Bool("json", false, "print one JSON object per case and mode (case, mode, path, ms, kv_bytes, gbps)")
 	device := fs.String("device", "cpu", "device to run on: cpu, cuda or metal (macOS)")
@@ -100,7 +100,7 @@ func benchAttention(args []string) error {
 	reps := fs.Int("reps", 9, "timed samples per case and mode, each of enough Evals to last 5 ms, after a warm-up (the median is printed)")
 	only := fs.String("case", "", "run only the cases whose name contains this")
 	gate := fs.Bool("gate", false, "instead of the suite, time both paths for a growing number of groups (query tokens × KV heads): the measurement behind SplitAuto's threshold")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	modes, err := parseSplitModes(*split)

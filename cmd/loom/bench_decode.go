@@ -56,7 +56,7 @@ type decodeResult struct {
 }
 
 func benchDecode(args []string) error {
-	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench decode", flag.ContinueOnError)
 	batch := fs.Int("batch", 1, "sequences decoded together")
 	context := fs.Int("context", 1024, "tokens already in each sequence's KV cache (random K/V, no prefill)")
 	steps := fs.Int("steps", 16, "timed decode steps (after 2 warm-up steps)")
@@ -66,7 +66,7 @@ func benchDecode(args []string) error {
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	if *batch < 1 || *context < 0 || *steps < 1 {

@@ -65,14 +65,14 @@ type encodeResult struct {
 // one structure: the first decode step traces it, the rest replay.
 func benchEncode(args []string) error {
 	var err error
-	fs := flag.NewFlagSet("encode", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench encode", flag.ContinueOnError)
 	steps := fs.Int("steps", 20, "timed decode steps (after 2 warm-up steps)")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
 	perCB := fs.Int("n", 0, "dispatches per command buffer (0: the runtime's default)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	bucket := fs.Int("bucket", 32, "pad the block tables to a multiple of this many blocks (model.Engine.PadBlocks)")
 	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	if *steps < 1 || *bucket < 1 {

@@ -16,13 +16,13 @@ func init() {
 }
 
 func benchGemv(args []string) error {
-	fs := flag.NewFlagSet("gemv", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench gemv", flag.ContinueOnError)
 	n := fs.Int("n", 4096, "output size N (rows of W)")
 	k := fs.Int("k", 4096, "input size K (columns of W)")
 	dtypes := fs.String("dtypes", "f32,bf16,f16", "comma-separated dtypes of x and W")
 	transB := fs.Bool("tb", true, "W stored [N, K] (the layout of linear-layer weights); false: [K, N]")
 	reps := fs.Int("reps", 30, "timed runs per dtype (best and median are printed)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	dts, err := parseDTypes(*dtypes)

@@ -13,12 +13,12 @@ func init() {
 }
 
 func benchMatmul(args []string) error {
-	fs := flag.NewFlagSet("matmul", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench matmul", flag.ContinueOnError)
 	n := fs.Int("n", 1024, "matrix size: [n, n] · [n, n]")
 	dtypes := fs.String("dtypes", "f32,bf16", "comma-separated dtypes")
 	transB := fs.Bool("tb", false, "b transposed (the layout of linear-layer weights)")
 	reps := fs.Int("reps", 10, "timed runs per dtype (best and median are printed)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	dts, err := parseDTypes(*dtypes)

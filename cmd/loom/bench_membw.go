@@ -42,11 +42,11 @@ func deviceBandwidth(device string) (cpu.Bandwidth, error) {
 }
 
 func benchMembw(args []string) error {
-	fs := flag.NewFlagSet("membw", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench membw", flag.ContinueOnError)
 	size := fs.Int("mb", 256, "buffer size in MiB")
 	reps := fs.Int("reps", 5, "repetitions (best is kept)")
 	device := fs.String("device", "cpu", "cpu, or cuda for the GPU's device-to-device copy")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	switch *device {

@@ -84,12 +84,12 @@ func decodeOps(rows int) []opCase {
 }
 
 func benchOps(args []string) error {
-	fs := flag.NewFlagSet("ops", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench ops", flag.ContinueOnError)
 	dtypes := fs.String("dtypes", "f32,bf16,f16", "comma-separated dtypes")
 	rows := fs.Int("rows", 1, "tokens per step (the batch)")
 	k := fs.Int("k", 64, "applications of the op per Eval, to spread the Eval's fixed cost")
 	reps := fs.Int("reps", 20, "timed Evals per op (best and median are printed)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	dts, err := parseDTypes(*dtypes)

@@ -33,14 +33,14 @@ func (t tiledMatMul) Lower(l *primitives.Lowering) error {
 }
 
 func benchSmallM(args []string) error {
-	fs := flag.NewFlagSet("smallm", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench smallm", flag.ContinueOnError)
 	n := fs.Int("n", 4096, "output size N")
 	k := fs.Int("k", 4096, "input size K")
 	rows := fs.String("m", "1,2,4,8,16,32,64,128,256", "comma-separated row counts M")
 	dtypes := fs.String("dtypes", "bf16,f32", "comma-separated dtypes of x and W")
 	transB := fs.Bool("tb", true, "W stored [N, K] (the layout of linear-layer weights); false: [K, N]")
 	reps := fs.Int("reps", 10, "timed runs of each case (best and median are printed)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	dts, err := parseDTypes(*dtypes)

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -19,48 +19,117 @@ import (
 	"github.com/loomrt/loom/tokenizer"
 )
 
-// defaultModel is the tiny model the repository ships, relative to the
-// repository root (where `make run` runs).
-const defaultModel = "testdata/tiny-qwen3"
-
 const defaultPrompt = "// Package ring implements operations on circular lists.\npackage ring\n\n"
 
 func init() {
 	commands["generate"] = command{"generate text with a Qwen3 model (default: the shipped tiny model, on the CPU)", runGenerate}
 }
 
-func runGenerate(args []string) error {
+// stopFlags is the repeatable -stop flag.
+type stopFlags []string
+
+func (s *stopFlags) String() string { return fmt.Sprintf("%q", []string(*s)) }
+func (s *stopFlags) Set(v string) error {
+	if v == "" {
+		return fmt.Errorf("an empty stop string")
+	}
+	*s = append(*s, v)
+	return nil
+}
+
+// samplingFlags are the sampling flags; generation_config.json's values
+// take the place of their defaults, and a flag given on the command line
+// wins over both.
+type samplingFlags struct {
+	temperature, topP, minP, penalty *float64
+	topK                             *int
+	seed                             *uint64
+}
+
+func newSamplingFlags(fs *flag.FlagSet) samplingFlags {
+	return samplingFlags{
+		temperature: fs.Float64("temperature", 0.7, "sampling temperature; 0 is greedy (default: generation_config.json's, else 0.7)"),
+		topK:        fs.Int("top-k", 40, "sample from the K most likely tokens; 0 for all (default: generation_config.json's, else 40)"),
+		topP:        fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all (default: generation_config.json's, else 0.95)"),
+		minP:        fs.Float64("min-p", 0, "sample from the tokens at least this fraction as likely as the most likely; 0 for all (default: generation_config.json's, else 0)"),
+		penalty:     fs.Float64("repetition-penalty", 1, "divide the positive logits (multiply the negative ones) of recent tokens by this; 1 is off (default: generation_config.json's, else 1)"),
+		seed:        fs.Uint64("seed", 1, "sampling seed"),
+	}
+}
+
+// sampling returns the flags' defaults, overridden by g, overridden by the
+// flags set on the command line.
+func (f samplingFlags) sampling(fs *flag.FlagSet, g model.GenerationConfig) ops.Sampling {
+	s := g.Apply(ops.Sampling{Temperature: float32(*f.temperature), TopK: *f.topK, TopP: float32(*f.topP), MinP: float32(*f.minP),
+		RepetitionPenalty: float32(*f.penalty), Seed: *f.seed})
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "temperature":
+			s.Temperature = float32(*f.temperature)
+		case "top-k":
+			s.TopK = *f.topK
+		case "top-p":
+			s.TopP = float32(*f.topP)
+		case "min-p":
+			s.MinP = float32(*f.minP)
+		case "repetition-penalty":
+			s.RepetitionPenalty = float32(*f.penalty)
+		}
+	})
+	return s
+}
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// generateResult is what generate -json prints.
+type generateResult struct {
+	PromptIDs    []int32 `json:"prompt_ids"`
+	GeneratedIDs []int32 `json:"generated_ids"`
+	Text         string  `json:"text"` // empty without a tokenizer
+	// Stop is why generation ended: "eos", "stop" (a stop string) or
+	// "max_tokens".
+	Stop    string  `json:"stop"`
+	LoadMS  float64 `json:"load_ms"`
+	TTFTMS  float64 `json:"ttft_ms"`
+	TPOTMS  float64 `json:"tpot_ms"` // 0 with one generated token
+	TotalMS float64 `json:"total_ms"`
+}
+
+func runGenerate(args []string) (err error) {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	dir := fs.String("model", defaultModel, "Qwen3 model directory (config.json and *.safetensors)")
+	dir := modelFlag(fs, "Qwen3 model directory (config.json and *.safetensors)")
 	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or byte-level BPE "+tokenizer.HFFile+")")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
 	maxTokens := fs.Int("max-tokens", 200, "tokens to generate")
-	temperature := fs.Float64("temperature", 0.7, "sampling temperature; 0 is greedy")
-	topK := fs.Int("top-k", 40, "sample from the K most likely tokens; 0 for all")
-	topP := fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all")
-	minP := fs.Float64("min-p", 0, "sample from the tokens at least this fraction as likely as the most likely; 0 for all")
-	penalty := fs.Float64("repetition-penalty", 1, "divide the positive logits (multiply the negative ones) of recent tokens by this; 1 is off")
+	sf := newSamplingFlags(fs)
+	var stops stopFlags
+	fs.Var(&stops, "stop", "end generation when the text contains this string, which is not printed (repeatable)")
 	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the repetition penalty sees")
-	seed := fs.Uint64("seed", 1, "sampling seed")
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	stepStats := fs.Bool("step-stats", false, "print every step's statistics")
-	if err := fs.Parse(args); err != nil {
+	asJSON := fs.Bool("json", false, "print one JSON object (prompt and generated ids, text, timings) instead of the text")
+	if err := parseFlags(fs, args, ""); err != nil {
+		return err
+	}
+	if *promptIDs != "" && flagSet(fs, "prompt") {
+		return usageErrorf("-prompt and -prompt-ids: give one")
+	}
+	if *dir, err = findModel(*dir); err != nil {
 		return err
 	}
 	dt := graph.Invalid
 	if *dtypeName != "" {
-		var err error
 		if dt, err = graph.ParseDType(*dtypeName); err != nil {
 			return err
 		}
-	}
-	sampling := ops.Sampling{Temperature: float32(*temperature), TopK: *topK, TopP: float32(*topP), MinP: float32(*minP),
-		RepetitionPenalty: float32(*penalty), Seed: *seed}
-	if err := sampling.Validate(); err != nil {
-		return err
 	}
 	if *maxTokens < 1 {
 		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
@@ -71,6 +140,22 @@ func runGenerate(args []string) error {
 	if *window < 1 {
 		return fmt.Errorf("-repetition-window %d: want at least 1", *window)
 	}
+	// The config and tokenizer are checked before the weights are read.
+	c, err := model.LoadConfig(*dir)
+	if err != nil {
+		return err
+	}
+	sampling := sf.sampling(fs, c.Generation)
+	if err := sampling.Validate(); err != nil {
+		return err
+	}
+	ids, tok, err := promptTokens(*dir, c, *prompt, *promptIDs)
+	if err != nil {
+		return err
+	}
+	if tok == nil && len(stops) > 0 {
+		return fmt.Errorf("-stop needs a tokenizer: output from -prompt-ids is token ids")
+	}
 
 	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{})
 	if err != nil {
@@ -79,20 +164,12 @@ func runGenerate(args []string) error {
 	loadStart := time.Now()
 	m, err := model.Load(rt, *dir, dt)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && *dir == defaultModel {
-			return fmt.Errorf("%w (run from the repository root, or pass -model DIR)", err)
-		}
 		return err
 	}
-	c := m.Config
-	fmt.Printf("model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
+	loadTime := time.Since(loadStart)
+	fmt.Fprintf(os.Stderr, "model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
 		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
-		float64(m.WeightBytes())/1e6, time.Since(loadStart).Round(time.Millisecond))
-
-	ids, echo, out, err := promptTokens(*dir, c, *prompt, *promptIDs)
-	if err != nil {
-		return err
-	}
+		float64(m.WeightBytes())/1e6, loadTime.Round(time.Millisecond))
 	ctx := len(ids) + *maxTokens
 	if ctx > c.MaxPositionEmbeddings {
 		return fmt.Errorf("%d prompt tokens + %d new tokens exceed the model's %d positions", len(ids), *maxTokens, c.MaxPositionEmbeddings)
@@ -101,37 +178,74 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("device: %s; KV cache %d blocks of %d tokens (%.1f MB)\n",
+	fmt.Fprintf(os.Stderr, "device: %s; KV cache %d blocks of %d tokens (%.1f MB)\n",
 		where, e.Cache.Config().NumBlocks, *blockSize, float64(e.Cache.Config().Bytes())/1e6)
-	fmt.Printf("prompt: %d tokens; prefilling…\n\n%s", len(ids), echo)
+	fmt.Fprintf(os.Stderr, "sampling: temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g over %d tokens, seed %d; EOS ids %v; stop strings %q; at most %d tokens\n",
+		sampling.Temperature, sampling.TopK, sampling.TopP, sampling.MinP, sampling.RepetitionPenalty, *window, sampling.Seed, c.EOSTokenIDs, []string(stops), *maxTokens)
+	if !*asJSON {
+		if tok != nil {
+			fmt.Fprintf(os.Stderr, "prompt (%d tokens): %q\ncontinuation:\n", len(ids), *prompt)
+		} else {
+			fmt.Fprintf(os.Stderr, "prompt ids (%d): %s\ncontinuation ids:\n", len(ids), joinIDs(ids))
+		}
+	}
 
 	var steps []*model.StepResult
+	var text strings.Builder
+	res := generateResult{PromptIDs: ids, Stop: "max_tokens"}
 	start := time.Now()
 	var ttft time.Duration
-	_, err = e.Generate(0, ids, model.GenerateOptions{MaxTokens: *maxTokens, Sampling: sampling, PenaltyWindow: *window, StopAtEOS: true,
-		OnToken: func(tok int32, r *model.StepResult) error {
+	opts := model.GenerateOptions{MaxTokens: *maxTokens, Sampling: sampling, PenaltyWindow: *window, StopAtEOS: true, Stop: stops,
+		OnToken: func(id int32, r *model.StepResult) error {
 			if len(steps) == 0 {
 				ttft = time.Since(start)
 			}
 			steps = append(steps, r)
-			if c.IsEOS(int(tok)) {
-				return nil
+			if c.IsEOS(int(id)) {
+				res.Stop = "eos"
+			} else if tok == nil && !*asJSON {
+				fmt.Printf("%d ", id)
 			}
-			fmt.Print(out.Add(tok))
 			if *stepStats {
 				fmt.Fprintf(os.Stderr, "\n[step %d: %v; %v]\n", len(steps), r.Time.Round(time.Microsecond), r.Stats)
 			}
 			return nil
-		}})
+		}}
+	if tok != nil {
+		opts.Tokenizer = tok
+		opts.OnText = func(s string) error {
+			text.WriteString(s)
+			if !*asJSON {
+				fmt.Print(s)
+			}
+			return nil
+		}
+	}
+	res.GeneratedIDs, err = e.Generate(0, ids, opts)
 	total := time.Since(start)
-	fmt.Println(out.Flush())
 	if err != nil {
 		return err
 	}
-	printGenerateSummary(steps, ttft, total)
+	if res.Stop == "max_tokens" && slices.ContainsFunc(stops, func(s string) bool { return strings.Contains(tok.Decode(res.GeneratedIDs), s) }) {
+		res.Stop = "stop"
+	}
+	res.Text = text.String()
+	if !*asJSON {
+		fmt.Println()
+	}
+	tpot := printGenerateSummary(steps, ttft, total)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+	res.LoadMS, res.TTFTMS, res.TPOTMS, res.TotalMS = ms(loadTime), ms(ttft), ms(tpot), ms(total)
+	if *asJSON {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+	}
 	if *check {
 		hz := hazards()
-		fmt.Printf("checking device: %d hazards\n", len(hz))
+		fmt.Fprintf(os.Stderr, "checking device: %d hazards\n", len(hz))
 		if len(hz) > 0 {
 			return fmt.Errorf("hazard: %v", hz[0])
 		}
@@ -180,64 +294,59 @@ func newCPURuntime(check bool, opts runtime.Options) (*runtime.Runtime, *cpu.Dev
 	return rt, dev, err
 }
 
-// tokenPrinter turns generated ids, one at a time, into what to print.
-type tokenPrinter interface {
-	Add(id int32) string
-	Flush() string
+// joinIDs returns ids as space-separated numbers.
+func joinIDs(ids []int32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(int(id))
+	}
+	return strings.Join(s, " ")
 }
 
-// idPrinter prints ids as numbers.
-type idPrinter struct{}
-
-func (idPrinter) Add(id int32) string { return fmt.Sprintf("%d ", id) }
-func (idPrinter) Flush() string       { return "" }
-
-// promptTokens returns the prompt's token ids, the prompt to echo, and how
-// to print tokens: as text with the model's tokenizer (never half a UTF-8
-// character), or as ids.
-func promptTokens(dir string, c model.Config, text, idList string) ([]int32, string, tokenPrinter, error) {
+// promptTokens returns the prompt's token ids and the tokenizer that made
+// them: the -prompt-ids list (no tokenizer), or the prompt text encoded
+// with the model's tokenizer.
+func promptTokens(dir string, c model.Config, text, idList string) ([]int32, tokenizer.Tokenizer, error) {
 	if idList != "" {
 		var ids []int32
 		for _, f := range strings.Split(idList, ",") {
 			id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
 			if err != nil || id < 0 || int(id) >= c.VocabSize {
-				return nil, "", nil, fmt.Errorf("-prompt-ids: %q is not a token id in [0, %d)", f, c.VocabSize)
+				return nil, nil, fmt.Errorf("-prompt-ids: %q is not a token id in [0, %d)", f, c.VocabSize)
 			}
 			ids = append(ids, int32(id))
 		}
-		var echo strings.Builder
-		for _, id := range ids {
-			echo.WriteString(idPrinter{}.Add(id))
-		}
-		return ids, echo.String(), idPrinter{}, nil
+		return ids, nil, nil
 	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w (use -prompt-ids)", err)
+		return nil, nil, fmt.Errorf("%w (use -prompt-ids)", err)
 	}
 	ids, err := tok.Encode(text)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("-prompt: %w", err)
+		return nil, nil, fmt.Errorf("-prompt: %w", err)
 	}
 	if c.BOSTokenID >= 0 {
 		ids = append([]int32{int32(c.BOSTokenID)}, ids...)
 	}
 	if len(ids) == 0 {
-		return nil, "", nil, fmt.Errorf("empty prompt")
+		return nil, nil, fmt.Errorf("empty prompt")
 	}
-	return ids, text, tokenizer.NewStreamDecoder(tok), nil
+	return ids, tok, nil
 }
 
 // printGenerateSummary prints latency, throughput and the runtime's
-// statistics of the prefill step and the mean of the decode steps. A
+// statistics of the prefill step and the mean of the decode steps to
+// stderr, and returns the mean decode step time (0 with no decode step). A
 // decode step's time runs from one token's delivery to the next: the next
 // step's building and submitting, and the wait for this one.
-func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) {
-	fmt.Printf("\n%d tokens in %v: TTFT %v", len(steps), total.Round(time.Millisecond), ttft.Round(time.Microsecond))
+func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) time.Duration {
+	w := os.Stderr
+	fmt.Fprintf(w, "%d tokens in %v: TTFT %v", len(steps), total.Round(time.Millisecond), ttft.Round(time.Microsecond))
 	dec := steps[1:]
 	if len(dec) == 0 {
-		fmt.Println()
-		return
+		fmt.Fprintln(w)
+		return 0
 	}
 	var sum time.Duration
 	var st runtime.Stats
@@ -253,12 +362,13 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 	}
 	n := len(dec)
 	tpot := sum / time.Duration(n)
-	fmt.Printf(", TPOT %v, %.1f tokens/s\n", tpot.Round(time.Microsecond), float64(n)/sum.Seconds())
+	fmt.Fprintf(w, ", TPOT %v, %.1f tokens/s\n", tpot.Round(time.Microsecond), float64(n)/sum.Seconds())
 	p := steps[0].Stats
-	fmt.Printf("prefill step: %d nodes, %d dispatches, %d command buffers, %d host waits\n", p.Nodes, p.Dispatches, p.CommandBuffers, p.HostWaits)
+	fmt.Fprintf(w, "prefill step: %d nodes, %d dispatches, %d command buffers, %d host waits\n", p.Nodes, p.Dispatches, p.CommandBuffers, p.HostWaits)
 	per := func(v int) float64 { return float64(v) / float64(n) }
 	mean := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Microsecond) }
-	fmt.Printf("decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, graph build, token read-back and the rest %v\n",
+	fmt.Fprintf(w, "decode steps (mean of %d): %.0f nodes, %.0f dispatches, %.1f command buffers, %.2f host waits per step; plan %v, encode %v, device wait %v, graph build, token read-back and the rest %v\n",
 		n, per(st.Nodes), per(st.Dispatches), per(st.CommandBuffers), per(st.HostWaits),
 		mean(st.Plan), mean(st.Encode), mean(st.Wait), mean(sum-st.Plan-st.Encode-st.Wait))
+	return tpot
 }

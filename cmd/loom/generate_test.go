@@ -39,6 +39,16 @@ func TestGenerateWithoutTokenizer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no tokenizer") || !strings.Contains(err.Error(), "-prompt-ids") {
 		t.Fatalf("error %v, want one that says there is no tokenizer and to use -prompt-ids", err)
 	}
+	// The tokenizer is checked before the weights are read.
+	if err := os.Rename(filepath.Join(dir, "model.safetensors"), filepath.Join(dir, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := runGenerate([]string{"-model", dir, "-prompt", "hi"}); err == nil || !strings.Contains(err.Error(), "no tokenizer") {
+		t.Fatalf("no tokenizer or weights: error %v, want one that says there is no tokenizer", err)
+	}
+	if err := os.Rename(filepath.Join(dir, "x"), filepath.Join(dir, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
 	if err := runGenerate([]string{"-model", dir, "-max-tokens", "2", "-prompt-ids", "256, 112, 97"}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +83,74 @@ func TestInfo(t *testing.T) {
 	}
 	if err := runInfo([]string{"-model", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Fatalf("empty directory: error %v", err)
+	}
+}
+
+// copyTinyModel copies the shipped model's files into a new directory,
+// each passed through edit (keyed by file name) when given.
+func copyTinyModel(t *testing.T, edit map[string]func([]byte) []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors", "loom_tokenizer.json"} {
+		b, err := os.ReadFile(filepath.Join(tinyModel, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := edit[f]; e != nil {
+			b = e(b)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// replaceOnce returns an edit that replaces the first old in a file by new.
+func replaceOnce(old, new string) func([]byte) []byte {
+	return func(b []byte) []byte { return []byte(strings.Replace(string(b), old, new, 1)) }
+}
+
+// TestInfoProblems checks that loom info reports every problem of a
+// checkpoint and fails.
+func TestInfoProblems(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit map[string]func([]byte) []byte
+		want []string
+	}{
+		{"missing", map[string]func([]byte) []byte{"model.safetensors": replaceOnce(`"model.norm.weight"`, `"model.norx.weight"`)},
+			[]string{"tensor model.norm.weight is missing", "1 tensors a Qwen3 model of this config does not have (unsupported), such as model.norx.weight"}},
+		{"dtype", map[string]func([]byte) []byte{"model.safetensors": replaceOnce(`"model.norm.weight":{"dtype":"F32"`, `"model.norm.weight":{"dtype":"I32"`)},
+			[]string{"tensor model.norm.weight in", "dtype I32 is unsupported"}},
+		{"shape", map[string]func([]byte) []byte{"config.json": replaceOnce(`"intermediate_size": 688`, `"intermediate_size": 690`)},
+			[]string{"model.layers.0.mlp.down_proj.weight in", "has shape [256 688], the config needs [256 690]", "model.layers.3.mlp.up_proj.weight in"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyTinyModel(t, c.edit)
+			stdout, stderr, err := capture(func() error { return runInfo([]string{"-model", dir}) })
+			if err == nil || !strings.Contains(err.Error(), "problems with the weights") {
+				t.Fatalf("error %v, want one about problems with the weights", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not contain %q", stderr, w)
+				}
+			}
+			if strings.Contains(stdout, "every tensor present") {
+				t.Errorf("stdout says the weights are fine: %s", stdout)
+			}
+		})
+	}
+	// A missing shard named by the index.
+	dir := copyTinyModel(t, nil)
+	index := `{"weight_map": {"model.embed_tokens.weight": "model.safetensors", "model.norm.weight": "model-00002-of-00002.safetensors"}}`
+	if err := os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), []byte(index), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := capture(func() error { return runInfo([]string{"-model", dir}) })
+	if err == nil || !strings.Contains(stderr, "shard model-00002-of-00002.safetensors named by") {
+		t.Fatalf("missing shard: error %v, stderr %q", err, stderr)
 	}
 }
 
@@ -133,18 +211,35 @@ func TestTokenize(t *testing.T) {
 
 // captureStdout returns what f prints to os.Stdout.
 func captureStdout(f func() error) (string, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return "", err
+	out, _, err := capture(f)
+	return out, err
+}
+
+// capture returns what f prints to os.Stdout and os.Stderr.
+func capture(f func() error) (stdout, stderr string, err error) {
+	read := func(r *os.File, into *string, done chan<- struct{}) {
+		b, _ := io.ReadAll(r)
+		*into = string(b)
+		close(done)
 	}
-	old := os.Stdout
-	os.Stdout = w
-	ferr := f()
-	os.Stdout = old
-	w.Close()
-	b, err := io.ReadAll(r)
+	or, ow, err := os.Pipe()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return string(b), ferr
+	er, ew, err := os.Pipe()
+	if err != nil {
+		return "", "", err
+	}
+	outDone, errDone := make(chan struct{}), make(chan struct{})
+	go read(or, &stdout, outDone)
+	go read(er, &stderr, errDone)
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = ow, ew
+	err = f()
+	os.Stdout, os.Stderr = oldOut, oldErr
+	ow.Close()
+	ew.Close()
+	<-outDone
+	<-errDone
+	return stdout, stderr, err
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,13 +15,13 @@ import (
 )
 
 func init() {
-	commands["info"] = command{"print the device's caps and a model directory's configuration", runInfo}
+	commands["info"] = command{"print the device's caps and a model directory's configuration, and check its weights against it", runInfo}
 }
 
 func runInfo(args []string) error {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	dir := fs.String("model", defaultModel, "Qwen3 model directory; empty for none")
-	if err := fs.Parse(args); err != nil {
+	dir := modelFlag(fs, "Qwen3 model directory")
+	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	_, dev, err := newCPURuntime(false, runtime.Options{})
@@ -30,8 +31,8 @@ func runInfo(args []string) error {
 	caps := dev.Caps()
 	fmt.Printf("device %s: %d workers (cores), SIMD width %d, %d threads per group, %d KiB shared memory per group\n",
 		caps.Device, caps.Cores, caps.SIMDWidth, caps.MaxThreadsPerGroup, caps.MaxSharedBytes>>10)
-	if *dir == "" {
-		return nil
+	if *dir, err = findModel(*dir); err != nil {
+		return err
 	}
 	c, err := model.LoadConfig(*dir)
 	if err != nil {
@@ -66,11 +67,14 @@ func runInfo(args []string) error {
 	default:
 		fmt.Printf("  %-24s none Loom implements (%v): prompts are token ids (-prompt-ids)\n", "tokenizer", err)
 	}
-	paths, _ := filepath.Glob(filepath.Join(*dir, "*.safetensors"))
+	paths, err := model.CheckpointFiles(*dir)
+	if err != nil {
+		return err
+	}
 	for _, p := range paths {
 		f, err := model.OpenSafetensors(p)
 		if err != nil {
-			return err
+			continue // CheckWeights reports it
 		}
 		counts := map[string]int{}
 		var bytes int64
@@ -86,5 +90,13 @@ func runInfo(args []string) error {
 		fmt.Printf("  %-24s %d tensors (%s), %.1f MB\n", filepath.Base(p), len(f.Names()), strings.Join(parts, ", "), float64(bytes)/1e6)
 		f.Close()
 	}
+	problems := model.CheckWeights(*dir, c)
+	for _, p := range problems {
+		fmt.Fprintf(os.Stderr, "problem: %v\n", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %d problems with the weights (listed above)", *dir, len(problems))
+	}
+	fmt.Printf("  %-24s every tensor present, of the config's shapes, in dtypes Loom loads\n", "weights")
 	return nil
 }

@@ -15,15 +15,19 @@ func init() {
 
 func runTokenize(args []string) error {
 	fs := flag.NewFlagSet("tokenize", flag.ContinueOnError)
-	dir := fs.String("model", defaultModel, "model directory with "+tokenizer.BytesFile+" or "+tokenizer.HFFile)
+	dir := modelFlag(fs, "model directory with "+tokenizer.BytesFile+" or "+tokenizer.HFFile)
 	asJSON := fs.Bool("json", false, "print the ids as one JSON array")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, "TEXT"); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("want one TEXT argument, got %d (quote the text)", fs.NArg())
+		return usageErrorf("want one TEXT argument, got %d (quote the text)", fs.NArg())
 	}
-	tok, err := tokenizer.Load(*dir)
+	dirName, err := findModel(*dir)
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.Load(dirName)
 	if err != nil {
 		return err
 	}
