@@ -544,6 +544,7 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 // the host's cores (the CPU), the work starts competing with the host as
 // soon as it is submitted.
 func (rt *Runtime) submit(lists []CommandList, p *Pending) {
+	p.cbs = slices.Grow(p.cbs, len(lists))
 	for i := range lists {
 		p.cbs = append(p.cbs, rt.enc.queue.Submit(&lists[i]))
 	}
