@@ -224,7 +224,7 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		T += n
 	}
 	meta := make([]int32, 2*T+3*S+1)
-	st := &Step{Seqs: slices.Clone(seqs), Positions: meta[:0:T], SlotMapping: meta[T:T:2*T],
+	st := &Step{Seqs: slices.Clone(seqs), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
 		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1]}
 	for i, id := range seqs {
 		s := c.seqs[id]

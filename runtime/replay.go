@@ -275,7 +275,7 @@ type replayPlan struct {
 
 	owned []*storage // intermediates, scratch and constants' buffers
 	sets  []*listSet
-	stats Stats      // what every replay repeats
+	stats Stats // what every replay repeats
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each list's first dispatch
