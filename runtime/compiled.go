@@ -341,9 +341,13 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 		if tr.sizes[i] >= 0 || !ok || d.rt != rt || d.moved || a.Overwritten() || !specEqual(a.Spec(), tr.specs[len(bound)]) {
 			return nil, false
 		}
-		for j, x := range tr.extKey {
-			if x.st == d.st && !slices.Contains(tr.arrays, int32(j)) {
-				return nil, false
+		// The trace watches every buffer it reads other than the array
+		// args' (see record): an unwatched one is none of them.
+		if d.st.watch > 0 {
+			for j, x := range tr.extKey {
+				if x.st == d.st && !slices.Contains(tr.arrays, int32(j)) {
+					return nil, false
+				}
 			}
 		}
 		if slices.Contains(bound, d.st) {

@@ -274,8 +274,8 @@ type replayPlan struct {
 	slotTouches      []int // the touches of results and bound inputs
 
 	owned []*storage // intermediates, scratch and constants' buffers
-	sets  []*listSet
-	stats Stats // what every replay repeats
+	sets  []*listSet // copies of lists for replays to bind (see listSet)
+	stats Stats      // what every replay repeats, its Counters shared
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each list's first dispatch
@@ -724,7 +724,6 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 
 	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
 	p.stats = r.stats
-	p.stats.Counters = maps.Clone(r.stats.Counters)
 	p.stats.FenceWaits += fenceWaits
 	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
 	p.stats.CacheHits = 1
