@@ -665,9 +665,9 @@ func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, 
 }
 
 // prepareReplay gives the results fresh storage, makes the lists to submit
-// (the recorded ones, with upload u binding data(u) unless that is nil
-// (the recorded bytes stay), and arguments bound to
-// the storage of the results and then of the bound inputs) and leaves the
+// (a list set of the recorded ones, with upload u binding data(u) unless
+// that is nil (the recorded bytes), and arguments bound to the storage of
+// the results and then of the bound inputs) and leaves the
 // encoder's state as encoding them would have. It returns the results'
 // storage and the lists.
 func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, []CommandList, error) {
