@@ -217,7 +217,15 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 	if need > len(c.free) {
 		return nil, fmt.Errorf("kv cache: out of blocks: the step needs %d more, %d of %d are free", need, len(c.free), c.cfg.NumBlocks)
 	}
-	st := &Step{Seqs: slices.Clone(seqs), CuSeqlensQ: []int32{0}}
+	// One allocation for the per-token and per-sequence metadata: a decode
+	// loop schedules every step.
+	T, S := 0, len(seqs)
+	for _, n := range newTokens {
+		T += n
+	}
+	meta := make([]int32, 2*T+3*S+1)
+	st := &Step{Seqs: slices.Clone(seqs), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
+		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1]}
 	for i, id := range seqs {
 		s := c.seqs[id]
 		for total := s.length + newTokens[i]; len(s.blocks)*bs < total; {

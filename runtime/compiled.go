@@ -341,9 +341,13 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 		if tr.sizes[i] >= 0 || !ok || d.rt != rt || d.moved || a.Overwritten() || !specEqual(a.Spec(), tr.specs[len(bound)]) {
 			return nil, false
 		}
-		for j, x := range tr.extKey {
-			if x.st == d.st && !slices.Contains(tr.arrays, int32(j)) {
-				return nil, false
+		// The trace watches every buffer it reads other than the array
+		// args' (see record): an unwatched one is none of them.
+		if d.st.watch > 0 {
+			for j, x := range tr.extKey {
+				if x.st == d.st && !slices.Contains(tr.arrays, int32(j)) {
+					return nil, false
+				}
 			}
 		}
 		if slices.Contains(bound, d.st) {
@@ -409,21 +413,19 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		tr.ext[slot].Data().(*arrayData).pend = p
 	}
 	outs := make([]*graph.Array, len(tr.outs))
-	made := map[int]*graph.Array{}
 	for i, ref := range tr.outs {
 		if ref < 0 {
 			outs[i] = tr.ext[-1-ref]
 			continue
 		}
-		if a, ok := made[ref]; ok {
-			outs[i] = a
+		if j := slices.Index(tr.outs[:i], ref); j >= 0 { // build returned it twice
+			outs[i] = outs[j]
 			continue
 		}
 		kr := r.keep[ref]
 		if kr.slot < 0 {
 			if j := slices.IndexFunc(tr.state, func(s int32) bool { return tr.extKey[s].st == kr.st }); j >= 0 {
 				outs[i] = tr.ext[tr.state[j]]
-				made[ref] = outs[i]
 				continue
 			}
 		}
@@ -433,7 +435,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		}
 		a := graph.NewResult(tr.ospecs[i])
 		rt.attach(a, s, p)
-		outs[i], made[ref] = a, a
+		outs[i] = a
 	}
 	rt.submit(lists, p)
 	rt.cache.stats.Hits++

@@ -471,3 +471,118 @@ func TestCompiledStateOrdersLaterEvals(t *testing.T) {
 		}
 	}
 }
+
+// TestCompiledReusesLists checks that a replay rebinds a copy of its
+// plan's lists only once the host has seen that copy's previous replay
+// complete, and that the copies kept are bounded: calls each waited for
+// keep one; calls in flight keep one each, at most MaxListSets (the others
+// submit a copy of their own), and waiting for each call again keeps no
+// more. On the lazy checking device work runs only once the host waits,
+// so the calls in flight are known. Every result matches planning from
+// scratch and no hazard is seen.
+func TestCompiledReusesLists(t *testing.T) {
+	const waited, inFlight, steps = 5, runtime.MaxListSets + 3, 20
+	wantSums, wantCache := reference(t, steps)
+	dev := cpu.New(cpu.Options{Check: true, Lazy: true, Seed: 5})
+	rt := newRT(t, dev, runtime.Options{DispatchesPerCommandBuffer: 2})
+	c := newCompiledRig(t, rt)
+	step := rt.Compile()
+	sums := make([]*graph.Array, steps)
+	read := func(i int) {
+		t.Helper()
+		v, err := sums[i].Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(v, wantSums[i]) {
+			t.Fatalf("step %d differs from planning from scratch", i)
+		}
+	}
+	done := 0 // calls read
+	for i := range steps {
+		outs, _, err := step.Call("step", func() (outs, inputs []*graph.Array) { return c.build(i) }, stepInputs(i)...)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		sums[i], c.cache = outs[0], outs[1]
+		want := 1
+		switch {
+		case i == 0: // traced
+			want = 0
+		case i >= waited && i < waited+inFlight: // calls waited… in flight
+			want = min(1+i-waited, runtime.MaxListSets)
+		case i >= waited+inFlight:
+			want = runtime.MaxListSets
+		}
+		if got := runtime.ListSets(step); got != want {
+			t.Fatalf("after call %d: %d copies of the lists kept, want %d", i, got, want)
+		}
+		if i < waited || i >= waited+inFlight-1 {
+			for ; done <= i; done++ {
+				read(done)
+			}
+		}
+	}
+	v, err := c.cache.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(v, wantCache) || c.builds != 1 {
+		t.Fatalf("cache differs from planning from scratch, or build ran %d times", c.builds)
+	}
+	if hz := dev.Hazards(); len(hz) > 0 {
+		t.Fatalf("%d hazards, first: %v", len(hz), hz[0])
+	}
+}
+
+// TestCompiledArgSharesReadBuffer checks that a call whose array arg is an
+// evaluated array the trace reads otherwise (here the weight) is not a
+// replay of that trace: the call traces again, and its result is the
+// graph's.
+func TestCompiledArgSharesReadBuffer(t *testing.T) {
+	rt := newRT(t, cpu.New(cpu.Options{}), runtime.Options{})
+	r := loomtest.Rand(9)
+	w := graph.FromFloat32s(loomtest.Float32s(r, 64, -1, 1), 8, 8)
+	x := graph.FromFloat32s(loomtest.Float32s(r, 64, -1, 1), 8, 8)
+	if err := rt.Eval(w, x); err != nil {
+		t.Fatal(err)
+	}
+	step := rt.Compile()
+	builds := 0
+	call := func(in *graph.Array) []float32 {
+		t.Helper()
+		build := func() (outs, inputs []*graph.Array) {
+			builds++
+			return []*graph.Array{ops.Apply(tMatMul{}, in, w)[0]}, []*graph.Array{in}
+		}
+		outs, _, err := step.Call("k", build, runtime.Array(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := outs[0].Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	call(x)
+	call(x)
+	if builds != 1 {
+		t.Fatalf("build ran %d times for two calls with x, want 1", builds)
+	}
+	got := call(w)
+	if builds != 2 {
+		t.Fatalf("a call whose arg is the weight the trace reads replayed it (build ran %d times)", builds)
+	}
+	want := ops.Apply(tMatMul{}, w, w)[0]
+	if err := rt.Eval(want); err != nil {
+		t.Fatal(err)
+	}
+	wv, err := want.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, wv) {
+		t.Fatal("w·w through the compiled step differs from its evaluation")
+	}
+}

@@ -343,6 +343,11 @@ func (c *coverage) add(p uint64) {
 	if c.has(p) {
 		return
 	}
+	if p == c.upto+1 { // extending the chain: no list to grow
+		c.upto = p
+		c.normalize()
+		return
+	}
 	i, _ := slices.BinarySearch(c.more, p)
 	c.more = slices.Insert(c.more, i, p)
 	c.normalize()

@@ -39,3 +39,20 @@ func ReadEntries(rt *Runtime, a *graph.Array) int {
 	defer rt.mu.Unlock()
 	return len(a.Data().(*arrayData).st.state().reads)
 }
+
+// MaxListSets is how many copies of its lists a recorded plan keeps.
+const MaxListSets = maxListSets
+
+// ListSets is how many copies of their lists the recorded plans of c's
+// traces keep.
+func ListSets(c *Compiled) int {
+	c.rt.mu.Lock()
+	defer c.rt.mu.Unlock()
+	n := 0
+	for _, tr := range c.traces {
+		if tr.plan != nil {
+			n += len(tr.plan.sets)
+		}
+	}
+	return n
+}

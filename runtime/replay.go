@@ -274,7 +274,8 @@ type replayPlan struct {
 	slotTouches      []int // the touches of results and bound inputs
 
 	owned []*storage // intermediates, scratch and constants' buffers
-	stats Stats      // what every replay repeats
+	sets  []*listSet // copies of lists for replays to bind (see listSet)
+	stats Stats      // what every replay repeats, its Counters shared
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each list's first dispatch
@@ -543,15 +544,130 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 // the host's cores (the CPU), the work starts competing with the host as
 // soon as it is submitted.
 func (rt *Runtime) submit(lists []CommandList, p *Pending) {
+	p.cbs = slices.Grow(p.cbs, len(lists))
 	for i := range lists {
 		p.cbs = append(p.cbs, rt.enc.queue.Submit(&lists[i]))
 	}
 }
 
+// maxListSets bounds the copies of its lists a recorded plan keeps: one
+// per replay in flight (a Decoder has two: the step running and the one
+// submitted after it). A replay that finds them all in flight submits a
+// copy of its own.
+const maxListSets = 4
+
+// listSet is a copy of a recorded plan's lists that replays submit, made
+// once and rebound by every replay that uses it: the list headers (each
+// list's signal differs every replay) and the passes whose commands change
+// (the first, with the fence waits on the work in flight at its head, and
+// those holding an upload or a command bound to a result or a bound
+// input); the other passes are the recording's, shared. A replay binds a
+// set only once the host has seen the set's previous replay complete: the
+// device no longer reads it.
+type listSet struct {
+	lists []CommandList
+	waits int           // fence waits at the head of lists[0].Passes[0]
+	args  [][]BufferArg // per patch of the plan, its command's own arguments (shared by patches of one command)
+	until uint64        // the last command buffer the set was submitted as
+}
+
+// listSet returns a set of r's lists that no replay in flight uses.
+func (r *replayPlan) listSet(e *encoder) *listSet {
+	for range 2 {
+		for _, ls := range r.sets {
+			if ls.until <= e.completed {
+				return ls
+			}
+		}
+		e.poll()
+	}
+	ls := r.newListSet()
+	if len(r.sets) < maxListSets {
+		r.sets = append(r.sets, ls)
+	}
+	return ls
+}
+
+func (r *replayPlan) newListSet() *listSet {
+	ls := &listSet{lists: make([]CommandList, len(r.lists)), waits: r.prologue}
+	for i, l := range r.lists {
+		ls.lists[i] = CommandList{Passes: l.Passes, Signals: make([]Signal, 1)}
+	}
+	own := func(pos cmdPos) *Command {
+		l, orig := &ls.lists[pos.list], r.lists[pos.list]
+		if unsafe.SliceData(l.Passes) == unsafe.SliceData(orig.Passes) {
+			l.Passes = slices.Clone(l.Passes)
+		}
+		pc := &l.Passes[pos.pass].Commands
+		if unsafe.SliceData(*pc) == unsafe.SliceData(orig.Passes[pos.pass].Commands) {
+			*pc = slices.Clone(*pc)
+		}
+		return &(*pc)[pos.cmd]
+	}
+	own(cmdPos{})
+	for _, u := range r.uploads {
+		own(u.pos)
+	}
+	for i, cp := range r.patches {
+		// Patches of one command (a result and a bound input) share its
+		// arguments.
+		if j := slices.IndexFunc(r.patches[:i], func(o cmdPatch) bool { return o.pos == cp.pos }); j >= 0 {
+			ls.args = append(ls.args, ls.args[j])
+			continue
+		}
+		ls.args = append(ls.args, slices.Clone(own(cp.pos).Args))
+	}
+	return ls
+}
+
+// bind makes the set the lists of a replay whose first command buffer is
+// cbBase: signalling ev, waiting first for fences, upload u binding data(u)
+// unless that is nil (the recorded bytes), and the patched arguments
+// bound to slots.
+func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, data func(u int) []byte, slots []*storage) {
+	for i := range ls.lists {
+		ls.lists[i].Signals[0] = Signal{ev, cbBase + uint64(i)}
+	}
+	ls.until = cbBase + uint64(len(ls.lists)) - 1
+	first := &ls.lists[0].Passes[0]
+	if len(fences) != ls.waits {
+		head := r.lists[0].Passes[0].Commands[r.prologue:]
+		cmds := slices.Grow(first.Commands[:0], len(fences)+len(head))
+		for range fences {
+			cmds = append(cmds, Command{Kind: CmdWaitFence})
+		}
+		first.Commands = append(cmds, head...)
+		ls.waits = len(fences)
+	}
+	for i, f := range fences {
+		first.Commands[i].Fence = f
+	}
+	cmd := func(pos cmdPos) *Command {
+		if pos.list == 0 && pos.pass == 0 {
+			pos.cmd += ls.waits - r.prologue
+		}
+		return &ls.lists[pos.list].Passes[pos.pass].Commands[pos.cmd]
+	}
+	for i, u := range r.uploads {
+		b := data(i)
+		if b == nil {
+			b = r.lists[u.pos.list].Passes[u.pos.pass].Commands[u.pos.cmd].Data
+		}
+		cmd(u.pos).Data = b
+	}
+	for i, cp := range r.patches {
+		c := cmd(cp.pos)
+		c.Args = ls.args[i]
+		for _, ap := range cp.args {
+			c.Args[ap.arg].Buffer = slots[ap.slot].buf
+		}
+	}
+}
+
 // prepareReplay gives the results fresh storage, makes the lists to submit
-// (the recorded ones, with upload u binding data(u) unless that is nil
-// (the recorded bytes stay), and arguments bound to
-// the storage of the results and then of the bound inputs) and leaves the
+// (a list set of the recorded ones, with upload u binding data(u) unless
+// that is nil (the recorded bytes), and arguments bound to the storage of
+// the results and then of the bound inputs) and leaves the
 // encoder's state as encoding them would have. It returns the results'
 // storage and the lists.
 func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, []CommandList, error) {
@@ -568,51 +684,11 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		slots[i] = s
 	}
 	slots = append(slots, bound...)
+	ls := r.listSet(e)
 	fences, _ := e.inFlight()
 	cbBase, passBase := e.cbSeq+1, e.passID+1
-
-	// Each list is a new header: its signal differs every replay. Passes
-	// whose commands change get their own copy; the rest are shared with
-	// the recording (and with replays that may still be in flight).
-	lists := make([]CommandList, len(r.lists))
-	for i, l := range r.lists {
-		lists[i] = CommandList{Passes: l.Passes, Signals: []Signal{{e.event, cbBase + uint64(i)}}}
-	}
-	first := &lists[0]
-	first.Passes = slices.Clone(first.Passes)
-	head := r.lists[0].Passes[0].Commands[r.prologue:]
-	cmds := make([]Command, len(fences), len(fences)+len(head))
-	for i, f := range fences {
-		cmds[i] = Command{Kind: CmdWaitFence, Fence: f}
-	}
-	first.Passes[0].Commands = append(cmds, head...)
-	shift := len(fences) - r.prologue
-	mutable := func(pos cmdPos) *Command {
-		l, orig := &lists[pos.list], r.lists[pos.list]
-		if pos.list == 0 && pos.pass == 0 {
-			return &l.Passes[0].Commands[pos.cmd+shift]
-		}
-		if unsafe.SliceData(l.Passes) == unsafe.SliceData(orig.Passes) {
-			l.Passes = slices.Clone(l.Passes)
-		}
-		pc := &l.Passes[pos.pass].Commands
-		if unsafe.SliceData(*pc) == unsafe.SliceData(orig.Passes[pos.pass].Commands) {
-			*pc = slices.Clone(*pc)
-		}
-		return &(*pc)[pos.cmd]
-	}
-	for i, u := range r.uploads {
-		if b := data(i); b != nil {
-			mutable(u.pos).Data = b
-		}
-	}
-	for _, cp := range r.patches {
-		c := mutable(cp.pos)
-		c.Args = slices.Clone(c.Args)
-		for _, ap := range cp.args {
-			c.Args[ap.arg].Buffer = slots[ap.slot].buf
-		}
-	}
+	ls.bind(r, e.event, cbBase, fences, data, slots)
+	lists := ls.lists
 	e.cbSeq = cbBase + uint64(len(lists)) - 1
 	e.passID = passBase + uint64(len(r.passes)) - 1
 	p.seq = e.cbSeq
@@ -648,7 +724,6 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 
 	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
 	p.stats = r.stats
-	p.stats.Counters = maps.Clone(r.stats.Counters)
 	p.stats.FenceWaits += fenceWaits
 	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
 	p.stats.CacheHits = 1

@@ -35,7 +35,8 @@ type Stats struct {
 	Wait   time.Duration // host blocked waiting for the device
 
 	// Counters are statistics reported by primitives, such as which path each
-	// paged attention call took.
+	// paged attention call took. The replays of one plan share one map: read
+	// it, do not modify it.
 	Counters map[string]int
 }
 
