@@ -376,13 +376,8 @@ func specEqual(a, b graph.Spec) bool { return a.DType == b.DType && slices.Equal
 
 // callReplay replays a trace with new args. rt.mu is held.
 func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*graph.Array, *Pending, error) {
-	start := time.Now()
-	p := &Pending{rt: rt}
-	if !rt.lastEnd.IsZero() {
-		p.stats.Build = start.Sub(rt.lastEnd)
-	}
+	p, start := rt.begin()
 	defer func() { rt.lastEnd = time.Now() }()
-	rt.enc.poll()
 	r := tr.plan
 	// The call inherits the failure of an evaluation whose results it
 	// reads: the array args, and the state the previous call left.

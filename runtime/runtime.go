@@ -282,17 +282,26 @@ func (rt *Runtime) EvalAsync(outs ...*graph.Array) (*Pending, error) {
 	return rt.eval(outs, nil)
 }
 
-// eval is EvalAsync with rt.mu held. With tr, it checks a compiled step's
-// inputs, and if tr.compile it traces the step: the plan is recorded into
-// tr at once, and the plan cache is left alone.
-func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
+// begin starts an evaluation: its build time is the host's time since the
+// previous evaluation returned, and the host notes, without blocking, how
+// far the device has got. rt.mu is held; the caller sets rt.lastEnd when it
+// returns.
+func (rt *Runtime) begin() (*Pending, time.Time) {
 	start := time.Now()
 	p := &Pending{rt: rt}
 	if !rt.lastEnd.IsZero() {
 		p.stats.Build = start.Sub(rt.lastEnd)
 	}
-	defer func() { rt.lastEnd = time.Now() }()
 	rt.enc.poll()
+	return p, start
+}
+
+// eval is EvalAsync with rt.mu held. With tr, it checks a compiled step's
+// inputs, and if tr.compile it traces the step: the plan is recorded into
+// tr at once, and the plan cache is left alone.
+func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
+	p, start := rt.begin()
+	defer func() { rt.lastEnd = time.Now() }()
 
 	w := walks.Add(1)
 	nodes, consts, deps, err := rt.collect(outs, w)
