@@ -11,7 +11,8 @@ import (
 
 type goldenCase struct {
 	Name     string          `json:"name"`
-	Template string          `json:"template"`
+	Template string          `json:"template"` // a file of templates/
+	Source   string          `json:"source"`   // or the template itself
 	Vars     json.RawMessage `json:"vars"`
 }
 
@@ -33,11 +34,15 @@ func TestGoldens(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join(dir, "templates", c.Template+".jinja"))
-			if err != nil {
-				t.Fatal(err)
+			src := c.Source
+			if src == "" {
+				b, err := os.ReadFile(filepath.Join(dir, "templates", c.Template+".jinja"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				src = string(b)
 			}
-			tpl, err := Parse(string(src))
+			tpl, err := Parse(src)
 			if err != nil {
 				t.Fatal(err)
 			}

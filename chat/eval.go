@@ -301,8 +301,9 @@ func renderFor(n forNode, s *scope, b *strings.Builder) error {
 	if len(items) == 0 {
 		return renderNodes(n.els, s, b)
 	}
+	// One scope for all iterations, as @huggingface/jinja: a {% set %} in the
+	// body is seen by later iterations but not after the loop.
 	for i, item := range items {
-		inner.vars = map[string]value{}
 		if err := bind(item); err != nil {
 			return err
 		}
@@ -382,10 +383,8 @@ func str(v value) string {
 	case nil:
 		return "None"
 	case bool:
-		if x {
-			return "True"
-		}
-		return "False"
+		// Lower case as @huggingface/jinja (the goldens' reference) prints them.
+		return strconv.FormatBool(x)
 	case int64:
 		return strconv.FormatInt(x, 10)
 	case float64:

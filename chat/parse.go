@@ -58,9 +58,9 @@ type (
 		name string
 		line int
 	}
-	listExpr  []expr
-	dictExpr  struct{ keys, vals []expr }
-	attrExpr  struct {
+	listExpr []expr
+	dictExpr struct{ keys, vals []expr }
+	attrExpr struct {
 		x    expr
 		name string
 		line int
@@ -70,9 +70,9 @@ type (
 		line int
 	}
 	sliceExpr struct {
-		x                  expr
-		start, stop, step  expr // nil when absent
-		line               int
+		x                 expr
+		start, stop, step expr // nil when absent
+		line              int
 	}
 	callExpr struct {
 		fn     expr
