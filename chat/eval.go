@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -77,6 +78,18 @@ func (t *Template) Render(vars map[string]any) (string, error) {
 			d.set(k, kw[k])
 		}
 		return d, nil
+	})
+	// transformers' helper for templates that date the conversation.
+	root.vars["strftime_now"] = builtin(func(args []value, _ map[string]value) (value, error) {
+		var format string
+		ok := len(args) == 1
+		if ok {
+			format, ok = args[0].(string)
+		}
+		if !ok {
+			return nil, fmt.Errorf("strftime_now takes one format string")
+		}
+		return strftime(format, time.Now())
 	})
 	for k, v := range vars {
 		cv, err := convert(v)
