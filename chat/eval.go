@@ -761,16 +761,14 @@ func evalSlice(e sliceExpr, s *scope) (value, error) {
 	for i := start; (step > 0 && i < stop) || (step < 0 && i > stop); i += step {
 		idx = append(idx, i)
 	}
-	if runes != nil || n == 0 && x != nil {
-		if _, ok := x.(string); ok {
-			out := make([]rune, len(idx))
-			for k, i := range idx {
-				out[k] = runes[i]
-			}
-			return string(out), nil
+	l, ok := x.([]value)
+	if !ok {
+		out := make([]rune, len(idx))
+		for k, i := range idx {
+			out[k] = runes[i]
 		}
+		return string(out), nil
 	}
-	l := x.([]value)
 	out := make([]value, len(idx))
 	for k, i := range idx {
 		out[k] = l[i]
