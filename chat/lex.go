@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // tokKind is the kind of a lexed token.
@@ -132,22 +133,14 @@ func nextTag(src string, i int) int {
 
 func skipSpace(src string, i int, line *int) int {
 	for i < len(src) {
-		r := rune(src[i])
-		if r >= 0x80 {
-			rr := []rune(src[i:min(len(src), i+4)])[0]
-			if !unicode.IsSpace(rr) {
-				break
-			}
-			i += len(string(rr))
-			continue
-		}
+		r, n := utf8.DecodeRuneInString(src[i:])
 		if !unicode.IsSpace(r) {
 			break
 		}
 		if r == '\n' {
 			*line++
 		}
-		i++
+		i += n
 	}
 	return i
 }
@@ -223,9 +216,9 @@ func lexExpr(src string, p int, closer string, toks []token, line *int) ([]token
 			}
 			toks = append(toks, token{kind, src[p:q], *line})
 			p = q
-		case c == '_' || unicode.IsLetter(rune(c)):
+		case isLetter(c):
 			q := p
-			for q < len(src) && (src[q] == '_' || unicode.IsLetter(rune(src[q])) || src[q] >= '0' && src[q] <= '9') {
+			for q < len(src) && (isLetter(src[q]) || src[q] >= '0' && src[q] <= '9') {
 				q++
 			}
 			toks = append(toks, token{tName, src[p:q], *line})
@@ -238,10 +231,14 @@ func lexExpr(src string, p int, closer string, toks []token, line *int) ([]token
 				}
 			}
 			if !strings.Contains("+-*/%~|.,:()[]{}=<>!", op[:1]) || op == "!" {
-				return nil, 0, fmt.Errorf("line %d: unsupported character %q in a tag", *line, op)
+				r, _ := utf8.DecodeRuneInString(src[p:])
+				return nil, 0, fmt.Errorf("line %d: unsupported character %q in a tag", *line, r)
 			}
 			toks = append(toks, token{tOp, op, *line})
 			p += len(op)
 		}
 	}
 }
+
+// isLetter reports whether c may begin a name: templates' names are ASCII.
+func isLetter(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
