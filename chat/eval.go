@@ -536,7 +536,11 @@ func eval(e expr, s *scope) (value, error) {
 		if err != nil {
 			return nil, err
 		}
-		return getAttr(x, e.name, e.line)
+		v, err := getAttr(x, e.name)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", e.line, err)
+		}
+		return v, nil
 	case indexExpr:
 		x, err := eval(e.x, s)
 		if err != nil {
@@ -562,9 +566,9 @@ func eval(e expr, s *scope) (value, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := runTest(e.name, x, args, e.line)
+		r, err := runTest(e.name, x, args)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("line %d: %w", e.line, err)
 		}
 		return r != e.neg, nil
 	case unaryExpr:
@@ -624,7 +628,7 @@ func evalKwargs(kws []kwarg, s *scope) (map[string]value, error) {
 	return m, nil
 }
 
-func getAttr(x value, name string, line int) (value, error) {
+func getAttr(x value, name string) (value, error) {
 	switch o := x.(type) {
 	case *dict:
 		if v, ok := o.m[name]; ok {
@@ -640,9 +644,9 @@ func getAttr(x value, name string, line int) (value, error) {
 		}
 		return undefined{name}, nil
 	case undefined:
-		return nil, fmt.Errorf("line %d: %s is undefined (getting .%s)", line, o.name, name)
+		return nil, fmt.Errorf("%s is undefined (getting .%s)", o.name, name)
 	case nil:
-		return nil, fmt.Errorf("line %d: none has no attribute %s", line, name)
+		return nil, fmt.Errorf("none has no attribute %s", name)
 	}
 	return undefined{name}, nil
 }
@@ -1001,7 +1005,7 @@ func contains(container, item value) (bool, error) {
 	return false, fmt.Errorf("cannot test membership in %s", typeName(container))
 }
 
-func runTest(name string, x value, args []value, line int) (bool, error) {
+func runTest(name string, x value, args []value) (bool, error) {
 	switch name {
 	case "defined":
 		_, u := x.(undefined)
@@ -1047,17 +1051,17 @@ func runTest(name string, x value, args []value, line int) (bool, error) {
 		return ok, nil
 	case "equalto", "eq", "==", "sameas":
 		if len(args) != 1 {
-			return false, fmt.Errorf("line %d: test %s takes one argument", line, name)
+			return false, fmt.Errorf("test %s takes one argument", name)
 		}
 		return equal(x, args[0]), nil
 	case "odd", "even":
 		n, ok := x.(int64)
 		if !ok {
-			return false, fmt.Errorf("line %d: test %s needs an integer, not %s", line, name, typeName(x))
+			return false, fmt.Errorf("test %s needs an integer, not %s", name, typeName(x))
 		}
 		return (n%2 != 0) == (name == "odd"), nil
 	}
-	return false, fmt.Errorf("line %d: unsupported test %q", line, name)
+	return false, fmt.Errorf("unsupported test %q", name)
 }
 
 func stringMethod(s string, name string) builtin {
@@ -1387,7 +1391,7 @@ func filter(name string, x value, args []value, kw map[string]value) (value, err
 		}
 		out := make([]value, len(l))
 		for i, v := range l {
-			if out[i], err = getAttr(v, attr, 0); err != nil {
+			if out[i], err = getAttr(v, attr); err != nil {
 				return nil, err
 			}
 		}
@@ -1406,7 +1410,7 @@ func filter(name string, x value, args []value, kw map[string]value) (value, err
 		}
 		var out []value
 		for _, v := range l {
-			a, err := getAttr(v, attr, 0)
+			a, err := getAttr(v, attr)
 			if err != nil {
 				return nil, err
 			}
@@ -1416,7 +1420,7 @@ func filter(name string, x value, args []value, kw map[string]value) (value, err
 				if !ok {
 					return nil, fmt.Errorf("test name must be a string")
 				}
-				if keep, err = runTest(test, a, args[2:], 0); err != nil {
+				if keep, err = runTest(test, a, args[2:]); err != nil {
 					return nil, err
 				}
 			}
