@@ -104,6 +104,7 @@ func runGenerate(args []string) (err error) {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	dir := modelFlag(fs, "Qwen3 model directory (config.json and *.safetensors)")
 	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or byte-level BPE "+tokenizer.HFFile+")")
+	asChat := fs.Bool("chat", false, "the -prompt "+chatHelp+"; the template, not Loom, adds any BOS")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
 	maxTokens := fs.Int("max-tokens", 200, "tokens to generate")
 	sf := newSamplingFlags(fs)
@@ -121,6 +122,9 @@ func runGenerate(args []string) (err error) {
 	}
 	if *promptIDs != "" && flagSet(fs, "prompt") {
 		return usageErrorf("-prompt and -prompt-ids: give one")
+	}
+	if *promptIDs != "" && *asChat {
+		return usageErrorf("-chat renders text: it does not go with -prompt-ids")
 	}
 	if *dir, err = findModel(*dir); err != nil {
 		return err
@@ -149,7 +153,13 @@ func runGenerate(args []string) (err error) {
 	if err := sampling.Validate(); err != nil {
 		return err
 	}
-	ids, tok, err := promptTokens(*dir, c, *prompt, *promptIDs)
+	promptText := *prompt
+	if *asChat {
+		if promptText, err = chatPrompt(*dir, promptText); err != nil {
+			return err
+		}
+	}
+	ids, tok, err := promptTokens(*dir, c, promptText, *promptIDs, !*asChat)
 	if err != nil {
 		return err
 	}
@@ -184,7 +194,7 @@ func runGenerate(args []string) (err error) {
 		sampling.Temperature, sampling.TopK, sampling.TopP, sampling.MinP, sampling.RepetitionPenalty, *window, sampling.Seed, c.EOSTokenIDs, []string(stops), *maxTokens)
 	if !*asJSON {
 		if tok != nil {
-			fmt.Fprintf(os.Stderr, "prompt (%d tokens): %q\ncontinuation:\n", len(ids), *prompt)
+			fmt.Fprintf(os.Stderr, "prompt (%d tokens): %q\ncontinuation:\n", len(ids), promptText)
 		} else {
 			fmt.Fprintf(os.Stderr, "prompt ids (%d): %s\ncontinuation ids:\n", len(ids), joinIDs(ids))
 		}
@@ -305,8 +315,8 @@ func joinIDs(ids []int32) string {
 
 // promptTokens returns the prompt's token ids and the tokenizer that made
 // them: the -prompt-ids list (no tokenizer), or the prompt text encoded
-// with the model's tokenizer.
-func promptTokens(dir string, c model.Config, text, idList string) ([]int32, tokenizer.Tokenizer, error) {
+// with the model's tokenizer, after the model's BOS if addBOS.
+func promptTokens(dir string, c model.Config, text, idList string, addBOS bool) ([]int32, tokenizer.Tokenizer, error) {
 	if idList != "" {
 		var ids []int32
 		for _, f := range strings.Split(idList, ",") {
@@ -326,7 +336,7 @@ func promptTokens(dir string, c model.Config, text, idList string) ([]int32, tok
 	if err != nil {
 		return nil, nil, fmt.Errorf("-prompt: %w", err)
 	}
-	if c.BOSTokenID >= 0 {
+	if addBOS && c.BOSTokenID >= 0 {
 		ids = append([]int32{int32(c.BOSTokenID)}, ids...)
 	}
 	if len(ids) == 0 {

@@ -10,13 +10,14 @@ import (
 )
 
 func init() {
-	commands["tokenize"] = command{"print the token ids of text: loom tokenize [-model DIR] [-json] TEXT (needs only the tokenizer files)", runTokenize}
+	commands["tokenize"] = command{"print the token ids of text: loom tokenize [-model DIR] [-chat] [-json] TEXT (needs only the tokenizer files)", runTokenize}
 }
 
 func runTokenize(args []string) error {
 	fs := flag.NewFlagSet("tokenize", flag.ContinueOnError)
 	dir := modelFlag(fs, "model directory with "+tokenizer.BytesFile+" or "+tokenizer.HFFile)
 	asJSON := fs.Bool("json", false, "print the ids as one JSON array")
+	asChat := fs.Bool("chat", false, chatHelp)
 	if err := parseFlags(fs, args, "TEXT"); err != nil {
 		return err
 	}
@@ -31,7 +32,13 @@ func runTokenize(args []string) error {
 	if err != nil {
 		return err
 	}
-	ids, err := tok.Encode(fs.Arg(0))
+	text := fs.Arg(0)
+	if *asChat {
+		if text, err = chatPrompt(dirName, text); err != nil {
+			return err
+		}
+	}
+	ids, err := tok.Encode(text)
 	if err != nil {
 		return err
 	}
