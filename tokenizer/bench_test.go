@@ -26,7 +26,7 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 	text.WriteString(strings.Join(readGoldens(b).Texts, "\n"))
-	for _, name := range []string{"qwen2", "llama3", "gpt2"} {
+	for _, name := range []string{"qwen2", "llama3", "gpt2", "llama2sp", "mistral"} {
 		b.Run(name, func(b *testing.B) {
 			tok, err := LoadHF(filepath.Join(testdata, name+".json"))
 			if err != nil {

@@ -13,17 +13,29 @@ import (
 // HFFile is the Hugging Face tokenizer file of a model directory.
 const HFFile = "tokenizer.json"
 
-// BPE is a Hugging Face byte-level BPE tokenizer (tokenizer.json of GPT-2,
-// Qwen2/Qwen3, Llama 3): optional NFC normalizer, split regex, bytes to
-// tokens, merges by rank, and added tokens that are matched first and never
-// split. Encode applies no post-processor: special tokens such as a BOS are
-// the caller's to add.
+// BPE is a Hugging Face BPE tokenizer (tokenizer.json) in one of two
+// forms. Byte-level (GPT-2, Qwen2/Qwen3, Llama 3): optional NFC normalizer,
+// split regex, bytes to tokens, ByteLevel decoder. SentencePiece-style
+// (Llama 2, Mistral, TinyLlama; spm.go): spaces become "▁" (a Prepend and
+// Replace normalizer or the Metaspace pre-tokenizer), characters to tokens
+// with byte_fallback or unk_token for those outside the vocabulary. Both
+// merge by rank and match added tokens first, never splitting them. Encode
+// applies no post-processor: special tokens such as a BOS are the caller's
+// to add.
 type BPE struct {
-	nfc          bool
-	split        splitter
+	norm         []normStep
+	byteLevel    bool
+	split        splitter   // byte-level pieces
+	meta         *metaspace // SentencePiece-style pieces; nil for none (pre_tokenizer null)
 	ignoreMerges bool
-	vocab        map[string]int32 // raw bytes of a token → id
-	byteID       [256]int32
+	vocab        map[string]int32 // a token's raw bytes (byte-level) or text (SentencePiece-style) → id
+	byteID       [256]int32       // a byte's token: byte-level, or <0xXX> with byte fallback
+	byteFallback bool
+	fuseUnk      bool
+	unk          int32             // -1 for none
+	stripSpace   bool              // decoding drops one leading space
+	mark         string            // SentencePiece-style: the decoder's space mark
+	wordBreaks   bool              // no merge crosses into a mark from other text (spm.go)
 	merges       map[uint64]uint64 // left<<32 | right → rank<<32 | merged id
 	pieces       []string          // id → raw bytes (or an added token's text)
 	known        []bool            // pieces[id] is set
@@ -72,8 +84,15 @@ type hfComponent struct {
 	Pattern        json.RawMessage `json:"pattern"`
 	Behavior       string          `json:"behavior"`
 	Invert         bool            `json:"invert"`
-	AddPrefixSpace bool            `json:"add_prefix_space"`
+	AddPrefixSpace *bool           `json:"add_prefix_space"`
 	UseRegex       *bool           `json:"use_regex"`
+	Prepend        string          `json:"prepend"`
+	Content        *string         `json:"content"`
+	Replacement    string          `json:"replacement"`
+	PrependScheme  string          `json:"prepend_scheme"`
+	Split          *bool           `json:"split"`
+	Decoders       []hfComponent   `json:"decoders"`
+	Start, Stop    int
 }
 
 func parseHF(b []byte) (*BPE, error) {
@@ -98,6 +117,8 @@ func parseHF(b []byte) (*BPE, error) {
 			ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
 			EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
 			ByteFallback            bool              `json:"byte_fallback"`
+			FuseUnk                 bool              `json:"fuse_unk"`
+			UnkToken                *string           `json:"unk_token"`
 		} `json:"model"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -112,18 +133,29 @@ func parseHF(b []byte) (*BPE, error) {
 	case m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "",
 		m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "":
 		return nil, fmt.Errorf("BPE subword prefixes and suffixes are unsupported")
-	case m.ByteFallback:
-		return nil, fmt.Errorf("BPE byte_fallback (SentencePiece-style BPE) is unsupported")
 	}
-	t := &BPE{ignoreMerges: m.IgnoreMerges, vocab: map[string]int32{}, merges: map[uint64]uint64{}, cache: map[string][]int32{}}
+	t := &BPE{ignoreMerges: m.IgnoreMerges, vocab: map[string]int32{}, merges: map[uint64]uint64{}, cache: map[string][]int32{},
+		byteFallback: m.ByteFallback, fuseUnk: m.FuseUnk, unk: -1}
 	if err := t.setNormalizer(f.Normalizer); err != nil {
 		return nil, err
 	}
-	if err := t.setPreTokenizer(f.PreTokenizer); err != nil {
-		return nil, err
-	}
-	if d := f.Decoder; d == nil || d.Type != "ByteLevel" {
-		return nil, fmt.Errorf("decoder %s is unsupported (want ByteLevel)", describe(d))
+	var dec spmDecoder
+	switch d := f.Decoder; {
+	case d != nil && d.Type == "ByteLevel":
+		t.byteLevel = true
+		if m.ByteFallback {
+			return nil, fmt.Errorf("BPE byte_fallback with the ByteLevel decoder is unsupported")
+		}
+		if err := t.setPreTokenizer(f.PreTokenizer); err != nil {
+			return nil, err
+		}
+	case d != nil && (d.Type == "Sequence" || d.Type == "Metaspace"):
+		var err error
+		if dec, err = t.setSentencePiece(f.PreTokenizer, d); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("decoder %s is unsupported (want ByteLevel, Metaspace, or Sequence of Replace, ByteFallback, Fuse, Strip)", describe(d))
 	}
 
 	// The vocabulary, by raw bytes.
@@ -146,19 +178,29 @@ func parseHF(b []byte) (*BPE, error) {
 		if t.known[id] {
 			return nil, fmt.Errorf("vocab: id %d is given to %q and %q", id, t.pieces[id], tok)
 		}
+		t.known[id] = true
+		if !t.byteLevel {
+			t.vocab[tok], t.pieces[id] = id, dec.piece(tok)
+			continue
+		}
 		raw, ok := byteLevelDecode(tok)
-		t.pieces[id], t.known[id] = raw, true
+		t.pieces[id] = raw
 		if ok {
 			t.vocab[raw] = id
 		}
 	}
-	for b := range 256 {
-		id, ok := t.vocab[string([]byte{byte(b)})]
-		if !ok {
-			return nil, fmt.Errorf("vocab lacks byte 0x%02X (%q): not a byte-level vocabulary", b, byteToRune[b])
+	if t.byteLevel {
+		for b := range 256 {
+			id, ok := t.vocab[string([]byte{byte(b)})]
+			if !ok {
+				return nil, fmt.Errorf("vocab lacks byte 0x%02X (%q): not a byte-level vocabulary", b, byteToRune[b])
+			}
+			t.byteID[b] = id
 		}
-		t.byteID[b] = id
+	} else if err := t.setFallback(m.UnkToken); err != nil {
+		return nil, err
 	}
+	t.mark, t.wordBreaks = dec.mark, !t.byteLevel
 
 	// Merges, by rank.
 	for rank, raw := range m.Merges {
@@ -186,6 +228,9 @@ func parseHF(b []byte) (*BPE, error) {
 			return nil, fmt.Errorf("merge %d (%q %q) repeats an earlier merge", rank, pair[0], pair[1])
 		}
 		t.merges[key] = uint64(rank)<<32 | uint64(ids[2])
+		if !t.byteLevel && strings.HasPrefix(pair[1], t.mark) && !strings.HasSuffix(pair[0], t.mark) {
+			t.wordBreaks = false
+		}
 	}
 
 	// Added tokens.
@@ -200,8 +245,8 @@ func parseHF(b []byte) (*BPE, error) {
 			return nil, fmt.Errorf("added token %q: single_word, lstrip and rstrip are unsupported", a.Content)
 		}
 		t.pieces[a.ID], t.known[a.ID] = a.Content, true
-		if a.Normalized && t.nfc {
-			norms = append(norms, addedToken{nfc(a.Content), a.ID})
+		if a.Normalized && len(t.norm) > 0 {
+			norms = append(norms, addedToken{t.normalize(a.Content), a.ID})
 		} else {
 			raws = append(raws, addedToken{a.Content, a.ID})
 		}
@@ -217,13 +262,48 @@ func describe(c *hfComponent) string {
 	return fmt.Sprintf("%q", c.Type)
 }
 
+// normStep is one normalizer: NFC, Prepend(text) or Replace(from, to).
+type normStep struct {
+	kind     string
+	from, to string
+}
+
+func (t *BPE) normalize(s string) string {
+	for _, n := range t.norm {
+		switch n.kind {
+		case "NFC":
+			s = nfc(s)
+		case "Prepend":
+			if s != "" {
+				s = n.to + s
+			}
+		case "Replace":
+			s = strings.ReplaceAll(s, n.from, n.to)
+		}
+	}
+	return s
+}
+
 func (t *BPE) setNormalizer(n *hfComponent) error {
 	if n == nil {
 		return nil
 	}
 	switch n.Type {
 	case "NFC":
-		t.nfc = true
+		t.norm = append(t.norm, normStep{kind: "NFC"})
+		return nil
+	case "Prepend":
+		if n.Prepend == "" {
+			return fmt.Errorf("normalizer Prepend: no prepend text")
+		}
+		t.norm = append(t.norm, normStep{kind: "Prepend", to: n.Prepend})
+		return nil
+	case "Replace":
+		from, err := stringPattern(n)
+		if err != nil {
+			return fmt.Errorf("normalizer %w", err)
+		}
+		t.norm = append(t.norm, normStep{kind: "Replace", from: from, to: *n.Content})
 		return nil
 	case "Sequence":
 		for i := range n.Normalizers {
@@ -233,7 +313,7 @@ func (t *BPE) setNormalizer(n *hfComponent) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("normalizer %q is unsupported (Loom has NFC)", n.Type)
+	return fmt.Errorf("normalizer %q is unsupported (Loom has NFC, Prepend, Replace and Sequence)", n.Type)
 }
 
 // setPreTokenizer accepts Sequence[Split(regex), ByteLevel(use_regex
@@ -271,7 +351,7 @@ func (t *BPE) setPreTokenizer(p *hfComponent) error {
 			t.split = s
 		case c.Type == "ByteLevel":
 			byteLevel = true
-			if c.AddPrefixSpace {
+			if c.AddPrefixSpace != nil && *c.AddPrefixSpace {
 				return fmt.Errorf("pre_tokenizer ByteLevel: add_prefix_space true is unsupported")
 			}
 			if c.UseRegex == nil || *c.UseRegex { // the default is true
@@ -339,12 +419,23 @@ func (t *BPE) Encode(text string) ([]int32, error) {
 	ids := make([]int32, 0, len(text)/3)
 	add := func(id int32) { ids = append(ids, id) }
 	piece := func(p string) { ids = t.word(&w, p, ids) }
+	// first: the stretch begins the text (Metaspace's prepend_scheme first).
+	first := true
+	added := func(id int32) { first = false; add(id) }
 	t.raw.each(text, func(s string) {
-		if t.nfc {
-			s = nfc(s)
-		}
-		t.normalized.each(s, func(s string) { t.split.split(s, piece) }, add)
-	}, add)
+		t.normalized.each(t.normalize(s), func(s string) {
+			switch {
+			case t.byteLevel:
+				t.split.split(s, piece)
+			case t.meta != nil:
+				t.meta.pieces(s, first, func(p string) { t.words(p, piece) })
+			default:
+				t.words(s, piece)
+			}
+			first = false
+		}, added)
+		first = false
+	}, added)
 	return ids, nil
 }
 
@@ -369,7 +460,7 @@ type bpeWork struct {
 // word appends the tokens of one piece to ids: with ignore_merges the
 // piece's own token if it has one, else its BPE tokens (cached).
 func (t *BPE) word(w *bpeWork, p string, ids []int32) []int32 {
-	if len(p) == 1 {
+	if len(p) == 1 && t.byteLevel {
 		return append(ids, t.byteID[p[0]])
 	}
 	if t.ignoreMerges {
@@ -398,15 +489,22 @@ func (t *BPE) word(w *bpeWork, p string, ids []int32) []int32 {
 	return ids
 }
 
-// merge appends the tokens of p (two bytes or more): its bytes, merged
-// pair by pair, lowest rank first and leftmost first among equal ranks (the
-// order of the reference implementations). A heap keeps this O(n log n) in
-// the piece's length.
+// merge appends the tokens of p: its symbols (bytes, or characters for
+// SentencePiece-style BPE), merged pair by pair, lowest rank first and
+// leftmost first among equal ranks (the order of the reference
+// implementations). A heap keeps this O(n log n) in the piece's length.
 func (t *BPE) merge(w *bpeWork, p string, ids []int32) []int32 {
-	n := len(p)
-	w.id, w.prev, w.next, w.heap = w.id[:0], w.prev[:0], w.next[:0], w.heap[:0]
+	w.prev, w.next, w.heap = w.prev[:0], w.next[:0], w.heap[:0]
+	if t.byteLevel {
+		w.id = w.id[:0]
+		for i := range len(p) {
+			w.id = append(w.id, t.byteID[p[i]])
+		}
+	} else {
+		w.id = t.charSymbols(w.id[:0], p)
+	}
+	n := len(w.id)
 	for i := range n {
-		w.id = append(w.id, t.byteID[p[i]])
 		w.prev = append(w.prev, int32(i-1))
 		w.next = append(w.next, int32(i+1))
 	}
@@ -489,11 +587,18 @@ func heapPop(h []uint64) (uint64, []uint64) {
 
 // Decode returns the text of ids: the bytes of each token (added tokens,
 // special ones included, as their text), with each invalid UTF-8 sequence
-// replaced by U+FFFD as the reference does. An id outside the vocabulary
+// replaced by U+FFFD as the reference does, and without the leading space
+// that a SentencePiece-style decoder strips. An id outside the vocabulary
 // reads "<|token N|>".
 func (t *BPE) Decode(ids []int32) string {
-	return validUTF8(string(t.appendBytes(nil, ids)))
+	s := validUTF8(string(t.appendBytes(nil, ids)))
+	if t.stripSpace {
+		s = strings.TrimPrefix(s, " ")
+	}
+	return s
 }
+
+func (t *BPE) stripsLeadingSpace() bool { return t.stripSpace }
 
 func (t *BPE) appendBytes(b []byte, ids []int32) []byte {
 	for _, id := range ids {

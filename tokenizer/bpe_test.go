@@ -35,11 +35,15 @@ func readGoldens(t testing.TB) goldens {
 
 // TestGoldens checks Encode and Decode against the reference implementation
 // (testdata/tokenizer/goldens.js runs @huggingface/tokenizers) on the test
-// corpus with three tokenizers: Qwen2's (NFC, its regex), Llama 3's
-// (\p{N}{1,3}, ignore_merges) and GPT-2's (ByteLevel's regex).
+// corpus with three byte-level tokenizers: Qwen2's (NFC, its regex), Llama
+// 3's (\p{N}{1,3}, ignore_merges) and GPT-2's (ByteLevel's regex); and three
+// SentencePiece-style ones: Llama 2's (Prepend and Replace normalizer, byte
+// fallback), Mistral's (Metaspace prepend_scheme first) and one with unk
+// instead of byte fallback (fuse_unk, prepend_scheme always, Metaspace
+// decoder).
 func TestGoldens(t *testing.T) {
 	g := readGoldens(t)
-	for _, name := range []string{"qwen2", "llama3", "gpt2"} {
+	for _, name := range []string{"qwen2", "llama3", "gpt2", "llama2sp", "mistral", "spmunk"} {
 		tok, err := LoadHF(filepath.Join(testdata, name+".json"))
 		if err != nil {
 			t.Fatal(err)
@@ -86,5 +90,61 @@ func TestEncodeConcurrent(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestMetaspacePieces checks the Metaspace pre-tokenizer's options that the
+// goldens do not cover (the npm package ignores split): the pieces are
+// those of the Rust implementation, the mark going with what follows it.
+func TestMetaspacePieces(t *testing.T) {
+	for _, c := range []struct {
+		scheme string
+		split  bool
+		first  bool
+		text   string
+		want   []string
+	}{
+		{"first", true, true, "a  b", []string{"▁a", "▁", "▁b"}},
+		{"first", true, false, "a  b ", []string{"a", "▁", "▁b", "▁"}},
+		{"always", true, false, " x", []string{"▁x"}},
+		{"always", false, false, "x y", []string{"▁x▁y"}},
+		{"never", true, true, "x y", []string{"x", "▁y"}},
+		{"never", false, true, "▁", []string{"▁"}},
+	} {
+		m := metaspace{mark: "▁", scheme: c.scheme, split: c.split}
+		var got []string
+		m.pieces(c.text, c.first, func(p string) { got = append(got, p) })
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s split %v first %v %q: got %q, want %q", c.scheme, c.split, c.first, c.text, got, c.want)
+		}
+	}
+}
+
+// TestWordBreaks checks that splitting SentencePiece-style text into words
+// before BPE (for speed) gives the tokens of BPE over the whole text.
+func TestWordBreaks(t *testing.T) {
+	g := readGoldens(t)
+	tok, err := LoadHF(filepath.Join(testdata, "llama2sp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.wordBreaks {
+		t.Fatal("llama2sp: no word breaks")
+	}
+	whole, err := LoadHF(filepath.Join(testdata, "llama2sp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.wordBreaks = false
+	src, err := os.ReadFile("bpe.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range append(g.Texts, string(src)) {
+		a, _ := tok.Encode(text)
+		b, _ := whole.Encode(text)
+		if !slices.Equal(a, b) {
+			t.Errorf("text %d: by words %v, whole %v", i, a, b)
+		}
 	}
 }

@@ -9,9 +9,16 @@ import (
 )
 
 // TestStreamDecoder feeds random ids one at a time: every piece is valid
-// UTF-8 (no half character), and the pieces join to Decode of all the ids.
+// UTF-8 (no half character), and the pieces join to Decode of all the ids
+// (for Llama 2's form, without the leading space; single bytes are <0xXX>).
 func TestStreamDecoder(t *testing.T) {
-	tok, err := LoadHF(filepath.Join(testdata, "qwen2.json"))
+	for _, name := range []string{"qwen2", "llama2sp"} {
+		t.Run(name, func(t *testing.T) { testStreamDecoder(t, name) })
+	}
+}
+
+func testStreamDecoder(t *testing.T, name string) {
+	tok, err := LoadHF(filepath.Join(testdata, name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

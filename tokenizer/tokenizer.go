@@ -1,5 +1,6 @@
 // Package tokenizer turns text into token ids and back: Hugging Face's
-// byte-level BPE (tokenizer.json of GPT-2, Qwen2/Qwen3, Llama 3) and Loom's
+// BPE (tokenizer.json: byte-level as in GPT-2, Qwen2/Qwen3 and Llama 3, or
+// SentencePiece-style as in Llama 2, Mistral and TinyLlama) and Loom's
 // own byte tokenizer (loom_tokenizer.json, the shipped tiny model's).
 package tokenizer
 
@@ -48,16 +49,27 @@ func Load(dir string) (Tokenizer, error) {
 // never returns part of a UTF-8 character: bytes that may begin one wait
 // for the next token. The pieces it returns join to Decode of all the ids.
 type StreamDecoder struct {
-	t   Tokenizer
-	buf []byte
+	t       Tokenizer
+	buf     []byte
+	strip   bool // drop a leading space, as Decode does
+	started bool // a byte has come
 }
 
 // NewStreamDecoder returns a StreamDecoder for t.
-func NewStreamDecoder(t Tokenizer) *StreamDecoder { return &StreamDecoder{t: t} }
+func NewStreamDecoder(t Tokenizer) *StreamDecoder {
+	s, ok := t.(interface{ stripsLeadingSpace() bool })
+	return &StreamDecoder{t: t, strip: ok && s.stripsLeadingSpace()}
+}
 
 // Add takes the next id and returns the text it completes (often "").
 func (d *StreamDecoder) Add(id int32) string {
 	d.buf = d.t.appendBytes(d.buf, []int32{id})
+	if !d.started && len(d.buf) > 0 {
+		d.started = true
+		if d.strip && d.buf[0] == ' ' {
+			d.buf = d.buf[1:]
+		}
+	}
 	keep := incompleteTail(d.buf)
 	out := validUTF8(string(d.buf[:len(d.buf)-keep]))
 	d.buf = append(d.buf[:0], d.buf[len(d.buf)-keep:]...)

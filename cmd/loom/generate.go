@@ -103,7 +103,7 @@ type generateResult struct {
 func runGenerate(args []string) (err error) {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	dir := modelFlag(fs, "Qwen3 model directory (config.json and *.safetensors)")
-	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or byte-level BPE "+tokenizer.HFFile+")")
+	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or a Hugging Face BPE "+tokenizer.HFFile+")")
 	asChat := fs.Bool("chat", false, "the -prompt "+chatHelp+"; the template, not Loom, adds any BOS")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
 	maxTokens := fs.Int("max-tokens", 200, "tokens to generate")

@@ -63,7 +63,7 @@ func runInfo(args []string) error {
 	case *tokenizer.Bytes:
 		fmt.Printf("  %-24s Loom's byte tokenizer (%s)\n", "tokenizer", tokenizer.BytesFile)
 	case *tokenizer.BPE:
-		fmt.Printf("  %-24s byte-level BPE (%s)\n", "tokenizer", tokenizer.HFFile)
+		fmt.Printf("  %-24s Hugging Face BPE (%s)\n", "tokenizer", tokenizer.HFFile)
 	default:
 		fmt.Printf("  %-24s none Loom implements (%v): prompts are token ids (-prompt-ids)\n", "tokenizer", err)
 	}
