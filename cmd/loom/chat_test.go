@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +109,83 @@ func TestGenerateChat(t *testing.T) {
 	if err := runGenerate([]string{"-model", dir, "-chat", "-prompt-ids", "1,2"}); err == nil || !strings.Contains(err.Error(), "-chat renders text") {
 		t.Fatalf("-chat with -prompt-ids: got %v", err)
 	}
+}
+
+// TestChat feeds loom chat two user lines, a blank one and /exit: each
+// reply must be what generate gives (greedy) for the whole conversation so
+// far rendered with the template, the first reply included in the second
+// prompt, and nothing after /exit is read.
+func TestChat(t *testing.T) {
+	dir := copyTinyModel(t, nil)
+	const tpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+	if err := os.WriteFile(filepath.Join(dir, chat.TemplateFile), []byte(tpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"-model", dir, "-temperature", "0", "-max-tokens", "6"}
+	reply := func(prompt string) string {
+		t.Helper()
+		tok, err := tokenizer.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := tok.Encode(prompt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids)), ","), "[]")
+		out, _, err := capture(func() error { return runGenerate(append(flags, "-prompt-ids", list, "-json")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r generateResult
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		return tok.Decode(r.GeneratedIDs[:len(r.GeneratedIDs)-boolInt(r.Stop == "eos")])
+	}
+	prompt1 := "<system>be brief\n<user>package main\n<assistant>"
+	first := reply(prompt1)
+	prompt2 := prompt1 + first + "\n<user>func f() {\n<assistant>"
+	second := reply(prompt2)
+
+	in := filepath.Join(t.TempDir(), "stdin")
+	if err := os.WriteFile(in, []byte("package main\n\nfunc f() {\r\n/exit\nnever read\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	stdout, stderr, err := capture(func() error { return runChat(append(flags, "-system", "be brief")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := first + "\n" + second + "\n"; stdout != want {
+		t.Fatalf("stdout %q, want %q; stderr %s", stdout, want, stderr)
+	}
+	// The tiny model may answer both alike: the prompts' lengths show that
+	// the second turn saw the whole conversation (one byte a token).
+	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", len(prompt1)); !strings.Contains(stderr, want) {
+		t.Fatalf("stderr %s, want %q", stderr, want)
+	}
+	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", len(prompt2)); !strings.Contains(stderr, want) || strings.Count(stderr, "prompt tokens") != 2 {
+		t.Fatalf("stderr %s, want %q once after the first turn", stderr, want)
+	}
+
+	// Without a template, chat is an error that says so.
+	os.Remove(filepath.Join(dir, chat.TemplateFile))
+	if err := runChat([]string{"-model", dir}); err == nil || !strings.Contains(err.Error(), "no chat template") {
+		t.Fatalf("no template: got %v", err)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
