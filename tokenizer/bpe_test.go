@@ -136,6 +136,24 @@ func TestWordBreaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	whole.wordBreaks = false
+	// A merge that joins text to a following "▁" turns the breaks off.
+	var f map[string]any
+	if err := json.Unmarshal(must(os.ReadFile(filepath.Join(testdata, "llama2sp.json"))), &f); err != nil {
+		t.Fatal(err)
+	}
+	m := f["model"].(map[string]any)
+	m["vocab"].(map[string]any)["e▁t"] = 5000
+	m["merges"] = append(m["merges"].([]any), []any{"e", "▁t"})
+	crossing, err := parseHF(must(json.Marshal(f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crossing.wordBreaks {
+		t.Error("word breaks with the merge (e ▁t)")
+	}
+	if ids, _ := crossing.Encode("1e t"); !slices.Contains(ids, 5000) {
+		t.Errorf("1e t: %v lacks e▁t", ids)
+	}
 	src, err := os.ReadFile("bpe.go")
 	if err != nil {
 		t.Fatal(err)
@@ -147,4 +165,11 @@ func TestWordBreaks(t *testing.T) {
 			t.Errorf("text %d: by words %v, whole %v", i, a, b)
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
