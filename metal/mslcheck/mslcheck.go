@@ -102,7 +102,10 @@ func compile(name, src string, flags ...string) error {
 		return err
 	}
 	args := append(flags, "-x", "c++", "-I", dir, file)
-	out, err := exec.Command(gxx, args...).CombinedOutput()
+	cmd := exec.Command(gxx, args...)
+	// ASCII quotes and English messages, whatever the user's locale.
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msgs := strings.ReplaceAll(string(out), filepath.Join(dir, "metal_stdlib"), "<metal_stdlib>")
 		msgs = strings.ReplaceAll(msgs, file, name)

@@ -1,0 +1,107 @@
+//go:build linux && amd64
+
+package mslcheck_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/loomrt/loom/metal/mslcheck"
+)
+
+// softmaxParams is testdata/softmax.metal's SoftmaxParams.
+type softmaxParams struct {
+	Cols  uint32
+	Scale float32
+}
+
+// TestEmulatedSoftmax runs a user's kernel, written in MLX's style, in the
+// emulation and compares it with a float64 reference, over awkward row
+// lengths and several threadgroup sizes (more threads than columns too).
+func TestEmulatedSoftmax(t *testing.T) {
+	needCompiler(t)
+	src, err := os.ReadFile("testdata/softmax.metal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := mslcheck.Emulate("testdata/softmax.metal", string(src), "scaled_softmax_float")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, rows := range []int{1, 3} {
+		for _, cols := range []int{1, 7, 33, 100, 257} {
+			for _, threads := range []uint32{32, 64, 96, 256} {
+				p := softmaxParams{uint32(cols), 0.7}
+				in := make([]float32, rows*cols)
+				for i := range in {
+					in[i] = float32(rng.NormFloat64() * 3)
+				}
+				out := make([]float32, rows*cols)
+				if err := lib.Run("scaled_softmax_float", [3]uint32{uint32(rows), 1, 1}, [3]uint32{threads, 1, 1}, in, out, &p); err != nil {
+					t.Fatal(err)
+				}
+				for r := range rows {
+					x := in[r*cols : (r+1)*cols]
+					m := math.Inf(-1)
+					for _, v := range x {
+						m = math.Max(m, float64(v)*float64(p.Scale))
+					}
+					s := 0.0
+					for _, v := range x {
+						s += math.Exp(float64(v)*float64(p.Scale) - m)
+					}
+					for c, v := range x {
+						want := math.Exp(float64(v)*float64(p.Scale)-m) / s
+						if got := float64(out[r*cols+c]); math.Abs(got-want) > 1e-6+1e-5*want {
+							t.Fatalf("rows %d cols %d threads %d: out[%d][%d] = %g, want %g", rows, cols, threads, r, c, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestEmulationErrors shows that bad dispatches are errors, not crashes.
+func TestEmulationErrors(t *testing.T) {
+	needCompiler(t)
+	src, err := os.ReadFile("testdata/add_arrays.metal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mslcheck.Emulate("add_arrays.metal", string(src), "no_such_kernel"); err == nil || !strings.Contains(err.Error(), "no MSL kernel no_such_kernel") {
+		t.Fatalf("an unknown kernel: got %v", err)
+	}
+	lib, err := mslcheck.Emulate("add_arrays.metal", string(src), "add_arrays")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := []float32{1, 2, 3}, []float32{10, 20, 30}, make([]float32, 3)
+	if err := lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{3, 1, 1}, a, b, c); err != nil {
+		t.Fatal(err)
+	}
+	if c[0] != 11 || c[1] != 22 || c[2] != 33 {
+		t.Fatalf("add_arrays: %v", c)
+	}
+	for _, bad := range []struct {
+		want string
+		run  func() error
+	}{
+		{"nothing bound at [[buffer(2)]]", func() error { return lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{3, 1, 1}, a, b) }},
+		{"want a non-empty slice", func() error { return lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{3, 1, 1}, a, b, []float32{}) }},
+		{"want a non-empty slice", func() error { return lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{3, 1, 1}, a, b, 3) }},
+		{"empty grid", func() error { return lib.Run("add_arrays", [3]uint32{0, 1, 1}, [3]uint32{3, 1, 1}, a, b, c) }},
+		{"at most 1024", func() error { return lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{2048, 1, 1}, a, b, c) }},
+		{"not in the emulated library", func() error { return lib.Run("blend_colors", [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}, a) }},
+		{"at most 31", func() error { return lib.Dispatch("add_arrays", make([]unsafe.Pointer, 32), [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}) }},
+	} {
+		if err := bad.run(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("got %v, want an error mentioning %q", err, bad.want)
+		}
+	}
+}
