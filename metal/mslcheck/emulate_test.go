@@ -98,7 +98,9 @@ func TestEmulationErrors(t *testing.T) {
 		{"empty grid", func() error { return lib.Run("add_arrays", [3]uint32{0, 1, 1}, [3]uint32{3, 1, 1}, a, b, c) }},
 		{"at most 1024", func() error { return lib.Run("add_arrays", [3]uint32{1, 1, 1}, [3]uint32{2048, 1, 1}, a, b, c) }},
 		{"not in the emulated library", func() error { return lib.Run("blend_colors", [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}, a) }},
-		{"at most 31", func() error { return lib.Dispatch("add_arrays", make([]unsafe.Pointer, 32), [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}) }},
+		{"at most 31", func() error {
+			return lib.Dispatch("add_arrays", make([]unsafe.Pointer, 32), [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1})
+		}},
 	} {
 		if err := bad.run(); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("got %v, want an error mentioning %q", err, bad.want)
