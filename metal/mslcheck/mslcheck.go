@@ -101,7 +101,8 @@ func compile(name, src string, flags ...string) error {
 	if err := os.WriteFile(file, []byte(lineDirective(name)+src), 0o644); err != nil {
 		return err
 	}
-	args := append(flags, "-x", "c++", "-I", dir, file)
+	// Quoted includes are found beside the checked file, as Metal finds them.
+	args := append(flags, "-x", "c++", "-I", dir, "-iquote", filepath.Dir(name), file)
 	cmd := exec.Command(gxx, args...)
 	// ASCII quotes and English messages, whatever the user's locale.
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
