@@ -107,3 +107,57 @@ func TestEmulationErrors(t *testing.T) {
 		}
 	}
 }
+
+// blend is testdata/add_arrays.metal's Blend: float4 is 16-byte aligned.
+type blend struct {
+	Tint   [4]float32
+	Amount float32
+	Count  uint32
+	_      [2]uint32
+}
+
+// TestEmulatedSwizzles runs blend_colors, an Apple-style kernel that reads,
+// computes with and assigns swizzles over a 2D grid, against a Go
+// reference.
+func TestEmulatedSwizzles(t *testing.T) {
+	needCompiler(t)
+	src, err := os.ReadFile("testdata/add_arrays.metal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := mslcheck.Emulate("add_arrays.metal", string(src), "blend_colors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	// 5×3 groups of 4×2 threads make a 20×6 grid; count leaves the last
+	// threads without a pixel.
+	const width, height, count = 20, 6, 113
+	in := make([]float32, 4*width*height)
+	for i := range in {
+		in[i] = rng.Float32()*2 - 0.5
+	}
+	out := make([]float32, len(in))
+	b := blend{Tint: [4]float32{0.25, -0.5, 0.75, 2}, Amount: 0.3, Count: count}
+	if err := lib.Run("blend_colors", [3]uint32{5, 3, 1}, [3]uint32{4, 2, 1}, in, out, &b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range width * height {
+		c, got := in[4*i:4*i+4], out[4*i:4*i+4]
+		want := make([]float64, 4)
+		if i < count {
+			a := float64(b.Amount)
+			for k := range 3 {
+				want[k] = float64(c[k])*(1-a) + float64(b.Tint[k])*a
+			}
+			want[0], want[1] = want[1]+1, want[0]+1
+			want[2] = 2*want[2] + float64(c[2])*float64(b.Tint[0]) + float64(c[3])*float64(b.Tint[1])
+			want[3] = 2 * float64(c[3])
+		}
+		for k := range 4 {
+			if math.Abs(float64(got[k])-want[k]) > 1e-5 {
+				t.Fatalf("pixel %d component %d: %g, want %g (all %v, want %v)", i, k, got[k], want[k], got, want)
+			}
+		}
+	}
+}

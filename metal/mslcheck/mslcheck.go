@@ -7,8 +7,9 @@
 //
 // The shim declares the part of Metal that Loom's kernels and kernels
 // written in Apple's or MLX's style use: the kernel keyword and
-// [[kernel]], the address-space qualifiers, scalar and vector types (no
-// swizzles), the math, SIMD-group, threadgroup and atomic functions. It is
+// [[kernel]], the address-space qualifiers, scalar and vector types with
+// swizzles of two or three components, the math, SIMD-group, threadgroup
+// and atomic functions. It is
 // stricter than Metal where that is cheap (half and bfloat convert only
 // explicitly; double, printf and malloc are errors). A kernel that uses
 // something the shim lacks fails to compile: the check never passes a

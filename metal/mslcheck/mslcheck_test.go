@@ -58,6 +58,9 @@ func TestBrokenKernelsFail(t *testing.T) {
   float4 v = simd_sum(out[i]);
   out[i] = v.x;
 }`, "broken.metal:5:"},
+		{"swizzle of a missing component", `kernel void f(device float2* out [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  out[i] = out[i].xz;
+}`, "broken.metal:5:"},
 		{"missing semicolon", `struct P { uint n; }
 kernel void f(device float* out [[buffer(0)]], constant P& p [[buffer(1)]], uint i [[thread_position_in_grid]]) {
   if (i < p.n) out[i] = 1.0f;

@@ -11,7 +11,7 @@ kernel void add_arrays(device const float* inA [[buffer(0)]],
     result[index] = inA[index] + inB[index];
 }
 
-// Vector types, constructors and a params struct in the constant address
+// Vector types, swizzles and a params struct in the constant address
 // space.
 struct Blend {
     float4 tint;
@@ -30,8 +30,14 @@ kernel void blend_colors(device const float4* src [[buffer(0)]],
         return;
     }
     float4 c = src[i];
-    float3 rgb = float3(c.x, c.y, c.z) * (1.0f - blend.amount) + float3(blend.tint.x, blend.tint.y, blend.tint.z) * blend.amount;
-    dst[i] = float4(rgb, c.w);
+    float3 rgb = c.rgb * (1.0f - blend.amount) + blend.tint.xyz * blend.amount;
+    float4 out = float4(rgb, c.a);
+    out.xy = out.yx;
+    float4 other = float4(1.0f);
+    other.zw = out.zw;
+    out += other;
+    out.z += dot(c.zw, blend.tint.xy);
+    dst[i] = out;
 }
 
 kernel void scale_half(device half4* data [[buffer(0)]],
