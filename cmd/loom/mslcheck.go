@@ -16,8 +16,8 @@ const mslCheckHelp = `Each FILE is compiled, as the Metal compiler compiles a .m
 C++17 by g++ against Loom's shim of <metal_stdlib>, with every warning an
 error. Errors name the file and line; the exit status is 1 when any file
 fails. The shim knows the kernel keyword and [[kernel]], the address
-spaces, scalar and vector types (no swizzles), math, SIMD-group,
-threadgroup and atomic functions; it is stricter than Metal on implicit
+spaces, scalar and vector types (with .xy and .rgb swizzles), math,
+SIMD-group, threadgroup and atomic functions; it is stricter than Metal on implicit
 half conversions and rejects double. It needs g++: run
 scripts/install-msl-check.sh (Debian/Ubuntu) or install g++. To run a
 kernel on inputs in the emulation, use package metal/mslcheck (Emulate)
