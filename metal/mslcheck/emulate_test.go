@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -157,6 +158,59 @@ func TestEmulatedSwizzles(t *testing.T) {
 		for k := range 4 {
 			if math.Abs(float64(got[k])-want[k]) > 1e-5 {
 				t.Fatalf("pixel %d component %d: %g, want %g (all %v, want %v)", i, k, got[k], want[k], got, want)
+			}
+		}
+	}
+}
+
+// TestEmulatedSIMDFunctions checks the emulation's prefix sums, shifts,
+// broadcast and votes against their definitions, over two full SIMD groups
+// per threadgroup.
+func TestEmulatedSIMDFunctions(t *testing.T) {
+	needCompiler(t)
+	src, err := os.ReadFile("testdata/simd.metal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := mslcheck.Emulate("simd.metal", string(src), "simd_functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const groups, threads = 2, 64
+	in := make([]int32, groups*threads)
+	for i := range in {
+		in[i] = int32(rng.IntN(100)) - 5
+	}
+	out := make([]int32, 8*len(in))
+	if err := lib.Run("simd_functions", [3]uint32{groups, 1, 1}, [3]uint32{threads, 1, 1}, in, out); err != nil {
+		t.Fatal(err)
+	}
+	for s := 0; s < len(in); s += 32 {
+		g := in[s : s+32]
+		all, any := int32(1), int32(0)
+		for _, v := range g {
+			if v <= 0 {
+				all = 0
+			}
+			if v > 90 {
+				any = 1
+			}
+		}
+		sum := int32(0)
+		for l, v := range g {
+			sum += v
+			down, up := g[l], g[l]
+			if l+3 < 32 {
+				down = g[l+3]
+			}
+			if l >= 5 {
+				up = g[l-5]
+			}
+			want := []int32{sum, sum - v, down, up, g[0], all, any, g[l^1]}
+			got := out[8*(s+l) : 8*(s+l)+8]
+			if !slices.Equal(got, want) {
+				t.Fatalf("thread %d: %v, want %v (prefix sums, down 3, up 5, first, all, any, xor 1)", s+l, got, want)
 			}
 		}
 	}
