@@ -181,7 +181,11 @@ func TestEmulatedSIMDFunctions(t *testing.T) {
 	in := make([]int32, groups*threads)
 	for i := range in {
 		in[i] = int32(rng.IntN(100)) - 5
+		if i/32%2 == 1 {
+			in[i] = int32(rng.IntN(80)) + 1 // all positive, none above 90
+		}
 	}
+	in[5], in[7] = 95, -3 // some above 90, not all positive
 	out := make([]int32, 8*len(in))
 	if err := lib.Run("simd_functions", [3]uint32{groups, 1, 1}, [3]uint32{threads, 1, 1}, in, out); err != nil {
 		t.Fatal(err)
