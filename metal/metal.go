@@ -10,7 +10,7 @@
 // per catalog kernel name.
 //
 // Off macOS, Open returns an error. The MSL sources are still checked there:
-// the package's tests compile them as C++ through a shim header (shim/) and
+// the package's tests compile them as C++ through package mslcheck's shim and
 // hold their kernel names, argument indices and names to the primitives
 // catalog.
 package metal

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/metal/mslcheck"
 	"github.com/loomrt/loom/primitives"
 )
 
@@ -87,7 +88,7 @@ LOOM_FLOAT_KERNELS("broken", broken)`, "broken.metal:4"},
 // every kernel a primitive can emit exists, every MSL kernel is reachable,
 // and argument indices, names and params types agree.
 func TestKernelsMatchCatalog(t *testing.T) {
-	kernels, unused, err := parseKernels(preprocessMSL(t, library(t)))
+	kernels, unused, err := mslcheck.ParseKernels(preprocessMSL(t, library(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestCatalogCheckCatchesMismatches(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			src := strings.Replace(c.src, "#include \"common\"", common, 1)
-			kernels, unused, err := parseKernels(preprocessMSL(t, src))
+			kernels, unused, err := mslcheck.ParseKernels(preprocessMSL(t, src))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the MSL check in metal/msl_test.go needs on Linux: g++,
-# which compiles the Metal kernels as C++ through metal/shim. Does nothing
-# when g++ is already there.
+# Installs what the MSL check (loom msl-check, package metal/mslcheck and
+# the metal tests) needs on Linux: g++, which compiles Metal kernels as C++
+# through metal/mslcheck/shim. Does nothing when g++ is already there.
 set -euo pipefail
 if command -v g++ >/dev/null 2>&1; then
 	exit 0
