@@ -337,8 +337,11 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 			}
 			continue // the channel closes next
 		}
+		if reason != "" {
+			continue // drawn after the stop string, before the cancel took
+		}
 		n++
-		if reason != "" || (job.StopAtEOS && s.Sched.e.Model.Config.IsEOS(int(ev.Token))) {
+		if job.StopAtEOS && s.Sched.e.Model.Config.IsEOS(int(ev.Token)) {
 			continue // the EOS is counted, not decoded
 		}
 		text, stopped := filter.Add(dec.Add(ev.Token))

@@ -249,3 +249,245 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("TTFT observations %d, want %d", n, 2*clients)
 	}
 }
+
+// TestBadRequests checks that malformed requests get 4xx answers with
+// OpenAI-style error bodies, and leave nothing running.
+func TestBadRequests(t *testing.T) {
+	ts, srv := newTestServer(t, 8, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	long := strings.Repeat("x", 130) // the cache holds 128 tokens
+	for _, c := range []struct {
+		name, path string
+		body       any
+		status     int
+		want       string // in the message
+	}{
+		{"malformed JSON", "/v1/completions", []byte(`{"prompt": "a",`), 400, "not a valid request"},
+		{"trailing data", "/v1/completions", []byte(`{"prompt": "a"} {}`), 400, "after the JSON"},
+		{"wrong type", "/v1/completions", []byte(`{"prompt": "a", "max_tokens": "3"}`), 400, "max_tokens"},
+		{"unknown model", "/v1/completions", map[string]any{"model": "gpt-9", "prompt": "a"}, 404, `"gpt-9" does not exist`},
+		{"negative max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": -1}, 400, "max_tokens -1"},
+		{"zero max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 0}, 400, "max_tokens 0"},
+		{"huge max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 1 << 40}, 400, "exceed the context of 128"},
+		{"prompt too long", "/v1/completions", map[string]any{"prompt": long, "max_tokens": 1}, 400, "130 tokens leave no room"},
+		{"invalid UTF-8", "/v1/completions", []byte("{\"prompt\": \"a\xff\"}"), 400, "UTF-8"},
+		{"empty prompt", "/v1/completions", map[string]any{"prompt": ""}, 400, "empty"},
+		{"no prompt", "/v1/completions", map[string]any{"max_tokens": 2}, 400, "prompt must be a string"},
+		{"prompt list", "/v1/completions", map[string]any{"prompt": []string{"a"}}, 400, "prompt must be a string"},
+		{"negative temperature", "/v1/completions", map[string]any{"prompt": "a", "temperature": -1}, 400, "emperature"},
+		{"bad top_p", "/v1/completions", map[string]any{"prompt": "a", "top_p": 2}, 400, "op"},
+		{"bad stop", "/v1/completions", map[string]any{"prompt": "a", "stop": 3}, 400, "stop must be"},
+		{"empty stop", "/v1/completions", map[string]any{"prompt": "a", "stop": []string{""}}, 400, "empty string"},
+		{"n > 1", "/v1/completions", map[string]any{"prompt": "a", "n": 2}, 400, "unsupported"},
+		{"no chat template", "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}}, 400, "model has no chat template"},
+	} {
+		status, _, body := postJSON(t, ts.URL+c.path, c.body)
+		var e struct {
+			Error struct {
+				Message, Type string
+				Param, Code   *string
+			}
+		}
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Errorf("%s: body %q: %v", c.name, body, err)
+			continue
+		}
+		if status != c.status || !strings.Contains(e.Error.Message, c.want) || e.Error.Type == "" {
+			t.Errorf("%s: got %d %s, want %d with %q", c.name, status, body, c.status, c.want)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/v1/completions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/completions: %d", resp.StatusCode)
+	}
+	waitIdle(t, srv.Sched)
+	// The server still answers.
+	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "a", "max_tokens": 2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startStream starts a streaming completion and returns once its first
+// chunk has come, with the function that disconnects it.
+func startStream(t *testing.T, url string, body map[string]any) (disconnect func()) {
+	t.Helper()
+	body["stream"] = true
+	b, _ := json.Marshal(body)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	return func() {
+		cancel()
+		resp.Body.Close()
+	}
+}
+
+// TestCancelStream checks that a client that disconnects mid-stream has
+// its request ended and its blocks freed at once, long before its
+// max_tokens.
+func TestCancelStream(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	disconnect := startStream(t, ts.URL+"/v1/completions", map[string]any{"prompt": "package main\n", "max_tokens": 1000, "temperature": 0.8, "seed": 1})
+	if m := srv.Sched.Metrics.Snapshot(); m.Running != 1 || m.BlocksUsed == 0 {
+		t.Fatalf("before the disconnect: %+v", m)
+	}
+	disconnect()
+	waitIdle(t, srv.Sched)
+	n := srv.Sched.Metrics.Snapshot().Tokens
+	if n >= 1000 {
+		t.Fatalf("%d tokens generated: the request ran to its end", n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if m := srv.Sched.Metrics.Snapshot().Tokens; m != n {
+		t.Fatalf("tokens still generated after the disconnect: %d then %d", n, m)
+	}
+}
+
+// TestQueueFull checks the 429 with Retry-After when the queue is full,
+// and that the queued request runs once blocks are free.
+func TestQueueFull(t *testing.T) {
+	ts, srv := newTestServer(t, 8, SchedulerConfig{StepTokens: 64, MaxQueue: 1}, "")
+	url := ts.URL + "/v1/completions"
+	// Its prompt and 100 tokens reserve 7 of the 8 blocks.
+	disconnect := startStream(t, url, map[string]any{"prompt": "package main\n", "max_tokens": 100, "temperature": 0.8, "seed": 1})
+	queued := make(chan error, 1)
+	go func() {
+		_, err := complete(url, map[string]any{"prompt": "package main\n", "max_tokens": 30})
+		queued <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); srv.Sched.Metrics.Snapshot().Waiting != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second request is not queued: %+v", srv.Sched.Metrics.Snapshot())
+		}
+	}
+	status, h, body := postJSON(t, url, map[string]any{"prompt": "a", "max_tokens": 1})
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") == "" || !strings.Contains(string(body), "rate_limit_error") {
+		t.Fatalf("third request: %d, Retry-After %q, %s", status, h.Get("Retry-After"), body)
+	}
+	disconnect()
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, srv.Sched)
+}
+
+// TestStopAndChat checks stop strings (a string or a list; the text ends
+// before the stop, finish_reason "stop") and that a chat completion is
+// the completion of the rendered template.
+func TestStopAndChat(t *testing.T) {
+	const tpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, tpl)
+	base := map[string]any{"prompt": "package ring\n\n", "max_tokens": 40, "temperature": 0}
+	full, err := complete(ts.URL+"/v1/completions", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Finish != "length" || len(full.Text) < 20 {
+		t.Fatalf("full: %+v", full)
+	}
+	stop := full.Text[10:13]
+	want := full.Text[:strings.Index(full.Text, stop)]
+	for _, s := range []any{stop, []string{"\x00never", stop}} {
+		for _, stream := range []bool{false, true} {
+			b := map[string]any{"stop": s, "stream": stream}
+			for k, v := range base {
+				b[k] = v
+			}
+			r, err := complete(ts.URL+"/v1/completions", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Text != want || r.Finish != "stop" || r.Usage.CompletionTokens >= 40 {
+				t.Errorf("stop %q, stream %v: %+v, want text %q", s, stream, r, want)
+			}
+		}
+	}
+	msgs := []map[string]string{{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}}
+	direct, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "<system>be brief\n<user>hi\n<assistant>", "max_tokens": 12, "temperature": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []bool{false, true} {
+		r, err := complete(ts.URL+"/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 12, "temperature": 0, "stream": stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != direct {
+			t.Errorf("chat (stream %v): %+v, want %+v", stream, r, direct)
+		}
+	}
+	waitIdle(t, srv.Sched)
+}
+
+// TestMetricsAndShutdown checks /health, /v1/models and /metrics, and that
+// Shutdown lets a running request finish and then refuses new ones.
+func TestMetricsAndShutdown(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if s, b := get("/health"); s != 200 || !strings.Contains(b, "ok") {
+		t.Errorf("/health: %d %s", s, b)
+	}
+	if s, b := get("/v1/models"); s != 200 || !strings.Contains(b, `"id":"tiny"`) {
+		t.Errorf("/v1/models: %d %s", s, b)
+	}
+	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "ab", "max_tokens": 5, "temperature": 0}); err != nil {
+		t.Fatal(err)
+	}
+	_, b := get("/metrics")
+	for _, want := range []string{"loom_requests_running 0", "loom_requests_waiting 0", "loom_kv_blocks_used 0", "loom_kv_blocks_free 64",
+		"loom_generated_tokens_total 5", `loom_time_to_first_token_seconds_bucket{le="+Inf"} 1`, "loom_time_per_output_token_seconds_count 4"} {
+		if !strings.Contains(b, want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, b)
+		}
+	}
+
+	done := make(chan result, 1)
+	go func() {
+		r, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "ab", "max_tokens": 200, "temperature": 0.7, "seed": 3})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	for srv.Sched.Metrics.Snapshot().Running == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Sched.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Finish == "" {
+		t.Errorf("the running request did not finish: %+v", r)
+	}
+	if s, _ := get("/health"); s != http.StatusServiceUnavailable {
+		t.Errorf("/health after shutdown: %d", s)
+	}
+	if s, _, b := postJSON(t, ts.URL+"/v1/completions", map[string]any{"prompt": "a"}); s != http.StatusServiceUnavailable {
+		t.Errorf("after shutdown: %d %s", s, b)
+	}
+}
