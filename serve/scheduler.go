@@ -73,16 +73,17 @@ type Scheduler struct {
 	cfg     SchedulerConfig
 	Metrics *Metrics
 
-	mu       sync.Mutex
-	waiting  []*job
-	closed   bool // Shutdown has begun: no more Submits
-	wake     chan struct{}
-	done     chan struct{} // closed when the loop has returned
-	abort    chan struct{} // closed when Shutdown's deadline passed
-	nRunning int           // len(running), for Submit's metrics
-	nextSeq  int           // loop only, as the fields below
-	reserved int           // blocks reserved by running jobs
-	running  []*job
+	mu        sync.Mutex
+	waiting   []*job
+	closed    bool // Shutdown has begun: no more Submits
+	wake      chan struct{}
+	done      chan struct{} // closed when the loop has returned
+	abort     chan struct{} // closed when Shutdown's deadline passed
+	abortOnce sync.Once
+	nRunning  int // len(running), for Submit's metrics
+	nextSeq   int // loop only, as the fields below
+	reserved  int // blocks reserved by running jobs
+	running   []*job
 }
 
 // NewScheduler starts a scheduler on e, which it then owns.
@@ -163,7 +164,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		close(s.abort)
+		s.abortOnce.Do(func() { close(s.abort) })
 		<-s.done
 		return ctx.Err()
 	}
@@ -177,7 +178,8 @@ func (s *Scheduler) loop() {
 		case <-s.abort:
 			s.mu.Lock()
 			all := append(s.running, s.waiting...)
-			s.running, s.waiting = nil, nil
+			s.running, s.waiting, s.nRunning = nil, nil, 0
+			s.Metrics.setQueue(0, 0)
 			s.mu.Unlock()
 			for _, j := range all {
 				s.finish(j, Event{Done: true, Err: ErrShuttingDown})

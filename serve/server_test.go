@@ -491,3 +491,36 @@ func TestMetricsAndShutdown(t *testing.T) {
 		t.Errorf("after shutdown: %d %s", s, b)
 	}
 }
+
+// TestShutdownDeadline checks that a Shutdown whose deadline passes ends
+// the running request with an error event and frees its blocks, and that
+// a second Shutdown returns.
+func TestShutdownDeadline(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	b, _ := json.Marshal(map[string]any{"prompt": "package main\n", "max_tokens": 1000, "temperature": 0.8, "seed": 1, "stream": true})
+	resp, err := http.Post(ts.URL+"/v1/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := srv.Sched.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown: %v, want the deadline", err)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rest), `"error":{"message":"serve: the server is shutting down"`) || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("the rest of the stream: %s", rest)
+	}
+	waitIdle(t, srv.Sched)
+	if err := srv.Sched.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
