@@ -110,6 +110,9 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, sampling []ops.Samplin
 		if err := o.Validate(); err != nil {
 			return nil, fmt.Errorf("step: sequence %d: %w", seqs[i], err)
 		}
+		if o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 {
+			return nil, fmt.Errorf("step: sequence %d: a repetition penalty is unsupported by StepSample (it keeps no window; the Decoder does)", seqs[i])
+		}
 	}
 	st, err := e.schedule(seqs, counts)
 	if err != nil {
