@@ -63,6 +63,9 @@ func newTestServer(t *testing.T, blocks int, cfg SchedulerConfig, chatTemplate s
 		t.Fatal(err)
 	}
 	srv := &Server{Sched: sched, Tok: tok, Chat: tmpl, Model: "tiny", Sampling: ops.Sampling{Temperature: 1}}
+	if _, err := sched.Submit(context.Background(), Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}); err == nil || !strings.Contains(err.Error(), "unsupported") {
+		t.Fatalf("a repetition penalty: error %v", err)
+	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ts.Close()
@@ -200,7 +203,7 @@ func waitIdle(t *testing.T, s *Scheduler) {
 // that every block is free afterwards.
 func TestConcurrent(t *testing.T) {
 	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
-	const clients = 20
+	const clients = 32
 	bodies := make([]map[string]any, clients)
 	for i := range bodies {
 		b := map[string]any{
