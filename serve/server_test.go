@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ const tinyModel = "../testdata/tiny-qwen3"
 // newTestServer serves the tiny model on the CPU over 127.0.0.1 with a
 // cache of blocks blocks of 16 tokens; chatTemplate, if not empty, is the
 // chat template.
-func newTestServer(t *testing.T, blocks int, cfg SchedulerConfig, chatTemplate string) (*httptest.Server, *Server) {
+func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate string) (*httptest.Server, *Server) {
 	t.Helper()
 	rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
 	if err != nil {
@@ -525,5 +526,33 @@ func TestShutdownDeadline(t *testing.T) {
 	waitIdle(t, srv.Sched)
 	if err := srv.Sched.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkServe measures output tokens/s of concurrent greedy clients
+// (streaming) on the tiny model over 127.0.0.1.
+func BenchmarkServe(b *testing.B) {
+	for _, clients := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			ts, _ := newTestServer(b, 512, SchedulerConfig{StepTokens: 256, MaxQueue: 64}, "")
+			const maxTokens = 64
+			b.ResetTimer()
+			start := time.Now()
+			var tokens atomic.Int64
+			for range b.N {
+				var wg sync.WaitGroup
+				for i := range clients {
+					wg.Go(func() {
+						r, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": fmt.Sprintf("package p%d\n", i), "max_tokens": maxTokens, "temperature": 0, "stream": true})
+						if err != nil {
+							b.Error(err)
+						}
+						tokens.Add(int64(r.Usage.CompletionTokens))
+					})
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(tokens.Load())/time.Since(start).Seconds(), "tok/s")
+		})
 	}
 }
