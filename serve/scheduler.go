@@ -117,8 +117,13 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if r.MaxTokens < 1 {
 		return nil, fmt.Errorf("serve: max_tokens %d must be ≥ 1", r.MaxTokens)
 	}
-	if n := len(r.Prompt) + r.MaxTokens; n > s.Capacity() {
+	if r.MaxTokens > s.Capacity()-len(r.Prompt) { // not the sum, which may overflow
 		return nil, fmt.Errorf("serve: %d prompt tokens and %d to generate exceed the context of %d tokens", len(r.Prompt), r.MaxTokens, s.Capacity())
+	}
+	for i, id := range r.Prompt {
+		if id < 0 || int(id) >= s.e.Model.Config.VocabSize {
+			return nil, fmt.Errorf("serve: prompt token %d is %d, outside the vocabulary [0, %d)", i, id, s.e.Model.Config.VocabSize)
+		}
 	}
 	if err := r.Sampling.Validate(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)

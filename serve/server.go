@@ -190,7 +190,7 @@ func (s *Server) parse(r *http.Request, isChat bool) (*request, []int32, Request
 	if maxTokens < 1 {
 		return nil, nil, job, nil, badRequest(param, "", "%s %d must be at least 1", param, maxTokens)
 	}
-	if len(prompt)+maxTokens > capacity {
+	if maxTokens > capacity-len(prompt) { // not the sum, which may overflow
 		return nil, nil, job, nil, badRequest(param, "context_length_exceeded", "the prompt's %d tokens and %s %d exceed the context of %d tokens", len(prompt), param, maxTokens, capacity)
 	}
 	sm := s.Sampling

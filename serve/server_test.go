@@ -64,8 +64,17 @@ func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate s
 		t.Fatal(err)
 	}
 	srv := &Server{Sched: sched, Tok: tok, Chat: tmpl, Model: "tiny", Sampling: ops.Sampling{Temperature: 1}}
-	if _, err := sched.Submit(context.Background(), Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}); err == nil || !strings.Contains(err.Error(), "unsupported") {
-		t.Fatalf("a repetition penalty: error %v", err)
+	for _, c := range []struct {
+		r    Request
+		want string
+	}{
+		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}, "unsupported"},
+		{Request{Prompt: []int32{1, 257}, MaxTokens: 1}, "prompt token 1 is 257, outside the vocabulary"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1<<63 - 1}, "exceed the context"},
+	} {
+		if _, err := sched.Submit(context.Background(), c.r); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("Submit %v: error %v, want %q", c.r, err, c.want)
+		}
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
@@ -272,6 +281,7 @@ func TestBadRequests(t *testing.T) {
 		{"negative max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": -1}, 400, "max_tokens -1"},
 		{"zero max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 0}, 400, "max_tokens 0"},
 		{"huge max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 1 << 40}, 400, "exceed the context of 128"},
+		{"max_tokens at MaxInt64", "/v1/completions", []byte(`{"prompt": "a", "max_tokens": 9223372036854775807}`), 400, "exceed the context of 128"},
 		{"prompt too long", "/v1/completions", map[string]any{"prompt": long, "max_tokens": 1}, 400, "130 tokens leave no room"},
 		{"invalid UTF-8", "/v1/completions", []byte("{\"prompt\": \"a\xff\"}"), 400, "UTF-8"},
 		{"empty prompt", "/v1/completions", map[string]any{"prompt": ""}, 400, "empty"},
