@@ -161,6 +161,13 @@ func (s *Scheduler) poke() {
 	}
 }
 
+// ShuttingDown reports whether Shutdown has begun.
+func (s *Scheduler) ShuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // Shutdown stops taking requests and waits for those queued and running
 // to finish; when ctx ends first, it ends them with ctx's error.
 func (s *Scheduler) Shutdown(ctx context.Context) error {

@@ -95,10 +95,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	s.Sched.mu.Lock()
-	closed := s.Sched.closed
-	s.Sched.mu.Unlock()
-	if closed {
+	if s.Sched.ShuttingDown() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 		return
 	}
