@@ -4,6 +4,7 @@
 //	loom bench NAME [flags]
 //	loom info [-model DIR]
 //	loom tokenize [-model DIR] [-json] TEXT
+//	loom serve [-model DIR] [-addr HOST:PORT] [-device D] [flags]
 //	loom help [COMMAND]
 //
 // The generated text alone goes to stdout; model information, settings and

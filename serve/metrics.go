@@ -1,0 +1,120 @@
+package serve
+
+import (
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Metrics are the scheduler's figures, written in Prometheus' text format.
+type Metrics struct {
+	mu                     sync.Mutex
+	running, waiting       int
+	blocksUsed, blocksFree int
+	tokens                 int64
+	TTFT, TPOT             *Histogram // seconds
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		TTFT: newHistogram(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+		TPOT: newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+	}
+}
+
+func (m *Metrics) setQueue(running, waiting int) {
+	m.mu.Lock()
+	m.running, m.waiting = running, waiting
+	m.mu.Unlock()
+}
+
+func (m *Metrics) setBlocks(used, free int) {
+	m.mu.Lock()
+	m.blocksUsed, m.blocksFree = used, free
+	m.mu.Unlock()
+}
+
+func (m *Metrics) addTokens(n int) {
+	m.mu.Lock()
+	m.tokens += int64(n)
+	m.mu.Unlock()
+}
+
+// Snapshot is a consistent copy of the gauges and counters.
+type Snapshot struct {
+	Running, Waiting, BlocksUsed, BlocksFree int
+	Tokens                                   int64
+}
+
+// Snapshot returns the gauges and counters.
+func (m *Metrics) Snapshot() Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.tokens}
+}
+
+// Write writes the metrics in Prometheus' text exposition format.
+func (m *Metrics) Write(w io.Writer) {
+	s := m.Snapshot()
+	for _, g := range []struct {
+		name, typ, help string
+		v               int64
+	}{
+		{"loom_requests_running", "gauge", "Requests admitted and generating.", int64(s.Running)},
+		{"loom_requests_waiting", "gauge", "Requests queued for admission.", int64(s.Waiting)},
+		{"loom_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", int64(s.BlocksUsed)},
+		{"loom_kv_blocks_free", "gauge", "KV cache blocks in the free pool.", int64(s.BlocksFree)},
+		{"loom_generated_tokens_total", "counter", "Tokens generated.", s.Tokens},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
+	}
+	m.TTFT.write(w, "loom_time_to_first_token_seconds", "Time from submission to the first token.")
+	m.TPOT.write(w, "loom_time_per_output_token_seconds", "Time between a request's consecutive tokens.")
+}
+
+// Histogram is a Prometheus histogram with fixed bucket bounds.
+type Histogram struct {
+	mu     sync.Mutex
+	bounds []float64
+	counts []int64 // per bucket, not cumulative; one more for +Inf
+	sum    float64
+}
+
+func newHistogram(bounds ...float64) *Histogram {
+	return &Histogram{bounds: bounds, counts: make([]int64, len(bounds)+1)}
+}
+
+func (h *Histogram) observe(v float64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := 0
+	for i < len(h.bounds) && v > h.bounds[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+}
+
+// Count is the number of observations.
+func (h *Histogram) Count() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var n int64
+	for _, c := range h.counts {
+		n += c
+	}
+	return n
+}
+
+func (h *Histogram) write(w io.Writer, name, help string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)
+	var cum int64
+	for i, b := range h.bounds {
+		cum += h.counts[i]
+		fmt.Fprintf(w, "%s_bucket{le=\"%g\"} %d\n", name, b, cum)
+	}
+	cum += h.counts[len(h.bounds)]
+	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %g\n%s_count %d\n", name, cum, name, h.sum, name, cum)
+}

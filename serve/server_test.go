@@ -1,0 +1,568 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/loomrt/loom/chat"
+	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/model"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/tokenizer"
+)
+
+const tinyModel = "../testdata/tiny-qwen3"
+
+// newTestServer serves the tiny model on the CPU over 127.0.0.1 with a
+// cache of blocks blocks of 16 tokens; chatTemplate, if not empty, is the
+// chat template.
+func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate string) (*httptest.Server, *Server) {
+	t.Helper()
+	rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(rt, tinyModel, graph.Invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := model.NewEngine(m, blocks, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(tinyModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl *chat.Chat
+	if chatTemplate != "" {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, chat.TemplateFile), []byte(chatTemplate), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if tmpl, err = chat.Load(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sched, err := NewScheduler(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Sched: sched, Tok: tok, Chat: tmpl, Model: "tiny", Sampling: ops.Sampling{Temperature: 1}}
+	for _, c := range []struct {
+		r    Request
+		want string
+	}{
+		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}, "unsupported"},
+		{Request{Prompt: []int32{1, 257}, MaxTokens: 1}, "prompt token 1 is 257, outside the vocabulary"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1<<63 - 1}, "exceed the context"},
+	} {
+		if _, err := sched.Submit(context.Background(), c.r); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("Submit %v: error %v, want %q", c.r, err, c.want)
+		}
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sched.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return ts, srv
+}
+
+// result is what a completion gave.
+type result struct {
+	Text, Finish string
+	Usage        usage
+}
+
+func postJSON(t *testing.T, url string, body any) (int, http.Header, []byte) {
+	t.Helper()
+	var b []byte
+	switch v := body.(type) {
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, out
+}
+
+// complete runs a completion (streaming if body["stream"]) and returns its
+// text, finish reason and usage; chat completions' content is the text.
+func complete(url string, body map[string]any) (result, error) {
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return result{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return result{}, fmt.Errorf("status %d: %s", resp.StatusCode, msg)
+	}
+	type choice struct {
+		Text    string `json:"text"`
+		Message struct{ Content string }
+		Delta   struct{ Content string }
+		Finish  *string `json:"finish_reason"`
+	}
+	type reply struct {
+		Choices []choice
+		Usage   *usage
+	}
+	var r result
+	if body["stream"] != true {
+		var rep reply
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return r, err
+		}
+		if len(rep.Choices) != 1 || rep.Choices[0].Finish == nil || rep.Usage == nil {
+			return r, fmt.Errorf("incomplete reply %+v", rep)
+		}
+		c := rep.Choices[0]
+		return result{c.Text + c.Message.Content, *c.Finish, *rep.Usage}, nil
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		return r, fmt.Errorf("content type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	done := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || done {
+			return r, fmt.Errorf("unexpected line %q", line)
+		}
+		if data == "[DONE]" {
+			done = true
+			continue
+		}
+		var rep reply
+		if err := json.Unmarshal([]byte(data), &rep); err != nil || len(rep.Choices) != 1 {
+			return r, fmt.Errorf("bad chunk %q: %v", data, err)
+		}
+		c := rep.Choices[0]
+		r.Text += c.Text + c.Delta.Content
+		if c.Finish != nil {
+			r.Finish = *c.Finish
+		}
+		if rep.Usage != nil {
+			r.Usage = *rep.Usage
+		}
+	}
+	if !done || r.Finish == "" {
+		return r, fmt.Errorf("stream ended without [DONE] or a finish reason: %+v", r)
+	}
+	return r, sc.Err()
+}
+
+// waitIdle waits until no request runs or waits and every block is free.
+func waitIdle(t *testing.T, s *Scheduler) {
+	t.Helper()
+	total := s.e.Cache.Config().NumBlocks
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := s.Metrics.Snapshot()
+		if m.Running == 0 && m.Waiting == 0 && m.BlocksFree == total && m.BlocksUsed == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not idle after 5 s: %+v of %d blocks", m, total)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestConcurrent checks that concurrent clients, streaming and not, get
+// exactly the output each request gets alone (greedy and seeded
+// sampling), with prompts prefilled in chunks beside running decodes, and
+// that every block is free afterwards.
+func TestConcurrent(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
+	const clients = 32
+	bodies := make([]map[string]any, clients)
+	for i := range bodies {
+		b := map[string]any{
+			"model":      "tiny",
+			"prompt":     strings.Repeat(fmt.Sprintf("func f%d() { return %d }\n", i, i*i), 1+i%4),
+			"max_tokens": 6 + i%11,
+		}
+		if i%3 == 2 {
+			b["temperature"], b["top_p"], b["top_k"], b["min_p"], b["seed"] = 0.9, 0.95, 40, 0.02, i
+		} else {
+			b["temperature"] = 0
+		}
+		bodies[i] = b
+	}
+	want := make([]result, clients)
+	for i, b := range bodies {
+		r, err := complete(ts.URL+"/v1/completions", b)
+		if err != nil {
+			t.Fatalf("request %d alone: %v", i, err)
+		}
+		want[i] = r
+	}
+	waitIdle(t, srv.Sched)
+	got := make([]result, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i, b := range bodies {
+		wg.Go(func() {
+			c := map[string]any{"stream": i%2 == 0}
+			for k, v := range b {
+				c[k] = v
+			}
+			got[i], errs[i] = complete(ts.URL+"/v1/completions", c)
+		})
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Errorf("request %d together: %v", i, errs[i])
+		} else if got[i] != want[i] {
+			t.Errorf("request %d: together %+v, alone %+v", i, got[i], want[i])
+		}
+	}
+	waitIdle(t, srv.Sched)
+	if n := srv.Sched.Metrics.TTFT.Count(); n != 2*clients {
+		t.Errorf("TTFT observations %d, want %d", n, 2*clients)
+	}
+}
+
+// TestBadRequests checks that malformed requests get 4xx answers with
+// OpenAI-style error bodies, and leave nothing running.
+func TestBadRequests(t *testing.T) {
+	ts, srv := newTestServer(t, 8, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	long := strings.Repeat("x", 130) // the cache holds 128 tokens
+	for _, c := range []struct {
+		name, path string
+		body       any
+		status     int
+		want       string // in the message
+	}{
+		{"malformed JSON", "/v1/completions", []byte(`{"prompt": "a",`), 400, "not a valid request"},
+		{"trailing data", "/v1/completions", []byte(`{"prompt": "a"} {}`), 400, "after the JSON"},
+		{"wrong type", "/v1/completions", []byte(`{"prompt": "a", "max_tokens": "3"}`), 400, "max_tokens"},
+		{"unknown model", "/v1/completions", map[string]any{"model": "gpt-9", "prompt": "a"}, 404, `"gpt-9" does not exist`},
+		{"negative max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": -1}, 400, "max_tokens -1"},
+		{"zero max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 0}, 400, "max_tokens 0"},
+		{"huge max_tokens", "/v1/completions", map[string]any{"prompt": "a", "max_tokens": 1 << 40}, 400, "exceed the context of 128"},
+		{"max_tokens at MaxInt64", "/v1/completions", []byte(`{"prompt": "a", "max_tokens": 9223372036854775807}`), 400, "exceed the context of 128"},
+		{"prompt too long", "/v1/completions", map[string]any{"prompt": long, "max_tokens": 1}, 400, "130 tokens leave no room"},
+		{"invalid UTF-8", "/v1/completions", []byte("{\"prompt\": \"a\xff\"}"), 400, "UTF-8"},
+		{"empty prompt", "/v1/completions", map[string]any{"prompt": ""}, 400, "empty"},
+		{"no prompt", "/v1/completions", map[string]any{"max_tokens": 2}, 400, "prompt must be a string"},
+		{"prompt list", "/v1/completions", map[string]any{"prompt": []string{"a"}}, 400, "prompt must be a string"},
+		{"negative temperature", "/v1/completions", map[string]any{"prompt": "a", "temperature": -1}, 400, "emperature"},
+		{"bad top_p", "/v1/completions", map[string]any{"prompt": "a", "top_p": 2}, 400, "op"},
+		{"bad stop", "/v1/completions", map[string]any{"prompt": "a", "stop": 3}, 400, "stop must be"},
+		{"empty stop", "/v1/completions", map[string]any{"prompt": "a", "stop": []string{""}}, 400, "empty string"},
+		{"n > 1", "/v1/completions", map[string]any{"prompt": "a", "n": 2}, 400, "unsupported"},
+		{"no chat template", "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}}, 400, "model has no chat template"},
+	} {
+		status, _, body := postJSON(t, ts.URL+c.path, c.body)
+		var e struct {
+			Error struct {
+				Message, Type string
+				Param, Code   *string
+			}
+		}
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Errorf("%s: body %q: %v", c.name, body, err)
+			continue
+		}
+		if status != c.status || !strings.Contains(e.Error.Message, c.want) || e.Error.Type == "" {
+			t.Errorf("%s: got %d %s, want %d with %q", c.name, status, body, c.status, c.want)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/v1/completions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/completions: %d", resp.StatusCode)
+	}
+	waitIdle(t, srv.Sched)
+	// The server still answers.
+	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "a", "max_tokens": 2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startStream starts a streaming completion and returns once its first
+// chunk has come, with the function that disconnects it.
+func startStream(t *testing.T, url string, body map[string]any) (disconnect func()) {
+	t.Helper()
+	body["stream"] = true
+	b, _ := json.Marshal(body)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	return func() {
+		cancel()
+		resp.Body.Close()
+	}
+}
+
+// TestCancelStream checks that a client that disconnects mid-stream has
+// its request ended and its blocks freed at once, long before its
+// max_tokens.
+func TestCancelStream(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	disconnect := startStream(t, ts.URL+"/v1/completions", map[string]any{"prompt": "package main\n", "max_tokens": 1000, "temperature": 0.8, "seed": 1})
+	if m := srv.Sched.Metrics.Snapshot(); m.Running != 1 || m.BlocksUsed == 0 {
+		t.Fatalf("before the disconnect: %+v", m)
+	}
+	disconnect()
+	waitIdle(t, srv.Sched)
+	n := srv.Sched.Metrics.Snapshot().Tokens
+	if n >= 1000 {
+		t.Fatalf("%d tokens generated: the request ran to its end", n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if m := srv.Sched.Metrics.Snapshot().Tokens; m != n {
+		t.Fatalf("tokens still generated after the disconnect: %d then %d", n, m)
+	}
+}
+
+// TestQueueFull checks the 429 with Retry-After when the queue is full,
+// and that the queued request runs once blocks are free.
+func TestQueueFull(t *testing.T) {
+	ts, srv := newTestServer(t, 8, SchedulerConfig{StepTokens: 64, MaxQueue: 1}, "")
+	url := ts.URL + "/v1/completions"
+	// Its prompt and 100 tokens reserve 7 of the 8 blocks.
+	disconnect := startStream(t, url, map[string]any{"prompt": "package main\n", "max_tokens": 100, "temperature": 0.8, "seed": 1})
+	queued := make(chan error, 1)
+	go func() {
+		_, err := complete(url, map[string]any{"prompt": "package main\n", "max_tokens": 30})
+		queued <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); srv.Sched.Metrics.Snapshot().Waiting != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second request is not queued: %+v", srv.Sched.Metrics.Snapshot())
+		}
+	}
+	status, h, body := postJSON(t, url, map[string]any{"prompt": "a", "max_tokens": 1})
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") == "" || !strings.Contains(string(body), "rate_limit_error") {
+		t.Fatalf("third request: %d, Retry-After %q, %s", status, h.Get("Retry-After"), body)
+	}
+	disconnect()
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, srv.Sched)
+}
+
+// TestStopAndChat checks stop strings (a string or a list; the text ends
+// before the stop, finish_reason "stop") and that a chat completion is
+// the completion of the rendered template.
+func TestStopAndChat(t *testing.T) {
+	const tpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, tpl)
+	base := map[string]any{"prompt": "package ring\n\n", "max_tokens": 40, "temperature": 0}
+	full, err := complete(ts.URL+"/v1/completions", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Finish != "length" || len(full.Text) < 20 {
+		t.Fatalf("full: %+v", full)
+	}
+	stop := full.Text[10:13]
+	want := full.Text[:strings.Index(full.Text, stop)]
+	for _, s := range []any{stop, []string{"\x00never", stop}} {
+		for _, stream := range []bool{false, true} {
+			b := map[string]any{"stop": s, "stream": stream}
+			for k, v := range base {
+				b[k] = v
+			}
+			r, err := complete(ts.URL+"/v1/completions", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Text != want || r.Finish != "stop" || r.Usage.CompletionTokens >= 40 {
+				t.Errorf("stop %q, stream %v: %+v, want text %q", s, stream, r, want)
+			}
+		}
+	}
+	msgs := []map[string]string{{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}}
+	direct, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "<system>be brief\n<user>hi\n<assistant>", "max_tokens": 12, "temperature": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []bool{false, true} {
+		r, err := complete(ts.URL+"/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 12, "temperature": 0, "stream": stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != direct {
+			t.Errorf("chat (stream %v): %+v, want %+v", stream, r, direct)
+		}
+	}
+	waitIdle(t, srv.Sched)
+}
+
+// TestMetricsAndShutdown checks /health, /v1/models and /metrics, and that
+// Shutdown lets a running request finish and then refuses new ones.
+func TestMetricsAndShutdown(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if s, b := get("/health"); s != 200 || !strings.Contains(b, "ok") {
+		t.Errorf("/health: %d %s", s, b)
+	}
+	if s, b := get("/v1/models"); s != 200 || !strings.Contains(b, `"id":"tiny"`) {
+		t.Errorf("/v1/models: %d %s", s, b)
+	}
+	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "ab", "max_tokens": 5, "temperature": 0}); err != nil {
+		t.Fatal(err)
+	}
+	_, b := get("/metrics")
+	for _, want := range []string{"loom_requests_running 0", "loom_requests_waiting 0", "loom_kv_blocks_used 0", "loom_kv_blocks_free 64",
+		"loom_generated_tokens_total 5", `loom_time_to_first_token_seconds_bucket{le="+Inf"} 1`, "loom_time_per_output_token_seconds_count 4"} {
+		if !strings.Contains(b, want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, b)
+		}
+	}
+
+	done := make(chan result, 1)
+	go func() {
+		r, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "ab", "max_tokens": 200, "temperature": 0.7, "seed": 3})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	for srv.Sched.Metrics.Snapshot().Running == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Sched.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Finish == "" {
+		t.Errorf("the running request did not finish: %+v", r)
+	}
+	if s, _ := get("/health"); s != http.StatusServiceUnavailable {
+		t.Errorf("/health after shutdown: %d", s)
+	}
+	if s, _, b := postJSON(t, ts.URL+"/v1/completions", map[string]any{"prompt": "a"}); s != http.StatusServiceUnavailable {
+		t.Errorf("after shutdown: %d %s", s, b)
+	}
+}
+
+// TestShutdownDeadline checks that a Shutdown whose deadline passes ends
+// the running request with an error event and frees its blocks, and that
+// a second Shutdown returns.
+func TestShutdownDeadline(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	b, _ := json.Marshal(map[string]any{"prompt": "package main\n", "max_tokens": 1000, "temperature": 0.8, "seed": 1, "stream": true})
+	resp, err := http.Post(ts.URL+"/v1/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := srv.Sched.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown: %v, want the deadline", err)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rest), `"error":{"message":"serve: the server is shutting down"`) || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("the rest of the stream: %s", rest)
+	}
+	waitIdle(t, srv.Sched)
+	if err := srv.Sched.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkServe measures output tokens/s of concurrent greedy clients
+// (streaming) on the tiny model over 127.0.0.1.
+func BenchmarkServe(b *testing.B) {
+	for _, clients := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			ts, _ := newTestServer(b, 512, SchedulerConfig{StepTokens: 256, MaxQueue: 64}, "")
+			const maxTokens = 64
+			b.ResetTimer()
+			start := time.Now()
+			var tokens atomic.Int64
+			for range b.N {
+				var wg sync.WaitGroup
+				for i := range clients {
+					wg.Go(func() {
+						r, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": fmt.Sprintf("package p%d\n", i), "max_tokens": maxTokens, "temperature": 0, "stream": true})
+						if err != nil {
+							b.Error(err)
+						}
+						tokens.Add(int64(r.Usage.CompletionTokens))
+					})
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(tokens.Load())/time.Since(start).Seconds(), "tok/s")
+		})
+	}
+}
