@@ -88,34 +88,33 @@ func runServe(args []string) (err error) {
 // build loads the model and starts a scheduler on it; desc says where it
 // runs and how the cache and scheduler are sized.
 func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
-	dir, device, dtypeName, blockSize, blocks, stepTokens, queue := f.dir, f.device, f.dtype, f.blockSize, f.blocks, f.stepTokens, f.queue
-	if *dir, err = findModel(*dir); err != nil {
+	if *f.dir, err = findModel(*f.dir); err != nil {
 		return nil, "", err
 	}
 	dt := graph.Invalid
-	if *dtypeName != "" {
-		if dt, err = graph.ParseDType(*dtypeName); err != nil {
+	if *f.dtype != "" {
+		if dt, err = graph.ParseDType(*f.dtype); err != nil {
 			return nil, "", err
 		}
 	}
-	if err := checkBlockSize(*blockSize); err != nil {
+	if err := checkBlockSize(*f.blockSize); err != nil {
 		return nil, "", err
 	}
-	c, err := model.LoadConfig(*dir)
+	c, err := model.LoadConfig(*f.dir)
 	if err != nil {
 		return nil, "", err
 	}
-	if *blocks == 0 {
-		*blocks = 8 * min(4096, c.MaxPositionEmbeddings) / *blockSize
+	if *f.blocks == 0 {
+		*f.blocks = 8 * min(4096, c.MaxPositionEmbeddings) / *f.blockSize
 	}
-	if *blocks < 1 {
-		return nil, "", fmt.Errorf("-blocks %d: want at least 1", *blocks)
+	if *f.blocks < 1 {
+		return nil, "", fmt.Errorf("-blocks %d: want at least 1", *f.blocks)
 	}
-	tok, err := tokenizer.Load(*dir)
+	tok, err := tokenizer.Load(*f.dir)
 	if err != nil {
 		return nil, "", err
 	}
-	tmpl, err := chat.Load(*dir)
+	tmpl, err := chat.Load(*f.dir)
 	if errors.Is(err, chat.ErrNoTemplate) {
 		tmpl, err = nil, nil
 		fmt.Fprintln(os.Stderr, "the model has no chat template: /v1/chat/completions answers 400")
@@ -123,19 +122,19 @@ func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	rt, where, _, err := openRuntime(*device, false, runtime.Options{})
+	rt, where, _, err := openRuntime(*f.device, false, runtime.Options{})
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := model.Load(rt, *dir, dt)
+	m, err := model.Load(rt, *f.dir, dt)
 	if err != nil {
 		return nil, "", err
 	}
-	e, err := model.NewEngine(m, *blocks, *blockSize)
+	e, err := model.NewEngine(m, *f.blocks, *f.blockSize)
 	if err != nil {
 		return nil, "", err
 	}
-	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *stepTokens, MaxQueue: *queue})
+	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *f.stepTokens, MaxQueue: *f.queue})
 	if err != nil {
 		return nil, "", err
 	}
@@ -143,7 +142,7 @@ func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
 	// repetition penalty is not applied by the server (docs/SERVE.md).
 	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
 	sampling.RepetitionPenalty = 0
-	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*dir), Sampling: sampling}
+	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*f.dir), Sampling: sampling}
 	return srv, fmt.Sprintf("%s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
-		where, *blocks, *blockSize, sched.Capacity(), *stepTokens, *queue), nil
+		where, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil
 }
