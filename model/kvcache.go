@@ -1,7 +1,10 @@
 package model
 
 import (
+	"container/list"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 
@@ -32,7 +35,17 @@ func (c CacheConfig) Bytes() int64 {
 // in order (its block table); a token at position pos lives in slot
 // table[pos/bs]·bs + pos%bs. Finishing a sequence returns its blocks.
 // Running out of blocks is an error that leaves the cache unchanged; the
-// caller decides whom to finish (this manager never evicts).
+// caller decides whom to finish (this manager never preempts a sequence).
+//
+// Prefix caching: a sequence started with AddPrompt registers each full
+// block of its prompt under a content hash (BlockHash of the parent block's
+// hash and the block's tokens) when a step schedules it. A later AddPrompt
+// whose prompt starts with registered blocks takes them instead of
+// computing them again. Blocks are reference-counted and shared read-only:
+// only full blocks are shared, so a sequence's next token always goes into
+// a block of its own. A registered block that no sequence holds stays
+// cached, and is evicted (least recently released first) only when the
+// pool of free blocks is empty. Generated tokens are not registered.
 //
 // The K and V arrays are replaced every step: ops.KVWrite consumes them by
 // donation and returns the arrays that the step's attention reads, which
@@ -42,11 +55,42 @@ type KVCache struct {
 	K, V []*graph.Array
 	free []int32 // free blocks, used as a stack
 	seqs map[int]*sequence
+
+	ref    []int32          // per block: the sequences holding it
+	meta   []*blockMeta     // per block: its registration, or nil
+	hashes map[uint64]int32 // registered blocks by hash
+	lru    *list.List       // registered blocks no sequence holds, least recently released first
+}
+
+// blockMeta is a registered block's content, checked on lookup so that a
+// hash collision is a miss, never a wrong block.
+type blockMeta struct {
+	hash, parent uint64
+	tokens       []int32
+	elem         *list.Element // in lru while no sequence holds the block
 }
 
 type sequence struct {
 	blocks []int32
-	length int // tokens whose K/V are (or are being) written
+	length int     // tokens whose K/V are (or are being) written
+	prompt []int32 // the known tokens whose full blocks are registered as scheduled
+	chain  int     // leading blocks whose hash is known (registered here or reused)
+	hash   uint64  // the hash of block chain−1 (0 before the first)
+}
+
+// BlockHash is the prefix-cache hash of a full block of tokens whose
+// preceding block has hash parent (0 for the first block): the same tokens
+// after a different prefix hash differently.
+func BlockHash(parent uint64, tokens []int32) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], parent)
+	h.Write(b[:])
+	for _, t := range tokens {
+		binary.LittleEndian.PutUint32(b[:4], uint32(t))
+		h.Write(b[:4])
+	}
+	return h.Sum64()
 }
 
 // NewKVCache allocates the cache's arrays on rt. fill, if not nil, sets the
@@ -67,7 +111,8 @@ func NewKVCache(rt *runtime.Runtime, cfg CacheConfig, fill func(layer int, b []b
 	if !cfg.DType.IsFloat() {
 		return nil, fmt.Errorf("kv cache: dtype %s is not a float dtype", cfg.DType)
 	}
-	c := &KVCache{cfg: cfg, K: make([]*graph.Array, cfg.Layers), V: make([]*graph.Array, cfg.Layers), seqs: map[int]*sequence{}}
+	c := &KVCache{cfg: cfg, K: make([]*graph.Array, cfg.Layers), V: make([]*graph.Array, cfg.Layers), seqs: map[int]*sequence{},
+		ref: make([]int32, cfg.NumBlocks), meta: make([]*blockMeta, cfg.NumBlocks), hashes: map[uint64]int32{}, lru: list.New()}
 	shape := []int{cfg.NumBlocks, cfg.BlockSize, cfg.KVHeads, cfg.HeadDim}
 	nbytes := graph.Spec{DType: cfg.DType, Shape: shape}.Bytes()
 	for l := range cfg.Layers {
@@ -107,22 +152,110 @@ func (c *KVCache) Add(id int) error {
 	return nil
 }
 
-// Free finishes a sequence and returns its blocks to the pool.
+// AddPrompt starts a sequence whose first tokens will be prompt, and takes
+// the registered blocks its prompt starts with. It returns how many tokens
+// they hold (a multiple of the block size): the sequence starts at that
+// length, and the caller feeds the prompt from there. The last prompt
+// token is never taken from the cache, so the step that feeds it has its
+// logits.
+func (c *KVCache) AddPrompt(id int, prompt []int32) (cached int, err error) {
+	if err := c.Add(id); err != nil {
+		return 0, err
+	}
+	s := c.seqs[id]
+	s.prompt = slices.Clone(prompt)
+	bs := c.cfg.BlockSize
+	for b := 0; (b+1)*bs < len(prompt); b++ {
+		toks := prompt[b*bs : (b+1)*bs]
+		h := BlockHash(s.hash, toks)
+		blk, ok := c.hashes[h]
+		if !ok || c.meta[blk].parent != s.hash || !slices.Equal(c.meta[blk].tokens, toks) {
+			break
+		}
+		if m := c.meta[blk]; m.elem != nil {
+			c.lru.Remove(m.elem)
+			m.elem = nil
+		}
+		c.ref[blk]++
+		s.blocks = append(s.blocks, blk)
+		s.chain, s.hash, s.length = b+1, h, (b+1)*bs
+	}
+	return s.length, nil
+}
+
+// release drops one reference to block b: a block no sequence holds goes
+// to the LRU list if it is registered, else to the free pool.
+func (c *KVCache) release(b int32) {
+	if c.ref[b]--; c.ref[b] > 0 {
+		return
+	}
+	if m := c.meta[b]; m != nil {
+		m.elem = c.lru.PushBack(b)
+		return
+	}
+	c.free = append(c.free, b)
+}
+
+// unregister forgets block b's registration (b is in no LRU list).
+func (c *KVCache) unregister(b int32) {
+	if m := c.meta[b]; m != nil {
+		delete(c.hashes, m.hash)
+		c.meta[b] = nil
+	}
+}
+
+// take hands out a block: a free one, else the least recently released
+// registered one, which is forgotten.
+func (c *KVCache) take() int32 {
+	if n := len(c.free); n > 0 {
+		b := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.ref[b] = 1
+		return b
+	}
+	b := c.lru.Remove(c.lru.Front()).(int32)
+	c.meta[b].elem = nil
+	c.unregister(b)
+	c.ref[b] = 1
+	return b
+}
+
+// ClearPrefixCache forgets every registered block, so that none is reused:
+// after a step failed, what it was to write into them is unknown. Blocks
+// no sequence holds go back to the free pool.
+func (c *KVCache) ClearPrefixCache() {
+	for c.lru.Len() > 0 {
+		b := c.lru.Remove(c.lru.Front()).(int32)
+		c.meta[b] = nil
+		c.free = append(c.free, b)
+	}
+	for _, b := range c.hashes {
+		c.meta[b] = nil
+	}
+	clear(c.hashes)
+	for _, s := range c.seqs {
+		s.prompt, s.chain = nil, 0
+	}
+}
+
+// Free finishes a sequence and releases its blocks.
 func (c *KVCache) Free(id int) error {
 	s, ok := c.seqs[id]
 	if !ok {
 		return fmt.Errorf("kv cache: no sequence %d", id)
 	}
 	for i := len(s.blocks) - 1; i >= 0; i-- {
-		c.free = append(c.free, s.blocks[i])
+		c.release(s.blocks[i])
 	}
 	delete(c.seqs, id)
 	return nil
 }
 
-// Truncate keeps the first n tokens of sequence id and returns the blocks
-// past them to the pool. What later steps write to the freed slots is
-// ordered after the writes already made there by the runtime.
+// Truncate keeps the first n tokens of sequence id and releases the blocks
+// past them. What later steps write to the freed slots is ordered after
+// the writes already made there by the runtime. Keeping part of a block
+// that other sequences share is unsupported (the next token would be
+// written into it); part of a registered block of its own is forgotten.
 func (c *KVCache) Truncate(id, n int) error {
 	s, ok := c.seqs[id]
 	if !ok {
@@ -131,12 +264,37 @@ func (c *KVCache) Truncate(id, n int) error {
 	if n < 0 || n > s.length {
 		return fmt.Errorf("kv cache: sequence %d holds %d tokens, cannot keep %d", id, s.length, n)
 	}
-	keep := (n + c.cfg.BlockSize - 1) / c.cfg.BlockSize
+	bs := c.cfg.BlockSize
+	keep := (n + bs - 1) / bs
+	if n%bs != 0 {
+		if b := s.blocks[keep-1]; c.ref[b] > 1 {
+			return fmt.Errorf("kv cache: sequence %d: keeping %d tokens, part of block %d that %d sequences share, is unsupported", id, n, b, c.ref[b])
+		}
+	}
 	for i := len(s.blocks) - 1; i >= keep; i-- {
-		c.free = append(c.free, s.blocks[i])
+		c.release(s.blocks[i])
+	}
+	if n%bs != 0 {
+		c.unregister(s.blocks[keep-1])
 	}
 	s.blocks, s.length = s.blocks[:keep], n
+	s.chain = min(s.chain, n/bs)
+	s.prompt = s.prompt[:min(len(s.prompt), n)]
+	if s.chain > 0 {
+		s.hash = c.blockHashAt(s, s.chain-1)
+	} else {
+		s.hash = 0
+	}
 	return nil
+}
+
+// blockHashAt recomputes the hash of sequence s's block b from its prompt.
+func (c *KVCache) blockHashAt(s *sequence, b int) uint64 {
+	bs, h := c.cfg.BlockSize, uint64(0)
+	for i := 0; i <= b; i++ {
+		h = BlockHash(h, s.prompt[i*bs:(i+1)*bs])
+	}
+	return h
 }
 
 // Len is the number of tokens of sequence id in the cache.
@@ -150,17 +308,16 @@ func (c *KVCache) Len(id int) int {
 // Sequences lists the live sequences, sorted.
 func (c *KVCache) Sequences() []int { return slices.Sorted(maps.Keys(c.seqs)) }
 
-// FreeBlocks is the number of blocks in the pool.
+// FreeBlocks is the number of blocks in the free pool.
 func (c *KVCache) FreeBlocks() int { return len(c.free) }
 
-// UsedBlocks is the number of blocks held by sequences.
-func (c *KVCache) UsedBlocks() int {
-	n := 0
-	for _, s := range c.seqs {
-		n += len(s.blocks)
-	}
-	return n
-}
+// CachedBlocks is the number of registered blocks that no sequence holds:
+// kept for reuse, and handed out when the free pool is empty.
+func (c *KVCache) CachedBlocks() int { return c.lru.Len() }
+
+// UsedBlocks is the number of blocks held by sequences (a shared block
+// counts once).
+func (c *KVCache) UsedBlocks() int { return c.cfg.NumBlocks - len(c.free) - c.lru.Len() }
 
 // BlockTable returns a copy of sequence id's blocks.
 func (c *KVCache) BlockTable(id int) []int32 {
@@ -214,8 +371,8 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		}
 		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
 	}
-	if need > len(c.free) {
-		return nil, fmt.Errorf("kv cache: out of blocks: the step needs %d more, %d of %d are free", need, len(c.free), c.cfg.NumBlocks)
+	if need > len(c.free)+c.lru.Len() {
+		return nil, fmt.Errorf("kv cache: out of blocks: the step needs %d more, %d of %d are free and %d cached", need, len(c.free), c.cfg.NumBlocks, c.lru.Len())
 	}
 	// One allocation for the per-token and per-sequence metadata: a decode
 	// loop schedules every step.
@@ -229,15 +386,14 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 	for i, id := range seqs {
 		s := c.seqs[id]
 		for total := s.length + newTokens[i]; len(s.blocks)*bs < total; {
-			b := c.free[len(c.free)-1]
-			c.free = c.free[:len(c.free)-1]
-			s.blocks = append(s.blocks, b)
+			s.blocks = append(s.blocks, c.take())
 		}
 		for pos := s.length; pos < s.length+newTokens[i]; pos++ {
 			st.Positions = append(st.Positions, int32(pos))
 			st.SlotMapping = append(st.SlotMapping, s.blocks[pos/bs]*int32(bs)+int32(pos%bs))
 		}
 		s.length += newTokens[i]
+		c.register(s)
 		st.SeqLens = append(st.SeqLens, int32(s.length))
 		st.CuSeqlensQ = append(st.CuSeqlensQ, int32(len(st.Positions)))
 		st.LastTokens = append(st.LastTokens, int32(len(st.Positions)-1))
@@ -249,6 +405,24 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		copy(st.BlockTables[i*st.MaxBlocks:], c.seqs[id].blocks)
 	}
 	return st, nil
+}
+
+// register registers the full prompt blocks of s that this step fills,
+// in order. A block whose content is already registered (another sequence
+// computed the same prefix at the same time) stays s's own, and the chain
+// goes on with the registered hash.
+func (c *KVCache) register(s *sequence) {
+	bs := c.cfg.BlockSize
+	for ; (s.chain+1)*bs <= min(s.length, len(s.prompt)); s.chain++ {
+		toks := s.prompt[s.chain*bs : (s.chain+1)*bs]
+		h := BlockHash(s.hash, toks)
+		if _, ok := c.hashes[h]; !ok {
+			b := s.blocks[s.chain]
+			c.hashes[h] = b
+			c.meta[b] = &blockMeta{hash: h, parent: s.hash, tokens: slices.Clone(toks)}
+		}
+		s.hash = h
+	}
 }
 
 // Pad widens st's block tables to a multiple of blocks columns (right-padded

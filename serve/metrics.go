@@ -11,7 +11,9 @@ type Metrics struct {
 	mu                     sync.Mutex
 	running, waiting       int
 	blocksUsed, blocksFree int
+	blocksCached           int
 	tokens                 int64
+	promptTokens, reused   int64      // prompt tokens admitted, and those taken from the prefix cache
 	TTFT, TPOT             *Histogram // seconds
 }
 
@@ -28,9 +30,16 @@ func (m *Metrics) setQueue(running, waiting int) {
 	m.mu.Unlock()
 }
 
-func (m *Metrics) setBlocks(used, free int) {
+func (m *Metrics) setBlocks(used, free, cached int) {
 	m.mu.Lock()
-	m.blocksUsed, m.blocksFree = used, free
+	m.blocksUsed, m.blocksFree, m.blocksCached = used, free, cached
+	m.mu.Unlock()
+}
+
+func (m *Metrics) addPrompt(tokens, reused int) {
+	m.mu.Lock()
+	m.promptTokens += int64(tokens)
+	m.reused += int64(reused)
 	m.mu.Unlock()
 }
 
@@ -42,15 +51,24 @@ func (m *Metrics) addTokens(n int) {
 
 // Snapshot is a consistent copy of the gauges and counters.
 type Snapshot struct {
-	Running, Waiting, BlocksUsed, BlocksFree int
-	Tokens                                   int64
+	Running, Waiting, BlocksUsed, BlocksFree, BlocksCached int
+	Tokens, PromptTokens, ReusedTokens                     int64
+}
+
+// HitRate is the share of admitted prompt tokens taken from the prefix
+// cache (0 before any).
+func (s Snapshot) HitRate() float64 {
+	if s.PromptTokens == 0 {
+		return 0
+	}
+	return float64(s.ReusedTokens) / float64(s.PromptTokens)
 }
 
 // Snapshot returns the gauges and counters.
 func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.tokens}
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused}
 }
 
 // Write writes the metrics in Prometheus' text exposition format.
@@ -64,10 +82,14 @@ func (m *Metrics) Write(w io.Writer) {
 		{"loom_requests_waiting", "gauge", "Requests queued for admission.", int64(s.Waiting)},
 		{"loom_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", int64(s.BlocksUsed)},
 		{"loom_kv_blocks_free", "gauge", "KV cache blocks in the free pool.", int64(s.BlocksFree)},
+		{"loom_kv_blocks_cached", "gauge", "KV cache blocks no sequence holds, kept for prefix reuse (evicted least recently used).", int64(s.BlocksCached)},
 		{"loom_generated_tokens_total", "counter", "Tokens generated.", s.Tokens},
+		{"loom_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", s.PromptTokens},
+		{"loom_prefix_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prefix cache instead of computed.", s.ReusedTokens},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
 	}
+	fmt.Fprintf(w, "# HELP loom_prefix_cache_hit_rate Prompt tokens taken from the prefix cache over prompt tokens admitted.\n# TYPE loom_prefix_cache_hit_rate gauge\nloom_prefix_cache_hit_rate %g\n", s.HitRate())
 	m.TTFT.write(w, "loom_time_to_first_token_seconds", "Time from submission to the first token.")
 	m.TPOT.write(w, "loom_time_per_output_token_seconds", "Time between a request's consecutive tokens.")
 }

@@ -67,7 +67,9 @@ type job struct {
 // last token and chunks of the prompts being prefilled, within the step's
 // token budget. A request is admitted when the blocks for its prompt and
 // MaxTokens are free (reserved up front, so a step never runs out and
-// nothing is preempted).
+// nothing is preempted; blocks shared through the prefix cache are counted
+// in every reservation, which only over-reserves). The prompt tokens whose
+// blocks the prefix cache holds are not prefilled again.
 type Scheduler struct {
 	e       *model.Engine
 	cfg     SchedulerConfig
@@ -95,7 +97,7 @@ func NewScheduler(e *model.Engine, cfg SchedulerConfig) (*Scheduler, error) {
 		return nil, fmt.Errorf("serve: queue size %d must be ≥ 1", cfg.MaxQueue)
 	}
 	s := &Scheduler{e: e, cfg: cfg, Metrics: newMetrics(), wake: make(chan struct{}, 1), done: make(chan struct{}), abort: make(chan struct{})}
-	s.Metrics.setBlocks(0, e.Cache.FreeBlocks())
+	s.setBlocks()
 	go s.loop()
 	return s, nil
 }
@@ -260,13 +262,15 @@ func (s *Scheduler) admit() {
 	for len(s.waiting) > 0 && s.reserved+s.waiting[0].blocks <= total {
 		j := s.waiting[0]
 		s.waiting = s.waiting[1:]
-		if err := s.e.Cache.Add(s.nextSeq); err != nil {
+		cached, err := s.e.Cache.AddPrompt(s.nextSeq, j.Prompt)
+		if err != nil {
 			s.mu.Unlock()
 			s.finish(j, Event{Done: true, Err: err})
 			s.mu.Lock()
 			continue
 		}
-		j.seq = s.nextSeq
+		s.Metrics.addPrompt(len(j.Prompt), cached)
+		j.seq, j.fed = s.nextSeq, cached
 		s.nextSeq++
 		s.reserved += j.blocks
 		s.running = append(s.running, j)
@@ -303,7 +307,8 @@ func (s *Scheduler) step() {
 	drawn, err := s.e.StepSample(seqs, tokens, sampling)
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
-		// running.
+		// running, and reuse none of what it was to write.
+		s.e.Cache.ClearPrefixCache()
 		for _, j := range s.running {
 			s.finish(j, Event{Done: true, Err: err})
 		}
@@ -353,11 +358,16 @@ func (s *Scheduler) step() {
 		clear(s.running[len(run):])
 		s.running = run
 	}
-	s.Metrics.setBlocks(s.e.Cache.UsedBlocks(), s.e.Cache.FreeBlocks())
+	s.setBlocks()
 	s.mu.Lock()
 	s.nRunning = len(s.running)
 	s.Metrics.setQueue(s.nRunning, len(s.waiting))
 	s.mu.Unlock()
+}
+
+func (s *Scheduler) setBlocks() {
+	c := s.e.Cache
+	s.Metrics.setBlocks(c.UsedBlocks(), c.FreeBlocks(), c.CachedBlocks())
 }
 
 // finish frees j's blocks if it was admitted (seq ≥ 0), and sends its
@@ -370,7 +380,7 @@ func (s *Scheduler) finish(j *job, ev Event) {
 	j.seq = -1
 	j.stop()
 	// The gauges first, so that whoever sees the end sees the blocks free.
-	s.Metrics.setBlocks(s.e.Cache.UsedBlocks(), s.e.Cache.FreeBlocks())
+	s.setBlocks()
 	j.events <- ev
 	close(j.events)
 }

@@ -190,14 +190,15 @@ func complete(url string, body map[string]any) (result, error) {
 	return r, sc.Err()
 }
 
-// waitIdle waits until no request runs or waits and every block is free.
+// waitIdle waits until no request runs or waits and every block is free
+// or cached unreferenced (no block leaked).
 func waitIdle(t *testing.T, s *Scheduler) {
 	t.Helper()
 	total := s.e.Cache.Config().NumBlocks
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		m := s.Metrics.Snapshot()
-		if m.Running == 0 && m.Waiting == 0 && m.BlocksFree == total && m.BlocksUsed == 0 {
+		if m.Running == 0 && m.Waiting == 0 && m.BlocksFree+m.BlocksCached == total && m.BlocksUsed == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -564,5 +565,47 @@ func BenchmarkServe(b *testing.B) {
 			}
 			b.ReportMetric(float64(tokens.Load())/time.Since(start).Seconds(), "tok/s")
 		})
+	}
+}
+
+// TestPrefixCache checks that requests whose prompts start with cached
+// blocks skip them and still draw the tokens computed without the cache,
+// greedy and seeded, and that the hit rate counts them.
+func TestPrefixCache(t *testing.T) {
+	ts, srv := newTestServer(t, 32, SchedulerConfig{StepTokens: 24, MaxQueue: 8}, "")
+	fresh, _ := newTestServer(t, 32, SchedulerConfig{StepTokens: 24, MaxQueue: 8}, "")
+	// 64 tokens: 3 full blocks cached, the 4th holds the last token, which is fed.
+	prompt := "package main\n\nimport \"os\"\n\nfunc main() {\n\tn := len(os.Args)\n\tif "
+	other := prompt[:40] + "\tm := 3\n\tfor i := range m {\n" // shares 2 full blocks, then registers its third
+	reused := func() int64 { return srv.Sched.Metrics.Snapshot().ReusedTokens }
+	for _, c := range []struct {
+		prompt string
+		seeded bool
+		reuse  int64
+	}{{prompt, false, 0}, {prompt, false, 48}, {prompt, true, 48}, {other, false, 32}, {other, true, 64}} {
+		body := map[string]any{"prompt": c.prompt, "max_tokens": 12, "temperature": 0}
+		if c.seeded {
+			body["temperature"], body["seed"] = 0.8, 7
+		}
+		before := reused()
+		got, err := complete(ts.URL+"/v1/completions", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := complete(fresh.URL+"/v1/completions", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := reused() - before; d != c.reuse {
+			t.Errorf("%q: %d prompt tokens reused, want %d", c.prompt, d, c.reuse)
+		}
+		if got != want {
+			t.Errorf("%q (seeded %v): %+v with the prefix cache, %+v without", c.prompt, c.seeded, got, want)
+		}
+		waitIdle(t, srv.Sched)
+	}
+	m := srv.Sched.Metrics.Snapshot()
+	if m.BlocksCached == 0 || m.PromptTokens != 64*3+68*2 || m.HitRate() != float64(48*2+32+64)/float64(64*3+68*2) {
+		t.Errorf("metrics %+v, hit rate %g", m, m.HitRate())
 	}
 }

@@ -26,82 +26,45 @@ func init() {
 	commands["serve"] = command{"serve a model over an OpenAI-style HTTP API with continuous batching (docs/SERVE.md)", runServe}
 }
 
+// serverFlags are the flags that build a server: loom serve's, and loom
+// bench serve's for its in-process server.
+type serverFlags struct {
+	dir, device, dtype            *string
+	blockSize, blocks, stepTokens *int
+	queue                         *int
+}
+
+func addServerFlags(fs *flag.FlagSet, queue int) serverFlags {
+	return serverFlags{
+		dir:        modelFlag(fs, "model directory (config.json, *.safetensors and a tokenizer; a chat template for /v1/chat/completions)"),
+		device:     fs.String("device", "cpu", "device: cpu, cuda or metal"),
+		dtype:      fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')"),
+		blockSize:  fs.Int("block-size", 16, blockSizeHelp),
+		blocks:     fs.Int("blocks", 0, "KV cache blocks shared by all requests (default: 8 contexts of the smaller of 4096 and max_position_embeddings tokens)"),
+		stepTokens: fs.Int("step-tokens", 256, "token budget of one step: the running decodes, then chunks of waiting prompts"),
+		queue:      fs.Int("queue", queue, "requests that may wait for admission; more are answered 429"),
+	}
+}
+
 func runServe(args []string) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	dir := modelFlag(fs, "model directory (config.json, *.safetensors and a tokenizer; a chat template for /v1/chat/completions)")
+	f := addServerFlags(fs, 64)
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
-	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
-	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
-	blockSize := fs.Int("block-size", 16, blockSizeHelp)
-	blocks := fs.Int("blocks", 0, "KV cache blocks shared by all requests (default: 8 contexts of the smaller of 4096 and max_position_embeddings tokens)")
-	stepTokens := fs.Int("step-tokens", 256, "token budget of one step: the running decodes, then chunks of waiting prompts")
-	queue := fs.Int("queue", 64, "requests that may wait for admission; more are answered 429")
 	drain := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long running requests may take to finish")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
-	if *dir, err = findModel(*dir); err != nil {
-		return err
-	}
-	dt := graph.Invalid
-	if *dtypeName != "" {
-		if dt, err = graph.ParseDType(*dtypeName); err != nil {
-			return err
-		}
-	}
-	if err := checkBlockSize(*blockSize); err != nil {
-		return err
-	}
-	c, err := model.LoadConfig(*dir)
+	srv, desc, err := f.build()
 	if err != nil {
 		return err
 	}
-	if *blocks == 0 {
-		*blocks = 8 * min(4096, c.MaxPositionEmbeddings) / *blockSize
-	}
-	if *blocks < 1 {
-		return fmt.Errorf("-blocks %d: want at least 1", *blocks)
-	}
-	tok, err := tokenizer.Load(*dir)
-	if err != nil {
-		return err
-	}
-	tmpl, err := chat.Load(*dir)
-	if errors.Is(err, chat.ErrNoTemplate) {
-		tmpl, err = nil, nil
-		fmt.Fprintln(os.Stderr, "the model has no chat template: /v1/chat/completions answers 400")
-	}
-	if err != nil {
-		return err
-	}
-	rt, where, _, err := openRuntime(*device, false, runtime.Options{})
-	if err != nil {
-		return err
-	}
-	m, err := model.Load(rt, *dir, dt)
-	if err != nil {
-		return err
-	}
-	e, err := model.NewEngine(m, *blocks, *blockSize)
-	if err != nil {
-		return err
-	}
-	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *stepTokens, MaxQueue: *queue})
-	if err != nil {
-		return err
-	}
-	// OpenAI's defaults under the model's generation_config.json; the
-	// repetition penalty is not applied by the server (docs/SERVE.md).
-	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
-	sampling.RepetitionPenalty = 0
-	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*dir), Sampling: sampling}
+	sched := srv.Sched
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(os.Stderr, "serving %s on http://%s (%s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d)\n",
-		srv.Model, ln.Addr(), where, *blocks, *blockSize, sched.Capacity(), *stepTokens, *queue)
+	fmt.Fprintf(os.Stderr, "serving %s on http://%s (%s)\n", srv.Model, ln.Addr(), desc)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -120,4 +83,66 @@ func runServe(args []string) (err error) {
 		return err
 	}
 	return serr
+}
+
+// build loads the model and starts a scheduler on it; desc says where it
+// runs and how the cache and scheduler are sized.
+func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
+	if *f.dir, err = findModel(*f.dir); err != nil {
+		return nil, "", err
+	}
+	dt := graph.Invalid
+	if *f.dtype != "" {
+		if dt, err = graph.ParseDType(*f.dtype); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := checkBlockSize(*f.blockSize); err != nil {
+		return nil, "", err
+	}
+	c, err := model.LoadConfig(*f.dir)
+	if err != nil {
+		return nil, "", err
+	}
+	if *f.blocks == 0 {
+		*f.blocks = 8 * min(4096, c.MaxPositionEmbeddings) / *f.blockSize
+	}
+	if *f.blocks < 1 {
+		return nil, "", fmt.Errorf("-blocks %d: want at least 1", *f.blocks)
+	}
+	tok, err := tokenizer.Load(*f.dir)
+	if err != nil {
+		return nil, "", err
+	}
+	tmpl, err := chat.Load(*f.dir)
+	if errors.Is(err, chat.ErrNoTemplate) {
+		tmpl, err = nil, nil
+		fmt.Fprintln(os.Stderr, "the model has no chat template: /v1/chat/completions answers 400")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	rt, where, _, err := openRuntime(*f.device, false, runtime.Options{})
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := model.Load(rt, *f.dir, dt)
+	if err != nil {
+		return nil, "", err
+	}
+	e, err := model.NewEngine(m, *f.blocks, *f.blockSize)
+	if err != nil {
+		return nil, "", err
+	}
+	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *f.stepTokens, MaxQueue: *f.queue})
+	if err != nil {
+		return nil, "", err
+	}
+	// OpenAI's defaults under the model's generation_config.json; the
+	// repetition penalty is not applied by the server (docs/SERVE.md).
+	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
+	sampling.RepetitionPenalty = 0
+	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*f.dir), Sampling: sampling}
+	return srv, fmt.Sprintf("%s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
+		where, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil
 }

@@ -72,3 +72,31 @@ func TestServe(t *testing.T) {
 		t.Fatal("loom serve did not stop on SIGTERM")
 	}
 }
+
+// TestBenchServe runs loom bench serve against an in-process tiny model
+// with a shared prompt prefix, and checks its JSON figures and its flag
+// errors.
+func TestBenchServe(t *testing.T) {
+	out, _, err := capture(func() error {
+		return benchServe([]string{"-model", tinyModel, "-blocks", "128", "-requests", "12", "-rate", "200", "-concurrency", "6",
+			"-prompt-len", "24", "-output-len", "8", "-shared-prefix", "40", "-json"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r serveResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Requests != 12 || r.Failed != 0 || r.OutputTokens < 12 || r.PromptTokens < 12*(40+12) || r.OutputTokensPerS <= 0 ||
+		!(0 < r.TTFTp50ms && r.TTFTp50ms <= r.TTFTp99ms) || !(0 < r.TPOTp50ms && r.TPOTp50ms <= r.TPOTp99ms) || r.PrefixHitRate <= 0 {
+		t.Errorf("result %+v", r)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"-requests 0", "-requests 0"}, {"-rate -1", "-rate -1"}, {"-spread 1", "-spread 1"}, {"-concurrency 0", "-concurrency 0"},
+	} {
+		if _, _, err := capture(func() error { return benchServe(append(strings.Fields(c.args), "-model", tinyModel)) }); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", c.args, err, c.want)
+		}
+	}
+}
