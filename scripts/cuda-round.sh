@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# cuda-round.sh: one GPU round of the whole CUDA side of Loom, from binaries
+# built on a machine without a GPU (docs/CUDA.md "What has run on a GPU").
+#
+#   scripts/cuda-round.sh build DIR   # here, from the repository root:
+#       CGO_ENABLED=0 test binaries of cuda, ops and model, the loom
+#       command and the PyTorch peer, into DIR (e.g. .dev/round, which
+#       .gitignore ignores: name it in the GPU call's carry so that it
+#       travels with the tree)
+#   scripts/cuda-round.sh test DIR    # on the GPU machine, from the root:
+#       the three suites as they are, then again with LOOM_CUDA_GRAPHS=1
+#   scripts/cuda-round.sh bench DIR   # on the GPU machine, from the root:
+#       loom bench decode at batch 1, 8 and 32 beside
+#       bench/peers/torch_cuda_decode.py in the same call, graphs off and
+#       on, and loom bench encode
+#
+# Logs go to DIR/out/; each step prints a short summary last. test and bench
+# each fit in one 10-minute call on an H100 (the first CUDA start compiles
+# the kernels, about half a minute).
+set -uo pipefail
+
+cmd=${1:?usage: $0 build|test|bench DIR}
+dir=$(realpath -m "${2:?usage: $0 $cmd DIR}")
+out=$dir/out
+
+case $cmd in
+build)
+	set -e
+	mkdir -p "$dir"
+	for p in cuda ops model; do
+		CGO_ENABLED=0 go test -c -o "$dir/$p.test" "./$p"
+	done
+	CGO_ENABLED=0 go build -o "$dir/loom" ./cmd/loom
+	cp bench/peers/torch_cuda_decode.py "$dir/"
+	;;
+test)
+	mkdir -p "$out"
+	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+	for graphs in 0 1; do
+		for p in cuda ops model; do
+			# Each suite runs in its package folder: the tests read testdata
+			# relative to it.
+			log=$out/$p-graphs$graphs.txt
+			(cd "$p" && LOOM_CUDA_GRAPHS=$graphs timeout 280 "$dir/$p.test" -test.timeout 270s >"$log" 2>&1)
+			echo "$p, LOOM_CUDA_GRAPHS=$graphs: exit $? ($(tail -1 "$log"))"
+			grep -E '^\s*--- FAIL' "$log" | head -10
+		done
+	done
+	;;
+bench)
+	mkdir -p "$out"
+	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+	for case in "1 1024" "8 1024" "32 2048"; do
+		set -- $case
+		for graphs in 0 1; do
+			LOOM_CUDA_GRAPHS=$graphs timeout 90 "$dir/loom" bench decode -device cuda -batch "$1" -context "$2" -steps 32 -json \
+				>"$out/decode-b$1-g$graphs.json" 2>"$out/decode-b$1-g$graphs.err"
+			echo "loom batch $1 context $2 graphs $graphs: $(grep -o '"tpot_ms":[0-9.]*\|"host_us_per_step":[0-9.]*\|"dispatches_per_step":[0-9.]*' "$out/decode-b$1-g$graphs.json" | tr '\n' ' ')"
+		done
+		PYTHONUNBUFFERED=1 timeout 120 python3 "$dir/torch_cuda_decode.py" --batch "$1" --context "$2" --steps 32 2>&1 | grep -iv warn | tail -3
+	done
+	for graphs in 0 1; do
+		LOOM_CUDA_GRAPHS=$graphs timeout 90 "$dir/loom" bench encode -device cuda -json >"$out/encode-g$graphs.json" 2>&1
+		echo "encode graphs $graphs: $(head -c 600 "$out/encode-g$graphs.json")"
+	done
+	;;
+*)
+	echo "usage: $0 build|test|bench DIR" >&2
+	exit 2
+	;;
+esac
