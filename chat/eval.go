@@ -122,25 +122,9 @@ func convert(v any) (value, error) {
 		dec.UseNumber()
 		return decodeJSON(dec)
 	case []any:
-		l := make([]value, len(x))
-		for i, e := range x {
-			c, err := convert(e)
-			if err != nil {
-				return nil, err
-			}
-			l[i] = c
-		}
-		return l, nil
+		return convertList(x)
 	case []map[string]any:
-		l := make([]value, len(x))
-		for i, e := range x {
-			c, err := convert(e)
-			if err != nil {
-				return nil, err
-			}
-			l[i] = c
-		}
-		return l, nil
+		return convertList(x)
 	case map[string]any:
 		keys := make([]string, 0, len(x))
 		for k := range x {
@@ -1431,4 +1415,17 @@ func filter(name string, x value, args []value, kw map[string]value) (value, err
 		return out, nil
 	}
 	return nil, fmt.Errorf("unsupported filter")
+}
+
+// convertList converts each element of a Go slice.
+func convertList[E any](x []E) (value, error) {
+	l := make([]value, len(x))
+	for i, e := range x {
+		c, err := convert(e)
+		if err != nil {
+			return nil, err
+		}
+		l[i] = c
+	}
+	return l, nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/loomrt/loom/chat"
-	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/runtime"
 	"github.com/loomrt/loom/tokenizer"
@@ -59,20 +58,9 @@ func runChat(args []string) (err error) {
 	if *dir, err = findModel(*dir); err != nil {
 		return err
 	}
-	dt := graph.Invalid
-	if *dtypeName != "" {
-		if dt, err = graph.ParseDType(*dtypeName); err != nil {
-			return err
-		}
-	}
-	if *maxTokens < 1 {
-		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
-	}
-	if err := checkBlockSize(*blockSize); err != nil {
+	dt, err := checkDecodeFlags(*dtypeName, *maxTokens, *blockSize, *window)
+	if err != nil {
 		return err
-	}
-	if *window < 1 {
-		return fmt.Errorf("-repetition-window %d: want at least 1", *window)
 	}
 	// The config, template and tokenizer are checked before the weights are read.
 	c, err := model.LoadConfig(*dir)

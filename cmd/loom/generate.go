@@ -129,20 +129,9 @@ func runGenerate(args []string) (err error) {
 	if *dir, err = findModel(*dir); err != nil {
 		return err
 	}
-	dt := graph.Invalid
-	if *dtypeName != "" {
-		if dt, err = graph.ParseDType(*dtypeName); err != nil {
-			return err
-		}
-	}
-	if *maxTokens < 1 {
-		return fmt.Errorf("-max-tokens %d: want at least 1", *maxTokens)
-	}
-	if err := checkBlockSize(*blockSize); err != nil {
+	dt, err := checkDecodeFlags(*dtypeName, *maxTokens, *blockSize, *window)
+	if err != nil {
 		return err
-	}
-	if *window < 1 {
-		return fmt.Errorf("-repetition-window %d: want at least 1", *window)
 	}
 	// The config and tokenizer are checked before the weights are read.
 	c, err := model.LoadConfig(*dir)
@@ -381,4 +370,26 @@ func printGenerateSummary(steps []*model.StepResult, ttft, total time.Duration) 
 		n, per(st.Nodes), per(st.Dispatches), per(st.CommandBuffers), per(st.HostWaits),
 		mean(st.Plan), mean(st.Encode), mean(st.Wait), mean(sum-st.Plan-st.Encode-st.Wait))
 	return tpot
+}
+
+// checkDecodeFlags checks the flags generate and chat share before anything
+// is loaded, and returns the dtype (graph.Invalid: the weights').
+func checkDecodeFlags(dtypeName string, maxTokens, blockSize, window int) (graph.DType, error) {
+	dt := graph.Invalid
+	if dtypeName != "" {
+		var err error
+		if dt, err = graph.ParseDType(dtypeName); err != nil {
+			return dt, err
+		}
+	}
+	if maxTokens < 1 {
+		return dt, fmt.Errorf("-max-tokens %d: want at least 1", maxTokens)
+	}
+	if err := checkBlockSize(blockSize); err != nil {
+		return dt, err
+	}
+	if window < 1 {
+		return dt, fmt.Errorf("-repetition-window %d: want at least 1", window)
+	}
+	return dt, nil
 }
