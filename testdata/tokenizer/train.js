@@ -10,6 +10,7 @@
 // licence, © The Go Authors) and the test corpus.
 import fs from "node:fs";
 import path from "node:path";
+import { learnMerges } from "./merges.js";
 
 const NMERGES = 3000;
 const QWEN2 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -50,29 +51,7 @@ const words = [...counts].map(([w, c]) => ({ syms: mapped(w), c }));
 
 const vocab = new Map();
 for (let b = 0; b < 256; b++) vocab.set(b2u[b], vocab.size);
-const merges = [];
-while (merges.length < NMERGES) {
-  const pairs = new Map();
-  for (const w of words) {
-    for (let i = 0; i + 1 < w.syms.length; i++) {
-      const k = w.syms[i] + " " + w.syms[i + 1];
-      pairs.set(k, (pairs.get(k) ?? 0) + w.c);
-    }
-  }
-  let best = null, bc = 0;
-  for (const [k, c] of pairs) if (c > bc || (c === bc && k < best)) { best = k; bc = c; }
-  if (best === null) break;
-  const [a, b] = best.split(" ");
-  merges.push([a, b]);
-  vocab.set(a + b, vocab.size);
-  for (const w of words) {
-    const s = w.syms, out = [];
-    for (let i = 0; i < s.length; i++) {
-      if (i + 1 < s.length && s[i] === a && s[i + 1] === b) { out.push(a + b); i++; } else out.push(s[i]);
-    }
-    w.syms = out;
-  }
-}
+const merges = learnMerges(words, vocab, NMERGES);
 
 // Tokens that merges do not build, for ignore_merges (Llama 3): a few of
 // the corpus's regex pieces that BPE splits into three or more tokens.

@@ -18,6 +18,7 @@
 // the Metaspace decoder.
 import fs from "node:fs";
 import path from "node:path";
+import { learnMerges } from "./merges.js";
 
 const NMERGES = 1500;
 const S = "\u2581";
@@ -41,30 +42,7 @@ for (const [w, c] of counts) for (const ch of w) if (ch === S || ch.codePointAt(
 for (const [ch] of [...chars].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) if (!vocab.has(ch)) vocab.set(ch, vocab.size);
 
 const words = [...counts].map(([w, c]) => ({ syms: Array.from(w), c }));
-const merges = [];
-while (merges.length < NMERGES) {
-  const pairs = new Map();
-  for (const w of words) {
-    for (let i = 0; i + 1 < w.syms.length; i++) {
-      if (!vocab.has(w.syms[i]) || !vocab.has(w.syms[i + 1])) continue;
-      const k = w.syms[i] + " " + w.syms[i + 1];
-      pairs.set(k, (pairs.get(k) ?? 0) + w.c);
-    }
-  }
-  let best = null, bc = 0;
-  for (const [k, c] of pairs) if (c > bc || (c === bc && k < best)) { best = k; bc = c; }
-  if (best === null) break;
-  const [a, b] = best.split(" ");
-  merges.push([a, b]);
-  vocab.set(a + b, vocab.size);
-  for (const w of words) {
-    const s = w.syms, out = [];
-    for (let i = 0; i < s.length; i++) {
-      if (i + 1 < s.length && s[i] === a && s[i + 1] === b) { out.push(a + b); i++; } else out.push(s[i]);
-    }
-    w.syms = out;
-  }
-}
+const merges = learnMerges(words, vocab, NMERGES, (x, y) => vocab.has(x) && vocab.has(y));
 
 const special = (content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
 const added = [special("<unk>", 0), special("<s>", 1), special("</s>", 2)];
