@@ -488,13 +488,9 @@ func eval(e expr, s *scope) (value, error) {
 		}
 		return undefined{e.name}, nil
 	case listExpr:
-		l := make([]value, len(e))
-		for i, x := range e {
-			v, err := eval(x, s)
-			if err != nil {
-				return nil, err
-			}
-			l[i] = v
+		l, err := evalList(e, s)
+		if err != nil {
+			return nil, err
 		}
 		return l, nil
 	case dictExpr:
