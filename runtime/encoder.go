@@ -283,16 +283,6 @@ func (e *encoder) commit() {
 	e.stats.CommandBuffers++
 }
 
-// waitFor blocks the host until command buffer seq has completed.
-func (e *encoder) waitFor(seq uint64) {
-	if seq <= e.completed {
-		return
-	}
-	e.event.Wait(seq)
-	e.stats.HostWaits++
-	e.observe(seq)
-}
-
 // poll notes, without blocking, how far the device has got.
 func (e *encoder) poll() {
 	if v := e.event.Value(); v > e.completed {
