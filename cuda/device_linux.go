@@ -179,11 +179,6 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
-		// Measured on an H100 (docs/BENCHMARKS.md): with up to 8 warps
-		// sharing a head's keys in the partitions of a small grid,
-		// decode-typical took about half the time and the Qwen3 decode step
-		// about a fifth less.
-		AttentionWarpsPerHead: 8,
 		// GatedGEMVMaxRows stays 0 (the gate and up product and silu_mul
 		// stay two dispatches): matmul_silu_mul compiles but has not run
 		// on a GPU yet (docs/CUDA.md).

@@ -382,6 +382,82 @@ func TestPagedAttentionShapes(t *testing.T) {
 	runAttention(t, cases)
 }
 
+// TestPagedAttentionGQA covers the GQA ratios the GPU kernels take in one
+// pass of query heads (1, 2, 4), a ratio that takes two passes (8), and odd
+// ones (3, 5: a pass with heads to spare, and one pass and a part), with
+// context lengths that are not multiples of the block or partition size
+// and random block tables.
+func TestPagedAttentionGQA(t *testing.T) {
+	var cases []attnCase
+	for _, g := range []struct {
+		dt                 graph.DType
+		heads, kvh, hs, bs int
+	}{
+		{graph.Float16, 4, 4, 128, 16}, {graph.BFloat16, 8, 4, 64, 8}, {graph.Float16, 16, 4, 256, 16},
+		{graph.BFloat16, 32, 4, 128, 32}, {graph.Float32, 9, 3, 80, 16}, {graph.Float16, 10, 2, 96, 8},
+		{graph.BFloat16, 3, 1, 256, 16},
+	} {
+		cases = append(cases, attnCase{
+			name: fmt.Sprintf("%s/h%d-kv%d-hs%d-bs%d", g.dt, g.heads, g.kvh, g.hs, g.bs),
+			dt:   g.dt, heads: g.heads, kvh: g.kvh, hs: g.hs, bs: g.bs, ctx: []int{1, 37, 515, 1100},
+		})
+	}
+	runAttention(t, cases)
+}
+
+// TestPagedAttentionBatchInvariant checks that a row's result does not
+// depend on the batch it is computed in: each sequence alone gives the
+// bytes it gets in the batch, on every target and path.
+func TestPagedAttentionBatchInvariant(t *testing.T) {
+	const dt, heads, kvh, hs, bs = graph.BFloat16, 16, 4, 128, 16
+	ctx := []int{1, 300, 1030, 2049, 700, 40}
+	r := loomtest.Rand(41)
+	blocks := 1
+	for _, n := range ctx {
+		blocks += (n + bs - 1) / bs
+	}
+	k, v := newKVCache(r, dt, blocks, bs, kvh, hs), newKVCache(r, dt, blocks, bs, kvh, hs)
+	b := newBatch(r, ctx, make([]int, len(ctx)), bs, blocks)
+	for i := range b.qLens {
+		b.qLens[i] = 1
+		b.cu[i+1] = int32(i + 1)
+	}
+	b.tq = len(ctx)
+	qv := loomtest.Float32s(r, b.tq*heads*hs, -2, 2)
+	row := heads * hs * dt.Size()
+	for _, tg := range loomtest.Targets(t) {
+		kc, vc := k.array(), v.array()
+		for _, mode := range []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto} {
+			opts := ops.AttentionOptions{Split: mode}
+			q := graph.FromFloat32sAs(dt, qv, b.tq, heads, hs)
+			all := ops.PagedAttention(q, kc, vc, b.meta(int32(blocks)), opts)
+			alone := make([]*graph.Array, len(ctx))
+			for s := range ctx {
+				one := *b
+				one.ctx, one.qLens, one.tables, one.tq, one.cu = ctx[s:s+1], []int{1}, b.tables[s:s+1], 1, []int32{0, 1}
+				m := one.meta(int32(blocks))
+				m.MaxSeqLen = b.maxSeqLen() // the same partitions, and with them the same path
+				qs := graph.FromFloat32sAs(dt, qv[s*heads*hs:(s+1)*heads*hs], 1, heads, hs)
+				alone[s] = ops.PagedAttention(qs, kc, vc, m, opts)
+			}
+			tg.Eval(t, append([]*graph.Array{all}, alone...)...)
+			got, err := all.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s := range ctx {
+				one, err := alone[s].Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(one, got[s*row:(s+1)*row]) {
+					t.Errorf("%s split %v: sequence %d (%d keys) alone differs from the same sequence in the batch", tg.Name, mode, s, ctx[s])
+				}
+			}
+		}
+	}
+}
+
 // evaluated returns a, evaluated on tg, so that ops see a computed array
 // rather than a constant and leave its checks to the kernel.
 func evaluated(t *testing.T, tg loomtest.Target, a *graph.Array) *graph.Array {

@@ -194,7 +194,6 @@ type PagedAttentionParams struct {
 	SlidingWindow   int32
 	Scale           float32
 	Softcap         float32
-	WarpsPerHead    int32 // SIMD groups sharing a query head's keys (Caps.AttentionWarpsPerHead); kernels that take one per head ignore it
 }
 
 // PagedAttention is attention of queries q [Tq, H, head_size] over a paged
@@ -336,42 +335,21 @@ func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) b
 	return groups < g.GroupsPerCore*max(caps.Cores, 1)
 }
 
-// AttentionMaxThreads bounds the threadgroups of the GPU attention kernels
-// (heads beyond it take turns): a kernel's registers bound the threadgroup
-// it can be launched with, and a CUDA thread holds at most 255 registers,
-// so 256 threads launch whatever the kernel's register count (512 threads
-// of the float16, head size 256 kernel did not launch on an H100).
-const AttentionMaxThreads = 256
+// AttentionWarps is the number of SIMD groups in a GPU attention
+// threadgroup (one per KV head, query token and, on the split path,
+// partition). They take the 32-key chunks of the threadgroup's keys in
+// turn, each for every query head of the KV head's group, so that every K
+// and V row is read once for all of them; then their softmax states merge
+// in SIMD-group order. The split is the same whatever the grid, so a row's
+// result does not depend on the batch it is in. Eight groups (256 threads)
+// keep enough loads in flight in the small grids of a decode step and stay
+// within the 256 threads a CUDA kernel of up to 255 registers a thread
+// launches with.
+const AttentionWarps = 8
 
-// attentionWarpsPerCore is how many SIMD groups per GPU core the split
-// path's grid should have before several SIMD groups share a query head's
-// keys: a grid of a few threadgroups (a batch-1 decode step's, one per KV
-// head and partition) otherwise leaves most cores idle and each SIMD group
-// walking its keys one chunk after another, while a full grid (long decode
-// at batch 32) ran 10–20 % slower with its heads' keys shared. (The single
-// pass keeps one SIMD group a head: sharing made it faster than the split
-// path for long contexts, which the automatic choice, measured without it,
-// does not expect.)
-const attentionWarpsPerCore = 16
-
-// attentionGroup returns the threadgroup of an attention dispatch of ctas
-// threadgroups and the threadgroup memory it needs, and sets
-// p.WarpsPerHead: one SIMD group per query head of a KV head's group, or
-// up to most of them sharing its keys while the grid has fewer than
-// attentionWarpsPerCore SIMD groups per core, as far as
-// AttentionMaxThreads and the threadgroup memory (a row and the maximum
-// and sum per SIMD group, to merge their states) allow.
-func attentionGroup(caps Caps, p *PagedAttentionParams, ctas, most int) (Dim3, int) {
-	simd, maxThreads := max(caps.SIMDWidth, 1), min(max(caps.MaxThreadsPerGroup, 1), AttentionMaxThreads)
-	group, hs := int(p.NumHeads/p.NumKVHeads), int(p.HeadSize)
-	warps := max(1, min(most, attentionWarpsPerCore*max(caps.Cores, 1)/max(ctas*group, 1),
-		maxThreads/(simd*group), caps.MaxSharedBytes/(4*(hs+2)*group)))
-	p.WarpsPerHead = int32(warps)
-	threads := min(simd*group*warps, maxThreads)
-	if warps == 1 {
-		return Dim3{threads, 1, 1}, 0
-	}
-	return Dim3{threads, 1, 1}, 4 * (hs + 2) * threads / simd
+// attentionGroup is the threadgroup of the GPU attention kernels.
+func attentionGroup(caps Caps) Dim3 {
+	return Dim3{max(caps.SIMDWidth, 1) * AttentionWarps, 1, 1}
 }
 
 // AttentionPartitions is the number of partitions of split-KV attention: the
@@ -407,19 +385,17 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	meta := []Arg{R("q", In(0)), R("k_cache", In(1)), R("v_cache", In(2)), R("block_tables", In(3)), R("seq_lens", In(4)), R("cu_seqlens_q", In(5))}
 	parts := AttentionPartitions(p.MaxSeqLen, tables.Shape[1], bs)
 	if !UseSplitKV(p.Split, l.Caps, tq, kvh, parts) {
-		group, shared := attentionGroup(l.Caps, params, kvh*tq, 1)
 		l.Count("paged_attention.single", 1)
 		args := meta
 		if p.Sinks {
 			args = append(args, R("sinks", In(6)))
 		}
 		l.Add(Dispatch{
-			Kernel:      PagedAttentionKernel(dt, hs, bs, p.Sinks),
-			Grid:        Dim3{kvh, tq, 1},
-			Group:       group,
-			Args:        append(args, W("out", Out(0))),
-			Params:      params,
-			SharedBytes: shared,
+			Kernel: PagedAttentionKernel(dt, hs, bs, p.Sinks),
+			Grid:   Dim3{kvh, tq, 1},
+			Group:  attentionGroup(l.Caps),
+			Args:   append(args, W("out", Out(0))),
+			Params: params,
 		})
 		return nil
 	}
@@ -430,17 +406,15 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	l.Count("paged_attention.split", 1)
 	split := *params
 	split.NumPartitions = int32(parts)
-	group, shared := attentionGroup(l.Caps, &split, kvh*tq*parts, l.Caps.AttentionWarpsPerHead)
 	maxLogits := l.NewScratch(rows * 4)
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))
 	l.Add(Dispatch{
-		Kernel:      PagedAttentionPartitionKernel(dt, hs, bs),
-		Grid:        Dim3{kvh, tq, parts},
-		Group:       group,
-		Args:        append(meta, W("max_logits", maxLogits), W("exp_sums", expSums), W("tmp_out", tmpOut)),
-		Params:      &split,
-		SharedBytes: shared,
+		Kernel: PagedAttentionPartitionKernel(dt, hs, bs),
+		Grid:   Dim3{kvh, tq, parts},
+		Group:  attentionGroup(l.Caps),
+		Args:   append(meta, W("max_logits", maxLogits), W("exp_sums", expSums), W("tmp_out", tmpOut)),
+		Params: &split,
 	})
 	args := []Arg{R("tmp_out", tmpOut), R("max_logits", maxLogits), R("exp_sums", expSums), R("seq_lens", In(4)), R("cu_seqlens_q", In(5))}
 	if p.Sinks {

@@ -58,45 +58,24 @@ func checkCatalog(t *testing.T, l *primitives.Lowering) {
 	}
 }
 
-// TestAttentionWarpsPerHead checks the threadgroup the GPU attention
-// kernels get: a SIMD group per query head of a KV head's group, times, on
-// the split path, the SIMD groups the device wants sharing each head's
-// keys, while the grid is small for the device's cores and as far as the
-// threadgroup's threads and memory allow, with the memory to merge them.
-func TestAttentionWarpsPerHead(t *testing.T) {
-	gpu := primitives.Caps{SIMDWidth: 32, MaxThreadsPerGroup: 1024, MaxSharedBytes: 48 << 10, Cores: 132, AttentionWarpsPerHead: 8}
-	with := func(f func(*primitives.Caps)) primitives.Caps {
-		c := gpu
-		f(&c)
-		return c
-	}
-	for _, c := range []struct {
-		what                string
-		want, heads, hs, tq int
-		split               primitives.SplitMode
-		caps                primitives.Caps
-	}{
-		{"one a head asked", 1, 16, 128, 1, primitives.SplitAlways, with(func(c *primitives.Caps) { c.AttentionWarpsPerHead = 0 })},
-		{"group 1", 8, 8, 128, 1, primitives.SplitAlways, gpu},
-		{"group 2: threads", 4, 16, 128, 1, primitives.SplitAlways, gpu},
-		{"the device's threads", 2, 16, 128, 1, primitives.SplitAlways, with(func(c *primitives.Caps) { c.MaxThreadsPerGroup = 128 })},
-		{"group 16", 1, 128, 128, 1, primitives.SplitAlways, gpu},
-		{"the single pass", 1, 8, 128, 1, primitives.SplitNever, gpu},
-		{"memory", 3, 16, 256, 1, primitives.SplitAlways, with(func(c *primitives.Caps) { c.MaxSharedBytes = 8 << 10 })},
-		// 8 KV heads × 40 tokens × 3 partitions = 960 threadgroups for 132
-		// cores: 2 SIMD groups a core of 16 are all there is room for.
-		{"a big grid", 2, 8, 128, 40, primitives.SplitAlways, gpu},
-		{"a full grid", 1, 8, 128, 300, primitives.SplitAlways, gpu},
-	} {
-		l := lowerAttention(t, primitives.PagedAttention{MaxSeqLen: 1300, Split: c.split}, c.caps, graph.Float16, c.tq, c.heads, 8, c.hs, 16, 2, 90)
-		d := l.Dispatches[0]
-		threads := min(32*c.heads/8*c.want, primitives.AttentionMaxThreads, c.caps.MaxThreadsPerGroup)
-		shared := 0
-		if c.want > 1 {
-			shared = 4 * (c.hs + 2) * threads / 32
-		}
-		if got := d.Params.(*primitives.PagedAttentionParams).WarpsPerHead; int(got) != c.want || d.Group.X != threads || d.SharedBytes != shared {
-			t.Errorf("%s: %d SIMD groups a head, %v threads, %d shared bytes; want %d, %d, %d", c.what, got, d.Group, d.SharedBytes, c.want, threads, shared)
+// TestAttentionThreadgroup checks the threadgroup the GPU attention
+// kernels get: AttentionWarps SIMD groups on both paths, whatever the
+// batch, the grid and the GQA ratio, so that the split of a row's keys
+// over the SIMD groups, and with it the row's result, does not depend on
+// the batch.
+func TestAttentionThreadgroup(t *testing.T) {
+	gpu := primitives.Caps{SIMDWidth: 32, MaxThreadsPerGroup: 1024, MaxSharedBytes: 48 << 10, Cores: 132}
+	for _, split := range []primitives.SplitMode{primitives.SplitNever, primitives.SplitAlways} {
+		for _, heads := range []int{8, 16, 24, 64, 128} {
+			for _, tq := range []int{1, 40, 300} {
+				l := lowerAttention(t, primitives.PagedAttention{MaxSeqLen: 1300, Split: split}, gpu, graph.Float16, tq, heads, 8, 256, 16, 2, 90)
+				for _, d := range l.Dispatches[:1] {
+					if d.Group != (primitives.Dim3{32 * primitives.AttentionWarps, 1, 1}) || d.SharedBytes != 0 {
+						t.Errorf("split %v, %d heads, %d tokens: threadgroup %v with %d shared bytes, want %d threads and none",
+							split, heads, tq, d.Group, d.SharedBytes, 32*primitives.AttentionWarps)
+					}
+				}
+			}
 		}
 	}
 }
@@ -118,7 +97,7 @@ func TestPagedAttentionLowering(t *testing.T) {
 		}
 		pr := l.Dispatches[0].Params.(*primitives.PagedAttentionParams)
 		want := primitives.PagedAttentionParams{NumSeqs: 2, NumTokens: 5, NumHeads: 16, NumKVHeads: 8, HeadSize: 128, BlockSize: 16, NumBlocks: 64,
-			MaxBlocksPerSeq: 90, MaxSeqLen: 1300, PartitionSize: 512, SlidingWindow: 100, Scale: pr.Scale, Softcap: 3, WarpsPerHead: 1}
+			MaxBlocksPerSeq: 90, MaxSeqLen: 1300, PartitionSize: 512, SlidingWindow: 100, Scale: pr.Scale, Softcap: 3}
 		if *pr != want || pr.Scale != float32(1/11.313708498984761) {
 			t.Errorf("params %+v, want %+v with scale 1/√128", *pr, want)
 		}

@@ -105,12 +105,6 @@ type Caps struct {
 	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
 	// not yet run on a GPU, so it is off by default.
 	TensorCores bool
-	// AttentionWarpsPerHead is at most how many SIMD groups of a split-KV
-	// partition threadgroup share one query head's keys, each a
-	// contiguous share, their states merged through threadgroup memory,
-	// when the grid is too small to fill the device (see attentionGroup);
-	// 0 or 1: one SIMD group walks all of them.
-	AttentionWarpsPerHead int
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured with `loom bench

@@ -3,19 +3,21 @@
 // fills it. See primitives/attention.go for the masking rules.
 //
 // A block serves one KV head g = blockIdx.x of one query token t =
-// blockIdx.y (and, on the split path, one partition blockIdx.z of its keys),
-// with a warp per query head of g's group: every query head of the group
-// reads the same K and V rows, which come from memory once and from the L1
-// cache for the other warps. A warp walks its keys 32 at a time, scores
-// then values, each row read with 16-byte loads by a group of lanes (see
-// attend), with an online softmax in log2 units across the chunks. In a
-// small split grid, WarpsPerHead warps share each head's keys and merge
-// (see merge_heads and primitives.attentionGroup).
+// blockIdx.y (and, on the split path, one partition blockIdx.z of its
+// keys) with LOOM_ATTENTION_WARPS warps (primitives.AttentionWarps), which
+// take the row's 32-key chunks in turn, each warp for every query head of
+// g's group: every K and V row comes from memory once, for all the heads
+// that read it (GQA-shared). A warp reads its keys' rows with 16-byte loads
+// by groups of lanes (see attend), scores then values, with an online
+// softmax in log2 units across its chunks; then the warps' states merge in
+// warp order. The split of the keys over the warps depends on the row
+// alone, so a row's result does not depend on the batch it is in.
 //
-// The kernels are specialised on the head size (the registers a lane holds
-// depend on it) but not on the block size, which only enters index
-// arithmetic: the catalog's per-block-size and with/without-sinks kernels
-// call one instantiation, kept out of line so that it is compiled once.
+// The kernels are specialised on the head size and on the heads of a pass
+// (the registers a lane holds depend on them) but not on the block size,
+// which only enters index arithmetic: the catalog's per-block-size and
+// with/without-sinks kernels call one instantiation per pass size, kept out
+// of line so that it is compiled once.
 //
 // The kernels also check the metadata the way the CPU device does
 // (cu_seqlens_q, then seq_lens, then the block-table entries in use: block
@@ -190,13 +192,15 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& w, floa
   widen2(w.w, f + 6, tag);
 }
 
-// Head is one warp's query head: its scaled query and online-softmax state,
-// for the dims of the lane's vectors (Rows).
-template <typename T, int HS> struct Head {
+// Heads is one warp's share of a pass over GH query heads of a KV head's
+// group: their scaled queries and online-softmax states, for the dims of
+// the lane's vectors (Rows). Heads of the pass past the group's (odd
+// ratios) have zero queries; their results are not written.
+template <typename T, int HS, int GH> struct Heads {
   typedef Rows<T, HS> R;
-  float q[R::NV][R::VEC];
-  float o[R::NV][R::VEC];
-  float m, l;
+  float q[GH][R::NV][R::VEC];
+  float o[GH][R::NV][R::VEC];
+  float m[GH], l[GH];
 };
 
 // slot_of returns the cache slot of key (−1 if key ≥ hi or its block-table
@@ -208,35 +212,43 @@ __device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionPar
   return (i64)e * p.BlockSize + key % p.BlockSize;
 }
 
-// attend folds keys [lo, hi) of row r into head st (KV head g), 32 keys at
-// a time. Lane j finds key j's cache slot. The scores go KEYS keys per
-// step, group s of LANES lanes taking key s·LANES + i at step i with 16-byte
-// loads, its dot product summed within the group, so that lane j itself
-// keeps key j's score (lane j is lane i = j mod LANES of group s = j /
-// LANES); a batch of steps' loads is issued before any is used. The online
-// softmax runs on the warp with one score per lane (running maximum m and
-// sum l, in log2 units: q is scaled by Scale·log2(e) when it is loaded, so
-// every exponential is an exp2). The values go the same way, each lane
-// adding p_key · V_key to the dims it holds, and the groups' sums are added
-// at the end. Keys whose block-table entry is outside the cache are skipped
-// (check_meta reports them). (Lane-pair loads of 4 bytes with a warp-wide
-// sum per key, the first form, streamed long contexts 1.4–1.8 times slower
-// on an H100.)
-template <typename T, int HS>
+// attend folds this warp's keys of [lo, hi) of row r (KV head g) into the
+// GH heads of st: the 32-key chunks lo + 32·c for c = warp, warp + W, …
+// (W warps in the block), so that every K and V row is read once, by one
+// warp, for all query heads of its group. Lane j finds key j's cache slot.
+// The scores go KEYS keys per step, group s of LANES lanes taking key
+// s·LANES + i at step i with 16-byte loads, widened once and dotted with
+// each head's query, each dot product summed within the group, so that
+// lane j itself keeps key j's scores (lane j is lane i = j mod LANES of
+// group s = j / LANES); a batch of steps' loads is issued before any is
+// used. The online softmax runs on the warp with one score per lane and
+// head (running maximum m and sum l, in log2 units: q is scaled by
+// Scale·log2(e) when it is loaded, so every exponential is an exp2). The
+// values go the same way, each lane adding p_key · V_key to each head's
+// dims it holds, and the groups' sums are added at the end. Keys whose
+// block-table entry is outside the cache are skipped (check_meta reports
+// them). Which keys a warp takes and the order it takes them in depend on
+// the row alone, never on the grid: a row's result is the same in any
+// batch.
+template <typename T, int HS, int GH>
 __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
-                       const Row& r, int lo, int hi, Head<T, HS>& st) {
+                       const Row& r, int lo, int hi, Heads<T, HS, GH>& st) {
   typedef Rows<T, HS> R;
   const unsigned FULL = 0xffffffffu;
   const int lane = threadIdx.x % 32, li = lane % R::LANES;
+  const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const bool capped = p.Softcap > 0.0f;
   const float cap_inv = capped ? 1.0f / p.Softcap : 0.0f, cap_mul = p.Softcap * LOG2E;
   const int* table = tables + (u64)r.seq * p.MaxBlocksPerSeq;
   const u64 head = (u64)g * HS;
   const u64 stride = (u64)p.NumKVHeads * HS;
-  for (int k0 = lo; k0 < hi; k0 += 32) {
+  for (int k0 = lo + 32 * warp; k0 < hi; k0 += 32 * warps) {
     const i64 slot = slot_of(table, p, k0 + lane, hi);
-    float s = 0.0f;
+    if (!__any_sync(FULL, slot >= 0)) continue;  // no visible key in this chunk
+    float s[GH];
 #pragma unroll
+    for (int j = 0; j < GH; j++) s[j] = 0.0f;
+#pragma unroll 1
     for (int b = 0; b < R::LANES; b += R::BATCH) {
       uint4 kv[R::BATCH][R::NV];
 #pragma unroll
@@ -251,215 +263,227 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
       }
 #pragma unroll
       for (int i = 0; i < R::BATCH; i++) {
-        float acc = 0.0f;
+        float f[R::NV][R::VEC];
 #pragma unroll
-        for (int v = 0; v < R::NV; v++) {
-          float f[R::VEC];
-          widen(kv[i][v], f, k_cache);
+        for (int v = 0; v < R::NV; v++) widen(kv[i][v], f[v], k_cache);
 #pragma unroll
-          for (int e = 0; e < R::VEC; e++) acc += st.q[v][e] * f[e];
+        for (int j = 0; j < GH; j++) {
+          float acc = 0.0f;
+#pragma unroll
+          for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+            for (int e = 0; e < R::VEC; e++) acc += st.q[j][v][e] * f[v][e];
+          }
+#pragma unroll
+          for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
+          if (b + i == li) s[j] = acc;
         }
-#pragma unroll
-        for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
-        if (b + i == li) s = acc;
       }
     }
-    if (capped) s = tanhf(s * cap_inv) * cap_mul;
-    if (slot < 0) s = -LOOM_INF;
-    const float m_new = fmaxf(st.m, warp_max_f(s));
-    if (m_new == -LOOM_INF) continue;  // no visible key yet
-    const float c = exp2f(st.m - m_new);  // 0 while m is −∞
-    const float pr = slot >= 0 ? exp2f(s - m_new) : 0.0f;
-    st.l = st.l * c + warp_sum(pr);
-    st.m = m_new;
+    float pr[GH];
 #pragma unroll
-    for (int v = 0; v < R::NV; v++) {
+    for (int j = 0; j < GH; j++) {
+      if (capped) s[j] = tanhf(s[j] * cap_inv) * cap_mul;
+      if (slot < 0) s[j] = -LOOM_INF;
+      const float m_new = fmaxf(st.m[j], warp_max_f(s[j]));
+      const bool none = m_new == -LOOM_INF;  // no visible key yet
+      const float c = none ? 1.0f : exp2f(st.m[j] - m_new);  // 0 while m is −∞
+      pr[j] = none || slot < 0 ? 0.0f : exp2f(s[j] - m_new);
+      st.l[j] = st.l[j] * c + warp_sum(pr[j]);
+      if (!none) st.m[j] = m_new;
 #pragma unroll
-      for (int e = 0; e < R::VEC; e++) st.o[v][e] *= c;
+      for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+        for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
+      }
     }
-#pragma unroll
+#pragma unroll 1
     for (int b = 0; b < R::LANES; b += R::BATCH) {
       uint4 vv[R::BATCH][R::NV];
-      float pj[R::BATCH];
 #pragma unroll
       for (int i = 0; i < R::BATCH; i++) {
         const i64 sl = __shfl_sync(FULL, slot, b + i, R::LANES);
-        pj[i] = __shfl_sync(FULL, pr, b + i, R::LANES);
 #pragma unroll
         for (int v = 0; v < R::NV; v++) {
           const int vi = v * R::LANES + li;
           vv[i][v] = make_uint4(0u, 0u, 0u, 0u);
-          if (pj[i] != 0.0f && vi < R::NVEC) vv[i][v] = *(const uint4*)(v_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
+          if (sl >= 0 && vi < R::NVEC) vv[i][v] = *(const uint4*)(v_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
         }
       }
 #pragma unroll
       for (int i = 0; i < R::BATCH; i++) {
+        float f[R::NV][R::VEC];
 #pragma unroll
-        for (int v = 0; v < R::NV; v++) {
-          float f[R::VEC];
-          widen(vv[i][v], f, v_cache);
+        for (int v = 0; v < R::NV; v++) widen(vv[i][v], f[v], v_cache);
 #pragma unroll
-          for (int e = 0; e < R::VEC; e++) st.o[v][e] += pj[i] * f[e];
+        for (int j = 0; j < GH; j++) {
+          const float pj = __shfl_sync(FULL, pr[j], b + i, R::LANES);
+#pragma unroll
+          for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+            for (int e = 0; e < R::VEC; e++) st.o[j][v][e] += pj * f[v][e];
+          }
         }
       }
     }
   }
   // Each group summed its own keys: add the groups' sums.
 #pragma unroll
-  for (int v = 0; v < R::NV; v++) {
-#pragma unroll
-    for (int e = 0; e < R::VEC; e++) {
-#pragma unroll
-      for (int o = R::LANES; o < 32; o <<= 1) st.o[v][e] += __shfl_xor_sync(FULL, st.o[v][e], o);
-    }
-  }
-}
-
-// load_head loads query head h of token t, scaled into log2 units (without
-// softcap: with it, the log2 factor comes after the tanh).
-template <typename T, int HS> __device__ void load_head(const T* q, const PagedAttentionParams& p, int t, int h, Head<T, HS>& st) {
-  typedef Rows<T, HS> R;
-  const int li = threadIdx.x % 32 % R::LANES;
-  const float scale = p.Softcap > 0.0f ? p.Scale : p.Scale * LOG2E;
-  const u64 base = ((u64)t * p.NumHeads + h) * HS;
-#pragma unroll
-  for (int v = 0; v < R::NV; v++) {
-    const int vi = v * R::LANES + li;
-#pragma unroll
-    for (int e = 0; e < R::VEC; e++) {
-      st.q[v][e] = vi < R::NVEC ? load_f(q, base + (u64)vi * R::VEC + e) * scale : 0.0f;
-      st.o[v][e] = 0.0f;
-    }
-  }
-  st.m = -LOOM_INF;
-  st.l = 0.0f;
-}
-
-// store_head writes the dims of head st that group 0's lanes hold, times
-// scale, to row base of out (of the cache's dtype, or float for the shared
-// memory of merge_heads).
-template <typename U, typename T, int HS> __device__ void store_head(U* out, u64 base, const Head<T, HS>& st, float scale) {
-  typedef Rows<T, HS> R;
-  const int lane = threadIdx.x % 32;
-  if (lane >= R::LANES) return;
-#pragma unroll
-  for (int v = 0; v < R::NV; v++) {
-    const int vi = v * R::LANES + lane;
-    if (vi >= R::NVEC) continue;
-#pragma unroll
-    for (int e = 0; e < R::VEC; e++) store_f(out, base + (u64)vi * R::VEC + e, st.o[v][e] * scale);
-  }
-}
-
-// merge_heads merges the online-softmax states of the W warps that shared
-// one query head's keys (w is this warp's share) into share 0's state,
-// through dynamic shared memory of HS + 2 floats per warp: with M the
-// largest maximum, l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M). A share
-// without keys has m = −∞ and adds nothing; all of them without keys leave
-// l = 0. Every thread of the block must call it.
-template <typename T, int HS>
-__device__ void merge_heads(Head<T, HS>& st, bool active, int w, int W) {
-  typedef Rows<T, HS> R;
-  extern __shared__ float merge[];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  float* mine = merge + warp * (HS + 2);
-  if (active) {
-    store_head(mine, 0, st, 1.0f);
-    if (lane == 0) {
-      mine[HS] = st.m;
-      mine[HS + 1] = st.l;
-    }
-  }
-  __syncthreads();
-  if (active && w == 0) {
-    float top = -LOOM_INF;
-    for (int k = 0; k < W; k++) top = fmaxf(top, mine[k * (HS + 2) + HS]);
-    st.m = top;
-    st.l = 0.0f;
+  for (int j = 0; j < GH; j++) {
 #pragma unroll
     for (int v = 0; v < R::NV; v++) {
 #pragma unroll
-      for (int e = 0; e < R::VEC; e++) st.o[v][e] = 0.0f;
-    }
-    if (top != -LOOM_INF) {
-      for (int k = 0; k < W; k++) {
-        const float* row = mine + k * (HS + 2);
-        const float c = exp2f(row[HS] - top);
-        st.l += row[HS + 1] * c;
-        if (lane >= R::LANES) continue;
+      for (int e = 0; e < R::VEC; e++) {
 #pragma unroll
-        for (int v = 0; v < R::NV; v++) {
-          const int vi = v * R::LANES + lane;
-          if (vi >= R::NVEC) continue;
-#pragma unroll
-          for (int e = 0; e < R::VEC; e++) st.o[v][e] += row[vi * R::VEC + e] * c;
-        }
+        for (int o = R::LANES; o < 32; o <<= 1) st.o[j][v][e] += __shfl_xor_sync(FULL, st.o[j][v][e], o);
       }
     }
   }
-  __syncthreads();  // the next pass may overwrite the rows
 }
 
-// attention: the single pass (PARTS false: every visible key, normalised
+// load_heads loads query heads h0 … h0 + nh − 1 of token t into st, scaled
+// into log2 units (without softcap: with it, the log2 factor comes after
+// the tanh), and clears their states; heads past nh get zero queries.
+template <typename T, int HS, int GH>
+__device__ void load_heads(const T* q, const PagedAttentionParams& p, int t, int h0, int nh, Heads<T, HS, GH>& st) {
+  typedef Rows<T, HS> R;
+  const int li = threadIdx.x % 32 % R::LANES;
+  const float scale = p.Softcap > 0.0f ? p.Scale : p.Scale * LOG2E;
+#pragma unroll
+  for (int j = 0; j < GH; j++) {
+    const u64 base = ((u64)t * p.NumHeads + h0 + j) * HS;
+#pragma unroll
+    for (int v = 0; v < R::NV; v++) {
+      const int vi = v * R::LANES + li;
+#pragma unroll
+      for (int e = 0; e < R::VEC; e++) {
+        st.q[j][v][e] = j < nh && vi < R::NVEC ? load_f(q, base + (u64)vi * R::VEC + e) * scale : 0.0f;
+        st.o[j][v][e] = 0.0f;
+      }
+    }
+    st.m[j] = -LOOM_INF;
+    st.l[j] = 0.0f;
+  }
+}
+
+// Merge is the shared memory through which the block's warps merge their
+// states of one head: a row of HS output dims, then m and l, per warp.
+template <int HS> struct Merge {
+  float row[LOOM_ATTENTION_WARPS][HS + 2];
+};
+
+// attention: the single pass (parts false: every visible key, normalised
 // output with the sinks folded in) or the split path's partition kernel
-// (PARTS true: the keys of partition blockIdx.z, written as max, sum and
-// normalised output to the scratch).
-template <typename T, int HS, bool PARTS>
-__device__ __noinline__ void attention(const T* q, const T* k_cache, const T* v_cache, const int* tables, const int* seq_lens,
-                          const int* cu, const float* sinks, T* out, float* max_logits, float* exp_sums, T* tmp_out,
-                          const PagedAttentionParams& p, Status* status) {
+// (parts true: the keys of partition blockIdx.z, written as max, sum and
+// normalised output to the scratch), for the query heads of KV head
+// blockIdx.x in passes of GH. After a pass each head's W warp states merge
+// through shared memory, in warp order, one output dim a thread: with M the
+// largest maximum, l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M); a warp
+// without keys (m = −∞) adds nothing.
+template <typename T, int HS, int GH>
+__device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache, const T* v_cache, const int* tables,
+                                       const int* seq_lens, const int* cu, const float* sinks, T* out, float* max_logits,
+                                       float* exp_sums, T* tmp_out, const PagedAttentionParams& p, Status* status) {
+  typedef Rows<T, HS> R;
+  __shared__ Merge<HS> merge;
   if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
   check_tables(tables, seq_lens, p, status);
   const int g = blockIdx.x, t = blockIdx.y, part = blockIdx.z;
-  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
   const Row r = row_of(seq_lens, cu, p, t);
   int lo = r.lo, hi = r.hi;
-  if (PARTS) {
+  if (parts) {
     int first, last;
     partitions(r, p.PartitionSize, first, last);
     if (part < first || part >= last) return;  // the reduce skips this partition
     lo = max(lo, part * p.PartitionSize);
     hi = min(hi, (part + 1) * p.PartitionSize);
   }
-  // Warp warp serves query head j = j0 + warp / W of each pass and share w =
-  // warp % W of its keys (W = WarpsPerHead, whole chunks of 32 keys each);
-  // the W states of a head then merge through shared memory, in warp
-  // order, and its first warp writes the result. Every warp takes every
-  // pass, so that all reach the same barriers.
-  const int W = max(p.WarpsPerHead, 1), per_pass = max(warps / W, 1);
-  const int warp = threadIdx.x / 32, w = warp % W;
-  const int chunks = (hi - lo + 31) / 32;
-  const int my_lo = min(hi, lo + 32 * (w * chunks / W)), my_hi = min(hi, lo + 32 * ((w + 1) * chunks / W));
-  for (int j0 = 0; j0 < group; j0 += per_pass) {
-    const int j = j0 + warp / W, h = g * group + j;
-    const bool active = j < group;
-    Head<T, HS> st;
-    if (active) {
-      load_head(q, p, t, h, st);
-      attend<T, HS>(k_cache, v_cache, tables, p, g, r, my_lo, my_hi, st);
-    }
-    if (W > 1) merge_heads<T, HS>(st, active, w, W);
-    if (!active || w != 0) continue;
-    if (PARTS) {
-      const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
-      if (lane == 0) {
-        max_logits[idx] = st.m;
-        exp_sums[idx] = st.l;
+  for (int j0 = 0; j0 < group; j0 += GH) {
+    const int h0 = g * group + j0, nh = min(GH, group - j0);
+    Heads<T, HS, GH> st;
+    load_heads(q, p, t, h0, nh, st);
+    attend<T, HS, GH>(k_cache, v_cache, tables, p, g, r, lo, hi, st);
+#pragma unroll
+    for (int j = 0; j < GH; j++) {
+      if (j >= nh) break;
+      float* mine = merge.row[warp];
+      if (lane < R::LANES) {
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+          const int vi = v * R::LANES + lane;
+          if (vi >= R::NVEC) continue;
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[j][v][e];
+        }
       }
-      store_head(tmp_out, idx * HS, st, 1.0f / st.l);
-      continue;
+      if (lane == 0) {
+        mine[HS] = st.m[j];
+        mine[HS + 1] = st.l[j];
+      }
+      __syncthreads();
+      const int h = h0 + j;
+      float top = -LOOM_INF;
+      for (int w = 0; w < warps; w++) top = fmaxf(top, merge.row[w][HS]);
+      float l = 0.0f;
+      if (top != -LOOM_INF) {
+        for (int w = 0; w < warps; w++) {
+          if (merge.row[w][HS] != -LOOM_INF) l += merge.row[w][HS + 1] * exp2f(merge.row[w][HS] - top);
+        }
+      }
+      float scale;
+      u64 dst;
+      if (parts) {
+        const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
+        if (threadIdx.x == 0) {
+          max_logits[idx] = top;
+          exp_sums[idx] = l;
+        }
+        scale = 1.0f / l;
+        dst = idx * HS;
+      } else {
+        if (l == 0.0f) {
+          scale = 0.0f;
+        } else if (sinks != nullptr) {
+          const float sink = sinks[h] * LOG2E, m = fmaxf(top, sink), c = exp2f(top - m);
+          scale = c / (l * c + exp2f(sink - m));
+        } else {
+          scale = 1.0f / l;
+        }
+        dst = ((u64)t * p.NumHeads + h) * HS;
+      }
+      for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+        float o = 0.0f;
+        if (top != -LOOM_INF) {
+          for (int w = 0; w < warps; w++) {
+            if (merge.row[w][HS] != -LOOM_INF) o += merge.row[w][d] * exp2f(merge.row[w][HS] - top);
+          }
+        }
+        store_f(parts ? tmp_out : out, dst + d, o * scale);
+      }
+      __syncthreads();  // the next head may overwrite the rows
     }
-    float scale;
-    if (st.l == 0.0f) {
-      scale = 0.0f;
-    } else if (sinks != nullptr) {
-      const float sink = sinks[h] * LOG2E, top = fmaxf(st.m, sink), c = exp2f(st.m - top);
-      scale = c / (st.l * c + exp2f(sink - top));
-    } else {
-      scale = 1.0f / st.l;
-    }
-    store_head(out, ((u64)t * p.NumHeads + h) * HS, st, scale);
+  }
+}
+
+// attention_group runs attention with the smallest pass of heads that
+// holds the group (an odd ratio rounds up), or passes of 4 for larger
+// groups, which then read their K and V rows again, mostly from the L2
+// cache: a pass's state takes registers in proportion to its heads, and
+// the compile time grows with the passes instantiated.
+template <typename T, int HS>
+__device__ __forceinline__ void attention_group(bool parts, const T* q, const T* k_cache, const T* v_cache, const int* tables,
+                                                const int* seq_lens, const int* cu, const float* sinks, T* out,
+                                                float* max_logits, float* exp_sums, T* tmp_out,
+                                                const PagedAttentionParams& p, Status* status) {
+  const int group = p.NumKVHeads > 0 ? p.NumHeads / p.NumKVHeads : 1;
+  if (group <= 1) {
+    attention<T, HS, 1>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
+  } else if (group == 2) {
+    attention<T, HS, 2>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
+  } else {
+    attention<T, HS, 4>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
   }
 }
 
@@ -518,20 +542,20 @@ __device__ __noinline__ void reduce(const T* tmp_out, const float* max_logits, c
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS(                                         \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                          \
-    attention<T, HS, false>(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
+    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
                                 nullptr, nullptr, nullptr, p, status);                                          \
   }                                                                                                             \
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS##_sinks(                                 \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
-    attention<T, HS, false>(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
+    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
                                 nullptr, nullptr, p, status);                                                   \
   }                                                                                                             \
   extern "C" __global__ void paged_attention_partition_##SHORT##_hs##HS##_bs##BS(                               \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, const PagedAttentionParams p,    \
       Status* status) {                                                                                         \
-    attention<T, HS, true>(q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, nullptr,     \
+    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, nullptr,     \
                                max_logits, exp_sums, tmp_out, p, status);                                       \
   }
 

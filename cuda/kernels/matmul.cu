@@ -24,19 +24,17 @@ __device__ __forceinline__ MatrixOffsets matrix_offsets(const MatMulParams& p, u
 
 // ---- GEMV: M = 1 -------------------------------------------------------------
 
-// Vec<T> loads 16 bytes of T at once as floats.
+// Vec<T> widens 16 bytes of T (n elements) to floats.
 template <typename T> struct Vec;
 template <> struct Vec<float> {
   static constexpr int n = 4;
-  static __device__ __forceinline__ void load(const float* p, float* v) {
-    float4 x = *(const float4*)p;
-    v[0] = x.x; v[1] = x.y; v[2] = x.z; v[3] = x.w;
+  static __device__ __forceinline__ void widen(const uint4& x, float* v) {
+    v[0] = __uint_as_float(x.x); v[1] = __uint_as_float(x.y); v[2] = __uint_as_float(x.z); v[3] = __uint_as_float(x.w);
   }
 };
 template <typename H> struct Vec16 {
   static constexpr int n = 8;
-  static __device__ __forceinline__ void load(const H* p, float* v) {
-    uint4 x = *(const uint4*)p;
+  static __device__ __forceinline__ void widen(const uint4& x, float* v) {
     u32 w[4] = {x.x, x.y, x.z, x.w};
     for (int j = 0; j < 4; j++) {
       H lo, hi;
@@ -50,37 +48,72 @@ template <typename H> struct Vec16 {
 template <> struct Vec<half_t> : Vec16<half_t> {};
 template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
 
-// gemv_rows: B stored N×K (TransposeB). Warp w of the block computes output
-// n = LOOM_GEMV_ROWS·blockIdx.x + w, a dot product of two contiguous rows: the lanes
-// stride over K with 16-byte loads where the rows are 16-byte aligned, so
-// the weights stream through once, coalesced.
+// GEMV_LOADS is how many 16-byte vectors of a weight row a lane loads
+// before it uses any: a decode GEMV is bound by how many bytes are in
+// flight, and a row of up to 32·GEMV_LOADS vectors (4096 bfloat16 values)
+// is then read in one round trip instead of one per vector a lane.
+#define GEMV_LOADS 8
+
+// dot_rows adds x·w_r to acc[r] for the R rows w_r (K elements each, x and
+// every row 16-byte aligned and K a whole number of vectors): lane l takes
+// vectors l, l + 32, … in turn, GEMV_LOADS of them (of every row) loaded
+// before any is used; the weights are read once (streaming loads), x from
+// the cache. The order of the sums depends on K alone.
+template <typename T, int R>
+__device__ __forceinline__ void dot_rows(const T* x, const T* const* w, u32 K, float* acc) {
+  const u32 lane = threadIdx.x % 32, nvec = K / Vec<T>::n;
+  const uint4* xv = (const uint4*)x;
+  for (u32 base = 0; base < nvec; base += 32 * GEMV_LOADS) {
+    uint4 wv[R][GEMV_LOADS], xs[GEMV_LOADS];
+#pragma unroll
+    for (int u = 0; u < GEMV_LOADS; u++) {
+      const u32 i = base + u * 32 + lane;
+      xs[u] = i < nvec ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+      for (int r = 0; r < R; r++) wv[r][u] = i < nvec ? __ldcs((const uint4*)w[r] + i) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < GEMV_LOADS; u++) {
+      float xf[Vec<T>::n];
+      Vec<T>::widen(xs[u], xf);
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        float wf[Vec<T>::n];
+        Vec<T>::widen(wv[r][u], wf);
+#pragma unroll
+        for (int j = 0; j < Vec<T>::n; j++) acc[r] += xf[j] * wf[j];
+      }
+    }
+  }
+}
+
+// vec_aligned reports whether rows of K elements at x and w can be read
+// with dot_rows' 16-byte loads.
+template <typename T> __device__ __forceinline__ bool vec_aligned(const T* x, const T* w, u32 K) {
+  return K % Vec<T>::n == 0 && (((u64)x | (u64)w) & 15) == 0;
+}
+
+// gemv_rows: B stored N×K (TransposeB). Warp w of block b computes outputs
+// n = LOOM_GEMV_ROWS·b + w, then n + LOOM_GEMV_ROWS·gridDim.x, …: each a
+// dot product of two contiguous rows (dot_rows where the rows allow 16-byte
+// loads, else an element a lane at a time), summed over the warp. The sums
+// do not depend on the grid, which may be any width.
 template <typename T>
 __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp;
-  if (n >= p.N) return;
   const T* x = a + o.a;
-  const T* w = b + o.b + (u64)n * p.K;
-  float acc = 0;
-  const u32 V = Vec<T>::n;
-  u32 tail = 0;  // the elements from here on are summed one at a time
-  if ((((u64)x | (u64)w) & 15) == 0) {
-    float xv[V], wv[V];
-    // Unrolled so that a lane can have several loads in flight: on an H100
-    // a float16 GEMV of 4096×4096 went from 56–58 to 36 µs an Eval, 11008 ×
-    // 4096 from 88 to 62 µs; float32 and bfloat16 stayed as they were.
-#pragma unroll 4
-    for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
-      Vec<T>::load(x + k, xv);
-      Vec<T>::load(w + k, wv);
-      for (u32 j = 0; j < V; j++) acc += xv[j] * wv[j];
+  for (u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp; n < p.N; n += gridDim.x * LOOM_GEMV_ROWS) {
+    const T* w = b + o.b + (u64)n * p.K;
+    float acc[1] = {0.0f};
+    if (vec_aligned(x, w, p.K)) {
+      dot_rows<T, 1>(x, &w, p.K, acc);
+    } else {
+      for (u32 k = lane; k < p.K; k += 32) acc[0] += load_f(x, k) * load_f(w, k);
     }
-    tail = p.K - p.K % V;
+    const float sum = warp_sum(acc[0]);
+    if (lane == 0) store_f(out, o.out + n, sum);
   }
-  for (u32 k = tail + lane; k < p.K; k += 32) acc += load_f(x, k) * load_f(w, k);
-  acc = warp_sum(acc);
-  if (lane == 0) store_f(out, o.out + n, acc);
 }
 
 // gemv_cols: B stored K×N. The block's threads are SLICES slices of K by
@@ -121,40 +154,28 @@ LOOM_FLOATS(GEMV_KERNEL)
 // matmul_silu_mul (MatMulSiLUMul): x [M, K], w [2N, K], the gate rows then
 // the up rows. Warp w of block (bx, m) computes out[m, j] for
 // j = LOOM_GEMV_ROWS·bx + w: its two dot products, with w's rows j and
-// N + j, summed as gemv_rows sums one, each rounded to T as the matmul's
-// output is, then silu_mul's product.
+// N + j, summed as gemv_rows sums one (both rows' loads in flight
+// together), each rounded to T as the matmul's output is, then silu_mul's
+// product.
 template <typename T>
 __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLUMulParams& p) {
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 j = blockIdx.x * LOOM_GEMV_ROWS + warp, m = blockIdx.y;
   if (j >= p.N || m >= p.M) return;
   x += (u64)m * p.K;
-  const T* g = w + (u64)j * p.K;
-  const T* u = w + (u64)(p.N + j) * p.K;
-  float gs = 0, us = 0;
-  const u32 V = Vec<T>::n;
-  u32 tail = 0;  // the elements from here on are summed one at a time
-  if ((((u64)x | (u64)g | (u64)u) & 15) == 0) {
-    float xv[V], gv[V], uv[V];
-#pragma unroll 4
-    for (u32 k = lane * V; k + V <= p.K; k += 32 * V) {
-      Vec<T>::load(x + k, xv);
-      Vec<T>::load(g + k, gv);
-      Vec<T>::load(u + k, uv);
-      for (u32 i = 0; i < V; i++) {
-        gs += xv[i] * gv[i];
-        us += xv[i] * uv[i];
-      }
+  const T* rows[2] = {w + (u64)j * p.K, w + (u64)(p.N + j) * p.K};
+  float acc[2] = {0.0f, 0.0f};
+  if (vec_aligned(x, rows[0], p.K) && vec_aligned(x, rows[1], p.K)) {
+    dot_rows<T, 2>(x, rows, p.K, acc);
+  } else {
+    for (u32 k = lane; k < p.K; k += 32) {
+      const float xk = load_f(x, k);
+      acc[0] += xk * load_f(rows[0], k);
+      acc[1] += xk * load_f(rows[1], k);
     }
-    tail = p.K - p.K % V;
   }
-  for (u32 k = tail + lane; k < p.K; k += 32) {
-    const float xk = load_f(x, k);
-    gs += xk * load_f(g, k);
-    us += xk * load_f(u, k);
-  }
-  gs = Num<T>::load(Num<T>::store(warp_sum(gs)));
-  us = Num<T>::load(Num<T>::store(warp_sum(us)));
+  const float gs = Num<T>::load(Num<T>::store(warp_sum(acc[0])));
+  const float us = Num<T>::load(Num<T>::store(warp_sum(acc[1])));
   if (lane == 0) store_f(out, (u64)m * p.N + j, un_silu(gs) * us);
 }
 
