@@ -318,6 +318,78 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	}
 }
 
+// BenchmarkGatedGEMV times the gated GEMV (matmul_silu_mul) at batch 1 on
+// the Qwen3-0.6B MLP, x[1, 1024] by the stacked gate and up weights [2·3072,
+// 1024], the way BenchmarkMatMulKernels times the GEMV (CUDA events around a
+// run of launches, each reading another of enough weight sets to exceed the
+// L2), beside the unfused product of the same weights.
+func BenchmarkGatedGEMV(b *testing.B) {
+	d := device(b)
+	kt := newKernelTimer(b, d)
+	defer kt.release()
+	const n, k = 3072, 1024
+	dt := graph.BFloat16
+	wBytes := int64(2 * n * k * dt.Size())
+	sets := int(max(1, (256<<20)/wBytes))
+	var ws []runtime.Buffer
+	for i := range sets {
+		ws = append(ws, randomBuffer(b, d, dt, 2*n*k, uint64(i+2)))
+	}
+	defer func() {
+		for _, w := range ws {
+			w.Release()
+		}
+	}()
+	x := randomBuffer(b, d, dt, k, 1)
+	out := deviceBuffer(b, d, int64(2*n*dt.Size()))
+	defer x.Release()
+	defer out.Release()
+	in := []graph.Spec{{DType: dt, Shape: []int{1, k}}, {DType: dt, Shape: []int{2 * n, k}}}
+	for _, c := range []struct {
+		name string
+		p    primitives.Primitive
+		out  []int
+	}{
+		{"matmul_silu_mul", primitives.MatMulSiLUMul{}, []int{1, n}},
+		{"matmul", primitives.MatMul{TransposeB: true}, []int{1, 2 * n}},
+	} {
+		b.Run(fmt.Sprintf("%s_1x%dx%d", c.name, 2*n, k), func(b *testing.B) {
+			caps := d.Caps()
+			caps.GatedGEMVMaxRows = max(caps.GatedGEMVMaxRows, 1)
+			l := primitives.NewLowering(in, []graph.Spec{{DType: dt, Shape: c.out}}, caps)
+			if err := c.p.Lower(l); err != nil {
+				b.Fatal(err)
+			}
+			disp := l.Dispatches[0]
+			kern, err := d.Kernel(disp.Kernel)
+			if err != nil {
+				b.Fatal(err)
+			}
+			reps := max(sets, 8)
+			record := func(pass *runtime.CommandList) {
+				for i := range reps {
+					args := []runtime.BufferArg{
+						{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: "x"},
+						{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: "w"},
+						{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: "out"},
+					}
+					pass.Dispatch(kern, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
+				}
+			}
+			kt.time(b, record) // warm-up
+			var best time.Duration
+			for b.Loop() {
+				if g, _ := kt.time(b, record); best == 0 || g < best {
+					best = g
+				}
+			}
+			s := best.Seconds() / float64(reps)
+			b.ReportMetric(s*1e6, "µs/kernel")
+			b.ReportMetric(float64(wBytes)/s/1e9, "weight-GB/s")
+		})
+	}
+}
+
 // BenchmarkCommandBuffer commits a command buffer of 40 small dependent
 // additions and waits for it, launch by launch ("launches") and as a graph
 // exec, unchanged ("graph") or with the first dispatch's input alternating

@@ -179,9 +179,11 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
-		// GatedGEMVMaxRows stays 0 (the gate and up product and silu_mul
-		// stay two dispatches): matmul_silu_mul compiles but has not run
-		// on a GPU yet (docs/CUDA.md).
+		// One row (a decode step at batch 1) takes the gated GEMV: its
+		// dot products are the GEMV's, so it equals the unfused matmul and
+		// silu_mul bit for bit, in one dispatch that reads the weights
+		// once (docs/BENCHMARKS.md, "GEMV at batch 1").
+		GatedGEMVMaxRows: 1,
 	}
 	return nil
 }
