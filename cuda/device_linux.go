@@ -184,6 +184,7 @@ func (d *Device) describe() error {
 		// silu_mul bit for bit, in one dispatch that reads the weights
 		// once (docs/BENCHMARKS.md, "GEMV at batch 1").
 		GatedGEMVMaxRows: 1,
+		GEMVSplitK:       true,
 	}
 	return nil
 }

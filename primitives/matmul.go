@@ -241,6 +241,9 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 			p.MMA = 1
 			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
+		} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
+			d.Grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
+			l.Count("matmul_gemv_split_k", 1)
 		}
 		if smallM {
 			l.Count("matmul_small_m", 1)
@@ -275,6 +278,24 @@ func mmaGEMV(c Caps, dt graph.DType, p *MatMulParams) bool {
 // transposed.
 func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
 	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
+}
+
+// gemvSplitK is how many SIMD groups of CUDA's GEMV share each of n outputs
+// of rowBytes of weights on a device of cores cores: the fewest (1, 2, 4
+// or 8) that make at least four threadgroups of GEMVThreads a core, so
+// that a product of few outputs (1,024 on an H100's 132 multiprocessors)
+// still has enough loads in flight on every one of them, but no more than
+// a row has 512-byte parts for (the kernel's parts: vector i of 16 bytes
+// goes to part (i/32) mod 8, and a group's share is whole parts). The
+// kernel derives the number from its grid, Groups(n, GEMVRowsPerGroup/s)
+// wide; its sums do not depend on it.
+func gemvSplitK(n, rowBytes, cores int) int {
+	most := min(GEMVRowsPerGroup, max(1, Groups(rowBytes, 512)))
+	s := 1
+	for 2*s <= most && Groups(n, GEMVRowsPerGroup/s) < 4*cores {
+		s *= 2
+	}
+	return s
 }
 
 // mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each

@@ -176,6 +176,50 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 	}
 }
 
+// TestGEMVSplitK checks the split of K over SIMD groups of the GEMV on a
+// device that takes it (132 cores), through the grid it gives the kernel
+// (8/split outputs a threadgroup): the fewest groups an output that give
+// four threadgroups a core, no more than the row has 512-byte parts, none
+// for tensor cores, [K, N] weights or a device without it.
+func TestGEMVSplitK(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		m           MatMul
+		n, k        int
+		caps        Caps
+		split, grid int
+	}{
+		{"down: 1024 outputs of 3072", MatMul{TransposeB: true}, 1024, 3072, Caps{Cores: 132, GEMVSplitK: true}, 8, 1024},
+		{"o: 1024 outputs of 2048", MatMul{TransposeB: true}, 1024, 2048, Caps{Cores: 132, GEMVSplitK: true}, 8, 1024},
+		{"kv: a row of 4 parts", MatMul{TransposeB: true}, 1024, 1024, Caps{Cores: 132, GEMVSplitK: true}, 4, 512},
+		{"qkv", MatMul{TransposeB: true}, 4096, 1024, Caps{Cores: 132, GEMVSplitK: true}, 2, 1024},
+		{"gate+up: enough outputs", MatMul{TransposeB: true}, 6144, 1024, Caps{Cores: 132, GEMVSplitK: true}, 1, 768},
+		{"lm_head", MatMul{TransposeB: true}, 151936, 1024, Caps{Cores: 132, GEMVSplitK: true}, 1, 18992},
+		{"a short row", MatMul{TransposeB: true}, 9, 100, Caps{Cores: 132, GEMVSplitK: true}, 1, 2},
+		{"tensor cores", MatMul{TransposeB: true}, 1024, 3072, Caps{Cores: 132, GEMVSplitK: true, TensorCores: true}, 0, 128},
+		{"weights [K, N]", MatMul{}, 1024, 3072, Caps{Cores: 132, GEMVSplitK: true}, 0, 128},
+		{"not the device's", MatMul{TransposeB: true}, 1024, 3072, Caps{Cores: 132}, 0, 128},
+	} {
+		b := []int{c.n, c.k}
+		if !c.m.TransposeB {
+			b = []int{c.k, c.n}
+		}
+		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{1, c.k}}, {DType: graph.BFloat16, Shape: b}}
+		outs, err := c.m.Outputs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLowering(in, outs, c.caps)
+		if err := c.m.Lower(l); err != nil {
+			t.Fatal(err)
+		}
+		d := l.Dispatches[0]
+		if split := l.Counters["matmul_gemv_split_k"] == 1; split != (c.split > 0) || d.Grid.X != c.grid {
+			t.Errorf("%s: split %v, grid %v; want split %v, grid %d", c.name, split, d.Grid, c.split > 0, c.grid)
+		}
+	}
+}
+
 // TestMatMulSiLUMulLowering checks the gated product's two lowerings: the
 // gated kernel up to Caps.GatedGEMVMaxRows rows of x (all of x's leading
 // dims), else the matmul into a scratch buffer of the gate and up products

@@ -105,6 +105,10 @@ type Caps struct {
 	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
 	// not yet run on a GPU, so it is off by default.
 	TensorCores bool
+	// GEMVSplitK lets several SIMD groups of the GEMV kernel share one
+	// output's K where the outputs are few for the device's cores (CUDA;
+	// the kernel derives the split from its grid).
+	GEMVSplitK bool
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured with `loom bench

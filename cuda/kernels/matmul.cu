@@ -48,32 +48,51 @@ template <typename H> struct Vec16 {
 template <> struct Vec<half_t> : Vec16<half_t> {};
 template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
 
-// GEMV_LOADS is how many 16-byte vectors of a weight row a lane loads
-// before it uses any: a decode GEMV is bound by how many bytes are in
-// flight, and a row of up to 32·GEMV_LOADS vectors (4096 bfloat16 values)
-// is then read in one round trip instead of one per vector a lane.
-#define GEMV_LOADS 8
+// A decode GEMV is bound by how many bytes are in flight. A row's dot
+// product is summed in GEMV_PARTS parts: vector (16 bytes) i of the row
+// goes to lane i % 32 of part (i / 32) % GEMV_PARTS, each lane adds its
+// vectors of a part in order, each part is summed over the lanes (warp_sum)
+// and the parts are added in order. The S warps that share a row (split-K,
+// see gemv_rows) take parts s, s + S, …, so the sum is the same bit
+// for bit whatever S, and a lane has a vector of each of its parts in
+// flight at once: GEMV_PARTS / S 16-byte loads a row, a row of up to
+// 256 vectors (2048 bfloat16 values) in one round trip with S = 1.
+#define GEMV_PARTS 8
 
-// dot_rows adds x·w_r to acc[r] for the R rows w_r (K elements each, x and
-// every row 16-byte aligned and K a whole number of vectors): lane l takes
-// vectors l, l + 32, … in turn, GEMV_LOADS of them (of every row) loaded
-// before any is used; the weights are read once (streaming loads), x from
-// the cache. The order of the sums depends on K alone.
+// dot_parts adds, for the R rows w_r (K elements each), lane's share of
+// x·w_r to acc[r][u] for the parts u = share, share + S, … (see
+// GEMV_PARTS): with 16-byte loads where x and the rows allow them (the
+// weights read once, as a stream; x from the cache), else an element at a
+// time, element k then taking vector k's place.
 template <typename T, int R>
-__device__ __forceinline__ void dot_rows(const T* x, const T* const* w, u32 K, float* acc) {
-  const u32 lane = threadIdx.x % 32, nvec = K / Vec<T>::n;
+__device__ __forceinline__ void dot_parts(const T* x, const T* const* w, u32 K, u32 share, u32 S,
+                                          float (&acc)[R][GEMV_PARTS]) {
+  const u32 lane = threadIdx.x % 32;
+  bool vec = K % Vec<T>::n == 0 && ((u64)x & 15) == 0;
+#pragma unroll
+  for (int r = 0; r < R; r++) vec = vec && ((u64)w[r] & 15) == 0;
+  if (!vec) {
+    for (u32 k = share * 32 + lane; k < K; k += 32 * S) {
+      const float xk = load_f(x, k);
+#pragma unroll
+      for (int r = 0; r < R; r++) acc[r][(k / 32) % GEMV_PARTS] += xk * load_f(w[r], k);
+    }
+    return;
+  }
+  const u32 nvec = K / Vec<T>::n;
   const uint4* xv = (const uint4*)x;
-  for (u32 base = 0; base < nvec; base += 32 * GEMV_LOADS) {
-    uint4 wv[R][GEMV_LOADS], xs[GEMV_LOADS];
+  for (u32 base = 0; base < nvec; base += 32 * GEMV_PARTS) {
+    uint4 wv[R][GEMV_PARTS], xs[GEMV_PARTS];
 #pragma unroll
-    for (int u = 0; u < GEMV_LOADS; u++) {
+    for (int u = 0; u < GEMV_PARTS; u++) {
       const u32 i = base + u * 32 + lane;
-      xs[u] = i < nvec ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
+      const bool mine = u % S == share && i < nvec;
+      xs[u] = mine ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
-      for (int r = 0; r < R; r++) wv[r][u] = i < nvec ? __ldcs((const uint4*)w[r] + i) : make_uint4(0u, 0u, 0u, 0u);
+      for (int r = 0; r < R; r++) wv[r][u] = mine ? __ldcs((const uint4*)w[r] + i) : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
-    for (int u = 0; u < GEMV_LOADS; u++) {
+    for (int u = 0; u < GEMV_PARTS; u++) {
       float xf[Vec<T>::n];
       Vec<T>::widen(xs[u], xf);
 #pragma unroll
@@ -81,38 +100,56 @@ __device__ __forceinline__ void dot_rows(const T* x, const T* const* w, u32 K, f
         float wf[Vec<T>::n];
         Vec<T>::widen(wv[r][u], wf);
 #pragma unroll
-        for (int j = 0; j < Vec<T>::n; j++) acc[r] += xf[j] * wf[j];
+        for (int j = 0; j < Vec<T>::n; j++) acc[r][u] += xf[j] * wf[j];
       }
     }
   }
 }
 
-// vec_aligned reports whether rows of K elements at x and w can be read
-// with dot_rows' 16-byte loads.
-template <typename T> __device__ __forceinline__ bool vec_aligned(const T* x, const T* w, u32 K) {
-  return K % Vec<T>::n == 0 && (((u64)x | (u64)w) & 15) == 0;
-}
-
-// gemv_rows: B stored N×K (TransposeB). Warp w of block b computes outputs
-// n = LOOM_GEMV_ROWS·b + w, then n + LOOM_GEMV_ROWS·gridDim.x, …: each a
-// dot product of two contiguous rows (dot_rows where the rows allow 16-byte
-// loads, else an element a lane at a time), summed over the warp. The sums
-// do not depend on the grid, which may be any width.
+// gemv_rows: B stored N×K (TransposeB). S warps share each output, S the
+// largest of 1, 2, 4 and 8 whose LOOM_GEMV_ROWS / S outputs a block the
+// grid covers N with (primitives.gemvSplitK chooses it through the grid):
+// warp w of block b computes share w % S of output
+// n = (LOOM_GEMV_ROWS / S)·b + w / S, then of n + (LOOM_GEMV_ROWS / S)·gridDim.x,
+// …; the shares' part sums meet in shared memory and are added in order
+// (see GEMV_PARTS). The sums depend on K alone, not on S or the grid,
+// which may be any width.
 template <typename T>
 __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
-  static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
+  static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output share");
+  __shared__ float parts[LOOM_GEMV_ROWS][GEMV_PARTS];
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  u32 S = 1;
+  while (S < LOOM_GEMV_ROWS && (u64)gridDim.x * (LOOM_GEMV_ROWS / (2 * S)) >= p.N) S *= 2;
+  const u32 rows = LOOM_GEMV_ROWS / S, share = warp % S;
   const T* x = a + o.a;
-  for (u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp; n < p.N; n += gridDim.x * LOOM_GEMV_ROWS) {
-    const T* w = b + o.b + (u64)n * p.K;
-    float acc[1] = {0.0f};
-    if (vec_aligned(x, w, p.K)) {
-      dot_rows<T, 1>(x, &w, p.K, acc);
-    } else {
-      for (u32 k = lane; k < p.K; k += 32) acc[0] += load_f(x, k) * load_f(w, k);
+  // Every warp takes every step, so that all reach the barriers.
+  for (u32 n0 = blockIdx.x * rows; n0 < p.N; n0 += gridDim.x * rows) {
+    const u32 n = n0 + warp / S;
+    float acc[1][GEMV_PARTS] = {};
+    if (n < p.N) {
+      const T* w = b + o.b + (u64)n * p.K;
+      dot_parts<T, 1>(x, &w, p.K, share, S, acc);
     }
-    const float sum = warp_sum(acc[0]);
-    if (lane == 0) store_f(out, o.out + n, sum);
+    if (S == 1) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < GEMV_PARTS; u++) sum += warp_sum(acc[0][u]);
+      if (lane == 0 && n < p.N) store_f(out, o.out + n, sum);
+      continue;
+    }
+#pragma unroll
+    for (int u = 0; u < GEMV_PARTS; u++) {
+      const float part = warp_sum(acc[0][u]);
+      if (lane == 0 && u % S == share) parts[warp / S][u] = part;
+    }
+    __syncthreads();
+    if (share == 0 && lane == 0 && n < p.N) {
+      float sum = 0.0f;
+      for (int u = 0; u < GEMV_PARTS; u++) sum += parts[warp / S][u];
+      store_f(out, o.out + n, sum);
+    }
+    __syncthreads();  // the next step may overwrite the parts
   }
 }
 
@@ -155,7 +192,7 @@ LOOM_FLOATS(GEMV_KERNEL)
 // the up rows. Warp w of block (bx, m) computes out[m, j] for
 // j = LOOM_GEMV_ROWS·bx + w: its two dot products, with w's rows j and
 // N + j, summed as gemv_rows sums one (both rows' loads in flight
-// together), each rounded to T as the matmul's output is, then silu_mul's
+// together, see GEMV_PARTS), each rounded to T as the matmul's output is, then silu_mul's
 // product.
 template <typename T>
 __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLUMulParams& p) {
@@ -164,18 +201,16 @@ __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLU
   if (j >= p.N || m >= p.M) return;
   x += (u64)m * p.K;
   const T* rows[2] = {w + (u64)j * p.K, w + (u64)(p.N + j) * p.K};
-  float acc[2] = {0.0f, 0.0f};
-  if (vec_aligned(x, rows[0], p.K) && vec_aligned(x, rows[1], p.K)) {
-    dot_rows<T, 2>(x, rows, p.K, acc);
-  } else {
-    for (u32 k = lane; k < p.K; k += 32) {
-      const float xk = load_f(x, k);
-      acc[0] += xk * load_f(rows[0], k);
-      acc[1] += xk * load_f(rows[1], k);
-    }
+  float acc[2][GEMV_PARTS] = {};
+  dot_parts<T, 2>(x, rows, p.K, 0, 1, acc);
+  float sums[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+#pragma unroll
+    for (int u = 0; u < GEMV_PARTS; u++) sums[r] += warp_sum(acc[r][u]);
   }
-  const float gs = Num<T>::load(Num<T>::store(warp_sum(acc[0])));
-  const float us = Num<T>::load(Num<T>::store(warp_sum(acc[1])));
+  const float gs = Num<T>::load(Num<T>::store(sums[0]));
+  const float us = Num<T>::load(Num<T>::store(sums[1]));
   if (lane == 0) store_f(out, (u64)m * p.N + j, un_silu(gs) * us);
 }
 
