@@ -133,16 +133,18 @@ inline void widen_chunk(thread const Chunk<T>& c, thread float* f) {
   }
 }
 
-// Softmax is the online softmax state of one query head, per lane: running
-// max m and sum l (in the log2 domain's units, uniform across the SIMD
-// group), the scaled query and the un-normalised output, both for the dims
-// of the lane's vectors (Rows).
-template <typename T, int HS>
-struct Softmax {
+// Heads is one SIMD group's share of a pass over GH query heads of a KV
+// head's group, per lane: each head's running max m and sum l (in the log2
+// domain's units, uniform across the SIMD group), scaled query and
+// un-normalised output, both for the dims of the lane's vectors (Rows).
+// Heads of the pass past the group's (odd ratios) have zero queries; their
+// results are not written.
+template <typename T, int HS, int GH>
+struct Heads {
   typedef Rows<T, HS> R;
-  float m, l;
-  float q[R::NV][R::VEC];
-  float o[R::NV][R::VEC];
+  float m[GH], l[GH];
+  float q[GH][R::NV][R::VEC];
+  float o[GH][R::NV][R::VEC];
 };
 
 // slot_of returns the cache slot of key k of sequence seq, −1 if k ≥ to,
@@ -163,36 +165,40 @@ inline int slot_of(constant PagedAttentionParams& p, device const int* block_tab
   return phys * BS + k % BS;
 }
 
-// attend folds keys [from, to) of sequence seq into st for its query head,
-// 32 keys at a time. Lane j finds key j's cache slot. The scores go 32 /
-// LANES keys per step: group s of LANES lanes takes key s·LANES + i at step
-// i with 16-byte loads, its dot product summed within the group, so that
-// lane j itself keeps key j's score (lane j is lane i = j mod LANES of group
-// s = j / LANES); a batch of steps' loads is issued before any is used. The
-// online softmax runs on the SIMD group with one score per lane, scaled into
-// the log2 domain so that every exponential is an exp2. The values go the
-// same way, each lane adding p_key · V_key to the dims it holds, and the
-// groups' sums are added at the end. (The CUDA kernels take the same layout;
-// there it streamed long contexts 1.4–1.8 times faster than a key at a time
-// with a SIMD-wide sum per key, which is what this kernel did before. On
-// Apple GPUs it is unmeasured.) Returns false after reporting a
-// block-table entry outside the cache.
-template <typename T, int HS, int BS>
+// attend folds this SIMD group's keys of [from, to) of sequence seq into
+// the GH heads of st: the 32-key chunks from + 32·c for c = sg, sg + sgs, …,
+// so that every K and V row is read once, by one SIMD group, for all query
+// heads of its KV head's group. Lane j finds key j's cache slot. The scores
+// go 32 / LANES keys per step: group s of LANES lanes takes key
+// s·LANES + i at step i with 16-byte loads, widened once and dotted with
+// each head's query, each dot product summed within the group, so that
+// lane j itself keeps key j's scores (lane j is lane i = j mod LANES of
+// group s = j / LANES); a batch of steps' loads is issued before any is
+// used. The online softmax runs on the SIMD group with one score per lane
+// and head, scaled into the log2 domain so that every exponential is an
+// exp2. The values go the same way, each lane adding p_key · V_key to each
+// head's dims it holds, and the groups' sums are added at the end. Which
+// keys a SIMD group takes depends on the row alone, never on the grid.
+// Returns false after reporting a block-table entry outside the cache.
+template <typename T, int HS, int BS, int GH>
 bool attend(constant PagedAttentionParams& p, device const T* k_cache, device const T* v_cache,
             device const int* block_tables, device atomic_uint* status, int seq, int kvh, int from, int to,
-            thread Softmax<T, HS>& st, uint lane) {
+            thread Heads<T, HS, GH>& st, uint lane, uint sg, uint sgs) {
   typedef Rows<T, HS> R;
   constexpr int LOADS = R::BATCH * R::NV;
   const int li = int(lane) % R::LANES;
   const ushort first = ushort(int(lane) - li); // the group's first lane
   const bool capped = p.Softcap > 0.0f;
   const ulong head = ulong(kvh) * HS, stride = ulong(p.NumKVHeads) * HS;
-  for (int k0 = from; k0 < to; k0 += 32) {
+  for (int k0 = from + 32 * int(sg); k0 < to; k0 += 32 * int(sgs)) {
     int slot = slot_of<BS>(p, block_tables, status, seq, k0 + int(lane), to);
     if (simd_max(slot == -2 ? 1 : 0) > 0) {
       return false;
     }
-    float s = 0.0f;
+    float s[GH];
+    for (int j = 0; j < GH; j++) {
+      s[j] = 0.0f;
+    }
     for (int b = 0; b < R::LANES; b += R::BATCH) {
       Chunk<T> kc[LOADS];
       int sl[R::BATCH];
@@ -206,63 +212,82 @@ bool attend(constant PagedAttentionParams& p, device const T* k_cache, device co
         }
       }
       for (int i = 0; i < R::BATCH; i++) {
-        float dot = 0.0f;
+        float f[R::NV][R::VEC];
         for (int v = 0; v < R::NV; v++) {
           int vi = v * R::LANES + li;
           if (sl[i] >= 0 && vi < R::NVEC) {
-            float f[R::VEC];
-            widen_chunk(kc[i * R::NV + v], f);
+            widen_chunk(kc[i * R::NV + v], f[v]);
+          } else {
             for (int e = 0; e < R::VEC; e++) {
-              dot += st.q[v][e] * f[e];
+              f[v][e] = 0.0f;
             }
           }
         }
-        for (int o = R::LANES / 2; o > 0; o /= 2) {
-          dot += simd_shuffle_xor(dot, ushort(o));
-        }
-        if (b + i == li) {
-          s = dot;
+        for (int j = 0; j < GH; j++) {
+          float dot = 0.0f;
+          for (int v = 0; v < R::NV; v++) {
+            for (int e = 0; e < R::VEC; e++) {
+              dot += st.q[j][v][e] * f[v][e];
+            }
+          }
+          for (int o = R::LANES / 2; o > 0; o /= 2) {
+            dot += simd_shuffle_xor(dot, ushort(o));
+          }
+          if (b + i == li) {
+            s[j] = dot;
+          }
         }
       }
     }
-    s = capped ? tanh(s * p.Scale / p.Softcap) * p.Softcap * LOG2E : s * p.Scale * LOG2E;
-    if (slot < 0) {
-      s = -INFINITY;
-    }
-    float m = max(st.m, simd_max(s));
-    if (m == -INFINITY) {
-      continue; // no key yet
-    }
-    float c = exp2(st.m - m); // 0 on the first keys (st.m = -inf)
-    float pr = slot >= 0 ? exp2(s - m) : 0.0f;
-    st.l = st.l * c + simd_sum(pr);
-    st.m = m;
-    for (int v = 0; v < R::NV; v++) {
-      for (int e = 0; e < R::VEC; e++) {
-        st.o[v][e] *= c;
+    float pr[GH];
+    for (int j = 0; j < GH; j++) {
+      s[j] = capped ? tanh(s[j] * p.Scale / p.Softcap) * p.Softcap * LOG2E : s[j] * p.Scale * LOG2E;
+      if (slot < 0) {
+        s[j] = -INFINITY;
+      }
+      float m = max(st.m[j], simd_max(s[j]));
+      bool none = m == -INFINITY; // no key yet
+      float c = none ? 1.0f : exp2(st.m[j] - m); // 0 on the first keys (st.m = -inf)
+      pr[j] = none || slot < 0 ? 0.0f : exp2(s[j] - m);
+      st.l[j] = st.l[j] * c + simd_sum(pr[j]);
+      if (!none) {
+        st.m[j] = m;
+      }
+      for (int v = 0; v < R::NV; v++) {
+        for (int e = 0; e < R::VEC; e++) {
+          st.o[j][v][e] *= c;
+        }
       }
     }
     for (int b = 0; b < R::LANES; b += R::BATCH) {
       Chunk<T> vc[LOADS];
-      float w[R::BATCH];
+      int sl[R::BATCH];
       for (int i = 0; i < R::BATCH; i++) {
-        int sl = simd_shuffle(slot, ushort(first + b + i));
-        w[i] = simd_shuffle(pr, ushort(first + b + i));
+        sl[i] = simd_shuffle(slot, ushort(first + b + i));
         for (int v = 0; v < R::NV; v++) {
           int vi = v * R::LANES + li;
-          if (w[i] != 0.0f && vi < R::NVEC) {
-            vc[i * R::NV + v] = load_chunk(v_cache, ulong(sl) * stride + head + ulong(vi) * R::VEC);
+          if (sl[i] >= 0 && vi < R::NVEC) {
+            vc[i * R::NV + v] = load_chunk(v_cache, ulong(sl[i]) * stride + head + ulong(vi) * R::VEC);
           }
         }
       }
       for (int i = 0; i < R::BATCH; i++) {
+        float f[R::NV][R::VEC];
         for (int v = 0; v < R::NV; v++) {
           int vi = v * R::LANES + li;
-          if (w[i] != 0.0f && vi < R::NVEC) {
-            float f[R::VEC];
-            widen_chunk(vc[i * R::NV + v], f);
+          if (sl[i] >= 0 && vi < R::NVEC) {
+            widen_chunk(vc[i * R::NV + v], f[v]);
+          } else {
             for (int e = 0; e < R::VEC; e++) {
-              st.o[v][e] += w[i] * f[e];
+              f[v][e] = 0.0f;
+            }
+          }
+        }
+        for (int j = 0; j < GH; j++) {
+          float w = simd_shuffle(pr[j], ushort(first + b + i));
+          for (int v = 0; v < R::NV; v++) {
+            for (int e = 0; e < R::VEC; e++) {
+              st.o[j][v][e] += w * f[v][e];
             }
           }
         }
@@ -270,85 +295,185 @@ bool attend(constant PagedAttentionParams& p, device const T* k_cache, device co
     }
   }
   // Each group summed its own keys: add the groups' sums.
-  for (int v = 0; v < R::NV; v++) {
-    for (int e = 0; e < R::VEC; e++) {
-      for (int o = R::LANES; o < 32; o *= 2) {
-        st.o[v][e] += simd_shuffle_xor(st.o[v][e], ushort(o));
+  for (int j = 0; j < GH; j++) {
+    for (int v = 0; v < R::NV; v++) {
+      for (int e = 0; e < R::VEC; e++) {
+        for (int o = R::LANES; o < 32; o *= 2) {
+          st.o[j][v][e] += simd_shuffle_xor(st.o[j][v][e], ushort(o));
+        }
       }
     }
   }
   return true;
 }
 
-// start loads this lane's dims of query head h of token t as float and
-// clears the rest of st.
-template <typename T, int HS>
-inline void start(constant PagedAttentionParams& p, device const T* q, int t, int h, uint lane,
-                  thread Softmax<T, HS>& st) {
+// start loads this lane's dims of query heads h0 … h0 + nh − 1 of token t
+// as float and clears the rest of st; heads past nh get zero queries.
+template <typename T, int HS, int GH>
+inline void start(constant PagedAttentionParams& p, device const T* q, int t, int h0, int nh, uint lane,
+                  thread Heads<T, HS, GH>& st) {
   typedef Rows<T, HS> R;
   const int li = int(lane) % R::LANES;
-  for (int v = 0; v < R::NV; v++) {
-    int vi = v * R::LANES + li;
-    for (int e = 0; e < R::VEC; e++) {
-      st.q[v][e] = vi < R::NVEC ? float(q[(ulong(t) * p.NumHeads + h) * HS + ulong(vi) * R::VEC + e]) : 0.0f;
-      st.o[v][e] = 0.0f;
-    }
-  }
-  st.m = -INFINITY;
-  st.l = 0.0f;
-}
-
-// finish writes st's output times factor to row base of out, from the
-// lanes of the first group (which hold the whole row after attend).
-template <typename T, int HS>
-inline void finish(device T* out, ulong base, thread const Softmax<T, HS>& st, float factor, uint lane) {
-  typedef Rows<T, HS> R;
-  if (int(lane) >= R::LANES) {
-    return;
-  }
-  for (int v = 0; v < R::NV; v++) {
-    int vi = v * R::LANES + int(lane);
-    if (vi < R::NVEC) {
+  for (int j = 0; j < GH; j++) {
+    for (int v = 0; v < R::NV; v++) {
+      int vi = v * R::LANES + li;
       for (int e = 0; e < R::VEC; e++) {
-        out[base + ulong(vi) * R::VEC + e] = T(st.o[v][e] * factor);
+        st.q[j][v][e] =
+            j < nh && vi < R::NVEC ? float(q[(ulong(t) * p.NumHeads + h0 + j) * HS + ulong(vi) * R::VEC + e]) : 0.0f;
+        st.o[j][v][e] = 0.0f;
       }
     }
+    st.m[j] = -INFINITY;
+    st.l[j] = 0.0f;
   }
 }
 
-// paged_attention_rows is the single pass: one threadgroup per (KV head,
-// query token), one SIMD group per query head of the KV head's group
-// (GQA-shared: the group's query heads read each K/V row together). A row
-// with no keys gets zeros; sinks join the denominator once, at the end.
+// MERGE_ROW is a SIMD group's row of the merge memory: HS output dims,
+// then m, l and whether its keys' block-table entries were all good.
+#define MERGE_ROW(HS) ((HS) + 3)
+
+// attention_pass attends query token t's heads h0 … h0 + nh − 1 (of KV
+// head kvh) to keys [from, to) with the threadgroup's SIMD groups (see
+// attend), then merges each head's states through merge (MERGE_ROW(HS)
+// floats per SIMD group), in SIMD-group order, one output dim a thread:
+// with M the largest maximum, l = Σ l_w·2^(m_w − M) and
+// o = Σ o_w·2^(m_w − M); a SIMD group without keys (m = −∞) adds nothing.
+// The single pass (parts false) writes o normalised, with the sinks
+// folded in, to out (zeros for a row without keys, or after a bad
+// block-table entry); the partition pass writes M, l and o / l to the
+// split scratch at partition part (nothing after a bad entry). Every
+// thread of the threadgroup must call it.
+template <typename T, int HS, int BS, int GH>
+void attention_pass(constant PagedAttentionParams& p, device const T* q, device const T* k_cache,
+                    device const T* v_cache, device const int* block_tables, device const float* sinks,
+                    device T* out, device float* max_logits, device float* exp_sums, device atomic_uint* status,
+                    threadgroup float* merge, bool parts, int seq, int kvh, int t, int part, int from, int to, int h0,
+                    int nh, uint tid, uint threads, uint sg, uint sgs, uint lane) {
+  typedef Rows<T, HS> R;
+  Heads<T, HS, GH> st;
+  start<T, HS, GH>(p, q, t, h0, nh, lane, st);
+  bool good = attend<T, HS, BS, GH>(p, k_cache, v_cache, block_tables, status, seq, kvh, from, to, st, lane, sg, sgs);
+  for (int j = 0; j < GH && j < nh; j++) {
+    threadgroup float* mine = merge + sg * MERGE_ROW(HS);
+    if (int(lane) < R::LANES) {
+      for (int v = 0; v < R::NV; v++) {
+        int vi = v * R::LANES + int(lane);
+        if (vi < R::NVEC) {
+          for (int e = 0; e < R::VEC; e++) {
+            mine[vi * R::VEC + e] = st.o[j][v][e];
+          }
+        }
+      }
+    }
+    if (lane == 0) {
+      mine[HS] = st.m[j];
+      mine[HS + 1] = st.l[j];
+      mine[HS + 2] = good ? 1.0f : 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    int h = h0 + j;
+    float top = -INFINITY, l = 0.0f;
+    bool all_good = true;
+    for (uint w = 0; w < sgs; w++) {
+      top = max(top, merge[w * MERGE_ROW(HS) + HS]);
+      all_good = all_good && merge[w * MERGE_ROW(HS) + HS + 2] != 0.0f;
+    }
+    if (top != -INFINITY) {
+      for (uint w = 0; w < sgs; w++) {
+        float m = merge[w * MERGE_ROW(HS) + HS];
+        if (m != -INFINITY) {
+          l += merge[w * MERGE_ROW(HS) + HS + 1] * exp2(m - top);
+        }
+      }
+    }
+    float factor = 0.0f;
+    ulong dst;
+    if (parts) {
+      ulong row = (ulong(t) * p.NumHeads + h) * p.NumPartitions + part;
+      if (all_good && tid == 0) {
+        max_logits[row] = top;
+        exp_sums[row] = l;
+      }
+      factor = 1.0f / l;
+      dst = row * HS;
+    } else {
+      if (all_good && l > 0.0f) {
+        if (sinks) {
+          float sink = sinks[h] * LOG2E;
+          float m = max(top, sink);
+          float c = exp2(top - m);
+          factor = c / (l * c + exp2(sink - m));
+        } else {
+          factor = 1.0f / l;
+        }
+      }
+      dst = (ulong(t) * p.NumHeads + h) * HS;
+    }
+    if (all_good || !parts) {
+      for (uint d = tid; d < uint(HS); d += threads) {
+        float o = 0.0f;
+        if (top != -INFINITY) {
+          for (uint w = 0; w < sgs; w++) {
+            float m = merge[w * MERGE_ROW(HS) + HS];
+            if (m != -INFINITY) {
+              o += merge[w * MERGE_ROW(HS) + d] * exp2(m - top);
+            }
+          }
+        }
+        out[dst + d] = T(o * factor);
+      }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup); // the next head may overwrite the rows
+  }
+}
+
+// attention_rows attends token t's query heads of KV head kvh to keys
+// [from, to) in passes of the smallest number of heads that holds the
+// group (an odd ratio rounds up), or of 4 for larger groups, which then
+// read their K and V rows again: a pass's state takes registers in
+// proportion to its heads.
 template <typename T, int HS, int BS>
-void paged_attention_rows(constant PagedAttentionParams& p, device const T* q, device const T* k_cache,
-                          device const T* v_cache, device const int* block_tables, device const int* seq_lens,
-                          device const int* cu_seqlens_q, device const float* sinks, device T* out,
-                          device atomic_uint* status, uint2 group, uint sg, uint sgs, uint lane) {
+void attention_rows(constant PagedAttentionParams& p, device const T* q, device const T* k_cache,
+                    device const T* v_cache, device const int* block_tables, device const float* sinks, device T* out,
+                    device float* max_logits, device float* exp_sums, device atomic_uint* status,
+                    threadgroup float* merge, bool parts, int seq, int kvh, int t, int part, int from, int to, uint tid,
+                    uint threads, uint sg, uint sgs, uint lane) {
+  int G = p.NumHeads / p.NumKVHeads;
+  for (int j0 = 0; j0 < G; j0 += 4) {
+    int h0 = kvh * G + j0, nh = min(4, G - j0);
+    if (G == 1) {
+      attention_pass<T, HS, BS, 1>(p, q, k_cache, v_cache, block_tables, sinks, out, max_logits, exp_sums, status, merge,
+                                   parts, seq, kvh, t, part, from, to, h0, nh, tid, threads, sg, sgs, lane);
+    } else if (G == 2) {
+      attention_pass<T, HS, BS, 2>(p, q, k_cache, v_cache, block_tables, sinks, out, max_logits, exp_sums, status, merge,
+                                   parts, seq, kvh, t, part, from, to, h0, nh, tid, threads, sg, sgs, lane);
+    } else {
+      attention_pass<T, HS, BS, 4>(p, q, k_cache, v_cache, block_tables, sinks, out, max_logits, exp_sums, status, merge,
+                                   parts, seq, kvh, t, part, from, to, h0, nh, tid, threads, sg, sgs, lane);
+    }
+  }
+}
+
+// paged_attention_single is the single pass: one threadgroup per (KV head,
+// query token), its SIMD groups sharing the keys for every query head of
+// the KV head's group (attention_pass). A row with no keys gets zeros;
+// sinks join the denominator once, at the end.
+template <typename T, int HS, int BS>
+void paged_attention_single(constant PagedAttentionParams& p, device const T* q, device const T* k_cache,
+                            device const T* v_cache, device const int* block_tables, device const int* seq_lens,
+                            device const int* cu_seqlens_q, device const float* sinks, device T* out,
+                            device atomic_uint* status, threadgroup float* merge, uint2 group, uint tid, uint threads,
+                            uint sg, uint sgs, uint lane) {
   int kvh = int(group.x), t = int(group.y);
   if (t >= p.NumTokens || kvh >= p.NumKVHeads) {
     return;
   }
   KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 5);
-  int G = p.NumHeads / p.NumKVHeads;
-  for (int g = int(sg); g < G; g += int(sgs)) {
-    int h = kvh * G + g;
-    Softmax<T, HS> st;
-    start<T, HS>(p, q, t, h, lane, st);
-    bool ok = r.ok && attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, r.lo, r.hi, st, lane);
-    float factor = 0.0f; // rows with no keys, or bad metadata, get zeros
-    if (ok && st.l > 0.0f) {
-      if (sinks) {
-        float sink = sinks[h] * LOG2E;
-        float top = max(st.m, sink);
-        float c = exp2(st.m - top);
-        factor = c / (st.l * c + exp2(sink - top));
-      } else {
-        factor = 1.0f / st.l;
-      }
-    }
-    finish<T, HS>(out, (ulong(t) * p.NumHeads + h) * HS, st, factor, lane);
+  if (!r.ok) {
+    r.lo = r.hi = 0; // zeros
   }
+  attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, sinks, out, nullptr, nullptr, status, merge, false,
+                            r.seq, kvh, t, 0, r.lo, r.hi, tid, threads, sg, sgs, lane);
 }
 
 template <typename T, int HS, int BS>
@@ -363,11 +488,14 @@ template <typename T, int HS, int BS>
     constant PagedAttentionParams& p [[buffer(7)]],
     LOOM_STATUS,
     uint2 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]],
     uint sgs [[simdgroups_per_threadgroup]],
     uint lane [[thread_index_in_simdgroup]]) {
-  paged_attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,
-                                  status, group, sg, sgs, lane);
+  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
+  paged_attention_single<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,
+                                    status, merge, group, tid, threads, sg, sgs, lane);
 }
 
 template <typename T, int HS, int BS>
@@ -383,11 +511,14 @@ template <typename T, int HS, int BS>
     constant PagedAttentionParams& p [[buffer(8)]],
     LOOM_STATUS,
     uint2 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]],
     uint sgs [[simdgroups_per_threadgroup]],
     uint lane [[thread_index_in_simdgroup]]) {
-  paged_attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,
-                                  status, group, sg, sgs, lane);
+  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
+  paged_attention_single<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,
+                                    status, merge, group, tid, threads, sg, sgs, lane);
 }
 
 // paged_attention_partition is the split-KV pass: threadgroup (KV head,
@@ -410,9 +541,12 @@ template <typename T, int HS, int BS>
     constant PagedAttentionParams& p [[buffer(9)]],
     LOOM_STATUS,
     uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]],
     uint sgs [[simdgroups_per_threadgroup]],
     uint lane [[thread_index_in_simdgroup]]) {
+  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
   int kvh = int(group.x), t = int(group.y), part = int(group.z);
   if (t >= p.NumTokens || kvh >= p.NumKVHeads || part >= p.NumPartitions) {
     return;
@@ -422,21 +556,8 @@ template <typename T, int HS, int BS>
   if (!r.ok || from >= to) {
     return;
   }
-  int G = p.NumHeads / p.NumKVHeads;
-  for (int g = int(sg); g < G; g += int(sgs)) {
-    int h = kvh * G + g;
-    Softmax<T, HS> st;
-    start<T, HS>(p, q, t, h, lane, st);
-    if (!attend<T, HS, BS>(p, k_cache, v_cache, block_tables, status, r.seq, kvh, from, to, st, lane)) {
-      return;
-    }
-    ulong row = (ulong(t) * p.NumHeads + h) * p.NumPartitions + part;
-    if (lane == 0) {
-      max_logits[row] = st.m;
-      exp_sums[row] = st.l;
-    }
-    finish<T, HS>(tmp_out, row * HS, st, 1.0f / st.l, lane);
-  }
+  attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, nullptr, tmp_out, max_logits, exp_sums, status, merge,
+                            true, r.seq, kvh, t, part, from, to, tid, threads, sg, sgs, lane);
 }
 
 // paged_attention_merge merges the partitions of (query token, head): with
