@@ -179,11 +179,11 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
-		// One row (a decode step at batch 1) takes the gated GEMV: its
-		// dot products are the GEMV's, so it equals the unfused matmul and
-		// silu_mul bit for bit, in one dispatch that reads the weights
-		// once (docs/BENCHMARKS.md, "GEMV at batch 1").
-		GatedGEMVMaxRows: 1,
+		// GatedGEMVMaxRows stays 0 (the gate and up product and silu_mul
+		// stay two dispatches) until matmul_silu_mul has run on a GPU: its
+		// dot products are the GEMV's, so at 1 it should equal the unfused
+		// matmul and silu_mul bit for bit (docs/BENCHMARKS.md, "GQA-shared
+		// attention and the batch-1 GEMV").
 		GEMVSplitK:       true,
 	}
 	return nil
