@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultPenaltyWindow is how many of a sequence's latest tokens the
-// repetition penalty sees when no window is given.
+// penalties (repetition, presence, frequency) see when no window is given.
 const DefaultPenaltyWindow = 64
 
 // Decoder decodes a batch of sequences with the tokens drawn on the device,
@@ -39,9 +39,9 @@ type Decoder struct {
 	seqs         []int
 	sampling     []ops.Sampling
 	params, keys []byte // the sampling settings' bytes (ops.SamplingArrays)
-	// window holds each sequence's latest tokens for the repetition
-	// penalty, oldest first and −1 where there are fewer; nil when no
-	// sequence has a penalty.
+	// window holds each sequence's latest tokens for the penalties, oldest
+	// first and −1 where there are fewer; nil when no sequence has a
+	// penalty.
 	window *graph.Array
 	flight *flight // the step submitted and not yet delivered
 	last   time.Time
@@ -61,7 +61,7 @@ type decodeKey struct{ seqs, tableWidth, window int }
 // NewDecoder appends prompts[i] (at least one token) to sequence seqs[i],
 // submits that step, and returns a decoder whose first Next delivers the
 // first token of each sequence, drawn with sampling[i]. penaltyWindow is
-// the number of latest tokens the repetition penalty sees (0:
+// the number of latest tokens the penalties see (0:
 // DefaultPenaltyWindow). Bad arguments are errors that leave the engine
 // unchanged.
 func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampling, penaltyWindow int) (*Decoder, error) {
@@ -88,7 +88,7 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
 	params, keys := ops.SamplingArrays(sampling)
 	d.params, d.keys = params.HostBytes(), keys.HostBytes()
-	if slices.ContainsFunc(sampling, func(o ops.Sampling) bool { return o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 }) {
+	if slices.ContainsFunc(sampling, ops.Sampling.Penalized) {
 		w := penaltyWindow
 		if w == 0 {
 			w = DefaultPenaltyWindow

@@ -24,7 +24,7 @@ var decodePrompts = [][]int32{{256, 'f', 'u', 'n', 'c'}, {256, '/', '/', ' '}, {
 func TestDecoderMatchesHostLoop(t *testing.T) {
 	sampling := []ops.Sampling{
 		{},
-		{Temperature: 0.9, TopK: 20, RepetitionPenalty: 1.3, Seed: 7},
+		{Temperature: 0.9, TopK: 20, RepetitionPenalty: 1.3, PresencePenalty: 0.4, FrequencyPenalty: 0.3, Seed: 7},
 		{Temperature: 1.2, TopP: 0.8, MinP: 0.02, RepetitionPenalty: 0.8, Seed: 1 << 40},
 	}
 	const steps, window = 12, 6

@@ -110,8 +110,8 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, sampling []ops.Samplin
 		if err := o.Validate(); err != nil {
 			return nil, fmt.Errorf("step: sequence %d: %w", seqs[i], err)
 		}
-		if o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 {
-			return nil, fmt.Errorf("step: sequence %d: a repetition penalty is unsupported by StepSample (it keeps no window; the Decoder does)", seqs[i])
+		if o.Penalized() {
+			return nil, fmt.Errorf("step: sequence %d: penalties (repetition, presence, frequency) are unsupported by StepSample (it keeps no window; the Decoder does)", seqs[i])
 		}
 	}
 	st, err := e.schedule(seqs, counts)
@@ -186,7 +186,7 @@ type GenerateOptions struct {
 	// greedy.
 	Sampling ops.Sampling
 	// PenaltyWindow is how many of the latest tokens (prompt included) the
-	// repetition penalty sees; 0 means DefaultPenaltyWindow.
+	// penalties see; 0 means DefaultPenaltyWindow.
 	PenaltyWindow int
 	// StopAtEOS ends generation at one of the config's EOS tokens (which is
 	// still reported).

@@ -81,8 +81,10 @@ func TestStepSample(t *testing.T) {
 				next[i], refNext[i] = []int32{int32(want)}, []int32{int32(want)}
 			}
 		}
-		if _, err := e.StepSample([]int{0}, [][]int32{{1}}, []ops.Sampling{{RepetitionPenalty: 1.2}}); err == nil || !strings.Contains(err.Error(), "unsupported") {
-			t.Errorf("%s: a repetition penalty: error %v", tg.Name, err)
+		for _, o := range []ops.Sampling{{RepetitionPenalty: 1.2}, {PresencePenalty: 0.1}, {FrequencyPenalty: -0.1}} {
+			if _, err := e.StepSample([]int{0}, [][]int32{{1}}, []ops.Sampling{o}); err == nil || !strings.Contains(err.Error(), "unsupported") {
+				t.Errorf("%s: penalties %+v: error %v", tg.Name, o, err)
+			}
 		}
 		tg.NoHazards(t)
 	}

@@ -24,6 +24,8 @@ const (
 	SettingTopP
 	SettingMinP
 	SettingRepetitionPenalty
+	SettingPresencePenalty
+	SettingFrequencyPenalty
 	SampleSettings
 )
 const (
@@ -40,20 +42,26 @@ const WeightBits = 31
 // Sample draws one token per sequence from logits. Its inputs:
 //
 //	logits   [S, V] float           the scores of the next token
-//	settings float32 [S, 4]        temperature, top_p, min_p, repetition_penalty
+//	settings float32 [S, 6]        temperature, top_p, min_p, repetition, presence and frequency penalties
 //	keys     uint32 [S, 3]          top_k, seed (low 32 bits), seed (high 32 bits)
 //	counters int32 [S]              the draw's counter (position) in the seed's stream
-//	window   int32 [S, W]           previous token ids for the repetition penalty; < 0 is padding
+//	window   int32 [S, W]           previous token ids for the penalties; < 0 is padding
 //
 // and its output is int32 [S]: each sequence's token, or −1 where no token
 // can be drawn (every logit −Inf or NaN). Sequence s is drawn as follows,
 // identically on every backend except for the exponentials of step 3, whose
 // last bits differ between backends (so a draw near a boundary may too):
 //
-//  1. x = logits[s] as float32, NaN read as −Inf. Repetition penalty (as
-//     Hugging Face's repetition_penalty): each distinct id in window[s] (≥ 0;
-//     an id ≥ V is an error of the evaluation) has x[id] divided by the
-//     penalty if x[id] > 0, else multiplied by it. m = max x.
+//  1. x = logits[s] as float32, NaN read as −Inf. Penalties, for each
+//     distinct id in window[s] (≥ 0; an id ≥ V is an error of the
+//     evaluation), c its number of occurrences there: the repetition
+//     penalty (Hugging Face's repetition_penalty) divides x[id] if x[id] > 0,
+//     else multiplies it; then the presence penalty is subtracted once and
+//     the frequency penalty c times, one float32 subtraction each (no
+//     product, which a backend could fuse into a multiply-add and round
+//     differently). So x[id] −= presence + c·frequency, as llama.cpp's
+//     penalties over its last tokens and OpenAI's presence_penalty and
+//     frequency_penalty. m = max x.
 //  2. m = −Inf: the token is −1. Temperature ≤ 0: greedy, the token is the
 //     first index with x = m.
 //  3. Weights: q[i] = 2^31 where x[i] = m, else trunc(e^d · 2^31) with d =
@@ -76,7 +84,8 @@ const WeightBits = 31
 // All sums are integer, so no result depends on the order of a reduction or
 // the number of workers. Out-of-range settings (which ops.Sample rejects)
 // are read as: temperature NaN or ≤ 0 greedy; top_p outside (0, 1), min_p
-// ≤ 0 (or NaN) and a repetition penalty ≤ 0 (or NaN) off; min_p > 1 as 1.
+// ≤ 0 (or NaN), a repetition penalty ≤ 0 (or NaN) and a presence or
+// frequency penalty that is not finite off; min_p > 1 as 1.
 type Sample struct{}
 
 func (Sample) Name() string { return "sample" }

@@ -130,8 +130,8 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if err := r.Sampling.Validate(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if p := r.Sampling.RepetitionPenalty; p != 0 && p != 1 {
-		return nil, errors.New("serve: a repetition penalty is unsupported")
+	if r.Sampling.Penalized() {
+		return nil, errors.New("serve: repetition, presence and frequency penalties are unsupported")
 	}
 	bs := s.e.Cache.Config().BlockSize
 	j := &job{Request: r, ctx: ctx, blocks: (len(r.Prompt) + r.MaxTokens + bs - 1) / bs, seq: -1, events: make(chan Event, r.MaxTokens+1), started: time.Now()}

@@ -69,6 +69,7 @@ func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate s
 		want string
 	}{
 		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}, "unsupported"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{FrequencyPenalty: 0.5}}, "unsupported"},
 		{Request{Prompt: []int32{1, 257}, MaxTokens: 1}, "prompt token 1 is 257, outside the vocabulary"},
 		{Request{Prompt: []int32{1}, MaxTokens: 1<<63 - 1}, "exceed the context"},
 	} {

@@ -20,7 +20,8 @@ func TestGenerationConfigDefaults(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "temperature 0.25, top-k 7, top-p 0.95, min-p 0.05, repetition penalty 1 over"},
+		{nil, "temperature 0.25, top-k 7, top-p 0.95, min-p 0.05, repetition penalty 1, presence penalty 0, frequency penalty 0 over 64 tokens"},
+		{[]string{"-presence-penalty", "0.5", "-frequency-penalty", "-0.25", "-repetition-window", "9"}, "presence penalty 0.5, frequency penalty -0.25 over 9 tokens"},
 		{[]string{"-temperature", "0.5", "-top-p", "0.9"}, "temperature 0.5, top-k 7, top-p 0.9, min-p 0.05,"},
 		{[]string{"-top-k", "40"}, "temperature 0.25, top-k 40,"},
 	} {

@@ -116,12 +116,16 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
   const T* row = logits + (u64)s * n;
   u32* q = weights + (u64)s * n;
   float* x = (float*)q;
-  const float temp = settings[s * 4 + 0], top_p = settings[s * 4 + 1], min_p = settings[s * 4 + 2],
-              pen = settings[s * 4 + 3];
+  const float* set = settings + s * 6;
+  const float temp = set[0], top_p = set[1], min_p = set[2], pen = set[3];
+  // A presence or frequency penalty that is not finite is off.
+  const float pres = fabsf(set[4]) < LOOM_INF ? set[4] : 0.0f, freq = fabsf(set[5]) < LOOM_INF ? set[5] : 0.0f;
+  const bool repeat = pen > 0.0f && pen != 1.0f, penalized = repeat || pres != 0.0f || freq != 0.0f;
   const u32 top_k = keys[s * 3 + 0];
 
-  // 1. Logits as float32, NaN as −Inf; the penalty, one thread per window
-  // entry, the first of each distinct id.
+  // 1. Logits as float32, NaN as −Inf; the penalties, one thread per window
+  // entry, the first of each distinct id. The frequency penalty is one
+  // subtraction per occurrence: no product to fuse into a multiply-add.
   for (u32 i = threadIdx.x; i < n; i += blockDim.x) {
     float v = load_f(row, i);
     x[i] = v != v ? -LOOM_INF : v;
@@ -134,12 +138,16 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
       report_bad_index(status, 4, s * p.W + j, id, n);
       continue;
     }
-    if (id < 0 || !(pen > 0.0f) || pen == 1.0f) continue;
-    bool repeat = false;
-    for (u32 k = 0; k < j; k++) repeat |= win[k] == id;
-    if (repeat) continue;
+    if (id < 0 || !penalized) continue;
+    bool seen = false;
+    for (u32 k = 0; k < j; k++) seen |= win[k] == id;
+    if (seen) continue;
     float v = x[id];
-    x[id] = v > 0.0f ? v / pen : v * pen;
+    if (repeat) v = v > 0.0f ? v / pen : v * pen;
+    v -= pres;
+    for (u32 k = j; k < p.W; k++)
+      if (win[k] == id) v -= freq;
+    x[id] = v;
   }
   __syncthreads();
 
