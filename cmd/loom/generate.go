@@ -42,8 +42,8 @@ func (s *stopFlags) Set(v string) error {
 // wins over both.
 type samplingFlags struct {
 	temperature, topP, minP, penalty, presence, frequency *float64
-	topK                             *int
-	seed                             *uint64
+	topK                                                  *int
+	seed                                                  *uint64
 }
 
 func newSamplingFlags(fs *flag.FlagSet) samplingFlags {
