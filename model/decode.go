@@ -118,7 +118,7 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 // the penalty window first. It returns the outputs, the tokens and the
 // window if any, and the inputs that decodeArgs binds, in its order.
 func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs []*graph.Array) {
-	in := newStepInputs(st)
+	in := d.e.Model.newStepInputs(st)
 	params, keys := ops.SamplingArrays(d.sampling)
 	inputs = append(append([]*graph.Array{ids}, in.list()...), params, keys)
 	window := d.window
@@ -139,7 +139,7 @@ func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs [
 
 // decodeArgs are a decode step's data for the inputs graph returns.
 func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
-	args := append(append([]runtime.Input{runtime.Array(ids)}, stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	args := append(append([]runtime.Input{runtime.Array(ids)}, d.e.Model.stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
 	if d.window != nil {
 		args = append(args, runtime.Array(d.window))
 	}

@@ -118,7 +118,7 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, sampling []ops.Samplin
 	if err != nil {
 		return nil, err
 	}
-	in := newStepInputs(st)
+	in := e.Model.newStepInputs(st)
 	ids := ops.Sample(e.Model.forward(graph.FromInt32s(flat), st, in, e.Cache), in.seqLens, nil, sampling)
 	if err := e.Model.rt.Eval(ids); err != nil {
 		return nil, fmt.Errorf("step: %w", err)

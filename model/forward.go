@@ -33,16 +33,20 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // the MLP's gate and up projections and their activation are
 // ops.GatedLinear.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
-	return m.forward(ids, st, newStepInputs(st), cache)
+	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
 
 // stepInputs are the constants of a step's metadata that its graph reads.
 type stepInputs struct {
 	positions, slots, tables, seqLens, cuSeqlensQ *graph.Array
 	lastTokens                                    *graph.Array // nil when every sequence has one token
+	// cos and sin ([T, 1, head_dim/2], the model's dtype) are the rotary
+	// angles' cosines and sines of a model with scaled RoPE frequencies;
+	// nil otherwise (ops.RoPE computes them).
+	cos, sin *graph.Array
 }
 
-func newStepInputs(st *Step) *stepInputs {
+func (m *Model) newStepInputs(st *Step) *stepInputs {
 	in := &stepInputs{
 		positions:  graph.FromInt32s(st.Positions),
 		slots:      graph.FromInt32s(st.SlotMapping),
@@ -53,7 +57,28 @@ func newStepInputs(st *Step) *stepInputs {
 	if st.Tokens() != len(st.Seqs) {
 		in.lastTokens = graph.FromInt32s(st.LastTokens)
 	}
+	if m.invFreq != nil {
+		cos, sin := m.ropeTables(st)
+		in.cos, in.sin = graph.FromBytes(m.DType, cos, st.Tokens(), 1, len(m.invFreq)), graph.FromBytes(m.DType, sin, st.Tokens(), 1, len(m.invFreq))
+	}
 	return in
+}
+
+// ropeTables returns the bytes of the cosines and sines of the rotary
+// angles position·invFreq[i] of st's tokens, in the model's dtype.
+func (m *Model) ropeTables(st *Step) (cos, sin []byte) {
+	n := len(m.invFreq)
+	c, s := make([]float32, 0, st.Tokens()*n), make([]float32, 0, st.Tokens()*n)
+	for _, p := range st.Positions {
+		for _, f := range m.invFreq {
+			c = append(c, float32(math.Cos(float64(p)*f)))
+			s = append(s, float32(math.Sin(float64(p)*f)))
+		}
+	}
+	cos, sin = make([]byte, len(c)*m.DType.Size()), make([]byte, len(s)*m.DType.Size())
+	graph.PutFloat32s(m.DType, cos, c)
+	graph.PutFloat32s(m.DType, sin, s)
+	return cos, sin
 }
 
 // list is the constants in the order stepArgs binds them.
@@ -62,16 +87,23 @@ func (in *stepInputs) list() []*graph.Array {
 	if in.lastTokens != nil {
 		l = append(l, in.lastTokens)
 	}
+	if in.cos != nil {
+		l = append(l, in.cos, in.sin)
+	}
 	return l
 }
 
 // stepArgs is st's metadata as a compiled step binds it to the constants
 // of newStepInputs(st), in list's order.
-func stepArgs(st *Step) []runtime.Input {
+func (m *Model) stepArgs(st *Step) []runtime.Input {
 	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
 		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
+	}
+	if m.invFreq != nil {
+		cos, sin := m.ropeTables(st)
+		args = append(args, runtime.Bytes(cos), runtime.Bytes(sin))
 	}
 	return args
 }
@@ -96,11 +128,29 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		} else {
 			x, h = ops.AddRMSNorm(x, delta, l.InputNorm, c.RMSNormEps)
 		}
-		qk := ops.QKNorm{Heads: c.NumHeads, QNorm: l.QNorm, KNorm: l.KNorm, Eps: c.RMSNormEps, Theta: c.RopeTheta}
-		q, kc, vc := ops.QKNormRoPEKVWrite(linear(h, l.QKV), qk, positions, cache.K[i], cache.V[i], slots)
+		qkv := linear(h, l.QKV)
+		if l.QKVBias != nil {
+			qkv = ops.Add(qkv, l.QKVBias)
+		}
+		var q, kc, vc *graph.Array
+		if c.Family == Qwen3 {
+			qk := ops.QKNorm{Heads: c.NumHeads, QNorm: l.QNorm, KNorm: l.KNorm, Eps: c.RMSNormEps, Theta: c.RopeTheta}
+			q, kc, vc = ops.QKNormRoPEKVWrite(qkv, qk, positions, cache.K[i], cache.V[i], slots)
+		} else {
+			hq, hkv := c.NumHeads*d, c.NumKVHeads*d
+			part := func(from, to, heads int) *graph.Array {
+				return ops.Reshape(ops.Slice(qkv, []int{0, from}, []int{T, to}), T, heads, d)
+			}
+			q = m.rope(part(0, hq, c.NumHeads), in)
+			kc, vc = ops.KVWrite(cache.K[i], cache.V[i], m.rope(part(hq, hq+hkv, c.NumKVHeads), in), part(hq+hkv, hq+2*hkv, c.NumKVHeads), slots)
+		}
 		cache.SetLayer(i, kc, vc)
 		att := ops.PagedAttention(q, kc, vc, meta, opts) // [T, heads, d]
-		x, h = ops.AddRMSNorm(x, linear(ops.Reshape(att, T, c.NumHeads*d), l.O), l.PostAttnNorm, c.RMSNormEps)
+		o := linear(ops.Reshape(att, T, c.NumHeads*d), l.O)
+		if l.OBias != nil {
+			o = ops.Add(o, l.OBias)
+		}
+		x, h = ops.AddRMSNorm(x, o, l.PostAttnNorm, c.RMSNormEps)
 		delta = linear(ops.GatedLinear(h, l.GateUp), l.Down)
 	}
 	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
@@ -108,4 +158,18 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		h = ops.GatherRows(h, in.lastTokens)
 	}
 	return linear(h, m.Weights.LMHead)
+}
+
+// rope rotates x [T, heads, head_dim] by its tokens' positions: with
+// ops.RoPE for the plain frequencies, else with the step's cos and sin
+// tables (x₁·cos − x₂·sin, x₂·cos + x₁·sin for the halves x₁, x₂).
+func (m *Model) rope(x *graph.Array, in *stepInputs) *graph.Array {
+	if in.cos == nil {
+		return ops.RoPE(x, in.positions, m.Config.RopeTheta)
+	}
+	s := x.Shape()
+	half := s[2] / 2
+	x1 := ops.Slice(x, []int{0, 0, 0}, []int{s[0], s[1], half})
+	x2 := ops.Slice(x, []int{0, 0, half}, []int{s[0], s[1], s[2]})
+	return ops.Concatenate(2, ops.Sub(ops.Mul(x1, in.cos), ops.Mul(x2, in.sin)), ops.Add(ops.Mul(x2, in.cos), ops.Mul(x1, in.sin)))
 }

@@ -152,27 +152,35 @@ func TestGoldenBatched(t *testing.T) {
 	}
 }
 
-// TestForwardMatchesReference checks a random model with untied embeddings,
+// TestForwardMatchesReference checks random models with untied embeddings,
 // an odd vocabulary and GQA against the float64 reference: a prompt
-// prefilled in two chunks, then decode steps, in float32 and bfloat16.
+// prefilled in two chunks, then decode steps, in float32 and bfloat16; a
+// Qwen3, a Llama with attention biases and llama3 RoPE scaling, and a
+// Llama with plain RoPE and tied embeddings.
 func TestForwardMatchesReference(t *testing.T) {
+	plainLlama := smallLlama
+	plainLlama.AttentionBias, plainLlama.RopeScaling, plainLlama.TieWordEmbeddings = false, nil, true
 	for _, c := range []struct {
+		cfg        Config
 		dt         graph.DType
 		atol, rtol float64
 	}{
-		{graph.Float32, 1e-4, 1e-4},
+		{smallConfig, graph.Float32, 1e-4, 1e-4},
 		// bfloat16 rounds every stored activation to 8 bits of mantissa; the
 		// bound is the attention tolerance of the reference systems.
-		{graph.BFloat16, 3e-2, 2e-2},
+		{smallConfig, graph.BFloat16, 3e-2, 2e-2},
+		{smallLlama, graph.Float32, 1e-4, 1e-4},
+		{smallLlama, graph.BFloat16, 3e-2, 2e-2},
+		{plainLlama, graph.Float32, 1e-4, 1e-4},
 	} {
-		dir := writeCheckpoint(t, smallConfig, checkpointTensors(t, smallConfig, graph.Float32, 9))
+		dir := writeCheckpoint(t, c.cfg, checkpointTensors(t, c.cfg, graph.Float32, 9))
 		for _, tg := range loomtest.Targets(t) {
 			m, err := Load(tg.RT, dir, c.dt)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The reference reads the weights as the model stores them.
-			ref := newRefModel(t, smallConfig, m.Weights)
+			ref := newRefModel(t, c.cfg, m.Weights)
 			e, err := NewEngine(m, 16, 8)
 			if err != nil {
 				t.Fatal(err)
@@ -188,7 +196,7 @@ func TestForwardMatchesReference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				loomtest.Close(t, fmt.Sprintf("%s %s tokens [%d,%d)", tg.Name, c.dt, from, to), f64(r.Logits[0]), want[to-1], c.atol, c.rtol)
+				loomtest.Close(t, fmt.Sprintf("%s %s %s tokens [%d,%d)", tg.Name, c.cfg.Family, c.dt, from, to), f64(r.Logits[0]), want[to-1], c.atol, c.rtol)
 			}
 			check(0, 5)
 			check(5, 11) // a second prefill chunk attends to the first

@@ -7,7 +7,7 @@ import (
 	"github.com/loomrt/loom/runtime"
 )
 
-// Model is a Qwen3 model whose weights live on a runtime's device. It
+// Model is a Qwen3- or Llama-family model whose weights live on a runtime's device. It
 // computes in the dtype of its weights: float32 weights give float32
 // activations; bfloat16 or float16 weights give activations stored in that
 // dtype with float32 arithmetic inside the kernels. The KV cache has the
@@ -17,9 +17,12 @@ type Model struct {
 	DType   graph.DType
 	Weights *Weights
 	rt      *runtime.Runtime
+	// invFreq is RoPE's inverse frequencies when the config scales them
+	// (Config.RopeScaling); nil for plain RoPE.
+	invFreq []float64
 }
 
-// Load reads a Hugging Face Qwen3 directory (config.json, the optional
+// Load reads a Hugging Face Qwen3 or Llama directory (config.json, the optional
 // generation_config.json, and the safetensors files its
 // model.safetensors.index.json names, or every *.safetensors file when it
 // has none) and uploads the weights to rt. dt is the dtype to compute in; Invalid
@@ -59,7 +62,11 @@ func New(rt *runtime.Runtime, cfg Config, w *Weights, dt graph.DType) (*Model, e
 	if err := rt.Eval(w.Arrays()...); err != nil {
 		return nil, fmt.Errorf("model: uploading weights: %w", err)
 	}
-	return &Model{Config: cfg, DType: dt, Weights: w, rt: rt}, nil
+	m := &Model{Config: cfg, DType: dt, Weights: w, rt: rt}
+	if cfg.RopeScaling != nil {
+		m.invFreq = InvFreq(float64(cfg.RopeTheta), cfg.HeadDim, cfg.RopeScaling)
+	}
+	return m, nil
 }
 
 // Runtime is the runtime the model's weights live on.

@@ -13,7 +13,7 @@ import (
 	"github.com/loomrt/loom/graph"
 )
 
-// Weights are a Qwen3 model's parameters as graph arrays, in the layout of
+// Weights are a model's parameters as graph arrays, in the layout of
 // Hugging Face checkpoints (a linear layer's weight is [out, in]) except
 // that the linear layers that read the same input are stacked into one
 // (see Layer), so that each is one matmul.
@@ -31,9 +31,11 @@ type Weights struct {
 type Layer struct {
 	InputNorm    *graph.Array // [hidden]
 	PostAttnNorm *graph.Array // [hidden]
-	QNorm, KNorm *graph.Array // [head_dim], RMSNorm of each head of q and k
+	QNorm, KNorm *graph.Array // [head_dim], RMSNorm of each head of q and k; nil for Llama
 	QKV          *graph.Array // [(heads + 2·kv_heads)·head_dim, hidden]
 	O            *graph.Array // [hidden, heads·head_dim]
+	QKVBias      *graph.Array // [(heads + 2·kv_heads)·head_dim], q, k and v's biases; nil without attention_bias
+	OBias        *graph.Array // [hidden]; nil without attention_bias
 	GateUp       *graph.Array // [2·intermediate, hidden]
 	Down         *graph.Array // [hidden, intermediate]
 }
@@ -46,7 +48,11 @@ func (w *Weights) Arrays() []*graph.Array {
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		out = append(out, l.InputNorm, l.PostAttnNorm, l.QNorm, l.KNorm, l.QKV, l.O, l.GateUp, l.Down)
+		for _, a := range []*graph.Array{l.InputNorm, l.PostAttnNorm, l.QNorm, l.KNorm, l.QKV, l.O, l.QKVBias, l.OBias, l.GateUp, l.Down} {
+			if a != nil {
+				out = append(out, a)
+			}
+		}
 	}
 	return out
 }
@@ -246,6 +252,21 @@ func (c *checkpoint) stacked(dt graph.DType, parts []tensorSpec) (*graph.Array, 
 	return a, a.Err()
 }
 
+// stackedVector returns the given vectors, joined in order, as one
+// constant of dtype dt.
+func (c *checkpoint) stackedVector(dt graph.DType, parts []tensorSpec) (*graph.Array, error) {
+	var out []byte
+	for _, p := range parts {
+		b, err := c.tensorBytes(p.name, dt, p.shape...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	a := graph.FromBytes(dt, out, len(out)/dt.Size())
+	return a, a.Err()
+}
+
 // convertFloats converts float elements between float32, float16 and
 // bfloat16, rounding to nearest even.
 func convertFloats(from, to graph.DType, b []byte) []byte {
@@ -266,7 +287,7 @@ func convertFloats(from, to graph.DType, b []byte) []byte {
 
 // unused returns an error naming the tensors in the files that were not
 // loaded, or nil.
-func (c *checkpoint) unused() error {
+func (c *checkpoint) unused(family Family) error {
 	var extra []string
 	for name := range c.index {
 		if !c.used[name] {
@@ -277,8 +298,8 @@ func (c *checkpoint) unused() error {
 		return nil
 	}
 	slices.Sort(extra)
-	return fmt.Errorf("%s holds %d tensors a Qwen3 model of this config does not have (unsupported), such as %s",
-		c.dir, len(extra), strings.Join(extra[:min(3, len(extra))], ", "))
+	return fmt.Errorf("%s holds %d tensors a %s model of this config does not have (unsupported), such as %s",
+		c.dir, len(extra), family, strings.Join(extra[:min(3, len(extra))], ", "))
 }
 
 // tensorSpec is a tensor a checkpoint must hold.
@@ -290,10 +311,11 @@ type tensorSpec struct {
 // layerPrefix is the name prefix of layer i's tensors.
 func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
 
-// specs returns the tensors of a Qwen3 checkpoint of cfg: the ones loaded
-// as they are, then each layer's q, k, v and gate, up projections (in the
-// order stacked into QKV and GateUp).
-func specs(cfg Config) (single []tensorSpec, qkv, gateUp [][]tensorSpec) {
+// specs returns the tensors of a checkpoint of cfg: the ones loaded as
+// they are (in the order of layerDsts), then each layer's q, k, v and gate,
+// up projections, and q, k, v biases (in the order stacked into QKV,
+// GateUp and QKVBias; qkvBias nil without attention_bias).
+func specs(cfg Config) (single []tensorSpec, qkv, gateUp, qkvBias [][]tensorSpec) {
 	h, q, kv, d, inter := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.HeadDim, cfg.IntermediateSize
 	single = []tensorSpec{
 		{"model.embed_tokens.weight", []int{cfg.VocabSize, h}},
@@ -307,11 +329,20 @@ func specs(cfg Config) (single []tensorSpec, qkv, gateUp [][]tensorSpec) {
 		single = append(single,
 			tensorSpec{p + "input_layernorm.weight", []int{h}},
 			tensorSpec{p + "post_attention_layernorm.weight", []int{h}},
-			tensorSpec{p + "self_attn.q_norm.weight", []int{d}},
-			tensorSpec{p + "self_attn.k_norm.weight", []int{d}},
 			tensorSpec{p + "self_attn.o_proj.weight", []int{h, q}},
 			tensorSpec{p + "mlp.down_proj.weight", []int{h, inter}},
 		)
+		if cfg.Family == Qwen3 {
+			single = append(single, tensorSpec{p + "self_attn.q_norm.weight", []int{d}}, tensorSpec{p + "self_attn.k_norm.weight", []int{d}})
+		}
+		if cfg.AttentionBias {
+			single = append(single, tensorSpec{p + "self_attn.o_proj.bias", []int{h}})
+			qkvBias = append(qkvBias, []tensorSpec{
+				{p + "self_attn.q_proj.bias", []int{q}},
+				{p + "self_attn.k_proj.bias", []int{kv}},
+				{p + "self_attn.v_proj.bias", []int{kv}},
+			})
+		}
 		qkv = append(qkv, []tensorSpec{
 			{p + "self_attn.q_proj.weight", []int{q, h}},
 			{p + "self_attn.k_proj.weight", []int{kv, h}},
@@ -322,7 +353,20 @@ func specs(cfg Config) (single []tensorSpec, qkv, gateUp [][]tensorSpec) {
 			{p + "mlp.up_proj.weight", []int{inter, h}},
 		})
 	}
-	return single, qkv, gateUp
+	return single, qkv, gateUp, qkvBias
+}
+
+// layerDsts returns where layer l's tensors of specs' single list go, in
+// its order.
+func layerDsts(cfg Config, l *Layer) []**graph.Array {
+	dsts := []**graph.Array{&l.InputNorm, &l.PostAttnNorm, &l.O, &l.Down}
+	if cfg.Family == Qwen3 {
+		dsts = append(dsts, &l.QNorm, &l.KNorm)
+	}
+	if cfg.AttentionBias {
+		dsts = append(dsts, &l.OBias)
+	}
+	return dsts
 }
 
 // CheckWeights checks dir's checkpoint against cfg without reading the
@@ -338,10 +382,13 @@ func CheckWeights(dir string, cfg Config) []error {
 		return []error{err}
 	}
 	defer c.close()
-	single, qkv, gateUp := specs(cfg)
+	single, qkv, gateUp, qkvBias := specs(cfg)
 	all := single
 	for i := range qkv {
 		all = append(append(all, qkv[i]...), gateUp[i]...)
+		if qkvBias != nil {
+			all = append(all, qkvBias[i]...)
+		}
 	}
 	var problems []error
 	for _, s := range all {
@@ -352,7 +399,7 @@ func CheckWeights(dir string, cfg Config) []error {
 	if cfg.TieWordEmbeddings {
 		c.used["lm_head.weight"] = true // a tied checkpoint may store the copy
 	}
-	if err := c.unused(); err != nil {
+	if err := c.unused(cfg.Family); err != nil {
 		problems = append(problems, err)
 	}
 	return problems
@@ -370,7 +417,7 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 		c.close()
 		return nil, 0, nil, err
 	}
-	single, qkv, gateUp := specs(cfg)
+	single, qkv, gateUp, qkvBias := specs(cfg)
 	if dt == graph.Invalid {
 		if _, _, dt, err = c.lookup(single[0].name, single[0].shape); err != nil {
 			return fail(err)
@@ -382,8 +429,7 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 		dsts = append(dsts, &w.LMHead)
 	}
 	for i := range w.Layers {
-		l := &w.Layers[i]
-		dsts = append(dsts, &l.InputNorm, &l.PostAttnNorm, &l.QNorm, &l.KNorm, &l.O, &l.Down)
+		dsts = append(dsts, layerDsts(cfg, &w.Layers[i])...)
 	}
 	for i, s := range single {
 		if *dsts[i], err = c.tensor(s.name, dt, s.shape...); err != nil {
@@ -398,12 +444,17 @@ func loadWeights(dir string, cfg Config, dt graph.DType) (*Weights, graph.DType,
 		if l.GateUp, err = c.stacked(dt, gateUp[i]); err != nil {
 			return fail(err)
 		}
+		if qkvBias != nil {
+			if l.QKVBias, err = c.stackedVector(dt, qkvBias[i]); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	if cfg.TieWordEmbeddings {
 		w.LMHead = w.Embed
 		c.used["lm_head.weight"] = true // a tied checkpoint may store the copy; the embedding is used
 	}
-	if err := c.unused(); err != nil {
+	if err := c.unused(cfg.Family); err != nil {
 		return fail(err)
 	}
 	return w, dt, c, nil

@@ -22,7 +22,7 @@ import (
 const defaultPrompt = "// Package ring implements operations on circular lists.\npackage ring\n\n"
 
 func init() {
-	commands["generate"] = command{"generate text with a Qwen3 model (default: the shipped tiny model, on the CPU)", runGenerate}
+	commands["generate"] = command{"generate text with a Qwen3 or Llama model (default: the shipped tiny model, on the CPU)", runGenerate}
 }
 
 // stopFlags is the repeatable -stop flag.
@@ -112,7 +112,7 @@ type generateResult struct {
 
 func runGenerate(args []string) (err error) {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	dir := modelFlag(fs, "Qwen3 model directory (config.json and *.safetensors)")
+	dir := modelFlag(fs, "Qwen3 or Llama model directory (config.json and *.safetensors)")
 	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or a Hugging Face BPE "+tokenizer.HFFile+")")
 	asChat := fs.Bool("chat", false, "the -prompt "+chatHelp+"; the template, not Loom, adds any BOS")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
@@ -176,8 +176,8 @@ func runGenerate(args []string) (err error) {
 		return err
 	}
 	loadTime := time.Since(loadStart)
-	fmt.Fprintf(os.Stderr, "model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
-		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
+	fmt.Fprintf(os.Stderr, "model %s: %s, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
+		*dir, c.Family, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
 		float64(m.WeightBytes())/1e6, loadTime.Round(time.Millisecond))
 	ctx := len(ids) + *maxTokens
 	if ctx > c.MaxPositionEmbeddings {
