@@ -281,6 +281,9 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	c.RopeTheta, c.RopeScaling = float32(theta), scaling
+	if scaling != nil && c.Family == Qwen3 {
+		return Config{}, fmt.Errorf("llama3 RoPE scaling of a qwen3 model is unsupported")
+	}
 	if r.TieWordEmbeddings != nil {
 		c.TieWordEmbeddings = *r.TieWordEmbeddings
 	}

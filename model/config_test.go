@@ -72,6 +72,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"llama3 factor", edit(`"rope_scaling": null`, `"rope_parameters": {"rope_type": "llama3"}`), "llama3: factor must be a finite number > 0"},
 		{"llama3 bounds", edit(`"rope_scaling": null`, `"rope_scaling": {"type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 1, "original_max_position_embeddings": 8192}`),
 			"high_freq_factor 1 must exceed low_freq_factor 4"},
+		{"qwen3 llama3", edit(`"rope_scaling": null`, `"rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}`),
+			"llama3 RoPE scaling of a qwen3 model is unsupported"},
 		{"mistral window", strings.NewReplacer(`"model_type": "qwen3"`, `"model_type": "mistral"`, `"sliding_window": null`, `"sliding_window": 4096`).Replace(qwen3Config06B),
 			"sliding_window 4096"},
 		{"theta", edit(`"rope_theta": 1000000`, `"rope_theta": -1`), "rope_theta -1"},

@@ -38,17 +38,16 @@ func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Ar
 
 // stepInputs are the constants of a step's metadata that its graph reads.
 type stepInputs struct {
-	positions, slots, tables, seqLens, cuSeqlensQ *graph.Array
-	lastTokens                                    *graph.Array // nil when every sequence has one token
-	// cos and sin ([T, 1, head_dim/2], the model's dtype) are the rotary
-	// angles' cosines and sines of a model with scaled RoPE frequencies;
-	// nil otherwise (ops.RoPE computes them).
-	cos, sin *graph.Array
+	slots, tables, seqLens, cuSeqlensQ *graph.Array
+	lastTokens                         *graph.Array // nil when every sequence has one token
+	// Rotary embeddings: the tokens' positions (int32 [T]), or, for a model
+	// with scaled RoPE frequencies, the cosines and sines of their angles
+	// ([T, 1, head_dim/2], the model's dtype) in their place.
+	positions, cos, sin *graph.Array
 }
 
 func (m *Model) newStepInputs(st *Step) *stepInputs {
 	in := &stepInputs{
-		positions:  graph.FromInt32s(st.Positions),
 		slots:      graph.FromInt32s(st.SlotMapping),
 		tables:     graph.FromInt32s(st.BlockTables, len(st.Seqs), st.MaxBlocks),
 		seqLens:    graph.FromInt32s(st.SeqLens),
@@ -60,6 +59,8 @@ func (m *Model) newStepInputs(st *Step) *stepInputs {
 	if m.invFreq != nil {
 		cos, sin := m.ropeTables(st)
 		in.cos, in.sin = graph.FromBytes(m.DType, cos, st.Tokens(), 1, len(m.invFreq)), graph.FromBytes(m.DType, sin, st.Tokens(), 1, len(m.invFreq))
+	} else {
+		in.positions = graph.FromInt32s(st.Positions)
 	}
 	return in
 }
@@ -83,29 +84,29 @@ func (m *Model) ropeTables(st *Step) (cos, sin []byte) {
 
 // list is the constants in the order stepArgs binds them.
 func (in *stepInputs) list() []*graph.Array {
-	l := []*graph.Array{in.positions, in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
+	l := []*graph.Array{in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
 	if in.lastTokens != nil {
 		l = append(l, in.lastTokens)
 	}
 	if in.cos != nil {
-		l = append(l, in.cos, in.sin)
+		return append(l, in.cos, in.sin)
 	}
-	return l
+	return append(l, in.positions)
 }
 
 // stepArgs is st's metadata as a compiled step binds it to the constants
 // of newStepInputs(st), in list's order.
 func (m *Model) stepArgs(st *Step) []runtime.Input {
-	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
+	args := []runtime.Input{runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
 		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
 	}
 	if m.invFreq != nil {
 		cos, sin := m.ropeTables(st)
-		args = append(args, runtime.Bytes(cos), runtime.Bytes(sin))
+		return append(args, runtime.Bytes(cos), runtime.Bytes(sin))
 	}
-	return args
+	return append(args, runtime.Int32s(st.Positions))
 }
 
 // forward is ForwardIDs with the step's metadata constants given.

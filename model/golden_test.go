@@ -25,7 +25,13 @@ type goldenCase struct {
 
 func loadGolden(t testing.TB) *golden {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(tinyModelDir, "golden.json"))
+	return readGolden(t, filepath.Join(tinyModelDir, "golden.json"))
+}
+
+// readGolden reads a golden.json; a missing file fails the test.
+func readGolden(t testing.TB, path string) *golden {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

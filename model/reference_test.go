@@ -11,11 +11,11 @@ import (
 // clarity: the reference the graph-built model is checked against.
 type refModel struct {
 	cfg     Config
-	invFreq []float64 // RoPE's, scaled as the config says
-	embed  [][]float64 // [vocab][hidden]
-	norm   []float64
-	lmHead [][]float64
-	layers []refLayer
+	invFreq []float64   // RoPE's, scaled as the config says
+	embed   [][]float64 // [vocab][hidden]
+	norm    []float64
+	lmHead  [][]float64
+	layers  []refLayer
 }
 
 type refLayer struct {
