@@ -29,14 +29,14 @@ func TestLoadConfigTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{VocabSize: 257, HiddenSize: 256, IntermediateSize: 688, NumLayers: 4, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
-		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: true, BOSTokenID: 256, EOSTokenIDs: []int{256}, TorchDType: "float32",
-		Generation: GenerationConfig{EOSTokenIDs: []int{256}}} // its generation_config.json repeats the EOS id
+	want := Config{VocabSize: 3259, HiddenSize: 128, IntermediateSize: 344, NumLayers: 4, NumHeads: 2, NumKVHeads: 1, HeadDim: 64,
+		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: true, BOSTokenID: 3256, EOSTokenIDs: []int{3256, 3258}, TorchDType: "float32",
+		Generation: GenerationConfig{EOSTokenIDs: []int{3256, 3258}}} // generation_config.json adds <|im_end|>
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config %+v\nwant %+v", c, want)
 	}
-	if got := c.Params(); got != 2968576 {
-		t.Errorf("Params() = %d, want 2968576 (the count the training script printed)", got)
+	if got := c.Params(); got != 1143808 {
+		t.Errorf("Params() = %d, want 1143808 (the count the training script printed)", got)
 	}
 }
 

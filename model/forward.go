@@ -84,29 +84,30 @@ func (m *Model) ropeTables(st *Step) (cos, sin []byte) {
 
 // list is the constants in the order stepArgs binds them.
 func (in *stepInputs) list() []*graph.Array {
-	l := []*graph.Array{in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
+	l := []*graph.Array{in.positions}
+	if in.cos != nil {
+		l = []*graph.Array{in.cos, in.sin}
+	}
+	l = append(l, in.slots, in.tables, in.seqLens, in.cuSeqlensQ)
 	if in.lastTokens != nil {
 		l = append(l, in.lastTokens)
 	}
-	if in.cos != nil {
-		return append(l, in.cos, in.sin)
-	}
-	return append(l, in.positions)
+	return l
 }
 
 // stepArgs is st's metadata as a compiled step binds it to the constants
 // of newStepInputs(st), in list's order.
 func (m *Model) stepArgs(st *Step) []runtime.Input {
-	args := []runtime.Input{runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
-		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
+	args := []runtime.Input{runtime.Int32s(st.Positions)}
+	if m.invFreq != nil {
+		cos, sin := m.ropeTables(st)
+		args = []runtime.Input{runtime.Bytes(cos), runtime.Bytes(sin)}
+	}
+	args = append(args, runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ))
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
 	}
-	if m.invFreq != nil {
-		cos, sin := m.ropeTables(st)
-		return append(args, runtime.Bytes(cos), runtime.Bytes(sin))
-	}
-	return append(args, runtime.Int32s(st.Positions))
+	return args
 }
 
 // forward is ForwardIDs with the step's metadata constants given.

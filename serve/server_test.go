@@ -70,7 +70,7 @@ func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate s
 	}{
 		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}, "unsupported"},
 		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{FrequencyPenalty: 0.5}}, "unsupported"},
-		{Request{Prompt: []int32{1, 257}, MaxTokens: 1}, "prompt token 1 is 257, outside the vocabulary"},
+		{Request{Prompt: []int32{1, 3259}, MaxTokens: 1}, "prompt token 1 is 3259, outside the vocabulary"},
 		{Request{Prompt: []int32{1}, MaxTokens: 1<<63 - 1}, "exceed the context"},
 	} {
 		if _, err := sched.Submit(context.Background(), c.r); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -575,9 +575,10 @@ func BenchmarkServe(b *testing.B) {
 func TestPrefixCache(t *testing.T) {
 	ts, srv := newTestServer(t, 32, SchedulerConfig{StepTokens: 24, MaxQueue: 8}, "")
 	fresh, _ := newTestServer(t, 32, SchedulerConfig{StepTokens: 24, MaxQueue: 8}, "")
-	// 64 tokens: 3 full blocks cached, the 4th holds the last token, which is fed.
-	prompt := "package main\n\nimport \"os\"\n\nfunc main() {\n\tn := len(os.Args)\n\tif "
-	other := prompt[:40] + "\tm := 3\n\tfor i := range m {\n" // shares 2 full blocks, then registers its third
+	// Digits are one token each (the split regex isolates them). 64 tokens:
+	// 3 full blocks cached, the 4th holds the last token, which is fed.
+	prompt := strings.Repeat("0123456789", 7)[:64]
+	other := prompt[:40] + strings.Repeat("9876543210", 3)[:28] // shares 2 full blocks, then registers its third
 	reused := func() int64 { return srv.Sched.Metrics.Snapshot().ReusedTokens }
 	for _, c := range []struct {
 		prompt string

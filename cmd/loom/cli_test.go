@@ -14,7 +14,7 @@ import (
 func TestGenerationConfigDefaults(t *testing.T) {
 	dir := copyTinyModel(t, map[string]func([]byte) []byte{
 		"generation_config.json": func([]byte) []byte {
-			return []byte(`{"do_sample": true, "temperature": 0.25, "top_k": 7, "min_p": 0.05, "eos_token_id": [256, 32]}`)
+			return []byte(`{"do_sample": true, "temperature": 0.25, "top_k": 7, "min_p": 0.05, "eos_token_id": [3256, 32]}`)
 		}})
 	for _, c := range []struct {
 		args []string
@@ -29,8 +29,8 @@ func TestGenerationConfigDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "EOS ids [256 32]") {
-			t.Errorf("generate %v: stderr %q, want %q and EOS ids [256 32]", c.args, stderr, c.want)
+		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "EOS ids [3256 32]") {
+			t.Errorf("generate %v: stderr %q, want %q and EOS ids [3256 32]", c.args, stderr, c.want)
 		}
 	}
 }
