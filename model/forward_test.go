@@ -157,10 +157,13 @@ func TestGoldenBatched(t *testing.T) {
 // an odd vocabulary and GQA against the float64 reference: a prompt
 // prefilled in two chunks, then decode steps, in float32 and bfloat16; a
 // Qwen3, a Llama with attention biases and llama3 RoPE scaling, and a
-// Llama with plain RoPE and tied embeddings.
+// Llama with plain RoPE and tied embeddings, and a Qwen3 with attention
+// biases.
 func TestForwardMatchesReference(t *testing.T) {
 	plainLlama := smallLlama
 	plainLlama.AttentionBias, plainLlama.RopeScaling, plainLlama.TieWordEmbeddings = false, nil, true
+	qwenBias := smallConfig
+	qwenBias.AttentionBias = true
 	for _, c := range []struct {
 		cfg        Config
 		dt         graph.DType
@@ -173,6 +176,7 @@ func TestForwardMatchesReference(t *testing.T) {
 		{smallLlama, graph.Float32, 1e-4, 1e-4},
 		{smallLlama, graph.BFloat16, 3e-2, 2e-2},
 		{plainLlama, graph.Float32, 1e-4, 1e-4},
+		{qwenBias, graph.Float32, 1e-4, 1e-4},
 	} {
 		dir := writeCheckpoint(t, c.cfg, checkpointTensors(t, c.cfg, graph.Float32, 9))
 		for _, tg := range loomtest.Targets(t) {
