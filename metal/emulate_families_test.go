@@ -36,7 +36,7 @@ func tol(dt graph.DType, k float64) (float64, float64) {
 }
 
 func TestEmulatedUnary(t *testing.T) {
-	emu, ref := emuRuntimes(t, kernelsWithPrefix("neg_", "exp_", "log_", "sqrt_", "rsqrt_", "tanh_", "sigmoid_", "silu_", "gelu_")...)
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("neg_", "exp_", "log_", "sqrt_", "rsqrt_", "tanh_", "sigmoid_", "silu_", "gelu_", "abs_", "sin_", "cos_", "erf_", "floor_")...)
 	for _, op := range primitives.UnaryOps {
 		for _, dt := range op.DTypes() {
 			build := func() *graph.Array {

@@ -30,7 +30,9 @@ type ElementwiseParams struct {
 // BinaryOp is a binary elementwise operation.
 type BinaryOp uint8
 
-// The binary operations. Comparisons produce bool.
+// The binary operations. Comparisons produce bool. Power of integers
+// wraps around; a negative integer exponent gives 0 except for bases 1
+// and −1, whose powers are exact.
 const (
 	Add BinaryOp = iota
 	Sub
@@ -38,6 +40,7 @@ const (
 	Div
 	Maximum
 	Minimum
+	Power
 	Equal
 	NotEqual
 	Less
@@ -46,10 +49,10 @@ const (
 	GreaterEqual
 )
 
-var binaryNames = [...]string{"add", "sub", "mul", "div", "maximum", "minimum", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"}
+var binaryNames = [...]string{"add", "sub", "mul", "div", "maximum", "minimum", "power", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"}
 
 // BinaryOps lists every binary operation.
-var BinaryOps = []BinaryOp{Add, Sub, Mul, Div, Maximum, Minimum, Equal, NotEqual, Less, LessEqual, Greater, GreaterEqual}
+var BinaryOps = []BinaryOp{Add, Sub, Mul, Div, Maximum, Minimum, Power, Equal, NotEqual, Less, LessEqual, Greater, GreaterEqual}
 
 func (op BinaryOp) String() string { return binaryNames[op] }
 

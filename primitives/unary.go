@@ -10,7 +10,8 @@ import (
 type UnaryOp uint8
 
 // The unary operations. GELU is the exact form 0.5·x·(1+erf(x/√2)); SiLU is
-// x·sigmoid(x).
+// x·sigmoid(x). Abs of the most negative integer wraps around to itself, as
+// Neg does.
 const (
 	Neg UnaryOp = iota
 	Exp
@@ -21,19 +22,24 @@ const (
 	Sigmoid
 	SiLU
 	GELU
+	Abs
+	Sin
+	Cos
+	Erf
+	Floor
 )
 
-var unaryNames = [...]string{"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "gelu"}
+var unaryNames = [...]string{"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "gelu", "abs", "sin", "cos", "erf", "floor"}
 
 // UnaryOps lists every unary operation.
-var UnaryOps = []UnaryOp{Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU}
+var UnaryOps = []UnaryOp{Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, Abs, Sin, Cos, Erf, Floor}
 
 func (op UnaryOp) String() string { return unaryNames[op] }
 
-// DTypes are the dtypes op supports: every numeric dtype for Neg (uint32
-// negation wraps around), the float dtypes for the others.
+// DTypes are the dtypes op supports: every numeric dtype for Neg and Abs
+// (uint32 negation wraps around), the float dtypes for the others.
 func (op UnaryOp) DTypes() []graph.DType {
-	if op == Neg {
+	if op == Neg || op == Abs {
 		return BinaryDTypes
 	}
 	return FloatDTypes
