@@ -97,6 +97,15 @@ func TestEmulatedShape(t *testing.T) {
 				r := loomtest.Rand(3)
 				return ops.Concatenate(1, randomArray(r, dt, 2, 3), randomArray(r, dt, 2, 1), randomArray(r, dt, 2, 4))
 			},
+			"reversed strided slice": func() *graph.Array {
+				return ops.SliceStrided(randomArray(loomtest.Rand(4), dt, 5, 7, 3), []int{-1, 1, 2}, []int{math.MinInt, 7, math.MinInt}, []int{-2, 3, -1})
+			},
+			"broadcast_to": func() *graph.Array {
+				return ops.BroadcastTo(randomArray(loomtest.Rand(5), dt, 3, 1), 2, 3, 5)
+			},
+			"pad": func() *graph.Array {
+				return ops.Pad(randomArray(loomtest.Rand(6), dt, 2, 3), []int{1, 0}, []int{2, 3}, 1)
+			},
 		}
 		for name, build := range cases {
 			sameOnBoth(t, emu, ref, name+" "+dt.String(), build, 0, 0)
