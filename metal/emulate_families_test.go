@@ -236,3 +236,34 @@ func TestEmulatedMatMul(t *testing.T) {
 		}
 	}
 }
+
+func TestEmulatedAlongAxis(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("cumsum_", "sort_", "take_along_axis_", "scatter_add_rows_", "copy_strided_", "add_i", "cast_i32_")...)
+	for _, dt := range primitives.BinaryDTypes {
+		atol, rtol := tol(dt, 4)
+		sameOnBoth(t, emu, ref, "cumsum "+dt.String(), func() *graph.Array {
+			return ops.Cumsum(randomArray(loomtest.Rand(1), dt, 3, 37, 2), 1)
+		}, atol, rtol)
+		for _, desc := range []bool{false, true} {
+			sameOnBoth(t, emu, ref, fmt.Sprintf("sort %s desc=%v", dt, desc), func() *graph.Array {
+				// Values with repeats (ties keep their order) and a NaN.
+				a := randomArray(loomtest.Rand(2), dt, 4, 45)
+				return ops.Concatenate(1, ops.Sort(a, -1, desc), ops.Cast(ops.Argsort(a, -1, desc), dt))
+			}, 0, 0)
+		}
+		sameOnBoth(t, emu, ref, "scatter_add_rows "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(3)
+			return ops.ScatterAddRows(randomArray(r, dt, 5, 33), graph.FromInt64s([]int64{2, -1, 0, 2, 4, 2}), randomArray(r, dt, 6, 33))
+		}, atol, rtol)
+	}
+	for _, dt := range graph.DTypes {
+		sameOnBoth(t, emu, ref, "take_along_axis "+dt.String(), func() *graph.Array {
+			idx := graph.FromInt32s([]int32{0, -1, 4, 2, -5, 3, 1, 1}, 2, 4, 1)
+			return ops.TakeAlongAxis(randomArray(loomtest.Rand(4), dt, 2, 5, 1), idx, 1)
+		}, 0, 0)
+	}
+	bad := ops.TakeAlongAxis(randomArray(loomtest.Rand(5), graph.Float32, 2, 3), ops.Add(graph.FromInt32s([]int32{0, 1, 2, 0}, 2, 2), graph.FromInt32s([]int32{0, 0, 0, 3}, 2, 2)), 1)
+	if err := emu.Eval(bad); err == nil || !strings.Contains(err.Error(), "indices entry 3 is 3") {
+		t.Fatalf("take_along_axis with index 3 of 3: got %v, want an error naming indices entry 3", err)
+	}
+}
