@@ -267,3 +267,18 @@ func TestEmulatedAlongAxis(t *testing.T) {
 		t.Fatalf("take_along_axis with index 3 of 3: got %v, want an error naming indices entry 3", err)
 	}
 }
+
+func TestEmulatedRandom(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("random_", "copy_strided_")...)
+	sameOnBoth(t, emu, ref, "bits", func() *graph.Array { return ops.RandomBits(ops.RandomKey(3), 5, 67) }, 0, 0)
+	sameOnBoth(t, emu, ref, "split keys", func() *graph.Array { return ops.RandomSplit(ops.RandomKey(4), 3)[2] }, 0, 0)
+	for _, dt := range primitives.FloatDTypes {
+		atol, rtol := tol(dt, 4)
+		sameOnBoth(t, emu, ref, "uniform "+dt.String(), func() *graph.Array {
+			return ops.RandomUniform(ops.RandomKey(5), -1, 2, dt, 300)
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "normal "+dt.String(), func() *graph.Array {
+			return ops.RandomNormal(ops.RandomKey(6), 0.5, 2, dt, 300)
+		}, atol, rtol)
+	}
+}
