@@ -154,7 +154,7 @@ func TestEmulatedReduce(t *testing.T) {
 }
 
 func TestEmulatedNorms(t *testing.T) {
-	emu, ref := emuRuntimes(t, kernelsWithPrefix("softmax_", "rms_norm_", "rope_")...)
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("softmax_", "rms_norm_", "rope_", "layer_norm_")...)
 	for _, dt := range primitives.FloatDTypes {
 		atol, rtol := tol(dt, 4)
 		sameOnBoth(t, emu, ref, "softmax "+dt.String(), func() *graph.Array {
@@ -170,6 +170,13 @@ func TestEmulatedNorms(t *testing.T) {
 			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 5*259, -2, 2), 5, 259)
 			w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 259, 0.5, 1.5), 259)
 			return ops.RMSNorm(x, w, 1e-6)
+		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "layer_norm "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(5)
+			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 5*259, -2, 3), 5, 259)
+			w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 259, 0.5, 1.5), 259)
+			b := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 259, -1, 1), 259)
+			return ops.LayerNorm(x, w, b, 1e-5)
 		}, atol, rtol)
 		sameOnBoth(t, emu, ref, "rope "+dt.String(), func() *graph.Array {
 			r := loomtest.Rand(4)
