@@ -1,7 +1,7 @@
 package ops
 
 import (
-	"fmt"
+	"slices"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -126,12 +126,8 @@ func checkDTypes(pc uintptr, op string, list []graph.DType, inputs ...*graph.Arr
 		return err
 	}
 	for i, in := range inputs {
-		ok := false
-		for _, dt := range list {
-			ok = ok || in.DType() == dt
-		}
-		if !ok {
-			return graph.Errorf(pc, op, "input %d has dtype %s, which is unsupported (supported: %v)", i, in.DType(), fmt.Sprint(list))
+		if !slices.Contains(list, in.DType()) {
+			return graph.Errorf(pc, op, "input %d has dtype %s, which is unsupported (supported: %v)", i, in.DType(), list)
 		}
 	}
 	return nil
