@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -59,6 +60,9 @@ const arenaBytes = 4096
 // Float16 and bfloat16 matrix products with weights stored [N, K] run on
 // tensor cores (Caps.TensorCores) if the environment sets LOOM_CUDA_MMA=1.
 // They are off by default until those kernels have run on a GPU.
+//
+// LOOM_CUDA_GATED_ROWS=N lowers MatMulSiLUMul to the gated GEMV up to N
+// rows of x (Caps.GatedGEMVMaxRows, 0 by default until it has run).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -82,6 +86,9 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") == "1"
+	if n, err := strconv.Atoi(os.Getenv("LOOM_CUDA_GATED_ROWS")); err == nil {
+		d.caps.GatedGEMVMaxRows = n
+	}
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
 	}
