@@ -304,7 +304,7 @@ type kernel struct {
 // newKernel describes a catalog kernel and its parameter layout, which
 // depends on the kernel alone.
 func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
-	k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
+	k := &kernel{name: spec.Name, fn: fn, args: spec.ArgNames()}
 	nptrs, size := len(spec.Args)+1, 0 // the buffers and the status
 	if spec.Params != nil {
 		k.params = reflect.TypeOf(spec.Params).Elem()
