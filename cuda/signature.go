@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -71,4 +72,21 @@ func checkSignature(spec primitives.KernelSpec, k cudaKernel) []error {
 		errs = append(errs, fmt.Errorf("kernel %s (%s) ends with %s %s, want Status* status", spec.Name, k.file, p.typ, p.name))
 	}
 	return errs
+}
+
+// checkUserSource holds the declaration of spec's kernel in its CUDA
+// source to the spec. The declaration is read from the source as written,
+// so it must be written out (extern "C" __global__ void name(...)), not
+// made by a macro.
+func checkUserSource(spec primitives.KernelSpec) error {
+	kernels := map[string]cudaKernel{}
+	if err := parseKernels(spec.CUDA.File, spec.CUDA.Text, kernels); err != nil {
+		return err
+	}
+	k, ok := kernels[spec.Name]
+	if !ok {
+		return fmt.Errorf(`%s declares no kernel %s: write its declaration out, extern "C" __global__ void %s(...), not through a macro`,
+			spec.CUDA.File, spec.Name, spec.Name)
+	}
+	return errors.Join(checkSignature(spec, k)...)
 }

@@ -149,6 +149,14 @@ func checkSpec(s KernelSpec) error {
 			}
 		}
 	}
+	for _, src := range []struct {
+		lang string
+		s    Source
+	}{{"CUDA", s.CUDA}, {"MSL", s.MSL}} {
+		if src.s.Text != "" && src.s.File == "" {
+			return fail("its %s source has no file name (Source.File) for compiler messages to name", src.lang)
+		}
+	}
 	if s.Params == nil {
 		return nil
 	}

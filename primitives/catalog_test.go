@@ -39,6 +39,7 @@ func TestRegisterChecksSpecs(t *testing.T) {
 		{"params by value", primitives.KernelSpec{Name: "user_k4", Params: userParams{}}, "is not a pointer to a struct"},
 		{"params field", primitives.KernelSpec{Name: "user_k5", Params: (*bad)(nil)}, "field Flag"},
 		{"params type name taken", primitives.KernelSpec{Name: "user_k6", Params: (*RMSNormParams)(nil)}, "has the name of primitives.RMSNormParams"},
+		{"source without a file name", primitives.KernelSpec{Name: "user_k7", CUDA: primitives.Source{Text: "extern \"C\" __global__ void user_k7(Status* status) {}"}}, "its CUDA source has no file name"},
 		{"built-in name", primitives.KernelSpec{Name: "add_f32", Args: []primitives.ArgSpec{primitives.R("a"), primitives.R("b"), primitives.W("out")}}, "kernel add_f32 is registered twice"},
 	}
 	for _, c := range cases {
