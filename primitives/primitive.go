@@ -140,18 +140,21 @@ type Ref struct {
 	Index int
 }
 
-// Arg is one buffer argument of a dispatch. Bytes [Offset, Offset+Size) of
-// the referenced buffer are accessed; Size 0 means to the end.
+// Arg is one buffer argument of a dispatch: the buffer Ref, bound to the
+// kernel's argument of that position, whose name and access mode come from
+// the catalog (Lowering.Dispatch). Bytes [Offset, Offset+Size) of the
+// referenced buffer are accessed; Size 0 means to the end.
 type Arg struct {
-	Name   string // the kernel parameter's name; checked against the MSL sources
+	Name   string // the kernel parameter's name
 	Ref    Ref
 	Access Access
 	Offset int64
 	Size   int64
 }
 
-// Dispatch is one kernel launch. Buffer arguments are bound at indices
-// 0..len(Args)-1 in order; Params, if not nil, is bound at index len(Args).
+// Dispatch is one kernel launch, made by Lowering.Dispatch. Buffer arguments
+// are bound at indices 0..len(Args)-1 in order; Params, if not nil, is bound
+// at index len(Args).
 type Dispatch struct {
 	Kernel string
 	Grid   Dim3 // threadgroups
