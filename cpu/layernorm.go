@@ -51,6 +51,6 @@ func layerNormKernel(dt graph.DType) Kernel {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("layer_norm_"+dt.Short(), layerNormKernel(dt))
+		mustRegister(primitives.LayerNormKernel(dt), layerNormKernel(dt))
 	}
 }

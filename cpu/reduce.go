@@ -230,7 +230,7 @@ func init() {
 			if op == primitives.LogSumExp {
 				k = logSumExpKernel(dt)
 			}
-			mustRegister(op.String()+"_"+dt.Short(), k)
+			mustRegister(primitives.ReduceKernel(op, dt), k)
 		}
 	}
 }

@@ -103,7 +103,7 @@ func sortOrder[T float32 | int64](order []int32, v []T, descending bool) {
 
 func init() {
 	for _, dt := range primitives.BinaryDTypes {
-		mustRegister("cumsum_"+dt.Short(), cumsumKernel(dt))
-		mustRegister("sort_"+dt.Short(), sortKernel(dt))
+		mustRegister(primitives.CumsumKernel(dt), cumsumKernel(dt))
+		mustRegister(primitives.SortKernel(dt), sortKernel(dt))
 	}
 }

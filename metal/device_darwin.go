@@ -29,6 +29,11 @@ type Device struct {
 
 	mu        sync.Mutex
 	pipelines map[string]*kernel
+	// failed keeps why a kernel registered with its own MSL has no
+	// pipeline, so that each Eval reports it without compiling again;
+	// userLibraries are those kernels' libraries, by source.
+	failed        map[string]error
+	userLibraries map[string]objc.ID
 }
 
 var (
@@ -66,21 +71,8 @@ func newDevice() (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := msgID(msgID(objc.ID(classMTLCompileOptions), selAlloc), selInit)
-	if opts == 0 {
-		return nil, errors.New("metal: cannot create MTLCompileOptions")
-	}
-	defer msgVoid(opts, selRelease)
-	msgVoidU64(opts, selSetLanguageVersion, languageVersion3_1)
-	// Fast math may drop NaN and infinity handling that the ops document
-	// (Maximum lets NaN win, softmax of -inf masks).
-	msgVoidBool(opts, selSetFastMathEnabled, false)
-	var errObj objc.ID
-	d.library = msgIDIDIDErr(obj, selNewLibrary, nsString(src), opts, &errObj)
-	if d.library == 0 {
-		// errObj may also be set with warnings when the library compiled;
-		// only a missing library is a failure.
-		return nil, fmt.Errorf("metal: compiling the kernel library: %v", nsError(errObj))
+	if d.library, err = d.compile(src); err != nil {
+		return nil, fmt.Errorf("metal: compiling the kernel library: %w", err)
 	}
 	copyKernel, err := d.newPipeline("copy_bytes")
 	if err != nil {
@@ -149,6 +141,56 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	return k, nil
 }
 
+// compile compiles an MSL library source: language version 3.1, fast
+// math off (it may drop NaN and infinity handling that the ops document:
+// Maximum lets NaN win, softmax of -inf masks).
+func (d *Device) compile(src string) (objc.ID, error) {
+	opts := msgID(msgID(objc.ID(classMTLCompileOptions), selAlloc), selInit)
+	if opts == 0 {
+		return 0, errors.New("metal: cannot create MTLCompileOptions")
+	}
+	defer msgVoid(opts, selRelease)
+	msgVoidU64(opts, selSetLanguageVersion, languageVersion3_1)
+	msgVoidBool(opts, selSetFastMathEnabled, false)
+	var errObj objc.ID
+	lib := msgIDIDIDErr(d.obj, selNewLibrary, nsString(src), opts, &errObj)
+	if lib == 0 {
+		// errObj may also be set with warnings when the library compiled;
+		// only a missing library is a failure.
+		if err := nsError(errObj); err != nil {
+			return 0, err
+		}
+		return 0, errors.New("the Metal compiler gave no library and no message")
+	}
+	return lib, nil
+}
+
+// userLibrary returns the library of a kernel registered with its own MSL
+// (primitives.KernelSpec.MSL), compiled on first use after its declaration
+// has been held to its spec (CheckUserKernel). Kernels registered with the
+// same source share it.
+func (d *Device) userLibrary(spec primitives.KernelSpec) (objc.ID, error) {
+	if err := CheckUserKernel(spec); err != nil {
+		return 0, err
+	}
+	src, err := UserSource(spec)
+	if err != nil {
+		return 0, err
+	}
+	if lib, ok := d.userLibraries[src]; ok {
+		return lib, nil
+	}
+	lib, err := d.compile(src)
+	if err != nil {
+		return 0, fmt.Errorf("metal: kernel %s: compiling %s: %w", spec.Name, spec.MSL.File, err)
+	}
+	if d.userLibraries == nil {
+		d.userLibraries = map[string]objc.ID{}
+	}
+	d.userLibraries[src] = lib
+	return lib, nil
+}
+
 func (d *Device) newPipeline(name string) (*kernel, error) {
 	spec, ok := primitives.LookupKernel(name)
 	if !ok {
@@ -157,7 +199,21 @@ func (d *Device) newPipeline(name string) (*kernel, error) {
 	if len(spec.Args)+1 > statusIndex {
 		return nil, fmt.Errorf("metal: kernel %s: %d arguments and params reach the status index %d", name, len(spec.Args)+1, statusIndex)
 	}
-	fn := msgIDID(d.library, selNewFunction, nsString(name))
+	lib := d.library
+	if spec.MSL.Text != "" {
+		if err := d.failed[name]; err != nil {
+			return nil, err
+		}
+		var err error
+		if lib, err = d.userLibrary(spec); err != nil {
+			if d.failed == nil {
+				d.failed = map[string]error{}
+			}
+			d.failed[name] = err
+			return nil, err
+		}
+	}
+	fn := msgIDID(lib, selNewFunction, nsString(name))
 	if fn == 0 {
 		return nil, fmt.Errorf("%w: kernel %q is not implemented by the Metal device", runtime.ErrUnsupportedKernel, name)
 	}

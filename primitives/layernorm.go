@@ -45,11 +45,14 @@ func (n LayerNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 func (n LayerNorm) Lower(l *Lowering) error {
-	return lowerRMSNorm(l, "layer_norm_", n.Eps, R("x", In(0)), R("weight", In(1)), R("bias", In(2)), W("out", Out(0)))
+	return lowerRMSNorm(l, LayerNormKernel, n.Eps, In(0), In(1), In(2), Out(0))
 }
+
+// LayerNormKernel is LayerNorm's kernel for x of dtype dt.
+func LayerNormKernel(dt graph.DType) string { return KernelName("layer_norm", dt) }
 
 func init() {
 	for _, dt := range FloatDTypes {
-		register(KernelSpec{Name: "layer_norm_" + dt.Short(), Args: []string{"x", "weight", "bias", "out"}, Params: (*RMSNormParams)(nil)})
+		register(KernelSpec{Name: LayerNormKernel(dt), Args: []ArgSpec{R("x"), R("weight"), R("bias"), W("out")}, Params: (*RMSNormParams)(nil)})
 	}
 }

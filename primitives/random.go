@@ -90,20 +90,15 @@ func (r Random) Lower(l *Lowering) error {
 	if n == 0 {
 		return nil
 	}
-	l.Add(Dispatch{
-		Kernel: RandomKernel(r.Dist, r.DType),
-		Grid:   Dim3{Groups(n, ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("key", In(0)), W("out", Out(0))},
-		Params: &RandomParams{N: uint32(n), Scale: r.Scale, Shift: r.Shift},
-	})
+	l.Dispatch(RandomKernel(r.Dist, r.DType), Dim3{Groups(n, ElementwiseThreads), 1, 1}, Dim3{ElementwiseThreads, 1, 1},
+		&RandomParams{N: uint32(n), Scale: r.Scale, Shift: r.Shift}, In(0), Out(0))
 	return nil
 }
 
 // RandomKernel is the kernel that draws d in dtype dt, such as
 // "random_normal_bf16".
 func RandomKernel(d RandomDist, dt graph.DType) string {
-	return "random_" + d.String() + "_" + dt.Short()
+	return KernelName("random_"+d.String(), dt)
 }
 
 // RandomFloat is element i's value of a RandomUniform or RandomNormal draw
@@ -126,7 +121,7 @@ func RandomFloat(d RandomDist, i uint32, key [2]uint32, scale, shift float32) fl
 func init() {
 	for _, d := range []RandomDist{RandomBits, RandomUniform, RandomNormal} {
 		for _, dt := range d.DTypes() {
-			register(KernelSpec{Name: RandomKernel(d, dt), Args: []string{"key", "out"}, Params: (*RandomParams)(nil)})
+			register(KernelSpec{Name: RandomKernel(d, dt), Args: []ArgSpec{R("key"), W("out")}, Params: (*RandomParams)(nil)})
 		}
 	}
 }

@@ -36,15 +36,13 @@ func (c Cumsum) Lower(l *Lowering) error {
 	if l.Outputs[0].Size() == 0 {
 		return nil
 	}
-	l.Add(Dispatch{
-		Kernel: "cumsum_" + l.Inputs[0].DType.Short(),
-		Grid:   Dim3{Groups(int(p.Outer*p.Inner), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
-		Params: p,
-	})
+	l.Dispatch(CumsumKernel(l.Inputs[0].DType), Dim3{Groups(int(p.Outer*p.Inner), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, p, In(0), Out(0))
 	return nil
 }
+
+// CumsumKernel is Cumsum's kernel for an input of dtype dt.
+func CumsumKernel(dt graph.DType) string { return KernelName("cumsum", dt) }
 
 // SortParams describe a sort along the axis of an array viewed as [Outer,
 // N, Inner]; Descending is 1 for largest first.
@@ -99,21 +97,19 @@ func (s Sort) Lower(l *Lowering) error {
 	if s.Descending {
 		p.Descending = 1
 	}
-	l.Add(Dispatch{
-		Kernel: "sort_" + l.Inputs[0].DType.Short(),
-		Grid:   Dim3{Groups(n, ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("values", Out(0)), W("indices", Out(1))},
-		Params: p,
-	})
+	l.Dispatch(SortKernel(l.Inputs[0].DType), Dim3{Groups(n, ElementwiseThreads), 1, 1}, Dim3{ElementwiseThreads, 1, 1},
+		p, In(0), Out(0), Out(1))
 	return nil
 }
+
+// SortKernel is Sort's kernel for an input of dtype dt.
+func SortKernel(dt graph.DType) string { return KernelName("sort", dt) }
 
 func init() {
 	for _, dt := range BinaryDTypes {
 		register(
-			KernelSpec{Name: "cumsum_" + dt.Short(), Args: []string{"a", "out"}, Params: (*AxisParams)(nil)},
-			KernelSpec{Name: "sort_" + dt.Short(), Args: []string{"a", "values", "indices"}, Params: (*SortParams)(nil)},
+			KernelSpec{Name: CumsumKernel(dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*AxisParams)(nil)},
+			KernelSpec{Name: SortKernel(dt), Args: []ArgSpec{R("a"), W("values"), W("indices")}, Params: (*SortParams)(nil)},
 		)
 	}
 }

@@ -64,13 +64,8 @@ func (t TakeAlongAxis) Lower(l *Lowering) error {
 	if idx.Size() == 0 {
 		return nil
 	}
-	l.Add(Dispatch{
-		Kernel: RowsKernel("take_along_axis", a.DType, idx.DType),
-		Grid:   Dim3{Groups(idx.Size(), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), R("indices", In(1)), W("out", Out(0))},
-		Params: &TakeParams{Outer: ap.Outer, N: ap.N, M: ip.N, Inner: ap.Inner},
-	})
+	l.Dispatch(RowsKernel("take_along_axis", a.DType, idx.DType), Dim3{Groups(idx.Size(), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, &TakeParams{Outer: ap.Outer, N: ap.N, M: ip.N, Inner: ap.Inner}, In(0), In(1), Out(0))
 	return nil
 }
 
@@ -126,23 +121,18 @@ func (ScatterAddRows) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: RowsKernel("scatter_add_rows", dst.DType, idx.DType),
-		Grid:   Dim3{Groups(int(p.RowElems), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{RW("dst", Out(0)), R("indices", In(1)), R("rows", In(2))},
-		Params: p,
-	})
+	l.Dispatch(RowsKernel("scatter_add_rows", dst.DType, idx.DType), Dim3{Groups(int(p.RowElems), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, p, Out(0), In(1), In(2))
 	return nil
 }
 
 func init() {
 	for _, idx := range IndexDTypes {
 		for _, dt := range graph.DTypes {
-			register(KernelSpec{Name: RowsKernel("take_along_axis", dt, idx), Args: []string{"a", "indices", "out"}, Params: (*TakeParams)(nil)})
+			register(KernelSpec{Name: RowsKernel("take_along_axis", dt, idx), Args: []ArgSpec{R("a"), R("indices"), W("out")}, Params: (*TakeParams)(nil)})
 		}
 		for _, dt := range BinaryDTypes {
-			register(KernelSpec{Name: RowsKernel("scatter_add_rows", dt, idx), Args: []string{"dst", "indices", "rows"}, Params: (*RowsParams)(nil)})
+			register(KernelSpec{Name: RowsKernel("scatter_add_rows", dt, idx), Args: []ArgSpec{RW("dst"), R("indices"), R("rows")}, Params: (*RowsParams)(nil)})
 		}
 	}
 }
