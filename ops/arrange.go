@@ -213,6 +213,7 @@ func SliceStrided(a *graph.Array, starts, stops, steps []int) *graph.Array {
 		return fail(pc, "slice_strided", "starts %v, stops %v and steps %v must have one entry per axis of the rank-%d input %s", starts, stops, steps, len(shape), a.Spec())
 	}
 	first, counts := make([]int, len(shape)), make([]int, len(shape))
+	steps = append([]int{}, steps...)
 	for i, n := range shape {
 		step := steps[i]
 		if step == 0 {
@@ -230,13 +231,16 @@ func SliceStrided(a *graph.Array, starts, stops, steps []int) *graph.Array {
 		}
 		start, stop := norm(starts[i]), norm(stops[i])
 		if step > 0 && stop > start {
-			counts[i] = (stop - start + step - 1) / step
+			counts[i] = (stop-start-1)/step + 1
 		} else if step < 0 && start > stop {
-			counts[i] = (start - stop - step - 1) / -step
+			counts[i] = (start-stop-1)/-max(step, -n) + 1 // |step| ≥ n takes one element, as n does
 		}
-		first[i] = start
+		first[i], steps[i] = start, step
 		if counts[i] == 0 {
 			first[i] = 0
+		}
+		if counts[i] <= 1 {
+			steps[i] = 1 // any step takes the one element; this one cannot overflow a stride
 		}
 	}
 	s, err := primitives.NewDims(first)

@@ -247,6 +247,7 @@ func TestSliceStrided(t *testing.T) {
 		{[]int{10}, []int{-3}, []int{hi}, []int{1}},                           // the last 3
 		{[]int{8}, []int{6}, []int{-9}, []int{-2}},                            // clamped backward
 		{[]int{3}, []int{0}, []int{3}, []int{5}},                              // step past the end
+		{[]int{4, 3}, []int{1, -1}, []int{hi, lo}, []int{hi, lo}},             // steps of ±MaxInt
 	}
 	for _, dt := range layoutDTypes {
 		for _, c := range cases {
@@ -267,11 +268,17 @@ func TestSliceStrided(t *testing.T) {
 						start, stop = min(max(start, 0), n), min(max(stop, 0), n)
 						for i := start; i < stop; i += step {
 							picks[d] = append(picks[d], i)
+							if step >= stop-i { // the next would pass stop (or overflow)
+								break
+							}
 						}
 					} else {
 						start, stop = min(max(start, -1), n-1), min(max(stop, -1), n-1)
 						for i := start; i > stop; i += step {
 							picks[d] = append(picks[d], i)
+							if step <= stop-i {
+								break
+							}
 						}
 					}
 					out[d] = len(picks[d])
