@@ -1,28 +1,6 @@
 // Random draws (primitives.RandomDist): a thread per element i, from the
-// words of Philox4x32-10 for counter (i, 0, 0, 0) and the key.
-
-// philox4x32 sets w to the four words of Philox4x32-10 for counter
-// (c, 0, 0, 0) and key (k0, k1).
-__device__ __forceinline__ void philox4x32(u32 c, u32 k0, u32 k1, u32* w) {
-  u32 x0 = c, x1 = 0, x2 = 0, x3 = 0;
-  for (int i = 0; i < 10; i++) {
-    if (i > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    const u32 hi0 = __umulhi(0xD2511F53u, x0), lo0 = 0xD2511F53u * x0;
-    const u32 hi1 = __umulhi(0xCD9E8D57u, x2), lo1 = 0xCD9E8D57u * x2;
-    const u32 y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
-  }
-  w[0] = x0;
-  w[1] = x1;
-  w[2] = x2;
-  w[3] = x3;
-}
+// words of Philox4x32-10 for counter (i, 0, 0, 0) and the key (philox4x32,
+// common.cuh).
 
 // 2^-24: a uniform of 24 bits is (w >> 8) times it.
 #define RANDOM_ULP 5.9604644775390625e-08
