@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -208,14 +209,10 @@ func waitIdle(t *testing.T, s *Scheduler) {
 	}
 }
 
-// TestConcurrent checks that concurrent clients, streaming and not, get
-// exactly the output each request gets alone (greedy and seeded
-// sampling), with prompts prefilled in chunks beside running decodes, and
-// that every block is free afterwards.
-func TestConcurrent(t *testing.T) {
-	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
-	const clients = 32
-	bodies := make([]map[string]any, clients)
+// concurrentBodies are n completion requests with prompts of 23 to 108
+// tokens and 6 to 16 output tokens, greedy and seeded (one in three).
+func concurrentBodies(n int) []map[string]any {
+	bodies := make([]map[string]any, n)
 	for i := range bodies {
 		b := map[string]any{
 			"model":      "tiny",
@@ -229,7 +226,14 @@ func TestConcurrent(t *testing.T) {
 		}
 		bodies[i] = b
 	}
-	want := make([]result, clients)
+	return bodies
+}
+
+// aloneThenTogether runs each request alone, then all at once (every
+// other one streaming), requires the same results, and returns them.
+func aloneThenTogether(t *testing.T, ts *httptest.Server, srv *Server, bodies []map[string]any) []result {
+	t.Helper()
+	want := make([]result, len(bodies))
 	for i, b := range bodies {
 		r, err := complete(ts.URL+"/v1/completions", b)
 		if err != nil {
@@ -238,8 +242,8 @@ func TestConcurrent(t *testing.T) {
 		want[i] = r
 	}
 	waitIdle(t, srv.Sched)
-	got := make([]result, clients)
-	errs := make([]error, clients)
+	got := make([]result, len(bodies))
+	errs := make([]error, len(bodies))
 	var wg sync.WaitGroup
 	for i, b := range bodies {
 		wg.Go(func() {
@@ -259,9 +263,74 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 	waitIdle(t, srv.Sched)
+	return want
+}
+
+// TestConcurrent checks that concurrent clients, streaming and not, get
+// exactly the output each request gets alone (greedy and seeded
+// sampling), with prompts prefilled in chunks beside running decodes, and
+// that every block is free afterwards.
+func TestConcurrent(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
+	const clients = 32
+	aloneThenTogether(t, ts, srv, concurrentBodies(clients))
 	if n := srv.Sched.Metrics.TTFT.Count(); n != 2*clients {
 		t.Errorf("TTFT observations %d, want %d", n, 2*clients)
 	}
+	if n := srv.Sched.Metrics.Snapshot().Preemptions; n != 0 {
+		t.Errorf("%d preemptions with blocks to spare", n)
+	}
+}
+
+// TestPreemption checks preemption by recompute: 64 concurrent requests
+// on a cache of 10 blocks (160 tokens; a request takes up to 9) run out
+// of blocks as they generate, the latest arrivals are preempted and
+// computed again, and every request still gets the output it gets alone,
+// with no block leaked.
+func TestPreemption(t *testing.T) {
+	ts, srv := newTestServer(t, 10, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
+	bodies := concurrentBodies(64)
+	for i, b := range bodies {
+		b["max_tokens"] = 10 + i%19 // prompts of up to 108 tokens, outputs up to 28: 136 tokens, 9 blocks
+	}
+	results := aloneThenTogether(t, ts, srv, bodies)
+	prompts := 0
+	for _, r := range results {
+		prompts += 2 * r.Usage.PromptTokens // alone and together
+	}
+	if n := metric(t, ts.URL, "loom_prompt_tokens_total"); n != float64(prompts) {
+		t.Errorf("loom_prompt_tokens_total %g, want %d (a preempted request's prompt counts once)", n, prompts)
+	}
+	if n := metric(t, ts.URL, "loom_preemptions_total"); n == 0 {
+		t.Error("no preemption")
+	} else {
+		t.Logf("%g preemptions", n)
+	}
+}
+
+// metric reads a metric's value from /metrics.
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s:\n%s", name, b)
+	return 0
 }
 
 // TestBadRequests checks that malformed requests get 4xx answers with
@@ -377,13 +446,14 @@ func TestCancelStream(t *testing.T) {
 // TestQueueFull checks the 429 with Retry-After when the queue is full,
 // and that the queued request runs once blocks are free.
 func TestQueueFull(t *testing.T) {
-	ts, srv := newTestServer(t, 8, SchedulerConfig{StepTokens: 64, MaxQueue: 1}, "")
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 1}, "")
 	url := ts.URL + "/v1/completions"
-	// Its prompt and 100 tokens reserve 7 of the 8 blocks.
-	disconnect := startStream(t, url, map[string]any{"prompt": "package main\n", "max_tokens": 100, "temperature": 0.8, "seed": 1})
+	// It holds a block or more while it runs, and the second request's
+	// prompt needs all 64.
+	disconnect := startStream(t, url, map[string]any{"prompt": "package main\n", "max_tokens": 1000, "temperature": 0.8, "seed": 1})
 	queued := make(chan error, 1)
 	go func() {
-		_, err := complete(url, map[string]any{"prompt": "package main\n", "max_tokens": 30})
+		_, err := complete(url, map[string]any{"prompt": strings.Repeat("x", 1010), "max_tokens": 2})
 		queued <- err
 	}()
 	for deadline := time.Now().Add(5 * time.Second); srv.Sched.Metrics.Snapshot().Waiting != 1; time.Sleep(time.Millisecond) {
