@@ -30,22 +30,37 @@ type SchedulerConfig struct {
 	MaxQueue int
 }
 
+// MaxTopLogprobs bounds Request.TopLogprobs (OpenAI's top_logprobs).
+const MaxTopLogprobs = 20
+
 // Request is one generation.
 type Request struct {
 	Prompt    []int32
 	MaxTokens int
-	Sampling  ops.Sampling
+	// Sampling draws the tokens; its RepetitionPenalty must be off:
+	// Penalties.Repetition replaces it (over the prompt and the output,
+	// as vLLM's repetition_penalty).
+	Sampling ops.Sampling
+	// Penalties' Repetition, Presence and Frequency (model.Penalties;
+	// the scheduler fills in its token lists).
+	Penalties model.Penalties
 	StopAtEOS bool
+	// Logprobs asks for each token's log-probability, and TopLogprobs
+	// (at most MaxTopLogprobs) for the most likely tokens' at each step.
+	Logprobs    bool
+	TopLogprobs int
 }
 
-// Event is one step's news for a request: a drawn token, or the end
-// (Done) with the reason ("stop": an EOS; "length": MaxTokens) or an
-// error.
+// Event is one step's news for a request: a drawn token (with its
+// log-probs if the request asked), or the end (Done) with the reason
+// ("stop": an EOS; "length": MaxTokens) or an error.
 type Event struct {
-	Token  int32
-	Done   bool
-	Reason string
-	Err    error
+	Token   int32
+	Logprob float32
+	Top     []model.TokenLogprob
+	Done    bool
+	Reason  string
+	Err     error
 }
 
 // job is a request in the scheduler.
@@ -68,6 +83,16 @@ type job struct {
 
 // out is the number of tokens drawn.
 func (j *job) out() int { return len(j.all) - len(j.Prompt) }
+
+// draw is how r's next token is drawn after the tokens all.
+func (r *Request) draw(all []int32) model.Draw {
+	d := model.Draw{Sampling: r.Sampling, Penalties: r.Penalties, Logprobs: r.Logprobs, TopLogprobs: r.TopLogprobs}
+	d.Penalties.Prompt, d.Penalties.Output = nil, nil
+	if d.Penalties.Active() {
+		d.Penalties.Prompt, d.Penalties.Output = r.Prompt, all[len(r.Prompt):]
+	}
+	return d
+}
 
 // Scheduler runs requests on one engine with continuous batching: one
 // goroutine owns the engine, and each step feeds every running request's
@@ -141,7 +166,13 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 		return nil, fmt.Errorf("serve: %w", err)
 	}
 	if p := r.Sampling.RepetitionPenalty; p != 0 && p != 1 {
-		return nil, errors.New("serve: a repetition penalty is unsupported")
+		return nil, errors.New("serve: Sampling.RepetitionPenalty is unsupported: set Penalties.Repetition")
+	}
+	if r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs || r.TopLogprobs > 0 && !r.Logprobs {
+		return nil, fmt.Errorf("serve: %d top log-probs (logprobs %v): want 0 to %d, with logprobs", r.TopLogprobs, r.Logprobs, MaxTopLogprobs)
+	}
+	if err := s.e.CheckDraw(r.draw(r.Prompt)); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
 	}
 	j := &job{Request: r, ctx: ctx, seq: -1, all: slices.Clone(r.Prompt), events: make(chan Event, r.MaxTokens+1), started: time.Now()}
 	j.stop = context.AfterFunc(ctx, s.poke)
@@ -308,10 +339,10 @@ func (s *Scheduler) admit() {
 
 // batch is one step's rows.
 type batch struct {
-	jobs     []*job
-	seqs     []int
-	tokens   [][]int32
-	sampling []ops.Sampling
+	jobs   []*job
+	seqs   []int
+	tokens [][]int32
+	draws  []model.Draw
 }
 
 // plan chooses the step's rows: every decode (a request with one token
@@ -321,7 +352,11 @@ type batch struct {
 func (s *Scheduler) plan() (b batch, need int) {
 	budget := s.cfg.StepTokens
 	add := func(j *job, n int) {
-		b.jobs, b.seqs, b.tokens, b.sampling = append(b.jobs, j), append(b.seqs, j.seq), append(b.tokens, j.all[j.fed:j.fed+n]), append(b.sampling, j.Sampling)
+		d := model.Draw{Sampling: j.Sampling} // the token after a partial prompt is not wanted
+		if j.fed+n == len(j.all) {
+			d = j.draw(j.all)
+		}
+		b.jobs, b.seqs, b.tokens, b.draws = append(b.jobs, j), append(b.seqs, j.seq), append(b.tokens, j.all[j.fed:j.fed+n]), append(b.draws, d)
 		budget -= n
 		need += s.blocksFor(j.fed+n) - s.blocksFor(j.fed)
 	}
@@ -370,7 +405,7 @@ func (s *Scheduler) step() {
 		s.preempt()
 		b, need = s.plan()
 	}
-	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.sampling)
+	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.draws)
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
 		// running, and reuse none of what it was to write.
@@ -387,7 +422,7 @@ func (s *Scheduler) step() {
 		if j.fed += len(b.tokens[i]); j.fed < len(j.all) {
 			continue // the token after a partial prompt is not wanted
 		}
-		tok := drawn[i]
+		tok := drawn[i].Token
 		if tok < 0 {
 			ended = append(ended, j)
 			s.finish(j, Event{Done: true, Err: fmt.Errorf("serve: no token can be drawn after %d tokens: every logit is -Inf or NaN", j.out())})
@@ -401,7 +436,7 @@ func (s *Scheduler) step() {
 		j.lastTok = now
 		j.all = append(j.all, tok)
 		s.Metrics.addTokens(1)
-		j.events <- Event{Token: tok}
+		j.events <- Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top}
 		switch {
 		case j.StopAtEOS && s.e.Model.Config.IsEOS(int(tok)):
 			ended = append(ended, j)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -89,10 +90,27 @@ func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate s
 	return ts, srv
 }
 
-// result is what a completion gave.
+// result is what a completion gave; Logprobs, the log-probs' JSON with
+// every chunk's lists joined.
 type result struct {
-	Text, Finish string
-	Usage        usage
+	Text, Finish, Logprobs string
+	Usage                  usage
+}
+
+// joinLogprobs appends the lists of a choice's logprobs (chat's content,
+// or a completion's tokens, token_logprobs, …) to all's.
+func joinLogprobs(all map[string][]json.RawMessage, raw json.RawMessage) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var lp map[string][]json.RawMessage
+	if err := json.Unmarshal(raw, &lp); err != nil {
+		return fmt.Errorf("logprobs %s: %v", raw, err)
+	}
+	for k, v := range lp {
+		all[k] = append(all[k], v...)
+	}
+	return nil
 }
 
 func postJSON(t *testing.T, url string, body any) (int, http.Header, []byte) {
@@ -133,10 +151,19 @@ func complete(url string, body map[string]any) (result, error) {
 		return result{}, fmt.Errorf("status %d: %s", resp.StatusCode, msg)
 	}
 	type choice struct {
-		Text    string `json:"text"`
-		Message struct{ Content string }
-		Delta   struct{ Content string }
-		Finish  *string `json:"finish_reason"`
+		Text     string `json:"text"`
+		Message  struct{ Content string }
+		Delta    struct{ Content string }
+		Finish   *string         `json:"finish_reason"`
+		Logprobs json.RawMessage `json:"logprobs"`
+	}
+	lps := map[string][]json.RawMessage{}
+	logprobs := func() string {
+		if len(lps) == 0 {
+			return ""
+		}
+		b, _ := json.Marshal(lps)
+		return string(b)
 	}
 	type reply struct {
 		Choices []choice
@@ -152,7 +179,10 @@ func complete(url string, body map[string]any) (result, error) {
 			return r, fmt.Errorf("incomplete reply %+v", rep)
 		}
 		c := rep.Choices[0]
-		return result{c.Text + c.Message.Content, *c.Finish, *rep.Usage}, nil
+		if err := joinLogprobs(lps, c.Logprobs); err != nil {
+			return r, err
+		}
+		return result{c.Text + c.Message.Content, *c.Finish, logprobs(), *rep.Usage}, nil
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		return r, fmt.Errorf("content type %q", ct)
@@ -178,6 +208,9 @@ func complete(url string, body map[string]any) (result, error) {
 		}
 		c := rep.Choices[0]
 		r.Text += c.Text + c.Delta.Content
+		if err := joinLogprobs(lps, c.Logprobs); err != nil {
+			return r, err
+		}
 		if c.Finish != nil {
 			r.Finish = *c.Finish
 		}
@@ -185,6 +218,7 @@ func complete(url string, body map[string]any) (result, error) {
 			r.Usage = *rep.Usage
 		}
 	}
+	r.Logprobs = logprobs()
 	if !done || r.Finish == "" {
 		return r, fmt.Errorf("stream ended without [DONE] or a finish reason: %+v", r)
 	}
@@ -210,7 +244,8 @@ func waitIdle(t *testing.T, s *Scheduler) {
 }
 
 // concurrentBodies are n completion requests with prompts of 23 to 108
-// tokens and 6 to 16 output tokens, greedy and seeded (one in three).
+// tokens and 6 to 16 output tokens, greedy and seeded (one in three),
+// some with penalties (one in four) and log-probs (one in five).
 func concurrentBodies(n int) []map[string]any {
 	bodies := make([]map[string]any, n)
 	for i := range bodies {
@@ -223,6 +258,12 @@ func concurrentBodies(n int) []map[string]any {
 			b["temperature"], b["top_p"], b["top_k"], b["min_p"], b["seed"] = 0.9, 0.95, 40, 0.02, i
 		} else {
 			b["temperature"] = 0
+		}
+		if i%4 == 1 {
+			b["repetition_penalty"], b["presence_penalty"], b["frequency_penalty"] = 1.2, 0.4, 0.3
+		}
+		if i%5 == 3 {
+			b["logprobs"] = i % 3
 		}
 		bodies[i] = b
 	}
@@ -258,12 +299,62 @@ func aloneThenTogether(t *testing.T, ts *httptest.Server, srv *Server, bodies []
 	for i := range got {
 		if errs[i] != nil {
 			t.Errorf("request %d together: %v", i, errs[i])
-		} else if got[i] != want[i] {
+		} else if !sameResult(got[i], want[i]) {
 			t.Errorf("request %d: together %+v, alone %+v", i, got[i], want[i])
 		}
 	}
 	waitIdle(t, srv.Sched)
 	return want
+}
+
+// sameResult reports whether a and b have the same text, finish reason,
+// usage and log-probs' tokens, with log-probs within 1e-4: on the CPU a
+// decode alone (a GEMV) and in a batch (the tiled matmul) sum in other
+// orders, so the logits, and the log-probs, differ in their last bits.
+func sameResult(a, b result) bool {
+	if a.Text != b.Text || a.Finish != b.Finish || a.Usage != b.Usage || (a.Logprobs == "") != (b.Logprobs == "") {
+		return false
+	}
+	if a.Logprobs == "" {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal([]byte(a.Logprobs), &x) != nil || json.Unmarshal([]byte(b.Logprobs), &y) != nil {
+		return false
+	}
+	return closeJSON(x, y)
+}
+
+// closeJSON compares decoded JSON values, numbers within 1e-4.
+func closeJSON(x, y any) bool {
+	switch x := x.(type) {
+	case float64:
+		y, ok := y.(float64)
+		return ok && math.Abs(x-y) <= 1e-4
+	case []any:
+		y, ok := y.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !closeJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := y.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if !closeJSON(v, y[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	return x == y
 }
 
 // TestConcurrent checks that concurrent clients, streaming and not, get
@@ -362,6 +453,12 @@ func TestBadRequests(t *testing.T) {
 		{"bad stop", "/v1/completions", map[string]any{"prompt": "a", "stop": 3}, 400, "stop must be"},
 		{"empty stop", "/v1/completions", map[string]any{"prompt": "a", "stop": []string{""}}, 400, "empty string"},
 		{"n > 1", "/v1/completions", map[string]any{"prompt": "a", "n": 2}, 400, "unsupported"},
+		{"presence_penalty 3", "/v1/completions", map[string]any{"prompt": "a", "presence_penalty": 3}, 400, "presence_penalty 3 must lie in [-2, 2]"},
+		{"frequency_penalty -2.5", "/v1/completions", map[string]any{"prompt": "a", "frequency_penalty": -2.5}, 400, "frequency_penalty -2.5"},
+		{"repetition_penalty 0", "/v1/completions", map[string]any{"prompt": "a", "repetition_penalty": 0}, 400, "repetition_penalty 0 must be"},
+		{"logprobs 21", "/v1/completions", map[string]any{"prompt": "a", "logprobs": 21}, 400, "logprobs must be an integer from 0 to 20"},
+		{"logprobs true", "/v1/completions", map[string]any{"prompt": "a", "logprobs": true}, 400, "logprobs must be an integer"},
+		{"top_logprobs in a completion", "/v1/completions", map[string]any{"prompt": "a", "logprobs": 1, "top_logprobs": 1}, 400, "top_logprobs is for chat"},
 		{"no chat template", "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}}, 400, "model has no chat template"},
 	} {
 		status, _, body := postJSON(t, ts.URL+c.path, c.body)
@@ -392,6 +489,116 @@ func TestBadRequests(t *testing.T) {
 	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "a", "max_tokens": 2}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPenaltiesAndLogprobs checks that the penalties change a greedy
+// completion (and that off they do not), and the log-probs' form: one
+// entry per completion token, streaming or not, the tokens joining to the
+// text, and each top list led by the greedy token, within a probability
+// of 1; and the chat log-probs' errors.
+func TestPenaltiesAndLogprobs(t *testing.T) {
+	const tpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, tpl)
+	url := ts.URL + "/v1/completions"
+	with := func(extra map[string]any) result {
+		t.Helper()
+		b := map[string]any{"prompt": "package ring\n\n", "max_tokens": 40, "temperature": 0}
+		for k, v := range extra {
+			b[k] = v
+		}
+		r, err := complete(url, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	base := with(nil)
+	if off := with(map[string]any{"repetition_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0}); off != base {
+		t.Errorf("penalties off: %+v, want %+v", off, base)
+	}
+	for _, pen := range []map[string]any{{"repetition_penalty": 1.5}, {"presence_penalty": 1.5}, {"frequency_penalty": 1.5}} {
+		if r := with(pen); r.Text == base.Text {
+			t.Errorf("%v: the text %q is unchanged", pen, r.Text)
+		}
+	}
+
+	type entry struct {
+		Token   string
+		Logprob float64
+		Bytes   []int
+		Top     []struct {
+			Token   string
+			Logprob float64
+		} `json:"top_logprobs"`
+	}
+	for _, stream := range []bool{false, true} {
+		r := with(map[string]any{"logprobs": 3, "stream": stream})
+		var lp struct {
+			Tokens        []string
+			TokenLogprobs []float64            `json:"token_logprobs"`
+			Top           []map[string]float64 `json:"top_logprobs"`
+			Offsets       []int                `json:"text_offset"`
+		}
+		if err := json.Unmarshal([]byte(r.Logprobs), &lp); err != nil {
+			t.Fatal(err)
+		}
+		n := r.Usage.CompletionTokens
+		if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.Top) != n || len(lp.Offsets) != n || strings.Join(lp.Tokens, "") != r.Text || r.Text != base.Text {
+			t.Fatalf("stream %v: %d completion tokens, text %q; log-probs %+v", stream, n, r.Text, lp)
+		}
+		for i, top := range lp.Top {
+			p := 0.0
+			for tok, v := range top {
+				p += math.Exp(v)
+				if v > lp.TokenLogprobs[i] {
+					t.Errorf("stream %v token %d: %q at %v is above the greedy %q at %v", stream, i, tok, v, lp.Tokens[i], lp.TokenLogprobs[i])
+				}
+			}
+			if len(top) < 3 || len(top) > 4 || top[lp.Tokens[i]] != lp.TokenLogprobs[i] || p > 1+1e-5 || lp.Offsets[i] != i {
+				t.Errorf("stream %v token %d (%q, %v): top %v, offset %d", stream, i, lp.Tokens[i], lp.TokenLogprobs[i], top, lp.Offsets[i])
+			}
+		}
+	}
+
+	msgs := []map[string]string{{"role": "user", "content": "hi"}}
+	var first result
+	for _, stream := range []bool{false, true} {
+		r, err := complete(ts.URL+"/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 12, "temperature": 0, "logprobs": true, "top_logprobs": 2, "stream": stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lp struct{ Content []entry }
+		if err := json.Unmarshal([]byte(r.Logprobs), &lp); err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		for i, e := range lp.Content {
+			text.WriteString(e.Token)
+			if len(e.Top) != 2 || e.Top[0].Token != e.Token || e.Top[0].Logprob != e.Logprob || e.Top[1].Logprob > e.Logprob || len(e.Bytes) != 1 || e.Bytes[0] != int(e.Token[0]) {
+				t.Errorf("chat (stream %v) token %d: %+v", stream, i, e)
+			}
+		}
+		if len(lp.Content) != r.Usage.CompletionTokens || text.String() != r.Text {
+			t.Errorf("chat (stream %v): %d entries joining to %q, for %d tokens of %q", stream, len(lp.Content), text.String(), r.Usage.CompletionTokens, r.Text)
+		}
+		if stream && !sameResult(r, first) {
+			t.Errorf("chat: streamed %+v, not %+v", r, first)
+		}
+		first = r
+	}
+	for _, c := range []struct {
+		body map[string]any
+		want string
+	}{
+		{map[string]any{"messages": msgs, "logprobs": 1}, "logprobs must be a boolean"},
+		{map[string]any{"messages": msgs, "top_logprobs": 2}, "top_logprobs needs logprobs"},
+		{map[string]any{"messages": msgs, "logprobs": true, "top_logprobs": 21}, "top_logprobs 21 must lie in [0, 20]"},
+	} {
+		if status, _, body := postJSON(t, ts.URL+"/v1/chat/completions", c.body); status != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("%v: %d %s, want 400 with %q", c.body, status, body, c.want)
+		}
+	}
+	waitIdle(t, srv.Sched)
 }
 
 // startStream starts a streaming completion and returns once its first
