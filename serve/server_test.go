@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/model"
+
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/runtime"
 	"github.com/loomrt/loom/tokenizer"
@@ -884,5 +886,81 @@ func TestPrefixCache(t *testing.T) {
 	m := srv.Sched.Metrics.Snapshot()
 	if m.BlocksCached == 0 || m.PromptTokens != 64*3+68*2 || m.HitRate() != float64(48*2+32+64)/float64(64*3+68*2) {
 		t.Errorf("metrics %+v, hit rate %g", m, m.HitRate())
+	}
+}
+
+// TestBatchInvariance checks on the CPU that a request's tokens do not
+// depend on the batch: 24 requests (greedy, seeded, with penalties) run
+// alone, then all submitted at once in three orders under step budgets
+// that chunk their prompts differently (5, 24 and 256 tokens a step),
+// and on a cache small enough to preempt, give the same tokens.
+func TestBatchInvariance(t *testing.T) {
+	bodies := concurrentBodies(24)
+	reqs := make([]Request, len(bodies))
+	_, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
+	for i, b := range bodies {
+		r := Request{MaxTokens: b["max_tokens"].(int), StopAtEOS: true}
+		var err error
+		if r.Prompt, err = srv.Tok.Encode(b["prompt"].(string)); err != nil {
+			t.Fatal(err)
+		}
+		if b["temperature"] != 0 {
+			r.Sampling = ops.Sampling{Temperature: 0.9, TopP: 0.95, TopK: 40, MinP: 0.02, Seed: uint64(i)}
+		}
+		if i%4 == 1 {
+			r.Penalties = model.Penalties{Repetition: 1.2, Presence: 0.4, Frequency: 0.3}
+		}
+		reqs[i] = r
+	}
+	run := func(s *Scheduler, order []int) [][]int32 {
+		t.Helper()
+		out := make([][]int32, len(reqs))
+		chans := make([]<-chan Event, len(reqs))
+		for _, i := range order {
+			ch, err := s.Submit(context.Background(), reqs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			chans[i] = ch
+		}
+		for _, i := range order {
+			for ev := range chans[i] {
+				if ev.Err != nil {
+					t.Fatalf("request %d: %v", i, ev.Err)
+				}
+				if !ev.Done {
+					out[i] = append(out[i], ev.Token)
+				}
+			}
+		}
+		return out
+	}
+	want := make([][]int32, len(reqs))
+	for i := range reqs {
+		want[i] = run(srv.Sched, []int{i})[i]
+	}
+	forward, reverse, interleaved := make([]int, len(reqs)), make([]int, len(reqs)), make([]int, 0, len(reqs))
+	for i := range reqs {
+		forward[i], reverse[i] = i, len(reqs)-1-i
+		if i%2 == 0 {
+			interleaved = append(interleaved, i)
+		}
+	}
+	for i := 1; i < len(reqs); i += 2 {
+		interleaved = append(interleaved, i)
+	}
+	for _, c := range []struct {
+		blocks, budget int
+		order          []int
+	}{{64, 5, forward}, {64, 24, reverse}, {64, 256, interleaved}, {10, 24, forward}, {10, 7, reverse}} {
+		_, srv := newTestServer(t, c.blocks, SchedulerConfig{StepTokens: c.budget, MaxQueue: 64}, "")
+		got := run(srv.Sched, c.order)
+		for i := range got {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("%d blocks, budget %d, order %v: request %d drew %v, alone %v", c.blocks, c.budget, c.order, i, got[i], want[i])
+			}
+		}
+		waitIdle(t, srv.Sched)
+		t.Logf("%d blocks, budget %d: %d preemptions", c.blocks, c.budget, srv.Sched.Metrics.Snapshot().Preemptions)
 	}
 }
