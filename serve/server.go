@@ -330,9 +330,7 @@ func (l *tokenLogprobs) json() any {
 			_, tt := bytesOf(t.Token)
 			top[tt] = t.Logprob
 		}
-		if len(ev.Top) > 0 {
-			top[text] = ev.Logprob // OpenAI's: the drawn token is always among them
-		}
+		top[text] = ev.Logprob // OpenAI's: the drawn token is always among them
 		tops = append(tops, top)
 	}
 	return map[string]any{"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
