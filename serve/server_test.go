@@ -23,6 +23,7 @@ import (
 	"github.com/loomrt/loom/chat"
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/model"
 
 	"github.com/loomrt/loom/ops"
@@ -41,6 +42,12 @@ func newTestServer(t testing.TB, blocks int, cfg SchedulerConfig, chatTemplate s
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestServerOn(t, rt, blocks, cfg, chatTemplate)
+}
+
+// newTestServerOn is newTestServer on rt.
+func newTestServerOn(t testing.TB, rt *runtime.Runtime, blocks int, cfg SchedulerConfig, chatTemplate string) (*httptest.Server, *Server) {
+	t.Helper()
 	m, err := model.Load(rt, tinyModel, graph.Invalid)
 	if err != nil {
 		t.Fatal(err)
@@ -893,15 +900,25 @@ func TestPrefixCache(t *testing.T) {
 	}
 }
 
-// TestBatchInvariance checks on the CPU that a request's tokens do not
-// depend on the batch: 24 requests (greedy, seeded, with penalties) run
-// alone, then all submitted at once in three orders under step budgets
-// that chunk their prompts differently (5, 24 and 256 tokens a step),
-// and on a cache small enough to preempt, give the same tokens.
+// TestBatchInvariance checks that a request's tokens do not depend on
+// the batch: 24 requests (greedy, seeded, with penalties) run alone, then
+// all submitted at once in three orders under step budgets that chunk
+// their prompts differently (5, 24 and 256 tokens a step), and on a cache
+// small enough to preempt, give the same tokens. It runs on the CPU and on
+// any GPU this machine has (docs/SERVE.md says what holds where).
 func TestBatchInvariance(t *testing.T) {
+	for _, tg := range loomtest.Targets(t) {
+		if tg.Exact && tg.Name != "cpu" {
+			continue // the checking CPU devices run the same kernels, slowly
+		}
+		t.Run(tg.Name, func(t *testing.T) { batchInvariance(t, tg.RT) })
+	}
+}
+
+func batchInvariance(t *testing.T, rt *runtime.Runtime) {
 	bodies := concurrentBodies(24)
 	reqs := make([]Request, len(bodies))
-	_, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
+	_, srv := newTestServerOn(t, rt, 64, SchedulerConfig{StepTokens: 24, MaxQueue: 64}, "")
 	for i, b := range bodies {
 		r := Request{MaxTokens: b["max_tokens"].(int), StopAtEOS: true}
 		var err error
@@ -957,7 +974,7 @@ func TestBatchInvariance(t *testing.T) {
 		blocks, budget int
 		order          []int
 	}{{64, 5, forward}, {64, 24, reverse}, {64, 256, interleaved}, {10, 24, forward}, {10, 7, reverse}} {
-		_, srv := newTestServer(t, c.blocks, SchedulerConfig{StepTokens: c.budget, MaxQueue: 64}, "")
+		_, srv := newTestServerOn(t, rt, c.blocks, SchedulerConfig{StepTokens: c.budget, MaxQueue: 64}, "")
 		got := run(srv.Sched, c.order)
 		for i := range got {
 			if !slices.Equal(got[i], want[i]) {
