@@ -165,11 +165,8 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if err := r.Sampling.Validate(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if p := r.Sampling.RepetitionPenalty; p != 0 && p != 1 {
-		return nil, errors.New("serve: Sampling.RepetitionPenalty is unsupported: set Penalties.Repetition")
-	}
-	if r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs || r.TopLogprobs > 0 && !r.Logprobs {
-		return nil, fmt.Errorf("serve: %d top log-probs (logprobs %v): want 0 to %d, with logprobs", r.TopLogprobs, r.Logprobs, MaxTopLogprobs)
+	if r.TopLogprobs > MaxTopLogprobs {
+		return nil, fmt.Errorf("serve: %d top log-probs: at most %d", r.TopLogprobs, MaxTopLogprobs)
 	}
 	if err := s.e.CheckDraw(r.draw(r.Prompt)); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)

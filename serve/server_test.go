@@ -82,6 +82,9 @@ func newTestServerOn(t testing.TB, rt *runtime.Runtime, blocks int, cfg Schedule
 		{Request{Prompt: []int32{1}, MaxTokens: 1, Sampling: ops.Sampling{RepetitionPenalty: 1.1}}, "unsupported"},
 		{Request{Prompt: []int32{1, 257}, MaxTokens: 1}, "prompt token 1 is 257, outside the vocabulary"},
 		{Request{Prompt: []int32{1}, MaxTokens: 1<<63 - 1}, "exceed the context"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1, Logprobs: true, TopLogprobs: 21}, "21 top log-probs: at most 20"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1, TopLogprobs: 2}, "without Logprobs"},
+		{Request{Prompt: []int32{1}, MaxTokens: 1, Penalties: model.Penalties{Repetition: -1}}, "repetition penalty -1"},
 	} {
 		if _, err := sched.Submit(context.Background(), c.r); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("Submit %v: error %v, want %q", c.r, err, c.want)
