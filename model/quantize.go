@@ -1,9 +1,15 @@
 package model
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -27,8 +33,8 @@ type Quantized struct {
 // q = round((w − bias)/scale) clamped to [0, 2^bits − 1] (0 where the
 // scale is 0: a constant group is its bias exactly).
 func Quantize(w []float32, rows, k int, dt graph.DType, bits, groupSize int) (*Quantized, error) {
-	if !slices.Contains(primitives.QuantBits, bits) || !slices.Contains(primitives.QuantGroupSizes, groupSize) {
-		return nil, fmt.Errorf("quantize: %d bits, group size %d: unsupported (4 or 8 bits; groups of 32, 64 or 128)", bits, groupSize)
+	if err := checkQuantFormat(bits, groupSize); err != nil {
+		return nil, fmt.Errorf("quantize: %v", err)
 	}
 	if !dt.IsFloat() {
 		return nil, fmt.Errorf("quantize: scales dtype %s is not a float dtype", dt)
@@ -61,6 +67,14 @@ func Quantize(w []float32, rows, k int, dt graph.DType, bits, groupSize int) (*Q
 	return q, nil
 }
 
+// checkQuantFormat checks that Loom's kernels take the format.
+func checkQuantFormat(bits, groupSize int) error {
+	if !slices.Contains(primitives.QuantBits, bits) || !slices.Contains(primitives.QuantGroupSizes, groupSize) {
+		return fmt.Errorf("%d bits, group size %d: unsupported (4 or 8 bits; groups of 32, 64 or 128)", bits, groupSize)
+	}
+	return nil
+}
+
 // roundTo rounds v to dt's precision.
 func roundTo(dt graph.DType, v float32) float32 {
 	b := make([]byte, dt.Size())
@@ -87,4 +101,113 @@ func (q *Quantized) Arrays() (w, scales, biases *graph.Array) {
 	groups := q.K / q.GroupSize
 	return graph.FromUint32s(q.Words, q.Rows, q.K*q.Bits/32),
 		graph.FromFloat32sAs(q.DType, q.Scales, q.Rows, groups), graph.FromFloat32sAs(q.DType, q.Biases, q.Rows, groups)
+}
+
+// QuantizeCheckpoint writes to directory dst (created if missing) the
+// float checkpoint of directory src with its linear layers and embeddings
+// quantized to bits bits in groups of groupSize (see Quantize): every
+// 2-D "<module>.weight" of the embedding, the LM head and the "*_proj"
+// layers whose inputs are a multiple of the group size. Other tensors
+// (the norms, and as mlx-lm does, layers whose inputs are not a multiple
+// of the group size) are copied as they are. Scales and biases have each
+// weight's stored dtype. dst gets one model.safetensors, src's config.json
+// with "quantization" (and "quantization_config", as mlx-lm writes both)
+// set to {"group_size", "bits", "mode": "affine"}, and src's other files
+// but its safetensors files and their index.
+func QuantizeCheckpoint(src, dst string, bits, groupSize int) error {
+	cfg, err := LoadConfig(src)
+	if err != nil {
+		return err
+	}
+	if cfg.Quantization != nil {
+		return fmt.Errorf("quantize: %s is already quantized", src)
+	}
+	if err := checkQuantFormat(bits, groupSize); err != nil {
+		return fmt.Errorf("quantize: %v", err)
+	}
+	c, err := openCheckpoint(src)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	var out []Tensor
+	for _, name := range slices.Sorted(maps.Keys(c.index)) {
+		f := c.index[name]
+		info, _ := f.Info(name)
+		b := f.Bytes(info)
+		module, isWeight := strings.CutSuffix(name, ".weight")
+		dt, dtErr := DType(info.DType)
+		if !isWeight || len(info.Shape) != 2 || info.Shape[1]%groupSize != 0 || dtErr != nil || !dt.IsFloat() ||
+			module != "model.embed_tokens" && module != "lm_head" && !strings.HasSuffix(module, "_proj") {
+			out = append(out, Tensor{name, info.DType, info.Shape, b})
+			continue
+		}
+		rows, k := info.Shape[0], info.Shape[1]
+		vals := make([]float32, 0, rows*k)
+		for _, v := range graph.DecodeFloat64s(dt, b) {
+			vals = append(vals, float32(v))
+		}
+		q, err := Quantize(vals, rows, k, dt, bits, groupSize)
+		if err != nil {
+			return fmt.Errorf("quantize: %s: %v", name, err)
+		}
+		words := make([]byte, 4*len(q.Words))
+		for i, w := range q.Words {
+			binary.LittleEndian.PutUint32(words[4*i:], w)
+		}
+		groups := []int{rows, k / groupSize}
+		sb, bb := make([]byte, len(q.Scales)*dt.Size()), make([]byte, len(q.Biases)*dt.Size())
+		graph.PutFloat32s(dt, sb, q.Scales)
+		graph.PutFloat32s(dt, bb, q.Biases)
+		out = append(out, Tensor{name, "U32", []int{rows, k * bits / 32}, words},
+			Tensor{module + ".scales", info.DType, groups, sb}, Tensor{module + ".biases", info.DType, groups, bb})
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if err := WriteSafetensors(filepath.Join(dst, "model.safetensors"), out); err != nil {
+		return err
+	}
+	return copyQuantizedFiles(src, dst, bits, groupSize)
+}
+
+// copyQuantizedFiles writes src's config.json with the quantization
+// objects to dst and copies src's other regular files but the
+// safetensors files and their index.
+func copyQuantizedFiles(src, dst string, bits, groupSize int) error {
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		return err
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("%s: %v", filepath.Join(src, "config.json"), err)
+	}
+	format, _ := json.Marshal(map[string]any{"group_size": groupSize, "bits": bits, "mode": "affine"})
+	cfg["quantization"], cfg["quantization_config"] = format, format
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dst, "config.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || name == "config.json" || name == IndexFile || strings.HasSuffix(name, ".safetensors") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
