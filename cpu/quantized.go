@@ -13,10 +13,9 @@ import (
 // The matmul never forms a float weight: per group of G codes q with scale
 // s and bias b, a row's output gains s·Σ q·x + b·Σ x. The sums of x over
 // each group are computed once per dispatch; a micro-kernel (qdotTile)
-// takes one weight row with one or qdotXRows rows of x, turns its codes
-// into float32 in registers and accumulates s·Σ q·x over the groups, and
-// the bias terms are added as a dot product of the row's biases with the x
-// rows' group sums. Each output is one such sum, in a fixed order, so the
+// takes one weight row with one or qdotXRows rows of x, turns its codes,
+// scales and biases into float32 in registers and accumulates both terms
+// over the groups. Each output is one such sum, in a fixed order, so the
 // result does not depend on the number of workers.
 
 func init() {
@@ -33,9 +32,32 @@ func init() {
 const qdotXRows = 4
 
 // qdotTile computes, for one row of packed weights w (k codes of bits
-// bits) and rows rows of x (1 or qdotXRows, ldx floats apart, packed by
-// packQX), out[i] = Σ_g scales[g]·Σ_{k∈g} q_k·x_i[k] over the k/gs groups.
-type qdotTile func(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, out []float32)
+// bits), its scales and biases (k/gs each, from element off of the
+// views), and rows rows of x (1 or qdotXRows, ldx floats apart, packed by
+// packQX), out[i] = Σ_g scales[g]·Σ_{k∈g} q_k·x_i[k] + biases[g]·Σ_{k∈g}
+// x_i[k]. xsums holds the sums of x as qsums lays them out.
+type qdotTile func(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32)
+
+// qsums returns the sums of the rows of x (each k floats, ldx apart) over
+// each group of gs, laid out for the micro-kernels: for each block of
+// rows rows (1 or qdotXRows), for each group, for each row of the block,
+// 8 floats holding the sum and then 7 zeros.
+func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
+	groups := k / gs
+	dst = dst[:roundUp(m, rows)*groups*8]
+	clear(dst)
+	for i := range m {
+		blk, r := i/rows, i%rows
+		for g := range groups {
+			var s float32
+			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
+				s += v
+			}
+			dst[((blk*groups+g)*rows+r)*8] = s
+		}
+	}
+	return dst
+}
 
 // quantCall is a quantized dispatch's params and arguments, checked
 // against each other so that no params can make a kernel index outside a
@@ -87,58 +109,38 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 		x, out := newFloats(dt, c.Args[0].Bytes), newFloats(dt, c.Args[4].Bytes)
 		tile := qdotTiles()
 		// x as float32 rows packed for the micro-kernel (padded with zero
-		// rows to whole blocks where M > 1), and each row's group sums.
-		mp := q.m
+		// rows to whole blocks where M > 1), and the rows' group sums.
+		rows := 1
 		if q.m > 1 {
-			mp = roundUp(q.m, qdotXRows)
+			rows = qdotXRows
 		}
-		xp := getFloats(mp*q.k + q.m*q.groups + q.k)
+		mp := roundUp(q.m, rows)
+		xp := getFloats(mp*q.k + mp*q.groups*8)
 		defer putFloats(xp)
-		xs, sums, row := (*xp)[:mp*q.k], (*xp)[mp*q.k:mp*q.k+q.m*q.groups], (*xp)[mp*q.k+q.m*q.groups:]
+		xs := (*xp)[:mp*q.k]
 		clear(xs[q.m*q.k:])
+		x.load(xs[:q.m*q.k], 0)
+		sums := qsums((*xp)[mp*q.k:], xs, q.k, q.m, rows, q.k, q.gs)
 		for i := range q.m {
-			x.load(row, i*q.k)
-			for g := range q.groups {
-				var s float32
-				for _, v := range row[g*q.gs : (g+1)*q.gs] {
-					s += v
-				}
-				sums[i*q.groups+g] = s
-			}
-			packQX(bits, xs[i*q.k:(i+1)*q.k], row)
+			row := xs[i*q.k : (i+1)*q.k]
+			packQX(bits, row, row)
 		}
 		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
 		c.Parallel(q.n, grain, func(lo, hi int) {
-			tp := getFloats(2*q.groups + mp)
-			defer putFloats(tp)
-			sc, bs, res := (*tp)[:q.groups], (*tp)[q.groups:2*q.groups], (*tp)[2*q.groups:]
+			var res [qdotXRows]float32
 			for r := lo; r < hi; r++ {
 				w := q.w[r*q.words : (r+1)*q.words]
-				scales := q.scales.row(sc, r*q.groups)
-				biases := q.biases.row(bs, r*q.groups)
-				if q.m == 1 {
-					tile(bits, w, xs, q.k, 1, q.k, q.gs, scales, res)
-				} else {
-					for i := 0; i < mp; i += qdotXRows {
-						tile(bits, w, xs[i*q.k:], q.k, qdotXRows, q.k, q.gs, scales, res[i:])
+				for i := 0; i < mp; i += rows {
+					bs := sums[i*q.groups*8 : (i+rows)*q.groups*8]
+					tile(bits, w, xs[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r*q.groups, bs, res[:rows])
+					for j := range min(rows, q.m-i) {
+						out.set((i+j)*q.n+r, res[j])
 					}
-				}
-				for i := range q.m {
-					out.set(i*q.n+r, res[i]+dotF32(biases, sums[i*q.groups:(i+1)*q.groups]))
 				}
 			}
 		})
 		return nil
 	}
-}
-
-// dotF32 is Σ a[i]·b[i] in order: the bias terms, a few per row.
-func dotF32(a, b []float32) float32 {
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
 }
 
 // packQX reorders a row of x for the micro-kernels. For 8 bits it is x
@@ -152,29 +154,48 @@ func packQX(bits int, dst, x []float32) {
 		copy(dst, x)
 		return
 	}
+	var run [16]float32 // dst may be x
 	for c := 0; c+16 <= len(x); c += 16 {
+		copy(run[:], x[c:c+16])
 		for j := range 8 {
-			dst[c+j] = x[c+2*j]
-			dst[c+8+j] = x[c+2*j+1] / 16
+			dst[c+j] = run[2*j]
+			dst[c+8+j] = run[2*j+1] / 16
 		}
 	}
 }
 
 // qdotTileGo is the micro-kernel in Go: the fallback without AVX2, and the
 // reference the assembly is tested against (which sums each group's
-// products in lanes, so agrees within rounding, not bit for bit).
-func qdotTileGo(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, out []float32) {
-	checkQTile(bits, w, x, ldx, rows, k, gs, scales, out)
-	mask := uint32(1)<<bits - 1
+// products in lanes, so agrees within rounding, not bit for bit). It reads
+// a group's codes a word at a time, in packQX's order of x.
+func qdotTileGo(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, out)
+	groups := k / gs
+	var sb [2]float32
 	for i := range rows {
 		xr := x[i*ldx : i*ldx+k]
 		var total float32
-		for g := range k / gs {
+		for g := range groups {
 			var s float32
-			for e := g * gs; e < (g+1)*gs; e++ {
-				s += float32(qcode(w, bits, mask, e)) * xr[e]
+			if bits == 8 {
+				for j, word := range w[g*gs/4 : (g+1)*gs/4] {
+					xw := xr[g*gs+4*j : g*gs+4*j+4]
+					s += float32(word&0xff)*xw[0] + float32(word>>8&0xff)*xw[1] + float32(word>>16&0xff)*xw[2] + float32(word>>24)*xw[3]
+				}
+			} else {
+				for c := g * gs / 16; c < (g+1)*gs/16; c++ { // runs of 16 codes: 2 words
+					xc := xr[16*c : 16*c+16]
+					for h, word := range w[2*c : 2*c+2] {
+						for b := range 4 {
+							v := word >> (8 * b)
+							s += float32(v&0x0f)*xc[4*h+b] + float32(v&0xf0)*xc[8+4*h+b]
+						}
+					}
+				}
 			}
-			total += scales[g] * s
+			scales.load(sb[:1], off+g)
+			biases.load(sb[1:], off+g)
+			total += sb[0]*s + sb[1]*xsums[(g*rows+i)*8]
 		}
 		out[i] = total
 	}
@@ -198,9 +219,10 @@ func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
 // checkQTile panics unless the micro-kernel's arguments hold what it
 // reads and writes: the assembly trusts it, and qmatmulKernel guarantees
 // it.
-func checkQTile(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, out []float32) {
-	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows ||
-		len(w) < k*bits/32 || len(x) < (rows-1)*ldx+k || len(scales) < k/gs || len(out) < rows {
+func checkQTile(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32) {
+	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 ||
+		scales.dt != biases.dt || len(w) < k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+k/gs || biases.len() < off+k/gs ||
+		len(xsums) < k/gs*rows*8 || len(out) < rows {
 		panic("cpu: quantized micro-kernel called with a tile outside its arguments")
 	}
 }

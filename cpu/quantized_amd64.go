@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/loomrt/loom/cpu/internal/vec"
+import (
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+)
 
 // qdotTiles returns the quantized micro-kernel: the AVX2+FMA one where
 // the vec package runs its assembly, else the Go one.
@@ -11,34 +14,86 @@ func qdotTiles() qdotTile {
 	return qdotTileGo
 }
 
-// The assembly micro-kernels (quantized_amd64.s). They trust their
+// The assembly micro-kernels (quantized_amd64.s), for each code width,
+// number of x rows and dtype of the scales and biases. They trust their
 // slices' lengths.
 
 //go:noescape
-func qdotQ4x1(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
+func qdotQ4x1F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
 
 //go:noescape
-func qdotQ8x1(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
+func qdotQ4x1BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
 
 //go:noescape
-func qdotQ4x4(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
+func qdotQ4x1F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
 
 //go:noescape
-func qdotQ8x4(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
+func qdotQ4x4F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+
+//go:noescape
+func qdotQ4x4BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+
+//go:noescape
+func qdotQ4x4F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x1F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x1BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x1F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x4F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x4BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+
+//go:noescape
+func qdotQ8x4F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
 
 // qdotTileAVX2 checks the lengths the assembly trusts, then runs it: a
 // step of the one-row kernels is 32 codes, of the four-row ones 16.
-func qdotTileAVX2(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, out []float32) {
-	checkQTile(bits, w, x, ldx, rows, k, gs, scales, out)
-	groups := k / gs
+func qdotTileAVX2(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, out)
+	groups, steps := k/gs, gs/16
+	if rows == 1 {
+		steps = gs / 32
+	}
+	if scales.dt == graph.Float32 {
+		s, b := scales.f32[off:], biases.f32[off:]
+		switch {
+		case rows == 1 && bits == 4:
+			qdotQ4x1F32(w, x, ldx, groups, steps, s, b, xsums, out)
+		case rows == 1:
+			qdotQ8x1F32(w, x, ldx, groups, steps, s, b, xsums, out)
+		case bits == 4:
+			qdotQ4x4F32(w, x, ldx, groups, steps, s, b, xsums, out)
+		default:
+			qdotQ8x4F32(w, x, ldx, groups, steps, s, b, xsums, out)
+		}
+		return
+	}
+	s, b := scales.u16[off:], biases.u16[off:]
+	bf := scales.dt == graph.BFloat16
 	switch {
+	case rows == 1 && bits == 4 && bf:
+		qdotQ4x1BF16(w, x, ldx, groups, steps, s, b, xsums, out)
 	case rows == 1 && bits == 4:
-		qdotQ4x1(w, x, ldx, groups, gs/32, scales, out)
+		qdotQ4x1F16(w, x, ldx, groups, steps, s, b, xsums, out)
+	case rows == 1 && bf:
+		qdotQ8x1BF16(w, x, ldx, groups, steps, s, b, xsums, out)
 	case rows == 1:
-		qdotQ8x1(w, x, ldx, groups, gs/32, scales, out)
+		qdotQ8x1F16(w, x, ldx, groups, steps, s, b, xsums, out)
+	case bits == 4 && bf:
+		qdotQ4x4BF16(w, x, ldx, groups, steps, s, b, xsums, out)
 	case bits == 4:
-		qdotQ4x4(w, x, ldx, groups, gs/16, scales, out)
+		qdotQ4x4F16(w, x, ldx, groups, steps, s, b, xsums, out)
+	case bf:
+		qdotQ8x4BF16(w, x, ldx, groups, steps, s, b, xsums, out)
 	default:
-		qdotQ8x4(w, x, ldx, groups, gs/16, scales, out)
+		qdotQ8x4F16(w, x, ldx, groups, steps, s, b, xsums, out)
 	}
 }

@@ -4,12 +4,16 @@
 // The quantized matmul's micro-kernels (quantized.go), for 4- and 8-bit
 // codes, with one row of x (x1) or four (x4):
 //
-// func qdotQ<B>x<R>(w []uint32, x []float32, ldx, groups, steps int,
-// scales, out []float32)
+// func qdotQ<B>x<R><DT>(w []uint32, x []float32, ldx, groups, steps int,
+// scales, biases []<elem>, xsums, out []float32)
 //
-// For one row of packed weights (groups groups of codes) and R rows of x
-// packed by packQX (ldx floats apart), out[i] = Σ_g scales[g]·Σ q·x_i over
-// the group's codes. A group is steps steps. The codes are zero-extended
+// For one row of packed weights (groups groups of codes), its scales and
+// biases (of dtype DT, widened as they are read) and R rows of x packed by
+// packQX (ldx floats apart), out[i] = Σ_g scales[g]·Σ q·x_i +
+// biases[g]·Σ x_i over each group's codes. A group is steps steps. xsums
+// holds, for each group, R vectors of 8 floats (one a row of x): the
+// group's Σ x_i in lane 0, zeros in the others, so that one multiply-add
+// puts the bias term into lane 0 of the row's total. The codes are zero-extended
 // from bytes to 32-bit lanes and converted to float32 in registers: for 8
 // bits a byte is a code; for 4 bits the low nibble (mask 0x0f) is an even
 // code and the high nibble masked in place (0xf0) sixteen times an odd
@@ -20,7 +24,14 @@
 //
 // Register use: R11 the codes, DI the x of the step, R8 and R10 one and
 // three x rows in bytes, CX the groups left, DX the steps left, R9 steps,
-// SI the scales, AX out; Y14 and Y15 the nibble masks.
+// SI the scales, R12 the biases, R13 the x sums, AX out; Y14 and Y15 the
+// nibble masks.
+
+// Broadcasts of a scale or bias at mem, of each dtype, into Y (X is its
+// low half).
+#define BCAST_F32(mem, Y, X) VBROADCASTSS mem, Y
+#define BCAST_BF16(mem, Y, X) VPBROADCASTW mem, Y; VPSLLD $16, Y, Y
+#define BCAST_F16(mem, Y, X) VPBROADCASTW mem, X; VCVTPH2PS X, Y
 
 // MASKS sets Y14 to 0x0f and Y15 to 0xf0 in every lane.
 #define MASKS \
@@ -57,13 +68,15 @@
 	MOVQ groups+56(FP), CX \
 	MOVQ steps+64(FP), R9 \
 	MOVQ scales_base+72(FP), SI \
-	MOVQ out_base+96(FP), AX \
+	MOVQ biases_base+96(FP), R12 \
+	MOVQ xsums_base+120(FP), R13 \
+	MOVQ out_base+144(FP), AX \
 	MASKS
 
 // X1_BODY is the one-row kernel: a step is 32 codes (CODES32 widens them
 // into Y4..Y7, each multiplied into its own accumulator Y0..Y3), wbytes
 // bytes of codes.
-#define X1_BODY(CODES32, wbytes) \
+#define X1_BODY(CODES32, wbytes, BCAST, size) \
 	ARGS \
 	VXORPS Y8, Y8, Y8 \
 	TESTQ  CX, CX \
@@ -87,9 +100,13 @@ step: \
 	VADDPS Y1, Y0, Y0 \
 	VADDPS Y3, Y2, Y2 \
 	VADDPS Y2, Y0, Y0 \
-	VBROADCASTSS (SI), Y12 \
+	BCAST((SI), Y12, X12) \
 	VFMADD231PS  Y12, Y0, Y8 \
-	ADDQ   $4, SI \
+	BCAST((R12), Y13, X13) \
+	VFMADD231PS  (R13), Y13, Y8 \
+	ADDQ   $size, SI \
+	ADDQ   $size, R12 \
+	ADDQ   $32, R13 \
 	DECQ   CX \
 	JNZ    group \
 done: \
@@ -99,7 +116,7 @@ done: \
 // X4_BODY is the four-row kernel: a step is 16 codes (CODES16 widens them
 // into Y12, Y13), wbytes bytes, multiplied into x row i's accumulators
 // Y(2i), Y(2i+1).
-#define X4_BODY(CODES16, wbytes) \
+#define X4_BODY(CODES16, wbytes, BCAST, size) \
 	ARGS \
 	VXORPS Y8, Y8, Y8 \
 	VXORPS Y9, Y9, Y9 \
@@ -135,12 +152,19 @@ step: \
 	VADDPS Y3, Y2, Y2 \
 	VADDPS Y5, Y4, Y4 \
 	VADDPS Y7, Y6, Y6 \
-	VBROADCASTSS (SI), Y12 \
+	BCAST((SI), Y12, X12) \
 	VFMADD231PS  Y12, Y0, Y8 \
 	VFMADD231PS  Y12, Y2, Y9 \
 	VFMADD231PS  Y12, Y4, Y10 \
 	VFMADD231PS  Y12, Y6, Y11 \
-	ADDQ   $4, SI \
+	BCAST((R12), Y13, X13) \
+	VFMADD231PS  (R13), Y13, Y8 \
+	VFMADD231PS  32(R13), Y13, Y9 \
+	VFMADD231PS  64(R13), Y13, Y10 \
+	VFMADD231PS  96(R13), Y13, Y11 \
+	ADDQ   $size, SI \
+	ADDQ   $size, R12 \
+	ADDQ   $128, R13 \
 	DECQ   CX \
 	JNZ    group \
 done: \
@@ -155,22 +179,62 @@ done: \
 #define Q4_16 CODES_Q4(0, Y12, Y13)
 #define Q8_16 CODES_Q8(0, 8, Y12, Y13)
 
-// func qdotQ4x1(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
-TEXT ·qdotQ4x1(SB), NOSPLIT, $0-120
-	X1_BODY(Q4_32, 16)
+// func qdotQ4x1F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+TEXT ·qdotQ4x1F32(SB), NOSPLIT, $0-168
+	X1_BODY(Q4_32, 16, BCAST_F32, 4)
 	RET
 
-// func qdotQ8x1(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
-TEXT ·qdotQ8x1(SB), NOSPLIT, $0-120
-	X1_BODY(Q8_32, 32)
+// func qdotQ4x1BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ4x1BF16(SB), NOSPLIT, $0-168
+	X1_BODY(Q4_32, 16, BCAST_BF16, 2)
 	RET
 
-// func qdotQ4x4(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
-TEXT ·qdotQ4x4(SB), NOSPLIT, $0-120
-	X4_BODY(Q4_16, 8)
+// func qdotQ4x1F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ4x1F16(SB), NOSPLIT, $0-168
+	X1_BODY(Q4_32, 16, BCAST_F16, 2)
 	RET
 
-// func qdotQ8x4(w []uint32, x []float32, ldx, groups, steps int, scales, out []float32)
-TEXT ·qdotQ8x4(SB), NOSPLIT, $0-120
-	X4_BODY(Q8_16, 16)
+// func qdotQ8x1F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+TEXT ·qdotQ8x1F32(SB), NOSPLIT, $0-168
+	X1_BODY(Q8_32, 32, BCAST_F32, 4)
+	RET
+
+// func qdotQ8x1BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ8x1BF16(SB), NOSPLIT, $0-168
+	X1_BODY(Q8_32, 32, BCAST_BF16, 2)
+	RET
+
+// func qdotQ8x1F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ8x1F16(SB), NOSPLIT, $0-168
+	X1_BODY(Q8_32, 32, BCAST_F16, 2)
+	RET
+
+// func qdotQ4x4F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+TEXT ·qdotQ4x4F32(SB), NOSPLIT, $0-168
+	X4_BODY(Q4_16, 8, BCAST_F32, 4)
+	RET
+
+// func qdotQ4x4BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ4x4BF16(SB), NOSPLIT, $0-168
+	X4_BODY(Q4_16, 8, BCAST_BF16, 2)
+	RET
+
+// func qdotQ4x4F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ4x4F16(SB), NOSPLIT, $0-168
+	X4_BODY(Q4_16, 8, BCAST_F16, 2)
+	RET
+
+// func qdotQ8x4F32(w []uint32, x []float32, ldx, groups, steps int, scales, biases []float32, xsums, out []float32)
+TEXT ·qdotQ8x4F32(SB), NOSPLIT, $0-168
+	X4_BODY(Q8_16, 16, BCAST_F32, 4)
+	RET
+
+// func qdotQ8x4BF16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ8x4BF16(SB), NOSPLIT, $0-168
+	X4_BODY(Q8_16, 16, BCAST_BF16, 2)
+	RET
+
+// func qdotQ8x4F16(w []uint32, x []float32, ldx, groups, steps int, scales, biases []uint16, xsums, out []float32)
+TEXT ·qdotQ8x4F16(SB), NOSPLIT, $0-168
+	X4_BODY(Q8_16, 16, BCAST_F16, 2)
 	RET

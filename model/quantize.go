@@ -211,3 +211,67 @@ func copyQuantizedFiles(src, dst string, bits, groupSize int) error {
 	}
 	return nil
 }
+
+// QuantizeWeights returns float weights w (not yet uploaded) with the
+// embedding, the LM head and every layer's linear layers quantized like
+// QuantizeCheckpoint does (those whose inputs are a multiple of
+// groupSize; the others stay float): for benchmarks and tests of quantized
+// models without a checkpoint. Stacking rows is exact (docs/QUANT.md), so
+// quantizing the stacked QKV and gate/up matrices is quantizing their
+// parts.
+func QuantizeWeights(w *Weights, bits, groupSize int) (*Weights, error) {
+	if err := checkQuantFormat(bits, groupSize); err != nil {
+		return nil, fmt.Errorf("quantize: %v", err)
+	}
+	out := *w
+	out.Layers = slices.Clone(w.Layers)
+	out.Quant = map[*graph.Array]Quant{}
+	done := map[*graph.Array]*graph.Array{} // a tied LM head is the embedding
+	quantize := func(a **graph.Array) error {
+		if q, ok := done[*a]; ok {
+			*a = q
+			return nil
+		}
+		from := *a
+		rows, k, dt := from.Shape()[0], from.Shape()[1], from.DType()
+		if k%groupSize != 0 {
+			done[from] = from
+			return nil
+		}
+		b, err := from.Bytes()
+		if err != nil {
+			return err
+		}
+		all := &Quantized{Rows: rows, K: k, Bits: bits, GroupSize: groupSize, DType: dt}
+		const chunk = 1024 // rows converted at a time, to bound the float32 temporary
+		for r0 := 0; r0 < rows; r0 += chunk {
+			n := min(chunk, rows-r0)
+			vals := make([]float32, 0, n*k)
+			for _, v := range graph.DecodeFloat64s(dt, b[r0*k*dt.Size():(r0+n)*k*dt.Size()]) {
+				vals = append(vals, float32(v))
+			}
+			q, err := Quantize(vals, n, k, dt, bits, groupSize)
+			if err != nil {
+				return err
+			}
+			all.Words = append(all.Words, q.Words...)
+			all.Scales = append(all.Scales, q.Scales...)
+			all.Biases = append(all.Biases, q.Biases...)
+		}
+		packed, scales, biases := all.Arrays()
+		out.Quant[packed] = Quant{Scales: scales, Biases: biases, GroupSize: groupSize, Bits: bits}
+		done[from], *a = packed, packed
+		return nil
+	}
+	dsts := []**graph.Array{&out.Embed, &out.LMHead}
+	for i := range out.Layers {
+		l := &out.Layers[i]
+		dsts = append(dsts, &l.QKV, &l.O, &l.GateUp, &l.Down)
+	}
+	for _, a := range dsts {
+		if err := quantize(a); err != nil {
+			return nil, err
+		}
+	}
+	return &out, nil
+}

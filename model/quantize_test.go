@@ -213,3 +213,38 @@ func TestQuantizedCheckpointErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizeWeights checks that quantizing loaded float weights gives
+// the arrays loading the quantized checkpoint gives.
+func TestQuantizeWeights(t *testing.T) {
+	dir := quantizedTiny(t, 4, 64)
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, ck, err := loadWeights(dir, cfg, graph.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.close()
+	float, _, fck, err := loadWeights(tinyModelDir, cfg, graph.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fck.close()
+	q, err := QuantizeWeights(float, 4, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.LMHead != q.Embed || len(q.Quant) != len(loaded.Quant) {
+		t.Fatalf("tied %v, %d quantized arrays; want tied and %d", q.LMHead == q.Embed, len(q.Quant), len(loaded.Quant))
+	}
+	got, want := q.Arrays(), loaded.Arrays()
+	for i := range want {
+		gb, err1 := got[i].Bytes()
+		wb, err2 := want[i].Bytes()
+		if err1 != nil || err2 != nil || !slices.Equal(gb, wb) {
+			t.Fatalf("array %d (%v): differs from the quantized checkpoint's (%v)", i, want[i], got[i])
+		}
+	}
+}
