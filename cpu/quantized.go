@@ -2,6 +2,8 @@ package cpu
 
 import (
 	"fmt"
+	"math"
+	"unsafe"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -11,12 +13,20 @@ import (
 // qmatmul_<dt>_q<bits>, x · dequant(W)ᵀ, and dequantize_<dt>_q<bits>.
 //
 // The matmul never forms a float weight: per group of G codes q with scale
-// s and bias b, a row's output gains s·Σ q·x + b·Σ x. The sums of x over
-// each group are computed once per dispatch; a micro-kernel (qdotTile)
-// takes one weight row with one or qdotXRows rows of x, turns its codes,
-// scales and biases into float32 in registers and accumulates both terms
-// over the groups. Each output is one such sum, in a fixed order, so the
+// s and bias b, a row's output gains s·Σ q·x + b·Σ x. Once per dispatch,
+// each row of x is rounded to 16-bit fixed point per group (x ≈ sx·xi,
+// sx = max|x|/32767 over the group, so the rounding errs by at most
+// max|x|/65534 in each element: 128 times finer than bfloat16's), and its
+// sums over each group are taken in float32. A micro-kernel (qdotTile)
+// takes one weight row with one or qdotXRows rows of x, multiplies the
+// codes with xi in integers (exact), and adds s·sx·Σ q·xi + b·Σ x over the
+// groups in float32. Each output is one such sum, in a fixed order, so the
 // result does not depend on the number of workers.
+//
+// Float activations (MLX's choice) cost a conversion and a multiply-add
+// per 8 weights, which on the development machine made the 4-bit GEMV no
+// faster than the bfloat16 one streaming from memory; the integer products
+// take 32 codes in about 7 instructions (docs/QUANT.md).
 
 func init() {
 	for _, dt := range primitives.MatMulDTypes {
@@ -33,10 +43,11 @@ const qdotXRows = 4
 
 // qdotTile computes, for one row of packed weights w (k codes of bits
 // bits), its scales and biases (k/gs each, from element off of the
-// views), and rows rows of x (1 or qdotXRows, ldx floats apart, packed by
-// packQX), out[i] = Σ_g scales[g]·Σ_{k∈g} q_k·x_i[k] + biases[g]·Σ_{k∈g}
-// x_i[k]. xsums holds the sums of x as qsums lays them out.
-type qdotTile func(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32)
+// views), and rows rows of x (1 or qdotXRows, in fixed point, ldx
+// elements apart, packed by packQX), out[i] = Σ_g scales[g]·xscales_i[g]·
+// Σ_{k∈g} q_k·x_i[k] + biases[g]·xsums_i[g]. xsums and xscales are laid
+// out by qsums and packQX.
+type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32)
 
 // qsums returns the sums of the rows of x (each k floats, ldx apart) over
 // each group of gs, laid out for the micro-kernels: for each block of
@@ -57,6 +68,41 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 		}
 	}
 	return dst
+}
+
+// packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
+// fixed point per group of gs into dst (k elements), and stores each
+// group's scale at xscales[g·rows + r] (of the block's). For 4 bits each
+// run of 32 elements, whose codes are 16 bytes holding codes 2j (low
+// nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
+// elements, then its 16 odd ones, the order the kernels widen the codes
+// in.
+func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []float32) {
+	var run [32]int16
+	for g := range k / gs {
+		var top float32
+		for _, v := range x[g*gs : (g+1)*gs] {
+			top = max(top, v, -v)
+		}
+		sx := top / 32767
+		xscales[g*rows+r] = sx
+		for c := g * gs; c < (g+1)*gs; c += 32 {
+			for j, v := range x[c : c+32] {
+				if sx != 0 {
+					run[j] = int16(max(-32767, min(32767, math.RoundToEven(float64(v/sx)))))
+				} else {
+					run[j] = 0
+				}
+			}
+			if bits == 8 {
+				copy(dst[c:c+32], run[:])
+				continue
+			}
+			for j := range 16 {
+				dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
+			}
+		}
+	}
 }
 
 // quantCall is a quantized dispatch's params and arguments, checked
@@ -108,22 +154,27 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 		}
 		x, out := newFloats(dt, c.Args[0].Bytes), newFloats(dt, c.Args[4].Bytes)
 		tile := qdotTiles()
-		// x as float32 rows packed for the micro-kernel (padded with zero
-		// rows to whole blocks where M > 1), and the rows' group sums.
+		// x in fixed point, packed for the micro-kernel (padded with zero
+		// rows to whole blocks where M > 1), with its scales and its
+		// group sums.
 		rows := 1
 		if q.m > 1 {
 			rows = qdotXRows
 		}
 		mp := roundUp(q.m, rows)
-		xp := getFloats(mp*q.k + mp*q.groups*8)
+		xp := getFloats(q.m*q.k + mp*q.k/2 + mp*q.groups*9)
 		defer putFloats(xp)
-		xs := (*xp)[:mp*q.k]
-		clear(xs[q.m*q.k:])
-		x.load(xs[:q.m*q.k], 0)
-		sums := qsums((*xp)[mp*q.k:], xs, q.k, q.m, rows, q.k, q.gs)
+		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
+		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
+		rest = rest[mp*q.k/2:]
+		xscales, sums := rest[:mp*q.groups], rest[mp*q.groups:]
+		x.load(xf, 0)
+		clear(xi[q.m*q.k:])
+		clear(xscales)
+		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
 		for i := range q.m {
-			row := xs[i*q.k : (i+1)*q.k]
-			packQX(bits, row, row)
+			blk := i / rows * rows
+			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[blk*q.groups:])
 		}
 		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
 		c.Parallel(q.n, grain, func(lo, hi int) {
@@ -131,8 +182,8 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			for r := lo; r < hi; r++ {
 				w := q.w[r*q.words : (r+1)*q.words]
 				for i := 0; i < mp; i += rows {
-					bs := sums[i*q.groups*8 : (i+rows)*q.groups*8]
-					tile(bits, w, xs[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r*q.groups, bs, res[:rows])
+					bs, xs := sums[i*q.groups*8:(i+rows)*q.groups*8], xscales[i*q.groups:(i+rows)*q.groups]
+					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r*q.groups, bs, xs, res[:rows])
 					for j := range min(rows, q.m-i) {
 						out.set((i+j)*q.n+r, res[j])
 					}
@@ -143,86 +194,53 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 	}
 }
 
-// packQX reorders a row of x for the micro-kernels. For 8 bits it is x
-// itself. For 4 bits each run of 16 elements, whose codes are 8 bytes
-// holding codes 2j (low nibble) and 2j+1 (high nibble) in byte j, becomes
-// the 8 elements 2j, then the 8 elements 2j+1 divided by 16: the kernel
-// masks the high nibble in place (16·q) instead of shifting it, and the
-// power-of-two scaling keeps every product exact.
-func packQX(bits int, dst, x []float32) {
-	if bits == 8 {
-		copy(dst, x)
-		return
-	}
-	var run [16]float32 // dst may be x
-	for c := 0; c+16 <= len(x); c += 16 {
-		copy(run[:], x[c:c+16])
-		for j := range 8 {
-			dst[c+j] = run[2*j]
-			dst[c+8+j] = run[2*j+1] / 16
-		}
-	}
-}
-
 // qdotTileGo is the micro-kernel in Go: the fallback without AVX2, and the
-// reference the assembly is tested against (which sums each group's
-// products in lanes, so agrees within rounding, not bit for bit). It reads
-// a group's codes a word at a time, in packQX's order of x.
-func qdotTileGo(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32) {
-	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, out)
-	groups := k / gs
+// reference the assembly is tested against (which converts each group's
+// integer sum to float32 in 8 parts, so agrees within rounding, not bit
+// for bit).
+func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
+	mask := uint32(1)<<bits - 1
 	var sb [2]float32
 	for i := range rows {
 		xr := x[i*ldx : i*ldx+k]
 		var total float32
-		for g := range groups {
-			var s float32
-			if bits == 8 {
-				for j, word := range w[g*gs/4 : (g+1)*gs/4] {
-					xw := xr[g*gs+4*j : g*gs+4*j+4]
-					s += float32(word&0xff)*xw[0] + float32(word>>8&0xff)*xw[1] + float32(word>>16&0xff)*xw[2] + float32(word>>24)*xw[3]
-				}
-			} else {
-				for c := g * gs / 16; c < (g+1)*gs/16; c++ { // runs of 16 codes: 2 words
-					xc := xr[16*c : 16*c+16]
-					for h, word := range w[2*c : 2*c+2] {
-						for b := range 4 {
-							v := word >> (8 * b)
-							s += float32(v&0x0f)*xc[4*h+b] + float32(v&0xf0)*xc[8+4*h+b]
-						}
-					}
-				}
+		for g := range k / gs {
+			var s int32
+			for e := g * gs; e < (g+1)*gs; e++ {
+				s += int32(qcode(w, bits, mask, e)) * int32(xr[e])
 			}
 			scales.load(sb[:1], off+g)
 			biases.load(sb[1:], off+g)
-			total += sb[0]*s + sb[1]*xsums[(g*rows+i)*8]
+			total += sb[0]*(xscales[g*rows+i]*float32(s)) + sb[1]*xsums[(g*rows+i)*8]
 		}
 		out[i] = total
 	}
 }
 
-// qcode is the code at packed position e of a row packed by packQX's
-// order: for 4 bits, element e of a run of 16 is the low nibble of byte
-// e (e < 8) or the high nibble, times 16, of byte e−8; for 8 bits byte e.
+// qcode is the code that multiplies packed element e of x (packQX's
+// order): for 8 bits byte e of the row; for 4 bits, element j of a run of
+// 32 is the low nibble of the run's byte j (j < 16) or the high nibble of
+// byte j−16.
 func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
 	if bits == 8 {
 		return w[e/4] >> (8 * (e % 4)) & mask
 	}
-	c, j := e/16, e%16
-	b := w[c*2+j%8/4] >> (8 * (j % 4)) // byte j%8 of the run's 8 bytes
-	if j < 8 {
+	c, j := e/32, e%32
+	b := w[c*4+j%16/4] >> (8 * (j % 4)) // byte j%16 of the run's 16 bytes
+	if j < 16 {
 		return b & 0x0f
 	}
-	return b & 0xf0
+	return b >> 4 & 0x0f
 }
 
 // checkQTile panics unless the micro-kernel's arguments hold what it
 // reads and writes: the assembly trusts it, and qmatmulKernel guarantees
 // it.
-func checkQTile(bits int, w []uint32, x []float32, ldx, rows, k, gs int, scales, biases floats, off int, xsums, out []float32) {
+func checkQTile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
 	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 ||
 		scales.dt != biases.dt || len(w) < k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+k/gs || biases.len() < off+k/gs ||
-		len(xsums) < k/gs*rows*8 || len(out) < rows {
+		len(xsums) < k/gs*rows*8 || len(xscales) < k/gs*rows || len(out) < rows {
 		panic("cpu: quantized micro-kernel called with a tile outside its arguments")
 	}
 }

@@ -22,9 +22,10 @@ func randScales(r *rand.Rand, dt graph.DType, n int, lo, hi float32) (floats, []
 }
 
 // TestQDotTiles holds the assembly micro-kernels and the Go one to a
-// float64 sum of the same terms (packed x, codes read by qcode, the scales
-// and biases of each dtype at an offset): they sum in different orders,
-// each within float32 rounding of the sum of the terms' magnitudes.
+// float64 sum of the same terms (x in fixed point with its scales, codes
+// read by qcode, the scales and biases of each dtype at an offset): the
+// integer sums are exact, so they agree within float32 rounding of the
+// sum of the terms' magnitudes.
 func TestQDotTiles(t *testing.T) {
 	asm := qdotTiles()
 	if fmt.Sprintf("%p", asm) == fmt.Sprintf("%p", qdotTileGo) {
@@ -36,44 +37,81 @@ func TestQDotTiles(t *testing.T) {
 			for _, gs := range []int{32, 64, 128} {
 				for _, rows := range []int{1, qdotXRows} {
 					k, off := 3*gs, 5
-					ldx := k + 8
+					groups, ldx := k/gs, k+8
 					w := make([]uint32, k*bits/32+5)
 					for i := range w {
 						w[i] = r.Uint32()
 					}
-					x := make([]float32, (rows-1)*ldx+k)
+					x := make([]int16, (rows-1)*ldx+k)
 					for i := range x {
-						x[i] = r.Float32()*2 - 1
+						x[i] = int16(r.IntN(65535) - 32767)
 					}
-					scales, sv := randScales(r, dt, off+k/gs+3, 0.001, 0.1)
-					biases, bv := randScales(r, dt, off+k/gs+3, -1, 1)
-					xu := make([]float32, len(x)) // x unpacked: odd 4-bit codes' x are 16 times the packed
-					for e, v := range x {
-						if xu[e] = v; bits == 4 && e%ldx%16 >= 8 {
-							xu[e] = 16 * v
+					scales, sv := randScales(r, dt, off+groups+3, 0.001, 0.1)
+					biases, bv := randScales(r, dt, off+groups+3, -1, 1)
+					sums, xscales := make([]float32, rows*groups*8), make([]float32, rows*groups)
+					for i := range sums {
+						if i%8 == 0 {
+							sums[i] = r.Float32()*20 - 10
 						}
 					}
-					sums := qsums(make([]float32, rows*k/gs*8), xu, ldx, rows, rows, k, gs)
+					for i := range xscales {
+						xscales[i] = r.Float32() / 32767
+					}
 					got, goRes := make([]float32, rows), make([]float32, rows)
-					asm(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, got)
-					qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, goRes)
+					asm(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, got)
+					qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, goRes)
 					mask := uint32(1)<<bits - 1
 					for i := range rows {
 						var want, abs float64
-						for e := range k {
-							g := off + e/gs
-							xe := float64(xu[i*ldx+e])
-							p := sv[g]*float64(qcode(w, bits, mask, e))*float64(x[i*ldx+e]) + bv[g]*xe
-							want, abs = want+p, abs+math.Abs(p)+math.Abs(bv[g]*xe)
+						for g := range groups {
+							var dot float64
+							for e := g * gs; e < (g+1)*gs; e++ {
+								dot += float64(qcode(w, bits, mask, e)) * float64(x[i*ldx+e])
+							}
+							a, b := sv[off+g]*float64(xscales[g*rows+i])*dot, bv[off+g]*float64(sums[(g*rows+i)*8])
+							want, abs = want+a+b, abs+math.Abs(a)+math.Abs(b)
 						}
 						for _, v := range []float32{got[i], goRes[i]} {
-							if d := math.Abs(float64(v) - want); !(d <= float64(k+8)*abs/(1<<24)) {
+							if d := math.Abs(float64(v) - want); !(d <= float64(groups+8)*abs/(1<<23)) {
 								t.Errorf("%s q%d g%d rows %d: row %d: assembly %v, Go %v, want %v", dt, bits, gs, rows, i, got[i], goRes[i], want)
 							}
 						}
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestPackQX checks the fixed point of x: within half a step of each
+// element, the step max|x|/32767 of its group, and in the order qcode
+// pairs with the codes.
+func TestPackQX(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const k, gs = 128, 64
+	for _, bits := range []int{4, 8} {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = r.Float32()*4 - 2
+		}
+		x[3] = 0
+		dst, xscales := make([]int16, k), make([]float32, 2*k/gs)
+		packQX(bits, dst, x, k, gs, 1, 2, xscales)
+		for e := range k {
+			// the element of x at packed position e: for 4 bits, runs of
+			// 32 hold the even elements, then the odd ones
+			src := e
+			if j := e % 32; bits == 4 {
+				src = e - j + 2*(j%16) + j/16
+			}
+			g := src / gs
+			sx := float64(xscales[g*2+1])
+			if got := float64(dst[e]) * sx; math.Abs(got-float64(x[src])) > sx/2*1.0001 {
+				t.Errorf("q%d: packed %d (x[%d] = %v): %d·%g = %v", bits, e, src, x[src], dst[e], sx, got)
+			}
+		}
+		if xscales[0] != 0 || xscales[2] != 0 {
+			t.Errorf("q%d: row 0's scales were written: %v", bits, xscales)
 		}
 	}
 }
@@ -96,12 +134,12 @@ func BenchmarkQDotTile(b *testing.B) {
 						}
 					}
 					w := make([]uint32, k*bits/32)
-					x := make([]float32, rows*k)
+					x := make([]int16, rows*k)
 					scales, _ := randScales(r, graph.BFloat16, k/gs, 0, 1)
-					sums, out := make([]float32, rows*k/gs*8), make([]float32, rows)
+					sums, xscales, out := make([]float32, rows*k/gs*8), make([]float32, rows*k/gs), make([]float32, rows)
 					b.SetBytes(int64(len(w) * 4))
 					for b.Loop() {
-						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, out)
+						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out)
 					}
 				})
 			}

@@ -32,10 +32,15 @@ func TestEmulatedQuantized(t *testing.T) {
 			}
 			name := fmt.Sprintf("%s q%d g%d %dx%dx%d", dt, c.bits, c.gs, c.m, c.n, c.k)
 			atol, rtol := tol(dt, 10)
+			// The CPU's matmul rounds x to 16-bit fixed point per group
+			// (cpu/quantized.go), the MSL kernel does not: the two agree
+			// within that rounding, max|x|/65534 an element (here
+			// 1.5e-5) times Σ|w| ≤ K·(255·0.01 + 0.1).
+			qtol := float64(c.k) * 2.65 / 65534
 			sameOnBoth(t, emu, ref, "qmatmul "+name, func() *graph.Array {
 				x, w, s, b := quant(uint64(c.k))
 				return ops.QuantizedMatMul(x, w, s, b, c.gs, c.bits)
-			}, atol, rtol)
+			}, max(atol, qtol), rtol)
 			sameOnBoth(t, emu, ref, "dequantize "+name, func() *graph.Array {
 				_, w, s, b := quant(uint64(c.k))
 				return ops.Dequantize(w, s, b, c.gs, c.bits)

@@ -8,8 +8,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -77,9 +79,13 @@ func checkQuantFormat(bits, groupSize int) error {
 
 // roundTo rounds v to dt's precision.
 func roundTo(dt graph.DType, v float32) float32 {
-	b := make([]byte, dt.Size())
-	graph.PutFloat32s(dt, b, []float32{v})
-	return float32(graph.DecodeFloat64s(dt, b)[0])
+	switch dt {
+	case graph.BFloat16:
+		return graph.BF16ToF32(graph.F32ToBF16(v))
+	case graph.Float16:
+		return graph.F16ToF32(graph.F32ToF16(v))
+	}
+	return v
 }
 
 // Dequantized returns the matrix the format stands for, scale·q + bias
@@ -226,52 +232,74 @@ func QuantizeWeights(w *Weights, bits, groupSize int) (*Weights, error) {
 	out := *w
 	out.Layers = slices.Clone(w.Layers)
 	out.Quant = map[*graph.Array]Quant{}
-	done := map[*graph.Array]*graph.Array{} // a tied LM head is the embedding
-	quantize := func(a **graph.Array) error {
-		if q, ok := done[*a]; ok {
-			*a = q
-			return nil
-		}
-		from := *a
-		rows, k, dt := from.Shape()[0], from.Shape()[1], from.DType()
-		if k%groupSize != 0 {
-			done[from] = from
-			return nil
-		}
-		b, err := from.Bytes()
-		if err != nil {
-			return err
-		}
-		all := &Quantized{Rows: rows, K: k, Bits: bits, GroupSize: groupSize, DType: dt}
-		const chunk = 1024 // rows converted at a time, to bound the float32 temporary
-		for r0 := 0; r0 < rows; r0 += chunk {
-			n := min(chunk, rows-r0)
-			vals := make([]float32, 0, n*k)
-			for _, v := range graph.DecodeFloat64s(dt, b[r0*k*dt.Size():(r0+n)*k*dt.Size()]) {
-				vals = append(vals, float32(v))
-			}
-			q, err := Quantize(vals, n, k, dt, bits, groupSize)
-			if err != nil {
-				return err
-			}
-			all.Words = append(all.Words, q.Words...)
-			all.Scales = append(all.Scales, q.Scales...)
-			all.Biases = append(all.Biases, q.Biases...)
-		}
-		packed, scales, biases := all.Arrays()
-		out.Quant[packed] = Quant{Scales: scales, Biases: biases, GroupSize: groupSize, Bits: bits}
-		done[from], *a = packed, packed
-		return nil
-	}
 	dsts := []**graph.Array{&out.Embed, &out.LMHead}
 	for i := range out.Layers {
 		l := &out.Layers[i]
 		dsts = append(dsts, &l.QKV, &l.O, &l.GateUp, &l.Down)
 	}
-	for _, a := range dsts {
-		if err := quantize(a); err != nil {
-			return nil, err
+	// Each distinct array (a tied LM head is the embedding) is quantized
+	// on its own goroutine.
+	type result struct {
+		packed *graph.Array
+		q      Quant
+		err    error
+	}
+	results := map[*graph.Array]*result{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
+	for _, d := range dsts {
+		from := *d
+		if _, ok := results[from]; ok || from.Shape()[1]%groupSize != 0 {
+			continue
 		}
+		r := &result{}
+		results[from] = r
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.packed, r.q, r.err = quantizeArray(from, bits, groupSize)
+		}()
+	}
+	wg.Wait()
+	for _, d := range dsts {
+		r, ok := results[*d]
+		if !ok {
+			continue // inputs no multiple of the group size: stays float
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		*d = r.packed
+		out.Quant[r.packed] = r.q
 	}
 	return &out, nil
+}
+
+// quantizeArray quantizes a float matrix constant [rows, k] (see
+// Quantize) and returns its packed codes and Quant.
+func quantizeArray(a *graph.Array, bits, groupSize int) (*graph.Array, Quant, error) {
+	rows, k, dt := a.Shape()[0], a.Shape()[1], a.DType()
+	b, err := a.Bytes()
+	if err != nil {
+		return nil, Quant{}, err
+	}
+	all := &Quantized{Rows: rows, K: k, Bits: bits, GroupSize: groupSize, DType: dt}
+	const chunk = 1024 // rows converted at a time, to bound the float32 temporary
+	for r0 := 0; r0 < rows; r0 += chunk {
+		n := min(chunk, rows-r0)
+		vals := make([]float32, 0, n*k)
+		for _, v := range graph.DecodeFloat64s(dt, b[r0*k*dt.Size():(r0+n)*k*dt.Size()]) {
+			vals = append(vals, float32(v))
+		}
+		q, err := Quantize(vals, n, k, dt, bits, groupSize)
+		if err != nil {
+			return nil, Quant{}, err
+		}
+		all.Words = append(all.Words, q.Words...)
+		all.Scales = append(all.Scales, q.Scales...)
+		all.Biases = append(all.Biases, q.Biases...)
+	}
+	packed, scales, biases := all.Arrays()
+	return packed, Quant{Scales: scales, Biases: biases, GroupSize: groupSize, Bits: bits}, nil
 }

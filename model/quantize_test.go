@@ -104,8 +104,10 @@ func TestQuantized4BitLogits(t *testing.T) {
 }
 
 // quant4Atol bounds the 4-bit tiny model's float32 logits against the
-// float64 reference with the same dequantised weights.
-const quant4Atol = 1e-4
+// float64 reference with the same dequantised weights: float32
+// accumulation and the CPU matmul's rounding of x to 16-bit fixed point
+// per group (docs/QUANT.md); the worst difference measured was 1.03e-3.
+const quant4Atol = 2e-3
 
 func TestParseQuantization(t *testing.T) {
 	q, err := parseQuantization([]byte(`{"group_size": 64, "bits": 4, "mode": "affine",

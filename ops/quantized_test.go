@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"testing"
@@ -45,15 +46,16 @@ func TestQuantizedMatMul(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/q%d/g%d/M%d/N%d/K%d", dt, bits, gs, m, n, k), func(t *testing.T) {
 					q, deq := quantCase(t, uint64(i), dt, n, k, bits, gs)
 					x, xr := randFloats(uint64(100+i), dt, m*k, -1, 1)
-					spec, got := evalFloat64s(t, func() *graph.Array {
+					want, bound := refQuantMatMul(q, xr, deq, m)
+					for _, r := range evalEachTarget(t, func() *graph.Array {
 						w, s, b := q.Arrays()
 						return ops.QuantizedMatMul(graph.FromFloat32sAs(dt, x, m, k), w, s, b, gs, bits)
-					})
-					checkShape(t, spec, dt, m, n)
-					want, bound := refQuantMatMul(q, xr, deq, m)
-					for e := range got {
-						if d := math.Abs(got[e] - want[e]); !(d <= bound[e]+unitRoundoff(dt)*math.Abs(want[e])) {
-							t.Fatalf("element [%d, %d]: got %v, want %v (bound %g)", e/n, e%n, got[e], want[e], bound[e])
+					}) {
+						checkShape(t, r.spec, dt, m, n)
+						for e, got := range r.values {
+							if d := math.Abs(got - want[e]); !(d <= bound[e]+unitRoundoff(dt)*math.Abs(want[e])) {
+								t.Fatalf("%s: element [%d, %d]: got %v, want %v (bound %g)", r.target, e/n, e%n, got, want[e], bound[e])
+							}
 						}
 					}
 				})
@@ -62,21 +64,65 @@ func TestQuantizedMatMul(t *testing.T) {
 	}
 }
 
+// targetResult is one target's result.
+type targetResult struct {
+	target string
+	spec   graph.Spec
+	values []float64
+}
+
+// evalEachTarget is evalOnTargets for ops whose GPU kernels compute
+// otherwise than the CPU's beyond the dtype's tolerance (the quantized
+// matmul's CPU kernels round x to fixed point): the CPU targets must agree
+// bit for bit, and each target's result is returned to be held to the
+// reference.
+func evalEachTarget(t *testing.T, build func() *graph.Array) []targetResult {
+	t.Helper()
+	var out []targetResult
+	var first []byte
+	for _, tg := range loomtest.Targets(t) {
+		a := build()
+		tg.Eval(t, a)
+		b, err := a.Bytes()
+		if err != nil {
+			t.Fatalf("%s: %v", tg.Name, err)
+		}
+		if tg.Exact {
+			if first == nil {
+				first = b
+			} else if !bytes.Equal(b, first) {
+				t.Fatalf("%s: result differs from the plain CPU's bit for bit", tg.Name)
+			}
+		}
+		out = append(out, targetResult{tg.Name, a.Spec(), graph.DecodeFloat64s(a.DType(), b)})
+	}
+	return out
+}
+
 // refQuantMatMul is x [m, k] · deqᵀ in float64, with per element the
-// error a float32 accumulation of scale·Σ q·x + bias·Σ x in any order may
-// make: (k+4)·2⁻²⁴·Σ |x|·(|scale·q| + |bias|).
+// error the kernels may make: x rounded to 16-bit fixed point per group
+// (at most max|x|/65534 of the group in each element, times the codes'
+// part of the weight, |w − bias|), and a float32 accumulation of
+// scale·Σ q·x + bias·Σ x in any order, (k+4)·2⁻²⁴·Σ |x|·(|w − bias| + |bias|).
 func refQuantMatMul(q *model.Quantized, x, deq []float64, m int) (want, bound []float64) {
-	n, k := q.Rows, q.K
+	n, k, gs := q.Rows, q.K, q.GroupSize
 	want, bound = make([]float64, m*n), make([]float64, m*n)
 	for i := range m {
 		for r := range n {
-			var s, a float64
-			for e := range k {
-				s += x[i*k+e] * deq[r*k+e]
-				g := r*k/q.GroupSize + e/q.GroupSize
-				a += math.Abs(x[i*k+e]) * (math.Abs(deq[r*k+e]-float64(q.Biases[g])) + math.Abs(float64(q.Biases[g])))
+			var s, a, fixed float64
+			for g := range k / gs {
+				var top float64
+				for e := g * gs; e < (g+1)*gs; e++ {
+					top = max(top, math.Abs(x[i*k+e]))
+				}
+				for e := g * gs; e < (g+1)*gs; e++ {
+					b := float64(q.Biases[r*k/gs+g])
+					s += x[i*k+e] * deq[r*k+e]
+					a += math.Abs(x[i*k+e]) * (math.Abs(deq[r*k+e]-b) + math.Abs(b))
+					fixed += math.Abs(deq[r*k+e]-b) * top / 65534
+				}
 			}
-			want[i*n+r], bound[i*n+r] = s, float64(k+4)*a/(1<<24)
+			want[i*n+r], bound[i*n+r] = s, float64(k+4)*a/(1<<24)+fixed*1.0001
 		}
 	}
 	return want, bound
@@ -88,13 +134,14 @@ func TestQuantizedMatMulBatch(t *testing.T) {
 	dt := graph.BFloat16
 	q, deq := quantCase(t, 5, dt, n, k, bits, gs)
 	x, xr := randFloats(6, dt, 2*3*k, -1, 1)
-	spec, got := evalFloat64s(t, func() *graph.Array {
+	want, _ := refQuantMatMul(q, xr, deq, 6)
+	for _, r := range evalEachTarget(t, func() *graph.Array {
 		w, s, b := q.Arrays()
 		return ops.QuantizedMatMul(graph.FromFloat32sAs(dt, x, 2, 3, k), w, s, b, gs, bits)
-	})
-	checkShape(t, spec, dt, 2, 3, n)
-	want, _ := refQuantMatMul(q, xr, deq, 6)
-	loomtest.Close(t, "batched", got, want, 1e-2, 1e-2)
+	}) {
+		checkShape(t, r.spec, dt, 2, 3, n)
+		loomtest.Close(t, r.target+" batched", r.values, want, 1e-2, 1e-2)
+	}
 }
 
 func TestDequantize(t *testing.T) {

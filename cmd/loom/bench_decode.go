@@ -26,6 +26,7 @@ func init() {
 type decodeResult struct {
 	Model             string  `json:"model"`
 	DType             string  `json:"dtype"`
+	Weights           string  `json:"weights"` // bf16, q4 or q8
 	Batch             int     `json:"batch"`
 	Context           int     `json:"context"`
 	Steps             int     `json:"steps"`
@@ -66,6 +67,8 @@ func benchDecode(args []string) error {
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
+	weights := fs.String("weights", "bf16", "weights: bf16, or q4 / q8 (MLX's affine format, groups of -group-size, bf16 scales and biases; docs/QUANT.md)")
+	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -74,6 +77,10 @@ func benchDecode(args []string) error {
 	}
 	if err := checkBlockSize(*blockSize); err != nil {
 		return err
+	}
+	bits := map[string]int{"bf16": 0, "q4": 4, "q8": 8}
+	if _, ok := bits[*weights]; !ok {
+		return fmt.Errorf("-weights %q: want bf16, q4 or q8", *weights)
 	}
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
@@ -96,8 +103,14 @@ func benchDecode(args []string) error {
 		return err
 	}
 	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
-		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, dt)
-	m, err := model.New(rt, cfg, model.RandomWeights(cfg, dt, 1), dt)
+		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, *weights)
+	w := model.RandomWeights(cfg, dt, 1)
+	if b := bits[*weights]; b != 0 {
+		if w, err = model.QuantizeWeights(w, b, *groupSize); err != nil {
+			return err
+		}
+	}
+	m, err := model.New(rt, cfg, w, dt)
 	if err != nil {
 		return err
 	}
@@ -125,7 +138,7 @@ func benchDecode(args []string) error {
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
+	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: *weights, Batch: *batch, Context: *context, Steps: *steps,
 		Device: where, CheckingDevice: *check, NoCache: *noCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
