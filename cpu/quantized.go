@@ -200,15 +200,27 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 // for bit).
 func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
 	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
-	mask := uint32(1)<<bits - 1
 	var sb [2]float32
 	for i := range rows {
 		xr := x[i*ldx : i*ldx+k]
 		var total float32
 		for g := range k / gs {
 			var s int32
-			for e := g * gs; e < (g+1)*gs; e++ {
-				s += int32(qcode(w, bits, mask, e)) * int32(xr[e])
+			if bits == 8 {
+				for j, word := range w[g*gs/4 : (g+1)*gs/4] {
+					xw := xr[g*gs+4*j : g*gs+4*j+4]
+					s += int32(word&0xff)*int32(xw[0]) + int32(word>>8&0xff)*int32(xw[1]) + int32(word>>16&0xff)*int32(xw[2]) + int32(word>>24)*int32(xw[3])
+				}
+			} else {
+				for c := g * gs / 32; c < (g+1)*gs/32; c++ { // runs of 32 codes: 4 words
+					xc := xr[32*c : 32*c+32]
+					for h, word := range w[4*c : 4*c+4] {
+						for b := range 4 {
+							v, j := word>>(8*b), 4*h+b
+							s += int32(v&0x0f)*int32(xc[j]) + int32(v>>4&0x0f)*int32(xc[16+j])
+						}
+					}
+				}
 			}
 			scales.load(sb[:1], off+g)
 			biases.load(sb[1:], off+g)
