@@ -213,3 +213,21 @@ func TestQuantizedErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) { wantErr(t, c.a, c.parts...) })
 	}
 }
+
+// TestQuantizedEmpty evaluates products with no rows of x and weights with
+// no rows: empty results, no dispatch.
+func TestQuantizedEmpty(t *testing.T) {
+	for _, tg := range loomtest.Targets(t) {
+		s := graph.FromFloat32s(make([]float32, 6), 3, 2)
+		none := graph.FromFloat32s(nil, 0, 2)
+		outs := []*graph.Array{
+			ops.QuantizedMatMul(graph.FromFloat32s(nil, 0, 64), graph.FromUint32s(make([]uint32, 24), 3, 8), s, s, 32, 4),
+			ops.QuantizedMatMul(graph.FromFloat32s(make([]float32, 64), 1, 64), graph.FromUint32s(nil, 0, 8), none, none, 32, 4),
+			ops.Dequantize(graph.FromUint32s(nil, 0, 8), none, none, 32, 4),
+		}
+		tg.Eval(t, outs...)
+		for i, want := range [][]int{{0, 3}, {1, 0}, {0, 64}} {
+			checkShape(t, outs[i].Spec(), graph.Float32, want...)
+		}
+	}
+}
