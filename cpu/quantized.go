@@ -230,22 +230,6 @@ func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, b
 	}
 }
 
-// qcode is the code that multiplies packed element e of x (packQX's
-// order): for 8 bits byte e of the row; for 4 bits, element j of a run of
-// 32 is the low nibble of the run's byte j (j < 16) or the high nibble of
-// byte j−16.
-func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
-	if bits == 8 {
-		return w[e/4] >> (8 * (e % 4)) & mask
-	}
-	c, j := e/32, e%32
-	b := w[c*4+j%16/4] >> (8 * (j % 4)) // byte j%16 of the run's 16 bytes
-	if j < 16 {
-		return b & 0x0f
-	}
-	return b >> 4 & 0x0f
-}
-
 // checkQTile panics unless the micro-kernel's arguments hold what it
 // reads and writes: the assembly trusts it, and qmatmulKernel guarantees
 // it.

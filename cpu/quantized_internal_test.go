@@ -21,6 +21,22 @@ func randScales(r *rand.Rand, dt graph.DType, n int, lo, hi float32) (floats, []
 	return newFloats(dt, b), graph.DecodeFloat64s(dt, b)
 }
 
+// qcode is, read independently of the kernels, the code that multiplies packed element e of x (packQX's
+// order): for 8 bits byte e of the row; for 4 bits, element j of a run of
+// 32 is the low nibble of the run's byte j (j < 16) or the high nibble of
+// byte j−16.
+func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
+	if bits == 8 {
+		return w[e/4] >> (8 * (e % 4)) & mask
+	}
+	c, j := e/32, e%32
+	b := w[c*4+j%16/4] >> (8 * (j % 4)) // byte j%16 of the run's 16 bytes
+	if j < 16 {
+		return b & 0x0f
+	}
+	return b >> 4 & 0x0f
+}
+
 // TestQDotTiles holds the assembly micro-kernels and the Go one to a
 // float64 sum of the same terms (x in fixed point with its scales, codes
 // read by qcode, the scales and biases of each dtype at an offset): the
