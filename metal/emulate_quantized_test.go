@@ -17,7 +17,7 @@ import (
 func TestEmulatedQuantized(t *testing.T) {
 	emu, ref := emuRuntimes(t, kernelsWithPrefix("qmatmul_", "dequantize_")...)
 	for _, dt := range primitives.MatMulDTypes {
-		for _, c := range []struct{ bits, gs, m, n, k int }{{4, 32, 1, 13, 64}, {8, 64, 3, 9, 128}, {4, 128, 2, 5, 256}, {8, 32, 1, 7, 96}} {
+		for _, c := range []struct{ bits, gs, m, n, k int }{{4, 32, 1, 13, 64}, {8, 64, 3, 9, 128}, {4, 128, 2, 5, 256}, {8, 32, 1, 7, 96}, {4, 32, 6, 11, 64}, {8, 64, 9, 3, 128}} {
 			quant := func(seed uint64) (x, w, s, b *graph.Array) {
 				r := loomtest.Rand(seed)
 				words := make([]uint32, c.n*c.k*c.bits/32)

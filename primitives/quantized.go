@@ -89,9 +89,14 @@ func checkQuantWeights(w, scales, biases graph.Spec, dt graph.DType, bits, group
 // of the weights exists.
 //
 // The kernel is qmatmul_<dt>_q<bits>. Its grid is one GEMV threadgroup
-// (GEMVRowsPerGroup outputs) per GEMVRowsPerGroup columns, by M rows; the
-// CPU kernel reads each weight once for all the rows.
+// (GEMVRowsPerGroup outputs) per GEMVRowsPerGroup columns, by blocks of
+// QuantXRows rows of x, whose products a GPU kernel computes from one read
+// of each weight; the CPU kernel reads each weight once for all the rows.
 type QuantizedMatMul struct{ Bits, GroupSize int }
+
+// QuantXRows is the rows of x one threadgroup of the GPU quantized matmul
+// takes (LOOM_QUANT_X_ROWS in the kernels).
+const QuantXRows = 4
 
 func (q QuantizedMatMul) Name() string { return "quantized_matmul" }
 
@@ -132,7 +137,7 @@ func (q QuantizedMatMul) Lower(l *Lowering) error {
 	p := &QuantParams{M: uint32(x.Size() / k), N: uint32(w.Shape[0]), K: uint32(k), GroupSize: uint32(q.GroupSize)}
 	l.Add(Dispatch{
 		Kernel: QuantKernel("qmatmul", x.DType, q.Bits),
-		Grid:   Dim3{Groups(int(p.N), GEMVRowsPerGroup), int(p.M), 1},
+		Grid:   Dim3{Groups(int(p.N), GEMVRowsPerGroup), Groups(int(p.M), QuantXRows), 1},
 		Group:  Dim3{GEMVThreads, 1, 1},
 		Args:   []Arg{R("x", In(0)), R("w", In(1)), R("scales", In(2)), R("biases", In(3)), W("out", Out(0))},
 		Params: p,

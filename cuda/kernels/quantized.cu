@@ -4,34 +4,50 @@
 // and a scale and a bias of T per group of GroupSize elements of a row.
 
 // qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). Warp w of the block
-// computes output n = LOOM_GEMV_ROWS·blockIdx.x + w of x row blockIdx.y:
-// its lanes stride over the row's words (coalesced), each word's codes
-// dequantised in registers as scale·Σ q·x + bias·Σ x.
+// computes output n = LOOM_GEMV_ROWS·blockIdx.x + w for the
+// LOOM_QUANT_X_ROWS rows of x from LOOM_QUANT_X_ROWS·blockIdx.y: its lanes
+// stride over the row's words 16 bytes at a time (coalesced; a row is a
+// whole number of 16-byte chunks, as K is a multiple of 32, and every
+// chunk lies in one group), each chunk's codes dequantised in registers
+// once for all the rows, as scale·Σ q·x + bias·Σ x, in float32.
 template <typename T, int BITS>
 __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p) {
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
-  constexpr u32 PER = 32 / BITS, MASK = (1u << BITS) - 1u;
+  constexpr u32 PER = 32 / BITS, MASK = (1u << BITS) - 1u, R = LOOM_QUANT_X_ROWS;
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp, m = blockIdx.y;
-  if (n >= p.N) return;
-  const u32 words = p.K / PER, groups = p.K / p.GroupSize;
-  const u32* wr = w + (u64)n * words;
-  const T* xr = x + (u64)m * p.K;
-  float acc = 0;
-  for (u32 j = lane; j < words; j += 32) {
-    const u32 word = wr[j], k0 = j * PER;
-    float qx = 0, xs = 0;
-#pragma unroll
-    for (u32 i = 0; i < PER; i++) {
-      const float xv = load_f(xr, k0 + i);
-      qx += (float)((word >> (BITS * i)) & MASK) * xv;
-      xs += xv;
-    }
+  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp, m0 = blockIdx.y * R;
+  if (n >= p.N || m0 >= p.M) return;
+  const u32 words = p.K / PER, groups = p.K / p.GroupSize, rows = min(R, p.M - m0);
+  const uint4* wr = (const uint4*)(w + (u64)n * words);
+  float acc[R] = {};
+  for (u32 c = lane; c < words / 4; c += 32) {
+    const uint4 v = wr[c];
+    const u32 ws[4] = {v.x, v.y, v.z, v.w};
+    const u32 k0 = c * 4 * PER;
     const u64 g = (u64)n * groups + k0 / p.GroupSize;
-    acc += load_f(scales, g) * qx + load_f(biases, g) * xs;
+    const float s = load_f(scales, g), b = load_f(biases, g);
+#pragma unroll
+    for (u32 r = 0; r < R; r++) {
+      if (r < rows) {
+        const T* xr = x + (u64)(m0 + r) * p.K + k0;
+        float qx = 0, xs = 0;
+#pragma unroll
+        for (u32 i = 0; i < 4 * PER; i++) {
+          const float xv = load_f(xr, i);
+          qx += (float)((ws[i / PER] >> (BITS * (i % PER))) & MASK) * xv;
+          xs += xv;
+        }
+        acc[r] += s * qx + b * xs;
+      }
+    }
   }
-  acc = warp_sum(acc);
-  if (lane == 0) store_f(out, (u64)m * p.N + n, acc);
+#pragma unroll
+  for (u32 r = 0; r < R; r++) {
+    if (r < rows) {
+      const float sum = warp_sum(acc[r]);
+      if (lane == 0) store_f(out, (u64)(m0 + r) * p.N + n, sum);
+    }
+  }
 }
 
 // dequantize: one thread per word of the N rows, writing its PER

@@ -4,9 +4,12 @@
 // and a scale and a bias of T per group of GroupSize elements of a row.
 
 // qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). SIMD group sg of the
-// threadgroup computes output n = group.x·simdgroups + sg of x row
-// group.y: its lanes stride over the row's words, each word's codes
-// dequantised in registers as scale·Σ q·x + bias·Σ x, summed with simd_sum.
+// threadgroup computes output n = group.x·simdgroups + sg for the
+// LOOM_QUANT_X_ROWS rows of x from LOOM_QUANT_X_ROWS·group.y: its lanes
+// stride over the row's words four at a time (a row is a whole number of
+// such chunks, as K is a multiple of 32, and every chunk lies in one
+// group), each chunk's codes dequantised in registers once for all the
+// rows, as scale·Σ q·x + bias·Σ x, summed with simd_sum.
 template <typename T, int BITS>
 [[kernel]] void qmatmul(
     device const T* x [[buffer(0)]],
@@ -20,29 +23,38 @@ template <typename T, int BITS>
     uint sgs [[simdgroups_per_threadgroup]],
     uint lane [[thread_index_in_simdgroup]],
     uint width [[threads_per_simdgroup]]) {
-  const uint PER = 32 / BITS, MASK = (1u << BITS) - 1u;
-  uint n = group.x * sgs + sg, m = group.y;
-  if (n >= p.N) {
+  const uint PER = 32 / BITS, MASK = (1u << BITS) - 1u, R = LOOM_QUANT_X_ROWS;
+  uint n = group.x * sgs + sg, m0 = group.y * R;
+  if (n >= p.N || m0 >= p.M) {
     return;
   }
-  uint words = p.K / PER, groups = p.K / p.GroupSize;
+  uint words = p.K / PER, groups = p.K / p.GroupSize, rows = min(R, p.M - m0);
   device const uint* wr = w + ulong(n) * words;
-  device const T* xr = x + ulong(m) * p.K;
-  float acc = 0.0f;
-  for (uint j = lane; j < words; j += width) {
-    uint word = wr[j], k0 = j * PER;
-    float qx = 0.0f, xs = 0.0f;
-    for (uint i = 0; i < PER; i++) {
-      float xv = float(xr[k0 + i]);
-      qx += float((word >> (BITS * i)) & MASK) * xv;
-      xs += xv;
-    }
-    ulong g = ulong(n) * groups + k0 / p.GroupSize;
-    acc += float(scales[g]) * qx + float(biases[g]) * xs;
+  float acc[LOOM_QUANT_X_ROWS];
+  for (uint r = 0; r < R; r++) {
+    acc[r] = 0.0f;
   }
-  acc = simd_sum(acc);
-  if (lane == 0) {
-    out[ulong(m) * p.N + n] = T(acc);
+  for (uint c = lane; c < words / 4; c += width) {
+    uint ws[4] = {wr[4 * c], wr[4 * c + 1], wr[4 * c + 2], wr[4 * c + 3]};
+    uint k0 = c * 4 * PER;
+    ulong g = ulong(n) * groups + k0 / p.GroupSize;
+    float s = float(scales[g]), b = float(biases[g]);
+    for (uint r = 0; r < rows; r++) {
+      device const T* xr = x + ulong(m0 + r) * p.K + k0;
+      float qx = 0.0f, xs = 0.0f;
+      for (uint i = 0; i < 4 * PER; i++) {
+        float xv = float(xr[i]);
+        qx += float((ws[i / PER] >> (BITS * (i % PER))) & MASK) * xv;
+        xs += xv;
+      }
+      acc[r] += s * qx + b * xs;
+    }
+  }
+  for (uint r = 0; r < rows; r++) {
+    float sum = simd_sum(acc[r]);
+    if (lane == 0) {
+      out[ulong(m0 + r) * p.N + n] = T(sum);
+    }
   }
 }
 
