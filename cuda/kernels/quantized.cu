@@ -8,7 +8,8 @@
 // LOOM_QUANT_X_ROWS rows of x from LOOM_QUANT_X_ROWS·blockIdx.y: its lanes
 // stride over the row's words 16 bytes at a time (coalesced; a row is a
 // whole number of 16-byte chunks, as K is a multiple of 32, and every
-// chunk lies in one group), each chunk's codes dequantised in registers
+// chunk lies in one group; one load a chunk where the buffer is 16-byte
+// aligned), each chunk's codes dequantised in registers
 // once for all the rows, as scale·Σ q·x + bias·Σ x, in float32.
 template <typename T, int BITS>
 __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p) {
@@ -18,11 +19,20 @@ __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* bias
   const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp, m0 = blockIdx.y * R;
   if (n >= p.N || m0 >= p.M) return;
   const u32 words = p.K / PER, groups = p.K / p.GroupSize, rows = min(R, p.M - m0);
-  const uint4* wr = (const uint4*)(w + (u64)n * words);
+  const u32* wr = w + (u64)n * words;
+  // Rows are whole 16-byte chunks, so one check of the buffer's address
+  // tells whether every chunk can be one load (a weight bound at an
+  // offset might not).
+  const bool vec = ((u64)w & 15) == 0;
   float acc[R] = {};
   for (u32 c = lane; c < words / 4; c += 32) {
-    const uint4 v = wr[c];
-    const u32 ws[4] = {v.x, v.y, v.z, v.w};
+    u32 ws[4];
+    if (vec) {
+      const uint4 v = ((const uint4*)wr)[c];
+      ws[0] = v.x, ws[1] = v.y, ws[2] = v.z, ws[3] = v.w;
+    } else {
+      for (u32 i = 0; i < 4; i++) ws[i] = wr[4 * c + i];
+    }
     const u32 k0 = c * 4 * PER;
     const u64 g = (u64)n * groups + k0 / p.GroupSize;
     const float s = load_f(scales, g), b = load_f(biases, g);
