@@ -69,8 +69,8 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n#define LOOM_QUANT_X_ROWS %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles, QuantXRows)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
