@@ -100,10 +100,10 @@ type checker struct {
 	mu        sync.Mutex
 	nodes     []hbNode
 	host      int32 // the last host node, -1 if none
-	fenceLast map[*fence]int32
+	fenceLast map[any]int32 // a fence → its latest update
 	signals   map[*event]map[uint64]int32
 	lastSig   map[*event]int32
-	mem       map[*buffer]*memState
+	mem       map[any]*memState // keyed by buffer
 	hazards   []Hazard
 	reported  map[[3]any]bool
 
@@ -137,10 +137,10 @@ func newChecker(seed uint64, lazy bool) *checker {
 	c := &checker{
 		lazy:      lazy,
 		host:      -1,
-		fenceLast: map[*fence]int32{},
+		fenceLast: map[any]int32{},
 		signals:   map[*event]map[uint64]int32{},
 		lastSig:   map[*event]int32{},
-		mem:       map[*buffer]*memState{},
+		mem:       map[any]*memState{},
 		reported:  map[[3]any]bool{},
 	}
 	if seed != 0 {
@@ -189,33 +189,25 @@ func (c *checker) commit(sub *submission) {
 	var ends []int32
 	index := 0 // of the next dispatch
 	for _, p := range sub.list.Passes {
-		gate := start
-		var seg []int32
+		ps := pass{gate: start}
 		for i := range p.Commands {
 			o := &p.Commands[i]
 			switch o.Kind {
 			case runtime.CmdDispatch, runtime.CmdUpload:
-				n := c.add(nodeDispatch, gate)
-				c.nodes[n].cmd, c.nodes[n].sub, c.nodes[n].index = o, sub, index
+				n := c.passDispatch(&ps, o)
+				c.nodes[n].sub, c.nodes[n].index = sub, index
 				if o.Kind == runtime.CmdDispatch {
 					index++
 				}
-				seg = append(seg, n)
-				for ai, a := range o.Args {
-					c.access(n, a.Buffer.(*buffer), a.Offset, a.Size, a.Access, ai)
-				}
 			case runtime.CmdBarrier:
-				gate = c.add(nodeJoin, append([]int32{gate}, seg...)...)
-				seg = nil
+				c.passBarrier(&ps)
 			case runtime.CmdWaitFence:
-				if u, ok := c.fenceLast[o.Fence.(*fence)]; ok {
-					gate = c.add(nodeJoin, gate, u)
-				}
+				c.passWaitFence(&ps, o.Fence)
 			case runtime.CmdUpdateFence:
-				c.fenceLast[o.Fence.(*fence)] = c.add(nodeJoin, append([]int32{gate}, seg...)...)
+				c.passUpdateFence(&ps, o.Fence)
 			}
 		}
-		ends = append(ends, c.add(nodeJoin, append([]int32{gate}, seg...)...))
+		ends = append(ends, c.passEnd(&ps))
 	}
 	end := c.add(nodeJoin, append([]int32{start}, ends...)...)
 	for _, s := range sub.list.Signals {
@@ -252,6 +244,51 @@ func (c *checker) commit(sub *submission) {
 	for _, id := range ready {
 		c.start(id)
 	}
+}
+
+// pass is a compute pass being turned into nodes: gate is the node its
+// next dispatch waits for (the pass's start, its last barrier or fence
+// wait), seg the dispatches since.
+type pass struct {
+	gate int32
+	seg  []int32
+}
+
+// passDispatch adds a dispatch or upload to the pass and checks its
+// accesses. c.mu is held.
+func (c *checker) passDispatch(p *pass, o *runtime.Command) int32 {
+	n := c.add(nodeDispatch, p.gate)
+	c.nodes[n].cmd = o
+	p.seg = append(p.seg, n)
+	for ai, a := range o.Args {
+		c.access(n, a.Buffer, a.Offset, a.Size, a.Access, ai)
+	}
+	return n
+}
+
+// passBarrier orders the pass's dispatches so far before its later ones.
+func (c *checker) passBarrier(p *pass) {
+	p.gate = c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
+	p.seg = nil
+}
+
+// passWaitFence holds the pass's later dispatches until the latest update
+// of f made before.
+func (c *checker) passWaitFence(p *pass, f any) {
+	if u, ok := c.fenceLast[f]; ok {
+		p.gate = c.add(nodeJoin, p.gate, u)
+	}
+}
+
+// passUpdateFence makes f's latest update the completion of the pass's
+// dispatches so far.
+func (c *checker) passUpdateFence(p *pass, f any) {
+	c.fenceLast[f] = c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
+}
+
+// passEnd returns the node that completes with the whole pass.
+func (c *checker) passEnd(p *pass) int32 {
+	return c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
 }
 
 // start runs a node whose predecessors have all completed. c.mu is held.
@@ -372,7 +409,7 @@ func (c *checker) hostAccess(b *buffer, off, n int64, mode primitives.Access, wh
 
 // access checks one access against the earlier conflicting ones and records
 // it.
-func (c *checker) access(node int32, b *buffer, off, n int64, mode primitives.Access, arg int) {
+func (c *checker) access(node int32, b any, off, n int64, mode primitives.Access, arg int) {
 	ms := c.mem[b]
 	if ms == nil {
 		ms = &memState{}
@@ -439,7 +476,7 @@ func (c *checker) access(node int32, b *buffer, off, n int64, mode primitives.Ac
 	}
 }
 
-func (c *checker) releaseNode(b *buffer) int32 {
+func (c *checker) releaseNode(b any) int32 {
 	for _, s := range c.mem[b].spans {
 		if s.write.mode == releaseAccess {
 			return s.write.node
@@ -520,14 +557,14 @@ func (c *checker) ancestors(node, minID int32) {
 	}
 }
 
-func (c *checker) report(kind string, b *buffer, lo, hi int64, first, second access) {
+func (c *checker) report(kind string, b any, lo, hi int64, first, second access) {
 	key := [3]any{first.node, second.node, b}
 	if c.reported[key] {
 		return
 	}
 	c.reported[key] = true
 	c.hazards = append(c.hazards, Hazard{
-		Kind: kind, Buffer: b.String(), Bytes: [2]int64{lo, hi},
+		Kind: kind, Buffer: fmt.Sprint(b), Bytes: [2]int64{lo, hi},
 		First: c.describe(first), Second: c.describe(second),
 	})
 }

@@ -1,6 +1,6 @@
 //go:build darwin
 
-package metal
+package mtl
 
 import (
 	"fmt"
@@ -24,11 +24,6 @@ const (
 	cfStringEncodingUTF8 = 0x08000100
 	cfNumberSInt32Type   = 3
 )
-
-// defaultGPUCores is the core count assumed when the IORegistry does not
-// report one: the smallest Apple-silicon GPU (M1, 7 cores) rounded up. It
-// only steers occupancy heuristics such as the split-KV decision.
-const defaultGPUCores = 8
 
 func bindIOKit() error {
 	iokit, err := purego.Dlopen("/System/Library/Frameworks/IOKit.framework/IOKit", purego.RTLD_NOW|purego.RTLD_GLOBAL)
@@ -61,28 +56,28 @@ func bindIOKit() error {
 	return nil
 }
 
-// gpuCoreCount returns the GPU's core count from the IORegistry, or
-// defaultGPUCores when the system does not report it.
+// gpuCoreCount returns the GPU's core count from the IORegistry, or 0 when
+// the system does not report it.
 func gpuCoreCount() int {
 	// IOServiceGetMatchingService consumes the matching dictionary.
 	service := ioServiceGetMatchingService(0, ioServiceMatching("AGXAccelerator"))
 	if service == 0 {
-		return defaultGPUCores
+		return 0
 	}
 	defer ioObjectRelease(service)
 	key := cfStringCreateWithCString(0, "gpu-core-count", cfStringEncodingUTF8)
 	if key == 0 {
-		return defaultGPUCores
+		return 0
 	}
 	defer cfRelease(key)
 	num := ioRegistryEntryCreateCFProperty(service, key, 0, 0)
 	if num == 0 {
-		return defaultGPUCores
+		return 0
 	}
 	defer cfRelease(num)
 	var n int32
 	if !cfNumberGetValue(num, cfNumberSInt32Type, &n) || n <= 0 {
-		return defaultGPUCores
+		return 0
 	}
 	return int(n)
 }

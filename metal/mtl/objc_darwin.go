@@ -1,6 +1,6 @@
 //go:build darwin
 
-package metal
+package mtl
 
 import (
 	"errors"
@@ -107,7 +107,6 @@ const (
 	barrierScopeBuffers                    = 1
 	commandBufferStatusError               = 5
 	languageVersion3_1                     = 3<<16 | 1 // bfloat needs MSL 3.1
-	gpuFamilyApple7                 uint64 = 1007
 )
 
 var (

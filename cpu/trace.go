@@ -1,0 +1,104 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
+)
+
+// Trace is the checking device's happens-before model (see check.go) for a
+// device that schedules its work itself: the Metal device over a recording
+// fake of its Objective-C calls (internal/mtlfake). The device adds a node
+// for every call that orders work — a command buffer's start and end, a
+// pass with its dispatches, barriers and fences, an event's signal and
+// wait, a host action — and Trace checks every access of a dispatch or the
+// host against the earlier conflicting ones, reporting the pairs that no
+// path orders. Nodes are ids; an edge points from an earlier node to a
+// later one. A Trace is safe for concurrent use.
+type Trace struct{ c *checker }
+
+// NewTrace returns an empty model.
+func NewTrace() *Trace { return &Trace{newChecker(0, false)} }
+
+// Join adds a node that completes once all of preds have: a command
+// buffer's start or end, an event's signal or wait.
+func (t *Trace) Join(preds ...int32) int32 {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.add(nodeJoin, preds...)
+}
+
+// Host adds a host action, ordered after the host's earlier ones and after
+// preds (the signal of an event value the host observed).
+func (t *Trace) Host(what string, preds ...int32) int32 {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.addHost(what, preds...)
+}
+
+// HostAccess records a host read or write of bytes [off, off+n) of buffer
+// b (any comparable value naming it, printed in reports).
+func (t *Trace) HostAccess(b any, off, n int64, mode primitives.Access, what string) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.c.access(t.c.addHost(fmt.Sprintf("%s of %v", what, b)), b, off, n, mode, -1)
+}
+
+// HostRelease records that the host released b, n bytes long: any access
+// to it afterwards, and any earlier one not ordered before, is a hazard.
+func (t *Trace) HostRelease(b any, n int64) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.c.access(t.c.addHost(fmt.Sprintf("release of %v", b)), b, 0, n, releaseAccess, -1)
+}
+
+// Hazards returns the hazards found so far.
+func (t *Trace) Hazards() []Hazard { return t.c.hazardList() }
+
+// TracePass is a compute pass being added to a Trace.
+type TracePass struct {
+	t *Trace
+	p pass
+}
+
+// Pass starts a compute pass whose work starts after node start.
+func (t *Trace) Pass(start int32) *TracePass { return &TracePass{t, pass{gate: start}} }
+
+// Dispatch adds a dispatch, unordered with the pass's others since its last
+// barrier, and checks its accesses (o.Args; o also names it in reports).
+// The Trace keeps o.
+func (p *TracePass) Dispatch(o *runtime.Command) int32 {
+	p.t.c.mu.Lock()
+	defer p.t.c.mu.Unlock()
+	return p.t.c.passDispatch(&p.p, o)
+}
+
+// Barrier orders the pass's dispatches so far before its later ones.
+func (p *TracePass) Barrier() {
+	p.t.c.mu.Lock()
+	defer p.t.c.mu.Unlock()
+	p.t.c.passBarrier(&p.p)
+}
+
+// WaitFence holds the pass's later dispatches until the latest update of
+// fence f added before.
+func (p *TracePass) WaitFence(f any) {
+	p.t.c.mu.Lock()
+	defer p.t.c.mu.Unlock()
+	p.t.c.passWaitFence(&p.p, f)
+}
+
+// UpdateFence updates fence f once the pass's dispatches so far complete.
+func (p *TracePass) UpdateFence(f any) {
+	p.t.c.mu.Lock()
+	defer p.t.c.mu.Unlock()
+	p.t.c.passUpdateFence(&p.p, f)
+}
+
+// End returns the node that completes with the whole pass.
+func (p *TracePass) End() int32 {
+	p.t.c.mu.Lock()
+	defer p.t.c.mu.Unlock()
+	return p.t.c.passEnd(&p.p)
+}
