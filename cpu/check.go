@@ -99,7 +99,7 @@ type memState struct {
 type checker struct {
 	mu        sync.Mutex
 	nodes     []hbNode
-	host      int32 // the last host node, -1 if none
+	host      int32         // the last host node, -1 if none
 	fenceLast map[any]int32 // a fence → its latest update
 	signals   map[*event]map[uint64]int32
 	lastSig   map[*event]int32

@@ -101,12 +101,12 @@ var (
 
 // Metal constants.
 const (
-	resourceStorageModeShared              = 0 << 4
-	resourceHazardTrackingUntracked        = 1 << 8
-	dispatchTypeConcurrent                 = 1
-	barrierScopeBuffers                    = 1
-	commandBufferStatusError               = 5
-	languageVersion3_1                     = 3<<16 | 1 // bfloat needs MSL 3.1
+	resourceStorageModeShared       = 0 << 4
+	resourceHazardTrackingUntracked = 1 << 8
+	dispatchTypeConcurrent          = 1
+	barrierScopeBuffers             = 1
+	commandBufferStatusError        = 5
+	languageVersion3_1              = 3<<16 | 1 // bfloat needs MSL 3.1
 )
 
 var (
