@@ -76,7 +76,11 @@ type hbNode struct {
 	index   int // a dispatch's position among its list's dispatches
 	sub     *submission
 	sig     runtime.Signal
-	what    string // host nodes: what the host did
+	what    string     // host nodes: what the host did
+	targs   []TraceArg // a Trace's dispatch: its accesses (what names its kernel)
+	run     func()     // a Trace's dispatch: its work
+	at      func()     // a Trace's node: what its completion does, under the lock
+	then    func()     // a Trace's node: what follows its completion, off the lock
 }
 
 type access struct {
@@ -113,6 +117,7 @@ type checker struct {
 	// adversarial scheduling
 	rng   *rand.Rand
 	ready []int32
+	then  []func() // callbacks of completed nodes, run by serial like dispatches
 	wake  *sync.Cond
 
 	// lazy execution: dispatches ready while no host waits are held back
@@ -224,7 +229,12 @@ func (c *checker) commit(sub *submission) {
 		}
 		c.signals[ev][s.Value] = n
 	}
-	// Link and schedule the new nodes.
+	c.link(first)
+}
+
+// link links the nodes from first on to their predecessors and starts those
+// that are ready. c.mu is held.
+func (c *checker) link(first int32) {
 	var ready []int32
 	for id := first; id < int32(len(c.nodes)); id++ {
 		n := &c.nodes[id]
@@ -257,12 +267,18 @@ type pass struct {
 // passDispatch adds a dispatch or upload to the pass and checks its
 // accesses. c.mu is held.
 func (c *checker) passDispatch(p *pass, o *runtime.Command) int32 {
-	n := c.add(nodeDispatch, p.gate)
+	n := c.passNode(p)
 	c.nodes[n].cmd = o
-	p.seg = append(p.seg, n)
 	for ai, a := range o.Args {
 		c.access(n, a.Buffer, a.Offset, a.Size, a.Access, ai)
 	}
+	return n
+}
+
+// passNode adds a dispatch node to the pass. c.mu is held.
+func (c *checker) passNode(p *pass) int32 {
+	n := c.add(nodeDispatch, p.gate)
+	p.seg = append(p.seg, n)
 	return n
 }
 
@@ -335,23 +351,37 @@ func (c *checker) hostBlocks(delta int) {
 
 // serial is the adversarial scheduler: it runs one ready dispatch at a time,
 // chosen at random.
+// A Trace's completion callbacks are drawn in the same lottery, so that
+// they may run late too.
 func (c *checker) serial() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		for len(c.ready) == 0 && !c.closed {
+		for len(c.ready) == 0 && len(c.then) == 0 && !c.closed {
 			c.wake.Wait()
 		}
-		if len(c.ready) == 0 {
+		if len(c.ready) == 0 && len(c.then) == 0 {
 			return
 		}
-		i := c.rng.IntN(len(c.ready))
+		i := c.rng.IntN(len(c.ready) + len(c.then))
+		if i >= len(c.ready) {
+			i -= len(c.ready)
+			fn := c.then[i]
+			c.then = append(c.then[:i], c.then[i+1:]...)
+			c.mu.Unlock()
+			fn()
+			c.mu.Lock()
+			continue
+		}
 		id := c.ready[i]
 		c.ready[i] = c.ready[len(c.ready)-1]
 		c.ready = c.ready[:len(c.ready)-1]
-		o, sub, index := c.nodes[id].cmd, c.nodes[id].sub, c.nodes[id].index
+		n := &c.nodes[id]
+		run, o, sub, index := n.run, n.cmd, n.sub, n.index
 		c.mu.Unlock()
-		if err := sub.q.dev.execute(o, index); err != nil {
+		if run != nil {
+			run()
+		} else if err := sub.q.dev.execute(o, index); err != nil {
 			sub.fail(err)
 		}
 		c.mu.Lock()
@@ -370,6 +400,13 @@ func (c *checker) complete(id int32) {
 		n.done = true
 		if n.kind == nodeSignal {
 			n.sig.Event.(*event).set(n.sig.Value)
+		}
+		if n.at != nil {
+			n.at()
+		}
+		if n.then != nil {
+			c.then = append(c.then, n.then)
+			c.wake.Signal()
 		}
 		for _, s := range n.succs {
 			m := &c.nodes[s]
@@ -580,12 +617,7 @@ func (c *checker) describe(a access) string {
 		return n.what
 	}
 	var b strings.Builder
-	if n.cmd.Kind == runtime.CmdUpload {
-		b.WriteString("upload(")
-	} else {
-		fmt.Fprintf(&b, "dispatch %s(", n.cmd.Kernel.Name())
-	}
-	for i, arg := range n.cmd.Args {
+	arg := func(i int, name string, mode primitives.Access, buf any) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -593,7 +625,23 @@ func (c *checker) describe(a access) string {
 		if i == a.arg {
 			mark = "*"
 		}
-		fmt.Fprintf(&b, "%s%s %s %v", mark, arg.Name, arg.Access, arg.Buffer)
+		fmt.Fprintf(&b, "%s%s %s %v", mark, name, mode, buf)
+	}
+	switch {
+	case n.cmd == nil:
+		fmt.Fprintf(&b, "dispatch %s(", n.what)
+		for i, ta := range n.targs {
+			arg(i, ta.Name, ta.Access, ta.Buffer)
+		}
+	case n.cmd.Kind == runtime.CmdUpload:
+		b.WriteString("upload(")
+	default:
+		fmt.Fprintf(&b, "dispatch %s(", n.cmd.Kernel.Name())
+	}
+	if n.cmd != nil {
+		for i, ba := range n.cmd.Args {
+			arg(i, ba.Name, ba.Access, ba.Buffer)
+		}
 	}
 	b.WriteString(")")
 	return b.String()

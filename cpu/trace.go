@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/loomrt/loom/primitives"
-	"github.com/loomrt/loom/runtime"
 )
 
 // Trace is the checking device's happens-before model (see check.go) for a
@@ -15,11 +14,51 @@ import (
 // wait, a host action — and Trace checks every access of a dispatch or the
 // host against the earlier conflicting ones, reporting the pairs that no
 // path orders. Nodes are ids; an edge points from an earlier node to a
-// later one. A Trace is safe for concurrent use.
-type Trace struct{ c *checker }
+// later one.
+//
+// The Trace also runs the work, with the checking device's adversarial
+// scheduler: once Schedule has seen a node, it completes after its
+// predecessors, a dispatch's work running one at a time in a seeded random
+// order among the ready ones, and a node's callback (Then) running in the
+// same lottery after the node completes. A Trace is safe for concurrent
+// use.
+type Trace struct {
+	c      *checker
+	linked int32 // nodes before this one have been scheduled
+}
 
-// NewTrace returns an empty model.
-func NewTrace() *Trace { return &Trace{newChecker(0, false)} }
+// NewTrace returns an empty model whose scheduler draws from seed.
+func NewTrace(seed uint64) *Trace { return &Trace{c: newChecker(max(seed, 1), false)} }
+
+// Close stops the scheduler once the work it has is done.
+func (t *Trace) Close() { t.c.close() }
+
+// Then makes fn run after node id completes, off the scheduler's lock.
+// Call it before the Schedule that first sees the node.
+func (t *Trace) Then(id int32, fn func()) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.c.nodes[id].then = fn
+}
+
+// At makes fn run the moment node id completes, before its successors
+// start: an event's signal setting the value. fn must not call the Trace.
+// Call it before the Schedule that first sees the node.
+func (t *Trace) At(id int32, fn func()) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.c.nodes[id].at = fn
+}
+
+// Schedule starts the nodes added since the last call: each completes once
+// its predecessors have.
+func (t *Trace) Schedule() {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	first := t.linked
+	t.linked = int32(len(t.c.nodes))
+	t.c.link(first)
+}
 
 // Join adds a node that completes once all of preds have: a command
 // buffer's start or end, an event's signal or wait.
@@ -65,13 +104,27 @@ type TracePass struct {
 // Pass starts a compute pass whose work starts after node start.
 func (t *Trace) Pass(start int32) *TracePass { return &TracePass{t, pass{gate: start}} }
 
-// Dispatch adds a dispatch, unordered with the pass's others since its last
-// barrier, and checks its accesses (o.Args; o also names it in reports).
-// The Trace keeps o.
-func (p *TracePass) Dispatch(o *runtime.Command) int32 {
-	p.t.c.mu.Lock()
-	defer p.t.c.mu.Unlock()
-	return p.t.c.passDispatch(&p.p, o)
+// TraceArg is a dispatch's access to bytes [Offset, Offset+Size) of
+// Buffer (any comparable value naming it, printed in reports).
+type TraceArg struct {
+	Buffer       any
+	Offset, Size int64
+	Access       primitives.Access
+	Name         string
+}
+
+// Dispatch adds a dispatch of the named kernel, unordered with the pass's
+// others since its last barrier, and checks its accesses. run is its work.
+func (p *TracePass) Dispatch(kernel string, args []TraceArg, run func()) int32 {
+	c := p.t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.passNode(&p.p)
+	c.nodes[n].what, c.nodes[n].targs, c.nodes[n].run = kernel, args, run
+	for i, a := range args {
+		c.access(n, a.Buffer, a.Offset, a.Size, a.Access, i)
+	}
+	return n
 }
 
 // Barrier orders the pass's dispatches so far before its later ones.

@@ -181,7 +181,7 @@ func (b *buffer) Write(off int64, src []byte) error {
 	if err := b.span(off, len(src)); err != nil {
 		return err
 	}
-	b.obj.Write(int(off), src)
+	b.obj.CopyToContents(int(off), src)
 	return nil
 }
 
@@ -189,7 +189,7 @@ func (b *buffer) Read(off int64, dst []byte) error {
 	if err := b.span(off, len(dst)); err != nil {
 		return err
 	}
-	b.obj.Read(int(off), dst)
+	b.obj.CopyFromContents(int(off), dst)
 	return nil
 }
 

@@ -346,12 +346,12 @@ func (cb *commandBuffer) encodeDispatch(enc mtl.ComputeCommandEncoder, o *runtim
 	}
 	enc.SetComputePipelineState(k.pso)
 	for i, a := range o.Args {
-		enc.SetBuffer(a.Buffer.(*buffer).obj, int(a.Offset), i)
+		enc.SetBuffer(a.Buffer.(*buffer).obj, int(a.Offset), int(a.Size), i)
 	}
 	if params != nil {
 		enc.SetBytes(params, len(o.Args))
 	}
-	enc.SetBuffer(cb.status.obj, index*statusWords*4, statusIndex)
+	enc.SetBuffer(cb.status.obj, index*statusWords*4, statusWords*4, statusIndex)
 	if shared > 0 {
 		enc.SetThreadgroupMemoryLength(shared, 0)
 	}

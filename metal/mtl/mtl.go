@@ -65,10 +65,11 @@ type Pipeline interface {
 type Buffer interface {
 	// Contents is the buffer's memory, mapped into this process.
 	Contents() []byte
-	// Write and Read copy host bytes into and out of Contents: the host
-	// accesses of the runtime's buffers (a fake records them).
-	Write(off int, src []byte)
-	Read(off int, dst []byte)
+	// CopyToContents and CopyFromContents copy host bytes into and out of
+	// Contents: the host's accesses to the runtime's buffers (a fake
+	// records them).
+	CopyToContents(off int, src []byte)
+	CopyFromContents(off int, dst []byte)
 	Release()
 }
 
@@ -100,7 +101,11 @@ type CommandBuffer interface {
 // ComputeCommandEncoder is an id<MTLComputeCommandEncoder>.
 type ComputeCommandEncoder interface {
 	SetComputePipelineState(p Pipeline)
-	SetBuffer(b Buffer, offset, index int)
+	// SetBuffer binds length bytes of b from offset. Metal takes no
+	// length (a kernel's parameters bound what it touches) and the darwin
+	// layer drops it; a fake that runs a CPU kernel in place of the MSL
+	// one needs it.
+	SetBuffer(b Buffer, offset, length, index int)
 	SetBytes(b []byte, index int)
 	SetThreadgroupMemoryLength(n, index int)
 	DispatchThreadgroups(grid, group Size)

@@ -127,10 +127,10 @@ func (d *device) NewBuffer(n int) (Buffer, error) {
 	return &buffer{obj: obj, data: unsafe.Slice((*byte)(p), n)}, nil
 }
 
-func (b *buffer) Contents() []byte          { return b.data }
-func (b *buffer) Write(off int, src []byte) { copy(b.data[off:], src) }
-func (b *buffer) Read(off int, dst []byte)  { copy(dst, b.data[off:]) }
-func (b *buffer) Release()                  { msgVoid(b.obj, selRelease) }
+func (b *buffer) Contents() []byte                     { return b.data }
+func (b *buffer) CopyToContents(off int, src []byte)   { copy(b.data[off:], src) }
+func (b *buffer) CopyFromContents(off int, dst []byte) { copy(dst, b.data[off:]) }
+func (b *buffer) Release()                             { msgVoid(b.obj, selRelease) }
 
 type queue struct {
 	obj objc.ID
@@ -204,7 +204,7 @@ func (e encoder) SetComputePipelineState(p Pipeline) {
 	msgVoidID(objc.ID(e), selSetPipelineState, objc.ID(p.(pipeline)))
 }
 
-func (e encoder) SetBuffer(b Buffer, off, index int) {
+func (e encoder) SetBuffer(b Buffer, off, _, index int) {
 	msgSetBuffer(objc.ID(e), selSetBuffer, b.(*buffer).obj, uint64(off), uint64(index))
 }
 
