@@ -353,7 +353,8 @@ type CommandBuffer struct {
 	handler func()
 	state   int // 0 encoding, 1 committed
 
-	failed  bool // chosen at commit: its work is lost
+	failed  bool  // chosen at commit: its work is lost
+	last    int32 // the node of its completion, once built
 	errMu   sync.Mutex
 	err     error
 	done    chan struct{}
@@ -652,6 +653,7 @@ func (b *builder) build() {
 		b.ends = append(b.ends, b.pass.End())
 	}
 	done := d.trace.Join(append([]int32{b.gate}, b.ends...)...)
+	cb.last = done
 	d.trace.Then(done, cb.complete)
 }
 
@@ -755,11 +757,17 @@ func (e *Event) SetSignaledValue(v uint64) {
 	for w := from; w <= v; w++ {
 		e.mu.Lock()
 		n, ok := e.reached[w]
+		cb := e.signaller[w]
 		e.mu.Unlock()
 		if !ok {
+			// The host signals a value after the command buffer that was
+			// to signal it has completed (in its completed handler).
 			var preds []int32
 			if hasPrev {
 				preds = append(preds, prev)
+			}
+			if cb != nil && cb.doneSet.Load() {
+				preds = append(preds, cb.last)
 			}
 			n = e.dev.trace.Join(preds...)
 		}
