@@ -50,6 +50,23 @@ func (t *Trace) At(id int32, fn func()) {
 	t.c.nodes[id].at = fn
 }
 
+// Hold holds back the dispatches that become ready while on, and starts
+// them when turned off: the work submitted meanwhile then runs together,
+// in the scheduler's order.
+func (t *Trace) Hold(on bool) {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lazy = on
+	if !on {
+		held := c.held
+		c.held = nil
+		for _, id := range held {
+			c.start(id)
+		}
+	}
+}
+
 // Schedule starts the nodes added since the last call: each completes once
 // its predecessors have.
 func (t *Trace) Schedule() {

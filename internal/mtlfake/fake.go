@@ -82,6 +82,8 @@ type Device struct {
 	opts  Options
 	trace *cpu.Trace
 	ids   atomic.Int64
+	// inflight counts committed command buffers not yet completed.
+	inflight atomic.Int64
 
 	mu         sync.Mutex
 	rng        *rand.Rand
@@ -102,6 +104,10 @@ func New(opts Options) *Device {
 
 // Close stops the scheduler once the work it has is done.
 func (d *Device) Close() { d.trace.Close() }
+
+// Hold holds back the work committed while on and lets it run, all
+// together, when turned off: a GPU that has not started yet.
+func (d *Device) Hold(on bool) { d.trace.Hold(on) }
 
 // Hazards returns the pairs of conflicting accesses nothing ordered.
 func (d *Device) Hazards() []cpu.Hazard { return d.trace.Hazards() }
@@ -150,7 +156,9 @@ func (d *Device) AutoreleasePool(fn func())                  { fn() }
 func (d *Device) NewCommandQueue() (mtl.CommandQueue, error) { return &queue{d}, nil }
 
 func (d *Device) NewFence() (mtl.Fence, error) {
-	return &fence{d, d.ids.Add(1)}, nil
+	f := &fence{d, d.ids.Add(1)}
+	d.log("newFence %v", f)
+	return f, nil
 }
 
 func (d *Device) NewSharedEvent() (mtl.SharedEvent, error) {
@@ -296,7 +304,12 @@ func (f *fence) Release()       { f.dev.log("release %v", f) }
 
 type queue struct{ dev *Device }
 
-func (q *queue) Release() { q.dev.log("release queue") }
+func (q *queue) Release() {
+	q.dev.log("release queue")
+	if n := q.dev.inflight.Load(); n > 0 {
+		q.dev.violate("queue released with %d command buffers in flight", n)
+	}
+}
 
 func (q *queue) CommandBuffer() (mtl.CommandBuffer, error) {
 	cb := &CommandBuffer{dev: q.dev, id: q.dev.ids.Add(1), done: make(chan struct{})}
@@ -565,6 +578,7 @@ func (cb *CommandBuffer) Commit() {
 		d.violate("%v: committed with an encoder open", cb)
 	}
 	cb.state = 1
+	d.inflight.Add(1)
 	d.log("%v commit", cb)
 	d.mu.Lock()
 	n := d.commits
@@ -660,6 +674,8 @@ func (b *builder) build() {
 // complete runs the completed handlers.
 func (cb *CommandBuffer) complete() {
 	cb.doneSet.Store(true)
+	cb.dev.inflight.Add(-1)
+	cb.dev.log("%v completed", cb)
 	if cb.handler != nil {
 		cb.handler()
 	}
