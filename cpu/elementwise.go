@@ -352,10 +352,10 @@ func whereSized[T any](c *Call) error {
 func init() {
 	for _, op := range primitives.BinaryOps {
 		for _, dt := range primitives.BinaryDTypes {
-			mustRegister(op.String()+"_"+dt.Short(), binaryKernel(op, dt))
+			mustRegister(primitives.BinaryKernel(op, dt), binaryKernel(op, dt))
 		}
 	}
 	for _, dt := range graph.DTypes {
-		mustRegister("where_"+dt.Short(), whereKernel(dt))
+		mustRegister(primitives.WhereKernel(dt), whereKernel(dt))
 	}
 }

@@ -325,7 +325,7 @@ func Lookup(name string) (Kernel, bool) {
 }
 
 func init() {
-	mustRegister("copy_bytes", func(c *Call) error {
+	mustRegister(primitives.CopyKernel, func(c *Call) error {
 		p := c.Params.(*primitives.CopyParams)
 		src, dst := c.Args[0].Bytes, c.Args[1].Bytes
 		n := int(p.Bytes)

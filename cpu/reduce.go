@@ -160,7 +160,7 @@ func reduceInt(op primitives.ReduceOp, dt graph.DType, a, out []byte, j, first, 
 func init() {
 	for _, op := range primitives.ReduceOps {
 		for _, dt := range op.DTypes() {
-			mustRegister(op.String()+"_"+dt.Short(), reduceKernel(op, dt))
+			mustRegister(primitives.ReduceKernel(op, dt), reduceKernel(op, dt))
 		}
 	}
 }

@@ -52,6 +52,6 @@ func stridedCopy[T any](c *Call) error {
 
 func init() {
 	for _, dt := range graph.DTypes {
-		mustRegister("copy_strided_"+dt.Short(), stridedCopyKernel(dt))
+		mustRegister(primitives.StridedCopyKernel(dt), stridedCopyKernel(dt))
 	}
 }

@@ -92,7 +92,7 @@ func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 func init() {
 	for _, op := range primitives.UnaryOps {
 		for _, dt := range op.DTypes() {
-			mustRegister(op.String()+"_"+dt.Short(), unaryKernel(op, dt))
+			mustRegister(primitives.UnaryKernel(op, dt), unaryKernel(op, dt))
 		}
 	}
 }

@@ -21,6 +21,11 @@ type Device struct {
 
 	mu        sync.Mutex
 	pipelines map[string]*kernel
+	// failed keeps why a kernel registered with its own MSL has no
+	// pipeline, so that each Eval reports it without compiling again;
+	// userLibraries are those kernels' libraries, by source.
+	failed        map[string]error
+	userLibraries map[string]mtl.Library
 }
 
 // defaultGPUCores is the core count assumed when the IORegistry does not
@@ -48,7 +53,7 @@ func newDevice(dev mtl.Device) (*Device, error) {
 		return nil, err
 	}
 	if d.library, err = dev.NewLibraryWithSource(src); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("metal: compiling the kernel library: %w", err)
 	}
 	copyKernel, err := d.newPipeline("copy_bytes")
 	if err != nil {
@@ -120,6 +125,32 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	return k, nil
 }
 
+// userLibrary returns the library of a kernel registered with its own MSL
+// (primitives.KernelSpec.MSL), compiled on first use after its declaration
+// has been held to its spec (CheckUserKernel). Kernels registered with the
+// same source share it.
+func (d *Device) userLibrary(spec primitives.KernelSpec) (mtl.Library, error) {
+	if err := CheckUserKernel(spec); err != nil {
+		return nil, err
+	}
+	src, err := UserSource(spec)
+	if err != nil {
+		return nil, err
+	}
+	if lib, ok := d.userLibraries[src]; ok {
+		return lib, nil
+	}
+	lib, err := d.mtl.NewLibraryWithSource(src)
+	if err != nil {
+		return nil, fmt.Errorf("metal: kernel %s: compiling %s: %w", spec.Name, spec.MSL.File, err)
+	}
+	if d.userLibraries == nil {
+		d.userLibraries = map[string]mtl.Library{}
+	}
+	d.userLibraries[src] = lib
+	return lib, nil
+}
+
 func (d *Device) newPipeline(name string) (*kernel, error) {
 	spec, ok := primitives.LookupKernel(name)
 	if !ok {
@@ -128,7 +159,21 @@ func (d *Device) newPipeline(name string) (*kernel, error) {
 	if len(spec.Args)+1 > statusIndex {
 		return nil, fmt.Errorf("metal: kernel %s: %d arguments and params reach the status index %d", name, len(spec.Args)+1, statusIndex)
 	}
-	pso, err := d.library.NewComputePipeline(name)
+	lib := d.library
+	if spec.MSL.Text != "" {
+		if err := d.failed[name]; err != nil {
+			return nil, err
+		}
+		var err error
+		if lib, err = d.userLibrary(spec); err != nil {
+			if d.failed == nil {
+				d.failed = map[string]error{}
+			}
+			d.failed[name] = err
+			return nil, err
+		}
+	}
+	pso, err := lib.NewComputePipeline(name)
 	if errors.Is(err, mtl.ErrNoFunction) {
 		return nil, fmt.Errorf("%w: kernel %q is not implemented by the Metal device", runtime.ErrUnsupportedKernel, name)
 	}

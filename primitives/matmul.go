@@ -222,22 +222,16 @@ func (m MatMul) Lower(l *Lowering) error {
 // lowerMatMul adds the dispatch of a matmul with params p of inputs 0 and 1
 // of dtype dt into out, choosing the kernel.
 func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
-	d := Dispatch{
-		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", out)},
-		Params: p,
-	}
 	maxRows := l.Caps.GEMVMaxRows
 	if mmaGEMV(l.Caps, dt, p) {
 		maxRows = max(maxRows, MatMulMMARows)
 	}
 	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM {
-		d.Kernel = "matmul_" + dt.Short() + "_gemv"
-		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-		d.Group = Dim3{GEMVThreads, 1, 1}
+		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
-			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		}
 		if smallM {
@@ -245,20 +239,25 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		} else {
 			l.Count("matmul_gemv", 1)
 		}
-	} else {
-		d.Kernel = "matmul_" + dt.Short() + "_tiled"
-		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
-		d.Group = Dim3{MatMulThreads, 1, 1}
-		if mmaTiled(l.Caps, dt, p) {
-			p.MMA = 1
-			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
-			d.Group = Dim3{MatMulMMAThreads, 1, 1}
-			l.Count("matmul_mma", 1)
-		}
-		l.Count("matmul_tiled", 1)
+		l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), out)
+		return
 	}
-	l.Add(d)
+	grid, group := Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}, Dim3{MatMulThreads, 1, 1}
+	if mmaTiled(l.Caps, dt, p) {
+		p.MMA = 1
+		grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
+		group = Dim3{MatMulMMAThreads, 1, 1}
+		l.Count("matmul_mma", 1)
+	}
+	l.Count("matmul_tiled", 1)
+	l.Dispatch(MatMulTiledKernel(dt), grid, group, p, In(0), In(1), out)
 }
+
+// MatMulGEMVKernel is the GEMV kernel for dtype dt.
+func MatMulGEMVKernel(dt graph.DType) string { return KernelName("matmul", dt) + "_gemv" }
+
+// MatMulTiledKernel is the tiled matmul kernel for dtype dt.
+func MatMulTiledKernel(dt graph.DType) string { return KernelName("matmul", dt) + "_tiled" }
 
 // mmaGEMV reports whether CUDA's GEMV kernel computes the product on
 // tensor cores: the device opts in (Caps.TensorCores), float16 or
@@ -292,8 +291,8 @@ func mmaGEMVGroups(n, cores int) int {
 
 func init() {
 	for _, dt := range MatMulDTypes {
-		for _, path := range []string{"gemv", "tiled"} {
-			register(KernelSpec{Name: "matmul_" + dt.Short() + "_" + path, Args: []string{"a", "b", "out"}, Params: (*MatMulParams)(nil)})
+		for _, name := range []string{MatMulGEMVKernel(dt), MatMulTiledKernel(dt)} {
+			register(KernelSpec{Name: name, Args: []ArgSpec{R("a"), R("b"), W("out")}, Params: (*MatMulParams)(nil)})
 		}
 	}
 }

@@ -92,15 +92,13 @@ func (r Reduce) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: r.Op.String() + "_" + l.Inputs[0].DType.Short(),
-		Grid:   Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per output element
-		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
-		Params: p,
-	})
+	l.Dispatch(ReduceKernel(r.Op, l.Inputs[0].DType), Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per output element
+		Dim3{ReduceThreads, 1, 1}, p, In(0), Out(0))
 	return nil
 }
+
+// ReduceKernel is the kernel of op over an input of dtype dt.
+func ReduceKernel(op ReduceOp, dt graph.DType) string { return KernelName(op.String(), dt) }
 
 // normAxis returns axis counted from the front, or an error if it is not an
 // axis of an array of the given rank.
@@ -143,7 +141,7 @@ func checkElements(n int) error {
 func init() {
 	for _, op := range ReduceOps {
 		for _, dt := range op.DTypes() {
-			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "out"}, Params: (*AxisParams)(nil)})
+			register(KernelSpec{Name: ReduceKernel(op, dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*AxisParams)(nil)})
 		}
 	}
 }

@@ -259,21 +259,17 @@ func addStridedCopy(l *Lowering, dt graph.DType, shape []int, src Ref, srcOff in
 		return err
 	}
 	es := int64(dt.Size())
-	l.Add(Dispatch{
-		Kernel: "copy_strided_" + dt.Short(),
-		Grid:   Dim3{Groups(n, ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args: []Arg{
-			{Name: "src", Ref: src, Access: Read, Offset: int64(srcOff) * es, Size: int64(srcSpan) * es},
-			{Name: "dst", Ref: dst, Access: Write, Offset: int64(dstOff) * es, Size: int64(dstSpan) * es},
-		},
-		Params: p,
-	})
+	d := l.Dispatch(StridedCopyKernel(dt), Dim3{Groups(n, ElementwiseThreads), 1, 1}, Dim3{ElementwiseThreads, 1, 1}, p, src, dst)
+	d.Args[0].Offset, d.Args[0].Size = int64(srcOff)*es, int64(srcSpan)*es
+	d.Args[1].Offset, d.Args[1].Size = int64(dstOff)*es, int64(dstSpan)*es
 	return nil
 }
 
+// StridedCopyKernel is the strided copy's kernel for elements of dtype dt.
+func StridedCopyKernel(dt graph.DType) string { return KernelName("copy_strided", dt) }
+
 func init() {
 	for _, dt := range graph.DTypes {
-		register(KernelSpec{Name: "copy_strided_" + dt.Short(), Args: []string{"src", "dst"}, Params: (*StridedCopyParams)(nil)})
+		register(KernelSpec{Name: StridedCopyKernel(dt), Args: []ArgSpec{R("src"), W("dst")}, Params: (*StridedCopyParams)(nil)})
 	}
 }

@@ -66,15 +66,17 @@ func (u Unary) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(elementwiseDispatch(u.Op.String()+"_"+l.Inputs[0].DType.Short(), p,
-		R("a", In(0)), W("out", Out(0))))
+	elementwiseDispatch(l, UnaryKernel(u.Op, l.Inputs[0].DType), p, In(0), Out(0))
 	return nil
 }
+
+// UnaryKernel is the kernel of op on an input of dtype dt.
+func UnaryKernel(op UnaryOp, dt graph.DType) string { return KernelName(op.String(), dt) }
 
 func init() {
 	for _, op := range UnaryOps {
 		for _, dt := range op.DTypes() {
-			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "out"}, Params: (*ElementwiseParams)(nil)})
+			register(KernelSpec{Name: UnaryKernel(op, dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*ElementwiseParams)(nil)})
 		}
 	}
 }

@@ -221,14 +221,14 @@ func (l *library) NewComputePipeline(name string) (mtl.Pipeline, error) {
 	if !ok {
 		return nil, fmt.Errorf("fake metal: kernel %s has no CPU kernel to run in its place", name)
 	}
-	p := &pipeline{dev: l.dev, name: name, names: spec.Args, run: run}
+	p := &pipeline{dev: l.dev, name: name, run: run}
 	if spec.Params != nil {
 		p.params = reflect.TypeOf(spec.Params)
 	}
 	for i, arg := range spec.Args {
 		mode := primitives.Access(0)
 		for _, b := range k.Buffers() {
-			if b.Index == i && b.Name == arg {
+			if b.Index == i && b.Name == arg.Name {
 				mode = primitives.ReadWrite
 				if strings.Contains(" "+b.Type+" ", " const ") {
 					mode = primitives.Read
@@ -236,9 +236,9 @@ func (l *library) NewComputePipeline(name string) (mtl.Pipeline, error) {
 			}
 		}
 		if mode == 0 {
-			return nil, fmt.Errorf("fake metal: kernel %s has no buffer parameter %s at index %d", name, arg, i)
+			return nil, fmt.Errorf("fake metal: kernel %s has no buffer parameter %s at index %d", name, arg.Name, i)
 		}
-		p.args = append(p.args, mode)
+		p.args, p.names = append(p.args, mode), append(p.names, arg.Name)
 	}
 	return p, nil
 }

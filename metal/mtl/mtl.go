@@ -34,7 +34,9 @@ type Device interface {
 	// GPUCoreCount is the IORegistry's gpu-core-count of the GPU, or 0
 	// when the system does not report one (it is not in Metal's API).
 	GPUCoreCount() int
-	// NewLibraryWithSource compiles MSL 3.1 with fast math off.
+	// NewLibraryWithSource compiles MSL 3.1 with fast math off (it may
+	// drop NaN and infinity handling that the ops document: Maximum lets
+	// NaN win, softmax of -inf masks); the error is the compiler's.
 	NewLibraryWithSource(src string) (Library, error)
 	// NewBuffer returns n bytes of shared storage without hazard
 	// tracking (newBufferWithLength:options:).

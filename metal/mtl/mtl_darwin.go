@@ -74,7 +74,10 @@ func (d *device) NewLibraryWithSource(src string) (Library, error) {
 	if lib == 0 {
 		// errObj may also be set with warnings when the library compiled;
 		// only a missing library is a failure.
-		return nil, fmt.Errorf("metal: compiling the kernel library: %v", nsError(errObj))
+		if err := nsError(errObj); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("the Metal compiler gave no library and no message")
 	}
 	return &library{obj: lib, dev: d}, nil
 }
