@@ -312,7 +312,7 @@ func (q *queue) Release() {
 }
 
 func (q *queue) CommandBuffer() (mtl.CommandBuffer, error) {
-	cb := &CommandBuffer{dev: q.dev, id: q.dev.ids.Add(1), done: make(chan struct{})}
+	cb := &CommandBuffer{dev: q.dev, id: q.dev.ids.Add(1)}
 	q.dev.log("commandBuffer %v", cb)
 	return cb, nil
 }
@@ -354,7 +354,6 @@ type dispatch struct {
 	status  binding
 	grid    mtl.Size
 	group   mtl.Size
-	encoded string // the dispatch's description, for reports
 }
 
 // CommandBuffer is a fake id<MTLCommandBuffer>.
@@ -370,7 +369,6 @@ type CommandBuffer struct {
 	last    int32 // the node of its completion, once built
 	errMu   sync.Mutex
 	err     error
-	done    chan struct{}
 	doneSet atomic.Bool
 }
 
@@ -439,10 +437,6 @@ func (cb *CommandBuffer) Error() error {
 	defer cb.errMu.Unlock()
 	return cb.err
 }
-
-// Done is closed once the command buffer has completed and its handlers
-// have run.
-func (cb *CommandBuffer) Done() <-chan struct{} { return cb.done }
 
 func (cb *CommandBuffer) fail(err error) {
 	cb.errMu.Lock()
@@ -679,7 +673,6 @@ func (cb *CommandBuffer) complete() {
 	if cb.handler != nil {
 		cb.handler()
 	}
-	close(cb.done)
 }
 
 // run executes a dispatch with the CPU kernel of its name.
