@@ -348,12 +348,12 @@ type binding struct {
 
 // dispatch is a dispatch with the encoder's state when it was encoded.
 type dispatch struct {
-	pso     *pipeline
-	args    []binding
-	params  any
-	status  binding
-	grid    mtl.Size
-	group   mtl.Size
+	pso    *pipeline
+	args   []binding
+	params any
+	status binding
+	grid   mtl.Size
+	group  mtl.Size
 }
 
 // CommandBuffer is a fake id<MTLCommandBuffer>.
