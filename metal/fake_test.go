@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -52,6 +53,17 @@ func clean(t *testing.T, f *mtlfake.Device) {
 	}
 	if v := f.Violations(); len(v) > 0 {
 		t.Fatalf("%d calls against Metal's rules, first: %s", len(v), v[0])
+	}
+}
+
+func TestOpenOffMacOS(t *testing.T) {
+	if goruntime.GOOS == "darwin" {
+		t.Skip("Open opens the Mac's GPU")
+	}
+	for range 2 { // the error is kept
+		if _, err := metal.Open(); err == nil || !strings.Contains(err.Error(), "Metal is available on macOS only") {
+			t.Fatalf("Open: %v, want the macOS-only error", err)
+		}
 	}
 }
 

@@ -2,12 +2,6 @@
 
 package mtl
 
-import (
-	"fmt"
-
-	"github.com/ebitengine/purego"
-)
-
 // The GPU core count is not in Metal's API; the IORegistry's AGXAccelerator
 // service reports it as "gpu-core-count".
 var (
@@ -24,37 +18,6 @@ const (
 	cfStringEncodingUTF8 = 0x08000100
 	cfNumberSInt32Type   = 3
 )
-
-func bindIOKit() error {
-	iokit, err := purego.Dlopen("/System/Library/Frameworks/IOKit.framework/IOKit", purego.RTLD_NOW|purego.RTLD_GLOBAL)
-	if err != nil {
-		return fmt.Errorf("metal: loading IOKit: %w", err)
-	}
-	cf, err := purego.Dlopen("/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation", purego.RTLD_NOW|purego.RTLD_GLOBAL)
-	if err != nil {
-		return fmt.Errorf("metal: loading CoreFoundation: %w", err)
-	}
-	for _, f := range []struct {
-		lib  uintptr
-		name string
-		fn   any
-	}{
-		{iokit, "IOServiceMatching", &ioServiceMatching},
-		{iokit, "IOServiceGetMatchingService", &ioServiceGetMatchingService},
-		{iokit, "IORegistryEntryCreateCFProperty", &ioRegistryEntryCreateCFProperty},
-		{iokit, "IOObjectRelease", &ioObjectRelease},
-		{cf, "CFStringCreateWithCString", &cfStringCreateWithCString},
-		{cf, "CFNumberGetValue", &cfNumberGetValue},
-		{cf, "CFRelease", &cfRelease},
-	} {
-		sym, err := purego.Dlsym(f.lib, f.name)
-		if err != nil {
-			return fmt.Errorf("metal: %w", err)
-		}
-		purego.RegisterFunc(f.fn, sym)
-	}
-	return nil
-}
 
 // gpuCoreCount returns the GPU's core count from the IORegistry, or 0 when
 // the system does not report it.

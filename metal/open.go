@@ -1,5 +1,3 @@
-//go:build darwin
-
 package metal
 
 import (
@@ -15,9 +13,10 @@ var (
 	openErr  error
 )
 
-// Open returns the system's default Metal device. The kernel library is
-// compiled on the first call (this takes a few seconds) and the device is
-// shared by later calls; each runtime makes its own queue on it.
+// Open returns the system's default Metal device, or an error off macOS
+// ("Metal is available on macOS only"). The kernel library is compiled on
+// the first call (this takes a few seconds) and the device is shared by
+// later calls; each runtime makes its own queue on it.
 func Open() (runtime.Device, error) {
 	openOnce.Do(func() {
 		dev, err := mtl.Default()
