@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/internal/mtlfake"
@@ -578,4 +579,88 @@ func TestFakeRefusedDispatches(t *testing.T) {
 	}
 	ev.Wait(value)
 	clean(t, f)
+}
+
+type fakeScaleParams struct {
+	N     uint32
+	Scale float32
+}
+
+// fakeScale is a kernel registered from outside Loom, with its own MSL and
+// CPU kernel; fakeScaleBad's MSL does not declare it.
+var fakeScale, fakeScaleBad = primitives.KernelSpec{
+	Name:   "fake_scale_f32",
+	Args:   []primitives.ArgSpec{primitives.R("a"), primitives.W("out")},
+	Params: (*fakeScaleParams)(nil),
+	MSL: primitives.Source{File: "fake_scale.metal", Text: `
+[[kernel]] void fake_scale_f32(device const float* a [[buffer(0)]], device float* out [[buffer(1)]],
+                               constant fakeScaleParams& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i < p.N) out[i] = a[i] * p.Scale;
+}
+`},
+}, primitives.KernelSpec{
+	Name:   "fake_scale_bad_f32",
+	Args:   []primitives.ArgSpec{primitives.R("a"), primitives.W("out")},
+	Params: (*fakeScaleParams)(nil),
+	MSL:    primitives.Source{File: "fake_scale_bad.metal", Text: "[[kernel]] void other(device float* a [[buffer(0)]]) {}\n"},
+}
+
+var registerFakeScale = sync.OnceValue(func() error {
+	if err := primitives.Register(fakeScale, fakeScaleBad); err != nil {
+		return err
+	}
+	return cpu.Register(fakeScale.Name, func(c *cpu.Call) error {
+		p := c.Params.(*fakeScaleParams)
+		a, out := c.F32(0), c.F32(1)
+		for i := range int(p.N) {
+			out[i] = a[i] * p.Scale
+		}
+		return nil
+	})
+})
+
+// TestFakeUserKernel: a kernel registered with its own MSL gets a library
+// of its own, compiled on first use, and runs; one whose MSL does not
+// declare it fails, every time it is asked for, with the reason.
+func TestFakeUserKernel(t *testing.T) {
+	if err := registerFakeScale(); err != nil {
+		t.Fatal(err)
+	}
+	f, dev := fakeDevice(t, mtlfake.Options{})
+	k, err := dev.Kernel(fakeScale.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := dev.NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	a, _ := dev.NewBuffer(12)
+	out, _ := dev.NewBuffer(12)
+	if err := a.Write(0, []byte{0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64}); err != nil { // 1, 2, 3
+		t.Fatal(err)
+	}
+	var l runtime.CommandList
+	l.NewPass()
+	l.Dispatch(k, primitives.Dim3{X: 1, Y: 1, Z: 1}, primitives.Dim3{X: 3, Y: 1, Z: 1}, []runtime.BufferArg{
+		{Buffer: a, Size: 12, Access: primitives.Read, Name: "a"}, {Buffer: out, Size: 12, Access: primitives.Write, Name: "out"},
+	}, &fakeScaleParams{N: 3, Scale: 2}, 0)
+	ev := q.NewEvent()
+	l.Signal(ev, 1)
+	if err := q.Submit(&l).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ev.Wait(1)
+	got := make([]byte, 12)
+	if err := out.Read(0, got); err != nil || !slices.Equal(got, []byte{0, 0, 0, 64, 0, 0, 128, 64, 0, 0, 192, 64}) { // 2, 4, 6
+		t.Fatalf("out = %v, %v; want 2, 4, 6", got, err)
+	}
+	clean(t, f)
+	for range 2 {
+		_, err := dev.Kernel(fakeScaleBad.Name)
+		if err == nil || !strings.Contains(err.Error(), "fake_scale_bad.metal declares no kernel fake_scale_bad_f32") {
+			t.Fatalf("a user kernel its MSL lacks: %v", err)
+		}
+	}
 }
