@@ -79,10 +79,13 @@ func newDevice(dev mtl.Device) (*Device, error) {
 		// Not measured on Apple hardware: the reference Metal plugin's rule,
 		// split while the grid is under 8 groups per GPU core.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 8, PerHead: true},
-		// The gated GEMV for one row, as the GEMV kernel takes one (its
-		// weights are read once per row of x); checked in the emulation,
-		// not run on Apple hardware.
+		// The gated GEMV for one row (its weights are read once per row
+		// of x); checked in the emulation, not run on Apple hardware.
 		GatedGEMVMaxRows: 1,
+		// Rows of x the GEMV kernel takes (the small-M path on SIMD-group
+		// matrices, one weight read per 64 rows); checked in the
+		// emulation, not run on Apple hardware.
+		GEMVMaxRows: primitives.MatMulSIMDGroupRows,
 	}
 	return d, nil
 }

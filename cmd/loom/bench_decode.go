@@ -66,6 +66,7 @@ func benchDecode(args []string) error {
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
+	perCB := fs.Int("n", 0, "dispatches per command buffer (0: the runtime's default; -1: one command buffer per step)")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func benchDecode(args []string) error {
 		return err
 	}
 	setup := time.Now()
-	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{NoPlanCache: *noCache})
+	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB})
 	if err != nil {
 		return err
 	}
