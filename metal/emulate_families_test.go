@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-package metal
+package metal_test
 
 import (
 	"fmt"
@@ -217,16 +217,33 @@ func TestEmulatedRows(t *testing.T) {
 	}
 }
 
+// TestEmulatedMatMul runs both matmul kernels on awkward shapes for every
+// dtype: the GEMV kernel for one row and the small-M path (up to
+// primitives.MatMulSIMDGroupRows rows), the tiled kernel past it, with M,
+// N and K not multiples of the tiles (K below 8 and not a multiple of 8, N
+// odd), weights stored [N, K] and [K, N], a transposed, and batches.
 func TestEmulatedMatMul(t *testing.T) {
 	emu, ref := emuRuntimes(t, kernelsWithPrefix("matmul_")...)
+	const most = primitives.MatMulSIMDGroupRows
 	cases := []struct {
 		a, b   []int
 		ta, tb bool
 	}{
 		{[]int{1, 67}, []int{67, 45}, false, false},  // GEMV
 		{[]int{1, 67}, []int{45, 67}, false, true},   // GEMV, weights N×K
-		{[]int{33, 17}, []int{17, 65}, false, false}, // tiles with ragged edges
-		{[]int{17, 33}, []int{65, 17}, true, true},
+		{[]int{1, 5}, []int{1, 5}, false, true},      // one output, K < 8
+		{[]int{2, 33}, []int{9, 33}, false, true},    // small M
+		{[]int{3, 70}, []int{17, 70}, false, true},   // K past two steps of 32
+		{[]int{17, 8}, []int{45, 8}, false, true},    // K one block of 8
+		{[]int{63, 41}, []int{13, 41}, false, true},  // a ragged last row tile
+		{[]int{most, 19}, []int{7, 19}, false, true}, // the most rows of one pass
+		{[]int{most + 1, 19}, []int{7, 19}, false, true},
+		{[]int{3, 40}, []int{40, 11}, false, false},         // small M, weights K×N
+		{[]int{2, 5, 48}, []int{2, 33, 48}, false, true},    // batched weights, small M
+		{[]int{3, 21, 5}, []int{21, 6}, true, false},        // a transposed, small M
+		{[]int{33, 17}, []int{17, 65}, false, false},        // tiles with ragged edges
+		{[]int{130, 35}, []int{27, 35}, false, true},        // tiled, weights N×K
+		{[]int{17, 70}, []int{65, 17}, true, true},          // tiled, both transposed
 		{[]int{2, 3, 9, 40}, []int{3, 40, 7}, false, false}, // broadcast batch
 		{[]int{4, 1, 16}, []int{4, 16, 8}, false, false},    // batched GEMV
 	}
@@ -239,7 +256,107 @@ func TestEmulatedMatMul(t *testing.T) {
 				return ops.MatMulTransposed(a, b, c.ta, c.tb)
 			}
 			atol, rtol := tol(dt, 10)
-			sameOnBoth(t, emu, ref, fmt.Sprintf("matmul %s %v", dt, c), build, atol, rtol)
+			what := fmt.Sprintf("matmul %s %v", dt, c)
+			sameOnBoth(t, emu, ref, what, build, atol, rtol)
+			// The rows of one output matrix pick the kernel.
+			m := c.a[len(c.a)-2]
+			if c.ta {
+				m = c.a[len(c.a)-1]
+			} else if len(c.b) == 2 {
+				m = graph.NumElements(c.a) / c.a[len(c.a)-1]
+			}
+			path := "matmul_tiled"
+			switch {
+			case m == 1:
+				path = "matmul_gemv"
+			case m <= most:
+				path = "matmul_small_m"
+			}
+			if n := emu.LastStats().Counters[path]; n != 1 {
+				t.Errorf("%s: took %v, want %s", what, emu.LastStats().Counters, path)
+			}
+		}
+	}
+}
+
+// TestEmulatedMatMulEdges puts a NaN at the start of a row of x and an Inf
+// at the start of a row of the weights: a kernel that reads past K in the
+// row before (an edge left unguarded) multiplies the padding by them and
+// spreads NaN to outputs they do not touch. K is not a multiple of 8.
+func TestEmulatedMatMulEdges(t *testing.T) {
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("matmul_")...)
+	const n, k = 9, 37
+	for _, dt := range primitives.MatMulDTypes {
+		for _, m := range []int{1, 5, 70} { // GEMV, small M, tiled
+			for _, tb := range []bool{false, true} {
+				build := func() *graph.Array {
+					r := loomtest.Rand(uint64(m))
+					x := loomtest.Float32s(r, m*k, -1, 1)
+					w := loomtest.Float32s(r, n*k, -1, 1)
+					x[(m-1)*k] = float32(math.NaN()) // row m-1 of x, k = 0
+					shape := []int{n, k}
+					w[4*k] = float32(math.Inf(1)) // row 4 of the weights, k = 0
+					if !tb {
+						w = transpose(w, n, k)
+						shape = []int{k, n}
+					}
+					return ops.MatMulTransposed(graph.FromFloat32sAs(dt, x, m, k), graph.FromFloat32sAs(dt, w, shape...), false, tb)
+				}
+				atol, rtol := tol(dt, 10)
+				sameOnBoth(t, emu, ref, fmt.Sprintf("matmul %s M=%d, weights transposed %v, NaN and Inf at row starts", dt, m, tb), build, atol, rtol)
+			}
+		}
+	}
+}
+
+// transpose returns the rows×cols matrix v transposed.
+func transpose(v []float32, rows, cols int) []float32 {
+	out := make([]float32, len(v))
+	for i := range rows {
+		for j := range cols {
+			out[j*rows+i] = v[i*cols+j]
+		}
+	}
+	return out
+}
+
+// TestEmulatedMatMulBatchInvariant checks that a row of x[M, K]·Wᵀ has the
+// same bits whatever the rows computed with it: M = 1 (GEMV), the small-M
+// path and the tiled kernel (more than primitives.MatMulSIMDGroupRows
+// rows), which sum every element the same way.
+func TestEmulatedMatMulBatchInvariant(t *testing.T) {
+	emu, _ := emuRuntimes(t, kernelsWithPrefix("matmul_")...)
+	const n, rows = 19, 131
+	type part struct{ from, m int }
+	parts := []part{{0, 1}, {0, 2}, {0, 3}, {0, 8}, {0, 17}, {0, 64}, {1, 64}, {0, 65}, {0, 130}, {5, 3}, {7, 1}, {1, 130}}
+	for _, dt := range primitives.MatMulDTypes {
+		for _, k := range []int{64, 67} {
+			r := loomtest.Rand(uint64(k))
+			x := loomtest.Float32s(r, rows*k, -1, 1)
+			w := graph.FromFloat32sAs(dt, loomtest.Float32s(r, n*k, -1, 1), n, k)
+			outs := make([]*graph.Array, len(parts))
+			for i, p := range parts {
+				outs[i] = ops.MatMulTransposed(graph.FromFloat32sAs(dt, x[p.from*k:(p.from+p.m)*k], p.m, k), w, false, true)
+			}
+			if err := emu.Eval(outs...); err != nil {
+				t.Fatal(err)
+			}
+			rowBits := map[int]string{} // row i of x's result, from the first product with it
+			for i, p := range parts {
+				b, err := outs[i].Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rb := len(b) / p.m
+				for j := range p.m {
+					got := string(b[j*rb : (j+1)*rb])
+					if prev, ok := rowBits[p.from+j]; !ok {
+						rowBits[p.from+j] = got
+					} else if got != prev {
+						t.Fatalf("%s K=%d: row %d of x computed with rows [%d, %d) differs from the same row computed before", dt, k, p.from+j, p.from, p.from+p.m)
+					}
+				}
+			}
 		}
 	}
 }

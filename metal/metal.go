@@ -15,7 +15,11 @@
 // been held to the spec (CheckUserKernel); a compile error fails the Eval
 // with the compiler's message.
 //
-// Off macOS, Open returns an error. The MSL sources are still checked there:
+// The device's Go is platform-independent: it makes its Objective-C calls
+// through package mtl's interfaces, which Open binds to Metal on macOS and
+// New to any implementation, such as the recording fake (internal/mtlfake)
+// the tests run it on. Off macOS, Open returns an error. The MSL sources are
+// still checked there:
 // the package's tests compile them as C++ through package mslcheck's shim and
 // hold their kernel names, argument indices and names to the primitives
 // catalog.

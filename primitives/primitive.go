@@ -99,9 +99,8 @@ type Caps struct {
 	GatedGEMVMaxRows int
 	// TensorCores puts float16 and bfloat16 matrix products with weights
 	// stored [N, K] on the device's tensor cores (MatMulParams.MMA, taken
-	// by the CUDA device only). The CUDA device sets it when the
-	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
-	// not yet run on a GPU, so it is off by default.
+	// by the CUDA device only; on unless the environment has
+	// LOOM_CUDA_MMA=0).
 	TensorCores bool
 	// AttentionWarpsPerHead is at most how many SIMD groups of a split-KV
 	// partition threadgroup share one query head's keys, each a

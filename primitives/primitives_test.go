@@ -76,6 +76,10 @@ func coreCases() []lowerCase {
 			spec(graph.Int32, 3), spec(graph.Int32, 3, 2))
 		add(primitives.AddRMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 3, 8), spec(dt, 8))
 		add(primitives.SiLUMul{}, spec(dt, 3, 10))
+		for _, bits := range primitives.QuantBits {
+			add(primitives.QuantizedMatMul{Bits: bits, GroupSize: 32}, spec(dt, 3, 64), spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
+			add(primitives.Dequantize{Bits: bits, GroupSize: 32}, spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
+		}
 	}
 	for _, dt := range primitives.AttentionDTypes {
 		for _, idx := range primitives.IndexDTypes {

@@ -1,5 +1,3 @@
-//go:build darwin
-
 package metal
 
 import (
@@ -8,24 +6,18 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
-	"github.com/ebitengine/purego/objc"
-
+	"github.com/loomrt/loom/metal/mtl"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
-// Device is the system's default Metal device with Loom's kernel library.
+// Device is a Metal device with Loom's kernel library.
 type Device struct {
-	obj     objc.ID // id<MTLDevice>
+	mtl     mtl.Device
 	name    string
-	library objc.ID // id<MTLLibrary>
+	library mtl.Library
 	caps    primitives.Caps
-	// handler is the completion handler of every command buffer: one block,
-	// made once, because purego's callback slots are never freed.
-	handler  objc.Block
-	inflight sync.Map // id<MTLCommandBuffer> → *commandBuffer, until completion
 
 	mu        sync.Mutex
 	pipelines map[string]*kernel
@@ -33,45 +25,34 @@ type Device struct {
 	// pipeline, so that each Eval reports it without compiling again;
 	// userLibraries are those kernels' libraries, by source.
 	failed        map[string]error
-	userLibraries map[string]objc.ID
+	userLibraries map[string]mtl.Library
 }
 
-var (
-	openOnce sync.Once
-	openDev  *Device
-	openErr  error
-)
+// defaultGPUCores is the core count assumed when the IORegistry does not
+// report one: the smallest Apple-silicon GPU (M1, 7 cores) rounded up. It
+// only steers occupancy heuristics such as the split-KV decision.
+const defaultGPUCores = 8
 
-// Open returns the system's default Metal device. The kernel library is
-// compiled on the first call (this takes a few seconds) and the device is
-// shared by later calls; each runtime makes its own queue on it.
-func Open() (runtime.Device, error) {
-	openOnce.Do(func() {
-		if openErr = bind(); openErr != nil {
-			return
-		}
-		withPool(func() { openDev, openErr = newDevice() })
-	})
-	if openErr != nil {
-		return nil, openErr
-	}
-	return openDev, nil
+// New returns Loom's device on the Metal device dev (mtl.Default's on a
+// Mac; a test's fake elsewhere), compiling the kernel library from the
+// embedded MSL.
+func New(dev mtl.Device) (*Device, error) {
+	var d *Device
+	var err error
+	dev.AutoreleasePool(func() { d, err = newDevice(dev) })
+	return d, err
 }
 
-func newDevice() (*Device, error) {
-	obj := createSystemDefaultDevice()
-	if obj == 0 {
-		return nil, errors.New("metal: this Mac has no Metal device")
-	}
-	d := &Device{obj: obj, name: goString(msgID(obj, selName)), pipelines: map[string]*kernel{}}
-	if !msgBoolU64(obj, selSupportsFamily, gpuFamilyApple7) {
+func newDevice(dev mtl.Device) (*Device, error) {
+	d := &Device{mtl: dev, name: dev.Name(), pipelines: map[string]*kernel{}}
+	if !dev.SupportsFamily(mtl.GPUFamilyApple7) {
 		return nil, fmt.Errorf("metal: %s is unsupported: Loom's kernels need the Apple7 GPU family (M1 or later) for SIMD-group matrices", d.name)
 	}
 	src, err := librarySource()
 	if err != nil {
 		return nil, err
 	}
-	if d.library, err = d.compile(src); err != nil {
+	if d.library, err = dev.NewLibraryWithSource(src); err != nil {
 		return nil, fmt.Errorf("metal: compiling the kernel library: %w", err)
 	}
 	copyKernel, err := d.newPipeline("copy_bytes")
@@ -81,25 +62,31 @@ func newDevice() (*Device, error) {
 	d.pipelines[copyKernel.name] = copyKernel
 	// The kernels compute lane positions for 32-wide SIMD groups (see
 	// kernels/attention.metal), which every Apple GPU has.
-	simd := int(msgU64(copyKernel.pso, selThreadExecutionWidth))
+	simd := copyKernel.pso.ThreadExecutionWidth()
 	if simd != 32 {
 		return nil, fmt.Errorf("metal: %s is unsupported: its SIMD groups have %d threads, and Loom's kernels assume 32", d.name, simd)
+	}
+	cores := dev.GPUCoreCount()
+	if cores <= 0 {
+		cores = defaultGPUCores
 	}
 	d.caps = primitives.Caps{
 		Device:             "metal",
 		SIMDWidth:          simd,
-		MaxThreadsPerGroup: int(msgSize(obj, selMaxThreadsPerGroup).Width),
-		MaxSharedBytes:     int(msgU64(obj, selMaxThreadgroupMemory)),
-		Cores:              gpuCoreCount(),
+		MaxThreadsPerGroup: dev.MaxThreadsPerThreadgroup().Width,
+		MaxSharedBytes:     dev.MaxThreadgroupMemoryLength(),
+		Cores:              cores,
 		// Not measured on Apple hardware: the reference Metal plugin's rule,
 		// split while the grid is under 8 groups per GPU core.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 8, PerHead: true},
-		// The gated GEMV for one row, as the GEMV kernel takes one (its
-		// weights are read once per row of x); checked in the emulation,
-		// not run on Apple hardware.
+		// The gated GEMV for one row (its weights are read once per row
+		// of x); checked in the emulation, not run on Apple hardware.
 		GatedGEMVMaxRows: 1,
+		// Rows of x the GEMV kernel takes (the small-M path on SIMD-group
+		// matrices, one weight read per 64 rows); checked in the
+		// emulation, not run on Apple hardware.
+		GEMVMaxRows: primitives.MatMulSIMDGroupRows,
 	}
-	d.handler = objc.NewBlock(func(_ objc.Block, cb objc.ID) { d.completed(cb) })
 	return d, nil
 }
 
@@ -114,7 +101,7 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 // kernel is a compiled compute pipeline.
 type kernel struct {
 	name       string
-	pso        objc.ID      // id<MTLComputePipelineState>
+	pso        mtl.Pipeline
 	maxThreads int          // threads per threadgroup this pipeline allows
 	args       int          // the catalog's buffer arguments
 	params     reflect.Type // the catalog's *params type, nil if none
@@ -133,7 +120,7 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	}
 	var k *kernel
 	var err error
-	withPool(func() { k, err = d.newPipeline(name) })
+	d.mtl.AutoreleasePool(func() { k, err = d.newPipeline(name) })
 	if err != nil {
 		return nil, err
 	}
@@ -141,51 +128,27 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	return k, nil
 }
 
-// compile compiles an MSL library source: language version 3.1, fast
-// math off (it may drop NaN and infinity handling that the ops document:
-// Maximum lets NaN win, softmax of -inf masks).
-func (d *Device) compile(src string) (objc.ID, error) {
-	opts := msgID(msgID(objc.ID(classMTLCompileOptions), selAlloc), selInit)
-	if opts == 0 {
-		return 0, errors.New("metal: cannot create MTLCompileOptions")
-	}
-	defer msgVoid(opts, selRelease)
-	msgVoidU64(opts, selSetLanguageVersion, languageVersion3_1)
-	msgVoidBool(opts, selSetFastMathEnabled, false)
-	var errObj objc.ID
-	lib := msgIDIDIDErr(d.obj, selNewLibrary, nsString(src), opts, &errObj)
-	if lib == 0 {
-		// errObj may also be set with warnings when the library compiled;
-		// only a missing library is a failure.
-		if err := nsError(errObj); err != nil {
-			return 0, err
-		}
-		return 0, errors.New("the Metal compiler gave no library and no message")
-	}
-	return lib, nil
-}
-
 // userLibrary returns the library of a kernel registered with its own MSL
 // (primitives.KernelSpec.MSL), compiled on first use after its declaration
 // has been held to its spec (CheckUserKernel). Kernels registered with the
 // same source share it.
-func (d *Device) userLibrary(spec primitives.KernelSpec) (objc.ID, error) {
+func (d *Device) userLibrary(spec primitives.KernelSpec) (mtl.Library, error) {
 	if err := CheckUserKernel(spec); err != nil {
-		return 0, err
+		return nil, err
 	}
 	src, err := UserSource(spec)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if lib, ok := d.userLibraries[src]; ok {
 		return lib, nil
 	}
-	lib, err := d.compile(src)
+	lib, err := d.mtl.NewLibraryWithSource(src)
 	if err != nil {
-		return 0, fmt.Errorf("metal: kernel %s: compiling %s: %w", spec.Name, spec.MSL.File, err)
+		return nil, fmt.Errorf("metal: kernel %s: compiling %s: %w", spec.Name, spec.MSL.File, err)
 	}
 	if d.userLibraries == nil {
-		d.userLibraries = map[string]objc.ID{}
+		d.userLibraries = map[string]mtl.Library{}
 	}
 	d.userLibraries[src] = lib
 	return lib, nil
@@ -213,17 +176,14 @@ func (d *Device) newPipeline(name string) (*kernel, error) {
 			return nil, err
 		}
 	}
-	fn := msgIDID(lib, selNewFunction, nsString(name))
-	if fn == 0 {
+	pso, err := lib.NewComputePipeline(name)
+	if errors.Is(err, mtl.ErrNoFunction) {
 		return nil, fmt.Errorf("%w: kernel %q is not implemented by the Metal device", runtime.ErrUnsupportedKernel, name)
 	}
-	defer msgVoid(fn, selRelease)
-	var errObj objc.ID
-	pso := msgIDIDErr(d.obj, selNewPipeline, fn, &errObj)
-	if pso == 0 {
-		return nil, fmt.Errorf("metal: kernel %s: creating its pipeline: %v", name, nsError(errObj))
+	if err != nil {
+		return nil, err
 	}
-	k := &kernel{name: name, pso: pso, maxThreads: int(msgU64(pso, selMaxTotalThreads)), args: len(spec.Args)}
+	k := &kernel{name: name, pso: pso, maxThreads: pso.MaxTotalThreadsPerThreadgroup(), args: len(spec.Args)}
 	if spec.Params != nil {
 		k.params = reflect.TypeOf(spec.Params)
 	}
@@ -233,8 +193,8 @@ func (d *Device) newPipeline(name string) (*kernel, error) {
 // buffer is a shared-storage MTLBuffer without hazard tracking: the runtime's
 // encoder orders every access.
 type buffer struct {
-	obj      objc.ID
-	data     []byte // the buffer's contents, mapped into this process
+	obj      mtl.Buffer
+	n        int64
 	dev      *Device
 	released atomic.Bool
 }
@@ -244,29 +204,23 @@ func (d *Device) NewBuffer(n int64) (runtime.Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("metal: negative buffer size %d", n)
 	}
-	var obj objc.ID
-	var p unsafe.Pointer
-	withPool(func() {
-		// Metal refuses zero-length buffers; an empty array still needs one.
-		obj = msgIDU64U64(d.obj, selNewBuffer, uint64(max(n, 16)), resourceStorageModeShared|resourceHazardTrackingUntracked)
-		if obj != 0 {
-			p = msgPtr(obj, selContents)
-		}
-	})
-	if obj == 0 || p == nil {
-		return nil, fmt.Errorf("metal: %s cannot allocate %d bytes", d.name, n)
+	var obj mtl.Buffer
+	var err error
+	d.mtl.AutoreleasePool(func() { obj, err = d.mtl.NewBuffer(int(n)) })
+	if err != nil {
+		return nil, fmt.Errorf("metal: %s cannot allocate %d bytes: %w", d.name, n, err)
 	}
-	return &buffer{obj: obj, data: unsafe.Slice((*byte)(p), n), dev: d}, nil
+	return &buffer{obj: obj, n: n, dev: d}, nil
 }
 
-func (b *buffer) Len() int64 { return int64(len(b.data)) }
+func (b *buffer) Len() int64 { return b.n }
 
 func (b *buffer) span(off int64, n int) error {
 	if b.released.Load() {
 		return errors.New("metal: buffer used after release")
 	}
-	if off < 0 || off+int64(n) > int64(len(b.data)) {
-		return fmt.Errorf("metal: bytes [%d,+%d) outside a %d-byte buffer", off, n, len(b.data))
+	if off < 0 || n < 0 || off+int64(n) > b.n {
+		return fmt.Errorf("metal: bytes [%d,+%d) outside a %d-byte buffer", off, n, b.n)
 	}
 	return nil
 }
@@ -275,7 +229,7 @@ func (b *buffer) Write(off int64, src []byte) error {
 	if err := b.span(off, len(src)); err != nil {
 		return err
 	}
-	copy(b.data[off:], src)
+	b.obj.CopyToContents(int(off), src)
 	return nil
 }
 
@@ -283,7 +237,7 @@ func (b *buffer) Read(off int64, dst []byte) error {
 	if err := b.span(off, len(dst)); err != nil {
 		return err
 	}
-	copy(dst, b.data[off:])
+	b.obj.CopyFromContents(int(off), dst)
 	return nil
 }
 
@@ -291,16 +245,16 @@ func (b *buffer) Release() {
 	if b.released.Swap(true) {
 		return
 	}
-	b.data = nil
-	msgVoid(b.obj, selRelease)
+	b.obj.Release()
 }
 
 // NewQueue returns a new command queue.
 func (d *Device) NewQueue() (runtime.Queue, error) {
-	var obj objc.ID
-	withPool(func() { obj = msgID(d.obj, selNewCommandQueue) })
-	if obj == 0 {
-		return nil, fmt.Errorf("metal: %s cannot create a command queue", d.name)
+	var obj mtl.CommandQueue
+	var err error
+	d.mtl.AutoreleasePool(func() { obj, err = d.mtl.NewCommandQueue() })
+	if err != nil {
+		return nil, fmt.Errorf("metal: %s: %w", d.name, err)
 	}
 	return &queue{dev: d, obj: obj}, nil
 }
