@@ -81,6 +81,6 @@ func ropeRotate(o1, o2, x1, x2, cos, sin []float32) {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("rope_"+dt.Short(), ropeKernel(dt))
+		mustRegister(primitives.RoPEKernel(dt), ropeKernel(dt))
 	}
 }

@@ -181,6 +181,6 @@ func threshold(q []uint32, goal uint64, mass bool, floor uint32) uint32 {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("sample_"+dt.Short(), sampleKernel(dt))
+		mustRegister(primitives.SampleKernel(dt), sampleKernel(dt))
 	}
 }

@@ -57,6 +57,7 @@ type Config struct {
 	EOSTokenIDs       []int // generation stops at any of these: config.json's, then generation_config.json's
 	TorchDType        string
 	Generation        GenerationConfig // generation_config.json's settings, by LoadConfig
+	Quantization      *Quantization    // the quantized format of the checkpoint, nil if it is not quantized
 }
 
 // Qwen3_0_6B is the configuration of Qwen/Qwen3-0.6B, built in so that
@@ -138,6 +139,7 @@ type rawConfig struct {
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
 	TorchDType            string          `json:"torch_dtype"`
 	DType                 string          `json:"dtype"`
+	Quantization          json.RawMessage `json:"quantization"`
 }
 
 // ropeParameters is transformers 5's form of the RoPE settings
@@ -306,6 +308,9 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	if c.EOSTokenIDs, err = tokenIDs("eos_token_id", r.EOSTokenID); err != nil {
+		return Config{}, err
+	}
+	if c.Quantization, err = parseQuantization(r.Quantization); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()

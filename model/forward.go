@@ -31,7 +31,9 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // layer's by the final norm), Q, K and V are one matmul whose heads
 // ops.QKNormRoPEKVWrite normalises, rotates and writes to the cache, and
 // the MLP's gate and up projections and their activation are
-// ops.GatedLinear.
+// ops.GatedLinear. Quantized weights (Weights.Quant) go through
+// ops.QuantizedMatMul (the gated MLP as it and ops.SiLUMul, one dispatch
+// more), and a quantized embedding dequantises only the gathered rows.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
@@ -118,10 +120,25 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 	positions, slots := in.positions, in.slots
 	meta := ops.AttentionMeta{BlockTables: in.tables, SeqLens: in.seqLens, CuSeqlensQ: in.cuSeqlensQ, MaxSeqLen: st.MaxSeqLen}
 	opts := ops.AttentionOptions{Scale: float32(1 / math.Sqrt(float64(d)))}
-	linear := func(x, w *graph.Array) *graph.Array { return ops.MatMulTransposed(x, w, false, true) }
+	quant := m.Weights.Quant
+	linear := func(x, w *graph.Array) *graph.Array {
+		if q, ok := quant[w]; ok {
+			return ops.QuantizedMatMul(x, w, q.Scales, q.Biases, q.GroupSize, q.Bits)
+		}
+		return ops.MatMulTransposed(x, w, false, true)
+	}
+	gatedLinear := func(x, w *graph.Array) *graph.Array {
+		if _, ok := quant[w]; ok {
+			return ops.SiLUMul(linear(x, w))
+		}
+		return ops.GatedLinear(x, w)
+	}
 
 	x := ops.GatherRows(m.Weights.Embed, ids) // [T, hidden], the residual stream
-	var delta *graph.Array                    // the last sub-block's output, not yet added to x
+	if q, ok := quant[m.Weights.Embed]; ok {  // only the step's rows are dequantised
+		x = ops.Dequantize(x, ops.GatherRows(q.Scales, ids), ops.GatherRows(q.Biases, ids), q.GroupSize, q.Bits)
+	}
+	var delta *graph.Array // the last sub-block's output, not yet added to x
 	var h *graph.Array
 	for i := range m.Weights.Layers {
 		l := &m.Weights.Layers[i]
@@ -153,7 +170,7 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 			o = ops.Add(o, l.OBias)
 		}
 		x, h = ops.AddRMSNorm(x, o, l.PostAttnNorm, c.RMSNormEps)
-		delta = linear(ops.GatedLinear(h, l.GateUp), l.Down)
+		delta = linear(gatedLinear(h, l.GateUp), l.Down)
 	}
 	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits

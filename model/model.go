@@ -55,7 +55,7 @@ func New(rt *runtime.Runtime, cfg Config, w *Weights, dt graph.DType) (*Model, e
 		return nil, fmt.Errorf("model: %d layers of weights, the config has %d", len(w.Layers), cfg.NumLayers)
 	}
 	for _, a := range w.Arrays() {
-		if a.DType() != dt {
+		if _, packed := w.Quant[a]; !packed && a.DType() != dt {
 			return nil, fmt.Errorf("model: weight %v is not %s", a, dt)
 		}
 	}

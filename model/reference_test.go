@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 
@@ -36,8 +37,13 @@ func newRefModel(t testing.TB, cfg Config, w *Weights) *refModel {
 		return f
 	}
 	mat := func(a *graph.Array) [][]float64 {
-		f := vec(a)
 		rows, cols := a.Shape()[0], a.Shape()[1]
+		var f []float64
+		if q, ok := w.Quant[a]; ok { // the same weights dequantised
+			f, cols = dequantized(t, a, q), cols*32/q.Bits
+		} else {
+			f = vec(a)
+		}
 		m := make([][]float64, rows)
 		for i := range m {
 			m[i] = f[i*cols : (i+1)*cols]
@@ -100,6 +106,33 @@ func refAddBias(x, b []float64) []float64 {
 		x[i] += b[i]
 	}
 	return x
+}
+
+// dequantized returns the float values of quantized weights: packed codes
+// a with their scales, biases and format q.
+func dequantized(t testing.TB, a *graph.Array, q Quant) []float64 {
+	t.Helper()
+	words, err := a.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qm := &Quantized{Rows: a.Shape()[0], K: a.Shape()[1] * 32 / q.Bits, Bits: q.Bits, GroupSize: q.GroupSize}
+	for i := 0; i < len(words); i += 4 {
+		qm.Words = append(qm.Words, binary.LittleEndian.Uint32(words[i:]))
+	}
+	for _, dst := range []struct {
+		from *graph.Array
+		to   *[]float32
+	}{{q.Scales, &qm.Scales}, {q.Biases, &qm.Biases}} {
+		v, err := dst.from.Float64s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range v {
+			*dst.to = append(*dst.to, float32(x))
+		}
+	}
+	return qm.Dequantized()
 }
 
 func refRMSNorm(x, w []float64, eps float64) []float64 {

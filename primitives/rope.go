@@ -59,18 +59,17 @@ func (r RoPE) Lower(l *Lowering) error {
 		return err
 	}
 	t, h, d := x.Shape[0], x.Shape[1], x.Shape[2]
-	l.Add(Dispatch{
-		Kernel: "rope_" + x.DType.Short(),
-		Grid:   Dim3{t * h, 1, 1}, // a group per (token, head)
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("x", In(0)), R("positions", In(1)), W("out", Out(0))},
-		Params: &RoPEParams{T: uint32(t), H: uint32(h), D: uint32(d), Theta: r.Theta},
-	})
+	l.Dispatch(RoPEKernel(x.DType), Dim3{t * h, 1, 1}, // a group per (token, head)
+		Dim3{ElementwiseThreads, 1, 1}, &RoPEParams{T: uint32(t), H: uint32(h), D: uint32(d), Theta: r.Theta},
+		In(0), In(1), Out(0))
 	return nil
 }
 
+// RoPEKernel is RoPE's kernel for x of dtype dt.
+func RoPEKernel(dt graph.DType) string { return KernelName("rope", dt) }
+
 func init() {
 	for _, dt := range FloatDTypes {
-		register(KernelSpec{Name: "rope_" + dt.Short(), Args: []string{"x", "positions", "out"}, Params: (*RoPEParams)(nil)})
+		register(KernelSpec{Name: RoPEKernel(dt), Args: []ArgSpec{R("x"), R("positions"), W("out")}, Params: (*RoPEParams)(nil)})
 	}
 }

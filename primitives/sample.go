@@ -138,16 +138,15 @@ func (Sample) Lower(l *Lowering) error {
 	if s == 0 {
 		return nil
 	}
-	l.Add(Dispatch{
-		Kernel: "sample_" + logits.DType.Short(),
-		Grid:   Dim3{s, 1, 1}, // a group per sequence
-		Group:  Dim3{SampleThreads, 1, 1},
-		Args: []Arg{R("logits", In(0)), R("settings", In(1)), R("keys", In(2)), R("counters", In(3)), R("window", In(4)),
-			W("weights", l.NewScratch(int64(s)*int64(v)*4)), W("out", Out(0))},
-		Params: &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
-	})
+	weights := l.NewScratch(int64(s) * int64(v) * 4)
+	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
+		Dim3{SampleThreads, 1, 1}, &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
 	return nil
 }
+
+// SampleKernel is Sample's kernel for logits of dtype dt.
+func SampleKernel(dt graph.DType) string { return KernelName("sample", dt) }
 
 // Philox4x32 returns the four words of Philox4x32-10 (Salmon et al., 2011)
 // for a counter and a key: the counter-based generator of Sample.
@@ -178,7 +177,7 @@ func TopPGoal(total, pq uint64) uint64 {
 
 func init() {
 	for _, dt := range FloatDTypes {
-		register(KernelSpec{Name: "sample_" + dt.Short(), Args: []string{"logits", "settings", "keys", "counters", "window", "weights", "out"},
+		register(KernelSpec{Name: SampleKernel(dt), Args: []ArgSpec{R("logits"), R("settings"), R("keys"), R("counters"), R("window"), W("weights"), W("out")},
 			Params: (*SampleParams)(nil)})
 	}
 }

@@ -56,20 +56,15 @@ func (ScatterRows) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: RowsKernel("scatter_rows", dst.DType, idx.DType),
-		Grid:   Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{RW("dst", Out(0)), R("indices", In(1)), R("rows", In(2))},
-		Params: p,
-	})
+	l.Dispatch(RowsKernel("scatter_rows", dst.DType, idx.DType), Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, p, Out(0), In(1), In(2))
 	return nil
 }
 
 func init() {
 	for _, dt := range graph.DTypes {
 		for _, idx := range IndexDTypes {
-			register(KernelSpec{Name: RowsKernel("scatter_rows", dt, idx), Args: []string{"dst", "indices", "rows"}, Params: (*RowsParams)(nil)})
+			register(KernelSpec{Name: RowsKernel("scatter_rows", dt, idx), Args: []ArgSpec{RW("dst"), R("indices"), R("rows")}, Params: (*RowsParams)(nil)})
 		}
 	}
 }

@@ -152,3 +152,38 @@ func TestCLIConventions(t *testing.T) {
 		t.Errorf("model beside the binary: %v", err)
 	}
 }
+
+// TestQuantizeCommand quantizes the tiny model, then checks it with loom
+// info and generates from it; and checks the command line's errors.
+func TestQuantizeCommand(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "q8")
+	if _, stderr, err := capture(func() error {
+		return runQuantize([]string{"-bits", "8", "-group-size", "32", tinyModel, dst})
+	}); err != nil || !strings.Contains(stderr, "quantized to 8 bits in groups of 32") {
+		t.Fatalf("quantize: error %v, stderr %q", err, stderr)
+	}
+	stdout, _, err := capture(func() error { return runInfo([]string{"-model", dst}) })
+	if err != nil || !strings.Contains(stdout, "8 bits, groups of 32") || !strings.Contains(stdout, "every tensor present") {
+		t.Fatalf("info of the quantized model: error %v, stdout %q", err, stdout)
+	}
+	if out, _, err := capture(func() error {
+		return runGenerate([]string{"-model", dst, "-max-tokens", "4", "-prompt-ids", "256,47"})
+	}); err != nil || len(strings.Fields(out)) != 4 {
+		t.Fatalf("generate with the quantized model: error %v, stdout %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"quantize", tinyModel}, 2, "want a source and a destination directory, got 1"},
+		{[]string{"quantize", "-bits", "5", tinyModel, t.TempDir()}, 1, "5 bits, group size 64: unsupported"},
+		{[]string{"quantize", dst, t.TempDir()}, 1, "is already quantized"},
+	} {
+		var code int
+		_, stderr, _ := capture(func() error { code = runMain(c.args); return nil })
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("loom %q: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+}

@@ -55,6 +55,7 @@ func runInfo(args []string) error {
 		{"bos_token_id", fmt.Sprint(c.BOSTokenID)},
 		{"eos_token_id", fmt.Sprint(c.EOSTokenIDs)},
 		{"dtype", c.TorchDType},
+		{"quantization", quantSummary(c.Quantization)},
 		{"parameters", fmt.Sprintf("%d (%.1f M)", c.Params(), float64(c.Params())/1e6)},
 	}
 	if s := c.RopeScaling; s != nil {
@@ -104,4 +105,12 @@ func runInfo(args []string) error {
 	}
 	fmt.Printf("  %-24s every tensor present, of the config's shapes, in dtypes Loom loads\n", "weights")
 	return nil
+}
+
+// quantSummary describes a checkpoint's quantization for loom info.
+func quantSummary(q *model.Quantization) string {
+	if q == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d bits, groups of %d (MLX affine), %d per-module overrides", q.Bits, q.GroupSize, len(q.Modules))
 }

@@ -147,3 +147,32 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
 #define QK_NORM_ROPE_KV_WRITE(SHORT, T) \
   QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i32, int) QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i64, i64)
 LOOM_FLOATS(QK_NORM_ROPE_KV_WRITE)
+
+// layer_norm: a block per row of D elements: the mean, then the biased
+// variance (both summed in double, as on the CPU), then
+// out = (x − mean) · scale · weight + bias in float32.
+template <typename T>
+__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, const RMSNormParams& p) {
+  __shared__ double scratch[32];
+  const u64 row = (u64)blockIdx.x * p.D;
+  double s = 0;
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) s += (double)load_f(x, row + k);
+  const double mean = block_sum(s, scratch) / (double)p.D;
+  double ss = 0;
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    const double v = (double)load_f(x, row + k) - mean;
+    ss += v * v;
+  }
+  const float m = (float)mean, scale = (float)(1.0 / sqrt(block_sum(ss, scratch) / (double)p.D + (double)p.Eps));
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    const float z = __fmul_rn(__fmul_rn(load_f(x, row + k) - m, scale), load_f(weight, k));
+    store_f(out, row + k, z + load_f(bias, k));
+  }
+}
+
+#define LAYER_NORM_KERNEL(SHORT, T)                                                                     \
+  extern "C" __global__ void layer_norm_##SHORT(const T* x, const T* weight, const T* bias, T* out,    \
+                                                const RMSNormParams p, Status* status) {               \
+    layer_norm(x, weight, bias, out, p);                                                                \
+  }
+LOOM_FLOATS(LAYER_NORM_KERNEL)

@@ -9,21 +9,9 @@
 // philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0) and key
 // (k0, k1).
 __device__ u32 philox(u32 c, u32 k0, u32 k1) {
-  u32 x0 = c, x1 = 0, x2 = 0, x3 = 0;
-  for (int i = 0; i < 10; i++) {
-    if (i > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    u32 hi0 = __umulhi(0xD2511F53u, x0), lo0 = 0xD2511F53u * x0;
-    u32 hi1 = __umulhi(0xCD9E8D57u, x2), lo1 = 0xCD9E8D57u * x2;
-    u32 y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
-  }
-  return x0;
+  u32 w[4];
+  philox4x32(c, k0, k1, w);
+  return w[0];
 }
 
 // block_total returns the sum of v over the block to every thread.

@@ -8,20 +8,7 @@
 // sample_philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0)
 // and key (k0, k1).
 inline uint sample_philox(uint c, uint k0, uint k1) {
-  uint x0 = c, x1 = 0, x2 = 0, x3 = 0;
-  for (int i = 0; i < 10; i++) {
-    if (i > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    ulong p0 = ulong(0xD2511F53u) * ulong(x0), p1 = ulong(0xCD9E8D57u) * ulong(x2);
-    uint y0 = uint(p1 >> 32) ^ x1 ^ k0, y2 = uint(p0 >> 32) ^ x3 ^ k1;
-    x0 = y0;
-    x1 = uint(p1);
-    x2 = y2;
-    x3 = uint(p0);
-  }
-  return x0;
+  return philox4x32(c, k0, k1).x;
 }
 
 // sample_add adds v to the 64-bit histogram bin (lo, hi) with 32-bit
