@@ -104,8 +104,8 @@ func TestStepSample(t *testing.T) {
 			{Draw{Sampling: ops.Sampling{FrequencyPenalty: -0.1}}, "unsupported"},
 			{Draw{Penalties: Penalties{Repetition: -1}}, "repetition penalty -1"},
 			{Draw{Penalties: Penalties{Presence: float32(math.NaN())}}, "must be finite"},
-			{Draw{Penalties: Penalties{Frequency: 1, Output: []int32{3, 300}}}, "penalized token 1 is 300"},
-			{Draw{Logprobs: true, TopLogprobs: 258}, "258 top log-probs"},
+			{Draw{Penalties: Penalties{Frequency: 1, Output: []int32{3, 5000}}}, "penalized token 1 is 5000"},
+			{Draw{Logprobs: true, TopLogprobs: 5000}, "5000 top log-probs"},
 			{Draw{TopLogprobs: 2}, "without Logprobs"},
 		} {
 			if _, err := e.StepSample([]int{0}, [][]int32{{1}}, []Draw{c.d}); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -571,7 +571,7 @@ func TestPenaltiesAndLogprobs(t *testing.T) {
 					t.Errorf("stream %v token %d: %q at %v is above the greedy %q at %v", stream, i, tok, v, lp.Tokens[i], lp.TokenLogprobs[i])
 				}
 			}
-			if len(top) < max(c.k, 1) || len(top) > c.k+1 || top[lp.Tokens[i]] != lp.TokenLogprobs[i] || p > 1+1e-5 || lp.Offsets[i] != i {
+			if len(top) < max(c.k, 1) || len(top) > c.k+1 || top[lp.Tokens[i]] != lp.TokenLogprobs[i] || p > 1+1e-5 || lp.Offsets[i] != len(strings.Join(lp.Tokens[:i], "")) {
 				t.Errorf("stream %v token %d (%q, %v): top %v, offset %d", stream, i, lp.Tokens[i], lp.TokenLogprobs[i], top, lp.Offsets[i])
 			}
 		}
@@ -591,7 +591,7 @@ func TestPenaltiesAndLogprobs(t *testing.T) {
 		var text strings.Builder
 		for i, e := range lp.Content {
 			text.WriteString(e.Token)
-			if len(e.Top) != 2 || e.Top[0].Token != e.Token || e.Top[0].Logprob != e.Logprob || e.Top[1].Logprob > e.Logprob || len(e.Bytes) != 1 || e.Bytes[0] != int(e.Token[0]) {
+			if len(e.Top) != 2 || e.Top[0].Token != e.Token || e.Top[0].Logprob != e.Logprob || e.Top[1].Logprob > e.Logprob || !slices.Equal(e.Bytes, bytesOf(e.Token)) {
 				t.Errorf("chat (stream %v) token %d: %+v", stream, i, e)
 			}
 		}
@@ -989,4 +989,13 @@ func batchInvariance(t *testing.T, rt *runtime.Runtime) {
 		waitIdle(t, srv.Sched)
 		t.Logf("%d blocks, budget %d: %d preemptions", c.blocks, c.budget, srv.Sched.Metrics.Snapshot().Preemptions)
 	}
+}
+
+// bytesOf is s's bytes as OpenAI's log-prob entries list them.
+func bytesOf(s string) []int {
+	b := make([]int, len(s))
+	for i := range len(s) {
+		b[i] = int(s[i])
+	}
+	return b
 }
