@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Serves the tiny model (with Qwen3's chat template, in a temporary model
-# directory) on 127.0.0.1, runs openai_check.mjs against it, and compares
+# Serves the tiny model (its own tokenizer and chat template) on 127.0.0.1, runs openai_check.mjs against it, and compares
 # its output with openai_check.golden.json; -update rewrites the golden.
 # Needs `npm ci` here first (the openai package) and Go.
 set -euo pipefail
@@ -8,14 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-mkdir "$tmp/tiny"
-for f in config.json generation_config.json loom_tokenizer.json model.safetensors; do
-	ln -s "$root/testdata/tiny-qwen3/$f" "$tmp/tiny/$f"
-done
-cp "$root/testdata/chat/templates/qwen3.jinja" "$tmp/tiny/chat_template.jinja"
 (cd "$root" && go build -o "$tmp/loom" ./cmd/loom)
 port=$((20000 + RANDOM % 20000))
-"$tmp/loom" serve -model "$tmp/tiny" -addr "127.0.0.1:$port" -blocks 64 2>"$tmp/serve.log" &
+"$tmp/loom" serve -model "$root/testdata/tiny-qwen3" -addr "127.0.0.1:$port" -blocks 64 2>"$tmp/serve.log" &
 pid=$!
 for _ in $(seq 100); do
 	curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
