@@ -19,6 +19,12 @@ type ScatterRows struct{}
 func (ScatterRows) Name() string { return "scatter_rows" }
 
 func (ScatterRows) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	return scatterOutputs(in, graph.DTypes)
+}
+
+// scatterOutputs checks the inputs of a row scatter (dst, indices, rows),
+// with dst of one of dtypes, and returns dst's spec.
+func scatterOutputs(in []graph.Spec, dtypes []graph.DType) ([]graph.Spec, error) {
 	if len(in) != 3 {
 		return nil, fmt.Errorf("needs 3 inputs (dst, indices, rows), got %d", len(in))
 	}
@@ -26,8 +32,8 @@ func (ScatterRows) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if len(dst.Shape) == 0 {
 		return nil, fmt.Errorf("dst must have at least 1 dimension, got a scalar")
 	}
-	if !hasDType(graph.DTypes, dst.DType) {
-		return nil, fmt.Errorf("dst dtype %s is unsupported", dst.DType)
+	if !hasDType(dtypes, dst.DType) {
+		return nil, fmt.Errorf("dst dtype %s is unsupported (supported: %v)", dst.DType, dtypes)
 	}
 	if !hasDType(IndexDTypes, idx.DType) {
 		return nil, fmt.Errorf("indices must be int32 or int64, got %s", idx.DType)

@@ -2,7 +2,6 @@ package primitives
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/loomrt/loom/graph"
 )
@@ -84,30 +83,7 @@ type ScatterAddRows struct{}
 func (ScatterAddRows) Name() string { return "scatter_add_rows" }
 
 func (ScatterAddRows) Outputs(in []graph.Spec) ([]graph.Spec, error) {
-	if len(in) != 3 {
-		return nil, fmt.Errorf("needs 3 inputs (dst, indices, rows), got %d", len(in))
-	}
-	dst, idx, rows := in[0], in[1], in[2]
-	if len(dst.Shape) == 0 {
-		return nil, fmt.Errorf("dst must have at least 1 dimension, got a scalar")
-	}
-	if !hasDType(BinaryDTypes, dst.DType) {
-		return nil, fmt.Errorf("dst dtype %s is unsupported (supported: %v)", dst.DType, BinaryDTypes)
-	}
-	if !hasDType(IndexDTypes, idx.DType) {
-		return nil, fmt.Errorf("indices must be int32 or int64, got %s", idx.DType)
-	}
-	if len(idx.Shape) != 1 {
-		return nil, fmt.Errorf("indices must have 1 dimension, got shape %v", idx.Shape)
-	}
-	if rows.DType != dst.DType {
-		return nil, fmt.Errorf("rows have dtype %s, dst %s", rows.DType, dst.DType)
-	}
-	want := append([]int{idx.Shape[0]}, dst.Shape[1:]...)
-	if !slices.Equal(rows.Shape, want) {
-		return nil, fmt.Errorf("rows have shape %v, want %v (one row of dst's shape per index)", rows.Shape, want)
-	}
-	return []graph.Spec{dst}, nil
+	return scatterOutputs(in, BinaryDTypes)
 }
 
 // Aliases makes the output dst's buffer, updated in place.
