@@ -149,29 +149,7 @@ func TestFakeBuffers(t *testing.T) {
 // exercised, and compares with a float64 reference.
 func TestFakeEvalChain(t *testing.T) {
 	f, rt := fakeRuntime(t, mtlfake.Options{Seed: 3, Log: true}, runtime.Options{DispatchesPerCommandBuffer: 3, DispatchesPerPass: 2})
-	r := loomtest.Rand(1)
-	const n = 1001
-	a, b := loomtest.Float32s(r, n, -1, 1), loomtest.Float32s(r, n, -1, 1)
-	x := graph.FromFloat32s(a, n)
-	y := graph.FromFloat32s(b, n)
-	want := make([]float64, n)
-	for i := range want {
-		want[i] = float64(a[i])
-	}
-	for range 10 {
-		x = ops.Add(x, y)
-		for i := range want {
-			want[i] = float64(float32(want[i] + float64(b[i])))
-		}
-	}
-	if err := rt.Eval(x); err != nil {
-		t.Fatal(err)
-	}
-	got, err := x.Float64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loomtest.Close(t, "chain of adds", got, want, 0, 0)
+	evalChain(t, rt)
 	clean(t, f)
 	// The calls of one dispatch and of a command buffer's end, as Metal
 	// gets them.
@@ -663,4 +641,33 @@ func TestFakeUserKernel(t *testing.T) {
 			t.Fatalf("a user kernel its MSL lacks: %v", err)
 		}
 	}
+}
+
+// evalChain evaluates ten adds of 1,001 elements in one Eval, enough for
+// several command buffers with rt's options, against a float64 reference.
+func evalChain(t *testing.T, rt *runtime.Runtime) {
+	t.Helper()
+	r := loomtest.Rand(1)
+	const n = 1001
+	a, b := loomtest.Float32s(r, n, -1, 1), loomtest.Float32s(r, n, -1, 1)
+	x := graph.FromFloat32s(a, n)
+	y := graph.FromFloat32s(b, n)
+	want := make([]float64, n)
+	for i := range want {
+		want[i] = float64(a[i])
+	}
+	for range 10 {
+		x = ops.Add(x, y)
+		for i := range want {
+			want[i] = float64(float32(want[i] + float64(b[i])))
+		}
+	}
+	if err := rt.Eval(x); err != nil {
+		t.Fatal(err)
+	}
+	got, err := x.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loomtest.Close(t, "chain of adds", got, want, 0, 0)
 }
