@@ -61,12 +61,7 @@ func TestTinyLlamaMatchesReference(t *testing.T) {
 			}
 			last := want[len(ids)-1]
 			loomtest.Close(t, fmt.Sprintf("%s step %d", tg.Name, step), f64(r.Logits[0]), last, 1e-4, 1e-4)
-			best := 0
-			for i, v := range last {
-				if v > last[best] {
-					best = i
-				}
-			}
+			best := argmax(last)
 			ids = append(ids, int32(best))
 			next = []int32{int32(best)}
 		}

@@ -84,7 +84,8 @@ func TestQuantized8BitGreedy(t *testing.T) {
 	}
 }
 
-func argmax(v []float32) int {
+// argmax is the index of v's first maximum.
+func argmax[T float32 | float64](v []T) int {
 	best := 0
 	for i, x := range v {
 		if x > v[best] {
