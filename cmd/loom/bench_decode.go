@@ -98,7 +98,6 @@ func benchDecode(args []string) error {
 // benchDecodeRun is one run of benchDecode, with weights of the named
 // kind (quantized to bits bits where bits is not 0).
 func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
-	weights := &weightsName
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
 	dt := graph.BFloat16
@@ -121,7 +120,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	}
 	defer rt.Close() // the next run of a -weights list gets the memory back
 	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
-		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, *weights)
+		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
 	w := model.RandomWeights(cfg, dt, 1)
 	if bits != 0 {
 		if w, err = model.QuantizeWeights(w, bits, groupSize); err != nil {
@@ -156,7 +155,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: *weights, Batch: batch, Context: context, Steps: steps,
+	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps,
 		Device: where, CheckingDevice: check, NoCache: opts.NoPlanCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
