@@ -91,7 +91,11 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
-	if n, err := strconv.Atoi(os.Getenv("LOOM_CUDA_GATED_ROWS")); err == nil {
+	if v, ok := os.LookupEnv("LOOM_CUDA_GATED_ROWS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_GATED_ROWS=%q: want a number of rows ≥ 0", v)
+		}
 		d.caps.GatedGEMVMaxRows = n
 	}
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
