@@ -23,8 +23,8 @@ import (
 // (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
 // products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
 // reading each weight once for all the rows, and on Metal of up to
-// MatMulSIMDGroupRows (Caps.GEMVMaxRows says how many). Where the device's
-// Caps.TensorCores opts in (CUDA with LOOM_CUDA_MMA=1), float16 and
+// MatMulSIMDGroupRows (Caps.GEMVMaxRows says how many). Where the device
+// has Caps.TensorCores (CUDA, unless LOOM_CUDA_MMA=0), float16 and
 // bfloat16 products with weights stored [N, K] run on tensor cores, in
 // both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
 // mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
