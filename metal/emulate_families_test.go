@@ -183,6 +183,13 @@ func TestEmulatedNorms(t *testing.T) {
 			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 3*4*64, -1, 1), 3, 4, 64)
 			return ops.RoPE(x, graph.FromInt32s([]int32{0, 7, 100}, 3), 10000)
 		}, atol, rtol)
+		sameOnBoth(t, emu, ref, "rope scaled "+dt.String(), func() *graph.Array {
+			r := loomtest.Rand(4)
+			x := graph.FromFloat32sAs(dt, loomtest.Float32s(r, 3*4*64, -1, 1), 3, 4, 64)
+			// Wavelengths from 6 to 10000^(62/64)·2π: all three regimes.
+			s := primitives.RoPEScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 64}
+			return ops.RoPEScaled(x, graph.FromInt32s([]int32{0, 7, 100}, 3), 10000, s)
+		}, atol, rtol)
 	}
 }
 

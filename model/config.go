@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/loomrt/loom/primitives"
 )
 
 // Family is an architecture family: the forward pass a Config describes.
@@ -81,35 +83,19 @@ var Qwen3_0_6B = Config{
 
 // RopeScaling holds rope_type llama3's parameters: transformers'
 // _compute_llama3_parameters scales the inverse frequencies of RoPE (see
-// InvFreq).
+// primitives.RoPEScaling).
 type RopeScaling struct {
 	Factor, LowFreqFactor, HighFreqFactor float64
 	OriginalMaxPositionEmbeddings         float64
 }
 
-// InvFreq returns the d/2 inverse frequencies of RoPE with base theta, as
-// transformers computes them: theta^(−2i/d), then with llama3 scaling (s
-// not nil) those of wavelength 2π/f above original/low_freq_factor divided
-// by factor, those between original/high_freq_factor and that blended
-// smoothly, the rest kept.
-func InvFreq(theta float64, d int, s *RopeScaling) []float64 {
-	f := make([]float64, d/2)
-	for i := range f {
-		f[i] = 1 / math.Pow(theta, float64(2*i)/float64(d))
-		if s == nil {
-			continue
-		}
-		wavelen := 2 * math.Pi / f[i]
-		lowWavelen, highWavelen := s.OriginalMaxPositionEmbeddings/s.LowFreqFactor, s.OriginalMaxPositionEmbeddings/s.HighFreqFactor
-		switch {
-		case wavelen > lowWavelen:
-			f[i] /= s.Factor
-		case wavelen >= highWavelen:
-			smooth := (s.OriginalMaxPositionEmbeddings/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
-			f[i] = (1-smooth)*f[i]/s.Factor + smooth*f[i]
-		}
+// rope is s as the RoPE primitive takes it; nil is no scaling.
+func (s *RopeScaling) rope() primitives.RoPEScaling {
+	if s == nil {
+		return primitives.RoPEScaling{}
 	}
-	return f
+	return primitives.RoPEScaling{Factor: float32(s.Factor), LowFreqFactor: float32(s.LowFreqFactor),
+		HighFreqFactor: float32(s.HighFreqFactor), OriginalMaxPositions: float32(s.OriginalMaxPositionEmbeddings)}
 }
 
 // rawConfig mirrors the config.json fields Loom reads. Pointers tell a

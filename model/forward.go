@@ -40,16 +40,13 @@ func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Ar
 
 // stepInputs are the constants of a step's metadata that its graph reads.
 type stepInputs struct {
-	slots, tables, seqLens, cuSeqlensQ *graph.Array
-	lastTokens                         *graph.Array // nil when every sequence has one token
-	// Rotary embeddings: the tokens' positions (int32 [T]), or, for a model
-	// with scaled RoPE frequencies, the cosines and sines of their angles
-	// ([T, 1, head_dim/2], the model's dtype) in their place.
-	positions, cos, sin *graph.Array
+	positions, slots, tables, seqLens, cuSeqlensQ *graph.Array
+	lastTokens                                    *graph.Array // nil when every sequence has one token
 }
 
 func (m *Model) newStepInputs(st *Step) *stepInputs {
 	in := &stepInputs{
+		positions:  graph.FromInt32s(st.Positions),
 		slots:      graph.FromInt32s(st.SlotMapping),
 		tables:     graph.FromInt32s(st.BlockTables, len(st.Seqs), st.MaxBlocks),
 		seqLens:    graph.FromInt32s(st.SeqLens),
@@ -58,39 +55,12 @@ func (m *Model) newStepInputs(st *Step) *stepInputs {
 	if st.Tokens() != len(st.Seqs) {
 		in.lastTokens = graph.FromInt32s(st.LastTokens)
 	}
-	if m.invFreq != nil {
-		cos, sin := m.ropeTables(st)
-		in.cos, in.sin = graph.FromBytes(m.DType, cos, st.Tokens(), 1, len(m.invFreq)), graph.FromBytes(m.DType, sin, st.Tokens(), 1, len(m.invFreq))
-	} else {
-		in.positions = graph.FromInt32s(st.Positions)
-	}
 	return in
-}
-
-// ropeTables returns the bytes of the cosines and sines of the rotary
-// angles position·invFreq[i] of st's tokens, in the model's dtype.
-func (m *Model) ropeTables(st *Step) (cos, sin []byte) {
-	n := len(m.invFreq)
-	c, s := make([]float32, 0, st.Tokens()*n), make([]float32, 0, st.Tokens()*n)
-	for _, p := range st.Positions {
-		for _, f := range m.invFreq {
-			c = append(c, float32(math.Cos(float64(p)*f)))
-			s = append(s, float32(math.Sin(float64(p)*f)))
-		}
-	}
-	cos, sin = make([]byte, len(c)*m.DType.Size()), make([]byte, len(s)*m.DType.Size())
-	graph.PutFloat32s(m.DType, cos, c)
-	graph.PutFloat32s(m.DType, sin, s)
-	return cos, sin
 }
 
 // list is the constants in the order stepArgs binds them.
 func (in *stepInputs) list() []*graph.Array {
-	l := []*graph.Array{in.positions}
-	if in.cos != nil {
-		l = []*graph.Array{in.cos, in.sin}
-	}
-	l = append(l, in.slots, in.tables, in.seqLens, in.cuSeqlensQ)
+	l := []*graph.Array{in.positions, in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
 	if in.lastTokens != nil {
 		l = append(l, in.lastTokens)
 	}
@@ -100,12 +70,7 @@ func (in *stepInputs) list() []*graph.Array {
 // stepArgs is st's metadata as a compiled step binds it to the constants
 // of newStepInputs(st), in list's order.
 func (m *Model) stepArgs(st *Step) []runtime.Input {
-	args := []runtime.Input{runtime.Int32s(st.Positions)}
-	if m.invFreq != nil {
-		cos, sin := m.ropeTables(st)
-		args = []runtime.Input{runtime.Bytes(cos), runtime.Bytes(sin)}
-	}
-	args = append(args, runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ))
+	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
 	}
@@ -179,16 +144,9 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 	return linear(h, m.Weights.LMHead)
 }
 
-// rope rotates x [T, heads, head_dim] by its tokens' positions: with
-// ops.RoPE for the plain frequencies, else with the step's cos and sin
-// tables (x₁·cos − x₂·sin, x₂·cos + x₁·sin for the halves x₁, x₂).
+// rope rotates x [T, heads, head_dim] by its tokens' positions, with the
+// config's frequency scaling if it has one.
 func (m *Model) rope(x *graph.Array, in *stepInputs) *graph.Array {
-	if in.cos == nil {
-		return ops.RoPE(x, in.positions, m.Config.RopeTheta)
-	}
-	s := x.Shape()
-	half := s[2] / 2
-	x1 := ops.Slice(x, []int{0, 0, 0}, []int{s[0], s[1], half})
-	x2 := ops.Slice(x, []int{0, 0, half}, []int{s[0], s[1], s[2]})
-	return ops.Concatenate(2, ops.Sub(ops.Mul(x1, in.cos), ops.Mul(x2, in.sin)), ops.Add(ops.Mul(x2, in.cos), ops.Mul(x1, in.sin)))
+	c := m.Config
+	return ops.RoPEScaled(x, in.positions, c.RopeTheta, c.RopeScaling.rope())
 }

@@ -17,9 +17,6 @@ type Model struct {
 	DType   graph.DType
 	Weights *Weights
 	rt      *runtime.Runtime
-	// invFreq is RoPE's inverse frequencies when the config scales them
-	// (Config.RopeScaling); nil for plain RoPE.
-	invFreq []float64
 }
 
 // Load reads a Hugging Face Qwen3 or Llama directory (config.json, the optional
@@ -62,11 +59,7 @@ func New(rt *runtime.Runtime, cfg Config, w *Weights, dt graph.DType) (*Model, e
 	if err := rt.Eval(w.Arrays()...); err != nil {
 		return nil, fmt.Errorf("model: uploading weights: %w", err)
 	}
-	m := &Model{Config: cfg, DType: dt, Weights: w, rt: rt}
-	if cfg.RopeScaling != nil {
-		m.invFreq = InvFreq(float64(cfg.RopeTheta), cfg.HeadDim, cfg.RopeScaling)
-	}
-	return m, nil
+	return &Model{Config: cfg, DType: dt, Weights: w, rt: rt}, nil
 }
 
 // Runtime is the runtime the model's weights live on.

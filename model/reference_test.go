@@ -74,7 +74,7 @@ func newRefModel(t testing.TB, cfg Config, w *Weights) *refModel {
 
 // refInvFreq is RoPE's inverse frequencies written from transformers'
 // _compute_default_rope_parameters and _compute_llama3_parameters: the
-// reference for InvFreq.
+// reference for primitives.RoPEScaling.
 func refInvFreq(theta float64, d int, s *RopeScaling) []float64 {
 	out := make([]float64, d/2)
 	for i := range out {

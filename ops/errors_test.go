@@ -6,6 +6,7 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
 )
 
 // TestErrors checks that every op rejects bad arguments with an error
@@ -223,6 +224,8 @@ func TestErrors(t *testing.T) {
 		{"rope positions dtype", ops.RoPE(f32(2, 1, 8), graph.FromInt64s([]int64{0, 1}), 1e4), []string{"rope", "positions must be int32, got int64"}},
 		{"rope positions shape", ops.RoPE(f32(2, 1, 8), i32(0, 1, 2), 1e4), []string{"rope", "positions have shape [3], want [2]"}},
 		{"rope theta", ops.RoPE(f32(2, 1, 8), i32(0, 1), 0), []string{"rope", "theta 0 must be finite and > 0"}},
+		{"rope scaling", ops.RoPEScaled(f32(2, 1, 8), i32(0, 1), 1e4, primitives.RoPEScaling{Factor: 8, LowFreqFactor: 4, HighFreqFactor: 1, OriginalMaxPositions: 64}), []string{"rope", "HighFreqFactor must be above LowFreqFactor"}},
+		{"rope scaling zero", ops.RoPEScaled(f32(2, 1, 8), i32(0, 1), 1e4, primitives.RoPEScaling{Factor: 8}), []string{"rope", "every field must be finite and > 0"}},
 		{"rope int", ops.RoPE(of(graph.Int32, 2, 1, 8), i32(0, 1), 1e4), []string{"rope", "dtype int32 is unsupported"}},
 		{"rope nil", ops.RoPE(nil, i32(0), 1e4), []string{"rope", "input 0 is nil"}},
 	}

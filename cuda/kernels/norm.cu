@@ -69,15 +69,30 @@ __device__ __forceinline__ void rope_cos_sin(double pos, u32 i, u32 d, float the
   *sn = (float)s;
 }
 
+// rope_scale is primitives.RoPEScaling.Scale: Llama 3.1's scaling of the
+// inverse frequency f, in double.
+__device__ __forceinline__ double rope_scale(double f, const RoPEParams& p) {
+  const double orig = p.OriginalMaxPositions, low = p.LowFreqFactor, high = p.HighFreqFactor, w = 2.0 * 3.14159265358979323846 / f;
+  if (w > orig / low) return f / p.Factor;
+  if (w >= orig / high) {
+    const double sm = (orig / w - low) / (high - low);
+    return (1.0 - sm) * f / p.Factor + sm * f;
+  }
+  return f;
+}
+
 // rope: a block per (token, head), a thread per pair (i, i + D/2); the
-// rotation is float32.
+// angle is computed as rope_cos_sin does, its frequency scaled first when
+// p.Factor is set; the rotation is float32.
 template <typename T> __device__ void rope(const T* x, const int* positions, T* out, const RoPEParams& p) {
   const u32 t = blockIdx.x / p.H, half = p.D / 2;
   const u64 base = (u64)blockIdx.x * p.D;
   const double pos = positions[t];
   for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
-    float cs, sn;
-    rope_cos_sin(pos, i, p.D, p.Theta, &cs, &sn);
+    double f = pow((double)p.Theta, -2.0 * i / p.D), s, c;
+    if (p.Factor != 0.0f) f = rope_scale(f, p);
+    sincos(pos * f, &s, &c);
+    const float cs = (float)c, sn = (float)s;
     const float u = load_f(x, base + i), v = load_f(x, base + i + half);
     store_f(out, base + i, u * cs - v * sn);
     store_f(out, base + i + half, v * cs + u * sn);
