@@ -18,11 +18,13 @@ msl-deps:
 vet:
 	$(GO) vet ./...
 
-# The race detector slows the reliability run to 300 steps; the full
-# 10,000, with its check that device memory stays flat, runs without it.
+# The race detector slows the reliability runs to 300 steps and 300
+# requests; the full 10,000 of each, with their checks that memory stays
+# flat, run without it.
 test-go:
 	$(GO) test -race -timeout 20m ./...
 	$(GO) test -run '^TestManyDecodeSteps$$' ./model
+	$(GO) test -run '^TestManyRequests$$' ./serve -serve.reliability
 
 # The darwin/arm64 build of every package, its vet, and a compiled (not run)
 # test binary for every package.

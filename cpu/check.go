@@ -76,7 +76,11 @@ type hbNode struct {
 	index   int // a dispatch's position among its list's dispatches
 	sub     *submission
 	sig     runtime.Signal
-	what    string // host nodes: what the host did
+	what    string     // host nodes: what the host did
+	targs   []TraceArg // a Trace's dispatch: its accesses (what names its kernel)
+	run     func()     // a Trace's dispatch: its work
+	at      func()     // a Trace's node: what its completion does, under the lock
+	then    func()     // a Trace's node: what follows its completion, off the lock
 }
 
 type access struct {
@@ -99,11 +103,11 @@ type memState struct {
 type checker struct {
 	mu        sync.Mutex
 	nodes     []hbNode
-	host      int32 // the last host node, -1 if none
-	fenceLast map[*fence]int32
+	host      int32         // the last host node, -1 if none
+	fenceLast map[any]int32 // a fence → its latest update
 	signals   map[*event]map[uint64]int32
 	lastSig   map[*event]int32
-	mem       map[*buffer]*memState
+	mem       map[any]*memState // keyed by buffer
 	hazards   []Hazard
 	reported  map[[3]any]bool
 
@@ -113,6 +117,7 @@ type checker struct {
 	// adversarial scheduling
 	rng   *rand.Rand
 	ready []int32
+	then  []func() // callbacks of completed nodes, run by serial like dispatches
 	wake  *sync.Cond
 
 	// lazy execution: dispatches ready while no host waits are held back
@@ -137,10 +142,10 @@ func newChecker(seed uint64, lazy bool) *checker {
 	c := &checker{
 		lazy:      lazy,
 		host:      -1,
-		fenceLast: map[*fence]int32{},
+		fenceLast: map[any]int32{},
 		signals:   map[*event]map[uint64]int32{},
 		lastSig:   map[*event]int32{},
-		mem:       map[*buffer]*memState{},
+		mem:       map[any]*memState{},
 		reported:  map[[3]any]bool{},
 	}
 	if seed != 0 {
@@ -189,33 +194,25 @@ func (c *checker) commit(sub *submission) {
 	var ends []int32
 	index := 0 // of the next dispatch
 	for _, p := range sub.list.Passes {
-		gate := start
-		var seg []int32
+		ps := pass{gate: start}
 		for i := range p.Commands {
 			o := &p.Commands[i]
 			switch o.Kind {
 			case runtime.CmdDispatch, runtime.CmdUpload:
-				n := c.add(nodeDispatch, gate)
-				c.nodes[n].cmd, c.nodes[n].sub, c.nodes[n].index = o, sub, index
+				n := c.passDispatch(&ps, o)
+				c.nodes[n].sub, c.nodes[n].index = sub, index
 				if o.Kind == runtime.CmdDispatch {
 					index++
 				}
-				seg = append(seg, n)
-				for ai, a := range o.Args {
-					c.access(n, a.Buffer.(*buffer), a.Offset, a.Size, a.Access, ai)
-				}
 			case runtime.CmdBarrier:
-				gate = c.add(nodeJoin, append([]int32{gate}, seg...)...)
-				seg = nil
+				c.passBarrier(&ps)
 			case runtime.CmdWaitFence:
-				if u, ok := c.fenceLast[o.Fence.(*fence)]; ok {
-					gate = c.add(nodeJoin, gate, u)
-				}
+				c.passWaitFence(&ps, o.Fence)
 			case runtime.CmdUpdateFence:
-				c.fenceLast[o.Fence.(*fence)] = c.add(nodeJoin, append([]int32{gate}, seg...)...)
+				c.passUpdateFence(&ps, o.Fence)
 			}
 		}
-		ends = append(ends, c.add(nodeJoin, append([]int32{gate}, seg...)...))
+		ends = append(ends, c.passEnd(&ps))
 	}
 	end := c.add(nodeJoin, append([]int32{start}, ends...)...)
 	for _, s := range sub.list.Signals {
@@ -232,7 +229,12 @@ func (c *checker) commit(sub *submission) {
 		}
 		c.signals[ev][s.Value] = n
 	}
-	// Link and schedule the new nodes.
+	c.link(first)
+}
+
+// link links the nodes from first on to their predecessors and starts those
+// that are ready. c.mu is held.
+func (c *checker) link(first int32) {
 	var ready []int32
 	for id := first; id < int32(len(c.nodes)); id++ {
 		n := &c.nodes[id]
@@ -252,6 +254,57 @@ func (c *checker) commit(sub *submission) {
 	for _, id := range ready {
 		c.start(id)
 	}
+}
+
+// pass is a compute pass being turned into nodes: gate is the node its
+// next dispatch waits for (the pass's start, its last barrier or fence
+// wait), seg the dispatches since.
+type pass struct {
+	gate int32
+	seg  []int32
+}
+
+// passDispatch adds a dispatch or upload to the pass and checks its
+// accesses. c.mu is held.
+func (c *checker) passDispatch(p *pass, o *runtime.Command) int32 {
+	n := c.passNode(p)
+	c.nodes[n].cmd = o
+	for ai, a := range o.Args {
+		c.access(n, a.Buffer, a.Offset, a.Size, a.Access, ai)
+	}
+	return n
+}
+
+// passNode adds a dispatch node to the pass. c.mu is held.
+func (c *checker) passNode(p *pass) int32 {
+	n := c.add(nodeDispatch, p.gate)
+	p.seg = append(p.seg, n)
+	return n
+}
+
+// passBarrier orders the pass's dispatches so far before its later ones.
+func (c *checker) passBarrier(p *pass) {
+	p.gate = c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
+	p.seg = nil
+}
+
+// passWaitFence holds the pass's later dispatches until the latest update
+// of f made before.
+func (c *checker) passWaitFence(p *pass, f any) {
+	if u, ok := c.fenceLast[f]; ok {
+		p.gate = c.add(nodeJoin, p.gate, u)
+	}
+}
+
+// passUpdateFence makes f's latest update the completion of the pass's
+// dispatches so far.
+func (c *checker) passUpdateFence(p *pass, f any) {
+	c.fenceLast[f] = c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
+}
+
+// passEnd returns the node that completes with the whole pass.
+func (c *checker) passEnd(p *pass) int32 {
+	return c.add(nodeJoin, append([]int32{p.gate}, p.seg...)...)
 }
 
 // start runs a node whose predecessors have all completed. c.mu is held.
@@ -298,23 +351,37 @@ func (c *checker) hostBlocks(delta int) {
 
 // serial is the adversarial scheduler: it runs one ready dispatch at a time,
 // chosen at random.
+// A Trace's completion callbacks are drawn in the same lottery, so that
+// they may run late too.
 func (c *checker) serial() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		for len(c.ready) == 0 && !c.closed {
+		for len(c.ready) == 0 && len(c.then) == 0 && !c.closed {
 			c.wake.Wait()
 		}
-		if len(c.ready) == 0 {
+		if len(c.ready) == 0 && len(c.then) == 0 {
 			return
 		}
-		i := c.rng.IntN(len(c.ready))
+		i := c.rng.IntN(len(c.ready) + len(c.then))
+		if i >= len(c.ready) {
+			i -= len(c.ready)
+			fn := c.then[i]
+			c.then = append(c.then[:i], c.then[i+1:]...)
+			c.mu.Unlock()
+			fn()
+			c.mu.Lock()
+			continue
+		}
 		id := c.ready[i]
 		c.ready[i] = c.ready[len(c.ready)-1]
 		c.ready = c.ready[:len(c.ready)-1]
-		o, sub, index := c.nodes[id].cmd, c.nodes[id].sub, c.nodes[id].index
+		n := &c.nodes[id]
+		run, o, sub, index := n.run, n.cmd, n.sub, n.index
 		c.mu.Unlock()
-		if err := sub.q.dev.execute(o, index); err != nil {
+		if run != nil {
+			run()
+		} else if err := sub.q.dev.execute(o, index); err != nil {
 			sub.fail(err)
 		}
 		c.mu.Lock()
@@ -333,6 +400,13 @@ func (c *checker) complete(id int32) {
 		n.done = true
 		if n.kind == nodeSignal {
 			n.sig.Event.(*event).set(n.sig.Value)
+		}
+		if n.at != nil {
+			n.at()
+		}
+		if n.then != nil {
+			c.then = append(c.then, n.then)
+			c.wake.Signal()
 		}
 		for _, s := range n.succs {
 			m := &c.nodes[s]
@@ -372,7 +446,7 @@ func (c *checker) hostAccess(b *buffer, off, n int64, mode primitives.Access, wh
 
 // access checks one access against the earlier conflicting ones and records
 // it.
-func (c *checker) access(node int32, b *buffer, off, n int64, mode primitives.Access, arg int) {
+func (c *checker) access(node int32, b any, off, n int64, mode primitives.Access, arg int) {
 	ms := c.mem[b]
 	if ms == nil {
 		ms = &memState{}
@@ -439,7 +513,7 @@ func (c *checker) access(node int32, b *buffer, off, n int64, mode primitives.Ac
 	}
 }
 
-func (c *checker) releaseNode(b *buffer) int32 {
+func (c *checker) releaseNode(b any) int32 {
 	for _, s := range c.mem[b].spans {
 		if s.write.mode == releaseAccess {
 			return s.write.node
@@ -520,14 +594,14 @@ func (c *checker) ancestors(node, minID int32) {
 	}
 }
 
-func (c *checker) report(kind string, b *buffer, lo, hi int64, first, second access) {
+func (c *checker) report(kind string, b any, lo, hi int64, first, second access) {
 	key := [3]any{first.node, second.node, b}
 	if c.reported[key] {
 		return
 	}
 	c.reported[key] = true
 	c.hazards = append(c.hazards, Hazard{
-		Kind: kind, Buffer: b.String(), Bytes: [2]int64{lo, hi},
+		Kind: kind, Buffer: fmt.Sprint(b), Bytes: [2]int64{lo, hi},
 		First: c.describe(first), Second: c.describe(second),
 	})
 }
@@ -543,12 +617,7 @@ func (c *checker) describe(a access) string {
 		return n.what
 	}
 	var b strings.Builder
-	if n.cmd.Kind == runtime.CmdUpload {
-		b.WriteString("upload(")
-	} else {
-		fmt.Fprintf(&b, "dispatch %s(", n.cmd.Kernel.Name())
-	}
-	for i, arg := range n.cmd.Args {
+	arg := func(i int, name string, mode primitives.Access, buf any) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
@@ -556,7 +625,23 @@ func (c *checker) describe(a access) string {
 		if i == a.arg {
 			mark = "*"
 		}
-		fmt.Fprintf(&b, "%s%s %s %v", mark, arg.Name, arg.Access, arg.Buffer)
+		fmt.Fprintf(&b, "%s%s %s %v", mark, name, mode, buf)
+	}
+	switch {
+	case n.cmd == nil:
+		fmt.Fprintf(&b, "dispatch %s(", n.what)
+		for i, ta := range n.targs {
+			arg(i, ta.Name, ta.Access, ta.Buffer)
+		}
+	case n.cmd.Kind == runtime.CmdUpload:
+		b.WriteString("upload(")
+	default:
+		fmt.Fprintf(&b, "dispatch %s(", n.cmd.Kernel.Name())
+	}
+	if n.cmd != nil {
+		for i, ba := range n.cmd.Args {
+			arg(i, ba.Name, ba.Access, ba.Buffer)
+		}
 	}
 	b.WriteString(")")
 	return b.String()

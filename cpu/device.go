@@ -178,7 +178,7 @@ func (k *kernel) Name() string { return k.name }
 
 // Kernel returns the kernel registered under name.
 func (d *Device) Kernel(name string) (runtime.Kernel, error) {
-	fn, ok := lookup(name)
+	fn, ok := Lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: kernel %q is not implemented by the CPU device", runtime.ErrUnsupportedKernel, name)
 	}

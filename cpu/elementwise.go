@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"math"
+
 	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -179,6 +181,10 @@ func binaryF32(op primitives.BinaryOp, z, x, y []float32) {
 				z[i] = b
 			}
 		}
+	case primitives.Power: // in float64, rounded once
+		for i := range z {
+			z[i] = float32(math.Pow(float64(x[i]), float64(y[i])))
+		}
 	}
 }
 
@@ -242,6 +248,8 @@ func binaryInt(op primitives.BinaryOp, dt graph.DType, a, b int64) int64 {
 				return 0
 			}
 			return int64(x / y)
+		case primitives.Power:
+			return int64(uint32(powInt(x, y)))
 		}
 	}
 	switch op {
@@ -260,8 +268,32 @@ func binaryInt(op primitives.BinaryOp, dt graph.DType, a, b int64) int64 {
 		return max(a, b)
 	case primitives.Minimum:
 		return min(a, b)
+	case primitives.Power:
+		switch {
+		case b >= 0:
+			return int64(powInt(uint64(a), uint64(b)))
+		case a == 1, a == -1 && b%2 == 0:
+			return 1
+		case a == -1:
+			return -1
+		}
+		return 0
 	}
 	panic("not arithmetic")
+}
+
+// powInt is x^n by repeated squaring, wrapping around modulo 2^64 (the low
+// bits of a wrapped product are those of the product of the operands' low
+// bits, so it serves every integer width).
+func powInt(x, n uint64) uint64 {
+	r := uint64(1)
+	for ; n > 0; n >>= 1 {
+		if n&1 == 1 {
+			r *= x
+		}
+		x *= x
+	}
+	return r
 }
 
 func compareInt(op primitives.BinaryOp, a, b int64) bool {
@@ -352,10 +384,10 @@ func whereSized[T any](c *Call) error {
 func init() {
 	for _, op := range primitives.BinaryOps {
 		for _, dt := range primitives.BinaryDTypes {
-			mustRegister(op.String()+"_"+dt.Short(), binaryKernel(op, dt))
+			mustRegister(primitives.BinaryKernel(op, dt), binaryKernel(op, dt))
 		}
 	}
 	for _, dt := range graph.DTypes {
-		mustRegister("where_"+dt.Short(), whereKernel(dt))
+		mustRegister(primitives.WhereKernel(dt), whereKernel(dt))
 	}
 }

@@ -211,8 +211,8 @@ func normRoPEHead(dt graph.DType, x []byte, first int, w []byte, d int, eps floa
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("add_rms_norm_"+dt.Short(), addRMSNormKernel(dt))
-		mustRegister("silu_mul_"+dt.Short(), siluMulKernel(dt))
+		mustRegister(primitives.AddRMSNormKernel(dt), addRMSNormKernel(dt))
+		mustRegister(primitives.SiLUMulKernel(dt), siluMulKernel(dt))
 	}
 	for _, dt := range primitives.MatMulDTypes {
 		mustRegister(primitives.MatMulSiLUMulKernel(dt), matmulSiLUMulKernel(dt))

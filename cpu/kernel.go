@@ -313,7 +313,10 @@ func mustRegister(name string, k Kernel) {
 	}
 }
 
-func lookup(name string) (Kernel, bool) {
+// Lookup returns the CPU kernel registered under name: what the CPU
+// device runs for it, and what a device without kernels of its own (the
+// fake of the Metal layer) runs in its place.
+func Lookup(name string) (Kernel, bool) {
 	k, ok := registry.Load(name)
 	if !ok {
 		return nil, false
@@ -322,7 +325,7 @@ func lookup(name string) (Kernel, bool) {
 }
 
 func init() {
-	mustRegister("copy_bytes", func(c *Call) error {
+	mustRegister(primitives.CopyKernel, func(c *Call) error {
 		p := c.Params.(*primitives.CopyParams)
 		src, dst := c.Args[0].Bytes, c.Args[1].Bytes
 		n := int(p.Bytes)

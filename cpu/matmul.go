@@ -17,8 +17,8 @@ import (
 
 func init() {
 	for _, dt := range primitives.MatMulDTypes {
-		mustRegister("matmul_"+dt.Short()+"_gemv", gemvKernel(dt))
-		mustRegister("matmul_"+dt.Short()+"_tiled", tiledKernel(dt))
+		mustRegister(primitives.MatMulGEMVKernel(dt), gemvKernel(dt))
+		mustRegister(primitives.MatMulTiledKernel(dt), tiledKernel(dt))
 	}
 }
 

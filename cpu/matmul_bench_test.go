@@ -118,3 +118,30 @@ func BenchmarkSmallM(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQuantizedGEMV is the decode matmul with 4- and 8-bit weights in
+// groups of 64 (bfloat16 x, scales and biases), x[1, 4096] · W[4096,
+// 4096]ᵀ, through the runtime: GB/s counts the packed codes, scales and
+// biases streamed.
+func BenchmarkQuantizedGEMV(b *testing.B) {
+	const n, k = 4096, 4096
+	for _, bits := range []int{4, 8} {
+		eachCode(b, fmt.Sprintf("q%d", bits), func(b *testing.B) {
+			rt, err := runtime.New(cpu.New(cpu.Options{}), runtime.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, bytes, err := loombench.QuantizedMatMul(rt, graph.BFloat16, bits, 64, 1, n, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(bytes)
+			for b.Loop() {
+				if err := f(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(bytes)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}

@@ -1,5 +1,6 @@
 #include "textflag.h"
 #include "widen_amd64.h"
+#include "reduce_amd64.h"
 
 // The small-M micro-kernels (matmul_smallm.go), one per weight dtype for
 // each layout of the weights.
@@ -45,17 +46,6 @@
 	VFMADD231PS Y15, Y12, a0 \
 	VFMADD231PS Y15, Y13, a1 \
 	VFMADD231PS Y15, Y14, a2
-
-// REDUCE8 adds the 8 lanes of Y (X is its low half) as lanes j+4, j+2,
-// j+1 and stores the sum at dst.
-#define REDUCE8(Y, X, dst) \
-	VEXTRACTF128 $1, Y, X15 \
-	VADDPS       X15, X, X \
-	VMOVHLPS     X, X, X15 \
-	VADDPS       X15, X, X \
-	VMOVSHDUP    X, X15 \
-	VADDSS       X15, X, X \
-	VMOVSS       X, dst
 
 // DOT_TILES is the body of the micro-kernels, given the arguments in R11
 // (w), DX (ldw), DI (x), R8 (ldx), R9 (blocks) and AX (out); it loads k,

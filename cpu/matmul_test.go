@@ -112,7 +112,7 @@ func runMatMul(t *testing.T, kernel string, dt graph.DType, m, n, k int, ta, tb 
 	graph.PutFloat32s(dt, ab, a)
 	graph.PutFloat32s(dt, bb, b)
 	out := make([]byte, m*n*dt.Size())
-	fn, ok := lookup(kernel)
+	fn, ok := Lookup(kernel)
 	if !ok {
 		t.Fatalf("kernel %s is not registered", kernel)
 	}
@@ -247,7 +247,7 @@ func TestMatMulKernelRejectsBadParams(t *testing.T) {
 		{"strides past int", "matmul_f32_tiled", primitives.MatMulParams{M: 1, N: 1, K: 1, Batch: 1<<32 - 1, BatchRank: 1,
 			BatchShape: [primitives.MaxRank]uint32{1<<32 - 1}, BatchStrideA: [primitives.MaxRank]uint32{1<<32 - 1}}, 4, 4, 4, "argument a holds 4 elements"},
 	} {
-		fn, _ := lookup(c.kernel)
+		fn, _ := Lookup(c.kernel)
 		p := c.p
 		err := fn(&Call{Params: &p, Args: []Arg{{Bytes: buf(c.a)}, {Bytes: buf(c.b)}, {Bytes: buf(c.o)}}, workers: 2})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

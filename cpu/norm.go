@@ -111,7 +111,7 @@ func rmsScale(dt graph.DType, x []byte, first, d int, eps float32, tx []float32)
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("softmax_"+dt.Short(), softmaxKernel(dt))
-		mustRegister("rms_norm_"+dt.Short(), rmsNormKernel(dt))
+		mustRegister(primitives.SoftmaxKernel(dt), softmaxKernel(dt))
+		mustRegister(primitives.RMSNormKernel(dt), rmsNormKernel(dt))
 	}
 }

@@ -26,7 +26,7 @@ func benchArg(dt graph.DType, n int) []byte {
 }
 
 func benchKernel(b *testing.B, name string, params any, bytes int, args ...[]byte) {
-	k, ok := lookup(name)
+	k, ok := Lookup(name)
 	if !ok {
 		b.Fatalf("no kernel %s", name)
 	}
@@ -101,8 +101,8 @@ func BenchmarkGatedGEMV(b *testing.B) {
 				benchKernel(b, primitives.MatMulSiLUMulKernel(dt), p, 2*mlp*hidden*es, x, w, out)
 			})
 			b.Run(fmt.Sprintf("chain_%s/M=%d", dt.Short(), m), func(b *testing.B) {
-				mm, _ := lookup("matmul_" + dt.Short() + "_gemv")
-				sm, _ := lookup("silu_mul_" + dt.Short())
+				mm, _ := Lookup("matmul_" + dt.Short() + "_gemv")
+				sm, _ := Lookup("silu_mul_" + dt.Short())
 				mc := &Call{Params: &primitives.MatMulParams{M: uint32(m), N: 2 * mlp, K: hidden, Batch: 1, TransposeB: 1}, workers: 1,
 					Args: []Arg{{Bytes: x}, {Bytes: w}, {Bytes: scratch}}}
 				sc := &Call{Params: &primitives.SiLUMulParams{Rows: uint32(m), N: mlp}, workers: 1, Args: []Arg{{Bytes: scratch}, {Bytes: out}}}

@@ -18,6 +18,11 @@ func ropeKernel(dt graph.DType) Kernel {
 		half := d / 2
 		x, pos, out := c.Args[0].Bytes, c.I32(1), c.Args[2].Bytes
 		inv := ropeInvFreqs(float64(p.Theta), d)
+		if sc := p.Scaling(); sc.Factor != 0 {
+			for i, f := range inv {
+				inv[i] = sc.Scale(f)
+			}
+		}
 		c.Parallel(int(p.T), max(1, elemGrain/max(h*d, 1)), func(lo, hi int) {
 			cos, sin := make([]float32, half), make([]float32, half)
 			tmp := getFloats(4 * chunk)
@@ -81,6 +86,6 @@ func ropeRotate(o1, o2, x1, x2, cos, sin []float32) {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("rope_"+dt.Short(), ropeKernel(dt))
+		mustRegister(primitives.RoPEKernel(dt), ropeKernel(dt))
 	}
 }

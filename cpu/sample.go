@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -52,16 +53,28 @@ func sampleRow(row []byte, set [primitives.SampleSettings]float32, key [primitiv
 			x[i] = float32(math.Inf(-1))
 		}
 	}
-	if pen := set[primitives.SettingRepetitionPenalty]; pen > 0 && pen != 1 {
+	pen, pres, freq := set[primitives.SettingRepetitionPenalty], finiteOr0(set[primitives.SettingPresencePenalty]), finiteOr0(set[primitives.SettingFrequencyPenalty])
+	repeat := pen > 0 && pen != 1
+	if repeat || pres != 0 || freq != 0 {
 		for j, id := range window {
-			if id < 0 || repeats(window[:j], id) {
+			if id < 0 || slices.Contains(window[:j], id) {
 				continue
 			}
-			if v := x[id]; v > 0 {
-				x[id] = v / pen
-			} else {
-				x[id] = v * pen
+			v := x[id]
+			if repeat {
+				if v > 0 {
+					v /= pen
+				} else {
+					v *= pen
+				}
 			}
+			v -= pres
+			for _, later := range window[j:] {
+				if later == id {
+					v -= freq
+				}
+			}
+			x[id] = v
 		}
 	}
 	m, arg := float32(math.Inf(-1)), -1
@@ -104,14 +117,12 @@ func sampleRow(row []byte, set [primitives.SampleSettings]float32, key [primitiv
 	panic("sample: the draw fell past the kept weight") // r < the kept weight by construction
 }
 
-// repeats reports whether id occurs in ids.
-func repeats(ids []int32, id int32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
+// finiteOr0 is v, or 0 (off) for an infinite or NaN penalty.
+func finiteOr0(v float32) float32 {
+	if math.Abs(float64(v)) <= math.MaxFloat32 {
+		return v
 	}
-	return false
+	return 0
 }
 
 // weight is a token's fixed-point weight: 2^31 at the maximum m, else
@@ -170,6 +181,6 @@ func threshold(q []uint32, goal uint64, mass bool, floor uint32) uint32 {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister("sample_"+dt.Short(), sampleKernel(dt))
+		mustRegister(primitives.SampleKernel(dt), sampleKernel(dt))
 	}
 }

@@ -30,7 +30,7 @@ func stridedCopy[T any](c *Call) error {
 	rows := int(p.N) / row
 	c.Parallel(rows, max(1, elemGrain/row), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			si, di := 0, 0
+			si, di := int(p.SrcBase), int(p.DstBase)
 			q := r
 			for d := rank - 2; d >= 0; d-- {
 				n := int(p.Shape[d])
@@ -52,6 +52,6 @@ func stridedCopy[T any](c *Call) error {
 
 func init() {
 	for _, dt := range graph.DTypes {
-		mustRegister("copy_strided_"+dt.Short(), stridedCopyKernel(dt))
+		mustRegister(primitives.StridedCopyKernel(dt), stridedCopyKernel(dt))
 	}
 }

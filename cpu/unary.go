@@ -51,6 +51,26 @@ func unaryF32(op primitives.UnaryOp, z, x []float32) {
 			v := float64(x[i])
 			z[i] = float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2)))
 		}
+	case primitives.Abs:
+		for i := range z {
+			z[i] = float32(math.Abs(float64(x[i])))
+		}
+	case primitives.Sin:
+		for i := range z {
+			z[i] = float32(math.Sin(float64(x[i])))
+		}
+	case primitives.Cos:
+		for i := range z {
+			z[i] = float32(math.Cos(float64(x[i])))
+		}
+	case primitives.Erf:
+		for i := range z {
+			z[i] = float32(math.Erf(float64(x[i])))
+		}
+	case primitives.Floor:
+		for i := range z {
+			z[i] = float32(math.Floor(float64(x[i])))
+		}
 	}
 }
 
@@ -59,7 +79,7 @@ func unaryF32(op primitives.UnaryOp, z, x []float32) {
 // SiLU over 3072 elements is worth splitting, where a negation is not.
 func unaryGrain(op primitives.UnaryOp) int {
 	switch op {
-	case primitives.Neg, primitives.Sqrt, primitives.Rsqrt:
+	case primitives.Neg, primitives.Sqrt, primitives.Rsqrt, primitives.Abs, primitives.Floor:
 		return elemGrain
 	}
 	return 1 << 10
@@ -79,10 +99,15 @@ func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 			})
 			return nil
 		}
-		// Integer negation, wrapping around (uint32 negates modulo 2^32).
+		// Integer negation and absolute value, wrapping around (uint32
+		// negates modulo 2^32; loadInt zero-extends it, so its Abs is itself).
 		runs(c, p, elemGrain, func(o, n int, _, _ [3]int, _ []float32) {
 			for k := range n {
-				storeInt(dt, out, o+k, -loadInt(dt, a, o+k))
+				v := loadInt(dt, a, o+k)
+				if op == primitives.Neg || v < 0 {
+					v = -v
+				}
+				storeInt(dt, out, o+k, v)
 			}
 		})
 		return nil
@@ -92,7 +117,7 @@ func unaryKernel(op primitives.UnaryOp, dt graph.DType) Kernel {
 func init() {
 	for _, op := range primitives.UnaryOps {
 		for _, dt := range op.DTypes() {
-			mustRegister(op.String()+"_"+dt.Short(), unaryKernel(op, dt))
+			mustRegister(primitives.UnaryKernel(op, dt), unaryKernel(op, dt))
 		}
 	}
 }

@@ -224,9 +224,9 @@ var qwenLinear = []struct {
 // 64, 65 and 128 in bfloat16, each launch reading another of enough weight
 // sets to exceed the 50 MB L2 (GB/s of weights), and the prefill and square
 // products (TFLOP/s). The kernels are the lowering's for the device's Caps:
-// main's FMA kernels by default, the tensor-core variants with
-// LOOM_CUDA_MMA=1 (there M = 64 is the GEMV's last and 65 the tiled
-// kernel's first, their crossover). LOOM_MATMUL_GRID=x forces the GEMV
+// the tensor-core variants by default (there M = 64 is the GEMV's last and
+// 65 the tiled kernel's first, their crossover), the FMA kernels with
+// LOOM_CUDA_MMA=0. LOOM_MATMUL_GRID=x forces the GEMV
 // grid's width (tuning), and LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)

@@ -4,24 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/loomrt/loom/primitives"
 )
-
-// cudaKernel is a kernel as the CUDA sources declare it.
-type cudaKernel struct {
-	file   string
-	params []cudaParam
-}
-
-type cudaParam struct{ typ, name string }
-
-var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(`)
 
 // preprocess expands the macros of src (the kernel-defining macros of each
 // family) with the C preprocessor, so that every kernel's declaration can be
@@ -39,30 +27,6 @@ func preprocess(t testing.TB, src string) string {
 		t.Fatalf("preprocessing: %v\n%s", err, out)
 	}
 	return string(out)
-}
-
-// parseKernels reads the extern "C" __global__ kernels of preprocessed source.
-func parseKernels(file, src string, into map[string]cudaKernel) error {
-	for _, m := range kernelRE.FindAllStringSubmatchIndex(src, -1) {
-		name := src[m[2]:m[3]]
-		if old, dup := into[name]; dup {
-			return fmt.Errorf("kernel %s is defined in %s and %s", name, old.file, file)
-		}
-		end := strings.IndexByte(src[m[1]:], ')')
-		if end < 0 {
-			return fmt.Errorf("kernel %s: unterminated parameter list", name)
-		}
-		var params []cudaParam
-		for _, p := range strings.Split(src[m[1]:m[1]+end], ",") {
-			f := strings.Fields(strings.ReplaceAll(p, "*", " * "))
-			if len(f) < 2 {
-				return fmt.Errorf("kernel %s: cannot read parameter %q", name, p)
-			}
-			params = append(params, cudaParam{strings.Join(f[:len(f)-1], " "), f[len(f)-1]})
-		}
-		into[name] = cudaKernel{file, params}
-	}
-	return nil
 }
 
 // checkKernels holds the CUDA kernels to the catalog: every catalog kernel
@@ -87,29 +51,7 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 		case !ok:
 			continue
 		}
-		want := len(spec.Args) + 1
-		if spec.Params != nil {
-			want++
-		}
-		if len(k.params) != want {
-			errs = append(errs, fmt.Errorf("kernel %s (%s) has %d parameters, want %d: the catalog's %d buffer arguments%s and the status record",
-				spec.Name, k.file, len(k.params), want, len(spec.Args), map[bool]string{true: ", the params struct", false: ""}[spec.Params != nil]))
-			continue
-		}
-		for i, arg := range spec.Args {
-			if p := k.params[i]; p.name != arg || !strings.HasSuffix(p.typ, "*") {
-				errs = append(errs, fmt.Errorf("kernel %s (%s) parameter %d is %s %s, want a pointer named %s", spec.Name, k.file, i, p.typ, p.name, arg))
-			}
-		}
-		if spec.Params != nil {
-			pt := reflect.TypeOf(spec.Params).Elem().Name()
-			if p := k.params[len(spec.Args)]; p.typ != "const "+pt {
-				errs = append(errs, fmt.Errorf("kernel %s (%s) parameter %d is %s %s, want const %s (by value)", spec.Name, k.file, len(spec.Args), p.typ, p.name, pt))
-			}
-		}
-		if p := k.params[len(k.params)-1]; p.typ != "Status *" || p.name != "status" {
-			errs = append(errs, fmt.Errorf("kernel %s (%s) ends with %s %s, want Status* status", spec.Name, k.file, p.typ, p.name))
-		}
+		errs = append(errs, checkSignature(spec, k)...)
 	}
 	for name, k := range kernels {
 		if base, ok := strings.CutSuffix(name, "_mma"); ok && inCatalog[base] {
@@ -156,9 +98,9 @@ func TestKernelsMatchCatalog(t *testing.T) {
 // each source below disagrees with the catalog in one way.
 func TestCatalogCheckCatchesMismatches(t *testing.T) {
 	catalog := []primitives.KernelSpec{
-		{Name: "k_f32", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
-		{Name: "k_f16", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
-		{Name: "plain", Args: []string{"x"}},
+		{Name: "k_f32", Args: []primitives.ArgSpec{primitives.R("src"), primitives.W("dst")}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "k_f16", Args: []primitives.ArgSpec{primitives.R("src"), primitives.W("dst")}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "plain", Args: []primitives.ArgSpec{primitives.RW("x")}},
 	}
 	good := map[string]string{
 		"k_f32": "const float* src, float* dst, const CopyParams p, Status* status",

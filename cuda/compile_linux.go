@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/loomrt/loom/primitives"
 )
 
 // compileOptions are the NVRTC options for a device of the given compute
@@ -173,4 +175,30 @@ func writeCache(key string, cubin []byte) {
 		}
 	}
 	os.Remove(f.Name())
+}
+
+// CheckUserKernel checks a kernel registered with its own CUDA source
+// (primitives.KernelSpec.CUDA) as the device does on first use, without a
+// GPU: its declaration is held to the spec, and its source, with the
+// generated params structs and common.cuh, is compiled with NVRTC for
+// sm_<arch> (such as "90"). Only NVRTC is needed (found as Open finds it,
+// or named by LOOM_NVRTC); where it cannot be loaded the error satisfies
+// IsUnavailable. A source that does not compile gives NVRTC's messages,
+// file(line) of the user's file.
+func CheckUserKernel(spec primitives.KernelSpec, arch string) error {
+	if err := checkUserSource(spec); err != nil {
+		return fmt.Errorf("cuda: kernel %s: %w", spec.Name, err)
+	}
+	n, err := loadNVRTC()
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, errNoDriver)
+	}
+	src, err := userSource(spec)
+	if err != nil {
+		return err
+	}
+	if _, err := n.compile(spec.CUDA.File, src, compileOptions(arch)); err != nil {
+		return fmt.Errorf("cuda: kernel %s: %w", spec.Name, err)
+	}
+	return nil
 }

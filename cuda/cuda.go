@@ -21,6 +21,14 @@
 // The params structs are generated from the Go types (primitives.CParamsDecls), so
 // their layout cannot drift from Go's.
 //
+// A kernel registered from outside Loom with its own CUDA C
+// (primitives.KernelSpec.CUDA) follows the same convention. Its source is
+// compiled by NVRTC when a dispatch first needs it, after the source's
+// declaration of the kernel has been held to the spec (names, pointers,
+// params by value, the status record); the generated params structs,
+// including the kernel's own, and common.cuh come first. A compile error
+// fails the Eval with NVRTC's message, file(line) of the user's file.
+//
 // On machines without libcuda.so.1 or without a CUDA device, Open returns an
 // error for which IsUnavailable reports true.
 package cuda
@@ -60,20 +68,8 @@ type Bandwidth struct {
 func IsUnavailable(err error) bool { return errors.Is(err, errNoDriver) }
 
 // sourceFiles returns every kernel file's complete source, by file name
-// (such as "elementwise.cu"): the params structs generated from the
-// primitives catalog, its launch-geometry constants and the status codes,
-// then common.cuh, then the file. #line directives keep compiler
-// messages pointing at the right file and line.
+// (such as "elementwise.cu"): see assemble.
 func sourceFiles() (map[string]string, error) {
-	common, err := kernelFiles.ReadFile(commonFile)
-	if err != nil {
-		return nil, err
-	}
-	structs, err := primitives.CParamsDecls(primitives.Catalog(), "unsigned int")
-	if err != nil {
-		return nil, err
-	}
-	structs += primitives.CConstants() + statusDefines()
 	names, err := fs.Glob(kernelFiles, "kernels/*.cu")
 	if err != nil {
 		return nil, err
@@ -85,8 +81,37 @@ func sourceFiles() (map[string]string, error) {
 			return nil, err
 		}
 		base := strings.TrimPrefix(name, "kernels/")
-		out[base] = fmt.Sprintf("#line 1 \"params and status codes (generated)\"\n%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
-			structs, common, base, src)
+		if out[base], err = assemble(nil, base, string(src)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// userSource returns the complete source of a kernel registered with its
+// own CUDA C (primitives.KernelSpec.CUDA): see assemble.
+func userSource(spec primitives.KernelSpec) (string, error) {
+	return assemble(&spec, spec.CUDA.File, spec.CUDA.Text)
+}
+
+// assemble returns the complete source of a kernel file: the params
+// structs generated from the primitives catalog (and from user's params,
+// for a user kernel), its launch-geometry constants and the status codes,
+// then common.cuh, then the file. #line directives keep compiler messages
+// pointing at the right file and line.
+func assemble(user *primitives.KernelSpec, file, src string) (string, error) {
+	common, err := kernelFiles.ReadFile(commonFile)
+	if err != nil {
+		return "", err
+	}
+	specs := primitives.Catalog()
+	if user != nil {
+		specs = append(specs, *user)
+	}
+	structs, err := primitives.CParamsDecls(specs, "unsigned int")
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("#line 1 \"params and status codes (generated)\"\n%s%s%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
+		structs, primitives.CConstants(), statusDefines(), common, file, src), nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -35,7 +36,15 @@ type Device struct {
 
 	mu      sync.Mutex // held by do
 	modules []uintptr
-	kernels map[string]*kernel
+	kernels map[string]*kernel // the built-in kernels; not changed after Open
+	nvrtc   *nvrtc
+
+	// The kernels registered with their own CUDA source, compiled on
+	// first use (user_linux.go), and the failures, by name; and their
+	// modules, by source.
+	userMu      sync.Mutex
+	user        map[string]userKernel
+	userModules map[string]uintptr
 	// arena is pinned host memory where do's caller lays out each launch's
 	// kernel parameters (cuLaunchKernel copies them before returning).
 	arena    unsafe.Pointer
@@ -52,13 +61,13 @@ const arenaBytes = 4096
 // Open opens CUDA device 0 and compiles the kernels for it. If this machine
 // has no CUDA driver or device, the error satisfies IsUnavailable.
 //
-// Command buffers of a repeated structure run as CUDA graphs if the
-// environment sets LOOM_CUDA_GRAPHS=1 (see SetGraphs). They are off by
-// default until the graph path has passed the device tests on a GPU.
-//
-// Float16 and bfloat16 matrix products with weights stored [N, K] run on
-// tensor cores (Caps.TensorCores) if the environment sets LOOM_CUDA_MMA=1.
-// They are off by default until those kernels have run on a GPU.
+// Command buffers of a repeated structure run as CUDA graphs (see
+// SetGraphs), float16 and bfloat16 matrix products with weights stored
+// [N, K] on tensor cores (Caps.TensorCores), and MatMulSiLUMul up to
+// Caps.GatedGEMVMaxRows rows of x as the gated GEMV. Each was measured on an
+// H100 (docs/BENCHMARKS.md). For bisecting, the environment turns them
+// off: LOOM_CUDA_GRAPHS=0, LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N
+// rows).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -81,7 +90,14 @@ func Open() (*Device, error) {
 	if err := d.describe(); err != nil {
 		return nil, err
 	}
-	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") == "1"
+	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
+	if v, ok := os.LookupEnv("LOOM_CUDA_GATED_ROWS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_GATED_ROWS=%q: want a number of rows ≥ 0", v)
+		}
+		d.caps.GatedGEMVMaxRows = n
+	}
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
 	}
@@ -89,7 +105,7 @@ func Open() (*Device, error) {
 		d.Close()
 		return nil, err
 	}
-	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") == "1")
+	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
 	return d, nil
 }
 
@@ -179,11 +195,10 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
-		// GatedGEMVMaxRows stays 0 (the gate and up product and silu_mul
-		// stay two dispatches) until matmul_silu_mul has run on a GPU: its
-		// dot products are the GEMV's, so at 1 it should equal the unfused
-		// matmul and silu_mul bit for bit (docs/BENCHMARKS.md, "GQA-shared
-		// attention and the batch-1 GEMV").
+		// Measured on an H100 (docs/BENCHMARKS.md): the gated GEMV took
+		// the batch-1 step from 2.61 to 2.39 ms and tied at batch 8; at
+		// batch 32 the tensor-core matmul and silu_mul were faster.
+		GatedGEMVMaxRows: 8,
 		GEMVSplitK:       true,
 	}
 	return nil
@@ -196,6 +211,7 @@ func (d *Device) load() error {
 	if err != nil {
 		return err
 	}
+	d.nvrtc = nv
 	cubins, err := compileAll(nv, d.arch)
 	if err != nil {
 		return err
@@ -302,7 +318,7 @@ type kernel struct {
 // newKernel describes a catalog kernel and its parameter layout, which
 // depends on the kernel alone.
 func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
-	k := &kernel{name: spec.Name, fn: fn, args: spec.Args}
+	k := &kernel{name: spec.Name, fn: fn, args: spec.ArgNames()}
 	nptrs, size := len(spec.Args)+1, 0 // the buffers and the status
 	if spec.Params != nil {
 		k.params = reflect.TypeOf(spec.Params).Elem()
@@ -321,12 +337,26 @@ func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
 
 func (k *kernel) Name() string { return k.name }
 
-// Kernel returns the named catalog kernel.
+// Kernel returns the named kernel: a built-in one, or one registered with
+// its own CUDA source (primitives.KernelSpec.CUDA), which is checked
+// against its spec and compiled on first use.
 func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	if k, ok := d.kernels[name]; ok {
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: kernel %q is not implemented by the CUDA device", runtime.ErrUnsupportedKernel, name)
+	spec, ok := primitives.LookupKernel(name)
+	if !ok || spec.CUDA.Text == "" {
+		why := ""
+		if ok {
+			why = " (it was registered without CUDA source: primitives.KernelSpec.CUDA)"
+		}
+		return nil, fmt.Errorf("%w: kernel %q is not implemented by the CUDA device%s", runtime.ErrUnsupportedKernel, name, why)
+	}
+	k, err := d.userKernel(spec)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // buffer is device memory from cuMemAlloc.

@@ -5,6 +5,8 @@ package cuda
 import (
 	"fmt"
 	"runtime"
+
+	"github.com/loomrt/loom/primitives"
 )
 
 // errNoDriver marks the errors that mean this machine has no usable CUDA
@@ -16,3 +18,8 @@ type Device struct{}
 
 // Open returns an error off Linux.
 func Open() (*Device, error) { return nil, fmt.Errorf("cuda: %w", errNoDriver) }
+
+// CheckUserKernel returns an error off Linux, where NVRTC is not loaded.
+func CheckUserKernel(spec primitives.KernelSpec, arch string) error {
+	return fmt.Errorf("cuda: kernel %s: %w", spec.Name, errNoDriver)
+}

@@ -6,10 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loomrt/loom/graph"
-	"github.com/loomrt/loom/internal/loomtest"
 	"github.com/loomrt/loom/metal"
-	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -53,27 +50,5 @@ func TestEvalChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	r := loomtest.Rand(1)
-	const n = 1001
-	a, b := loomtest.Float32s(r, n, -1, 1), loomtest.Float32s(r, n, -1, 1)
-	x := graph.FromFloat32s(a, n)
-	y := graph.FromFloat32s(b, n)
-	want := make([]float64, n)
-	for i := range want {
-		want[i] = float64(a[i])
-	}
-	for range 10 {
-		x = ops.Add(x, y)
-		for i := range want {
-			want[i] = float64(float32(want[i] + float64(b[i])))
-		}
-	}
-	if err := rt.Eval(x); err != nil {
-		t.Fatal(err)
-	}
-	got, err := x.Float64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loomtest.Close(t, "chain of adds", got, want, 0, 0)
+	evalChain(t, rt)
 }

@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-package metal
+package metal_test
 
 import (
 	"math"

@@ -9,7 +9,17 @@
 // sources embedded in this package (kernels/*.metal), one kernel function
 // per catalog kernel name.
 //
-// Off macOS, Open returns an error. The MSL sources are still checked there:
+// A kernel registered from outside Loom with its own MSL
+// (primitives.KernelSpec.MSL) is compiled into a library of its own
+// (UserSource) when a dispatch first needs it, after its declaration has
+// been held to the spec (CheckUserKernel); a compile error fails the Eval
+// with the compiler's message.
+//
+// The device's Go is platform-independent: it makes its Objective-C calls
+// through package mtl's interfaces, which Open binds to Metal on macOS and
+// New to any implementation, such as the recording fake (internal/mtlfake)
+// the tests run it on. Off macOS, Open returns an error. The MSL sources are
+// still checked there:
 // the package's tests compile them as C++ through package mslcheck's shim and
 // hold their kernel names, argument indices and names to the primitives
 // catalog.
@@ -17,12 +27,14 @@ package metal
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
 	"slices"
 	"strings"
 
+	"github.com/loomrt/loom/metal/mslcheck"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
@@ -97,21 +109,78 @@ func librarySource() (string, error) {
 		return "", fmt.Errorf("metal: kernels/%s is missing", commonFile)
 	}
 	var sb strings.Builder
-	for i, name := range names {
+	if err := writePrelude(&sb, nil); err != nil {
+		return "", err
+	}
+	for _, name := range names[1:] {
 		src, err := kernelFiles.ReadFile(name)
 		if err != nil {
 			return "", err
 		}
 		fmt.Fprintf(&sb, "#line 1 %q\n%s\n", strings.TrimPrefix(name, "kernels/"), src)
-		if i == 0 {
-			structs, err := primitives.CParamsDecls(primitives.Catalog(), "uint")
-			if err != nil {
-				return "", err
-			}
-			sb.WriteString("#line 1 \"params (generated from the primitives catalog)\"\n")
-			sb.WriteString(structs)
-			sb.WriteString(primitives.CConstants())
-		}
 	}
 	return sb.String(), nil
+}
+
+// writePrelude writes what every library source starts with: common.metal,
+// then the params structs generated from the primitives catalog (and from
+// user's params, for a user kernel) and its launch-geometry constants.
+func writePrelude(sb *strings.Builder, user *primitives.KernelSpec) error {
+	common, err := kernelFiles.ReadFile("kernels/" + commonFile)
+	if err != nil {
+		return err
+	}
+	specs := primitives.Catalog()
+	if user != nil {
+		specs = append(specs, *user)
+	}
+	structs, err := primitives.CParamsDecls(specs, "uint")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(sb, "#line 1 %q\n%s\n#line 1 \"params (generated from the primitives catalog)\"\n%s%s", commonFile, common, structs, primitives.CConstants())
+	return nil
+}
+
+// UserSource returns the MSL library source the Metal device compiles, on
+// first use, for a kernel registered with its own MSL
+// (primitives.KernelSpec.MSL): common.metal (LOOM_STATUS, report_bad_index
+// and the other helpers of Loom's kernels), the params structs generated
+// from the catalog and from the kernel's own params type, then the
+// kernel's file. A #line directive keeps compiler messages pointing at
+// that file. Tests check it on any machine with package mslcheck: Check
+// compiles it, Emulate runs its kernels.
+func UserSource(spec primitives.KernelSpec) (string, error) {
+	if spec.MSL.Text == "" {
+		return "", fmt.Errorf("metal: kernel %s was registered without MSL source (primitives.KernelSpec.MSL)", spec.Name)
+	}
+	var sb strings.Builder
+	if err := writePrelude(&sb, &spec); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&sb, "#line 1 %q\n%s\n", spec.MSL.File, spec.MSL.Text)
+	return sb.String(), nil
+}
+
+// CheckUserKernel holds the declaration of a user kernel in its MSL
+// source (primitives.KernelSpec.MSL) to its spec, as the built-ins' are
+// held to theirs: the spec's buffer arguments at [[buffer(0)]] to
+// [[buffer(n-1)]] under their names, in the device address space; the
+// params struct by constant reference at [[buffer(n)]]; nothing else but,
+// optionally, the status record at [[buffer(30)]]. The declaration is read
+// from the source as written: a [[kernel]] or kernel function of the
+// kernel's name, or a template instantiated under it with
+// [[host_name]], written out rather than made by a macro. The Metal device
+// checks this before it compiles the source.
+func CheckUserKernel(spec primitives.KernelSpec) error {
+	kernels, _, err := mslcheck.ParseKernels(spec.MSL.Text)
+	if err != nil {
+		return fmt.Errorf("metal: kernel %s: %s: %v", spec.Name, spec.MSL.File, err)
+	}
+	k, ok := kernels[spec.Name]
+	if !ok {
+		return fmt.Errorf("metal: kernel %s: %s declares no kernel %s: write its declaration out ([[kernel]] void %s(...)), not through a macro",
+			spec.Name, spec.MSL.File, spec.Name, spec.Name)
+	}
+	return errors.Join(checkSignature(spec, k)...)
 }

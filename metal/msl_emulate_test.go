@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-package metal
+package metal_test
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/loomrt/loom/metal"
 	"github.com/loomrt/loom/metal/mslcheck"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -32,7 +33,7 @@ var (
 // the named kernels (compiling all of them would take minutes).
 func emuLibrary(t testing.TB, names ...string) *mslcheck.Library {
 	t.Helper()
-	needCompiler(t)
+	metal.NeedCompiler(t)
 	slices.Sort(names)
 	key := strings.Join(names, ",")
 	emuMu.Lock()
@@ -40,7 +41,7 @@ func emuLibrary(t testing.TB, names ...string) *mslcheck.Library {
 	if lib, ok := emuLibs[key]; ok {
 		return lib
 	}
-	src, err := librarySource()
+	src, err := metal.LibrarySource()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,9 @@ func (emuDevice) Caps() primitives.Caps {
 	return primitives.Caps{Device: "metal", SIMDWidth: 32, MaxThreadsPerGroup: 1024, MaxSharedBytes: 32 << 10, Cores: 8, SplitKV: primitives.SplitKVGate{GroupsPerCore: 8, PerHead: true},
 		// Above the device's 1, so that the gated GEMV's rows of x are
 		// exercised too.
-		GatedGEMVMaxRows: 4}
+		GatedGEMVMaxRows: 4,
+		// The device's.
+		GEMVMaxRows: primitives.MatMulSIMDGroupRows}
 }
 
 type emuBuffer struct{ data []byte }
@@ -157,7 +160,7 @@ func (q *emuQueue) Submit(l *runtime.CommandList) runtime.Submission {
 // params as bytes at index len(args), the status record at statusIndex) and
 // reports a bad index the kernel recorded.
 func emuRun(lib *mslcheck.Library, op *runtime.Command) error {
-	var bufs [statusIndex + 1]unsafe.Pointer
+	var bufs [metal.StatusIndex + 1]unsafe.Pointer
 	for i, a := range op.Args {
 		b := a.Buffer.(*emuBuffer)
 		bufs[i] = unsafe.Add(unsafe.Pointer(unsafe.SliceData(b.data[:cap(b.data)])), a.Offset)
@@ -165,12 +168,12 @@ func emuRun(lib *mslcheck.Library, op *runtime.Command) error {
 	if op.Params != nil {
 		bufs[len(op.Args)] = reflect.ValueOf(op.Params).UnsafePointer()
 	}
-	status := make([]uint32, statusWords)
-	bufs[statusIndex] = unsafe.Pointer(&status[0])
+	status := make([]uint32, metal.StatusWords)
+	bufs[metal.StatusIndex] = unsafe.Pointer(&status[0])
 	grid := [3]uint32{uint32(op.Grid.X), uint32(op.Grid.Y), uint32(op.Grid.Z)}
 	group := [3]uint32{uint32(op.Group.X), uint32(op.Group.Y), uint32(op.Group.Z)}
 	if err := lib.Dispatch(op.Kernel.Name(), bufs[:], grid, group); err != nil {
 		return fmt.Errorf("emu: %v", err)
 	}
-	return statusError(op.Kernel.Name(), op.Args, status)
+	return metal.StatusError(op.Kernel.Name(), op.Args, status)
 }

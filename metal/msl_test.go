@@ -105,8 +105,8 @@ func TestKernelsMatchCatalog(t *testing.T) {
 // each kernel below disagrees with its catalog entry in one way.
 func TestCatalogCheckCatchesMismatches(t *testing.T) {
 	catalog := []primitives.KernelSpec{
-		{Name: "k_f32", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
-		{Name: "k_f16", Args: []string{"src", "dst"}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "k_f32", Args: []primitives.ArgSpec{primitives.R("src"), primitives.W("dst")}, Params: (*primitives.CopyParams)(nil)},
+		{Name: "k_f16", Args: []primitives.ArgSpec{primitives.R("src"), primitives.W("dst")}, Params: (*primitives.CopyParams)(nil)},
 	}
 	kernel := func(params string) string {
 		return "#include <metal_stdlib>\n#include \"common\"\ntemplate <typename T>\n[[kernel]] void k(" + params +

@@ -2,10 +2,8 @@ package metal
 
 import (
 	"fmt"
-	"regexp"
 	goruntime "runtime"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/loomrt/loom/metal/mslcheck"
@@ -45,9 +43,6 @@ func preprocessMSL(t testing.TB, src string) string {
 	return out
 }
 
-// paramsTypeName is the struct a params parameter's type names.
-var paramsTypeRE = regexp.MustCompile(`^constant\s+(\w+)\s*&$`)
-
 // checkKernels holds the MSL kernels to the catalog: the same set of names,
 // and for each the catalog's arguments at buffer indices 0..n-1 with their
 // names, the params struct (by the Go type's name, passed by constant
@@ -76,60 +71,6 @@ func checkKernels(kernels map[string]mslcheck.Kernel, unused []string, catalog [
 	for _, n := range names {
 		if !inCatalog[n] {
 			errs = append(errs, fmt.Errorf("MSL kernel %s (function %s) is not in the primitives catalog: no primitive can reach it", n, kernels[n].Func))
-		}
-	}
-	return errs
-}
-
-func checkSignature(spec primitives.KernelSpec, k mslcheck.Kernel) []error {
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("kernel %s (function %s): %s", spec.Name, k.Func, fmt.Sprintf(format, args...)))
-	}
-	byIndex := map[int]mslcheck.Param{}
-	for _, p := range k.Buffers() {
-		if old, dup := byIndex[p.Index]; dup {
-			fail("parameters %s and %s are both at buffer(%d)", old.Name, p.Name, p.Index)
-		}
-		byIndex[p.Index] = p
-	}
-	n := len(spec.Args)
-	if n+1 >= statusIndex {
-		fail("%d arguments and params reach the status index %d", n+1, statusIndex)
-	}
-	for i, want := range spec.Args {
-		p, ok := byIndex[i]
-		switch {
-		case !ok:
-			fail("argument %d (%s) has no [[buffer(%d)]] parameter", i, want, i)
-		case p.Name != want:
-			fail("[[buffer(%d)]] is named %s, the catalog's argument %d is %s", i, p.Name, i, want)
-		case !strings.HasPrefix(p.Type, "device "):
-			fail("argument %s is not in the device address space (%s)", want, p.Type)
-		}
-	}
-	p, ok := byIndex[n]
-	switch {
-	case spec.Params == nil && ok:
-		fail("[[buffer(%d)]] %s is bound, but the catalog gives no params", n, p.Name)
-	case spec.Params != nil && !ok:
-		fail("the params %T have no [[buffer(%d)]] parameter", spec.Params, n)
-	case spec.Params != nil:
-		want := strings.TrimPrefix(fmt.Sprintf("%T", spec.Params), "*primitives.")
-		m := paramsTypeRE.FindStringSubmatch(p.Type)
-		if m == nil || m[1] != want {
-			fail("[[buffer(%d)]] %s has type %q, want constant %s&", n, p.Name, p.Type, want)
-		}
-	}
-	for _, p := range k.Buffers() {
-		switch {
-		case p.Index < n || (p.Index == n && spec.Params != nil):
-		case p.Index == statusIndex:
-			if p.Name != "status" || p.Type != "device atomic_uint*" {
-				fail("[[buffer(%d)]] must be the status record (LOOM_STATUS), got %s %s", statusIndex, p.Type, p.Name)
-			}
-		default:
-			fail("[[buffer(%d)]] %s is not a catalog argument", p.Index, p.Name)
 		}
 	}
 	return errs

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultPenaltyWindow is how many of a sequence's latest tokens the
-// repetition penalty sees when no window is given.
+// penalties (repetition, presence, frequency) see when no window is given.
 const DefaultPenaltyWindow = 64
 
 // Decoder decodes a batch of sequences with the tokens drawn on the device,
@@ -39,9 +39,9 @@ type Decoder struct {
 	seqs         []int
 	sampling     []ops.Sampling
 	params, keys []byte // the sampling settings' bytes (ops.SamplingArrays)
-	// window holds each sequence's latest tokens for the repetition
-	// penalty, oldest first and −1 where there are fewer; nil when no
-	// sequence has a penalty.
+	// window holds each sequence's latest tokens for the penalties, oldest
+	// first and −1 where there are fewer; nil when no sequence has a
+	// penalty.
 	window *graph.Array
 	flight *flight // the step submitted and not yet delivered
 	last   time.Time
@@ -61,7 +61,7 @@ type decodeKey struct{ seqs, tableWidth, window int }
 // NewDecoder appends prompts[i] (at least one token) to sequence seqs[i],
 // submits that step, and returns a decoder whose first Next delivers the
 // first token of each sequence, drawn with sampling[i]. penaltyWindow is
-// the number of latest tokens the repetition penalty sees (0:
+// the number of latest tokens the penalties see (0:
 // DefaultPenaltyWindow). Bad arguments are errors that leave the engine
 // unchanged.
 func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampling, penaltyWindow int) (*Decoder, error) {
@@ -88,7 +88,7 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
 	params, keys := ops.SamplingArrays(sampling)
 	d.params, d.keys = params.HostBytes(), keys.HostBytes()
-	if slices.ContainsFunc(sampling, func(o ops.Sampling) bool { return o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 }) {
+	if slices.ContainsFunc(sampling, ops.Sampling.Penalized) {
 		w := penaltyWindow
 		if w == 0 {
 			w = DefaultPenaltyWindow
@@ -118,7 +118,7 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 // the penalty window first. It returns the outputs, the tokens and the
 // window if any, and the inputs that decodeArgs binds, in its order.
 func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs []*graph.Array) {
-	in := newStepInputs(st)
+	in := d.e.Model.newStepInputs(st)
 	params, keys := ops.SamplingArrays(d.sampling)
 	inputs = append(append([]*graph.Array{ids}, in.list()...), params, keys)
 	window := d.window
@@ -139,7 +139,7 @@ func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs [
 
 // decodeArgs are a decode step's data for the inputs graph returns.
 func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
-	args := append(append([]runtime.Input{runtime.Array(ids)}, stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	args := append(append([]runtime.Input{runtime.Array(ids)}, d.e.Model.stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
 	if d.window != nil {
 		args = append(args, runtime.Array(d.window))
 	}

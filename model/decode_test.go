@@ -12,8 +12,9 @@ import (
 	"github.com/loomrt/loom/runtime"
 )
 
-// decodePrompts are three prompts of the tiny model's byte-level tokens.
-var decodePrompts = [][]int32{{256, 'f', 'u', 'n', 'c'}, {256, '/', '/', ' '}, {256, 'p', 'a', 'c', 'k', 'a', 'g', 'e', ' ', 'm'}}
+// decodePrompts are three prompts of the tiny model's tokens after its
+// BOS: "func (b *Buffer) Len", "// Copy", "package main\n\nimport \"fmt\"".
+var decodePrompts = [][]int32{{3256, 362, 289, 98, 344, 66, 2499, 41, 776, 502}, {3256, 265, 445, 732}, {3256, 1163, 3055, 450, 1005, 357, 2663, 34}}
 
 // TestDecoderMatchesHostLoop decodes a batch on the device, each sequence
 // with its own sampling, and checks every token against a host loop over
@@ -24,7 +25,7 @@ var decodePrompts = [][]int32{{256, 'f', 'u', 'n', 'c'}, {256, '/', '/', ' '}, {
 func TestDecoderMatchesHostLoop(t *testing.T) {
 	sampling := []ops.Sampling{
 		{},
-		{Temperature: 0.9, TopK: 20, RepetitionPenalty: 1.3, Seed: 7},
+		{Temperature: 0.9, TopK: 20, RepetitionPenalty: 1.3, PresencePenalty: 0.4, FrequencyPenalty: 0.3, Seed: 7},
 		{Temperature: 1.2, TopP: 0.8, MinP: 0.02, RepetitionPenalty: 0.8, Seed: 1 << 40},
 	}
 	const steps, window = 12, 6
@@ -174,7 +175,7 @@ func TestDecoderErrors(t *testing.T) {
 		{[]int{1}, one, []ops.Sampling{{TopP: 2}}, 0, "decoder: sequence 1: top-p 2"},
 		{[]int{1}, one, []ops.Sampling{{}}, -1, "penalty window -1"},
 		{[]int{1}, [][]int32{{}}, []ops.Sampling{{}}, 0, "sequence 1 has an empty prompt"},
-		{[]int{1}, [][]int32{{999}}, []ops.Sampling{{}}, 0, "outside the vocabulary"},
+		{[]int{1}, [][]int32{{3259}}, []ops.Sampling{{}}, 0, "outside the vocabulary"},
 		{[]int{2}, one, []ops.Sampling{{}}, 0, "no sequence 2"},
 	} {
 		if _, err := e.NewDecoder(c.seqs, c.prompts, c.sampling, c.window); err == nil || !strings.Contains(err.Error(), c.want) {

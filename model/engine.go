@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -93,43 +92,6 @@ func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 	return res, nil
 }
 
-// StepSample is Step with each sequence's next token drawn on the device
-// with sampling[i] (ops.Sample, counter: the position the token will
-// take, as the Decoder's), so that only the token ids come back. It is
-// for schedulers that change the batch every step; a sequence in the
-// middle of its prompt gets a token the caller ignores.
-func (e *Engine) StepSample(seqs []int, tokens [][]int32, sampling []ops.Sampling) ([]int32, error) {
-	if len(sampling) != len(seqs) {
-		return nil, fmt.Errorf("step: %d sequences but %d sampling settings", len(seqs), len(sampling))
-	}
-	flat, counts, err := e.checkTokens(seqs, tokens)
-	if err != nil {
-		return nil, err
-	}
-	for i, o := range sampling {
-		if err := o.Validate(); err != nil {
-			return nil, fmt.Errorf("step: sequence %d: %w", seqs[i], err)
-		}
-		if o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 {
-			return nil, fmt.Errorf("step: sequence %d: a repetition penalty is unsupported by StepSample (it keeps no window; the Decoder does)", seqs[i])
-		}
-	}
-	st, err := e.schedule(seqs, counts)
-	if err != nil {
-		return nil, err
-	}
-	in := newStepInputs(st)
-	ids := ops.Sample(e.Model.forward(graph.FromInt32s(flat), st, in, e.Cache), in.seqLens, nil, sampling)
-	if err := e.Model.rt.Eval(ids); err != nil {
-		return nil, fmt.Errorf("step: %w", err)
-	}
-	out, err := ids.Int32s()
-	if err != nil {
-		return nil, fmt.Errorf("step: reading tokens: %w", err)
-	}
-	return out, nil
-}
-
 // schedule schedules a step (KVCache.Schedule) and pads its block tables.
 func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
 	blocks := e.PadBlocks
@@ -186,7 +148,7 @@ type GenerateOptions struct {
 	// greedy.
 	Sampling ops.Sampling
 	// PenaltyWindow is how many of the latest tokens (prompt included) the
-	// repetition penalty sees; 0 means DefaultPenaltyWindow.
+	// penalties see; 0 means DefaultPenaltyWindow.
 	PenaltyWindow int
 	// StopAtEOS ends generation at one of the config's EOS tokens (which is
 	// still reported).

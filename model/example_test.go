@@ -41,5 +41,5 @@ func ExampleEngine_Generate() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%q\n", tok.Decode(out))
-	// Output: "// Use of this source co"
+	// Output: "// Use of governed by the LICENSE file.\n\n// license that be found that be found.\n// license that be found that"
 }

@@ -31,9 +31,11 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // layer's by the final norm), Q, K and V are one matmul whose heads
 // ops.QKNormRoPEKVWrite normalises, rotates and writes to the cache, and
 // the MLP's gate and up projections and their activation are
-// ops.GatedLinear.
+// ops.GatedLinear. Quantized weights (Weights.Quant) go through
+// ops.QuantizedMatMul (the gated MLP as it and ops.SiLUMul, one dispatch
+// more), and a quantized embedding dequantises only the gathered rows.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
-	return m.forward(ids, st, newStepInputs(st), cache)
+	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
 
 // stepInputs are the constants of a step's metadata that its graph reads.
@@ -42,7 +44,7 @@ type stepInputs struct {
 	lastTokens                                    *graph.Array // nil when every sequence has one token
 }
 
-func newStepInputs(st *Step) *stepInputs {
+func (m *Model) newStepInputs(st *Step) *stepInputs {
 	in := &stepInputs{
 		positions:  graph.FromInt32s(st.Positions),
 		slots:      graph.FromInt32s(st.SlotMapping),
@@ -67,9 +69,8 @@ func (in *stepInputs) list() []*graph.Array {
 
 // stepArgs is st's metadata as a compiled step binds it to the constants
 // of newStepInputs(st), in list's order.
-func stepArgs(st *Step) []runtime.Input {
-	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables),
-		runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
+func (m *Model) stepArgs(st *Step) []runtime.Input {
+	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
 	}
@@ -84,10 +85,25 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 	positions, slots := in.positions, in.slots
 	meta := ops.AttentionMeta{BlockTables: in.tables, SeqLens: in.seqLens, CuSeqlensQ: in.cuSeqlensQ, MaxSeqLen: st.MaxSeqLen}
 	opts := ops.AttentionOptions{Scale: float32(1 / math.Sqrt(float64(d)))}
-	linear := func(x, w *graph.Array) *graph.Array { return ops.MatMulTransposed(x, w, false, true) }
+	quant := m.Weights.Quant
+	linear := func(x, w *graph.Array) *graph.Array {
+		if q, ok := quant[w]; ok {
+			return ops.QuantizedMatMul(x, w, q.Scales, q.Biases, q.GroupSize, q.Bits)
+		}
+		return ops.MatMulTransposed(x, w, false, true)
+	}
+	gatedLinear := func(x, w *graph.Array) *graph.Array {
+		if _, ok := quant[w]; ok {
+			return ops.SiLUMul(linear(x, w))
+		}
+		return ops.GatedLinear(x, w)
+	}
 
 	x := ops.GatherRows(m.Weights.Embed, ids) // [T, hidden], the residual stream
-	var delta *graph.Array                    // the last sub-block's output, not yet added to x
+	if q, ok := quant[m.Weights.Embed]; ok {  // only the step's rows are dequantised
+		x = ops.Dequantize(x, ops.GatherRows(q.Scales, ids), ops.GatherRows(q.Biases, ids), q.GroupSize, q.Bits)
+	}
+	var delta *graph.Array // the last sub-block's output, not yet added to x
 	var h *graph.Array
 	for i := range m.Weights.Layers {
 		l := &m.Weights.Layers[i]
@@ -96,16 +112,41 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		} else {
 			x, h = ops.AddRMSNorm(x, delta, l.InputNorm, c.RMSNormEps)
 		}
-		qk := ops.QKNorm{Heads: c.NumHeads, QNorm: l.QNorm, KNorm: l.KNorm, Eps: c.RMSNormEps, Theta: c.RopeTheta}
-		q, kc, vc := ops.QKNormRoPEKVWrite(linear(h, l.QKV), qk, positions, cache.K[i], cache.V[i], slots)
+		qkv := linear(h, l.QKV)
+		if l.QKVBias != nil {
+			qkv = ops.Add(qkv, l.QKVBias)
+		}
+		var q, kc, vc *graph.Array
+		if c.Family == Qwen3 {
+			qk := ops.QKNorm{Heads: c.NumHeads, QNorm: l.QNorm, KNorm: l.KNorm, Eps: c.RMSNormEps, Theta: c.RopeTheta}
+			q, kc, vc = ops.QKNormRoPEKVWrite(qkv, qk, positions, cache.K[i], cache.V[i], slots)
+		} else {
+			hq, hkv := c.NumHeads*d, c.NumKVHeads*d
+			part := func(from, to, heads int) *graph.Array {
+				return ops.Reshape(ops.Slice(qkv, []int{0, from}, []int{T, to}), T, heads, d)
+			}
+			q = m.rope(part(0, hq, c.NumHeads), in)
+			kc, vc = ops.KVWrite(cache.K[i], cache.V[i], m.rope(part(hq, hq+hkv, c.NumKVHeads), in), part(hq+hkv, hq+2*hkv, c.NumKVHeads), slots)
+		}
 		cache.SetLayer(i, kc, vc)
 		att := ops.PagedAttention(q, kc, vc, meta, opts) // [T, heads, d]
-		x, h = ops.AddRMSNorm(x, linear(ops.Reshape(att, T, c.NumHeads*d), l.O), l.PostAttnNorm, c.RMSNormEps)
-		delta = linear(ops.GatedLinear(h, l.GateUp), l.Down)
+		o := linear(ops.Reshape(att, T, c.NumHeads*d), l.O)
+		if l.OBias != nil {
+			o = ops.Add(o, l.OBias)
+		}
+		x, h = ops.AddRMSNorm(x, o, l.PostAttnNorm, c.RMSNormEps)
+		delta = linear(gatedLinear(h, l.GateUp), l.Down)
 	}
 	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits
 		h = ops.GatherRows(h, in.lastTokens)
 	}
 	return linear(h, m.Weights.LMHead)
+}
+
+// rope rotates x [T, heads, head_dim] by its tokens' positions, with the
+// config's frequency scaling if it has one.
+func (m *Model) rope(x *graph.Array, in *stepInputs) *graph.Array {
+	c := m.Config
+	return ops.RoPEScaled(x, in.positions, c.RopeTheta, c.RopeScaling.rope())
 }

@@ -13,7 +13,8 @@ import (
 // goldenAtol bounds Loom's float32 logits against transformers' float32
 // logits on the tiny model. Both compute in float32 with different
 // summation orders: the worst difference measured was 3e-5 on the short
-// prompts and 2e-4 after the 1,399-token prompt (logits are of order 10).
+// prompts and 2e-4 after the 1,399-token byte-level prompt of the model
+// shipped before (logits are of order 10).
 const goldenAtol, goldenRtol = 5e-4, 0
 
 func loadTiny(t testing.TB, tg loomtest.Target, dt graph.DType) *Engine {
@@ -33,7 +34,7 @@ func loadTiny(t testing.TB, tg loomtest.Target, dt graph.DType) *Engine {
 // the golden tokens step by step (Step), whose logits must match
 // transformers' within tolerance; and through Generate (greedy on the
 // device, each step submitted while the one before runs), whose tokens
-// must match exactly. The long prompt (1,399 tokens) is prefilled in one
+// must match exactly. The long prompt (873 tokens) is prefilled in one
 // varlen step and its decode steps must take the split-KV path.
 // (TestGoldenBatched runs the short prompts on every target.)
 func TestGolden(t *testing.T) {
@@ -42,7 +43,7 @@ func TestGolden(t *testing.T) {
 	e := loadTiny(t, tg, graph.Float32)
 	for id, c := range g.Cases {
 		if c.Name == "long" && raceEnabled {
-			continue // the 1,399-token prefill would take minutes under the race detector
+			continue // the 873-token prefill would take minutes under the race detector
 		}
 		if err := e.Cache.Add(id); err != nil {
 			t.Fatal(err)
@@ -152,27 +153,39 @@ func TestGoldenBatched(t *testing.T) {
 	}
 }
 
-// TestForwardMatchesReference checks a random model with untied embeddings,
+// TestForwardMatchesReference checks random models with untied embeddings,
 // an odd vocabulary and GQA against the float64 reference: a prompt
-// prefilled in two chunks, then decode steps, in float32 and bfloat16.
+// prefilled in two chunks, then decode steps, in float32 and bfloat16; a
+// Qwen3, a Llama with attention biases and llama3 RoPE scaling, and a
+// Llama with plain RoPE and tied embeddings, and a Qwen3 with attention
+// biases.
 func TestForwardMatchesReference(t *testing.T) {
+	plainLlama := smallLlama
+	plainLlama.AttentionBias, plainLlama.RopeScaling, plainLlama.TieWordEmbeddings = false, nil, true
+	qwenBias := smallConfig
+	qwenBias.AttentionBias = true
 	for _, c := range []struct {
+		cfg        Config
 		dt         graph.DType
 		atol, rtol float64
 	}{
-		{graph.Float32, 1e-4, 1e-4},
+		{smallConfig, graph.Float32, 1e-4, 1e-4},
 		// bfloat16 rounds every stored activation to 8 bits of mantissa; the
 		// bound is the attention tolerance of the reference systems.
-		{graph.BFloat16, 3e-2, 2e-2},
+		{smallConfig, graph.BFloat16, 3e-2, 2e-2},
+		{smallLlama, graph.Float32, 1e-4, 1e-4},
+		{smallLlama, graph.BFloat16, 3e-2, 2e-2},
+		{plainLlama, graph.Float32, 1e-4, 1e-4},
+		{qwenBias, graph.Float32, 1e-4, 1e-4},
 	} {
-		dir := writeCheckpoint(t, smallConfig, checkpointTensors(t, smallConfig, graph.Float32, 9))
+		dir := writeCheckpoint(t, c.cfg, checkpointTensors(t, c.cfg, graph.Float32, 9))
 		for _, tg := range loomtest.Targets(t) {
 			m, err := Load(tg.RT, dir, c.dt)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The reference reads the weights as the model stores them.
-			ref := newRefModel(t, smallConfig, m.Weights)
+			ref := newRefModel(t, c.cfg, m.Weights)
 			e, err := NewEngine(m, 16, 8)
 			if err != nil {
 				t.Fatal(err)
@@ -188,7 +201,7 @@ func TestForwardMatchesReference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				loomtest.Close(t, fmt.Sprintf("%s %s tokens [%d,%d)", tg.Name, c.dt, from, to), f64(r.Logits[0]), want[to-1], c.atol, c.rtol)
+				loomtest.Close(t, fmt.Sprintf("%s %s %s tokens [%d,%d)", tg.Name, c.cfg.Family, c.dt, from, to), f64(r.Logits[0]), want[to-1], c.atol, c.rtol)
 			}
 			check(0, 5)
 			check(5, 11) // a second prefill chunk attends to the first
@@ -213,7 +226,7 @@ func TestStepErrors(t *testing.T) {
 		tokens [][]int32
 		want   string
 	}{
-		{[]int{1}, [][]int32{{5, 257}}, "token 1 of sequence 1 is 257, outside the vocabulary [0, 257)"},
+		{[]int{1}, [][]int32{{5, 3259}}, "token 1 of sequence 1 is 3259, outside the vocabulary [0, 3259)"},
 		{[]int{1}, [][]int32{{-1}}, "outside the vocabulary"},
 		{[]int{1}, [][]int32{long}, "beyond max_position_embeddings 2048"},
 		{[]int{2}, [][]int32{{5}}, "no sequence 2"},
@@ -227,8 +240,8 @@ func TestStepErrors(t *testing.T) {
 	if _, err := e.Generate(3, nil, GenerateOptions{MaxTokens: 1}); err == nil || !strings.Contains(err.Error(), "empty prompt") {
 		t.Errorf("empty prompt: error %v", err)
 	}
-	r, err := e.Step([]int{1}, [][]int32{{256, 'x'}})
-	if err != nil || e.Cache.Len(1) != 2 || len(r.Logits[0]) != 257 {
+	r, err := e.Step([]int{1}, [][]int32{{3256, 'x'}})
+	if err != nil || e.Cache.Len(1) != 2 || len(r.Logits[0]) != 3259 {
 		t.Fatalf("a good step after the bad ones: %v, length %d", err, e.Cache.Len(1))
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/loomrt/loom/runtime"
 )
 
-// Model is a Qwen3 model whose weights live on a runtime's device. It
+// Model is a Qwen3- or Llama-family model whose weights live on a runtime's device. It
 // computes in the dtype of its weights: float32 weights give float32
 // activations; bfloat16 or float16 weights give activations stored in that
 // dtype with float32 arithmetic inside the kernels. The KV cache has the
@@ -19,7 +19,7 @@ type Model struct {
 	rt      *runtime.Runtime
 }
 
-// Load reads a Hugging Face Qwen3 directory (config.json, the optional
+// Load reads a Hugging Face Qwen3 or Llama directory (config.json, the optional
 // generation_config.json, and the safetensors files its
 // model.safetensors.index.json names, or every *.safetensors file when it
 // has none) and uploads the weights to rt. dt is the dtype to compute in; Invalid
@@ -52,7 +52,7 @@ func New(rt *runtime.Runtime, cfg Config, w *Weights, dt graph.DType) (*Model, e
 		return nil, fmt.Errorf("model: %d layers of weights, the config has %d", len(w.Layers), cfg.NumLayers)
 	}
 	for _, a := range w.Arrays() {
-		if a.DType() != dt {
+		if _, packed := w.Quant[a]; !packed && a.DType() != dt {
 			return nil, fmt.Errorf("model: weight %v is not %s", a, dt)
 		}
 	}

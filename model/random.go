@@ -32,8 +32,14 @@ func RandomWeights(cfg Config, dt graph.DType, seed uint64) *Weights {
 	}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		specs = append(specs, norm(&l.InputNorm, h), norm(&l.PostAttnNorm, h), norm(&l.QNorm, d), norm(&l.KNorm, d),
-			lin(&l.QKV, q+2*kv, h), lin(&l.O, h, q), lin(&l.GateUp, 2*inter, h), lin(&l.Down, h, inter))
+		specs = append(specs, norm(&l.InputNorm, h), norm(&l.PostAttnNorm, h))
+		if cfg.Family == Qwen3 {
+			specs = append(specs, norm(&l.QNorm, d), norm(&l.KNorm, d))
+		}
+		specs = append(specs, lin(&l.QKV, q+2*kv, h), lin(&l.O, h, q), lin(&l.GateUp, 2*inter, h), lin(&l.Down, h, inter))
+		if cfg.AttentionBias {
+			specs = append(specs, spec{&l.QKVBias, -0.5, 0.5, []int{q + 2*kv}}, spec{&l.OBias, -0.5, 0.5, []int{h}})
+		}
 	}
 	// Each tensor has its own stream, so the values do not depend on the
 	// order the workers fill them in.

@@ -1,25 +1,28 @@
 package model
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
 )
 
-// refModel is a plain float64 Qwen3 forward pass, written for clarity: the
-// reference the graph-built model is checked against.
+// refModel is a plain float64 Qwen3 or Llama forward pass, written for
+// clarity: the reference the graph-built model is checked against.
 type refModel struct {
-	cfg    Config
-	embed  [][]float64 // [vocab][hidden]
-	norm   []float64
-	lmHead [][]float64
-	layers []refLayer
+	cfg     Config
+	invFreq []float64   // RoPE's, scaled as the config says
+	embed   [][]float64 // [vocab][hidden]
+	norm    []float64
+	lmHead  [][]float64
+	layers  []refLayer
 }
 
 type refLayer struct {
-	inNorm, postNorm, qNorm, kNorm []float64
+	inNorm, postNorm, qNorm, kNorm []float64   // qNorm, kNorm nil for Llama
 	q, k, v, o, gate, up, down     [][]float64 // [out][in]
+	qb, kb, vb, ob                 []float64   // biases; nil without attention_bias
 }
 
 // newRefModel reads a Weights' constant arrays as float64.
@@ -34,22 +37,102 @@ func newRefModel(t testing.TB, cfg Config, w *Weights) *refModel {
 		return f
 	}
 	mat := func(a *graph.Array) [][]float64 {
-		f := vec(a)
 		rows, cols := a.Shape()[0], a.Shape()[1]
+		var f []float64
+		if q, ok := w.Quant[a]; ok { // the same weights dequantised
+			f, cols = dequantized(t, a, q), cols*32/q.Bits
+		} else {
+			f = vec(a)
+		}
 		m := make([][]float64, rows)
 		for i := range m {
 			m[i] = f[i*cols : (i+1)*cols]
 		}
 		return m
 	}
-	r := &refModel{cfg: cfg, embed: mat(w.Embed), norm: vec(w.Norm), lmHead: mat(w.LMHead)}
+	opt := func(a *graph.Array) []float64 {
+		if a == nil {
+			return nil
+		}
+		return vec(a)
+	}
+	r := &refModel{cfg: cfg, embed: mat(w.Embed), norm: vec(w.Norm), lmHead: mat(w.LMHead),
+		invFreq: refInvFreq(float64(cfg.RopeTheta), cfg.HeadDim, cfg.RopeScaling)}
 	q, kv := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
 	for _, l := range w.Layers {
 		qkv, gateUp := mat(l.QKV), mat(l.GateUp)
-		r.layers = append(r.layers, refLayer{vec(l.InputNorm), vec(l.PostAttnNorm), vec(l.QNorm), vec(l.KNorm),
-			qkv[:q], qkv[q : q+kv], qkv[q+kv:], mat(l.O), gateUp[:cfg.IntermediateSize], gateUp[cfg.IntermediateSize:], mat(l.Down)})
+		rl := refLayer{inNorm: vec(l.InputNorm), postNorm: vec(l.PostAttnNorm), qNorm: opt(l.QNorm), kNorm: opt(l.KNorm),
+			q: qkv[:q], k: qkv[q : q+kv], v: qkv[q+kv:], o: mat(l.O), gate: gateUp[:cfg.IntermediateSize], up: gateUp[cfg.IntermediateSize:], down: mat(l.Down),
+			ob: opt(l.OBias)}
+		if b := opt(l.QKVBias); b != nil {
+			rl.qb, rl.kb, rl.vb = b[:q], b[q:q+kv], b[q+kv:]
+		}
+		r.layers = append(r.layers, rl)
 	}
 	return r
+}
+
+// refInvFreq is RoPE's inverse frequencies written from transformers'
+// _compute_default_rope_parameters and _compute_llama3_parameters: the
+// reference for primitives.RoPEScaling.
+func refInvFreq(theta float64, d int, s *RopeScaling) []float64 {
+	out := make([]float64, d/2)
+	for i := range out {
+		inv := 1 / math.Pow(theta, float64(2*i)/float64(d))
+		out[i] = inv
+		if s == nil {
+			continue
+		}
+		lowWavelen := s.OriginalMaxPositionEmbeddings / s.LowFreqFactor
+		highWavelen := s.OriginalMaxPositionEmbeddings / s.HighFreqFactor
+		wavelen := 2 * math.Pi / inv
+		scaled := inv
+		if wavelen > lowWavelen {
+			scaled = inv / s.Factor
+		}
+		smooth := (s.OriginalMaxPositionEmbeddings/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+		smoothed := (1-smooth)*scaled/s.Factor + smooth*scaled
+		if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
+			scaled = smoothed
+		}
+		out[i] = scaled
+	}
+	return out
+}
+
+// refAddBias adds b to x when b is not nil.
+func refAddBias(x, b []float64) []float64 {
+	for i := range b {
+		x[i] += b[i]
+	}
+	return x
+}
+
+// dequantized returns the float values of quantized weights: packed codes
+// a with their scales, biases and format q.
+func dequantized(t testing.TB, a *graph.Array, q Quant) []float64 {
+	t.Helper()
+	words, err := a.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qm := &Quantized{Rows: a.Shape()[0], K: a.Shape()[1] * 32 / q.Bits, Bits: q.Bits, GroupSize: q.GroupSize}
+	for i := 0; i < len(words); i += 4 {
+		qm.Words = append(qm.Words, binary.LittleEndian.Uint32(words[i:]))
+	}
+	for _, dst := range []struct {
+		from *graph.Array
+		to   *[]float32
+	}{{q.Scales, &qm.Scales}, {q.Biases, &qm.Biases}} {
+		v, err := dst.from.Float64s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range v {
+			*dst.to = append(*dst.to, float32(x))
+		}
+	}
+	return qm.Dequantized()
 }
 
 func refRMSNorm(x, w []float64, eps float64) []float64 {
@@ -80,11 +163,11 @@ func refLinear(x []float64, w [][]float64) []float64 {
 
 // refRoPE rotates each head of x (heads·d values) at position pos, pairing
 // element i with element i+d/2 (the half-rotation form of Qwen3 and Llama).
-func refRoPE(x []float64, d, pos int, theta float64) {
+func refRoPE(x []float64, d, pos int, invFreq []float64) {
 	for h := 0; h < len(x)/d; h++ {
 		v := x[h*d : (h+1)*d]
 		for i := range d / 2 {
-			ang := float64(pos) * math.Pow(theta, -2*float64(i)/float64(d))
+			ang := float64(pos) * invFreq[i]
 			c, s := math.Cos(ang), math.Sin(ang)
 			a, b := v[i], v[i+d/2]
 			v[i], v[i+d/2] = a*c-b*s, b*c+a*s
@@ -105,16 +188,18 @@ func (r *refModel) logits(ids []int32) [][]float64 {
 		qs, ks, vs := make([][]float64, len(ids)), make([][]float64, len(ids)), make([][]float64, len(ids))
 		for t := range ids {
 			h := refRMSNorm(xs[t], l.inNorm, eps)
-			q, k := refLinear(h, l.q), refLinear(h, l.k)
-			for hh := range hq {
-				copy(q[hh*d:], refRMSNorm(q[hh*d:(hh+1)*d], l.qNorm, eps))
+			q, k := refAddBias(refLinear(h, l.q), l.qb), refAddBias(refLinear(h, l.k), l.kb)
+			if l.qNorm != nil {
+				for hh := range hq {
+					copy(q[hh*d:], refRMSNorm(q[hh*d:(hh+1)*d], l.qNorm, eps))
+				}
+				for hh := range hkv {
+					copy(k[hh*d:], refRMSNorm(k[hh*d:(hh+1)*d], l.kNorm, eps))
+				}
 			}
-			for hh := range hkv {
-				copy(k[hh*d:], refRMSNorm(k[hh*d:(hh+1)*d], l.kNorm, eps))
-			}
-			refRoPE(q, d, t, float64(c.RopeTheta))
-			refRoPE(k, d, t, float64(c.RopeTheta))
-			qs[t], ks[t], vs[t] = q, k, refLinear(h, l.v)
+			refRoPE(q, d, t, r.invFreq)
+			refRoPE(k, d, t, r.invFreq)
+			qs[t], ks[t], vs[t] = q, k, refAddBias(refLinear(h, l.v), l.vb)
 		}
 		for t := range ids {
 			att := make([]float64, hq*d)
@@ -141,7 +226,7 @@ func (r *refModel) logits(ids []int32) [][]float64 {
 					}
 				}
 			}
-			o := refLinear(att, l.o)
+			o := refAddBias(refLinear(att, l.o), l.ob)
 			for i := range o {
 				xs[t][i] += o[i]
 			}

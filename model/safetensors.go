@@ -200,6 +200,68 @@ func DType(name string) (graph.DType, error) {
 		return graph.Float16, nil
 	case "BF16":
 		return graph.BFloat16, nil
+	case "U32":
+		return graph.Uint32, nil
 	}
-	return graph.Invalid, fmt.Errorf("dtype %s is unsupported (Loom loads F32, F16 and BF16 weights)", name)
+	return graph.Invalid, fmt.Errorf("dtype %s is unsupported (Loom loads F32, F16 and BF16 weights, and U32 quantized codes)", name)
+}
+
+// Tensor is a tensor to write to a safetensors file: its name, the
+// format's dtype name (such as "BF16" or "U32"), shape and bytes.
+type Tensor struct {
+	Name  string
+	DType string
+	Shape []int
+	Data  []byte
+}
+
+// WriteSafetensors writes the tensors, in the given order, to a new
+// safetensors file at path. The header is padded with spaces to a multiple
+// of 8 bytes, as the format's reference implementation does, so that the
+// data section starts aligned.
+func WriteSafetensors(path string, tensors []Tensor) (err error) {
+	header := map[string]any{"__metadata__": map[string]string{"format": "pt"}}
+	var off int64
+	for _, t := range tensors {
+		size, ok := safetensorsDTypes[t.DType]
+		if !ok {
+			return fmt.Errorf("safetensors %s: tensor %s: unknown dtype %s", path, t.Name, t.DType)
+		}
+		if _, dup := header[t.Name]; dup {
+			return fmt.Errorf("safetensors %s: tensor %s is given twice", path, t.Name)
+		}
+		if n := int64(size) * int64(graph.NumElements(t.Shape)); n != int64(len(t.Data)) {
+			return fmt.Errorf("safetensors %s: tensor %s %s%v needs %d bytes, has %d", path, t.Name, t.DType, t.Shape, n, len(t.Data))
+		}
+		header[t.Name] = map[string]any{"dtype": t.DType, "shape": append([]int{}, t.Shape...), "data_offsets": []int64{off, off + int64(len(t.Data))}}
+		off += int64(len(t.Data))
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err := f.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(h)))); err != nil {
+		return err
+	}
+	if _, err := f.Write(h); err != nil {
+		return err
+	}
+	for _, t := range tensors {
+		if _, err := f.Write(t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,6 +1,9 @@
 package model
 
 import (
+	"cmp"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -11,17 +14,19 @@ import (
 )
 
 // TestStepSample checks StepSample's tokens against a host loop over the
-// same model (Step's logits drawn by the float64 reference with the same
-// counter, the position), with one prompt fed in two chunks on the
-// StepSample side (the token after the first chunk is ignored) and every
-// prompt in one piece on the reference side. On a GPU a token may differ
-// only where the reference's margin is within rounding, and then the
-// sequence is not compared further.
+// same model (Step's logits, penalized in float32 on the host, drawn by
+// the float64 reference with the same counter, the position), with one
+// prompt fed in two chunks on the StepSample side (the token after the
+// first chunk is ignored) and every prompt in one piece on the reference
+// side; and the log-probs asked for against a float64 log-softmax of
+// Step's logits. On a GPU a token may differ only where the reference's
+// margin is within rounding, and then the sequence is not compared
+// further.
 func TestStepSample(t *testing.T) {
-	sampling := []ops.Sampling{
-		{},
-		{Temperature: 0.9, TopK: 20, Seed: 7},
-		{Temperature: 1.2, TopP: 0.8, MinP: 0.02, Seed: 1 << 40},
+	draws := []Draw{
+		{Penalties: Penalties{Repetition: 1.3, Presence: 0.5, Frequency: 0.7}, Logprobs: true, TopLogprobs: 5},
+		{Sampling: ops.Sampling{Temperature: 0.9, TopK: 20, Seed: 7}, Penalties: Penalties{Repetition: 0.8, Presence: -0.5}, Logprobs: true},
+		{Sampling: ops.Sampling{Temperature: 1.2, TopP: 0.8, MinP: 0.02, Seed: 1 << 40}},
 	}
 	const steps = 8
 	for _, tg := range loomtest.Targets(t) {
@@ -35,55 +40,179 @@ func TestStepSample(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// Sequence 2's prompt is fed in two chunks, the first beside
-		// sequence 0's whole prompt.
-		p2 := decodePrompts[2]
-		pre, err := e.StepSample([]int{0, 2}, [][]int32{decodePrompts[0], p2[:3]}, []ops.Sampling{sampling[0], sampling[2]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := [][]int32{nil, decodePrompts[1], p2[3:]}
 		history := make([][]int32, len(seqs))
 		for i, p := range decodePrompts {
 			history[i] = slices.Clone(p)
 		}
+		// draw is sequence i's Draw, its penalties seeing its history.
+		draw := func(i int) Draw {
+			d := draws[i]
+			n := len(decodePrompts[i])
+			d.Penalties.Prompt, d.Penalties.Output = history[i][:n], history[i][n:]
+			return d
+		}
+		// Sequence 2's prompt is fed in two chunks, the first beside
+		// sequence 0's whole prompt.
+		p2 := decodePrompts[2]
+		pre, err := e.StepSample([]int{0, 2}, [][]int32{decodePrompts[0], p2[:3]}, []Draw{draw(0), draw(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := [][]int32{nil, decodePrompts[1], p2[3:]}
 		refNext := slices.Clone(decodePrompts)
 		parted := make([]bool, len(seqs))
 		for step := range steps {
 			var ss []int
 			var ts [][]int32
-			var sm []ops.Sampling
+			var ds []Draw
 			for i := range seqs {
 				if next[i] != nil {
-					ss, ts, sm = append(ss, seqs[i]), append(ts, next[i]), append(sm, sampling[i])
+					ss, ts, ds = append(ss, seqs[i]), append(ts, next[i]), append(ds, draw(i))
 				}
 			}
-			got, err := e.StepSample(ss, ts, sm)
+			got, err := e.StepSample(ss, ts, ds)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if step == 0 { // sequence 0 drew its first token in the step before
-				got = append([]int32{pre[0]}, got...)
+				got = append([]Drawn{pre[0]}, got...)
 			}
 			r, err := e.Step(ref, refNext)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := range seqs {
-				want, margin := loomtest.SampleRef(f64(r.Logits[i]), sampling[i], int32(len(history[i])), nil)
-				if !parted[i] && int(got[i]) != want {
+				d := draw(i)
+				want, margin := loomtest.SampleRef(penalizeRef(r.Logits[i], d.Penalties), d.Sampling, int32(len(history[i])), nil)
+				if !parted[i] && int(got[i].Token) != want {
 					if tg.Exact || margin >= 1e-5 {
-						t.Fatalf("%s: sequence %d step %d: token %d, want %d (margin %.3g)", tg.Name, i, step, got[i], want, margin)
+						t.Fatalf("%s: sequence %d step %d: token %d, want %d (margin %.3g)", tg.Name, i, step, got[i].Token, want, margin)
 					}
 					parted[i] = true
 				}
+				checkLogprobs(t, fmt.Sprintf("%s: sequence %d step %d", tg.Name, i, step), got[i], d, f64(r.Logits[i]))
 				history[i] = append(history[i], int32(want))
 				next[i], refNext[i] = []int32{int32(want)}, []int32{int32(want)}
 			}
 		}
-		if _, err := e.StepSample([]int{0}, [][]int32{{1}}, []ops.Sampling{{RepetitionPenalty: 1.2}}); err == nil || !strings.Contains(err.Error(), "unsupported") {
-			t.Errorf("%s: a repetition penalty: error %v", tg.Name, err)
+		for _, c := range []struct {
+			d    Draw
+			want string
+		}{
+			{Draw{Sampling: ops.Sampling{RepetitionPenalty: 1.2}}, "unsupported"},
+			{Draw{Sampling: ops.Sampling{PresencePenalty: 0.1}}, "unsupported"},
+			{Draw{Sampling: ops.Sampling{FrequencyPenalty: -0.1}}, "unsupported"},
+			{Draw{Penalties: Penalties{Repetition: -1}}, "repetition penalty -1"},
+			{Draw{Penalties: Penalties{Presence: float32(math.NaN())}}, "must be finite"},
+			{Draw{Penalties: Penalties{Frequency: 1, Output: []int32{3, 5000}}}, "penalized token 1 is 5000"},
+			{Draw{Logprobs: true, TopLogprobs: 5000}, "5000 top log-probs"},
+			{Draw{TopLogprobs: 2}, "without Logprobs"},
+		} {
+			if _, err := e.StepSample([]int{0}, [][]int32{{1}}, []Draw{c.d}); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: %+v: error %v, want %q", tg.Name, c.d, err, c.want)
+			}
 		}
 		tg.NoHazards(t)
+	}
+}
+
+// penalizeRef applies p to logits as StepSample does, in float32.
+func penalizeRef(logits []float32, p Penalties) []float64 {
+	x := slices.Clone(logits)
+	count := map[int32]int{}
+	for _, t := range p.Output {
+		count[t]++
+	}
+	seen := map[int32]bool{}
+	for _, t := range slices.Concat(p.Prompt, p.Output) {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if r := p.Repetition; r != 0 {
+			if x[t] > 0 {
+				x[t] /= r
+			} else {
+				x[t] *= r
+			}
+		}
+		d := p.Frequency * float32(count[t])
+		if count[t] > 0 {
+			d += p.Presence
+		}
+		x[t] -= d
+	}
+	return f64(x)
+}
+
+// checkLogprobs checks got's log-probs against a float64 log-softmax of
+// logits: the drawn token's, and the top ones' values in order (ties may
+// come in either order).
+func checkLogprobs(t *testing.T, where string, got Drawn, d Draw, logits []float64) {
+	t.Helper()
+	if !d.Logprobs {
+		if got.Logprob != 0 || got.Top != nil {
+			t.Errorf("%s: log-probs %v %v not asked for", where, got.Logprob, got.Top)
+		}
+		return
+	}
+	m := slices.Max(logits)
+	var sum float64
+	for _, x := range logits {
+		sum += math.Exp(x - m)
+	}
+	lp := make([]float64, len(logits))
+	for i, x := range logits {
+		lp[i] = x - m - math.Log(sum)
+	}
+	const tol = 1e-4
+	if diff := math.Abs(float64(got.Logprob) - lp[got.Token]); !(diff <= tol) {
+		t.Errorf("%s: token %d log-prob %v, want %v", where, got.Token, got.Logprob, lp[got.Token])
+	}
+	sorted := slices.Clone(lp)
+	slices.SortFunc(sorted, func(a, b float64) int { return cmp.Compare(b, a) })
+	if len(got.Top) != d.TopLogprobs {
+		t.Fatalf("%s: %d top log-probs, want %d", where, len(got.Top), d.TopLogprobs)
+	}
+	for j, tl := range got.Top {
+		if math.Abs(float64(tl.Logprob)-lp[tl.Token]) > tol || math.Abs(float64(tl.Logprob)-sorted[j]) > tol {
+			t.Errorf("%s: top %d is token %d at %v; its reference %v, the %d-th largest %v", where, j, tl.Token, tl.Logprob, lp[tl.Token], j, sorted[j])
+		}
+	}
+}
+
+// TestPenalize checks every logit penalize gives (float32 [3, 50] of both
+// signs; penalties above and below 1, negative presence, repeated
+// tokens, a row without penalties) against penalizeRef: bit for bit on
+// the CPU targets.
+func TestPenalize(t *testing.T) {
+	const s, v = 3, 50
+	r := loomtest.Rand(5)
+	logits := make([]float32, s*v)
+	for i := range logits {
+		logits[i] = float32(r.NormFloat64() * 4)
+	}
+	draws := []Draw{
+		{Penalties: Penalties{Repetition: 1.5, Presence: -0.5, Frequency: 0.3, Prompt: []int32{1, 2, 2, 49}, Output: []int32{2, 7, 7, 7, 0}}},
+		{},
+		{Penalties: Penalties{Repetition: 0.7, Frequency: 1.1, Prompt: []int32{4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, Output: []int32{13, 13, 20}}},
+	}
+	for _, tg := range loomtest.Targets(t) {
+		out := penalize(graph.FromFloat32s(logits, s, v), draws, v)
+		if err := tg.RT.Eval(out); err != nil {
+			t.Fatal(err)
+		}
+		got, err := out.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, d := range draws {
+			want := penalizeRef(logits[i*v:(i+1)*v], d.Penalties)
+			for j, w := range want {
+				if g := float64(got[i*v+j]); g != w && (tg.Exact || math.Abs(g-w) > 1e-5*math.Abs(w)) {
+					t.Errorf("%s: row %d token %d: %v, want %v (logit %v)", tg.Name, i, j, g, w, logits[i*v+j])
+				}
+			}
+		}
 	}
 }

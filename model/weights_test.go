@@ -17,16 +17,34 @@ import (
 var smallConfig = Config{VocabSize: 37, HiddenSize: 24, IntermediateSize: 44, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
 	MaxPositionEmbeddings: 256, RMSNormEps: 1e-6, RopeTheta: 10000, TieWordEmbeddings: false, BOSTokenID: -1, EOSTokenIDs: []int{36}}
 
+// smallLlama is a Llama of the same sizes with attention biases and
+// llama3 RoPE scaling whose wavelength bounds (16 and 64 positions) put
+// head_dim 64's frequencies in all three of its regimes.
+var smallLlama = func() Config {
+	c := smallConfig
+	c.Family, c.AttentionBias = Llama, true
+	c.RopeScaling = &RopeScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64}
+	return c
+}()
+
 // hfConfigJSON returns cfg as a Hugging Face config.json.
 func hfConfigJSON(cfg Config) []byte {
-	b, err := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"architectures": []string{"Qwen3ForCausalLM"}, "model_type": "qwen3",
 		"vocab_size": cfg.VocabSize, "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
 		"num_hidden_layers": cfg.NumLayers, "num_attention_heads": cfg.NumHeads, "num_key_value_heads": cfg.NumKVHeads,
 		"head_dim": cfg.HeadDim, "max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
 		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": cfg.TieWordEmbeddings, "hidden_act": "silu",
-		"eos_token_id": cfg.EOSTokenIDs,
-	})
+		"eos_token_id": cfg.EOSTokenIDs, "attention_bias": cfg.AttentionBias,
+	}
+	if cfg.Family == Llama {
+		fields["architectures"], fields["model_type"] = []string{"LlamaForCausalLM"}, "llama"
+	}
+	if s := cfg.RopeScaling; s != nil {
+		fields["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": s.Factor, "low_freq_factor": s.LowFreqFactor,
+			"high_freq_factor": s.HighFreqFactor, "original_max_position_embeddings": s.OriginalMaxPositionEmbeddings}
+	}
+	b, err := json.Marshal(fields)
 	if err != nil {
 		panic(err)
 	}
@@ -63,7 +81,16 @@ func checkpointTensors(t *testing.T, cfg Config, dt graph.DType, seed uint64) []
 		}{{"input_layernorm", l.InputNorm}, {"post_attention_layernorm", l.PostAttnNorm}, {"self_attn.q_norm", l.QNorm},
 			{"self_attn.k_norm", l.KNorm}, {"self_attn.q_proj", qkv[0]}, {"self_attn.k_proj", qkv[1]}, {"self_attn.v_proj", qkv[2]},
 			{"self_attn.o_proj", l.O}, {"mlp.gate_proj", gateUp[0]}, {"mlp.up_proj", gateUp[1]}, {"mlp.down_proj", l.Down}} {
-			add(p+x.n+".weight", x.a)
+			if x.a != nil {
+				add(p+x.n+".weight", x.a)
+			}
+		}
+		if l.QKVBias != nil {
+			b := splitRows(t, graph.FromBytes(dt, must(l.QKVBias.Bytes()), q+2*kv, 1), q, kv, kv)
+			for j, n := range []string{"q_proj", "k_proj", "v_proj"} {
+				add(p+"self_attn."+n+".bias", graph.FromBytes(dt, must(b[j].Bytes()), b[j].Shape()[0]))
+			}
+			add(p+"self_attn.o_proj.bias", l.OBias)
 		}
 	}
 	return ts
@@ -316,4 +343,12 @@ func TestCheckWeights(t *testing.T) {
 			t.Errorf("no problem names %q: %v", w, p)
 		}
 	}
+}
+
+// must returns v, panicking on err (for host arrays that cannot fail).
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/big"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
@@ -14,7 +15,7 @@ import (
 
 var binaryOps = map[primitives.BinaryOp]func(a, b *graph.Array) *graph.Array{
 	primitives.Add: ops.Add, primitives.Sub: ops.Sub, primitives.Mul: ops.Mul, primitives.Div: ops.Div,
-	primitives.Maximum: ops.Maximum, primitives.Minimum: ops.Minimum,
+	primitives.Maximum: ops.Maximum, primitives.Minimum: ops.Minimum, primitives.Power: ops.Power,
 	primitives.Equal: ops.Equal, primitives.NotEqual: ops.NotEqual, primitives.Less: ops.Less,
 	primitives.LessEqual: ops.LessEqual, primitives.Greater: ops.Greater, primitives.GreaterEqual: ops.GreaterEqual,
 }
@@ -46,6 +47,8 @@ func binaryFloatRef(op primitives.BinaryOp, a, b float64) float64 {
 			return math.NaN()
 		}
 		return math.Min(a, b)
+	case primitives.Power:
+		return math.Pow(a, b)
 	case primitives.Equal:
 		return bool01(a == b)
 	case primitives.NotEqual:
@@ -79,6 +82,8 @@ func binaryIntRef(op primitives.BinaryOp, dt graph.DType, a, b int64) int64 {
 		v = max(a, b)
 	case primitives.Minimum:
 		v = min(a, b)
+	case primitives.Power:
+		v = powIntRef(a, b)
 	default:
 		return int64(binaryFloatRef(op, float64(a), float64(b)))
 	}
@@ -105,6 +110,23 @@ var broadcastCases = []struct{ a, b []int }{
 
 // intInputs returns n seeded integers of dtype dt, with zeros and extremes
 // among them.
+// powIntRef is a^b modulo 2^64 by math/big, for b ≥ 0; for b < 0 it is
+// 0 but for the bases 1 and −1 (1/a^|b| truncated toward zero).
+func powIntRef(a, b int64) int64 {
+	if b < 0 {
+		switch {
+		case a == 1, a == -1 && b%2 == 0:
+			return 1
+		case a == -1:
+			return -1
+		}
+		return 0
+	}
+	mod := new(big.Int).Lsh(big.NewInt(1), 64)
+	r := new(big.Int).Exp(big.NewInt(a), big.NewInt(b), mod) // in [0, 2^64)
+	return int64(r.Uint64())
+}
+
 func intInputs(seed uint64, dt graph.DType, n int) []int64 {
 	r := loomtest.Rand(seed)
 	v := make([]int64, n)

@@ -12,8 +12,8 @@ import (
 )
 
 // siluMul is a custom primitive, fused silu(a)·b, as a package outside Loom
-// would define it: a name, a shape rule, a lowering to a kernel by name, and
-// a CPU kernel registered under that name.
+// would define it: a name, a shape rule, a lowering to a kernel by name, the
+// kernel's catalog entry and a CPU kernel registered under that name.
 type siluMul struct{}
 
 func (siluMul) Name() string { return "silu_mul" }
@@ -30,20 +30,21 @@ func (siluMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 
 func (siluMul) Lower(l *primitives.Lowering) error {
 	n := l.Outputs[0].Size()
-	l.Add(primitives.Dispatch{
-		Kernel: "example_silu_mul_f32",
-		Grid:   primitives.Dim3{X: primitives.Groups(n, 256), Y: 1, Z: 1},
-		Group:  primitives.Dim3{X: 256, Y: 1, Z: 1},
-		// The access modes are the whole contract with the runtime: it
-		// orders this dispatch after the writers of a and b and before the
-		// readers of out.
-		Args: []primitives.Arg{primitives.R("a", primitives.In(0)), primitives.R("b", primitives.In(1)), primitives.W("out", primitives.Out(0))},
-	})
+	l.Dispatch("example_silu_mul_f32", primitives.Dim3{X: primitives.Groups(n, 256), Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1}, nil,
+		primitives.In(0), primitives.In(1), primitives.Out(0))
 	return nil
 }
 
 func init() {
-	err := cpu.Register("example_silu_mul_f32", func(c *cpu.Call) error {
+	// The access modes are the whole contract with the runtime: it orders
+	// a dispatch of this kernel after the writers of a and b and before
+	// the readers of out.
+	err := primitives.Register(primitives.KernelSpec{Name: "example_silu_mul_f32",
+		Args: []primitives.ArgSpec{primitives.R("a"), primitives.R("b"), primitives.W("out")}})
+	if err != nil {
+		panic(err)
+	}
+	err = cpu.Register("example_silu_mul_f32", func(c *cpu.Call) error {
 		a, b, out := c.F32(0), c.F32(1), c.F32(2)
 		c.Parallel(len(out), 1<<14, func(lo, hi int) {
 			for i := lo; i < hi; i++ {

@@ -130,11 +130,11 @@ func qkvRef(qkv, qn, kn []float64, pos []int32, slots []int, c qkvCase, kCache [
 			var out []float64
 			switch {
 			case h < c.heads:
-				out = ropeRef(rmsNormRef(src, qn, c.hs, 1e-6), []int32{pos[t]}, 1, c.hs, 1e6)
+				out = ropeRef(rmsNormRef(src, qn, c.hs, 1e-6), []int32{pos[t]}, 1, c.hs, 1e6, nil)
 				copy(q[(t*c.heads+h)*c.hs:], out)
 				continue
 			case h < c.heads+c.kvh:
-				out = ropeRef(rmsNormRef(src, kn, c.hs, 1e-6), []int32{pos[t]}, 1, c.hs, 1e6)
+				out = ropeRef(rmsNormRef(src, kn, c.hs, 1e-6), []int32{pos[t]}, 1, c.hs, 1e6, nil)
 			default:
 				out = src
 			}

@@ -22,3 +22,21 @@ func MatMul(a, b *graph.Array) *graph.Array {
 func MatMulTransposed(a, b *graph.Array, transposeA, transposeB bool) *graph.Array {
 	return apply1(graph.Caller(0), primitives.MatMul{TransposeA: transposeA, TransposeB: transposeB}, a, b)
 }
+
+// QuantizedMatMul returns x · dequant(W)ᵀ for x [..., K] and quantized
+// weights W [N, K] in MLX's affine format (docs/QUANT.md): w the packed
+// codes (uint32 [N, K·bits/32]), scales and biases [N, K/groupSize] of x's
+// dtype. The result is [..., N] of x's dtype, accumulated in float32. bits
+// is 4 or 8, groupSize 32, 64 or 128; K must be a multiple of groupSize.
+// The kernels dequantise the weights as they read them.
+func QuantizedMatMul(x, w, scales, biases *graph.Array, groupSize, bits int) *graph.Array {
+	return apply1(graph.Caller(0), primitives.QuantizedMatMul{Bits: bits, GroupSize: groupSize}, x, w, scales, biases)
+}
+
+// Dequantize expands quantized weights (w uint32 [..., K·bits/32], scales
+// and biases [..., K/groupSize]) to [..., K] of the scales' dtype. Gather
+// rows of the three first to dequantise only those (a quantized
+// embedding).
+func Dequantize(w, scales, biases *graph.Array, groupSize, bits int) *graph.Array {
+	return apply1(graph.Caller(0), primitives.Dequantize{Bits: bits, GroupSize: groupSize}, w, scales, biases)
+}

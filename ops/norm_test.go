@@ -131,3 +131,51 @@ func TestRMSNorm(t *testing.T) {
 		}
 	}
 }
+
+func TestLayerNorm(t *testing.T) {
+	shapes := [][]int{{1, 1}, {3, 7}, {2, 3, 300}, {5, 4001}, {0, 4}}
+	for _, dt := range floatDTypes {
+		for si, shape := range shapes {
+			for _, affine := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/%v/affine=%v", dt, shape, affine), func(t *testing.T) {
+					d := shape[len(shape)-1]
+					n := graph.NumElements(shape)
+					fx, x := randFloats(uint64(si), dt, n, -3, 5) // a mean away from 0
+					fw, w := randFloats(uint64(si)+10, dt, d, 0.5, 1.5)
+					fb, b := randFloats(uint64(si)+20, dt, d, -1, 1)
+					if !affine {
+						for i := range w {
+							w[i], b[i] = 1, 0
+						}
+					}
+					const eps = 1e-5
+					want := make([]float64, n)
+					for r := 0; r < n/max(d, 1); r++ {
+						row := x[r*d : (r+1)*d]
+						mean, v := 0.0, 0.0
+						for _, e := range row {
+							mean += e
+						}
+						mean /= float64(d)
+						for _, e := range row {
+							v += (e - mean) * (e - mean)
+						}
+						v /= float64(d)
+						for k, e := range row {
+							want[r*d+k] = (e-mean)/math.Sqrt(v+eps)*w[k] + b[k]
+						}
+					}
+					spec, got := evalFloat64s(t, func() *graph.Array {
+						if !affine {
+							return ops.LayerNorm(floats(dt, fx, shape...), nil, nil, eps)
+						}
+						return ops.LayerNorm(floats(dt, fx, shape...), floats(dt, fw, d), floats(dt, fb, d), eps)
+					})
+					checkShape(t, spec, dt, shape...)
+					atol, rtol := loomtest.Tolerance(dt)
+					loomtest.Close(t, "layer_norm", got, inDType(dt, want), atol, rtol)
+				})
+			}
+		}
+	}
+}

@@ -11,3 +11,9 @@ import (
 func RoPE(x, positions *graph.Array, theta float32) *graph.Array {
 	return apply1(graph.Caller(0), primitives.RoPE{Theta: theta}, x, positions)
 }
+
+// RoPEScaled is RoPE with the inverse frequencies scaled as Llama 3.1's
+// (primitives.RoPEScaling).
+func RoPEScaled(x, positions *graph.Array, theta float32, scaling primitives.RoPEScaling) *graph.Array {
+	return apply1(graph.Caller(0), primitives.RoPE{Theta: theta, Scaling: scaling}, x, positions)
+}

@@ -27,6 +27,12 @@ type Sampling struct {
 	// negative ones, of the tokens in the sequence's window (Hugging Face's
 	// repetition_penalty); 0 or 1 is off.
 	RepetitionPenalty float32
+	// PresencePenalty is subtracted from the logit of each token in the
+	// window, and FrequencyPenalty once for each time it occurs there
+	// (OpenAI's presence_penalty and frequency_penalty, over the window as
+	// llama.cpp's); after the repetition penalty; 0 is off, < 0 favours
+	// repeats.
+	PresencePenalty, FrequencyPenalty float32
 	// Seed keys the sequence's stream of random numbers; the draw at
 	// counter c of a seed is the same on every run.
 	Seed uint64
@@ -46,15 +52,25 @@ func (s Sampling) Validate() error {
 		return fmt.Errorf("min-p %v must lie in [0, 1]", s.MinP)
 	case !(s.RepetitionPenalty >= 0) || !finite(s.RepetitionPenalty):
 		return fmt.Errorf("repetition penalty %v must be a finite number > 0 (or 0 for 1)", s.RepetitionPenalty)
+	case !finite(s.PresencePenalty):
+		return fmt.Errorf("presence penalty %v must be a finite number", s.PresencePenalty)
+	case !finite(s.FrequencyPenalty):
+		return fmt.Errorf("frequency penalty %v must be a finite number", s.FrequencyPenalty)
 	}
 	return nil
+}
+
+// Penalized reports whether any penalty is on, so that the draw needs a
+// window of previous tokens.
+func (s Sampling) Penalized() bool {
+	return s.RepetitionPenalty != 0 && s.RepetitionPenalty != 1 || s.PresencePenalty != 0 || s.FrequencyPenalty != 0
 }
 
 // Sample draws one token per row of logits ([S, V], a float dtype) with
 // settings[s] for row s; counters (int32 [S]) select each draw in its
 // seed's stream (a sequence's position, say), and window (int32 [S, W], or
-// nil for none) holds the previous token ids the repetition penalty
-// applies to, padded with −1. The result is int32 [S]: the tokens, −1 for
+// nil for none) holds the previous token ids the penalties apply to,
+// padded with −1. The result is int32 [S]: the tokens, −1 for
 // a row without a finite or +Inf logit. Greedy rows give the first
 // maximum, with NaN read as −Inf. A window id ≥ V is an error of the
 // evaluation.
@@ -89,7 +105,7 @@ func samplingArrays(pc uintptr, settings []Sampling) (params, keys *graph.Array)
 		if pen == 0 {
 			pen = 1
 		}
-		set = append(set, o.Temperature, o.TopP, o.MinP, pen)
+		set = append(set, o.Temperature, o.TopP, o.MinP, pen, o.PresencePenalty, o.FrequencyPenalty)
 		ks = append(ks, uint32(o.TopK), uint32(o.Seed), uint32(o.Seed>>32))
 	}
 	return graph.FromFloat32s(set, s, primitives.SampleSettings), graph.FromUint32s(ks, s, primitives.SampleKeys)

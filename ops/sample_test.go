@@ -62,8 +62,14 @@ func randomSettings(r *rand.Rand, v int) ops.Sampling {
 		o.RepetitionPenalty = 0.5 + 1.5*r.Float32()
 	case 5:
 		o.TopK, o.TopP, o.MinP, o.RepetitionPenalty = 1+r.IntN(v), 0.5+0.5*r.Float32(), 0.05*r.Float32(), 1.3
+		o.PresencePenalty, o.FrequencyPenalty = 0.4, 0.3
 	case 6:
 		o.TopP = 1
+	case 7:
+		o.PresencePenalty, o.FrequencyPenalty = 3*r.Float32()-1, 3*r.Float32()-1
+		if r.IntN(2) == 0 {
+			o.Temperature = 0
+		}
 	}
 	return o
 }
@@ -145,9 +151,76 @@ func TestSampleQwenVocabulary(t *testing.T) {
 	c.settings[0] = ops.Sampling{}
 	c.settings[1] = ops.Sampling{Temperature: 0.7, TopK: 40, TopP: 0.95, Seed: 1}
 	c.settings[2] = ops.Sampling{Temperature: 0.6, TopP: 0.9, MinP: 0.05, RepetitionPenalty: 1.1, Seed: 2}
-	c.settings[3] = ops.Sampling{Temperature: 0.8, TopK: 20, Seed: 3}
+	c.settings[3] = ops.Sampling{Temperature: 0.8, TopK: 20, PresencePenalty: 0.5, FrequencyPenalty: 0.25, Seed: 3}
 	for _, tg := range loomtest.Targets(t) {
 		checkSample(t, tg, "vocabulary 151936", c)
+	}
+}
+
+// TestSamplePresenceFrequency checks the presence and frequency penalties
+// with the repetition penalty against a float64 computation of the
+// penalized logits, x/r (or x·r) − presence − count·frequency: greedy draws
+// on every target give its first maximum wherever the runner-up is not
+// within float32 rounding.
+func TestSamplePresenceFrequency(t *testing.T) {
+	r := loomtest.Rand(77)
+	const s, v, w = 40, 13, 9
+	c := sampleCase{dt: graph.Float32, w: w, counters: make([]int32, s), logits: loomtest.Float32s(r, s*v, -3, 3), window: make([]int32, s*w)}
+	for i := range c.window {
+		c.window[i] = int32(r.IntN(v/2+2)) - 1 // few distinct ids: repeats
+	}
+	for i := range s {
+		o := ops.Sampling{PresencePenalty: 2*r.Float32() - 0.5, FrequencyPenalty: 1.5*r.Float32() - 0.5}
+		if i%2 == 1 {
+			o.RepetitionPenalty = 0.7 + r.Float32()
+		}
+		c.settings = append(c.settings, o)
+	}
+	for _, tg := range loomtest.Targets(t) {
+		got := c.build()
+		tg.Eval(t, got)
+		ids, err := got.Int32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range ids {
+			o := c.settings[i]
+			y := make([]float64, v)
+			for j := range y {
+				y[j] = float64(c.logits[i*v+j])
+			}
+			n := map[int32]int{}
+			for _, id := range c.window[i*w : (i+1)*w] {
+				if id >= 0 {
+					n[id]++
+				}
+			}
+			for id, k := range n {
+				if pen := float64(o.RepetitionPenalty); pen != 0 {
+					if y[id] > 0 {
+						y[id] /= pen
+					} else {
+						y[id] *= pen
+					}
+				}
+				y[id] -= float64(o.PresencePenalty) + float64(k)*float64(o.FrequencyPenalty)
+			}
+			best := 0
+			for j := range y {
+				if y[j] > y[best] {
+					best = j
+				}
+			}
+			gap := math.Inf(1)
+			for j := range y {
+				if j != best {
+					gap = min(gap, y[best]-y[j])
+				}
+			}
+			if int(id) != best && gap > 1e-5 {
+				t.Errorf("%s: row %d (%+v, window %v): token %d, want %d (penalized %v)", tg.Name, i, o, c.window[i*w:(i+1)*w], id, best, y)
+			}
+		}
 	}
 }
 
@@ -268,6 +341,39 @@ func TestSamplePenalty(t *testing.T) {
 	cs.window, cs.w = []int32{1}, 1
 	if got := drawTokens(t, rt, cs); got[0] != 2 {
 		t.Errorf("negative logit penalised: %d, want 2", got[0])
+	}
+	// Presence once per distinct id, frequency once per occurrence, after
+	// the repetition penalty: id 0 with 3 − 0.2 − 2·0.2 = 2.4 < 2.5 loses,
+	// 3 − 0.2 − 0.2 = 2.6 wins; 3/1.1 − 0.1 = 2.627 wins, − 0.2 more loses.
+	for _, c := range []struct {
+		window []int32
+		o      ops.Sampling
+		want   int32
+	}{
+		{[]int32{0, 0}, ops.Sampling{PresencePenalty: 0.2, FrequencyPenalty: 0.2}, 1},
+		{[]int32{0, -1}, ops.Sampling{PresencePenalty: 0.2, FrequencyPenalty: 0.2}, 0},
+		{[]int32{0}, ops.Sampling{RepetitionPenalty: 1.1, PresencePenalty: 0.1}, 0},
+		{[]int32{0}, ops.Sampling{RepetitionPenalty: 1.1, PresencePenalty: 0.3}, 1},
+		{[]int32{2, 2, 2}, ops.Sampling{FrequencyPenalty: -1.5}, 2}, // −1 + 4.5 favours id 2
+	} {
+		cs := repeated(logits, c.o, 1)
+		cs.window, cs.w = c.window, len(c.window)
+		if got := drawTokens(t, rt, cs); got[0] != c.want {
+			t.Errorf("window %v %+v: %d, want %d", c.window, c.o, got[0], c.want)
+		}
+	}
+	// The primitive reads a presence or frequency penalty that is not
+	// finite (ops.Sample rejects them) as off.
+	for _, bad := range []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())} {
+		params := graph.FromFloat32s([]float32{0, 0, 0, 1, bad, bad}, 1, primitives.SampleSettings)
+		got := ops.SampleWith(graph.FromFloat32s(logits, 1, 4), graph.FromInt32s([]int32{0}), graph.FromInt32s([]int32{0, 0}, 1, 2),
+			params, graph.FromUint32s(make([]uint32, primitives.SampleKeys), 1, primitives.SampleKeys))
+		if err := rt.Eval(got); err != nil {
+			t.Fatal(err)
+		}
+		if ids, _ := got.Int32s(); ids[0] != 0 {
+			t.Errorf("presence and frequency penalties %v: token %d, want 0 (off)", bad, ids[0])
+		}
 	}
 	// Duplicates in a window are one id: the token's weight matches the
 	// same window without the duplicate, draw for draw.
@@ -437,6 +543,8 @@ func TestSampleErrors(t *testing.T) {
 		{ops.Sample(logits, ctr, nil, two(ops.Sampling{TopP: -0.1})), "top-p -0.1"},
 		{ops.Sample(logits, ctr, nil, two(ops.Sampling{MinP: 2})), "min-p 2 must lie in [0, 1]"},
 		{ops.Sample(logits, ctr, nil, two(ops.Sampling{RepetitionPenalty: -1})), "repetition penalty -1 must be a finite number > 0"},
+		{ops.Sample(logits, ctr, nil, two(ops.Sampling{PresencePenalty: float32(math.NaN())})), "presence penalty NaN must be a finite number"},
+		{ops.Sample(logits, ctr, nil, two(ops.Sampling{FrequencyPenalty: float32(math.Inf(-1))})), "frequency penalty -Inf must be a finite number"},
 		{ops.Sample(logits, ctr, nil, []ops.Sampling{{}}), "1 settings for 2 rows of logits float32[2 3]"},
 		{ops.Sample(graph.FromFloat32s(make([]float32, 3)), graph.FromInt32s([]int32{0}), nil, []ops.Sampling{{}}), "logits must be [S, V], got float32[3]"},
 		{ops.Sample(graph.FromInt32s(make([]int32, 6), 2, 3), ctr, nil, two(ops.Sampling{})), "logits dtype int32 is unsupported"},
@@ -469,7 +577,7 @@ func TestSampleErrors(t *testing.T) {
 // the wrong shape, or settings out of range, are errors.
 func TestSampleWith(t *testing.T) {
 	r := loomtest.Rand(31)
-	settings := []ops.Sampling{{}, {Temperature: 0.8, TopK: 5, RepetitionPenalty: 1.4, Seed: 3 << 33}, {Temperature: 1.1, TopP: 0.7, MinP: 0.05, Seed: 9}}
+	settings := []ops.Sampling{{}, {Temperature: 0.8, TopK: 5, RepetitionPenalty: 1.4, PresencePenalty: 0.5, FrequencyPenalty: -0.25, Seed: 3 << 33}, {Temperature: 1.1, TopP: 0.7, MinP: 0.05, Seed: 9}}
 	logits := loomtest.Float32s(r, 3*37, -3, 3)
 	counters := []int32{4, 17, 2}
 	window := []int32{-1, 5, 5, 36, 0, 1}
@@ -480,7 +588,7 @@ func TestSampleWith(t *testing.T) {
 	}
 	kb := keys.HostBytes()
 	k := []uint32{uint32(kb[12]) | uint32(kb[13])<<8, uint32(kb[16]), uint32(kb[20]) | uint32(kb[21])<<8} // row 1, little-endian
-	if !slices.Equal(p[4:8], []float32{0.8, 0, 0, 1.4}) || !slices.Equal(k, []uint32{5, 0, 3 << 1}) {
+	if !slices.Equal(p[6:12], []float32{0.8, 0, 0, 1.4, 0.5, -0.25}) || !slices.Equal(k, []uint32{5, 0, 3 << 1}) {
 		t.Fatalf("params %v, keys %v", p, k)
 	}
 	for _, tg := range loomtest.Targets(t) {

@@ -26,6 +26,11 @@ var unaryCases = []struct {
 	{primitives.Sigmoid, ops.Sigmoid, func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, -20, 20},
 	{primitives.SiLU, ops.SiLU, func(x float64) float64 { return x / (1 + math.Exp(-x)) }, -20, 20},
 	{primitives.GELU, ops.GELU, func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }, -6, 6},
+	{primitives.Abs, ops.Abs, math.Abs, -10, 10},
+	{primitives.Sin, ops.Sin, math.Sin, -10, 10},
+	{primitives.Cos, ops.Cos, math.Cos, -10, 10},
+	{primitives.Erf, ops.Erf, math.Erf, -4, 4},
+	{primitives.Floor, ops.Floor, math.Floor, -100, 100},
 }
 
 func TestUnaryFloat(t *testing.T) {
@@ -55,17 +60,24 @@ func TestUnaryFloat(t *testing.T) {
 	}
 }
 
-func TestNegInteger(t *testing.T) {
+func TestNegAbsInteger(t *testing.T) {
 	for _, dt := range []graph.DType{graph.Int32, graph.Int64, graph.Uint32} {
 		t.Run(dt.String(), func(t *testing.T) {
 			v := intInputs(5, dt, 301)
-			want := make([]float64, len(v))
+			neg, abs := make([]float64, len(v)), make([]float64, len(v))
 			for i, x := range v {
-				want[i] = float64(binaryIntRef(primitives.Sub, dt, 0, x)) // wraps: −MinInt32 is MinInt32
+				neg[i] = float64(binaryIntRef(primitives.Sub, dt, 0, x)) // wraps: −MinInt32 is MinInt32
+				abs[i] = float64(x)
+				if x < 0 {
+					abs[i] = neg[i]
+				}
 			}
 			spec, got := evalFloat64s(t, func() *graph.Array { return ops.Neg(intConst(dt, v, 7, 43)) })
 			checkShape(t, spec, dt, 7, 43)
-			loomtest.Close(t, "result", got, want, 0, 0)
+			loomtest.Close(t, "neg", got, neg, 0, 0)
+			spec, got = evalFloat64s(t, func() *graph.Array { return ops.Abs(intConst(dt, v, 7, 43)) })
+			checkShape(t, spec, dt, 7, 43)
+			loomtest.Close(t, "abs", got, abs, 0, 0)
 		})
 	}
 }

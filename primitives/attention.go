@@ -91,7 +91,7 @@ func (KVWrite) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 // KVWriteKernel is the kernel name of the KV write for caches of dtype dt and
 // slots of dtype slotDT.
 func KVWriteKernel(dt, slotDT graph.DType) string {
-	return "kv_write_" + dt.Short() + "_" + slotDT.Short()
+	return KernelName("kv_write", dt, slotDT)
 }
 
 func (KVWrite) Lower(l *Lowering) error {
@@ -102,16 +102,8 @@ func (KVWrite) Lower(l *Lowering) error {
 		HeadSize:  int32(k.Shape[2]),
 		NumSlots:  int32(kc.Shape[0] * kc.Shape[1]),
 	}
-	l.Add(Dispatch{
-		Kernel: KVWriteKernel(kc.DType, l.Inputs[4].DType),
-		Grid:   Dim3{k.Shape[0], 1, 1}, // one group per token
-		Group:  Dim3{min(k.Shape[1]*k.Shape[2], ElementwiseThreads), 1, 1},
-		Args: []Arg{
-			RW("k_cache", Out(0)), RW("v_cache", Out(1)),
-			R("key", In(2)), R("value", In(3)), R("slot_mapping", In(4)),
-		},
-		Params: p,
-	})
+	l.Dispatch(KVWriteKernel(kc.DType, l.Inputs[4].DType), Dim3{k.Shape[0], 1, 1}, // one group per token
+		Dim3{min(k.Shape[1]*k.Shape[2], ElementwiseThreads), 1, 1}, p, Out(0), Out(1), In(2), In(3), In(4))
 	return nil
 }
 
@@ -382,21 +374,19 @@ func (p PagedAttention) Lower(l *Lowering) error {
 		Scale:           scale,
 		Softcap:         p.Softcap,
 	}
-	meta := []Arg{R("q", In(0)), R("k_cache", In(1)), R("v_cache", In(2)), R("block_tables", In(3)), R("seq_lens", In(4)), R("cu_seqlens_q", In(5))}
+	// The inputs in the kernels' order: q, the caches, the block tables,
+	// seq_lens, cu_seqlens_q.
+	meta := []Ref{In(0), In(1), In(2), In(3), In(4), In(5)}
+	// The sinks, if any, come after the kernels' other inputs.
+	var sinks []Ref
+	if p.Sinks {
+		sinks = []Ref{In(6)}
+	}
 	parts := AttentionPartitions(p.MaxSeqLen, tables.Shape[1], bs)
 	if !UseSplitKV(p.Split, l.Caps, tq, kvh, parts) {
 		l.Count("paged_attention.single", 1)
-		args := meta
-		if p.Sinks {
-			args = append(args, R("sinks", In(6)))
-		}
-		l.Add(Dispatch{
-			Kernel: PagedAttentionKernel(dt, hs, bs, p.Sinks),
-			Grid:   Dim3{kvh, tq, 1},
-			Group:  attentionGroup(l.Caps),
-			Args:   append(args, W("out", Out(0))),
-			Params: params,
-		})
+		l.Dispatch(PagedAttentionKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, 1}, attentionGroup(l.Caps), params,
+			slices.Concat(meta, sinks, []Ref{Out(0)})...)
 		return nil
 	}
 	rows := int64(tq) * int64(heads) * int64(parts)
@@ -409,24 +399,10 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	maxLogits := l.NewScratch(rows * 4)
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))
-	l.Add(Dispatch{
-		Kernel: PagedAttentionPartitionKernel(dt, hs, bs),
-		Grid:   Dim3{kvh, tq, parts},
-		Group:  attentionGroup(l.Caps),
-		Args:   append(meta, W("max_logits", maxLogits), W("exp_sums", expSums), W("tmp_out", tmpOut)),
-		Params: &split,
-	})
-	args := []Arg{R("tmp_out", tmpOut), R("max_logits", maxLogits), R("exp_sums", expSums), R("seq_lens", In(4)), R("cu_seqlens_q", In(5))}
-	if p.Sinks {
-		args = append(args, R("sinks", In(6)))
-	}
-	l.Add(Dispatch{
-		Kernel: PagedAttentionReduceKernel(dt, hs, p.Sinks),
-		Grid:   Dim3{heads, tq, 1},
-		Group:  Dim3{max(l.Caps.SIMDWidth, 1), 1, 1},
-		Args:   append(args, W("out", Out(0))),
-		Params: &split,
-	})
+	l.Dispatch(PagedAttentionPartitionKernel(dt, hs, bs), Dim3{kvh, tq, parts}, attentionGroup(l.Caps), &split,
+		slices.Concat(meta, []Ref{maxLogits, expSums, tmpOut})...)
+	l.Dispatch(PagedAttentionReduceKernel(dt, hs, p.Sinks), Dim3{heads, tq, 1}, Dim3{max(l.Caps.SIMDWidth, 1), 1, 1}, &split,
+		slices.Concat([]Ref{tmpOut, maxLogits, expSums, In(4), In(5)}, sinks, []Ref{Out(0)})...)
 	return nil
 }
 
@@ -509,24 +485,24 @@ func fitsInt32(what string, n int) error {
 func init() {
 	for _, dt := range AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {
-			register(KernelSpec{Name: KVWriteKernel(dt, slot), Args: []string{"k_cache", "v_cache", "key", "value", "slot_mapping"}, Params: (*KVWriteParams)(nil)})
+			register(KernelSpec{Name: KVWriteKernel(dt, slot), Args: []ArgSpec{RW("k_cache"), RW("v_cache"), R("key"), R("value"), R("slot_mapping")}, Params: (*KVWriteParams)(nil)})
 		}
-		meta := []string{"q", "k_cache", "v_cache", "block_tables", "seq_lens", "cu_seqlens_q"}
-		reduce := []string{"tmp_out", "max_logits", "exp_sums", "seq_lens", "cu_seqlens_q"}
+		meta := []ArgSpec{R("q"), R("k_cache"), R("v_cache"), R("block_tables"), R("seq_lens"), R("cu_seqlens_q")}
+		reduce := []ArgSpec{R("tmp_out"), R("max_logits"), R("exp_sums"), R("seq_lens"), R("cu_seqlens_q")}
 		for _, hs := range AttentionHeadSizes {
 			for _, bs := range AttentionBlockSizes {
 				register(
-					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, false), Args: concat(meta, "out"), Params: (*PagedAttentionParams)(nil)},
-					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, true), Args: concat(meta, "sinks", "out"), Params: (*PagedAttentionParams)(nil)},
-					KernelSpec{Name: PagedAttentionPartitionKernel(dt, hs, bs), Args: concat(meta, "max_logits", "exp_sums", "tmp_out"), Params: (*PagedAttentionParams)(nil)},
+					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, false), Args: concat(meta, W("out")), Params: (*PagedAttentionParams)(nil)},
+					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, true), Args: concat(meta, R("sinks"), W("out")), Params: (*PagedAttentionParams)(nil)},
+					KernelSpec{Name: PagedAttentionPartitionKernel(dt, hs, bs), Args: concat(meta, W("max_logits"), W("exp_sums"), W("tmp_out")), Params: (*PagedAttentionParams)(nil)},
 				)
 			}
 			register(
-				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, false), Args: concat(reduce, "out"), Params: (*PagedAttentionParams)(nil)},
-				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, true), Args: concat(reduce, "sinks", "out"), Params: (*PagedAttentionParams)(nil)},
+				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, false), Args: concat(reduce, W("out")), Params: (*PagedAttentionParams)(nil)},
+				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, true), Args: concat(reduce, R("sinks"), W("out")), Params: (*PagedAttentionParams)(nil)},
 			)
 		}
 	}
 }
 
-func concat(a []string, b ...string) []string { return append(slices.Clip(a), b...) }
+func concat(a []ArgSpec, b ...ArgSpec) []ArgSpec { return append(slices.Clip(a), b...) }

@@ -1,7 +1,6 @@
 package primitives_test
 
 import (
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -36,24 +35,14 @@ func lowerAttention(t *testing.T, p primitives.PagedAttention, caps primitives.C
 	return l
 }
 
-// checkCatalog checks that every dispatch names a catalog kernel and binds
-// its arguments in the catalog's order, with the catalog's params type.
+// checkCatalog checks every dispatch against its catalog entry
+// (primitives.CheckDispatch): the kernel, its arguments' names and access
+// modes in order, the params type.
 func checkCatalog(t *testing.T, l *primitives.Lowering) {
 	t.Helper()
-	for _, d := range l.Dispatches {
-		spec, ok := primitives.LookupKernel(d.Kernel)
-		if !ok {
-			t.Fatalf("kernel %s is not in the catalog", d.Kernel)
-		}
-		var names []string
-		for _, a := range d.Args {
-			names = append(names, a.Name)
-		}
-		if !slices.Equal(names, spec.Args) {
-			t.Errorf("%s binds %v, the catalog says %v", d.Kernel, names, spec.Args)
-		}
-		if reflect.TypeOf(d.Params) != reflect.TypeOf(spec.Params) {
-			t.Errorf("%s params %T, the catalog says %T", d.Kernel, d.Params, spec.Params)
+	for i := range l.Dispatches {
+		if err := primitives.CheckDispatch(&l.Dispatches[i]); err != nil {
+			t.Error(err)
 		}
 	}
 }

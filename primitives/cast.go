@@ -37,18 +37,18 @@ func (c Cast) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(elementwiseDispatch(CastKernel(l.Inputs[0].DType, c.To), p, R("a", In(0)), W("out", Out(0))))
+	elementwiseDispatch(l, CastKernel(l.Inputs[0].DType, c.To), p, In(0), Out(0))
 	return nil
 }
 
 // CastKernel is the name of the kernel that converts from one dtype to
 // another, such as "cast_f32_bf16".
-func CastKernel(from, to graph.DType) string { return "cast_" + from.Short() + "_" + to.Short() }
+func CastKernel(from, to graph.DType) string { return KernelName("cast", from, to) }
 
 func init() {
 	for _, from := range graph.DTypes {
 		for _, to := range graph.DTypes {
-			register(KernelSpec{Name: CastKernel(from, to), Args: []string{"a", "out"}, Params: (*ElementwiseParams)(nil)})
+			register(KernelSpec{Name: CastKernel(from, to), Args: []ArgSpec{R("a"), W("out")}, Params: (*ElementwiseParams)(nil)})
 		}
 	}
 }

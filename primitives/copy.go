@@ -12,15 +12,13 @@ const CopyThreads = 256
 // CopyDispatch copies nbytes from src to dst. The runtime uses it when an
 // in-place update cannot take its input's buffer and must update a copy.
 func CopyDispatch(src, dst Ref, nbytes int64) Dispatch {
-	return Dispatch{
-		Kernel: "copy_bytes",
-		Grid:   Dim3{Groups(int(nbytes+15)/16, CopyThreads), 1, 1},
-		Group:  Dim3{CopyThreads, 1, 1},
-		Args:   []Arg{R("src", src), W("dst", dst)},
-		Params: &CopyParams{Bytes: uint32(nbytes)},
-	}
+	return bind(CopyKernel, Dim3{Groups(int(nbytes+15)/16, CopyThreads), 1, 1}, Dim3{CopyThreads, 1, 1},
+		&CopyParams{Bytes: uint32(nbytes)}, []Ref{src, dst})
 }
 
+// CopyKernel is the copy kernel's name.
+const CopyKernel = "copy_bytes"
+
 func init() {
-	register(KernelSpec{Name: "copy_bytes", Args: []string{"src", "dst"}, Params: (*CopyParams)(nil)})
+	register(KernelSpec{Name: CopyKernel, Args: []ArgSpec{R("src"), W("dst")}, Params: (*CopyParams)(nil)})
 }

@@ -30,7 +30,9 @@ type ElementwiseParams struct {
 // BinaryOp is a binary elementwise operation.
 type BinaryOp uint8
 
-// The binary operations. Comparisons produce bool.
+// The binary operations. Comparisons produce bool. Power of integers
+// wraps around; a negative integer exponent gives 0 except for bases 1
+// and −1, whose powers are exact.
 const (
 	Add BinaryOp = iota
 	Sub
@@ -38,6 +40,7 @@ const (
 	Div
 	Maximum
 	Minimum
+	Power
 	Equal
 	NotEqual
 	Less
@@ -46,10 +49,10 @@ const (
 	GreaterEqual
 )
 
-var binaryNames = [...]string{"add", "sub", "mul", "div", "maximum", "minimum", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"}
+var binaryNames = [...]string{"add", "sub", "mul", "div", "maximum", "minimum", "power", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal"}
 
 // BinaryOps lists every binary operation.
-var BinaryOps = []BinaryOp{Add, Sub, Mul, Div, Maximum, Minimum, Equal, NotEqual, Less, LessEqual, Greater, GreaterEqual}
+var BinaryOps = []BinaryOp{Add, Sub, Mul, Div, Maximum, Minimum, Power, Equal, NotEqual, Less, LessEqual, Greater, GreaterEqual}
 
 func (op BinaryOp) String() string { return binaryNames[op] }
 
@@ -94,20 +97,16 @@ func (b Binary) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(elementwiseDispatch(b.Op.String()+"_"+l.Inputs[0].DType.Short(), p,
-		R("a", In(0)), R("b", In(1)), W("out", Out(0))))
+	elementwiseDispatch(l, BinaryKernel(b.Op, l.Inputs[0].DType), p, In(0), In(1), Out(0))
 	return nil
 }
 
-// elementwiseDispatch is a dispatch of one thread per output element.
-func elementwiseDispatch(kernel string, p *ElementwiseParams, args ...Arg) Dispatch {
-	return Dispatch{
-		Kernel: kernel,
-		Grid:   Dim3{Groups(int(p.N), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   args,
-		Params: p,
-	}
+// BinaryKernel is the kernel of op on inputs of dtype dt.
+func BinaryKernel(op BinaryOp, dt graph.DType) string { return KernelName(op.String(), dt) }
+
+// elementwiseDispatch adds a dispatch of one thread per output element.
+func elementwiseDispatch(l *Lowering, kernel string, p *ElementwiseParams, refs ...Ref) {
+	l.Dispatch(kernel, Dim3{Groups(int(p.N), ElementwiseThreads), 1, 1}, Dim3{ElementwiseThreads, 1, 1}, p, refs...)
 }
 
 // Where selects elementwise between its second and third inputs by its
@@ -145,19 +144,21 @@ func (Where) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(elementwiseDispatch("where_"+l.Inputs[1].DType.Short(), p,
-		R("cond", In(0)), R("a", In(1)), R("b", In(2)), W("out", Out(0))))
+	elementwiseDispatch(l, WhereKernel(l.Inputs[1].DType), p, In(0), In(1), In(2), Out(0))
 	return nil
 }
+
+// WhereKernel is Where's kernel for a and b of dtype dt.
+func WhereKernel(dt graph.DType) string { return KernelName("where", dt) }
 
 func init() {
 	for _, op := range BinaryOps {
 		for _, dt := range BinaryDTypes {
-			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "b", "out"}, Params: (*ElementwiseParams)(nil)})
+			register(KernelSpec{Name: BinaryKernel(op, dt), Args: []ArgSpec{R("a"), R("b"), W("out")}, Params: (*ElementwiseParams)(nil)})
 		}
 	}
 	for _, dt := range graph.DTypes {
-		register(KernelSpec{Name: "where_" + dt.Short(), Args: []string{"cond", "a", "b", "out"}, Params: (*ElementwiseParams)(nil)})
+		register(KernelSpec{Name: WhereKernel(dt), Args: []ArgSpec{R("cond"), R("a"), R("b"), W("out")}, Params: (*ElementwiseParams)(nil)})
 	}
 }
 

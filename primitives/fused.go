@@ -42,9 +42,11 @@ func (a AddRMSNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 func (a AddRMSNorm) Lower(l *Lowering) error {
-	return lowerRMSNorm(l, "add_rms_norm_", a.Eps,
-		R("x", In(0)), R("residual", In(1)), R("weight", In(2)), W("sum", Out(0)), W("out", Out(1)))
+	return lowerRMSNorm(l, AddRMSNormKernel, a.Eps, In(0), In(1), In(2), Out(0), Out(1))
 }
+
+// AddRMSNormKernel is AddRMSNorm's kernel for x of dtype dt.
+func AddRMSNormKernel(dt graph.DType) string { return KernelName("add_rms_norm", dt) }
 
 // SiLUMulParams describe a gated activation of Rows rows of 2·N elements
 // into Rows rows of N.
@@ -94,14 +96,12 @@ func (SiLUMul) Lower(l *Lowering) error {
 // lowerSiLUMul adds the silu_mul dispatch of rows rows of 2·n elements of
 // dtype dt in buffer a into output 0.
 func lowerSiLUMul(l *Lowering, dt graph.DType, rows, n int, a Ref) {
-	l.Add(Dispatch{
-		Kernel: "silu_mul_" + dt.Short(),
-		Grid:   Dim3{Groups(rows*n, ElementwiseThreads), 1, 1}, // a thread per output element
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("a", a), W("out", Out(0))},
-		Params: &SiLUMulParams{Rows: uint32(rows), N: uint32(n)},
-	})
+	l.Dispatch(SiLUMulKernel(dt), Dim3{Groups(rows*n, ElementwiseThreads), 1, 1}, // a thread per output element
+		Dim3{ElementwiseThreads, 1, 1}, &SiLUMulParams{Rows: uint32(rows), N: uint32(n)}, a, Out(0))
 }
+
+// SiLUMulKernel is SiLUMul's kernel for dtype dt.
+func SiLUMulKernel(dt graph.DType) string { return KernelName("silu_mul", dt) }
 
 // MatMulSiLUMulParams describe a gated linear layer: M rows of x of K
 // elements, weights of 2·N rows of K (the gate rows, then the up rows),
@@ -156,7 +156,7 @@ func (MatMulSiLUMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 // MatMulSiLUMulKernel is the gated kernel's name for dtype dt.
-func MatMulSiLUMulKernel(dt graph.DType) string { return "matmul_silu_mul_" + dt.Short() }
+func MatMulSiLUMulKernel(dt graph.DType) string { return KernelName("matmul_silu_mul", dt) }
 
 func (MatMulSiLUMul) Lower(l *Lowering) error {
 	x, w := l.Inputs[0], l.Inputs[1]
@@ -165,13 +165,8 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 	if m <= l.Caps.GatedGEMVMaxRows {
 		// As the GEMV: a SIMD group per output (its two dot products), a
 		// row of groups per row of x.
-		l.Add(Dispatch{
-			Kernel: MatMulSiLUMulKernel(dt),
-			Grid:   Dim3{Groups(n, GEMVRowsPerGroup), m, 1},
-			Group:  Dim3{GEMVThreads, 1, 1},
-			Args:   []Arg{R("x", In(0)), R("w", In(1)), W("out", Out(0))},
-			Params: &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)},
-		})
+		l.Dispatch(MatMulSiLUMulKernel(dt), Dim3{Groups(n, GEMVRowsPerGroup), m, 1}, Dim3{GEMVThreads, 1, 1},
+			&MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}, In(0), In(1), Out(0))
 		l.Count("matmul_silu_mul.fused", 1)
 		return nil
 	}
@@ -275,7 +270,7 @@ func (p QKNormRoPEKVWrite) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 // QKNormRoPEKVWriteKernel is the kernel name for caches of dtype dt and
 // slots of dtype slotDT.
 func QKNormRoPEKVWriteKernel(dt, slotDT graph.DType) string {
-	return "qk_norm_rope_kv_write_" + dt.Short() + "_" + slotDT.Short()
+	return KernelName("qk_norm_rope_kv_write", dt, slotDT)
 }
 
 func (p QKNormRoPEKVWrite) Lower(l *Lowering) error {
@@ -285,15 +280,8 @@ func (p QKNormRoPEKVWrite) Lower(l *Lowering) error {
 	// groups (the reduction of a head's squares is by SIMD groups).
 	simd := max(l.Caps.SIMDWidth, 1)
 	threads := min(Groups(hs/2, simd)*simd, ReduceThreads)
-	l.Add(Dispatch{
-		Kernel: QKNormRoPEKVWriteKernel(kc.DType, l.Inputs[6].DType),
-		Grid:   Dim3{p.Heads + 2*kvh, t, 1},
-		Group:  Dim3{threads, 1, 1},
-		Args: []Arg{
-			R("qkv", In(0)), R("q_norm", In(1)), R("k_norm", In(2)), R("positions", In(3)),
-			RW("k_cache", Out(1)), RW("v_cache", Out(2)), R("slot_mapping", In(6)), W("q", Out(0)),
-		},
-		Params: &QKNormRoPEKVWriteParams{
+	l.Dispatch(QKNormRoPEKVWriteKernel(kc.DType, l.Inputs[6].DType), Dim3{p.Heads + 2*kvh, t, 1}, Dim3{threads, 1, 1},
+		&QKNormRoPEKVWriteParams{
 			NumTokens: int32(t),
 			Heads:     int32(p.Heads),
 			KVHeads:   int32(kvh),
@@ -302,24 +290,25 @@ func (p QKNormRoPEKVWrite) Lower(l *Lowering) error {
 			Eps:       p.Eps,
 			Theta:     p.Theta,
 		},
-	})
+		In(0), In(1), In(2), In(3), Out(1), Out(2), In(6), Out(0))
 	return nil
 }
 
 func init() {
 	for _, dt := range FloatDTypes {
 		register(
-			KernelSpec{Name: "add_rms_norm_" + dt.Short(), Args: []string{"x", "residual", "weight", "sum", "out"}, Params: (*RMSNormParams)(nil)},
-			KernelSpec{Name: "silu_mul_" + dt.Short(), Args: []string{"a", "out"}, Params: (*SiLUMulParams)(nil)},
+			KernelSpec{Name: AddRMSNormKernel(dt), Args: []ArgSpec{R("x"), R("residual"), R("weight"), W("sum"), W("out")}, Params: (*RMSNormParams)(nil)},
+			KernelSpec{Name: SiLUMulKernel(dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*SiLUMulParams)(nil)},
 		)
 	}
 	for _, dt := range MatMulDTypes {
-		register(KernelSpec{Name: MatMulSiLUMulKernel(dt), Args: []string{"x", "w", "out"}, Params: (*MatMulSiLUMulParams)(nil)})
+		register(KernelSpec{Name: MatMulSiLUMulKernel(dt), Args: []ArgSpec{R("x"), R("w"), W("out")}, Params: (*MatMulSiLUMulParams)(nil)})
 	}
 	for _, dt := range AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {
 			register(KernelSpec{Name: QKNormRoPEKVWriteKernel(dt, slot),
-				Args:   []string{"qkv", "q_norm", "k_norm", "positions", "k_cache", "v_cache", "slot_mapping", "q"},
+				Args: []ArgSpec{R("qkv"), R("q_norm"), R("k_norm"), R("positions"),
+					RW("k_cache"), RW("v_cache"), R("slot_mapping"), W("q")},
 				Params: (*QKNormRoPEKVWriteParams)(nil)})
 		}
 	}

@@ -47,13 +47,8 @@ func (GatherRows) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: RowsKernel("gather_rows", table.DType, idx.DType),
-		Grid:   Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{R("table", In(0)), R("indices", In(1)), W("out", Out(0))},
-		Params: p,
-	})
+	l.Dispatch(RowsKernel("gather_rows", table.DType, idx.DType), Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, p, In(0), In(1), Out(0))
 	return nil
 }
 
@@ -68,13 +63,13 @@ func rowsParams(n int, table []int) (*RowsParams, error) {
 // RowsKernel is the name of a gather or scatter kernel, such as
 // "gather_rows_bf16_i32".
 func RowsKernel(op string, dt, idx graph.DType) string {
-	return op + "_" + dt.Short() + "_" + idx.Short()
+	return KernelName(op, dt, idx)
 }
 
 func init() {
 	for _, dt := range graph.DTypes {
 		for _, idx := range IndexDTypes {
-			register(KernelSpec{Name: RowsKernel("gather_rows", dt, idx), Args: []string{"table", "indices", "out"}, Params: (*RowsParams)(nil)})
+			register(KernelSpec{Name: RowsKernel("gather_rows", dt, idx), Args: []ArgSpec{R("table"), R("indices"), W("out")}, Params: (*RowsParams)(nil)})
 		}
 	}
 }

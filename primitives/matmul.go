@@ -22,8 +22,9 @@ import (
 // x[1, K] · Wᵀ, which streams the weights once; and a tiled kernel
 // (matmul_<dt>_tiled) otherwise. On the CPU the GEMV kernel also takes
 // products of up to MatMulSmallM rows (batched decode: x[M, K] · Wᵀ),
-// reading each weight once for all the rows. Where the device's
-// Caps.TensorCores opts in (CUDA with LOOM_CUDA_MMA=1), float16 and
+// reading each weight once for all the rows, and on Metal of up to
+// MatMulSIMDGroupRows (Caps.GEMVMaxRows says how many). Where the device
+// has Caps.TensorCores (CUDA, unless LOOM_CUDA_MMA=0), float16 and
 // bfloat16 products with weights stored [N, K] run on tensor cores, in
 // both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
 // mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
@@ -68,20 +69,28 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n"+
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n#define LOOM_QUANT_X_ROWS %d\n"+
 		"#define LOOM_ATTENTION_WARPS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles,
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles, QuantXRows,
 		AttentionWarps)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
-// output matrix it lowers to the GEMV kernel's small-M path (the GPU GEMV
-// kernels take one row, but for CUDA's tensor-core path, MatMulMMARows). At
+// output matrix it lowers to the GEMV kernel's small-M path (CUDA's GEMV
+// kernels take one row, but for its tensor-core path, MatMulMMARows; Metal's
+// MatMulSIMDGroupRows). At
 // 128 rows the small-M path was still faster than the tiled kernel on the
 // development machine, 1.6–1.9× with weights stored [N, K] and 1.1–1.8×
 // with [K, N]; they met at 256–512 rows (docs/BENCHMARKS.md, "CPU small-M
 // matmul").
 const MatMulSmallM = 128
+
+// MatMulSIMDGroupRows is the Metal device's Caps.GEMVMaxRows: the rows
+// one pass of its GEMV kernel takes, one 8-row SIMD-group matrix per SIMD
+// group of a GEMVThreads threadgroup (metal/kernels/matmul.metal), so that
+// up to that many rows read each weight once; more go to the tiled kernel,
+// whose 32-row tiles would read them once per tile.
+const MatMulSIMDGroupRows = GEMVThreads / 32 * 8
 
 // MatMulMMARows is the most rows of a product the lowering gives CUDA's
 // tensor-core GEMV (with Caps.TensorCores): the rows one pass of it takes
@@ -224,25 +233,19 @@ func (m MatMul) Lower(l *Lowering) error {
 // lowerMatMul adds the dispatch of a matmul with params p of inputs 0 and 1
 // of dtype dt into out, choosing the kernel.
 func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
-	d := Dispatch{
-		Args:   []Arg{R("a", In(0)), R("b", In(1)), W("out", out)},
-		Params: p,
-	}
 	maxRows := l.Caps.GEMVMaxRows
 	if mmaGEMV(l.Caps, dt, p) {
 		maxRows = max(maxRows, MatMulMMARows)
 	}
 	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM {
-		d.Kernel = "matmul_" + dt.Short() + "_gemv"
-		d.Grid = Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-		d.Group = Dim3{GEMVThreads, 1, 1}
+		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
-			d.Grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
-			d.Grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
+			grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
 			l.Count("matmul_gemv_split_k", 1)
 		}
 		if smallM {
@@ -250,20 +253,25 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		} else {
 			l.Count("matmul_gemv", 1)
 		}
-	} else {
-		d.Kernel = "matmul_" + dt.Short() + "_tiled"
-		d.Grid = Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}
-		d.Group = Dim3{MatMulThreads, 1, 1}
-		if mmaTiled(l.Caps, dt, p) {
-			p.MMA = 1
-			d.Grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
-			d.Group = Dim3{MatMulMMAThreads, 1, 1}
-			l.Count("matmul_mma", 1)
-		}
-		l.Count("matmul_tiled", 1)
+		l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), out)
+		return
 	}
-	l.Add(d)
+	grid, group := Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}, Dim3{MatMulThreads, 1, 1}
+	if mmaTiled(l.Caps, dt, p) {
+		p.MMA = 1
+		grid = Dim3{Groups(int(p.N), MatMulMMATileN), Groups(int(p.M), MatMulMMATileM), int(p.Batch)}
+		group = Dim3{MatMulMMAThreads, 1, 1}
+		l.Count("matmul_mma", 1)
+	}
+	l.Count("matmul_tiled", 1)
+	l.Dispatch(MatMulTiledKernel(dt), grid, group, p, In(0), In(1), out)
 }
+
+// MatMulGEMVKernel is the GEMV kernel for dtype dt.
+func MatMulGEMVKernel(dt graph.DType) string { return KernelName("matmul", dt) + "_gemv" }
+
+// MatMulTiledKernel is the tiled matmul kernel for dtype dt.
+func MatMulTiledKernel(dt graph.DType) string { return KernelName("matmul", dt) + "_tiled" }
 
 // mmaGEMV reports whether CUDA's GEMV kernel computes the product on
 // tensor cores: the device opts in (Caps.TensorCores), float16 or
@@ -315,8 +323,8 @@ func mmaGEMVGroups(n, cores int) int {
 
 func init() {
 	for _, dt := range MatMulDTypes {
-		for _, path := range []string{"gemv", "tiled"} {
-			register(KernelSpec{Name: "matmul_" + dt.Short() + "_" + path, Args: []string{"a", "b", "out"}, Params: (*MatMulParams)(nil)})
+		for _, name := range []string{MatMulGEMVKernel(dt), MatMulTiledKernel(dt)} {
+			register(KernelSpec{Name: name, Args: []ArgSpec{R("a"), R("b"), W("out")}, Params: (*MatMulParams)(nil)})
 		}
 	}
 }

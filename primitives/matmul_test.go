@@ -11,8 +11,9 @@ import (
 
 // TestMatMulLowering checks the params, the kernel each shape lowers to
 // and the path it counts: batch strides in matrices (0 where broadcast),
-// the merge of a's batch into M when b is shared, the GEMV choice, and on
-// the CPU the small-M path up to MatMulSmallM rows.
+// the merge of a's batch into M when b is shared, the GEMV choice, and the
+// small-M path up to MatMulSmallM rows on the CPU and MatMulSIMDGroupRows
+// on Metal.
 func TestMatMulLowering(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -33,8 +34,16 @@ func TestMatMulLowering(t *testing.T) {
 			MatMulParams{M: MatMulSmallM, N: 32, K: 64, Batch: 1, TransposeB: 1}, "", "matmul_small_m"},
 		{"one row past the small-M path", MatMul{TransposeB: true}, []int{MatMulSmallM + 1, 64}, []int{32, 64}, "matmul_f32_tiled",
 			MatMulParams{M: MatMulSmallM + 1, N: 32, K: 64, Batch: 1, TransposeB: 1}, "", ""},
-		{"batched decode on a GPU", MatMul{TransposeB: true}, []int{8, 64}, []int{32, 64}, "matmul_f32_tiled",
-			MatMulParams{M: 8, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", ""},
+		{"batched decode on CUDA's FMA kernels", MatMul{TransposeB: true}, []int{8, 64}, []int{32, 64}, "matmul_f32_tiled",
+			MatMulParams{M: 8, N: 32, K: 64, Batch: 1, TransposeB: 1}, "cuda", ""},
+		{"decode on Metal", MatMul{TransposeB: true}, []int{1, 64}, []int{32, 64}, "matmul_f32_gemv",
+			MatMulParams{M: 1, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", ""},
+		{"batched decode on Metal", MatMul{TransposeB: true}, []int{3, 1, 64}, []int{32, 64}, "matmul_f32_gemv",
+			MatMulParams{M: 3, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", "matmul_small_m"},
+		{"the most rows of Metal's small-M path", MatMul{TransposeB: true}, []int{MatMulSIMDGroupRows, 64}, []int{32, 64}, "matmul_f32_gemv",
+			MatMulParams{M: MatMulSIMDGroupRows, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", "matmul_small_m"},
+		{"one row past Metal's small-M path", MatMul{TransposeB: true}, []int{MatMulSIMDGroupRows + 1, 64}, []int{32, 64}, "matmul_f32_tiled",
+			MatMulParams{M: MatMulSIMDGroupRows + 1, N: 32, K: 64, Batch: 1, TransposeB: 1}, "metal", ""},
 		{"small M, weights stored [K, N]", MatMul{}, []int{8, 64}, []int{64, 32}, "matmul_f32_gemv",
 			MatMulParams{M: 8, N: 32, K: 64, Batch: 1}, "", "matmul_small_m"},
 		{"one token per sequence shares weights", MatMul{}, []int{4, 1, 8}, []int{1, 8, 2}, "matmul_f32_gemv",
@@ -59,8 +68,11 @@ func TestMatMulLowering(t *testing.T) {
 			device = "cpu"
 		}
 		caps := Caps{Device: device}
-		if device == "cpu" {
+		switch device {
+		case "cpu":
 			caps.GEMVMaxRows = MatMulSmallM
+		case "metal":
+			caps.GEMVMaxRows = MatMulSIMDGroupRows
 		}
 		l := NewLowering(in, outs, caps)
 		if err := c.m.Lower(l); err != nil {

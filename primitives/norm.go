@@ -33,15 +33,13 @@ func (s Softmax) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: "softmax_" + l.Inputs[0].DType.Short(),
-		Grid:   Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per row
-		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
-		Params: p,
-	})
+	l.Dispatch(SoftmaxKernel(l.Inputs[0].DType), Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per row
+		Dim3{ReduceThreads, 1, 1}, p, In(0), Out(0))
 	return nil
 }
+
+// SoftmaxKernel is Softmax's kernel for an input of dtype dt.
+func SoftmaxKernel(dt graph.DType) string { return KernelName("softmax", dt) }
 
 // RMSNormParams describe an RMS normalisation of Rows rows of D elements.
 type RMSNormParams struct {
@@ -81,12 +79,16 @@ func (r RMSNorm) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 
 func (r RMSNorm) Lower(l *Lowering) error {
-	return lowerRMSNorm(l, "rms_norm_", r.Eps, R("x", In(0)), R("weight", In(1)), W("out", Out(0)))
+	return lowerRMSNorm(l, RMSNormKernel, r.Eps, In(0), In(1), Out(0))
 }
 
-// lowerRMSNorm adds the dispatch of a kernel that normalises the rows of
-// input 0 ([..., D]), a group per row.
-func lowerRMSNorm(l *Lowering, kernel string, eps float32, args ...Arg) error {
+// RMSNormKernel is RMSNorm's kernel for x of dtype dt.
+func RMSNormKernel(dt graph.DType) string { return KernelName("rms_norm", dt) }
+
+// lowerRMSNorm adds the dispatch of a kernel (named for x's dtype by
+// kernel) that normalises the rows of input 0, x ([..., D]), a group per
+// row.
+func lowerRMSNorm(l *Lowering, kernel func(graph.DType) string, eps float32, refs ...Ref) error {
 	x := l.Inputs[0]
 	if err := checkElements(x.Size()); err != nil {
 		return err
@@ -96,21 +98,15 @@ func lowerRMSNorm(l *Lowering, kernel string, eps float32, args ...Arg) error {
 	if d > 0 {
 		rows = x.Size() / d
 	}
-	l.Add(Dispatch{
-		Kernel: kernel + x.DType.Short(),
-		Grid:   Dim3{rows, 1, 1},
-		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   args,
-		Params: &RMSNormParams{Rows: uint32(rows), D: uint32(d), Eps: eps},
-	})
+	l.Dispatch(kernel(x.DType), Dim3{rows, 1, 1}, Dim3{ReduceThreads, 1, 1}, &RMSNormParams{Rows: uint32(rows), D: uint32(d), Eps: eps}, refs...)
 	return nil
 }
 
 func init() {
 	for _, dt := range FloatDTypes {
 		register(
-			KernelSpec{Name: "softmax_" + dt.Short(), Args: []string{"a", "out"}, Params: (*AxisParams)(nil)},
-			KernelSpec{Name: "rms_norm_" + dt.Short(), Args: []string{"x", "weight", "out"}, Params: (*RMSNormParams)(nil)},
+			KernelSpec{Name: SoftmaxKernel(dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*AxisParams)(nil)},
+			KernelSpec{Name: RMSNormKernel(dt), Args: []ArgSpec{R("x"), R("weight"), W("out")}, Params: (*RMSNormParams)(nil)},
 		)
 	}
 }

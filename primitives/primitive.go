@@ -10,8 +10,6 @@ package primitives
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/loomrt/loom/graph"
 )
@@ -101,9 +99,8 @@ type Caps struct {
 	GatedGEMVMaxRows int
 	// TensorCores puts float16 and bfloat16 matrix products with weights
 	// stored [N, K] on the device's tensor cores (MatMulParams.MMA, taken
-	// by the CUDA device only). The CUDA device sets it when the
-	// environment has LOOM_CUDA_MMA=1: the kernels are implemented but have
-	// not yet run on a GPU, so it is off by default.
+	// by the CUDA device only; on unless the environment has
+	// LOOM_CUDA_MMA=0).
 	TensorCores bool
 	// GEMVSplitK lets several SIMD groups of the GEMV kernel share one
 	// output's K where the outputs are few for the device's cores (CUDA;
@@ -140,18 +137,21 @@ type Ref struct {
 	Index int
 }
 
-// Arg is one buffer argument of a dispatch. Bytes [Offset, Offset+Size) of
-// the referenced buffer are accessed; Size 0 means to the end.
+// Arg is one buffer argument of a dispatch: the buffer Ref, bound to the
+// kernel's argument of that position, whose name and access mode come from
+// the catalog (Lowering.Dispatch). Bytes [Offset, Offset+Size) of the
+// referenced buffer are accessed; Size 0 means to the end.
 type Arg struct {
-	Name   string // the kernel parameter's name; checked against the MSL sources
+	Name   string // the kernel parameter's name
 	Ref    Ref
 	Access Access
 	Offset int64
 	Size   int64
 }
 
-// Dispatch is one kernel launch. Buffer arguments are bound at indices
-// 0..len(Args)-1 in order; Params, if not nil, is bound at index len(Args).
+// Dispatch is one kernel launch, made by Lowering.Dispatch. Buffer arguments
+// are bound at indices 0..len(Args)-1 in order; Params, if not nil, is bound
+// at index len(Args).
 type Dispatch struct {
 	Kernel string
 	Grid   Dim3 // threadgroups
@@ -202,9 +202,6 @@ func (l *Lowering) NewScratch(nbytes int64) Ref {
 	return Ref{ScratchRef, len(l.Scratch) - 1}
 }
 
-// Add appends a dispatch.
-func (l *Lowering) Add(d Dispatch) { l.Dispatches = append(l.Dispatches, d) }
-
 // Count adds n to the named statistic.
 func (l *Lowering) Count(name string, n int) {
 	if l.Counters == nil {
@@ -213,53 +210,5 @@ func (l *Lowering) Count(name string, n int) {
 	l.Counters[name] += n
 }
 
-// R is a read argument.
-func R(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: Read} }
-
-// W is a write argument.
-func W(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: Write} }
-
-// RW is a read-write argument.
-func RW(name string, ref Ref) Arg { return Arg{Name: name, Ref: ref, Access: ReadWrite} }
-
 // Groups is the number of groups of size g that cover n items.
 func Groups(n, g int) int { return (n + g - 1) / g }
-
-// KernelSpec describes a built-in kernel: its name and the names of its
-// buffer parameters in binding order, and the type of its params struct
-// (a nil pointer of that type, or nil for none). Every backend implements
-// every kernel in the catalog; tests hold both sides to it.
-type KernelSpec struct {
-	Name   string
-	Args   []string
-	Params any
-}
-
-var catalog = map[string]KernelSpec{}
-
-// register adds kernels to the catalog; each primitive family calls it from
-// an init function for every name it can emit.
-func register(specs ...KernelSpec) {
-	for _, s := range specs {
-		if _, dup := catalog[s.Name]; dup {
-			panic("primitives: kernel " + s.Name + " registered twice")
-		}
-		catalog[s.Name] = s
-	}
-}
-
-// Catalog returns every built-in kernel, sorted by name.
-func Catalog() []KernelSpec {
-	out := make([]KernelSpec, 0, len(catalog))
-	for _, s := range catalog {
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(a, b KernelSpec) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// LookupKernel returns the catalog entry for a built-in kernel name.
-func LookupKernel(name string) (KernelSpec, bool) {
-	s, ok := catalog[name]
-	return s, ok
-}

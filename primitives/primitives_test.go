@@ -41,9 +41,25 @@ func coreCases() []lowerCase {
 		add(primitives.Transpose{Perm: dims(1, 0)}, spec(dt, 3, 5))
 		add(primitives.Slice{Starts: dims(1, 0), Ends: dims(2, 5)}, spec(dt, 3, 5))
 		add(primitives.Concatenate{Axis: 1}, spec(dt, 3, 5), spec(dt, 3, 2))
+		add(primitives.BroadcastTo{Shape: dims(2, 3, 5)}, spec(dt, 3, 1))
+		add(primitives.SliceStrided{Starts: dims(2, 4), Counts: dims(2, 3), Steps: dims(-1, -2)}, spec(dt, 3, 5))
+		add(primitives.Pad{Low: dims(1, 0), High: dims(0, 2)}, spec(dt, 3, 5), spec(dt))
 		for _, idx := range primitives.IndexDTypes {
 			add(primitives.GatherRows{}, spec(dt, 10, 4), spec(idx, 2, 3))
 			add(primitives.ScatterRows{}, spec(dt, 10, 4), spec(idx, 3), spec(dt, 3, 4))
+			add(primitives.TakeAlongAxis{Axis: 1}, spec(dt, 3, 5), spec(idx, 3, 7))
+		}
+	}
+	for _, dt := range primitives.BinaryDTypes {
+		add(primitives.Cumsum{Axis: 0}, spec(dt, 3, 5))
+		add(primitives.Sort{Axis: -1, Descending: true}, spec(dt, 3, 5))
+		for _, idx := range primitives.IndexDTypes {
+			add(primitives.ScatterAddRows{}, spec(dt, 10, 4), spec(idx, 3), spec(dt, 3, 4))
+		}
+	}
+	for _, d := range []primitives.RandomDist{primitives.RandomBits, primitives.RandomUniform, primitives.RandomNormal} {
+		for _, dt := range d.DTypes() {
+			add(primitives.Random{Dist: d, DType: dt, Shape: dims(3, 5), Scale: 1}, spec(graph.Uint32, 2))
 		}
 	}
 	for _, op := range primitives.ReduceOps {
@@ -54,11 +70,16 @@ func coreCases() []lowerCase {
 	for _, dt := range primitives.FloatDTypes {
 		add(primitives.Softmax{Axis: 0}, spec(dt, 3, 5))
 		add(primitives.RMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 8))
+		add(primitives.LayerNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 8), spec(dt, 8))
 		add(primitives.RoPE{Theta: 1e4}, spec(dt, 3, 2, 8), spec(graph.Int32, 3))
 		add(primitives.Sample{}, spec(dt, 3, 7), spec(graph.Float32, 3, primitives.SampleSettings), spec(graph.Uint32, 3, primitives.SampleKeys),
 			spec(graph.Int32, 3), spec(graph.Int32, 3, 2))
 		add(primitives.AddRMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 3, 8), spec(dt, 8))
 		add(primitives.SiLUMul{}, spec(dt, 3, 10))
+		for _, bits := range primitives.QuantBits {
+			add(primitives.QuantizedMatMul{Bits: bits, GroupSize: 32}, spec(dt, 3, 64), spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
+			add(primitives.Dequantize{Bits: bits, GroupSize: 32}, spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
+		}
 	}
 	for _, dt := range primitives.AttentionDTypes {
 		for _, idx := range primitives.IndexDTypes {

@@ -9,26 +9,35 @@ import (
 // ReduceOp is a reduction over one axis.
 type ReduceOp uint8
 
-// The reductions. Argmax gives the int32 index of the first maximum; NaN
-// counts as larger than any number, for Max and Argmax alike.
+// The reductions. Argmax and Argmin give the int32 index of the first
+// maximum or minimum; NaN counts as larger than any number for Max and
+// Argmax and as smaller than any for Min and Argmin, so that it wins every
+// one of them. Prod of integers wraps around. LogSumExp is
+// max + log(Σ exp(x − max)), computed so that it neither overflows nor
+// underflows; it is the max where that is infinite or NaN, and −Inf over an
+// empty axis.
 const (
 	Sum ReduceOp = iota
 	Max
 	Mean
 	Argmax
+	Min
+	Prod
+	Argmin
+	LogSumExp
 )
 
-var reduceNames = [...]string{"sum", "max", "mean", "argmax"}
+var reduceNames = [...]string{"sum", "max", "mean", "argmax", "min", "prod", "argmin", "logsumexp"}
 
 // ReduceOps lists every reduction.
-var ReduceOps = []ReduceOp{Sum, Max, Mean, Argmax}
+var ReduceOps = []ReduceOp{Sum, Max, Mean, Argmax, Min, Prod, Argmin, LogSumExp}
 
 func (op ReduceOp) String() string { return reduceNames[op] }
 
-// DTypes are the input dtypes op supports: the float dtypes for Mean, every
-// numeric dtype for the others.
+// DTypes are the input dtypes op supports: the float dtypes for Mean and
+// LogSumExp, every numeric dtype for the others.
 func (op ReduceOp) DTypes() []graph.DType {
-	if op == Mean {
+	if op == Mean || op == LogSumExp {
 		return FloatDTypes
 	}
 	return BinaryDTypes
@@ -47,8 +56,8 @@ const ReduceThreads = 256
 // Reduce reduces its input over Axis (negative counts from the end),
 // keeping it as a dimension of size 1 if KeepDims. Float sums and means
 // accumulate in at least float32 in a fixed order, so results do not depend
-// on the schedule. Over an empty axis Sum gives 0 and Mean NaN; Max and
-// Argmax are errors.
+// on the schedule. Over an empty axis Sum gives 0, Prod 1, Mean NaN and
+// LogSumExp −Inf; Max, Min, Argmax and Argmin are errors.
 type Reduce struct {
 	Op       ReduceOp
 	Axis     int
@@ -68,7 +77,7 @@ func (r Reduce) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	if in[0].Shape[axis] == 0 && (r.Op == Max || r.Op == Argmax) {
+	if in[0].Shape[axis] == 0 && (r.Op == Max || r.Op == Argmax || r.Op == Min || r.Op == Argmin) {
 		return nil, fmt.Errorf("axis %d is empty: %s of no elements is undefined", r.Axis, r.Op)
 	}
 	shape := make([]int, 0, len(in[0].Shape))
@@ -81,7 +90,7 @@ func (r Reduce) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 		}
 	}
 	dt := in[0].DType
-	if r.Op == Argmax {
+	if r.Op == Argmax || r.Op == Argmin {
 		dt = graph.Int32
 	}
 	return []graph.Spec{{DType: dt, Shape: shape}}, nil
@@ -92,15 +101,13 @@ func (r Reduce) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: r.Op.String() + "_" + l.Inputs[0].DType.Short(),
-		Grid:   Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per output element
-		Group:  Dim3{ReduceThreads, 1, 1},
-		Args:   []Arg{R("a", In(0)), W("out", Out(0))},
-		Params: p,
-	})
+	l.Dispatch(ReduceKernel(r.Op, l.Inputs[0].DType), Dim3{int(p.Outer * p.Inner), 1, 1}, // a group per output element
+		Dim3{ReduceThreads, 1, 1}, p, In(0), Out(0))
 	return nil
 }
+
+// ReduceKernel is the kernel of op over an input of dtype dt.
+func ReduceKernel(op ReduceOp, dt graph.DType) string { return KernelName(op.String(), dt) }
 
 // normAxis returns axis counted from the front, or an error if it is not an
 // axis of an array of the given rank.
@@ -143,7 +150,7 @@ func checkElements(n int) error {
 func init() {
 	for _, op := range ReduceOps {
 		for _, dt := range op.DTypes() {
-			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "out"}, Params: (*AxisParams)(nil)})
+			register(KernelSpec{Name: ReduceKernel(op, dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*AxisParams)(nil)})
 		}
 	}
 }

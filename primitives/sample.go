@@ -24,6 +24,8 @@ const (
 	SettingTopP
 	SettingMinP
 	SettingRepetitionPenalty
+	SettingPresencePenalty
+	SettingFrequencyPenalty
 	SampleSettings
 )
 const (
@@ -40,20 +42,26 @@ const WeightBits = 31
 // Sample draws one token per sequence from logits. Its inputs:
 //
 //	logits   [S, V] float           the scores of the next token
-//	settings float32 [S, 4]        temperature, top_p, min_p, repetition_penalty
+//	settings float32 [S, 6]        temperature, top_p, min_p, repetition, presence and frequency penalties
 //	keys     uint32 [S, 3]          top_k, seed (low 32 bits), seed (high 32 bits)
 //	counters int32 [S]              the draw's counter (position) in the seed's stream
-//	window   int32 [S, W]           previous token ids for the repetition penalty; < 0 is padding
+//	window   int32 [S, W]           previous token ids for the penalties; < 0 is padding
 //
 // and its output is int32 [S]: each sequence's token, or −1 where no token
 // can be drawn (every logit −Inf or NaN). Sequence s is drawn as follows,
 // identically on every backend except for the exponentials of step 3, whose
 // last bits differ between backends (so a draw near a boundary may too):
 //
-//  1. x = logits[s] as float32, NaN read as −Inf. Repetition penalty (as
-//     Hugging Face's repetition_penalty): each distinct id in window[s] (≥ 0;
-//     an id ≥ V is an error of the evaluation) has x[id] divided by the
-//     penalty if x[id] > 0, else multiplied by it. m = max x.
+//  1. x = logits[s] as float32, NaN read as −Inf. Penalties, for each
+//     distinct id in window[s] (≥ 0; an id ≥ V is an error of the
+//     evaluation), c its number of occurrences there: the repetition
+//     penalty (Hugging Face's repetition_penalty) divides x[id] if x[id] > 0,
+//     else multiplies it; then the presence penalty is subtracted once and
+//     the frequency penalty c times, one float32 subtraction each (no
+//     product, which a backend could fuse into a multiply-add and round
+//     differently). So x[id] −= presence + c·frequency, as llama.cpp's
+//     penalties over its last tokens and OpenAI's presence_penalty and
+//     frequency_penalty. m = max x.
 //  2. m = −Inf: the token is −1. Temperature ≤ 0: greedy, the token is the
 //     first index with x = m.
 //  3. Weights: q[i] = 2^31 where x[i] = m, else trunc(e^d · 2^31) with d =
@@ -76,7 +84,8 @@ const WeightBits = 31
 // All sums are integer, so no result depends on the order of a reduction or
 // the number of workers. Out-of-range settings (which ops.Sample rejects)
 // are read as: temperature NaN or ≤ 0 greedy; top_p outside (0, 1), min_p
-// ≤ 0 (or NaN) and a repetition penalty ≤ 0 (or NaN) off; min_p > 1 as 1.
+// ≤ 0 (or NaN), a repetition penalty ≤ 0 (or NaN) and a presence or
+// frequency penalty that is not finite off; min_p > 1 as 1.
 type Sample struct{}
 
 func (Sample) Name() string { return "sample" }
@@ -129,16 +138,15 @@ func (Sample) Lower(l *Lowering) error {
 	if s == 0 {
 		return nil
 	}
-	l.Add(Dispatch{
-		Kernel: "sample_" + logits.DType.Short(),
-		Grid:   Dim3{s, 1, 1}, // a group per sequence
-		Group:  Dim3{SampleThreads, 1, 1},
-		Args: []Arg{R("logits", In(0)), R("settings", In(1)), R("keys", In(2)), R("counters", In(3)), R("window", In(4)),
-			W("weights", l.NewScratch(int64(s)*int64(v)*4)), W("out", Out(0))},
-		Params: &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
-	})
+	weights := l.NewScratch(int64(s) * int64(v) * 4)
+	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
+		Dim3{SampleThreads, 1, 1}, &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
 	return nil
 }
+
+// SampleKernel is Sample's kernel for logits of dtype dt.
+func SampleKernel(dt graph.DType) string { return KernelName("sample", dt) }
 
 // Philox4x32 returns the four words of Philox4x32-10 (Salmon et al., 2011)
 // for a counter and a key: the counter-based generator of Sample.
@@ -169,7 +177,7 @@ func TopPGoal(total, pq uint64) uint64 {
 
 func init() {
 	for _, dt := range FloatDTypes {
-		register(KernelSpec{Name: "sample_" + dt.Short(), Args: []string{"logits", "settings", "keys", "counters", "window", "weights", "out"},
+		register(KernelSpec{Name: SampleKernel(dt), Args: []ArgSpec{R("logits"), R("settings"), R("keys"), R("counters"), R("window"), W("weights"), W("out")},
 			Params: (*SampleParams)(nil)})
 	}
 }

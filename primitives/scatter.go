@@ -19,6 +19,12 @@ type ScatterRows struct{}
 func (ScatterRows) Name() string { return "scatter_rows" }
 
 func (ScatterRows) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	return scatterOutputs(in, graph.DTypes)
+}
+
+// scatterOutputs checks the inputs of a row scatter (dst, indices, rows),
+// with dst of one of dtypes, and returns dst's spec.
+func scatterOutputs(in []graph.Spec, dtypes []graph.DType) ([]graph.Spec, error) {
 	if len(in) != 3 {
 		return nil, fmt.Errorf("needs 3 inputs (dst, indices, rows), got %d", len(in))
 	}
@@ -26,8 +32,8 @@ func (ScatterRows) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	if len(dst.Shape) == 0 {
 		return nil, fmt.Errorf("dst must have at least 1 dimension, got a scalar")
 	}
-	if !hasDType(graph.DTypes, dst.DType) {
-		return nil, fmt.Errorf("dst dtype %s is unsupported", dst.DType)
+	if !hasDType(dtypes, dst.DType) {
+		return nil, fmt.Errorf("dst dtype %s is unsupported (supported: %v)", dst.DType, dtypes)
 	}
 	if !hasDType(IndexDTypes, idx.DType) {
 		return nil, fmt.Errorf("indices must be int32 or int64, got %s", idx.DType)
@@ -56,20 +62,15 @@ func (ScatterRows) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(Dispatch{
-		Kernel: RowsKernel("scatter_rows", dst.DType, idx.DType),
-		Grid:   Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args:   []Arg{RW("dst", Out(0)), R("indices", In(1)), R("rows", In(2))},
-		Params: p,
-	})
+	l.Dispatch(RowsKernel("scatter_rows", dst.DType, idx.DType), Dim3{Groups(int(p.Rows*p.RowElems), ElementwiseThreads), 1, 1},
+		Dim3{ElementwiseThreads, 1, 1}, p, Out(0), In(1), In(2))
 	return nil
 }
 
 func init() {
 	for _, dt := range graph.DTypes {
 		for _, idx := range IndexDTypes {
-			register(KernelSpec{Name: RowsKernel("scatter_rows", dt, idx), Args: []string{"dst", "indices", "rows"}, Params: (*RowsParams)(nil)})
+			register(KernelSpec{Name: RowsKernel("scatter_rows", dt, idx), Args: []ArgSpec{RW("dst"), R("indices"), R("rows")}, Params: (*RowsParams)(nil)})
 		}
 	}
 }

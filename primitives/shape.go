@@ -212,19 +212,24 @@ func (c Concatenate) Lower(l *Lowering) error {
 }
 
 // StridedCopyParams describe a copy of the N elements of an index space of
-// shape Shape[:Rank]: element (i0, i1, …) is read at Σ i_d·Src[d] of the
-// source argument and written at Σ i_d·Dst[d] of the destination argument.
-// The arguments are bound where element (0, 0, …) lies.
+// shape Shape[:Rank]: element (i0, i1, …) is read at SrcBase + Σ i_d·Src[d]
+// of the source argument and written at DstBase + Σ i_d·Dst[d] of the
+// destination argument. Strides may be negative (a reversed slice) or 0 (a
+// broadcast); each argument is bound at its lowest element that the copy
+// touches, and the bases count from there, so every index is in
+// [0, span). Kernels may compute indices modulo 2^32.
 type StridedCopyParams struct {
-	N, Rank  uint32
-	Shape    [MaxRank]uint32
-	Src, Dst [MaxRank]uint32
+	N, Rank          uint32
+	SrcBase, DstBase uint32
+	Shape            [MaxRank]uint32
+	Src, Dst         [MaxRank]int32
 }
 
 // addStridedCopy adds a copy_strided dispatch over the index space shape,
 // from src at element offset srcOff with srcStrides, to dst at dstOff with
-// dstStrides. Each argument's range is exactly the span from its first
-// element to its last. An empty copy adds nothing.
+// dstStrides (the offsets are those of element (0, 0, …); strides may be
+// negative). Each argument's range is exactly the span from its lowest
+// element to its highest. An empty copy adds nothing.
 func addStridedCopy(l *Lowering, dt graph.DType, shape []int, src Ref, srcOff int, srcStrides []int, dst Ref, dstOff int, dstStrides []int) error {
 	n := graph.NumElements(shape)
 	if n == 0 {
@@ -248,32 +253,41 @@ func addStridedCopy(l *Lowering, dt graph.DType, shape []int, src Ref, srcOff in
 		sh, ss, ds = []int{1}, []int{1}, []int{1}
 	}
 	p := &StridedCopyParams{N: uint32(n), Rank: uint32(len(sh))}
-	srcSpan, dstSpan := 1, 1
+	srcLo, srcHi, dstLo, dstHi := 0, 0, 0, 0 // the extreme elements, relative to element (0, 0, …)
 	for i := range sh {
 		d := len(sh) - 1 - i
-		p.Shape[d], p.Src[d], p.Dst[d] = uint32(sh[i]), uint32(ss[i]), uint32(ds[i])
-		srcSpan += (sh[i] - 1) * ss[i]
-		dstSpan += (sh[i] - 1) * ds[i]
+		p.Shape[d], p.Src[d], p.Dst[d] = uint32(sh[i]), int32(ss[i]), int32(ds[i])
+		if ss[i] < 0 {
+			srcLo += (sh[i] - 1) * ss[i]
+		} else {
+			srcHi += (sh[i] - 1) * ss[i]
+		}
+		if ds[i] < 0 {
+			dstLo += (sh[i] - 1) * ds[i]
+		} else {
+			dstHi += (sh[i] - 1) * ds[i]
+		}
+		if ss[i] != int(p.Src[d]) || ds[i] != int(p.Dst[d]) {
+			return fmt.Errorf("strides %d and %d are unsupported (the limit is ±2^31)", ss[i], ds[i])
+		}
 	}
+	srcSpan, dstSpan := srcHi-srcLo+1, dstHi-dstLo+1
 	if err := checkElements(max(n, srcSpan, dstSpan)); err != nil {
 		return err
 	}
+	p.SrcBase, p.DstBase = uint32(-srcLo), uint32(-dstLo)
 	es := int64(dt.Size())
-	l.Add(Dispatch{
-		Kernel: "copy_strided_" + dt.Short(),
-		Grid:   Dim3{Groups(n, ElementwiseThreads), 1, 1},
-		Group:  Dim3{ElementwiseThreads, 1, 1},
-		Args: []Arg{
-			{Name: "src", Ref: src, Access: Read, Offset: int64(srcOff) * es, Size: int64(srcSpan) * es},
-			{Name: "dst", Ref: dst, Access: Write, Offset: int64(dstOff) * es, Size: int64(dstSpan) * es},
-		},
-		Params: p,
-	})
+	d := l.Dispatch(StridedCopyKernel(dt), Dim3{Groups(n, ElementwiseThreads), 1, 1}, Dim3{ElementwiseThreads, 1, 1}, p, src, dst)
+	d.Args[0].Offset, d.Args[0].Size = int64(srcOff+srcLo)*es, int64(srcSpan)*es
+	d.Args[1].Offset, d.Args[1].Size = int64(dstOff+dstLo)*es, int64(dstSpan)*es
 	return nil
 }
 
+// StridedCopyKernel is the strided copy's kernel for elements of dtype dt.
+func StridedCopyKernel(dt graph.DType) string { return KernelName("copy_strided", dt) }
+
 func init() {
 	for _, dt := range graph.DTypes {
-		register(KernelSpec{Name: "copy_strided_" + dt.Short(), Args: []string{"src", "dst"}, Params: (*StridedCopyParams)(nil)})
+		register(KernelSpec{Name: StridedCopyKernel(dt), Args: []ArgSpec{R("src"), W("dst")}, Params: (*StridedCopyParams)(nil)})
 	}
 }

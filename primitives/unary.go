@@ -10,7 +10,8 @@ import (
 type UnaryOp uint8
 
 // The unary operations. GELU is the exact form 0.5·x·(1+erf(x/√2)); SiLU is
-// x·sigmoid(x).
+// x·sigmoid(x). Abs of the most negative integer wraps around to itself, as
+// Neg does.
 const (
 	Neg UnaryOp = iota
 	Exp
@@ -21,19 +22,24 @@ const (
 	Sigmoid
 	SiLU
 	GELU
+	Abs
+	Sin
+	Cos
+	Erf
+	Floor
 )
 
-var unaryNames = [...]string{"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "gelu"}
+var unaryNames = [...]string{"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "gelu", "abs", "sin", "cos", "erf", "floor"}
 
 // UnaryOps lists every unary operation.
-var UnaryOps = []UnaryOp{Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU}
+var UnaryOps = []UnaryOp{Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, Abs, Sin, Cos, Erf, Floor}
 
 func (op UnaryOp) String() string { return unaryNames[op] }
 
-// DTypes are the dtypes op supports: every numeric dtype for Neg (uint32
-// negation wraps around), the float dtypes for the others.
+// DTypes are the dtypes op supports: every numeric dtype for Neg and Abs
+// (uint32 negation wraps around), the float dtypes for the others.
 func (op UnaryOp) DTypes() []graph.DType {
-	if op == Neg {
+	if op == Neg || op == Abs {
 		return BinaryDTypes
 	}
 	return FloatDTypes
@@ -66,15 +72,17 @@ func (u Unary) Lower(l *Lowering) error {
 	if err != nil {
 		return err
 	}
-	l.Add(elementwiseDispatch(u.Op.String()+"_"+l.Inputs[0].DType.Short(), p,
-		R("a", In(0)), W("out", Out(0))))
+	elementwiseDispatch(l, UnaryKernel(u.Op, l.Inputs[0].DType), p, In(0), Out(0))
 	return nil
 }
+
+// UnaryKernel is the kernel of op on an input of dtype dt.
+func UnaryKernel(op UnaryOp, dt graph.DType) string { return KernelName(op.String(), dt) }
 
 func init() {
 	for _, op := range UnaryOps {
 		for _, dt := range op.DTypes() {
-			register(KernelSpec{Name: op.String() + "_" + dt.Short(), Args: []string{"a", "out"}, Params: (*ElementwiseParams)(nil)})
+			register(KernelSpec{Name: UnaryKernel(op, dt), Args: []ArgSpec{R("a"), W("out")}, Params: (*ElementwiseParams)(nil)})
 		}
 	}
 }

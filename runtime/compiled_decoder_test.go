@@ -40,7 +40,7 @@ func TestCompiledDecoderStaleInputIsCaught(t *testing.T) {
 			}
 		}
 		sampling := []ops.Sampling{{}, {Temperature: 0.9, RepetitionPenalty: 1.3, Seed: 7}, {Temperature: 1.2, TopP: 0.8, Seed: 9}}
-		d, err := e.NewDecoder(seqs, [][]int32{{256, 'f', 'u', 'n'}, {256, '/'}, {256, 'p', 'a', 'c', 'k', 'a'}}, sampling, 6)
+		d, err := e.NewDecoder(seqs, [][]int32{{3256, 362, 289, 98}, {3256, 265}, {3256, 1163, 3055, 450, 1005, 357}}, sampling, 6)
 		if err != nil {
 			t.Fatal(err)
 		}

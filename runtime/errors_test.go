@@ -33,9 +33,7 @@ func (t tCustom) Lower(l *primitives.Lowering) error {
 	if t.err != nil {
 		return t.err
 	}
-	l.Add(primitives.Dispatch{Kernel: t.kernel, Grid: t.grid, Group: t.group,
-		Args:   []primitives.Arg{primitives.R("src", primitives.In(0)), primitives.W("dst", primitives.Out(0))},
-		Params: &primitives.CopyParams{Bytes: uint32(l.Inputs[0].Bytes())}})
+	l.Dispatch(t.kernel, t.grid, t.group, &primitives.CopyParams{Bytes: uint32(l.Inputs[0].Bytes())}, primitives.In(0), primitives.Out(0))
 	return nil
 }
 
@@ -81,6 +79,17 @@ func TestErrorsKeepIdentity(t *testing.T) {
 	err = rt.Eval(ops.Apply(tCustom{err: cause}, x)[0])
 	if !errors.Is(err, cause) {
 		t.Errorf("lowering error: %v does not wrap its cause", err)
+	}
+
+	// A dispatch that disagrees with its kernel's catalog entry fails before
+	// any launch: test_matmul takes a, b and out, and tCustom binds two.
+	mismatch, at := ops.Apply(tCustom{kernel: "test_matmul", grid: one3, group: one3}, x)[0], line()
+	err = rt.Eval(mismatch)
+	if err == nil || !strings.Contains(err.Error(), "kernel test_matmul takes 3 buffer arguments (a, b, out), the dispatch binds 2") {
+		t.Errorf("a dispatch that disagrees with the catalog: %v", err)
+	}
+	if s := siteOf(err); s != fmt.Sprintf("runtime/errors_test.go:%d", at) {
+		t.Errorf("catalog mismatch: site %q, want line %d", s, at)
 	}
 
 	// Donation misuse, at build time and at Eval time.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	goruntime "runtime"
 	"slices"
@@ -248,6 +249,12 @@ func (pl *plan) lower(st *Stats) error {
 		}
 		for j := range l.Dispatches {
 			d := &l.Dispatches[j]
+			if err := primitives.CheckDispatch(d); err != nil {
+				if errors.Is(err, primitives.ErrNotInCatalog) {
+					err = fmt.Errorf("%w: %w", ErrUnsupportedKernel, err)
+				}
+				return fail(err, "%v", err)
+			}
 			k, err := rt.kernel(d.Kernel)
 			if err != nil {
 				return fail(err, "%v", err)

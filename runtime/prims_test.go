@@ -48,9 +48,7 @@ func (tMatMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 }
 func (tMatMul) Lower(l *primitives.Lowering) error {
 	a, b := l.Inputs[0].Shape, l.Inputs[1].Shape
-	l.Add(primitives.Dispatch{Kernel: "test_matmul", Grid: primitives.Dim3{X: 1, Y: 1, Z: 1}, Group: primitives.Dim3{X: 1, Y: 1, Z: 1},
-		Args:   []primitives.Arg{primitives.R("a", primitives.In(0)), primitives.R("b", primitives.In(1)), primitives.W("out", primitives.Out(0))},
-		Params: &dims3{uint32(a[0]), uint32(a[1]), uint32(b[1])}})
+	l.Dispatch("test_matmul", one3, one3, &dims3{uint32(a[0]), uint32(a[1]), uint32(b[1])}, primitives.In(0), primitives.In(1), primitives.Out(0))
 	return nil
 }
 
@@ -72,9 +70,7 @@ func (tSplit) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	return []graph.Spec{in[0], in[0]}, nil
 }
 func (tSplit) Lower(l *primitives.Lowering) error {
-	l.Add(primitives.Dispatch{Kernel: "test_split", Grid: primitives.Dim3{X: 1, Y: 1, Z: 1}, Group: primitives.Dim3{X: 1, Y: 1, Z: 1},
-		Args: []primitives.Arg{primitives.R("a", primitives.In(0)), primitives.R("b", primitives.In(1)),
-			primitives.W("sum", primitives.Out(0)), primitives.W("diff", primitives.Out(1))}})
+	l.Dispatch("test_split", one3, one3, nil, primitives.In(0), primitives.In(1), primitives.Out(0), primitives.Out(1))
 	return nil
 }
 
@@ -98,13 +94,10 @@ func (tScan) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	return []graph.Spec{in[0]}, nil
 }
 func (tScan) Lower(l *primitives.Lowering) error {
-	one := primitives.Dim3{X: 1, Y: 1, Z: 1}
 	s := l.NewScratch(l.Inputs[0].Bytes())
 	p := &cols{uint32(l.Inputs[0].Shape[1])}
-	l.Add(primitives.Dispatch{Kernel: "test_scan1", Grid: one, Group: one,
-		Args: []primitives.Arg{primitives.R("a", primitives.In(0)), primitives.W("tmp", s)}, Params: p})
-	l.Add(primitives.Dispatch{Kernel: "test_scan2", Grid: one, Group: one,
-		Args: []primitives.Arg{primitives.R("a", primitives.In(0)), primitives.R("tmp", s), primitives.W("out", primitives.Out(0))}, Params: p})
+	l.Dispatch("test_scan1", one3, one3, p, primitives.In(0), s)
+	l.Dispatch("test_scan2", one3, one3, p, primitives.In(0), s, primitives.Out(0))
 	return nil
 }
 
@@ -125,18 +118,14 @@ func (tScatter) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	return []graph.Spec{in[0]}, nil
 }
 func (t tScatter) Lower(l *primitives.Lowering) error {
-	one := primitives.Dim3{X: 1, Y: 1, Z: 1}
 	p := &cols{uint32(l.Inputs[0].Shape[1])}
 	rows := primitives.In(2)
 	if t.scratch {
 		s := l.NewScratch(l.Inputs[2].Bytes())
-		l.Add(primitives.Dispatch{Kernel: "copy_bytes", Grid: one, Group: one,
-			Args:   []primitives.Arg{primitives.R("src", rows), primitives.W("dst", s)},
-			Params: &primitives.CopyParams{Bytes: uint32(l.Inputs[2].Bytes())}})
+		l.Dispatch(primitives.CopyKernel, one3, one3, &primitives.CopyParams{Bytes: uint32(l.Inputs[2].Bytes())}, rows, s)
 		rows = s
 	}
-	l.Add(primitives.Dispatch{Kernel: "test_scatter", Grid: one, Group: one,
-		Args: []primitives.Arg{primitives.RW("dst", primitives.Out(0)), primitives.R("idx", primitives.In(1)), primitives.R("rows", rows)}, Params: p})
+	l.Dispatch("test_scatter", one3, one3, p, primitives.Out(0), primitives.In(1), rows)
 	return nil
 }
 
@@ -158,14 +147,23 @@ func (tReadSum) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	return []graph.Spec{f32spec(in[0].Shape[1])}, nil
 }
 func (tReadSum) Lower(l *primitives.Lowering) error {
-	one := primitives.Dim3{X: 1, Y: 1, Z: 1}
-	l.Add(primitives.Dispatch{Kernel: "test_readsum", Grid: one, Group: one,
-		Args:   []primitives.Arg{primitives.R("cache", primitives.In(0)), primitives.W("out", primitives.Out(0))},
-		Params: &cols{uint32(l.Inputs[0].Shape[1])}})
+	l.Dispatch("test_readsum", one3, one3, &cols{uint32(l.Inputs[0].Shape[1])}, primitives.In(0), primitives.Out(0))
 	return nil
 }
 
 func init() {
+	r, w, rw := primitives.R, primitives.W, primitives.RW
+	err := primitives.Register(
+		primitives.KernelSpec{Name: "test_matmul", Args: []primitives.ArgSpec{r("a"), r("b"), w("out")}, Params: (*dims3)(nil)},
+		primitives.KernelSpec{Name: "test_split", Args: []primitives.ArgSpec{r("a"), r("b"), w("sum"), w("diff")}},
+		primitives.KernelSpec{Name: "test_scan1", Args: []primitives.ArgSpec{r("a"), w("tmp")}, Params: (*cols)(nil)},
+		primitives.KernelSpec{Name: "test_scan2", Args: []primitives.ArgSpec{r("a"), r("tmp"), w("out")}, Params: (*cols)(nil)},
+		primitives.KernelSpec{Name: "test_scatter", Args: []primitives.ArgSpec{rw("dst"), r("idx"), r("rows")}, Params: (*cols)(nil)},
+		primitives.KernelSpec{Name: "test_readsum", Args: []primitives.ArgSpec{r("cache"), w("out")}, Params: (*cols)(nil)},
+	)
+	if err != nil {
+		panic(err)
+	}
 	reg := func(name string, k cpu.Kernel) {
 		if err := cpu.Register(name, k); err != nil {
 			panic(err)

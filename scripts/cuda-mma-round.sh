@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# cuda-mma-round.sh: the first GPU round of the tensor-core matmul kernels
-# (matmul_<dt>_gemv_mma, matmul_<dt>_tiled_mma), which are off unless
-# LOOM_CUDA_MMA=1 (docs/CUDA.md, docs/BENCHMARKS.md "CUDA tensor-core
-# matmul").
+# cuda-mma-round.sh: a GPU round of the tensor-core matmul kernels
+# (matmul_<dt>_gemv_mma, matmul_<dt>_tiled_mma), on by default;
+# LOOM_CUDA_MMA=0 gives the FMA kernels (docs/CUDA.md, docs/BENCHMARKS.md
+# "CUDA tensor-core matmul").
 #
 #   scripts/cuda-mma-round.sh build DIR   # here, from the repository root:
 #       builds cuda.test and ops.test (CGO_ENABLED=0) into DIR and copies
 #       the torch peer and this script there
 #   ./cuda-mma-round.sh test              # on the GPU machine, in DIR:
-#       the CUDA package's tests, then the whole op suite, both with
-#       LOOM_CUDA_MMA=1 (TestMatMulTensorCores and TestMatMulBatchInvariant
+#       the CUDA package's tests, then the whole op suite, both on the
+#       tensor-core kernels (TestMatMulTensorCores and TestMatMulBatchInvariant
 #       must run on the tensor-core kernels, not log that they are off)
 #   ./cuda-mma-round.sh bench             # on the GPU machine, in DIR:
-#       BenchmarkMatMulKernels with the default (FMA) kernels and with
-#       LOOM_CUDA_MMA=1, the torch (cuBLAS) peer, and a table of µs per
+#       BenchmarkMatMulKernels with the FMA kernels (LOOM_CUDA_MMA=0) and
+#       the default tensor-core kernels, the torch (cuBLAS) peer, and a table of µs per
 #       product side by side
 #
 # test and bench each fit in one 10-minute call; their output goes to
@@ -31,9 +31,9 @@ build)
 test)
 	mkdir -p out
 	for t in cuda ops; do
-		LOOM_CUDA_MMA=1 ./$t.test -test.v >out/$t-mma.txt 2>&1 || true
+		./$t.test -test.v >out/$t-mma.txt 2>&1 || true
 		grep -E '^\s*--- FAIL' out/$t-mma.txt | head -20 || true
-		echo "$t, LOOM_CUDA_MMA=1: $(grep -cE '^--- PASS' out/$t-mma.txt) passed, $(grep -cE '^--- FAIL' out/$t-mma.txt) failed, $(grep -cE '^--- SKIP' out/$t-mma.txt) skipped; $(tail -1 out/$t-mma.txt)"
+		echo "$t, tensor cores: $(grep -cE '^--- PASS' out/$t-mma.txt) passed, $(grep -cE '^--- FAIL' out/$t-mma.txt) failed, $(grep -cE '^--- SKIP' out/$t-mma.txt) skipped; $(tail -1 out/$t-mma.txt)"
 	done
 	grep -m3 'tensor cores are off' out/ops-mma.txt || true
 	grep -E '^--- .*TestMatMul(TensorCores|BatchInvariant)' out/ops-mma.txt || true
@@ -41,8 +41,8 @@ test)
 bench)
 	mkdir -p out
 	b=(./cuda.test -test.run '^$' -test.bench BenchmarkMatMulKernels -test.benchtime 3x)
-	"${b[@]}" >out/bench-fma.txt 2>&1
-	LOOM_CUDA_MMA=1 "${b[@]}" >out/bench-mma.txt 2>&1
+	LOOM_CUDA_MMA=0 "${b[@]}" >out/bench-fma.txt 2>&1
+	"${b[@]}" >out/bench-mma.txt 2>&1
 	python3 torch_cuda_matmul.py >out/torch.txt 2>&1 || echo "torch peer failed: $(tail -1 out/torch.txt)"
 	grep -E 'GB/s|^torch' out/torch.txt | head -2
 	# One line per case: µs per product of the FMA kernels, the tensor-core

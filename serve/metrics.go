@@ -13,7 +13,8 @@ type Metrics struct {
 	blocksUsed, blocksFree int
 	blocksCached           int
 	tokens                 int64
-	promptTokens, reused   int64      // prompt tokens admitted, and those taken from the prefix cache
+	promptTokens, reused   int64 // prompt tokens admitted, and those taken from the prefix cache
+	preemptions            int64
 	TTFT, TPOT             *Histogram // seconds
 }
 
@@ -43,6 +44,12 @@ func (m *Metrics) addPrompt(tokens, reused int) {
 	m.mu.Unlock()
 }
 
+func (m *Metrics) addPreemption() {
+	m.mu.Lock()
+	m.preemptions++
+	m.mu.Unlock()
+}
+
 func (m *Metrics) addTokens(n int) {
 	m.mu.Lock()
 	m.tokens += int64(n)
@@ -52,7 +59,7 @@ func (m *Metrics) addTokens(n int) {
 // Snapshot is a consistent copy of the gauges and counters.
 type Snapshot struct {
 	Running, Waiting, BlocksUsed, BlocksFree, BlocksCached int
-	Tokens, PromptTokens, ReusedTokens                     int64
+	Tokens, PromptTokens, ReusedTokens, Preemptions        int64
 }
 
 // HitRate is the share of admitted prompt tokens taken from the prefix
@@ -68,7 +75,7 @@ func (s Snapshot) HitRate() float64 {
 func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused}
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions}
 }
 
 // Write writes the metrics in Prometheus' text exposition format.
@@ -86,6 +93,7 @@ func (m *Metrics) Write(w io.Writer) {
 		{"loom_generated_tokens_total", "counter", "Tokens generated.", s.Tokens},
 		{"loom_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", s.PromptTokens},
 		{"loom_prefix_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prefix cache instead of computed.", s.ReusedTokens},
+		{"loom_preemptions_total", "counter", "Requests preempted for want of KV blocks (their tokens are computed again when they are admitted again).", s.Preemptions},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,47 +30,81 @@ type SchedulerConfig struct {
 	MaxQueue int
 }
 
+// MaxTopLogprobs bounds Request.TopLogprobs (OpenAI's top_logprobs).
+const MaxTopLogprobs = 20
+
 // Request is one generation.
 type Request struct {
 	Prompt    []int32
 	MaxTokens int
-	Sampling  ops.Sampling
+	// Sampling draws the tokens; its RepetitionPenalty must be off:
+	// Penalties.Repetition replaces it (over the prompt and the output,
+	// as vLLM's repetition_penalty).
+	Sampling ops.Sampling
+	// Penalties' Repetition, Presence and Frequency (model.Penalties;
+	// the scheduler fills in its token lists).
+	Penalties model.Penalties
 	StopAtEOS bool
+	// Logprobs asks for each token's log-probability, and TopLogprobs
+	// (at most MaxTopLogprobs) for the most likely tokens' at each step.
+	Logprobs    bool
+	TopLogprobs int
 }
 
-// Event is one step's news for a request: a drawn token, or the end
-// (Done) with the reason ("stop": an EOS; "length": MaxTokens) or an
-// error.
+// Event is one step's news for a request: a drawn token (with its
+// log-probs if the request asked), or the end (Done) with the reason
+// ("stop": an EOS; "length": MaxTokens) or an error.
 type Event struct {
-	Token  int32
-	Done   bool
-	Reason string
-	Err    error
+	Token   int32
+	Logprob float32
+	Top     []model.TokenLogprob
+	Done    bool
+	Reason  string
+	Err     error
 }
 
 // job is a request in the scheduler.
 type job struct {
 	Request
 	ctx     context.Context
+	arrival int // Submit's order: the oldest request is admitted first and preempted last
 	seq     int
-	blocks  int        // blocks reserved: enough for the prompt and MaxTokens
-	fed     int        // prompt tokens in the cache
-	last    int32      // the token to feed next, once the prompt is in
-	out     int        // tokens drawn
+	// all is the prompt and the tokens drawn so far: what the cache must
+	// hold before the next token is drawn. A preempted request computes it
+	// again, so its draws go on where they stopped.
+	all     []int32
+	fed     int        // tokens of all in the cache
+	resumed bool       // preempted before: its prompt is counted in the metrics already
 	events  chan Event // buffered for every event, so the loop never blocks
 	stop    func() bool
 	started time.Time
 	lastTok time.Time
 }
 
+// out is the number of tokens drawn.
+func (j *job) out() int { return len(j.all) - len(j.Prompt) }
+
+// draw is how r's next token is drawn after the tokens all.
+func (r *Request) draw(all []int32) model.Draw {
+	d := model.Draw{Sampling: r.Sampling, Penalties: r.Penalties, Logprobs: r.Logprobs, TopLogprobs: r.TopLogprobs}
+	d.Penalties.Prompt, d.Penalties.Output = nil, nil
+	if d.Penalties.Active() {
+		d.Penalties.Prompt, d.Penalties.Output = r.Prompt, all[len(r.Prompt):]
+	}
+	return d
+}
+
 // Scheduler runs requests on one engine with continuous batching: one
 // goroutine owns the engine, and each step feeds every running request's
 // last token and chunks of the prompts being prefilled, within the step's
-// token budget. A request is admitted when the blocks for its prompt and
-// MaxTokens are free (reserved up front, so a step never runs out and
-// nothing is preempted; blocks shared through the prefix cache are counted
-// in every reservation, which only over-reserves). The prompt tokens whose
-// blocks the prefix cache holds are not prefilled again.
+// token budget. A request is admitted when the free and cached blocks
+// cover its prompt beside what the running requests' prompts still need;
+// its cache then grows a block at a time as it generates, and when a step
+// finds too few blocks, the request that arrived last is preempted: its
+// blocks are freed and it waits again, to compute its prompt and drawn
+// tokens again when admitted (recompute), which leaves its output
+// unchanged. The prompt tokens whose blocks the prefix cache holds are
+// not prefilled again.
 type Scheduler struct {
 	e       *model.Engine
 	cfg     SchedulerConfig
@@ -82,10 +117,10 @@ type Scheduler struct {
 	done      chan struct{} // closed when the loop has returned
 	abort     chan struct{} // closed when Shutdown's deadline passed
 	abortOnce sync.Once
-	nRunning  int // len(running), for Submit's metrics
-	nextSeq   int // loop only, as the fields below
-	reserved  int // blocks reserved by running jobs
-	running   []*job
+	nRunning  int    // len(running), for Submit's metrics
+	arrivals  int    // jobs submitted
+	nextSeq   int    // loop only, as the field below
+	running   []*job // in admission order
 }
 
 // NewScheduler starts a scheduler on e, which it then owns.
@@ -130,11 +165,13 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if err := r.Sampling.Validate(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if p := r.Sampling.RepetitionPenalty; p != 0 && p != 1 {
-		return nil, errors.New("serve: a repetition penalty is unsupported")
+	if r.TopLogprobs > MaxTopLogprobs {
+		return nil, fmt.Errorf("serve: %d top log-probs: at most %d", r.TopLogprobs, MaxTopLogprobs)
 	}
-	bs := s.e.Cache.Config().BlockSize
-	j := &job{Request: r, ctx: ctx, blocks: (len(r.Prompt) + r.MaxTokens + bs - 1) / bs, seq: -1, events: make(chan Event, r.MaxTokens+1), started: time.Now()}
+	if err := s.e.CheckDraw(r.draw(r.Prompt)); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	j := &job{Request: r, ctx: ctx, seq: -1, all: slices.Clone(r.Prompt), events: make(chan Event, r.MaxTokens+1), started: time.Now()}
 	j.stop = context.AfterFunc(ctx, s.poke)
 	s.mu.Lock()
 	var err error
@@ -144,6 +181,8 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	case len(s.waiting) >= s.cfg.MaxQueue:
 		err = ErrQueueFull
 	default:
+		j.arrival = s.arrivals
+		s.arrivals++
 		s.waiting = append(s.waiting, j)
 		s.Metrics.setQueue(s.nRunning, len(s.waiting))
 	}
@@ -253,58 +292,117 @@ func (s *Scheduler) dropCancelled() {
 	}
 }
 
-// admit moves waiting requests, oldest first, to running while their
-// blocks are free.
+// blocksFor is the number of blocks n tokens take.
+func (s *Scheduler) blocksFor(n int) int {
+	bs := s.e.Cache.Config().BlockSize
+	return (n + bs - 1) / bs
+}
+
+// admit moves waiting requests, oldest first, to running while the free
+// and cached blocks cover all their known tokens beside the blocks the
+// running requests still need for theirs (a prompt's blocks are promised
+// when it is admitted; what it generates takes blocks as it comes). A
+// prompt's blocks that the prefix cache holds are counted too, so
+// admission is cautious when prompts share prefixes.
 func (s *Scheduler) admit() {
-	total := s.e.Cache.Config().NumBlocks
+	c := s.e.Cache
+	avail := c.FreeBlocks() + c.CachedBlocks()
+	for _, j := range s.running {
+		avail -= s.blocksFor(len(j.all)) - s.blocksFor(j.fed)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.waiting) > 0 && s.reserved+s.waiting[0].blocks <= total {
+	for len(s.waiting) > 0 && s.blocksFor(len(s.waiting[0].all)) <= avail {
 		j := s.waiting[0]
 		s.waiting = s.waiting[1:]
-		cached, err := s.e.Cache.AddPrompt(s.nextSeq, j.Prompt)
+		cached, err := c.AddPrompt(s.nextSeq, j.all)
 		if err != nil {
 			s.mu.Unlock()
 			s.finish(j, Event{Done: true, Err: err})
 			s.mu.Lock()
 			continue
 		}
-		s.Metrics.addPrompt(len(j.Prompt), cached)
+		if !j.resumed {
+			s.Metrics.addPrompt(len(j.Prompt), cached)
+		}
 		j.seq, j.fed = s.nextSeq, cached
 		s.nextSeq++
-		s.reserved += j.blocks
+		avail -= s.blocksFor(len(j.all))
 		s.running = append(s.running, j)
 	}
 	s.nRunning = len(s.running)
 	s.Metrics.setQueue(s.nRunning, len(s.waiting))
 }
 
-// step runs one engine step: every decode, then prompt chunks within the
-// budget.
-func (s *Scheduler) step() {
+// batch is one step's rows.
+type batch struct {
+	jobs   []*job
+	seqs   []int
+	tokens [][]int32
+	draws  []model.Draw
+}
+
+// plan chooses the step's rows: every decode (a request with one token
+// left to feed), then chunks of the prompts (or recomputed tokens) still
+// to feed, in admission order, up to the budget. It returns them with the
+// blocks they need beyond those their sequences hold.
+func (s *Scheduler) plan() (b batch, need int) {
 	budget := s.cfg.StepTokens
-	var (
-		jobs     []*job
-		seqs     []int
-		tokens   [][]int32
-		sampling []ops.Sampling
-	)
-	add := func(j *job, ts []int32) {
-		jobs, seqs, tokens, sampling = append(jobs, j), append(seqs, j.seq), append(tokens, ts), append(sampling, j.Sampling)
-		budget -= len(ts)
+	add := func(j *job, n int) {
+		d := model.Draw{Sampling: j.Sampling} // the token after a partial prompt is not wanted
+		if j.fed+n == len(j.all) {
+			d = j.draw(j.all)
+		}
+		b.jobs, b.seqs, b.tokens, b.draws = append(b.jobs, j), append(b.seqs, j.seq), append(b.tokens, j.all[j.fed:j.fed+n]), append(b.draws, d)
+		budget -= n
+		need += s.blocksFor(j.fed+n) - s.blocksFor(j.fed)
 	}
 	for _, j := range s.running {
-		if j.fed == len(j.Prompt) {
-			add(j, []int32{j.last})
+		if len(j.all)-j.fed == 1 {
+			add(j, 1)
 		}
 	}
 	for _, j := range s.running {
-		if j.fed < len(j.Prompt) && budget > 0 {
-			n := min(budget, len(j.Prompt)-j.fed)
-			add(j, j.Prompt[j.fed:j.fed+n])
+		if left := len(j.all) - j.fed; left > 1 && budget > 0 {
+			add(j, min(budget, left))
 		}
 	}
-	drawn, err := s.e.StepSample(seqs, tokens, sampling)
+	return b, need
+}
+
+// preempt frees the blocks of the running request that arrived last and
+// puts it back among the waiting ones, in arrival order; admitted again,
+// it feeds its prompt and drawn tokens anew.
+func (s *Scheduler) preempt() {
+	last := 0
+	for i, j := range s.running {
+		if j.arrival > s.running[last].arrival {
+			last = i
+		}
+	}
+	j := s.running[last]
+	s.running = slices.Delete(s.running, last, last+1)
+	s.e.Cache.Free(j.seq)
+	j.seq, j.fed, j.resumed = -1, 0, true
+	s.Metrics.addPreemption()
+	s.mu.Lock()
+	at, _ := slices.BinarySearchFunc(s.waiting, j.arrival, func(w *job, a int) int { return w.arrival - a })
+	s.waiting = slices.Insert(s.waiting, at, j)
+	s.mu.Unlock()
+}
+
+// step runs one engine step: every decode, then chunks of what is left
+// to feed within the budget, preempting the latest arrivals while the
+// free and cached blocks are too few for it.
+func (s *Scheduler) step() {
+	b, need := s.plan()
+	// The oldest request always fits alone (Submit bounds its tokens by
+	// the whole cache), and is never preempted.
+	for need > s.e.Cache.FreeBlocks()+s.e.Cache.CachedBlocks() && len(s.running) > 1 {
+		s.preempt()
+		b, need = s.plan()
+	}
+	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.draws)
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
 		// running, and reuse none of what it was to write.
@@ -317,33 +415,30 @@ func (s *Scheduler) step() {
 	}
 	now := time.Now()
 	var ended []*job
-	for i, j := range jobs {
-		if j.fed < len(j.Prompt) {
-			j.fed += len(tokens[i])
-			if j.fed < len(j.Prompt) {
-				continue // the token after a partial prompt is not wanted
-			}
+	for i, j := range b.jobs {
+		if j.fed += len(b.tokens[i]); j.fed < len(j.all) {
+			continue // the token after a partial prompt is not wanted
 		}
-		tok := drawn[i]
+		tok := drawn[i].Token
 		if tok < 0 {
 			ended = append(ended, j)
-			s.finish(j, Event{Done: true, Err: fmt.Errorf("serve: no token can be drawn after %d tokens: every logit is -Inf or NaN", j.out)})
+			s.finish(j, Event{Done: true, Err: fmt.Errorf("serve: no token can be drawn after %d tokens: every logit is -Inf or NaN", j.out())})
 			continue
 		}
-		if j.out == 0 {
+		if j.out() == 0 {
 			s.Metrics.TTFT.observe(now.Sub(j.started).Seconds())
 		} else {
 			s.Metrics.TPOT.observe(now.Sub(j.lastTok).Seconds())
 		}
-		j.lastTok, j.last = now, tok
-		j.out++
+		j.lastTok = now
+		j.all = append(j.all, tok)
 		s.Metrics.addTokens(1)
-		j.events <- Event{Token: tok}
+		j.events <- Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top}
 		switch {
 		case j.StopAtEOS && s.e.Model.Config.IsEOS(int(tok)):
 			ended = append(ended, j)
 			s.finish(j, Event{Done: true, Reason: "stop"})
-		case j.out == j.MaxTokens:
+		case j.out() == j.MaxTokens:
 			ended = append(ended, j)
 			s.finish(j, Event{Done: true, Reason: "length"})
 		}
@@ -375,7 +470,6 @@ func (s *Scheduler) setBlocks() {
 func (s *Scheduler) finish(j *job, ev Event) {
 	if j.seq >= 0 {
 		s.e.Cache.Free(j.seq)
-		s.reserved -= j.blocks
 	}
 	j.seq = -1
 	j.stop()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/loomrt/loom/chat"
+	"github.com/loomrt/loom/model"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/tokenizer"
 )
@@ -37,7 +39,8 @@ type Server struct {
 	// Model is the name served (/v1/models and the requests' "model").
 	Model string
 	// Sampling holds the defaults of the settings a request leaves out
-	// (the seed aside: a request without one gets a random one).
+	// (the seed aside: a request without one gets a random one); its
+	// RepetitionPenalty is repetition_penalty's.
 	Sampling ops.Sampling
 
 	ids atomic.Int64
@@ -114,6 +117,11 @@ type request struct {
 	TopK                *int            `json:"top_k"`
 	MinP                *float64        `json:"min_p"`
 	Seed                *uint64         `json:"seed"`
+	PresencePenalty     *float64        `json:"presence_penalty"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty"`
+	RepetitionPenalty   *float64        `json:"repetition_penalty"` // vLLM's extension
+	Logprobs            json.RawMessage `json:"logprobs"`           // chat: a bool; completions: an int
+	TopLogprobs         *int            `json:"top_logprobs"`       // chat only
 	Stop                json.RawMessage `json:"stop"`
 	Stream              bool            `json:"stream"`
 	N                   *int            `json:"n"`
@@ -191,6 +199,8 @@ func (s *Server) parse(r *http.Request, isChat bool) (*request, []int32, Request
 		return nil, nil, job, nil, badRequest(param, "context_length_exceeded", "the prompt's %d tokens and %s %d exceed the context of %d tokens", len(prompt), param, maxTokens, capacity)
 	}
 	sm := s.Sampling
+	pen := model.Penalties{Repetition: sm.RepetitionPenalty}
+	sm.RepetitionPenalty = 0
 	sm.Seed = rand.Uint64()
 	if q.Temperature != nil {
 		sm.Temperature = float32(*q.Temperature)
@@ -210,12 +220,120 @@ func (s *Server) parse(r *http.Request, isChat bool) (*request, []int32, Request
 	if err := sm.Validate(); err != nil {
 		return nil, nil, job, nil, badRequest("", "", "sampling: %v", err)
 	}
+	for _, p := range []struct {
+		name string
+		v    *float64
+		to   *float32
+	}{{"presence_penalty", q.PresencePenalty, &pen.Presence}, {"frequency_penalty", q.FrequencyPenalty, &pen.Frequency}} {
+		if p.v != nil {
+			if !(*p.v >= -2 && *p.v <= 2) {
+				return nil, nil, job, nil, badRequest(p.name, "", "%s %v must lie in [-2, 2]", p.name, *p.v)
+			}
+			*p.to = float32(*p.v)
+		}
+	}
+	if q.RepetitionPenalty != nil {
+		if v := *q.RepetitionPenalty; !(v > 0) || math.IsInf(v, 0) {
+			return nil, nil, job, nil, badRequest("repetition_penalty", "", "repetition_penalty %v must be a finite number > 0", v)
+		}
+		pen.Repetition = float32(*q.RepetitionPenalty)
+	}
+	logprobs, top, apiErr := parseLogprobs(q, isChat)
+	if apiErr != nil {
+		return nil, nil, job, nil, apiErr
+	}
 	stops, apiErr := parseStop(q.Stop)
 	if apiErr != nil {
 		return nil, nil, job, nil, apiErr
 	}
-	job = Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: sm, StopAtEOS: true}
+	job = Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: sm, Penalties: pen, StopAtEOS: true, Logprobs: logprobs, TopLogprobs: top}
 	return &q, prompt, job, stops, nil
+}
+
+// parseLogprobs reads the log-prob fields: chat's logprobs (a bool) and
+// top_logprobs, or a completion's logprobs (the number of top log-probs).
+func parseLogprobs(q request, isChat bool) (logprobs bool, top int, _ *apiError) {
+	null := len(q.Logprobs) == 0 || string(q.Logprobs) == "null"
+	if !isChat {
+		if q.TopLogprobs != nil {
+			return false, 0, badRequest("top_logprobs", "", "top_logprobs is for chat completions; a completion's logprobs is the number of top log-probs")
+		}
+		if null {
+			return false, 0, nil
+		}
+		if err := json.Unmarshal(q.Logprobs, &top); err != nil || top < 0 || top > MaxTopLogprobs {
+			return false, 0, badRequest("logprobs", "", "logprobs must be an integer from 0 to %d", MaxTopLogprobs)
+		}
+		return true, top, nil
+	}
+	if !null {
+		if err := json.Unmarshal(q.Logprobs, &logprobs); err != nil {
+			return false, 0, badRequest("logprobs", "", "logprobs must be a boolean")
+		}
+	}
+	if q.TopLogprobs != nil {
+		top = *q.TopLogprobs
+		switch {
+		case top < 0 || top > MaxTopLogprobs:
+			return false, 0, badRequest("top_logprobs", "", "top_logprobs %d must lie in [0, %d]", top, MaxTopLogprobs)
+		case !logprobs:
+			return false, 0, badRequest("top_logprobs", "", "top_logprobs needs logprobs to be true")
+		}
+	}
+	return logprobs, top, nil
+}
+
+// tokenLogprobs are the log-probs of some of a completion's tokens, as
+// the API shows them.
+type tokenLogprobs struct {
+	tok     tokenizer.Tokenizer
+	isChat  bool
+	offset  int // completions' text_offset of the next token: the bytes before it
+	entries []Event
+}
+
+// json returns the log-probs of the entries held and forgets them.
+func (l *tokenLogprobs) json() any {
+	bytesOf := func(id int32) ([]byte, string) {
+		b := tokenizer.TokenBytes(l.tok, id)
+		return b, strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	// ints makes "bytes" a list of numbers, as OpenAI's, not base64.
+	ints := func(b []byte) []int {
+		out := make([]int, len(b))
+		for i, c := range b {
+			out[i] = int(c)
+		}
+		return out
+	}
+	defer func() { l.entries = l.entries[:0] }()
+	if l.isChat {
+		content := []any{}
+		for _, ev := range l.entries {
+			b, text := bytesOf(ev.Token)
+			top := []any{}
+			for _, t := range ev.Top {
+				tb, tt := bytesOf(t.Token)
+				top = append(top, map[string]any{"token": tt, "logprob": t.Logprob, "bytes": ints(tb)})
+			}
+			content = append(content, map[string]any{"token": text, "logprob": ev.Logprob, "bytes": ints(b), "top_logprobs": top})
+		}
+		return map[string]any{"content": content}
+	}
+	tokens, lps, tops, offsets := []string{}, []float32{}, []any{}, []int{}
+	for _, ev := range l.entries {
+		b, text := bytesOf(ev.Token)
+		tokens, lps, offsets = append(tokens, text), append(lps, ev.Logprob), append(offsets, l.offset)
+		l.offset += len(b)
+		top := map[string]float32{}
+		for _, t := range ev.Top {
+			_, tt := bytesOf(t.Token)
+			top[tt] = t.Logprob
+		}
+		top[text] = ev.Logprob // OpenAI's: the drawn token is always among them
+		tops = append(tops, top)
+	}
+	return map[string]any{"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 }
 
 // parseStop reads stop: absent, null, a string or a list of strings.
@@ -271,12 +389,17 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 	if isChat {
 		object, prefix = "chat.completion", "chatcmpl-"
 	}
-	// choice is one choice's JSON: the text (a delta when streaming).
+	lps := &tokenLogprobs{tok: s.Tok, isChat: isChat}
+	// choice is one choice's JSON: the text (a delta when streaming), and
+	// the log-probs of the tokens since the last choice if asked.
 	choice := func(text string, reason any, first bool) map[string]any {
-		c := map[string]any{"index": 0, "finish_reason": reason}
+		c := map[string]any{"index": 0, "finish_reason": reason, "logprobs": nil}
+		if job.Logprobs {
+			c["logprobs"] = lps.json()
+		}
 		switch {
 		case !isChat:
-			c["text"], c["logprobs"] = text, nil
+			c["text"] = text
 		case q.Stream:
 			d := map[string]any{"content": text}
 			if first {
@@ -338,6 +461,9 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, isChat bool) {
 			continue // drawn after the stop string, before the cancel took
 		}
 		n++
+		if job.Logprobs {
+			lps.entries = append(lps.entries, ev)
+		}
 		if job.StopAtEOS && s.Sched.e.Model.Config.IsEOS(int(ev.Token)) {
 			continue // the EOS is counted, not decoded
 		}

@@ -8,15 +8,17 @@ import (
 	"testing"
 )
 
-const tinyModelDir = "../testdata/tiny-qwen3"
-
 func TestBytes(t *testing.T) {
-	tok, err := Load(tinyModelDir)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, BytesFile), []byte(`{"type": "bytes", "vocab_size": 257, "special_tokens": {"<|endoftext|>": 256}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := tok.(*Bytes); !ok {
-		t.Fatalf("Load(%s) gave a %T, want *Bytes", tinyModelDir, tok)
+		t.Fatalf("Load(%s) gave a %T, want *Bytes", dir, tok)
 	}
 	text := "func main() {\n\tπ := 3.14 // ü\n}"
 	ids, err := tok.Encode(text)

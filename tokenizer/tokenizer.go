@@ -156,3 +156,7 @@ func validUTF8(s string) string {
 	}
 	return string(b)
 }
+
+// TokenBytes returns the bytes of one token, which need not be UTF-8 (a
+// token may hold part of a character), as a log-prob's "bytes" shows.
+func TokenBytes(t Tokenizer, id int32) []byte { return t.appendBytes(nil, []int32{id}) }

@@ -135,8 +135,10 @@ def main():
     dev = torch.device("cuda")
     dtype = getattr(torch, args.dtype)
     warmup = 3
-    # Each mode runs warm-up and two timed loops of steps; capture adds one.
-    max_len = args.context + 2 * (warmup + 2 * args.steps + 1)
+    # Steps that write the cache: eager warm-up and two timed loops, the
+    # warm-up on the side stream, graph warm-up and two timed loops of
+    # replays (capture itself runs nothing), and one spare.
+    max_len = args.context + 3 * warmup + 4 * args.steps + 1
     gen = torch.Generator(device=dev).manual_seed(1)
     m = Model(dtype, args.batch, max_len, gen, dev)
     tokens = torch.randint(0, VOCAB, (args.batch,), generator=gen, device=dev)

@@ -8,6 +8,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/loomrt/loom/cpu"
@@ -26,6 +27,7 @@ func init() {
 type decodeResult struct {
 	Model             string  `json:"model"`
 	DType             string  `json:"dtype"`
+	Weights           string  `json:"weights"` // bf16, q4 or q8
 	Batch             int     `json:"batch"`
 	Context           int     `json:"context"`
 	Steps             int     `json:"steps"`
@@ -66,6 +68,9 @@ func benchDecode(args []string) error {
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	noCache := fs.Bool("nocache", false, "plan every step from scratch (no plan cache, no compiled step)")
+	perCB := fs.Int("n", 0, "dispatches per command buffer (0: the runtime's default; -1: one command buffer per step)")
+	weightsList := fs.String("weights", "bf16", "weights: bf16, or q4 / q8 (MLX's affine format, groups of -group-size, bf16 scales and biases; docs/QUANT.md); a comma-separated list runs each in turn in this process, one result each")
+	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -75,61 +80,86 @@ func benchDecode(args []string) error {
 	if err := checkBlockSize(*blockSize); err != nil {
 		return err
 	}
+	bits := map[string]int{"bf16": 0, "q4": 4, "q8": 8}
+	list := strings.Split(*weightsList, ",")
+	for _, w := range list {
+		if _, ok := bits[w]; !ok {
+			return fmt.Errorf("-weights %q: want bf16, q4 or q8", w)
+		}
+	}
+	for _, w := range list {
+		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchDecodeRun is one run of benchDecode, with weights of the named
+// kind (quantized to bits bits where bits is not 0).
+func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
 	dt := graph.BFloat16
-	if total := *context + warmup + *steps; total > cfg.MaxPositionEmbeddings {
-		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", *context, warmup+*steps, cfg.MaxPositionEmbeddings)
+	if total := context + warmup + steps; total > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, warmup+steps, cfg.MaxPositionEmbeddings)
 	}
 	logf := func(format string, a ...any) {
-		if !*asJSON {
+		if !asJSON {
 			fmt.Printf(format, a...)
 		}
 	}
-	bw, err := deviceBandwidth(*device)
+	bw, err := deviceBandwidth(device)
 	if err != nil {
 		return err
 	}
 	setup := time.Now()
-	rt, where, hazards, err := openRuntime(*device, *check, runtime.Options{NoPlanCache: *noCache})
+	rt, where, hazards, err := openRuntime(device, check, opts)
 	if err != nil {
 		return err
 	}
+	defer rt.Close() // the next run of a -weights list gets the memory back
 	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
-		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, dt)
-	m, err := model.New(rt, cfg, model.RandomWeights(cfg, dt, 1), dt)
+		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
+	w := model.RandomWeights(cfg, dt, 1)
+	if bits != 0 {
+		if w, err = model.QuantizeWeights(w, bits, groupSize); err != nil {
+			return err
+		}
+	}
+	m, err := model.New(rt, cfg, w, dt)
 	if err != nil {
 		return err
 	}
-	perSeq := (*context + warmup + *steps + *blockSize - 1) / *blockSize
-	cache, err := model.NewKVCache(rt, m.CacheConfig(*batch*perSeq, *blockSize), randomKV())
+	perSeq := (context + warmup + steps + blockSize - 1) / blockSize
+	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV())
 	if err != nil {
 		return err
 	}
 	e := &model.Engine{Model: m, Cache: cache}
-	seqs := make([]int, *batch)
-	counts := make([]int, *batch)
-	tokens := make([][]int32, *batch)
+	seqs := make([]int, batch)
+	counts := make([]int, batch)
+	tokens := make([][]int32, batch)
 	r := rand.New(rand.NewPCG(3, 3))
 	for i := range seqs {
-		seqs[i], counts[i] = i, *context
+		seqs[i], counts[i] = i, context
 		tokens[i] = []int32{int32(r.IntN(cfg.VocabSize))}
 		if err := cache.Add(i); err != nil {
 			return err
 		}
 	}
-	if *context > 0 {
+	if context > 0 {
 		// Account for the context already in the cache: its K/V are the
 		// random values the cache was filled with.
 		if _, err := cache.Schedule(seqs, counts); err != nil {
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Batch: *batch, Context: *context, Steps: *steps,
-		Device: where, CheckingDevice: *check, NoCache: *noCache, SetupSeconds: time.Since(setup).Seconds(),
+	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps,
+		Device: where, CheckingDevice: check, NoCache: opts.NoPlanCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
-		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, *blockSize, where)
+		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, blockSize, where)
 
 	var times, hosts []time.Duration
 	// On the CPU the read bandwidth is measured again right before and
@@ -143,7 +173,7 @@ func benchDecode(args []string) error {
 			reads = append(reads, probe.Read())
 		}
 	}
-	if *device == "cpu" && !*check {
+	if device == "cpu" && !check {
 		probe = cpu.NewReadProbe(256<<20, goruntime.GOMAXPROCS(0))
 	}
 	// Greedy decoding on the device, each step submitted while the one
@@ -152,14 +182,14 @@ func benchDecode(args []string) error {
 	if probe != nil {
 		probeReads()
 	}
-	d, err := e.NewDecoder(seqs, tokens, make([]ops.Sampling, *batch), 0)
+	d, err := e.NewDecoder(seqs, tokens, make([]ops.Sampling, batch), 0)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	for i := range warmup + *steps {
-		if i == warmup && *cpuProfile != "" {
-			f, err := os.Create(*cpuProfile)
+	for i := range warmup + steps {
+		if i == warmup && cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
 			if err != nil {
 				return err
 			}
@@ -169,10 +199,10 @@ func benchDecode(args []string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		if !*asJSON {
-			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, warmup+*steps)
+		if !asJSON {
+			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, warmup+steps)
 		}
-		st, err := d.Next(i+1 < warmup+*steps)
+		st, err := d.Next(i+1 < warmup+steps)
 		if err != nil {
 			return err
 		}
@@ -192,7 +222,7 @@ func benchDecode(args []string) error {
 		probeReads()
 	}
 	logf("\r")
-	n := float64(*steps)
+	n := float64(steps)
 	res.Dispatches /= n
 	res.CommandBuffers /= n
 	res.HostWaits /= n
@@ -205,10 +235,10 @@ func benchDecode(args []string) error {
 	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
-	res.TokensPerSecond = float64(*batch) / tpot.Seconds()
+	res.TokensPerSecond = float64(batch) / tpot.Seconds()
 	res.WeightBytes = m.WeightBytes()
 	kvTok := int64(2*cfg.NumLayers*cfg.NumKVHeads*cfg.HeadDim) * int64(dt.Size())
-	res.KVBytes = int64(*batch) * int64(*context+warmup+*steps/2) * kvTok
+	res.KVBytes = int64(batch) * int64(context+warmup+steps/2) * kvTok
 	res.WeightGBs = float64(res.WeightBytes) / tpot.Seconds() / 1e9
 	res.TotalGBs = float64(res.WeightBytes+res.KVBytes) / tpot.Seconds() / 1e9
 	res.ReadGBs = bw.Read
@@ -216,13 +246,13 @@ func benchDecode(args []string) error {
 		res.ReadGBs = loombench.Median(reads)
 	}
 	res.WeightLimitms = float64(res.WeightBytes) / (res.ReadGBs * 1e9) * 1e3
-	if *check {
+	if check {
 		res.Hazards = len(hazards())
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	fmt.Printf("decode, batch %d, context %d, %d steps:\n", *batch, *context, *steps)
+	fmt.Printf("decode, batch %d, context %d, %d steps:\n", batch, context, steps)
 	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond)
 	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; measured bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read, bw.Copy)
@@ -233,11 +263,11 @@ func benchDecode(args []string) error {
 	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls\n",
 		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention)
 	fmt.Printf("  host work per step (a step's time less its device wait): %.0f µs median, %.2f ms mean; %d of %d steps replayed\n",
-		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, *steps)
-	if *check {
+		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, steps)
+	if check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
 	}
-	if *device == "cuda" {
+	if device == "cuda" {
 		fmt.Printf("  %s\n", cudaGraphSummary())
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"strings"
@@ -12,22 +13,56 @@ import (
 )
 
 func init() {
-	benchmarks["gemv"] = benchmark{"decode matmul x[1,K]·Wᵀ on the CPU (weight GB/s beside measured memory bandwidth)", benchGemv}
+	benchmarks["gemv"] = benchmark{"decode matmul x[1,K]·Wᵀ on the CPU, float or quantized weights (weight GB/s beside measured memory bandwidth)", benchGemv}
+}
+
+// gemvResult is one dtype's line of `loom bench gemv -json`.
+type gemvResult struct {
+	DType      string  `json:"dtype"` // f32, bf16, f16, or q4 / q8 (quantized, bfloat16 x, scales and biases)
+	N          int     `json:"n"`
+	K          int     `json:"k"`
+	GroupSize  int     `json:"group_size,omitempty"`
+	Bytes      int64   `json:"bytes"` // weights read a product: for q4/q8 the packed codes plus the scales and biases
+	BestMS     float64 `json:"best_ms"`
+	MedianMS   float64 `json:"median_ms"`
+	GBs        float64 `json:"gbps"`              // bytes / best time
+	ReadGBs    float64 `json:"read_gbps"`         // the best read bandwidth measured in turns with the product
+	MachineGBs float64 `json:"machine_read_gbps"` // the read bandwidth measured before the run
+	OfRead     float64 `json:"of_read"`           // gbps / read_gbps
+}
+
+// gemvDType is a dtype of the benchmark: a float dtype, or quantized
+// weights of bits bits (scales, biases and x in bfloat16).
+type gemvDType struct {
+	name string
+	dt   graph.DType
+	bits int
 }
 
 func benchGemv(args []string) error {
 	fs := flag.NewFlagSet("bench gemv", flag.ContinueOnError)
 	n := fs.Int("n", 4096, "output size N (rows of W)")
 	k := fs.Int("k", 4096, "input size K (columns of W)")
-	dtypes := fs.String("dtypes", "f32,bf16,f16", "comma-separated dtypes of x and W")
+	dtypes := fs.String("dtypes", "f32,bf16,f16", "comma-separated dtypes of x and W: f32, bf16, f16, or q4 and q8 (quantized W, docs/QUANT.md, with bf16 x, scales and biases)")
+	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8")
+	asJSON := fs.Bool("json", false, "print one JSON object a dtype, one a line")
 	transB := fs.Bool("tb", true, "W stored [N, K] (the layout of linear-layer weights); false: [K, N]")
 	reps := fs.Int("reps", 30, "timed runs per dtype (best and median are printed)")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
-	dts, err := parseDTypes(*dtypes)
-	if err != nil {
-		return err
+	var dts []gemvDType
+	for _, name := range strings.Split(*dtypes, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "q4", "q8":
+			dts = append(dts, gemvDType{name, graph.BFloat16, int(name[1] - '0')})
+		default:
+			dt, err := parseDTypes(name)
+			if err != nil {
+				return err
+			}
+			dts = append(dts, gemvDType{dt[0].String(), dt[0], 0})
+		}
 	}
 	rt, workers, err := cpuRuntime()
 	if err != nil {
@@ -38,11 +73,27 @@ func benchGemv(args []string) error {
 	if *transB {
 		layout = fmt.Sprintf("W[%d,%d]ᵀ", *n, *k)
 	}
-	fmt.Printf("GEMV x[1,%d]·%s on the CPU, %d workers, best (median) of %d, through runtime.Eval:\n", *k, layout, workers, *reps)
-	fmt.Printf("  machine memory bandwidth: read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n", bw.Read, bw.Copy)
-	for _, dt := range dts {
-		f, err := loombench.MatMul(rt, dt, 1, *n, *k, *transB)
-		if err != nil {
+	logf := func(format string, a ...any) {
+		if !*asJSON {
+			fmt.Printf(format, a...)
+		}
+	}
+	logf("GEMV x[1,%d]·%s on the CPU, %d workers, best (median) of %d, through runtime.Eval:\n", *k, layout, workers, *reps)
+	logf("  machine memory bandwidth: read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n", bw.Read, bw.Copy)
+	for _, d := range dts {
+		dt := d.dt
+		var f func() error
+		bytes := float64(*n) * float64(*k) * float64(dt.Size())
+		if d.bits != 0 {
+			if !*transB {
+				return fmt.Errorf("-dtypes %s: quantized weights are stored [N, K]; drop -tb=false", d.name)
+			}
+			var b int64
+			if f, b, err = loombench.QuantizedMatMul(rt, dt, d.bits, *groupSize, 1, *n, *k); err != nil {
+				return err
+			}
+			bytes = float64(b)
+		} else if f, err = loombench.MatMul(rt, dt, 1, *n, *k, *transB); err != nil {
 			return err
 		}
 		// The machine's load changes during a run: read bandwidth is also
@@ -50,7 +101,6 @@ func benchGemv(args []string) error {
 		// twice the L3 cache (a smaller one would be read partly from the
 		// cache, right after the measurement fills it), and the best of
 		// each is compared.
-		bytes := float64(*n) * float64(*k) * float64(dt.Size())
 		var read float64
 		rp := cpu.NewReadProbe(max(int(bytes), 64<<20), workers)
 		probe := func() error {
@@ -62,8 +112,21 @@ func benchGemv(args []string) error {
 			return err
 		}
 		gbs := bytes / t[0].Best.Seconds() / 1e9
+		if *asJSON {
+			r := gemvResult{DType: d.name, N: *n, K: *k, Bytes: int64(bytes), BestMS: ms(t[0].Best), MedianMS: ms(t[0].Median),
+				GBs: gbs, ReadGBs: read, MachineGBs: bw.Read, OfRead: gbs / read}
+			if d.bits != 0 {
+				r.GroupSize = *groupSize
+			}
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(b))
+			continue
+		}
 		fmt.Printf("  %-9s W %5.1f MiB %7.3f ms (%.3f ms)  %5.1f GB/s  %3.0f%% of read, %3.0f%% of copy; read in turns %.1f GB/s: %3.0f%%\n",
-			dt, bytes/(1<<20), ms(t[0].Best), ms(t[0].Median), gbs, 100*gbs/bw.Read, 100*gbs/bw.Copy, read, 100*gbs/read)
+			d.name, bytes/(1<<20), ms(t[0].Best), ms(t[0].Median), gbs, 100*gbs/bw.Read, 100*gbs/bw.Copy, read, 100*gbs/read)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func runChat(args []string) (err error) {
 	sf := newSamplingFlags(fs)
 	var stops stopFlags
 	fs.Var(&stops, "stop", "end a reply when its text contains this string, which is not printed (repeatable)")
-	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the repetition penalty sees")
+	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the penalties (repetition, presence, frequency) see")
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	blockSize := fs.Int("block-size", 16, blockSizeHelp)
@@ -105,8 +105,8 @@ func runChat(args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "model %s on %s; sampling: temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g, seed %d; at most %d tokens a reply, %d a conversation. Type a message; /exit or end of input quits.\n",
-		*dir, where, sampling.Temperature, sampling.TopK, sampling.TopP, sampling.MinP, sampling.RepetitionPenalty, sampling.Seed, *maxTokens, *context)
+	fmt.Fprintf(os.Stderr, "model %s on %s; sampling: %s; at most %d tokens a reply, %d a conversation. Type a message; /exit or end of input quits.\n",
+		*dir, where, describeSampling(sampling, *window), *maxTokens, *context)
 
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(nil, 1<<20)

@@ -122,12 +122,19 @@ func TestChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := []string{"-model", dir, "-temperature", "0", "-max-tokens", "6"}
-	reply := func(prompt string) string {
-		t.Helper()
-		tok, err := tokenizer.Load(dir)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := func(text string) int {
+		ids, err := tok.Encode(text)
 		if err != nil {
 			t.Fatal(err)
 		}
+		return len(ids)
+	}
+	reply := func(prompt string) string {
+		t.Helper()
 		ids, err := tok.Encode(prompt)
 		if err != nil {
 			t.Fatal(err)
@@ -168,16 +175,18 @@ func TestChat(t *testing.T) {
 		t.Fatalf("stdout %q, want %q; stderr %s", stdout, want, stderr)
 	}
 	// The tiny model may answer both alike: the prompts' lengths show that
-	// the second turn saw the whole conversation (one byte a token).
-	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", len(prompt1)); !strings.Contains(stderr, want) {
+	// the second turn saw the whole conversation.
+	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", tokens(prompt1)); !strings.Contains(stderr, want) {
 		t.Fatalf("stderr %s, want %q", stderr, want)
 	}
-	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", len(prompt2)); !strings.Contains(stderr, want) || strings.Count(stderr, "prompt tokens") != 2 {
+	if want := fmt.Sprintf("[%d prompt tokens, 6 generated", tokens(prompt2)); !strings.Contains(stderr, want) || strings.Count(stderr, "prompt tokens") != 2 {
 		t.Fatalf("stderr %s, want %q once after the first turn", stderr, want)
 	}
 
-	// Without a template, chat is an error that says so.
+	// Without a template (the shipped model's is in its tokenizer_config.json),
+	// chat is an error that says so.
 	os.Remove(filepath.Join(dir, chat.TemplateFile))
+	os.Remove(filepath.Join(dir, chat.ConfigFile))
 	if err := runChat([]string{"-model", dir}); err == nil || !strings.Contains(err.Error(), "no chat template") {
 		t.Fatalf("no template: got %v", err)
 	}

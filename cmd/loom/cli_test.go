@@ -14,13 +14,14 @@ import (
 func TestGenerationConfigDefaults(t *testing.T) {
 	dir := copyTinyModel(t, map[string]func([]byte) []byte{
 		"generation_config.json": func([]byte) []byte {
-			return []byte(`{"do_sample": true, "temperature": 0.25, "top_k": 7, "min_p": 0.05, "eos_token_id": [256, 32]}`)
+			return []byte(`{"do_sample": true, "temperature": 0.25, "top_k": 7, "min_p": 0.05, "eos_token_id": [3256, 32]}`)
 		}})
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{nil, "temperature 0.25, top-k 7, top-p 0.95, min-p 0.05, repetition penalty 1 over"},
+		{nil, "temperature 0.25, top-k 7, top-p 0.95, min-p 0.05, repetition penalty 1, presence penalty 0, frequency penalty 0 over 64 tokens"},
+		{[]string{"-presence-penalty", "0.5", "-frequency-penalty", "-0.25", "-repetition-window", "9"}, "presence penalty 0.5, frequency penalty -0.25 over 9 tokens"},
 		{[]string{"-temperature", "0.5", "-top-p", "0.9"}, "temperature 0.5, top-k 7, top-p 0.9, min-p 0.05,"},
 		{[]string{"-top-k", "40"}, "temperature 0.25, top-k 40,"},
 	} {
@@ -28,8 +29,8 @@ func TestGenerationConfigDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "EOS ids [256 32]") {
-			t.Errorf("generate %v: stderr %q, want %q and EOS ids [256 32]", c.args, stderr, c.want)
+		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "EOS ids [3256 32]") {
+			t.Errorf("generate %v: stderr %q, want %q and EOS ids [3256 32]", c.args, stderr, c.want)
 		}
 	}
 }
@@ -149,5 +150,40 @@ func TestCLIConventions(t *testing.T) {
 	defer os.Remove(beside)
 	if _, _, err := capture(func() error { return runGenerate([]string{"-max-tokens", "1"}) }); err != nil {
 		t.Errorf("model beside the binary: %v", err)
+	}
+}
+
+// TestQuantizeCommand quantizes the tiny model, then checks it with loom
+// info and generates from it; and checks the command line's errors.
+func TestQuantizeCommand(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "q8")
+	if _, stderr, err := capture(func() error {
+		return runQuantize([]string{"-bits", "8", "-group-size", "32", tinyModel, dst})
+	}); err != nil || !strings.Contains(stderr, "quantized to 8 bits in groups of 32") {
+		t.Fatalf("quantize: error %v, stderr %q", err, stderr)
+	}
+	stdout, _, err := capture(func() error { return runInfo([]string{"-model", dst}) })
+	if err != nil || !strings.Contains(stdout, "8 bits, groups of 32") || !strings.Contains(stdout, "every tensor present") {
+		t.Fatalf("info of the quantized model: error %v, stdout %q", err, stdout)
+	}
+	if out, _, err := capture(func() error {
+		return runGenerate([]string{"-model", dst, "-max-tokens", "4", "-prompt-ids", "256,47"})
+	}); err != nil || len(strings.Fields(out)) != 4 {
+		t.Fatalf("generate with the quantized model: error %v, stdout %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"quantize", tinyModel}, 2, "want a source and a destination directory, got 1"},
+		{[]string{"quantize", "-bits", "5", tinyModel, t.TempDir()}, 1, "5 bits, group size 64: unsupported"},
+		{[]string{"quantize", dst, t.TempDir()}, 1, "is already quantized"},
+	} {
+		var code int
+		_, stderr, _ := capture(func() error { code = runMain(c.args); return nil })
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("loom %q: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
+		}
 	}
 }

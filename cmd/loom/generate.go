@@ -22,7 +22,7 @@ import (
 const defaultPrompt = "// Package ring implements operations on circular lists.\npackage ring\n\n"
 
 func init() {
-	commands["generate"] = command{"generate text with a Qwen3 model (default: the shipped tiny model, on the CPU)", runGenerate}
+	commands["generate"] = command{"generate text with a Qwen3 or Llama model (default: the shipped tiny model, on the CPU)", runGenerate}
 }
 
 // stopFlags is the repeatable -stop flag.
@@ -41,9 +41,9 @@ func (s *stopFlags) Set(v string) error {
 // take the place of their defaults, and a flag given on the command line
 // wins over both.
 type samplingFlags struct {
-	temperature, topP, minP, penalty *float64
-	topK                             *int
-	seed                             *uint64
+	temperature, topP, minP, penalty, presence, frequency *float64
+	topK                                                  *int
+	seed                                                  *uint64
 }
 
 func newSamplingFlags(fs *flag.FlagSet) samplingFlags {
@@ -53,6 +53,8 @@ func newSamplingFlags(fs *flag.FlagSet) samplingFlags {
 		topP:        fs.Float64("top-p", 0.95, "sample from the smallest set of tokens of this total probability; 1 for all (default: generation_config.json's, else 0.95)"),
 		minP:        fs.Float64("min-p", 0, "sample from the tokens at least this fraction as likely as the most likely; 0 for all (default: generation_config.json's, else 0)"),
 		penalty:     fs.Float64("repetition-penalty", 1, "divide the positive logits (multiply the negative ones) of recent tokens by this; 1 is off (default: generation_config.json's, else 1)"),
+		presence:    fs.Float64("presence-penalty", 0, "subtract this from the logits of tokens among the recent ones (OpenAI's presence_penalty); 0 is off"),
+		frequency:   fs.Float64("frequency-penalty", 0, "subtract this from a token's logit once for each time it occurs among the recent ones (OpenAI's frequency_penalty); 0 is off"),
 		seed:        fs.Uint64("seed", 1, "sampling seed"),
 	}
 }
@@ -62,6 +64,7 @@ func newSamplingFlags(fs *flag.FlagSet) samplingFlags {
 func (f samplingFlags) sampling(fs *flag.FlagSet, g model.GenerationConfig) ops.Sampling {
 	s := g.Apply(ops.Sampling{Temperature: float32(*f.temperature), TopK: *f.topK, TopP: float32(*f.topP), MinP: float32(*f.minP),
 		RepetitionPenalty: float32(*f.penalty), Seed: *f.seed})
+	s.PresencePenalty, s.FrequencyPenalty = float32(*f.presence), float32(*f.frequency)
 	fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
 		case "temperature":
@@ -77,6 +80,13 @@ func (f samplingFlags) sampling(fs *flag.FlagSet, g model.GenerationConfig) ops.
 		}
 	})
 	return s
+}
+
+// describeSampling is the sampling settings as generate and chat print
+// them; window is the number of recent tokens the penalties see.
+func describeSampling(s ops.Sampling, window int) string {
+	return fmt.Sprintf("temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g, presence penalty %g, frequency penalty %g over %d tokens, seed %d",
+		s.Temperature, s.TopK, s.TopP, s.MinP, s.RepetitionPenalty, s.PresencePenalty, s.FrequencyPenalty, window, s.Seed)
 }
 
 // flagSet reports whether the named flag was given on the command line.
@@ -102,7 +112,7 @@ type generateResult struct {
 
 func runGenerate(args []string) (err error) {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	dir := modelFlag(fs, "Qwen3 model directory (config.json and *.safetensors)")
+	dir := modelFlag(fs, "Qwen3 or Llama model directory (config.json and *.safetensors)")
 	prompt := fs.String("prompt", defaultPrompt, "prompt text (models with a tokenizer Loom implements: "+tokenizer.BytesFile+" or a Hugging Face BPE "+tokenizer.HFFile+")")
 	asChat := fs.Bool("chat", false, "the -prompt "+chatHelp+"; the template, not Loom, adds any BOS")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids (any model; output is printed as ids)")
@@ -110,7 +120,7 @@ func runGenerate(args []string) (err error) {
 	sf := newSamplingFlags(fs)
 	var stops stopFlags
 	fs.Var(&stops, "stop", "end generation when the text contains this string, which is not printed (repeatable)")
-	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the repetition penalty sees")
+	window := fs.Int("repetition-window", model.DefaultPenaltyWindow, "how many of the latest tokens the penalties (repetition, presence, frequency) see")
 	dtypeName := fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
@@ -166,8 +176,8 @@ func runGenerate(args []string) (err error) {
 		return err
 	}
 	loadTime := time.Since(loadStart)
-	fmt.Fprintf(os.Stderr, "model %s: Qwen3, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
-		*dir, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
+	fmt.Fprintf(os.Stderr, "model %s: %s, %d layers, hidden %d, %d/%d heads of %d, vocab %d, %.1f M parameters, %s (%.1f MB), loaded in %v\n",
+		*dir, c.Family, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.VocabSize, float64(c.Params())/1e6, m.DType,
 		float64(m.WeightBytes())/1e6, loadTime.Round(time.Millisecond))
 	ctx := len(ids) + *maxTokens
 	if ctx > c.MaxPositionEmbeddings {
@@ -179,8 +189,8 @@ func runGenerate(args []string) (err error) {
 	}
 	fmt.Fprintf(os.Stderr, "device: %s; KV cache %d blocks of %d tokens (%.1f MB)\n",
 		where, e.Cache.Config().NumBlocks, *blockSize, float64(e.Cache.Config().Bytes())/1e6)
-	fmt.Fprintf(os.Stderr, "sampling: temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g over %d tokens, seed %d; EOS ids %v; stop strings %q; at most %d tokens\n",
-		sampling.Temperature, sampling.TopK, sampling.TopP, sampling.MinP, sampling.RepetitionPenalty, *window, sampling.Seed, c.EOSTokenIDs, []string(stops), *maxTokens)
+	fmt.Fprintf(os.Stderr, "sampling: %s; EOS ids %v; stop strings %q; at most %d tokens\n",
+		describeSampling(sampling, *window), c.EOSTokenIDs, []string(stops), *maxTokens)
 	if !*asJSON {
 		if tok != nil {
 			fmt.Fprintf(os.Stderr, "prompt (%d tokens): %q\ncontinuation:\n", len(ids), promptText)

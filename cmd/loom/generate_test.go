@@ -49,10 +49,10 @@ func TestGenerateWithoutTokenizer(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "x"), filepath.Join(dir, "model.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	if err := runGenerate([]string{"-model", dir, "-max-tokens", "2", "-prompt-ids", "256, 112, 97"}); err != nil {
+	if err := runGenerate([]string{"-model", dir, "-max-tokens", "2", "-prompt-ids", "3256, 112, 97"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runGenerate([]string{"-model", dir, "-prompt-ids", "256,999"}); err == nil || !strings.Contains(err.Error(), `"999" is not a token id`) {
+	if err := runGenerate([]string{"-model", dir, "-prompt-ids", "3256,3259"}); err == nil || !strings.Contains(err.Error(), `"3259" is not a token id`) {
 		t.Fatalf("bad id: error %v", err)
 	}
 }
@@ -91,7 +91,7 @@ func TestInfo(t *testing.T) {
 func copyTinyModel(t *testing.T, edit map[string]func([]byte) []byte) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors", "loom_tokenizer.json"} {
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} {
 		b, err := os.ReadFile(filepath.Join(tinyModel, f))
 		if err != nil {
 			t.Fatal(err)
@@ -123,8 +123,8 @@ func TestInfoProblems(t *testing.T) {
 			[]string{"tensor model.norm.weight is missing", "1 tensors a Qwen3 model of this config does not have (unsupported), such as model.norx.weight"}},
 		{"dtype", map[string]func([]byte) []byte{"model.safetensors": replaceOnce(`"model.norm.weight":{"dtype":"F32"`, `"model.norm.weight":{"dtype":"I32"`)},
 			[]string{"tensor model.norm.weight in", "dtype I32 is unsupported"}},
-		{"shape", map[string]func([]byte) []byte{"config.json": replaceOnce(`"intermediate_size": 688`, `"intermediate_size": 690`)},
-			[]string{"model.layers.0.mlp.down_proj.weight in", "has shape [256 688], the config needs [256 690]", "model.layers.3.mlp.up_proj.weight in"}},
+		{"shape", map[string]func([]byte) []byte{"config.json": replaceOnce(`"intermediate_size": 344`, `"intermediate_size": 346`)},
+			[]string{"model.layers.0.mlp.down_proj.weight in", "has shape [128 344], the config needs [128 346]", "model.layers.3.mlp.up_proj.weight in"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyTinyModel(t, c.edit)

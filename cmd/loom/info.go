@@ -20,7 +20,7 @@ func init() {
 
 func runInfo(args []string) error {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	dir := modelFlag(fs, "Qwen3 model directory")
+	dir := modelFlag(fs, "Qwen3 or Llama model directory")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func runInfo(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nmodel %s (Qwen3):\n", *dir)
+	fmt.Printf("\nmodel %s (%s):\n", *dir, c.Family)
 	rows := [][2]string{
 		{"vocab_size", fmt.Sprint(c.VocabSize)},
 		{"hidden_size", fmt.Sprint(c.HiddenSize)},
@@ -51,10 +51,16 @@ func runInfo(args []string) error {
 		{"rms_norm_eps", fmt.Sprint(c.RMSNormEps)},
 		{"rope_theta", fmt.Sprint(c.RopeTheta)},
 		{"tie_word_embeddings", fmt.Sprint(c.TieWordEmbeddings)},
+		{"attention_bias", fmt.Sprint(c.AttentionBias)},
 		{"bos_token_id", fmt.Sprint(c.BOSTokenID)},
 		{"eos_token_id", fmt.Sprint(c.EOSTokenIDs)},
 		{"dtype", c.TorchDType},
+		{"quantization", quantSummary(c.Quantization)},
 		{"parameters", fmt.Sprintf("%d (%.1f M)", c.Params(), float64(c.Params())/1e6)},
+	}
+	if s := c.RopeScaling; s != nil {
+		rows = append(rows, [2]string{"rope_scaling", fmt.Sprintf("llama3: factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %g",
+			s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPositionEmbeddings)})
 	}
 	for _, r := range rows {
 		fmt.Printf("  %-24s %s\n", r[0], r[1])
@@ -99,4 +105,12 @@ func runInfo(args []string) error {
 	}
 	fmt.Printf("  %-24s every tensor present, of the config's shapes, in dtypes Loom loads\n", "weights")
 	return nil
+}
+
+// quantSummary describes a checkpoint's quantization for loom info.
+func quantSummary(q *model.Quantization) string {
+	if q == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d bits, groups of %d (MLX affine), %d per-module overrides", q.Bits, q.GroupSize, len(q.Modules))
 }

@@ -138,10 +138,9 @@ func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	// OpenAI's defaults under the model's generation_config.json; the
-	// repetition penalty is not applied by the server (docs/SERVE.md).
+	// OpenAI's defaults under the model's generation_config.json (its
+	// repetition penalty too, as vLLM's).
 	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
-	sampling.RepetitionPenalty = 0
 	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*f.dir), Sampling: sampling}
 	return srv, fmt.Sprintf("%s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
 		where, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil

@@ -251,3 +251,29 @@ __device__ __forceinline__ u32 input_index(const ElementwiseParams& p, int k, u3
 
 // thread_index is the thread's index in a one-dimensional grid.
 __device__ __forceinline__ u32 thread_index() { return blockIdx.x * blockDim.x + threadIdx.x; }
+
+// ---- random numbers ----------------------------------------------------------
+
+// philox4x32 sets w to the four words of Philox4x32-10 (Salmon et al.,
+// 2011) for counter (c, 0, 0, 0) and key (k0, k1): primitives.Philox4x32, the
+// generator of sampling and of the random draws.
+__device__ __forceinline__ void philox4x32(u32 c, u32 k0, u32 k1, u32* w) {
+  u32 x0 = c, x1 = 0, x2 = 0, x3 = 0;
+  for (int i = 0; i < 10; i++) {
+    if (i > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    const u32 hi0 = __umulhi(0xD2511F53u, x0), lo0 = 0xD2511F53u * x0;
+    const u32 hi1 = __umulhi(0xCD9E8D57u, x2), lo1 = 0xCD9E8D57u * x2;
+    const u32 y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
+    x0 = y0;
+    x1 = lo1;
+    x2 = y2;
+    x3 = lo0;
+  }
+  w[0] = x0;
+  w[1] = x1;
+  w[2] = x2;
+  w[3] = x3;
+}

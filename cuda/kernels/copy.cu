@@ -15,16 +15,18 @@ extern "C" __global__ void copy_bytes(const u8* src, u8* dst, const CopyParams p
 }
 
 // copy_strided copies element (i0, i1, …) of the index space Shape from
-// Σ i_d·Src[d] to Σ i_d·Dst[d]. Elements are moved as raw bits of their size.
+// SrcBase + Σ i_d·Src[d] to DstBase + Σ i_d·Dst[d]. Strides may be negative:
+// the sums are taken modulo 2^32 and end in the bound range. Elements are
+// moved as raw bits of their size.
 template <typename T>
 __device__ __forceinline__ void copy_strided(const T* src, T* dst, const StridedCopyParams& p) {
   u32 i = thread_index();
   if (i >= p.N) return;
-  u32 s = 0, d = 0;
+  u32 s = p.SrcBase, d = p.DstBase;
   for (int k = (int)p.Rank - 1; k >= 0; k--) {
     u32 n = p.Shape[k], c = i % n;
-    s += c * p.Src[k];
-    d += c * p.Dst[k];
+    s += c * (u32)p.Src[k];
+    d += c * (u32)p.Dst[k];
     i /= n;
   }
   dst[d] = src[s];

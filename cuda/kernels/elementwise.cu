@@ -13,6 +13,8 @@ __device__ __forceinline__ float op_mul(float a, float b) { return a * b; }
 __device__ __forceinline__ float op_div(float a, float b) { return a / b; }
 __device__ __forceinline__ float op_maximum(float a, float b) { return (a != a || a > b) ? a : b; }
 __device__ __forceinline__ float op_minimum(float a, float b) { return (a != a || a < b) ? a : b; }
+// power in double, rounded once, as on the CPU.
+__device__ __forceinline__ float op_power(float a, float b) { return (float)pow((double)a, (double)b); }
 
 // Integer arithmetic wraps around (it is done on unsigned bits, then
 // truncated to the storage type on store); division by zero gives 0, and so
@@ -26,6 +28,17 @@ __device__ __forceinline__ i64 op_div(i64 a, i64 b) {
 }
 __device__ __forceinline__ i64 op_maximum(i64 a, i64 b) { return a > b ? a : b; }
 __device__ __forceinline__ i64 op_minimum(i64 a, i64 b) { return a < b ? a : b; }
+// Integer power by repeated squaring, wrapping around; a negative exponent
+// gives 0 but for the bases 1 and −1.
+__device__ __forceinline__ i64 op_power(i64 a, i64 b) {
+  if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+  u64 r = 1, x = (u64)a;
+  for (u64 n = (u64)b; n > 0; n >>= 1) {
+    if (n & 1) r *= x;
+    x *= x;
+  }
+  return (i64)r;
+}
 
 template <typename C> __device__ __forceinline__ bool op_equal(C a, C b) { return a == b; }
 template <typename C> __device__ __forceinline__ bool op_not_equal(C a, C b) { return a != b; }
@@ -63,6 +76,7 @@ ARITH(mul)
 ARITH(div)
 ARITH(maximum)
 ARITH(minimum)
+ARITH(power)
 COMPARE(equal)
 COMPARE(not_equal)
 COMPARE(less)
@@ -88,8 +102,16 @@ __device__ __forceinline__ float un_gelu(float x) {
   double v = x;
   return (float)(0.5 * v * (1.0 + erf(v * 0.70710678118654752440)));
 }
-// Integer negation wraps around (uint32 negates modulo 2^32).
+// abs clears the sign bit, NaN included.
+__device__ __forceinline__ float un_abs(float x) { return __uint_as_float(__float_as_uint(x) & 0x7fffffffu); }
+__device__ __forceinline__ float un_sin(float x) { return (float)sin((double)x); }
+__device__ __forceinline__ float un_cos(float x) { return (float)cos((double)x); }
+__device__ __forceinline__ float un_erf(float x) { return (float)erf((double)x); }
+__device__ __forceinline__ float un_floor(float x) { return floorf(x); }
+// Integer negation and abs wrap around (uint32 negates modulo 2^32; it is
+// loaded zero-extended, so its abs is itself).
 __device__ __forceinline__ i64 un_neg(i64 x) { return (i64)(0ull - (u64)x); }
+__device__ __forceinline__ i64 un_abs(i64 x) { return x < 0 ? un_neg(x) : x; }
 
 #define UNARY_KERNEL(SHORT, T, OP)                                                                    \
   extern "C" __global__ void OP##_##SHORT(const T* a, T* out, const ElementwiseParams p, Status* status) { \
@@ -111,6 +133,14 @@ UNARY_FLOAT(tanh)
 UNARY_FLOAT(sigmoid)
 UNARY_FLOAT(silu)
 UNARY_FLOAT(gelu)
+UNARY_FLOAT(abs)
+UNARY_KERNEL(i32, int, abs)
+UNARY_KERNEL(i64, i64, abs)
+UNARY_KERNEL(u32, u32, abs)
+UNARY_FLOAT(sin)
+UNARY_FLOAT(cos)
+UNARY_FLOAT(erf)
+UNARY_FLOAT(floor)
 
 // silu_mul: out[r, i] = silu(a[r, i]) · a[r, N + i] for rows of 2N (the
 // gate half, then the up half), a thread per output element; silu as

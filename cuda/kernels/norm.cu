@@ -69,15 +69,30 @@ __device__ __forceinline__ void rope_cos_sin(double pos, u32 i, u32 d, float the
   *sn = (float)s;
 }
 
+// rope_scale is primitives.RoPEScaling.Scale: Llama 3.1's scaling of the
+// inverse frequency f, in double.
+__device__ __forceinline__ double rope_scale(double f, const RoPEParams& p) {
+  const double orig = p.OriginalMaxPositions, low = p.LowFreqFactor, high = p.HighFreqFactor, w = 2.0 * 3.14159265358979323846 / f;
+  if (w > orig / low) return f / p.Factor;
+  if (w >= orig / high) {
+    const double sm = (orig / w - low) / (high - low);
+    return (1.0 - sm) * f / p.Factor + sm * f;
+  }
+  return f;
+}
+
 // rope: a block per (token, head), a thread per pair (i, i + D/2); the
-// rotation is float32.
+// angle is computed as rope_cos_sin does, its frequency scaled first when
+// p.Factor is set; the rotation is float32.
 template <typename T> __device__ void rope(const T* x, const int* positions, T* out, const RoPEParams& p) {
   const u32 t = blockIdx.x / p.H, half = p.D / 2;
   const u64 base = (u64)blockIdx.x * p.D;
   const double pos = positions[t];
   for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
-    float cs, sn;
-    rope_cos_sin(pos, i, p.D, p.Theta, &cs, &sn);
+    double f = pow((double)p.Theta, -2.0 * i / p.D), s, c;
+    if (p.Factor != 0.0f) f = rope_scale(f, p);
+    sincos(pos * f, &s, &c);
+    const float cs = (float)c, sn = (float)s;
     const float u = load_f(x, base + i), v = load_f(x, base + i + half);
     store_f(out, base + i, u * cs - v * sn);
     store_f(out, base + i + half, v * cs + u * sn);
@@ -147,3 +162,32 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
 #define QK_NORM_ROPE_KV_WRITE(SHORT, T) \
   QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i32, int) QK_NORM_ROPE_KV_WRITE_KERNEL(SHORT, T, i64, i64)
 LOOM_FLOATS(QK_NORM_ROPE_KV_WRITE)
+
+// layer_norm: a block per row of D elements: the mean, then the biased
+// variance (both summed in double, as on the CPU), then
+// out = (x − mean) · scale · weight + bias in float32.
+template <typename T>
+__device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, const RMSNormParams& p) {
+  __shared__ double scratch[32];
+  const u64 row = (u64)blockIdx.x * p.D;
+  double s = 0;
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) s += (double)load_f(x, row + k);
+  const double mean = block_sum(s, scratch) / (double)p.D;
+  double ss = 0;
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    const double v = (double)load_f(x, row + k) - mean;
+    ss += v * v;
+  }
+  const float m = (float)mean, scale = (float)(1.0 / sqrt(block_sum(ss, scratch) / (double)p.D + (double)p.Eps));
+  for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
+    const float z = __fmul_rn(__fmul_rn(load_f(x, row + k) - m, scale), load_f(weight, k));
+    store_f(out, row + k, z + load_f(bias, k));
+  }
+}
+
+#define LAYER_NORM_KERNEL(SHORT, T)                                                                     \
+  extern "C" __global__ void layer_norm_##SHORT(const T* x, const T* weight, const T* bias, T* out,    \
+                                                const RMSNormParams p, Status* status) {               \
+    layer_norm(x, weight, bias, out, p);                                                                \
+  }
+LOOM_FLOATS(LAYER_NORM_KERNEL)

@@ -1,4 +1,5 @@
-// Reductions over one axis and softmax. The input is viewed as
+// Reductions over one axis (sum, mean, prod, max, min, their arg forms,
+// logsumexp) and softmax. The input is viewed as
 // [Outer, N, Inner] (AxisParams); block b reduces or normalises the row
 // (o, ·, i) with o = b / Inner, i = b % Inner, its threads striding over k.
 // Combining goes through a fixed tree, so results do not depend on the
@@ -74,11 +75,50 @@ SUM_INT(i32, int)
 SUM_INT(i64, i64)
 SUM_INT(u32, u32)
 
-// ---- max and argmax --------------------------------------------------------------
+// ---- product ---------------------------------------------------------------------
 
-// Best is a candidate maximum: a value and its index along the axis. NaN
-// counts as larger than any number; among equals the first index wins, so
-// both max and argmax agree with a sequential scan.
+// block_prod returns the product of v over the block to every thread, in a
+// fixed order, as block_sum does for sums.
+template <typename T> __device__ T block_prod(T v, T* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v *= __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (T)1;
+  for (int o = 16; o > 0; o >>= 1) v *= __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Float products accumulate in double, like the CPU kernels; integer
+// products wrap around.
+#define PROD_FLOAT(SHORT, T)                                                                            \
+  extern "C" __global__ void prod_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    __shared__ double scratch[32];                                                                      \
+    double s = 1;                                                                                       \
+    for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s *= (double)load_f(a, row_at(p, k));          \
+    s = block_prod(s, scratch);                                                                         \
+    if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)s);                                           \
+  }
+LOOM_FLOATS(PROD_FLOAT)
+#define PROD_INT(SHORT, T)                                                                              \
+  extern "C" __global__ void prod_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    __shared__ u64 scratch[32];                                                                         \
+    u64 s = 1;                                                                                          \
+    for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s *= (u64)Num<T>::load(a[row_at(p, k)]);       \
+    s = block_prod(s, scratch);                                                                         \
+    if (threadIdx.x == 0) out[blockIdx.x] = Num<T>::store((i64)s);                                      \
+  }
+PROD_INT(i32, int)
+PROD_INT(i64, i64)
+PROD_INT(u32, u32)
+
+// ---- max, min, argmax and argmin -------------------------------------------------
+
+// Best is a candidate maximum (or minimum): a value and its index along the
+// axis. NaN counts as larger than any number for the maximum and smaller
+// for the minimum: it wins both; among equals the first index wins, so
+// the value and the index agree with a sequential scan.
 template <typename C> struct Best {
   C v;
   u32 k;  // 0xffffffff: no candidate yet
@@ -86,22 +126,22 @@ template <typename C> struct Best {
 
 template <typename C> __device__ __forceinline__ bool is_nan(C v) { return v != v; }
 
-// better reports whether b replaces a.
-template <typename C> __device__ __forceinline__ bool better(const Best<C>& b, const Best<C>& a) {
+// better reports whether b replaces a; Min picks the minimum.
+template <bool Min, typename C> __device__ __forceinline__ bool better(const Best<C>& b, const Best<C>& a) {
   if (b.k == 0xffffffffu) return false;
   if (a.k == 0xffffffffu) return true;
   bool nb = is_nan(b.v), na = is_nan(a.v);
   if (nb != na) return nb;
-  if (!nb && b.v != a.v) return b.v > a.v;
+  if (!nb && b.v != a.v) return Min ? b.v < a.v : b.v > a.v;
   return b.k < a.k;
 }
 
-template <typename C> __device__ Best<C> block_best(Best<C> x) {
+template <bool Min, typename C> __device__ Best<C> block_best(Best<C> x) {
   __shared__ C sv[32];
   __shared__ u32 sk[32];
   for (int o = 16; o > 0; o >>= 1) {
     Best<C> y = {__shfl_xor_sync(0xffffffffu, x.v, o), __shfl_xor_sync(0xffffffffu, x.k, o)};
-    if (better(y, x)) x = y;
+    if (better<Min>(y, x)) x = y;
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   if (lane == 0) {
@@ -117,31 +157,55 @@ template <typename C> __device__ Best<C> block_best(Best<C> x) {
   }
   for (int o = 16; o > 0; o >>= 1) {
     Best<C> y = {__shfl_xor_sync(0xffffffffu, x.v, o), __shfl_xor_sync(0xffffffffu, x.k, o)};
-    if (better(y, x)) x = y;
+    if (better<Min>(y, x)) x = y;
   }
   return x;
 }
 
-template <typename T> __device__ __forceinline__ Best<typename Num<T>::C> best_row(const T* a, const AxisParams& p) {
+template <bool Min, typename T>
+__device__ __forceinline__ Best<typename Num<T>::C> best_row(const T* a, const AxisParams& p) {
   typedef typename Num<T>::C C;
   Best<C> x = {(C)0, 0xffffffffu};
   for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) {
     Best<C> y = {Num<T>::load(a[row_at(p, k)]), k};
-    if (better(y, x)) x = y;
+    if (better<Min>(y, x)) x = y;
   }
-  return block_best(x);
+  return block_best<Min>(x);
 }
 
-#define MAX_KERNELS(SHORT, T)                                                                           \
-  extern "C" __global__ void max_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
-    Best<Num<T>::C> x = best_row(a, p);                                                                 \
+#define BEST_KERNELS(SHORT, T, NAME, ARG, MIN)                                                          \
+  extern "C" __global__ void NAME##_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {  \
+    Best<Num<T>::C> x = best_row<MIN>(a, p);                                                            \
     if (threadIdx.x == 0) out[blockIdx.x] = Num<T>::store(x.v);                                         \
   }                                                                                                     \
-  extern "C" __global__ void argmax_##SHORT(const T* a, int* out, const AxisParams p, Status* status) { \
-    Best<Num<T>::C> x = best_row(a, p);                                                                 \
+  extern "C" __global__ void ARG##_##SHORT(const T* a, int* out, const AxisParams p, Status* status) { \
+    Best<Num<T>::C> x = best_row<MIN>(a, p);                                                            \
     if (threadIdx.x == 0) out[blockIdx.x] = (int)x.k;                                                   \
   }
+#define MAX_KERNELS(SHORT, T) BEST_KERNELS(SHORT, T, max, argmax, false)
+#define MIN_KERNELS(SHORT, T) BEST_KERNELS(SHORT, T, min, argmin, true)
 LOOM_NUMERIC(MAX_KERNELS)
+LOOM_NUMERIC(MIN_KERNELS)
+
+// ---- logsumexp -------------------------------------------------------------------
+
+// logsumexp: the maximum (a NaN sticks), then max + log(Σ exp(x − max)) in
+// double, as on the CPU; an infinite or NaN maximum is the result.
+#define LOGSUMEXP_KERNEL(SHORT, T)                                                                      \
+  extern "C" __global__ void logsumexp_##SHORT(const T* a, T* out, const AxisParams p, Status* status) { \
+    __shared__ double scratch[32];                                                                      \
+    const float m = best_row<false>(a, p).v;                                                            \
+    const bool empty = p.N == 0;                                                                        \
+    if (empty || m != m || m == LOOM_INF || m == -LOOM_INF) {                                           \
+      if (threadIdx.x == 0) store_f(out, blockIdx.x, empty ? -LOOM_INF : m);                            \
+      return;                                                                                           \
+    }                                                                                                   \
+    double s = 0;                                                                                       \
+    for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s += exp((double)load_f(a, row_at(p, k)) - m); \
+    s = block_sum(s, scratch);                                                                          \
+    if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)((double)m + log(s)));                        \
+  }
+LOOM_FLOATS(LOGSUMEXP_KERNEL)
 
 // ---- softmax ---------------------------------------------------------------------
 

@@ -9,21 +9,9 @@
 // philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0) and key
 // (k0, k1).
 __device__ u32 philox(u32 c, u32 k0, u32 k1) {
-  u32 x0 = c, x1 = 0, x2 = 0, x3 = 0;
-  for (int i = 0; i < 10; i++) {
-    if (i > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    u32 hi0 = __umulhi(0xD2511F53u, x0), lo0 = 0xD2511F53u * x0;
-    u32 hi1 = __umulhi(0xCD9E8D57u, x2), lo1 = 0xCD9E8D57u * x2;
-    u32 y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
-  }
-  return x0;
+  u32 w[4];
+  philox4x32(c, k0, k1, w);
+  return w[0];
 }
 
 // block_total returns the sum of v over the block to every thread.
@@ -116,12 +104,16 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
   const T* row = logits + (u64)s * n;
   u32* q = weights + (u64)s * n;
   float* x = (float*)q;
-  const float temp = settings[s * 4 + 0], top_p = settings[s * 4 + 1], min_p = settings[s * 4 + 2],
-              pen = settings[s * 4 + 3];
+  const float* set = settings + s * 6;
+  const float temp = set[0], top_p = set[1], min_p = set[2], pen = set[3];
+  // A presence or frequency penalty that is not finite is off.
+  const float pres = fabsf(set[4]) < LOOM_INF ? set[4] : 0.0f, freq = fabsf(set[5]) < LOOM_INF ? set[5] : 0.0f;
+  const bool repeat = pen > 0.0f && pen != 1.0f, penalized = repeat || pres != 0.0f || freq != 0.0f;
   const u32 top_k = keys[s * 3 + 0];
 
-  // 1. Logits as float32, NaN as −Inf; the penalty, one thread per window
-  // entry, the first of each distinct id.
+  // 1. Logits as float32, NaN as −Inf; the penalties, one thread per window
+  // entry, the first of each distinct id. The frequency penalty is one
+  // subtraction per occurrence: no product to fuse into a multiply-add.
   for (u32 i = threadIdx.x; i < n; i += blockDim.x) {
     float v = load_f(row, i);
     x[i] = v != v ? -LOOM_INF : v;
@@ -134,12 +126,16 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
       report_bad_index(status, 4, s * p.W + j, id, n);
       continue;
     }
-    if (id < 0 || !(pen > 0.0f) || pen == 1.0f) continue;
-    bool repeat = false;
-    for (u32 k = 0; k < j; k++) repeat |= win[k] == id;
-    if (repeat) continue;
+    if (id < 0 || !penalized) continue;
+    bool seen = false;
+    for (u32 k = 0; k < j; k++) seen |= win[k] == id;
+    if (seen) continue;
     float v = x[id];
-    x[id] = v > 0.0f ? v / pen : v * pen;
+    if (repeat) v = v > 0.0f ? v / pen : v * pen;
+    v -= pres;
+    for (u32 k = j; k < p.W; k++)
+      if (win[k] == id) v -= freq;
+    x[id] = v;
   }
   __syncthreads();
 

@@ -82,3 +82,36 @@ func MatMul(rt *runtime.Runtime, dt graph.DType, m, n, k int, transB bool) (func
 	}
 	return func() error { return rt.Eval(ops.MatMulTransposed(a, b, false, transB)) }, nil
 }
+
+// QuantizedMatMul returns a function that evaluates x[m, k] · dequant(W)ᵀ
+// on rt for random weights W [n, k] of bits-bit codes in groups of
+// groupSize with scales and biases of dtype dt (ops.QuantizedMatMul), and
+// the bytes of the weights: the packed codes plus the scales and biases.
+func QuantizedMatMul(rt *runtime.Runtime, dt graph.DType, bits, groupSize, m, n, k int) (func() error, int64, error) {
+	x, err := Operand(rt, dt, 1, m, k)
+	if err != nil {
+		return nil, 0, err
+	}
+	words := make([]uint32, n*k*bits/32)
+	s := uint64(7)
+	for i := range words {
+		s ^= s << 13
+		s ^= s >> 7
+		s ^= s << 17
+		words[i] = uint32(s >> 32)
+	}
+	w := graph.FromUint32s(words, n, k*bits/32)
+	if err := rt.Eval(w); err != nil {
+		return nil, 0, err
+	}
+	scales, err := Operand(rt, dt, 3, n, k/groupSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	biases, err := Operand(rt, dt, 4, n, k/groupSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	bytes := w.Spec().Bytes() + scales.Spec().Bytes() + biases.Spec().Bytes()
+	return func() error { return rt.Eval(ops.QuantizedMatMul(x, w, scales, biases, groupSize, bits)) }, bytes, nil
+}

@@ -10,6 +10,9 @@ import (
 
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/internal/mtlfake"
+	"github.com/loomrt/loom/metal"
+	"github.com/loomrt/loom/metal/mslcheck"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -22,14 +25,16 @@ type Target struct {
 	// GPU target computes with its own kernels (other rounding, other NaN
 	// payloads) and agrees within tolerances.
 	Exact bool
-	cpu   *cpu.Device // the checking device, if any
+	cpu   *cpu.Device     // the checking device, if any
+	fake  *mtlfake.Device // the fake under the Metal device, if any
 }
 
 // Targets returns the runtimes every op test runs on: the plain CPU device,
 // the checking device running concurrently with one dispatch per command
 // buffer, the checking device's adversarial scheduler with a few dispatches
-// per command buffer and pass, and any GPU device this machine has (see
-// gpuTargets).
+// per command buffer and pass, the Metal device over the recording fake of
+// its Objective-C layer (metal-fake: see MetalFake), and any GPU device this
+// machine has (see gpuTargets).
 func Targets(t testing.TB) []Target {
 	t.Helper()
 	mk := func(name string, dev runtime.Device, opts runtime.Options, c *cpu.Device) Target {
@@ -47,8 +52,44 @@ func Targets(t testing.TB) []Target {
 		mk("cpu-check", check, runtime.Options{DispatchesPerCommandBuffer: 1}, check),
 		mk("cpu-adversarial", adv, runtime.Options{DispatchesPerCommandBuffer: 3, DispatchesPerPass: 2}, adv),
 	}
+	if fake, ok := MetalFake(t, mtlfake.Options{Seed: 11}); ok {
+		ts = append(ts, mk("metal-fake", fake.dev, runtime.Options{DispatchesPerCommandBuffer: 3, DispatchesPerPass: 2}, nil))
+		ts[len(ts)-1].Exact, ts[len(ts)-1].fake = false, fake.Fake
+	}
 	return append(ts, gpuTargets(t)...)
 }
+
+// Fake is Loom's Metal device over a recording fake of its Objective-C
+// layer (internal/mtlfake): the device's own Go runs, every call it makes
+// is checked against Metal's ordering rules by the checking device's
+// happens-before model, and the dispatches run the CPU kernels. It is not
+// Exact: the Metal device's caps steer lowering (split-KV, matmul paths)
+// unlike the CPU's.
+type Fake struct {
+	Fake *mtlfake.Device
+	dev  *metal.Device
+}
+
+// MetalFake returns a Metal device on a new fake, closed when the test
+// ends, or false when this machine lacks g++ (the fake reads the MSL
+// kernels' parameters through it).
+func MetalFake(t testing.TB, opts mtlfake.Options) (Fake, bool) {
+	t.Helper()
+	if _, err := mslcheck.Compiler(); err != nil {
+		t.Logf("no metal-fake target: %v", err)
+		return Fake{}, false
+	}
+	fake := mtlfake.New(opts)
+	t.Cleanup(fake.Close)
+	dev, err := metal.New(fake)
+	if err != nil {
+		t.Fatalf("metal on the fake: %v", err)
+	}
+	return Fake{fake, dev}, true
+}
+
+// Device is the Metal device.
+func (f Fake) Device() *metal.Device { return f.dev }
 
 // Eval evaluates outs and fails the test on an error or a hazard.
 func (tg Target) Eval(t testing.TB, outs ...*graph.Array) {
@@ -62,6 +103,14 @@ func (tg Target) Eval(t testing.TB, outs ...*graph.Array) {
 // NoHazards fails the test if the checking device found a hazard.
 func (tg Target) NoHazards(t testing.TB) {
 	t.Helper()
+	if tg.fake != nil {
+		if hz := tg.fake.Hazards(); len(hz) > 0 {
+			t.Fatalf("%s: %d hazards, first: %v", tg.Name, len(hz), hz[0])
+		}
+		if v := tg.fake.Violations(); len(v) > 0 {
+			t.Fatalf("%s: %d calls against Metal's rules, first: %s", tg.Name, len(v), v[0])
+		}
+	}
 	if tg.cpu == nil {
 		return
 	}

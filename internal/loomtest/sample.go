@@ -28,18 +28,23 @@ func SampleRef(logits []float64, o ops.Sampling, counter int32, window []int32) 
 			x[i] = float32(math.Inf(-1))
 		}
 	}
-	if pen := o.RepetitionPenalty; pen != 0 && pen != 1 {
-		seen := map[int32]bool{}
-		for _, id := range window {
-			if id < 0 || seen[id] {
-				continue
-			}
-			seen[id] = true
+	counts := map[int32]int{}
+	for _, id := range window {
+		if id >= 0 {
+			counts[id]++
+		}
+	}
+	for id, c := range counts {
+		if pen := o.RepetitionPenalty; pen != 0 && pen != 1 {
 			if x[id] > 0 {
 				x[id] /= pen
 			} else {
 				x[id] *= pen
 			}
+		}
+		x[id] -= o.PresencePenalty
+		for range c {
+			x[id] -= o.FrequencyPenalty
 		}
 	}
 	m := slices.Max(x)

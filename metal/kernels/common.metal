@@ -180,3 +180,23 @@ int kv_slot(device const S* slot_mapping, int num_tokens, int num_slots, uint t,
 struct OpSiLU {
   float operator()(float x) const { return x / (1.0f + exp(-x)); }
 };
+
+// philox4x32 returns the four words of Philox4x32-10 (Salmon et al., 2011)
+// for counter (c, 0, 0, 0) and key (k0, k1): primitives.Philox4x32, the
+// generator of sampling and of the random draws.
+inline uint4 philox4x32(uint c, uint k0, uint k1) {
+  uint x0 = c, x1 = 0, x2 = 0, x3 = 0;
+  for (int i = 0; i < 10; i++) {
+    if (i > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    ulong p0 = ulong(0xD2511F53u) * ulong(x0), p1 = ulong(0xCD9E8D57u) * ulong(x2);
+    uint y0 = uint(p1 >> 32) ^ x1 ^ k0, y2 = uint(p0 >> 32) ^ x3 ^ k1;
+    x0 = y0;
+    x1 = uint(p1);
+    x2 = y2;
+    x3 = uint(p0);
+  }
+  return uint4(x0, x1, x2, x3);
+}

@@ -44,6 +44,40 @@ struct OpMaximum : ArithmeticOp {
 struct OpMinimum : ArithmeticOp {
   template <typename T> T operator()(T a, T b) const { return (a != a || a < b) ? a : b; }
 };
+// Power: the float form takes |a|^b and restores the sign of an odd
+// integer power of a negative base (a non-integer one is NaN), as C's pow.
+// Integers multiply by repeated squaring, wrapping; a negative exponent
+// gives 0 but for the bases 1 and −1.
+template <typename U> U power_bits(U x, U n) {
+  U r = U(1);
+  for (; n > U(0); n >>= 1) {
+    if ((n & U(1)) != U(0)) {
+      r *= x;
+    }
+    x *= x;
+  }
+  return r;
+}
+struct OpPower : ArithmeticOp {
+  float operator()(float a, float b) const {
+    if (a >= 0.0f || a != a || b != b) {
+      return pow(a, b);
+    }
+    if (floor(b) != b) {
+      return NAN;
+    }
+    float r = pow(-a, b);
+    return floor(b * 0.5f) != b * 0.5f ? -r : r;
+  }
+  int operator()(int a, int b) const { return b < 0 ? negative_exponent(a, b) : int(power_bits(uint(a), uint(b))); }
+  long operator()(long a, long b) const {
+    return b < 0 ? long(negative_exponent(a, b)) : long(power_bits(ulong(a), ulong(b)));
+  }
+  uint operator()(uint a, uint b) const { return power_bits(a, b); }
+  template <typename T> static T negative_exponent(T a, T b) {
+    return a == T(1) ? T(1) : (a == T(-1) ? ((b & T(1)) != T(0) ? T(-1) : T(1)) : T(0));
+  }
+};
 struct OpEqual : ComparisonOp {
   template <typename T> bool operator()(T a, T b) const { return a == b; }
 };
@@ -92,6 +126,7 @@ LOOM_BINARY("mul", OpMul)
 LOOM_BINARY("div", OpDiv)
 LOOM_BINARY("maximum", OpMaximum)
 LOOM_BINARY("minimum", OpMinimum)
+LOOM_BINARY("power", OpPower)
 LOOM_BINARY("equal", OpEqual)
 LOOM_BINARY("not_equal", OpNotEqual)
 LOOM_BINARY("less", OpLess)

@@ -17,12 +17,23 @@ inline ulong2 matmul_offsets(constant MatMulParams& p, uint b) {
   return ulong2(oa * p.M * p.K, ob * p.K * p.N);
 }
 
+// Both kernels below compute every output element the same way: the
+// products of its row of A and column of B, converted to float, summed by
+// 8×8 SIMD-group matrix products (float32) over K in order, 8 values of K
+// at a time, from zero, the last 8 zero-padded past K, one product per 8
+// values (none for padding alone). So a row's result does not depend on M,
+// the batch it is computed in, or the kernel that computes it (batch
+// invariance), as far as the SIMD-group products themselves compute a row
+// of their result the same way wherever it sits in the matrix.
+
 // The tiled kernel: a threadgroup of 4 SIMD groups computes a 32×32 tile
 // of out; each SIMD group a 16×16 quarter as 2×2 SIMD-group matrices of
-// 8×8, accumulating in float over K in steps of 16 staged in threadgroup
-// memory (converted to float on the way in, zero outside the matrices).
-// The lowering counts grids and groups in the same numbers
-// (primitives.CConstants), which this layout fixes.
+// 8×8, accumulating over K in steps of 16 staged in threadgroup memory
+// (converted to float on the way in, zero outside the matrices). The
+// threads stage along the stored rows of each input (along K for A, and
+// for B stored N×K, the weights' layout), so neighbouring lanes read
+// neighbouring elements. The lowering counts grids and groups in the same
+// numbers (primitives.CConstants), which this layout fixes.
 static_assert(LOOM_MATMUL_TILE == 32 && LOOM_MATMUL_THREADS == 128, "the tile's layout is four SIMD groups of 16×16 quarters");
 constant constexpr uint MM_TILE = LOOM_MATMUL_TILE;
 constant constexpr uint MM_K = 16;
@@ -54,14 +65,16 @@ template <typename T>
   for (uint k0 = 0; k0 < p.K; k0 += MM_K) {
     // The threads stage 512 elements of each of A and B.
     for (uint e = tid; e < MM_TILE * MM_K; e += LOOM_MATMUL_THREADS) {
-      uint r = e / MM_K, k = e % MM_K;
+      uint r = p.TransposeA != 0 ? e % MM_TILE : e / MM_K;
+      uint k = p.TransposeA != 0 ? e / MM_TILE : e % MM_K;
       uint m = row0 + r, kk = k0 + k;
       float v = 0.0f;
       if (m < p.M && kk < p.K) {
         v = float(p.TransposeA != 0 ? A[ulong(kk) * p.M + m] : A[ulong(m) * p.K + kk]);
       }
       as[r * MM_K + k] = v;
-      uint kb = e / MM_TILE, c = e % MM_TILE;
+      uint c = p.TransposeB != 0 ? e / MM_K : e % MM_TILE;
+      uint kb = p.TransposeB != 0 ? e % MM_K : e / MM_TILE;
       uint n = col0 + c, kkb = k0 + kb;
       float w = 0.0f;
       if (n < p.N && kkb < p.K) {
@@ -70,7 +83,7 @@ template <typename T>
       bs[kb * MM_TILE + c] = w;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint kk = 0; kk < MM_K; kk += 8) {
+    for (uint kk = 0; kk < MM_K && k0 + kk < p.K; kk += 8) {
       simdgroup_float8x8 am[2], bm[2];
       for (uint i = 0; i < 2; i++) {
         simdgroup_load(am[i], &as[(sr + 8 * i) * MM_K + kk], MM_K);
@@ -104,10 +117,20 @@ LOOM_KERNEL("matmul_f32_tiled", matmul_tiled, float)
 LOOM_KERNEL("matmul_f16_tiled", matmul_tiled, half)
 LOOM_KERNEL("matmul_bf16_tiled", matmul_tiled, bfloat)
 
-// The GEMV kernel (decode, M = 1): each SIMD group of the threadgroup
-// computes one output column as a dot product over K, its 32 lanes striding
-// over K (contiguous reads when B is stored N×K, the weights' usual
-// layout), summed with simd_sum.
+// The GEMV kernel, for one row and the small-M path (the lowering gives it
+// up to Caps.GEMVMaxRows rows, primitives.MatMulSIMDGroupRows on Metal):
+// threadgroup (gx, 0, b) computes columns [8gx, 8gx + 8) of out for all
+// the rows, in passes of 64, SIMD group sg rows [8sg, 8sg + 8) of the pass
+// as one 8×8 SIMD-group matrix. Each step stages 32 values of K: the 8
+// rows of B (columns of out; contiguous when B is stored N×K) once for all
+// the rows of the pass, so that each byte of the weights is read once per
+// pass, and the pass's rows of A (of x). The products are matmul_tiled's,
+// so each row's result is the same whatever M and whichever kernel.
+static_assert(LOOM_GEMV_THREADS == 256 && LOOM_GEMV_ROWS == 8, "the small-M layout is 8 SIMD groups of 8 rows by 8 columns");
+constant constexpr uint SM_COLS = LOOM_GEMV_ROWS;
+constant constexpr uint SM_ROWS = LOOM_GEMV_THREADS / 32 * 8;
+constant constexpr uint SM_K = 32;
+
 template <typename T>
 [[kernel]] void matmul_gemv(
     device const T* a [[buffer(0)]],
@@ -115,26 +138,66 @@ template <typename T>
     device T* out [[buffer(2)]],
     constant MatMulParams& p [[buffer(3)]],
     uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
     uint sg [[simdgroup_index_in_threadgroup]],
-    uint sgs [[simdgroups_per_threadgroup]],
-    uint lane [[thread_index_in_simdgroup]],
-    uint width [[threads_per_simdgroup]]) {
-  uint n = group.x * sgs + sg;
-  if (n >= p.N) {
-    return;
-  }
+    uint lane [[thread_index_in_simdgroup]]) {
+  LOOM_SHARED float xs[SM_ROWS * SM_K]; // [64 rows of A][32 k]
+  LOOM_SHARED float ws[SM_COLS * SM_K]; // [8 columns of out][32 k]
+  uint n0 = group.x * SM_COLS;
   ulong2 off = matmul_offsets(p, group.z);
   device const T* A = a + off.x;
   device const T* B = b + off.y;
-  float acc = 0.0f;
-  for (uint k = lane; k < p.K; k += width) {
-    float x = float(A[k]); // M = 1: row 0 (TransposeA reads the same K elements)
-    float w = float(p.TransposeB != 0 ? B[ulong(n) * p.K + k] : B[ulong(k) * p.N + n]);
-    acc += x * w;
-  }
-  acc = simd_sum(acc);
-  if (lane == 0) {
-    out[ulong(group.z) * p.N + n] = T(acc);
+  device T* O = out + ulong(group.z) * p.M * p.N;
+  for (uint m0 = 0; m0 < p.M; m0 += SM_ROWS) {
+    uint tiles = min((p.M - m0 + 7) / 8, SM_ROWS / 8); // row tiles in this pass
+    simdgroup_float8x8 acc = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    for (uint k0 = 0; k0 < p.K; k0 += SM_K) {
+      // B: one element per thread, lanes along the stored rows.
+      {
+        uint c = p.TransposeB != 0 ? tid / SM_K : tid % SM_COLS;
+        uint k = p.TransposeB != 0 ? tid % SM_K : tid / SM_COLS;
+        uint n = n0 + c, kk = k0 + k;
+        float w = 0.0f;
+        if (n < p.N && kk < p.K) {
+          w = float(p.TransposeB != 0 ? B[ulong(n) * p.K + kk] : B[ulong(kk) * p.N + n]);
+        }
+        ws[c * SM_K + k] = w;
+      }
+      for (uint e = tid; e < tiles * 8 * SM_K; e += LOOM_GEMV_THREADS) {
+        uint r = e / SM_K, k = e % SM_K;
+        uint m = m0 + r, kk = k0 + k;
+        float v = 0.0f;
+        if (m < p.M && kk < p.K) {
+          v = float(p.TransposeA != 0 ? A[ulong(kk) * p.M + m] : A[ulong(m) * p.K + kk]);
+        }
+        xs[e] = v;
+      }
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+      if (sg < tiles) {
+        for (uint kk = 0; kk < SM_K && k0 + kk < p.K; kk += 8) {
+          simdgroup_float8x8 xm, wm;
+          simdgroup_load(xm, &xs[sg * 8 * SM_K + kk], SM_K);
+          // ws holds B's 8 columns as rows: loaded transposed, it is B's
+          // 8×8 block (k by n).
+          simdgroup_load(wm, &ws[kk], SM_K, ulong2(0), true);
+          simdgroup_multiply_accumulate(acc, xm, wm, acc);
+        }
+      }
+      // Everyone is done with this step's tiles before they are overwritten.
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    if (sg < tiles) {
+      // The SIMD group's own 64 floats of xs (unused until the next pass).
+      simdgroup_store(acc, &xs[sg * 64], 8);
+      simdgroup_barrier(mem_flags::mem_threadgroup);
+      for (uint e = lane; e < 64; e += 32) {
+        uint m = m0 + sg * 8 + e / 8, n = n0 + e % 8;
+        if (m < p.M && n < p.N) {
+          O[ulong(m) * p.N + n] = T(xs[sg * 64 + e]);
+        }
+      }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
   }
 }
 
@@ -144,9 +207,10 @@ LOOM_KERNEL("matmul_bf16_gemv", matmul_gemv, bfloat)
 
 // The gated GEMV (MatMulSiLUMul): x [M, K], w [2N, K], the gate rows then
 // the up rows. SIMD group sg of threadgroup (gx, m) computes out[m, j] for
-// j = gx·simdgroups + sg: its two dot products as matmul_gemv sums one
-// (lanes striding over K, simd_sum), each rounded to T as the matmul's
-// output is, then silu_mul's product.
+// j = gx·simdgroups + sg: its two dot products, lanes striding over K and
+// summed with simd_sum (not matmul_gemv's order, so the fused result can
+// differ from the matmul and silu_mul's in the last bits), each rounded to
+// T as the matmul's output is, then silu_mul's product.
 template <typename T>
 [[kernel]] void matmul_silu_mul(
     device const T* x [[buffer(0)]],

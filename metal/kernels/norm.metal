@@ -101,3 +101,38 @@ template <typename T>
 }
 
 LOOM_FLOAT_KERNELS("add_rms_norm", add_rms_norm)
+
+// layer_norm: out = (x − mean) · rsqrt(var + eps) · weight + bias over rows
+// of D, the mean and then the biased variance summed in float.
+template <typename T>
+[[kernel]] void layer_norm(
+    device const T* x [[buffer(0)]],
+    device const T* weight [[buffer(1)]],
+    device const T* bias [[buffer(2)]],
+    device T* out [[buffer(3)]],
+    constant RMSNormParams& p [[buffer(4)]],
+    uint row [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  LOOM_SHARED float scratch[LOOM_MAX_THREADS];
+  if (row >= p.Rows) {
+    return;
+  }
+  device const T* xr = x + row * p.D;
+  float s = 0.0f;
+  for (uint k = tid; k < p.D; k += threads) {
+    s += float(xr[k]);
+  }
+  float mean = threadgroup_reduce(s, scratch, tid, threads, SumOp()) / float(p.D);
+  float ss = 0.0f;
+  for (uint k = tid; k < p.D; k += threads) {
+    float v = float(xr[k]) - mean;
+    ss += v * v;
+  }
+  float r = rsqrt(threadgroup_reduce(ss, scratch, tid, threads, SumOp()) / float(p.D) + p.Eps);
+  for (uint k = tid; k < p.D; k += threads) {
+    out[row * p.D + k] = T((float(xr[k]) - mean) * r * float(weight[k]) + float(bias[k]));
+  }
+}
+
+LOOM_FLOAT_KERNELS("layer_norm", layer_norm)

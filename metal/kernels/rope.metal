@@ -10,7 +10,22 @@ inline float rope_angle(float pos, uint i, uint d, float theta) {
   return pos * pow(theta, -2.0f * float(i) / float(d));
 }
 
-// One threadgroup per (token, head).
+// rope_scale is primitives.RoPEScaling.Scale (Llama 3.1's scaling of the
+// inverse frequency f), in float32.
+inline float rope_scale(float f, constant RoPEParams& p) {
+  float w = 6.28318530717958647692f / f;
+  if (w > p.OriginalMaxPositions / p.LowFreqFactor) {
+    return f / p.Factor;
+  }
+  if (w >= p.OriginalMaxPositions / p.HighFreqFactor) {
+    float sm = (p.OriginalMaxPositions / w - p.LowFreqFactor) / (p.HighFreqFactor - p.LowFreqFactor);
+    return (1.0f - sm) * f / p.Factor + sm * f;
+  }
+  return f;
+}
+
+// One threadgroup per (token, head); the frequency of pair i is scaled
+// first when p.Factor is set.
 template <typename T>
 [[kernel]] void rope(
     device const T* x [[buffer(0)]],
@@ -27,7 +42,11 @@ template <typename T>
   float pos = float(positions[group / p.H]);
   uint base = group * p.D;
   for (uint i = tid; i < half_d; i += threads) {
-    float angle = rope_angle(pos, i, p.D, p.Theta);
+    float f = pow(p.Theta, -2.0f * float(i) / float(p.D));
+    if (p.Factor != 0.0f) {
+      f = rope_scale(f, p);
+    }
+    float angle = pos * f;
     float c = cos(angle), s = sin(angle);
     float u = float(x[base + i]), v = float(x[base + i + half_d]);
     out[base + i] = T(u * c - v * s);

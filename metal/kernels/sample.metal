@@ -8,20 +8,7 @@
 // sample_philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0)
 // and key (k0, k1).
 inline uint sample_philox(uint c, uint k0, uint k1) {
-  uint x0 = c, x1 = 0, x2 = 0, x3 = 0;
-  for (int i = 0; i < 10; i++) {
-    if (i > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    ulong p0 = ulong(0xD2511F53u) * ulong(x0), p1 = ulong(0xCD9E8D57u) * ulong(x2);
-    uint y0 = uint(p1 >> 32) ^ x1 ^ k0, y2 = uint(p0 >> 32) ^ x3 ^ k1;
-    x0 = y0;
-    x1 = uint(p1);
-    x2 = y2;
-    x3 = uint(p0);
-  }
-  return x0;
+  return philox4x32(c, k0, k1).x;
 }
 
 // sample_add adds v to the 64-bit histogram bin (lo, hi) with 32-bit
@@ -129,11 +116,16 @@ template <typename T>
   device const T* row = logits + ulong(s) * n;
   device uint* q = weights + ulong(s) * n;
   device float* x = (device float*)q;
-  const float temp = settings[s * 4 + 0], top_p = settings[s * 4 + 1], min_p = settings[s * 4 + 2], pen = settings[s * 4 + 3];
+  device const float* set = settings + s * 6;
+  const float temp = set[0], top_p = set[1], min_p = set[2], pen = set[3];
+  // A presence or frequency penalty that is not finite is off.
+  const float pres = fabs(set[4]) < INFINITY ? set[4] : 0.0f, freq = fabs(set[5]) < INFINITY ? set[5] : 0.0f;
+  const bool repeat = pen > 0.0f && pen != 1.0f, penalized = repeat || pres != 0.0f || freq != 0.0f;
   const uint top_k = keys[s * 3 + 0];
 
-  // 1. Logits as float32, NaN as −Inf; the penalty, one thread per window
-  // entry, the first of each distinct id.
+  // 1. Logits as float32, NaN as −Inf; the penalties, one thread per window
+  // entry, the first of each distinct id. The frequency penalty is one
+  // subtraction per occurrence: no product to fuse into a multiply-add.
   for (uint i = tid; i < n; i += threads) {
     float v = float(row[i]);
     x[i] = v != v ? -INFINITY : v;
@@ -146,17 +138,27 @@ template <typename T>
       report_bad_index(status, 4, s * p.W + j, id);
       continue;
     }
-    if (id < 0 || !(pen > 0.0f) || pen == 1.0f) {
+    if (id < 0 || !penalized) {
       continue;
     }
-    bool repeat = false;
+    bool seen = false;
     for (uint k = 0; k < j; k++) {
-      repeat = repeat || win[k] == id;
+      seen = seen || win[k] == id;
     }
-    if (!repeat) {
-      float v = x[id];
-      x[id] = v > 0.0f ? v / pen : v * pen;
+    if (seen) {
+      continue;
     }
+    float v = x[id];
+    if (repeat) {
+      v = v > 0.0f ? v / pen : v * pen;
+    }
+    v -= pres;
+    for (uint k = j; k < p.W; k++) {
+      if (win[k] == id) {
+        v -= freq;
+      }
+    }
+    x[id] = v;
   }
   threadgroup_barrier(mem_flags::mem_device);
 

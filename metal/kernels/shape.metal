@@ -1,7 +1,9 @@
-// copy_strided: the copy behind Transpose, Slice and Concatenate. Element
-// i of the N-element shape Shape[:Rank] is read at Σ idx_d·Src[d] and
-// written at Σ idx_d·Dst[d] (element strides; the runtime binds both
-// buffers at the copy's first element).
+// copy_strided: the copy behind Transpose, Slice, Concatenate, BroadcastTo
+// and Pad. Element i of the N-element shape Shape[:Rank] is read at
+// SrcBase + Σ idx_d·Src[d] and written at DstBase + Σ idx_d·Dst[d]
+// (element strides, negative for a reversed slice, 0 for a broadcast; the
+// runtime binds both buffers at the lowest element the copy touches, and
+// the sums, modulo 2^32, end in range).
 template <typename T>
 [[kernel]] void copy_strided(
     device const T* src [[buffer(0)]],
@@ -11,13 +13,13 @@ template <typename T>
   if (gid >= p.N) {
     return;
   }
-  uint i = gid, s = 0, d = 0;
+  uint i = gid, s = p.SrcBase, d = p.DstBase;
   for (int k = int(p.Rank) - 1; k >= 0; k--) {
     uint n = p.Shape[k];
     uint idx = i % n;
     i /= n;
-    s += idx * p.Src[k];
-    d += idx * p.Dst[k];
+    s += idx * uint(p.Src[k]);
+    d += idx * uint(p.Dst[k]);
   }
   dst[d] = src[s];
 }

@@ -41,6 +41,26 @@ struct OpGELU {
   float operator()(float x) const { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
 };
 
+// Abs of the most negative integer wraps around to itself, as on the CPU.
+struct OpAbs {
+  float operator()(float x) const { return fabs(x); }
+  int operator()(int x) const { return x < 0 ? int(0u - uint(x)) : x; }
+  long operator()(long x) const { return x < 0 ? long(0ul - ulong(x)) : x; }
+  uint operator()(uint x) const { return x; }
+};
+struct OpSin {
+  float operator()(float x) const { return sin(x); }
+};
+struct OpCos {
+  float operator()(float x) const { return cos(x); }
+};
+struct OpErf {
+  float operator()(float x) const { return erf_approx(x); }
+};
+struct OpFloor {
+  float operator()(float x) const { return floor(x); }
+};
+
 template <typename T, typename Op>
 [[kernel]] void unary(
     device const T* a [[buffer(0)]],
@@ -66,6 +86,14 @@ LOOM_FLOAT_KERNELS("tanh", unary, OpTanh)
 LOOM_FLOAT_KERNELS("sigmoid", unary, OpSigmoid)
 LOOM_FLOAT_KERNELS("silu", unary, OpSiLU)
 LOOM_FLOAT_KERNELS("gelu", unary, OpGELU)
+LOOM_FLOAT_KERNELS("abs", unary, OpAbs)
+LOOM_KERNEL("abs_i32", unary, int, OpAbs)
+LOOM_KERNEL("abs_i64", unary, long, OpAbs)
+LOOM_KERNEL("abs_u32", unary, uint, OpAbs)
+LOOM_FLOAT_KERNELS("sin", unary, OpSin)
+LOOM_FLOAT_KERNELS("cos", unary, OpCos)
+LOOM_FLOAT_KERNELS("erf", unary, OpErf)
+LOOM_FLOAT_KERNELS("floor", unary, OpFloor)
 
 // silu_mul: out[r, i] = silu(a[r, i]) · a[r, N + i] for rows of 2N (the
 // gate half, then the up half), a thread per output element, in float,

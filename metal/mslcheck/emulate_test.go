@@ -219,3 +219,58 @@ func TestEmulatedSIMDFunctions(t *testing.T) {
 		}
 	}
 }
+
+// matrixParams is testdata/simdgroup_matrix.metal's MatrixParams.
+type matrixParams struct{ AX, AY, AT, BX, BY, DX, DY, DT uint32 }
+
+// TestEmulatedSIMDGroupMatrix checks the emulation's SIMD-group matrix
+// loads and stores (an origin of column x and row y in a 16-wide layout,
+// and transposed) and its multiply-accumulate against their definitions,
+// on small integers so that every sum is exact.
+func TestEmulatedSIMDGroupMatrix(t *testing.T) {
+	needCompiler(t)
+	src, err := os.ReadFile("testdata/simdgroup_matrix.metal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := mslcheck.Emulate("simdgroup_matrix.metal", string(src), "simdgroup_matrix_ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	in := make([]float32, 16*16)
+	for i := range in {
+		in[i] = float32(rng.IntN(9) - 4)
+	}
+	for _, p := range []matrixParams{
+		{},
+		{AX: 3, AY: 5, BX: 8, BY: 1, DX: 2, DY: 7},
+		{AX: 1, AY: 6, AT: 1, BX: 7, BY: 8, DX: 8, DY: 0, DT: 1},
+	} {
+		out := make([]float32, 16*16)
+		if err := lib.Run("simdgroup_matrix_ops", [3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, in, out, &p); err != nil {
+			t.Fatal(err)
+		}
+		// at is element (r, c) of the 8×8 block at origin (x, y) of a
+		// 16-wide layout, or of its transpose.
+		at := func(r, c int, x, y uint32, tr bool) int {
+			if tr {
+				r, c = c, r
+			}
+			return (int(y)+r)*16 + int(x) + c
+		}
+		want := make([]float32, 16*16)
+		for r := range 8 {
+			for c := range 8 {
+				s := float32(0.5)
+				for k := range 8 {
+					s += in[at(r, k, p.AX, p.AY, p.AT != 0)] * in[at(k, c, p.BX, p.BY, false)]
+				}
+				want[at(r, c, p.DX, p.DY, p.DT != 0)] = s
+			}
+		}
+		if !slices.Equal(out, want) {
+			t.Fatalf("%+v:\n got %v\nwant %v", p, out, want)
+		}
+	}
+}

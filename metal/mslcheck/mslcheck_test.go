@@ -23,7 +23,7 @@ func needCompiler(t *testing.T) {
 // and MLX write them.
 func TestUserKernelsCompile(t *testing.T) {
 	needCompiler(t)
-	if err := mslcheck.CheckFiles("testdata/add_arrays.metal", "testdata/softmax.metal", "testdata/simd.metal"); err != nil {
+	if err := mslcheck.CheckFiles("testdata/add_arrays.metal", "testdata/softmax.metal", "testdata/simd.metal", "testdata/simdgroup_matrix.metal"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,31 +1,50 @@
 #!/usr/bin/env python3
-"""make_goldens.py writes golden.json for the tiny model: for each prompt,
-the greedy continuation and the float32 logits of every generated step,
-computed by transformers' Qwen3ForCausalLM from the model directory's
-safetensors on the CPU in float32 with eager attention.
+"""make_goldens.py writes golden.json for the tiny model: for each prompt
+(the long one is long_prompt.txt twice),
+its token ids (the model's <|endoftext|> BOS, then the text encoded by the
+reference tokenizer), the greedy continuation and the float32 logits of
+every generated step, computed on the CPU in float32 from the model
+directory's safetensors by transformers' Qwen3ForCausalLM (eager attention),
+or with -impl qwen3.py by this folder's plain-PyTorch Qwen3 where
+transformers is not installed.
 
 Each step runs the whole sequence again (no KV cache), so the goldens do not
-depend on transformers' cache code. "min_margin" is the smallest gap between
-the top two logits over a case's steps: a greedy token is only as stable as
-that gap.
+depend on a cache. "min_margin" is the smallest gap between the top two
+logits over a case's steps: a greedy token is only as stable as that gap.
+The text is encoded with the Python tokenizers package when it is installed
+(it comes with transformers), else with encode.js (node and
+@huggingface/tokenizers).
 
-    python3 make_goldens.py -model DIR -long-prompt long_prompt.txt -o golden.json
+    python3 make_goldens.py -model DIR -long-prompt long_prompt.txt -o golden.json [-impl transformers|qwen3.py]
 """
 import argparse
 import json
+import os
+import subprocess
 
 import torch
-import transformers
-from transformers import Qwen3ForCausalLM
 
-EOT = 256
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROMPTS = [
-    ("package", "package main\n\nimport (\n\t\"fmt\"\n", 24),
-    ("copyright", "// Copyright 2009 The Go Authors. All rights reserved.\n", 24),
-    ("method", "func (b *Buffer) Write(p []byte) (n int, err error) {\n", 24),
-    ("one-byte", "x", 12),
+    ("package", "package main\n\nimport (\n\t\"fmt\"\n", 12),
+    ("copyright", "// Copyright 2009 The Go Authors. All rights reserved.\n", 12),
+    ("method", "func (b *Buffer) Write(p []byte) (n int, err error) {\n", 12),
+    ("one-token", "x", 8),
 ]
+
+
+def encode(model_dir, texts):
+    path = os.path.join(model_dir, "tokenizer.json")
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        out = subprocess.run(["node", os.path.join(HERE, "encode.js"), path, "-texts"], input=json.dumps(texts),
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out), "@huggingface/tokenizers (encode.js)"
+    import tokenizers
+    tok = Tokenizer.from_file(path)
+    return [tok.encode(t, add_special_tokens=False).ids for t in texts], "tokenizers " + tokenizers.__version__
 
 
 def run(model, ids, steps):
@@ -33,12 +52,13 @@ def run(model, ids, steps):
     tokens, logits, margin = [], [], float("inf")
     with torch.no_grad():
         for _ in range(steps):
-            out = model(input_ids=torch.tensor([ids])).logits[0, -1].to(torch.float32)
+            out = model(torch.tensor([ids]))[0, -1].to(torch.float32)
             top = torch.topk(out, 2).values
             margin = min(margin, (top[0] - top[1]).item())
             nxt = int(torch.argmax(out).item())
             tokens.append(nxt)
-            logits.append([float(v) for v in out.tolist()])
+            # 9 significant digits hold a float32 exactly.
+            logits.append([float(f"{v:.9g}") for v in out.tolist()])
             ids.append(nxt)
     return tokens, logits, margin
 
@@ -48,22 +68,37 @@ def main():
     ap.add_argument("-model", required=True)
     ap.add_argument("-long-prompt", required=True)
     ap.add_argument("-o", required=True)
+    ap.add_argument("-impl", default="transformers", choices=["transformers", "qwen3.py"])
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model = Qwen3ForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager").eval()
+    if args.impl == "transformers":
+        import transformers
+        from transformers import Qwen3ForCausalLM
+        hf = Qwen3ForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager").eval()
+        model = lambda ids: hf(input_ids=ids).logits
+        impl = "transformers " + transformers.__version__ + " Qwen3ForCausalLM"
+    else:
+        from qwen3 import Qwen3
+        model = Qwen3.load(args.model)
+        impl = "scripts/qwen3.py (plain PyTorch)"
+    with open(os.path.join(args.model, "config.json")) as f:
+        bos = json.load(f)["bos_token_id"]
     with open(args.long_prompt, "rb") as f:
         long_prompt = f.read().decode("utf-8")
+    # Twice the long prompt's text: past 512 tokens, two partitions of
+    # split-KV attention.
+    prompts = PROMPTS + [("long", long_prompt * 2, 8)]
+    encoded, tokenizer = encode(args.model, [p[1] for p in prompts])
     cases = []
-    for name, text, steps in PROMPTS + [("long", long_prompt, 16)]:
-        ids = [EOT] + list(text.encode("utf-8"))
+    for (name, text, steps), ids in zip(prompts, encoded):
+        ids = [bos] + ids
         tokens, logits, margin = run(model, ids, steps)
-        cases.append({"name": name, "prompt_ids": ids, "tokens": tokens, "logits": logits, "min_margin": margin})
-        text_out = bytes(t for t in tokens if t < 256).decode("utf-8", "replace")
-        print(f"{name}: {len(ids)} prompt tokens, min margin {margin:.4f}: {text_out!r}", flush=True)
+        cases.append({"name": name, "prompt": text, "prompt_ids": ids, "tokens": tokens, "logits": logits, "min_margin": margin})
+        print(f"{name}: {len(ids)} prompt tokens, min margin {margin:.4f}: {tokens}", flush=True)
     golden = {
         "generator": "testdata/tiny-qwen3/scripts/make_goldens.py",
+        "model": impl,
+        "tokenizer": tokenizer,
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
         "dtype": "float32",
         "cases": cases,
     }

@@ -1,6 +1,6 @@
 //go:build darwin
 
-package metal
+package mtl
 
 import (
 	"errors"
@@ -101,13 +101,12 @@ var (
 
 // Metal constants.
 const (
-	resourceStorageModeShared              = 0 << 4
-	resourceHazardTrackingUntracked        = 1 << 8
-	dispatchTypeConcurrent                 = 1
-	barrierScopeBuffers                    = 1
-	commandBufferStatusError               = 5
-	languageVersion3_1                     = 3<<16 | 1 // bfloat needs MSL 3.1
-	gpuFamilyApple7                 uint64 = 1007
+	resourceStorageModeShared       = 0 << 4
+	resourceHazardTrackingUntracked = 1 << 8
+	dispatchTypeConcurrent          = 1
+	barrierScopeBuffers             = 1
+	commandBufferStatusError        = 5
+	languageVersion3_1              = 3<<16 | 1 // bfloat needs MSL 3.1
 )
 
 var (
@@ -122,50 +121,63 @@ func bind() error {
 	return bindErr
 }
 
+// The frameworks bind loads, and the C functions it takes from them.
+const (
+	libobjc      = "/usr/lib/libobjc.A.dylib"
+	foundation   = "/System/Library/Frameworks/Foundation.framework/Foundation"
+	metalFW      = "/System/Library/Frameworks/Metal.framework/Metal"
+	iokitFW      = "/System/Library/Frameworks/IOKit.framework/IOKit"
+	coreFoundFW  = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
+	objcMsgSend  = "objc_msgSend"
+	dlopenGlobal = purego.RTLD_NOW | purego.RTLD_GLOBAL
+)
+
 func bindFrameworks() error {
-	libobjc, err := purego.Dlopen("/usr/lib/libobjc.A.dylib", purego.RTLD_NOW|purego.RTLD_GLOBAL)
-	if err != nil {
-		return fmt.Errorf("metal: loading libobjc: %w", err)
+	libs := map[string]uintptr{}
+	for _, name := range []string{libobjc, foundation, metalFW, iokitFW, coreFoundFW} {
+		lib, err := purego.Dlopen(name, dlopenGlobal)
+		if err != nil {
+			return fmt.Errorf("metal: loading %s: %w", name, err)
+		}
+		libs[name] = lib
 	}
-	if _, err := purego.Dlopen("/System/Library/Frameworks/Foundation.framework/Foundation", purego.RTLD_NOW|purego.RTLD_GLOBAL); err != nil {
-		return fmt.Errorf("metal: loading Foundation: %w", err)
+	type cfunc struct {
+		lib, name string
+		fn        any
 	}
-	mtl, err := purego.Dlopen("/System/Library/Frameworks/Metal.framework/Metal", purego.RTLD_NOW|purego.RTLD_GLOBAL)
-	if err != nil {
-		return fmt.Errorf("metal: loading Metal.framework: %w", err)
+	fns := []cfunc{
+		{libobjc, "objc_autoreleasePoolPush", &autoreleasePoolPush},
+		{libobjc, "objc_autoreleasePoolPop", &autoreleasePoolPop},
+		{metalFW, "MTLCreateSystemDefaultDevice", &createSystemDefaultDevice},
+		{iokitFW, "IOServiceMatching", &ioServiceMatching},
+		{iokitFW, "IOServiceGetMatchingService", &ioServiceGetMatchingService},
+		{iokitFW, "IORegistryEntryCreateCFProperty", &ioRegistryEntryCreateCFProperty},
+		{iokitFW, "IOObjectRelease", &ioObjectRelease},
+		{coreFoundFW, "CFStringCreateWithCString", &cfStringCreateWithCString},
+		{coreFoundFW, "CFNumberGetValue", &cfNumberGetValue},
+		{coreFoundFW, "CFRelease", &cfRelease},
 	}
-	send, err := purego.Dlsym(libobjc, "objc_msgSend")
-	if err != nil {
-		return fmt.Errorf("metal: %w", err)
-	}
+	// Every objc_msgSend signature is a function of its own.
 	for _, fn := range []any{
 		&msgID, &msgPtr, &msgU64, &msgVoid, &msgSize, &msgBoolU64, &msgIDStr, &msgIDID, &msgIDU64, &msgIDU64U64,
 		&msgIDIDErr, &msgIDIDIDErr, &msgVoidID, &msgVoidU64, &msgVoidBool, &msgVoidU64U64,
 		&msgVoidIDU64, &msgSetBuffer, &msgSetBytes, &msgDispatch,
 	} {
-		purego.RegisterFunc(fn, send)
+		fns = append(fns, cfunc{libobjc, objcMsgSend, fn})
 	}
-	for name, fn := range map[string]any{
-		"objc_autoreleasePoolPush": &autoreleasePoolPush,
-		"objc_autoreleasePoolPop":  &autoreleasePoolPop,
-	} {
-		sym, err := purego.Dlsym(libobjc, name)
+	for _, f := range fns {
+		sym, err := purego.Dlsym(libs[f.lib], f.name)
 		if err != nil {
 			return fmt.Errorf("metal: %w", err)
 		}
-		purego.RegisterFunc(fn, sym)
+		purego.RegisterFunc(f.fn, sym)
 	}
-	sym, err := purego.Dlsym(mtl, "MTLCreateSystemDefaultDevice")
-	if err != nil {
-		return fmt.Errorf("metal: %w", err)
-	}
-	purego.RegisterFunc(&createSystemDefaultDevice, sym)
 	classNSString = objc.GetClass("NSString")
 	classMTLCompileOptions = objc.GetClass("MTLCompileOptions")
 	if classNSString == 0 || classMTLCompileOptions == 0 {
 		return errors.New("metal: the NSString or MTLCompileOptions class is missing")
 	}
-	return bindIOKit()
+	return nil
 }
 
 // withPool runs fn on a locked OS thread inside an autorelease pool, so that

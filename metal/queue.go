@@ -1,39 +1,34 @@
-//go:build darwin
-
 package metal
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	goruntime "runtime"
 	"sync"
 	"unsafe"
 
-	"github.com/ebitengine/purego/objc"
-
+	"github.com/loomrt/loom/metal/mtl"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
 // queue is an MTLCommandQueue.
 //
-// A submitted command list is turned into Metal calls in Submit, in one go:
-// one autorelease pool on one locked OS thread per command buffer, whichever
-// goroutine the runtime encodes on.
+// A submitted command list is turned into Metal calls in Submit, in one go,
+// inside one autorelease pool, whichever goroutine the runtime encodes on.
 type queue struct {
 	dev *Device
-	obj objc.ID
+	obj mtl.CommandQueue
 
 	inflight sync.WaitGroup // committed command buffers not yet completed
 
-	mu         sync.Mutex
-	statusFree []*buffer // status buffers of completed command buffers
-	closed     bool
+	mu     sync.Mutex
+	spare  []*buffer // status and staging buffers of completed command buffers
+	closed bool
 }
 
 // Close waits for the committed command buffers to complete and releases
-// the queue and its status buffers.
+// the queue and its spare buffers.
 // Closing twice does nothing; command buffers committed afterwards fail
 // with runtime.ErrClosed.
 func (q *queue) Close() {
@@ -46,109 +41,117 @@ func (q *queue) Close() {
 	}
 	q.inflight.Wait()
 	q.mu.Lock()
-	for _, b := range q.statusFree {
+	for _, b := range q.spare {
 		b.Release()
 	}
-	q.statusFree = nil
+	q.spare = nil
 	q.mu.Unlock()
-	msgVoid(q.obj, selRelease)
+	q.obj.Release()
 }
 
 // fence is an MTLFence.
-type fence struct{ obj objc.ID }
+type fence struct{ obj mtl.Fence }
 
 func (q *queue) NewFence() runtime.Fence {
-	f := &fence{}
-	withPool(func() { f.obj = msgID(q.dev.obj, selNewFence) })
-	if f.obj == 0 {
+	var obj mtl.Fence
+	var err error
+	q.dev.mtl.AutoreleasePool(func() { obj, err = q.dev.mtl.NewFence() })
+	if err != nil {
 		// The Queue interface has no error here, and encoding without the
 		// fence would silently drop an ordering.
-		panic("metal: the device could not create an MTLFence")
+		panic(err)
 	}
+	f := &fence{obj}
 	// A fence in use is referenced by the recorded command buffer until it
 	// completes, so it cannot be collected while the GPU uses it.
-	goruntime.AddCleanup(f, func(obj objc.ID) { msgVoid(obj, selRelease) }, f.obj)
+	goruntime.AddCleanup(f, func(obj mtl.Fence) { obj.Release() }, obj)
 	return f
 }
 
 func (q *queue) NewEvent() runtime.Event {
-	e := &event{failed: map[uint64]bool{}}
-	e.cond.L = &e.mu
-	withPool(func() { e.obj = msgID(q.dev.obj, selNewSharedEvent) })
-	if e.obj == 0 {
+	var obj mtl.SharedEvent
+	var err error
+	q.dev.mtl.AutoreleasePool(func() { obj, err = q.dev.mtl.NewSharedEvent() })
+	if err != nil {
 		// Without the event no evaluation could ever be seen to complete.
-		panic("metal: the device could not create an MTLSharedEvent")
+		panic(err)
 	}
+	e := &event{obj: obj, completed: map[uint64]bool{}}
+	e.cond.L = &e.mu
+	goruntime.AddCleanup(e, func(obj mtl.SharedEvent) { obj.Release() }, obj)
 	return e
 }
 
-// statusBuffer returns a zeroed status buffer for n dispatches.
-func (q *queue) statusBuffer(n int) (*buffer, error) {
-	size := int64(max(n, 1) * statusWords * 4)
+// spareBuffer returns a buffer of at least n bytes for a status record or
+// an upload's bytes: one a completed command buffer gave back, or a new
+// one. The host fills it through its contents; no GPU work uses it until
+// the command buffer that takes it is committed.
+func (q *queue) spareBuffer(n int64) (*buffer, error) {
 	q.mu.Lock()
-	for i, b := range q.statusFree {
-		if b.Len() >= size {
-			q.statusFree = append(q.statusFree[:i], q.statusFree[i+1:]...)
+	for i, b := range q.spare {
+		if b.n >= n {
+			q.spare = append(q.spare[:i], q.spare[i+1:]...)
 			q.mu.Unlock()
-			clear(b.data[:size])
 			return b, nil
 		}
 	}
 	q.mu.Unlock()
-	b, err := q.dev.NewBuffer(max(size, 4096))
+	b, err := q.dev.NewBuffer(max(n, 4096))
 	if err != nil {
 		return nil, err
 	}
-	buf := b.(*buffer)
-	clear(buf.data)
-	return buf, nil
+	return b.(*buffer), nil
 }
 
-func (q *queue) putStatus(b *buffer) {
+func (q *queue) putSpare(bs ...*buffer) {
 	q.mu.Lock()
-	q.statusFree = append(q.statusFree, b)
+	q.spare = append(q.spare, bs...)
 	q.mu.Unlock()
 }
 
 // event is an MTLSharedEvent. Command buffer k waits on the GPU for value
 // k−1 before it signals k, so the value is a completion frontier. The host
-// waits on a condition that every completion handler broadcasts.
+// reads the value and waits on a condition that every completion handler
+// broadcasts.
 type event struct {
-	obj    objc.ID
-	mu     sync.Mutex
-	cond   sync.Cond
-	failed map[uint64]bool // values of failed command buffers, not yet reached
+	obj       mtl.SharedEvent
+	mu        sync.Mutex
+	cond      sync.Cond
+	handled   uint64          // every value up to here has had its completion handled
+	completed map[uint64]bool // handled values beyond it → whether their command buffer failed
 }
 
 // Value returns the event's signalled value.
-func (e *event) Value() uint64 { return msgU64(e.obj, selSignaledValue) }
+func (e *event) Value() uint64 { return e.obj.SignaledValue() }
 
 // Wait blocks until the value is at least v.
 func (e *event) Wait(v uint64) {
 	e.mu.Lock()
-	for e.Value() < v {
+	for e.obj.SignaledValue() < v {
 		e.cond.Wait()
 	}
 	e.mu.Unlock()
 }
 
-// complete runs when a command buffer that signals v has completed. A failed
-// command buffer may never have run its signal; the host signals for it once
-// the frontier reaches v−1, so that neither the host nor later command
-// buffers (which wait for v on the GPU) wait forever.
+// complete runs once the command buffer that signals v has completed. A
+// failed command buffer may never have run its signal; the host signals for
+// it once every value before it has completed, so that neither the host nor
+// later command buffers (which wait for v on the GPU) wait forever. Values
+// are tracked here, not read from the event, except for a failed command
+// buffer's: a later one may already have signalled past it, and the value
+// must not go back.
 func (e *event) complete(v uint64, failed bool) {
 	e.mu.Lock()
-	if failed {
-		e.failed[v] = true
-	}
-	cur := e.Value()
-	for e.failed[cur+1] {
-		cur++
-		msgVoidU64(e.obj, selSetSignaledValue, cur)
-	}
-	for x := range e.failed {
-		if x <= cur {
-			delete(e.failed, x)
+	e.completed[v] = failed
+	for {
+		failed, ok := e.completed[e.handled+1]
+		if !ok {
+			break
+		}
+		e.handled++
+		delete(e.completed, e.handled)
+		if failed && e.obj.SignaledValue() < e.handled {
+			e.obj.SetSignaledValue(e.handled)
 		}
 	}
 	e.mu.Unlock()
@@ -160,7 +163,7 @@ type commandBuffer struct {
 	list *runtime.CommandList
 
 	// Set by Submit, read by the completion handler.
-	obj        objc.ID
+	obj        mtl.CommandBuffer
 	status     *buffer
 	dispatches []*runtime.Command // in status-record order
 	staged     []bool             // per dispatch: the copy of an upload
@@ -188,7 +191,7 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 		cb.finish(fmt.Errorf("metal: commit after Close: %w", runtime.ErrClosed), true)
 		return cb
 	}
-	withPool(func() {
+	q.dev.mtl.AutoreleasePool(func() {
 		if err := cb.encode(); err != nil {
 			cb.finish(err, true)
 		}
@@ -196,57 +199,45 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 	return cb
 }
 
+// encode turns the list into a command buffer and commits it. An error
+// means nothing was committed.
 func (cb *commandBuffer) encode() error {
-	q, d := cb.q, cb.q.dev
+	q := cb.q
 	// An upload becomes a copy from a staging buffer that no GPU work uses
 	// into its destination, dispatched where the upload stands, so that it
 	// is ordered exactly like the dispatch that writes the range.
-	var uploads []runtime.Command
 	for _, p := range cb.list.Passes {
 		for i := range p.Commands {
-			if p.Commands[i].Kind == runtime.CmdUpload && len(p.Commands[i].Data) > 0 {
-				c, err := cb.stage(&p.Commands[i])
+			switch c := &p.Commands[i]; {
+			case c.Kind == runtime.CmdDispatch:
+				cb.dispatches = append(cb.dispatches, c)
+				cb.staged = append(cb.staged, false)
+			case c.Kind == runtime.CmdUpload && len(c.Data) > 0: // an empty upload writes nothing
+				cp, err := cb.stage(c)
 				if err != nil {
 					return err
 				}
-				uploads = append(uploads, c)
+				cb.dispatches = append(cb.dispatches, cp)
+				cb.staged = append(cb.staged, true)
 			}
 		}
 	}
-	u := 0
-	for _, p := range cb.list.Passes {
-		for i := range p.Commands {
-			switch c := &p.Commands[i]; c.Kind {
-			case runtime.CmdDispatch:
-				cb.dispatches = append(cb.dispatches, c)
-				cb.staged = append(cb.staged, false)
-			case runtime.CmdUpload:
-				if len(c.Data) > 0 { // an empty upload writes nothing
-					cb.dispatches = append(cb.dispatches, &uploads[u])
-					cb.staged = append(cb.staged, true)
-					u++
-				}
-			}
-		}
-	}
-	status, err := q.statusBuffer(len(cb.dispatches))
+	status, err := q.spareBuffer(int64(max(len(cb.dispatches), 1) * statusWords * 4))
 	if err != nil {
 		return err
 	}
 	cb.status = status
-	obj := msgID(q.obj, selCommandBufferUnretained)
-	if obj == 0 {
-		return errors.New("metal: the queue gave no command buffer")
+	clear(status.obj.Contents()[:len(cb.dispatches)*statusWords*4])
+	obj, err := q.obj.CommandBuffer()
+	if err != nil {
+		return err
 	}
-	// The command buffer is autoreleased; keep it until its completion
-	// handler has run.
-	cb.obj = msgID(obj, selRetain)
-	n := 0
+	cb.obj = obj
+	n, listIndex := 0, 0 // dispatches encoded, of them the list's own
 	for _, pass := range cb.list.Passes {
-		enc := msgIDU64(obj, selComputeEncoderWithType, dispatchTypeConcurrent)
-		if enc == 0 {
-			msgVoid(obj, selRelease)
-			return errors.New("metal: the command buffer gave no compute encoder")
+		enc, err := obj.ComputeCommandEncoder()
+		if err != nil {
+			return err
 		}
 		for i := range pass.Commands {
 			switch o := &pass.Commands[i]; o.Kind {
@@ -257,50 +248,53 @@ func (cb *commandBuffer) encode() error {
 				if err := cb.encodeDispatch(enc, cb.dispatches[n], n); err != nil && cb.err == nil {
 					// The dispatch is left out; the evaluation fails with err.
 					cb.err = err
+					if !cb.staged[n] {
+						cb.err = &runtime.DispatchError{Index: listIndex, Err: err}
+					}
+				}
+				if !cb.staged[n] {
+					listIndex++
 				}
 				n++
 			case runtime.CmdBarrier:
-				msgVoidU64(enc, selMemoryBarrierWithScope, barrierScopeBuffers)
+				enc.MemoryBarrierWithScopeBuffers()
 			case runtime.CmdWaitFence:
-				msgVoidID(enc, selWaitForFence, o.Fence.(*fence).obj)
+				enc.WaitForFence(o.Fence.(*fence).obj)
 			case runtime.CmdUpdateFence:
-				msgVoidID(enc, selUpdateFence, o.Fence.(*fence).obj)
+				enc.UpdateFence(o.Fence.(*fence).obj)
 			}
 		}
-		msgVoid(enc, selEndEncoding)
+		enc.EndEncoding()
 	}
 	for _, s := range cb.list.Signals {
 		ev := s.Event.(*event)
 		if s.Value > 0 {
-			msgVoidIDU64(obj, selEncodeWaitForEvent, ev.obj, s.Value-1)
+			obj.EncodeWaitForEvent(ev.obj, s.Value-1)
 		}
-		msgVoidIDU64(obj, selEncodeSignalEvent, ev.obj, s.Value)
+		obj.EncodeSignalEvent(ev.obj, s.Value)
 	}
-	d.inflight.Store(cb.obj, cb)
-	msgVoidID(obj, selAddCompletedHandler, objc.ID(d.handler))
-	msgVoid(obj, selCommit)
+	obj.AddCompletedHandler(cb.completed)
+	obj.Commit()
 	return nil
 }
 
-// stage copies an upload's bytes into a new shared buffer and returns the
+// stage copies an upload's bytes into a spare buffer and returns the
 // copy_bytes dispatch that moves them into the upload's destination.
-func (cb *commandBuffer) stage(up *runtime.Command) (runtime.Command, error) {
-	d := cb.q.dev
+func (cb *commandBuffer) stage(up *runtime.Command) (*runtime.Command, error) {
 	n := int64(len(up.Data))
-	k, err := d.Kernel("copy_bytes")
+	k, err := cb.q.dev.Kernel("copy_bytes")
 	if err != nil {
-		return runtime.Command{}, err
+		return nil, err
 	}
-	b, err := d.NewBuffer(max(n, 16))
+	src, err := cb.q.spareBuffer(n)
 	if err != nil {
-		return runtime.Command{}, err
+		return nil, err
 	}
-	src := b.(*buffer)
-	copy(src.data, up.Data)
 	cb.staging = append(cb.staging, src)
+	copy(src.obj.Contents(), up.Data)
 	cp := primitives.CopyDispatch(primitives.In(0), primitives.Out(0), n)
 	dst := up.Args[0]
-	return runtime.Command{Kind: runtime.CmdDispatch, Kernel: k, Grid: cp.Grid, Group: cp.Group, Params: cp.Params,
+	return &runtime.Command{Kind: runtime.CmdDispatch, Kernel: k, Grid: cp.Grid, Group: cp.Group, Params: cp.Params,
 		Args: []runtime.BufferArg{
 			{Buffer: src, Size: n, Access: primitives.Read, Name: cp.Args[0].Name},
 			{Buffer: dst.Buffer, Offset: dst.Offset, Size: n, Access: primitives.Write, Name: cp.Args[1].Name},
@@ -310,7 +304,7 @@ func (cb *commandBuffer) stage(up *runtime.Command) (runtime.Command, error) {
 // encodeDispatch binds a dispatch's pipeline, buffers, params and status
 // record, and dispatches its threadgroups. Arguments the GPU cannot be
 // trusted with are an error, and nothing is encoded.
-func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *runtime.Command, index int) error {
+func (cb *commandBuffer) encodeDispatch(enc mtl.ComputeCommandEncoder, o *runtime.Command, index int) error {
 	d, k := cb.q.dev, o.Kernel.(*kernel)
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("metal kernel %s: %s", k.name, fmt.Sprintf(format, args...))
@@ -328,18 +322,18 @@ func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *runtime.Command, index i
 	if len(o.Args) != k.args {
 		return fail("%d buffer arguments, the catalog has %d", len(o.Args), k.args)
 	}
-	var params unsafe.Pointer
-	var size uintptr
+	var params []byte
 	switch v := reflect.ValueOf(o.Params); {
 	case k.params == nil && o.Params != nil:
 		return fail("params %T given to a kernel that takes none", o.Params)
 	case k.params != nil && (!v.IsValid() || v.Type() != k.params || v.IsNil()):
 		return fail("params %T, want %v", o.Params, k.params)
 	case k.params != nil:
-		params, size = v.UnsafePointer(), v.Elem().Type().Size()
+		size := v.Elem().Type().Size()
 		if size > 4096 {
 			return fail("params %T are %d bytes; setBytes takes at most 4096", o.Params, size)
 		}
+		params = unsafe.Slice((*byte)(v.UnsafePointer()), size)
 	}
 	for _, a := range o.Args {
 		b, ok := a.Buffer.(*buffer)
@@ -350,45 +344,37 @@ func (cb *commandBuffer) encodeDispatch(enc objc.ID, o *runtime.Command, index i
 			return fail("argument %s: %v", a.Name, err)
 		}
 	}
-	msgVoidID(enc, selSetPipelineState, k.pso)
+	enc.SetComputePipelineState(k.pso)
 	for i, a := range o.Args {
-		msgSetBuffer(enc, selSetBuffer, a.Buffer.(*buffer).obj, uint64(a.Offset), uint64(i))
+		enc.SetBuffer(a.Buffer.(*buffer).obj, int(a.Offset), int(a.Size), i)
 	}
 	if params != nil {
-		msgSetBytes(enc, selSetBytes, params, uint64(size), uint64(len(o.Args)))
+		enc.SetBytes(params, len(o.Args))
 	}
-	msgSetBuffer(enc, selSetBuffer, cb.status.obj, uint64(index*statusWords*4), statusIndex)
+	enc.SetBuffer(cb.status.obj, index*statusWords*4, statusWords*4, statusIndex)
 	if shared > 0 {
-		msgVoidU64U64(enc, selSetThreadgroupMemory, uint64(shared), 0)
+		enc.SetThreadgroupMemoryLength(shared, 0)
 	}
-	msgDispatch(enc, selDispatchThreadgroups,
-		mtlSize{uint64(o.Grid.X), uint64(o.Grid.Y), uint64(o.Grid.Z)},
-		mtlSize{uint64(o.Group.X), uint64(o.Group.Y), uint64(o.Group.Z)})
+	enc.DispatchThreadgroups(
+		mtl.Size{Width: o.Grid.X, Height: o.Grid.Y, Depth: o.Grid.Z},
+		mtl.Size{Width: o.Group.X, Height: o.Group.Y, Depth: o.Group.Z})
 	return nil
 }
 
-// completed is the completion handler of every command buffer.
-func (d *Device) completed(obj objc.ID) {
-	v, ok := d.inflight.LoadAndDelete(obj)
-	if !ok {
+// completed is the command buffer's completion handler.
+func (cb *commandBuffer) completed() {
+	if err := cb.obj.Error(); err != nil {
+		cb.finish(fmt.Errorf("metal: command buffer failed: %w", err), true)
 		return
 	}
-	cb := v.(*commandBuffer)
-	var err error
-	failed := msgU64(obj, selStatus) == commandBufferStatusError
-	if failed {
-		err = fmt.Errorf("metal: command buffer failed: %v", nsError(msgID(obj, selError)))
-	} else {
-		err = cb.kernelError()
-	}
-	msgVoid(obj, selRelease)
-	cb.finish(err, failed)
+	cb.finish(cb.kernelError(), false)
 }
 
 // kernelError reports the first dispatch whose kernel found a bad index.
 // Its index counts the list's dispatches, not the copies of its uploads.
 func (cb *commandBuffer) kernelError() error {
-	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(cb.status.data))), len(cb.dispatches)*statusWords)
+	data := cb.status.obj.Contents()
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(data))), len(cb.dispatches)*statusWords)
 	index := 0
 	for i, o := range cb.dispatches {
 		if err := statusError(o.Kernel.Name(), o.Args, words[i*statusWords:(i+1)*statusWords]); err != nil {
@@ -404,22 +390,19 @@ func (cb *commandBuffer) kernelError() error {
 	return nil
 }
 
-// finish records the outcome, recycles the status buffer, releases the
-// staging buffers, advances the events and drops the list (and with it the
-// arguments, params and fences the unretained command buffer relied on).
+// finish records the outcome, gives the status and staging buffers back,
+// advances the events and drops the list (and with it the arguments,
+// params and fences the unretained command buffer relied on).
 func (cb *commandBuffer) finish(err error, failed bool) {
 	if cb.err == nil {
 		cb.err = err
 	}
 	if cb.status != nil {
-		cb.q.putStatus(cb.status)
-		cb.status = nil
+		cb.q.putSpare(cb.status)
 	}
-	for _, b := range cb.staging {
-		b.Release()
-	}
+	cb.q.putSpare(cb.staging...)
 	signals := cb.list.Signals
-	cb.list, cb.dispatches, cb.staged, cb.staging = nil, nil, nil, nil
+	cb.list, cb.dispatches, cb.staged, cb.staging, cb.status = nil, nil, nil, nil, nil
 	for _, s := range signals {
 		s.Event.(*event).complete(s.Value, failed)
 	}

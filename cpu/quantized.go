@@ -1,0 +1,272 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
+)
+
+// The quantized kernels (MLX's affine format, docs/QUANT.md):
+// qmatmul_<dt>_q<bits>, x · dequant(W)ᵀ, and dequantize_<dt>_q<bits>.
+//
+// The matmul never forms a float weight: per group of G codes q with scale
+// s and bias b, a row's output gains s·Σ q·x + b·Σ x. Once per dispatch,
+// each row of x is rounded to 16-bit fixed point per group (x ≈ sx·xi,
+// sx = max|x|/32767 over the group, so the rounding errs by at most
+// max|x|/65534 in each element: 128 times finer than bfloat16's), and its
+// sums over each group are taken in float32. A micro-kernel (qdotTile)
+// takes one weight row with one or qdotXRows rows of x, multiplies the
+// codes with xi in integers (exact), and adds s·sx·Σ q·xi + b·Σ x over the
+// groups in float32. Each output is one such sum, in a fixed order, so the
+// result does not depend on the number of workers.
+//
+// Float activations (MLX's choice) cost a conversion and a multiply-add
+// per 8 weights, which on the development machine made the 4-bit GEMV no
+// faster than the bfloat16 one streaming from memory; the integer products
+// take 32 codes in about 7 instructions (docs/QUANT.md).
+
+func init() {
+	for _, dt := range primitives.MatMulDTypes {
+		for _, bits := range primitives.QuantBits {
+			mustRegister(primitives.QuantKernel("qmatmul", dt, bits), qmatmulKernel(dt, bits))
+			mustRegister(primitives.QuantKernel("dequantize", dt, bits), dequantizeKernel(dt, bits))
+		}
+	}
+}
+
+// qdotXRows is how many rows of x the wide micro-kernel takes with one
+// weight row: the codes it widens serve all of them.
+const qdotXRows = 4
+
+// qdotTile computes, for one row of packed weights w (k codes of bits
+// bits), its scales and biases (k/gs each, from element off of the
+// views), and rows rows of x (1 or qdotXRows, in fixed point, ldx
+// elements apart, packed by packQX), out[i] = Σ_g scales[g]·xscales_i[g]·
+// Σ_{k∈g} q_k·x_i[k] + biases[g]·xsums_i[g]. xsums and xscales are laid
+// out by qsums and packQX.
+type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32)
+
+// qsums returns the sums of the rows of x (each k floats, ldx apart) over
+// each group of gs, laid out for the micro-kernels: for each block of
+// rows rows (1 or qdotXRows), for each group, for each row of the block,
+// 8 floats holding the sum and then 7 zeros.
+func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
+	groups := k / gs
+	dst = dst[:roundUp(m, rows)*groups*8]
+	clear(dst)
+	for i := range m {
+		blk, r := i/rows, i%rows
+		for g := range groups {
+			var s float32
+			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
+				s += v
+			}
+			dst[((blk*groups+g)*rows+r)*8] = s
+		}
+	}
+	return dst
+}
+
+// packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
+// fixed point per group of gs into dst (k elements), and stores each
+// group's scale at xscales[g·rows + r] (of the block's). For 4 bits each
+// run of 32 elements, whose codes are 16 bytes holding codes 2j (low
+// nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
+// elements, then its 16 odd ones, the order the kernels widen the codes
+// in.
+func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []float32) {
+	var run [32]int16
+	for g := range k / gs {
+		var top float32
+		for _, v := range x[g*gs : (g+1)*gs] {
+			top = max(top, v, -v)
+		}
+		sx := top / 32767
+		xscales[g*rows+r] = sx
+		for c := g * gs; c < (g+1)*gs; c += 32 {
+			for j, v := range x[c : c+32] {
+				if sx != 0 {
+					run[j] = int16(max(-32767, min(32767, math.RoundToEven(float64(v/sx)))))
+				} else {
+					run[j] = 0
+				}
+			}
+			if bits == 8 {
+				copy(dst[c:c+32], run[:])
+				continue
+			}
+			for j := range 16 {
+				dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
+			}
+		}
+	}
+}
+
+// quantCall is a quantized dispatch's params and arguments, checked
+// against each other so that no params can make a kernel index outside a
+// buffer.
+type quantCall struct {
+	m, n, k, gs    int
+	words          int // packed words a weight row
+	groups         int // groups a weight row
+	w              []uint32
+	scales, biases floats
+}
+
+func newQuantCall(c *Call, dt graph.DType, bits int, wArg int, need map[int]float64) (*quantCall, error) {
+	p := c.Params.(*primitives.QuantParams)
+	q := &quantCall{m: int(p.M), n: int(p.N), k: int(p.K), gs: int(p.GroupSize), w: c.U32(wArg),
+		scales: newFloats(dt, c.Args[wArg+1].Bytes), biases: newFloats(dt, c.Args[wArg+2].Bytes)}
+	if q.gs <= 0 || q.k%q.gs != 0 || q.k*bits%32 != 0 {
+		return nil, fmt.Errorf("quantized params: K=%d is not a multiple of the group size %d", q.k, q.gs)
+	}
+	q.words, q.groups = q.k*bits/32, q.k/q.gs
+	n := float64(q.n)
+	need[wArg] = n * float64(q.words)
+	need[wArg+1] = n * float64(q.groups)
+	need[wArg+2] = n * float64(q.groups)
+	for i, elems := range need {
+		size := 4
+		if i != wArg {
+			size = dt.Size()
+		}
+		if have := len(c.Args[i].Bytes) / size; float64(have) < elems {
+			return nil, fmt.Errorf("argument %s holds %d elements; the params need %.0f", c.Args[i].Name, have, elems)
+		}
+	}
+	return q, nil
+}
+
+// qmatmulKernel computes out[m, n] = Σ_k x[m, k]·dequant(W)[n, k].
+func qmatmulKernel(dt graph.DType, bits int) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.QuantParams)
+		m, n, k := float64(p.M), float64(p.N), float64(p.K)
+		q, err := newQuantCall(c, dt, bits, 1, map[int]float64{0: m * k, 4: m * n})
+		if err != nil {
+			return err
+		}
+		if q.m == 0 || q.n == 0 {
+			return nil
+		}
+		x, out := newFloats(dt, c.Args[0].Bytes), newFloats(dt, c.Args[4].Bytes)
+		tile := qdotTiles()
+		// x in fixed point, packed for the micro-kernel (padded with zero
+		// rows to whole blocks where M > 1), with its scales and its
+		// group sums.
+		rows := 1
+		if q.m > 1 {
+			rows = qdotXRows
+		}
+		mp := roundUp(q.m, rows)
+		xp := getFloats(q.m*q.k + mp*q.k/2 + mp*q.groups*9)
+		defer putFloats(xp)
+		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
+		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
+		rest = rest[mp*q.k/2:]
+		xscales, sums := rest[:mp*q.groups], rest[mp*q.groups:]
+		x.load(xf, 0)
+		clear(xi[q.m*q.k:])
+		clear(xscales)
+		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
+		for i := range q.m {
+			blk := i / rows * rows
+			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[blk*q.groups:])
+		}
+		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
+		c.Parallel(q.n, grain, func(lo, hi int) {
+			var res [qdotXRows]float32
+			for r := lo; r < hi; r++ {
+				w := q.w[r*q.words : (r+1)*q.words]
+				for i := 0; i < mp; i += rows {
+					bs, xs := sums[i*q.groups*8:(i+rows)*q.groups*8], xscales[i*q.groups:(i+rows)*q.groups]
+					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r*q.groups, bs, xs, res[:rows])
+					for j := range min(rows, q.m-i) {
+						out.set((i+j)*q.n+r, res[j])
+					}
+				}
+			}
+		})
+		return nil
+	}
+}
+
+// qdotTileGo is the micro-kernel in Go: the fallback without AVX2, and the
+// reference the assembly is tested against (which converts each group's
+// integer sum to float32 in 8 parts, so agrees within rounding, not bit
+// for bit).
+func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
+	var sb [2]float32
+	for i := range rows {
+		xr := x[i*ldx : i*ldx+k]
+		var total float32
+		for g := range k / gs {
+			var s int32
+			if bits == 8 {
+				for j, word := range w[g*gs/4 : (g+1)*gs/4] {
+					xw := xr[g*gs+4*j : g*gs+4*j+4]
+					s += int32(word&0xff)*int32(xw[0]) + int32(word>>8&0xff)*int32(xw[1]) + int32(word>>16&0xff)*int32(xw[2]) + int32(word>>24)*int32(xw[3])
+				}
+			} else {
+				for c := g * gs / 32; c < (g+1)*gs/32; c++ { // runs of 32 codes: 4 words
+					xc := xr[32*c : 32*c+32]
+					for h, word := range w[4*c : 4*c+4] {
+						for b := range 4 {
+							v, j := word>>(8*b), 4*h+b
+							s += int32(v&0x0f)*int32(xc[j]) + int32(v>>4&0x0f)*int32(xc[16+j])
+						}
+					}
+				}
+			}
+			scales.load(sb[:1], off+g)
+			biases.load(sb[1:], off+g)
+			total += sb[0]*(xscales[g*rows+i]*float32(s)) + sb[1]*xsums[(g*rows+i)*8]
+		}
+		out[i] = total
+	}
+}
+
+// checkQTile panics unless the micro-kernel's arguments hold what it
+// reads and writes: the assembly trusts it, and qmatmulKernel guarantees
+// it.
+func checkQTile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
+	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 ||
+		scales.dt != biases.dt || len(w) < k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+k/gs || biases.len() < off+k/gs ||
+		len(xsums) < k/gs*rows*8 || len(xscales) < k/gs*rows || len(out) < rows {
+		panic("cpu: quantized micro-kernel called with a tile outside its arguments")
+	}
+}
+
+// dequantizeKernel writes out[n, k] = scale·q + bias for N rows of K.
+func dequantizeKernel(dt graph.DType, bits int) Kernel {
+	return func(c *Call) error {
+		p := c.Params.(*primitives.QuantParams)
+		q, err := newQuantCall(c, dt, bits, 0, map[int]float64{3: float64(p.N) * float64(p.K)})
+		if err != nil {
+			return err
+		}
+		out := newFloats(dt, c.Args[3].Bytes)
+		mask := uint32(1)<<bits - 1
+		per := 32 / bits
+		c.Parallel(q.n, max(1, gemvGrain/max(q.k, 1)), func(lo, hi int) {
+			rp := getFloats(q.k + 2*q.groups)
+			defer putFloats(rp)
+			row, sc, bs := (*rp)[:q.k], (*rp)[q.k:q.k+q.groups], (*rp)[q.k+q.groups:]
+			for r := lo; r < hi; r++ {
+				scales, biases := q.scales.row(sc, r*q.groups), q.biases.row(bs, r*q.groups)
+				w := q.w[r*q.words : (r+1)*q.words]
+				for e := range row {
+					code := w[e/per] >> (bits * (e % per)) & mask
+					g := e / q.gs
+					row[e] = scales[g]*float32(code) + biases[g]
+				}
+				out.store(r*q.k, row)
+			}
+		})
+		return nil
+	}
+}

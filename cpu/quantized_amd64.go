@@ -1,0 +1,96 @@
+package cpu
+
+import (
+	"github.com/loomrt/loom/cpu/internal/vec"
+	"github.com/loomrt/loom/graph"
+)
+
+// qdotTiles returns the quantized micro-kernel: the AVX2+FMA one where
+// the vec package runs its assembly, else the Go one.
+func qdotTiles() qdotTile {
+	if vec.Assembly() {
+		return qdotTileAVX2
+	}
+	return qdotTileGo
+}
+
+// The assembly micro-kernels (quantized_amd64.s), for each code width,
+// number of x rows and dtype of the scales and biases. They trust their
+// slices' lengths.
+
+//go:noescape
+func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+//go:noescape
+func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+
+// qdotTileAVX2 checks the lengths the assembly trusts, then runs it: a
+// step is 32 codes.
+func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
+	groups, steps := k/gs, gs/32
+	if scales.dt == graph.Float32 {
+		s, b := scales.f32[off:], biases.f32[off:]
+		switch {
+		case rows == 1 && bits == 4:
+			qdotQ4x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		case rows == 1:
+			qdotQ8x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		case bits == 4:
+			qdotQ4x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		default:
+			qdotQ8x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		}
+		return
+	}
+	s, b := scales.u16[off:], biases.u16[off:]
+	bf := scales.dt == graph.BFloat16
+	switch {
+	case rows == 1 && bits == 4 && bf:
+		qdotQ4x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case rows == 1 && bits == 4:
+		qdotQ4x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case rows == 1 && bf:
+		qdotQ8x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case rows == 1:
+		qdotQ8x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case bits == 4 && bf:
+		qdotQ4x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case bits == 4:
+		qdotQ4x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	case bf:
+		qdotQ8x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	default:
+		qdotQ8x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+	}
+}

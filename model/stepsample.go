@@ -1,0 +1,266 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/ops"
+)
+
+// Draw is how StepSample draws one sequence's next token.
+type Draw struct {
+	// Sampling draws the token; its RepetitionPenalty must be off (the
+	// penalties below replace it, over the whole sequence).
+	Sampling  ops.Sampling
+	Penalties Penalties
+	// Logprobs asks for the drawn token's log-probability, and
+	// TopLogprobs (≤ the vocabulary) for those of the most likely tokens.
+	Logprobs    bool
+	TopLogprobs int
+}
+
+// Penalties change a sequence's logits before its token is drawn, in
+// vLLM's order: the logit of each distinct token of Prompt and Output is
+// divided by Repetition if positive, else multiplied by it (Hugging Face's
+// and vLLM's repetition_penalty; 0 or 1 is off); then OpenAI's
+// frequency_penalty times its count in Output, and presence_penalty once
+// if it occurs there, are subtracted.
+type Penalties struct {
+	Repetition, Presence, Frequency float32
+	Prompt, Output                  []int32
+}
+
+// Active reports whether p changes any logit.
+func (p Penalties) Active() bool {
+	return (p.Repetition != 0 && p.Repetition != 1) || p.Presence != 0 || p.Frequency != 0
+}
+
+// Drawn is one sequence's result of StepSample.
+type Drawn struct {
+	// Token is the drawn token, −1 where none could be drawn (every logit
+	// −Inf or NaN).
+	Token int32
+	// Logprob is Token's log-probability under the model's logits (before
+	// penalties, temperature and filters: vLLM's raw log-probs), and Top
+	// the TopLogprobs most likely tokens' (most likely first; ties in
+	// token order), when the Draw asked.
+	Logprob float32
+	Top     []TokenLogprob
+}
+
+// TokenLogprob is a token and its log-probability.
+type TokenLogprob struct {
+	Token   int32
+	Logprob float32
+}
+
+// StepSample is Step with each sequence's next token drawn on the device
+// as draws[i] says (ops.Sample, counter: the position the token will
+// take, as the Decoder's), so that only the token ids, and the
+// log-probabilities asked for, come back. It is for schedulers that
+// change the batch every step; a sequence in the middle of its prompt
+// gets a token the caller ignores.
+func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn, error) {
+	if len(draws) != len(seqs) {
+		return nil, fmt.Errorf("step: %d sequences but %d draws", len(seqs), len(draws))
+	}
+	flat, counts, err := e.checkTokens(seqs, tokens)
+	if err != nil {
+		return nil, err
+	}
+	v := e.Model.Config.VocabSize
+	sampling := make([]ops.Sampling, len(draws))
+	penalties, topK, logprobs := false, 0, false
+	for i, d := range draws {
+		if err := e.CheckDraw(d); err != nil {
+			return nil, fmt.Errorf("step: sequence %d: %w", seqs[i], err)
+		}
+		sampling[i] = d.Sampling
+		penalties = penalties || d.Penalties.Active()
+		logprobs = logprobs || d.Logprobs
+		topK = max(topK, d.TopLogprobs)
+	}
+	st, err := e.schedule(seqs, counts)
+	if err != nil {
+		return nil, err
+	}
+	in := e.Model.newStepInputs(st)
+	logits := e.Model.forward(graph.FromInt32s(flat), st, in, e.Cache)
+	scores := logits
+	if penalties {
+		scores = penalize(ops.Cast(logits, graph.Float32), draws, v)
+	}
+	ids := ops.Sample(scores, in.seqLens, nil, sampling)
+	outs := []*graph.Array{ids}
+	var chosen, topIDs, topLP *graph.Array
+	if logprobs {
+		chosen, topIDs, topLP = logprobArrays(ops.Cast(logits, graph.Float32), ids, topK)
+		outs = append(outs, chosen)
+		if topK > 0 {
+			outs = append(outs, topIDs, topLP)
+		}
+	}
+	if err := e.Model.rt.Eval(outs...); err != nil {
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	tok, err := ids.Int32s()
+	if err != nil {
+		return nil, fmt.Errorf("step: reading tokens: %w", err)
+	}
+	res := make([]Drawn, len(seqs))
+	for i := range res {
+		res[i].Token = tok[i]
+	}
+	if !logprobs {
+		return res, nil
+	}
+	lp, err := chosen.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("step: reading log-probs: %w", err)
+	}
+	var tids []int32
+	var tlp []float32
+	if topK > 0 {
+		if tids, err = topIDs.Int32s(); err == nil {
+			tlp, err = topLP.Float32s()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("step: reading top log-probs: %w", err)
+		}
+	}
+	for i, d := range draws {
+		if !d.Logprobs {
+			continue
+		}
+		res[i].Logprob = lp[i]
+		for j := range d.TopLogprobs {
+			res[i].Top = append(res[i].Top, TokenLogprob{tids[i*topK+j], tlp[i*topK+j]})
+		}
+	}
+	return res, nil
+}
+
+// CheckDraw returns an error that names d's first setting out of range.
+func (e *Engine) CheckDraw(d Draw) error {
+	v := e.Model.Config.VocabSize
+	finite := func(x float32) bool { return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0) }
+	p := d.Penalties
+	if err := d.Sampling.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case d.Sampling.Penalized():
+		return fmt.Errorf("Sampling's repetition, presence and frequency penalties are unsupported by StepSample (it keeps no window): use Penalties")
+	case !(p.Repetition >= 0) || !finite(p.Repetition):
+		return fmt.Errorf("repetition penalty %v must be a finite number > 0 (or 0 for 1)", p.Repetition)
+	case !finite(p.Presence) || !finite(p.Frequency):
+		return fmt.Errorf("presence penalty %v and frequency penalty %v must be finite", p.Presence, p.Frequency)
+	case d.TopLogprobs < 0 || d.TopLogprobs > v:
+		return fmt.Errorf("%d top log-probs: want 0 to the vocabulary's %d", d.TopLogprobs, v)
+	case d.TopLogprobs > 0 && !d.Logprobs:
+		return fmt.Errorf("%d top log-probs without Logprobs", d.TopLogprobs)
+	}
+	for _, ts := range [][]int32{p.Prompt, p.Output} {
+		for j, id := range ts {
+			if id < 0 || int(id) >= v {
+				return fmt.Errorf("penalized token %d is %d, outside the vocabulary [0, %d)", j, id, v)
+			}
+		}
+	}
+	return nil
+}
+
+// penalize applies each row's penalties to logits (float32 [S, V]): the
+// logits of the tokens they touch are gathered, changed and scattered
+// back, so only those cross to the device.
+func penalize(logits *graph.Array, draws []Draw, v int) *graph.Array {
+	var idx []int32
+	var div, sub []float32
+	for s, d := range draws {
+		p := d.Penalties
+		if !p.Active() {
+			continue
+		}
+		count := map[int32]int{}
+		for _, t := range p.Output {
+			count[t]++
+		}
+		seen := map[int32]bool{}
+		for _, ts := range [][]int32{p.Prompt, p.Output} {
+			for _, t := range ts {
+				seen[t] = true
+			}
+		}
+		rep := p.Repetition
+		if rep == 0 {
+			rep = 1
+		}
+		ids := make([]int32, 0, len(seen))
+		for t := range seen {
+			ids = append(ids, t)
+		}
+		slices.Sort(ids)
+		for _, t := range ids {
+			c := count[t]
+			d := p.Frequency * float32(c)
+			if c > 0 {
+				d += p.Presence
+			}
+			idx, div, sub = append(idx, int32(s*v)+t), append(div, rep), append(sub, d)
+		}
+	}
+	if len(idx) == 0 {
+		return logits
+	}
+	n, s := len(idx), len(draws)
+	flat := ops.Reshape(logits, s*v, 1)
+	at := graph.FromInt32s(idx)
+	x := ops.GatherRows(flat, at)
+	r := graph.FromFloat32s(div, n, 1)
+	x = ops.Where(ops.Greater(x, graph.FromFloat32s([]float32{0}, 1, 1)), ops.Div(x, r), ops.Mul(x, r))
+	x = ops.Sub(x, graph.FromFloat32s(sub, n, 1))
+	return ops.Reshape(ops.ScatterRows(flat, at, x), s, v)
+}
+
+// logprobArrays returns, from logits (float32 [S, V]) and the drawn ids
+// ([S], −1 for none), the drawn tokens' log-probabilities ([S, 1]; a row
+// without a token gets token 0's), and the k most likely tokens ([S, k])
+// and their log-probabilities ([S, k, 1]), found by k rounds of Argmax
+// that each mask the maximum found (so ties come in token order).
+func logprobArrays(logits, ids *graph.Array, k int) (chosen, topIDs, topLP *graph.Array) {
+	s, v := logits.Shape()[0], logits.Shape()[1]
+	m := ops.Max(logits, 1, true)
+	shifted := ops.Sub(logits, m)
+	lp := ops.Sub(shifted, ops.Log(ops.Sum(ops.Exp(shifted), 1, true)))
+	flat := ops.Reshape(lp, s*v, 1)
+	rowStart := make([]int32, s)
+	for i := range rowStart {
+		rowStart[i] = int32(i * v)
+	}
+	offsets := graph.FromInt32s(rowStart, s, 1)
+	safe := ops.Maximum(ops.Reshape(ids, s, 1), graph.FromInt32s([]int32{0}, 1, 1))
+	chosen = ops.Reshape(ops.GatherRows(flat, ops.Add(safe, offsets)), s, 1)
+	if k == 0 {
+		return chosen, nil, nil
+	}
+	iota := make([]int32, v)
+	for i := range iota {
+		iota[i] = int32(i)
+	}
+	cols := graph.FromInt32s(iota, 1, v)
+	negInf := graph.FromFloat32s([]float32{float32(math.Inf(-1))}, 1, 1)
+	cur := lp
+	var found []*graph.Array
+	for r := range k {
+		am := ops.Reshape(ops.Argmax(cur, 1, false), s, 1)
+		found = append(found, am)
+		if r < k-1 {
+			cur = ops.Where(ops.Equal(cols, am), negInf, cur)
+		}
+	}
+	topIDs = ops.Concatenate(1, found...)
+	topLP = ops.GatherRows(flat, ops.Add(topIDs, offsets))
+	return chosen, topIDs, topLP
+}
