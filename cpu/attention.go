@@ -128,8 +128,7 @@ func (a *attention) keyRange(s, t int) (lo, hi int) {
 }
 
 // partitions returns the partitions [pLo, pHi) that hold the keys [lo, hi).
-// The partition kernel writes exactly these for a row and the reduce reads
-// exactly these.
+// The split kernel writes exactly these for a row and merges exactly these.
 func (a *attention) partitions(lo, hi int) (pLo, pHi int) {
 	if lo >= hi {
 		return 0, 0
@@ -574,57 +573,38 @@ func pagedAttentionKernel(dt graph.DType, hs, bs int, sinks bool) Kernel {
 	}
 }
 
-// pagedAttentionPartitionKernel is the split path's first pass: args q,
-// k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, max_logits,
-// exp_sums, tmp_out.
-func pagedAttentionPartitionKernel(dt graph.DType, hs, bs int) Kernel {
+// pagedAttentionSplitKernel is the split path: args q, k_cache, v_cache,
+// block_tables, seq_lens, cu_seqlens_q, [sinks,] max_logits, exp_sums,
+// tmp_out, counters, out. Every partition of every row is attended, then
+// the rows' partitions are merged (reduceRow) in partition order. The GPU
+// kernels count a row's finished partitions in counters so that the last
+// one merges; this one runs the merge after all of them, so it only checks
+// that the runtime gave them zeroed.
+func pagedAttentionSplitKernel(dt graph.DType, hs, bs int, sinks bool) Kernel {
 	return func(c *Call) error {
 		a, err := newAttention(c, dt, hs, bs)
 		if err != nil {
 			return err
 		}
 		a.bindMeta(c, dt)
-		a.maxLogits, a.expSums = c.F32(6), c.F32(7)
-		a.tmpOut = newFloats(dt, c.Args[8].Bytes)
-		if err := a.checkMeta(true); err != nil {
-			return err
-		}
-		return a.run(c, true)
-	}
-}
-
-func (a *attention) bindMeta(c *Call, dt graph.DType) {
-	a.q = newFloats(dt, c.Args[0].Bytes)
-	a.k = newFloats(dt, c.Args[1].Bytes)
-	a.v = newFloats(dt, c.Args[2].Bytes)
-	a.tables, a.seqLens, a.cu = c.I32(3), c.I32(4), c.I32(5)
-}
-
-// pagedAttentionReduceKernel merges the partitions of each row: args
-// tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, [sinks,] out.
-// With M the largest partition maximum (and sink), partition p weighs
-// w_p = l_p·2^(m_p−M) and out = Σ_p w_p·tmp_out_p / (Σ_p w_p + 2^(sink−M)).
-func pagedAttentionReduceKernel(dt graph.DType, hs int, sinks bool) Kernel {
-	return func(c *Call) error {
-		p := c.Params.(*primitives.PagedAttentionParams)
-		if int(p.HeadSize) != hs {
-			return fmt.Errorf("params for head size %d reached the kernel for %d", p.HeadSize, hs)
-		}
-		a := &attention{p: p, hs: hs, bs: int(p.BlockSize), heads: int(p.NumHeads), parts: int(p.NumPartitions),
-			window: int(p.SlidingWindow), partLen: int(p.PartitionSize)}
-		a.tmpOut = newFloats(dt, c.Args[0].Bytes)
-		a.maxLogits, a.expSums = c.F32(1), c.F32(2)
-		a.seqLens, a.cu = c.I32(3), c.I32(4)
-		n := 5
+		n := 6
 		if sinks {
 			a.sinks = c.F32(n)
 			n++
 		}
-		a.out = newFloats(dt, c.Args[n].Bytes)
-		if err := a.checkMeta(false); err != nil {
+		a.maxLogits, a.expSums = c.F32(n), c.F32(n+1)
+		a.tmpOut = newFloats(dt, c.Args[n+2].Bytes)
+		if i := slices.IndexFunc(c.I32(n+3), func(v int32) bool { return v != 0 }); i >= 0 {
+			return fmt.Errorf("the split-KV counters came in with %d at %d; they must be zero (a zeroed scratch buffer)", c.I32(n + 3)[i], i)
+		}
+		a.out = newFloats(dt, c.Args[n+4].Bytes)
+		if err := a.checkMeta(true); err != nil {
 			return err
 		}
-		seqOf := make([]int32, p.NumTokens)
+		if err := a.run(c, true); err != nil {
+			return err
+		}
+		seqOf := make([]int32, a.p.NumTokens)
 		for s := range len(a.seqLens) {
 			for t := a.cu[s]; t < a.cu[s+1]; t++ {
 				seqOf[t] = int32(s)
@@ -641,7 +621,16 @@ func pagedAttentionReduceKernel(dt graph.DType, hs int, sinks bool) Kernel {
 	}
 }
 
+func (a *attention) bindMeta(c *Call, dt graph.DType) {
+	a.q = newFloats(dt, c.Args[0].Bytes)
+	a.k = newFloats(dt, c.Args[1].Bytes)
+	a.v = newFloats(dt, c.Args[2].Bytes)
+	a.tables, a.seqLens, a.cu = c.I32(3), c.I32(4), c.I32(5)
+}
+
 // reduceRow merges the partitions of query token t, head h of sequence s.
+// With M the largest partition maximum (and sink), partition p weighs
+// w_p = l_p·2^(m_p−M) and out = Σ_p w_p·tmp_out_p / (Σ_p w_p + 2^(sink−M)).
 func (a *attention) reduceRow(t, h, s int, acc, row []float32) {
 	hs := a.hs
 	out := (t*a.heads + h) * hs
@@ -719,11 +708,8 @@ func init() {
 			for _, bs := range primitives.AttentionBlockSizes {
 				for _, sinks := range []bool{false, true} {
 					mustRegister(primitives.PagedAttentionKernel(dt, hs, bs, sinks), pagedAttentionKernel(dt, hs, bs, sinks))
+					mustRegister(primitives.PagedAttentionSplitKernel(dt, hs, bs, sinks), pagedAttentionSplitKernel(dt, hs, bs, sinks))
 				}
-				mustRegister(primitives.PagedAttentionPartitionKernel(dt, hs, bs), pagedAttentionPartitionKernel(dt, hs, bs))
-			}
-			for _, sinks := range []bool{false, true} {
-				mustRegister(primitives.PagedAttentionReduceKernel(dt, hs, sinks), pagedAttentionReduceKernel(dt, hs, sinks))
 			}
 		}
 	}

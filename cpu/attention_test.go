@@ -162,13 +162,9 @@ func TestAttentionKernelsRegistered(t *testing.T) {
 		names = append(names, primitives.KVWriteKernel(dt, graph.Int32), primitives.KVWriteKernel(dt, graph.Int64))
 		for _, hs := range primitives.AttentionHeadSizes {
 			for _, sinks := range []bool{false, true} {
-				names = append(names, primitives.PagedAttentionReduceKernel(dt, hs, sinks))
 				for _, bs := range primitives.AttentionBlockSizes {
-					names = append(names, primitives.PagedAttentionKernel(dt, hs, bs, sinks))
+					names = append(names, primitives.PagedAttentionKernel(dt, hs, bs, sinks), primitives.PagedAttentionSplitKernel(dt, hs, bs, sinks))
 				}
-			}
-			for _, bs := range primitives.AttentionBlockSizes {
-				names = append(names, primitives.PagedAttentionPartitionKernel(dt, hs, bs))
 			}
 		}
 	}

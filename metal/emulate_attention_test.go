@@ -76,9 +76,10 @@ func (c attentionCase) build(dt graph.DType) *graph.Array {
 	return ops.PagedAttention(q, kc, vc, meta, opts)
 }
 
-// TestEmulatedAttention checks the KV write, the single pass, the
-// partitions and the reduce against the CPU, with GQA, awkward head sizes,
-// varlen queries, sliding windows, softcap and sinks.
+// TestEmulatedAttention checks the KV write, the single pass and the split
+// path (the partitions merged by the last of each row's threadgroups)
+// against the CPU, with GQA, awkward head sizes, varlen queries, sliding
+// windows, softcap and sinks.
 func TestEmulatedAttention(t *testing.T) {
 	var names []string
 	for _, n := range kernelsWithPrefix("paged_attention_", "kv_write_", "add_i32") {
@@ -118,8 +119,8 @@ func TestEmulatedAttention(t *testing.T) {
 // not build (for speed): float16 rows of 128 (16 lanes a row, the decode
 // shape of the suite) and float32 rows of 256 (two 16-byte loads a lane).
 func TestEmulatedAttentionWideRows(t *testing.T) {
-	names := kernelsWithPrefix("paged_attention_f16_hs128_bs16", "paged_attention_partition_f16_hs128_bs16", "paged_attention_reduce_f16_hs128",
-		"paged_attention_f32_hs256_bs16", "paged_attention_partition_f32_hs256_bs16", "paged_attention_reduce_f32_hs256", "kv_write_", "add_i32")
+	names := kernelsWithPrefix("paged_attention_f16_hs128_bs16", "paged_attention_split_f16_hs128_bs16",
+		"paged_attention_f32_hs256_bs16", "paged_attention_split_f32_hs256_bs16", "kv_write_", "add_i32")
 	emu, ref := emuRuntimes(t, names...)
 	for _, c := range []struct {
 		dt     graph.DType
@@ -145,7 +146,7 @@ func TestEmulatedAttentionWideRows(t *testing.T) {
 // the cache, a sequence longer than its table row, a KV slot past the cache
 // and a KV slot written twice are reported by the kernels, not used.
 func TestEmulatedAttentionBadMetadata(t *testing.T) {
-	emu, _ := emuRuntimes(t, kernelsWithPrefix("paged_attention_f32_hs64_bs8", "paged_attention_partition_f32_hs64_bs8", "paged_attention_reduce_f32_hs64", "kv_write_f32", "add_i32")...)
+	emu, _ := emuRuntimes(t, kernelsWithPrefix("paged_attention_f32_hs64_bs8", "paged_attention_split_f32_hs64_bs8", "kv_write_f32", "add_i32")...)
 	kc := graph.Full(graph.Float32, 0, 4, 8, 1, 64)
 	vc := graph.Full(graph.Float32, 0, 4, 8, 1, 64)
 	k := graph.Full(graph.Float32, 1, 2, 1, 64)

@@ -147,7 +147,7 @@ const (
 	SplitAuto SplitMode = iota
 	// SplitNever always computes each row in a single pass over its keys.
 	SplitNever
-	// SplitAlways always partitions the keys and reduces the partials.
+	// SplitAlways always partitions the keys and merges the partials.
 	SplitAlways
 )
 
@@ -164,7 +164,7 @@ func (m SplitMode) String() string {
 }
 
 // PagedAttentionParams are the params of the paged attention kernels (the
-// single pass, the partition and the reduce kernel share them).
+// single pass and the split kernel share them).
 //
 // Scores are kept in log2 units — the kernels multiply q·k by Scale and by
 // log2(e) so that every exponential is an exp2 — and so are the partition
@@ -282,16 +282,14 @@ func PagedAttentionKernel(dt graph.DType, headSize, blockSize int, sinks bool) s
 	return fmt.Sprintf("paged_attention_%s_hs%d_bs%d%s", dt.Short(), headSize, blockSize, sinksSuffix(sinks))
 }
 
-// PagedAttentionPartitionKernel is the split path's first kernel: it
-// attends each row to the keys of one partition.
-func PagedAttentionPartitionKernel(dt graph.DType, headSize, blockSize int) string {
-	return fmt.Sprintf("paged_attention_partition_%s_hs%d_bs%d", dt.Short(), headSize, blockSize)
-}
-
-// PagedAttentionReduceKernel is the split path's second kernel: it merges
-// the partitions of each row (and folds the sinks).
-func PagedAttentionReduceKernel(dt graph.DType, headSize int, sinks bool) string {
-	return fmt.Sprintf("paged_attention_reduce_%s_hs%d%s", dt.Short(), headSize, sinksSuffix(sinks))
+// PagedAttentionSplitKernel is the split path's kernel: a threadgroup
+// attends each row to the keys of one partition and writes its partial
+// results to the scratch; the last of a row's partitions to finish (an
+// atomic count per query token and KV head, in the zeroed counters, which
+// that threadgroup resets) merges the row's partials in partition order
+// into out, folding the sinks.
+func PagedAttentionSplitKernel(dt graph.DType, headSize, blockSize int, sinks bool) string {
+	return fmt.Sprintf("paged_attention_split_%s_hs%d_bs%d%s", dt.Short(), headSize, blockSize, sinksSuffix(sinks))
 }
 
 func sinksSuffix(sinks bool) string {
@@ -399,10 +397,9 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	maxLogits := l.NewScratch(rows * 4)
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))
-	l.Dispatch(PagedAttentionPartitionKernel(dt, hs, bs), Dim3{kvh, tq, parts}, attentionGroup(l.Caps), &split,
-		slices.Concat(meta, []Ref{maxLogits, expSums, tmpOut})...)
-	l.Dispatch(PagedAttentionReduceKernel(dt, hs, p.Sinks), Dim3{heads, tq, 1}, Dim3{max(l.Caps.SIMDWidth, 1), 1, 1}, &split,
-		slices.Concat([]Ref{tmpOut, maxLogits, expSums, In(4), In(5)}, sinks, []Ref{Out(0)})...)
+	counters := l.NewZeroedScratch(int64(tq) * int64(kvh) * 4)
+	l.Dispatch(PagedAttentionSplitKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, parts}, attentionGroup(l.Caps), &split,
+		slices.Concat(meta, sinks, []Ref{maxLogits, expSums, tmpOut, counters, Out(0)})...)
 	return nil
 }
 
@@ -488,19 +485,16 @@ func init() {
 			register(KernelSpec{Name: KVWriteKernel(dt, slot), Args: []ArgSpec{RW("k_cache"), RW("v_cache"), R("key"), R("value"), R("slot_mapping")}, Params: (*KVWriteParams)(nil)})
 		}
 		meta := []ArgSpec{R("q"), R("k_cache"), R("v_cache"), R("block_tables"), R("seq_lens"), R("cu_seqlens_q")}
-		reduce := []ArgSpec{R("tmp_out"), R("max_logits"), R("exp_sums"), R("seq_lens"), R("cu_seqlens_q")}
+		split := []ArgSpec{W("max_logits"), W("exp_sums"), W("tmp_out"), RW("counters"), W("out")}
 		for _, hs := range AttentionHeadSizes {
 			for _, bs := range AttentionBlockSizes {
 				register(
 					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, false), Args: concat(meta, W("out")), Params: (*PagedAttentionParams)(nil)},
 					KernelSpec{Name: PagedAttentionKernel(dt, hs, bs, true), Args: concat(meta, R("sinks"), W("out")), Params: (*PagedAttentionParams)(nil)},
-					KernelSpec{Name: PagedAttentionPartitionKernel(dt, hs, bs), Args: concat(meta, W("max_logits"), W("exp_sums"), W("tmp_out")), Params: (*PagedAttentionParams)(nil)},
+					KernelSpec{Name: PagedAttentionSplitKernel(dt, hs, bs, false), Args: concat(meta, split...), Params: (*PagedAttentionParams)(nil)},
+					KernelSpec{Name: PagedAttentionSplitKernel(dt, hs, bs, true), Args: concat(concat(meta, R("sinks")), split...), Params: (*PagedAttentionParams)(nil)},
 				)
 			}
-			register(
-				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, false), Args: concat(reduce, W("out")), Params: (*PagedAttentionParams)(nil)},
-				KernelSpec{Name: PagedAttentionReduceKernel(dt, hs, true), Args: concat(reduce, R("sinks"), W("out")), Params: (*PagedAttentionParams)(nil)},
-			)
 		}
 	}
 }

@@ -94,32 +94,36 @@ func TestPagedAttentionLowering(t *testing.T) {
 		p.Split = primitives.SplitAlways
 		l = lowerAttention(t, p, caps, graph.Float16, 5, 16, 8, 128, 16, 2, 90)
 		checkCatalog(t, l)
-		if len(l.Dispatches) != 2 || l.Counters["paged_attention.split"] != 1 {
+		if len(l.Dispatches) != 1 || l.Counters["paged_attention.split"] != 1 {
 			t.Fatalf("split: %d dispatches, counters %v", len(l.Dispatches), l.Counters)
 		}
-		// 1300 keys in partitions of 512: 3 partitions per row.
+		// 1300 keys in partitions of 512: 3 partitions per row; a counter
+		// per query token and KV head.
 		rows := int64(5 * 16 * 3)
-		if !slices.Equal(l.Scratch, []int64{4 * rows, 4 * rows, 2 * 128 * rows}) {
-			t.Errorf("scratch %v, want max_logits and exp_sums of %d floats and tmp_out of %d halves", l.Scratch, rows, rows*128)
+		if !slices.Equal(l.Scratch, []int64{4 * rows, 4 * rows, 2 * 128 * rows, 4 * 5 * 8}) || !slices.Equal(l.Zeroed, []bool{false, false, false, true}) {
+			t.Errorf("scratch %v zeroed %v, want max_logits and exp_sums of %d floats, tmp_out of %d halves and 40 zeroed counters", l.Scratch, l.Zeroed, rows, rows*128)
 		}
-		part, red := l.Dispatches[0], l.Dispatches[1]
-		if part.Kernel != primitives.PagedAttentionPartitionKernel(graph.Float16, 128, 16) || red.Kernel != primitives.PagedAttentionReduceKernel(graph.Float16, 128, sinks) {
-			t.Errorf("kernels %s, %s", part.Kernel, red.Kernel)
+		d := l.Dispatches[0]
+		if d.Kernel != primitives.PagedAttentionSplitKernel(graph.Float16, 128, 16, sinks) || d.Grid != (primitives.Dim3{8, 5, 3}) {
+			t.Errorf("kernel %s, grid %v", d.Kernel, d.Grid)
 		}
-		if part.Params.(*primitives.PagedAttentionParams).NumPartitions != 3 {
-			t.Errorf("partition params %+v", part.Params)
+		if d.Params.(*primitives.PagedAttentionParams).NumPartitions != 3 {
+			t.Errorf("split params %+v", d.Params)
 		}
-		// The partition kernel writes the three scratch buffers and the
-		// reduce reads them: that is what orders the two.
-		for i, a := range part.Args[6:] {
-			if a.Ref != (primitives.Ref{Kind: primitives.ScratchRef, Index: i}) || a.Access != primitives.Write {
-				t.Errorf("partition argument %s: %v %v", a.Name, a.Ref, a.Access)
+		// The partials are the dispatch's own (written before they are
+		// read); the counters must come in zero and are left zero.
+		scratch := d.Args[len(d.Args)-5 : len(d.Args)-1]
+		for i, a := range scratch {
+			want := primitives.Write
+			if a.Name == "counters" {
+				want = primitives.ReadWrite
+			}
+			if a.Ref != (primitives.Ref{Kind: primitives.ScratchRef, Index: i}) || a.Access != want {
+				t.Errorf("split argument %s: %v %v", a.Name, a.Ref, a.Access)
 			}
 		}
-		for _, a := range red.Args {
-			if want := a.Name == "out"; a.Access.Writes() != want {
-				t.Errorf("reduce argument %s: %v", a.Name, a.Access)
-			}
+		if out := d.Args[len(d.Args)-1]; out.Ref != primitives.Out(0) || out.Access != primitives.Write {
+			t.Errorf("split output %v", out)
 		}
 	}
 }

@@ -173,6 +173,7 @@ type Lowering struct {
 
 	Dispatches []Dispatch
 	Scratch    []int64        // sizes in bytes of the scratch buffers requested
+	Zeroed     []bool         // per scratch buffer: asked for with NewZeroedScratch
 	Counters   map[string]int // statistics the primitive reports, such as the attention path taken
 }
 
@@ -184,7 +185,7 @@ func NewLowering(inputs, outputs []graph.Spec, caps Caps) *Lowering {
 // Reset clears the results for reuse with new specs.
 func (l *Lowering) Reset(inputs, outputs []graph.Spec) {
 	l.Inputs, l.Outputs = inputs, outputs
-	l.Dispatches, l.Scratch = l.Dispatches[:0], l.Scratch[:0]
+	l.Dispatches, l.Scratch, l.Zeroed = l.Dispatches[:0], l.Scratch[:0], l.Zeroed[:0]
 	clear(l.Counters)
 }
 
@@ -199,6 +200,19 @@ func Out(i int) Ref { return Ref{OutputRef, i} }
 // tracks scratch buffers exactly like any other buffer.
 func (l *Lowering) NewScratch(nbytes int64) Ref {
 	l.Scratch = append(l.Scratch, nbytes)
+	l.Zeroed = append(l.Zeroed, false)
+	return Ref{ScratchRef, len(l.Scratch) - 1}
+}
+
+// NewZeroedScratch is NewScratch for a buffer whose bytes are all zero when
+// the node's dispatches start, which they must leave all zero when they
+// end, error or not (such as counters that the last of a grid's
+// threadgroups to use them resets). The runtime keeps such buffers apart
+// and zeroes one only when it allocates it, so a replayed step has no
+// dispatch or copy to clear them.
+func (l *Lowering) NewZeroedScratch(nbytes int64) Ref {
+	l.Scratch = append(l.Scratch, nbytes)
+	l.Zeroed = append(l.Zeroed, true)
 	return Ref{ScratchRef, len(l.Scratch) - 1}
 }
 

@@ -41,11 +41,13 @@ type plan struct {
 	nodes []*graph.Array // to compute, in id order
 
 	// The lowering of node i is disp[lo[i]:lo[i+1]] with kernels kern[...],
-	// and scratch sizes scratch[so[i]:so[i+1]].
+	// and scratch sizes scratch[so[i]:so[i+1]] (zeroed[...]: to be taken
+	// zeroed).
 	disp    []primitives.Dispatch
 	kern    []Kernel
 	lo      []int
 	scratch []int64
+	zeroed  []bool
 	so      []int
 
 	info    map[*graph.Array]*nodeInfo
@@ -286,6 +288,7 @@ func (pl *plan) lower(st *Stats) error {
 		pl.disp = append(pl.disp, l.Dispatches...)
 		pl.lo = append(pl.lo, len(pl.disp))
 		pl.scratch = append(pl.scratch, l.Scratch...)
+		pl.zeroed = append(pl.zeroed, l.Zeroed...)
 		pl.so = append(pl.so, len(pl.scratch))
 		st.addCounters(l.Counters)
 	}
@@ -447,10 +450,16 @@ func (pl *plan) build(outs []*graph.Array, st *Stats) error {
 			pl.node(o).st = outSt[j]
 			pl.hold(outSt[j], +1)
 		}
-		sizes := pl.scratch[pl.so[i]:pl.so[i+1]]
+		sizes, zeroed := pl.scratch[pl.so[i]:pl.so[i+1]], pl.zeroed[pl.so[i]:pl.so[i+1]]
 		scratch := make([]*storage, len(sizes))
 		for j, n := range sizes {
-			s, err := pl.take(n, st, false)
+			var s *storage
+			var err error
+			if zeroed[j] {
+				s, err = pl.takeZeroed(n, st)
+			} else {
+				s, err = pl.take(n, st, false)
+			}
 			if err != nil {
 				return fail(err)
 			}
@@ -561,6 +570,17 @@ func (pl *plan) take(n int64, st *Stats, kept bool) (*storage, error) {
 	}
 	s, err := p.get(n, false, st)
 	p.local = local
+	if err != nil {
+		return nil, err
+	}
+	pl.taken = append(pl.taken, s)
+	return s, nil
+}
+
+// takeZeroed is take for a scratch buffer of the plan's that must come in
+// zeroed (primitives.Lowering.NewZeroedScratch).
+func (pl *plan) takeZeroed(n int64, st *Stats) (*storage, error) {
+	s, err := pl.rt.pool.getZeroed(n, st)
 	if err != nil {
 		return nil, err
 	}

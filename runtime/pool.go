@@ -15,7 +15,11 @@ type storage struct {
 	held   int   // arrays of the plan being made holding it
 	watch  int   // compiled traces that read it as a fixed input (see changed)
 	inPool bool
-	pinned bool     // a constant's buffer in a plan being recorded: not freed by the plan
+	pinned bool // a constant's buffer in a plan being recorded: not freed by the plan
+	// zeroed: the bytes are all zero once the work that used the buffer
+	// last has completed (its users leave them so, see
+	// primitives.Lowering.NewZeroedScratch); such buffers are pooled apart.
+	zeroed bool
 	track  bufState // the encoder's hazard tracking: read it through state
 	// owner is the replay plan that touched the buffer last and has not
 	// yet set track (touch: the index in its touches), see state.
@@ -36,14 +40,15 @@ func (s *storage) state() *bufState {
 	return &s.track
 }
 
-// pool keeps freed buffers for reuse, by size class. A buffer may return to
+// pool keeps freed buffers for reuse, by size class, the zeroed ones apart.
+// A buffer may return to
 // the pool while device work that uses it is still in flight: the encoder
 // orders the next user's accesses after the old ones, exactly as it orders
 // any other reuse. Only releasing memory to the device waits for completion.
 type pool struct {
 	dev       Device
 	enc       *encoder
-	free      map[int64][]*storage
+	free      map[poolKey][]*storage
 	allocated int64 // device memory held, pooled or in use
 	pooled    int64
 	limit     int64
@@ -51,7 +56,13 @@ type pool struct {
 	// local, while a plan is being recorded, takes the buffers the plan
 	// frees: they become the cache entry's, so only the plan itself may
 	// reuse them.
-	local map[int64][]*storage
+	local map[poolKey][]*storage
+}
+
+// poolKey is a pooled buffer's size class and whether it is zeroed.
+type poolKey struct {
+	size   int64
+	zeroed bool
 }
 
 // sizeClass rounds n up so that buffers of nearly the same size share a
@@ -69,23 +80,61 @@ func sizeClass(n int64) int64 {
 // buffer no in-flight work touches, for the host to write.
 func (p *pool) get(n int64, idle bool, st *Stats) (*storage, error) {
 	c := sizeClass(n)
-	if list := p.local[c]; len(list) > 0 {
-		s := list[len(list)-1]
-		p.local[c] = list[:len(list)-1]
+	if s := p.reuse(poolKey{c, false}, idle, st); s != nil {
 		return s, nil
 	}
-	list := p.free[c]
+	return p.alloc(c, st)
+}
+
+// getZeroed returns a zeroed storage of at least n bytes: a pooled one (the
+// encoder orders its new user after the old, which left it zero), else a
+// new one that the host fills with zeros. (Not a pooled buffer: one that
+// the plan being built freed is idle but will be written by the plan's
+// earlier commands.)
+func (p *pool) getZeroed(n int64, st *Stats) (*storage, error) {
+	c := sizeClass(n)
+	if s := p.reuse(poolKey{c, true}, false, st); s != nil {
+		return s, nil
+	}
+	s, err := p.alloc(c, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.buf.Write(0, make([]byte, c)); err != nil {
+		s.buf.Release()
+		p.allocated -= c
+		return nil, fmt.Errorf("zeroing %d bytes: %w", c, err)
+	}
+	s.zeroed = true
+	return s, nil
+}
+
+// reuse takes a pooled storage of key k (from the recording plan's own
+// buffers first), or returns nil. With idle, only one no in-flight work
+// touches.
+func (p *pool) reuse(k poolKey, idle bool, st *Stats) *storage {
+	if list := p.local[k]; len(list) > 0 {
+		s := list[len(list)-1]
+		p.local[k] = list[:len(list)-1]
+		return s
+	}
+	list := p.free[k]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
 		if idle && p.enc.busy(s) {
 			continue
 		}
-		p.free[c] = append(list[:i], list[i+1:]...)
+		p.free[k] = append(list[:i], list[i+1:]...)
 		s.inPool = false
-		p.pooled -= c
-		st.BytesReused += c
-		return s, nil
+		p.pooled -= k.size
+		st.BytesReused += k.size
+		return s
 	}
+	return nil
+}
+
+// alloc allocates a storage of size class c, within the memory limit.
+func (p *pool) alloc(c int64, st *Stats) (*storage, error) {
 	if p.limit > 0 && p.allocated+c > p.limit {
 		p.trim(p.allocated + c - p.limit)
 		if p.allocated+c > p.limit {
@@ -107,8 +156,9 @@ func (p *pool) put(s *storage) {
 	if s.inPool {
 		return
 	}
+	k := poolKey{s.size, s.zeroed}
 	if p.local != nil {
-		p.local[s.size] = append(p.local[s.size], s)
+		p.local[k] = append(p.local[k], s)
 		return
 	}
 	if p.mut.freeEarly() {
@@ -120,24 +170,24 @@ func (p *pool) put(s *storage) {
 	}
 	s.inPool = true
 	p.pooled += s.size
-	p.free[s.size] = append(p.free[s.size], s)
+	p.free[k] = append(p.free[k], s)
 }
 
 // trim releases idle pooled buffers until want bytes are freed or none are
 // left. Busy ones stay: the device may still use them.
 func (p *pool) trim(want int64) {
-	for c, list := range p.free {
+	for k, list := range p.free {
 		keep := list[:0]
 		for _, s := range list {
 			if want > 0 && !p.enc.busy(s) {
 				s.buf.Release()
-				p.allocated -= c
-				p.pooled -= c
-				want -= c
+				p.allocated -= k.size
+				p.pooled -= k.size
+				want -= k.size
 				continue
 			}
 			keep = append(keep, s)
 		}
-		p.free[c] = keep
+		p.free[k] = keep
 	}
 }

@@ -239,8 +239,8 @@ type recording struct {
 	pos       []cmdPos // each dispatch's command, in plan step order
 	uploadPos []cmdPos // each upload's command, in constant order
 
-	consts []*storage           // each constant's buffer, in constant order
-	free   map[int64][]*storage // buffers the plan freed, for its own reuse only
+	consts []*storage             // each constant's buffer, in constant order
+	free   map[poolKey][]*storage // buffers the plan freed, for its own reuse only
 }
 
 // cmdPos locates a command in a replay's lists.

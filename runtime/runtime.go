@@ -78,7 +78,7 @@ func New(dev Device, opts Options) (*Runtime, error) {
 	}
 	rt := &Runtime{dev: dev, caps: dev.Caps(), opts: opts, kernels: map[string]Kernel{}}
 	rt.enc = newEncoder(rt, q, q.NewEvent())
-	rt.pool = pool{dev: dev, enc: rt.enc, free: map[int64][]*storage{}, limit: opts.MemoryLimit}
+	rt.pool = pool{dev: dev, enc: rt.enc, free: map[poolKey][]*storage{}, limit: opts.MemoryLimit}
 	return rt, nil
 }
 
@@ -337,13 +337,13 @@ func (rt *Runtime) eval(outs []*graph.Array, tr *trace) (*Pending, error) {
 	switch {
 	case tracing:
 		if len(nodes) > 0 {
-			rec = &recording{free: map[int64][]*storage{}}
+			rec = &recording{free: map[poolKey][]*storage{}}
 		}
 	case !cached || !k.ok:
 	case en == nil:
 		en = rt.remember(&k.planKey)
 	case !en.uncacheable:
-		rec = &recording{free: map[int64][]*storage{}}
+		rec = &recording{free: map[poolKey][]*storage{}}
 	}
 	if len(nodes) > 0 {
 		rt.cache.stats.Misses++

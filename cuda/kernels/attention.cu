@@ -11,7 +11,9 @@
 // by groups of lanes (see attend), scores then values, with an online
 // softmax in log2 units across its chunks; then the warps' states merge in
 // warp order. The split of the keys over the warps depends on the row
-// alone, so a row's result does not depend on the batch it is in.
+// alone, so a row's result does not depend on the batch it is in. On the
+// split path the last of a row's partition blocks to finish merges the
+// row's partitions, in partition order (see attention).
 //
 // The kernels are specialised on the head size and on the heads of a pass
 // (the registers a lane holds depend on them) but not on the block size,
@@ -32,7 +34,7 @@
 #define KEY_TABLES (1ull << 41)
 
 // Argument indices of the metadata, shared by the attention kernels'
-// signatures (the reduce kernel has its own).
+// signatures.
 #define ARG_BLOCK_TABLES 3
 #define ARG_SEQ_LENS 4
 #define ARG_CU 5
@@ -125,14 +127,16 @@ __device__ __forceinline__ void partitions(const Row& r, int part_size, int& fir
 
 // ---- pairs of elements ---------------------------------------------------------
 
-// load_pair reads elements i and i+1 (i even, rows of even length) as floats.
-__device__ __forceinline__ float2 load_pair(const float* p, u64 i) { return *(const float2*)(p + i); }
+// load_pair reads elements i and i+1 (i even, rows of even length) as
+// floats, from the L2 cache (ld.global.cg): the merge reads what other
+// blocks of the grid wrote, which a multiprocessor's L1 may hold stale.
+__device__ __forceinline__ float2 load_pair(const float* p, u64 i) { return __ldcg((const float2*)(p + i)); }
 __device__ __forceinline__ float2 load_pair(const half_t* p, u64 i) {
-  const u32 w = *(const u32*)(p + i);
+  const u32 w = __ldcg((const unsigned int*)(p + i));
   return make_float2(f16_to_f32((u16)(w & 0xffffu)), f16_to_f32((u16)(w >> 16)));
 }
 __device__ __forceinline__ float2 load_pair(const bf16_t* p, u64 i) {
-  const u32 w = *(const u32*)(p + i);
+  const u32 w = __ldcg((const unsigned int*)(p + i));
   return make_float2(bf16_to_f32((u16)(w & 0xffffu)), bf16_to_f32((u16)(w >> 16)));
 }
 
@@ -372,20 +376,80 @@ template <int HS> struct Merge {
   float row[LOOM_ATTENTION_WARPS][HS + 2];
 };
 
+// merge_row merges the partitions of row r (query token t, head h) into
+// out, with the calling warp: with M the largest partition maximum (and
+// sink), w_p = l_p·2^(m_p − M) and out = Σ w_p·tmp_out_p / (Σ w_p +
+// 2^(sink − M)), the partitions added in order. A row without keys is
+// zero; a single partition without sinks is copied.
+template <typename T, int HS>
+__device__ void merge_row(const T* tmp_out, const float* max_logits, const float* exp_sums, const float* sinks, T* out,
+                          const PagedAttentionParams& p, const Row& r, int t, int h) {
+  constexpr int NP = (HS / 2 + 31) / 32;  // pairs per lane: lane i holds pairs i, i+32, …
+  const int lane = threadIdx.x % 32;
+  int first, last;
+  partitions(r, p.PartitionSize, first, last);
+  last = min(last, p.NumPartitions);
+  const u64 base = ((u64)t * p.NumHeads + h) * p.NumPartitions;
+  const u64 dst = ((u64)t * p.NumHeads + h) * HS;
+  float2 acc[NP];
+  for (int i = 0; i < NP; i++) acc[i] = make_float2(0.0f, 0.0f);
+  float scale = 0.0f;
+  if (first < last && last - first == 1 && sinks == nullptr) {
+    for (int i = 0; i < NP; i++) {
+      const int pair = lane + 32 * i;
+      if (pair < HS / 2) acc[i] = load_pair(tmp_out, (base + first) * HS + 2 * pair);
+    }
+    scale = 1.0f;
+  } else if (first < last) {
+    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF;
+    for (int q = first; q < last; q++) top = fmaxf(top, __ldcg(max_logits + base + q));
+    float sum = 0.0f;
+    for (int q = first; q < last; q++) {
+      const float w = __ldcg(exp_sums + base + q) * exp2f(__ldcg(max_logits + base + q) - top);
+      sum += w;
+      for (int i = 0; i < NP; i++) {
+        const int pair = lane + 32 * i;
+        if (pair < HS / 2) {
+          const float2 v = load_pair(tmp_out, (base + q) * HS + 2 * pair);
+          acc[i].x += w * v.x;
+          acc[i].y += w * v.y;
+        }
+      }
+    }
+    if (sinks != nullptr) sum += exp2f(sinks[h] * LOG2E - top);
+    scale = 1.0f / sum;
+  }
+  for (int i = 0; i < NP; i++) {
+    const int pair = lane + 32 * i;
+    if (pair < HS / 2) store_pair(out, dst + 2 * pair, acc[i].x * scale, acc[i].y * scale);
+  }
+}
+
 // attention: the single pass (parts false: every visible key, normalised
-// output with the sinks folded in) or the split path's partition kernel
-// (parts true: the keys of partition blockIdx.z, written as max, sum and
-// normalised output to the scratch), for the query heads of KV head
-// blockIdx.x in passes of GH. After a pass each head's W warp states merge
-// through shared memory, in warp order, one output dim a thread: with M the
-// largest maximum, l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M); a warp
-// without keys (m = −∞) adds nothing.
+// output with the sinks folded in) or the split path (parts true: the keys
+// of partition blockIdx.z, written as max, sum and normalised output to the
+// scratch), for the query heads of KV head blockIdx.x in passes of GH.
+// After a pass each head's W warp states merge through shared memory, in
+// warp order, one output dim a thread: with M the largest maximum,
+// l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M); a warp without keys
+// (m = −∞) adds nothing.
+//
+// On the split path every block of a row (token t, KV head g), whether
+// its partition holds keys of the row or not, then counts itself in
+// counters[t·NumKVHeads + g] (after a fence that publishes its partials),
+// and the block that counts last merges the partitions of the group's
+// heads (merge_row, a warp a head) and sets the counter back to zero, so
+// that the next launch, which the stream runs after this one, finds it
+// zero (primitives.Lowering.NewZeroedScratch). Which block merges depends
+// on timing; what it computes does not.
 template <typename T, int HS, int GH>
 __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache, const T* v_cache, const int* tables,
                                        const int* seq_lens, const int* cu, const float* sinks, T* out, float* max_logits,
-                                       float* exp_sums, T* tmp_out, const PagedAttentionParams& p, Status* status) {
+                                       float* exp_sums, T* tmp_out, u32* counters, const PagedAttentionParams& p,
+                                       Status* status) {
   typedef Rows<T, HS> R;
   __shared__ Merge<HS> merge;
+  __shared__ bool merges;
   if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
   check_tables(tables, seq_lens, p, status);
   const int g = blockIdx.x, t = blockIdx.y, part = blockIdx.z;
@@ -393,14 +457,15 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
   const int group = p.NumHeads / p.NumKVHeads;
   const Row r = row_of(seq_lens, cu, p, t);
   int lo = r.lo, hi = r.hi;
+  bool mine = true;  // the block has keys of the row to attend (the merge skips the other partitions)
   if (parts) {
     int first, last;
     partitions(r, p.PartitionSize, first, last);
-    if (part < first || part >= last) return;  // the reduce skips this partition
+    mine = part >= first && part < last;
     lo = max(lo, part * p.PartitionSize);
     hi = min(hi, (part + 1) * p.PartitionSize);
   }
-  for (int j0 = 0; j0 < group; j0 += GH) {
+  for (int j0 = 0; mine && j0 < group; j0 += GH) {
     const int h0 = g * group + j0, nh = min(GH, group - j0);
     Heads<T, HS, GH> st;
     load_heads(q, p, t, h0, nh, st);
@@ -465,6 +530,18 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
       __syncthreads();  // the next head may overwrite the rows
     }
   }
+  if (!parts) return;
+  __threadfence();  // this block's partials, before it counts
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    u32* count = counters + (u64)t * p.NumKVHeads + g;
+    merges = atomicAdd(count, 1u) == gridDim.z - 1;
+    if (merges) *count = 0u;  // every block of the row has counted
+  }
+  __syncthreads();
+  if (!merges) return;
+  __threadfence();  // the other blocks' partials, after their counts
+  for (int j = warp; j < group; j += warps) merge_row<T, HS>(tmp_out, max_logits, exp_sums, sinks, out, p, r, t, g * group + j);
 }
 
 // attention_group runs attention with the smallest pass of heads that
@@ -475,66 +552,15 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
 template <typename T, int HS>
 __device__ __forceinline__ void attention_group(bool parts, const T* q, const T* k_cache, const T* v_cache, const int* tables,
                                                 const int* seq_lens, const int* cu, const float* sinks, T* out,
-                                                float* max_logits, float* exp_sums, T* tmp_out,
+                                                float* max_logits, float* exp_sums, T* tmp_out, u32* counters,
                                                 const PagedAttentionParams& p, Status* status) {
   const int group = p.NumKVHeads > 0 ? p.NumHeads / p.NumKVHeads : 1;
   if (group <= 1) {
-    attention<T, HS, 1>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
+    attention<T, HS, 1>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, counters, p, status);
   } else if (group == 2) {
-    attention<T, HS, 2>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
+    attention<T, HS, 2>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, counters, p, status);
   } else {
-    attention<T, HS, 4>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, p, status);
-  }
-}
-
-// reduce merges the partitions of row (t = blockIdx.y, h = blockIdx.x), one
-// warp per row: with M the largest partition maximum (and sink),
-// w_p = l_p·2^(m_p − M) and out = Σ w_p·tmp_out_p / (Σ w_p + 2^(sink − M)).
-// A row without keys is zero; a single partition without sinks is copied.
-template <typename T, int HS>
-__device__ __noinline__ void reduce(const T* tmp_out, const float* max_logits, const float* exp_sums, const int* seq_lens, const int* cu,
-                       const float* sinks, T* out, const PagedAttentionParams& p, Status* status) {
-  if (first_block()) check_meta(seq_lens, cu, p, 3, 4, status);
-  constexpr int NP = (HS / 2 + 31) / 32;  // pairs per lane: lane i holds pairs i, i+32, …
-  const int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x % 32;
-  if (threadIdx.x >= 32) return;
-  const Row r = row_of(seq_lens, cu, p, t);
-  int first, last;
-  partitions(r, p.PartitionSize, first, last);
-  last = min(last, p.NumPartitions);
-  const u64 base = ((u64)t * p.NumHeads + h) * p.NumPartitions;
-  const u64 dst = ((u64)t * p.NumHeads + h) * HS;
-  float2 acc[NP];
-  for (int i = 0; i < NP; i++) acc[i] = make_float2(0.0f, 0.0f);
-  float scale = 0.0f;
-  if (first < last && last - first == 1 && sinks == nullptr) {
-    for (int i = 0; i < NP; i++) {
-      const int pair = lane + 32 * i;
-      if (pair < HS / 2) acc[i] = load_pair(tmp_out, (base + first) * HS + 2 * pair);
-    }
-    scale = 1.0f;
-  } else if (first < last) {
-    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF;
-    for (int q = first; q < last; q++) top = fmaxf(top, max_logits[base + q]);
-    float sum = 0.0f;
-    for (int q = first; q < last; q++) {
-      const float w = exp_sums[base + q] * exp2f(max_logits[base + q] - top);
-      sum += w;
-      for (int i = 0; i < NP; i++) {
-        const int pair = lane + 32 * i;
-        if (pair < HS / 2) {
-          const float2 v = load_pair(tmp_out, (base + q) * HS + 2 * pair);
-          acc[i].x += w * v.x;
-          acc[i].y += w * v.y;
-        }
-      }
-    }
-    if (sinks != nullptr) sum += exp2f(sinks[h] * LOG2E - top);
-    scale = 1.0f / sum;
-  }
-  for (int i = 0; i < NP; i++) {
-    const int pair = lane + 32 * i;
-    if (pair < HS / 2) store_pair(out, dst + 2 * pair, acc[i].x * scale, acc[i].y * scale);
+    attention<T, HS, 4>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out, counters, p, status);
   }
 }
 
@@ -543,36 +569,31 @@ __device__ __noinline__ void reduce(const T* tmp_out, const float* max_logits, c
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                          \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
-                                nullptr, nullptr, nullptr, p, status);                                          \
+                           nullptr, nullptr, nullptr, nullptr, p, status);                                      \
   }                                                                                                             \
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS##_sinks(                                 \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
-                                nullptr, nullptr, p, status);                                                   \
+                           nullptr, nullptr, nullptr, p, status);                                               \
   }                                                                                                             \
-  extern "C" __global__ void paged_attention_partition_##SHORT##_hs##HS##_bs##BS(                               \
+  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_bs##BS(                                   \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
-      const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, const PagedAttentionParams p,    \
-      Status* status) {                                                                                         \
-    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, nullptr,     \
-                               max_logits, exp_sums, tmp_out, p, status);                                       \
-  }
-
-#define REDUCE_KERNELS(SHORT, T, HS)                                                                             \
-  extern "C" __global__ void paged_attention_reduce_##SHORT##_hs##HS(                                           \
-      const T* tmp_out, const float* max_logits, const float* exp_sums, const int* seq_lens,                    \
-      const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                          \
-    reduce<T, HS>(tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, nullptr, out, p, status);              \
+      const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,           \
+      const PagedAttentionParams p, Status* status) {                                                           \
+    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,         \
+                           max_logits, exp_sums, tmp_out, counters, p, status);                                 \
   }                                                                                                             \
-  extern "C" __global__ void paged_attention_reduce_##SHORT##_hs##HS##_sinks(                                   \
-      const T* tmp_out, const float* max_logits, const float* exp_sums, const int* seq_lens,                    \
-      const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
-    reduce<T, HS>(tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, sinks, out, p, status);                \
+  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_bs##BS##_sinks(                           \
+      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
+      const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,              \
+      u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                    \
+    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,           \
+                           max_logits, exp_sums, tmp_out, counters, p, status);                                 \
   }
 
 #define ATTENTION_HS(SHORT, T, HS) \
-  ATTENTION_KERNELS(SHORT, T, HS, 8) ATTENTION_KERNELS(SHORT, T, HS, 16) ATTENTION_KERNELS(SHORT, T, HS, 32) REDUCE_KERNELS(SHORT, T, HS)
+  ATTENTION_KERNELS(SHORT, T, HS, 8) ATTENTION_KERNELS(SHORT, T, HS, 16) ATTENTION_KERNELS(SHORT, T, HS, 32)
 #define ATTENTION_DTYPE(SHORT, T) \
   ATTENTION_HS(SHORT, T, 64) ATTENTION_HS(SHORT, T, 80) ATTENTION_HS(SHORT, T, 96) ATTENTION_HS(SHORT, T, 128) ATTENTION_HS(SHORT, T, 256)
 LOOM_FLOATS(ATTENTION_DTYPE)

@@ -2,8 +2,9 @@
 // kv_heads, head_size] ("NHD"), and the KV write that fills it.
 //
 // Kernels assume 32-wide SIMD groups (every Apple GPU). The attention
-// passes spread each K/V row over a group of lanes (Rows); the reduce's
-// lane l holds elements l, l+32, … of a head vector.
+// passes spread each K/V row over a group of lanes (Rows); the merge of a
+// row's partitions (split path) gives lane l elements l, l+32, … of a head
+// vector.
 
 #define LOOM_STR(x) #x
 
@@ -521,62 +522,17 @@ template <typename T, int HS, int BS>
                                     status, merge, group, tid, threads, sg, sgs, lane);
 }
 
-// paged_attention_partition is the split-KV pass: threadgroup (KV head,
-// token, partition) covers keys [part·PartitionSize, (part+1)·PartitionSize)
-// of each row's range and writes, for each query head, the partition's max
-// logit m_p and sum l_p (log2 domain, fp32) and its normalised output
-// O_p / l_p (activation dtype). Partitions outside a row's range are not
-// written; the reduce never reads them.
-template <typename T, int HS, int BS>
-[[kernel]] void paged_attention_partition(
-    device const T* q [[buffer(0)]],
-    device const T* k_cache [[buffer(1)]],
-    device const T* v_cache [[buffer(2)]],
-    device const int* block_tables [[buffer(3)]],
-    device const int* seq_lens [[buffer(4)]],
-    device const int* cu_seqlens_q [[buffer(5)]],
-    device float* max_logits [[buffer(6)]],
-    device float* exp_sums [[buffer(7)]],
-    device T* tmp_out [[buffer(8)]],
-    constant PagedAttentionParams& p [[buffer(9)]],
-    LOOM_STATUS,
-    uint3 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]],
-    uint threads [[threads_per_threadgroup]],
-    uint sg [[simdgroup_index_in_threadgroup]],
-    uint sgs [[simdgroups_per_threadgroup]],
-    uint lane [[thread_index_in_simdgroup]]) {
-  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
-  int kvh = int(group.x), t = int(group.y), part = int(group.z);
-  if (t >= p.NumTokens || kvh >= p.NumKVHeads || part >= p.NumPartitions) {
-    return;
-  }
-  KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 5);
-  int from = max(r.lo, part * p.PartitionSize), to = min(r.hi, (part + 1) * p.PartitionSize);
-  if (!r.ok || from >= to) {
-    return;
-  }
-  attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, nullptr, tmp_out, max_logits, exp_sums, status, merge,
-                            true, r.seq, kvh, t, part, from, to, tid, threads, sg, sgs, lane);
-}
-
-// paged_attention_merge merges the partitions of (query token, head): with
-// M the largest partition max (and the sink), w_p = l_p·2^(m_p − M) and
-// out = Σ_p w_p·tmp_out_p / (Σ_p w_p + 2^(sink − M)), in fp32. It reads
-// exactly the partitions the row's key range touches; one partition without
-// sinks is copied exactly; a row with no keys gets zeros. One SIMD group per
-// (head, token).
+// paged_attention_merge merges the partitions of row r (query token t, head
+// h) into out with the calling SIMD group: with M the largest partition max
+// (and the sink), w_p = l_p·2^(m_p − M) and out = Σ_p w_p·tmp_out_p /
+// (Σ_p w_p + 2^(sink − M)), in fp32, the partitions added in order. It
+// reads exactly the partitions the row's key range touches; one partition
+// without sinks is copied exactly; a row with no keys gets zeros.
 template <typename T, int HS>
 void paged_attention_merge(constant PagedAttentionParams& p, device const T* tmp_out, device const float* max_logits,
-                           device const float* exp_sums, device const int* seq_lens, device const int* cu_seqlens_q,
-                           device const float* sinks, device T* out, device atomic_uint* status, uint2 group,
-                           uint lane) {
-  int h = int(group.x), t = int(group.y);
-  if (t >= p.NumTokens || h >= p.NumHeads) {
-    return;
-  }
+                           device const float* exp_sums, KeyRange r, device const float* sinks, device T* out, int t,
+                           int h, uint lane) {
   constexpr int PER_LANE = (HS + 31) / 32; // lane l holds elements l, l+32, …
-  KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 4);
   ulong dst = (ulong(t) * p.NumHeads + h) * HS;
   int pLo = 0, pHi = 0;
   if (r.ok && r.lo < r.hi) {
@@ -627,50 +583,122 @@ void paged_attention_merge(constant PagedAttentionParams& p, device const T* tmp
   }
 }
 
-template <typename T, int HS>
-[[kernel]] void paged_attention_reduce(
-    device const T* tmp_out [[buffer(0)]],
-    device const float* max_logits [[buffer(1)]],
-    device const float* exp_sums [[buffer(2)]],
-    device const int* seq_lens [[buffer(3)]],
-    device const int* cu_seqlens_q [[buffer(4)]],
-    device T* out [[buffer(5)]],
-    constant PagedAttentionParams& p [[buffer(6)]],
-    LOOM_STATUS,
-    uint2 group [[threadgroup_position_in_grid]],
-    uint lane [[thread_index_in_simdgroup]]) {
-  paged_attention_merge<T, HS>(p, tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, nullptr, out, status,
-                               group, lane);
+// paged_attention_split_rows is the split-KV path: threadgroup (KV head,
+// token, partition) covers keys [part·PartitionSize, (part+1)·PartitionSize)
+// of the row's range and writes, for each query head, the partition's max
+// logit m_p and sum l_p (log2 domain, fp32) and its normalised output
+// O_p / l_p (activation dtype) to the scratch (partitions outside the
+// row's range write nothing; the merge never reads them). Then every
+// threadgroup of the row (token t, KV head kvh) counts itself in
+// counters[t·NumKVHeads + kvh], and the one that counts last merges the
+// partitions of the group's heads (paged_attention_merge, a SIMD group a
+// head) and sets the counter back to zero, so that the next dispatch,
+// which the runtime orders after this one, finds it zero
+// (primitives.Lowering.NewZeroedScratch). The threadgroup's device writes
+// are ordered before its count by threadgroup_barrier(mem_device), and the
+// merge reads the partials after the count (MSL 3.1 has no device-scope
+// fence; this has not run on Apple hardware yet).
+template <typename T, int HS, int BS>
+void paged_attention_split_rows(constant PagedAttentionParams& p, device const T* q, device const T* k_cache,
+                                device const T* v_cache, device const int* block_tables, device const int* seq_lens,
+                                device const int* cu_seqlens_q, device const float* sinks, device float* max_logits,
+                                device float* exp_sums, device T* tmp_out, device atomic_uint* counters, device T* out,
+                                device atomic_uint* status, threadgroup float* merge, uint3 group, uint tid,
+                                uint threads, uint sg, uint sgs, uint lane) {
+  int kvh = int(group.x), t = int(group.y), part = int(group.z);
+  if (t >= p.NumTokens || kvh >= p.NumKVHeads || part >= p.NumPartitions) {
+    return; // outside the grid the lowering makes
+  }
+  KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 5);
+  int from = max(r.lo, part * p.PartitionSize), to = min(r.hi, (part + 1) * p.PartitionSize);
+  if (r.ok && from < to) {
+    attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, nullptr, tmp_out, max_logits, exp_sums, status,
+                              merge, true, r.seq, kvh, t, part, from, to, tid, threads, sg, sgs, lane);
+  }
+  threadgroup_barrier(mem_flags::mem_device | mem_flags::mem_threadgroup);
+  if (tid == 0) {
+    device atomic_uint* count = counters + ulong(t) * p.NumKVHeads + kvh;
+    bool last = atomic_fetch_add_explicit(count, 1u, memory_order_relaxed) == uint(p.NumPartitions - 1);
+    if (last) {
+      atomic_store_explicit(count, 0u, memory_order_relaxed); // every threadgroup of the row has counted
+    }
+    merge[0] = last ? 1.0f : 0.0f;
+  }
+  threadgroup_barrier(mem_flags::mem_device | mem_flags::mem_threadgroup);
+  if (merge[0] == 0.0f) {
+    return;
+  }
+  int G = p.NumHeads / p.NumKVHeads;
+  for (int j = int(sg); j < G; j += int(sgs)) {
+    paged_attention_merge<T, HS>(p, tmp_out, max_logits, exp_sums, r, sinks, out, t, kvh * G + j, lane);
+  }
 }
 
-template <typename T, int HS>
-[[kernel]] void paged_attention_reduce_sinks(
-    device const T* tmp_out [[buffer(0)]],
-    device const float* max_logits [[buffer(1)]],
-    device const float* exp_sums [[buffer(2)]],
-    device const int* seq_lens [[buffer(3)]],
-    device const int* cu_seqlens_q [[buffer(4)]],
-    device const float* sinks [[buffer(5)]],
-    device T* out [[buffer(6)]],
-    constant PagedAttentionParams& p [[buffer(7)]],
+template <typename T, int HS, int BS>
+[[kernel]] void paged_attention_split(
+    device const T* q [[buffer(0)]],
+    device const T* k_cache [[buffer(1)]],
+    device const T* v_cache [[buffer(2)]],
+    device const int* block_tables [[buffer(3)]],
+    device const int* seq_lens [[buffer(4)]],
+    device const int* cu_seqlens_q [[buffer(5)]],
+    device float* max_logits [[buffer(6)]],
+    device float* exp_sums [[buffer(7)]],
+    device T* tmp_out [[buffer(8)]],
+    device atomic_uint* counters [[buffer(9)]],
+    device T* out [[buffer(10)]],
+    constant PagedAttentionParams& p [[buffer(11)]],
     LOOM_STATUS,
-    uint2 group [[threadgroup_position_in_grid]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint sgs [[simdgroups_per_threadgroup]],
     uint lane [[thread_index_in_simdgroup]]) {
-  paged_attention_merge<T, HS>(p, tmp_out, max_logits, exp_sums, seq_lens, cu_seqlens_q, sinks, out, status,
-                               group, lane);
+  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
+  paged_attention_split_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr,
+                                        max_logits, exp_sums, tmp_out, counters, out, status, merge, group, tid,
+                                        threads, sg, sgs, lane);
+}
+
+template <typename T, int HS, int BS>
+[[kernel]] void paged_attention_split_sinks(
+    device const T* q [[buffer(0)]],
+    device const T* k_cache [[buffer(1)]],
+    device const T* v_cache [[buffer(2)]],
+    device const int* block_tables [[buffer(3)]],
+    device const int* seq_lens [[buffer(4)]],
+    device const int* cu_seqlens_q [[buffer(5)]],
+    device const float* sinks [[buffer(6)]],
+    device float* max_logits [[buffer(7)]],
+    device float* exp_sums [[buffer(8)]],
+    device T* tmp_out [[buffer(9)]],
+    device atomic_uint* counters [[buffer(10)]],
+    device T* out [[buffer(11)]],
+    constant PagedAttentionParams& p [[buffer(12)]],
+    LOOM_STATUS,
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint sgs [[simdgroups_per_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]]) {
+  LOOM_SHARED float merge[LOOM_ATTENTION_WARPS * MERGE_ROW(HS)];
+  paged_attention_split_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks,
+                                        max_logits, exp_sums, tmp_out, counters, out, status, merge, group, tid,
+                                        threads, sg, sgs, lane);
 }
 
 // Instantiations: every dtype × head size × block size of the catalog.
 #define LOOM_ATTENTION_BS(DT, T, HS, BS) \
   LOOM_KERNEL("paged_attention_" DT "_hs" LOOM_STR(HS) "_bs" LOOM_STR(BS), paged_attention, T, HS, BS) \
   LOOM_KERNEL("paged_attention_" DT "_hs" LOOM_STR(HS) "_bs" LOOM_STR(BS) "_sinks", paged_attention_sinks, T, HS, BS) \
-  LOOM_KERNEL("paged_attention_partition_" DT "_hs" LOOM_STR(HS) "_bs" LOOM_STR(BS), paged_attention_partition, T, HS, BS)
+  LOOM_KERNEL("paged_attention_split_" DT "_hs" LOOM_STR(HS) "_bs" LOOM_STR(BS), paged_attention_split, T, HS, BS) \
+  LOOM_KERNEL("paged_attention_split_" DT "_hs" LOOM_STR(HS) "_bs" LOOM_STR(BS) "_sinks", paged_attention_split_sinks, T, HS, BS)
 #define LOOM_ATTENTION_HS(DT, T, HS) \
   LOOM_ATTENTION_BS(DT, T, HS, 8) \
   LOOM_ATTENTION_BS(DT, T, HS, 16) \
-  LOOM_ATTENTION_BS(DT, T, HS, 32) \
-  LOOM_KERNEL("paged_attention_reduce_" DT "_hs" LOOM_STR(HS), paged_attention_reduce, T, HS) \
-  LOOM_KERNEL("paged_attention_reduce_" DT "_hs" LOOM_STR(HS) "_sinks", paged_attention_reduce_sinks, T, HS)
+  LOOM_ATTENTION_BS(DT, T, HS, 32)
 #define LOOM_ATTENTION(DT, T) \
   LOOM_ATTENTION_HS(DT, T, 64) \
   LOOM_ATTENTION_HS(DT, T, 80) \
