@@ -458,6 +458,55 @@ func TestPagedAttentionBatchInvariant(t *testing.T) {
 	}
 }
 
+// TestPagedAttentionSplitRepeated evaluates the split path over two sets
+// of queries in turn, each evaluation submitted before the last has
+// finished, so that they take the same pooled counters one after another:
+// the GPU kernels' last partition to finish merges a row and must leave its
+// counter zero for the next (else no partition merges and the output keeps
+// stale bytes). Every result must equal the first of its queries, bit for
+// bit (which partition merges varies; what it computes must not).
+func TestPagedAttentionSplitRepeated(t *testing.T) {
+	const dt, heads, kvh, hs, bs = graph.Float16, 12, 4, 80, 8
+	ctx := []int{1030, 3, 517}
+	r := loomtest.Rand(43)
+	blocks := 1
+	for _, n := range ctx {
+		blocks += (n + bs - 1) / bs
+	}
+	k, v := newKVCache(r, dt, blocks, bs, kvh, hs), newKVCache(r, dt, blocks, bs, kvh, hs)
+	b := newBatch(r, ctx, []int{1, 2, 1}, bs, blocks)
+	qs := [2][]float32{loomtest.Float32s(r, b.tq*heads*hs, -2, 2), loomtest.Float32s(r, b.tq*heads*hs, -2, 2)}
+	for _, tg := range loomtest.Targets(t) {
+		kc, vc := k.array(), v.array()
+		var outs []*graph.Array
+		for i := range 6 {
+			q := graph.FromFloat32sAs(dt, qs[i%2], b.tq, heads, hs)
+			out := ops.PagedAttention(q, kc, vc, b.meta(int32(blocks)), ops.AttentionOptions{Split: ops.SplitAlways})
+			if _, err := tg.RT.EvalAsync(out); err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, out)
+		}
+		var first [2][]byte
+		for i, out := range outs {
+			got, err := out.Bytes()
+			if err != nil {
+				t.Fatalf("%s evaluation %d: %v", tg.Name, i, err)
+			}
+			if i < 2 {
+				first[i] = got
+				continue
+			}
+			if !bytes.Equal(got, first[i%2]) {
+				t.Errorf("%s evaluation %d differs from evaluation %d of the same queries", tg.Name, i, i%2)
+			}
+		}
+		if bytes.Equal(first[0], first[1]) {
+			t.Fatalf("%s: the two sets of queries gave the same result", tg.Name)
+		}
+	}
+}
+
 // evaluated returns a, evaluated on tg, so that ops see a computed array
 // rather than a constant and leave its checks to the kernel.
 func evaluated(t *testing.T, tg loomtest.Target, a *graph.Array) *graph.Array {
