@@ -149,3 +149,53 @@ func ceilShift32(v *big.Int) uint64 {
 	v.Add(v, big.NewInt(1<<32-1))
 	return v.Rsh(v, 32).Uint64()
 }
+
+// LogprobsRef returns the log-probability of every token of a row of
+// dist as primitives.Sample defines them, in float64 (NaN for every token
+// of a row without a finite or +Inf value), and the ids of its top most
+// likely tokens, most likely first, ties by lower id. dist holds float32
+// values (rounded to the array's dtype); NaN is read as −Inf.
+func LogprobsRef(dist []float64, top int) (lp []float64, ids []int) {
+	x := make([]float64, len(dist))
+	m := math.Inf(-1)
+	for i, v := range dist {
+		x[i] = v
+		if math.IsNaN(v) {
+			x[i] = math.Inf(-1)
+		}
+		m = max(m, x[i])
+	}
+	z := 0.0
+	for _, v := range x {
+		if v == m {
+			z++
+		} else {
+			z += math.Exp(v - m)
+		}
+	}
+	lp = make([]float64, len(x))
+	for i, v := range x {
+		switch {
+		case math.IsInf(m, -1):
+			lp[i] = math.NaN()
+		case v == m:
+			lp[i] = -math.Log(z)
+		default:
+			lp[i] = v - m - math.Log(z)
+		}
+	}
+	ids = make([]int, len(x))
+	for i := range ids {
+		ids[i] = i
+	}
+	slices.SortStableFunc(ids, func(a, b int) int {
+		switch {
+		case x[a] > x[b]:
+			return -1
+		case x[a] < x[b]:
+			return 1
+		}
+		return 0
+	})
+	return lp, ids[:top]
+}
