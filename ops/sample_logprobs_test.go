@@ -45,32 +45,8 @@ func checkLogprobs(t *testing.T, tg loomtest.Target, what string, c sampleCase, 
 	if !slices.Equal(got, want) {
 		t.Fatalf("%s: %s: tokens %v with log-probs, %v without", tg.Name, what, got, want)
 	}
-	atol, rtol := 2e-5, 1e-5
-	if tg.Exact {
-		atol, rtol = 1e-7, 1e-6
-	}
-	close := func(g float32, w float64) bool {
-		if math.IsNaN(w) || math.IsInf(w, 0) {
-			return math.IsNaN(float64(g)) == math.IsNaN(w) && (math.IsNaN(w) || float64(g) == w)
-		}
-		return math.Abs(float64(g)-w) <= atol+rtol*math.Abs(w)
-	}
-	vals := loomtest.Round(c.dt, dist)
-	for i := range s {
-		ref, refIDs := loomtest.LogprobsRef(vals[i*v:(i+1)*v], top)
-		rowIDs, rowLP := gotIDs[i*(1+top):(i+1)*(1+top)], gotLP[i*(1+top):(i+1)*(1+top)]
-		wantChosen := math.NaN()
-		if got[i] >= 0 {
-			wantChosen = ref[got[i]]
-		}
-		if rowIDs[0] != got[i] || !close(rowLP[0], wantChosen) {
-			t.Fatalf("%s: %s row %d: column 0 (%d, %v), want the token %d and %v", tg.Name, what, i, rowIDs[0], rowLP[0], got[i], wantChosen)
-		}
-		for j, id := range refIDs {
-			if int(rowIDs[1+j]) != id || !close(rowLP[1+j], ref[id]) {
-				t.Fatalf("%s: %s row %d: top %d is (%d, %v), want (%d, %v); top ids %v, want %v", tg.Name, what, i, j, rowIDs[1+j], rowLP[1+j], id, ref[id], rowIDs[1:], refIDs)
-			}
-		}
+	if diff := loomtest.LogprobsDiff(loomtest.Round(c.dt, dist), v, top, got, gotIDs, gotLP, tg.Exact); diff != "" {
+		t.Fatalf("%s: %s: %s", tg.Name, what, diff)
 	}
 }
 
@@ -96,6 +72,13 @@ func TestSampleLogprobs(t *testing.T) {
 					}
 					x[1], x[5], x[c.v+2] = x[3], nan, -inf
 					x[c.v+7] = x[c.v+4]
+				}
+				if c.v > 1100 { // the most likely tied within a GPU thread's share (512 apart) and across threads
+					x := sc.logits
+					if dist != nil {
+						x = dist
+					}
+					x[10], x[10+512], x[10+1024], x[20], x[21] = 9, 9, 9, 8.5, 8.5
 				}
 				checkLogprobs(t, tg, fmt.Sprintf("%s S %d V %d top %d", dt, c.s, c.v, c.top), sc, dist, c.top)
 			}

@@ -210,6 +210,67 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
   }
 }
 
+// logprob_of is the log-probability of a value x of a row with maximum m
+// and log Z (primitives.Sample); NaN x reads as −Inf.
+__device__ __forceinline__ float logprob_of(float x, float m, float logz) {
+  if (m == -LOOM_INF) return LOOM_NAN;
+  if (x == m) return -logz;
+  if (x != x) return -LOOM_INF;
+  return (x - m) - logz;
+}
+
+// top_logprobs writes to columns 1..Top of the row's lp_ids and lp the Top
+// largest values of dist's row s (NaN as −Inf; ties by lower id) and their
+// log-probabilities, and returns its maximum m and log Z to every thread.
+// Each thread keeps the best Top of its strided share, sorted (walking its
+// share in index order, an equal value never displaces an earlier one);
+// Top rounds of a block-wide first maximum over the lists' heads merge
+// them.
+template <typename T>
+__device__ void top_logprobs(const T* dist, int* lp_ids, float* lp, const SampleParams& p, float& m, float& logz) {
+  __shared__ float zs[32];
+  const u32 s = blockIdx.x, n = p.V, top = p.Top, cols = top + 1;
+  const T* row = dist + (u64)s * n;
+  m = -LOOM_INF;
+  u32 arg = 0xffffffffu;
+  for (u32 i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = load_f(row, i);
+    if (v > m) m = v, arg = i;
+  }
+  block_first_max(m, arg);
+  float z = 0.0f;
+  for (u32 i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = load_f(row, i);
+    if (v != v) v = -LOOM_INF;
+    z += v == m ? 1.0f : expf(v - m);
+  }
+  logz = logf(block_sum(z, zs));
+
+  float tv[LOOM_SAMPLE_MAX_TOP];
+  u32 ti[LOOM_SAMPLE_MAX_TOP];
+  u32 held = 0;
+  for (u32 i = threadIdx.x; i < n && top > 0; i += blockDim.x) {
+    float v = load_f(row, i);
+    if (v != v) v = -LOOM_INF;
+    if (held == top && !(v > tv[top - 1])) continue;
+    u32 j = held < top ? held : top - 1;
+    for (; j > 0 && v > tv[j - 1]; j--) tv[j] = tv[j - 1], ti[j] = ti[j - 1];
+    tv[j] = v, ti[j] = i;
+    if (held < top) held++;
+  }
+  u32 head = 0;
+  for (u32 r = 0; r < top; r++) {
+    float v = head < held ? tv[head] : -LOOM_INF;
+    u32 k = head < held ? ti[head] : 0xffffffffu;
+    block_first_max(v, k);
+    if (head < held && ti[head] == k) head++;
+    if (threadIdx.x == 0) {
+      lp_ids[(u64)s * cols + 1 + r] = (int)k;
+      lp[(u64)s * cols + 1 + r] = logprob_of(v, m, logz);
+    }
+  }
+}
+
 #define SAMPLE_KERNEL(SHORT, T)                                                                          \
   extern "C" __global__ void sample_##SHORT(const T* logits, const float* settings, const u32* keys,    \
                                             const int* counters, const int* window, u32* weights,       \
@@ -217,3 +278,23 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
     sample(logits, settings, keys, counters, window, weights, out, p, status);                         \
   }
 LOOM_FLOATS(SAMPLE_KERNEL)
+
+// sample_logprobs draws as sample and reports the log-probs of dist: the
+// top ones first, then the draw, then the drawn token's in column 0.
+#define SAMPLE_LOGPROBS_KERNEL(SHORT, T)                                                                        \
+  extern "C" __global__ void sample_logprobs_##SHORT(const T* logits, const float* settings, const u32* keys,  \
+                                                     const int* counters, const int* window, const T* dist,     \
+                                                     u32* weights, int* out, int* lp_ids, float* lp,            \
+                                                     const SampleParams p, Status* status) {                    \
+    float m, logz;                                                                                               \
+    top_logprobs(dist, lp_ids, lp, p, m, logz);                                                                 \
+    sample(logits, settings, keys, counters, window, weights, out, p, status);                                 \
+    __syncthreads(); /* the drawn token, written by one thread, is visible to all */                           \
+    if (threadIdx.x == 0) {                                                                                      \
+      const u64 at = (u64)blockIdx.x * (p.Top + 1);                                                              \
+      const int tok = out[blockIdx.x];                                                                           \
+      lp_ids[at] = tok;                                                                                          \
+      lp[at] = tok < 0 ? LOOM_NAN : logprob_of(load_f(dist + (u64)blockIdx.x * p.V, tok), m, logz);             \
+    }                                                                                                            \
+  }
+LOOM_FLOATS(SAMPLE_LOGPROBS_KERNEL)
