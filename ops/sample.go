@@ -122,11 +122,14 @@ func sample(pc uintptr, logits, counters, window, params, keys *graph.Array) *gr
 	return sampleNode(pc, primitives.Sample{}, logits, counters, window, params, keys, nil)[0]
 }
 
+// MaxTopLogprobs bounds SampleLogprobs' top (OpenAI's top_logprobs).
+const MaxTopLogprobs = primitives.SampleMaxTop
+
 // SampleLogprobs is SampleWith that also reports log-probabilities of
 // dist (the logits' dtype and shape): ids, int32 [S, 1+top], and
 // logprobs, float32 [S, 1+top], hold in column 0 each row's drawn token
 // and its log-probability under softmax(dist), then the top (≤
-// primitives.SampleMaxTop) most likely tokens of dist, most likely first
+// MaxTopLogprobs) most likely tokens of dist, most likely first
 // and ties by lower id, and theirs (primitives.Sample has the
 // definition). A drawn token of −1 has a NaN log-probability. dist is the
 // caller's choice: Loom's decoders pass the raw model logits, before
@@ -136,8 +139,8 @@ func sample(pc uintptr, logits, counters, window, params, keys *graph.Array) *gr
 // log-probs; only the 2·S·(1+top) values cross back to the host.
 func SampleLogprobs(logits, counters, window, params, keys, dist *graph.Array, top int) (tokens, ids, logprobs *graph.Array) {
 	pc := graph.Caller(0)
-	if top < 0 || top > primitives.SampleMaxTop {
-		f := fail(pc, "sample", "%d top log-probs: want 0 to %d", top, primitives.SampleMaxTop)
+	if top < 0 || top > MaxTopLogprobs {
+		f := fail(pc, "sample", "%d top log-probs: want 0 to %d", top, MaxTopLogprobs)
 		return f, f, f
 	}
 	if dist == nil {
