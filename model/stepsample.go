@@ -42,10 +42,16 @@ type Drawn struct {
 	// Token is the drawn token, −1 where none could be drawn (every logit
 	// −Inf or NaN).
 	Token int32
-	// Logprob is Token's log-probability under the model's logits (before
-	// penalties, temperature and filters: vLLM's raw log-probs), and Top
-	// the TopLogprobs most likely tokens' (most likely first; ties in
-	// token order), when the Draw asked.
+	// Logprobs are the token's and the TopLogprobs most likely tokens',
+	// when the Draw asked.
+	Logprobs
+}
+
+// Logprobs are log-probabilities under the model's logits (before
+// penalties, temperature and filters: vLLM's raw log-probs; see
+// ops.SampleLogprobs): Logprob the drawn token's (NaN for none), Top the
+// most likely tokens' (most likely first; ties in token order).
+type Logprobs struct {
 	Logprob float32
 	Top     []TokenLogprob
 }
@@ -118,25 +124,49 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 	if !logprobs {
 		return res, nil
 	}
-	tids, err := lpIDs.Int32s()
+	top := make([]int, len(draws))
+	for i, d := range draws {
+		top[i] = -1
+		if d.Logprobs {
+			top[i] = d.TopLogprobs
+		}
+	}
+	lp, err := readLogprobs(lpIDs, lps, top)
 	if err != nil {
-		return nil, fmt.Errorf("step: reading log-probs: %w", err)
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	for i := range res {
+		res[i].Logprobs = lp[i]
+	}
+	return res, nil
+}
+
+// readLogprobs reads back what ops.SampleLogprobs reported (ids and lps
+// [S, 1+N]): row i's drawn token's log-probability and top[i] (≤ N) most
+// likely tokens', nothing where top[i] < 0.
+func readLogprobs(ids, lps *graph.Array, top []int) ([]Logprobs, error) {
+	tids, err := ids.Int32s()
+	if err != nil {
+		return nil, fmt.Errorf("reading log-probs: %w", err)
 	}
 	tlp, err := lps.Float32s()
 	if err != nil {
-		return nil, fmt.Errorf("step: reading log-probs: %w", err)
+		return nil, fmt.Errorf("reading log-probs: %w", err)
 	}
-	for i, d := range draws {
-		if !d.Logprobs {
+	cols := ids.Shape()[1]
+	out := make([]Logprobs, len(top))
+	for i, n := range top {
+		if n < 0 {
 			continue
 		}
-		row := i * (1 + topK)
-		res[i].Logprob = tlp[row]
-		for j := range d.TopLogprobs {
-			res[i].Top = append(res[i].Top, TokenLogprob{tids[row+1+j], tlp[row+1+j]})
+		row := i * cols
+		out[i].Logprob = tlp[row]
+		out[i].Top = make([]TokenLogprob, n)
+		for j := range n {
+			out[i].Top[j] = TokenLogprob{tids[row+1+j], tlp[row+1+j]}
 		}
 	}
-	return res, nil
+	return out, nil
 }
 
 // CheckDraw returns an error that names d's first setting out of range.

@@ -154,7 +154,9 @@ func SampleLogprobs(logits, counters, window, params, keys, dist *graph.Array, t
 // sampleNode builds prim's node after the checks the sample ops share;
 // dist is nil without log-probs.
 func sampleNode(pc uintptr, prim primitives.Sample, logits, counters, window, params, keys, dist *graph.Array) []*graph.Array {
-	failed := func(a *graph.Array) []*graph.Array { return slices.Repeat([]*graph.Array{a}, primitives.NumOutputs(prim)) }
+	failed := func(a *graph.Array) []*graph.Array {
+		return slices.Repeat([]*graph.Array{a}, primitives.NumOutputs(prim))
+	}
 	if err := inputErr(pc, "sample", logits, counters, params, keys); err != nil {
 		return failed(graph.Failed(err, graph.Spec{}))
 	}
