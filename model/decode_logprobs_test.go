@@ -40,12 +40,14 @@ func TestDecoderLogprobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dispatches := 0 // of a decode step without log-probs
 		for k := range asked {
 			r, err := p.Next(k+1 < len(asked))
 			if err != nil {
 				t.Fatal(err)
 			}
 			want[k] = r.Tokens
+			dispatches = r.Stats.Dispatches
 		}
 		d, err := e.NewDecoderWith(seqs, decodePrompts, sampling, DecoderOptions{PenaltyWindow: window, Logprobs: asked[0]})
 		if err != nil {
@@ -71,6 +73,9 @@ func TestDecoderLogprobs(t *testing.T) {
 			}
 			if got.Stats.HostWaits > 1 {
 				t.Fatalf("%s: %d host waits", where, got.Stats.HostWaits)
+			}
+			if k > 0 && got.Stats.Dispatches != dispatches { // the log-probs come from the draw's dispatch
+				t.Errorf("%s: %d dispatches, %d without log-probs", where, got.Stats.Dispatches, dispatches)
 			}
 			if k > 0 { // a decode step: compiled, replayed if its structure is the last one's
 				top := -1
@@ -108,6 +113,29 @@ func TestDecoderLogprobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		tg.NoHazards(t)
+	}
+}
+
+// TestStepSampleLogprobsDispatches: StepSample's log-probs, the top 20
+// included, cost no dispatch beside the draw's.
+func TestStepSampleLogprobsDispatches(t *testing.T) {
+	e := loadTiny(t, loomtest.Targets(t)[0], graph.Float32)
+	dispatches := func(id int, d Draw) int {
+		if err := e.Cache.Add(id); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.StepSample([]int{id}, [][]int32{decodePrompts[0]}, []Draw{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Logprobs && len(got[0].Top) != d.TopLogprobs {
+			t.Fatalf("%d top log-probs, want %d", len(got[0].Top), d.TopLogprobs)
+		}
+		return e.Model.rt.LastStats().Dispatches
+	}
+	plain := dispatches(0, Draw{})
+	if n := dispatches(1, Draw{Logprobs: true, TopLogprobs: 20}); n != plain {
+		t.Errorf("a step with the top 20 log-probs ran %d dispatches, without %d", n, plain)
 	}
 }
 
