@@ -249,14 +249,16 @@ __device__ void top_logprobs(const T* dist, int* lp_ids, float* lp, const Sample
   float tv[LOOM_SAMPLE_MAX_TOP];
   u32 ti[LOOM_SAMPLE_MAX_TOP];
   u32 held = 0;
+  float worst = -LOOM_INF;  // tv[top − 1] once the list is full, in a register
   for (u32 i = threadIdx.x; i < n && top > 0; i += blockDim.x) {
     float v = load_f(row, i);
     if (v != v) v = -LOOM_INF;
-    if (held == top && !(v > tv[top - 1])) continue;
+    if (held == top && !(v > worst)) continue;
     u32 j = held < top ? held : top - 1;
     for (; j > 0 && v > tv[j - 1]; j--) tv[j] = tv[j - 1], ti[j] = ti[j - 1];
     tv[j] = v, ti[j] = i;
     if (held < top) held++;
+    if (held == top) worst = tv[top - 1];
   }
   u32 head = 0;
   for (u32 r = 0; r < top; r++) {

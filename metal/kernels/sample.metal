@@ -327,12 +327,13 @@ template <typename T>
   float tv[LOOM_SAMPLE_MAX_TOP];
   uint ti[LOOM_SAMPLE_MAX_TOP];
   uint held = 0;
+  float worst = -INFINITY;  // tv[top − 1] once the list is full, in a register
   for (uint i = tid; i < n && top > 0u; i += threads) {
     float v = float(row[i]);
     if (v != v) {
       v = -INFINITY;
     }
-    if (held == top && !(v > tv[top - 1])) {
+    if (held == top && !(v > worst)) {
       continue;
     }
     uint j = held < top ? held : top - 1;
@@ -344,6 +345,9 @@ template <typename T>
     ti[j] = i;
     if (held < top) {
       held++;
+    }
+    if (held == top) {
+      worst = tv[top - 1];
     }
   }
   uint head = 0;
