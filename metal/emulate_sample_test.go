@@ -75,7 +75,7 @@ func TestEmulatedSampleLogprobs(t *testing.T) {
 	emu, _ := emuRuntimes(t, kernelsWithPrefix("sample_")...)
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, dt := range primitives.FloatDTypes {
-		for ci, c := range []struct{ s, v, top int }{{1, 1, 1}, {3, 7, 7}, {24, 100, 20}, {2, 1000, 0}, {2, 4099, 20}} {
+		for ci, c := range []struct{ s, v, top int }{{1, 1, 1}, {3, 7, 7}, {24, 100, 20}, {2, 1000, 0}, {2, 4099, 20}, {2, 4099, 5}} {
 			r := loomtest.Rand(uint64(ci)*10 + uint64(dt) + 500)
 			logits := loomtest.Round(dt, loomtest.Float32s(r, c.s*c.v, -4, 4))
 			dist := logits
@@ -87,6 +87,11 @@ func TestEmulatedSampleLogprobs(t *testing.T) {
 			}
 			if c.v > 1100 { // the most likely tied within a thread's share (512 apart) and across threads
 				dist[c.v+10], dist[c.v+10+512], dist[c.v+10+1024], dist[c.v+20], dist[c.v+21] = 9, 9, 9, 8.5, 8.5
+			}
+			if c.v > 3600 { // one thread's share holds the top 5, the last two after its list is full
+				for j, x := range []float64{20, 19, 18, 17, 16, 19.5, 18.5} {
+					dist[5+512*j] = x
+				}
 			}
 			settings := make([]ops.Sampling, c.s)
 			counters := make([]int32, c.s)
