@@ -9,13 +9,35 @@ import (
 
 // SampleParams describe a sampling of S sequences over a vocabulary of V
 // tokens, with a repetition window of W previous tokens per sequence.
+// Pass is SampleWhole, or one of the two passes of the split form (see
+// Caps.SampleSplit), whose first pass has Groups groups per sequence.
 type SampleParams struct {
-	S, V, W uint32
+	S, V, W      uint32
+	Pass, Groups uint32
 }
+
+// The passes of a sampling dispatch (SampleParams.Pass).
+const (
+	// SampleWhole: a threadgroup per sequence does every step.
+	SampleWhole = iota
+	// SampleFirst: Groups threadgroups per sequence (grid Groups × S), each
+	// over SampleGroupElems tokens, do step 1 and the first maximum of their
+	// share; each writes its maximum and index after the weights scratch.
+	SampleFirst
+	// SampleFinal: a threadgroup per sequence takes the first maximum of the
+	// first pass's candidates (in group order, so ties still go to the
+	// lower index) and does steps 2 to 5 on the first pass's x.
+	SampleFinal
+)
 
 // SampleThreads is the threadgroup size of the sampling kernels: one
 // threadgroup draws one sequence's token.
 const SampleThreads = 512
+
+// SampleGroupElems is the share of a sequence's tokens that a threadgroup of
+// the split form's first pass converts and searches: a few per thread, so
+// that a vocabulary of 151,936 spreads over some 75 threadgroups.
+const SampleGroupElems = 4 * SampleThreads
 
 // The columns of Sample's settings (float32 [S, SampleSettings]) and keys
 // (uint32 [S, SampleKeys]) inputs.
@@ -138,10 +160,25 @@ func (Sample) Lower(l *Lowering) error {
 	if s == 0 {
 		return nil
 	}
-	weights := l.NewScratch(int64(s) * int64(v) * 4)
-	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
-		Dim3{SampleThreads, 1, 1}, &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
+	p := SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)}
+	groups := min(Groups(v, SampleGroupElems), SampleThreads) // the final pass reads a candidate per thread
+	if !l.Caps.SampleSplit || groups < 2 {
+		weights := l.NewScratch(int64(s) * int64(v) * 4)
+		l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
+			Dim3{SampleThreads, 1, 1}, &p, In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+		return nil
+	}
+	// The weights, then a candidate (float32 maximum, uint32 index) per
+	// group of the first pass.
+	weights := l.NewScratch(int64(s)*int64(v)*4 + int64(s)*int64(groups)*8)
+	first, final := p, p
+	first.Pass, first.Groups = SampleFirst, uint32(groups)
+	final.Pass, final.Groups = SampleFinal, uint32(groups)
+	l.Dispatch(SampleKernel(logits.DType), Dim3{groups, s, 1}, Dim3{SampleThreads, 1, 1}, &first,
 		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, Dim3{SampleThreads, 1, 1}, &final,
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Count("sample.split", 1)
 	return nil
 }
 
