@@ -106,9 +106,10 @@ __device__ u64 kept_total(const u32* q, u32 n, u32 t) {
 // frequency penalty is one subtraction per occurrence: no product to fuse
 // into a multiply-add); then the first maximum of x[lo, hi) and its index
 // (0xffffffff: every value −Inf) to every thread. The maximum is taken while
-// converting, and again from x only when a penalty changed it. Only a block
-// with report set reports the window's ids ≥ V, so that each is reported
-// once.
+// converting, and again from x only when a penalty changed it. A greedy
+// draw without penalties reads nothing back, so x is not written then.
+// Only a block with report set reports the window's ids ≥ V, so that each
+// is reported once.
 template <typename T>
 __device__ void share_first_max(const T* row, float* x, const float* set, const int* win, const SampleParams& p,
                                 u32 s, u32 lo, u32 hi, bool report, Status* status, float& m, u32& arg) {
@@ -118,14 +119,27 @@ __device__ void share_first_max(const T* row, float* x, const float* set, const 
   // A presence or frequency penalty that is not finite is off.
   const float pres = fabsf(set[4]) < LOOM_INF ? set[4] : 0.0f, freq = fabsf(set[5]) < LOOM_INF ? set[5] : 0.0f;
   const bool repeat = pen > 0.0f && pen != 1.0f, penalized = repeat || pres != 0.0f || freq != 0.0f;
+  const bool keep = set[0] > 0.0f || penalized;
   if (threadIdx.x == 0) touched = 0;
   m = -LOOM_INF;
   arg = 0xffffffffu;
-  for (u32 i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-    float v = load_f(row, i);
-    v = v != v ? -LOOM_INF : v;
-    x[i] = v;
-    if (v > m) m = v, arg = i;
+  // Four loads in flight per thread before any store to x (which the
+  // compiler cannot move loads past).
+  for (u32 base = lo + threadIdx.x; base < hi; base += 4 * blockDim.x) {
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const u32 i = base + j * blockDim.x;
+      v[j] = i < hi ? load_f(row, i) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const u32 i = base + j * blockDim.x;
+      if (i >= hi) break;
+      const float w = v[j] != v[j] ? -LOOM_INF : v[j];
+      if (keep) x[i] = w;
+      if (w > m) m = w, arg = i;
+    }
   }
   __syncthreads();
   for (u32 j = threadIdx.x; j < p.W; j += blockDim.x) {
