@@ -179,11 +179,11 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
   const T* w = head < p.Heads ? q_norm : k_norm;
   float u0 = 0, v0 = 0, wu0 = 0, wv0 = 0, cs0 = 0, sn0 = 0;
   if (head < p.Heads + p.KVHeads && i0 < half) {
-    rope_cos_sin(positions[t], i0, d, p.Theta, &cs0, &sn0);
     u0 = load_f(qkv, src + i0);
     v0 = load_f(qkv, src + i0 + half);
     wu0 = load_f(w, i0);
     wv0 = load_f(w, i0 + half);
+    rope_cos_sin(positions[t], i0, d, p.Theta, &cs0, &sn0);
   }
   if (head >= p.Heads) {
     const i64 slot = kv_slot(slot_mapping, p.NumTokens, p.NumSlots, t, 6, head == p.Heads, status);
