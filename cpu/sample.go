@@ -16,6 +16,9 @@ import (
 func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.SampleParams)
+		if p.Pass != primitives.SampleWhole {
+			return fmt.Errorf("sampling pass %d (the split form, Caps.SampleSplit) is unsupported on the CPU", p.Pass)
+		}
 		s, v, w, top := int(p.S), int(p.V), int(p.W), int(p.Top)
 		window := c.I32(4)[:s*w]
 		for i, id := range window {

@@ -11,17 +11,39 @@ import (
 // SampleParams describe a sampling of S sequences over a vocabulary of V
 // tokens, with a repetition window of W previous tokens per sequence, and
 // (for the log-probs kernel) Top most likely tokens reported per sequence.
+// Pass is SampleWhole, or one of the two passes of the split form (see
+// Caps.SampleSplit), whose first pass has Groups groups per sequence.
 type SampleParams struct {
 	S, V, W, Top uint32
+	Pass, Groups uint32
 }
 
 // SampleMaxTop bounds Sample.Top (OpenAI's top_logprobs goes to 20): the
 // GPU kernels keep that many candidates per thread.
 const SampleMaxTop = 20
 
+// The passes of a sampling dispatch (SampleParams.Pass).
+const (
+	// SampleWhole: a threadgroup per sequence does every step.
+	SampleWhole = iota
+	// SampleFirst: Groups threadgroups per sequence (grid Groups × S), each
+	// over SampleGroupElems tokens, do step 1 and the first maximum of their
+	// share; each writes its maximum and index after the weights scratch.
+	SampleFirst
+	// SampleFinal: a threadgroup per sequence takes the first maximum of the
+	// first pass's candidates (in group order, so ties still go to the
+	// lower index) and does steps 2 to 5 on the first pass's x.
+	SampleFinal
+)
+
 // SampleThreads is the threadgroup size of the sampling kernels: one
 // threadgroup draws one sequence's token.
 const SampleThreads = 512
+
+// SampleGroupElems is the share of a sequence's tokens that a threadgroup of
+// the split form's first pass converts and searches: a few per thread, so
+// that a vocabulary of 151,936 spreads over some 75 threadgroups.
+const SampleGroupElems = 4 * SampleThreads
 
 // The columns of Sample's settings (float32 [S, SampleSettings]) and keys
 // (uint32 [S, SampleKeys]) inputs.
@@ -182,7 +204,7 @@ func (p Sample) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 	return []graph.Spec{tokens, {DType: graph.Int32, Shape: []int{s, 1 + p.Top}}, {DType: graph.Float32, Shape: []int{s, 1 + p.Top}}}, nil
 }
 
-func (p Sample) Lower(l *Lowering) error {
+func (prim Sample) Lower(l *Lowering) error {
 	logits := l.Inputs[0]
 	s, v, w := logits.Shape[0], logits.Shape[1], l.Inputs[4].Shape[1]
 	if err := checkElements(s * v); err != nil {
@@ -191,16 +213,34 @@ func (p Sample) Lower(l *Lowering) error {
 	if s == 0 {
 		return nil
 	}
-	weights := l.NewScratch(int64(s) * int64(v) * 4)
-	params := &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w), Top: uint32(p.Top)}
+	p := SampleParams{S: uint32(s), V: uint32(v), W: uint32(w), Top: uint32(prim.Top)}
 	group := Dim3{SampleThreads, 1, 1}
-	if p.Logprobs {
-		l.Dispatch(SampleLogprobsKernel(logits.DType), Dim3{s, 1, 1}, group, params,
+	if prim.Logprobs {
+		// The log-probs kernel is the whole form only: a threadgroup per
+		// sequence.
+		weights := l.NewScratch(int64(s) * int64(v) * 4)
+		l.Dispatch(SampleLogprobsKernel(logits.DType), Dim3{s, 1, 1}, group, &p,
 			In(0), In(1), In(2), In(3), In(4), In(5), weights, Out(0), Out(1), Out(2))
 		return nil
 	}
-	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
-		group, params, In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	groups := min(Groups(v, SampleGroupElems), SampleThreads) // the final pass reads a candidate per thread
+	if !l.Caps.SampleSplit || groups < 2 {
+		weights := l.NewScratch(int64(s) * int64(v) * 4)
+		l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
+			group, &p, In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+		return nil
+	}
+	// The weights, then a candidate (float32 maximum, uint32 index) per
+	// group of the first pass.
+	weights := l.NewScratch(int64(s)*int64(v)*4 + int64(s)*int64(groups)*8)
+	first, final := p, p
+	first.Pass, first.Groups = SampleFirst, uint32(groups)
+	final.Pass, final.Groups = SampleFinal, uint32(groups)
+	l.Dispatch(SampleKernel(logits.DType), Dim3{groups, s, 1}, group, &first,
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, group, &final,
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Count("sample.split", 1)
 	return nil
 }
 

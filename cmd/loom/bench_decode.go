@@ -314,7 +314,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		for _, k := range res.Kernels {
 			total += k.UsPerStep
 		}
-		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
+		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events, the launches of a command buffer queued before the GPU starts them unless LOOM_CUDA_PROFILE_HOLD=0; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
 			profiled, total, bw.Read)
 		fmt.Printf("    %-28s %9s %9s %7s %9s\n", "kernel", "launches", "µs", "share", "GB/s")
 		for _, k := range res.Kernels {
