@@ -106,6 +106,12 @@ type Caps struct {
 	// output's K where the outputs are few for the device's cores (CUDA;
 	// the kernel derives the split from its grid).
 	GEMVSplitK bool
+	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
+	// to the sampling kernel's two passes (SampleFirst over many
+	// threadgroups per sequence, then SampleFinal), which only the CUDA
+	// kernel implements; otherwise one threadgroup per sequence reads its
+	// whole row, which is slow on a GPU for a large vocabulary.
+	SampleSplit bool
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured with `loom bench
