@@ -403,6 +403,11 @@ func (s *Scheduler) step() {
 		b, need = s.plan()
 	}
 	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.draws)
+	fed := 0
+	for _, t := range b.tokens {
+		fed += len(t)
+	}
+	s.Metrics.addStep(len(b.seqs), fed)
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
 		// running, and reuse none of what it was to write.

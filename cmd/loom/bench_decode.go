@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
@@ -20,14 +21,14 @@ import (
 )
 
 func init() {
-	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache) (CPU by default; -device cuda|metal): TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
+	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache; -model DIR: that model) (CPU by default; -device cuda|metal): TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
 }
 
 // decodeResult is what `loom bench decode -json` prints.
 type decodeResult struct {
 	Model             string  `json:"model"`
 	DType             string  `json:"dtype"`
-	Weights           string  `json:"weights"` // bf16, q4 or q8
+	Weights           string  `json:"weights"` // bf16, q4 or q8; with -model the weights' dtype
 	Batch             int     `json:"batch"`
 	Context           int     `json:"context"`
 	Steps             int     `json:"steps"`
@@ -71,6 +72,7 @@ func benchDecode(args []string) error {
 	perCB := fs.Int("n", 0, "dispatches per command buffer (0: the runtime's default; -1: one command buffer per step)")
 	weightsList := fs.String("weights", "bf16", "weights: bf16, or q4 / q8 (MLX's affine format, groups of -group-size, bf16 scales and biases; docs/QUANT.md); a comma-separated list runs each in turn in this process, one result each")
 	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
+	dir := fs.String("model", "", "decode this model directory (its weights' dtype, -weights bf16 only) instead of the Qwen3-0.6B shape with random weights")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -86,24 +88,23 @@ func benchDecode(args []string) error {
 		if _, ok := bits[w]; !ok {
 			return fmt.Errorf("-weights %q: want bf16, q4 or q8", w)
 		}
+		if *dir != "" && w != "bf16" {
+			return fmt.Errorf("-weights %q with -model: unsupported (the directory's weights are decoded as they are)", w)
+		}
 	}
 	for _, w := range list {
-		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
+		if err := benchDecodeRun(*dir, w, bits[w], *groupSize, *batch, *context, *steps, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// benchDecodeRun is one run of benchDecode, with weights of the named
+// benchDecodeRun is one run of benchDecode: of the model in dir, or
+// without one of the Qwen3-0.6B shape with random weights of the named
 // kind (quantized to bits bits where bits is not 0).
-func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
+func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, steps, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
 	const warmup = 2
-	cfg := model.Qwen3_0_6B
-	dt := graph.BFloat16
-	if total := context + warmup + steps; total > cfg.MaxPositionEmbeddings {
-		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, warmup+steps, cfg.MaxPositionEmbeddings)
-	}
 	logf := func(format string, a ...any) {
 		if !asJSON {
 			fmt.Printf(format, a...)
@@ -119,20 +120,28 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		return err
 	}
 	defer rt.Close() // the next run of a -weights list gets the memory back
-	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
-		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
-	w := model.RandomWeights(cfg, dt, 1)
-	if bits != 0 {
-		if w, err = model.QuantizeWeights(w, bits, groupSize); err != nil {
-			return err
-		}
+	name := "Qwen3-0.6B (random weights)"
+	var m *model.Model
+	if dir == "" {
+		m, err = randomModel(rt, model.Qwen3_0_6B, graph.BFloat16, bits, groupSize)
+	} else {
+		name = filepath.Base(dir)
+		m, err = model.Load(rt, dir, graph.Invalid)
 	}
-	m, err := model.New(rt, cfg, w, dt)
 	if err != nil {
 		return err
 	}
+	if dir != "" {
+		weightsName = m.DType.String()
+	}
+	cfg, dt := m.Config, m.DType
+	if total := context + warmup + steps; total > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, warmup+steps, cfg.MaxPositionEmbeddings)
+	}
+	logf("%s: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d; %s weights\n",
+		name, cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
 	perSeq := (context + warmup + steps + blockSize - 1) / blockSize
-	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV())
+	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV(dt))
 	if err != nil {
 		return err
 	}
@@ -155,7 +164,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps,
+	res := decodeResult{Model: name, DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps,
 		Device: where, CheckingDevice: check, NoCache: opts.NoPlanCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
@@ -273,12 +282,12 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	return nil
 }
 
-// randomKV returns a KV cache fill of random bfloat16 values (fillRandom),
-// different for every array.
-func randomKV() func(layer int, b []byte) {
+// randomKV returns a KV cache fill of random values of dtype dt
+// (fillRandom), different for every array.
+func randomKV(dt graph.DType) func(layer int, b []byte) {
 	var calls uint64
 	return func(layer int, b []byte) {
 		calls++
-		fillRandom(graph.BFloat16, b, calls)
+		fillRandom(dt, b, calls)
 	}
 }
