@@ -15,7 +15,7 @@ type Metrics struct {
 	tokens                 int64
 	promptTokens, reused   int64 // prompt tokens admitted, and those taken from the prefix cache
 	preemptions            int64
-	steps, rows, stepToks  int64 // engine steps, the sequences they fed, and the tokens
+	steps, rows, stepToks  int64      // engine steps, the sequences they fed, and the tokens
 	TTFT, TPOT             *Histogram // seconds
 }
 
