@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Metrics are the scheduler's figures, written in Prometheus' text format.
@@ -16,6 +17,7 @@ type Metrics struct {
 	promptTokens, reused   int64 // prompt tokens admitted, and those taken from the prefix cache
 	preemptions            int64
 	steps, rows, stepToks  int64      // engine steps, the sequences they fed, and the tokens
+	stepSeconds            float64    // the time the steps took (Engine.StepSample)
 	TTFT, TPOT             *Histogram // seconds
 }
 
@@ -51,9 +53,10 @@ func (m *Metrics) addPreemption() {
 	m.mu.Unlock()
 }
 
-func (m *Metrics) addStep(rows, tokens int) {
+func (m *Metrics) addStep(rows, tokens int, d time.Duration) {
 	m.mu.Lock()
 	m.steps++
+	m.stepSeconds += d.Seconds()
 	m.rows += int64(rows)
 	m.stepToks += int64(tokens)
 	m.mu.Unlock()
@@ -73,6 +76,10 @@ type Snapshot struct {
 	// (a step's batch) and StepTokens the tokens (decodes and prompt
 	// chunks).
 	Steps, StepRows, StepTokens int64
+	// StepSeconds is the time the steps took, from their submission to
+	// their tokens on the host: the rest of the scheduler's time goes to
+	// planning the steps and handing out their tokens.
+	StepSeconds float64
 }
 
 // HitRate is the share of admitted prompt tokens taken from the prefix
@@ -88,7 +95,7 @@ func (s Snapshot) HitRate() float64 {
 func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions, m.steps, m.rows, m.stepToks}
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions, m.steps, m.rows, m.stepToks, m.stepSeconds}
 }
 
 // Write writes the metrics in Prometheus' text exposition format.
@@ -113,6 +120,7 @@ func (m *Metrics) Write(w io.Writer) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
 	}
+	fmt.Fprintf(w, "# HELP loom_step_seconds_total Time the engine steps took, from submission to their tokens on the host.\n# TYPE loom_step_seconds_total counter\nloom_step_seconds_total %g\n", s.StepSeconds)
 	fmt.Fprintf(w, "# HELP loom_prefix_cache_hit_rate Prompt tokens taken from the prefix cache over prompt tokens admitted.\n# TYPE loom_prefix_cache_hit_rate gauge\nloom_prefix_cache_hit_rate %g\n", s.HitRate())
 	m.TTFT.write(w, "loom_time_to_first_token_seconds", "Time from submission to the first token.")
 	m.TPOT.write(w, "loom_time_per_output_token_seconds", "Time between a request's consecutive tokens.")

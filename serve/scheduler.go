@@ -402,12 +402,13 @@ func (s *Scheduler) step() {
 		s.preempt()
 		b, need = s.plan()
 	}
+	start := time.Now()
 	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.draws)
 	fed := 0
 	for _, t := range b.tokens {
 		fed += len(t)
 	}
-	s.Metrics.addStep(len(b.seqs), fed)
+	s.Metrics.addStep(len(b.seqs), fed, time.Since(start))
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
 		// running, and reuse none of what it was to write.

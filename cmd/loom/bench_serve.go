@@ -52,6 +52,8 @@ type serveResult struct {
 	PlanCacheHits   int     `json:"plan_cache_hits"`       // Evals replayed (runtime.CacheStats)
 	PlanCacheMisses int     `json:"plan_cache_misses"`     // Evals planned
 	Preemptions     int64   `json:"preemptions"`
+	StepMs          float64 `json:"step_ms,omitempty"` // mean time of a step in the engine (submission to tokens on the host)
+	LoopMs          float64 `json:"loop_ms,omitempty"` // mean time between steps' starts (the timed run's seconds over its steps)
 }
 
 // streamStats is one streamed completion's timing.
@@ -203,6 +205,8 @@ func benchServe(args []string) error {
 		if res.Steps > 0 {
 			res.MeanBatch = float64(snap.StepRows-snap0.StepRows) / float64(res.Steps)
 			res.StepTokens = float64(snap.StepTokens-snap0.StepTokens) / float64(res.Steps)
+			res.StepMs = (snap.StepSeconds - snap0.StepSeconds) * 1e3 / float64(res.Steps)
+			res.LoopMs = res.Seconds * 1e3 / float64(res.Steps)
 		}
 		res.PlanCacheHits, res.PlanCacheMisses = cache.Hits-cache0.Hits, cache.Misses-cache0.Misses
 	}
@@ -218,8 +222,8 @@ func benchServe(args []string) error {
 		fmt.Printf("%.2f requests/s, %.1f output tokens/s\nTTFT p50 %.1f ms, p99 %.1f ms\nTPOT p50 %.2f ms, p99 %.2f ms\n",
 			res.RequestsPerSecond, res.OutputTokensPerS, res.TTFTp50ms, res.TTFTp99ms, res.TPOTp50ms, res.TPOTp99ms)
 		if counters != nil {
-			fmt.Printf("%d steps: %.1f sequences and %.1f tokens a step; %d preemptions; prefix cache hit rate %.3f\nplan cache: %d steps replayed, %d planned\n",
-				res.Steps, res.MeanBatch, res.StepTokens, res.Preemptions, res.PrefixHitRate, res.PlanCacheHits, res.PlanCacheMisses)
+			fmt.Printf("%d steps: %.1f sequences and %.1f tokens a step; %d preemptions; prefix cache hit rate %.3f\nplan cache: %d steps replayed, %d planned\nstep %.2f ms in the engine, one every %.2f ms\n",
+				res.Steps, res.MeanBatch, res.StepTokens, res.Preemptions, res.PrefixHitRate, res.PlanCacheHits, res.PlanCacheMisses, res.StepMs, res.LoopMs)
 		}
 	}
 	if firstErr != nil {

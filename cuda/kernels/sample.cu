@@ -97,6 +97,10 @@ __device__ u64 kept_total(const u32* q, u32 n, u32 t) {
   return block_total(s);
 }
 
+// window_token is the token a window entry names (primitives.WindowToken):
+// e ≥ 0 itself, e ≤ −2 the token −2 − e, −1 (padding) −1.
+__device__ __forceinline__ int window_token(int e) { return e >= -1 ? e : -(e + 2); }
+
 template <typename T>
 __device__ void sample(const T* logits, const float* settings, const u32* keys, const int* counters, const int* window,
                        u32* weights, int* out, const SampleParams& p, Status* status) {
@@ -112,8 +116,10 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
   const u32 top_k = keys[s * 3 + 0];
 
   // 1. Logits as float32, NaN as −Inf; the penalties, one thread per window
-  // entry, the first of each distinct id. The frequency penalty is one
-  // subtraction per occurrence: no product to fuse into a multiply-add.
+  // entry, the first entry naming each distinct token (an entry e ≤ −2
+  // names −2 − e, for the repetition penalty only). The frequency penalty
+  // is one subtraction per entry e = id: no product to fuse into a
+  // multiply-add.
   for (u32 i = threadIdx.x; i < n; i += blockDim.x) {
     float v = load_f(row, i);
     x[i] = v != v ? -LOOM_INF : v;
@@ -121,20 +127,23 @@ __device__ void sample(const T* logits, const float* settings, const u32* keys, 
   __syncthreads();
   const int* win = window + (u64)s * p.W;
   for (u32 j = threadIdx.x; j < p.W; j += blockDim.x) {
-    int id = win[j];
+    const int id = window_token(win[j]);
     if (id >= (int)n) {
       report_bad_index(status, 4, s * p.W + j, id, n);
       continue;
     }
     if (id < 0 || !penalized) continue;
     bool seen = false;
-    for (u32 k = 0; k < j; k++) seen |= win[k] == id;
+    for (u32 k = 0; k < j; k++) seen |= window_token(win[k]) == id;
     if (seen) continue;
     float v = x[id];
     if (repeat) v = v > 0.0f ? v / pen : v * pen;
-    v -= pres;
-    for (u32 k = j; k < p.W; k++)
-      if (win[k] == id) v -= freq;
+    u32 c = 0;
+    for (u32 k = j; k < p.W; k++) c += win[k] == id;
+    if (c > 0) {
+      v -= pres;
+      for (; c > 0; c--) v -= freq;
+    }
     x[id] = v;
   }
   __syncthreads();
