@@ -33,16 +33,18 @@ type decodeResult struct {
 	Context           int     `json:"context"`
 	Steps             int     `json:"steps"`
 	Device            string  `json:"device"`
-	TPOTms            float64 `json:"tpot_ms"`           // median step time
-	TPOTBestms        float64 `json:"tpot_best_ms"`      // fastest step
-	TokensPerSecond   float64 `json:"tokens_per_s"`      // batch / median step time
-	WeightBytes       int64   `json:"weight_bytes"`      // read once per step
-	KVBytes           int64   `json:"kv_bytes"`          // K and V read per step
-	WeightGBs         float64 `json:"weight_gb_s"`       // weight bytes / median step time
-	TotalGBs          float64 `json:"total_gb_s"`        // (weights + KV) / median step time
-	MachineReadGBs    float64 `json:"machine_read_gb_s"` // measured before the steps
-	ReadGBs           float64 `json:"read_gb_s"`         // median of the reads right before and after the steps (CPU), else MachineReadGBs
-	WeightLimitms     float64 `json:"weight_limit_ms"`   // weight bytes / ReadGBs
+	TPOTms            float64 `json:"tpot_ms"`                    // median step time
+	TPOTBestms        float64 `json:"tpot_best_ms"`               // fastest step
+	TokensPerSecond   float64 `json:"tokens_per_s"`               // batch / median step time
+	MeanTokensPerS    float64 `json:"mean_tokens_per_s"`          // batch · steps / the steps' total time (counts the slow steps a median leaves out)
+	TokensPerCPUs     float64 `json:"tokens_per_cpu_s,omitempty"` // batch · steps / the process's CPU time over the steps (a figure other processes' load hardly moves)
+	WeightBytes       int64   `json:"weight_bytes"`               // read once per step
+	KVBytes           int64   `json:"kv_bytes"`                   // K and V read per step
+	WeightGBs         float64 `json:"weight_gb_s"`                // weight bytes / median step time
+	TotalGBs          float64 `json:"total_gb_s"`                 // (weights + KV) / median step time
+	MachineReadGBs    float64 `json:"machine_read_gb_s"`          // measured before the steps
+	ReadGBs           float64 `json:"read_gb_s"`                  // median of the reads right before and after the steps (CPU), else MachineReadGBs
+	WeightLimitms     float64 `json:"weight_limit_ms"`            // weight bytes / ReadGBs
 	Dispatches        float64 `json:"dispatches_per_step"`
 	CommandBuffers    float64 `json:"command_buffers_per_step"`
 	HostWaits         float64 `json:"host_waits_per_step"`
@@ -196,6 +198,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		return err
 	}
 	defer d.Close()
+	var cpu0 time.Duration
 	for i := range warmup + steps {
 		if i == warmup && cpuProfile != "" {
 			f, err := os.Create(cpuProfile)
@@ -216,6 +219,9 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 			return err
 		}
 		if i < warmup {
+			if i == warmup-1 {
+				cpu0, _ = processCPU()
+			}
 			continue
 		}
 		times = append(times, st.Time)
@@ -227,6 +233,9 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		hosts = append(hosts, st.Time-s.Wait)
 		res.ReplayedSteps += s.CacheHits
 	}
+	if cpu1, ok := processCPU(); ok {
+		res.TokensPerCPUs = float64(batch*steps) / (cpu1 - cpu0).Seconds()
+	}
 	if probe != nil {
 		probeReads()
 	}
@@ -236,10 +245,14 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 	res.CommandBuffers /= n
 	res.HostWaits /= n
 	res.SplitAttention /= n
-	var overhead time.Duration
+	var overhead, total time.Duration
 	for _, h := range hosts {
 		overhead += h
 	}
+	for _, t := range times {
+		total += t
+	}
+	res.MeanTokensPerS = float64(batch*steps) / total.Seconds()
 	res.HostOverheadms = ms(overhead) / n
 	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
@@ -262,7 +275,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	fmt.Printf("decode, batch %d, context %d, %d steps:\n", batch, context, steps)
-	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond)
+	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s (%.1f over the steps' total time)\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond, res.MeanTokensPerS)
 	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; measured bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read, bw.Copy)
 	if len(reads) > 0 {

@@ -54,6 +54,10 @@ type serveResult struct {
 	Preemptions     int64   `json:"preemptions"`
 	StepMs          float64 `json:"step_ms,omitempty"` // mean time of a step in the engine (submission to tokens on the host)
 	LoopMs          float64 `json:"loop_ms,omitempty"` // mean time between steps' starts (the timed run's seconds over its steps)
+	// OutputTokensPerCPUs is the output tokens over the process's CPU
+	// time during the timed requests (in process: server and load
+	// generator), a figure other processes' load hardly moves.
+	OutputTokensPerCPUs float64 `json:"output_tokens_per_cpu_s,omitempty"`
 }
 
 // streamStats is one streamed completion's timing.
@@ -170,9 +174,11 @@ func benchServe(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	cpu0, _ := processCPU()
 	start := time.Now()
 	send(*warmup, len(bodies))
 	res.Seconds = time.Since(start).Seconds()
+	cpu1, haveCPU := processCPU()
 	stats, errs = stats[*warmup:], errs[*warmup:]
 
 	var ttft, tpot []float64
@@ -194,6 +200,9 @@ func benchServe(args []string) error {
 	}
 	res.RequestsPerSecond = float64(res.Requests-res.Failed) / res.Seconds
 	res.OutputTokensPerS = float64(res.OutputTokens) / res.Seconds
+	if haveCPU && *url == "" {
+		res.OutputTokensPerCPUs = float64(res.OutputTokens) / (cpu1 - cpu0).Seconds()
+	}
 	res.TTFTp50ms, res.TTFTp99ms = percentile(ttft, 50), percentile(ttft, 99)
 	res.TPOTp50ms, res.TPOTp99ms = percentile(tpot, 50), percentile(tpot, 99)
 	if counters != nil {
