@@ -8,6 +8,7 @@ import (
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
 )
 
 // Draw is how StepSample draws one sequence's next token.
@@ -66,6 +67,27 @@ type TokenLogprob struct {
 // change the batch every step; a sequence in the middle of its prompt
 // gets a token the caller ignores.
 func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn, error) {
+	s, err := e.StartStepSample(seqs, tokens, draws)
+	if err != nil {
+		return nil, err
+	}
+	return s.Wait()
+}
+
+// Sampled is a step StartStepSample submitted, to be read back by Wait.
+type Sampled struct {
+	p                          *runtime.Pending
+	draws                      []Draw
+	topK                       int
+	ids, chosen, topIDs, topLP *graph.Array // chosen: nil without log-probs
+}
+
+// StartStepSample is StepSample without the wait: it submits the step and
+// returns, so that the host can do other work (a server hands out the
+// previous step's tokens) while the device runs it, and Wait reads its
+// draws. Bad arguments are errors that leave the engine unchanged; from
+// the submission on, the cache holds the step's tokens.
+func (e *Engine) StartStepSample(seqs []int, tokens [][]int32, draws []Draw) (*Sampled, error) {
 	if len(draws) != len(seqs) {
 		return nil, fmt.Errorf("step: %d sequences but %d draws", len(seqs), len(draws))
 	}
@@ -104,35 +126,46 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 			outs = append(outs, topIDs, topLP)
 		}
 	}
-	if err := e.Model.rt.Eval(outs...); err != nil {
+	p, err := e.Model.rt.EvalAsync(outs...)
+	if err != nil {
 		return nil, fmt.Errorf("step: %w", err)
 	}
-	tok, err := ids.Int32s()
+	return &Sampled{p: p, draws: draws, topK: topK, ids: ids, chosen: chosen, topIDs: topIDs, topLP: topLP}, nil
+}
+
+// Wait waits for the step and returns each sequence's draw. An error of
+// the evaluation leaves the cache spent, as Step's.
+func (s *Sampled) Wait() ([]Drawn, error) {
+	if err := s.p.Wait(); err != nil {
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	tok, err := s.ids.Int32s()
 	if err != nil {
 		return nil, fmt.Errorf("step: reading tokens: %w", err)
 	}
-	res := make([]Drawn, len(seqs))
+	res := make([]Drawn, len(tok))
 	for i := range res {
 		res[i].Token = tok[i]
 	}
-	if !logprobs {
+	if s.chosen == nil {
 		return res, nil
 	}
-	lp, err := chosen.Float32s()
+	topK := s.topK
+	lp, err := s.chosen.Float32s()
 	if err != nil {
 		return nil, fmt.Errorf("step: reading log-probs: %w", err)
 	}
 	var tids []int32
 	var tlp []float32
 	if topK > 0 {
-		if tids, err = topIDs.Int32s(); err == nil {
-			tlp, err = topLP.Float32s()
+		if tids, err = s.topIDs.Int32s(); err == nil {
+			tlp, err = s.topLP.Float32s()
 		}
 		if err != nil {
 			return nil, fmt.Errorf("step: reading top log-probs: %w", err)
 		}
 	}
-	for i, d := range draws {
+	for i, d := range s.draws {
 		if !d.Logprobs {
 			continue
 		}
