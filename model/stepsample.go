@@ -187,7 +187,7 @@ func (e *Engine) CheckDraw(d Draw) error {
 	}
 	switch {
 	case d.Sampling.Penalized():
-		return fmt.Errorf("Sampling's repetition, presence and frequency penalties are unsupported by StepSample (it keeps no window): use Penalties")
+		return fmt.Errorf("Sampling's repetition, presence and frequency penalties are unsupported by StepSample (they see a window of latest tokens): use Penalties, which see the whole sequence")
 	case !(p.Repetition >= 0) || !finite(p.Repetition):
 		return fmt.Errorf("repetition penalty %v must be a finite number > 0 (or 0 for 1)", p.Repetition)
 	case !finite(p.Presence) || !finite(p.Frequency):
