@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"hash/maphash"
 	"maps"
 	"reflect"
@@ -581,17 +582,30 @@ func (r *replayPlan) listSet(e *encoder) *listSet {
 		}
 		e.poll()
 	}
-	ls := r.newListSet()
-	if len(r.sets) < maxListSets {
+	kept := len(r.sets) < maxListSets
+	ls := r.newListSet(kept)
+	if kept {
 		r.sets = append(r.sets, ls)
 	}
 	return ls
 }
 
-func (r *replayPlan) newListSet() *listSet {
+// listIDs numbers the kept list sets' lists (CommandList.Replay) of all
+// runtimes: a device may serve several.
+var listIDs atomic.Uint64
+
+// newListSet makes a set of r's lists. The lists of a kept set, which
+// later replays submit again, get a Replay identity and their Rebound
+// arguments; a set used once is submitted like any other list.
+func (r *replayPlan) newListSet(kept bool) *listSet {
 	ls := &listSet{lists: make([]CommandList, len(r.lists)), waits: r.prologue}
 	for i, l := range r.lists {
 		ls.lists[i] = CommandList{Passes: l.Passes, Signals: make([]Signal, 1)}
+	}
+	if kept {
+		for i, rb := range r.rebound() {
+			ls.lists[i].Replay, ls.lists[i].Rebound = listIDs.Add(1), rb
+		}
 	}
 	own := func(pos cmdPos) *Command {
 		l, orig := &ls.lists[pos.list], r.lists[pos.list]
@@ -618,6 +632,36 @@ func (r *replayPlan) newListSet() *listSet {
 		ls.args = append(ls.args, slices.Clone(own(cp.pos).Args))
 	}
 	return ls
+}
+
+// rebound returns, per list, the arguments its patches bind, in dispatch
+// order.
+func (r *replayPlan) rebound() [][]ReboundArg {
+	out := make([][]ReboundArg, len(r.lists))
+	for _, cp := range r.patches {
+		l, d := r.lists[cp.pos.list], 0
+		for p := range cp.pos.pass {
+			d += countDispatches(l.Passes[p].Commands)
+		}
+		d += countDispatches(l.Passes[cp.pos.pass].Commands[:cp.pos.cmd])
+		for _, ap := range cp.args {
+			out[cp.pos.list] = append(out[cp.pos.list], ReboundArg{d, ap.arg})
+		}
+	}
+	for _, rb := range out {
+		slices.SortFunc(rb, func(a, b ReboundArg) int { return cmp.Or(a.Dispatch-b.Dispatch, a.Arg-b.Arg) })
+	}
+	return out
+}
+
+func countDispatches(cmds []Command) int {
+	n := 0
+	for i := range cmds {
+		if cmds[i].Kind == CmdDispatch {
+			n++
+		}
+	}
+	return n
 }
 
 // bind makes the set the lists of a replay whose first command buffer is
