@@ -52,7 +52,7 @@ type Device struct {
 	closed   atomic.Bool
 
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
-	graphStats struct{ launches, captures, updates, evictions, failures atomic.Int64 }
+	graphStats struct{ launches, replays, captures, updates, evictions, failures atomic.Int64 }
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -123,7 +123,7 @@ func (d *Device) SetGraphs(on bool) error {
 // GraphStats counts the device's CUDA-graph work since it opened.
 func (d *Device) GraphStats() GraphStats {
 	s := &d.graphStats
-	return GraphStats{Launches: s.launches.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
+	return GraphStats{Launches: s.launches.Load(), Replays: s.replays.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
 		Evictions: s.evictions.Load(), Failures: s.failures.Load()}
 }
 

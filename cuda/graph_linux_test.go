@@ -25,7 +25,7 @@ func withGraphs(t *testing.T, d *Device, on bool, f func()) GraphStats {
 	before := d.GraphStats()
 	f()
 	after := d.GraphStats()
-	return GraphStats{Launches: after.Launches - before.Launches, Captures: after.Captures - before.Captures,
+	return GraphStats{Launches: after.Launches - before.Launches, Replays: after.Replays - before.Replays, Captures: after.Captures - before.Captures,
 		Updates: after.Updates - before.Updates, Evictions: after.Evictions - before.Evictions, Failures: after.Failures - before.Failures}
 }
 

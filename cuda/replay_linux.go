@@ -1,0 +1,220 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/loomrt/loom/runtime"
+)
+
+// Replayed lists. The runtime's replays submit the same lists again and
+// again (runtime.CommandList.Replay): the same commands, but for the
+// uploads' bytes and the buffers of the arguments the list names in
+// Rebound. Such a list gets a graph exec of its own when it is first
+// submitted, and every later submission launches it without computing the
+// list's structure or comparing its argument values: the uploads are
+// issued, the kernel nodes of rebound arguments whose buffer changed are
+// updated, and the exec is launched. The runtime submits such a list again
+// only once the host has seen the previous submission complete; one that
+// comes while its exec is still in flight (or breaks the contract in a
+// way the device sees: other commands, a rebound argument outside the
+// list) is issued like any other list, through the structure cache.
+
+// maxReplayExecs bounds the identified lists a queue keeps an exec for: a
+// plan's list sets (4 at most) of a few lists each, for the plans in use.
+const maxReplayExecs = 64
+
+// replayList is the exec of one identified list.
+type replayList struct {
+	exec     *graphExec // nil once failed
+	launches []launch   // as first submitted; shared, read-only, by the command buffers issued with the exec
+	used     uint64
+}
+
+// replayOf returns the entry of l if it is an identified list that can be
+// launched as its exec now, building the exec when l is first seen. Inside
+// do, with q.mu held.
+func (q *queue) replayOf(l *runtime.CommandList) *replayList {
+	d, c := q.dev, &q.graphs
+	if l.Replay == 0 || !d.graphs.Load() {
+		return nil
+	}
+	r := c.replays[l.Replay]
+	if r == nil {
+		r = q.newReplay(l)
+		if c.replays == nil {
+			c.replays = map[uint64]*replayList{}
+		}
+		c.replays[l.Replay] = r
+		if len(c.replays) > maxReplayExecs {
+			q.evictReplay(r)
+		}
+	}
+	if r.exec == nil || r.exec.inflight > 0 {
+		return nil
+	}
+	return r
+}
+
+// newReplay builds the exec of an identified list, or returns an entry
+// without one if the list cannot be a graph (an upload after a dispatch, a
+// dispatch the device rejects, a rebound argument outside the list) or
+// the build fails.
+func (q *queue) newReplay(l *runtime.CommandList) *replayList {
+	d, c := q.dev, &q.graphs
+	r := &replayList{launches: launchesOf(l)}
+	ls := r.launches
+	head := 0
+	for head < len(ls) && ls[head].k == nil {
+		head++
+	}
+	if len(ls) == head || slices.ContainsFunc(ls[head:], func(l launch) bool { return l.k == nil }) {
+		return r
+	}
+	dispatches := len(ls) - head
+	for _, rb := range l.Rebound {
+		if rb.Dispatch < 0 || rb.Dispatch >= dispatches || rb.Arg < 0 || rb.Arg >= len(ls[head+rb.Dispatch].args) {
+			return r
+		}
+	}
+	vals, offs := c.vals[:0], c.offs[:0]
+	for i := range ls {
+		offs = append(offs, len(vals))
+		if i < head {
+			continue
+		}
+		var err error
+		if vals, _, err = q.values(&ls[i], vals); err != nil {
+			c.vals, c.offs = vals, offs
+			return r // launch by launch reports it
+		}
+	}
+	offs = append(offs, len(vals))
+	c.vals, c.offs = vals, offs
+	e, err := q.buildGraph(ls, vals, offs)
+	if err != nil {
+		d.graphStats.failures.Add(1)
+		return r
+	}
+	d.graphStats.captures.Add(1)
+	r.exec = e
+	return r
+}
+
+// rebind is a rebound argument's new value: the device pointer at byte
+// off of the exec's values of launch i.
+type rebind struct {
+	i, off int
+	ptr    uint64
+}
+
+// launchReplay issues l, an identified list, as r's exec: its uploads, the
+// updates of the nodes whose rebound arguments changed, and the launch. It
+// returns the exec, or nil if l is to be issued like any other list (it
+// does not match r, or an update or the launch failed: then the list's
+// identity is issued that way from now on).
+func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
+	d, c, e := q.dev, &q.graphs, r.exec
+	q.reapGraphs()
+	c.clock++
+	// One walk over the list: its uploads, and the rebound arguments'
+	// values, checked before anything is issued.
+	ups, binds := c.ups[:0], c.binds[:0]
+	defer func() { clear(ups); c.ups, c.binds = ups[:0], binds[:0] }()
+	li, di, k := 0, 0, 0
+	for p := range l.Passes {
+		cmds := l.Passes[p].Commands
+		for j := range cmds {
+			cmd := &cmds[j]
+			switch cmd.Kind {
+			case runtime.CmdUpload:
+				if li >= len(r.launches) || r.launches[li].k != nil {
+					return nil
+				}
+				ups = append(ups, cmd)
+			case runtime.CmdDispatch:
+				// The structure, which the exec fixed, is checked (cheap);
+				// the arguments outside Rebound are the contract's.
+				if li >= len(r.launches) {
+					return nil
+				}
+				if x := &r.launches[li]; x.k != cmd.Kernel || x.grid != cmd.Grid || x.group != cmd.Group || x.shared != cmd.Shared || x.params != cmd.Params {
+					return nil
+				}
+				for ; k < len(l.Rebound) && l.Rebound[k].Dispatch == di; k++ {
+					arg := l.Rebound[k].Arg
+					if arg >= len(cmd.Args) {
+						return nil
+					}
+					a := cmd.Args[arg]
+					b, ok := a.Buffer.(*buffer)
+					if !ok || b.span(a.Offset, a.Size) != nil {
+						return nil // launch by launch reports it
+					}
+					if e.nodes[li] == 0 {
+						continue // a dispatch without work
+					}
+					off := e.offs[li] + 8*arg
+					if ptr := b.ptr + uint64(a.Offset); ptr != binary.LittleEndian.Uint64(e.vals[off:]) {
+						binds = append(binds, rebind{li, off, ptr})
+					}
+				}
+				di++
+			default:
+				continue
+			}
+			li++
+		}
+	}
+	if li != len(r.launches) || k != len(l.Rebound) {
+		return nil
+	}
+	for _, u := range ups {
+		if err := q.upload(&launch{args: u.Args, data: u.Data}); err != nil {
+			return nil // launch by launch reports it
+		}
+	}
+	fail := func() *graphExec {
+		d.graphStats.failures.Add(1)
+		c.dead = append(c.dead, e)
+		r.exec = nil
+		return nil
+	}
+	for i, b := range binds {
+		binary.LittleEndian.PutUint64(e.vals[b.off:], b.ptr)
+		if i+1 < len(binds) && binds[i+1].i == b.i {
+			continue // the launch's next argument first
+		}
+		if err := q.updateNode(e, &r.launches[b.i], b.i); err != nil {
+			return fail()
+		}
+	}
+	if err := d.drv.call(d.drv.graphLaunch, e.exec, q.stream); err != nil {
+		return fail()
+	}
+	d.graphStats.launches.Add(1)
+	d.graphStats.replays.Add(1)
+	r.used = c.clock
+	return e
+}
+
+// evictReplay forgets the least recently used identified list other than
+// keep; its exec is destroyed once no launch of it is in flight.
+func (q *queue) evictReplay(keep *replayList) {
+	c := &q.graphs
+	var lru uint64
+	var lruR *replayList
+	for id, r := range c.replays {
+		if r != keep && (lruR == nil || r.used < lruR.used) {
+			lru, lruR = id, r
+		}
+	}
+	if lruR == nil {
+		return
+	}
+	if lruR.exec != nil {
+		c.dead = append(c.dead, lruR.exec)
+		q.dev.graphStats.evictions.Add(1)
+	}
+	delete(c.replays, lru)
+}
