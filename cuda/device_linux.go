@@ -33,6 +33,7 @@ type Device struct {
 	arch    string // compute capability, such as "90"
 	caps    primitives.Caps
 	maxGrid [3]int
+	unified bool // unified addressing: kernels read pinned host memory through the host's pointers
 
 	mu      sync.Mutex // held by do
 	modules []uintptr
@@ -171,7 +172,7 @@ func (d *Device) describe() error {
 	}
 	vals := map[int]int{}
 	for _, a := range []int{attrMaxThreadsPerBlock, attrMaxGridDimX, attrMaxGridDimY, attrMaxGridDimZ, attrMaxSharedPerBlock,
-		attrWarpSize, attrMultiprocessorCount, attrComputeCapabilityMaj, attrComputeCapabilityMin} {
+		attrWarpSize, attrMultiprocessorCount, attrComputeCapabilityMaj, attrComputeCapabilityMin, attrUnifiedAddressing} {
 		v, err := attr(a)
 		if err != nil {
 			return err
@@ -185,6 +186,7 @@ func (d *Device) describe() error {
 	d.name = goString(unsafe.Pointer(&name[0]))
 	d.arch = fmt.Sprintf("%d%d", vals[attrComputeCapabilityMaj], vals[attrComputeCapabilityMin])
 	d.maxGrid = [3]int{vals[attrMaxGridDimX], vals[attrMaxGridDimY], vals[attrMaxGridDimZ]}
+	d.unified = vals[attrUnifiedAddressing] == 1
 	d.caps = primitives.Caps{
 		Device:             "cuda",
 		SIMDWidth:          vals[attrWarpSize],

@@ -86,8 +86,9 @@ type graphExec struct {
 	nodes       []uintptr // launch i's kernel node; 0 for a launch without work
 	vals        []byte    // the nodes' argument values now, as in graphCache
 	offs        []int
-	status      *statusBlock // the nodes' status records (its device side)
-	inflight    int          // command buffers issued with it and not yet retired
+	status      *statusBlock   // the nodes' status records (its device side)
+	staging     unsafe.Pointer // pinned host memory its upload nodes read (replay_linux.go), or nil
+	inflight    int            // command buffers issued with it and not yet retired
 	used        uint64
 }
 
@@ -395,6 +396,9 @@ func (q *queue) destroyExec(e *graphExec) {
 	}
 	if e.graph != 0 {
 		d.drv.call(d.drv.graphDestroy, e.graph)
+	}
+	if e.staging != nil {
+		d.drv.call(d.drv.memFreeHost, uintptr(e.staging))
 	}
 	q.blocks = append(q.blocks, e.status)
 }

@@ -3,7 +3,9 @@ package cuda
 import (
 	"encoding/binary"
 	"slices"
+	"unsafe"
 
+	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -12,13 +14,22 @@ import (
 // uploads' bytes and the buffers of the arguments the list names in
 // Rebound. Such a list gets a graph exec of its own when it is first
 // submitted, and every later submission launches it without computing the
-// list's structure or comparing its argument values: the uploads are
-// issued, the kernel nodes of rebound arguments whose buffer changed are
-// updated, and the exec is launched. The runtime submits such a list again
-// only once the host has seen the previous submission complete; one that
-// comes while its exec is still in flight (or breaks the contract in a
-// way the device sees: other commands, a rebound argument outside the
+// list's structure or comparing its argument values: the uploads' bytes
+// are staged, the kernel nodes of rebound arguments whose buffer changed
+// are updated, and the exec is launched. The runtime submits such a list
+// again only once the host has seen the previous submission complete; one
+// that comes while its exec is still in flight (or breaks the contract in
+// a way the device sees: other commands, a rebound argument outside the
 // list) is issued like any other list, through the structure cache.
+//
+// The uploads (at the head of the list: a replay binds its inputs first)
+// are nodes of the graph too: copy_bytes kernels reading the bytes from
+// pinned host memory of the exec's (its staging), where each submission
+// copies them on the host. A kernel reads pinned host memory through the
+// same pointer as the host on a device with unified addressing (every
+// 64-bit process on a GPU of compute capability 2.0 or later); without
+// it, the uploads are copies on the stream before the launch. The staging
+// is rewritten only while no launch of the exec is in flight.
 
 // maxReplayExecs bounds the identified lists a queue keeps an exec for: a
 // plan's list sets (4 at most) of a few lists each, for the plans in use.
@@ -28,7 +39,10 @@ const maxReplayExecs = 64
 type replayList struct {
 	exec     *graphExec // nil once failed
 	launches []launch   // as first submitted; shared, read-only, by the command buffers issued with the exec
-	used     uint64
+	// staged[i] is where upload i's bytes go in exec.staging; nil if the
+	// uploads are copies on the stream.
+	staged []int
+	used   uint64
 }
 
 // replayOf returns the entry of l if it is an identified list that can be
@@ -77,28 +91,73 @@ func (q *queue) newReplay(l *runtime.CommandList) *replayList {
 			return r
 		}
 	}
-	vals, offs := c.vals[:0], c.offs[:0]
-	for i := range ls {
-		offs = append(offs, len(vals))
-		if i < head {
-			continue
-		}
-		var err error
-		if vals, _, err = q.values(&ls[i], vals); err != nil {
-			c.vals, c.offs = vals, offs
-			return r // launch by launch reports it
-		}
-	}
-	offs = append(offs, len(vals))
-	c.vals, c.offs = vals, offs
-	e, err := q.buildGraph(ls, vals, offs)
+	nodes, staging, err := q.stage(r, head)
 	if err != nil {
 		d.graphStats.failures.Add(1)
 		return r
 	}
+	vals, offs := c.vals[:0], c.offs[:0]
+	for i := range nodes {
+		offs = append(offs, len(vals))
+		if nodes[i].k == nil {
+			continue // an upload on the stream
+		}
+		if vals, _, err = q.values(&nodes[i], vals); err != nil {
+			break // launch by launch reports it
+		}
+	}
+	offs = append(offs, len(vals))
+	c.vals, c.offs = vals, offs
+	var e *graphExec
+	if err == nil {
+		e, err = q.buildGraph(nodes, vals, offs)
+		if err != nil {
+			d.graphStats.failures.Add(1)
+		}
+	}
+	if err != nil {
+		r.staged = nil
+		if staging != nil {
+			d.drv.call(d.drv.memFreeHost, uintptr(staging))
+		}
+		return r
+	}
 	d.graphStats.captures.Add(1)
-	r.exec = e
+	e.staging, r.exec = staging, e
 	return r
+}
+
+// stage lays out the staging of r's head uploads and returns the launches
+// to build the graph from: r's, with each upload a copy_bytes dispatch
+// from the staging (unless the device lacks unified addressing or the
+// copy kernel: then the uploads stay copies on the stream, and the
+// staging nil).
+func (q *queue) stage(r *replayList, head int) ([]launch, unsafe.Pointer, error) {
+	d := q.dev
+	copyK := d.kernels[primitives.CopyKernel]
+	if head == 0 || !d.unified || copyK == nil {
+		return r.launches, nil, nil
+	}
+	size := 0
+	for i := range head {
+		r.staged = append(r.staged, size)
+		size += (len(r.launches[i].data) + 15) &^ 15 // 16-byte aligned: copy_bytes moves 16 bytes a thread
+	}
+	var staging unsafe.Pointer
+	if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&staging)), uintptr(max(size, 16))); err != nil {
+		r.staged = nil
+		return nil, nil, err
+	}
+	nodes := slices.Clone(r.launches)
+	for i := range head {
+		n := int64(len(r.launches[i].data))
+		dst := r.launches[i].args[0]
+		src := &buffer{dev: d, ptr: uint64(uintptr(staging)) + uint64(r.staged[i]), n: n}
+		cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, n)
+		nodes[i] = launch{k: copyK, grid: cp.Grid, group: cp.Group, params: cp.Params,
+			args: []runtime.BufferArg{{Buffer: src, Size: n, Access: primitives.Read, Name: "src"}, {Buffer: dst.Buffer, Offset: dst.Offset, Size: n, Access: primitives.Write, Name: "dst"}}}
+	}
+	return nodes, staging, nil
 }
 
 // rebind is a rebound argument's new value: the device pointer at byte
@@ -128,7 +187,7 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 			cmd := &cmds[j]
 			switch cmd.Kind {
 			case runtime.CmdUpload:
-				if li >= len(r.launches) || r.launches[li].k != nil {
+				if li >= len(r.launches) || r.launches[li].k != nil || len(cmd.Data) != len(r.launches[li].data) {
 					return nil
 				}
 				ups = append(ups, cmd)
@@ -169,8 +228,10 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	if li != len(r.launches) || k != len(l.Rebound) {
 		return nil
 	}
-	for _, u := range ups {
-		if err := q.upload(&launch{args: u.Args, data: u.Data}); err != nil {
+	for i, u := range ups {
+		if r.staged != nil {
+			copy(unsafe.Slice((*byte)(unsafe.Add(e.staging, r.staged[i])), len(u.Data)), u.Data)
+		} else if err := q.upload(&launch{args: u.Args, data: u.Data}); err != nil {
 			return nil // launch by launch reports it
 		}
 	}
