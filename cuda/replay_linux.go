@@ -176,56 +176,9 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	d, c, e := q.dev, &q.graphs, r.exec
 	q.reapGraphs()
 	c.clock++
-	// One walk over the list: its uploads, and the rebound arguments'
-	// values, checked before anything is issued.
-	ups, binds := c.ups[:0], c.binds[:0]
+	ups, binds, ok := r.walk(l, c.ups[:0], c.binds[:0])
 	defer func() { clear(ups); c.ups, c.binds = ups[:0], binds[:0] }()
-	li, di, k := 0, 0, 0
-	for p := range l.Passes {
-		cmds := l.Passes[p].Commands
-		for j := range cmds {
-			cmd := &cmds[j]
-			switch cmd.Kind {
-			case runtime.CmdUpload:
-				if li >= len(r.launches) || r.launches[li].k != nil || len(cmd.Data) != len(r.launches[li].data) {
-					return nil
-				}
-				ups = append(ups, cmd)
-			case runtime.CmdDispatch:
-				// The structure, which the exec fixed, is checked (cheap);
-				// the arguments outside Rebound are the contract's.
-				if li >= len(r.launches) {
-					return nil
-				}
-				if x := &r.launches[li]; x.k != cmd.Kernel || x.grid != cmd.Grid || x.group != cmd.Group || x.shared != cmd.Shared || x.params != cmd.Params {
-					return nil
-				}
-				for ; k < len(l.Rebound) && l.Rebound[k].Dispatch == di; k++ {
-					arg := l.Rebound[k].Arg
-					if arg >= len(cmd.Args) {
-						return nil
-					}
-					a := cmd.Args[arg]
-					b, ok := a.Buffer.(*buffer)
-					if !ok || b.span(a.Offset, a.Size) != nil {
-						return nil // launch by launch reports it
-					}
-					if e.nodes[li] == 0 {
-						continue // a dispatch without work
-					}
-					off := e.offs[li] + 8*arg
-					if ptr := b.ptr + uint64(a.Offset); ptr != binary.LittleEndian.Uint64(e.vals[off:]) {
-						binds = append(binds, rebind{li, off, ptr})
-					}
-				}
-				di++
-			default:
-				continue
-			}
-			li++
-		}
-	}
-	if li != len(r.launches) || k != len(l.Rebound) {
+	if !ok {
 		return nil
 	}
 	for i, u := range ups {
@@ -257,6 +210,61 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	d.graphStats.replays.Add(1)
 	r.used = c.clock
 	return e
+}
+
+// walk goes once over l, an identified list, and appends its uploads to
+// ups and the rebound arguments whose values differ from the exec's to
+// binds, in launch order. It reports false if l does not match r (other
+// kernels, grids, groups, shared bytes, params or upload sizes; the
+// arguments outside Rebound are the contract's) or a rebound argument is
+// not a valid span of a buffer of this device: then l is issued like any
+// other list, which reports what is wrong.
+func (r *replayList) walk(l *runtime.CommandList, ups []*runtime.Command, binds []rebind) ([]*runtime.Command, []rebind, bool) {
+	e := r.exec
+	li, di, k := 0, 0, 0
+	for p := range l.Passes {
+		cmds := l.Passes[p].Commands
+		for j := range cmds {
+			cmd := &cmds[j]
+			switch cmd.Kind {
+			case runtime.CmdUpload:
+				if li >= len(r.launches) || r.launches[li].k != nil || len(cmd.Data) != len(r.launches[li].data) {
+					return ups, binds, false
+				}
+				ups = append(ups, cmd)
+			case runtime.CmdDispatch:
+				if li >= len(r.launches) {
+					return ups, binds, false
+				}
+				if x := &r.launches[li]; x.k != cmd.Kernel || x.grid != cmd.Grid || x.group != cmd.Group || x.shared != cmd.Shared || x.params != cmd.Params {
+					return ups, binds, false
+				}
+				for ; k < len(l.Rebound) && l.Rebound[k].Dispatch == di; k++ {
+					arg := l.Rebound[k].Arg
+					if arg < 0 || arg >= len(cmd.Args) {
+						return ups, binds, false
+					}
+					a := cmd.Args[arg]
+					b, ok := a.Buffer.(*buffer)
+					if !ok || b.span(a.Offset, a.Size) != nil {
+						return ups, binds, false
+					}
+					if e.nodes[li] == 0 {
+						continue // a dispatch without work
+					}
+					off := e.offs[li] + 8*arg
+					if ptr := b.ptr + uint64(a.Offset); ptr != binary.LittleEndian.Uint64(e.vals[off:]) {
+						binds = append(binds, rebind{li, off, ptr})
+					}
+				}
+				di++
+			default:
+				continue
+			}
+			li++
+		}
+	}
+	return ups, binds, li == len(r.launches) && k == len(l.Rebound)
 }
 
 // evictReplay forgets the least recently used identified list other than
