@@ -10,8 +10,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/ebitengine/purego"
-
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/ops"
@@ -80,7 +78,6 @@ type kernelTimer struct {
 	d          *Device
 	q          *queue
 	start, end uintptr // CUevents with timing
-	elapsed    cfunc   // cuEventElapsedTime
 	busy       func()  // queues the busy work
 	ev         runtime.Event
 	n          uint64 // the last value signalled on ev
@@ -89,14 +86,7 @@ type kernelTimer struct {
 
 func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 	tb.Helper()
-	lib, err := purego.Dlopen("libcuda.so.1", purego.RTLD_NOW|purego.RTLD_GLOBAL)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	kt := &kernelTimer{d: d}
-	if err := bind(lib, "libcuda.so.1", map[*cfunc]string{&kt.elapsed: "cuEventElapsedTime"}); err != nil {
-		tb.Fatal(err)
-	}
 	q, err := d.NewQueue()
 	if err != nil {
 		tb.Fatal(err)
@@ -164,7 +154,7 @@ func (kt *kernelTimer) time(tb testing.TB, record func(*runtime.CommandList)) (g
 			if err := d.drv.call(d.drv.eventSynchronize, kt.end); err != nil {
 				return err
 			}
-			return d.drv.call(kt.elapsed, uintptr(unsafe.Pointer(&ms)), kt.start, kt.end)
+			return d.drv.call(d.drv.eventElapsed, uintptr(unsafe.Pointer(&ms)), kt.start, kt.end)
 		})
 	}
 	if sub != nil {

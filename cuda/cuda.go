@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/loomrt/loom/primitives"
 )
@@ -114,4 +115,15 @@ func assemble(user *primitives.KernelSpec, file, src string) (string, error) {
 	}
 	return fmt.Sprintf("#line 1 \"params and status codes (generated)\"\n%s%s%s#line 1 \"common.cuh\"\n%s\n#line 1 %q\n%s\n",
 		structs, primitives.CConstants(), statusDefines(), common, file, src), nil
+}
+
+// KernelTime is the GPU time of one kernel's launches in a profile.
+type KernelTime struct {
+	Name     string        // the catalog kernel; "+mma" marks its tensor-core variant
+	Launches int64         // launches profiled
+	Time     time.Duration // summed over the launches
+	// Bytes sums the sizes of the launches' buffer arguments: the bytes
+	// they would move reading and writing each argument once (a kernel
+	// that reads part of an argument moves fewer).
+	Bytes int64
 }

@@ -53,6 +53,7 @@ type Device struct {
 	closed   atomic.Bool
 
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
+	prof       *profiler   // a running kernel profile (profile_linux.go), with mu held
 	graphStats struct{ launches, replays, captures, updates, evictions, failures atomic.Int64 }
 }
 

@@ -63,7 +63,7 @@ type driver struct {
 	memsetD32Async                                         cfunc
 	streamCreate, streamDestroy, streamSynchronize         cfunc
 	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
-	eventDestroy                                           cfunc
+	eventDestroy, eventElapsed                             cfunc
 	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
 	launchKernel                                           cfunc
 
@@ -134,6 +134,7 @@ func loadDriver() (*driver, error) {
 		&d.eventQuery:         "cuEventQuery",
 		&d.eventSynchronize:   "cuEventSynchronize",
 		&d.eventDestroy:       "cuEventDestroy_v2",
+		&d.eventElapsed:       "cuEventElapsedTime",
 		&d.moduleLoadData:     "cuModuleLoadData",
 		&d.moduleUnload:       "cuModuleUnload",
 		&d.moduleGetFunction:  "cuModuleGetFunction",

@@ -130,7 +130,7 @@ func appendKey(key []byte, launches []launch) []byte {
 // nil if cb is to be issued launch by launch. Inside do, with q.mu held.
 func (q *queue) launchGraph(cb *commandBuffer) *graphExec {
 	d, c := q.dev, &q.graphs
-	if !d.graphs.Load() || len(cb.launches) == 0 {
+	if !d.graphs.Load() || d.prof != nil || len(cb.launches) == 0 {
 		return nil
 	}
 	q.reapGraphs()

@@ -336,10 +336,21 @@ func (q *queue) launch(l *launch, status uint64) error {
 	}
 	q.put(l.k, vals, status)
 	d := q.dev
+	var start uintptr
+	if d.prof != nil {
+		start = d.prof.event(d, q.stream)
+	}
 	err = d.drv.call(d.drv.launchKernel, l.function(),
 		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
 		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
 		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
+	if d.prof != nil {
+		if err == nil {
+			d.prof.add(d, l, start, d.prof.event(d, q.stream))
+		} else if start != 0 {
+			d.prof.free = append(d.prof.free, start)
+		}
+	}
 	if err != nil {
 		return launchError(l.k, "grid %v, group %v, %d shared bytes: %v", l.grid, l.group, l.shared, err)
 	}

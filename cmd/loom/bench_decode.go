@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loomrt/loom/cpu"
+	"github.com/loomrt/loom/cuda"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
 	"github.com/loomrt/loom/model"
@@ -25,36 +26,46 @@ func init() {
 
 // decodeResult is what `loom bench decode -json` prints.
 type decodeResult struct {
-	Model             string  `json:"model"`
-	DType             string  `json:"dtype"`
-	Weights           string  `json:"weights"` // bf16, q4 or q8
-	Batch             int     `json:"batch"`
-	Context           int     `json:"context"`
-	Steps             int     `json:"steps"`
-	Device            string  `json:"device"`
-	TPOTms            float64 `json:"tpot_ms"`           // median step time
-	TPOTBestms        float64 `json:"tpot_best_ms"`      // fastest step
-	TokensPerSecond   float64 `json:"tokens_per_s"`      // batch / median step time
-	WeightBytes       int64   `json:"weight_bytes"`      // read once per step
-	KVBytes           int64   `json:"kv_bytes"`          // K and V read per step
-	WeightGBs         float64 `json:"weight_gb_s"`       // weight bytes / median step time
-	TotalGBs          float64 `json:"total_gb_s"`        // (weights + KV) / median step time
-	MachineReadGBs    float64 `json:"machine_read_gb_s"` // measured before the steps
-	ReadGBs           float64 `json:"read_gb_s"`         // median of the reads right before and after the steps (CPU), else MachineReadGBs
-	WeightLimitms     float64 `json:"weight_limit_ms"`   // weight bytes / ReadGBs
-	Dispatches        float64 `json:"dispatches_per_step"`
-	CommandBuffers    float64 `json:"command_buffers_per_step"`
-	HostWaits         float64 `json:"host_waits_per_step"`
-	SplitAttention    float64 `json:"split_attention_per_step"`
-	HostOverheadms    float64 `json:"host_overhead_ms"` // mean of a step's time less its device wait: scheduling, replaying (or building, planning, encoding), token read-back
-	HostUsPerStep     float64 `json:"host_us_per_step"` // median of the same, in µs
-	ReplayedSteps     int     `json:"replayed_steps"`   // timed steps the runtime replayed (Stats.CacheHits)
-	NoCache           bool    `json:"nocache"`          // every step planned (runtime.Options.NoPlanCache)
-	Hazards           int     `json:"hazards"`
-	CheckingDevice    bool    `json:"checking_device"`
-	SetupSeconds      float64 `json:"setup_s"`
-	KVCacheMB         float64 `json:"kv_cache_mb"`
-	ParametersMillion float64 `json:"parameters_m"`
+	Model             string       `json:"model"`
+	DType             string       `json:"dtype"`
+	Weights           string       `json:"weights"` // bf16, q4 or q8
+	Batch             int          `json:"batch"`
+	Context           int          `json:"context"`
+	Steps             int          `json:"steps"`
+	Device            string       `json:"device"`
+	TPOTms            float64      `json:"tpot_ms"`           // median step time
+	TPOTBestms        float64      `json:"tpot_best_ms"`      // fastest step
+	TokensPerSecond   float64      `json:"tokens_per_s"`      // batch / median step time
+	WeightBytes       int64        `json:"weight_bytes"`      // read once per step
+	KVBytes           int64        `json:"kv_bytes"`          // K and V read per step
+	WeightGBs         float64      `json:"weight_gb_s"`       // weight bytes / median step time
+	TotalGBs          float64      `json:"total_gb_s"`        // (weights + KV) / median step time
+	MachineReadGBs    float64      `json:"machine_read_gb_s"` // measured before the steps
+	ReadGBs           float64      `json:"read_gb_s"`         // median of the reads right before and after the steps (CPU), else MachineReadGBs
+	WeightLimitms     float64      `json:"weight_limit_ms"`   // weight bytes / ReadGBs
+	Dispatches        float64      `json:"dispatches_per_step"`
+	CommandBuffers    float64      `json:"command_buffers_per_step"`
+	HostWaits         float64      `json:"host_waits_per_step"`
+	SplitAttention    float64      `json:"split_attention_per_step"`
+	HostOverheadms    float64      `json:"host_overhead_ms"` // mean of a step's time less its device wait: scheduling, replaying (or building, planning, encoding), token read-back
+	HostUsPerStep     float64      `json:"host_us_per_step"` // median of the same, in µs
+	ReplayedSteps     int          `json:"replayed_steps"`   // timed steps the runtime replayed (Stats.CacheHits)
+	NoCache           bool         `json:"nocache"`          // every step planned (runtime.Options.NoPlanCache)
+	Hazards           int          `json:"hazards"`
+	CheckingDevice    bool         `json:"checking_device"`
+	SetupSeconds      float64      `json:"setup_s"`
+	KVCacheMB         float64      `json:"kv_cache_mb"`
+	ParametersMillion float64      `json:"parameters_m"`
+	Kernels           []kernelStat `json:"kernels,omitempty"` // -kernels: the GPU time of a step by kernel
+}
+
+// kernelStat is one kernel's share of a profiled step (-kernels).
+type kernelStat struct {
+	Name            string  `json:"name"`
+	LaunchesPerStep float64 `json:"launches_per_step"`
+	UsPerStep       float64 `json:"us_per_step"` // GPU time
+	Share           float64 `json:"share"`       // of the profiled kernels' time
+	GBs             float64 `json:"gb_s"`        // argument bytes / GPU time (an upper bound on the traffic)
 }
 
 func benchDecode(args []string) error {
@@ -71,11 +82,15 @@ func benchDecode(args []string) error {
 	perCB := fs.Int("n", 0, "dispatches per command buffer (0: the runtime's default; -1: one command buffer per step)")
 	weightsList := fs.String("weights", "bf16", "weights: bf16, or q4 / q8 (MLX's affine format, groups of -group-size, bf16 scales and biases; docs/QUANT.md); a comma-separated list runs each in turn in this process, one result each")
 	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
+	kernels := fs.Int("kernels", 0, "after the timed steps, profile this many steps kernel by kernel (CUDA; launch by launch, each timed on the GPU) and print where a step's GPU time goes")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
-	if *batch < 1 || *context < 0 || *steps < 1 {
-		return fmt.Errorf("-batch %d, -context %d, -steps %d: want batch ≥ 1, context ≥ 0, steps ≥ 1", *batch, *context, *steps)
+	if *batch < 1 || *context < 0 || *steps < 1 || *kernels < 0 {
+		return fmt.Errorf("-batch %d, -context %d, -steps %d, -kernels %d: want batch ≥ 1, context ≥ 0, steps ≥ 1, kernels ≥ 0", *batch, *context, *steps, *kernels)
+	}
+	if *kernels > 0 && *device != "cuda" {
+		return fmt.Errorf("-kernels: the kernel profile is supported on the CUDA device only, not %q", *device)
 	}
 	if err := checkBlockSize(*blockSize); err != nil {
 		return err
@@ -88,7 +103,7 @@ func benchDecode(args []string) error {
 		}
 	}
 	for _, w := range list {
-		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
+		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *kernels, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
 			return err
 		}
 	}
@@ -97,12 +112,18 @@ func benchDecode(args []string) error {
 
 // benchDecodeRun is one run of benchDecode, with weights of the named
 // kind (quantized to bits bits where bits is not 0).
-func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
+func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, profiled, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
 	dt := graph.BFloat16
-	if total := context + warmup + steps; total > cfg.MaxPositionEmbeddings {
-		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, warmup+steps, cfg.MaxPositionEmbeddings)
+	// A profile's steps are the ones submitted after the timed steps: one
+	// more step is decoded to deliver the last of them.
+	last := warmup + steps
+	if profiled > 0 {
+		last += profiled + 1
+	}
+	if total := context + last; total > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, last, cfg.MaxPositionEmbeddings)
 	}
 	logf := func(format string, a ...any) {
 		if !asJSON {
@@ -131,7 +152,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	if err != nil {
 		return err
 	}
-	perSeq := (context + warmup + steps + blockSize - 1) / blockSize
+	perSeq := (context + last + blockSize - 1) / blockSize
 	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV())
 	if err != nil {
 		return err
@@ -187,7 +208,12 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		return err
 	}
 	defer d.Close()
-	for i := range warmup + steps {
+	for i := range last {
+		if i == warmup+steps && profiled > 0 {
+			if err := startKernelProfile(); err != nil {
+				return err
+			}
+		}
 		if i == warmup && cpuProfile != "" {
 			f, err := os.Create(cpuProfile)
 			if err != nil {
@@ -200,13 +226,13 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			defer pprof.StopCPUProfile()
 		}
 		if !asJSON {
-			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, warmup+steps)
+			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, last)
 		}
-		st, err := d.Next(i+1 < warmup+steps)
+		st, err := d.Next(i+1 < last)
 		if err != nil {
 			return err
 		}
-		if i < warmup {
+		if i < warmup || i >= warmup+steps {
 			continue
 		}
 		times = append(times, st.Time)
@@ -217,6 +243,13 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
 		hosts = append(hosts, st.Time-s.Wait)
 		res.ReplayedSteps += s.CacheHits
+	}
+	if profiled > 0 {
+		ks, err := stopKernelProfile()
+		if err != nil {
+			return err
+		}
+		res.Kernels = kernelStats(ks, profiled)
 	}
 	if probe != nil {
 		probeReads()
@@ -270,7 +303,39 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	if device == "cuda" {
 		fmt.Printf("  %s\n", cudaGraphSummary())
 	}
+	if len(res.Kernels) > 0 {
+		var total float64
+		for _, k := range res.Kernels {
+			total += k.UsPerStep
+		}
+		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
+			profiled, total, bw.Read)
+		fmt.Printf("    %-28s %9s %9s %7s %9s\n", "kernel", "launches", "µs", "share", "GB/s")
+		for _, k := range res.Kernels {
+			fmt.Printf("    %-28s %9.1f %9.1f %6.1f%% %9.0f\n", k.Name, k.LaunchesPerStep, k.UsPerStep, 100*k.Share, k.GBs)
+		}
+	}
 	return nil
+}
+
+// kernelStats turns a kernel profile of steps steps into per-step figures.
+func kernelStats(ks []cuda.KernelTime, steps int) []kernelStat {
+	var total time.Duration
+	for _, k := range ks {
+		total += k.Time
+	}
+	out := make([]kernelStat, len(ks))
+	for i, k := range ks {
+		out[i] = kernelStat{Name: k.Name, LaunchesPerStep: float64(k.Launches) / float64(steps),
+			UsPerStep: k.Time.Seconds() * 1e6 / float64(steps)}
+		if total > 0 {
+			out[i].Share = float64(k.Time) / float64(total)
+		}
+		if k.Time > 0 {
+			out[i].GBs = float64(k.Bytes) / k.Time.Seconds() / 1e9
+		}
+	}
+	return out
 }
 
 // randomKV returns a KV cache fill of random bfloat16 values (fillRandom),

@@ -67,3 +67,15 @@ func cudaGraphSummary() string {
 	return fmt.Sprintf("CUDA graphs: %d command buffers launched as graphs (%d of them replayed lists), %d built, %d kernel nodes updated, %d evicted, %d failures",
 		s.Launches, s.Replays, s.Captures, s.Updates, s.Evictions, s.Failures)
 }
+
+// startKernelProfile starts a kernel profile of the CUDA device
+// (loom bench decode -kernels).
+func startKernelProfile() error {
+	if _, err := openCUDA(); err != nil {
+		return err
+	}
+	return cudaDev.StartProfile()
+}
+
+// stopKernelProfile ends it and returns its kernels.
+func stopKernelProfile() ([]cuda.KernelTime, error) { return cudaDev.StopProfile() }

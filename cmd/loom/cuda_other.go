@@ -18,3 +18,7 @@ func cudaBandwidth(sizeMiB, reps int) (cuda.Bandwidth, error) { return cuda.Band
 func benchMembwCUDA(sizeMiB, reps int) error { return errNoCUDA }
 
 func cudaGraphSummary() string { return "" }
+
+func startKernelProfile() error { return errNoCUDA }
+
+func stopKernelProfile() ([]cuda.KernelTime, error) { return nil, errNoCUDA }
