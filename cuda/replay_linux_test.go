@@ -235,7 +235,7 @@ func TestReplayListBadIndex(t *testing.T) {
 
 // TestReplayCompiledStep runs a compiled step on the CUDA device, each
 // call's output fed back as the next call's input array and a per-call
-// constant uploaded, pipelined two calls deep from two goroutines (one
+// constant uploaded, pipelined a few calls deep from two goroutines (one
 // submits, one waits) as the Decoder does: the results are bit for bit
 // those with graphs off, and the replays' lists ran as their own execs.
 func TestReplayCompiledStep(t *testing.T) {
@@ -316,8 +316,11 @@ func TestReplayCompiledStep(t *testing.T) {
 			}
 		}
 		t.Logf("graphs %v: %+v", on, st)
-		if on && (st.Replays < steps || st.Failures != 0) {
-			t.Errorf("graphs on: statistics %+v, want at least %d lists launched as their own execs and no failures", st, steps)
+		// Every call after the first is a replay, one list; a replay that
+		// finds every kept list set in flight submits a list without
+		// identity, so most, not all, are their own exec's launches.
+		if on && (st.Replays < steps/2 || st.Replays > steps-1 || st.Failures != 0) {
+			t.Errorf("graphs on: statistics %+v, want %d to %d lists launched as their own execs and no failures", st, steps/2, steps-1)
 		}
 	}
 }
