@@ -88,6 +88,7 @@ type graphExec struct {
 	offs        []int
 	status      *statusBlock   // the nodes' status records (its device side)
 	staging     unsafe.Pointer // pinned host memory its upload nodes read (replay_linux.go), or nil
+	copies      bool           // its graph copies the status records to status's host side (replay_linux.go)
 	inflight    int            // command buffers issued with it and not yet retired
 	used        uint64
 }
@@ -176,7 +177,7 @@ func (q *queue) launchGraph(cb *commandBuffer) *graphExec {
 	c.offs = append(c.offs, len(c.vals))
 	e, diff := nearestExec(g, c.vals, c.offs)
 	if e == nil || 2*diff > len(cb.launches) && len(g.execs) < maxExecsPerKey {
-		ne, err := q.buildGraph(cb.launches, c.vals, c.offs)
+		ne, err := q.buildGraph(cb.launches, c.vals, c.offs, false)
 		if err != nil {
 			g.failed = true
 			d.graphStats.failures.Add(1)
@@ -248,8 +249,10 @@ func (q *queue) nodeParams(l *launch) kernelNodeParams {
 }
 
 // buildGraph builds and instantiates the graph of launches with the
-// argument values vals (see graphCache).
-func (q *queue) buildGraph(launches []launch, vals []byte, offs []int) (*graphExec, error) {
+// argument values vals (see graphCache); with copyBack, a last node copies
+// the status records to the host side of the exec's status block, for an
+// exec that is never launched while a launch of it is in flight.
+func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack bool) (*graphExec, error) {
 	d := q.dev
 	n := len(launches)
 	st, err := q.statusBlock(n)
@@ -281,6 +284,11 @@ func (q *queue) buildGraph(launches []launch, vals []byte, offs []int) (*graphEx
 			return fail(err)
 		}
 		prev = e.nodes[i]
+	}
+	if copyBack {
+		if err := q.addStatusCopy(e, prev); err != nil {
+			return fail(err)
+		}
 	}
 	if err := d.drv.call(d.drv.graphInstantiate, uintptr(unsafe.Pointer(&e.exec)), e.graph, 0); err != nil {
 		return fail(err)

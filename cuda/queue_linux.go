@@ -169,6 +169,9 @@ type commandBuffer struct {
 	done   uintptr // CUevent recorded after the launches
 	status *statusBlock
 	exec   *graphExec // the graph exec launched instead of the launches, if any
+	// execStatus: status is the exec's, whose graph copies the records to
+	// its host side itself (replay_linux.go), not one of the queue's.
+	execStatus bool
 
 	mu  sync.Mutex
 	err error
@@ -277,6 +280,10 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 	if e != nil {
 		cb.exec, records = e, e.status.dev
 		e.inflight++
+		if e.copies {
+			q.blocks = append(q.blocks, cb.status)
+			cb.status, cb.execStatus = e.status, true
+		}
 	} else {
 		if n > 0 {
 			if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
@@ -291,7 +298,7 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 			}
 		}
 	}
-	if n > 0 {
+	if n > 0 && !cb.execStatus {
 		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(records), 4*n, q.stream); err != nil {
 			cb.fail(err)
 		}
@@ -313,7 +320,9 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 			cb.exec.inflight--
 			cb.exec = nil
 		}
-		q.blocks = append(q.blocks, cb.status)
+		if !cb.execStatus {
+			q.blocks = append(q.blocks, cb.status)
+		}
 		return err
 	}
 	q.inflight = append(q.inflight, cb)
@@ -503,7 +512,9 @@ func (q *queue) retire(n int, err error) {
 				}
 				index++
 			}
-			q.blocks = append(q.blocks, cb.status)
+			if !cb.execStatus {
+				q.blocks = append(q.blocks, cb.status)
+			}
 			cb.status = nil
 		}
 		if cb.exec != nil {

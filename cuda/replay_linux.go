@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"unsafe"
 
@@ -29,7 +30,10 @@ import (
 // same pointer as the host on a device with unified addressing (every
 // 64-bit process on a GPU of compute capability 2.0 or later); without
 // it, the uploads are copies on the stream before the launch. The staging
-// is rewritten only while no launch of the exec is in flight.
+// is rewritten only while no launch of the exec is in flight. For the same
+// reason the exec's graph ends with a copy_bytes node that copies its
+// status records to the host side of its status block, where the command
+// buffer reads them when it retires: no copy on the stream either.
 
 // maxReplayExecs bounds the identified lists a queue keeps an exec for: a
 // plan's list sets (4 at most) of a few lists each, for the plans in use.
@@ -110,7 +114,7 @@ func (q *queue) newReplay(l *runtime.CommandList) *replayList {
 	c.vals, c.offs = vals, offs
 	var e *graphExec
 	if err == nil {
-		e, err = q.buildGraph(nodes, vals, offs)
+		e, err = q.buildGraph(nodes, vals, offs, d.unified && d.kernels[primitives.CopyKernel] != nil)
 		if err != nil {
 			d.graphStats.failures.Add(1)
 		}
@@ -138,26 +142,65 @@ func (q *queue) stage(r *replayList, head int) ([]launch, unsafe.Pointer, error)
 	if head == 0 || !d.unified || copyK == nil {
 		return r.launches, nil, nil
 	}
-	size := 0
+	size, at := 0, make([]int, head)
 	for i := range head {
-		r.staged = append(r.staged, size)
-		size += (len(r.launches[i].data) + 15) &^ 15 // 16-byte aligned: copy_bytes moves 16 bytes a thread
+		u := &r.launches[i]
+		if _, ok := u.args[0].Buffer.(*buffer); !ok || u.args[0].Size != int64(len(u.data)) {
+			return nil, nil, fmt.Errorf("cuda: an upload of %d bytes into %d bytes of a %T", len(u.data), u.args[0].Size, u.args[0].Buffer)
+		}
+		at[i] = size
+		size += (len(u.data) + 15) &^ 15 // 16-byte aligned: copy_bytes moves 16 bytes a thread
 	}
 	var staging unsafe.Pointer
 	if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&staging)), uintptr(max(size, 16))); err != nil {
-		r.staged = nil
 		return nil, nil, err
 	}
 	nodes := slices.Clone(r.launches)
 	for i := range head {
-		n := int64(len(r.launches[i].data))
 		dst := r.launches[i].args[0]
-		src := &buffer{dev: d, ptr: uint64(uintptr(staging)) + uint64(r.staged[i]), n: n}
-		cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, n)
-		nodes[i] = launch{k: copyK, grid: cp.Grid, group: cp.Group, params: cp.Params,
-			args: []runtime.BufferArg{{Buffer: src, Size: n, Access: primitives.Read, Name: "src"}, {Buffer: dst.Buffer, Offset: dst.Offset, Size: n, Access: primitives.Write, Name: "dst"}}}
+		nodes[i] = copyLaunch(copyK, hostBuffer(d, uintptr(staging)+uintptr(at[i]), dst.Size), dst.Buffer.(*buffer), dst.Offset, dst.Size)
 	}
+	r.staged = at
 	return nodes, staging, nil
+}
+
+// hostBuffer is n bytes of pinned host memory at p as a buffer that
+// kernels may read and write (unified addressing).
+func hostBuffer(d *Device, p uintptr, n int64) *buffer {
+	return &buffer{dev: d, ptr: uint64(p), n: n}
+}
+
+// copyLaunch is a launch of k, copy_bytes, copying n bytes from the start
+// of src to dst at offset off.
+func copyLaunch(k *kernel, src, dst *buffer, off, n int64) launch {
+	cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, n)
+	return launch{k: k, grid: cp.Grid, group: cp.Group, params: cp.Params,
+		args: []runtime.BufferArg{{Buffer: src, Size: n, Access: primitives.Read, Name: "src"}, {Buffer: dst, Offset: off, Size: n, Access: primitives.Write, Name: "dst"}}}
+}
+
+// addStatusCopy adds to e's graph, after node prev, a copy_bytes node
+// copying the status records to the host side of e's status block (pinned
+// host memory, written through the host's pointer): a command buffer
+// launched as e then needs no copy on the stream, and reads the records
+// there when it retires. Only for an exec never launched while a launch of
+// it is in flight (a replayed list's), whose records the next launch would
+// otherwise overwrite.
+func (q *queue) addStatusCopy(e *graphExec, prev uintptr) error {
+	d, st := q.dev, e.status
+	n := int64(len(e.nodes) * statusWords * 4)
+	l := copyLaunch(d.kernels[primitives.CopyKernel], &buffer{dev: d, ptr: st.dev, n: n}, hostBuffer(d, uintptr(st.host), n), 0, n)
+	vals, _, err := q.values(&l, nil)
+	if err != nil {
+		return err
+	}
+	q.put(l.k, vals, st.dev) // copy_bytes reports nothing: any record will do
+	p := q.nodeParams(&l)
+	var node uintptr
+	if err := d.drv.call(d.drv.graphAddKernelNode, uintptr(unsafe.Pointer(&node)), e.graph, uintptr(unsafe.Pointer(&prev)), 1, uintptr(unsafe.Pointer(&p))); err != nil {
+		return err
+	}
+	e.copies = true
+	return nil
 }
 
 // rebind is a rebound argument's new value: the device pointer at byte
