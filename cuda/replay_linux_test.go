@@ -72,7 +72,10 @@ func (rg *replayRig) check(t *testing.T, name string, sub runtime.Submission, ou
 // same identity), is issued like any other list, correctly.
 func TestReplayListLaunch(t *testing.T) {
 	d := device(t)
-	const n = 1001
+	if !d.unified {
+		t.Error("the device reports no unified addressing: replayed lists' uploads are not graph nodes")
+	}
+	const n = 1501 // the upload: 6,004 bytes, two groups of copy_bytes and a tail of 4 bytes
 	r := rand.New(rand.NewPCG(21, 22))
 	rg := &replayRig{d: d, vals: map[runtime.Buffer][]float32{}}
 	buf := func(v []float32) runtime.Buffer {
@@ -123,6 +126,11 @@ func TestReplayListLaunch(t *testing.T) {
 				t.Errorf("%s: statistics %+v, want %d replays, %d builds, %d updates", rd.name, st, rd.replays, rd.builds, rd.updates)
 			}
 			prevOut = rd.out
+		}
+		// The exec stages the upload and copies its status records back
+		// itself.
+		if e := q.(*queue).graphs.replays[id]; e == nil || e.exec == nil || len(e.staged) != 1 || !e.exec.copies {
+			t.Errorf("the identity's entry %+v: want an exec with one staged upload that copies its records", e)
 		}
 
 		// Two submissions in flight: the second is not launched as the
