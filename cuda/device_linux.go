@@ -53,6 +53,7 @@ type Device struct {
 	closed   atomic.Bool
 
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
+	replays    bool        // with graphs, replayed lists run as their own execs (replay_linux.go); set by Open
 	prof       *profiler   // a running kernel profile (profile_linux.go), with mu held
 	graphStats struct{ launches, replays, captures, updates, evictions, failures atomic.Int64 }
 }
@@ -64,12 +65,14 @@ const arenaBytes = 4096
 // has no CUDA driver or device, the error satisfies IsUnavailable.
 //
 // Command buffers of a repeated structure run as CUDA graphs (see
-// SetGraphs), float16 and bfloat16 matrix products with weights stored
-// [N, K] on tensor cores (Caps.TensorCores), and MatMulSiLUMul up to
-// Caps.GatedGEMVMaxRows rows of x as the gated GEMV. Each was measured on an
-// H100 (docs/BENCHMARKS.md). For bisecting, the environment turns them
-// off: LOOM_CUDA_GRAPHS=0, LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N
-// rows).
+// SetGraphs), the lists replays submit again each as its own graph exec
+// (replay_linux.go), float16 and bfloat16 matrix products with weights
+// stored [N, K] on tensor cores (Caps.TensorCores), and MatMulSiLUMul up
+// to Caps.GatedGEMVMaxRows rows of x as the gated GEMV. Each but the
+// replayed lists' execs was measured on an H100 (docs/BENCHMARKS.md). For
+// bisecting, the environment turns them off: LOOM_CUDA_GRAPHS=0,
+// LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
+// any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -108,6 +111,7 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
+	d.replays = os.Getenv("LOOM_CUDA_REPLAY") != "0"
 	return d, nil
 }
 

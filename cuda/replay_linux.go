@@ -54,7 +54,7 @@ type replayList struct {
 // do, with q.mu held.
 func (q *queue) replayOf(l *runtime.CommandList) *replayList {
 	d, c := q.dev, &q.graphs
-	if l.Replay == 0 || !d.graphs.Load() || d.prof != nil {
+	if l.Replay == 0 || !d.replays || !d.graphs.Load() || d.prof != nil {
 		return nil // a kernel profile times each launch: launch by launch
 	}
 	r := c.replays[l.Replay]
