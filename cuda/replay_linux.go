@@ -36,7 +36,7 @@ import (
 // buffer reads them when it retires: no copy on the stream either.
 
 // maxReplayExecs bounds the identified lists a queue keeps an exec for: a
-// plan's list sets (4 at most) of a few lists each, for the plans in use.
+// list per list set of a plan (4 at most), for the plans in use.
 const maxReplayExecs = 64
 
 // replayList is the exec of one identified list.
