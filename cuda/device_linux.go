@@ -97,6 +97,7 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
+	d.caps.SampleSplit = os.Getenv("LOOM_CUDA_SAMPLE_SPLIT") != "0"
 	if v, ok := os.LookupEnv("LOOM_CUDA_GATED_ROWS"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
