@@ -21,9 +21,13 @@ func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 		}
 		s, v, w, top := int(p.S), int(p.V), int(p.W), int(p.Top)
 		window := c.I32(4)[:s*w]
-		for i, id := range window {
-			if int(id) >= v {
-				return fmt.Errorf("window[%d] = %d is out of range [0, %d)", i, id, v)
+		for i, e := range window {
+			switch t := primitives.WindowToken(e); {
+			case int(t) < v:
+			case e >= 0:
+				return fmt.Errorf("window[%d] = %d is out of range [0, %d)", i, e, v)
+			default:
+				return fmt.Errorf("window[%d] = %d names token %d (repetition penalty only), out of range [0, %d)", i, e, t, v)
 			}
 		}
 		logits, settings, keys, counters := c.Args[0].Bytes, c.F32(1), c.U32(2), c.I32(3)
@@ -134,26 +138,7 @@ func sampleRow(row []byte, set [primitives.SampleSettings]float32, key [primitiv
 	pen, pres, freq := set[primitives.SettingRepetitionPenalty], finiteOr0(set[primitives.SettingPresencePenalty]), finiteOr0(set[primitives.SettingFrequencyPenalty])
 	repeat := pen > 0 && pen != 1
 	if repeat || pres != 0 || freq != 0 {
-		for j, id := range window {
-			if id < 0 || slices.Contains(window[:j], id) {
-				continue
-			}
-			v := x[id]
-			if repeat {
-				if v > 0 {
-					v /= pen
-				} else {
-					v *= pen
-				}
-			}
-			v -= pres
-			for _, later := range window[j:] {
-				if later == id {
-					v -= freq
-				}
-			}
-			x[id] = v
-		}
+		penalize(x, window, pen, repeat, pres, freq)
 	}
 	m, arg := float32(math.Inf(-1)), -1
 	for i, v := range x {
@@ -193,6 +178,45 @@ func sampleRow(row []byte, set [primitives.SampleSettings]float32, key [primitiv
 		}
 	}
 	panic("sample: the draw fell past the kept weight") // r < the kept weight by construction
+}
+
+// penalize applies the penalties of step 1 of primitives.Sample to x. The
+// window's entries are sorted by the token they name, so a token's entries
+// are found together, in O(W log W) rather than the GPUs' scan of the
+// window per entry (a server's window holds a whole sequence).
+func penalize(x []float32, window []int32, pen float32, repeat bool, pres, freq float32) {
+	keys := make([]int64, 0, len(window)) // token·2, plus 1 for an entry every penalty sees
+	for _, e := range window {
+		if t := primitives.WindowToken(e); t >= 0 {
+			k := int64(t) << 1
+			if e >= 0 {
+				k |= 1
+			}
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for i := 0; i < len(keys); {
+		id, c := keys[i]>>1, 0
+		for ; i < len(keys) && keys[i]>>1 == id; i++ {
+			c += int(keys[i] & 1)
+		}
+		v := x[id]
+		if repeat {
+			if v > 0 {
+				v /= pen
+			} else {
+				v *= pen
+			}
+		}
+		if c > 0 {
+			v -= pres
+			for range c {
+				v -= freq
+			}
+		}
+		x[id] = v
+	}
 }
 
 // finiteOr0 is v, or 0 (off) for an infinite or NaN penalty.

@@ -33,6 +33,7 @@ type Device struct {
 	arch    string // compute capability, such as "90"
 	caps    primitives.Caps
 	maxGrid [3]int
+	unified bool // unified addressing: kernels read pinned host memory through the host's pointers
 
 	mu      sync.Mutex // held by do
 	modules []uintptr
@@ -51,9 +52,11 @@ type Device struct {
 	transfer uintptr // the stream host reads and writes use
 	closed   atomic.Bool
 
+	small      smallBuffers
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
+	replays    bool        // with graphs, replayed lists run as their own execs (replay_linux.go); set by Open
 	prof       *profiler   // a running kernel profile (profile_linux.go), with mu held
-	graphStats struct{ launches, captures, updates, evictions, failures atomic.Int64 }
+	graphStats struct{ launches, replays, captures, updates, evictions, failures atomic.Int64 }
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -63,12 +66,14 @@ const arenaBytes = 4096
 // has no CUDA driver or device, the error satisfies IsUnavailable.
 //
 // Command buffers of a repeated structure run as CUDA graphs (see
-// SetGraphs), float16 and bfloat16 matrix products with weights stored
-// [N, K] on tensor cores (Caps.TensorCores), and MatMulSiLUMul up to
-// Caps.GatedGEMVMaxRows rows of x as the gated GEMV. Each was measured on an
-// H100 (docs/BENCHMARKS.md). For bisecting, the environment turns them
-// off: LOOM_CUDA_GRAPHS=0, LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N
-// rows).
+// SetGraphs), the lists replays submit again each as its own graph exec
+// (replay_linux.go), float16 and bfloat16 matrix products with weights
+// stored [N, K] on tensor cores (Caps.TensorCores), and MatMulSiLUMul up
+// to Caps.GatedGEMVMaxRows rows of x as the gated GEMV. Each but the
+// replayed lists' execs was measured on an H100 (docs/BENCHMARKS.md). For
+// bisecting, the environment turns them off: LOOM_CUDA_GRAPHS=0,
+// LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
+// any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -108,6 +113,7 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
+	d.replays = os.Getenv("LOOM_CUDA_REPLAY") != "0"
 	return d, nil
 }
 
@@ -125,7 +131,7 @@ func (d *Device) SetGraphs(on bool) error {
 // GraphStats counts the device's CUDA-graph work since it opened.
 func (d *Device) GraphStats() GraphStats {
 	s := &d.graphStats
-	return GraphStats{Launches: s.launches.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
+	return GraphStats{Launches: s.launches.Load(), Replays: s.replays.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
 		Evictions: s.evictions.Load(), Failures: s.failures.Load()}
 }
 
@@ -173,7 +179,7 @@ func (d *Device) describe() error {
 	}
 	vals := map[int]int{}
 	for _, a := range []int{attrMaxThreadsPerBlock, attrMaxGridDimX, attrMaxGridDimY, attrMaxGridDimZ, attrMaxSharedPerBlock,
-		attrWarpSize, attrMultiprocessorCount, attrComputeCapabilityMaj, attrComputeCapabilityMin} {
+		attrWarpSize, attrMultiprocessorCount, attrComputeCapabilityMaj, attrComputeCapabilityMin, attrUnifiedAddressing} {
 		v, err := attr(a)
 		if err != nil {
 			return err
@@ -187,6 +193,7 @@ func (d *Device) describe() error {
 	d.name = goString(unsafe.Pointer(&name[0]))
 	d.arch = fmt.Sprintf("%d%d", vals[attrComputeCapabilityMaj], vals[attrComputeCapabilityMin])
 	d.maxGrid = [3]int{vals[attrMaxGridDimX], vals[attrMaxGridDimY], vals[attrMaxGridDimZ]}
+	d.unified = vals[attrUnifiedAddressing] == 1
 	d.caps = primitives.Caps{
 		Device:             "cuda",
 		SIMDWidth:          vals[attrWarpSize],
@@ -278,6 +285,10 @@ func (d *Device) Close() {
 	if d.closed.Load() {
 		return
 	}
+	d.small.mu.Lock()
+	chunks := d.small.chunks
+	d.small.chunks, d.small.free = nil, nil
+	d.small.mu.Unlock()
 	d.do(func() error {
 		for _, m := range d.modules {
 			d.drv.call(d.drv.moduleUnload, m)
@@ -287,6 +298,9 @@ func (d *Device) Close() {
 		}
 		if d.arena != nil {
 			d.drv.call(d.drv.memFreeHost, uintptr(d.arena))
+		}
+		for _, c := range chunks {
+			d.drv.call(d.drv.memFree, uintptr(c))
 		}
 		return nil
 	})
@@ -361,12 +375,33 @@ func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	return k, nil
 }
 
-// buffer is device memory from cuMemAlloc.
+// buffer is device memory from cuMemAlloc, or a slot of a chunk of small
+// buffers.
 type buffer struct {
 	dev      *Device
 	ptr      uint64 // CUdeviceptr; 0 for an empty buffer
 	n        int64
+	small    int64 // the slot's size class, 0 for a buffer of its own
 	released atomic.Bool
+}
+
+// Small buffers. A replayed decode step's results are a few hundred bytes
+// in fresh storage every step (the sampled tokens), and the runtime's pool
+// gets them back only when the garbage collector drops the arrays; a
+// cuMemAlloc each would be a driver call per step. So buffers of at most
+// smallMax bytes are slots of chunks of smallChunk bytes, by size class
+// (multiples of 256 bytes, the runtime pool's classes there): a released
+// slot goes back to its class's free list, and the chunks are freed when
+// the device closes.
+const (
+	smallMax   = 4096
+	smallChunk = 64 << 10
+)
+
+type smallBuffers struct {
+	mu     sync.Mutex
+	free   map[int64][]uint64 // by size class: idle slots
+	chunks []uint64
 }
 
 // NewBuffer allocates n bytes of device memory.
@@ -378,11 +413,46 @@ func (d *Device) NewBuffer(n int64) (runtime.Buffer, error) {
 	if n == 0 {
 		return b, nil
 	}
+	if n <= smallMax {
+		return b, d.smallSlot(b)
+	}
 	err := d.do(func() error { return d.drv.call(d.drv.memAlloc, uintptr(unsafe.Pointer(&b.ptr)), uintptr(n)) })
 	if err != nil {
 		return nil, fmt.Errorf("cuda: allocating %d bytes: %w", n, err)
 	}
 	return b, nil
+}
+
+// smallSlot gives b, of at most smallMax bytes, a slot of its size class,
+// allocating a chunk of them if none is idle. The driver is called without
+// small.mu held (Close takes them in the other order).
+func (d *Device) smallSlot(b *buffer) error {
+	sb := &d.small
+	c := (b.n + 255) &^ 255
+	sb.mu.Lock()
+	if list := sb.free[c]; len(list) > 0 {
+		b.ptr, b.small = list[len(list)-1], c
+		sb.free[c] = list[:len(list)-1]
+		sb.mu.Unlock()
+		return nil
+	}
+	sb.mu.Unlock()
+	var chunk uint64
+	err := d.do(func() error { return d.drv.call(d.drv.memAlloc, uintptr(unsafe.Pointer(&chunk)), smallChunk) })
+	if err != nil {
+		return fmt.Errorf("cuda: allocating %d bytes for buffers of %d: %w", smallChunk, c, err)
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	sb.chunks = append(sb.chunks, chunk)
+	if sb.free == nil {
+		sb.free = map[int64][]uint64{}
+	}
+	for off := smallChunk - 2*c; off >= 0; off -= c {
+		sb.free[c] = append(sb.free[c], chunk+uint64(off))
+	}
+	b.ptr, b.small = chunk+uint64(smallChunk-c), c
+	return nil
 }
 
 func (b *buffer) Len() int64 { return b.n }
@@ -428,11 +498,20 @@ func (b *buffer) Read(off int64, dst []byte) error {
 	})
 }
 
-// Release frees the memory.
+// Release frees the memory (a small buffer's slot goes back to its
+// class).
 func (b *buffer) Release() {
 	if b.released.Swap(true) || b.ptr == 0 {
 		return
 	}
 	d := b.dev
+	if b.small > 0 {
+		d.small.mu.Lock()
+		if d.small.free != nil { // else the device closed, and freed the chunks
+			d.small.free[b.small] = append(d.small.free[b.small], b.ptr)
+		}
+		d.small.mu.Unlock()
+		return
+	}
 	d.do(func() error { return d.drv.call(d.drv.memFree, uintptr(b.ptr)) })
 }

@@ -106,6 +106,75 @@ func TestBuffers(t *testing.T) {
 	}
 }
 
+// TestSmallBuffers: small buffers are slots of shared chunks; more of a
+// class than a chunk holds, of every size up to the limit, hold their own
+// bytes, and a released slot is given to the next buffer of its class.
+func TestSmallBuffers(t *testing.T) {
+	d := device(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	sizes := []int64{1, 200, 255, 256, 257, 1000, 4095, smallMax}
+	var bufs []*buffer
+	var want [][]byte
+	alloc := func(n int64) {
+		b, err := d.NewBuffer(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]byte, n)
+		for i := range v {
+			v[i] = byte(r.Uint32())
+		}
+		if err := b.Write(0, v); err != nil {
+			t.Fatal(err)
+		}
+		bufs, want = append(bufs, b.(*buffer)), append(want, v)
+	}
+	for i := range 600 { // half of them of the 256-byte class: more than a chunk of it
+		alloc(sizes[i%len(sizes)])
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, b := range bufs {
+			if b.released.Load() {
+				continue
+			}
+			got := make([]byte, b.n)
+			if err := b.Read(0, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want[i]) {
+				t.Fatalf("%s: buffer %d (%d bytes at %#x) holds other bytes", when, i, b.n, b.ptr)
+			}
+		}
+	}
+	check("allocated")
+	released := map[uint64]int64{}
+	for i := 0; i < len(bufs); i += 3 {
+		released[bufs[i].ptr] = bufs[i].small
+		bufs[i].Release()
+	}
+	n := len(bufs)
+	for i := range 50 {
+		alloc(sizes[i%len(sizes)])
+	}
+	reused := 0
+	for _, b := range bufs[n:] {
+		if c, ok := released[b.ptr]; ok {
+			if c != b.small {
+				t.Fatalf("a slot of class %d given to a buffer of class %d", c, b.small)
+			}
+			reused++
+		}
+	}
+	if reused < 40 {
+		t.Errorf("%d of 50 new buffers took a released slot", reused)
+	}
+	check("after releases and reuse")
+	for _, b := range bufs {
+		b.Release()
+	}
+}
+
 // f32Buffer is a device buffer holding v.
 func f32Buffer(t *testing.T, d *Device, v []float32) runtime.Buffer {
 	t.Helper()

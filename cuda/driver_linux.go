@@ -39,6 +39,7 @@ const (
 	attrMaxSharedPerBlock    = 8
 	attrWarpSize             = 10
 	attrMultiprocessorCount  = 16
+	attrUnifiedAddressing    = 41
 	attrComputeCapabilityMaj = 75
 	attrComputeCapabilityMin = 76
 )

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"unsafe"
+
+	"github.com/loomrt/loom/runtime"
 )
 
 // CUDA graphs. Issuing a command buffer launch by launch costs a driver
@@ -44,6 +46,7 @@ const (
 // GraphStats counts the CUDA-graph work of a device since it opened.
 type GraphStats struct {
 	Launches  int64 // command buffers issued as one cuGraphLaunch
+	Replays   int64 // of them, lists a replay submits again launched as their own exec (replay_linux.go)
 	Captures  int64 // graph execs built
 	Updates   int64 // kernel nodes whose arguments changed before a launch
 	Evictions int64 // execs dropped to stay within the cache's bounds
@@ -62,6 +65,12 @@ type graphCache struct {
 	key  []byte
 	vals []byte
 	offs []int
+
+	// The execs of the lists replays submit again, by identity, and
+	// launchReplay's scratch.
+	replays map[uint64]*replayList
+	ups     []*runtime.Command
+	binds   []rebind
 }
 
 // graphKey is one structure's entry.
@@ -77,8 +86,10 @@ type graphExec struct {
 	nodes       []uintptr // launch i's kernel node; 0 for a launch without work
 	vals        []byte    // the nodes' argument values now, as in graphCache
 	offs        []int
-	status      *statusBlock // the nodes' status records (its device side)
-	inflight    int          // command buffers issued with it and not yet retired
+	status      *statusBlock   // the nodes' status records (its device side)
+	staging     unsafe.Pointer // pinned host memory its upload nodes read (replay_linux.go), or nil
+	copies      bool           // its graph copies the status records to status's host side (replay_linux.go)
+	inflight    int            // command buffers issued with it and not yet retired
 	used        uint64
 }
 
@@ -166,7 +177,7 @@ func (q *queue) launchGraph(cb *commandBuffer) *graphExec {
 	c.offs = append(c.offs, len(c.vals))
 	e, diff := nearestExec(g, c.vals, c.offs)
 	if e == nil || 2*diff > len(cb.launches) && len(g.execs) < maxExecsPerKey {
-		ne, err := q.buildGraph(cb, c.vals, c.offs)
+		ne, err := q.buildGraph(cb.launches, c.vals, c.offs, false)
 		if err != nil {
 			g.failed = true
 			d.graphStats.failures.Add(1)
@@ -180,7 +191,7 @@ func (q *queue) launchGraph(cb *commandBuffer) *graphExec {
 			q.evictExec(e)
 		}
 	} else if diff > 0 {
-		if err := q.updateGraph(e, cb, c.vals, c.offs); err != nil {
+		if err := q.updateGraph(e, cb.launches, c.vals, c.offs); err != nil {
 			g.failed = true
 			d.graphStats.failures.Add(1)
 			q.dropExec(g, e)
@@ -237,11 +248,13 @@ func (q *queue) nodeParams(l *launch) kernelNodeParams {
 	}
 }
 
-// buildGraph builds and instantiates the graph of cb's launches with the
-// argument values vals (see graphCache).
-func (q *queue) buildGraph(cb *commandBuffer, vals []byte, offs []int) (*graphExec, error) {
+// buildGraph builds and instantiates the graph of launches with the
+// argument values vals (see graphCache); with copyBack, a last node copies
+// the status records to the host side of the exec's status block, for an
+// exec that is never launched while a launch of it is in flight.
+func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack bool) (*graphExec, error) {
 	d := q.dev
-	n := len(cb.launches)
+	n := len(launches)
 	st, err := q.statusBlock(n)
 	if err != nil {
 		return nil, err
@@ -260,8 +273,8 @@ func (q *queue) buildGraph(cb *commandBuffer, vals []byte, offs []int) (*graphEx
 	if err := d.drv.call(d.drv.graphAddMemsetNode, uintptr(unsafe.Pointer(&prev)), e.graph, 0, 0, uintptr(unsafe.Pointer(&zero)), d.ctx); err != nil {
 		return fail(err)
 	}
-	for i := range cb.launches {
-		l := &cb.launches[i]
+	for i := range launches {
+		l := &launches[i]
 		if l.k == nil || l.grid.Count() == 0 {
 			continue // an upload, or a dispatch without work: no node
 		}
@@ -272,6 +285,11 @@ func (q *queue) buildGraph(cb *commandBuffer, vals []byte, offs []int) (*graphEx
 		}
 		prev = e.nodes[i]
 	}
+	if copyBack {
+		if err := q.addStatusCopy(e, prev); err != nil {
+			return fail(err)
+		}
+	}
 	if err := d.drv.call(d.drv.graphInstantiate, uintptr(unsafe.Pointer(&e.exec)), e.graph, 0); err != nil {
 		return fail(err)
 	}
@@ -280,22 +298,30 @@ func (q *queue) buildGraph(cb *commandBuffer, vals []byte, offs []int) (*graphEx
 
 // updateGraph sets the arguments of e's kernel nodes whose values differ
 // from vals.
-func (q *queue) updateGraph(e *graphExec, cb *commandBuffer, vals []byte, offs []int) error {
-	d := q.dev
-	for i := range cb.launches {
+func (q *queue) updateGraph(e *graphExec, launches []launch, vals []byte, offs []int) error {
+	for i := range launches {
 		seg, cur := vals[offs[i]:offs[i+1]], e.vals[offs[i]:offs[i+1]]
 		if e.nodes[i] == 0 || bytes.Equal(seg, cur) {
 			continue
 		}
-		l := &cb.launches[i]
-		q.put(l.k, seg, e.status.dev+uint64(i*statusWords*4))
-		p := q.nodeParams(l)
-		if err := d.drv.call(d.drv.graphExecSetKernel, e.exec, e.nodes[i], uintptr(unsafe.Pointer(&p))); err != nil {
+		copy(cur, seg)
+		if err := q.updateNode(e, &launches[i], i); err != nil {
 			return err
 		}
-		copy(cur, seg)
-		d.graphStats.updates.Add(1)
 	}
+	return nil
+}
+
+// updateNode sets the arguments of e's kernel node of launch i, l, to its
+// values in e.vals.
+func (q *queue) updateNode(e *graphExec, l *launch, i int) error {
+	d := q.dev
+	q.put(l.k, e.vals[e.offs[i]:e.offs[i+1]], e.status.dev+uint64(i*statusWords*4))
+	p := q.nodeParams(l)
+	if err := d.drv.call(d.drv.graphExecSetKernel, e.exec, e.nodes[i], uintptr(unsafe.Pointer(&p))); err != nil {
+		return err
+	}
+	d.graphStats.updates.Add(1)
 	return nil
 }
 
@@ -359,6 +385,11 @@ func (q *queue) destroyGraphs() {
 			q.destroyExec(e)
 		}
 	}
+	for _, r := range q.graphs.replays {
+		if r.exec != nil {
+			q.destroyExec(r.exec)
+		}
+	}
 	for _, e := range q.graphs.dead {
 		q.destroyExec(e)
 	}
@@ -373,6 +404,9 @@ func (q *queue) destroyExec(e *graphExec) {
 	}
 	if e.graph != 0 {
 		d.drv.call(d.drv.graphDestroy, e.graph)
+	}
+	if e.staging != nil {
+		d.drv.call(d.drv.memFreeHost, uintptr(e.staging))
 	}
 	q.blocks = append(q.blocks, e.status)
 }

@@ -169,6 +169,9 @@ type commandBuffer struct {
 	done   uintptr // CUevent recorded after the launches
 	status *statusBlock
 	exec   *graphExec // the graph exec launched instead of the launches, if any
+	// execStatus: status is the exec's, whose graph copies the records to
+	// its host side itself (replay_linux.go), not one of the queue's.
+	execStatus bool
 
 	mu  sync.Mutex
 	err error
@@ -194,17 +197,7 @@ func (cb *commandBuffer) Err() error {
 // are left out: the stream runs every launch after the previous one has
 // completed, which is what each of them asks for at most.
 func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
-	cb := &commandBuffer{q: q}
-	for _, p := range l.Passes {
-		for i := range p.Commands {
-			switch c := &p.Commands[i]; c.Kind {
-			case runtime.CmdDispatch:
-				cb.launches = append(cb.launches, launch{c.Kernel.(*kernel), c.Grid, c.Group, c.Args, c.Params, c.Shared, nil})
-			case runtime.CmdUpload:
-				cb.launches = append(cb.launches, launch{args: c.Args, data: c.Data})
-			}
-		}
-	}
+	cb := &commandBuffer{q: q, signals: make([]signal, 0, len(l.Signals))}
 	for _, s := range l.Signals {
 		cb.signals = append(cb.signals, signal{s.Event.(*event), s.Value})
 	}
@@ -215,7 +208,7 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 		if q.closed {
 			return fmt.Errorf("cuda: commit to a closed queue: %w", runtime.ErrClosed)
 		}
-		return q.issue(cb)
+		return q.issue(cb, l)
 	})
 	if err != nil {
 		// Nothing was recorded that the host could wait for: the command
@@ -226,6 +219,26 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 	return cb
 }
 
+// launchesOf returns l's dispatches and uploads as launches.
+func launchesOf(l *runtime.CommandList) []launch {
+	n := 0
+	for _, p := range l.Passes {
+		n += len(p.Commands)
+	}
+	ls := make([]launch, 0, n)
+	for _, p := range l.Passes {
+		for i := range p.Commands {
+			switch c := &p.Commands[i]; c.Kind {
+			case runtime.CmdDispatch:
+				ls = append(ls, launch{c.Kernel.(*kernel), c.Grid, c.Group, c.Args, c.Params, c.Shared, nil})
+			case runtime.CmdUpload:
+				ls = append(ls, launch{args: c.Args, data: c.Data})
+			}
+		}
+	}
+	return ls
+}
+
 // signal sets cb's events: the host has seen it complete.
 func (cb *commandBuffer) signal() {
 	for _, s := range cb.signals {
@@ -233,13 +246,21 @@ func (cb *commandBuffer) signal() {
 	}
 }
 
-// issue issues cb's dispatches in order: as one launch of a graph exec
-// when cb repeats a structure seen before (graph_linux.go), else launch by
-// launch. A dispatch that cannot be launched fails the command buffer and
-// the ones after it are skipped; the status copy and the completion event
-// are still recorded. Inside do, with q.mu held.
-func (q *queue) issue(cb *commandBuffer) error {
+// issue issues l's dispatches and uploads in order as cb's launches: as
+// one launch of the list's own graph exec when l is a list replays submit
+// again (replay_linux.go), or of a graph exec of its structure when cb
+// repeats a structure seen before (graph_linux.go), else launch by launch.
+// A dispatch that cannot be launched fails the command buffer and the ones
+// after it are skipped; the status copy and the completion event are still
+// recorded. Inside do, with q.mu held.
+func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 	d := q.dev
+	r := q.replayOf(l)
+	if r != nil {
+		cb.launches = r.launches // read-only: retire reads the kernels and params
+	} else {
+		cb.launches = launchesOf(l)
+	}
 	var err error
 	cb.status, err = q.statusBlock(max(len(cb.launches), 1))
 	if err != nil {
@@ -247,9 +268,22 @@ func (q *queue) issue(cb *commandBuffer) error {
 	}
 	n := uintptr(len(cb.launches) * statusWords)
 	records := cb.status.dev // where the kernels write their status records
-	if e := q.launchGraph(cb); e != nil {
+	var e *graphExec
+	if r != nil {
+		if e = q.launchReplay(r, l); e == nil {
+			cb.launches = launchesOf(l) // with this submission's uploads
+		}
+	}
+	if e == nil {
+		e = q.launchGraph(cb)
+	}
+	if e != nil {
 		cb.exec, records = e, e.status.dev
 		e.inflight++
+		if e.copies {
+			q.blocks = append(q.blocks, cb.status)
+			cb.status, cb.execStatus = e.status, true
+		}
 	} else {
 		if n > 0 {
 			if err := d.drv.call(d.drv.memsetD32Async, uintptr(cb.status.dev), 0, n, q.stream); err != nil {
@@ -267,7 +301,7 @@ func (q *queue) issue(cb *commandBuffer) error {
 			d.prof.release()
 		}
 	}
-	if n > 0 {
+	if n > 0 && !cb.execStatus {
 		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(records), 4*n, q.stream); err != nil {
 			cb.fail(err)
 		}
@@ -289,7 +323,9 @@ func (q *queue) issue(cb *commandBuffer) error {
 			cb.exec.inflight--
 			cb.exec = nil
 		}
-		q.blocks = append(q.blocks, cb.status)
+		if !cb.execStatus {
+			q.blocks = append(q.blocks, cb.status)
+		}
 		return err
 	}
 	q.inflight = append(q.inflight, cb)
@@ -483,7 +519,9 @@ func (q *queue) retire(n int, err error) {
 				}
 				index++
 			}
-			q.blocks = append(q.blocks, cb.status)
+			if !cb.execStatus {
+				q.blocks = append(q.blocks, cb.status)
+			}
 			cb.status = nil
 		}
 		if cb.exec != nil {

@@ -33,12 +33,15 @@ func TestEmulatedSample(t *testing.T) {
 			window := make([]int32, c.s*c.w)
 			for i := range settings {
 				settings[i] = ops.Sampling{Temperature: 0.5 + r.Float32(), TopK: r.IntN(c.v + 1), TopP: []float32{0, 0.3, 0.6, 0.9}[r.IntN(4)],
-					MinP: []float32{0, 0.01}[r.IntN(2)], RepetitionPenalty: 1.2, Seed: r.Uint64()}
+					MinP: []float32{0, 0.01}[r.IntN(2)], RepetitionPenalty: 1.2, PresencePenalty: 0.3 * r.Float32(), FrequencyPenalty: 0.2 * r.Float32(), Seed: r.Uint64()}
 				counters[i] = int32(r.Uint32())
 			}
 			settings[0].Temperature = 0 // greedy
 			for i := range window {
 				window[i] = int32(r.IntN(c.v+1)) - 1
+				if r.IntN(3) == 0 { // for the repetition penalty only
+					window[i] = primitives.RepetitionOnly(int32(r.IntN(c.v)))
+				}
 			}
 			for i := range logits {
 				logits[i] = float32(vals[i])
@@ -64,6 +67,13 @@ func TestEmulatedSample(t *testing.T) {
 	bad := ops.Sample(graph.FromFloat32s(make([]float32, 6), 1, 6), graph.FromInt32s([]int32{0}), window, []ops.Sampling{{RepetitionPenalty: 2}})
 	if err := emu.Eval(bad); err == nil || !strings.Contains(err.Error(), "window entry 1 is 6") {
 		t.Fatalf("window id 6 of 6 tokens: got %v, want an error naming window entry 1", err)
+	}
+	// So is a repetition-only entry naming such a token (the report gives
+	// the token).
+	window = ops.Add(graph.FromInt32s([]int32{0, -7}, 1, 2), graph.FromInt32s([]int32{0, -1}, 1, 2))
+	bad = ops.Sample(graph.FromFloat32s(make([]float32, 6), 1, 6), graph.FromInt32s([]int32{0}), window, []ops.Sampling{{RepetitionPenalty: 2}})
+	if err := emu.Eval(bad); err == nil || !strings.Contains(err.Error(), "window entry 1 is 6") {
+		t.Fatalf("window entry −8 (token 6) of 6 tokens: got %v, want an error naming window entry 1", err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/primitives"
+	"github.com/loomrt/loom/runtime"
 )
 
 // Draw is how StepSample draws one sequence's next token.
@@ -26,7 +28,9 @@ type Draw struct {
 // divided by Repetition if positive, else multiplied by it (Hugging Face's
 // and vLLM's repetition_penalty; 0 or 1 is off); then OpenAI's
 // frequency_penalty times its count in Output, and presence_penalty once
-// if it occurs there, are subtracted.
+// if it occurs there, are subtracted. They are the sampling kernel's
+// penalties (ops.Sample) over a window of the whole sequence: Output's
+// tokens, and Prompt's others for the repetition penalty only.
 type Penalties struct {
 	Repetition, Presence, Frequency float32
 	Prompt, Output                  []int32
@@ -69,6 +73,26 @@ type TokenLogprob struct {
 // change the batch every step; a sequence in the middle of its prompt
 // gets a token the caller ignores.
 func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn, error) {
+	s, err := e.StartStepSample(seqs, tokens, draws)
+	if err != nil {
+		return nil, err
+	}
+	return s.Wait()
+}
+
+// Sampled is a step StartStepSample submitted, to be read back by Wait.
+type Sampled struct {
+	p               *runtime.Pending
+	draws           []Draw
+	ids, lpIDs, lps *graph.Array // lpIDs, lps: nil without log-probs
+}
+
+// StartStepSample is StepSample without the wait: it submits the step and
+// returns, so that the host can do other work (a server hands out the
+// previous step's tokens) while the device runs it, and Wait reads its
+// draws. Bad arguments are errors that leave the engine unchanged; from
+// the submission on, the cache holds the step's tokens.
+func (e *Engine) StartStepSample(seqs []int, tokens [][]int32, draws []Draw) (*Sampled, error) {
 	if len(draws) != len(seqs) {
 		return nil, fmt.Errorf("step: %d sequences but %d draws", len(seqs), len(draws))
 	}
@@ -76,7 +100,6 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 	if err != nil {
 		return nil, err
 	}
-	v := e.Model.Config.VocabSize
 	sampling := make([]ops.Sampling, len(draws))
 	penalties, topK, logprobs := false, 0, false
 	for i, d := range draws {
@@ -92,46 +115,55 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 	if err != nil {
 		return nil, err
 	}
+	var window *graph.Array
+	if penalties {
+		window = penaltyWindow(draws, sampling)
+	}
 	in := e.Model.newStepInputs(st)
 	logits := e.Model.forward(graph.FromInt32s(flat), st, in, e.Cache)
-	scores := logits
-	if penalties {
-		scores = penalize(ops.Cast(logits, graph.Float32), draws, v)
-	}
-	// The log-probs are of the raw logits (of the scores' dtype), before
-	// the penalties.
-	var ids, lpIDs, lps *graph.Array
-	outs := []*graph.Array{}
+	// The log-probs are of the raw logits, before the penalties (which
+	// the sampling kernel applies from the window).
+	res := &Sampled{draws: draws}
+	var outs []*graph.Array
 	if logprobs {
 		params, keys := ops.SamplingArrays(sampling)
-		ids, lpIDs, lps = ops.SampleLogprobs(scores, in.seqLens, nil, params, keys, ops.Cast(logits, scores.DType()), topK)
-		outs = append(outs, ids, lpIDs, lps)
+		res.ids, res.lpIDs, res.lps = ops.SampleLogprobs(logits, in.seqLens, window, params, keys, logits, topK)
+		outs = append(outs, res.ids, res.lpIDs, res.lps)
 	} else {
-		ids = ops.Sample(scores, in.seqLens, nil, sampling)
-		outs = append(outs, ids)
+		res.ids = ops.Sample(logits, in.seqLens, window, sampling)
+		outs = append(outs, res.ids)
 	}
-	if err := e.Model.rt.Eval(outs...); err != nil {
+	if res.p, err = e.Model.rt.EvalAsync(outs...); err != nil {
 		return nil, fmt.Errorf("step: %w", err)
 	}
-	tok, err := ids.Int32s()
+	return res, nil
+}
+
+// Wait waits for the step and returns each sequence's draw. An error of
+// the evaluation leaves the cache spent, as Step's.
+func (s *Sampled) Wait() ([]Drawn, error) {
+	if err := s.p.Wait(); err != nil {
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	tok, err := s.ids.Int32s()
 	if err != nil {
 		return nil, fmt.Errorf("step: reading tokens: %w", err)
 	}
-	res := make([]Drawn, len(seqs))
+	res := make([]Drawn, len(tok))
 	for i := range res {
 		res[i].Token = tok[i]
 	}
-	if !logprobs {
+	if s.lps == nil {
 		return res, nil
 	}
-	top := make([]int, len(draws))
-	for i, d := range draws {
+	top := make([]int, len(s.draws))
+	for i, d := range s.draws {
 		top[i] = -1
 		if d.Logprobs {
 			top[i] = d.TopLogprobs
 		}
 	}
-	lp, err := readLogprobs(lpIDs, lps, top)
+	lp, err := readLogprobs(s.lpIDs, s.lps, top)
 	if err != nil {
 		return nil, fmt.Errorf("step: %w", err)
 	}
@@ -179,7 +211,7 @@ func (e *Engine) CheckDraw(d Draw) error {
 	}
 	switch {
 	case d.Sampling.Penalized():
-		return fmt.Errorf("Sampling's repetition, presence and frequency penalties are unsupported by StepSample (it keeps no window): use Penalties")
+		return fmt.Errorf("Sampling's repetition, presence and frequency penalties are unsupported by StepSample (they see a window of latest tokens): use Penalties, which see the whole sequence")
 	case !(p.Repetition >= 0) || !finite(p.Repetition):
 		return fmt.Errorf("repetition penalty %v must be a finite number > 0 (or 0 for 1)", p.Repetition)
 	case !finite(p.Presence) || !finite(p.Frequency):
@@ -199,54 +231,42 @@ func (e *Engine) CheckDraw(d Draw) error {
 	return nil
 }
 
-// penalize applies each row's penalties to logits (float32 [S, V]): the
-// logits of the tokens they touch are gathered, changed and scattered
-// back, so only those cross to the device.
-func penalize(logits *graph.Array, draws []Draw, v int) *graph.Array {
-	var idx []int32
-	var div, sub []float32
-	for s, d := range draws {
+// penaltyPad is the multiple of entries a penalty window is padded to,
+// so that a step's structure, and so its plan, changes once per penaltyPad
+// tokens a penalized sequence draws.
+const penaltyPad = 64
+
+// penaltyWindow returns the sampling window of the draws' penalties, and
+// sets each penalized row's penalties in sampling: the row's Output
+// tokens, then its Prompt's other distinct tokens for the repetition
+// penalty only (primitives.RepetitionOnly), padded with −1.
+func penaltyWindow(draws []Draw, sampling []ops.Sampling) *graph.Array {
+	rows := make([][]int32, len(draws))
+	w := 0
+	for i, d := range draws {
 		p := d.Penalties
 		if !p.Active() {
 			continue
 		}
-		count := map[int32]int{}
+		sampling[i].RepetitionPenalty, sampling[i].PresencePenalty, sampling[i].FrequencyPenalty = p.Repetition, p.Presence, p.Frequency
+		seen := make(map[int32]bool, len(p.Output))
 		for _, t := range p.Output {
-			count[t]++
+			seen[t] = true
 		}
-		seen := map[int32]bool{}
-		for _, ts := range [][]int32{p.Prompt, p.Output} {
-			for _, t := range ts {
+		row := slices.Clone(p.Output)
+		for _, t := range p.Prompt {
+			if !seen[t] {
 				seen[t] = true
+				row = append(row, primitives.RepetitionOnly(t))
 			}
 		}
-		rep := p.Repetition
-		if rep == 0 {
-			rep = 1
-		}
-		ids := make([]int32, 0, len(seen))
-		for t := range seen {
-			ids = append(ids, t)
-		}
-		slices.Sort(ids)
-		for _, t := range ids {
-			c := count[t]
-			d := p.Frequency * float32(c)
-			if c > 0 {
-				d += p.Presence
-			}
-			idx, div, sub = append(idx, int32(s*v)+t), append(div, rep), append(sub, d)
-		}
+		rows[i] = row
+		w = max(w, len(row))
 	}
-	if len(idx) == 0 {
-		return logits
+	w = (w + penaltyPad - 1) / penaltyPad * penaltyPad
+	win := slices.Repeat([]int32{-1}, len(draws)*w)
+	for i, row := range rows {
+		copy(win[i*w:], row)
 	}
-	n, s := len(idx), len(draws)
-	flat := ops.Reshape(logits, s*v, 1)
-	at := graph.FromInt32s(idx)
-	x := ops.GatherRows(flat, at)
-	r := graph.FromFloat32s(div, n, 1)
-	x = ops.Where(ops.Greater(x, graph.FromFloat32s([]float32{0}, 1, 1)), ops.Div(x, r), ops.Mul(x, r))
-	x = ops.Sub(x, graph.FromFloat32s(sub, n, 1))
-	return ops.Reshape(ops.ScatterRows(flat, at, x), s, v)
+	return graph.FromInt32s(win, len(draws), w)
 }

@@ -116,7 +116,8 @@ func TestStepSample(t *testing.T) {
 	}
 }
 
-// penalizeRef applies p to logits as StepSample does, in float32.
+// penalizeRef applies p to logits as StepSample's sampling kernel does, in
+// float32, presence and frequency penalties one subtraction each.
 func penalizeRef(logits []float32, p Penalties) []float64 {
 	x := slices.Clone(logits)
 	count := map[int32]int{}
@@ -136,11 +137,12 @@ func penalizeRef(logits []float32, p Penalties) []float64 {
 				x[t] *= r
 			}
 		}
-		d := p.Frequency * float32(count[t])
 		if count[t] > 0 {
-			d += p.Presence
+			x[t] -= p.Presence
+			for range count[t] {
+				x[t] -= p.Frequency
+			}
 		}
-		x[t] -= d
 	}
 	return f64(x)
 }
@@ -181,36 +183,61 @@ func checkLogprobs(t *testing.T, where string, got Drawn, d Draw, logits []float
 	}
 }
 
-// TestPenalize checks every logit penalize gives (float32 [3, 50] of both
-// signs; penalties above and below 1, negative presence, repeated
-// tokens, a row without penalties) against penalizeRef: bit for bit on
-// the CPU targets.
-func TestPenalize(t *testing.T) {
-	const s, v = 3, 50
+// TestPenaltyWindow checks the penalties as StepSample hands them to the
+// sampling kernel (penaltyWindow): rows of float32 [3, 50] logits of both
+// signs (penalties above and below 1, negative presence, repeated tokens,
+// prompt tokens also in the output, a row without penalties) drawn greedy
+// and at temperature 1 with 64 counters each, against the float64
+// reference drawing from penalizeRef's logits: exactly on the CPU targets,
+// and on a GPU wherever the reference's margin is above rounding. The
+// window is padded to a multiple of penaltyPad.
+func TestPenaltyWindow(t *testing.T) {
+	const s, v, draws = 3, 50, 64
 	r := loomtest.Rand(5)
 	logits := make([]float32, s*v)
 	for i := range logits {
-		logits[i] = float32(r.NormFloat64() * 4)
+		logits[i] = float32(r.NormFloat64() * 2)
 	}
-	draws := []Draw{
+	rows := []Draw{
 		{Penalties: Penalties{Repetition: 1.5, Presence: -0.5, Frequency: 0.3, Prompt: []int32{1, 2, 2, 49}, Output: []int32{2, 7, 7, 7, 0}}},
 		{},
 		{Penalties: Penalties{Repetition: 0.7, Frequency: 1.1, Prompt: []int32{4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, Output: []int32{13, 13, 20}}},
 	}
-	for _, tg := range loomtest.Targets(t) {
-		out := penalize(graph.FromFloat32s(logits, s, v), draws, v)
-		if err := tg.RT.Eval(out); err != nil {
-			t.Fatal(err)
+	for _, temp := range []float32{0, 1} {
+		// Each row drawn draws times, counter c in the c-th copy.
+		var all []Draw
+		var rep []float32
+		counters := make([]int32, 0, s*draws)
+		for c := range draws {
+			for i, d := range rows {
+				d.Sampling = ops.Sampling{Temperature: temp, Seed: uint64(i)}
+				all = append(all, d)
+				rep = append(rep, logits[i*v:(i+1)*v]...)
+				counters = append(counters, int32(c))
+			}
 		}
-		got, err := out.Float32s()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, d := range draws {
-			want := penalizeRef(logits[i*v:(i+1)*v], d.Penalties)
-			for j, w := range want {
-				if g := float64(got[i*v+j]); g != w && (tg.Exact || math.Abs(g-w) > 1e-5*math.Abs(w)) {
-					t.Errorf("%s: row %d token %d: %v, want %v (logit %v)", tg.Name, i, j, g, w, logits[i*v+j])
+		for _, tg := range loomtest.Targets(t) {
+			sampling := make([]ops.Sampling, len(all))
+			for i, d := range all {
+				sampling[i] = d.Sampling
+			}
+			window := penaltyWindow(all, sampling)
+			if w := window.Shape()[1]; w == 0 || w%penaltyPad != 0 {
+				t.Fatalf("window width %d, want a positive multiple of %d", w, penaltyPad)
+			}
+			ids := ops.Sample(graph.FromFloat32s(rep, len(all), v), graph.FromInt32s(counters), window, sampling)
+			if err := tg.RT.Eval(ids); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ids.Int32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, d := range all {
+				i := k % s
+				want, margin := loomtest.SampleRef(penalizeRef(logits[i*v:(i+1)*v], d.Penalties), d.Sampling, counters[k], nil)
+				if int(got[k]) != want && (tg.Exact || margin >= 1e-5) {
+					t.Errorf("%s: temperature %v, row %d, counter %d: token %d, want %d (margin %.3g)", tg.Name, temp, i, counters[k], got[k], want, margin)
 				}
 			}
 		}

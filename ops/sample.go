@@ -70,10 +70,11 @@ func (s Sampling) Penalized() bool {
 // Sample draws one token per row of logits ([S, V], a float dtype) with
 // settings[s] for row s; counters (int32 [S]) select each draw in its
 // seed's stream (a sequence's position, say), and window (int32 [S, W], or
-// nil for none) holds the previous token ids the penalties apply to,
-// padded with −1. The result is int32 [S]: the tokens, −1 for
+// nil for none) holds the tokens the penalties apply to, padded with −1:
+// an id ≥ 0 sees every penalty, an entry −2 − id (primitives.RepetitionOnly)
+// the repetition penalty only. The result is int32 [S]: the tokens, −1 for
 // a row without a finite or +Inf logit. Greedy rows give the first
-// maximum, with NaN read as −Inf. A window id ≥ V is an error of the
+// maximum, with NaN read as −Inf. A window token ≥ V is an error of the
 // evaluation.
 func Sample(logits, counters, window *graph.Array, settings []Sampling) *graph.Array {
 	pc := graph.Caller(0)
@@ -169,9 +170,13 @@ func sampleNode(pc uintptr, prim primitives.Sample, logits, counters, window, pa
 	}
 	if window.HostBytes() != nil && window.Ndim() == 2 { // a constant: check its ids now
 		v := logits.Shape()[1]
-		for i, id := range hostIndices(window) {
-			if id >= int64(v) {
-				return failed(fail(pc, "sample", "window%v = %d is out of range [0, %d) (logits %s)", unravel(i, window.Shape()), id, v, logits.Spec()))
+		for i, e := range hostIndices(window) {
+			switch t := int64(primitives.WindowToken(int32(e))); {
+			case t < int64(v):
+			case e >= 0:
+				return failed(fail(pc, "sample", "window%v = %d is out of range [0, %d) (logits %s)", unravel(i, window.Shape()), e, v, logits.Spec()))
+			default:
+				return failed(fail(pc, "sample", "window%v = %d names token %d (repetition penalty only), out of range [0, %d) (logits %s)", unravel(i, window.Shape()), e, t, v, logits.Spec()))
 			}
 		}
 	}

@@ -86,9 +86,9 @@ func randomSampleCase(r *rand.Rand, dt graph.DType, s, v, w int) sampleCase {
 		c.counters[i] = int32(r.Uint32())
 	}
 	for i := range c.window {
-		c.window[i] = int32(r.IntN(v+v/2)) - int32(v/2) // some −1 and below: padding
-		if c.window[i] < 0 {
-			c.window[i] = -1
+		c.window[i] = int32(r.IntN(v+v/2)) - int32(v/2)
+		if c.window[i] < 0 { // padding, or a token for the repetition penalty only
+			c.window[i] = []int32{-1, primitives.RepetitionOnly(int32(r.IntN(v)))}[r.IntN(2)]
 		}
 	}
 	return c
@@ -168,6 +168,9 @@ func TestSamplePresenceFrequency(t *testing.T) {
 	c := sampleCase{dt: graph.Float32, w: w, counters: make([]int32, s), logits: loomtest.Float32s(r, s*v, -3, 3), window: make([]int32, s*w)}
 	for i := range c.window {
 		c.window[i] = int32(r.IntN(v/2+2)) - 1 // few distinct ids: repeats
+		if r.IntN(4) == 0 {
+			c.window[i] = primitives.RepetitionOnly(int32(r.IntN(v / 2)))
+		}
 	}
 	for i := range s {
 		o := ops.Sampling{PresencePenalty: 2*r.Float32() - 0.5, FrequencyPenalty: 1.5*r.Float32() - 0.5}
@@ -189,10 +192,13 @@ func TestSamplePresenceFrequency(t *testing.T) {
 			for j := range y {
 				y[j] = float64(c.logits[i*v+j])
 			}
-			n := map[int32]int{}
-			for _, id := range c.window[i*w : (i+1)*w] {
-				if id >= 0 {
-					n[id]++
+			n := map[int32]int{} // a repetition-only token counts 0
+			for _, e := range c.window[i*w : (i+1)*w] {
+				switch {
+				case e >= 0:
+					n[e]++
+				case e <= -2:
+					n[-2-e] += 0
 				}
 			}
 			for id, k := range n {
@@ -203,7 +209,9 @@ func TestSamplePresenceFrequency(t *testing.T) {
 						y[id] *= pen
 					}
 				}
-				y[id] -= float64(o.PresencePenalty) + float64(k)*float64(o.FrequencyPenalty)
+				if k > 0 {
+					y[id] -= float64(o.PresencePenalty) + float64(k)*float64(o.FrequencyPenalty)
+				}
 			}
 			best := 0
 			for j := range y {
@@ -355,6 +363,13 @@ func TestSamplePenalty(t *testing.T) {
 		{[]int32{0}, ops.Sampling{RepetitionPenalty: 1.1, PresencePenalty: 0.1}, 0},
 		{[]int32{0}, ops.Sampling{RepetitionPenalty: 1.1, PresencePenalty: 0.3}, 1},
 		{[]int32{2, 2, 2}, ops.Sampling{FrequencyPenalty: -1.5}, 2}, // −1 + 4.5 favours id 2
+		// A repetition-only entry (a prompt token, as vLLM's) sees the
+		// repetition penalty, once per token, and neither of the others.
+		{[]int32{primitives.RepetitionOnly(0)}, ops.Sampling{PresencePenalty: 0.6, FrequencyPenalty: 0.6}, 0},
+		{[]int32{primitives.RepetitionOnly(0)}, ops.Sampling{RepetitionPenalty: 1.3}, 1},
+		{[]int32{primitives.RepetitionOnly(0), 0}, ops.Sampling{RepetitionPenalty: 1.15}, 0},                                                   // 3/1.15 once
+		{[]int32{primitives.RepetitionOnly(0), primitives.RepetitionOnly(0), 0}, ops.Sampling{PresencePenalty: 0.1, FrequencyPenalty: 0.3}, 0}, // 3 − 0.4 (one entry counts)
+		{[]int32{primitives.RepetitionOnly(0), 0, 0}, ops.Sampling{PresencePenalty: 0.1, FrequencyPenalty: 0.3}, 1},                            // 3 − 0.7
 	} {
 		cs := repeated(logits, c.o, 1)
 		cs.window, cs.w = c.window, len(c.window)
@@ -553,6 +568,7 @@ func TestSampleErrors(t *testing.T) {
 		{ops.Sample(logits, graph.FromInt32s([]int32{0}), nil, two(ops.Sampling{})), "counters have shape [1], want [2]"},
 		{ops.Sample(logits, ctr, graph.FromInt32s([]int32{0, 1, 2}), two(ops.Sampling{})), "window has shape [3], want [2, W]"},
 		{ops.Sample(logits, ctr, graph.FromInt32s([]int32{0, -1, 2, 3}, 2, 2), two(ops.Sampling{})), "window[1 1] = 3 is out of range [0, 3)"},
+		{ops.Sample(logits, ctr, graph.FromInt32s([]int32{0, -4, -5, 2}, 2, 2), two(ops.Sampling{})), "window[1 0] = -5 names token 3 (repetition penalty only), out of range [0, 3)"},
 		{ops.Sample(logits, nil, nil, two(ops.Sampling{})), "input 1 is nil"},
 	} {
 		err := c.got.Err()
@@ -568,6 +584,14 @@ func TestSampleErrors(t *testing.T) {
 		err := tg.RT.Eval(got)
 		if err == nil || !strings.Contains(err.Error(), "window[3] = 7 is out of range [0, 3)") {
 			t.Errorf("%s: error %v, want window[3] = 7 out of range", tg.Name, err)
+		}
+		// −5 names token 3 for the repetition penalty only (a GPU's report
+		// gives the token).
+		window = ops.Add(graph.FromInt32s([]int32{0, -1, 2, -4}, 2, 2), graph.FromInt32s([]int32{0, 0, 0, -1}, 2, 2))
+		got = ops.Sample(graph.FromFloat32s(make([]float32, 6), 2, 3), graph.FromInt32s([]int32{0, 1}), window, two(ops.Sampling{RepetitionPenalty: 1.2}))
+		err = tg.RT.Eval(got)
+		if err == nil || !strings.Contains(err.Error(), "window[3] = ") || !strings.Contains(err.Error(), "out of range [0, 3)") {
+			t.Errorf("%s: error %v, want window[3] naming token 3 out of range", tg.Name, err)
 		}
 	}
 }

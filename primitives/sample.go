@@ -67,29 +67,46 @@ const (
 // token weighs 2^WeightBits.
 const WeightBits = 31
 
+// WindowToken is the token a Sample window entry e names (step 1 below):
+// e itself if e ≥ 0, −2 − e if e ≤ −2 (the repetition penalty only), −1
+// for padding (e = −1).
+func WindowToken(e int32) int32 {
+	if e >= -1 {
+		return e
+	}
+	return -2 - e
+}
+
+// RepetitionOnly is the window entry that names token id for the
+// repetition penalty only.
+func RepetitionOnly(id int32) int32 { return -2 - id }
+
 // Sample draws one token per sequence from logits. Its inputs:
 //
 //	logits   [S, V] float           the scores of the next token
 //	settings float32 [S, 6]        temperature, top_p, min_p, repetition, presence and frequency penalties
 //	keys     uint32 [S, 3]          top_k, seed (low 32 bits), seed (high 32 bits)
 //	counters int32 [S]              the draw's counter (position) in the seed's stream
-//	window   int32 [S, W]           previous token ids for the penalties; < 0 is padding
+//	window   int32 [S, W]           the tokens the penalties see: id ≥ 0 every penalty, −2 − id the repetition penalty only, −1 padding
 //
 // and its output is int32 [S]: each sequence's token, or −1 where no token
 // can be drawn (every logit −Inf or NaN). Sequence s is drawn as follows,
 // identically on every backend except for the exponentials of step 3, whose
 // last bits differ between backends (so a draw near a boundary may too):
 //
-//  1. x = logits[s] as float32, NaN read as −Inf. Penalties, for each
-//     distinct id in window[s] (≥ 0; an id ≥ V is an error of the
-//     evaluation), c its number of occurrences there: the repetition
-//     penalty (Hugging Face's repetition_penalty) divides x[id] if x[id] > 0,
-//     else multiplies it; then the presence penalty is subtracted once and
-//     the frequency penalty c times, one float32 subtraction each (no
-//     product, which a backend could fuse into a multiply-add and round
-//     differently). So x[id] −= presence + c·frequency, as llama.cpp's
-//     penalties over its last tokens and OpenAI's presence_penalty and
-//     frequency_penalty. m = max x.
+//  1. x = logits[s] as float32, NaN read as −Inf. Penalties: an entry e of
+//     window[s] names token e if e ≥ 0 and token −2 − e if e ≤ −2 (a
+//     token only the repetition penalty sees: vLLM's repetition_penalty
+//     takes the prompt, its presence and frequency penalties only the
+//     output); −1 is padding; a token ≥ V is an error of the evaluation.
+//     For each distinct token id named, c its number of entries e = id:
+//     the repetition penalty (Hugging Face's repetition_penalty) divides
+//     x[id] if x[id] > 0, else multiplies it; then, if c > 0, the presence
+//     penalty is subtracted once and the frequency penalty c times, one
+//     float32 subtraction each (no product, which a backend could fuse
+//     into a multiply-add and round differently). So x[id] −= presence +
+//     c·frequency, as llama.cpp's penalties over its last tokens and
+//     OpenAI's presence_penalty and frequency_penalty. m = max x.
 //  2. m = −Inf: the token is −1. Temperature ≤ 0: greedy, the token is the
 //     first index with x = m.
 //  3. Weights: q[i] = 2^31 where x[i] = m, else trunc(e^d · 2^31) with d =

@@ -68,7 +68,25 @@ type Signal struct {
 type CommandList struct {
 	Passes  []Pass
 	Signals []Signal
+
+	// Replay, when not zero, identifies a list that replays of a recorded
+	// plan submit again and again (runtime/replay.go, listSet), so that a
+	// device may keep what it derived from the list (a CUDA graph exec)
+	// and only refresh what a replay changes. Every submission of a list
+	// with this Replay has the same commands except for the signals'
+	// values, the fence waits and updates, the uploads' Data (of the same
+	// lengths) and the Buffer of the arguments named in Rebound. A list
+	// with this Replay is submitted again only after the host has seen
+	// its previous submission complete. No other list ever has the same
+	// Replay: a plan recorded again submits lists with new ones.
+	Replay uint64
+	// Rebound names the arguments a replay may bind to another buffer, in
+	// dispatch order (dispatches counted as in DispatchError).
+	Rebound []ReboundArg
 }
+
+// ReboundArg is argument Arg of the list's dispatch number Dispatch.
+type ReboundArg struct{ Dispatch, Arg int }
 
 // NewPass starts a pass; the commands added next go into it.
 func (l *CommandList) NewPass() { l.Passes = append(l.Passes, Pass{}) }

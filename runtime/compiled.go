@@ -400,7 +400,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		}
 		return nil // an empty constant, or a broken binding (a test's mutation)
 	}
-	slots, lists, err := rt.prepareReplay(r, data, bound, p)
+	slots, list, err := rt.prepareReplay(r, data, bound, p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}
@@ -432,7 +432,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		rt.attach(a, s, p)
 		outs[i] = a
 	}
-	rt.submit(lists, p)
+	rt.submit(list, p)
 	rt.cache.stats.Hits++
 	p.stats.Encode = time.Since(start)
 	return outs, p, nil

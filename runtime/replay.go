@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"hash/maphash"
 	"maps"
 	"reflect"
@@ -232,9 +233,8 @@ func (rt *Runtime) evict(en *cacheEntry) {
 // recording is what the encoder notes while it encodes a plan being
 // recorded.
 type recording struct {
-	firstPass uint64 // the recording's first pass and command buffer
-	firstCB   uint64
-	prologue  int // fence waits at the head of the first pass
+	firstPass uint64 // the recording's first pass
+	prologue  int    // fence waits at the head of the first pass
 	lists     []*CommandList
 	pos       []cmdPos // each dispatch's command, in plan step order
 	uploadPos []cmdPos // each upload's command, in constant order
@@ -246,10 +246,11 @@ type recording struct {
 // cmdPos locates a command in a replay's lists.
 type cmdPos struct{ list, pass, cmd int }
 
-// relSite is a site relative to the start of a recording.
+// relSite is a site relative to the start of a recording, in the replay's
+// one command buffer.
 type relSite struct {
-	cb, pass uint64
-	seg      int
+	pass uint64
+	seg  int
 }
 
 // replayPlan is a recorded plan.
@@ -278,7 +279,7 @@ type replayPlan struct {
 	stats Stats      // what every replay repeats, its Counters shared
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
-	cbFirst []int    // the index in sites of each list's first dispatch
+	cbFirst []int    // the index in sites of each recorded list's first dispatch
 }
 
 type upload struct {
@@ -313,13 +314,12 @@ type touch struct {
 	hasWrite bool
 	write    relSite
 	reads    []relSite
-	lastUse  uint64
 }
 
-// apply sets tr to the state a replay whose first command buffer and pass
-// are cbBase and passBase left.
+// apply sets tr to the state a replay whose command buffer is cbBase and
+// first pass passBase left.
 func (t *touch) apply(tr *bufState, cbBase, passBase uint64) {
-	abs := func(s relSite) site { return site{cbBase + s.cb, passBase + s.pass, s.seg} }
+	abs := func(s relSite) site { return site{cbBase, passBase + s.pass, s.seg} }
 	if t.hasWrite {
 		tr.write = abs(t.write)
 	}
@@ -327,12 +327,11 @@ func (t *touch) apply(tr *bufState, cbBase, passBase uint64) {
 	for _, rd := range t.reads {
 		tr.reads = append(tr.reads, abs(rd))
 	}
-	tr.lastUse = cbBase + t.lastUse
+	tr.lastUse = cbBase
 }
 
 type recPass struct {
 	fence Fence
-	cb    uint64   // relative command buffer
 	inner []uint64 // relative passes of the recording it is ordered after
 }
 
@@ -341,7 +340,7 @@ type recPass struct {
 func (e *encoder) startRecording(rec *recording, consts []*graph.Array) {
 	e.rec = rec
 	e.open()
-	rec.firstPass, rec.firstCB = e.passID, e.cbSeq
+	rec.firstPass = e.passID
 	fences, cov := e.inFlight()
 	for _, f := range fences {
 		e.list.WaitFence(f)
@@ -460,7 +459,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 		r.moved = append(r.moved, d.slot)
 	}
 
-	rel := func(s site) relSite { return relSite{s.cb - rec.firstCB, s.pass - rec.firstPass, s.seg} }
+	rel := func(s site) relSite { return relSite{s.pass - rec.firstPass, s.seg} }
 	seen := map[*storage]bool{}
 	note := func(st *storage) {
 		if seen[st] {
@@ -468,7 +467,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 		}
 		seen[st] = true
 		tr := st.state()
-		t := touch{st: st, slot: -1, lastUse: tr.lastUse - rec.firstCB}
+		t := touch{st: st, slot: -1}
 		if n, ok := slot[st]; ok {
 			t.st, t.slot = nil, n
 		}
@@ -492,7 +491,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 	}
 	for id := rec.firstPass; id <= e.passID; id++ {
 		pf := e.passFences[id]
-		rp := recPass{fence: pf.fence, cb: pf.cb - rec.firstCB}
+		rp := recPass{fence: pf.fence}
 		for p := rec.firstPass; p <= pf.after.upto; p++ {
 			rp.inner = append(rp.inner, p-rec.firstPass)
 		}
@@ -514,7 +513,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 		s.pinned = false
 	}
 	r.stats = Stats{
-		Nodes: st.Nodes, Dispatches: st.Dispatches, Uploads: st.Uploads, CommandBuffers: st.CommandBuffers,
+		Nodes: st.Nodes, Dispatches: st.Dispatches, Uploads: st.Uploads, CommandBuffers: 1,
 		Passes: st.Passes, Barriers: st.Barriers, FenceWaits: st.FenceWaits - rec.prologue,
 		ScratchBytes: st.ScratchBytes, Donations: st.Donations, DonationsRefused: st.DonationsRefused,
 		Counters: st.Counters,
@@ -531,23 +530,20 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 		}
 		return k.extArrays[r.uploads[u].slot].HostBytes()
 	}
-	slots, lists, err := rt.prepareReplay(r, data, nil, p)
+	slots, list, err := rt.prepareReplay(r, data, nil, p)
 	if err != nil {
 		return &graph.Error{Op: "replay", Site: nodes[len(nodes)-1].Site(), Msg: err.Error(), Err: err}
 	}
 	rt.applyReplay(r, k, nodes, slots, p)
-	rt.submit(lists, p)
+	rt.submit(list, p)
 	return nil
 }
 
-// submit submits a replay's lists. It comes last: on a device that shares
+// submit submits a replay's list. It comes last: on a device that shares
 // the host's cores (the CPU), the work starts competing with the host as
 // soon as it is submitted.
-func (rt *Runtime) submit(lists []CommandList, p *Pending) {
-	p.cbs = slices.Grow(p.cbs, len(lists))
-	for i := range lists {
-		p.cbs = append(p.cbs, rt.enc.queue.Submit(&lists[i]))
-	}
+func (rt *Runtime) submit(l *CommandList, p *Pending) {
+	p.cbs = append(p.cbs, rt.enc.queue.Submit(l))
 }
 
 // maxListSets bounds the copies of its lists a recorded plan keeps: one
@@ -557,18 +553,25 @@ func (rt *Runtime) submit(lists []CommandList, p *Pending) {
 const maxListSets = 4
 
 // listSet is a copy of a recorded plan's lists that replays submit, made
-// once and rebound by every replay that uses it: the list headers (each
-// list's signal differs every replay) and the passes whose commands change
-// (the first, with the fence waits on the work in flight at its head, and
-// those holding an upload or a command bound to a result or a bound
-// input); the other passes are the recording's, shared. A replay binds a
-// set only once the host has seen the set's previous replay complete: the
-// device no longer reads it.
+// once and rebound by every replay that uses it. The recorded lists go
+// into one list, their passes one after the other and their signals at
+// the end: a replay submits all of them at once anyway, the passes are
+// ordered by the same fences within a list as across lists, and one list
+// costs a device one submission (one CUDA graph launch, one Metal command
+// buffer) instead of one per recorded list; the command buffers' numbers
+// stay those of the recording, each signalled in order when the list
+// completes. The set owns copies of the passes whose commands change (the
+// first, with the fence waits on the work in flight at its head, and those
+// holding an upload or a command bound to a result or a bound input); the
+// other passes are the recording's, shared. A replay binds a set only once
+// the host has seen the set's previous replay complete: the device no
+// longer reads it.
 type listSet struct {
-	lists []CommandList
-	waits int           // fence waits at the head of lists[0].Passes[0]
-	args  [][]BufferArg // per patch of the plan, its command's own arguments (shared by patches of one command)
-	until uint64        // the last command buffer the set was submitted as
+	list   CommandList
+	starts []int         // where each recorded list's passes start in list.Passes
+	waits  int           // fence waits at the head of list.Passes[0]
+	args   [][]BufferArg // per patch of the plan, its command's own arguments (shared by patches of one command)
+	until  uint64        // the last command buffer the set was submitted as
 }
 
 // listSet returns a set of r's lists that no replay in flight uses.
@@ -581,25 +584,34 @@ func (r *replayPlan) listSet(e *encoder) *listSet {
 		}
 		e.poll()
 	}
-	ls := r.newListSet()
-	if len(r.sets) < maxListSets {
+	kept := len(r.sets) < maxListSets
+	ls := r.newListSet(kept)
+	if kept {
 		r.sets = append(r.sets, ls)
 	}
 	return ls
 }
 
-func (r *replayPlan) newListSet() *listSet {
-	ls := &listSet{lists: make([]CommandList, len(r.lists)), waits: r.prologue}
-	for i, l := range r.lists {
-		ls.lists[i] = CommandList{Passes: l.Passes, Signals: make([]Signal, 1)}
+// listIDs numbers the kept list sets (CommandList.Replay) of all runtimes:
+// a device may serve several.
+var listIDs atomic.Uint64
+
+// newListSet makes a set of r's lists. The list of a kept set, which later
+// replays submit again, gets a Replay identity and its Rebound arguments;
+// a set used once is submitted like any other list.
+func (r *replayPlan) newListSet(kept bool) *listSet {
+	ls := &listSet{waits: r.prologue}
+	for _, l := range r.lists {
+		ls.starts = append(ls.starts, len(ls.list.Passes))
+		ls.list.Passes = append(ls.list.Passes, l.Passes...)
+	}
+	ls.list.Signals = make([]Signal, 1)
+	if kept {
+		ls.list.Replay, ls.list.Rebound = listIDs.Add(1), r.rebound()
 	}
 	own := func(pos cmdPos) *Command {
-		l, orig := &ls.lists[pos.list], r.lists[pos.list]
-		if unsafe.SliceData(l.Passes) == unsafe.SliceData(orig.Passes) {
-			l.Passes = slices.Clone(l.Passes)
-		}
-		pc := &l.Passes[pos.pass].Commands
-		if unsafe.SliceData(*pc) == unsafe.SliceData(orig.Passes[pos.pass].Commands) {
+		pc := &ls.list.Passes[ls.starts[pos.list]+pos.pass].Commands
+		if unsafe.SliceData(*pc) == unsafe.SliceData(r.lists[pos.list].Passes[pos.pass].Commands) {
 			*pc = slices.Clone(*pc)
 		}
 		return &(*pc)[pos.cmd]
@@ -620,16 +632,47 @@ func (r *replayPlan) newListSet() *listSet {
 	return ls
 }
 
-// bind makes the set the lists of a replay whose first command buffer is
-// cbBase: signalling ev, waiting first for fences, upload u binding data(u)
+// rebound returns the arguments r's patches bind, in the dispatch order of
+// a list set's list.
+func (r *replayPlan) rebound() []ReboundArg {
+	var out []ReboundArg
+	for _, cp := range r.patches {
+		d := 0
+		for _, l := range r.lists[:cp.pos.list] {
+			for _, p := range l.Passes {
+				d += countDispatches(p.Commands)
+			}
+		}
+		l := r.lists[cp.pos.list]
+		for _, p := range l.Passes[:cp.pos.pass] {
+			d += countDispatches(p.Commands)
+		}
+		d += countDispatches(l.Passes[cp.pos.pass].Commands[:cp.pos.cmd])
+		for _, ap := range cp.args {
+			out = append(out, ReboundArg{d, ap.arg})
+		}
+	}
+	slices.SortFunc(out, func(a, b ReboundArg) int { return cmp.Or(a.Dispatch-b.Dispatch, a.Arg-b.Arg) })
+	return out
+}
+
+func countDispatches(cmds []Command) int {
+	n := 0
+	for i := range cmds {
+		if cmds[i].Kind == CmdDispatch {
+			n++
+		}
+	}
+	return n
+}
+
+// bind makes the set the list of a replay whose command buffer is cbBase: signalling ev, waiting first for fences, upload u binding data(u)
 // unless that is nil (the recorded bytes), and the patched arguments
 // bound to slots.
 func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, data func(u int) []byte, slots []*storage) {
-	for i := range ls.lists {
-		ls.lists[i].Signals[0] = Signal{ev, cbBase + uint64(i)}
-	}
-	ls.until = cbBase + uint64(len(ls.lists)) - 1
-	first := &ls.lists[0].Passes[0]
+	ls.list.Signals[0] = Signal{ev, cbBase}
+	ls.until = cbBase
+	first := &ls.list.Passes[0]
 	if len(fences) != ls.waits {
 		head := r.lists[0].Passes[0].Commands[r.prologue:]
 		cmds := slices.Grow(first.Commands[:0], len(fences)+len(head))
@@ -646,7 +689,7 @@ func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, 
 		if pos.list == 0 && pos.pass == 0 {
 			pos.cmd += ls.waits - r.prologue
 		}
-		return &ls.lists[pos.list].Passes[pos.pass].Commands[pos.cmd]
+		return &ls.list.Passes[ls.starts[pos.list]+pos.pass].Commands[pos.cmd]
 	}
 	for i, u := range r.uploads {
 		b := data(i)
@@ -664,13 +707,13 @@ func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, 
 	}
 }
 
-// prepareReplay gives the results fresh storage, makes the lists to submit
+// prepareReplay gives the results fresh storage, makes the list to submit
 // (a list set of the recorded ones, with upload u binding data(u) unless
 // that is nil (the recorded bytes), and arguments bound to the storage of
 // the results and then of the bound inputs) and leaves the
-// encoder's state as encoding them would have. It returns the results'
-// storage and the lists.
-func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, []CommandList, error) {
+// encoder's state as encoding the recorded lists would have. It returns
+// the results' storage and the list.
+func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, *CommandList, error) {
 	e := rt.enc
 	slots := make([]*storage, len(r.slots), len(r.slots)+len(bound))
 	for i, n := range r.slots {
@@ -688,8 +731,7 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 	fences, _ := e.inFlight()
 	cbBase, passBase := e.cbSeq+1, e.passID+1
 	ls.bind(r, e.event, cbBase, fences, data, slots)
-	lists := ls.lists
-	e.cbSeq = cbBase + uint64(len(lists)) - 1
+	e.cbSeq = cbBase
 	e.passID = passBase + uint64(len(r.passes)) - 1
 	p.seq = e.cbSeq
 
@@ -719,7 +761,7 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		for _, j := range rp.inner {
 			after.add(passBase + j)
 		}
-		e.passFences[passBase+uint64(i)] = passFence{rp.fence, cbBase + rp.cb, after, true}
+		e.passFences[passBase+uint64(i)] = passFence{rp.fence, cbBase, after, true}
 	}
 
 	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated
@@ -727,8 +769,9 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 	p.stats.FenceWaits += fenceWaits
 	p.stats.BytesReused, p.stats.BytesAllocated = reused, allocated
 	p.stats.CacheHits = 1
-	p.sites, p.cbFirst = r.sites, r.cbFirst
-	return slots, lists, nil
+	// One list: its dispatches are counted from the replay's first.
+	p.sites, p.cbFirst = r.sites, r.cbFirst[:1]
+	return slots, &ls.list, nil
 }
 
 // applyReplay makes a replay's results visible, as plan.apply does.

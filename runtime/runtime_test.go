@@ -104,7 +104,8 @@ func f64(v []float32) []float64 {
 }
 
 // TestOneHostWaitPerStep: a 28-layer step is one Eval with exactly one host
-// wait, however many command buffers it spans.
+// wait, however many command buffers it spans (planned) or as one command
+// buffer (replayed).
 func TestOneHostWaitPerStep(t *testing.T) {
 	dev := cpu.New(cpu.Options{})
 	rt, _ := runtime.New(dev, runtime.Options{})
@@ -127,7 +128,7 @@ func TestOneHostWaitPerStep(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := rt.LastStats()
-		if st.HostWaits != 1 || st.CommandBuffers < 3 {
+		if st.HostWaits != 1 || st.CacheHits == 0 && st.CommandBuffers < 3 { // a replay is one command buffer
 			t.Fatalf("step %d: %d host waits over %d command buffers; want exactly 1", step, st.HostWaits, st.CommandBuffers)
 		}
 	}

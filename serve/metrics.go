@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Metrics are the scheduler's figures, written in Prometheus' text format.
@@ -15,6 +16,8 @@ type Metrics struct {
 	tokens                 int64
 	promptTokens, reused   int64 // prompt tokens admitted, and those taken from the prefix cache
 	preemptions            int64
+	steps, rows, stepToks  int64      // engine steps, the sequences they fed, and the tokens
+	stepSeconds            float64    // the time the steps took (Engine.StepSample)
 	TTFT, TPOT             *Histogram // seconds
 }
 
@@ -50,6 +53,15 @@ func (m *Metrics) addPreemption() {
 	m.mu.Unlock()
 }
 
+func (m *Metrics) addStep(rows, tokens int, d time.Duration) {
+	m.mu.Lock()
+	m.steps++
+	m.stepSeconds += d.Seconds()
+	m.rows += int64(rows)
+	m.stepToks += int64(tokens)
+	m.mu.Unlock()
+}
+
 func (m *Metrics) addTokens(n int) {
 	m.mu.Lock()
 	m.tokens += int64(n)
@@ -60,6 +72,14 @@ func (m *Metrics) addTokens(n int) {
 type Snapshot struct {
 	Running, Waiting, BlocksUsed, BlocksFree, BlocksCached int
 	Tokens, PromptTokens, ReusedTokens, Preemptions        int64
+	// Steps are the engine steps run; StepRows the sequences they fed
+	// (a step's batch) and StepTokens the tokens (decodes and prompt
+	// chunks).
+	Steps, StepRows, StepTokens int64
+	// StepSeconds is the time the steps took, from their submission to
+	// their tokens on the host: the rest of the scheduler's time goes to
+	// planning the steps and handing out their tokens.
+	StepSeconds float64
 }
 
 // HitRate is the share of admitted prompt tokens taken from the prefix
@@ -75,7 +95,7 @@ func (s Snapshot) HitRate() float64 {
 func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions}
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions, m.steps, m.rows, m.stepToks, m.stepSeconds}
 }
 
 // Write writes the metrics in Prometheus' text exposition format.
@@ -94,9 +114,13 @@ func (m *Metrics) Write(w io.Writer) {
 		{"loom_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", s.PromptTokens},
 		{"loom_prefix_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prefix cache instead of computed.", s.ReusedTokens},
 		{"loom_preemptions_total", "counter", "Requests preempted for want of KV blocks (their tokens are computed again when they are admitted again).", s.Preemptions},
+		{"loom_steps_total", "counter", "Engine steps (one forward pass and draw of a batch each).", s.Steps},
+		{"loom_step_sequences_total", "counter", "Sequences fed by the engine steps: over loom_steps_total, the mean batch.", s.StepRows},
+		{"loom_step_tokens_total", "counter", "Tokens fed by the engine steps (decodes and prompt chunks).", s.StepTokens},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
 	}
+	fmt.Fprintf(w, "# HELP loom_step_seconds_total Time the engine steps took, from submission to their tokens on the host.\n# TYPE loom_step_seconds_total counter\nloom_step_seconds_total %g\n", s.StepSeconds)
 	fmt.Fprintf(w, "# HELP loom_prefix_cache_hit_rate Prompt tokens taken from the prefix cache over prompt tokens admitted.\n# TYPE loom_prefix_cache_hit_rate gauge\nloom_prefix_cache_hit_rate %g\n", s.HitRate())
 	m.TTFT.write(w, "loom_time_to_first_token_seconds", "Time from submission to the first token.")
 	m.TPOT.write(w, "loom_time_per_output_token_seconds", "Time between a request's consecutive tokens.")

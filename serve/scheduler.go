@@ -119,8 +119,18 @@ type Scheduler struct {
 	abortOnce sync.Once
 	nRunning  int    // len(running), for Submit's metrics
 	arrivals  int    // jobs submitted
-	nextSeq   int    // loop only, as the field below
+	nextSeq   int    // loop only, as the fields below
 	running   []*job // in admission order
+	// outbox holds the events of the latest step (and of requests ended
+	// since), sent once the next step is submitted: the device then runs
+	// it while the handlers take them.
+	outbox []delivery
+}
+
+// delivery is an event for a job, to be sent.
+type delivery struct {
+	j  *job
+	ev Event
 }
 
 // NewScheduler starts a scheduler on e, which it then owns.
@@ -229,6 +239,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 // loop is the goroutine that owns the engine.
 func (s *Scheduler) loop() {
 	defer close(s.done)
+	defer s.deliver()
 	for {
 		select {
 		case <-s.abort:
@@ -252,6 +263,7 @@ func (s *Scheduler) loop() {
 			if idle {
 				return
 			}
+			s.deliver()
 			select {
 			case <-s.wake:
 			case <-s.abort:
@@ -402,7 +414,18 @@ func (s *Scheduler) step() {
 		s.preempt()
 		b, need = s.plan()
 	}
-	drawn, err := s.e.StepSample(b.seqs, b.tokens, b.draws)
+	start := time.Now()
+	sampled, err := s.e.StartStepSample(b.seqs, b.tokens, b.draws)
+	s.deliver()
+	var drawn []model.Drawn
+	if err == nil {
+		drawn, err = sampled.Wait()
+	}
+	fed := 0
+	for _, t := range b.tokens {
+		fed += len(t)
+	}
+	s.Metrics.addStep(len(b.seqs), fed, time.Since(start))
 	if err != nil {
 		// An evaluation error leaves the cache spent: end everything
 		// running, and reuse none of what it was to write.
@@ -433,7 +456,7 @@ func (s *Scheduler) step() {
 		j.lastTok = now
 		j.all = append(j.all, tok)
 		s.Metrics.addTokens(1)
-		j.events <- Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top}
+		s.post(j, Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top})
 		switch {
 		case j.StopAtEOS && s.e.Model.Config.IsEOS(int(tok)):
 			ended = append(ended, j)
@@ -465,7 +488,7 @@ func (s *Scheduler) setBlocks() {
 	s.Metrics.setBlocks(c.UsedBlocks(), c.FreeBlocks(), c.CachedBlocks())
 }
 
-// finish frees j's blocks if it was admitted (seq ≥ 0), and sends its
+// finish frees j's blocks if it was admitted (seq ≥ 0), and posts its
 // last event.
 func (s *Scheduler) finish(j *job, ev Event) {
 	if j.seq >= 0 {
@@ -475,6 +498,23 @@ func (s *Scheduler) finish(j *job, ev Event) {
 	j.stop()
 	// The gauges first, so that whoever sees the end sees the blocks free.
 	s.setBlocks()
-	j.events <- ev
-	close(j.events)
+	s.post(j, ev)
+}
+
+// post queues ev for j, to be sent by deliver.
+func (s *Scheduler) post(j *job, ev Event) {
+	s.outbox = append(s.outbox, delivery{j, ev})
+}
+
+// deliver sends the posted events, in order, closing a job's channel
+// after its last.
+func (s *Scheduler) deliver() {
+	for _, d := range s.outbox {
+		d.j.events <- d.ev
+		if d.ev.Done {
+			close(d.j.events)
+		}
+	}
+	clear(s.outbox)
+	s.outbox = s.outbox[:0]
 }

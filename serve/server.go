@@ -124,6 +124,7 @@ type request struct {
 	TopLogprobs         *int            `json:"top_logprobs"`       // chat only
 	Stop                json.RawMessage `json:"stop"`
 	Stream              bool            `json:"stream"`
+	IgnoreEOS           bool            `json:"ignore_eos"` // vLLM's extension: generate max_tokens whatever the model draws
 	N                   *int            `json:"n"`
 }
 
@@ -246,7 +247,7 @@ func (s *Server) parse(r *http.Request, isChat bool) (*request, []int32, Request
 	if apiErr != nil {
 		return nil, nil, job, nil, apiErr
 	}
-	job = Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: sm, Penalties: pen, StopAtEOS: true, Logprobs: logprobs, TopLogprobs: top}
+	job = Request{Prompt: prompt, MaxTokens: maxTokens, Sampling: sm, Penalties: pen, StopAtEOS: !q.IgnoreEOS, Logprobs: logprobs, TopLogprobs: top}
 	return &q, prompt, job, stops, nil
 }
 

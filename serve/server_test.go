@@ -744,6 +744,51 @@ func TestStopAndChat(t *testing.T) {
 	waitIdle(t, srv.Sched)
 }
 
+// TestIgnoreEOS makes the 4th token of a greedy completion the model's
+// EOS: the completion then stops there ("stop", the EOS counted), and with
+// ignore_eos (vLLM's extension) runs to max_tokens, streaming and not.
+func TestIgnoreEOS(t *testing.T) {
+	ts, srv := newTestServer(t, 64, SchedulerConfig{StepTokens: 64, MaxQueue: 4}, "")
+	prompt, err := srv.Tok.Encode("package ring\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := srv.Sched.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toks []int32
+	for ev := range events {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if !ev.Done {
+			toks = append(toks, ev.Token)
+		}
+	}
+	if i := slices.Index(toks, toks[3]); i != 3 {
+		t.Fatalf("tokens %v: the 4th appeared before", toks)
+	}
+	// Set before any step reads it (Submit orders the loop after it).
+	srv.Sched.e.Model.Config.EOSTokenIDs = []int{int(toks[3])}
+	for _, stream := range []bool{false, true} {
+		for _, ignore := range []bool{false, true} {
+			r, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "package ring\n\n", "max_tokens": 8, "temperature": 0, "stream": stream, "ignore_eos": ignore})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, n := "stop", 4
+			if ignore {
+				want, n = "length", 8
+			}
+			if r.Finish != want || r.Usage.CompletionTokens != n {
+				t.Errorf("stream %v, ignore_eos %v: %+v, want finish %q after %d tokens", stream, ignore, r, want, n)
+			}
+		}
+	}
+	waitIdle(t, srv.Sched)
+}
+
 // TestMetricsAndShutdown checks /health, /v1/models and /metrics, and that
 // Shutdown lets a running request finish and then refuses new ones.
 func TestMetricsAndShutdown(t *testing.T) {
@@ -766,9 +811,15 @@ func TestMetricsAndShutdown(t *testing.T) {
 	if _, err := complete(ts.URL+"/v1/completions", map[string]any{"prompt": "ab", "max_tokens": 5, "temperature": 0}); err != nil {
 		t.Fatal(err)
 	}
+	prompt, err := srv.Tok.Encode("ab")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, b := get("/metrics")
 	for _, want := range []string{"loom_requests_running 0", "loom_requests_waiting 0", "loom_kv_blocks_used 0", "loom_kv_blocks_free 64",
-		"loom_generated_tokens_total 5", `loom_time_to_first_token_seconds_bucket{le="+Inf"} 1`, "loom_time_per_output_token_seconds_count 4"} {
+		"loom_generated_tokens_total 5", `loom_time_to_first_token_seconds_bucket{le="+Inf"} 1`, "loom_time_per_output_token_seconds_count 4",
+		// One step for the prompt and one for each token but the last.
+		"loom_steps_total 5", "loom_step_sequences_total 5", fmt.Sprintf("loom_step_tokens_total %d", len(prompt)+4)} {
 		if !strings.Contains(b, want+"\n") {
 			t.Errorf("/metrics lacks %q:\n%s", want, b)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/pprof"
 	"slices"
@@ -22,28 +23,30 @@ import (
 )
 
 func init() {
-	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache) (CPU by default; -device cuda|metal): TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
+	benchmarks["decode"] = benchmark{"Qwen3-0.6B-shaped decode steps (random bf16 weights and KV cache; -model DIR: that model) (CPU by default; -device cuda|metal): TPOT, tokens/s, GB/s beside measured bandwidth", benchDecode}
 }
 
 // decodeResult is what `loom bench decode -json` prints.
 type decodeResult struct {
 	Model             string       `json:"model"`
 	DType             string       `json:"dtype"`
-	Weights           string       `json:"weights"` // bf16, q4 or q8
+	Weights           string       `json:"weights"` // bf16, q4 or q8; with -model the weights' dtype
 	Batch             int          `json:"batch"`
 	Context           int          `json:"context"`
 	Steps             int          `json:"steps"`
 	Device            string       `json:"device"`
-	TPOTms            float64      `json:"tpot_ms"`           // median step time
-	TPOTBestms        float64      `json:"tpot_best_ms"`      // fastest step
-	TokensPerSecond   float64      `json:"tokens_per_s"`      // batch / median step time
-	WeightBytes       int64        `json:"weight_bytes"`      // read once per step
-	KVBytes           int64        `json:"kv_bytes"`          // K and V read per step
-	WeightGBs         float64      `json:"weight_gb_s"`       // weight bytes / median step time
-	TotalGBs          float64      `json:"total_gb_s"`        // (weights + KV) / median step time
-	MachineReadGBs    float64      `json:"machine_read_gb_s"` // measured before the steps
-	ReadGBs           float64      `json:"read_gb_s"`         // median of the reads right before and after the steps (CPU), else MachineReadGBs
-	WeightLimitms     float64      `json:"weight_limit_ms"`   // weight bytes / ReadGBs
+	TPOTms            float64      `json:"tpot_ms"`                    // median step time
+	TPOTBestms        float64      `json:"tpot_best_ms"`               // fastest step
+	TokensPerSecond   float64      `json:"tokens_per_s"`               // batch / median step time
+	MeanTokensPerS    float64      `json:"mean_tokens_per_s"`          // batch · steps / the steps' total time (counts the slow steps a median leaves out)
+	TokensPerCPUs     float64      `json:"tokens_per_cpu_s,omitempty"` // batch · steps / the process's CPU time over the steps (a figure other processes' load hardly moves)
+	WeightBytes       int64        `json:"weight_bytes"`               // read once per step
+	KVBytes           int64        `json:"kv_bytes"`                   // K and V read per step
+	WeightGBs         float64      `json:"weight_gb_s"`                // weight bytes / median step time
+	TotalGBs          float64      `json:"total_gb_s"`                 // (weights + KV) / median step time
+	MachineReadGBs    float64      `json:"machine_read_gb_s"`          // measured before the steps
+	ReadGBs           float64      `json:"read_gb_s"`                  // median of the reads right before and after the steps (CPU), else MachineReadGBs
+	WeightLimitms     float64      `json:"weight_limit_ms"`            // weight bytes / ReadGBs
 	Dispatches        float64      `json:"dispatches_per_step"`
 	CommandBuffers    float64      `json:"command_buffers_per_step"`
 	HostWaits         float64      `json:"host_waits_per_step"`
@@ -86,6 +89,7 @@ func benchDecode(args []string) error {
 	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
 	kernels := fs.Int("kernels", 0, "after the timed steps, profile this many steps kernel by kernel (CUDA; launch by launch, each timed on the GPU) and print where a step's GPU time goes")
 	logprobs := fs.Int("logprobs", -1, "report every sequence's drawn token's log-prob and this many top log-probs each step (0 to 20; -1: none)")
+	dir := fs.String("model", "", "decode this model directory (its weights' dtype, -weights bf16 only) instead of the Qwen3-0.6B shape with random weights")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -107,29 +111,28 @@ func benchDecode(args []string) error {
 		if _, ok := bits[w]; !ok {
 			return fmt.Errorf("-weights %q: want bf16, q4 or q8", w)
 		}
+		if *dir != "" && w != "bf16" {
+			return fmt.Errorf("-weights %q with -model: unsupported (the directory's weights are decoded as they are)", w)
+		}
 	}
 	for _, w := range list {
-		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *kernels, *logprobs, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
+		if err := benchDecodeRun(*dir, w, bits[w], *groupSize, *batch, *context, *steps, *kernels, *logprobs, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// benchDecodeRun is one run of benchDecode, with weights of the named
+// benchDecodeRun is one run of benchDecode: of the model in dir, or
+// without one of the Qwen3-0.6B shape with random weights of the named
 // kind (quantized to bits bits where bits is not 0).
-func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, profiled, logprobs, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
+func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, steps, profiled, logprobs, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
 	const warmup = 2
-	cfg := model.Qwen3_0_6B
-	dt := graph.BFloat16
 	// A profile's steps are the ones submitted after the timed steps: one
 	// more step is decoded to deliver the last of them.
 	last := warmup + steps
 	if profiled > 0 {
 		last += profiled + 1
-	}
-	if total := context + last; total > cfg.MaxPositionEmbeddings {
-		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, last, cfg.MaxPositionEmbeddings)
 	}
 	logf := func(format string, a ...any) {
 		if !asJSON {
@@ -146,20 +149,28 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		return err
 	}
 	defer rt.Close() // the next run of a -weights list gets the memory back
-	logf("Qwen3-0.6B shape: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d, tied embeddings; random %s weights\n",
-		cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
-	w := model.RandomWeights(cfg, dt, 1)
-	if bits != 0 {
-		if w, err = model.QuantizeWeights(w, bits, groupSize); err != nil {
-			return err
-		}
+	name := "Qwen3-0.6B (random weights)"
+	var m *model.Model
+	if dir == "" {
+		m, err = randomModel(rt, model.Qwen3_0_6B, graph.BFloat16, bits, groupSize)
+	} else {
+		name = filepath.Base(dir)
+		m, err = model.Load(rt, dir, graph.Invalid)
 	}
-	m, err := model.New(rt, cfg, w, dt)
 	if err != nil {
 		return err
 	}
+	if dir != "" {
+		weightsName = m.DType.String()
+	}
+	cfg, dt := m.Config, m.DType
+	if total := context + last; total > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("-context %d + %d steps exceed the model's %d positions", context, last, cfg.MaxPositionEmbeddings)
+	}
+	logf("%s: %d layers, hidden %d, %d/%d heads of %d, MLP %d, vocab %d; %s weights\n",
+		name, cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize, weightsName)
 	perSeq := (context + last + blockSize - 1) / blockSize
-	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV())
+	cache, err := model.NewKVCache(rt, m.CacheConfig(batch*perSeq, blockSize), randomKV(dt))
 	if err != nil {
 		return err
 	}
@@ -182,7 +193,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps, Logprobs: logprobs,
+	res := decodeResult{Model: name, DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps, Logprobs: logprobs,
 		Device: where, CheckingDevice: check, NoCache: opts.NoPlanCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
@@ -214,6 +225,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		return err
 	}
 	defer d.Close()
+	var cpu0 time.Duration
 	for i := range last {
 		if i == warmup+steps && profiled > 0 {
 			if err := startKernelProfile(); err != nil {
@@ -239,6 +251,9 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			return err
 		}
 		if i < warmup || i >= warmup+steps {
+			if i == warmup-1 {
+				cpu0, _ = processCPU()
+			}
 			continue
 		}
 		times = append(times, st.Time)
@@ -249,6 +264,11 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
 		hosts = append(hosts, st.Time-s.Wait)
 		res.ReplayedSteps += s.CacheHits
+		if i == warmup+steps-1 {
+			if cpu1, ok := processCPU(); ok {
+				res.TokensPerCPUs = float64(batch*steps) / (cpu1 - cpu0).Seconds()
+			}
+		}
 	}
 	if profiled > 0 {
 		ks, err := stopKernelProfile()
@@ -266,10 +286,14 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	res.CommandBuffers /= n
 	res.HostWaits /= n
 	res.SplitAttention /= n
-	var overhead time.Duration
+	var overhead, total time.Duration
 	for _, h := range hosts {
 		overhead += h
 	}
+	for _, t := range times {
+		total += t
+	}
+	res.MeanTokensPerS = float64(batch*steps) / total.Seconds()
 	res.HostOverheadms = ms(overhead) / n
 	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
@@ -292,7 +316,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
 	fmt.Printf("decode, batch %d, context %d, %d steps:\n", batch, context, steps)
-	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond)
+	fmt.Printf("  TPOT %.2f ms median (best %.2f ms), %.1f tokens/s (%.1f over the steps' total time)\n", res.TPOTms, res.TPOTBestms, res.TokensPerSecond, res.MeanTokensPerS)
 	fmt.Printf("  weights %.0f MB per step: %.1f GB/s; with KV (%.0f MB): %.1f GB/s; measured bandwidth read %.1f GB/s, copy %.1f GB/s (loom bench membw)\n",
 		float64(res.WeightBytes)/1e6, res.WeightGBs, float64(res.KVBytes)/1e6, res.TotalGBs, bw.Read, bw.Copy)
 	if len(reads) > 0 {
@@ -344,12 +368,12 @@ func kernelStats(ks []cuda.KernelTime, steps int) []kernelStat {
 	return out
 }
 
-// randomKV returns a KV cache fill of random bfloat16 values (fillRandom),
-// different for every array.
-func randomKV() func(layer int, b []byte) {
+// randomKV returns a KV cache fill of random values of dtype dt
+// (fillRandom), different for every array.
+func randomKV(dt graph.DType) func(layer int, b []byte) {
 	var calls uint64
 	return func(layer int, b []byte) {
 		calls++
-		fillRandom(graph.BFloat16, b, calls)
+		fillRandom(dt, b, calls)
 	}
 }

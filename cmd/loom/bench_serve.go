@@ -12,10 +12,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/loomrt/loom/runtime"
+	"github.com/loomrt/loom/serve"
 )
 
 func init() {
@@ -39,7 +44,20 @@ type serveResult struct {
 	TTFTp99ms         float64 `json:"ttft_p99_ms"`
 	TPOTp50ms         float64 `json:"tpot_p50_ms"`
 	TPOTp99ms         float64 `json:"tpot_p99_ms"`
-	PrefixHitRate     float64 `json:"prefix_hit_rate,omitempty"` // in-process server only
+	// In-process server only, over the timed requests:
+	PrefixHitRate   float64 `json:"prefix_hit_rate,omitempty"`
+	Steps           int64   `json:"steps,omitempty"`       // engine steps
+	MeanBatch       float64 `json:"mean_batch,omitempty"`  // sequences a step
+	StepTokens      float64 `json:"step_tokens,omitempty"` // tokens a step (decodes and prompt chunks)
+	PlanCacheHits   int     `json:"plan_cache_hits"`       // Evals replayed (runtime.CacheStats)
+	PlanCacheMisses int     `json:"plan_cache_misses"`     // Evals planned
+	Preemptions     int64   `json:"preemptions"`
+	StepMs          float64 `json:"step_ms,omitempty"` // mean time of a step in the engine (submission to tokens on the host)
+	LoopMs          float64 `json:"loop_ms,omitempty"` // mean time between steps' starts (the timed run's seconds over its steps)
+	// OutputTokensPerCPUs is the output tokens over the process's CPU
+	// time during the timed requests (in process: server and load
+	// generator), a figure other processes' load hardly moves.
+	OutputTokensPerCPUs float64 `json:"output_tokens_per_cpu_s,omitempty"`
 }
 
 // streamStats is one streamed completion's timing.
@@ -61,13 +79,16 @@ func benchServe(args []string) error {
 	prefix := fs.Int("shared-prefix", 0, "bytes of one random prefix every prompt starts with (exercises the prefix cache)")
 	temperature := fs.Float64("temperature", 0, "sampling temperature (each request seeded by its index)")
 	seed := fs.Uint64("seed", 1, "seed of the arrivals and prompts")
+	ignoreEOS := fs.Bool("ignore-eos", false, "send ignore_eos, so that every request generates its max_tokens (random weights draw an EOS now and then)")
+	warmup := fs.Int("warmup", 0, "requests sent (as the others, at most -concurrency at once) and waited for before the timed ones")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the requests (load generator and in-process server) to this file")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	switch {
-	case *requests < 1:
-		return fmt.Errorf("-requests %d: want at least 1", *requests)
+	case *requests < 1 || *warmup < 0:
+		return fmt.Errorf("-requests %d, -warmup %d: want at least 1 request (warm-up ≥ 0)", *requests, *warmup)
 	case *concurrency < 1:
 		return fmt.Errorf("-concurrency %d: want at least 1", *concurrency)
 	case *rate < 0 || math.IsNaN(*rate) || math.IsInf(*rate, 0):
@@ -78,9 +99,9 @@ func benchServe(args []string) error {
 		return fmt.Errorf("-spread %g: want 0 ≤ spread < 1", *spread)
 	}
 	res := serveResult{URL: *url, Requests: *requests, Rate: *rate, Concurrency: *concurrency}
-	var hitRate func() float64
+	var counters func() (serve.Snapshot, runtime.CacheStats)
 	if *url == "" {
-		srv, desc, err := sf.build()
+		srv, rt, desc, err := sf.build()
 		if err != nil {
 			return err
 		}
@@ -97,7 +118,7 @@ func benchServe(args []string) error {
 			hs.Shutdown(ctx)
 		}()
 		res.URL, res.Server = "http://"+ln.Addr().String(), desc
-		hitRate = func() float64 { return srv.Sched.Metrics.Snapshot().HitRate() }
+		counters = func() (serve.Snapshot, runtime.CacheStats) { return srv.Sched.Metrics.Snapshot(), rt.CacheStats() }
 	}
 
 	rng := rand.New(rand.NewPCG(*seed, 2))
@@ -106,33 +127,59 @@ func benchServe(args []string) error {
 		return max(1, int(math.Round(lo+rng.Float64()*(hi-lo))))
 	}
 	shared := words(rng, *prefix)
-	bodies := make([]map[string]any, *requests)
+	bodies := make([]map[string]any, *warmup+*requests)
 	for i := range bodies {
 		bodies[i] = map[string]any{"prompt": shared + words(rng, length(*promptLen)), "max_tokens": length(*outputLen),
-			"temperature": *temperature, "seed": i, "stream": true}
+			"temperature": *temperature, "seed": i, "stream": true, "ignore_eos": *ignoreEOS}
 	}
-	gaps := make([]time.Duration, *requests)
+	gaps := make([]time.Duration, len(bodies))
 	for i := range gaps {
 		if *rate > 0 {
 			gaps[i] = time.Duration(rng.ExpFloat64() / *rate * float64(time.Second))
 		}
 	}
 
-	stats := make([]streamStats, *requests)
-	errs := make([]error, *requests)
+	stats := make([]streamStats, len(bodies))
+	errs := make([]error, len(bodies))
 	slots := make(chan struct{}, *concurrency)
 	var wg sync.WaitGroup
-	start := time.Now()
-	for i, b := range bodies {
-		time.Sleep(gaps[i])
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			stats[i], errs[i] = streamCompletion(res.URL+"/v1/completions", b)
-		})
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			time.Sleep(gaps[i])
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				stats[i], errs[i] = streamCompletion(res.URL+"/v1/completions", bodies[i])
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	send(0, *warmup)
+	if i := slices.IndexFunc(errs[:*warmup], func(err error) bool { return err != nil }); i >= 0 {
+		return fmt.Errorf("warm-up request %d: %w", i, errs[i])
+	}
+	var snap0 serve.Snapshot
+	var cache0 runtime.CacheStats
+	if counters != nil {
+		snap0, cache0 = counters()
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0, _ := processCPU()
+	start := time.Now()
+	send(*warmup, len(bodies))
 	res.Seconds = time.Since(start).Seconds()
+	cpu1, haveCPU := processCPU()
+	stats, errs = stats[*warmup:], errs[*warmup:]
 
 	var ttft, tpot []float64
 	var firstErr error
@@ -153,10 +200,24 @@ func benchServe(args []string) error {
 	}
 	res.RequestsPerSecond = float64(res.Requests-res.Failed) / res.Seconds
 	res.OutputTokensPerS = float64(res.OutputTokens) / res.Seconds
+	if haveCPU && *url == "" {
+		res.OutputTokensPerCPUs = float64(res.OutputTokens) / (cpu1 - cpu0).Seconds()
+	}
 	res.TTFTp50ms, res.TTFTp99ms = percentile(ttft, 50), percentile(ttft, 99)
 	res.TPOTp50ms, res.TPOTp99ms = percentile(tpot, 50), percentile(tpot, 99)
-	if hitRate != nil {
-		res.PrefixHitRate = hitRate()
+	if counters != nil {
+		snap, cache := counters()
+		if prompt := snap.PromptTokens - snap0.PromptTokens; prompt > 0 {
+			res.PrefixHitRate = float64(snap.ReusedTokens-snap0.ReusedTokens) / float64(prompt)
+		}
+		res.Steps, res.Preemptions = snap.Steps-snap0.Steps, snap.Preemptions-snap0.Preemptions
+		if res.Steps > 0 {
+			res.MeanBatch = float64(snap.StepRows-snap0.StepRows) / float64(res.Steps)
+			res.StepTokens = float64(snap.StepTokens-snap0.StepTokens) / float64(res.Steps)
+			res.StepMs = (snap.StepSeconds - snap0.StepSeconds) * 1e3 / float64(res.Steps)
+			res.LoopMs = res.Seconds * 1e3 / float64(res.Steps)
+		}
+		res.PlanCacheHits, res.PlanCacheMisses = cache.Hits-cache0.Hits, cache.Misses-cache0.Misses
 	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(res, "", "  ")
@@ -169,8 +230,9 @@ func benchServe(args []string) error {
 			res.Requests, res.Failed, res.Seconds, res.Rate, res.Concurrency, res.PromptTokens, res.OutputTokens)
 		fmt.Printf("%.2f requests/s, %.1f output tokens/s\nTTFT p50 %.1f ms, p99 %.1f ms\nTPOT p50 %.2f ms, p99 %.2f ms\n",
 			res.RequestsPerSecond, res.OutputTokensPerS, res.TTFTp50ms, res.TTFTp99ms, res.TPOTp50ms, res.TPOTp99ms)
-		if hitRate != nil {
-			fmt.Printf("prefix cache hit rate %.3f\n", res.PrefixHitRate)
+		if counters != nil {
+			fmt.Printf("%d steps: %.1f sequences and %.1f tokens a step; %d preemptions; prefix cache hit rate %.3f\nplan cache: %d steps replayed, %d planned\nstep %.2f ms in the engine, one every %.2f ms\n",
+				res.Steps, res.MeanBatch, res.StepTokens, res.Preemptions, res.PrefixHitRate, res.PlanCacheHits, res.PlanCacheMisses, res.StepMs, res.LoopMs)
 		}
 	}
 	if firstErr != nil {

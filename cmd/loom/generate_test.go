@@ -172,6 +172,29 @@ func TestBenchDecodeFlags(t *testing.T) {
 	}
 }
 
+// TestBenchDecodeModel runs loom bench decode on the tiny model's
+// directory (-model): its own float32 weights and KV cache, the step
+// figures filled in; quantizing them is refused.
+func TestBenchDecodeModel(t *testing.T) {
+	out, err := captureStdout(func() error {
+		return benchDecode([]string{"-model", tinyModel, "-batch", "3", "-context", "20", "-steps", "6", "-json"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r decodeResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Model != "tiny-qwen3" || r.Weights != "float32" || r.DType != "float32" || r.Batch != 3 || r.Steps != 6 ||
+		!(r.TokensPerSecond > 0 && r.MeanTokensPerS > 0) || r.ReplayedSteps < 1 || r.WeightBytes < 1e6 {
+		t.Errorf("result %+v", r)
+	}
+	if err := benchDecode([]string{"-model", tinyModel, "-weights", "q4"}); err == nil || !strings.Contains(err.Error(), "unsupported") {
+		t.Errorf("-model with -weights q4: error %v, want unsupported", err)
+	}
+}
+
 // TestTokenize runs loom tokenize on a Hugging Face tokenizer.json (a model
 // directory with nothing else) and checks the ids against the reference's
 // goldens.

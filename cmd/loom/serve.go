@@ -29,7 +29,7 @@ func init() {
 // serverFlags are the flags that build a server: loom serve's, and loom
 // bench serve's for its in-process server.
 type serverFlags struct {
-	dir, device, dtype            *string
+	dir, shape, device, dtype     *string
 	blockSize, blocks, stepTokens *int
 	queue                         *int
 }
@@ -37,6 +37,7 @@ type serverFlags struct {
 func addServerFlags(fs *flag.FlagSet, queue int) serverFlags {
 	return serverFlags{
 		dir:        modelFlag(fs, "model directory (config.json, *.safetensors and a tokenizer; a chat template for /v1/chat/completions)"),
+		shape:      fs.String("shape", "", "instead of -model, serve this model shape with seeded random weights (bfloat16 unless -dtype) and a byte tokenizer, built in memory: qwen3-0.6b"),
 		device:     fs.String("device", "cpu", "device: cpu, cuda or metal"),
 		dtype:      fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')"),
 		blockSize:  fs.Int("block-size", 16, blockSizeHelp),
@@ -54,7 +55,7 @@ func runServe(args []string) (err error) {
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
-	srv, desc, err := f.build()
+	srv, _, desc, err := f.build()
 	if err != nil {
 		return err
 	}
@@ -85,63 +86,88 @@ func runServe(args []string) (err error) {
 	return serr
 }
 
-// build loads the model and starts a scheduler on it; desc says where it
-// runs and how the cache and scheduler are sized.
-func (f serverFlags) build() (_ *serve.Server, desc string, err error) {
-	if *f.dir, err = findModel(*f.dir); err != nil {
-		return nil, "", err
-	}
+// build loads the model (or builds the -shape) and starts a scheduler on
+// it; it returns the runtime it runs on, and desc says where that is and
+// how the cache and scheduler are sized.
+func (f serverFlags) build() (_ *serve.Server, _ *runtime.Runtime, desc string, err error) {
 	dt := graph.Invalid
 	if *f.dtype != "" {
 		if dt, err = graph.ParseDType(*f.dtype); err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 	}
 	if err := checkBlockSize(*f.blockSize); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	c, err := model.LoadConfig(*f.dir)
-	if err != nil {
-		return nil, "", err
+	var c model.Config
+	var tok tokenizer.Tokenizer
+	var tmpl *chat.Chat
+	name := *f.shape
+	if *f.shape != "" {
+		if *f.dir != "" {
+			return nil, nil, "", fmt.Errorf("-model %s and -shape %s: give one", *f.dir, *f.shape)
+		}
+		if c, err = shapeConfig(*f.shape); err != nil {
+			return nil, nil, "", err
+		}
+		if dt == graph.Invalid {
+			dt = graph.BFloat16
+		}
+		// The bytes of a prompt are its tokens; the rest of the
+		// vocabulary decodes as "<|token N|>".
+		tok = &tokenizer.Bytes{VocabSize: c.VocabSize}
+		fmt.Fprintln(os.Stderr, "a model shape has no chat template: /v1/chat/completions answers 400")
+	} else {
+		if *f.dir, err = findModel(*f.dir); err != nil {
+			return nil, nil, "", err
+		}
+		name = filepath.Base(*f.dir)
+		if c, err = model.LoadConfig(*f.dir); err != nil {
+			return nil, nil, "", err
+		}
+		if tok, err = tokenizer.Load(*f.dir); err != nil {
+			return nil, nil, "", err
+		}
+		tmpl, err = chat.Load(*f.dir)
+		if errors.Is(err, chat.ErrNoTemplate) {
+			tmpl, err = nil, nil
+			fmt.Fprintln(os.Stderr, "the model has no chat template: /v1/chat/completions answers 400")
+		}
+		if err != nil {
+			return nil, nil, "", err
+		}
 	}
 	if *f.blocks == 0 {
 		*f.blocks = 8 * min(4096, c.MaxPositionEmbeddings) / *f.blockSize
 	}
 	if *f.blocks < 1 {
-		return nil, "", fmt.Errorf("-blocks %d: want at least 1", *f.blocks)
-	}
-	tok, err := tokenizer.Load(*f.dir)
-	if err != nil {
-		return nil, "", err
-	}
-	tmpl, err := chat.Load(*f.dir)
-	if errors.Is(err, chat.ErrNoTemplate) {
-		tmpl, err = nil, nil
-		fmt.Fprintln(os.Stderr, "the model has no chat template: /v1/chat/completions answers 400")
-	}
-	if err != nil {
-		return nil, "", err
+		return nil, nil, "", fmt.Errorf("-blocks %d: want at least 1", *f.blocks)
 	}
 	rt, where, _, err := openRuntime(*f.device, false, runtime.Options{})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	m, err := model.Load(rt, *f.dir, dt)
+	var m *model.Model
+	if *f.shape != "" {
+		m, err = randomModel(rt, c, dt, 0, 0)
+	} else {
+		m, err = model.Load(rt, *f.dir, dt)
+	}
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	e, err := model.NewEngine(m, *f.blocks, *f.blockSize)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *f.stepTokens, MaxQueue: *f.queue})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	// OpenAI's defaults under the model's generation_config.json (its
 	// repetition penalty too, as vLLM's).
 	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
-	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: filepath.Base(*f.dir), Sampling: sampling}
-	return srv, fmt.Sprintf("%s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
-		where, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil
+	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: name, Sampling: sampling}
+	return srv, rt, fmt.Sprintf("%s; %s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
+		where, m.DType, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil
 }

@@ -80,7 +80,7 @@ func TestServe(t *testing.T) {
 func TestBenchServe(t *testing.T) {
 	out, _, err := capture(func() error {
 		return benchServe([]string{"-model", tinyModel, "-blocks", "128", "-requests", "12", "-rate", "200", "-concurrency", "6",
-			"-prompt-len", "24", "-output-len", "8", "-shared-prefix", "40", "-json"})
+			"-prompt-len", "24", "-output-len", "8", "-shared-prefix", "40", "-warmup", "3", "-ignore-eos", "-json"})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +93,23 @@ func TestBenchServe(t *testing.T) {
 		!(0 < r.TTFTp50ms && r.TTFTp50ms <= r.TTFTp99ms) || !(0 < r.TPOTp50ms && r.TPOTp50ms <= r.TPOTp99ms) || r.PrefixHitRate <= 0 {
 		t.Errorf("result %+v", r)
 	}
+	// The step counters cover the timed requests only: each of their
+	// output tokens is drawn by a step, and a step feeds at most 6
+	// sequences (the concurrency). Every step is an Eval, planned or
+	// replayed.
+	if r.Steps < int64(r.OutputTokens)/6 || r.Steps > int64(r.OutputTokens+r.PromptTokens) || !(1 <= r.MeanBatch && r.MeanBatch <= 6) ||
+		r.StepTokens < r.MeanBatch || r.PlanCacheHits < 1 || int64(r.PlanCacheHits+r.PlanCacheMisses) != r.Steps {
+		t.Errorf("step figures %+v", r)
+	}
 	for _, c := range []struct{ args, want string }{
 		{"-requests 0", "-requests 0"}, {"-rate -1", "-rate -1"}, {"-spread 1", "-spread 1"}, {"-concurrency 0", "-concurrency 0"},
+		{"-warmup -1", "-warmup -1"}, {"-shape qwen3-0.6b", "give one"},
 	} {
 		if _, _, err := capture(func() error { return benchServe(append(strings.Fields(c.args), "-model", tinyModel)) }); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %q", c.args, err, c.want)
 		}
+	}
+	if _, _, err := capture(func() error { return benchServe([]string{"-shape", "qwen3-7b"}) }); err == nil || !strings.Contains(err.Error(), `shape "qwen3-7b" is unsupported`) {
+		t.Errorf("-shape qwen3-7b: %v, want an error naming the shape", err)
 	}
 }

@@ -100,6 +100,10 @@ __device__ u64 kept_total(const u32* q, u32 n, u32 t) {
   return block_total(s);
 }
 
+// window_token is the token a window entry names (primitives.WindowToken):
+// e ≥ 0 itself, e ≤ −2 the token −2 − e, −1 (padding) −1.
+__device__ __forceinline__ int window_token(int e) { return e >= -1 ? e : -(e + 2); }
+
 // share_first_max does steps 1 and 2 of sequence s over [lo, hi): x = its
 // logits as float32, NaN as −Inf; the penalties of the window's ids in
 // [lo, hi), one thread per window entry, the first of each distinct id (the
@@ -143,20 +147,23 @@ __device__ void share_first_max(const T* row, float* x, const float* set, const 
   }
   __syncthreads();
   for (u32 j = threadIdx.x; j < p.W; j += blockDim.x) {
-    const int id = win[j];
+    const int id = window_token(win[j]);
     if (id >= (int)n) {
       if (report) report_bad_index(status, 4, s * p.W + j, id, n);
       continue;
     }
     if (id < (int)lo || id >= (int)hi || !penalized) continue;
     bool seen = false;
-    for (u32 k = 0; k < j; k++) seen |= win[k] == id;
+    for (u32 k = 0; k < j; k++) seen |= window_token(win[k]) == id;
     if (seen) continue;
     float v = x[id];
     if (repeat) v = v > 0.0f ? v / pen : v * pen;
-    v -= pres;
-    for (u32 k = j; k < p.W; k++)
-      if (win[k] == id) v -= freq;
+    u32 c = 0;
+    for (u32 k = j; k < p.W; k++) c += win[k] == id;
+    if (c > 0) {
+      v -= pres;
+      for (; c > 0; c--) v -= freq;
+    }
     x[id] = v;
     touched = 1;
   }

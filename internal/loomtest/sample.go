@@ -29,10 +29,15 @@ func SampleRef(logits []float64, o ops.Sampling, counter int32, window []int32) 
 			x[i] = float32(math.Inf(-1))
 		}
 	}
+	// counts: the entries naming each token that see every penalty (an
+	// entry −2 − id names id for the repetition penalty only).
 	counts := map[int32]int{}
-	for _, id := range window {
-		if id >= 0 {
-			counts[id]++
+	for _, e := range window {
+		switch {
+		case e >= 0:
+			counts[e]++
+		case e <= -2:
+			counts[-2-e] += 0
 		}
 	}
 	for id, c := range counts {
@@ -43,9 +48,11 @@ func SampleRef(logits []float64, o ops.Sampling, counter int32, window []int32) 
 				x[id] *= pen
 			}
 		}
-		x[id] -= o.PresencePenalty
-		for range c {
-			x[id] -= o.FrequencyPenalty
+		if c > 0 {
+			x[id] -= o.PresencePenalty
+			for range c {
+				x[id] -= o.FrequencyPenalty
+			}
 		}
 	}
 	m := slices.Max(x)

@@ -5,6 +5,12 @@
 // can change a result. The first maximum combines with ArgmaxOp
 // (reduce.metal).
 
+// window_token is the token a window entry names (primitives.WindowToken):
+// e ≥ 0 itself, e ≤ −2 the token −2 − e, −1 (padding) −1.
+inline int window_token(int e) {
+  return e >= -1 ? e : -(e + 2);
+}
+
 // sample_philox returns word 0 of Philox4x32-10 for counter (c, 0, 0, 0)
 // and key (k0, k1).
 inline uint sample_philox(uint c, uint k0, uint k1) {
@@ -114,8 +120,10 @@ inline void sample_row(device const T* logits, device const float* settings, dev
   const uint top_k = keys[s * 3 + 0];
 
   // 1. Logits as float32, NaN as −Inf; the penalties, one thread per window
-  // entry, the first of each distinct id. The frequency penalty is one
-  // subtraction per occurrence: no product to fuse into a multiply-add.
+  // entry, the first entry naming each distinct token (an entry e ≤ −2
+  // names −2 − e, for the repetition penalty only). The frequency penalty
+  // is one subtraction per entry e = id: no product to fuse into a
+  // multiply-add.
   for (uint i = tid; i < n; i += threads) {
     float v = float(row[i]);
     x[i] = v != v ? -INFINITY : v;
@@ -123,7 +131,7 @@ inline void sample_row(device const T* logits, device const float* settings, dev
   threadgroup_barrier(mem_flags::mem_device);
   device const int* win = window + ulong(s) * p.W;
   for (uint j = tid; j < p.W; j += threads) {
-    int id = win[j];
+    const int id = window_token(win[j]);
     if (id >= int(n)) {
       report_bad_index(status, 4, s * p.W + j, id);
       continue;
@@ -133,7 +141,7 @@ inline void sample_row(device const T* logits, device const float* settings, dev
     }
     bool seen = false;
     for (uint k = 0; k < j; k++) {
-      seen = seen || win[k] == id;
+      seen = seen || window_token(win[k]) == id;
     }
     if (seen) {
       continue;
@@ -142,9 +150,13 @@ inline void sample_row(device const T* logits, device const float* settings, dev
     if (repeat) {
       v = v > 0.0f ? v / pen : v * pen;
     }
-    v -= pres;
+    uint c = 0;
     for (uint k = j; k < p.W; k++) {
-      if (win[k] == id) {
+      c += win[k] == id ? 1 : 0;
+    }
+    if (c > 0) {
+      v -= pres;
+      for (; c > 0; c--) {
         v -= freq;
       }
     }
