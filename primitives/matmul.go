@@ -53,13 +53,13 @@ const (
 
 // The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
 // blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
-// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
-// the output, MatMulMMAColTiles of them at most per block.
+// tiles; the GEMV kernel's blocks of GEMVThreads (8 warps) compute tiles of
+// 8 or 16 outputs (MatMulParams.TileRows) for up to MatMulMMARows rows of
+// x, Split warps a tile.
 const (
-	MatMulMMATileM    = 64
-	MatMulMMATileN    = 128
-	MatMulMMAThreads  = 256
-	MatMulMMAColTiles = 4
+	MatMulMMATileM   = 64
+	MatMulMMATileN   = 128
+	MatMulMMAThreads = 256
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
@@ -69,8 +69,8 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n#define LOOM_QUANT_X_ROWS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles, QuantXRows)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_QUANT_X_ROWS %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, QuantXRows)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
@@ -92,8 +92,8 @@ const MatMulSIMDGroupRows = GEMVThreads / 32 * 8
 
 // MatMulMMARows is the most rows of a product the lowering gives CUDA's
 // tensor-core GEMV (with Caps.TensorCores): the rows one pass of it takes
-// (four 16-row tiles), so that up to that many rows read the weights once.
-// Set by that design, not yet by a measured crossover with the tiled
+// (eight 8-row tiles of x), so that up to that many rows read the weights
+// once. Set by that design, not yet by a measured crossover with the tiled
 // kernel (docs/BENCHMARKS.md, "CUDA tensor-core matmul").
 const MatMulMMARows = 64
 
@@ -117,6 +117,10 @@ type MatMulParams struct {
 	// launches the kernel's tensor-core variant, matmul_<dt>_<path>_mma
 	// (cuda/kernels/matmul.cu); the kernels themselves ignore it.
 	MMA uint32
+	// Split and TileRows shape the tensor-core GEMV's work (see
+	// mmaGEMVGrid): Split warps share each tile of TileRows (8 or 16)
+	// outputs. The sums do not depend on them; other kernels ignore them.
+	Split, TileRows uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -240,7 +244,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
-			grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		}
 		if smallM {
@@ -283,19 +287,35 @@ func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
 	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
 }
 
-// mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each
-// block takes as many 8-column tiles (up to MatMulMMAColTiles, which share
-// their loads of x) as keep at least two blocks per multiprocessor. The
-// kernel takes any grid and derives the tiles per block from it; the
-// result does not depend on the choice.
-func mmaGEMVGroups(n, cores int) int {
-	tiles := Groups(n, 8)
-	for c := MatMulMMAColTiles; c > 1; c /= 2 {
-		if Groups(tiles, c) >= 2*cores {
-			return Groups(tiles, c)
-		}
+// mmaGEMVTiles is the grid of CUDA's tensor-core GEMV for n outputs and m
+// rows of x on a device of cores multiprocessors, with its Split and
+// TileRows: tiles of 16 outputs, or of 8 where even a split of 8 would fill
+// fewer than half the multiprocessors (1,024 outputs on an H100's 132).
+func mmaGEMVTiles(n, m, cores int) (groups int, split, tileRows uint32) {
+	tileRows = 16
+	groups, split = mmaGEMVGrid(Groups(n, 16), m, cores)
+	if groups < cores {
+		tileRows = 8
+		groups, split = mmaGEMVGrid(Groups(n, 8), m, cores)
 	}
-	return tiles
+	return groups, split, tileRows
+}
+
+// mmaGEMVGrid is the grid and split of a tensor-core GEMV of the given
+// tiles (the gated GEMV's or the matmul's) and m rows of x. A decode GEMV
+// is bound by the weight bytes in flight, so the grid should fill the two
+// blocks of 8 warps every multiprocessor holds at once: Split is the fewest
+// warps a tile (1, 2, 4 or 8) whose blocks of 8/Split tiles do, but at
+// least the 8-row tiles of x of a pass (1, 2, 4 or 8, for up to
+// MatMulMMARows rows), which keeps a warp's accumulators in registers. The
+// kernel takes any grid and split; the result does not depend on them.
+func mmaGEMVGrid(tiles, m, cores int) (groups int, split uint32) {
+	rows := min(m, MatMulMMARows)
+	split = 1
+	for split < 8 && (int(split) < Groups(rows, 8) || Groups(tiles, GEMVThreads/32/int(split)) < 2*cores) {
+		split *= 2
+	}
+	return Groups(tiles, GEMVThreads/32/int(split)), split
 }
 
 func init() {
