@@ -173,7 +173,7 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 		grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
 		if l.Caps.TensorCores && dt != graph.Float32 {
 			p.MMA = 1
-			grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, l.Caps.Cores)
+			grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, k, l.Caps.Cores)
 			grid.Y = min(m, 1)
 			l.Count("matmul_silu_mul.mma", 1)
 		}

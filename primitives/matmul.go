@@ -69,8 +69,8 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_QUANT_X_ROWS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, QuantXRows)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_MMA_CHUNKS %d\n#define LOOM_QUANT_X_ROWS %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, MatMulMMAChunks, QuantXRows)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
@@ -244,7 +244,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
-			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), l.Caps.Cores)
+			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		}
 		if smallM {
@@ -287,35 +287,57 @@ func mmaTiled(c Caps, dt graph.DType, p *MatMulParams) bool {
 	return c.TensorCores && dt != graph.Float32 && p.TransposeB == 1 && p.TransposeA == 0
 }
 
-// mmaGEMVTiles is the grid of CUDA's tensor-core GEMV for n outputs and m
-// rows of x on a device of cores multiprocessors, with its Split and
-// TileRows: tiles of 16 outputs, or of 8 where even a split of 8 would fill
-// fewer than half the multiprocessors (1,024 outputs on an H100's 132).
-func mmaGEMVTiles(n, m, cores int) (groups int, split, tileRows uint32) {
+// mmaGEMVTiles is the grid of CUDA's tensor-core GEMV for n outputs, m
+// rows of x and k columns on a device of cores multiprocessors, with its
+// Split and TileRows: tiles of 16 outputs, or of 8 where the grid of 16
+// would leave multiprocessors without a block (1,024 outputs on an H100's
+// 132).
+func mmaGEMVTiles(n, m, k, cores int) (groups int, split, tileRows uint32) {
 	tileRows = 16
-	groups, split = mmaGEMVGrid(Groups(n, 16), m, cores)
+	groups, split = mmaGEMVGrid(Groups(n, 16), m, k, cores)
 	if groups < cores {
 		tileRows = 8
-		groups, split = mmaGEMVGrid(Groups(n, 8), m, cores)
+		groups, split = mmaGEMVGrid(Groups(n, 8), m, k, cores)
 	}
 	return groups, split, tileRows
 }
 
+// MatMulMMAChunks is the chunks of 32 columns whose weights a lane of
+// CUDA's tensor-core GEMV loads before it uses any (two 16-byte loads
+// each), for up to 16 rows of x; past 16, half as many, which keeps the
+// accumulators of more rows in registers.
+const MatMulMMAChunks = 8
+
 // mmaGEMVGrid is the grid and split of a tensor-core GEMV of the given
-// tiles (the gated GEMV's or the matmul's) and m rows of x. A decode GEMV
-// is bound by the weight bytes in flight, so the grid should fill the two
-// blocks of 8 warps every multiprocessor holds at once: Split is the fewest
-// warps a tile (1, 2, 4 or 8) whose blocks of 8/Split tiles do, but at
-// least the 8-row tiles of x of a pass (1, 2, 4 or 8, for up to
-// MatMulMMARows rows), which keeps a warp's accumulators in registers. The
-// kernel takes any grid and split; the result does not depend on them.
-func mmaGEMVGrid(tiles, m, cores int) (groups int, split uint32) {
-	rows := min(m, MatMulMMARows)
-	split = 1
-	for split < 8 && (int(split) < Groups(rows, 8) || Groups(tiles, GEMVThreads/32/int(split)) < 2*cores) {
-		split *= 2
+// tiles (the gated GEMV's or the matmul's), m rows of x and k columns. A
+// decode GEMV is bound by the weight bytes in flight: its time is about a
+// memory round trip for each wave of blocks (two blocks of 8 warps a
+// multiprocessor at once) and each round of a warp's loads (its chunks of
+// 32 columns, MatMulMMAChunks at a time). Split is the number of warps a
+// tile (1, 2, 4 or 8; each takes 1/Split of the chunks) with the fewest
+// waves × rounds, the fewest warps of those; at least the 8-row tiles of x
+// of a pass (1, 2, 4 or 8, for up to MatMulMMARows rows), which keeps a
+// warp's accumulators in registers. The kernel takes any grid and split;
+// the result does not depend on them.
+func mmaGEMVGrid(tiles, m, k, cores int) (groups int, split uint32) {
+	xTiles := Groups(min(m, MatMulMMARows), 8)
+	chunks := Groups(k, 32)
+	unroll := MatMulMMAChunks
+	if xTiles > 2 {
+		unroll /= 2
 	}
-	return Groups(tiles, GEMVThreads/32/int(split)), split
+	best := -1
+	for s := 1; s <= 8; s *= 2 {
+		if s < xTiles {
+			continue
+		}
+		blocks := Groups(tiles, GEMVThreads/32/s)
+		cost := Groups(blocks, max(2*cores, 1)) * max(Groups(Groups(chunks, s), unroll), 1)
+		if best < 0 || cost < best {
+			best, groups, split = cost, blocks, uint32(s)
+		}
+	}
+	return groups, split
 }
 
 func init() {

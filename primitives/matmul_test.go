@@ -121,21 +121,24 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 		a, b    []int
 		off, on want
 	}{
-		{"lm_head, batch 8: a warp a tile of 16 outputs", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
+		{"lm_head, batch 8: 2 warps a tile of 16 outputs (9 waves of 2 rounds)", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
 			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
-			want{"matmul_bf16_gemv", Dim3{1187, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 1, 16}},
+			want{"matmul_bf16_gemv", Dim3{2374, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 2, 16}},
 		{"lm_head, batch 32: 4 warps a tile (the tiles of x)", MatMul{TransposeB: true}, graph.BFloat16, []int{32, 1024}, []int{151936, 1024},
 			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
 			want{"matmul_bf16_gemv", Dim3{4748, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 4, 16}},
-		{"gate+up GEMV: 8 warps a tile fill the multiprocessors", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
+		{"gate+up GEMV: 4 warps a tile, one wave of one round", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
 			want{"matmul_f16_gemv", Dim3{768, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
-			want{"matmul_f16_gemv", Dim3{384, 1, 1}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 8, 16}},
+			want{"matmul_f16_gemv", Dim3{192, 1, 1}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 4, 16}},
+		{"QKV, batch 32: 8 warps a tile (the tiles of x)", MatMul{TransposeB: true}, graph.BFloat16, []int{32, 1024}, []int{4096, 1024},
+			want{"matmul_bf16_tiled", Dim3{128, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{256, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 8, 16}},
 		{"64 rows, small N: tiles of 8 outputs", MatMul{TransposeB: true}, graph.BFloat16, []int{64, 1024}, []int{1024, 1024},
 			want{"matmul_bf16_tiled", Dim3{32, 2, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
 			want{"matmul_bf16_gemv", Dim3{128, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 8, 8}},
 		{"a column vector as x", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{3, 1000, 1}, []int{3, 9, 1000},
 			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
-			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 8, 8}},
+			want{"matmul_bf16_gemv", Dim3{1, 1, 3}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 4, 8}},
 		{"65 rows: tensor-core tiles", MatMul{TransposeB: true}, graph.BFloat16, []int{65, 1024}, []int{1001, 1024},
 			want{"matmul_bf16_tiled", Dim3{32, 3, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
 			want{"matmul_bf16_tiled", Dim3{8, 2, 1}, mma, 0, []string{"matmul_tiled", "matmul_mma"}, 0, 0}},
@@ -272,7 +275,7 @@ func TestMatMulSiLUMulTensorCores(t *testing.T) {
 		p     MatMulSiLUMulParams
 		count string
 	}{
-		{"Qwen3-0.6B, batch 8: 8 warps a tile", graph.BFloat16, []int{8, 1024}, 3072, Dim3{384, 1, 1}, MatMulSiLUMulParams{M: 8, N: 3072, K: 1024, MMA: 1, Split: 8}, "matmul_silu_mul.mma"},
+		{"Qwen3-0.6B, batch 8: 4 warps a tile", graph.BFloat16, []int{8, 1024}, 3072, Dim3{192, 1, 1}, MatMulSiLUMulParams{M: 8, N: 3072, K: 1024, MMA: 1, Split: 4}, "matmul_silu_mul.mma"},
 		{"many outputs: a warp a tile", graph.Float16, []int{1, 64}, 40000, Dim3{625, 1, 1}, MatMulSiLUMulParams{M: 1, N: 40000, K: 64, MMA: 1, Split: 1}, "matmul_silu_mul.mma"},
 		{"64 rows: 8 warps a tile", graph.Float16, []int{2, 32, 64}, 40000, Dim3{5000, 1, 1}, MatMulSiLUMulParams{M: 64, N: 40000, K: 64, MMA: 1, Split: 8}, "matmul_silu_mul.mma"},
 		{"float32 stays on FMA", graph.Float32, []int{3, 64}, 100, Dim3{13, 3, 1}, MatMulSiLUMulParams{M: 3, N: 100, K: 64}, ""},

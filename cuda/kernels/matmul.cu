@@ -315,10 +315,10 @@ __device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
 // invariance, M = 1 included), and the gated GEMV's gate and up sums are the
 // matmul's.
 //
-// A decode GEMV is bound by the bytes in flight: the lowering picks S (and
-// 8-row tiles for few outputs) so that the grid fills every
-// multiprocessor's two blocks at once, and a lane issues the weight loads
-// of MMA_UNROLL(MT) chunks before it uses any.
+// A decode GEMV is bound by the bytes in flight: a lane issues the weight
+// loads of MMA_UNROLL(MT) chunks before it uses any, and the lowering picks
+// S (and 8-row tiles for few outputs) for the fewest memory round trips
+// (primitives.mmaGEMVGrid).
 #define MMA_WARPS (LOOM_GEMV_THREADS / 32)
 #define MMA_SLICES 8
 #define MMA_MAX_MT 8  // 8-row tiles of x per pass: 64 rows
@@ -365,9 +365,9 @@ __device__ __forceinline__ float slice_tree(const float* s) {
   return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
 }
 
-// MMA_UNROLL is the chunks a lane has in flight: 8 (two 16-byte loads
-// each) where the accumulators of few rows of x leave the registers.
-#define MMA_UNROLL(MT) ((MT) <= 2 ? 8 : 4)
+// MMA_UNROLL is the chunks a lane has in flight (two 16-byte loads each):
+// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
+#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
 
 // mma_tiles runs the tiles of a tensor-core GEMV: tile i covers weight rows
 // epi.rows(i, g) for lane group g and is stored by epi.store; the block's
