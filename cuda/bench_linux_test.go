@@ -219,8 +219,9 @@ var qwenLinear = []struct {
 // the tiled kernel's first, their crossover), the FMA kernels with
 // LOOM_CUDA_MMA=0. For tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts
 // of the projections, LOOM_MATMUL_GRID=x forces the GEMV grid's width and
-// LOOM_MATMUL_SPLIT=s the tensor-core GEMV's warps a tile (any values give
-// the same results), and LOOM_MATMUL_DTYPE picks another dtype.
+// LOOM_MATMUL_SPLIT=s the tensor-core GEMV's warps a tile (1, 2, 4 or 8,
+// with the grid that covers the tiles once; any values give the same
+// results), and LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
@@ -294,23 +295,21 @@ func BenchmarkMatMulKernels(b *testing.B) {
 					b.Skipf("%d dispatches (the gated GEMV takes up to %d rows here)", len(l.Dispatches), d.Caps().GatedGEMVMaxRows)
 				}
 				disp := l.Dispatches[0]
-				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && (strings.HasSuffix(disp.Kernel, "_gemv") || sh.gated) {
-					disp.Grid.X = g
-				}
-				mma := uint32(0)
-				if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil {
-					switch p := disp.Params.(type) {
-					case *primitives.MatMulParams:
-						p.Split = uint32(s)
-					case *primitives.MatMulSiLUMulParams:
-						p.Split = uint32(s)
-					}
-				}
+				// The tensor-core GEMV's tiles, its split and whether it runs.
+				var split *uint32
+				mma, tiles := uint32(0), 0
 				switch p := disp.Params.(type) {
 				case *primitives.MatMulParams:
-					mma = p.MMA
+					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(sh.n, max(int(p.TileRows), 1))
 				case *primitives.MatMulSiLUMulParams:
-					mma = p.MMA
+					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
+				}
+				if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
+					*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
+					disp.Grid.X = primitives.Groups(tiles, primitives.GEMVThreads/32/s)
+				}
+				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && (strings.HasSuffix(disp.Kernel, "_gemv") || sh.gated) {
+					disp.Grid.X = g
 				}
 				k, err := d.Kernel(disp.Kernel)
 				if err != nil {
@@ -343,6 +342,9 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
 				b.ReportMetric(float64(disp.Grid.X), "grid-x")
 				b.ReportMetric(float64(mma), "mma")
+				if split != nil {
+					b.ReportMetric(float64(*split), "split")
+				}
 			})
 		}
 		for _, w := range ws {
