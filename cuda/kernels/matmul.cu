@@ -369,11 +369,15 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 // primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
 #define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
 
+template <typename T> struct MmaRows;
+
 // mma_tiles runs the tiles of a tensor-core GEMV: tile i covers weight rows
 // epi.rows(i, g) for lane group g and is stored by epi.store; the block's
-// 8/S tiles step through all of them, in passes of 8·MT rows of x.
-template <typename T, int MT, int S, class Epi>
-__device__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* red, const Epi& epi) {
+// 8/S tiles step through all of them, in passes of 8·MT rows of x. Not
+// inlined: the matmul and the gated GEMV share each instance, which halves
+// the file's compile time.
+template <typename T, int MT, int S>
+__device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* red, const MmaRows<T> epi) {
   constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT);
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const u32 tb = warp / S, share = warp % S;
@@ -442,8 +446,8 @@ __device__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* 
 // and S warps a tile: split as the lowering asked, but at least the tiles
 // of x (the warp's accumulators, (8/S)·MT·4 floats, stay at 32), a power
 // of two of at most 8. Any split and grid give the same result.
-template <typename T, class Epi>
-__device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, float* red, const Epi& epi) {
+template <typename T>
+__device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, float* red, const MmaRows<T>& epi) {
   const u32 rows = min(M, (u32)LOOM_MMA_GEMV_ROWS);
   const u32 mt = rows <= 8 ? 1 : rows <= 16 ? 2 : rows <= 32 ? 4 : 8;
   u32 s = 1;
@@ -466,24 +470,40 @@ __device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool ve
 // for each of the block's 8/S tiles, MT ≤ S.
 #define MMA_RED_FLOATS (MMA_WARPS * MMA_SLICES * 4 * 32)
 
-// GemvRows are the tiles of the matmul: TileRows (8 or 16) weight rows
-// each; with 8, rows g + 8 are zeros.
-template <typename T> struct GemvRows {
+// MmaRows are the tiles of a tensor-core GEMV and their outputs.
+// The matmul's tiles have tileRows (8 or 16) weight rows each; with 8,
+// rows g + 8 are zeros. The gated GEMV's (matmul_silu_mul_<dt>_mma,
+// MatMulSiLUMulParams.MMA) pair gate rows 8i + g (the A operand's rows g)
+// with up rows N + 8i + g (rows g + 8), so lane (g, t) holds both sums of
+// outputs (m, 8i + g), m = 2t and 2t + 1 of each tile of x: each rounded
+// to T as the matmul's output is, then silu_mul's product.
+template <typename T> struct MmaRows {
   const T* w;
   T* out;
   u32 N, M, K, tileRows;
-  __device__ void rows(u32 tile, u32 g, const T*& lo, const T*& hi) const {
+  bool gated;
+  __device__ __forceinline__ void rows(u32 tile, u32 g, const T*& lo, const T*& hi) const {
     const u32 n = tile * tileRows + g;
     lo = n < N ? w + (u64)n * K : nullptr;
-    hi = tileRows == 16 && n + 8 < N ? w + (u64)(n + 8) * K : nullptr;
+    if (gated) {
+      hi = n < N ? w + (u64)(N + n) * K : nullptr;
+    } else {
+      hi = tileRows == 16 && n + 8 < N ? w + (u64)(n + 8) * K : nullptr;
+    }
   }
-  template <int MT> __device__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
+  template <int MT> __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
 #pragma unroll
     for (int j = 0; j < MT; j++)
 #pragma unroll
       for (int r = 0; r < 4; r++) {
         const u32 m = m0 + 8 * j + 2 * t + r % 2, n = tile * tileRows + g + 8 * (r / 2);
-        if (m < M && n < N && (r < 2 || tileRows == 16)) store_f(out, (u64)m * N + n, sum[j][r]);
+        if (m >= M || n >= N) continue;
+        if (!gated) {
+          if (r < 2 || tileRows == 16) store_f(out, (u64)m * N + n, sum[j][r]);
+        } else if (r < 2) {
+          const float gs = Num<T>::load(Num<T>::store(sum[j][r])), us = Num<T>::load(Num<T>::store(sum[j][r + 2]));
+          store_f(out, (u64)m * N + n, un_silu(gs) * us);
+        }
       }
   }
 };
@@ -493,7 +513,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
   const bool vec = p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0;
   const u32 tileRows = p.TileRows == 8 ? 8 : 16;
-  const GemvRows<T> epi{b + o.b, out + o.out, p.N, p.M, p.K, tileRows};
+  const MmaRows<T> epi{b + o.b, out + o.out, p.N, p.M, p.K, tileRows, false};
   mma_gemv(a + o.a, p.M, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, red, epi);
 }
 
@@ -508,43 +528,14 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 GEMV_MMA_KERNEL(f16, half_t)
 GEMV_MMA_KERNEL(bf16, bf16_t)
 
-// GatedRows are the tiles of the gated GEMV on tensor cores
-// (matmul_silu_mul_<dt>_mma, MatMulSiLUMulParams.MMA): tile i pairs gate
-// rows 8i + g (the A operand's rows g) with up rows N + 8i + g (rows g + 8),
-// so lane (g, t) holds both sums of outputs (m, 8i + g), m = 2t and
-// 2t + 1 of each tile of x, each rounded to T as the matmul's output is,
-// then silu_mul's product.
-template <typename T> struct GatedRows {
-  const T* w;
-  T* out;
-  u32 N, M, K;
-  __device__ void rows(u32 tile, u32 g, const T*& lo, const T*& hi) const {
-    const u32 j = tile * 8 + g;
-    lo = j < N ? w + (u64)j * K : nullptr;
-    hi = j < N ? w + (u64)(N + j) * K : nullptr;
-  }
-  template <int MT> __device__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
-    const u32 j = tile * 8 + g;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        const u32 m = m0 + 8 * mt + 2 * t + r;
-        if (m < M && j < N) {
-          const float gs = Num<T>::load(Num<T>::store(sum[mt][r])), us = Num<T>::load(Num<T>::store(sum[mt][r + 2]));
-          store_f(out, (u64)m * N + j, un_silu(gs) * us);
-        }
-      }
-  }
-};
-
+// The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
       matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
                                     Status* status) {                                                    \
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
-    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, GatedRows<T>{w, out, p.N, p.M, p.K});        \
+    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }
 GATED_MMA_KERNEL(f16, half_t)
 GATED_MMA_KERNEL(bf16, bf16_t)
