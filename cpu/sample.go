@@ -11,11 +11,15 @@ import (
 
 // sampleKernel draws each sequence's token as primitives.Sample defines it,
 // one sequence per piece of work (so the result does not depend on the
-// number of workers), with the exponentials in float64.
-func sampleKernel(dt graph.DType) Kernel {
+// number of workers), with the exponentials in float64; with logprobs, it
+// also reports the log-probabilities of the sixth argument, dist.
+func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 	return func(c *Call) error {
 		p := c.Params.(*primitives.SampleParams)
-		s, v, w := int(p.S), int(p.V), int(p.W)
+		if p.Pass != primitives.SampleWhole {
+			return fmt.Errorf("sampling pass %d (the split form, Caps.SampleSplit) is unsupported on the CPU", p.Pass)
+		}
+		s, v, w, top := int(p.S), int(p.V), int(p.W), int(p.Top)
 		window := c.I32(4)[:s*w]
 		for i, id := range window {
 			if int(id) >= v {
@@ -24,10 +28,21 @@ func sampleKernel(dt graph.DType) Kernel {
 		}
 		logits, settings, keys, counters := c.Args[0].Bytes, c.F32(1), c.U32(2), c.I32(3)
 		scratch, out := c.Args[5].Bytes, c.I32(6)
+		var dist []byte
+		var lpIDs []int32
+		var lps []float32
+		if logprobs {
+			dist, scratch, out, lpIDs, lps = c.Args[5].Bytes, c.Args[6].Bytes, c.I32(7), c.I32(8), c.F32(9)
+		}
 		c.Parallel(s, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := scratch[i*v*4 : (i+1)*v*4]
 				x := view[float32](row)
+				var chosen func(float32) float32
+				if logprobs { // first, while the scratch row is free
+					copy(x, f32In(dt, dist, i*v, 1, v, x))
+					chosen = rowLogprobs(x, lpIDs[i*(1+top)+1:(i+1)*(1+top)], lps[i*(1+top)+1:(i+1)*(1+top)])
+				}
 				if dt == graph.Float32 {
 					copy(x, view[float32](logits)[i*v:(i+1)*v])
 				} else {
@@ -38,10 +53,73 @@ func sampleKernel(dt graph.DType) Kernel {
 				copy(set[:], settings[i*len(set):])
 				copy(key[:], keys[i*len(key):])
 				out[i] = sampleRow(row, set, key, counters[i], window[i*w:(i+1)*w])
+				if logprobs {
+					lpIDs[i*(1+top)] = out[i]
+					lps[i*(1+top)] = float32(math.NaN())
+					if out[i] >= 0 {
+						var one [1]float32
+						lps[i*(1+top)] = chosen(f32In(dt, dist, i*v+int(out[i]), 1, 1, one[:])[0])
+					}
+				}
 			}
 		})
 		return nil
 	}
+}
+
+// rowLogprobs writes to ids and lps the len(ids) largest values of x
+// (NaN read as −Inf; largest first, ties by lower index) and their
+// log-probabilities as primitives.Sample defines them, and returns the
+// function that gives the log-probability of a value of x.
+func rowLogprobs(x []float32, ids []int32, lps []float32) func(float32) float32 {
+	m := float32(math.Inf(-1))
+	for i, v := range x {
+		if v != v {
+			x[i] = float32(math.Inf(-1))
+		}
+		m = max(m, x[i])
+	}
+	z := 0.0
+	for _, v := range x {
+		if v == m {
+			z++
+		} else {
+			z += math.Exp(float64(v) - float64(m))
+		}
+	}
+	logZ := math.Log(z)
+	lp := func(v float32) float32 {
+		switch {
+		case math.IsInf(float64(m), -1):
+			return float32(math.NaN())
+		case v == m:
+			return float32(-logZ)
+		case v != v:
+			return float32(math.Inf(-1))
+		}
+		return float32(float64(v) - float64(m) - logZ)
+	}
+	// An insertion into the sorted list of the best so far: x is walked in
+	// index order, so an equal value never displaces an earlier one.
+	if len(ids) == 0 {
+		return lp
+	}
+	n := 0
+	for i, v := range x {
+		if n == len(ids) && !(v > x[ids[n-1]]) {
+			continue
+		}
+		j := min(n, len(ids)-1)
+		for ; j > 0 && v > x[ids[j-1]]; j-- {
+			ids[j] = ids[j-1]
+		}
+		ids[j] = int32(i)
+		n = min(n+1, len(ids))
+	}
+	for j, id := range ids {
+		lps[j] = lp(x[id])
+	}
+	return lp
 }
 
 // sampleRow draws one sequence's token from its logits (float32 in row,
@@ -181,6 +259,7 @@ func threshold(q []uint32, goal uint64, mass bool, floor uint32) uint32 {
 
 func init() {
 	for _, dt := range primitives.FloatDTypes {
-		mustRegister(primitives.SampleKernel(dt), sampleKernel(dt))
+		mustRegister(primitives.SampleKernel(dt), sampleKernel(dt, false))
+		mustRegister(primitives.SampleLogprobsKernel(dt), sampleKernel(dt, true))
 	}
 }

@@ -92,6 +92,7 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
+	d.caps.SampleSplit = os.Getenv("LOOM_CUDA_SAMPLE_SPLIT") != "0"
 	if d.caps.TensorCores {
 		// On tensor cores the gated GEMV is the tensor-core GEMV's kernel
 		// with both halves' rows in one tile, which reads the weights once

@@ -73,6 +73,11 @@ type driver struct {
 	graphCreate, graphDestroy, graphAddKernelNode, graphAddMemsetNode   cfunc
 	graphInstantiate, graphLaunch, graphExecSetKernel, graphExecDestroy cfunc
 	graphErr                                                            error
+
+	// streamWaitValue32 (cuStreamWaitValue32_v2, CUDA 12) holds a stream
+	// until a word of memory reaches a value: the kernel profile's gate.
+	// Zero where the driver lacks it.
+	streamWaitValue32 cfunc
 }
 
 // nvrtc holds libnvrtc's functions.
@@ -152,6 +157,9 @@ func loadDriver() (*driver, error) {
 		&d.graphExecSetKernel: "cuGraphExecKernelNodeSetParams",
 		&d.graphExecDestroy:   "cuGraphExecDestroy",
 	})
+	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.streamWaitValue32: "cuStreamWaitValue32_v2"}) != nil {
+		d.streamWaitValue32 = cfunc{}
+	}
 	return d, nil
 }
 

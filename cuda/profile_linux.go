@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -16,6 +18,20 @@ import (
 // time between them is summed per kernel. The events' own cost stays
 // outside the measured interval; the gaps between launches do too, so the
 // sum is the kernels' time, not the step's.
+//
+// A launch through purego costs the host some 5 µs, longer than a short
+// kernel runs: an idle GPU would reach the start event while the host was
+// still launching, and every short kernel would seem to take about that
+// long. So the profile holds the stream: a wait on a gate word in pinned
+// memory goes before a run of launches, and the host opens the gate once
+// the run is queued (at the end of a command buffer, before an upload,
+// which may wait for the stream, and before reading the events), so that
+// the GPU runs the launches back to back. LOOM_CUDA_PROFILE_HOLD=0 turns
+// the hold off.
+
+// profileHoldMax is the most launches queued behind one hold: well within
+// what a stream queues without the host blocking on it.
+const profileHoldMax = 256
 
 // profiler holds a running profile. With d.mu held (inside do).
 type profiler struct {
@@ -23,6 +39,10 @@ type profiler struct {
 	pending []profiled
 	sums    map[string]*KernelTime
 	err     error // the first driver error; the profile stops counting
+
+	gate *uint32 // pinned host memory (a device address too: unified addressing); nil: no hold
+	seq  uint32  // the value that opens the current hold
+	held int     // launches queued behind the current hold; 0: none
 }
 
 // profiled is one launch whose events are not yet read.
@@ -42,9 +62,44 @@ func (d *Device) StartProfile() error {
 		if d.prof != nil {
 			return errors.New("cuda: a kernel profile is already running")
 		}
-		d.prof = &profiler{sums: map[string]*KernelTime{}}
+		p := &profiler{sums: map[string]*KernelTime{}}
+		if os.Getenv("LOOM_CUDA_PROFILE_HOLD") != "0" {
+			if d.drv.streamWaitValue32.ptr == 0 {
+				return errors.New("cuda: the kernel profile needs cuStreamWaitValue32_v2 (a CUDA 12 driver); LOOM_CUDA_PROFILE_HOLD=0 profiles without holding the stream, timing the host's launches too")
+			}
+			var gate unsafe.Pointer
+			if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&gate)), 4); err != nil {
+				return err
+			}
+			p.gate = (*uint32)(gate)
+			*p.gate = 0
+		}
+		d.prof = p
 		return nil
 	})
+}
+
+// hold makes stream wait for the gate before the launches that follow,
+// unless a hold is already on.
+func (p *profiler) hold(d *Device, stream uintptr) {
+	if p.gate == nil || p.held > 0 || p.err != nil {
+		return
+	}
+	p.seq++
+	// Flags 0: CU_STREAM_WAIT_VALUE_GEQ, (int32)(*gate − seq) ≥ 0.
+	if err := d.drv.call(d.drv.streamWaitValue32, stream, uintptr(unsafe.Pointer(p.gate)), uintptr(p.seq), 0); err != nil {
+		p.err = fmt.Errorf("cuda: kernel profile: holding the stream: %w", err)
+		return
+	}
+	p.held = 1
+}
+
+// release opens the gate of the current hold, if any.
+func (p *profiler) release() {
+	if p.held > 0 {
+		atomic.StoreUint32(p.gate, p.seq)
+		p.held = 0
+	}
 }
 
 // StopProfile ends the profile and returns its kernels, the most GPU time
@@ -57,9 +112,13 @@ func (d *Device) StopProfile() ([]KernelTime, error) {
 			return errors.New("cuda: no kernel profile is running")
 		}
 		d.prof = nil
+		p.release()
 		p.flush(d)
 		for _, ev := range p.free {
 			d.drv.call(d.drv.eventDestroy, ev)
+		}
+		if p.gate != nil {
+			d.drv.call(d.drv.memFreeHost, uintptr(unsafe.Pointer(p.gate)))
 		}
 		for _, k := range p.sums {
 			out = append(out, *k)
@@ -104,7 +163,14 @@ func (p *profiler) add(d *Device, l *launch, start, end uintptr) {
 		bytes += a.Size
 	}
 	p.pending = append(p.pending, profiled{name, bytes, start, end})
+	if p.held > 0 {
+		p.held++
+	}
+	if p.held > profileHoldMax {
+		p.release()
+	}
 	if len(p.pending) >= profileFlush {
+		p.release()
 		p.flush(d)
 	}
 }

@@ -1,7 +1,10 @@
 package cuda
 
 import (
+	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -75,5 +78,44 @@ func TestKernelProfile(t *testing.T) {
 	// least, and at no more than the tens of TB/s no memory reaches.
 	if gbs := float64(p.Bytes) / p.Time.Seconds() / 1e9; !(gbs > 10 && gbs < 20000) {
 		t.Errorf("copy_bytes: %d bytes in %v = %.0f GB/s: the timing is off", p.Bytes, p.Time, gbs)
+	}
+}
+
+// TestKernelProfileHolds shows the hold that keeps the host's launch time
+// out of a profile: work queued behind it does not start until the gate
+// opens, and then completes.
+func TestKernelProfileHolds(t *testing.T) {
+	d := device(t)
+	if err := d.StartProfile(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.StopProfile()
+	rq, err := d.NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rq.Close()
+	stream := rq.(*queue).stream
+	err = d.do(func() error {
+		p := d.prof
+		if p.gate == nil {
+			return errors.New("the profile holds no gate")
+		}
+		p.hold(d, stream)
+		ev := p.event(d, stream)
+		if p.err != nil {
+			return p.err
+		}
+		defer func() { p.free = append(p.free, ev) }()
+		time.Sleep(20 * time.Millisecond)
+		if r := d.drv.eventQuery.raw(ev); r != cudaNotReady {
+			p.release()
+			return fmt.Errorf("an event behind the hold: cuEventQuery = %d after 20 ms, want %d (not ready)", r, cudaNotReady)
+		}
+		p.release()
+		return d.drv.call(d.drv.eventSynchronize, ev)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -270,6 +270,9 @@ func (q *queue) issue(cb *commandBuffer) error {
 				break
 			}
 		}
+		if d.prof != nil {
+			d.prof.release()
+		}
 	}
 	if n > 0 {
 		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(cb.status.host), uintptr(records), 4*n, q.stream); err != nil {
@@ -306,7 +309,11 @@ func (q *queue) issue(cb *commandBuffer) error {
 // launch checks one dispatch, lays out its kernel parameters in the arena
 // and calls cuLaunchKernel.
 func (q *queue) launch(l *launch, status uint64) error {
+	d := q.dev
 	if l.k == nil {
+		if d.prof != nil {
+			d.prof.release()
+		}
 		return q.upload(l)
 	}
 	vals, skip, err := q.values(l, q.vals[:0])
@@ -315,9 +322,9 @@ func (q *queue) launch(l *launch, status uint64) error {
 		return err
 	}
 	q.put(l.k, vals, status)
-	d := q.dev
 	var start uintptr
 	if d.prof != nil {
+		d.prof.hold(d, q.stream)
 		start = d.prof.event(d, q.stream)
 	}
 	err = d.drv.call(d.drv.launchKernel, l.function(),

@@ -34,11 +34,22 @@ const DefaultPenaltyWindow = 64
 // caller asked for more and not delivered (the caller stopped at an EOS)
 // is waited for and taken back out of the cache by Close: afterwards each
 // sequence holds its prompt and the tokens delivered, except the last one.
+//
+// Log-probs, when asked for (DecoderOptions.Logprobs, SetLogprobs), are
+// computed by the draw's kernel (ops.SampleLogprobs, of the raw logits)
+// and come back with the tokens: 2·(1+N) numbers a sequence. A step with
+// log-probs is a structure of its own (N is part of its key), compiled
+// and replayed as the others: steps that ask alike replay, and a change
+// of what is asked traces once more, as any change of structure (the KV
+// cache's state passes from one trace to the other).
 type Decoder struct {
 	e            *Engine
 	seqs         []int
 	sampling     []ops.Sampling
 	params, keys []byte // the sampling settings' bytes (ops.SamplingArrays)
+	// logprobs is each sequence's number of top log-probs for the steps
+	// submitted next, −1 for none; nil when no sequence asks.
+	logprobs []int
 	// window holds each sequence's latest tokens for the penalties, oldest
 	// first and −1 where there are fewer; nil when no sequence has a
 	// penalty.
@@ -52,11 +63,25 @@ type flight struct {
 	tokens *graph.Array // int32 [S], drawn on the device
 	p      *runtime.Pending
 	decode bool // it appended one drawn token per sequence (not a prompt)
+	// lpIDs and lps are ops.SampleLogprobs' reports when logprobs (the
+	// decoder's at submission) asked for them.
+	lpIDs, lps *graph.Array
+	logprobs   []int
 }
 
 // decodeKey identifies a decode step's structure: with padded tables,
-// MaxSeqLen follows from their width.
-type decodeKey struct{ seqs, tableWidth, window int }
+// MaxSeqLen follows from their width; top is the log-probs' N, −1 for
+// none.
+type decodeKey struct{ seqs, tableWidth, window, top int }
+
+// DecoderOptions are a Decoder's settings besides the sampling.
+type DecoderOptions struct {
+	// PenaltyWindow is the number of latest tokens the penalties see (0:
+	// DefaultPenaltyWindow).
+	PenaltyWindow int
+	// Logprobs asks for log-probs from the first step on, as SetLogprobs.
+	Logprobs []int
+}
 
 // NewDecoder appends prompts[i] (at least one token) to sequence seqs[i],
 // submits that step, and returns a decoder whose first Next delivers the
@@ -65,6 +90,13 @@ type decodeKey struct{ seqs, tableWidth, window int }
 // DefaultPenaltyWindow). Bad arguments are errors that leave the engine
 // unchanged.
 func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampling, penaltyWindow int) (*Decoder, error) {
+	return e.NewDecoderWith(seqs, prompts, sampling, DecoderOptions{PenaltyWindow: penaltyWindow})
+}
+
+// NewDecoderWith is NewDecoder with options: the penalty window and the
+// log-probs of the first step.
+func (e *Engine) NewDecoderWith(seqs []int, prompts [][]int32, sampling []ops.Sampling, o DecoderOptions) (*Decoder, error) {
+	penaltyWindow := o.PenaltyWindow
 	if len(sampling) != len(seqs) {
 		return nil, fmt.Errorf("decoder: %d sequences but %d sampling settings", len(seqs), len(sampling))
 	}
@@ -86,6 +118,9 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 		}
 	}
 	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
+	if err := d.SetLogprobs(o.Logprobs); err != nil {
+		return nil, err
+	}
 	params, keys := ops.SamplingArrays(sampling)
 	d.params, d.keys = params.HostBytes(), keys.HostBytes()
 	if slices.ContainsFunc(sampling, ops.Sampling.Penalized) {
@@ -109,14 +144,55 @@ func (e *Engine) NewDecoder(seqs []int, prompts [][]int32, sampling []ops.Sampli
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	d.flight = &flight{tokens: outs[0], p: p}
+	d.flight = d.newFlight(outs, p, false)
 	return d, nil
+}
+
+// SetLogprobs asks for log-probs in the steps submitted from now on (by
+// the next Next(true)): for sequence i, with logprobs[i] ≥ 0, its drawn
+// token's log-probability and its logprobs[i] (≤ ops.MaxTopLogprobs) most
+// likely tokens', in StepResult.Logprobs; none where logprobs[i] < 0, or
+// for any sequence with nil.
+func (d *Decoder) SetLogprobs(logprobs []int) error {
+	if logprobs != nil && len(logprobs) != len(d.seqs) {
+		return fmt.Errorf("decoder: %d log-probs settings for %d sequences", len(logprobs), len(d.seqs))
+	}
+	v := d.e.Model.Config.VocabSize
+	for i, n := range logprobs {
+		if n > min(v, ops.MaxTopLogprobs) {
+			return fmt.Errorf("decoder: sequence %d: %d top log-probs: want at most %d (and the vocabulary's %d)", d.seqs[i], n, ops.MaxTopLogprobs, v)
+		}
+	}
+	d.logprobs = nil
+	if slices.ContainsFunc(logprobs, func(n int) bool { return n >= 0 }) {
+		d.logprobs = slices.Clone(logprobs)
+	}
+	return nil
+}
+
+// top is the log-probs' N of the steps submitted next: the most any
+// sequence asks for, −1 for none.
+func (d *Decoder) top() int {
+	if d.logprobs == nil {
+		return -1
+	}
+	return slices.Max(d.logprobs)
+}
+
+// newFlight is the flight of a step submitted with graph's outputs.
+func (d *Decoder) newFlight(outs []*graph.Array, p *runtime.Pending, decode bool) *flight {
+	f := &flight{tokens: outs[0], p: p, decode: decode}
+	if d.logprobs != nil {
+		f.lpIDs, f.lps, f.logprobs = outs[len(outs)-2], outs[len(outs)-1], d.logprobs
+	}
+	return f
 }
 
 // graph builds a step's graph: the forward pass over ids and the draw of
 // each sequence's next token; a decode step's ids (one a sequence) join
-// the penalty window first. It returns the outputs, the tokens and the
-// window if any, and the inputs that decodeArgs binds, in its order.
+// the penalty window first. It returns the outputs, the tokens, the
+// window if any and the log-probs' ids and values if asked for, and the
+// inputs that decodeArgs binds, in its order.
 func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs []*graph.Array) {
 	in := d.e.Model.newStepInputs(st)
 	params, keys := ops.SamplingArrays(d.sampling)
@@ -130,7 +206,16 @@ func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs [
 		}
 	}
 	// The draw's counter is the position the drawn token will take.
-	outs = []*graph.Array{ops.SampleWith(d.e.Model.forward(ids, st, in, d.e.Cache), in.seqLens, window, params, keys)}
+	logits := d.e.Model.forward(ids, st, in, d.e.Cache)
+	if top := d.top(); top >= 0 {
+		tokens, lpIDs, lps := ops.SampleLogprobs(logits, in.seqLens, window, params, keys, logits, top)
+		outs = []*graph.Array{tokens}
+		if window != nil {
+			outs = append(outs, window)
+		}
+		return append(outs, lpIDs, lps), inputs
+	}
+	outs = []*graph.Array{ops.SampleWith(logits, in.seqLens, window, params, keys)}
 	if window != nil {
 		outs = append(outs, window)
 	}
@@ -154,7 +239,7 @@ func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := decodeKey{seqs: len(d.seqs), tableWidth: st.MaxBlocks}
+	key := decodeKey{seqs: len(d.seqs), tableWidth: st.MaxBlocks, top: d.top()}
 	if d.window != nil {
 		key.window = d.window.Shape()[1]
 	}
@@ -169,7 +254,7 @@ func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
 	if d.window != nil {
 		d.window = outs[1]
 	}
-	return &flight{tokens: outs[0], p: p, decode: true}, nil
+	return d.newFlight(outs, p, true), nil
 }
 
 // Next delivers the tokens of the step in flight. With more, it first
@@ -202,8 +287,14 @@ func (d *Decoder) Next(more bool) (*StepResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
+	r := &StepResult{Tokens: ids, Stats: cur.p.Stats()}
+	if cur.lpIDs != nil {
+		if r.Logprobs, err = readLogprobs(cur.lpIDs, cur.lps, cur.logprobs); err != nil {
+			return nil, fmt.Errorf("decoder: %w", err)
+		}
+	}
 	now := time.Now()
-	r := &StepResult{Tokens: ids, Stats: cur.p.Stats(), Time: now.Sub(d.last)}
+	r.Time = now.Sub(d.last)
 	d.last = now
 	return r, nil
 }

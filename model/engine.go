@@ -51,7 +51,11 @@ type StepResult struct {
 	// Tokens are, from a Decoder, each sequence's drawn token (−1 where
 	// no token could be drawn: every logit −Inf or NaN).
 	Tokens []int32
-	Stats  runtime.Stats
+	// Logprobs are, from a Decoder step that asked for them
+	// (Decoder.SetLogprobs), each sequence's; the zero value for a
+	// sequence that did not ask.
+	Logprobs []Logprobs
+	Stats    runtime.Stats
 	// Time is, from Step, the time to build, evaluate and read back the
 	// logits; from a Decoder, the time since it returned the previous
 	// step's tokens (or since it started), which includes the building

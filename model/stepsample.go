@@ -42,10 +42,16 @@ type Drawn struct {
 	// Token is the drawn token, −1 where none could be drawn (every logit
 	// −Inf or NaN).
 	Token int32
-	// Logprob is Token's log-probability under the model's logits (before
-	// penalties, temperature and filters: vLLM's raw log-probs), and Top
-	// the TopLogprobs most likely tokens' (most likely first; ties in
-	// token order), when the Draw asked.
+	// Logprobs are the token's and the TopLogprobs most likely tokens',
+	// when the Draw asked.
+	Logprobs
+}
+
+// Logprobs are log-probabilities under the model's logits (before
+// penalties, temperature and filters: vLLM's raw log-probs; see
+// ops.SampleLogprobs): Logprob the drawn token's (NaN for none), Top the
+// most likely tokens' (most likely first; ties in token order).
+type Logprobs struct {
 	Logprob float32
 	Top     []TokenLogprob
 }
@@ -92,15 +98,17 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 	if penalties {
 		scores = penalize(ops.Cast(logits, graph.Float32), draws, v)
 	}
-	ids := ops.Sample(scores, in.seqLens, nil, sampling)
-	outs := []*graph.Array{ids}
-	var chosen, topIDs, topLP *graph.Array
+	// The log-probs are of the raw logits (of the scores' dtype), before
+	// the penalties.
+	var ids, lpIDs, lps *graph.Array
+	outs := []*graph.Array{}
 	if logprobs {
-		chosen, topIDs, topLP = logprobArrays(ops.Cast(logits, graph.Float32), ids, topK)
-		outs = append(outs, chosen)
-		if topK > 0 {
-			outs = append(outs, topIDs, topLP)
-		}
+		params, keys := ops.SamplingArrays(sampling)
+		ids, lpIDs, lps = ops.SampleLogprobs(scores, in.seqLens, nil, params, keys, ops.Cast(logits, scores.DType()), topK)
+		outs = append(outs, ids, lpIDs, lps)
+	} else {
+		ids = ops.Sample(scores, in.seqLens, nil, sampling)
+		outs = append(outs, ids)
 	}
 	if err := e.Model.rt.Eval(outs...); err != nil {
 		return nil, fmt.Errorf("step: %w", err)
@@ -116,30 +124,49 @@ func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn
 	if !logprobs {
 		return res, nil
 	}
-	lp, err := chosen.Float32s()
-	if err != nil {
-		return nil, fmt.Errorf("step: reading log-probs: %w", err)
-	}
-	var tids []int32
-	var tlp []float32
-	if topK > 0 {
-		if tids, err = topIDs.Int32s(); err == nil {
-			tlp, err = topLP.Float32s()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("step: reading top log-probs: %w", err)
-		}
-	}
+	top := make([]int, len(draws))
 	for i, d := range draws {
-		if !d.Logprobs {
-			continue
+		top[i] = -1
+		if d.Logprobs {
+			top[i] = d.TopLogprobs
 		}
-		res[i].Logprob = lp[i]
-		for j := range d.TopLogprobs {
-			res[i].Top = append(res[i].Top, TokenLogprob{tids[i*topK+j], tlp[i*topK+j]})
-		}
+	}
+	lp, err := readLogprobs(lpIDs, lps, top)
+	if err != nil {
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	for i := range res {
+		res[i].Logprobs = lp[i]
 	}
 	return res, nil
+}
+
+// readLogprobs reads back what ops.SampleLogprobs reported (ids and lps
+// [S, 1+N]): row i's drawn token's log-probability and top[i] (≤ N) most
+// likely tokens', nothing where top[i] < 0.
+func readLogprobs(ids, lps *graph.Array, top []int) ([]Logprobs, error) {
+	tids, err := ids.Int32s()
+	if err != nil {
+		return nil, fmt.Errorf("reading log-probs: %w", err)
+	}
+	tlp, err := lps.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("reading log-probs: %w", err)
+	}
+	cols := ids.Shape()[1]
+	out := make([]Logprobs, len(top))
+	for i, n := range top {
+		if n < 0 {
+			continue
+		}
+		row := i * cols
+		out[i].Logprob = tlp[row]
+		out[i].Top = make([]TokenLogprob, n)
+		for j := range n {
+			out[i].Top[j] = TokenLogprob{tids[row+1+j], tlp[row+1+j]}
+		}
+	}
+	return out, nil
 }
 
 // CheckDraw returns an error that names d's first setting out of range.
@@ -157,8 +184,8 @@ func (e *Engine) CheckDraw(d Draw) error {
 		return fmt.Errorf("repetition penalty %v must be a finite number > 0 (or 0 for 1)", p.Repetition)
 	case !finite(p.Presence) || !finite(p.Frequency):
 		return fmt.Errorf("presence penalty %v and frequency penalty %v must be finite", p.Presence, p.Frequency)
-	case d.TopLogprobs < 0 || d.TopLogprobs > v:
-		return fmt.Errorf("%d top log-probs: want 0 to the vocabulary's %d", d.TopLogprobs, v)
+	case d.TopLogprobs < 0 || d.TopLogprobs > min(v, ops.MaxTopLogprobs):
+		return fmt.Errorf("%d top log-probs: want 0 to %d (at most the vocabulary's %d)", d.TopLogprobs, ops.MaxTopLogprobs, v)
 	case d.TopLogprobs > 0 && !d.Logprobs:
 		return fmt.Errorf("%d top log-probs without Logprobs", d.TopLogprobs)
 	}
@@ -222,45 +249,4 @@ func penalize(logits *graph.Array, draws []Draw, v int) *graph.Array {
 	x = ops.Where(ops.Greater(x, graph.FromFloat32s([]float32{0}, 1, 1)), ops.Div(x, r), ops.Mul(x, r))
 	x = ops.Sub(x, graph.FromFloat32s(sub, n, 1))
 	return ops.Reshape(ops.ScatterRows(flat, at, x), s, v)
-}
-
-// logprobArrays returns, from logits (float32 [S, V]) and the drawn ids
-// ([S], −1 for none), the drawn tokens' log-probabilities ([S, 1]; a row
-// without a token gets token 0's), and the k most likely tokens ([S, k])
-// and their log-probabilities ([S, k, 1]), found by k rounds of Argmax
-// that each mask the maximum found (so ties come in token order).
-func logprobArrays(logits, ids *graph.Array, k int) (chosen, topIDs, topLP *graph.Array) {
-	s, v := logits.Shape()[0], logits.Shape()[1]
-	m := ops.Max(logits, 1, true)
-	shifted := ops.Sub(logits, m)
-	lp := ops.Sub(shifted, ops.Log(ops.Sum(ops.Exp(shifted), 1, true)))
-	flat := ops.Reshape(lp, s*v, 1)
-	rowStart := make([]int32, s)
-	for i := range rowStart {
-		rowStart[i] = int32(i * v)
-	}
-	offsets := graph.FromInt32s(rowStart, s, 1)
-	safe := ops.Maximum(ops.Reshape(ids, s, 1), graph.FromInt32s([]int32{0}, 1, 1))
-	chosen = ops.Reshape(ops.GatherRows(flat, ops.Add(safe, offsets)), s, 1)
-	if k == 0 {
-		return chosen, nil, nil
-	}
-	iota := make([]int32, v)
-	for i := range iota {
-		iota[i] = int32(i)
-	}
-	cols := graph.FromInt32s(iota, 1, v)
-	negInf := graph.FromFloat32s([]float32{float32(math.Inf(-1))}, 1, 1)
-	cur := lp
-	var found []*graph.Array
-	for r := range k {
-		am := ops.Reshape(ops.Argmax(cur, 1, false), s, 1)
-		found = append(found, am)
-		if r < k-1 {
-			cur = ops.Where(ops.Equal(cols, am), negInf, cur)
-		}
-	}
-	topIDs = ops.Concatenate(1, found...)
-	topLP = ops.GatherRows(flat, ops.Add(topIDs, offsets))
-	return chosen, topIDs, topLP
 }

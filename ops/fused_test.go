@@ -47,7 +47,8 @@ func checkFused(t *testing.T, tg loomtest.Target, what string, fused, chain *gra
 }
 
 func TestAddRMSNorm(t *testing.T) {
-	shapes := [][]int{{1, 7}, {3, 1024}, {5, 33}, {4, 1}, {2, 3, 300}, {0, 8}, {9, 1000}}
+	// {2, 5001}: a row longer than the CUDA kernel holds in registers.
+	shapes := [][]int{{1, 7}, {3, 1024}, {5, 33}, {4, 1}, {2, 3, 300}, {0, 8}, {9, 1000}, {2, 5001}}
 	for _, tg := range loomtest.Targets(t) {
 		for ci, shape := range shapes {
 			for _, dt := range floatDTypes {
@@ -152,7 +153,7 @@ func qkvRef(qkv, qn, kn []float64, pos []int32, slots []int, c qkvCase, kCache [
 
 // TestQKNormRoPEKVWrite checks the fused QK-norm, RoPE and KV write
 // against a float64 reference and against RMSNorm, RoPE and KVWrite on
-// slices of the same qkv, with GQA ratios 1 and 2, head sizes 64 and 128,
+// slices of the same qkv, with GQA ratios 1 and 2, head sizes 64, 128 and 640,
 // one, odd and no tokens, padding slots and every dtype.
 func TestQKNormRoPEKVWrite(t *testing.T) {
 	const blocks, bs = 5, 4
@@ -163,6 +164,7 @@ func TestQKNormRoPEKVWrite(t *testing.T) {
 		{5, 4, 4, 128, graph.Int32},
 		{0, 2, 1, 64, graph.Int64},
 		{2, 16, 8, 128, graph.Int32},
+		{2, 2, 1, 640, graph.Int32}, // more pairs than threads: some threads rotate two
 	}
 	for _, tg := range loomtest.Targets(t) {
 		for ci, c := range cases {

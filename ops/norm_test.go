@@ -106,7 +106,7 @@ func rmsNormRef(x, w []float64, d int, eps float64) []float64 {
 }
 
 func TestRMSNorm(t *testing.T) {
-	shapes := [][]int{{1, 7}, {3, 1024}, {2, 3, 3072}, {5, 33}, {4, 1}, {300}, {0, 8}, {40, 1000}}
+	shapes := [][]int{{1, 7}, {3, 1024}, {2, 3, 3072}, {5, 33}, {4, 1}, {300}, {0, 8}, {40, 1000}, {2, 5001}}
 	for ci, shape := range shapes {
 		for _, dt := range floatDTypes {
 			for _, eps := range []float32{1e-6, 1e-2} {

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -118,11 +119,49 @@ func SampleWith(logits, counters, window, params, keys *graph.Array) *graph.Arra
 }
 
 func sample(pc uintptr, logits, counters, window, params, keys *graph.Array) *graph.Array {
+	return sampleNode(pc, primitives.Sample{}, logits, counters, window, params, keys, nil)[0]
+}
+
+// MaxTopLogprobs bounds SampleLogprobs' top (OpenAI's top_logprobs).
+const MaxTopLogprobs = primitives.SampleMaxTop
+
+// SampleLogprobs is SampleWith that also reports log-probabilities of
+// dist (the logits' dtype and shape): ids, int32 [S, 1+top], and
+// logprobs, float32 [S, 1+top], hold in column 0 each row's drawn token
+// and its log-probability under softmax(dist), then the top (≤
+// MaxTopLogprobs) most likely tokens of dist, most likely first
+// and ties by lower id, and theirs (primitives.Sample has the
+// definition). A drawn token of −1 has a NaN log-probability. dist is the
+// caller's choice: Loom's decoders pass the raw model logits, before
+// penalties, temperature and filters, as vLLM reports (its default
+// raw_logprobs) and as OpenAI's log-probabilities behave, which do not
+// change with the temperature. The draw costs one dispatch, as without
+// log-probs; only the 2·S·(1+top) values cross back to the host.
+func SampleLogprobs(logits, counters, window, params, keys, dist *graph.Array, top int) (tokens, ids, logprobs *graph.Array) {
+	pc := graph.Caller(0)
+	if top < 0 || top > MaxTopLogprobs {
+		f := fail(pc, "sample", "%d top log-probs: want 0 to %d", top, MaxTopLogprobs)
+		return f, f, f
+	}
+	if dist == nil {
+		f := fail(pc, "sample", "dist is nil: log-probs need the logits they are of")
+		return f, f, f
+	}
+	outs := sampleNode(pc, primitives.Sample{Logprobs: true, Top: top}, logits, counters, window, params, keys, dist)
+	return outs[0], outs[1], outs[2]
+}
+
+// sampleNode builds prim's node after the checks the sample ops share;
+// dist is nil without log-probs.
+func sampleNode(pc uintptr, prim primitives.Sample, logits, counters, window, params, keys, dist *graph.Array) []*graph.Array {
+	failed := func(a *graph.Array) []*graph.Array {
+		return slices.Repeat([]*graph.Array{a}, primitives.NumOutputs(prim))
+	}
 	if err := inputErr(pc, "sample", logits, counters, params, keys); err != nil {
-		return graph.Failed(err, graph.Spec{})
+		return failed(graph.Failed(err, graph.Spec{}))
 	}
 	if logits.Ndim() != 2 {
-		return fail(pc, "sample", "logits must be [S, V], got %s", logits.Spec())
+		return failed(fail(pc, "sample", "logits must be [S, V], got %s", logits.Spec()))
 	}
 	s := logits.Shape()[0]
 	if window == nil {
@@ -132,9 +171,13 @@ func sample(pc uintptr, logits, counters, window, params, keys *graph.Array) *gr
 		v := logits.Shape()[1]
 		for i, id := range hostIndices(window) {
 			if id >= int64(v) {
-				return fail(pc, "sample", "window%v = %d is out of range [0, %d) (logits %s)", unravel(i, window.Shape()), id, v, logits.Spec())
+				return failed(fail(pc, "sample", "window%v = %d is out of range [0, %d) (logits %s)", unravel(i, window.Shape()), id, v, logits.Spec()))
 			}
 		}
 	}
-	return apply1(pc, primitives.Sample{}, logits, params, keys, counters, window)
+	inputs := []*graph.Array{logits, params, keys, counters, window}
+	if prim.Logprobs {
+		inputs = append(inputs, dist)
+	}
+	return apply(pc, prim, inputs...)
 }

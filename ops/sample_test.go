@@ -126,7 +126,7 @@ func TestSampleMatchesReference(t *testing.T) {
 		rows, ambiguous := 0, 0
 		for _, dt := range primitives.FloatDTypes {
 			for _, s := range []int{1, 3, 8} {
-				for _, v := range []int{1, 7, 1000} {
+				for _, v := range []int{1, 7, 1000, 2*primitives.SampleGroupElems + 3} { // the last: CUDA's split form, 3 groups
 					for seed := range uint64(6) {
 						r := loomtest.Rand(seed*1000 + uint64(s*10+v) + uint64(dt)<<20)
 						c := randomSampleCase(r, dt, s, v, 1+r.IntN(9))

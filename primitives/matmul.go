@@ -63,14 +63,16 @@ const (
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
-// kernels' launch geometry above: the lowering counts grids and groups in
-// these constants, and the kernels' index arithmetic must agree, so the GPU
+// kernels' launch geometry above, the sampling kernel's passes and
+// SampleMaxTop (the size of the sampling kernels' per-thread candidate
+// lists): the lowering counts grids and groups in these constants, and the kernels' index arithmetic must agree, so the GPU
 // backends put these lines before their kernels, which use or static_assert
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_MMA_CHUNKS %d\n#define LOOM_QUANT_X_ROWS %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, MatMulMMAChunks, QuantXRows)
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_MMA_CHUNKS %d\n#define LOOM_QUANT_X_ROWS %d\n#define LOOM_SAMPLE_MAX_TOP %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, MatMulMMAChunks, QuantXRows, SampleMaxTop) +
+		fmt.Sprintf("#define LOOM_SAMPLE_WHOLE %d\n#define LOOM_SAMPLE_FIRST %d\n#define LOOM_SAMPLE_FINAL %d\n", SampleWhole, SampleFirst, SampleFinal)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per

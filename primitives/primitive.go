@@ -108,6 +108,12 @@ type Caps struct {
 	// when the grid is too small to fill the device (see attentionGroup);
 	// 0 or 1: one SIMD group walks all of them.
 	AttentionWarpsPerHead int
+	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
+	// to the sampling kernel's two passes (SampleFirst over many
+	// threadgroups per sequence, then SampleFinal), which only the CUDA
+	// kernel implements; otherwise one threadgroup per sequence reads its
+	// whole row, which is slow on a GPU for a large vocabulary.
+	SampleSplit bool
 }
 
 // SplitKVGate is a device's rule for SplitAuto, measured with `loom bench

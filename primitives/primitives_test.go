@@ -74,6 +74,8 @@ func coreCases() []lowerCase {
 		add(primitives.RoPE{Theta: 1e4}, spec(dt, 3, 2, 8), spec(graph.Int32, 3))
 		add(primitives.Sample{}, spec(dt, 3, 7), spec(graph.Float32, 3, primitives.SampleSettings), spec(graph.Uint32, 3, primitives.SampleKeys),
 			spec(graph.Int32, 3), spec(graph.Int32, 3, 2))
+		add(primitives.Sample{Logprobs: true, Top: 5}, spec(dt, 3, 7), spec(graph.Float32, 3, primitives.SampleSettings), spec(graph.Uint32, 3, primitives.SampleKeys),
+			spec(graph.Int32, 3), spec(graph.Int32, 3, 2), spec(dt, 3, 7))
 		add(primitives.AddRMSNorm{Eps: 1e-6}, spec(dt, 3, 8), spec(dt, 3, 8), spec(dt, 8))
 		add(primitives.SiLUMul{}, spec(dt, 3, 10))
 		for _, bits := range primitives.QuantBits {

@@ -3,19 +3,47 @@ package primitives
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"github.com/loomrt/loom/graph"
 )
 
 // SampleParams describe a sampling of S sequences over a vocabulary of V
-// tokens, with a repetition window of W previous tokens per sequence.
+// tokens, with a repetition window of W previous tokens per sequence, and
+// (for the log-probs kernel) Top most likely tokens reported per sequence.
+// Pass is SampleWhole, or one of the two passes of the split form (see
+// Caps.SampleSplit), whose first pass has Groups groups per sequence.
 type SampleParams struct {
-	S, V, W uint32
+	S, V, W, Top uint32
+	Pass, Groups uint32
 }
+
+// SampleMaxTop bounds Sample.Top (OpenAI's top_logprobs goes to 20): the
+// GPU kernels keep that many candidates per thread.
+const SampleMaxTop = 20
+
+// The passes of a sampling dispatch (SampleParams.Pass).
+const (
+	// SampleWhole: a threadgroup per sequence does every step.
+	SampleWhole = iota
+	// SampleFirst: Groups threadgroups per sequence (grid Groups × S), each
+	// over SampleGroupElems tokens, do step 1 and the first maximum of their
+	// share; each writes its maximum and index after the weights scratch.
+	SampleFirst
+	// SampleFinal: a threadgroup per sequence takes the first maximum of the
+	// first pass's candidates (in group order, so ties still go to the
+	// lower index) and does steps 2 to 5 on the first pass's x.
+	SampleFinal
+)
 
 // SampleThreads is the threadgroup size of the sampling kernels: one
 // threadgroup draws one sequence's token.
 const SampleThreads = 512
+
+// SampleGroupElems is the share of a sequence's tokens that a threadgroup of
+// the split form's first pass converts and searches: a few per thread, so
+// that a vocabulary of 151,936 spreads over some 75 threadgroups.
+const SampleGroupElems = 4 * SampleThreads
 
 // The columns of Sample's settings (float32 [S, SampleSettings]) and keys
 // (uint32 [S, SampleKeys]) inputs.
@@ -86,13 +114,50 @@ const WeightBits = 31
 // are read as: temperature NaN or ≤ 0 greedy; top_p outside (0, 1), min_p
 // ≤ 0 (or NaN), a repetition penalty ≤ 0 (or NaN) and a presence or
 // frequency penalty that is not finite off; min_p > 1 as 1.
-type Sample struct{}
+//
+// With Logprobs, a sixth input, dist [S, V] (logits' dtype), is the
+// distribution the log-probabilities are of: the caller's choice, the raw
+// model logits for vLLM's and OpenAI's log-probs (before penalties,
+// temperature and filters), which may be logits itself. Two more outputs,
+// ids int32 [S, 1+Top] and logprobs float32 [S, 1+Top], hold in column 0
+// the drawn token and its log-probability, then the Top largest values of
+// dist (as float32, NaN read as −Inf), largest first, ties by lower id,
+// with theirs. With x = dist[s] and m = max x, a token's log-probability
+// is d − log Z with d = 0 where x = m, else x − m, and Z the total over
+// the row of 1 where x = m, else e^(x−m) (float64 on the CPU, float32 on
+// the GPUs): so tokens tied at m = +Inf share the probability. A row with
+// m = −Inf, and a drawn token of −1, have a NaN log-probability. The ids
+// are the same on every backend (comparisons only); the log-probabilities
+// differ in the last bits of their sums and logarithms.
+type Sample struct {
+	Logprobs bool
+	// Top is the number of most likely tokens reported (≤ SampleMaxTop
+	// and ≤ V; 0 without Logprobs).
+	Top int
+}
 
 func (Sample) Name() string { return "sample" }
 
-func (Sample) Outputs(in []graph.Spec) ([]graph.Spec, error) {
-	if len(in) != 5 {
+// NumOutputs is 1, or 3 with Logprobs: the tokens, ids and logprobs.
+func (p Sample) NumOutputs() int {
+	if p.Logprobs {
+		return 3
+	}
+	return 1
+}
+
+func (p Sample) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	want := 5
+	if p.Logprobs {
+		want = 6
+	}
+	switch {
+	case len(in) != want && p.Logprobs:
+		return nil, fmt.Errorf("needs 6 inputs (logits, settings, keys, counters, window, dist), got %d", len(in))
+	case len(in) != want:
 		return nil, fmt.Errorf("needs 5 inputs (logits, settings, keys, counters, window), got %d", len(in))
+	case p.Top < 0 || p.Top > SampleMaxTop || p.Top > 0 && !p.Logprobs:
+		return nil, fmt.Errorf("%d top log-probs: want 0 to %d, with Logprobs", p.Top, SampleMaxTop)
 	}
 	logits := in[0]
 	if !hasDType(FloatDTypes, logits.DType) {
@@ -126,10 +191,20 @@ func (Sample) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 			return nil, fmt.Errorf("%s has shape %v, want [%d, %d]", c.name, sh, s, c.cols)
 		}
 	}
-	return []graph.Spec{{DType: graph.Int32, Shape: []int{s}}}, nil
+	tokens := graph.Spec{DType: graph.Int32, Shape: []int{s}}
+	if !p.Logprobs {
+		return []graph.Spec{tokens}, nil
+	}
+	if dist := in[5]; dist.DType != logits.DType || !slices.Equal(dist.Shape, logits.Shape) {
+		return nil, fmt.Errorf("dist %s must have the logits' dtype and shape %s", dist, logits)
+	}
+	if v := logits.Shape[1]; p.Top > v {
+		return nil, fmt.Errorf("%d top log-probs exceed the vocabulary of %d", p.Top, v)
+	}
+	return []graph.Spec{tokens, {DType: graph.Int32, Shape: []int{s, 1 + p.Top}}, {DType: graph.Float32, Shape: []int{s, 1 + p.Top}}}, nil
 }
 
-func (Sample) Lower(l *Lowering) error {
+func (prim Sample) Lower(l *Lowering) error {
 	logits := l.Inputs[0]
 	s, v, w := logits.Shape[0], logits.Shape[1], l.Inputs[4].Shape[1]
 	if err := checkElements(s * v); err != nil {
@@ -138,15 +213,42 @@ func (Sample) Lower(l *Lowering) error {
 	if s == 0 {
 		return nil
 	}
-	weights := l.NewScratch(int64(s) * int64(v) * 4)
-	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
-		Dim3{SampleThreads, 1, 1}, &SampleParams{S: uint32(s), V: uint32(v), W: uint32(w)},
+	p := SampleParams{S: uint32(s), V: uint32(v), W: uint32(w), Top: uint32(prim.Top)}
+	group := Dim3{SampleThreads, 1, 1}
+	if prim.Logprobs {
+		// The log-probs kernel is the whole form only: a threadgroup per
+		// sequence.
+		weights := l.NewScratch(int64(s) * int64(v) * 4)
+		l.Dispatch(SampleLogprobsKernel(logits.DType), Dim3{s, 1, 1}, group, &p,
+			In(0), In(1), In(2), In(3), In(4), In(5), weights, Out(0), Out(1), Out(2))
+		return nil
+	}
+	groups := min(Groups(v, SampleGroupElems), SampleThreads) // the final pass reads a candidate per thread
+	if !l.Caps.SampleSplit || groups < 2 {
+		weights := l.NewScratch(int64(s) * int64(v) * 4)
+		l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, // a group per sequence
+			group, &p, In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+		return nil
+	}
+	// The weights, then a candidate (float32 maximum, uint32 index) per
+	// group of the first pass.
+	weights := l.NewScratch(int64(s)*int64(v)*4 + int64(s)*int64(groups)*8)
+	first, final := p, p
+	first.Pass, first.Groups = SampleFirst, uint32(groups)
+	final.Pass, final.Groups = SampleFinal, uint32(groups)
+	l.Dispatch(SampleKernel(logits.DType), Dim3{groups, s, 1}, group, &first,
 		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Dispatch(SampleKernel(logits.DType), Dim3{s, 1, 1}, group, &final,
+		In(0), In(1), In(2), In(3), In(4), weights, Out(0))
+	l.Count("sample.split", 1)
 	return nil
 }
 
 // SampleKernel is Sample's kernel for logits of dtype dt.
 func SampleKernel(dt graph.DType) string { return KernelName("sample", dt) }
+
+// SampleLogprobsKernel is Sample's kernel with Logprobs.
+func SampleLogprobsKernel(dt graph.DType) string { return KernelName("sample_logprobs", dt) }
 
 // Philox4x32 returns the four words of Philox4x32-10 (Salmon et al., 2011)
 // for a counter and a key: the counter-based generator of Sample.
@@ -179,5 +281,7 @@ func init() {
 	for _, dt := range FloatDTypes {
 		register(KernelSpec{Name: SampleKernel(dt), Args: []ArgSpec{R("logits"), R("settings"), R("keys"), R("counters"), R("window"), W("weights"), W("out")},
 			Params: (*SampleParams)(nil)})
+		register(KernelSpec{Name: SampleLogprobsKernel(dt), Args: []ArgSpec{R("logits"), R("settings"), R("keys"), R("counters"), R("window"), R("dist"),
+			W("weights"), W("out"), W("lp_ids"), W("lp")}, Params: (*SampleParams)(nil)})
 	}
 }

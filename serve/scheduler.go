@@ -31,7 +31,7 @@ type SchedulerConfig struct {
 }
 
 // MaxTopLogprobs bounds Request.TopLogprobs (OpenAI's top_logprobs).
-const MaxTopLogprobs = 20
+const MaxTopLogprobs = ops.MaxTopLogprobs
 
 // Request is one generation.
 type Request struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ type decodeResult struct {
 	KVCacheMB         float64      `json:"kv_cache_mb"`
 	ParametersMillion float64      `json:"parameters_m"`
 	Kernels           []kernelStat `json:"kernels,omitempty"` // -kernels: the GPU time of a step by kernel
+	Logprobs          int          `json:"logprobs"`          // top log-probs reported per sequence and step, -1 for none
 }
 
 // kernelStat is one kernel's share of a profiled step (-kernels).
@@ -83,11 +85,15 @@ func benchDecode(args []string) error {
 	weightsList := fs.String("weights", "bf16", "weights: bf16, or q4 / q8 (MLX's affine format, groups of -group-size, bf16 scales and biases; docs/QUANT.md); a comma-separated list runs each in turn in this process, one result each")
 	groupSize := fs.Int("group-size", 64, "elements a scale and bias of q4 and q8 weights")
 	kernels := fs.Int("kernels", 0, "after the timed steps, profile this many steps kernel by kernel (CUDA; launch by launch, each timed on the GPU) and print where a step's GPU time goes")
+	logprobs := fs.Int("logprobs", -1, "report every sequence's drawn token's log-prob and this many top log-probs each step (0 to 20; -1: none)")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
 	if *batch < 1 || *context < 0 || *steps < 1 || *kernels < 0 {
 		return fmt.Errorf("-batch %d, -context %d, -steps %d, -kernels %d: want batch ≥ 1, context ≥ 0, steps ≥ 1, kernels ≥ 0", *batch, *context, *steps, *kernels)
+	}
+	if *logprobs < -1 || *logprobs > ops.MaxTopLogprobs {
+		return fmt.Errorf("-logprobs %d: want -1 (none) to %d", *logprobs, ops.MaxTopLogprobs)
 	}
 	if *kernels > 0 && *device != "cuda" {
 		return fmt.Errorf("-kernels: the kernel profile is supported on the CUDA device only, not %q", *device)
@@ -103,7 +109,7 @@ func benchDecode(args []string) error {
 		}
 	}
 	for _, w := range list {
-		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *kernels, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
+		if err := benchDecodeRun(w, bits[w], *groupSize, *batch, *context, *steps, *kernels, *logprobs, *blockSize, *device, *check, *asJSON, runtime.Options{NoPlanCache: *noCache, DispatchesPerCommandBuffer: *perCB}, *cpuProfile); err != nil {
 			return err
 		}
 	}
@@ -112,7 +118,7 @@ func benchDecode(args []string) error {
 
 // benchDecodeRun is one run of benchDecode, with weights of the named
 // kind (quantized to bits bits where bits is not 0).
-func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, profiled, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
+func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, profiled, logprobs, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
 	const warmup = 2
 	cfg := model.Qwen3_0_6B
 	dt := graph.BFloat16
@@ -176,7 +182,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 			return err
 		}
 	}
-	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps,
+	res := decodeResult{Model: "Qwen3-0.6B (random weights)", DType: dt.String(), Weights: weightsName, Batch: batch, Context: context, Steps: steps, Logprobs: logprobs,
 		Device: where, CheckingDevice: check, NoCache: opts.NoPlanCache, SetupSeconds: time.Since(setup).Seconds(),
 		KVCacheMB: float64(cache.Config().Bytes()) / 1e6, ParametersMillion: float64(cfg.Params()) / 1e6, MachineReadGBs: bw.Read}
 	logf("setup %.1f s: weights %.0f MB, KV cache %.0f MB (%d blocks of %d); device %s\n", res.SetupSeconds,
@@ -203,7 +209,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 	if probe != nil {
 		probeReads()
 	}
-	d, err := e.NewDecoder(seqs, tokens, make([]ops.Sampling, batch), 0)
+	d, err := e.NewDecoderWith(seqs, tokens, make([]ops.Sampling, batch), model.DecoderOptions{Logprobs: slices.Repeat([]int{logprobs}, batch)})
 	if err != nil {
 		return err
 	}
@@ -308,7 +314,7 @@ func benchDecodeRun(weightsName string, bits, groupSize, batch, context, steps, 
 		for _, k := range res.Kernels {
 			total += k.UsPerStep
 		}
-		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
+		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events, the launches of a command buffer queued before the GPU starts them unless LOOM_CUDA_PROFILE_HOLD=0; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
 			profiled, total, bw.Read)
 		fmt.Printf("    %-28s %9s %9s %7s %9s\n", "kernel", "launches", "µs", "share", "GB/s")
 		for _, k := range res.Kernels {

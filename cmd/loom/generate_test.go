@@ -165,6 +165,11 @@ func TestBenchDecodeFlags(t *testing.T) {
 			t.Errorf("bench decode -block-size %s: error %v", bs, err)
 		}
 	}
+	for _, n := range []string{"21", "-2"} {
+		if err := benchDecode([]string{"-logprobs", n}); err == nil || !strings.Contains(err.Error(), "-logprobs "+n+": want -1 (none) to 20") {
+			t.Errorf("bench decode -logprobs %s: error %v", n, err)
+		}
+	}
 }
 
 // TestTokenize runs loom tokenize on a Hugging Face tokenizer.json (a model

@@ -9,11 +9,37 @@ __device__ __forceinline__ float rms_scale(float ss, u32 d, float eps) {
   return (float)(1.0 / sqrt((double)(ss / (float)d + eps)));
 }
 
+// NORM_REGS is how many elements of its row a thread of rms_norm and
+// add_rms_norm holds in registers: up to NORM_REGS · blockDim.x (4,096 with
+// primitives.ReduceThreads) elements, every load of a row is issued before
+// the first is used, so the kernel waits on memory once; a longer row is
+// read again after the reduction.
+#define NORM_REGS 16
+
 // rms_norm: a block per row of D elements: the sum of squares (float32),
 // then out = x · scale · weight.
 template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* out, const RMSNormParams& p) {
   __shared__ float scratch[32];
   const u64 row = (u64)blockIdx.x * p.D;
+  if (p.D <= NORM_REGS * blockDim.x) {
+    float v[NORM_REGS], w[NORM_REGS];
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) {
+      const u32 k = threadIdx.x + j * blockDim.x;
+      v[j] = k < p.D ? load_f(x, row + k) : 0.0f;
+      w[j] = k < p.D ? load_f(weight, k) : 0.0f;
+    }
+    float ss = 0;
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) ss += v[j] * v[j];
+    const float scale = rms_scale(block_sum(ss, scratch), p.D, p.Eps);
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) {
+      const u32 k = threadIdx.x + j * blockDim.x;
+      if (k < p.D) store_f(out, row + k, v[j] * scale * w[j]);
+    }
+    return;
+  }
   float ss = 0;
   for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
     float v = load_f(x, row + k);
@@ -39,6 +65,32 @@ template <typename T>
 __device__ void add_rms_norm(const T* x, const T* residual, const T* weight, T* sum, T* out, const RMSNormParams& p) {
   __shared__ float scratch[32];
   const u64 row = (u64)blockIdx.x * p.D;
+  if (p.D <= NORM_REGS * blockDim.x) {
+    float a[NORM_REGS], b[NORM_REGS], w[NORM_REGS];
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) {
+      const u32 k = threadIdx.x + j * blockDim.x;
+      a[j] = k < p.D ? load_f(x, row + k) : 0.0f;
+      b[j] = k < p.D ? load_f(residual, row + k) : 0.0f;
+      w[j] = k < p.D ? load_f(weight, k) : 0.0f;
+    }
+    float ss = 0;
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) {
+      const u32 k = threadIdx.x + j * blockDim.x;
+      const T s = Num<T>::store(a[j] + b[j]);
+      a[j] = Num<T>::load(s);
+      if (k < p.D) sum[row + k] = s;
+      ss += a[j] * a[j];
+    }
+    const float scale = rms_scale(block_sum(ss, scratch), p.D, p.Eps);
+#pragma unroll
+    for (int j = 0; j < NORM_REGS; j++) {
+      const u32 k = threadIdx.x + j * blockDim.x;
+      if (k < p.D) store_f(out, row + k, a[j] * scale * w[j]);
+    }
+    return;
+  }
   float ss = 0;
   for (u32 k = threadIdx.x; k < p.D; k += blockDim.x) {
     const T s = Num<T>::store(load_f(x, row + k) + load_f(residual, row + k));
@@ -112,17 +164,27 @@ LOOM_FLOATS(ROPE_KERNEL)
 // unfused chain rounds it to T here), and rotated as rope does; queries go
 // to q, keys and values to the token's slot of the caches, which kv_slot
 // checks as kv_write does (the first key head's block reports). Values are
-// copied as raw bits.
+// copied as raw bits. A thread's first pair, its weights and its angle (in
+// double, the longest chain of the kernel) are read and computed before
+// kv_slot's scan and the reduction, so that they overlap the loads.
 template <typename T, typename S>
 __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_norm, const int* positions, T* k_cache,
                                       T* v_cache, const S* slot_mapping, T* q, const QKNormRoPEKVWriteParams& p,
                                       Status* status) {
   __shared__ float scratch[32];
   const int head = blockIdx.x, t = blockIdx.y;
-  const u32 d = p.HeadSize, half = d / 2;
+  const u32 d = p.HeadSize, half = d / 2, i0 = threadIdx.x;
   const u64 src = ((u64)t * (p.Heads + 2 * p.KVHeads) + head) * d;
   T* dst = q + ((u64)t * p.Heads + head) * d;
-  const T* w = q_norm;
+  const T* w = head < p.Heads ? q_norm : k_norm;
+  float u0 = 0, v0 = 0, wu0 = 0, wv0 = 0, cs0 = 0, sn0 = 0;
+  if (head < p.Heads + p.KVHeads && i0 < half) {
+    u0 = load_f(qkv, src + i0);
+    v0 = load_f(qkv, src + i0 + half);
+    wu0 = load_f(w, i0);
+    wv0 = load_f(w, i0 + half);
+    rope_cos_sin(positions[t], i0, d, p.Theta, &cs0, &sn0);
+  }
   if (head >= p.Heads) {
     const i64 slot = kv_slot(slot_mapping, p.NumTokens, p.NumSlots, t, 6, head == p.Heads, status);
     if (slot < 0) return;
@@ -134,7 +196,6 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
       return;
     }
     dst = k_cache + at + (u64)g * d;
-    w = k_norm;
   }
   float ss = 0;
   for (u32 e = threadIdx.x; e < d; e += blockDim.x) {
@@ -142,12 +203,16 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
     ss += v * v;
   }
   const float scale = rms_scale(block_sum(ss, scratch), d, p.Eps);
-  const double pos = positions[t];
-  for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
-    float cs, sn;
-    rope_cos_sin(pos, i, d, p.Theta, &cs, &sn);
-    const float u = load_f(qkv, src + i) * scale * load_f(w, i);
-    const float v = load_f(qkv, src + i + half) * scale * load_f(w, i + half);
+  for (u32 i = i0; i < half; i += blockDim.x) {
+    float cs = cs0, sn = sn0, xu = u0, xv = v0, wu = wu0, wv = wv0;
+    if (i != i0) {
+      rope_cos_sin(positions[t], i, d, p.Theta, &cs, &sn);
+      xu = load_f(qkv, src + i);
+      xv = load_f(qkv, src + i + half);
+      wu = load_f(w, i);
+      wv = load_f(w, i + half);
+    }
+    const float u = xu * scale * wu, v = xv * scale * wv;
     store_f(dst, i, u * cs - v * sn);
     store_f(dst, i + half, v * cs + u * sn);
   }

@@ -1,6 +1,7 @@
 package loomtest
 
 import (
+	"fmt"
 	"math"
 	"math/big"
 	"slices"
@@ -148,4 +149,91 @@ func cmpU(a, b uint64) int {
 func ceilShift32(v *big.Int) uint64 {
 	v.Add(v, big.NewInt(1<<32-1))
 	return v.Rsh(v, 32).Uint64()
+}
+
+// LogprobsRef returns the log-probability of every token of a row of
+// dist as primitives.Sample defines them, in float64 (NaN for every token
+// of a row without a finite or +Inf value), and the ids of its top most
+// likely tokens, most likely first, ties by lower id. dist holds float32
+// values (rounded to the array's dtype); NaN is read as −Inf.
+func LogprobsRef(dist []float64, top int) (lp []float64, ids []int) {
+	x := make([]float64, len(dist))
+	m := math.Inf(-1)
+	for i, v := range dist {
+		x[i] = v
+		if math.IsNaN(v) {
+			x[i] = math.Inf(-1)
+		}
+		m = max(m, x[i])
+	}
+	z := 0.0
+	for _, v := range x {
+		if v == m {
+			z++
+		} else {
+			z += math.Exp(v - m)
+		}
+	}
+	lp = make([]float64, len(x))
+	for i, v := range x {
+		switch {
+		case math.IsInf(m, -1):
+			lp[i] = math.NaN()
+		case v == m:
+			lp[i] = -math.Log(z)
+		default:
+			lp[i] = v - m - math.Log(z)
+		}
+	}
+	ids = make([]int, len(x))
+	for i := range ids {
+		ids[i] = i
+	}
+	slices.SortStableFunc(ids, func(a, b int) int {
+		switch {
+		case x[a] > x[b]:
+			return -1
+		case x[a] < x[b]:
+			return 1
+		}
+		return 0
+	})
+	return lp, ids[:top]
+}
+
+// LogprobsDiff compares log-probs as ops.SampleLogprobs reports them (ids
+// and lps [S, 1+top], row-major) for rows of dist ([S, V], float32 values
+// as LogprobsRef takes them) and the drawn tokens with LogprobsRef: column
+// 0 the token and its log-probability, then the top ids exactly and each
+// log-probability within the rounding of float32 arithmetic (of a float64
+// result rounded to float32 where exact, the CPU's). It describes the
+// first difference, or returns "".
+func LogprobsDiff(dist []float64, v, top int, tokens, ids []int32, lps []float32, exact bool) string {
+	atol, rtol := 2e-5, 1e-5
+	if exact {
+		atol, rtol = 1e-7, 1e-6
+	}
+	near := func(g float32, w float64) bool {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return math.IsNaN(float64(g)) == math.IsNaN(w) && (math.IsNaN(w) || float64(g) == w)
+		}
+		return math.Abs(float64(g)-w) <= atol+rtol*math.Abs(w)
+	}
+	for i, tok := range tokens {
+		ref, refIDs := LogprobsRef(dist[i*v:(i+1)*v], top)
+		rowIDs, rowLP := ids[i*(1+top):(i+1)*(1+top)], lps[i*(1+top):(i+1)*(1+top)]
+		want := math.NaN()
+		if tok >= 0 {
+			want = ref[tok]
+		}
+		if rowIDs[0] != tok || !near(rowLP[0], want) {
+			return fmt.Sprintf("row %d: column 0 is (%d, %v), want the token %d and %v", i, rowIDs[0], rowLP[0], tok, want)
+		}
+		for j, id := range refIDs {
+			if int(rowIDs[1+j]) != id || !near(rowLP[1+j], ref[id]) {
+				return fmt.Sprintf("row %d: top %d is (%d, %v), want (%d, %v); top ids %v, want %v", i, j, rowIDs[1+j], rowLP[1+j], id, ref[id], rowIDs[1:], refIDs)
+			}
+		}
+	}
+	return ""
 }

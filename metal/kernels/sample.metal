@@ -93,25 +93,15 @@ inline ulong sample_kept(device const uint* q, uint n, uint t, threadgroup ulong
   return threadgroup_reduce(s, sums, tid, threads, SumOp());
 }
 
+// sample_row draws sequence s's token into out[s]; the threadgroup
+// arrays are the kernel's (best and sums of LOOM_MAX_THREADS, the
+// histogram's 256 bins, chosen 2).
 template <typename T>
-[[kernel]] void sample(
-    device const T* logits [[buffer(0)]],
-    device const float* settings [[buffer(1)]],
-    device const uint* keys [[buffer(2)]],
-    device const int* counters [[buffer(3)]],
-    device const int* window [[buffer(4)]],
-    device uint* weights [[buffer(5)]],
-    device int* out [[buffer(6)]],
-    constant SampleParams& p [[buffer(7)]],
-    LOOM_STATUS,
-    uint s [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]],
-    uint threads [[threads_per_threadgroup]]) {
-  LOOM_SHARED ArgBest<float> best[LOOM_MAX_THREADS];
-  LOOM_SHARED ulong sums[LOOM_MAX_THREADS];
-  LOOM_SHARED atomic_uint hist_lo[256];
-  LOOM_SHARED atomic_uint hist_hi[256];
-  LOOM_SHARED ulong chosen[2];
+inline void sample_row(device const T* logits, device const float* settings, device const uint* keys, device const int* counters,
+                       device const int* window, device uint* weights, device int* out, constant SampleParams& p,
+                       device atomic_uint* status, threadgroup ArgBest<float>* best, threadgroup ulong* sums,
+                       threadgroup atomic_uint* hist_lo, threadgroup atomic_uint* hist_hi, threadgroup ulong* chosen, uint s,
+                       uint tid, uint threads) {
   const uint n = p.V;
   device const T* row = logits + ulong(s) * n;
   device uint* q = weights + ulong(s) * n;
@@ -244,4 +234,148 @@ template <typename T>
   }
 }
 
+template <typename T>
+[[kernel]] void sample(
+    device const T* logits [[buffer(0)]],
+    device const float* settings [[buffer(1)]],
+    device const uint* keys [[buffer(2)]],
+    device const int* counters [[buffer(3)]],
+    device const int* window [[buffer(4)]],
+    device uint* weights [[buffer(5)]],
+    device int* out [[buffer(6)]],
+    constant SampleParams& p [[buffer(7)]],
+    LOOM_STATUS,
+    uint s [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  LOOM_SHARED ArgBest<float> best[LOOM_MAX_THREADS];
+  LOOM_SHARED ulong sums[LOOM_MAX_THREADS];
+  LOOM_SHARED atomic_uint hist_lo[256];
+  LOOM_SHARED atomic_uint hist_hi[256];
+  LOOM_SHARED ulong chosen[2];
+  sample_row(logits, settings, keys, counters, window, weights, out, p, status, best, sums, hist_lo, hist_hi, chosen, s, tid,
+             threads);
+}
+
 LOOM_FLOAT_KERNELS("sample", sample)
+
+// logprob_of is the log-probability of a value x of a row with maximum m
+// and log Z (primitives.Sample); NaN x reads as −Inf.
+inline float logprob_of(float x, float m, float logz) {
+  if (m == -INFINITY) {
+    return NAN;
+  }
+  if (x == m) {
+    return -logz;
+  }
+  if (x != x) {
+    return -INFINITY;
+  }
+  return (x - m) - logz;
+}
+
+// sample_logprobs draws as sample and reports the log-probs of dist: the
+// top ones (columns 1..Top of lp_ids and lp) first, then the draw, then
+// the drawn token's in column 0. Each thread keeps the best Top of its
+// strided share, sorted (walking its share in index order, an equal value
+// never displaces an earlier one); Top rounds of a threadgroup-wide first
+// maximum over the lists' heads merge them, ties by lower id.
+template <typename T>
+[[kernel]] void sample_logprobs(
+    device const T* logits [[buffer(0)]],
+    device const float* settings [[buffer(1)]],
+    device const uint* keys [[buffer(2)]],
+    device const int* counters [[buffer(3)]],
+    device const int* window [[buffer(4)]],
+    device const T* dist [[buffer(5)]],
+    device uint* weights [[buffer(6)]],
+    device int* out [[buffer(7)]],
+    device int* lp_ids [[buffer(8)]],
+    device float* lp [[buffer(9)]],
+    constant SampleParams& p [[buffer(10)]],
+    LOOM_STATUS,
+    uint s [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]]) {
+  LOOM_SHARED ArgBest<float> best[LOOM_MAX_THREADS];
+  LOOM_SHARED ulong sums[LOOM_MAX_THREADS];
+  LOOM_SHARED float zs[LOOM_MAX_THREADS];
+  LOOM_SHARED atomic_uint hist_lo[256];
+  LOOM_SHARED atomic_uint hist_hi[256];
+  LOOM_SHARED ulong chosen[2];
+  const uint n = p.V, top = p.Top, cols = top + 1;
+  device const T* row = dist + ulong(s) * n;
+  ArgBest<float> b = {-INFINITY, INT_MAX};
+  for (uint i = tid; i < n; i += threads) {
+    float v = float(row[i]);
+    if (v > b.v) {
+      b.v = v;
+      b.k = int(i);
+    }
+  }
+  const float m = threadgroup_reduce(b, best, tid, threads, ArgmaxOp()).v;
+  float z = 0.0f;
+  for (uint i = tid; i < n; i += threads) {
+    float v = float(row[i]);
+    if (v != v) {
+      v = -INFINITY;
+    }
+    z += v == m ? 1.0f : exp(v - m);
+  }
+  const float logz = log(threadgroup_reduce(z, zs, tid, threads, SumOp()));
+
+  float tv[LOOM_SAMPLE_MAX_TOP];
+  uint ti[LOOM_SAMPLE_MAX_TOP];
+  uint held = 0;
+  float worst = -INFINITY;  // tv[top − 1] once the list is full, in a register
+  for (uint i = tid; i < n && top > 0u; i += threads) {
+    float v = float(row[i]);
+    if (v != v) {
+      v = -INFINITY;
+    }
+    if (held == top && !(v > worst)) {
+      continue;
+    }
+    uint j = held < top ? held : top - 1;
+    for (; j > 0 && v > tv[j - 1]; j--) {
+      tv[j] = tv[j - 1];
+      ti[j] = ti[j - 1];
+    }
+    tv[j] = v;
+    ti[j] = i;
+    if (held < top) {
+      held++;
+    }
+    if (held == top) {
+      worst = tv[top - 1];
+    }
+  }
+  uint head = 0;
+  for (uint r = 0; r < top; r++) {
+    ArgBest<float> c = {-INFINITY, INT_MAX};
+    if (head < held) {
+      c.v = tv[head];
+      c.k = int(ti[head]);
+    }
+    c = threadgroup_reduce(c, best, tid, threads, ArgmaxOp());
+    if (head < held && int(ti[head]) == c.k) {
+      head++;
+    }
+    if (tid == 0) {
+      lp_ids[ulong(s) * cols + 1 + r] = c.k;
+      lp[ulong(s) * cols + 1 + r] = logprob_of(c.v, m, logz);
+    }
+  }
+
+  sample_row(logits, settings, keys, counters, window, weights, out, p, status, best, sums, hist_lo, hist_hi, chosen, s, tid,
+             threads);
+  // The drawn token, written by one thread, is visible to all.
+  threadgroup_barrier(mem_flags::mem_device);
+  if (tid == 0) {
+    const int tok = out[s];
+    lp_ids[ulong(s) * cols] = tok;
+    lp[ulong(s) * cols] = tok < 0 ? NAN : logprob_of(float(row[tok]), m, logz);
+  }
+}
+
+LOOM_FLOAT_KERNELS("sample_logprobs", sample_logprobs)

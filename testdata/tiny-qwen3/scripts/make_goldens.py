@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""make_goldens.py writes golden.json for the tiny model: for each prompt
-(the long one is long_prompt.txt twice),
-its token ids (the model's <|endoftext|> BOS, then the text encoded by the
-reference tokenizer), the greedy continuation and the float32 logits of
-every generated step, computed on the CPU in float32 from the model
-directory's safetensors by transformers' Qwen3ForCausalLM (eager attention),
-or with -impl qwen3.py by this folder's plain-PyTorch Qwen3 where
-transformers is not installed.
+"""make_goldens.py writes golden.json for a tiny model directory, the
+Qwen3 one here or ../../tiny-llama's Llama: for each prompt (the long one is
+long_prompt.txt twice), its token ids (the model's <|endoftext|> BOS, then
+the text encoded by the reference tokenizer), the greedy continuation and
+the float32 logits of every generated step, computed on the CPU in float32
+from the model directory's safetensors by transformers' class that
+config.json's architectures names (eager attention), or with -impl plain by
+this folder's plain-PyTorch Qwen3 (qwen3.py) or tiny-llama's Llama
+(llama.py) where transformers is not installed.
 
 Each step runs the whole sequence again (no KV cache), so the goldens do not
 depend on a cache. "min_margin" is the smallest gap between the top two
@@ -15,12 +16,13 @@ The text is encoded with the Python tokenizers package when it is installed
 (it comes with transformers), else with encode.js (node and
 @huggingface/tokenizers).
 
-    python3 make_goldens.py -model DIR -long-prompt long_prompt.txt -o golden.json [-impl transformers|qwen3.py]
+    python3 make_goldens.py -model DIR -o golden.json [-long-prompt long_prompt.txt] [-impl transformers|plain]
 """
 import argparse
 import json
 import os
 import subprocess
+import sys
 
 import torch
 
@@ -66,22 +68,31 @@ def run(model, ids, steps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-model", required=True)
-    ap.add_argument("-long-prompt", required=True)
+    ap.add_argument("-long-prompt", default=os.path.join(HERE, "..", "long_prompt.txt"))
     ap.add_argument("-o", required=True)
-    ap.add_argument("-impl", default="transformers", choices=["transformers", "qwen3.py"])
+    ap.add_argument("-impl", default="transformers", choices=["transformers", "plain"])
     args = ap.parse_args()
+    with open(os.path.join(args.model, "config.json")) as f:
+        config = json.load(f)
+    arch = config["architectures"][0]
     if args.impl == "transformers":
         import transformers
-        from transformers import Qwen3ForCausalLM
-        hf = Qwen3ForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager").eval()
+        # float32 whatever the transformers version's default dtype.
+        hf = getattr(transformers, arch).from_pretrained(args.model, attn_implementation="eager").float().eval()
         model = lambda ids: hf(input_ids=ids).logits
-        impl = "transformers " + transformers.__version__ + " Qwen3ForCausalLM"
-    else:
+        impl = f"transformers {transformers.__version__} {arch}"
+    elif arch == "Qwen3ForCausalLM":
         from qwen3 import Qwen3
         model = Qwen3.load(args.model)
-        impl = "scripts/qwen3.py (plain PyTorch)"
-    with open(os.path.join(args.model, "config.json")) as f:
-        bos = json.load(f)["bos_token_id"]
+        impl = "tiny-qwen3/scripts/qwen3.py (plain PyTorch)"
+    elif arch == "LlamaForCausalLM":
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "tiny-llama", "scripts"))
+        from llama import Llama
+        model = Llama.load(args.model)
+        impl = "tiny-llama/scripts/llama.py (plain PyTorch)"
+    else:
+        sys.exit(f"{arch}: no plain-PyTorch model for it")
+    bos = config["bos_token_id"]
     with open(args.long_prompt, "rb") as f:
         long_prompt = f.read().decode("utf-8")
     # Twice the long prompt's text: past 512 tokens, two partitions of

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""train.py trains the tiny Qwen3 model that Loom ships for tests and `make run`.
+"""train.py trains the tiny Qwen3 model that Loom ships for tests and `make run`,
+and with -arch llama the tiny Llama of testdata/tiny-llama.
 
 A Qwen3-architecture model (hidden 128, 4 layers, 2 query heads and 1 KV
 head of size 64, MLP 344, tied embeddings) over the byte-level BPE
 vocabulary train_tokenizer.js writes (3,259 tokens; <|endoftext|> separates
 documents and is the BOS and EOS). The model is qwen3.py's plain-PyTorch
-Qwen3 (no transformers needed), trained for a fixed wall-clock budget on the
-ids encode.js writes, and saved in float32 as a Hugging Face directory:
-config.json, generation_config.json, model.safetensors, and the tokenizer
-files copied beside them.
+Qwen3 (no transformers needed), or ../../tiny-llama/scripts/llama.py's
+Llama with the configuration llama.config gives, trained for a fixed
+wall-clock budget on the ids encode.js writes, and saved in float32 as a
+Hugging Face directory: config.json, generation_config.json,
+model.safetensors, and the tokenizer files copied beside them.
 
-    python3 train.py -tokens tokens.bin -tokenizer TOKDIR -out DIR [-seconds 900] [-device cpu] [-seq 256] [-batch 8]
+    python3 train.py -tokens tokens.bin -tokenizer TOKDIR -out DIR [-arch qwen3|llama] [-seconds 900] [-device cpu] [-seq 256] [-batch 8]
 """
 import argparse
 import contextlib
@@ -18,17 +20,21 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 
 import torch
 
 from qwen3 import Qwen3, write_safetensors
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tiny-llama", "scripts"))
+import llama  # noqa: E402
+
 PEAK_LR = 3e-3
 WARMUP = 100
 
 
-def config(vocab, eot):
+def qwen3_config(vocab, eot):
     return {
         "architectures": ["Qwen3ForCausalLM"],
         "model_type": "qwen3",
@@ -62,6 +68,7 @@ def main():
     ap.add_argument("-tokens", required=True, help="uint16 ids from encode.js")
     ap.add_argument("-tokenizer", required=True, help="the directory train_tokenizer.js wrote")
     ap.add_argument("-out", required=True)
+    ap.add_argument("-arch", default="qwen3", choices=["qwen3", "llama"])
     ap.add_argument("-seconds", type=float, default=900)
     ap.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("-seq", type=int, default=256, help="training window; 2048 on a GPU")
@@ -75,7 +82,7 @@ def main():
         tok = json.load(f)
     special = {t["content"]: t["id"] for t in tok["added_tokens"]}
     vocab = len(tok["model"]["vocab"]) + len(special)
-    cfg = config(vocab, special["<|endoftext|>"])
+    cfg = (llama.config if args.arch == "llama" else qwen3_config)(vocab, special["<|endoftext|>"])
 
     with open(args.tokens, "rb") as f:
         ids = torch.frombuffer(bytearray(f.read()), dtype=torch.int16).to(torch.int64) & 0xFFFF
@@ -88,7 +95,7 @@ def main():
         x = torch.stack([src[s : s + args.seq + 1] for s in starts.tolist()]).to(args.device)
         return x[:, :-1], x[:, 1:]
 
-    model = Qwen3(cfg).to(args.device)
+    model = (llama.Llama if args.arch == "llama" else Qwen3)(cfg).to(args.device)
     print(json.dumps(cfg), flush=True)
     print(f"{sum(p.numel() for p in model.parameters())} parameters", flush=True)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -131,7 +138,7 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     model = model.to("cpu", torch.float32)
-    state = {k: v for k, v in model.state_dict().items()}  # tied: no lm_head.weight, as save_pretrained
+    state = {k: v for k, v in model.state_dict().items()}  # a tied head has no lm_head.weight, as save_pretrained
     write_safetensors(os.path.join(args.out, "model.safetensors"), state)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
