@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"context"
+	"embed"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,12 @@ import (
 	"testing"
 	"time"
 )
+
+// emulateFiles are the emulation's shim and driver, embedded so that the
+// test binary runs anywhere.
+//
+//go:embed testdata/emulate
+var emulateFiles embed.FS
 
 // TestGEMVMMAEmulated runs the tensor-core GEMV and gated GEMV of
 // kernels/matmul.cu on the host, without a GPU: the file's code up to the
@@ -64,7 +71,7 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"shim.h", "gemv_mma.cpp"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "emulate", f))
+		b, err := emulateFiles.ReadFile("testdata/emulate/" + f)
 		if err != nil {
 			t.Fatal(err)
 		}
