@@ -211,13 +211,17 @@ var qwenLinear = []struct {
 // BenchmarkMatMulKernels times the matmul kernels on the GPU (CUDA events
 // around a run of launches, see kernelTimer), without the per-Eval host
 // overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 8, 32,
-// 64, 65 and 128 in bfloat16, each launch reading another of enough weight
-// sets to exceed the 50 MB L2 (GB/s of weights), and the prefill and square
-// products (TFLOP/s). The kernels are the lowering's for the device's Caps:
-// the tensor-core variants by default (there M = 64 is the GEMV's last and
-// 65 the tiled kernel's first, their crossover), the FMA kernels with
-// LOOM_CUDA_MMA=0. LOOM_MATMUL_GRID=x forces the GEMV
-// grid's width (tuning), and LOOM_MATMUL_DTYPE picks another dtype.
+// 64, 65 and 128 in bfloat16, and the gated GEMV (MatMulSiLUMul, "gated")
+// of its MLP, each launch reading another of enough weight sets to exceed
+// the 50 MB L2 (GB/s of weights), and the prefill and square products
+// (TFLOP/s). The kernels are the lowering's for the device's Caps: the
+// tensor-core variants by default (there M = 64 is the GEMV's last and 65
+// the tiled kernel's first, their crossover), the FMA kernels with
+// LOOM_CUDA_MMA=0. For tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts
+// of the projections, LOOM_MATMUL_GRID=x forces the GEMV grid's width and
+// LOOM_MATMUL_SPLIT=s the tensor-core GEMV's warps a tile (1, 2, 4 or 8,
+// with the grid that covers the tiles once; any values give the same
+// results), and LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
@@ -229,22 +233,39 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	rows := []int{1, 8, 32, 64, 65, 128}
+	if s := os.Getenv("LOOM_MATMUL_ROWS"); s != "" {
+		rows = nil
+		for _, f := range strings.Split(s, ",") {
+			m, err := strconv.Atoi(f)
+			if err != nil || m < 1 {
+				b.Fatalf("LOOM_MATMUL_ROWS=%q: want row counts ≥ 1, separated by commas", s)
+			}
+			rows = append(rows, m)
+		}
+	}
 	type shape struct {
-		name string
-		n, k int
-		ms   []int
+		name  string
+		n, k  int // the weights [n, k]; the gated product's output has n/2 columns
+		ms    []int
+		gated bool
 	}
 	var shapes []shape
 	for _, s := range qwenLinear {
-		shapes = append(shapes, shape{s.name, s.n, s.k, []int{1, 8, 32, 64, 65, 128}})
+		shapes = append(shapes, shape{s.name, s.n, s.k, rows, false})
 	}
-	shapes = append(shapes, shape{"prefill_gate_up", 3072, 1024, []int{512}}, shape{"square", 1024, 1024, []int{1024}}, shape{"square", 4096, 4096, []int{4096}})
+	shapes = append(shapes, shape{"gated", 6144, 1024, rows, true},
+		shape{"prefill_gate_up", 3072, 1024, []int{512}, false}, shape{"square", 1024, 1024, []int{1024}, false}, shape{"square", 4096, 4096, []int{4096}, false})
 	for _, sh := range shapes {
 		wBytes := int64(sh.n * sh.k * dt.Size())
 		sets := int(max(1, (256<<20)/wBytes))
 		large := sh.ms[0] > 128 // prefill and square: compute-bound
 		if large {
 			sets = 2
+		}
+		outN := sh.n
+		if sh.gated {
+			outN = sh.n / 2
 		}
 		var ws []runtime.Buffer // made by the first case that runs (-test.bench may skip all)
 		for _, m := range sh.ms {
@@ -257,29 +278,50 @@ func BenchmarkMatMulKernels(b *testing.B) {
 					ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
 				}
 				x := randomBuffer(b, d, dt, m*sh.k, 1)
-				out := deviceBuffer(b, d, int64(m*sh.n*dt.Size()))
+				out := deviceBuffer(b, d, int64(m*outN*dt.Size()))
 				defer x.Release()
 				defer out.Release()
 				in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
-				outs := []graph.Spec{{DType: dt, Shape: []int{m, sh.n}}}
+				outs := []graph.Spec{{DType: dt, Shape: []int{m, outN}}}
 				l := primitives.NewLowering(in, outs, d.Caps())
-				if err := (primitives.MatMul{TransposeB: true}).Lower(l); err != nil {
+				var prim primitives.Primitive = primitives.MatMul{TransposeB: true}
+				if sh.gated {
+					prim = primitives.MatMulSiLUMul{}
+				}
+				if err := prim.Lower(l); err != nil {
 					b.Fatal(err)
 				}
+				if len(l.Dispatches) != 1 {
+					b.Skipf("%d dispatches (the gated GEMV takes up to %d rows here)", len(l.Dispatches), d.Caps().GatedGEMVMaxRows)
+				}
 				disp := l.Dispatches[0]
-				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && strings.HasSuffix(disp.Kernel, "_gemv") {
+				// The tensor-core GEMV's tiles, its split and whether it runs.
+				var split *uint32
+				mma, tiles := uint32(0), 0
+				switch p := disp.Params.(type) {
+				case *primitives.MatMulParams:
+					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(sh.n, max(int(p.TileRows), 1))
+				case *primitives.MatMulSiLUMulParams:
+					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
+				}
+				if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
+					*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
+					disp.Grid.X = primitives.Groups(tiles, primitives.GEMVThreads/32/s)
+				}
+				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && (strings.HasSuffix(disp.Kernel, "_gemv") || sh.gated) {
 					disp.Grid.X = g
 				}
 				k, err := d.Kernel(disp.Kernel)
 				if err != nil {
 					b.Fatal(err)
 				}
+				spec, _ := primitives.LookupKernel(disp.Kernel)
 				record := func(pass *runtime.CommandList) {
 					for i := range reps {
 						args := []runtime.BufferArg{
-							{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: "a"},
-							{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: "b"},
-							{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: "out"},
+							{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
+							{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
+							{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
 						}
 						pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
 					}
@@ -299,7 +341,10 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
 				b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
 				b.ReportMetric(float64(disp.Grid.X), "grid-x")
-				b.ReportMetric(float64(disp.Params.(*primitives.MatMulParams).MMA), "mma")
+				b.ReportMetric(float64(mma), "mma")
+				if split != nil {
+					b.ReportMetric(float64(*split), "split")
+				}
 			})
 		}
 		for _, w := range ws {

@@ -98,6 +98,12 @@ func Open() (*Device, error) {
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
 	d.caps.SampleSplit = os.Getenv("LOOM_CUDA_SAMPLE_SPLIT") != "0"
+	if d.caps.TensorCores {
+		// On tensor cores the gated GEMV is the tensor-core GEMV's kernel
+		// with both halves' rows in one tile, which reads the weights once
+		// for up to its MatMulMMARows rows, as the matmul does.
+		d.caps.GatedGEMVMaxRows = primitives.MatMulMMARows
+	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_GATED_ROWS"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -204,9 +210,10 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
-		// Measured on an H100 (docs/BENCHMARKS.md): the gated GEMV took
-		// the batch-1 step from 2.61 to 2.39 ms and tied at batch 8; at
-		// batch 32 the tensor-core matmul and silu_mul were faster.
+		// Measured on an H100 (docs/BENCHMARKS.md) with the FMA gated
+		// GEMV: it took the batch-1 step from 2.61 to 2.39 ms and tied at
+		// batch 8; at batch 32 the tensor-core matmul and silu_mul were
+		// faster. Open raises it where the tensor-core kernel takes it.
 		GatedGEMVMaxRows: 8,
 		GEMVSplitK:       true,
 	}

@@ -144,12 +144,19 @@ type launch struct {
 }
 
 // function is the CUfunction to launch: the kernel's tensor-core variant
-// where the lowering asked for it (primitives.MatMulParams.MMA, with
-// Caps.TensorCores), else the catalog kernel. The variants take the same
+// where the lowering asked for it (primitives.MatMulParams.MMA or
+// MatMulSiLUMulParams.MMA, with Caps.TensorCores), else the catalog kernel. The variants take the same
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
 func (l *launch) function() uintptr {
-	if p, ok := l.params.(*primitives.MatMulParams); ok && p.MMA == 1 && l.k.mma != 0 {
+	mma := false
+	switch p := l.params.(type) {
+	case *primitives.MatMulParams:
+		mma = p.MMA == 1
+	case *primitives.MatMulSiLUMulParams:
+		mma = p.MMA == 1
+	}
+	if mma && l.k.mma != 0 {
 		return l.k.mma
 	}
 	return l.k.fn

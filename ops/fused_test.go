@@ -303,7 +303,8 @@ func TestQKNormRoPEKVWriteErrors(t *testing.T) {
 
 // TestGatedLinear checks GatedLinear against a float64 reference and
 // against the chain it fuses, MatMulTransposed then SiLUMul (bit for bit
-// on the CPU targets, in every dtype), and the path each case takes: the
+// on the CPU targets, in every dtype, and on CUDA's tensor cores in float16
+// and bfloat16 up to MatMulMMARows rows), and the path each case takes: the
 // gated kernel up to the device's Caps.GatedGEMVMaxRows rows of x, the
 // matmul and silu_mul above; empty x, N or K on both paths.
 func TestGatedLinear(t *testing.T) {
@@ -351,6 +352,14 @@ func TestGatedLinear(t *testing.T) {
 				out := append(slices.Clone(c.x[:len(c.x)-1]), c.n)
 				checkShape(t, got.Spec(), dt, out...)
 				checkFused(t, tg, what, got, chain, inDType(dt, want), false, true, 1)
+				if fused == 1 && dt != graph.Float32 && tg.RT.Caps().TensorCores && m <= primitives.MatMulMMARows {
+					// The tensor-core gated GEMV sums as the tensor-core GEMV.
+					gb, err1 := got.Bytes()
+					cb, err2 := chain.Bytes()
+					if err1 != nil || err2 != nil || !bytes.Equal(gb, cb) {
+						t.Errorf("%s: %s: the tensor-core gated GEMV differs from the unfused chain's bits (%v, %v)", tg.Name, what, err1, err2)
+					}
+				}
 			}
 		}
 	}

@@ -105,8 +105,11 @@ func SiLUMulKernel(dt graph.DType) string { return KernelName("silu_mul", dt) }
 
 // MatMulSiLUMulParams describe a gated linear layer: M rows of x of K
 // elements, weights of 2·N rows of K (the gate rows, then the up rows),
-// M rows of N outputs.
-type MatMulSiLUMulParams struct{ M, N, K uint32 }
+// M rows of N outputs. MMA is 1 where the CUDA device runs the gated GEMV
+// on tensor cores (matmul_silu_mul_<dt>_mma, with Split warps a tile of 8
+// outputs, see mmaGEMVGrid): set by the lowering with Caps.TensorCores for
+// float16 and bfloat16; other kernels ignore MMA and Split.
+type MatMulSiLUMulParams struct{ M, N, K, MMA, Split uint32 }
 
 // MatMulSiLUMul is the gate and up projections of a SwiGLU MLP with their
 // activation: inputs x [..., K] and w [2N, K], the gate weights (rows
@@ -164,9 +167,17 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 	m := graph.NumElements(x.Shape[:len(x.Shape)-1])
 	if m <= l.Caps.GatedGEMVMaxRows {
 		// As the GEMV: a SIMD group per output (its two dot products), a
-		// row of groups per row of x.
-		l.Dispatch(MatMulSiLUMulKernel(dt), Dim3{Groups(n, GEMVRowsPerGroup), m, 1}, Dim3{GEMVThreads, 1, 1},
-			&MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}, In(0), In(1), Out(0))
+		// row of groups per row of x; on tensor cores as the tensor-core
+		// GEMV, whose sums it shares (tiles of 8 gate and 8 up rows).
+		p := &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}
+		grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
+		if l.Caps.TensorCores && dt != graph.Float32 {
+			p.MMA = 1
+			grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, k, l.Caps.Cores)
+			grid.Y = min(m, 1)
+			l.Count("matmul_silu_mul.mma", 1)
+		}
+		l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), Out(0))
 		l.Count("matmul_silu_mul.fused", 1)
 		return nil
 	}

@@ -53,13 +53,13 @@ const (
 
 // The CUDA tensor-core paths (cuda/kernels/matmul.cu): the tiled kernel's
 // blocks of MatMulMMAThreads compute MatMulMMATileM × MatMulMMATileN output
-// tiles; the GEMV kernel's blocks of GEMVThreads compute 8-column tiles of
-// the output, MatMulMMAColTiles of them at most per block.
+// tiles; the GEMV kernel's blocks of GEMVThreads (8 warps) compute tiles of
+// 8 or 16 outputs (MatMulParams.TileRows) for up to MatMulMMARows rows of
+// x, Split warps a tile.
 const (
-	MatMulMMATileM    = 64
-	MatMulMMATileN    = 128
-	MatMulMMAThreads  = 256
-	MatMulMMAColTiles = 4
+	MatMulMMATileM   = 64
+	MatMulMMATileN   = 128
+	MatMulMMAThreads = 256
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
@@ -70,8 +70,8 @@ const (
 // them instead of repeating the numbers.
 func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
-		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_COL_TILES %d\n#define LOOM_QUANT_X_ROWS %d\n#define LOOM_SAMPLE_MAX_TOP %d\n",
-		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMAColTiles, QuantXRows, SampleMaxTop) +
+		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_MMA_CHUNKS %d\n#define LOOM_QUANT_X_ROWS %d\n#define LOOM_SAMPLE_MAX_TOP %d\n",
+		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, MatMulMMAChunks, QuantXRows, SampleMaxTop) +
 		fmt.Sprintf("#define LOOM_SAMPLE_WHOLE %d\n#define LOOM_SAMPLE_FIRST %d\n#define LOOM_SAMPLE_FINAL %d\n#define LOOM_ATTENTION_WARPS %d\n", SampleWhole, SampleFirst, SampleFinal, AttentionWarps)
 }
 
@@ -94,8 +94,8 @@ const MatMulSIMDGroupRows = GEMVThreads / 32 * 8
 
 // MatMulMMARows is the most rows of a product the lowering gives CUDA's
 // tensor-core GEMV (with Caps.TensorCores): the rows one pass of it takes
-// (four 16-row tiles), so that up to that many rows read the weights once.
-// Set by that design, not yet by a measured crossover with the tiled
+// (eight 8-row tiles of x), so that up to that many rows read the weights
+// once. Set by that design, not yet by a measured crossover with the tiled
 // kernel (docs/BENCHMARKS.md, "CUDA tensor-core matmul").
 const MatMulMMARows = 64
 
@@ -119,6 +119,10 @@ type MatMulParams struct {
 	// launches the kernel's tensor-core variant, matmul_<dt>_<path>_mma
 	// (cuda/kernels/matmul.cu); the kernels themselves ignore it.
 	MMA uint32
+	// Split and TileRows shape the tensor-core GEMV's work (see
+	// mmaGEMVGrid): Split warps share each tile of TileRows (8 or 16)
+	// outputs. The sums do not depend on them; other kernels ignore them.
+	Split, TileRows uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -242,7 +246,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
-			grid.X = mmaGEMVGroups(int(p.N), l.Caps.Cores)
+			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
 			l.Count("matmul_mma", 1)
 		} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
 			grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
@@ -306,19 +310,57 @@ func gemvSplitK(n, rowBytes, cores int) int {
 	return s
 }
 
-// mmaGEMVGroups is the grid of the tensor-core GEMV for n outputs: each
-// block takes as many 8-column tiles (up to MatMulMMAColTiles, which share
-// their loads of x) as keep at least two blocks per multiprocessor. The
-// kernel takes any grid and derives the tiles per block from it; the
-// result does not depend on the choice.
-func mmaGEMVGroups(n, cores int) int {
-	tiles := Groups(n, 8)
-	for c := MatMulMMAColTiles; c > 1; c /= 2 {
-		if Groups(tiles, c) >= 2*cores {
-			return Groups(tiles, c)
+// mmaGEMVTiles is the grid of CUDA's tensor-core GEMV for n outputs, m
+// rows of x and k columns on a device of cores multiprocessors, with its
+// Split and TileRows: tiles of 16 outputs, or of 8 where the grid of 16
+// would leave multiprocessors without a block (1,024 outputs on an H100's
+// 132).
+func mmaGEMVTiles(n, m, k, cores int) (groups int, split, tileRows uint32) {
+	tileRows = 16
+	groups, split = mmaGEMVGrid(Groups(n, 16), m, k, cores)
+	if groups < cores {
+		tileRows = 8
+		groups, split = mmaGEMVGrid(Groups(n, 8), m, k, cores)
+	}
+	return groups, split, tileRows
+}
+
+// MatMulMMAChunks is the chunks of 32 columns whose weights a lane of
+// CUDA's tensor-core GEMV loads before it uses any (two 16-byte loads
+// each), for up to 16 rows of x; past 16, half as many, which keeps the
+// accumulators of more rows in registers.
+const MatMulMMAChunks = 8
+
+// mmaGEMVGrid is the grid and split of a tensor-core GEMV of the given
+// tiles (the gated GEMV's or the matmul's), m rows of x and k columns. A
+// decode GEMV is bound by the weight bytes in flight: its time is about a
+// memory round trip for each wave of blocks (two blocks of 8 warps a
+// multiprocessor at once) and each round of a warp's loads (its chunks of
+// 32 columns, MatMulMMAChunks at a time). Split is the number of warps a
+// tile (1, 2, 4 or 8; each takes 1/Split of the chunks) with the fewest
+// waves × rounds, the fewest warps of those; at least the 8-row tiles of x
+// of a pass (1, 2, 4 or 8, for up to MatMulMMARows rows), which keeps a
+// warp's accumulators in registers. The kernel takes any grid and split;
+// the result does not depend on them.
+func mmaGEMVGrid(tiles, m, k, cores int) (groups int, split uint32) {
+	xTiles := Groups(min(m, MatMulMMARows), 8)
+	chunks := Groups(k, 32)
+	unroll := MatMulMMAChunks
+	if xTiles > 2 {
+		unroll /= 2
+	}
+	best := -1
+	for s := 1; s <= 8; s *= 2 {
+		if s < xTiles {
+			continue
+		}
+		blocks := Groups(tiles, GEMVThreads/32/s)
+		cost := Groups(blocks, max(2*cores, 1)) * max(Groups(Groups(chunks, s), unroll), 1)
+		if best < 0 || cost < best {
+			best, groups, split = cost, blocks, uint32(s)
 		}
 	}
-	return tiles
+	return groups, split
 }
 
 func init() {

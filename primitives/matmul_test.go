@@ -111,6 +111,7 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 		grid, group Dim3
 		shared      int
 		counters    []string // each counted once; "matmul_mma" means MMA = 1
+		split, rows uint32   // the tensor-core GEMV's Split and TileRows
 	}
 	gemv, tiled, mma := Dim3{GEMVThreads, 1, 1}, Dim3{MatMulThreads, 1, 1}, Dim3{MatMulMMAThreads, 1, 1}
 	for _, c := range []struct {
@@ -120,36 +121,42 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 		a, b    []int
 		off, on want
 	}{
-		{"lm_head, batch 8: 4 column tiles a block", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
-			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_bf16_gemv", Dim3{4748, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}}},
-		{"gate+up GEMV: 2 column tiles a block", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
-			want{"matmul_f16_gemv", Dim3{768, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
-			want{"matmul_f16_gemv", Dim3{384, 1, 1}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}}},
-		{"64 rows, small N: 1 column tile a block", MatMul{TransposeB: true}, graph.BFloat16, []int{64, 1024}, []int{1024, 1024},
-			want{"matmul_bf16_tiled", Dim3{32, 2, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_bf16_gemv", Dim3{128, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}}},
+		{"lm_head, batch 8: 2 warps a tile of 16 outputs (9 waves of 2 rounds)", MatMul{TransposeB: true}, graph.BFloat16, []int{8, 1024}, []int{151936, 1024},
+			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{2374, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 2, 16}},
+		{"lm_head, batch 32: 4 warps a tile (the tiles of x)", MatMul{TransposeB: true}, graph.BFloat16, []int{32, 1024}, []int{151936, 1024},
+			want{"matmul_bf16_tiled", Dim3{4748, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{4748, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 4, 16}},
+		{"gate+up GEMV: 4 warps a tile, one wave of one round", MatMul{TransposeB: true}, graph.Float16, []int{1, 1024}, []int{6144, 1024},
+			want{"matmul_f16_gemv", Dim3{768, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
+			want{"matmul_f16_gemv", Dim3{192, 1, 1}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 4, 16}},
+		{"QKV, batch 32: 8 warps a tile (the tiles of x)", MatMul{TransposeB: true}, graph.BFloat16, []int{32, 1024}, []int{4096, 1024},
+			want{"matmul_bf16_tiled", Dim3{128, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{256, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 8, 16}},
+		{"64 rows, small N: tiles of 8 outputs", MatMul{TransposeB: true}, graph.BFloat16, []int{64, 1024}, []int{1024, 1024},
+			want{"matmul_bf16_tiled", Dim3{32, 2, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{128, 1, 1}, gemv, 0, []string{"matmul_small_m", "matmul_mma"}, 8, 8}},
 		{"a column vector as x", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{3, 1000, 1}, []int{3, 9, 1000},
-			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv"}},
-			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}}},
+			want{"matmul_bf16_gemv", Dim3{2, 1, 3}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
+			want{"matmul_bf16_gemv", Dim3{1, 1, 3}, gemv, 0, []string{"matmul_gemv", "matmul_mma"}, 4, 8}},
 		{"65 rows: tensor-core tiles", MatMul{TransposeB: true}, graph.BFloat16, []int{65, 1024}, []int{1001, 1024},
-			want{"matmul_bf16_tiled", Dim3{32, 3, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_bf16_tiled", Dim3{8, 2, 1}, mma, 0, []string{"matmul_tiled", "matmul_mma"}}},
+			want{"matmul_bf16_tiled", Dim3{32, 3, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_tiled", Dim3{8, 2, 1}, mma, 0, []string{"matmul_tiled", "matmul_mma"}, 0, 0}},
 		{"float32 stays on FMA", MatMul{TransposeB: true}, graph.Float32, []int{8, 1024}, []int{1001, 1024},
-			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}}},
+			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_f32_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0}},
 		{"float32 GEMV stays on FMA", MatMul{TransposeB: true}, graph.Float32, []int{1, 1024}, []int{1001, 1024},
-			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
-			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}}},
+			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
+			want{"matmul_f32_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0}},
 		{"transposed a stays on FMA", MatMul{TransposeA: true, TransposeB: true}, graph.BFloat16, []int{1024, 8}, []int{1001, 1024},
-			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}}},
+			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_tiled", Dim3{32, 1, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0}},
 		{"weights [K, N] stay on FMA", MatMul{}, graph.BFloat16, []int{100, 1024}, []int{1024, 1001},
-			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}},
-			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}}},
+			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0},
+			want{"matmul_bf16_tiled", Dim3{32, 4, 1}, tiled, 0, []string{"matmul_tiled"}, 0, 0}},
 		{"weights [K, N], one row", MatMul{}, graph.Float16, []int{1, 1024}, []int{1024, 1001},
-			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}},
-			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}}},
+			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0},
+			want{"matmul_f16_gemv", Dim3{126, 1, 1}, gemv, 0, []string{"matmul_gemv"}, 0, 0}},
 	} {
 		in := []graph.Spec{{DType: c.dt, Shape: c.a}, {DType: c.dt, Shape: c.b}}
 		outs, err := c.m.Outputs(in)
@@ -174,8 +181,8 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 			if slices.Contains(w.counters, "matmul_mma") {
 				wantMMA = 1
 			}
-			if got := d.Params.(*MatMulParams).MMA; got != wantMMA {
-				t.Errorf("%s, tensor cores %v: MMA %d, want %d", c.name, on, got, wantMMA)
+			if p := d.Params.(*MatMulParams); p.MMA != wantMMA || p.Split != w.split || p.TileRows != w.rows {
+				t.Errorf("%s, tensor cores %v: MMA %d, Split %d, TileRows %d, want %d, %d, %d", c.name, on, p.MMA, p.Split, p.TileRows, wantMMA, w.split, w.rows)
 			}
 			wantCounters := map[string]int{}
 			for _, k := range w.counters {
@@ -294,6 +301,47 @@ func TestMatMulSiLUMulLowering(t *testing.T) {
 		}
 		if l.Counters["matmul_silu_mul.unfused"] != 1 || l.Counters["matmul_silu_mul.fused"] != 0 {
 			t.Errorf("%s: counters %v", c.name, l.Counters)
+		}
+	}
+}
+
+// TestMatMulSiLUMulTensorCores checks the gated GEMV's lowering with
+// Caps.TensorCores: float16 and bfloat16 take the tensor-core variant
+// (MMA, a grid of 8-output tiles by mmaGEMVGrid, one row of blocks for all
+// rows of x), float32 the FMA kernel's grid.
+func TestMatMulSiLUMulTensorCores(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		dt    graph.DType
+		x     []int
+		n     int
+		grid  Dim3
+		p     MatMulSiLUMulParams
+		count string
+	}{
+		{"Qwen3-0.6B, batch 8: 4 warps a tile", graph.BFloat16, []int{8, 1024}, 3072, Dim3{192, 1, 1}, MatMulSiLUMulParams{M: 8, N: 3072, K: 1024, MMA: 1, Split: 4}, "matmul_silu_mul.mma"},
+		{"many outputs: a warp a tile", graph.Float16, []int{1, 64}, 40000, Dim3{625, 1, 1}, MatMulSiLUMulParams{M: 1, N: 40000, K: 64, MMA: 1, Split: 1}, "matmul_silu_mul.mma"},
+		{"64 rows: 8 warps a tile", graph.Float16, []int{2, 32, 64}, 40000, Dim3{5000, 1, 1}, MatMulSiLUMulParams{M: 64, N: 40000, K: 64, MMA: 1, Split: 8}, "matmul_silu_mul.mma"},
+		{"float32 stays on FMA", graph.Float32, []int{3, 64}, 100, Dim3{13, 3, 1}, MatMulSiLUMulParams{M: 3, N: 100, K: 64}, ""},
+	} {
+		in := []graph.Spec{{DType: c.dt, Shape: c.x}, {DType: c.dt, Shape: []int{2 * c.n, c.x[len(c.x)-1]}}}
+		outs, err := MatMulSiLUMul{}.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		l := NewLowering(in, outs, Caps{Device: "cuda", Cores: 132, TensorCores: true, GatedGEMVMaxRows: MatMulMMARows})
+		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(l.Dispatches) != 1 {
+			t.Fatalf("%s: %d dispatches, want 1", c.name, len(l.Dispatches))
+		}
+		d := l.Dispatches[0]
+		if p := *d.Params.(*MatMulSiLUMulParams); p != c.p || d.Grid != c.grid || d.Group != (Dim3{GEMVThreads, 1, 1}) {
+			t.Errorf("%s: params %+v grid %v group %v, want %+v, %v", c.name, p, d.Grid, d.Group, c.p, c.grid)
+		}
+		if c.count != "" && l.Counters[c.count] != 1 {
+			t.Errorf("%s: counters %v, want %s", c.name, l.Counters, c.count)
 		}
 	}
 }

@@ -347,160 +347,254 @@ __device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
 
 // ---- small M on tensor cores: B stored N×K, 1 ≤ M ------------------------------
 //
-// A block of LOOM_GEMV_THREADS (8 warps) computes C·8 columns of the output
-// for up to 64 rows. K is cut into chunks of 32; warp w takes chunks w,
-// w + 8, w + 16, …, and within a chunk lane (g, t) loads 16 bytes of
-// weight row g of each 8-column tile at k = 8t, and the same 16 bytes of
-// rows g and g + 8 of each 16-row tile of A. Two m16n8k16 products use
-// them, the first with the lane's bytes 0–7 as its k = 2t, 2t + 1, 2t + 8,
-// 2t + 9, the second with bytes 8–15: a permutation of k that A and B
-// share, so every byte of the weights is read once by one 16-byte load and
-// used straight from registers. The eight warps' partial tiles are added
-// through shared memory in a fixed tree, ((w0 + w4) + (w2 + w6)) + ((w1 +
-// w5) + (w3 + w7)).
+// The product is computed transposed, outᵀ = W·xᵀ: 16 weight rows are the A
+// operand of mma.sync m16n8k16 and 8 rows of x its B operand, so the
+// weights fill the 16-row operand whatever M (one 8-row tile of x up to
+// M = 8). K is cut into chunks of 32. In chunk c lane (g, t) loads 16 bytes
+// of weight rows g and g + 8 of its tile at k = 32c + 8t, and the same 16
+// bytes of row g of each 8-row tile of x; two products use them, the first
+// with bytes 0–7 as the fragment's k = 2t, 2t + 1, 2t + 8, 2t + 9, the
+// second with bytes 8–15: a permutation of k that both operands share, so
+// every weight byte is read once, by one 16-byte load, and used straight
+// from registers. Lane (g, t) ends with outᵀ[g][2t], [g][2t + 1],
+// [g + 8][2t], [g + 8][2t + 1] of each 16 × 8 tile.
 //
-// The arithmetic of an output element depends on K alone: not on M, the
-// tile width C, the grid, or which rows share its tile. So row i of a
-// product is the same bit for bit whatever the batch it is computed in
-// (batch invariance), M = 1 included.
+// The sum of an output depends on K alone: chunk c belongs to slice
+// c mod 8, each slice is one chain of products over its chunks in order,
+// from zero, and the slices are added in a fixed tree, ((s0 + s4) + (s2 +
+// s6)) + ((s1 + s5) + (s3 + s7)). The S warps (1, 2, 4 or 8) that share a
+// tile take slices share, share + S, … (so chunks c ≡ share mod S), each
+// slice in its own accumulators, and meet in shared memory; S, the tile
+// height (8 or 16 rows), the grid, M and the other rows of a tile change
+// which warp computes what, never the arithmetic. So a row of a product is
+// the same bit for bit whatever the batch it is computed in (batch
+// invariance, M = 1 included), and the gated GEMV's gate and up sums are the
+// matmul's.
+//
+// A decode GEMV is bound by the bytes in flight: a lane issues the weight
+// loads of MMA_UNROLL(MT) chunks before it uses any, and the lowering picks
+// S (and 8-row tiles for few outputs) for the fewest memory round trips
+// (primitives.mmaGEMVGrid).
 #define MMA_WARPS (LOOM_GEMV_THREADS / 32)
-#define MMA_MAX_MT 4  // 16-row tiles of A per pass: 64 rows
-#define MMA_MAX_C LOOM_MMA_COL_TILES  // 8-column tiles per warp
-static_assert(MMA_WARPS == 8, "the fixed reduction tree is written for 8 warps");
-static_assert(MMA_MAX_C == 4, "gemv_mma takes 1, 2 or 4 column tiles per block");
+#define MMA_SLICES 8
+#define MMA_MAX_MT 8  // 8-row tiles of x per pass: 64 rows
+static_assert(MMA_WARPS == 8, "a block of 8 warps holds 8/S tiles");
+static_assert(MMA_MAX_MT * 8 == LOOM_MMA_GEMV_ROWS, "a pass takes primitives.MatMulMMARows rows");
 
-template <typename T, int MT, int C>
-__device__ void gemv_mma_pass(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, u32 m0, bool vec, float* red) {
-  // Loads in flight per lane per step: U chunks of C weight rows (and the
-  // activations for them), 128 bytes of weights where registers allow.
-  constexpr int UC = MT == 1 ? 8 : MT == 2 ? 4 : 2, U = UC / C > 0 ? UC / C : 1;
-  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const u32 chunks = (p.K + 31) / 32;
-  const T* xr[MT][2];
+// mma_slices adds the warp's slices of one tile to acc (acc[i] is slice
+// share + S·i): lo and hi are the lane's weight rows g and g + 8, xr[j] its
+// row g of x tile j (null: zeros). U chunks' weight loads are issued
+// together; U is a multiple of the warp's 8/S slices, so that chunk u of a
+// round is slice u mod 8/S of the warp's, known at compile time.
+template <typename T, int MT, int S, int U>
+__device__ __forceinline__ void mma_slices(const T* lo, const T* hi, const T* const (&xr)[MT], u32 K, bool vec, u32 share,
+                                           float (&acc)[MMA_SLICES / S][MT][4]) {
+  constexpr int NS = MMA_SLICES / S;
+  static_assert(U % NS == 0, "a round of chunks starts at the warp's first slice");
+  const u32 t = threadIdx.x % 4;
+  const u32 chunks = (K + 31) / 32;
+  for (u32 c0 = share; c0 < chunks; c0 += S * U) {
+    uint4 wl[U], wh[U];
 #pragma unroll
-  for (int mt = 0; mt < MT; mt++) {
-    for (int h = 0; h < 2; h++) {
-      const u32 m = m0 + 16 * mt + 8 * h + g;
-      xr[mt][h] = m < p.M ? a + o.a + (u64)m * p.K : nullptr;
+    for (int u = 0; u < U; u++) {
+      const u32 k = (c0 + S * u) * 32 + 8 * t;
+      wl[u] = load8<T, true>(lo, k, K, vec);
+      wh[u] = load8<T, true>(hi, k, K, vec);
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const u32 c = c0 + S * u;
+      if (c >= chunks) break;
+      const u32 k = c * 32 + 8 * t;
+#pragma unroll
+      for (int j = 0; j < MT; j++) {
+        const uint4 xv = load8<T, false>(xr[j], k, K, vec);
+        MMA<T>::run(acc[u % NS][j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
+        MMA<T>::run(acc[u % NS][j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
+      }
     }
   }
-  for (u32 n0 = blockIdx.x * 8 * C; n0 < p.N; n0 += gridDim.x * 8 * C) {
-    const T* wr[C];
+}
+
+// slice_tree adds the 8 slices s[0..7] in the fixed order.
+__device__ __forceinline__ float slice_tree(const float* s) {
+  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+}
+
+// MMA_UNROLL is the chunks a lane has in flight (two 16-byte loads each):
+// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
+#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
+
+template <typename T> struct MmaRows;
+
+// mma_tiles runs the tiles of a tensor-core GEMV: tile i covers weight rows
+// epi.rows(i, g) for lane group g and is stored by epi.store; the block's
+// 8/S tiles step through all of them, in passes of 8·MT rows of x. Not
+// inlined: the matmul and the gated GEMV share each instance, which halves
+// the file's compile time.
+template <typename T, int MT, int S>
+__device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* red, const MmaRows<T> epi) {
+  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT);
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 tb = warp / S, share = warp % S;
+  for (u32 m0 = 0; m0 < M; m0 += 8 * MT) {
+    const T* xr[MT];
 #pragma unroll
-    for (int c = 0; c < C; c++) {
-      const u32 n = n0 + 8 * c + g;
-      wr[c] = n < p.N ? b + o.b + (u64)n * p.K : nullptr;
+    for (int j = 0; j < MT; j++) {
+      const u32 m = m0 + 8 * j + g;
+      xr[j] = m < M ? x + (u64)m * K : nullptr;
     }
-    float acc[MT][C][4];
+    // Every warp takes every step, so that all reach the barriers.
+    for (u32 tile0 = blockIdx.x * TB; tile0 < tiles; tile0 += gridDim.x * TB) {
+      const u32 tile = tile0 + tb;
+      float acc[NS][MT][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+      for (int i = 0; i < NS; i++)
 #pragma unroll
-      for (int c = 0; c < C; c++)
+        for (int j = 0; j < MT; j++)
 #pragma unroll
-        for (int r = 0; r < 4; r++) acc[mt][c][r] = 0.f;
-    for (u32 q0 = warp; q0 < chunks; q0 += MMA_WARPS * U) {
-      uint4 w[U][C];
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const u32 k = (q0 + MMA_WARPS * u) * 32 + 8 * t;
-#pragma unroll
-        for (int c = 0; c < C; c++) w[u][c] = load8<T, true>(wr[c], k, p.K, vec);
+          for (int r = 0; r < 4; r++) acc[i][j][r] = 0.f;
+      if (tile < tiles) {
+        const T *lo, *hi;
+        epi.rows(tile, g, lo, hi);
+        mma_slices<T, MT, S, U>(lo, hi, xr, K, vec, share, acc);
       }
+      float sum[MT][4];
+      if constexpr (S == 1) {
 #pragma unroll
-      for (int u = 0; u < U; u++) {
-        const u32 q = q0 + MMA_WARPS * u;
-        if (q >= chunks) break;
-        const u32 k = q * 32 + 8 * t;
+        for (int j = 0; j < MT; j++)
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-          const uint4 lo = load8<T, false>(xr[mt][0], k, p.K, vec), hi = load8<T, false>(xr[mt][1], k, p.K, vec);
+          for (int r = 0; r < 4; r++) {
+            float s[MMA_SLICES];
 #pragma unroll
-          for (int c = 0; c < C; c++) {
-            MMA<T>::run(acc[mt][c], lo.x, hi.x, lo.y, hi.y, w[u][c].x, w[u][c].y);
-            MMA<T>::run(acc[mt][c], lo.z, hi.z, lo.w, hi.w, w[u][c].z, w[u][c].w);
+            for (int i = 0; i < MMA_SLICES; i++) s[i] = acc[i % NS][j][r];
+            sum[j][r] = slice_tree(s);
           }
+      } else {
+        // red[tb][slice][j·4 + r][lane]
+        float* mine = red + (u64)tb * MMA_SLICES * MT * 4 * 32 + lane;
+#pragma unroll
+        for (int i = 0; i < NS; i++)
+#pragma unroll
+          for (int j = 0; j < MT; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) mine[((share + S * i) * MT * 4 + j * 4 + r) * 32] = acc[i][j][r];
+        __syncthreads();
+        if (share == 0) {
+#pragma unroll
+          for (int j = 0; j < MT; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+              float s[MMA_SLICES];
+#pragma unroll
+              for (int i = 0; i < MMA_SLICES; i++) s[i] = mine[(i * MT * 4 + j * 4 + r) * 32];
+              sum[j][r] = slice_tree(s);
+            }
+        }
+        __syncthreads();  // the next step writes red again
+      }
+      if (share == 0 && tile < tiles) epi.store(tile, m0, g, t, sum);
+    }
+  }
+}
+
+// mma_gemv runs mma_tiles with the tiles of x that min(M, 64) rows need
+// and S warps a tile: split as the lowering asked, but at least the tiles
+// of x (the warp's accumulators, (8/S)·MT·4 floats, stay at 32), a power
+// of two of at most 8. Any split and grid give the same result.
+template <typename T>
+__device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, float* red, const MmaRows<T>& epi) {
+  const u32 rows = min(M, (u32)LOOM_MMA_GEMV_ROWS);
+  const u32 mt = rows <= 8 ? 1 : rows <= 16 ? 2 : rows <= 32 ? 4 : 8;
+  u32 s = 1;
+  while (s < 8 && (s < split || s < mt)) s *= 2;
+  switch (mt * 16 + s) {
+    case 16 + 1: mma_tiles<T, 1, 1>(x, M, K, tiles, vec, red, epi); break;
+    case 16 + 2: mma_tiles<T, 1, 2>(x, M, K, tiles, vec, red, epi); break;
+    case 16 + 4: mma_tiles<T, 1, 4>(x, M, K, tiles, vec, red, epi); break;
+    case 16 + 8: mma_tiles<T, 1, 8>(x, M, K, tiles, vec, red, epi); break;
+    case 32 + 2: mma_tiles<T, 2, 2>(x, M, K, tiles, vec, red, epi); break;
+    case 32 + 4: mma_tiles<T, 2, 4>(x, M, K, tiles, vec, red, epi); break;
+    case 32 + 8: mma_tiles<T, 2, 8>(x, M, K, tiles, vec, red, epi); break;
+    case 64 + 4: mma_tiles<T, 4, 4>(x, M, K, tiles, vec, red, epi); break;
+    case 64 + 8: mma_tiles<T, 4, 8>(x, M, K, tiles, vec, red, epi); break;
+    default: mma_tiles<T, 8, 8>(x, M, K, tiles, vec, red, epi); break;
+  }
+}
+
+// The shared memory of the warps' slices: 8 slices of MT·4 floats a lane
+// for each of the block's 8/S tiles, MT ≤ S.
+#define MMA_RED_FLOATS (MMA_WARPS * MMA_SLICES * 4 * 32)
+
+// MmaRows are the tiles of a tensor-core GEMV and their outputs.
+// The matmul's tiles have tileRows (8 or 16) weight rows each; with 8,
+// rows g + 8 are zeros. The gated GEMV's (matmul_silu_mul_<dt>_mma,
+// MatMulSiLUMulParams.MMA) pair gate rows 8i + g (the A operand's rows g)
+// with up rows N + 8i + g (rows g + 8), so lane (g, t) holds both sums of
+// outputs (m, 8i + g), m = 2t and 2t + 1 of each tile of x: each rounded
+// to T as the matmul's output is, then silu_mul's product.
+template <typename T> struct MmaRows {
+  const T* w;
+  T* out;
+  u32 N, M, K, tileRows;
+  bool gated;
+  __device__ __forceinline__ void rows(u32 tile, u32 g, const T*& lo, const T*& hi) const {
+    const u32 n = tile * tileRows + g;
+    lo = n < N ? w + (u64)n * K : nullptr;
+    if (gated) {
+      hi = n < N ? w + (u64)(N + n) * K : nullptr;
+    } else {
+      hi = tileRows == 16 && n + 8 < N ? w + (u64)(n + 8) * K : nullptr;
+    }
+  }
+  template <int MT> __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        const u32 m = m0 + 8 * j + 2 * t + r % 2, n = tile * tileRows + g + 8 * (r / 2);
+        if (m >= M || n >= N) continue;
+        if (!gated) {
+          if (r < 2 || tileRows == 16) store_f(out, (u64)m * N + n, sum[j][r]);
+        } else if (r < 2) {
+          const float gs = Num<T>::load(Num<T>::store(sum[j][r])), us = Num<T>::load(Num<T>::store(sum[j][r + 2]));
+          store_f(out, (u64)m * N + n, un_silu(gs) * us);
         }
       }
-    }
-    // The fixed tree: warps [s, 2s) hand their tiles to warps [0, s).
-    constexpr int R = MT * C * 4;
-#pragma unroll
-    for (u32 s = MMA_WARPS / 2; s >= 1; s /= 2) {
-      __syncthreads();  // the previous round, or tile, has read red
-      if (warp >= s && warp < 2 * s) {
-        float* r = red + (warp - s) * R * 32 + lane;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-          for (int c = 0; c < C; c++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) r[((mt * C + c) * 4 + i) * 32] = acc[mt][c][i];
-      }
-      __syncthreads();
-      if (warp < s) {
-        const float* r = red + warp * R * 32 + lane;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-          for (int c = 0; c < C; c++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) acc[mt][c][i] += r[((mt * C + c) * 4 + i) * 32];
-      }
-    }
-    if (warp == 0) {
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int c = 0; c < C; c++)
-#pragma unroll
-          for (int i = 0; i < 4; i++) {
-            const u32 m = m0 + 16 * mt + g + 8 * (i / 2), n = n0 + 8 * c + 2 * t + i % 2;
-            if (m < p.M && n < p.N) store_f(out, o.out + (u64)m * p.N + n, acc[mt][c][i]);
-          }
-    }
   }
-}
-
-// gemv_mma computes the product in passes of up to 64 rows. The block's
-// column tiles (C) follow from the grid: enough for the blocks to cover N
-// in one round where C ≤ 4 allows, so the lowering picks C by the grid it
-// launches.
-template <typename T, int C>
-__device__ void gemv_mma_c(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, bool vec, float* red) {
-  for (u32 m0 = 0; m0 < p.M; m0 += 16 * MMA_MAX_MT) {
-    switch (min((p.M - m0 + 15) / 16, (u32)MMA_MAX_MT)) {
-      case 1: gemv_mma_pass<T, 1, C>(a, b, out, p, o, m0, vec, red); break;
-      case 2: gemv_mma_pass<T, 2, C>(a, b, out, p, o, m0, vec, red); break;
-      // 48 and 64 rows take at most 2 column tiles: more would spill.
-      case 3: gemv_mma_pass<T, 3, (C > 2 ? 2 : C)>(a, b, out, p, o, m0, vec, red); break;
-      default: gemv_mma_pass<T, 4, (C > 2 ? 2 : C)>(a, b, out, p, o, m0, vec, red); break;
-    }
-  }
-}
+};
 
 template <typename T>
-__device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o, float* red) {
+__device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, float* red) {
+  const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
   const bool vec = p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0;
-  const u32 tiles = (p.N + 7) / 8, per = (tiles + gridDim.x - 1) / gridDim.x;
-  if (per <= 1) {
-    gemv_mma_c<T, 1>(a, b, out, p, o, vec, red);
-  } else if (per <= 2) {
-    gemv_mma_c<T, 2>(a, b, out, p, o, vec, red);
-  } else {
-    gemv_mma_c<T, 4>(a, b, out, p, o, vec, red);
-  }
+  const u32 tileRows = p.TileRows == 8 ? 8 : 16;
+  const MmaRows<T> epi{b + o.b, out + o.out, p.N, p.M, p.K, tileRows, false};
+  mma_gemv(a + o.a, p.M, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, red, epi);
 }
 
-// The GEMV variant takes two blocks per multiprocessor: one block of 8
-// warps would halve the loads in flight.
+// The variants take two blocks a multiprocessor (at most 128 registers a
+// thread): 16 warps, each with up to 8 KB of weights in flight.
 #define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
       matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
-    __shared__ float red[MMA_MAX_MT * MMA_MAX_C * 4 * 32 * MMA_WARPS / 2];                             \
-    gemv_mma(a, b, out, p, matrix_offsets(p, blockIdx.z), red);                                         \
+    __shared__ float red[MMA_RED_FLOATS];                                                              \
+    gemv_mma(a, b, out, p, red);                                                                        \
   }
 GEMV_MMA_KERNEL(f16, half_t)
 GEMV_MMA_KERNEL(bf16, bf16_t)
+
+// The gated GEMV on tensor cores: see MmaRows.
+#define GATED_MMA_KERNEL(SHORT, T)                                                                       \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
+      matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
+                                    Status* status) {                                                    \
+    __shared__ float red[MMA_RED_FLOATS];                                                                \
+    const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
+    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
+  }
+GATED_MMA_KERNEL(f16, half_t)
+GATED_MMA_KERNEL(bf16, bf16_t)
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
 //

@@ -1,0 +1,95 @@
+package cuda
+
+import (
+	"context"
+	"embed"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// emulateFiles are the emulation's shim and driver, embedded so that the
+// test binary runs anywhere.
+//
+//go:embed testdata/emulate
+var emulateFiles embed.FS
+
+// TestGEMVMMAEmulated runs the GEMV and gated GEMV of kernels/matmul.cu on
+// the host, without a GPU: the FMA kernels at batch 1 (float32, bit for
+// bit the same for every split of K over warps and grid, the gated GEMV
+// bit for bit the GEMV's outputs through silu_mul's formula) and the
+// tensor-core ones as follows. The file's code up to the
+// tiled tensor-core kernel, compiled by g++ against testdata/emulate/shim.h
+// (a block's threads are std::threads; mma.sync is emulated from the 32
+// lanes' fragments in the PTX ISA's layout), driven by
+// testdata/emulate/gemv_mma.cpp (bfloat16: results against a float64
+// reference, bit for bit the same for every split, tile height and grid
+// and for each row alone, and the gated GEMV bit for bit the matmul's
+// outputs through silu_mul's formula). It checks the fragment layouts,
+// slices, splits and epilogues, not the GPU's rounding inside mma.sync.
+func TestGEMVMMAEmulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 30 s of host threads")
+	}
+	cxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skipf("no g++ to build the emulation with: %v", err)
+	}
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := files["matmul.cu"]
+	cut := strings.Index(src, "// ---- large M on tensor cores")
+	if cut < 0 {
+		t.Fatal("matmul.cu: the tiled tensor-core section's heading is gone; update the emulation's cut")
+	}
+	src = src[:cut]
+	// The device-only statements (an asm string, its operands, the
+	// semicolon), each replaced by the host's form.
+	for _, r := range []struct {
+		re, with string
+	}{
+		{`asm\("ld\.global\.nc\.L1::no_allocate\.v4\.u32[^"]*"[^;]*;`, `v = *(const uint4*)(row + k);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma_bf16(d, a0, a1, a2, a3, b0, b1);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
+		{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort(); // float16 is not emulated`},
+	} {
+		re := regexp.MustCompile(r.re)
+		if !re.MatchString(src) {
+			t.Fatalf("matmul.cu: no statement matches %q; update the emulation", r.re)
+		}
+		src = re.ReplaceAllLiteralString(src, r.with)
+	}
+	if i := strings.Index(src, "asm("); i >= 0 {
+		t.Fatalf("matmul.cu has device assembly the emulation does not replace: %.80s", src[i:])
+	}
+	dir := t.TempDir()
+	src = "#include \"shim.h\"\n" + strings.ReplaceAll(src, `extern "C"`, "")
+	if err := os.WriteFile(filepath.Join(dir, "matmul.cu.h"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"shim.h", "gemv_mma.cpp"} {
+		b, err := emulateFiles.ReadFile("testdata/emulate/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "gemv_mma")
+	if out, err := exec.Command(cxx, "-std=c++20", "-O1", "-pthread", "-w", "-fpermissive", "-o", bin, filepath.Join(dir, "gemv_mma.cpp")).CombinedOutput(); err != nil {
+		t.Fatalf("building the emulation: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("emulated tensor-core GEMV: %v\n%s", err, out)
+	}
+}

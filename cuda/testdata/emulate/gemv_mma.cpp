@@ -1,0 +1,158 @@
+// The FMA GEMV and gated GEMV of cuda/kernels/matmul.cu at batch 1
+// (float32; checkFMA), and the tensor-core GEMV and gated GEMV (bfloat16),
+// against a float64 reference, with every split, tile height and several
+// grids (bit for bit the same), each row alone (batch invariance), and the
+// gated GEMV against the matmul's rounded outputs and silu_mul's formula
+// (bit for bit). Prints PASS or FAIL and the first failures.
+#include "matmul.cu.h"
+#include <random>
+#include <string>
+static void launch(dim3 grid, const std::function<void()>& body) {
+  gridDim = grid;
+  blockDim = {256, 1, 1};
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++) {
+        std::barrier<> bb(256);
+        blockBar = &bb;
+        for (int w = 0; w < 8; w++) warpBar[w] = new std::barrier<>(32);
+        std::vector<std::thread> ts;
+        for (unsigned i = 0; i < 256; i++)
+          ts.emplace_back([&, i] { threadIdx = {i, 0, 0}; blockIdx = {x, y, z}; body(); });
+        for (auto& t : ts) t.join();
+        for (int w = 0; w < 8; w++) delete warpBar[w];
+      }
+}
+static std::mt19937 rng(7);
+static std::vector<bf16_t> rnd(size_t n) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<bf16_t> v(n);
+  for (auto& e : v) e = Num<bf16_t>::store(u(rng));
+  return v;
+}
+static float F(bf16_t h) { return Num<bf16_t>::load(h); }
+static int fails = 0;
+#define CHECK(c, ...) do { if (!(c)) { fails++; if (fails < 20) { printf(__VA_ARGS__); printf("\n"); } } } while (0)
+// gemv runs the tensor-core GEMV variant with the given split, tile rows and grid (0: as many blocks as tiles need).
+static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned rows, unsigned grid) {
+  std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
+  MatMulParams p{};
+  p.M = M, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.Split = split, p.TileRows = rows;
+  unsigned tiles = (N + rows - 1) / rows, tb = 8 / std::max(split, 1u);
+  if (grid == 0) grid = (tiles + tb - 1) / tb;
+  Status st{};
+  launch({grid, 1, 1}, [&] { matmul_bf16_gemv_mma(x.data(), w.data(), out.data(), p, &st); });
+  return out;
+}
+static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned grid) {
+  std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
+  MatMulSiLUMulParams p{};
+  p.M = M, p.N = N, p.K = K, p.MMA = 1, p.Split = split;
+  unsigned tiles = (N + 7) / 8, tb = 8 / std::max(split, 1u);
+  if (grid == 0) grid = (tiles + tb - 1) / tb;
+  Status st{};
+  launch({grid, 1, 1}, [&] { matmul_silu_mul_bf16_mma(x.data(), w.data(), out.data(), p, &st); });
+  return out;
+}
+// fma runs the float32 FMA GEMV (MMA 0) of one row of x on a grid of the
+// given width: the kernel lets 8 / (outputs a block) warps share an output.
+// (float32, so that a change in the order of the sums shows in the bits.)
+static std::vector<float> rndf(size_t n) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(n);
+  for (auto& e : v) e = u(rng);
+  return v;
+}
+static std::vector<float> fma(const std::vector<float>& x, const std::vector<float>& w, unsigned N, unsigned K, unsigned grid) {
+  std::vector<float> out(N, 12345.f);
+  MatMulParams p{};
+  p.M = 1, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1;
+  Status st{};
+  launch({grid, 1, 1}, [&] { matmul_f32_gemv(x.data(), w.data(), out.data(), p, &st); });
+  return out;
+}
+static std::vector<float> fmaGated(const std::vector<float>& x, const std::vector<float>& w, unsigned N, unsigned K) {
+  std::vector<float> out(N, 12345.f);
+  MatMulSiLUMulParams p{};
+  p.M = 1, p.N = N, p.K = K;
+  Status st{};
+  launch({(N + 7) / 8, 1, 1}, [&] { matmul_silu_mul_f32(x.data(), w.data(), out.data(), p, &st); });
+  return out;
+}
+// checkFMA: the FMA GEMV against a float64 reference, bit for bit the same
+// for every split of K over warps (the grids of 8, 4, 2 and 1 outputs a
+// block) and for narrower grids that loop, and the FMA gated GEMV bit for
+// bit the GEMV's outputs through silu_mul's formula.
+static void checkFMA(unsigned N, unsigned K) {
+  auto x = rndf(K), w = rndf((size_t)N * K);
+  auto base = fma(x, w, N, K, (N + 7) / 8);
+  for (unsigned n = 0; n < N; n++) {
+    double ref = 0, mag = 0;
+    for (unsigned k = 0; k < K; k++) { double v = (double)x[k] * w[n * K + k]; ref += v; mag += fabs(v); }
+    CHECK(fabs(base[n] - ref) <= 1e-5 * mag + 1e-6, "FMA N=%u K=%u out[%u] = %g, want %g", N, K, n, base[n], ref);
+  }
+  for (unsigned grid : {(N + 3) / 4, (N + 1) / 2, N, 1u, 3u}) {
+    auto o = fma(x, w, N, K, grid);
+    CHECK(memcmp(o.data(), base.data(), o.size() * 4) == 0, "FMA N=%u K=%u grid %u: bits differ", N, K, grid);
+  }
+  unsigned N2 = N / 2;
+  if (N2 == 0) return;
+  std::vector<float> wg(w.begin(), w.begin() + (size_t)2 * N2 * K);
+  auto mm = fma(x, wg, 2 * N2, K, (2 * N2 + 7) / 8);
+  auto o = fmaGated(x, wg, N2, K);
+  for (unsigned j = 0; j < N2; j++) {
+    float want = un_silu(mm[j]) * mm[N2 + j];
+    CHECK(memcmp(&want, &o[j], 4) == 0, "FMA gated N=%u K=%u: out[%u] = %g, want %g", N2, K, j, o[j], want);
+  }
+}
+int main(int argc, char** argv) {
+  struct F2 { unsigned N, K; } fmaCases[] = {{131, 1000}, {131, 1001}, {1, 1}, {40, 4104}, {9, 40}, {16, 0}};
+  for (auto c : fmaCases) {
+    checkFMA(c.N, c.K);
+    printf("FMA N=%u K=%u done, %d failures so far\n", c.N, c.K, fails);
+  }
+  struct C { unsigned M, N, K; } cases[] = {{1, 131, 1000}, {3, 131, 1001}, {8, 9, 40}, {9, 33, 1000}, {17, 20, 264}, {33, 24, 1000}, {64, 17, 96}, {1, 1, 1}, {2, 40, 7}, {5, 16, 0}};
+  for (auto c : cases) {
+    auto x = rnd((size_t)c.M * c.K), w = rnd((size_t)c.N * c.K);
+    auto base = gemv(x, w, c.M, c.N, c.K, 8, 16, 0);
+    for (unsigned m = 0; m < c.M; m++)
+      for (unsigned n = 0; n < c.N; n++) {
+        double ref = 0, mag = 0;
+        for (unsigned k = 0; k < c.K; k++) { double v = (double)F(x[m * c.K + k]) * F(w[n * c.K + k]); ref += v; mag += fabs(v); }
+        double got = F(base[m * c.N + n]);
+        CHECK(fabs(got - ref) <= 0.01 * fabs(ref) + 1e-3 * mag + 1e-6, "M=%u N=%u K=%u out[%u][%u] = %g, want %g", c.M, c.N, c.K, m, n, got, ref);
+      }
+    for (unsigned split : {1u, 2u, 4u, 8u})
+      for (unsigned rows : {8u, 16u})
+        for (unsigned grid : {0u, 1u}) {
+          auto o = gemv(x, w, c.M, c.N, c.K, split, rows, grid);
+          CHECK(memcmp(o.data(), base.data(), o.size() * 2) == 0, "M=%u N=%u K=%u split %u rows %u grid %u: bits differ", c.M, c.N, c.K, split, rows, grid);
+        }
+    // batch invariance: the first two rows and the last, each alone
+    for (unsigned m : {0u, 1u, c.M - 1}) {
+      if (m >= c.M) continue;
+      std::vector<bf16_t> xr(x.begin() + m * c.K, x.begin() + (m + 1) * c.K);
+      auto o = gemv(xr, w, 1, c.N, c.K, 1, 16, 0);
+      CHECK(memcmp(o.data(), base.data() + m * c.N, c.N * 2) == 0, "M=%u N=%u K=%u: row %u alone differs", c.M, c.N, c.K, m);
+    }
+    // gated: w as [2N', K] with N' = N/2 (N even) against the matmul's rounded outputs
+    unsigned N2 = c.N / 2;
+    if (N2 > 0) {
+      std::vector<bf16_t> wg(w.begin(), w.begin() + (size_t)2 * N2 * c.K);
+      auto mm = gemv(x, wg, c.M, 2 * N2, c.K, 8, 16, 0);
+      for (unsigned split : {1u, 2u, 8u})
+        for (unsigned grid : {0u, 1u}) {
+          auto o = gated(x, wg, c.M, N2, c.K, split, grid);
+          for (unsigned m = 0; m < c.M; m++)
+            for (unsigned j = 0; j < N2; j++) {
+              bf16_t want = Num<bf16_t>::store(un_silu(F(mm[m * 2 * N2 + j])) * F(mm[m * 2 * N2 + N2 + j]));
+              CHECK(want.bits == o[m * N2 + j].bits, "gated M=%u N=%u K=%u split %u grid %u: out[%u][%u] = %g, want %g", c.M, N2, c.K, split, grid, m, j, F(o[m * N2 + j]), F(want));
+            }
+        }
+    }
+    printf("M=%u N=%u K=%u done, %d failures so far\n", c.M, c.N, c.K, fails);
+    fflush(stdout);
+  }
+  printf("%s: %d failures\n", fails ? "FAIL" : "PASS", fails);
+  return fails != 0;
+}
