@@ -46,12 +46,17 @@ const qdotXRows = 4
 const qdotBatch = 64
 
 // qdotGroups is how many groups the one-row micro-kernel finishes at
-// once: it keeps their integer sums apart, adds each one's lanes
-// together with the others' in a few horizontal adds, and converts,
-// scales and accumulates them as one vector. Finishing each group alone
-// chained two multiply-adds a group on one accumulator, and for 64-code
-// groups that chain, not the codes, set the kernel's speed.
-const qdotGroups = 8
+// once, and qdotXGroups the four-row one: each keeps the integer sums of
+// those groups (of each row of x) in registers of their own, adds each
+// one's lanes together with the others' in a few horizontal adds, and
+// converts, scales and accumulates them as one vector of 8. Finishing
+// each group alone chained two multiply-adds a group on one accumulator,
+// and for 64-code groups that chain, not the codes, set the one-row
+// kernel's speed.
+const (
+	qdotGroups  = 8
+	qdotXGroups = 2
+)
 
 // qdotTile computes, for each of n rows of packed weights r (k codes of
 // bits bits, one after another in w), their scales and biases (k/gs a
@@ -59,41 +64,40 @@ const qdotGroups = 8
 // qdotXRows, in fixed point, ldx elements apart, packed by packQX),
 // out[r·rows + i] = Σ_g scales_r[g]·xscales_i[g]·Σ_{k∈g} q_rk·x_i[k] +
 // biases_r[g]·xsums_i[g]. xsums and xscales are laid out by qsums and
-// packQX (qxLens, qsumAt). A call takes many weight rows so that its
+// packQX (qxLen, qxAt). A call takes many weight rows so that its
 // cost in Go (the checks, the dispatch on dtype) is not paid per row: at
 // K = 1,024 it was a quarter of the kernel's time.
 type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int)
 
-// qxLens returns how many floats the x scales and the x sums of a block
-// of rows rows of x (1 or qdotXRows) take, for groups groups. One row:
-// a float a group each, padded with zeros to a multiple of qdotGroups
-// (the kernel loads them qdotGroups at a time). qdotXRows rows: the
-// scales a float for each group and row (xscales[g·rows + i]), the sums
-// 8 floats for each group and row, the sum and then 7 zeros (the kernel
-// adds a group's bias term to lane 0 in one multiply-add).
-func qxLens(rows, groups int) (scales, sums int) {
+// qxLen returns how many floats the x scales, and the x sums, of a block
+// of rows rows of x (1 or qdotXRows) take for groups groups: a float for
+// each group and row, in the order the kernel finishes them (qxAt),
+// padded with zeros to whole blocks of groups (qdotGroups or
+// qdotXGroups), which the kernels read 8 floats at a time.
+func qxLen(rows, groups int) int {
 	if rows == 1 {
-		n := roundUp(groups, qdotGroups)
-		return n, n
+		return roundUp(groups, qdotGroups)
 	}
-	return groups * rows, groups * rows * 8
+	return roundUp(groups, qdotXGroups) * rows
 }
 
-// qsumAt is the index of the sum of group g of row i in the x sums of a
-// block of rows rows.
-func qsumAt(rows, g, i int) int {
+// qxAt is the index of group g of row i in the x scales, and the x sums,
+// of a block of rows rows: for one row, g; for qdotXRows rows, the groups
+// in pairs, each pair's 8 floats row by row (row 0's two groups, then
+// row 1's, …).
+func qxAt(rows, g, i int) int {
 	if rows == 1 {
 		return g
 	}
-	return (g*rows + i) * 8
+	return g/qdotXGroups*qdotXGroups*rows + i*qdotXGroups + g%qdotXGroups
 }
 
 // qsums returns the sums of the rows of x (each k floats, ldx apart) over
 // each group of gs, for each block of rows rows (1 or qdotXRows), in the
-// layout of qxLens and qsumAt.
+// layout of qxLen and qxAt.
 func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	groups := k / gs
-	_, n := qxLens(rows, groups)
+	n := qxLen(rows, groups)
 	dst = dst[:roundUp(m, rows)/rows*n]
 	clear(dst)
 	for i := range m {
@@ -103,7 +107,7 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
 				s += v
 			}
-			dst[blk*n+qsumAt(rows, g, r)] = s
+			dst[blk*n+qxAt(rows, g, r)] = s
 		}
 	}
 	return dst
@@ -111,7 +115,7 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 
 // packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
 // fixed point per group of gs into dst (k elements), and stores each
-// group's scale at xscales[g·rows + r] (of the block's). For 4 bits each
+// group's scale at xscales[qxAt(rows, g, r)] (of the block's). For 4 bits each
 // run of 32 elements, whose codes are 16 bytes holding codes 2j (low
 // nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
 // elements, then its 16 odd ones, the order the kernels widen the codes
@@ -124,7 +128,7 @@ func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []fl
 			top = max(top, v, -v)
 		}
 		sx := top / 32767
-		xscales[g*rows+r] = sx
+		xscales[qxAt(rows, g, r)] = sx
 		for c := g * gs; c < (g+1)*gs; c += 32 {
 			for j, v := range x[c : c+32] {
 				if sx != 0 {
@@ -201,20 +205,20 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			rows = qdotXRows
 		}
 		mp := roundUp(q.m, rows)
-		sl, ml := qxLens(rows, q.groups)
+		xl := qxLen(rows, q.groups)
 		blocks := mp / rows
-		xp := getFloats(q.m*q.k + mp*q.k/2 + blocks*(sl+ml))
+		xp := getFloats(q.m*q.k + mp*q.k/2 + 2*blocks*xl)
 		defer putFloats(xp)
 		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
 		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
 		rest = rest[mp*q.k/2:]
-		xscales, sums := rest[:blocks*sl], rest[blocks*sl:]
+		xscales, sums := rest[:blocks*xl], rest[blocks*xl:]
 		x.load(xf, 0)
 		clear(xi[q.m*q.k:])
 		clear(xscales)
 		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
 		for i := range q.m {
-			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*sl:])
+			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*xl:])
 		}
 		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
 		c.Parallel(q.n, grain, func(lo, hi int) {
@@ -224,7 +228,7 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 				w := q.w[r0*q.words : (r0+nr)*q.words]
 				for b := range blocks {
 					i := b * rows
-					bs, xs := sums[b*ml:(b+1)*ml], xscales[b*sl:(b+1)*sl]
+					bs, xs := sums[b*xl:(b+1)*xl], xscales[b*xl:(b+1)*xl]
 					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*rows], nr)
 					if rows == 1 {
 						out.store(i*q.n+r0, res[:nr])
@@ -275,7 +279,8 @@ func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, b
 				}
 				scales.load(sb[:1], ro+g)
 				biases.load(sb[1:], ro+g)
-				total += sb[0]*(xscales[g*rows+i]*float32(s)) + sb[1]*xsums[qsumAt(rows, g, i)]
+				at := qxAt(rows, g, i)
+				total += sb[0]*(xscales[at]*float32(s)) + sb[1]*xsums[at]
 			}
 			out[r*rows+i] = total
 		}
@@ -287,10 +292,10 @@ func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, b
 // it.
 func checkQTile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
 	groups := k / gs
-	sl, ml := qxLens(rows, groups)
+	xl := qxLen(rows, groups)
 	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 || n < 1 ||
 		scales.dt != biases.dt || len(w) < n*k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+n*groups || biases.len() < off+n*groups ||
-		len(xsums) < ml || len(xscales) < sl || len(out) < n*rows {
+		len(xsums) < xl || len(xscales) < xl || len(out) < n*rows {
 		panic("cpu: quantized micro-kernel called with a tile outside its arguments")
 	}
 }

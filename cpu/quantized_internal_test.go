@@ -91,12 +91,11 @@ func TestQDotTiles(t *testing.T) {
 						biases, bv := randScales(r, dt, off+n*groups+qdotGroups, -1, 1)
 						poison(scales, off+n*groups)
 						poison(biases, off+n*groups)
-						sl, ml := qxLens(rows, groups)
-						sums, xscales := make([]float32, ml), make([]float32, sl)
+						sums, xscales := make([]float32, qxLen(rows, groups)), make([]float32, qxLen(rows, groups))
 						for g := range groups {
 							for i := range rows {
-								sums[qsumAt(rows, g, i)] = r.Float32()*20 - 10
-								xscales[g*rows+i] = r.Float32() / 32767
+								sums[qxAt(rows, g, i)] = r.Float32()*20 - 10
+								xscales[qxAt(rows, g, i)] = r.Float32() / 32767
 							}
 						}
 						got, goRes := make([]float32, n*rows), make([]float32, n*rows)
@@ -113,8 +112,8 @@ func TestQDotTiles(t *testing.T) {
 										dot, dotAbs = dot+p, dotAbs+math.Abs(p)
 									}
 									sg := off + wr*groups + g
-									sx := sv[sg] * float64(xscales[g*rows+i])
-									a, b := sx*dot, bv[sg]*float64(sums[qsumAt(rows, g, i)])
+									sx := sv[sg] * float64(xscales[qxAt(rows, g, i)])
+									a, b := sx*dot, bv[sg]*float64(sums[qxAt(rows, g, i)])
 									want, abs = want+a+b, abs+math.Abs(sx)*dotAbs+math.Abs(b)
 								}
 								o := wr*rows + i
@@ -145,8 +144,8 @@ func TestPackQX(t *testing.T) {
 			x[i] = r.Float32()*4 - 2
 		}
 		x[3] = 0
-		dst, xscales := make([]int16, k), make([]float32, 2*k/gs)
-		packQX(bits, dst, x, k, gs, 1, 2, xscales)
+		dst, xscales := make([]int16, k), make([]float32, qxLen(qdotXRows, k/gs))
+		packQX(bits, dst, x, k, gs, 1, qdotXRows, xscales)
 		for e := range k {
 			// the element of x at packed position e: for 4 bits, runs of
 			// 32 hold the even elements, then the odd ones
@@ -155,13 +154,16 @@ func TestPackQX(t *testing.T) {
 				src = e - j + 2*(j%16) + j/16
 			}
 			g := src / gs
-			sx := float64(xscales[g*2+1])
+			sx := float64(xscales[qxAt(qdotXRows, g, 1)])
 			if got := float64(dst[e]) * sx; math.Abs(got-float64(x[src])) > sx/2*1.0001 {
 				t.Errorf("q%d: packed %d (x[%d] = %v): %d·%g = %v", bits, e, src, x[src], dst[e], sx, got)
 			}
 		}
-		if xscales[0] != 0 || xscales[2] != 0 {
-			t.Errorf("q%d: row 0's scales were written: %v", bits, xscales)
+		for i, v := range xscales {
+			if (v != 0) != (i == qxAt(qdotXRows, 0, 1) || i == qxAt(qdotXRows, 1, 1)) {
+				t.Errorf("q%d: x scales %v: want row 1's two, the others zero", bits, xscales)
+				break
+			}
 		}
 	}
 }
@@ -186,8 +188,7 @@ func BenchmarkQDotTile(b *testing.B) {
 					w := make([]uint32, k*bits/32)
 					x := make([]int16, rows*k)
 					scales, _ := randScales(r, graph.BFloat16, k/gs, 0, 1)
-					sl, ml := qxLens(rows, k/gs)
-					sums, xscales, out := make([]float32, ml), make([]float32, sl), make([]float32, rows)
+					sums, xscales, out := make([]float32, qxLen(rows, k/gs)), make([]float32, qxLen(rows, k/gs)), make([]float32, rows)
 					b.SetBytes(int64(len(w) * 4))
 					for b.Loop() {
 						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out, 1)
