@@ -41,21 +41,64 @@ func init() {
 // weight row: the codes it widens serve all of them.
 const qdotXRows = 4
 
-// qdotTile computes, for one row of packed weights w (k codes of bits
-// bits), its scales and biases (k/gs each, from element off of the
-// views), and rows rows of x (1 or qdotXRows, in fixed point, ldx
-// elements apart, packed by packQX), out[i] = Σ_g scales[g]·xscales_i[g]·
-// Σ_{k∈g} q_k·x_i[k] + biases[g]·xsums_i[g]. xsums and xscales are laid
-// out by qsums and packQX.
-type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32)
+// qdotBatch is how many weight rows qmatmulKernel hands the micro-kernel
+// at once.
+const qdotBatch = 64
+
+// qdotGroups is how many groups the one-row micro-kernel finishes at
+// once, and qdotXGroups the four-row one: each keeps the integer sums of
+// those groups (of each row of x) in registers of their own, adds each
+// one's lanes together with the others' in a few horizontal adds, and
+// converts, scales and accumulates them as one vector of 8. Finishing
+// each group alone chained two multiply-adds a group on one accumulator,
+// and for 64-code groups that chain, not the codes, set the one-row
+// kernel's speed.
+const (
+	qdotGroups  = 8
+	qdotXGroups = 2
+)
+
+// qdotTile computes, for each of n rows of packed weights r (k codes of
+// bits bits, one after another in w), their scales and biases (k/gs a
+// row, from element off of the views on), and rows rows of x (1 or
+// qdotXRows, in fixed point, ldx elements apart, packed by packQX),
+// out[r·rows + i] = Σ_g scales_r[g]·xscales_i[g]·Σ_{k∈g} q_rk·x_i[k] +
+// biases_r[g]·xsums_i[g]. xsums and xscales are laid out by qsums and
+// packQX (qxLen, qxAt). A call takes many weight rows so that its
+// cost in Go (the checks, the dispatch on dtype) is not paid per row: at
+// K = 1,024, one call a row, it was a third of the kernel's own time.
+type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int)
+
+// qxLen returns how many floats the x scales, and the x sums, of a block
+// of rows rows of x (1 or qdotXRows) take for groups groups: a float for
+// each group and row, in the order the kernel finishes them (qxAt),
+// padded with zeros to whole blocks of groups (qdotGroups or
+// qdotXGroups), which the kernels read 8 floats at a time.
+func qxLen(rows, groups int) int {
+	if rows == 1 {
+		return roundUp(groups, qdotGroups)
+	}
+	return roundUp(groups, qdotXGroups) * rows
+}
+
+// qxAt is the index of group g of row i in the x scales, and the x sums,
+// of a block of rows rows: for one row, g; for qdotXRows rows, the groups
+// in pairs, each pair's 8 floats row by row (row 0's two groups, then
+// row 1's, …).
+func qxAt(rows, g, i int) int {
+	if rows == 1 {
+		return g
+	}
+	return g/qdotXGroups*qdotXGroups*rows + i*qdotXGroups + g%qdotXGroups
+}
 
 // qsums returns the sums of the rows of x (each k floats, ldx apart) over
-// each group of gs, laid out for the micro-kernels: for each block of
-// rows rows (1 or qdotXRows), for each group, for each row of the block,
-// 8 floats holding the sum and then 7 zeros.
+// each group of gs, for each block of rows rows (1 or qdotXRows), in the
+// layout of qxLen and qxAt.
 func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	groups := k / gs
-	dst = dst[:roundUp(m, rows)*groups*8]
+	n := qxLen(rows, groups)
+	dst = dst[:roundUp(m, rows)/rows*n]
 	clear(dst)
 	for i := range m {
 		blk, r := i/rows, i%rows
@@ -64,7 +107,7 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
 				s += v
 			}
-			dst[((blk*groups+g)*rows+r)*8] = s
+			dst[blk*n+qxAt(rows, g, r)] = s
 		}
 	}
 	return dst
@@ -72,7 +115,7 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 
 // packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
 // fixed point per group of gs into dst (k elements), and stores each
-// group's scale at xscales[g·rows + r] (of the block's). For 4 bits each
+// group's scale at xscales[qxAt(rows, g, r)] (of the block's). For 4 bits each
 // run of 32 elements, whose codes are 16 bytes holding codes 2j (low
 // nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
 // elements, then its 16 odd ones, the order the kernels widen the codes
@@ -85,7 +128,7 @@ func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []fl
 			top = max(top, v, -v)
 		}
 		sx := top / 32767
-		xscales[g*rows+r] = sx
+		xscales[qxAt(rows, g, r)] = sx
 		for c := g * gs; c < (g+1)*gs; c += 32 {
 			for j, v := range x[c : c+32] {
 				if sx != 0 {
@@ -162,30 +205,39 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			rows = qdotXRows
 		}
 		mp := roundUp(q.m, rows)
-		xp := getFloats(q.m*q.k + mp*q.k/2 + mp*q.groups*9)
+		xl := qxLen(rows, q.groups)
+		blocks := mp / rows
+		xp := getFloats(q.m*q.k + mp*q.k/2 + 2*blocks*xl)
 		defer putFloats(xp)
 		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
 		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
 		rest = rest[mp*q.k/2:]
-		xscales, sums := rest[:mp*q.groups], rest[mp*q.groups:]
+		xscales, sums := rest[:blocks*xl], rest[blocks*xl:]
 		x.load(xf, 0)
 		clear(xi[q.m*q.k:])
 		clear(xscales)
 		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
 		for i := range q.m {
-			blk := i / rows * rows
-			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[blk*q.groups:])
+			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*xl:])
 		}
 		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
 		c.Parallel(q.n, grain, func(lo, hi int) {
-			var res [qdotXRows]float32
-			for r := lo; r < hi; r++ {
-				w := q.w[r*q.words : (r+1)*q.words]
-				for i := 0; i < mp; i += rows {
-					bs, xs := sums[i*q.groups*8:(i+rows)*q.groups*8], xscales[i*q.groups:(i+rows)*q.groups]
-					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r*q.groups, bs, xs, res[:rows])
+			var res [qdotBatch * qdotXRows]float32
+			for r0 := lo; r0 < hi; r0 += qdotBatch {
+				nr := min(qdotBatch, hi-r0)
+				w := q.w[r0*q.words : (r0+nr)*q.words]
+				for b := range blocks {
+					i := b * rows
+					bs, xs := sums[b*xl:(b+1)*xl], xscales[b*xl:(b+1)*xl]
+					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*rows], nr)
+					if rows == 1 {
+						out.store(i*q.n+r0, res[:nr])
+						continue
+					}
 					for j := range min(rows, q.m-i) {
-						out.set((i+j)*q.n+r, res[j])
+						for r := range nr {
+							out.set((i+j)*q.n+r0+r, res[r*rows+j])
+						}
 					}
 				}
 			}
@@ -198,45 +250,52 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 // reference the assembly is tested against (which converts each group's
 // integer sum to float32 in 8 parts, so agrees within rounding, not bit
 // for bit).
-func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
-	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
+func qdotTileGo(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
 	var sb [2]float32
-	for i := range rows {
-		xr := x[i*ldx : i*ldx+k]
-		var total float32
-		for g := range k / gs {
-			var s int32
-			if bits == 8 {
-				for j, word := range w[g*gs/4 : (g+1)*gs/4] {
-					xw := xr[g*gs+4*j : g*gs+4*j+4]
-					s += int32(word&0xff)*int32(xw[0]) + int32(word>>8&0xff)*int32(xw[1]) + int32(word>>16&0xff)*int32(xw[2]) + int32(word>>24)*int32(xw[3])
-				}
-			} else {
-				for c := g * gs / 32; c < (g+1)*gs/32; c++ { // runs of 32 codes: 4 words
-					xc := xr[32*c : 32*c+32]
-					for h, word := range w[4*c : 4*c+4] {
-						for b := range 4 {
-							v, j := word>>(8*b), 4*h+b
-							s += int32(v&0x0f)*int32(xc[j]) + int32(v>>4&0x0f)*int32(xc[16+j])
+	words, groups := k*bits/32, k/gs
+	for r := range n {
+		wr, ro := w[r*words:(r+1)*words], off+r*groups
+		for i := range rows {
+			xr := x[i*ldx : i*ldx+k]
+			var total float32
+			for g := range groups {
+				var s int32
+				if bits == 8 {
+					for j, word := range wr[g*gs/4 : (g+1)*gs/4] {
+						xw := xr[g*gs+4*j : g*gs+4*j+4]
+						s += int32(word&0xff)*int32(xw[0]) + int32(word>>8&0xff)*int32(xw[1]) + int32(word>>16&0xff)*int32(xw[2]) + int32(word>>24)*int32(xw[3])
+					}
+				} else {
+					for c := g * gs / 32; c < (g+1)*gs/32; c++ { // runs of 32 codes: 4 words
+						xc := xr[32*c : 32*c+32]
+						for h, word := range wr[4*c : 4*c+4] {
+							for b := range 4 {
+								v, j := word>>(8*b), 4*h+b
+								s += int32(v&0x0f)*int32(xc[j]) + int32(v>>4&0x0f)*int32(xc[16+j])
+							}
 						}
 					}
 				}
+				scales.load(sb[:1], ro+g)
+				biases.load(sb[1:], ro+g)
+				at := qxAt(rows, g, i)
+				total += sb[0]*(xscales[at]*float32(s)) + sb[1]*xsums[at]
 			}
-			scales.load(sb[:1], off+g)
-			biases.load(sb[1:], off+g)
-			total += sb[0]*(xscales[g*rows+i]*float32(s)) + sb[1]*xsums[(g*rows+i)*8]
+			out[r*rows+i] = total
 		}
-		out[i] = total
 	}
 }
 
 // checkQTile panics unless the micro-kernel's arguments hold what it
 // reads and writes: the assembly trusts it, and qmatmulKernel guarantees
 // it.
-func checkQTile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
-	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 ||
-		scales.dt != biases.dt || len(w) < k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+k/gs || biases.len() < off+k/gs ||
-		len(xsums) < k/gs*rows*8 || len(xscales) < k/gs*rows || len(out) < rows {
+func checkQTile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+	groups := k / gs
+	xl := qxLen(rows, groups)
+	if gs < 32 || gs%32 != 0 || k%gs != 0 || k < gs || ldx < k || rows != 1 && rows != qdotXRows || off < 0 || n < 1 ||
+		scales.dt != biases.dt || len(w) < n*k*bits/32 || len(x) < (rows-1)*ldx+k || scales.len() < off+n*groups || biases.len() < off+n*groups ||
+		len(xsums) < xl || len(xscales) < xl || len(out) < n*rows {
 		panic("cpu: quantized micro-kernel called with a tile outside its arguments")
 	}
 }

@@ -19,57 +19,57 @@ func qdotTiles() qdotTile {
 // slices' lengths.
 
 //go:noescape
-func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
+func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
+func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 // qdotTileAVX2 checks the lengths the assembly trusts, then runs it: a
 // step is 32 codes.
-func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32) {
-	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out)
+func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
 	groups, steps := k/gs, gs/32
 	if scales.dt == graph.Float32 {
 		s, b := scales.f32[off:], biases.f32[off:]
 		switch {
 		case rows == 1 && bits == 4:
-			qdotQ4x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+			qdotQ4x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 		case rows == 1:
-			qdotQ8x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+			qdotQ8x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 		case bits == 4:
-			qdotQ4x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+			qdotQ4x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 		default:
-			qdotQ8x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+			qdotQ8x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 		}
 		return
 	}
@@ -77,20 +77,20 @@ func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales,
 	bf := scales.dt == graph.BFloat16
 	switch {
 	case rows == 1 && bits == 4 && bf:
-		qdotQ4x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ4x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case rows == 1 && bits == 4:
-		qdotQ4x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ4x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case rows == 1 && bf:
-		qdotQ8x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ8x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case rows == 1:
-		qdotQ8x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ8x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case bits == 4 && bf:
-		qdotQ4x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ4x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case bits == 4:
-		qdotQ4x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ4x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	case bf:
-		qdotQ8x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ8x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	default:
-		qdotQ8x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out)
+		qdotQ8x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
 	}
 }

@@ -1,56 +1,67 @@
 #include "textflag.h"
 #include "reduce_amd64.h"
+#include "widen_amd64.h"
 
 // The quantized matmul's micro-kernels (quantized.go), for 4- and 8-bit
 // codes, with one row of x (x1) or four (x4), and scales and biases of
 // each float dtype:
 //
 // func qdotQ<B>x<R><DT>(w []uint32, x []int16, ldx, groups, steps int,
-// scales, biases []<elem>, xsums, xscales, out []float32)
+// scales, biases []<elem>, xsums, xscales, out []float32, n int)
 //
-// For one row of packed weights (groups groups of codes), its scales and
-// biases (widened as they are read) and R rows of x in 16-bit fixed point
-// (packed by packQX, ldx elements apart), out[i] = Σ_g scales[g]·
-// xscales_i[g]·Σ q·x_i + biases[g]·Σ x_i over each group's codes. A group
-// is steps steps of 32 codes. The codes are zero-extended from bytes to
+// For each of n rows of packed weights r (groups groups of codes a row,
+// the rows one after another), their scales and biases (groups a row,
+// widened as they are read) and R rows of x in 16-bit fixed point
+// (packed by packQX, ldx elements apart), out[r·R + i] = Σ_g scales[g]·
+// xscales_i[g]·Σ q·x_i + biases[g]·Σ x_i over each group's codes of row
+// r. A group is steps steps of 32 codes. The codes are zero-extended from bytes to
 // 16-bit lanes (for 4 bits, the low nibbles, even codes, masked, and the
 // high nibbles, odd codes, shifted down) and multiplied with x by
 // VPMADDWD, which adds pairs of products into 32-bit lanes: each group's
-// sum is exact in integers. At the end of a group the sum is converted to
-// float32, times the x row's scale for the group (xscales: for each group
-// one float a row of x) and the group's scale, and joins the row's total
-// (Y8..Y11). xsums holds, for each group, R vectors of 8 floats (one a row
-// of x): the group's Σ x_i in lane 0, zeros in the others, so that one
-// multiply-add puts the bias term into lane 0 of the total. The totals'
-// lanes are added at the end.
+// sum is exact in integers.
+//
+// The kernels keep the integer sums of several groups apart (x1: 8
+// groups, in Y0..Y7; x4: 2 groups of each of the 4 rows) and finish them
+// together (LANE_SUMS): the 8 registers' lanes are added into one vector
+// of 8 sums (VPHADDD twice, then the two 128-bit halves), converted to
+// float32, multiplied by the matching 8 x scales and multiply-added with
+// the groups' scales into Y8; the biases are multiply-added with the 8 x
+// sums into Y9 (xscales and xsums: a float for each group and row, in
+// that order, padded with zeros to whole blocks; qxLen, qxAt). A last
+// block with fewer groups takes its scales and biases from a zeroed copy
+// on the stack, so nothing past the row's is read. Finishing each group
+// alone chained two multiply-adds a group on one accumulator, which set
+// the speed of the one-row kernel.
 //
 // Register use: R11 the codes, DI the x of the step, R8 and R10 one and
-// three x rows in bytes, CX the groups left, DX the steps left, R9 steps,
-// SI the scales, R12 the biases, R13 the x sums, BX the x scales, AX out;
-// Y14 the nibble mask, Y15 a product.
-
-// Broadcasts of a scale or bias at mem, of each dtype, into Y (X is its
-// low half).
-#define BCAST_F32(mem, Y, X) VBROADCASTSS mem, Y
-#define BCAST_BF16(mem, Y, X) VPBROADCASTW mem, Y; VPSLLD $16, Y, Y
-#define BCAST_F16(mem, Y, X) VPBROADCASTW mem, X; VCVTPH2PS X, Y
+// three x rows in bytes (x4; temporaries in x1), CX the groups left, DX
+// the steps left, R9 steps, SI the scales, R12 the biases, R13 the x
+// sums, BX the x scales, AX out; Y14 the nibble mask, Y15 and Y11
+// products.
+// The codes, scales and biases run on from one weight row to the next;
+// x, its sums and scales start again at each row (ROW), and n+192(FP)
+// counts the rows left.
 
 #define ARGS \
 	MOVL         $0x000f000f, BX \
 	VMOVD        BX, X14 \
 	VPBROADCASTD X14, Y14 \
 	MOVQ w_base+0(FP), R11 \
-	MOVQ x_base+24(FP), DI \
 	MOVQ ldx+48(FP), R8 \
 	SHLQ $1, R8 \
 	LEAQ (R8)(R8*2), R10 \
-	MOVQ groups+56(FP), CX \
 	MOVQ steps+64(FP), R9 \
 	MOVQ scales_base+72(FP), SI \
 	MOVQ biases_base+96(FP), R12 \
-	MOVQ xsums_base+120(FP), R13 \
-	MOVQ xscales_base+144(FP), BX \
 	MOVQ out_base+168(FP), AX
+
+// ROW starts a weight row: x, its sums and scales from their start, all
+// the groups left.
+#define ROW \
+	MOVQ groups+56(FP), CX \
+	MOVQ x_base+24(FP), DI \
+	MOVQ xsums_base+120(FP), R13 \
+	MOVQ xscales_base+144(FP), BX
 
 // CODES_Q4 widens the 32 4-bit codes of the 16 bytes at (R11) to 16-bit
 // lanes: the even codes into lo, the odd ones into hi.
@@ -66,67 +77,54 @@
 	VPMOVZXBW 16(R11), hi
 
 // DOT_ROW adds the products of codes lo and hi with the 32 x of a row at
-// mem (lo's 16, then hi's) to the row's sums a0, a1.
-#define DOT_ROW(lo, hi, mem0, mem1, a0, a1) \
+// mem0 (lo's 16) and mem1 (hi's 16) to the row's sums acc.
+#define DOT_ROW(lo, hi, mem0, mem1, acc) \
 	VPMADDWD mem0, lo, Y15 \
-	VPADDD   Y15, a0, a0 \
-	VPMADDWD mem1, hi, Y15 \
-	VPADDD   Y15, a1, a1
+	VPMADDWD mem1, hi, Y11 \
+	VPADDD   Y15, Y11, Y11 \
+	VPADDD   Y11, acc, acc
 
-// X1_BODY is the one-row kernel; a step's codes are wbytes bytes.
-#define X1_BODY(CODES, wbytes, BCAST, size) \
-	ARGS \
-	VXORPS Y8, Y8, Y8 \
-	TESTQ  CX, CX \
-	JZ     done \
-group: \
-	VPXOR  Y0, Y0, Y0 \
-	VPXOR  Y1, Y1, Y1 \
-	MOVQ   R9, DX \
-step: \
+// LANE_SUMS adds the lanes of each of Y0..Y7 (8 integer sums) into one
+// vector of 8 float32s, Y0 = (ΣY0, ΣY1, …, ΣY7), times the 8 x scales at
+// (BX): VPHADDD twice gives each 128-bit half's partial sums in order,
+// and the halves are then added.
+#define LANE_SUMS \
+	VPHADDD    Y1, Y0, Y0 \
+	VPHADDD    Y3, Y2, Y2 \
+	VPHADDD    Y5, Y4, Y4 \
+	VPHADDD    Y7, Y6, Y6 \
+	VPHADDD    Y2, Y0, Y0 \
+	VPHADDD    Y6, Y4, Y4 \
+	VPERM2I128 $0x20, Y4, Y0, Y1 \
+	VPERM2I128 $0x31, Y4, Y0, Y2 \
+	VPADDD     Y2, Y1, Y0 \
+	VCVTDQ2PS  Y0, Y0 \
+	VMULPS     (BX), Y0, Y0
+
+// X1_GROUP adds the products of group j of a block of 8 with x to acc
+// (zeroed at the block's start), unless fewer than j+1 groups are left
+// (CX), when it goes on to the block's end; loop is its step label.
+#define X1_GROUP(CODES, wbytes, j, acc, loop) \
+	CMPQ CX, $j \
+	JLE  reduce \
+	MOVQ R9, DX \
+loop: \
 	CODES(Y12, Y13) \
-	DOT_ROW(Y12, Y13, (DI), 32(DI), Y0, Y1) \
-	ADDQ   $wbytes, R11 \
-	ADDQ   $64, DI \
-	DECQ   DX \
-	JNZ    step \
-	VPADDD    Y1, Y0, Y0 \
-	VCVTDQ2PS Y0, Y0 \
-	VBROADCASTSS (BX), Y13 \
-	VMULPS    Y13, Y0, Y0 \
-	BCAST((SI), Y12, X12) \
-	VFMADD231PS  Y12, Y0, Y8 \
-	BCAST((R12), Y13, X13) \
-	VFMADD231PS  (R13), Y13, Y8 \
-	ADDQ   $size, SI \
-	ADDQ   $size, R12 \
-	ADDQ   $32, R13 \
-	ADDQ   $4, BX \
-	DECQ   CX \
-	JNZ    group \
-done: \
-	REDUCE8(Y8, X8, 0(AX)) \
-	VZEROUPPER
+	DOT_ROW(Y12, Y13, (DI), 32(DI), acc) \
+	ADDQ     $wbytes, R11 \
+	ADDQ     $64, DI \
+	DECQ     DX \
+	JNZ      loop
 
-// X4_END_ROW converts row i's sums a0 (+ a1) to float32 times its x scale
-// at xs(BX).
-#define X4_END_ROW(a0, a1, xs) \
-	VPADDD       a1, a0, a0 \
-	VCVTDQ2PS    a0, a0 \
-	VBROADCASTSS xs(BX), Y13 \
-	VMULPS       Y13, a0, a0
-
-// X4_BODY is the four-row kernel (x row i's sums in Y(2i), Y(2i+1)); a
-// step's codes are wbytes bytes.
-#define X4_BODY(CODES, wbytes, BCAST, size) \
+// X1_BODY is the one-row kernel; a step's codes are wbytes bytes, a scale
+// or bias size bytes, widened by WIDEN, copied to the stack by LD and ST.
+#define X1_BODY(CODES, wbytes, WIDEN, size, LD, ST) \
 	ARGS \
+row: \
+	ROW \
 	VXORPS Y8, Y8, Y8 \
 	VXORPS Y9, Y9, Y9 \
-	VXORPS Y10, Y10, Y10 \
-	VXORPS Y11, Y11, Y11 \
-	TESTQ  CX, CX \
-	JZ     done \
-group: \
+block: \
 	VPXOR  Y0, Y0, Y0 \
 	VPXOR  Y1, Y1, Y1 \
 	VPXOR  Y2, Y2, Y2 \
@@ -135,100 +133,196 @@ group: \
 	VPXOR  Y5, Y5, Y5 \
 	VPXOR  Y6, Y6, Y6 \
 	VPXOR  Y7, Y7, Y7 \
-	MOVQ   R9, DX \
-step: \
-	CODES(Y12, Y13) \
-	DOT_ROW(Y12, Y13, (DI), 32(DI), Y0, Y1) \
-	DOT_ROW(Y12, Y13, (DI)(R8*1), 32(DI)(R8*1), Y2, Y3) \
-	DOT_ROW(Y12, Y13, (DI)(R8*2), 32(DI)(R8*2), Y4, Y5) \
-	DOT_ROW(Y12, Y13, (DI)(R10*1), 32(DI)(R10*1), Y6, Y7) \
-	ADDQ   $wbytes, R11 \
-	ADDQ   $64, DI \
-	DECQ   DX \
-	JNZ    step \
-	X4_END_ROW(Y0, Y1, 0) \
-	X4_END_ROW(Y2, Y3, 4) \
-	X4_END_ROW(Y4, Y5, 8) \
-	X4_END_ROW(Y6, Y7, 12) \
-	BCAST((SI), Y12, X12) \
-	VFMADD231PS  Y12, Y0, Y8 \
-	VFMADD231PS  Y12, Y2, Y9 \
-	VFMADD231PS  Y12, Y4, Y10 \
-	VFMADD231PS  Y12, Y6, Y11 \
-	BCAST((R12), Y13, X13) \
-	VFMADD231PS  (R13), Y13, Y8 \
-	VFMADD231PS  32(R13), Y13, Y9 \
-	VFMADD231PS  64(R13), Y13, Y10 \
-	VFMADD231PS  96(R13), Y13, Y11 \
-	ADDQ   $size, SI \
-	ADDQ   $size, R12 \
-	ADDQ   $128, R13 \
-	ADDQ   $16, BX \
-	DECQ   CX \
-	JNZ    group \
-done: \
+	X1_GROUP(CODES, wbytes, 0, Y0, step0) \
+	X1_GROUP(CODES, wbytes, 1, Y1, step1) \
+	X1_GROUP(CODES, wbytes, 2, Y2, step2) \
+	X1_GROUP(CODES, wbytes, 3, Y3, step3) \
+	X1_GROUP(CODES, wbytes, 4, Y4, step4) \
+	X1_GROUP(CODES, wbytes, 5, Y5, step5) \
+	X1_GROUP(CODES, wbytes, 6, Y6, step6) \
+	X1_GROUP(CODES, wbytes, 7, Y7, step7) \
+reduce: \
+	LANE_SUMS \
+	CMPQ       CX, $8 \
+	JGE        full \
+	VPXOR      Y1, Y1, Y1 \
+	VMOVDQU    Y1, 0(SP) \
+	VMOVDQU    Y1, 32(SP) \
+	XORQ       R8, R8 \
+tail: \
+	LD         (SI)(R8*size), R10 \
+	ST         R10, 0(SP)(R8*size) \
+	LD         (R12)(R8*size), R10 \
+	ST         R10, 32(SP)(R8*size) \
+	INCQ       R8 \
+	CMPQ       R8, CX \
+	JLT        tail \
+	WIDEN(0(SP), Y1) \
+	WIDEN(32(SP), Y2) \
+	LEAQ       (SI)(CX*size), SI \
+	LEAQ       (R12)(CX*size), R12 \
+	JMP        sum \
+full: \
+	WIDEN((SI), Y1) \
+	WIDEN((R12), Y2) \
+	ADDQ   $(8*size), SI \
+	ADDQ   $(8*size), R12 \
+sum: \
+	VFMADD231PS Y1, Y0, Y8 \
+	VFMADD231PS (R13), Y2, Y9 \
+	ADDQ   $32, R13 \
+	ADDQ   $32, BX \
+	SUBQ   $8, CX \
+	JG     block \
+	VADDPS Y9, Y8, Y8 \
 	REDUCE8(Y8, X8, 0(AX)) \
-	REDUCE8(Y9, X9, 4(AX)) \
-	REDUCE8(Y10, X10, 8(AX)) \
-	REDUCE8(Y11, X11, 12(AX)) \
+	ADDQ   $4, AX \
+	DECQ   n+192(FP) \
+	JNZ    row \
 	VZEROUPPER
 
-// func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
-TEXT ·qdotQ4x1F32(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q4, 16, BCAST_F32, 4)
+// BCAST2 broadcasts the pair of scales or biases at mem, of each dtype,
+// to the 8 lanes of Y as s0, s1, s0, s1, … (X is its low half).
+#define BCAST2_F32(mem, Y, X) VBROADCASTSD mem, Y
+#define BCAST2_BF16(mem, Y, X) VPBROADCASTD mem, X; VPMOVZXWD X, Y; VPSLLD $16, Y, Y
+#define BCAST2_F16(mem, Y, X) VPBROADCASTD mem, X; VCVTPH2PS X, Y
+
+// X4_GROUP adds the products of group j of a pair with the four rows of
+// x to a0..a3 (zeroed at the pair's start), unless fewer than j+1 groups
+// are left (CX), when it goes on to the pair's end; loop is its step
+// label.
+#define X4_GROUP(CODES, wbytes, j, a0, a1, a2, a3, loop) \
+	CMPQ CX, $j \
+	JLE  reduce \
+	MOVQ R9, DX \
+loop: \
+	CODES(Y12, Y13) \
+	DOT_ROW(Y12, Y13, (DI), 32(DI), a0) \
+	DOT_ROW(Y12, Y13, (DI)(R8*1), 32(DI)(R8*1), a1) \
+	DOT_ROW(Y12, Y13, (DI)(R8*2), 32(DI)(R8*2), a2) \
+	DOT_ROW(Y12, Y13, (DI)(R10*1), 32(DI)(R10*1), a3) \
+	ADDQ $wbytes, R11 \
+	ADDQ $64, DI \
+	DECQ DX \
+	JNZ  loop
+
+// X4_BODY is the four-row kernel; a step's codes are wbytes bytes, a
+// scale or bias size bytes, a pair of them broadcast by BCAST2, copied
+// to the stack by LD and ST. It finishes the groups two at a time: row
+// i's sums of the pair's groups in Y(2i) and Y(2i+1), which the lane
+// sums put in that order, matching the pair's x scales and x sums (qxAt)
+// and the pair of scales and biases broadcast; the totals' two lanes of
+// each row are added at the end.
+#define X4_BODY(CODES, wbytes, BCAST2, size, LD, ST) \
+	ARGS \
+row: \
+	ROW \
+	VXORPS Y8, Y8, Y8 \
+	VXORPS Y9, Y9, Y9 \
+pair: \
+	VPXOR  Y0, Y0, Y0 \
+	VPXOR  Y1, Y1, Y1 \
+	VPXOR  Y2, Y2, Y2 \
+	VPXOR  Y3, Y3, Y3 \
+	VPXOR  Y4, Y4, Y4 \
+	VPXOR  Y5, Y5, Y5 \
+	VPXOR  Y6, Y6, Y6 \
+	VPXOR  Y7, Y7, Y7 \
+	X4_GROUP(CODES, wbytes, 0, Y0, Y2, Y4, Y6, step0) \
+	X4_GROUP(CODES, wbytes, 1, Y1, Y3, Y5, Y7, step1) \
+reduce: \
+	LANE_SUMS \
+	CMPQ       CX, $2 \
+	JGE        full \
+	MOVQ       $0, 0(SP) \
+	MOVQ       $0, 8(SP) \
+	LD         (SI), DX \
+	ST         DX, 0(SP) \
+	LD         (R12), DX \
+	ST         DX, 8(SP) \
+	BCAST2(0(SP), Y1, X1) \
+	BCAST2(8(SP), Y2, X2) \
+	ADDQ       $size, SI \
+	ADDQ       $size, R12 \
+	JMP        sum \
+full: \
+	BCAST2((SI), Y1, X1) \
+	BCAST2((R12), Y2, X2) \
+	ADDQ       $(2*size), SI \
+	ADDQ       $(2*size), R12 \
+sum: \
+	VFMADD231PS Y1, Y0, Y8 \
+	VFMADD231PS (R13), Y2, Y9 \
+	ADDQ   $32, R13 \
+	ADDQ   $32, BX \
+	SUBQ   $2, CX \
+	JG     pair \
+	VADDPS       Y9, Y8, Y8 \
+	VHADDPS      Y8, Y8, Y8 \
+	VEXTRACTF128 $1, Y8, X10 \
+	VUNPCKLPD    X10, X8, X8 \
+	VMOVUPS      X8, (AX) \
+	ADDQ   $16, AX \
+	DECQ   n+192(FP) \
+	JNZ    row \
+	VZEROUPPER
+
+// func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F32(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q4, 16, WIDEN_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ4x1BF16(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q4, 16, BCAST_BF16, 2)
+// func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1BF16(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q4, 16, WIDEN_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ4x1F16(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q4, 16, BCAST_F16, 2)
+// func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F16(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q4, 16, WIDEN_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
-TEXT ·qdotQ8x1F32(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q8, 32, BCAST_F32, 4)
+// func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F32(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q8, 32, WIDEN_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ8x1BF16(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q8, 32, BCAST_BF16, 2)
+// func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1BF16(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q8, 32, WIDEN_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ8x1F16(SB), NOSPLIT, $0-192
-	X1_BODY(CODES_Q8, 32, BCAST_F16, 2)
+// func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F16(SB), NOSPLIT, $64-200
+	X1_BODY(CODES_Q8, 32, WIDEN_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
-TEXT ·qdotQ4x4F32(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q4, 16, BCAST_F32, 4)
+// func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F32(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q4, 16, BCAST2_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ4x4BF16(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q4, 16, BCAST_BF16, 2)
+// func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4BF16(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q4, 16, BCAST2_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ4x4F16(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q4, 16, BCAST_F16, 2)
+// func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F16(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q4, 16, BCAST2_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32)
-TEXT ·qdotQ8x4F32(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q8, 32, BCAST_F32, 4)
+// func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F32(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q8, 32, BCAST2_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ8x4BF16(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q8, 32, BCAST_BF16, 2)
+// func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4BF16(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q8, 32, BCAST2_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32)
-TEXT ·qdotQ8x4F16(SB), NOSPLIT, $0-192
-	X4_BODY(CODES_Q8, 32, BCAST_F16, 2)
+// func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F16(SB), NOSPLIT, $16-200
+	X4_BODY(CODES_Q8, 32, BCAST2_F16, 2, MOVWLZX, MOVW)
 	RET

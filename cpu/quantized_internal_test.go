@@ -21,6 +21,22 @@ func randScales(r *rand.Rand, dt graph.DType, n int, lo, hi float32) (floats, []
 	return newFloats(dt, b), graph.DecodeFloat64s(dt, b)
 }
 
+// poison sets the elements of f from off on to NaN.
+func poison(f floats, off int) {
+	nan := float32(math.NaN())
+	if f.dt == graph.Float32 {
+		for i := off; i < len(f.f32); i++ {
+			f.f32[i] = nan
+		}
+		return
+	}
+	var b [2]byte
+	graph.PutFloat32s(f.dt, b[:], []float32{nan})
+	for i := off; i < len(f.u16); i++ {
+		f.u16[i] = uint16(b[0]) | uint16(b[1])<<8
+	}
+}
+
 // qcode is, read independently of the kernels, the code that multiplies packed element e of x (packQX's
 // order): for 8 bits byte e of the row; for 4 bits, element j of a run of
 // 32 is the low nibble of the run's byte j (j < 16) or the high nibble of
@@ -39,57 +55,74 @@ func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
 
 // TestQDotTiles holds the assembly micro-kernels and the Go one to a
 // float64 sum of the same terms (x in fixed point with its scales, codes
-// read by qcode, the scales and biases of each dtype at an offset): the
-// integer sums are exact, so they agree within float32 rounding of the
-// sum of the terms' magnitudes.
+// read by qcode, the scales and biases of each dtype at an offset), for
+// three weight rows in one call: the integer sums are exact, so they
+// agree within float32 rounding of the sum of the terms' magnitudes
+// (each product's: the kernels convert partial sums of a group, which may
+// be larger than the whole). The group counts take the one-row kernel
+// through a lone short block, whole blocks of qdotGroups, and whole
+// blocks followed by a short one.
 func TestQDotTiles(t *testing.T) {
 	asm := qdotTiles()
 	if fmt.Sprintf("%p", asm) == fmt.Sprintf("%p", qdotTileGo) {
 		t.Skip("no assembly micro-kernel on this CPU")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
+	const n = 3
 	for _, dt := range []graph.DType{graph.Float32, graph.BFloat16, graph.Float16} {
 		for _, bits := range []int{4, 8} {
 			for _, gs := range []int{32, 64, 128} {
-				for _, rows := range []int{1, qdotXRows} {
-					k, off := 3*gs, 5
-					groups, ldx := k/gs, k+8
-					w := make([]uint32, k*bits/32+5)
-					for i := range w {
-						w[i] = r.Uint32()
-					}
-					x := make([]int16, (rows-1)*ldx+k)
-					for i := range x {
-						x[i] = int16(r.IntN(65535) - 32767)
-					}
-					scales, sv := randScales(r, dt, off+groups+3, 0.001, 0.1)
-					biases, bv := randScales(r, dt, off+groups+3, -1, 1)
-					sums, xscales := make([]float32, rows*groups*8), make([]float32, rows*groups)
-					for i := range sums {
-						if i%8 == 0 {
-							sums[i] = r.Float32()*20 - 10
+				for _, groups := range []int{1, 3, qdotGroups, 2*qdotGroups + 5} {
+					for _, rows := range []int{1, qdotXRows} {
+						k, off := groups*gs, 5
+						ldx, words := k+8, k*bits/32
+						w := make([]uint32, n*words)
+						for i := range w {
+							w[i] = r.Uint32()
 						}
-					}
-					for i := range xscales {
-						xscales[i] = r.Float32() / 32767
-					}
-					got, goRes := make([]float32, rows), make([]float32, rows)
-					asm(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, got)
-					qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, goRes)
-					mask := uint32(1)<<bits - 1
-					for i := range rows {
-						var want, abs float64
+						x := make([]int16, (rows-1)*ldx+k)
+						for i := range x {
+							x[i] = int16(r.IntN(65535) - 32767)
+						}
+						// NaN after the last row's scales and biases: a
+						// kernel that reads them (even to multiply by zero)
+						// fails
+						scales, sv := randScales(r, dt, off+n*groups+qdotGroups, 0.001, 0.1)
+						biases, bv := randScales(r, dt, off+n*groups+qdotGroups, -1, 1)
+						poison(scales, off+n*groups)
+						poison(biases, off+n*groups)
+						sums, xscales := make([]float32, qxLen(rows, groups)), make([]float32, qxLen(rows, groups))
 						for g := range groups {
-							var dot float64
-							for e := g * gs; e < (g+1)*gs; e++ {
-								dot += float64(qcode(w, bits, mask, e)) * float64(x[i*ldx+e])
+							for i := range rows {
+								sums[qxAt(rows, g, i)] = r.Float32()*20 - 10
+								xscales[qxAt(rows, g, i)] = r.Float32() / 32767
 							}
-							a, b := sv[off+g]*float64(xscales[g*rows+i])*dot, bv[off+g]*float64(sums[(g*rows+i)*8])
-							want, abs = want+a+b, abs+math.Abs(a)+math.Abs(b)
 						}
-						for _, v := range []float32{got[i], goRes[i]} {
-							if d := math.Abs(float64(v) - want); !(d <= float64(groups+8)*abs/(1<<23)) {
-								t.Errorf("%s q%d g%d rows %d: row %d: assembly %v, Go %v, want %v", dt, bits, gs, rows, i, got[i], goRes[i], want)
+						got, goRes := make([]float32, n*rows), make([]float32, n*rows)
+						asm(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, got, n)
+						qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, goRes, n)
+						mask := uint32(1)<<bits - 1
+						for wr := range n {
+							for i := range rows {
+								var want, abs float64
+								for g := range groups {
+									var dot, dotAbs float64
+									for e := g * gs; e < (g+1)*gs; e++ {
+										p := float64(qcode(w[wr*words:], bits, mask, e)) * float64(x[i*ldx+e])
+										dot, dotAbs = dot+p, dotAbs+math.Abs(p)
+									}
+									sg := off + wr*groups + g
+									sx := sv[sg] * float64(xscales[qxAt(rows, g, i)])
+									a, b := sx*dot, bv[sg]*float64(sums[qxAt(rows, g, i)])
+									want, abs = want+a+b, abs+math.Abs(sx)*dotAbs+math.Abs(b)
+								}
+								o := wr*rows + i
+								for _, v := range []float32{got[o], goRes[o]} {
+									if d := math.Abs(float64(v) - want); !(d <= float64(groups+8)*abs/(1<<23)) {
+										t.Errorf("%s q%d g%d groups %d rows %d: weight row %d, x row %d: assembly %v, Go %v, want %v (terms' magnitudes %v)",
+											dt, bits, gs, groups, rows, wr, i, got[o], goRes[o], want, abs)
+									}
+								}
 							}
 						}
 					}
@@ -111,8 +144,8 @@ func TestPackQX(t *testing.T) {
 			x[i] = r.Float32()*4 - 2
 		}
 		x[3] = 0
-		dst, xscales := make([]int16, k), make([]float32, 2*k/gs)
-		packQX(bits, dst, x, k, gs, 1, 2, xscales)
+		dst, xscales := make([]int16, k), make([]float32, qxLen(qdotXRows, k/gs))
+		packQX(bits, dst, x, k, gs, 1, qdotXRows, xscales)
 		for e := range k {
 			// the element of x at packed position e: for 4 bits, runs of
 			// 32 hold the even elements, then the odd ones
@@ -121,13 +154,16 @@ func TestPackQX(t *testing.T) {
 				src = e - j + 2*(j%16) + j/16
 			}
 			g := src / gs
-			sx := float64(xscales[g*2+1])
+			sx := float64(xscales[qxAt(qdotXRows, g, 1)])
 			if got := float64(dst[e]) * sx; math.Abs(got-float64(x[src])) > sx/2*1.0001 {
 				t.Errorf("q%d: packed %d (x[%d] = %v): %d·%g = %v", bits, e, src, x[src], dst[e], sx, got)
 			}
 		}
-		if xscales[0] != 0 || xscales[2] != 0 {
-			t.Errorf("q%d: row 0's scales were written: %v", bits, xscales)
+		for i, v := range xscales {
+			if (v != 0) != (i == qxAt(qdotXRows, 0, 1) || i == qxAt(qdotXRows, 1, 1)) {
+				t.Errorf("q%d: x scales %v: want row 1's two, the others zero", bits, xscales)
+				break
+			}
 		}
 	}
 }
@@ -152,10 +188,10 @@ func BenchmarkQDotTile(b *testing.B) {
 					w := make([]uint32, k*bits/32)
 					x := make([]int16, rows*k)
 					scales, _ := randScales(r, graph.BFloat16, k/gs, 0, 1)
-					sums, xscales, out := make([]float32, rows*k/gs*8), make([]float32, rows*k/gs), make([]float32, rows)
+					sums, xscales, out := make([]float32, qxLen(rows, k/gs)), make([]float32, qxLen(rows, k/gs)), make([]float32, rows)
 					b.SetBytes(int64(len(w) * 4))
 					for b.Loop() {
-						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out)
+						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out, 1)
 					}
 				})
 			}

@@ -36,12 +36,12 @@ func TestQuantizedMatMul(t *testing.T) {
 	i := 0
 	for _, bits := range []int{4, 8} {
 		for _, gs := range []int{32, 64, 128} {
-			for _, m := range []int{1, 3, 17} {
+			// M = 1 runs the GEMV kernel: 2 groups (one short block), and
+			// 19 groups (two blocks of 8 and a short one) over more rows
+			// than one call of its micro-kernel takes
+			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 19}, {3, 37, 3}, {17, 37, 3}} {
+				m, n, k := c.m, c.n, c.groups*gs
 				dt := floatDTypes[i%3]
-				n, k := 37, 3*gs
-				if m == 1 {
-					n, k = 5, 2*gs
-				}
 				i++
 				t.Run(fmt.Sprintf("%s/q%d/g%d/M%d/N%d/K%d", dt, bits, gs, m, n, k), func(t *testing.T) {
 					q, deq := quantCase(t, uint64(i), dt, n, k, bits, gs)

@@ -8,11 +8,12 @@
 #       .gitignore ignores: name it in the GPU call's carry so that it
 #       travels with the tree)
 #   scripts/cuda-round.sh test DIR    # on the GPU machine, from the root:
-#       the three suites as they are, then again with LOOM_CUDA_GRAPHS=1
+#       the three suites with the defaults, then again with
+#       LOOM_CUDA_GRAPHS=0; the tiny Llama's transformers golden
 #   scripts/cuda-round.sh bench DIR   # on the GPU machine, from the root:
 #       loom bench decode at batch 1, 8 and 32 beside
 #       bench/peers/torch_cuda_decode.py in the same call, graphs off and
-#       on, and loom bench encode
+#       on (on: with a kernel profile, -kernels 4), and loom bench encode
 #
 # Logs go to DIR/out/; each step prints a short summary last. test and bench
 # each fit in one 10-minute call on an H100 (the first CUDA start compiles
@@ -36,7 +37,10 @@ build)
 test)
 	mkdir -p "$out"
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-	for graphs in 0 1; do
+	(HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 timeout 120 python3 testdata/tiny-qwen3/scripts/make_goldens.py -model testdata/tiny-llama \
+		-long-prompt testdata/tiny-qwen3/long_prompt.txt -o "$out/tiny-llama-golden_transformers.json" >"$out/llama-golden.txt" 2>&1)
+	echo "tiny Llama transformers golden: exit $? (copy $out/tiny-llama-golden_transformers.json to testdata/tiny-llama/golden_transformers.json)"
+	for graphs in 1 0; do
 		for p in cuda ops model; do
 			# Each suite runs in its package folder: the tests read testdata
 			# relative to it.
@@ -53,7 +57,8 @@ bench)
 	for case in "1 1024" "8 1024" "32 2048"; do
 		set -- $case
 		for graphs in 0 1; do
-			LOOM_CUDA_GRAPHS=$graphs timeout 90 "$dir/loom" bench decode -device cuda -batch "$1" -context "$2" -steps 32 -json \
+			kernels=$((graphs * 4))
+			LOOM_CUDA_GRAPHS=$graphs timeout 90 "$dir/loom" bench decode -device cuda -batch "$1" -context "$2" -steps 32 -kernels $kernels -json \
 				>"$out/decode-b$1-g$graphs.json" 2>"$out/decode-b$1-g$graphs.err"
 			echo "loom batch $1 context $2 graphs $graphs: $(grep -o '"tpot_ms":[0-9.]*\|"host_us_per_step":[0-9.]*\|"dispatches_per_step":[0-9.]*' "$out/decode-b$1-g$graphs.json" | tr '\n' ' ')"
 		done
