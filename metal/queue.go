@@ -111,8 +111,12 @@ func (q *queue) putSpare(bs ...*buffer) {
 
 // event is an MTLSharedEvent. Command buffer k waits on the GPU for value
 // k−1 before it signals k, so the value is a completion frontier. The host
-// reads the value and waits on a condition that every completion handler
-// broadcasts.
+// sees a value only once its command buffer's completion handler has run
+// (handled), not when the GPU signals it: the handler still reads the
+// command list (its dispatches for the status records, its signals), and
+// a runtime that saw the value could already be rewriting that list for
+// the next replay. The host waits on a condition that every completion
+// handler broadcasts.
 type event struct {
 	obj       mtl.SharedEvent
 	mu        sync.Mutex
@@ -121,13 +125,21 @@ type event struct {
 	completed map[uint64]bool // handled values beyond it → whether their command buffer failed
 }
 
-// Value returns the event's signalled value.
-func (e *event) Value() uint64 { return e.obj.SignaledValue() }
+// Value returns the last value whose completion, and every one before it,
+// has been handled. That is never past the event's signalled value, which
+// is read too: the host's reading of the event is what orders its reads
+// of the results after the GPU's writes (and what the checking device
+// sees).
+func (e *event) Value() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return min(e.handled, e.obj.SignaledValue())
+}
 
 // Wait blocks until the value is at least v.
 func (e *event) Wait(v uint64) {
 	e.mu.Lock()
-	for e.obj.SignaledValue() < v {
+	for min(e.handled, e.obj.SignaledValue()) < v {
 		e.cond.Wait()
 	}
 	e.mu.Unlock()
