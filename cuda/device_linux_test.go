@@ -377,6 +377,27 @@ func TestLaunchErrors(t *testing.T) {
 // TestRuntimePipelining evaluates a chain of dependent steps with one
 // dispatch per command buffer, each step's Eval submitted before the last
 // one is awaited, from two goroutines: every step must see the one before.
+// waiter waits, on a goroutine of its own, for each evaluation sent to it,
+// in order, as a decode loop's host does while it encodes the next step;
+// done closes the channel, waits for the rest and returns the first error.
+func waiter(depth int) (waits chan<- *runtime.Pending, done func() error) {
+	ch := make(chan *runtime.Pending, depth)
+	result := make(chan error)
+	go func() {
+		var first error
+		for p := range ch {
+			if err := p.Wait(); err != nil && first == nil {
+				first = err
+			}
+		}
+		result <- first
+	}()
+	return ch, func() error {
+		close(ch)
+		return <-result
+	}
+}
+
 func TestRuntimePipelining(t *testing.T) {
 	d := device(t)
 	rt, err := runtime.New(d, runtime.Options{DispatchesPerCommandBuffer: 1})
@@ -386,17 +407,7 @@ func TestRuntimePipelining(t *testing.T) {
 	defer rt.Close()
 	const n = 1000
 	x := graph.FromFloat32s(make([]float32, n))
-	waits := make(chan *runtime.Pending, 64)
-	done := make(chan error)
-	go func() {
-		var first error
-		for p := range waits {
-			if err := p.Wait(); err != nil && first == nil {
-				first = err
-			}
-		}
-		done <- first
-	}()
+	waits, done := waiter(64)
 	for s := range 100 {
 		x = ops.Add(ops.Mul(x, graph.Full(graph.Float32, 1, n)), graph.Full(graph.Float32, float64(s%3), n))
 		p, err := rt.EvalAsync(x)
@@ -405,8 +416,7 @@ func TestRuntimePipelining(t *testing.T) {
 		}
 		waits <- p
 	}
-	close(waits)
-	if err := <-done; err != nil {
+	if err := done(); err != nil {
 		t.Fatal(err)
 	}
 	got, err := x.Float32s()

@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
@@ -325,18 +324,7 @@ func TestGraphPipelinedEvalAsync(t *testing.T) {
 			}
 			defer rt.Close()
 			x, wa := graph.FromFloat32s(x0), graph.FromFloat32s(w)
-			waits := make(chan *runtime.Pending, 8)
-			var wg sync.WaitGroup
-			var first error
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for p := range waits {
-					if err := p.Wait(); err != nil && first == nil {
-						first = err
-					}
-				}
-			}()
+			waits, done := waiter(8)
 			for s := range steps {
 				x = ops.Add(ops.Mul(ops.Sub(x, wa), graph.Full(graph.Float32, 0.5, n)), graph.Full(graph.Float32, float64(s%3), n))
 				p, err := rt.EvalAsync(x)
@@ -345,10 +333,8 @@ func TestGraphPipelinedEvalAsync(t *testing.T) {
 				}
 				waits <- p
 			}
-			close(waits)
-			wg.Wait()
-			if first != nil {
-				t.Fatal(first)
+			if err := done(); err != nil {
+				t.Fatal(err)
 			}
 			if got, err = x.Float32s(); err != nil {
 				t.Fatal(err)

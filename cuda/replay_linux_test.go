@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
@@ -281,18 +280,7 @@ func TestReplayCompiledStep(t *testing.T) {
 				t.Fatal(err)
 			}
 			step := rt.Compile()
-			waits := make(chan *runtime.Pending, 1)
-			var wg sync.WaitGroup
-			var first error
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for p := range waits {
-					if err := p.Wait(); err != nil && first == nil {
-						first = err
-					}
-				}
-			}()
+			waits, done := waiter(1)
 			for k := range steps {
 				in := h
 				build := func() (outs, inputs []*graph.Array) {
@@ -307,10 +295,8 @@ func TestReplayCompiledStep(t *testing.T) {
 				h = outs[1]
 				waits <- p
 			}
-			close(waits)
-			wg.Wait()
-			if first != nil {
-				t.Fatal(first)
+			if err := done(); err != nil {
+				t.Fatal(err)
 			}
 			if got, err = h.Float32s(); err != nil {
 				t.Fatal(err)
