@@ -4,7 +4,8 @@ needs no transformers and its state dict is a Llama checkpoint: RMSNorm,
 half-rotation RoPE with Llama 3.1's frequency scaling (rope_type llama3),
 grouped-query causal attention with optional biases on q, k, v and o
 (attention_bias), the SwiGLU MLP, and an untied or tied lm_head. The norm,
-rotation, MLP and safetensors helpers are the tiny Qwen3's (qwen3.py).
+rotation, MLP, decoder layer and safetensors helpers are the tiny Qwen3's
+(qwen3.py).
 make_goldens.py checks against transformers' own LlamaForCausalLM where
 transformers is installed.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tiny-qwen3", "scripts"))
-from qwen3 import MLP, RMSNorm, read_safetensors, rotate_half  # noqa: E402
+from qwen3 import Body, read_safetensors, rotate_half  # noqa: E402
 
 
 def config(vocab, eot):
@@ -103,27 +104,6 @@ class Attention(nn.Module):
         return self.o_proj(att.transpose(1, 2).reshape(b, t, self.heads * self.d))
 
 
-class Layer(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.self_attn = Attention(c)
-        self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.mlp = MLP(c)
-
-    def forward(self, x, cos, sin):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class Body(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.layers = nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
-        self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-
-
 class Llama(nn.Module):
     """LlamaForCausalLM's computation; config is the config.json dictionary."""
 
@@ -132,7 +112,7 @@ class Llama(nn.Module):
         if config.get("mlp_bias"):
             raise ValueError("mlp_bias is not implemented")
         self.config = config
-        self.model = Body(config)
+        self.model = Body(config, Attention)
         self.tied = config.get("tie_word_embeddings", False)
         if not self.tied:
             self.lm_head = nn.Linear(config["hidden_size"], config["vocab_size"], bias=False)

@@ -71,10 +71,13 @@ class MLP(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, c):
+    """A decoder layer; attention is the attention module's class (the tiny
+    Llama's differs, the rest of the layer does not)."""
+
+    def __init__(self, c, attention=Attention):
         super().__init__()
         self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.self_attn = Attention(c)
+        self.self_attn = attention(c)
         self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
         self.mlp = MLP(c)
 
@@ -84,10 +87,10 @@ class Layer(nn.Module):
 
 
 class Body(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, attention=Attention):
         super().__init__()
         self.embed_tokens = nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.layers = nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
+        self.layers = nn.ModuleList(Layer(c, attention) for _ in range(c["num_hidden_layers"]))
         self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
 
 
