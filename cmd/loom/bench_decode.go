@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -233,15 +232,11 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 			}
 		}
 		if i == warmup && cpuProfile != "" {
-			f, err := os.Create(cpuProfile)
+			stop, err := startCPUProfile(cpuProfile)
 			if err != nil {
 				return err
 			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-			defer pprof.StopCPUProfile()
+			defer stop()
 		}
 		if !asJSON {
 			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, last)

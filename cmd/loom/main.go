@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -178,4 +179,21 @@ func runBench(args []string) error {
 		return fmt.Errorf("unknown benchmark %q (have %v)", args[0], names)
 	}
 	return b.run(args[1:])
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called (the
+// benchmarks' -cpuprofile).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
