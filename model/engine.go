@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/ops"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -24,6 +25,11 @@ type Engine struct {
 	PadBlocks int
 
 	decodeStep *runtime.Compiled // the Decoders' decode step, made on first use
+	// drawn is the latest sampled step's tokens on the device (int32
+	// [cache blocks + 1]: row i's at i, the last entry −1), and latest
+	// that step; see StartStepSample.
+	drawn  *graph.Array
+	latest *Sampled
 }
 
 // DefaultPadTokens is the span of sequence lengths that share one decode

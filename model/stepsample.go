@@ -73,11 +73,37 @@ type TokenLogprob struct {
 // change the batch every step; a sequence in the middle of its prompt
 // gets a token the caller ignores.
 func (e *Engine) StepSample(seqs []int, tokens [][]int32, draws []Draw) ([]Drawn, error) {
-	s, err := e.StartStepSample(seqs, tokens, draws)
+	if len(tokens) != len(seqs) || len(draws) != len(seqs) {
+		return nil, fmt.Errorf("step: %d sequences, %d token lists and %d draws", len(seqs), len(tokens), len(draws))
+	}
+	rows := make([]Row, len(seqs))
+	for i := range rows {
+		rows[i] = Row{Seq: seqs[i], Tokens: tokens[i], Draw: draws[i]}
+	}
+	s, err := e.StartStepSample(rows)
 	if err != nil {
 		return nil, err
 	}
 	return s.Wait()
+}
+
+// A Row is one sequence's part of a sampled step (StartStepSample): the
+// tokens it appends, and how its next token is drawn.
+type Row struct {
+	Seq    int
+	Tokens []int32
+	// Prev, if not nil, is the latest step StartStepSample submitted on
+	// the engine, and the row appends the one token Prev drew at its row
+	// PrevRow instead of Tokens (which must be empty): the step reads it
+	// on the device, so it can be submitted before Prev's tokens are read
+	// back (a scheduler keeps a step in flight as the Decoder does). The
+	// token is in the row's penalty window without being in
+	// Draw.Penalties.Output, which holds the output before it. Where Prev
+	// drew no token (−1), the row appends token 0: its draws are for the
+	// caller to discard.
+	Prev    *Sampled
+	PrevRow int
+	Draw    Draw
 }
 
 // Sampled is a step StartStepSample submitted, to be read back by Wait.
@@ -87,18 +113,50 @@ type Sampled struct {
 	ids, lpIDs, lps *graph.Array // lpIDs, lps: nil without log-probs
 }
 
-// StartStepSample is StepSample without the wait: it submits the step and
-// returns, so that the host can do other work (a server hands out the
-// previous step's tokens) while the device runs it, and Wait reads its
-// draws. Bad arguments are errors that leave the engine unchanged; from
-// the submission on, the cache holds the step's tokens.
-func (e *Engine) StartStepSample(seqs []int, tokens [][]int32, draws []Draw) (*Sampled, error) {
-	if len(draws) != len(seqs) {
-		return nil, fmt.Errorf("step: %d sequences but %d draws", len(seqs), len(draws))
+// StartStepSample is StepSample without the wait, over rows: it submits
+// the step and returns, so that the host can do other work (a server
+// hands out the previous step's tokens, and builds and submits the next
+// step, whose rows may append this one's draws: Row.Prev) while the device
+// runs it, and Wait reads its draws. Bad arguments are errors that leave
+// the engine unchanged; from the submission on, the cache holds the
+// step's tokens. An error of the evaluation leaves the cache spent, and
+// so the draws a next step would read.
+//
+// The engine keeps the latest step's draws on the device (drawn: row i's
+// token at i), updated in place by every step, so that the plan cache
+// sees the same buffer every step and replays a step that reads them as
+// any other (runtime.Eval keys an evaluated input by its buffer).
+func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
+	seqs := make([]int, len(rows))
+	tokens := make([][]int32, len(rows))
+	draws := make([]Draw, len(rows))
+	prev, prevPenalized := false, false
+	for i, r := range rows {
+		seqs[i], tokens[i], draws[i] = r.Seq, r.Tokens, r.Draw
+		if r.Prev == nil {
+			continue
+		}
+		switch {
+		case r.Prev != e.latest:
+			return nil, fmt.Errorf("step: row %d (sequence %d) appends a draw of a step that is not the engine's latest sampled step", i, r.Seq)
+		case len(r.Tokens) > 0:
+			return nil, fmt.Errorf("step: row %d (sequence %d) has %d tokens and a previous step's draw: want one or the other", i, r.Seq, len(r.Tokens))
+		case r.PrevRow < 0 || r.PrevRow >= len(r.Prev.draws):
+			return nil, fmt.Errorf("step: row %d (sequence %d) appends row %d of a step of %d rows", i, r.Seq, r.PrevRow, len(r.Prev.draws))
+		}
+		tokens[i] = drawnPlaceholder
+		prev = true
+		prevPenalized = prevPenalized || r.Draw.Penalties.Active()
 	}
+	// flat holds a prev row's placeholder, which the gather below skips.
 	flat, counts, err := e.checkTokens(seqs, tokens)
 	if err != nil {
 		return nil, err
+	}
+	if n := e.Cache.Config().NumBlocks; len(rows) > n {
+		// Every row writes a block of its own, so a step that schedules
+		// has at most this many.
+		return nil, fmt.Errorf("step: %d rows: unsupported beyond the cache's %d blocks", len(rows), n)
 	}
 	sampling := make([]ops.Sampling, len(draws))
 	penalties, topK, logprobs := false, 0, false
@@ -111,16 +169,56 @@ func (e *Engine) StartStepSample(seqs []int, tokens [][]int32, draws []Draw) (*S
 		logprobs = logprobs || d.Logprobs
 		topK = max(topK, d.TopLogprobs)
 	}
+	if e.drawn == nil {
+		// Row n is never written: −1, the penalty window's padding.
+		d := graph.FromInt32s(slices.Repeat([]int32{-1}, e.Cache.Config().NumBlocks+1))
+		if err := e.Model.rt.Eval(d); err != nil {
+			return nil, fmt.Errorf("step: %w", err)
+		}
+		e.drawn = d
+	}
+	none := int32(e.Cache.Config().NumBlocks) // drawn's −1
 	st, err := e.schedule(seqs, counts)
 	if err != nil {
 		return nil, err
 	}
+	ids := graph.FromInt32s(flat)
+	if prev {
+		// The step's tokens are a gather from the latest draws followed
+		// by the host's tokens.
+		table, idx, host := e.drawn, make([]int32, len(flat)), false
+		for i, r := range rows {
+			at := int(st.CuSeqlensQ[i+1]) - counts[i]
+			if r.Prev != nil {
+				idx[at] = int32(r.PrevRow)
+				continue
+			}
+			host = true
+			for t := at; t < at+counts[i]; t++ {
+				idx[t] = none + 1 + int32(t)
+			}
+		}
+		if host {
+			table = ops.Concatenate(0, e.drawn, ids)
+		}
+		ids = ops.GatherRows(table, graph.FromInt32s(idx))
+	}
 	var window *graph.Array
 	if penalties {
 		window = penaltyWindow(draws, sampling)
+		if prevPenalized {
+			// A prev row's window also holds the token it appends.
+			col := slices.Repeat([]int32{none}, len(rows))
+			for i, r := range rows {
+				if r.Prev != nil && r.Draw.Penalties.Active() {
+					col[i] = int32(r.PrevRow)
+				}
+			}
+			window = ops.Concatenate(1, window, ops.Reshape(ops.GatherRows(e.drawn, graph.FromInt32s(col)), len(rows), 1))
+		}
 	}
 	in := e.Model.newStepInputs(st)
-	logits := e.Model.forward(graph.FromInt32s(flat), st, in, e.Cache)
+	logits := e.Model.forward(ids, st, in, e.Cache)
 	// The log-probs are of the raw logits, before the penalties (which
 	// the sampling kernel applies from the window).
 	res := &Sampled{draws: draws}
@@ -133,11 +231,26 @@ func (e *Engine) StartStepSample(seqs []int, tokens [][]int32, draws []Draw) (*S
 		res.ids = ops.Sample(logits, in.seqLens, window, sampling)
 		outs = append(outs, res.ids)
 	}
+	// A −1 (no token) is kept as 0, so that a row appending it reads a
+	// token of the vocabulary.
+	order := make([]int32, len(rows))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	drawn := ops.ScatterRows(e.drawn, graph.FromInt32s(order), ops.Maximum(res.ids, graph.Scalar(graph.Int32, 0)))
+	outs = append(outs, drawn)
+	// The old draws are consumed by the scatter: a failed submission
+	// leaves none, and the next step starts a new buffer.
+	e.drawn, e.latest = nil, nil
 	if res.p, err = e.Model.rt.EvalAsync(outs...); err != nil {
 		return nil, fmt.Errorf("step: %w", err)
 	}
+	e.drawn, e.latest = drawn, res
 	return res, nil
 }
+
+// drawnPlaceholder stands for a prev row's token in the host's tokens.
+var drawnPlaceholder = []int32{0}
 
 // Wait waits for the step and returns each sequence's draw. An error of
 // the evaluation leaves the cache spent, as Step's.

@@ -243,3 +243,196 @@ func TestPenaltyWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestStepSamplePrev runs steps whose decode rows append the previous
+// step's draws on the device (Row.Prev), each step submitted before the
+// one before it is read back, beside prompt chunks and a decode fed the
+// host's token, and requires each step's draws to be those of the same
+// steps fed every token from the host (StepSample, on other sequences of
+// the same engine): the same rows, so the same logits; the penalties see
+// the appended token through the window's device column. Exact on the CPU
+// targets; on a GPU a sequence is compared up to its first difference.
+// The steps of one structure are replayed by the plan cache from their
+// third on, though each reads the draws of the one before.
+func TestStepSamplePrev(t *testing.T) {
+	draws := []Draw{
+		{Penalties: Penalties{Repetition: 1.3, Presence: 0.5, Frequency: 0.7}, Logprobs: true, TopLogprobs: 3},
+		{Sampling: ops.Sampling{Temperature: 0.9, TopK: 20, Seed: 7}, Penalties: Penalties{Repetition: 0.8, Presence: -0.5, Frequency: 1.5}},
+		{Sampling: ops.Sampling{Temperature: 1.2, TopP: 0.8, MinP: 0.02, Seed: 1 << 40}, Logprobs: true},
+	}
+	// A row: sequence i's prompt tokens [from, to), or (to == 0) a decode.
+	type part struct{ i, from, to int }
+	const steady = 10 // steps of three decodes at the end
+	p := decodePrompts
+	steps := [][]part{
+		{{0, 0, len(p[0])}, {1, 0, 2}},
+		{{0, 0, 0}, {1, 2, len(p[1])}},
+		{{2, 0, len(p[2])}, {0, 0, 0}, {1, 0, 0}},
+		{{0, 0, 0}, {1, 0, 0}, {2, 0, 0}},
+		{{0, 0, 0}, {1, 0, 0}, {2, 0, 0}}, // read back before: the host's tokens
+	}
+	const hostStep = 4
+	for range steady {
+		steps = append(steps, []part{{0, 0, 0}, {1, 0, 0}, {2, 0, 0}})
+	}
+	for _, tg := range loomtest.Targets(t) {
+		e := loadTiny(t, tg, graph.Float32)
+		// run feeds the steps to sequences base+i, and returns each step's
+		// draws and whether each was replayed.
+		run := func(base int, pipelined bool) ([][]Drawn, []bool) {
+			out := make([][]int32, len(p)) // tokens read back
+			for i := range p {
+				if err := e.Cache.Add(base + i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([][]Drawn, len(steps))
+			replayed := make([]bool, len(steps))
+			var flight *Sampled
+			flightStep, pendingRow := -1, map[int]int{} // sequence → its row in flight
+			read := func() {
+				d, err := flight.Wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[flightStep] = d
+				replayed[flightStep] = flight.p.Stats().CacheHits == 1
+				for j, pt := range steps[flightStep] {
+					if pt.to == 0 || pt.to == len(p[pt.i]) {
+						out[pt.i] = append(out[pt.i], d[j].Token)
+					}
+				}
+				flight, pendingRow = nil, map[int]int{}
+			}
+			for k, parts := range steps {
+				if flight != nil && (!pipelined || k == hostStep) {
+					read()
+				}
+				rows := make([]Row, len(parts))
+				next := map[int]int{}
+				for j, pt := range parts {
+					d := draws[pt.i]
+					d.Penalties.Prompt, d.Penalties.Output = p[pt.i], out[pt.i]
+					r := Row{Seq: base + pt.i, Draw: d}
+					switch {
+					case pt.to != 0:
+						r.Tokens = p[pt.i][pt.from:pt.to]
+						if pt.to < len(p[pt.i]) {
+							r.Draw = Draw{Sampling: d.Sampling} // not wanted
+						}
+					case flight != nil:
+						r.Prev, r.PrevRow = flight, pendingRow[pt.i]
+					default:
+						r.Tokens = out[pt.i][len(out[pt.i])-1:]
+					}
+					rows[j] = r
+					next[pt.i] = j
+				}
+				s, err := e.StartStepSample(rows)
+				if err != nil {
+					t.Fatalf("%s: step %d: %v", tg.Name, k, err)
+				}
+				if flight != nil {
+					read()
+				}
+				flight, flightStep, pendingRow = s, k, next
+			}
+			read()
+			for i := range p {
+				if err := e.Cache.Free(base + i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return got, replayed
+		}
+		got, replayed := run(0, true)
+		want, _ := run(10, false)
+		differ := map[int]bool{}
+		for k, parts := range steps {
+			for j, pt := range parts {
+				if differ[pt.i] || (pt.to != 0 && pt.to < len(p[pt.i])) {
+					continue
+				}
+				g, w := got[k][j], want[k][j]
+				if g.Token != w.Token || g.Logprob != w.Logprob && !(math.IsNaN(float64(g.Logprob)) && math.IsNaN(float64(w.Logprob))) || !slices.Equal(g.Top, w.Top) {
+					if tg.Exact {
+						t.Errorf("%s: step %d, sequence %d: drew %d (%v %v), fed from the host %d (%v %v)", tg.Name, k, pt.i, g.Token, g.Logprob, g.Top, w.Token, w.Logprob, w.Top)
+					}
+					differ[pt.i] = true
+				}
+			}
+		}
+		for k := len(steps) - steady + 2; k < len(steps); k++ {
+			if !replayed[k] {
+				t.Errorf("%s: steady step %d was not replayed", tg.Name, k)
+			}
+		}
+		if free := e.Cache.FreeBlocks() + e.Cache.CachedBlocks(); free != e.Cache.Config().NumBlocks {
+			t.Errorf("%s: %d of %d blocks free or cached after", tg.Name, free, e.Cache.Config().NumBlocks)
+		}
+		tg.NoHazards(t)
+	}
+}
+
+// TestStepSamplePrevErrors checks Row.Prev's errors: a step that is not
+// the latest, tokens beside it, a row out of range; each leaves the
+// engine as it was, so that the latest step's draws still feed the next.
+func TestStepSamplePrevErrors(t *testing.T) {
+	tg := loomtest.Targets(t)[0]
+	e := loadTiny(t, tg, graph.Float32)
+	for _, id := range []int{0, 1} {
+		if err := e.Cache.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := e.StartStepSample([]Row{{Seq: 0, Tokens: decodePrompts[0]}, {Seq: 1, Tokens: decodePrompts[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := e.StartStepSample([]Row{{Seq: 0, Prev: first, PrevRow: 0}, {Seq: 1, Prev: first, PrevRow: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lens := []int{e.Cache.Len(0), e.Cache.Len(1)}
+	for _, c := range []struct {
+		row  Row
+		want string
+	}{
+		{Row{Seq: 0, Prev: first, PrevRow: 0}, "not the engine's latest sampled step"},
+		{Row{Seq: 0, Prev: latest, PrevRow: 0, Tokens: []int32{5}}, "1 tokens and a previous step's draw"},
+		{Row{Seq: 0, Prev: latest, PrevRow: 2}, "appends row 2 of a step of 2 rows"},
+		{Row{Seq: 0, Prev: latest, PrevRow: -1}, "appends row -1"},
+		{Row{Seq: 7, Prev: latest, PrevRow: 0}, "no sequence 7"},
+	} {
+		if _, err := e.StartStepSample([]Row{c.row}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.row, err, c.want)
+		}
+		if l := []int{e.Cache.Len(0), e.Cache.Len(1)}; !slices.Equal(l, lens) {
+			t.Fatalf("%+v: sequence lengths %v after the error, want %v", c.row, l, lens)
+		}
+	}
+	// The latest step's draws still feed the next: row 1 of it is
+	// sequence 1's token, which the host reads back to check.
+	after, err := e.StartStepSample([]Row{{Seq: 1, Prev: latest, PrevRow: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := latest.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := after.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Cache.Truncate(1, e.Cache.Len(1)-1); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := e.StepSample([]int{1}, [][]int32{{d[1].Token}}, []Draw{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a[0].Token != ref[0].Token {
+		t.Errorf("after appending the latest step's row 1 (token %d) on the device: drew %d; fed from the host: %d", d[1].Token, a[0].Token, ref[0].Token)
+	}
+}
