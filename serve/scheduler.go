@@ -69,12 +69,21 @@ type job struct {
 	ctx     context.Context
 	arrival int // Submit's order: the oldest request is admitted first and preempted last
 	seq     int
-	// all is the prompt and the tokens drawn so far: what the cache must
-	// hold before the next token is drawn. A preempted request computes it
-	// again, so its draws go on where they stopped.
-	all     []int32
-	fed     int        // tokens of all in the cache
+	// all is the prompt and the tokens drawn and read back so far: what
+	// the cache must hold before the next token is drawn. A preempted
+	// request computes it again, so its draws go on where they stopped.
+	all []int32
+	fed int // tokens of all in the cache
+	// drawIn is the step that draws the job's next token, at its row
+	// drawRow: while that step is in flight, the token is on the device
+	// only, and the next step appends it from there (model.Row.Prev).
+	drawIn  *flight
+	drawRow int
+	// ahead: the step submitted after drawIn appended that token, so the
+	// cache holds it once it is read back into all.
+	ahead   bool
 	resumed bool       // preempted before: its prompt is counted in the metrics already
+	done    bool       // its last event is posted
 	events  chan Event // buffered for every event, so the loop never blocks
 	stop    func() bool
 	started time.Time
@@ -105,6 +114,15 @@ func (r *Request) draw(all []int32) model.Draw {
 // tokens again when admitted (recompute), which leaves its output
 // unchanged. The prompt tokens whose blocks the prefix cache holds are
 // not prefilled again.
+//
+// One step stays in flight while the next is built, as model.Decoder's:
+// step k+1 appends the tokens step k draws on the device (model.Row.Prev)
+// and is submitted before step k's tokens are read back; the loop then
+// handles step k's tokens (events, EOS, max_tokens, cancellation) one step
+// behind the device. A request that step k ends (an EOS, no token) has
+// had its token of step k+1 drawn for nothing: the loop ignores that draw,
+// and freeing the sequence drops the token step k+1 appended. max_tokens
+// is known ahead, so the last token is never appended.
 type Scheduler struct {
 	e       *model.Engine
 	cfg     SchedulerConfig
@@ -121,10 +139,20 @@ type Scheduler struct {
 	arrivals  int    // jobs submitted
 	nextSeq   int    // loop only, as the fields below
 	running   []*job // in admission order
-	// outbox holds the events of the latest step (and of requests ended
-	// since), sent once the next step is submitted: the device then runs
-	// it while the handlers take them.
+	flight    *flight
+	// outbox holds the events of the latest step read back (and of
+	// requests ended since), sent once the step after it is submitted:
+	// the device then runs it while the handlers take them.
 	outbox []delivery
+}
+
+// flight is a submitted step.
+type flight struct {
+	sampled *model.Sampled
+	jobs    []*job // per row
+	wants   []bool // per row: its draw is the job's next token (not the token after a partial prompt)
+	tokens  int
+	start   time.Time
 }
 
 // delivery is an event for a job, to be sent.
@@ -236,7 +264,8 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 	}
 }
 
-// loop is the goroutine that owns the engine.
+// loop is the goroutine that owns the engine. Each round submits the
+// next step, then reads back and handles the one in flight before it.
 func (s *Scheduler) loop() {
 	defer close(s.done)
 	defer s.deliver()
@@ -251,12 +280,16 @@ func (s *Scheduler) loop() {
 			for _, j := range all {
 				s.finish(j, Event{Done: true, Err: ErrShuttingDown})
 			}
+			if s.flight != nil {
+				s.flight.sampled.Wait() // its draws are for requests ended above
+				s.flight = nil
+			}
 			return
 		default:
 		}
 		s.dropCancelled()
 		s.admit()
-		if len(s.running) == 0 {
+		if len(s.running) == 0 && s.flight == nil {
 			s.mu.Lock()
 			idle := s.closed && len(s.waiting) == 0
 			s.mu.Unlock()
@@ -270,7 +303,17 @@ func (s *Scheduler) loop() {
 			}
 			continue
 		}
-		s.step()
+		next, err := s.submit()
+		if err == nil && s.flight != nil {
+			err = s.receive(s.flight)
+		}
+		if err != nil {
+			s.fail(err, s.flight, next)
+			next = nil
+		}
+		s.flight = next
+		s.deliver()
+		s.updateQueue()
 	}
 }
 
@@ -346,45 +389,54 @@ func (s *Scheduler) admit() {
 	s.Metrics.setQueue(s.nRunning, len(s.waiting))
 }
 
-// batch is one step's rows.
-type batch struct {
-	jobs   []*job
-	seqs   []int
-	tokens [][]int32
-	draws  []model.Draw
-}
-
-// plan chooses the step's rows: every decode (a request with one token
-// left to feed), then chunks of the prompts (or recomputed tokens) still
-// to feed, in admission order, up to the budget. It returns them with the
-// blocks they need beyond those their sequences hold.
-func (s *Scheduler) plan() (b batch, need int) {
+// plan chooses the next step's rows: every decode (a request whose next
+// token the step in flight draws, appended from the device unless it is
+// the request's last, or a request with one token of all left to feed),
+// then chunks of the prompts (or recomputed tokens) still to feed, in
+// admission order, up to the budget. It returns them with the blocks
+// they need beyond those their sequences hold.
+func (s *Scheduler) plan() (f *flight, rows []model.Row, need int) {
+	f = &flight{}
 	budget := s.cfg.StepTokens
-	add := func(j *job, n int) {
-		d := model.Draw{Sampling: j.Sampling} // the token after a partial prompt is not wanted
-		if j.fed+n == len(j.all) {
-			d = j.draw(j.all)
+	add := func(j *job, r model.Row, n int, wants bool) {
+		r.Seq = j.seq
+		if wants {
+			r.Draw = j.draw(j.all)
+		} else {
+			r.Draw = model.Draw{Sampling: j.Sampling} // the token after a partial prompt is not wanted
 		}
-		b.jobs, b.seqs, b.tokens, b.draws = append(b.jobs, j), append(b.seqs, j.seq), append(b.tokens, j.all[j.fed:j.fed+n]), append(b.draws, d)
+		rows, f.jobs, f.wants = append(rows, r), append(f.jobs, j), append(f.wants, wants)
+		f.tokens += n
 		budget -= n
 		need += s.blocksFor(j.fed+n) - s.blocksFor(j.fed)
 	}
 	for _, j := range s.running {
-		if len(j.all)-j.fed == 1 {
-			add(j, 1)
+		switch {
+		case s.drawing(j):
+			if j.out()+1 < j.MaxTokens {
+				add(j, model.Row{Prev: s.flight.sampled, PrevRow: j.drawRow}, 1, true)
+			}
+		case len(j.all)-j.fed == 1:
+			add(j, model.Row{Tokens: j.all[j.fed:]}, 1, true)
 		}
 	}
 	for _, j := range s.running {
 		if left := len(j.all) - j.fed; left > 1 && budget > 0 {
-			add(j, min(budget, left))
+			n := min(budget, left)
+			add(j, model.Row{Tokens: j.all[j.fed : j.fed+n]}, n, j.fed+n == len(j.all))
 		}
 	}
-	return b, need
+	return f, rows, need
 }
+
+// drawing reports whether the step in flight draws j's next token.
+func (s *Scheduler) drawing(j *job) bool { return s.flight != nil && j.drawIn == s.flight }
 
 // preempt frees the blocks of the running request that arrived last and
 // puts it back among the waiting ones, in arrival order; admitted again,
-// it feeds its prompt and drawn tokens anew.
+// it feeds its prompt and drawn tokens anew. A token the step in flight
+// draws for it is read back as any other (before it can be admitted
+// again: admission comes after the step is read).
 func (s *Scheduler) preempt() {
 	last := 0
 	for i, j := range s.running {
@@ -403,48 +455,60 @@ func (s *Scheduler) preempt() {
 	s.mu.Unlock()
 }
 
-// step runs one engine step: every decode, then chunks of what is left
-// to feed within the budget, preempting the latest arrivals while the
-// free and cached blocks are too few for it.
-func (s *Scheduler) step() {
-	b, need := s.plan()
+// submit plans the next step, preempting the latest arrivals while the
+// free and cached blocks are too few for it, and submits it; nil when no
+// request has anything to feed (each waits for its last token).
+func (s *Scheduler) submit() (*flight, error) {
+	f, rows, need := s.plan()
 	// The oldest request always fits alone (Submit bounds its tokens by
 	// the whole cache), and is never preempted.
 	for need > s.e.Cache.FreeBlocks()+s.e.Cache.CachedBlocks() && len(s.running) > 1 {
 		s.preempt()
-		b, need = s.plan()
+		f, rows, need = s.plan()
 	}
-	start := time.Now()
-	sampled, err := s.e.StartStepSample(b.seqs, b.tokens, b.draws)
-	s.deliver()
-	var drawn []model.Drawn
-	if err == nil {
-		drawn, err = sampled.Wait()
+	if len(rows) == 0 {
+		return nil, nil
 	}
-	fed := 0
-	for _, t := range b.tokens {
-		fed += len(t)
+	f.start = time.Now()
+	var err error
+	if f.sampled, err = s.e.StartStepSample(rows); err != nil {
+		return nil, err
 	}
-	s.Metrics.addStep(len(b.seqs), fed, time.Since(start))
-	if err != nil {
-		// An evaluation error leaves the cache spent: end everything
-		// running, and reuse none of what it was to write.
-		s.e.Cache.ClearPrefixCache()
-		for _, j := range s.running {
-			s.finish(j, Event{Done: true, Err: err})
+	for i, j := range f.jobs {
+		if rows[i].Prev != nil {
+			j.ahead = true
+		} else {
+			j.fed += len(rows[i].Tokens)
 		}
-		s.running = nil
-		return
+		if f.wants[i] {
+			j.drawIn, j.drawRow = f, i
+		}
+	}
+	return f, nil
+}
+
+// receive reads a step's draws back and hands them to their requests,
+// ending those that reach an EOS or max_tokens. A request ended since
+// the step was submitted (cancelled, or ended by the step before) gets
+// nothing more.
+func (s *Scheduler) receive(f *flight) error {
+	drawn, err := f.sampled.Wait()
+	s.Metrics.addStep(len(f.jobs), f.tokens, time.Since(f.start))
+	if err != nil {
+		return err
 	}
 	now := time.Now()
-	var ended []*job
-	for i, j := range b.jobs {
-		if j.fed += len(b.tokens[i]); j.fed < len(j.all) {
-			continue // the token after a partial prompt is not wanted
+	ended := false
+	for i, j := range f.jobs {
+		if !f.wants[i] || j.done {
+			continue
+		}
+		if j.drawIn == f {
+			j.drawIn = nil
 		}
 		tok := drawn[i].Token
 		if tok < 0 {
-			ended = append(ended, j)
+			ended = true
 			s.finish(j, Event{Done: true, Err: fmt.Errorf("serve: no token can be drawn after %d tokens: every logit is -Inf or NaN", j.out())})
 			continue
 		}
@@ -455,28 +519,55 @@ func (s *Scheduler) step() {
 		}
 		j.lastTok = now
 		j.all = append(j.all, tok)
+		if j.ahead {
+			j.fed++
+			j.ahead = false
+		}
 		s.Metrics.addTokens(1)
 		s.post(j, Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top})
 		switch {
 		case j.StopAtEOS && s.e.Model.Config.IsEOS(int(tok)):
-			ended = append(ended, j)
+			ended = true
 			s.finish(j, Event{Done: true, Reason: "stop"})
 		case j.out() == j.MaxTokens:
-			ended = append(ended, j)
+			ended = true
 			s.finish(j, Event{Done: true, Reason: "length"})
 		}
 	}
-	if len(ended) > 0 {
-		run := s.running[:0]
-		for _, j := range s.running {
-			if j.seq >= 0 {
-				run = append(run, j)
-			}
-		}
-		clear(s.running[len(run):])
-		s.running = run
+	if ended {
+		s.running = slices.DeleteFunc(s.running, func(j *job) bool { return j.done })
+		// A request preempted while its token was drawn waits again.
+		s.mu.Lock()
+		s.waiting = slices.DeleteFunc(s.waiting, func(j *job) bool { return j.done })
+		s.mu.Unlock()
 	}
 	s.setBlocks()
+	return nil
+}
+
+// fail ends every request admitted after a step failed to submit or
+// evaluate, once the steps still in flight (which inherit the failure)
+// are done. An evaluation error leaves the cache spent: reuse none of
+// what it was to write.
+func (s *Scheduler) fail(err error, flights ...*flight) {
+	for _, f := range flights {
+		if f != nil {
+			f.sampled.Wait()
+		}
+	}
+	s.e.Cache.ClearPrefixCache()
+	for _, j := range s.running {
+		if !j.done {
+			s.finish(j, Event{Done: true, Err: err})
+		}
+	}
+	s.running = nil
+	s.mu.Lock()
+	s.waiting = slices.DeleteFunc(s.waiting, func(j *job) bool { return j.done })
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) updateQueue() {
 	s.mu.Lock()
 	s.nRunning = len(s.running)
 	s.Metrics.setQueue(s.nRunning, len(s.waiting))
@@ -494,7 +585,7 @@ func (s *Scheduler) finish(j *job, ev Event) {
 	if j.seq >= 0 {
 		s.e.Cache.Free(j.seq)
 	}
-	j.seq = -1
+	j.seq, j.done = -1, true
 	j.stop()
 	// The gauges first, so that whoever sees the end sees the blocks free.
 	s.setBlocks()
