@@ -436,3 +436,34 @@ func TestStepSamplePrevErrors(t *testing.T) {
 		t.Errorf("after appending the latest step's row 1 (token %d) on the device: drew %d; fed from the host: %d", d[1].Token, a[0].Token, ref[0].Token)
 	}
 }
+
+// TestStepSamplePrevNoToken checks a prev row whose previous draw was −1
+// (every logit NaN, here from an LM head of NaNs): the step still
+// evaluates, appending token 0, and draws −1 again, rather than failing
+// on an embedding index of −1.
+func TestStepSamplePrevNoToken(t *testing.T) {
+	tg := loomtest.Targets(t)[0]
+	e := loadTiny(t, tg, graph.Float32)
+	head := e.Model.Weights.LMHead
+	e.Model.Weights.LMHead = graph.Full(head.DType(), math.NaN(), head.Shape()...)
+	if err := e.Cache.Add(0); err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.StartStepSample([]Row{{Seq: 0, Tokens: decodePrompts[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.StartStepSample([]Row{{Seq: 0, Prev: first, PrevRow: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []*Sampled{first, next} {
+		d, err := s.Wait()
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if d[0].Token != -1 {
+			t.Errorf("step %d drew %d, want -1", i, d[0].Token)
+		}
+	}
+}
