@@ -141,8 +141,9 @@ type Scheduler struct {
 	running   []*job // in admission order
 	flight    *flight
 	// outbox holds the events of the latest step read back (and of
-	// requests ended since), sent once the step after it is submitted:
-	// the device then runs it while the handlers take them.
+	// requests ended since), sent once the next round has submitted its
+	// step: the host's work for that step comes first, and the handlers
+	// then encode and write while the device runs.
 	outbox []delivery
 }
 
@@ -265,7 +266,8 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 }
 
 // loop is the goroutine that owns the engine. Each round submits the
-// next step, then reads back and handles the one in flight before it.
+// next step, hands out the events the round before found, then reads back
+// and handles the step in flight before the new one.
 func (s *Scheduler) loop() {
 	defer close(s.done)
 	defer s.deliver()
@@ -304,6 +306,7 @@ func (s *Scheduler) loop() {
 			continue
 		}
 		next, err := s.submit()
+		s.deliver()
 		if err == nil && s.flight != nil {
 			err = s.receive(s.flight)
 		}
@@ -312,7 +315,6 @@ func (s *Scheduler) loop() {
 			next = nil
 		}
 		s.flight = next
-		s.deliver()
 		s.updateQueue()
 	}
 }

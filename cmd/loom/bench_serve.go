@@ -50,7 +50,7 @@ type serveResult struct {
 	PlanCacheHits   int     `json:"plan_cache_hits"`       // Evals replayed (runtime.CacheStats)
 	PlanCacheMisses int     `json:"plan_cache_misses"`     // Evals planned
 	Preemptions     int64   `json:"preemptions"`
-	StepMs          float64 `json:"step_ms,omitempty"` // mean time of a step in the engine (submission to tokens on the host)
+	StepMs          float64 `json:"step_ms,omitempty"` // mean time of a step in the engine (submission to tokens on the host; a step is submitted while the one before runs, so they overlap)
 	LoopMs          float64 `json:"loop_ms,omitempty"` // mean time between steps' starts (the timed run's seconds over its steps)
 	// OutputTokensPerCPUs is the output tokens over the process's CPU
 	// time during the timed requests (in process: server and load
