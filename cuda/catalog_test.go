@@ -12,15 +12,15 @@ import (
 )
 
 // preprocess expands the macros of src (the kernel-defining macros of each
-// family) with the C preprocessor, so that every kernel's declaration can be
-// read.
-func preprocess(t testing.TB, src string) string {
+// family) with the C preprocessor, with the given -D options, so that every
+// kernel's declaration can be read.
+func preprocess(t testing.TB, src string, defines ...string) string {
 	t.Helper()
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skipf("no gcc to preprocess the CUDA sources with: %v", err)
 	}
-	cmd := exec.Command(cc, "-E", "-P", "-x", "c++", "-")
+	cmd := exec.Command(cc, append(append([]string{"-E", "-P", "-x", "c++"}, defines...), "-")...)
 	cmd.Stdin = strings.NewReader(src)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -72,7 +72,11 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	return errs
 }
 
-// TestKernelsMatchCatalog holds the CUDA sources to the primitives catalog.
+// TestKernelsMatchCatalog holds the CUDA sources, the files as Open
+// compiles them and their variants (variants.go), to the primitives
+// catalog, and each variant to the kernels that the device looks for in
+// it: no kernel is defined twice, and a variant defines its kernels and no
+// others.
 func TestKernelsMatchCatalog(t *testing.T) {
 	files, err := sourceFiles()
 	if err != nil {
@@ -82,6 +86,21 @@ func TestKernelsMatchCatalog(t *testing.T) {
 	for name, src := range files {
 		if err := parseKernels(name, preprocess(t, src), kernels); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for _, v := range variants() {
+		if err := parseKernels(v.String(), preprocess(t, files[v.file], v.defines...), kernels); err != nil {
+			t.Fatal(err)
+		}
+		var defined []string
+		for name, k := range kernels {
+			if k.file == v.String() {
+				defined = append(defined, name)
+			}
+		}
+		slices.Sort(defined)
+		if want := slices.Sorted(slices.Values(v.kernels)); !slices.Equal(defined, want) {
+			t.Errorf("%s defines the kernels %v, want %v", v, defined, want)
 		}
 	}
 	catalog := primitives.Catalog()

@@ -594,9 +594,19 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
 
 #define ATTENTION_HS(SHORT, T, HS) \
   ATTENTION_KERNELS(SHORT, T, HS, 8) ATTENTION_KERNELS(SHORT, T, HS, 16) ATTENTION_KERNELS(SHORT, T, HS, 32)
-#define ATTENTION_DTYPE(SHORT, T) \
-  ATTENTION_HS(SHORT, T, 64) ATTENTION_HS(SHORT, T, 80) ATTENTION_HS(SHORT, T, 96) ATTENTION_HS(SHORT, T, 128) ATTENTION_HS(SHORT, T, 256)
-LOOM_FLOATS(ATTENTION_DTYPE)
+
+// The attention kernels are compiled by variant, one dtype and head size at
+// a time, when a dispatch first needs one (cuda/variants.go): all of them,
+// 45 instantiations of attention, take NVRTC minutes. A variant's program
+// defines LOOM_ATTENTION_DTYPE (the kernel names' dtype, such as bf16,
+// whose storage type is <dtype>_t) and LOOM_ATTENTION_HS, and holds its
+// kernels alone; without them the file holds the KV write kernels,
+// compiled when the device opens.
+#ifdef LOOM_ATTENTION_HS
+#define ATTENTION_T(SHORT) ATTENTION_T_(SHORT)
+#define ATTENTION_T_(SHORT) SHORT##_t
+ATTENTION_HS(LOOM_ATTENTION_DTYPE, ATTENTION_T(LOOM_ATTENTION_DTYPE), LOOM_ATTENTION_HS)
+#endif
 
 // ---- KV write ----------------------------------------------------------------------
 
@@ -622,4 +632,6 @@ __device__ void kv_write(T* k_cache, T* v_cache, const T* key, const T* value, c
     kv_write(k_cache, v_cache, key, value, slot_mapping, p, status);                                          \
   }
 #define KV_WRITE(SHORT, T) KV_WRITE_KERNEL(SHORT, T, i32, int) KV_WRITE_KERNEL(SHORT, T, i64, i64)
+#ifndef LOOM_ATTENTION_HS
 LOOM_FLOATS(KV_WRITE)
+#endif

@@ -17,6 +17,11 @@ typedef unsigned long long u64;
 // Float16 and bfloat16 are storage types: 16 bits, loaded as float.
 struct half_t { u16 bits; };
 struct bf16_t { u16 bits; };
+// <short>_t names each float dtype's storage type by the kernel names'
+// short (a program compiled for one dtype, such as attention.cu's variants,
+// is given the short alone).
+typedef float f32_t;
+typedef half_t f16_t;
 
 // Status is a dispatch's status record (see status.go): a kernel that meets
 // bad data reports it with report_status and skips the work that entry
