@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -74,9 +75,9 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 
 // TestKernelsMatchCatalog holds the CUDA sources, the files as Open
 // compiles them and their variants (variants.go), to the primitives
-// catalog, and each variant to the kernels that the device looks for in
-// it: no kernel is defined twice, and a variant defines its kernels and no
-// others.
+// catalog, and each variant to the functions that the device looks for in
+// it: no kernel is defined twice, a variant defines its functions and no
+// others, and each function is held to every catalog kernel it serves.
 func TestKernelsMatchCatalog(t *testing.T) {
 	files, err := sourceFiles()
 	if err != nil {
@@ -99,8 +100,23 @@ func TestKernelsMatchCatalog(t *testing.T) {
 			}
 		}
 		slices.Sort(defined)
-		if want := slices.Sorted(slices.Values(v.kernels)); !slices.Equal(defined, want) {
+		want := slices.Compact(slices.Sorted(maps.Values(v.kernels)))
+		if !slices.Equal(defined, want) {
 			t.Errorf("%s defines the kernels %v, want %v", v, defined, want)
+		}
+		// Each catalog kernel is held to the function that implements it.
+		for name, fn := range v.kernels {
+			if old, dup := kernels[name]; dup {
+				t.Errorf("kernel %s is defined in %s and implemented by %s of %s", name, old.file, fn, v)
+			}
+			k := kernels[fn]
+			k.file = fmt.Sprintf("%s, function %s", v, fn)
+			kernels[name] = k
+		}
+		for _, fn := range want {
+			if _, ok := v.kernels[fn]; !ok {
+				delete(kernels, fn)
+			}
 		}
 	}
 	catalog := primitives.Catalog()

@@ -70,21 +70,25 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compiling %s: %w", what, err)
 	}
+	function := spec.Name
+	if builtin {
+		function = v.kernels[spec.Name]
+	}
 	var fn, mma uintptr
 	err = d.do(func() error {
 		var err error
-		if fn, err = d.moduleFunction(mod, spec.Name); err != nil || fn == 0 || !builtin {
+		if fn, err = d.moduleFunction(mod, function); err != nil || fn == 0 || !builtin {
 			return err
 		}
 		// A built-in kernel's tensor-core variant, as Open looks them up.
-		mma, err = d.moduleFunction(mod, spec.Name+"_mma")
+		mma, err = d.moduleFunction(mod, function+"_mma")
 		return err
 	})
 	switch {
 	case err != nil:
 		return nil, err
 	case fn == 0:
-		return nil, fmt.Errorf("%s compiled, but its module has no kernel %s", what, spec.Name)
+		return nil, fmt.Errorf("%s compiled, but its module has no kernel %s", what, function)
 	}
 	k, err := newKernel(spec, fn)
 	if err != nil {

@@ -22,7 +22,8 @@ func init() {
 }
 
 // TestLazyVariants: a variant's kernels are compiled when the first of
-// them is looked up, all into one module; a variant that does not compile
+// them is looked up, all into one module, the block sizes' kernels one
+// function; a variant that does not compile
 // fails every lookup of its kernels with an error naming the kernel, the
 // variant and NVRTC's message, and is compiled once.
 func TestLazyVariants(t *testing.T) {
@@ -37,14 +38,20 @@ func TestLazyVariants(t *testing.T) {
 		t.Fatal("the bfloat16 attention of head size 128 is not a variant")
 	}
 	before := modules()
-	for _, name := range v.kernels {
+	fns := map[string]uintptr{} // by function
+	for name, function := range v.kernels {
 		k, err := d.Kernel(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.(*kernel).fn == 0 {
+		fn := k.(*kernel).fn
+		if fn == 0 {
 			t.Fatalf("kernel %s has no function", name)
 		}
+		if f, ok := fns[function]; ok && f != fn {
+			t.Errorf("kernel %s is not the function %s that serves the other block sizes", name, function)
+		}
+		fns[function] = fn
 	}
 	if n := modules() - before; n > 1 {
 		t.Errorf("the %d kernels of %s took %d modules, want one", len(v.kernels), v, n)
@@ -53,19 +60,22 @@ func TestLazyVariants(t *testing.T) {
 	// A head size whose rows are not whole 16-byte vectors fails the
 	// variant's static_assert.
 	broken := variant{name: "attention_bf16_hs100", file: "attention.cu", defines: []string{"-DLOOM_ATTENTION_DTYPE=bf16", "-DLOOM_ATTENTION_HS=100"},
-		kernels: brokenVariantKernels}
+		kernels: map[string]string{}}
+	for _, name := range brokenVariantKernels {
+		broken.kernels[name] = name
+	}
 	real := variantByKernel
 	t.Cleanup(func() { variantByKernel = real })
 	variantByKernel = func() map[string]variant {
 		m := maps.Clone(real())
-		for _, name := range broken.kernels {
+		for _, name := range brokenVariantKernels {
 			m[name] = broken
 		}
 		return m
 	}
 	before = modules()
 	for range 2 {
-		for _, name := range broken.kernels {
+		for _, name := range brokenVariantKernels {
 			_, err := d.Kernel(name)
 			for _, want := range []string{"kernel " + name + ":", "attention.cu with -DLOOM_ATTENTION_DTYPE=bf16 -DLOOM_ATTENTION_HS=100", "rows must be whole 16-byte vectors"} {
 				if err == nil || !strings.Contains(err.Error(), want) {

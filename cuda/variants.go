@@ -15,15 +15,18 @@ import (
 // them, when the device opens, holds none of any variant's.
 //
 // Paged attention's kernels are variants by dtype and head size: each
-// holds the block sizes, with and without sinks, single pass and split,
-// which call one instantiation of the attention per pass of heads (1, 2
-// and 4): compiling all of them when the device opens took minutes of
-// NVRTC, while a model needs one (docs/CUDA.md has the figures).
+// holds the single-pass and split kernels with and without sinks, which
+// call one instantiation of the attention per pass of heads (1, 2 and 4),
+// and serve every block size: compiling all of them when the device opens
+// took minutes of NVRTC, while a model needs one (docs/CUDA.md has the
+// figures).
 type variant struct {
 	name    string   // such as "attention_bf16_hs128"
 	file    string   // the kernel file, such as "attention.cu"
 	defines []string // its macros, as NVRTC options
-	kernels []string // the catalog kernels it holds
+	// kernels maps the catalog kernels it holds to the functions that
+	// implement them: one function may serve several catalog kernels.
+	kernels map[string]string
 }
 
 func (v variant) String() string { return v.file + " with " + strings.Join(v.defines, " ") }
@@ -36,10 +39,14 @@ var variants = sync.OnceValue(func() []variant {
 	var vs []variant
 	for _, dt := range primitives.AttentionDTypes {
 		for _, hs := range primitives.AttentionHeadSizes {
-			v := variant{name: fmt.Sprintf("attention_%s_hs%d", dt.Short(), hs), file: "attention.cu", defines: []string{"-DLOOM_ATTENTION_DTYPE=" + dt.Short(), fmt.Sprintf("-DLOOM_ATTENTION_HS=%d", hs)}}
+			v := variant{name: fmt.Sprintf("attention_%s_hs%d", dt.Short(), hs), file: "attention.cu",
+				defines: []string{"-DLOOM_ATTENTION_DTYPE=" + dt.Short(), fmt.Sprintf("-DLOOM_ATTENTION_HS=%d", hs)}, kernels: map[string]string{}}
 			for _, bs := range primitives.AttentionBlockSizes {
 				for _, sinks := range []bool{false, true} {
-					v.kernels = append(v.kernels, primitives.PagedAttentionKernel(dt, hs, bs, sinks), primitives.PagedAttentionSplitKernel(dt, hs, bs, sinks))
+					// The function is the catalog kernel less its block size.
+					for _, name := range []string{primitives.PagedAttentionKernel(dt, hs, bs, sinks), primitives.PagedAttentionSplitKernel(dt, hs, bs, sinks)} {
+						v.kernels[name] = strings.Replace(name, fmt.Sprintf("_bs%d", bs), "", 1)
+					}
 				}
 			}
 			vs = append(vs, v)
@@ -53,7 +60,7 @@ var variants = sync.OnceValue(func() []variant {
 var variantByKernel = sync.OnceValue(func() map[string]variant {
 	m := map[string]variant{}
 	for _, v := range variants() {
-		for _, k := range v.kernels {
+		for k := range v.kernels {
 			m[k] = v
 		}
 	}
