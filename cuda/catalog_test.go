@@ -3,12 +3,12 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
 
@@ -75,9 +75,10 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 
 // TestKernelsMatchCatalog holds the CUDA sources, the files as Open
 // compiles them and their variants (variants.go), to the primitives
-// catalog, and each variant to the functions that the device looks for in
-// it: no kernel is defined twice, a variant defines its functions and no
-// others, and each function is held to every catalog kernel it serves.
+// catalog, and each variant to the function that the device looks for in
+// it: no kernel is defined twice, a variant defines its function (and its
+// tensor-core variant) and no other, and the function is held to every
+// catalog kernel it serves.
 func TestKernelsMatchCatalog(t *testing.T) {
 	files, err := sourceFiles()
 	if err != nil {
@@ -95,27 +96,38 @@ func TestKernelsMatchCatalog(t *testing.T) {
 		}
 		var defined []string
 		for name, k := range kernels {
-			if k.file == v.String() {
+			// The function's tensor-core variant is checked with the
+			// others (checkKernels).
+			if k.file == v.String() && name != v.function+"_mma" {
 				defined = append(defined, name)
 			}
 		}
-		slices.Sort(defined)
-		want := slices.Compact(slices.Sorted(maps.Values(v.kernels)))
-		if !slices.Equal(defined, want) {
-			t.Errorf("%s defines the kernels %v, want %v", v, defined, want)
+		if len(defined) != 1 || defined[0] != v.function {
+			t.Errorf("%s defines the kernels %v, want %s", v, defined, v.function)
 		}
-		// Each catalog kernel is held to the function that implements it.
-		for name, fn := range v.kernels {
-			if old, dup := kernels[name]; dup {
-				t.Errorf("kernel %s is defined in %s and implemented by %s of %s", name, old.file, fn, v)
+		// Each catalog kernel is held to the function that serves it.
+		for _, name := range v.kernels {
+			if name == v.function {
+				continue
 			}
-			k := kernels[fn]
-			k.file = fmt.Sprintf("%s, function %s", v, fn)
+			if old, dup := kernels[name]; dup {
+				t.Errorf("kernel %s is defined in %s and served by %s of %s", name, old.file, v.function, v)
+			}
+			k := kernels[v.function]
+			k.file = fmt.Sprintf("%s, function %s", v, v.function)
 			kernels[name] = k
 		}
-		for _, fn := range want {
-			if _, ok := v.kernels[fn]; !ok {
-				delete(kernels, fn)
+		if !slices.Contains(v.kernels, v.function) {
+			delete(kernels, v.function)
+		}
+	}
+	// The lowering asks for the tensor-core kernels of float16 and
+	// bfloat16 products (primitives.MatMulParams.MMA): without one, the
+	// device would launch the plain kernel with the tensor-core grid.
+	for _, dt := range primitives.MatMulDTypes {
+		for _, name := range []string{primitives.MatMulGEMVKernel(dt), primitives.MatMulSiLUMulKernel(dt), primitives.MatMulTiledKernel(dt)} {
+			if _, ok := kernels[name+"_mma"]; !ok && dt != graph.Float32 {
+				t.Errorf("no tensor-core kernel %s_mma", name)
 			}
 		}
 	}

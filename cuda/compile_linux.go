@@ -23,6 +23,9 @@ func compileOptions(arch string) []string {
 	return []string{"--gpu-architecture=sm_" + arch, "--std=c++17"}
 }
 
+// options are a variant's NVRTC options for sm_<arch>.
+func (v variant) options(arch string) []string { return append(compileOptions(arch), v.defines...) }
+
 // versionNumber is NVRTC's version, major*1000 + minor*10 (CUDA's own encoding).
 func (n *nvrtc) versionNumber() (int, error) {
 	var major, minor int32

@@ -40,7 +40,7 @@ func TestKernelsCompile(t *testing.T) {
 		t.Run(name, func(t *testing.T) { compile(t, name, src, compileOptions("90")) })
 	}
 	for _, v := range variants() {
-		t.Run(v.name, func(t *testing.T) { compile(t, v.file, files[v.file], v.options("90")) })
+		t.Run(v.function, func(t *testing.T) { compile(t, v.file, files[v.file], v.options("90")) })
 	}
 }
 

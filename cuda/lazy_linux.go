@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -23,14 +24,14 @@ type lazyModule struct {
 }
 
 // lazyKernel returns a kernel compiled with NVRTC when a dispatch first
-// needs it: a built-in kernel of a variant (variants.go), compiled with the
-// rest of its variant as one module, or a kernel registered with its own
-// CUDA source (primitives.KernelSpec.CUDA). Before compiling a registered
-// source, its declaration of the kernel is held to the spec as the
-// built-ins' are in the tests: the spec's buffer arguments by name, as
-// pointers, its params struct by value, and Status* status. The lock is
-// held while NVRTC compiles, so that a kernel is compiled once however many
-// Evals need it at once.
+// needs it: a built-in kernel of a variant (variants.go), one module, with
+// the other variants of its group compiled alongside; or a kernel
+// registered with its own CUDA source (primitives.KernelSpec.CUDA). Before
+// compiling a registered source, its declaration of the kernel is held to
+// the spec as the built-ins' are in the tests: the spec's buffer arguments
+// by name, as pointers, its params struct by value, and Status* status.
+// The lock is held while NVRTC compiles, so that a kernel is compiled once
+// however many Evals need it at once.
 func (d *Device) lazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	d.lazyMu.Lock()
 	defer d.lazyMu.Unlock()
@@ -49,39 +50,51 @@ func (d *Device) lazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 }
 
 func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
+	// progs[0] holds the kernel; the others, its variant's group, are
+	// compiled alongside it.
+	var progs []program
 	v, builtin := variantOf(spec.Name)
-	var file, what, src string
-	var opts []string
-	var err error
 	if builtin {
-		file, what, opts = v.file, v.String(), v.options(d.arch)
-		src, err = sourceFile(v.file)
+		src, err := sourceFile(v.file)
+		if err != nil {
+			return nil, err
+		}
+		progs = []program{{v.file, v.String(), src, v.options(d.arch)}}
+		for _, w := range v.group() {
+			if w.function != v.function {
+				progs = append(progs, program{w.file, w.String(), src, w.options(d.arch)})
+			}
+		}
 	} else {
 		if err := checkUserSource(spec); err != nil {
 			return nil, err
 		}
-		file, what, opts = spec.CUDA.File, spec.CUDA.File, compileOptions(d.arch)
-		src, err = userSource(spec)
+		src, err := userSource(spec)
+		if err != nil {
+			return nil, err
+		}
+		progs = []program{{spec.CUDA.File, spec.CUDA.File, src, compileOptions(d.arch)}}
 	}
+	ms, err := d.compileModules(progs)
 	if err != nil {
 		return nil, err
 	}
-	mod, err := d.lazyModule(file, src, opts)
-	if err != nil {
-		return nil, fmt.Errorf("compiling %s: %w", what, err)
+	mod, what := ms[0], progs[0].what
+	if mod.err != nil {
+		return nil, fmt.Errorf("compiling %s: %w", what, mod.err)
 	}
 	function := spec.Name
 	if builtin {
-		function = v.kernels[spec.Name]
+		function = v.function
 	}
 	var fn, mma uintptr
 	err = d.do(func() error {
 		var err error
-		if fn, err = d.moduleFunction(mod, function); err != nil || fn == 0 || !builtin {
+		if fn, err = d.moduleFunction(mod.mod, function); err != nil || fn == 0 || !builtin {
 			return err
 		}
 		// A built-in kernel's tensor-core variant, as Open looks them up.
-		mma, err = d.moduleFunction(mod, function+"_mma")
+		mma, err = d.moduleFunction(mod.mod, function+"_mma")
 		return err
 	})
 	switch {
@@ -98,31 +111,57 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	return k, nil
 }
 
-// lazyModule returns the loaded module of a source compiled with opts,
-// from the cache or compiled, once per device; d.lazyMu is held.
-func (d *Device) lazyModule(file, src string, opts []string) (uintptr, error) {
+// program is a source compiled at first use: a variant's or a user
+// kernel's.
+type program struct {
+	file string // for NVRTC's messages
+	what string // for the device's: the file and the variant's macros
+	src  string
+	opts []string
+}
+
+// compileModules returns the loaded module, or the failure, of each program,
+// compiling those the device has not, concurrently (from the cache or with
+// NVRTC), once per device; d.lazyMu is held. The error is the NVRTC
+// version's, which fails them all.
+func (d *Device) compileModules(progs []program) ([]lazyModule, error) {
 	ver, err := d.nvrtc.versionNumber()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	key := cacheKey(ver, opts, src)
-	if m, ok := d.lazyModules[key]; ok {
-		return m.mod, m.err
+	keys := make([]string, len(progs))
+	cubins := make([][]byte, len(progs))
+	errs := make([]error, len(progs))
+	var wg sync.WaitGroup
+	for i, p := range progs {
+		keys[i] = cacheKey(ver, p.opts, p.src)
+		if _, ok := d.lazyModules[keys[i]]; !ok {
+			wg.Go(func() { cubins[i], errs[i] = d.nvrtc.compileCached(ver, p.file, p.src, p.opts) })
+		}
 	}
-	var mod uintptr
-	cubin, err := d.nvrtc.compileCached(ver, file, src, opts)
-	if err == nil {
-		err = d.do(func() error {
-			if err := d.drv.call(d.drv.moduleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&cubin[0]))); err != nil {
-				return fmt.Errorf("loading the module of %s: %w", file, err)
-			}
-			d.modules = append(d.modules, mod)
-			return nil
-		})
-	}
+	wg.Wait()
 	if d.lazyModules == nil {
 		d.lazyModules = map[string]lazyModule{}
 	}
-	d.lazyModules[key] = lazyModule{mod, err}
-	return mod, err
+	out := make([]lazyModule, len(progs))
+	for i, p := range progs {
+		if m, ok := d.lazyModules[keys[i]]; ok {
+			out[i] = m
+			continue
+		}
+		var mod uintptr
+		err := errs[i]
+		if err == nil {
+			err = d.do(func() error {
+				if err := d.drv.call(d.drv.moduleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&cubins[i][0]))); err != nil {
+					return fmt.Errorf("loading the module of %s: %w", p.file, err)
+				}
+				d.modules = append(d.modules, mod)
+				return nil
+			})
+		}
+		out[i] = lazyModule{mod, err}
+		d.lazyModules[keys[i]] = out[i]
+	}
+	return out, nil
 }

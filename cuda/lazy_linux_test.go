@@ -21,9 +21,9 @@ func init() {
 	}
 }
 
-// TestLazyVariants: a variant's kernels are compiled when the first of
-// them is looked up, all into one module, the block sizes' kernels one
-// function; a variant that does not compile
+// TestLazyVariants: a variant is compiled when the first of its kernels is
+// looked up, into one module, the block sizes' kernels one function, and
+// the other variants of its group with it; a variant that does not compile
 // fails every lookup of its kernels with an error naming the kernel, the
 // variant and NVRTC's message, and is compiled once.
 func TestLazyVariants(t *testing.T) {
@@ -33,51 +33,56 @@ func TestLazyVariants(t *testing.T) {
 		defer d.lazyMu.Unlock()
 		return len(d.lazyModules)
 	}
-	v, ok := variantOf(primitives.PagedAttentionKernel(graph.BFloat16, 128, 16, false))
+	v, ok := variantOf(primitives.PagedAttentionSplitKernel(graph.BFloat16, 128, 16, false))
 	if !ok {
-		t.Fatal("the bfloat16 attention of head size 128 is not a variant")
+		t.Fatal("the bfloat16 split attention of head size 128 is not a variant")
 	}
 	before := modules()
-	fns := map[string]uintptr{} // by function
-	for name, function := range v.kernels {
+	var fn uintptr
+	for _, name := range v.kernels {
 		k, err := d.Kernel(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fn := k.(*kernel).fn
-		if fn == 0 {
-			t.Fatalf("kernel %s has no function", name)
+		if f := k.(*kernel).fn; f == 0 || fn != 0 && f != fn {
+			t.Fatalf("kernel %s is not the function %s that serves the other block sizes", name, v.function)
+		} else {
+			fn = f
 		}
-		if f, ok := fns[function]; ok && f != fn {
-			t.Errorf("kernel %s is not the function %s that serves the other block sizes", name, function)
-		}
-		fns[function] = fn
 	}
-	if n := modules() - before; n > 1 {
-		t.Errorf("the %d kernels of %s took %d modules, want one", len(v.kernels), v, n)
+	group := v.group()
+	if n := modules() - before; n > len(group) {
+		t.Errorf("the %d kernels of %s took %d modules, want one for each of the %d variants of its group", len(v.kernels), v, n, len(group))
+	}
+	// The group was compiled alongside.
+	before = modules()
+	for _, w := range group {
+		if _, err := d.Kernel(w.kernels[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := modules() - before; n != 0 || len(group) < 2 {
+		t.Errorf("the %d variants of %s's group took %d more modules, want none", len(group), v, n)
 	}
 
 	// A head size whose rows are not whole 16-byte vectors fails the
 	// variant's static_assert.
-	broken := variant{name: "attention_bf16_hs100", file: "attention.cu", defines: []string{"-DLOOM_ATTENTION_DTYPE=bf16", "-DLOOM_ATTENTION_HS=100"},
-		kernels: map[string]string{}}
-	for _, name := range brokenVariantKernels {
-		broken.kernels[name] = name
-	}
+	broken := variant{function: "paged_attention_split_bf16_hs100", file: "attention.cu",
+		defines: []string{"-DLOOM_ATTENTION_KERNEL=ATTENTION_SPLIT", "-DLOOM_ATTENTION_DTYPE=bf16", "-DLOOM_ATTENTION_HS=100"}, kernels: brokenVariantKernels}
 	real := variantByKernel
 	t.Cleanup(func() { variantByKernel = real })
 	variantByKernel = func() map[string]variant {
 		m := maps.Clone(real())
-		for _, name := range brokenVariantKernels {
+		for _, name := range broken.kernels {
 			m[name] = broken
 		}
 		return m
 	}
 	before = modules()
 	for range 2 {
-		for _, name := range brokenVariantKernels {
+		for _, name := range broken.kernels {
 			_, err := d.Kernel(name)
-			for _, want := range []string{"kernel " + name + ":", "attention.cu with -DLOOM_ATTENTION_DTYPE=bf16 -DLOOM_ATTENTION_HS=100", "rows must be whole 16-byte vectors"} {
+			for _, want := range []string{"kernel " + name + ":", "attention.cu with -DLOOM_ATTENTION_KERNEL=ATTENTION_SPLIT -DLOOM_ATTENTION_DTYPE=bf16 -DLOOM_ATTENTION_HS=100", "rows must be whole 16-byte vectors"} {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Fatalf("a variant that does not compile: %v, want an error mentioning %q", err, want)
 				}
