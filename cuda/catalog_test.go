@@ -8,19 +8,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
 
 // preprocess expands the macros of src (the kernel-defining macros of each
-// family) with the C preprocessor, so that every kernel's declaration can be
-// read.
-func preprocess(t testing.TB, src string) string {
+// family) with the C preprocessor, with the given -D options, so that every
+// kernel's declaration can be read.
+func preprocess(t testing.TB, src string, defines ...string) string {
 	t.Helper()
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skipf("no gcc to preprocess the CUDA sources with: %v", err)
 	}
-	cmd := exec.Command(cc, "-E", "-P", "-x", "c++", "-")
+	cmd := exec.Command(cc, append(append([]string{"-E", "-P", "-x", "c++"}, defines...), "-")...)
 	cmd.Stdin = strings.NewReader(src)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -72,7 +73,12 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	return errs
 }
 
-// TestKernelsMatchCatalog holds the CUDA sources to the primitives catalog.
+// TestKernelsMatchCatalog holds the CUDA sources, the files as Open
+// compiles them and their variants (variants.go), to the primitives
+// catalog, and each variant to the function that the device looks for in
+// it: no kernel is defined twice, a variant defines its function (and its
+// tensor-core variant) and no other, and the function is held to every
+// catalog kernel it serves.
 func TestKernelsMatchCatalog(t *testing.T) {
 	files, err := sourceFiles()
 	if err != nil {
@@ -82,6 +88,47 @@ func TestKernelsMatchCatalog(t *testing.T) {
 	for name, src := range files {
 		if err := parseKernels(name, preprocess(t, src), kernels); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for _, v := range variants() {
+		if err := parseKernels(v.String(), preprocess(t, files[v.file], v.defines...), kernels); err != nil {
+			t.Fatal(err)
+		}
+		var defined []string
+		for name, k := range kernels {
+			// The function's tensor-core variant is checked with the
+			// others (checkKernels).
+			if k.file == v.String() && name != v.function+"_mma" {
+				defined = append(defined, name)
+			}
+		}
+		if len(defined) != 1 || defined[0] != v.function {
+			t.Errorf("%s defines the kernels %v, want %s", v, defined, v.function)
+		}
+		// Each catalog kernel is held to the function that serves it.
+		for _, name := range v.kernels {
+			if name == v.function {
+				continue
+			}
+			if old, dup := kernels[name]; dup {
+				t.Errorf("kernel %s is defined in %s and served by %s of %s", name, old.file, v.function, v)
+			}
+			k := kernels[v.function]
+			k.file = fmt.Sprintf("%s, function %s", v, v.function)
+			kernels[name] = k
+		}
+		if !slices.Contains(v.kernels, v.function) {
+			delete(kernels, v.function)
+		}
+	}
+	// The lowering asks for the tensor-core kernels of float16 and
+	// bfloat16 products (primitives.MatMulParams.MMA): without one, the
+	// device would launch the plain kernel with the tensor-core grid.
+	for _, dt := range primitives.MatMulDTypes {
+		for _, name := range []string{primitives.MatMulGEMVKernel(dt), primitives.MatMulSiLUMulKernel(dt), primitives.MatMulTiledKernel(dt)} {
+			if _, ok := kernels[name+"_mma"]; !ok && dt != graph.Float32 {
+				t.Errorf("no tensor-core kernel %s_mma", name)
+			}
 		}
 	}
 	catalog := primitives.Catalog()

@@ -23,6 +23,9 @@ func compileOptions(arch string) []string {
 	return []string{"--gpu-architecture=sm_" + arch, "--std=c++17"}
 }
 
+// options are a variant's NVRTC options for sm_<arch>.
+func (v variant) options(arch string) []string { return append(compileOptions(arch), v.defines...) }
+
 // versionNumber is NVRTC's version, major*1000 + minor*10 (CUDA's own encoding).
 func (n *nvrtc) versionNumber() (int, error) {
 	var major, minor int32
@@ -33,10 +36,11 @@ func (n *nvrtc) versionNumber() (int, error) {
 }
 
 // compileAll compiles every kernel file for sm_<arch>, concurrently, and
-// returns the cubins by file name. Compiled cubins are kept in the user's
-// cache directory, keyed by NVRTC's version, the options and the source, so
-// that a second Open on the same machine (the next test binary) loads them
-// instead of compiling again.
+// returns the cubins by file name (without their variants, which are
+// compiled at first use: variants.go). Compiled cubins are kept in the
+// user's cache directory, keyed by NVRTC's version, the options and the
+// source, so that a second Open on the same machine (the next test binary)
+// loads them instead of compiling again.
 func compileAll(n *nvrtc, arch string) (map[string][]byte, error) {
 	files, err := sourceFiles()
 	if err != nil {
@@ -56,16 +60,7 @@ func compileAll(n *nvrtc, arch string) (map[string][]byte, error) {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() {
-			key := cacheKey(ver, opts, files[name])
-			if cubins[i] = readCache(key); cubins[i] != nil {
-				return
-			}
-			cubins[i], errs[i] = n.compile(name, files[name], opts)
-			if errs[i] == nil {
-				writeCache(key, cubins[i])
-			}
-		})
+		wg.Go(func() { cubins[i], errs[i] = n.compileCached(ver, name, files[name], opts) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -76,6 +71,20 @@ func compileAll(n *nvrtc, arch string) (map[string][]byte, error) {
 		out[name] = cubins[i]
 	}
 	return out, nil
+}
+
+// compileCached returns the cubin of a source file compiled with opts by
+// NVRTC of version ver: from the cache, or compiled (and then cached).
+func (n *nvrtc) compileCached(ver int, name, src string, opts []string) ([]byte, error) {
+	key := cacheKey(ver, opts, src)
+	if cubin := readCache(key); cubin != nil {
+		return cubin, nil
+	}
+	cubin, err := n.compile(name, src, opts)
+	if err == nil {
+		writeCache(key, cubin)
+	}
+	return cubin, err
 }
 
 // compile compiles one source file to a cubin, returning NVRTC's log in

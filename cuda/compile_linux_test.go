@@ -3,6 +3,7 @@ package cuda
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // nvrtcOrSkip loads NVRTC, or skips the test where there is none (NVRTC
@@ -18,20 +19,28 @@ func nvrtcOrSkip(t *testing.T) *nvrtc {
 }
 
 // TestKernelsCompile compiles every kernel file with NVRTC, as Open does,
-// for the Hopper architecture.
+// and every variant, as the first dispatch of one of its kernels does, for
+// the Hopper architecture.
 func TestKernelsCompile(t *testing.T) {
 	n := nvrtcOrSkip(t)
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
+	compile := func(t *testing.T, name, src string, opts []string) {
+		t.Parallel()
+		start := time.Now()
+		cubin, err := n.compile(name, src, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%.1f s, a cubin of %.1f MB", time.Since(start).Seconds(), float64(len(cubin))/1e6)
+	}
 	for name, src := range files {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			if _, err := n.compile(name, src, compileOptions("90")); err != nil {
-				t.Fatal(err)
-			}
-		})
+		t.Run(name, func(t *testing.T) { compile(t, name, src, compileOptions("90")) })
+	}
+	for _, v := range variants() {
+		t.Run(v.function, func(t *testing.T) { compile(t, v.file, files[v.file], v.options("90")) })
 	}
 }
 

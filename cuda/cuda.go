@@ -14,7 +14,9 @@
 //
 // The kernels are CUDA C (kernels/*.cu), embedded in the package and
 // compiled by NVRTC when the device opens, for the device's compute
-// capability, one module per file. Every catalog kernel is an extern "C"
+// capability, one module per file; but the variants of a file (paged
+// attention's, by dtype and head size: variants.go) are compiled each as
+// its own module when a dispatch first needs one of its kernels. Every catalog kernel is an extern "C"
 // __global__ function named exactly like the catalog entry, with the
 // catalog's buffer arguments in order, then the params struct by value (if
 // the kernel has one) and last a pointer to the dispatch's status record.
@@ -77,16 +79,22 @@ func sourceFiles() (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for _, name := range names {
-		src, err := kernelFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
 		base := strings.TrimPrefix(name, "kernels/")
-		if out[base], err = assemble(nil, base, string(src)); err != nil {
+		if out[base], err = sourceFile(base); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// sourceFile returns the complete source of one kernel file, such as
+// "attention.cu".
+func sourceFile(name string) (string, error) {
+	src, err := kernelFiles.ReadFile("kernels/" + name)
+	if err != nil {
+		return "", err
+	}
+	return assemble(nil, name, string(src))
 }
 
 // userSource returns the complete source of a kernel registered with its

@@ -40,12 +40,12 @@ type Device struct {
 	kernels map[string]*kernel // the built-in kernels; not changed after Open
 	nvrtc   *nvrtc
 
-	// The kernels registered with their own CUDA source, compiled on
-	// first use (user_linux.go), and the failures, by name; and their
-	// modules, by source.
-	userMu      sync.Mutex
-	user        map[string]userKernel
-	userModules map[string]uintptr
+	// The kernels compiled at first use (lazy_linux.go): the variants'
+	// and those registered with their own CUDA source, and the failures,
+	// by name; and their modules, by cache key.
+	lazyMu      sync.Mutex
+	lazy        map[string]lazyKernel
+	lazyModules map[string]lazyModule
 	// arena is pinned host memory where do's caller lays out each launch's
 	// kernel parameters (cuLaunchKernel copies them before returning).
 	arena    unsafe.Pointer
@@ -220,8 +220,8 @@ func (d *Device) describe() error {
 	return nil
 }
 
-// load compiles the kernel files, loads them as modules and looks up every
-// catalog kernel.
+// load compiles the kernel files (their variants wait for first use),
+// loads them as modules and looks up every catalog kernel they hold.
 func (d *Device) load() error {
 	nv, err := loadNVRTC()
 	if err != nil {
@@ -270,20 +270,27 @@ func (d *Device) load() error {
 
 // function finds the named kernel in the loaded modules; 0 if none has it.
 func (d *Device) function(name string) (uintptr, error) {
-	cname := cString(name)
 	for _, mod := range d.modules {
-		var fn uintptr
-		r := d.drv.moduleGetFunction.raw(uintptr(unsafe.Pointer(&fn)), mod, uintptr(unsafe.Pointer(&cname[0])))
-		switch r {
-		case cudaSuccess:
-			return fn, nil
-		case cudaNotFound:
-			continue
-		default:
-			return 0, d.drv.check(d.drv.moduleGetFunction, r)
+		if fn, err := d.moduleFunction(mod, name); err != nil || fn != 0 {
+			return fn, err
 		}
 	}
 	return 0, nil
+}
+
+// moduleFunction finds the named kernel in module mod; 0 if it has none.
+// Called inside do.
+func (d *Device) moduleFunction(mod uintptr, name string) (uintptr, error) {
+	cname := cString(name)
+	var fn uintptr
+	switch r := d.drv.moduleGetFunction.raw(uintptr(unsafe.Pointer(&fn)), mod, uintptr(unsafe.Pointer(&cname[0]))); r {
+	case cudaSuccess:
+		return fn, nil
+	case cudaNotFound:
+		return 0, nil
+	default:
+		return 0, d.drv.check(d.drv.moduleGetFunction, r)
+	}
 }
 
 // Close releases the device's modules and context. Buffers and queues must
@@ -360,22 +367,23 @@ func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
 
 func (k *kernel) Name() string { return k.name }
 
-// Kernel returns the named kernel: a built-in one, or one registered with
-// its own CUDA source (primitives.KernelSpec.CUDA), which is checked
-// against its spec and compiled on first use.
+// Kernel returns the named kernel: a built-in one, compiled when the
+// device opened or, for a variant's (variants.go), on first use; or one
+// registered with its own CUDA source (primitives.KernelSpec.CUDA), which
+// is checked against its spec and compiled on first use.
 func (d *Device) Kernel(name string) (runtime.Kernel, error) {
 	if k, ok := d.kernels[name]; ok {
 		return k, nil
 	}
 	spec, ok := primitives.LookupKernel(name)
-	if !ok || spec.CUDA.Text == "" {
+	if _, variant := variantOf(name); !ok || (spec.CUDA.Text == "" && !variant) {
 		why := ""
 		if ok {
 			why = " (it was registered without CUDA source: primitives.KernelSpec.CUDA)"
 		}
 		return nil, fmt.Errorf("%w: kernel %q is not implemented by the CUDA device%s", runtime.ErrUnsupportedKernel, name, why)
 	}
-	k, err := d.userKernel(spec)
+	k, err := d.lazyKernel(spec)
 	if err != nil {
 		return nil, err
 	}

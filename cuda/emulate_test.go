@@ -48,7 +48,9 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	if cut < 0 {
 		t.Fatal("matmul.cu: the tiled tensor-core section's heading is gone; update the emulation's cut")
 	}
-	src = src[:cut]
+	// The kernels the driver calls, instantiated as their variants are
+	// (the file's selection, at its end, is past the cut).
+	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n"
 	// The device-only statements (an asm string, its operands, the
 	// semicolon), each replaced by the host's form.
 	for _, r := range []struct {

@@ -17,9 +17,10 @@
 //
 // The kernels are specialised on the head size and on the heads of a pass
 // (the registers a lane holds depend on them) but not on the block size,
-// which only enters index arithmetic: the catalog's per-block-size and
-// with/without-sinks kernels call one instantiation per pass size, kept out
-// of line so that it is compiled once.
+// which only enters index arithmetic (p.BlockSize): one kernel here serves
+// the catalog's kernels of every block size (see ATTENTION_SINGLE). The
+// with/without-sinks and single/split kernels call one instantiation per
+// pass size, kept out of line.
 //
 // The kernels also check the metadata the way the CPU device does
 // (cu_seqlens_q, then seq_lens, then the block-table entries in use: block
@@ -564,39 +565,60 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 }
 
-#define ATTENTION_KERNELS(SHORT, T, HS, BS)                                                                      \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS(                                         \
-      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
-      const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                          \
-    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
-                           nullptr, nullptr, nullptr, nullptr, p, status);                                      \
-  }                                                                                                             \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS##_sinks(                                 \
-      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
-      const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
-    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
-                           nullptr, nullptr, nullptr, p, status);                                               \
-  }                                                                                                             \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_bs##BS(                                   \
-      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
-      const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,           \
-      const PagedAttentionParams p, Status* status) {                                                           \
-    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,         \
-                           max_logits, exp_sums, tmp_out, counters, p, status);                                 \
-  }                                                                                                             \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_bs##BS##_sinks(                           \
-      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
-      const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,              \
-      u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                    \
-    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,           \
-                           max_logits, exp_sums, tmp_out, counters, p, status);                                 \
+// Each macro below defines one kernel of a dtype and head size, named like
+// its catalog kernels less the block size (paged_attention_bf16_hs128 for
+// paged_attention_bf16_hs128_bs8, _bs16 and _bs32; cuda/variants.go maps
+// the names): three identical copies of a kernel took three times the
+// NVRTC time and cubin (the out-of-line attention is compiled into each
+// kernel that calls it).
+
+#define ATTENTION_SINGLE(SHORT, T, HS)                                                                           \
+  extern "C" __global__ void paged_attention_##SHORT##_hs##HS(                                                   \
+      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
+      const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                           \
+    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,       \
+                           nullptr, nullptr, nullptr, nullptr, p, status);                                       \
   }
 
-#define ATTENTION_HS(SHORT, T, HS) \
-  ATTENTION_KERNELS(SHORT, T, HS, 8) ATTENTION_KERNELS(SHORT, T, HS, 16) ATTENTION_KERNELS(SHORT, T, HS, 32)
-#define ATTENTION_DTYPE(SHORT, T) \
-  ATTENTION_HS(SHORT, T, 64) ATTENTION_HS(SHORT, T, 80) ATTENTION_HS(SHORT, T, 96) ATTENTION_HS(SHORT, T, 128) ATTENTION_HS(SHORT, T, 256)
-LOOM_FLOATS(ATTENTION_DTYPE)
+#define ATTENTION_SINGLE_SINKS(SHORT, T, HS)                                                                     \
+  extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_sinks(                                           \
+      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
+      const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
+    attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
+                           nullptr, nullptr, nullptr, p, status);                                                \
+  }
+
+#define ATTENTION_SPLIT(SHORT, T, HS)                                                                            \
+  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS(                                             \
+      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
+      const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,            \
+      const PagedAttentionParams p, Status* status) {                                                            \
+    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
+                           max_logits, exp_sums, tmp_out, counters, p, status);                                  \
+  }
+
+#define ATTENTION_SPLIT_SINKS(SHORT, T, HS)                                                                      \
+  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_sinks(                                     \
+      const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
+      const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,               \
+      u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                     \
+    attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,          \
+                           max_logits, exp_sums, tmp_out, counters, p, status);                                  \
+  }
+
+// The attention kernels are compiled one at a time, each for one dtype and
+// head size, when a dispatch first needs it (a variant: cuda/variants.go):
+// all of them, 45 instantiations of attention in 60 kernels, take NVRTC
+// minutes. A variant's program defines LOOM_ATTENTION_KERNEL (one of the
+// macros above), LOOM_ATTENTION_DTYPE (the kernel names' dtype, such as
+// bf16) and LOOM_ATTENTION_HS, and holds that kernel alone; without them
+// the file holds the KV write kernels, compiled when the device opens.
+// (ATTENTION_VARIANT expands the macros before the kernel's macro pastes
+// them into its name.)
+#ifdef LOOM_ATTENTION_KERNEL
+#define ATTENTION_VARIANT(KERNEL, SHORT, T, HS) KERNEL(SHORT, T, HS)
+ATTENTION_VARIANT(LOOM_ATTENTION_KERNEL, LOOM_ATTENTION_DTYPE, LOOM_T(LOOM_ATTENTION_DTYPE), LOOM_ATTENTION_HS)
+#endif
 
 // ---- KV write ----------------------------------------------------------------------
 
@@ -622,4 +644,6 @@ __device__ void kv_write(T* k_cache, T* v_cache, const T* key, const T* value, c
     kv_write(k_cache, v_cache, key, value, slot_mapping, p, status);                                          \
   }
 #define KV_WRITE(SHORT, T) KV_WRITE_KERNEL(SHORT, T, i32, int) KV_WRITE_KERNEL(SHORT, T, i64, i64)
+#ifndef LOOM_ATTENTION_KERNEL
 LOOM_FLOATS(KV_WRITE)
+#endif

@@ -17,6 +17,13 @@ typedef unsigned long long u64;
 // Float16 and bfloat16 are storage types: 16 bits, loaded as float.
 struct half_t { u16 bits; };
 struct bf16_t { u16 bits; };
+// LOOM_T(short) is a float dtype's storage type, by the kernel names'
+// short, which may be a macro: a variant compiled for one dtype (see
+// cuda/variants.go) is given the short alone.
+typedef float f32_t;
+typedef half_t f16_t;
+#define LOOM_T(SHORT) LOOM_T_(SHORT)
+#define LOOM_T_(SHORT) SHORT##_t
 
 // Status is a dispatch's status record (see status.go): a kernel that meets
 // bad data reports it with report_status and skips the work that entry

@@ -186,7 +186,6 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
       gemv_cols(a, b, out, p, o);                                                                       \
     }                                                                                                   \
   }
-LOOM_FLOATS(GEMV_KERNEL)
 
 // matmul_silu_mul (MatMulSiLUMul): x [M, K], w [2N, K], the gate rows then
 // the up rows. Warp w of block (bx, m) computes out[m, j] for
@@ -219,7 +218,6 @@ __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLU
                                                      const MatMulSiLUMulParams p, Status* status) {       \
     gated_gemv_rows(x, w, out, p);                                                                        \
   }
-LOOM_FLOATS(GATED_GEMV_KERNEL)
 
 // ---- tiled -------------------------------------------------------------------
 
@@ -285,7 +283,6 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
                                                     Status* status) {                                    \
     matmul_tiled(a, b, out, p);                                                                          \
   }
-LOOM_FLOATS(TILED_KERNEL)
 
 // ---- tensor cores: the *_mma variants ------------------------------------------
 //
@@ -581,8 +578,6 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     __shared__ float red[MMA_RED_FLOATS];                                                              \
     gemv_mma(a, b, out, p, red);                                                                        \
   }
-GEMV_MMA_KERNEL(f16, half_t)
-GEMV_MMA_KERNEL(bf16, bf16_t)
 
 // The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
@@ -593,8 +588,6 @@ GEMV_MMA_KERNEL(bf16, bf16_t)
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }
-GATED_MMA_KERNEL(f16, half_t)
-GATED_MMA_KERNEL(bf16, bf16_t)
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
 //
@@ -734,5 +727,24 @@ template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T
                                                         Status* status) {                                \
     matmul_tiled_mma(a, b, out, p);                                                                      \
   }
-TILED_MMA_KERNEL(f16, half_t)
-TILED_MMA_KERNEL(bf16, bf16_t)
+
+// ---- compiled one at a time ------------------------------------------------
+
+// The kernels are compiled one at a time, each for one dtype, when a
+// dispatch first needs it (a variant: cuda/variants.go): the tensor-core
+// kernels of float16 and bfloat16 take most of a minute of NVRTC together,
+// and a decode step needs two of them. A variant's program defines
+// LOOM_MATMUL_KERNEL (GEMV_KERNEL, GATED_GEMV_KERNEL or TILED_KERNEL),
+// LOOM_MATMUL_DTYPE (the kernel names' dtype, such as bf16) and, where the
+// dtype has tensor-core kernels, LOOM_MATMUL_MMA_KERNEL (the kernel's:
+// GEMV_MMA_KERNEL, GATED_MMA_KERNEL or TILED_MMA_KERNEL), and holds that
+// kernel and its tensor-core variant; without them the file holds no
+// kernel. (MATMUL_VARIANT expands the macros before the kernel's macro
+// pastes them into its name.)
+#define MATMUL_VARIANT(KERNEL, SHORT, T) KERNEL(SHORT, T)
+#ifdef LOOM_MATMUL_KERNEL
+MATMUL_VARIANT(LOOM_MATMUL_KERNEL, LOOM_MATMUL_DTYPE, LOOM_T(LOOM_MATMUL_DTYPE))
+#endif
+#ifdef LOOM_MATMUL_MMA_KERNEL
+MATMUL_VARIANT(LOOM_MATMUL_MMA_KERNEL, LOOM_MATMUL_DTYPE, LOOM_T(LOOM_MATMUL_DTYPE))
+#endif
