@@ -56,6 +56,12 @@ type Decoder struct {
 	window *graph.Array
 	flight *flight // the step submitted and not yet delivered
 	last   time.Time
+	// What every decode step would otherwise allocate again: the token
+	// counts (one a sequence), the compiled step's args (Call keeps
+	// none), and the flight that the last Next delivered.
+	ones  []int
+	args  []runtime.Input
+	spare *flight
 }
 
 // flight is a submitted step.
@@ -117,7 +123,7 @@ func (e *Engine) NewDecoderWith(seqs []int, prompts [][]int32, sampling []ops.Sa
 			return nil, fmt.Errorf("decoder: sequence %d has an empty prompt", seqs[i])
 		}
 	}
-	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
+	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now(), ones: slices.Repeat([]int{1}, len(seqs))}
 	if err := d.SetLogprobs(o.Logprobs); err != nil {
 		return nil, err
 	}
@@ -181,7 +187,12 @@ func (d *Decoder) top() int {
 
 // newFlight is the flight of a step submitted with graph's outputs.
 func (d *Decoder) newFlight(outs []*graph.Array, p *runtime.Pending, decode bool) *flight {
-	f := &flight{tokens: outs[0], p: p, decode: decode}
+	f := d.spare
+	if f == nil {
+		f = new(flight)
+	}
+	d.spare = nil
+	*f = flight{tokens: outs[0], p: p, decode: decode}
 	if d.logprobs != nil {
 		f.lpIDs, f.lps, f.logprobs = outs[len(outs)-2], outs[len(outs)-1], d.logprobs
 	}
@@ -222,12 +233,15 @@ func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs [
 	return outs, inputs
 }
 
-// decodeArgs are a decode step's data for the inputs graph returns.
+// decodeArgs are a decode step's data for the inputs graph returns, in
+// d.args.
 func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
-	args := append(append([]runtime.Input{runtime.Array(ids)}, d.e.Model.stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	args := appendStepArgs(append(d.args[:0], runtime.Array(ids)), st)
+	args = append(args, runtime.Bytes(d.params), runtime.Bytes(d.keys))
 	if d.window != nil {
 		args = append(args, runtime.Array(d.window))
 	}
+	d.args = args
 	return args
 }
 
@@ -235,7 +249,7 @@ func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
 // tokens the previous step drew, and draws the next ones.
 func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
 	e := d.e
-	st, err := e.schedule(d.seqs, slices.Repeat([]int{1}, len(d.seqs)))
+	st, err := e.schedule(d.seqs, d.ones)
 	if err != nil {
 		return nil, err
 	}
@@ -296,6 +310,8 @@ func (d *Decoder) Next(more bool) (*StepResult, error) {
 	now := time.Now()
 	r.Time = now.Sub(d.last)
 	d.last = now
+	*cur = flight{}
+	d.spare = cur
 	return r, nil
 }
 

@@ -105,11 +105,7 @@ func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
 	if blocks < 0 {
 		return nil, fmt.Errorf("engine: PadBlocks %d must be ≥ 0", blocks)
 	}
-	st, err := e.Cache.Schedule(seqs, counts)
-	if err != nil {
-		return nil, err
-	}
-	return st, e.Cache.Pad(st, blocks)
+	return e.Cache.schedule(seqs, counts, blocks)
 }
 
 // checkTokens checks that tokens[i] may be appended to sequence seqs[i]

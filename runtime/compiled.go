@@ -108,6 +108,11 @@ type trace struct {
 	arrays []int32  // the external slot of each array arg, in order
 	outs   []int    // per output of build: index in plan.keep, or -1-slot for an evaluated array
 	ospecs []graph.Spec
+	// stateData is the data of each state's array (tr.ext[tr.state[i]]),
+	// taken when the trace's inputs were last verified: the array keeps it
+	// while no watched buffer changes holders (see valid).
+	stateData []*arrayData
+	bound     []*storage // the storage of a Call's array args, reused by the next
 	// watched is the storage of the evaluated arrays the trace reads other
 	// than the array args; the trace is valid for them at epoch verified-1.
 	watched  []*storage
@@ -168,6 +173,9 @@ func (c *Compiled) Call(key any, build func() (outs, inputs []*graph.Array), arg
 }
 
 func (c *Compiled) touch(key any) {
+	if n := len(c.order); n > 0 && c.order[n-1] == key {
+		return // the most recent already
+	}
 	if i := slices.Index(c.order, key); i >= 0 {
 		c.order = slices.Delete(c.order, i, i+1)
 	}
@@ -328,7 +336,8 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 	if len(args) != len(tr.sizes) {
 		return nil, false
 	}
-	bound := make([]*storage, 0, len(tr.arrays))
+	bound := tr.bound[:0]
+	defer func() { tr.bound = bound }()
 	for i, arg := range args {
 		if arg.array == nil {
 			if len(arg.bytes) != tr.sizes[i] {
@@ -368,6 +377,10 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 			return nil, false
 		}
 	}
+	tr.stateData = tr.stateData[:0]
+	for _, slot := range tr.state {
+		tr.stateData = append(tr.stateData, tr.ext[slot].Data().(*arrayData))
+	}
 	tr.verified = rt.epoch + 1
 	return bound, true
 }
@@ -382,6 +395,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	// The call inherits the failure of an evaluation whose results it
 	// reads: the array args, and the state the previous call left.
 	var err error
+	p.deps = p.dep1[:0]
 	for _, arg := range args {
 		if arg.array != nil {
 			if p.deps, err = rt.addDep(p.deps, arg.array.Data().(*arrayData)); err != nil {
@@ -389,8 +403,8 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 			}
 		}
 	}
-	for _, slot := range tr.state {
-		if p.deps, err = rt.addDep(p.deps, tr.ext[slot].Data().(*arrayData)); err != nil {
+	for _, d := range tr.stateData {
+		if p.deps, err = rt.addDep(p.deps, d); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -404,8 +418,8 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}
-	for _, slot := range tr.state {
-		tr.ext[slot].Data().(*arrayData).pend = p
+	for _, d := range tr.stateData {
+		d.pend = p
 	}
 	outs := make([]*graph.Array, len(tr.outs))
 	for i, ref := range tr.outs {

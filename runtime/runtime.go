@@ -175,6 +175,10 @@ type Pending struct {
 	sites   []opSite   // each dispatch's op, to name it in a kernel's error
 	deps    []*Pending // evaluations in flight when it was planned whose outputs it reads
 	stats   Stats
+	// A replay's one submission and its usual one dependency (the step
+	// before), held without allocating.
+	cb1  [1]Submission
+	dep1 [1]*Pending
 
 	// done is set, under rt.mu, once err is final: the evaluation and its
 	// dependencies have completed and their errors have been collected.
@@ -232,6 +236,7 @@ func (p *Pending) settle() {
 		}
 	}
 	p.cbs, p.cbFirst, p.sites, p.deps = nil, nil, nil, nil
+	p.cb1, p.dep1 = [1]Submission{}, [1]*Pending{}
 	p.done.Store(true)
 }
 
