@@ -341,6 +341,13 @@ type Step struct {
 	LastTokens  []int32 // [len(Seqs)] index of each sequence's last token
 }
 
+// stepMemory is a step and the allocation its int32 slices share, which a
+// later step may take over once nothing reads the first.
+type stepMemory struct {
+	st   Step
+	meta []int32
+}
+
 // Tokens is the number of tokens in the step.
 func (s *Step) Tokens() int { return len(s.Positions) }
 
@@ -349,12 +356,13 @@ func (s *Step) Tokens() int { return len(s.Positions) }
 // has too few blocks the cache is left unchanged and the error says how
 // many were needed.
 func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
-	return c.schedule(seqs, newTokens, 0)
+	return c.schedule(nil, seqs, newTokens, 0)
 }
 
 // schedule is Schedule, and with padBlocks > 0 Pad(st, padBlocks) without
-// a second allocation of the tables.
-func (c *KVCache) schedule(seqs []int, newTokens []int, padBlocks int) (*Step, error) {
+// a second allocation of the tables. With into, the step is made in that
+// memory (a step's that nothing reads any more) where it fits.
+func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlocks int) (*Step, error) {
 	if len(seqs) != len(newTokens) {
 		return nil, fmt.Errorf("kv cache: %d sequences but %d token counts", len(seqs), len(newTokens))
 	}
@@ -391,8 +399,18 @@ func (c *KVCache) schedule(seqs []int, newTokens []int, padBlocks int) (*Step, e
 	for _, n := range newTokens {
 		T += n
 	}
-	meta := make([]int32, 2*T+3*S+1+S*width)
-	st := &Step{Seqs: slices.Clone(seqs), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
+	n := 2*T + 3*S + 1 + S*width
+	if into == nil {
+		into = new(stepMemory)
+	}
+	if cap(into.meta) >= n {
+		into.meta = into.meta[:n]
+		clear(into.meta)
+	} else {
+		into.meta = make([]int32, n)
+	}
+	st, meta := &into.st, into.meta
+	*st = Step{Seqs: append(st.Seqs[:0], seqs...), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
 		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1],
 		BlockTables: meta[2*T+3*S+1:], MaxBlocks: width}
 	for i, id := range seqs {

@@ -266,7 +266,7 @@ func BenchmarkReplayedStepHost(b *testing.B) {
 				}
 			}
 			restart()
-			flush := make([]byte, 16<<20)
+			flush := make([]byte, 64<<20)
 			var sink byte
 			b.ReportAllocs()
 			for b.Loop() {

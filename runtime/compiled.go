@@ -442,9 +442,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		if s == nil {
 			s = slots[kr.slot]
 		}
-		a := graph.NewResult(tr.ospecs[i])
-		rt.attach(a, s, p)
-		outs[i] = a
+		outs[i] = rt.result(tr.ospecs[i], s, p)
 	}
 	rt.submit(list, p)
 	rt.cache.stats.Hits++

@@ -278,7 +278,7 @@ type replayPlan struct {
 	// slotBuf is the storage of a replay's slots (see prepareReplay),
 	// reused by the next.
 	slotBuf []*storage
-	stats Stats      // what every replay repeats, its Counters shared
+	stats   Stats // what every replay repeats, its Counters shared
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each recorded list's first dispatch
