@@ -227,9 +227,11 @@ func (nopSubmission) Err() error  { return nil }
 // lookup and checks, the replay, submitting its list, settling the step
 // before and reading its tokens — on a device that runs no kernel
 // (hostOnly), so ns/op and allocs/op are the host's alone. "warm" runs the
-// steps back to back; "cold" streams 16 MB through the host's caches
+// steps back to back; "cold" writes 64 MB through the host's caches
 // between steps (outside the timed region), as the CPU device's kernels do
-// with the weights: the regime `loom bench encode` measures on the CPU.
+// with the weights every step: the regime of `loom bench encode` on the
+// CPU. A cold step costs about 10 ms of flushing: run it with -benchtime
+// 500x, not the default.
 func BenchmarkReplayedStepHost(b *testing.B) {
 	for _, mode := range []string{"warm", "cold"} {
 		b.Run(mode, func(b *testing.B) {
