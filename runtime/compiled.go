@@ -108,11 +108,12 @@ type trace struct {
 	arrays []int32  // the external slot of each array arg, in order
 	outs   []int    // per output of build: index in plan.keep, or -1-slot for an evaluated array
 	ospecs []graph.Spec
-	// stateData is the data of each state's array (tr.ext[tr.state[i]]),
-	// taken when the trace's inputs were last verified: the array keeps it
-	// while no watched buffer changes holders (see valid).
-	stateData []*arrayData
-	bound     []*storage // the storage of a Call's array args, reused by the next
+	// last is the latest call's evaluation: the producer of the state's
+	// arrays, whose data point here (arrayData.latest) once the first
+	// replay has verified them, so that a call sets one pointer, not one
+	// per state array (a decode step has 56).
+	last  *Pending
+	bound []*storage // the storage of a Call's array args, reused by the next
 	// watched is the storage of the evaluated arrays the trace reads other
 	// than the array args; the trace is valid for them at epoch verified-1.
 	watched  []*storage
@@ -324,7 +325,9 @@ func (rt *Runtime) dropTrace(tr *trace) {
 	for _, s := range tr.watched {
 		s.watch--
 	}
-	tr.watched = nil
+	// The state's arrays may still point at last; the rest goes, so that
+	// they keep alive neither the plan nor the arrays the trace read.
+	*tr = trace{last: tr.last}
 }
 
 // valid reports whether the trace can be replayed with args: they are of
@@ -377,9 +380,12 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 			return nil, false
 		}
 	}
-	tr.stateData = tr.stateData[:0]
 	for _, slot := range tr.state {
-		tr.stateData = append(tr.stateData, tr.ext[slot].Data().(*arrayData))
+		// Before the first replay the state's arrays are the trace's
+		// results, all produced by the tracing evaluation.
+		if d := tr.ext[slot].Data().(*arrayData); d.latest == nil {
+			tr.last, d.latest = d.pend, &tr.last
+		}
 	}
 	tr.verified = rt.epoch + 1
 	return bound, true
@@ -398,15 +404,13 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	p.deps = p.dep1[:0]
 	for _, arg := range args {
 		if arg.array != nil {
-			if p.deps, err = rt.addDep(p.deps, arg.array.Data().(*arrayData)); err != nil {
+			if p.deps, err = rt.addDep(p.deps, arg.array.Data().(*arrayData).pending()); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	for _, d := range tr.stateData {
-		if p.deps, err = rt.addDep(p.deps, d); err != nil {
-			return nil, nil, err
-		}
+	if p.deps, err = rt.addDep(p.deps, tr.last); err != nil {
+		return nil, nil, err
 	}
 	data := func(u int) []byte {
 		if i := tr.bind[u]; i >= 0 && !rt.mut.staleUpload(i) {
@@ -418,8 +422,8 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}
-	for _, d := range tr.stateData {
-		d.pend = p
+	if len(tr.state) > 0 {
+		tr.last = p
 	}
 	outs := make([]*graph.Array, len(tr.outs))
 	for i, ref := range tr.outs {

@@ -130,7 +130,7 @@ func (rt *Runtime) collect(outs []*graph.Array, w uint64) (nodes, consts []*grap
 			if !ok || d.rt != rt {
 				return nil, nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
 			}
-			if deps, err = rt.addDep(deps, d); err != nil {
+			if deps, err = rt.addDep(deps, d.pending()); err != nil {
 				return nil, nil, nil, err
 			}
 			continue
