@@ -333,10 +333,18 @@ func usable(in *Array, op string, i int, pc uintptr) error {
 	return nil
 }
 
-// NewResult returns an array of the given spec with no primitive, no
-// bytes and no data yet: the runtime attaches storage it computed without a
-// graph node (a compiled step's output). For the runtime.
-func NewResult(spec Spec) *Array { return &Array{id: nextID.Add(1), spec: spec} }
+// NewResult returns an evaluated array of the given spec holding d, with no
+// primitive: what the runtime computed without a graph node (a compiled
+// step's output). The array and its state are one allocation: a replayed
+// step makes one every step. For the runtime.
+func NewResult(spec Spec, d Data) *Array {
+	r := &struct {
+		a Array
+		s arrayState
+	}{a: Array{id: nextID.Add(1), spec: spec}, s: arrayState{data: d}}
+	r.a.state.Store(&r.s)
+	return &r.a
+}
 
 // Failed returns an array in an error state, for ops whose arguments are
 // invalid. Shape and dtype are whatever the op could determine.

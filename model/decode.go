@@ -56,12 +56,22 @@ type Decoder struct {
 	window *graph.Array
 	flight *flight // the step submitted and not yet delivered
 	last   time.Time
+	// What every decode step would otherwise allocate again: the token
+	// counts (one a sequence), the compiled step's args (Call keeps
+	// none), the flight that the last Next delivered, and the key.
+	ones  []int
+	args  []runtime.Input
+	spare *flight
+	key   any // the decode step's structure (decodeKey), boxed
 }
 
 // flight is a submitted step.
 type flight struct {
 	tokens *graph.Array // int32 [S], drawn on the device
 	p      *runtime.Pending
+	// mem holds the step's metadata, which its uploads read until it
+	// completes; then a later step's may take it over.
+	mem    stepMemory
 	decode bool // it appended one drawn token per sequence (not a prompt)
 	// lpIDs and lps are ops.SampleLogprobs' reports when logprobs (the
 	// decoder's at submission) asked for them.
@@ -117,7 +127,7 @@ func (e *Engine) NewDecoderWith(seqs []int, prompts [][]int32, sampling []ops.Sa
 			return nil, fmt.Errorf("decoder: sequence %d has an empty prompt", seqs[i])
 		}
 	}
-	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now()}
+	d := &Decoder{e: e, seqs: slices.Clone(seqs), sampling: slices.Clone(sampling), last: time.Now(), ones: slices.Repeat([]int{1}, len(seqs))}
 	if err := d.SetLogprobs(o.Logprobs); err != nil {
 		return nil, err
 	}
@@ -144,7 +154,7 @@ func (e *Engine) NewDecoderWith(seqs []int, prompts [][]int32, sampling []ops.Sa
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	d.flight = d.newFlight(outs, p, false)
+	d.flight = d.newFlight(new(flight), outs, p, false)
 	return d, nil
 }
 
@@ -179,9 +189,10 @@ func (d *Decoder) top() int {
 	return slices.Max(d.logprobs)
 }
 
-// newFlight is the flight of a step submitted with graph's outputs.
-func (d *Decoder) newFlight(outs []*graph.Array, p *runtime.Pending, decode bool) *flight {
-	f := &flight{tokens: outs[0], p: p, decode: decode}
+// newFlight makes f the flight of a step submitted with graph's outputs;
+// f.mem holds the step's metadata, if it was scheduled there.
+func (d *Decoder) newFlight(f *flight, outs []*graph.Array, p *runtime.Pending, decode bool) *flight {
+	*f = flight{tokens: outs[0], p: p, decode: decode, mem: f.mem}
 	if d.logprobs != nil {
 		f.lpIDs, f.lps, f.logprobs = outs[len(outs)-2], outs[len(outs)-1], d.logprobs
 	}
@@ -222,12 +233,15 @@ func (d *Decoder) graph(ids *graph.Array, st *Step, decode bool) (outs, inputs [
 	return outs, inputs
 }
 
-// decodeArgs are a decode step's data for the inputs graph returns.
+// decodeArgs are a decode step's data for the inputs graph returns, in
+// d.args.
 func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
-	args := append(append([]runtime.Input{runtime.Array(ids)}, d.e.Model.stepArgs(st)...), runtime.Bytes(d.params), runtime.Bytes(d.keys))
+	args := appendStepArgs(append(d.args[:0], runtime.Array(ids)), st)
+	args = append(args, runtime.Bytes(d.params), runtime.Bytes(d.keys))
 	if d.window != nil {
 		args = append(args, runtime.Array(d.window))
 	}
+	d.args = args
 	return args
 }
 
@@ -235,26 +249,36 @@ func (d *Decoder) decodeArgs(ids *graph.Array, st *Step) []runtime.Input {
 // tokens the previous step drew, and draws the next ones.
 func (d *Decoder) decode(ids *graph.Array) (*flight, error) {
 	e := d.e
-	st, err := e.schedule(d.seqs, slices.Repeat([]int{1}, len(d.seqs)))
+	// This step's flight and metadata take the memory of the spare
+	// flight, whose step has completed.
+	f := d.spare
+	if f == nil {
+		f = new(flight)
+	}
+	st, err := e.scheduleInto(&f.mem, d.seqs, d.ones)
 	if err != nil {
 		return nil, err
 	}
+	d.spare = nil
 	key := decodeKey{seqs: len(d.seqs), tableWidth: st.MaxBlocks, top: d.top()}
 	if d.window != nil {
 		key.window = d.window.Shape()[1]
+	}
+	if k, ok := d.key.(decodeKey); !ok || k != key {
+		d.key = key // boxed once a structure, not every step
 	}
 	if e.decodeStep == nil {
 		e.decodeStep = e.Model.rt.Compile()
 	}
 	build := func() (outs, inputs []*graph.Array) { return d.graph(ids, st, true) }
-	outs, p, err := e.decodeStep.Call(key, build, d.decodeArgs(ids, st)...)
+	outs, p, err := e.decodeStep.Call(d.key, build, d.decodeArgs(ids, st)...)
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
 	if d.window != nil {
 		d.window = outs[1]
 	}
-	return d.newFlight(outs, p, true), nil
+	return d.newFlight(f, outs, p, true), nil
 }
 
 // Next delivers the tokens of the step in flight. With more, it first
@@ -296,6 +320,8 @@ func (d *Decoder) Next(more bool) (*StepResult, error) {
 	now := time.Now()
 	r.Time = now.Sub(d.last)
 	d.last = now
+	*cur = flight{mem: cur.mem}
+	d.spare = cur
 	return r, nil
 }
 

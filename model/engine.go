@@ -104,6 +104,12 @@ func (e *Engine) Step(seqs []int, tokens [][]int32) (*StepResult, error) {
 
 // schedule schedules a step (KVCache.Schedule) and pads its block tables.
 func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
+	return e.scheduleInto(nil, seqs, counts)
+}
+
+// scheduleInto is schedule in into's memory, if not nil (see
+// KVCache.schedule).
+func (e *Engine) scheduleInto(into *stepMemory, seqs []int, counts []int) (*Step, error) {
 	blocks := e.PadBlocks
 	if blocks == 0 {
 		blocks = max(1, DefaultPadTokens/e.Cache.Config().BlockSize)
@@ -111,11 +117,7 @@ func (e *Engine) schedule(seqs []int, counts []int) (*Step, error) {
 	if blocks < 0 {
 		return nil, fmt.Errorf("engine: PadBlocks %d must be ≥ 0", blocks)
 	}
-	st, err := e.Cache.Schedule(seqs, counts)
-	if err != nil {
-		return nil, err
-	}
-	return st, e.Cache.Pad(st, blocks)
+	return e.Cache.schedule(into, seqs, counts, blocks)
 }
 
 // checkTokens checks that tokens[i] may be appended to sequence seqs[i]

@@ -58,7 +58,7 @@ func (m *Model) newStepInputs(st *Step) *stepInputs {
 	return in
 }
 
-// list is the constants in the order stepArgs binds them.
+// list is the constants in the order appendStepArgs binds them.
 func (in *stepInputs) list() []*graph.Array {
 	l := []*graph.Array{in.positions, in.slots, in.tables, in.seqLens, in.cuSeqlensQ}
 	if in.lastTokens != nil {
@@ -67,10 +67,10 @@ func (in *stepInputs) list() []*graph.Array {
 	return l
 }
 
-// stepArgs is st's metadata as a compiled step binds it to the constants
-// of newStepInputs(st), in list's order.
-func (m *Model) stepArgs(st *Step) []runtime.Input {
-	args := []runtime.Input{runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ)}
+// appendStepArgs appends st's metadata as a compiled step binds it to the
+// constants of newStepInputs(st), in list's order.
+func appendStepArgs(args []runtime.Input, st *Step) []runtime.Input {
+	args = append(args, runtime.Int32s(st.Positions), runtime.Int32s(st.SlotMapping), runtime.Int32s(st.BlockTables), runtime.Int32s(st.SeqLens), runtime.Int32s(st.CuSeqlensQ))
 	if st.Tokens() != len(st.Seqs) {
 		args = append(args, runtime.Int32s(st.LastTokens))
 	}

@@ -341,6 +341,13 @@ type Step struct {
 	LastTokens  []int32 // [len(Seqs)] index of each sequence's last token
 }
 
+// stepMemory is a step and the allocation its int32 slices share, which a
+// later step may take over once nothing reads the first.
+type stepMemory struct {
+	st   Step
+	meta []int32
+}
+
 // Tokens is the number of tokens in the step.
 func (s *Step) Tokens() int { return len(s.Positions) }
 
@@ -349,6 +356,13 @@ func (s *Step) Tokens() int { return len(s.Positions) }
 // has too few blocks the cache is left unchanged and the error says how
 // many were needed.
 func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
+	return c.schedule(nil, seqs, newTokens, 0)
+}
+
+// schedule is Schedule, and with padBlocks > 0 Pad(st, padBlocks) without
+// a second allocation of the tables. With into, the step is made in that
+// memory (a step's that nothing reads any more) where it fits.
+func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlocks int) (*Step, error) {
 	if len(seqs) != len(newTokens) {
 		return nil, fmt.Errorf("kv cache: %d sequences but %d token counts", len(seqs), len(newTokens))
 	}
@@ -356,7 +370,7 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		return nil, fmt.Errorf("kv cache: empty step")
 	}
 	bs := c.cfg.BlockSize
-	need := 0
+	need, width := 0, 0
 	for i, id := range seqs {
 		s, ok := c.seqs[id]
 		switch {
@@ -369,20 +383,36 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
 			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
 		}
-		need += (s.length+newTokens[i]+bs-1)/bs - len(s.blocks)
+		blocks := (s.length + newTokens[i] + bs - 1) / bs
+		need += blocks - len(s.blocks)
+		width = max(width, blocks, len(s.blocks))
+	}
+	if padBlocks > 0 {
+		width = c.padWidth(width, padBlocks)
 	}
 	if need > len(c.free)+c.lru.Len() {
 		return nil, fmt.Errorf("kv cache: out of blocks: the step needs %d more, %d of %d are free and %d cached", need, len(c.free), c.cfg.NumBlocks, c.lru.Len())
 	}
-	// One allocation for the per-token and per-sequence metadata: a decode
-	// loop schedules every step.
+	// One allocation for the per-token and per-sequence metadata and the
+	// tables: a decode loop schedules every step.
 	T, S := 0, len(seqs)
 	for _, n := range newTokens {
 		T += n
 	}
-	meta := make([]int32, 2*T+3*S+1)
-	st := &Step{Seqs: slices.Clone(seqs), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
-		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1]}
+	n := 2*T + 3*S + 1 + S*width
+	if into == nil {
+		into = new(stepMemory)
+	}
+	if cap(into.meta) >= n {
+		into.meta = into.meta[:n]
+		clear(into.meta)
+	} else {
+		into.meta = make([]int32, n)
+	}
+	st, meta := &into.st, into.meta
+	*st = Step{Seqs: append(st.Seqs[:0], seqs...), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
+		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1],
+		BlockTables: meta[2*T+3*S+1:], MaxBlocks: width}
 	for i, id := range seqs {
 		s := c.seqs[id]
 		for total := s.length + newTokens[i]; len(s.blocks)*bs < total; {
@@ -397,12 +427,11 @@ func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
 		st.SeqLens = append(st.SeqLens, int32(s.length))
 		st.CuSeqlensQ = append(st.CuSeqlensQ, int32(len(st.Positions)))
 		st.LastTokens = append(st.LastTokens, int32(len(st.Positions)-1))
-		st.MaxBlocks = max(st.MaxBlocks, len(s.blocks))
 		st.MaxSeqLen = max(st.MaxSeqLen, s.length)
+		copy(st.BlockTables[i*width:], s.blocks)
 	}
-	st.BlockTables = make([]int32, len(seqs)*st.MaxBlocks)
-	for i, id := range seqs {
-		copy(st.BlockTables[i*st.MaxBlocks:], c.seqs[id].blocks)
+	if padBlocks > 0 {
+		st.MaxSeqLen = width * bs
 	}
 	return st, nil
 }
@@ -437,8 +466,7 @@ func (c *KVCache) Pad(st *Step, blocks int) error {
 	if blocks <= 0 {
 		return fmt.Errorf("kv cache: pad to a multiple of %d blocks: want at least 1", blocks)
 	}
-	w := (st.MaxBlocks + blocks - 1) / blocks * blocks
-	w = min(w, max(c.cfg.NumBlocks, st.MaxBlocks))
+	w := c.padWidth(st.MaxBlocks, blocks)
 	if w != st.MaxBlocks {
 		tables := make([]int32, len(st.Seqs)*w)
 		for i := range st.Seqs {
@@ -448,4 +476,10 @@ func (c *KVCache) Pad(st *Step, blocks int) error {
 	}
 	st.MaxSeqLen = w * c.cfg.BlockSize
 	return nil
+}
+
+// padWidth is the tables' width Pad makes of width: a multiple of blocks,
+// but no wider than the cache's blocks (or width).
+func (c *KVCache) padWidth(width, blocks int) int {
+	return min((width+blocks-1)/blocks*blocks, max(c.cfg.NumBlocks, width))
 }

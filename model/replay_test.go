@@ -2,6 +2,7 @@ package model
 
 import (
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,6 +185,118 @@ func BenchmarkReplayHost(b *testing.B) {
 				host += time.Since(t0) - r.Stats.Wait
 			}
 			b.ReportMetric(float64(host.Microseconds())/float64(b.N), "host-µs/step")
+		})
+	}
+}
+
+// hostOnly is the CPU device with a queue that runs nothing: a submitted
+// list completes at once. The host's work is all that is left of a step,
+// its time and its allocations (the CPU device's kernels allocate on the
+// queue's goroutine, which a benchmark's allocation count would include).
+type hostOnly struct{ *cpu.Device }
+
+func (hostOnly) NewQueue() (runtime.Queue, error) { return &nopQueue{}, nil }
+
+type nopQueue struct{ fences int }
+
+type nopEvent struct{ v atomic.Uint64 }
+
+type nopSubmission struct{}
+
+func (q *nopQueue) Submit(l *runtime.CommandList) runtime.Submission {
+	for _, s := range l.Signals {
+		s.Event.(*nopEvent).v.Store(s.Value)
+	}
+	return nopSubmission{}
+}
+func (q *nopQueue) NewFence() runtime.Fence { q.fences++; return q.fences }
+func (q *nopQueue) NewEvent() runtime.Event { return &nopEvent{} }
+func (q *nopQueue) Close()                  {}
+func (e *nopEvent) Wait(v uint64) {
+	if e.v.Load() < v {
+		panic("nopEvent: waiting for a list never submitted")
+	}
+}
+func (e *nopEvent) Value() uint64 { return e.v.Load() }
+func (nopSubmission) Err() error  { return nil }
+
+// BenchmarkReplayedStepHost is the host's work of a replayed decode step
+// of a Decoder (a compiled step with the Qwen3-0.6B structure: 28 layers,
+// 228 dispatches) and nothing else: everything Next does between two
+// steps — scheduling the cache, binding the inputs, the compiled step's
+// lookup and checks, the replay, submitting its list, settling the step
+// before and reading its tokens — on a device that runs no kernel
+// (hostOnly), so the time and the allocations are the host's alone.
+// host-µs/step is the time of Next. "warm" runs the steps back to back;
+// "cold" writes 64 MB through the host's caches before each step, as the
+// CPU device's kernels do with the weights every step: the regime of `loom
+// bench encode` on the CPU (ns/op is then mostly the writing; the timer
+// keeps running through it, since stopping it every step would stop the
+// world to read the allocation counts right before each step).
+func BenchmarkReplayedStepHost(b *testing.B) {
+	for _, mode := range []string{"warm", "cold"} {
+		b.Run(mode, func(b *testing.B) {
+			rt, err := runtime.New(hostOnly{cpu.New(cpu.Options{})}, runtime.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(rt.Close)
+			cfg := replayConfig
+			m, err := New(rt, cfg, RandomWeights(cfg, graph.Float32, 3), graph.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := NewEngine(m, 64, 16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var d *Decoder
+			restart := func() {
+				if d != nil {
+					if err := d.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				e.Cache.Free(0)
+				e.Cache.Add(0)
+				if d, err = e.NewDecoder([]int{0}, [][]int32{{1}}, []ops.Sampling{{}}, 0); err != nil {
+					b.Fatal(err)
+				}
+				for range 3 { // the trace, and the first replays
+					if _, err := d.Next(true); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			restart()
+			var flush []byte
+			if mode == "cold" {
+				flush = make([]byte, 64<<20)
+			}
+			var host time.Duration
+			b.ReportAllocs()
+			for b.Loop() {
+				// A restart within 256 tokens keeps the tables' width (16
+				// blocks), so that every timed step replays one trace.
+				if e.Cache.Len(0) >= 240 {
+					b.StopTimer()
+					restart()
+					b.StartTimer()
+				}
+				for i := 0; i < len(flush); i += 64 {
+					flush[i]++
+				}
+				t := time.Now()
+				r, err := d.Next(true)
+				host += time.Since(t)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.Stats.CacheHits != 1 {
+					b.Fatalf("a step was not replayed: %v", r.Stats)
+				}
+			}
+			b.ReportMetric(float64(host.Nanoseconds())/1e3/float64(b.N), "host-µs/step")
 		})
 	}
 }

@@ -108,6 +108,12 @@ type trace struct {
 	arrays []int32  // the external slot of each array arg, in order
 	outs   []int    // per output of build: index in plan.keep, or -1-slot for an evaluated array
 	ospecs []graph.Spec
+	// last is the latest call's evaluation: the producer of the state's
+	// arrays, whose data point here (arrayData.latest) once the first
+	// replay has verified them, so that a call sets one pointer, not one
+	// per state array (a decode step has 56).
+	last  *Pending
+	bound []*storage // the storage of a Call's array args, reused by the next
 	// watched is the storage of the evaluated arrays the trace reads other
 	// than the array args; the trace is valid for them at epoch verified-1.
 	watched  []*storage
@@ -168,6 +174,9 @@ func (c *Compiled) Call(key any, build func() (outs, inputs []*graph.Array), arg
 }
 
 func (c *Compiled) touch(key any) {
+	if n := len(c.order); n > 0 && c.order[n-1] == key {
+		return // the most recent already
+	}
 	if i := slices.Index(c.order, key); i >= 0 {
 		c.order = slices.Delete(c.order, i, i+1)
 	}
@@ -316,7 +325,9 @@ func (rt *Runtime) dropTrace(tr *trace) {
 	for _, s := range tr.watched {
 		s.watch--
 	}
-	tr.watched = nil
+	// The state's arrays may still point at last; the rest goes, so that
+	// they keep alive neither the plan nor the arrays the trace read.
+	*tr = trace{last: tr.last}
 }
 
 // valid reports whether the trace can be replayed with args: they are of
@@ -328,7 +339,8 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 	if len(args) != len(tr.sizes) {
 		return nil, false
 	}
-	bound := make([]*storage, 0, len(tr.arrays))
+	bound := tr.bound[:0]
+	defer func() { tr.bound = bound }()
 	for i, arg := range args {
 		if arg.array == nil {
 			if len(arg.bytes) != tr.sizes[i] {
@@ -368,6 +380,13 @@ func (tr *trace) valid(rt *Runtime, args []Input) ([]*storage, bool) {
 			return nil, false
 		}
 	}
+	for _, slot := range tr.state {
+		// Before the first replay the state's arrays are the trace's
+		// results, all produced by the tracing evaluation.
+		if d := tr.ext[slot].Data().(*arrayData); d.latest == nil {
+			tr.last, d.latest = d.pend, &tr.last
+		}
+	}
 	tr.verified = rt.epoch + 1
 	return bound, true
 }
@@ -382,17 +401,16 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	// The call inherits the failure of an evaluation whose results it
 	// reads: the array args, and the state the previous call left.
 	var err error
+	p.deps = p.dep1[:0]
 	for _, arg := range args {
 		if arg.array != nil {
-			if p.deps, err = rt.addDep(p.deps, arg.array.Data().(*arrayData)); err != nil {
+			if p.deps, err = rt.addDep(p.deps, arg.array.Data().(*arrayData).pending()); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	for _, slot := range tr.state {
-		if p.deps, err = rt.addDep(p.deps, tr.ext[slot].Data().(*arrayData)); err != nil {
-			return nil, nil, err
-		}
+	if p.deps, err = rt.addDep(p.deps, tr.last); err != nil {
+		return nil, nil, err
 	}
 	data := func(u int) []byte {
 		if i := tr.bind[u]; i >= 0 && !rt.mut.staleUpload(i) {
@@ -404,8 +422,8 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 	if err != nil {
 		return nil, nil, fmt.Errorf("compiled step: %w", err)
 	}
-	for _, slot := range tr.state {
-		tr.ext[slot].Data().(*arrayData).pend = p
+	if len(tr.state) > 0 {
+		tr.last = p
 	}
 	outs := make([]*graph.Array, len(tr.outs))
 	for i, ref := range tr.outs {
@@ -428,9 +446,7 @@ func (rt *Runtime) callReplay(tr *trace, args []Input, bound []*storage) ([]*gra
 		if s == nil {
 			s = slots[kr.slot]
 		}
-		a := graph.NewResult(tr.ospecs[i])
-		rt.attach(a, s, p)
-		outs[i] = a
+		outs[i] = rt.result(tr.ospecs[i], s, p)
 	}
 	rt.submit(list, p)
 	rt.cache.stats.Hits++

@@ -110,6 +110,15 @@ func TestCompiledStep(t *testing.T) {
 		if rig.builds != 1 {
 			t.Fatalf("%+v: build ran %d times", c.dev, rig.builds)
 		}
+		// The cache first, with the calls still in flight: reading it
+		// waits for the latest call.
+		v, err := rig.cache.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(v, wantCache) {
+			t.Fatalf("%+v: the cache differs from planning from scratch", c.dev)
+		}
 		for i, a := range sums {
 			v, err := a.Float32s()
 			if err != nil {
@@ -118,13 +127,6 @@ func TestCompiledStep(t *testing.T) {
 			if !slices.Equal(v, wantSums[i]) {
 				t.Fatalf("%+v: call %d differs from planning from scratch", c.dev, i)
 			}
-		}
-		v, err := rig.cache.Float32s()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(v, wantCache) {
-			t.Fatalf("%+v: the cache differs from planning from scratch", c.dev)
 		}
 		if hz := dev.Hazards(); len(hz) > 0 {
 			t.Fatalf("%+v: %d hazards, first: %v", c.dev, len(hz), hz[0])

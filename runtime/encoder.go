@@ -59,7 +59,8 @@ type encoder struct {
 	cbCount    int      // dispatches in the open command buffer
 	covered    coverage // passes the open pass is ordered after, directly or through them
 	waits      []uint64 // scratch for dispatch
-	passFences map[uint64]passFence
+	fences     []Fence  // scratch for inFlight
+	passFences passTable
 	donePasses uint64 // every pass up to this one is in a completed command buffer
 	freeFences []Fence
 
@@ -69,16 +70,43 @@ type encoder struct {
 
 type passFence struct {
 	fence Fence
-	cb    uint64
+	cb    uint64   // 0 for a pass without a fence (see passTable)
 	after coverage // the passes it is ordered after: waiting for it covers them too
 	owned bool     // the fence belongs to a cached plan: never recycled
 }
 
-func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
-	return &encoder{
-		rt: rt, queue: q, event: ev,
-		passFences: map[uint64]passFence{},
+// passTable holds the fences of the passes in flight by pass number: a
+// window of consecutive passes, entry i being pass base+i. Passes are
+// numbered in the order they are encoded, so a new one always goes at the
+// end, and their command buffers complete in that order too, so the passes
+// the host has seen complete always leave from the front. A pass that
+// updates no fence (it has no dispatch) has an empty entry (cb 0).
+type passTable struct {
+	base    uint64
+	entries []passFence
+}
+
+// get returns pass p's fence, the empty entry if it has none in flight.
+func (t *passTable) get(p uint64) passFence {
+	if p < t.base || p-t.base >= uint64(len(t.entries)) {
+		return passFence{}
 	}
+	return t.entries[p-t.base]
+}
+
+// set adds pass p's fence; p is after every pass in the table.
+func (t *passTable) set(p uint64, pf passFence) {
+	if len(t.entries) == 0 {
+		t.base = p
+	}
+	for t.base+uint64(len(t.entries)) < p {
+		t.entries = append(t.entries, passFence{})
+	}
+	t.entries = append(t.entries, pf)
+}
+
+func newEncoder(rt *Runtime, q Queue, ev Event) *encoder {
+	return &encoder{rt: rt, queue: q, event: ev}
 }
 
 // busy reports whether device work that touches s may still be running.
@@ -139,7 +167,7 @@ func (e *encoder) command(c Command, sts []*storage) {
 		if e.covered.has(p) {
 			continue // an earlier wait in this loop covers it
 		}
-		pf := e.passFences[p]
+		pf := e.passFences.get(p)
 		e.covered.merge(&pf.after)
 		e.covered.add(p)
 		if e.rt.mut.dropFenceWait() {
@@ -261,7 +289,7 @@ func (e *encoder) endPass() {
 			f = e.queue.NewFence()
 		}
 		e.list.UpdateFence(f)
-		e.passFences[e.passID] = passFence{f, e.cbSeq, e.covered, e.rec != nil}
+		e.passFences.set(e.passID, passFence{f, e.cbSeq, e.covered, e.rec != nil})
 	}
 	e.passOpen = false
 }
@@ -297,15 +325,20 @@ func (e *encoder) observe(seq uint64) {
 		return
 	}
 	e.completed = seq
-	for p, pf := range e.passFences {
-		if pf.cb <= seq {
+	t := &e.passFences
+	n := 0
+	for ; n < len(t.entries) && t.entries[n].cb <= seq; n++ {
+		if pf := &t.entries[n]; pf.cb != 0 {
 			if !pf.owned {
 				e.freeFences = append(e.freeFences, pf.fence)
 			}
-			delete(e.passFences, p)
-			e.donePasses = max(e.donePasses, p)
+			e.donePasses = max(e.donePasses, t.base+uint64(n))
 		}
 	}
+	// Moved down in place, so that the window's storage is reused.
+	clear(t.entries[copy(t.entries, t.entries[n:]):])
+	t.entries = t.entries[:len(t.entries)-n]
+	t.base += uint64(n)
 }
 
 // coverage is a set of passes: every pass up to upto, and those in more. A

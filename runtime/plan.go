@@ -130,7 +130,7 @@ func (rt *Runtime) collect(outs []*graph.Array, w uint64) (nodes, consts []*grap
 			if !ok || d.rt != rt {
 				return nil, nil, nil, graph.Errorf(0, "eval", "array %s built at %s was evaluated by another runtime", a.Spec(), a.Site())
 			}
-			if deps, err = rt.addDep(deps, d); err != nil {
+			if deps, err = rt.addDep(deps, d.pending()); err != nil {
 				return nil, nil, nil, err
 			}
 			continue
@@ -371,11 +371,26 @@ func (rt *Runtime) upload(consts []*graph.Array, st *Stats) error {
 
 // attach makes s the storage of a, evaluated by p (nil if already complete).
 func (rt *Runtime) attach(a *graph.Array, s *storage, p *Pending) {
-	s.refs++
-	rt.changed(s)
-	d := &arrayData{rt: rt, st: s, nbytes: a.Spec().Bytes(), pend: p}
+	d := rt.hold(s, a.Spec(), p)
 	a.SetData(d)
 	goruntime.AddCleanup(a, (*arrayData).drop, d)
+}
+
+// result is a new array of spec holding s, evaluated by p: attach without
+// a graph node.
+func (rt *Runtime) result(spec graph.Spec, s *storage, p *Pending) *graph.Array {
+	d := rt.hold(s, spec, p)
+	a := graph.NewResult(spec, d)
+	goruntime.AddCleanup(a, (*arrayData).drop, d)
+	return a
+}
+
+// hold is the data of an array of spec holding s, evaluated by p; the
+// array's cleanup gives the hold back (arrayData.drop).
+func (rt *Runtime) hold(s *storage, spec graph.Spec, p *Pending) *arrayData {
+	s.refs++
+	rt.changed(s)
+	return &arrayData{rt: rt, st: s, nbytes: spec.Bytes(), pend: p}
 }
 
 // build assigns storage to every node and makes the steps.

@@ -3,7 +3,6 @@ package runtime
 import (
 	"cmp"
 	"hash/maphash"
-	"maps"
 	"reflect"
 	"slices"
 	"sync/atomic"
@@ -276,7 +275,10 @@ type replayPlan struct {
 
 	owned []*storage // intermediates, scratch and constants' buffers
 	sets  []*listSet // copies of lists for replays to bind (see listSet)
-	stats Stats      // what every replay repeats, its Counters shared
+	// slotBuf is the storage of a replay's slots (see prepareReplay),
+	// reused by the next.
+	slotBuf []*storage
+	stats   Stats // what every replay repeats, its Counters shared
 
 	sites   []opSite // each dispatch's op, to name it in a kernel's error
 	cbFirst []int    // the index in sites of each recorded list's first dispatch
@@ -358,15 +360,15 @@ func (e *encoder) startRecording(rec *recording, consts []*graph.Array) {
 // they cover.
 func (e *encoder) inFlight() ([]Fence, coverage) {
 	cov := coverage{upto: e.donePasses}
-	ids := slices.Collect(maps.Keys(e.passFences))
-	slices.Sort(ids)
-	var fs []Fence
-	for i := len(ids) - 1; i >= 0; i-- {
-		p := ids[i]
-		if cov.has(p) {
+	t := &e.passFences
+	fs := e.fences[:0]
+	defer func() { e.fences = fs }()
+	for i := len(t.entries) - 1; i >= 0; i-- {
+		pf := &t.entries[i]
+		p := t.base + uint64(i)
+		if pf.cb == 0 || cov.has(p) {
 			continue
 		}
-		pf := e.passFences[p]
 		cov.merge(&pf.after)
 		cov.add(p)
 		fs = append(fs, pf.fence)
@@ -490,7 +492,7 @@ func (rt *Runtime) finishRecording(pl *plan, rec *recording, k *keyScratch, cons
 		}
 	}
 	for id := rec.firstPass; id <= e.passID; id++ {
-		pf := e.passFences[id]
+		pf := e.passFences.get(id)
 		rp := recPass{fence: pf.fence}
 		for p := rec.firstPass; p <= pf.after.upto; p++ {
 			rp.inner = append(rp.inner, p-rec.firstPass)
@@ -543,7 +545,8 @@ func (rt *Runtime) replay(r *replayPlan, k *keyScratch, nodes []*graph.Array, p 
 // the host's cores (the CPU), the work starts competing with the host as
 // soon as it is submitted.
 func (rt *Runtime) submit(l *CommandList, p *Pending) {
-	p.cbs = append(p.cbs, rt.enc.queue.Submit(l))
+	p.cb1[0] = rt.enc.queue.Submit(l)
+	p.cbs = p.cb1[:]
 }
 
 // maxListSets bounds the copies of its lists a recorded plan keeps: one
@@ -715,7 +718,7 @@ func (ls *listSet) bind(r *replayPlan, ev Event, cbBase uint64, fences []Fence, 
 // the results' storage and the list.
 func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound []*storage, p *Pending) ([]*storage, *CommandList, error) {
 	e := rt.enc
-	slots := make([]*storage, len(r.slots), len(r.slots)+len(bound))
+	slots := append(r.slotBuf[:0], make([]*storage, len(r.slots))...)
 	for i, n := range r.slots {
 		s, err := rt.pool.get(n, false, &p.stats)
 		if err != nil {
@@ -727,6 +730,7 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		slots[i] = s
 	}
 	slots = append(slots, bound...)
+	r.slotBuf = slots
 	ls := r.listSet(e)
 	fences, _ := e.inFlight()
 	cbBase, passBase := e.cbSeq+1, e.passID+1
@@ -761,7 +765,7 @@ func (rt *Runtime) prepareReplay(r *replayPlan, data func(u int) []byte, bound [
 		for _, j := range rp.inner {
 			after.add(passBase + j)
 		}
-		e.passFences[passBase+uint64(i)] = passFence{rp.fence, cbBase, after, true}
+		e.passFences.set(passBase+uint64(i), passFence{rp.fence, cbBase, after, true})
 	}
 
 	fenceWaits, reused, allocated := len(fences), p.stats.BytesReused, p.stats.BytesAllocated

@@ -175,6 +175,10 @@ type Pending struct {
 	sites   []opSite   // each dispatch's op, to name it in a kernel's error
 	deps    []*Pending // evaluations in flight when it was planned whose outputs it reads
 	stats   Stats
+	// A replay's one submission and its usual one dependency (the step
+	// before), held without allocating.
+	cb1  [1]Submission
+	dep1 [1]*Pending
 
 	// done is set, under rt.mu, once err is final: the evaluation and its
 	// dependencies have completed and their errors have been collected.
@@ -232,14 +236,14 @@ func (p *Pending) settle() {
 		}
 	}
 	p.cbs, p.cbFirst, p.sites, p.deps = nil, nil, nil, nil
+	p.cb1, p.dep1 = [1]Submission{}, [1]*Pending{}
 	p.done.Store(true)
 }
 
-// addDep notes that an evaluation reads d: if the evaluation that produces
-// d is in flight, it joins deps (the reader inherits its failure); if it has
+// addDep notes that an evaluation reads what q produced (q may be nil): if
+// q is in flight, it joins deps (the reader inherits its failure); if it has
 // completed with an error, that error is returned. rt.mu is held.
-func (rt *Runtime) addDep(deps []*Pending, d *arrayData) ([]*Pending, error) {
-	q := d.pend
+func (rt *Runtime) addDep(deps []*Pending, q *Pending) ([]*Pending, error) {
 	if q == nil {
 		return deps, nil
 	}
@@ -409,24 +413,36 @@ type arrayData struct {
 	st     *storage
 	nbytes int64
 	pend   *Pending // the evaluation that produced it; nil for constants
-	moved  bool     // a donation took the storage over
-	walk   uint64   // the last walk that visited the array (see collect)
-	slot   int32    // its external slot in that walk's key, -1 if none yet
+	// latest, once set, replaces pend: the array is a compiled step's
+	// state, updated in place by every call, and *latest is the latest
+	// call's evaluation (trace.last).
+	latest **Pending
+	moved  bool   // a donation took the storage over
+	walk   uint64 // the last walk that visited the array (see collect)
+	slot   int32  // its external slot in that walk's key, -1 if none yet
 }
 
 // Err is the error of the producing evaluation once it is known to have
 // failed.
 func (d *arrayData) Err() error {
-	if d.pend != nil && d.pend.done.Load() {
-		return d.pend.err
+	if q := d.pending(); q != nil && q.done.Load() {
+		return q.err
 	}
 	return nil
 }
 
+// pending is the evaluation that produced the array's value.
+func (d *arrayData) pending() *Pending {
+	if d.latest != nil {
+		return *d.latest
+	}
+	return d.pend
+}
+
 // Read waits for the producing evaluation and copies the bytes out.
 func (d *arrayData) Read(dst []byte) error {
-	if d.pend != nil {
-		if err := d.pend.Wait(); err != nil {
+	if q := d.pending(); q != nil {
+		if err := q.Wait(); err != nil {
 			return err
 		}
 	}
