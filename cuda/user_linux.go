@@ -83,5 +83,10 @@ func (d *Device) loadUserKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s compiled, but its module has no kernel %s: %w", spec.CUDA.File, spec.Name, err)
 	}
-	return newKernel(spec, fn)
+	k, err := newKernel(spec, fn)
+	if err != nil {
+		return nil, err
+	}
+	k.user = true
+	return k, nil
 }

@@ -63,6 +63,28 @@ __device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, 
   report_status(s, LOOM_BAD_INDEX, arg, entry, entry, value, limit);
 }
 
+// ---- programmatic dependent launch -------------------------------------------
+
+// grid_dependency_wait is every catalog kernel's first statement (the tests
+// hold the sources to it; docs/CUDA.md, "Programmatic dependent launch").
+// In a graph whose kernel nodes depend on the one before programmatically
+// (LOOM_CUDA_PDL), a kernel may start while its predecessor still runs:
+// griddepcontrol.wait holds the thread until every prerequisite grid has
+// completed and its memory operations are visible, so no global memory
+// access of the kernel (a read of a predecessor's output, a write to a
+// buffer it still reads, a status report) comes before it. As each kernel
+// waits before it can complete, a completed kernel implies that all the
+// kernels before it in the chain have completed too. launch_dependents
+// then lets the next kernel of the chain be scheduled while this one runs:
+// it only waits in turn. Without a programmatic prerequisite (a launch
+// outside a graph, an ordinary edge, an older GPU) both are no-ops.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // kv_slot returns the slot of slot_mapping (buffer argument slot_arg) that
 // token t writes its keys and values to, or a negative number when it
 // writes none: its slot is negative (padding), or some slot is past the

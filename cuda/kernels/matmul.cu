@@ -179,6 +179,7 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
 #define GEMV_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
                                                    Status* status) {                                    \
+    grid_dependency_wait();                                                                             \
     MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
     if (p.TransposeB) {                                                                                 \
       gemv_rows(a, b, out, p, o);                                                                       \
@@ -217,6 +218,7 @@ __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLU
 #define GATED_GEMV_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void matmul_silu_mul_##SHORT(const T* x, const T* w, T* out,                      \
                                                      const MatMulSiLUMulParams p, Status* status) {       \
+    grid_dependency_wait();                                                                               \
     gated_gemv_rows(x, w, out, p);                                                                        \
   }
 LOOM_FLOATS(GATED_GEMV_KERNEL)
@@ -283,6 +285,7 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
 #define TILED_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
                                                     Status* status) {                                    \
+    grid_dependency_wait();                                                                              \
     matmul_tiled(a, b, out, p);                                                                          \
   }
 LOOM_FLOATS(TILED_KERNEL)
@@ -578,6 +581,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 #define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
       matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
+    grid_dependency_wait();                                                                            \
     __shared__ float red[MMA_RED_FLOATS];                                                              \
     gemv_mma(a, b, out, p, red);                                                                        \
   }
@@ -589,6 +593,7 @@ GEMV_MMA_KERNEL(bf16, bf16_t)
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
       matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
                                     Status* status) {                                                    \
+    grid_dependency_wait();                                                                              \
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
@@ -732,6 +737,7 @@ template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T
 #define TILED_MMA_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void matmul_##SHORT##_tiled_mma(const T* a, const T* b, T* out, const MatMulParams p, \
                                                         Status* status) {                                \
+    grid_dependency_wait();                                                                              \
     matmul_tiled_mma(a, b, out, p);                                                                      \
   }
 TILED_MMA_KERNEL(f16, half_t)
