@@ -381,13 +381,9 @@ func (d *Device) Caps() primitives.Caps { return d.caps }
 
 // kernel is a loaded catalog kernel.
 type kernel struct {
-	name string
-	fn   uintptr // CUfunction
-	mma  uintptr // its tensor-core variant <name>_mma, 0 if none (see launch.function)
-	// user marks a kernel compiled from its own CUDA source at first use
-	// (user_linux.go): it does not call grid_dependency_wait, so a graph
-	// node of it never depends on the one before programmatically.
-	user   bool
+	name   string
+	fn     uintptr      // CUfunction
+	mma    uintptr      // its tensor-core variant <name>_mma, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 	// Where launch lays out the kernel's parameters in the arena (bytes):
@@ -395,6 +391,10 @@ type kernel struct {
 	// params struct from paramsOff and the status pointer at statusOff.
 	valuesOff, paramsOff, statusOff int
 	paramsPtr                       reflect.Type // *params
+	// user marks a kernel compiled from its own CUDA source at first use
+	// (user_linux.go): it does not call grid_dependency_wait, so a graph
+	// node of it never depends on the one before programmatically.
+	user bool
 }
 
 // newKernel describes a catalog kernel and its parameter layout, which
