@@ -76,9 +76,37 @@ __device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, 
 // waits before it can complete, a completed kernel implies that all the
 // kernels before it in the chain have completed too. launch_dependents
 // then lets the next kernel of the chain be scheduled while this one runs:
-// it only waits in turn. Without a programmatic prerequisite (a launch
-// outside a graph, an ordinary edge, an older GPU) both are no-ops.
-__device__ __forceinline__ void grid_dependency_wait() {
+// it only waits in turn. It comes after the wait, so that a kernel is
+// scheduled only once every kernel two nodes or more before it has
+// completed: only its immediate predecessor may still run, and the writes
+// of all the others were done before it started. Without a programmatic
+// prerequisite (a launch outside a graph, an ordinary edge, an older GPU)
+// both are no-ops.
+//
+// Its arguments are spans of global memory the kernel is about to read,
+// which the block asks the L2 cache for before the wait (the weight rows
+// of a GEMV's first step, matmul.cu), so that the weight stream starts
+// while the predecessor finishes. A prefetch returns nothing to the thread
+// and writes nothing: it moves lines into the L2, which every
+// multiprocessor reads global memory through (the point of coherence), so
+// it can neither see nor change a value, whatever the predecessor does to
+// those bytes (the weights are not written by any kernel of a step anyway).
+// The spans are computed from the params and the block's index alone.
+struct L2Span {
+  const void* p;
+  u64 bytes;
+};
+__device__ __forceinline__ void prefetch_l2(L2Span s) {
+#ifdef __CUDA_ARCH__  // not in the host emulation of matmul.cu (emulate_test.go)
+  const char* c = (const char*)s.p;
+  for (u64 at = (u64)threadIdx.x * 128; at < s.bytes; at += (u64)blockDim.x * 128) {
+    asm volatile("prefetch.L2 [%0];" ::"l"(c + at));
+  }
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait(L2Span a = L2Span{nullptr, 0}, L2Span b = L2Span{nullptr, 0}) {
+  prefetch_l2(a);
+  prefetch_l2(b);
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
