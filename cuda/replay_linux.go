@@ -178,13 +178,13 @@ func copyLaunch(k *kernel, src, dst *buffer, off, n int64) launch {
 		args: []runtime.BufferArg{{Buffer: src, Size: n, Access: primitives.Read, Name: "src"}, {Buffer: dst, Offset: off, Size: n, Access: primitives.Write, Name: "dst"}}}
 }
 
-// addStatusCopy adds to the graph of ch's exec e, after its last node, a copy_bytes node
-// copying the status records to the host side of e's status block (pinned
-// host memory, written through the host's pointer): a command buffer
-// launched as e then needs no copy on the stream, and reads the records
-// there when it retires. Only for an exec never launched while a launch of
-// it is in flight (a replayed list's), whose records the next launch would
-// otherwise overwrite.
+// addStatusCopy adds to the graph of ch's exec e, after its last node, a
+// copy_bytes node copying the status records to the host side of e's
+// status block (pinned host memory, written through the host's pointer):
+// a command buffer launched as e then needs no copy on the stream, and
+// reads the records there when it retires. Only for an exec never launched
+// while a launch of it is in flight (a replayed list's), whose records the
+// next launch would otherwise overwrite.
 func (q *queue) addStatusCopy(ch *chainer) error {
 	d, e := q.dev, ch.e
 	st := e.status
