@@ -568,14 +568,14 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS(                                         \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                          \
-    grid_dependency_wait();                                                                                     \
+    grid_dependency_wait();                                                                                       \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
                            nullptr, nullptr, nullptr, nullptr, p, status);                                      \
   }                                                                                                             \
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_bs##BS##_sinks(                                 \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
-    grid_dependency_wait();                                                                                      \
+    grid_dependency_wait();                                                                                       \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
                            nullptr, nullptr, nullptr, p, status);                                               \
   }                                                                                                             \
@@ -583,7 +583,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,           \
       const PagedAttentionParams p, Status* status) {                                                           \
-    grid_dependency_wait();                                                                                     \
+    grid_dependency_wait();                                                                                       \
     attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,         \
                            max_logits, exp_sums, tmp_out, counters, p, status);                                 \
   }                                                                                                             \
@@ -591,7 +591,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,             \
       const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,              \
       u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                    \
-    grid_dependency_wait();                                                                                     \
+    grid_dependency_wait();                                                                                       \
     attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,           \
                            max_logits, exp_sums, tmp_out, counters, p, status);                                 \
   }
