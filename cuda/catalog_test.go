@@ -35,7 +35,8 @@ func preprocess(t testing.TB, src string, defines ...string) string {
 // catalog or is a catalog kernel's tensor-core variant <name>_mma with the
 // same parameters (launched in its place, see launch.function), and each
 // has the catalog's buffer arguments by name, as pointers, then its params
-// struct by value, then the status record.
+// struct by value, then the status record, and begins with
+// grid_dependency_wait (checkWaits).
 func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec, missing []string) []error {
 	var errs []error
 	inCatalog := map[string]bool{}
@@ -54,6 +55,7 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 		}
 		errs = append(errs, checkSignature(spec, k)...)
 	}
+	errs = append(errs, checkWaits(kernels)...)
 	for name, k := range kernels {
 		if base, ok := strings.CutSuffix(name, "_mma"); ok && inCatalog[base] {
 			if b, ok := kernels[base]; !ok || !slices.Equal(k.params, b.params) {
@@ -68,6 +70,22 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	for _, name := range missing {
 		if !inCatalog[name] {
 			errs = append(errs, fmt.Errorf("%s is listed as not implemented but is not in the primitives catalog", name))
+		}
+	}
+	return errs
+}
+
+// checkWaits holds every kernel to beginning with grid_dependency_wait
+// (common.cuh): a graph node of a catalog kernel may depend on the node
+// before programmatically (graph_linux.go, programmatic), and then no
+// global memory access may come before the wait. Its arguments, L2
+// prefetches of the weights (matmul.cu), are computed from the params
+// and the block's index alone.
+func checkWaits(kernels map[string]cudaKernel) []error {
+	var errs []error
+	for name, k := range kernels {
+		if !strings.HasPrefix(k.first, "grid_dependency_wait(") {
+			errs = append(errs, fmt.Errorf("kernel %s (%s) begins with %q, not grid_dependency_wait(…): it may run while the kernel before it does (programmatic dependent launch)", name, k.file, k.first))
 		}
 	}
 	return errs
@@ -156,10 +174,10 @@ func TestCatalogCheckCatchesMismatches(t *testing.T) {
 	}
 	source := func(params map[string]string, extra string) string {
 		var sb strings.Builder
-		sb.WriteString("#define DEF(NAME, ARGS) extern \"C\" __global__ void NAME(ARGS) {}\n")
+		sb.WriteString("#define DEF(NAME, ARGS) extern \"C\" __global__ void NAME(ARGS) { grid_dependency_wait(); }\n")
 		for _, name := range []string{"k_f32", "k_f16", "plain"} {
 			if p, ok := params[name]; ok {
-				fmt.Fprintf(&sb, "extern \"C\" __global__ void %s(%s) {}\n", name, p)
+				fmt.Fprintf(&sb, "extern \"C\" __global__ void %s(%s) {\n  grid_dependency_wait(span(src, p));\n  dst[0] = src[0];\n}\n", name, p)
 			}
 		}
 		return sb.String() + extra
@@ -193,7 +211,11 @@ func TestCatalogCheckCatchesMismatches(t *testing.T) {
 		{"stale missing list", source(good, ""), []string{"plain"}, "listed as not implemented but"},
 		{"unknown missing entry", source(good, ""), []string{"nothing"}, "nothing is listed as not implemented but is not in the primitives catalog"},
 		{"kernel outside the catalog", source(good, "extern \"C\" __global__ void extra(float* x, Status* status) {}\n"), nil, "kernel extra (f.cu) is not in the primitives catalog"},
-		{"tensor-core variant", source(good, "extern \"C\" __global__ void k_f16_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) {}\n"), nil, ""},
+		{"tensor-core variant", source(good, "extern \"C\" __global__ void k_f16_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) { grid_dependency_wait(); }\n"), nil, ""},
+		{"no wait", source(with("plain", ""), "extern \"C\" __global__ void plain(float* x, Status* status) { x[0] = 1; }\n"), nil, `kernel plain (f.cu) begins with "x[0] = 1", not grid_dependency_wait`},
+		{"access before the wait", source(with("plain", ""), "extern \"C\" __global__ void plain(float* x, Status* status) {\n  float v = x[0];\n  grid_dependency_wait();\n}\n"), nil, "begins with \"float v = x[0]\""},
+		{"empty body", source(with("plain", ""), "extern \"C\" __global__ void plain(float* x, Status* status) {}\n"), nil, "kernel plain (f.cu) begins with"},
+		{"variant without the wait", source(good, "extern \"C\" __global__ void k_f16_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) { dst[0] = src[0]; }\n"), nil, "kernel k_f16_mma (f.cu) begins with"},
 		{"tensor-core variant of another type", source(good, "extern \"C\" __global__ void k_f16_mma(const float* src, float* dst, const CopyParams p, Status* status) {}\n"), nil, "k_f16_mma (f.cu) is a tensor-core variant of k_f16 but"},
 		{"tensor-core variant of nothing", source(good, "extern \"C\" __global__ void k_f64_mma(const half_t* src, half_t* dst, const CopyParams p, Status* status) {}\n"), nil, "kernel k_f64_mma (f.cu) is not in the primitives catalog"},
 	}

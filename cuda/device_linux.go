@@ -31,6 +31,7 @@ type Device struct {
 	cuDev   int32
 	name    string
 	arch    string // compute capability, such as "90"
+	major   int    // its major number, such as 9
 	caps    primitives.Caps
 	maxGrid [3]int
 	unified bool // unified addressing: kernels read pinned host memory through the host's pointers
@@ -55,8 +56,11 @@ type Device struct {
 	small      smallBuffers
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
 	replays    bool        // with graphs, replayed lists run as their own execs (replay_linux.go); set by Open
+	pdl        atomic.Bool // graphs built from now on chain their kernel nodes programmatically (graph_linux.go)
 	prof       *profiler   // a running kernel profile (profile_linux.go), with mu held
-	graphStats struct{ launches, replays, captures, updates, evictions, failures atomic.Int64 }
+	graphStats struct {
+		launches, replays, captures, updates, evictions, failures, programmatic atomic.Int64
+	}
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -74,6 +78,10 @@ const arenaBytes = 4096
 // bisecting, the environment turns them off: LOOM_CUDA_GRAPHS=0,
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
+//
+// LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
+// (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
+// otherwise until it has been measured on a GPU.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -120,7 +128,53 @@ func Open() (*Device, error) {
 	}
 	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
 	d.replays = os.Getenv("LOOM_CUDA_REPLAY") != "0"
+	switch v := os.Getenv("LOOM_CUDA_PDL"); v {
+	case "", "0":
+	case "1":
+		if err := d.SetPDL(true); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("LOOM_CUDA_PDL=1: %w", err)
+		}
+	default:
+		d.Close()
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_PDL=%q: want 0 or 1", v)
+	}
 	return d, nil
+}
+
+// SetPDL turns programmatic dependent launch on or off for the CUDA graphs
+// built from then on (graph_linux.go; the graphs of a queue opened after
+// the call, in practice, as a queue keeps the execs it built): each kernel
+// node of a catalog kernel that follows a kernel node depends on it
+// programmatically, so that it may be scheduled while its predecessor runs
+// and waits for it in grid_dependency_wait. Turning it on fails, saying
+// unsupported, without graphs, on a GPU before compute capability 9.0
+// (Hopper), or with a driver before CUDA 12.3 (no cuGraphAddDependencies_v2).
+func (d *Device) SetPDL(on bool) error {
+	if on {
+		if err := d.pdlSupport(); err != nil {
+			return err
+		}
+	}
+	d.pdl.Store(on)
+	return nil
+}
+
+// PDL reports whether programmatic dependent launch is on (SetPDL).
+func (d *Device) PDL() bool { return d.pdl.Load() }
+
+// pdlSupport says why this device cannot chain graph nodes
+// programmatically, or nil if it can.
+func (d *Device) pdlSupport() error {
+	switch {
+	case d.drv.graphErr != nil:
+		return fmt.Errorf("cuda: programmatic dependent launch is unsupported without CUDA graphs: %w", d.drv.graphErr)
+	case d.major < 9:
+		return fmt.Errorf("cuda: programmatic dependent launch is unsupported on compute capability %s (%s); it needs 9.0 (Hopper) or later", d.arch, d.name)
+	case d.drv.graphAddDependencies.ptr == 0:
+		return fmt.Errorf("cuda: programmatic dependent launch is unsupported by this driver: libcuda.so.1 has no cuGraphAddDependencies_v2 (CUDA 12.3 or later)")
+	}
+	return nil
 }
 
 // SetGraphs turns the running of repeated command-buffer structures as
@@ -138,7 +192,7 @@ func (d *Device) SetGraphs(on bool) error {
 func (d *Device) GraphStats() GraphStats {
 	s := &d.graphStats
 	return GraphStats{Launches: s.launches.Load(), Replays: s.replays.Load(), Captures: s.captures.Load(), Updates: s.updates.Load(),
-		Evictions: s.evictions.Load(), Failures: s.failures.Load()}
+		Evictions: s.evictions.Load(), Failures: s.failures.Load(), Programmatic: s.programmatic.Load()}
 }
 
 // stop releases the context, once no call is running; calls after it
@@ -198,6 +252,7 @@ func (d *Device) describe() error {
 	}
 	d.name = goString(unsafe.Pointer(&name[0]))
 	d.arch = fmt.Sprintf("%d%d", vals[attrComputeCapabilityMaj], vals[attrComputeCapabilityMin])
+	d.major = vals[attrComputeCapabilityMaj]
 	d.maxGrid = [3]int{vals[attrMaxGridDimX], vals[attrMaxGridDimY], vals[attrMaxGridDimZ]}
 	d.unified = vals[attrUnifiedAddressing] == 1
 	d.caps = primitives.Caps{
@@ -343,6 +398,10 @@ type kernel struct {
 	// params struct from paramsOff and the status pointer at statusOff.
 	valuesOff, paramsOff, statusOff int
 	paramsPtr                       reflect.Type // *params
+	// user marks a kernel compiled from its own CUDA source at first use
+	// (user_linux.go): it does not call grid_dependency_wait, so a graph
+	// node of it never depends on the one before programmatically.
+	user bool
 }
 
 // newKernel describes a catalog kernel and its parameter layout, which

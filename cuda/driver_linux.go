@@ -44,6 +44,13 @@ const (
 	attrComputeCapabilityMin = 76
 )
 
+// Graph edges (CUgraphEdgeData's fields): a programmatic edge leaves a
+// kernel node through its programmatic port.
+const (
+	graphPortProgrammatic = 1 // CU_GRAPH_KERNEL_NODE_PORT_PROGRAMMATIC
+	graphEdgeProgrammatic = 1 // CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC
+)
+
 // Flags.
 const (
 	streamNonBlocking  = 0x1 // CU_STREAM_NON_BLOCKING: no implicit order with the legacy stream
@@ -74,6 +81,11 @@ type driver struct {
 	graphCreate, graphDestroy, graphAddKernelNode, graphAddMemsetNode   cfunc
 	graphInstantiate, graphLaunch, graphExecSetKernel, graphExecDestroy cfunc
 	graphErr                                                            error
+
+	// graphAddDependencies (cuGraphAddDependencies_v2, CUDA 12.3) adds
+	// edges with edge data: the programmatic edges of programmatic
+	// dependent launch (graph_linux.go). Zero where the driver lacks it.
+	graphAddDependencies cfunc
 
 	// streamWaitValue32 (cuStreamWaitValue32_v2, CUDA 12) holds a stream
 	// until a word of memory reaches a value: the kernel profile's gate.
@@ -160,6 +172,9 @@ func loadDriver() (*driver, error) {
 	})
 	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.streamWaitValue32: "cuStreamWaitValue32_v2"}) != nil {
 		d.streamWaitValue32 = cfunc{}
+	}
+	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.graphAddDependencies: "cuGraphAddDependencies_v2"}) != nil {
+		d.graphAddDependencies = cfunc{}
 	}
 	return d, nil
 }

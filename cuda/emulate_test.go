@@ -31,6 +31,9 @@ var emulateFiles embed.FS
 // and for each row alone, and the gated GEMV bit for bit the matmul's
 // outputs through silu_mul's formula). It checks the fragment layouts,
 // slices, splits and epilogues, not the GPU's rounding inside mma.sync.
+// Each launch also holds the weight spans the blocks prefetch before
+// grid_dependency_wait (common.cuh's prefetch_l2 reports them to the shim)
+// to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of host threads")

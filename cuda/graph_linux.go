@@ -51,6 +51,9 @@ type GraphStats struct {
 	Updates   int64 // kernel nodes whose arguments changed before a launch
 	Evictions int64 // execs dropped to stay within the cache's bounds
 	Failures  int64 // failed builds, updates or launches (those command buffers were issued launch by launch)
+	// Kernel nodes built to depend on the node before programmatically
+	// (SetPDL).
+	Programmatic int64
 }
 
 // graphCache holds a queue's graph execs by command-buffer structure. With
@@ -100,6 +103,12 @@ type kernelNodeParams struct {
 	shared       uint32
 	_            uint32
 	params, extr uintptr
+}
+
+// graphEdgeData is CUgraphEdgeData.
+type graphEdgeData struct {
+	fromPort, toPort, typ uint8
+	_                     [5]uint8
 }
 
 // memsetNodeParams is CUDA_MEMSET_NODE_PARAMS.
@@ -269,8 +278,8 @@ func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack 
 	}
 	words := uint64(n * statusWords)
 	zero := memsetNodeParams{dst: st.dev, pitch: 4 * words, elementSize: 4, width: words, height: 1}
-	var prev uintptr
-	if err := d.drv.call(d.drv.graphAddMemsetNode, uintptr(unsafe.Pointer(&prev)), e.graph, 0, 0, uintptr(unsafe.Pointer(&zero)), d.ctx); err != nil {
+	ch := chainer{q: q, e: e, pdl: d.pdl.Load()}
+	if err := d.drv.call(d.drv.graphAddMemsetNode, uintptr(unsafe.Pointer(&ch.prev)), e.graph, 0, 0, uintptr(unsafe.Pointer(&zero)), d.ctx); err != nil {
 		return fail(err)
 	}
 	for i := range launches {
@@ -280,13 +289,12 @@ func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack 
 		}
 		q.put(l.k, vals[offs[i]:offs[i+1]], st.dev+uint64(i*statusWords*4))
 		p := q.nodeParams(l)
-		if err := d.drv.call(d.drv.graphAddKernelNode, uintptr(unsafe.Pointer(&e.nodes[i])), e.graph, uintptr(unsafe.Pointer(&prev)), 1, uintptr(unsafe.Pointer(&p))); err != nil {
+		if err := ch.add(&e.nodes[i], l.k, &p); err != nil {
 			return fail(err)
 		}
-		prev = e.nodes[i]
 	}
 	if copyBack {
-		if err := q.addStatusCopy(e, prev); err != nil {
+		if err := q.addStatusCopy(&ch); err != nil {
 			return fail(err)
 		}
 	}
@@ -294,6 +302,53 @@ func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack 
 		return fail(err)
 	}
 	return e, nil
+}
+
+// chainer adds the kernel nodes of a graph exec one after the other, each
+// depending on the node added before it (the memset zeroing the status
+// records first), as the stream would run them.
+type chainer struct {
+	q           *queue
+	e           *graphExec
+	pdl         bool    // programmatic dependent launch (Device.SetPDL)
+	prev        uintptr // the last node added
+	afterKernel bool    // prev is a kernel node
+}
+
+// programmatic reports whether a kernel node of k that follows a kernel
+// node (afterKernel) depends on it programmatically, with PDL on: k may
+// then be scheduled while the node before runs, and waits for it (and so
+// for every node before) in grid_dependency_wait, its first statement. A
+// catalog kernel does (the tests hold each to it); a kernel compiled from
+// its own source at first use (kernel.user) does not wait, so it follows
+// an ordinary edge, as does every node after a node that is not a kernel
+// (the memset): a programmatic edge joins two kernel nodes only.
+func programmatic(pdl, afterKernel bool, k *kernel) bool {
+	return pdl && afterKernel && !k.user
+}
+
+// add adds a kernel node of k with params p after the last node, into
+// *node.
+func (c *chainer) add(node *uintptr, k *kernel, p *kernelNodeParams) error {
+	d := c.q.dev
+	if !programmatic(c.pdl, c.afterKernel, k) {
+		if err := d.drv.call(d.drv.graphAddKernelNode, uintptr(unsafe.Pointer(node)), c.e.graph, uintptr(unsafe.Pointer(&c.prev)), 1, uintptr(unsafe.Pointer(p))); err != nil {
+			return err
+		}
+	} else {
+		// cuGraphAddKernelNode's dependencies are ordinary edges: the node
+		// is added without any, then its programmatic edge.
+		if err := d.drv.call(d.drv.graphAddKernelNode, uintptr(unsafe.Pointer(node)), c.e.graph, 0, 0, uintptr(unsafe.Pointer(p))); err != nil {
+			return err
+		}
+		edge := graphEdgeData{fromPort: graphPortProgrammatic, typ: graphEdgeProgrammatic}
+		if err := d.drv.call(d.drv.graphAddDependencies, c.e.graph, uintptr(unsafe.Pointer(&c.prev)), uintptr(unsafe.Pointer(node)), uintptr(unsafe.Pointer(&edge)), 1); err != nil {
+			return err
+		}
+		d.graphStats.programmatic.Add(1)
+	}
+	c.prev, c.afterKernel = *node, true
+	return nil
 }
 
 // updateGraph sets the arguments of e's kernel nodes whose values differ

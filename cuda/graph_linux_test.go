@@ -25,7 +25,8 @@ func withGraphs(t *testing.T, d *Device, on bool, f func()) GraphStats {
 	f()
 	after := d.GraphStats()
 	return GraphStats{Launches: after.Launches - before.Launches, Replays: after.Replays - before.Replays, Captures: after.Captures - before.Captures,
-		Updates: after.Updates - before.Updates, Evictions: after.Evictions - before.Evictions, Failures: after.Failures - before.Failures}
+		Updates: after.Updates - before.Updates, Evictions: after.Evictions - before.Evictions, Failures: after.Failures - before.Failures,
+		Programmatic: after.Programmatic - before.Programmatic}
 }
 
 func randF32(r *rand.Rand, n int) []float32 {

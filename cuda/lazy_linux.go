@@ -108,6 +108,9 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 		return nil, err
 	}
 	k.mma = mma
+	// A user kernel does not wait on its predecessors (griddepcontrol),
+	// so it must never be a programmatic dependent.
+	k.user = !builtin
 	return k, nil
 }
 

@@ -178,15 +178,16 @@ func copyLaunch(k *kernel, src, dst *buffer, off, n int64) launch {
 		args: []runtime.BufferArg{{Buffer: src, Size: n, Access: primitives.Read, Name: "src"}, {Buffer: dst, Offset: off, Size: n, Access: primitives.Write, Name: "dst"}}}
 }
 
-// addStatusCopy adds to e's graph, after node prev, a copy_bytes node
-// copying the status records to the host side of e's status block (pinned
-// host memory, written through the host's pointer): a command buffer
-// launched as e then needs no copy on the stream, and reads the records
-// there when it retires. Only for an exec never launched while a launch of
-// it is in flight (a replayed list's), whose records the next launch would
-// otherwise overwrite.
-func (q *queue) addStatusCopy(e *graphExec, prev uintptr) error {
-	d, st := q.dev, e.status
+// addStatusCopy adds to the graph of ch's exec e, after its last node, a
+// copy_bytes node copying the status records to the host side of e's
+// status block (pinned host memory, written through the host's pointer):
+// a command buffer launched as e then needs no copy on the stream, and
+// reads the records there when it retires. Only for an exec never launched
+// while a launch of it is in flight (a replayed list's), whose records the
+// next launch would otherwise overwrite.
+func (q *queue) addStatusCopy(ch *chainer) error {
+	d, e := q.dev, ch.e
+	st := e.status
 	n := int64(len(e.nodes) * statusWords * 4)
 	l := copyLaunch(d.kernels[primitives.CopyKernel], &buffer{dev: d, ptr: st.dev, n: n}, hostBuffer(d, uintptr(st.host), n), 0, n)
 	vals, _, err := q.values(&l, nil)
@@ -196,7 +197,7 @@ func (q *queue) addStatusCopy(e *graphExec, prev uintptr) error {
 	q.put(l.k, vals, st.dev) // copy_bytes reports nothing: any record will do
 	p := q.nodeParams(&l)
 	var node uintptr
-	if err := d.drv.call(d.drv.graphAddKernelNode, uintptr(unsafe.Pointer(&node)), e.graph, uintptr(unsafe.Pointer(&prev)), 1, uintptr(unsafe.Pointer(&p))); err != nil {
+	if err := ch.add(&node, l.k, &p); err != nil {
 		return err
 	}
 	e.copies = true

@@ -254,7 +254,8 @@ func TestReplayListBadIndex(t *testing.T) {
 // call's output fed back as the next call's input array and a per-call
 // constant uploaded, pipelined a few calls deep from two goroutines (one
 // submits, one waits) as the Decoder does: the results are bit for bit
-// those with graphs off, and the replays' lists ran as their own execs.
+// those with graphs off, and the replays' lists ran as their own execs;
+// also with programmatic dependent launch (SetPDL), where the device can.
 func TestReplayCompiledStep(t *testing.T) {
 	d := replayDevice(t)
 	const n, steps = 515, 40
@@ -267,8 +268,13 @@ func TestReplayCompiledStep(t *testing.T) {
 	for k := range cs {
 		cs[k] = randF32(r, n)
 	}
-	run := func(on bool) ([]float32, GraphStats) {
+	run := func(on, pdl bool) ([]float32, GraphStats) {
 		var got []float32
+		was := d.PDL()
+		defer d.SetPDL(was)
+		if err := d.SetPDL(pdl); err != nil {
+			t.Fatal(err)
+		}
 		st := withGraphs(t, d, on, func() {
 			rt, err := runtime.New(d, runtime.Options{DispatchesPerCommandBuffer: 2})
 			if err != nil {
@@ -312,14 +318,24 @@ func TestReplayCompiledStep(t *testing.T) {
 			want[i] = float32(float64(v) + float64(cs[k][i]))
 		}
 	}
-	for _, on := range []bool{false, true} {
-		got, st := run(on)
+	modes := []struct{ graphs, pdl bool }{{false, false}, {true, false}}
+	if err := d.pdlSupport(); err != nil {
+		t.Logf("not with PDL: %v", err)
+	} else {
+		modes = append(modes, struct{ graphs, pdl bool }{true, true})
+	}
+	for _, m := range modes {
+		on := m.graphs
+		got, st := run(on, m.pdl)
 		for i := range want {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("graphs %v: h[%d] = %v, want %v", on, i, got[i], want[i])
+				t.Fatalf("graphs %v, PDL %v: h[%d] = %v, want %v", on, m.pdl, i, got[i], want[i])
 			}
 		}
-		t.Logf("graphs %v: %+v", on, st)
+		t.Logf("graphs %v, PDL %v: %+v", on, m.pdl, st)
+		if (st.Programmatic > 0) != m.pdl {
+			t.Errorf("graphs %v, PDL %v: %d programmatic edges", on, m.pdl, st.Programmatic)
+		}
 		// Every call after the first is a replay, one list; a replay that
 		// finds every kept list set in flight submits a list without
 		// identity, so most, not all, are their own exec's launches.

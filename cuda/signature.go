@@ -14,6 +14,7 @@ import (
 type cudaKernel struct {
 	file   string
 	params []cudaParam
+	first  string // the body's first statement, without its semicolon
 }
 
 type cudaParam struct{ typ, name string }
@@ -39,7 +40,14 @@ func parseKernels(file, src string, into map[string]cudaKernel) error {
 			}
 			params = append(params, cudaParam{strings.Join(f[:len(f)-1], " "), f[len(f)-1]})
 		}
-		into[name] = cudaKernel{file, params}
+		body := src[m[1]+end:]
+		var first string
+		if open := strings.IndexByte(body, '{'); open >= 0 {
+			if end := strings.IndexAny(body[open+1:], ";}"); end >= 0 {
+				first = strings.Join(strings.Fields(body[open+1:open+1+end]), " ")
+			}
+		}
+		into[name] = cudaKernel{file, params, first}
 	}
 	return nil
 }

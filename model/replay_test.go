@@ -19,11 +19,11 @@ var replayConfig = Config{VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, N
 
 // decodeLoop runs steps decode steps of token sequence ids (teacher
 // forced, so that each step is submitted before the previous one has
-// completed) with padded block tables and returns each step's logits and
-// statistics.
-func decodeLoop(t testing.TB, rt *runtime.Runtime, cfg Config, steps int) ([][]float32, []runtime.Stats) {
+// completed) with padded block tables, the model's weights and activations
+// of dtype dt, and returns each step's logits and statistics.
+func decodeLoop(t testing.TB, rt *runtime.Runtime, cfg Config, dt graph.DType, steps int) ([][]float32, []runtime.Stats) {
 	t.Helper()
-	m, err := New(rt, cfg, RandomWeights(cfg, graph.Float32, 3), graph.Float32)
+	m, err := New(rt, cfg, RandomWeights(cfg, dt, 3), dt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestReplayedDecodeIsBitIdentical(t *testing.T) {
 	cfg := replayConfig
 	cfg.NumLayers = 3
 	const steps = 10
-	want, _ := decodeLoop(t, newRuntime(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), cfg, steps)
+	want, _ := decodeLoop(t, newRuntime(t, cpu.New(cpu.Options{}), runtime.Options{NoPlanCache: true}), cfg, graph.Float32, steps)
 	for _, c := range []struct {
 		name string
 		dev  cpu.Options
@@ -88,7 +88,7 @@ func TestReplayedDecodeIsBitIdentical(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dev := cpu.New(c.dev)
 			rt := newRuntime(t, dev, c.opts)
-			got, stats := decodeLoop(t, rt, cfg, steps)
+			got, stats := decodeLoop(t, rt, cfg, graph.Float32, steps)
 			for i := range want {
 				if !slices.Equal(got[i], want[i]) {
 					t.Fatalf("step %d (%v): logits differ from the step planned from scratch", i, stats[i])

@@ -58,14 +58,15 @@ func benchMembwCUDA(sizeMiB, reps int) error {
 }
 
 // cudaGraphSummary describes the CUDA graphs the device ran so far
-// (LOOM_CUDA_GRAPHS=0 turns them off).
+// (LOOM_CUDA_GRAPHS=0 turns them off; LOOM_CUDA_PDL=1 turns on their
+// programmatic edges).
 func cudaGraphSummary() string {
 	if cudaDev == nil {
 		return ""
 	}
 	s := cudaDev.GraphStats()
-	return fmt.Sprintf("CUDA graphs: %d command buffers launched as graphs (%d of them replayed lists), %d built, %d kernel nodes updated, %d evicted, %d failures",
-		s.Launches, s.Replays, s.Captures, s.Updates, s.Evictions, s.Failures)
+	return fmt.Sprintf("CUDA graphs: %d command buffers launched as graphs (%d of them replayed lists), %d built, %d kernel nodes updated, %d evicted, %d failures; PDL %v, %d programmatic edges",
+		s.Launches, s.Replays, s.Captures, s.Updates, s.Evictions, s.Failures, cudaDev.PDL(), s.Programmatic)
 }
 
 // startKernelProfile starts a kernel profile of the CUDA device

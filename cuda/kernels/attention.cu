@@ -576,6 +576,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS(                                                   \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                           \
+    grid_dependency_wait();                                                                                      \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,       \
                            nullptr, nullptr, nullptr, nullptr, p, status);                                       \
   }
@@ -584,6 +585,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_sinks(                                           \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
+    grid_dependency_wait();                                                                                      \
     attention_group<T, HS>(false, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out, nullptr, \
                            nullptr, nullptr, nullptr, p, status);                                                \
   }
@@ -593,6 +595,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,            \
       const PagedAttentionParams p, Status* status) {                                                            \
+    grid_dependency_wait();                                                                                      \
     attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, nullptr, out,        \
                            max_logits, exp_sums, tmp_out, counters, p, status);                                  \
   }
@@ -602,6 +605,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,               \
       u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                     \
+    grid_dependency_wait();                                                                                      \
     attention_group<T, HS>(true, q, k_cache, v_cache, block_tables, seq_lens, cu_seqlens_q, sinks, out,          \
                            max_logits, exp_sums, tmp_out, counters, p, status);                                  \
   }
@@ -641,6 +645,7 @@ __device__ void kv_write(T* k_cache, T* v_cache, const T* key, const T* value, c
   extern "C" __global__ void kv_write_##SHORT##_##SS(T* k_cache, T* v_cache, const T* key, const T* value,    \
                                                      const S* slot_mapping, const KVWriteParams p,            \
                                                      Status* status) {                                        \
+    grid_dependency_wait();                                                                                   \
     kv_write(k_cache, v_cache, key, value, slot_mapping, p, status);                                          \
   }
 #define KV_WRITE(SHORT, T) KV_WRITE_KERNEL(SHORT, T, i32, int) KV_WRITE_KERNEL(SHORT, T, i64, i64)

@@ -79,6 +79,7 @@ template <typename From, typename To, int FK> struct Convert<From, To, FK, 2> { 
 #define CAST_KERNEL(FS, FT, TS, TT)                                                                    \
   extern "C" __global__ void cast_##FS##_##TS(const FT* a, TT* out, const ElementwiseParams p,         \
                                               Status* status) {                                        \
+    grid_dependency_wait();                                                                            \
     u32 i = thread_index();                                                                            \
     if (i >= p.N) return;                                                                              \
     out[i] = Convert<FT, TT>::cast(a[input_index(p, 0, i)]);                                           \

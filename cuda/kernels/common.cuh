@@ -70,6 +70,58 @@ __device__ __forceinline__ void report_bad_index(Status* s, u32 arg, u32 entry, 
   report_status(s, LOOM_BAD_INDEX, arg, entry, entry, value, limit);
 }
 
+// ---- programmatic dependent launch -------------------------------------------
+
+// grid_dependency_wait is every catalog kernel's first statement (the tests
+// hold the sources to it; docs/CUDA.md, "Programmatic dependent launch").
+// In a graph whose kernel nodes depend on the one before programmatically
+// (LOOM_CUDA_PDL), a kernel may start while its predecessor still runs:
+// griddepcontrol.wait holds the thread until every prerequisite grid has
+// completed and its memory operations are visible, so no global memory
+// access of the kernel (a read of a predecessor's output, a write to a
+// buffer it still reads, a status report) comes before it. As each kernel
+// waits before it can complete, a completed kernel implies that all the
+// kernels before it in the chain have completed too. launch_dependents
+// then lets the next kernel of the chain be scheduled while this one runs:
+// it only waits in turn. It comes after the wait, so that a kernel is
+// scheduled only once every kernel two nodes or more before it has
+// completed: only its immediate predecessor may still run, and the writes
+// of all the others were done before it started. Without a programmatic
+// prerequisite (a launch outside a graph, an ordinary edge, an older GPU)
+// both are no-ops.
+//
+// Its arguments are spans of global memory the kernel is about to read,
+// which the block asks the L2 cache for before the wait (the weight rows
+// of a GEMV's first step, matmul.cu), so that the weight stream starts
+// while the predecessor finishes. A prefetch returns nothing to the thread
+// and writes nothing: it moves lines into the L2, which every
+// multiprocessor reads global memory through (the point of coherence), so
+// it can neither see nor change a value, whatever the predecessor does to
+// those bytes (the weights are not written by any kernel of a step anyway).
+// The spans are computed from the params and the block's index alone.
+struct L2Span {
+  const void* p;
+  u64 bytes;
+};
+__device__ __forceinline__ void prefetch_l2(L2Span s) {
+#ifdef __CUDA_ARCH__
+  const char* c = (const char*)s.p;
+  for (u64 at = (u64)threadIdx.x * 128; at < s.bytes; at += (u64)blockDim.x * 128) {
+    asm volatile("prefetch.L2 [%0];" ::"l"(c + at));
+  }
+#else
+  emu_prefetch(s.p, s.bytes);  // the host emulation of matmul.cu checks the spans (emulate_test.go)
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait(L2Span a = L2Span{nullptr, 0}, L2Span b = L2Span{nullptr, 0}) {
+  prefetch_l2(a);
+  prefetch_l2(b);
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // kv_slot returns the slot of slot_mapping (buffer argument slot_arg) that
 // token t writes its keys and values to, or a negative number when it
 // writes none: its slot is negative (padding), or some slot is past the

@@ -4,6 +4,7 @@
 // copy_bytes: each thread copies 16 bytes, as one vector when both pointers
 // are 16-byte aligned (buffers are; bound offsets may not be).
 extern "C" __global__ void copy_bytes(const u8* src, u8* dst, const CopyParams p, Status* status) {
+  grid_dependency_wait();
   u64 at = (u64)thread_index() * 16;
   if (at >= p.Bytes) return;
   u64 n = p.Bytes - at < 16 ? p.Bytes - at : 16;
@@ -35,6 +36,7 @@ __device__ __forceinline__ void copy_strided(const T* src, T* dst, const Strided
 #define COPY_STRIDED(SHORT, T)                                                                    \
   extern "C" __global__ void copy_strided_##SHORT(const T* src, T* dst, const StridedCopyParams p, \
                                                   Status* status) {                               \
+    grid_dependency_wait();                                                                       \
     copy_strided(src, dst, p);                                                                    \
   }
 LOOM_ALL(COPY_STRIDED)

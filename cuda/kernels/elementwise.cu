@@ -51,6 +51,7 @@ template <typename C> __device__ __forceinline__ bool op_greater_equal(C a, C b)
 #define ARITH_KERNEL(SHORT, T, OP)                                                                      \
   extern "C" __global__ void OP##_##SHORT(const T* a, const T* b, T* out, const ElementwiseParams p,    \
                                           Status* status) {                                             \
+    grid_dependency_wait();                                                                             \
     u32 i = thread_index();                                                                             \
     if (i >= p.N) return;                                                                               \
     out[i] = Num<T>::store(op_##OP(Num<T>::load(a[input_index(p, 0, i)]), Num<T>::load(b[input_index(p, 1, i)]))); \
@@ -58,6 +59,7 @@ template <typename C> __device__ __forceinline__ bool op_greater_equal(C a, C b)
 #define COMPARE_KERNEL(SHORT, T, OP)                                                                    \
   extern "C" __global__ void OP##_##SHORT(const T* a, const T* b, u8* out, const ElementwiseParams p,   \
                                           Status* status) {                                             \
+    grid_dependency_wait();                                                                             \
     u32 i = thread_index();                                                                             \
     if (i >= p.N) return;                                                                               \
     out[i] = op_##OP(Num<T>::load(a[input_index(p, 0, i)]), Num<T>::load(b[input_index(p, 1, i)]));     \
@@ -115,6 +117,7 @@ __device__ __forceinline__ i64 un_abs(i64 x) { return x < 0 ? un_neg(x) : x; }
 
 #define UNARY_KERNEL(SHORT, T, OP)                                                                    \
   extern "C" __global__ void OP##_##SHORT(const T* a, T* out, const ElementwiseParams p, Status* status) { \
+    grid_dependency_wait();                                                                           \
     u32 i = thread_index();                                                                           \
     if (i >= p.N) return;                                                                             \
     out[i] = Num<T>::store(un_##OP(Num<T>::load(a[input_index(p, 0, i)])));                           \
@@ -147,6 +150,7 @@ UNARY_FLOAT(floor)
 // above, the product in float32, rounded once.
 #define SILU_MUL_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void silu_mul_##SHORT(const T* a, T* out, const SiLUMulParams p, Status* status) { \
+    grid_dependency_wait();                                                                           \
     u32 i = thread_index();                                                                           \
     if (i >= p.Rows * p.N) return;                                                                    \
     const u64 g = (u64)(i / p.N) * 2 * p.N + i % p.N;                                                 \
@@ -159,6 +163,7 @@ LOOM_FLOATS(SILU_MUL_KERNEL)
 #define WHERE_KERNEL(SHORT, T)                                                                         \
   extern "C" __global__ void where_##SHORT(const u8* cond, const T* a, const T* b, T* out,             \
                                            const ElementwiseParams p, Status* status) {                \
+    grid_dependency_wait();                                                                            \
     u32 i = thread_index();                                                                            \
     if (i >= p.N) return;                                                                              \
     out[i] = cond[input_index(p, 0, i)] ? a[input_index(p, 1, i)] : b[input_index(p, 2, i)];           \

@@ -106,6 +106,34 @@ __device__ __forceinline__ void dot_parts(const T* x, const T* const* w, u32 K, 
   }
 }
 
+// gemv_split is gemv_rows's S (below).
+__device__ __forceinline__ u32 gemv_split(u32 N) {
+  u32 S = 1;
+  while (S < LOOM_GEMV_ROWS && (u64)gridDim.x * (LOOM_GEMV_ROWS / (2 * S)) >= N) S *= 2;
+  return S;
+}
+
+// PREFETCH_BYTES bounds the weight bytes a GEMV block asks the L2 for
+// before grid_dependency_wait (common.cuh), its first step's rows: a block
+// with a long first step (few blocks over many rows, the lm_head) asks for
+// no more than it reads in the first microseconds.
+#define PREFETCH_BYTES (64u << 10)
+
+// rows_span is rows [r0, r0 + n) ∩ [r0, limit) of the K-element rows at
+// w, at most PREFETCH_BYTES of them: what grid_dependency_wait prefetches.
+template <typename T> __device__ __forceinline__ L2Span rows_span(const T* w, u32 r0, u32 n, u32 limit, u32 K) {
+  if (r0 >= limit) return L2Span{nullptr, 0};
+  const u64 bytes = (u64)min(n, limit - r0) * K * sizeof(T);
+  return L2Span{w + (u64)r0 * K, bytes < PREFETCH_BYTES ? bytes : PREFETCH_BYTES};
+}
+
+// gemv_span is the weight rows of gemv_rows's first step in this block.
+template <typename T> __device__ __forceinline__ L2Span gemv_span(const T* b, const MatMulParams& p) {
+  if (!p.TransposeB) return L2Span{nullptr, 0};
+  const u32 rows = LOOM_GEMV_ROWS / gemv_split(p.N);
+  return rows_span(b + matrix_offsets(p, blockIdx.z).b, blockIdx.x * rows, rows, p.N, p.K);
+}
+
 // gemv_rows: B stored N×K (TransposeB). S warps share each output, S the
 // largest of 1, 2, 4 and 8 whose LOOM_GEMV_ROWS / S outputs a block the
 // grid covers N with (primitives.gemvSplitK chooses it through the grid):
@@ -119,8 +147,7 @@ __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p,
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output share");
   __shared__ float parts[LOOM_GEMV_ROWS][GEMV_PARTS];
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  u32 S = 1;
-  while (S < LOOM_GEMV_ROWS && (u64)gridDim.x * (LOOM_GEMV_ROWS / (2 * S)) >= p.N) S *= 2;
+  const u32 S = gemv_split(p.N);
   const u32 rows = LOOM_GEMV_ROWS / S, share = warp % S;
   const T* x = a + o.a;
   // Every warp takes every step, so that all reach the barriers.
@@ -179,6 +206,7 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
 #define GEMV_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void matmul_##SHORT##_gemv(const T* a, const T* b, T* out, const MatMulParams p, \
                                                    Status* status) {                                    \
+    grid_dependency_wait(gemv_span(b, p));                                                              \
     MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                    \
     if (p.TransposeB) {                                                                                 \
       gemv_rows(a, b, out, p, o);                                                                       \
@@ -213,9 +241,19 @@ __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLU
   if (lane == 0) store_f(out, (u64)m * p.N + j, un_silu(gs) * us);
 }
 
+// gated_span is the gate (half 0) or up (half 1) rows of this block of
+// gated_gemv_rows, for its first row of x only: the other rows' blocks
+// read the same weights.
+template <typename T> __device__ __forceinline__ L2Span gated_span(const T* w, const MatMulSiLUMulParams& p, u32 half) {
+  if (blockIdx.y != 0) return L2Span{nullptr, 0};
+  const u32 j0 = blockIdx.x * LOOM_GEMV_ROWS;
+  return rows_span(w + (u64)half * p.N * p.K, j0, LOOM_GEMV_ROWS, p.N, p.K);
+}
+
 #define GATED_GEMV_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void matmul_silu_mul_##SHORT(const T* x, const T* w, T* out,                      \
                                                      const MatMulSiLUMulParams p, Status* status) {       \
+    grid_dependency_wait(gated_span(w, p, 0), gated_span(w, p, 1));                                       \
     gated_gemv_rows(x, w, out, p);                                                                        \
   }
 
@@ -281,6 +319,7 @@ template <typename T> __device__ void matmul_tiled(const T* a, const T* b, T* ou
 #define TILED_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void matmul_##SHORT##_tiled(const T* a, const T* b, T* out, const MatMulParams p, \
                                                     Status* status) {                                    \
+    grid_dependency_wait();                                                                              \
     matmul_tiled(a, b, out, p);                                                                          \
   }
 
@@ -495,16 +534,34 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
   }
 }
 
+// mma_tiles_of_x and mma_split are mma_gemv's MT and S (below).
+__device__ __forceinline__ u32 mma_tiles_of_x(u32 M) {
+  const u32 rows = min(M, (u32)LOOM_MMA_GEMV_ROWS);
+  return rows <= 8 ? 1 : rows <= 16 ? 2 : rows <= 32 ? 4 : 8;
+}
+__device__ __forceinline__ u32 mma_split(u32 M, u32 split) {
+  const u32 mt = mma_tiles_of_x(M);
+  u32 s = 1;
+  while (s < 8 && (s < split || s < mt)) s *= 2;
+  return s;
+}
+
+// mma_span is the weight rows of this block's first step of mma_tiles,
+// tiles of tileRows rows from row `first` of w (the gated GEMV's up rows:
+// first = N).
+template <typename T>
+__device__ __forceinline__ L2Span mma_span(const T* w, u32 first, u32 N, u32 K, u32 M, u32 split, u32 tileRows) {
+  const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows;
+  return rows_span(w + (u64)first * K, blockIdx.x * rows, rows, N, K);
+}
+
 // mma_gemv runs mma_tiles with the tiles of x that min(M, 64) rows need
 // and S warps a tile: split as the lowering asked, but at least the tiles
 // of x (the warp's accumulators, (8/S)·MT·4 floats, stay at 32), a power
 // of two of at most 8. Any split and grid give the same result.
 template <typename T>
 __device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, float* red, const MmaRows<T>& epi) {
-  const u32 rows = min(M, (u32)LOOM_MMA_GEMV_ROWS);
-  const u32 mt = rows <= 8 ? 1 : rows <= 16 ? 2 : rows <= 32 ? 4 : 8;
-  u32 s = 1;
-  while (s < 8 && (s < split || s < mt)) s *= 2;
+  const u32 mt = mma_tiles_of_x(M), s = mma_split(M, split);
   switch (mt * 16 + s) {
     case 16 + 1: mma_tiles<T, 1, 1>(x, M, K, tiles, vec, red, epi); break;
     case 16 + 2: mma_tiles<T, 1, 2>(x, M, K, tiles, vec, red, epi); break;
@@ -561,6 +618,11 @@ template <typename T> struct MmaRows {
   }
 };
 
+// gemv_mma_span is the weight rows of gemv_mma's first step in this block.
+template <typename T> __device__ __forceinline__ L2Span gemv_mma_span(const T* b, const MatMulParams& p) {
+  return mma_span(b + matrix_offsets(p, blockIdx.z).b, 0, p.N, p.K, p.M, p.Split, p.TileRows == 8 ? 8 : 16);
+}
+
 template <typename T>
 __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, float* red) {
   const MatrixOffsets o = matrix_offsets(p, blockIdx.z);
@@ -575,6 +637,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 #define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
       matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
+    grid_dependency_wait(gemv_mma_span(b, p));                                                         \
     __shared__ float red[MMA_RED_FLOATS];                                                              \
     gemv_mma(a, b, out, p, red);                                                                        \
   }
@@ -584,6 +647,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
       matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
                                     Status* status) {                                                    \
+    grid_dependency_wait(mma_span(w, 0, p.N, p.K, p.M, p.Split, 8), mma_span(w, p.N, p.N, p.K, p.M, p.Split, 8)); \
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
@@ -725,6 +789,7 @@ template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T
 #define TILED_MMA_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void matmul_##SHORT##_tiled_mma(const T* a, const T* b, T* out, const MatMulParams p, \
                                                         Status* status) {                                \
+    grid_dependency_wait();                                                                              \
     matmul_tiled_mma(a, b, out, p);                                                                      \
   }
 

@@ -54,6 +54,7 @@ template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* o
 #define RMS_NORM_KERNEL(SHORT, T)                                                                       \
   extern "C" __global__ void rms_norm_##SHORT(const T* x, const T* weight, T* out,                     \
                                               const RMSNormParams p, Status* status) {                 \
+    grid_dependency_wait();                                                                            \
     rms_norm(x, weight, out, p);                                                                        \
   }
 LOOM_FLOATS(RMS_NORM_KERNEL)
@@ -107,6 +108,7 @@ __device__ void add_rms_norm(const T* x, const T* residual, const T* weight, T* 
 #define ADD_RMS_NORM_KERNEL(SHORT, T)                                                                          \
   extern "C" __global__ void add_rms_norm_##SHORT(const T* x, const T* residual, const T* weight, T* sum, T* out, \
                                                   const RMSNormParams p, Status* status) {                    \
+    grid_dependency_wait();                                                                                  \
     add_rms_norm(x, residual, weight, sum, out, p);                                                          \
   }
 LOOM_FLOATS(ADD_RMS_NORM_KERNEL)
@@ -154,6 +156,7 @@ template <typename T> __device__ void rope(const T* x, const int* positions, T* 
 #define ROPE_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void rope_##SHORT(const T* x, const int* positions, T* out, const RoPEParams p, \
                                           Status* status) {                                             \
+    grid_dependency_wait();                                                                             \
     rope(x, positions, out, p);                                                                         \
   }
 LOOM_FLOATS(ROPE_KERNEL)
@@ -222,6 +225,7 @@ __device__ void qk_norm_rope_kv_write(const T* qkv, const T* q_norm, const T* k_
   extern "C" __global__ void qk_norm_rope_kv_write_##SHORT##_##SS(                                              \
       const T* qkv, const T* q_norm, const T* k_norm, const int* positions, T* k_cache, T* v_cache,             \
       const S* slot_mapping, T* q, const QKNormRoPEKVWriteParams p, Status* status) {                           \
+    grid_dependency_wait();                                                                                     \
     qk_norm_rope_kv_write(qkv, q_norm, k_norm, positions, k_cache, v_cache, slot_mapping, q, p, status);        \
   }
 #define QK_NORM_ROPE_KV_WRITE(SHORT, T) \
@@ -253,6 +257,7 @@ __device__ void layer_norm(const T* x, const T* weight, const T* bias, T* out, c
 #define LAYER_NORM_KERNEL(SHORT, T)                                                                     \
   extern "C" __global__ void layer_norm_##SHORT(const T* x, const T* weight, const T* bias, T* out,    \
                                                 const RMSNormParams p, Status* status) {               \
+    grid_dependency_wait();                                                                            \
     layer_norm(x, weight, bias, out, p);                                                                \
   }
 LOOM_FLOATS(LAYER_NORM_KERNEL)

@@ -79,10 +79,12 @@ __device__ void dequantize(const u32* w, const T* scales, const T* biases, T* ou
   extern "C" __global__ void qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,           \
                                                        const T* biases, T* out, const QuantParams p,         \
                                                        Status* status) {                                     \
+    grid_dependency_wait();                                                                                  \
     qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                          \
   }                                                                                                          \
   extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,  \
                                                           T* out, const QuantParams p, Status* status) {     \
+    grid_dependency_wait();                                                                                  \
     dequantize<T, BITS>(w, scales, biases, out, p);                                                          \
   }
 #define QUANT_KERNELS_4_8(SHORT, T) QUANT_KERNELS(SHORT, T, 4) QUANT_KERNELS(SHORT, T, 8)

@@ -6,6 +6,7 @@
 #define RANDOM_ULP 5.9604644775390625e-08
 
 extern "C" __global__ void random_bits_u32(const u32* key, u32* out, const RandomParams p, Status* status) {
+  grid_dependency_wait();
   const u32 i = thread_index();
   if (i >= p.N) return;
   u32 w[4];
@@ -18,6 +19,7 @@ extern "C" __global__ void random_bits_u32(const u32* key, u32* out, const Rando
 #define RANDOM_FLOAT_KERNELS(SHORT, T)                                                                  \
   extern "C" __global__ void random_uniform_##SHORT(const u32* key, T* out, const RandomParams p,       \
                                                     Status* status) {                                  \
+    grid_dependency_wait();                                                                            \
     const u32 i = thread_index();                                                                       \
     if (i >= p.N) return;                                                                               \
     u32 w[4];                                                                                           \
@@ -27,6 +29,7 @@ extern "C" __global__ void random_bits_u32(const u32* key, u32* out, const Rando
   }                                                                                                     \
   extern "C" __global__ void random_normal_##SHORT(const u32* key, T* out, const RandomParams p,        \
                                                    Status* status) {                                   \
+    grid_dependency_wait();                                                                            \
     const u32 i = thread_index();                                                                       \
     if (i >= p.N) return;                                                                               \
     u32 w[4];                                                                                           \

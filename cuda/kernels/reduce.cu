@@ -53,10 +53,12 @@ template <typename T> __device__ __forceinline__ double sum_row(const T* a, cons
 
 #define SUM_FLOAT(SHORT, T)                                                                             \
   extern "C" __global__ void sum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
+    grid_dependency_wait();                                                                            \
     double s = sum_row(a, p);                                                                           \
     if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)s);                                           \
   }                                                                                                     \
   extern "C" __global__ void mean_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    grid_dependency_wait();                                                                            \
     double s = sum_row(a, p);                                                                           \
     if (threadIdx.x == 0) store_f(out, blockIdx.x, (float)(s / (double)p.N));                           \
   }
@@ -65,6 +67,7 @@ LOOM_FLOATS(SUM_FLOAT)
 // Integer sums wrap around like integer addition.
 #define SUM_INT(SHORT, T)                                                                               \
   extern "C" __global__ void sum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {     \
+    grid_dependency_wait();                                                                            \
     __shared__ u64 scratch[32];                                                                         \
     u64 s = 0;                                                                                          \
     for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s += (u64)Num<T>::load(a[row_at(p, k)]);       \
@@ -94,6 +97,7 @@ template <typename T> __device__ T block_prod(T v, T* scratch) {
 // products wrap around.
 #define PROD_FLOAT(SHORT, T)                                                                            \
   extern "C" __global__ void prod_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    grid_dependency_wait();                                                                            \
     __shared__ double scratch[32];                                                                      \
     double s = 1;                                                                                       \
     for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s *= (double)load_f(a, row_at(p, k));          \
@@ -103,6 +107,7 @@ template <typename T> __device__ T block_prod(T v, T* scratch) {
 LOOM_FLOATS(PROD_FLOAT)
 #define PROD_INT(SHORT, T)                                                                              \
   extern "C" __global__ void prod_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {    \
+    grid_dependency_wait();                                                                            \
     __shared__ u64 scratch[32];                                                                         \
     u64 s = 1;                                                                                          \
     for (u32 k = threadIdx.x; k < p.N; k += blockDim.x) s *= (u64)Num<T>::load(a[row_at(p, k)]);       \
@@ -175,10 +180,12 @@ __device__ __forceinline__ Best<typename Num<T>::C> best_row(const T* a, const A
 
 #define BEST_KERNELS(SHORT, T, NAME, ARG, MIN)                                                          \
   extern "C" __global__ void NAME##_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {  \
+    grid_dependency_wait();                                                                            \
     Best<Num<T>::C> x = best_row<MIN>(a, p);                                                            \
     if (threadIdx.x == 0) out[blockIdx.x] = Num<T>::store(x.v);                                         \
   }                                                                                                     \
   extern "C" __global__ void ARG##_##SHORT(const T* a, int* out, const AxisParams p, Status* status) { \
+    grid_dependency_wait();                                                                            \
     Best<Num<T>::C> x = best_row<MIN>(a, p);                                                            \
     if (threadIdx.x == 0) out[blockIdx.x] = (int)x.k;                                                   \
   }
@@ -193,6 +200,7 @@ LOOM_NUMERIC(MIN_KERNELS)
 // double, as on the CPU; an infinite or NaN maximum is the result.
 #define LOGSUMEXP_KERNEL(SHORT, T)                                                                      \
   extern "C" __global__ void logsumexp_##SHORT(const T* a, T* out, const AxisParams p, Status* status) { \
+    grid_dependency_wait();                                                                             \
     __shared__ double scratch[32];                                                                      \
     const float m = best_row<false>(a, p).v;                                                            \
     const bool empty = p.N == 0;                                                                        \
@@ -243,6 +251,7 @@ template <typename T> __device__ void softmax(const T* a, T* out, const AxisPara
 
 #define SOFTMAX_KERNEL(SHORT, T)                                                                         \
   extern "C" __global__ void softmax_##SHORT(const T* a, T* out, const AxisParams p, Status* status) { \
+    grid_dependency_wait();                                                                            \
     softmax(a, out, p);                                                                                 \
   }
 LOOM_FLOATS(SOFTMAX_KERNEL)

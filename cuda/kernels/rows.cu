@@ -7,6 +7,7 @@
 #define GATHER_KERNEL(SHORT, T, IS, I)                                                                  \
   extern "C" __global__ void gather_rows_##SHORT##_##IS(const T* table, const I* indices, T* out,      \
                                                         const RowsParams p, Status* status) {          \
+    grid_dependency_wait();                                                                            \
     u64 t = thread_index();                                                                             \
     if (t >= (u64)p.Rows * p.RowElems) return;                                                          \
     u32 r = (u32)(t / p.RowElems), e = (u32)(t % p.RowElems);                                           \
@@ -28,6 +29,7 @@
 #define SCATTER_KERNEL(SHORT, T, IS, I)                                                                 \
   extern "C" __global__ void scatter_rows_##SHORT##_##IS(T* dst, const I* indices, const T* rows,      \
                                                          const RowsParams p, Status* status) {         \
+    grid_dependency_wait();                                                                            \
     u64 t = thread_index();                                                                             \
     if (t >= (u64)p.Rows * p.RowElems) return;                                                          \
     u32 r = (u32)(t / p.RowElems), e = (u32)(t % p.RowElems);                                           \

@@ -355,6 +355,7 @@ __device__ void top_logprobs(const T* dist, int* lp_ids, float* lp, const Sample
   extern "C" __global__ void sample_##SHORT(const T* logits, const float* settings, const u32* keys,    \
                                             const int* counters, const int* window, u32* weights,       \
                                             int* out, const SampleParams p, Status* status) {           \
+    grid_dependency_wait();                                                                            \
     sample(logits, settings, keys, counters, window, weights, out, p, status);                         \
   }
 LOOM_FLOATS(SAMPLE_KERNEL)
@@ -366,6 +367,7 @@ LOOM_FLOATS(SAMPLE_KERNEL)
                                                      const int* counters, const int* window, const T* dist,     \
                                                      u32* weights, int* out, int* lp_ids, float* lp,            \
                                                      const SampleParams p, Status* status) {                    \
+    grid_dependency_wait();                                                                                     \
     float m, logz;                                                                                               \
     top_logprobs(dist, lp_ids, lp, p, m, logz);                                                                 \
     sample(logits, settings, keys, counters, window, weights, out, p, status);                                 \

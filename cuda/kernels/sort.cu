@@ -14,6 +14,7 @@ __device__ __forceinline__ i64 scan_add(i64 a, i64 b) { return (i64)((u64)a + (u
 // double, as the CPU kernels do, rounded once per element.
 #define CUMSUM_FLOAT(SHORT, T)                                                                          \
   extern "C" __global__ void cumsum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {  \
+    grid_dependency_wait();                                                                            \
     u32 line = thread_index();                                                                          \
     if (line >= p.Outer * p.Inner) return;                                                              \
     const u64 first = (u64)(line / p.Inner) * p.N * p.Inner + line % p.Inner;                           \
@@ -27,6 +28,7 @@ __device__ __forceinline__ i64 scan_add(i64 a, i64 b) { return (i64)((u64)a + (u
 LOOM_FLOATS(CUMSUM_FLOAT)
 #define CUMSUM_INT(SHORT, T)                                                                            \
   extern "C" __global__ void cumsum_##SHORT(const T* a, T* out, const AxisParams p, Status* status) {  \
+    grid_dependency_wait();                                                                            \
     u32 line = thread_index();                                                                          \
     if (line >= p.Outer * p.Inner) return;                                                              \
     const u64 first = (u64)(line / p.Inner) * p.N * p.Inner + line % p.Inner;                           \
@@ -58,6 +60,7 @@ template <typename C> __device__ __forceinline__ bool sort_before(C x, u32 j, C 
 #define SORT_KERNEL(SHORT, T)                                                                           \
   extern "C" __global__ void sort_##SHORT(const T* a, T* values, int* indices, const SortParams p,      \
                                           Status* status) {                                             \
+    grid_dependency_wait();                                                                             \
     u32 t = thread_index();                                                                             \
     if (t >= p.Outer * p.N * p.Inner) return;                                                           \
     const u32 k = (t / p.Inner) % p.N;                                                                  \
@@ -80,6 +83,7 @@ LOOM_NUMERIC(SORT_KERNEL)
 #define TAKE_KERNEL(SHORT, T, IS, I)                                                                    \
   extern "C" __global__ void take_along_axis_##SHORT##_##IS(const T* a, const I* indices, T* out,      \
                                                             const TakeParams p, Status* status) {      \
+    grid_dependency_wait();                                                                            \
     u32 e = thread_index();                                                                             \
     if (e >= p.Outer * p.M * p.Inner) return;                                                           \
     const i64 v = indices[e], k = v < 0 ? v + (i64)p.N : v;                                             \
@@ -101,6 +105,7 @@ LOOM_ALL(TAKE_KERNELS)
 #define SCATTER_ADD_KERNEL(SHORT, T, IS, I)                                                             \
   extern "C" __global__ void scatter_add_rows_##SHORT##_##IS(T* dst, const I* indices, const T* rows,  \
                                                              const RowsParams p, Status* status) {     \
+    grid_dependency_wait();                                                                            \
     u32 e = thread_index();                                                                             \
     if (e >= p.RowElems) return;                                                                        \
     for (u32 j = 0; j < p.Rows; j++) {                                                                  \

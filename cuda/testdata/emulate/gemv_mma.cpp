@@ -33,6 +33,34 @@ static std::vector<bf16_t> rnd(size_t n) {
 static float F(bf16_t h) { return Num<bf16_t>::load(h); }
 static int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; if (fails < 20) { printf(__VA_ARGS__); printf("\n"); } } } while (0)
+// checkSpans compares the weight bytes the blocks of a launch of width grid
+// prefetched (emu_prefetch) with the rows of each block's first step: rows
+// [R·b, R·b + R) of the N rows of K elements (eb bytes each), and for the
+// gated GEMVs the same rows of the up half (from row N), at most
+// PREFETCH_BYTES from each block's first row.
+static void checkSpans(const char* what, unsigned grid, unsigned R, unsigned N, unsigned K, size_t eb, bool gated) {
+  std::vector<unsigned char> want(emuSeen.size(), 0);
+  for (unsigned b = 0; b < grid; b++) {
+    const size_t r0 = (size_t)R * b;
+    if (r0 >= N) continue;
+    const size_t n = std::min<size_t>((size_t)std::min<size_t>(R, N - r0) * K * eb, PREFETCH_BYTES);
+    for (size_t half : {(size_t)0, (size_t)N}) {
+      if (half > 0 && !gated) continue;
+      std::fill(want.begin() + (half + r0) * K * eb, want.begin() + (half + r0) * K * eb + n, 1);
+    }
+  }
+  CHECK(emuOutside == 0, "%s N=%u K=%u grid %u: %d prefetches outside the weights", what, N, K, grid, emuOutside);
+  size_t diff = 0;
+  while (diff < want.size() && want[diff] == emuSeen[diff]) diff++;
+  CHECK(diff == want.size(), "%s N=%u K=%u grid %u rows a block %u: byte %zu of the weights prefetched %d, want %d", what, N, K, grid, R, diff,
+        diff < want.size() ? emuSeen[diff] : 0, diff < want.size() ? want[diff] : 0);
+}
+// mmaSplit is mma_gemv's S for M rows of x and the lowering's split.
+static unsigned mmaSplit(unsigned M, unsigned split) {
+  unsigned rows = std::min(M, 64u), mt = rows <= 8 ? 1 : rows <= 16 ? 2 : rows <= 32 ? 4 : 8, s = 1;
+  while (s < 8 && (s < split || s < mt)) s *= 2;
+  return s;
+}
 // gemv runs the tensor-core GEMV variant with the given split, tile rows and grid (0: as many blocks as tiles need).
 static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned rows, unsigned grid) {
   std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
@@ -41,7 +69,9 @@ static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<
   unsigned tiles = (N + rows - 1) / rows, tb = 8 / std::max(split, 1u);
   if (grid == 0) grid = (tiles + tb - 1) / tb;
   Status st{};
+  emu_weights(w.data(), w.size() * 2);
   launch({grid, 1, 1}, [&] { matmul_bf16_gemv_mma(x.data(), w.data(), out.data(), p, &st); });
+  checkSpans("mma", grid, 8 / mmaSplit(M, split) * rows, N, K, 2, false);
   return out;
 }
 static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned grid) {
@@ -51,7 +81,9 @@ static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector
   unsigned tiles = (N + 7) / 8, tb = 8 / std::max(split, 1u);
   if (grid == 0) grid = (tiles + tb - 1) / tb;
   Status st{};
+  emu_weights(w.data(), w.size() * 2);
   launch({grid, 1, 1}, [&] { matmul_silu_mul_bf16_mma(x.data(), w.data(), out.data(), p, &st); });
+  checkSpans("gated mma", grid, 8 / mmaSplit(M, split) * 8, N, K, 2, true);
   return out;
 }
 // fma runs the float32 FMA GEMV (MMA 0) of one row of x on a grid of the
@@ -68,7 +100,11 @@ static std::vector<float> fma(const std::vector<float>& x, const std::vector<flo
   MatMulParams p{};
   p.M = 1, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1;
   Status st{};
+  emu_weights(w.data(), w.size() * 4);
   launch({grid, 1, 1}, [&] { matmul_f32_gemv(x.data(), w.data(), out.data(), p, &st); });
+  unsigned S = 1;  // gemv_rows's warps an output for this grid
+  while (S < 8 && (size_t)grid * (8 / (2 * S)) >= N) S *= 2;
+  checkSpans("FMA", grid, 8 / S, N, K, 4, false);
   return out;
 }
 static std::vector<float> fmaGated(const std::vector<float>& x, const std::vector<float>& w, unsigned N, unsigned K) {
@@ -76,7 +112,9 @@ static std::vector<float> fmaGated(const std::vector<float>& x, const std::vecto
   MatMulSiLUMulParams p{};
   p.M = 1, p.N = N, p.K = K;
   Status st{};
+  emu_weights(w.data(), w.size() * 4);
   launch({(N + 7) / 8, 1, 1}, [&] { matmul_silu_mul_f32(x.data(), w.data(), out.data(), p, &st); });
+  checkSpans("FMA gated", (N + 7) / 8, 8, N, K, 4, true);
   return out;
 }
 // checkFMA: the FMA GEMV against a float64 reference, bit for bit the same

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <mutex>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
@@ -81,3 +82,27 @@ static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 // The cache-hinted loads of the FMA GEMV are plain loads on the host.
 template <typename T> static inline T __ldg(const T* p) { return *p; }
 template <typename T> static inline T __ldcs(const T* p) { return *p; }
+// The spans common.cuh's prefetch_l2 asks the L2 for before
+// grid_dependency_wait: each must lie inside the weights the driver names
+// with emu_weights (else emuOutside counts it), and its bytes are marked in
+// emuSeen, for the driver to compare with the rows of each block's first
+// step. A block's threads share its spans; thread 0 reports them.
+static const char* emuW;
+static size_t emuWBytes;
+static std::vector<unsigned char> emuSeen;
+static int emuOutside;
+static std::mutex emuMu;
+static void emu_weights(const void* w, size_t bytes) {
+  emuW = (const char*)w, emuWBytes = bytes, emuOutside = 0;
+  emuSeen.assign(bytes, 0);
+}
+static inline void emu_prefetch(const void* p, unsigned long long n) {
+  if (threadIdx.x != 0 || n == 0) return;
+  const char* c = (const char*)p;
+  std::lock_guard<std::mutex> g(emuMu);
+  if (c < emuW || c + n > emuW + emuWBytes) {
+    emuOutside++;
+    return;
+  }
+  std::fill(emuSeen.begin() + (c - emuW), emuSeen.begin() + (c - emuW) + n, 1);
+}
