@@ -132,9 +132,12 @@ func TestQDotTiles(t *testing.T) {
 	}
 }
 
-// TestPackQX checks the fixed point of x: within half a step of each
-// element, the step max|x|/32767 of its group, and in the order qcode
-// pairs with the codes.
+// TestPackQX checks the fixed point of x: each element's code is the
+// element over the step max|x|/32767 of its group rounded to the nearest
+// integer, halves to even (within half a step of the element), in the
+// order qcode pairs with the codes. The second group's largest magnitude
+// is negative, exactly 32767 steps of 2^-10, and its other elements are
+// halfway between two steps, positive and negative.
 func TestPackQX(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const k, gs = 128, 64
@@ -144,6 +147,13 @@ func TestPackQX(t *testing.T) {
 			x[i] = r.Float32()*4 - 2
 		}
 		x[3] = 0
+		const step = 1.0 / 1024
+		x[gs+5] = -32767 * step
+		for i := gs; i < k; i++ {
+			if i != gs+5 {
+				x[i] = (float32(r.IntN(60000)-30000) + 0.5) * step
+			}
+		}
 		dst, xscales := make([]int16, k), make([]float32, qxLen(qdotXRows, k/gs))
 		packQX(bits, dst, x, k, gs, 1, qdotXRows, xscales)
 		for e := range k {
@@ -155,8 +165,14 @@ func TestPackQX(t *testing.T) {
 			}
 			g := src / gs
 			sx := float64(xscales[qxAt(qdotXRows, g, 1)])
+			if g == 1 && sx != step {
+				t.Fatalf("q%d: group 1's step %g, want %g", bits, sx, step)
+			}
 			if got := float64(dst[e]) * sx; math.Abs(got-float64(x[src])) > sx/2*1.0001 {
 				t.Errorf("q%d: packed %d (x[%d] = %v): %d·%g = %v", bits, e, src, x[src], dst[e], sx, got)
+			}
+			if want := math.RoundToEven(float64(x[src] / float32(sx))); float64(dst[e]) != want {
+				t.Errorf("q%d: packed %d (x[%d] = %v, %v steps): code %d, want %v", bits, e, src, x[src], float64(x[src])/sx, dst[e], want)
 			}
 		}
 		for i, v := range xscales {
