@@ -235,7 +235,7 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*xl:])
 		}
 		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
-		c.Parallel(q.n, grain, func(lo, hi int) {
+		c.ParallelFine(q.n, grain, func(lo, hi int) {
 			var res [qdotBatch * qdotXRows]float32
 			for r0 := lo; r0 < hi; r0 += qdotBatch {
 				nr := min(qdotBatch, hi-r0)
