@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/loomrt/loom/graph"
 )
@@ -213,4 +214,39 @@ func BenchmarkQDotTile(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkQDotStream times the one-row micro-kernel over 4-bit weights
+// far larger than the caches (the rows of a decode step's GEMVs, K =
+// 1,024, groups of 64, bfloat16 scales and biases), on one core, beside a
+// plain read of the same codes (sumWords, what the decode benchmark's read
+// probe runs): GB/s counts the codes, scales and biases, and the codes for
+// the read.
+func BenchmarkQDotStream(b *testing.B) {
+	const k, gs, n = 1024, 64, 1 << 18 // 128 MiB of codes
+	r := rand.New(rand.NewPCG(3, 4))
+	w := make([]uint32, n*k/8)
+	for i := range w {
+		w[i] = r.Uint32()
+	}
+	scales, _ := randScales(r, graph.BFloat16, n*k/gs, 0, 1)
+	x := make([]int16, k)
+	xl := qxLen(1, k/gs)
+	sums, xscales, out := make([]float32, xl), make([]float32, xl), make([]float32, n)
+	tile := qdotTiles()
+	b.Run("q4", func(b *testing.B) {
+		b.SetBytes(int64(len(w)*4 + 2*2*n*k/gs))
+		for b.Loop() {
+			for r0 := 0; r0 < n; r0 += qdotBatch {
+				tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, scales, r0*k/gs, sums, xscales, out[r0:], qdotBatch)
+			}
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		words := view[uint64](unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)))
+		b.SetBytes(int64(len(w) * 4))
+		for b.Loop() {
+			out[0] = float32(sumWords(words))
+		}
+	})
 }
