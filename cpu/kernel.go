@@ -77,9 +77,10 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 // not descheduled take more of them. With one chunk a worker, a worker
 // that starts late, or loses its core to another process in the middle of
 // its chunk, holds up the whole call for that long; on the shared
-// development machine the caller of a quantized GEMV spent 10–30 % of a
-// decode step waiting so (docs/QUANT.md). It suits work whose pieces cost
-// the same and need no setup each, such as the rows of a GEMV.
+// development machine the callers of the quantized GEMVs waited so for
+// 5–30 ms of a 75–150 ms decode step (docs/BENCHMARKS.md). It suits work
+// whose pieces cost the same and need no setup each, such as the rows of
+// a GEMV.
 func (c *Call) ParallelFine(n, grain int, fn func(lo, hi int)) {
 	parallel(c.Workers(), fineChunks, n, grain, fn)
 }
