@@ -99,7 +99,7 @@ func matmulSiLUMulKernel(dt graph.DType) Kernel {
 			packGEMVX((*xp)[k:], x, k)
 			x = (*xp)[k:]
 		}
-		c.Parallel(n, max(1, gemvGrain/max(2*k, 1)), func(lo, hi int) {
+		c.ParallelFine(n, max(1, gemvGrain/max(2*k, 1)), func(lo, hi int) {
 			tmp := getFloats(2 * chunk)
 			defer putFloats(tmp)
 			for j0 := lo; j0 < hi; j0 += chunk {

@@ -72,6 +72,22 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 	Parallel(c.Workers(), n, grain, fn)
 }
 
+// ParallelFine is Parallel with up to fineChunks chunks a worker, still run
+// by at most Workers goroutines at once: the ones that start early or are
+// not descheduled take more of them. With one chunk a worker, a worker
+// that starts late, or loses its core to another process in the middle of
+// its chunk, holds up the whole call for that long; on the shared
+// development machine the callers of the quantized GEMVs waited so for
+// 5–30 ms of a 75–150 ms decode step (docs/BENCHMARKS.md). It suits work
+// whose pieces cost the same and need no setup each, such as the rows of
+// a GEMV.
+func (c *Call) ParallelFine(n, grain int, fn func(lo, hi int)) {
+	parallel(c.Workers(), fineChunks, n, grain, fn)
+}
+
+// fineChunks is how many chunks a worker ParallelFine splits into at most.
+const fineChunks = 8
+
 // Parallel splits [0, n) into at most workers chunks of at least grain items
 // and runs fn on each, concurrently, returning when all are done.
 //
@@ -85,17 +101,24 @@ func (c *Call) Parallel(n, grain int, fn func(lo, hi int)) {
 // helper that finds no work for a while parks until the next call. There
 // are as many helpers as the widest call has needed, up to GOMAXPROCS−1.
 func Parallel(workers, n, grain int, fn func(lo, hi int)) {
+	parallel(workers, 1, n, grain, fn)
+}
+
+// parallel is Parallel with up to perWorker chunks a worker, taken by at
+// most workers goroutines (the caller and workers−1 helpers).
+func parallel(workers, perWorker, n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
 	grain = max(grain, 1)
-	chunks := min(workers, (n+grain-1)/grain)
-	if chunks <= 1 {
+	chunks := min(workers*perWorker, (n+grain-1)/grain)
+	if workers <= 1 || chunks <= 1 {
 		fn(0, n)
 		return
 	}
 	per := (n + chunks - 1) / chunks
-	j := &parJob{fn: fn, n: n, per: per, chunks: int32((n + per - 1) / per)}
+	chunks = (n + per - 1) / per
+	j := &parJob{fn: fn, n: n, per: per, chunks: int32(chunks), helpers: int32(min(workers, chunks) - 1)}
 	helpers.add(j)
 	j.work()
 	// The chunks the others took may still be running. A chunk that itself
@@ -122,6 +145,8 @@ type parJob struct {
 	fn       func(lo, hi int)
 	n, per   int
 	chunks   int32
+	helpers  int32        // helpers that may take chunks
+	joined   atomic.Int32 // helpers that have come to take chunks
 	next     atomic.Int32
 	done     atomic.Int32
 	panicked atomic.Pointer[chunkPanic]
@@ -208,7 +233,7 @@ const (
 // there are helpers, and waking as many parked ones as it can use.
 func (p *helperPool) add(j *parJob) {
 	p.mu.Lock()
-	for p.started < max(min(int(j.chunks), goruntime.GOMAXPROCS(0))-1, 1) {
+	for p.started < max(min(int(j.helpers), goruntime.GOMAXPROCS(0)-1), 1) {
 		p.started++
 		go p.loop()
 	}
@@ -218,7 +243,7 @@ func (p *helperPool) add(j *parJob) {
 	jobs = append(jobs, j)
 	p.jobs.Store(&jobs)
 	p.gen.Add(1)
-	for range min(p.parked, int(j.chunks)-1) {
+	for range min(p.parked, int(j.helpers)) {
 		p.wake.Signal()
 	}
 	p.mu.Unlock()
@@ -238,14 +263,15 @@ func (p *helperPool) remove(j *parJob) {
 	p.mu.Unlock()
 }
 
-// help runs chunks of the jobs in progress until none has any left, and
-// reports whether it ran any.
+// help runs chunks of the jobs in progress until none has any left that
+// it may take, and reports whether it ran any. A helper joins a job once:
+// it leaves only when the job has no chunks left.
 func (p *helperPool) help() bool {
 	ran := false
 	for again := true; again; {
 		again = false
 		for _, j := range *p.jobs.Load() {
-			if j.next.Load() < j.chunks {
+			if j.next.Load() < j.chunks && j.joined.Add(1) <= j.helpers {
 				j.work()
 				ran, again = true, true
 			}

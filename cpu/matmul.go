@@ -188,7 +188,7 @@ func gemvKernel(dt graph.DType) Kernel {
 				packGEMVX(*pp, xs, k)
 				xs = *pp
 			}
-			c.Parallel(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
+			c.ParallelFine(mc.batch*n, max(1, gemvGrain/max(k, 1)), func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					i, col := r/n, r%n
 					_, bOff := mc.offsets(i)

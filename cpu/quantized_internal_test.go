@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/loomrt/loom/graph"
 )
@@ -132,9 +133,12 @@ func TestQDotTiles(t *testing.T) {
 	}
 }
 
-// TestPackQX checks the fixed point of x: within half a step of each
-// element, the step max|x|/32767 of its group, and in the order qcode
-// pairs with the codes.
+// TestPackQX checks the fixed point of x: each element's code is the
+// element over the step max|x|/32767 of its group rounded to the nearest
+// integer, halves to even (within half a step of the element), in the
+// order qcode pairs with the codes. The second group's largest magnitude
+// is negative, exactly 32767 steps of 2^-10, and its other elements are
+// halfway between two steps, positive and negative.
 func TestPackQX(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const k, gs = 128, 64
@@ -144,6 +148,13 @@ func TestPackQX(t *testing.T) {
 			x[i] = r.Float32()*4 - 2
 		}
 		x[3] = 0
+		const step = 1.0 / 1024
+		x[gs+5] = -32767 * step
+		for i := gs; i < k; i++ {
+			if i != gs+5 {
+				x[i] = (float32(r.IntN(60000)-30000) + 0.5) * step
+			}
+		}
 		dst, xscales := make([]int16, k), make([]float32, qxLen(qdotXRows, k/gs))
 		packQX(bits, dst, x, k, gs, 1, qdotXRows, xscales)
 		for e := range k {
@@ -155,8 +166,14 @@ func TestPackQX(t *testing.T) {
 			}
 			g := src / gs
 			sx := float64(xscales[qxAt(qdotXRows, g, 1)])
+			if g == 1 && sx != step {
+				t.Fatalf("q%d: group 1's step %g, want %g", bits, sx, step)
+			}
 			if got := float64(dst[e]) * sx; math.Abs(got-float64(x[src])) > sx/2*1.0001 {
 				t.Errorf("q%d: packed %d (x[%d] = %v): %d·%g = %v", bits, e, src, x[src], dst[e], sx, got)
+			}
+			if want := math.RoundToEven(float64(x[src] / float32(sx))); float64(dst[e]) != want {
+				t.Errorf("q%d: packed %d (x[%d] = %v, %v steps): code %d, want %v", bits, e, src, x[src], float64(x[src])/sx, dst[e], want)
 			}
 		}
 		for i, v := range xscales {
@@ -197,4 +214,39 @@ func BenchmarkQDotTile(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkQDotStream times the one-row micro-kernel over 4-bit weights
+// far larger than the caches (the rows of a decode step's GEMVs, K =
+// 1,024, groups of 64, bfloat16 scales and biases), on one core, beside a
+// plain read of the same codes (sumWords, what the decode benchmark's read
+// probe runs): GB/s counts the codes, scales and biases, and the codes for
+// the read.
+func BenchmarkQDotStream(b *testing.B) {
+	const k, gs, n = 1024, 64, 1 << 18 // 128 MiB of codes
+	r := rand.New(rand.NewPCG(3, 4))
+	w := make([]uint32, n*k/8)
+	for i := range w {
+		w[i] = r.Uint32()
+	}
+	scales, _ := randScales(r, graph.BFloat16, n*k/gs, 0, 1)
+	x := make([]int16, k)
+	xl := qxLen(1, k/gs)
+	sums, xscales, out := make([]float32, xl), make([]float32, xl), make([]float32, n)
+	tile := qdotTiles()
+	b.Run("q4", func(b *testing.B) {
+		b.SetBytes(int64(len(w)*4 + 2*2*n*k/gs))
+		for b.Loop() {
+			for r0 := 0; r0 < n; r0 += qdotBatch {
+				tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, scales, r0*k/gs, sums, xscales, out[r0:], qdotBatch)
+			}
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		words := view[uint64](unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)))
+		b.SetBytes(int64(len(w) * 4))
+		for b.Loop() {
+			out[0] = float32(sumWords(words))
+		}
+	})
 }
