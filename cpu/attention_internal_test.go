@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	goruntime "runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -249,9 +250,17 @@ func TestAttentionTokenKernels(t *testing.T) {
 	}
 }
 
-// evictBuf is larger than the last-level cache: reading it pushes a K/V
-// cache out, as a decode step's weights do between its layers' attention.
-var evictBuf = make([]int64, 64<<20/8)
+// evictBuf, made on first use, is larger than the last-level cache (the
+// development VM reports 480 MB of L3): reading it pushes a K/V cache out,
+// as a decode step's weights do between its layers' attention. Its pages
+// are written once, or they would all be the one zero page.
+var evictBuf = sync.OnceValue(func() []int64 {
+	b := make([]int64, 512<<20/8)
+	for i := range b {
+		b[i] = int64(i)
+	}
+	return b
+})
 
 var evictSink int64
 
@@ -259,11 +268,12 @@ var evictSink int64
 // also leaves the pool's helpers spinning, as they are when a step's
 // attention starts.
 func evictCaches() {
+	buf := evictBuf()
 	var sum atomic.Int64
-	Parallel(goruntime.GOMAXPROCS(0), len(evictBuf), 1<<16, func(lo, hi int) {
+	Parallel(goruntime.GOMAXPROCS(0), len(buf), 1<<16, func(lo, hi int) {
 		var s int64
 		for i := lo; i < hi; i += 8 {
-			s += evictBuf[i]
+			s += buf[i]
 		}
 		sum.Add(s)
 	})
