@@ -210,31 +210,44 @@ func (a *attention) units(split bool, workers int) []attnUnit {
 // (or, for a single query token, every row's) scores of a block, and a
 // tile's block of K and V rows widened to float32. Row (i·heads +
 // g−g0)·group + j is query token t0+i with query head g·group+j, where
-// heads = g1−g0.
+// heads = g1−g0. Its contents are undefined until a unit writes them.
 type attnRows struct {
-	q, o       []float32 // [rows][hs]: scaled queries, unnormalised outputs
-	m, l       []float32 // [rows]: running maximum and sum, log2 units
-	lo, hi     []int     // [tokens]: each query token's visible keys
-	s          []float32 // [heads·group][bs]: scores, then weights, of one block
-	kbuf, vbuf []float32 // [bs][heads][hs]: K and V rows widened (tiles)
+	q, o       []float32          // [rows][hs]: scaled queries, unnormalised outputs
+	m, l       []float32          // [rows]: running maximum and sum, log2 units
+	lo, hi     [queryTileRows]int // [tokens]: each query token's visible keys
+	s          []float32          // [heads·group][bs]: scores, then weights, of one block
+	kbuf, vbuf []float32          // [bs][heads][hs]: K and V rows widened (tiles)
+	buf        *[]float32         // the pooled storage of the slices above
 }
 
-// newAttnRows makes a worker's scratch for units of up to tokens query
-// tokens. It is sized to the dispatch's units, not the largest tile: a
-// decode step's attention runs every layer, and zeroing scratch for tiles
-// it never has cost more than a tenth of its time.
-func (a *attention) newAttnRows(tokens int) *attnRows {
+// getRows gives w the scratch for units of up to tokens query tokens,
+// from the scratch pool: a decode step runs attention in every layer, and
+// allocating it per dispatch cost a tenth of a short dispatch's time in
+// the allocator and the collector. It is sized to the dispatch's units, not
+// the largest tile.
+func (a *attention) getRows(w *attnRows, tokens int) {
 	rows := tokens * a.heads
-	w := &attnRows{
-		q: make([]float32, rows*a.hs), o: make([]float32, rows*a.hs),
-		m: make([]float32, rows), l: make([]float32, rows),
-		lo: make([]int, tokens), hi: make([]int, tokens),
-		s: make([]float32, a.heads*a.bs),
-	}
+	kv := 0
 	if tokens > 1 && a.k.dt != graph.Float32 {
-		w.kbuf, w.vbuf = make([]float32, a.bs*a.kvh*a.hs), make([]float32, a.bs*a.kvh*a.hs)
+		kv = a.bs * a.kvh * a.hs
 	}
-	return w
+	w.buf = getFloats(2*rows*a.hs + 2*rows + a.heads*a.bs + 2*kv)
+	rest := *w.buf
+	take := func(n int) []float32 {
+		s := rest[:n:n]
+		rest = rest[n:]
+		return s
+	}
+	w.q, w.o, w.m, w.l = take(rows*a.hs), take(rows*a.hs), take(rows), take(rows)
+	w.s, w.kbuf, w.vbuf = take(a.heads*a.bs), take(kv), take(kv)
+}
+
+// putRows gives w's scratch back to the pool.
+func (w *attnRows) putRows() {
+	if w.buf != nil {
+		putFloats(w.buf)
+		w.buf = nil
+	}
 }
 
 // attend runs the online softmax of unit u's rows over its keys.
@@ -526,20 +539,21 @@ func (a *attention) run(c *Call, split bool) (err error) {
 				next.Store(int64(len(us))) // stop the others
 			}
 		}()
-		var w *attnRows // made once this worker has a unit
+		var w attnRows // scratch taken once this worker has a unit
+		defer w.putRows()
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= len(us) {
 				return
 			}
-			if w == nil {
-				w = a.newAttnRows(tokens)
+			if w.buf == nil {
+				a.getRows(&w, tokens)
 			}
-			a.attend(us[i], w)
+			a.attend(us[i], &w)
 			if split {
-				a.finishPartition(us[i], w)
+				a.finishPartition(us[i], &w)
 			} else {
-				a.finish(us[i], w)
+				a.finish(us[i], &w)
 			}
 		}
 	}

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/loomrt/loom/cpu/internal/vec"
 	"github.com/loomrt/loom/graph"
+	"github.com/loomrt/loom/primitives"
 )
 
 // TestAttnExp2 checks the exp2 of the attention kernels against math.Exp2
@@ -243,5 +247,108 @@ func TestAttentionTokenKernels(t *testing.T) {
 			}
 		}
 		vec.SetAssembly(was)
+	}
+}
+
+// evictBuf, made on first use, is larger than the last-level cache (the
+// development VM reports 480 MB of L3): reading it pushes a K/V cache out,
+// as a decode step's weights do between its layers' attention. Its pages
+// are written once, or they would all be the one zero page.
+var evictBuf = sync.OnceValue(func() []int64 {
+	b := make([]int64, 512<<20/8)
+	for i := range b {
+		b[i] = int64(i)
+	}
+	return b
+})
+
+var evictSink int64
+
+// evictCaches reads evictBuf on every worker, as a step's GEMVs do, which
+// also leaves the pool's helpers spinning, as they are when a step's
+// attention starts.
+func evictCaches() {
+	buf := evictBuf()
+	var sum atomic.Int64
+	Parallel(goruntime.GOMAXPROCS(0), len(buf), 1<<16, func(lo, hi int) {
+		var s int64
+		for i := lo; i < hi; i += 8 {
+			s += buf[i]
+		}
+		sum.Add(s)
+	})
+	evictSink += sum.Load()
+}
+
+// BenchmarkAttentionDispatch times one paged attention dispatch of a
+// Qwen3-0.6B decode layer (16 query heads, 8 KV heads of 128, bfloat16,
+// blocks of 16, batch 1) called straight, without the runtime around it:
+// at context 128 the dispatch is short enough that its fixed costs show.
+// Cold runs evict the caches first, as a step's weights do.
+func BenchmarkAttentionDispatch(b *testing.B) {
+	const heads, kvh, hs, bs = 16, 8, 128, 16
+	r := rand.New(rand.NewPCG(3, 3))
+	bf16 := func(n int) []byte {
+		v := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			u := math.Float32bits(r.Float32()*2-1) >> 16
+			v[2*i], v[2*i+1] = byte(u), byte(u>>8)
+		}
+		return v
+	}
+	i32 := func(v ...int32) []byte {
+		out := make([]byte, 4*len(v))
+		for i, x := range v {
+			out[4*i], out[4*i+1], out[4*i+2], out[4*i+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
+		}
+		return out
+	}
+	for _, ctx := range []int{128, 1024} {
+		for _, split := range []bool{false, true} {
+			maxSeq := ctx + 16
+			blocks := (maxSeq + bs - 1) / bs
+			table := make([]int32, blocks)
+			for i, j := range r.Perm(blocks) {
+				table[i] = int32(j)
+			}
+			p := &primitives.PagedAttentionParams{
+				NumSeqs: 1, NumTokens: 1, NumHeads: heads, NumKVHeads: kvh, HeadSize: hs, BlockSize: bs,
+				NumBlocks: int32(blocks), MaxBlocksPerSeq: int32(blocks), MaxSeqLen: int32(maxSeq),
+				PartitionSize: primitives.AttentionPartitionSize, Scale: 1 / float32(math.Sqrt(hs)),
+			}
+			args := [][]byte{bf16(heads * hs), bf16(blocks * bs * kvh * hs), bf16(blocks * bs * kvh * hs),
+				i32(table...), i32(int32(ctx)), i32(0, 1)}
+			name := primitives.PagedAttentionKernel(graph.BFloat16, hs, bs, false)
+			if split {
+				parts := primitives.AttentionPartitions(maxSeq, blocks, bs)
+				p.NumPartitions = int32(parts)
+				args = append(args, make([]byte, 4*heads*parts), make([]byte, 4*heads*parts), make([]byte, 2*heads*parts*hs), make([]byte, 4*kvh))
+				name = primitives.PagedAttentionSplitKernel(graph.BFloat16, hs, bs, false)
+			}
+			args = append(args, make([]byte, 2*heads*hs))
+			c := &Call{Params: p, workers: goruntime.GOMAXPROCS(0)}
+			for _, a := range args {
+				c.Args = append(c.Args, Arg{Bytes: a})
+			}
+			k, ok := Lookup(name)
+			if !ok {
+				b.Fatalf("no kernel %s", name)
+			}
+			for _, cold := range []bool{false, true} {
+				b.Run(fmt.Sprintf("ctx%d/split=%v/cold=%v", ctx, split, cold), func(b *testing.B) {
+					for b.Loop() {
+						if cold {
+							b.StopTimer()
+							evictCaches()
+							b.StartTimer()
+						}
+						if err := k(c); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(2*ctx*kvh*hs*2)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+				})
+			}
+		}
 	}
 }
