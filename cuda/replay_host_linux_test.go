@@ -120,6 +120,17 @@ func TestReplayWalk(t *testing.T) {
 	if _, binds, ok = r.walk(l, nil, nil); !ok || fmt.Sprint(binds) != fmt.Sprint(want) {
 		t.Fatalf("out rebound: ok %v, binds %v, want %v", ok, binds, want)
 	}
+	// A list built anew, with equal params in other objects, is the same.
+	l = mk(0)
+	for i := range l.Passes[1].Commands {
+		if c := &l.Passes[1].Commands[i]; c.Kind == runtime.CmdDispatch {
+			p := *rg.params
+			c.Params = &p
+		}
+	}
+	if _, binds, ok = r.walk(l, nil, nil); !ok || len(binds) != 0 {
+		t.Fatalf("equal params in new objects: ok %v, binds %v", ok, binds)
+	}
 	for name, change := range map[string]func(l *runtime.CommandList){
 		"kernel":      func(l *runtime.CommandList) { l.Passes[1].Commands[0].Kernel = &kernel{name: "other"} },
 		"grid":        func(l *runtime.CommandList) { l.Passes[1].Commands[0].Grid.X = 2 },

@@ -1,8 +1,10 @@
 package cuda
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"slices"
 	"unsafe"
 
@@ -280,7 +282,7 @@ func (r *replayList) walk(l *runtime.CommandList, ups []*runtime.Command, binds 
 				if li >= len(r.launches) {
 					return ups, binds, false
 				}
-				if x := &r.launches[li]; x.k != cmd.Kernel || x.grid != cmd.Grid || x.group != cmd.Group || x.shared != cmd.Shared || x.params != cmd.Params {
+				if x := &r.launches[li]; x.k != cmd.Kernel || x.grid != cmd.Grid || x.group != cmd.Group || x.shared != cmd.Shared || !sameParams(x.k, x.params, cmd.Params) {
 					return ups, binds, false
 				}
 				for ; k < len(l.Rebound) && l.Rebound[k].Dispatch == di; k++ {
@@ -309,6 +311,24 @@ func (r *replayList) walk(l *runtime.CommandList, ups []*runtime.Command, binds 
 		}
 	}
 	return ups, binds, li == len(r.launches) && k == len(l.Rebound)
+}
+
+// sameParams reports whether params a and b of kernel k hold the same
+// bytes: the same object (as a replay passes them), or equal copies (as a
+// caller that builds its list anew each time does).
+func sameParams(k *kernel, a, b any) bool {
+	if a == b {
+		return true
+	}
+	if k.params == nil || a == nil || b == nil {
+		return false
+	}
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if va.Type() != k.paramsPtr || vb.Type() != k.paramsPtr || va.IsNil() || vb.IsNil() {
+		return false
+	}
+	n := int(k.params.Size())
+	return bytes.Equal(unsafe.Slice((*byte)(va.UnsafePointer()), n), unsafe.Slice((*byte)(vb.UnsafePointer()), n))
 }
 
 // evictReplay forgets the least recently used identified list other than
