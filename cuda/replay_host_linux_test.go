@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
@@ -38,15 +39,25 @@ func newHostRig(tb testing.TB, nbufs int) *hostRig {
 	return rg
 }
 
-// list is a replayed step's shape: fence waits, uploads, then dispatches of
-// add_f32 over buffers in passes of 8 with barriers; dispatch i reads bufs
-// (i, i+1) and writes out(i) from byte 512.
+// list is a replayed step's shape: fence waits, uploads (upload i of 16+i
+// bytes), then dispatches of add_f32 over buffers in passes of 8 with
+// barriers; dispatch i reads bufs (i, i+1) and writes out(i) from byte 512.
 func (rg *hostRig) list(uploads, dispatches int, out func(i int) *buffer) *runtime.CommandList {
+	sizes := make([]int, uploads)
+	for i := range sizes {
+		sizes[i] = 16 + i
+	}
+	return rg.listSized(sizes, dispatches, out)
+}
+
+// listSized is list with uploads of the given sizes, each into a buffer of
+// its own.
+func (rg *hostRig) listSized(uploads []int, dispatches int, out func(i int) *buffer) *runtime.CommandList {
 	l := &runtime.CommandList{}
 	l.NewPass()
 	l.WaitFence(new(fence))
-	for i := range uploads {
-		l.Upload(rg.bufs[i%len(rg.bufs)], 0, make([]byte, 16+i))
+	for i, n := range uploads {
+		l.Upload(&buffer{dev: rg.q.dev, ptr: uint64(0x1000000 * (i + 1)), n: int64(n)}, 0, make([]byte, n))
 	}
 	for i := range dispatches {
 		if i > 0 && i%8 == 0 {
@@ -83,6 +94,18 @@ func (rg *hostRig) replay(tb testing.TB, l *runtime.CommandList) *replayList {
 	e.offs = append(e.offs, len(e.vals))
 	r.exec = e
 	return r
+}
+
+// stagedInGo gives r's exec a staging for the uploads at the head of its
+// launches, laid out as queue.stage does, in Go memory.
+func (r *replayList) stagedInGo() {
+	size := 0
+	r.staged = nil
+	for i := 0; i < len(r.launches) && r.launches[i].k == nil; i++ {
+		r.staged = append(r.staged, size)
+		size += (len(r.launches[i].data) + 15) &^ 15
+	}
+	r.exec.staging = unsafe.Pointer(unsafe.SliceData(make([]byte, max(size, 16))))
 }
 
 // TestReplayWalk: the walk over a resubmitted list finds its uploads and
@@ -172,7 +195,13 @@ func TestReplayWalk(t *testing.T) {
 // outputs) before any device call: "structure" is what the structure
 // cache does (launches from the list, the key and its lookup, every
 // launch's argument values, the nearest exec), "replay" the walk of an
-// identified list. No GPU needed.
+// identified list. "staged" is the walk and the copy of the uploads into
+// the exec's staging for the Qwen3-0.6B decode step's list (229
+// dispatches, 7 uploads: positions, slots, block tables, sequence
+// lengths, query offsets, sampling settings and keys; 2 rebound
+// arguments) at batch 1 with 1,024 tokens (tables 80 blocks wide: 536
+// bytes of uploads) and at batch 32 with 2,048 (144 blocks: 20 KB). No
+// GPU needed.
 func BenchmarkReplayHostWork(b *testing.B) {
 	rg := newHostRig(b, 12)
 	outs := []*buffer{rg.bufs[10], rg.bufs[11]}
@@ -220,4 +249,35 @@ func BenchmarkReplayHostWork(b *testing.B) {
 			}
 		}
 	})
+	for _, c := range []struct {
+		name         string
+		batch, width int
+	}{{"batch1", 1, 80}, {"batch32", 32, 144}} {
+		b.Run("staged/"+c.name, func(b *testing.B) {
+			s := c.batch
+			uploads := []int{4 * s, 4 * s, 4 * s * c.width, 4 * s, 4 * (s + 1), 24 * s, 12 * s}
+			mk := func(o int) *runtime.CommandList {
+				l := rg.listSized(uploads, 229, func(i int) *buffer {
+					if i == 0 || i == 228 {
+						return outs[o]
+					}
+					return rg.bufs[(i+2)%10]
+				})
+				l.Rebound = []runtime.ReboundArg{{Dispatch: 0, Arg: 0}, {Dispatch: 228, Arg: 2}}
+				return l
+			}
+			lists := []*runtime.CommandList{mk(0), mk(1)}
+			r := rg.replay(b, lists[0])
+			r.stagedInGo()
+			var ups []*runtime.Command
+			var binds []rebind
+			for i := 0; b.Loop(); i++ {
+				var ok bool
+				if ups, binds, ok = r.walk(lists[i%2], ups[:0], binds[:0]); !ok {
+					b.Fatal("the list does not match")
+				}
+				r.stageUploads(ups)
+			}
+		})
+	}
 }

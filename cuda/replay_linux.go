@@ -227,11 +227,13 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	if !ok {
 		return nil
 	}
-	for i, u := range ups {
-		if r.staged != nil {
-			copy(unsafe.Slice((*byte)(unsafe.Add(e.staging, r.staged[i])), len(u.Data)), u.Data)
-		} else if err := q.upload(&launch{args: u.Args, data: u.Data}); err != nil {
-			return nil // launch by launch reports it
+	if r.staged != nil {
+		r.stageUploads(ups)
+	} else {
+		for _, u := range ups {
+			if err := q.upload(&launch{args: u.Args, data: u.Data}); err != nil {
+				return nil // launch by launch reports it
+			}
 		}
 	}
 	fail := func() *graphExec {
@@ -256,6 +258,14 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	d.graphStats.replays.Add(1)
 	r.used = c.clock
 	return e
+}
+
+// stageUploads copies the bytes of ups, the uploads walk found, into the
+// exec's staging, where its copy_bytes nodes read them.
+func (r *replayList) stageUploads(ups []*runtime.Command) {
+	for i, u := range ups {
+		copy(unsafe.Slice((*byte)(unsafe.Add(r.exec.staging, r.staged[i])), len(u.Data)), u.Data)
+	}
 }
 
 // walk goes once over l, an identified list, and appends its uploads to

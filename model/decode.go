@@ -294,11 +294,6 @@ func (d *Decoder) Next(more bool) (*StepResult, error) {
 		return nil, errors.New("decoder: no step in flight")
 	}
 	if more {
-		for _, id := range d.seqs {
-			if err := d.e.checkLength(id, 1); err != nil {
-				return nil, err
-			}
-		}
 		next, err := d.decode(cur.tokens)
 		if err != nil {
 			return nil, err

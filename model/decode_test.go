@@ -215,6 +215,35 @@ func TestDecoderErrors(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// At the model's positions (16, in a cache of 64): the same, with the
+	// cache unchanged.
+	m := *e.Model
+	m.Config.MaxPositionEmbeddings = 16
+	short, err := NewEngine(&m, 4, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := short.Cache.Add(1); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = short.NewDecoder([]int{1}, [][]int32{slices.Repeat([]int32{'a'}, 15)}, []ops.Sampling{{}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Next(true); err != nil { // appends token 16 of 16
+		t.Fatal(err)
+	}
+	if _, err := d.Next(true); err == nil || !strings.Contains(err.Error(), "sequence 1 would reach 17 tokens, beyond max_position_embeddings 16") {
+		t.Fatalf("a step past the model's positions: error %v, want one that says so", err)
+	}
+	if n := short.Cache.Len(1); n != 16 {
+		t.Fatalf("the refused step left %d tokens in the cache, want 16", n)
+	}
+	if r, err := d.Next(false); err != nil || len(r.Tokens) != 1 {
+		t.Fatalf("the step in flight after the error: %v, %v", r, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // decoderRun is what decoderScenario saw.

@@ -117,11 +117,12 @@ func (e *Engine) scheduleInto(into *stepMemory, seqs []int, counts []int) (*Step
 	if blocks < 0 {
 		return nil, fmt.Errorf("engine: PadBlocks %d must be ≥ 0", blocks)
 	}
-	return e.Cache.schedule(into, seqs, counts, blocks)
+	return e.Cache.schedule(into, seqs, counts, blocks, e.Model.Config.MaxPositionEmbeddings)
 }
 
-// checkTokens checks that tokens[i] may be appended to sequence seqs[i]
-// and returns them flattened, with their counts.
+// checkTokens checks that tokens[i] are ids of the vocabulary and returns
+// them flattened, with their counts (scheduling checks that they fit the
+// sequences).
 func (e *Engine) checkTokens(seqs []int, tokens [][]int32) ([]int32, []int, error) {
 	c := e.Model.Config
 	if len(seqs) != len(tokens) {
@@ -135,22 +136,10 @@ func (e *Engine) checkTokens(seqs []int, tokens [][]int32) ([]int32, []int, erro
 				return nil, nil, fmt.Errorf("step: token %d of sequence %d is %d, outside the vocabulary [0, %d)", j, seqs[i], id, c.VocabSize)
 			}
 		}
-		if err := e.checkLength(seqs[i], len(ts)); err != nil {
-			return nil, nil, err
-		}
 		counts[i] = len(ts)
 		flat = append(flat, ts...)
 	}
 	return flat, counts, nil
-}
-
-// checkLength returns an error if n more tokens would take sequence seq
-// past the model's positions.
-func (e *Engine) checkLength(seq, n int) error {
-	if m := e.Cache.Len(seq) + n; m > e.Model.Config.MaxPositionEmbeddings {
-		return fmt.Errorf("step: sequence %d would reach %d tokens, beyond max_position_embeddings %d", seq, m, e.Model.Config.MaxPositionEmbeddings)
-	}
-	return nil
 }
 
 // GenerateOptions control Generate.

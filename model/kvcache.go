@@ -60,6 +60,11 @@ type KVCache struct {
 	meta   []*blockMeta     // per block: its registration, or nil
 	hashes map[uint64]int32 // registered blocks by hash
 	lru    *list.List       // registered blocks no sequence holds, least recently released first
+
+	// The sequences of the step being scheduled, in batch order, and its
+	// number: a sequence stamped with it is in the step already.
+	batch []*sequence
+	steps uint64
 }
 
 // blockMeta is a registered block's content, checked on lookup so that a
@@ -76,6 +81,7 @@ type sequence struct {
 	prompt []int32 // the known tokens whose full blocks are registered as scheduled
 	chain  int     // leading blocks whose hash is known (registered here or reused)
 	hash   uint64  // the hash of block chain−1 (0 before the first)
+	step   uint64  // the latest step scheduled with it (KVCache.steps)
 }
 
 // BlockHash is the prefix-cache hash of a full block of tokens whose
@@ -356,13 +362,16 @@ func (s *Step) Tokens() int { return len(s.Positions) }
 // has too few blocks the cache is left unchanged and the error says how
 // many were needed.
 func (c *KVCache) Schedule(seqs []int, newTokens []int) (*Step, error) {
-	return c.schedule(nil, seqs, newTokens, 0)
+	return c.schedule(nil, seqs, newTokens, 0, 0)
 }
 
 // schedule is Schedule, and with padBlocks > 0 Pad(st, padBlocks) without
 // a second allocation of the tables. With into, the step is made in that
-// memory (a step's that nothing reads any more) where it fits.
-func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlocks int) (*Step, error) {
+// memory (a step's that nothing reads any more) where it fits. With
+// positions > 0, a sequence that would hold more tokens than that is an
+// error (the model's max_position_embeddings), checked with the rest so
+// that a decode step looks each sequence up once.
+func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlocks, positions int) (*Step, error) {
 	if len(seqs) != len(newTokens) {
 		return nil, fmt.Errorf("kv cache: %d sequences but %d token counts", len(seqs), len(newTokens))
 	}
@@ -371,18 +380,24 @@ func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlo
 	}
 	bs := c.cfg.BlockSize
 	need, width := 0, 0
+	c.steps++
+	c.batch = c.batch[:0]
 	for i, id := range seqs {
 		s, ok := c.seqs[id]
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("kv cache: no sequence %d", id)
-		case slices.Contains(seqs[:i], id):
+		case s.step == c.steps:
 			return nil, fmt.Errorf("kv cache: sequence %d appears twice in one step", id)
 		case newTokens[i] <= 0:
 			return nil, fmt.Errorf("kv cache: sequence %d: %d new tokens, want at least 1", id, newTokens[i])
+		case positions > 0 && s.length+newTokens[i] > positions:
+			return nil, fmt.Errorf("kv cache: sequence %d would reach %d tokens, beyond max_position_embeddings %d", id, s.length+newTokens[i], positions)
 		case s.length+newTokens[i] > bs*c.cfg.NumBlocks:
 			return nil, fmt.Errorf("kv cache: sequence %d would hold %d tokens, more than the whole cache (%d)", id, s.length+newTokens[i], bs*c.cfg.NumBlocks)
 		}
+		s.step = c.steps
+		c.batch = append(c.batch, s)
 		blocks := (s.length + newTokens[i] + bs - 1) / bs
 		need += blocks - len(s.blocks)
 		width = max(width, blocks, len(s.blocks))
@@ -413,8 +428,7 @@ func (c *KVCache) schedule(into *stepMemory, seqs []int, newTokens []int, padBlo
 	*st = Step{Seqs: append(st.Seqs[:0], seqs...), Positions: meta[:0:T], SlotMapping: meta[T : T : 2*T],
 		SeqLens: meta[2*T : 2*T : 2*T+S], LastTokens: meta[2*T+S : 2*T+S : 2*T+2*S], CuSeqlensQ: meta[2*T+2*S : 2*T+2*S+1],
 		BlockTables: meta[2*T+3*S+1:], MaxBlocks: width}
-	for i, id := range seqs {
-		s := c.seqs[id]
+	for i, s := range c.batch {
 		for total := s.length + newTokens[i]; len(s.blocks)*bs < total; {
 			s.blocks = append(s.blocks, c.take())
 		}

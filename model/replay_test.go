@@ -227,28 +227,48 @@ func (nopSubmission) Err() error  { return nil }
 // lookup and checks, the replay, submitting its list, settling the step
 // before and reading its tokens — on a device that runs no kernel
 // (hostOnly), so the time and the allocations are the host's alone.
-// host-µs/step is the time of Next. "warm" runs the steps back to back;
-// "cold" writes 64 MB through the host's caches before each step, as the
-// CPU device's kernels do with the weights every step: the regime of `loom
-// bench encode` on the CPU (ns/op is then mostly the writing; the timer
-// keeps running through it, since stopping it every step would stop the
-// world to read the allocation counts right before each step).
+// host-µs/step is the time of Next. "warm" runs the steps of one
+// sequence back to back; "cold" writes 64 MB through the host's caches
+// before each step, as the CPU device's kernels do with the weights every
+// step: the regime of `loom bench encode` on the CPU (ns/op is then mostly
+// the writing; the timer keeps running through it, since stopping it every
+// step would stop the world to read the allocation counts right before
+// each step). The batch cases are warm steps of `loom bench decode`'s GPU
+// shapes: 1 and 8 sequences of 1,024 tokens, 32 of 2,048 (block tables 80
+// and 144 blocks wide).
 func BenchmarkReplayedStepHost(b *testing.B) {
-	for _, mode := range []string{"warm", "cold"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, c := range []struct {
+		name           string
+		batch, context int
+		cold           bool
+	}{
+		{"warm", 1, 0, false},
+		{"cold", 1, 0, true},
+		{"batch1-ctx1024", 1, 1024, false},
+		{"batch8-ctx1024", 8, 1024, false},
+		{"batch32-ctx2048", 32, 2048, false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			rt, err := runtime.New(hostOnly{cpu.New(cpu.Options{})}, runtime.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(rt.Close)
 			cfg := replayConfig
+			cfg.MaxPositionEmbeddings = 4096
 			m, err := New(rt, cfg, RandomWeights(cfg, graph.Float32, 3), graph.Float32)
 			if err != nil {
 				b.Fatal(err)
 			}
-			e, err := NewEngine(m, 64, 16)
+			// Each sequence's context and 256 tokens more.
+			e, err := NewEngine(m, c.batch*(c.context+256)/16, 16)
 			if err != nil {
 				b.Fatal(err)
+			}
+			seqs, counts := make([]int, c.batch), make([]int, c.batch)
+			prompts, sampling := make([][]int32, c.batch), make([]ops.Sampling, c.batch)
+			for i := range seqs {
+				seqs[i], counts[i], prompts[i] = i, c.context, []int32{int32(i % cfg.VocabSize)}
 			}
 			var d *Decoder
 			restart := func() {
@@ -257,9 +277,16 @@ func BenchmarkReplayedStepHost(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				e.Cache.Free(0)
-				e.Cache.Add(0)
-				if d, err = e.NewDecoder([]int{0}, [][]int32{{1}}, []ops.Sampling{{}}, 0); err != nil {
+				for _, id := range seqs {
+					e.Cache.Free(id)
+					e.Cache.Add(id)
+				}
+				if c.context > 0 { // the context's K/V, as loom bench decode: whatever the cache holds
+					if _, err := e.Cache.Schedule(seqs, counts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if d, err = e.NewDecoder(seqs, prompts, sampling, 0); err != nil {
 					b.Fatal(err)
 				}
 				for range 3 { // the trace, and the first replays
@@ -270,15 +297,15 @@ func BenchmarkReplayedStepHost(b *testing.B) {
 			}
 			restart()
 			var flush []byte
-			if mode == "cold" {
+			if c.cold {
 				flush = make([]byte, 64<<20)
 			}
 			var host time.Duration
 			b.ReportAllocs()
 			for b.Loop() {
-				// A restart within 256 tokens keeps the tables' width (16
-				// blocks), so that every timed step replays one trace.
-				if e.Cache.Len(0) >= 240 {
+				// A restart within 256 tokens past the context keeps the
+				// tables' width, so that every timed step replays one trace.
+				if e.Cache.Len(0) >= c.context+240 {
 					b.StopTimer()
 					restart()
 					b.StartTimer()
