@@ -106,6 +106,7 @@ func Open() (*Device, error) {
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
 	d.caps.SampleSplit = os.Getenv("LOOM_CUDA_SAMPLE_SPLIT") != "0"
+	d.caps.GEMVStream = os.Getenv("LOOM_CUDA_GEMV_STREAM") != "0"
 	if d.caps.TensorCores {
 		// On tensor cores the gated GEMV is the tensor-core GEMV's kernel
 		// with both halves' rows in one tile, which reads the weights once

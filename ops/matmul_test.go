@@ -395,6 +395,15 @@ func TestMatMulTensorCores(t *testing.T) {
 		add([]int{8, 1000}, []int{1001, 1000})
 		add([]int{64, 1001}, []int{130, 1001})
 		add([]int{130, 1000}, []int{137, 1000})
+		// K a multiple of 256: the streaming GEMV (Caps.GEMVStream) up to
+		// 8 rows, N not a multiple of the 16-row tiles, and a product
+		// whose tiles outnumber the grid's warps (each warp streams
+		// several).
+		for _, m := range []int{1, 2, 5, 8} {
+			add([]int{m, 512}, []int{1001, 512})
+		}
+		add([]int{1, 256}, []int{40000, 256})
+		add([]int{9, 768}, []int{77, 768})
 		add([]int{2, 5, 48}, []int{2, 33, 48})   // batched weights, small M
 		add([]int{2, 70, 48}, []int{2, 140, 48}) // batched weights, tiled
 		add([]int{3, 40, 24}, []int{17, 24})     // three of 40 rows merged: M = 120
@@ -414,7 +423,7 @@ func TestMatMulBatchInvariant(t *testing.T) {
 	r := loomtest.Rand(10)
 	const n, k, rows = 131, 1000, 65
 	for _, dt := range []graph.DType{graph.BFloat16, graph.Float16} {
-		for _, kk := range []int{k, k + 1} {
+		for _, kk := range []int{k, k + 1, 1024} { // 1024: the streaming GEMV (Caps.GEMVStream) up to 8 rows
 			x := loomtest.Float32s(r, rows*kk, -1, 1)
 			w := loomtest.Float32s(r, n*kk, -1, 1)
 			type part struct{ from, m int }

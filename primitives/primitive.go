@@ -106,6 +106,12 @@ type Caps struct {
 	// output's K where the outputs are few for the device's cores (CUDA;
 	// the kernel derives the split from its grid).
 	GEMVSplitK bool
+	// GEMVStream runs the tensor-core GEMV and gated GEMV of up to 8 rows
+	// of x with K a multiple of 256 as one stream of weight loads per warp
+	// over a grid of at most two blocks a multiprocessor
+	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
+	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
+	GEMVStream bool
 	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
 	// to the sampling kernel's two passes (SampleFirst over many
 	// threadgroups per sequence, then SampleFinal), which only the CUDA
