@@ -110,7 +110,8 @@ type Caps struct {
 	// of x with K a multiple of 256 as one stream of weight loads per warp
 	// over a grid of at most two blocks a multiprocessor
 	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
-	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
+	// only; off unless the environment has LOOM_CUDA_GEMV_STREAM=1 until
+	// it has been measured on a GPU (docs/BENCHMARKS.md).
 	GEMVStream bool
 	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
 	// to the sampling kernel's two passes (SampleFirst over many
