@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -219,9 +220,10 @@ var qwenLinear = []struct {
 // the device's Caps ("default"); the GEMVs of up to 8 rows also run as
 // the other GEMV kernels, side by side in one process: "mma", the
 // tensor-core GEMV in tiles (Caps.GEMVStream off), "stream", the
-// tensor-core GEMV streaming (Caps.GEMVStream on), and "fma", the FMA
-// kernels (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV
-// up to 8 rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
+// tensor-core GEMV streaming (Caps.GEMVStream on; its outputs must be the
+// tiles' bit for bit, else the case fails), and "fma", the FMA kernels
+// (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV up to 8
+// rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
 // LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
 // the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
@@ -304,6 +306,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				reps = 20
 			}
 			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
+				var mmaOut []byte // the last launch's outputs in "mma", which "stream" must match bit for bit
 				for _, kd := range kinds(m, sh.gated) {
 					b.Run(kd.name, func(b *testing.B) {
 						for i := len(ws); i < sets; i++ {
@@ -366,6 +369,18 @@ func BenchmarkMatMulKernels(b *testing.B) {
 								best = g
 							}
 							issue = max(issue, is)
+						}
+						// Every kind's last launch read the same weights.
+						if kd.name == "mma" || kd.name == "stream" {
+							got := make([]byte, out.Len())
+							if err := out.Read(0, got); err != nil {
+								b.Fatal(err)
+							}
+							if kd.name == "mma" {
+								mmaOut = got
+							} else if mmaOut != nil && !bytes.Equal(got, mmaOut) {
+								b.Errorf("the streamed outputs differ from the tiles' bits")
+							}
 						}
 						s := best.Seconds() / float64(reps)
 						gbs := float64(wBytes) / s / 1e9

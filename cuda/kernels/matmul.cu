@@ -559,11 +559,15 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
 // multiple of its slices, 8/S, so chunk f of the stream is slice f mod 8/S
 // of the warp's, known at compile time.
 #define STREAM_DEPTH 8
+#define STREAM_X_BATCH 4
 
 template <typename T, int S>
 __device__ __noinline__ void mma_stream(const T* x, u32 M, u32 K, u32 tiles, float* red, const MmaRows<T> epi) {
   constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, D = STREAM_DEPTH;
-  static_assert(D % NS == 0, "a run of STREAM_DEPTH chunks starts at the warp's first slice");
+  // The chunks whose x is loaded together: all D where the warp's slices
+  // leave registers for them (S ≥ 4), else fewer (no spills).
+  constexpr int XB = S >= 4 ? D : STREAM_X_BATCH;
+  static_assert(D % NS == 0 && D % XB == 0, "a run of STREAM_DEPTH chunks starts at the warp's first slice");
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const u32 tb = warp / S, share = warp % S;
   const T* xr = g < M ? x + (u64)g * K : nullptr;
@@ -596,29 +600,36 @@ __device__ __noinline__ void mma_stream(const T* x, u32 M, u32 K, u32 tiles, flo
   u32 cj = 0, ctile = first + tb;  // the chunk the products take next
   for (u32 f0 = 0; f0 < total; f0 += D) {
 #pragma unroll
-    for (int u = 0; u < D; u++) {
-      if (f0 + u >= total) break;
-      const u32 k = (share + S * cj) * 32 + 8 * t;
-      const uint4 xv = load8<T, false>(xr, k, K, true);
-      MMA<T>::run(acc[u % NS][0], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
-      MMA<T>::run(acc[u % NS][0], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
-      // Chunk f0 + u + D into the registers just used.
-      const u32 kl = (share + S * lj) * 32 + 8 * t;
-      wl[u] = load8<T, true>(llo, kl, K, true);
-      wh[u] = load8<T, true>(lhi, kl, K, true);
-      if (++lj == per) {
-        lj = 0, ltile += stride;
-        epi.rows(ltile, g, llo, lhi);
-      }
-      if (++cj == per) {
-        float sum[1][4];
-        tile_sums<1, S>(acc, red, tb, share, lane, sum);
-        if (share == 0 && ctile < tiles) epi.store(ctile, 0, g, t, sum);
+    for (int b = 0; b < D; b += XB) {
+      // The x of XB chunks, loaded together: one round trip to the cache,
+      // where a load before each chunk's products waited for each.
+      uint4 xs[XB];
 #pragma unroll
-        for (int i = 0; i < NS; i++)
+      for (int v = 0, j = cj; v < XB; v++, j = j + 1 == per ? 0 : j + 1) xs[v] = load8<T, false>(xr, (share + S * j) * 32 + 8 * t, K, true);
 #pragma unroll
-          for (int r = 0; r < 4; r++) acc[i][0][r] = 0.f;
-        cj = 0, ctile += stride;
+      for (int v = 0; v < XB; v++) {
+        const int u = b + v;
+        if (f0 + u >= total) continue;
+        MMA<T>::run(acc[u % NS][0], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xs[v].x, xs[v].y);
+        MMA<T>::run(acc[u % NS][0], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xs[v].z, xs[v].w);
+        // Chunk f0 + u + D into the registers just used.
+        const u32 kl = (share + S * lj) * 32 + 8 * t;
+        wl[u] = load8<T, true>(llo, kl, K, true);
+        wh[u] = load8<T, true>(lhi, kl, K, true);
+        if (++lj == per) {
+          lj = 0, ltile += stride;
+          epi.rows(ltile, g, llo, lhi);
+        }
+        if (++cj == per) {
+          float sum[1][4];
+          tile_sums<1, S>(acc, red, tb, share, lane, sum);
+          if (share == 0 && ctile < tiles) epi.store(ctile, 0, g, t, sum);
+#pragma unroll
+          for (int i = 0; i < NS; i++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[i][0][r] = 0.f;
+          cj = 0, ctile += stride;
+        }
       }
     }
   }
