@@ -217,11 +217,11 @@ var qwenLinear = []struct {
 // to exceed the 50 MB L2 (GB/s of weights, and their share of the read
 // bandwidth that the benchmark measures first, "read-%"), and the prefill
 // and square products (TFLOP/s). Each case runs the lowering's kernel for
-// the device's Caps ("default"); the GEMVs of up to 8 rows also run as
+// the device's Caps ("default": with tensor cores, the lm_head of 2 to 8
+// rows streams, Caps.GEMVStream); the GEMVs of up to 8 rows also run as
 // the other GEMV kernels, side by side in one process: "mma", the
-// tensor-core GEMV in tiles (Caps.GEMVStream off), "stream", the
-// tensor-core GEMV streaming (Caps.GEMVStream on; its outputs must be the
-// tiles' bit for bit, else the case fails), and "fma", the FMA kernels
+// tensor-core GEMV in tiles (Caps.GEMVStream off; the default's outputs
+// must be its bits, else the case fails), and "fma", the FMA kernels
 // (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV up to 8
 // rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
@@ -278,8 +278,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 		if m > 8 || !d.Caps().TensorCores {
 			return ks
 		}
-		ks = append(ks, kind{"mma", func(c primitives.Caps) primitives.Caps { c.GEMVStream = false; return c }},
-			kind{"stream", func(c primitives.Caps) primitives.Caps { c.GEMVStream = true; return c }})
+		ks = append(ks, kind{"mma", func(c primitives.Caps) primitives.Caps { c.GEMVStream = false; return c }})
 		if m == 1 || gated {
 			ks = append(ks, kind{"fma", func(c primitives.Caps) primitives.Caps {
 				c.TensorCores, c.GatedGEMVMaxRows = false, 8
@@ -306,7 +305,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				reps = 20
 			}
 			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
-				var mmaOut []byte // the last launch's outputs in "mma", which "stream" must match bit for bit
+				var defaultOut []byte // the last launch's outputs in "default", which "mma" must match bit for bit
 				for _, kd := range kinds(m, sh.gated) {
 					b.Run(kd.name, func(b *testing.B) {
 						for i := len(ws); i < sets; i++ {
@@ -337,7 +336,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						case *primitives.MatMulParams:
 							split, mma, stream, tiles = &p.Split, p.MMA, p.Stream, primitives.Groups(sh.n, max(int(p.TileRows), 1))
 						case *primitives.MatMulSiLUMulParams:
-							split, mma, stream, tiles = &p.Split, p.MMA, p.Stream, primitives.Groups(outN, 8)
+							split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
 						}
 						if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
 							*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
@@ -371,15 +370,15 @@ func BenchmarkMatMulKernels(b *testing.B) {
 							issue = max(issue, is)
 						}
 						// Every kind's last launch read the same weights.
-						if kd.name == "mma" || kd.name == "stream" {
+						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma") {
 							got := make([]byte, out.Len())
 							if err := out.Read(0, got); err != nil {
 								b.Fatal(err)
 							}
-							if kd.name == "mma" {
-								mmaOut = got
-							} else if mmaOut != nil && !bytes.Equal(got, mmaOut) {
-								b.Errorf("the streamed outputs differ from the tiles' bits")
+							if kd.name == "default" {
+								defaultOut = got
+							} else if defaultOut != nil && !bytes.Equal(got, defaultOut) {
+								b.Errorf("the default kernel's outputs differ from the tiles' bits")
 							}
 						}
 						s := best.Seconds() / float64(reps)

@@ -109,10 +109,7 @@ func SiLUMulKernel(dt graph.DType) string { return KernelName("silu_mul", dt) }
 // on tensor cores (matmul_silu_mul_<dt>_mma, with Split warps a tile of 8
 // outputs, see mmaGEMVGrid): set by the lowering with Caps.TensorCores for
 // float16 and bfloat16; other kernels ignore MMA and Split.
-//
-// Stream is 1 where the gated GEMV streams its weights as the matmul's
-// tensor-core GEMV does (MatMulParams.Stream, Caps.GEMVStream).
-type MatMulSiLUMulParams struct{ M, N, K, MMA, Split, Stream uint32 }
+type MatMulSiLUMulParams struct{ M, N, K, MMA, Split uint32 }
 
 // MatMulSiLUMul is the gate and up projections of a SwiGLU MLP with their
 // activation: inputs x [..., K] and w [2N, K], the gate weights (rows
@@ -177,11 +174,6 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 		if l.Caps.TensorCores && dt != graph.Float32 {
 			p.MMA = 1
 			grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, k, l.Caps.Cores)
-			if mmaStreams(l.Caps, m, k) {
-				p.Stream = 1
-				grid.X, p.Split = mmaStreamGrid(Groups(n, 8), k, l.Caps.Cores)
-				l.Count("matmul_silu_mul.stream", 1)
-			}
 			grid.Y = min(m, 1)
 			l.Count("matmul_silu_mul.mma", 1)
 		}

@@ -124,9 +124,9 @@ type MatMulParams struct {
 	// outputs. The sums do not depend on them; other kernels ignore them.
 	Split, TileRows uint32
 	// Stream is 1 where the tensor-core GEMV streams its weights
-	// (Caps.GEMVStream, mmaStreamGrid): the kernel then runs its stream
-	// path where M ≤ 8, K is a multiple of 256 and the rows are aligned,
-	// else its tiles as without it. The sums are the same.
+	// (Caps.GEMVStream, mmaStreams, mmaStreamGrid): the kernel then runs
+	// its stream path where M ≤ 8, K is a multiple of 256 and the rows are
+	// aligned, else its tiles as without it. The sums are the same.
 	Stream uint32
 }
 
@@ -252,7 +252,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
 			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
-			if mmaStreams(l.Caps, int(p.M), int(p.K)) {
+			if mmaStreams(l.Caps, int(p.M), int(p.K), grid.X) {
 				p.Stream = 1
 				grid.X, p.Split, p.TileRows = mmaStreamTiles(int(p.N), int(p.K), l.Caps.Cores)
 				l.Count("matmul_mma_stream", 1)
@@ -374,11 +374,19 @@ func mmaGEMVGrid(tiles, m, k, cores int) (groups int, split uint32) {
 }
 
 // mmaStreams reports whether a tensor-core GEMV of m rows of x and k
-// columns streams (MatMulParams.Stream): the device opts in
-// (Caps.GEMVStream), one 8-row tile of x, k a multiple of 256 (the
-// kernel's own condition, with aligned rows).
-func mmaStreams(c Caps, m, k int) bool {
-	return c.GEMVStream && m >= 1 && m <= 8 && k > 0 && k%256 == 0
+// columns, whose tile loop would have a grid of tileGrid blocks, streams
+// (MatMulParams.Stream): where it was measured faster than the tile loop.
+// On an H100 (docs/BENCHMARKS.md, "GEMV kernels side by side") that was
+// the lm_head (151,936×1024, a tile loop of 2,374 blocks, nine waves of
+// two a multiprocessor) at 2 to 8 rows: 130 against 133 µs at M = 2, 131
+// against 144 at 4, 130–134 against 154–155 at 8; at M = 1 they tied
+// (128.8–133.1 against 128.9–129.4 µs), and the projections of 2–12 MB
+// (one wave) were 0.5–3.5 µs slower streamed. So: the device opts in
+// (Caps.GEMVStream), 2 to 8 rows (one 8-row tile of x), k a multiple of
+// 256 (the kernel's own condition, with aligned rows), and a tile loop of
+// more than one wave.
+func mmaStreams(c Caps, m, k, tileGrid int) bool {
+	return c.GEMVStream && m >= 2 && m <= 8 && k > 0 && k%256 == 0 && tileGrid > 2*c.Cores
 }
 
 // mmaStreamTiles is mmaGEMVTiles for the streaming GEMV: tiles of 16

@@ -763,7 +763,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     grid_dependency_wait(mma_span(w, 0, p.N, p.K, p.M, p.Split, 8), mma_span(w, p.N, p.N, p.K, p.M, p.Split, 8)); \
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
-    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, p.Stream == 1, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
+    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------

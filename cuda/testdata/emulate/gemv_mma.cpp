@@ -75,10 +75,10 @@ static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<
   checkSpans("mma", grid, 8 / mmaSplit(M, split) * rows, N, K, 2, false);
   return out;
 }
-static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned grid, bool stream = false) {
+static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned grid) {
   std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
   MatMulSiLUMulParams p{};
-  p.M = M, p.N = N, p.K = K, p.MMA = 1, p.Split = split, p.Stream = stream;
+  p.M = M, p.N = N, p.K = K, p.MMA = 1, p.Split = split;
   unsigned tiles = (N + 7) / 8, tb = 8 / std::max(split, 1u);
   if (grid == 0) grid = (tiles + tb - 1) / tb;
   Status st{};
@@ -190,9 +190,8 @@ int main(int argc, char** argv) {
       std::vector<bf16_t> wg(w.begin(), w.begin() + (size_t)2 * N2 * c.K);
       auto mm = gemv(x, wg, c.M, 2 * N2, c.K, 8, 16, 0);
       for (unsigned split : {1u, 2u, 8u})
-        for (unsigned grid : {0u, 1u, 2u}) {
-          const bool stream = grid == 2 || (streams && split == 2);
-          auto o = gated(x, wg, c.M, N2, c.K, split, grid, stream);
+        for (unsigned grid : {0u, 1u}) {
+          auto o = gated(x, wg, c.M, N2, c.K, split, grid);
           for (unsigned m = 0; m < c.M; m++)
             for (unsigned j = 0; j < N2; j++) {
               bf16_t want = Num<bf16_t>::store(un_silu(F(mm[m * 2 * N2 + j])) * F(mm[m * 2 * N2 + N2 + j]));
