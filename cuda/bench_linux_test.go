@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -210,18 +211,24 @@ var qwenLinear = []struct {
 
 // BenchmarkMatMulKernels times the matmul kernels on the GPU (CUDA events
 // around a run of launches, see kernelTimer), without the per-Eval host
-// overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 8, 32,
-// 64, 65 and 128 in bfloat16, and the gated GEMV (MatMulSiLUMul, "gated")
-// of its MLP, each launch reading another of enough weight sets to exceed
-// the 50 MB L2 (GB/s of weights), and the prefill and square products
-// (TFLOP/s). The kernels are the lowering's for the device's Caps: the
-// tensor-core variants by default (there M = 64 is the GEMV's last and 65
-// the tiled kernel's first, their crossover), the FMA kernels with
-// LOOM_CUDA_MMA=0. For tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts
-// of the projections, LOOM_MATMUL_GRID=x forces the GEMV grid's width and
-// LOOM_MATMUL_SPLIT=s the tensor-core GEMV's warps a tile (1, 2, 4 or 8,
-// with the grid that covers the tiles once; any values give the same
-// results), and LOOM_MATMUL_DTYPE picks another dtype.
+// overhead: x[M, K]·Wᵀ for the Qwen3-0.6B projections at M = 1, 2, 4, 8,
+// 32, 64, 65 and 128 in bfloat16, and the gated GEMV (MatMulSiLUMul,
+// "gated") of its MLP, each launch reading another of enough weight sets
+// to exceed the 50 MB L2 (GB/s of weights, and their share of the read
+// bandwidth that the benchmark measures first, "read-%"), and the prefill
+// and square products (TFLOP/s). Each case runs the lowering's kernel for
+// the device's Caps ("default": with tensor cores, the lm_head of 2 to 8
+// rows streams, Caps.GEMVStream); the GEMVs of up to 8 rows also run as
+// the other GEMV kernels, side by side in one process: "mma", the
+// tensor-core GEMV in tiles (Caps.GEMVStream off; the default's outputs
+// must be its bits, else the case fails), and "fma", the FMA kernels
+// (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV up to 8
+// rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
+// tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
+// LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
+// the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
+// grid that covers the tiles once; any values give the same results), and
+// LOOM_MATMUL_DTYPE picks another dtype.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
@@ -233,7 +240,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rows := []int{1, 8, 32, 64, 65, 128}
+	rows := []int{1, 2, 4, 8, 32, 64, 65, 128}
 	if s := os.Getenv("LOOM_MATMUL_ROWS"); s != "" {
 		rows = nil
 		for _, f := range strings.Split(s, ",") {
@@ -244,6 +251,11 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			rows = append(rows, m)
 		}
 	}
+	bw, err := d.MeasureBandwidth(1<<30, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s)", bw.Read, bw.Kernel)
 	type shape struct {
 		name  string
 		n, k  int // the weights [n, k]; the gated product's output has n/2 columns
@@ -256,6 +268,25 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	}
 	shapes = append(shapes, shape{"gated", 6144, 1024, rows, true},
 		shape{"prefill_gate_up", 3072, 1024, []int{512}, false}, shape{"square", 1024, 1024, []int{1024}, false}, shape{"square", 4096, 4096, []int{4096}, false})
+	// The kernels a case runs, as Caps that lower to them.
+	type kind struct {
+		name string
+		caps func(c primitives.Caps) primitives.Caps
+	}
+	kinds := func(m int, gated bool) []kind {
+		ks := []kind{{"default", func(c primitives.Caps) primitives.Caps { return c }}}
+		if m > 8 || !d.Caps().TensorCores {
+			return ks
+		}
+		ks = append(ks, kind{"mma", func(c primitives.Caps) primitives.Caps { c.GEMVStream = false; return c }})
+		if m == 1 || gated {
+			ks = append(ks, kind{"fma", func(c primitives.Caps) primitives.Caps {
+				c.TensorCores, c.GatedGEMVMaxRows = false, 8
+				return c
+			}})
+		}
+		return ks
+	}
 	for _, sh := range shapes {
 		wBytes := int64(sh.n * sh.k * dt.Size())
 		sets := int(max(1, (256<<20)/wBytes))
@@ -274,76 +305,96 @@ func BenchmarkMatMulKernels(b *testing.B) {
 				reps = 20
 			}
 			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
-				for i := len(ws); i < sets; i++ {
-					ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
-				}
-				x := randomBuffer(b, d, dt, m*sh.k, 1)
-				out := deviceBuffer(b, d, int64(m*outN*dt.Size()))
-				defer x.Release()
-				defer out.Release()
-				in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
-				outs := []graph.Spec{{DType: dt, Shape: []int{m, outN}}}
-				l := primitives.NewLowering(in, outs, d.Caps())
-				var prim primitives.Primitive = primitives.MatMul{TransposeB: true}
-				if sh.gated {
-					prim = primitives.MatMulSiLUMul{}
-				}
-				if err := prim.Lower(l); err != nil {
-					b.Fatal(err)
-				}
-				if len(l.Dispatches) != 1 {
-					b.Skipf("%d dispatches (the gated GEMV takes up to %d rows here)", len(l.Dispatches), d.Caps().GatedGEMVMaxRows)
-				}
-				disp := l.Dispatches[0]
-				// The tensor-core GEMV's tiles, its split and whether it runs.
-				var split *uint32
-				mma, tiles := uint32(0), 0
-				switch p := disp.Params.(type) {
-				case *primitives.MatMulParams:
-					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(sh.n, max(int(p.TileRows), 1))
-				case *primitives.MatMulSiLUMulParams:
-					split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
-				}
-				if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
-					*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
-					disp.Grid.X = primitives.Groups(tiles, primitives.GEMVThreads/32/s)
-				}
-				if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && (strings.HasSuffix(disp.Kernel, "_gemv") || sh.gated) {
-					disp.Grid.X = g
-				}
-				k, err := d.Kernel(disp.Kernel)
-				if err != nil {
-					b.Fatal(err)
-				}
-				spec, _ := primitives.LookupKernel(disp.Kernel)
-				record := func(pass *runtime.CommandList) {
-					for i := range reps {
-						args := []runtime.BufferArg{
-							{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
-							{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
-							{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
+				var defaultOut []byte // the last launch's outputs in "default", which "mma" must match bit for bit
+				for _, kd := range kinds(m, sh.gated) {
+					b.Run(kd.name, func(b *testing.B) {
+						for i := len(ws); i < sets; i++ {
+							ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
 						}
-						pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
-					}
-				}
-				kt.time(b, record) // warm-up
-				var best, issue time.Duration
-				for b.Loop() {
-					g, is := kt.time(b, record)
-					if best == 0 || g < best {
-						best = g
-					}
-					issue = max(issue, is)
-				}
-				s := best.Seconds() / float64(reps)
-				b.ReportMetric(s*1e6, "µs/kernel")
-				b.ReportMetric(float64(wBytes)/s/1e9, "weight-GB/s")
-				b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
-				b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
-				b.ReportMetric(float64(disp.Grid.X), "grid-x")
-				b.ReportMetric(float64(mma), "mma")
-				if split != nil {
-					b.ReportMetric(float64(*split), "split")
+						x := randomBuffer(b, d, dt, m*sh.k, 1)
+						out := deviceBuffer(b, d, int64(m*outN*dt.Size()))
+						defer x.Release()
+						defer out.Release()
+						in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
+						outs := []graph.Spec{{DType: dt, Shape: []int{m, outN}}}
+						l := primitives.NewLowering(in, outs, kd.caps(d.Caps()))
+						var prim primitives.Primitive = primitives.MatMul{TransposeB: true}
+						if sh.gated {
+							prim = primitives.MatMulSiLUMul{}
+						}
+						if err := prim.Lower(l); err != nil {
+							b.Fatal(err)
+						}
+						if len(l.Dispatches) != 1 {
+							b.Skipf("%d dispatches (the gated GEMV takes up to %d rows here)", len(l.Dispatches), d.Caps().GatedGEMVMaxRows)
+						}
+						disp := l.Dispatches[0]
+						// The tensor-core GEMV's tiles, its split and whether it runs and streams.
+						var split *uint32
+						mma, stream, tiles := uint32(0), uint32(0), 0
+						switch p := disp.Params.(type) {
+						case *primitives.MatMulParams:
+							split, mma, stream, tiles = &p.Split, p.MMA, p.Stream, primitives.Groups(sh.n, max(int(p.TileRows), 1))
+						case *primitives.MatMulSiLUMulParams:
+							split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
+						}
+						if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
+							*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
+							disp.Grid.X = primitives.Groups(tiles, primitives.GEMVThreads/32/s)
+						}
+						if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && (strings.HasSuffix(disp.Kernel, "_gemv") || sh.gated) {
+							disp.Grid.X = g
+						}
+						k, err := d.Kernel(disp.Kernel)
+						if err != nil {
+							b.Fatal(err)
+						}
+						spec, _ := primitives.LookupKernel(disp.Kernel)
+						record := func(pass *runtime.CommandList) {
+							for i := range reps {
+								args := []runtime.BufferArg{
+									{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
+									{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
+									{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
+								}
+								pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
+							}
+						}
+						kt.time(b, record) // warm-up
+						var best, issue time.Duration
+						for b.Loop() {
+							g, is := kt.time(b, record)
+							if best == 0 || g < best {
+								best = g
+							}
+							issue = max(issue, is)
+						}
+						// Every kind's last launch read the same weights.
+						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma") {
+							got := make([]byte, out.Len())
+							if err := out.Read(0, got); err != nil {
+								b.Fatal(err)
+							}
+							if kd.name == "default" {
+								defaultOut = got
+							} else if defaultOut != nil && !bytes.Equal(got, defaultOut) {
+								b.Errorf("the default kernel's outputs differ from the tiles' bits")
+							}
+						}
+						s := best.Seconds() / float64(reps)
+						gbs := float64(wBytes) / s / 1e9
+						b.ReportMetric(s*1e6, "µs/kernel")
+						b.ReportMetric(gbs, "weight-GB/s")
+						b.ReportMetric(100*gbs/bw.Read, "read-%")
+						b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
+						b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+						b.ReportMetric(float64(disp.Grid.X), "grid-x")
+						b.ReportMetric(float64(mma), "mma")
+						b.ReportMetric(float64(stream), "stream")
+						if split != nil {
+							b.ReportMetric(float64(*split), "split")
+						}
+					})
 				}
 			})
 		}

@@ -81,7 +81,9 @@ const arenaBytes = 4096
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
-// otherwise until it has been measured on a GPU.
+// otherwise until it has been measured on a GPU. LOOM_CUDA_GEMV_STREAM=0
+// turns off the streaming tensor-core GEMV (Caps.GEMVStream, measured
+// faster on the lm_head at 2 to 8 rows).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -106,6 +108,7 @@ func Open() (*Device, error) {
 	}
 	d.caps.TensorCores = os.Getenv("LOOM_CUDA_MMA") != "0"
 	d.caps.SampleSplit = os.Getenv("LOOM_CUDA_SAMPLE_SPLIT") != "0"
+	d.caps.GEMVStream = os.Getenv("LOOM_CUDA_GEMV_STREAM") != "0"
 	if d.caps.TensorCores {
 		// On tensor cores the gated GEMV is the tensor-core GEMV's kernel
 		// with both halves' rows in one tile, which reads the weights once

@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -395,6 +396,17 @@ func TestMatMulTensorCores(t *testing.T) {
 		add([]int{8, 1000}, []int{1001, 1000})
 		add([]int{64, 1001}, []int{130, 1001})
 		add([]int{130, 1000}, []int{137, 1000})
+		// K a multiple of 256, N not a multiple of the 16-row tiles; and
+		// products whose tile loop would take more than one wave, which
+		// 2 to 8 rows stream (Caps.GEMVStream; each warp streams several
+		// tiles) and 1 row does not.
+		for _, m := range []int{1, 2, 5, 8} {
+			add([]int{m, 512}, []int{1001, 512})
+		}
+		for _, m := range []int{1, 2, 8} {
+			add([]int{m, 256}, []int{40000, 256})
+		}
+		add([]int{9, 768}, []int{77, 768})
 		add([]int{2, 5, 48}, []int{2, 33, 48})   // batched weights, small M
 		add([]int{2, 70, 48}, []int{2, 140, 48}) // batched weights, tiled
 		add([]int{3, 40, 24}, []int{17, 24})     // three of 40 rows merged: M = 120
@@ -414,7 +426,7 @@ func TestMatMulBatchInvariant(t *testing.T) {
 	r := loomtest.Rand(10)
 	const n, k, rows = 131, 1000, 65
 	for _, dt := range []graph.DType{graph.BFloat16, graph.Float16} {
-		for _, kk := range []int{k, k + 1} {
+		for _, kk := range []int{k, k + 1, 1024} {
 			x := loomtest.Float32s(r, rows*kk, -1, 1)
 			w := loomtest.Float32s(r, n*kk, -1, 1)
 			type part struct{ from, m int }
@@ -450,6 +462,46 @@ func TestMatMulBatchInvariant(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestMatMulStreamInvariant holds CUDA's streaming tensor-core GEMV (2 to
+// 8 rows where the tile loop would take more than one wave:
+// Caps.GEMVStream) to the tile loop bit for bit: the rows of x[8, 256]·Wᵀ
+// with W of 40,000 rows, computed 1 (tiles), 2 and 8 (streamed) and 9
+// (tiles) at a time, are the same. Elsewhere the products are only checked
+// against the reference.
+func TestMatMulStreamInvariant(t *testing.T) {
+	r := loomtest.Rand(11)
+	const n, k = 40000, 256
+	x := loomtest.Float32s(r, 9*k, -1, 1)
+	w := loomtest.Float32s(r, n*k, -1, 1)
+	for _, tg := range loomtest.Targets(t) {
+		wa := graph.FromFloat32sAs(graph.BFloat16, w, n, k)
+		ms := []int{1, 2, 8, 9}
+		outs := make([]*graph.Array, len(ms))
+		for i, m := range ms {
+			outs[i] = ops.MatMulTransposed(graph.FromFloat32sAs(graph.BFloat16, x[:m*k], m, k), wa, false, true)
+		}
+		tg.Eval(t, outs...)
+		var first []byte // row 0's bits
+		for i, m := range ms {
+			c := &matmulCase{name: fmt.Sprintf("x[:%d]", m), dt: graph.BFloat16}
+			c.want, c.bound, c.shape = refMatMul(loomtest.Round(graph.BFloat16, x[:m*k]), loomtest.Round(graph.BFloat16, w), []int{m, k}, []int{n, k}, false, true, graph.BFloat16)
+			c.check(t, tg.Name, outs[i])
+			if tg.Name != "cuda" || !tg.RT.Device().Caps().TensorCores {
+				continue
+			}
+			b, err := outs[i].Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = b[:2*n]
+			} else if !bytes.Equal(b[:2*n], first) {
+				t.Errorf("cuda: row 0 of x computed with %d rows differs from the same row computed alone", m)
 			}
 		}
 	}

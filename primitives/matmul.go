@@ -123,6 +123,11 @@ type MatMulParams struct {
 	// mmaGEMVGrid): Split warps share each tile of TileRows (8 or 16)
 	// outputs. The sums do not depend on them; other kernels ignore them.
 	Split, TileRows uint32
+	// Stream is 1 where the tensor-core GEMV streams its weights
+	// (Caps.GEMVStream, mmaStreams, mmaStreamGrid): the kernel then runs
+	// its stream path where M ≤ 8, K is a multiple of 256 and the rows are
+	// aligned, else its tiles as without it. The sums are the same.
+	Stream uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -247,6 +252,11 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		if mmaGEMV(l.Caps, dt, p) {
 			p.MMA = 1
 			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
+			if mmaStreams(l.Caps, int(p.M), int(p.K), grid.X) {
+				p.Stream = 1
+				grid.X, p.Split, p.TileRows = mmaStreamTiles(int(p.N), int(p.K), l.Caps.Cores)
+				l.Count("matmul_mma_stream", 1)
+			}
 			l.Count("matmul_mma", 1)
 		} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
 			grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
@@ -356,6 +366,57 @@ func mmaGEMVGrid(tiles, m, k, cores int) (groups int, split uint32) {
 		}
 		blocks := Groups(tiles, GEMVThreads/32/s)
 		cost := Groups(blocks, max(2*cores, 1)) * max(Groups(Groups(chunks, s), unroll), 1)
+		if best < 0 || cost < best {
+			best, groups, split = cost, blocks, uint32(s)
+		}
+	}
+	return groups, split
+}
+
+// mmaStreams reports whether a tensor-core GEMV of m rows of x and k
+// columns, whose tile loop would have a grid of tileGrid blocks, streams
+// (MatMulParams.Stream): where it was measured faster than the tile loop.
+// On an H100 (docs/BENCHMARKS.md, "GEMV kernels side by side") that was
+// the lm_head (151,936×1024, a tile loop of 2,374 blocks, nine waves of
+// two a multiprocessor) at 2 to 8 rows: 130 against 133 µs at M = 2, 131
+// against 144 at 4, 130–134 against 154–155 at 8; at M = 1 they tied
+// (128.8–133.1 against 128.9–129.4 µs), and the projections of 2–12 MB
+// (one wave) were 0.5–3.5 µs slower streamed. So: the device opts in
+// (Caps.GEMVStream), 2 to 8 rows (one 8-row tile of x), k a multiple of
+// 256 (the kernel's own condition, with aligned rows), and a tile loop of
+// more than one wave.
+func mmaStreams(c Caps, m, k, tileGrid int) bool {
+	return c.GEMVStream && m >= 2 && m <= 8 && k > 0 && k%256 == 0 && tileGrid > 2*c.Cores
+}
+
+// mmaStreamTiles is mmaGEMVTiles for the streaming GEMV: tiles of 16
+// outputs, or of 8 where the grid of 16 would leave multiprocessors
+// without a block.
+func mmaStreamTiles(n, k, cores int) (groups int, split, tileRows uint32) {
+	tileRows = 16
+	groups, split = mmaStreamGrid(Groups(n, 16), k, cores)
+	if groups < cores {
+		tileRows = 8
+		groups, split = mmaStreamGrid(Groups(n, 8), k, cores)
+	}
+	return groups, split, tileRows
+}
+
+// mmaStreamGrid is the grid and split of a streaming tensor-core GEMV of
+// the given tiles and k columns: at most two blocks of 8 warps a
+// multiprocessor (the kernel's launch bounds), each looping over tiles,
+// since a warp keeps its loads in flight from one tile to the next. A
+// warp's time is its chunks of 32 columns, steps × chunks/Split, where
+// steps are the tiles a warp takes in turn; Split (1, 2, 4 or 8 warps a
+// tile) is the one with the fewest, the fewest warps of those. The kernel
+// takes any grid and split; the result does not depend on them.
+func mmaStreamGrid(tiles, k, cores int) (groups int, split uint32) {
+	chunks := Groups(k, 32)
+	best := -1
+	for s := 1; s <= 8; s *= 2 {
+		tb := GEMVThreads / 32 / s
+		blocks := max(1, min(Groups(tiles, tb), 2*cores))
+		cost := Groups(tiles, blocks*tb) * Groups(chunks, s)
 		if best < 0 || cost < best {
 			best, groups, split = cost, blocks, uint32(s)
 		}

@@ -195,6 +195,49 @@ func TestMatMulCUDAGeometry(t *testing.T) {
 	}
 }
 
+// TestMatMulStreamGeometry checks the streaming tensor-core GEMV's lowering
+// (Caps.GEMVStream, mmaStreams): 2 to 8 rows of x with K a multiple of 256
+// where the tile loop's grid is more than one wave of two blocks a
+// multiprocessor (the lm_head), on a grid of at most two blocks a
+// multiprocessor that loops over the tiles (mmaStreamGrid); other products
+// as without it.
+func TestMatMulStreamGeometry(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		m, n, k     int
+		grid        int
+		split, rows uint32
+		stream      uint32
+	}{
+		{"lm_head, batch 8: 2 warps a tile, 9 tiles a warp", 8, 151936, 1024, 264, 2, 16, 1},
+		{"lm_head, batch 2", 2, 151936, 1024, 264, 2, 16, 1},
+		{"lm_head, batch 1: in tiles (a tie)", 1, 151936, 1024, 2374, 2, 16, 0},
+		{"lm_head, batch 9: in tiles", 9, 151936, 1024, 2374, 2, 16, 0},
+		{"lm_head, K not a multiple of 256: in tiles", 4, 151936, 1000, 2374, 2, 16, 0},
+		{"gate+up, batch 4: one wave, in tiles", 4, 6144, 1024, 192, 4, 16, 0},
+		{"O, batch 8: one wave, in tiles", 8, 1024, 2048, 128, 8, 8, 0},
+	} {
+		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{c.m, c.k}}, {DType: graph.BFloat16, Shape: []int{c.n, c.k}}}
+		mm := MatMul{TransposeB: true}
+		outs, err := mm.Outputs(in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		l := NewLowering(in, outs, Caps{Device: "cuda", Cores: 132, TensorCores: true, GEMVStream: true})
+		if err := mm.Lower(l); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		d := l.Dispatches[0]
+		p := d.Params.(*MatMulParams)
+		if d.Grid != (Dim3{c.grid, 1, 1}) || p.MMA != 1 || p.Split != c.split || p.TileRows != c.rows || p.Stream != c.stream {
+			t.Errorf("%s: grid %v MMA %d Split %d TileRows %d Stream %d, want grid %d, 1, %d, %d, %d", c.name, d.Grid, p.MMA, p.Split, p.TileRows, p.Stream, c.grid, c.split, c.rows, c.stream)
+		}
+		if got := l.Counters["matmul_mma_stream"]; got != int(c.stream) {
+			t.Errorf("%s: counters %v", c.name, l.Counters)
+		}
+	}
+}
+
 // TestGEMVSplitK checks the split of K over SIMD groups of the GEMV on a
 // device that takes it (132 cores), through the grid it gives the kernel
 // (8/split outputs a threadgroup): the fewest groups an output that give

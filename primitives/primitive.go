@@ -106,6 +106,13 @@ type Caps struct {
 	// output's K where the outputs are few for the device's cores (CUDA;
 	// the kernel derives the split from its grid).
 	GEMVSplitK bool
+	// GEMVStream lets the tensor-core GEMV of 2 to 8 rows of x stream its
+	// weights where its tile loop would take more than one wave of blocks
+	// (an lm_head; mmaStreams says where and why): one stream of weight
+	// loads per warp over a grid of at most two blocks a multiprocessor
+	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
+	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
+	GEMVStream bool
 	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
 	// to the sampling kernel's two passes (SampleFirst over many
 	// threadgroups per sequence, then SampleFinal), which only the CUDA

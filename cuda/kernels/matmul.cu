@@ -461,6 +461,49 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 // primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
 #define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
 
+// tile_sums adds the slices of a tile in the fixed tree (slice_tree):
+// acc[i] holds the warp's slice share + S·i; with S > 1 the tile's warps
+// meet in red, and the block's warps call it together (its barriers). The
+// sums are valid in the lanes of share 0.
+template <int MT, int S>
+__device__ __forceinline__ void tile_sums(const float (&acc)[MMA_SLICES / S][MT][4], float* red, u32 tb, u32 share, u32 lane,
+                                          float (&sum)[MT][4]) {
+  constexpr int NS = MMA_SLICES / S;
+  if constexpr (S == 1) {
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        float s[MMA_SLICES];
+#pragma unroll
+        for (int i = 0; i < MMA_SLICES; i++) s[i] = acc[i % NS][j][r];
+        sum[j][r] = slice_tree(s);
+      }
+  } else {
+    // red[tb][slice][j·4 + r][lane]
+    float* mine = red + (u64)tb * MMA_SLICES * MT * 4 * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < NS; i++)
+#pragma unroll
+      for (int j = 0; j < MT; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) mine[((share + S * i) * MT * 4 + j * 4 + r) * 32] = acc[i][j][r];
+    __syncthreads();
+    if (share == 0) {
+#pragma unroll
+      for (int j = 0; j < MT; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+          float s[MMA_SLICES];
+#pragma unroll
+          for (int i = 0; i < MMA_SLICES; i++) s[i] = mine[(i * MT * 4 + j * 4 + r) * 32];
+          sum[j][r] = slice_tree(s);
+        }
+    }
+    __syncthreads();  // the next tile writes red again
+  }
+}
+
 template <typename T> struct MmaRows;
 
 // mma_tiles runs the tiles of a tensor-core GEMV: tile i covers weight rows
@@ -496,40 +539,98 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
         mma_slices<T, MT, S, U>(lo, hi, xr, K, vec, share, acc);
       }
       float sum[MT][4];
-      if constexpr (S == 1) {
-#pragma unroll
-        for (int j = 0; j < MT; j++)
-#pragma unroll
-          for (int r = 0; r < 4; r++) {
-            float s[MMA_SLICES];
-#pragma unroll
-            for (int i = 0; i < MMA_SLICES; i++) s[i] = acc[i % NS][j][r];
-            sum[j][r] = slice_tree(s);
-          }
-      } else {
-        // red[tb][slice][j·4 + r][lane]
-        float* mine = red + (u64)tb * MMA_SLICES * MT * 4 * 32 + lane;
-#pragma unroll
-        for (int i = 0; i < NS; i++)
-#pragma unroll
-          for (int j = 0; j < MT; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) mine[((share + S * i) * MT * 4 + j * 4 + r) * 32] = acc[i][j][r];
-        __syncthreads();
-        if (share == 0) {
-#pragma unroll
-          for (int j = 0; j < MT; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-              float s[MMA_SLICES];
-#pragma unroll
-              for (int i = 0; i < MMA_SLICES; i++) s[i] = mine[(i * MT * 4 + j * 4 + r) * 32];
-              sum[j][r] = slice_tree(s);
-            }
-        }
-        __syncthreads();  // the next step writes red again
-      }
+      tile_sums<MT, S>(acc, red, tb, share, lane, sum);
       if (share == 0 && tile < tiles) epi.store(tile, m0, g, t, sum);
+    }
+  }
+}
+
+// mma_stream is mma_tiles for one tile of x (M ≤ 8) where K is a multiple
+// of 256 and the rows are 16-byte aligned: the same products in the same
+// order (slices, chains and tree), so the same bits, but the lane's weight
+// loads stay in flight across its rounds and tiles. The warp's chunks, of
+// all its tiles in turn, are one stream, and each chunk's two 16-byte
+// loads are issued STREAM_DEPTH chunks before the products that use them:
+// a lane always has STREAM_DEPTH chunks in flight, where mma_tiles has
+// MMA_UNROLL at the start of a round and none at its end, the last round
+// of a tile included. The lowering gives it a grid of at most two blocks a
+// multiprocessor, which loop over the tiles (primitives.mmaStreamGrid).
+// With K a multiple of 256 a warp's chunks of a tile, K/32/S, are a
+// multiple of its slices, 8/S, so chunk f of the stream is slice f mod 8/S
+// of the warp's, known at compile time.
+#define STREAM_DEPTH 8
+#define STREAM_X_BATCH 4
+
+template <typename T, int S>
+__device__ __noinline__ void mma_stream(const T* x, u32 M, u32 K, u32 tiles, float* red, const MmaRows<T> epi) {
+  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, D = STREAM_DEPTH;
+  // The chunks whose x is loaded together: all D where the warp's slices
+  // leave registers for them (S ≥ 4), else fewer (no spills).
+  constexpr int XB = S >= 4 ? D : STREAM_X_BATCH;
+  static_assert(D % NS == 0 && D % XB == 0, "a run of STREAM_DEPTH chunks starts at the warp's first slice");
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 tb = warp / S, share = warp % S;
+  const T* xr = g < M ? x + (u64)g * K : nullptr;
+  const u32 per = K / 32 / S;  // the warp's chunks of a tile
+  const u32 stride = gridDim.x * TB, first = blockIdx.x * TB;
+  // Every warp of the block takes the same steps, so that all reach the
+  // barriers of tile_sums; a tile past the last has null rows (zeros).
+  const u32 steps = first < tiles ? (tiles - first + stride - 1) / stride : 0;
+  const u32 total = steps * per;
+  // The load cursor: chunk lj of the warp's in tile ltile, rows llo, lhi.
+  u32 lj = 0, ltile = first + tb;
+  const T *llo, *lhi;
+  epi.rows(ltile, g, llo, lhi);
+  uint4 wl[D], wh[D];
+#pragma unroll
+  for (int u = 0; u < D; u++) {
+    const u32 k = (share + S * lj) * 32 + 8 * t;
+    wl[u] = load8<T, true>(llo, k, K, true);
+    wh[u] = load8<T, true>(lhi, k, K, true);
+    if (++lj == per) {
+      lj = 0, ltile += stride;
+      epi.rows(ltile, g, llo, lhi);
+    }
+  }
+  float acc[NS][1][4];
+#pragma unroll
+  for (int i = 0; i < NS; i++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) acc[i][0][r] = 0.f;
+  u32 cj = 0, ctile = first + tb;  // the chunk the products take next
+  for (u32 f0 = 0; f0 < total; f0 += D) {
+#pragma unroll
+    for (int b = 0; b < D; b += XB) {
+      // The x of XB chunks, loaded together: one round trip to the cache,
+      // where a load before each chunk's products waited for each.
+      uint4 xs[XB];
+#pragma unroll
+      for (int v = 0, j = cj; v < XB; v++, j = j + 1 == per ? 0 : j + 1) xs[v] = load8<T, false>(xr, (share + S * j) * 32 + 8 * t, K, true);
+#pragma unroll
+      for (int v = 0; v < XB; v++) {
+        const int u = b + v;
+        if (f0 + u >= total) continue;
+        MMA<T>::run(acc[u % NS][0], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xs[v].x, xs[v].y);
+        MMA<T>::run(acc[u % NS][0], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xs[v].z, xs[v].w);
+        // Chunk f0 + u + D into the registers just used.
+        const u32 kl = (share + S * lj) * 32 + 8 * t;
+        wl[u] = load8<T, true>(llo, kl, K, true);
+        wh[u] = load8<T, true>(lhi, kl, K, true);
+        if (++lj == per) {
+          lj = 0, ltile += stride;
+          epi.rows(ltile, g, llo, lhi);
+        }
+        if (++cj == per) {
+          float sum[1][4];
+          tile_sums<1, S>(acc, red, tb, share, lane, sum);
+          if (share == 0 && ctile < tiles) epi.store(ctile, 0, g, t, sum);
+#pragma unroll
+          for (int i = 0; i < NS; i++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[i][0][r] = 0.f;
+          cj = 0, ctile += stride;
+        }
+      }
     }
   }
 }
@@ -559,9 +660,21 @@ __device__ __forceinline__ L2Span mma_span(const T* w, u32 first, u32 N, u32 K, 
 // and S warps a tile: split as the lowering asked, but at least the tiles
 // of x (the warp's accumulators, (8/S)·MT·4 floats, stay at 32), a power
 // of two of at most 8. Any split and grid give the same result.
+//
+// With stream (MatMulParams.Stream), M ≤ 8, K a positive multiple of 256 and
+// aligned rows, it runs mma_stream instead, whose sums are the same.
 template <typename T>
-__device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, float* red, const MmaRows<T>& epi) {
+__device__ void mma_gemv(const T* x, u32 M, u32 K, u32 tiles, u32 split, bool vec, bool stream, float* red, const MmaRows<T>& epi) {
   const u32 mt = mma_tiles_of_x(M), s = mma_split(M, split);
+  if (stream && mt == 1 && vec && K > 0 && K % 256 == 0) {
+    switch (s) {
+      case 1: mma_stream<T, 1>(x, M, K, tiles, red, epi); break;
+      case 2: mma_stream<T, 2>(x, M, K, tiles, red, epi); break;
+      case 4: mma_stream<T, 4>(x, M, K, tiles, red, epi); break;
+      default: mma_stream<T, 8>(x, M, K, tiles, red, epi); break;
+    }
+    return;
+  }
   switch (mt * 16 + s) {
     case 16 + 1: mma_tiles<T, 1, 1>(x, M, K, tiles, vec, red, epi); break;
     case 16 + 2: mma_tiles<T, 1, 2>(x, M, K, tiles, vec, red, epi); break;
@@ -629,7 +742,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   const bool vec = p.K % 8 == 0 && (((u64)(a + o.a) | (u64)(b + o.b)) & 15) == 0;
   const u32 tileRows = p.TileRows == 8 ? 8 : 16;
   const MmaRows<T> epi{b + o.b, out + o.out, p.N, p.M, p.K, tileRows, false};
-  mma_gemv(a + o.a, p.M, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, red, epi);
+  mma_gemv(a + o.a, p.M, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, p.Stream == 1, red, epi);
 }
 
 // The variants take two blocks a multiprocessor (at most 128 registers a
@@ -650,7 +763,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     grid_dependency_wait(mma_span(w, 0, p.N, p.K, p.M, p.Split, 8), mma_span(w, p.N, p.N, p.K, p.M, p.Split, 8)); \
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
-    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
+    mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------

@@ -62,10 +62,11 @@ static unsigned mmaSplit(unsigned M, unsigned split) {
   return s;
 }
 // gemv runs the tensor-core GEMV variant with the given split, tile rows and grid (0: as many blocks as tiles need).
-static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned rows, unsigned grid) {
+// stream sets MatMulParams.Stream (mma_stream where M ≤ 8 and K % 256 == 0).
+static std::vector<bf16_t> gemv(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, unsigned split, unsigned rows, unsigned grid, bool stream = false) {
   std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
   MatMulParams p{};
-  p.M = M, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.Split = split, p.TileRows = rows;
+  p.M = M, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.Split = split, p.TileRows = rows, p.Stream = stream;
   unsigned tiles = (N + rows - 1) / rows, tb = 8 / std::max(split, 1u);
   if (grid == 0) grid = (tiles + tb - 1) / tb;
   Status st{};
@@ -149,7 +150,8 @@ int main(int argc, char** argv) {
     checkFMA(c.N, c.K);
     printf("FMA N=%u K=%u done, %d failures so far\n", c.N, c.K, fails);
   }
-  struct C { unsigned M, N, K; } cases[] = {{1, 131, 1000}, {3, 131, 1001}, {8, 9, 40}, {9, 33, 1000}, {17, 20, 264}, {33, 24, 1000}, {64, 17, 96}, {1, 1, 1}, {2, 40, 7}, {5, 16, 0}};
+  struct C { unsigned M, N, K; } cases[] = {{1, 131, 1000}, {3, 131, 1001}, {8, 9, 40}, {9, 33, 1000}, {17, 20, 264}, {33, 24, 1000}, {64, 17, 96}, {1, 1, 1}, {2, 40, 7}, {5, 16, 0},
+                               {1, 131, 512}, {8, 40, 256}, {3, 37, 768}, {1, 300, 256}};
   for (auto c : cases) {
     auto x = rnd((size_t)c.M * c.K), w = rnd((size_t)c.N * c.K);
     auto base = gemv(x, w, c.M, c.N, c.K, 8, 16, 0);
@@ -160,18 +162,27 @@ int main(int argc, char** argv) {
         double got = F(base[m * c.N + n]);
         CHECK(fabs(got - ref) <= 0.01 * fabs(ref) + 1e-3 * mag + 1e-6, "M=%u N=%u K=%u out[%u][%u] = %g, want %g", c.M, c.N, c.K, m, n, got, ref);
       }
-    for (unsigned split : {1u, 2u, 4u, 8u})
-      for (unsigned rows : {8u, 16u})
-        for (unsigned grid : {0u, 1u}) {
-          auto o = gemv(x, w, c.M, c.N, c.K, split, rows, grid);
-          CHECK(memcmp(o.data(), base.data(), o.size() * 2) == 0, "M=%u N=%u K=%u split %u rows %u grid %u: bits differ", c.M, c.N, c.K, split, rows, grid);
-        }
+    // The stream path (M ≤ 8, K % 256 == 0) where it applies, with grids
+    // that loop over the tiles, from 1 to 2 and 3 steps a warp.
+    const bool streams = c.M <= 8 && c.K % 256 == 0;
+    for (bool stream : {false, true}) {
+      if (stream && !streams) continue;
+      for (unsigned split : {1u, 2u, 4u, 8u})
+        for (unsigned rows : {8u, 16u})
+          for (unsigned grid : {0u, 1u, 2u}) {
+            if (grid == 2 && !stream) continue;
+            auto o = gemv(x, w, c.M, c.N, c.K, split, rows, grid, stream);
+            CHECK(memcmp(o.data(), base.data(), o.size() * 2) == 0, "M=%u N=%u K=%u split %u rows %u grid %u stream %d: bits differ", c.M, c.N, c.K, split, rows, grid, stream);
+          }
+    }
     // batch invariance: the first two rows and the last, each alone
     for (unsigned m : {0u, 1u, c.M - 1}) {
       if (m >= c.M) continue;
       std::vector<bf16_t> xr(x.begin() + m * c.K, x.begin() + (m + 1) * c.K);
-      auto o = gemv(xr, w, 1, c.N, c.K, 1, 16, 0);
-      CHECK(memcmp(o.data(), base.data() + m * c.N, c.N * 2) == 0, "M=%u N=%u K=%u: row %u alone differs", c.M, c.N, c.K, m);
+      for (bool stream : {false, true}) {
+        auto o = gemv(xr, w, 1, c.N, c.K, 1, 16, 0, stream);
+        CHECK(memcmp(o.data(), base.data() + m * c.N, c.N * 2) == 0, "M=%u N=%u K=%u stream %d: row %u alone differs", c.M, c.N, c.K, stream, m);
+      }
     }
     // gated: w as [2N', K] with N' = N/2 (N even) against the matmul's rounded outputs
     unsigned N2 = c.N / 2;
