@@ -298,7 +298,7 @@ func runAttention(t *testing.T, cases []attnCase) {
 					}
 					loomtest.Close(t, what, got, want, atol, rtol)
 
-					parts := primitives.AttentionPartitions(b.maxSeqLen(), b.maxBlocks, c.bs)
+					parts := primitives.AttentionPartitions(tg.RT.Caps().Partitions, b.maxSeqLen(), b.maxBlocks, c.bs)
 					split := primitives.UseSplitKV(mode, tg.RT.Caps(), b.tq, c.kvh, parts)
 					path := map[bool]string{true: "paged_attention.split", false: "paged_attention.single"}
 					st := tg.RT.LastStats()
@@ -913,7 +913,7 @@ func TestAttentionDecodeSteps(t *testing.T) {
 					t.Fatal(err)
 				}
 				st := o.p.Stats()
-				parts := primitives.AttentionPartitions(o.b.maxSeqLen(), o.b.maxBlocks, bs)
+				parts := primitives.AttentionPartitions(rt.Caps().Partitions, o.b.maxSeqLen(), o.b.maxBlocks, bs)
 				path := "paged_attention.single"
 				if primitives.UseSplitKV(o.mode, rt.Caps(), o.b.tq, kvh, parts) {
 					path = "paged_attention.split"
