@@ -159,6 +159,17 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
+// ATTENTION_BLOCKS is the blocks of a kernel of head size HS that its
+// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): 1 (170
+// registers a thread for a bfloat16 row of 128), or for head sizes up to
+// 128 LOOM_ATTENTION_BLOCKS, which LOOM_CUDA_ATTENTION_BLOCKS=2 sets for
+// measurement (128 registers, so that one block's fixed latencies overlap
+// the other's loads; the passes of 4 heads then spill).
+#ifndef LOOM_ATTENTION_BLOCKS
+#define LOOM_ATTENTION_BLOCKS 1
+#endif
+#define ATTENTION_BLOCKS(HS) ((HS) <= 128 ? LOOM_ATTENTION_BLOCKS : 1)
+
 // CHUNK is the keys a warp takes at a time: the warps of a block take a
 // partition's chunks in turn, so that a partition of 64 keys (the CUDA
 // device's, primitives.Caps.Partitions) keeps all 8 warps busy.
@@ -172,9 +183,7 @@ __device__ __forceinline__ float warp_max_f(float v) {
 // …; lanes past the row's NVEC vectors (head sizes 80 and 96) idle. The
 // vector loads need 16-byte aligned rows: the caches are whole buffers
 // from cuMemAlloc (256-byte aligned) and every row is a whole number of
-// vectors. EARLY_V: the chunk's V rows are loaded with its K rows, one
-// memory latency a chunk instead of two, where the registers allow (all
-// but float32 rows of 256).
+// vectors.
 template <typename T, int HS> struct Rows {
   static constexpr int VEC = 16 / (int)sizeof(T);
   static constexpr int NVEC = HS / VEC;
@@ -182,7 +191,6 @@ template <typename T, int HS> struct Rows {
   static constexpr int NV = (NVEC + LANES - 1) / LANES;
   static constexpr int KEYS = 32 / LANES;
   static constexpr int STEPS = CHUNK / KEYS;
-  static constexpr bool EARLY_V = STEPS * NV <= 8;
   static_assert(HS * (int)sizeof(T) % 16 == 0, "rows must be whole 16-byte vectors");
   static_assert(CHUNK % KEYS == 0 && STEPS <= LANES, "a chunk must be whole steps, a score a lane");
 };
@@ -280,12 +288,20 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
   const u64 head = (u64)g * HS;
   const u64 stride = (u64)p.NumKVHeads * HS;
   const int key = (lane / R::LANES) * R::STEPS + li;  // this lane's key of a chunk, if li < STEPS
-  for (int k0 = lo + CHUNK * warp; k0 < hi; k0 += CHUNK * warps) {
-    const i64 slot = li < R::STEPS ? slot_of(table, p, k0 + key, hi) : -1;
-    if (!__any_sync(FULL, slot >= 0)) continue;  // no visible key in this chunk
+  const int step = CHUNK * warps;
+  // The chunk's V rows load with its K rows (one memory latency a chunk,
+  // not two) where the registers allow: up to 8 loads a lane of each under
+  // 128 registers (ATTENTION_BLOCKS 2), 16 otherwise; else after the scores.
+  constexpr bool early_v = R::STEPS * R::NV * GH <= (ATTENTION_BLOCKS(HS) > 1 ? 8 : 16);
+  i64 next = li < R::STEPS ? slot_of(table, p, lo + CHUNK * warp + key, hi) : -1;
+  for (int k0 = lo + CHUNK * warp; k0 < hi; k0 += step) {
+    const i64 slot = next;
     uint4 kv[R::STEPS][R::NV], vv[R::STEPS][R::NV];
     load_rows<T, HS>(k_cache, slot, head, stride, kv);
-    if constexpr (R::EARLY_V) load_rows<T, HS>(v_cache, slot, head, stride, vv);
+    if constexpr (early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
+    // The next chunk's slots, looked up while this chunk's rows load.
+    next = li < R::STEPS ? slot_of(table, p, k0 + step + key, hi) : -1;
+    if (!__any_sync(FULL, slot >= 0)) continue;  // no visible key in this chunk
     float s[GH];
 #pragma unroll
     for (int j = 0; j < GH; j++) s[j] = 0.0f;
@@ -307,7 +323,7 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
         if (i == li) s[j] = acc;
       }
     }
-    if constexpr (!R::EARLY_V) load_rows<T, HS>(v_cache, slot, head, stride, vv);
+    if constexpr (!early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
     float pr[GH];
 #pragma unroll
     for (int j = 0; j < GH; j++) {
@@ -390,27 +406,49 @@ template <int HS> struct Merge {
 // and heads h0 … h0 + nh − 1 into out, with the whole block, a thread per
 // pair of output dims: with M the largest partition maximum (and sink),
 // w_p = l_p·2^(m_p − M) and out = Σ w_p·tmp_out_p / (Σ w_p + 2^(sink −
-// M)), the partitions added in order. Each thread reads every partition's
-// maximum, then its sum and its pair, with the loops unrolled so that the
-// loads of up to 16 partitions are in flight together.
+// M)), the partitions added in order. A thread loads the maxima, sums and
+// pairs of MERGE_TILE partitions at once (one memory latency for the CUDA
+// device's rows of at most 16 partitions), and rescales its sums to each
+// later tile's maximum.
+#define MERGE_TILE 16
 template <typename T, int HS>
 __device__ void merge_rows(const T* tmp_out, const float* max_logits, const float* exp_sums, const float* sinks, T* out,
                            const PagedAttentionParams& p, int t, int h0, int nh, int first, int last) {
   for (int i = threadIdx.x; i < nh * HS / 2; i += blockDim.x) {
     const int h = h0 + i / (HS / 2), pair = i % (HS / 2);
     const u64 base = ((u64)t * p.NumHeads + h) * p.NumPartitions;
-    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF;
-#pragma unroll 16
-    for (int q = first; q < last; q++) top = fmaxf(top, __ldcg(max_logits + base + q));
-    float sum = 0.0f;
+    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF, sum = 0.0f;
     float2 acc = make_float2(0.0f, 0.0f);
-#pragma unroll 16
-    for (int q = first; q < last; q++) {
-      const float w = __ldcg(exp_sums + base + q) * exp2f(__ldcg(max_logits + base + q) - top);
-      const float2 v = load_pair(tmp_out, (base + q) * HS + 2 * pair);
-      sum += w;
-      acc.x += w * v.x;
-      acc.y += w * v.y;
+    for (int q0 = first; q0 < last; q0 += MERGE_TILE) {
+      float m[MERGE_TILE], l[MERGE_TILE];
+      float2 v[MERGE_TILE];
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) {
+        m[k] = -LOOM_INF;
+        l[k] = 0.0f;
+        v[k] = make_float2(0.0f, 0.0f);
+        if (q0 + k < last) {
+          m[k] = __ldcg(max_logits + base + q0 + k);
+          l[k] = __ldcg(exp_sums + base + q0 + k);
+          v[k] = load_pair(tmp_out, (base + q0 + k) * HS + 2 * pair);
+        }
+      }
+      float m_new = top;
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) m_new = fmaxf(m_new, m[k]);
+      const float c = m_new == top ? 1.0f : exp2f(top - m_new);
+      sum *= c;
+      acc.x *= c;
+      acc.y *= c;
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) {
+        if (q0 + k >= last) break;
+        const float w = l[k] * exp2f(m[k] - m_new);
+        sum += w;
+        acc.x += w * v[k].x;
+        acc.y += w * v[k].y;
+      }
+      top = m_new;
     }
     if (sinks != nullptr) sum += exp2f(sinks[h] * LOG2E - top);
     const float scale = 1.0f / sum;
@@ -570,8 +608,10 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
 // NVRTC time and cubin (the out-of-line attention is compiled into each
 // kernel that calls it).
 
+#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * LOOM_ATTENTION_WARPS, ATTENTION_BLOCKS(HS))
+
 #define ATTENTION_SINGLE(SHORT, T, HS)                                                                           \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS(                                                   \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS(                                                   \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                           \
     grid_dependency_wait();                                                                                      \
@@ -580,7 +620,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SINGLE_SINKS(SHORT, T, HS)                                                                     \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_sinks(                                           \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS##_sinks(                                           \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
     grid_dependency_wait();                                                                                      \
@@ -589,7 +629,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SPLIT(SHORT, T, HS)                                                                            \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS(                                             \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_split_##SHORT##_hs##HS(                                             \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,            \
       const PagedAttentionParams p, Status* status) {                                                            \
@@ -599,7 +639,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SPLIT_SINKS(SHORT, T, HS)                                                                      \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_sinks(                                     \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_split_##SHORT##_hs##HS##_sinks(                                     \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,               \
       u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                     \
