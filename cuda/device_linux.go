@@ -79,7 +79,9 @@ const arenaBytes = 4096
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 // LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
-// (Caps.Partitions; 512/0 is the other devices').
+// (Caps.Partitions; 512/0 is the other devices'), and
+// LOOM_CUDA_ATTENTION_BLOCKS=1 the attention kernels' launch bounds of one
+// block a multiprocessor instead of two (kernels/attention.cu).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off

@@ -160,13 +160,17 @@ __device__ __forceinline__ float warp_max_f(float v) {
 // ---- attention -------------------------------------------------------------------
 
 // ATTENTION_BLOCKS is the blocks of a kernel of head size HS that its
-// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): 1 (170
-// registers a thread for a bfloat16 row of 128), or for head sizes up to
-// 128 LOOM_ATTENTION_BLOCKS, which LOOM_CUDA_ATTENTION_BLOCKS=2 sets for
-// measurement (128 registers, so that one block's fixed latencies overlap
-// the other's loads; the passes of 4 heads then spill).
+// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): for
+// head sizes up to 128 LOOM_ATTENTION_BLOCKS, 2 unless
+// LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps them at
+// 128 registers a thread so that one block's fixed latencies (its row,
+// slots, count and merge) overlap the other's loads: on an H100 the long
+// decode cases went from 0.917 to 0.590 ms and decode-typical from 0.110
+// to 0.073 (docs/BENCHMARKS.md). The passes of 4 heads then spill (96
+// bytes a thread for a bfloat16 row of 128); 1 block (162 registers) does
+// not. Larger heads keep 1 block: their rows need the registers.
 #ifndef LOOM_ATTENTION_BLOCKS
-#define LOOM_ATTENTION_BLOCKS 1
+#define LOOM_ATTENTION_BLOCKS 2
 #endif
 #define ATTENTION_BLOCKS(HS) ((HS) <= 128 ? LOOM_ATTENTION_BLOCKS : 1)
 
