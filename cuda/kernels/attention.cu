@@ -159,7 +159,7 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
-// ATTENTION_BLOCKS is the blocks of a kernel of head size HS that its
+// ATTENTION_BLOCKS_<HS> is the blocks of a kernel of head size HS that its
 // launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): for
 // head sizes up to 128 LOOM_ATTENTION_BLOCKS, 2 unless
 // LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps them at
@@ -169,10 +169,16 @@ __device__ __forceinline__ float warp_max_f(float v) {
 // to 0.073 (docs/BENCHMARKS.md). The passes of 4 heads then spill (96
 // bytes a thread for a bfloat16 row of 128); 1 block (162 registers) does
 // not. Larger heads keep 1 block: their rows need the registers.
+// (One constant a head size: the launch bounds must read as plain
+// numbers, without parentheses, for cuda/signature.go.)
 #ifndef LOOM_ATTENTION_BLOCKS
 #define LOOM_ATTENTION_BLOCKS 2
 #endif
-#define ATTENTION_BLOCKS(HS) ((HS) <= 128 ? LOOM_ATTENTION_BLOCKS : 1)
+#define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_96 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_256 1
 
 // CHUNK is the keys a warp takes at a time: the warps of a block take a
 // partition's chunks in turn, so that a partition of 64 keys (the CUDA
@@ -295,8 +301,9 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
   const int step = CHUNK * warps;
   // The chunk's V rows load with its K rows (one memory latency a chunk,
   // not two) where the registers allow: up to 8 loads a lane of each under
-  // 128 registers (ATTENTION_BLOCKS 2), 16 otherwise; else after the scores.
-  constexpr bool early_v = R::STEPS * R::NV * GH <= (ATTENTION_BLOCKS(HS) > 1 ? 8 : 16);
+  // 128 registers (two blocks, ATTENTION_BLOCKS_*), 16 otherwise; else
+  // after the scores.
+  constexpr bool early_v = R::STEPS * R::NV * GH <= (HS <= 128 && LOOM_ATTENTION_BLOCKS > 1 ? 8 : 16);
   i64 next = li < R::STEPS ? slot_of(table, p, lo + CHUNK * warp + key, hi) : -1;
   for (int k0 = lo + CHUNK * warp; k0 < hi; k0 += step) {
     const i64 slot = next;
@@ -612,7 +619,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
 // NVRTC time and cubin (the out-of-line attention is compiled into each
 // kernel that calls it).
 
-#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * LOOM_ATTENTION_WARPS, ATTENTION_BLOCKS(HS))
+#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * LOOM_ATTENTION_WARPS, ATTENTION_BLOCKS_##HS)
 
 #define ATTENTION_SINGLE(SHORT, T, HS)                                                                           \
   extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS(                                                   \
