@@ -88,6 +88,13 @@ func newAttention(c *Call, dt graph.DType, hs, bs int) (*attention, error) {
 		parts: int(p.NumPartitions), window: int(p.SlidingWindow), partLen: int(p.PartitionSize),
 		qScale: p.Scale * attnLog2E,
 	}
+	// The split units cut a sequence's keys at the same partition bounds
+	// for all its rows, so every row must have partitions of PartitionSize
+	// keys, as the CPU's Caps give (no bound on their number).
+	longest := min(int(p.MaxSeqLen), int(p.MaxBlocksPerSeq)*bs)
+	if p.NumPartitions > 0 && primitives.AttentionPartitionKeys(a.partLen, a.parts, longest) != a.partLen {
+		return nil, fmt.Errorf("%d partitions of %d keys do not hold rows of %d keys: the CPU kernels take partitions of one size", a.parts, a.partLen, longest)
+	}
 	a.group = a.heads / a.kvh
 	a.tileTokens = max(1, queryTileRows/a.group)
 	if p.Softcap > 0 {

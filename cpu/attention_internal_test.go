@@ -320,7 +320,7 @@ func BenchmarkAttentionDispatch(b *testing.B) {
 				i32(table...), i32(int32(ctx)), i32(0, 1)}
 			name := primitives.PagedAttentionKernel(graph.BFloat16, hs, bs, false)
 			if split {
-				parts := primitives.AttentionPartitions(maxSeq, blocks, bs)
+				parts := primitives.AttentionPartitions(primitives.AttentionPartitioning{}, maxSeq, blocks, bs)
 				p.NumPartitions = int32(parts)
 				args = append(args, make([]byte, 4*heads*parts), make([]byte, 4*heads*parts), make([]byte, 2*heads*parts*hs), make([]byte, 4*kvh))
 				name = primitives.PagedAttentionSplitKernel(graph.BFloat16, hs, bs, false)

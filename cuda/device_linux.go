@@ -78,6 +78,10 @@ const arenaBytes = 4096
 // bisecting, the environment turns them off: LOOM_CUDA_GRAPHS=0,
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
+// LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
+// (Caps.Partitions; 512/0 is the other devices'), and
+// LOOM_CUDA_ATTENTION_BLOCKS=1 the attention kernels' launch bounds of one
+// block a multiprocessor instead of two (kernels/attention.cu).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
@@ -121,6 +125,13 @@ func Open() (*Device, error) {
 			return nil, fmt.Errorf("cuda: LOOM_CUDA_GATED_ROWS=%q: want a number of rows ≥ 0", v)
 		}
 		d.caps.GatedGEMVMaxRows = n
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_PARTITIONS"); ok {
+		var pt primitives.AttentionPartitioning
+		if _, err := fmt.Sscanf(v, "%d/%d", &pt.Keys, &pt.MaxPartitions); err != nil || pt.Keys < 32 || pt.Keys%32 != 0 || pt.MaxPartitions < 0 {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_PARTITIONS=%q: want keys/max, keys a multiple of 32, max ≥ 0 (0: no bound)", v)
+		}
+		d.caps.Partitions = pt
 	}
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
@@ -268,6 +279,11 @@ func (d *Device) describe() error {
 		// every case with two partitions or more, decode and varlen alike,
 		// by 1.7× to 12×, so it has no occupancy limit.
 		SplitKV: primitives.SplitKVGate{GroupsPerCore: 0},
+		// Partitions of 64 keys give a batch-1 decode of 8 KV heads
+		// at context 1,024 128 blocks for the 132 SMs (512 gave 16);
+		// beyond 16 of them a row's partitions grow instead, which
+		// bounds the scratch and the merge (docs/CUDA.md).
+		Partitions: primitives.AttentionPartitioning{Keys: 64, MaxPartitions: 16},
 		// Measured on an H100 (docs/BENCHMARKS.md) with the FMA gated
 		// GEMV: it took the batch-1 step from 2.61 to 2.39 ms and tied at
 		// batch 8; at batch 32 the tensor-core matmul and silu_mul were

@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -62,6 +63,9 @@ var variants = sync.OnceValue(func() []variant {
 				}
 				v := variant{file: "attention.cu", defines: []string{"-DLOOM_ATTENTION_KERNEL=" + k.macro, "-DLOOM_ATTENTION_DTYPE=" + dt.Short(), fmt.Sprintf("-DLOOM_ATTENTION_HS=%d", hs)},
 					groupKey: fmt.Sprintf("attention %s %d %v", dt.Short(), hs, k.sinks)}
+				if b := os.Getenv("LOOM_CUDA_ATTENTION_BLOCKS"); b != "" { // launch bounds (attention.cu's ATTENTION_BLOCKS), for measurement
+					v.defines = append(v.defines, "-DLOOM_ATTENTION_BLOCKS="+b)
+				}
 				for _, bs := range primitives.AttentionBlockSizes {
 					v.kernels = append(v.kernels, name(dt, hs, bs, k.sinks))
 				}

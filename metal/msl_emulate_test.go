@@ -63,6 +63,10 @@ func (emuDevice) Caps() primitives.Caps {
 		// Above the device's 1, so that the gated GEMV's rows of x are
 		// exercised too.
 		GatedGEMVMaxRows: 4,
+		// The device keeps partitions of 512 keys; these, as the CUDA
+		// device's but bounded lower, exercise rows whose partitions grow
+		// (primitives.AttentionPartitionKeys).
+		Partitions: primitives.AttentionPartitioning{Keys: 64, MaxPartitions: 4},
 		// The device's.
 		GEMVMaxRows: primitives.MatMulSIMDGroupRows}
 }

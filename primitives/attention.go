@@ -33,8 +33,41 @@ var AttentionHeadSizes = []int{64, 80, 96, 128, 256}
 var AttentionBlockSizes = []int{8, 16, 32}
 
 // AttentionPartitionSize is the number of keys per partition of split-KV
-// attention. It is a multiple of every supported block size.
+// attention where a device's Caps.Partitions says none. It is a multiple
+// of every supported block size.
 const AttentionPartitionSize = 512
+
+// AttentionPartitioning is a device's cut of a row's keys into the
+// partitions of split-KV attention: partitions of Keys keys (0:
+// AttentionPartitionSize), and where MaxPartitions > 0 and that would make
+// more of them, partitions of the least multiple of Keys that makes at
+// most MaxPartitions (AttentionPartitionKeys). A row's partitions depend
+// on its own keys alone, never on the batch, so its result does not
+// either. Small partitions fill a GPU at batch 1; the bound keeps the
+// scratch, which holds MaxPartitions partials a row, and the merge of a
+// long row small.
+type AttentionPartitioning struct {
+	Keys          int
+	MaxPartitions int
+}
+
+// keys is the partitions' least size.
+func (pt AttentionPartitioning) keys() int {
+	if pt.Keys <= 0 {
+		return AttentionPartitionSize
+	}
+	return pt.Keys
+}
+
+// AttentionPartitionKeys is the number of keys per partition of a row
+// whose keys end before key hi, with partitions of at least size keys and
+// at most parts of them (the params' PartitionSize and NumPartitions): size
+// times ⌈hi / (size·parts)⌉. Partition i holds keys [i·n, (i+1)·n). Where
+// parts partitions of size keys hold the longest row (no bound), it is
+// size for every row. The kernels compute the same.
+func AttentionPartitionKeys(size, parts, hi int) int {
+	return size * max(1, Groups(hi, size*max(parts, 1)))
+}
 
 // KVWriteParams are the params of the KV write kernels.
 type KVWriteParams struct {
@@ -182,7 +215,7 @@ type PagedAttentionParams struct {
 	MaxBlocksPerSeq int32
 	MaxSeqLen       int32
 	NumPartitions   int32 // partitions per row in the split scratch; 0 on the single pass
-	PartitionSize   int32
+	PartitionSize   int32 // the least keys per partition (AttentionPartitionKeys)
 	SlidingWindow   int32
 	Scale           float32
 	Softcap         float32
@@ -327,10 +360,10 @@ func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) b
 
 // AttentionWarps is the number of SIMD groups in a GPU attention
 // threadgroup (one per KV head, query token and, on the split path,
-// partition). They take the 32-key chunks of the threadgroup's keys in
-// turn, each for every query head of the KV head's group, so that every K
-// and V row is read once for all of them; then their softmax states merge
-// in SIMD-group order. The split is the same whatever the grid, so a row's
+// partition). They take the chunks of the threadgroup's keys in turn (8
+// keys on CUDA, 32 in MSL), each for every query head of the KV head's
+// group, so that every K and V row is read once for all of them; then
+// their softmax states merge in SIMD-group order. The split is the same whatever the grid, so a row's
 // result does not depend on the batch it is in. Eight groups (256 threads)
 // keep enough loads in flight in the small grids of a decode step and stay
 // within the 256 threads a CUDA kernel of up to 255 registers a thread
@@ -342,11 +375,16 @@ func attentionGroup(caps Caps) Dim3 {
 	return Dim3{max(caps.SIMDWidth, 1) * AttentionWarps, 1, 1}
 }
 
-// AttentionPartitions is the number of partitions of split-KV attention: the
-// longest context a row can have, max_seq_len bounded by what a block table
-// row holds, in partitions, and at least one.
-func AttentionPartitions(maxSeqLen, maxBlocks, blockSize int) int {
-	return max(1, Groups(min(maxSeqLen, maxBlocks*blockSize), AttentionPartitionSize))
+// AttentionPartitions is the number of partitions of split-KV attention on
+// a device partitioning keys as pt: the longest context a row can have,
+// max_seq_len bounded by what a block table row holds, in partitions of
+// pt's least size, at most pt.MaxPartitions (where set), and at least one.
+func AttentionPartitions(pt AttentionPartitioning, maxSeqLen, maxBlocks, blockSize int) int {
+	n := max(1, Groups(min(maxSeqLen, maxBlocks*blockSize), pt.keys()))
+	if pt.MaxPartitions > 0 {
+		n = min(n, pt.MaxPartitions)
+	}
+	return n
 }
 
 func (p PagedAttention) Lower(l *Lowering) error {
@@ -367,7 +405,7 @@ func (p PagedAttention) Lower(l *Lowering) error {
 		NumBlocks:       int32(kc.Shape[0]),
 		MaxBlocksPerSeq: int32(tables.Shape[1]),
 		MaxSeqLen:       int32(p.MaxSeqLen),
-		PartitionSize:   AttentionPartitionSize,
+		PartitionSize:   int32(l.Caps.Partitions.keys()),
 		SlidingWindow:   int32(p.SlidingWindow),
 		Scale:           scale,
 		Softcap:         p.Softcap,
@@ -380,7 +418,7 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	if p.Sinks {
 		sinks = []Ref{In(6)}
 	}
-	parts := AttentionPartitions(p.MaxSeqLen, tables.Shape[1], bs)
+	parts := AttentionPartitions(l.Caps.Partitions, p.MaxSeqLen, tables.Shape[1], bs)
 	if !UseSplitKV(p.Split, l.Caps, tq, kvh, parts) {
 		l.Count("paged_attention.single", 1)
 		l.Dispatch(PagedAttentionKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, 1}, attentionGroup(l.Caps), params,

@@ -215,11 +215,34 @@ func TestUseSplitKV(t *testing.T) {
 			t.Errorf("UseSplitKV(%v, %s, %d tokens, %d kv heads, %d partitions) = %v, want %v", c.mode, c.caps.Device, c.tokens, c.kvh, c.part, got, c.want)
 		}
 	}
-	for _, c := range []struct{ maxSeqLen, maxBlocks, bs, want int }{
-		{0, 4, 16, 1}, {512, 32, 16, 1}, {513, 33, 16, 2}, {8192, 512, 16, 16}, {100000, 40, 16, 2}, // the table bounds it
+	cuda := primitives.AttentionPartitioning{Keys: 64, MaxPartitions: 16}
+	for _, c := range []struct {
+		pt                       primitives.AttentionPartitioning
+		maxSeqLen, maxBlocks, bs int
+		want                     int
+	}{
+		{primitives.AttentionPartitioning{}, 0, 4, 16, 1}, {primitives.AttentionPartitioning{}, 512, 32, 16, 1},
+		{primitives.AttentionPartitioning{}, 513, 33, 16, 2}, {primitives.AttentionPartitioning{}, 8192, 512, 16, 16},
+		{primitives.AttentionPartitioning{}, 100000, 40, 16, 2}, // the table bounds it
+		{cuda, 64, 4, 16, 1}, {cuda, 65, 5, 16, 2}, {cuda, 1024, 64, 16, 16}, {cuda, 100000, 8000, 16, 16}, // the bound
 	} {
-		if got := primitives.AttentionPartitions(c.maxSeqLen, c.maxBlocks, c.bs); got != c.want {
-			t.Errorf("AttentionPartitions(%d, %d, %d) = %d, want %d", c.maxSeqLen, c.maxBlocks, c.bs, got, c.want)
+		if got := primitives.AttentionPartitions(c.pt, c.maxSeqLen, c.maxBlocks, c.bs); got != c.want {
+			t.Errorf("AttentionPartitions(%+v, %d, %d, %d) = %d, want %d", c.pt, c.maxSeqLen, c.maxBlocks, c.bs, got, c.want)
+		}
+	}
+}
+
+// TestAttentionPartitionKeys checks a row's partition size: the least size
+// up to the bound on their number, then the least multiple of it that
+// holds the row in that many; it depends on the row's keys alone.
+func TestAttentionPartitionKeys(t *testing.T) {
+	for _, c := range []struct{ size, parts, hi, want int }{
+		{64, 16, 0, 64}, {64, 16, 1, 64}, {64, 16, 1024, 64}, {64, 16, 1025, 128}, {64, 16, 2048, 128},
+		{64, 16, 8192, 512}, {64, 16, 16383, 1024}, {512, 3, 1500, 512}, {512, 0, 100, 512},
+	} {
+		got := primitives.AttentionPartitionKeys(c.size, c.parts, c.hi)
+		if got != c.want || c.hi > 0 && primitives.Groups(c.hi, got) > max(c.parts, 1) {
+			t.Errorf("AttentionPartitionKeys(%d, %d, %d) = %d, want %d", c.size, c.parts, c.hi, got, c.want)
 		}
 	}
 }

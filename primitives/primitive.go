@@ -88,6 +88,9 @@ type Caps struct {
 	// SplitKV is the device's rule for choosing split-KV paged attention
 	// automatically.
 	SplitKV SplitKVGate
+	// Partitions is how split-KV attention cuts a row's keys; the zero
+	// value is partitions of AttentionPartitionSize keys.
+	Partitions AttentionPartitioning
 	// GEMVMaxRows is the most rows per output matrix the device's GEMV
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
 	// matrix-vector products only.

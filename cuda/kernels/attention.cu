@@ -5,15 +5,16 @@
 // A block serves one KV head g = blockIdx.x of one query token t =
 // blockIdx.y (and, on the split path, one partition blockIdx.z of its
 // keys) with LOOM_ATTENTION_WARPS warps (primitives.AttentionWarps), which
-// take the row's 32-key chunks in turn, each warp for every query head of
-// g's group: every K and V row comes from memory once, for all the heads
-// that read it (GQA-shared). A warp reads its keys' rows with 16-byte loads
-// by groups of lanes (see attend), scores then values, with an online
-// softmax in log2 units across its chunks; then the warps' states merge in
-// warp order. The split of the keys over the warps depends on the row
-// alone, so a row's result does not depend on the batch it is in. On the
-// split path the last of a row's partition blocks to finish merges the
-// row's partitions, in partition order (see attention).
+// take the row's chunks of CHUNK (8) keys in turn, each warp for every
+// query head of g's group: every K and V row comes from memory once, for
+// all the heads that read it (GQA-shared). A warp reads a chunk's K and V
+// rows with 16-byte loads by groups of lanes, all in flight together (see
+// attend), with an online softmax in log2 units across its chunks; then
+// the warps' states merge in warp order. The split of the keys over the
+// warps and partitions depends on the row alone, so a row's result does
+// not depend on the batch it is in. On the split path the last of a row's
+// partition blocks to finish merges the row's partitions, in partition
+// order (see attention).
 //
 // The kernels are specialised on the head size and on the heads of a pass
 // (the registers a lane holds depend on them) but not on the block size,
@@ -116,14 +117,19 @@ __device__ Row row_of(const int* seq_lens, const int* cu, const PagedAttentionPa
   return r;
 }
 
-// partitions returns the partitions [first, last) holding keys [lo, hi).
-__device__ __forceinline__ void partitions(const Row& r, int part_size, int& first, int& last) {
+// partitions returns the partitions [first, last) holding row r's keys and
+// their size (primitives.AttentionPartitionKeys: p.PartitionSize keys, or
+// the least multiple of it that makes at most p.NumPartitions partitions
+// of the row), which depends on the row alone.
+__device__ __forceinline__ void partitions(const Row& r, const PagedAttentionParams& p, int& size, int& first, int& last) {
+  const i64 span = (i64)p.PartitionSize * max(p.NumPartitions, 1);
+  size = p.PartitionSize * (int)max((i64)1, ((i64)r.hi + span - 1) / span);
   if (r.lo >= r.hi) {
     first = last = 0;
     return;
   }
-  first = r.lo / part_size;
-  last = (r.hi + part_size - 1) / part_size;
+  first = r.lo / size;
+  last = min((r.hi + size - 1) / size, p.NumPartitions);
 }
 
 // ---- pairs of elements ---------------------------------------------------------
@@ -153,25 +159,50 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
+// ATTENTION_BLOCKS_<HS> is the blocks of a kernel of head size HS that its
+// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): for
+// head sizes up to 128 LOOM_ATTENTION_BLOCKS, 2 unless
+// LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps them at
+// 128 registers a thread so that one block's fixed latencies (its row,
+// slots, count and merge) overlap the other's loads: on an H100 the long
+// decode cases went from 0.917 to 0.590 ms and decode-typical from 0.110
+// to 0.073 (docs/BENCHMARKS.md). The passes of 4 heads then spill (96
+// bytes a thread for a bfloat16 row of 128); 1 block (162 registers) does
+// not. Larger heads keep 1 block: their rows need the registers.
+// (One constant a head size: the launch bounds must read as plain
+// numbers, without parentheses, for cuda/signature.go.)
+#ifndef LOOM_ATTENTION_BLOCKS
+#define LOOM_ATTENTION_BLOCKS 2
+#endif
+#define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_96 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_256 1
+
+// CHUNK is the keys a warp takes at a time: the warps of a block take a
+// partition's chunks in turn, so that a partition of 64 keys (the CUDA
+// device's, primitives.Caps.Partitions) keeps all 8 warps busy.
+#define CHUNK 8
+
 // Rows<T, HS> is how a warp spreads a cache row (one key's head vector,
 // HS·sizeof(T) bytes, a multiple of 16) over its lanes: LANES lanes, a
 // power of two, hold one row, 16 bytes (VEC elements) per load and NV loads
-// each, so a warp reads KEYS rows at once, each a contiguous run. Lane i of
-// a group holds vectors i, i + LANES, …; lanes past the row's NVEC vectors
-// (head sizes 80 and 96) idle. The vector loads need 16-byte aligned rows:
-// the caches are whole buffers from cuMemAlloc (256-byte aligned) and every
-// row is a whole number of vectors.
+// each, so a warp reads KEYS rows at once, each a contiguous run, and a
+// chunk in STEPS such loads. Lane i of a group holds vectors i, i + LANES,
+// …; lanes past the row's NVEC vectors (head sizes 80 and 96) idle. The
+// vector loads need 16-byte aligned rows: the caches are whole buffers
+// from cuMemAlloc (256-byte aligned) and every row is a whole number of
+// vectors.
 template <typename T, int HS> struct Rows {
   static constexpr int VEC = 16 / (int)sizeof(T);
   static constexpr int NVEC = HS / VEC;
   static constexpr int LANES = NVEC > 16 ? 32 : NVEC > 8 ? 16 : NVEC > 4 ? 8 : NVEC > 2 ? 4 : NVEC > 1 ? 2 : 1;
   static constexpr int NV = (NVEC + LANES - 1) / LANES;
   static constexpr int KEYS = 32 / LANES;
-  // Loads of one lane in flight per batch: enough to cover the memory's
-  // latency with the warps an SM holds, few enough for the registers.
-  static constexpr int BATCH = NV > 1 ? 4 : 8;
+  static constexpr int STEPS = CHUNK / KEYS;
   static_assert(HS * (int)sizeof(T) % 16 == 0, "rows must be whole 16-byte vectors");
-  static_assert(LANES % BATCH == 0, "steps must be whole batches");
+  static_assert(CHUNK % KEYS == 0 && STEPS <= LANES, "a chunk must be whole steps, a score a lane");
 };
 
 // widen turns a 16-byte vector of T into floats. float16 converts in
@@ -217,24 +248,43 @@ __device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionPar
   return (i64)e * p.BlockSize + key % p.BlockSize;
 }
 
+// load_rows loads the rows of a chunk's keys from cache (K or V) into
+// rows: at step i, group s of LANES lanes reads the row of the key whose
+// slot lane s·LANES + i holds (none where that slot is −1), all steps'
+// loads issued before any is used.
+template <typename T, int HS>
+__device__ __forceinline__ void load_rows(const T* cache, i64 slot, u64 head, u64 stride,
+                                          uint4 (&rows)[Rows<T, HS>::STEPS][Rows<T, HS>::NV]) {
+  typedef Rows<T, HS> R;
+  const int li = threadIdx.x % 32 % R::LANES;
+#pragma unroll
+  for (int i = 0; i < R::STEPS; i++) {
+    const i64 sl = __shfl_sync(0xffffffffu, slot, i, R::LANES);
+#pragma unroll
+    for (int v = 0; v < R::NV; v++) {
+      const int vi = v * R::LANES + li;
+      rows[i][v] = make_uint4(0u, 0u, 0u, 0u);
+      if (sl >= 0 && vi < R::NVEC) rows[i][v] = *(const uint4*)(cache + (u64)sl * stride + head + (u64)vi * R::VEC);
+    }
+  }
+}
+
 // attend folds this warp's keys of [lo, hi) of row r (KV head g) into the
-// GH heads of st: the 32-key chunks lo + 32·c for c = warp, warp + W, …
-// (W warps in the block), so that every K and V row is read once, by one
-// warp, for all query heads of its group. Lane j finds key j's cache slot.
-// The scores go KEYS keys per step, group s of LANES lanes taking key
-// s·LANES + i at step i with 16-byte loads, widened once and dotted with
-// each head's query, each dot product summed within the group, so that
-// lane j itself keeps key j's scores (lane j is lane i = j mod LANES of
-// group s = j / LANES); a batch of steps' loads is issued before any is
-// used. The online softmax runs on the warp with one score per lane and
-// head (running maximum m and sum l, in log2 units: q is scaled by
-// Scale·log2(e) when it is loaded, so every exponential is an exp2). The
-// values go the same way, each lane adding p_key · V_key to each head's
-// dims it holds, and the groups' sums are added at the end. Keys whose
-// block-table entry is outside the cache are skipped (check_meta reports
-// them). Which keys a warp takes and the order it takes them in depend on
-// the row alone, never on the grid: a row's result is the same in any
-// batch.
+// GH heads of st: the chunks of CHUNK keys lo + CHUNK·c for c = warp,
+// warp + W, … (W warps in the block), so that every K and V row is read
+// once, by one warp, for all query heads of its group. Group s of LANES
+// lanes takes key s·STEPS + i of the chunk at step i, and lane s·LANES + i
+// finds its cache slot and keeps its scores (lanes with i ≥ STEPS hold no
+// key). The rows are widened once and dotted with each head's query, each
+// dot product summed within the group. The online softmax runs on the
+// warp with one score per lane and head (running maximum m and sum l, in
+// log2 units: q is scaled by Scale·log2(e) when it is loaded, so every
+// exponential is an exp2). The values go the same way, each lane adding
+// p_key · V_key to each head's dims it holds, and the groups' sums are
+// added at the end. Keys whose block-table entry is outside the cache are
+// skipped (check_meta reports them). Which keys a warp takes and the order
+// it takes them in depend on the row alone, never on the grid: a row's
+// result is the same in any batch.
 template <typename T, int HS, int GH>
 __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
                        const Row& r, int lo, int hi, Heads<T, HS, GH>& st) {
@@ -247,44 +297,44 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
   const int* table = tables + (u64)r.seq * p.MaxBlocksPerSeq;
   const u64 head = (u64)g * HS;
   const u64 stride = (u64)p.NumKVHeads * HS;
-  for (int k0 = lo + 32 * warp; k0 < hi; k0 += 32 * warps) {
-    const i64 slot = slot_of(table, p, k0 + lane, hi);
+  const int key = (lane / R::LANES) * R::STEPS + li;  // this lane's key of a chunk, if li < STEPS
+  const int step = CHUNK * warps;
+  // The chunk's V rows load with its K rows (one memory latency a chunk,
+  // not two) where the registers allow: up to 8 loads a lane of each under
+  // 128 registers (two blocks, ATTENTION_BLOCKS_*), 16 otherwise; else
+  // after the scores.
+  constexpr bool early_v = R::STEPS * R::NV * GH <= (HS <= 128 && LOOM_ATTENTION_BLOCKS > 1 ? 8 : 16);
+  i64 next = li < R::STEPS ? slot_of(table, p, lo + CHUNK * warp + key, hi) : -1;
+  for (int k0 = lo + CHUNK * warp; k0 < hi; k0 += step) {
+    const i64 slot = next;
+    uint4 kv[R::STEPS][R::NV], vv[R::STEPS][R::NV];
+    load_rows<T, HS>(k_cache, slot, head, stride, kv);
+    if constexpr (early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
+    // The next chunk's slots, looked up while this chunk's rows load.
+    next = li < R::STEPS ? slot_of(table, p, k0 + step + key, hi) : -1;
     if (!__any_sync(FULL, slot >= 0)) continue;  // no visible key in this chunk
     float s[GH];
 #pragma unroll
     for (int j = 0; j < GH; j++) s[j] = 0.0f;
-#pragma unroll 1
-    for (int b = 0; b < R::LANES; b += R::BATCH) {
-      uint4 kv[R::BATCH][R::NV];
 #pragma unroll
-      for (int i = 0; i < R::BATCH; i++) {
-        const i64 sl = __shfl_sync(FULL, slot, b + i, R::LANES);
+    for (int i = 0; i < R::STEPS; i++) {
+      float f[R::NV][R::VEC];
+#pragma unroll
+      for (int v = 0; v < R::NV; v++) widen(kv[i][v], f[v], k_cache);
+#pragma unroll
+      for (int j = 0; j < GH; j++) {
+        float acc = 0.0f;
 #pragma unroll
         for (int v = 0; v < R::NV; v++) {
-          const int vi = v * R::LANES + li;
-          kv[i][v] = make_uint4(0u, 0u, 0u, 0u);
-          if (sl >= 0 && vi < R::NVEC) kv[i][v] = *(const uint4*)(k_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) acc += st.q[j][v][e] * f[v][e];
         }
-      }
 #pragma unroll
-      for (int i = 0; i < R::BATCH; i++) {
-        float f[R::NV][R::VEC];
-#pragma unroll
-        for (int v = 0; v < R::NV; v++) widen(kv[i][v], f[v], k_cache);
-#pragma unroll
-        for (int j = 0; j < GH; j++) {
-          float acc = 0.0f;
-#pragma unroll
-          for (int v = 0; v < R::NV; v++) {
-#pragma unroll
-            for (int e = 0; e < R::VEC; e++) acc += st.q[j][v][e] * f[v][e];
-          }
-#pragma unroll
-          for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
-          if (b + i == li) s[j] = acc;
-        }
+        for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
+        if (i == li) s[j] = acc;
       }
     }
+    if constexpr (!early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
     float pr[GH];
 #pragma unroll
     for (int j = 0; j < GH; j++) {
@@ -302,32 +352,18 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
         for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
       }
     }
-#pragma unroll 1
-    for (int b = 0; b < R::LANES; b += R::BATCH) {
-      uint4 vv[R::BATCH][R::NV];
 #pragma unroll
-      for (int i = 0; i < R::BATCH; i++) {
-        const i64 sl = __shfl_sync(FULL, slot, b + i, R::LANES);
+    for (int i = 0; i < R::STEPS; i++) {
+      float f[R::NV][R::VEC];
+#pragma unroll
+      for (int v = 0; v < R::NV; v++) widen(vv[i][v], f[v], v_cache);
+#pragma unroll
+      for (int j = 0; j < GH; j++) {
+        const float pj = __shfl_sync(FULL, pr[j], i, R::LANES);
 #pragma unroll
         for (int v = 0; v < R::NV; v++) {
-          const int vi = v * R::LANES + li;
-          vv[i][v] = make_uint4(0u, 0u, 0u, 0u);
-          if (sl >= 0 && vi < R::NVEC) vv[i][v] = *(const uint4*)(v_cache + (u64)sl * stride + head + (u64)vi * R::VEC);
-        }
-      }
 #pragma unroll
-      for (int i = 0; i < R::BATCH; i++) {
-        float f[R::NV][R::VEC];
-#pragma unroll
-        for (int v = 0; v < R::NV; v++) widen(vv[i][v], f[v], v_cache);
-#pragma unroll
-        for (int j = 0; j < GH; j++) {
-          const float pj = __shfl_sync(FULL, pr[j], b + i, R::LANES);
-#pragma unroll
-          for (int v = 0; v < R::NV; v++) {
-#pragma unroll
-            for (int e = 0; e < R::VEC; e++) st.o[j][v][e] += pj * f[v][e];
-          }
+          for (int e = 0; e < R::VEC; e++) st.o[j][v][e] += pj * f[v][e];
         }
       }
     }
@@ -377,72 +413,78 @@ template <int HS> struct Merge {
   float row[LOOM_ATTENTION_WARPS][HS + 2];
 };
 
-// merge_row merges the partitions of row r (query token t, head h) into
-// out, with the calling warp: with M the largest partition maximum (and
-// sink), w_p = l_p·2^(m_p − M) and out = Σ w_p·tmp_out_p / (Σ w_p +
-// 2^(sink − M)), the partitions added in order. A row without keys is
-// zero; a single partition without sinks is copied.
+// merge_rows merges partitions [first, last) of the rows of query token t
+// and heads h0 … h0 + nh − 1 into out, with the whole block, a thread per
+// pair of output dims: with M the largest partition maximum (and sink),
+// w_p = l_p·2^(m_p − M) and out = Σ w_p·tmp_out_p / (Σ w_p + 2^(sink −
+// M)), the partitions added in order. A thread loads the maxima, sums and
+// pairs of MERGE_TILE partitions at once (one memory latency for the CUDA
+// device's rows of at most 16 partitions), and rescales its sums to each
+// later tile's maximum.
+#define MERGE_TILE 16
 template <typename T, int HS>
-__device__ void merge_row(const T* tmp_out, const float* max_logits, const float* exp_sums, const float* sinks, T* out,
-                          const PagedAttentionParams& p, const Row& r, int t, int h) {
-  constexpr int NP = (HS / 2 + 31) / 32;  // pairs per lane: lane i holds pairs i, i+32, …
-  const int lane = threadIdx.x % 32;
-  int first, last;
-  partitions(r, p.PartitionSize, first, last);
-  last = min(last, p.NumPartitions);
-  const u64 base = ((u64)t * p.NumHeads + h) * p.NumPartitions;
-  const u64 dst = ((u64)t * p.NumHeads + h) * HS;
-  float2 acc[NP];
-  for (int i = 0; i < NP; i++) acc[i] = make_float2(0.0f, 0.0f);
-  float scale = 0.0f;
-  if (first < last && last - first == 1 && sinks == nullptr) {
-    for (int i = 0; i < NP; i++) {
-      const int pair = lane + 32 * i;
-      if (pair < HS / 2) acc[i] = load_pair(tmp_out, (base + first) * HS + 2 * pair);
-    }
-    scale = 1.0f;
-  } else if (first < last) {
-    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF;
-    for (int q = first; q < last; q++) top = fmaxf(top, __ldcg(max_logits + base + q));
-    float sum = 0.0f;
-    for (int q = first; q < last; q++) {
-      const float w = __ldcg(exp_sums + base + q) * exp2f(__ldcg(max_logits + base + q) - top);
-      sum += w;
-      for (int i = 0; i < NP; i++) {
-        const int pair = lane + 32 * i;
-        if (pair < HS / 2) {
-          const float2 v = load_pair(tmp_out, (base + q) * HS + 2 * pair);
-          acc[i].x += w * v.x;
-          acc[i].y += w * v.y;
+__device__ void merge_rows(const T* tmp_out, const float* max_logits, const float* exp_sums, const float* sinks, T* out,
+                           const PagedAttentionParams& p, int t, int h0, int nh, int first, int last) {
+  for (int i = threadIdx.x; i < nh * HS / 2; i += blockDim.x) {
+    const int h = h0 + i / (HS / 2), pair = i % (HS / 2);
+    const u64 base = ((u64)t * p.NumHeads + h) * p.NumPartitions;
+    float top = sinks != nullptr ? sinks[h] * LOG2E : -LOOM_INF, sum = 0.0f;
+    float2 acc = make_float2(0.0f, 0.0f);
+    for (int q0 = first; q0 < last; q0 += MERGE_TILE) {
+      float m[MERGE_TILE], l[MERGE_TILE];
+      float2 v[MERGE_TILE];
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) {
+        m[k] = -LOOM_INF;
+        l[k] = 0.0f;
+        v[k] = make_float2(0.0f, 0.0f);
+        if (q0 + k < last) {
+          m[k] = __ldcg(max_logits + base + q0 + k);
+          l[k] = __ldcg(exp_sums + base + q0 + k);
+          v[k] = load_pair(tmp_out, (base + q0 + k) * HS + 2 * pair);
         }
       }
+      float m_new = top;
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) m_new = fmaxf(m_new, m[k]);
+      const float c = m_new == top ? 1.0f : exp2f(top - m_new);
+      sum *= c;
+      acc.x *= c;
+      acc.y *= c;
+#pragma unroll
+      for (int k = 0; k < MERGE_TILE; k++) {
+        if (q0 + k >= last) break;
+        const float w = l[k] * exp2f(m[k] - m_new);
+        sum += w;
+        acc.x += w * v[k].x;
+        acc.y += w * v[k].y;
+      }
+      top = m_new;
     }
     if (sinks != nullptr) sum += exp2f(sinks[h] * LOG2E - top);
-    scale = 1.0f / sum;
-  }
-  for (int i = 0; i < NP; i++) {
-    const int pair = lane + 32 * i;
-    if (pair < HS / 2) store_pair(out, dst + 2 * pair, acc[i].x * scale, acc[i].y * scale);
+    const float scale = 1.0f / sum;
+    store_pair(out, ((u64)t * p.NumHeads + h) * HS + 2 * pair, acc.x * scale, acc.y * scale);
   }
 }
 
 // attention: the single pass (parts false: every visible key, normalised
 // output with the sinks folded in) or the split path (parts true: the keys
-// of partition blockIdx.z, written as max, sum and normalised output to the
-// scratch), for the query heads of KV head blockIdx.x in passes of GH.
-// After a pass each head's W warp states merge through shared memory, in
-// warp order, one output dim a thread: with M the largest maximum,
-// l = Σ l_w·2^(m_w − M) and o = Σ o_w·2^(m_w − M); a warp without keys
-// (m = −∞) adds nothing.
+// of the row's partition blockIdx.z, see partitions), for the query heads
+// of KV head blockIdx.x in passes of GH. After a pass each head's W warp
+// states merge through shared memory, in warp order, one output dim a
+// thread: with M the largest maximum, l = Σ l_w·2^(m_w − M) and o = Σ
+// o_w·2^(m_w − M); a warp without keys (m = −∞) adds nothing.
 //
-// On the split path every block of a row (token t, KV head g), whether
-// its partition holds keys of the row or not, then counts itself in
-// counters[t·NumKVHeads + g] (after a fence that publishes its partials),
-// and the block that counts last merges the partitions of the group's
-// heads (merge_row, a warp a head) and sets the counter back to zero, so
-// that the next launch, which the stream runs after this one, finds it
-// zero (primitives.Lowering.NewZeroedScratch). Which block merges depends
-// on timing; what it computes does not.
+// On the split path a block whose partition holds none of the row's keys
+// returns (block 0 of a row without keys writes its zeros), and a row of
+// one partition is written as the single pass writes it. Otherwise a block
+// writes its partition's maximum, sum and normalised output to the
+// scratch, counts itself in counters[t·NumKVHeads + g] (after a fence that
+// publishes its partials), and the block that counts last of the row's
+// partitions merges them (merge_rows) and sets the counter back to zero, so
+// that the next launch, which the stream runs after this one, finds it zero
+// (primitives.Lowering.NewZeroedScratch). Which block merges depends on
+// timing; what it computes does not.
 template <typename T, int HS, int GH>
 __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache, const T* v_cache, const int* tables,
                                        const int* seq_lens, const int* cu, const float* sinks, T* out, float* max_logits,
@@ -457,16 +499,21 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
   const Row r = row_of(seq_lens, cu, p, t);
-  int lo = r.lo, hi = r.hi;
-  bool mine = true;  // the block has keys of the row to attend (the merge skips the other partitions)
+  int lo = r.lo, hi = r.hi, first = 0, last = 0;
   if (parts) {
-    int first, last;
-    partitions(r, p.PartitionSize, first, last);
-    mine = part >= first && part < last;
-    lo = max(lo, part * p.PartitionSize);
-    hi = min(hi, (part + 1) * p.PartitionSize);
+    int size;
+    partitions(r, p, size, first, last);
+    if (first >= last) {  // no keys: zeros
+      const u64 dst = ((u64)t * p.NumHeads + (u64)g * group) * HS;
+      for (int i = threadIdx.x; part == 0 && i < group * HS; i += blockDim.x) store_f(out, dst + i, 0.0f);
+      return;
+    }
+    if (part < first || part >= last) return;
+    lo = max(lo, part * size);
+    hi = min(hi, (part + 1) * size);
   }
-  for (int j0 = 0; mine && j0 < group; j0 += GH) {
+  const bool partial = parts && last - first > 1;  // written to the scratch, then merged
+  for (int j0 = 0; j0 < group; j0 += GH) {
     const int h0 = g * group + j0, nh = min(GH, group - j0);
     Heads<T, HS, GH> st;
     load_heads(q, p, t, h0, nh, st);
@@ -500,7 +547,7 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
       }
       float scale;
       u64 dst;
-      if (parts) {
+      if (partial) {
         const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
         if (threadIdx.x == 0) {
           max_logits[idx] = top;
@@ -526,23 +573,23 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
             if (merge.row[w][HS] != -LOOM_INF) o += merge.row[w][d] * exp2f(merge.row[w][HS] - top);
           }
         }
-        store_f(parts ? tmp_out : out, dst + d, o * scale);
+        store_f(partial ? tmp_out : out, dst + d, o * scale);
       }
       __syncthreads();  // the next head may overwrite the rows
     }
   }
-  if (!parts) return;
+  if (!partial) return;
   __threadfence();  // this block's partials, before it counts
   __syncthreads();
   if (threadIdx.x == 0) {
     u32* count = counters + (u64)t * p.NumKVHeads + g;
-    merges = atomicAdd(count, 1u) == gridDim.z - 1;
-    if (merges) *count = 0u;  // every block of the row has counted
+    merges = atomicAdd(count, 1u) == (u32)(last - first - 1);
+    if (merges) *count = 0u;  // every partition of the row has counted
   }
   __syncthreads();
   if (!merges) return;
   __threadfence();  // the other blocks' partials, after their counts
-  for (int j = warp; j < group; j += warps) merge_row<T, HS>(tmp_out, max_logits, exp_sums, sinks, out, p, r, t, g * group + j);
+  merge_rows<T, HS>(tmp_out, max_logits, exp_sums, sinks, out, p, t, g * group, group, first, last);
 }
 
 // attention_group runs attention with the smallest pass of heads that
@@ -572,8 +619,10 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
 // NVRTC time and cubin (the out-of-line attention is compiled into each
 // kernel that calls it).
 
+#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * LOOM_ATTENTION_WARPS, ATTENTION_BLOCKS_##HS)
+
 #define ATTENTION_SINGLE(SHORT, T, HS)                                                                           \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS(                                                   \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS(                                                   \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, T* out, const PagedAttentionParams p, Status* status) {                           \
     grid_dependency_wait();                                                                                      \
@@ -582,7 +631,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SINGLE_SINKS(SHORT, T, HS)                                                                     \
-  extern "C" __global__ void paged_attention_##SHORT##_hs##HS##_sinks(                                           \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS##_sinks(                                           \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, T* out, const PagedAttentionParams p, Status* status) {       \
     grid_dependency_wait();                                                                                      \
@@ -591,7 +640,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SPLIT(SHORT, T, HS)                                                                            \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS(                                             \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_split_##SHORT##_hs##HS(                                             \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, float* max_logits, float* exp_sums, T* tmp_out, u32* counters, T* out,            \
       const PagedAttentionParams p, Status* status) {                                                            \
@@ -601,7 +650,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
   }
 
 #define ATTENTION_SPLIT_SINKS(SHORT, T, HS)                                                                      \
-  extern "C" __global__ void paged_attention_split_##SHORT##_hs##HS##_sinks(                                     \
+  extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_split_##SHORT##_hs##HS##_sinks(                                     \
       const T* q, const T* k_cache, const T* v_cache, const int* block_tables, const int* seq_lens,              \
       const int* cu_seqlens_q, const float* sinks, float* max_logits, float* exp_sums, T* tmp_out,               \
       u32* counters, T* out, const PagedAttentionParams p, Status* status) {                                     \

@@ -522,6 +522,15 @@ template <typename T, int HS, int BS>
                                     status, merge, group, tid, threads, sg, sgs, lane);
 }
 
+// partition_keys is the keys per partition of row r on the split path
+// (primitives.AttentionPartitionKeys): p.PartitionSize, or the least
+// multiple of it that makes at most p.NumPartitions partitions of the row.
+// It depends on the row alone.
+inline int partition_keys(constant PagedAttentionParams& p, KeyRange r) {
+  long span = long(p.PartitionSize) * max(p.NumPartitions, 1);
+  return p.PartitionSize * int(max(1L, (long(r.hi) + span - 1) / span));
+}
+
 // paged_attention_merge merges the partitions of row r (query token t, head
 // h) into out with the calling SIMD group: with M the largest partition max
 // (and the sink), w_p = l_p·2^(m_p − M) and out = Σ_p w_p·tmp_out_p /
@@ -536,8 +545,9 @@ void paged_attention_merge(constant PagedAttentionParams& p, device const T* tmp
   ulong dst = (ulong(t) * p.NumHeads + h) * HS;
   int pLo = 0, pHi = 0;
   if (r.ok && r.lo < r.hi) {
-    pLo = r.lo / p.PartitionSize;
-    pHi = min((r.hi + p.PartitionSize - 1) / p.PartitionSize, p.NumPartitions);
+    int size = partition_keys(p, r);
+    pLo = r.lo / size;
+    pHi = min((r.hi + size - 1) / size, p.NumPartitions);
   }
   ulong base = (ulong(t) * p.NumHeads + h) * p.NumPartitions;
   if (pHi - pLo == 1 && !sinks) {
@@ -584,7 +594,7 @@ void paged_attention_merge(constant PagedAttentionParams& p, device const T* tmp
 }
 
 // paged_attention_split_rows is the split-KV path: threadgroup (KV head,
-// token, partition) covers keys [part·PartitionSize, (part+1)·PartitionSize)
+// token, partition) covers keys [part·n, (part+1)·n), n = partition_keys,
 // of the row's range and writes, for each query head, the partition's max
 // logit m_p and sum l_p (log2 domain, fp32) and its normalised output
 // O_p / l_p (activation dtype) to the scratch (partitions outside the
@@ -610,7 +620,8 @@ void paged_attention_split_rows(constant PagedAttentionParams& p, device const T
     return; // outside the grid the lowering makes
   }
   KeyRange r = key_range(p, seq_lens, cu_seqlens_q, t, status, 5);
-  int from = max(r.lo, part * p.PartitionSize), to = min(r.hi, (part + 1) * p.PartitionSize);
+  int size = partition_keys(p, r);
+  int from = max(r.lo, part * size), to = min(r.hi, (part + 1) * size);
   if (r.ok && from < to) {
     attention_rows<T, HS, BS>(p, q, k_cache, v_cache, block_tables, nullptr, tmp_out, max_logits, exp_sums, status,
                               merge, true, r.seq, kvh, t, part, from, to, tid, threads, sg, sgs, lane);
