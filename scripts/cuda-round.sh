@@ -14,13 +14,18 @@
 #       loom bench decode at batch 1, 8 and 32 beside
 #       bench/peers/torch_cuda_decode.py in the same call, graphs off and
 #       on (on: with a kernel profile, -kernels 4), and loom bench encode
+#   scripts/cuda-round.sh profile DIR # on the GPU machine, from the root:
+#       every kernel of one batch-1 decode step under Nsight Compute
+#       (ncu --clock-control none; each kernel alone, caches flushed
+#       before it), summed per kernel; then loom bench serve on the
+#       Qwen3-0.6B shape at 128 concurrent requests
 #
 # Logs go to DIR/out/; each step prints a short summary last. test and bench
 # each fit in one 10-minute call on an H100 (the first CUDA start compiles
 # the kernels, about half a minute).
 set -uo pipefail
 
-cmd=${1:?usage: $0 build|test|bench DIR}
+cmd=${1:?usage: $0 build|test|bench|profile DIR}
 dir=$(realpath -m "${2:?usage: $0 $cmd DIR}")
 out=$dir/out
 
@@ -69,8 +74,22 @@ bench)
 		echo "encode graphs $graphs: $(head -c 600 "$out/encode-g$graphs.json")"
 	done
 	;;
+profile)
+	mkdir -p "$out"
+	ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+	# A step is about 230 launches; the first ~700 are setup and warm-up.
+	timeout 120 "$ncu" --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+		--launch-skip 700 --launch-count 229 --print-summary per-kernel \
+		"$dir/loom" bench decode -device cuda -batch 1 -context 1024 -steps 4 >"$out/ncu.txt" 2>&1
+	echo "ncu: exit $?"
+	grep -v '==PROF==' "$out/ncu.txt" | awk '/Invocations/ {k=$1 " (grid x " substr($2, 2) ") x" $NF} /gpu__time_duration/ {print k ": " $NF " us each"}'
+	timeout 120 "$dir/loom" bench serve -device cuda -shape qwen3-0.6b -concurrency 128 -requests 256 \
+		-prompt-len 128 -output-len 128 -ignore-eos -blocks 8192 >"$out/serve.txt" 2>&1
+	echo "serve: exit $?"
+	tail -8 "$out/serve.txt"
+	;;
 *)
-	echo "usage: $0 build|test|bench DIR" >&2
+	echo "usage: $0 build|test|bench|profile DIR" >&2
 	exit 2
 	;;
 esac
