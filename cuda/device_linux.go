@@ -126,6 +126,9 @@ func Open() (*Device, error) {
 		}
 		d.caps.GatedGEMVMaxRows = n
 	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" { // read by variants (kernels/attention.cu's launch bounds)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1 or 2 blocks a multiprocessor", v)
+	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_PARTITIONS"); ok {
 		var pt primitives.AttentionPartitioning
 		if _, err := fmt.Sscanf(v, "%d/%d", &pt.Keys, &pt.MaxPartitions); err != nil || pt.Keys < 32 || pt.Keys%32 != 0 || pt.MaxPartitions < 0 {

@@ -98,13 +98,16 @@ func (rg *hostRig) replay(tb testing.TB, l *runtime.CommandList) *replayList {
 
 // stagedInGo gives r's exec a staging for the uploads at the head of its
 // launches, laid out as queue.stage does, in Go memory.
-func (r *replayList) stagedInGo() {
-	size := 0
-	r.staged = nil
-	for i := 0; i < len(r.launches) && r.launches[i].k == nil; i++ {
-		r.staged = append(r.staged, size)
-		size += (len(r.launches[i].data) + 15) &^ 15
+func (r *replayList) stagedInGo(tb testing.TB) {
+	head := 0
+	for head < len(r.launches) && r.launches[head].k == nil {
+		head++
 	}
+	at, size, err := stagingLayout(r.launches[:head])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.staged = at
 	r.exec.staging = unsafe.Pointer(unsafe.SliceData(make([]byte, max(size, 16))))
 }
 
@@ -268,7 +271,7 @@ func BenchmarkReplayHostWork(b *testing.B) {
 			}
 			lists := []*runtime.CommandList{mk(0), mk(1)}
 			r := rg.replay(b, lists[0])
-			r.stagedInGo()
+			r.stagedInGo(b)
 			var ups []*runtime.Command
 			var binds []rebind
 			for i := 0; b.Loop(); i++ {

@@ -144,14 +144,9 @@ func (q *queue) stage(r *replayList, head int) ([]launch, unsafe.Pointer, error)
 	if head == 0 || !d.unified || copyK == nil {
 		return r.launches, nil, nil
 	}
-	size, at := 0, make([]int, head)
-	for i := range head {
-		u := &r.launches[i]
-		if _, ok := u.args[0].Buffer.(*buffer); !ok || u.args[0].Size != int64(len(u.data)) {
-			return nil, nil, fmt.Errorf("cuda: an upload of %d bytes into %d bytes of a %T", len(u.data), u.args[0].Size, u.args[0].Buffer)
-		}
-		at[i] = size
-		size += (len(u.data) + 15) &^ 15 // 16-byte aligned: copy_bytes moves 16 bytes a thread
+	at, size, err := stagingLayout(r.launches[:head])
+	if err != nil {
+		return nil, nil, err
 	}
 	var staging unsafe.Pointer
 	if err := d.drv.call(d.drv.memAllocHost, uintptr(unsafe.Pointer(&staging)), uintptr(max(size, 16))); err != nil {
@@ -204,6 +199,21 @@ func (q *queue) addStatusCopy(ch *chainer) error {
 	}
 	e.copies = true
 	return nil
+}
+
+// stagingLayout places the bytes of uploads in an exec's staging: upload
+// i at byte at[i], of size bytes in all.
+func stagingLayout(uploads []launch) (at []int, size int, err error) {
+	at = make([]int, len(uploads))
+	for i := range uploads {
+		u := &uploads[i]
+		if _, ok := u.args[0].Buffer.(*buffer); !ok || u.args[0].Size != int64(len(u.data)) {
+			return nil, 0, fmt.Errorf("cuda: an upload of %d bytes into %d bytes of a %T", len(u.data), u.args[0].Size, u.args[0].Buffer)
+		}
+		at[i] = size
+		size += (len(u.data) + 15) &^ 15 // 16-byte aligned: copy_bytes moves 16 bytes a thread
+	}
+	return at, size, nil
 }
 
 // rebind is a rebound argument's new value: the device pointer at byte
