@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"fmt"
+
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 )
@@ -117,6 +119,37 @@ func matmulSiLUMulKernel(dt graph.DType) Kernel {
 	}
 }
 
+// addRMSNormLinearKernel: args x, delta, norm_weight, w, sum, out, one row
+// of K. It runs add_rms_norm into a buffer of its own and then the GEMV
+// (gated: matmul_silu_mul) reading it, the kernels of the chain it
+// replaces, so that its results are theirs bit for bit.
+func addRMSNormLinearKernel(dt graph.DType, gated bool) Kernel {
+	norm, linear := addRMSNormKernel(dt), gemvKernel(dt)
+	if gated {
+		linear = matmulSiLUMulKernel(dt)
+	}
+	return func(c *Call) error {
+		p := c.Params.(*primitives.AddRMSNormLinearParams)
+		row := int64(p.K) * int64(dt.Size())
+		for _, i := range []int{0, 1, 2, 4} {
+			if int64(len(c.Args[i].Bytes)) < row {
+				return fmt.Errorf("argument %s holds %d bytes; the params need %d", c.Args[i].Name, len(c.Args[i].Bytes), row)
+			}
+		}
+		h := make([]byte, row)
+		args := []Arg{c.Args[0], c.Args[1], c.Args[2], c.Args[4], {Bytes: h, Access: primitives.Write, Name: "normed"}}
+		if err := norm(&Call{Args: args, Params: &primitives.RMSNormParams{Rows: 1, D: p.K, Eps: p.Eps}, workers: c.workers}); err != nil {
+			return err
+		}
+		var lp any = &primitives.MatMulParams{M: 1, N: p.N, K: p.K, Batch: 1, TransposeB: 1}
+		if gated {
+			lp = &primitives.MatMulSiLUMulParams{M: 1, N: p.N, K: p.K}
+		}
+		args = []Arg{{Bytes: h, Access: primitives.Read, Name: "x"}, c.Args[3], c.Args[5]}
+		return linear(&Call{Args: args, Params: lp, workers: c.workers})
+	}
+}
+
 // gatedEpilogue sets g to SiLU(g)·u, each of g and u first rounded to the
 // dtype as the matmul's output is, then as siluMulKernel computes it (siluMulF32).
 func gatedEpilogue(dt graph.DType, g, u []float32) {
@@ -216,6 +249,8 @@ func init() {
 	}
 	for _, dt := range primitives.MatMulDTypes {
 		mustRegister(primitives.MatMulSiLUMulKernel(dt), matmulSiLUMulKernel(dt))
+		mustRegister(primitives.AddRMSNormMatMulKernel(dt), addRMSNormLinearKernel(dt, false))
+		mustRegister(primitives.AddRMSNormMatMulSiLUMulKernel(dt), addRMSNormLinearKernel(dt, true))
 	}
 	for _, dt := range primitives.AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {

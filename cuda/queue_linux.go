@@ -144,8 +144,9 @@ type launch struct {
 }
 
 // function is the CUfunction to launch: the kernel's tensor-core variant
-// where the lowering asked for it (primitives.MatMulParams.MMA or
-// MatMulSiLUMulParams.MMA, with Caps.TensorCores), else the catalog kernel. The variants take the same
+// where the lowering asked for it (the MMA of primitives.MatMulParams,
+// MatMulSiLUMulParams or AddRMSNormLinearParams, with Caps.TensorCores),
+// else the catalog kernel. The variants take the same
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
 func (l *launch) function() uintptr {
@@ -154,6 +155,8 @@ func (l *launch) function() uintptr {
 	case *primitives.MatMulParams:
 		mma = p.MMA == 1
 	case *primitives.MatMulSiLUMulParams:
+		mma = p.MMA == 1
+	case *primitives.AddRMSNormLinearParams:
 		mma = p.MMA == 1
 	}
 	if mma && l.k.mma != 0 {

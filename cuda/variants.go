@@ -26,9 +26,9 @@ import (
 //
 // The variants of a group, which a model's step uses together, are
 // compiled concurrently when the first of them is needed: a dtype's GEMV
-// and gated GEMV (a decode step's projections and MLP), and an attention's
-// single-pass and split kernels (a prefill and the decode steps, or short
-// and long rows). A step's plan looks its kernels up one after another, so
+// and gated GEMV, with and without a norm before them (a decode step's
+// projections and MLP), and an attention's single-pass and split kernels
+// (a prefill and the decode steps, or short and long rows). A step's plan looks its kernels up one after another, so
 // that its variants would otherwise compile one at a time.
 type variant struct {
 	function string   // such as "paged_attention_split_bf16_hs128"
@@ -79,6 +79,8 @@ var variants = sync.OnceValue(func() []variant {
 		for _, k := range []struct{ name, macro, mma string }{
 			{primitives.MatMulGEMVKernel(dt), "GEMV_KERNEL", "GEMV_MMA_KERNEL"},
 			{primitives.MatMulSiLUMulKernel(dt), "GATED_GEMV_KERNEL", "GATED_MMA_KERNEL"},
+			{primitives.AddRMSNormMatMulKernel(dt), "NORM_GEMV_KERNEL", "NORM_GEMV_MMA_KERNEL"},
+			{primitives.AddRMSNormMatMulSiLUMulKernel(dt), "NORM_GATED_KERNEL", "NORM_GATED_MMA_KERNEL"},
 			{primitives.MatMulTiledKernel(dt), "TILED_KERNEL", "TILED_MMA_KERNEL"},
 		} {
 			v := variant{function: k.name, file: "matmul.cu", defines: []string{"-DLOOM_MATMUL_KERNEL=" + k.macro, "-DLOOM_MATMUL_DTYPE=" + dt.Short()},

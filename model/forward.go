@@ -24,16 +24,20 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // arrays replace the old ones in cache. If building or evaluating the step
 // fails, the cache's arrays are spent: start a new cache.
 //
-// A layer is eight dispatches (nine when attention splits the KV) where
-// the device has a gated kernel for the step's tokens (the CPU: up to
-// primitives.MatMulSmallM), one more otherwise: each sub-block's output is
-// added to the residual stream x by the next norm (ops.AddRMSNorm; the last
-// layer's by the final norm), Q, K and V are one matmul whose heads
+// Each sub-block's output is added to the residual stream x by the next
+// norm, which the projection after it takes in the same op
+// (ops.AddRMSNormLinear and ops.AddRMSNormGatedLinear; the last layer's by
+// the final norm, ops.AddRMSNorm): Q, K and V are one matmul whose heads
 // ops.QKNormRoPEKVWrite normalises, rotates and writes to the cache, and
-// the MLP's gate and up projections and their activation are
-// ops.GatedLinear. Quantized weights (Weights.Quant) go through
-// ops.QuantizedMatMul (the gated MLP as it and ops.SiLUMul, one dispatch
-// more), and a quantized embedding dequantises only the gathered rows.
+// the MLP's gate and up projections and their activation are one gated
+// linear layer. At one token a step (a decode step of one sequence) a
+// layer is six dispatches (seven when attention splits the KV): the norms
+// run inside the projections' kernels. With more tokens a layer is eight
+// where the device has a gated kernel for the step's tokens (the CPU: up
+// to primitives.MatMulSmallM), one more otherwise. Quantized weights
+// (Weights.Quant) go through ops.AddRMSNorm and ops.QuantizedMatMul (the
+// gated MLP as it and ops.SiLUMul, one dispatch more), and a quantized
+// embedding dequantises only the gathered rows.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
@@ -98,21 +102,36 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		}
 		return ops.GatedLinear(x, w)
 	}
+	// normLinear adds delta to the residual stream x and returns the new
+	// stream and the layer w (gated or not) of its norm by normW: in one
+	// op where w is a float matrix (ops.AddRMSNormLinear).
+	normLinear := func(x, delta, normW, w *graph.Array, gated bool) (*graph.Array, *graph.Array) {
+		if _, ok := quant[w]; !ok {
+			if gated {
+				return ops.AddRMSNormGatedLinear(x, delta, normW, w, c.RMSNormEps)
+			}
+			return ops.AddRMSNormLinear(x, delta, normW, w, c.RMSNormEps)
+		}
+		x, h := ops.AddRMSNorm(x, delta, normW, c.RMSNormEps)
+		if gated {
+			return x, gatedLinear(h, w)
+		}
+		return x, linear(h, w)
+	}
 
 	x := ops.GatherRows(m.Weights.Embed, ids) // [T, hidden], the residual stream
 	if q, ok := quant[m.Weights.Embed]; ok {  // only the step's rows are dequantised
 		x = ops.Dequantize(x, ops.GatherRows(q.Scales, ids), ops.GatherRows(q.Biases, ids), q.GroupSize, q.Bits)
 	}
 	var delta *graph.Array // the last sub-block's output, not yet added to x
-	var h *graph.Array
 	for i := range m.Weights.Layers {
 		l := &m.Weights.Layers[i]
+		var qkv *graph.Array
 		if delta == nil {
-			h = ops.RMSNorm(x, l.InputNorm, c.RMSNormEps)
+			qkv = linear(ops.RMSNorm(x, l.InputNorm, c.RMSNormEps), l.QKV)
 		} else {
-			x, h = ops.AddRMSNorm(x, delta, l.InputNorm, c.RMSNormEps)
+			x, qkv = normLinear(x, delta, l.InputNorm, l.QKV, false)
 		}
-		qkv := linear(h, l.QKV)
 		if l.QKVBias != nil {
 			qkv = ops.Add(qkv, l.QKVBias)
 		}
@@ -134,10 +153,11 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		if l.OBias != nil {
 			o = ops.Add(o, l.OBias)
 		}
-		x, h = ops.AddRMSNorm(x, o, l.PostAttnNorm, c.RMSNormEps)
-		delta = linear(gatedLinear(h, l.GateUp), l.Down)
+		var gated *graph.Array
+		x, gated = normLinear(x, o, l.PostAttnNorm, l.GateUp, true)
+		delta = linear(gated, l.Down)
 	}
-	_, h = ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
+	_, h := ops.AddRMSNorm(x, delta, m.Weights.Norm, c.RMSNormEps)
 	if S != T { // only each sequence's last token needs logits
 		h = ops.GatherRows(h, in.lastTokens)
 	}

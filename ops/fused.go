@@ -37,6 +37,32 @@ func GatedLinear(x, gateUp *graph.Array) *graph.Array {
 	return apply1(graph.Caller(0), primitives.MatMulSiLUMul{}, x, gateUp)
 }
 
+// AddRMSNormLinear returns sum = x + delta and AddRMSNorm's normalisation
+// of it multiplied by the weights of a linear layer, w [N, K] stored as
+// linear layers store them ([out, in]): out = RMSNorm(sum, normWeight,
+// eps)·wᵀ, [..., N]. The results are AddRMSNorm followed by
+// MatMulTransposed(normed, w, false, true), bit for bit, in one dispatch
+// where x is one row (see primitives.AddRMSNormLinear): a transformer
+// layer's residual add and norm fused into the projection after them.
+func AddRMSNormLinear(x, delta, normWeight, w *graph.Array, eps float32) (sum, out *graph.Array) {
+	return addRMSNormLinear(graph.Caller(0), primitives.AddRMSNormLinear{Eps: eps}, x, delta, normWeight, w)
+}
+
+// AddRMSNormGatedLinear is AddRMSNormLinear with GatedLinear as the layer:
+// out = GatedLinear(RMSNorm(x + delta, normWeight, eps), gateUp), with
+// AddRMSNorm followed by GatedLinear's results bit for bit.
+func AddRMSNormGatedLinear(x, delta, normWeight, gateUp *graph.Array, eps float32) (sum, out *graph.Array) {
+	return addRMSNormLinear(graph.Caller(0), primitives.AddRMSNormLinear{Eps: eps, Gated: true}, x, delta, normWeight, gateUp)
+}
+
+func addRMSNormLinear(pc uintptr, p primitives.AddRMSNormLinear, x, delta, normWeight, w *graph.Array) (sum, out *graph.Array) {
+	outs := apply(pc, p, x, delta, normWeight, w)
+	if len(outs) == 1 {
+		return outs[0], outs[0]
+	}
+	return outs[0], outs[1]
+}
+
 // QKNorm describes the query and key heads of QKNormRoPEKVWrite: the
 // number of query heads, the RMSNorm weights of each query and each key
 // head ([head_size]) and their eps, and the RoPE base.

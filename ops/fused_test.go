@@ -364,3 +364,118 @@ func TestGatedLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestAddRMSNormLinear compares AddRMSNormLinear and AddRMSNormGatedLinear
+// with float64 references and with the unfused chain (AddRMSNorm, then
+// MatMulTransposed or GatedLinear), whose bits they promise on every
+// device: one row in one dispatch (the fused kernels) up to
+// primitives.AddRMSNormLinearMaxK elements, more rows or longer rows
+// through the chain's own kernels.
+func TestAddRMSNormLinear(t *testing.T) {
+	cases := []struct {
+		x []int
+		n int
+	}{
+		{[]int{1, 7}, 5}, {[]int{1, 1}, 1}, {[]int{1, 64}, 16}, {[]int{1, 1000}, 131}, {[]int{1, 1024}, 40},
+		{[]int{1, 1, 33}, 9}, {[]int{1, primitives.AddRMSNormLinearMaxK}, 3}, {[]int{1, primitives.AddRMSNormLinearMaxK + 1}, 3},
+		{[]int{2, 40}, 11}, {[]int{3, 1001}, 17}, {[]int{2, 3, 24}, 6}, {[]int{1, 8}, 0}, {[]int{0, 8}, 4},
+	}
+	for _, tg := range loomtest.Targets(t) {
+		for ci, c := range cases {
+			for _, dt := range floatDTypes {
+				for _, gated := range []bool{false, true} {
+					what := fmt.Sprintf("%s x%v n=%d gated %v", dt, c.x, c.n, gated)
+					k := c.x[len(c.x)-1]
+					m := graph.NumElements(c.x[:len(c.x)-1])
+					rows := c.n
+					if gated {
+						rows *= 2
+					}
+					fx, x := randFloats(uint64(ci), dt, m*k, -3, 3)
+					fd, d := randFloats(uint64(20+ci), dt, m*k, -3, 3)
+					fnw, nw := randFloats(uint64(40+ci), dt, k, 0.5, 1.5)
+					fw, w := randFloats(uint64(60+ci), dt, rows*k, -1, 1)
+					sum := make([]float64, m*k)
+					for i := range sum {
+						sum[i] = x[i] + d[i]
+					}
+					sum = inDType(dt, sum)
+					normed := inDType(dt, rmsNormRef(sum, nw, k, 1e-6))
+					want := make([]float64, m*c.n)
+					for i := range m {
+						for j := range c.n {
+							dot := func(r int) float64 {
+								var s float64
+								for p := range k {
+									s += normed[i*k+p] * w[r*k+p]
+								}
+								return s
+							}
+							if !gated {
+								want[i*c.n+j] = dot(j)
+								continue
+							}
+							gu := inDType(dt, []float64{dot(j), dot(c.n + j)})
+							want[i*c.n+j] = gu[0] / (1 + math.Exp(-gu[0])) * gu[1]
+						}
+					}
+					xa, da, nwa, wa := floats(dt, fx, c.x...), floats(dt, fd, c.x...), floats(dt, fnw, k), floats(dt, fw, rows, k)
+					var gotSum, got *graph.Array
+					chainSum, normedA := ops.AddRMSNorm(xa, da, nwa, 1e-6)
+					var chain *graph.Array
+					if gated {
+						gotSum, got = ops.AddRMSNormGatedLinear(xa, da, nwa, wa, 1e-6)
+						chain = ops.GatedLinear(normedA, wa)
+					} else {
+						gotSum, got = ops.AddRMSNormLinear(xa, da, nwa, wa, 1e-6)
+						chain = ops.MatMulTransposed(normedA, wa, false, true)
+					}
+					tg.Eval(t, gotSum, got)
+					fused := 0
+					if m == 1 && c.n > 0 && k <= primitives.AddRMSNormLinearMaxK && (!gated || tg.RT.Caps().GatedGEMVMaxRows >= 1) {
+						fused = 1
+					}
+					if cs := tg.RT.LastStats().Counters; cs["add_rms_norm_linear.fused"] != fused || cs["add_rms_norm_linear.unfused"] != 1-fused {
+						t.Fatalf("%s: %s: counters %v, want add_rms_norm_linear.fused %d", tg.Name, what, cs, fused)
+					}
+					if want := 2 - fused; !gated && c.n > 0 && m > 0 && tg.RT.LastStats().Dispatches != want {
+						t.Fatalf("%s: %s: %d dispatches, want %d", tg.Name, what, tg.RT.LastStats().Dispatches, want)
+					}
+					tg.Eval(t, chainSum, chain)
+					checkShape(t, got.Spec(), dt, append(slices.Clone(c.x[:len(c.x)-1]), c.n)...)
+					checkFused(t, tg, what+" sum", gotSum, chainSum, sum, true, true, 1)
+					// The chain's bits on every device, the GPUs' included;
+					// against the reference within 20 times the dtype's
+					// tolerance (its norm is float64, the kernels' float32,
+					// which the products and SiLU then amplify).
+					gb, err1 := got.Bytes()
+					cb, err2 := chain.Bytes()
+					if err1 != nil || err2 != nil || !bytes.Equal(gb, cb) {
+						t.Fatalf("%s: %s: differs from the unfused chain's bits (%v, %v)", tg.Name, what, err1, err2)
+					}
+					atol, rtol := loomtest.Tolerance(dt)
+					loomtest.Close(t, fmt.Sprintf("%s: %s against the float64 reference", tg.Name, what), graph.DecodeFloat64s(dt, gb), inDType(dt, want), 20*atol, 20*rtol)
+				}
+			}
+		}
+	}
+}
+
+func TestAddRMSNormLinearErrors(t *testing.T) {
+	f := func(dt graph.DType, shape ...int) *graph.Array {
+		return floats(dt, make([]float32, graph.NumElements(shape)), shape...)
+	}
+	x, nw := f(graph.Float32, 2, 8), f(graph.Float32, 8)
+	_, out := ops.AddRMSNormLinear(x, f(graph.Float32, 2, 7), nw, f(graph.Float32, 3, 8), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "residual")
+	_, out = ops.AddRMSNormLinear(x, x, nw, f(graph.Float32, 3, 7), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "inner dimensions differ")
+	_, out = ops.AddRMSNormLinear(x, x, nw, f(graph.Float32, 2, 3, 8), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "must be [N, K]")
+	_, out = ops.AddRMSNormGatedLinear(x, x, nw, f(graph.Float32, 3, 8), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "gate rows")
+	_, out = ops.AddRMSNormLinear(x, x, f(graph.Float32, 7), f(graph.Float32, 3, 8), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "weight has shape")
+	_, out = ops.AddRMSNormLinear(x, x, nw, f(graph.Float16, 3, 8), 1e-6)
+	wantErr(t, out, "add_rms_norm_linear", "dtypes differ")
+}

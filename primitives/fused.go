@@ -89,15 +89,15 @@ func (SiLUMul) Lower(l *Lowering) error {
 	if n > 0 {
 		rows = a.Size() / (2 * n)
 	}
-	lowerSiLUMul(l, a.DType, rows, n, In(0))
+	lowerSiLUMul(l, a.DType, rows, n, In(0), Out(0))
 	return nil
 }
 
 // lowerSiLUMul adds the silu_mul dispatch of rows rows of 2·n elements of
-// dtype dt in buffer a into output 0.
-func lowerSiLUMul(l *Lowering, dt graph.DType, rows, n int, a Ref) {
+// dtype dt in buffer a into out.
+func lowerSiLUMul(l *Lowering, dt graph.DType, rows, n int, a, out Ref) {
 	l.Dispatch(SiLUMulKernel(dt), Dim3{Groups(rows*n, ElementwiseThreads), 1, 1}, // a thread per output element
-		Dim3{ElementwiseThreads, 1, 1}, &SiLUMulParams{Rows: uint32(rows), N: uint32(n)}, a, Out(0))
+		Dim3{ElementwiseThreads, 1, 1}, &SiLUMulParams{Rows: uint32(rows), N: uint32(n)}, a, out)
 }
 
 // SiLUMulKernel is SiLUMul's kernel for dtype dt.
@@ -163,28 +163,159 @@ func MatMulSiLUMulKernel(dt graph.DType) string { return KernelName("matmul_silu
 
 func (MatMulSiLUMul) Lower(l *Lowering) error {
 	x, w := l.Inputs[0], l.Inputs[1]
-	dt, k, n := x.DType, w.Shape[1], w.Shape[0]/2
 	m := graph.NumElements(x.Shape[:len(x.Shape)-1])
+	lowerMatMulSiLUMul(l, x.DType, m, w.Shape[0]/2, w.Shape[1], In(0), In(1), Out(0))
+	return nil
+}
+
+// lowerMatMulSiLUMul adds the dispatches of a gated linear layer of m rows
+// of x of k elements, weights w of 2n rows of dtype dt, into out.
+func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref) {
 	if m <= l.Caps.GatedGEMVMaxRows {
-		// As the GEMV: a SIMD group per output (its two dot products), a
-		// row of groups per row of x; on tensor cores as the tensor-core
-		// GEMV, whose sums it shares (tiles of 8 gate and 8 up rows).
 		p := &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}
-		grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
-		if l.Caps.TensorCores && dt != graph.Float32 {
-			p.MMA = 1
-			grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, k, l.Caps.Cores)
-			grid.Y = min(m, 1)
-			l.Count("matmul_silu_mul.mma", 1)
-		}
-		l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), Out(0))
+		grid := gatedGeometry(l, dt, p)
+		l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, x, w, out)
 		l.Count("matmul_silu_mul.fused", 1)
-		return nil
+		return
 	}
 	gateUp := l.NewScratch(int64(m) * int64(2*n) * int64(dt.Size()))
-	lowerMatMul(l, dt, &MatMulParams{M: uint32(m), N: uint32(2 * n), K: uint32(k), Batch: 1, TransposeB: 1}, gateUp)
-	lowerSiLUMul(l, dt, m, n, gateUp)
+	lowerMatMul(l, dt, &MatMulParams{M: uint32(m), N: uint32(2 * n), K: uint32(k), Batch: 1, TransposeB: 1}, x, w, gateUp)
+	lowerSiLUMul(l, dt, m, n, gateUp, out)
 	l.Count("matmul_silu_mul.unfused", 1)
+}
+
+// gatedGeometry returns the grid of the gated kernel for p and sets its
+// tensor-core fields (MMA, Split) where the device runs it on tensor
+// cores. As the GEMV: a SIMD group per output (its two dot products), a
+// row of groups per row of x; on tensor cores as the tensor-core GEMV,
+// whose sums it shares (tiles of 8 gate and 8 up rows).
+func gatedGeometry(l *Lowering, dt graph.DType, p *MatMulSiLUMulParams) Dim3 {
+	m, n := int(p.M), int(p.N)
+	grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
+	if l.Caps.TensorCores && dt != graph.Float32 {
+		p.MMA = 1
+		grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, int(p.K), l.Caps.Cores)
+		grid.Y = min(m, 1)
+		l.Count("matmul_silu_mul.mma", 1)
+	}
+	return grid
+}
+
+// AddRMSNormLinearMaxK is the longest row that AddRMSNormLinear lowers to
+// its one-dispatch kernels: what a threadgroup of the CUDA kernels
+// normalises in registers (common.cuh's NORM_REGS elements a thread) and
+// keeps in shared memory beside the tensor-core GEMV's (8 KB of bfloat16).
+const AddRMSNormLinearMaxK = 4096
+
+// AddRMSNormLinearParams describe a norm fused into a GEMV: one row of K
+// elements, N outputs (of the gated kernel: N gate and N up rows), the
+// norm's Eps, and the GEMV's geometry as MatMulParams (MMA, Split,
+// TileRows) or MatMulSiLUMulParams (MMA, Split) have it.
+type AddRMSNormLinearParams struct {
+	N, K                 uint32
+	Eps                  float32
+	MMA, Split, TileRows uint32
+}
+
+// AddRMSNormLinear is AddRMSNorm followed by a linear layer of its
+// normalised output: inputs x and delta ([..., K], one dtype of
+// MatMulDTypes), the norm's weight ([K]) and w, the layer's weights stored
+// [N, K] (Gated: [2N, K], MatMulSiLUMul's gate rows then up rows). Output
+// 0 is sum = x + delta, output 1 is norm(sum)·wᵀ ([..., N]; Gated:
+// MatMulSiLUMul of norm(sum)). The results are those of AddRMSNorm
+// followed by MatMul (or MatMulSiLUMul) bit for bit, on every device: a
+// transformer layer's residual add and norm fused into the projection
+// that follows them.
+//
+// Lowering emits one dispatch where x is one row of at most
+// AddRMSNormLinearMaxK elements and the layer has outputs
+// (add_rms_norm_matmul_<dt>, or
+// add_rms_norm_matmul_silu_mul_<dt> where the device has the gated GEMV
+// for one row): each threadgroup normalises the row into its own memory,
+// as add_rms_norm does, and computes its outputs from there, as the GEMV
+// (or the gated GEMV) does; the first threadgroup also stores the sum.
+// Otherwise it emits add_rms_norm into a scratch buffer and the matmul (or
+// the gated layer's dispatches) reading it (counted as
+// add_rms_norm_linear.fused and .unfused).
+type AddRMSNormLinear struct {
+	Eps   float32
+	Gated bool
+}
+
+func (AddRMSNormLinear) Name() string { return "add_rms_norm_linear" }
+
+// NumOutputs is 2: the sum and the layer's output.
+func (AddRMSNormLinear) NumOutputs() int { return 2 }
+
+func (a AddRMSNormLinear) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	if len(in) != 4 {
+		return nil, fmt.Errorf("needs 4 inputs (x, delta, norm weight, w), got %d", len(in))
+	}
+	norm, err := AddRMSNorm{Eps: a.Eps}.Outputs(in[:3])
+	if err != nil {
+		return nil, err
+	}
+	var lin []graph.Spec
+	if a.Gated {
+		lin, err = MatMulSiLUMul{}.Outputs([]graph.Spec{in[0], in[3]})
+	} else {
+		lin, err = MatMul{TransposeB: true}.Outputs([]graph.Spec{in[0], in[3]})
+		if err == nil && len(in[3].Shape) != 2 {
+			err = fmt.Errorf("w %s must be [N, K]", in[3])
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []graph.Spec{norm[0], lin[0]}, nil
+}
+
+// AddRMSNormMatMulKernel and AddRMSNormMatMulSiLUMulKernel are
+// AddRMSNormLinear's one-dispatch kernels for dtype dt.
+func AddRMSNormMatMulKernel(dt graph.DType) string { return KernelName("add_rms_norm_matmul", dt) }
+func AddRMSNormMatMulSiLUMulKernel(dt graph.DType) string {
+	return KernelName("add_rms_norm_matmul_silu_mul", dt)
+}
+
+func (a AddRMSNormLinear) Lower(l *Lowering) error {
+	x, w := l.Inputs[0], l.Inputs[3]
+	dt, k := x.DType, x.Shape[len(x.Shape)-1]
+	m := graph.NumElements(x.Shape[:len(x.Shape)-1])
+	n := w.Shape[0]
+	if a.Gated {
+		n /= 2
+	}
+	if m == 1 && n > 0 && k <= AddRMSNormLinearMaxK && (!a.Gated || l.Caps.GatedGEMVMaxRows >= 1) {
+		p := &AddRMSNormLinearParams{N: uint32(n), K: uint32(k), Eps: a.Eps}
+		var grid Dim3
+		kernel := AddRMSNormMatMulKernel(dt)
+		if a.Gated {
+			g := &MatMulSiLUMulParams{M: 1, N: p.N, K: p.K}
+			grid = gatedGeometry(l, dt, g)
+			p.MMA, p.Split = g.MMA, g.Split
+			kernel = AddRMSNormMatMulSiLUMulKernel(dt)
+		} else {
+			g := &MatMulParams{M: 1, N: p.N, K: p.K, Batch: 1, TransposeB: 1}
+			grid = gemvGeometry(l, dt, g)
+			p.MMA, p.Split, p.TileRows = g.MMA, g.Split, g.TileRows
+		}
+		l.Dispatch(kernel, grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0), Out(1))
+		l.Count("add_rms_norm_linear.fused", 1)
+		return nil
+	}
+	if err := checkElements(x.Size()); err != nil {
+		return err
+	}
+	h := l.NewScratch(int64(x.Size()) * int64(dt.Size()))
+	if err := lowerRMSNorm(l, AddRMSNormKernel, a.Eps, In(0), In(1), In(2), Out(0), h); err != nil {
+		return err
+	}
+	if a.Gated {
+		lowerMatMulSiLUMul(l, dt, m, n, k, h, In(3), Out(1))
+	} else {
+		lowerMatMul(l, dt, &MatMulParams{M: uint32(m), N: uint32(n), K: uint32(k), Batch: 1, TransposeB: 1}, h, In(3), Out(1))
+	}
+	l.Count("add_rms_norm_linear.unfused", 1)
 	return nil
 }
 
@@ -314,6 +445,10 @@ func init() {
 	}
 	for _, dt := range MatMulDTypes {
 		register(KernelSpec{Name: MatMulSiLUMulKernel(dt), Args: []ArgSpec{R("x"), R("w"), W("out")}, Params: (*MatMulSiLUMulParams)(nil)})
+		for _, name := range []string{AddRMSNormMatMulKernel(dt), AddRMSNormMatMulSiLUMulKernel(dt)} {
+			register(KernelSpec{Name: name, Args: []ArgSpec{R("x"), R("delta"), R("norm_weight"), R("w"), W("sum"), W("out")},
+				Params: (*AddRMSNormLinearParams)(nil)})
+		}
 	}
 	for _, dt := range AttentionDTypes {
 		for _, slot := range []graph.DType{graph.Int32, graph.Int64} {

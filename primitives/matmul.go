@@ -63,7 +63,8 @@ const (
 )
 
 // CConstants returns C-family #define lines (MSL, CUDA C) for the GPU
-// kernels' launch geometry above, the sampling kernel's passes and
+// kernels' launch geometry above, AddRMSNormLinearMaxK, the sampling
+// kernel's passes and
 // SampleMaxTop (the size of the sampling kernels' per-thread candidate
 // lists): the lowering counts grids and groups in these constants, and the kernels' index arithmetic must agree, so the GPU
 // backends put these lines before their kernels, which use or static_assert
@@ -72,7 +73,8 @@ func CConstants() string {
 	return fmt.Sprintf("#define LOOM_MATMUL_TILE %d\n#define LOOM_MATMUL_THREADS %d\n#define LOOM_GEMV_ROWS %d\n#define LOOM_GEMV_THREADS %d\n"+
 		"#define LOOM_MMA_TILE_M %d\n#define LOOM_MMA_TILE_N %d\n#define LOOM_MMA_THREADS %d\n#define LOOM_MMA_GEMV_ROWS %d\n#define LOOM_MMA_CHUNKS %d\n#define LOOM_QUANT_X_ROWS %d\n#define LOOM_SAMPLE_MAX_TOP %d\n",
 		MatMulTile, MatMulThreads, GEMVRowsPerGroup, GEMVThreads, MatMulMMATileM, MatMulMMATileN, MatMulMMAThreads, MatMulMMARows, MatMulMMAChunks, QuantXRows, SampleMaxTop) +
-		fmt.Sprintf("#define LOOM_SAMPLE_WHOLE %d\n#define LOOM_SAMPLE_FIRST %d\n#define LOOM_SAMPLE_FINAL %d\n#define LOOM_ATTENTION_WARPS %d\n", SampleWhole, SampleFirst, SampleFinal, AttentionWarps)
+		fmt.Sprintf("#define LOOM_SAMPLE_WHOLE %d\n#define LOOM_SAMPLE_FIRST %d\n#define LOOM_SAMPLE_FINAL %d\n#define LOOM_ATTENTION_WARPS %d\n#define LOOM_NORM_GEMV_MAX_K %d\n",
+			SampleWhole, SampleFirst, SampleFinal, AttentionWarps, AddRMSNormLinearMaxK)
 }
 
 // MatMulSmallM is the CPU device's Caps.GEMVMaxRows: the most rows per
@@ -235,39 +237,26 @@ func b2u32(b bool) uint32 {
 }
 
 func (m MatMul) Lower(l *Lowering) error {
-	lowerMatMul(l, l.Inputs[0].DType, m.params(l.Inputs[0].Shape, l.Inputs[1].Shape), Out(0))
+	lowerMatMul(l, l.Inputs[0].DType, m.params(l.Inputs[0].Shape, l.Inputs[1].Shape), In(0), In(1), Out(0))
 	return nil
 }
 
-// lowerMatMul adds the dispatch of a matmul with params p of inputs 0 and 1
-// of dtype dt into out, choosing the kernel.
-func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
+// lowerMatMul adds the dispatch of a matmul with params p of a and b of
+// dtype dt into out, choosing the kernel.
+func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 	maxRows := l.Caps.GEMVMaxRows
 	if mmaGEMV(l.Caps, dt, p) {
 		maxRows = max(maxRows, MatMulMMARows)
 	}
 	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM {
-		grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-		if mmaGEMV(l.Caps, dt, p) {
-			p.MMA = 1
-			grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
-			if mmaStreams(l.Caps, int(p.M), int(p.K), grid.X) {
-				p.Stream = 1
-				grid.X, p.Split, p.TileRows = mmaStreamTiles(int(p.N), int(p.K), l.Caps.Cores)
-				l.Count("matmul_mma_stream", 1)
-			}
-			l.Count("matmul_mma", 1)
-		} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
-			grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
-			l.Count("matmul_gemv_split_k", 1)
-		}
+		grid := gemvGeometry(l, dt, p)
 		if smallM {
 			l.Count("matmul_small_m", 1)
 		} else {
 			l.Count("matmul_gemv", 1)
 		}
-		l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), out)
+		l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, a, b, out)
 		return
 	}
 	grid, group := Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}, Dim3{MatMulThreads, 1, 1}
@@ -278,7 +267,28 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, out Ref) {
 		l.Count("matmul_mma", 1)
 	}
 	l.Count("matmul_tiled", 1)
-	l.Dispatch(MatMulTiledKernel(dt), grid, group, p, In(0), In(1), out)
+	l.Dispatch(MatMulTiledKernel(dt), grid, group, p, a, b, out)
+}
+
+// gemvGeometry returns the grid of the GEMV kernel for p (M up to the
+// device's GEMV rows) and sets p's tensor-core fields (MMA, Split,
+// TileRows, Stream) where the device runs it on tensor cores.
+func gemvGeometry(l *Lowering, dt graph.DType, p *MatMulParams) Dim3 {
+	grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
+	if mmaGEMV(l.Caps, dt, p) {
+		p.MMA = 1
+		grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
+		if mmaStreams(l.Caps, int(p.M), int(p.K), grid.X) {
+			p.Stream = 1
+			grid.X, p.Split, p.TileRows = mmaStreamTiles(int(p.N), int(p.K), l.Caps.Cores)
+			l.Count("matmul_mma_stream", 1)
+		}
+		l.Count("matmul_mma", 1)
+	} else if l.Caps.GEMVSplitK && p.M == 1 && p.TransposeB == 1 {
+		grid.X = Groups(int(p.N), GEMVRowsPerGroup/gemvSplitK(int(p.N)*int(p.Batch), int(p.K)*dt.Size(), l.Caps.Cores))
+		l.Count("matmul_gemv_split_k", 1)
+	}
+	return grid
 }
 
 // MatMulGEMVKernel is the GEMV kernel for dtype dt.

@@ -294,6 +294,56 @@ template <typename T> __device__ T block_sum(T v, T* scratch) {
   return warp_sum(v);
 }
 
+// ---- RMS normalisation of a row ----------------------------------------------
+
+// rms_scale is 1 / sqrt(mean(x²) + eps) of a row of d elements whose
+// squares sum to ss.
+__device__ __forceinline__ float rms_scale(float ss, u32 d, float eps) {
+  return (float)(1.0 / sqrt((double)(ss / (float)d + eps)));
+}
+
+// NORM_REGS is how many elements of its row a thread of rms_norm and
+// add_rms_norm (norm.cu) holds in registers: up to NORM_REGS · blockDim.x
+// (4,096 with primitives.ReduceThreads) elements, every load of a row is
+// issued before the first is used, so the kernel waits on memory once; a
+// longer row is read again after the reduction.
+#define NORM_REGS 16
+
+// add_rms_norm_regs is add_rms_norm's row of d ≤ NORM_REGS · blockDim.x
+// elements, by the whole block: sum = x + residual rounded to T, stored
+// where sum is not null, and out = the rounded sum · scale · weight. The
+// fused GEMVs of matmul.cu normalise their row with it into shared memory
+// (out), with blocks of as many threads as add_rms_norm's, so that the
+// sums of squares, and so the results, are add_rms_norm's bit for bit.
+// scratch is block_sum's.
+template <typename T>
+__device__ __forceinline__ void add_rms_norm_regs(const T* x, const T* residual, const T* weight, T* sum, T* out, u32 d,
+                                                  float eps, float* scratch) {
+  float a[NORM_REGS], b[NORM_REGS], w[NORM_REGS];
+#pragma unroll
+  for (int j = 0; j < NORM_REGS; j++) {
+    const u32 k = threadIdx.x + j * blockDim.x;
+    a[j] = k < d ? load_f(x, k) : 0.0f;
+    b[j] = k < d ? load_f(residual, k) : 0.0f;
+    w[j] = k < d ? load_f(weight, k) : 0.0f;
+  }
+  float ss = 0;
+#pragma unroll
+  for (int j = 0; j < NORM_REGS; j++) {
+    const u32 k = threadIdx.x + j * blockDim.x;
+    const T s = Num<T>::store(a[j] + b[j]);
+    a[j] = Num<T>::load(s);
+    if (sum != nullptr && k < d) sum[k] = s;
+    ss += a[j] * a[j];
+  }
+  const float scale = rms_scale(block_sum(ss, scratch), d, eps);
+#pragma unroll
+  for (int j = 0; j < NORM_REGS; j++) {
+    const u32 k = threadIdx.x + j * blockDim.x;
+    if (k < d) store_f(out, k, a[j] * scale * w[j]);
+  }
+}
+
 // ---- elementwise indexing ----------------------------------------------------
 
 // input_index maps output element i to input k's element index.

@@ -62,9 +62,10 @@ template <> struct Vec<bf16_t> : Vec16<bf16_t> {};
 // dot_parts adds, for the R rows w_r (K elements each), lane's share of
 // x·w_r to acc[r][u] for the parts u = share, share + S, … (see
 // GEMV_PARTS): with 16-byte loads where x and the rows allow them (the
-// weights read once, as a stream; x from the cache), else an element at a
-// time, element k then taking vector k's place.
-template <typename T, int R>
+// weights read once, as a stream; x from the cache, or from shared memory
+// with XS), else an element at a time, element k then taking vector k's
+// place.
+template <typename T, int R, bool XS = false>
 __device__ __forceinline__ void dot_parts(const T* x, const T* const* w, u32 K, u32 share, u32 S,
                                           float (&acc)[R][GEMV_PARTS]) {
   const u32 lane = threadIdx.x % 32;
@@ -87,7 +88,11 @@ __device__ __forceinline__ void dot_parts(const T* x, const T* const* w, u32 K, 
     for (int u = 0; u < GEMV_PARTS; u++) {
       const u32 i = base + u * 32 + lane;
       const bool mine = u % S == share && i < nvec;
-      xs[u] = mine ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
+      if constexpr (XS) {
+        xs[u] = mine ? xv[i] : make_uint4(0u, 0u, 0u, 0u);
+      } else {
+        xs[u] = mine ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
+      }
 #pragma unroll
       for (int r = 0; r < R; r++) wv[r][u] = mine ? __ldcs((const uint4*)w[r] + i) : make_uint4(0u, 0u, 0u, 0u);
     }
@@ -141,8 +146,8 @@ template <typename T> __device__ __forceinline__ L2Span gemv_span(const T* b, co
 // n = (LOOM_GEMV_ROWS / S)·b + w / S, then of n + (LOOM_GEMV_ROWS / S)·gridDim.x,
 // …; the shares' part sums meet in shared memory and are added in order
 // (see GEMV_PARTS). The sums depend on K alone, not on S or the grid,
-// which may be any width.
-template <typename T>
+// which may be any width. With XS, a is in shared memory.
+template <typename T, bool XS = false>
 __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p, const MatrixOffsets& o) {
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output share");
   __shared__ float parts[LOOM_GEMV_ROWS][GEMV_PARTS];
@@ -156,7 +161,7 @@ __device__ void gemv_rows(const T* a, const T* b, T* out, const MatMulParams& p,
     float acc[1][GEMV_PARTS] = {};
     if (n < p.N) {
       const T* w = b + o.b + (u64)n * p.K;
-      dot_parts<T, 1>(x, &w, p.K, share, S, acc);
+      dot_parts<T, 1, XS>(x, &w, p.K, share, S, acc);
     }
     if (S == 1) {
       float sum = 0.0f;
@@ -220,8 +225,8 @@ __device__ void gemv_cols(const T* a, const T* b, T* out, const MatMulParams& p,
 // j = LOOM_GEMV_ROWS·bx + w: its two dot products, with w's rows j and
 // N + j, summed as gemv_rows sums one (both rows' loads in flight
 // together, see GEMV_PARTS), each rounded to T as the matmul's output is, then silu_mul's
-// product.
-template <typename T>
+// product. With XS, x is in shared memory.
+template <typename T, bool XS = false>
 __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLUMulParams& p) {
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 j = blockIdx.x * LOOM_GEMV_ROWS + warp, m = blockIdx.y;
@@ -229,7 +234,7 @@ __device__ void gated_gemv_rows(const T* x, const T* w, T* out, const MatMulSiLU
   x += (u64)m * p.K;
   const T* rows[2] = {w + (u64)j * p.K, w + (u64)(p.N + j) * p.K};
   float acc[2][GEMV_PARTS] = {};
-  dot_parts<T, 2>(x, rows, p.K, 0, 1, acc);
+  dot_parts<T, 2, XS>(x, rows, p.K, 0, 1, acc);
   float sums[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -766,6 +771,84 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }
 
+// ---- a norm fused into the GEMV: one row ---------------------------------------
+//
+// add_rms_norm_matmul_<dt> and add_rms_norm_matmul_silu_mul_<dt>
+// (primitives.AddRMSNormLinear, AddRMSNormLinearParams): x and delta, one
+// row of K ≤ primitives.AddRMSNormLinearMaxK elements, the norm's weight
+// [K], w [N, K] (gated: [2N, K]). Every block first normalises the row
+// into shared memory as add_rms_norm does (add_rms_norm_regs, with as many
+// threads, so the same bits; block 0 also stores the sum), then computes
+// its outputs reading the row from there as the GEMV (gemv_rows,
+// gemv_mma) or the gated GEMV (gated_gemv_rows, its tensor-core variant)
+// of the stored norm would: the same sums, so add_rms_norm's and the
+// GEMV's results bit for bit. Each block reads the row again (from the L2:
+// 6 KB for K = 1,024 of bfloat16), in place of a launch and a round trip
+// of the norm through memory. The weight spans prefetched before
+// grid_dependency_wait are the GEMV's.
+static_assert(NORM_REGS * LOOM_GEMV_THREADS == LOOM_NORM_GEMV_MAX_K, "a block normalises primitives.AddRMSNormLinearMaxK elements in registers");
+
+// norm_gemv_params and norm_gated_params are the params of the GEMV and
+// the gated GEMV of the normalised row.
+__device__ __forceinline__ MatMulParams norm_gemv_params(const AddRMSNormLinearParams& p) {
+  MatMulParams m = {};
+  m.M = 1, m.N = p.N, m.K = p.K, m.Batch = 1, m.TransposeB = 1;
+  m.MMA = p.MMA, m.Split = p.Split, m.TileRows = p.TileRows;
+  return m;
+}
+__device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNormLinearParams& p) {
+  MatMulSiLUMulParams m = {};
+  m.M = 1, m.N = p.N, m.K = p.K, m.MMA = p.MMA, m.Split = p.Split;
+  return m;
+}
+
+#define NORM_GEMV_ARGS(T) \
+  const T *x, const T *delta, const T *norm_weight, const T *w, T *sum, T *out, const AddRMSNormLinearParams p, Status *status
+// NORM_ROW normalises the row into xn (shared, 16-byte aligned), scratch
+// being block_sum's, and waits for the whole block.
+#define NORM_ROW(T, scratch)                                                                                     \
+  __shared__ __align__(16) T xn[LOOM_NORM_GEMV_MAX_K];                                                          \
+  add_rms_norm_regs(x, delta, norm_weight, blockIdx.x == 0 ? sum : (T*)nullptr, xn, p.K, p.Eps, scratch);       \
+  __syncthreads()
+
+#define NORM_GEMV_KERNEL(SHORT, T)                                                           \
+  extern "C" __global__ void add_rms_norm_matmul_##SHORT(NORM_GEMV_ARGS(T)) {                \
+    grid_dependency_wait(gemv_span(w, norm_gemv_params(p)));                                 \
+    __shared__ float scratch[32];                                                            \
+    NORM_ROW(T, scratch);                                                                    \
+    gemv_rows<T, true>(xn, w, out, norm_gemv_params(p), MatrixOffsets{0, 0, 0});             \
+  }
+
+#define NORM_GATED_KERNEL(SHORT, T)                                                                                  \
+  extern "C" __global__ void add_rms_norm_matmul_silu_mul_##SHORT(NORM_GEMV_ARGS(T)) {                               \
+    grid_dependency_wait(gated_span(w, norm_gated_params(p), 0), gated_span(w, norm_gated_params(p), 1));            \
+    __shared__ float scratch[32];                                                                                    \
+    NORM_ROW(T, scratch);                                                                                            \
+    gated_gemv_rows<T, true>(xn, w, out, norm_gated_params(p));                                                      \
+  }
+
+// The tensor-core variants: block_sum's scratch is the start of red,
+// which the GEMV uses only after the norm's barrier.
+#define NORM_GEMV_MMA_KERNEL(SHORT, T)                                                                              \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2) add_rms_norm_matmul_##SHORT##_mma(NORM_GEMV_ARGS(T)) { \
+    grid_dependency_wait(mma_span(w, 0, p.N, p.K, 1, p.Split, p.TileRows == 8 ? 8 : 16));                            \
+    __shared__ float red[MMA_RED_FLOATS];                                                                           \
+    NORM_ROW(T, red);                                                                                               \
+    const u32 tileRows = p.TileRows == 8 ? 8 : 16;                                                                  \
+    const bool vec = p.K % 8 == 0 && ((u64)w & 15) == 0;                                                            \
+    mma_gemv<T>(xn, 1, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, false, red,                              \
+                MmaRows<T>{w, out, p.N, 1, p.K, tileRows, false});                                                  \
+  }
+
+#define NORM_GATED_MMA_KERNEL(SHORT, T)                                                                                       \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2) add_rms_norm_matmul_silu_mul_##SHORT##_mma(NORM_GEMV_ARGS(T)) { \
+    grid_dependency_wait(mma_span(w, 0, p.N, p.K, 1, p.Split, 8), mma_span(w, p.N, p.N, p.K, 1, p.Split, 8));                 \
+    __shared__ float red[MMA_RED_FLOATS];                                                                                     \
+    NORM_ROW(T, red);                                                                                                         \
+    const bool vec = p.K % 8 == 0 && ((u64)w & 15) == 0;                                                                      \
+    mma_gemv<T>(xn, 1, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, 1, p.K, 8, true});               \
+  }
+
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
 //
 // A block of TC_THREADS (8 warps, 2 × 4) computes a TC_BM × TC_BN tile of
@@ -911,11 +994,13 @@ template <typename T> __device__ void matmul_tiled_mma(const T* a, const T* b, T
 // The kernels are compiled one at a time, each for one dtype, when a
 // dispatch first needs it (a variant: cuda/variants.go): the tensor-core
 // kernels of float16 and bfloat16 take most of a minute of NVRTC together,
-// and a decode step needs two of them. A variant's program defines
-// LOOM_MATMUL_KERNEL (GEMV_KERNEL, GATED_GEMV_KERNEL or TILED_KERNEL),
+// and a decode step needs two to four of them. A variant's program defines
+// LOOM_MATMUL_KERNEL (GEMV_KERNEL, GATED_GEMV_KERNEL, NORM_GEMV_KERNEL,
+// NORM_GATED_KERNEL or TILED_KERNEL),
 // LOOM_MATMUL_DTYPE (the kernel names' dtype, such as bf16) and, where the
 // dtype has tensor-core kernels, LOOM_MATMUL_MMA_KERNEL (the kernel's:
-// GEMV_MMA_KERNEL, GATED_MMA_KERNEL or TILED_MMA_KERNEL), and holds that
+// GEMV_MMA_KERNEL, GATED_MMA_KERNEL, NORM_GEMV_MMA_KERNEL,
+// NORM_GATED_MMA_KERNEL or TILED_MMA_KERNEL), and holds that
 // kernel and its tensor-core variant; without them the file holds no
 // kernel. (MATMUL_VARIANT expands the macros before the kernel's macro
 // pastes them into its name.)

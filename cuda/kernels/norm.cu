@@ -3,19 +3,6 @@
 // qk_norm_rope_kv_write (the per-head norms of queries and keys, their
 // rotation and the KV cache write).
 
-// rms_scale is 1 / sqrt(mean(x²) + eps) of a row of d elements whose
-// squares sum to ss.
-__device__ __forceinline__ float rms_scale(float ss, u32 d, float eps) {
-  return (float)(1.0 / sqrt((double)(ss / (float)d + eps)));
-}
-
-// NORM_REGS is how many elements of its row a thread of rms_norm and
-// add_rms_norm holds in registers: up to NORM_REGS · blockDim.x (4,096 with
-// primitives.ReduceThreads) elements, every load of a row is issued before
-// the first is used, so the kernel waits on memory once; a longer row is
-// read again after the reduction.
-#define NORM_REGS 16
-
 // rms_norm: a block per row of D elements: the sum of squares (float32),
 // then out = x · scale · weight.
 template <typename T> __device__ void rms_norm(const T* x, const T* weight, T* out, const RMSNormParams& p) {
@@ -67,29 +54,7 @@ __device__ void add_rms_norm(const T* x, const T* residual, const T* weight, T* 
   __shared__ float scratch[32];
   const u64 row = (u64)blockIdx.x * p.D;
   if (p.D <= NORM_REGS * blockDim.x) {
-    float a[NORM_REGS], b[NORM_REGS], w[NORM_REGS];
-#pragma unroll
-    for (int j = 0; j < NORM_REGS; j++) {
-      const u32 k = threadIdx.x + j * blockDim.x;
-      a[j] = k < p.D ? load_f(x, row + k) : 0.0f;
-      b[j] = k < p.D ? load_f(residual, row + k) : 0.0f;
-      w[j] = k < p.D ? load_f(weight, k) : 0.0f;
-    }
-    float ss = 0;
-#pragma unroll
-    for (int j = 0; j < NORM_REGS; j++) {
-      const u32 k = threadIdx.x + j * blockDim.x;
-      const T s = Num<T>::store(a[j] + b[j]);
-      a[j] = Num<T>::load(s);
-      if (k < p.D) sum[row + k] = s;
-      ss += a[j] * a[j];
-    }
-    const float scale = rms_scale(block_sum(ss, scratch), p.D, p.Eps);
-#pragma unroll
-    for (int j = 0; j < NORM_REGS; j++) {
-      const u32 k = threadIdx.x + j * blockDim.x;
-      if (k < p.D) store_f(out, row + k, a[j] * scale * w[j]);
-    }
+    add_rms_norm_regs(x + row, residual + row, weight, sum + row, out + row, p.D, p.Eps, scratch);
     return;
   }
   float ss = 0;

@@ -131,35 +131,24 @@ constant constexpr uint SM_COLS = LOOM_GEMV_ROWS;
 constant constexpr uint SM_ROWS = LOOM_GEMV_THREADS / 32 * 8;
 constant constexpr uint SM_K = 32;
 
-template <typename T>
-[[kernel]] void matmul_gemv(
-    device const T* a [[buffer(0)]],
-    device const T* b [[buffer(1)]],
-    device T* out [[buffer(2)]],
-    constant MatMulParams& p [[buffer(3)]],
-    uint3 group [[threadgroup_position_in_grid]],
-    uint tid [[thread_index_in_threadgroup]],
-    uint sg [[simdgroup_index_in_threadgroup]],
-    uint lane [[thread_index_in_simdgroup]]) {
-  LOOM_SHARED float xs[SM_ROWS * SM_K]; // [64 rows of A][32 k]
-  LOOM_SHARED float ws[SM_COLS * SM_K]; // [8 columns of out][32 k]
-  uint n0 = group.x * SM_COLS;
-  ulong2 off = matmul_offsets(p, group.z);
-  device const T* A = a + off.x;
-  device const T* B = b + off.y;
-  device T* O = out + ulong(group.z) * p.M * p.N;
-  for (uint m0 = 0; m0 < p.M; m0 += SM_ROWS) {
-    uint tiles = min((p.M - m0 + 7) / 8, SM_ROWS / 8); // row tiles in this pass
+// gemv_columns computes columns [n0, n0 + 8) of O (M×N) = A·B, the GEMV
+// kernel's threadgroup, with its staging xs and ws: A is M×K (K×M with
+// trans_a) in device or threadgroup memory (AP), B K×N (N×K with trans_b).
+template <typename T, typename AP>
+inline void gemv_columns(AP A, device const T* B, device T* O, uint M, uint N, uint K, bool trans_a, bool trans_b, uint n0,
+                         uint tid, uint sg, uint lane, threadgroup float* xs, threadgroup float* ws) {
+  for (uint m0 = 0; m0 < M; m0 += SM_ROWS) {
+    uint tiles = min((M - m0 + 7) / 8, SM_ROWS / 8); // row tiles in this pass
     simdgroup_float8x8 acc = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
-    for (uint k0 = 0; k0 < p.K; k0 += SM_K) {
+    for (uint k0 = 0; k0 < K; k0 += SM_K) {
       // B: one element per thread, lanes along the stored rows.
       {
-        uint c = p.TransposeB != 0 ? tid / SM_K : tid % SM_COLS;
-        uint k = p.TransposeB != 0 ? tid % SM_K : tid / SM_COLS;
+        uint c = trans_b ? tid / SM_K : tid % SM_COLS;
+        uint k = trans_b ? tid % SM_K : tid / SM_COLS;
         uint n = n0 + c, kk = k0 + k;
         float w = 0.0f;
-        if (n < p.N && kk < p.K) {
-          w = float(p.TransposeB != 0 ? B[ulong(n) * p.K + kk] : B[ulong(kk) * p.N + n]);
+        if (n < N && kk < K) {
+          w = float(trans_b ? B[ulong(n) * K + kk] : B[ulong(kk) * N + n]);
         }
         ws[c * SM_K + k] = w;
       }
@@ -167,14 +156,14 @@ template <typename T>
         uint r = e / SM_K, k = e % SM_K;
         uint m = m0 + r, kk = k0 + k;
         float v = 0.0f;
-        if (m < p.M && kk < p.K) {
-          v = float(p.TransposeA != 0 ? A[ulong(kk) * p.M + m] : A[ulong(m) * p.K + kk]);
+        if (m < M && kk < K) {
+          v = float(trans_a ? A[ulong(kk) * M + m] : A[ulong(m) * K + kk]);
         }
         xs[e] = v;
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);
       if (sg < tiles) {
-        for (uint kk = 0; kk < SM_K && k0 + kk < p.K; kk += 8) {
+        for (uint kk = 0; kk < SM_K && k0 + kk < K; kk += 8) {
           simdgroup_float8x8 xm, wm;
           simdgroup_load(xm, &xs[sg * 8 * SM_K + kk], SM_K);
           // ws holds B's 8 columns as rows: loaded transposed, it is B's
@@ -192,13 +181,30 @@ template <typename T>
       simdgroup_barrier(mem_flags::mem_threadgroup);
       for (uint e = lane; e < 64; e += 32) {
         uint m = m0 + sg * 8 + e / 8, n = n0 + e % 8;
-        if (m < p.M && n < p.N) {
-          O[ulong(m) * p.N + n] = T(xs[sg * 64 + e]);
+        if (m < M && n < N) {
+          O[ulong(m) * N + n] = T(xs[sg * 64 + e]);
         }
       }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
   }
+}
+
+template <typename T>
+[[kernel]] void matmul_gemv(
+    device const T* a [[buffer(0)]],
+    device const T* b [[buffer(1)]],
+    device T* out [[buffer(2)]],
+    constant MatMulParams& p [[buffer(3)]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]]) {
+  LOOM_SHARED float xs[SM_ROWS * SM_K]; // [64 rows of A][32 k]
+  LOOM_SHARED float ws[SM_COLS * SM_K]; // [8 columns of out][32 k]
+  ulong2 off = matmul_offsets(p, group.z);
+  gemv_columns(a + off.x, b + off.y, out + ulong(group.z) * p.M * p.N, p.M, p.N, p.K, p.TransposeA != 0, p.TransposeB != 0,
+               group.x * SM_COLS, tid, sg, lane, xs, ws);
 }
 
 LOOM_KERNEL("matmul_f32_gemv", matmul_gemv, float)
@@ -211,6 +217,26 @@ LOOM_KERNEL("matmul_bf16_gemv", matmul_gemv, bfloat)
 // summed with simd_sum (not matmul_gemv's order, so the fused result can
 // differ from the matmul and silu_mul's in the last bits), each rounded to
 // T as the matmul's output is, then silu_mul's product.
+// gated_output computes out[j] of the gated GEMV of the row X (device or
+// threadgroup memory, XP) by the SIMD group: the gate and up sums, lanes
+// striding over K, each rounded to T, then silu_mul's product.
+template <typename T, typename XP>
+inline void gated_output(XP X, device const T* w, device T* out, uint N, uint K, uint j, uint lane, uint width) {
+  device const T* G = w + ulong(j) * K;
+  device const T* U = w + ulong(N + j) * K;
+  float g = 0.0f, u = 0.0f;
+  for (uint k = lane; k < K; k += width) {
+    float xk = float(X[k]);
+    g += xk * float(G[k]);
+    u += xk * float(U[k]);
+  }
+  g = float(T(simd_sum(g)));
+  u = float(T(simd_sum(u)));
+  if (lane == 0) {
+    out[j] = T(OpSiLU()(g) * u);
+  }
+}
+
 template <typename T>
 [[kernel]] void matmul_silu_mul(
     device const T* x [[buffer(0)]],
@@ -226,20 +252,7 @@ template <typename T>
   if (j >= p.N || m >= p.M) {
     return;
   }
-  device const T* X = x + ulong(m) * p.K;
-  device const T* G = w + ulong(j) * p.K;
-  device const T* U = w + ulong(p.N + j) * p.K;
-  float g = 0.0f, u = 0.0f;
-  for (uint k = lane; k < p.K; k += width) {
-    float xk = float(X[k]);
-    g += xk * float(G[k]);
-    u += xk * float(U[k]);
-  }
-  g = float(T(simd_sum(g)));
-  u = float(T(simd_sum(u)));
-  if (lane == 0) {
-    out[ulong(m) * p.N + j] = T(OpSiLU()(g) * u);
-  }
+  gated_output(x + ulong(m) * p.K, w, out + ulong(m) * p.N, p.N, p.K, j, lane, width);
 }
 
 LOOM_FLOAT_KERNELS("matmul_silu_mul", matmul_silu_mul)

@@ -68,9 +68,31 @@ template <typename T>
 
 LOOM_FLOAT_KERNELS("rms_norm", rms_norm)
 
+// add_rms_norm_row is add_rms_norm's row of D by the threadgroup: sum =
+// x + residual rounded to T (stored where store_sum) and out = the rounded
+// sum · scale · weight, out in device or threadgroup memory (OP). (Each
+// thread reads back only the elements of out it wrote.)
+template <typename T, typename OP>
+inline void add_rms_norm_row(device const T* x, device const T* residual, device const T* weight, device T* sum, bool store_sum,
+                             OP out, uint D, float eps, uint tid, uint threads, threadgroup float* scratch) {
+  float ss = 0.0f;
+  for (uint k = tid; k < D; k += threads) {
+    T s = T(float(x[k]) + float(residual[k]));
+    if (store_sum) {
+      sum[k] = s;
+    }
+    out[k] = s;
+    float v = float(s);
+    ss += v * v;
+  }
+  float r = rms_scale(threadgroup_reduce(ss, scratch, tid, threads, SumOp()), D, eps);
+  for (uint k = tid; k < D; k += threads) {
+    out[k] = T(float(out[k]) * r * float(weight[k]));
+  }
+}
+
 // add_rms_norm: rms_norm of sum = x + residual, rounded to T and stored;
-// the norm reads the rounded sum, as rms_norm after add does. (Each thread
-// reads back only the elements it wrote.)
+// the norm reads the rounded sum, as rms_norm after add does.
 template <typename T>
 [[kernel]] void add_rms_norm(
     device const T* x [[buffer(0)]],
@@ -87,17 +109,7 @@ template <typename T>
     return;
   }
   ulong base = ulong(row) * p.D;
-  float ss = 0.0f;
-  for (uint k = tid; k < p.D; k += threads) {
-    T s = T(float(x[base + k]) + float(residual[base + k]));
-    sum[base + k] = s;
-    float v = float(s);
-    ss += v * v;
-  }
-  float r = rms_scale(threadgroup_reduce(ss, scratch, tid, threads, SumOp()), p.D, p.Eps);
-  for (uint k = tid; k < p.D; k += threads) {
-    out[base + k] = T(float(sum[base + k]) * r * float(weight[k]));
-  }
+  add_rms_norm_row(x + base, residual + base, weight, sum + base, true, out + base, p.D, p.Eps, tid, threads, scratch);
 }
 
 LOOM_FLOAT_KERNELS("add_rms_norm", add_rms_norm)
@@ -136,3 +148,64 @@ template <typename T>
 }
 
 LOOM_FLOAT_KERNELS("layer_norm", layer_norm)
+
+// add_rms_norm_matmul and add_rms_norm_matmul_silu_mul
+// (primitives.AddRMSNormLinear): x and delta, one row of K ≤
+// LOOM_NORM_GEMV_MAX_K, the norm's weight [K], w [N, K] (gated: [2N, K]).
+// Each threadgroup normalises the row into threadgroup memory as
+// add_rms_norm does (add_rms_norm_row, with as many threads: the same
+// bits; threadgroup 0 also stores the sum), then computes its outputs from
+// there as matmul_gemv (gemv_columns) or matmul_silu_mul (gated_output)
+// would from the stored norm.
+template <typename T>
+[[kernel]] void add_rms_norm_matmul(
+    device const T* x [[buffer(0)]],
+    device const T* delta [[buffer(1)]],
+    device const T* norm_weight [[buffer(2)]],
+    device const T* w [[buffer(3)]],
+    device T* sum [[buffer(4)]],
+    device T* out [[buffer(5)]],
+    constant AddRMSNormLinearParams& p [[buffer(6)]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]]) {
+  LOOM_SHARED T xn[LOOM_NORM_GEMV_MAX_K];
+  LOOM_SHARED float scratch[LOOM_MAX_THREADS];
+  LOOM_SHARED float xs[SM_ROWS * SM_K];
+  LOOM_SHARED float ws[SM_COLS * SM_K];
+  add_rms_norm_row(x, delta, norm_weight, sum, group.x == 0, &xn[0], p.K, p.Eps, tid, threads, scratch);
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  gemv_columns(&xn[0], w, out, 1, p.N, p.K, false, true, group.x * SM_COLS, tid, sg, lane, xs, ws);
+}
+
+LOOM_FLOAT_KERNELS("add_rms_norm_matmul", add_rms_norm_matmul)
+
+template <typename T>
+[[kernel]] void add_rms_norm_matmul_silu_mul(
+    device const T* x [[buffer(0)]],
+    device const T* delta [[buffer(1)]],
+    device const T* norm_weight [[buffer(2)]],
+    device const T* w [[buffer(3)]],
+    device T* sum [[buffer(4)]],
+    device T* out [[buffer(5)]],
+    constant AddRMSNormLinearParams& p [[buffer(6)]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint threads [[threads_per_threadgroup]],
+    uint sg [[simdgroup_index_in_threadgroup]],
+    uint sgs [[simdgroups_per_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]],
+    uint width [[threads_per_simdgroup]]) {
+  LOOM_SHARED T xn[LOOM_NORM_GEMV_MAX_K];
+  LOOM_SHARED float scratch[LOOM_MAX_THREADS];
+  add_rms_norm_row(x, delta, norm_weight, sum, group.x == 0, &xn[0], p.K, p.Eps, tid, threads, scratch);
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  uint j = group.x * sgs + sg;
+  if (j < p.N) {
+    gated_output(&xn[0], w, out, p.N, p.K, j, lane, width);
+  }
+}
+
+LOOM_FLOAT_KERNELS("add_rms_norm_matmul_silu_mul", add_rms_norm_matmul_silu_mul)
