@@ -31,9 +31,13 @@ var emulateFiles embed.FS
 // and for each row alone, and the gated GEMV bit for bit the matmul's
 // outputs through silu_mul's formula). It checks the fragment layouts,
 // slices, splits and epilogues, not the GPU's rounding inside mma.sync.
-// Each launch also holds the weight spans the blocks prefetch before
-// grid_dependency_wait (common.cuh's prefetch_l2 reports them to the shim)
-// to the rows of each block's first step, inside the weights.
+// The norms fused into them (add_rms_norm_matmul_<dt>[_mma] and
+// add_rms_norm_matmul_silu_mul_<dt>[_mma], float32 and bfloat16): bit for
+// bit add_rms_norm's row (common.cuh's add_rms_norm_regs, which norm.cu's
+// add_rms_norm runs) followed by the GEMV or gated GEMV of it, the sum
+// stored once. Each launch also holds the weight spans the blocks prefetch
+// before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
+// the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of host threads")
@@ -53,7 +57,8 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	}
 	// The kernels the driver calls, instantiated as their variants are
 	// (the file's selection, at its end, is past the cut).
-	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n"
+	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n" +
+		"NORM_GEMV_KERNEL(f32, float)\nNORM_GATED_KERNEL(f32, float)\nNORM_GEMV_MMA_KERNEL(bf16, bf16_t)\nNORM_GATED_MMA_KERNEL(bf16, bf16_t)\n"
 	// The device-only statements (an asm string, its operands, the
 	// semicolon), each replaced by the host's form.
 	for _, r := range []struct {

@@ -229,14 +229,13 @@ type AddRMSNormLinearParams struct {
 //
 // Lowering emits one dispatch where x is one row of at most
 // AddRMSNormLinearMaxK elements and the layer has outputs
-// (add_rms_norm_matmul_<dt>, or
-// add_rms_norm_matmul_silu_mul_<dt> where the device has the gated GEMV
-// for one row): each threadgroup normalises the row into its own memory,
-// as add_rms_norm does, and computes its outputs from there, as the GEMV
-// (or the gated GEMV) does; the first threadgroup also stores the sum.
-// Otherwise it emits add_rms_norm into a scratch buffer and the matmul (or
-// the gated layer's dispatches) reading it (counted as
-// add_rms_norm_linear.fused and .unfused).
+// (add_rms_norm_matmul_<dt> or add_rms_norm_matmul_silu_mul_<dt>): each
+// threadgroup normalises the row into its own memory as add_rms_norm does
+// and computes its outputs from there as the GEMV (or the gated GEMV)
+// does; the first threadgroup also stores the sum. Otherwise it emits
+// add_rms_norm into a scratch buffer and the matmul (or the gated layer's
+// dispatches) reading it (counted as add_rms_norm_linear.fused and
+// .unfused).
 type AddRMSNormLinear struct {
 	Eps   float32
 	Gated bool
@@ -285,7 +284,7 @@ func (a AddRMSNormLinear) Lower(l *Lowering) error {
 	if a.Gated {
 		n /= 2
 	}
-	if m == 1 && n > 0 && k <= AddRMSNormLinearMaxK && (!a.Gated || l.Caps.GatedGEMVMaxRows >= 1) {
+	if m == 1 && n > 0 && k <= AddRMSNormLinearMaxK {
 		p := &AddRMSNormLinearParams{N: uint32(n), K: uint32(k), Eps: a.Eps}
 		var grid Dim3
 		kernel := AddRMSNormMatMulKernel(dt)

@@ -83,6 +83,13 @@ func coreCases() []lowerCase {
 			add(primitives.Dequantize{Bits: bits, GroupSize: 32}, spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
 		}
 	}
+	for _, dt := range primitives.MatMulDTypes {
+		for _, gated := range []bool{false, true} {
+			for _, rows := range []int{1, 3} { // one dispatch, then the chain's
+				add(primitives.AddRMSNormLinear{Eps: 1e-6, Gated: gated}, spec(dt, rows, 8), spec(dt, rows, 8), spec(dt, 8), spec(dt, 6, 8))
+			}
+		}
+	}
 	for _, dt := range primitives.AttentionDTypes {
 		for _, idx := range primitives.IndexDTypes {
 			add(primitives.QKNormRoPEKVWrite{Heads: 2, Eps: 1e-6, Theta: 1e4}, spec(dt, 3, 4*8), spec(dt, 8), spec(dt, 8),

@@ -807,7 +807,7 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
 // NORM_ROW normalises the row into xn (shared, 16-byte aligned), scratch
 // being block_sum's, and waits for the whole block.
 #define NORM_ROW(T, scratch)                                                                                     \
-  __shared__ __align__(16) T xn[LOOM_NORM_GEMV_MAX_K];                                                          \
+  __align__(16) __shared__ T xn[LOOM_NORM_GEMV_MAX_K];                                                          \
   add_rms_norm_regs(x, delta, norm_weight, blockIdx.x == 0 ? sum : (T*)nullptr, xn, p.K, p.Eps, scratch);       \
   __syncthreads()
 

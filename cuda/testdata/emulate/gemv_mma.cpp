@@ -1,5 +1,6 @@
 // The FMA GEMV and gated GEMV of cuda/kernels/matmul.cu at batch 1
-// (float32; checkFMA), and the tensor-core GEMV and gated GEMV (bfloat16),
+// (float32; checkFMA), the norms fused into them (checkNorm), and the
+// tensor-core GEMV and gated GEMV (bfloat16),
 // against a float64 reference, with every split, tile height and several
 // grids (bit for bit the same), each row alone (batch invariance), and the
 // gated GEMV against the matmul's rounded outputs and silu_mul's formula
@@ -87,6 +88,9 @@ static std::vector<bf16_t> gated(const std::vector<bf16_t>& x, const std::vector
   checkSpans("gated mma", grid, 8 / mmaSplit(M, split) * 8, N, K, 2, true);
   return out;
 }
+static std::vector<bf16_t> gated_(const std::vector<bf16_t>& x, const std::vector<bf16_t>& w, unsigned N, unsigned K, unsigned split) {
+  return gated(x, w, 1, N, K, split, 0);
+}
 // fma runs the float32 FMA GEMV (MMA 0) of one row of x on a grid of the
 // given width: the kernel lets 8 / (outputs a block) warps share an output.
 // (float32, so that a change in the order of the sums shows in the bits.)
@@ -144,7 +148,97 @@ static void checkFMA(unsigned N, unsigned K) {
     CHECK(memcmp(&want, &o[j], 4) == 0, "FMA gated N=%u K=%u: out[%u] = %g, want %g", N2, K, j, o[j], want);
   }
 }
+// normRow runs add_rms_norm_regs over one row of K with a block of 256
+// threads, as norm.cu's add_rms_norm does: the sum and the norm.
+template <typename T>
+static void normRow(const std::vector<T>& x, const std::vector<T>& d, const std::vector<T>& nw, unsigned K, float eps, std::vector<T>& sum,
+                    std::vector<T>& normed) {
+  sum.assign(K, T{}), normed.assign(K, T{});
+  launch({1, 1, 1}, [&] {
+    static float scratch[32];
+    add_rms_norm_regs(x.data(), d.data(), nw.data(), sum.data(), normed.data(), K, eps, scratch);
+  });
+}
+static bool sameBits(const void* a, const void* b, size_t n) { return memcmp(a, b, n) == 0; }
+// checkNorm: the fused kernels of one row (gated and not, float32 FMA and
+// bfloat16 tensor cores) against normRow followed by the GEMV or gated
+// GEMV, bit for bit, over splits and grids; the sum stored by block 0.
+static void checkNorm(unsigned N, unsigned K) {
+  std::uniform_real_distribution<float> u(-3, 3), pos(0.5f, 1.5f);
+  const float eps = 1e-6f;
+  {  // float32, FMA
+    auto x = rndf(K), d = rndf(K), nw = rndf(K), w = rndf((size_t)2 * N * K);
+    for (auto& e : nw) e = pos(rng);
+    std::vector<float> sum, normed;
+    normRow(x, d, nw, K, eps, sum, normed);
+    for (bool gated : {false, true}) {
+      const unsigned rows = gated ? 2 * N : N;
+      std::vector<float> wr(w.begin(), w.begin() + (size_t)rows * K);
+      std::vector<float> want = gated ? fmaGated(normed, wr, N, K) : fma(normed, wr, N, K, (N + 7) / 8);
+      for (unsigned grid : {(N + 7) / 8, (N + 1) / 2, 1u}) {
+        if (gated && grid != (N + 7) / 8) continue;  // the gated FMA GEMV's grid is one block per 8 outputs
+        std::vector<float> out(N, 12345.f), s(K, 12345.f);
+        AddRMSNormLinearParams p{};
+        p.N = N, p.K = K, p.Eps = eps;
+        Status st{};
+        emu_weights(wr.data(), wr.size() * 4);
+        if (gated) {
+          launch({grid, 1, 1}, [&] { add_rms_norm_matmul_silu_mul_f32(x.data(), d.data(), nw.data(), wr.data(), s.data(), out.data(), p, &st); });
+          checkSpans("FMA norm gated", grid, 8, N, K, 4, true);
+        } else {
+          launch({grid, 1, 1}, [&] { add_rms_norm_matmul_f32(x.data(), d.data(), nw.data(), wr.data(), s.data(), out.data(), p, &st); });
+          unsigned S = 1;
+          while (S < 8 && (size_t)grid * (8 / (2 * S)) >= N) S *= 2;
+          checkSpans("FMA norm", grid, 8 / S, N, K, 4, false);
+        }
+        CHECK(sameBits(out.data(), want.data(), N * 4), "FMA norm gated %d N=%u K=%u grid %u: bits differ from the norm and the GEMV", gated, N, K, grid);
+        CHECK(sameBits(s.data(), sum.data(), K * 4), "FMA norm gated %d N=%u K=%u grid %u: the sum differs", gated, N, K, grid);
+      }
+    }
+  }
+  {  // bfloat16, tensor cores
+    auto x = rnd(K), d = rnd(K), nw = rnd(K), w = rnd((size_t)2 * N * K);
+    for (auto& e : x) e = Num<bf16_t>::store(u(rng));
+    for (auto& e : nw) e = Num<bf16_t>::store(pos(rng));
+    std::vector<bf16_t> sum, normed;
+    normRow(x, d, nw, K, eps, sum, normed);
+    for (unsigned n = 0; n < K; n++) {  // the norm against float64, loosely (the bits are held to the GEMV's below)
+      double ss = 0;
+      for (unsigned k = 0; k < K; k++) ss += (double)F(sum[k]) * F(sum[k]);
+      double want = F(sum[n]) / sqrt(ss / K + eps) * F(nw[n]);
+      CHECK(fabs(F(normed[n]) - want) <= 0.01 * fabs(want) + 1e-3, "norm K=%u [%u] = %g, want %g", K, n, F(normed[n]), want);
+      if (n > 4) break;
+    }
+    for (bool gated : {false, true}) {
+      const unsigned rows = gated ? 2 * N : N;
+      std::vector<bf16_t> wr(w.begin(), w.begin() + (size_t)rows * K);
+      for (unsigned split : {1u, 2u, 8u})
+        for (unsigned tileRows : {8u, 16u}) {
+          if (gated && tileRows == 16) continue;
+          std::vector<bf16_t> want = gated ? gated_(normed, wr, N, K, split) : gemv(normed, wr, 1, N, K, split, tileRows, 0);
+          std::vector<bf16_t> out(N, Num<bf16_t>::store(12345.f)), s(K, Num<bf16_t>::store(12345.f));
+          AddRMSNormLinearParams p{};
+          p.N = N, p.K = K, p.Eps = eps, p.MMA = 1, p.Split = split, p.TileRows = tileRows;
+          const unsigned tiles = (N + tileRows - 1) / tileRows, tb = 8 / mmaSplit(1, split), grid = (tiles + tb - 1) / tb;
+          Status st{};
+          emu_weights(wr.data(), wr.size() * 2);
+          if (gated) {
+            launch({grid, 1, 1}, [&] { add_rms_norm_matmul_silu_mul_bf16_mma(x.data(), d.data(), nw.data(), wr.data(), s.data(), out.data(), p, &st); });
+          } else {
+            launch({grid, 1, 1}, [&] { add_rms_norm_matmul_bf16_mma(x.data(), d.data(), nw.data(), wr.data(), s.data(), out.data(), p, &st); });
+          }
+          checkSpans(gated ? "mma norm gated" : "mma norm", grid, tb * tileRows, N, K, 2, gated);
+          CHECK(sameBits(out.data(), want.data(), N * 2), "mma norm gated %d N=%u K=%u split %u rows %u: bits differ from the norm and the GEMV", gated, N, K, split, tileRows);
+          CHECK(sameBits(s.data(), sum.data(), K * 2), "mma norm gated %d N=%u K=%u split %u: the sum differs", gated, N, K, split);
+        }
+    }
+  }
+  printf("norm N=%u K=%u done, %d failures so far\n", N, K, fails);
+  fflush(stdout);
+}
 int main(int argc, char** argv) {
+  struct NK { unsigned N, K; } normCases[] = {{9, 40}, {131, 1000}, {40, 1024}, {1, 1}, {17, 4096}, {3, 7}};
+  for (auto c : normCases) checkNorm(c.N, c.K);
   struct F2 { unsigned N, K; } fmaCases[] = {{131, 1000}, {131, 1001}, {1, 1}, {40, 4104}, {9, 40}, {16, 0}};
   for (auto c : fmaCases) {
     checkFMA(c.N, c.K);
