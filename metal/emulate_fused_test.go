@@ -14,7 +14,9 @@ import (
 )
 
 // TestEmulatedFused checks the fused layer kernels against the CPU's:
-// add_rms_norm (sum bit for bit), silu_mul, matmul_silu_mul, and qk_norm_rope_kv_write with
+// add_rms_norm (sum bit for bit), silu_mul, matmul_silu_mul, the norms
+// fused into the GEMVs (add_rms_norm_matmul[_silu_mul], bit for bit the
+// chain's kernels), and qk_norm_rope_kv_write with
 // GQA, head sizes 64 and 128, a padding slot and both slot dtypes.
 func TestEmulatedFused(t *testing.T) {
 	emu, ref := emuRuntimes(t, kernelsWithPrefix("add_rms_norm_", "silu_mul_", "matmul_", "qk_norm_rope_kv_write_", "add_i32")...)
@@ -51,6 +53,57 @@ func TestEmulatedFused(t *testing.T) {
 			}
 			if emu.LastStats().Counters["matmul_silu_mul.fused"] != want {
 				t.Fatalf("matmul_silu_mul %s rows %d: counters %v", dt, rows, emu.LastStats().Counters)
+			}
+		}
+	}
+	// The norm fused into the GEMV and the gated GEMV: one row in one
+	// dispatch, bit for bit add_rms_norm and matmul_gemv (or
+	// matmul_silu_mul) of the stored norm on the emulated device, and
+	// against the CPU; two rows through those kernels.
+	for _, dt := range primitives.MatMulDTypes {
+		for _, gated := range []bool{false, true} {
+			for _, c := range []struct{ rows, k, n int }{{1, 259, 13}, {1, 1000, 9}, {2, 259, 13}} {
+				what := fmt.Sprintf("add_rms_norm_linear %s gated %v rows %d K %d", dt, gated, c.rows, c.k)
+				build := func(fused bool) func() *graph.Array {
+					return func() *graph.Array {
+						r := loomtest.Rand(uint64(c.k + c.rows))
+						floats := func(lo, hi float32, shape ...int) *graph.Array {
+							return graph.FromFloat32sAs(dt, loomtest.Float32s(r, graph.NumElements(shape), lo, hi), shape...)
+						}
+						x, d, nw := floats(-3, 3, c.rows, c.k), floats(-3, 3, c.rows, c.k), floats(0.5, 1.5, c.k)
+						w := floats(-1, 1, map[bool]int{false: 1, true: 2}[gated]*c.n, c.k)
+						if !fused {
+							_, h := ops.AddRMSNorm(x, d, nw, 1e-6)
+							if gated {
+								return ops.GatedLinear(h, w)
+							}
+							return ops.MatMulTransposed(h, w, false, true)
+						}
+						if gated {
+							_, out := ops.AddRMSNormGatedLinear(x, d, nw, w, 1e-6)
+							return out
+						}
+						_, out := ops.AddRMSNormLinear(x, d, nw, w, 1e-6)
+						return out
+					}
+				}
+				got, chain := build(true)(), build(false)()
+				if err := emu.Eval(got); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if want := map[bool]int{true: 1, false: 0}[c.rows == 1]; emu.LastStats().Counters["add_rms_norm_linear.fused"] != want {
+					t.Fatalf("%s: counters %v", what, emu.LastStats().Counters)
+				}
+				if err := emu.Eval(chain); err != nil {
+					t.Fatalf("%s: the chain: %v", what, err)
+				}
+				gb, err1 := got.Bytes()
+				cb, err2 := chain.Bytes()
+				if err1 != nil || err2 != nil || string(gb) != string(cb) {
+					t.Fatalf("%s: differs from the chain's bits on the emulated device (%v, %v)", what, err1, err2)
+				}
+				atol, rtol := tol(dt, 4)
+				sameOnBoth(t, emu, ref, what, build(true), atol, rtol)
 			}
 		}
 	}
