@@ -32,7 +32,8 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // the MLP's gate and up projections and their activation are one gated
 // linear layer. At one token a step (a decode step of one sequence) a
 // layer is six dispatches (seven when attention splits the KV): the norms
-// run inside the projections' kernels. With more tokens a layer is eight
+// run inside the projections' kernels, but for the first layer's input
+// norm, which has no residual add. With more tokens a layer is eight
 // where the device has a gated kernel for the step's tokens (the CPU: up
 // to primitives.MatMulSmallM), one more otherwise. Quantized weights
 // (Weights.Quant) go through ops.AddRMSNorm and ops.QuantizedMatMul (the
