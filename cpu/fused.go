@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
@@ -136,7 +137,9 @@ func addRMSNormLinearKernel(dt graph.DType, gated bool) Kernel {
 				return fmt.Errorf("argument %s holds %d bytes; the params need %d", c.Args[i].Name, len(c.Args[i].Bytes), row)
 			}
 		}
-		h := make([]byte, row)
+		hp := getFloats(int(row+3) / 4) // the norm's row, as bytes of the dtype
+		defer putFloats(hp)
+		h := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(*hp))), row)
 		args := []Arg{c.Args[0], c.Args[1], c.Args[2], c.Args[4], {Bytes: h, Access: primitives.Write, Name: "normed"}}
 		if err := norm(&Call{Args: args, Params: &primitives.RMSNormParams{Rows: 1, D: p.K, Eps: p.Eps}, workers: c.workers}); err != nil {
 			return err
