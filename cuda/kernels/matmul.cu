@@ -417,25 +417,29 @@ __device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
 static_assert(MMA_WARPS == 8, "a block of 8 warps holds 8/S tiles");
 static_assert(MMA_MAX_MT * 8 == LOOM_MMA_GEMV_ROWS, "a pass takes primitives.MatMulMMARows rows");
 
-// mma_slices adds the warp's slices of one tile to acc (acc[i] is slice
-// share + S·i): lo and hi are the lane's weight rows g and g + 8, xr[j] its
-// row g of x tile j (null: zeros). U chunks' weight loads are issued
-// together; U is a multiple of the warp's 8/S slices, so that chunk u of a
-// round is slice u mod 8/S of the warp's, known at compile time.
-template <typename T, int MT, int S, int U>
-__device__ __forceinline__ void mma_slices(const T* lo, const T* hi, const T* const (&xr)[MT], u32 K, bool vec, u32 share,
-                                           float (&acc)[MMA_SLICES / S][MT][4]) {
+// mma_slices adds the warp's slices of its TW tiles to acc (acc[w][i] is
+// slice share + S·i of tile w): lo[w] and hi[w] are the lane's weight rows
+// g and g + 8 of tile w, xr[j] its row g of x tile j (null: zeros). U
+// chunks' weight loads are issued together; U is a multiple of the warp's
+// 8/S slices, so that chunk u of a round is slice u mod 8/S of the warp's,
+// known at compile time. Each x load serves the TW tiles.
+template <typename T, int MT, int S, int U, int TW>
+__device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* const (&hi)[TW], const T* const (&xr)[MT], u32 K,
+                                           bool vec, u32 share, float (&acc)[TW][MMA_SLICES / S][MT][4]) {
   constexpr int NS = MMA_SLICES / S;
   static_assert(U % NS == 0, "a round of chunks starts at the warp's first slice");
   const u32 t = threadIdx.x % 4;
   const u32 chunks = (K + 31) / 32;
   for (u32 c0 = share; c0 < chunks; c0 += S * U) {
-    uint4 wl[U], wh[U];
+    uint4 wl[TW][U], wh[TW][U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const u32 k = (c0 + S * u) * 32 + 8 * t;
-      wl[u] = load8<T, true>(lo, k, K, vec);
-      wh[u] = load8<T, true>(hi, k, K, vec);
+#pragma unroll
+      for (int w = 0; w < TW; w++) {
+        wl[w][u] = load8<T, true>(lo[w], k, K, vec);
+        wh[w][u] = load8<T, true>(hi[w], k, K, vec);
+      }
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -445,8 +449,11 @@ __device__ __forceinline__ void mma_slices(const T* lo, const T* hi, const T* co
 #pragma unroll
       for (int j = 0; j < MT; j++) {
         const uint4 xv = load8<T, false>(xr[j], k, K, vec);
-        MMA<T>::run(acc[u % NS][j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
-        MMA<T>::run(acc[u % NS][j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
+#pragma unroll
+        for (int w = 0; w < TW; w++) {
+          MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, wh[w][u].x, wl[w][u].y, wh[w][u].y, xv.x, xv.y);
+          MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, wh[w][u].z, wl[w][u].w, wh[w][u].w, xv.z, xv.w);
+        }
       }
     }
   }
@@ -459,7 +466,17 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 
 // MMA_UNROLL is the chunks a lane has in flight (two 16-byte loads each):
 // primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
-#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
+#ifndef LOOM_MMA_WIDE_CHUNKS
+#define LOOM_MMA_WIDE_CHUNKS (LOOM_MMA_CHUNKS / 2)
+#endif
+#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
+
+// MMA_TILES_A_WARP(MT) is the tiles a warp of mma_tiles takes at once, each
+// x load serving all of them: 2 from LOOM_MMA_TW_MT tiles of x on.
+#ifndef LOOM_MMA_TW_MT
+#define LOOM_MMA_TW_MT 99
+#endif
+#define MMA_TILES_A_WARP(MT) ((MT) >= LOOM_MMA_TW_MT ? 2 : 1)
 
 // tile_sums adds the slices of a tile in the fixed tree (slice_tree):
 // acc[i] holds the warp's slice share + S·i; with S > 1 the tile's warps
@@ -513,7 +530,7 @@ template <typename T> struct MmaRows;
 // the file's compile time.
 template <typename T, int MT, int S>
 __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* red, const MmaRows<T> epi) {
-  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT);
+  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT), TW = MMA_TILES_A_WARP(MT);
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const u32 tb = warp / S, share = warp % S;
   for (u32 m0 = 0; m0 < M; m0 += 8 * MT) {
@@ -523,24 +540,34 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
       const u32 m = m0 + 8 * j + g;
       xr[j] = m < M ? x + (u64)m * K : nullptr;
     }
-    // Every warp takes every step, so that all reach the barriers.
-    for (u32 tile0 = blockIdx.x * TB; tile0 < tiles; tile0 += gridDim.x * TB) {
-      const u32 tile = tile0 + tb;
-      float acc[NS][MT][4];
+    // Every warp takes every step, so that all reach the barriers. The
+    // warp's tiles of a step are tile0 + TW·tb + w, w < TW.
+    for (u32 tile0 = blockIdx.x * TB * TW; tile0 < tiles; tile0 += gridDim.x * TB * TW) {
+      const u32 tile = tile0 + TW * tb;
+      float acc[TW][NS][MT][4];
 #pragma unroll
-      for (int i = 0; i < NS; i++)
+      for (int w = 0; w < TW; w++)
 #pragma unroll
-        for (int j = 0; j < MT; j++)
+        for (int i = 0; i < NS; i++)
 #pragma unroll
-          for (int r = 0; r < 4; r++) acc[i][j][r] = 0.f;
+          for (int j = 0; j < MT; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[w][i][j][r] = 0.f;
       if (tile < tiles) {
-        const T *lo, *hi;
-        epi.rows(tile, g, lo, hi);
-        mma_slices<T, MT, S, U>(lo, hi, xr, K, vec, share, acc);
+        const T *lo[TW], *hi[TW];
+#pragma unroll
+        for (int w = 0; w < TW; w++) {
+          lo[w] = hi[w] = nullptr;
+          if (tile + w < tiles) epi.rows(tile + w, g, lo[w], hi[w]);
+        }
+        mma_slices<T, MT, S, U, TW>(lo, hi, xr, K, vec, share, acc);
       }
-      float sum[MT][4];
-      tile_sums<MT, S>(acc, red, tb, share, lane, sum);
-      if (share == 0 && tile < tiles) epi.store(tile, m0, g, t, sum);
+#pragma unroll
+      for (int w = 0; w < TW; w++) {
+        float sum[MT][4];
+        tile_sums<MT, S>(acc[w], red, tb, share, lane, sum);
+        if (share == 0 && tile + w < tiles) epi.store(tile + w, m0, g, t, sum);
+      }
     }
   }
 }
@@ -650,9 +677,13 @@ __device__ __forceinline__ u32 mma_split(u32 M, u32 split) {
 // mma_span is the weight rows of this block's first step of mma_tiles,
 // tiles of tileRows rows from row `first` of w (the gated GEMV's up rows:
 // first = N).
+#ifndef LOOM_MMA_PREFETCH
+#define LOOM_MMA_PREFETCH 1
+#endif
 template <typename T>
 __device__ __forceinline__ L2Span mma_span(const T* w, u32 first, u32 N, u32 K, u32 M, u32 split, u32 tileRows) {
-  const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows;
+  if (!LOOM_MMA_PREFETCH) return L2Span{nullptr, 0};
+  const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows * MMA_TILES_A_WARP(mma_tiles_of_x(M));
   return rows_span(w + (u64)first * K, blockIdx.x * rows, rows, N, K);
 }
 
@@ -747,8 +778,11 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 
 // The variants take two blocks a multiprocessor (at most 128 registers a
 // thread): 16 warps, each with up to 8 KB of weights in flight.
+#ifndef LOOM_MMA_MIN_BLOCKS
+#define LOOM_MMA_MIN_BLOCKS 2
+#endif
 #define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_MMA_MIN_BLOCKS)                 \
       matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
     grid_dependency_wait(gemv_mma_span(b, p));                                                         \
     __shared__ float red[MMA_RED_FLOATS];                                                              \
@@ -757,7 +791,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 
 // The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_MMA_MIN_BLOCKS)                   \
       matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
                                     Status* status) {                                                    \
     grid_dependency_wait(mma_span(w, 0, p.N, p.K, p.M, p.Split, 8), mma_span(w, p.N, p.N, p.K, p.M, p.Split, 8)); \
