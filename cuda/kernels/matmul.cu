@@ -478,10 +478,22 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 #endif
 #define MMA_TILES_A_WARP(MT) ((MT) >= LOOM_MMA_TW_MT ? 2 : 1)
 
+// mma_owns says whether the warp of share `share` (of S) adds up and
+// stores the sums [j][r] of a tile: with LOOM_MMA_SPREAD_SUM the tile's
+// warps share that work, unit 2j + r mod 2 (rows g and g + 8 of the
+// output together, which the gated GEMV's epilogue pairs) going to share
+// unit mod S; else share 0 does it all.
+#ifndef LOOM_MMA_SPREAD_SUM
+#define LOOM_MMA_SPREAD_SUM 0
+#endif
+__device__ __forceinline__ bool mma_owns(int j, int r, u32 share, u32 S) {
+  return LOOM_MMA_SPREAD_SUM ? (u32)(2 * j + r % 2) % S == share : share == 0;
+}
+
 // tile_sums adds the slices of a tile in the fixed tree (slice_tree):
 // acc[i] holds the warp's slice share + S·i; with S > 1 the tile's warps
 // meet in red, and the block's warps call it together (its barriers). The
-// sums are valid in the lanes of share 0.
+// sums [j][r] are valid in the lanes of the share that mma_owns them.
 template <int MT, int S>
 __device__ __forceinline__ void tile_sums(const float (&acc)[MMA_SLICES / S][MT][4], float* red, u32 tb, u32 share, u32 lane,
                                           float (&sum)[MT][4]) {
@@ -506,17 +518,17 @@ __device__ __forceinline__ void tile_sums(const float (&acc)[MMA_SLICES / S][MT]
 #pragma unroll
         for (int r = 0; r < 4; r++) mine[((share + S * i) * MT * 4 + j * 4 + r) * 32] = acc[i][j][r];
     __syncthreads();
-    if (share == 0) {
 #pragma unroll
-      for (int j = 0; j < MT; j++)
+    for (int j = 0; j < MT; j++)
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
+      for (int r = 0; r < 4; r++) {
+        if (mma_owns(j, r, share, S)) {
           float s[MMA_SLICES];
 #pragma unroll
           for (int i = 0; i < MMA_SLICES; i++) s[i] = mine[(i * MT * 4 + j * 4 + r) * 32];
           sum[j][r] = slice_tree(s);
         }
-    }
+      }
     __syncthreads();  // the next tile writes red again
   }
 }
@@ -566,7 +578,7 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
       for (int w = 0; w < TW; w++) {
         float sum[MT][4];
         tile_sums<MT, S>(acc[w], red, tb, share, lane, sum);
-        if (share == 0 && tile + w < tiles) epi.store(tile + w, m0, g, t, sum);
+        if (tile + w < tiles) epi.store(tile + w, m0, g, t, share, S, sum);
       }
     }
   }
@@ -650,7 +662,7 @@ __device__ __noinline__ void mma_stream(const T* x, u32 M, u32 K, u32 tiles, flo
         if (++cj == per) {
           float sum[1][4];
           tile_sums<1, S>(acc, red, tb, share, lane, sum);
-          if (share == 0 && ctile < tiles) epi.store(ctile, 0, g, t, sum);
+          if (ctile < tiles) epi.store(ctile, 0, g, t, share, S, sum);
 #pragma unroll
           for (int i = 0; i < NS; i++)
 #pragma unroll
@@ -745,13 +757,15 @@ template <typename T> struct MmaRows {
       hi = tileRows == 16 && n + 8 < N ? w + (u64)(n + 8) * K : nullptr;
     }
   }
-  template <int MT> __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
+  // store stores the sums of the tile that mma_owns gives share (of S).
+  template <int MT>
+  __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, u32 share, u32 S, const float (&sum)[MT][4]) const {
 #pragma unroll
     for (int j = 0; j < MT; j++)
 #pragma unroll
       for (int r = 0; r < 4; r++) {
         const u32 m = m0 + 8 * j + 2 * t + r % 2, n = tile * tileRows + g + 8 * (r / 2);
-        if (m >= M || n >= N) continue;
+        if (!mma_owns(j, r, share, S) || m >= M || n >= N) continue;
         if (!gated) {
           if (r < 2 || tileRows == 16) store_f(out, (u64)m * N + n, sum[j][r]);
         } else if (r < 2) {
