@@ -423,7 +423,10 @@ static_assert(MMA_MAX_MT * 8 == LOOM_MMA_GEMV_ROWS, "a pass takes primitives.Mat
 // chunks' weight loads are issued together; U is a multiple of the warp's
 // 8/S slices, so that chunk u of a round is slice u mod 8/S of the warp's,
 // known at compile time. Each x load serves the TW tiles.
-template <typename T, int MT, int S, int U, int TW>
+//
+// Without HI the tiles' rows g + 8 are zeros (8-row tiles of the matmul):
+// no registers hold them, so that U can be twice as large.
+template <typename T, int MT, int S, int U, int TW, bool HI = true>
 __device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* const (&hi)[TW], const T* const (&xr)[MT], u32 K,
                                            bool vec, u32 share, float (&acc)[TW][MMA_SLICES / S][MT][4]) {
   constexpr int NS = MMA_SLICES / S;
@@ -431,15 +434,19 @@ __device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* co
   const u32 t = threadIdx.x % 4;
   const u32 chunks = (K + 31) / 32;
   for (u32 c0 = share; c0 < chunks; c0 += S * U) {
-    uint4 wl[TW][U], wh[TW][U];
+    uint4 wl[TW][U], wh[TW][HI ? U : 1];
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const u32 k = (c0 + S * u) * 32 + 8 * t;
 #pragma unroll
       for (int w = 0; w < TW; w++) {
         wl[w][u] = load8<T, true>(lo[w], k, K, vec);
-        wh[w][u] = load8<T, true>(hi[w], k, K, vec);
+        if (HI) wh[w][HI ? u : 0] = load8<T, true>(hi[w], k, K, vec);
       }
+    }
+    if (!HI) {
+#pragma unroll
+      for (int w = 0; w < TW; w++) wh[w][0] = make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -451,8 +458,9 @@ __device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* co
         const uint4 xv = load8<T, false>(xr[j], k, K, vec);
 #pragma unroll
         for (int w = 0; w < TW; w++) {
-          MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, wh[w][u].x, wl[w][u].y, wh[w][u].y, xv.x, xv.y);
-          MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, wh[w][u].z, wl[w][u].w, wh[w][u].w, xv.z, xv.w);
+          const uint4 h = wh[w][HI ? u : 0];
+          MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, h.x, wl[w][u].y, h.y, xv.x, xv.y);
+          MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, h.z, wl[w][u].w, h.w, xv.z, xv.w);
         }
       }
     }
@@ -477,6 +485,12 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 #define LOOM_MMA_TW_MT 99
 #endif
 #define MMA_TILES_A_WARP(MT) ((MT) >= LOOM_MMA_TW_MT ? 2 : 1)
+
+// With LOOM_MMA_LO_ONLY the matmul's 8-row tiles load no zero rows and
+// twice MMA_UNROLL chunks a round, in the same registers.
+#ifndef LOOM_MMA_LO_ONLY
+#define LOOM_MMA_LO_ONLY 0
+#endif
 
 // mma_owns says whether the warp of share `share` (of S) adds up and
 // stores the sums [j][r] of a tile: with LOOM_MMA_SPREAD_SUM the tile's
@@ -572,7 +586,11 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
           lo[w] = hi[w] = nullptr;
           if (tile + w < tiles) epi.rows(tile + w, g, lo[w], hi[w]);
         }
-        mma_slices<T, MT, S, U, TW>(lo, hi, xr, K, vec, share, acc);
+        if (LOOM_MMA_LO_ONLY && epi.tileRows == 8 && !epi.gated) {
+          mma_slices<T, MT, S, 2 * U, TW, false>(lo, hi, xr, K, vec, share, acc);
+        } else {
+          mma_slices<T, MT, S, U, TW>(lo, hi, xr, K, vec, share, acc);
+        }
       }
 #pragma unroll
       for (int w = 0; w < TW; w++) {
