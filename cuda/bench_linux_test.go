@@ -378,13 +378,15 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						spec, _ := primitives.LookupKernel(disp.Kernel)
 						record := func(pass *runtime.CommandList) {
 							for i := range reps {
-								args := []runtime.BufferArg{
-									{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
-									{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
-									{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
-								}
+								var args []runtime.BufferArg
 								if readArgs != nil {
 									args = readArgs(i)
+								} else {
+									args = []runtime.BufferArg{
+										{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
+										{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
+										{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
+									}
 								}
 								pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
 							}

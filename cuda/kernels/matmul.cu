@@ -417,6 +417,13 @@ __device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
 static_assert(MMA_WARPS == 8, "a block of 8 warps holds 8/S tiles");
 static_assert(MMA_MAX_MT * 8 == LOOM_MMA_GEMV_ROWS, "a pass takes primitives.MatMulMMARows rows");
 
+// MMA_X_BATCH(MT, U) is the chunks whose x mma_slices loads together: up
+// to LOOM_MMA_X_LOADS 16-byte loads of x a lane (a divisor of U).
+#ifndef LOOM_MMA_X_LOADS
+#define LOOM_MMA_X_LOADS 4
+#endif
+#define MMA_X_BATCH(MT, U) ((MT) == 1 ? 1 : LOOM_MMA_X_LOADS / (MT) >= (U) ? (U) : LOOM_MMA_X_LOADS / (MT) >= 1 ? LOOM_MMA_X_LOADS / (MT) : 1)
+
 // mma_slices adds the warp's slices of its TW tiles to acc (acc[w][i] is
 // slice share + S·i of tile w): lo[w] and hi[w] are the lane's weight rows
 // g and g + 8 of tile w, xr[j] its row g of x tile j (null: zeros). U
@@ -448,19 +455,29 @@ __device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* co
 #pragma unroll
       for (int w = 0; w < TW; w++) wh[w][0] = make_uint4(0u, 0u, 0u, 0u);
     }
+    // The x of XB chunks (all MT tiles) is loaded together: one round trip
+    // to the cache for them, where a load before each product waited for
+    // each (past 8 rows of x the chunks' x mostly misses L1).
+    constexpr int XB = MMA_X_BATCH(MT, U);
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const u32 c = c0 + S * u;
-      if (c >= chunks) break;
-      const u32 k = c * 32 + 8 * t;
+    for (int b = 0; b < U; b += XB) {
+      uint4 xs[XB][MT];
 #pragma unroll
-      for (int j = 0; j < MT; j++) {
-        const uint4 xv = load8<T, false>(xr[j], k, K, vec);
+      for (int v = 0; v < XB; v++)
 #pragma unroll
-        for (int w = 0; w < TW; w++) {
-          const uint4 h = wh[w][HI ? u : 0];
-          MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, h.x, wl[w][u].y, h.y, xv.x, xv.y);
-          MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, h.z, wl[w][u].w, h.w, xv.z, xv.w);
+        for (int j = 0; j < MT; j++) xs[v][j] = load8<T, false>(xr[j], (c0 + S * (b + v)) * 32 + 8 * t, K, vec);
+#pragma unroll
+      for (int v = 0; v < XB; v++) {
+        const int u = b + v;
+        if (c0 + S * u >= chunks) break;
+#pragma unroll
+        for (int j = 0; j < MT; j++) {
+#pragma unroll
+          for (int w = 0; w < TW; w++) {
+            const uint4 h = wh[w][HI ? u : 0];
+            MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, h.x, wl[w][u].y, h.y, xs[v][j].x, xs[v][j].y);
+            MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, h.z, wl[w][u].w, h.w, xs[v][j].z, xs[v][j].w);
+          }
         }
       }
     }
@@ -477,7 +494,10 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 #ifndef LOOM_MMA_WIDE_CHUNKS
 #define LOOM_MMA_WIDE_CHUNKS (LOOM_MMA_CHUNKS / 2)
 #endif
-#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
+#ifndef LOOM_MMA_WIDE_MT
+#define LOOM_MMA_WIDE_MT 1
+#endif
+#define MMA_UNROLL(MT) ((MT) <= LOOM_MMA_WIDE_MT ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
 
 // MMA_TILES_A_WARP(MT) is the tiles a warp of mma_tiles takes at once, each
 // x load serving all of them: 2 from LOOM_MMA_TW_MT tiles of x on.
@@ -498,7 +518,7 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 // output together, which the gated GEMV's epilogue pairs) going to share
 // unit mod S; else share 0 does it all.
 #ifndef LOOM_MMA_SPREAD_SUM
-#define LOOM_MMA_SPREAD_SUM 0
+#define LOOM_MMA_SPREAD_SUM 1
 #endif
 __device__ __forceinline__ bool mma_owns(int j, int r, u32 share, u32 S) {
   return LOOM_MMA_SPREAD_SUM ? (u32)(2 * j + r % 2) % S == share : share == 0;
