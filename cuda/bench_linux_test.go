@@ -227,8 +227,10 @@ var qwenLinear = []struct {
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
 // LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
 // the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
-// grid that covers the tiles once; any values give the same results), and
-// LOOM_MATMUL_DTYPE picks another dtype.
+// grid that covers the tiles once; any values give the same results),
+// LOOM_MATMUL_TILE_ROWS=8 or 16 its tile height (with LOOM_MATMUL_SPLIT),
+// and LOOM_MATMUL_DTYPE picks another dtype. At M = 1 "read" times a plain
+// read kernel over the same weight bytes, the floor of a kernel of them.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)

@@ -417,68 +417,46 @@ __device__ __forceinline__ uint4 load8(const T* row, u32 k, u32 K, bool vec) {
 static_assert(MMA_WARPS == 8, "a block of 8 warps holds 8/S tiles");
 static_assert(MMA_MAX_MT * 8 == LOOM_MMA_GEMV_ROWS, "a pass takes primitives.MatMulMMARows rows");
 
-// MMA_X_BATCH(MT, U) is the chunks whose x mma_slices loads together: up
-// to LOOM_MMA_X_LOADS 16-byte loads of x a lane (a divisor of U).
-#ifndef LOOM_MMA_X_LOADS
-#define LOOM_MMA_X_LOADS 4
-#endif
-#define MMA_X_BATCH(MT, U) ((MT) == 1 ? 1 : LOOM_MMA_X_LOADS / (MT) >= (U) ? (U) : LOOM_MMA_X_LOADS / (MT) >= 1 ? LOOM_MMA_X_LOADS / (MT) : 1)
-
-// mma_slices adds the warp's slices of its TW tiles to acc (acc[w][i] is
-// slice share + S·i of tile w): lo[w] and hi[w] are the lane's weight rows
-// g and g + 8 of tile w, xr[j] its row g of x tile j (null: zeros). U
-// chunks' weight loads are issued together; U is a multiple of the warp's
-// 8/S slices, so that chunk u of a round is slice u mod 8/S of the warp's,
-// known at compile time. Each x load serves the TW tiles.
-//
-// Without HI the tiles' rows g + 8 are zeros (8-row tiles of the matmul):
-// no registers hold them, so that U can be twice as large.
-template <typename T, int MT, int S, int U, int TW, bool HI = true>
-__device__ __forceinline__ void mma_slices(const T* const (&lo)[TW], const T* const (&hi)[TW], const T* const (&xr)[MT], u32 K,
-                                           bool vec, u32 share, float (&acc)[TW][MMA_SLICES / S][MT][4]) {
+// mma_slices adds the warp's slices of one tile to acc (acc[i] is slice
+// share + S·i): lo and hi are the lane's weight rows g and g + 8, xr[j] its
+// row g of x tile j (null: zeros). U chunks' weight loads are issued
+// together; U is a multiple of the warp's 8/S slices, so that chunk u of a
+// round is slice u mod 8/S of the warp's, known at compile time.
+template <typename T, int MT, int S, int U>
+__device__ __forceinline__ void mma_slices(const T* lo, const T* hi, const T* const (&xr)[MT], u32 K, bool vec, u32 share,
+                                           float (&acc)[MMA_SLICES / S][MT][4]) {
   constexpr int NS = MMA_SLICES / S;
   static_assert(U % NS == 0, "a round of chunks starts at the warp's first slice");
   const u32 t = threadIdx.x % 4;
   const u32 chunks = (K + 31) / 32;
   for (u32 c0 = share; c0 < chunks; c0 += S * U) {
-    uint4 wl[TW][U], wh[TW][HI ? U : 1];
+    uint4 wl[U], wh[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const u32 k = (c0 + S * u) * 32 + 8 * t;
-#pragma unroll
-      for (int w = 0; w < TW; w++) {
-        wl[w][u] = load8<T, true>(lo[w], k, K, vec);
-        if (HI) wh[w][HI ? u : 0] = load8<T, true>(hi[w], k, K, vec);
-      }
+      wl[u] = load8<T, true>(lo, k, K, vec);
+      wh[u] = load8<T, true>(hi, k, K, vec);
     }
-    if (!HI) {
+    // From 4 tiles of x on (past 16 rows) the x of a chunk's tiles is
+    // loaded before its products, one round trip to the cache for all of
+    // them: x no longer stays in L1 there, and a load before each product
+    // cost an L2 round trip each (about 0.3 µs a chunk and tile of x on an
+    // H100; docs/BENCHMARKS.md, "Small-M tensor-core GEMV by rows").
+    constexpr bool together = MT >= 4;
 #pragma unroll
-      for (int w = 0; w < TW; w++) wh[w][0] = make_uint4(0u, 0u, 0u, 0u);
-    }
-    // The x of XB chunks (all MT tiles) is loaded together: one round trip
-    // to the cache for them, where a load before each product waited for
-    // each (past 8 rows of x the chunks' x mostly misses L1).
-    constexpr int XB = MMA_X_BATCH(MT, U);
+    for (int u = 0; u < U; u++) {
+      const u32 c = c0 + S * u;
+      if (c >= chunks) break;
+      const u32 k = c * 32 + 8 * t;
+      uint4 xs[MT];
 #pragma unroll
-    for (int b = 0; b < U; b += XB) {
-      uint4 xs[XB][MT];
+      for (int j = 0; j < MT; j++)
+        if (together) xs[j] = load8<T, false>(xr[j], k, K, vec);
 #pragma unroll
-      for (int v = 0; v < XB; v++)
-#pragma unroll
-        for (int j = 0; j < MT; j++) xs[v][j] = load8<T, false>(xr[j], (c0 + S * (b + v)) * 32 + 8 * t, K, vec);
-#pragma unroll
-      for (int v = 0; v < XB; v++) {
-        const int u = b + v;
-        if (c0 + S * u >= chunks) break;
-#pragma unroll
-        for (int j = 0; j < MT; j++) {
-#pragma unroll
-          for (int w = 0; w < TW; w++) {
-            const uint4 h = wh[w][HI ? u : 0];
-            MMA<T>::run(acc[w][u % NS][j], wl[w][u].x, h.x, wl[w][u].y, h.y, xs[v][j].x, xs[v][j].y);
-            MMA<T>::run(acc[w][u % NS][j], wl[w][u].z, h.z, wl[w][u].w, h.w, xs[v][j].z, xs[v][j].w);
-          }
-        }
+      for (int j = 0; j < MT; j++) {
+        const uint4 xv = together ? xs[j] : load8<T, false>(xr[j], k, K, vec);
+        MMA<T>::run(acc[u % NS][j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
+        MMA<T>::run(acc[u % NS][j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
       }
     }
   }
@@ -494,35 +472,15 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 #ifndef LOOM_MMA_WIDE_CHUNKS
 #define LOOM_MMA_WIDE_CHUNKS (LOOM_MMA_CHUNKS / 2)
 #endif
-#ifndef LOOM_MMA_WIDE_MT
-#define LOOM_MMA_WIDE_MT 1
-#endif
-#define MMA_UNROLL(MT) ((MT) <= LOOM_MMA_WIDE_MT ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
-
-// MMA_TILES_A_WARP(MT) is the tiles a warp of mma_tiles takes at once, each
-// x load serving all of them: 2 from LOOM_MMA_TW_MT tiles of x on.
-#ifndef LOOM_MMA_TW_MT
-#define LOOM_MMA_TW_MT 99
-#endif
-#define MMA_TILES_A_WARP(MT) ((MT) >= LOOM_MMA_TW_MT ? 2 : 1)
-
-// With LOOM_MMA_LO_ONLY the matmul's 8-row tiles load no zero rows and
-// twice MMA_UNROLL chunks a round, in the same registers.
-#ifndef LOOM_MMA_LO_ONLY
-#define LOOM_MMA_LO_ONLY 0
-#endif
+#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
 
 // mma_owns says whether the warp of share `share` (of S) adds up and
-// stores the sums [j][r] of a tile: with LOOM_MMA_SPREAD_SUM the tile's
-// warps share that work, unit 2j + r mod 2 (rows g and g + 8 of the
-// output together, which the gated GEMV's epilogue pairs) going to share
-// unit mod S; else share 0 does it all.
-#ifndef LOOM_MMA_SPREAD_SUM
-#define LOOM_MMA_SPREAD_SUM 1
-#endif
-__device__ __forceinline__ bool mma_owns(int j, int r, u32 share, u32 S) {
-  return LOOM_MMA_SPREAD_SUM ? (u32)(2 * j + r % 2) % S == share : share == 0;
-}
+// stores the sums [j][r] of a tile: the tile's warps share that work, unit
+// 2j + r mod 2 (rows g and g + 8 of the output together, which the gated
+// GEMV's epilogue pairs) going to share unit mod S. (Share 0 alone read
+// the 8 slices of all MT·4 sums, 256 shared-memory loads a lane at 64 rows
+// of x, while the tile's other warps waited.)
+__device__ __forceinline__ bool mma_owns(int j, int r, u32 share, u32 S) { return (u32)(2 * j + r % 2) % S == share; }
 
 // tile_sums adds the slices of a tile in the fixed tree (slice_tree):
 // acc[i] holds the warp's slice share + S·i; with S > 1 the tile's warps
@@ -576,7 +534,7 @@ template <typename T> struct MmaRows;
 // the file's compile time.
 template <typename T, int MT, int S>
 __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool vec, float* red, const MmaRows<T> epi) {
-  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT), TW = MMA_TILES_A_WARP(MT);
+  constexpr int TB = MMA_WARPS / S, NS = MMA_SLICES / S, U = MMA_UNROLL(MT);
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const u32 tb = warp / S, share = warp % S;
   for (u32 m0 = 0; m0 < M; m0 += 8 * MT) {
@@ -586,38 +544,24 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
       const u32 m = m0 + 8 * j + g;
       xr[j] = m < M ? x + (u64)m * K : nullptr;
     }
-    // Every warp takes every step, so that all reach the barriers. The
-    // warp's tiles of a step are tile0 + TW·tb + w, w < TW.
-    for (u32 tile0 = blockIdx.x * TB * TW; tile0 < tiles; tile0 += gridDim.x * TB * TW) {
-      const u32 tile = tile0 + TW * tb;
-      float acc[TW][NS][MT][4];
+    // Every warp takes every step, so that all reach the barriers.
+    for (u32 tile0 = blockIdx.x * TB; tile0 < tiles; tile0 += gridDim.x * TB) {
+      const u32 tile = tile0 + tb;
+      float acc[NS][MT][4];
 #pragma unroll
-      for (int w = 0; w < TW; w++)
+      for (int i = 0; i < NS; i++)
 #pragma unroll
-        for (int i = 0; i < NS; i++)
+        for (int j = 0; j < MT; j++)
 #pragma unroll
-          for (int j = 0; j < MT; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) acc[w][i][j][r] = 0.f;
+          for (int r = 0; r < 4; r++) acc[i][j][r] = 0.f;
       if (tile < tiles) {
-        const T *lo[TW], *hi[TW];
-#pragma unroll
-        for (int w = 0; w < TW; w++) {
-          lo[w] = hi[w] = nullptr;
-          if (tile + w < tiles) epi.rows(tile + w, g, lo[w], hi[w]);
-        }
-        if (LOOM_MMA_LO_ONLY && epi.tileRows == 8 && !epi.gated) {
-          mma_slices<T, MT, S, 2 * U, TW, false>(lo, hi, xr, K, vec, share, acc);
-        } else {
-          mma_slices<T, MT, S, U, TW>(lo, hi, xr, K, vec, share, acc);
-        }
+        const T *lo, *hi;
+        epi.rows(tile, g, lo, hi);
+        mma_slices<T, MT, S, U>(lo, hi, xr, K, vec, share, acc);
       }
-#pragma unroll
-      for (int w = 0; w < TW; w++) {
-        float sum[MT][4];
-        tile_sums<MT, S>(acc[w], red, tb, share, lane, sum);
-        if (tile + w < tiles) epi.store(tile + w, m0, g, t, share, S, sum);
-      }
+      float sum[MT][4];
+      tile_sums<MT, S>(acc, red, tb, share, lane, sum);
+      if (tile < tiles) epi.store(tile, m0, g, t, share, S, sum);
     }
   }
 }
@@ -733,7 +677,7 @@ __device__ __forceinline__ u32 mma_split(u32 M, u32 split) {
 template <typename T>
 __device__ __forceinline__ L2Span mma_span(const T* w, u32 first, u32 N, u32 K, u32 M, u32 split, u32 tileRows) {
   if (!LOOM_MMA_PREFETCH) return L2Span{nullptr, 0};
-  const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows * MMA_TILES_A_WARP(mma_tiles_of_x(M));
+  const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows;
   return rows_span(w + (u64)first * K, blockIdx.x * rows, rows, N, K);
 }
 
