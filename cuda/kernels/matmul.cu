@@ -468,7 +468,8 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 }
 
 // MMA_UNROLL is the chunks a lane has in flight (two 16-byte loads each):
-// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
+// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them
+// (LOOM_MMA_WIDE_CHUNKS, for measurement).
 #ifndef LOOM_MMA_WIDE_CHUNKS
 #define LOOM_MMA_WIDE_CHUNKS (LOOM_MMA_CHUNKS / 2)
 #endif
@@ -671,6 +672,7 @@ __device__ __forceinline__ u32 mma_split(u32 M, u32 split) {
 // mma_span is the weight rows of this block's first step of mma_tiles,
 // tiles of tileRows rows from row `first` of w (the gated GEMV's up rows:
 // first = N).
+// (LOOM_MMA_PREFETCH=0 asks for none, for measurement: docs/CUDA.md.)
 #ifndef LOOM_MMA_PREFETCH
 #define LOOM_MMA_PREFETCH 1
 #endif
@@ -773,7 +775,8 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 }
 
 // The variants take two blocks a multiprocessor (at most 128 registers a
-// thread): 16 warps, each with up to 8 KB of weights in flight.
+// thread): 16 warps, each with up to 8 KB of weights in flight. (One
+// block, 255 registers, with LOOM_MMA_MIN_BLOCKS=1: measured slower.)
 #ifndef LOOM_MMA_MIN_BLOCKS
 #define LOOM_MMA_MIN_BLOCKS 2
 #endif
