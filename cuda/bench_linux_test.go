@@ -227,8 +227,10 @@ var qwenLinear = []struct {
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
 // LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
 // the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
-// grid that covers the tiles once; any values give the same results), and
-// LOOM_MATMUL_DTYPE picks another dtype.
+// grid that covers the tiles once; any values give the same results),
+// LOOM_MATMUL_TILE_ROWS=8 or 16 its tile height (with LOOM_MATMUL_SPLIT),
+// and LOOM_MATMUL_DTYPE picks another dtype. At M = 1 "read" times a plain
+// read kernel over the same weight bytes, the floor of a kernel of them.
 func BenchmarkMatMulKernels(b *testing.B) {
 	d := device(b)
 	kt := newKernelTimer(b, d)
@@ -273,12 +275,18 @@ func BenchmarkMatMulKernels(b *testing.B) {
 		name string
 		caps func(c primitives.Caps) primitives.Caps
 	}
+	// "read" (at M = 1) is no matmul but the floor a kernel's launch and
+	// the weights' bytes set in this harness: sum_f32 over the same bytes,
+	// a block of ReduceThreads per 8 KB row (MeasureBandwidth's kernel).
 	kinds := func(m int, gated bool) []kind {
 		ks := []kind{{"default", func(c primitives.Caps) primitives.Caps { return c }}}
 		if m > 8 || !d.Caps().TensorCores {
 			return ks
 		}
 		ks = append(ks, kind{"mma", func(c primitives.Caps) primitives.Caps { c.GEMVStream = false; return c }})
+		if m == 1 {
+			ks = append(ks, kind{"read", nil})
+		}
 		if m == 1 || gated {
 			ks = append(ks, kind{"fma", func(c primitives.Caps) primitives.Caps {
 				c.TensorCores, c.GatedGEMVMaxRows = false, 8
@@ -317,7 +325,11 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						defer out.Release()
 						in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}, {DType: dt, Shape: []int{sh.n, sh.k}}}
 						outs := []graph.Spec{{DType: dt, Shape: []int{m, outN}}}
-						l := primitives.NewLowering(in, outs, kd.caps(d.Caps()))
+						caps := d.Caps()
+						if kd.caps != nil {
+							caps = kd.caps(caps)
+						}
+						l := primitives.NewLowering(in, outs, caps)
 						var prim primitives.Primitive = primitives.MatMul{TransposeB: true}
 						if sh.gated {
 							prim = primitives.MatMulSiLUMul{}
@@ -329,11 +341,27 @@ func BenchmarkMatMulKernels(b *testing.B) {
 							b.Skipf("%d dispatches (the gated GEMV takes up to %d rows here)", len(l.Dispatches), d.Caps().GatedGEMVMaxRows)
 						}
 						disp := l.Dispatches[0]
+						var readArgs func(i int) []runtime.BufferArg
+						if kd.caps == nil { // "read"
+							const rowFloats = 2048
+							rows := int(wBytes) / 4 / rowFloats
+							dst := deviceBuffer(b, d, int64(4*rows))
+							defer dst.Release()
+							disp = primitives.Dispatch{Kernel: "sum_f32", Grid: primitives.Dim3{X: rows, Y: 1, Z: 1}, Group: primitives.Dim3{X: primitives.ReduceThreads, Y: 1, Z: 1},
+								Params: &primitives.AxisParams{Outer: uint32(rows), N: rowFloats, Inner: 1}}
+							readArgs = func(i int) []runtime.BufferArg {
+								return []runtime.BufferArg{{Buffer: ws[i%sets], Size: int64(4 * rows * rowFloats), Access: primitives.Read, Name: "a"},
+									{Buffer: dst, Size: dst.Len(), Access: primitives.Write, Name: "out"}}
+							}
+						}
 						// The tensor-core GEMV's tiles, its split and whether it runs and streams.
 						var split *uint32
 						mma, stream, tiles := uint32(0), uint32(0), 0
 						switch p := disp.Params.(type) {
 						case *primitives.MatMulParams:
+							if r, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_TILE_ROWS")); err == nil && p.MMA == 1 && (r == 8 || r == 16) {
+								p.TileRows = uint32(r) // the grid: LOOM_MATMUL_SPLIT's
+							}
 							split, mma, stream, tiles = &p.Split, p.MMA, p.Stream, primitives.Groups(sh.n, max(int(p.TileRows), 1))
 						case *primitives.MatMulSiLUMulParams:
 							split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
@@ -352,10 +380,15 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						spec, _ := primitives.LookupKernel(disp.Kernel)
 						record := func(pass *runtime.CommandList) {
 							for i := range reps {
-								args := []runtime.BufferArg{
-									{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
-									{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
-									{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
+								var args []runtime.BufferArg
+								if readArgs != nil {
+									args = readArgs(i)
+								} else {
+									args = []runtime.BufferArg{
+										{Buffer: x, Size: x.Len(), Access: primitives.Read, Name: spec.Args[0].Name},
+										{Buffer: ws[i%sets], Size: wBytes, Access: primitives.Read, Name: spec.Args[1].Name},
+										{Buffer: out, Size: out.Len(), Access: primitives.Write, Name: spec.Args[2].Name},
+									}
 								}
 								pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
 							}

@@ -93,7 +93,9 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		}
 	}
 	bin := filepath.Join(dir, "gemv_mma")
-	if out, err := exec.Command(cxx, "-std=c++20", "-O1", "-pthread", "-w", "-fpermissive", "-o", bin, filepath.Join(dir, "gemv_mma.cpp")).CombinedOutput(); err != nil {
+	// The kernels' tuning macros as the device compiles them (variants.go).
+	args := append([]string{"-std=c++20", "-O1", "-pthread", "-w", "-fpermissive"}, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
+	if out, err := exec.Command(cxx, append(args, "-o", bin, filepath.Join(dir, "gemv_mma.cpp"))...).CombinedOutput(); err != nil {
 		t.Fatalf("building the emulation: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

@@ -88,6 +88,9 @@ var variants = sync.OnceValue(func() []variant {
 			if dt != graph.Float32 { // the dtypes with tensor-core kernels (primitives.MatMulParams.MMA)
 				v.defines = append(v.defines, "-DLOOM_MATMUL_MMA_KERNEL="+k.mma)
 			}
+			// For measurement: NVRTC options (-D…) that tune the tensor-core
+			// GEMV (matmul.cu's LOOM_MMA_* macros).
+			v.defines = append(v.defines, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
 			if k.macro != "TILED_KERNEL" {
 				v.groupKey = "gemv " + dt.Short()
 			}

@@ -442,14 +442,24 @@ __device__ __forceinline__ void mma_slices(const T* lo, const T* hi, const T* co
       wl[u] = load8<T, true>(lo, k, K, vec);
       wh[u] = load8<T, true>(hi, k, K, vec);
     }
+    // From 4 tiles of x on (past 16 rows) the x of a chunk's tiles is
+    // loaded before its products, one round trip to the cache for all of
+    // them: x no longer stays in L1 there, and a load before each product
+    // cost an L2 round trip each (about 0.3 µs a chunk and tile of x on an
+    // H100; docs/BENCHMARKS.md, "Small-M tensor-core GEMV by rows").
+    constexpr bool together = MT >= 4;
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const u32 c = c0 + S * u;
       if (c >= chunks) break;
       const u32 k = c * 32 + 8 * t;
+      uint4 xs[MT];
+#pragma unroll
+      for (int j = 0; j < MT; j++)
+        if (together) xs[j] = load8<T, false>(xr[j], k, K, vec);
 #pragma unroll
       for (int j = 0; j < MT; j++) {
-        const uint4 xv = load8<T, false>(xr[j], k, K, vec);
+        const uint4 xv = together ? xs[j] : load8<T, false>(xr[j], k, K, vec);
         MMA<T>::run(acc[u % NS][j], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv.x, xv.y);
         MMA<T>::run(acc[u % NS][j], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv.z, xv.w);
       }
@@ -463,13 +473,25 @@ __device__ __forceinline__ float slice_tree(const float* s) {
 }
 
 // MMA_UNROLL is the chunks a lane has in flight (two 16-byte loads each):
-// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them.
-#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_CHUNKS / 2)
+// primitives.MatMulMMAChunks up to 16 rows of x, half as many past them
+// (LOOM_MMA_WIDE_CHUNKS, for measurement).
+#ifndef LOOM_MMA_WIDE_CHUNKS
+#define LOOM_MMA_WIDE_CHUNKS (LOOM_MMA_CHUNKS / 2)
+#endif
+#define MMA_UNROLL(MT) ((MT) <= 2 ? LOOM_MMA_CHUNKS : LOOM_MMA_WIDE_CHUNKS)
+
+// mma_owns says whether the warp of share `share` (of S) adds up and
+// stores the sums [j][r] of a tile: the tile's warps share that work, unit
+// 2j + r mod 2 (rows g and g + 8 of the output together, which the gated
+// GEMV's epilogue pairs) going to share unit mod S. (Share 0 alone read
+// the 8 slices of all MT·4 sums, 256 shared-memory loads a lane at 64 rows
+// of x, while the tile's other warps waited.)
+__device__ __forceinline__ bool mma_owns(int j, int r, u32 share, u32 S) { return (u32)(2 * j + r % 2) % S == share; }
 
 // tile_sums adds the slices of a tile in the fixed tree (slice_tree):
 // acc[i] holds the warp's slice share + S·i; with S > 1 the tile's warps
 // meet in red, and the block's warps call it together (its barriers). The
-// sums are valid in the lanes of share 0.
+// sums [j][r] are valid in the lanes of the share that mma_owns them.
 template <int MT, int S>
 __device__ __forceinline__ void tile_sums(const float (&acc)[MMA_SLICES / S][MT][4], float* red, u32 tb, u32 share, u32 lane,
                                           float (&sum)[MT][4]) {
@@ -494,17 +516,17 @@ __device__ __forceinline__ void tile_sums(const float (&acc)[MMA_SLICES / S][MT]
 #pragma unroll
         for (int r = 0; r < 4; r++) mine[((share + S * i) * MT * 4 + j * 4 + r) * 32] = acc[i][j][r];
     __syncthreads();
-    if (share == 0) {
 #pragma unroll
-      for (int j = 0; j < MT; j++)
+    for (int j = 0; j < MT; j++)
 #pragma unroll
-        for (int r = 0; r < 4; r++) {
+      for (int r = 0; r < 4; r++) {
+        if (mma_owns(j, r, share, S)) {
           float s[MMA_SLICES];
 #pragma unroll
           for (int i = 0; i < MMA_SLICES; i++) s[i] = mine[(i * MT * 4 + j * 4 + r) * 32];
           sum[j][r] = slice_tree(s);
         }
-    }
+      }
     __syncthreads();  // the next tile writes red again
   }
 }
@@ -545,7 +567,7 @@ __device__ __noinline__ void mma_tiles(const T* x, u32 M, u32 K, u32 tiles, bool
       }
       float sum[MT][4];
       tile_sums<MT, S>(acc, red, tb, share, lane, sum);
-      if (share == 0 && tile < tiles) epi.store(tile, m0, g, t, sum);
+      if (tile < tiles) epi.store(tile, m0, g, t, share, S, sum);
     }
   }
 }
@@ -628,7 +650,7 @@ __device__ __noinline__ void mma_stream(const T* x, u32 M, u32 K, u32 tiles, flo
         if (++cj == per) {
           float sum[1][4];
           tile_sums<1, S>(acc, red, tb, share, lane, sum);
-          if (share == 0 && ctile < tiles) epi.store(ctile, 0, g, t, sum);
+          if (ctile < tiles) epi.store(ctile, 0, g, t, share, S, sum);
 #pragma unroll
           for (int i = 0; i < NS; i++)
 #pragma unroll
@@ -655,8 +677,13 @@ __device__ __forceinline__ u32 mma_split(u32 M, u32 split) {
 // mma_span is the weight rows of this block's first step of mma_tiles,
 // tiles of tileRows rows from row `first` of w (the gated GEMV's up rows:
 // first = N).
+// (LOOM_MMA_PREFETCH=0 asks for none, for measurement: docs/CUDA.md.)
+#ifndef LOOM_MMA_PREFETCH
+#define LOOM_MMA_PREFETCH 1
+#endif
 template <typename T>
 __device__ __forceinline__ L2Span mma_span(const T* w, u32 first, u32 N, u32 K, u32 M, u32 split, u32 tileRows) {
+  if (!LOOM_MMA_PREFETCH) return L2Span{nullptr, 0};
   const u32 rows = MMA_WARPS / mma_split(M, split) * tileRows;
   return rows_span(w + (u64)first * K, blockIdx.x * rows, rows, N, K);
 }
@@ -719,13 +746,15 @@ template <typename T> struct MmaRows {
       hi = tileRows == 16 && n + 8 < N ? w + (u64)(n + 8) * K : nullptr;
     }
   }
-  template <int MT> __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, const float (&sum)[MT][4]) const {
+  // store stores the sums of the tile that mma_owns gives share (of S).
+  template <int MT>
+  __device__ __forceinline__ void store(u32 tile, u32 m0, u32 g, u32 t, u32 share, u32 S, const float (&sum)[MT][4]) const {
 #pragma unroll
     for (int j = 0; j < MT; j++)
 #pragma unroll
       for (int r = 0; r < 4; r++) {
         const u32 m = m0 + 8 * j + 2 * t + r % 2, n = tile * tileRows + g + 8 * (r / 2);
-        if (m >= M || n >= N) continue;
+        if (!mma_owns(j, r, share, S) || m >= M || n >= N) continue;
         if (!gated) {
           if (r < 2 || tileRows == 16) store_f(out, (u64)m * N + n, sum[j][r]);
         } else if (r < 2) {
@@ -751,9 +780,13 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 }
 
 // The variants take two blocks a multiprocessor (at most 128 registers a
-// thread): 16 warps, each with up to 8 KB of weights in flight.
+// thread): 16 warps, each with up to 8 KB of weights in flight. (One
+// block, 255 registers, with LOOM_MMA_MIN_BLOCKS=1: measured slower.)
+#ifndef LOOM_MMA_MIN_BLOCKS
+#define LOOM_MMA_MIN_BLOCKS 2
+#endif
 #define GEMV_MMA_KERNEL(SHORT, T)                                                                      \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                   \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_MMA_MIN_BLOCKS)                 \
       matmul_##SHORT##_gemv_mma(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
     grid_dependency_wait(gemv_mma_span(b, p));                                                         \
     __shared__ float red[MMA_RED_FLOATS];                                                              \
@@ -762,7 +795,7 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
 
 // The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2)                                     \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_MMA_MIN_BLOCKS)                   \
       matmul_silu_mul_##SHORT##_mma(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
                                     Status* status) {                                                    \
     grid_dependency_wait(mma_span(w, 0, p.N, p.K, p.M, p.Split, 8), mma_span(w, p.N, p.N, p.K, p.M, p.Split, 8)); \
