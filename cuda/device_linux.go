@@ -80,8 +80,11 @@ const arenaBytes = 4096
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 // LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
 // (Caps.Partitions; 512/0 is the other devices'), and
-// LOOM_CUDA_ATTENTION_BLOCKS=1 the attention kernels' launch bounds of one
-// block a multiprocessor instead of two (kernels/attention.cu).
+// LOOM_CUDA_ATTENTION_BLOCKS=1 (or 4) the attention kernels' launch bounds
+// of one (four) blocks a multiprocessor instead of two, and LOOM_CUDA_ATTENTION_CHUNK=256
+// or 512 their chunks of K rows of at most that many bytes instead of
+// 1,024, with more stages in their rings, and LOOM_CUDA_ATTENTION_WARPS=4
+// their blocks of 4 warps instead of 8 (kernels/attention.cu).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
@@ -126,8 +129,17 @@ func Open() (*Device, error) {
 		}
 		d.caps.GatedGEMVMaxRows = n
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" { // read by variants (kernels/attention.cu's launch bounds)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1 or 2 blocks a multiprocessor", v)
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2 or 4 blocks a multiprocessor", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" { // read by variants (kernels/attention.cu's chunks)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512 or 1024 bytes of K rows a chunk", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
+		if v != "4" && v != "8" {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_WARPS=%q: want 4 or 8 warps a block", v)
+		}
+		d.caps.AttentionWarps = int(v[0] - '0')
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_PARTITIONS"); ok {
 		var pt primitives.AttentionPartitioning

@@ -370,9 +370,14 @@ func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) b
 // launches with.
 const AttentionWarps = 8
 
-// attentionGroup is the threadgroup of the GPU attention kernels.
+// attentionGroup is the threadgroup of the GPU attention kernels:
+// caps.AttentionWarps SIMD groups, or AttentionWarps.
 func attentionGroup(caps Caps) Dim3 {
-	return Dim3{max(caps.SIMDWidth, 1) * AttentionWarps, 1, 1}
+	w := AttentionWarps
+	if caps.AttentionWarps > 0 {
+		w = caps.AttentionWarps
+	}
+	return Dim3{max(caps.SIMDWidth, 1) * w, 1, 1}
 }
 
 // AttentionPartitions is the number of partitions of split-KV attention on
