@@ -186,6 +186,11 @@ __device__ __forceinline__ float warp_max_f(float v) {
 #ifndef LOOM_ATTENTION_BLOCKS
 #define LOOM_ATTENTION_BLOCKS 2
 #endif
+#define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_96 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
+#define ATTENTION_BLOCKS_256 LOOM_ATTENTION_BLOCKS
 
 // ATTENTION_WARPS is the warps of a block: primitives.AttentionWarps, or
 // Caps.AttentionWarps where LOOM_CUDA_ATTENTION_WARPS sets it (a variant's
@@ -195,23 +200,20 @@ __device__ __forceinline__ float warp_max_f(float v) {
 #else
 #define ATTENTION_WARPS LOOM_ATTENTION_WARPS
 #endif
-#define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
-#define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
-#define ATTENTION_BLOCKS_96 LOOM_ATTENTION_BLOCKS
-#define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
-#define ATTENTION_BLOCKS_256 LOOM_ATTENTION_BLOCKS
 
 // A warp streams its keys through its own ring of STAGES stages in shared
 // memory, each the K and V rows of a chunk of CHUNK keys, copied with
 // cp.async (16 bytes a lane, no registers held while they are in flight)
 // STAGES − 1 chunks ahead of the chunk it computes on: a warp keeps two
-// or three chunks' rows in flight without the register cost of holding
-// them, which at two blocks a multiprocessor let the passes of 4 heads
-// spill. A chunk's K rows take at most LOOM_ATTENTION_CHUNK_BYTES (1,024
-// bytes unless LOOM_CUDA_ATTENTION_CHUNK sets it, cuda/variants.go), at
-// most 8 keys; a warp's ring is its share of the 48 KB of static shared
-// memory a block may have. In the ring's place a warp keeps its softmax
-// state for the block's merge (Smem).
+// or more chunks' rows in flight without holding them in registers (rows
+// loaded into registers allowed one chunk in flight, and made the passes
+// of 4 heads spill at two blocks a multiprocessor). A chunk's K rows take
+// at most LOOM_ATTENTION_CHUNK_BYTES (1,024 bytes unless
+// LOOM_CUDA_ATTENTION_CHUNK sets it, cuda/variants.go), at most 8 keys; a
+// warp's ring is its share of the 48 KB of static shared memory a block
+// may have, at most one stage more than a window of slots (Rows) serves.
+// In the ring's place a warp keeps its softmax state for the block's merge
+// (Smem).
 #ifndef LOOM_ATTENTION_CHUNK_BYTES
 #define LOOM_ATTENTION_CHUNK_BYTES 1024
 #endif
