@@ -83,8 +83,11 @@ const arenaBytes = 4096
 // LOOM_CUDA_ATTENTION_BLOCKS=1 (or 4) the attention kernels' launch bounds
 // of one (four) blocks a multiprocessor instead of two, and LOOM_CUDA_ATTENTION_CHUNK=256
 // or 512 their chunks of K rows of at most that many bytes instead of
-// 1,024, with more stages in their rings, and LOOM_CUDA_ATTENTION_WARPS=4
-// their blocks of 4 warps instead of 8 (kernels/attention.cu).
+// 1,024, with more stages in their rings, LOOM_CUDA_ATTENTION_WARPS=4
+// their blocks of 4 warps instead of 8 (kernels/attention.cu), and
+// LOOM_CUDA_ATTENTION_GRID=N the split path's grid at about N blocks, each
+// taking several partitions, instead of a block a partition
+// (Caps.AttentionGridBlocks).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
@@ -140,6 +143,13 @@ func Open() (*Device, error) {
 			return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_WARPS=%q: want 4 or 8 warps a block", v)
 		}
 		d.caps.AttentionWarps = int(v[0] - '0')
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_GRID"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_GRID=%q: want a number of blocks ≥ 0 (0: a block a partition)", v)
+		}
+		d.caps.AttentionGridBlocks = n
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_PARTITIONS"); ok {
 		var pt primitives.AttentionPartitioning

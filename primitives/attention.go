@@ -380,6 +380,16 @@ func attentionGroup(caps Caps) Dim3 {
 	return Dim3{max(caps.SIMDWidth, 1) * w, 1, 1}
 }
 
+// attentionGridZ is the split path's threadgroups per query token and KV
+// head (rows of them): one a partition, or with caps.AttentionGridBlocks
+// as many as make about that many threadgroups in all, at least one.
+func attentionGridZ(caps Caps, rows, parts int) int {
+	if caps.AttentionGridBlocks <= 0 || rows <= 0 {
+		return parts
+	}
+	return min(parts, max(1, Groups(caps.AttentionGridBlocks, rows)))
+}
+
 // AttentionPartitions is the number of partitions of split-KV attention on
 // a device partitioning keys as pt: the longest context a row can have,
 // max_seq_len bounded by what a block table row holds, in partitions of
@@ -441,7 +451,7 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))
 	counters := l.NewZeroedScratch(int64(tq) * int64(kvh) * 4)
-	l.Dispatch(PagedAttentionSplitKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, parts}, attentionGroup(l.Caps), &split,
+	l.Dispatch(PagedAttentionSplitKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, attentionGridZ(l.Caps, tq*kvh, parts)}, attentionGroup(l.Caps), &split,
 		slices.Concat(meta, sinks, []Ref{maxLogits, expSums, tmpOut, counters, Out(0)})...)
 	return nil
 }

@@ -600,96 +600,103 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
   Smem<T, HS>* smem = attention_smem<T, HS>();
   if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
   check_tables(tables, seq_lens, p, status);
-  const int g = blockIdx.x, t = blockIdx.y, part = blockIdx.z;
+  const int g = blockIdx.x, t = blockIdx.y;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
   const Row r = row_of(seq_lens, cu, p, t);
-  int lo = r.lo, hi = r.hi, first = 0, last = 0;
+  int size = 0, first = 0, last = 1;
   if (parts) {
-    int size;
     partitions(r, p, size, first, last);
     if (first >= last) {  // no keys: zeros
       const u64 dst = ((u64)t * p.NumHeads + (u64)g * group) * HS;
-      for (int i = threadIdx.x; part == 0 && i < group * HS; i += blockDim.x) store_f(out, dst + i, 0.0f);
+      for (int i = threadIdx.x; blockIdx.z == 0 && i < group * HS; i += blockDim.x) store_f(out, dst + i, 0.0f);
       return;
     }
-    if (part < first || part >= last) return;
-    lo = max(lo, part * size);
-    hi = min(hi, (part + 1) * size);
   }
   const bool partial = parts && last - first > 1;  // written to the scratch, then merged
-  for (int j0 = 0; j0 < group; j0 += GH) {
-    const int h0 = g * group + j0, nh = min(GH, group - j0);
-    Heads<T, HS, GH> st;
-    load_heads(q, p, t, h0, nh, st);
-    attend<T, HS, GH>(k_cache, v_cache, tables, p, g, r, lo, hi, st, smem[warp]);
+  // This block's partitions of the row: blockIdx.z, blockIdx.z + gridDim.z,
+  // … (one where the grid has a block a partition; fewer blocks than
+  // partitions share a row's fixed costs, the row and the count, over
+  // several). A partition's result does not depend on the block that
+  // computes it.
+  u32 done = 0;
+  for (int part = parts ? (int)blockIdx.z : 0; part < last; part += gridDim.z) {
+    if (part < first) continue;
+    done++;
+    const int lo = parts ? max(r.lo, part * size) : r.lo, hi = parts ? min(r.hi, (part + 1) * size) : r.hi;
+    for (int j0 = 0; j0 < group; j0 += GH) {
+      const int h0 = g * group + j0, nh = min(GH, group - j0);
+      Heads<T, HS, GH> st;
+      load_heads(q, p, t, h0, nh, st);
+      attend<T, HS, GH>(k_cache, v_cache, tables, p, g, r, lo, hi, st, smem[warp]);
 #pragma unroll
-    for (int j = 0; j < GH; j++) {
-      if (j >= nh) break;
-      float* mine = smem[warp].merge;
-      if (lane < R::LANES) {
+      for (int j = 0; j < GH; j++) {
+        if (j >= nh) break;
+        float* mine = smem[warp].merge;
+        if (lane < R::LANES) {
 #pragma unroll
-        for (int v = 0; v < R::NV; v++) {
-          const int vi = v * R::LANES + lane;
-          if (vi >= R::NVEC) continue;
+          for (int v = 0; v < R::NV; v++) {
+            const int vi = v * R::LANES + lane;
+            if (vi >= R::NVEC) continue;
 #pragma unroll
-          for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[j][v][e];
-        }
-      }
-      if (lane == 0) {
-        mine[HS] = st.m[j];
-        mine[HS + 1] = st.l[j];
-      }
-      __syncthreads();
-      const int h = h0 + j;
-      float top = -LOOM_INF;
-      for (int w = 0; w < warps; w++) top = fmaxf(top, smem[w].merge[HS]);
-      float l = 0.0f;
-      if (top != -LOOM_INF) {
-        for (int w = 0; w < warps; w++) {
-          if (smem[w].merge[HS] != -LOOM_INF) l += smem[w].merge[HS + 1] * exp2f(smem[w].merge[HS] - top);
-        }
-      }
-      float scale;
-      u64 dst;
-      if (partial) {
-        const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
-        if (threadIdx.x == 0) {
-          max_logits[idx] = top;
-          exp_sums[idx] = l;
-        }
-        scale = 1.0f / l;
-        dst = idx * HS;
-      } else {
-        if (l == 0.0f) {
-          scale = 0.0f;
-        } else if (sinks != nullptr) {
-          const float sink = sinks[h] * LOG2E, m = fmaxf(top, sink), c = exp2f(top - m);
-          scale = c / (l * c + exp2f(sink - m));
-        } else {
-          scale = 1.0f / l;
-        }
-        dst = ((u64)t * p.NumHeads + h) * HS;
-      }
-      for (int d = threadIdx.x; d < HS; d += blockDim.x) {
-        float o = 0.0f;
-        if (top != -LOOM_INF) {
-          for (int w = 0; w < warps; w++) {
-            if (smem[w].merge[HS] != -LOOM_INF) o += smem[w].merge[d] * exp2f(smem[w].merge[HS] - top);
+            for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[j][v][e];
           }
         }
-        store_f(partial ? tmp_out : out, dst + d, o * scale);
+        if (lane == 0) {
+          mine[HS] = st.m[j];
+          mine[HS + 1] = st.l[j];
+        }
+        __syncthreads();
+        const int h = h0 + j;
+        float top = -LOOM_INF;
+        for (int w = 0; w < warps; w++) top = fmaxf(top, smem[w].merge[HS]);
+        float l = 0.0f;
+        if (top != -LOOM_INF) {
+          for (int w = 0; w < warps; w++) {
+            if (smem[w].merge[HS] != -LOOM_INF) l += smem[w].merge[HS + 1] * exp2f(smem[w].merge[HS] - top);
+          }
+        }
+        float scale;
+        u64 dst;
+        if (partial) {
+          const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
+          if (threadIdx.x == 0) {
+            max_logits[idx] = top;
+            exp_sums[idx] = l;
+          }
+          scale = 1.0f / l;
+          dst = idx * HS;
+        } else {
+          if (l == 0.0f) {
+            scale = 0.0f;
+          } else if (sinks != nullptr) {
+            const float sink = sinks[h] * LOG2E, m = fmaxf(top, sink), c = exp2f(top - m);
+            scale = c / (l * c + exp2f(sink - m));
+          } else {
+            scale = 1.0f / l;
+          }
+          dst = ((u64)t * p.NumHeads + h) * HS;
+        }
+        for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+          float o = 0.0f;
+          if (top != -LOOM_INF) {
+            for (int w = 0; w < warps; w++) {
+              if (smem[w].merge[HS] != -LOOM_INF) o += smem[w].merge[d] * exp2f(smem[w].merge[HS] - top);
+            }
+          }
+          store_f(partial ? tmp_out : out, dst + d, o * scale);
+        }
+        __syncthreads();  // the next head may overwrite the rows
       }
-      __syncthreads();  // the next head may overwrite the rows
     }
   }
-  if (!partial) return;
+  if (!partial || done == 0) return;
   __threadfence();  // this block's partials, before it counts
   __syncthreads();
   bool merges = false;
   if (threadIdx.x == 0) {
     u32* count = counters + (u64)t * p.NumKVHeads + g;
-    merges = atomicAdd(count, 1u) == (u32)(last - first - 1);
+    merges = atomicAdd(count, done) + done == (u32)(last - first);
     if (merges) *count = 0u;  // every partition of the row has counted
   }
   if (!__syncthreads_or(merges)) return;

@@ -3,7 +3,8 @@
 // defines), against a float64 reference: decode rows of one to thousands
 // of keys, GQA groups of 1, 2, 4, 5 (a pass and a part) and 8 (two passes),
 // varlen rows with a sliding window, softcap, the CUDA device's partitions
-// and long ones, random block tables. Also checks that no report was made
+// and long ones, grids of a block a partition and of fewer (a block then
+// takes several), random block tables. Also checks that no report was made
 // and that every counter is back to zero. Prints PASS or FAIL and the
 // first failures.
 #include "attention.cu.h"
@@ -33,7 +34,7 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
 static std::mt19937 rng(11);
 static int fails = 0;
 static double maxerr = 0;
-static void run(int kvh, int group, std::vector<int> lens, std::vector<int> qlens, int bs, int window, float softcap, int pkeys, int pmax) {
+static void run(int kvh, int group, std::vector<int> lens, std::vector<int> qlens, int bs, int window, float softcap, int pkeys, int pmax, int zgrid = 0) {
   const int S = lens.size(), H = kvh * group;
   std::vector<int> cu(S + 1, 0);
   for (int s = 0; s < S; s++) cu[s + 1] = cu[s] + qlens[s];
@@ -61,7 +62,7 @@ static void run(int kvh, int group, std::vector<int> lens, std::vector<int> qlen
   std::vector<T> tmp((size_t)Tq * H * parts * HS), out((size_t)Tq * H * HS);
   std::vector<u32> counters((size_t)Tq * kvh, 0);
   Status st{};
-  launch({(unsigned)kvh, (unsigned)Tq, (unsigned)parts}, 32 * ATTENTION_WARPS, [&] {
+  launch({(unsigned)kvh, (unsigned)Tq, (unsigned)(zgrid > 0 ? std::min(zgrid, parts) : parts)}, 32 * ATTENTION_WARPS, [&] {
     KNAME(q.data(), kc.data(), vc.data(), tables.data(), lens.data(), cu.data(), ml.data(), es.data(), tmp.data(), counters.data(), out.data(), p, &st);
   });
   if (st.code != 0) { fails++; printf("status code %u\n", st.code); }
@@ -108,6 +109,9 @@ int main() {
   run(1, 5, {200, 45}, {3, 6}, 16, 100, 0, 64, 16);
   run(1, 8, {1100}, {1}, 16, 0, 0, 512, 0);
   run(2, 1, {3000}, {1}, 16, 0, 0, 64, 16);
+  // Fewer blocks than partitions: a block takes partitions z, z + 3, …
+  run(2, 2, {1, 300, 1030}, {1, 1, 1}, 16, 0, 0, 64, 16, 3);
+  run(1, 5, {200, 45}, {3, 6}, 16, 100, 0, 64, 16, 2);
   printf("max error %g\n", maxerr);
   printf(fails ? "FAIL %d\n" : "PASS\n", fails);
   return fails != 0;
