@@ -79,15 +79,15 @@ const arenaBytes = 4096
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 // LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
-// (Caps.Partitions; 512/0 is the other devices'), and
-// LOOM_CUDA_ATTENTION_BLOCKS=1 (or 4) the attention kernels' launch bounds
-// of one (four) blocks a multiprocessor instead of two, and LOOM_CUDA_ATTENTION_CHUNK=256
-// or 512 their chunks of K rows of at most that many bytes instead of
-// 1,024, with more stages in their rings, LOOM_CUDA_ATTENTION_WARPS=4
-// their blocks of 4 warps instead of 8 (kernels/attention.cu), and
-// LOOM_CUDA_ATTENTION_GRID=N the split path's grid at about N blocks, each
-// taking several partitions, instead of a block a partition
-// (Caps.AttentionGridBlocks).
+// (Caps.Partitions; 512/0 is the other devices'). For measurement, the
+// attention kernels (kernels/attention.cu) take LOOM_CUDA_ATTENTION_BLOCKS=1
+// (or 4): launch bounds of one (four) blocks a multiprocessor instead of
+// two; LOOM_CUDA_ATTENTION_CHUNK=256, 512 (or 2048, with 4 warps): chunks
+// of K rows of at most that many bytes instead of 1,024, with more (fewer)
+// stages in their rings; LOOM_CUDA_ATTENTION_WARPS=4: blocks of 4 warps
+// instead of 8 (Caps.AttentionWarps); and LOOM_CUDA_ATTENTION_GRID=N: the
+// split path's grid at about N blocks, each taking several partitions,
+// instead of a block a partition (Caps.AttentionGridBlocks).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
@@ -135,8 +135,8 @@ func Open() (*Device, error) {
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2 or 4 blocks a multiprocessor", v)
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" { // read by variants (kernels/attention.cu's chunks)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512 or 1024 bytes of K rows a chunk", v)
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" && v != "2048" { // read by variants (kernels/attention.cu's chunks; 2048 with 4 warps a block)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512, 1024 or 2048 bytes of K rows a chunk", v)
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
 		if v != "4" && v != "8" {
