@@ -442,8 +442,7 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
 #pragma unroll
       for (int o = R::LANES; o < 32; o <<= 1) top = fmaxf(top, __shfl_xor_sync(FULL, top, o));
       const float m_new = fmaxf(st.m[j], top);
-      const bool none = m_new == -LOOM_INF;                   // no visible key yet
-      const float c = none ? 1.0f : exp2f(st.m[j] - m_new);  // 0 while m is −∞
+      const bool none = m_new == -LOOM_INF;  // no visible key yet
       float sum = 0.0f;
 #pragma unroll
       for (int i = 0; i < R::STEPS; i++) {
@@ -452,13 +451,20 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
       }
 #pragma unroll
       for (int o = R::LANES; o < 32; o <<= 1) sum += __shfl_xor_sync(FULL, sum, o);
-      st.l[j] = st.l[j] * c + sum;
-      if (!none) st.m[j] = m_new;
+      // The state rescales only where the maximum moved (the same on every
+      // lane): most chunks past the first few leave it, and a factor of 1
+      // would change nothing.
+      if (m_new != st.m[j]) {
+        const float c = exp2f(st.m[j] - m_new);  // 0 while m is −∞
+        st.l[j] *= c;
+        st.m[j] = m_new;
 #pragma unroll
-      for (int v = 0; v < R::NV; v++) {
+        for (int v = 0; v < R::NV; v++) {
 #pragma unroll
-        for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
+          for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
+        }
       }
+      st.l[j] += sum;
     }
 #pragma unroll
     for (int i = 0; i < R::STEPS; i++) {
