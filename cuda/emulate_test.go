@@ -114,9 +114,9 @@ func runEmulation(t *testing.T, what, header, src string, files ...string) {
 // threads for lanes, attention_shim.h for its shuffles, ballots and
 // barriers, the cp.async copies made synchronous), against a float64
 // reference (testdata/emulate/attention.cpp), in the variants that cover
-// its layouts: bfloat16 rows of 128 (chunks of 4 keys, 3 stages) and 256
-// (2 keys), float32 rows of 80 (lanes past the row idle), 4 warps a block
-// (6 stages), and chunks of 256 bytes (9 stages of 2 keys). It checks the
+// its layouts: bfloat16 rows of 128 (chunks of 4 keys, 6 stages) and 256
+// (2 keys), float32 rows of 80 (lanes past the row idle), 8 warps a block
+// (3 stages), and chunks of 256 bytes (2 keys). It checks the
 // kernel's indexing, masks, rings and merges, not the GPU's rounding or
 // the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
@@ -150,7 +150,7 @@ func TestPagedAttentionEmulated(t *testing.T) {
 	src = strings.ReplaceAll(src, `extern "C"`, "")
 	for _, v := range []struct{ dtype, hs, define string }{
 		{"bf16", "128", ""}, {"bf16", "256", ""}, {"f32", "80", ""},
-		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 4"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
+		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
 	} {
 		name, defines := v.dtype+"_hs"+v.hs, ""
 		if v.define != "" {

@@ -4,7 +4,7 @@
 //
 // A block serves one KV head g = blockIdx.x of one query token t =
 // blockIdx.y (and, on the split path, one partition blockIdx.z of its
-// keys) with ATTENTION_WARPS warps (primitives.AttentionWarps), which
+// keys) with ATTENTION_WARPS warps (Caps.AttentionWarps), which
 // take the row's chunks of CHUNK keys (Rows) in turn, each warp for every
 // query head of g's group: every K and V row comes from memory once, for
 // all the heads that read it (GQA-shared). A warp streams its chunks' K
@@ -171,20 +171,38 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
+// ATTENTION_WARPS is the warps of a block, Caps.AttentionWarps: 4 (the
+// CUDA device's), or 8 where LOOM_CUDA_ATTENTION_WARPS sets it (a
+// variant's LOOM_ATTENTION_BLOCK_WARPS, cuda/variants.go), for
+// measurement. On an H100 blocks of 4 warps, four a multiprocessor, ran
+// every decode case 3–22 % faster than blocks of 8, two a multiprocessor
+// (docs/BENCHMARKS.md): more blocks a multiprocessor overlap more of their
+// fixed latencies, and a warp's ring is twice as deep.
+#ifdef LOOM_ATTENTION_BLOCK_WARPS
+#define ATTENTION_WARPS LOOM_ATTENTION_BLOCK_WARPS
+#else
+#define ATTENTION_WARPS 4
+#endif
+
 // ATTENTION_BLOCKS_<HS> is the blocks of a kernel of head size HS that its
 // launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS):
-// LOOM_ATTENTION_BLOCKS, 2 unless LOOM_CUDA_ATTENTION_BLOCKS sets it
-// (cuda/variants.go), which caps them at 128 registers a thread so that
-// one block's fixed latencies (its row, slots, count and merge) overlap the
-// other's loads: on an H100 the long decode cases went from 0.917 to 0.590
-// ms and decode-typical from 0.110 to 0.073 (docs/BENCHMARKS.md), when the
-// rows in flight were held in registers. With the rows in shared memory
-// (48 KB a block, 96 of an H100's 228 a multiprocessor) every head size
-// fits two blocks; the passes of 4 heads spill a few bytes (4 to 64).
+// LOOM_ATTENTION_BLOCKS, 16 warps' worth (4 blocks of 4 warps, 2 of 8)
+// unless LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps
+// them at 128 registers a thread so that one block's fixed latencies (its
+// row, slots, count and merge) overlap the others' loads: on an H100 the
+// long decode cases went from 0.917 to 0.590 ms and decode-typical from
+// 0.110 to 0.073 with two blocks instead of one (docs/BENCHMARKS.md), when
+// the rows in flight were held in registers. With the rows in shared
+// memory (48 KB a block, 192 of an H100's 228 a multiprocessor at four)
+// every head size fits; the passes of 4 heads spill a few bytes (32 to 64).
 // (One constant a head size: the launch bounds must read as plain
 // numbers, without parentheses, for cuda/signature.go.)
 #ifndef LOOM_ATTENTION_BLOCKS
+#if ATTENTION_WARPS == 4
+#define LOOM_ATTENTION_BLOCKS 4
+#else
 #define LOOM_ATTENTION_BLOCKS 2
+#endif
 #endif
 #define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
 #define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
@@ -192,14 +210,6 @@ __device__ __forceinline__ float warp_max_f(float v) {
 #define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
 #define ATTENTION_BLOCKS_256 LOOM_ATTENTION_BLOCKS
 
-// ATTENTION_WARPS is the warps of a block: primitives.AttentionWarps, or
-// Caps.AttentionWarps where LOOM_CUDA_ATTENTION_WARPS sets it (a variant's
-// LOOM_ATTENTION_BLOCK_WARPS, cuda/variants.go), for measurement.
-#ifdef LOOM_ATTENTION_BLOCK_WARPS
-#define ATTENTION_WARPS LOOM_ATTENTION_BLOCK_WARPS
-#else
-#define ATTENTION_WARPS LOOM_ATTENTION_WARPS
-#endif
 
 // A warp streams its keys through its own ring of STAGES stages in shared
 // memory, each the K and V rows of a chunk of CHUNK keys, copied with
