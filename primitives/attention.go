@@ -382,12 +382,13 @@ func attentionGroup(caps Caps) Dim3 {
 
 // attentionGridZ is the split path's threadgroups per query token and KV
 // head (rows of them): one a partition, or with caps.AttentionGridBlocks
-// as many as make about that many threadgroups in all, at least one.
+// as many as make at most that many threadgroups in all (a wave of them
+// that leaves no partial wave behind), at least one.
 func attentionGridZ(caps Caps, rows, parts int) int {
 	if caps.AttentionGridBlocks <= 0 || rows <= 0 {
 		return parts
 	}
-	return min(parts, max(1, Groups(caps.AttentionGridBlocks, rows)))
+	return min(parts, max(1, caps.AttentionGridBlocks/rows))
 }
 
 // AttentionPartitions is the number of partitions of split-KV attention on

@@ -95,7 +95,7 @@ type Caps struct {
 	// threadgroup; 0 means AttentionWarps.
 	AttentionWarps int
 	// AttentionGridBlocks, where set, bounds the threadgroups of split-KV
-	// attention at about that many: a threadgroup then takes several of a
+	// attention at that many (or one a row): a threadgroup then takes several of a
 	// row's partitions (the kernel must loop over them: the CUDA
 	// device's). 0 means a threadgroup a partition.
 	AttentionGridBlocks int
