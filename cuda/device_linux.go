@@ -79,9 +79,16 @@ const arenaBytes = 4096
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
 // any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
 // LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
-// (Caps.Partitions; 512/0 is the other devices'), and
-// LOOM_CUDA_ATTENTION_BLOCKS=1 the attention kernels' launch bounds of one
-// block a multiprocessor instead of two (kernels/attention.cu).
+// (Caps.Partitions; 512/0 is the other devices'). For measurement, the
+// attention kernels (kernels/attention.cu) take
+// LOOM_CUDA_ATTENTION_WARPS=8: blocks of 8 warps instead of 4
+// (Caps.AttentionWarps); LOOM_CUDA_ATTENTION_BLOCKS=1, 2 or 4: launch
+// bounds of that many blocks a multiprocessor (the default: 4 blocks of 4
+// warps, 2 of 8); LOOM_CUDA_ATTENTION_CHUNK=256, 512 or 2048 (4 warps
+// only): chunks of K rows of at most that many bytes instead of 1,024,
+// with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
+// the split path's grid at about N blocks, each taking several
+// partitions, instead of a block a partition (Caps.AttentionGridBlocks).
 //
 // LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
 // (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
@@ -126,8 +133,24 @@ func Open() (*Device, error) {
 		}
 		d.caps.GatedGEMVMaxRows = n
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" { // read by variants (kernels/attention.cu's launch bounds)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1 or 2 blocks a multiprocessor", v)
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2 or 4 blocks a multiprocessor", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" && v != "2048" { // read by variants (kernels/attention.cu's chunks; 2048 with 4 warps)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512, 1024 or 2048 bytes of K rows a chunk", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
+		if v != "4" && v != "8" {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_WARPS=%q: want 4 or 8 warps a block", v)
+		}
+		d.caps.AttentionWarps = int(v[0] - '0')
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_GRID"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_GRID=%q: want a number of blocks ≥ 0 (0: a block a partition)", v)
+		}
+		d.caps.AttentionGridBlocks = n
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_PARTITIONS"); ok {
 		var pt primitives.AttentionPartitioning
@@ -287,6 +310,10 @@ func (d *Device) describe() error {
 		// beyond 16 of them a row's partitions grow instead, which
 		// bounds the scratch and the merge (docs/CUDA.md).
 		Partitions: primitives.AttentionPartitioning{Keys: 64, MaxPartitions: 16},
+		// Blocks of 4 warps, four a multiprocessor, ran every decode
+		// case of the attention suite 3–22 % faster than blocks of 8
+		// on an H100 (kernels/attention.cu's ATTENTION_WARPS).
+		AttentionWarps: 4,
 		// Measured on an H100 (docs/BENCHMARKS.md) with the FMA gated
 		// GEMV: it took the batch-1 step from 2.61 to 2.39 ms and tied at
 		// batch 8; at batch 32 the tensor-core matmul and silu_mul were

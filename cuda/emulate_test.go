@@ -3,6 +3,7 @@ package cuda
 import (
 	"context"
 	"embed"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,10 +43,6 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of host threads")
 	}
-	cxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skipf("no g++ to build the emulation with: %v", err)
-	}
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -78,12 +75,24 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	if i := strings.Index(src, "asm("); i >= 0 {
 		t.Fatalf("matmul.cu has device assembly the emulation does not replace: %.80s", src[i:])
 	}
+	runEmulation(t, "emulated tensor-core GEMV", "matmul.cu.h", "#include \"shim.h\"\n"+strings.ReplaceAll(src, `extern "C"`, ""), "gemv_mma.cpp", "shim.h")
+}
+
+// runEmulation writes a kernel file's host form as header (for the driver
+// to include) and the embedded testdata/emulate files, the driver first,
+// into a temporary folder, builds the driver with g++ and runs it, failing
+// the test unless it prints PASS.
+func runEmulation(t *testing.T, what, header, src string, files ...string) {
+	t.Helper()
+	cxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skipf("no g++ to build the emulation with: %v", err)
+	}
 	dir := t.TempDir()
-	src = "#include \"shim.h\"\n" + strings.ReplaceAll(src, `extern "C"`, "")
-	if err := os.WriteFile(filepath.Join(dir, "matmul.cu.h"), []byte(src), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, header), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"shim.h", "gemv_mma.cpp"} {
+	for _, f := range files {
 		b, err := emulateFiles.ReadFile("testdata/emulate/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -92,16 +101,74 @@ func TestGEMVMMAEmulated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "gemv_mma")
-	// The kernels' tuning macros as the device compiles them (variants.go).
+	bin := filepath.Join(dir, "emulation")
+	// The matmul kernels' tuning macros as the device compiles them
+	// (variants.go); the other kernels have none.
 	args := append([]string{"-std=c++20", "-O1", "-pthread", "-w", "-fpermissive"}, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
-	if out, err := exec.Command(cxx, append(args, "-o", bin, filepath.Join(dir, "gemv_mma.cpp"))...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(cxx, append(args, "-o", bin, filepath.Join(dir, files[0]))...).CombinedOutput(); err != nil {
 		t.Fatalf("building the emulation: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS") {
-		t.Fatalf("emulated tensor-core GEMV: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", what, err, out)
+	}
+	t.Logf("%s: %s", what, strings.TrimSpace(string(out)))
+}
+
+// TestPagedAttentionEmulated runs the split paged-attention kernel of
+// kernels/attention.cu on the host, without a GPU (testdata/emulate:
+// threads for lanes, attention_shim.h for its shuffles, ballots and
+// barriers, the cp.async copies made synchronous), against a float64
+// reference (testdata/emulate/attention.cpp), in the variants that cover
+// its layouts: bfloat16 rows of 128 (chunks of 4 keys, 6 stages) and 256
+// (2 keys), float32 rows of 80 (lanes past the row idle), 8 warps a block
+// (3 stages), and chunks of 256 bytes (2 keys). It checks the
+// kernel's indexing, masks, rings and merges, not the GPU's rounding or
+// the copies' timing.
+func TestPagedAttentionEmulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("minutes of host threads")
+	}
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := files["attention.cu"]
+	// The device-only statements, each replaced by the host's form (a
+	// float16 conversion aborts: the driver runs bfloat16 and float32).
+	for _, r := range []struct{ re, with string }{
+		{`asm volatile\("cp\.async\.cg\.shared\.global[^"]*"[^;]*;`, `if (ok) memcpy(dst, src, 16); else memset(dst, 0, 16); (void)d;`},
+		{`asm volatile\("cp\.async\.commit_group;"\);`, ``},
+		{`asm volatile\("cp\.async\.wait_group[^"]*"[^;]*;`, ``},
+		{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 is not emulated`},
+	} {
+		re := regexp.MustCompile(r.re)
+		if !re.MatchString(src) {
+			t.Fatalf("attention.cu: no statement matches %q; update the emulation", r.re)
+		}
+		src = re.ReplaceAllLiteralString(src, r.with)
+	}
+	for _, asm := range []string{"asm(", "asm volatile(\"cp."} {
+		if i := strings.Index(src, asm); i >= 0 {
+			t.Fatalf("attention.cu has device assembly the emulation does not replace: %.80s", src[i:])
+		}
+	}
+	src = strings.ReplaceAll(src, `extern "C"`, "")
+	for _, v := range []struct{ dtype, hs, define string }{
+		{"bf16", "128", ""}, {"bf16", "256", ""}, {"f32", "80", ""},
+		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
+	} {
+		name, defines := v.dtype+"_hs"+v.hs, ""
+		if v.define != "" {
+			name += "_" + strings.ReplaceAll(v.define, " ", "_")
+			defines = "#define " + v.define + "\n"
+		}
+		t.Run(name, func(t *testing.T) {
+			header := fmt.Sprintf("#include \"attention_shim.h\"\n#define LOOM_ATTENTION_KERNEL ATTENTION_SPLIT\n#define LOOM_ATTENTION_DTYPE %s\n#define LOOM_ATTENTION_HS %s\n%s%s",
+				v.dtype, v.hs, defines, src)
+			runEmulation(t, "emulated paged attention "+name, "attention.cu.h", header, "attention.cpp", "attention_shim.h", "shim.h")
+		})
 	}
 }

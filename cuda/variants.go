@@ -66,6 +66,12 @@ var variants = sync.OnceValue(func() []variant {
 				if b := os.Getenv("LOOM_CUDA_ATTENTION_BLOCKS"); b != "" { // launch bounds (attention.cu's ATTENTION_BLOCKS), for measurement
 					v.defines = append(v.defines, "-DLOOM_ATTENTION_BLOCKS="+b)
 				}
+				if b := os.Getenv("LOOM_CUDA_ATTENTION_CHUNK"); b != "" { // a chunk's K bytes (attention.cu's LOOM_ATTENTION_CHUNK_BYTES), for measurement
+					v.defines = append(v.defines, "-DLOOM_ATTENTION_CHUNK_BYTES="+b)
+				}
+				if b := os.Getenv("LOOM_CUDA_ATTENTION_WARPS"); b != "" { // a block's warps (attention.cu's ATTENTION_WARPS, Caps.AttentionWarps), for measurement
+					v.defines = append(v.defines, "-DLOOM_ATTENTION_BLOCK_WARPS="+b)
+				}
 				for _, bs := range primitives.AttentionBlockSizes {
 					v.kernels = append(v.kernels, name(dt, hs, bs, k.sinks))
 				}

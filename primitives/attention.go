@@ -370,9 +370,25 @@ func UseSplitKV(mode SplitMode, caps Caps, numTokens, kvHeads, partitions int) b
 // launches with.
 const AttentionWarps = 8
 
-// attentionGroup is the threadgroup of the GPU attention kernels.
+// attentionGroup is the threadgroup of the GPU attention kernels:
+// caps.AttentionWarps SIMD groups, or AttentionWarps.
 func attentionGroup(caps Caps) Dim3 {
-	return Dim3{max(caps.SIMDWidth, 1) * AttentionWarps, 1, 1}
+	w := AttentionWarps
+	if caps.AttentionWarps > 0 {
+		w = caps.AttentionWarps
+	}
+	return Dim3{max(caps.SIMDWidth, 1) * w, 1, 1}
+}
+
+// attentionGridZ is the split path's threadgroups per query token and KV
+// head (rows of them): one a partition, or with caps.AttentionGridBlocks
+// as many as make at most that many threadgroups in all (a wave of them
+// that leaves no partial wave behind), at least one.
+func attentionGridZ(caps Caps, rows, parts int) int {
+	if caps.AttentionGridBlocks <= 0 || rows <= 0 {
+		return parts
+	}
+	return min(parts, max(1, caps.AttentionGridBlocks/rows))
 }
 
 // AttentionPartitions is the number of partitions of split-KV attention on
@@ -436,7 +452,7 @@ func (p PagedAttention) Lower(l *Lowering) error {
 	expSums := l.NewScratch(rows * 4)
 	tmpOut := l.NewScratch(rows * int64(hs) * int64(dt.Size()))
 	counters := l.NewZeroedScratch(int64(tq) * int64(kvh) * 4)
-	l.Dispatch(PagedAttentionSplitKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, parts}, attentionGroup(l.Caps), &split,
+	l.Dispatch(PagedAttentionSplitKernel(dt, hs, bs, p.Sinks), Dim3{kvh, tq, attentionGridZ(l.Caps, tq*kvh, parts)}, attentionGroup(l.Caps), &split,
 		slices.Concat(meta, sinks, []Ref{maxLogits, expSums, tmpOut, counters, Out(0)})...)
 	return nil
 }

@@ -91,6 +91,14 @@ type Caps struct {
 	// Partitions is how split-KV attention cuts a row's keys; the zero
 	// value is partitions of AttentionPartitionSize keys.
 	Partitions AttentionPartitioning
+	// AttentionWarps is the SIMD groups of a GPU paged-attention
+	// threadgroup; 0 means AttentionWarps.
+	AttentionWarps int
+	// AttentionGridBlocks, where set, bounds the threadgroups of split-KV
+	// attention at that many (or one a row): a threadgroup then takes several of a
+	// row's partitions (the kernel must loop over them: the CUDA
+	// device's). 0 means a threadgroup a partition.
+	AttentionGridBlocks int
 	// GEMVMaxRows is the most rows per output matrix the device's GEMV
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
 	// matrix-vector products only.

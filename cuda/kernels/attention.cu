@@ -4,13 +4,14 @@
 //
 // A block serves one KV head g = blockIdx.x of one query token t =
 // blockIdx.y (and, on the split path, one partition blockIdx.z of its
-// keys) with LOOM_ATTENTION_WARPS warps (primitives.AttentionWarps), which
-// take the row's chunks of CHUNK (8) keys in turn, each warp for every
+// keys) with ATTENTION_WARPS warps (Caps.AttentionWarps), which
+// take the row's chunks of CHUNK keys (Rows) in turn, each warp for every
 // query head of g's group: every K and V row comes from memory once, for
-// all the heads that read it (GQA-shared). A warp reads a chunk's K and V
-// rows with 16-byte loads by groups of lanes, all in flight together (see
-// attend), with an online softmax in log2 units across its chunks; then
-// the warps' states merge in warp order. The split of the keys over the
+// all the heads that read it (GQA-shared). A warp streams its chunks' K
+// and V rows into a ring in shared memory with cp.async, a few chunks
+// ahead of the one it computes on (see attend), with an online softmax in
+// log2 units across its chunks; then the warps' states merge in warp
+// order. The split of the keys over the
 // warps and partitions depends on the row alone, so a row's result does
 // not depend on the batch it is in. On the split path the last of a row's
 // partition blocks to finish merges the row's partitions, in partition
@@ -98,7 +99,17 @@ __device__ Row row_of(const int* seq_lens, const int* cu, const PagedAttentionPa
   Row r = {0, 0, 0};
   if (p.NumSeqs <= 0) return r;
   // The last sequence s with cu[s] ≤ t; with valid offsets t < cu[s+1].
-  int lo = 0, hi = p.NumSeqs - 1;
+  // Where token t is sequence t's one query (decode: cu[s] = s), that is
+  // t, which one round of loads (its seq_lens entry with them) finds
+  // instead of a binary search's chain.
+  int lo = 0, hi = p.NumSeqs - 1, len = 0;
+  bool decode = false;
+  if (t < p.NumSeqs) {
+    const int a = cu[t], b = cu[t + 1];
+    len = seq_lens[t];
+    decode = a == t && b == t + 1;
+    if (decode) lo = hi = t;
+  }
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
     if (cu[mid] <= t) {
@@ -108,8 +119,9 @@ __device__ Row row_of(const int* seq_lens, const int* cu, const PagedAttentionPa
     }
   }
   r.seq = lo;
-  const i64 q_len = (i64)cu[lo + 1] - cu[lo];
-  i64 end = (i64)seq_lens[lo] - q_len + (t - cu[lo]) + 1;
+  if (!decode) len = seq_lens[lo];
+  const i64 q_len = decode ? 1 : (i64)cu[lo + 1] - cu[lo];
+  i64 end = (i64)len - q_len + (t - (decode ? t : cu[lo])) + 1;
   end = min(end, min((i64)p.MaxSeqLen, (i64)p.MaxBlocksPerSeq * p.BlockSize));
   if (end <= 0) return r;
   r.hi = (int)end;
@@ -159,51 +171,119 @@ __device__ __forceinline__ float warp_max_f(float v) {
 
 // ---- attention -------------------------------------------------------------------
 
+// ATTENTION_WARPS is the warps of a block, Caps.AttentionWarps: 4 (the
+// CUDA device's), or 8 where LOOM_CUDA_ATTENTION_WARPS sets it (a
+// variant's LOOM_ATTENTION_BLOCK_WARPS, cuda/variants.go), for
+// measurement. On an H100 blocks of 4 warps, four a multiprocessor, ran
+// every decode case 3–22 % faster than blocks of 8, two a multiprocessor
+// (docs/BENCHMARKS.md): more blocks a multiprocessor overlap more of their
+// fixed latencies, and a warp's ring is twice as deep.
+#ifdef LOOM_ATTENTION_BLOCK_WARPS
+#define ATTENTION_WARPS LOOM_ATTENTION_BLOCK_WARPS
+#else
+#define ATTENTION_WARPS 4
+#endif
+
 // ATTENTION_BLOCKS_<HS> is the blocks of a kernel of head size HS that its
-// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS): for
-// head sizes up to 128 LOOM_ATTENTION_BLOCKS, 2 unless
-// LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps them at
-// 128 registers a thread so that one block's fixed latencies (its row,
-// slots, count and merge) overlap the other's loads: on an H100 the long
-// decode cases went from 0.917 to 0.590 ms and decode-typical from 0.110
-// to 0.073 (docs/BENCHMARKS.md). The passes of 4 heads then spill (96
-// bytes a thread for a bfloat16 row of 128); 1 block (162 registers) does
-// not. Larger heads keep 1 block: their rows need the registers.
+// launch bounds ask to fit on a multiprocessor (ATTENTION_BOUNDS):
+// LOOM_ATTENTION_BLOCKS, 16 warps' worth (4 blocks of 4 warps, 2 of 8)
+// unless LOOM_CUDA_ATTENTION_BLOCKS sets it (cuda/variants.go), which caps
+// them at 128 registers a thread so that one block's fixed latencies (its
+// row, slots, count and merge) overlap the others' loads: on an H100 the
+// long decode cases went from 0.917 to 0.590 ms and decode-typical from
+// 0.110 to 0.073 with two blocks instead of one (docs/BENCHMARKS.md), when
+// the rows in flight were held in registers. With the rows in shared
+// memory (48 KB a block, 192 of an H100's 228 a multiprocessor at four)
+// every head size fits; the passes of 4 heads spill a few bytes (32 to 64).
 // (One constant a head size: the launch bounds must read as plain
 // numbers, without parentheses, for cuda/signature.go.)
 #ifndef LOOM_ATTENTION_BLOCKS
+#if ATTENTION_WARPS == 4
+#define LOOM_ATTENTION_BLOCKS 4
+#else
 #define LOOM_ATTENTION_BLOCKS 2
+#endif
 #endif
 #define ATTENTION_BLOCKS_64 LOOM_ATTENTION_BLOCKS
 #define ATTENTION_BLOCKS_80 LOOM_ATTENTION_BLOCKS
 #define ATTENTION_BLOCKS_96 LOOM_ATTENTION_BLOCKS
 #define ATTENTION_BLOCKS_128 LOOM_ATTENTION_BLOCKS
-#define ATTENTION_BLOCKS_256 1
+#define ATTENTION_BLOCKS_256 LOOM_ATTENTION_BLOCKS
 
-// CHUNK is the keys a warp takes at a time: the warps of a block take a
-// partition's chunks in turn, so that a partition of 64 keys (the CUDA
-// device's, primitives.Caps.Partitions) keeps all 8 warps busy.
-#define CHUNK 8
+
+// A warp streams its keys through its own ring of STAGES stages in shared
+// memory, each the K and V rows of a chunk of CHUNK keys, copied with
+// cp.async (16 bytes a lane, no registers held while they are in flight)
+// STAGES − 1 chunks ahead of the chunk it computes on: a warp keeps two
+// or more chunks' rows in flight without holding them in registers (rows
+// loaded into registers allowed one chunk in flight, and made the passes
+// of 4 heads spill at two blocks a multiprocessor). A chunk's K rows take
+// at most LOOM_ATTENTION_CHUNK_BYTES (1,024 bytes unless
+// LOOM_CUDA_ATTENTION_CHUNK sets it, cuda/variants.go), at most 8 keys; a
+// warp's ring is its share of the 48 KB of static shared memory a block
+// may have, at most one stage more than a window of slots (Rows) serves.
+// In the ring's place a warp keeps its softmax state for the block's merge
+// (Smem).
+#ifndef LOOM_ATTENTION_CHUNK_BYTES
+#define LOOM_ATTENTION_CHUNK_BYTES 1024
+#endif
+#define RING_BYTES (48 * 1024 / ATTENTION_WARPS)
 
 // Rows<T, HS> is how a warp spreads a cache row (one key's head vector,
-// HS·sizeof(T) bytes, a multiple of 16) over its lanes: LANES lanes, a
-// power of two, hold one row, 16 bytes (VEC elements) per load and NV loads
-// each, so a warp reads KEYS rows at once, each a contiguous run, and a
-// chunk in STEPS such loads. Lane i of a group holds vectors i, i + LANES,
-// …; lanes past the row's NVEC vectors (head sizes 80 and 96) idle. The
-// vector loads need 16-byte aligned rows: the caches are whole buffers
-// from cuMemAlloc (256-byte aligned) and every row is a whole number of
-// vectors.
+// ROW = HS·sizeof(T) bytes, a multiple of 16) over its lanes: LANES lanes,
+// a power of two, hold one row, 16 bytes (VEC elements) per vector and NV
+// vectors each, so a warp reads KEYS rows at once from shared memory, and
+// a chunk in STEPS such reads. Lane i of a group holds vectors i, i +
+// LANES, …; lanes past the row's NVEC vectors (head sizes 80 and 96) idle.
+// The 16-byte copies need 16-byte aligned rows: the caches are whole
+// buffers from cuMemAlloc (256-byte aligned) and every row is a whole
+// number of vectors. A warp looks up the cache slots of WINDOW chunks at
+// once, a lane a key.
 template <typename T, int HS> struct Rows {
   static constexpr int VEC = 16 / (int)sizeof(T);
   static constexpr int NVEC = HS / VEC;
   static constexpr int LANES = NVEC > 16 ? 32 : NVEC > 8 ? 16 : NVEC > 4 ? 8 : NVEC > 2 ? 4 : NVEC > 1 ? 2 : 1;
   static constexpr int NV = (NVEC + LANES - 1) / LANES;
   static constexpr int KEYS = 32 / LANES;
+  static constexpr int ROW = HS * (int)sizeof(T);
+  static constexpr int FIT = 8 * ROW <= LOOM_ATTENTION_CHUNK_BYTES   ? 8
+                             : 4 * ROW <= LOOM_ATTENTION_CHUNK_BYTES ? 4
+                             : 2 * ROW <= LOOM_ATTENTION_CHUNK_BYTES ? 2
+                                                                     : 1;
+  static constexpr int CHUNK = FIT > KEYS ? FIT : KEYS;
   static constexpr int STEPS = CHUNK / KEYS;
+  static constexpr int WINDOW = 32 / CHUNK;
+  static constexpr int FILL = RING_BYTES / (2 * CHUNK * ROW);
+  static constexpr int STAGES = FILL < WINDOW + 1 ? FILL : WINDOW + 1;
   static_assert(HS * (int)sizeof(T) % 16 == 0, "rows must be whole 16-byte vectors");
-  static_assert(CHUNK % KEYS == 0 && STEPS <= LANES, "a chunk must be whole steps, a score a lane");
+  static_assert(CHUNK % KEYS == 0 && CHUNK <= 8, "a chunk must be whole steps, its keys a mask of 8 bits");
+  static_assert(STAGES >= 2 && STAGES - 1 <= WINDOW && CHUNK * STAGES <= 64,
+                "the ring must hold two chunks, its first chunks' slots one window, its masks 64 bits");
 };
+
+// Smem is a warp's shared memory: the ring of its chunks' K and V rows
+// (16-byte vectors), or, once its keys are done, its state of one head for
+// the block's merge (HS output dims, then m and l).
+template <typename T, int HS> union Smem {
+  uint4 ring[Rows<T, HS>::STAGES][2][Rows<T, HS>::CHUNK][Rows<T, HS>::NVEC];
+  float merge[HS + 2];
+};
+
+// attention_smem is the block's shared memory, a Smem a warp, one array
+// for every pass size of the kernel's attention instantiations (a
+// __shared__ variable of the attention template itself would be one a
+// pass size).
+template <typename T, int HS> __device__ __forceinline__ Smem<T, HS>* attention_smem() {
+  __shared__ Smem<T, HS> smem[ATTENTION_WARPS];
+  return smem;
+}
+
+// copy16 copies 16 bytes from src to shared memory at dst with cp.async,
+// or zeros if !ok (src is then not read).
+__device__ __forceinline__ void copy16(void* dst, const void* src, bool ok) {
+  const u32 d = (u32)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(ok ? 16 : 0));
+}
 
 // widen turns a 16-byte vector of T into floats. float16 converts in
 // hardware (a NaN stays a NaN, its payload aside: only arithmetic follows).
@@ -248,79 +328,104 @@ __device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionPar
   return (i64)e * p.BlockSize + key % p.BlockSize;
 }
 
-// load_rows loads the rows of a chunk's keys from cache (K or V) into
-// rows: at step i, group s of LANES lanes reads the row of the key whose
-// slot lane s·LANES + i holds (none where that slot is −1), all steps'
-// loads issued before any is used.
-template <typename T, int HS>
-__device__ __forceinline__ void load_rows(const T* cache, i64 slot, u64 head, u64 stride,
-                                          uint4 (&rows)[Rows<T, HS>::STEPS][Rows<T, HS>::NV]) {
-  typedef Rows<T, HS> R;
-  const int li = threadIdx.x % 32 % R::LANES;
-#pragma unroll
-  for (int i = 0; i < R::STEPS; i++) {
-    const i64 sl = __shfl_sync(0xffffffffu, slot, i, R::LANES);
-#pragma unroll
-    for (int v = 0; v < R::NV; v++) {
-      const int vi = v * R::LANES + li;
-      rows[i][v] = make_uint4(0u, 0u, 0u, 0u);
-      if (sl >= 0 && vi < R::NVEC) rows[i][v] = *(const uint4*)(cache + (u64)sl * stride + head + (u64)vi * R::VEC);
-    }
-  }
-}
-
 // attend folds this warp's keys of [lo, hi) of row r (KV head g) into the
-// GH heads of st: the chunks of CHUNK keys lo + CHUNK·c for c = warp,
-// warp + W, … (W warps in the block), so that every K and V row is read
-// once, by one warp, for all query heads of its group. Group s of LANES
-// lanes takes key s·STEPS + i of the chunk at step i, and lane s·LANES + i
-// finds its cache slot and keeps its scores (lanes with i ≥ STEPS hold no
-// key). The rows are widened once and dotted with each head's query, each
-// dot product summed within the group. The online softmax runs on the
-// warp with one score per lane and head (running maximum m and sum l, in
-// log2 units: q is scaled by Scale·log2(e) when it is loaded, so every
-// exponential is an exp2). The values go the same way, each lane adding
-// p_key · V_key to each head's dims it holds, and the groups' sums are
-// added at the end. Keys whose block-table entry is outside the cache are
-// skipped (check_meta reports them). Which keys a warp takes and the order
-// it takes them in depend on the row alone, never on the grid: a row's
-// result is the same in any batch.
+// GH heads of st: its chunks c = 0, 1, … of CHUNK keys from lo + CHUNK·(w
+// + c·W) (warp w of W in the block), so that every K and V row is read
+// once, by one warp, for all query heads of its group.
+//
+// The chunks stream through the warp's ring (sm): chunk c + STAGES − 1 is
+// copied in while chunk c is computed on. The copies need the chunks' cache
+// slots, which the warp looks up a window of WINDOW chunks at a time (lane
+// i the slot of key i % CHUNK of chunk i / CHUNK of the window), the next
+// window's while the current one's chunks are copied. A chunk's mask (a
+// bit a key: a visible key with a block-table entry inside the cache) goes
+// with it; keys outside it are copied as zeros and skipped (check_meta
+// reports bad entries).
+//
+// Group s of LANES lanes takes key s·STEPS + i of the chunk at step i: the
+// rows are widened once and dotted with each head's query, each dot
+// product summed within the group, so that every lane of the group holds
+// the scores of its keys. The online softmax (running maximum m and sum l,
+// in log2 units: q is scaled by Scale·log2(e) when it is loaded, so every
+// exponential is an exp2) combines the groups' maxima and sums; each lane
+// adds p_key · V_key for its group's keys to each head's dims it holds,
+// and the groups' sums are added at the end. Which keys a warp takes and
+// the order it takes them in depend on the row alone, never on the grid: a
+// row's result is the same in any batch.
 template <typename T, int HS, int GH>
 __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
-                       const Row& r, int lo, int hi, Heads<T, HS, GH>& st) {
+                       const Row& r, int lo, int hi, Heads<T, HS, GH>& st, Smem<T, HS>& sm) {
   typedef Rows<T, HS> R;
   const unsigned FULL = 0xffffffffu;
-  const int lane = threadIdx.x % 32, li = lane % R::LANES;
+  const u32 KEYMASK = (1u << R::CHUNK) - 1u;
+  const int lane = threadIdx.x % 32, li = lane % R::LANES, grp = lane / R::LANES;
   const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const bool capped = p.Softcap > 0.0f;
   const float cap_inv = capped ? 1.0f / p.Softcap : 0.0f, cap_mul = p.Softcap * LOG2E;
   const int* table = tables + (u64)r.seq * p.MaxBlocksPerSeq;
   const u64 head = (u64)g * HS;
   const u64 stride = (u64)p.NumKVHeads * HS;
-  const int key = (lane / R::LANES) * R::STEPS + li;  // this lane's key of a chunk, if li < STEPS
-  const int step = CHUNK * warps;
-  // The chunk's V rows load with its K rows (one memory latency a chunk,
-  // not two) where the registers allow: up to 8 loads a lane of each under
-  // 128 registers (two blocks, ATTENTION_BLOCKS_*), 16 otherwise; else
-  // after the scores.
-  constexpr bool early_v = R::STEPS * R::NV * GH <= (HS <= 128 && LOOM_ATTENTION_BLOCKS > 1 ? 8 : 16);
-  i64 next = li < R::STEPS ? slot_of(table, p, lo + CHUNK * warp + key, hi) : -1;
-  for (int k0 = lo + CHUNK * warp; k0 < hi; k0 += step) {
-    const i64 slot = next;
-    uint4 kv[R::STEPS][R::NV], vv[R::STEPS][R::NV];
-    load_rows<T, HS>(k_cache, slot, head, stride, kv);
-    if constexpr (early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
-    // The next chunk's slots, looked up while this chunk's rows load.
-    next = li < R::STEPS ? slot_of(table, p, k0 + step + key, hi) : -1;
-    if (!__any_sync(FULL, slot >= 0)) continue;  // no visible key in this chunk
-    float s[GH];
+  const int step = R::CHUNK * warps;
+  const int start = lo + R::CHUNK * warp;                            // the first key of this warp's chunk 0
+  const int n = start < hi ? (hi - start + step - 1) / step : 0;  // this warp's chunks
+  // window returns this lane's slot of window w.
+  auto window = [&](int w) -> i64 {
+    const int c = w * R::WINDOW + lane / R::CHUNK;
+    return c < n ? slot_of(table, p, start + c * step + lane % R::CHUNK, hi) : -1;
+  };
+  // issue copies chunk c's rows into its stage (nothing past the last
+  // chunk) and returns its mask; slots holds its window.
+  auto issue = [&](int c, i64 slots) -> u32 {
+    if (c >= n) return 0u;
+    const int base = c % R::WINDOW * R::CHUNK;
+    const u32 mask = __ballot_sync(FULL, slots >= 0) >> base & KEYMASK;
+    uint4(&kr)[R::CHUNK][R::NVEC] = sm.ring[c % R::STAGES][0];
+    uint4(&vr)[R::CHUNK][R::NVEC] = sm.ring[c % R::STAGES][1];
 #pragma unroll
-    for (int j = 0; j < GH; j++) s[j] = 0.0f;
+    for (int x0 = 0; x0 < R::CHUNK * R::NVEC; x0 += 32) {
+      const int x = x0 + lane, key = min(x / R::NVEC, R::CHUNK - 1), vi = x % R::NVEC;
+      const i64 sl = __shfl_sync(FULL, slots, base + key);
+      if (x < R::CHUNK * R::NVEC) {
+        const u64 at = (u64)max(sl, (i64)0) * stride + head + (u64)vi * R::VEC;
+        copy16(&kr[key][vi], k_cache + at, sl >= 0);
+        copy16(&vr[key][vi], v_cache + at, sl >= 0);
+      }
+    }
+    return mask;
+  };
+  i64 slots = window(0), ahead = window(1);
+  u64 masks = 0;  // the masks of the chunks in the ring, CHUNK bits a stage
+#pragma unroll
+  for (int c = 0; c < R::STAGES - 1; c++) {
+    masks |= (u64)issue(c, slots) << (c * R::CHUNK);
+    asm volatile("cp.async.commit_group;");
+  }
+  for (int c = 0; c < n; c++) {
+    const int next = c + R::STAGES - 1, stage = c % R::STAGES;
+    if (next % R::WINDOW == 0) {
+      slots = ahead;
+      ahead = window(next / R::WINDOW + 1);
+    }
+    __syncwarp();  // every lane is done with chunk c − 1, whose stage chunk next takes
+    const int at = next % R::STAGES * R::CHUNK;
+    masks = (masks & ~((u64)KEYMASK << at)) | (u64)issue(next, slots) << at;
+    asm volatile("cp.async.commit_group;");
+    asm volatile("cp.async.wait_group %0;" ::"n"(R::STAGES - 1));
+    __syncwarp();  // every lane's copies of chunk c, to every lane
+    const u32 mask = (u32)(masks >> (stage * R::CHUNK)) & KEYMASK;
+    if (mask == 0u) continue;  // no visible key in this chunk
+    const uint4(&kr)[R::CHUNK][R::NVEC] = sm.ring[stage][0];
+    const uint4(&vr)[R::CHUNK][R::NVEC] = sm.ring[stage][1];
+    float s[GH][R::STEPS];
 #pragma unroll
     for (int i = 0; i < R::STEPS; i++) {
+      const int key = grp * R::STEPS + i;
       float f[R::NV][R::VEC];
 #pragma unroll
-      for (int v = 0; v < R::NV; v++) widen(kv[i][v], f[v], k_cache);
+      for (int v = 0; v < R::NV; v++) {
+        const int vi = v * R::LANES + li;
+        widen(vi < R::NVEC ? kr[key][vi] : make_uint4(0u, 0u, 0u, 0u), f[v], k_cache);
+      }
 #pragma unroll
       for (int j = 0; j < GH; j++) {
         float acc = 0.0f;
@@ -331,43 +436,67 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
         }
 #pragma unroll
         for (int o = R::LANES / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL, acc, o);
-        if (i == li) s[j] = acc;
+        s[j][i] = acc;
       }
     }
-    if constexpr (!early_v) load_rows<T, HS>(v_cache, slot, head, stride, vv);
-    float pr[GH];
+    float pr[GH][R::STEPS];
 #pragma unroll
     for (int j = 0; j < GH; j++) {
-      if (capped) s[j] = tanhf(s[j] * cap_inv) * cap_mul;
-      if (slot < 0) s[j] = -LOOM_INF;
-      const float m_new = fmaxf(st.m[j], warp_max_f(s[j]));
-      const bool none = m_new == -LOOM_INF;  // no visible key yet
-      const float c = none ? 1.0f : exp2f(st.m[j] - m_new);  // 0 while m is −∞
-      pr[j] = none || slot < 0 ? 0.0f : exp2f(s[j] - m_new);
-      st.l[j] = st.l[j] * c + warp_sum(pr[j]);
-      if (!none) st.m[j] = m_new;
+      float top = -LOOM_INF;
 #pragma unroll
-      for (int v = 0; v < R::NV; v++) {
-#pragma unroll
-        for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
+      for (int i = 0; i < R::STEPS; i++) {
+        if (capped) s[j][i] = tanhf(s[j][i] * cap_inv) * cap_mul;
+        if ((mask >> (grp * R::STEPS + i) & 1u) == 0u) s[j][i] = -LOOM_INF;
+        top = fmaxf(top, s[j][i]);
       }
-    }
 #pragma unroll
-    for (int i = 0; i < R::STEPS; i++) {
-      float f[R::NV][R::VEC];
+      for (int o = R::LANES; o < 32; o <<= 1) top = fmaxf(top, __shfl_xor_sync(FULL, top, o));
+      const float m_new = fmaxf(st.m[j], top);
+      const bool none = m_new == -LOOM_INF;  // no visible key yet
+      float sum = 0.0f;
 #pragma unroll
-      for (int v = 0; v < R::NV; v++) widen(vv[i][v], f[v], v_cache);
+      for (int i = 0; i < R::STEPS; i++) {
+        pr[j][i] = none || s[j][i] == -LOOM_INF ? 0.0f : exp2f(s[j][i] - m_new);
+        sum += pr[j][i];
+      }
 #pragma unroll
-      for (int j = 0; j < GH; j++) {
-        const float pj = __shfl_sync(FULL, pr[j], i, R::LANES);
+      for (int o = R::LANES; o < 32; o <<= 1) sum += __shfl_xor_sync(FULL, sum, o);
+      // The state rescales only where the maximum moved (the same on every
+      // lane): most chunks past the first few leave it, and a factor of 1
+      // would change nothing.
+      if (m_new != st.m[j]) {
+        const float c = exp2f(st.m[j] - m_new);  // 0 while m is −∞
+        st.l[j] *= c;
+        st.m[j] = m_new;
 #pragma unroll
         for (int v = 0; v < R::NV; v++) {
 #pragma unroll
-          for (int e = 0; e < R::VEC; e++) st.o[j][v][e] += pj * f[v][e];
+          for (int e = 0; e < R::VEC; e++) st.o[j][v][e] *= c;
+        }
+      }
+      st.l[j] += sum;
+    }
+#pragma unroll
+    for (int i = 0; i < R::STEPS; i++) {
+      const int key = grp * R::STEPS + i;
+      float f[R::NV][R::VEC];
+#pragma unroll
+      for (int v = 0; v < R::NV; v++) {
+        const int vi = v * R::LANES + li;
+        widen(vi < R::NVEC ? vr[key][vi] : make_uint4(0u, 0u, 0u, 0u), f[v], v_cache);
+      }
+#pragma unroll
+      for (int j = 0; j < GH; j++) {
+#pragma unroll
+        for (int v = 0; v < R::NV; v++) {
+#pragma unroll
+          for (int e = 0; e < R::VEC; e++) st.o[j][v][e] += pr[j][i] * f[v][e];
         }
       }
     }
   }
+  asm volatile("cp.async.wait_group 0;");
+  __syncwarp();  // every lane is done with the ring, which the merge reuses
   // Each group summed its own keys: add the groups' sums.
 #pragma unroll
   for (int j = 0; j < GH; j++) {
@@ -381,7 +510,6 @@ __device__ void attend(const T* k_cache, const T* v_cache, const int* tables, co
     }
   }
 }
-
 // load_heads loads query heads h0 … h0 + nh − 1 of token t into st, scaled
 // into log2 units (without softcap: with it, the log2 factor comes after
 // the tanh), and clears their states; heads past nh get zero queries.
@@ -406,12 +534,6 @@ __device__ void load_heads(const T* q, const PagedAttentionParams& p, int t, int
     st.l[j] = 0.0f;
   }
 }
-
-// Merge is the shared memory through which the block's warps merge their
-// states of one head: a row of HS output dims, then m and l, per warp.
-template <int HS> struct Merge {
-  float row[LOOM_ATTENTION_WARPS][HS + 2];
-};
 
 // merge_rows merges partitions [first, last) of the rows of query token t
 // and heads h0 … h0 + nh − 1 into out, with the whole block, a thread per
@@ -491,103 +613,109 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
                                        float* exp_sums, T* tmp_out, u32* counters, const PagedAttentionParams& p,
                                        Status* status) {
   typedef Rows<T, HS> R;
-  __shared__ Merge<HS> merge;
-  __shared__ bool merges;
+  Smem<T, HS>* smem = attention_smem<T, HS>();
   if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
   check_tables(tables, seq_lens, p, status);
-  const int g = blockIdx.x, t = blockIdx.y, part = blockIdx.z;
+  const int g = blockIdx.x, t = blockIdx.y;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
   const Row r = row_of(seq_lens, cu, p, t);
-  int lo = r.lo, hi = r.hi, first = 0, last = 0;
+  int size = 0, first = 0, last = 1;
   if (parts) {
-    int size;
     partitions(r, p, size, first, last);
     if (first >= last) {  // no keys: zeros
       const u64 dst = ((u64)t * p.NumHeads + (u64)g * group) * HS;
-      for (int i = threadIdx.x; part == 0 && i < group * HS; i += blockDim.x) store_f(out, dst + i, 0.0f);
+      for (int i = threadIdx.x; blockIdx.z == 0 && i < group * HS; i += blockDim.x) store_f(out, dst + i, 0.0f);
       return;
     }
-    if (part < first || part >= last) return;
-    lo = max(lo, part * size);
-    hi = min(hi, (part + 1) * size);
   }
   const bool partial = parts && last - first > 1;  // written to the scratch, then merged
-  for (int j0 = 0; j0 < group; j0 += GH) {
-    const int h0 = g * group + j0, nh = min(GH, group - j0);
-    Heads<T, HS, GH> st;
-    load_heads(q, p, t, h0, nh, st);
-    attend<T, HS, GH>(k_cache, v_cache, tables, p, g, r, lo, hi, st);
+  // This block's partitions of the row: blockIdx.z, blockIdx.z + gridDim.z,
+  // … (one where the grid has a block a partition; fewer blocks than
+  // partitions share a row's fixed costs, the row and the count, over
+  // several). A partition's result does not depend on the block that
+  // computes it.
+  u32 done = 0;
+  for (int part = parts ? (int)blockIdx.z : 0; part < last; part += gridDim.z) {
+    if (part < first) continue;
+    done++;
+    const int lo = parts ? max(r.lo, part * size) : r.lo, hi = parts ? min(r.hi, (part + 1) * size) : r.hi;
+    for (int j0 = 0; j0 < group; j0 += GH) {
+      const int h0 = g * group + j0, nh = min(GH, group - j0);
+      Heads<T, HS, GH> st;
+      load_heads(q, p, t, h0, nh, st);
+      attend<T, HS, GH>(k_cache, v_cache, tables, p, g, r, lo, hi, st, smem[warp]);
 #pragma unroll
-    for (int j = 0; j < GH; j++) {
-      if (j >= nh) break;
-      float* mine = merge.row[warp];
-      if (lane < R::LANES) {
+      for (int j = 0; j < GH; j++) {
+        if (j >= nh) break;
+        float* mine = smem[warp].merge;
+        if (lane < R::LANES) {
 #pragma unroll
-        for (int v = 0; v < R::NV; v++) {
-          const int vi = v * R::LANES + lane;
-          if (vi >= R::NVEC) continue;
+          for (int v = 0; v < R::NV; v++) {
+            const int vi = v * R::LANES + lane;
+            if (vi >= R::NVEC) continue;
 #pragma unroll
-          for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[j][v][e];
-        }
-      }
-      if (lane == 0) {
-        mine[HS] = st.m[j];
-        mine[HS + 1] = st.l[j];
-      }
-      __syncthreads();
-      const int h = h0 + j;
-      float top = -LOOM_INF;
-      for (int w = 0; w < warps; w++) top = fmaxf(top, merge.row[w][HS]);
-      float l = 0.0f;
-      if (top != -LOOM_INF) {
-        for (int w = 0; w < warps; w++) {
-          if (merge.row[w][HS] != -LOOM_INF) l += merge.row[w][HS + 1] * exp2f(merge.row[w][HS] - top);
-        }
-      }
-      float scale;
-      u64 dst;
-      if (partial) {
-        const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
-        if (threadIdx.x == 0) {
-          max_logits[idx] = top;
-          exp_sums[idx] = l;
-        }
-        scale = 1.0f / l;
-        dst = idx * HS;
-      } else {
-        if (l == 0.0f) {
-          scale = 0.0f;
-        } else if (sinks != nullptr) {
-          const float sink = sinks[h] * LOG2E, m = fmaxf(top, sink), c = exp2f(top - m);
-          scale = c / (l * c + exp2f(sink - m));
-        } else {
-          scale = 1.0f / l;
-        }
-        dst = ((u64)t * p.NumHeads + h) * HS;
-      }
-      for (int d = threadIdx.x; d < HS; d += blockDim.x) {
-        float o = 0.0f;
-        if (top != -LOOM_INF) {
-          for (int w = 0; w < warps; w++) {
-            if (merge.row[w][HS] != -LOOM_INF) o += merge.row[w][d] * exp2f(merge.row[w][HS] - top);
+            for (int e = 0; e < R::VEC; e++) mine[vi * R::VEC + e] = st.o[j][v][e];
           }
         }
-        store_f(partial ? tmp_out : out, dst + d, o * scale);
+        if (lane == 0) {
+          mine[HS] = st.m[j];
+          mine[HS + 1] = st.l[j];
+        }
+        __syncthreads();
+        const int h = h0 + j;
+        float top = -LOOM_INF;
+        for (int w = 0; w < warps; w++) top = fmaxf(top, smem[w].merge[HS]);
+        float l = 0.0f;
+        if (top != -LOOM_INF) {
+          for (int w = 0; w < warps; w++) {
+            if (smem[w].merge[HS] != -LOOM_INF) l += smem[w].merge[HS + 1] * exp2f(smem[w].merge[HS] - top);
+          }
+        }
+        float scale;
+        u64 dst;
+        if (partial) {
+          const u64 idx = ((u64)t * p.NumHeads + h) * p.NumPartitions + part;
+          if (threadIdx.x == 0) {
+            max_logits[idx] = top;
+            exp_sums[idx] = l;
+          }
+          scale = 1.0f / l;
+          dst = idx * HS;
+        } else {
+          if (l == 0.0f) {
+            scale = 0.0f;
+          } else if (sinks != nullptr) {
+            const float sink = sinks[h] * LOG2E, m = fmaxf(top, sink), c = exp2f(top - m);
+            scale = c / (l * c + exp2f(sink - m));
+          } else {
+            scale = 1.0f / l;
+          }
+          dst = ((u64)t * p.NumHeads + h) * HS;
+        }
+        for (int d = threadIdx.x; d < HS; d += blockDim.x) {
+          float o = 0.0f;
+          if (top != -LOOM_INF) {
+            for (int w = 0; w < warps; w++) {
+              if (smem[w].merge[HS] != -LOOM_INF) o += smem[w].merge[d] * exp2f(smem[w].merge[HS] - top);
+            }
+          }
+          store_f(partial ? tmp_out : out, dst + d, o * scale);
+        }
+        __syncthreads();  // the next head may overwrite the rows
       }
-      __syncthreads();  // the next head may overwrite the rows
     }
   }
-  if (!partial) return;
+  if (!partial || done == 0) return;
   __threadfence();  // this block's partials, before it counts
   __syncthreads();
+  bool merges = false;
   if (threadIdx.x == 0) {
     u32* count = counters + (u64)t * p.NumKVHeads + g;
-    merges = atomicAdd(count, 1u) == (u32)(last - first - 1);
+    merges = atomicAdd(count, done) + done == (u32)(last - first);
     if (merges) *count = 0u;  // every partition of the row has counted
   }
-  __syncthreads();
-  if (!merges) return;
+  if (!__syncthreads_or(merges)) return;
   __threadfence();  // the other blocks' partials, after their counts
   merge_rows<T, HS>(tmp_out, max_logits, exp_sums, sinks, out, p, t, g * group, group, first, last);
 }
@@ -619,7 +747,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
 // NVRTC time and cubin (the out-of-line attention is compiled into each
 // kernel that calls it).
 
-#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * LOOM_ATTENTION_WARPS, ATTENTION_BLOCKS_##HS)
+#define ATTENTION_BOUNDS(HS) __launch_bounds__(32 * ATTENTION_WARPS, ATTENTION_BLOCKS_##HS)
 
 #define ATTENTION_SINGLE(SHORT, T, HS)                                                                           \
   extern "C" __global__ void ATTENTION_BOUNDS(HS) paged_attention_##SHORT##_hs##HS(                                                   \
