@@ -293,6 +293,7 @@ func (d *Device) describe() error {
 		// faster. Open raises it where the tensor-core kernel takes it.
 		GatedGEMVMaxRows: 8,
 		GEMVSplitK:       true,
+		QuantWarpRows:    2,
 	}
 	return nil
 }

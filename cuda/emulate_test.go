@@ -38,10 +38,6 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of host threads")
 	}
-	cxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skipf("no g++ to build the emulation with: %v", err)
-	}
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -54,31 +50,65 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	// The kernels the driver calls, instantiated as their variants are
 	// (the file's selection, at its end, is past the cut).
 	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n"
-	// The device-only statements (an asm string, its operands, the
-	// semicolon), each replaced by the host's form.
-	for _, r := range []struct {
-		re, with string
-	}{
+	emulate(t, "matmul.cu", src, "gemv_mma.cpp", []replacement{
 		{`asm\("ld\.global\.nc\.L1::no_allocate\.v4\.u32[^"]*"[^;]*;`, `v = *(const uint4*)(row + k);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma_bf16(d, a0, a1, a2, a3, b0, b1);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
-		{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort(); // float16 is not emulated`},
-	} {
+		f16Unemulated,
+	})
+}
+
+// TestQuantizedEmulated runs the quantized matmul of kernels/quantized.cu
+// on the host the same way, driven by testdata/emulate/qmatmul.cpp:
+// float32 and bfloat16 x, 4- and 8-bit codes, groups of 32, 64 and 128,
+// awkward shapes, against a float64 reference on the dequantised weights;
+// bit for bit the same with one and two outputs a warp, on grids that
+// loop, with misaligned codes or x, and for each row of x alone; and the
+// code rows each block prefetches before grid_dependency_wait.
+func TestQuantizedEmulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 20 s of host threads")
+	}
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emulate(t, "quantized.cu", files["quantized.cu"], "qmatmul.cpp", []replacement{f16Unemulated})
+}
+
+// replacement replaces a device-only statement (an asm string, its
+// operands, the semicolon) with the host's form.
+type replacement struct{ re, with string }
+
+// f16Unemulated is common.cuh's float16 conversion, which no emulation
+// takes.
+var f16Unemulated = replacement{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort(); // float16 is not emulated`}
+
+// emulate compiles src, a kernel file's source, with its device-only
+// statements replaced, against testdata/emulate/shim.h and the driver
+// (which includes it as <file>.h) with g++, and fails unless the driver
+// prints PASS.
+func emulate(t *testing.T, file, src, driver string, replace []replacement) {
+	cxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skipf("no g++ to build the emulation with: %v", err)
+	}
+	for _, r := range replace {
 		re := regexp.MustCompile(r.re)
 		if !re.MatchString(src) {
-			t.Fatalf("matmul.cu: no statement matches %q; update the emulation", r.re)
+			t.Fatalf("%s: no statement matches %q; update the emulation", file, r.re)
 		}
 		src = re.ReplaceAllLiteralString(src, r.with)
 	}
 	if i := strings.Index(src, "asm("); i >= 0 {
-		t.Fatalf("matmul.cu has device assembly the emulation does not replace: %.80s", src[i:])
+		t.Fatalf("%s has device assembly the emulation does not replace: %.80s", file, src[i:])
 	}
 	dir := t.TempDir()
 	src = "#include \"shim.h\"\n" + strings.ReplaceAll(src, `extern "C"`, "")
-	if err := os.WriteFile(filepath.Join(dir, "matmul.cu.h"), []byte(src), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, file+".h"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"shim.h", "gemv_mma.cpp"} {
+	for _, f := range []string{"shim.h", driver} {
 		b, err := emulateFiles.ReadFile("testdata/emulate/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -87,14 +117,14 @@ func TestGEMVMMAEmulated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(dir, "gemv_mma")
-	if out, err := exec.Command(cxx, "-std=c++20", "-O1", "-pthread", "-w", "-fpermissive", "-o", bin, filepath.Join(dir, "gemv_mma.cpp")).CombinedOutput(); err != nil {
+	bin := filepath.Join(dir, "emulation")
+	if out, err := exec.Command(cxx, "-std=c++20", "-O1", "-pthread", "-w", "-fpermissive", "-o", bin, filepath.Join(dir, driver)).CombinedOutput(); err != nil {
 		t.Fatalf("building the emulation: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS") {
-		t.Fatalf("emulated tensor-core GEMV: %v\n%s", err, out)
+		t.Fatalf("emulated %s: %v\n%s", file, err, out)
 	}
 }

@@ -89,9 +89,10 @@ func checkQuantWeights(w, scales, biases graph.Spec, dt graph.DType, bits, group
 // of the weights exists.
 //
 // The kernel is qmatmul_<dt>_q<bits>. Its grid is one GEMV threadgroup
-// (GEMVRowsPerGroup outputs) per GEMVRowsPerGroup columns, by blocks of
-// QuantXRows rows of x, whose products a GPU kernel computes from one read
-// of each weight; the CPU kernel reads each weight once for all the rows.
+// (GEMVRowsPerGroup SIMD groups) per GEMVRowsPerGroup·w outputs, w the
+// outputs a SIMD group takes (quantWarpRows), by blocks of QuantXRows rows
+// of x, whose products a GPU kernel computes from one read of each weight;
+// the CPU kernel reads each weight once for all the rows.
 type QuantizedMatMul struct{ Bits, GroupSize int }
 
 // QuantXRows is the rows of x one threadgroup of the GPU quantized matmul
@@ -135,9 +136,26 @@ func (q QuantizedMatMul) Lower(l *Lowering) error {
 	x, w := l.Inputs[0], l.Inputs[1]
 	k := x.Shape[len(x.Shape)-1]
 	p := &QuantParams{M: uint32(x.Size() / k), N: uint32(w.Shape[0]), K: uint32(k), GroupSize: uint32(q.GroupSize)}
-	l.Dispatch(QuantKernel("qmatmul", x.DType, q.Bits), Dim3{Groups(int(p.N), GEMVRowsPerGroup), Groups(int(p.M), QuantXRows), 1},
+	wr := 1
+	if p.M == 1 {
+		wr = quantWarpRows(int(p.N), l.Caps)
+	}
+	l.Dispatch(QuantKernel("qmatmul", x.DType, q.Bits), Dim3{Groups(int(p.N), GEMVRowsPerGroup*wr), Groups(int(p.M), QuantXRows), 1},
 		Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0))
 	return nil
+}
+
+// quantWarpRows is the outputs a SIMD group of the quantized GEMV (one row
+// of x) takes for n outputs on a device of caps c: the most (1 or 2, up to
+// c.QuantWarpRows) that still leave four threadgroups a core, so that a
+// product of few outputs keeps its loads spread over every core while the
+// lm_head's 151,936 share each load of x.
+func quantWarpRows(n int, c Caps) int {
+	w := 1
+	for 2*w <= min(2, c.QuantWarpRows) && Groups(n, GEMVRowsPerGroup*2*w) >= 4*c.Cores {
+		w *= 2
+	}
+	return w
 }
 
 // Dequantize expands quantized weights to floats: packed weights (uint32
