@@ -20,7 +20,10 @@ import (
 // LOOM_QUANT_GROUP) at the Qwen3-0.6B shapes, 1,024 → 4,096 (QKV), 2,048 →
 // 1,024 (O), 1,024 → 6,144 (gate+up), 3,072 → 1,024 (down) and 1,024 →
 // 151,936 (the lm_head), at M = 1, 4 and 8, beside the bfloat16 product of
-// the same shape (the lowering's kernel). weight-GB/s counts the packed
+// the same shape (the lowering's kernel); and the gated product of the MLP
+// ("gated": x by the stacked gate and up weights 2·3,072 × 1,024 through
+// SiLU·mul, qmatmul_silu_mul) at M = 1, to set beside gate+up's matmul,
+// which silu_mul follows unfused. weight-GB/s counts the packed
 // codes plus the scales and biases, read-% is its share of the read
 // bandwidth measured first. LOOM_MATMUL_GRID forces the quantized grid's
 // width (any width gives the same results).
@@ -42,13 +45,22 @@ func BenchmarkQuantizedMatMul(b *testing.B) {
 	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s)", bw.Read, bw.Kernel)
 	const dt = graph.BFloat16
 	for _, sh := range []struct {
-		name string
-		n, k int
-	}{{"qkv", 4096, 1024}, {"o", 1024, 2048}, {"gate+up", 6144, 1024}, {"down", 1024, 3072}, {"lm_head", 151936, 1024}} {
+		name  string
+		n, k  int
+		gated bool
+	}{{"qkv", 4096, 1024, false}, {"o", 1024, 2048, false}, {"gate+up", 6144, 1024, false}, {"gated", 6144, 1024, true}, {"down", 1024, 3072, false},
+		{"lm_head", 151936, 1024, false}} {
 		for _, kind := range []string{"q4", "q8", "bf16"} {
 			bits := 0
 			if kind != "bf16" {
 				bits = int(kind[1] - '0')
+			}
+			ms := []int{1, 4, 8}
+			if sh.gated {
+				if bits == 0 {
+					continue // BenchmarkMatMulKernels has the bfloat16 gated GEMV
+				}
+				ms = ms[:1]
 			}
 			// The weights' buffers: codes, scales and biases (bfloat16: the matrix alone).
 			var sizes []int64
@@ -64,7 +76,7 @@ func BenchmarkQuantizedMatMul(b *testing.B) {
 			}
 			sets := int(max(1, (256<<20+wBytes-1)/wBytes))
 			var ws [][]runtime.Buffer // made by the first case that runs (-test.bench may skip all)
-			for _, m := range []int{1, 4, 8} {
+			for _, m := range ms {
 				b.Run(fmt.Sprintf("%s_%dx%dx%d/%s", sh.name, m, sh.n, sh.k, kind), func(b *testing.B) {
 					for i := len(ws); i < sets; i++ {
 						var set []runtime.Buffer
@@ -80,16 +92,23 @@ func BenchmarkQuantizedMatMul(b *testing.B) {
 					defer out.Release()
 					in := []graph.Spec{{DType: dt, Shape: []int{m, sh.k}}}
 					var prim primitives.Primitive = primitives.MatMul{TransposeB: true}
+					outN := sh.n
 					if bits == 0 {
 						in = append(in, graph.Spec{DType: dt, Shape: []int{sh.n, sh.k}})
 					} else {
 						prim = primitives.QuantizedMatMul{Bits: bits, GroupSize: group}
+						if sh.gated {
+							prim, outN = primitives.QuantizedMatMulSiLUMul{Bits: bits, GroupSize: group}, sh.n/2
+						}
 						in = append(in, graph.Spec{DType: graph.Uint32, Shape: []int{sh.n, sh.k * bits / 32}},
 							graph.Spec{DType: dt, Shape: []int{sh.n, sh.k / group}}, graph.Spec{DType: dt, Shape: []int{sh.n, sh.k / group}})
 					}
-					l := primitives.NewLowering(in, []graph.Spec{{DType: dt, Shape: []int{m, sh.n}}}, d.Caps())
+					l := primitives.NewLowering(in, []graph.Spec{{DType: dt, Shape: []int{m, outN}}}, d.Caps())
 					if err := prim.Lower(l); err != nil {
 						b.Fatal(err)
+					}
+					if len(l.Dispatches) != 1 {
+						b.Skipf("%d dispatches", len(l.Dispatches))
 					}
 					disp := l.Dispatches[0]
 					if g, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_GRID")); err == nil && bits != 0 {

@@ -32,8 +32,8 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // ops.QKNormRoPEKVWrite normalises, rotates and writes to the cache, and
 // the MLP's gate and up projections and their activation are
 // ops.GatedLinear. Quantized weights (Weights.Quant) go through
-// ops.QuantizedMatMul (the gated MLP as it and ops.SiLUMul, one dispatch
-// more), and a quantized embedding dequantises only the gathered rows.
+// ops.QuantizedMatMul (the gated MLP through ops.QuantizedGatedLinear),
+// and a quantized embedding dequantises only the gathered rows.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
@@ -93,8 +93,8 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		return ops.MatMulTransposed(x, w, false, true)
 	}
 	gatedLinear := func(x, w *graph.Array) *graph.Array {
-		if _, ok := quant[w]; ok {
-			return ops.SiLUMul(linear(x, w))
+		if q, ok := quant[w]; ok {
+			return ops.QuantizedGatedLinear(x, w, q.Scales, q.Biases, q.GroupSize, q.Bits)
 		}
 		return ops.GatedLinear(x, w)
 	}

@@ -122,6 +122,11 @@ type Caps struct {
 	// widening of it, where the outputs are many enough to keep four
 	// threadgroups a core; 0 or 1 means one.
 	QuantWarpRows int
+	// QuantGatedMaxRows is the most rows of x that QuantizedMatMulSiLUMul
+	// lowers to the one-dispatch gated kernel (qmatmul_silu_mul_<dt>_q<bits>);
+	// above it, or where it is 0, the quantized matmul goes to a scratch
+	// buffer and silu_mul reads it back.
+	QuantGatedMaxRows int
 	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
 	// to the sampling kernel's two passes (SampleFirst over many
 	// threadgroups per sequence, then SampleFinal), which only the CUDA

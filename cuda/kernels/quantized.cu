@@ -77,9 +77,15 @@ template <int BITS> __device__ __forceinline__ float code_f(u32 word, int i) {
 // the lanes' acc are then summed (warp_sum). So an output's bits depend on
 // K and the group size alone (batch invariance); the MSL twin sums in the
 // same order.
-template <typename T, int BITS, int W, int R>
+//
+// GATED (qmatmul_silu_mul, W = 2): the warp's two rows are the gate row n
+// and the up row N + n of output n, which takes their sums rounded to T
+// (as the matmul's outputs are) through silu_mul's formula.
+template <typename T, int BITS, int W, int R, bool GATED = false>
 __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p,
                              u32 m0, u32 rows) {
+  static_assert(!GATED || W == 2, "a gated output's two rows");
+  constexpr u32 OUTS = GATED ? 1 : W;  // outputs a warp's step
   constexpr u32 PER = 32 / BITS;
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const u32 words = p.K / PER, chunks = words / 4, groups = p.K / p.GroupSize;
@@ -87,11 +93,11 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   // tells whether every chunk can be one load (a weight bound at an
   // offset might not be aligned).
   const bool wvec = ((u64)w & 15) == 0, xvec = ((u64)x & 15) == 0;
-  for (u32 n0 = W * (blockIdx.x * LOOM_GEMV_ROWS + warp); n0 < p.N; n0 += W * LOOM_GEMV_ROWS * gridDim.x) {
+  for (u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp); n0 < p.N; n0 += OUTS * LOOM_GEMV_ROWS * gridDim.x) {
     // Rows past N read row N - 1 again (no branch in the loop) and store nothing.
     u32 rn[W];
 #pragma unroll
-    for (int j = 0; j < W; j++) rn[j] = min(n0 + j, p.N - 1);
+    for (int j = 0; j < W; j++) rn[j] = GATED ? j * p.N + min(n0, p.N - 1) : min(n0 + j, p.N - 1);
     float acc[W][R] = {};
     for (u32 c = lane; c < chunks; c += 32) {
       u32 ws[W][4];
@@ -143,13 +149,18 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
       }
     }
 #pragma unroll
-    for (int j = 0; j < W; j++) {
+    for (int r = 0; r < R; r++) {
+      if (r >= (int)rows) continue;
+      if (GATED) {
+        const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
+        const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
+        if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
+        continue;
+      }
 #pragma unroll
-      for (int r = 0; r < R; r++) {
-        if (r < (int)rows) {
-          const float sum = warp_sum(acc[j][r]);
-          if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
-        }
+      for (int j = 0; j < W; j++) {
+        const float sum = warp_sum(acc[j][r]);
+        if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
       }
     }
   }
@@ -193,6 +204,24 @@ __device__ __forceinline__ L2Span qmatmul_span(const u32* w, const QuantParams& 
   return L2Span{(const char*)w + r0 * row, bytes < QUANT_PREFETCH_BYTES ? bytes : QUANT_PREFETCH_BYTES};
 }
 
+// qmatmul_silu_mul: out[m, n] = SiLU(x[m]·w[n])·(x[m]·w[N + n]) for the N
+// outputs of the stacked gate and up weights [2N, K·BITS/32], a warp per
+// output (its gate and up rows, qmatmul_rows's GATED), a block per row of x.
+template <typename T, int BITS>
+__device__ void qmatmul_silu_mul(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p) {
+  if (blockIdx.y >= p.M) return;
+  qmatmul_rows<T, BITS, 2, 1, true>(x, w, scales, biases, out, p, blockIdx.y, 1);
+}
+
+// qmatmul_silu_mul_span is the block's gate (half 0) or up (half 1) code
+// rows, for its first row of x only.
+__device__ __forceinline__ L2Span qmatmul_silu_mul_span(const u32* w, const QuantParams& p, u32 bits, u32 half) {
+  const u32 r0 = blockIdx.x * LOOM_GEMV_ROWS;
+  if (blockIdx.y != 0 || r0 >= p.N) return L2Span{nullptr, 0};
+  const u64 row = (u64)p.K * bits / 8, bytes = (u64)min((u32)LOOM_GEMV_ROWS, p.N - r0) * row;
+  return L2Span{(const char*)w + ((u64)half * p.N + r0) * row, bytes < QUANT_PREFETCH_BYTES ? bytes : QUANT_PREFETCH_BYTES};
+}
+
 // dequantize: one thread per word of the N rows, writing its PER
 // elements scale·q + bias.
 template <typename T, int BITS>
@@ -214,6 +243,12 @@ __device__ void dequantize(const u32* w, const T* scales, const T* biases, T* ou
                                                        Status* status) {                                     \
     grid_dependency_wait(qmatmul_span(w, p, BITS));                                                          \
     qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                          \
+  }                                                                                                          \
+  extern "C" __global__ void qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
+                                                                const T* biases, T* out, const QuantParams p, \
+                                                                Status* status) {                              \
+    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));         \
+    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                   \
   }                                                                                                          \
   extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,  \
                                                           T* out, const QuantParams p, Status* status) {     \

@@ -3,8 +3,10 @@
 // reference on the dequantised weights; bit for bit the same with one and
 // two outputs a warp, on narrower grids that loop, with misaligned codes
 // and x (the element-at-a-time loads), and for each row of x alone (batch
-// invariance); and the code rows each block prefetches before
-// grid_dependency_wait. Prints PASS or FAIL and the first failures.
+// invariance); the gated kernel (qmatmul_silu_mul) bit for bit the
+// matmul's outputs through silu_mul's formula; and the code rows each
+// block prefetches before grid_dependency_wait. Prints PASS or FAIL and
+// the first failures.
 #include "quantized.cu.h"
 #include <random>
 static void launch(dim3 grid, const std::function<void()>& body) {
@@ -81,9 +83,38 @@ static std::vector<T> run(void (*kernel)(const T*, const u32*, const T*, const T
         diff < want.size() ? emuSeen[diff] : 0, diff < want.size() ? want[diff] : 0);
   return out;
 }
+// checkGated runs qmatmul_silu_mul on the first 2·(N/2) rows of q (the
+// gate rows, then the up rows) and compares it with the matmul's outputs
+// mm of those rows (rounded to T) through silu_mul's formula, bit for bit,
+// and the gate and up code rows each block prefetches.
 template <typename T>
-static void check(const char* dt, void (*kernel)(const T*, const u32*, const T*, const T*, T*, const QuantParams, Status*), unsigned M,
-                  unsigned N, unsigned K, unsigned bits, unsigned G) {
+static void checkGated(const char* dt, void (*kernel)(const T*, const u32*, const T*, const T*, T*, const QuantParams, Status*), const std::vector<T>& x,
+                       const QW<T>& q, const std::vector<T>& mm, unsigned M, unsigned N, unsigned K, unsigned bits, unsigned G) {
+  const unsigned N2 = N / 2, grid = (N2 + 7) / 8;
+  const size_t rowBytes = (size_t)K * bits / 8;
+  std::vector<T> out((size_t)M * N2, from<T>(12345.f));
+  QuantParams p{};
+  p.M = M, p.N = N2, p.K = K, p.GroupSize = G;
+  Status st{};
+  emu_weights(q.w.data(), (size_t)2 * N2 * rowBytes);
+  launch({grid, M, 1}, [&] { kernel(x.data(), q.w.data(), q.s.data(), q.b.data(), out.data(), p, &st); });
+  for (unsigned m = 0; m < M; m++)
+    for (unsigned j = 0; j < N2; j++) {
+      T want = from<T>(un_silu(F(mm[(size_t)m * N + j])) * F(mm[(size_t)m * N + N2 + j]));
+      CHECK(memcmp(&want, &out[(size_t)m * N2 + j], sizeof(T)) == 0, "%s q%u G=%u gated M=%u N=%u K=%u: out[%u][%u] = %g, want %g", dt, bits, G, M, N2, K, m, j,
+            F(out[(size_t)m * N2 + j]), F(want));
+    }
+  std::vector<unsigned char> want(emuSeen.size(), 0);
+  for (unsigned bx = 0; bx < grid; bx++) {
+    size_t r0 = (size_t)8 * bx, n = std::min<size_t>(std::min<size_t>(8, N2 - r0) * rowBytes, QUANT_PREFETCH_BYTES);
+    for (size_t half : {(size_t)0, (size_t)N2}) std::fill(want.begin() + (half + r0) * rowBytes, want.begin() + (half + r0) * rowBytes + n, 1);
+  }
+  CHECK(emuOutside == 0 && want == emuSeen, "%s q%u gated N=%u K=%u: the prefetched code rows differ from each block's gate and up rows", dt, bits, N2, K);
+}
+template <typename T>
+static void check(const char* dt, void (*kernel)(const T*, const u32*, const T*, const T*, T*, const QuantParams, Status*),
+                  void (*gated)(const T*, const u32*, const T*, const T*, T*, const QuantParams, Status*), unsigned M, unsigned N, unsigned K,
+                  unsigned bits, unsigned G) {
   auto q = quantized<T>(N, K, bits, G);
   auto x = rnd<T>((size_t)M * K);
   const unsigned one = (N + 7) / 8;
@@ -110,6 +141,16 @@ static void check(const char* dt, void (*kernel)(const T*, const u32*, const T*,
   same(run(kernel, x, q, M, N, K, bits, G, 3), "grid 3");
   same(run(kernel, x, q, M, N, K, bits, G, one, 1, 0), "codes misaligned");
   same(run(kernel, x, q, M, N, K, bits, G, one, 0, 1), "x misaligned");
+  if (N >= 2) {
+    // The gated kernel over the first 2·(N/2) rows, against the matmul's
+    // outputs of those rows (the same sums: rows are independent).
+    const unsigned N2 = N / 2;
+    QW<T> h{std::vector<unsigned>(q.w.begin(), q.w.begin() + (size_t)2 * N2 * K * bits / 32), std::vector<T>(q.s.begin(), q.s.begin() + (size_t)2 * N2 * K / G),
+            std::vector<T>(q.b.begin(), q.b.begin() + (size_t)2 * N2 * K / G)};
+    std::vector<T> mm((size_t)M * 2 * N2);
+    for (unsigned m = 0; m < M; m++) std::copy(base.begin() + (size_t)m * N, base.begin() + (size_t)m * N + 2 * N2, mm.begin() + (size_t)m * 2 * N2);
+    checkGated(dt, gated, x, h, mm, M, 2 * N2, K, bits, G);
+  }
   for (unsigned m : {0u, M - 1}) {
     std::vector<T> xr(x.begin() + (size_t)m * K, x.begin() + (size_t)(m + 1) * K);
     for (unsigned grid : {one, (N + 15) / 16}) {
@@ -124,8 +165,9 @@ int main() {
       {4, 9, 96, 8, 32}, {8, 300, 128, 4, 32}, {1, 300, 3072, 4, 64}, {2, 17, 64, 8, 64},
   };
   for (auto c : cases) {
-    check<float>("f32", c.bits == 4 ? qmatmul_f32_q4 : qmatmul_f32_q8, c.M, c.N, c.K, c.bits, c.G);
-    check<bf16_t>("bf16", c.bits == 4 ? qmatmul_bf16_q4 : qmatmul_bf16_q8, c.M, c.N, c.K, c.bits, c.G);
+    check<float>("f32", c.bits == 4 ? qmatmul_f32_q4 : qmatmul_f32_q8, c.bits == 4 ? qmatmul_silu_mul_f32_q4 : qmatmul_silu_mul_f32_q8, c.M, c.N, c.K, c.bits, c.G);
+    check<bf16_t>("bf16", c.bits == 4 ? qmatmul_bf16_q4 : qmatmul_bf16_q8, c.bits == 4 ? qmatmul_silu_mul_bf16_q4 : qmatmul_silu_mul_bf16_q8, c.M, c.N, c.K, c.bits,
+                  c.G);
     printf("M=%u N=%u K=%u q%u G=%u done, %d failures so far\n", c.M, c.N, c.K, c.bits, c.G, fails);
     fflush(stdout);
   }
