@@ -120,7 +120,9 @@ type Caps struct {
 	// quantized GEMV takes (QuantizedMatMul of one row of x; CUDA's kernel
 	// derives it from its grid): they share each load of x and each
 	// widening of it, where the outputs are many enough to keep four
-	// threadgroups a core; 0 or 1 means one.
+	// threadgroups a core; 0 or 1 means one. Above 1 it also says that the
+	// kernel loops over its outputs, so that the lowering caps its grid at
+	// four threadgroups a core.
 	QuantWarpRows int
 	// QuantGatedMaxRows is the most rows of x that QuantizedMatMulSiLUMul
 	// lowers to the one-dispatch gated kernel (qmatmul_silu_mul_<dt>_q<bits>);

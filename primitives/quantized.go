@@ -143,11 +143,17 @@ func (q QuantizedMatMul) Lower(l *Lowering) error {
 // by the quantized weights [n, k] (inputs 1 to 3) into out.
 func lowerQuantMatMul(l *Lowering, dt graph.DType, bits, groupSize, m, n, k int, out Ref) {
 	p := &QuantParams{M: uint32(m), N: uint32(n), K: uint32(k), GroupSize: uint32(groupSize)}
-	wr := 1
+	wr, grid := 1, Groups(n, GEMVRowsPerGroup)
 	if m == 1 {
 		wr = quantWarpRows(n, l.Caps)
 	}
-	l.Dispatch(QuantKernel("qmatmul", dt, bits), Dim3{Groups(n, GEMVRowsPerGroup*wr), Groups(m, QuantXRows), 1},
+	if l.Caps.QuantWarpRows > 1 {
+		// The kernel loops over its outputs, loading a step ahead: four
+		// blocks a core, all resident, each warp's loads overlapping its
+		// arithmetic, beat waves of blocks that load, then compute.
+		grid = min(Groups(n, GEMVRowsPerGroup*wr), 4*l.Caps.Cores)
+	}
+	l.Dispatch(QuantKernel("qmatmul", dt, bits), Dim3{grid, Groups(m, QuantXRows), 1},
 		Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), out)
 }
 

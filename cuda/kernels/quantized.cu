@@ -93,32 +93,52 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   // tells whether every chunk can be one load (a weight bound at an
   // offset might not be aligned).
   const bool wvec = ((u64)w & 15) == 0, xvec = ((u64)x & 15) == 0;
-  for (u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp); n0 < p.N; n0 += OUTS * LOOM_GEMV_ROWS * gridDim.x) {
-    // Rows past N read row N - 1 again (no branch in the loop) and store nothing.
-    u32 rn[W];
+  // A lane's steps over a row: chunk lane + 32·it of it (none past the
+  // row's chunks), the same count in every lane, so that the warp meets
+  // at each row's warp_sum.
+  const u32 steps = (chunks + 31) / 32, stride = OUTS * LOOM_GEMV_ROWS * gridDim.x;
+  u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp), it = 0;
+  if (n0 >= p.N) return;
+  // QStep is one step's codes, scales and biases of the W rows. The next
+  // step's are loaded before the current one's arithmetic, so that a
+  // warp's load latency overlaps its arithmetic (a grid of a few blocks a
+  // multiprocessor loops over the rows; with one step a warp, its loads
+  // and its arithmetic would run one after the other).
+  struct QStep {
+    u32 ws[W][4];
+    float s[W], b[W];
+  };
+  auto load = [&](QStep& st, u32 row0, u32 step) {
+    const u32 c = lane + 32 * step;
+    if (c >= chunks) return;
 #pragma unroll
-    for (int j = 0; j < W; j++) rn[j] = GATED ? j * p.N + min(n0, p.N - 1) : min(n0 + j, p.N - 1);
-    float acc[W][R] = {};
-    for (u32 c = lane; c < chunks; c += 32) {
-      u32 ws[W][4];
+    for (int j = 0; j < W; j++) {
+      // Rows past N read row N - 1 again and store nothing.
+      const u32 rn = GATED ? j * p.N + min(row0, p.N - 1) : min(row0 + j, p.N - 1);
+      const u32* wr = w + (u64)rn * words;
+      if (wvec) {
+        const uint4 v = __ldcs((const uint4*)wr + c);
+        st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
+      } else {
 #pragma unroll
-      for (int j = 0; j < W; j++) {
-        const u32* wr = w + (u64)rn[j] * words;
-        if (wvec) {
-          const uint4 v = __ldcs((const uint4*)wr + c);
-          ws[j][0] = v.x, ws[j][1] = v.y, ws[j][2] = v.z, ws[j][3] = v.w;
-        } else {
-#pragma unroll
-          for (int i = 0; i < 4; i++) ws[j][i] = wr[4 * c + i];
-        }
+        for (int i = 0; i < 4; i++) st.ws[j][i] = wr[4 * c + i];
       }
+      const u64 g = (u64)rn * groups + c * 4 * PER / p.GroupSize;
+      st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
+    }
+  };
+  QStep cur;
+  load(cur, n0, 0);
+  float acc[W][R] = {};
+  for (;;) {
+    u32 nn0 = n0, nit = it + 1;
+    if (nit == steps) nn0 += stride, nit = 0;
+    const bool more = nn0 < p.N;
+    QStep next;
+    if (more) load(next, nn0, nit);
+    const u32 c = lane + 32 * it;
+    if (c < chunks) {
       const u32 k0 = c * 4 * PER;
-      float s[W], b[W];
-#pragma unroll
-      for (int j = 0; j < W; j++) {
-        const u64 g = (u64)rn[j] * groups + k0 / p.GroupSize;
-        s[j] = load_f(scales, g), b[j] = load_f(biases, g);
-      }
       float qx[W][R] = {}, xs[R] = {};
 #pragma unroll
       for (int i = 0; i < 4; i++) {
@@ -126,7 +146,7 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
 #pragma unroll
         for (int j = 0; j < W; j++) {
 #pragma unroll
-          for (int e = 0; e < (int)PER; e++) q[j][e] = code_f<BITS>(ws[j][i], e);
+          for (int e = 0; e < (int)PER; e++) q[j][e] = code_f<BITS>(cur.ws[j][i], e);
         }
 #pragma unroll
         for (int r = 0; r < R; r++) {
@@ -145,24 +165,34 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
 #pragma unroll
       for (int j = 0; j < W; j++) {
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[j][r] = __fadd_rn(acc[j][r], __fmaf_rn(s[j], qx[j][r], __fmul_rn(b[j], xs[r])));
+        for (int r = 0; r < R; r++) acc[j][r] = __fadd_rn(acc[j][r], __fmaf_rn(cur.s[j], qx[j][r], __fmul_rn(cur.b[j], xs[r])));
       }
     }
+    if (nit == 0) {
+      // The row's steps are done: its sums.
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      if (r >= (int)rows) continue;
-      if (GATED) {
-        const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
-        const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
-        if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
-        continue;
+      for (int r = 0; r < R; r++) {
+        if (r >= (int)rows) continue;
+        if (GATED) {
+          const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
+          const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
+          if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
+          continue;
+        }
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+          const float sum = warp_sum(acc[j][r]);
+          if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
+        }
       }
 #pragma unroll
       for (int j = 0; j < W; j++) {
-        const float sum = warp_sum(acc[j][r]);
-        if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[j][r] = 0.0f;
       }
     }
+    if (!more) return;
+    cur = next, n0 = nn0, it = nit;
   }
 }
 
