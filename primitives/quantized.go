@@ -150,7 +150,8 @@ func lowerQuantMatMul(l *Lowering, dt graph.DType, bits, groupSize, m, n, k int,
 	if l.Caps.QuantWarpRows > 1 {
 		// The kernel loops over its outputs, loading a step ahead: four
 		// blocks a core, all resident, each warp's loads overlapping its
-		// arithmetic, beat waves of blocks that load, then compute.
+		// arithmetic, rather than waves of blocks that load, then compute
+		// (on an H100: 4 % off the 4-bit lm_head, 9 % off the 8-bit one).
 		grid = min(Groups(n, GEMVRowsPerGroup*wr), 4*l.Caps.Cores)
 	}
 	l.Dispatch(QuantKernel("qmatmul", dt, bits), Dim3{grid, Groups(m, QuantXRows), 1},
