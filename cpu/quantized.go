@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/loomrt/loom/graph"
@@ -32,6 +33,7 @@ func init() {
 	for _, dt := range primitives.MatMulDTypes {
 		for _, bits := range primitives.QuantBits {
 			mustRegister(primitives.QuantKernel("qmatmul", dt, bits), qmatmulKernel(dt, bits))
+			mustRegister(primitives.QuantKernel("qmatmul_silu_mul", dt, bits), qmatmulSiLUMulKernel(dt, bits))
 			mustRegister(primitives.QuantKernel("dequantize", dt, bits), dequantizeKernel(dt, bits))
 		}
 	}
@@ -257,6 +259,31 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			}
 		})
 		return nil
+	}
+}
+
+// qmatmulSiLUMulKernel is the quantized matmul by the stacked gate and up
+// weights into a scratch buffer, then silu_mul over it: the unfused
+// lowering's results bit for bit (the CPU lowers QuantizedMatMulSiLUMul
+// that way; this kernel serves a dispatch made for it all the same).
+func qmatmulSiLUMulKernel(dt graph.DType, bits int) Kernel {
+	qmatmul, siluMul := qmatmulKernel(dt, bits), siluMulKernel(dt)
+	return func(c *Call) error {
+		p := c.Params.(*primitives.QuantParams)
+		if len(c.Args) != 5 {
+			return fmt.Errorf("qmatmul_silu_mul: %d buffer arguments, want 5", len(c.Args))
+		}
+		gateUp := make([]byte, int(p.M)*2*int(p.N)*dt.Size())
+		mm := *c
+		mm.Args = append(slices.Clone(c.Args[:4]), Arg{Bytes: gateUp, Access: primitives.Write, Name: "out"})
+		mm.Params = &primitives.QuantParams{M: p.M, N: 2 * p.N, K: p.K, GroupSize: p.GroupSize}
+		if err := qmatmul(&mm); err != nil {
+			return err
+		}
+		sm := *c
+		sm.Args = []Arg{{Bytes: gateUp, Access: primitives.Read, Name: "a"}, c.Args[4]}
+		sm.Params = &primitives.SiLUMulParams{Rows: p.M, N: p.N}
+		return siluMul(&sm)
 	}
 }
 

@@ -77,7 +77,8 @@ const arenaBytes = 4096
 // replayed lists' execs was measured on an H100 (docs/BENCHMARKS.md). For
 // bisecting, the environment turns them off: LOOM_CUDA_GRAPHS=0,
 // LOOM_CUDA_REPLAY=0 (replayed lists go through the structure cache like
-// any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows).
+// any other), LOOM_CUDA_MMA=0, LOOM_CUDA_GATED_ROWS=0 (or N rows),
+// LOOM_CUDA_QUANT_GATED_ROWS=0 (Caps.QuantGatedMaxRows; or N rows).
 // LOOM_CUDA_PARTITIONS=keys/max sets split-KV attention's partitioning
 // (Caps.Partitions; 512/0 is the other devices'). For measurement, the
 // attention kernels (kernels/attention.cu) take
@@ -126,12 +127,11 @@ func Open() (*Device, error) {
 		// for up to its MatMulMMARows rows, as the matmul does.
 		d.caps.GatedGEMVMaxRows = primitives.MatMulMMARows
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_GATED_ROWS"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("cuda: LOOM_CUDA_GATED_ROWS=%q: want a number of rows ≥ 0", v)
-		}
-		d.caps.GatedGEMVMaxRows = n
+	if err := envRows("LOOM_CUDA_GATED_ROWS", &d.caps.GatedGEMVMaxRows); err != nil {
+		return nil, err
+	}
+	if err := envRows("LOOM_CUDA_QUANT_GATED_ROWS", &d.caps.QuantGatedMaxRows); err != nil {
+		return nil, err
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2 or 4 blocks a multiprocessor", v)
@@ -180,6 +180,21 @@ func Open() (*Device, error) {
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_PDL=%q: want 0 or 1", v)
 	}
 	return d, nil
+}
+
+// envRows sets *rows from the environment variable name where it is set:
+// a number of rows ≥ 0.
+func envRows(name string, rows *int) error {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("cuda: %s=%q: want a number of rows ≥ 0", name, v)
+	}
+	*rows = n
+	return nil
 }
 
 // SetPDL turns programmatic dependent launch on or off for the CUDA graphs
@@ -320,6 +335,11 @@ func (d *Device) describe() error {
 		// faster. Open raises it where the tensor-core kernel takes it.
 		GatedGEMVMaxRows: 8,
 		GEMVSplitK:       true,
+		QuantWarpRows:    2,
+		// The gated quantized GEMV takes a row of x a block (each reads
+		// the weights again): batch 1, where it took an H100's 4-bit
+		// decode step from 1.447 to 1.392 ms (docs/BENCHMARKS.md).
+		QuantGatedMaxRows: 1,
 	}
 	return nil
 }

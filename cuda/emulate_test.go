@@ -56,43 +56,72 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	// (the file's selection, at its end, is past the cut).
 	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n" +
 		"NORM_GEMV_KERNEL(f32, float)\nNORM_GATED_KERNEL(f32, float)\nNORM_GEMV_MMA_KERNEL(bf16, bf16_t)\nNORM_GATED_MMA_KERNEL(bf16, bf16_t)\n"
-	// The device-only statements (an asm string, its operands, the
-	// semicolon), each replaced by the host's form.
-	for _, r := range []struct {
-		re, with string
-	}{
+	emulate(t, "matmul.cu", "", src, "gemv_mma.cpp", []replacement{
 		{`asm\("ld\.global\.nc\.L1::no_allocate\.v4\.u32[^"]*"[^;]*;`, `v = *(const uint4*)(row + k);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma_bf16(d, a0, a1, a2, a3, b0, b1);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
-		{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort(); // float16 is not emulated`},
-	} {
-		re := regexp.MustCompile(r.re)
-		if !re.MatchString(src) {
-			t.Fatalf("matmul.cu: no statement matches %q; update the emulation", r.re)
-		}
-		src = re.ReplaceAllLiteralString(src, r.with)
-	}
-	if i := strings.Index(src, "asm("); i >= 0 {
-		t.Fatalf("matmul.cu has device assembly the emulation does not replace: %.80s", src[i:])
-	}
-	runEmulation(t, "emulated tensor-core GEMV", "matmul.cu.h", "#include \"shim.h\"\n"+strings.ReplaceAll(src, `extern "C"`, ""), "gemv_mma.cpp", "shim.h")
+		f16Unemulated,
+	})
 }
 
-// runEmulation writes a kernel file's host form as header (for the driver
-// to include) and the embedded testdata/emulate files, the driver first,
-// into a temporary folder, builds the driver with g++ and runs it, failing
-// the test unless it prints PASS.
-func runEmulation(t *testing.T, what, header, src string, files ...string) {
+// TestQuantizedEmulated runs the quantized matmul of kernels/quantized.cu
+// on the host the same way, driven by testdata/emulate/qmatmul.cpp:
+// float32 and bfloat16 x, 4- and 8-bit codes, groups of 32, 64 and 128,
+// awkward shapes, against a float64 reference on the dequantised weights;
+// bit for bit the same with one and two outputs a warp, on grids that
+// loop, with misaligned codes or x, and for each row of x alone; and the
+// code rows each block prefetches before grid_dependency_wait.
+func TestQuantizedEmulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 20 s of host threads")
+	}
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	emulate(t, "quantized.cu", "", files["quantized.cu"], "qmatmul.cpp", []replacement{f16Unemulated})
+}
+
+// replacement replaces a device-only statement (an asm string, its
+// operands, the semicolon) with the host's form.
+type replacement struct{ re, with string }
+
+// f16Unemulated is common.cuh's float16 conversion, which no emulation
+// takes.
+var f16Unemulated = replacement{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort(); // float16 is not emulated`}
+
+// emulate compiles src, a kernel file's source, with its device-only
+// statements replaced, after prelude (default: testdata/emulate/shim.h's
+// include) as <file>.h, which the driver includes, with g++ against the
+// embedded testdata/emulate files (shim.h, the driver, extra), and fails
+// unless the driver prints PASS.
+func emulate(t *testing.T, file, prelude, src, driver string, replace []replacement, extra ...string) {
 	t.Helper()
 	cxx, err := exec.LookPath("g++")
 	if err != nil {
 		t.Skipf("no g++ to build the emulation with: %v", err)
 	}
+	for _, r := range replace {
+		re := regexp.MustCompile(r.re)
+		if !re.MatchString(src) {
+			t.Fatalf("%s: no statement matches %q; update the emulation", file, r.re)
+		}
+		src = re.ReplaceAllLiteralString(src, r.with)
+	}
+	for _, asm := range []string{"asm(", "asm volatile(\"cp."} {
+		if i := strings.Index(src, asm); i >= 0 {
+			t.Fatalf("%s has device assembly the emulation does not replace: %.80s", file, src[i:])
+		}
+	}
+	if prelude == "" {
+		prelude = "#include \"shim.h\"\n"
+	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, header), []byte(src), 0o644); err != nil {
+	src = prelude + strings.ReplaceAll(src, `extern "C"`, "")
+	if err := os.WriteFile(filepath.Join(dir, file+".h"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
+	for _, f := range append([]string{"shim.h", driver}, extra...) {
 		b, err := emulateFiles.ReadFile("testdata/emulate/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -105,16 +134,16 @@ func runEmulation(t *testing.T, what, header, src string, files ...string) {
 	// The matmul kernels' tuning macros as the device compiles them
 	// (variants.go); the other kernels have none.
 	args := append([]string{"-std=c++20", "-O1", "-pthread", "-w", "-fpermissive"}, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
-	if out, err := exec.Command(cxx, append(args, "-o", bin, filepath.Join(dir, files[0]))...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(cxx, append(args, "-o", bin, filepath.Join(dir, driver))...).CombinedOutput(); err != nil {
 		t.Fatalf("building the emulation: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS") {
-		t.Fatalf("%s: %v\n%s", what, err, out)
+		t.Fatalf("emulated %s: %v\n%s", file, err, out)
 	}
-	t.Logf("%s: %s", what, strings.TrimSpace(string(out)))
+	t.Logf("emulated %s: %s", file, strings.TrimSpace(string(out)))
 }
 
 // TestPagedAttentionEmulated runs the split paged-attention kernel of
@@ -135,27 +164,14 @@ func TestPagedAttentionEmulated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := files["attention.cu"]
 	// The device-only statements, each replaced by the host's form (a
 	// float16 conversion aborts: the driver runs bfloat16 and float32).
-	for _, r := range []struct{ re, with string }{
+	replace := []replacement{
 		{`asm volatile\("cp\.async\.cg\.shared\.global[^"]*"[^;]*;`, `if (ok) memcpy(dst, src, 16); else memset(dst, 0, 16); (void)d;`},
 		{`asm volatile\("cp\.async\.commit_group;"\);`, ``},
 		{`asm volatile\("cp\.async\.wait_group[^"]*"[^;]*;`, ``},
-		{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 is not emulated`},
-	} {
-		re := regexp.MustCompile(r.re)
-		if !re.MatchString(src) {
-			t.Fatalf("attention.cu: no statement matches %q; update the emulation", r.re)
-		}
-		src = re.ReplaceAllLiteralString(src, r.with)
+		f16Unemulated,
 	}
-	for _, asm := range []string{"asm(", "asm volatile(\"cp."} {
-		if i := strings.Index(src, asm); i >= 0 {
-			t.Fatalf("attention.cu has device assembly the emulation does not replace: %.80s", src[i:])
-		}
-	}
-	src = strings.ReplaceAll(src, `extern "C"`, "")
 	for _, v := range []struct{ dtype, hs, define string }{
 		{"bf16", "128", ""}, {"bf16", "256", ""}, {"f32", "80", ""},
 		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
@@ -166,9 +182,9 @@ func TestPagedAttentionEmulated(t *testing.T) {
 			defines = "#define " + v.define + "\n"
 		}
 		t.Run(name, func(t *testing.T) {
-			header := fmt.Sprintf("#include \"attention_shim.h\"\n#define LOOM_ATTENTION_KERNEL ATTENTION_SPLIT\n#define LOOM_ATTENTION_DTYPE %s\n#define LOOM_ATTENTION_HS %s\n%s%s",
-				v.dtype, v.hs, defines, src)
-			runEmulation(t, "emulated paged attention "+name, "attention.cu.h", header, "attention.cpp", "attention_shim.h", "shim.h")
+			prelude := fmt.Sprintf("#include \"attention_shim.h\"\n#define LOOM_ATTENTION_KERNEL ATTENTION_SPLIT\n#define LOOM_ATTENTION_DTYPE %s\n#define LOOM_ATTENTION_HS %s\n%s",
+				v.dtype, v.hs, defines)
+			emulate(t, "attention.cu", prelude, files["attention.cu"], "attention.cpp", replace, "attention_shim.h")
 		})
 	}
 }

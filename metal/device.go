@@ -82,6 +82,8 @@ func newDevice(dev mtl.Device) (*Device, error) {
 		// The gated GEMV for one row (its weights are read once per row
 		// of x); checked in the emulation, not run on Apple hardware.
 		GatedGEMVMaxRows: 1,
+		// The quantized gated GEMV likewise; checked in the emulation.
+		QuantGatedMaxRows: 1,
 		// Rows of x the GEMV kernel takes (the small-M path on SIMD-group
 		// matrices, one weight read per 64 rows); checked in the
 		// emulation, not run on Apple hardware.

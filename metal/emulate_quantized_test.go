@@ -12,10 +12,11 @@ import (
 	"github.com/loomrt/loom/primitives"
 )
 
-// TestEmulatedQuantized runs the quantized matmul and dequantize kernels
-// on random codes, scales and biases against the CPU's.
+// TestEmulatedQuantized runs the quantized matmul, gated matmul and
+// dequantize kernels on random codes, scales and biases against the
+// CPU's (whose gated product is the matmul and silu_mul).
 func TestEmulatedQuantized(t *testing.T) {
-	emu, ref := emuRuntimes(t, kernelsWithPrefix("qmatmul_", "dequantize_")...)
+	emu, ref := emuRuntimes(t, kernelsWithPrefix("qmatmul_", "dequantize_", "silu_mul_", "copy_strided_")...)
 	for _, dt := range primitives.MatMulDTypes {
 		for _, c := range []struct{ bits, gs, m, n, k int }{{4, 32, 1, 13, 64}, {8, 64, 3, 9, 128}, {4, 128, 2, 5, 256}, {8, 32, 1, 7, 96}, {4, 32, 6, 11, 64}, {8, 64, 9, 3, 128}} {
 			quant := func(seed uint64) (x, w, s, b *graph.Array) {
@@ -41,6 +42,14 @@ func TestEmulatedQuantized(t *testing.T) {
 				x, w, s, b := quant(uint64(c.k))
 				return ops.QuantizedMatMul(x, w, s, b, c.gs, c.bits)
 			}, max(atol, qtol), rtol)
+			if c.n > 1 {
+				sameOnBoth(t, emu, ref, "qmatmul_silu_mul "+name, func() *graph.Array {
+					x, w, s, b := quant(uint64(c.k))
+					h := c.n / 2 * 2 // the stacked gate and up rows
+					rows := func(a *graph.Array) *graph.Array { return ops.Slice(a, []int{0, 0}, []int{h, a.Shape()[1]}) }
+					return ops.QuantizedGatedLinear(x, rows(w), rows(s), rows(b), c.gs, c.bits)
+				}, max(atol, qtol), rtol)
+			}
 			sameOnBoth(t, emu, ref, "dequantize "+name, func() *graph.Array {
 				_, w, s, b := quant(uint64(c.k))
 				return ops.Dequantize(w, s, b, c.gs, c.bits)

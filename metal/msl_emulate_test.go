@@ -62,7 +62,7 @@ func (emuDevice) Caps() primitives.Caps {
 	return primitives.Caps{Device: "metal", SIMDWidth: 32, MaxThreadsPerGroup: 1024, MaxSharedBytes: 32 << 10, Cores: 8, SplitKV: primitives.SplitKVGate{GroupsPerCore: 8, PerHead: true},
 		// Above the device's 1, so that the gated GEMV's rows of x are
 		// exercised too.
-		GatedGEMVMaxRows: 4,
+		GatedGEMVMaxRows: 4, QuantGatedMaxRows: 4,
 		// The device keeps partitions of 512 keys; these, as the CUDA
 		// device's but bounded lower, exercise rows whose partitions grow
 		// (primitives.AttentionPartitionKeys).

@@ -37,8 +37,8 @@ func (m *Model) Forward(tokens []int32, st *Step, cache *KVCache) *graph.Array {
 // where the device has a gated kernel for the step's tokens (the CPU: up
 // to primitives.MatMulSmallM), one more otherwise. Quantized weights
 // (Weights.Quant) go through ops.AddRMSNorm and ops.QuantizedMatMul (the
-// gated MLP as it and ops.SiLUMul, one dispatch more), and a quantized
-// embedding dequantises only the gathered rows.
+// gated MLP through ops.QuantizedGatedLinear), and a quantized embedding
+// dequantises only the gathered rows.
 func (m *Model) ForwardIDs(ids *graph.Array, st *Step, cache *KVCache) *graph.Array {
 	return m.forward(ids, st, m.newStepInputs(st), cache)
 }
@@ -98,8 +98,8 @@ func (m *Model) forward(ids *graph.Array, st *Step, in *stepInputs, cache *KVCac
 		return ops.MatMulTransposed(x, w, false, true)
 	}
 	gatedLinear := func(x, w *graph.Array) *graph.Array {
-		if _, ok := quant[w]; ok {
-			return ops.SiLUMul(linear(x, w))
+		if q, ok := quant[w]; ok {
+			return ops.QuantizedGatedLinear(x, w, q.Scales, q.Biases, q.GroupSize, q.Bits)
 		}
 		return ops.GatedLinear(x, w)
 	}

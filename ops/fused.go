@@ -63,6 +63,17 @@ func addRMSNormLinear(pc uintptr, p primitives.AddRMSNormLinear, x, delta, normW
 	return outs[0], outs[1]
 }
 
+// QuantizedGatedLinear is GatedLinear with quantized weights: x [..., K]
+// by the stacked gate and up weights in MLX's affine format (w uint32 [2N,
+// K·bits/32], the gate rows then the up rows, scales and biases [2N,
+// K/groupSize] of x's dtype; see QuantizedMatMul) gives SiLU(x·gate)·(x·up),
+// [..., N]. It is QuantizedMatMul followed by SiLUMul, with the same
+// results on the CPU, in one dispatch where the device has the gated
+// kernel for the rows of x (see primitives.QuantizedMatMulSiLUMul).
+func QuantizedGatedLinear(x, w, scales, biases *graph.Array, groupSize, bits int) *graph.Array {
+	return apply1(graph.Caller(0), primitives.QuantizedMatMulSiLUMul{Bits: bits, GroupSize: groupSize}, x, w, scales, biases)
+}
+
 // QKNorm describes the query and key heads of QKNormRoPEKVWrite: the
 // number of query heads, the RMSNorm weights of each query and each key
 // head ([head_size]) and their eps, and the RoPE base.

@@ -38,8 +38,10 @@ func TestQuantizedMatMul(t *testing.T) {
 		for _, gs := range []int{32, 64, 128} {
 			// M = 1 runs the GEMV kernel: 2 groups (one short block), and
 			// 19 groups (two blocks of 8 and a short one) over more rows
-			// than one call of its micro-kernel takes
-			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 19}, {3, 37, 3}, {17, 37, 3}} {
+			// than one call of its micro-kernel takes; 8,500 outputs are
+			// enough for the CUDA kernel's warps to take two each on 132
+			// multiprocessors (Caps.QuantWarpRows), the last warp one
+			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 19}, {1, 8499, 2}, {3, 37, 3}, {17, 37, 3}} {
 				m, n, k := c.m, c.n, c.groups*gs
 				dt := floatDTypes[i%3]
 				i++
@@ -228,6 +230,56 @@ func TestQuantizedEmpty(t *testing.T) {
 		tg.Eval(t, outs...)
 		for i, want := range [][]int{{0, 3}, {1, 0}, {0, 64}} {
 			checkShape(t, outs[i].Spec(), graph.Float32, want...)
+		}
+	}
+}
+
+// TestQuantizedGatedLinear checks QuantizedGatedLinear against
+// QuantizedMatMul followed by SiLUMul on each target, bit for bit (the
+// gated kernel's sums are the matmul's, rounded to the dtype, through
+// silu_mul's formula), and the float64 reference loosely.
+func TestQuantizedGatedLinear(t *testing.T) {
+	i := 0
+	for _, bits := range []int{4, 8} {
+		for _, gs := range []int{32, 64, 128} {
+			// 8,499 outputs: two thousand blocks of 8 and a short one.
+			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 3}, {1, 8499, 1}, {2, 37, 3}} {
+				m, n, k := c.m, c.n, c.groups*gs
+				dt := floatDTypes[i%3]
+				i++
+				t.Run(fmt.Sprintf("%s/q%d/g%d/M%d/N%d/K%d", dt, bits, gs, m, n, k), func(t *testing.T) {
+					q, deq := quantCase(t, uint64(i), dt, 2*n, k, bits, gs)
+					x, xr := randFloats(uint64(200+i), dt, m*k, -1, 1)
+					mm, _ := refQuantMatMul(q, xr, deq, m)
+					for _, tg := range loomtest.Targets(t) {
+						w, s, b := q.Arrays()
+						xa := graph.FromFloat32sAs(dt, x, m, k)
+						fused, unfused := ops.QuantizedGatedLinear(xa, w, s, b, gs, bits), ops.SiLUMul(ops.QuantizedMatMul(xa, w, s, b, gs, bits))
+						tg.Eval(t, fused, unfused)
+						fb, err := fused.Bytes()
+						if err != nil {
+							t.Fatal(err)
+						}
+						ub, err := unfused.Bytes()
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !bytes.Equal(fb, ub) {
+							t.Fatalf("%s: the gated product differs from the matmul and silu_mul bit for bit", tg.Name)
+						}
+						checkShape(t, fused.Spec(), dt, m, n)
+						got := graph.DecodeFloat64s(dt, fb)
+						for e := range got {
+							r, j := e/n, e%n
+							g, u := mm[r*2*n+j], mm[r*2*n+n+j]
+							want := g / (1 + math.Exp(-g)) * u
+							if d := math.Abs(got[e] - want); !(d <= 0.05*math.Abs(want)+0.02) {
+								t.Fatalf("%s: element [%d, %d]: got %v, want %v", tg.Name, r, j, got[e], want)
+							}
+						}
+					}
+				})
+			}
 		}
 	}
 }

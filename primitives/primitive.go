@@ -124,6 +124,19 @@ type Caps struct {
 	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
 	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
 	GEMVStream bool
+	// QuantWarpRows is the most outputs (up to 2) one SIMD group of the
+	// quantized GEMV takes (QuantizedMatMul of one row of x; CUDA's kernel
+	// derives it from its grid): they share each load of x and each
+	// widening of it, where the outputs are many enough to keep four
+	// threadgroups a core; 0 or 1 means one. Above 1 it also says that the
+	// kernel loops over its outputs, so that the lowering caps its grid at
+	// four threadgroups a core.
+	QuantWarpRows int
+	// QuantGatedMaxRows is the most rows of x that QuantizedMatMulSiLUMul
+	// lowers to the one-dispatch gated kernel (qmatmul_silu_mul_<dt>_q<bits>);
+	// above it, or where it is 0, the quantized matmul goes to a scratch
+	// buffer and silu_mul reads it back.
+	QuantGatedMaxRows int
 	// SampleSplit lowers a sampling over more than SampleGroupElems tokens
 	// to the sampling kernel's two passes (SampleFirst over many
 	// threadgroups per sequence, then SampleFinal), which only the CUDA

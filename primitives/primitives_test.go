@@ -81,6 +81,9 @@ func coreCases() []lowerCase {
 		for _, bits := range primitives.QuantBits {
 			add(primitives.QuantizedMatMul{Bits: bits, GroupSize: 32}, spec(dt, 3, 64), spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
 			add(primitives.Dequantize{Bits: bits, GroupSize: 32}, spec(graph.Uint32, 5, 64*bits/32), spec(dt, 5, 2), spec(dt, 5, 2))
+			for _, m := range []int{1, 3} { // the gated kernel, and the matmul and silu_mul
+				add(primitives.QuantizedMatMulSiLUMul{Bits: bits, GroupSize: 32}, spec(dt, m, 64), spec(graph.Uint32, 6, 64*bits/32), spec(dt, 6, 2), spec(dt, 6, 2))
+			}
 		}
 	}
 	for _, dt := range primitives.MatMulDTypes {
@@ -113,7 +116,7 @@ func lower(t *testing.T, c lowerCase) *primitives.Lowering {
 	if err != nil {
 		t.Fatalf("%s %v: %v", c.prim.Name(), c.in, err)
 	}
-	l := primitives.NewLowering(c.in, outs, primitives.Caps{Device: "test", SIMDWidth: 32, MaxThreadsPerGroup: 1024, Cores: 8})
+	l := primitives.NewLowering(c.in, outs, primitives.Caps{Device: "test", SIMDWidth: 32, MaxThreadsPerGroup: 1024, Cores: 8, QuantGatedMaxRows: 1})
 	if err := c.prim.Lower(l); err != nil {
 		t.Fatalf("%s %v: lowering: %v", c.prim.Name(), c.in, err)
 	}

@@ -89,9 +89,10 @@ func checkQuantWeights(w, scales, biases graph.Spec, dt graph.DType, bits, group
 // of the weights exists.
 //
 // The kernel is qmatmul_<dt>_q<bits>. Its grid is one GEMV threadgroup
-// (GEMVRowsPerGroup outputs) per GEMVRowsPerGroup columns, by blocks of
-// QuantXRows rows of x, whose products a GPU kernel computes from one read
-// of each weight; the CPU kernel reads each weight once for all the rows.
+// (GEMVRowsPerGroup SIMD groups) per GEMVRowsPerGroup·w outputs, w the
+// outputs a SIMD group takes (quantWarpRows), by blocks of QuantXRows rows
+// of x, whose products a GPU kernel computes from one read of each weight;
+// the CPU kernel reads each weight once for all the rows.
 type QuantizedMatMul struct{ Bits, GroupSize int }
 
 // QuantXRows is the rows of x one threadgroup of the GPU quantized matmul
@@ -134,9 +135,86 @@ func (q QuantizedMatMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
 func (q QuantizedMatMul) Lower(l *Lowering) error {
 	x, w := l.Inputs[0], l.Inputs[1]
 	k := x.Shape[len(x.Shape)-1]
-	p := &QuantParams{M: uint32(x.Size() / k), N: uint32(w.Shape[0]), K: uint32(k), GroupSize: uint32(q.GroupSize)}
-	l.Dispatch(QuantKernel("qmatmul", x.DType, q.Bits), Dim3{Groups(int(p.N), GEMVRowsPerGroup), Groups(int(p.M), QuantXRows), 1},
-		Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0))
+	lowerQuantMatMul(l, x.DType, q.Bits, q.GroupSize, x.Size()/k, w.Shape[0], k, Out(0))
+	return nil
+}
+
+// lowerQuantMatMul dispatches qmatmul_<dt>_q<bits> for x [m, k] (input 0)
+// by the quantized weights [n, k] (inputs 1 to 3) into out.
+func lowerQuantMatMul(l *Lowering, dt graph.DType, bits, groupSize, m, n, k int, out Ref) {
+	p := &QuantParams{M: uint32(m), N: uint32(n), K: uint32(k), GroupSize: uint32(groupSize)}
+	wr, grid := 1, Groups(n, GEMVRowsPerGroup)
+	if m == 1 {
+		wr = quantWarpRows(n, l.Caps)
+	}
+	if l.Caps.QuantWarpRows > 1 {
+		// The kernel loops over its outputs, loading a step ahead: four
+		// blocks a core, all resident, each warp's loads overlapping its
+		// arithmetic, rather than waves of blocks that load, then compute
+		// (on an H100: 4 % off the 4-bit lm_head, 9 % off the 8-bit one).
+		grid = min(Groups(n, GEMVRowsPerGroup*wr), 4*l.Caps.Cores)
+	}
+	l.Dispatch(QuantKernel("qmatmul", dt, bits), Dim3{grid, Groups(m, QuantXRows), 1},
+		Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), out)
+}
+
+// quantWarpRows is the outputs a SIMD group of the quantized GEMV (one row
+// of x) takes for n outputs on a device of caps c: the most (1 or 2, up to
+// c.QuantWarpRows) that still leave four threadgroups a core, so that a
+// product of few outputs keeps its loads spread over every core while the
+// lm_head's 151,936 share each load of x.
+func quantWarpRows(n int, c Caps) int {
+	w := 1
+	for 2*w <= min(2, c.QuantWarpRows) && Groups(n, GEMVRowsPerGroup*2*w) >= 4*c.Cores {
+		w *= 2
+	}
+	return w
+}
+
+// QuantizedMatMulSiLUMul is MatMulSiLUMul with quantized weights: x
+// [..., K] by the stacked gate and up weights (packed [2N, K·Bits/32], the
+// gate rows then the up rows, with their scales and biases [2N,
+// K/GroupSize]) gives out[..., j] = SiLU(x·w[j])·(x·w[N+j]), [..., N]. It
+// is QuantizedMatMul followed by SiLUMul, bit for bit on the CPU: each dot
+// product is summed as the quantized matmul sums it and rounded to x's
+// dtype, then SiLU and the product are evaluated as SiLUMul evaluates
+// them.
+//
+// Lowering emits one dispatch (qmatmul_silu_mul_<dt>_q<bits>: a SIMD group
+// per output takes its gate and up rows together, a threadgroup's rows of
+// x one) where x has at most Caps.QuantGatedMaxRows rows; otherwise the
+// quantized matmul into a scratch buffer and silu_mul.
+type QuantizedMatMulSiLUMul struct{ Bits, GroupSize int }
+
+func (q QuantizedMatMulSiLUMul) Name() string { return "quantized_matmul_silu_mul" }
+
+func (q QuantizedMatMulSiLUMul) Outputs(in []graph.Spec) ([]graph.Spec, error) {
+	out, err := QuantizedMatMul(q).Outputs(in)
+	if err != nil {
+		return nil, err
+	}
+	if in[1].Shape[0]%2 != 0 {
+		return nil, fmt.Errorf("packed weights %v must be [2N, K·bits/32]: the gate rows, then as many up rows", in[1].Shape)
+	}
+	out[0].Shape[len(out[0].Shape)-1] /= 2
+	return out, nil
+}
+
+func (q QuantizedMatMulSiLUMul) Lower(l *Lowering) error {
+	x, w := l.Inputs[0], l.Inputs[1]
+	dt, k, n := x.DType, x.Shape[len(x.Shape)-1], w.Shape[0]/2
+	m := x.Size() / k
+	if m <= l.Caps.QuantGatedMaxRows {
+		p := &QuantParams{M: uint32(m), N: uint32(n), K: uint32(k), GroupSize: uint32(q.GroupSize)}
+		l.Dispatch(QuantKernel("qmatmul_silu_mul", dt, q.Bits), Dim3{Groups(n, GEMVRowsPerGroup), m, 1},
+			Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0))
+		l.Count("quantized_matmul_silu_mul.fused", 1)
+		return nil
+	}
+	gateUp := l.NewScratch(int64(m) * int64(2*n) * int64(dt.Size()))
+	lowerQuantMatMul(l, dt, q.Bits, q.GroupSize, m, 2*n, k, gateUp)
+	lowerSiLUMul(l, dt, m, n, gateUp, Out(0))
+	l.Count("quantized_matmul_silu_mul.unfused", 1)
 	return nil
 }
 
@@ -186,6 +264,7 @@ func init() {
 		for _, bits := range QuantBits {
 			register(
 				KernelSpec{Name: QuantKernel("qmatmul", dt, bits), Args: []ArgSpec{R("x"), R("w"), R("scales"), R("biases"), W("out")}, Params: (*QuantParams)(nil)},
+				KernelSpec{Name: QuantKernel("qmatmul_silu_mul", dt, bits), Args: []ArgSpec{R("x"), R("w"), R("scales"), R("biases"), W("out")}, Params: (*QuantParams)(nil)},
 				KernelSpec{Name: QuantKernel("dequantize", dt, bits), Args: []ArgSpec{R("w"), R("scales"), R("biases"), W("out")}, Params: (*QuantParams)(nil)},
 			)
 		}

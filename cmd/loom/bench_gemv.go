@@ -10,10 +10,12 @@ import (
 	"github.com/loomrt/loom/cpu"
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/internal/loombench"
+	"github.com/loomrt/loom/ops"
+	"github.com/loomrt/loom/runtime"
 )
 
 func init() {
-	benchmarks["gemv"] = benchmark{"decode matmul x[1,K]·Wᵀ on the CPU, float or quantized weights (weight GB/s beside measured memory bandwidth)", benchGemv}
+	benchmarks["gemv"] = benchmark{"decode matmul x[1,K]·Wᵀ on the CPU or CUDA, float or quantized weights (weight GB/s beside measured memory bandwidth)", benchGemv}
 }
 
 // gemvResult is one dtype's line of `loom bench gemv -json`.
@@ -26,9 +28,11 @@ type gemvResult struct {
 	BestMS     float64 `json:"best_ms"`
 	MedianMS   float64 `json:"median_ms"`
 	GBs        float64 `json:"gbps"`              // bytes / best time
-	ReadGBs    float64 `json:"read_gbps"`         // the best read bandwidth measured in turns with the product
+	ReadGBs    float64 `json:"read_gbps"`         // the best read bandwidth measured in turns with the product (CUDA: the GPU's, measured before the run)
 	MachineGBs float64 `json:"machine_read_gbps"` // the read bandwidth measured before the run
 	OfRead     float64 `json:"of_read"`           // gbps / read_gbps
+	Device     string  `json:"device"`            // cpu or cuda
+	Sets       int     `json:"weight_sets,omitempty"`
 }
 
 // gemvDType is a dtype of the benchmark: a float dtype, or quantized
@@ -48,6 +52,7 @@ func benchGemv(args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object a dtype, one a line")
 	transB := fs.Bool("tb", true, "W stored [N, K] (the layout of linear-layer weights); false: [K, N]")
 	reps := fs.Int("reps", 30, "timed runs per dtype (best and median are printed)")
+	device := fs.String("device", "cpu", "cpu, or cuda: each timed run is one Eval of products by copies of the weights that together pass 256 MB (so that they come from memory, not the 50 MB L2), every kernel timed on the GPU (the kernel profile)")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -63,6 +68,16 @@ func benchGemv(args []string) error {
 			}
 			dts = append(dts, gemvDType{dt[0].String(), dt[0], 0})
 		}
+	}
+	switch *device {
+	case "cpu":
+	case "cuda":
+		if !*transB {
+			return fmt.Errorf("-device cuda: the weights are stored [N, K]; drop -tb=false")
+		}
+		return benchGemvCUDA(dts, *n, *k, *groupSize, *reps, *asJSON)
+	default:
+		return fmt.Errorf("-device %q: want cpu or cuda", *device)
 	}
 	rt, workers, err := cpuRuntime()
 	if err != nil {
@@ -114,7 +129,7 @@ func benchGemv(args []string) error {
 		gbs := bytes / t[0].Best.Seconds() / 1e9
 		if *asJSON {
 			r := gemvResult{DType: d.name, N: *n, K: *k, Bytes: int64(bytes), BestMS: ms(t[0].Best), MedianMS: ms(t[0].Median),
-				GBs: gbs, ReadGBs: read, MachineGBs: bw.Read, OfRead: gbs / read}
+				GBs: gbs, ReadGBs: read, MachineGBs: bw.Read, OfRead: gbs / read, Device: "cpu"}
 			if d.bits != 0 {
 				r.GroupSize = *groupSize
 			}
@@ -127,6 +142,126 @@ func benchGemv(args []string) error {
 		}
 		fmt.Printf("  %-9s W %5.1f MiB %7.3f ms (%.3f ms)  %5.1f GB/s  %3.0f%% of read, %3.0f%% of copy; read in turns %.1f GB/s: %3.0f%%\n",
 			d.name, bytes/(1<<20), ms(t[0].Best), ms(t[0].Median), gbs, 100*gbs/bw.Read, 100*gbs/bw.Copy, read, 100*gbs/read)
+	}
+	return nil
+}
+
+// benchGemvCUDA is benchGemv on the CUDA device. A timed run is one Eval
+// of max(sets, 16) products x[1, K]·Wᵀ, W taking turns among sets copies
+// of the weights that together pass 256 MB; the kernel profile times each
+// launch on the GPU with the launches queued back to back (the host's
+// launch time and the Eval's wait are outside), and a run's figure is its
+// launches' mean.
+func benchGemvCUDA(dts []gemvDType, n, k, groupSize, reps int, asJSON bool) error {
+	dev, err := openCUDA()
+	if err != nil {
+		return err
+	}
+	rt, err := runtime.New(dev, runtime.Options{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	bw, err := deviceBandwidth("cuda")
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		fmt.Printf("GEMV x[1,%d]·W[%d,%d]ᵀ on CUDA, each launch timed on the GPU (kernel profile), best (median) of %d Evals:\n", k, n, k, reps)
+		fmt.Printf("  device memory bandwidth: read %.1f GB/s, copy %.1f GB/s (loom bench membw -device cuda)\n", bw.Read, bw.Copy)
+	}
+	x, err := loombench.Operand(rt, graph.BFloat16, 1, 1, k)
+	if err != nil {
+		return err
+	}
+	for _, d := range dts {
+		// product(i) is the product by copy i of the weights.
+		var product func(i int) *graph.Array
+		var bytes int64
+		var sets int
+		xd := x
+		if d.dt != graph.BFloat16 {
+			if xd, err = loombench.Operand(rt, d.dt, 1, 1, k); err != nil {
+				return err
+			}
+		}
+		if d.bits != 0 {
+			var qs []loombench.Quantized
+			for len(qs) == 0 || int64(len(qs))*qs[0].Bytes() < 256<<20 {
+				q, err := loombench.QuantizedOperands(rt, d.dt, d.bits, groupSize, n, k, uint64(7+8*len(qs)))
+				if err != nil {
+					return err
+				}
+				qs = append(qs, q)
+			}
+			product, bytes, sets = func(i int) *graph.Array { return qs[i%len(qs)].MatMul(xd) }, qs[0].Bytes(), len(qs)
+		} else {
+			var ws []*graph.Array
+			bytes = int64(n) * int64(k) * int64(d.dt.Size())
+			for len(ws) == 0 || int64(len(ws))*bytes < 256<<20 {
+				w, err := loombench.Operand(rt, d.dt, uint64(2+len(ws)), n, k)
+				if err != nil {
+					return err
+				}
+				ws = append(ws, w)
+			}
+			product, sets = func(i int) *graph.Array { return ops.MatMulTransposed(xd, ws[i%len(ws)], false, true) }, len(ws)
+		}
+		launches := max(sets, 16)
+		run := func() error {
+			outs := make([]*graph.Array, launches)
+			for i := range outs {
+				outs[i] = product(i)
+			}
+			return rt.Eval(outs...)
+		}
+		if err := run(); err != nil { // compiles the kernel and plans the Eval
+			return err
+		}
+		var times []time.Duration
+		for range reps {
+			if err := startKernelProfile(); err != nil {
+				return err
+			}
+			err := run()
+			ks, perr := stopKernelProfile()
+			if err != nil {
+				return err
+			}
+			if perr != nil {
+				return perr
+			}
+			var sum time.Duration
+			var count int64
+			for _, kt := range ks {
+				if strings.Contains(kt.Name, "matmul") {
+					sum += kt.Time
+					count += kt.Launches
+				}
+			}
+			if count != int64(launches) {
+				return fmt.Errorf("%s: the profile counted %d matmul launches, want %d", d.name, count, launches)
+			}
+			times = append(times, sum/time.Duration(count))
+		}
+		median := loombench.Median(times) // sorts times
+		best := times[0]
+		gbs := float64(bytes) / best.Seconds() / 1e9
+		if asJSON {
+			r := gemvResult{DType: d.name, N: n, K: k, Bytes: bytes, BestMS: ms(best), MedianMS: ms(median),
+				GBs: gbs, ReadGBs: bw.Read, MachineGBs: bw.Read, OfRead: gbs / bw.Read, Device: "cuda", Sets: sets}
+			if d.bits != 0 {
+				r.GroupSize = groupSize
+			}
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(b))
+			continue
+		}
+		fmt.Printf("  %-9s W %6.1f MiB ×%d %8.2f µs (%.2f µs)  %7.1f GB/s  %3.0f%% of read %.0f GB/s\n",
+			d.name, float64(bytes)/(1<<20), sets, float64(best.Nanoseconds())/1e3, float64(median.Nanoseconds())/1e3, gbs, 100*gbs/bw.Read, bw.Read)
 	}
 	return nil
 }

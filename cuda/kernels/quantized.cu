@@ -3,61 +3,253 @@
 // little-endian bit stream (code i of a word in bits [i·BITS, i·BITS+BITS)),
 // and a scale and a bias of T per group of GroupSize elements of a row.
 
-// qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). Warp w of the block
-// computes output n = LOOM_GEMV_ROWS·blockIdx.x + w for the
-// LOOM_QUANT_X_ROWS rows of x from LOOM_QUANT_X_ROWS·blockIdx.y: its lanes
-// stride over the row's words 16 bytes at a time (coalesced; a row is a
-// whole number of 16-byte chunks, as K is a multiple of 32, and every
-// chunk lies in one group; one load a chunk where the buffer is 16-byte
-// aligned), each chunk's codes dequantised in registers
-// once for all the rows, as scale·Σ q·x + bias·Σ x, in float32.
+// Floats16<T> widens 32-bit words of packed T to floats, two elements a
+// word for the 16-bit types.
+template <typename T> struct Floats16;
+template <> struct Floats16<float> {
+  static constexpr int per = 1;
+  static __device__ __forceinline__ void widen(u32 u, float* v) { v[0] = __uint_as_float(u); }
+};
+template <> struct Floats16<bf16_t> {
+  static constexpr int per = 2;
+  static __device__ __forceinline__ void widen(u32 u, float* v) {
+    v[0] = __uint_as_float(u << 16);
+    v[1] = __uint_as_float(u & 0xffff0000u);
+  }
+};
+template <> struct Floats16<half_t> {
+  static constexpr int per = 2;
+  static __device__ __forceinline__ void widen(u32 u, float* v) {
+    v[0] = f16_to_f32((u16)(u & 0xffffu));
+    v[1] = f16_to_f32((u16)(u >> 16));
+  }
+};
+
+// load_x sets v to the E elements of x at p as floats: with loads of 8 or
+// 16 bytes where vec (x is 16-byte aligned: rows of K elements, K a
+// multiple of 32, and p a whole number of E-element steps into a row keep
+// every load aligned), else an element at a time. The lanes of a warp read
+// 32 different places of x, so that one load of 2 bytes a lane would take
+// the L1 many times more passes than one of 16.
+template <typename T, int E> __device__ __forceinline__ void load_x(const T* p, bool vec, float (&v)[E]) {
+  constexpr int WORDS = E * (int)sizeof(T) / 4;
+  static_assert(WORDS % 2 == 0, "whole 8-byte loads");
+  if (!vec) {
+#pragma unroll
+    for (int i = 0; i < E; i++) v[i] = load_f(p, i);
+    return;
+  }
+  u32 u[WORDS];
+  if (WORDS % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < WORDS / 4; i++) {
+      const uint4 t = __ldg((const uint4*)p + i);
+      u[4 * i] = t.x, u[4 * i + 1] = t.y, u[4 * i + 2] = t.z, u[4 * i + 3] = t.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < WORDS / 2; i++) {
+      const uint2 t = __ldg((const uint2*)p + i);
+      u[2 * i] = t.x, u[2 * i + 1] = t.y;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < WORDS; i++) Floats16<T>::widen(u[i], v + i * Floats16<T>::per);
+}
+
+// code_f is code i of word as a float, exactly: the code in the low bits of
+// 2^23's mantissa, less 2^23 (two instructions; a conversion instruction
+// runs at a quarter of the rate of the arithmetic on sm_90).
+template <int BITS> __device__ __forceinline__ float code_f(u32 word, int i) {
+  return __fsub_rn(__uint_as_float(((word >> (BITS * i)) & ((1u << BITS) - 1u)) | 0x4b000000u), 8388608.0f);
+}
+
+// qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). Warp w of block b
+// takes W consecutive outputs from n = W·(LOOM_GEMV_ROWS·b + w) (then
+// grid-strides, for a grid of any width) for the R ≤ LOOM_QUANT_X_ROWS rows
+// of x from m0: its lanes stride over the rows' words 16 bytes at a time
+// (coalesced; a row is a whole number of 16-byte chunks, as K is a multiple
+// of 32, and every chunk lies in one group; one load a chunk where w is
+// 16-byte aligned), the W rows' chunks in flight together. Per chunk, in
+// float32 and in this order for every output whatever W, R and the grid,
+// each code is widened once for all R rows of x, and each x once for the W
+// rows: qx = Σ q·x, xs = Σ x (in order of k), acc += scale·qx + bias·xs;
+// the lanes' acc are then summed (warp_sum). So an output's bits depend on
+// K and the group size alone (batch invariance); the MSL twin sums in the
+// same order.
+//
+// GATED (qmatmul_silu_mul, W = 2): the warp's two rows are the gate row n
+// and the up row N + n of output n, which takes their sums rounded to T
+// (as the matmul's outputs are) through silu_mul's formula.
+template <typename T, int BITS, int W, int R, bool GATED = false>
+__device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p,
+                             u32 m0, u32 rows) {
+  static_assert(!GATED || W == 2, "a gated output's two rows");
+  constexpr u32 OUTS = GATED ? 1 : W;  // outputs a warp's step
+  constexpr u32 PER = 32 / BITS;
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const u32 words = p.K / PER, chunks = words / 4, groups = p.K / p.GroupSize;
+  // Rows are whole 16-byte chunks, so one check of each buffer's address
+  // tells whether every chunk can be one load (a weight bound at an
+  // offset might not be aligned).
+  const bool wvec = ((u64)w & 15) == 0, xvec = ((u64)x & 15) == 0;
+  // A lane's steps over a row: chunk lane + 32·it of it (none past the
+  // row's chunks), the same count in every lane, so that the warp meets
+  // at each row's warp_sum.
+  const u32 steps = (chunks + 31) / 32, stride = OUTS * LOOM_GEMV_ROWS * gridDim.x;
+  u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp), it = 0;
+  if (n0 >= p.N) return;
+  // QStep is one step's codes, scales and biases of the W rows. The next
+  // step's are loaded before the current one's arithmetic, so that a
+  // warp's load latency overlaps its arithmetic (a grid of a few blocks a
+  // multiprocessor loops over the rows; with one step a warp, its loads
+  // and its arithmetic would run one after the other).
+  struct QStep {
+    u32 ws[W][4];
+    float s[W], b[W];
+  };
+  auto load = [&](QStep& st, u32 row0, u32 step) {
+    const u32 c = lane + 32 * step;
+    if (c >= chunks) return;
+#pragma unroll
+    for (int j = 0; j < W; j++) {
+      // Rows past N read row N - 1 again and store nothing.
+      const u32 rn = GATED ? j * p.N + min(row0, p.N - 1) : min(row0 + j, p.N - 1);
+      const u32* wr = w + (u64)rn * words;
+      if (wvec) {
+        const uint4 v = __ldcs((const uint4*)wr + c);
+        st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) st.ws[j][i] = wr[4 * c + i];
+      }
+      const u64 g = (u64)rn * groups + c * 4 * PER / p.GroupSize;
+      st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
+    }
+  };
+  QStep cur;
+  load(cur, n0, 0);
+  float acc[W][R] = {};
+  for (;;) {
+    u32 nn0 = n0, nit = it + 1;
+    if (nit == steps) nn0 += stride, nit = 0;
+    const bool more = nn0 < p.N;
+    QStep next;
+    if (more) load(next, nn0, nit);
+    const u32 c = lane + 32 * it;
+    if (c < chunks) {
+      const u32 k0 = c * 4 * PER;
+      float qx[W][R] = {}, xs[R] = {};
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        float q[W][PER];
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+#pragma unroll
+          for (int e = 0; e < (int)PER; e++) q[j][e] = code_f<BITS>(cur.ws[j][i], e);
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          if (r < (int)rows) {
+            float xv[PER];
+            load_x<T, PER>(x + (u64)(m0 + r) * p.K + k0 + i * PER, xvec, xv);
+#pragma unroll
+            for (int e = 0; e < (int)PER; e++) {
+              xs[r] = __fadd_rn(xs[r], xv[e]);
+#pragma unroll
+              for (int j = 0; j < W; j++) qx[j][r] = __fmaf_rn(q[j][e], xv[e], qx[j][r]);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < W; j++) {
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[j][r] = __fadd_rn(acc[j][r], __fmaf_rn(cur.s[j], qx[j][r], __fmul_rn(cur.b[j], xs[r])));
+      }
+    }
+    if (nit == 0) {
+      // The row's steps are done: its sums.
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        if (r >= (int)rows) continue;
+        if (GATED) {
+          const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
+          const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
+          if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
+          continue;
+        }
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+          const float sum = warp_sum(acc[j][r]);
+          if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < W; j++) {
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[j][r] = 0.0f;
+      }
+    }
+    if (!more) return;
+    cur = next, n0 = nn0, it = nit;
+  }
+}
+
+// qmatmul_warp_rows is the outputs a warp takes for the grid's width (the
+// lowering's choice, primitives.QuantizedMatMul) and the block's rows of
+// x: 1 or 2, and 1 for several rows (the kernel's registers, which every
+// block reserves, are those of its largest instance: 70 with two outputs
+// and four rows of x would be about 96, fewer blocks a multiprocessor).
+__device__ __forceinline__ u32 qmatmul_warp_rows(u32 N, u32 rows) {
+  return rows == 1 && (u64)gridDim.x * LOOM_GEMV_ROWS < N ? 2 : 1;
+}
+
+// qmatmul dispatches to qmatmul_rows by the block's rows of x (one, the
+// decode GEMV, or up to LOOM_QUANT_X_ROWS) and the outputs a warp.
 template <typename T, int BITS>
 __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p) {
   static_assert(LOOM_GEMV_THREADS == 32 * LOOM_GEMV_ROWS, "a warp per output");
-  constexpr u32 PER = 32 / BITS, MASK = (1u << BITS) - 1u, R = LOOM_QUANT_X_ROWS;
-  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const u32 n = blockIdx.x * LOOM_GEMV_ROWS + warp, m0 = blockIdx.y * R;
-  if (n >= p.N || m0 >= p.M) return;
-  const u32 words = p.K / PER, groups = p.K / p.GroupSize, rows = min(R, p.M - m0);
-  const u32* wr = w + (u64)n * words;
-  // Rows are whole 16-byte chunks, so one check of the buffer's address
-  // tells whether every chunk can be one load (a weight bound at an
-  // offset might not).
-  const bool vec = ((u64)w & 15) == 0;
-  float acc[R] = {};
-  for (u32 c = lane; c < words / 4; c += 32) {
-    u32 ws[4];
-    if (vec) {
-      const uint4 v = ((const uint4*)wr)[c];
-      ws[0] = v.x, ws[1] = v.y, ws[2] = v.z, ws[3] = v.w;
-    } else {
-      for (u32 i = 0; i < 4; i++) ws[i] = wr[4 * c + i];
-    }
-    const u32 k0 = c * 4 * PER;
-    const u64 g = (u64)n * groups + k0 / p.GroupSize;
-    const float s = load_f(scales, g), b = load_f(biases, g);
-#pragma unroll
-    for (u32 r = 0; r < R; r++) {
-      if (r < rows) {
-        const T* xr = x + (u64)(m0 + r) * p.K + k0;
-        float qx = 0, xs = 0;
-#pragma unroll
-        for (u32 i = 0; i < 4 * PER; i++) {
-          const float xv = load_f(xr, i);
-          qx += (float)((ws[i / PER] >> (BITS * (i % PER))) & MASK) * xv;
-          xs += xv;
-        }
-        acc[r] += s * qx + b * xs;
-      }
-    }
-  }
-#pragma unroll
-  for (u32 r = 0; r < R; r++) {
-    if (r < rows) {
-      const float sum = warp_sum(acc[r]);
-      if (lane == 0) store_f(out, (u64)(m0 + r) * p.N + n, sum);
-    }
-  }
+  constexpr u32 R = LOOM_QUANT_X_ROWS;
+  const u32 m0 = blockIdx.y * R;
+  if (m0 >= p.M) return;
+  const u32 rows = min(R, p.M - m0);
+  if (rows > 1) return qmatmul_rows<T, BITS, 1, R>(x, w, scales, biases, out, p, m0, rows);
+  if (qmatmul_warp_rows(p.N, rows) == 1) return qmatmul_rows<T, BITS, 1, 1>(x, w, scales, biases, out, p, m0, rows);
+  return qmatmul_rows<T, BITS, 2, 1>(x, w, scales, biases, out, p, m0, rows);
+}
+
+// QUANT_PREFETCH_BYTES bounds the code bytes a qmatmul block asks the L2
+// for before grid_dependency_wait (common.cuh), as matmul.cu's
+// PREFETCH_BYTES bounds a GEMV block's.
+#define QUANT_PREFETCH_BYTES (64u << 10)
+
+// qmatmul_span is the code rows of the block's first outputs (its warps'
+// first W rows each), for its first rows of x only: the other rows' blocks
+// read the same weights.
+__device__ __forceinline__ L2Span qmatmul_span(const u32* w, const QuantParams& p, u32 bits) {
+  const u32 W = qmatmul_warp_rows(p.N, min((u32)LOOM_QUANT_X_ROWS, p.M)), r0 = blockIdx.x * LOOM_GEMV_ROWS * W;
+  if (blockIdx.y != 0 || r0 >= p.N) return L2Span{nullptr, 0};
+  const u64 row = (u64)p.K * bits / 8, bytes = (u64)min(LOOM_GEMV_ROWS * W, p.N - r0) * row;
+  return L2Span{(const char*)w + r0 * row, bytes < QUANT_PREFETCH_BYTES ? bytes : QUANT_PREFETCH_BYTES};
+}
+
+// qmatmul_silu_mul: out[m, n] = SiLU(x[m]·w[n])·(x[m]·w[N + n]) for the N
+// outputs of the stacked gate and up weights [2N, K·BITS/32], a warp per
+// output (its gate and up rows, qmatmul_rows's GATED), a block per row of x.
+template <typename T, int BITS>
+__device__ void qmatmul_silu_mul(const T* x, const u32* w, const T* scales, const T* biases, T* out, const QuantParams& p) {
+  if (blockIdx.y >= p.M) return;
+  qmatmul_rows<T, BITS, 2, 1, true>(x, w, scales, biases, out, p, blockIdx.y, 1);
+}
+
+// qmatmul_silu_mul_span is the block's gate (half 0) or up (half 1) code
+// rows, for its first row of x only.
+__device__ __forceinline__ L2Span qmatmul_silu_mul_span(const u32* w, const QuantParams& p, u32 bits, u32 half) {
+  const u32 r0 = blockIdx.x * LOOM_GEMV_ROWS;
+  if (blockIdx.y != 0 || r0 >= p.N) return L2Span{nullptr, 0};
+  const u64 row = (u64)p.K * bits / 8, bytes = (u64)min((u32)LOOM_GEMV_ROWS, p.N - r0) * row;
+  return L2Span{(const char*)w + ((u64)half * p.N + r0) * row, bytes < QUANT_PREFETCH_BYTES ? bytes : QUANT_PREFETCH_BYTES};
 }
 
 // dequantize: one thread per word of the N rows, writing its PER
@@ -79,8 +271,14 @@ __device__ void dequantize(const u32* w, const T* scales, const T* biases, T* ou
   extern "C" __global__ void qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,           \
                                                        const T* biases, T* out, const QuantParams p,         \
                                                        Status* status) {                                     \
-    grid_dependency_wait();                                                                                  \
+    grid_dependency_wait(qmatmul_span(w, p, BITS));                                                          \
     qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                          \
+  }                                                                                                          \
+  extern "C" __global__ void qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
+                                                                const T* biases, T* out, const QuantParams p, \
+                                                                Status* status) {                              \
+    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));         \
+    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                   \
   }                                                                                                          \
   extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,  \
                                                           T* out, const QuantParams p, Status* status) {     \

@@ -92,26 +92,49 @@ func QuantizedMatMul(rt *runtime.Runtime, dt graph.DType, bits, groupSize, m, n,
 	if err != nil {
 		return nil, 0, err
 	}
+	q, err := QuantizedOperands(rt, dt, bits, groupSize, n, k, 7)
+	if err != nil {
+		return nil, 0, err
+	}
+	return func() error { return rt.Eval(q.MatMul(x)) }, q.Bytes(), nil
+}
+
+// Quantized are the operands of a quantized matmul's weights.
+type Quantized struct {
+	W, Scales, Biases *graph.Array
+	Bits, GroupSize   int
+}
+
+// QuantizedOperands returns random weights [n, k] of bits-bit codes in
+// groups of groupSize with scales and biases of dtype dt (codes from seed),
+// evaluated on rt.
+func QuantizedOperands(rt *runtime.Runtime, dt graph.DType, bits, groupSize, n, k int, seed uint64) (Quantized, error) {
 	words := make([]uint32, n*k*bits/32)
-	s := uint64(7)
+	s := seed | 1
 	for i := range words {
 		s ^= s << 13
 		s ^= s >> 7
 		s ^= s << 17
 		words[i] = uint32(s >> 32)
 	}
-	w := graph.FromUint32s(words, n, k*bits/32)
-	if err := rt.Eval(w); err != nil {
-		return nil, 0, err
+	q := Quantized{W: graph.FromUint32s(words, n, k*bits/32), Bits: bits, GroupSize: groupSize}
+	if err := rt.Eval(q.W); err != nil {
+		return Quantized{}, err
 	}
-	scales, err := Operand(rt, dt, 3, n, k/groupSize)
-	if err != nil {
-		return nil, 0, err
+	var err error
+	if q.Scales, err = Operand(rt, dt, seed+3, n, k/groupSize); err != nil {
+		return Quantized{}, err
 	}
-	biases, err := Operand(rt, dt, 4, n, k/groupSize)
-	if err != nil {
-		return nil, 0, err
-	}
-	bytes := w.Spec().Bytes() + scales.Spec().Bytes() + biases.Spec().Bytes()
-	return func() error { return rt.Eval(ops.QuantizedMatMul(x, w, scales, biases, groupSize, bits)) }, bytes, nil
+	q.Biases, err = Operand(rt, dt, seed+4, n, k/groupSize)
+	return q, err
+}
+
+// MatMul is x · dequant(W)ᵀ.
+func (q Quantized) MatMul(x *graph.Array) *graph.Array {
+	return ops.QuantizedMatMul(x, q.W, q.Scales, q.Biases, q.GroupSize, q.Bits)
+}
+
+// Bytes is the weights' bytes: the packed codes plus the scales and biases.
+func (q Quantized) Bytes() int64 {
+	return q.W.Spec().Bytes() + q.Scales.Spec().Bytes() + q.Biases.Spec().Bytes()
 }

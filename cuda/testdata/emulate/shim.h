@@ -1,4 +1,4 @@
-// Host emulation of the CUDA subset the tensor-core GEMV uses (see
+// Host emulation of the CUDA subset the GEMVs use (see
 // cuda/emulate_test.go): a block's threads are std::threads, and a warp's
 // lanes meet at barriers for mma.sync (emu_mma) and shuffles.
 #include <atomic>
@@ -15,6 +15,7 @@
 #include <mutex>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
+struct uint2 { unsigned x, y; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 struct float4 { float x, y, z, w; };
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
@@ -79,6 +80,11 @@ static inline void emu_mma_bf16(float* d, unsigned a0, unsigned a1, unsigned a2,
 #define __noinline__
 static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
 static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// The rounding-mode intrinsics: one rounding each, as on the device.
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
 // The cache-hinted loads of the FMA GEMV are plain loads on the host.
 template <typename T> static inline T __ldg(const T* p) { return *p; }
 template <typename T> static inline T __ldcs(const T* p) { return *p; }
