@@ -23,11 +23,13 @@ type Engine struct {
 	// so one plan or compiled trace, for PadBlocks·block_size tokens; 0
 	// means DefaultPadTokens' worth.
 	PadBlocks int
-	// StepBuckets is how finely StartStepSample pads a step's rows and
-	// tokens (stepBucket: StepBuckets sizes per doubling, so less than
-	// 1/StepBuckets of either is padding), so that a server whose batch
-	// changes every step keeps a few structures, whose plans replay; 0
-	// means DefaultStepBuckets, < 0 pads nothing.
+	// StepBuckets, if > 0, pads StartStepSample's steps: their rows and
+	// tokens up to one of StepBuckets sizes per doubling (stepBucket, so
+	// less than 1/StepBuckets of either is padding), so that a server
+	// whose batch changes every step keeps a few structures, whose plans
+	// replay. Off by default: on an H100 the padded tokens cost the
+	// serving benchmark more GPU time than the replays saved host time
+	// (docs/SERVE.md).
 	StepBuckets int
 
 	decodeStep *runtime.Compiled // the Decoders' decode step, made on first use
@@ -41,10 +43,6 @@ type Engine struct {
 // DefaultPadTokens is the span of sequence lengths that share one decode
 // structure when Engine.PadBlocks is 0.
 const DefaultPadTokens = 256
-
-// DefaultStepBuckets is the step sizes per doubling when
-// Engine.StepBuckets is 0.
-const DefaultStepBuckets = 4
 
 // NewEngine returns an engine with a fresh cache of numBlocks blocks of
 // blockSize tokens; blockSize must be one paged attention supports

@@ -189,18 +189,22 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	ids := graph.FromInt32s(flat)
 	if prev {
 		// The step's tokens are a gather from the latest draws followed
-		// by the host's tokens (a step of prev rows only gathers from
-		// the same table, so that it has the same structure).
-		idx := make([]int32, len(flat))
+		// by the host's tokens (and the padding's).
+		idx, fromPrev := make([]int32, len(flat)), 0
 		for t := range idx {
 			idx[t] = none + 1 + int32(t)
 		}
 		for i, r := range rows {
 			if r.Prev != nil {
 				idx[st.CuSeqlensQ[i]] = int32(r.PrevRow)
+				fromPrev++
 			}
 		}
-		ids = ops.GatherRows(ops.Concatenate(0, e.drawn, ids), graph.FromInt32s(idx))
+		table := e.drawn
+		if len(flat) > fromPrev {
+			table = ops.Concatenate(0, e.drawn, ids)
+		}
+		ids = ops.GatherRows(table, graph.FromInt32s(idx))
 	}
 	var window *graph.Array
 	if penalties {
@@ -248,7 +252,7 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	return res, nil
 }
 
-// padStep pads st with rows of padding tokens (position 0 on, slot −1:
+// padStep pads st, if Engine.StepBuckets > 0, with rows of padding tokens (position 0 on, slot −1:
 // written nowhere; block tables of block 0), to stepBucket's rows and
 // tokens, and returns its rows. It pads nothing where the padding rows
 // would pass the cache's blocks (the draws' array has a row for each) or
@@ -256,11 +260,8 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 // padding rows beside it, as on the other rows of a batch.
 func (e *Engine) padStep(st *Step) int {
 	k := e.StepBuckets
-	if k == 0 {
-		k = DefaultStepBuckets
-	}
 	S, T := len(st.Seqs), st.Tokens()
-	if k < 0 {
+	if k <= 0 {
 		return S
 	}
 	// Every padding row has a token: pad rows until the tokens' bucket

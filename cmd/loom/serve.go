@@ -43,7 +43,7 @@ func addServerFlags(fs *flag.FlagSet, queue int) serverFlags {
 		blockSize:   fs.Int("block-size", 16, blockSizeHelp),
 		blocks:      fs.Int("blocks", 0, "KV cache blocks shared by all requests (default: 8 contexts of the smaller of 4096 and max_position_embeddings tokens)"),
 		stepTokens:  fs.Int("step-tokens", 256, "token budget of one step: the running decodes, then chunks of waiting prompts"),
-		stepBuckets: fs.Int("step-buckets", model.DefaultStepBuckets, "a step's rows and tokens are padded to one of this many sizes per doubling, so that its plan replays (0: no padding)"),
+		stepBuckets: fs.Int("step-buckets", 0, "pad a step's rows and tokens to one of this many sizes per doubling, so that its plan replays (0: no padding)"),
 		queue:       fs.Int("queue", queue, "requests that may wait for admission; more are answered 429"),
 	}
 }
@@ -162,12 +162,9 @@ func (f serverFlags) build() (_ *serve.Server, _ *runtime.Runtime, desc string, 
 		return nil, nil, "", err
 	}
 	if *f.stepBuckets < 0 {
-		return nil, nil, "", fmt.Errorf("-step-buckets %d: want at least 0", *f.stepBuckets)
+		return nil, nil, "", fmt.Errorf("-step-buckets %d: want 0 (no padding) or more", *f.stepBuckets)
 	}
 	e.StepBuckets = *f.stepBuckets
-	if *f.stepBuckets == 0 {
-		e.StepBuckets = -1
-	}
 	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *f.stepTokens, MaxQueue: *f.queue})
 	if err != nil {
 		return nil, nil, "", err
