@@ -252,9 +252,9 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	return res, nil
 }
 
-// padStep pads st, if Engine.StepBuckets > 0, with rows of padding tokens (position 0 on, slot −1:
-// written nowhere; block tables of block 0), to stepBucket's rows and
-// tokens, and returns its rows. It pads nothing where the padding rows
+// padStep pads st, if Engine.StepBuckets > 0, with rows of padding
+// tokens (position 0 on, slot −1: written nowhere; block tables of block
+// 0), to stepBucket's rows and tokens, and returns its rows. It pads nothing where the padding rows
 // would pass the cache's blocks (the draws' array has a row for each) or
 // a padding row its tables' span. A row's results do not depend on the
 // padding rows beside it, as on the other rows of a batch.
