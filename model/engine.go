@@ -23,6 +23,14 @@ type Engine struct {
 	// so one plan or compiled trace, for PadBlocks·block_size tokens; 0
 	// means DefaultPadTokens' worth.
 	PadBlocks int
+	// StepBuckets, if > 0, pads StartStepSample's steps: their rows and
+	// tokens up to one of StepBuckets sizes per doubling (stepBucket, so
+	// less than 1/StepBuckets of either is padding), so that a server
+	// whose batch changes every step keeps a few structures, whose plans
+	// replay. Off by default: on an H100 the padded tokens cost the
+	// serving benchmark more GPU time than the replays saved host time
+	// (docs/SERVE.md).
+	StepBuckets int
 
 	decodeStep *runtime.Compiled // the Decoders' decode step, made on first use
 	// drawn is the latest sampled step's tokens on the device (int32

@@ -182,39 +182,42 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Padding rows draw greedily and are not read back.
+	n := e.padStep(st)
+	flat = append(flat, make([]int32, st.Tokens()-len(flat))...)
+	sampling = append(sampling, make([]ops.Sampling, n-len(rows))...)
 	ids := graph.FromInt32s(flat)
 	if prev {
 		// The step's tokens are a gather from the latest draws followed
-		// by the host's tokens.
-		table, idx, host := e.drawn, make([]int32, len(flat)), false
+		// by the host's tokens (and the padding's).
+		idx, fromPrev := make([]int32, len(flat)), 0
+		for t := range idx {
+			idx[t] = none + 1 + int32(t)
+		}
 		for i, r := range rows {
-			at := int(st.CuSeqlensQ[i+1]) - counts[i]
 			if r.Prev != nil {
-				idx[at] = int32(r.PrevRow)
-				continue
-			}
-			host = true
-			for t := at; t < at+counts[i]; t++ {
-				idx[t] = none + 1 + int32(t)
+				idx[st.CuSeqlensQ[i]] = int32(r.PrevRow)
+				fromPrev++
 			}
 		}
-		if host {
+		table := e.drawn
+		if len(flat) > fromPrev {
 			table = ops.Concatenate(0, e.drawn, ids)
 		}
 		ids = ops.GatherRows(table, graph.FromInt32s(idx))
 	}
 	var window *graph.Array
 	if penalties {
-		window = penaltyWindow(draws, sampling)
+		window = penaltyWindow(append(draws[:len(draws):len(draws)], make([]Draw, n-len(rows))...), sampling)
 		if prevPenalized {
 			// A prev row's window also holds the token it appends.
-			col := slices.Repeat([]int32{none}, len(rows))
+			col := slices.Repeat([]int32{none}, n)
 			for i, r := range rows {
 				if r.Prev != nil && r.Draw.Penalties.Active() {
 					col[i] = int32(r.PrevRow)
 				}
 			}
-			window = ops.Concatenate(1, window, ops.Reshape(ops.GatherRows(e.drawn, graph.FromInt32s(col)), len(rows), 1))
+			window = ops.Concatenate(1, window, ops.Reshape(ops.GatherRows(e.drawn, graph.FromInt32s(col)), n, 1))
 		}
 	}
 	in := e.Model.newStepInputs(st)
@@ -233,7 +236,7 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	}
 	// A −1 (no token) is kept as 0, so that a row appending it reads a
 	// token of the vocabulary.
-	order := make([]int32, len(rows))
+	order := make([]int32, n)
 	for i := range order {
 		order[i] = int32(i)
 	}
@@ -249,6 +252,64 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 	return res, nil
 }
 
+// padStep pads st, if Engine.StepBuckets > 0, with rows of padding
+// tokens (position 0 on, slot −1: written nowhere; block tables of block
+// 0), to stepBucket's rows and tokens, and returns its rows. It pads nothing where the padding rows
+// would pass the cache's blocks (the draws' array has a row for each) or
+// a padding row its tables' span. A row's results do not depend on the
+// padding rows beside it, as on the other rows of a batch.
+func (e *Engine) padStep(st *Step) int {
+	k := e.StepBuckets
+	S, T := len(st.Seqs), st.Tokens()
+	if k <= 0 {
+		return S
+	}
+	// Every padding row has a token: pad rows until the tokens' bucket
+	// needs no more tokens than they have, or they have some to take.
+	S2 := stepBucket(S, k)
+	T2 := stepBucket(T+S2-S, k)
+	for T2 > T && S2 == S {
+		S2 = stepBucket(S2+1, k)
+		T2 = stepBucket(T+S2-S, k)
+	}
+	rows, extra := S2-S, T2-T
+	if rows == 0 || S2 > e.Cache.Config().NumBlocks || (extra+rows-1)/rows > st.MaxBlocks*e.Cache.Config().BlockSize {
+		return S
+	}
+	// The slices share one allocation (KVCache.schedule): clipped, each
+	// grows into memory of its own.
+	w := st.MaxBlocks
+	st.BlockTables = append(slices.Clip(st.BlockTables), make([]int32, rows*w)...)
+	st.Seqs, st.Positions, st.SlotMapping = slices.Clip(st.Seqs), slices.Clip(st.Positions), slices.Clip(st.SlotMapping)
+	st.SeqLens, st.CuSeqlensQ, st.LastTokens = slices.Clip(st.SeqLens), slices.Clip(st.CuSeqlensQ), slices.Clip(st.LastTokens)
+	for r := range rows {
+		q := extra / rows
+		if r < extra%rows {
+			q++
+		}
+		for p := range q {
+			st.Positions = append(st.Positions, int32(p))
+			st.SlotMapping = append(st.SlotMapping, -1)
+		}
+		st.Seqs = append(st.Seqs, -1)
+		st.SeqLens = append(st.SeqLens, int32(q))
+		st.CuSeqlensQ = append(st.CuSeqlensQ, int32(len(st.Positions)))
+		st.LastTokens = append(st.LastTokens, int32(len(st.Positions)-1))
+	}
+	return S2
+}
+
+// stepBucket is the size a step of n rows or tokens is padded to, with k
+// sizes per doubling: n itself up to 2k, then the next multiple of 2, up
+// to 4k, of 4 up to 8k, and so on.
+func stepBucket(n, k int) int {
+	step := 1
+	for n > 2*k*step {
+		step *= 2
+	}
+	return (n + step - 1) / step * step
+}
+
 // drawnPlaceholder stands for a prev row's token in the host's tokens.
 var drawnPlaceholder = []int32{0}
 
@@ -262,7 +323,7 @@ func (s *Sampled) Wait() ([]Drawn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step: reading tokens: %w", err)
 	}
-	res := make([]Drawn, len(tok))
+	res := make([]Drawn, len(s.draws)) // without the padding rows
 	for i := range res {
 		res[i].Token = tok[i]
 	}

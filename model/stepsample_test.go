@@ -252,7 +252,8 @@ func TestPenaltyWindow(t *testing.T) {
 // the same engine): the same rows, so the same logits; the penalties see
 // the appended token through the window's device column. Exact on the CPU
 // targets; on a GPU a sequence is compared up to its first difference.
-// The steps of one structure are replayed by the plan cache from their
+// The device-fed steps are padded to one size a doubling (the padding's
+// tokens beside the device's). The steps of one structure are replayed by the plan cache from their
 // third on, though each reads the draws of the one before.
 func TestStepSamplePrev(t *testing.T) {
 	draws := []Draw{
@@ -345,7 +346,11 @@ func TestStepSamplePrev(t *testing.T) {
 			}
 			return got, replayed
 		}
+		// The pipelined steps are padded (Engine.StepBuckets), the host's
+		// not: the padding rows change no draw.
+		e.StepBuckets = 1
 		got, replayed := run(0, true)
+		e.StepBuckets = 0
 		want, _ := run(10, false)
 		differ := map[int]bool{}
 		for k, parts := range steps {
@@ -464,6 +469,120 @@ func TestStepSamplePrevNoToken(t *testing.T) {
 		}
 		if d[0].Token != -1 {
 			t.Errorf("step %d drew %d, want -1", i, d[0].Token)
+		}
+	}
+}
+
+// TestStepBucket checks the padded sizes: n itself up to 2k, then k sizes
+// per doubling, never below n.
+func TestStepBucket(t *testing.T) {
+	for _, c := range []struct{ n, k, want int }{
+		{1, 1, 1}, {2, 1, 2}, {3, 1, 4}, {5, 1, 8}, {129, 1, 256},
+		{8, 4, 8}, {9, 4, 10}, {17, 4, 20}, {31, 4, 32}, {33, 4, 40}, {100, 4, 112}, {257, 4, 320},
+	} {
+		if got := stepBucket(c.n, c.k); got != c.want {
+			t.Errorf("stepBucket(%d, %d) = %d, want %d", c.n, c.k, got, c.want)
+		}
+	}
+	for k := 1; k <= 8; k++ {
+		for n := 1; n < 2000; n++ {
+			b := stepBucket(n, k)
+			if b < n || stepBucket(b, k) != b || (n > 2*k && (b-n)*k >= n) {
+				t.Fatalf("stepBucket(%d, %d) = %d: want at least n, a fixed point, under 1/k padding", n, k, b)
+			}
+		}
+	}
+}
+
+// TestStepSamplePadding runs steps whose batch changes every step (prompt
+// chunks of odd lengths beside decodes, with penalties and log-probs)
+// unpadded and padded (Engine.StepBuckets 1 and 4): the draws are the
+// same, and padded to a few sizes the steps replay where unpadded they are
+// planned.
+func TestStepSamplePadding(t *testing.T) {
+	r := loomtest.Rand(3)
+	const seqs, steps = 7, 14
+	prompts := make([][]int32, seqs)
+	for i := range prompts {
+		for range 3 + r.IntN(20) {
+			prompts[i] = append(prompts[i], int32(r.IntN(3000)))
+		}
+	}
+	draw := func(i int) Draw {
+		switch i % 3 {
+		case 0:
+			return Draw{Penalties: Penalties{Repetition: 1.3, Presence: 0.5}, Logprobs: true, TopLogprobs: 2}
+		case 1:
+			return Draw{Sampling: ops.Sampling{Temperature: 0.9, TopK: 20, Seed: uint64(i)}}
+		}
+		return Draw{Sampling: ops.Sampling{Temperature: 1.1, TopP: 0.9, Seed: uint64(i)}, Logprobs: true}
+	}
+	// Sequence i joins at step 2i and feeds its prompt in chunks of up
+	// to 1 + (i+step)%5 tokens, then decodes.
+	for _, tg := range loomtest.Targets(t) {
+		run := func(buckets int) (out [][]int32, lps [][]float32, replays int) {
+			e := loadTiny(t, tg, graph.Float32)
+			e.StepBuckets = buckets
+			out, lps = make([][]int32, seqs), make([][]float32, seqs)
+			fed := make([]int, seqs)
+			for step := range steps {
+				var rows []Row
+				var who []int
+				for i := range seqs {
+					if step < 2*i {
+						continue
+					}
+					if step == 2*i {
+						if err := e.Cache.Add(i); err != nil {
+							t.Fatal(err)
+						}
+					}
+					all := append(slices.Clone(prompts[i]), out[i]...)
+					n := min(len(all)-fed[i], 1+(i+step)%5)
+					d := draw(i)
+					if d.Penalties.Active() {
+						d.Penalties.Prompt, d.Penalties.Output = prompts[i], out[i]
+					}
+					rows = append(rows, Row{Seq: i, Tokens: all[fed[i] : fed[i]+n], Draw: d})
+					who = append(who, i)
+					fed[i] += n
+				}
+				s, err := e.StartStepSample(rows)
+				if err != nil {
+					t.Fatalf("%s: buckets %d step %d: %v", tg.Name, buckets, step, err)
+				}
+				got, err := s.Wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(rows) {
+					t.Fatalf("%s: buckets %d step %d: %d draws for %d rows", tg.Name, buckets, step, len(got), len(rows))
+				}
+				replays += s.p.Stats().CacheHits
+				for j, i := range who {
+					if fed[i] == len(prompts[i])+len(out[i]) { // the token after all it has
+						out[i] = append(out[i], got[j].Token)
+						lps[i] = append(lps[i], got[j].Logprob)
+					}
+				}
+			}
+			tg.NoHazards(t)
+			return out, lps, replays
+		}
+		want, wantLps, plain := run(0)
+		for _, k := range []int{1, 4} {
+			got, lps, replays := run(k)
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Errorf("%s: buckets %d: sequence %d drew %v, unpadded %v", tg.Name, k, i, got[i], want[i])
+				} else if tg.Exact && !slices.EqualFunc(lps[i], wantLps[i], func(a, b float32) bool { return a == b || a != a && b != b }) {
+					t.Errorf("%s: buckets %d: sequence %d log-probs %v, unpadded %v", tg.Name, k, i, lps[i], wantLps[i])
+				}
+			}
+			if k == 1 && replays <= plain {
+				t.Errorf("%s: padded to one size a doubling, %d steps replayed, unpadded %d", tg.Name, replays, plain)
+			}
+			t.Logf("%s: buckets %d: %d of %d steps replayed (unpadded %d)", tg.Name, k, replays, steps, plain)
 		}
 	}
 }

@@ -31,19 +31,20 @@ func init() {
 type serverFlags struct {
 	dir, shape, device, dtype     *string
 	blockSize, blocks, stepTokens *int
-	queue                         *int
+	stepBuckets, queue            *int
 }
 
 func addServerFlags(fs *flag.FlagSet, queue int) serverFlags {
 	return serverFlags{
-		dir:        modelFlag(fs, "model directory (config.json, *.safetensors and a tokenizer; a chat template for /v1/chat/completions)"),
-		shape:      fs.String("shape", "", "instead of -model, serve this model shape with seeded random weights (bfloat16 unless -dtype) and a byte tokenizer, built in memory: qwen3-0.6b"),
-		device:     fs.String("device", "cpu", "device: cpu, cuda or metal"),
-		dtype:      fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')"),
-		blockSize:  fs.Int("block-size", 16, blockSizeHelp),
-		blocks:     fs.Int("blocks", 0, "KV cache blocks shared by all requests (default: 8 contexts of the smaller of 4096 and max_position_embeddings tokens)"),
-		stepTokens: fs.Int("step-tokens", 256, "token budget of one step: the running decodes, then chunks of waiting prompts"),
-		queue:      fs.Int("queue", queue, "requests that may wait for admission; more are answered 429"),
+		dir:         modelFlag(fs, "model directory (config.json, *.safetensors and a tokenizer; a chat template for /v1/chat/completions)"),
+		shape:       fs.String("shape", "", "instead of -model, serve this model shape with seeded random weights (bfloat16 unless -dtype) and a byte tokenizer, built in memory: qwen3-0.6b"),
+		device:      fs.String("device", "cpu", "device: cpu, cuda or metal"),
+		dtype:       fs.String("dtype", "", "compute dtype: float32, bfloat16 or float16 (default: the weights')"),
+		blockSize:   fs.Int("block-size", 16, blockSizeHelp),
+		blocks:      fs.Int("blocks", 0, "KV cache blocks shared by all requests (default: 8 contexts of the smaller of 4096 and max_position_embeddings tokens)"),
+		stepTokens:  fs.Int("step-tokens", 256, "token budget of one step: the running decodes, then chunks of waiting prompts"),
+		stepBuckets: fs.Int("step-buckets", 0, "pad a step's rows and tokens to one of this many sizes per doubling, so that its plan replays (0: no padding)"),
+		queue:       fs.Int("queue", queue, "requests that may wait for admission; more are answered 429"),
 	}
 }
 
@@ -160,6 +161,10 @@ func (f serverFlags) build() (_ *serve.Server, _ *runtime.Runtime, desc string, 
 	if err != nil {
 		return nil, nil, "", err
 	}
+	if *f.stepBuckets < 0 {
+		return nil, nil, "", fmt.Errorf("-step-buckets %d: want 0 (no padding) or more", *f.stepBuckets)
+	}
+	e.StepBuckets = *f.stepBuckets
 	sched, err := serve.NewScheduler(e, serve.SchedulerConfig{StepTokens: *f.stepTokens, MaxQueue: *f.queue})
 	if err != nil {
 		return nil, nil, "", err
@@ -168,6 +173,6 @@ func (f serverFlags) build() (_ *serve.Server, _ *runtime.Runtime, desc string, 
 	// repetition penalty too, as vLLM's).
 	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
 	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: name, Sampling: sampling}
-	return srv, rt, fmt.Sprintf("%s; %s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, queue %d",
-		where, m.DType, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.queue), nil
+	return srv, rt, fmt.Sprintf("%s; %s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, %d sizes a doubling, queue %d",
+		where, m.DType, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.stepBuckets, *f.queue), nil
 }
