@@ -91,9 +91,10 @@ const arenaBytes = 4096
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
 //
-// LOOM_CUDA_PDL=1 turns on programmatic dependent launch in the graphs
-// (SetPDL); Open fails if the driver or the GPU cannot do it. It is off
-// otherwise until it has been measured on a GPU. LOOM_CUDA_GEMV_STREAM=0
+// Programmatic dependent launch in the graphs (SetPDL) is on where the
+// driver and the GPU can do it (measured on an H100: 8–9 % off a batch-1
+// decode step, 2–7 % at batch 8 and 32; docs/CUDA.md). LOOM_CUDA_PDL=0
+// turns it off; LOOM_CUDA_PDL=1 makes Open fail where it is unsupported. LOOM_CUDA_GEMV_STREAM=0
 // turns off the streaming tensor-core GEMV (Caps.GEMVStream, measured
 // faster on the lm_head at 2 to 8 rows).
 func Open() (*Device, error) {
@@ -169,7 +170,9 @@ func Open() (*Device, error) {
 	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
 	d.replays = os.Getenv("LOOM_CUDA_REPLAY") != "0"
 	switch v := os.Getenv("LOOM_CUDA_PDL"); v {
-	case "", "0":
+	case "0":
+	case "":
+		d.pdl.Store(d.pdlSupport() == nil)
 	case "1":
 		if err := d.SetPDL(true); err != nil {
 			d.Close()

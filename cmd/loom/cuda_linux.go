@@ -58,8 +58,8 @@ func benchMembwCUDA(sizeMiB, reps int) error {
 }
 
 // cudaGraphSummary describes the CUDA graphs the device ran so far
-// (LOOM_CUDA_GRAPHS=0 turns them off; LOOM_CUDA_PDL=1 turns on their
-// programmatic edges).
+// (LOOM_CUDA_GRAPHS=0 turns them off; LOOM_CUDA_PDL=0 their programmatic
+// edges).
 func cudaGraphSummary() string {
 	if cudaDev == nil {
 		return ""
