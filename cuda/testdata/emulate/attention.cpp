@@ -16,21 +16,6 @@ typedef LOOM_T(LOOM_ATTENTION_DTYPE) T;
 #define CAT(a, b) CAT2(a, b)
 #define KNAME CAT(CAT(CAT(paged_attention_split_, LOOM_ATTENTION_DTYPE), _hs), LOOM_ATTENTION_HS)
 static const int HS = LOOM_ATTENTION_HS;
-static void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
-  gridDim = grid;
-  blockDim = {threads, 1, 1};
-  for (unsigned z = 0; z < grid.z; z++)
-    for (unsigned y = 0; y < grid.y; y++)
-      for (unsigned x = 0; x < grid.x; x++) {
-        std::barrier<> bb(threads);
-        blockBar = &bb;
-        for (unsigned w = 0; w < threads / 32; w++) warpBar[w] = new std::barrier<>(32);
-        std::vector<std::thread> ts;
-        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { threadIdx = {i, 0, 0}; blockIdx = {x, y, z}; body(); });
-        for (auto& t : ts) t.join();
-        for (unsigned w = 0; w < threads / 32; w++) delete warpBar[w];
-      }
-}
 static std::mt19937 rng(11);
 static int fails = 0;
 static double maxerr = 0;

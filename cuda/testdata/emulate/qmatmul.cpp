@@ -9,22 +9,6 @@
 // the first failures.
 #include "quantized.cu.h"
 #include <random>
-static void launch(dim3 grid, const std::function<void()>& body) {
-  gridDim = grid;
-  blockDim = {256, 1, 1};
-  for (unsigned z = 0; z < grid.z; z++)
-    for (unsigned y = 0; y < grid.y; y++)
-      for (unsigned x = 0; x < grid.x; x++) {
-        std::barrier<> bb(256);
-        blockBar = &bb;
-        for (int w = 0; w < 8; w++) warpBar[w] = new std::barrier<>(32);
-        std::vector<std::thread> ts;
-        for (unsigned i = 0; i < 256; i++)
-          ts.emplace_back([&, i] { threadIdx = {i, 0, 0}; blockIdx = {x, y, z}; body(); });
-        for (auto& t : ts) t.join();
-        for (int w = 0; w < 8; w++) delete warpBar[w];
-      }
-}
 static std::mt19937 rng(11);
 static int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; if (fails < 20) { printf(__VA_ARGS__); printf("\n"); } } } while (0)

@@ -30,6 +30,25 @@ dim3 gridDim, blockDim;
 std::barrier<>* blockBar;
 std::barrier<>* warpBar[32];
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
+// launch runs a grid's blocks one after another (a block's __shared__
+// memory is static storage), each block's threads as std::threads.
+static void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
+  gridDim = grid;
+  blockDim = {threads, 1, 1};
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++) {
+        std::barrier<> bb(threads);
+        blockBar = &bb;
+        for (unsigned w = 0; w < threads / 32; w++) warpBar[w] = new std::barrier<>(32);
+        std::vector<std::thread> ts;
+        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { threadIdx = {i, 0, 0}; blockIdx = {x, y, z}; body(); });
+        for (auto& t : ts) t.join();
+        for (unsigned w = 0; w < threads / 32; w++) delete warpBar[w];
+      }
+}
+// launch of one argument runs blocks of 256 threads, the GEMVs' blocks.
+static void launch(dim3 grid, const std::function<void()>& body) { launch(grid, 256, body); }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
