@@ -43,6 +43,7 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of host threads")
 	}
+	t.Parallel() // the emulations are separate host programs: run them side by side
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +76,7 @@ func TestQuantizedEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 20 s of host threads")
 	}
+	t.Parallel() // the emulations are separate host programs: run them side by side
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +162,7 @@ func TestPagedAttentionEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of host threads")
 	}
+	t.Parallel() // the emulations are separate host programs: run them side by side
 	files, err := sourceFiles()
 	if err != nil {
 		t.Fatal(err)
