@@ -129,6 +129,21 @@ func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 	return kt
 }
 
+// best times record once to warm up, then once an iteration of b's loop,
+// and returns the shortest GPU time and the longest issue time.
+func (kt *kernelTimer) best(b *testing.B, record func(*runtime.CommandList)) (gpu, issue time.Duration) {
+	b.Helper()
+	kt.time(b, record)
+	for b.Loop() {
+		g, is := kt.time(b, record)
+		if gpu == 0 || g < gpu {
+			gpu = g
+		}
+		issue = max(issue, is)
+	}
+	return gpu, issue
+}
+
 // time returns the GPU time of the launches that record queues, and the
 // host's time to issue them (which must stay under the busy work's for
 // the figure to be the kernels' alone).
@@ -393,15 +408,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 								pass.Dispatch(k, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
 							}
 						}
-						kt.time(b, record) // warm-up
-						var best, issue time.Duration
-						for b.Loop() {
-							g, is := kt.time(b, record)
-							if best == 0 || g < best {
-								best = g
-							}
-							issue = max(issue, is)
-						}
+						best, issue := kt.best(b, record)
 						// Every kind's last launch read the same weights.
 						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma") {
 							got := make([]byte, out.Len())
@@ -495,13 +502,7 @@ func BenchmarkGatedGEMV(b *testing.B) {
 					pass.Dispatch(kern, disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
 				}
 			}
-			kt.time(b, record) // warm-up
-			var best time.Duration
-			for b.Loop() {
-				if g, _ := kt.time(b, record); best == 0 || g < best {
-					best = g
-				}
-			}
+			best, _ := kt.best(b, record)
 			s := best.Seconds() / float64(reps)
 			b.ReportMetric(s*1e6, "µs/kernel")
 			b.ReportMetric(float64(wBytes)/s/1e9, "weight-GB/s")
