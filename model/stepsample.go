@@ -254,10 +254,11 @@ func (e *Engine) StartStepSample(rows []Row) (*Sampled, error) {
 
 // padStep pads st, if Engine.StepBuckets > 0, with rows of padding
 // tokens (position 0 on, slot −1: written nowhere; block tables of block
-// 0), to stepBucket's rows and tokens, and returns its rows. It pads nothing where the padding rows
-// would pass the cache's blocks (the draws' array has a row for each) or
-// a padding row its tables' span. A row's results do not depend on the
-// padding rows beside it, as on the other rows of a batch.
+// 0), to stepBucket's rows and tokens, and returns its rows. It pads
+// nothing where the padding rows would pass the cache's blocks (the
+// draws' array has a row for each) or a padding row its tables' span. A
+// row's results do not depend on the padding rows beside it, as on the
+// other rows of a batch.
 func (e *Engine) padStep(st *Step) int {
 	k := e.StepBuckets
 	S, T := len(st.Seqs), st.Tokens()
