@@ -94,9 +94,9 @@ const arenaBytes = 4096
 // Programmatic dependent launch in the graphs (SetPDL) is on where the
 // driver and the GPU can do it (measured on an H100: 8–9 % off a batch-1
 // decode step, 2–7 % at batch 8 and 32; docs/CUDA.md). LOOM_CUDA_PDL=0
-// turns it off; LOOM_CUDA_PDL=1 makes Open fail where it is unsupported. LOOM_CUDA_GEMV_STREAM=0
-// turns off the streaming tensor-core GEMV (Caps.GEMVStream, measured
-// faster on the lm_head at 2 to 8 rows).
+// turns it off; LOOM_CUDA_PDL=1 makes Open fail where it is unsupported.
+// LOOM_CUDA_GEMV_STREAM=0 turns off the streaming tensor-core GEMV
+// (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {

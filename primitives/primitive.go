@@ -95,9 +95,9 @@ type Caps struct {
 	// threadgroup; 0 means AttentionWarps.
 	AttentionWarps int
 	// AttentionGridBlocks, where set, bounds the threadgroups of split-KV
-	// attention at that many (or one a row): a threadgroup then takes several of a
-	// row's partitions (the kernel must loop over them: the CUDA
-	// device's). 0 means a threadgroup a partition.
+	// attention at that many (or one a row): a threadgroup then takes
+	// several of a row's partitions (the kernel must loop over them: the
+	// CUDA device's). 0 means a threadgroup a partition.
 	AttentionGridBlocks int
 	// GEMVMaxRows is the most rows per output matrix the device's GEMV
 	// kernel takes (reading each weight once for all of them); 0 or 1 means
