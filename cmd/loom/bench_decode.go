@@ -332,18 +332,24 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		fmt.Printf("  %s\n", cudaGraphSummary())
 	}
 	if len(res.Kernels) > 0 {
-		var total float64
-		for _, k := range res.Kernels {
-			total += k.UsPerStep
-		}
-		fmt.Printf("  GPU time of a step by kernel (%d steps launch by launch, each launch timed with events, the launches of a command buffer queued before the GPU starts them unless LOOM_CUDA_PROFILE_HOLD=0; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
-			profiled, total, bw.Read)
-		fmt.Printf("    %-28s %9s %9s %7s %9s\n", "kernel", "launches", "µs", "share", "GB/s")
-		for _, k := range res.Kernels {
-			fmt.Printf("    %-28s %9.1f %9.1f %6.1f%% %9.0f\n", k.Name, k.LaunchesPerStep, k.UsPerStep, 100*k.Share, k.GBs)
-		}
+		printKernelStats(res.Kernels, fmt.Sprintf("%d steps", profiled), bw.Read)
 	}
 	return nil
+}
+
+// printKernelStats prints a kernel profile (kernelStats) of what: the
+// profiled steps.
+func printKernelStats(ks []kernelStat, what string, readGBs float64) {
+	var total float64
+	for _, k := range ks {
+		total += k.UsPerStep
+	}
+	fmt.Printf("  GPU time of a step by kernel (%s launch by launch, each launch timed with events, the launches of a command buffer queued before the GPU starts them unless LOOM_CUDA_PROFILE_HOLD=0; %.0f µs of kernels a step; bandwidth %.0f GB/s read):\n",
+		what, total, readGBs)
+	fmt.Printf("    %-28s %9s %9s %7s %9s\n", "kernel", "launches", "µs", "share", "GB/s")
+	for _, k := range ks {
+		fmt.Printf("    %-28s %9.1f %9.1f %6.1f%% %9.0f\n", k.Name, k.LaunchesPerStep, k.UsPerStep, 100*k.Share, k.GBs)
+	}
 }
 
 // kernelStats turns a kernel profile of steps steps into per-step figures.

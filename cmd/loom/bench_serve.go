@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loomrt/loom/cuda"
 	"github.com/loomrt/loom/runtime"
 	"github.com/loomrt/loom/serve"
 )
@@ -55,7 +56,8 @@ type serveResult struct {
 	// OutputTokensPerCPUs is the output tokens over the process's CPU
 	// time during the timed requests (in process: server and load
 	// generator), a figure other processes' load hardly moves.
-	OutputTokensPerCPUs float64 `json:"output_tokens_per_cpu_s,omitempty"`
+	OutputTokensPerCPUs float64      `json:"output_tokens_per_cpu_s,omitempty"`
+	Kernels             []kernelStat `json:"kernels,omitempty"` // -kernels: an engine step's GPU time by kernel
 }
 
 // streamStats is one streamed completion's timing.
@@ -81,6 +83,7 @@ func benchServe(args []string) error {
 	warmup := fs.Int("warmup", 0, "requests sent (as the others, at most -concurrency at once) and waited for before the timed ones")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the requests (load generator and in-process server) to this file")
+	kernels := fs.Bool("kernels", false, "profile the timed requests' GPU kernels launch by launch (in-process server on the CUDA device; the profile slows the run, so its throughput is not comparable) and print where an engine step's GPU time goes")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
 	}
@@ -95,6 +98,8 @@ func benchServe(args []string) error {
 		return fmt.Errorf("-prompt-len %d, -output-len %d, -shared-prefix %d: want lengths ≥ 1 (the prefix ≥ 0)", *promptLen, *outputLen, *prefix)
 	case !(*spread >= 0 && *spread < 1):
 		return fmt.Errorf("-spread %g: want 0 ≤ spread < 1", *spread)
+	case *kernels && (*url != "" || *sf.device != "cuda"):
+		return fmt.Errorf("-kernels: the kernel profile needs the in-process server on the CUDA device (-device cuda, no -url)")
 	}
 	res := serveResult{URL: *url, Requests: *requests, Rate: *rate, Concurrency: *concurrency}
 	var counters func() (serve.Snapshot, runtime.CacheStats)
@@ -168,10 +173,22 @@ func benchServe(args []string) error {
 		}
 		defer stop()
 	}
+	if *kernels {
+		if err := startKernelProfile(); err != nil {
+			return err
+		}
+	}
 	cpu0, _ := processCPU()
 	start := time.Now()
 	send(*warmup, len(bodies))
 	res.Seconds = time.Since(start).Seconds()
+	var profile []cuda.KernelTime
+	if *kernels {
+		var err error
+		if profile, err = stopKernelProfile(); err != nil {
+			return err
+		}
+	}
 	cpu1, haveCPU := processCPU()
 	stats, errs = stats[*warmup:], errs[*warmup:]
 
@@ -212,6 +229,9 @@ func benchServe(args []string) error {
 			res.LoopMs = res.Seconds * 1e3 / float64(res.Steps)
 		}
 		res.PlanCacheHits, res.PlanCacheMisses = cache.Hits-cache0.Hits, cache.Misses-cache0.Misses
+		if *kernels && res.Steps > 0 {
+			res.Kernels = kernelStats(profile, int(res.Steps))
+		}
 	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(res, "", "  ")
@@ -227,6 +247,13 @@ func benchServe(args []string) error {
 		if counters != nil {
 			fmt.Printf("%d steps: %.1f sequences and %.1f tokens a step; %d preemptions; prefix cache hit rate %.3f\nplan cache: %d steps replayed, %d planned\nstep %.2f ms in the engine, one every %.2f ms\n",
 				res.Steps, res.MeanBatch, res.StepTokens, res.Preemptions, res.PrefixHitRate, res.PlanCacheHits, res.PlanCacheMisses, res.StepMs, res.LoopMs)
+		}
+		if len(res.Kernels) > 0 {
+			bw, err := deviceBandwidth("cuda")
+			if err != nil {
+				return err
+			}
+			printKernelStats(res.Kernels, fmt.Sprintf("the %d steps of the timed requests", res.Steps), bw.Read)
 		}
 	}
 	if firstErr != nil {

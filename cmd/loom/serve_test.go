@@ -107,6 +107,7 @@ func TestBenchServe(t *testing.T) {
 	for _, c := range []struct{ args, want string }{
 		{"-requests 0", "-requests 0"}, {"-rate -1", "-rate -1"}, {"-spread 1", "-spread 1"}, {"-concurrency 0", "-concurrency 0"},
 		{"-warmup -1", "-warmup -1"}, {"-shape qwen3-0.6b", "give one"}, {"-step-buckets -1", "-step-buckets -1"},
+		{"-kernels", "needs the in-process server on the CUDA device"},
 	} {
 		if _, _, err := capture(func() error { return benchServe(append(strings.Fields(c.args), "-model", tinyModel)) }); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %q", c.args, err, c.want)
