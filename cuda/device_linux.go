@@ -67,6 +67,9 @@ type Device struct {
 	// pageableReads: reads copy straight into the caller's memory
 	// (LOOM_CUDA_READ=pageable), not through the arena (Read).
 	pageableReads bool
+	// syncWait: a wait for a command buffer blocks in cuEventSynchronize
+	// (LOOM_CUDA_WAIT=sync) instead of polling (syncEvent).
+	syncWait bool
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -96,12 +99,14 @@ const arenaBytes = 4096
 // with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
-// For the host's side of a step: LOOM_CUDA_SCHED=spin, yield or blocking
-// sets how a host thread waits in a synchronising call (the primary
-// context's scheduling flag; the driver's default is auto: spin while the
-// process has fewer contexts than cores), and LOOM_CUDA_READ=pageable
-// copies small reads straight into the caller's memory instead of
-// through pinned memory (Buffer Read).
+// For the host's side of a step: LOOM_CUDA_WAIT=sync waits for a command
+// buffer in cuEventSynchronize instead of polling its event (syncEvent);
+// LOOM_CUDA_SCHED=spin, yield or blocking sets how a host thread waits in
+// a synchronising call (the primary context's scheduling flag; the
+// driver's default is auto: spin while the process has fewer contexts
+// than cores); and LOOM_CUDA_READ=pageable copies small reads straight
+// into the caller's memory instead of through pinned memory (Buffer
+// Read).
 //
 // Programmatic dependent launch in the graphs (SetPDL) is on where the
 // driver and the GPU can do it (measured on an H100: 8–9 % off a batch-1
@@ -178,6 +183,13 @@ func Open() (*Device, error) {
 		d.pageableReads = true
 	default:
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned or pageable", v)
+	}
+	switch v := os.Getenv("LOOM_CUDA_WAIT"); v {
+	case "", "poll":
+	case "sync":
+		d.syncWait = true
+	default:
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_WAIT=%q: want poll or sync", v)
 	}
 	if err := d.setSchedule(os.Getenv("LOOM_CUDA_SCHED")); err != nil {
 		return nil, err

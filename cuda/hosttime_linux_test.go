@@ -10,11 +10,24 @@ import (
 
 // TestHostTimes: a command buffer submitted, waited for and read back
 // counts in the classes it went through, and Submit and Wait hold the
-// calls they make (Record, Sync).
+// calls they make (Record, Sync); with either wait (polled, or
+// cuEventSynchronize), the result is the kernel's.
 func TestHostTimes(t *testing.T) {
 	d := device(t)
+	for _, sync := range []bool{false, true} {
+		d.syncWait = sync
+		testHostTimes(t, d)
+	}
+	d.syncWait = false
+}
+
+func testHostTimes(t *testing.T, d *Device) {
 	const n = 1000
-	x, inc := f32Buffer(t, d, make([]float32, n)), f32Buffer(t, d, make([]float32, n))
+	ones := make([]float32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	x, inc := f32Buffer(t, d, make([]float32, n)), f32Buffer(t, d, ones)
 	add, err := d.Kernel("add_f32")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +50,11 @@ func TestHostTimes(t *testing.T) {
 	if err := sub.Err(); err != nil {
 		t.Fatal(err)
 	}
-	readF32(t, x)
+	for i, v := range readF32(t, x) {
+		if v != 1 {
+			t.Fatalf("sync wait %v: x[%d] = %v, want 1", d.syncWait, i, v)
+		}
+	}
 	after := d.HostTimes()
 	calls := func(a, b HostTime) int64 { return b.Calls - a.Calls }
 	spent := func(a, b HostTime) time.Duration { return b.Time - a.Time }
@@ -47,7 +64,7 @@ func TestHostTimes(t *testing.T) {
 	}{{"submit", before.Submit, after.Submit}, {"launch", before.Launch, after.Launch}, {"record", before.Record, after.Record},
 		{"wait", before.Wait, after.Wait}, {"sync", before.Sync, after.Sync}, {"read", before.Read, after.Read}} {
 		if calls(c.before, c.after) < 1 || spent(c.before, c.after) <= 0 {
-			t.Errorf("%s: %d calls, %v: want at least one, some time", c.name, calls(c.before, c.after), spent(c.before, c.after))
+			t.Errorf("sync wait %v: %s: %d calls, %v: want at least one, some time", d.syncWait, c.name, calls(c.before, c.after), spent(c.before, c.after))
 		}
 	}
 	if s, r := spent(before.Submit, after.Submit), spent(before.Launch, after.Launch)+spent(before.Record, after.Record); s < r {

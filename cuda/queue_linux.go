@@ -509,7 +509,7 @@ func (q *queue) waitFor(cb *commandBuffer) {
 	err := d.current(func() error {
 		t := time.Now()
 		defer d.since(hostSync, t)
-		return d.drv.call(d.drv.eventSynchronize, ev)
+		return d.syncEvent(ev)
 	})
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -517,6 +517,28 @@ func (q *queue) waitFor(cb *commandBuffer) {
 		if x == cb {
 			q.retire(i+1, err)
 			break
+		}
+	}
+}
+
+// syncEvent returns once event ev has completed. It polls cuEventQuery
+// from Go, a short call at a time, rather than block in one long
+// cuEventSynchronize (LOOM_CUDA_WAIT=sync): the goroutine keeps its thread
+// and the scheduler's P, which Go's runtime hands to another thread while
+// a call runs long, so the host work after the wait runs where the wait
+// did, with no thread to wake (docs/CUDA.md, "Host work of a replayed
+// step"). Inside current.
+func (d *Device) syncEvent(ev uintptr) error {
+	if d.syncWait {
+		return d.drv.call(d.drv.eventSynchronize, ev)
+	}
+	for {
+		switch r := d.drv.eventQuery.raw(ev); r {
+		case cudaSuccess:
+			return nil
+		case cudaNotReady:
+		default:
+			return d.drv.check(d.drv.eventQuery, r)
 		}
 	}
 }

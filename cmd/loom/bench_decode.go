@@ -102,7 +102,7 @@ var hostPhaseHelp = map[string]string{
 	"read":   "reading the tokens back: the copy to the host and its synchronise",
 	"rest":   "host less call and read: the decoder's scheduling and inputs, this loop, the Go runtime",
 	"wait":   "the host blocked for the device (the runtime's Stats.Wait), not host work",
-	"sync":   "of wait, cuEventSynchronize: the step's time left on the device and the wake-up",
+	"sync":   "of wait, the driver's wait for the step's event: its time left on the device and the wake-up",
 	"retire": "of wait, host work inside it: the locks, the context, retiring the step (its status records)",
 }
 
