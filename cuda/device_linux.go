@@ -21,7 +21,7 @@ import (
 // thread and makes the context current for each call into the driver (see
 // do and current). The device's own calls (launches, copies, the kernel
 // parameter arena) are serialised by mu; a host waiting for a command
-// buffer blocks in cuEventSynchronize outside it, so that it does not hold
+// buffer polls its event outside it (syncEvent), so that it does not hold
 // up another goroutine's launches (EvalAsync encodes the next step while
 // the previous one is awaited). (An owner goroutine that made every call,
 // and a waiter goroutine for the waits, cost four wake-ups of parked
