@@ -296,7 +296,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		return int(gcs[0].Value.Uint64())
 	}
 	var gc0, gcPrev int
-	var gcSteps []int // garbage collections completed in each timed step
+	var gcSteps []int           // garbage collections completed in each timed step
 	var encodes []time.Duration // each step's Call (Stats.Encode), by step
 	// On the CPU the read bandwidth is measured again right before and
 	// after the timed steps (the steps themselves leave the device no
