@@ -21,7 +21,7 @@ import (
 // thread and makes the context current for each call into the driver (see
 // do and current). The device's own calls (launches, copies, the kernel
 // parameter arena) are serialised by mu; a host waiting for a command
-// buffer polls its event outside it (syncEvent), so that it does not hold
+// buffer blocks in cuEventSynchronize outside it, so that it does not hold
 // up another goroutine's launches (EvalAsync encodes the next step while
 // the previous one is awaited). (An owner goroutine that made every call,
 // and a waiter goroutine for the waits, cost four wake-ups of parked
@@ -67,9 +67,10 @@ type Device struct {
 	// pageableReads: reads copy straight into the caller's memory
 	// (LOOM_CUDA_READ=pageable), not through the arena (Read).
 	pageableReads bool
-	// syncWait: a wait for a command buffer blocks in cuEventSynchronize
-	// (LOOM_CUDA_WAIT=sync) instead of polling (syncEvent).
-	syncWait bool
+	// pollWait: a wait for a command buffer polls its event
+	// (LOOM_CUDA_WAIT=poll) instead of blocking in cuEventSynchronize
+	// (syncEvent).
+	pollWait bool
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -99,8 +100,8 @@ const arenaBytes = 4096
 // with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
-// For the host's side of a step: LOOM_CUDA_WAIT=sync waits for a command
-// buffer in cuEventSynchronize instead of polling its event (syncEvent);
+// For the host's side of a step: LOOM_CUDA_WAIT=poll waits for a command
+// buffer by polling its event instead of in cuEventSynchronize (syncEvent);
 // LOOM_CUDA_SCHED=spin, yield or blocking sets how a host thread waits in
 // a synchronising call (the primary context's scheduling flag; the
 // driver's default is auto: spin while the process has fewer contexts
@@ -185,11 +186,11 @@ func Open() (*Device, error) {
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned or pageable", v)
 	}
 	switch v := os.Getenv("LOOM_CUDA_WAIT"); v {
-	case "", "poll":
-	case "sync":
-		d.syncWait = true
+	case "", "sync":
+	case "poll":
+		d.pollWait = true
 	default:
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_WAIT=%q: want poll or sync", v)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_WAIT=%q: want sync or poll", v)
 	}
 	if err := d.setSchedule(os.Getenv("LOOM_CUDA_SCHED")); err != nil {
 		return nil, err

@@ -10,15 +10,15 @@ import (
 
 // TestHostTimes: a command buffer submitted, waited for and read back
 // counts in the classes it went through, and Submit and Wait hold the
-// calls they make (Record, Sync); with either wait (polled, or
-// cuEventSynchronize), the result is the kernel's.
+// calls they make (Record, Sync); with either wait (cuEventSynchronize,
+// or polled), the result is the kernel's.
 func TestHostTimes(t *testing.T) {
 	d := device(t)
-	for _, sync := range []bool{false, true} {
-		d.syncWait = sync
+	for _, poll := range []bool{false, true} {
+		d.pollWait = poll
 		testHostTimes(t, d)
 	}
-	d.syncWait = false
+	d.pollWait = false
 }
 
 func testHostTimes(t *testing.T, d *Device) {
@@ -52,7 +52,7 @@ func testHostTimes(t *testing.T, d *Device) {
 	}
 	for i, v := range readF32(t, x) {
 		if v != 1 {
-			t.Fatalf("sync wait %v: x[%d] = %v, want 1", d.syncWait, i, v)
+			t.Fatalf("polled wait %v: x[%d] = %v, want 1", d.pollWait, i, v)
 		}
 	}
 	after := d.HostTimes()
@@ -64,7 +64,7 @@ func testHostTimes(t *testing.T, d *Device) {
 	}{{"submit", before.Submit, after.Submit}, {"launch", before.Launch, after.Launch}, {"record", before.Record, after.Record},
 		{"wait", before.Wait, after.Wait}, {"sync", before.Sync, after.Sync}, {"read", before.Read, after.Read}} {
 		if calls(c.before, c.after) < 1 || spent(c.before, c.after) <= 0 {
-			t.Errorf("sync wait %v: %s: %d calls, %v: want at least one, some time", d.syncWait, c.name, calls(c.before, c.after), spent(c.before, c.after))
+			t.Errorf("polled wait %v: %s: %d calls, %v: want at least one, some time", d.pollWait, c.name, calls(c.before, c.after), spent(c.before, c.after))
 		}
 	}
 	if s, r := spent(before.Submit, after.Submit), spent(before.Launch, after.Launch)+spent(before.Record, after.Record); s < r {

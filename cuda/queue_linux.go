@@ -521,15 +521,14 @@ func (q *queue) waitFor(cb *commandBuffer) {
 	}
 }
 
-// syncEvent returns once event ev has completed. It polls cuEventQuery
-// from Go, a short call at a time, rather than block in one long
-// cuEventSynchronize (LOOM_CUDA_WAIT=sync): the goroutine keeps its thread
-// and the scheduler's P, which Go's runtime hands to another thread while
-// a call runs long, so the host work after the wait runs where the wait
-// did, with no thread to wake (docs/CUDA.md, "Host work of a replayed
-// step"). Inside current.
+// syncEvent returns once event ev has completed: in cuEventSynchronize,
+// or with LOOM_CUDA_WAIT=poll by polling cuEventQuery from Go, a short
+// call at a time, so that the goroutine never sits in one long call (for
+// measuring: Go's runtime may hand the P of a goroutine in a long call to
+// another thread, and every query allocates its arguments; docs/CUDA.md,
+// "Host work of a replayed step"). Inside current.
 func (d *Device) syncEvent(ev uintptr) error {
-	if d.syncWait {
+	if !d.pollWait {
 		return d.drv.call(d.drv.eventSynchronize, ev)
 	}
 	for {
