@@ -16,7 +16,7 @@ type HostTimes struct {
 	Update HostTime // cuGraphExecKernelNodeSetParams of a replayed list's rebound arguments
 	Stage  HostTime // a replayed list's uploads: the copy into its pinned staging, or copies on the stream
 	Record HostTime // cuEventRecord of the command buffer's completion event
-	Poll   HostTime // cuEventQuery of the command buffers in flight (a runtime call's start)
+	Poll   HostTime // Event.Value: cuEventQuery of the command buffers in flight (at a runtime call's start)
 	Wait   HostTime // blocking until a command buffer completed, and retiring it
 	Sync   HostTime // of Wait, the wait for the event alone (syncEvent): the device's time left plus the wake-up
 	Read   HostTime // buffer reads: the copy to the host and its synchronise (a step's token read-back)

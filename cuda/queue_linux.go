@@ -475,7 +475,6 @@ func (q *queue) put(k *kernel, vals []byte, status uint64) {
 // Inside do.
 func (q *queue) poll() {
 	d := q.dev
-	defer d.since(hostPoll, time.Now())
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.inflight) > 0 {
@@ -650,10 +649,12 @@ func (e *event) Wait(v uint64) {
 // value.
 func (e *event) Value() uint64 {
 	q := e.q
+	start := time.Now()
 	q.dev.do(func() error {
 		q.poll()
 		return nil
 	})
+	q.dev.since(hostPoll, start)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.value
