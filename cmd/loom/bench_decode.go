@@ -92,6 +92,7 @@ type slowStep struct {
 // the step delivered); call is the delivered step's own submission.
 var hostPhaseHelp = map[string]string{
 	"host":   "the step's time less its wait (host_us_per_step): all below but wait, sync and retire",
+	"busy":   "host and retire: the step's time less the driver's wait for its event, all the host's own work",
 	"call":   "the compiled step's Call (of the step submitted): the runtime's replay, the poll and the submission",
 	"submit": "of call, the device's submission (CUDA: queue.Submit, the driver calls below included)",
 	"launch": "of submit, cuGraphLaunch (or the launches of a list not launched as a graph)",
@@ -423,10 +424,12 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		}
 		perStep["rest"] = append(perStep["rest"], rest)
 		if s := perStep["sync"]; s != nil {
-			perStep["retire"] = append(perStep["retire"], perStep["wait"][k]-s[k])
+			retire := perStep["wait"][k] - s[k]
+			perStep["retire"] = append(perStep["retire"], retire)
+			perStep["busy"] = append(perStep["busy"], h+retire)
 		}
 	}
-	order := []string{"host", "call", "submit", "launch", "update", "stage", "record", "poll", "read", "rest", "wait", "sync", "retire"}
+	order := []string{"host", "busy", "call", "submit", "launch", "update", "stage", "record", "poll", "read", "rest", "wait", "sync", "retire"}
 	res.HostPhases = phases(order, perStep)
 	res.SlowSteps = slowSteps(order, perStep, gcSteps, 3)
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
