@@ -64,9 +64,7 @@ type Device struct {
 		launches, replays, captures, updates, evictions, failures, programmatic atomic.Int64
 	}
 	hostTimes [hostClasses]hostClock // the host's time in the device's calls (hosttime_linux.go)
-	// pageableReads: reads copy straight into the caller's memory
-	// (LOOM_CUDA_READ=pageable), not through the arena (Read).
-	pageableReads bool
+	readMode  readMode               // how Read copies (LOOM_CUDA_READ)
 	// pollWait: a wait for a command buffer polls its event
 	// (LOOM_CUDA_WAIT=poll) instead of blocking in cuEventSynchronize
 	// (syncEvent).
@@ -106,7 +104,8 @@ const arenaBytes = 4096
 // a synchronising call (the primary context's scheduling flag; the
 // driver's default is auto: spin while the process has fewer contexts
 // than cores); and LOOM_CUDA_READ=pageable copies small reads straight
-// into the caller's memory instead of through pinned memory (Buffer
+// into the caller's memory instead of through pinned memory, and
+// LOOM_CUDA_READ=sync through pinned memory with one cuMemcpyDtoH (Buffer
 // Read).
 //
 // Programmatic dependent launch in the graphs (SetPDL) is on where the
@@ -181,9 +180,11 @@ func Open() (*Device, error) {
 	switch v := os.Getenv("LOOM_CUDA_READ"); v {
 	case "", "pinned":
 	case "pageable":
-		d.pageableReads = true
+		d.readMode = readPageable
+	case "sync":
+		d.readMode = readSync
 	default:
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned or pageable", v)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned, pageable or sync", v)
 	}
 	switch v := os.Getenv("LOOM_CUDA_WAIT"); v {
 	case "", "sync":
@@ -692,11 +693,26 @@ func (b *buffer) Write(off int64, src []byte) error {
 	})
 }
 
-// Read copies bytes from off into dst and returns once the copy is done.
-// Up to arenaBytes (a decode step's tokens) are copied into the arena,
-// pinned, and from there to dst: a copy into pageable memory goes through
-// the driver's own staging, which costs the host more (docs/CUDA.md,
-// "Host work of a replayed step").
+// readMode is how Buffer.Read copies.
+type readMode int
+
+const (
+	// readPinned: up to arenaBytes (a decode step's tokens) are copied
+	// into the arena, pinned, on the transfer stream, and from there to
+	// dst: a copy into pageable memory goes through the driver's own
+	// staging, which costs the host more (docs/CUDA.md, "Host work of a
+	// replayed step"); more straight into dst.
+	readPinned readMode = iota
+	// readPageable: every read straight into dst (LOOM_CUDA_READ=pageable).
+	readPageable
+	// readSync: as readPinned, but with one synchronous cuMemcpyDtoH (on
+	// the legacy stream, which the queues' non-blocking streams do not
+	// wait for) instead of a copy and a synchronise (LOOM_CUDA_READ=sync).
+	readSync
+)
+
+// Read copies bytes from off into dst and returns once the copy is done
+// (readMode says how).
 func (b *buffer) Read(off int64, dst []byte) error {
 	if err := b.span(off, int64(len(dst))); err != nil || len(dst) == 0 {
 		return err
@@ -705,15 +721,22 @@ func (b *buffer) Read(off int64, dst []byte) error {
 	defer d.since(hostRead, time.Now())
 	return d.do(func() error {
 		to := unsafe.Pointer(&dst[0])
-		pinned := len(dst) <= arenaBytes && !d.pageableReads
+		pinned := len(dst) <= arenaBytes && d.readMode != readPageable
 		if pinned {
 			to = d.arena
 		}
-		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(to), uintptr(b.ptr)+uintptr(off), uintptr(len(dst)), d.transfer); err != nil {
-			return err
-		}
-		if err := d.drv.call(d.drv.streamSynchronize, d.transfer); err != nil {
-			return err
+		from, n := uintptr(b.ptr)+uintptr(off), uintptr(len(dst))
+		if pinned && d.readMode == readSync {
+			if err := d.drv.call(d.drv.memcpyDtoH, uintptr(to), from, n); err != nil {
+				return err
+			}
+		} else {
+			if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(to), from, n, d.transfer); err != nil {
+				return err
+			}
+			if err := d.drv.call(d.drv.streamSynchronize, d.transfer); err != nil {
+				return err
+			}
 		}
 		if pinned {
 			copy(dst, unsafe.Slice((*byte)(d.arena), len(dst)))

@@ -64,16 +64,16 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-// TestBuffers writes and reads buffers of every size class: reads up to
-// arenaBytes go through the pinned arena, larger ones (and every one with
-// pageableReads) straight into the caller's memory.
+// TestBuffers writes and reads buffers of every size class, with each
+// read mode: reads up to arenaBytes go through the pinned arena (unless
+// readPageable), larger ones straight into the caller's memory.
 func TestBuffers(t *testing.T) {
 	d := device(t)
-	for _, pageable := range []bool{false, true} {
-		d.pageableReads = pageable
+	for _, m := range []readMode{readPinned, readPageable, readSync} {
+		d.readMode = m
 		testBuffers(t, d)
 	}
-	d.pageableReads = false
+	d.readMode = readPinned
 }
 
 func testBuffers(t *testing.T, d *Device) {
@@ -102,7 +102,7 @@ func testBuffers(t *testing.T, d *Device) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes (pageable reads %v): read back differs", n, d.pageableReads)
+			t.Fatalf("%d bytes (read mode %d): read back differs", n, d.readMode)
 		}
 		if n > 2 { // a partial read at an odd offset, into a larger slice
 			dst := make([]byte, n+5)
@@ -110,7 +110,7 @@ func testBuffers(t *testing.T, d *Device) {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(dst[3:3+n-2], want[1:n-1]) || !bytes.Equal(dst[:3], make([]byte, 3)) || !bytes.Equal(dst[n+1:], make([]byte, 4)) {
-				t.Fatalf("%d bytes (pageable reads %v): the read of [1, %d) differs or wrote outside its slice", n, d.pageableReads, n-1)
+				t.Fatalf("%d bytes (read mode %d): the read of [1, %d) differs or wrote outside its slice", n, d.readMode, n-1)
 			}
 		}
 		if err := b.Write(n, []byte{1}); err == nil || !strings.Contains(err.Error(), "outside a buffer") {

@@ -76,9 +76,10 @@ func testHostTimes(t *testing.T, d *Device) {
 }
 
 // BenchmarkTokenRead reads a decode step's tokens back (4 bytes at batch
-// 1, 128 at batch 32) through the pinned arena and straight into pageable
-// memory (LOOM_CUDA_READ=pageable): the copy and its synchronise, the
-// host's cost of every step's read-back.
+// 1, 128 at batch 32) with each read mode: through the pinned arena with
+// a copy on the transfer stream and its synchronise (pinned), or with one
+// cuMemcpyDtoH (sync), and straight into pageable memory (pageable,
+// LOOM_CUDA_READ=pageable): the host's cost of every step's read-back.
 func BenchmarkTokenRead(b *testing.B) {
 	d := device(b)
 	for _, n := range []int{4, 128} {
@@ -87,11 +88,11 @@ func BenchmarkTokenRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		dst := make([]byte, n)
-		for _, pageable := range []bool{false, true} {
-			name := map[bool]string{false: "pinned", true: "pageable"}[pageable]
+		for _, m := range []readMode{readPinned, readSync, readPageable} {
+			name := map[readMode]string{readPinned: "pinned", readSync: "sync", readPageable: "pageable"}[m]
 			b.Run(name+"/"+map[int]string{4: "b1", 128: "b32"}[n], func(b *testing.B) {
-				d.pageableReads = pageable
-				defer func() { d.pageableReads = false }()
+				d.readMode = m
+				defer func() { d.readMode = readPinned }()
 				for b.Loop() {
 					if err := buf.Read(0, dst); err != nil {
 						b.Fatal(err)
