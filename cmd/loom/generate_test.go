@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -285,4 +286,21 @@ func capture(f func() error) (stdout, stderr string, err error) {
 	<-outDone
 	<-errDone
 	return stdout, stderr, err
+}
+
+// TestHostPhaseNames: the CUDA device's classes (cudaHostClasses) and the
+// bench's own phases are distinct names, each explained: a class named
+// like a bench phase would add a second figure to each of its steps.
+func TestHostPhaseNames(t *testing.T) {
+	own := []string{"host", "busy", "call", "rest", "wait", "retire"}
+	for _, c := range cudaHostClasses {
+		if slices.Contains(own, c) {
+			t.Errorf("CUDA class %q is a phase of the bench's own", c)
+		}
+	}
+	for _, name := range append(own, cudaHostClasses...) {
+		if hostPhaseHelp[name] == "" {
+			t.Errorf("phase %q has no help", name)
+		}
+	}
 }
