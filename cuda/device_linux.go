@@ -65,10 +65,6 @@ type Device struct {
 	}
 	hostTimes [hostClasses]hostClock // the host's time in the device's calls (hosttime_linux.go)
 	readMode  readMode               // how Read copies (LOOM_CUDA_READ)
-	// pollWait: a wait for a command buffer polls its event
-	// (LOOM_CUDA_WAIT=poll) instead of blocking in cuEventSynchronize
-	// (syncEvent).
-	pollWait bool
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -98,15 +94,12 @@ const arenaBytes = 4096
 // with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
-// For the host's side of a step: LOOM_CUDA_WAIT=poll waits for a command
-// buffer by polling its event instead of in cuEventSynchronize (syncEvent);
-// LOOM_CUDA_SCHED=spin, yield or blocking sets how a host thread waits in
-// a synchronising call (the primary context's scheduling flag; the
-// driver's default is auto: spin while the process has fewer contexts
-// than cores); and LOOM_CUDA_READ=pageable copies small reads straight
-// into the caller's memory instead of through pinned memory, and
-// LOOM_CUDA_READ=sync through pinned memory with one cuMemcpyDtoH (Buffer
-// Read).
+// For the host's side of a step: LOOM_CUDA_SCHED=spin, yield or blocking
+// sets how a host thread waits in a synchronising call (the primary
+// context's scheduling flag; the driver's default is auto: spin while the
+// process has fewer contexts than cores; not measured on a GPU yet), and
+// LOOM_CUDA_READ=pageable copies small reads straight into the caller's
+// memory instead of through pinned memory (Buffer Read).
 //
 // Programmatic dependent launch in the graphs (SetPDL) is on where the
 // driver and the GPU can do it (measured on an H100: 8–9 % off a batch-1
@@ -181,17 +174,8 @@ func Open() (*Device, error) {
 	case "", "pinned":
 	case "pageable":
 		d.readMode = readPageable
-	case "sync":
-		d.readMode = readSync
 	default:
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned, pageable or sync", v)
-	}
-	switch v := os.Getenv("LOOM_CUDA_WAIT"); v {
-	case "", "sync":
-	case "poll":
-		d.pollWait = true
-	default:
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_WAIT=%q: want sync or poll", v)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned or pageable", v)
 	}
 	if err := d.setSchedule(os.Getenv("LOOM_CUDA_SCHED")); err != nil {
 		return nil, err
@@ -698,17 +682,13 @@ type readMode int
 
 const (
 	// readPinned: up to arenaBytes (a decode step's tokens) are copied
-	// into the arena, pinned, on the transfer stream, and from there to
-	// dst: a copy into pageable memory goes through the driver's own
-	// staging, which costs the host more (docs/CUDA.md, "Host work of a
+	// into the arena, pinned, and from there to dst: a copy into
+	// pageable memory goes through the driver's own staging (on an H100
+	// 7.4 µs against 10.5 for 128 bytes; docs/CUDA.md, "Host work of a
 	// replayed step"); more straight into dst.
 	readPinned readMode = iota
 	// readPageable: every read straight into dst (LOOM_CUDA_READ=pageable).
 	readPageable
-	// readSync: as readPinned, but with one synchronous cuMemcpyDtoH (on
-	// the legacy stream, which the queues' non-blocking streams do not
-	// wait for) instead of a copy and a synchronise (LOOM_CUDA_READ=sync).
-	readSync
 )
 
 // Read copies bytes from off into dst and returns once the copy is done
@@ -725,18 +705,11 @@ func (b *buffer) Read(off int64, dst []byte) error {
 		if pinned {
 			to = d.arena
 		}
-		from, n := uintptr(b.ptr)+uintptr(off), uintptr(len(dst))
-		if pinned && d.readMode == readSync {
-			if err := d.drv.call(d.drv.memcpyDtoH, uintptr(to), from, n); err != nil {
-				return err
-			}
-		} else {
-			if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(to), from, n, d.transfer); err != nil {
-				return err
-			}
-			if err := d.drv.call(d.drv.streamSynchronize, d.transfer); err != nil {
-				return err
-			}
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(to), uintptr(b.ptr)+uintptr(off), uintptr(len(dst)), d.transfer); err != nil {
+			return err
+		}
+		if err := d.drv.call(d.drv.streamSynchronize, d.transfer); err != nil {
+			return err
 		}
 		if pinned {
 			copy(dst, unsafe.Slice((*byte)(d.arena), len(dst)))

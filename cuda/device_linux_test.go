@@ -69,7 +69,7 @@ func TestOpen(t *testing.T) {
 // readPageable), larger ones straight into the caller's memory.
 func TestBuffers(t *testing.T) {
 	d := device(t)
-	for _, m := range []readMode{readPinned, readPageable, readSync} {
+	for _, m := range []readMode{readPinned, readPageable} {
 		d.readMode = m
 		testBuffers(t, d)
 	}

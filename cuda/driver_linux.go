@@ -67,7 +67,6 @@ type driver struct {
 	primaryCtxRetain, primaryCtxRelease, ctxSetCurrent     cfunc
 	memAlloc, memFree, memAllocHost, memFreeHost           cfunc
 	memcpyHtoDAsync, memcpyDtoHAsync, memcpyDtoDAsync      cfunc
-	memcpyDtoH                                             cfunc
 	memsetD32Async                                         cfunc
 	streamCreate, streamDestroy, streamSynchronize         cfunc
 	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
@@ -147,7 +146,6 @@ func loadDriver() (*driver, error) {
 		&d.memFreeHost:        "cuMemFreeHost",
 		&d.memcpyHtoDAsync:    "cuMemcpyHtoDAsync_v2",
 		&d.memcpyDtoHAsync:    "cuMemcpyDtoHAsync_v2",
-		&d.memcpyDtoH:         "cuMemcpyDtoH_v2",
 		&d.memcpyDtoDAsync:    "cuMemcpyDtoDAsync_v2",
 		&d.memsetD32Async:     "cuMemsetD32Async",
 		&d.streamCreate:       "cuStreamCreate",

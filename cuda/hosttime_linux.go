@@ -18,7 +18,7 @@ type HostTimes struct {
 	Record HostTime // cuEventRecord of the command buffer's completion event
 	Poll   HostTime // Event.Value: cuEventQuery of the command buffers in flight (at a runtime call's start)
 	Wait   HostTime // blocking until a command buffer completed, and retiring it
-	Sync   HostTime // of Wait, the wait for the event alone (syncEvent): the device's time left plus the wake-up
+	Sync   HostTime // of Wait, cuEventSynchronize alone: the device's time left plus the wake-up
 	Read   HostTime // buffer reads: the copy to the host and its synchronise (a step's token read-back)
 	Write  HostTime // buffer writes
 }

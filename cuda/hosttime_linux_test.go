@@ -10,18 +10,9 @@ import (
 
 // TestHostTimes: a command buffer submitted, waited for and read back
 // counts in the classes it went through, and Submit and Wait hold the
-// calls they make (Record, Sync); with either wait (cuEventSynchronize,
-// or polled), the result is the kernel's.
+// calls they make (Record, Sync), and the result is the kernel's.
 func TestHostTimes(t *testing.T) {
 	d := device(t)
-	for _, poll := range []bool{false, true} {
-		d.pollWait = poll
-		testHostTimes(t, d)
-	}
-	d.pollWait = false
-}
-
-func testHostTimes(t *testing.T, d *Device) {
 	const n = 1000
 	ones := make([]float32, n)
 	for i := range ones {
@@ -52,7 +43,7 @@ func testHostTimes(t *testing.T, d *Device) {
 	}
 	for i, v := range readF32(t, x) {
 		if v != 1 {
-			t.Fatalf("polled wait %v: x[%d] = %v, want 1", d.pollWait, i, v)
+			t.Fatalf("x[%d] = %v, want 1", i, v)
 		}
 	}
 	after := d.HostTimes()
@@ -64,7 +55,7 @@ func testHostTimes(t *testing.T, d *Device) {
 	}{{"submit", before.Submit, after.Submit}, {"launch", before.Launch, after.Launch}, {"record", before.Record, after.Record},
 		{"wait", before.Wait, after.Wait}, {"sync", before.Sync, after.Sync}, {"read", before.Read, after.Read}} {
 		if calls(c.before, c.after) < 1 || spent(c.before, c.after) <= 0 {
-			t.Errorf("polled wait %v: %s: %d calls, %v: want at least one, some time", d.pollWait, c.name, calls(c.before, c.after), spent(c.before, c.after))
+			t.Errorf("%s: %d calls, %v: want at least one, some time", c.name, calls(c.before, c.after), spent(c.before, c.after))
 		}
 	}
 	if s, r := spent(before.Submit, after.Submit), spent(before.Launch, after.Launch)+spent(before.Record, after.Record); s < r {
@@ -76,10 +67,9 @@ func testHostTimes(t *testing.T, d *Device) {
 }
 
 // BenchmarkTokenRead reads a decode step's tokens back (4 bytes at batch
-// 1, 128 at batch 32) with each read mode: through the pinned arena with
-// a copy on the transfer stream and its synchronise (pinned), or with one
-// cuMemcpyDtoH (sync), and straight into pageable memory (pageable,
-// LOOM_CUDA_READ=pageable): the host's cost of every step's read-back.
+// 1, 128 at batch 32) through the pinned arena and straight into pageable
+// memory (LOOM_CUDA_READ=pageable): the copy and its synchronise, the
+// host's cost of every step's read-back.
 func BenchmarkTokenRead(b *testing.B) {
 	d := device(b)
 	for _, n := range []int{4, 128} {
@@ -88,8 +78,8 @@ func BenchmarkTokenRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		dst := make([]byte, n)
-		for _, m := range []readMode{readPinned, readSync, readPageable} {
-			name := map[readMode]string{readPinned: "pinned", readSync: "sync", readPageable: "pageable"}[m]
+		for _, m := range []readMode{readPinned, readPageable} {
+			name := map[readMode]string{readPinned: "pinned", readPageable: "pageable"}[m]
 			b.Run(name+"/"+map[int]string{4: "b1", 128: "b32"}[n], func(b *testing.B) {
 				d.readMode = m
 				defer func() { d.readMode = readPinned }()

@@ -508,7 +508,7 @@ func (q *queue) waitFor(cb *commandBuffer) {
 	err := d.current(func() error {
 		t := time.Now()
 		defer d.since(hostSync, t)
-		return d.syncEvent(ev)
+		return d.drv.call(d.drv.eventSynchronize, ev)
 	})
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -516,27 +516,6 @@ func (q *queue) waitFor(cb *commandBuffer) {
 		if x == cb {
 			q.retire(i+1, err)
 			break
-		}
-	}
-}
-
-// syncEvent returns once event ev has completed: in cuEventSynchronize,
-// or with LOOM_CUDA_WAIT=poll by polling cuEventQuery from Go, a short
-// call at a time, so that the goroutine never sits in one long call (for
-// measuring: Go's runtime may hand the P of a goroutine in a long call to
-// another thread, and every query allocates its arguments; docs/CUDA.md,
-// "Host work of a replayed step"). Inside current.
-func (d *Device) syncEvent(ev uintptr) error {
-	if !d.pollWait {
-		return d.drv.call(d.drv.eventSynchronize, ev)
-	}
-	for {
-		switch r := d.drv.eventQuery.raw(ev); r {
-		case cudaSuccess:
-			return nil
-		case cudaNotReady:
-		default:
-			return d.drv.check(d.drv.eventQuery, r)
 		}
 	}
 }
