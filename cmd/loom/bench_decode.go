@@ -88,8 +88,9 @@ type slowStep struct {
 
 // hostPhaseHelp says what each host phase is. Each step's figures are
 // taken over the interval between two deliveries of tokens, which holds
-// one submission (of the step after next) and one wait and read-back (of
-// the step delivered); call is the delivered step's own submission.
+// one submission (of the next step) and one wait and read-back (of the
+// step delivered); call is that submission's Call, reported with the next
+// step's statistics.
 var hostPhaseHelp = map[string]string{
 	"host":   "the step's time less its wait (host_us_per_step): all below but wait, sync and retire",
 	"busy":   "host and retire: the step's time less the driver's wait for its event, all the host's own work",
