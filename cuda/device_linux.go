@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -48,7 +49,8 @@ type Device struct {
 	lazy        map[string]lazyKernel
 	lazyModules map[string]lazyModule
 	// arena is pinned host memory where do's caller lays out each launch's
-	// kernel parameters (cuLaunchKernel copies them before returning).
+	// kernel parameters (cuLaunchKernel copies them before returning), and
+	// where small reads land before they are copied to the caller (Read).
 	arena    unsafe.Pointer
 	transfer uintptr // the stream host reads and writes use
 	closed   atomic.Bool
@@ -61,6 +63,8 @@ type Device struct {
 	graphStats struct {
 		launches, replays, captures, updates, evictions, failures, programmatic atomic.Int64
 	}
+	hostTimes [hostClasses]hostClock // the host's time in the device's calls (hosttime_linux.go)
+	readMode  readMode               // how Read copies (LOOM_CUDA_READ)
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -90,6 +94,12 @@ const arenaBytes = 4096
 // with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
+// For the host's side of a step: LOOM_CUDA_SCHED=spin, yield or blocking
+// sets how a host thread waits in a synchronising call (the primary
+// context's scheduling flag; the driver's default is auto: spin while the
+// process has fewer contexts than cores; not measured on a GPU yet), and
+// LOOM_CUDA_READ=pageable copies small reads straight into the caller's
+// memory instead of through pinned memory (Buffer Read).
 //
 // Programmatic dependent launch in the graphs (SetPDL) is on where the
 // driver and the GPU can do it (measured on an H100: 8–9 % off a batch-1
@@ -160,6 +170,16 @@ func Open() (*Device, error) {
 		}
 		d.caps.Partitions = pt
 	}
+	switch v := os.Getenv("LOOM_CUDA_READ"); v {
+	case "", "pinned":
+	case "pageable":
+		d.readMode = readPageable
+	default:
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_READ=%q: want pinned or pageable", v)
+	}
+	if err := d.setSchedule(os.Getenv("LOOM_CUDA_SCHED")); err != nil {
+		return nil, err
+	}
 	if err := drv.call(drv.primaryCtxRetain, uintptr(unsafe.Pointer(&d.ctx)), uintptr(d.cuDev)); err != nil {
 		return nil, err
 	}
@@ -183,6 +203,32 @@ func Open() (*Device, error) {
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_PDL=%q: want 0 or 1", v)
 	}
 	return d, nil
+}
+
+// Scheduling flags of a context (CUctx_flags): how a host thread waits
+// for the device in a synchronising call.
+var schedFlags = map[string]uintptr{
+	"auto":     0, // CU_CTX_SCHED_AUTO: spin while the process has fewer contexts than cores, else yield
+	"spin":     1, // CU_CTX_SCHED_SPIN
+	"yield":    2, // CU_CTX_SCHED_YIELD
+	"blocking": 4, // CU_CTX_SCHED_BLOCKING_SYNC: sleep until the device interrupts
+}
+
+// setSchedule sets the primary context's scheduling flag, before it is
+// retained, from LOOM_CUDA_SCHED's value v ("" leaves the driver's
+// default, auto): for measuring how the host's wait for a step is done.
+func (d *Device) setSchedule(v string) error {
+	if v == "" {
+		return nil
+	}
+	f, ok := schedFlags[v]
+	if !ok {
+		return fmt.Errorf("cuda: LOOM_CUDA_SCHED=%q: want auto, spin, yield or blocking", v)
+	}
+	if d.drv.primaryCtxSetFlags.ptr == 0 {
+		return fmt.Errorf("cuda: LOOM_CUDA_SCHED=%q: libcuda.so.1 has no cuDevicePrimaryCtxSetFlags_v2", v)
+	}
+	return d.drv.call(d.drv.primaryCtxSetFlags, uintptr(d.cuDev), f)
 }
 
 // envRows sets *rows from the environment variable name where it is set:
@@ -622,6 +668,7 @@ func (b *buffer) Write(off int64, src []byte) error {
 		return err
 	}
 	d := b.dev
+	defer d.since(hostWrite, time.Now())
 	return d.do(func() error {
 		if err := d.drv.call(d.drv.memcpyHtoDAsync, uintptr(b.ptr)+uintptr(off), uintptr(unsafe.Pointer(&src[0])), uintptr(len(src)), d.transfer); err != nil {
 			return err
@@ -630,17 +677,44 @@ func (b *buffer) Write(off int64, src []byte) error {
 	})
 }
 
-// Read copies bytes from off into dst and returns once the copy is done.
+// readMode is how Buffer.Read copies.
+type readMode int
+
+const (
+	// readPinned: up to arenaBytes (a decode step's tokens) are copied
+	// into the arena, pinned, and from there to dst: a copy into
+	// pageable memory goes through the driver's own staging (on an H100
+	// 7.4 µs against 10.5 for 128 bytes; docs/CUDA.md, "Host work of a
+	// replayed step"); more straight into dst.
+	readPinned readMode = iota
+	// readPageable: every read straight into dst (LOOM_CUDA_READ=pageable).
+	readPageable
+)
+
+// Read copies bytes from off into dst and returns once the copy is done
+// (readMode says how).
 func (b *buffer) Read(off int64, dst []byte) error {
 	if err := b.span(off, int64(len(dst))); err != nil || len(dst) == 0 {
 		return err
 	}
 	d := b.dev
+	defer d.since(hostRead, time.Now())
 	return d.do(func() error {
-		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(unsafe.Pointer(&dst[0])), uintptr(b.ptr)+uintptr(off), uintptr(len(dst)), d.transfer); err != nil {
+		to := unsafe.Pointer(&dst[0])
+		pinned := len(dst) <= arenaBytes && d.readMode != readPageable
+		if pinned {
+			to = d.arena
+		}
+		if err := d.drv.call(d.drv.memcpyDtoHAsync, uintptr(to), uintptr(b.ptr)+uintptr(off), uintptr(len(dst)), d.transfer); err != nil {
 			return err
 		}
-		return d.drv.call(d.drv.streamSynchronize, d.transfer)
+		if err := d.drv.call(d.drv.streamSynchronize, d.transfer); err != nil {
+			return err
+		}
+		if pinned {
+			copy(dst, unsafe.Slice((*byte)(d.arena), len(dst)))
+		}
+		return nil
 	})
 }
 

@@ -64,10 +64,21 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestBuffers writes and reads buffers of every size class, with each
+// read mode: reads up to arenaBytes go through the pinned arena (unless
+// readPageable), larger ones straight into the caller's memory.
 func TestBuffers(t *testing.T) {
 	d := device(t)
+	for _, m := range []readMode{readPinned, readPageable} {
+		d.readMode = m
+		testBuffers(t, d)
+	}
+	d.readMode = readPinned
+}
+
+func testBuffers(t *testing.T, d *Device) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int64{0, 1, 3, 1000, 1 << 20} {
+	for _, n := range []int64{0, 1, 3, 1000, arenaBytes - 1, arenaBytes, arenaBytes + 1, 1 << 20} {
 		b, err := d.NewBuffer(n)
 		if err != nil {
 			t.Fatal(err)
@@ -91,7 +102,16 @@ func TestBuffers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: read back differs", n)
+			t.Fatalf("%d bytes (read mode %d): read back differs", n, d.readMode)
+		}
+		if n > 2 { // a partial read at an odd offset, into a larger slice
+			dst := make([]byte, n+5)
+			if err := b.Read(1, dst[3:3+n-2]); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(dst[3:3+n-2], want[1:n-1]) || !bytes.Equal(dst[:3], make([]byte, 3)) || !bytes.Equal(dst[n+1:], make([]byte, 4)) {
+				t.Fatalf("%d bytes (read mode %d): the read of [1, %d) differs or wrote outside its slice", n, d.readMode, n-1)
+			}
 		}
 		if err := b.Write(n, []byte{1}); err == nil || !strings.Contains(err.Error(), "outside a buffer") {
 			t.Errorf("write past the end: %v", err)

@@ -87,6 +87,11 @@ type driver struct {
 	// dependent launch (graph_linux.go). Zero where the driver lacks it.
 	graphAddDependencies cfunc
 
+	// primaryCtxSetFlags (cuDevicePrimaryCtxSetFlags_v2, CUDA 11) sets the
+	// primary context's flags before it is retained (LOOM_CUDA_SCHED).
+	// Zero where the driver lacks it.
+	primaryCtxSetFlags cfunc
+
 	// streamWaitValue32 (cuStreamWaitValue32_v2, CUDA 12) holds a stream
 	// until a word of memory reaches a value: the kernel profile's gate.
 	// Zero where the driver lacks it.
@@ -172,6 +177,9 @@ func loadDriver() (*driver, error) {
 	})
 	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.streamWaitValue32: "cuStreamWaitValue32_v2"}) != nil {
 		d.streamWaitValue32 = cfunc{}
+	}
+	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.primaryCtxSetFlags: "cuDevicePrimaryCtxSetFlags_v2"}) != nil {
+		d.primaryCtxSetFlags = cfunc{}
 	}
 	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.graphAddDependencies: "cuGraphAddDependencies_v2"}) != nil {
 		d.graphAddDependencies = cfunc{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/loomrt/loom/runtime"
@@ -212,7 +213,10 @@ func (q *queue) launchGraph(cb *commandBuffer) *graphExec {
 			return nil // the launch-by-launch path reports it
 		}
 	}
-	if err := d.drv.call(d.drv.graphLaunch, e.exec, q.stream); err != nil {
+	t := time.Now()
+	err := d.drv.call(d.drv.graphLaunch, e.exec, q.stream)
+	d.since(hostLaunch, t)
+	if err != nil {
 		g.failed = true
 		d.graphStats.failures.Add(1)
 		q.dropExec(g, e)

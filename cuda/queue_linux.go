@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -212,6 +213,7 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 		cb.signals = append(cb.signals, signal{s.Event.(*event), s.Value})
 	}
 	d := q.dev
+	defer d.since(hostSubmit, time.Now())
 	err := d.do(func() error {
 		q.mu.Lock()
 		defer q.mu.Unlock()
@@ -317,7 +319,9 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 		}
 	}
 	if cb.done, err = q.cuEvent(); err == nil {
+		t := time.Now()
 		err = d.drv.call(d.drv.eventRecord, cb.done, q.stream)
+		d.since(hostRecord, t)
 	}
 	if err != nil {
 		// Without an event, wait here so that the command buffer is known
@@ -366,10 +370,12 @@ func (q *queue) launch(l *launch, status uint64) error {
 		d.prof.hold(d, q.stream)
 		start = d.prof.event(d, q.stream)
 	}
+	t := time.Now()
 	err = d.drv.call(d.drv.launchKernel, l.function(),
 		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
 		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
 		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
+	d.since(hostLaunch, t)
 	if d.prof != nil {
 		if err == nil {
 			d.prof.add(d, l, start, d.prof.event(d, q.stream))
@@ -494,9 +500,16 @@ func (q *queue) waitFor(cb *commandBuffer) {
 	if ev == 0 { // retired already
 		return
 	}
+	d := q.dev
+	start := time.Now()
+	defer d.since(hostWait, start)
 	// The CUevent may have been retired and reused meanwhile (by poll);
 	// then this waits for later work, which only delays the return.
-	err := q.dev.current(func() error { return q.dev.drv.call(q.dev.drv.eventSynchronize, ev) })
+	err := d.current(func() error {
+		t := time.Now()
+		defer d.since(hostSync, t)
+		return d.drv.call(d.drv.eventSynchronize, ev)
+	})
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, x := range q.inflight {
@@ -615,10 +628,12 @@ func (e *event) Wait(v uint64) {
 // value.
 func (e *event) Value() uint64 {
 	q := e.q
+	start := time.Now()
 	q.dev.do(func() error {
 		q.poll()
 		return nil
 	})
+	q.dev.since(hostPoll, start)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.value

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/loomrt/loom/primitives"
@@ -237,6 +238,7 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 	if !ok {
 		return nil
 	}
+	t := time.Now()
 	if r.staged != nil {
 		r.stageUploads(ups)
 	} else {
@@ -246,12 +248,14 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 			}
 		}
 	}
+	d.since(hostStage, t)
 	fail := func() *graphExec {
 		d.graphStats.failures.Add(1)
 		c.dead = append(c.dead, e)
 		r.exec = nil
 		return nil
 	}
+	t = time.Now()
 	for i, b := range binds {
 		binary.LittleEndian.PutUint64(e.vals[b.off:], b.ptr)
 		if i+1 < len(binds) && binds[i+1].i == b.i {
@@ -261,7 +265,11 @@ func (q *queue) launchReplay(r *replayList, l *runtime.CommandList) *graphExec {
 			return fail()
 		}
 	}
-	if err := d.drv.call(d.drv.graphLaunch, e.exec, q.stream); err != nil {
+	d.since(hostUpdate, t)
+	t = time.Now()
+	err := d.drv.call(d.drv.graphLaunch, e.exec, q.stream)
+	d.since(hostLaunch, t)
+	if err != nil {
 		return fail()
 	}
 	d.graphStats.launches.Add(1)

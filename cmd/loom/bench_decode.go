@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +55,9 @@ type decodeResult struct {
 	SplitAttention    float64      `json:"split_attention_per_step"`
 	HostOverheadms    float64      `json:"host_overhead_ms"` // mean of a step's time less its device wait: scheduling, replaying (or building, planning, encoding), token read-back
 	HostUsPerStep     float64      `json:"host_us_per_step"` // median of the same, in µs
+	HostPhases        []hostPhase  `json:"host_phases"`      // where a step's host time and wait go (hostPhaseHelp)
+	GCCycles          int          `json:"gc_cycles"`        // garbage collections completed during the timed steps
+	SlowSteps         []slowStep   `json:"slow_steps"`       // the timed steps of the most host time, slowest first
 	ReplayedSteps     int          `json:"replayed_steps"`   // timed steps the runtime replayed (Stats.CacheHits)
 	NoCache           bool         `json:"nocache"`          // every step planned (runtime.Options.NoPlanCache)
 	Hazards           int          `json:"hazards"`
@@ -62,6 +67,88 @@ type decodeResult struct {
 	ParametersMillion float64      `json:"parameters_m"`
 	Kernels           []kernelStat `json:"kernels,omitempty"` // -kernels: the GPU time of a step by kernel
 	Logprobs          int          `json:"logprobs"`          // top log-probs reported per sequence and step, -1 for none
+}
+
+// hostPhase is one phase of the timed steps' host time or wait, over the
+// steps: µs a step.
+type hostPhase struct {
+	Name     string  `json:"name"`
+	MedianUs float64 `json:"median_us"`
+	MeanUs   float64 `json:"mean_us"`
+	MaxUs    float64 `json:"max_us"`
+}
+
+// slowStep is one of the timed steps of the most host time: its phases
+// (hostPhaseHelp) in µs and the garbage collections completed in it.
+type slowStep struct {
+	Step     int                `json:"step"` // of the timed steps, from 0
+	PhasesUs map[string]float64 `json:"phases_us"`
+	GC       int                `json:"gc"`
+}
+
+// hostPhaseHelp says what each host phase is. Each step's figures are
+// taken over the interval between two deliveries of tokens, which holds
+// one submission (of the next step) and one wait and read-back (of the
+// step delivered); call is that submission's Call, reported with the next
+// step's statistics.
+var hostPhaseHelp = map[string]string{
+	"host":   "the step's time less its wait (host_us_per_step): all below but wait, sync and retire",
+	"busy":   "host and retire: the step's time less the driver's wait for its event, all the host's own work",
+	"call":   "the compiled step's Call (of the step submitted): the runtime's replay, the poll and the submission",
+	"submit": "of call, the device's submission (CUDA: queue.Submit, the driver calls below included)",
+	"launch": "of submit, cuGraphLaunch (or the launches of a list not launched as a graph)",
+	"update": "of submit, the kernel-node updates of the rebound arguments",
+	"stage":  "of submit, the uploads' copy into the exec's pinned staging",
+	"record": "of submit, cuEventRecord of the completion event",
+	"poll":   "of call, cuEventQuery of the steps in flight",
+	"read":   "reading the tokens back: the copy to the host and its synchronise",
+	"rest":   "host less call and read: the decoder's scheduling and inputs, this loop, the Go runtime",
+	"wait":   "the host blocked for the device (the runtime's Stats.Wait), not host work",
+	"sync":   "of wait, the driver's wait for the step's event: its time left on the device and the wake-up",
+	"retire": "of wait, host work inside it: the locks, the context, retiring the step (its status records)",
+}
+
+// phases turns per-step durations into host phases, in order; a phase
+// without figures (not measured on this device) is left out.
+func phases(order []string, steps map[string][]time.Duration) []hostPhase {
+	var out []hostPhase
+	us := func(t time.Duration) float64 { return float64(t.Nanoseconds()) / 1e3 }
+	for _, name := range order {
+		v := steps[name]
+		if len(v) == 0 {
+			continue
+		}
+		var sum time.Duration
+		for _, t := range v {
+			sum += t
+		}
+		v = slices.Clone(v)
+		med := loombench.Median(v) // sorts v
+		out = append(out, hostPhase{name, us(med), us(sum) / float64(len(v)), us(v[len(v)-1])})
+	}
+	return out
+}
+
+// slowSteps returns the n timed steps of the most host time, slowest
+// first, with their phases and garbage collections.
+func slowSteps(order []string, steps map[string][]time.Duration, gcs []int, n int) []slowStep {
+	host := steps["host"]
+	idx := make([]int, len(host))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(host[b], host[a]) })
+	var out []slowStep
+	for _, i := range idx[:min(n, len(idx))] {
+		st := slowStep{Step: i, PhasesUs: map[string]float64{}, GC: gcs[i]}
+		for _, name := range order {
+			if v := steps[name]; len(v) > i {
+				st.PhasesUs[name] = float64(v[i].Nanoseconds()) / 1e3
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // kernelStat is one kernel's share of a profiled step (-kernels).
@@ -77,7 +164,7 @@ func benchDecode(args []string) error {
 	fs := flag.NewFlagSet("bench decode", flag.ContinueOnError)
 	batch := fs.Int("batch", 1, "sequences decoded together")
 	context := fs.Int("context", 1024, "tokens already in each sequence's KV cache (random K/V, no prefill)")
-	steps := fs.Int("steps", 16, "timed decode steps (after 2 warm-up steps)")
+	steps := fs.Int("steps", 16, "timed decode steps (after 3 warm-up steps)")
 	check := fs.Bool("check", false, "run on the checking CPU device and report hazards")
 	device := fs.String("device", "cpu", "device: cpu, cuda or metal (macOS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -127,7 +214,12 @@ func benchDecode(args []string) error {
 // without one of the Qwen3-0.6B shape with random weights of the named
 // kind (quantized to bits bits where bits is not 0).
 func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, steps, profiled, logprobs, blockSize int, device string, check, asJSON bool, opts runtime.Options, cpuProfile string) error {
-	const warmup = 2
+	// The warm-up: the prompt, the trace, and the first replay of each of
+	// the two list sets the Decoder's steps alternate between (one in
+	// flight while the next is submitted), whose first submission builds
+	// its graph exec on CUDA (2–3 ms: in the timed steps it added 40–160
+	// µs to the mean host work of 64 or 16 steps).
+	const warmup = 3
 	// A profile's steps are the ones submitted after the timed steps: one
 	// more step is decoded to deliver the last of them.
 	last := warmup + steps
@@ -200,6 +292,19 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		float64(m.WeightBytes())/1e6, res.KVCacheMB, cache.Config().NumBlocks, blockSize, where)
 
 	var times, hosts []time.Duration
+	// The host phases of each timed step: the runtime's statistics and
+	// the CUDA device's time by class (cudaHostTimes), taken after every
+	// delivery.
+	perStep := map[string][]time.Duration{}
+	var devTimes []time.Duration
+	gcs := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	gcCycles := func() int {
+		metrics.Read(gcs)
+		return int(gcs[0].Value.Uint64())
+	}
+	var gc0, gcPrev int
+	var gcSteps []int           // garbage collections completed in each timed step
+	var encodes []time.Duration // each step's Call (Stats.Encode), by step
 	// On the CPU the read bandwidth is measured again right before and
 	// after the timed steps (the steps themselves leave the device no
 	// quiet moment): on a shared machine the figure taken at setup can be
@@ -239,18 +344,31 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 			}
 			defer stop()
 		}
-		if !asJSON {
+		timed := i >= warmup && i < warmup+steps
+		if !asJSON && !timed {
+			// Not in the timed steps, whose host time it would count.
 			fmt.Fprintf(os.Stderr, "\rstep %d/%d", i+1, last)
 		}
 		st, err := d.Next(i+1 < last)
 		if err != nil {
 			return err
 		}
-		if i < warmup || i >= warmup+steps {
+		encodes = append(encodes, st.Stats.Encode)
+		dev := cudaHostTimes()
+		prev := devTimes
+		devTimes = dev
+		if !timed {
 			if i == warmup-1 {
 				cpu0, _ = processCPU()
+				gc0 = gcCycles()
+				gcPrev = gc0
 			}
 			continue
+		}
+		if prev != nil {
+			for j, c := range cudaHostClasses {
+				perStep[c] = append(perStep[c], dev[j]-prev[j])
+			}
 		}
 		times = append(times, st.Time)
 		s := st.Stats
@@ -259,11 +377,17 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		res.HostWaits += float64(s.HostWaits)
 		res.SplitAttention += float64(s.Counters["paged_attention.split"])
 		hosts = append(hosts, st.Time-s.Wait)
+		perStep["host"] = append(perStep["host"], st.Time-s.Wait)
+		perStep["wait"] = append(perStep["wait"], s.Wait)
+		gc := gcCycles()
+		gcSteps = append(gcSteps, gc-gcPrev)
+		gcPrev = gc
 		res.ReplayedSteps += s.CacheHits
 		if i == warmup+steps-1 {
 			if cpu1, ok := processCPU(); ok {
 				res.TokensPerCPUs = float64(batch*steps) / (cpu1 - cpu0).Seconds()
 			}
+			res.GCCycles = gcPrev - gc0
 		}
 	}
 	if profiled > 0 {
@@ -292,6 +416,28 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 	res.MeanTokensPerS = float64(batch*steps) / total.Seconds()
 	res.HostOverheadms = ms(overhead) / n
 	res.HostUsPerStep = float64(loombench.Median(hosts).Nanoseconds()) / 1e3
+	for k, h := range perStep["host"] { // in step order (the median sorted hosts)
+		// The Call in the step's interval is the next step's; the last
+		// step of a run has none.
+		var call time.Duration
+		if j := warmup + k + 1; j < len(encodes) {
+			call = encodes[j]
+		}
+		perStep["call"] = append(perStep["call"], call)
+		rest := h - call
+		if r := perStep["read"]; r != nil {
+			rest -= r[k]
+		}
+		perStep["rest"] = append(perStep["rest"], rest)
+		if s := perStep["sync"]; s != nil {
+			retire := perStep["wait"][k] - s[k]
+			perStep["retire"] = append(perStep["retire"], retire)
+			perStep["busy"] = append(perStep["busy"], h+retire)
+		}
+	}
+	order := []string{"host", "busy", "call", "submit", "launch", "update", "stage", "record", "poll", "read", "rest", "wait", "sync", "retire"}
+	res.HostPhases = phases(order, perStep)
+	res.SlowSteps = slowSteps(order, perStep, gcSteps, 3)
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
 	res.TPOTms, res.TPOTBestms = ms(tpot), ms(times[0])
 	res.TokensPerSecond = float64(batch) / tpot.Seconds()
@@ -323,8 +469,21 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		res.WeightLimitms, res.TPOTms/res.WeightLimitms, res.WeightKVLimitms, res.TPOTms/res.WeightKVLimitms)
 	fmt.Printf("  per step: %.0f dispatches, %.1f command buffers, %.2f host waits, %.1f split-KV attention calls\n",
 		res.Dispatches, res.CommandBuffers, res.HostWaits, res.SplitAttention)
-	fmt.Printf("  host work per step (a step's time less its device wait): %.0f µs median, %.2f ms mean; %d of %d steps replayed\n",
-		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, steps)
+	fmt.Printf("  host work per step (a step's time less its device wait): %.0f µs median, %.2f ms mean; %d of %d steps replayed; %d garbage collections\n",
+		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, steps, res.GCCycles)
+	fmt.Printf("    %-7s %8s %8s %8s\n", "phase", "median", "mean", "max µs")
+	for _, p := range res.HostPhases {
+		fmt.Printf("    %-7s %8.1f %8.1f %8.1f  %s\n", p.Name, p.MedianUs, p.MeanUs, p.MaxUs, hostPhaseHelp[p.Name])
+	}
+	for _, st := range res.SlowSteps {
+		fmt.Printf("    slow step %d (%d garbage collections):", st.Step, st.GC)
+		for _, p := range res.HostPhases {
+			if p.Name != "wait" && p.Name != "sync" {
+				fmt.Printf(" %s %.1f", p.Name, st.PhasesUs[p.Name])
+			}
+		}
+		fmt.Println(" µs")
+	}
 	if check {
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/loomrt/loom/cuda"
 	"github.com/loomrt/loom/runtime"
@@ -67,6 +68,21 @@ func cudaGraphSummary() string {
 	s := cudaDev.GraphStats()
 	return fmt.Sprintf("CUDA graphs: %d command buffers launched as graphs (%d of them replayed lists), %d built, %d kernel nodes updated, %d evicted, %d failures; PDL %v, %d programmatic edges",
 		s.Launches, s.Replays, s.Captures, s.Updates, s.Evictions, s.Failures, cudaDev.PDL(), s.Programmatic)
+}
+
+// cudaHostClasses name the figures of cudaHostTimes, in its order
+// (cuda.HostTimes; its Wait is left out: the bench's wait is the
+// runtime's, which holds it).
+var cudaHostClasses = []string{"submit", "launch", "update", "stage", "record", "poll", "sync", "read"}
+
+// cudaHostTimes is the host's time so far in the CUDA device's calls by
+// class (cudaHostClasses); nil if the device is not open.
+func cudaHostTimes() []time.Duration {
+	if cudaDev == nil {
+		return nil
+	}
+	h := cudaDev.HostTimes()
+	return []time.Duration{h.Submit.Time, h.Launch.Time, h.Update.Time, h.Stage.Time, h.Record.Time, h.Poll.Time, h.Sync.Time, h.Read.Time}
 }
 
 // startKernelProfile starts a kernel profile of the CUDA device

@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"time"
 
 	"github.com/loomrt/loom/cuda"
 	"github.com/loomrt/loom/runtime"
@@ -18,6 +19,10 @@ func cudaBandwidth(sizeMiB, reps int) (cuda.Bandwidth, error) { return cuda.Band
 func benchMembwCUDA(sizeMiB, reps int) error { return errNoCUDA }
 
 func cudaGraphSummary() string { return "" }
+
+var cudaHostClasses []string
+
+func cudaHostTimes() []time.Duration { return nil }
 
 func startKernelProfile() error { return errNoCUDA }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -190,6 +191,21 @@ func TestBenchDecodeModel(t *testing.T) {
 		!(r.TokensPerSecond > 0 && r.MeanTokensPerS > 0) || r.ReplayedSteps < 1 || r.WeightBytes < 1e6 {
 		t.Errorf("result %+v", r)
 	}
+	// The host phases the CPU device has (the CUDA driver's classes are
+	// CUDA's): the step's host time splits into the Call and the rest.
+	got := map[string]hostPhase{}
+	for _, p := range r.HostPhases {
+		got[p.Name] = p
+		if !(p.MedianUs <= p.MaxUs && p.MeanUs <= p.MaxUs) {
+			t.Errorf("phase %+v: median or mean above the max", p)
+		}
+	}
+	if len(got) != 4 || got["host"].MedianUs != r.HostUsPerStep || !(got["call"].MaxUs > 0) || !(got["wait"].MedianUs > 0) || got["rest"].Name == "" {
+		t.Errorf("host phases %+v, want host (= host_us_per_step %v), call, rest, wait", r.HostPhases, r.HostUsPerStep)
+	}
+	if len(r.SlowSteps) != 3 || r.SlowSteps[0].PhasesUs["host"] != got["host"].MaxUs || r.SlowSteps[0].PhasesUs["host"] < r.SlowSteps[2].PhasesUs["host"] {
+		t.Errorf("slow steps %+v, want 3, slowest first", r.SlowSteps)
+	}
 	if err := benchDecode([]string{"-model", tinyModel, "-weights", "q4"}); err == nil || !strings.Contains(err.Error(), "unsupported") {
 		t.Errorf("-model with -weights q4: error %v, want unsupported", err)
 	}
@@ -270,4 +286,21 @@ func capture(f func() error) (stdout, stderr string, err error) {
 	<-outDone
 	<-errDone
 	return stdout, stderr, err
+}
+
+// TestHostPhaseNames: the CUDA device's classes (cudaHostClasses) and the
+// bench's own phases are distinct names, each explained: a class named
+// like a bench phase would add a second figure to each of its steps.
+func TestHostPhaseNames(t *testing.T) {
+	own := []string{"host", "busy", "call", "rest", "wait", "retire"}
+	for _, c := range cudaHostClasses {
+		if slices.Contains(own, c) {
+			t.Errorf("CUDA class %q is a phase of the bench's own", c)
+		}
+	}
+	for _, name := range append(own, cudaHostClasses...) {
+		if hostPhaseHelp[name] == "" {
+			t.Errorf("phase %q has no help", name)
+		}
+	}
 }
