@@ -57,12 +57,30 @@ template <typename T, int E> __device__ __forceinline__ void load_x(const T* p, 
   for (int i = 0; i < WORDS; i++) Floats16<T>::widen(u[i], v + i * Floats16<T>::per);
 }
 
-// code_f is code i of word as a float, exactly: the code in the low bits of
-// 2^23's mantissa, less 2^23 (two instructions; a conversion instruction
-// runs at a quarter of the rate of the arithmetic on sm_90).
-template <int BITS> __device__ __forceinline__ float code_f(u32 word, int i) {
-  return __fsub_rn(__uint_as_float(((word >> (BITS * i)) & ((1u << BITS) - 1u)) | 0x4b000000u), 8388608.0f);
+// codes_f sets q to the PER codes of word as floats, exactly, without a
+// conversion instruction (a quarter of the arithmetic's rate on sm_90) or
+// a shift a code: code i, at bit BITS·i of the word's low or high half,
+// is ORed in place into the mantissa of 2^(23 - BITS·i), whose last place
+// is then worth 2^-(BITS·i), so that subtracting 2^(23 - BITS·i) leaves
+// the code. One LOP3 and one FADD a code, and one shift a word.
+template <int BITS> __device__ __forceinline__ void codes_f(u32 word, float (&q)[32 / BITS]) {
+  constexpr int PER = 32 / BITS, HALF = PER / 2;
+  static_assert(BITS * HALF <= 23, "each half's codes fit the mantissa");
+  const u32 hi = word >> 16;
+#pragma unroll
+  for (int i = 0; i < PER; i++) {
+    const int pos = i % HALF;
+    const u32 magic = (150u - BITS * pos) << 23;  // 2^(23 - BITS·pos)
+    const u32 mask = ((1u << BITS) - 1u) << (BITS * pos);
+    q[i] = __fsub_rn(__uint_as_float(((i < HALF ? word : hi) & mask) | magic), __uint_as_float(magic));
+  }
 }
+
+// QUANT_WARP_ROWS is the most outputs a warp of the decode GEMV takes at
+// once (qgemv_rows's W: 1, 2 or 4; a macro for measurement).
+#ifndef LOOM_QUANT_WARP_ROWS
+#define LOOM_QUANT_WARP_ROWS 4
+#endif
 
 // qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). Warp w of block b
 // takes W consecutive outputs from n = W·(LOOM_GEMV_ROWS·b + w) (then
@@ -88,7 +106,9 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   constexpr u32 OUTS = GATED ? 1 : W;  // outputs a warp's step
   constexpr u32 PER = 32 / BITS;
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  constexpr u32 E = 4 * PER;  // codes a chunk
   const u32 words = p.K / PER, chunks = words / 4, groups = p.K / p.GroupSize;
+  const u32 gshift = 31 - __clz(p.GroupSize);  // group sizes are powers of two
   // Rows are whole 16-byte chunks, so one check of each buffer's address
   // tells whether every chunk can be one load (a weight bound at an
   // offset might not be aligned).
@@ -123,12 +143,27 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
 #pragma unroll
         for (int i = 0; i < 4; i++) st.ws[j][i] = wr[4 * c + i];
       }
-      const u64 g = (u64)rn * groups + c * 4 * PER / p.GroupSize;
+      const u64 g = (u64)rn * groups + ((c * E) >> gshift);
       st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
+    }
+  };
+  // One row of x: the step's x as floats and their sum, loaded once for
+  // all the warp's rows where a row is one step a lane (K = 1,024 in 4
+  // bits); several: a word's x at a time, in the arithmetic.
+  float xv[R == 1 ? E : 1], xs1 = 0.0f;
+  auto load_xs = [&](u32 step) {
+    if constexpr (R == 1) {
+      const u32 c = lane + 32 * step;
+      if (c >= chunks) return;
+      load_x<T, E>(x + (u64)m0 * p.K + c * E, xvec, xv);
+      xs1 = 0.0f;
+#pragma unroll
+      for (int e = 0; e < (int)E; e++) xs1 = __fadd_rn(xs1, xv[e]);
     }
   };
   QStep cur;
   load(cur, n0, 0);
+  load_xs(0);
   float acc[W][R] = {};
   for (;;) {
     u32 nn0 = n0, nit = it + 1;
@@ -138,26 +173,31 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
     if (more) load(next, nn0, nit);
     const u32 c = lane + 32 * it;
     if (c < chunks) {
-      const u32 k0 = c * 4 * PER;
       float qx[W][R] = {}, xs[R] = {};
+      if constexpr (R == 1) xs[0] = xs1;
 #pragma unroll
       for (int i = 0; i < 4; i++) {
         float q[W][PER];
 #pragma unroll
-        for (int j = 0; j < W; j++) {
+        for (int j = 0; j < W; j++) codes_f<BITS>(cur.ws[j][i], q[j]);
+        if constexpr (R == 1) {
 #pragma unroll
-          for (int e = 0; e < (int)PER; e++) q[j][e] = code_f<BITS>(cur.ws[j][i], e);
-        }
+          for (int e = 0; e < (int)PER; e++) {
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-          if (r < (int)rows) {
-            float xv[PER];
-            load_x<T, PER>(x + (u64)(m0 + r) * p.K + k0 + i * PER, xvec, xv);
+            for (int j = 0; j < W; j++) qx[j][0] = __fmaf_rn(q[j][e], xv[i * PER + e], qx[j][0]);
+          }
+        } else {
 #pragma unroll
-            for (int e = 0; e < (int)PER; e++) {
-              xs[r] = __fadd_rn(xs[r], xv[e]);
+          for (int r = 0; r < R; r++) {
+            if (r < (int)rows) {
+              float xw[PER];
+              load_x<T, PER>(x + (u64)(m0 + r) * p.K + c * E + i * PER, xvec, xw);
 #pragma unroll
-              for (int j = 0; j < W; j++) qx[j][r] = __fmaf_rn(q[j][e], xv[e], qx[j][r]);
+              for (int e = 0; e < (int)PER; e++) {
+                xs[r] = __fadd_rn(xs[r], xw[e]);
+#pragma unroll
+                for (int j = 0; j < W; j++) qx[j][r] = __fmaf_rn(q[j][e], xw[e], qx[j][r]);
+              }
             }
           }
         }
@@ -193,6 +233,7 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
     }
     if (!more) return;
     cur = next, n0 = nn0, it = nit;
+    if (steps > 1) load_xs(it);
   }
 }
 
@@ -202,7 +243,10 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
 // block reserves, are those of its largest instance: 70 with two outputs
 // and four rows of x would be about 96, fewer blocks a multiprocessor).
 __device__ __forceinline__ u32 qmatmul_warp_rows(u32 N, u32 rows) {
-  return rows == 1 && (u64)gridDim.x * LOOM_GEMV_ROWS < N ? 2 : 1;
+  const u64 warps = (u64)gridDim.x * LOOM_GEMV_ROWS;
+  if (rows != 1) return 1;
+  if (LOOM_QUANT_WARP_ROWS >= 4 && 8 * warps <= N) return 4;
+  return LOOM_QUANT_WARP_ROWS >= 2 && warps < N ? 2 : 1;
 }
 
 // qmatmul dispatches to qmatmul_rows by the block's rows of x (one, the
@@ -215,8 +259,11 @@ __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* bias
   if (m0 >= p.M) return;
   const u32 rows = min(R, p.M - m0);
   if (rows > 1) return qmatmul_rows<T, BITS, 1, R>(x, w, scales, biases, out, p, m0, rows);
-  if (qmatmul_warp_rows(p.N, rows) == 1) return qmatmul_rows<T, BITS, 1, 1>(x, w, scales, biases, out, p, m0, rows);
-  return qmatmul_rows<T, BITS, 2, 1>(x, w, scales, biases, out, p, m0, rows);
+  switch (qmatmul_warp_rows(p.N, rows)) {
+    case 4: return qmatmul_rows<T, BITS, 4, 1>(x, w, scales, biases, out, p, m0, rows);
+    case 2: return qmatmul_rows<T, BITS, 2, 1>(x, w, scales, biases, out, p, m0, rows);
+    default: return qmatmul_rows<T, BITS, 1, 1>(x, w, scales, biases, out, p, m0, rows);
+  }
 }
 
 // QUANT_PREFETCH_BYTES bounds the code bytes a qmatmul block asks the L2

@@ -52,7 +52,7 @@ static std::vector<T> run(void (*kernel)(const T*, const u32*, const T*, const T
   launch({grid, (M + 3) / 4, 1}, [&] { kernel(xs.data() + xOff, w.data() + wOff, q.s.data(), q.b.data(), out.data(), p, &st); });
   // Each block of the first rows of x prefetches the code rows of its
   // first outputs, 8 warps of W each, at most QUANT_PREFETCH_BYTES.
-  unsigned W = M == 1 && grid * 8 < N ? 2 : 1;
+  unsigned W = M != 1 ? 1 : 8 * grid * 8 <= N ? 4 : grid * 8 < N ? 2 : 1;
   std::vector<unsigned char> want(emuSeen.size(), 0);
   for (unsigned bx = 0; bx < grid; bx++) {
     size_t r0 = (size_t)8 * W * bx;
