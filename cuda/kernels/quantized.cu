@@ -63,6 +63,14 @@ template <typename T, int E> __device__ __forceinline__ void load_x(const T* p, 
 // is ORed in place into the mantissa of 2^(23 - BITS·i), whose last place
 // is then worth 2^-(BITS·i), so that subtracting 2^(23 - BITS·i) leaves
 // the code. One LOP3 and one FADD a code, and one shift a word.
+// and_or is (a & b) | c in one instruction: with b and c both constants,
+// the compiler makes it two.
+__device__ __forceinline__ u32 and_or(u32 a, u32 b, u32 c) {
+  u32 r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
 template <int BITS> __device__ __forceinline__ void codes_f(u32 word, float (&q)[32 / BITS]) {
   constexpr int PER = 32 / BITS, HALF = PER / 2;
   static_assert(BITS * HALF <= 23, "each half's codes fit the mantissa");
@@ -72,8 +80,42 @@ template <int BITS> __device__ __forceinline__ void codes_f(u32 word, float (&q)
     const int pos = i % HALF;
     const u32 magic = (150u - BITS * pos) << 23;  // 2^(23 - BITS·pos)
     const u32 mask = ((1u << BITS) - 1u) << (BITS * pos);
-    q[i] = __fsub_rn(__uint_as_float(((i < HALF ? word : hi) & mask) | magic), __uint_as_float(magic));
+    q[i] = __fsub_rn(__uint_as_float(and_or(i < HALF ? word : hi, mask, magic)), __uint_as_float(magic));
   }
+}
+
+// load_words is a chunk's four words one load each (codes not 16-byte
+// aligned), a call apart so that the 16-byte loads' path does not also
+// issue these, predicated off.
+__device__ __noinline__ uint4 load_words(const u32* p) {
+  uint4 v;
+  v.x = p[0], v.y = p[1], v.z = p[2], v.w = p[3];
+  return v;
+}
+
+// warp_sums sums each of v[0..W) over the warp (W = 1, 2 or 4), bit for
+// bit as warp_sum sums each (the same pairs in the same order; a + b and
+// b + a are the same float), but with W - 1 shuffles fewer a value than
+// W warp_sums: at each of the first log2(W) exchanges a lane keeps half
+// of its values and sends the other half. v[j]'s sum is returned in lanes
+// 32·j/W to 32·(j+1)/W - 1.
+template <int W> __device__ __forceinline__ float warp_sums(const float (&v)[W], u32 lane) {
+  static_assert(W == 1 || W == 2 || W == 4, "1, 2 or 4 values");
+  float a[W];
+#pragma unroll
+  for (int j = 0; j < W; j++) a[j] = v[j];
+  int o = 16;
+#pragma unroll
+  for (int n = W; n > 1; n /= 2, o /= 2) {
+    const bool up = lane & o;  // keeps the upper half
+#pragma unroll
+    for (int i = 0; i < n / 2; i++) {
+      const float keep = up ? a[n / 2 + i] : a[i], send = up ? a[i] : a[n / 2 + i];
+      a[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+    }
+  }
+  for (; o > 0; o /= 2) a[0] += __shfl_xor_sync(0xffffffffu, a[0], o);
+  return a[0];
 }
 
 // QUANT_WARP_ROWS is the most outputs a warp of the decode GEMV takes at
@@ -136,13 +178,8 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
       // Rows past N read row N - 1 again and store nothing.
       const u32 rn = GATED ? j * p.N + min(row0, p.N - 1) : min(row0 + j, p.N - 1);
       const u32* wr = w + (u64)rn * words;
-      if (wvec) {
-        const uint4 v = __ldcs((const uint4*)wr + c);
-        st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; i++) st.ws[j][i] = wr[4 * c + i];
-      }
+      const uint4 v = wvec ? __ldcs((const uint4*)wr + c) : load_words(wr + 4 * c);
+      st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
       const u64 g = (u64)rn * groups + ((c * E) >> gshift);
       st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
     }
@@ -209,21 +246,22 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
       }
     }
     if (nit == 0) {
-      // The row's steps are done: its sums.
+      // The row's steps are done: its sums, row j's in lanes 32·j/W on.
 #pragma unroll
       for (int r = 0; r < R; r++) {
         if (r >= (int)rows) continue;
+        float a[W];
+#pragma unroll
+        for (int j = 0; j < W; j++) a[j] = acc[j][r];
+        const float sum = warp_sums<W>(a, lane);
         if (GATED) {
-          const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
-          const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
+          const float g = Num<T>::load(Num<T>::store(sum));
+          const float u = Num<T>::load(Num<T>::store(__shfl_xor_sync(0xffffffffu, sum, 16)));
           if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
           continue;
         }
-#pragma unroll
-        for (int j = 0; j < W; j++) {
-          const float sum = warp_sum(acc[j][r]);
-          if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
-        }
+        const u32 j = lane / (32 / W);
+        if (lane % (32 / W) == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
       }
 #pragma unroll
       for (int j = 0; j < W; j++) {
@@ -314,23 +352,31 @@ __device__ void dequantize(const u32* w, const T* scales, const T* biases, T* ou
   for (u32 i = 0; i < PER; i++) store_f(out, e0 + i, s * (float)((word >> (BITS * i)) & MASK) + b);
 }
 
-#define QUANT_KERNELS(SHORT, T, BITS)                                                                        \
-  extern "C" __global__ void qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,           \
-                                                       const T* biases, T* out, const QuantParams p,         \
-                                                       Status* status) {                                     \
-    grid_dependency_wait(qmatmul_span(w, p, BITS));                                                          \
-    qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                          \
-  }                                                                                                          \
-  extern "C" __global__ void qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
-                                                                const T* biases, T* out, const QuantParams p, \
-                                                                Status* status) {                              \
-    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));         \
-    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                   \
-  }                                                                                                          \
-  extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,  \
-                                                          T* out, const QuantParams p, Status* status) {     \
-    grid_dependency_wait();                                                                                  \
-    dequantize<T, BITS>(w, scales, biases, out, p);                                                          \
+// The kernels' launch bounds: qmatmul's registers (up to 128, its four
+// outputs a warp with a step in flight) leave two blocks a multiprocessor,
+// which the lowering's grid does not exceed (primitives.QuantizedMatMul);
+// qmatmul_silu_mul's (80) three, so that the 384 blocks of the Qwen3-0.6B
+// shape's MLP run in one wave on 132 multiprocessors.
+#define QUANT_MATMUL_BOUNDS __launch_bounds__(LOOM_GEMV_THREADS, 2)
+#define QUANT_GATED_BOUNDS __launch_bounds__(LOOM_GEMV_THREADS, 3)
+
+#define QUANT_KERNELS(SHORT, T, BITS)                                                                                  \
+  extern "C" __global__ void QUANT_MATMUL_BOUNDS qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
+                                                       const T* biases, T* out, const QuantParams p,                   \
+                                                       Status* status) {                                               \
+    grid_dependency_wait(qmatmul_span(w, p, BITS));                                                                    \
+    qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                                    \
+  }                                                                                                                    \
+  extern "C" __global__ void QUANT_GATED_BOUNDS qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales, \
+                                                                const T* biases, T* out, const QuantParams p,          \
+                                                                Status* status) {                                      \
+    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));                  \
+    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                           \
+  }                                                                                                                    \
+  extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,              \
+                                                          T* out, const QuantParams p, Status* status) {               \
+    grid_dependency_wait();                                                                                            \
+    dequantize<T, BITS>(w, scales, biases, out, p);                                                                    \
   }
 #define QUANT_KERNELS_4_8(SHORT, T) QUANT_KERNELS(SHORT, T, 4) QUANT_KERNELS(SHORT, T, 8)
 LOOM_FLOATS(QUANT_KERNELS_4_8)
