@@ -118,6 +118,38 @@ template <int W> __device__ __forceinline__ float warp_sums(const float (&v)[W],
   return a[0];
 }
 
+// QUANT_SMEM_X is the floats of shared memory (a multiple of 4) that hold
+// a block's row of x in the one-row kernels: rows of K elements take
+// K/E·(E + 4) of them, E the elements a chunk (32 in 4 bits, 16 in 8),
+// up to K = 8,192 in 4 bits; longer rows are read from global memory by
+// each lane. 0 turns it off (a macro for measurement).
+#ifndef LOOM_QUANT_SMEM_X
+#define LOOM_QUANT_SMEM_X 9216
+#endif
+
+// quant_x holds a block's row of x as floats, chunk c's E elements at c·(E
+// + 4) (the padding puts the 16-byte reads of 8 lanes of consecutive
+// chunks in 8 different bank groups: no conflicts), and quant_xsum each
+// chunk's Σ x in order of k: widened and summed once a block (stage_x)
+// rather than once a warp. One array for every kernel of the file, so
+// that a kernel's instances share it.
+__shared__ float4 quant_x[LOOM_QUANT_SMEM_X / 4 + 1];
+__shared__ float quant_xsum[LOOM_QUANT_SMEM_X / 20 + 1];
+
+// stage_x fills quant_x and quant_xsum with the row of K elements at x
+// (K/E chunks), the whole block taking part (two barriers).
+template <typename T, u32 E> __device__ void stage_x(const T* x, u32 K) {
+  float* xs = (float*)quant_x;
+  for (u32 k = threadIdx.x; k < K; k += blockDim.x) xs[k / E * (E + 4) + k % E] = load_f(x, k);
+  __syncthreads();
+  for (u32 c = threadIdx.x; c < K / E; c += blockDim.x) {
+    float s = 0.0f;
+    for (u32 e = 0; e < E; e++) s = __fadd_rn(s, xs[c * (E + 4) + e]);
+    quant_xsum[c] = s;
+  }
+  __syncthreads();
+}
+
 // QUANT_WARP_ROWS is the most outputs a warp of the decode GEMV takes at
 // once (qgemv_rows's W: 1, 2 or 4; a macro for measurement).
 #ifndef LOOM_QUANT_WARP_ROWS
@@ -160,7 +192,10 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   // at each row's warp_sum.
   const u32 steps = (chunks + 31) / 32, stride = OUTS * LOOM_GEMV_ROWS * gridDim.x;
   u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp), it = 0;
-  if (n0 >= p.N) return;
+  // One row of x fits shared memory (stage_x) where xsmem; the block's
+  // warps all take part in staging it, even those without an output.
+  const bool active = n0 < p.N, xsmem = R == 1 && chunks * (E + 4) <= LOOM_QUANT_SMEM_X;
+  if (!active && !xsmem) return;
   // QStep is one step's codes, scales and biases of the W rows. The next
   // step's are loaded before the current one's arithmetic, so that a
   // warp's load latency overlaps its arithmetic (a grid of a few blocks a
@@ -184,22 +219,38 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
       st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
     }
   };
-  // One row of x: the step's x as floats and their sum, loaded once for
-  // all the warp's rows where a row is one step a lane (K = 1,024 in 4
-  // bits); several: a word's x at a time, in the arithmetic.
+  // One row of x: the step's x as floats and their sum (from shared
+  // memory, or loaded and summed by the lane), taken once for all the
+  // warp's rows where a row is one step a lane (K = 1,024 in 4 bits);
+  // several rows: a word's x at a time, in the arithmetic.
   float xv[R == 1 ? E : 1], xs1 = 0.0f;
   auto load_xs = [&](u32 step) {
     if constexpr (R == 1) {
       const u32 c = lane + 32 * step;
       if (c >= chunks) return;
+      if (xsmem) {
+        const float4* px = quant_x + c * (E + 4) / 4;
+#pragma unroll
+        for (int i = 0; i < (int)E / 4; i++) {
+          const float4 v = px[i];
+          xv[4 * i] = v.x, xv[4 * i + 1] = v.y, xv[4 * i + 2] = v.z, xv[4 * i + 3] = v.w;
+        }
+        xs1 = quant_xsum[c];
+        return;
+      }
       load_x<T, E>(x + (u64)m0 * p.K + c * E, xvec, xv);
       xs1 = 0.0f;
 #pragma unroll
       for (int e = 0; e < (int)E; e++) xs1 = __fadd_rn(xs1, xv[e]);
     }
   };
+  // The first step's codes are asked for before x is staged.
   QStep cur;
-  load(cur, n0, 0);
+  if (active) load(cur, n0, 0);
+  if constexpr (R == 1) {
+    if (xsmem) stage_x<T, E>(x + (u64)m0 * p.K, p.K);
+  }
+  if (!active) return;
   load_xs(0);
   float acc[W][R] = {};
   for (;;) {
