@@ -208,15 +208,19 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   auto load = [&](QStep& st, u32 row0, u32 step) {
     const u32 c = lane + 32 * step;
     if (c >= chunks) return;
+    // Offsets in 32 bits (the weights hold at most 2^32 - 1 elements,
+    // checkQuantWeights): each address is then a multiply-add and a
+    // widening one.
+    const u32 g = (c * E) >> gshift;
 #pragma unroll
     for (int j = 0; j < W; j++) {
       // Rows past N read row N - 1 again and store nothing.
       const u32 rn = GATED ? j * p.N + min(row0, p.N - 1) : min(row0 + j, p.N - 1);
-      const u32* wr = w + (u64)rn * words;
-      const uint4 v = wvec ? __ldcs((const uint4*)wr + c) : load_words(wr + 4 * c);
+      const u32* wr = w + (rn * words + 4 * c);
+      const uint4 v = wvec ? __ldcs((const uint4*)wr) : load_words(wr);
       st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
-      const u64 g = (u64)rn * groups + ((c * E) >> gshift);
-      st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
+      const u32 gr = rn * groups + g;
+      st.s[j] = load_f(scales, gr), st.b[j] = load_f(biases, gr);
     }
   };
   // One row of x: the step's x as floats and their sum (from shared
