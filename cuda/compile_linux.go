@@ -60,7 +60,13 @@ func compileAll(n *nvrtc, arch string) (map[string][]byte, error) {
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { cubins[i], errs[i] = n.compileCached(ver, name, files[name], opts) })
+		o := opts
+		if name == "quantized.cu" {
+			// For measurement: NVRTC options (-D…) that tune the quantized
+			// kernels (quantized.cu's LOOM_QUANT_WARP_ROWS).
+			o = append(slices.Clone(opts), strings.Fields(os.Getenv("LOOM_CUDA_QUANT_DEFS"))...)
+		}
+		wg.Go(func() { cubins[i], errs[i] = n.compileCached(ver, name, files[name], o) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -38,10 +38,11 @@ func TestQuantizedMatMul(t *testing.T) {
 		for _, gs := range []int{32, 64, 128} {
 			// M = 1 runs the GEMV kernel: 2 groups (one short block), and
 			// 19 groups (two blocks of 8 and a short one) over more rows
-			// than one call of its micro-kernel takes; 8,500 outputs are
-			// enough for the CUDA kernel's warps to take two each on 132
-			// multiprocessors (Caps.QuantWarpRows), the last warp one
-			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 19}, {1, 8499, 2}, {3, 37, 3}, {17, 37, 3}} {
+			// than one call of its micro-kernel takes; on 132
+			// multiprocessors 8,499 outputs have the CUDA kernel's warps
+			// take two each (the last warp one) and 16,901 four each (the
+			// last warp one, then past N)
+			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 19}, {1, 8499, 2}, {1, 16901, 1}, {3, 37, 3}, {17, 37, 3}} {
 				m, n, k := c.m, c.n, c.groups*gs
 				dt := floatDTypes[i%3]
 				i++

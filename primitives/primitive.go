@@ -125,12 +125,13 @@ type Caps struct {
 	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
 	GEMVStream bool
 	// QuantWarpRows is the most outputs (up to 2) one SIMD group of the
-	// quantized GEMV takes (QuantizedMatMul of one row of x; CUDA's kernel
-	// derives it from its grid): they share each load of x and each
-	// widening of it, where the outputs are many enough to keep four
-	// threadgroups a core; 0 or 1 means one. Above 1 it also says that the
-	// kernel loops over its outputs, so that the lowering caps its grid at
-	// four threadgroups a core.
+	// quantized GEMV takes (QuantizedMatMul of one row of x) for the
+	// lowering's grid (CUDA's kernel derives its own, up to 4, from the
+	// grid): they share each load of x and each widening of it, where the
+	// outputs are many enough to keep two threadgroups a core; 0 or 1
+	// means one. Above 1 it also says that the kernel loops over its
+	// outputs, so that the lowering caps its grid at two threadgroups a
+	// core.
 	QuantWarpRows int
 	// QuantGatedMaxRows is the most rows of x that QuantizedMatMulSiLUMul
 	// lowers to the one-dispatch gated kernel (qmatmul_silu_mul_<dt>_q<bits>);

@@ -148,24 +148,31 @@ func lowerQuantMatMul(l *Lowering, dt graph.DType, bits, groupSize, m, n, k int,
 		wr = quantWarpRows(n, l.Caps)
 	}
 	if l.Caps.QuantWarpRows > 1 {
-		// The kernel loops over its outputs, loading a step ahead: four
-		// blocks a core, all resident, each warp's loads overlapping its
-		// arithmetic, rather than waves of blocks that load, then compute
-		// (on an H100: 4 % off the 4-bit lm_head, 9 % off the 8-bit one).
-		grid = min(Groups(n, GEMVRowsPerGroup*wr), 4*l.Caps.Cores)
+		// The kernel loops over its outputs, loading a step ahead: as many
+		// blocks as are resident (quantBlocksPerCore), each warp's loads
+		// overlapping its arithmetic, rather than waves of blocks that
+		// load, then compute (on an H100: 4 % off the 4-bit lm_head, 9 %
+		// off the 8-bit one).
+		grid = min(Groups(n, GEMVRowsPerGroup*wr), quantBlocksPerCore*l.Caps.Cores)
 	}
 	l.Dispatch(QuantKernel("qmatmul", dt, bits), Dim3{grid, Groups(m, QuantXRows), 1},
 		Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), out)
 }
 
+// quantBlocksPerCore is the threadgroups a core of the looping quantized
+// GEMV's grid: the CUDA kernel's launch bounds (quantized.cu) keep two
+// resident.
+const quantBlocksPerCore = 2
+
 // quantWarpRows is the outputs a SIMD group of the quantized GEMV (one row
-// of x) takes for n outputs on a device of caps c: the most (1 or 2, up to
-// c.QuantWarpRows) that still leave four threadgroups a core, so that a
-// product of few outputs keeps its loads spread over every core while the
-// lm_head's 151,936 share each load of x.
+// of x) takes for n outputs on a device of caps c, for the grid's width:
+// the most (1 or 2, up to c.QuantWarpRows) that still leave
+// quantBlocksPerCore threadgroups a core, so that a product of few outputs
+// keeps its loads spread over every core. (The CUDA kernel then takes up
+// to four a warp where the grid leaves each warp eight or more.)
 func quantWarpRows(n int, c Caps) int {
 	w := 1
-	for 2*w <= min(2, c.QuantWarpRows) && Groups(n, GEMVRowsPerGroup*2*w) >= 4*c.Cores {
+	for 2*w <= min(2, c.QuantWarpRows) && Groups(n, GEMVRowsPerGroup*2*w) >= quantBlocksPerCore*c.Cores {
 		w *= 2
 	}
 	return w

@@ -57,12 +57,104 @@ template <typename T, int E> __device__ __forceinline__ void load_x(const T* p, 
   for (int i = 0; i < WORDS; i++) Floats16<T>::widen(u[i], v + i * Floats16<T>::per);
 }
 
-// code_f is code i of word as a float, exactly: the code in the low bits of
-// 2^23's mantissa, less 2^23 (two instructions; a conversion instruction
-// runs at a quarter of the rate of the arithmetic on sm_90).
-template <int BITS> __device__ __forceinline__ float code_f(u32 word, int i) {
-  return __fsub_rn(__uint_as_float(((word >> (BITS * i)) & ((1u << BITS) - 1u)) | 0x4b000000u), 8388608.0f);
+// codes_f sets q to the PER codes of word as floats, exactly, without a
+// conversion instruction (a quarter of the arithmetic's rate on sm_90) or
+// a shift a code: code i, at bit BITS·i of the word's low or high half,
+// is ORed in place into the mantissa of 2^(23 - BITS·i), whose last place
+// is then worth 2^-(BITS·i), so that subtracting 2^(23 - BITS·i) leaves
+// the code. One LOP3 and one FADD a code, and one shift a word.
+// and_or is (a & b) | c in one instruction: with b and c both constants,
+// the compiler makes it two.
+__device__ __forceinline__ u32 and_or(u32 a, u32 b, u32 c) {
+  u32 r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
 }
+
+template <int BITS> __device__ __forceinline__ void codes_f(u32 word, float (&q)[32 / BITS]) {
+  constexpr int PER = 32 / BITS, HALF = PER / 2;
+  static_assert(BITS * HALF <= 23, "each half's codes fit the mantissa");
+  const u32 hi = word >> 16;
+#pragma unroll
+  for (int i = 0; i < PER; i++) {
+    const int pos = i % HALF;
+    const u32 magic = (150u - BITS * pos) << 23;  // 2^(23 - BITS·pos)
+    const u32 mask = ((1u << BITS) - 1u) << (BITS * pos);
+    q[i] = __fsub_rn(__uint_as_float(and_or(i < HALF ? word : hi, mask, magic)), __uint_as_float(magic));
+  }
+}
+
+// load_words is a chunk's four words one load each (codes not 16-byte
+// aligned), a call apart so that the 16-byte loads' path does not also
+// issue these, predicated off.
+__device__ __noinline__ uint4 load_words(const u32* p) {
+  uint4 v;
+  v.x = p[0], v.y = p[1], v.z = p[2], v.w = p[3];
+  return v;
+}
+
+// warp_sums sums each of v[0..W) over the warp (W = 1, 2 or 4), bit for
+// bit as warp_sum sums each (the same pairs in the same order; a + b and
+// b + a are the same float), but with W - 1 shuffles fewer a value than
+// W warp_sums: at each of the first log2(W) exchanges a lane keeps half
+// of its values and sends the other half. v[j]'s sum is returned in lanes
+// 32·j/W to 32·(j+1)/W - 1.
+template <int W> __device__ __forceinline__ float warp_sums(const float (&v)[W], u32 lane) {
+  static_assert(W == 1 || W == 2 || W == 4, "1, 2 or 4 values");
+  float a[W];
+#pragma unroll
+  for (int j = 0; j < W; j++) a[j] = v[j];
+  int o = 16;
+#pragma unroll
+  for (int n = W; n > 1; n /= 2, o /= 2) {
+    const bool up = lane & o;  // keeps the upper half
+#pragma unroll
+    for (int i = 0; i < n / 2; i++) {
+      const float keep = up ? a[n / 2 + i] : a[i], send = up ? a[i] : a[n / 2 + i];
+      a[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+    }
+  }
+  for (; o > 0; o /= 2) a[0] += __shfl_xor_sync(0xffffffffu, a[0], o);
+  return a[0];
+}
+
+// QUANT_SMEM_X is the floats of shared memory (a multiple of 4) that hold
+// a block's row of x in the one-row kernels: rows of K elements take
+// K/E·(E + 4) of them, E the elements a chunk (32 in 4 bits, 16 in 8),
+// up to K = 8,192 in 4 bits; longer rows are read from global memory by
+// each lane. 0 turns it off (a macro for measurement).
+#ifndef LOOM_QUANT_SMEM_X
+#define LOOM_QUANT_SMEM_X 9216
+#endif
+
+// quant_x holds a block's row of x as floats, chunk c's E elements at c·(E
+// + 4) (the padding puts the 16-byte reads of 8 lanes of consecutive
+// chunks in 8 different bank groups: no conflicts), and quant_xsum each
+// chunk's Σ x in order of k: widened and summed once a block (stage_x)
+// rather than once a warp. One array for every kernel of the file, so
+// that a kernel's instances share it.
+__shared__ float4 quant_x[LOOM_QUANT_SMEM_X / 4 + 1];
+__shared__ float quant_xsum[LOOM_QUANT_SMEM_X / 20 + 1];
+
+// stage_x fills quant_x and quant_xsum with the row of K elements at x
+// (K/E chunks), the whole block taking part (two barriers).
+template <typename T, u32 E> __device__ void stage_x(const T* x, u32 K) {
+  float* xs = (float*)quant_x;
+  for (u32 k = threadIdx.x; k < K; k += blockDim.x) xs[k / E * (E + 4) + k % E] = load_f(x, k);
+  __syncthreads();
+  for (u32 c = threadIdx.x; c < K / E; c += blockDim.x) {
+    float s = 0.0f;
+    for (u32 e = 0; e < E; e++) s = __fadd_rn(s, xs[c * (E + 4) + e]);
+    quant_xsum[c] = s;
+  }
+  __syncthreads();
+}
+
+// QUANT_WARP_ROWS is the most outputs a warp of the decode GEMV takes at
+// once (qgemv_rows's W: 1, 2 or 4; a macro for measurement).
+#ifndef LOOM_QUANT_WARP_ROWS
+#define LOOM_QUANT_WARP_ROWS 4
+#endif
 
 // qmatmul: out[m, n] = Σ_k x[m, k]·(scale·q + bias). Warp w of block b
 // takes W consecutive outputs from n = W·(LOOM_GEMV_ROWS·b + w) (then
@@ -88,7 +180,9 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   constexpr u32 OUTS = GATED ? 1 : W;  // outputs a warp's step
   constexpr u32 PER = 32 / BITS;
   const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  constexpr u32 E = 4 * PER;  // codes a chunk
   const u32 words = p.K / PER, chunks = words / 4, groups = p.K / p.GroupSize;
+  const u32 gshift = 31 - __clz(p.GroupSize);  // group sizes are powers of two
   // Rows are whole 16-byte chunks, so one check of each buffer's address
   // tells whether every chunk can be one load (a weight bound at an
   // offset might not be aligned).
@@ -98,7 +192,10 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   // at each row's warp_sum.
   const u32 steps = (chunks + 31) / 32, stride = OUTS * LOOM_GEMV_ROWS * gridDim.x;
   u32 n0 = OUTS * (blockIdx.x * LOOM_GEMV_ROWS + warp), it = 0;
-  if (n0 >= p.N) return;
+  // One row of x fits shared memory (stage_x) where xsmem; the block's
+  // warps all take part in staging it, even those without an output.
+  const bool active = n0 < p.N, xsmem = R == 1 && chunks * (E + 4) <= LOOM_QUANT_SMEM_X;
+  if (!active && !xsmem) return;
   // QStep is one step's codes, scales and biases of the W rows. The next
   // step's are loaded before the current one's arithmetic, so that a
   // warp's load latency overlaps its arithmetic (a grid of a few blocks a
@@ -111,53 +208,98 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
   auto load = [&](QStep& st, u32 row0, u32 step) {
     const u32 c = lane + 32 * step;
     if (c >= chunks) return;
+    // Offsets in 32 bits (the weights hold at most 2^32 - 1 elements,
+    // checkQuantWeights): each address is then a multiply-add and a
+    // widening one.
+    const u32 g = (c * E) >> gshift;
 #pragma unroll
     for (int j = 0; j < W; j++) {
       // Rows past N read row N - 1 again and store nothing.
       const u32 rn = GATED ? j * p.N + min(row0, p.N - 1) : min(row0 + j, p.N - 1);
-      const u32* wr = w + (u64)rn * words;
-      if (wvec) {
-        const uint4 v = __ldcs((const uint4*)wr + c);
-        st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; i++) st.ws[j][i] = wr[4 * c + i];
-      }
-      const u64 g = (u64)rn * groups + c * 4 * PER / p.GroupSize;
-      st.s[j] = load_f(scales, g), st.b[j] = load_f(biases, g);
+      const u32* wr = w + (rn * words + 4 * c);
+      const uint4 v = wvec ? __ldcs((const uint4*)wr) : load_words(wr);
+      st.ws[j][0] = v.x, st.ws[j][1] = v.y, st.ws[j][2] = v.z, st.ws[j][3] = v.w;
+      const u32 gr = rn * groups + g;
+      st.s[j] = load_f(scales, gr), st.b[j] = load_f(biases, gr);
     }
   };
-  QStep cur;
-  load(cur, n0, 0);
+  // One row of x: the step's x as floats and their sum (from shared
+  // memory, or loaded and summed by the lane), taken once for all the
+  // warp's rows where a row is one step a lane (K = 1,024 in 4 bits);
+  // several rows: a word's x at a time, in the arithmetic.
+  float xv[R == 1 ? E : 1], xs1 = 0.0f;
+  auto load_xs = [&](u32 step) {
+    if constexpr (R == 1) {
+      const u32 c = lane + 32 * step;
+      if (c >= chunks) return;
+      if (xsmem) {
+        const float4* px = quant_x + c * (E + 4) / 4;
+#pragma unroll
+        for (int i = 0; i < (int)E / 4; i++) {
+          const float4 v = px[i];
+          xv[4 * i] = v.x, xv[4 * i + 1] = v.y, xv[4 * i + 2] = v.z, xv[4 * i + 3] = v.w;
+        }
+        xs1 = quant_xsum[c];
+        return;
+      }
+      load_x<T, E>(x + (u64)m0 * p.K + c * E, xvec, xv);
+      xs1 = 0.0f;
+#pragma unroll
+      for (int e = 0; e < (int)E; e++) xs1 = __fadd_rn(xs1, xv[e]);
+    }
+  };
+  // The first two steps' codes are asked for before x is staged (staging
+  // between them delayed a row's second step by the staging's latency:
+  // 0.75 and 1.1 µs on the H100's O and down projections, two and three
+  // steps a lane); a warp without an output stages x with the others.
+  auto stage = [&] {
+    if constexpr (R == 1) {
+      if (xsmem) stage_x<T, E>(x + (u64)m0 * p.K, p.K);
+    }
+  };
+  if (!active) return stage();
+  QStep qa, qb;
+  load(qa, n0, 0);
+  // The gated kernel stages first: its registers, bounded for three blocks
+  // a multiprocessor, do not hold two steps' codes across the staging.
+  if constexpr (GATED) stage(), load_xs(0);
+  bool first = !GATED;
   float acc[W][R] = {};
-  for (;;) {
+  // step computes the current step from cur, having asked for the next
+  // one's codes into next; false when there is none.
+  auto step = [&](const QStep& cur, QStep& next) {
     u32 nn0 = n0, nit = it + 1;
     if (nit == steps) nn0 += stride, nit = 0;
     const bool more = nn0 < p.N;
-    QStep next;
     if (more) load(next, nn0, nit);
+    if (first) stage(), load_xs(0), first = false;
     const u32 c = lane + 32 * it;
     if (c < chunks) {
-      const u32 k0 = c * 4 * PER;
       float qx[W][R] = {}, xs[R] = {};
+      if constexpr (R == 1) xs[0] = xs1;
 #pragma unroll
       for (int i = 0; i < 4; i++) {
         float q[W][PER];
 #pragma unroll
-        for (int j = 0; j < W; j++) {
+        for (int j = 0; j < W; j++) codes_f<BITS>(cur.ws[j][i], q[j]);
+        if constexpr (R == 1) {
 #pragma unroll
-          for (int e = 0; e < (int)PER; e++) q[j][e] = code_f<BITS>(cur.ws[j][i], e);
-        }
+          for (int e = 0; e < (int)PER; e++) {
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-          if (r < (int)rows) {
-            float xv[PER];
-            load_x<T, PER>(x + (u64)(m0 + r) * p.K + k0 + i * PER, xvec, xv);
+            for (int j = 0; j < W; j++) qx[j][0] = __fmaf_rn(q[j][e], xv[i * PER + e], qx[j][0]);
+          }
+        } else {
 #pragma unroll
-            for (int e = 0; e < (int)PER; e++) {
-              xs[r] = __fadd_rn(xs[r], xv[e]);
+          for (int r = 0; r < R; r++) {
+            if (r < (int)rows) {
+              float xw[PER];
+              load_x<T, PER>(x + (u64)(m0 + r) * p.K + c * E + i * PER, xvec, xw);
 #pragma unroll
-              for (int j = 0; j < W; j++) qx[j][r] = __fmaf_rn(q[j][e], xv[e], qx[j][r]);
+              for (int e = 0; e < (int)PER; e++) {
+                xs[r] = __fadd_rn(xs[r], xw[e]);
+#pragma unroll
+                for (int j = 0; j < W; j++) qx[j][r] = __fmaf_rn(q[j][e], xw[e], qx[j][r]);
+              }
             }
           }
         }
@@ -169,21 +311,22 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
       }
     }
     if (nit == 0) {
-      // The row's steps are done: its sums.
+      // The row's steps are done: its sums, row j's in lanes 32·j/W on.
 #pragma unroll
       for (int r = 0; r < R; r++) {
         if (r >= (int)rows) continue;
+        float a[W];
+#pragma unroll
+        for (int j = 0; j < W; j++) a[j] = acc[j][r];
+        const float sum = warp_sums<W>(a, lane);
         if (GATED) {
-          const float g = Num<T>::load(Num<T>::store(warp_sum(acc[0][r])));
-          const float u = Num<T>::load(Num<T>::store(warp_sum(acc[1][r])));
+          const float g = Num<T>::load(Num<T>::store(sum));
+          const float u = Num<T>::load(Num<T>::store(__shfl_xor_sync(0xffffffffu, sum, 16)));
           if (lane == 0 && n0 < p.N) store_f(out, (u64)(m0 + r) * p.N + n0, un_silu(g) * u);
           continue;
         }
-#pragma unroll
-        for (int j = 0; j < W; j++) {
-          const float sum = warp_sum(acc[j][r]);
-          if (lane == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
-        }
+        const u32 j = lane / (32 / W);
+        if (lane % (32 / W) == 0 && n0 + j < p.N) store_f(out, (u64)(m0 + r) * p.N + n0 + j, sum);
       }
 #pragma unroll
       for (int j = 0; j < W; j++) {
@@ -191,8 +334,20 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
         for (int r = 0; r < R; r++) acc[j][r] = 0.0f;
       }
     }
-    if (!more) return;
-    cur = next, n0 = nn0, it = nit;
+    if (!more) return false;
+    n0 = nn0, it = nit;
+    if (steps > 1) load_xs(it);
+    return true;
+  };
+  if constexpr (W == 4) {
+    // The steps' codes go to qa and qb in turns (two copies of the loop's
+    // body): copying the next step's into the current one's registers
+    // took a move a value, some 8 % of the loop at four outputs.
+    while (step(qa, qb) && step(qb, qa)) {
+    }
+  } else {
+    // One copy of the body (the gated kernel's registers are bounded).
+    while (step(qa, qb)) qa = qb;
   }
 }
 
@@ -202,7 +357,10 @@ __device__ void qmatmul_rows(const T* x, const u32* w, const T* scales, const T*
 // block reserves, are those of its largest instance: 70 with two outputs
 // and four rows of x would be about 96, fewer blocks a multiprocessor).
 __device__ __forceinline__ u32 qmatmul_warp_rows(u32 N, u32 rows) {
-  return rows == 1 && (u64)gridDim.x * LOOM_GEMV_ROWS < N ? 2 : 1;
+  const u64 warps = (u64)gridDim.x * LOOM_GEMV_ROWS;
+  if (rows != 1) return 1;
+  if (LOOM_QUANT_WARP_ROWS >= 4 && 8 * warps <= N) return 4;
+  return LOOM_QUANT_WARP_ROWS >= 2 && warps < N ? 2 : 1;
 }
 
 // qmatmul dispatches to qmatmul_rows by the block's rows of x (one, the
@@ -215,8 +373,11 @@ __device__ void qmatmul(const T* x, const u32* w, const T* scales, const T* bias
   if (m0 >= p.M) return;
   const u32 rows = min(R, p.M - m0);
   if (rows > 1) return qmatmul_rows<T, BITS, 1, R>(x, w, scales, biases, out, p, m0, rows);
-  if (qmatmul_warp_rows(p.N, rows) == 1) return qmatmul_rows<T, BITS, 1, 1>(x, w, scales, biases, out, p, m0, rows);
-  return qmatmul_rows<T, BITS, 2, 1>(x, w, scales, biases, out, p, m0, rows);
+  switch (qmatmul_warp_rows(p.N, rows)) {
+    case 4: return qmatmul_rows<T, BITS, 4, 1>(x, w, scales, biases, out, p, m0, rows);
+    case 2: return qmatmul_rows<T, BITS, 2, 1>(x, w, scales, biases, out, p, m0, rows);
+    default: return qmatmul_rows<T, BITS, 1, 1>(x, w, scales, biases, out, p, m0, rows);
+  }
 }
 
 // QUANT_PREFETCH_BYTES bounds the code bytes a qmatmul block asks the L2
@@ -267,23 +428,31 @@ __device__ void dequantize(const u32* w, const T* scales, const T* biases, T* ou
   for (u32 i = 0; i < PER; i++) store_f(out, e0 + i, s * (float)((word >> (BITS * i)) & MASK) + b);
 }
 
-#define QUANT_KERNELS(SHORT, T, BITS)                                                                        \
-  extern "C" __global__ void qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,           \
-                                                       const T* biases, T* out, const QuantParams p,         \
-                                                       Status* status) {                                     \
-    grid_dependency_wait(qmatmul_span(w, p, BITS));                                                          \
-    qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                          \
-  }                                                                                                          \
-  extern "C" __global__ void qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
-                                                                const T* biases, T* out, const QuantParams p, \
-                                                                Status* status) {                              \
-    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));         \
-    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                   \
-  }                                                                                                          \
-  extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,  \
-                                                          T* out, const QuantParams p, Status* status) {     \
-    grid_dependency_wait();                                                                                  \
-    dequantize<T, BITS>(w, scales, biases, out, p);                                                          \
+// The kernels' launch bounds: qmatmul's registers (up to 128, its four
+// outputs a warp with a step in flight) leave two blocks a multiprocessor,
+// which the lowering's grid does not exceed (primitives.QuantizedMatMul);
+// qmatmul_silu_mul's (80) three, so that the 384 blocks of the Qwen3-0.6B
+// shape's MLP run in one wave on 132 multiprocessors.
+#define QUANT_MATMUL_BOUNDS __launch_bounds__(LOOM_GEMV_THREADS, 2)
+#define QUANT_GATED_BOUNDS __launch_bounds__(LOOM_GEMV_THREADS, 3)
+
+#define QUANT_KERNELS(SHORT, T, BITS)                                                                                  \
+  extern "C" __global__ void QUANT_MATMUL_BOUNDS qmatmul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales,  \
+                                                       const T* biases, T* out, const QuantParams p,                   \
+                                                       Status* status) {                                               \
+    grid_dependency_wait(qmatmul_span(w, p, BITS));                                                                    \
+    qmatmul<T, BITS>(x, w, scales, biases, out, p);                                                                    \
+  }                                                                                                                    \
+  extern "C" __global__ void QUANT_GATED_BOUNDS qmatmul_silu_mul_##SHORT##_q##BITS(const T* x, const u32* w, const T* scales, \
+                                                                const T* biases, T* out, const QuantParams p,          \
+                                                                Status* status) {                                      \
+    grid_dependency_wait(qmatmul_silu_mul_span(w, p, BITS, 0), qmatmul_silu_mul_span(w, p, BITS, 1));                  \
+    qmatmul_silu_mul<T, BITS>(x, w, scales, biases, out, p);                                                           \
+  }                                                                                                                    \
+  extern "C" __global__ void dequantize_##SHORT##_q##BITS(const u32* w, const T* scales, const T* biases,              \
+                                                          T* out, const QuantParams p, Status* status) {               \
+    grid_dependency_wait();                                                                                            \
+    dequantize<T, BITS>(w, scales, biases, out, p);                                                                    \
   }
 #define QUANT_KERNELS_4_8(SHORT, T) QUANT_KERNELS(SHORT, T, 4) QUANT_KERNELS(SHORT, T, 8)
 LOOM_FLOATS(QUANT_KERNELS_4_8)

@@ -3,7 +3,8 @@
 // reference on the dequantised weights; bit for bit the same with one and
 // two outputs a warp, on narrower grids that loop, with misaligned codes
 // and x (the element-at-a-time loads), and for each row of x alone (batch
-// invariance); the gated kernel (qmatmul_silu_mul) bit for bit the
+// invariance), with x staged in shared memory and (long rows) read by each
+// lane; the gated kernel (qmatmul_silu_mul) bit for bit the
 // matmul's outputs through silu_mul's formula; and the code rows each
 // block prefetches before grid_dependency_wait. Prints PASS or FAIL and
 // the first failures.
@@ -52,7 +53,7 @@ static std::vector<T> run(void (*kernel)(const T*, const u32*, const T*, const T
   launch({grid, (M + 3) / 4, 1}, [&] { kernel(xs.data() + xOff, w.data() + wOff, q.s.data(), q.b.data(), out.data(), p, &st); });
   // Each block of the first rows of x prefetches the code rows of its
   // first outputs, 8 warps of W each, at most QUANT_PREFETCH_BYTES.
-  unsigned W = M == 1 && grid * 8 < N ? 2 : 1;
+  unsigned W = M != 1 ? 1 : 8 * grid * 8 <= N ? 4 : grid * 8 < N ? 2 : 1;
   std::vector<unsigned char> want(emuSeen.size(), 0);
   for (unsigned bx = 0; bx < grid; bx++) {
     size_t r0 = (size_t)8 * W * bx;
@@ -147,6 +148,8 @@ int main() {
   struct C { unsigned M, N, K, bits, G; } cases[] = {
       {1, 131, 1024, 4, 64}, {1, 131, 1024, 8, 64}, {3, 37, 384, 4, 128}, {5, 20, 384, 8, 128}, {1, 1, 32, 4, 32},
       {4, 9, 96, 8, 32}, {8, 300, 128, 4, 32}, {1, 300, 3072, 4, 64}, {2, 17, 64, 8, 64},
+      // Rows of x too long for shared memory (LOOM_QUANT_SMEM_X): each lane reads its own.
+      {1, 7, 9216, 4, 64}, {1, 3, 8192, 8, 128},
   };
   for (auto c : cases) {
     check<float>("f32", c.bits == 4 ? qmatmul_f32_q4 : qmatmul_f32_q8, c.bits == 4 ? qmatmul_silu_mul_f32_q4 : qmatmul_silu_mul_f32_q8, c.M, c.N, c.K, c.bits, c.G);

@@ -50,6 +50,7 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
 // launch of one argument runs blocks of 256 threads, the GEMVs' blocks.
 static void launch(dim3 grid, const std::function<void()>& body) { launch(grid, 256, body); }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline int __clz(unsigned u) { return u ? __builtin_clz(u) : 32; }
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
 static inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; }
