@@ -256,7 +256,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 	smallM := p.M > 1 && int(p.M) <= maxRows
 	if p.M == 1 || smallM || ringGEMV(l.Caps, dt, p, int(p.M), int(p.K)) {
 		grid := gemvGeometry(l, dt, p)
-		if smallM {
+		if p.M > 1 {
 			l.Count("matmul_small_m", 1)
 		} else {
 			l.Count("matmul_gemv", 1)
@@ -287,6 +287,7 @@ func gemvGeometry(l *Lowering, dt graph.DType, p *MatMulParams) Dim3 {
 		p.MMA, p.Ring, p.TileRows = 1, 1, 16
 		grid.X = ringGrid(Groups(int(p.N), 16))
 		l.Count("matmul_mma_ring", 1)
+		l.Count("matmul_mma", 1)
 	} else if mmaGEMV(l.Caps, dt, p) {
 		p.MMA = 1
 		grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
