@@ -853,23 +853,22 @@ __device__ __forceinline__ float cluster_load(u32 a, u32 rank) {
   return v;
 }
 
-// RingSmem is a block's shared memory: the slice of its weight rows, then
-// of x's rows (m rounded up to whole passes), then the slice sums of a
-// pass, red[tile][tile of x][lane][4] (the lane's accumulators).
+// RingSmem is a block's shared memory (primitives.RingSharedBytes): the
+// slice of its weight rows, then of x's rows (mp: M rounded up to whole
+// passes), then the slice sums of a pass, red[tile][tile of x][lane][4]
+// (the lanes' accumulators).
 template <typename T> struct RingSmem {
   T *w, *x;
   float* red;
   u32 stride;
-  __device__ __forceinline__ RingSmem(u8* smem, u32 K, u32 mp, u32 mt) {
+  __device__ __forceinline__ RingSmem(u8* smem, u32 K, u32 mp) {
     stride = ring_stride(K / RING_C);
     w = (T*)smem;
     x = w + RING_ROWS * stride;
     red = (float*)(x + mp * stride);
-    (void)mt;
   }
 };
 
-// RingSmemBytes in primitives (ringSharedBytes) mirrors this.
 template <typename T, int MT>
 __device__ void mma_ring(const T* x, u32 M, u32 K, const MmaRows<T>& epi, u8* smem) {
   // The warps of a pass: CJ warps split its MT tiles of x, CT warps the
@@ -880,7 +879,7 @@ __device__ void mma_ring(const T* x, u32 M, u32 K, const MmaRows<T>& epi, u8* sm
   const u32 r = cluster_rank(), group = blockIdx.x / RING_C;
   const u32 passRows = 8 * MT, mp = (M + passRows - 1) / passRows * passRows;
   const u32 kc = K / RING_C, pieces = kc / 8;
-  RingSmem<T> sm(smem, K, mp, MT);
+  RingSmem<T> sm(smem, K, mp);
   const u32 st = sm.stride;
   const bool vec = (((u64)x | (u64)epi.w) & 15) == 0;
   // The slice's weight rows: tile i's rows g (lo) and g + 8 (hi).
@@ -955,6 +954,17 @@ __device__ void mma_ring(const T* x, u32 M, u32 K, const MmaRows<T>& epi, u8* sm
   }
 }
 
+// ring_span is the weight rows block r of the cluster asks the L2 for
+// before grid_dependency_wait: its eighth of the cluster's 64 rows, whole
+// (the gated GEMV's: of its 32 gate rows, then of its 32 up rows), so
+// that the cluster prefetches its rows once.
+template <typename T> __device__ __forceinline__ L2Span ring_span(const T* w, u32 N, u32 K, bool gated) {
+  if (!LOOM_MMA_PREFETCH) return L2Span{nullptr, 0};
+  const u32 r = cluster_rank(), group = blockIdx.x / RING_C;
+  if (!gated) return rows_span(w, group * RING_ROWS + r * 8, 8, N, K);
+  return rows_span(w + (u64)(r / 4) * N * K, group * RING_ROWS / 2 + r % 4 * 8, 8, N, K);
+}
+
 // ring_gemv runs mma_ring with MT as primitives.ringTilesOfX chose it.
 template <typename T>
 __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& epi) {
@@ -967,20 +977,25 @@ __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& ep
 }
 
 // The cluster variants (sm_90 and later) of the GEMV and the gated GEMV,
-// compiled beside their tensor-core variants.
+// compiled beside their tensor-core variants, take three blocks a
+// multiprocessor by registers (ptxas, sm_90: 78–80, no spills; 74–92
+// without the bound, four blocks spill).
+#ifndef LOOM_RING_MIN_BLOCKS
+#define LOOM_RING_MIN_BLOCKS 3
+#endif
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // (undefined: the host emulation)
 #define GEMV_RING_KERNEL(SHORT, T)                                                                          \
-  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, 1)          \
+  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, LOOM_RING_MIN_BLOCKS)          \
       matmul_##SHORT##_gemv_mma_ring(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
-    grid_dependency_wait();                                                                                \
+    grid_dependency_wait(ring_span(b + matrix_offsets(p, blockIdx.z).b, p.N, p.K, false));                \
     const MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                 \
     ring_gemv(a + o.a, p.M, p.K, mma_tiles_of_x(p.M), MmaRows<T>{b + o.b, out + o.out, p.N, p.M, p.K, 16, false}); \
   }
 #define GATED_RING_KERNEL(SHORT, T)                                                                      \
-  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, 1)        \
+  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, LOOM_RING_MIN_BLOCKS)        \
       matmul_silu_mul_##SHORT##_mma_ring(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,    \
                                          Status* status) {                                               \
-    grid_dependency_wait();                                                                              \
+    grid_dependency_wait(ring_span(w, p.N, p.K, true));                                                  \
     ring_gemv(x, p.M, p.K, mma_tiles_of_x(p.M), MmaRows<T>{w, out, p.N, p.M, p.K, 8, true});             \
   }
 #else

@@ -236,6 +236,7 @@ static std::vector<bf16_t> ring(const bf16_t* x, const std::vector<bf16_t>& w, u
   const size_t bytes = ringBytes(M, K), guard = 64;
   std::vector<unsigned char> canary(guard, 0);
   Status st{};
+  emu_weights(w.data(), w.size() * 2);
   launch_cluster({grid, 1, 1}, 8, bytes + guard, [&] {
     if (gatedOut) {
       MatMulSiLUMulParams p{};
@@ -251,6 +252,11 @@ static std::vector<bf16_t> ring(const bf16_t* x, const std::vector<bf16_t>& w, u
         if (emuSmem[bytes + i] != 0xab) canary[i] = 1;
   });
   for (size_t i = 0; i < guard; i++) CHECK(!canary[i], "ring M=%u N=%u K=%u gated %d: shared memory written past %zu bytes", M, N, K, gatedOut, bytes);
+  // The cluster's blocks prefetch every weight row once (8 rows a block,
+  // less than PREFETCH_BYTES here).
+  CHECK(emuOutside == 0, "ring M=%u N=%u K=%u gated %d: %d prefetches outside the weights", M, N, K, gatedOut, emuOutside);
+  size_t seen = std::count(emuSeen.begin(), emuSeen.end(), 1);
+  CHECK(seen == emuSeen.size(), "ring M=%u N=%u K=%u gated %d: %zu of %zu weight bytes prefetched", M, N, K, gatedOut, seen, emuSeen.size());
   return out;
 }
 // checkRing: the cluster GEMV and gated GEMV bit for bit the tile loop's
