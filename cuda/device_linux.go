@@ -96,7 +96,9 @@ const arenaBytes = 4096
 // decode step, 2–7 % at batch 8 and 32; docs/CUDA.md). LOOM_CUDA_PDL=0
 // turns it off; LOOM_CUDA_PDL=1 makes Open fail where it is unsupported.
 // LOOM_CUDA_GEMV_STREAM=0 turns off the streaming tensor-core GEMV
-// (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows).
+// (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows), and
+// LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
+// (Caps.ClusterGEMVRows, sm_90 and later).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
