@@ -239,7 +239,12 @@ var qwenLinear = []struct {
 // tensor-core GEMV in tiles (Caps.GEMVStream off; the default's outputs
 // must be its bits, else the case fails), and "fma", the FMA kernels
 // (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV up to 8
-// rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
+// rows). Past 8 rows, where the device has the cluster GEMV
+// (Caps.ClusterGEMVRows), "tiles" runs the products without it (the tile
+// loop up to 64 rows, the tiled kernel past them): up to 64 rows its
+// outputs must be the default's bits; past them the case reports their
+// largest relative difference ("rel-diff"). With LOOM_CUDA_MMA=0 the
+// default is the FMA kernels. For
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
 // LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
 // the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
@@ -415,8 +420,9 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						best, issue := kt.best(b, record)
 						// Every kind's last launch read the same weights.
 						// "tiles" must match the cluster GEMV's bits up to
-						// MatMulMMARows rows (past them it is the tiled kernel).
-						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma" || kd.name == "tiles" && m <= primitives.MatMulMMARows) {
+						// MatMulMMARows rows; past them (the tiled kernel) it
+						// reports the largest relative difference.
+						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma" || kd.name == "tiles") {
 							got := make([]byte, out.Len())
 							if err := out.Read(0, got); err != nil {
 								b.Fatal(err)

@@ -171,7 +171,7 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 // lowerMatMulSiLUMul adds the dispatches of a gated linear layer of m rows
 // of x of k elements, weights w of 2n rows of dtype dt, into out.
 func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref) {
-	if m <= l.Caps.GatedGEMVMaxRows || ringGEMV(l.Caps, dt, nil, m, k) {
+	if m <= l.Caps.GatedGEMVMaxRows || ringGEMV(l.Caps, dt, nil, m, k, ringGrid(Groups(n, 8))) {
 		p := &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}
 		grid := gatedGeometry(l, dt, p)
 		d := l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, x, w, out)
@@ -195,7 +195,7 @@ func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref)
 func gatedGeometry(l *Lowering, dt graph.DType, p *MatMulSiLUMulParams) Dim3 {
 	m, n := int(p.M), int(p.N)
 	grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
-	if ringGEMV(l.Caps, dt, nil, m, int(p.K)) {
+	if ringGEMV(l.Caps, dt, nil, m, int(p.K), ringGrid(Groups(n, 8))) {
 		p.MMA, p.Ring = 1, 1
 		grid = Dim3{ringGrid(Groups(n, 8)), 1, 1}
 		l.Count("matmul_silu_mul.mma_ring", 1)

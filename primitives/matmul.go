@@ -254,7 +254,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 		maxRows = max(maxRows, MatMulMMARows)
 	}
 	smallM := p.M > 1 && int(p.M) <= maxRows
-	if p.M == 1 || smallM || ringGEMV(l.Caps, dt, p, int(p.M), int(p.K)) {
+	if p.M == 1 || smallM || ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
 		grid := gemvGeometry(l, dt, p)
 		if p.M > 1 {
 			l.Count("matmul_small_m", 1)
@@ -283,7 +283,7 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 // TileRows, Stream) where the device runs it on tensor cores.
 func gemvGeometry(l *Lowering, dt graph.DType, p *MatMulParams) Dim3 {
 	grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-	if ringGEMV(l.Caps, dt, p, int(p.M), int(p.K)) {
+	if ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
 		p.MMA, p.Ring, p.TileRows = 1, 1, 16
 		grid.X = ringGrid(Groups(int(p.N), 16))
 		l.Count("matmul_mma_ring", 1)
@@ -398,15 +398,26 @@ func ringTilesOfX(m int) int {
 }
 
 // ringGEMV reports whether a tensor-core GEMV (mmaGEMV; the gated GEMV
-// with p nil) of m rows and k columns runs its cluster variant: the device
-// has one (Caps.ClusterGEMVRows rows), 9 rows or more (fewer stay on the
-// tile loop and stream), k a positive multiple of 256 (whole chunks a
-// slice) and the shared memory fits.
-func ringGEMV(c Caps, dt graph.DType, p *MatMulParams, m, k int) bool {
+// with p nil) of m rows and k columns whose cluster variant would have a
+// grid of `blocks` runs that variant: the device has
+// one (Caps.ClusterGEMVRows rows), 9 rows or more (fewer stay on the tile
+// loop and stream), k a positive multiple of 256 (whole chunks a slice),
+// the shared memory fits, and the grid is at most a block a multiprocessor.
+// That last is where it was measured faster (docs/BENCHMARKS.md, "The
+// cluster GEMV"): on an H100 the O and down projections (1,024 outputs,
+// 128 blocks) took 7.5–44.7 µs against the tile loop's and tiled kernel's
+// 8.3–55.7 at 16 to 160 rows (8.6 against 8.3 at 32 rows of O), while the
+// grids of several blocks a multiprocessor were slower than the tile loop
+// (QKV: 512 blocks, 13.7 against 7.8 µs at 32 rows; the gated GEMV: 768,
+// 19.0 against 12.6; the lm_head: 18,992, 350 against 220) and than the
+// tiled kernel past 64 rows: a block's copies, products and two cluster
+// barriers run one after another, so its lifetime, not the bytes in
+// flight, bounds a grid of many.
+func ringGEMV(c Caps, dt graph.DType, p *MatMulParams, m, k, blocks int) bool {
 	if p != nil && !mmaGEMV(c, dt, p) || !c.TensorCores || dt == graph.Float32 {
 		return false
 	}
-	return m > 8 && m <= c.ClusterGEMVRows && k > 0 && k%256 == 0 && RingSharedBytes(m, k) <= RingMaxSharedBytes
+	return m > 8 && m <= c.ClusterGEMVRows && k > 0 && k%256 == 0 && RingSharedBytes(m, k) <= RingMaxSharedBytes && blocks <= c.Cores
 }
 
 // ringGrid is the cluster GEMV's grid of blocks for the given tiles.
