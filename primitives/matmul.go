@@ -27,7 +27,8 @@ import (
 // has Caps.TensorCores (CUDA, unless LOOM_CUDA_MMA=0), float16 and
 // bfloat16 products with weights stored [N, K] run on tensor cores, in
 // both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
-// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
+// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them, or up to
+// Caps.ClusterGEMVRows in its cluster variant (ringGEMV).
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
