@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -238,7 +239,12 @@ var qwenLinear = []struct {
 // tensor-core GEMV in tiles (Caps.GEMVStream off; the default's outputs
 // must be its bits, else the case fails), and "fma", the FMA kernels
 // (Caps.TensorCores off: at M = 1 the FMA GEMV, the gated GEMV up to 8
-// rows). With LOOM_CUDA_MMA=0 the default is the FMA kernels. For
+// rows). Past 8 rows, where the device has the cluster GEMV
+// (Caps.ClusterGEMVRows), "tiles" runs the products without it (the tile
+// loop up to 64 rows, the tiled kernel past them): up to 64 rows its
+// outputs must be the default's bits; past them the case reports their
+// largest relative difference ("rel-diff"). With LOOM_CUDA_MMA=0 the
+// default is the FMA kernels. For
 // tuning: LOOM_MATMUL_ROWS=1,8 picks the row counts of the projections,
 // LOOM_MATMUL_GRID=x forces the GEMV grid's width and LOOM_MATMUL_SPLIT=s
 // the tensor-core GEMV's warps a tile (1, 2, 4 or 8; in tiles with the
@@ -295,6 +301,9 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	// a block of ReduceThreads per 8 KB row (MeasureBandwidth's kernel).
 	kinds := func(m int, gated bool) []kind {
 		ks := []kind{{"default", func(c primitives.Caps) primitives.Caps { return c }}}
+		if m > 8 && d.Caps().ClusterGEMVRows > 0 {
+			ks = append(ks, kind{"tiles", func(c primitives.Caps) primitives.Caps { c.ClusterGEMVRows = 0; return c }})
+		}
 		if m > 8 || !d.Caps().TensorCores {
 			return ks
 		}
@@ -313,7 +322,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	for _, sh := range shapes {
 		wBytes := int64(sh.n * sh.k * dt.Size())
 		sets := int(max(1, (256<<20)/wBytes))
-		large := sh.ms[0] > 128 // prefill and square: compute-bound
+		large := sh.ms[0] >= 512 // prefill and square: compute-bound
 		if large {
 			sets = 2
 		}
@@ -371,15 +380,15 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						}
 						// The tensor-core GEMV's tiles, its split and whether it runs and streams.
 						var split *uint32
-						mma, stream, tiles := uint32(0), uint32(0), 0
+						mma, stream, ring, tiles := uint32(0), uint32(0), uint32(0), 0
 						switch p := disp.Params.(type) {
 						case *primitives.MatMulParams:
 							if r, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_TILE_ROWS")); err == nil && p.MMA == 1 && (r == 8 || r == 16) {
 								p.TileRows = uint32(r) // the grid: LOOM_MATMUL_SPLIT's
 							}
-							split, mma, stream, tiles = &p.Split, p.MMA, p.Stream, primitives.Groups(sh.n, max(int(p.TileRows), 1))
+							split, mma, stream, ring, tiles = &p.Split, p.MMA, p.Stream, p.Ring, primitives.Groups(sh.n, max(int(p.TileRows), 1))
 						case *primitives.MatMulSiLUMulParams:
-							split, mma, tiles = &p.Split, p.MMA, primitives.Groups(outN, 8)
+							split, mma, ring, tiles = &p.Split, p.MMA, p.Ring, primitives.Groups(outN, 8)
 						}
 						if s, err := strconv.Atoi(os.Getenv("LOOM_MATMUL_SPLIT")); err == nil && mma == 1 && (s == 1 || s == 2 || s == 4 || s == 8) {
 							*split = uint32(s) // and a grid of 8/s tiles a block, as the lowering would
@@ -410,15 +419,20 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						}
 						best, issue := kt.best(b, record)
 						// Every kind's last launch read the same weights.
-						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma") {
+						// "tiles" must match the cluster GEMV's bits up to
+						// MatMulMMARows rows; past them (the tiled kernel) it
+						// reports the largest relative difference.
+						if d.Caps().TensorCores && (kd.name == "default" || kd.name == "mma" || kd.name == "tiles") {
 							got := make([]byte, out.Len())
 							if err := out.Read(0, got); err != nil {
 								b.Fatal(err)
 							}
 							if kd.name == "default" {
 								defaultOut = got
+							} else if kd.name == "tiles" && m > primitives.MatMulMMARows {
+								b.ReportMetric(relDiff(dt, defaultOut, got), "rel-diff")
 							} else if defaultOut != nil && !bytes.Equal(got, defaultOut) {
-								b.Errorf("the default kernel's outputs differ from the tiles' bits")
+								b.Errorf("the default kernel's outputs differ from the %s kernel's bits", kd.name)
 							}
 						}
 						s := best.Seconds() / float64(reps)
@@ -431,6 +445,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 						b.ReportMetric(float64(disp.Grid.X), "grid-x")
 						b.ReportMetric(float64(mma), "mma")
 						b.ReportMetric(float64(stream), "stream")
+						b.ReportMetric(float64(ring), "ring")
 						if split != nil {
 							b.ReportMetric(float64(*split), "split")
 						}
@@ -442,6 +457,21 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			w.Release()
 		}
 	}
+}
+
+// relDiff is the largest difference of two outputs of dtype dt, relative
+// to the largest magnitude of b: where two kernels sum in other orders.
+func relDiff(dt graph.DType, a, b []byte) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	x, y := graph.DecodeFloat64s(dt, a), graph.DecodeFloat64s(dt, b)
+	var diff, scale float64
+	for i := range x {
+		diff = max(diff, math.Abs(x[i]-y[i]))
+		scale = max(scale, math.Abs(y[i]))
+	}
+	return diff / scale
 }
 
 // BenchmarkGatedGEMV times the gated GEMV (matmul_silu_mul) at batch 1 on

@@ -32,8 +32,9 @@ func preprocess(t testing.TB, src string, defines ...string) string {
 
 // checkKernels holds the CUDA kernels to the catalog: every catalog kernel
 // is defined or listed in missing (not both), every defined kernel is in the
-// catalog or is a catalog kernel's tensor-core variant <name>_mma with the
-// same parameters (launched in its place, see launch.function), and each
+// catalog or is a catalog kernel's tensor-core variant <name>_mma or
+// cluster variant <name>_mma_ring with the same parameters (launched in its
+// place, see launch.function), and each
 // has the catalog's buffer arguments by name, as pointers, then its params
 // struct by value, then the status record, and begins with
 // grid_dependency_wait (checkWaits).
@@ -57,7 +58,11 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	}
 	errs = append(errs, checkWaits(kernels)...)
 	for name, k := range kernels {
-		if base, ok := strings.CutSuffix(name, "_mma"); ok && inCatalog[base] {
+		base, ok := strings.CutSuffix(name, "_mma")
+		if !ok {
+			base, ok = strings.CutSuffix(name, "_mma_ring")
+		}
+		if ok && inCatalog[base] {
 			if b, ok := kernels[base]; !ok || !slices.Equal(k.params, b.params) {
 				errs = append(errs, fmt.Errorf("kernel %s (%s) is a tensor-core variant of %s but its parameters %v are not %s's %v", name, k.file, base, k.params, base, b.params))
 			}
@@ -116,7 +121,7 @@ func TestKernelsMatchCatalog(t *testing.T) {
 		for name, k := range kernels {
 			// The function's tensor-core variant is checked with the
 			// others (checkKernels).
-			if k.file == v.String() && name != v.function+"_mma" {
+			if k.file == v.String() && name != v.function+"_mma" && name != v.function+"_mma_ring" {
 				defined = append(defined, name)
 			}
 		}

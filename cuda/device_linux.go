@@ -106,7 +106,9 @@ const arenaBytes = 4096
 // decode step, 2–7 % at batch 8 and 32; docs/CUDA.md). LOOM_CUDA_PDL=0
 // turns it off; LOOM_CUDA_PDL=1 makes Open fail where it is unsupported.
 // LOOM_CUDA_GEMV_STREAM=0 turns off the streaming tensor-core GEMV
-// (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows).
+// (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows), and
+// LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
+// (Caps.ClusterGEMVRows, sm_90 and later).
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -137,6 +139,13 @@ func Open() (*Device, error) {
 		// with both halves' rows in one tile, which reads the weights once
 		// for up to its MatMulMMARows rows, as the matmul does.
 		d.caps.GatedGEMVMaxRows = primitives.MatMulMMARows
+	}
+	if d.caps.TensorCores && d.arch >= "90" && len(d.arch) == 2 {
+		// The cluster GEMV (sm_90 clusters) from 9 rows to RingMaxRows.
+		d.caps.ClusterGEMVRows = ringMaxRows
+	}
+	if err := envRows("LOOM_CUDA_RING_ROWS", &d.caps.ClusterGEMVRows); err != nil {
+		return nil, err
 	}
 	if err := envRows("LOOM_CUDA_GATED_ROWS", &d.caps.GatedGEMVMaxRows); err != nil {
 		return nil, err
@@ -435,6 +444,14 @@ func (d *Device) load() error {
 			if k.mma, err = d.function(spec.Name + "_mma"); err != nil {
 				return err
 			}
+			for _, mod := range d.modules {
+				if k.ring, err = d.ringFunction(mod, spec.Name+"_mma_ring"); err != nil || k.ring != 0 {
+					break
+				}
+			}
+			if err != nil {
+				return err
+			}
 			d.kernels[spec.Name] = k
 		}
 		return nil
@@ -449,6 +466,24 @@ func (d *Device) function(name string) (uintptr, error) {
 		}
 	}
 	return 0, nil
+}
+
+// ringMaxRows is the most rows of x the cluster GEMV takes by default
+// (Caps.ClusterGEMVRows; LOOM_CUDA_RING_ROWS sets another bound, 0 none):
+// a serving step's decodes and prefill chunks, where the shared memory of
+// x's slice fits (primitives.RingSharedBytes).
+const ringMaxRows = 256
+
+// ringFunction finds the named cluster GEMV (primitives.MatMulParams.Ring)
+// in module mod, 0 if it has none, and lets it take the shared memory the
+// lowering gives it (primitives.RingMaxSharedBytes, past the 48 KB a
+// kernel gets without asking). Called inside do.
+func (d *Device) ringFunction(mod uintptr, name string) (uintptr, error) {
+	fn, err := d.moduleFunction(mod, name)
+	if err != nil || fn == 0 {
+		return fn, err
+	}
+	return fn, d.drv.call(d.drv.funcSetAttribute, fn, funcAttrMaxDynamicShared, primitives.RingMaxSharedBytes)
 }
 
 // moduleFunction finds the named kernel in module mod; 0 if it has none.
@@ -509,6 +544,7 @@ type kernel struct {
 	name   string
 	fn     uintptr      // CUfunction
 	mma    uintptr      // its tensor-core variant <name>_mma, 0 if none (see launch.function)
+	ring   uintptr      // its cluster variant <name>_mma_ring, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 	// Where launch lays out the kernel's parameters in the arena (bytes):

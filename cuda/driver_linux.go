@@ -44,6 +44,9 @@ const (
 	attrComputeCapabilityMin = 76
 )
 
+// funcAttrMaxDynamicShared is CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+const funcAttrMaxDynamicShared = 8
+
 // Graph edges (CUgraphEdgeData's fields): a programmatic edge leaves a
 // kernel node through its programmatic port.
 const (
@@ -72,7 +75,7 @@ type driver struct {
 	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
 	eventDestroy, eventElapsed                             cfunc
 	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
-	launchKernel                                           cfunc
+	launchKernel, funcSetAttribute                         cfunc
 
 	// CUDA graphs (graph_linux.go). The unversioned symbols take the
 	// first (CUDA 11) forms of the node-parameter structs, which every
@@ -161,6 +164,7 @@ func loadDriver() (*driver, error) {
 		&d.moduleUnload:       "cuModuleUnload",
 		&d.moduleGetFunction:  "cuModuleGetFunction",
 		&d.launchKernel:       "cuLaunchKernel",
+		&d.funcSetAttribute:   "cuFuncSetAttribute",
 	})
 	if err != nil {
 		return nil, err

@@ -36,7 +36,10 @@ var emulateFiles embed.FS
 // add_rms_norm_matmul_silu_mul_<dt>[_mma], float32 and bfloat16): bit for
 // bit add_rms_norm's row (common.cuh's add_rms_norm_regs, which norm.cu's
 // add_rms_norm runs) followed by the GEMV or gated GEMV of it, the sum
-// stored once. Each launch also holds the weight spans the blocks prefetch
+// stored once. The cluster variants (matmul_bf16_gemv_mma_ring,
+// matmul_silu_mul_bf16_mma_ring; a cluster's blocks at once, their shared
+// memory read by each other) bit for bit the tile loop's outputs from 9 to
+// 130 rows, with aligned and offset x. Each launch also holds the weight spans the blocks prefetch
 // before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
 // the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
@@ -62,6 +65,17 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma_bf16(d, a0, a1, a2, a3, b0, b1);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
 		f16Unemulated,
+		// The cluster GEMV's (shim.h's launch_cluster): shared addresses
+		// are offsets into the block's dynamic shared memory, with the
+		// rank of a cluster's block above them; the copies synchronous.
+		{`extern __shared__ __align__\(16\) u8 ring_smem\[\];`, `u8* ring_smem = emuSmem;`},
+		{`asm\("\{ \.reg \.u64 t; cvta\.to\.shared[^"]*"[^;]*;`, `r = (u32)((const unsigned char*)p - emuSmem);`},
+		{`asm volatile\("cp\.async\.cg\.shared\.global[^"]*"[^;]*;`, `if (ok) memcpy(emuSmem + dst, src, 16); else memset(emuSmem + dst, 0, 16);`},
+		{`asm volatile\("cp\.async\.commit_group;[^"]*"[^;]*;`, ``},
+		{`asm volatile\("mov\.u32 %0, %%cluster_ctarank;"[^;]*;`, `r = emuRank;`},
+		{`asm volatile\("barrier\.cluster[^"]*"[^;]*;`, `emuClusterBar->arrive_and_wait();`},
+		{`asm volatile\("mapa[^"]*"[^;]*;`, `ra = a | rank << 24;`},
+		{`asm volatile\("ld\.shared::cluster[^"]*"[^;]*;`, `memcpy(&v, emuClusterSmem[ra >> 24] + (ra & 0xffffff), 4);`},
 	})
 }
 

@@ -87,14 +87,17 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if builtin {
 		function = v.function
 	}
-	var fn, mma uintptr
+	var fn, mma, ring uintptr
 	err = d.do(func() error {
 		var err error
 		if fn, err = d.moduleFunction(mod.mod, function); err != nil || fn == 0 || !builtin {
 			return err
 		}
-		// A built-in kernel's tensor-core variant, as Open looks them up.
-		mma, err = d.moduleFunction(mod.mod, function+"_mma")
+		// A built-in kernel's tensor-core variants, as Open looks them up.
+		if mma, err = d.moduleFunction(mod.mod, function+"_mma"); err != nil {
+			return err
+		}
+		ring, err = d.ringFunction(mod.mod, function+"_mma_ring")
 		return err
 	})
 	switch {
@@ -107,7 +110,7 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.mma = mma
+	k.mma, k.ring = mma, ring
 	// A user kernel does not wait on its predecessors (griddepcontrol),
 	// so it must never be a programmatic dependent.
 	k.user = !builtin

@@ -151,14 +151,17 @@ type launch struct {
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
 func (l *launch) function() uintptr {
-	mma := false
+	mma, ring := false, false
 	switch p := l.params.(type) {
 	case *primitives.MatMulParams:
-		mma = p.MMA == 1
+		mma, ring = p.MMA == 1, p.Ring == 1
 	case *primitives.MatMulSiLUMulParams:
-		mma = p.MMA == 1
+		mma, ring = p.MMA == 1, p.Ring == 1
 	case *primitives.AddRMSNormLinearParams:
 		mma = p.MMA == 1
+	}
+	if ring && l.k.ring != 0 {
+		return l.k.ring
 	}
 	if mma && l.k.mma != 0 {
 		return l.k.mma

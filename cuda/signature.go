@@ -19,7 +19,9 @@ type cudaKernel struct {
 
 type cudaParam struct{ typ, name string }
 
-var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(`)
+// kernelRE matches a kernel's declaration up to its parameters, past its
+// attributes (__launch_bounds__, __cluster_dims__).
+var kernelRE = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__\w+__\([^)]*\)\s*)*(\w+)\s*\(`)
 
 // parseKernels reads the extern "C" __global__ kernels of preprocessed source.
 func parseKernels(file, src string, into map[string]cudaKernel) error {

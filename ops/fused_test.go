@@ -313,7 +313,7 @@ func TestGatedLinear(t *testing.T) {
 		n int
 	}{
 		{[]int{1, 7}, 5}, {[]int{1, 64}, 16}, {[]int{1, 1}, 1}, {[]int{3, 33}, 13}, {[]int{17, 65}, 9},
-		{[]int{2, 3, 40}, 11}, {[]int{primitives.MatMulSmallM + 3, 9}, 6}, {[]int{1, 300}, 300},
+		{[]int{2, 3, 40}, 11}, {[]int{primitives.MatMulSmallM + 3, 9}, 6}, {[]int{1, 300}, 300}, {[]int{33, 512}, 40},
 		{[]int{0, 7}, 5}, {[]int{2, 7}, 0}, {[]int{3, 0}, 4}, {[]int{primitives.MatMulSmallM + 1, 7}, 0}, {[]int{primitives.MatMulSmallM + 1, 0}, 3},
 	}
 	for _, tg := range loomtest.Targets(t) {

@@ -407,6 +407,11 @@ func TestMatMulTensorCores(t *testing.T) {
 			add([]int{m, 256}, []int{40000, 256})
 		}
 		add([]int{9, 768}, []int{77, 768})
+		// The cluster GEMV (Caps.ClusterGEMVRows, K a multiple of 256):
+		// one pass of x's rows, and passes that loop past 64 rows.
+		for _, m := range []int{17, 70, 130} {
+			add([]int{m, 512}, []int{1001, 512})
+		}
 		add([]int{2, 5, 48}, []int{2, 33, 48})   // batched weights, small M
 		add([]int{2, 70, 48}, []int{2, 140, 48}) // batched weights, tiled
 		add([]int{3, 40, 24}, []int{17, 24})     // three of 40 rows merged: M = 120

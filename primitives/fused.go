@@ -109,7 +109,7 @@ func SiLUMulKernel(dt graph.DType) string { return KernelName("silu_mul", dt) }
 // on tensor cores (matmul_silu_mul_<dt>_mma, with Split warps a tile of 8
 // outputs, see mmaGEMVGrid): set by the lowering with Caps.TensorCores for
 // float16 and bfloat16; other kernels ignore MMA and Split.
-type MatMulSiLUMulParams struct{ M, N, K, MMA, Split uint32 }
+type MatMulSiLUMulParams struct{ M, N, K, MMA, Split, Ring uint32 }
 
 // MatMulSiLUMul is the gate and up projections of a SwiGLU MLP with their
 // activation: inputs x [..., K] and w [2N, K], the gate weights (rows
@@ -171,10 +171,13 @@ func (MatMulSiLUMul) Lower(l *Lowering) error {
 // lowerMatMulSiLUMul adds the dispatches of a gated linear layer of m rows
 // of x of k elements, weights w of 2n rows of dtype dt, into out.
 func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref) {
-	if m <= l.Caps.GatedGEMVMaxRows {
+	if m <= l.Caps.GatedGEMVMaxRows || ringGEMV(l.Caps, dt, nil, m, k, ringGrid(Groups(n, 8))) {
 		p := &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}
 		grid := gatedGeometry(l, dt, p)
-		l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, x, w, out)
+		d := l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, x, w, out)
+		if p.Ring == 1 {
+			d.SharedBytes = RingSharedBytes(m, k)
+		}
 		l.Count("matmul_silu_mul.fused", 1)
 		return
 	}
@@ -192,7 +195,11 @@ func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref)
 func gatedGeometry(l *Lowering, dt graph.DType, p *MatMulSiLUMulParams) Dim3 {
 	m, n := int(p.M), int(p.N)
 	grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
-	if l.Caps.TensorCores && dt != graph.Float32 {
+	if ringGEMV(l.Caps, dt, nil, m, int(p.K), ringGrid(Groups(n, 8))) {
+		p.MMA, p.Ring = 1, 1
+		grid = Dim3{ringGrid(Groups(n, 8)), 1, 1}
+		l.Count("matmul_silu_mul.mma_ring", 1)
+	} else if l.Caps.TensorCores && dt != graph.Float32 {
 		p.MMA = 1
 		grid.X, p.Split = mmaGEMVGrid(Groups(n, 8), m, int(p.K), l.Caps.Cores)
 		grid.Y = min(m, 1)

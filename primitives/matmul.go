@@ -27,7 +27,8 @@ import (
 // has Caps.TensorCores (CUDA, unless LOOM_CUDA_MMA=0), float16 and
 // bfloat16 products with weights stored [N, K] run on tensor cores, in
 // both kernels' variants (MatMulParams.MMA) with their own grids (mmaGEMV,
-// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them.
+// mmaTiled), and the GEMV takes up to MatMulMMARows rows of them, or up to
+// Caps.ClusterGEMVRows in its cluster variant (ringGEMV).
 type MatMul struct{ TransposeA, TransposeB bool }
 
 func (m MatMul) Name() string { return "matmul" }
@@ -130,6 +131,11 @@ type MatMulParams struct {
 	// its stream path where M ≤ 8, K is a multiple of 256 and the rows are
 	// aligned, else its tiles as without it. The sums are the same.
 	Stream uint32
+	// Ring is 1 where the tensor-core GEMV runs its cluster variant
+	// (Caps.ClusterGEMVRows, ringGEMV; matmul_<dt>_gemv_mma_ring): a grid
+	// of clusters of 8 blocks, each with RingSharedBytes of shared memory.
+	// The sums are the tile loop's.
+	Ring uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -249,14 +255,17 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 		maxRows = max(maxRows, MatMulMMARows)
 	}
 	smallM := p.M > 1 && int(p.M) <= maxRows
-	if p.M == 1 || smallM {
+	if p.M == 1 || smallM || ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
 		grid := gemvGeometry(l, dt, p)
-		if smallM {
+		if p.M > 1 {
 			l.Count("matmul_small_m", 1)
 		} else {
 			l.Count("matmul_gemv", 1)
 		}
-		l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, a, b, out)
+		d := l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, a, b, out)
+		if p.Ring == 1 {
+			d.SharedBytes = RingSharedBytes(int(p.M), int(p.K))
+		}
 		return
 	}
 	grid, group := Dim3{Groups(int(p.N), MatMulTile), Groups(int(p.M), MatMulTile), int(p.Batch)}, Dim3{MatMulThreads, 1, 1}
@@ -275,7 +284,12 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 // TileRows, Stream) where the device runs it on tensor cores.
 func gemvGeometry(l *Lowering, dt graph.DType, p *MatMulParams) Dim3 {
 	grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-	if mmaGEMV(l.Caps, dt, p) {
+	if ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
+		p.MMA, p.Ring, p.TileRows = 1, 1, 16
+		grid.X = ringGrid(Groups(int(p.N), 16))
+		l.Count("matmul_mma_ring", 1)
+		l.Count("matmul_mma", 1)
+	} else if mmaGEMV(l.Caps, dt, p) {
 		p.MMA = 1
 		grid.X, p.Split, p.TileRows = mmaGEMVTiles(int(p.N), int(p.M), int(p.K), l.Caps.Cores)
 		if mmaStreams(l.Caps, int(p.M), int(p.K), grid.X) {
@@ -344,6 +358,71 @@ func mmaGEMVTiles(n, m, k, cores int) (groups int, split, tileRows uint32) {
 	}
 	return groups, split, tileRows
 }
+
+// The cluster variant of the tensor-core GEMV (cuda/kernels/matmul.cu's
+// mma_ring): clusters of RingCluster blocks, one per slice of K, each
+// cluster RingTiles tiles of 16 weight rows (the gated GEMV's: 8 outputs).
+const (
+	RingCluster = 8
+	RingTiles   = 4
+	// RingMaxSharedBytes bounds a block's shared memory: what an sm_90
+	// block may opt in to (227 KB).
+	RingMaxSharedBytes = 227 << 10
+)
+
+// RingSharedBytes is the shared memory of a block of the cluster GEMV of
+// m rows of x and k columns (mma_ring's RingSmem): its slice (k/8 columns,
+// rows padded as ring_stride pads them) of 64 weight rows and of x's rows
+// rounded up to whole passes, and a pass's slice sums.
+func RingSharedBytes(m, k int) int {
+	kc := k / RingCluster
+	stride := kc
+	if kc%64 == 0 {
+		stride += 32
+	}
+	mt := ringTilesOfX(m)
+	mp := Groups(m, 8*mt) * 8 * mt
+	return (RingTiles*16+mp)*stride*2 + RingTiles*mt*32*4*4
+}
+
+// ringTilesOfX is mma_tiles_of_x: the 8-row tiles of x of a pass.
+func ringTilesOfX(m int) int {
+	switch {
+	case m <= 8:
+		return 1
+	case m <= 16:
+		return 2
+	case m <= 32:
+		return 4
+	}
+	return 8
+}
+
+// ringGEMV reports whether a tensor-core GEMV (mmaGEMV; the gated GEMV
+// with p nil) of m rows and k columns whose cluster variant would have a
+// grid of `blocks` runs that variant: the device has
+// one (Caps.ClusterGEMVRows rows), 9 rows or more (fewer stay on the tile
+// loop and stream), k a positive multiple of 256 (whole chunks a slice),
+// the shared memory fits, and the grid is at most a block a multiprocessor.
+// That last is where it was measured faster (docs/BENCHMARKS.md, "The
+// cluster GEMV"): on an H100 the O and down projections (1,024 outputs,
+// 128 blocks) took 7.5–44.7 µs against the tile loop's and tiled kernel's
+// 8.3–55.7 at 16 to 160 rows (8.6 against 8.3 at 32 rows of O), while the
+// grids of several blocks a multiprocessor were slower than the tile loop
+// (QKV: 512 blocks, 13.7 against 7.8 µs at 32 rows; the gated GEMV: 768,
+// 19.0 against 12.6; the lm_head: 18,992, 350 against 220) and than the
+// tiled kernel past 64 rows: a block's copies, products and two cluster
+// barriers run one after another, so its lifetime, not the bytes in
+// flight, bounds a grid of many.
+func ringGEMV(c Caps, dt graph.DType, p *MatMulParams, m, k, blocks int) bool {
+	if p != nil && !mmaGEMV(c, dt, p) || !c.TensorCores || dt == graph.Float32 {
+		return false
+	}
+	return m > 8 && m <= c.ClusterGEMVRows && k > 0 && k%256 == 0 && RingSharedBytes(m, k) <= RingMaxSharedBytes && blocks <= c.Cores
+}
+
+// ringGrid is the cluster GEMV's grid of blocks for the given tiles.
+func ringGrid(tiles int) int { return Groups(tiles, RingTiles) * RingCluster }
 
 // MatMulMMAChunks is the chunks of 32 columns whose weights a lane of
 // CUDA's tensor-core GEMV loads before it uses any (two 16-byte loads

@@ -388,3 +388,95 @@ func TestMatMulSiLUMulTensorCores(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulRingGeometry checks the cluster GEMV's lowering
+// (Caps.ClusterGEMVRows, ringGEMV): from 9 rows to the device's bound, K a
+// multiple of 256, shared memory that fits and a grid of at most a block a
+// multiprocessor, in clusters of RingCluster blocks of RingTiles tiles;
+// the gated GEMV's too, fused up to the bound.
+func TestMatMulRingGeometry(t *testing.T) {
+	caps := Caps{Device: "cuda", Cores: 132, TensorCores: true, GatedGEMVMaxRows: MatMulMMARows, ClusterGEMVRows: 256}
+	for _, c := range []struct {
+		m, n, k int
+		ring    bool
+		kernel  string
+	}{
+		{32, 1024, 2048, true, "matmul_bf16_gemv"},
+		{9, 1000, 1024, true, "matmul_bf16_gemv"},
+		{9, 2048, 1024, false, "matmul_bf16_gemv"},    // 256 blocks
+		{9, 4096, 1024, false, "matmul_bf16_gemv"},    // 512 blocks: the tile loop
+		{100, 4096, 1024, false, "matmul_bf16_tiled"}, // and the tiled kernel past 64 rows
+		{160, 1024, 3072, true, "matmul_bf16_gemv"},
+		{8, 1024, 2048, false, "matmul_bf16_gemv"},    // the tile loop and stream's
+		{32, 1024, 1000, false, "matmul_bf16_gemv"},   // K not whole chunks a slice
+		{256, 1024, 3072, false, "matmul_bf16_tiled"}, // x's slice does not fit
+		{300, 1024, 1024, false, "matmul_bf16_tiled"}, // past the bound
+	} {
+		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{c.m, c.k}}, {DType: graph.BFloat16, Shape: []int{c.n, c.k}}}
+		m := MatMul{TransposeB: true}
+		outs, err := m.Outputs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLowering(in, outs, caps)
+		if err := m.Lower(l); err != nil {
+			t.Fatal(err)
+		}
+		d := l.Dispatches[0]
+		p := d.Params.(*MatMulParams)
+		if d.Kernel != c.kernel || (p.Ring == 1) != c.ring {
+			t.Errorf("M=%d N=%d K=%d: %s, Ring %d; want %s, ring %v", c.m, c.n, c.k, d.Kernel, p.Ring, c.kernel, c.ring)
+			continue
+		}
+		if !c.ring {
+			continue
+		}
+		if want := (Dim3{Groups(Groups(c.n, 16), RingTiles) * RingCluster, 1, 1}); d.Grid != want || d.SharedBytes != RingSharedBytes(c.m, c.k) || p.MMA != 1 || p.TileRows != 16 {
+			t.Errorf("M=%d N=%d K=%d: grid %v, shared %d, MMA %d, TileRows %d; want grid %v, shared %d, MMA 1, TileRows 16",
+				c.m, c.n, c.k, d.Grid, d.SharedBytes, p.MMA, p.TileRows, want, RingSharedBytes(c.m, c.k))
+		}
+		if d.SharedBytes > RingMaxSharedBytes {
+			t.Errorf("M=%d K=%d: %d shared bytes, more than %d", c.m, c.k, d.SharedBytes, RingMaxSharedBytes)
+		}
+	}
+	// The Qwen3-0.6B gated GEMV (3,072 outputs, 768 blocks) stays on the
+	// tile loop, and unfused past GatedGEMVMaxRows.
+	for _, c := range []struct{ m, dispatches int }{{32, 1}, {100, 2}} {
+		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{c.m, 1024}}, {DType: graph.BFloat16, Shape: []int{6144, 1024}}}
+		outs, err := MatMulSiLUMul{}.Outputs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLowering(in, outs, caps)
+		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Dispatches) != c.dispatches {
+			t.Fatalf("gated M=%d: %d dispatches, want %d", c.m, len(l.Dispatches), c.dispatches)
+		}
+		if p, ok := l.Dispatches[0].Params.(*MatMulSiLUMulParams); ok && p.Ring != 0 {
+			t.Errorf("gated M=%d of 3,072 outputs: Ring %d, want the tile loop", c.m, p.Ring)
+		}
+	}
+	// The gated GEMV: fused in clusters up to the bound, past
+	// GatedGEMVMaxRows; 8 outputs a tile (512 outputs: 128 blocks).
+	for _, m := range []int{32, 160} {
+		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{m, 1024}}, {DType: graph.BFloat16, Shape: []int{1024, 1024}}}
+		outs, err := MatMulSiLUMul{}.Outputs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLowering(in, outs, caps)
+		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Dispatches) != 1 {
+			t.Fatalf("gated M=%d: %d dispatches, want 1", m, len(l.Dispatches))
+		}
+		d := l.Dispatches[0]
+		p := d.Params.(*MatMulSiLUMulParams)
+		if want := (Dim3{Groups(Groups(512, 8), RingTiles) * RingCluster, 1, 1}); p.Ring != 1 || p.MMA != 1 || d.Grid != want || d.SharedBytes != RingSharedBytes(m, 1024) {
+			t.Errorf("gated M=%d: Ring %d, MMA %d, grid %v, shared %d; want ring, grid %v, shared %d", m, p.Ring, p.MMA, d.Grid, d.SharedBytes, want, RingSharedBytes(m, 1024))
+		}
+	}
+}

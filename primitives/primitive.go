@@ -124,6 +124,14 @@ type Caps struct {
 	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
 	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
 	GEMVStream bool
+	// ClusterGEMVRows is the most rows of x that the tensor-core GEMV and
+	// gated GEMV take in their cluster variant (MatMulParams.Ring,
+	// ringGEMV: from 9 rows on, where its grid is at most a block a core),
+	// weights and x copied into shared memory a slice per block of a
+	// cluster of 8. 0: none (CUDA before sm_90, or LOOM_CUDA_RING_ROWS=0).
+	// Above MatMulMMARows it also takes products that would otherwise go
+	// to the tiled kernel.
+	ClusterGEMVRows int
 	// QuantWarpRows is the most outputs (up to 2) one SIMD group of the
 	// quantized GEMV takes (QuantizedMatMul of one row of x) for the
 	// lowering's grid (CUDA's kernel derives its own, up to 4, from the

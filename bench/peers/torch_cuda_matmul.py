@@ -40,6 +40,8 @@ def timed(fn, reps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--rows", default="1,8,32,64,65,128", help="the row counts M of the projections, comma-separated")
+    ap.add_argument("--shapes", default="", help="only these projections (comma-separated names); no prefill or square products")
     args = ap.parse_args()
     dt = torch.bfloat16
     dev = torch.device("cuda")
@@ -47,13 +49,16 @@ def main():
     buf = torch.rand(256 << 20, device=dev, dtype=torch.float32)  # 1 GiB
     ms = timed(lambda: buf.sum(), args.reps)
     print(f"read bandwidth (sum of 1 GiB of float32): {buf.numel() * 4 / ms / 1e6:.1f} GB/s")
-    cases = [(name, m, n, k) for m in (1, 8, 32, 64, 65, 128) for (name, n, k) in LINEAR]
-    cases += [("prefill_gate_up", 512, 3072, 1024), ("square", 1024, 1024, 1024), ("square", 4096, 4096, 4096)]
+    rows = [int(r) for r in args.rows.split(",")]
+    only = set(args.shapes.split(",")) if args.shapes else None
+    cases = [(name, m, n, k) for m in rows for (name, n, k) in LINEAR if only is None or name in only]
+    if only is None:
+        cases += [("prefill_gate_up", 512, 3072, 1024), ("square", 1024, 1024, 1024), ("square", 4096, 4096, 4096)]
     for name, m, n, k in cases:
         wbytes = n * k * 2
         sets = max(1, (256 << 20) // wbytes)
         reps = max(sets, 8)
-        if m > 128:  # prefill and square: compute-bound
+        if m >= 512:  # prefill and square: compute-bound
             sets, reps = 2, 20
         ws = [torch.rand(n, k, device=dev, dtype=dt) * 2 - 1 for _ in range(sets)]
         x = torch.rand(m, k, device=dev, dtype=dt) * 2 - 1

@@ -779,6 +779,230 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
   mma_gemv(a + o.a, p.M, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, p.Stream == 1, red, epi);
 }
 
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  u32 r;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// tc_copy copies 16 bytes from src to shared memory at dst, or zeros if
+// !ok.
+__device__ __forceinline__ void tc_copy(u32 dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+}
+
+// ---- 9 ≤ M on tensor cores, through shared memory: the cluster GEMV -----------
+//
+// mma_ring (matmul_<dt>_gemv_mma_ring, matmul_silu_mul_<dt>_mma_ring;
+// MatMulParams.Ring, MatMulSiLUMulParams.Ring) computes the same sums as
+// mma_tiles, bit for bit, for M > 8 rows, K a multiple of 256 and 16-byte
+// aligned rows, and reads every weight byte once whatever M. A cluster of
+// RING_C = 8 blocks (one per slice, see mma_tiles) takes RING_GT tiles of
+// weight rows: block r of the cluster copies, with cp.async, its slice's
+// chunks (c ≡ r mod 8) of those rows and of every row of x into shared
+// memory, the whole slice at once, then its warps run the slice's chains
+// over the chunks in order with the operands read from shared memory,
+// pass by pass of 8·MT rows of x; the cluster's blocks then add the 8
+// slices of every output in the fixed tree, each block a share of the
+// outputs, reading the others' slices through distributed shared memory.
+// Where mma_tiles's warps load x once for every tile of 16 weight rows
+// (x's bytes 2–4 times the weights' at 32–64 rows, from the L2), a block
+// here reads 1/8 of the columns of x for 64 weight rows, and a slice's
+// operands arrive in one round trip, not a round per MMA_UNROLL chunks.
+#define RING_C 8
+#define RING_GT 4
+#define RING_ROWS (RING_GT * 16)
+
+// ring_stride is the elements between rows of a block's slice in shared
+// memory, kc of them: padded so that 2 rows' 64-byte pieces fall in
+// different halves of the 128 bytes of banks (the 8 lanes of a quarter of
+// a warp read rows g and g + 1).
+__device__ __forceinline__ u32 ring_stride(u32 kc) { return kc % 64 == 0 ? kc + 32 : kc; }
+
+// ring_copy starts the copy of piece `piece` (8 elements) of row src's
+// chunks of slice r into dst, zeros where src is null: by cp.async where
+// the operands are 16-byte aligned (vec), else an element at a time (an
+// offset view of x or the weights).
+template <typename T>
+__device__ __forceinline__ void ring_copy(T* dst, const T* src, const T* any, u32 r, u32 piece, bool vec) {
+  const u32 ks = piece / 4, sub = piece % 4;
+  const bool ok = src != nullptr;
+  dst += ks * 32 + sub * 8;
+  src = ok ? src + ks * 256 + r * 32 + sub * 8 : any;
+  if (vec) {
+    tc_copy(smem_u32(dst), src, ok);
+    return;
+  }
+  for (int j = 0; j < 8; j++) dst[j].bits = ok ? src[j].bits : (u16)0;
+}
+
+__device__ __forceinline__ u32 cluster_rank() {
+  u32 r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+}
+// cluster_load reads the float at shared address a of block `rank`.
+__device__ __forceinline__ float cluster_load(u32 a, u32 rank) {
+  u32 ra;
+  float v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
+  return v;
+}
+
+// RingSmem is a block's shared memory (primitives.RingSharedBytes): the
+// slice of its weight rows, then of x's rows (mp: M rounded up to whole
+// passes), then the slice sums of a pass, red[tile][tile of x][lane][4]
+// (the lanes' accumulators).
+template <typename T> struct RingSmem {
+  T *w, *x;
+  float* red;
+  u32 stride;
+  __device__ __forceinline__ RingSmem(u8* smem, u32 K, u32 mp) {
+    stride = ring_stride(K / RING_C);
+    w = (T*)smem;
+    x = w + RING_ROWS * stride;
+    red = (float*)(x + mp * stride);
+  }
+};
+
+template <typename T, int MT>
+__device__ void mma_ring(const T* x, u32 M, u32 K, const MmaRows<T>& epi, u8* smem) {
+  // The warps of a pass: CJ warps split its MT tiles of x, CT warps the
+  // RING_GT weight tiles; a warp runs WT × JT chains.
+  constexpr int CJ = MT < 4 ? MT : 4, CT = 8 / CJ, WT = RING_GT / CT, JT = MT / CJ;
+  static_assert(CJ * CT == 8 && WT * CT == RING_GT && JT * CJ == MT, "the warps cover the tiles");
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 r = cluster_rank(), group = blockIdx.x / RING_C;
+  const u32 passRows = 8 * MT, mp = (M + passRows - 1) / passRows * passRows;
+  const u32 kc = K / RING_C, pieces = kc / 8;
+  RingSmem<T> sm(smem, K, mp);
+  const u32 st = sm.stride;
+  const bool vec = (((u64)x | (u64)epi.w) & 15) == 0;
+  // The slice's weight rows: tile i's rows g (lo) and g + 8 (hi).
+  for (u32 e = threadIdx.x; e < RING_ROWS * pieces; e += blockDim.x) {
+    const u32 row = e / pieces, tile = group * RING_GT + row / 16;
+    const T *lo, *hi;
+    epi.rows(tile, row % 8, lo, hi);
+    ring_copy(sm.w + row * st, row % 16 < 8 ? lo : hi, epi.w, r, e % pieces, vec);
+  }
+  for (u32 e = threadIdx.x; e < mp * pieces; e += blockDim.x) {
+    const u32 m = e / pieces;
+    ring_copy(sm.x + m * st, m < M ? x + (u64)m * K : (const T*)nullptr, x, r, e % pieces, vec);
+  }
+  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+  __syncthreads();
+  const u32 wt0 = warp / CJ * WT, jt0 = warp % CJ * JT;
+  for (u32 m0 = 0; m0 < M; m0 += passRows) {
+    float acc[WT][JT][4];
+#pragma unroll
+    for (int i = 0; i < WT; i++)
+#pragma unroll
+      for (int j = 0; j < JT; j++)
+#pragma unroll
+        for (int v = 0; v < 4; v++) acc[i][j][v] = 0.f;
+    for (u32 c = 0; c < kc; c += 32) {
+      uint4 wl[WT], wh[WT], xv[JT];
+#pragma unroll
+      for (int i = 0; i < WT; i++) {
+        wl[i] = *(const uint4*)(sm.w + ((wt0 + i) * 16 + g) * st + c + 8 * t);
+        wh[i] = *(const uint4*)(sm.w + ((wt0 + i) * 16 + g + 8) * st + c + 8 * t);
+      }
+#pragma unroll
+      for (int j = 0; j < JT; j++) xv[j] = *(const uint4*)(sm.x + (m0 + (jt0 + j) * 8 + g) * st + c + 8 * t);
+#pragma unroll
+      for (int i = 0; i < WT; i++)
+#pragma unroll
+        for (int j = 0; j < JT; j++) {
+          MMA<T>::run(acc[i][j], wl[i].x, wh[i].x, wl[i].y, wh[i].y, xv[j].x, xv[j].y);
+          MMA<T>::run(acc[i][j], wl[i].z, wh[i].z, wl[i].w, wh[i].w, xv[j].z, xv[j].w);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < WT; i++)
+#pragma unroll
+      for (int j = 0; j < JT; j++)
+        *(float4*)(sm.red + (((wt0 + i) * MT + jt0 + j) * 32 + lane) * 4) = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+    cluster_sync();  // every block's slice sums of the pass are in
+    // Unit u: lane l's sums v and v + 2 (rows g and g + 8 of a tile; the
+    // gated GEMV's gate and up sums) of tile i of weights and j of x.
+    const u32 units = RING_GT * MT * 32 * 2;
+    for (u32 u = r * blockDim.x + threadIdx.x; u < units; u += RING_C * blockDim.x) {
+      const u32 v = u % 2, l = u / 2 % 32, j = u / 64 % MT, i = u / 64 / MT;
+      const u32 base = smem_u32(sm.red + ((i * MT + j) * 32 + l) * 4 + v);
+      float s[2][MMA_SLICES];
+#pragma unroll
+      for (int q = 0; q < MMA_SLICES; q++) {
+        s[0][q] = cluster_load(base, q);
+        s[1][q] = cluster_load(base + 8, q);
+      }
+      const float lo = slice_tree(s[0]), hi = slice_tree(s[1]);
+      const u32 m = m0 + 8 * j + 2 * (l % 4) + v, tile = group * RING_GT + i, n = tile * epi.tileRows + l / 4;
+      if (m >= M || n >= epi.N) continue;
+      if (epi.gated) {
+        const float gs = Num<T>::load(Num<T>::store(lo)), us = Num<T>::load(Num<T>::store(hi));
+        store_f(epi.out, (u64)m * epi.N + n, un_silu(gs) * us);
+      } else {
+        store_f(epi.out, (u64)m * epi.N + n, lo);
+        if (n + 8 < epi.N) store_f(epi.out, (u64)m * epi.N + n + 8, hi);
+      }
+    }
+    cluster_sync();  // the slice sums are read before the next pass writes them
+  }
+}
+
+// ring_span is the weight rows block r of the cluster asks the L2 for
+// before grid_dependency_wait: its eighth of the cluster's 64 rows, whole
+// (the gated GEMV's: of its 32 gate rows, then of its 32 up rows), so
+// that the cluster prefetches its rows once.
+template <typename T> __device__ __forceinline__ L2Span ring_span(const T* w, u32 N, u32 K, bool gated) {
+  if (!LOOM_MMA_PREFETCH) return L2Span{nullptr, 0};
+  const u32 r = cluster_rank(), group = blockIdx.x / RING_C;
+  if (!gated) return rows_span(w, group * RING_ROWS + r * 8, 8, N, K);
+  return rows_span(w + (u64)(r / 4) * N * K, group * RING_ROWS / 2 + r % 4 * 8, 8, N, K);
+}
+
+// ring_gemv runs mma_ring with MT as primitives.ringTilesOfX chose it.
+template <typename T>
+__device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& epi) {
+  extern __shared__ __align__(16) u8 ring_smem[];
+  switch (mt) {
+    case 2: mma_ring<T, 2>(x, M, K, epi, ring_smem); break;
+    case 4: mma_ring<T, 4>(x, M, K, epi, ring_smem); break;
+    default: mma_ring<T, 8>(x, M, K, epi, ring_smem); break;
+  }
+}
+
+// The cluster variants (sm_90 and later) of the GEMV and the gated GEMV,
+// compiled beside their tensor-core variants, take three blocks a
+// multiprocessor by registers (ptxas, sm_90: 78–80, no spills; 74–92
+// without the bound, four blocks spill).
+#ifndef LOOM_RING_MIN_BLOCKS
+#define LOOM_RING_MIN_BLOCKS 3
+#endif
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // (undefined: the host emulation)
+#define GEMV_RING_KERNEL(SHORT, T)                                                                          \
+  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, LOOM_RING_MIN_BLOCKS)          \
+      matmul_##SHORT##_gemv_mma_ring(const T* a, const T* b, T* out, const MatMulParams p, Status* status) { \
+    grid_dependency_wait(ring_span(b + matrix_offsets(p, blockIdx.z).b, p.N, p.K, false));                \
+    const MatrixOffsets o = matrix_offsets(p, blockIdx.z);                                                 \
+    ring_gemv(a + o.a, p.M, p.K, mma_tiles_of_x(p.M), MmaRows<T>{b + o.b, out + o.out, p.N, p.M, p.K, 16, false}); \
+  }
+#define GATED_RING_KERNEL(SHORT, T)                                                                      \
+  extern "C" __global__ void __cluster_dims__(RING_C, 1, 1) __launch_bounds__(LOOM_GEMV_THREADS, LOOM_RING_MIN_BLOCKS)        \
+      matmul_silu_mul_##SHORT##_mma_ring(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,    \
+                                         Status* status) {                                               \
+    grid_dependency_wait(ring_span(w, p.N, p.K, true));                                                  \
+    ring_gemv(x, p.M, p.K, mma_tiles_of_x(p.M), MmaRows<T>{w, out, p.N, p.M, p.K, 8, true});             \
+  }
+#else
+#define GEMV_RING_KERNEL(SHORT, T)
+#define GATED_RING_KERNEL(SHORT, T)
+#endif
+
 // The variants take two blocks a multiprocessor (at most 128 registers a
 // thread): 16 warps, each with up to 8 KB of weights in flight. (One
 // block, 255 registers, with LOOM_MMA_MIN_BLOCKS=1: measured slower.)
@@ -791,7 +1015,8 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     grid_dependency_wait(gemv_mma_span(b, p));                                                         \
     __shared__ float red[MMA_RED_FLOATS];                                                              \
     gemv_mma(a, b, out, p, red);                                                                        \
-  }
+  }                                                                                                    \
+  GEMV_RING_KERNEL(SHORT, T)
 
 // The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
@@ -802,7 +1027,8 @@ __device__ void gemv_mma(const T* a, const T* b, T* out, const MatMulParams& p, 
     __shared__ float red[MMA_RED_FLOATS];                                                                \
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
-  }
+  }                                                                                                      \
+  GATED_RING_KERNEL(SHORT, T)
 
 // ---- a norm fused into the GEMV: one row ---------------------------------------
 //
@@ -902,18 +1128,6 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
 #define TC_THREADS LOOM_MMA_THREADS
 #define TC_STAGES 3
 #define TC_LD (TC_BK + 8)
-
-__device__ __forceinline__ u32 smem_u32(const void* p) {
-  u32 r;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
-  return r;
-}
-
-// tc_copy copies 16 bytes from src to shared memory at dst, or zeros if
-// !ok.
-__device__ __forceinline__ void tc_copy(u32 dst, const void* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
-}
 
 template <typename T, bool VEC> struct TcTiles {
   T a[TC_STAGES][TC_BM][TC_LD];

@@ -220,7 +220,71 @@ static void checkNorm(unsigned N, unsigned K) {
   printf("norm N=%u K=%u done, %d failures so far\n", N, K, fails);
   fflush(stdout);
 }
+// ringBytes is primitives.RingSharedBytes: the cluster GEMV's shared
+// memory a block.
+static size_t ringBytes(unsigned M, unsigned K) {
+  const unsigned kc = K / 8, stride = kc % 64 == 0 ? kc + 32 : kc, mt = M <= 16 ? 2 : M <= 32 ? 4 : 8;
+  const unsigned mp = (M + 8 * mt - 1) / (8 * mt) * 8 * mt;
+  return (size_t)(64 + mp) * stride * 2 + 4 * mt * 32 * 16;
+}
+// ring runs the cluster GEMV (gated: N outputs of w's 2N rows) over x,
+// clusters of 8 blocks of 4 tiles; the shared memory past ringBytes must
+// stay unwritten.
+static std::vector<bf16_t> ring(const bf16_t* x, const std::vector<bf16_t>& w, unsigned M, unsigned N, unsigned K, bool gatedOut) {
+  std::vector<bf16_t> out(M * N, Num<bf16_t>::store(12345.f));
+  const unsigned tiles = gatedOut ? (N + 7) / 8 : (N + 15) / 16, grid = (tiles + 3) / 4 * 8;
+  const size_t bytes = ringBytes(M, K), guard = 64;
+  std::vector<unsigned char> canary(guard, 0);
+  Status st{};
+  emu_weights(w.data(), w.size() * 2);
+  launch_cluster({grid, 1, 1}, 8, bytes + guard, [&] {
+    if (gatedOut) {
+      MatMulSiLUMulParams p{};
+      p.M = M, p.N = N, p.K = K, p.MMA = 1, p.Ring = 1;
+      matmul_silu_mul_bf16_mma_ring(x, w.data(), out.data(), p, &st);
+    } else {
+      MatMulParams p{};
+      p.M = M, p.N = N, p.K = K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.TileRows = 16, p.Ring = 1;
+      matmul_bf16_gemv_mma_ring(x, w.data(), out.data(), p, &st);
+    }
+    if (threadIdx.x == 0)
+      for (size_t i = 0; i < guard; i++)
+        if (emuSmem[bytes + i] != 0xab) canary[i] = 1;
+  });
+  for (size_t i = 0; i < guard; i++) CHECK(!canary[i], "ring M=%u N=%u K=%u gated %d: shared memory written past %zu bytes", M, N, K, gatedOut, bytes);
+  // The cluster's blocks prefetch every weight row once (8 rows a block,
+  // less than PREFETCH_BYTES here).
+  CHECK(emuOutside == 0, "ring M=%u N=%u K=%u gated %d: %d prefetches outside the weights", M, N, K, gatedOut, emuOutside);
+  size_t seen = std::count(emuSeen.begin(), emuSeen.end(), 1);
+  CHECK(seen == emuSeen.size(), "ring M=%u N=%u K=%u gated %d: %zu of %zu weight bytes prefetched", M, N, K, gatedOut, seen, emuSeen.size());
+  return out;
+}
+// checkRing: the cluster GEMV and gated GEMV bit for bit the tile loop's
+// (split 8, tiles of 16), with x aligned and offset by one element.
+static void checkRing(unsigned M, unsigned N, unsigned K) {
+  auto x = rnd((size_t)M * K), w = rnd((size_t)2 * N * K);
+  std::vector<bf16_t> wn(w.begin(), w.begin() + (size_t)N * K);
+  std::vector<bf16_t> off(M * K + 1);
+  std::copy(x.begin(), x.end(), off.begin() + 1);
+  auto want = gemv(x, wn, M, N, K, 8, 16, 0);
+  auto wantGated = gated(x, w, M, N, K, 8, 0);
+  for (bool offset : {false, true}) {
+    const bf16_t* xp = offset ? off.data() + 1 : x.data();
+    auto o = ring(xp, wn, M, N, K, false);
+    size_t i = 0;
+    while (i < o.size() && o[i].bits == want[i].bits) i++;
+    CHECK(i == o.size(), "ring M=%u N=%u K=%u offset %d: out[%zu][%zu] = %g, the tiles' %g", M, N, K, offset, i / N, i % N, F(o[i]), F(want[i]));
+    auto g = ring(xp, w, M, N, K, true);
+    i = 0;
+    while (i < g.size() && g[i].bits == wantGated[i].bits) i++;
+    CHECK(i == g.size(), "ring gated M=%u N=%u K=%u offset %d: out[%zu][%zu] = %g, the tiles' %g", M, N, K, offset, i / N, i % N, F(g[i]), F(wantGated[i]));
+  }
+  printf("ring M=%u N=%u K=%u done, %d failures so far\n", M, N, K, fails);
+  fflush(stdout);
+}
 int main(int argc, char** argv) {
+  struct R { unsigned M, N, K; } ringCases[] = {{9, 40, 256}, {16, 33, 512}, {17, 130, 256}, {33, 40, 768}, {64, 20, 512}, {70, 40, 256}, {130, 24, 256}};
+  for (auto c : ringCases) checkRing(c.M, c.N, c.K);
   struct NK { unsigned N, K; } normCases[] = {{9, 40}, {131, 1000}, {40, 1024}, {1, 1}, {17, 4096}, {3, 7}};
   for (auto c : normCases) checkNorm(c.N, c.K);
   struct F2 { unsigned N, K; } fmaCases[] = {{131, 1000}, {131, 1001}, {1, 1}, {40, 4104}, {9, 40}, {16, 0}};

@@ -12,12 +12,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <memory>
 #include <mutex>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 struct float4 { float x, y, z, w; };
+static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 thread_local dim3 threadIdx, blockIdx;
 dim3 gridDim, blockDim;
@@ -27,9 +29,37 @@ dim3 gridDim, blockDim;
 #define __launch_bounds__(a, b)
 #define __shared__ static
 #define __align__(n) alignas(n)
-std::barrier<>* blockBar;
-std::barrier<>* warpBar[32];
+struct MmaStage { unsigned a[32][4], b[32][2]; };
+// A block's barriers and its warps' staging areas, which its threads point
+// at (thread_local), so that the blocks of a cluster run at once.
+struct EmuBlock {
+  std::barrier<> bar;
+  std::barrier<>* warps[32] = {};
+  float shfl[32][32];
+  MmaStage mma[32];
+  std::vector<unsigned char> smem;  // the dynamic shared memory
+  EmuBlock(unsigned threads, size_t smemBytes) : bar(threads), smem(smemBytes, 0xab) {
+    for (unsigned w = 0; w < threads / 32; w++) warps[w] = new std::barrier<>(32);
+  }
+  ~EmuBlock() {
+    for (auto* w : warps) delete w;
+  }
+};
+thread_local std::barrier<>* blockBar;
+thread_local std::barrier<>** warpBar;
+thread_local float (*shflStage)[32];
+thread_local MmaStage* mmaStage;
+// The cluster of the block (launch_cluster): its dynamic shared memory,
+// rank, barrier and every block's shared memory, by rank.
+thread_local unsigned char* emuSmem;
+thread_local unsigned emuRank;
+thread_local std::barrier<>* emuClusterBar;
+thread_local unsigned char* const* emuClusterSmem;
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
+static void emu_enter(EmuBlock& b, unsigned i, dim3 block) {
+  threadIdx = {i, 0, 0}, blockIdx = block;
+  blockBar = &b.bar, warpBar = b.warps, shflStage = b.shfl, mmaStage = b.mma, emuSmem = b.smem.data();
+}
 // launch runs a grid's blocks one after another (a block's __shared__
 // memory is static storage), each block's threads as std::threads.
 static void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
@@ -38,15 +68,43 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
-        std::barrier<> bb(threads);
-        blockBar = &bb;
-        for (unsigned w = 0; w < threads / 32; w++) warpBar[w] = new std::barrier<>(32);
+        EmuBlock b(threads, 0);
         std::vector<std::thread> ts;
-        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { threadIdx = {i, 0, 0}; blockIdx = {x, y, z}; body(); });
+        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { emu_enter(b, i, {x, y, z}); body(); });
         for (auto& t : ts) t.join();
-        for (unsigned w = 0; w < threads / 32; w++) delete warpBar[w];
       }
 }
+// launch_cluster runs a grid's clusters of C blocks along x one after
+// another, the blocks of a cluster at once (their threads meet at the
+// cluster's barrier and read each other's shared memory), each with smem
+// bytes of dynamic shared memory (filled with garbage). A kernel must
+// have no static __shared__ memory: the blocks would share it.
+static void launch_cluster(dim3 grid, unsigned C, size_t smem, const std::function<void()>& body) {
+  const unsigned threads = 256;
+  gridDim = grid;
+  blockDim = {threads, 1, 1};
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x0 = 0; x0 < grid.x; x0 += C) {
+        std::barrier<> cb(C * threads);
+        std::vector<std::unique_ptr<EmuBlock>> bs;
+        std::vector<unsigned char*> mems;
+        for (unsigned r = 0; r < C; r++) {
+          bs.emplace_back(new EmuBlock(threads, smem));
+          mems.push_back(bs.back()->smem.data());
+        }
+        std::vector<std::thread> ts;
+        for (unsigned r = 0; r < C; r++)
+          for (unsigned i = 0; i < threads; i++)
+            ts.emplace_back([&, r, i] {
+              emu_enter(*bs[r], i, {x0 + r, y, z});
+              emuRank = r, emuClusterBar = &cb, emuClusterSmem = mems.data();
+              body();
+            });
+        for (auto& t : ts) t.join();
+      }
+}
+#define __cluster_dims__(x, y, z)
 // launch of one argument runs blocks of 256 threads, the GEMVs' blocks.
 static void launch(dim3 grid, const std::function<void()>& body) { launch(grid, 256, body); }
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
@@ -57,7 +115,6 @@ static inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; 
 template <class A, class B> A atomicAdd(A* p, B v) { return __atomic_fetch_add(p, (A)v, __ATOMIC_SEQ_CST); }
 template <class A> A atomicCAS(A* p, A c, A v) { __atomic_compare_exchange_n(p, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); return c; }
 template <class A> A atomicExch(A* p, A v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
-static float shflStage[32][32];
 static inline float __shfl_xor_sync(unsigned, float v, int o) {
   int w = threadIdx.x / 32, l = threadIdx.x % 32;
   shflStage[w][l] = v;
@@ -66,8 +123,6 @@ static inline float __shfl_xor_sync(unsigned, float v, int o) {
   warpBar[w]->arrive_and_wait();
   return r;
 }
-struct MmaStage { unsigned a[32][4], b[32][2]; };
-static MmaStage mmaStage[32];
 static inline float bf16f(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
 // emu_mma_bf16: D = A·B + C of m16n8k16.bf16 from the 32 lanes' fragments
 // (PTX ISA layout), each element summed in float in k order.
