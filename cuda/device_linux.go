@@ -141,7 +141,7 @@ func Open() (*Device, error) {
 		d.caps.GatedGEMVMaxRows = primitives.MatMulMMARows
 	}
 	if d.caps.TensorCores && d.arch >= "90" && len(d.arch) == 2 {
-		// The cluster GEMV (sm_90 clusters) from 9 rows to RingMaxRows.
+		// The cluster GEMV (sm_90 clusters) from 9 rows to ringMaxRows.
 		d.caps.ClusterGEMVRows = ringMaxRows
 	}
 	if err := envRows("LOOM_CUDA_RING_ROWS", &d.caps.ClusterGEMVRows); err != nil {
@@ -469,10 +469,15 @@ func (d *Device) function(name string) (uintptr, error) {
 }
 
 // ringMaxRows is the most rows of x the cluster GEMV takes by default
-// (Caps.ClusterGEMVRows; LOOM_CUDA_RING_ROWS sets another bound, 0 none):
-// a serving step's decodes and prefill chunks, where the shared memory of
-// x's slice fits (primitives.RingSharedBytes).
-const ringMaxRows = 256
+// (Caps.ClusterGEMVRows; LOOM_CUDA_RING_ROWS sets another bound, 0 none,
+// up to the 256 rows whose slice of x fits its shared memory,
+// primitives.RingSharedBytes): the decode batches, where it ran on a GPU
+// bit for bit equal to the tile loop and faster (docs/BENCHMARKS.md "The
+// cluster GEMV, 9–160 rows"). Past 64 rows its results are checked only
+// by the host emulation and its speed against the tiled matmul that
+// serves those rows has not been measured, so serving steps keep the
+// tiled matmul unless LOOM_CUDA_RING_ROWS=256.
+const ringMaxRows = 64
 
 // ringFunction finds the named cluster GEMV (primitives.MatMulParams.Ring)
 // in module mod, 0 if it has none, and lets it take the shared memory the
