@@ -110,7 +110,7 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 		}
 		src = re.ReplaceAllLiteralString(src, r.with)
 	}
-	for _, asm := range []string{"asm(", "asm volatile(\"cp."} {
+	for _, asm := range []string{"asm(", "asm volatile(\"cp.", "asm volatile(\"ldmatrix"} {
 		if i := strings.Index(src, asm); i >= 0 {
 			t.Fatalf("%s has device assembly the emulation does not replace: %.80s", file, src[i:])
 		}
@@ -173,11 +173,19 @@ func TestPagedAttentionEmulated(t *testing.T) {
 		{`asm volatile\("cp\.async\.cg\.shared\.global[^"]*"[^;]*;`, `if (ok) memcpy(dst, src, 16); else memset(dst, 0, 16); (void)d;`},
 		{`asm volatile\("cp\.async\.commit_group;"\);`, ``},
 		{`asm volatile\("cp\.async\.wait_group[^"]*"[^;]*;`, ``},
+		{`asm volatile\("ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16[^"]*"[^;]*;`, `emu_ldsm4(r, row, false); (void)a;`},
+		{`asm volatile\("ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16[^"]*"[^;]*;`, `emu_ldsm4(r, row, true); (void)a;`},
+		{`asm\("movmatrix\.sync\.aligned\.m8n8\.trans\.b16[^"]*"[^;]*;`, `r = emu_movmatrix(x);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma8_bf16(d, a0, a1, b);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
+		{`asm\("cvt\.rn\.bf16x2\.f32[^"]*"[^;]*;`, `r = f32_to_bf16(a) | (u32)f32_to_bf16(b) << 16;`},
+		{`asm\("cvt\.rn\.f16x2\.f32[^"]*"[^;]*;`, `r = 0; abort(); // float16 is not emulated`},
 		f16Unemulated,
 	}
 	for _, v := range []struct{ dtype, hs, define string }{
-		{"bf16", "128", ""}, {"bf16", "256", ""}, {"f32", "80", ""},
-		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
+		{"bf16", "128", ""}, {"bf16", "256", ""}, {"bf16", "80", ""}, {"f32", "80", ""},
+		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
+		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
 	} {
 		name, defines := v.dtype+"_hs"+v.hs, ""
 		if v.define != "" {
