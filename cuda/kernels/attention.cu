@@ -298,11 +298,20 @@ template <typename T, int HS> struct Tiles {
   static __device__ __forceinline__ int at(int key, int v) { return key * ROWV + (SWIZZLE ? v ^ (key & 7) : v); }
 };
 
+// PassHeads is the most heads of a pass: Tiles::PASS on tensor cores, 4
+// on the float32 path (attention_group).
+template <typename T, int HS, bool MMA = sizeof(T) == 2> struct PassHeads {
+  static constexpr int N = Tiles<T, HS>::PASS;
+};
+template <typename T, int HS> struct PassHeads<T, HS, false> {
+  static constexpr int N = 4;
+};
+
 // Smem is a warp's shared memory: the ring of its chunks' K and V rows
 // (16-byte vectors), or, once its keys are done, its states of a pass's
 // heads for the block's merge (HS output dims, then m and l, a head).
 template <typename T, int HS> struct Smem {
-  static constexpr int HEADS = sizeof(T) == 4 ? 4 : Tiles<T, HS>::PASS;
+  static constexpr int HEADS = PassHeads<T, HS>::N;
   union {
     uint4 ring[RING_VECS];
     float merge[HEADS][HS + 2];
@@ -658,14 +667,13 @@ __device__ __forceinline__ u32 transpose8(u32 x) {
 
 // Frags is one warp's state of a pass over up to PASS query heads of a KV
 // head's group on the tensor cores, for a lane of group gq = lane / 4 and
-// thread tq = lane % 4: q, the pass's queries as the B operand of Sᵀ =
-// K·Qᵀ (k-tile i: dims 8i + 2tq and 8i + 2tq + 1 of head gq, unscaled;
-// heads past the pass are zeros); o, the output transposed, Oᵀ = Vᵀ·Pᵀ,
-// m-tile i: dims 16i + gq and 16i + gq + 8 of heads 2tq and 2tq + 1; m and
-// l, the running maxima of heads 2tq and 2tq + 1 and this lane's part of
-// their sums, in log2 units.
+// thread tq = lane % 4: o, the output transposed, Oᵀ = Vᵀ·Pᵀ, m-tile i:
+// dims 16i + gq and 16i + gq + 8 of heads 2tq and 2tq + 1; m and l, the
+// running maxima of heads 2tq and 2tq + 1 and this lane's part of their
+// sums, in log2 units. (The pass's queries, qf of load_q, are the B
+// operand of Sᵀ = K·Qᵀ: k-tile i, dims 8i + 2tq and 8i + 2tq + 1 of head
+// gq, unscaled; heads past the pass are zeros.)
 template <typename T, int HS> struct Frags {
-  u32 q[HS / 8];
   float o[HS / 16][4];
   float m[2], l[2];
 };
@@ -685,7 +693,7 @@ template <typename T, int HS> struct Frags {
 // added at the end.
 template <typename T, int HS>
 __device__ void attend_mma(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p, int g,
-                           const Row& r, int lo, int hi, Frags<T, HS>& st, Smem<T, HS>& sm) {
+                           const Row& r, int lo, int hi, const u32 (&qf)[HS / 8], Frags<T, HS>& st, Smem<T, HS>& sm) {
   typedef Tiles<T, HS> R;
   const unsigned FULL = 0xffffffffu;
   const int lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
@@ -702,8 +710,8 @@ __device__ void attend_mma(const T* k_cache, const T* v_cache, const int* tables
     for (int j = 0; j < R::NVEC / 2; j++) {  // k-tiles 2j (matrices 0, 1) and 2j + 1 (2, 3)
       u32 a[4];
       ldsm4(a, kr + R::at(rk, 2 * j + mi / 2));
-      mma8(s, a[0], a[1], st.q[2 * j], k_cache);
-      mma8(s, a[2], a[3], st.q[2 * j + 1], k_cache);
+      mma8(s, a[0], a[1], qf[2 * j], k_cache);
+      mma8(s, a[2], a[3], qf[2 * j + 1], k_cache);
     }
     const bool visible = (mask >> gq & 1u) != 0u;
     float pr[2];
@@ -746,16 +754,20 @@ __device__ void attend_mma(const T* k_cache, const T* v_cache, const int* tables
   }
 }
 
-// load_frags loads query heads h0 … h0 + nh − 1 of token t into st as its
-// B fragments (heads past nh are zeros) and clears the states.
+// load_q loads query heads h0 … h0 + nh − 1 of token t into qf as the B
+// fragments of Sᵀ = K·Qᵀ (see Frags; heads past nh are zeros).
 template <typename T, int HS>
-__device__ void load_frags(const T* q, const PagedAttentionParams& p, int t, int h0, int nh, Frags<T, HS>& st) {
+__device__ __forceinline__ void load_q(const T* q, const PagedAttentionParams& p, int t, int h0, int nh, u32 (&qf)[HS / 8]) {
   const int lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const T* row = q + ((u64)t * p.NumHeads + h0 + gq) * HS;
 #pragma unroll
   for (int i = 0; i < HS / 8; i++) {
-    st.q[i] = gq < nh ? (u32)row[8 * i + 2 * tq].bits | (u32)row[8 * i + 2 * tq + 1].bits << 16 : 0u;
+    qf[i] = gq < nh ? (u32)row[8 * i + 2 * tq].bits | (u32)row[8 * i + 2 * tq + 1].bits << 16 : 0u;
   }
+}
+
+// clear_frags clears st's states.
+template <typename T, int HS> __device__ __forceinline__ void clear_frags(Frags<T, HS>& st) {
 #pragma unroll
   for (int i = 0; i < HS / 16; i++) st.o[i][0] = st.o[i][1] = st.o[i][2] = st.o[i][3] = 0.0f;
   st.m[0] = st.m[1] = -LOOM_INF;
@@ -860,11 +872,18 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
                                        float* exp_sums, T* tmp_out, u32* counters, const PagedAttentionParams& p,
                                        Status* status) {
   Smem<T, HS>* smem = attention_smem<T, HS>();
-  if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
-  check_tables(tables, seq_lens, p, status);
   const int g = blockIdx.x, t = blockIdx.y;
   const int warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int group = p.NumHeads / p.NumKVHeads;
+  // On tensor cores a group of one pass has its queries loaded first, so
+  // that their latency overlaps the row's and the checks' (larger groups
+  // load each pass's).
+  u32 qf[HS / 8];
+  if constexpr (sizeof(T) == 2) {
+    if (group <= GH) load_q<T, HS>(q, p, t, g * group, group, qf);
+  }
+  if (first_block()) check_meta(seq_lens, cu, p, ARG_SEQ_LENS, ARG_CU, status);
+  check_tables(tables, seq_lens, p, status);
   const Row r = row_of(seq_lens, cu, p, t);
   int size = 0, first = 0, last = 1;
   if (parts) {
@@ -895,8 +914,9 @@ __device__ __noinline__ void attention(bool parts, const T* q, const T* k_cache,
         keep_heads(st, nh, smem[warp]);
       } else {
         Frags<T, HS> st;
-        load_frags(q, p, t, h0, nh, st);
-        attend_mma<T, HS>(k_cache, v_cache, tables, p, g, r, lo, hi, st, smem[warp]);
+        if (group > GH) load_q<T, HS>(q, p, t, h0, nh, qf);
+        clear_frags(st);
+        attend_mma<T, HS>(k_cache, v_cache, tables, p, g, r, lo, hi, qf, st, smem[warp]);
         keep_frags(st, nh, smem[warp]);
       }
       __syncthreads();
@@ -964,7 +984,7 @@ __device__ __forceinline__ void attention_group(bool parts, const T* q, const T*
                                                 float* max_logits, float* exp_sums, T* tmp_out, u32* counters,
                                                 const PagedAttentionParams& p, Status* status) {
   if constexpr (sizeof(T) == 2) {
-    attention<T, HS, Tiles<T, HS>::PASS>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out,
+    attention<T, HS, PassHeads<T, HS>::N>(parts, q, k_cache, v_cache, tables, seq_lens, cu, sinks, out, max_logits, exp_sums, tmp_out,
                                          counters, p, status);
   } else {
     const int group = p.NumKVHeads > 0 ? p.NumHeads / p.NumKVHeads : 1;
