@@ -150,14 +150,18 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 
 // TestPagedAttentionEmulated runs the split paged-attention kernel of
 // kernels/attention.cu on the host, without a GPU (testdata/emulate:
-// threads for lanes, attention_shim.h for its shuffles, ballots and
-// barriers, the cp.async copies made synchronous), against a float64
-// reference (testdata/emulate/attention.cpp), in the variants that cover
-// its layouts: bfloat16 rows of 128 (chunks of 4 keys, 6 stages) and 256
-// (2 keys), float32 rows of 80 (lanes past the row idle), 8 warps a block
-// (3 stages), and chunks of 256 bytes (2 keys). It checks the
-// kernel's indexing, masks, rings and merges, not the GPU's rounding or
-// the copies' timing.
+// threads for lanes, attention_shim.h for its shuffles, ballots, barriers,
+// ldmatrix, movmatrix and bfloat16 mma.sync, the cp.async copies made
+// synchronous), against a float64 reference
+// (testdata/emulate/attention.cpp), in the variants that cover its
+// layouts: on tensor cores bfloat16 rows of 128 (chunks of 8 keys, the
+// swizzled ring), 256 (chunks of 4, 3 blocks' registers) and 80 (padded
+// rows, an odd number of k-tile pairs), with 8 warps a block at 128
+// (chunks of 4) and 256 (chunks of 2, passes of 4 heads); on the lanes
+// float32 rows of 80 (lanes past the row idle) and 96 in chunks of 256
+// bytes. GQA groups of 1 to 16 (one pass, a pass and a part, several
+// passes). It checks the kernel's indexing, fragment layouts, masks,
+// rings and merges, not the GPU's rounding or the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of host threads")
