@@ -1,6 +1,6 @@
 // Host emulation of what the paged attention of cuda/kernels/attention.cu
 // uses beyond shim.h (see TestPagedAttentionEmulated): shuffles of any
-// 4- or 8-byte value from any lane, ballots and any, warp and block
+// 4- or 8-byte value from any lane, ballots, warp and block
 // barriers with an or, the L2 loads as plain loads, and for the
 // tensor-core path ldmatrix (.x4, plain and .trans), movmatrix and
 // mma.sync.m16n8k8 of bfloat16 from the 32 lanes' fragments (PTX ISA
@@ -34,7 +34,6 @@ static inline unsigned __ballot_sync(unsigned, bool p) {
   warpBar[w]->arrive_and_wait();
   return r;
 }
-static inline bool __any_sync(unsigned m, bool p) { return __ballot_sync(m, p) != 0u; }
 static inline void __syncwarp(unsigned = 0xffffffffu) { warpBar[threadIdx.x / 32]->arrive_and_wait(); }
 // __syncthreads_or alternates two accumulators, so that a call's reset
 // (by thread 0, after every thread has read it) never races the next
