@@ -260,14 +260,15 @@ template <typename T, int HS> struct Rows {
   static constexpr int CHUNK = FIT > KEYS ? FIT : KEYS;
   static constexpr int STEPS = CHUNK / KEYS;
   static constexpr int WINDOW = 32 / CHUNK;
-  static constexpr int STAGE = 2 * CHUNK * NVEC;
+  static constexpr int ROWV = NVEC;
+  static constexpr int STAGE = 2 * CHUNK * ROWV;
   static constexpr int FILL = RING_VECS / STAGE;
   static constexpr int STAGES = FILL < WINDOW + 1 ? FILL : WINDOW + 1;
   static_assert(HS * (int)sizeof(T) % 16 == 0, "rows must be whole 16-byte vectors");
   static_assert(CHUNK % KEYS == 0 && CHUNK <= 8, "a chunk must be whole steps, its keys a mask of 8 bits");
   static_assert(STAGES >= 2 && STAGES - 1 <= WINDOW && CHUNK * STAGES <= 64,
                 "the ring must hold two chunks, its first chunks' slots one window, its masks 64 bits");
-  static __device__ __forceinline__ int at(int key, int v) { return key * NVEC + v; }
+  static __device__ __forceinline__ int at(int key, int v) { return key * ROWV + v; }
 };
 
 // Tiles<T, HS> is the tensor-core path's geometry (float16, bfloat16; see
@@ -381,7 +382,6 @@ __device__ __forceinline__ i64 slot_of(const int* table, const PagedAttentionPar
 // the same in any batch. G is the geometry (Rows or Tiles); run calls
 // body(stage's vectors, mask) for each chunk with a visible key.
 template <typename T, int HS, typename G> struct Stream {
-  static constexpr int ROWV = G::STAGE / (2 * G::CHUNK);
   template <typename Body>
   static __device__ __forceinline__ void run(const T* k_cache, const T* v_cache, const int* tables, const PagedAttentionParams& p,
                                              int g, const Row& r, int lo, int hi, uint4* ring, Body body) {
@@ -415,7 +415,7 @@ template <typename T, int HS, typename G> struct Stream {
           const u64 at = (u64)max(sl, (i64)0) * stride + head + (u64)vi * VEC;
           const int to = G::at(key, vi);
           copy16(kr + to, k_cache + at, sl >= 0);
-          copy16(kr + G::CHUNK * ROWV + to, v_cache + at, sl >= 0);
+          copy16(kr + G::CHUNK * G::ROWV + to, v_cache + at, sl >= 0);
         }
       }
       return mask;
