@@ -88,7 +88,9 @@ const arenaBytes = 4096
 // default: 4 blocks of 4 warps, 3 at head size 256, 2 of 8);
 // LOOM_CUDA_ATTENTION_CHUNK=256, 512 or 2048 (4 warps only): float32
 // chunks of K rows of at most that many bytes instead of 1,024, with more
-// (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
+// (fewer) stages in their rings; LOOM_CUDA_ATTENTION_TRANSPOSE=shfl: the
+// tensor-core path's P transposed by shuffles instead of movmatrix; and
+// LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
 //
@@ -140,6 +142,9 @@ func Open() (*Device, error) {
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" && v != "2048" { // read by variants (kernels/attention.cu's chunks; 2048 with 4 warps)
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512, 1024 or 2048 bytes of K rows a chunk", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_TRANSPOSE"); ok && v != "" && v != "shfl" { // read by variants (kernels/attention.cu's transpose8)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_TRANSPOSE=%q: want shfl (shuffles instead of movmatrix) or nothing", v)
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
 		if v != "4" && v != "8" {

@@ -189,7 +189,7 @@ func TestPagedAttentionEmulated(t *testing.T) {
 	for _, v := range []struct{ dtype, hs, define string }{
 		{"bf16", "128", ""}, {"bf16", "256", ""}, {"bf16", "80", ""}, {"f32", "80", ""},
 		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
-		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
+		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"}, {"bf16", "64", "LOOM_ATTENTION_SHUFFLE_TRANSPOSE"},
 	} {
 		name, defines := v.dtype+"_hs"+v.hs, ""
 		if v.define != "" {

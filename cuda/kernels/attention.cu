@@ -658,10 +658,20 @@ __device__ __forceinline__ u32 pack2(float a, float b, const half_t*) {
 
 // transpose8 transposes an 8×8 matrix of 16-bit elements held in a warp's
 // lanes as ldmatrix's fragments (lane i: row i / 4, elements 2(i % 4) and
-// 2(i % 4) + 1) (movmatrix).
+// 2(i % 4) + 1) (movmatrix). LOOM_ATTENTION_SHUFFLE_TRANSPOSE
+// (LOOM_CUDA_ATTENTION_TRANSPOSE=shfl, cuda/variants.go) takes two shuffles
+// instead: lane (g, t) fetches elements g of rows 2t and 2t + 1 from lanes
+// 8t + g / 2 and 8t + 4 + g / 2, for measurement and as a check of the
+// instruction's layout on a GPU.
 __device__ __forceinline__ u32 transpose8(u32 x) {
   u32 r;
+#ifdef LOOM_ATTENTION_SHUFFLE_TRANSPOSE
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, half = 16 * (g % 2);
+  const u32 a = __shfl_sync(0xffffffffu, x, 8 * t + g / 2), b = __shfl_sync(0xffffffffu, x, 8 * t + 4 + g / 2);
+  r = (a >> half & 0xffffu) | (b >> half & 0xffffu) << 16;
+#else
   asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
+#endif
   return r;
 }
 
