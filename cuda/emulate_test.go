@@ -159,8 +159,10 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 // rows, an odd number of k-tile pairs), with 8 warps a block at 128
 // (chunks of 4) and 256 (chunks of 2, passes of 4 heads); on the lanes
 // float32 rows of 80 (lanes past the row idle) and 96 in chunks of 256
-// bytes. GQA groups of 1 to 16 (one pass, a pass and a part, several
-// passes). It checks the kernel's indexing, fragment layouts, masks,
+// bytes; and the measurement variants of the tensor-core path, P
+// transposed by shuffles (bfloat16 rows of 64) and the scores in 4
+// accumulators (rows of 96). GQA groups of 1 to 16 (one pass, a pass and a
+// part, several passes). It checks the kernel's indexing, fragment layouts, masks,
 // rings and merges, not the GPU's rounding or the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
 	if testing.Short() {
@@ -190,6 +192,7 @@ func TestPagedAttentionEmulated(t *testing.T) {
 		{"bf16", "128", ""}, {"bf16", "256", ""}, {"bf16", "80", ""}, {"f32", "80", ""},
 		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
 		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"}, {"bf16", "64", "LOOM_ATTENTION_SHUFFLE_TRANSPOSE"},
+		{"bf16", "96", "LOOM_ATTENTION_S_CHAINS 4"},
 	} {
 		name, defines := v.dtype+"_hs"+v.hs, ""
 		if v.define != "" {

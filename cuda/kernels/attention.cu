@@ -656,6 +656,17 @@ __device__ __forceinline__ u32 pack2(float a, float b, const half_t*) {
   return r;
 }
 
+// ATTENTION_S_CHAINS is the accumulators a chunk's scores are summed in
+// (k-tile i into accumulator i % ATTENTION_S_CHAINS, then added in order):
+// 1 unless LOOM_CUDA_ATTENTION_CHAINS sets 2 or 4 (cuda/variants.go), which
+// shortens the chain of dependent tensor-core steps of a chunk (32 at head
+// size 256) for measurement; not yet run on a GPU.
+#ifdef LOOM_ATTENTION_S_CHAINS
+#define ATTENTION_S_CHAINS LOOM_ATTENTION_S_CHAINS
+#else
+#define ATTENTION_S_CHAINS 1
+#endif
+
 // transpose8 transposes an 8×8 matrix of 16-bit elements held in a warp's
 // lanes as ldmatrix's fragments (lane i: row i / 4, elements 2(i % 4) and
 // 2(i % 4) + 1) (movmatrix). LOOM_ATTENTION_SHUFFLE_TRANSPOSE
@@ -715,13 +726,19 @@ __device__ void attend_mma(const T* k_cache, const T* v_cache, const int* tables
   const int rk = lane % 8 % R::CHUNK, mi = lane / 8;
   Stream<T, HS, R>::run(k_cache, v_cache, tables, p, g, r, lo, hi, sm.ring, [&](const uint4* kr, u32 mask) {
     const uint4* vr = kr + R::CHUNK * R::ROWV;
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float sc[ATTENTION_S_CHAINS][4] = {};
 #pragma unroll
     for (int j = 0; j < R::NVEC / 2; j++) {  // k-tiles 2j (matrices 0, 1) and 2j + 1 (2, 3)
       u32 a[4];
       ldsm4(a, kr + R::at(rk, 2 * j + mi / 2));
-      mma8(s, a[0], a[1], qf[2 * j], k_cache);
-      mma8(s, a[2], a[3], qf[2 * j + 1], k_cache);
+      mma8(sc[2 * j % ATTENTION_S_CHAINS], a[0], a[1], qf[2 * j], k_cache);
+      mma8(sc[(2 * j + 1) % ATTENTION_S_CHAINS], a[2], a[3], qf[2 * j + 1], k_cache);
+    }
+    float s[2] = {sc[0][0], sc[0][1]};
+#pragma unroll
+    for (int c = 1; c < ATTENTION_S_CHAINS; c++) {
+      s[0] += sc[c][0];
+      s[1] += sc[c][1];
     }
     const bool visible = (mask >> gq & 1u) != 0u;
     float pr[2];
