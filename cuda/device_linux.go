@@ -87,11 +87,16 @@ const arenaBytes = 4096
 // (Caps.Partitions; 512/0 is the other devices'). For measurement, the
 // attention kernels (kernels/attention.cu) take
 // LOOM_CUDA_ATTENTION_WARPS=8: blocks of 8 warps instead of 4
-// (Caps.AttentionWarps); LOOM_CUDA_ATTENTION_BLOCKS=1, 2 or 4: launch
-// bounds of that many blocks a multiprocessor (the default: 4 blocks of 4
-// warps, 2 of 8); LOOM_CUDA_ATTENTION_CHUNK=256, 512 or 2048 (4 warps
-// only): chunks of K rows of at most that many bytes instead of 1,024,
-// with more (fewer) stages in their rings; and LOOM_CUDA_ATTENTION_GRID=N:
+// (Caps.AttentionWarps); LOOM_CUDA_ATTENTION_BLOCKS=1, 2, 3 or 4: launch
+// bounds of that many blocks a multiprocessor for every head size (the
+// default: 4 blocks of 4 warps, 3 at head size 256, 2 of 8);
+// LOOM_CUDA_ATTENTION_CHUNK=256, 512 or 2048 (4 warps only): float32
+// chunks of K rows of at most that many bytes instead of 1,024, with more
+// (fewer) stages in their rings; LOOM_CUDA_ATTENTION_TRANSPOSE=shfl: the
+// tensor-core path's P transposed by shuffles instead of movmatrix;
+// LOOM_CUDA_ATTENTION_CHAINS=2 or 4: its scores summed in that many
+// accumulators (not yet run on a GPU); and
+// LOOM_CUDA_ATTENTION_GRID=N:
 // the split path's grid at about N blocks, each taking several
 // partitions, instead of a block a partition (Caps.AttentionGridBlocks).
 // For the host's side of a step: LOOM_CUDA_SCHED=spin, yield or blocking
@@ -153,11 +158,17 @@ func Open() (*Device, error) {
 	if err := envRows("LOOM_CUDA_QUANT_GATED_ROWS", &d.caps.QuantGatedMaxRows); err != nil {
 		return nil, err
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2 or 4 blocks a multiprocessor", v)
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "3" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2, 3 or 4 blocks a multiprocessor", v)
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" && v != "2048" { // read by variants (kernels/attention.cu's chunks; 2048 with 4 warps)
 		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512, 1024 or 2048 bytes of K rows a chunk", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHAINS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's ATTENTION_S_CHAINS)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHAINS=%q: want 1, 2 or 4 accumulators of a chunk's scores", v)
+	}
+	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_TRANSPOSE"); ok && v != "" && v != "shfl" { // read by variants (kernels/attention.cu's transpose8)
+		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_TRANSPOSE=%q: want shfl (shuffles instead of movmatrix) or nothing", v)
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
 		if v != "4" && v != "8" {

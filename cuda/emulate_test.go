@@ -127,7 +127,7 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 		}
 		src = re.ReplaceAllLiteralString(src, r.with)
 	}
-	for _, asm := range []string{"asm(", "asm volatile(\"cp."} {
+	for _, asm := range []string{"asm(", "asm volatile(\"cp.", "asm volatile(\"ldmatrix"} {
 		if i := strings.Index(src, asm); i >= 0 {
 			t.Fatalf("%s has device assembly the emulation does not replace: %.80s", file, src[i:])
 		}
@@ -167,14 +167,20 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 
 // TestPagedAttentionEmulated runs the split paged-attention kernel of
 // kernels/attention.cu on the host, without a GPU (testdata/emulate:
-// threads for lanes, attention_shim.h for its shuffles, ballots and
-// barriers, the cp.async copies made synchronous), against a float64
-// reference (testdata/emulate/attention.cpp), in the variants that cover
-// its layouts: bfloat16 rows of 128 (chunks of 4 keys, 6 stages) and 256
-// (2 keys), float32 rows of 80 (lanes past the row idle), 8 warps a block
-// (3 stages), and chunks of 256 bytes (2 keys). It checks the
-// kernel's indexing, masks, rings and merges, not the GPU's rounding or
-// the copies' timing.
+// threads for lanes, attention_shim.h for its shuffles, ballots, barriers,
+// ldmatrix, movmatrix and bfloat16 mma.sync, the cp.async copies made
+// synchronous), against a float64 reference
+// (testdata/emulate/attention.cpp), in the variants that cover its
+// layouts: on tensor cores bfloat16 rows of 128 (chunks of 8 keys, the
+// swizzled ring), 256 (chunks of 4, 3 blocks' registers) and 80 (padded
+// rows, an odd number of k-tile pairs), with 8 warps a block at 128
+// (chunks of 4) and 256 (chunks of 2, passes of 4 heads); on the lanes
+// float32 rows of 80 (lanes past the row idle) and 96 in chunks of 256
+// bytes; and the measurement variants of the tensor-core path, P
+// transposed by shuffles (bfloat16 rows of 64) and the scores in 4
+// accumulators (rows of 96). GQA groups of 1 to 16 (one pass, a pass and a
+// part, several passes). It checks the kernel's indexing, fragment layouts, masks,
+// rings and merges, not the GPU's rounding or the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of host threads")
@@ -190,11 +196,20 @@ func TestPagedAttentionEmulated(t *testing.T) {
 		{`asm volatile\("cp\.async\.cg\.shared\.global[^"]*"[^;]*;`, `if (ok) memcpy(dst, src, 16); else memset(dst, 0, 16); (void)d;`},
 		{`asm volatile\("cp\.async\.commit_group;"\);`, ``},
 		{`asm volatile\("cp\.async\.wait_group[^"]*"[^;]*;`, ``},
+		{`asm volatile\("ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16[^"]*"[^;]*;`, `emu_ldsm4(r, row, false); (void)a;`},
+		{`asm volatile\("ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16[^"]*"[^;]*;`, `emu_ldsm4(r, row, true); (void)a;`},
+		{`asm\("movmatrix\.sync\.aligned\.m8n8\.trans\.b16[^"]*"[^;]*;`, `r = emu_movmatrix(x);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma8_bf16(d, a0, a1, b);`},
+		{`asm\("mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
+		{`asm\("cvt\.rn\.bf16x2\.f32[^"]*"[^;]*;`, `r = f32_to_bf16(a) | (u32)f32_to_bf16(b) << 16;`},
+		{`asm\("cvt\.rn\.f16x2\.f32[^"]*"[^;]*;`, `r = 0; abort(); // float16 is not emulated`},
 		f16Unemulated,
 	}
 	for _, v := range []struct{ dtype, hs, define string }{
-		{"bf16", "128", ""}, {"bf16", "256", ""}, {"f32", "80", ""},
-		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"},
+		{"bf16", "128", ""}, {"bf16", "256", ""}, {"bf16", "80", ""}, {"f32", "80", ""},
+		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
+		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"}, {"bf16", "64", "LOOM_ATTENTION_SHUFFLE_TRANSPOSE"},
+		{"bf16", "96", "LOOM_ATTENTION_S_CHAINS 4"},
 	} {
 		name, defines := v.dtype+"_hs"+v.hs, ""
 		if v.define != "" {

@@ -72,6 +72,12 @@ var variants = sync.OnceValue(func() []variant {
 				if b := os.Getenv("LOOM_CUDA_ATTENTION_WARPS"); b != "" { // a block's warps (attention.cu's ATTENTION_WARPS, Caps.AttentionWarps), for measurement
 					v.defines = append(v.defines, "-DLOOM_ATTENTION_BLOCK_WARPS="+b)
 				}
+				if b := os.Getenv("LOOM_CUDA_ATTENTION_CHAINS"); b != "" { // the scores' accumulators (attention.cu's ATTENTION_S_CHAINS), for measurement
+					v.defines = append(v.defines, "-DLOOM_ATTENTION_S_CHAINS="+b)
+				}
+				if os.Getenv("LOOM_CUDA_ATTENTION_TRANSPOSE") == "shfl" { // P transposed by shuffles, not movmatrix (attention.cu's transpose8), for measurement
+					v.defines = append(v.defines, "-DLOOM_ATTENTION_SHUFFLE_TRANSPOSE")
+				}
 				for _, bs := range primitives.AttentionBlockSizes {
 					v.kernels = append(v.kernels, name(dt, hs, bs, k.sinks))
 				}

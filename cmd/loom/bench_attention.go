@@ -88,7 +88,11 @@ type attentionResult struct {
 	MS      float64 `json:"ms"`
 	KVBytes int64   `json:"kv_bytes"`
 	GBps    float64 `json:"gbps"`
-	best    float64 // fastest run, ms
+	// KernelMS is the GPU time of an Eval's kernels (-kernels), without
+	// the host's planning, launch and wait: the time to set beside a peer
+	// whose calls are queued back to back.
+	KernelMS float64 `json:"kernel_ms,omitempty"`
+	best     float64 // fastest run, ms
 }
 
 func benchAttention(args []string) error {
@@ -99,6 +103,7 @@ func benchAttention(args []string) error {
 	dtName := fs.String("dtype", "f16", "dtype of queries and caches")
 	reps := fs.Int("reps", 9, "timed samples per case and mode, each of enough Evals to last 5 ms, after a warm-up (the median is printed)")
 	only := fs.String("case", "", "run only the cases whose name contains this")
+	kernels := fs.Int("kernels", 0, "after the timed samples, time this many Evals of each case and mode kernel by kernel on the GPU (CUDA; each launch timed with events) and print their kernels' time an Eval beside the Eval's")
 	gate := fs.Bool("gate", false, "instead of the suite, time both paths for a growing number of groups (query tokens × KV heads): the measurement behind SplitAuto's threshold")
 	if err := parseFlags(fs, args, ""); err != nil {
 		return err
@@ -110,6 +115,9 @@ func benchAttention(args []string) error {
 	dt, err := graph.ParseDType(*dtName)
 	if err != nil || !dt.IsFloat() {
 		return fmt.Errorf("-dtype %q: want f32, f16 or bf16", *dtName)
+	}
+	if *kernels < 0 || (*kernels > 0 && *device != "cuda") {
+		return fmt.Errorf("-kernels %d: want a number of Evals ≥ 0, profiled on the CUDA device only", *kernels)
 	}
 	dev, err := openDevice(*device)
 	if err != nil {
@@ -145,7 +153,7 @@ func benchAttention(args []string) error {
 		if !strings.Contains(c.name, *only) {
 			continue
 		}
-		res, read, err := runAttentionCase(dev, c, dt, modes, *reps, probe)
+		res, read, err := runAttentionCase(dev, c, dt, modes, *reps, *kernels, probe)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
@@ -163,6 +171,10 @@ func benchAttention(args []string) error {
 			}
 			fmt.Printf("%-22s %-6s %-6s %9.3f (%8.3f) %9.1f %7.1f %6.0f%%  %s\n",
 				r.Case, r.Mode, r.Path, r.MS, r.best, float64(r.KVBytes)/(1<<20), r.GBps, 100*r.GBps/read, c.describe())
+			if r.KernelMS > 0 {
+				gbps := float64(r.KVBytes) / r.KernelMS / 1e6
+				fmt.Printf("%-22s %-6s %-6s %9.4f ms of kernels an Eval (%d Evals, launch by launch) %7.1f GB/s %6.0f%% read\n", "", "", "kernel", r.KernelMS, *kernels, gbps, 100*gbps/read)
+			}
 		}
 		if !*asJSON && len(res) == 3 {
 			best := min(res[1].MS, res[2].MS)
@@ -208,8 +220,9 @@ const minSample = 5 * time.Millisecond
 
 // runAttentionCase times the case in each mode, in turns, and with probe
 // (if not nil) a read of memory in turns with them, whose median it also
-// returns.
-func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes []ops.SplitMode, reps int, probe *cpu.ReadProbe) ([]attentionResult, float64, error) {
+// returns; then, with kernels > 0, profiles that many Evals of each mode
+// kernel by kernel (CUDA).
+func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes []ops.SplitMode, reps, kernels int, probe *cpu.ReadProbe) ([]attentionResult, float64, error) {
 	rt, err := runtime.New(dev, runtime.Options{})
 	if err != nil {
 		return nil, 0, err
@@ -318,6 +331,27 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 		t := ts[i].Median
 		out[i] = attentionResult{Case: c.name, Mode: mode.String(), Path: paths[i], MS: ms(t), KVBytes: c.kvBytes(dt),
 			GBps: float64(c.kvBytes(dt)) / t.Seconds() / 1e9, best: ms(ts[i].Best)}
+		if kernels == 0 {
+			continue
+		}
+		if err := startKernelProfile(); err != nil {
+			return nil, 0, err
+		}
+		for range kernels {
+			if err := eval(i); err != nil {
+				stopKernelProfile()
+				return nil, 0, err
+			}
+		}
+		ks, err := stopKernelProfile()
+		if err != nil {
+			return nil, 0, err
+		}
+		var sum time.Duration
+		for _, k := range ks {
+			sum += k.Time
+		}
+		out[i].KernelMS = ms(sum / time.Duration(kernels))
 	}
 	return out, read, nil
 }
@@ -380,7 +414,7 @@ func benchAttentionGate(dev runtime.Device, dt graph.DType, reps int) error {
 		for _, b := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16} {
 			c := decodeCase(fmt.Sprintf("gate-%d-%d", kvh, b), b, 8192, 8, 128)
 			c.kvHeads = kvh
-			res, _, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps, nil)
+			res, _, err := runAttentionCase(dev, c, dt, []ops.SplitMode{ops.SplitNever, ops.SplitAlways, ops.SplitAuto}, reps, 0, nil)
 			if err != nil {
 				return err
 			}
