@@ -199,6 +199,41 @@ func TestSmallBuffers(t *testing.T) {
 }
 
 // f32Buffer is a device buffer holding v.
+// accumulation is x += ones on n float32s of d (zero at first), with a
+// queue (closed when the test ends) and an event of it: the command
+// buffers of the queue tests.
+type accumulation struct {
+	x  runtime.Buffer
+	q  runtime.Queue
+	ev runtime.Event
+	// add records one dispatch of the addition into l's current pass.
+	add func(l *runtime.CommandList)
+}
+
+func newAccumulation(t *testing.T, d *Device, n int) accumulation {
+	t.Helper()
+	ones := make([]float32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	x, inc := f32Buffer(t, d, make([]float32, n)), f32Buffer(t, d, ones)
+	kernel, err := d.Kernel("add_f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := primitives.NewElementwiseParams([]int{n}, []int{n}, []int{n})
+	q, err := d.NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	add := func(l *runtime.CommandList) {
+		l.Dispatch(kernel, primitives.Dim3{X: (n + 255) / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
+			[]runtime.BufferArg{arg(x, "a", primitives.Read), arg(inc, "b", primitives.Read), arg(x, "out", primitives.Write)}, p, 0)
+	}
+	return accumulation{x: x, q: q, ev: q.NewEvent(), add: add}
+}
+
 func f32Buffer(t *testing.T, d *Device, v []float32) runtime.Buffer {
 	t.Helper()
 	b, err := d.NewBuffer(int64(4 * len(v)))
@@ -239,30 +274,15 @@ func arg(b runtime.Buffer, name string, access primitives.Access) runtime.Buffer
 func TestCommandBuffersAndEvents(t *testing.T) {
 	d := device(t)
 	const n, steps = 1 << 16, 50
-	one := make([]float32, n)
-	for i := range one {
-		one[i] = 1
-	}
-	x, inc := f32Buffer(t, d, make([]float32, n)), f32Buffer(t, d, one)
-	add, err := d.Kernel("add_f32")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := primitives.NewElementwiseParams([]int{n}, []int{n}, []int{n})
-	q, err := d.NewQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	ev := q.NewEvent()
+	a := newAccumulation(t, d, n)
+	q, ev := a.q, a.ev
 	var cbs []runtime.Submission
 	for s := 1; s <= steps; s++ {
 		cb := &runtime.CommandList{}
 		for range 2 { // two passes, two dispatches each
 			cb.NewPass()
 			for range 2 {
-				cb.Dispatch(add, primitives.Dim3{X: n / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
-					[]runtime.BufferArg{arg(x, "a", primitives.Read), arg(inc, "b", primitives.Read), arg(x, "out", primitives.Write)}, p, 0)
+				a.add(cb)
 				cb.Barrier()
 			}
 		}
@@ -282,7 +302,7 @@ func TestCommandBuffersAndEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, v := range readF32(t, x) {
+	for i, v := range readF32(t, a.x) {
 		if v != 4*steps {
 			t.Fatalf("x[%d] = %v, want %v", i, v, 4*steps)
 		}

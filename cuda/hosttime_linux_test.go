@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
 
@@ -13,35 +12,18 @@ import (
 // calls they make (Record, Sync), and the result is the kernel's.
 func TestHostTimes(t *testing.T) {
 	d := device(t)
-	const n = 1000
-	ones := make([]float32, n)
-	for i := range ones {
-		ones[i] = 1
-	}
-	x, inc := f32Buffer(t, d, make([]float32, n)), f32Buffer(t, d, ones)
-	add, err := d.Kernel("add_f32")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := primitives.NewElementwiseParams([]int{n}, []int{n}, []int{n})
-	q, err := d.NewQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	ev := q.NewEvent()
+	a := newAccumulation(t, d, 1000)
 	before := d.HostTimes()
 	l := &runtime.CommandList{}
 	l.NewPass()
-	l.Dispatch(add, primitives.Dim3{X: (n + 255) / 256, Y: 1, Z: 1}, primitives.Dim3{X: 256, Y: 1, Z: 1},
-		[]runtime.BufferArg{arg(x, "a", primitives.Read), arg(inc, "b", primitives.Read), arg(x, "out", primitives.Write)}, p, 0)
-	l.Signal(ev, 1)
-	sub := q.Submit(l)
-	ev.Wait(1)
+	a.add(l)
+	l.Signal(a.ev, 1)
+	sub := a.q.Submit(l)
+	a.ev.Wait(1)
 	if err := sub.Err(); err != nil {
 		t.Fatal(err)
 	}
-	for i, v := range readF32(t, x) {
+	for i, v := range readF32(t, a.x) {
 		if v != 1 {
 			t.Fatalf("x[%d] = %v, want 1", i, v)
 		}

@@ -442,15 +442,7 @@ func TestMatMulRingGeometry(t *testing.T) {
 	// The Qwen3-0.6B gated GEMV (3,072 outputs, 768 blocks) stays on the
 	// tile loop, and unfused past GatedGEMVMaxRows.
 	for _, c := range []struct{ m, dispatches int }{{32, 1}, {100, 2}} {
-		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{c.m, 1024}}, {DType: graph.BFloat16, Shape: []int{6144, 1024}}}
-		outs, err := MatMulSiLUMul{}.Outputs(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := NewLowering(in, outs, caps)
-		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
-			t.Fatal(err)
-		}
+		l := lowerGated(t, c.m, 6144, caps)
 		if len(l.Dispatches) != c.dispatches {
 			t.Fatalf("gated M=%d: %d dispatches, want %d", c.m, len(l.Dispatches), c.dispatches)
 		}
@@ -461,15 +453,7 @@ func TestMatMulRingGeometry(t *testing.T) {
 	// The gated GEMV: fused in clusters up to the bound, past
 	// GatedGEMVMaxRows; 8 outputs a tile (512 outputs: 128 blocks).
 	for _, m := range []int{32, 160} {
-		in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{m, 1024}}, {DType: graph.BFloat16, Shape: []int{1024, 1024}}}
-		outs, err := MatMulSiLUMul{}.Outputs(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := NewLowering(in, outs, caps)
-		if err := (MatMulSiLUMul{}).Lower(l); err != nil {
-			t.Fatal(err)
-		}
+		l := lowerGated(t, m, 1024, caps)
 		if len(l.Dispatches) != 1 {
 			t.Fatalf("gated M=%d: %d dispatches, want 1", m, len(l.Dispatches))
 		}
@@ -479,4 +463,20 @@ func TestMatMulRingGeometry(t *testing.T) {
 			t.Errorf("gated M=%d: Ring %d, MMA %d, grid %v, shared %d; want ring, grid %v, shared %d", m, p.Ring, p.MMA, d.Grid, d.SharedBytes, want, RingSharedBytes(m, 1024))
 		}
 	}
+}
+
+// lowerGated lowers the bfloat16 gated GEMV of m rows of 1,024 columns by
+// stacked weights [rows, 1024] (gate then up) for caps.
+func lowerGated(t *testing.T, m, rows int, caps Caps) *Lowering {
+	t.Helper()
+	in := []graph.Spec{{DType: graph.BFloat16, Shape: []int{m, 1024}}, {DType: graph.BFloat16, Shape: []int{rows, 1024}}}
+	outs, err := MatMulSiLUMul{}.Outputs(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLowering(in, outs, caps)
+	if err := (MatMulSiLUMul{}).Lower(l); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
