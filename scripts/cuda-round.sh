@@ -13,7 +13,9 @@
 #   scripts/cuda-round.sh bench DIR   # on the GPU machine, from the root:
 #       loom bench decode at batch 1, 8 and 32 beside
 #       bench/peers/torch_cuda_decode.py in the same call, graphs off and
-#       on (on: with a kernel profile, -kernels 4), and loom bench encode
+#       on (on: with a kernel profile, -kernels 4), loom bench encode,
+#       loom bench attention beside bench/peers/torch_cuda_attention.py,
+#       and the 4-bit decode at batch 1
 #   scripts/cuda-round.sh profile DIR # on the GPU machine, from the root:
 #       every kernel of one batch-1 decode step under Nsight Compute
 #       (ncu --clock-control none; each kernel alone, caches flushed
@@ -33,11 +35,12 @@ case $cmd in
 build)
 	set -e
 	mkdir -p "$dir"
+	# Stripped, so that the folder fits the GPU call's carry.
 	for p in cuda ops model; do
-		CGO_ENABLED=0 go test -c -o "$dir/$p.test" "./$p"
+		CGO_ENABLED=0 go test -c -ldflags='-s -w' -o "$dir/$p.test" "./$p"
 	done
-	CGO_ENABLED=0 go build -o "$dir/loom" ./cmd/loom
-	cp bench/peers/torch_cuda_decode.py "$dir/"
+	CGO_ENABLED=0 go build -ldflags='-s -w' -o "$dir/loom" ./cmd/loom
+	cp bench/peers/torch_cuda_decode.py bench/peers/torch_cuda_attention.py "$dir/"
 	;;
 test)
 	mkdir -p "$out"
@@ -73,6 +76,11 @@ bench)
 		LOOM_CUDA_GRAPHS=$graphs timeout 90 "$dir/loom" bench encode -device cuda -json >"$out/encode-g$graphs.json" 2>&1
 		echo "encode graphs $graphs: $(head -c 600 "$out/encode-g$graphs.json")"
 	done
+	timeout 90 "$dir/loom" bench attention -device cuda -dtype bf16 >"$out/attention.txt" 2>&1
+	echo "attention: exit $?"; grep '^decode' "$out/attention.txt"
+	PYTHONUNBUFFERED=1 timeout 90 python3 "$dir/torch_cuda_attention.py" --dtype bf16 2>&1 | grep -iv warn | tail -8
+	timeout 90 "$dir/loom" bench decode -device cuda -weights q4 -batch 1 -context 1024 -steps 32 -json >"$out/decode-q4.json" 2>&1
+	echo "4-bit decode batch 1: $(grep -o '"tpot_ms":[0-9.]*\|"weight_limit_ms":[0-9.]*' "$out/decode-q4.json" | tr '\n' ' ')"
 	;;
 profile)
 	mkdir -p "$out"
@@ -87,6 +95,11 @@ profile)
 		-prompt-len 128 -output-len 128 -ignore-eos -blocks 8192 >"$out/serve.txt" 2>&1
 	echo "serve: exit $?"
 	tail -8 "$out/serve.txt"
+	# The same with every launch timed (slower: its throughput does not compare).
+	timeout 120 "$dir/loom" bench serve -device cuda -shape qwen3-0.6b -concurrency 128 -requests 128 -warmup 32 \
+		-prompt-len 128 -output-len 128 -ignore-eos -blocks 8192 -kernels >"$out/serve-kernels.txt" 2>&1
+	echo "serve -kernels: exit $?"
+	grep -A20 'GPU time of a step' "$out/serve-kernels.txt"
 	;;
 *)
 	echo "usage: $0 build|test|bench|profile DIR" >&2
