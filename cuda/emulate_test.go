@@ -43,14 +43,7 @@ var emulateFiles embed.FS
 // before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
 // the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 30 s of host threads")
-	}
-	t.Parallel() // the emulations are separate host programs: run them side by side
-	files, err := sourceFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := emulationSources(t, "about 30 s of host threads")
 	src := files["matmul.cu"]
 	cut := strings.Index(src, "// ---- large M on tensor cores")
 	if cut < 0 {
@@ -87,18 +80,27 @@ func TestGEMVMMAEmulated(t *testing.T) {
 // loop, with misaligned codes or x, and for each row of x alone; and the
 // code rows each block prefetches before grid_dependency_wait.
 func TestQuantizedEmulated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 20 s of host threads")
-	}
-	t.Parallel() // the emulations are separate host programs: run them side by side
-	files, err := sourceFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := emulationSources(t, "about 20 s of host threads")
 	emulate(t, "quantized.cu", "", files["quantized.cu"], "qmatmul.cpp", []replacement{
 		{`asm\("lop3\.b32 %0, %1, %2, %3, 0xea;"[^;]*;`, `r = (a & b) | c;`},
 		f16Unemulated,
 	})
+}
+
+// emulationSources skips an emulation under -short (cost: how long its
+// host threads take), runs it beside the others (they are separate host
+// programs) and returns the kernel files' sources.
+func emulationSources(t *testing.T, cost string) map[string]string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(cost)
+	}
+	t.Parallel()
+	files, err := sourceFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
 
 // replacement replaces a device-only statement (an asm string, its
@@ -184,14 +186,7 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 // part, several passes). It checks the kernel's indexing, fragment layouts, masks,
 // rings and merges, not the GPU's rounding or the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("minutes of host threads")
-	}
-	t.Parallel() // the emulations are separate host programs: run them side by side
-	files, err := sourceFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := emulationSources(t, "minutes of host threads")
 	// The device-only statements, each replaced by the host's form (a
 	// float16 conversion aborts: the driver runs bfloat16 and float32).
 	replace := []replacement{

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -162,11 +161,9 @@ func benchAttention(args []string) error {
 		}
 		for _, r := range res {
 			if *asJSON {
-				b, err := json.Marshal(r)
-				if err != nil {
+				if err := printJSON(r); err != nil {
 					return err
 				}
-				fmt.Println(string(b))
 				continue
 			}
 			fmt.Printf("%-22s %-6s %-6s %9.3f (%8.3f) %9.1f %7.1f %6.0f%%  %s\n",
@@ -334,16 +331,7 @@ func runAttentionCase(dev runtime.Device, c attentionCase, dt graph.DType, modes
 		if kernels == 0 {
 			continue
 		}
-		if err := startKernelProfile(); err != nil {
-			return nil, 0, err
-		}
-		for range kernels {
-			if err := eval(i); err != nil {
-				stopKernelProfile()
-				return nil, 0, err
-			}
-		}
-		ks, err := stopKernelProfile()
+		ks, err := profiledRuns(kernels, func() error { return eval(i) })
 		if err != nil {
 			return nil, 0, err
 		}

@@ -511,6 +511,32 @@ func printKernelStats(ks []kernelStat, what string, readGBs float64) {
 	}
 }
 
+// profiledRuns calls run n times under a kernel profile of the CUDA
+// device (the -kernels of loom bench attention and gemv) and returns the
+// profile.
+func profiledRuns(n int, run func() error) ([]cuda.KernelTime, error) {
+	if err := startKernelProfile(); err != nil {
+		return nil, err
+	}
+	for range n {
+		if err := run(); err != nil {
+			stopKernelProfile()
+			return nil, err
+		}
+	}
+	return stopKernelProfile()
+}
+
+// printJSON prints v as one line of JSON (the -json of the benchmarks).
+func printJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}
+
 // kernelStats turns a kernel profile of steps steps into per-step figures.
 func kernelStats(ks []cuda.KernelTime, steps int) []kernelStat {
 	var total time.Duration

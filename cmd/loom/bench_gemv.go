@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"strings"
@@ -133,11 +132,9 @@ func benchGemv(args []string) error {
 			if d.bits != 0 {
 				r.GroupSize = *groupSize
 			}
-			b, err := json.Marshal(r)
-			if err != nil {
+			if err := printJSON(r); err != nil {
 				return err
 			}
-			fmt.Println(string(b))
 			continue
 		}
 		fmt.Printf("  %-9s W %5.1f MiB %7.3f ms (%.3f ms)  %5.1f GB/s  %3.0f%% of read, %3.0f%% of copy; read in turns %.1f GB/s: %3.0f%%\n",
@@ -220,16 +217,9 @@ func benchGemvCUDA(dts []gemvDType, n, k, groupSize, reps int, asJSON bool) erro
 		}
 		var times []time.Duration
 		for range reps {
-			if err := startKernelProfile(); err != nil {
-				return err
-			}
-			err := run()
-			ks, perr := stopKernelProfile()
+			ks, err := profiledRuns(1, run)
 			if err != nil {
 				return err
-			}
-			if perr != nil {
-				return perr
 			}
 			var sum time.Duration
 			var count int64
@@ -253,11 +243,9 @@ func benchGemvCUDA(dts []gemvDType, n, k, groupSize, reps int, asJSON bool) erro
 			if d.bits != 0 {
 				r.GroupSize = groupSize
 			}
-			b, err := json.Marshal(r)
-			if err != nil {
+			if err := printJSON(r); err != nil {
 				return err
 			}
-			fmt.Println(string(b))
 			continue
 		}
 		fmt.Printf("  %-9s W %6.1f MiB ×%d %8.2f µs (%.2f µs)  %7.1f GB/s  %3.0f%% of read %.0f GB/s\n",
