@@ -86,26 +86,46 @@ type slowStep struct {
 	GC       int                `json:"gc"`
 }
 
-// hostPhaseHelp says what each host phase is. Each step's figures are
-// taken over the interval between two deliveries of tokens, which holds
-// one submission (of the next step) and one wait and read-back (of the
+// hostPhaseHelp says what each host phase is, in the order they are
+// reported. Each step's figures are taken over the interval between two
+// deliveries of tokens, which holds one submission (of the next step) and one wait and read-back (of the
 // step delivered); call is that submission's Call, reported with the next
 // step's statistics.
-var hostPhaseHelp = map[string]string{
-	"host":   "the step's time less its wait (host_us_per_step): all below but wait, sync and retire",
-	"busy":   "host and retire: the step's time less the driver's wait for its event, all the host's own work",
-	"call":   "the compiled step's Call (of the step submitted): the runtime's replay, the poll and the submission",
-	"submit": "of call, the device's submission (CUDA: queue.Submit, the driver calls below included)",
-	"launch": "of submit, cuGraphLaunch (or the launches of a list not launched as a graph)",
-	"update": "of submit, the kernel-node updates of the rebound arguments",
-	"stage":  "of submit, the uploads' copy into the exec's pinned staging",
-	"record": "of submit, cuEventRecord of the completion event",
-	"poll":   "of call, cuEventQuery of the steps in flight",
-	"read":   "reading the tokens back: the copy to the host and its synchronise",
-	"rest":   "host less call and read: the decoder's scheduling and inputs, this loop, the Go runtime",
-	"wait":   "the host blocked for the device (the runtime's Stats.Wait), not host work",
-	"sync":   "of wait, the driver's wait for the step's event: its time left on the device and the wake-up",
-	"retire": "of wait, host work inside it: the locks, the context, retiring the step (its status records)",
+var hostPhaseHelp = []struct{ name, help string }{
+	{"host", "the step's time less its wait (host_us_per_step): all below but wait, sync and retire"},
+	{"busy", "host and retire: the step's time less the driver's wait for its event, all the host's own work"},
+	{"call", "the compiled step's Call (of the step submitted): the runtime's replay, the poll and the submission"},
+	{"submit", "of call, the device's submission (CUDA: queue.Submit, the driver calls below included)"},
+	{"launch", "of submit, cuGraphLaunch (or the launches of a list not launched as a graph)"},
+	{"update", "of submit, the kernel-node updates of the rebound arguments"},
+	{"stage", "of submit, the uploads' copy into the exec's pinned staging"},
+	{"record", "of submit, cuEventRecord of the completion event"},
+	{"poll", "of call, cuEventQuery of the steps in flight"},
+	{"read", "reading the tokens back: the copy to the host and its synchronise"},
+	{"rest", "host less call and read: the decoder's scheduling and inputs, this loop, the Go runtime"},
+	{"wait", "the host blocked for the device (the runtime's Stats.Wait), not host work"},
+	{"sync", "of wait, the driver's wait for the step's event: its time left on the device and the wake-up"},
+	{"retire", "of wait, host work inside it: the locks, the context, retiring the step (its status records)"},
+}
+
+// hostPhaseOrder is hostPhaseHelp's names, in its order: the order the
+// phases are reported in.
+func hostPhaseOrder() []string {
+	names := make([]string, len(hostPhaseHelp))
+	for i, p := range hostPhaseHelp {
+		names[i] = p.name
+	}
+	return names
+}
+
+// phaseHelp is hostPhaseHelp's explanation of the named phase, "" for none.
+func phaseHelp(name string) string {
+	for _, p := range hostPhaseHelp {
+		if p.name == name {
+			return p.help
+		}
+	}
+	return ""
 }
 
 // phases turns per-step durations into host phases, in order; a phase
@@ -435,7 +455,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 			perStep["busy"] = append(perStep["busy"], h+retire)
 		}
 	}
-	order := []string{"host", "busy", "call", "submit", "launch", "update", "stage", "record", "poll", "read", "rest", "wait", "sync", "retire"}
+	order := hostPhaseOrder()
 	res.HostPhases = phases(order, perStep)
 	res.SlowSteps = slowSteps(order, perStep, gcSteps, 3)
 	tpot := loombench.Median(times) // sorts times (and reads, below): [0] is the least
@@ -473,7 +493,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		res.HostUsPerStep, res.HostOverheadms, res.ReplayedSteps, steps, res.GCCycles)
 	fmt.Printf("    %-7s %8s %8s %8s\n", "phase", "median", "mean", "max µs")
 	for _, p := range res.HostPhases {
-		fmt.Printf("    %-7s %8.1f %8.1f %8.1f  %s\n", p.Name, p.MedianUs, p.MeanUs, p.MaxUs, hostPhaseHelp[p.Name])
+		fmt.Printf("    %-7s %8.1f %8.1f %8.1f  %s\n", p.Name, p.MedianUs, p.MeanUs, p.MaxUs, phaseHelp(p.Name))
 	}
 	for _, st := range res.SlowSteps {
 		fmt.Printf("    slow step %d (%d garbage collections):", st.Step, st.GC)

@@ -299,7 +299,7 @@ func TestHostPhaseNames(t *testing.T) {
 		}
 	}
 	for _, name := range append(own, cudaHostClasses...) {
-		if hostPhaseHelp[name] == "" {
+		if phaseHelp(name) == "" {
 			t.Errorf("phase %q has no help", name)
 		}
 	}
