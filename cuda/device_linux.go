@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -158,17 +159,22 @@ func Open() (*Device, error) {
 	if err := envRows("LOOM_CUDA_QUANT_GATED_ROWS", &d.caps.QuantGatedMaxRows); err != nil {
 		return nil, err
 	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_BLOCKS"); ok && v != "" && v != "1" && v != "2" && v != "3" && v != "4" { // read by variants (kernels/attention.cu's launch bounds)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_BLOCKS=%q: want 1, 2, 3 or 4 blocks a multiprocessor", v)
-	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHUNK"); ok && v != "" && v != "256" && v != "512" && v != "1024" && v != "2048" { // read by variants (kernels/attention.cu's chunks; 2048 with 4 warps)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHUNK=%q: want 256, 512, 1024 or 2048 bytes of K rows a chunk", v)
-	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_CHAINS"); ok && v != "" && v != "1" && v != "2" && v != "4" { // read by variants (kernels/attention.cu's ATTENTION_S_CHAINS)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_CHAINS=%q: want 1, 2 or 4 accumulators of a chunk's scores", v)
-	}
-	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_TRANSPOSE"); ok && v != "" && v != "shfl" { // read by variants (kernels/attention.cu's transpose8)
-		return nil, fmt.Errorf("cuda: LOOM_CUDA_ATTENTION_TRANSPOSE=%q: want shfl (shuffles instead of movmatrix) or nothing", v)
+	// Read by variants.go as kernels/attention.cu's macros: its launch
+	// bounds, its chunks (2048 with 4 warps), ATTENTION_S_CHAINS and
+	// transpose8.
+	for _, e := range []struct {
+		name   string
+		values []string
+		want   string
+	}{
+		{"LOOM_CUDA_ATTENTION_BLOCKS", []string{"1", "2", "3", "4"}, "1, 2, 3 or 4 blocks a multiprocessor"},
+		{"LOOM_CUDA_ATTENTION_CHUNK", []string{"256", "512", "1024", "2048"}, "256, 512, 1024 or 2048 bytes of K rows a chunk"},
+		{"LOOM_CUDA_ATTENTION_CHAINS", []string{"1", "2", "4"}, "1, 2 or 4 accumulators of a chunk's scores"},
+		{"LOOM_CUDA_ATTENTION_TRANSPOSE", []string{"shfl"}, "shfl (shuffles instead of movmatrix) or nothing"},
+	} {
+		if v := os.Getenv(e.name); v != "" && !slices.Contains(e.values, v) {
+			return nil, fmt.Errorf("cuda: %s=%q: want %s", e.name, v, e.want)
+		}
 	}
 	if v, ok := os.LookupEnv("LOOM_CUDA_ATTENTION_WARPS"); ok && v != "" { // read by variants too (kernels/attention.cu's ATTENTION_WARPS)
 		if v != "4" && v != "8" {
