@@ -19,7 +19,7 @@ import (
 // within the dtype's tolerance otherwise) and with the unfused chain's
 // output evaluated beside it (bit for bit on the CPU targets when
 // exactChain, within chainTol times the dtype's tolerance otherwise).
-func checkFused(t *testing.T, tg loomtest.Target, what string, fused, chain *graph.Array, want []float64, exactRef, exactChain bool, chainTol float64) {
+func checkFused(t *testing.T, tg loomtest.Target, what string, fused, chain *graph.Array, want []float64, exactRef, exactChain bool, refTol, chainTol float64) {
 	t.Helper()
 	fb, err := fused.Bytes()
 	if err != nil {
@@ -35,7 +35,7 @@ func checkFused(t *testing.T, tg loomtest.Target, what string, fused, chain *gra
 	if exactRef {
 		loomtest.Close(t, fmt.Sprintf("%s: %s against the float64 reference, exactly", tg.Name, what), got, want, 0, 0)
 	} else {
-		loomtest.Close(t, fmt.Sprintf("%s: %s against the float64 reference", tg.Name, what), got, want, atol, rtol)
+		loomtest.Close(t, fmt.Sprintf("%s: %s against the float64 reference", tg.Name, what), got, want, refTol*atol, refTol*rtol)
 	}
 	if exactChain && tg.Exact {
 		if !bytes.Equal(fb, cb) {
@@ -74,8 +74,8 @@ func TestAddRMSNorm(t *testing.T) {
 				chainNormed := ops.RMSNorm(chainSum, wa, 1e-6)
 				tg.Eval(t, gotSum, gotNormed, chainSum, chainNormed)
 				checkShape(t, gotNormed.Spec(), dt, shape...)
-				checkFused(t, tg, what+" sum", gotSum, chainSum, sum, true, true, 1)
-				checkFused(t, tg, what+" normed", gotNormed, chainNormed, normed, false, true, 1)
+				checkFused(t, tg, what+" sum", gotSum, chainSum, sum, true, true, 1, 1)
+				checkFused(t, tg, what+" normed", gotNormed, chainNormed, normed, false, true, 1, 1)
 			}
 		}
 	}
@@ -108,7 +108,7 @@ func TestSiLUMul(t *testing.T) {
 				tg.Eval(t, got, chain)
 				checkShape(t, got.Spec(), dt, out...)
 				// In float16 and bfloat16 the chain rounds SiLU's result too.
-				checkFused(t, tg, what, got, chain, inDType(dt, want), false, dt == graph.Float32, 2)
+				checkFused(t, tg, what, got, chain, inDType(dt, want), false, dt == graph.Float32, 1, 2)
 			}
 		}
 	}
@@ -213,9 +213,9 @@ func TestQKNormRoPEKVWrite(t *testing.T) {
 				checkShape(t, q.Spec(), dt, c.tokens, c.heads, c.hs)
 				// In float16 and bfloat16 the chain rounds the normalised heads
 				// too, so it is up to about one more rounding away.
-				checkFused(t, tg, what+" q", q, chainQ, wantQ, false, dt == graph.Float32, 2)
-				checkFused(t, tg, what+" k_cache", newK, chainK, wantK, false, dt == graph.Float32, 2)
-				checkFused(t, tg, what+" v_cache", newV, chainV, wantV, true, true, 0)
+				checkFused(t, tg, what+" q", q, chainQ, wantQ, false, dt == graph.Float32, 1, 2)
+				checkFused(t, tg, what+" k_cache", newK, chainK, wantK, false, dt == graph.Float32, 1, 2)
+				checkFused(t, tg, what+" v_cache", newV, chainV, wantV, true, true, 1, 0)
 				if _, err := oldK.Bytes(); err == nil || !strings.Contains(err.Error(), "donated to qk_norm_rope_kv_write") {
 					t.Errorf("%s: reading a consumed cache: err = %v, want an error naming the donation", tg.Name, err)
 				}
@@ -351,7 +351,15 @@ func TestGatedLinear(t *testing.T) {
 				tg.Eval(t, chain)
 				out := append(slices.Clone(c.x[:len(c.x)-1]), c.n)
 				checkShape(t, got.Spec(), dt, out...)
-				checkFused(t, tg, what, got, chain, inDType(dt, want), false, true, 1)
+				// float32 sums of k products round by up to about k·2⁻²⁴ of
+				// their magnitudes, so the gated kernel and the chain (which
+				// sum in other orders on the GPU) and the float64 reference
+				// part by more than float32's 1e-5 once k is in the hundreds.
+				tol := 1.0
+				if dt == graph.Float32 {
+					tol = max(1, float64(k)/64)
+				}
+				checkFused(t, tg, what, got, chain, inDType(dt, want), false, true, tol, tol)
 				if fused == 1 && dt != graph.Float32 && tg.RT.Caps().TensorCores && m <= primitives.MatMulMMARows {
 					// The tensor-core gated GEMV sums as the tensor-core GEMV.
 					gb, err1 := got.Bytes()
@@ -443,7 +451,7 @@ func TestAddRMSNormLinear(t *testing.T) {
 					}
 					tg.Eval(t, chainSum, chain)
 					checkShape(t, got.Spec(), dt, append(slices.Clone(c.x[:len(c.x)-1]), c.n)...)
-					checkFused(t, tg, what+" sum", gotSum, chainSum, sum, true, true, 1)
+					checkFused(t, tg, what+" sum", gotSum, chainSum, sum, true, true, 1, 1)
 					// The chain's bits on every device, the GPUs' included;
 					// against the reference within 20 times the dtype's
 					// tolerance (its norm is float64, the kernels' float32,
