@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 
 	"github.com/loomrt/loom/graph"
@@ -199,6 +198,60 @@ func newQuantCall(c *Call, dt graph.DType, bits int, wArg int, need map[int]floa
 	return q, nil
 }
 
+// qx is a quantized dispatch's x in fixed point, packed once for the
+// micro-kernel (padded with zero rows to whole blocks where M > 1), with
+// its scales and its group sums.
+type qx struct {
+	bits          int
+	rows, blocks  int // rows of x a block (1 or qdotXRows), blocks
+	xl            int // x scales (and sums) a block: qxLen(rows, groups)
+	xi            []int16
+	xscales, sums []float32
+	buf           *[]float32 // the pooled storage of the slices above
+}
+
+// packX rounds the dispatch's m rows of x to fixed point (packQX) and
+// takes their group sums (qsums): the serial work before the weight rows
+// are split over the workers. Give the storage back with put.
+func (q *quantCall) packX(bits int, x floats) *qx {
+	p := &qx{bits: bits, rows: 1}
+	if q.m > 1 {
+		p.rows = qdotXRows
+	}
+	mp := roundUp(q.m, p.rows)
+	p.xl = qxLen(p.rows, q.groups)
+	p.blocks = mp / p.rows
+	p.buf = getFloats(q.m*q.k + mp*q.k/2 + 2*p.blocks*p.xl)
+	xf, rest := (*p.buf)[:q.m*q.k], (*p.buf)[q.m*q.k:]
+	p.xi = unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
+	rest = rest[mp*q.k/2:]
+	p.xscales, p.sums = rest[:p.blocks*p.xl], rest[p.blocks*p.xl:]
+	x.load(xf, 0)
+	clear(p.xi[q.m*q.k:])
+	clear(p.xscales)
+	p.sums = qsums(p.sums, xf, q.k, q.m, p.rows, q.k, q.gs)
+	for i := range q.m {
+		packQX(bits, p.xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%p.rows, p.rows, p.xscales[i/p.rows*p.xl:])
+	}
+	return p
+}
+
+func (p *qx) put() { putFloats(p.buf) }
+
+// dots sets res[r·rows + i] to the dot product of weight row r0+r (r <
+// nr ≤ qdotBatch) with row i of x's block b.
+func (p *qx) dots(tile qdotTile, q *quantCall, b, r0, nr int, res []float32) {
+	w := q.w[r0*q.words : (r0+nr)*q.words]
+	bs, xs := p.sums[b*p.xl:(b+1)*p.xl], p.xscales[b*p.xl:(b+1)*p.xl]
+	tile(p.bits, w, p.xi[b*p.rows*q.k:], q.k, p.rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*p.rows], nr)
+}
+
+// grain is the least number of weight rows a piece of work of the
+// dispatch takes, each output reading rowsPerOutput of them.
+func (p *qx) grain(q *quantCall, rowsPerOutput int) int {
+	return max(1, gemvGrain/max(q.k*p.blocks*p.rows/4*rowsPerOutput, 1))
+}
+
 // qmatmulKernel computes out[m, n] = Σ_k x[m, k]·dequant(W)[n, k].
 func qmatmulKernel(dt graph.DType, bits int) Kernel {
 	return func(c *Call) error {
@@ -211,48 +264,24 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 		if q.m == 0 || q.n == 0 {
 			return nil
 		}
-		x, out := newFloats(dt, c.Args[0].Bytes), newFloats(dt, c.Args[4].Bytes)
+		out := newFloats(dt, c.Args[4].Bytes)
 		tile := qdotTiles()
-		// x in fixed point, packed for the micro-kernel (padded with zero
-		// rows to whole blocks where M > 1), with its scales and its
-		// group sums.
-		rows := 1
-		if q.m > 1 {
-			rows = qdotXRows
-		}
-		mp := roundUp(q.m, rows)
-		xl := qxLen(rows, q.groups)
-		blocks := mp / rows
-		xp := getFloats(q.m*q.k + mp*q.k/2 + 2*blocks*xl)
-		defer putFloats(xp)
-		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
-		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
-		rest = rest[mp*q.k/2:]
-		xscales, sums := rest[:blocks*xl], rest[blocks*xl:]
-		x.load(xf, 0)
-		clear(xi[q.m*q.k:])
-		clear(xscales)
-		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
-		for i := range q.m {
-			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*xl:])
-		}
-		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
-		c.ParallelFine(q.n, grain, func(lo, hi int) {
+		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		defer x.put()
+		c.ParallelFine(q.n, x.grain(q, 1), func(lo, hi int) {
 			var res [qdotBatch * qdotXRows]float32
 			for r0 := lo; r0 < hi; r0 += qdotBatch {
 				nr := min(qdotBatch, hi-r0)
-				w := q.w[r0*q.words : (r0+nr)*q.words]
-				for b := range blocks {
-					i := b * rows
-					bs, xs := sums[b*xl:(b+1)*xl], xscales[b*xl:(b+1)*xl]
-					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*rows], nr)
-					if rows == 1 {
+				for b := range x.blocks {
+					x.dots(tile, q, b, r0, nr, res[:])
+					i := b * x.rows
+					if x.rows == 1 {
 						out.store(i*q.n+r0, res[:nr])
 						continue
 					}
-					for j := range min(rows, q.m-i) {
+					for j := range min(x.rows, q.m-i) {
 						for r := range nr {
-							out.set((i+j)*q.n+r0+r, res[r*rows+j])
+							out.set((i+j)*q.n+r0+r, res[r*x.rows+j])
 						}
 					}
 				}
@@ -262,28 +291,54 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 	}
 }
 
-// qmatmulSiLUMulKernel is the quantized matmul by the stacked gate and up
-// weights into a scratch buffer, then silu_mul over it: the unfused
-// lowering's results bit for bit (the CPU lowers QuantizedMatMulSiLUMul
-// that way; this kernel serves a dispatch made for it all the same).
+// qmatmulSiLUMulKernel: args x, w, scales, biases, out. Each piece of work
+// computes a run of outputs: the products of x with their gate rows (the
+// first N of the stacked weights) and up rows (the N after them) as
+// qmatmulKernel computes them, then gatedEpilogue, which rounds both to
+// the dtype as the matmul's output is rounded and applies silu_mul: the
+// unfused chain's results bit for bit, without its scratch buffer and
+// second dispatch.
 func qmatmulSiLUMulKernel(dt graph.DType, bits int) Kernel {
-	qmatmul, siluMul := qmatmulKernel(dt, bits), siluMulKernel(dt)
 	return func(c *Call) error {
 		p := c.Params.(*primitives.QuantParams)
 		if len(c.Args) != 5 {
 			return fmt.Errorf("qmatmul_silu_mul: %d buffer arguments, want 5", len(c.Args))
 		}
-		gateUp := make([]byte, int(p.M)*2*int(p.N)*dt.Size())
-		mm := *c
-		mm.Args = append(slices.Clone(c.Args[:4]), Arg{Bytes: gateUp, Access: primitives.Write, Name: "out"})
-		mm.Params = &primitives.QuantParams{M: p.M, N: 2 * p.N, K: p.K, GroupSize: p.GroupSize}
-		if err := qmatmul(&mm); err != nil {
+		m, n, k := float64(p.M), float64(p.N), float64(p.K)
+		// The weights are [2N, K]: check them with 2N rows.
+		stacked := *c
+		stacked.Params = &primitives.QuantParams{M: p.M, N: 2 * p.N, K: p.K, GroupSize: p.GroupSize}
+		q, err := newQuantCall(&stacked, dt, bits, 1, map[int]float64{0: m * k, 4: m * n})
+		if err != nil {
 			return err
 		}
-		sm := *c
-		sm.Args = []Arg{{Bytes: gateUp, Access: primitives.Read, Name: "a"}, c.Args[4]}
-		sm.Params = &primitives.SiLUMulParams{Rows: p.M, N: p.N}
-		return siluMul(&sm)
+		if q.m == 0 || q.n == 0 {
+			return nil
+		}
+		half := q.n / 2
+		out := newFloats(dt, c.Args[4].Bytes)
+		tile := qdotTiles()
+		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		defer x.put()
+		c.ParallelFine(half, x.grain(q, 2), func(lo, hi int) {
+			var gate, up [qdotBatch * qdotXRows]float32
+			var g, u [qdotBatch]float32
+			for r0 := lo; r0 < hi; r0 += qdotBatch {
+				nr := min(qdotBatch, hi-r0)
+				for b := range x.blocks {
+					x.dots(tile, q, b, r0, nr, gate[:])
+					x.dots(tile, q, b, half+r0, nr, up[:])
+					for j := range min(x.rows, q.m-b*x.rows) {
+						for r := range nr {
+							g[r], u[r] = gate[r*x.rows+j], up[r*x.rows+j]
+						}
+						gatedEpilogue(dt, g[:nr], u[:nr])
+						out.store((b*x.rows+j)*half+r0, g[:nr])
+					}
+				}
+			}
+		})
+		return nil
 	}
 }
 
