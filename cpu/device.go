@@ -240,7 +240,6 @@ func (q *queue) Close() {
 	if !q.closed && q.work != nil {
 		close(q.work)
 	}
-
 	q.closed = true
 }
 func (q *queue) NewFence() runtime.Fence { return &fence{} }
