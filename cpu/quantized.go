@@ -95,7 +95,9 @@ func qxAt(rows, g, i int) int {
 
 // qsums returns the sums of the rows of x (each k floats, ldx apart) over
 // each group of gs, for each block of rows rows (1 or qdotXRows), in the
-// layout of qxLen and qxAt.
+// layout of qxLen and qxAt. Each group is summed in element order, in
+// float32; four groups at a time, each in a variable of its own, so that
+// each addition does not wait on the one before it alone.
 func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	groups := k / gs
 	n := qxLen(rows, groups)
@@ -103,9 +105,25 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	clear(dst)
 	for i := range m {
 		blk, r := i/rows, i%rows
-		for g := range groups {
+		xr := x[i*ldx : i*ldx+k]
+		g := 0
+		for ; g+4 <= groups; g += 4 {
+			a, b, c, d := xr[g*gs:(g+1)*gs], xr[(g+1)*gs:(g+2)*gs], xr[(g+2)*gs:(g+3)*gs], xr[(g+3)*gs:(g+4)*gs]
+			b, c, d = b[:len(a)], c[:len(a)], d[:len(a)]
+			var s0, s1, s2, s3 float32
+			for e, v := range a {
+				s0 += v
+				s1 += b[e]
+				s2 += c[e]
+				s3 += d[e]
+			}
+			for w, v := range [4]float32{s0, s1, s2, s3} {
+				dst[blk*n+qxAt(rows, g+w, r)] = v
+			}
+		}
+		for ; g < groups; g++ {
 			var s float32
-			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
+			for _, v := range xr[g*gs : (g+1)*gs] {
 				s += v
 			}
 			dst[blk*n+qxAt(rows, g, r)] = s
@@ -116,40 +134,49 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 
 // packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
 // fixed point per group of gs into dst (k elements), and stores each
-// group's scale at xscales[qxAt(rows, g, r)] (of the block's). For 4 bits each
-// run of 32 elements, whose codes are 16 bytes holding codes 2j (low
-// nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
-// elements, then its 16 odd ones, the order the kernels widen the codes
-// in.
+// group's scale at xscales[qxAt(rows, g, r)] (of the block's), by
+// packQXGroup.
 func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []float32) {
-	var run [32]int16
 	for g := range k / gs {
-		// max|x| by the bits without the sign: for floats of one sign
-		// their order is the integers' (a NaN, above +Inf, wins as max
-		// would), and it takes a few instructions an element where the
-		// float max, minding NaN and −0, took a branch-heavy sequence.
-		var top uint32
-		for _, v := range x[g*gs : (g+1)*gs] {
-			top = max(top, math.Float32bits(v)&^(1<<31))
+		xscales[qxAt(rows, g, r)] = packQXGroup(bits, dst[g*gs:(g+1)*gs], x[g*gs:(g+1)*gs])
+	}
+}
+
+// packQXGroupGo rounds the group x (a multiple of 32 elements) to 16-bit
+// fixed point in dst, each element round(v/sx) within ±32767, and
+// returns its scale sx = max|x|/32767 (no rounding where sx is 0: dst
+// is zeros). For 4 bits each run of 32 elements, whose codes are 16
+// bytes holding codes 2j (low nibble) and 2j+1 (high nibble) in byte j,
+// is reordered to its 16 even elements, then its 16 odd ones, the order
+// the kernels widen the codes in. It is the definition packQXGroupAVX2
+// follows bit for bit, and the path without AVX2.
+func packQXGroupGo(bits int, dst []int16, x []float32) float32 {
+	// max|x| by the bits without the sign: for floats of one sign their
+	// order is the integers' (a NaN, above +Inf, wins as max would), and
+	// it takes a few instructions an element where the float max, minding
+	// NaN and −0, took a branch-heavy sequence.
+	var top uint32
+	for _, v := range x {
+		top = max(top, math.Float32bits(v)&^(1<<31))
+	}
+	sx := math.Float32frombits(top) / 32767
+	var run [32]int16
+	for c := 0; c < len(x); c += 32 {
+		for j, v := range x[c : c+32] {
+			run[j] = 0
+			if sx != 0 {
+				run[j] = int16(max(-32767, min(32767, int32(roundEven(v/sx)))))
+			}
 		}
-		sx := math.Float32frombits(top) / 32767
-		xscales[qxAt(rows, g, r)] = sx
-		for c := g * gs; c < (g+1)*gs; c += 32 {
-			for j, v := range x[c : c+32] {
-				run[j] = 0
-				if sx != 0 {
-					run[j] = int16(max(-32767, min(32767, int32(roundEven(v/sx)))))
-				}
-			}
-			if bits == 8 {
-				copy(dst[c:c+32], run[:])
-				continue
-			}
-			for j := range 16 {
-				dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
-			}
+		if bits == 8 {
+			copy(dst[c:c+32], run[:])
+			continue
+		}
+		for j := range 16 {
+			dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
 		}
 	}
+	return sx
 }
 
 // roundEven rounds v, of magnitude below 2^22, to an integer, halves to
