@@ -259,17 +259,6 @@ func (w *attnRows) putRows() {
 
 // attend runs the online softmax of unit u's rows over its keys.
 func (a *attention) attend(u attnUnit, w *attnRows) {
-	a.begin(u, w)
-	if u.t1-u.t0 == 1 {
-		a.attendToken(u, w)
-	} else {
-		a.attendTile(u, w)
-	}
-}
-
-// begin sets up unit u's rows in w: each token's visible keys, the scaled
-// queries, and an empty softmax state.
-func (a *attention) begin(u attnUnit, w *attnRows) {
 	hs, g := a.hs, a.group
 	tokens, rowsPerToken := u.t1-u.t0, (u.g1-u.g0)*g
 	rows := tokens * rowsPerToken
@@ -285,6 +274,11 @@ func (a *attention) begin(u attnUnit, w *attnRows) {
 	clear(w.l[:rows])
 	for r := range rows {
 		w.m[r] = float32(math.Inf(-1))
+	}
+	if tokens == 1 {
+		a.attendToken(u, w)
+	} else {
+		a.attendTile(u, w)
 	}
 }
 
@@ -311,74 +305,6 @@ func (a *attention) attendToken(u attnUnit, w *attnRows) {
 		}
 		tokenAxpys(w.o[:rows*hs], w.s, bs, a.v, off, a.kvh*hs, n, hs, g, ahead)
 	}
-}
-
-// attendTokenWide attends a unit of one query token on all the call's
-// workers, for a dispatch of fewer units than workers (one sequence's
-// decode step on the single pass, whose one unit left every core but one
-// idle): first the scores of all its keys, the blocks split over the
-// workers, each reading whole K token rows; then, the KV heads split over
-// the workers, each row's softmax and weighted values block by block. A
-// row meets the same kernels, in the same order and with the same
-// scores, as in attendToken, so the results are attendToken's bit for
-// bit.
-func (a *attention) attendTokenWide(c *Call, u attnUnit, w *attnRows) {
-	hs, bs, g := a.hs, a.bs, a.group
-	rows := (u.g1 - u.g0) * g
-	b0, b1 := u.keyLo/bs, primitives.Groups(u.keyHi, bs)
-	if b0 >= b1 {
-		return
-	}
-	// Row r's score of key j is scores[r·stride + j − b0·bs].
-	stride := (b1 - b0) * bs
-	sp := getFloats(rows * stride)
-	defer putFloats(sp)
-	scores := *sp
-	table := a.tables[u.seq*int(a.p.MaxBlocksPerSeq):]
-	// block returns block b's first key j0 and keys n, the cache element
-	// of key j0's KV head g0, and how far on the next block's rows lie
-	// (0 unless a block before end follows).
-	block := func(b, end int) (j0, n, off, ahead int) {
-		j0, j1 := max(u.keyLo, b*bs), min(u.keyHi, (b+1)*bs)
-		slot0 := int(table[b])*bs - b*bs // slot of key j is slot0+j
-		if b+1 < end {
-			ahead = (int(table[b+1]) - int(table[b])) * bs * a.kvh * hs
-		}
-		return j0, j1 - j0, ((slot0+j0)*a.kvh + u.g0) * hs, ahead
-	}
-	c.Parallel(b1-b0, 1, func(lo, hi int) {
-		for b := b0 + lo; b < b0+hi; b++ {
-			j0, n, off, ahead := block(b, b0+hi)
-			tokenDots(scores[j0-b0*bs:], stride, w.q[:rows*hs], a.k, off, a.kvh*hs, n, hs, g, ahead)
-		}
-	})
-	c.Parallel(u.g1-u.g0, 1, func(lo, hi int) {
-		r0, r1 := lo*g, hi*g
-		for b := b0; b < b1; b++ {
-			j0, n, off, ahead := block(b, b1)
-			col := j0 - b0*bs
-			for r := r0; r < r1; r++ {
-				a.fold(w, r, scores[r*stride+col:r*stride+col+n])
-			}
-			tokenAxpys(w.o[r0*hs:r1*hs], scores[r0*stride+col:], stride, a.v, off+lo*hs, a.kvh*hs, n, hs, g, ahead)
-		}
-	})
-}
-
-// wideUnits reports whether run attends the units us one at a time on
-// all of workers workers (attendTokenWide) rather than a unit a worker:
-// where they are fewer than the workers and each is one query token of
-// at least two blocks of keys.
-func (a *attention) wideUnits(us []attnUnit, workers int) bool {
-	if len(us) >= workers {
-		return false
-	}
-	for _, u := range us {
-		if u.t1-u.t0 != 1 || u.keyHi-u.keyLo <= a.bs {
-			return false
-		}
-	}
-	return true
 }
 
 // attendTile attends a unit of several query tokens (a prefill or varlen
@@ -607,23 +533,6 @@ func (a *attention) finishPartition(u attnUnit, w *attnRows) {
 // dispatch's error instead of ending the process.
 func (a *attention) run(c *Call, split bool) (err error) {
 	us := a.units(split, c.Workers())
-	if a.wideUnits(us, c.Workers()) {
-		// A panic here (a bug) reaches the device, which makes it the
-		// dispatch's error.
-		var w attnRows
-		defer w.putRows()
-		a.getRows(&w, 1)
-		for _, u := range us {
-			a.begin(u, &w)
-			a.attendTokenWide(c, u, &w)
-			if split {
-				a.finishPartition(u, &w)
-			} else {
-				a.finish(u, &w)
-			}
-		}
-		return nil
-	}
 	tokens := 1
 	for _, u := range us {
 		tokens = max(tokens, u.t1-u.t0)
