@@ -199,53 +199,30 @@ func qkNormRoPEKVWrite[S int32 | int64](c *Call, dt graph.DType, slots []S) erro
 	qkv, qNorm, kNorm, pos := c.Args[0].Bytes, c.Args[1].Bytes, c.Args[2].Bytes, c.I32(3)
 	kc, vc, q := c.Args[4].Bytes, c.Args[5].Bytes, c.Args[7].Bytes
 	inv := ropeInvFreqs(float64(p.Theta), d)
-	// heads normalises, rotates and stores heads [h0, h1) of token t (the
-	// query heads, then the key heads) with the angles of cos and sin,
-	// and copies its value row where h1 is the last; tmp holds d + 2·chunk
-	// float32s.
-	heads := func(t, h0, h1 int, cos, sin, tmp []float32) {
-		row := tmp[2*chunk : 2*chunk+d]
-		s := int(slots[t])
-		for head := h0; head < h1; head++ {
-			w, dst, at := qNorm, q, (t*h+head)*d
-			if head >= h {
-				if s < 0 {
-					return // padding: no key or value to write
+	c.Parallel(len(slots), max(1, elemGrain/max(width, 1)), func(lo, hi int) {
+		cos, sin, row := make([]float32, d/2), make([]float32, d/2), make([]float32, d)
+		tmp := getFloats(2 * chunk)
+		defer putFloats(tmp)
+		for t := lo; t < hi; t++ {
+			ropeCosSin(cos, sin, float64(pos[t]), inv)
+			s := int(slots[t])
+			for head := range h + kvh {
+				w, dst, at := qNorm, q, (t*h+head)*d
+				if head >= h {
+					if s < 0 {
+						break // padding: no key or value to write
+					}
+					w, dst, at = kNorm, kc, s*slotRow+(head-h)*d
 				}
-				w, dst, at = kNorm, kc, s*slotRow+(head-h)*d
+				normRoPEHead(dt, qkv, t*width+head*d, w, d, p.Eps, cos, sin, row, *tmp)
+				newFloats(dt, dst).store(at, row)
 			}
-			normRoPEHead(dt, qkv, t*width+head*d, w, d, p.Eps, cos, sin, row, tmp)
-			newFloats(dt, dst).store(at, row)
-		}
-		if h1 == h+kvh && s >= 0 {
-			v := (t*width + (h+kvh)*d) * es
-			copy(vc[s*slotRow*es:(s+1)*slotRow*es], qkv[v:v+slotRow*es])
-		}
-	}
-	if len(slots) >= c.Workers() {
-		c.Parallel(len(slots), max(1, elemGrain/max(width, 1)), func(lo, hi int) {
-			tmp := getFloats(d + 2*chunk + d)
-			defer putFloats(tmp)
-			cos, sin := (*tmp)[d+2*chunk:d+2*chunk+d/2], (*tmp)[d+2*chunk+d/2:]
-			for t := lo; t < hi; t++ {
-				ropeCosSin(cos, sin, float64(pos[t]), inv)
-				heads(t, 0, h+kvh, cos, sin, *tmp)
+			if s >= 0 {
+				v := (t*width + (h+kvh)*d) * es
+				copy(vc[s*slotRow*es:(s+1)*slotRow*es], qkv[v:v+slotRow*es])
 			}
-		})
-		return nil
-	}
-	// Fewer tokens than workers (a decode step of one sequence): each
-	// token's heads are split over the workers.
-	cs := make([]float32, d)
-	cos, sin := cs[:d/2], cs[d/2:]
-	for t := range slots {
-		ropeCosSin(cos, sin, float64(pos[t]), inv)
-		c.Parallel(h+kvh, 4, func(lo, hi int) {
-			tmp := getFloats(d + 2*chunk)
-			defer putFloats(tmp)
-			heads(t, lo, hi, cos, sin, *tmp)
-		})
-	}
+		}
+	})
 	return nil
 }
 

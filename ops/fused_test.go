@@ -166,7 +166,7 @@ func TestQKNormRoPEKVWrite(t *testing.T) {
 		{0, 2, 1, 64, graph.Int64, false},
 		{2, 16, 8, 128, graph.Int32, false},
 		{2, 2, 1, 640, graph.Int32, false}, // more pairs than threads: some threads rotate two
-		// One token, its heads split over the CPU's workers.
+		// One token, of many heads, and one of padding.
 		{1, 16, 8, 128, graph.Int64, false},
 		{1, 6, 3, 64, graph.Int32, true},
 	}
