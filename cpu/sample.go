@@ -38,7 +38,7 @@ func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 		if logprobs {
 			dist, scratch, out, lpIDs, lps = c.Args[5].Bytes, c.Args[6].Bytes, c.I32(7), c.I32(8), c.F32(9)
 		}
-		one := func(i int) {
+		draw := func(i int) {
 			row := scratch[i*v*4 : (i+1)*v*4]
 			x := view[float32](row)
 			var chosen func(float32) float32
@@ -68,7 +68,7 @@ func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 		if s >= c.Workers() || logprobs {
 			c.Parallel(s, 1, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
-					one(i)
+					draw(i)
 				}
 			})
 			return nil
@@ -80,7 +80,7 @@ func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 			if set := settings[i*primitives.SampleSettings : (i+1)*primitives.SampleSettings]; greedyArgmax(set) {
 				out[i] = argmaxParallel(c, newFloats(dt, logits), i*v, v)
 			} else {
-				one(i)
+				draw(i)
 			}
 		}
 		return nil
