@@ -3,6 +3,7 @@ package cpu_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/loomrt/loom/cpu"
@@ -68,11 +69,40 @@ func TestPagedAttentionWorkersDeterminism(t *testing.T) {
 		newAttentionInputs(loomtest.Rand(1), graph.BFloat16, 12, 3, 64, 16, []int{1, 7, 1, 30}, []int{1500, 700, 33, 1100}),
 		newAttentionInputs(loomtest.Rand(1), graph.Float16, 8, 4, 128, 8, []int{1, 1}, []int{900, 77}),
 	} {
-		checkWorkersDeterminism(t, in)
+		checkWorkersDeterminism(t, "varlen and decode batches", in, ops.AttentionOptions{Softcap: 4})
 	}
 }
 
-func checkWorkersDeterminism(t *testing.T, in attentionInputs) {
+// TestPagedAttentionDecodeWorkers checks decode dispatches of fewer
+// sequences than workers on 1, 2, 3 and 7 workers, bit for bit: contexts
+// of a block and one key more, partial last blocks, a sliding window that
+// starts inside a block, sinks, odd groups, a head size without the
+// assembly (80), one sequence and two.
+func TestPagedAttentionDecodeWorkers(t *testing.T) {
+	r := loomtest.Rand(9)
+	sinks := graph.FromFloat32s(loomtest.Float32s(r, 9, -1, 1))
+	for _, c := range []struct {
+		dt                 graph.DType
+		heads, kvh, hs, bs int
+		kvLens             []int
+		opts               ops.AttentionOptions
+	}{
+		{graph.BFloat16, 16, 8, 128, 16, []int{17}, ops.AttentionOptions{}},
+		{graph.BFloat16, 16, 8, 128, 16, []int{131}, ops.AttentionOptions{}},
+		{graph.BFloat16, 16, 8, 128, 16, []int{512}, ops.AttentionOptions{Softcap: 4}},
+		{graph.Float16, 9, 3, 64, 8, []int{75}, ops.AttentionOptions{SlidingWindow: 29, Sinks: sinks}},
+		{graph.Float32, 6, 2, 80, 32, []int{100}, ops.AttentionOptions{SlidingWindow: 70}},
+		{graph.BFloat16, 8, 8, 96, 16, []int{200, 37}, ops.AttentionOptions{}},
+	} {
+		in := newAttentionInputs(r, c.dt, c.heads, c.kvh, c.hs, c.bs, slices.Repeat([]int{1}, len(c.kvLens)), c.kvLens)
+		checkWorkersDeterminism(t, fmt.Sprintf("%s, %d/%d heads of %d, keys %v", c.dt, c.heads, c.kvh, c.hs, c.kvLens), in, c.opts)
+	}
+}
+
+// checkWorkersDeterminism checks that the attention of in with opts gives
+// the same bits on 1, 2, 3 and 7 workers, on the single pass and the split
+// path.
+func checkWorkersDeterminism(t *testing.T, what string, in attentionInputs, opts ops.AttentionOptions) {
 	for _, split := range []ops.SplitMode{ops.SplitNever, ops.SplitAlways} {
 		var first []byte
 		for _, workers := range []int{1, 2, 3, 7} {
@@ -85,7 +115,12 @@ func checkWorkersDeterminism(t *testing.T, in attentionInputs) {
 			// Each runtime needs its own copies of the constants.
 			q, kc, vc = clone(q), clone(kc), clone(vc)
 			meta.BlockTables, meta.SeqLens, meta.CuSeqlensQ = clone(meta.BlockTables), clone(meta.SeqLens), clone(meta.CuSeqlensQ)
-			out := ops.PagedAttention(q, kc, vc, meta, ops.AttentionOptions{Split: split, Softcap: 4})
+			o := opts
+			o.Split = split
+			if o.Sinks != nil {
+				o.Sinks = clone(o.Sinks)
+			}
+			out := ops.PagedAttention(q, kc, vc, meta, o)
 			if err := rt.Eval(out); err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +131,7 @@ func checkWorkersDeterminism(t *testing.T, in attentionInputs) {
 			if first == nil {
 				first = b
 			} else if string(b) != string(first) {
-				t.Fatalf("split %v: %d workers give different bits than 1", split, workers)
+				t.Fatalf("%s, %+v, split %v: %d workers give different bits than 1", what, opts, split, workers)
 			}
 			rt.Close()
 		}

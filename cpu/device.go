@@ -74,6 +74,9 @@ func (d *Device) Caps() primitives.Caps {
 		// The gated kernel computes its dot products on the GEMV kernel's
 		// paths, so it takes the rows that kernel takes.
 		GatedGEMVMaxRows: primitives.MatMulSmallM,
+		// The quantized gated kernel runs the quantized GEMV kernel's
+		// paths too (one row of x, or blocks of qdotXRows).
+		QuantGatedMaxRows: primitives.MatMulSmallM,
 	}
 }
 

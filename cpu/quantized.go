@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 
 	"github.com/loomrt/loom/graph"
@@ -96,7 +95,9 @@ func qxAt(rows, g, i int) int {
 
 // qsums returns the sums of the rows of x (each k floats, ldx apart) over
 // each group of gs, for each block of rows rows (1 or qdotXRows), in the
-// layout of qxLen and qxAt.
+// layout of qxLen and qxAt. Each group is summed in element order, in
+// float32; four groups at a time, each in a variable of its own, so that
+// each addition does not wait on the one before it alone.
 func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	groups := k / gs
 	n := qxLen(rows, groups)
@@ -104,9 +105,25 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 	clear(dst)
 	for i := range m {
 		blk, r := i/rows, i%rows
-		for g := range groups {
+		xr := x[i*ldx : i*ldx+k]
+		g := 0
+		for ; g+4 <= groups; g += 4 {
+			a, b, c, d := xr[g*gs:(g+1)*gs], xr[(g+1)*gs:(g+2)*gs], xr[(g+2)*gs:(g+3)*gs], xr[(g+3)*gs:(g+4)*gs]
+			b, c, d = b[:len(a)], c[:len(a)], d[:len(a)]
+			var s0, s1, s2, s3 float32
+			for e, v := range a {
+				s0 += v
+				s1 += b[e]
+				s2 += c[e]
+				s3 += d[e]
+			}
+			for w, v := range [4]float32{s0, s1, s2, s3} {
+				dst[blk*n+qxAt(rows, g+w, r)] = v
+			}
+		}
+		for ; g < groups; g++ {
 			var s float32
-			for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
+			for _, v := range xr[g*gs : (g+1)*gs] {
 				s += v
 			}
 			dst[blk*n+qxAt(rows, g, r)] = s
@@ -117,40 +134,49 @@ func qsums(dst, x []float32, ldx, m, rows, k, gs int) []float32 {
 
 // packQX rounds row r of x (k floats, r of a block of rows rows) to 16-bit
 // fixed point per group of gs into dst (k elements), and stores each
-// group's scale at xscales[qxAt(rows, g, r)] (of the block's). For 4 bits each
-// run of 32 elements, whose codes are 16 bytes holding codes 2j (low
-// nibble) and 2j+1 (high nibble) in byte j, is reordered to its 16 even
-// elements, then its 16 odd ones, the order the kernels widen the codes
-// in.
+// group's scale at xscales[qxAt(rows, g, r)] (of the block's), by
+// packQXGroup.
 func packQX(bits int, dst []int16, x []float32, k, gs, r, rows int, xscales []float32) {
-	var run [32]int16
 	for g := range k / gs {
-		// max|x| by the bits without the sign: for floats of one sign
-		// their order is the integers' (a NaN, above +Inf, wins as max
-		// would), and it takes a few instructions an element where the
-		// float max, minding NaN and −0, took a branch-heavy sequence.
-		var top uint32
-		for _, v := range x[g*gs : (g+1)*gs] {
-			top = max(top, math.Float32bits(v)&^(1<<31))
+		xscales[qxAt(rows, g, r)] = packQXGroup(bits, dst[g*gs:(g+1)*gs], x[g*gs:(g+1)*gs])
+	}
+}
+
+// packQXGroupGo rounds the group x (a multiple of 32 elements) to 16-bit
+// fixed point in dst, each element round(v/sx) within ±32767, and
+// returns its scale sx = max|x|/32767 (no rounding where sx is 0: dst
+// is zeros). For 4 bits each run of 32 elements, whose codes are 16
+// bytes holding codes 2j (low nibble) and 2j+1 (high nibble) in byte j,
+// is reordered to its 16 even elements, then its 16 odd ones, the order
+// the kernels widen the codes in. It is the definition packQXGroupAVX2
+// follows bit for bit, and the path without AVX2.
+func packQXGroupGo(bits int, dst []int16, x []float32) float32 {
+	// max|x| by the bits without the sign: for floats of one sign their
+	// order is the integers' (a NaN, above +Inf, wins as max would), and
+	// it takes a few instructions an element where the float max, minding
+	// NaN and −0, took a branch-heavy sequence.
+	var top uint32
+	for _, v := range x {
+		top = max(top, math.Float32bits(v)&^(1<<31))
+	}
+	sx := math.Float32frombits(top) / 32767
+	var run [32]int16
+	for c := 0; c < len(x); c += 32 {
+		for j, v := range x[c : c+32] {
+			run[j] = 0
+			if sx != 0 {
+				run[j] = int16(max(-32767, min(32767, int32(roundEven(v/sx)))))
+			}
 		}
-		sx := math.Float32frombits(top) / 32767
-		xscales[qxAt(rows, g, r)] = sx
-		for c := g * gs; c < (g+1)*gs; c += 32 {
-			for j, v := range x[c : c+32] {
-				run[j] = 0
-				if sx != 0 {
-					run[j] = int16(max(-32767, min(32767, int32(roundEven(v/sx)))))
-				}
-			}
-			if bits == 8 {
-				copy(dst[c:c+32], run[:])
-				continue
-			}
-			for j := range 16 {
-				dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
-			}
+		if bits == 8 {
+			copy(dst[c:c+32], run[:])
+			continue
+		}
+		for j := range 16 {
+			dst[c+j], dst[c+16+j] = run[2*j], run[2*j+1]
 		}
 	}
+	return sx
 }
 
 // roundEven rounds v, of magnitude below 2^22, to an integer, halves to
@@ -199,6 +225,60 @@ func newQuantCall(c *Call, dt graph.DType, bits int, wArg int, need map[int]floa
 	return q, nil
 }
 
+// qx is a quantized dispatch's x in fixed point, packed once for the
+// micro-kernel (padded with zero rows to whole blocks where M > 1), with
+// its scales and its group sums.
+type qx struct {
+	bits          int
+	rows, blocks  int // rows of x a block (1 or qdotXRows), blocks
+	xl            int // x scales (and sums) a block: qxLen(rows, groups)
+	xi            []int16
+	xscales, sums []float32
+	buf           *[]float32 // the pooled storage of the slices above
+}
+
+// packX rounds the dispatch's m rows of x to fixed point (packQX) and
+// takes their group sums (qsums): the serial work before the weight rows
+// are split over the workers. Give the storage back with put.
+func (q *quantCall) packX(bits int, x floats) *qx {
+	p := &qx{bits: bits, rows: 1}
+	if q.m > 1 {
+		p.rows = qdotXRows
+	}
+	mp := roundUp(q.m, p.rows)
+	p.xl = qxLen(p.rows, q.groups)
+	p.blocks = mp / p.rows
+	p.buf = getFloats(q.m*q.k + mp*q.k/2 + 2*p.blocks*p.xl)
+	xf, rest := (*p.buf)[:q.m*q.k], (*p.buf)[q.m*q.k:]
+	p.xi = unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
+	rest = rest[mp*q.k/2:]
+	p.xscales, p.sums = rest[:p.blocks*p.xl], rest[p.blocks*p.xl:]
+	x.load(xf, 0)
+	clear(p.xi[q.m*q.k:])
+	clear(p.xscales)
+	p.sums = qsums(p.sums, xf, q.k, q.m, p.rows, q.k, q.gs)
+	for i := range q.m {
+		packQX(bits, p.xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%p.rows, p.rows, p.xscales[i/p.rows*p.xl:])
+	}
+	return p
+}
+
+func (p *qx) put() { putFloats(p.buf) }
+
+// dots sets res[r·rows + i] to the dot product of weight row r0+r (r <
+// nr ≤ qdotBatch) with row i of x's block b.
+func (p *qx) dots(tile qdotTile, q *quantCall, b, r0, nr int, res []float32) {
+	w := q.w[r0*q.words : (r0+nr)*q.words]
+	bs, xs := p.sums[b*p.xl:(b+1)*p.xl], p.xscales[b*p.xl:(b+1)*p.xl]
+	tile(p.bits, w, p.xi[b*p.rows*q.k:], q.k, p.rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*p.rows], nr)
+}
+
+// grain is the least number of weight rows a piece of work of the
+// dispatch takes, each output reading rowsPerOutput of them.
+func (p *qx) grain(q *quantCall, rowsPerOutput int) int {
+	return max(1, gemvGrain/max(q.k*p.blocks*p.rows/4*rowsPerOutput, 1))
+}
+
 // qmatmulKernel computes out[m, n] = Σ_k x[m, k]·dequant(W)[n, k].
 func qmatmulKernel(dt graph.DType, bits int) Kernel {
 	return func(c *Call) error {
@@ -211,48 +291,24 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 		if q.m == 0 || q.n == 0 {
 			return nil
 		}
-		x, out := newFloats(dt, c.Args[0].Bytes), newFloats(dt, c.Args[4].Bytes)
+		out := newFloats(dt, c.Args[4].Bytes)
 		tile := qdotTiles()
-		// x in fixed point, packed for the micro-kernel (padded with zero
-		// rows to whole blocks where M > 1), with its scales and its
-		// group sums.
-		rows := 1
-		if q.m > 1 {
-			rows = qdotXRows
-		}
-		mp := roundUp(q.m, rows)
-		xl := qxLen(rows, q.groups)
-		blocks := mp / rows
-		xp := getFloats(q.m*q.k + mp*q.k/2 + 2*blocks*xl)
-		defer putFloats(xp)
-		xf, rest := (*xp)[:q.m*q.k], (*xp)[q.m*q.k:]
-		xi := unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(rest))), mp*q.k)
-		rest = rest[mp*q.k/2:]
-		xscales, sums := rest[:blocks*xl], rest[blocks*xl:]
-		x.load(xf, 0)
-		clear(xi[q.m*q.k:])
-		clear(xscales)
-		sums = qsums(sums, xf, q.k, q.m, rows, q.k, q.gs)
-		for i := range q.m {
-			packQX(bits, xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%rows, rows, xscales[i/rows*xl:])
-		}
-		grain := max(1, gemvGrain/max(q.k*mp/4, 1))
-		c.ParallelFine(q.n, grain, func(lo, hi int) {
+		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		defer x.put()
+		c.ParallelFine(q.n, x.grain(q, 1), func(lo, hi int) {
 			var res [qdotBatch * qdotXRows]float32
 			for r0 := lo; r0 < hi; r0 += qdotBatch {
 				nr := min(qdotBatch, hi-r0)
-				w := q.w[r0*q.words : (r0+nr)*q.words]
-				for b := range blocks {
-					i := b * rows
-					bs, xs := sums[b*xl:(b+1)*xl], xscales[b*xl:(b+1)*xl]
-					tile(bits, w, xi[i*q.k:], q.k, rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*rows], nr)
-					if rows == 1 {
+				for b := range x.blocks {
+					x.dots(tile, q, b, r0, nr, res[:])
+					i := b * x.rows
+					if x.rows == 1 {
 						out.store(i*q.n+r0, res[:nr])
 						continue
 					}
-					for j := range min(rows, q.m-i) {
+					for j := range min(x.rows, q.m-i) {
 						for r := range nr {
-							out.set((i+j)*q.n+r0+r, res[r*rows+j])
+							out.set((i+j)*q.n+r0+r, res[r*x.rows+j])
 						}
 					}
 				}
@@ -262,28 +318,54 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 	}
 }
 
-// qmatmulSiLUMulKernel is the quantized matmul by the stacked gate and up
-// weights into a scratch buffer, then silu_mul over it: the unfused
-// lowering's results bit for bit (the CPU lowers QuantizedMatMulSiLUMul
-// that way; this kernel serves a dispatch made for it all the same).
+// qmatmulSiLUMulKernel: args x, w, scales, biases, out. Each piece of work
+// computes a run of outputs: the products of x with their gate rows (the
+// first N of the stacked weights) and up rows (the N after them) as
+// qmatmulKernel computes them, then gatedEpilogue, which rounds both to
+// the dtype as the matmul's output is rounded and applies silu_mul: the
+// unfused chain's results bit for bit, without its scratch buffer and
+// second dispatch.
 func qmatmulSiLUMulKernel(dt graph.DType, bits int) Kernel {
-	qmatmul, siluMul := qmatmulKernel(dt, bits), siluMulKernel(dt)
 	return func(c *Call) error {
 		p := c.Params.(*primitives.QuantParams)
 		if len(c.Args) != 5 {
 			return fmt.Errorf("qmatmul_silu_mul: %d buffer arguments, want 5", len(c.Args))
 		}
-		gateUp := make([]byte, int(p.M)*2*int(p.N)*dt.Size())
-		mm := *c
-		mm.Args = append(slices.Clone(c.Args[:4]), Arg{Bytes: gateUp, Access: primitives.Write, Name: "out"})
-		mm.Params = &primitives.QuantParams{M: p.M, N: 2 * p.N, K: p.K, GroupSize: p.GroupSize}
-		if err := qmatmul(&mm); err != nil {
+		m, n, k := float64(p.M), float64(p.N), float64(p.K)
+		// The weights are [2N, K]: check them with 2N rows.
+		stacked := *c
+		stacked.Params = &primitives.QuantParams{M: p.M, N: 2 * p.N, K: p.K, GroupSize: p.GroupSize}
+		q, err := newQuantCall(&stacked, dt, bits, 1, map[int]float64{0: m * k, 4: m * n})
+		if err != nil {
 			return err
 		}
-		sm := *c
-		sm.Args = []Arg{{Bytes: gateUp, Access: primitives.Read, Name: "a"}, c.Args[4]}
-		sm.Params = &primitives.SiLUMulParams{Rows: p.M, N: p.N}
-		return siluMul(&sm)
+		if q.m == 0 || q.n == 0 {
+			return nil
+		}
+		half := q.n / 2
+		out := newFloats(dt, c.Args[4].Bytes)
+		tile := qdotTiles()
+		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		defer x.put()
+		c.ParallelFine(half, x.grain(q, 2), func(lo, hi int) {
+			var gate, up [qdotBatch * qdotXRows]float32
+			var g, u [qdotBatch]float32
+			for r0 := lo; r0 < hi; r0 += qdotBatch {
+				nr := min(qdotBatch, hi-r0)
+				for b := range x.blocks {
+					x.dots(tile, q, b, r0, nr, gate[:])
+					x.dots(tile, q, b, half+r0, nr, up[:])
+					for j := range min(x.rows, q.m-b*x.rows) {
+						for r := range nr {
+							g[r], u[r] = gate[r*x.rows+j], up[r*x.rows+j]
+						}
+						gatedEpilogue(dt, g[:nr], u[:nr])
+						out.store((b*x.rows+j)*half+r0, g[:nr])
+					}
+				}
+			}
+		})
+		return nil
 	}
 }
 

@@ -336,3 +336,134 @@ TEXT ·qdotQ8x4BF16(SB), NOSPLIT, $16-200
 TEXT ·qdotQ8x4F16(SB), NOSPLIT, $16-200
 	X4_BODY(CODES_Q8, 32, BCAST2_F16, 2, MOVWLZX, MOVW)
 	RET
+
+// func packQXGroupAVX2(dst []int16, x []float32, bits int) float32
+//
+// packQXGroup with AVX2: for the group x (a positive multiple of 32
+// elements), sx = max|x|/32767 (max|x| by the bits without the sign,
+// VPMAXUD), returned; then each element rounded to v/sx by the same
+// float32 operations as packQXGroupGo (VDIVPS is IEEE division, as DIVSS;
+// the addition and subtraction of 1.5·2^23 round to the nearest integer,
+// ties to even), truncated to int32 (exact; NaN and out-of-range give
+// 0x80000000, as Go's conversion does on amd64), saturated to int16
+// (VPACKSSDW) and raised to at least −32767 (VPMAXSW): min(32767,
+// max(−32767, ·)) of the same integer. For 4 bits each run of 32 goes out
+// as its 16 even elements, then its 16 odd ones: VSHUFPS picks them
+// within 128-bit lanes and VPERMQ puts the lanes' halves in order.
+// sx = 0 stores zeros. Registers: DI dst, SI x, CX len(x), DX bits, AX
+// element; Y15 |·| mask then sx, Y14 1.5·2^23, Y13 −32767 in 16-bit lanes.
+#define PACKQX_ROUND(Y) \
+	VDIVPS Y15, Y, Y; \
+	VADDPS Y14, Y, Y; \
+	VSUBPS Y14, Y, Y
+
+TEXT ·packQXGroupAVX2(SB), NOSPLIT, $0-60
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ bits+48(FP), DX
+	MOVQ $0x7fffffff, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	VPXOR Y0, Y0, Y0
+	XORQ AX, AX
+pqmax:
+	VPAND (SI)(AX*4), Y15, Y1
+	VPMAXUD Y1, Y0, Y0
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JB   pqmax
+	VEXTRACTI128 $1, Y0, X1
+	VPMAXUD X1, X0, X0
+	VPSHUFD $0x4e, X0, X1
+	VPMAXUD X1, X0, X0
+	VPSHUFD $0xb1, X0, X1
+	VPMAXUD X1, X0, X0
+	MOVQ $0x46fffe00, AX // 32767
+	MOVQ AX, X1
+	VDIVSS X1, X0, X0
+	VMOVSS X0, ret+56(FP)
+	VXORPS X1, X1, X1
+	VUCOMISS X1, X0
+	JP   pqscaled // NaN: rounded as Go rounds it
+	JNE  pqscaled
+	VPXOR Y0, Y0, Y0
+	XORQ AX, AX
+pqzero:
+	VMOVDQU Y0, (DI)(AX*2)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JB   pqzero
+	VZEROUPPER
+	RET
+pqscaled:
+	VBROADCASTSS X0, Y15
+	MOVQ $0x4b400000, AX // 1.5·2^23
+	MOVQ AX, X14
+	VBROADCASTSS X14, Y14
+	MOVQ $0x80018001, AX // −32767, −32767
+	MOVQ AX, X13
+	VPBROADCASTD X13, Y13
+	XORQ AX, AX
+	CMPQ DX, $8
+	JEQ  pq8
+pq4:
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y1
+	VMOVUPS 64(SI)(AX*4), Y2
+	VMOVUPS 96(SI)(AX*4), Y3
+	PACKQX_ROUND(Y0)
+	PACKQX_ROUND(Y1)
+	PACKQX_ROUND(Y2)
+	PACKQX_ROUND(Y3)
+	VSHUFPS $0x88, Y1, Y0, Y4 // 0 2 8 10 | 4 6 12 14
+	VSHUFPS $0xdd, Y1, Y0, Y5 // 1 3 9 11 | 5 7 13 15
+	VSHUFPS $0x88, Y3, Y2, Y6
+	VSHUFPS $0xdd, Y3, Y2, Y7
+	VPERMQ $0xd8, Y4, Y4 // 0 2 4 6 8 10 12 14
+	VPERMQ $0xd8, Y5, Y5
+	VPERMQ $0xd8, Y6, Y6
+	VPERMQ $0xd8, Y7, Y7
+	VCVTTPS2DQ Y4, Y4
+	VCVTTPS2DQ Y5, Y5
+	VCVTTPS2DQ Y6, Y6
+	VCVTTPS2DQ Y7, Y7
+	VPACKSSDW Y6, Y4, Y8 // 0..6 16..22 | 8..14 24..30
+	VPACKSSDW Y7, Y5, Y9
+	VPERMQ $0xd8, Y8, Y8
+	VPERMQ $0xd8, Y9, Y9
+	VPMAXSW Y13, Y8, Y8
+	VPMAXSW Y13, Y9, Y9
+	VMOVDQU Y8, (DI)(AX*2)
+	VMOVDQU Y9, 32(DI)(AX*2)
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JB   pq4
+	VZEROUPPER
+	RET
+pq8:
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y1
+	VMOVUPS 64(SI)(AX*4), Y2
+	VMOVUPS 96(SI)(AX*4), Y3
+	PACKQX_ROUND(Y0)
+	PACKQX_ROUND(Y1)
+	PACKQX_ROUND(Y2)
+	PACKQX_ROUND(Y3)
+	VCVTTPS2DQ Y0, Y0
+	VCVTTPS2DQ Y1, Y1
+	VCVTTPS2DQ Y2, Y2
+	VCVTTPS2DQ Y3, Y3
+	VPACKSSDW Y1, Y0, Y8 // 0..3 8..11 | 4..7 12..15
+	VPACKSSDW Y3, Y2, Y9
+	VPERMQ $0xd8, Y8, Y8
+	VPERMQ $0xd8, Y9, Y9
+	VPMAXSW Y13, Y8, Y8
+	VPMAXSW Y13, Y9, Y9
+	VMOVDQU Y8, (DI)(AX*2)
+	VMOVDQU Y9, 32(DI)(AX*2)
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JB   pq8
+	VZEROUPPER
+	RET

@@ -185,6 +185,93 @@ func TestPackQX(t *testing.T) {
 	}
 }
 
+// TestPackQXGroupAssembly holds packQXGroup (the assembly where it runs)
+// to packQXGroupGo bit for bit, codes and scale: random groups of 32, 64
+// and 128 elements spanning many magnitudes, halfway cases, a group of
+// zeros, of subnormals (whose scale underflows to 0), with ±Inf, with NaN,
+// and a group whose maximum is negative.
+func TestPackQXGroupAssembly(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	for _, bits := range []int{4, 8} {
+		for _, gs := range []int{32, 64, 128} {
+			for c := range 12 {
+				x := make([]float32, gs)
+				scale := float32(math.Ldexp(1, r.IntN(60)-30))
+				for i := range x {
+					x[i] = (r.Float32()*2 - 1) * scale
+				}
+				switch c {
+				case 0:
+					clear(x)
+				case 1:
+					for i := range x {
+						x[i] = math.Float32frombits(uint32(r.IntN(3)))
+					}
+				case 2:
+					x[r.IntN(gs)] = inf
+				case 3:
+					x[r.IntN(gs)], x[r.IntN(gs)] = -inf, inf
+				case 4:
+					x[r.IntN(gs)] = nan
+				case 5:
+					x[gs-1] = -4 * scale
+				case 6: // halfway between two steps of 2^-10
+					for i := range x {
+						x[i] = (float32(r.IntN(60000)-30000) + 0.5) / 1024
+					}
+					x[0] = -32767.0 / 1024
+				}
+				got, want := make([]int16, gs), make([]int16, gs)
+				sg, sw := packQXGroup(bits, got, x), packQXGroupGo(bits, want, x)
+				if math.Float32bits(sg) != math.Float32bits(sw) {
+					t.Fatalf("q%d, %d elements, case %d: scale %v, want %v", bits, gs, c, sg, sw)
+				}
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("q%d, %d elements, case %d: code %d is %d, want %d (x %v)", bits, gs, c, i, got[i], want[i], x)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestQSums checks the group sums of x against float32 sums in element
+// order, bit for bit, for group counts around the four summed at once and
+// for one and four rows a block.
+func TestQSums(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, gs := range []int{32, 64} {
+		for _, groups := range []int{1, 3, 4, 5, 9} {
+			for _, m := range []int{1, 3, 6} {
+				rows := 1
+				if m > 1 {
+					rows = qdotXRows
+				}
+				k, ldx := groups*gs, groups*gs+7
+				x := make([]float32, m*ldx)
+				for i := range x {
+					x[i] = r.Float32()*8 - 4
+				}
+				n := qxLen(rows, groups)
+				got := qsums(make([]float32, roundUp(m, rows)/rows*n), x, ldx, m, rows, k, gs)
+				for i := range m {
+					for g := range groups {
+						var want float32
+						for _, v := range x[i*ldx+g*gs : i*ldx+(g+1)*gs] {
+							want += v
+						}
+						if at := i/rows*n + qxAt(rows, g, i%rows); got[at] != want {
+							t.Fatalf("%d groups of %d, row %d of %d: group %d sums to %v, want %v", groups, gs, i, m, g, got[at], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkQDotTile times the micro-kernels on one cached weight row of
 // 4096 codes (groups of 64, bfloat16 scales and biases), GB/s counting the
 // codes: their arithmetic throughput, which must exceed the memory's for
@@ -249,4 +336,26 @@ func BenchmarkQDotStream(b *testing.B) {
 			out[0] = float32(sumWords(words))
 		}
 	})
+}
+
+// BenchmarkQuantPackX times the serial work before each quantized GEMV of
+// one row of x (bfloat16, groups of 64): widening, the group sums and the
+// rounding to fixed point (packX), at the K of the Qwen3-0.6B decode's
+// products.
+func BenchmarkQuantPackX(b *testing.B) {
+	for _, k := range []int{1024, 3072} {
+		x := make([]byte, 2*k)
+		v := make([]float32, k)
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range v {
+			v[i] = r.Float32()*4 - 2
+		}
+		graph.PutFloat32s(graph.BFloat16, x, v)
+		q := &quantCall{m: 1, n: 1, k: k, gs: 64, groups: k / 64, words: k / 8}
+		b.Run(fmt.Sprintf("K=%d", k), func(b *testing.B) {
+			for b.Loop() {
+				q.packX(4, newFloats(graph.BFloat16, x)).put()
+			}
+		})
+	}
 }

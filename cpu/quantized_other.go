@@ -5,3 +5,9 @@ package cpu
 // qdotTiles returns the Go quantized micro-kernel: there is no assembly
 // for this architecture.
 func qdotTiles() qdotTile { return qdotTileGo }
+
+// packQXGroup is packQXGroupGo: there is no assembly for this
+// architecture.
+func packQXGroup(bits int, dst []int16, x []float32) float32 {
+	return packQXGroupGo(bits, dst, x)
+}

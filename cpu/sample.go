@@ -38,37 +38,100 @@ func sampleKernel(dt graph.DType, logprobs bool) Kernel {
 		if logprobs {
 			dist, scratch, out, lpIDs, lps = c.Args[5].Bytes, c.Args[6].Bytes, c.I32(7), c.I32(8), c.F32(9)
 		}
-		c.Parallel(s, 1, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				row := scratch[i*v*4 : (i+1)*v*4]
-				x := view[float32](row)
-				var chosen func(float32) float32
-				if logprobs { // first, while the scratch row is free
-					copy(x, f32In(dt, dist, i*v, 1, v, x))
-					chosen = rowLogprobs(x, lpIDs[i*(1+top)+1:(i+1)*(1+top)], lps[i*(1+top)+1:(i+1)*(1+top)])
+		draw := func(i int) {
+			row := scratch[i*v*4 : (i+1)*v*4]
+			x := view[float32](row)
+			var chosen func(float32) float32
+			if logprobs { // first, while the scratch row is free
+				copy(x, f32In(dt, dist, i*v, 1, v, x))
+				chosen = rowLogprobs(x, lpIDs[i*(1+top)+1:(i+1)*(1+top)], lps[i*(1+top)+1:(i+1)*(1+top)])
+			}
+			if dt == graph.Float32 {
+				copy(x, view[float32](logits)[i*v:(i+1)*v])
+			} else {
+				f32In(dt, logits, i*v, 1, v, x)
+			}
+			var set [primitives.SampleSettings]float32
+			var key [primitives.SampleKeys]uint32
+			copy(set[:], settings[i*len(set):])
+			copy(key[:], keys[i*len(key):])
+			out[i] = sampleRow(row, set, key, counters[i], window[i*w:(i+1)*w])
+			if logprobs {
+				lpIDs[i*(1+top)] = out[i]
+				lps[i*(1+top)] = float32(math.NaN())
+				if out[i] >= 0 {
+					var one [1]float32
+					lps[i*(1+top)] = chosen(f32In(dt, dist, i*v+int(out[i]), 1, 1, one[:])[0])
 				}
-				if dt == graph.Float32 {
-					copy(x, view[float32](logits)[i*v:(i+1)*v])
-				} else {
-					f32In(dt, logits, i*v, 1, v, x)
+			}
+		}
+		if s >= c.Workers() || logprobs {
+			c.Parallel(s, 1, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					draw(i)
 				}
-				var set [primitives.SampleSettings]float32
-				var key [primitives.SampleKeys]uint32
-				copy(set[:], settings[i*len(set):])
-				copy(key[:], keys[i*len(key):])
-				out[i] = sampleRow(row, set, key, counters[i], window[i*w:(i+1)*w])
-				if logprobs {
-					lpIDs[i*(1+top)] = out[i]
-					lps[i*(1+top)] = float32(math.NaN())
-					if out[i] >= 0 {
-						var one [1]float32
-						lps[i*(1+top)] = chosen(f32In(dt, dist, i*v+int(out[i]), 1, 1, one[:])[0])
+			})
+			return nil
+		}
+		// Fewer sequences than workers (a decode step of one): a greedy
+		// draw without penalties is the row's argmax, which the workers
+		// take over parts of the row; the others go one at a time.
+		for i := range s {
+			if set := settings[i*primitives.SampleSettings : (i+1)*primitives.SampleSettings]; greedyArgmax(set) {
+				out[i] = argmaxParallel(c, newFloats(dt, logits), i*v, v)
+			} else {
+				draw(i)
+			}
+		}
+		return nil
+	}
+}
+
+// greedyArgmax reports whether a sequence's settings make its draw the
+// argmax of its logits: no temperature (greedy) and no penalty, so that
+// sampleRow returns the first index of the largest logit, NaN never the
+// largest, −1 where none exceeds −Inf.
+func greedyArgmax(set []float32) bool {
+	pen := set[primitives.SettingRepetitionPenalty]
+	return !(set[primitives.SettingTemperature] > 0) && !(pen > 0 && pen != 1) &&
+		finiteOr0(set[primitives.SettingPresencePenalty]) == 0 && finiteOr0(set[primitives.SettingFrequencyPenalty]) == 0
+}
+
+// argmaxParallel returns the first index of the largest of the n logits
+// from off (−1 where none exceeds −Inf; NaN never wins), as sampleRow
+// finds it, the row split over the call's workers: each part's first
+// largest, then the parts in order, a later one taken only if larger.
+func argmaxParallel(c *Call, x floats, off, n int) int32 {
+	const grain = 16 << 10
+	parts := min(c.Workers(), (n+grain-1)/grain)
+	per := (n + parts - 1) / parts
+	type best struct {
+		m   float32
+		arg int
+	}
+	res := make([]best, parts)
+	c.Parallel(parts, 1, func(lo, hi int) {
+		var buf [chunk]float32
+		for p := lo; p < hi; p++ {
+			b := best{float32(math.Inf(-1)), -1}
+			for k := p * per; k < min(n, (p+1)*per); k += chunk {
+				xs := x.row(buf[:min(chunk, n-k, (p+1)*per-k)], off+k)
+				for i, v := range xs {
+					if v > b.m {
+						b = best{v, k + i}
 					}
 				}
 			}
-		})
-		return nil
+			res[p] = b
+		}
+	})
+	b := best{float32(math.Inf(-1)), -1}
+	for _, r := range res {
+		if r.m > b.m {
+			b = r
+		}
 	}
+	return int32(b.arg)
 }
 
 // rowLogprobs writes to ids and lps the len(ids) largest values of x

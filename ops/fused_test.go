@@ -118,6 +118,7 @@ func TestSiLUMul(t *testing.T) {
 type qkvCase struct {
 	tokens, heads, kvh, hs int
 	slotDT                 graph.DType
+	pad                    bool // the last token is padding (slot −1)
 }
 
 // qkvRef computes the queries and the caches' new contents in float64: each
@@ -154,17 +155,20 @@ func qkvRef(qkv, qn, kn []float64, pos []int32, slots []int, c qkvCase, kCache [
 // TestQKNormRoPEKVWrite checks the fused QK-norm, RoPE and KV write
 // against a float64 reference and against RMSNorm, RoPE and KVWrite on
 // slices of the same qkv, with GQA ratios 1 and 2, head sizes 64, 128 and 640,
-// one, odd and no tokens, padding slots and every dtype.
+// one, odd and no tokens, padding slots (of one token too) and every dtype.
 func TestQKNormRoPEKVWrite(t *testing.T) {
 	const blocks, bs = 5, 4
 	cases := []qkvCase{
-		{1, 2, 1, 64, graph.Int32},
-		{7, 4, 2, 128, graph.Int64},
-		{3, 2, 2, 64, graph.Int32},
-		{5, 4, 4, 128, graph.Int32},
-		{0, 2, 1, 64, graph.Int64},
-		{2, 16, 8, 128, graph.Int32},
-		{2, 2, 1, 640, graph.Int32}, // more pairs than threads: some threads rotate two
+		{1, 2, 1, 64, graph.Int32, false},
+		{7, 4, 2, 128, graph.Int64, false},
+		{3, 2, 2, 64, graph.Int32, false},
+		{5, 4, 4, 128, graph.Int32, false},
+		{0, 2, 1, 64, graph.Int64, false},
+		{2, 16, 8, 128, graph.Int32, false},
+		{2, 2, 1, 640, graph.Int32, false}, // more pairs than threads: some threads rotate two
+		// One token, of many heads, and one of padding.
+		{1, 16, 8, 128, graph.Int64, false},
+		{1, 6, 3, 64, graph.Int32, true},
 	}
 	for _, tg := range loomtest.Targets(t) {
 		for ci, c := range cases {
@@ -184,6 +188,9 @@ func TestQKNormRoPEKVWrite(t *testing.T) {
 				slots := r.Perm(blocks * bs)[:c.tokens]
 				if c.tokens >= 3 {
 					pos[0], slots[1] = 0, -1 // position 0; padding, skipped
+				}
+				if c.pad {
+					slots[c.tokens-1] = -1
 				}
 				wantK, wantV := append([]float64{}, kc.val...), append([]float64{}, vc.val...)
 				wantQ := inDType(dt, qkvRef(qkv, qn, kn, pos, slots, c, wantK, wantV))

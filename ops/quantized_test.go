@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/loomrt/loom/graph"
@@ -244,7 +245,7 @@ func TestQuantizedGatedLinear(t *testing.T) {
 	for _, bits := range []int{4, 8} {
 		for _, gs := range []int{32, 64, 128} {
 			// 8,499 outputs: two thousand blocks of 8 and a short one.
-			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 3}, {1, 8499, 1}, {2, 37, 3}} {
+			for _, c := range []struct{ m, n, groups int }{{1, 5, 2}, {1, 131, 3}, {1, 8499, 1}, {2, 37, 3}, {5, 19, 2}} {
 				m, n, k := c.m, c.n, c.groups*gs
 				dt := floatDTypes[i%3]
 				i++
@@ -267,6 +268,10 @@ func TestQuantizedGatedLinear(t *testing.T) {
 						}
 						if !bytes.Equal(fb, ub) {
 							t.Fatalf("%s: the gated product differs from the matmul and silu_mul bit for bit", tg.Name)
+						}
+						// The CPU runs the gated kernel up to MatMulSmallM rows.
+						if cs := tg.RT.LastStats().Counters; strings.HasPrefix(tg.Name, "cpu") && cs["quantized_matmul_silu_mul.fused"] != 1 {
+							t.Fatalf("%s: counters %v, want the fused gated kernel", tg.Name, cs)
 						}
 						checkShape(t, fused.Spec(), dt, m, n)
 						got := graph.DecodeFloat64s(dt, fb)

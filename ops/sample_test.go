@@ -485,6 +485,49 @@ func TestSampleWorkers(t *testing.T) {
 	}
 }
 
+// TestSampleGreedyParts checks a greedy draw of one sequence over a long
+// row, which the CPU splits over its workers, against the reference on 1,
+// 2, 3 and 7 workers: the largest logit at either end, at the parts'
+// bounds, tied across parts (the first wins), behind NaN and +Inf, and a
+// row of −Inf and NaN only (−1); bfloat16 and float32, odd lengths.
+func TestSampleGreedyParts(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	r := loomtest.Rand(77)
+	for _, v := range []int{151936, 40001} {
+		for ci, place := range []func(x []float32){
+			func(x []float32) { x[0] = 9 },
+			func(x []float32) { x[len(x)-1] = 9 },
+			func(x []float32) { x[len(x)/2], x[len(x)/2-1] = 9, 9 },
+			func(x []float32) { x[len(x)/3], x[2*len(x)/3+1], x[len(x)-1] = 9, 9, 9 },
+			func(x []float32) { x[5], x[len(x)-2] = nan, 9 },
+			func(x []float32) { x[len(x)-7], x[len(x)/2] = inf, inf },
+			func(x []float32) {
+				for i := range x {
+					x[i] = float32(math.Inf(-1))
+					if i%3 == 0 {
+						x[i] = nan
+					}
+				}
+			},
+		} {
+			for _, dt := range []graph.DType{graph.BFloat16, graph.Float32} {
+				c := sampleCase{dt: dt, w: 1, counters: []int32{3}, window: []int32{-1}, settings: []ops.Sampling{{}}}
+				c.logits = loomtest.Float32s(r, v, -4, 4)
+				place(c.logits)
+				for i, x := range loomtest.Round(dt, c.logits) {
+					c.logits[i] = float32(x)
+				}
+				want, _ := c.want(0)
+				for _, w := range []int{1, 2, 3, 7} {
+					if got := drawTokens(t, cpuRuntime(t, w), c); int(got[0]) != want {
+						t.Fatalf("V %d case %d %s, %d workers: token %d, want %d", v, ci, dt, w, got[0], want)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestSampleDistribution checks that the draws over many counters follow
 // the filtered softmax: within 5 standard deviations for every token, and
 // never a filtered one.
