@@ -364,3 +364,142 @@ func TestCuBLASLtMissingLibrary(t *testing.T) {
 		t.Errorf("cuBLASLt ran without a library: %v", i)
 	}
 }
+
+// BenchmarkCuBLASLt times Loom's matmul kernels and cuBLASLt side by side
+// in one process on the GPU (CUDA events around a run of launches, see
+// kernelTimer; each launch reads another of enough weight sets to exceed
+// the L2) for the Qwen3-0.6B projections, x[M, K]·Wᵀ in bfloat16 at M = 8,
+// 16, 32, 64, 128 and 256 (LOOM_MATMUL_ROWS picks others): "loom" is the
+// dispatch the lowering gives the device's Caps, run by Loom's kernel
+// (cuBLASLt rows 0), "cublaslt" the same dispatch run by cuBLASLt (rows
+// 1). The gated MLP ("gated", gate and up weights [6144, 1024]) is Loom's
+// gated GEMV where the lowering fuses it (up to Caps.GatedGEMVMaxRows
+// rows), else its matmul and silu_mul; beside cuBLASLt's product and
+// silu_mul. Each case reports µs a launch (of the products and silu_mul
+// together), the weights' GB/s and their share of the read bandwidth
+// measured first ("read-%"), TFLOP/s, and for cuBLASLt the largest
+// difference from Loom's outputs relative to their largest magnitude
+// ("rel-diff").
+func BenchmarkCuBLASLt(b *testing.B) {
+	d := device(b)
+	if d.lt == nil {
+		b.Skipf("no cuBLASLt: %v", d.ltErr)
+	}
+	was := d.ltRows.Load()
+	defer d.ltRows.Store(was)
+	kt := newKernelTimer(b, d)
+	defer kt.release()
+	dt := graph.BFloat16
+	rows := benchRows(b, []int{8, 16, 32, 64, 128, 256})
+	bw, err := d.MeasureBandwidth(1<<30, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s); %v", bw.Read, bw.Kernel, d.CuBLASLt())
+	spec := func(s ...int) graph.Spec { return graph.Spec{DType: dt, Shape: s} }
+	lower := func(b *testing.B, p primitives.Primitive, in []graph.Spec, out graph.Spec) []primitives.Dispatch {
+		l := primitives.NewLowering(in, []graph.Spec{out}, d.Caps())
+		if err := p.Lower(l); err != nil {
+			b.Fatal(err)
+		}
+		return l.Dispatches
+	}
+	for _, sh := range []struct {
+		name  string
+		n, k  int
+		gated bool
+	}{{"qkv", 4096, 1024, false}, {"o", 1024, 2048, false}, {"gate+up", 6144, 1024, false}, {"gated", 6144, 1024, true}, {"down", 1024, 3072, false}, {"lm_head", 151936, 1024, false}} {
+		wBytes := int64(sh.n * sh.k * dt.Size())
+		sets := int(max(1, (256<<20)/wBytes))
+		var ws []runtime.Buffer
+		for _, m := range rows {
+			reps := max(sets, 8)
+			b.Run(fmt.Sprintf("%s_%dx%dx%d", sh.name, m, sh.n, sh.k), func(b *testing.B) {
+				var loomOut []byte
+				for _, kind := range []string{"loom", "cublaslt"} {
+					b.Run(kind, func(b *testing.B) {
+						for i := len(ws); i < sets; i++ {
+							ws = append(ws, randomBuffer(b, d, dt, sh.n*sh.k, uint64(i+2)))
+						}
+						x := randomBuffer(b, d, dt, m*sh.k, 1)
+						gu := deviceBuffer(b, d, int64(m*sh.n*dt.Size()))
+						out := gu
+						defer x.Release()
+						defer gu.Release()
+						// The launches of one product: a dispatch each, with
+						// its buffers (the weights: nil, a set each launch).
+						type step struct {
+							disp primitives.Dispatch
+							bufs []runtime.Buffer
+						}
+						var steps []step
+						mm := lower(b, primitives.MatMul{TransposeB: true}, []graph.Spec{spec(m, sh.k), spec(sh.n, sh.k)}, spec(m, sh.n))
+						if sh.gated {
+							out = deviceBuffer(b, d, int64(m*sh.n/2*dt.Size()))
+							defer out.Release()
+							fused := lower(b, primitives.MatMulSiLUMul{}, []graph.Spec{spec(m, sh.k), spec(sh.n, sh.k)}, spec(m, sh.n/2))
+							if kind == "loom" && len(fused) == 1 {
+								steps = append(steps, step{fused[0], []runtime.Buffer{x, nil, out}})
+							} else {
+								sm := lower(b, primitives.SiLUMul{}, []graph.Spec{spec(m, sh.n)}, spec(m, sh.n/2))
+								steps = append(steps, step{mm[0], []runtime.Buffer{x, nil, gu}}, step{sm[0], []runtime.Buffer{gu, out}})
+							}
+						} else {
+							steps = append(steps, step{mm[0], []runtime.Buffer{x, nil, gu}})
+						}
+						rows := int64(0)
+						if kind == "cublaslt" {
+							rows = 1
+						}
+						d.ltRows.Store(rows)
+						defer d.ltRows.Store(was)
+						record := func(l *runtime.CommandList) {
+							for i := range reps {
+								for _, s := range steps {
+									k, err := d.Kernel(s.disp.Kernel)
+									if err != nil {
+										b.Fatal(err)
+									}
+									ks, _ := primitives.LookupKernel(s.disp.Kernel)
+									var args []runtime.BufferArg
+									for j, buf := range s.bufs {
+										if buf == nil {
+											buf = ws[i%sets]
+										}
+										args = append(args, runtime.BufferArg{Buffer: buf, Size: buf.Len(), Access: ks.Args[j].Access, Name: ks.Args[j].Name})
+									}
+									l.Dispatch(k, s.disp.Grid, s.disp.Group, args, s.disp.Params, s.disp.SharedBytes)
+									l.Barrier()
+								}
+							}
+						}
+						before := ltProducts(d)
+						best, issue := kt.best(b, record)
+						if ran := ltProducts(d) > before; ran != (kind == "cublaslt") {
+							b.Fatalf("cuBLASLt ran: %v (%v)", ran, d.CuBLASLt())
+						}
+						got := make([]byte, out.Len())
+						if err := out.Read(0, got); err != nil {
+							b.Fatal(err)
+						}
+						if kind == "loom" {
+							loomOut = got
+						} else if loomOut != nil {
+							b.ReportMetric(relDiff(dt, loomOut, got), "rel-diff")
+						}
+						s := best.Seconds() / float64(reps)
+						gbs := float64(wBytes) / s / 1e9
+						b.ReportMetric(s*1e6, "µs/kernel")
+						b.ReportMetric(gbs, "weight-GB/s")
+						b.ReportMetric(100*gbs/bw.Read, "read-%")
+						b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
+						b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+					})
+				}
+			})
+		}
+		for _, w := range ws {
+			w.Release()
+		}
+	}
+}
