@@ -1,19 +1,22 @@
 // Host emulation of the CUDA subset the GEMVs use (see
-// cuda/emulate_test.go): a block's threads are std::threads, and a warp's
-// lanes meet at barriers for mma.sync (emu_mma) and shuffles.
+// cuda/emulate_test.go): a block's threads are fibers, user-level threads
+// that one host thread switches between (x86-64 only: emu_switch below),
+// and a warp's lanes meet at barriers for mma.sync (emu_mma) and shuffles.
+// A lane waiting at a barrier yields to the next fiber, so a barrier costs
+// a few context switches of nanoseconds each, not a futex wake-up of every
+// thread of the block, which made the emulations take minutes.
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <thread>
 #include <vector>
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <sys/mman.h>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
@@ -21,7 +24,6 @@ static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) {
 struct float4 { float x, y, z, w; };
 static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
 dim3 gridDim, blockDim;
 #define __device__
 #define __global__
@@ -29,39 +31,176 @@ dim3 gridDim, blockDim;
 #define __launch_bounds__(a, b)
 #define __shared__ static
 #define __align__(n) alignas(n)
+#if !defined(__x86_64__)
+#error "the CUDA host emulation switches fibers with x86-64 code"
+#endif
+// emu_switch saves the callee-saved registers on the running fiber's
+// stack, stores its stack pointer in *from and resumes the fiber whose
+// stack pointer is to (System V x86-64: rbx, rbp, r12–r15 are kept across
+// calls; the rest the caller has saved).
+extern "C" void emu_switch(void** from, void* to);
+asm(R"(
+.text
+.globl emu_switch
+.type emu_switch, @function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch, .-emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+static void emu_yield();
+// EmuBarrier: n fibers arrive; all but the last yield until the last one
+// opens the next generation.
+struct EmuBarrier {
+  unsigned n, count = 0;
+  unsigned long gen = 0;
+  explicit EmuBarrier(unsigned n) : n(n) {}
+  void arrive_and_wait() {
+    const unsigned long g = gen;
+    if (++count == n) {
+      count = 0;
+      gen++;
+      return;
+    }
+    while (gen == g) emu_yield();
+  }
+};
 struct MmaStage { unsigned a[32][4], b[32][2]; };
-// A block's barriers and its warps' staging areas, which its threads point
-// at (thread_local), so that the blocks of a cluster run at once.
+// A block's barriers and its warps' staging areas, which its fibers point
+// at, so that the blocks of a cluster run at once.
 struct EmuBlock {
-  std::barrier<> bar;
-  std::barrier<>* warps[32] = {};
+  EmuBarrier bar;
+  EmuBarrier* warps[32] = {};
   float shfl[32][32];
   MmaStage mma[32];
   std::vector<unsigned char> smem;  // the dynamic shared memory
   EmuBlock(unsigned threads, size_t smemBytes) : bar(threads), smem(smemBytes, 0xab) {
-    for (unsigned w = 0; w < threads / 32; w++) warps[w] = new std::barrier<>(32);
+    for (unsigned w = 0; w < threads / 32; w++) warps[w] = new EmuBarrier(32);
   }
   ~EmuBlock() {
     for (auto* w : warps) delete w;
   }
 };
-thread_local std::barrier<>* blockBar;
-thread_local std::barrier<>** warpBar;
-thread_local float (*shflStage)[32];
-thread_local MmaStage* mmaStage;
-// The cluster of the block (launch_cluster): its dynamic shared memory,
-// rank, barrier and every block's shared memory, by rank.
-thread_local unsigned char* emuSmem;
-thread_local unsigned emuRank;
-thread_local std::barrier<>* emuClusterBar;
-thread_local unsigned char* const* emuClusterSmem;
+// EmuThread is a CUDA thread's own state: its indices and the block and
+// cluster it belongs to. The kernels' names for them (threadIdx, blockBar,
+// emuSmem, ...) read the running fiber's.
+struct EmuThread {
+  dim3 tid, bid;
+  EmuBarrier* bbar = nullptr;
+  EmuBarrier** wbar = nullptr;
+  float (*shfl)[32] = nullptr;
+  MmaStage* mma = nullptr;
+  unsigned char* smem = nullptr;
+  unsigned rank = 0;
+  EmuBarrier* cbar = nullptr;
+  unsigned char* const* csmem = nullptr;
+  int orPhase = 0;  // attention_shim.h's __syncthreads_or
+};
+static EmuThread emuHost;
+static EmuThread* emuCur = &emuHost;
+#define threadIdx (emuCur->tid)
+#define blockIdx (emuCur->bid)
+#define blockBar (emuCur->bbar)
+#define warpBar (emuCur->wbar)
+#define shflStage (emuCur->shfl)
+#define mmaStage (emuCur->mma)
+#define emuSmem (emuCur->smem)
+#define emuRank (emuCur->rank)
+#define emuClusterBar (emuCur->cbar)
+#define emuClusterSmem (emuCur->csmem)
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
-static void emu_enter(EmuBlock& b, unsigned i, dim3 block) {
-  threadIdx = {i, 0, 0}, blockIdx = block;
-  blockBar = &b.bar, warpBar = b.warps, shflStage = b.shfl, mmaStage = b.mma, emuSmem = b.smem.data();
+// The fibers of the running launch: each has its stack (untouched pages
+// cost nothing), its saved stack pointer and its thread's state.
+struct EmuFiber {
+  EmuThread t;
+  const std::function<void()>* body;
+  char* stack;
+  void* sp = nullptr;
+  bool done = false;
+};
+static const size_t emuStackBytes = 1 << 20;
+static std::vector<EmuFiber*> emuFibers;
+static std::vector<char*> emuStacks;  // stacks of finished fibers, for reuse
+static EmuFiber* emuRunning;
+static void* emuSchedSp;
+static void emu_yield() {
+  if (!emuRunning) {
+    fprintf(stderr, "a barrier waits outside a launch\n");
+    abort();
+  }
+  emu_switch(&emuRunning->sp, emuSchedSp);
+}
+static void emu_start() {
+  (*emuRunning->body)();
+  emuRunning->done = true;
+  emu_switch(&emuRunning->sp, emuSchedSp);
+  abort();  // a finished fiber is never resumed
+}
+// emu_run runs every thread of one block or cluster, body() each, as
+// fibers in turn until all have returned.
+static void emu_run(std::vector<EmuThread>& threads, const std::function<void()>& body) {
+  emuFibers.clear();
+  for (auto& t : threads) {
+    char* stack;
+    if (!emuStacks.empty()) {
+      stack = emuStacks.back();
+      emuStacks.pop_back();
+    } else {
+      stack = (char*)mmap(nullptr, emuStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (stack == MAP_FAILED) {
+        perror("mmap");
+        abort();
+      }
+    }
+    auto* f = new EmuFiber{t, &body, stack};
+    // The first switch to a fiber pops six zeroed registers and returns
+    // into emu_start with the stack aligned as after a call.
+    void** top = (void**)(f->stack + emuStackBytes);
+    *--top = nullptr;
+    *--top = (void*)emu_start;
+    for (int i = 0; i < 6; i++) *--top = nullptr;
+    f->sp = top;
+    emuFibers.push_back(f);
+  }
+  for (size_t live = emuFibers.size(); live > 0;) {
+    live = 0;
+    for (auto* f : emuFibers) {
+      if (f->done) continue;
+      emuRunning = f, emuCur = &f->t;
+      emu_switch(&emuSchedSp, f->sp);
+      if (!f->done) live++;
+    }
+  }
+  emuRunning = nullptr, emuCur = &emuHost;
+  for (auto* f : emuFibers) {
+    emuStacks.push_back(f->stack);
+    delete f;
+  }
+  emuFibers.clear();
+}
+static EmuThread emu_thread(EmuBlock& b, unsigned i, dim3 block) {
+  EmuThread t;
+  t.tid = {i, 0, 0}, t.bid = block;
+  t.bbar = &b.bar, t.wbar = b.warps, t.shfl = b.shfl, t.mma = b.mma, t.smem = b.smem.data();
+  return t;
 }
 // launch runs a grid's blocks one after another (a block's __shared__
-// memory is static storage), each block's threads as std::threads.
+// memory is static storage), each block's threads as fibers.
 static void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
   gridDim = grid;
   blockDim = {threads, 1, 1};
@@ -69,9 +208,9 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
         EmuBlock b(threads, 0);
-        std::vector<std::thread> ts;
-        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { emu_enter(b, i, {x, y, z}); body(); });
-        for (auto& t : ts) t.join();
+        std::vector<EmuThread> ts;
+        for (unsigned i = 0; i < threads; i++) ts.push_back(emu_thread(b, i, {x, y, z}));
+        emu_run(ts, body);
       }
 }
 // launch_cluster runs a grid's clusters of C blocks along x one after
@@ -86,22 +225,21 @@ static void launch_cluster(dim3 grid, unsigned C, size_t smem, const std::functi
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x0 = 0; x0 < grid.x; x0 += C) {
-        std::barrier<> cb(C * threads);
+        EmuBarrier cb(C * threads);
         std::vector<std::unique_ptr<EmuBlock>> bs;
         std::vector<unsigned char*> mems;
         for (unsigned r = 0; r < C; r++) {
           bs.emplace_back(new EmuBlock(threads, smem));
           mems.push_back(bs.back()->smem.data());
         }
-        std::vector<std::thread> ts;
+        std::vector<EmuThread> ts;
         for (unsigned r = 0; r < C; r++)
-          for (unsigned i = 0; i < threads; i++)
-            ts.emplace_back([&, r, i] {
-              emu_enter(*bs[r], i, {x0 + r, y, z});
-              emuRank = r, emuClusterBar = &cb, emuClusterSmem = mems.data();
-              body();
-            });
-        for (auto& t : ts) t.join();
+          for (unsigned i = 0; i < threads; i++) {
+            EmuThread t = emu_thread(*bs[r], i, {x0 + r, y, z});
+            t.rank = r, t.cbar = &cb, t.csmem = mems.data();
+            ts.push_back(t);
+          }
+        emu_run(ts, body);
       }
 }
 #define __cluster_dims__(x, y, z)
