@@ -138,3 +138,27 @@ func TestLtStartupEnvironment(t *testing.T) {
 		t.Errorf("LOOM_CUBLASLT=1 without the library: ltStartup = %v, want an error", err)
 	}
 }
+
+// TestLtKernels checks which kernels cuBLASLt may stand in for, as every
+// kernel the device makes (at Open or at first use) is marked: the tiled
+// and GEMV matmuls of each dtype, and no other.
+func TestLtKernels(t *testing.T) {
+	for _, spec := range primitives.Catalog() {
+		k, err := newKernel(spec, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := false
+		for _, dt := range primitives.MatMulDTypes {
+			if spec.Name == primitives.MatMulTiledKernel(dt) || spec.Name == primitives.MatMulGEMVKernel(dt) {
+				want = true
+				if k.ltDType != dt {
+					t.Errorf("%s: dtype %s, want %s", spec.Name, k.ltDType, dt)
+				}
+			}
+		}
+		if k.lt != want {
+			t.Errorf("%s: cuBLASLt may run it: %v, want %v", spec.Name, k.lt, want)
+		}
+	}
+}

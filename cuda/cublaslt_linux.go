@@ -259,16 +259,23 @@ func ltType(dt graph.DType) uintptr {
 }
 
 // plan returns the plan of shape key, made (layouts, heuristic) on first
-// use; nil past ltMaxPlans shapes. Inside do.
-func (c *cublasLt) plan(key ltKey) *ltPlan {
+// use, when made is true; nil past ltMaxPlans shapes. Inside do.
+func (c *cublasLt) plan(key ltKey) (p *ltPlan, made bool) {
 	if p, ok := c.plans[key]; ok {
-		return p
+		return p, false
 	}
 	if len(c.plans) >= ltMaxPlans {
-		return nil
+		return nil, false
 	}
-	p := &ltPlan{key: key}
+	p = &ltPlan{key: key}
 	c.plans[key] = p
+	return p, true
+}
+
+// make makes plan p's layouts and asks the heuristic for its algorithm,
+// setting p.err where either fails.
+func (c *cublasLt) make(p *ltPlan) {
+	key := p.key
 	t := ltType(key.dt)
 	m, n, k := uintptr(key.m), uintptr(key.n), uintptr(key.k)
 	for _, l := range []struct {
@@ -276,20 +283,19 @@ func (c *cublasLt) plan(key ltKey) *ltPlan {
 		rows, cols, ldim uintptr
 	}{{&p.a, k, n, k}, {&p.b, k, m, k}, {&p.d, n, m, n}} {
 		if p.err = c.call(c.layoutCreate, uintptr(unsafe.Pointer(l.dst)), t, l.rows, l.cols, l.ldim); p.err != nil {
-			return p
+			return
 		}
 	}
 	var res ltHeuristicResult
 	var found int32
 	if p.err = c.call(c.heuristic, c.handle, c.desc, p.a, p.b, p.d, p.d, c.pref, 1, uintptr(unsafe.Pointer(&res)), uintptr(unsafe.Pointer(&found))); p.err != nil {
-		return p
+		return
 	}
 	if found < 1 || res.state != cublasSuccess {
 		p.err = fmt.Errorf("cuda: cublasLtMatmulAlgoGetHeuristic has no algorithm for %s %dx%dx%d (state %d)", key.dt, key.m, key.n, key.k, res.state)
-		return p
+		return
 	}
 	p.algo = res.algo
-	return p
 }
 
 // run enqueues D = A·B of plan p on stream: weights w, rows x, output out
@@ -319,6 +325,17 @@ func ltTakes(dt graph.DType, p *primitives.MatMulParams, rows int, args []runtim
 	return args[0].Size >= m*k*es && args[1].Size >= n*k*es && args[2].Size >= m*n*es
 }
 
+// ltKernel reports whether cuBLASLt may run the products of the named
+// kernel, and their dtype: the tiled and GEMV matmul kernels.
+func ltKernel(name string) (graph.DType, bool) {
+	for _, dt := range primitives.MatMulDTypes {
+		if name == primitives.MatMulTiledKernel(dt) || name == primitives.MatMulGEMVKernel(dt) {
+			return dt, true
+		}
+	}
+	return 0, false
+}
+
 // ltAligned reports whether the pointers are all ltAlign-byte aligned.
 func ltAligned(ptrs ...uint64) bool {
 	for _, p := range ptrs {
@@ -345,10 +362,16 @@ func (d *Device) ltPlanOf(k *kernel, params any, args []runtime.BufferArg) *ltPl
 			return nil
 		}
 	}
-	pl := d.lt.plan(ltKey{k.ltDType, p.M, p.N, p.K})
+	pl, made := d.lt.plan(ltKey{k.ltDType, p.M, p.N, p.K})
 	if pl == nil {
 		d.ltStats.unplanned.Add(1)
 		return nil
+	}
+	if made {
+		d.lt.make(pl)
+		if pl.err != nil {
+			d.ltFailed(pl.err) // once a shape: its products run in Loom's kernels
+		}
 	}
 	if pl.err != nil {
 		return nil
@@ -461,13 +484,6 @@ func (d *Device) ltStartup() error {
 		return nil
 	}
 	d.lt = lt
-	for _, dt := range primitives.MatMulDTypes {
-		for _, name := range []string{primitives.MatMulTiledKernel(dt), primitives.MatMulGEMVKernel(dt)} {
-			if k := d.kernels[name]; k != nil {
-				k.lt, k.ltDType = true, dt
-			}
-		}
-	}
 	d.ltRows.Store(int64(rows))
 	if rows > 0 {
 		d.caps.GatedGEMVMaxRows = min(d.caps.GatedGEMVMaxRows, rows-1)
@@ -499,9 +515,10 @@ type CuBLASLtInfo struct {
 	Rows    int    // the fewest rows of a product it takes; 0: none
 	Err     error  // why it is unavailable, or nil
 	// Since the device opened: products run by cublasLtMatmul on a stream,
-	// graph nodes captured (built or updated), calls that failed (Loom's
-	// kernel ran instead, LastErr says why), and products of a shape past
-	// ltMaxPlans (Loom's kernel ran).
+	// graph nodes captured (built or updated), shapes without a plan and
+	// calls or captures that failed (Loom's kernels ran instead, LastErr
+	// says why), and products of a shape past ltMaxPlans (Loom's kernel
+	// ran).
 	Calls, Captures, Failures, Unplanned int64
 	LastErr                              error
 }

@@ -621,6 +621,7 @@ type kernel struct {
 // depends on the kernel alone.
 func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
 	k := &kernel{name: spec.Name, fn: fn, args: spec.ArgNames()}
+	k.ltDType, k.lt = ltKernel(spec.Name)
 	nptrs, size := len(spec.Args)+1, 0 // the buffers and the status
 	if spec.Params != nil {
 		k.params = reflect.TypeOf(spec.Params).Elem()
