@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -97,24 +98,28 @@ func TestLoadCuBLASLtErrors(t *testing.T) {
 }
 
 // TestLtStartupEnvironment checks LOOM_CUBLASLT and LOOM_CUBLASLT_ROWS as
-// Open reads them, without a GPU: 0 turns cuBLASLt off with the reason
-// recorded, a missing file leaves it off with the file named, 1 makes its
-// absence an error, and a bad row count is an error.
+// Open reads them, without a GPU: neither (or rows 0) leaves cuBLASLt off
+// and unloaded, saying how to ask for it; 0 turns it off; a missing file
+// leaves it off with the file named; 1 makes its absence an error; a bad
+// row count is an error.
 func TestLtStartupEnvironment(t *testing.T) {
 	const missing = "/nonexistent/libcublasLt.so.13"
 	for _, c := range []struct {
 		lib, rows string
 		err, why  string // Open's error, and CuBLASLt's reason, that must appear ("" none)
 	}{
-		{lib: "0", why: "LOOM_CUBLASLT=0"},
+		{why: "not asked for"}, // the default: off, not loaded
+		{rows: "0", why: "not asked for"},
+		{lib: "0", rows: "65", why: "LOOM_CUBLASLT=0"},
 		{lib: missing, why: missing},
+		{lib: missing, rows: "9", why: missing},
 		{lib: "0", rows: "x", err: `LOOM_CUBLASLT_ROWS="x"`},
 		{lib: "0", rows: "-3", err: `LOOM_CUBLASLT_ROWS="-3"`},
 	} {
 		t.Setenv("LOOM_CUBLASLT", c.lib)
 		t.Setenv("LOOM_CUBLASLT_ROWS", c.rows)
 		if c.rows == "" {
-			t.Setenv("LOOM_CUBLASLT_ROWS", "65")
+			os.Unsetenv("LOOM_CUBLASLT_ROWS")
 		}
 		d := &Device{}
 		err := d.ltStartup()
@@ -133,7 +138,7 @@ func TestLtStartupEnvironment(t *testing.T) {
 		return
 	}
 	t.Setenv("LOOM_CUBLASLT", "1")
-	t.Setenv("LOOM_CUBLASLT_ROWS", "65")
+	os.Unsetenv("LOOM_CUBLASLT_ROWS")
 	if err := (&Device{}).ltStartup(); err == nil || !strings.Contains(err.Error(), "LOOM_CUBLASLT=1") {
 		t.Errorf("LOOM_CUBLASLT=1 without the library: ltStartup = %v, want an error", err)
 	}

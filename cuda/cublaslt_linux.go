@@ -20,6 +20,8 @@ import (
 // weights stored [N, K] (MatMulParams with Batch 1, TransposeA 0,
 // TransposeB 1) of at least the device's cuBLASLt rows, with its rows and
 // pointers aligned as cuBLASLt's kernels want them (ltTakes, ltAligned),
+// once the environment or SetCuBLASLtRows has turned it on (it is off by
+// default),
 // and calls cublasLtMatmul on its stream instead of launching the kernel.
 // In a CUDA graph that call is captured on a capture stream into a child
 // graph node, with ordinary edges around it; when a rebound argument
@@ -84,9 +86,9 @@ const ltWorkspaceBytes = 32 << 20
 // shapes run Loom's kernels (counted as CuBLASLtInfo.Unplanned).
 const ltMaxPlans = 4096
 
-// ltDefaultRows is the device's cuBLASLt rows unless LOOM_CUBLASLT_ROWS
-// says otherwise: past the 64 rows of the tensor-core GEMV, the products
-// Loom's tiled kernel takes.
+// ltDefaultRows is the device's cuBLASLt rows where LOOM_CUBLASLT turns
+// it on without LOOM_CUBLASLT_ROWS: past the 64 rows of the tensor-core
+// GEMV, the products Loom's tiled kernel takes.
 const ltDefaultRows = primitives.MatMulMMARows + 1
 
 // cublasLt holds libcublasLt's functions, the device's handle and its
@@ -126,8 +128,12 @@ type ltPlan struct {
 // (Open fails without it).
 var cublasLtNames = []string{"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11"}
 
-// errLtOff is CuBLASLt's reason where LOOM_CUBLASLT=0.
-var errLtOff = errors.New("cuda: cuBLASLt turned off (LOOM_CUBLASLT=0)")
+// CuBLASLt's reasons where LOOM_CUBLASLT=0, and where the environment does
+// not ask for it (the default).
+var (
+	errLtOff      = errors.New("cuda: cuBLASLt turned off (LOOM_CUBLASLT=0)")
+	errLtNotAsked = errors.New("cuda: cuBLASLt not asked for (LOOM_CUBLASLT_ROWS=65 runs products of 65 rows and more in it)")
+)
 
 // loadCuBLASLt opens the cuBLASLt library the environment's value v of
 // LOOM_CUBLASLT names (a file; "" or "1": the first of cublasLtNames on
@@ -450,40 +456,37 @@ func (q *queue) ltCapture(l *launch, vals []byte) (uintptr, error) {
 	return g, nil
 }
 
-// ltStartup opens cuBLASLt as the environment says (LOOM_CUBLASLT,
-// LOOM_CUBLASLT_ROWS; see Open) and sets the rows; where it is unavailable
-// d.ltErr says why. Only LOOM_CUBLASLT=1 makes its absence an error. A
-// device with cuBLASLt rows lowers the gated GEMV and the cluster GEMV to
-// fewer rows than them, so that products of that many rows reach it as
-// plain matmuls.
+// ltStartup opens cuBLASLt where the environment asks for it (see Open):
+// LOOM_CUBLASLT_ROWS=N (N > 0), LOOM_CUBLASLT=FILE or LOOM_CUBLASLT=1.
+// By default it stays off and unloaded (ltErr says so), and the device
+// runs exactly the kernels it runs without it. Where it was asked for and
+// cannot be opened, ltErr says why; only LOOM_CUBLASLT=1 makes that an
+// error. On, with rows below ltDefaultRows, it lowers Caps' gated and
+// cluster GEMV bounds below them, so that products of that many rows
+// reach it as plain matmuls.
 func (d *Device) ltStartup() error {
-	rows := ltDefaultRows
+	rows := -1 // not given
 	if err := envRows("LOOM_CUBLASLT_ROWS", &rows); err != nil {
 		return err
 	}
 	v := os.Getenv("LOOM_CUBLASLT")
-	if v == "0" {
+	switch {
+	case v == "0":
 		d.ltErr = errLtOff
 		return nil
+	case v == "" && rows <= 0:
+		d.ltErr = errLtNotAsked
+		return nil
 	}
-	lt, err := loadCuBLASLt(v)
-	if err == nil {
-		err = d.do(func() error {
-			if err := lt.start(); err != nil {
-				lt.close()
-				return err
-			}
-			return nil
-		})
+	if rows < 0 {
+		rows = ltDefaultRows
 	}
-	if err != nil {
+	if err := d.ltLoad(v); err != nil {
 		if v == "1" {
 			return fmt.Errorf("LOOM_CUBLASLT=1: %w", err)
 		}
-		d.ltErr = err
 		return nil
 	}
-	d.lt = lt
 	d.ltRows.Store(int64(rows))
 	if rows > 0 {
 		d.caps.GatedGEMVMaxRows = min(d.caps.GatedGEMVMaxRows, rows-1)
@@ -492,20 +495,53 @@ func (d *Device) ltStartup() error {
 	return nil
 }
 
+// ltLoad opens the cuBLASLt library LOOM_CUBLASLT's value v names ("" or
+// "1": the lookup) and makes its handle; a failure is kept in ltErr.
+func (d *Device) ltLoad(v string) error {
+	lt, err := loadCuBLASLt(v)
+	if err == nil {
+		err = d.do(func() error {
+			if err := lt.start(); err != nil {
+				lt.close()
+				return err
+			}
+			d.lt = lt // inside do: the launches read it there
+			return nil
+		})
+	}
+	if err != nil {
+		d.ltErr = err
+	}
+	return err
+}
+
 // SetCuBLASLtRows sets the fewest rows of a product the device gives
-// cuBLASLt (0: none), for the dispatches issued from then on. Asking for
-// rows fails, saying why, where cuBLASLt is unavailable. (Open lowers
-// Caps' gated and cluster GEMV bounds below LOOM_CUBLASLT_ROWS; this
-// leaves Caps alone.)
+// cuBLASLt (0: none), for the dispatches issued from then on, opening the
+// library if the environment left it unopened. Asking for rows fails,
+// saying why, where cuBLASLt is unavailable or LOOM_CUBLASLT=0. (Open
+// lowers Caps' gated and cluster GEMV bounds below LOOM_CUBLASLT_ROWS;
+// this leaves Caps alone.)
 func (d *Device) SetCuBLASLtRows(rows int) error {
 	if rows < 0 {
 		return fmt.Errorf("cuda: cuBLASLt rows %d: want ≥ 0", rows)
 	}
-	if rows > 0 && d.lt == nil {
-		return fmt.Errorf("cuda: cuBLASLt is unavailable: %w", d.ltErr)
+	if rows > 0 && !d.ltOpen() {
+		if d.ltErr != errLtNotAsked || d.drv == nil {
+			return fmt.Errorf("cuda: cuBLASLt is unavailable: %w", d.ltErr)
+		}
+		if err := d.ltLoad(""); err != nil {
+			return fmt.Errorf("cuda: cuBLASLt is unavailable: %w", err)
+		}
 	}
 	d.ltRows.Store(int64(rows))
 	return nil
+}
+
+// ltOpen reports whether the device has opened cuBLASLt.
+func (d *Device) ltOpen() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lt != nil
 }
 
 // CuBLASLtInfo describes the device's use of cuBLASLt.
@@ -541,9 +577,11 @@ func (i CuBLASLtInfo) String() string {
 func (d *Device) CuBLASLt() CuBLASLtInfo {
 	i := CuBLASLtInfo{Err: d.ltErr, Rows: int(d.ltRows.Load()), Calls: d.ltStats.calls.Load(), Captures: d.ltStats.captures.Load(),
 		Failures: d.ltStats.failures.Load(), Unplanned: d.ltStats.unplanned.Load()}
+	d.mu.Lock()
 	if d.lt != nil {
-		i.Path, i.Version = d.lt.path, d.lt.version
+		i.Path, i.Version, i.Err = d.lt.path, d.lt.version, nil
 	}
+	d.mu.Unlock()
 	if e := d.ltStats.lastErr.Load(); e != nil {
 		i.LastErr = *e
 	}

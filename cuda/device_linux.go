@@ -131,13 +131,15 @@ const arenaBytes = 4096
 // LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
 // (Caps.ClusterGEMVRows, sm_90 and later).
 //
-// Matrix products of at least 65 rows run in cuBLASLt where the library is
-// found (cublaslt_linux.go; libcublasLt.so.13, .12 or .11 on the loader's
-// path or in /usr/local/cuda*/lib64): LOOM_CUBLASLT=FILE names the
-// library, LOOM_CUBLASLT=0 turns it off, LOOM_CUBLASLT=1 makes Open fail
-// without it; LOOM_CUBLASLT_ROWS=N sets the rows (0: none), and below 65
-// also lowers the gated and cluster GEMVs' rows (Caps.GatedGEMVMaxRows,
-// Caps.ClusterGEMVRows) under N, so that those products reach it.
+// cuBLASLt (cublaslt_linux.go) is off unless asked for, since no product
+// has run in it on a GPU yet: LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain
+// matrix products of N rows and more in it, LOOM_CUBLASLT=FILE or
+// LOOM_CUBLASLT=1 those of 65 rows and more (FILE names the library, else
+// libcublasLt.so.13, .12 or .11 on the loader's path or in
+// /usr/local/cuda*/lib64; with 1 Open fails without it), LOOM_CUBLASLT=0
+// keeps it off. N below 65 also lowers the gated and cluster GEMVs' rows
+// (Caps.GatedGEMVMaxRows, Caps.ClusterGEMVRows) under N, so that those
+// products reach it.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {

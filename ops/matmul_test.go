@@ -477,10 +477,11 @@ func TestMatMulBatchInvariant(t *testing.T) {
 }
 
 // TestMatMulCuBLASLt runs products of many rows whose rows are whole
-// 16-byte vectors, which the CUDA device gives cuBLASLt (past 64 rows by
-// default), in every dtype: each must match the reference, and on CUDA
-// with cuBLASLt taking them it must have run them. Elsewhere (and on CUDA
-// with LOOM_CUBLASLT=0) they run in the devices' own kernels.
+// 16-byte vectors, which the CUDA device gives cuBLASLt where the
+// environment turns it on (LOOM_CUBLASLT_ROWS=65 or fewer), in every
+// dtype: each must match the reference, and on CUDA with cuBLASLt taking
+// them it must have run them. Elsewhere (and on CUDA by default) they run
+// in the devices' own kernels.
 func TestMatMulCuBLASLt(t *testing.T) {
 	r := loomtest.Rand(12)
 	const minRows = 65 // of the products' M
@@ -506,7 +507,7 @@ func TestMatMulCuBLASLt(t *testing.T) {
 		if _, after := loomtest.CuBLASLt(tg); rows > 0 && rows <= minRows && after == before {
 			t.Errorf("cuda: cuBLASLt takes products of %d rows and more, but ran none of these", rows)
 		} else if rows == 0 {
-			t.Logf("cuda: cuBLASLt is off: the products ran in Loom's kernels")
+			t.Logf("cuda: cuBLASLt is off (LOOM_CUBLASLT_ROWS=65 turns it on): the products ran in Loom's kernels")
 		}
 	}
 }
