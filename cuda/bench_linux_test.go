@@ -263,17 +263,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rows := []int{1, 2, 4, 8, 32, 64, 65, 128}
-	if s := os.Getenv("LOOM_MATMUL_ROWS"); s != "" {
-		rows = nil
-		for _, f := range strings.Split(s, ",") {
-			m, err := strconv.Atoi(f)
-			if err != nil || m < 1 {
-				b.Fatalf("LOOM_MATMUL_ROWS=%q: want row counts ≥ 1, separated by commas", s)
-			}
-			rows = append(rows, m)
-		}
-	}
+	rows := benchRows(b, []int{1, 2, 4, 8, 32, 64, 65, 128})
 	bw, err := d.MeasureBandwidth(1<<30, 10)
 	if err != nil {
 		b.Fatal(err)
@@ -457,6 +447,24 @@ func BenchmarkMatMulKernels(b *testing.B) {
 			w.Release()
 		}
 	}
+}
+
+// benchRows is the row counts LOOM_MATMUL_ROWS lists (such as 1,8),
+// else def.
+func benchRows(b *testing.B, def []int) []int {
+	s := os.Getenv("LOOM_MATMUL_ROWS")
+	if s == "" {
+		return def
+	}
+	var rows []int
+	for _, f := range strings.Split(s, ",") {
+		m, err := strconv.Atoi(f)
+		if err != nil || m < 1 {
+			b.Fatalf("LOOM_MATMUL_ROWS=%q: want row counts ≥ 1, separated by commas", s)
+		}
+		rows = append(rows, m)
+	}
+	return rows
 }
 
 // relDiff is the largest difference of two outputs of dtype dt, relative

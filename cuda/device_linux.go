@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
 	"github.com/loomrt/loom/runtime"
 )
@@ -65,7 +66,21 @@ type Device struct {
 		launches, replays, captures, updates, evictions, failures, programmatic atomic.Int64
 	}
 	hostTimes [hostClasses]hostClock // the host's time in the device's calls (hosttime_linux.go)
-	readMode  readMode               // how Read copies (LOOM_CUDA_READ)
+
+	readMode readMode // how Read copies (LOOM_CUDA_READ)
+
+	// cuBLASLt (cublaslt_linux.go): the library and its handle (nil where
+	// unavailable, ltErr says why), the fewest rows of a product it takes,
+	// the stream its calls in graphs are captured on (made on first use),
+	// and its counts.
+	lt       *cublasLt
+	ltErr    error
+	ltRows   atomic.Int64
+	ltStream uintptr
+	ltStats  struct {
+		calls, captures, failures, unplanned atomic.Int64
+		lastErr                              atomic.Pointer[error]
+	}
 }
 
 // arenaBytes is the size of the launch-parameter arena.
@@ -115,6 +130,16 @@ const arenaBytes = 4096
 // (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows), and
 // LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
 // (Caps.ClusterGEMVRows, sm_90 and later).
+//
+// cuBLASLt (cublaslt_linux.go) is off unless asked for, since no product
+// has run in it on a GPU yet: LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain
+// matrix products of N rows and more in it, LOOM_CUBLASLT=FILE or
+// LOOM_CUBLASLT=1 those of 65 rows and more (FILE names the library, else
+// libcublasLt.so.13, .12 or .11 on the loader's path or in
+// /usr/local/cuda*/lib64; with 1 Open fails without it), LOOM_CUBLASLT=0
+// keeps it off. N below 65 also lowers the gated and cluster GEMVs' rows
+// (Caps.GatedGEMVMaxRows, Caps.ClusterGEMVRows) under N, so that those
+// products reach it.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -210,6 +235,10 @@ func Open() (*Device, error) {
 		return nil, err
 	}
 	if err := d.load(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.ltStartup(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -540,6 +569,12 @@ func (d *Device) Close() {
 		if d.transfer != 0 {
 			d.drv.call(d.drv.streamDestroy, d.transfer)
 		}
+		if d.lt != nil {
+			d.lt.close()
+		}
+		if d.ltStream != 0 {
+			d.drv.call(d.drv.streamDestroy, d.ltStream)
+		}
 		if d.arena != nil {
 			d.drv.call(d.drv.memFreeHost, uintptr(d.arena))
 		}
@@ -574,6 +609,10 @@ type kernel struct {
 	// params struct from paramsOff and the status pointer at statusOff.
 	valuesOff, paramsOff, statusOff int
 	paramsPtr                       reflect.Type // *params
+	// lt marks the matmul kernels whose products of dtype ltDType cuBLASLt
+	// may run instead (cublaslt_linux.go).
+	lt      bool
+	ltDType graph.DType
 	// user marks a kernel compiled from its own CUDA source at first use
 	// (user_linux.go): it does not call grid_dependency_wait, so a graph
 	// node of it never depends on the one before programmatically.
@@ -584,6 +623,7 @@ type kernel struct {
 // depends on the kernel alone.
 func newKernel(spec primitives.KernelSpec, fn uintptr) (*kernel, error) {
 	k := &kernel{name: spec.Name, fn: fn, args: spec.ArgNames()}
+	k.ltDType, k.lt = ltKernel(spec.Name)
 	nptrs, size := len(spec.Args)+1, 0 // the buffers and the status
 	if spec.Params != nil {
 		k.params = reflect.TypeOf(spec.Params).Elem()

@@ -56,6 +56,7 @@ const (
 
 // Flags.
 const (
+	captureModeRelaxed = 2   // CU_STREAM_CAPTURE_MODE_RELAXED: a capture that holds off no other thread's calls
 	streamNonBlocking  = 0x1 // CU_STREAM_NON_BLOCKING: no implicit order with the legacy stream
 	eventDisableTiming = 0x2 // CU_EVENT_DISABLE_TIMING: the cheapest event
 )
@@ -83,7 +84,10 @@ type driver struct {
 	// the driver lacks one.
 	graphCreate, graphDestroy, graphAddKernelNode, graphAddMemsetNode   cfunc
 	graphInstantiate, graphLaunch, graphExecSetKernel, graphExecDestroy cfunc
-	graphErr                                                            error
+	// Child graphs captured from a stream: cuBLASLt's calls in a graph
+	// (cublaslt_linux.go).
+	streamBeginCapture, streamEndCapture, graphAddChildNode, graphExecSetChild cfunc
+	graphErr                                                                   error
 
 	// graphAddDependencies (cuGraphAddDependencies_v2, CUDA 12.3) adds
 	// edges with edge data: the programmatic edges of programmatic
@@ -178,6 +182,10 @@ func loadDriver() (*driver, error) {
 		&d.graphLaunch:        "cuGraphLaunch",
 		&d.graphExecSetKernel: "cuGraphExecKernelNodeSetParams",
 		&d.graphExecDestroy:   "cuGraphExecDestroy",
+		&d.streamBeginCapture: "cuStreamBeginCapture_v2",
+		&d.streamEndCapture:   "cuStreamEndCapture",
+		&d.graphAddChildNode:  "cuGraphAddChildGraphNode",
+		&d.graphExecSetChild:  "cuGraphExecChildGraphNodeSetParams",
 	})
 	if bind(lib, "libcuda.so.1", map[*cfunc]string{&d.streamWaitValue32: "cuStreamWaitValue32_v2"}) != nil {
 		d.streamWaitValue32 = cfunc{}
@@ -195,19 +203,23 @@ func loadDriver() (*driver, error) {
 // LOOM_NVRTC, if set, names the library file to use instead.
 var nvrtcNames = []string{"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"}
 
-// nvrtcDirs are searched when the dynamic loader's path does not hold NVRTC
-// (the CUDA toolkit installs it outside the default path).
-var nvrtcDirs = []string{"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda-*/lib64"}
+// libraryDirs are searched when the dynamic loader's path does not hold a
+// CUDA toolkit library (the toolkit installs NVRTC and cuBLASLt outside the
+// default path).
+var libraryDirs = []string{"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda-*/lib64"}
 
-// loadNVRTC opens the NVRTC library.
-func loadNVRTC() (*nvrtc, error) {
+// openLibrary opens the library what (such as NVRTC) names: the file
+// path where it is not "" (the value of the environment variable env),
+// else the first of names on the loader's path or in libraryDirs. It
+// returns the library's handle and file.
+func openLibrary(what, env, path string, names []string) (uintptr, string, error) {
 	var candidates []string
-	if p := os.Getenv("LOOM_NVRTC"); p != "" {
-		candidates = []string{p}
+	if path != "" {
+		candidates = []string{path}
 	} else {
-		candidates = append(candidates, nvrtcNames...)
-		for _, dir := range nvrtcDirs {
-			for _, name := range nvrtcNames {
+		candidates = append(candidates, names...)
+		for _, dir := range libraryDirs {
+			for _, name := range names {
 				m, _ := filepath.Glob(filepath.Join(dir, name))
 				candidates = append(candidates, m...)
 			}
@@ -216,29 +228,37 @@ func loadNVRTC() (*nvrtc, error) {
 	var firstErr error
 	for _, path := range candidates {
 		lib, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
+		if err == nil {
+			return lib, path, nil
 		}
-		n := &nvrtc{path: path}
-		err = bind(lib, path, map[*cfunc]string{
-			&n.version:           "nvrtcVersion",
-			&n.createProgram:     "nvrtcCreateProgram",
-			&n.compileProgram:    "nvrtcCompileProgram",
-			&n.destroyProg:       "nvrtcDestroyProgram",
-			&n.getProgramLogSize: "nvrtcGetProgramLogSize",
-			&n.getProgramLog:     "nvrtcGetProgramLog",
-			&n.getCUBINSize:      "nvrtcGetCUBINSize",
-			&n.getCUBIN:          "nvrtcGetCUBIN",
-		})
-		if err != nil {
-			return nil, err
+		if firstErr == nil {
+			firstErr = err
 		}
-		return n, nil
 	}
-	return nil, fmt.Errorf("cuda: NVRTC not found (tried %v; set LOOM_NVRTC to the library file): %v", candidates, firstErr)
+	return 0, "", fmt.Errorf("cuda: %s not found (tried %v; set %s to the library file): %v", what, candidates, env, firstErr)
+}
+
+// loadNVRTC opens the NVRTC library.
+func loadNVRTC() (*nvrtc, error) {
+	lib, path, err := openLibrary("NVRTC", "LOOM_NVRTC", os.Getenv("LOOM_NVRTC"), nvrtcNames)
+	if err != nil {
+		return nil, err
+	}
+	n := &nvrtc{path: path}
+	err = bind(lib, path, map[*cfunc]string{
+		&n.version:           "nvrtcVersion",
+		&n.createProgram:     "nvrtcCreateProgram",
+		&n.compileProgram:    "nvrtcCompileProgram",
+		&n.destroyProg:       "nvrtcDestroyProgram",
+		&n.getProgramLogSize: "nvrtcGetProgramLogSize",
+		&n.getProgramLog:     "nvrtcGetProgramLog",
+		&n.getCUBINSize:      "nvrtcGetCUBINSize",
+		&n.getCUBIN:          "nvrtcGetCUBIN",
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // raw calls f and returns its result code.

@@ -120,7 +120,7 @@ type memsetNodeParams struct {
 }
 
 // appendKey appends the structure of launches to key. An upload counts by
-// its size.
+// its size; a product cuBLASLt runs by its plan, one a shape.
 func appendKey(key []byte, launches []launch) []byte {
 	for i := range launches {
 		l := &launches[i]
@@ -130,6 +130,7 @@ func appendKey(key []byte, launches []launch) []byte {
 			continue
 		}
 		key = binary.LittleEndian.AppendUint64(key, uint64(l.function()))
+		key = binary.LittleEndian.AppendUint64(key, uint64(uintptr(unsafe.Pointer(l.lt))))
 		for _, v := range [...]int{l.grid.X, l.grid.Y, l.grid.Z, l.group.X, l.group.Y, l.group.Z, l.shared, len(l.args)} {
 			key = binary.LittleEndian.AppendUint32(key, uint32(v))
 		}
@@ -291,6 +292,12 @@ func (q *queue) buildGraph(launches []launch, vals []byte, offs []int, copyBack 
 		if l.k == nil || l.grid.Count() == 0 {
 			continue // an upload, or a dispatch without work: no node
 		}
+		if l.lt != nil {
+			if err := q.addLtNode(&ch, i, l, vals[offs[i]:offs[i+1]]); err != nil {
+				return fail(err)
+			}
+			continue
+		}
 		q.put(l.k, vals[offs[i]:offs[i+1]], st.dev+uint64(i*statusWords*4))
 		p := q.nodeParams(l)
 		if err := ch.add(&e.nodes[i], l.k, &p); err != nil {
@@ -355,6 +362,27 @@ func (c *chainer) add(node *uintptr, k *kernel, p *kernelNodeParams) error {
 	return nil
 }
 
+// addLtNode adds launch i, l, a product cuBLASLt runs, with argument
+// values vals, after the last node: a child graph node of its call
+// captured, with an ordinary edge (a node after it follows it with one
+// too).
+func (q *queue) addLtNode(c *chainer, i int, l *launch, vals []byte) error {
+	d := q.dev
+	g, err := q.ltCapture(l, vals)
+	if err != nil {
+		d.ltFailed(err)
+		return err
+	}
+	defer d.drv.call(d.drv.graphDestroy, g) // the node holds a copy
+	node := &c.e.nodes[i]
+	if err := d.drv.call(d.drv.graphAddChildNode, uintptr(unsafe.Pointer(node)), c.e.graph, uintptr(unsafe.Pointer(&c.prev)), 1, g); err != nil {
+		return err
+	}
+	d.ltStats.captures.Add(1)
+	c.prev, c.afterKernel = *node, false
+	return nil
+}
+
 // updateGraph sets the arguments of e's kernel nodes whose values differ
 // from vals.
 func (q *queue) updateGraph(e *graphExec, launches []launch, vals []byte, offs []int) error {
@@ -375,6 +403,24 @@ func (q *queue) updateGraph(e *graphExec, launches []launch, vals []byte, offs [
 // values in e.vals.
 func (q *queue) updateNode(e *graphExec, l *launch, i int) error {
 	d := q.dev
+	if l.lt != nil {
+		// Captured again with the new pointers: the same plan gives a
+		// graph of the same shape, as cuGraphExecChildGraphNodeSetParams
+		// requires.
+		g, err := q.ltCapture(l, e.vals[e.offs[i]:e.offs[i+1]])
+		if err != nil {
+			d.ltFailed(err)
+			return err
+		}
+		defer d.drv.call(d.drv.graphDestroy, g)
+		if err := d.drv.call(d.drv.graphExecSetChild, e.exec, e.nodes[i], g); err != nil {
+			d.ltFailed(err)
+			return err
+		}
+		d.ltStats.captures.Add(1)
+		d.graphStats.updates.Add(1)
+		return nil
+	}
 	q.put(l.k, e.vals[e.offs[i]:e.offs[i+1]], e.status.dev+uint64(i*statusWords*4))
 	p := q.nodeParams(l)
 	if err := d.drv.call(d.drv.graphExecSetKernel, e.exec, e.nodes[i], uintptr(unsafe.Pointer(&p))); err != nil {

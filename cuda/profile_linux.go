@@ -154,10 +154,7 @@ func (p *profiler) add(d *Device, l *launch, start, end uintptr) {
 	if start == 0 || end == 0 {
 		return
 	}
-	name := l.k.name
-	if l.function() != l.k.fn {
-		name += "+mma"
-	}
+	name := l.name()
 	var bytes int64
 	for _, a := range l.args {
 		bytes += a.Size

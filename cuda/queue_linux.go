@@ -26,6 +26,7 @@ type queue struct {
 	closed   bool
 	graphs   graphCache // graph execs by command-buffer structure
 	vals     []byte     // launch's scratch for argument values
+	ltWork   uint64     // cuBLASLt's workspace on this stream, 0 until first used (cublaslt_linux.go)
 }
 
 // NewQueue creates a stream that does not synchronise with the legacy
@@ -78,6 +79,10 @@ func (q *queue) Close() {
 			d.drv.call(d.drv.memFreeHost, uintptr(b.host))
 		}
 		q.events, q.blocks = nil, nil
+		if q.ltWork != 0 {
+			d.drv.call(d.drv.memFree, uintptr(q.ltWork))
+			q.ltWork = 0
+		}
 		return d.drv.call(d.drv.streamDestroy, q.stream)
 	})
 }
@@ -142,6 +147,20 @@ type launch struct {
 	params      any
 	shared      int
 	data        []byte
+	lt          *ltPlan // where cuBLASLt runs the dispatch's product instead of k (cublaslt_linux.go)
+}
+
+// name names the launch's work in a kernel profile: the kernel, with
+// "+mma" for its tensor-core variant and "+cublaslt" where cuBLASLt runs
+// it.
+func (l *launch) name() string {
+	switch {
+	case l.lt != nil:
+		return l.k.name + "+cublaslt"
+	case l.function() != l.k.fn:
+		return l.k.name + "+mma"
+	}
+	return l.k.name
 }
 
 // function is the CUfunction to launch: the kernel's tensor-core variant
@@ -234,8 +253,9 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 	return cb
 }
 
-// launchesOf returns l's dispatches and uploads as launches.
-func launchesOf(l *runtime.CommandList) []launch {
+// launchesOf returns l's dispatches and uploads as launches, with the
+// products cuBLASLt takes marked (Device.ltPlanOf). Inside do.
+func (d *Device) launchesOf(l *runtime.CommandList) []launch {
 	n := 0
 	for _, p := range l.Passes {
 		n += len(p.Commands)
@@ -245,7 +265,8 @@ func launchesOf(l *runtime.CommandList) []launch {
 		for i := range p.Commands {
 			switch c := &p.Commands[i]; c.Kind {
 			case runtime.CmdDispatch:
-				ls = append(ls, launch{c.Kernel.(*kernel), c.Grid, c.Group, c.Args, c.Params, c.Shared, nil})
+				k := c.Kernel.(*kernel)
+				ls = append(ls, launch{k, c.Grid, c.Group, c.Args, c.Params, c.Shared, nil, d.ltPlanOf(k, c.Params, c.Args)})
 			case runtime.CmdUpload:
 				ls = append(ls, launch{args: c.Args, data: c.Data})
 			}
@@ -274,7 +295,7 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 	if r != nil {
 		cb.launches = r.launches // read-only: retire reads the kernels and params
 	} else {
-		cb.launches = launchesOf(l)
+		cb.launches = d.launchesOf(l)
 	}
 	var err error
 	cb.status, err = q.statusBlock(max(len(cb.launches), 1))
@@ -286,7 +307,7 @@ func (q *queue) issue(cb *commandBuffer, l *runtime.CommandList) error {
 	var e *graphExec
 	if r != nil {
 		if e = q.launchReplay(r, l); e == nil {
-			cb.launches = launchesOf(l) // with this submission's uploads
+			cb.launches = d.launchesOf(l) // with this submission's uploads
 		}
 	}
 	if e == nil {
@@ -367,17 +388,26 @@ func (q *queue) launch(l *launch, status uint64) error {
 	if err != nil || skip {
 		return err
 	}
-	q.put(l.k, vals, status)
 	var start uintptr
 	if d.prof != nil {
 		d.prof.hold(d, q.stream)
 		start = d.prof.event(d, q.stream)
 	}
 	t := time.Now()
-	err = d.drv.call(d.drv.launchKernel, l.function(),
-		uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
-		uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
-		uintptr(l.shared), q.stream, uintptr(d.arena), 0)
+	if l.lt != nil {
+		if err = q.ltLaunch(l, vals); err != nil {
+			// Loom's kernel runs it instead, under its own name.
+			d.ltFailed(err)
+			l.lt = nil
+		}
+	}
+	if l.lt == nil {
+		q.put(l.k, vals, status)
+		err = d.drv.call(d.drv.launchKernel, l.function(),
+			uintptr(l.grid.X), uintptr(l.grid.Y), uintptr(l.grid.Z),
+			uintptr(l.group.X), uintptr(l.group.Y), uintptr(l.group.Z),
+			uintptr(l.shared), q.stream, uintptr(d.arena), 0)
+	}
 	d.since(hostLaunch, t)
 	if d.prof != nil {
 		if err == nil {

@@ -75,7 +75,7 @@ func (rg *hostRig) listSized(uploads []int, dispatches int, out func(i int) *buf
 // replay is the entry launchReplay would hold for l: its launches and an
 // exec whose nodes carry l's values (the device calls left out).
 func (rg *hostRig) replay(tb testing.TB, l *runtime.CommandList) *replayList {
-	r := &replayList{launches: launchesOf(l)}
+	r := &replayList{launches: rg.q.dev.launchesOf(l)}
 	e := &graphExec{nodes: make([]uintptr, len(r.launches))}
 	for i := range r.launches {
 		e.offs = append(e.offs, len(e.vals))
@@ -225,7 +225,7 @@ func BenchmarkReplayHostWork(b *testing.B) {
 		var key, vals []byte
 		var offs []int
 		for i := 0; i < b.N; i++ {
-			ls := launchesOf(lists[i%2])
+			ls := rg.q.dev.launchesOf(lists[i%2])
 			key = appendKey(key[:0], ls)
 			g := keys[string(key)]
 			vals, offs = vals[:0], offs[:0]

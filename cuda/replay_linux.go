@@ -83,7 +83,7 @@ func (q *queue) replayOf(l *runtime.CommandList) *replayList {
 // the build fails.
 func (q *queue) newReplay(l *runtime.CommandList) *replayList {
 	d, c := q.dev, &q.graphs
-	r := &replayList{launches: launchesOf(l)}
+	r := &replayList{launches: d.launchesOf(l)}
 	ls := r.launches
 	head := 0
 	for head < len(ls) && ls[head].k == nil {

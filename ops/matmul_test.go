@@ -423,7 +423,8 @@ func TestMatMulTensorCores(t *testing.T) {
 // Metal (whose GEMV and tiled kernels sum every element the same way) a
 // row's result does not depend on the rows computed with it: rows of
 // x[M, K]·Wᵀ for M = 1, 3, 8, 17, 64 (and x shifted by one row) are the
-// same bit for bit as the same rows in any other of these products.
+// same bit for bit as the same rows in any other of these products (on
+// CUDA, those of fewer rows than cuBLASLt takes, LOOM_CUBLASLT_ROWS).
 // Elsewhere (the CPU devices, CUDA with tensor cores off, whose M = 1 GEMV
 // and tiled kernel sum in other orders) the products are only checked
 // against the reference.
@@ -457,6 +458,9 @@ func TestMatMulBatchInvariant(t *testing.T) {
 					if tg.Name != "metal" && (tg.Name != "cuda" || !tg.RT.Device().Caps().TensorCores) {
 						continue
 					}
+					if rows, _ := loomtest.CuBLASLt(tg); rows > 0 && p.m >= rows {
+						continue // cuBLASLt's algorithm depends on M (docs/SERVE.md, "Batch invariance")
+					}
 					rb := len(b) / p.m
 					for j := range p.m {
 						got := string(b[j*rb : (j+1)*rb])
@@ -468,6 +472,42 @@ func TestMatMulBatchInvariant(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestMatMulCuBLASLt runs products of many rows whose rows are whole
+// 16-byte vectors, which the CUDA device gives cuBLASLt where the
+// environment turns it on (LOOM_CUBLASLT_ROWS=65 or fewer), in every
+// dtype: each must match the reference, and on CUDA with cuBLASLt taking
+// them it must have run them. Elsewhere (and on CUDA by default) they run
+// in the devices' own kernels.
+func TestMatMulCuBLASLt(t *testing.T) {
+	r := loomtest.Rand(12)
+	const minRows = 65 // of the products' M
+	var cases []*matmulCase
+	for _, dt := range primitives.MatMulDTypes {
+		for _, s := range [][2][]int{{{100, 1024}, {136, 1024}}, {{257, 64}, {24, 64}}, {{2, 40, 64}, {72, 64}}, {{minRows, 1000}, {136, 1000}}} {
+			cases = append(cases, newMatmulCase(r, dt, false, true, s[0], s[1]))
+		}
+	}
+	for _, tg := range loomtest.Targets(t) {
+		rows, before := loomtest.CuBLASLt(tg)
+		outs := make([]*graph.Array, len(cases))
+		for i, c := range cases {
+			outs[i] = c.build()
+		}
+		tg.Eval(t, outs...)
+		for i, c := range cases {
+			c.check(t, tg.Name, outs[i])
+		}
+		if tg.Name != "cuda" {
+			continue
+		}
+		if _, after := loomtest.CuBLASLt(tg); rows > 0 && rows <= minRows && after == before {
+			t.Errorf("cuda: cuBLASLt takes products of %d rows and more, but ran none of these", rows)
+		} else if rows == 0 {
+			t.Logf("cuda: cuBLASLt is off (LOOM_CUBLASLT_ROWS=65 turns it on): the products ran in Loom's kernels")
 		}
 	}
 }

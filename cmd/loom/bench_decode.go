@@ -65,8 +65,9 @@ type decodeResult struct {
 	SetupSeconds      float64      `json:"setup_s"`
 	KVCacheMB         float64      `json:"kv_cache_mb"`
 	ParametersMillion float64      `json:"parameters_m"`
-	Kernels           []kernelStat `json:"kernels,omitempty"` // -kernels: the GPU time of a step by kernel
-	Logprobs          int          `json:"logprobs"`          // top log-probs reported per sequence and step, -1 for none
+	Kernels           []kernelStat `json:"kernels,omitempty"`  // -kernels: the GPU time of a step by kernel
+	Logprobs          int          `json:"logprobs"`           // top log-probs reported per sequence and step, -1 for none
+	CuBLASLt          string       `json:"cublaslt,omitempty"` // the CUDA device's use of cuBLASLt (its library and rows, or why it is off; its calls)
 }
 
 // hostPhase is one phase of the timed steps' host time or wait, over the
@@ -475,6 +476,9 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 	if check {
 		res.Hazards = len(hazards())
 	}
+	if device == "cuda" {
+		res.CuBLASLt = cudaCuBLASLt()
+	}
 	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
@@ -508,7 +512,7 @@ func benchDecodeRun(dir, weightsName string, bits, groupSize, batch, context, st
 		fmt.Printf("  checking device: %d hazards\n", res.Hazards)
 	}
 	if device == "cuda" {
-		fmt.Printf("  %s\n", cudaGraphSummary())
+		fmt.Printf("  %s\n  %s\n", cudaGraphSummary(), res.CuBLASLt)
 	}
 	if len(res.Kernels) > 0 {
 		printKernelStats(res.Kernels, fmt.Sprintf("%d steps", profiled), bw.Read)

@@ -57,7 +57,8 @@ type serveResult struct {
 	// time during the timed requests (in process: server and load
 	// generator), a figure other processes' load hardly moves.
 	OutputTokensPerCPUs float64      `json:"output_tokens_per_cpu_s,omitempty"`
-	Kernels             []kernelStat `json:"kernels,omitempty"` // -kernels: an engine step's GPU time by kernel
+	Kernels             []kernelStat `json:"kernels,omitempty"`  // -kernels: an engine step's GPU time by kernel
+	CuBLASLt            string       `json:"cublaslt,omitempty"` // the in-process CUDA device's use of cuBLASLt (its library and rows, or why it is off; its calls)
 }
 
 // streamStats is one streamed completion's timing.
@@ -233,12 +234,18 @@ func benchServe(args []string) error {
 			res.Kernels = kernelStats(profile, int(res.Steps))
 		}
 	}
+	if *url == "" {
+		res.CuBLASLt = cudaCuBLASLt()
+	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		fmt.Println(string(b))
 	} else {
 		if res.Server != "" {
 			fmt.Printf("server: in-process on %s (%s)\n", res.URL, res.Server)
+		}
+		if res.CuBLASLt != "" {
+			fmt.Println(res.CuBLASLt)
 		}
 		fmt.Printf("%d requests (%d failed) in %.2f s at rate %g/s, concurrency ≤ %d: %d prompt and %d output tokens\n",
 			res.Requests, res.Failed, res.Seconds, res.Rate, res.Concurrency, res.PromptTokens, res.OutputTokens)

@@ -70,6 +70,15 @@ func cudaGraphSummary() string {
 		s.Launches, s.Replays, s.Captures, s.Updates, s.Evictions, s.Failures, cudaDev.PDL(), s.Programmatic)
 }
 
+// cudaCuBLASLt describes the CUDA device's use of cuBLASLt so far
+// (LOOM_CUBLASLT, LOOM_CUBLASLT_ROWS); "" if the device is not open.
+func cudaCuBLASLt() string {
+	if cudaDev == nil {
+		return ""
+	}
+	return cudaDev.CuBLASLt().String()
+}
+
 // cudaHostClasses name the figures of cudaHostTimes, in its order
 // (cuda.HostTimes; its Wait is left out: the bench's wait is the
 // runtime's, which holds it).

@@ -20,6 +20,8 @@ func benchMembwCUDA(sizeMiB, reps int) error { return errNoCUDA }
 
 func cudaGraphSummary() string { return "" }
 
+func cudaCuBLASLt() string { return "" }
+
 var cudaHostClasses []string
 
 func cudaHostTimes() []time.Duration { return nil }

@@ -44,3 +44,15 @@ func gpuTargets(t testing.TB) []Target {
 	t.Cleanup(rt.Close)
 	return []Target{{Name: "cuda", RT: rt}}
 }
+
+// CuBLASLt returns the fewest rows of a product tg's CUDA device runs in
+// cuBLASLt (0: none, or tg is not on the CUDA device) and the products
+// cuBLASLt ran or was captured for so far.
+func CuBLASLt(tg Target) (rows int, products int64) {
+	d, ok := tg.RT.Device().(*cuda.Device)
+	if !ok {
+		return 0, 0
+	}
+	i := d.CuBLASLt()
+	return i.Rows, i.Calls + i.Captures
+}
