@@ -69,6 +69,15 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		{`asm volatile\("barrier\.cluster[^"]*"[^;]*;`, `emuClusterBar->arrive_and_wait();`},
 		{`asm volatile\("mapa[^"]*"[^;]*;`, `ra = a | rank << 24;`},
 		{`asm volatile\("ld\.shared::cluster[^"]*"[^;]*;`, `memcpy(&v, emuClusterSmem[ra >> 24] + (ra & 0xffffff), 4);`},
+		// The bulk GEMV's (shim.h's emu_mbar_*, emu_bulk_*): copies land
+		// when their mbarrier is polled.
+		{`extern __shared__ __align__\(16\) u8 bulk_smem\[\];`, `#define bulk_smem emuSmem`},
+		{`asm volatile\("mbarrier\.init[^"]*"[^;]*;`, `emu_mbar_init(bar, count);`},
+		{`asm volatile\("fence\.mbarrier_init[^"]*"[^;]*;`, ``},
+		{`asm volatile\("mbarrier\.arrive\.expect_tx[^"]*"[^;]*;`, `emu_mbar_expect(bar, bytes);`},
+		{`asm volatile\("\{ \.reg \.pred p; mbarrier\.try_wait\.parity[^"]*"[^;]*;`, `done = emu_mbar_try_wait(bar, parity);`},
+		{`asm volatile\("cp\.async\.bulk\.shared::cluster\.global[^"]*"[^;]*;`, `emu_bulk_copy(dst, src, bytes, bar);`},
+		{`asm volatile\("cp\.async\.bulk\.prefetch\.L2[^"]*"[^;]*;`, `emu_bulk_prefetch(src, bytes);`},
 	})
 }
 

@@ -151,17 +151,20 @@ type launch struct {
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
 func (l *launch) function() uintptr {
-	mma, ring := false, false
+	mma, ring, bulk := false, false, false
 	switch p := l.params.(type) {
 	case *primitives.MatMulParams:
-		mma, ring = p.MMA == 1, p.Ring == 1
+		mma, ring, bulk = p.MMA == 1, p.Ring == 1, p.Bulk > 0
 	case *primitives.MatMulSiLUMulParams:
-		mma, ring = p.MMA == 1, p.Ring == 1
+		mma, ring, bulk = p.MMA == 1, p.Ring == 1, p.Bulk > 0
 	case *primitives.AddRMSNormLinearParams:
-		mma = p.MMA == 1
+		mma, bulk = p.MMA == 1, p.Bulk > 0
 	}
 	if ring && l.k.ring != 0 {
 		return l.k.ring
+	}
+	if bulk && l.k.bulk != 0 {
+		return l.k.bulk
 	}
 	if mma && l.k.mma != 0 {
 		return l.k.mma

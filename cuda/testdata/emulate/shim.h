@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <map>
+#include <string>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
@@ -30,6 +32,14 @@ dim3 gridDim, blockDim;
 #define __shared__ static
 #define __align__(n) alignas(n)
 struct MmaStage { unsigned a[32][4], b[32][2]; };
+// The bulk GEMV's mbarriers and 1-D bulk copies (cp.async.bulk): an
+// mbarrier's state is kept beside its block, by shared address; a copy is
+// queued on its mbarrier and lands (a memcpy, its bytes off the
+// transaction count) only when a thread polls that mbarrier, one copy a
+// poll, so that a wait that returns on the wrong phase reads stale bytes
+// (or the garbage the shared memory starts with) instead of the copy's.
+struct EmuMbar { unsigned expected, pending; long tx; unsigned phase; };
+struct EmuCopy { unsigned dst; const void* src; unsigned bytes, bar; };
 // A block's barriers and its warps' staging areas, which its threads point
 // at (thread_local), so that the blocks of a cluster run at once.
 struct EmuBlock {
@@ -38,6 +48,9 @@ struct EmuBlock {
   float shfl[32][32];
   MmaStage mma[32];
   std::vector<unsigned char> smem;  // the dynamic shared memory
+  std::mutex bulkMu;                // guards mbars and copies
+  std::map<unsigned, EmuMbar> mbars;
+  std::vector<EmuCopy> copies;      // in flight
   EmuBlock(unsigned threads, size_t smemBytes) : bar(threads), smem(smemBytes, 0xab) {
     for (unsigned w = 0; w < threads / 32; w++) warps[w] = new std::barrier<>(32);
   }
@@ -52,13 +65,32 @@ thread_local MmaStage* mmaStage;
 // The cluster of the block (launch_cluster): its dynamic shared memory,
 // rank, barrier and every block's shared memory, by rank.
 thread_local unsigned char* emuSmem;
+thread_local EmuBlock* emuBlock;
 thread_local unsigned emuRank;
 thread_local std::barrier<>* emuClusterBar;
 thread_local unsigned char* const* emuClusterSmem;
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
 static void emu_enter(EmuBlock& b, unsigned i, dim3 block) {
   threadIdx = {i, 0, 0}, blockIdx = block;
-  blockBar = &b.bar, warpBar = b.warps, shflStage = b.shfl, mmaStage = b.mma, emuSmem = b.smem.data();
+  blockBar = &b.bar, warpBar = b.warps, shflStage = b.shfl, mmaStage = b.mma, emuSmem = b.smem.data(), emuBlock = &b;
+}
+// emuBulkFail records a misuse of the mbarriers or bulk copies (the first
+// message is kept for the driver to print).
+static int emuBulkFails;
+static std::string emuBulkWhy;
+static std::mutex emuBulkFailMu;
+template <typename... A> static void emuBulkFail(const char* fmt, A... a) {
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, a...);
+  std::lock_guard<std::mutex> g(emuBulkFailMu);
+  if (emuBulkFails++ == 0) emuBulkWhy = msg;
+}
+// emu_block_done checks a block that has exited: no copy in flight, no
+// mbarrier waiting for bytes.
+static void emu_block_done(EmuBlock& b) {
+  if (!b.copies.empty()) emuBulkFail("a block exited with %zu bulk copies in flight", b.copies.size());
+  for (auto& [bar, m] : b.mbars)
+    if (m.tx != 0) emuBulkFail("mbarrier at %u still expects %ld bytes at exit", bar, m.tx);
 }
 // launch runs a grid's blocks one after another (a block's __shared__
 // memory is static storage), each block's threads as std::threads.
@@ -72,6 +104,7 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
         std::vector<std::thread> ts;
         for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { emu_enter(b, i, {x, y, z}); body(); });
         for (auto& t : ts) t.join();
+        emu_block_done(b);
       }
 }
 // launch_cluster runs a grid's clusters of C blocks along x one after
@@ -102,6 +135,7 @@ static void launch_cluster(dim3 grid, unsigned C, size_t smem, const std::functi
               body();
             });
         for (auto& t : ts) t.join();
+        for (auto& b : bs) emu_block_done(*b);
       }
 }
 #define __cluster_dims__(x, y, z)
@@ -173,9 +207,12 @@ static size_t emuWBytes;
 static std::vector<unsigned char> emuSeen;
 static int emuOutside;
 static std::mutex emuMu;
+// emuCopied counts, per byte of the weights, the bulk copies that read it.
+static std::vector<unsigned char> emuCopied;
 static void emu_weights(const void* w, size_t bytes) {
   emuW = (const char*)w, emuWBytes = bytes, emuOutside = 0;
   emuSeen.assign(bytes, 0);
+  emuCopied.assign(bytes, 0);
 }
 static inline void emu_prefetch(const void* p, unsigned long long n) {
   if (threadIdx.x != 0 || n == 0) return;
@@ -186,4 +223,78 @@ static inline void emu_prefetch(const void* p, unsigned long long n) {
     return;
   }
   std::fill(emuSeen.begin() + (c - emuW), emuSeen.begin() + (c - emuW) + n, 1);
+}
+static void emu_mbar_done(EmuMbar& m) {
+  if (m.pending == 0 && m.tx == 0) m.phase++, m.pending = m.expected;
+}
+static EmuMbar* emu_mbar(unsigned bar) {
+  auto it = emuBlock->mbars.find(bar);
+  if (it == emuBlock->mbars.end()) {
+    emuBulkFail("mbarrier at %u used before mbarrier.init", bar);
+    return nullptr;
+  }
+  return &it->second;
+}
+static void emu_mbar_init(unsigned bar, unsigned count) {
+  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
+  if (bar % 8 != 0 || bar + 8 > emuBlock->smem.size()) emuBulkFail("mbarrier at %u: misaligned or past the %zu bytes of shared memory", bar, emuBlock->smem.size());
+  emuBlock->mbars[bar] = EmuMbar{count, count, 0, 0};
+}
+static void emu_mbar_expect(unsigned bar, unsigned bytes) {
+  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
+  EmuMbar* m = emu_mbar(bar);
+  if (m == nullptr) return;
+  if (m->pending == 0) emuBulkFail("mbarrier at %u: an arrival past its count", bar);
+  m->tx += bytes, m->pending--;
+  emu_mbar_done(*m);
+}
+static void emu_bulk_copy(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
+  if (dst % 16 != 0 || (uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
+    emuBulkFail("bulk copy to %u of %u bytes from an address %u mod 16: want both 16-byte aligned, a positive multiple of 16 bytes", dst, bytes, (unsigned)((uintptr_t)src % 16));
+  if ((size_t)dst + bytes > emuBlock->smem.size()) emuBulkFail("bulk copy to %u of %u bytes: past the shared memory's %zu bytes", dst, bytes, emuBlock->smem.size());
+  const char* c = (const char*)src;
+  if (c < emuW || c + bytes > emuW + emuWBytes) {
+    emuBulkFail("bulk copy to %u of %u bytes: its source is outside the weights", dst, bytes);
+  } else {
+    for (size_t i = c - emuW; i < (size_t)(c - emuW) + bytes; i++) emuCopied[i]++;
+  }
+  emuBlock->copies.push_back(EmuCopy{dst, src, bytes, bar});
+}
+// emu_mbar_try_wait lands the first copy in flight on bar, if any, and
+// says whether bar's phase of the given parity has completed. A thread
+// that polls 10^7 times in vain reports a deadlock and stops.
+static bool emu_mbar_try_wait(unsigned bar, unsigned parity) {
+  thread_local long polls = 0;
+  {
+    std::lock_guard<std::mutex> g(emuBlock->bulkMu);
+    EmuMbar* m = emu_mbar(bar);
+    if (m == nullptr) return true;
+    auto& cs = emuBlock->copies;
+    for (size_t i = 0; i < cs.size(); i++) {
+      if (cs[i].bar != bar) continue;
+      memcpy(emuBlock->smem.data() + cs[i].dst, cs[i].src, cs[i].bytes);
+      m->tx -= cs[i].bytes;
+      cs.erase(cs.begin() + i);
+      emu_mbar_done(*m);
+      break;
+    }
+    if ((m->phase & 1) != parity) {
+      polls = 0;
+      return true;
+    }
+  }
+  if (++polls > 10000000) {
+    fprintf(stderr, "deadlock: thread %u of block %u waits on the mbarrier at %u for parity %u\n", threadIdx.x, blockIdx.x, bar, parity);
+    abort();
+  }
+  std::this_thread::yield();
+  return false;
+}
+// emu_bulk_prefetch is cp.async.bulk.prefetch.L2: a prefetch of the span,
+// whose address and size must be 16-byte multiples.
+static void emu_bulk_prefetch(const void* src, unsigned bytes) {
+  if ((uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
+    emuBulkFail("bulk prefetch of %u bytes from an address %u mod 16: want a 16-byte aligned address and a positive multiple of 16 bytes", bytes, (unsigned)((uintptr_t)src % 16));
+  emu_prefetch(src, bytes);
 }
