@@ -155,7 +155,11 @@ func (p *profiler) add(d *Device, l *launch, start, end uintptr) {
 		return
 	}
 	name := l.k.name
-	if l.function() != l.k.fn {
+	switch fn := l.function(); {
+	case fn == l.k.fn:
+	case fn == l.k.bulk:
+		name += "+bulk"
+	default:
 		name += "+mma"
 	}
 	var bytes int64
