@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ var emulateFiles embed.FS
 // bit for bit the GEMV's outputs through silu_mul's formula) and the
 // tensor-core ones as follows. The file's code up to the
 // tiled tensor-core kernel, compiled by g++ against testdata/emulate/shim.h
-// (a block's threads are std::threads; mma.sync is emulated from the 32
+// (a block's threads are fibers of one host thread; mma.sync is emulated from the 32
 // lanes' fragments in the PTX ISA's layout), driven by
 // testdata/emulate/gemv_mma.cpp (bfloat16: results against a float64
 // reference, bit for bit the same for every split, tile height and grid
@@ -39,11 +40,16 @@ var emulateFiles embed.FS
 // stored once. The cluster variants (matmul_bf16_gemv_mma_ring,
 // matmul_silu_mul_bf16_mma_ring; a cluster's blocks at once, their shared
 // memory read by each other) bit for bit the tile loop's outputs from 9 to
-// 130 rows, with aligned and offset x. Each launch also holds the weight spans the blocks prefetch
+// 130 rows, with aligned and offset x. The bulk variants
+// (matmul_bf16_gemv_mma_bulk, matmul_silu_mul_bf16_mma_bulk and the fused
+// norms'; shim.h keeps their mbarriers and lands a bulk copy only when its
+// mbarrier is polled) bit for bit the tile loop's over splits, tile
+// heights, rings that wrap and grids, with aligned and offset x and
+// weights, each weight byte copied once. Each launch also holds the weight spans the blocks prefetch
 // before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
 // the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
-	files := emulationSources(t, "about 30 s of host threads")
+	files := emulationSources(t, "seconds of g++ and host work")
 	src := files["matmul.cu"]
 	cut := strings.Index(src, "// ---- large M on tensor cores")
 	if cut < 0 {
@@ -89,7 +95,7 @@ func TestGEMVMMAEmulated(t *testing.T) {
 // loop, with misaligned codes or x, and for each row of x alone; and the
 // code rows each block prefetches before grid_dependency_wait.
 func TestQuantizedEmulated(t *testing.T) {
-	files := emulationSources(t, "about 20 s of host threads")
+	files := emulationSources(t, "seconds of g++ and host work")
 	emulate(t, "quantized.cu", "", files["quantized.cu"], "qmatmul.cpp", []replacement{
 		{`asm\("lop3\.b32 %0, %1, %2, %3, 0xea;"[^;]*;`, `r = (a & b) | c;`},
 		f16Unemulated,
@@ -127,6 +133,9 @@ var f16Unemulated = replacement{`asm\("cvt\.f32\.f16[^"]*"[^;]*;`, `f = 0; abort
 // unless the driver prints PASS.
 func emulate(t *testing.T, file, prelude, src, driver string, replace []replacement, extra ...string) {
 	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the emulation's fibers switch with x86-64 code (testdata/emulate/shim.h)")
+	}
 	cxx, err := exec.LookPath("g++")
 	if err != nil {
 		t.Skipf("no g++ to build the emulation with: %v", err)
@@ -189,13 +198,11 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 // float32 rows of 80 (lanes past the row idle) and 96 in chunks of 256
 // bytes; and the measurement variants of the tensor-core path, P
 // transposed by shuffles (bfloat16 rows of 64) and the scores in 4
-// accumulators (rows of 96). Rows of 256 and the builds that only the
-// environment selects (8 warps, chunks of 256 bytes, the measurement
-// variants) run with LOOM_EMULATE_ALL=1. GQA groups of 1 to 16 (one pass, a pass and a
+// accumulators (rows of 96). GQA groups of 1 to 16 (one pass, a pass and a
 // part, several passes). It checks the kernel's indexing, fragment layouts, masks,
 // rings and merges, not the GPU's rounding or the copies' timing.
 func TestPagedAttentionEmulated(t *testing.T) {
-	files := emulationSources(t, "minutes of host threads")
+	files := emulationSources(t, "seconds of g++ and host work a variant")
 	// The device-only statements, each replaced by the host's form (a
 	// float16 conversion aborts: the driver runs bfloat16 and float32).
 	replace := []replacement{
@@ -211,17 +218,11 @@ func TestPagedAttentionEmulated(t *testing.T) {
 		{`asm\("cvt\.rn\.f16x2\.f32[^"]*"[^;]*;`, `r = 0; abort(); // float16 is not emulated`},
 		f16Unemulated,
 	}
-	variants := []struct{ dtype, hs, define string }{{"bf16", "128", ""}, {"bf16", "80", ""}, {"f32", "80", ""}}
-	// Rows of 256 (95 s alone) and the builds the environment selects for
-	// measurement (LOOM_CUDA_ATTENTION_*) take minutes more of host
-	// threads than make test's 15 minutes leave.
-	if os.Getenv("LOOM_EMULATE_ALL") == "1" {
-		variants = append(variants, []struct{ dtype, hs, define string }{
-			{"bf16", "256", ""},
-			{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
-			{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"}, {"bf16", "64", "LOOM_ATTENTION_SHUFFLE_TRANSPOSE"},
-			{"bf16", "96", "LOOM_ATTENTION_S_CHAINS 4"},
-		}...)
+	variants := []struct{ dtype, hs, define string }{
+		{"bf16", "128", ""}, {"bf16", "256", ""}, {"bf16", "80", ""}, {"f32", "80", ""},
+		{"bf16", "128", "LOOM_ATTENTION_BLOCK_WARPS 8"}, {"bf16", "256", "LOOM_ATTENTION_BLOCK_WARPS 8"},
+		{"f32", "96", "LOOM_ATTENTION_CHUNK_BYTES 256"}, {"bf16", "64", "LOOM_ATTENTION_SHUFFLE_TRANSPOSE"},
+		{"bf16", "96", "LOOM_ATTENTION_S_CHAINS 4"},
 	}
 	for _, v := range variants {
 		name, defines := v.dtype+"_hs"+v.hs, ""

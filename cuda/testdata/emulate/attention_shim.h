@@ -38,11 +38,10 @@ static inline void __syncwarp(unsigned = 0xffffffffu) { warpBar[threadIdx.x / 32
 // __syncthreads_or alternates two accumulators, so that a call's reset
 // (by thread 0, after every thread has read it) never races the next
 // call's ors.
-static std::atomic<int> orAcc[2];
-static thread_local int orPhase;
+static int orAcc[2];
 static inline int __syncthreads_or(int p) {
-  int ph = orPhase;
-  orPhase ^= 1;
+  int ph = emuCur->orPhase;
+  emuCur->orPhase ^= 1;
   if (p) orAcc[ph] = 1;
   blockBar->arrive_and_wait();
   int r = orAcc[ph];

@@ -1,13 +1,15 @@
 // Host emulation of the CUDA subset the GEMVs use (see
-// cuda/emulate_test.go): a block's threads are std::threads, and a warp's
-// lanes meet at barriers for mma.sync (emu_mma) and shuffles.
+// cuda/emulate_test.go): a block's threads are fibers, user-level threads
+// that one host thread switches between (x86-64 only: emu_switch below),
+// and a warp's lanes meet at barriers for mma.sync (emu_mma) and shuffles.
+// A lane waiting at a barrier yields to the next fiber, so a barrier costs
+// a few context switches of nanoseconds each, not a futex wake-up of every
+// thread of the block, which made the emulations take minutes.
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <thread>
 #include <vector>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 #include <mutex>
 #include <map>
 #include <string>
+#include <sys/mman.h>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
@@ -23,7 +26,6 @@ static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) {
 struct float4 { float x, y, z, w; };
 static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
-thread_local dim3 threadIdx, blockIdx;
 dim3 gridDim, blockDim;
 #define __device__
 #define __global__
@@ -31,69 +33,181 @@ dim3 gridDim, blockDim;
 #define __launch_bounds__(a, b)
 #define __shared__ static
 #define __align__(n) alignas(n)
+#if !defined(__x86_64__)
+#error "the CUDA host emulation switches fibers with x86-64 code"
+#endif
+// emu_switch saves the callee-saved registers on the running fiber's
+// stack, stores its stack pointer in *from and resumes the fiber whose
+// stack pointer is to (System V x86-64: rbx, rbp, r12–r15 are kept across
+// calls; the rest the caller has saved).
+extern "C" void emu_switch(void** from, void* to);
+asm(R"(
+.text
+.globl emu_switch
+.type emu_switch, @function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch, .-emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+static void emu_yield();
+// EmuBarrier: n fibers arrive; all but the last yield until the last one
+// opens the next generation.
+struct EmuBarrier {
+  unsigned n, count = 0;
+  unsigned long gen = 0;
+  explicit EmuBarrier(unsigned n) : n(n) {}
+  void arrive_and_wait() {
+    const unsigned long g = gen;
+    if (++count == n) {
+      count = 0;
+      gen++;
+      return;
+    }
+    while (gen == g) emu_yield();
+  }
+};
 struct MmaStage { unsigned a[32][4], b[32][2]; };
-// The bulk GEMV's mbarriers and 1-D bulk copies (cp.async.bulk): an
-// mbarrier's state is kept beside its block, by shared address; a copy is
-// queued on its mbarrier and lands (a memcpy, its bytes off the
-// transaction count) only when a thread polls that mbarrier, one copy a
-// poll, so that a wait that returns on the wrong phase reads stale bytes
-// (or the garbage the shared memory starts with) instead of the copy's.
-struct EmuMbar { unsigned expected, pending; long tx; unsigned phase; };
-struct EmuCopy { unsigned dst; const void* src; unsigned bytes, bar; };
-// A block's barriers and its warps' staging areas, which its threads point
-// at (thread_local), so that the blocks of a cluster run at once.
+// The bulk GEMV's per-block state (below): made and checked with its block.
+static void emu_bulk_begin(unsigned char* smem, size_t bytes);
+static void emu_bulk_end(unsigned char* smem);
+// A block's barriers and its warps' staging areas, which its fibers point
+// at, so that the blocks of a cluster run at once.
 struct EmuBlock {
-  std::barrier<> bar;
-  std::barrier<>* warps[32] = {};
+  EmuBarrier bar;
+  EmuBarrier* warps[32] = {};
   float shfl[32][32];
   MmaStage mma[32];
   std::vector<unsigned char> smem;  // the dynamic shared memory
-  std::mutex bulkMu;                // guards mbars and copies
-  std::map<unsigned, EmuMbar> mbars;
-  std::vector<EmuCopy> copies;      // in flight
   EmuBlock(unsigned threads, size_t smemBytes) : bar(threads), smem(smemBytes, 0xab) {
-    for (unsigned w = 0; w < threads / 32; w++) warps[w] = new std::barrier<>(32);
+    for (unsigned w = 0; w < threads / 32; w++) warps[w] = new EmuBarrier(32);
+    emu_bulk_begin(smem.data(), smemBytes);
   }
   ~EmuBlock() {
     for (auto* w : warps) delete w;
+    emu_bulk_end(smem.data());
   }
 };
-thread_local std::barrier<>* blockBar;
-thread_local std::barrier<>** warpBar;
-thread_local float (*shflStage)[32];
-thread_local MmaStage* mmaStage;
-// The cluster of the block (launch_cluster): its dynamic shared memory,
-// rank, barrier and every block's shared memory, by rank.
-thread_local unsigned char* emuSmem;
-thread_local EmuBlock* emuBlock;
-thread_local unsigned emuRank;
-thread_local std::barrier<>* emuClusterBar;
-thread_local unsigned char* const* emuClusterSmem;
+// EmuThread is a CUDA thread's own state: its indices and the block and
+// cluster it belongs to. The kernels' names for them (threadIdx, blockBar,
+// emuSmem, ...) read the running fiber's.
+struct EmuThread {
+  dim3 tid, bid;
+  EmuBarrier* bbar = nullptr;
+  EmuBarrier** wbar = nullptr;
+  float (*shfl)[32] = nullptr;
+  MmaStage* mma = nullptr;
+  unsigned char* smem = nullptr;
+  unsigned rank = 0;
+  EmuBarrier* cbar = nullptr;
+  unsigned char* const* csmem = nullptr;
+  int orPhase = 0;  // attention_shim.h's __syncthreads_or
+};
+static EmuThread emuHost;
+static EmuThread* emuCur = &emuHost;
+#define threadIdx (emuCur->tid)
+#define blockIdx (emuCur->bid)
+#define blockBar (emuCur->bbar)
+#define warpBar (emuCur->wbar)
+#define shflStage (emuCur->shfl)
+#define mmaStage (emuCur->mma)
+#define emuSmem (emuCur->smem)
+#define emuRank (emuCur->rank)
+#define emuClusterBar (emuCur->cbar)
+#define emuClusterSmem (emuCur->csmem)
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
-static void emu_enter(EmuBlock& b, unsigned i, dim3 block) {
-  threadIdx = {i, 0, 0}, blockIdx = block;
-  blockBar = &b.bar, warpBar = b.warps, shflStage = b.shfl, mmaStage = b.mma, emuSmem = b.smem.data(), emuBlock = &b;
+// The fibers of the running launch: each has its stack (untouched pages
+// cost nothing), its saved stack pointer and its thread's state.
+struct EmuFiber {
+  EmuThread t;
+  const std::function<void()>* body;
+  char* stack;
+  void* sp = nullptr;
+  bool done = false;
+};
+static const size_t emuStackBytes = 1 << 20;
+static std::vector<EmuFiber*> emuFibers;
+static std::vector<char*> emuStacks;  // stacks of finished fibers, for reuse
+static EmuFiber* emuRunning;
+static void* emuSchedSp;
+static void emu_yield() {
+  if (!emuRunning) {
+    fprintf(stderr, "a barrier waits outside a launch\n");
+    abort();
+  }
+  emu_switch(&emuRunning->sp, emuSchedSp);
 }
-// emuBulkFail records a misuse of the mbarriers or bulk copies (the first
-// message is kept for the driver to print).
-static int emuBulkFails;
-static std::string emuBulkWhy;
-static std::mutex emuBulkFailMu;
-template <typename... A> static void emuBulkFail(const char* fmt, A... a) {
-  char msg[256];
-  snprintf(msg, sizeof msg, fmt, a...);
-  std::lock_guard<std::mutex> g(emuBulkFailMu);
-  if (emuBulkFails++ == 0) emuBulkWhy = msg;
+static void emu_start() {
+  (*emuRunning->body)();
+  emuRunning->done = true;
+  emu_switch(&emuRunning->sp, emuSchedSp);
+  abort();  // a finished fiber is never resumed
 }
-// emu_block_done checks a block that has exited: no copy in flight, no
-// mbarrier waiting for bytes.
-static void emu_block_done(EmuBlock& b) {
-  if (!b.copies.empty()) emuBulkFail("a block exited with %zu bulk copies in flight", b.copies.size());
-  for (auto& [bar, m] : b.mbars)
-    if (m.tx != 0) emuBulkFail("mbarrier at %u still expects %ld bytes at exit", bar, m.tx);
+// emu_run runs every thread of one block or cluster, body() each, as
+// fibers in turn until all have returned.
+static void emu_run(std::vector<EmuThread>& threads, const std::function<void()>& body) {
+  emuFibers.clear();
+  for (auto& t : threads) {
+    char* stack;
+    if (!emuStacks.empty()) {
+      stack = emuStacks.back();
+      emuStacks.pop_back();
+    } else {
+      stack = (char*)mmap(nullptr, emuStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (stack == MAP_FAILED) {
+        perror("mmap");
+        abort();
+      }
+    }
+    auto* f = new EmuFiber{t, &body, stack};
+    // The first switch to a fiber pops six zeroed registers and returns
+    // into emu_start with the stack aligned as after a call.
+    void** top = (void**)(f->stack + emuStackBytes);
+    *--top = nullptr;
+    *--top = (void*)emu_start;
+    for (int i = 0; i < 6; i++) *--top = nullptr;
+    f->sp = top;
+    emuFibers.push_back(f);
+  }
+  for (size_t live = emuFibers.size(); live > 0;) {
+    live = 0;
+    for (auto* f : emuFibers) {
+      if (f->done) continue;
+      emuRunning = f, emuCur = &f->t;
+      emu_switch(&emuSchedSp, f->sp);
+      if (!f->done) live++;
+    }
+  }
+  emuRunning = nullptr, emuCur = &emuHost;
+  for (auto* f : emuFibers) {
+    emuStacks.push_back(f->stack);
+    delete f;
+  }
+  emuFibers.clear();
+}
+static EmuThread emu_thread(EmuBlock& b, unsigned i, dim3 block) {
+  EmuThread t;
+  t.tid = {i, 0, 0}, t.bid = block;
+  t.bbar = &b.bar, t.wbar = b.warps, t.shfl = b.shfl, t.mma = b.mma, t.smem = b.smem.data();
+  return t;
 }
 // launch runs a grid's blocks one after another (a block's __shared__
-// memory is static storage), each block's threads as std::threads.
+// memory is static storage), each block's threads as fibers.
 static void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
   gridDim = grid;
   blockDim = {threads, 1, 1};
@@ -101,10 +215,9 @@ static void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
         EmuBlock b(threads, 0);
-        std::vector<std::thread> ts;
-        for (unsigned i = 0; i < threads; i++) ts.emplace_back([&, i] { emu_enter(b, i, {x, y, z}); body(); });
-        for (auto& t : ts) t.join();
-        emu_block_done(b);
+        std::vector<EmuThread> ts;
+        for (unsigned i = 0; i < threads; i++) ts.push_back(emu_thread(b, i, {x, y, z}));
+        emu_run(ts, body);
       }
 }
 // launch_cluster runs a grid's clusters of C blocks along x one after
@@ -119,23 +232,21 @@ static void launch_cluster(dim3 grid, unsigned C, size_t smem, const std::functi
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x0 = 0; x0 < grid.x; x0 += C) {
-        std::barrier<> cb(C * threads);
+        EmuBarrier cb(C * threads);
         std::vector<std::unique_ptr<EmuBlock>> bs;
         std::vector<unsigned char*> mems;
         for (unsigned r = 0; r < C; r++) {
           bs.emplace_back(new EmuBlock(threads, smem));
           mems.push_back(bs.back()->smem.data());
         }
-        std::vector<std::thread> ts;
+        std::vector<EmuThread> ts;
         for (unsigned r = 0; r < C; r++)
-          for (unsigned i = 0; i < threads; i++)
-            ts.emplace_back([&, r, i] {
-              emu_enter(*bs[r], i, {x0 + r, y, z});
-              emuRank = r, emuClusterBar = &cb, emuClusterSmem = mems.data();
-              body();
-            });
-        for (auto& t : ts) t.join();
-        for (auto& b : bs) emu_block_done(*b);
+          for (unsigned i = 0; i < threads; i++) {
+            EmuThread t = emu_thread(*bs[r], i, {x0 + r, y, z});
+            t.rank = r, t.cbar = &cb, t.csmem = mems.data();
+            ts.push_back(t);
+          }
+        emu_run(ts, body);
       }
 }
 #define __cluster_dims__(x, y, z)
@@ -207,8 +318,7 @@ static size_t emuWBytes;
 static std::vector<unsigned char> emuSeen;
 static int emuOutside;
 static std::mutex emuMu;
-// emuCopied counts, per byte of the weights, the bulk copies that read it.
-static std::vector<unsigned char> emuCopied;
+static std::vector<unsigned char> emuCopied;  // per weight byte, the bulk copies that read it (emu_bulk_copy)
 static void emu_weights(const void* w, size_t bytes) {
   emuW = (const char*)w, emuWBytes = bytes, emuOutside = 0;
   emuSeen.assign(bytes, 0);
@@ -224,24 +334,68 @@ static inline void emu_prefetch(const void* p, unsigned long long n) {
   }
   std::fill(emuSeen.begin() + (c - emuW), emuSeen.begin() + (c - emuW) + n, 1);
 }
+// The bulk GEMV's mbarriers and 1-D bulk copies (cp.async.bulk), kept
+// beside each block (by its dynamic shared memory) with shared addresses as
+// offsets into it: an mbarrier's phase, pending arrivals and transaction
+// bytes, and the copies in flight. A copy is queued on its mbarrier and
+// lands (a memcpy, its bytes off the transaction count) only when a lane
+// polls that mbarrier, one copy a poll, so that a wait that returns on the
+// wrong phase reads stale bytes (or the garbage the shared memory starts
+// with) instead of the copy's; a lane whose poll fails yields to the next.
+struct EmuMbar {
+  unsigned expected, pending;
+  long tx;
+  unsigned phase;
+};
+struct EmuCopy {
+  unsigned dst;
+  const void* src;
+  unsigned bytes, bar;
+};
+struct EmuBulk {
+  size_t bytes;
+  std::map<unsigned, EmuMbar> mbars;
+  std::vector<EmuCopy> copies;  // in flight
+  long polls = 0;               // failed polls since a wait last returned
+};
+static std::map<unsigned char*, EmuBulk> emuBulk;
+// emuBulkFails counts misuses of the mbarriers and bulk copies; the first
+// one's message is kept for the driver to print.
+static int emuBulkFails;
+static std::string emuBulkWhy;
+template <typename... A> static void emuBulkFail(const char* fmt, A... a) {
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, a...);
+  if (emuBulkFails++ == 0) emuBulkWhy = msg;
+}
+static void emu_bulk_begin(unsigned char* smem, size_t bytes) { emuBulk[smem] = EmuBulk{bytes}; }
+// emu_bulk_end checks a block that has exited: no copy in flight, no
+// mbarrier waiting for bytes.
+static void emu_bulk_end(unsigned char* smem) {
+  EmuBulk& b = emuBulk[smem];
+  if (!b.copies.empty()) emuBulkFail("a block exited with %zu bulk copies in flight", b.copies.size());
+  for (auto& [bar, m] : b.mbars)
+    if (m.tx != 0) emuBulkFail("mbarrier at %u still expects %ld bytes at exit", bar, m.tx);
+  emuBulk.erase(smem);
+}
 static void emu_mbar_done(EmuMbar& m) {
   if (m.pending == 0 && m.tx == 0) m.phase++, m.pending = m.expected;
 }
 static EmuMbar* emu_mbar(unsigned bar) {
-  auto it = emuBlock->mbars.find(bar);
-  if (it == emuBlock->mbars.end()) {
+  auto& mbars = emuBulk[emuSmem].mbars;
+  auto it = mbars.find(bar);
+  if (it == mbars.end()) {
     emuBulkFail("mbarrier at %u used before mbarrier.init", bar);
     return nullptr;
   }
   return &it->second;
 }
 static void emu_mbar_init(unsigned bar, unsigned count) {
-  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
-  if (bar % 8 != 0 || bar + 8 > emuBlock->smem.size()) emuBulkFail("mbarrier at %u: misaligned or past the %zu bytes of shared memory", bar, emuBlock->smem.size());
-  emuBlock->mbars[bar] = EmuMbar{count, count, 0, 0};
+  EmuBulk& b = emuBulk[emuSmem];
+  if (bar % 8 != 0 || bar + 8 > b.bytes) emuBulkFail("mbarrier at %u: misaligned or past the %zu bytes of shared memory", bar, b.bytes);
+  b.mbars[bar] = EmuMbar{count, count, 0, 0};
 }
 static void emu_mbar_expect(unsigned bar, unsigned bytes) {
-  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
   EmuMbar* m = emu_mbar(bar);
   if (m == nullptr) return;
   if (m->pending == 0) emuBulkFail("mbarrier at %u: an arrival past its count", bar);
@@ -249,52 +403,54 @@ static void emu_mbar_expect(unsigned bar, unsigned bytes) {
   emu_mbar_done(*m);
 }
 static void emu_bulk_copy(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-  std::lock_guard<std::mutex> g(emuBlock->bulkMu);
+  EmuBulk& b = emuBulk[emuSmem];
   if (dst % 16 != 0 || (uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
-    emuBulkFail("bulk copy to %u of %u bytes from an address %u mod 16: want both 16-byte aligned, a positive multiple of 16 bytes", dst, bytes, (unsigned)((uintptr_t)src % 16));
-  if ((size_t)dst + bytes > emuBlock->smem.size()) emuBulkFail("bulk copy to %u of %u bytes: past the shared memory's %zu bytes", dst, bytes, emuBlock->smem.size());
+    emuBulkFail("bulk copy to %u of %u bytes from an address %u mod 16: want both 16-byte aligned, a positive multiple of 16 bytes", dst, bytes,
+                (unsigned)((uintptr_t)src % 16));
+  if ((size_t)dst + bytes > b.bytes) {
+    emuBulkFail("bulk copy to %u of %u bytes: past the shared memory's %zu bytes", dst, bytes, b.bytes);
+    return;
+  }
   const char* c = (const char*)src;
   if (c < emuW || c + bytes > emuW + emuWBytes) {
     emuBulkFail("bulk copy to %u of %u bytes: its source is outside the weights", dst, bytes);
-  } else {
-    for (size_t i = c - emuW; i < (size_t)(c - emuW) + bytes; i++) emuCopied[i]++;
+    return;
   }
-  emuBlock->copies.push_back(EmuCopy{dst, src, bytes, bar});
+  for (size_t i = c - emuW; i < (size_t)(c - emuW) + bytes; i++) emuCopied[i]++;
+  b.copies.push_back(EmuCopy{dst, src, bytes, bar});
 }
 // emu_mbar_try_wait lands the first copy in flight on bar, if any, and
-// says whether bar's phase of the given parity has completed. A thread
-// that polls 10^7 times in vain reports a deadlock and stops.
+// says whether bar's phase of the given parity has completed; else it
+// yields. After 10^7 failed polls of a block in a row it reports a
+// deadlock and stops.
 static bool emu_mbar_try_wait(unsigned bar, unsigned parity) {
-  thread_local long polls = 0;
-  {
-    std::lock_guard<std::mutex> g(emuBlock->bulkMu);
-    EmuMbar* m = emu_mbar(bar);
-    if (m == nullptr) return true;
-    auto& cs = emuBlock->copies;
-    for (size_t i = 0; i < cs.size(); i++) {
-      if (cs[i].bar != bar) continue;
-      memcpy(emuBlock->smem.data() + cs[i].dst, cs[i].src, cs[i].bytes);
-      m->tx -= cs[i].bytes;
-      cs.erase(cs.begin() + i);
-      emu_mbar_done(*m);
-      break;
-    }
-    if ((m->phase & 1) != parity) {
-      polls = 0;
-      return true;
-    }
+  EmuBulk& b = emuBulk[emuSmem];
+  EmuMbar* m = emu_mbar(bar);
+  if (m == nullptr) return true;
+  for (size_t i = 0; i < b.copies.size(); i++) {
+    if (b.copies[i].bar != bar) continue;
+    memcpy(emuSmem + b.copies[i].dst, b.copies[i].src, b.copies[i].bytes);
+    m->tx -= b.copies[i].bytes;
+    b.copies.erase(b.copies.begin() + i);
+    emu_mbar_done(*m);
+    break;
   }
-  if (++polls > 10000000) {
+  if ((m->phase & 1) != parity) {
+    b.polls = 0;
+    return true;
+  }
+  if (++b.polls > 10000000) {
     fprintf(stderr, "deadlock: thread %u of block %u waits on the mbarrier at %u for parity %u\n", threadIdx.x, blockIdx.x, bar, parity);
     abort();
   }
-  std::this_thread::yield();
+  emu_yield();
   return false;
 }
 // emu_bulk_prefetch is cp.async.bulk.prefetch.L2: a prefetch of the span,
 // whose address and size must be 16-byte multiples.
 static void emu_bulk_prefetch(const void* src, unsigned bytes) {
   if ((uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
-    emuBulkFail("bulk prefetch of %u bytes from an address %u mod 16: want a 16-byte aligned address and a positive multiple of 16 bytes", bytes, (unsigned)((uintptr_t)src % 16));
+    emuBulkFail("bulk prefetch of %u bytes from an address %u mod 16: want a 16-byte aligned address and a positive multiple of 16 bytes", bytes,
+                (unsigned)((uintptr_t)src % 16));
   emu_prefetch(src, bytes);
 }
