@@ -479,7 +479,7 @@ func benchRows(b *testing.B, def []int) []int {
 // times back to back. Kinds: "main" (Caps.GEMVBulk off: the tile loop),
 // "bulk" (the bulk GEMV, LOOM_CUDA_GEMV_BULK=1's shape) and the bulk
 // shapes of LOOM_BULK_SHAPES (stages,stageKB,blocks;…, default the
-// variants below), on sm_90 and later; their outputs must be main's bits.
+// variants below; none for none), on sm_90 and later; their outputs must be main's bits.
 // Rows: LOOM_MATMUL_ROWS (default 1 and 8). Reported: µs a layer (or a
 // projection), the weights' GB/s, their share of the read bandwidth
 // measured first, and the floor (the weights at that bandwidth).
@@ -505,6 +505,9 @@ func BenchmarkDecodeMatMuls(b *testing.B) {
 			shapes = "2,32,1;4,16,1;2,64,1;3,32,2"
 		}
 		for _, sh := range strings.Split(shapes, ";") {
+			if sh == "none" {
+				break
+			}
 			var k kind
 			if _, err := fmt.Sscanf(sh, "%d,%d,%d", &k.bulk.Stages, &k.bulk.StageBytes, &k.bulk.Blocks); err != nil {
 				b.Fatalf("LOOM_BULK_SHAPES=%q: want stages,stageKB,blocks;…", shapes)
