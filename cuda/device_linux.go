@@ -536,15 +536,19 @@ const ringMaxRows = 64
 
 // sharedFunction finds the named cluster or bulk GEMV
 // (primitives.MatMulParams.Ring, Bulk) in module mod, 0 if it has none,
-// and lets it take the shared memory the lowering gives it
-// (primitives.RingMaxSharedBytes, past the 48 KB a kernel gets without
-// asking). Called inside do.
+// and lets it take the shared memory the lowering gives it, past the 48 KB
+// a kernel gets without asking: primitives.RingMaxSharedBytes in all,
+// less its static shared memory (the fused norms' row). Called inside do.
 func (d *Device) sharedFunction(mod uintptr, name string) (uintptr, error) {
 	fn, err := d.moduleFunction(mod, name)
 	if err != nil || fn == 0 {
 		return fn, err
 	}
-	return fn, d.drv.call(d.drv.funcSetAttribute, fn, funcAttrMaxDynamicShared, primitives.RingMaxSharedBytes)
+	var static int32
+	if err := d.drv.call(d.drv.funcGetAttribute, uintptr(unsafe.Pointer(&static)), funcAttrStaticShared, fn); err != nil {
+		return 0, err
+	}
+	return fn, d.drv.call(d.drv.funcSetAttribute, fn, funcAttrMaxDynamicShared, uintptr(primitives.RingMaxSharedBytes-int(static)))
 }
 
 // moduleFunction finds the named kernel in module mod; 0 if it has none.
