@@ -479,7 +479,9 @@ func benchRows(b *testing.B, def []int) []int {
 // times back to back. Kinds: "main" (Caps.GEMVBulk off: the tile loop),
 // "bulk" (the bulk GEMV, LOOM_CUDA_GEMV_BULK=1's shape) and the bulk
 // shapes of LOOM_BULK_SHAPES (stages,stageKB,blocks;…, default the
-// variants below; none for none), on sm_90 and later; their outputs must be main's bits.
+// variants below; none for none), where the device has the bulk GEMV on
+// (LOOM_CUDA_GEMV_BULK, which compiles its kernels; sm_90 and later);
+// their outputs must be main's bits.
 // Rows: LOOM_MATMUL_ROWS (default 1 and 8). Reported: µs a layer (or a
 // projection), the weights' GB/s, their share of the read bandwidth
 // measured first, and the floor (the weights at that bandwidth).
@@ -498,7 +500,7 @@ func BenchmarkDecodeMatMuls(b *testing.B) {
 		bulk primitives.GEMVBulk
 	}
 	kinds := []kind{{"main", primitives.GEMVBulk{}}}
-	if d.arch >= "90" && len(d.arch) == 2 && d.Caps().TensorCores {
+	if d.Caps().GEMVBulk.Stages > 0 { // its kernels are compiled
 		kinds = append(kinds, kind{"bulk", bulkDefault})
 		shapes := os.Getenv("LOOM_BULK_SHAPES")
 		if shapes == "" {

@@ -88,7 +88,10 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	}
 	// The default build, and the bulk GEMV's first copies before the wait
 	// (LOOM_BULK_EARLY, for measurement).
-	for _, v := range []struct{ name, prelude string }{{"default", ""}, {"bulk_early", "#include \"shim.h\"\n#define LOOM_BULK_EARLY 1\n"}} {
+	for _, v := range []struct{ name, prelude string }{
+		{"default", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n"},
+		{"bulk_early", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n#define LOOM_BULK_EARLY 1\n"},
+	} {
 		t.Run(v.name, func(t *testing.T) { emulate(t, "matmul.cu", v.prelude, src, "gemv_mma.cpp", replace) })
 	}
 }

@@ -1263,13 +1263,14 @@ template <typename T> __device__ __forceinline__ BulkRing<T> gated_bulk_ring(con
 }
 
 // The bulk variants (sm_90 and later) of the GEMV and the gated GEMV,
-// compiled beside their tensor-core variants, at most 128 registers a
+// compiled beside their tensor-core variants where the device has the bulk
+// GEMV on (LOOM_MATMUL_BULK, from LOOM_CUDA_GEMV_BULK), at most 128 registers a
 // thread so that two blocks fit a multiprocessor: the next kernel's beside
 // this one's.
 #ifndef LOOM_BULK_MIN_BLOCKS
 #define LOOM_BULK_MIN_BLOCKS 2
 #endif
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // (undefined: the host emulation)
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)  // (undefined: the host emulation)
 #define GEMV_BULK_KERNEL(SHORT, T)                                                                            \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                       \
       matmul_##SHORT##_gemv_mma_bulk(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {  \
@@ -1399,7 +1400,7 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
 
 // The bulk variants of the fused kernels: the norm's row into xn, its
 // scratch at the layout's slice sums (red), then bulk_gemv of it.
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
 #define NORM_GEMV_BULK_KERNEL(SHORT, T)                                                                                      \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
       add_rms_norm_matmul_##SHORT##_mma_bulk(NORM_GEMV_ARGS(T)) {                                                            \
