@@ -449,8 +449,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 	}
 }
 
-// benchRows is the row counts LOOM_MATMUL_ROWS lists (such as 1,8),
-// else def.
+// benchRows is the row counts of LOOM_MATMUL_ROWS (comma-separated), or def.
 func benchRows(b *testing.B, def []int) []int {
 	s := os.Getenv("LOOM_MATMUL_ROWS")
 	if s == "" {
@@ -465,6 +464,214 @@ func benchRows(b *testing.B, def []int) []int {
 		rows = append(rows, m)
 	}
 	return rows
+}
+
+// BenchmarkDecodeMatMuls times a decode step's linear layers as a step
+// runs them, back to back: the products of Qwen3-0.6B's 28 layers, each
+// layer its own weights (30 MB a layer, 840 MB in all, so that every
+// launch reads HBM), lowered as the model lowers them (the residual add
+// and RMSNorm fused into the QKV projection [4096, 1024] and the gated
+// gate/up [2·3072, 1024]: one kernel each at M = 1, add_rms_norm and the
+// product past it; the O [1024, 2048] and down [1024, 3072] projections),
+// in one command list, which from its second run on is a CUDA graph with
+// programmatic edges where the device has them (kernelTimer), timed with
+// CUDA events. "lm_head" times the [151936, 1024] projection alone, 4
+// times back to back. Kinds: "main" (Caps.GEMVBulk off: the tile loop),
+// "bulk" (the bulk GEMV, LOOM_CUDA_GEMV_BULK=1's shape) and the bulk
+// shapes of LOOM_BULK_SHAPES (stages,stageKB,blocks;…, default the
+// variants below; none for none), where the device has the bulk GEMV on
+// (LOOM_CUDA_GEMV_BULK, which compiles its kernels; sm_90 and later);
+// their outputs must be main's bits.
+// Rows: LOOM_MATMUL_ROWS (default 1 and 8). Reported: µs a layer (or a
+// projection), the weights' GB/s, their share of the read bandwidth
+// measured first, and the floor (the weights at that bandwidth).
+func BenchmarkDecodeMatMuls(b *testing.B) {
+	d := device(b)
+	kt := newKernelTimer(b, d)
+	defer kt.release()
+	dt := graph.BFloat16
+	bw, err := d.MeasureBandwidth(1<<30, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s)", bw.Read, bw.Kernel)
+	type kind struct {
+		name string
+		bulk primitives.GEMVBulk
+	}
+	kinds := []kind{{"main", primitives.GEMVBulk{}}}
+	if d.Caps().GEMVBulk.Stages > 0 { // its kernels are compiled
+		kinds = append(kinds, kind{"bulk", bulkDefault})
+		shapes := os.Getenv("LOOM_BULK_SHAPES")
+		if shapes == "" {
+			shapes = "2,32,1;4,16,1;2,64,1;3,32,2"
+		}
+		for _, sh := range strings.Split(shapes, ";") {
+			if sh == "none" {
+				break
+			}
+			var k kind
+			if _, err := fmt.Sscanf(sh, "%d,%d,%d", &k.bulk.Stages, &k.bulk.StageBytes, &k.bulk.Blocks); err != nil {
+				b.Fatalf("LOOM_BULK_SHAPES=%q: want stages,stageKB,blocks;…", shapes)
+			}
+			k.name, k.bulk.StageBytes = "bulk-"+strings.ReplaceAll(sh, ",", "-"), k.bulk.StageBytes<<10
+			kinds = append(kinds, k)
+		}
+	}
+	// A product: its primitive and, for m rows, its inputs' shapes; input
+	// w is the weights.
+	type product struct {
+		prim primitives.Primitive
+		in   func(m int) [][]int
+		w    int
+	}
+	const eps = 1e-6
+	norm := func(n int, gated bool) product {
+		return product{primitives.AddRMSNormLinear{Eps: eps, Gated: gated}, func(m int) [][]int { return [][]int{{m, 1024}, {m, 1024}, {1024}, {n, 1024}} }, 3}
+	}
+	linear := func(n, k int) product {
+		return product{primitives.MatMul{TransposeB: true}, func(m int) [][]int { return [][]int{{m, k}, {n, k}} }, 1}
+	}
+	cases := []struct {
+		name     string
+		products []product
+		repeat   int
+	}{
+		{"layers", []product{norm(4096, false), linear(1024, 2048), norm(2*3072, true), linear(1024, 3072)}, 28},
+		{"lm_head", []product{linear(151936, 1024)}, 4},
+	}
+	for _, c := range cases {
+		var weights [][]runtime.Buffer // [repeat][product], made by the first case that runs
+		for _, m := range benchRows(b, []int{1, 8}) {
+			b.Run(fmt.Sprintf("%s_%d", c.name, m), func(b *testing.B) {
+				var mainOut [][]byte
+				for _, kd := range kinds {
+					b.Run(kd.name, func(b *testing.B) {
+						var wBytes int64
+						for r := range c.repeat {
+							if r == len(weights) {
+								weights = append(weights, make([]runtime.Buffer, len(c.products)))
+							}
+							for i, p := range c.products {
+								sh := p.in(m)[p.w]
+								if weights[r][i] == nil {
+									weights[r][i] = randomBuffer(b, d, dt, sh[0]*sh[1], uint64(100*r+i+2))
+								}
+								wBytes += int64(sh[0] * sh[1] * dt.Size())
+							}
+						}
+						caps := d.Caps()
+						caps.GEMVBulk = kd.bulk
+						var release []runtime.Buffer
+						defer func() {
+							for _, buf := range release {
+								buf.Release()
+							}
+						}()
+						// Each product's dispatches and its buffers other than the
+						// weights (the same for every layer).
+						type lowered struct {
+							ds   []primitives.Dispatch
+							ks   []runtime.Kernel
+							bufs map[primitives.Ref]runtime.Buffer
+							outs []runtime.Buffer
+						}
+						var lows []lowered
+						for i, p := range c.products {
+							var in []graph.Spec
+							for _, sh := range p.in(m) {
+								in = append(in, graph.Spec{DType: dt, Shape: sh})
+							}
+							outs, err := p.prim.Outputs(in)
+							if err != nil {
+								b.Fatal(err)
+							}
+							l := primitives.NewLowering(in, outs, caps)
+							if err := p.prim.Lower(l); err != nil {
+								b.Fatal(err)
+							}
+							lw := lowered{ds: l.Dispatches, bufs: map[primitives.Ref]runtime.Buffer{}}
+							for _, disp := range l.Dispatches {
+								k, err := d.Kernel(disp.Kernel)
+								if err != nil {
+									b.Fatal(err)
+								}
+								lw.ks = append(lw.ks, k)
+							}
+							for j, s := range in {
+								if j != p.w {
+									lw.bufs[primitives.In(j)] = randomBuffer(b, d, dt, s.Size(), uint64(1000+10*i+j))
+									release = append(release, lw.bufs[primitives.In(j)])
+								}
+							}
+							for j, s := range outs {
+								lw.bufs[primitives.Out(j)] = deviceBuffer(b, d, int64(s.Size()*dt.Size()))
+								lw.outs = append(lw.outs, lw.bufs[primitives.Out(j)])
+								release = append(release, lw.bufs[primitives.Out(j)])
+							}
+							for j, n := range l.Scratch {
+								lw.bufs[primitives.Ref{Kind: primitives.ScratchRef, Index: j}] = deviceBuffer(b, d, n)
+								release = append(release, lw.bufs[primitives.Ref{Kind: primitives.ScratchRef, Index: j}])
+							}
+							lows = append(lows, lw)
+						}
+						record := func(cl *runtime.CommandList) {
+							for r := range c.repeat {
+								for i, lw := range lows {
+									for j, disp := range lw.ds {
+										var args []runtime.BufferArg
+										for _, a := range disp.Args {
+											buf := lw.bufs[a.Ref]
+											if a.Ref == primitives.In(c.products[i].w) {
+												buf = weights[r][i]
+											}
+											size := a.Size
+											if size == 0 {
+												size = buf.Len() - a.Offset
+											}
+											args = append(args, runtime.BufferArg{Buffer: buf, Offset: a.Offset, Size: size, Access: a.Access, Name: a.Name})
+										}
+										cl.Dispatch(lw.ks[j], disp.Grid, disp.Group, args, disp.Params, disp.SharedBytes)
+									}
+								}
+							}
+						}
+						best, _ := kt.best(b, record)
+						var got [][]byte
+						for _, lw := range lows {
+							for _, o := range lw.outs {
+								data := make([]byte, o.Len())
+								if err := o.Read(0, data); err != nil {
+									b.Fatal(err)
+								}
+								got = append(got, data)
+							}
+						}
+						if kd.name == "main" {
+							mainOut = got
+						} else if mainOut != nil {
+							for i := range got {
+								if !bytes.Equal(got[i], mainOut[i]) {
+									b.Errorf("output %d differs from main's bits", i)
+								}
+							}
+						}
+						s := best.Seconds() / float64(c.repeat)
+						gbs := float64(wBytes) / best.Seconds() / 1e9
+						b.ReportMetric(s*1e6, "µs/"+strings.TrimSuffix(c.name, "s"))
+						b.ReportMetric(gbs, "weight-GB/s")
+						b.ReportMetric(100*gbs/bw.Read, "read-%")
+						b.ReportMetric(float64(wBytes)/float64(c.repeat)/(bw.Read*1e9)*1e6, "floor-µs")
+					})
+				}
+			})
+		}
+		for _, ws := range weights {
+			for _, w := range ws {
+				w.Release()
+			}
+		}
+	}
 }
 
 // relDiff is the largest difference of two outputs of dtype dt, relative

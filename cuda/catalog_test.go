@@ -32,8 +32,9 @@ func preprocess(t testing.TB, src string, defines ...string) string {
 
 // checkKernels holds the CUDA kernels to the catalog: every catalog kernel
 // is defined or listed in missing (not both), every defined kernel is in the
-// catalog or is a catalog kernel's tensor-core variant <name>_mma or
-// cluster variant <name>_mma_ring with the same parameters (launched in its
+// catalog or is a catalog kernel's tensor-core variant <name>_mma, cluster
+// variant <name>_mma_ring or bulk variant <name>_mma_bulk with the same
+// parameters (launched in its
 // place, see launch.function), and each
 // has the catalog's buffer arguments by name, as pointers, then its params
 // struct by value, then the status record, and begins with
@@ -59,8 +60,10 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	errs = append(errs, checkWaits(kernels)...)
 	for name, k := range kernels {
 		base, ok := strings.CutSuffix(name, "_mma")
-		if !ok {
-			base, ok = strings.CutSuffix(name, "_mma_ring")
+		for _, suffix := range []string{"_mma_ring", "_mma_bulk"} {
+			if !ok {
+				base, ok = strings.CutSuffix(name, suffix)
+			}
 		}
 		if ok && inCatalog[base] {
 			if b, ok := kernels[base]; !ok || !slices.Equal(k.params, b.params) {
@@ -114,6 +117,11 @@ func TestKernelsMatchCatalog(t *testing.T) {
 		}
 	}
 	for _, v := range variants() {
+		// The matmul variants with the bulk GEMV's kernels, which the
+		// device compiles only where it is on (LOOM_CUDA_GEMV_BULK).
+		if v.file == "matmul.cu" && !slices.Contains(v.defines, "-DLOOM_MATMUL_BULK") {
+			v.defines = append(slices.Clone(v.defines), "-DLOOM_MATMUL_BULK")
+		}
 		if err := parseKernels(v.String(), preprocess(t, files[v.file], v.defines...), kernels); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +129,7 @@ func TestKernelsMatchCatalog(t *testing.T) {
 		for name, k := range kernels {
 			// The function's tensor-core variant is checked with the
 			// others (checkKernels).
-			if k.file == v.String() && name != v.function+"_mma" && name != v.function+"_mma_ring" {
+			if k.file == v.String() && name != v.function+"_mma" && name != v.function+"_mma_ring" && name != v.function+"_mma_bulk" {
 				defined = append(defined, name)
 			}
 		}

@@ -127,7 +127,7 @@ func assemble(user *primitives.KernelSpec, file, src string) (string, error) {
 
 // KernelTime is the GPU time of one kernel's launches in a profile.
 type KernelTime struct {
-	Name     string        // the catalog kernel; "+mma" marks its tensor-core variant
+	Name     string        // the catalog kernel; "+mma" marks its tensor-core variant, "+bulk" the bulk GEMV
 	Launches int64         // launches profiled
 	Time     time.Duration // summed over the launches
 	// Bytes sums the sizes of the launches' buffer arguments: the bytes

@@ -129,7 +129,9 @@ const arenaBytes = 4096
 // LOOM_CUDA_GEMV_STREAM=0 turns off the streaming tensor-core GEMV
 // (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows), and
 // LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
-// (Caps.ClusterGEMVRows, sm_90 and later).
+// (Caps.ClusterGEMVRows, sm_90 and later). LOOM_CUDA_GEMV_BULK=1 turns on
+// the bulk GEMV of 1 to 8 rows (Caps.GEMVBulk, sm_90 and later; envBulk),
+// off by default until measured.
 //
 // cuBLASLt (cublaslt_linux.go) is off unless asked for, since no product
 // has run in it on a GPU yet: LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain
@@ -176,6 +178,9 @@ func Open() (*Device, error) {
 		d.caps.ClusterGEMVRows = ringMaxRows
 	}
 	if err := envRows("LOOM_CUDA_RING_ROWS", &d.caps.ClusterGEMVRows); err != nil {
+		return nil, err
+	}
+	if d.caps.GEMVBulk, err = envBulk(d.caps.TensorCores && d.arch >= "90" && len(d.arch) == 2); err != nil {
 		return nil, err
 	}
 	if err := envRows("LOOM_CUDA_GATED_ROWS", &d.caps.GatedGEMVMaxRows); err != nil {
@@ -299,6 +304,31 @@ func envRows(name string, rows *int) error {
 	}
 	*rows = n
 	return nil
+}
+
+// bulkDefault is the bulk GEMV's shape that LOOM_CUDA_GEMV_BULK=1 selects
+// (primitives.GEMVBulk): three stages of about 32 KB, a block a
+// multiprocessor, so that the next kernel's block fits beside it.
+var bulkDefault = primitives.GEMVBulk{Stages: 3, StageBytes: 32 << 10, Blocks: 1}
+
+// envBulk is Caps.GEMVBulk from LOOM_CUDA_GEMV_BULK where the device has
+// the bulk GEMV (sm_90 and later, tensor cores): off unless set, 1 for
+// bulkDefault, or stages,stageKB,blocks for another shape (measurement).
+func envBulk(has bool) (primitives.GEMVBulk, error) {
+	v := os.Getenv("LOOM_CUDA_GEMV_BULK")
+	switch {
+	case v == "" || v == "0" || !has:
+		return primitives.GEMVBulk{}, nil
+	case v == "1":
+		return bulkDefault, nil
+	}
+	var b primitives.GEMVBulk
+	if _, err := fmt.Sscanf(v, "%d,%d,%d", &b.Stages, &b.StageBytes, &b.Blocks); err != nil ||
+		b.Stages < 1 || b.Stages > primitives.BulkMaxStages || b.StageBytes < 1 || b.Blocks < 1 || b.Blocks > 2 {
+		return b, fmt.Errorf("cuda: LOOM_CUDA_GEMV_BULK=%q: want 0, 1 or stages,stageKB,blocks (1 to %d stages, 1 or 2 blocks a multiprocessor)", v, primitives.BulkMaxStages)
+	}
+	b.StageBytes <<= 10
+	return b, nil
 }
 
 // SetPDL turns programmatic dependent launch on or off for the CUDA graphs
@@ -491,7 +521,15 @@ func (d *Device) load() error {
 				return err
 			}
 			for _, mod := range d.modules {
-				if k.ring, err = d.ringFunction(mod, spec.Name+"_mma_ring"); err != nil || k.ring != 0 {
+				if k.ring, err = d.sharedFunction(mod, spec.Name+"_mma_ring"); err != nil || k.ring != 0 {
+					break
+				}
+			}
+			if err != nil {
+				return err
+			}
+			for _, mod := range d.modules {
+				if k.bulk, err = d.sharedFunction(mod, spec.Name+"_mma_bulk"); err != nil || k.bulk != 0 {
 					break
 				}
 			}
@@ -525,16 +563,21 @@ func (d *Device) function(name string) (uintptr, error) {
 // tiled matmul unless LOOM_CUDA_RING_ROWS=256.
 const ringMaxRows = 64
 
-// ringFunction finds the named cluster GEMV (primitives.MatMulParams.Ring)
-// in module mod, 0 if it has none, and lets it take the shared memory the
-// lowering gives it (primitives.RingMaxSharedBytes, past the 48 KB a
-// kernel gets without asking). Called inside do.
-func (d *Device) ringFunction(mod uintptr, name string) (uintptr, error) {
+// sharedFunction finds the named cluster or bulk GEMV
+// (primitives.MatMulParams.Ring, Bulk) in module mod, 0 if it has none,
+// and lets it take the shared memory the lowering gives it, past the 48 KB
+// a kernel gets without asking: primitives.RingMaxSharedBytes in all,
+// less its static shared memory (the fused norms' row). Called inside do.
+func (d *Device) sharedFunction(mod uintptr, name string) (uintptr, error) {
 	fn, err := d.moduleFunction(mod, name)
 	if err != nil || fn == 0 {
 		return fn, err
 	}
-	return fn, d.drv.call(d.drv.funcSetAttribute, fn, funcAttrMaxDynamicShared, primitives.RingMaxSharedBytes)
+	var static int32
+	if err := d.drv.call(d.drv.funcGetAttribute, uintptr(unsafe.Pointer(&static)), funcAttrStaticShared, fn); err != nil {
+		return 0, err
+	}
+	return fn, d.drv.call(d.drv.funcSetAttribute, fn, funcAttrMaxDynamicShared, uintptr(primitives.RingMaxSharedBytes-int(static)))
 }
 
 // moduleFunction finds the named kernel in module mod; 0 if it has none.
@@ -602,6 +645,7 @@ type kernel struct {
 	fn     uintptr      // CUfunction
 	mma    uintptr      // its tensor-core variant <name>_mma, 0 if none (see launch.function)
 	ring   uintptr      // its cluster variant <name>_mma_ring, 0 if none (see launch.function)
+	bulk   uintptr      // its bulk variant <name>_mma_bulk, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
 	// Where launch lays out the kernel's parameters in the arena (bytes):

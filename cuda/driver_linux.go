@@ -44,8 +44,12 @@ const (
 	attrComputeCapabilityMin = 76
 )
 
-// funcAttrMaxDynamicShared is CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
-const funcAttrMaxDynamicShared = 8
+// Function attributes: CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES (a kernel's
+// static shared memory) and CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+const (
+	funcAttrStaticShared     = 1
+	funcAttrMaxDynamicShared = 8
+)
 
 // Graph edges (CUgraphEdgeData's fields): a programmatic edge leaves a
 // kernel node through its programmatic port.
@@ -76,7 +80,7 @@ type driver struct {
 	eventCreate, eventRecord, eventQuery, eventSynchronize cfunc
 	eventDestroy, eventElapsed                             cfunc
 	moduleLoadData, moduleUnload, moduleGetFunction        cfunc
-	launchKernel, funcSetAttribute                         cfunc
+	launchKernel, funcSetAttribute, funcGetAttribute       cfunc
 
 	// CUDA graphs (graph_linux.go). The unversioned symbols take the
 	// first (CUDA 11) forms of the node-parameter structs, which every
@@ -169,6 +173,7 @@ func loadDriver() (*driver, error) {
 		&d.moduleGetFunction:  "cuModuleGetFunction",
 		&d.launchKernel:       "cuLaunchKernel",
 		&d.funcSetAttribute:   "cuFuncSetAttribute",
+		&d.funcGetAttribute:   "cuFuncGetAttribute",
 	})
 	if err != nil {
 		return nil, err

@@ -40,7 +40,13 @@ var emulateFiles embed.FS
 // stored once. The cluster variants (matmul_bf16_gemv_mma_ring,
 // matmul_silu_mul_bf16_mma_ring; a cluster's blocks at once, their shared
 // memory read by each other) bit for bit the tile loop's outputs from 9 to
-// 130 rows, with aligned and offset x. Each launch also holds the weight spans the blocks prefetch
+// 130 rows, with aligned and offset x. The bulk variants
+// (matmul_bf16_gemv_mma_bulk, matmul_silu_mul_bf16_mma_bulk and the fused
+// norms'; shim.h keeps their mbarriers and lands a bulk copy only when its
+// mbarrier is polled) bit for bit the tile loop's over splits, tile
+// heights, rings that wrap and grids, with aligned and offset x and
+// weights, each weight byte copied once, with the first ring fill copied
+// after the wait and, in a second build, before it (LOOM_BULK_EARLY). Each launch also holds the weight spans the blocks prefetch
 // before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
 // the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
@@ -54,7 +60,7 @@ func TestGEMVMMAEmulated(t *testing.T) {
 	// (the file's selection, at its end, is past the cut).
 	src = src[:cut] + "GEMV_KERNEL(f32, float)\nGATED_GEMV_KERNEL(f32, float)\nGEMV_MMA_KERNEL(bf16, bf16_t)\nGATED_MMA_KERNEL(bf16, bf16_t)\n" +
 		"NORM_GEMV_KERNEL(f32, float)\nNORM_GATED_KERNEL(f32, float)\nNORM_GEMV_MMA_KERNEL(bf16, bf16_t)\nNORM_GATED_MMA_KERNEL(bf16, bf16_t)\n"
-	emulate(t, "matmul.cu", "", src, "gemv_mma.cpp", []replacement{
+	replace := []replacement{
 		{`asm\("ld\.global\.nc\.L1::no_allocate\.v4\.u32[^"]*"[^;]*;`, `v = *(const uint4*)(row + k);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.bf16[^"]*"[^;]*;`, `emu_mma_bf16(d, a0, a1, a2, a3, b0, b1);`},
 		{`asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16[^"]*"[^;]*;`, `abort(); // float16 fragments are not emulated`},
@@ -70,7 +76,24 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		{`asm volatile\("barrier\.cluster[^"]*"[^;]*;`, `emuClusterBar->arrive_and_wait();`},
 		{`asm volatile\("mapa[^"]*"[^;]*;`, `ra = a | rank << 24;`},
 		{`asm volatile\("ld\.shared::cluster[^"]*"[^;]*;`, `memcpy(&v, emuClusterSmem[ra >> 24] + (ra & 0xffffff), 4);`},
-	})
+		// The bulk GEMV's (shim.h's emu_mbar_*, emu_bulk_*): copies land
+		// when their mbarrier is polled.
+		{`extern __shared__ __align__\(16\) u8 bulk_smem\[\];`, `#define bulk_smem emuSmem`},
+		{`asm volatile\("mbarrier\.init[^"]*"[^;]*;`, `emu_mbar_init(bar, count);`},
+		{`asm volatile\("fence\.mbarrier_init[^"]*"[^;]*;`, ``},
+		{`asm volatile\("mbarrier\.arrive\.expect_tx[^"]*"[^;]*;`, `emu_mbar_expect(bar, bytes);`},
+		{`asm volatile\("\{ \.reg \.pred p; mbarrier\.try_wait\.parity[^"]*"[^;]*;`, `done = emu_mbar_try_wait(bar, parity);`},
+		{`asm volatile\("cp\.async\.bulk\.shared::cluster\.global[^"]*"[^;]*;`, `emu_bulk_copy(dst, src, bytes, bar);`},
+		{`asm volatile\("cp\.async\.bulk\.prefetch\.L2[^"]*"[^;]*;`, `emu_bulk_prefetch(src, bytes);`},
+	}
+	// The default build, and the bulk GEMV's first copies before the wait
+	// (LOOM_BULK_EARLY, for measurement).
+	for _, v := range []struct{ name, prelude string }{
+		{"default", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n"},
+		{"bulk_early", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n#define LOOM_BULK_EARLY 1\n"},
+	} {
+		t.Run(v.name, func(t *testing.T) { emulate(t, "matmul.cu", v.prelude, src, "gemv_mma.cpp", replace) })
+	}
 }
 
 // TestQuantizedEmulated runs the quantized matmul of kernels/quantized.cu

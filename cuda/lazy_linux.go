@@ -87,7 +87,7 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if builtin {
 		function = v.function
 	}
-	var fn, mma, ring uintptr
+	var fn, mma, ring, bulk uintptr
 	err = d.do(func() error {
 		var err error
 		if fn, err = d.moduleFunction(mod.mod, function); err != nil || fn == 0 || !builtin {
@@ -97,7 +97,10 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 		if mma, err = d.moduleFunction(mod.mod, function+"_mma"); err != nil {
 			return err
 		}
-		ring, err = d.ringFunction(mod.mod, function+"_mma_ring")
+		if ring, err = d.sharedFunction(mod.mod, function+"_mma_ring"); err != nil {
+			return err
+		}
+		bulk, err = d.sharedFunction(mod.mod, function+"_mma_bulk")
 		return err
 	})
 	switch {
@@ -110,7 +113,7 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.mma, k.ring = mma, ring
+	k.mma, k.ring, k.bulk = mma, ring, bulk
 	// A user kernel does not wait on its predecessors (griddepcontrol),
 	// so it must never be a programmatic dependent.
 	k.user = !builtin

@@ -157,6 +157,8 @@ func (l *launch) name() string {
 	switch {
 	case l.lt != nil:
 		return l.k.name + "+cublaslt"
+	case l.function() == l.k.bulk:
+		return l.k.name + "+bulk"
 	case l.function() != l.k.fn:
 		return l.k.name + "+mma"
 	}
@@ -170,17 +172,20 @@ func (l *launch) name() string {
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
 func (l *launch) function() uintptr {
-	mma, ring := false, false
+	mma, ring, bulk := false, false, false
 	switch p := l.params.(type) {
 	case *primitives.MatMulParams:
-		mma, ring = p.MMA == 1, p.Ring == 1
+		mma, ring, bulk = p.MMA == 1, p.Ring == 1, p.Bulk > 0
 	case *primitives.MatMulSiLUMulParams:
-		mma, ring = p.MMA == 1, p.Ring == 1
+		mma, ring, bulk = p.MMA == 1, p.Ring == 1, p.Bulk > 0
 	case *primitives.AddRMSNormLinearParams:
-		mma = p.MMA == 1
+		mma, bulk = p.MMA == 1, p.Bulk > 0
 	}
 	if ring && l.k.ring != 0 {
 		return l.k.ring
+	}
+	if bulk && l.k.bulk != 0 {
+		return l.k.bulk
 	}
 	if mma && l.k.mma != 0 {
 		return l.k.mma

@@ -108,8 +108,9 @@ func SiLUMulKernel(dt graph.DType) string { return KernelName("silu_mul", dt) }
 // M rows of N outputs. MMA is 1 where the CUDA device runs the gated GEMV
 // on tensor cores (matmul_silu_mul_<dt>_mma, with Split warps a tile of 8
 // outputs, see mmaGEMVGrid): set by the lowering with Caps.TensorCores for
-// float16 and bfloat16; other kernels ignore MMA and Split.
-type MatMulSiLUMulParams struct{ M, N, K, MMA, Split, Ring uint32 }
+// float16 and bfloat16; other kernels ignore MMA and Split. Ring and Bulk
+// select the cluster and bulk variants as MatMulParams's do.
+type MatMulSiLUMulParams struct{ M, N, K, MMA, Split, Ring, Bulk uint32 }
 
 // MatMulSiLUMul is the gate and up projections of a SwiGLU MLP with their
 // activation: inputs x [..., K] and w [2N, K], the gate weights (rows
@@ -175,8 +176,11 @@ func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref)
 		p := &MatMulSiLUMulParams{M: uint32(m), N: uint32(n), K: uint32(k)}
 		grid := gatedGeometry(l, dt, p)
 		d := l.Dispatch(MatMulSiLUMulKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, x, w, out)
-		if p.Ring == 1 {
+		switch {
+		case p.Ring == 1:
 			d.SharedBytes = RingSharedBytes(m, k)
+		case p.Bulk > 0:
+			d.SharedBytes = BulkSharedBytes(m, k, int(p.Split), 16, int(p.Bulk))
 		}
 		l.Count("matmul_silu_mul.fused", 1)
 		return
@@ -195,7 +199,11 @@ func lowerMatMulSiLUMul(l *Lowering, dt graph.DType, m, n, k int, x, w, out Ref)
 func gatedGeometry(l *Lowering, dt graph.DType, p *MatMulSiLUMulParams) Dim3 {
 	m, n := int(p.M), int(p.N)
 	grid := Dim3{Groups(n, GEMVRowsPerGroup), m, 1}
-	if ringGEMV(l.Caps, dt, nil, m, int(p.K), ringGrid(Groups(n, 8))) {
+	if b, ok := bulkGEMVPlan(l.Caps, dt, m, n, int(p.K), true, true); ok {
+		p.MMA, p.Bulk, p.Split = 1, uint32(b.stages), uint32(b.split)
+		grid = Dim3{b.grid, 1, 1}
+		l.Count("matmul_silu_mul.mma_bulk", 1)
+	} else if ringGEMV(l.Caps, dt, nil, m, int(p.K), ringGrid(Groups(n, 8))) {
 		p.MMA, p.Ring = 1, 1
 		grid = Dim3{ringGrid(Groups(n, 8)), 1, 1}
 		l.Count("matmul_silu_mul.mma_ring", 1)
@@ -217,11 +225,11 @@ const AddRMSNormLinearMaxK = 4096
 // AddRMSNormLinearParams describe a norm fused into a GEMV: one row of K
 // elements, N outputs (of the gated kernel: N gate and N up rows), the
 // norm's Eps, and the GEMV's geometry as MatMulParams (MMA, Split,
-// TileRows) or MatMulSiLUMulParams (MMA, Split) have it.
+// TileRows, Bulk) or MatMulSiLUMulParams (MMA, Split, Bulk) have it.
 type AddRMSNormLinearParams struct {
-	N, K                 uint32
-	Eps                  float32
-	MMA, Split, TileRows uint32
+	N, K                       uint32
+	Eps                        float32
+	MMA, Split, TileRows, Bulk uint32
 }
 
 // AddRMSNormLinear is AddRMSNorm followed by a linear layer of its
@@ -294,18 +302,22 @@ func (a AddRMSNormLinear) Lower(l *Lowering) error {
 	if m == 1 && n > 0 && k <= AddRMSNormLinearMaxK {
 		p := &AddRMSNormLinearParams{N: uint32(n), K: uint32(k), Eps: a.Eps}
 		var grid Dim3
-		kernel := AddRMSNormMatMulKernel(dt)
+		kernel, tileRows := AddRMSNormMatMulKernel(dt), 16
 		if a.Gated {
 			g := &MatMulSiLUMulParams{M: 1, N: p.N, K: p.K}
 			grid = gatedGeometry(l, dt, g)
-			p.MMA, p.Split = g.MMA, g.Split
+			p.MMA, p.Split, p.Bulk = g.MMA, g.Split, g.Bulk
 			kernel = AddRMSNormMatMulSiLUMulKernel(dt)
 		} else {
 			g := &MatMulParams{M: 1, N: p.N, K: p.K, Batch: 1, TransposeB: 1}
 			grid = gemvGeometry(l, dt, g)
-			p.MMA, p.Split, p.TileRows = g.MMA, g.Split, g.TileRows
+			p.MMA, p.Split, p.TileRows, p.Bulk = g.MMA, g.Split, g.TileRows, g.Bulk
+			tileRows = int(g.TileRows)
 		}
-		l.Dispatch(kernel, grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0), Out(1))
+		d := l.Dispatch(kernel, grid, Dim3{GEMVThreads, 1, 1}, p, In(0), In(1), In(2), In(3), Out(0), Out(1))
+		if p.Bulk > 0 { // the normalised row is not in the dynamic shared memory
+			d.SharedBytes = BulkSharedBytes(0, k, int(p.Split), tileRows, int(p.Bulk))
+		}
 		l.Count("add_rms_norm_linear.fused", 1)
 		return nil
 	}

@@ -136,6 +136,12 @@ type MatMulParams struct {
 	// of clusters of 8 blocks, each with RingSharedBytes of shared memory.
 	// The sums are the tile loop's.
 	Ring uint32
+	// Bulk, where not 0, is the stages of the ring through which the
+	// tensor-core GEMV's bulk variant (Caps.GEMVBulk, bulkGEMVPlan;
+	// matmul_<dt>_gemv_mma_bulk) copies its weights into shared memory:
+	// a grid of about a block a multiprocessor, each with BulkSharedBytes.
+	// The sums are the tile loop's.
+	Bulk uint32
 }
 
 // matmulDims returns M, K of a and K, N of b, honouring the transposes.
@@ -263,8 +269,11 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 			l.Count("matmul_gemv", 1)
 		}
 		d := l.Dispatch(MatMulGEMVKernel(dt), grid, Dim3{GEMVThreads, 1, 1}, p, a, b, out)
-		if p.Ring == 1 {
+		switch {
+		case p.Ring == 1:
 			d.SharedBytes = RingSharedBytes(int(p.M), int(p.K))
+		case p.Bulk > 0:
+			d.SharedBytes = BulkSharedBytes(int(p.M), int(p.K), int(p.Split), int(p.TileRows), int(p.Bulk))
 		}
 		return
 	}
@@ -281,10 +290,15 @@ func lowerMatMul(l *Lowering, dt graph.DType, p *MatMulParams, a, b, out Ref) {
 
 // gemvGeometry returns the grid of the GEMV kernel for p (M up to the
 // device's GEMV rows) and sets p's tensor-core fields (MMA, Split,
-// TileRows, Stream) where the device runs it on tensor cores.
+// TileRows, Stream, Ring, Bulk) where the device runs it on tensor cores.
 func gemvGeometry(l *Lowering, dt graph.DType, p *MatMulParams) Dim3 {
 	grid := Dim3{Groups(int(p.N), GEMVRowsPerGroup), 1, int(p.Batch)}
-	if ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
+	if b, ok := bulkGEMVPlan(l.Caps, dt, int(p.M), int(p.N), int(p.K), false, true); ok && mmaGEMV(l.Caps, dt, p) && p.Batch == 1 {
+		p.MMA, p.Bulk, p.Split, p.TileRows = 1, uint32(b.stages), uint32(b.split), uint32(b.tileRows)
+		grid.X = b.grid
+		l.Count("matmul_mma_bulk", 1)
+		l.Count("matmul_mma", 1)
+	} else if ringGEMV(l.Caps, dt, p, int(p.M), int(p.K), ringGrid(Groups(int(p.N), 16))*int(p.Batch)) {
 		p.MMA, p.Ring, p.TileRows = 1, 1, 16
 		grid.X = ringGrid(Groups(int(p.N), 16))
 		l.Count("matmul_mma_ring", 1)
@@ -423,6 +437,86 @@ func ringGEMV(c Caps, dt graph.DType, p *MatMulParams, m, k, blocks int) bool {
 
 // ringGrid is the cluster GEMV's grid of blocks for the given tiles.
 func ringGrid(tiles int) int { return Groups(tiles, RingTiles) * RingCluster }
+
+// BulkMaxStages is the most stages of the bulk GEMV's ring (its kernel's
+// room for mbarriers).
+const BulkMaxStages = 16
+
+// GEMVBulk shapes the bulk variant of the tensor-core GEMV and gated GEMV
+// (Caps.GEMVBulk; matmul.cu's mma_bulk): weight rows copied into shared
+// memory in stages, one 1-D bulk copy a span, by a grid of Blocks blocks a
+// multiprocessor. The zero value is off.
+type GEMVBulk struct {
+	Stages     int // the ring's stages, at most BulkMaxStages; 0: off
+	StageBytes int // the weight bytes a stage aims at (whole tiles, at least one)
+	Blocks     int // blocks a multiprocessor (1 or 2)
+}
+
+// bulkPlan is the geometry of a bulk GEMV: its grid, warps a tile (Split),
+// tile height (the gated GEMV's: 8) and stages.
+type bulkPlan struct{ grid, split, tileRows, stages int }
+
+// bulkGEMVPlan is the plan of the bulk GEMV (gated: the gated GEMV) of m
+// rows of x, n outputs and k columns of dtype dt where the device has it
+// (Caps.GEMVBulk) and it applies: tensor cores (float16, bfloat16), 1 to 8 rows (one tile of
+// x), k a multiple of 8 (rows of whole 16-byte pieces), and a ring of at
+// least one stage in half a multiprocessor's shared memory. xShared says whether x's rows are in the kernel's dynamic
+// shared memory (not so for the norms fused into it, whose normalised row
+// has its own). A block takes a contiguous run of tiles: 16 rows, or 8
+// where 16 would leave multiprocessors without a block (the gated GEMV's
+// tiles are 8 gate and 8 up rows); a stage is 8/Split tiles, the most (up
+// to 8 and to a block's tiles) within StageBytes, at least one.
+func bulkGEMVPlan(c Caps, dt graph.DType, m, n, k int, gated, xShared bool) (bulkPlan, bool) {
+	b := c.GEMVBulk
+	if b.Stages < 1 || !c.TensorCores || dt == graph.Float32 || m < 1 || m > 8 || n < 1 || k < 8 || k%8 != 0 {
+		return bulkPlan{}, false
+	}
+	perCore := min(max(b.Blocks, 1), 2)
+	blocks := max(c.Cores, 1) * perCore
+	p := bulkPlan{tileRows: 16}
+	outs, rows := 16, 16 // outputs and weight rows a tile
+	if gated {
+		p.tileRows, outs = 8, 8
+	} else if Groups(n, 16) < blocks {
+		p.tileRows, outs, rows = 8, 8, 8
+	}
+	tiles := Groups(n, outs)
+	p.grid = min(tiles, blocks)
+	share := Groups(tiles, p.grid)
+	tileBytes := rows * k * 2
+	per := 1
+	for per < 8 && 2*per <= share && 2*per*tileBytes <= b.StageBytes {
+		per *= 2
+	}
+	p.split = 8 / per
+	xRows := 0
+	if xShared {
+		xRows = m
+	}
+	// Two blocks' shared memory, less a block's static shared memory (the
+	// fused norms' row), must fit a multiprocessor's: at one block a
+	// multiprocessor, so that the next kernel's block fits beside it.
+	budget := RingMaxSharedBytes/2 - 8<<10
+	for p.stages = min(b.Stages, Groups(share, per), BulkMaxStages); p.stages > 0; p.stages-- {
+		if BulkSharedBytes(xRows, k, p.split, rows, p.stages) <= budget {
+			return p, true
+		}
+	}
+	return bulkPlan{}, false
+}
+
+// BulkSharedBytes is the dynamic shared memory of a block of the bulk GEMV
+// (matmul.cu's BulkLayout) with xRows rows of x of k columns in it, split
+// warps a tile, tiles of tileRows weight rows (the gated GEMV's: 16, its 8
+// gate and 8 up rows) and the given stages: the mbarriers, the slice sums
+// (or block_sum's scratch), x, and the ring.
+func BulkSharedBytes(xRows, k, split, tileRows, stages int) int {
+	red := 32 * 4
+	if split > 1 {
+		red = GEMVThreads / 32 / split * 8 * 4 * 32 * 4
+	}
+	return BulkMaxStages*8 + red + Groups(xRows*k*2, 16)*16 + stages*(GEMVThreads/32/split)*tileRows*k*2
+}
 
 // MatMulMMAChunks is the chunks of 32 columns whose weights a lane of
 // CUDA's tensor-core GEMV loads before it uses any (two 16-byte loads

@@ -480,3 +480,102 @@ func lowerGated(t *testing.T, m, rows int, caps Caps) *Lowering {
 	}
 	return l
 }
+
+// TestMatMulBulkGeometry holds the bulk GEMV's plan (Caps.GEMVBulk,
+// bulkGEMVPlan) on an H100's 132 multiprocessors to the Qwen3-0.6B
+// projections of 1 to 8 rows: a block a multiprocessor (or a tile),
+// tiles of 16 rows, or 8 where 16 would leave multiprocessors idle,
+// stages of whole tiles within StageBytes and no more than a block's
+// tiles, the ring within the shared memory, the norms fused into it
+// (their row not in the dynamic shared memory); and off where it does not
+// apply.
+func TestMatMulBulkGeometry(t *testing.T) {
+	on := GEMVBulk{Stages: 3, StageBytes: 32 << 10, Blocks: 1}
+	caps := Caps{Device: "cuda", Cores: 132, TensorCores: true, GatedGEMVMaxRows: MatMulMMARows, GEMVBulk: on}
+	for _, c := range []struct {
+		name                          string
+		m, n, k                       int
+		gated, norm                   bool
+		grid, split, rows, stages, xs int // xs: x's rows in the shared memory
+	}{
+		{"qkv", 1, 4096, 1024, false, false, 132, 8, 16, 2, 1},
+		{"qkv norm", 1, 4096, 1024, false, true, 132, 8, 16, 2, 0},
+		{"o", 1, 1024, 2048, false, false, 128, 8, 8, 1, 1},
+		{"down", 8, 1024, 3072, false, false, 128, 8, 8, 1, 8},
+		{"gated", 1, 6144, 1024, true, false, 132, 8, 8, 3, 1},
+		{"gated norm", 1, 6144, 1024, true, true, 132, 8, 8, 3, 0},
+		{"gated 8", 8, 6144, 1024, true, false, 132, 8, 8, 2, 8}, // x takes a stage's room
+		{"lm_head", 1, 151936, 1024, false, false, 132, 8, 16, 3, 1},
+		{"few", 3, 40, 256, false, false, 5, 8, 8, 1, 3},
+	} {
+		var in []graph.Spec
+		var prim Primitive
+		bf := func(s ...int) graph.Spec { return graph.Spec{DType: graph.BFloat16, Shape: s} }
+		switch {
+		case c.norm:
+			prim, in = AddRMSNormLinear{Eps: 1e-6, Gated: c.gated}, []graph.Spec{bf(c.m, c.k), bf(c.m, c.k), bf(c.k), bf(c.n, c.k)}
+		case c.gated:
+			prim, in = MatMulSiLUMul{}, []graph.Spec{bf(c.m, c.k), bf(c.n, c.k)}
+		default:
+			prim, in = MatMul{TransposeB: true}, []graph.Spec{bf(c.m, c.k), bf(c.n, c.k)}
+		}
+		outs, err := prim.Outputs(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := NewLowering(in, outs, caps)
+		if err := prim.Lower(l); err != nil {
+			t.Fatal(err)
+		}
+		d := l.Dispatches[0]
+		var bulk, split, rows uint32
+		switch p := d.Params.(type) {
+		case *MatMulParams:
+			bulk, split, rows = p.Bulk, p.Split, p.TileRows
+		case *MatMulSiLUMulParams:
+			bulk, split, rows = p.Bulk, p.Split, 8
+		case *AddRMSNormLinearParams:
+			bulk, split, rows = p.Bulk, p.Split, p.TileRows
+			if c.gated {
+				rows = 8
+			}
+		}
+		stageRows := int(rows)
+		if c.gated {
+			stageRows = 16
+		}
+		shared := BulkSharedBytes(c.xs, c.k, c.split, stageRows, c.stages)
+		if len(l.Dispatches) != 1 || d.Grid != (Dim3{c.grid, 1, 1}) || int(split) != c.split || int(rows) != c.rows || int(bulk) != c.stages || d.SharedBytes != shared {
+			t.Errorf("%s M=%d: %d dispatches, grid %v, split %d, rows %d, stages %d, %d shared bytes; want 1, %d, split %d, rows %d, stages %d, %d bytes",
+				c.name, c.m, len(l.Dispatches), d.Grid, split, rows, bulk, d.SharedBytes, c.grid, c.split, c.rows, c.stages, shared)
+		}
+		if d.SharedBytes > RingMaxSharedBytes/2 {
+			t.Errorf("%s M=%d: %d shared bytes leave no room for a second block", c.name, c.m, d.SharedBytes)
+		}
+	}
+	// Larger stages (two tiles, four warps a tile) where a block has the
+	// tiles for them; two blocks a multiprocessor, whose shared memory
+	// holds one such stage each.
+	big := caps
+	big.GEMVBulk = GEMVBulk{Stages: 2, StageBytes: 64 << 10, Blocks: 2}
+	if p, ok := bulkGEMVPlan(big, graph.BFloat16, 1, 151936, 1024, false, true); !ok || p.grid != 264 || p.split != 4 || p.stages != 1 {
+		t.Errorf("lm_head, 2 stages of 64 KB, 2 blocks: %+v, %v; want grid 264, split 4, 1 stage", p, ok)
+	}
+	for _, c := range []struct {
+		name string
+		caps Caps
+		dt   graph.DType
+		m, k int
+	}{
+		{"off", Caps{Cores: 132, TensorCores: true}, graph.BFloat16, 1, 1024},
+		{"float32", caps, graph.Float32, 1, 1024},
+		{"9 rows", caps, graph.BFloat16, 9, 1024},
+		{"K % 8", caps, graph.BFloat16, 1, 1001},
+		{"no tensor cores", Caps{Cores: 132, GEMVBulk: on}, graph.BFloat16, 1, 1024},
+		{"a tile past the shared memory", caps, graph.BFloat16, 1, 1 << 16},
+	} {
+		if p, ok := bulkGEMVPlan(c.caps, c.dt, c.m, 4096, c.k, false, true); ok {
+			t.Errorf("%s: plan %+v, want none", c.name, p)
+		}
+	}
+}

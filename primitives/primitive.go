@@ -124,6 +124,12 @@ type Caps struct {
 	// (MatMulParams.Stream, mmaStreamGrid); the sums are the same. CUDA
 	// only; on unless the environment has LOOM_CUDA_GEMV_STREAM=0.
 	GEMVStream bool
+	// GEMVBulk, where its Stages are set, runs the tensor-core GEMV and
+	// gated GEMV of 1 to 8 rows of x (the norms fused into them too) in
+	// their bulk variant (bulkGEMVPlan; MatMulParams.Bulk): weight rows
+	// streamed into shared memory by 1-D bulk copies, about a block a core.
+	// The sums are the same. CUDA on sm_90 and later, LOOM_CUDA_GEMV_BULK.
+	GEMVBulk GEMVBulk
 	// ClusterGEMVRows is the most rows of x that the tensor-core GEMV and
 	// gated GEMV take in their cluster variant (MatMulParams.Ring,
 	// ringGEMV: from 9 rows on, where its grid is at most a block a core),

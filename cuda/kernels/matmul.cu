@@ -1003,6 +1003,292 @@ __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& ep
 #define GATED_RING_KERNEL(SHORT, T)
 #endif
 
+// ---- M ≤ 8 on tensor cores, weights through shared memory: the bulk GEMV ------
+//
+// mma_bulk (matmul_<dt>_gemv_mma_bulk, matmul_silu_mul_<dt>_mma_bulk,
+// add_rms_norm_matmul_<dt>_mma_bulk, add_rms_norm_matmul_silu_mul_<dt>_mma_bulk;
+// the Bulk of MatMulParams, MatMulSiLUMulParams and AddRMSNormLinearParams)
+// computes mma_tiles's sums, bit for bit, for up to 8 rows of x (one tile of
+// x), K a multiple of 8 and 16-byte aligned weights (else it runs
+// mma_gemv). Its grid is about a block a multiprocessor
+// (primitives.bulkGEMVPlan): block b of G takes the contiguous tiles
+// [b·T/G, (b+1)·T/G) of T, in stages of 8/S tiles, S the warps a tile as
+// in mma_tiles. A stage's weight rows are one contiguous span (the gated
+// GEMV's: its gate rows and its up rows, two spans), which thread 0 copies
+// into shared memory with one 1-D bulk copy each (cp.async.bulk, no tensor
+// map), completing on the stage's mbarrier; the stages go round a ring of
+// p.Bulk slots, thread 0 refilling a slot with the stage p.Bulk ahead once
+// every warp is done with it. The warps run a stage's tiles as mma_tiles
+// runs them (the same slices, chains, tree and epilogue), the weights and
+// x read from shared memory. So a block has its first ring fill in
+// flight from its first instructions, issued by one thread, and needs
+// neither the 16 warps a multiprocessor nor the registers that the tile
+// loop's loads in flight take: at a block a multiprocessor (the default) the next
+// kernel's block finds room beside it under programmatic dependent
+// launch, and starts its own stream there.
+//
+// Before grid_dependency_wait thread 0 asks the L2 for the first ring fill
+// with one bulk prefetch a span (cp.async.bulk.prefetch.L2, which, as
+// prefetch_l2, can neither see nor change a value), and copies it into
+// shared memory after the wait. With LOOM_BULK_EARLY=1 (for measurement)
+// it copies the first ring fill before the wait instead: correct only
+// where the kernel before does not write the weights, which nothing
+// checks, so it is never the default.
+#ifndef LOOM_BULK_EARLY
+#define LOOM_BULK_EARLY 0
+#endif
+#define BULK_MAX_STAGES 16  // primitives.BulkMaxStages: the mbarriers' room
+
+// BulkLayout is a block's dynamic shared memory (primitives.BulkSharedBytes),
+// byte offsets: the stages' mbarriers at 0, the slice sums (red; with
+// S = 1 room for block_sum's scratch alone), x's rows (xRows of K: none
+// where x is elsewhere), then the ring, p.Bulk stages of `stage` bytes:
+// 8/S tiles of stageRows weight rows (the gated GEMV's 8 gate rows, then
+// its 8 up rows, count 16).
+struct BulkLayout {
+  u32 red, x, ring, stage;
+};
+template <typename T>
+__device__ __forceinline__ BulkLayout bulk_layout(u32 xRows, u32 K, u32 S, u32 stageRows) {
+  BulkLayout l;
+  l.red = BULK_MAX_STAGES * 8;
+  l.x = l.red + (S > 1 ? MMA_WARPS / S * MMA_SLICES * 4 * 32 * 4 : 32 * 4);
+  l.ring = l.x + (xRows * K * (u32)sizeof(T) + 15) / 16 * 16;
+  l.stage = MMA_WARPS / S * stageRows * K * (u32)sizeof(T);
+  return l;
+}
+
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+// mbar_init_fence makes the mbarriers' initialisation visible to the bulk
+// copies (the async proxy) that complete on them.
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+// mbar_expect arrives on bar (count 1: its phase's only arrival), which then
+// completes once `bytes` more bytes of bulk copies have landed.
+__device__ __forceinline__ void mbar_expect(u32 bar, u32 bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+// mbar_wait returns once the phase of bar of the given parity (0 for its
+// first phase, 1 for its second, 0 again…) has completed.
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
+  u32 done = 0;
+  while (!done) {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+  }
+}
+// bulk_copy copies bytes (a multiple of 16) from src to the shared address
+// dst (both 16-byte aligned), completing them on bar.
+__device__ __forceinline__ void bulk_copy(u32 dst, const void* src, u32 bytes, u32 bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void bulk_prefetch(const void* src, u32 bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
+
+// bulk_smem is the bulk GEMV's dynamic shared memory (BulkLayout).
+extern __shared__ __align__(16) u8 bulk_smem[];
+
+// BulkRing is a block's share of a bulk GEMV: its tiles [t0, t1) of the
+// weights epi describes, `per` (8/S) a stage, `count` stages in `slots`
+// slots of the layout's ring.
+template <typename T> struct BulkRing {
+  MmaRows<T> epi;
+  u8* smem;
+  BulkLayout lay;
+  u32 t0, t1, per, count, slots;
+  __device__ __forceinline__ BulkRing(const MmaRows<T>& e, u32 xRows, u32 S, u32 stages) : epi(e), smem(bulk_smem) {
+    const u32 tiles = (e.N + e.tileRows - 1) / e.tileRows;
+    lay = bulk_layout<T>(xRows, e.K, S, e.gated ? 16 : e.tileRows);
+    t0 = (u32)((u64)blockIdx.x * tiles / gridDim.x);
+    t1 = (u32)((u64)(blockIdx.x + 1) * tiles / gridDim.x);
+    per = MMA_WARPS / S;
+    count = (t1 - t0 + per - 1) / per;
+    slots = min(stages, (u32)BULK_MAX_STAGES);
+  }
+  __device__ __forceinline__ u32 bar(u32 j) const { return smem_u32(smem) + 8 * (j % slots); }
+  __device__ __forceinline__ T* stage(u32 j) const { return (T*)(smem + lay.ring + (j % slots) * lay.stage); }
+  // rows returns the weight rows [r0, r1) of stages [j0, j1) (of the gated
+  // GEMV: its gate rows; the up rows are N further).
+  __device__ __forceinline__ void rows(u32 j0, u32 j1, u32& r0, u32& r1) const {
+    r0 = (t0 + j0 * per) * epi.tileRows;
+    r1 = min(min(t0 + j1 * per, t1) * epi.tileRows, epi.N);
+  }
+  // copy starts the copies of stage j into its slot (thread 0).
+  __device__ __forceinline__ void copy(u32 j) const {
+    u32 r0, r1;
+    rows(j, j + 1, r0, r1);
+    const u32 bytes = (r1 - r0) * epi.K * (u32)sizeof(T), b = bar(j), dst = smem_u32(stage(j));
+    mbar_expect(b, epi.gated ? 2 * bytes : bytes);
+    bulk_copy(dst, epi.w + (u64)r0 * epi.K, bytes, b);
+    if (epi.gated) bulk_copy(dst + per * 8 * epi.K * (u32)sizeof(T), epi.w + (u64)(epi.N + r0) * epi.K, bytes, b);
+  }
+  // tile_rows are lane group g's weight rows of tile i of stage j in
+  // shared memory, as MmaRows::rows has them in the weights.
+  __device__ __forceinline__ void tile_rows(u32 j, u32 i, u32 g, const T*& lo, const T*& hi) const {
+    const T* s = stage(j);
+    const u32 n = (t0 + j * per + i) * epi.tileRows + g;
+    lo = n < epi.N ? s + (u64)(i * epi.tileRows + g) * epi.K : nullptr;
+    if (epi.gated) {
+      hi = n < epi.N ? s + (u64)(per * 8 + i * 8 + g) * epi.K : nullptr;
+    } else {
+      hi = epi.tileRows == 16 && n + 8 < epi.N ? lo + (u64)8 * epi.K : nullptr;
+    }
+  }
+};
+
+// bulk_aligned says whether the bulk path takes the weights: K a positive
+// multiple of 8 and 16-byte aligned rows (M ≤ 8 is the lowering's).
+template <typename T> __device__ __forceinline__ bool bulk_aligned(const BulkRing<T>& ring) {
+  return ring.epi.K > 0 && ring.epi.K % 8 == 0 && ((u64)ring.epi.w & 15) == 0;
+}
+
+// bulk_start begins a block's weight stream before grid_dependency_wait:
+// thread 0 initialises the ring's mbarriers and asks the L2 for the rows of
+// the first ring fill (LOOM_BULK_EARLY: copies them). It reads no global
+// memory and returns no span for prefetch_l2.
+template <typename T> __device__ __forceinline__ L2Span bulk_start(const BulkRing<T>& ring) {
+  if (!bulk_aligned(ring) || threadIdx.x != 0 || ring.count == 0) return L2Span{nullptr, 0};
+  for (u32 s = 0; s < ring.slots; s++) mbar_init(ring.bar(s), 1);
+  mbar_init_fence();
+  const u32 first = min(ring.slots, ring.count);
+  if (LOOM_BULK_EARLY) {
+    for (u32 j = 0; j < first; j++) ring.copy(j);
+  } else {
+    u32 r0, r1;
+    ring.rows(0, first, r0, r1);
+    const u32 bytes = (r1 - r0) * ring.epi.K * (u32)sizeof(T);
+    bulk_prefetch(ring.epi.w + (u64)r0 * ring.epi.K, bytes);
+    if (ring.epi.gated) bulk_prefetch(ring.epi.w + (u64)(ring.epi.N + r0) * ring.epi.K, bytes);
+  }
+  return L2Span{nullptr, 0};
+}
+
+// lds8 is load8 of a row in shared memory, K a multiple of 8.
+template <typename T> __device__ __forceinline__ uint4 lds8(const T* row, u32 k, u32 K) {
+  return row != nullptr && k < K ? *(const uint4*)(row + k) : make_uint4(0u, 0u, 0u, 0u);
+}
+
+// bulk_slices is mma_slices of one tile of x from shared memory: chunk
+// c = share + S·j of the tile goes to acc[j mod 8/S], in order.
+template <typename T, int S>
+__device__ __forceinline__ void bulk_slices(const T* lo, const T* hi, const T* xr, u32 K, u32 share, float (&acc)[MMA_SLICES / S][1][4]) {
+  constexpr int NS = MMA_SLICES / S;
+  const u32 t = threadIdx.x % 4, chunks = (K + 31) / 32;
+  for (u32 c0 = share; c0 < chunks; c0 += MMA_SLICES) {
+#pragma unroll
+    for (int u = 0; u < NS; u++) {
+      const u32 c = c0 + S * u;
+      if (c >= chunks) break;
+      const u32 k = c * 32 + 8 * t;
+      const uint4 wl = lds8(lo, k, K), wh = lds8(hi, k, K), xv = lds8(xr, k, K);
+      MMA<T>::run(acc[u][0], wl.x, wh.x, wl.y, wh.y, xv.x, xv.y);
+      MMA<T>::run(acc[u][0], wl.z, wh.z, wl.w, wh.w, xv.z, xv.w);
+    }
+  }
+}
+
+// mma_bulk runs the block's stages (after bulk_start and the wait; x, its
+// M ≤ 8 rows, already in shared memory and the block past a barrier).
+template <typename T, int S>
+__device__ __noinline__ void mma_bulk(const T* x, u32 M, const BulkRing<T> ring) {
+  constexpr int NS = MMA_SLICES / S;
+  const u32 warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const u32 tb = warp / S, share = warp % S, K = ring.epi.K;
+  float* red = (float*)(ring.smem + ring.lay.red);
+  const T* xr = g < M ? x + (u64)g * K : nullptr;
+  for (u32 j = 0; j < ring.count; j++) {
+    mbar_wait(ring.bar(j), j / ring.slots % 2);
+    const u32 tile = ring.t0 + j * ring.per + tb;
+    float acc[NS][1][4];
+#pragma unroll
+    for (int i = 0; i < NS; i++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) acc[i][0][r] = 0.f;
+    if (tile < ring.t1) {
+      const T *lo, *hi;
+      ring.tile_rows(j, tb, g, lo, hi);
+      bulk_slices<T, S>(lo, hi, xr, K, share, acc);
+    }
+    float sum[1][4];
+    tile_sums<1, S>(acc, red, tb, share, lane, sum);
+    if (tile < ring.t1) ring.epi.store(tile, 0, g, t, share, S, sum);
+    __syncthreads();  // every warp is done with the slot
+    if (threadIdx.x == 0 && j + ring.slots < ring.count) ring.copy(j + ring.slots);
+  }
+}
+
+// bulk_gemv runs mma_bulk where the weights allow (bulk_aligned), else
+// mma_gemv with the same sums; x (M ≤ 8 rows) is in shared memory where
+// xShared, else copied there (the layout's rows). Thread 0 issues the
+// first copies (after the wait) unless bulk_start did.
+template <typename T>
+__device__ void bulk_gemv(const T* x, u32 M, u32 split, bool xShared, const BulkRing<T>& ring) {
+  float* red = (float*)(ring.smem + ring.lay.red);
+  const u32 K = ring.epi.K;
+  if (!bulk_aligned(ring)) {
+    const bool vec = K % 8 == 0 && (((u64)x | (u64)ring.epi.w) & 15) == 0;
+    mma_gemv(x, M, K, (ring.epi.N + ring.epi.tileRows - 1) / ring.epi.tileRows, split, vec, false, red, ring.epi);
+    return;
+  }
+  if (!LOOM_BULK_EARLY && threadIdx.x == 0)
+    for (u32 j = 0; j < min(ring.slots, ring.count); j++) ring.copy(j);
+  if (!xShared) {
+    T* xs = (T*)(ring.smem + ring.lay.x);
+    if (((u64)x & 15) == 0) {
+      for (u32 i = threadIdx.x; i < M * K / 8; i += blockDim.x) ((uint4*)xs)[i] = ((const uint4*)x)[i];
+    } else {
+      for (u32 i = threadIdx.x; i < M * K; i += blockDim.x) xs[i] = x[i];
+    }
+    x = xs;
+    __syncthreads();
+  }
+  switch (mma_split(M, split)) {
+    case 1: mma_bulk<T, 1>(x, M, ring); break;
+    case 2: mma_bulk<T, 2>(x, M, ring); break;
+    case 4: mma_bulk<T, 4>(x, M, ring); break;
+    default: mma_bulk<T, 8>(x, M, ring); break;
+  }
+}
+
+// gemv_bulk_ring and gated_bulk_ring are the rings of the GEMV and the
+// gated GEMV (x in the layout: xRows of it).
+template <typename T> __device__ __forceinline__ BulkRing<T> gemv_bulk_ring(const T* w, T* out, u32 N, u32 M, u32 K, u32 tileRows, u32 split, u32 stages, u32 xRows) {
+  return BulkRing<T>(MmaRows<T>{w, out, N, M, K, tileRows == 8 ? 8u : 16u, false}, xRows, mma_split(M, split), stages);
+}
+template <typename T> __device__ __forceinline__ BulkRing<T> gated_bulk_ring(const T* w, T* out, u32 N, u32 M, u32 K, u32 split, u32 stages, u32 xRows) {
+  return BulkRing<T>(MmaRows<T>{w, out, N, M, K, 8, true}, xRows, mma_split(M, split), stages);
+}
+
+// The bulk variants (sm_90 and later) of the GEMV and the gated GEMV,
+// compiled beside their tensor-core variants where the device has the bulk
+// GEMV on (LOOM_MATMUL_BULK, from LOOM_CUDA_GEMV_BULK), at most 128 registers a
+// thread so that two blocks fit a multiprocessor: the next kernel's beside
+// this one's.
+#ifndef LOOM_BULK_MIN_BLOCKS
+#define LOOM_BULK_MIN_BLOCKS 2
+#endif
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)  // (undefined: the host emulation)
+#define GEMV_BULK_KERNEL(SHORT, T)                                                                            \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                       \
+      matmul_##SHORT##_gemv_mma_bulk(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {  \
+    grid_dependency_wait(bulk_start(gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M))); \
+    bulk_gemv(a, p.M, p.Split, false, gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M)); \
+  }
+#define GATED_BULK_KERNEL(SHORT, T)                                                                           \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                       \
+      matmul_silu_mul_##SHORT##_mma_bulk(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
+                                         Status* status) {                                                    \
+    grid_dependency_wait(bulk_start(gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M)));          \
+    bulk_gemv(x, p.M, p.Split, false, gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M));          \
+  }
+#else
+#define GEMV_BULK_KERNEL(SHORT, T)
+#define GATED_BULK_KERNEL(SHORT, T)
+#endif
+
 // The variants take two blocks a multiprocessor (at most 128 registers a
 // thread): 16 warps, each with up to 8 KB of weights in flight. (One
 // block, 255 registers, with LOOM_MMA_MIN_BLOCKS=1: measured slower.)
@@ -1016,7 +1302,8 @@ __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& ep
     __shared__ float red[MMA_RED_FLOATS];                                                              \
     gemv_mma(a, b, out, p, red);                                                                        \
   }                                                                                                    \
-  GEMV_RING_KERNEL(SHORT, T)
+  GEMV_RING_KERNEL(SHORT, T)                                                                           \
+  GEMV_BULK_KERNEL(SHORT, T)
 
 // The gated GEMV on tensor cores: see MmaRows.
 #define GATED_MMA_KERNEL(SHORT, T)                                                                       \
@@ -1028,7 +1315,8 @@ __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& ep
     const bool vec = p.K % 8 == 0 && (((u64)x | (u64)w) & 15) == 0;                                      \
     mma_gemv(x, p.M, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, p.M, p.K, 8, true}); \
   }                                                                                                      \
-  GATED_RING_KERNEL(SHORT, T)
+  GATED_RING_KERNEL(SHORT, T)                                                                            \
+  GATED_BULK_KERNEL(SHORT, T)
 
 // ---- a norm fused into the GEMV: one row ---------------------------------------
 //
@@ -1097,7 +1385,8 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
     const bool vec = p.K % 8 == 0 && ((u64)w & 15) == 0;                                                            \
     mma_gemv<T>(xn, 1, p.K, (p.N + tileRows - 1) / tileRows, p.Split, vec, false, red,                              \
                 MmaRows<T>{w, out, p.N, 1, p.K, tileRows, false});                                                  \
-  }
+  }                                                                                                                 \
+  NORM_GEMV_BULK_KERNEL(SHORT, T)
 
 #define NORM_GATED_MMA_KERNEL(SHORT, T)                                                                                       \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, 2) add_rms_norm_matmul_silu_mul_##SHORT##_mma(NORM_GEMV_ARGS(T)) { \
@@ -1106,7 +1395,32 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
     NORM_ROW(T, red);                                                                                                         \
     const bool vec = p.K % 8 == 0 && ((u64)w & 15) == 0;                                                                      \
     mma_gemv<T>(xn, 1, p.K, (p.N + 7) / 8, p.Split, vec, false, red, MmaRows<T>{w, out, p.N, 1, p.K, 8, true});               \
+  }                                                                                                                           \
+  NORM_GATED_BULK_KERNEL(SHORT, T)
+
+// The bulk variants of the fused kernels: the norm's row into xn, its
+// scratch at the layout's slice sums (red), then bulk_gemv of it.
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
+#define NORM_GEMV_BULK_KERNEL(SHORT, T)                                                                                      \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
+      add_rms_norm_matmul_##SHORT##_mma_bulk(NORM_GEMV_ARGS(T)) {                                                            \
+    grid_dependency_wait(bulk_start(gemv_bulk_ring(w, out, p.N, 1, p.K, p.TileRows, p.Split, p.Bulk, 0)));                   \
+    const BulkRing<T> ring = gemv_bulk_ring(w, out, p.N, 1, p.K, p.TileRows, p.Split, p.Bulk, 0);                          \
+    NORM_ROW(T, (float*)(bulk_smem + ring.lay.red));                                                                         \
+    bulk_gemv<T>(xn, 1, p.Split, true, ring);                                                                                \
   }
+#define NORM_GATED_BULK_KERNEL(SHORT, T)                                                                                     \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
+      add_rms_norm_matmul_silu_mul_##SHORT##_mma_bulk(NORM_GEMV_ARGS(T)) {                                                   \
+    grid_dependency_wait(bulk_start(gated_bulk_ring(w, out, p.N, 1, p.K, p.Split, p.Bulk, 0)));                              \
+    const BulkRing<T> ring = gated_bulk_ring(w, out, p.N, 1, p.K, p.Split, p.Bulk, 0);                                     \
+    NORM_ROW(T, (float*)(bulk_smem + ring.lay.red));                                                                         \
+    bulk_gemv<T>(xn, 1, p.Split, true, ring);                                                                                \
+  }
+#else
+#define NORM_GEMV_BULK_KERNEL(SHORT, T)
+#define NORM_GATED_BULK_KERNEL(SHORT, T)
+#endif
 
 // ---- large M on tensor cores: A M×K, B stored N×K ------------------------------
 //

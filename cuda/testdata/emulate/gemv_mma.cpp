@@ -144,6 +144,74 @@ static void normRow(const std::vector<T>& x, const std::vector<T>& d, const std:
   });
 }
 static bool sameBits(const void* a, const void* b, size_t n) { return memcmp(a, b, n) == 0; }
+// bulkBytes is primitives.BulkSharedBytes: the bulk GEMV's shared memory a
+// block.
+static size_t bulkBytes(unsigned xRows, unsigned K, unsigned split, unsigned tileRows, unsigned stages) {
+  const size_t red = split > 1 ? 8 / split * 8 * 4 * 32 * 4 : 32 * 4;
+  return 16 * 8 + red + ((size_t)xRows * K * 2 + 15) / 16 * 16 + (size_t)stages * (8 / split) * tileRows * K * 2;
+}
+// BulkRun is one launch of a bulk variant: the weights w (N rows of K, or
+// the gated GEMV's 2N; misaligned where offset), x, split, tile height,
+// stages and grid (0: a block a tile), for the plain, gated or fused
+// kernels (norm: x, delta and the norm's weight, the sum stored into sum).
+struct BulkRun {
+  const bf16_t *x, *w;
+  unsigned M, N, K;
+  bool gated;
+  unsigned split, tileRows, stages, grid;
+  const bf16_t *delta = nullptr, *normW = nullptr;
+  bf16_t* sum = nullptr;
+  float eps = 0;
+};
+// bulk runs the bulk variant, and checks its use of the shared memory (no
+// byte past bulkBytes written), of the mbarriers and bulk copies (shim.h:
+// aligned, in the shared memory, all landed and waited for), that every
+// weight byte was copied once (none where the weights are misaligned or K
+// is not a multiple of 8: the tile loop's path), and that its prefetches
+// stay inside the weights.
+static std::vector<bf16_t> bulk(const BulkRun& r) {
+  const bool norm = r.normW != nullptr;
+  std::vector<bf16_t> out(r.M * r.N, Num<bf16_t>::store(12345.f));
+  const unsigned tiles = r.gated ? (r.N + 7) / 8 : (r.N + r.tileRows - 1) / r.tileRows, grid = r.grid ? r.grid : tiles;
+  const size_t bytes = bulkBytes(norm ? 0 : r.M, r.K, r.split, r.gated ? 16 : r.tileRows, r.stages), guard = 64;
+  const size_t wBytes = (size_t)(r.gated ? 2 : 1) * r.N * r.K * 2;
+  std::vector<unsigned char> canary(guard, 0);
+  Status st{};
+  emu_weights(r.w, wBytes);
+  emuBulkFails = 0;
+  launch_cluster({grid, 1, 1}, 1, bytes + guard, [&] {
+    if (norm) {
+      AddRMSNormLinearParams p{};
+      p.N = r.N, p.K = r.K, p.Eps = r.eps, p.MMA = 1, p.Split = r.split, p.TileRows = r.tileRows, p.Bulk = r.stages;
+      if (r.gated) {
+        add_rms_norm_matmul_silu_mul_bf16_mma_bulk(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
+      } else {
+        add_rms_norm_matmul_bf16_mma_bulk(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
+      }
+    } else if (r.gated) {
+      MatMulSiLUMulParams p{};
+      p.M = r.M, p.N = r.N, p.K = r.K, p.MMA = 1, p.Split = r.split, p.Bulk = r.stages;
+      matmul_silu_mul_bf16_mma_bulk(r.x, r.w, out.data(), p, &st);
+    } else {
+      MatMulParams p{};
+      p.M = r.M, p.N = r.N, p.K = r.K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.Split = r.split, p.TileRows = r.tileRows, p.Bulk = r.stages;
+      matmul_bf16_gemv_mma_bulk(r.x, r.w, out.data(), p, &st);
+    }
+    if (threadIdx.x == 0)
+      for (size_t i = 0; i < guard; i++)
+        if (emuSmem[bytes + i] != 0xab) canary[i] = 1;
+  });
+  char what[160];
+  snprintf(what, sizeof what, "bulk%s%s M=%u N=%u K=%u split %u rows %u stages %u grid %u", norm ? " norm" : "", r.gated ? " gated" : "", r.M, r.N, r.K, r.split, r.tileRows, r.stages, grid);
+  for (size_t i = 0; i < guard; i++) CHECK(!canary[i], "%s: shared memory written past %zu bytes", what, bytes);
+  CHECK(emuBulkFails == 0, "%s: %d misuses of the mbarriers or bulk copies, the first: %s", what, emuBulkFails, emuBulkWhy.c_str());
+  CHECK(emuOutside == 0, "%s: %d prefetches outside the weights", what, emuOutside);
+  const unsigned char once = r.K > 0 && r.K % 8 == 0 && (uintptr_t)r.w % 16 == 0;
+  size_t i = 0;
+  while (i < emuCopied.size() && emuCopied[i] == once) i++;
+  CHECK(i == emuCopied.size(), "%s: weight byte %zu copied %d times, want %d", what, i, i < emuCopied.size() ? emuCopied[i] : 0, once);
+  return out;
+}
 // checkNorm: the fused kernels of one row (gated and not, float32 FMA and
 // bfloat16 tensor cores) against normRow followed by the GEMV or gated
 // GEMV, bit for bit, over splits and grids; the sum stored by block 0.
@@ -214,6 +282,14 @@ static void checkNorm(unsigned N, unsigned K) {
           checkSpans(gated ? "mma norm gated" : "mma norm", grid, tb * tileRows, N, K, 2, gated);
           CHECK(sameBits(out.data(), want.data(), N * 2), "mma norm gated %d N=%u K=%u split %u rows %u: bits differ from the norm and the GEMV", gated, N, K, split, tileRows);
           CHECK(sameBits(s.data(), sum.data(), K * 2), "mma norm gated %d N=%u K=%u split %u: the sum differs", gated, N, K, split);
+          // The bulk variant (K a multiple of 8; else the tile loop's path in it), two stages, a grid of 2.
+          if (split != 8 || K > 1024) continue;
+          std::vector<bf16_t> bs(K, Num<bf16_t>::store(12345.f));
+          BulkRun r{x.data(), wr.data(), 1, N, K, gated, split, tileRows, 2, 2};
+          r.delta = d.data(), r.normW = nw.data(), r.sum = bs.data(), r.eps = eps;
+          auto bo = bulk(r);
+          CHECK(sameBits(bo.data(), want.data(), N * 2), "bulk norm gated %d N=%u K=%u split %u rows %u: bits differ from the norm and the GEMV", gated, N, K, split, tileRows);
+          CHECK(sameBits(bs.data(), sum.data(), K * 2), "bulk norm gated %d N=%u K=%u split %u: the sum differs", gated, N, K, split);
         }
     }
   }
@@ -282,7 +358,42 @@ static void checkRing(unsigned M, unsigned N, unsigned K) {
   printf("ring M=%u N=%u K=%u done, %d failures so far\n", M, N, K, fails);
   fflush(stdout);
 }
+// checkBulk: the bulk GEMV and gated GEMV bit for bit the tile loop's over
+// splits, tile heights, stages (rings that wrap, stages partly past the
+// last tile) and grids, with x aligned and offset by one element (copied
+// into shared memory an element at a time), and with offset weights or K
+// not a multiple of 8 (the tile loop's path in the bulk kernel).
+static void checkBulk(unsigned M, unsigned N, unsigned K) {
+  auto x = rnd((size_t)M * K), w = rnd((size_t)2 * N * K + 8);
+  std::vector<bf16_t> xo(M * K + 1);
+  std::copy(x.begin(), x.end(), xo.begin() + 1);
+  std::vector<bf16_t> wn(w.begin(), w.begin() + (size_t)N * K), wg(w.begin(), w.begin() + (size_t)2 * N * K);
+  auto want = gemv(x, wn, M, N, K, 1, 16, 0);  // (any split: the sums are the same)
+  auto wantGated = gated(x, wg, M, N, K, 1, 0);
+  struct V { unsigned split, rows, stages, grid; bool offsetX; } vs[] = {{8, 16, 2, 2, false}, {1, 8, 1, 1, true}, {2, 16, 3, 3, false}, {8, 8, 3, 1, false}};
+  for (auto v : vs) {
+    const bf16_t* xp = v.offsetX ? xo.data() + 1 : x.data();
+    auto o = bulk({xp, wn.data(), M, N, K, false, v.split, v.rows, v.stages, v.grid});
+    size_t i = 0;
+    while (i < o.size() && o[i].bits == want[i].bits) i++;
+    CHECK(i == o.size(), "bulk M=%u N=%u K=%u split %u rows %u stages %u grid %u: out[%zu][%zu] = %g, the tiles' %g", M, N, K, v.split, v.rows, v.stages, v.grid, i / N, i % N, F(o[i]), F(want[i]));
+    if (v.rows == 16) continue;  // the gated GEMV's tiles are 8 gate and 8 up rows
+    auto g = bulk({xp, wg.data(), M, N, K, true, v.split, 8, v.stages, v.grid});
+    i = 0;
+    while (i < g.size() && g[i].bits == wantGated[i].bits) i++;
+    CHECK(i == g.size(), "bulk gated M=%u N=%u K=%u split %u stages %u grid %u: out[%zu][%zu] = %g, the tiles' %g", M, N, K, v.split, v.stages, v.grid, i / N, i % N, F(g[i]), F(wantGated[i]));
+  }
+  // Weights one element off 16 bytes: the tile loop's path.
+  const bf16_t* wOff = w.data() + 1;
+  auto wantOff = gemv(x, std::vector<bf16_t>(wOff, wOff + (size_t)N * K), M, N, K, 1, 16, 0);
+  auto o = bulk({x.data(), wOff, M, N, K, false, 8, 16, 2, 2});
+  CHECK(memcmp(o.data(), wantOff.data(), o.size() * 2) == 0, "bulk M=%u N=%u K=%u, offset weights: bits differ from the tiles'", M, N, K);
+  printf("bulk M=%u N=%u K=%u done, %d failures so far\n", M, N, K, fails);
+  fflush(stdout);
+}
 int main(int argc, char** argv) {
+  struct B { unsigned M, N, K; } bulkCases[] = {{1, 131, 1000}, {3, 37, 768}, {8, 40, 256}, {2, 24, 1001}};
+  for (auto c : bulkCases) checkBulk(c.M, c.N, c.K);
   struct R { unsigned M, N, K; } ringCases[] = {{9, 40, 256}, {16, 33, 512}, {17, 130, 256}, {33, 40, 768}, {64, 20, 512}, {70, 40, 256}, {130, 24, 256}};
   for (auto c : ringCases) checkRing(c.M, c.N, c.K);
   struct NK { unsigned N, K; } normCases[] = {{9, 40}, {131, 1000}, {40, 1024}, {1, 1}, {17, 4096}, {3, 7}};

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <map>
+#include <string>
 #include <sys/mman.h>
 using std::min; using std::max;
 struct uint4 { unsigned x, y, z, w; };
@@ -81,6 +83,9 @@ struct EmuBarrier {
   }
 };
 struct MmaStage { unsigned a[32][4], b[32][2]; };
+// The bulk GEMV's per-block state (below): made and checked with its block.
+static void emu_bulk_begin(unsigned char* smem, size_t bytes);
+static void emu_bulk_end(unsigned char* smem);
 // A block's barriers and its warps' staging areas, which its fibers point
 // at, so that the blocks of a cluster run at once.
 struct EmuBlock {
@@ -91,9 +96,11 @@ struct EmuBlock {
   std::vector<unsigned char> smem;  // the dynamic shared memory
   EmuBlock(unsigned threads, size_t smemBytes) : bar(threads), smem(smemBytes, 0xab) {
     for (unsigned w = 0; w < threads / 32; w++) warps[w] = new EmuBarrier(32);
+    emu_bulk_begin(smem.data(), smemBytes);
   }
   ~EmuBlock() {
     for (auto* w : warps) delete w;
+    emu_bulk_end(smem.data());
   }
 };
 // EmuThread is a CUDA thread's own state: its indices and the block and
@@ -311,9 +318,11 @@ static size_t emuWBytes;
 static std::vector<unsigned char> emuSeen;
 static int emuOutside;
 static std::mutex emuMu;
+static std::vector<unsigned char> emuCopied;  // per weight byte, the bulk copies that read it (emu_bulk_copy)
 static void emu_weights(const void* w, size_t bytes) {
   emuW = (const char*)w, emuWBytes = bytes, emuOutside = 0;
   emuSeen.assign(bytes, 0);
+  emuCopied.assign(bytes, 0);
 }
 static inline void emu_prefetch(const void* p, unsigned long long n) {
   if (threadIdx.x != 0 || n == 0) return;
@@ -324,4 +333,124 @@ static inline void emu_prefetch(const void* p, unsigned long long n) {
     return;
   }
   std::fill(emuSeen.begin() + (c - emuW), emuSeen.begin() + (c - emuW) + n, 1);
+}
+// The bulk GEMV's mbarriers and 1-D bulk copies (cp.async.bulk), kept
+// beside each block (by its dynamic shared memory) with shared addresses as
+// offsets into it: an mbarrier's phase, pending arrivals and transaction
+// bytes, and the copies in flight. A copy is queued on its mbarrier and
+// lands (a memcpy, its bytes off the transaction count) only when a lane
+// polls that mbarrier, one copy a poll, so that a wait that returns on the
+// wrong phase reads stale bytes (or the garbage the shared memory starts
+// with) instead of the copy's; a lane whose poll fails yields to the next.
+struct EmuMbar {
+  unsigned expected, pending;
+  long tx;
+  unsigned phase;
+};
+struct EmuCopy {
+  unsigned dst;
+  const void* src;
+  unsigned bytes, bar;
+};
+struct EmuBulk {
+  size_t bytes;
+  std::map<unsigned, EmuMbar> mbars;
+  std::vector<EmuCopy> copies;  // in flight
+  long polls = 0;               // failed polls since a wait last returned
+};
+static std::map<unsigned char*, EmuBulk> emuBulk;
+// emuBulkFails counts misuses of the mbarriers and bulk copies; the first
+// one's message is kept for the driver to print.
+static int emuBulkFails;
+static std::string emuBulkWhy;
+template <typename... A> static void emuBulkFail(const char* fmt, A... a) {
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, a...);
+  if (emuBulkFails++ == 0) emuBulkWhy = msg;
+}
+static void emu_bulk_begin(unsigned char* smem, size_t bytes) { emuBulk[smem] = EmuBulk{bytes}; }
+// emu_bulk_end checks a block that has exited: no copy in flight, no
+// mbarrier waiting for bytes.
+static void emu_bulk_end(unsigned char* smem) {
+  EmuBulk& b = emuBulk[smem];
+  if (!b.copies.empty()) emuBulkFail("a block exited with %zu bulk copies in flight", b.copies.size());
+  for (auto& [bar, m] : b.mbars)
+    if (m.tx != 0) emuBulkFail("mbarrier at %u still expects %ld bytes at exit", bar, m.tx);
+  emuBulk.erase(smem);
+}
+static void emu_mbar_done(EmuMbar& m) {
+  if (m.pending == 0 && m.tx == 0) m.phase++, m.pending = m.expected;
+}
+static EmuMbar* emu_mbar(unsigned bar) {
+  auto& mbars = emuBulk[emuSmem].mbars;
+  auto it = mbars.find(bar);
+  if (it == mbars.end()) {
+    emuBulkFail("mbarrier at %u used before mbarrier.init", bar);
+    return nullptr;
+  }
+  return &it->second;
+}
+static void emu_mbar_init(unsigned bar, unsigned count) {
+  EmuBulk& b = emuBulk[emuSmem];
+  if (bar % 8 != 0 || bar + 8 > b.bytes) emuBulkFail("mbarrier at %u: misaligned or past the %zu bytes of shared memory", bar, b.bytes);
+  b.mbars[bar] = EmuMbar{count, count, 0, 0};
+}
+static void emu_mbar_expect(unsigned bar, unsigned bytes) {
+  EmuMbar* m = emu_mbar(bar);
+  if (m == nullptr) return;
+  if (m->pending == 0) emuBulkFail("mbarrier at %u: an arrival past its count", bar);
+  m->tx += bytes, m->pending--;
+  emu_mbar_done(*m);
+}
+static void emu_bulk_copy(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  EmuBulk& b = emuBulk[emuSmem];
+  if (dst % 16 != 0 || (uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
+    emuBulkFail("bulk copy to %u of %u bytes from an address %u mod 16: want both 16-byte aligned, a positive multiple of 16 bytes", dst, bytes,
+                (unsigned)((uintptr_t)src % 16));
+  if ((size_t)dst + bytes > b.bytes) {
+    emuBulkFail("bulk copy to %u of %u bytes: past the shared memory's %zu bytes", dst, bytes, b.bytes);
+    return;
+  }
+  const char* c = (const char*)src;
+  if (c < emuW || c + bytes > emuW + emuWBytes) {
+    emuBulkFail("bulk copy to %u of %u bytes: its source is outside the weights", dst, bytes);
+    return;
+  }
+  for (size_t i = c - emuW; i < (size_t)(c - emuW) + bytes; i++) emuCopied[i]++;
+  b.copies.push_back(EmuCopy{dst, src, bytes, bar});
+}
+// emu_mbar_try_wait lands the first copy in flight on bar, if any, and
+// says whether bar's phase of the given parity has completed; else it
+// yields. After 10^7 failed polls of a block in a row it reports a
+// deadlock and stops.
+static bool emu_mbar_try_wait(unsigned bar, unsigned parity) {
+  EmuBulk& b = emuBulk[emuSmem];
+  EmuMbar* m = emu_mbar(bar);
+  if (m == nullptr) return true;
+  for (size_t i = 0; i < b.copies.size(); i++) {
+    if (b.copies[i].bar != bar) continue;
+    memcpy(emuSmem + b.copies[i].dst, b.copies[i].src, b.copies[i].bytes);
+    m->tx -= b.copies[i].bytes;
+    b.copies.erase(b.copies.begin() + i);
+    emu_mbar_done(*m);
+    break;
+  }
+  if ((m->phase & 1) != parity) {
+    b.polls = 0;
+    return true;
+  }
+  if (++b.polls > 10000000) {
+    fprintf(stderr, "deadlock: thread %u of block %u waits on the mbarrier at %u for parity %u\n", threadIdx.x, blockIdx.x, bar, parity);
+    abort();
+  }
+  emu_yield();
+  return false;
+}
+// emu_bulk_prefetch is cp.async.bulk.prefetch.L2: a prefetch of the span,
+// whose address and size must be 16-byte multiples.
+static void emu_bulk_prefetch(const void* src, unsigned bytes) {
+  if ((uintptr_t)src % 16 != 0 || bytes % 16 != 0 || bytes == 0)
+    emuBulkFail("bulk prefetch of %u bytes from an address %u mod 16: want a 16-byte aligned address and a positive multiple of 16 bytes", bytes,
+                (unsigned)((uintptr_t)src % 16));
+  emu_prefetch(src, bytes);
 }
