@@ -232,19 +232,51 @@ struct Thread {
 };
 typedef void (*Body)(const Thread&, void**);
 
+// emu_switch saves the callee-saved registers (System V x86-64: rbx,
+// rbp, r12–r15) on the running fiber's stack, stores its stack pointer in
+// *from and resumes the fiber whose stack pointer is to. swapcontext did
+// the same with a signal-mask system call each switch, which made the
+// barrier-heavy kernels' emulation spend most of its time in the kernel.
+extern "C" __attribute__((visibility("hidden"))) void loom_emu_switch(void** from, void* to);
+asm(R"(
+.text
+.globl loom_emu_switch
+.hidden loom_emu_switch
+.type loom_emu_switch, @function
+loom_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size loom_emu_switch, .-loom_emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+
 // Fiber is one thread of the running threadgroup.
 struct Fiber {
-  ucontext_t uc;
+  void* sp;
   Context ctx;
   Thread t;
   bool done;
 };
-inline ucontext_t scheduler;
+inline void* scheduler;
 inline Fiber* current;
 inline Body running_body;
 inline void** running_bufs;
 
-void yield() { swapcontext(&current->uc, &scheduler); }
+void yield() { loom_emu_switch(&current->sp, scheduler); }
 
 inline void fiber_main() {
   Fiber* f = current;
@@ -253,6 +285,8 @@ inline void fiber_main() {
   f->ctx.group->arrive_and_drop();
   f->done = true;
   progress++;
+  loom_emu_switch(&f->sp, scheduler);
+  std::abort();  // a finished fiber is never resumed
 }
 
 // run runs body over the grid, one threadgroup at a time, its threads as
@@ -300,11 +334,13 @@ inline void run(const unsigned* grid, const unsigned* group, Body body, void** b
       f.t.simd_groups = Pos{nsimd, 0, 0};
       f.t.lane = Pos{i % 32, 0, 0};
       f.t.simd_width = Pos{32, 0, 0};
-      getcontext(&f.uc);
-      f.uc.uc_stack.ss_sp = &stacks[size_t(i) * stack_size];
-      f.uc.uc_stack.ss_size = stack_size;
-      f.uc.uc_link = &scheduler;
-      makecontext(&f.uc, fiber_main, 0);
+      // The first switch to the fiber pops six zeroed registers and
+      // returns into fiber_main with the stack aligned as after a call.
+      void** top = (void**)&stacks[size_t(i + 1) * stack_size];
+      *--top = nullptr;
+      *--top = (void*)fiber_main;
+      for (int r = 0; r < 6; r++) *--top = nullptr;
+      f.sp = top;
     }
     for (unsigned left = n; left > 0;) {
       unsigned long before = progress;
@@ -313,7 +349,7 @@ inline void run(const unsigned* grid, const unsigned* group, Body body, void** b
         if (f.done) continue;
         current = &f;
         ctx = f.ctx;
-        swapcontext(&scheduler, &f.uc);
+        loom_emu_switch(&scheduler, f.sp);
         left += f.done ? 0 : 1;
       }
       if (left > 0 && progress == before) {
