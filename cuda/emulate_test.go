@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"github.com/loomrt/loom/internal/fiberswitch"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,6 +168,9 @@ func emulate(t *testing.T, file, prelude, src, driver string, replace []replacem
 	dir := t.TempDir()
 	src = prelude + strings.ReplaceAll(src, `extern "C"`, "")
 	if err := os.WriteFile(filepath.Join(dir, file+".h"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fiber_switch.h"), []byte(fiberswitch.Source), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range append([]string{"shim.h", driver}, extra...) {

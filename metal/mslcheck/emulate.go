@@ -4,6 +4,7 @@ package mslcheck
 
 import (
 	"fmt"
+	"github.com/loomrt/loom/internal/fiberswitch"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,6 +107,7 @@ var emuArgs = map[string]string{
 // grid, and the thread machinery it needs.
 func emuHarness(kernels map[string]Kernel) (string, error) {
 	var sb strings.Builder
+	sb.WriteString(fiberswitch.Source)
 	sb.WriteString(emuRuntime)
 	sb.WriteString("extern \"C\" int loom_dispatch(const char* name, void** bufs, const unsigned* grid, const unsigned* group) {\n")
 	names := make([]string, 0, len(kernels))
@@ -231,38 +233,6 @@ struct Thread {
   Pos local_index, simd_index, simd_groups, lane, simd_width;
 };
 typedef void (*Body)(const Thread&, void**);
-
-// emu_switch saves the callee-saved registers (System V x86-64: rbx,
-// rbp, r12–r15) on the running fiber's stack, stores its stack pointer in
-// *from and resumes the fiber whose stack pointer is to. swapcontext did
-// the same with a signal-mask system call each switch, which made the
-// barrier-heavy kernels' emulation spend most of its time in the kernel.
-extern "C" __attribute__((visibility("hidden"))) void loom_emu_switch(void** from, void* to);
-asm(R"(
-.text
-.globl loom_emu_switch
-.hidden loom_emu_switch
-.type loom_emu_switch, @function
-loom_emu_switch:
-  pushq %rbp
-  pushq %rbx
-  pushq %r12
-  pushq %r13
-  pushq %r14
-  pushq %r15
-  movq %rsp, (%rdi)
-  movq %rsi, %rsp
-  popq %r15
-  popq %r14
-  popq %r13
-  popq %r12
-  popq %rbx
-  popq %rbp
-  ret
-.size loom_emu_switch, .-loom_emu_switch
-.section .note.GNU-stack,"",@progbits
-.text
-)");
 
 // Fiber is one thread of the running threadgroup.
 struct Fiber {

@@ -1,6 +1,6 @@
 // Host emulation of the CUDA subset the GEMVs use (see
 // cuda/emulate_test.go): a block's threads are fibers, user-level threads
-// that one host thread switches between (x86-64 only: emu_switch below),
+// that one host thread switches between (x86-64 only: loom_emu_switch),
 // and a warp's lanes meet at barriers for mma.sync (emu_mma) and shuffles.
 // A lane waiting at a barrier yields to the next fiber, so a barrier costs
 // a few context switches of nanoseconds each, not a futex wake-up of every
@@ -33,38 +33,7 @@ dim3 gridDim, blockDim;
 #define __launch_bounds__(a, b)
 #define __shared__ static
 #define __align__(n) alignas(n)
-#if !defined(__x86_64__)
-#error "the CUDA host emulation switches fibers with x86-64 code"
-#endif
-// emu_switch saves the callee-saved registers on the running fiber's
-// stack, stores its stack pointer in *from and resumes the fiber whose
-// stack pointer is to (System V x86-64: rbx, rbp, r12–r15 are kept across
-// calls; the rest the caller has saved).
-extern "C" void emu_switch(void** from, void* to);
-asm(R"(
-.text
-.globl emu_switch
-.type emu_switch, @function
-emu_switch:
-  pushq %rbp
-  pushq %rbx
-  pushq %r12
-  pushq %r13
-  pushq %r14
-  pushq %r15
-  movq %rsp, (%rdi)
-  movq %rsi, %rsp
-  popq %r15
-  popq %r14
-  popq %r13
-  popq %r12
-  popq %rbx
-  popq %rbp
-  ret
-.size emu_switch, .-emu_switch
-.section .note.GNU-stack,"",@progbits
-.text
-)");
+#include "fiber_switch.h"  // loom_emu_switch (internal/fiberswitch)
 static void emu_yield();
 // EmuBarrier: n fibers arrive; all but the last yield until the last one
 // opens the next generation.
@@ -150,12 +119,12 @@ static void emu_yield() {
     fprintf(stderr, "a barrier waits outside a launch\n");
     abort();
   }
-  emu_switch(&emuRunning->sp, emuSchedSp);
+  loom_emu_switch(&emuRunning->sp, emuSchedSp);
 }
 static void emu_start() {
   (*emuRunning->body)();
   emuRunning->done = true;
-  emu_switch(&emuRunning->sp, emuSchedSp);
+  loom_emu_switch(&emuRunning->sp, emuSchedSp);
   abort();  // a finished fiber is never resumed
 }
 // emu_run runs every thread of one block or cluster, body() each, as
@@ -189,7 +158,7 @@ static void emu_run(std::vector<EmuThread>& threads, const std::function<void()>
     for (auto* f : emuFibers) {
       if (f->done) continue;
       emuRunning = f, emuCur = &f->t;
-      emu_switch(&emuSchedSp, f->sp);
+      loom_emu_switch(&emuSchedSp, f->sp);
       if (!f->done) live++;
     }
   }
