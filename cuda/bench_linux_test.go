@@ -204,7 +204,13 @@ func randomBuffer(tb testing.TB, d *Device, dt graph.DType, n int, seed uint64) 
 		x ^= x << 17
 		v[i] = float32(x>>40)/(1<<24)*2 - 1
 	}
-	data, err := graph.FromFloat32sAs(dt, v, n).Bytes()
+	return uploadFloats(tb, d, dt, v)
+}
+
+// uploadFloats is a buffer holding v stored as dt.
+func uploadFloats(tb testing.TB, d *Device, dt graph.DType, v []float32) runtime.Buffer {
+	tb.Helper()
+	data, err := graph.FromFloat32sAs(dt, v, len(v)).Bytes()
 	if err != nil {
 		tb.Fatal(err)
 	}

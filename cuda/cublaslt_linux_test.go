@@ -154,14 +154,7 @@ func newLtRig(t *testing.T, d *Device) *ltRig {
 	r := ltRand(22)
 	buf := func(n int) (runtime.Buffer, []float64) {
 		v := ltUniform(r, n, -1, 1)
-		raw, err := graph.FromFloat32sAs(dt, v, n).Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := deviceBuffer(t, d, int64(len(raw)))
-		if err := b.Write(0, raw); err != nil {
-			t.Fatal(err)
-		}
+		b := uploadFloats(t, d, dt, v)
 		t.Cleanup(b.Release)
 		return b, ltRound(dt, v)
 	}

@@ -167,6 +167,20 @@ func (c *matmulCase) check(t *testing.T, target string, out *graph.Array) {
 	}
 }
 
+// evalChecked evaluates every case in one graph on tg and checks the
+// results.
+func evalChecked(t *testing.T, tg loomtest.Target, cases []*matmulCase) {
+	t.Helper()
+	outs := make([]*graph.Array, len(cases))
+	for i, c := range cases {
+		outs[i] = c.build()
+	}
+	tg.Eval(t, outs...)
+	for i, c := range cases {
+		c.check(t, tg.Name, outs[i])
+	}
+}
+
 // evalCases evaluates every case in one graph on each target, checks the
 // results, and checks how many products took the GEMV path and its small-M
 // path (x[M, K]·Wᵀ for 1 < M ≤ primitives.MatMulSmallM on the CPU), and
@@ -176,14 +190,7 @@ func (c *matmulCase) check(t *testing.T, target string, out *graph.Array) {
 func evalCases(t *testing.T, cases []*matmulCase, wantGEMV, wantSmallM, wantMMA int) {
 	t.Helper()
 	for _, tg := range loomtest.Targets(t) {
-		outs := make([]*graph.Array, len(cases))
-		for i, c := range cases {
-			outs[i] = c.build()
-		}
-		tg.Eval(t, outs...)
-		for i, c := range cases {
-			c.check(t, tg.Name, outs[i])
-		}
+		evalChecked(t, tg, cases)
 		if got := tg.RT.LastStats().Counters["matmul_gemv"]; got != wantGEMV {
 			t.Errorf("%s: %d products took the GEMV path, want %d", tg.Name, got, wantGEMV)
 		}
@@ -493,14 +500,7 @@ func TestMatMulCuBLASLt(t *testing.T) {
 	}
 	for _, tg := range loomtest.Targets(t) {
 		rows, before := loomtest.CuBLASLt(tg)
-		outs := make([]*graph.Array, len(cases))
-		for i, c := range cases {
-			outs[i] = c.build()
-		}
-		tg.Eval(t, outs...)
-		for i, c := range cases {
-			c.check(t, tg.Name, outs[i])
-		}
+		evalChecked(t, tg, cases)
 		if tg.Name != "cuda" {
 			continue
 		}
