@@ -200,7 +200,9 @@ func TestBenchDecodeModel(t *testing.T) {
 			t.Errorf("phase %+v: median or mean above the max", p)
 		}
 	}
-	if len(got) != 4 || got["host"].MedianUs != r.HostUsPerStep || !(got["call"].MaxUs > 0) || !(got["wait"].MedianUs > 0) || got["rest"].Name == "" {
+	// A step that is done before the host waits for it waits 0 µs, so on a
+	// loaded machine the wait's median may be 0: the phase must be there.
+	if len(got) != 4 || got["host"].MedianUs != r.HostUsPerStep || !(got["call"].MaxUs > 0) || got["wait"].Name == "" || got["rest"].Name == "" {
 		t.Errorf("host phases %+v, want host (= host_us_per_step %v), call, rest, wait", r.HostPhases, r.HostUsPerStep)
 	}
 	if len(r.SlowSteps) != 3 || r.SlowSteps[0].PhasesUs["host"] != got["host"].MaxUs || r.SlowSteps[0].PhasesUs["host"] < r.SlowSteps[2].PhasesUs["host"] {
