@@ -121,8 +121,11 @@ __device__ __forceinline__ u32 gemv_split(u32 N) {
 // PREFETCH_BYTES bounds the weight bytes a GEMV block asks the L2 for
 // before grid_dependency_wait (common.cuh), its first step's rows: a block
 // with a long first step (few blocks over many rows, the lm_head) asks for
-// no more than it reads in the first microseconds.
+// no more than it reads in the first microseconds. (-DPREFETCH_BYTES=N
+// through LOOM_CUDA_MATMUL_DEFS sets another bound, for measurement.)
+#ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES (64u << 10)
+#endif
 
 // rows_span is rows [r0, r0 + n) ∩ [r0, limit) of the K-element rows at
 // w, at most PREFETCH_BYTES of them: what grid_dependency_wait prefetches.
