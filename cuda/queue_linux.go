@@ -162,7 +162,7 @@ func (l *launch) name() string {
 		return l.k.name + "+bulk-early"
 	case f == l.k.bulk:
 		return l.k.name + "+bulk"
-	case l.function() != l.k.fn:
+	case f != l.k.fn:
 		return l.k.name + "+mma"
 	}
 	return l.k.name
