@@ -486,7 +486,9 @@ func benchRows(b *testing.B, def []int) []int {
 // "bulk" (the bulk GEMV, LOOM_CUDA_GEMV_BULK=1's shape) and the bulk
 // shapes of LOOM_BULK_SHAPES (stages,stageKB,blocks;…, default the
 // variants below; none for none), where the device has the bulk GEMV on
-// (LOOM_CUDA_GEMV_BULK, which compiles its kernels; sm_90 and later);
+// (LOOM_CUDA_GEMV_BULK, which compiles its kernels; sm_90 and later),
+// each launch copying its first weights before grid_dependency_wait
+// (nothing in the list writes the weights) unless LOOM_CUDA_BULK_EARLY=0;
 // their outputs must be main's bits.
 // Rows: LOOM_MATMUL_ROWS (default 1 and 8). Reported: µs a layer (or a
 // projection), the weights' GB/s, their share of the read bandwidth
@@ -500,7 +502,7 @@ func BenchmarkDecodeMatMuls(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s)", bw.Read, bw.Kernel)
+	b.Logf("read bandwidth %.0f GB/s (copy %.0f GB/s); the bulk GEMV's early fill %v", bw.Read, bw.Kernel, d.bulkEarly)
 	type kind struct {
 		name string
 		bulk primitives.GEMVBulk

@@ -33,7 +33,8 @@ func preprocess(t testing.TB, src string, defines ...string) string {
 // checkKernels holds the CUDA kernels to the catalog: every catalog kernel
 // is defined or listed in missing (not both), every defined kernel is in the
 // catalog or is a catalog kernel's tensor-core variant <name>_mma, cluster
-// variant <name>_mma_ring or bulk variant <name>_mma_bulk with the same
+// variant <name>_mma_ring or bulk variants <name>_mma_bulk and
+// <name>_mma_bulk_early with the same
 // parameters (launched in its
 // place, see launch.function), and each
 // has the catalog's buffer arguments by name, as pointers, then its params
@@ -60,7 +61,7 @@ func checkKernels(kernels map[string]cudaKernel, catalog []primitives.KernelSpec
 	errs = append(errs, checkWaits(kernels)...)
 	for name, k := range kernels {
 		base, ok := strings.CutSuffix(name, "_mma")
-		for _, suffix := range []string{"_mma_ring", "_mma_bulk"} {
+		for _, suffix := range []string{"_mma_ring", "_mma_bulk", "_mma_bulk_early"} {
 			if !ok {
 				base, ok = strings.CutSuffix(name, suffix)
 			}
@@ -129,7 +130,7 @@ func TestKernelsMatchCatalog(t *testing.T) {
 		for name, k := range kernels {
 			// The function's tensor-core variant is checked with the
 			// others (checkKernels).
-			if k.file == v.String() && name != v.function+"_mma" && name != v.function+"_mma_ring" && name != v.function+"_mma_bulk" {
+			if k.file == v.String() && !slices.Contains([]string{v.function + "_mma", v.function + "_mma_ring", v.function + "_mma_bulk", v.function + "_mma_bulk_early"}, name) {
 				defined = append(defined, name)
 			}
 		}

@@ -60,6 +60,7 @@ type Device struct {
 	small      smallBuffers
 	graphs     atomic.Bool // command buffers of a repeated structure run as CUDA graphs (graph_linux.go)
 	replays    bool        // with graphs, replayed lists run as their own execs (replay_linux.go); set by Open
+	bulkEarly  bool        // the bulk GEMV copies weights before grid_dependency_wait where that is safe (bulkearly_linux.go); set by Open
 	pdl        atomic.Bool // graphs built from now on chain their kernel nodes programmatically (graph_linux.go)
 	prof       *profiler   // a running kernel profile (profile_linux.go), with mu held
 	graphStats struct {
@@ -131,7 +132,9 @@ const arenaBytes = 4096
 // LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
 // (Caps.ClusterGEMVRows, sm_90 and later). LOOM_CUDA_GEMV_BULK=1 turns on
 // the bulk GEMV of 1 to 8 rows (Caps.GEMVBulk, sm_90 and later; envBulk),
-// off by default until measured.
+// off by default until measured; with it on, LOOM_CUDA_BULK_EARLY=0 keeps
+// every launch of it from copying weights before grid_dependency_wait,
+// which it otherwise does where that is safe (bulkearly_linux.go).
 //
 // cuBLASLt (cublaslt_linux.go) is off unless asked for, since no product
 // has run in it on a GPU yet: LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain
@@ -249,6 +252,7 @@ func Open() (*Device, error) {
 	}
 	d.graphs.Store(drv.graphErr == nil && os.Getenv("LOOM_CUDA_GRAPHS") != "0")
 	d.replays = os.Getenv("LOOM_CUDA_REPLAY") != "0"
+	d.bulkEarly = os.Getenv("LOOM_CUDA_BULK_EARLY") != "0"
 	switch v := os.Getenv("LOOM_CUDA_PDL"); v {
 	case "0":
 	case "":
@@ -530,6 +534,9 @@ func (d *Device) load() error {
 			}
 			for _, mod := range d.modules {
 				if k.bulk, err = d.sharedFunction(mod, spec.Name+"_mma_bulk"); err != nil || k.bulk != 0 {
+					if err == nil {
+						k.bulkEarly, err = d.sharedFunction(mod, spec.Name+"_mma_bulk_early")
+					}
 					break
 				}
 			}
@@ -648,6 +655,10 @@ type kernel struct {
 	bulk   uintptr      // its bulk variant <name>_mma_bulk, 0 if none (see launch.function)
 	args   []string     // the names of its buffer arguments
 	params reflect.Type // the params struct type, nil if none
+	// bulkEarly is its bulk variant that copies weights before
+	// grid_dependency_wait, <name>_mma_bulk_early, 0 if none
+	// (bulkearly_linux.go).
+	bulkEarly uintptr
 	// Where launch lays out the kernel's parameters in the arena (bytes):
 	// the pointer array, then the buffer pointers from valuesOff, the
 	// params struct from paramsOff and the status pointer at statusOff.

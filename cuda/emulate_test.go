@@ -46,8 +46,9 @@ var emulateFiles embed.FS
 // norms'; shim.h keeps their mbarriers and lands a bulk copy only when its
 // mbarrier is polled) bit for bit the tile loop's over splits, tile
 // heights, rings that wrap and grids, with aligned and offset x and
-// weights, each weight byte copied once, with the first ring fill copied
-// after the wait and, in a second build, before it (LOOM_BULK_EARLY). Each launch also holds the weight spans the blocks prefetch
+// weights, each weight byte copied once, each kernel in both its variants:
+// the first ring fill copied after the wait (late) and before it
+// (<name>_early), the same bits. Each launch also holds the weight spans the blocks prefetch
 // before grid_dependency_wait (common.cuh's prefetch_l2 reports them to
 // the shim) to the rows of each block's first step, inside the weights.
 func TestGEMVMMAEmulated(t *testing.T) {
@@ -87,14 +88,7 @@ func TestGEMVMMAEmulated(t *testing.T) {
 		{`asm volatile\("cp\.async\.bulk\.shared::cluster\.global[^"]*"[^;]*;`, `emu_bulk_copy(dst, src, bytes, bar);`},
 		{`asm volatile\("cp\.async\.bulk\.prefetch\.L2[^"]*"[^;]*;`, `emu_bulk_prefetch(src, bytes);`},
 	}
-	// The default build, and the bulk GEMV's first copies before the wait
-	// (LOOM_BULK_EARLY, for measurement).
-	for _, v := range []struct{ name, prelude string }{
-		{"default", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n"},
-		{"bulk_early", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n#define LOOM_BULK_EARLY 1\n"},
-	} {
-		t.Run(v.name, func(t *testing.T) { emulate(t, "matmul.cu", v.prelude, src, "gemv_mma.cpp", replace) })
-	}
+	emulate(t, "matmul.cu", "#include \"shim.h\"\n#define LOOM_MATMUL_BULK\n", src, "gemv_mma.cpp", replace)
 }
 
 // TestQuantizedEmulated runs the quantized matmul of kernels/quantized.cu

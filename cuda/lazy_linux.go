@@ -87,7 +87,7 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if builtin {
 		function = v.function
 	}
-	var fn, mma, ring, bulk uintptr
+	var fn, mma, ring, bulk, bulkEarly uintptr
 	err = d.do(func() error {
 		var err error
 		if fn, err = d.moduleFunction(mod.mod, function); err != nil || fn == 0 || !builtin {
@@ -100,7 +100,10 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 		if ring, err = d.sharedFunction(mod.mod, function+"_mma_ring"); err != nil {
 			return err
 		}
-		bulk, err = d.sharedFunction(mod.mod, function+"_mma_bulk")
+		if bulk, err = d.sharedFunction(mod.mod, function+"_mma_bulk"); err != nil || bulk == 0 {
+			return err
+		}
+		bulkEarly, err = d.sharedFunction(mod.mod, function+"_mma_bulk_early")
 		return err
 	})
 	switch {
@@ -113,7 +116,7 @@ func (d *Device) loadLazyKernel(spec primitives.KernelSpec) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.mma, k.ring, k.bulk = mma, ring, bulk
+	k.mma, k.ring, k.bulk, k.bulkEarly = mma, ring, bulk, bulkEarly
 	// A user kernel does not wait on its predecessors (griddepcontrol),
 	// so it must never be a programmatic dependent.
 	k.user = !builtin

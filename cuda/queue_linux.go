@@ -148,18 +148,21 @@ type launch struct {
 	shared      int
 	data        []byte
 	lt          *ltPlan // where cuBLASLt runs the dispatch's product instead of k (cublaslt_linux.go)
+	early       bool    // its bulk GEMV copies weights before grid_dependency_wait (bulkearly_linux.go)
 }
 
 // name names the launch's work in a kernel profile: the kernel, with
-// "+mma" for its tensor-core variant and "+cublaslt" where cuBLASLt runs
-// it.
+// "+mma" for its tensor-core variant, "+bulk" and "+bulk-early" for its
+// bulk variants, and "+cublaslt" where cuBLASLt runs it.
 func (l *launch) name() string {
-	switch {
+	switch f := l.function(); {
 	case l.lt != nil:
 		return l.k.name + "+cublaslt"
-	case l.function() == l.k.bulk:
+	case f == l.k.bulkEarly && f != 0:
+		return l.k.name + "+bulk-early"
+	case f == l.k.bulk:
 		return l.k.name + "+bulk"
-	case l.function() != l.k.fn:
+	case f != l.k.fn:
 		return l.k.name + "+mma"
 	}
 	return l.k.name
@@ -167,7 +170,8 @@ func (l *launch) name() string {
 
 // function is the CUfunction to launch: the kernel's tensor-core variant
 // where the lowering asked for it (the MMA of primitives.MatMulParams,
-// MatMulSiLUMulParams or AddRMSNormLinearParams, with Caps.TensorCores),
+// MatMulSiLUMulParams or AddRMSNormLinearParams, with Caps.TensorCores;
+// of the bulk variants the early one where the launch may copy early),
 // else the catalog kernel. The variants take the same
 // parameters, and the lowering sets MMA only for products whose kernel has
 // one (float16, bfloat16).
@@ -185,6 +189,9 @@ func (l *launch) function() uintptr {
 		return l.k.ring
 	}
 	if bulk && l.k.bulk != 0 {
+		if l.early && l.k.bulkEarly != 0 {
+			return l.k.bulkEarly
+		}
 		return l.k.bulk
 	}
 	if mma && l.k.mma != 0 {
@@ -259,7 +266,8 @@ func (q *queue) Submit(l *runtime.CommandList) runtime.Submission {
 }
 
 // launchesOf returns l's dispatches and uploads as launches, with the
-// products cuBLASLt takes marked (Device.ltPlanOf). Inside do.
+// products cuBLASLt takes marked (Device.ltPlanOf), and the bulk GEMVs
+// that copy their weights early (Device.markBulkEarly). Inside do.
 func (d *Device) launchesOf(l *runtime.CommandList) []launch {
 	n := 0
 	for _, p := range l.Passes {
@@ -271,12 +279,13 @@ func (d *Device) launchesOf(l *runtime.CommandList) []launch {
 			switch c := &p.Commands[i]; c.Kind {
 			case runtime.CmdDispatch:
 				k := c.Kernel.(*kernel)
-				ls = append(ls, launch{k, c.Grid, c.Group, c.Args, c.Params, c.Shared, nil, d.ltPlanOf(k, c.Params, c.Args)})
+				ls = append(ls, launch{k: k, grid: c.Grid, group: c.Group, args: c.Args, params: c.Params, shared: c.Shared, lt: d.ltPlanOf(k, c.Params, c.Args)})
 			case runtime.CmdUpload:
 				ls = append(ls, launch{args: c.Args, data: c.Data})
 			}
 		}
 	}
+	d.markBulkEarly(ls, l.Rebound)
 	return ls
 }
 

@@ -49,7 +49,11 @@ type replayList struct {
 	// staged[i] is where upload i's bytes go in exec.staging; nil if the
 	// uploads are copies on the stream.
 	staged []int
-	used   uint64
+	// early is the union of the weights' buffers of the launches whose
+	// bulk GEMV copies early (bulkearly_linux.go), which no rebound
+	// argument the list writes may be bound to.
+	early addrRanges
+	used  uint64
 }
 
 // replayOf returns the entry of l if it is an identified list that can be
@@ -85,6 +89,7 @@ func (q *queue) newReplay(l *runtime.CommandList) *replayList {
 	d, c := q.dev, &q.graphs
 	r := &replayList{launches: d.launchesOf(l)}
 	ls := r.launches
+	r.early = earlyWeights(ls)
 	head := 0
 	for head < len(ls) && ls[head].k == nil {
 		head++
@@ -292,7 +297,9 @@ func (r *replayList) stageUploads(ups []*runtime.Command) {
 // kernels, grids, groups, shared bytes, params or upload sizes; the
 // arguments outside Rebound are the contract's) or a rebound argument is
 // not a valid span of a buffer of this device: then l is issued like any
-// other list, which reports what is wrong.
+// other list, which reports what is wrong. So is l where a rebound argument
+// it writes is bound into the weights' buffer of a launch that copies them
+// early (r.early): its launches are derived again, that one late.
 func (r *replayList) walk(l *runtime.CommandList, ups []*runtime.Command, binds []rebind) ([]*runtime.Command, []rebind, bool) {
 	e := r.exec
 	li, di, k := 0, 0, 0
@@ -321,6 +328,9 @@ func (r *replayList) walk(l *runtime.CommandList, ups []*runtime.Command, binds 
 					a := cmd.Args[arg]
 					b, ok := a.Buffer.(*buffer)
 					if !ok || b.span(a.Offset, a.Size) != nil {
+						return ups, binds, false
+					}
+					if rg, _ := bufferRange(b); a.Access.Writes() && r.early.overlaps(rg) {
 						return ups, binds, false
 					}
 					if e.nodes[li] == 0 {

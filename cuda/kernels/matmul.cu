@@ -1030,16 +1030,15 @@ __device__ void ring_gemv(const T* x, u32 M, u32 K, u32 mt, const MmaRows<T>& ep
 // kernel's block finds room beside it under programmatic dependent
 // launch, and starts its own stream there.
 //
-// Before grid_dependency_wait thread 0 asks the L2 for the first ring fill
-// with one bulk prefetch a span (cp.async.bulk.prefetch.L2, which, as
+// Each kernel comes twice. The late one (<name>_mma_bulk): before
+// grid_dependency_wait thread 0 asks the L2 for the first ring fill with
+// one bulk prefetch a span (cp.async.bulk.prefetch.L2, which, as
 // prefetch_l2, can neither see nor change a value), and copies it into
-// shared memory after the wait. With LOOM_BULK_EARLY=1 (for measurement)
-// it copies the first ring fill before the wait instead: correct only
-// where the kernel before does not write the weights, which nothing
-// checks, so it is never the default.
-#ifndef LOOM_BULK_EARLY
-#define LOOM_BULK_EARLY 0
-#endif
+// shared memory after the wait. The early one (<name>_mma_bulk_early)
+// copies the first ring fill before the wait, while the kernel before may
+// still run: correct only where that kernel does not write the weights,
+// which the device decides per launch (cuda/bulkearly_linux.go: no launch
+// of the command list writes the weights' buffer).
 #define BULK_MAX_STAGES 16  // primitives.BulkMaxStages: the mbarriers' room
 
 // BulkLayout is a block's dynamic shared memory (primitives.BulkSharedBytes),
@@ -1150,14 +1149,14 @@ template <typename T> __device__ __forceinline__ bool bulk_aligned(const BulkRin
 
 // bulk_start begins a block's weight stream before grid_dependency_wait:
 // thread 0 initialises the ring's mbarriers and asks the L2 for the rows of
-// the first ring fill (LOOM_BULK_EARLY: copies them). It reads no global
-// memory and returns no span for prefetch_l2.
-template <typename T> __device__ __forceinline__ L2Span bulk_start(const BulkRing<T>& ring) {
+// the first ring fill (Early: copies them into the ring). Late, it reads
+// no global memory; it returns no span for prefetch_l2.
+template <typename T, bool Early> __device__ __forceinline__ L2Span bulk_start(const BulkRing<T>& ring) {
   if (!bulk_aligned(ring) || threadIdx.x != 0 || ring.count == 0) return L2Span{nullptr, 0};
   for (u32 s = 0; s < ring.slots; s++) mbar_init(ring.bar(s), 1);
   mbar_init_fence();
   const u32 first = min(ring.slots, ring.count);
-  if (LOOM_BULK_EARLY) {
+  if (Early) {
     for (u32 j = 0; j < first; j++) ring.copy(j);
   } else {
     u32 r0, r1;
@@ -1226,8 +1225,8 @@ __device__ __noinline__ void mma_bulk(const T* x, u32 M, const BulkRing<T> ring)
 // bulk_gemv runs mma_bulk where the weights allow (bulk_aligned), else
 // mma_gemv with the same sums; x (M ≤ 8 rows) is in shared memory where
 // xShared, else copied there (the layout's rows). Thread 0 issues the
-// first copies (after the wait) unless bulk_start did.
-template <typename T>
+// first copies (after the wait) unless bulk_start did (Early).
+template <typename T, bool Early>
 __device__ void bulk_gemv(const T* x, u32 M, u32 split, bool xShared, const BulkRing<T>& ring) {
   float* red = (float*)(ring.smem + ring.lay.red);
   const u32 K = ring.epi.K;
@@ -1236,7 +1235,7 @@ __device__ void bulk_gemv(const T* x, u32 M, u32 split, bool xShared, const Bulk
     mma_gemv(x, M, K, (ring.epi.N + ring.epi.tileRows - 1) / ring.epi.tileRows, split, vec, false, red, ring.epi);
     return;
   }
-  if (!LOOM_BULK_EARLY && threadIdx.x == 0)
+  if (!Early && threadIdx.x == 0)
     for (u32 j = 0; j < min(ring.slots, ring.count); j++) ring.copy(j);
   if (!xShared) {
     T* xs = (T*)(ring.smem + ring.lay.x);
@@ -1265,8 +1264,8 @@ template <typename T> __device__ __forceinline__ BulkRing<T> gated_bulk_ring(con
   return BulkRing<T>(MmaRows<T>{w, out, N, M, K, 8, true}, xRows, mma_split(M, split), stages);
 }
 
-// The bulk variants (sm_90 and later) of the GEMV and the gated GEMV,
-// compiled beside their tensor-core variants where the device has the bulk
+// The bulk variants (sm_90 and later) of the GEMV and the gated GEMV, late
+// and early, compiled beside their tensor-core variants where the device has the bulk
 // GEMV on (LOOM_MATMUL_BULK, from LOOM_CUDA_GEMV_BULK), at most 128 registers a
 // thread so that two blocks fit a multiprocessor: the next kernel's beside
 // this one's.
@@ -1274,19 +1273,21 @@ template <typename T> __device__ __forceinline__ BulkRing<T> gated_bulk_ring(con
 #define LOOM_BULK_MIN_BLOCKS 2
 #endif
 #if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)  // (undefined: the host emulation)
-#define GEMV_BULK_KERNEL(SHORT, T)                                                                            \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                       \
-      matmul_##SHORT##_gemv_mma_bulk(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {  \
-    grid_dependency_wait(bulk_start(gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M))); \
-    bulk_gemv(a, p.M, p.Split, false, gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M)); \
+#define GEMV_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                   \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                \
+      matmul_##SHORT##_gemv_mma_bulk##SUFFIX(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {  \
+    grid_dependency_wait(bulk_start<T, EARLY>(gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M))); \
+    bulk_gemv<T, EARLY>(a, p.M, p.Split, false, gemv_bulk_ring(b, out, p.N, p.M, p.K, p.TileRows, p.Split, p.Bulk, p.M)); \
   }
-#define GATED_BULK_KERNEL(SHORT, T)                                                                           \
-  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                       \
-      matmul_silu_mul_##SHORT##_mma_bulk(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
-                                         Status* status) {                                                    \
-    grid_dependency_wait(bulk_start(gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M)));          \
-    bulk_gemv(x, p.M, p.Split, false, gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M));          \
+#define GATED_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                  \
+  extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                \
+      matmul_silu_mul_##SHORT##_mma_bulk##SUFFIX(const T* x, const T* w, T* out, const MatMulSiLUMulParams p,         \
+                                                 Status* status) {                                                     \
+    grid_dependency_wait(bulk_start<T, EARLY>(gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M)));         \
+    bulk_gemv<T, EARLY>(x, p.M, p.Split, false, gated_bulk_ring(w, out, p.N, p.M, p.K, p.Split, p.Bulk, p.M));         \
   }
+#define GEMV_BULK_KERNEL(SHORT, T) GEMV_BULK_KERNEL_AS(SHORT, T, , false) GEMV_BULK_KERNEL_AS(SHORT, T, _early, true)
+#define GATED_BULK_KERNEL(SHORT, T) GATED_BULK_KERNEL_AS(SHORT, T, , false) GATED_BULK_KERNEL_AS(SHORT, T, _early, true)
 #else
 #define GEMV_BULK_KERNEL(SHORT, T)
 #define GATED_BULK_KERNEL(SHORT, T)
@@ -1404,22 +1405,24 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
 // The bulk variants of the fused kernels: the norm's row into xn, its
 // scratch at the layout's slice sums (red), then bulk_gemv of it.
 #if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
-#define NORM_GEMV_BULK_KERNEL(SHORT, T)                                                                                      \
+#define NORM_GEMV_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                    \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
-      add_rms_norm_matmul_##SHORT##_mma_bulk(NORM_GEMV_ARGS(T)) {                                                            \
-    grid_dependency_wait(bulk_start(gemv_bulk_ring(w, out, p.N, 1, p.K, p.TileRows, p.Split, p.Bulk, 0)));                   \
+      add_rms_norm_matmul_##SHORT##_mma_bulk##SUFFIX(NORM_GEMV_ARGS(T)) {                                                    \
+    grid_dependency_wait(bulk_start<T, EARLY>(gemv_bulk_ring(w, out, p.N, 1, p.K, p.TileRows, p.Split, p.Bulk, 0)));         \
     const BulkRing<T> ring = gemv_bulk_ring(w, out, p.N, 1, p.K, p.TileRows, p.Split, p.Bulk, 0);                          \
     NORM_ROW(T, (float*)(bulk_smem + ring.lay.red));                                                                         \
-    bulk_gemv<T>(xn, 1, p.Split, true, ring);                                                                                \
+    bulk_gemv<T, EARLY>(xn, 1, p.Split, true, ring);                                                                         \
   }
-#define NORM_GATED_BULK_KERNEL(SHORT, T)                                                                                     \
+#define NORM_GATED_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                   \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
-      add_rms_norm_matmul_silu_mul_##SHORT##_mma_bulk(NORM_GEMV_ARGS(T)) {                                                   \
-    grid_dependency_wait(bulk_start(gated_bulk_ring(w, out, p.N, 1, p.K, p.Split, p.Bulk, 0)));                              \
+      add_rms_norm_matmul_silu_mul_##SHORT##_mma_bulk##SUFFIX(NORM_GEMV_ARGS(T)) {                                           \
+    grid_dependency_wait(bulk_start<T, EARLY>(gated_bulk_ring(w, out, p.N, 1, p.K, p.Split, p.Bulk, 0)));                    \
     const BulkRing<T> ring = gated_bulk_ring(w, out, p.N, 1, p.K, p.Split, p.Bulk, 0);                                     \
     NORM_ROW(T, (float*)(bulk_smem + ring.lay.red));                                                                         \
-    bulk_gemv<T>(xn, 1, p.Split, true, ring);                                                                                \
+    bulk_gemv<T, EARLY>(xn, 1, p.Split, true, ring);                                                                         \
   }
+#define NORM_GEMV_BULK_KERNEL(SHORT, T) NORM_GEMV_BULK_KERNEL_AS(SHORT, T, , false) NORM_GEMV_BULK_KERNEL_AS(SHORT, T, _early, true)
+#define NORM_GATED_BULK_KERNEL(SHORT, T) NORM_GATED_BULK_KERNEL_AS(SHORT, T, , false) NORM_GATED_BULK_KERNEL_AS(SHORT, T, _early, true)
 #else
 #define NORM_GEMV_BULK_KERNEL(SHORT, T)
 #define NORM_GATED_BULK_KERNEL(SHORT, T)

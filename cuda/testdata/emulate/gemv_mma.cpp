@@ -163,13 +163,14 @@ struct BulkRun {
   bf16_t* sum = nullptr;
   float eps = 0;
 };
-// bulk runs the bulk variant, and checks its use of the shared memory (no
-// byte past bulkBytes written), of the mbarriers and bulk copies (shim.h:
-// aligned, in the shared memory, all landed and waited for), that every
-// weight byte was copied once (none where the weights are misaligned or K
-// is not a multiple of 8: the tile loop's path), and that its prefetches
-// stay inside the weights.
-static std::vector<bf16_t> bulk(const BulkRun& r) {
+// bulkRun runs the bulk variant, late (the first ring fill copied after
+// grid_dependency_wait) or early (before it), and checks its use of the
+// shared memory (no byte past bulkBytes written), of the mbarriers and bulk
+// copies (shim.h: aligned, in the shared memory, all landed and waited
+// for), that every weight byte was copied once (none where the weights are
+// misaligned or K is not a multiple of 8: the tile loop's path), and that
+// its prefetches stay inside the weights.
+static std::vector<bf16_t> bulkRun(const BulkRun& r, bool early) {
   const bool norm = r.normW != nullptr;
   std::vector<bf16_t> out(r.M * r.N, Num<bf16_t>::store(12345.f));
   const unsigned tiles = r.gated ? (r.N + 7) / 8 : (r.N + r.tileRows - 1) / r.tileRows, grid = r.grid ? r.grid : tiles;
@@ -184,25 +185,25 @@ static std::vector<bf16_t> bulk(const BulkRun& r) {
       AddRMSNormLinearParams p{};
       p.N = r.N, p.K = r.K, p.Eps = r.eps, p.MMA = 1, p.Split = r.split, p.TileRows = r.tileRows, p.Bulk = r.stages;
       if (r.gated) {
-        add_rms_norm_matmul_silu_mul_bf16_mma_bulk(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
+        (early ? add_rms_norm_matmul_silu_mul_bf16_mma_bulk_early : add_rms_norm_matmul_silu_mul_bf16_mma_bulk)(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
       } else {
-        add_rms_norm_matmul_bf16_mma_bulk(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
+        (early ? add_rms_norm_matmul_bf16_mma_bulk_early : add_rms_norm_matmul_bf16_mma_bulk)(r.x, r.delta, r.normW, r.w, r.sum, out.data(), p, &st);
       }
     } else if (r.gated) {
       MatMulSiLUMulParams p{};
       p.M = r.M, p.N = r.N, p.K = r.K, p.MMA = 1, p.Split = r.split, p.Bulk = r.stages;
-      matmul_silu_mul_bf16_mma_bulk(r.x, r.w, out.data(), p, &st);
+      (early ? matmul_silu_mul_bf16_mma_bulk_early : matmul_silu_mul_bf16_mma_bulk)(r.x, r.w, out.data(), p, &st);
     } else {
       MatMulParams p{};
       p.M = r.M, p.N = r.N, p.K = r.K, p.Batch = 1, p.TransposeB = 1, p.MMA = 1, p.Split = r.split, p.TileRows = r.tileRows, p.Bulk = r.stages;
-      matmul_bf16_gemv_mma_bulk(r.x, r.w, out.data(), p, &st);
+      (early ? matmul_bf16_gemv_mma_bulk_early : matmul_bf16_gemv_mma_bulk)(r.x, r.w, out.data(), p, &st);
     }
     if (threadIdx.x == 0)
       for (size_t i = 0; i < guard; i++)
         if (emuSmem[bytes + i] != 0xab) canary[i] = 1;
   });
-  char what[160];
-  snprintf(what, sizeof what, "bulk%s%s M=%u N=%u K=%u split %u rows %u stages %u grid %u", norm ? " norm" : "", r.gated ? " gated" : "", r.M, r.N, r.K, r.split, r.tileRows, r.stages, grid);
+  char what[176];
+  snprintf(what, sizeof what, "bulk%s%s%s M=%u N=%u K=%u split %u rows %u stages %u grid %u", early ? " early" : "", norm ? " norm" : "", r.gated ? " gated" : "", r.M, r.N, r.K, r.split, r.tileRows, r.stages, grid);
   for (size_t i = 0; i < guard; i++) CHECK(!canary[i], "%s: shared memory written past %zu bytes", what, bytes);
   CHECK(emuBulkFails == 0, "%s: %d misuses of the mbarriers or bulk copies, the first: %s", what, emuBulkFails, emuBulkWhy.c_str());
   CHECK(emuOutside == 0, "%s: %d prefetches outside the weights", what, emuOutside);
@@ -211,6 +212,20 @@ static std::vector<bf16_t> bulk(const BulkRun& r) {
   while (i < emuCopied.size() && emuCopied[i] == once) i++;
   CHECK(i == emuCopied.size(), "%s: weight byte %zu copied %d times, want %d", what, i, i < emuCopied.size() ? emuCopied[i] : 0, once);
   return out;
+}
+// bulk runs both bulk variants (bulkRun) and returns the late one's
+// outputs, after checking the early one's bits against them.
+static std::vector<bf16_t> bulk(const BulkRun& r) {
+  auto late = bulkRun(r, false);
+  std::vector<bf16_t> sum;
+  if (r.sum != nullptr) {
+    sum.assign(r.sum, r.sum + r.K);
+    std::fill(r.sum, r.sum + r.K, Num<bf16_t>::store(12345.f));  // the early variant stores it again
+  }
+  auto early = bulkRun(r, true);
+  CHECK(memcmp(late.data(), early.data(), late.size() * 2) == 0, "bulk%s M=%u N=%u K=%u split %u rows %u stages %u: the early variant's bits differ from the late one's", r.gated ? " gated" : "", r.M, r.N, r.K, r.split, r.tileRows, r.stages);
+  if (r.sum != nullptr) CHECK(memcmp(sum.data(), r.sum, r.K * 2) == 0, "bulk norm M=%u N=%u K=%u: the early variant's sum differs from the late one's", r.M, r.N, r.K);
+  return late;
 }
 // checkNorm: the fused kernels of one row (gated and not, float32 FMA and
 // bfloat16 tensor cores) against normRow followed by the GEMV or gated
