@@ -1272,7 +1272,15 @@ template <typename T> __device__ __forceinline__ BulkRing<T> gated_bulk_ring(con
 #ifndef LOOM_BULK_MIN_BLOCKS
 #define LOOM_BULK_MIN_BLOCKS 2
 #endif
-#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)  // (undefined: the host emulation)
+// BULK_PTX: the bulk copies and mbarrier transactions need PTX ISA 8.0,
+// NVRTC 12 or later (the device turns the bulk GEMV off under an older
+// one, whose modules then lack these kernels).
+#if !defined(__CUDACC_VER_MAJOR__) || __CUDACC_VER_MAJOR__ >= 12
+#define BULK_PTX 1
+#else
+#define BULK_PTX 0
+#endif
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900) && BULK_PTX  // (undefined: the host emulation)
 #define GEMV_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                   \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                \
       matmul_##SHORT##_gemv_mma_bulk##SUFFIX(const T* a, const T* b, T* out, const MatMulParams p, Status* status) {  \
@@ -1404,7 +1412,7 @@ __device__ __forceinline__ MatMulSiLUMulParams norm_gated_params(const AddRMSNor
 
 // The bulk variants of the fused kernels: the norm's row into xn, its
 // scratch at the layout's slice sums (red), then bulk_gemv of it.
-#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
+#if defined(LOOM_MATMUL_BULK) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900) && BULK_PTX
 #define NORM_GEMV_BULK_KERNEL_AS(SHORT, T, SUFFIX, EARLY)                                                                    \
   extern "C" __global__ void __launch_bounds__(LOOM_GEMV_THREADS, LOOM_BULK_MIN_BLOCKS)                                      \
       add_rms_norm_matmul_##SHORT##_mma_bulk##SUFFIX(NORM_GEMV_ARGS(T)) {                                                    \
