@@ -67,6 +67,10 @@ func newEarlyRig(t *testing.T) *earlyRig {
 	return rg
 }
 
+// foreignBuffer is a buffer of another device (its methods are never
+// called).
+type foreignBuffer struct{ runtime.Buffer }
+
 func (rg *earlyRig) whole(b *buffer, name string, access primitives.Access) runtime.BufferArg {
 	return runtime.BufferArg{Buffer: b, Size: b.n, Access: access, Name: name}
 }
@@ -156,6 +160,10 @@ func TestBulkEarlyDecision(t *testing.T) {
 			view := &buffer{dev: rg.d, ptr: rg.w[0].ptr + 8000, n: int64(rg.w[2].ptr - rg.w[0].ptr)}
 			rg.copyInto(l, view, 0, 16, primitives.Write)
 			rg.layer(l)
+		}, false, strings.Join([]string{gemv, gated, norm}, " ")},
+		{"a written argument is not a buffer of this device", func(l *runtime.CommandList) {
+			rg.layer(l)
+			l.Passes[0].Commands[1].Args[2].Buffer = foreignBuffer{}
 		}, false, strings.Join([]string{gemv, gated, norm}, " ")},
 		{"w0's buffer is written outside the weights' span", func(l *runtime.CommandList) {
 			rg.layer(l)
