@@ -136,12 +136,13 @@ const arenaBytes = 4096
 // before grid_dependency_wait, which it otherwise does where that is safe
 // (bulkearly_linux.go).
 //
-// cuBLASLt (cublaslt_linux.go) runs the plain matrix products of 65 rows
-// and more where the library is found (libcublasLt.so.13, .12 or .11 on
-// the loader's path or in /usr/local/cuda*/lib64; LOOM_CUBLASLT=FILE names
-// it, LOOM_CUBLASLT=1 makes Open fail without it, LOOM_CUBLASLT=0 keeps it
-// off); LOOM_CUBLASLT_ROWS=N runs those of N rows and more in it (0: none).
-// N below 65 also lowers the gated and cluster GEMVs' rows
+// cuBLASLt (cublaslt_linux.go) is off unless asked for (its products ran
+// on an H100, but not yet the model's and server's GPU tests with it):
+// LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain matrix products of N rows
+// and more in it, LOOM_CUBLASLT=FILE or LOOM_CUBLASLT=1 those of 65 rows
+// and more (FILE names the library, else libcublasLt.so.13, .12 or .11 on
+// the loader's path or in /usr/local/cuda*/lib64; with 1 Open fails
+// without it), LOOM_CUBLASLT=0 keeps it off. N below 65 also lowers the gated and cluster GEMVs' rows
 // (Caps.GatedGEMVMaxRows, Caps.ClusterGEMVRows) under N, so that those
 // products reach it.
 func Open() (*Device, error) {
