@@ -483,7 +483,7 @@ func benchRows(b *testing.B, def []int) []int {
 // programmatic edges where the device has them (kernelTimer), timed with
 // CUDA events. "lm_head" times the [151936, 1024] projection alone, 4
 // times back to back. Kinds: "main" (Caps.GEMVBulk off: the tile loop),
-// "bulk" (the bulk GEMV, the device's default shape) and the bulk
+// "bulk" (the bulk GEMV, LOOM_CUDA_GEMV_BULK=1's shape) and the bulk
 // shapes of LOOM_BULK_SHAPES (stages,stageKB,blocks;…, default the
 // variants below; none for none), where the device has the bulk GEMV on
 // (LOOM_CUDA_GEMV_BULK, which compiles its kernels; sm_90 and later),

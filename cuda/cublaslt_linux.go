@@ -86,10 +86,9 @@ const ltWorkspaceBytes = 32 << 20
 // shapes run Loom's kernels (counted as CuBLASLtInfo.Unplanned).
 const ltMaxPlans = 4096
 
-// ltDefaultRows is the device's cuBLASLt rows without LOOM_CUBLASLT_ROWS:
-// past the 64 rows of the tensor-core GEMV, the products Loom's tiled
-// kernel takes (which cuBLASLt ran 3–10× faster on an H100: serving
-// 10.4k → 13.1k tokens/s, docs/BENCHMARKS.md).
+// ltDefaultRows is the device's cuBLASLt rows where LOOM_CUBLASLT turns
+// it on without LOOM_CUBLASLT_ROWS: past the 64 rows of the tensor-core
+// GEMV, the products Loom's tiled kernel takes.
 const ltDefaultRows = primitives.MatMulMMARows + 1
 
 // cublasLt holds libcublasLt's functions, the device's handle and its
@@ -133,7 +132,7 @@ var cublasLtNames = []string{"libcublasLt.so.13", "libcublasLt.so.12", "libcubla
 // not ask for it (the default).
 var (
 	errLtOff      = errors.New("cuda: cuBLASLt turned off (LOOM_CUBLASLT=0)")
-	errLtNotAsked = errors.New("cuda: cuBLASLt not asked for (LOOM_CUBLASLT_ROWS=0; 65 runs products of 65 rows and more in it)")
+	errLtNotAsked = errors.New("cuda: cuBLASLt not asked for (LOOM_CUBLASLT_ROWS=65 runs products of 65 rows and more in it)")
 )
 
 // loadCuBLASLt opens the cuBLASLt library the environment's value v of
@@ -457,15 +456,16 @@ func (q *queue) ltCapture(l *launch, vals []byte) (uintptr, error) {
 	return g, nil
 }
 
-// ltStartup opens cuBLASLt for products of ltDefaultRows rows and more,
-// or of LOOM_CUBLASLT_ROWS=N rows and more (0: off, and not loaded);
-// LOOM_CUBLASLT=0 keeps it off, LOOM_CUBLASLT=FILE names the library.
-// Where it cannot be opened, ltErr says why and every product runs in
-// Loom's kernels; only LOOM_CUBLASLT=1 makes that an error. With rows
-// below ltDefaultRows it lowers Caps' gated and cluster GEMV bounds below
-// them, so that products of that many rows reach it as plain matmuls.
+// ltStartup opens cuBLASLt where the environment asks for it (see Open):
+// LOOM_CUBLASLT_ROWS=N (N > 0), LOOM_CUBLASLT=FILE or LOOM_CUBLASLT=1.
+// By default it stays off and unloaded (ltErr says so), and the device
+// runs exactly the kernels it runs without it. Where it was asked for and
+// cannot be opened, ltErr says why; only LOOM_CUBLASLT=1 makes that an
+// error. On, with rows below ltDefaultRows, it lowers Caps' gated and
+// cluster GEMV bounds below them, so that products of that many rows
+// reach it as plain matmuls.
 func (d *Device) ltStartup() error {
-	rows := ltDefaultRows
+	rows := -1 // not given
 	if err := envRows("LOOM_CUBLASLT_ROWS", &rows); err != nil {
 		return err
 	}
@@ -474,9 +474,12 @@ func (d *Device) ltStartup() error {
 	case v == "0":
 		d.ltErr = errLtOff
 		return nil
-	case rows == 0:
+	case v == "" && rows <= 0:
 		d.ltErr = errLtNotAsked
 		return nil
+	}
+	if rows < 0 {
+		rows = ltDefaultRows
 	}
 	if err := d.ltLoad(v); err != nil {
 		if v == "1" {

@@ -130,18 +130,19 @@ const arenaBytes = 4096
 // LOOM_CUDA_GEMV_STREAM=0 turns off the streaming tensor-core GEMV
 // (Caps.GEMVStream, measured faster on the lm_head at 2 to 8 rows), and
 // LOOM_CUDA_RING_ROWS=0 (or N rows) the cluster GEMV of 9 to 256 rows
-// (Caps.ClusterGEMVRows, sm_90 and later). LOOM_CUDA_GEMV_BULK=0 turns off
-// the bulk GEMV of 1 to 8 rows (Caps.GEMVBulk, sm_90 and later; envBulk),
-// and LOOM_CUDA_BULK_EARLY=0 keeps every launch of it from copying weights
-// before grid_dependency_wait, which it otherwise does where that is safe
-// (bulkearly_linux.go).
+// (Caps.ClusterGEMVRows, sm_90 and later). LOOM_CUDA_GEMV_BULK=1 turns on
+// the bulk GEMV of 1 to 8 rows (Caps.GEMVBulk, sm_90 and later, NVRTC 12
+// or later; envBulk); with it on, LOOM_CUDA_BULK_EARLY=0 keeps every
+// launch of it from copying weights before grid_dependency_wait, which it
+// otherwise does where that is safe (bulkearly_linux.go).
 //
-// cuBLASLt (cublaslt_linux.go) runs the plain matrix products of 65 rows
-// and more where the library is found (libcublasLt.so.13, .12 or .11 on
-// the loader's path or in /usr/local/cuda*/lib64; LOOM_CUBLASLT=FILE names
-// it, LOOM_CUBLASLT=1 makes Open fail without it, LOOM_CUBLASLT=0 keeps it
-// off); LOOM_CUBLASLT_ROWS=N runs those of N rows and more in it (0: none).
-// N below 65 also lowers the gated and cluster GEMVs' rows
+// cuBLASLt (cublaslt_linux.go) is off unless asked for (its products ran
+// on an H100, but not yet the model's and server's GPU tests with it):
+// LOOM_CUBLASLT_ROWS=N (N > 0) runs the plain matrix products of N rows
+// and more in it, LOOM_CUBLASLT=FILE or LOOM_CUBLASLT=1 those of 65 rows
+// and more (FILE names the library, else libcublasLt.so.13, .12 or .11 on
+// the loader's path or in /usr/local/cuda*/lib64; with 1 Open fails
+// without it), LOOM_CUBLASLT=0 keeps it off. N below 65 also lowers the gated and cluster GEMVs' rows
 // (Caps.GatedGEMVMaxRows, Caps.ClusterGEMVRows) under N, so that those
 // products reach it.
 func Open() (*Device, error) {
@@ -309,24 +310,27 @@ func envRows(name string, rows *int) error {
 	return nil
 }
 
-// bulkDefault is the bulk GEMV's shape (primitives.GEMVBulk): three
-// stages of about 32 KB, two blocks a multiprocessor, the fastest shape
-// of a batch-1 and batch-8 decode step measured on an H100 (with the
-// early fill: 1.29 ms against the tile loop's 1.66 at batch 1, 1.92
-// against 2.53 at batch 8; docs/BENCHMARKS.md, "H100 round of main, 00:49
-// UTC"). A block takes at most half a multiprocessor's shared memory, so
-// the next kernel's block still finds room beside one of them.
+// bulkDefault is the bulk GEMV's shape that LOOM_CUDA_GEMV_BULK=1 selects
+// (primitives.GEMVBulk): three stages of about 32 KB, two blocks a
+// multiprocessor, the fastest shape of a batch-1 and batch-8 decode step
+// measured on an H100 (with the early fill: 1.29 ms against the tile
+// loop's 1.66 at batch 1, 1.92 against 2.53 at batch 8; docs/BENCHMARKS.md,
+// "H100 round of main, 00:49 UTC"). A block takes at most half a
+// multiprocessor's shared memory, so the next kernel's block still finds
+// room beside one of them.
 var bulkDefault = primitives.GEMVBulk{Stages: 3, StageBytes: 32 << 10, Blocks: 2}
 
-// envBulk is Caps.GEMVBulk where the device has the bulk GEMV (sm_90 and
-// later, tensor cores): bulkDefault unless LOOM_CUDA_GEMV_BULK says 0
-// (off) or stages,stageKB,blocks (another shape, for measurement).
+// envBulk is Caps.GEMVBulk from LOOM_CUDA_GEMV_BULK where the device has
+// the bulk GEMV (sm_90 and later, tensor cores): off unless set, 1 for
+// bulkDefault, or stages,stageKB,blocks for another shape (measurement).
+// It is off by default until its kernels as they are now (both fills
+// compiled, the early one chosen per launch) have run on a GPU.
 func envBulk(has bool) (primitives.GEMVBulk, error) {
 	v := os.Getenv("LOOM_CUDA_GEMV_BULK")
 	switch {
-	case v == "0" || !has:
+	case v == "" || v == "0" || !has:
 		return primitives.GEMVBulk{}, nil
-	case v == "" || v == "1":
+	case v == "1":
 		return bulkDefault, nil
 	}
 	var b primitives.GEMVBulk

@@ -103,9 +103,9 @@ var variants = sync.OnceValue(func() []variant {
 			// For measurement: NVRTC options (-D…) that tune the tensor-core
 			// GEMV (matmul.cu's LOOM_MMA_* macros).
 			v.defines = append(v.defines, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
-			// The bulk GEMV's kernels are compiled unless it is turned off
-			// (envBulk); before sm_90 the source leaves them out.
-			if os.Getenv("LOOM_CUDA_GEMV_BULK") != "0" {
+			// The bulk GEMV's kernels are compiled only where it is on
+			// (envBulk), so that without it the modules are those that ran.
+			if b := os.Getenv("LOOM_CUDA_GEMV_BULK"); b != "" && b != "0" {
 				v.defines = append(v.defines, "-DLOOM_MATMUL_BULK")
 			}
 			if k.macro != "TILED_KERNEL" {

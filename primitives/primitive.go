@@ -128,7 +128,7 @@ type Caps struct {
 	// gated GEMV of 1 to 8 rows of x (the norms fused into them too) in
 	// their bulk variant (bulkGEMVPlan; MatMulParams.Bulk): weight rows
 	// streamed into shared memory by 1-D bulk copies, about a block a core.
-	// The sums are the same. CUDA on sm_90 and later (LOOM_CUDA_GEMV_BULK=0: off).
+	// The sums are the same. CUDA on sm_90 and later, LOOM_CUDA_GEMV_BULK.
 	GEMVBulk GEMVBulk
 	// ClusterGEMVRows is the most rows of x that the tensor-core GEMV and
 	// gated GEMV take in their cluster variant (MatMulParams.Ring,
