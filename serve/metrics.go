@@ -19,12 +19,23 @@ type Metrics struct {
 	steps, rows, stepToks  int64      // engine steps, the sequences they fed, and the tokens
 	stepSeconds            float64    // the time the steps took (Engine.StepSample)
 	TTFT, TPOT             *Histogram // seconds
+
+	// The tokens generated in each of the last whole seconds (bucket
+	// i holds second recent[i] of the Unix clock), for the throughput
+	// gauge; now is the clock (time.Now but in tests).
+	recent, recentTokens [rateSeconds + 1]int64
+	now                  func() time.Time
 }
+
+// rateSeconds is the window of loom_generated_tokens_per_second: the
+// tokens generated in the last whole seconds, over that many seconds.
+const rateSeconds = 10
 
 func newMetrics() *Metrics {
 	return &Metrics{
 		TTFT: newHistogram(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 		TPOT: newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+		now:  time.Now,
 	}
 }
 
@@ -65,7 +76,26 @@ func (m *Metrics) addStep(rows, tokens int, d time.Duration) {
 func (m *Metrics) addTokens(n int) {
 	m.mu.Lock()
 	m.tokens += int64(n)
+	sec := m.now().Unix()
+	i := sec % int64(len(m.recent))
+	if m.recent[i] != sec {
+		m.recent[i], m.recentTokens[i] = sec, 0
+	}
+	m.recentTokens[i] += int64(n)
 	m.mu.Unlock()
+}
+
+// tokensPerSecond is the tokens generated in the last rateSeconds whole
+// seconds (the current one left out), over rateSeconds. m.mu is held.
+func (m *Metrics) tokensPerSecond() float64 {
+	sec := m.now().Unix()
+	var n int64
+	for i, s := range m.recent {
+		if s >= sec-rateSeconds && s < sec {
+			n += m.recentTokens[i]
+		}
+	}
+	return float64(n) / rateSeconds
 }
 
 // Snapshot is a consistent copy of the gauges and counters.
@@ -80,6 +110,9 @@ type Snapshot struct {
 	// their tokens on the host: the rest of the scheduler's time goes to
 	// planning the steps and handing out their tokens.
 	StepSeconds float64
+	// TokensPerSecond is the tokens generated in the last 10 whole
+	// seconds, over 10.
+	TokensPerSecond float64
 }
 
 // HitRate is the share of admitted prompt tokens taken from the prefix
@@ -95,7 +128,7 @@ func (s Snapshot) HitRate() float64 {
 func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions, m.steps, m.rows, m.stepToks, m.stepSeconds}
+	return Snapshot{m.running, m.waiting, m.blocksUsed, m.blocksFree, m.blocksCached, m.tokens, m.promptTokens, m.reused, m.preemptions, m.steps, m.rows, m.stepToks, m.stepSeconds, m.tokensPerSecond()}
 }
 
 // Write writes the metrics in Prometheus' text exposition format.
@@ -121,6 +154,7 @@ func (m *Metrics) Write(w io.Writer) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", g.name, g.help, g.name, g.typ, g.name, g.v)
 	}
 	fmt.Fprintf(w, "# HELP loom_step_seconds_total Time the engine steps took, from submission to their tokens on the host.\n# TYPE loom_step_seconds_total counter\nloom_step_seconds_total %g\n", s.StepSeconds)
+	fmt.Fprintf(w, "# HELP loom_generated_tokens_per_second Tokens generated in the last %d whole seconds, over %d.\n# TYPE loom_generated_tokens_per_second gauge\nloom_generated_tokens_per_second %g\n", rateSeconds, rateSeconds, s.TokensPerSecond)
 	fmt.Fprintf(w, "# HELP loom_prefix_cache_hit_rate Prompt tokens taken from the prefix cache over prompt tokens admitted.\n# TYPE loom_prefix_cache_hit_rate gauge\nloom_prefix_cache_hit_rate %g\n", s.HitRate())
 	m.TTFT.write(w, "loom_time_to_first_token_seconds", "Time from submission to the first token.")
 	m.TPOT.write(w, "loom_time_per_output_token_seconds", "Time between a request's consecutive tokens.")
