@@ -1,5 +1,8 @@
 module github.com/loomrt/loom
 
-go 1.26
+go 1.26.0
 
-require github.com/ebitengine/purego v0.11.3
+require (
+	github.com/ebitengine/purego v0.11.3
+	golang.org/x/sync v0.25.0
+)

@@ -11,10 +11,11 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/loomrt/loom/graph"
 	"github.com/loomrt/loom/primitives"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Quantized is a matrix [Rows, K] in MLX's affine format (docs/QUANT.md):
@@ -242,11 +243,10 @@ func QuantizeWeights(w *Weights, bits, groupSize int) (*Weights, error) {
 	type result struct {
 		packed *graph.Array
 		q      Quant
-		err    error
 	}
 	results := map[*graph.Array]*result{}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
+	var g errgroup.Group
+	g.SetLimit(goruntime.GOMAXPROCS(0))
 	for _, d := range dsts {
 		from := *d
 		if _, ok := results[from]; ok || from.Shape()[1]%groupSize != 0 {
@@ -254,21 +254,18 @@ func QuantizeWeights(w *Weights, bits, groupSize int) (*Weights, error) {
 		}
 		r := &result{}
 		results[from] = r
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r.packed, r.q, r.err = quantizeArray(from, bits, groupSize)
-		}()
+		g.Go(func() (err error) {
+			r.packed, r.q, err = quantizeArray(from, bits, groupSize)
+			return err
+		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	for _, d := range dsts {
 		r, ok := results[*d]
 		if !ok {
 			continue // inputs no multiple of the group size: stays float
-		}
-		if r.err != nil {
-			return nil, r.err
 		}
 		*d = r.packed
 		out.Quant[r.packed] = r.q

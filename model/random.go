@@ -4,9 +4,10 @@ import (
 	"math"
 	"math/rand/v2"
 	goruntime "runtime"
-	"sync"
 
 	"github.com/loomrt/loom/graph"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // RandomWeights returns weights of the given configuration with seeded
@@ -43,15 +44,12 @@ func RandomWeights(cfg Config, dt graph.DType, seed uint64) *Weights {
 	}
 	// Each tensor has its own stream, so the values do not depend on the
 	// order the workers fill them in.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
+	var g errgroup.Group
+	g.SetLimit(goruntime.GOMAXPROCS(0))
 	for i, s := range specs {
 		b := make([]byte, graph.NumElements(s.shape)*dt.Size())
 		*s.dst = graph.FromBytes(dt, b, s.shape...)
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			r := rand.New(rand.NewPCG(seed, uint64(i)))
 			vals := make([]float32, 4096)
 			for off := 0; off < len(b); off += len(vals) * dt.Size() {
@@ -61,9 +59,10 @@ func RandomWeights(cfg Config, dt graph.DType, seed uint64) *Weights {
 				}
 				graph.PutFloat32s(dt, b[off:], vals[:n])
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait() // the fills cannot fail
 	if cfg.TieWordEmbeddings {
 		w.LMHead = w.Embed
 	}

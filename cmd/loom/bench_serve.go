@@ -14,12 +14,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/loomrt/loom/cuda"
 	"github.com/loomrt/loom/runtime"
 	"github.com/loomrt/loom/serve"
+
+	"golang.org/x/sync/errgroup"
 )
 
 func init() {
@@ -145,18 +146,17 @@ func benchServe(args []string) error {
 
 	stats := make([]streamStats, len(bodies))
 	errs := make([]error, len(bodies))
-	slots := make(chan struct{}, *concurrency)
-	var wg sync.WaitGroup
 	send := func(from, to int) {
+		var g errgroup.Group
+		g.SetLimit(*concurrency) // Go waits for a free slot
 		for i := from; i < to; i++ {
 			time.Sleep(gaps[i])
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
+			g.Go(func() error {
 				stats[i], errs[i] = streamCompletion(res.URL+"/v1/completions", bodies[i])
+				return nil // a failed request is counted, the others go on
 			})
 		}
-		wg.Wait()
+		g.Wait()
 	}
 	send(0, *warmup)
 	if i := slices.IndexFunc(errs[:*warmup], func(err error) bool { return err != nil }); i >= 0 {
