@@ -22,7 +22,7 @@ type Metrics struct {
 
 	// The tokens generated in each of the last whole seconds (bucket
 	// i holds second recent[i] of the Unix clock), for the throughput
-	// gauge; now is the clock (time.Now but in tests).
+	// gauge; now is the clock it is read at (time.Now but in tests).
 	recent, recentTokens [rateSeconds + 1]int64
 	now                  func() time.Time
 }
@@ -73,10 +73,11 @@ func (m *Metrics) addStep(rows, tokens int, d time.Duration) {
 	m.mu.Unlock()
 }
 
-func (m *Metrics) addTokens(n int) {
+// addTokens counts n tokens generated at time at (a step's, once a step).
+func (m *Metrics) addTokens(n int, at time.Time) {
 	m.mu.Lock()
 	m.tokens += int64(n)
-	sec := m.now().Unix()
+	sec := at.Unix()
 	i := sec % int64(len(m.recent))
 	if m.recent[i] != sec {
 		m.recent[i], m.recentTokens[i] = sec, 0

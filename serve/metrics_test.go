@@ -15,7 +15,7 @@ func TestTokensPerSecond(t *testing.T) {
 	m.now = func() time.Time { return now }
 	at := func(sec float64, n int) {
 		now = time.Unix(0, int64(sec*1e9))
-		m.addTokens(n)
+		m.addTokens(n, now)
 	}
 	at(989.2, 1000) // before every window below
 	at(995.5, 5)

@@ -500,7 +500,7 @@ func (s *Scheduler) receive(f *flight) error {
 		return err
 	}
 	now := time.Now()
-	ended := false
+	ended, tokens := false, 0
 	for i, j := range f.jobs {
 		if !f.wants[i] || j.done {
 			continue
@@ -525,7 +525,7 @@ func (s *Scheduler) receive(f *flight) error {
 			j.fed++
 			j.ahead = false
 		}
-		s.Metrics.addTokens(1)
+		tokens++
 		s.post(j, Event{Token: tok, Logprob: drawn[i].Logprob, Top: drawn[i].Top})
 		switch {
 		case j.StopAtEOS && s.e.Model.Config.IsEOS(int(tok)):
@@ -536,6 +536,7 @@ func (s *Scheduler) receive(f *flight) error {
 			s.finish(j, Event{Done: true, Reason: "length"})
 		}
 	}
+	s.Metrics.addTokens(tokens, now)
 	if ended {
 		s.running = slices.DeleteFunc(s.running, func(j *job) bool { return j.done })
 		// A request preempted while its token was drawn waits again.
