@@ -31,14 +31,7 @@ func newEarlyRig(t *testing.T) *earlyRig {
 	t.Helper()
 	d := &Device{caps: primitives.Caps{MaxThreadsPerGroup: 1024}, maxGrid: [3]int{1 << 30, 65535, 65535}, bulkEarly: true}
 	mk := func(name string, fn uintptr, bulk bool) *kernel {
-		spec, ok := primitives.LookupKernel(name)
-		if !ok {
-			t.Fatalf("no %s in the catalog", name)
-		}
-		k, err := newKernel(spec, fn)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := catalogKernel(t, name, fn)
 		if bulk {
 			k.mma, k.bulk, k.bulkEarly = fn+1, fn+2, fn+3
 		}

@@ -117,19 +117,8 @@ func newPDLRig(t *testing.T) *pdlRig {
 	d := &Device{drv: fakeDriver(), caps: primitives.Caps{MaxThreadsPerGroup: 1024}, maxGrid: [3]int{1 << 30, 65535, 65535},
 		unified: true, arena: unsafe.Pointer(&arena[0]), kernels: map[string]*kernel{}}
 	rg := &pdlRig{d: d, q: &queue{dev: d}}
-	mk := func(name string, fn uintptr) *kernel {
-		spec, ok := primitives.LookupKernel(name)
-		if !ok {
-			t.Fatalf("no %s in the catalog", name)
-		}
-		k, err := newKernel(spec, fn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	rg.copyK, rg.add = mk(primitives.CopyKernel, 0x3000), mk("add_f32", 0x1000)
-	rg.uk = mk("add_f32", 0x2000)
+	rg.copyK, rg.add = catalogKernel(t, primitives.CopyKernel, 0x3000), catalogKernel(t, "add_f32", 0x1000)
+	rg.uk = catalogKernel(t, "add_f32", 0x2000)
 	rg.uk.user = true
 	d.kernels[primitives.CopyKernel] = rg.copyK
 	for i := range 4 {
@@ -289,4 +278,19 @@ func TestSetPDLUnsupported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// catalogKernel is the catalog's kernel name as the device makes it, its
+// function the fake address fn.
+func catalogKernel(t *testing.T, name string, fn uintptr) *kernel {
+	t.Helper()
+	spec, ok := primitives.LookupKernel(name)
+	if !ok {
+		t.Fatalf("no %s in the catalog", name)
+	}
+	k, err := newKernel(spec, fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
