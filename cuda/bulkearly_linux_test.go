@@ -101,9 +101,10 @@ func TestBulkEarlyChain(t *testing.T) {
 		}
 		return args
 	}
-	copyW := func(l *runtime.CommandList) {
-		cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, src.Len())
-		l.Dispatch(copyK, cp.Grid, cp.Group, []runtime.BufferArg{arg(src, "src", primitives.Read), arg(w, "dst", primitives.Write)}, cp.Params, 0)
+	// copyTo copies src's first dst.Len() bytes into dst by a kernel.
+	copyTo := func(l *runtime.CommandList, dst runtime.Buffer) {
+		cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, dst.Len())
+		l.Dispatch(copyK, cp.Grid, cp.Group, []runtime.BufferArg{{Buffer: src, Size: dst.Len(), Access: primitives.Read, Name: "src"}, arg(dst, "dst", primitives.Write)}, cp.Params, 0)
 	}
 	q, err := d.NewQueue()
 	if err != nil {
@@ -131,7 +132,7 @@ func TestBulkEarlyChain(t *testing.T) {
 		{"a dispatch before writes w", false, func(l *runtime.CommandList) {
 			raw, v := randBF16(n * k)
 			l.Upload(src, 0, raw)
-			copyW(l)
+			copyTo(l, w)
 			wv = v
 		}, "+bulk"},
 		{"an upload before writes w (replayed)", true, func(l *runtime.CommandList) {
@@ -142,8 +143,7 @@ func TestBulkEarlyChain(t *testing.T) {
 		{"a dispatch before writes x", false, func(l *runtime.CommandList) {
 			raw, v := randBF16(m * k)
 			l.Upload(src, 0, raw)
-			cp := primitives.CopyDispatch(primitives.Ref{}, primitives.Ref{}, x.Len())
-			l.Dispatch(copyK, cp.Grid, cp.Group, []runtime.BufferArg{{Buffer: src, Size: x.Len(), Access: primitives.Read, Name: "src"}, arg(x, "dst", primitives.Write)}, cp.Params, 0)
+			copyTo(l, x)
 			xv = v
 		}, "+bulk-early"},
 		{"an upload before writes x (replayed)", true, func(l *runtime.CommandList) {
