@@ -130,6 +130,20 @@ func newKernelTimer(tb testing.TB, d *Device) *kernelTimer {
 	return kt
 }
 
+// reportProduct reports the launches of a product x[m, k]·W[n, k]ᵀ with
+// wBytes of weights, runs of reps launches the best of which took best
+// (kernelTimer.best) and issue on the host: µs a launch, the weights'
+// GB/s and their share of the read bandwidth readGBs, TFLOP/s, issue µs.
+func reportProduct(b *testing.B, best, issue time.Duration, reps int, wBytes int64, readGBs float64, m, n, k int) {
+	s := best.Seconds() / float64(reps)
+	gbs := float64(wBytes) / s / 1e9
+	b.ReportMetric(s*1e6, "µs/kernel")
+	b.ReportMetric(gbs, "weight-GB/s")
+	b.ReportMetric(100*gbs/readGBs, "read-%")
+	b.ReportMetric(2*float64(m*n*k)/s/1e12, "TFLOP/s")
+	b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+}
+
 // best times record once to warm up, then once an iteration of b's loop,
 // and returns the shortest GPU time and the longest issue time.
 func (kt *kernelTimer) best(b *testing.B, record func(*runtime.CommandList)) (gpu, issue time.Duration) {
@@ -431,13 +445,7 @@ func BenchmarkMatMulKernels(b *testing.B) {
 								b.Errorf("the default kernel's outputs differ from the %s kernel's bits", kd.name)
 							}
 						}
-						s := best.Seconds() / float64(reps)
-						gbs := float64(wBytes) / s / 1e9
-						b.ReportMetric(s*1e6, "µs/kernel")
-						b.ReportMetric(gbs, "weight-GB/s")
-						b.ReportMetric(100*gbs/bw.Read, "read-%")
-						b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
-						b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+						reportProduct(b, best, issue, reps, wBytes, bw.Read, m, sh.n, sh.k)
 						b.ReportMetric(float64(disp.Grid.X), "grid-x")
 						b.ReportMetric(float64(mma), "mma")
 						b.ReportMetric(float64(stream), "stream")

@@ -478,13 +478,7 @@ func BenchmarkCuBLASLt(b *testing.B) {
 						} else if loomOut != nil {
 							b.ReportMetric(relDiff(dt, loomOut, got), "rel-diff")
 						}
-						s := best.Seconds() / float64(reps)
-						gbs := float64(wBytes) / s / 1e9
-						b.ReportMetric(s*1e6, "µs/kernel")
-						b.ReportMetric(gbs, "weight-GB/s")
-						b.ReportMetric(100*gbs/bw.Read, "read-%")
-						b.ReportMetric(2*float64(m*sh.n*sh.k)/s/1e12, "TFLOP/s")
-						b.ReportMetric(float64(issue.Microseconds()), "issue-µs")
+						reportProduct(b, best, issue, reps, wBytes, bw.Read, m, sh.n, sh.k)
 					})
 				}
 			})
