@@ -30,7 +30,9 @@ func ltDevice(t *testing.T, rows int) *Device {
 
 func ltRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x5eed)) }
 
-// ltUniform is n values in [lo, hi).
+// ltUniform is n values in [lo, hi). (ltRand, ltUniform and ltRound are
+// loomtest's Rand, Float32s and Round, which this package's tests cannot
+// import: loomtest imports cuda.)
 func ltUniform(r *rand.Rand, n int, lo, hi float32) []float32 {
 	v := make([]float32, n)
 	for i := range v {
