@@ -70,6 +70,19 @@ const (
 // K = 1,024, one call a row, it was a third of the kernel's own time.
 type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int)
 
+// qdotKernel is a micro-kernel and the layout of x it reads: packQX's,
+// unless split reports, for a call's bits, rows, gs and k, that it reads
+// x rewritten by splitQX.
+type qdotKernel struct {
+	tile  qdotTile
+	split func(bits, rows, gs, k int) bool
+}
+
+// splits reports whether the kernel reads x split for such a call.
+func (kn qdotKernel) splits(bits, rows, gs, k int) bool {
+	return kn.split != nil && kn.split(bits, rows, gs, k)
+}
+
 // qxLen returns how many floats the x scales, and the x sums, of a block
 // of rows rows of x (1 or qdotXRows) take for groups groups: a float for
 // each group and row, in the order the kernel finishes them (qxAt),
@@ -179,6 +192,25 @@ func packQXGroupGo(bits int, dst []int16, x []float32) float32 {
 	return sx
 }
 
+// splitQX rewrites x, 4-bit codes' x in packQX's layout (len a multiple
+// of 128), into the layout the AVX-512 kernel in bytes reads: each
+// element as 256·xh + xl, xh its upper byte (signed) and xl its lower
+// one (unsigned), and each run of 128 elements, in place, as the xh of
+// its 64 even elements, the xh of its odd ones, then their xl.
+func splitQX(x []int16) {
+	var run [128]int16
+	for c := 0; c < len(x); c += 128 {
+		copy(run[:], x[c:c+128])
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&x[c])), 256)
+		for j := range 64 {
+			// packQX's runs of 32 hold 16 even elements, then 16 odd ones
+			ev, od := run[32*(j/16)+j%16], run[32*(j/16)+16+j%16]
+			b[j], b[64+j] = byte(ev>>8), byte(od>>8)
+			b[128+j], b[192+j] = byte(ev), byte(od)
+		}
+	}
+}
+
 // roundEven rounds v, of magnitude below 2^22, to an integer, halves to
 // even, as math.RoundToEven does: v + 1.5·2^23 lies in [2^23, 2^24), where
 // float32s are the integers, so the addition rounds (to nearest, ties to
@@ -229,6 +261,7 @@ func newQuantCall(c *Call, dt graph.DType, bits int, wArg int, need map[int]floa
 // micro-kernel (padded with zero rows to whole blocks where M > 1), with
 // its scales and its group sums.
 type qx struct {
+	tile          qdotTile
 	bits          int
 	rows, blocks  int // rows of x a block (1 or qdotXRows), blocks
 	xl            int // x scales (and sums) a block: qxLen(rows, groups)
@@ -237,11 +270,12 @@ type qx struct {
 	buf           *[]float32 // the pooled storage of the slices above
 }
 
-// packX rounds the dispatch's m rows of x to fixed point (packQX) and
-// takes their group sums (qsums): the serial work before the weight rows
-// are split over the workers. Give the storage back with put.
-func (q *quantCall) packX(bits int, x floats) *qx {
-	p := &qx{bits: bits, rows: 1}
+// packX rounds the dispatch's m rows of x to fixed point (packQX, then
+// splitQX where the kernel reads that) and takes their group sums
+// (qsums), for the kernel kn: the serial work before the weight rows are
+// split over the workers. Give the storage back with put.
+func (q *quantCall) packX(kn qdotKernel, bits int, x floats) *qx {
+	p := &qx{tile: kn.tile, bits: bits, rows: 1}
 	if q.m > 1 {
 		p.rows = qdotXRows
 	}
@@ -259,6 +293,9 @@ func (q *quantCall) packX(bits int, x floats) *qx {
 	p.sums = qsums(p.sums, xf, q.k, q.m, p.rows, q.k, q.gs)
 	for i := range q.m {
 		packQX(bits, p.xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%p.rows, p.rows, p.xscales[i/p.rows*p.xl:])
+		if kn.splits(bits, p.rows, q.gs, q.k) {
+			splitQX(p.xi[i*q.k : (i+1)*q.k])
+		}
 	}
 	return p
 }
@@ -267,10 +304,10 @@ func (p *qx) put() { putFloats(p.buf) }
 
 // dots sets res[r·rows + i] to the dot product of weight row r0+r (r <
 // nr ≤ qdotBatch) with row i of x's block b.
-func (p *qx) dots(tile qdotTile, q *quantCall, b, r0, nr int, res []float32) {
+func (p *qx) dots(q *quantCall, b, r0, nr int, res []float32) {
 	w := q.w[r0*q.words : (r0+nr)*q.words]
 	bs, xs := p.sums[b*p.xl:(b+1)*p.xl], p.xscales[b*p.xl:(b+1)*p.xl]
-	tile(p.bits, w, p.xi[b*p.rows*q.k:], q.k, p.rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*p.rows], nr)
+	p.tile(p.bits, w, p.xi[b*p.rows*q.k:], q.k, p.rows, q.k, q.gs, q.scales, q.biases, r0*q.groups, bs, xs, res[:nr*p.rows], nr)
 }
 
 // grain is the least number of weight rows a piece of work of the
@@ -292,15 +329,14 @@ func qmatmulKernel(dt graph.DType, bits int) Kernel {
 			return nil
 		}
 		out := newFloats(dt, c.Args[4].Bytes)
-		tile := qdotTiles()
-		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		x := q.packX(qdotSelect(), bits, newFloats(dt, c.Args[0].Bytes))
 		defer x.put()
 		c.ParallelFine(q.n, x.grain(q, 1), func(lo, hi int) {
 			var res [qdotBatch * qdotXRows]float32
 			for r0 := lo; r0 < hi; r0 += qdotBatch {
 				nr := min(qdotBatch, hi-r0)
 				for b := range x.blocks {
-					x.dots(tile, q, b, r0, nr, res[:])
+					x.dots(q, b, r0, nr, res[:])
 					i := b * x.rows
 					if x.rows == 1 {
 						out.store(i*q.n+r0, res[:nr])
@@ -344,8 +380,7 @@ func qmatmulSiLUMulKernel(dt graph.DType, bits int) Kernel {
 		}
 		half := q.n / 2
 		out := newFloats(dt, c.Args[4].Bytes)
-		tile := qdotTiles()
-		x := q.packX(bits, newFloats(dt, c.Args[0].Bytes))
+		x := q.packX(qdotSelect(), bits, newFloats(dt, c.Args[0].Bytes))
 		defer x.put()
 		c.ParallelFine(half, x.grain(q, 2), func(lo, hi int) {
 			var gate, up [qdotBatch * qdotXRows]float32
@@ -353,8 +388,8 @@ func qmatmulSiLUMulKernel(dt graph.DType, bits int) Kernel {
 			for r0 := lo; r0 < hi; r0 += qdotBatch {
 				nr := min(qdotBatch, hi-r0)
 				for b := range x.blocks {
-					x.dots(tile, q, b, r0, nr, gate[:])
-					x.dots(tile, q, b, half+r0, nr, up[:])
+					x.dots(q, b, r0, nr, gate[:])
+					x.dots(q, b, half+r0, nr, up[:])
 					for j := range min(x.rows, q.m-b*x.rows) {
 						for r := range nr {
 							g[r], u[r] = gate[r*x.rows+j], up[r*x.rows+j]

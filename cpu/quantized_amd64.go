@@ -5,13 +5,17 @@ import (
 	"github.com/loomrt/loom/graph"
 )
 
-// qdotTiles returns the quantized micro-kernel: the AVX2+FMA one where
-// the vec package runs its assembly, else the Go one.
-func qdotTiles() qdotTile {
-	if vec.Assembly() {
-		return qdotTileAVX2
+// qdotSelect returns the quantized micro-kernel: the AVX-512 one where the
+// vec package selects it, else the AVX2+FMA one where the vec package runs
+// its assembly, else the Go one.
+func qdotSelect() qdotKernel {
+	switch {
+	case vec.AVX512():
+		return qdotKernel{tile: qdotTileAVX512, split: qdotSplit}
+	case vec.Assembly():
+		return qdotKernel{tile: qdotTileAVX2}
 	}
-	return qdotTileGo
+	return qdotKernel{tile: qdotTileGo}
 }
 
 // packQXGroup is packQXGroupGo, in assembly where the vec package runs
@@ -30,83 +34,161 @@ func packQXGroup(bits int, dst []int16, x []float32) float32 {
 //go:noescape
 func packQXGroupAVX2(dst []int16, x []float32, bits int) float32
 
-// The assembly micro-kernels (quantized_amd64.s), for each code width,
-// number of x rows and dtype of the scales and biases. They trust their
-// slices' lengths.
+//go:noescape
+func qdotQ4x1F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+func qdotQ4x1BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ4x1F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ8x1F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+func qdotQ8x1BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ8x1F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ4x4F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+func qdotQ4x4BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ4x4F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ8x4F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+func qdotQ8x4BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ8x4F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
 //go:noescape
-func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+func qdotQ4x1F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
 
-// qdotTileAVX2 checks the lengths the assembly trusts, then runs it: a
-// step is 32 codes.
-func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+//go:noescape
+func qdotQ4x1BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x1F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x1F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x1BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x1F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x4F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x4BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x4F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x4F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x4BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ8x4F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x1F32AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x1BF16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+//go:noescape
+func qdotQ4x1F16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+
+// qdotSet is one instruction set's assembly micro-kernels
+// (quantized_amd64.s), by dtype of the scales and biases, code width (4,
+// 8) and rows of x (1, qdotXRows); a step is codes codes. They trust
+// their slices' lengths.
+type qdotSet struct {
+	codes int
+	f32   [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+	u16   [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int) // bfloat16, float16
+}
+
+var qdotAVX2 = qdotSet{codes: 32,
+	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){
+		{qdotQ4x1F32AVX2, qdotQ4x4F32AVX2}, {qdotQ8x1F32AVX2, qdotQ8x4F32AVX2}},
+	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+		{{qdotQ4x1BF16AVX2, qdotQ4x4BF16AVX2}, {qdotQ8x1BF16AVX2, qdotQ8x4BF16AVX2}},
+		{{qdotQ4x1F16AVX2, qdotQ4x4F16AVX2}, {qdotQ8x1F16AVX2, qdotQ8x4F16AVX2}}},
+}
+
+// qdotAVX512B holds the 4-bit one-row kernels in bytes alone (qdotSplit).
+var qdotAVX512B = qdotSet{codes: 64,
+	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+		{{qdotQ4x1BF16AVX512B}}, {{qdotQ4x1F16AVX512B}}},
+	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){{qdotQ4x1F32AVX512B}},
+}
+
+var qdotAVX512 = qdotSet{codes: 64,
+	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){
+		{qdotQ4x1F32AVX512, qdotQ4x4F32AVX512}, {qdotQ8x1F32AVX512, qdotQ8x4F32AVX512}},
+	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+		{{qdotQ4x1BF16AVX512, qdotQ4x4BF16AVX512}, {qdotQ8x1BF16AVX512, qdotQ8x4BF16AVX512}},
+		{{qdotQ4x1F16AVX512, qdotQ4x4F16AVX512}, {qdotQ8x1F16AVX512, qdotQ8x4F16AVX512}}},
+}
+
+// tile checks the lengths the assembly trusts, then runs the kernel of
+// the call's dtype, width and rows (gs a multiple of s.codes).
+func (s *qdotSet) tile(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
 	checkQTile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
-	groups, steps := k/gs, gs/32
-	if scales.dt == graph.Float32 {
-		s, b := scales.f32[off:], biases.f32[off:]
-		switch {
-		case rows == 1 && bits == 4:
-			qdotQ4x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-		case rows == 1:
-			qdotQ8x1F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-		case bits == 4:
-			qdotQ4x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-		default:
-			qdotQ8x4F32(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-		}
-		return
-	}
-	s, b := scales.u16[off:], biases.u16[off:]
-	bf := scales.dt == graph.BFloat16
-	switch {
-	case rows == 1 && bits == 4 && bf:
-		qdotQ4x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case rows == 1 && bits == 4:
-		qdotQ4x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case rows == 1 && bf:
-		qdotQ8x1BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case rows == 1:
-		qdotQ8x1F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case bits == 4 && bf:
-		qdotQ4x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case bits == 4:
-		qdotQ4x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
-	case bf:
-		qdotQ8x4BF16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
+	groups, steps := k/gs, gs/s.codes
+	b, r := bits/8, rows/qdotXRows
+	switch scales.dt {
+	case graph.Float32:
+		s.f32[b][r](w, x, ldx, groups, steps, scales.f32[off:], biases.f32[off:], xsums, xscales, out, n)
+	case graph.BFloat16:
+		s.u16[0][b][r](w, x, ldx, groups, steps, scales.u16[off:], biases.u16[off:], xsums, xscales, out, n)
 	default:
-		qdotQ8x4F16(w, x, ldx, groups, steps, s, b, xsums, xscales, out, n)
+		s.u16[1][b][r](w, x, ldx, groups, steps, scales.u16[off:], biases.u16[off:], xsums, xscales, out, n)
+	}
+}
+
+// qdotTileAVX2 runs the AVX2 kernels: a step is 32 codes.
+func qdotTileAVX2(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+	qdotAVX2.tile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
+}
+
+// qdotSplit reports whether the AVX-512 kernels read x split into bytes
+// (splitQX) for a call of bits, rows, gs and k: the 4-bit one-row kernel
+// in bytes takes groups of 64 and K a multiple of 128.
+func qdotSplit(bits, rows, gs, k int) bool {
+	return bits == 4 && rows == 1 && gs == 64 && k%128 == 0
+}
+
+// qdotTileAVX512 runs the AVX-512 kernels, whose step is 64 codes (128 in
+// bytes), for groups of a multiple of 64, and the AVX2 ones for groups of
+// 32. Where qdotSplit holds, x must have been split by splitQX. All sum
+// each group's products exactly in integers and finish the groups with
+// the same float32 operations as the AVX2 kernels, so their results are
+// the same bits.
+func qdotTileAVX512(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int) {
+	switch {
+	case qdotSplit(bits, rows, gs, k):
+		qdotAVX512B.tile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
+	case gs%qdotAVX512.codes == 0:
+		qdotAVX512.tile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
+	default:
+		qdotAVX2.tile(bits, w, x, ldx, rows, k, gs, scales, biases, off, xsums, xscales, out, n)
 	}
 }

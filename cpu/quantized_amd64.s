@@ -51,9 +51,8 @@
 #define PFD 2048
 
 #define ARGS \
-	MOVL         $0x000f000f, BX \
-	VMOVD        BX, X14 \
-	VPBROADCASTD X14, Y14 \
+	MOVL $0x000f000f, BX \
+	VMOVD BX, X14 \
 	MOVQ w_base+0(FP), R11 \
 	MOVQ ldx+48(FP), R8 \
 	SHLQ $1, R8 \
@@ -84,6 +83,54 @@
 	VPMOVZXBW (R11), lo \
 	VPMOVZXBW 16(R11), hi
 
+// The AVX-512 kernels (VNNI) take 64 codes a step, two runs of 32, in
+// 512-bit registers, and VPDPWSSD multiplies and adds the pairs into the
+// sums in one instruction. NIBBLES sets up the constants of an
+// instruction set's kernels (the nibble mask in Y14 or Z14); SUMS leaves
+// in Y0 the 8 groups' sums as float32 times their x scales: for AVX2
+// LANE_SUMS of Y0..Y7, for AVX-512 the same after the upper halves of
+// Z0..Z7 are added into their lower ones.
+#define NIBBLES_AVX2 VPBROADCASTD X14, Y14
+#define NIBBLES_AVX512 VPBROADCASTD X14, Z14
+#define SUMS_AVX2 LANE_SUMS
+#define SUMS_AVX512 \
+	VEXTRACTI64X4 $1, Z0, Y10 \
+	VPADDD        Y10, Y0, Y0 \
+	VEXTRACTI64X4 $1, Z1, Y10 \
+	VPADDD        Y10, Y1, Y1 \
+	VEXTRACTI64X4 $1, Z2, Y10 \
+	VPADDD        Y10, Y2, Y2 \
+	VEXTRACTI64X4 $1, Z3, Y10 \
+	VPADDD        Y10, Y3, Y3 \
+	VEXTRACTI64X4 $1, Z4, Y10 \
+	VPADDD        Y10, Y4, Y4 \
+	VEXTRACTI64X4 $1, Z5, Y10 \
+	VPADDD        Y10, Y5, Y5 \
+	VEXTRACTI64X4 $1, Z6, Y10 \
+	VPADDD        Y10, Y6, Y6 \
+	VEXTRACTI64X4 $1, Z7, Y10 \
+	VPADDD        Y10, Y7, Y7 \
+	LANE_SUMS
+
+// ZCODES_Q4 widens the 64 4-bit codes of the 32 bytes at (R11), two runs
+// of 32, to 16-bit lanes in the order packQX lays out x: a, the first
+// run's even codes then its odd ones; b, the second run's. The bytes
+// widen to [first run, second run]; masked and shifted, each holds
+// [first, second] of one parity, and VSHUFI64X2 takes the matching halves
+// of the two.
+#define ZCODES_Q4(a, b) \
+	VPMOVZXBW  (R11), a \
+	VPSRLW     $4, a, Z13 \
+	VPANDD     Z14, a, a \
+	VSHUFI64X2 $0xee, Z13, a, b \
+	VSHUFI64X2 $0x44, Z13, a, a
+
+// ZCODES_Q8 widens the 64 8-bit codes of the 64 bytes at (R11) to 16-bit
+// lanes: the first 32 into a, the next 32 into b.
+#define ZCODES_Q8(a, b) \
+	VPMOVZXBW (R11), a \
+	VPMOVZXBW 32(R11), b
+
 // DOT_ROW adds the products of codes lo and hi with the 32 x of a row at
 // mem0 (lo's 16) and mem1 (hi's 16) to the row's sums acc.
 #define DOT_ROW(lo, hi, mem0, mem1, acc) \
@@ -94,8 +141,8 @@
 
 // LANE_SUMS adds the lanes of each of Y0..Y7 (8 integer sums) into one
 // vector of 8 float32s, Y0 = (ΣY0, ΣY1, …, ΣY7), times the 8 x scales at
-// (BX): VPHADDD twice gives each 128-bit half's partial sums in order,
-// and the halves are then added.
+// (BX) (SCALE_SUMS): VPHADDD twice gives each 128-bit half's partial sums
+// in order, and the halves are then added.
 #define LANE_SUMS \
 	VPHADDD    Y1, Y0, Y0 \
 	VPHADDD    Y3, Y2, Y2 \
@@ -106,13 +153,19 @@
 	VPERM2I128 $0x20, Y4, Y0, Y1 \
 	VPERM2I128 $0x31, Y4, Y0, Y2 \
 	VPADDD     Y2, Y1, Y0 \
-	VCVTDQ2PS  Y0, Y0 \
-	VMULPS     (BX), Y0, Y0
+	SCALE_SUMS
 
-// X1_GROUP adds the products of group j of a block of 8 with x to acc
-// (zeroed at the block's start), unless fewer than j+1 groups are left
-// (CX), when it goes on to the block's end; loop is its step label.
-#define X1_GROUP(CODES, wbytes, j, acc, loop) \
+// SCALE_SUMS converts the 8 integer sums of Y0 to float32 and multiplies
+// them by the 8 x scales at (BX).
+#define SCALE_SUMS \
+	VCVTDQ2PS Y0, Y0 \
+	VMULPS    (BX), Y0, Y0
+
+// X1_GROUP_AVX2 adds the products of group j of a block of 8 with x to
+// acc (zeroed at the block's start; zacc is its 512-bit register, unused
+// here), unless fewer than j+1 groups are left (CX), when it goes on to
+// the block's end; loop is its step label.
+#define X1_GROUP_AVX2(CODES, wbytes, j, acc, zacc, loop) \
 	CMPQ CX, $j \
 	JLE  reduce \
 	MOVQ R9, DX \
@@ -125,10 +178,119 @@ loop: \
 	DECQ     DX \
 	JNZ      loop
 
-// X1_BODY is the one-row kernel; a step's codes are wbytes bytes, a scale
-// or bias size bytes, widened by WIDEN, copied to the stack by LD and ST.
-#define X1_BODY(CODES, wbytes, WIDEN, size, LD, ST) \
+// X1_GROUP_AVX512 is X1_GROUP_AVX2 with AVX-512 steps of 64 codes into
+// acc, the 512-bit register of yacc.
+#define X1_GROUP_AVX512(CODES, wbytes, j, yacc, acc, loop) \
+	CMPQ CX, $j \
+	JLE  reduce \
+	MOVQ R9, DX \
+loop: \
+	PREFETCHT0 PFD(R11) \
+	CODES(Z12, Z11) \
+	VPDPWSSD   (DI), Z12, acc \
+	VPDPWSSD   64(DI), Z11, acc \
+	ADDQ       $wbytes, R11 \
+	SUBQ       $-128, DI \
+	DECQ       DX \
+	JNZ        loop
+
+// X1_GROUP2_AVX2 and X1_GROUP2_AVX512 take the groups ja and jb = ja+1
+// of a block into the sums ya and yb (za, zb: their 512-bit registers).
+#define X1_GROUP2_AVX2(CODES, wbytes, ja, jb, ya, za, yb, zb, la, lb) \
+	X1_GROUP_AVX2(CODES, wbytes, ja, ya, za, la) \
+	X1_GROUP_AVX2(CODES, wbytes, jb, yb, zb, lb)
+#define X1_GROUP2_AVX512(CODES, wbytes, ja, jb, ya, za, yb, zb, la, lb) \
+	X1_GROUP_AVX512(CODES, wbytes, ja, ya, za, la) \
+	X1_GROUP_AVX512(CODES, wbytes, jb, yb, zb, lb)
+
+// The 4-bit one-row kernel with AVX-512 in bytes (AVX512B), for groups of
+// 64 and K a multiple of 128: x is split into bytes, x = 256·xh + xl
+// with xh signed and xl unsigned, laid out by splitQX per run of 128
+// codes as xh of the even codes, xh of the odd ones, xl of the even, xl
+// of the odd (64 bytes each). A step takes 128 codes, the 64 bytes at
+// (R11): masked and shifted they are the even and the odd codes as
+// bytes, and VPDPBUSD adds four byte products into each 32-bit lane:
+// codes (unsigned) times xh (signed) into the pair's high sums za, xl
+// (unsigned) times codes (signed, all below 16) into its low sums zb.
+// Each 32-bit lane holds the products of 8 codes of one group: the
+// lower 256 bits of za and zb group ja, the upper ones group jb.
+#define X1_GROUP2_AVX512B(CODES, wbytes, ja, jb, ya, za, yb, zb, la, lb) \
+	CMPQ       CX, $ja \
+	JLE        reduce \
+	PREFETCHT0 PFD(R11) \
+	VMOVDQU64  (R11), Z12 \
+	VPSRLW     $4, Z12, Z13 \
+	VPANDD     Z14, Z12, Z12 \
+	VPANDD     Z14, Z13, Z13 \
+	VPDPBUSD   (DI), Z12, za \
+	VPDPBUSD   64(DI), Z13, za \
+	VMOVDQU64  128(DI), Z15 \
+	VMOVDQU64  192(DI), Z11 \
+	VPDPBUSD   Z12, Z15, zb \
+	VPDPBUSD   Z13, Z11, zb \
+	ADDQ       $64, R11 \
+	ADDQ       $256, DI
+
+// NIBBLES_AVX512B: the byte mask 0x0f in Z14, SUMS_AVX512B's
+// permutation in Z10.
+#define NIBBLES_AVX512B \
+	MOVL         $0x0f0f0f0f, BX \
+	VMOVD        BX, X14 \
+	VPBROADCASTD X14, Z14 \
+	VMOVDQU32    qdotSumsOrder<>(SB), Z10
+
+// SUMS_AVX512B forms each pair's sums, 256·high + low (exact): Z0 holds
+// groups 0 and 1 (8 lanes each), Z2 groups 2 and 3, Z4 and Z6 the rest.
+// Their 128-bit quarters are then paired and added (VSHUFI64X2), leaving
+// 4 lanes a group, groups 0–3 in Z1 and 4–7 in Z5; within each quarter
+// the two registers' lanes are interleaved and added twice, which leaves
+// quarter k holding group k's sum in its lane 0 and group k+4's in lane
+// 2; VPERMD gathers the 8 into Y0 in order.
+#define SUMS_AVX512B \
+	VPSLLD      $8, Z0, Z0 \
+	VPADDD      Z1, Z0, Z0 \
+	VPSLLD      $8, Z2, Z2 \
+	VPADDD      Z3, Z2, Z2 \
+	VPSLLD      $8, Z4, Z4 \
+	VPADDD      Z5, Z4, Z4 \
+	VPSLLD      $8, Z6, Z6 \
+	VPADDD      Z7, Z6, Z6 \
+	VSHUFI64X2  $0x88, Z2, Z0, Z1 \
+	VSHUFI64X2  $0xdd, Z2, Z0, Z3 \
+	VPADDD      Z3, Z1, Z1 \
+	VSHUFI64X2  $0x88, Z6, Z4, Z5 \
+	VSHUFI64X2  $0xdd, Z6, Z4, Z7 \
+	VPADDD      Z7, Z5, Z5 \
+	VPUNPCKLQDQ Z5, Z1, Z0 \
+	VPUNPCKHQDQ Z5, Z1, Z2 \
+	VPADDD      Z2, Z0, Z0 \
+	VPSHUFD     $0xb1, Z0, Z2 \
+	VPADDD      Z2, Z0, Z0 \
+	VPERMD      Z0, Z10, Z0 \
+	SCALE_SUMS
+
+// qdotSumsOrder is where SUMS_AVX512B's VPERMD takes groups 0–7 from.
+DATA qdotSumsOrder<>+0(SB)/4, $0
+DATA qdotSumsOrder<>+4(SB)/4, $4
+DATA qdotSumsOrder<>+8(SB)/4, $8
+DATA qdotSumsOrder<>+12(SB)/4, $12
+DATA qdotSumsOrder<>+16(SB)/4, $2
+DATA qdotSumsOrder<>+20(SB)/4, $6
+DATA qdotSumsOrder<>+24(SB)/4, $10
+DATA qdotSumsOrder<>+28(SB)/4, $14
+DATA qdotSumsOrder<>+32(SB)/8, $0
+DATA qdotSumsOrder<>+40(SB)/8, $0
+DATA qdotSumsOrder<>+48(SB)/8, $0
+DATA qdotSumsOrder<>+56(SB)/8, $0
+GLOBL qdotSumsOrder<>(SB), RODATA|NOPTR, $64
+
+// X1_BODY is the one-row kernel for an instruction set (AVX2, AVX512 or
+// AVX512B: GROUP2, NIBBLES and SUMS of it); a step's codes are wbytes
+// bytes, a scale or bias size bytes, widened by WIDEN, copied to the
+// stack by LD and ST.
+#define X1_BODY(GROUP2, NIBBLES, SUMS, CODES, wbytes, WIDEN, size, LD, ST) \
 	ARGS \
+	NIBBLES \
 row: \
 	ROW \
 	VXORPS Y8, Y8, Y8 \
@@ -142,16 +304,12 @@ block: \
 	VPXOR  Y5, Y5, Y5 \
 	VPXOR  Y6, Y6, Y6 \
 	VPXOR  Y7, Y7, Y7 \
-	X1_GROUP(CODES, wbytes, 0, Y0, step0) \
-	X1_GROUP(CODES, wbytes, 1, Y1, step1) \
-	X1_GROUP(CODES, wbytes, 2, Y2, step2) \
-	X1_GROUP(CODES, wbytes, 3, Y3, step3) \
-	X1_GROUP(CODES, wbytes, 4, Y4, step4) \
-	X1_GROUP(CODES, wbytes, 5, Y5, step5) \
-	X1_GROUP(CODES, wbytes, 6, Y6, step6) \
-	X1_GROUP(CODES, wbytes, 7, Y7, step7) \
+	GROUP2(CODES, wbytes, 0, 1, Y0, Z0, Y1, Z1, step0, step1) \
+	GROUP2(CODES, wbytes, 2, 3, Y2, Z2, Y3, Z3, step2, step3) \
+	GROUP2(CODES, wbytes, 4, 5, Y4, Z4, Y5, Z5, step4, step5) \
+	GROUP2(CODES, wbytes, 6, 7, Y6, Z6, Y7, Z7, step6, step7) \
 reduce: \
-	LANE_SUMS \
+	SUMS \
 	CMPQ       CX, $8 \
 	JGE        full \
 	VPXOR      Y1, Y1, Y1 \
@@ -196,11 +354,11 @@ sum: \
 #define BCAST2_BF16(mem, Y, X) VPBROADCASTD mem, X; VPMOVZXWD X, Y; VPSLLD $16, Y, Y
 #define BCAST2_F16(mem, Y, X) VPBROADCASTD mem, X; VCVTPH2PS X, Y
 
-// X4_GROUP adds the products of group j of a pair with the four rows of
-// x to a0..a3 (zeroed at the pair's start), unless fewer than j+1 groups
-// are left (CX), when it goes on to the pair's end; loop is its step
-// label.
-#define X4_GROUP(CODES, wbytes, j, a0, a1, a2, a3, loop) \
+// X4_GROUP_AVX2 adds the products of group j of a pair with the four rows
+// of x to a0..a3 (zeroed at the pair's start; z0..z3 are their 512-bit
+// registers, unused here), unless fewer than j+1 groups are left (CX),
+// when it goes on to the pair's end; loop is its step label.
+#define X4_GROUP_AVX2(CODES, wbytes, j, a0, a1, a2, a3, z0, z1, z2, z3, loop) \
 	CMPQ CX, $j \
 	JLE  reduce \
 	MOVQ R9, DX \
@@ -216,15 +374,39 @@ loop: \
 	DECQ DX \
 	JNZ  loop
 
-// X4_BODY is the four-row kernel; a step's codes are wbytes bytes, a
+// X4_GROUP_AVX512 is X4_GROUP_AVX2 with AVX-512 steps of 64 codes into
+// z0..z3, the 512-bit registers of y0..y3.
+#define X4_GROUP_AVX512(CODES, wbytes, j, y0, y1, y2, y3, z0, z1, z2, z3, loop) \
+	CMPQ CX, $j \
+	JLE  reduce \
+	MOVQ R9, DX \
+loop: \
+	PREFETCHT0 PFD(R11) \
+	CODES(Z12, Z11) \
+	VPDPWSSD   (DI), Z12, z0 \
+	VPDPWSSD   64(DI), Z11, z0 \
+	VPDPWSSD   (DI)(R8*1), Z12, z1 \
+	VPDPWSSD   64(DI)(R8*1), Z11, z1 \
+	VPDPWSSD   (DI)(R8*2), Z12, z2 \
+	VPDPWSSD   64(DI)(R8*2), Z11, z2 \
+	VPDPWSSD   (DI)(R10*1), Z12, z3 \
+	VPDPWSSD   64(DI)(R10*1), Z11, z3 \
+	ADDQ       $wbytes, R11 \
+	SUBQ       $-128, DI \
+	DECQ       DX \
+	JNZ        loop
+
+// X4_BODY is the four-row kernel for an instruction set (GROUP, NIBBLES
+// and SUMS of it, as X1_BODY's); a step's codes are wbytes bytes, a
 // scale or bias size bytes, a pair of them broadcast by BCAST2, copied
 // to the stack by LD and ST. It finishes the groups two at a time: row
 // i's sums of the pair's groups in Y(2i) and Y(2i+1), which the lane
 // sums put in that order, matching the pair's x scales and x sums (qxAt)
 // and the pair of scales and biases broadcast; the totals' two lanes of
 // each row are added at the end.
-#define X4_BODY(CODES, wbytes, BCAST2, size, LD, ST) \
+#define X4_BODY(GROUP, NIBBLES, SUMS, CODES, wbytes, BCAST2, size, LD, ST) \
 	ARGS \
+	NIBBLES \
 row: \
 	ROW \
 	VXORPS Y8, Y8, Y8 \
@@ -238,10 +420,10 @@ pair: \
 	VPXOR  Y5, Y5, Y5 \
 	VPXOR  Y6, Y6, Y6 \
 	VPXOR  Y7, Y7, Y7 \
-	X4_GROUP(CODES, wbytes, 0, Y0, Y2, Y4, Y6, step0) \
-	X4_GROUP(CODES, wbytes, 1, Y1, Y3, Y5, Y7, step1) \
+	GROUP(CODES, wbytes, 0, Y0, Y2, Y4, Y6, Z0, Z2, Z4, Z6, step0) \
+	GROUP(CODES, wbytes, 1, Y1, Y3, Y5, Y7, Z1, Z3, Z5, Z7, step1) \
 reduce: \
-	LANE_SUMS \
+	SUMS \
 	CMPQ       CX, $2 \
 	JGE        full \
 	MOVQ       $0, 0(SP) \
@@ -277,64 +459,139 @@ sum: \
 	JNZ    row \
 	VZEROUPPER
 
-// func qdotQ4x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x1F32(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q4, 16, WIDEN_F32, 4, MOVL, MOVL)
+// func qdotQ4x1F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F32AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, WIDEN_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ4x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x1BF16(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q4, 16, WIDEN_BF16, 2, MOVWLZX, MOVW)
+// func qdotQ4x1BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1BF16AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, WIDEN_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x1F16(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q4, 16, WIDEN_F16, 2, MOVWLZX, MOVW)
+// func qdotQ4x1F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F16AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, WIDEN_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x1F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x1F32(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q8, 32, WIDEN_F32, 4, MOVL, MOVL)
+// func qdotQ8x1F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F32AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, WIDEN_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ8x1BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x1BF16(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q8, 32, WIDEN_BF16, 2, MOVWLZX, MOVW)
+// func qdotQ8x1BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1BF16AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, WIDEN_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x1F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x1F16(SB), NOSPLIT, $64-200
-	X1_BODY(CODES_Q8, 32, WIDEN_F16, 2, MOVWLZX, MOVW)
+// func qdotQ8x1F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F16AVX2(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, WIDEN_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x4F32(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q4, 16, BCAST2_F32, 4, MOVL, MOVL)
+// func qdotQ4x4F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F32AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, BCAST2_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ4x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x4BF16(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q4, 16, BCAST2_BF16, 2, MOVWLZX, MOVW)
+// func qdotQ4x4BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4BF16AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, BCAST2_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ4x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ4x4F16(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q4, 16, BCAST2_F16, 2, MOVWLZX, MOVW)
+// func qdotQ4x4F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F16AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q4, 16, BCAST2_F16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x4F32(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x4F32(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q8, 32, BCAST2_F32, 4, MOVL, MOVL)
+// func qdotQ8x4F32AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F32AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, BCAST2_F32, 4, MOVL, MOVL)
 	RET
 
-// func qdotQ8x4BF16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x4BF16(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q8, 32, BCAST2_BF16, 2, MOVWLZX, MOVW)
+// func qdotQ8x4BF16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4BF16AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, BCAST2_BF16, 2, MOVWLZX, MOVW)
 	RET
 
-// func qdotQ8x4F16(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
-TEXT ·qdotQ8x4F16(SB), NOSPLIT, $16-200
-	X4_BODY(CODES_Q8, 32, BCAST2_F16, 2, MOVWLZX, MOVW)
+// func qdotQ8x4F16AVX2(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F16AVX2(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX2, NIBBLES_AVX2, SUMS_AVX2, CODES_Q8, 32, BCAST2_F16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x1F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F32AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, WIDEN_F32, 4, MOVL, MOVL)
+	RET
+
+// func qdotQ4x1BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1BF16AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, WIDEN_BF16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x1F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F16AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, WIDEN_F16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ8x1F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F32AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, WIDEN_F32, 4, MOVL, MOVL)
+	RET
+
+// func qdotQ8x1BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1BF16AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, WIDEN_BF16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ8x1F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x1F16AVX512(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, WIDEN_F16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x4F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F32AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, BCAST2_F32, 4, MOVL, MOVL)
+	RET
+
+// func qdotQ4x4BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4BF16AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, BCAST2_BF16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x4F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x4F16AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q4, 32, BCAST2_F16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ8x4F32AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F32AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, BCAST2_F32, 4, MOVL, MOVL)
+	RET
+
+// func qdotQ8x4BF16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4BF16AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, BCAST2_BF16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ8x4F16AVX512(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ8x4F16AVX512(SB), NOSPLIT, $16-200
+	X4_BODY(X4_GROUP_AVX512, NIBBLES_AVX512, SUMS_AVX512, ZCODES_Q8, 64, BCAST2_F16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x1F32AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F32AVX512B(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512B, NIBBLES_AVX512B, SUMS_AVX512B, CODES_NONE, 64, WIDEN_F32, 4, MOVL, MOVL)
+	RET
+
+// func qdotQ4x1BF16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1BF16AVX512B(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512B, NIBBLES_AVX512B, SUMS_AVX512B, CODES_NONE, 64, WIDEN_BF16, 2, MOVWLZX, MOVW)
+	RET
+
+// func qdotQ4x1F16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+TEXT ·qdotQ4x1F16AVX512B(SB), NOSPLIT, $64-200
+	X1_BODY(X1_GROUP2_AVX512B, NIBBLES_AVX512B, SUMS_AVX512B, CODES_NONE, 64, WIDEN_F16, 2, MOVWLZX, MOVW)
 	RET
 
 // func packQXGroupAVX2(dst []int16, x []float32, bits int) float32

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
+	"slices"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -54,26 +57,30 @@ func qcode(w []uint32, bits int, mask uint32, e int) uint32 {
 	return b >> 4 & 0x0f
 }
 
-// TestQDotTiles holds the assembly micro-kernels and the Go one to a
-// float64 sum of the same terms (x in fixed point with its scales, codes
-// read by qcode, the scales and biases of each dtype at an offset), for
-// three weight rows in one call: the integer sums are exact, so they
-// agree within float32 rounding of the sum of the terms' magnitudes
-// (each product's: the kernels convert partial sums of a group, which may
-// be larger than the whole). The group counts take the one-row kernel
-// through a lone short block, whole blocks of qdotGroups, and whole
-// blocks followed by a short one.
+// TestQDotTiles holds the assembly micro-kernels (AVX2, and AVX-512 where
+// the CPU has it) and the Go one to a float64 sum of the same terms (x in
+// fixed point with its scales, codes read by qcode, the scales and biases
+// of each dtype at an offset), for three weight rows in one call: the
+// integer sums are exact, so they agree within float32 rounding of the
+// sum of the terms' magnitudes (each product's: the kernels convert
+// partial sums of a group, which may be larger than the whole). The
+// AVX-512 kernels must give the AVX2 ones' bits. The group counts take
+// the one-row kernel through a lone short block, whole blocks of
+// qdotGroups, and whole blocks followed by a short one.
 func TestQDotTiles(t *testing.T) {
-	asm := qdotTiles()
-	if fmt.Sprintf("%p", asm) == fmt.Sprintf("%p", qdotTileGo) {
+	kernels := asmKernels()
+	if len(kernels) == 0 {
 		t.Skip("no assembly micro-kernel on this CPU")
+	}
+	if _, ok := kernels["avx512"]; !ok {
+		t.Log("the CPU has no AVX-512 VNNI (or LOOM_CPU_AVX512=0): the AVX-512 kernels are not tested")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	const n = 3
 	for _, dt := range []graph.DType{graph.Float32, graph.BFloat16, graph.Float16} {
 		for _, bits := range []int{4, 8} {
 			for _, gs := range []int{32, 64, 128} {
-				for _, groups := range []int{1, 3, qdotGroups, 2*qdotGroups + 5} {
+				for _, groups := range []int{1, 2, 3, qdotGroups, 2*qdotGroups + 5, 2*qdotGroups + 6} {
 					for _, rows := range []int{1, qdotXRows} {
 						k, off := groups*gs, 5
 						ldx, words := k+8, k*bits/32
@@ -99,9 +106,24 @@ func TestQDotTiles(t *testing.T) {
 								xscales[qxAt(rows, g, i)] = r.Float32() / 32767
 							}
 						}
-						got, goRes := make([]float32, n*rows), make([]float32, n*rows)
-						asm(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, got, n)
-						qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, goRes, n)
+						res := map[string][]float32{"go": make([]float32, n*rows)}
+						qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, res["go"], n)
+						for name, kn := range kernels {
+							xk := x
+							if kn.splits(bits, rows, gs, k) {
+								xk = slices.Clone(x)
+								splitQX(xk)
+							}
+							res[name] = make([]float32, n*rows)
+							kn.tile(bits, w, xk, ldx, rows, k, gs, scales, biases, off, sums, xscales, res[name], n)
+						}
+						if got, want := res["avx512"], res["avx2"]; got != nil {
+							for o := range got {
+								if math.Float32bits(got[o]) != math.Float32bits(want[o]) {
+									t.Errorf("%s q%d g%d groups %d rows %d: output %d: AVX-512 %v, AVX2 %v", dt, bits, gs, groups, rows, o, got[o], want[o])
+								}
+							}
+						}
 						mask := uint32(1)<<bits - 1
 						for wr := range n {
 							for i := range rows {
@@ -118,10 +140,10 @@ func TestQDotTiles(t *testing.T) {
 									want, abs = want+a+b, abs+math.Abs(sx)*dotAbs+math.Abs(b)
 								}
 								o := wr*rows + i
-								for _, v := range []float32{got[o], goRes[o]} {
-									if d := math.Abs(float64(v) - want); !(d <= float64(groups+8)*abs/(1<<23)) {
-										t.Errorf("%s q%d g%d groups %d rows %d: weight row %d, x row %d: assembly %v, Go %v, want %v (terms' magnitudes %v)",
-											dt, bits, gs, groups, rows, wr, i, got[o], goRes[o], want, abs)
+								for name, got := range res {
+									if d := math.Abs(float64(got[o]) - want); !(d <= float64(groups+8)*abs/(1<<23)) {
+										t.Errorf("%s q%d g%d groups %d rows %d: weight row %d, x row %d: %s %v, want %v (terms' magnitudes %v)",
+											dt, bits, gs, groups, rows, wr, i, name, got[o], want, abs)
 									}
 								}
 							}
@@ -279,23 +301,23 @@ func TestQSums(t *testing.T) {
 func BenchmarkQDotTile(b *testing.B) {
 	const k, gs = 4096, 64
 	r := rand.New(rand.NewPCG(1, 2))
+	kernels := asmKernels()
+	kernels["go"] = qdotKernel{tile: qdotTileGo}
 	for _, bits := range []int{4, 8} {
 		for _, rows := range []int{1, qdotXRows} {
-			for _, asm := range []bool{true, false} {
-				b.Run(fmt.Sprintf("q%d/rows=%d/asm=%v", bits, rows, asm), func(b *testing.B) {
-					tile := qdotTileGo
-					if asm {
-						if tile = qdotTiles(); fmt.Sprintf("%p", tile) == fmt.Sprintf("%p", qdotTileGo) {
-							b.Skip("no assembly micro-kernel on this CPU")
-						}
-					}
+			for _, name := range []string{"avx512", "avx2", "go"} {
+				kn, ok := kernels[name]
+				if !ok {
+					continue
+				}
+				b.Run(fmt.Sprintf("q%d/rows=%d/%s", bits, rows, name), func(b *testing.B) {
 					w := make([]uint32, k*bits/32)
 					x := make([]int16, rows*k)
 					scales, _ := randScales(r, graph.BFloat16, k/gs, 0, 1)
 					sums, xscales, out := make([]float32, qxLen(rows, k/gs)), make([]float32, qxLen(rows, k/gs)), make([]float32, rows)
 					b.SetBytes(int64(len(w) * 4))
 					for b.Loop() {
-						tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out, 1)
+						kn.tile(bits, w, x, k, rows, k, gs, scales, scales, 0, sums, xscales, out, 1)
 					}
 				})
 			}
@@ -303,12 +325,13 @@ func BenchmarkQDotTile(b *testing.B) {
 	}
 }
 
-// BenchmarkQDotStream times the one-row micro-kernel over 4-bit weights
+// BenchmarkQDotStream times the one-row micro-kernels over 4-bit weights
 // far larger than the caches (the rows of a decode step's GEMVs, K =
-// 1,024, groups of 64, bfloat16 scales and biases), on one core, beside a
-// plain read of the same codes (sumWords, what the decode benchmark's read
-// probe runs): GB/s counts the codes, scales and biases, and the codes for
-// the read.
+// 1,024, groups of 64, bfloat16 scales and biases), on one core and on
+// GOMAXPROCS cores (each its own share of the rows, as a GEMV splits
+// them), beside a plain read of the same codes (sumWords, what the decode
+// benchmark's read probe runs): GB/s counts the codes, scales and biases,
+// and the codes for the read.
 func BenchmarkQDotStream(b *testing.B) {
 	const k, gs, n = 1024, 64, 1 << 18 // 128 MiB of codes
 	r := rand.New(rand.NewPCG(3, 4))
@@ -319,23 +342,40 @@ func BenchmarkQDotStream(b *testing.B) {
 	scales, _ := randScales(r, graph.BFloat16, n*k/gs, 0, 1)
 	x := make([]int16, k)
 	xl := qxLen(1, k/gs)
-	sums, xscales, out := make([]float32, xl), make([]float32, xl), make([]float32, n)
-	tile := qdotTiles()
-	b.Run("q4", func(b *testing.B) {
-		b.SetBytes(int64(len(w)*4 + 2*2*n*k/gs))
-		for b.Loop() {
-			for r0 := 0; r0 < n; r0 += qdotBatch {
-				tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, scales, r0*k/gs, sums, xscales, out[r0:], qdotBatch)
+	kernels := asmKernels()
+	for _, cores := range []int{1, goruntime.GOMAXPROCS(0)} {
+		for _, name := range []string{"avx512", "avx2", "read"} {
+			kn, ok := kernels[name]
+			if !ok && name != "read" {
+				continue
 			}
+			sink := make([]uint64, cores)
+			// share streams rows lo to hi of the weights as worker c of a GEMV
+			share := func(c, lo, hi int) {
+				if name == "read" {
+					sink[c] = sumWords(view[uint64](unsafe.Slice((*byte)(unsafe.Pointer(&w[lo*k/8])), (hi-lo)*k/2)))
+					return
+				}
+				sums, xscales, out := make([]float32, xl), make([]float32, xl), make([]float32, qdotBatch)
+				for r0 := lo; r0 < hi; r0 += qdotBatch {
+					kn.tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, scales, r0*k/gs, sums, xscales, out, qdotBatch)
+				}
+			}
+			b.Run(fmt.Sprintf("q4/cores=%d/%s", cores, name), func(b *testing.B) {
+				b.SetBytes(int64(len(w) * 4))
+				if name != "read" {
+					b.SetBytes(int64(len(w)*4 + 2*2*n*k/gs))
+				}
+				for b.Loop() {
+					var wg sync.WaitGroup
+					for c := range cores {
+						wg.Go(func() { share(c, c*n/cores, (c+1)*n/cores) })
+					}
+					wg.Wait()
+				}
+			})
 		}
-	})
-	b.Run("read", func(b *testing.B) {
-		words := view[uint64](unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), 4*len(w)))
-		b.SetBytes(int64(len(w) * 4))
-		for b.Loop() {
-			out[0] = float32(sumWords(words))
-		}
-	})
+	}
 }
 
 // BenchmarkQuantPackX times the serial work before each quantized GEMV of
@@ -354,7 +394,7 @@ func BenchmarkQuantPackX(b *testing.B) {
 		q := &quantCall{m: 1, n: 1, k: k, gs: 64, groups: k / 64, words: k / 8}
 		b.Run(fmt.Sprintf("K=%d", k), func(b *testing.B) {
 			for b.Loop() {
-				q.packX(4, newFloats(graph.BFloat16, x)).put()
+				q.packX(qdotSelect(), 4, newFloats(graph.BFloat16, x)).put()
 			}
 		})
 	}

@@ -2,9 +2,9 @@
 
 package cpu
 
-// qdotTiles returns the Go quantized micro-kernel: there is no assembly
+// qdotSelect returns the Go quantized micro-kernel: there is no assembly
 // for this architecture.
-func qdotTiles() qdotTile { return qdotTileGo }
+func qdotSelect() qdotKernel { return qdotKernel{tile: qdotTileGo} }
 
 // packQXGroup is packQXGroupGo: there is no assembly for this
 // architecture.

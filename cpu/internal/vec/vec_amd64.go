@@ -4,6 +4,11 @@ package vec
 // FMA and F16C, which the assembly needs.
 var hasAssembly = hasAVX2FMAF16C()
 
+// hasAVX512 is whether the CPU and the operating system also support the
+// AVX-512 subset the CPU kernels' AVX-512 routines use: AVX512F, AVX512BW
+// and AVX512_VNNI, with the ZMM and mask registers saved.
+var hasAVX512 = hasAssembly && hasAVX512VNNI()
+
 // The routines: the assembly where it is selected, else the Go versions.
 
 func dotF32(a, b []float32) float32 {
@@ -122,6 +127,19 @@ func hasAVX2FMAF16C() bool {
 	const avx2 = 1 << 5
 	_, ebx, _, _ := cpuid(7, 0)
 	return ebx&avx2 != 0
+}
+
+// hasAVX512VNNI reports whether the CPU has AVX512F, AVX512BW and
+// AVX512_VNNI and the operating system saves the opmask and all 512-bit
+// registers (XCR0 bits 5–7) beside the YMM state.
+func hasAVX512VNNI() bool {
+	const zmmState = 1<<1 | 1<<2 | 1<<5 | 1<<6 | 1<<7
+	if xcr0, _ := xgetbv(); xcr0&zmmState != zmmState {
+		return false
+	}
+	const avx512f, avx512bw, vnni = 1 << 16, 1 << 30, 1 << 11
+	_, ebx, ecx, _ := cpuid(7, 0)
+	return ebx&(avx512f|avx512bw) == avx512f|avx512bw && ecx&vnni != 0
 }
 
 // The assembly bodies (vec_amd64.s) handle the first len&^7 elements

@@ -6,6 +6,9 @@ package vec
 // every routine runs its Go version.
 const hasAssembly = false
 
+// hasAVX512 is false with it.
+const hasAVX512 = false
+
 func dotF32(a, b []float32) float32 { return dotF32Go(a, b) }
 
 func dotBF16(w []uint16, x []float32) float32 { return dotBF16Go(w, x) }

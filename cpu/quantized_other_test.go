@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package cpu
+
+// asmKernels returns no micro-kernels: there is no assembly for this
+// architecture.
+func asmKernels() map[string]qdotKernel { return nil }
