@@ -6,16 +6,22 @@
 // codes, with one row of x (x1) or four (x4), and scales and biases of
 // each float dtype:
 //
-// func qdotQ<B>x<R><DT>(w []uint32, x []int16, ldx, groups, steps int,
+// func qdotQ<B>x<R><DT><ISA>(w []uint32, x []int16, ldx, groups, steps int,
 // scales, biases []<elem>, xsums, xscales, out []float32, n int)
+//
+// for the instruction sets ISA: AVX2; AVX512 (AVX512F, AVX512BW and
+// AVX512_VNNI: steps of 64 codes, VPDPWSSD); AVX512B (4 bits, one row of
+// x, groups of 64 alone: x split into bytes, steps of 128 codes,
+// VPDPBUSD; see X1_GROUP2_AVX512B). What follows describes the AVX2
+// kernels; the AVX-512 ones differ where their macros say.
 //
 // For each of n rows of packed weights r (groups groups of codes a row,
 // the rows one after another), their scales and biases (groups a row,
 // widened as they are read) and R rows of x in 16-bit fixed point
 // (packed by packQX, ldx elements apart), out[r·R + i] = Σ_g scales[g]·
 // xscales_i[g]·Σ q·x_i + biases[g]·Σ x_i over each group's codes of row
-// r. A group is steps steps of 32 codes. The codes are zero-extended from bytes to
-// 16-bit lanes (for 4 bits, the low nibbles, even codes, masked, and the
+// r. A group is steps steps of 32 codes. The codes are zero-extended from
+// bytes to 16-bit lanes (for 4 bits, the low nibbles, even codes, masked, and the
 // high nibbles, odd codes, shifted down) and multiplied with x by
 // VPMADDWD, which adds pairs of products into 32-bit lanes: each group's
 // sum is exact in integers.

@@ -340,6 +340,7 @@ func BenchmarkQDotStream(b *testing.B) {
 		w[i] = r.Uint32()
 	}
 	scales, _ := randScales(r, graph.BFloat16, n*k/gs, 0, 1)
+	biases, _ := randScales(r, graph.BFloat16, n*k/gs, -1, 1)
 	x := make([]int16, k)
 	xl := qxLen(1, k/gs)
 	kernels := asmKernels()
@@ -358,7 +359,7 @@ func BenchmarkQDotStream(b *testing.B) {
 				}
 				sums, xscales, out := make([]float32, xl), make([]float32, xl), make([]float32, qdotBatch)
 				for r0 := lo; r0 < hi; r0 += qdotBatch {
-					kn.tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, scales, r0*k/gs, sums, xscales, out, qdotBatch)
+					kn.tile(4, w[r0*k/8:], x, k, 1, k, gs, scales, biases, r0*k/gs, sums, xscales, out, qdotBatch)
 				}
 			}
 			b.Run(fmt.Sprintf("q4/cores=%d/%s", cores, name), func(b *testing.B) {
