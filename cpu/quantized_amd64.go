@@ -115,35 +115,43 @@ func qdotQ4x1BF16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, 
 //go:noescape
 func qdotQ4x1F16AVX512B(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
 
+// qdotF32 and qdotU16 are the assembly kernels' types, for float32 and
+// 16-bit scales and biases.
+type (
+	qdotF32 func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
+	qdotU16 func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int)
+)
+
 // qdotSet is one instruction set's assembly micro-kernels
 // (quantized_amd64.s), by dtype of the scales and biases, code width (4,
 // 8) and rows of x (1, qdotXRows); a step is codes codes. They trust
 // their slices' lengths.
 type qdotSet struct {
 	codes int
-	f32   [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int)
-	u16   [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int) // bfloat16, float16
+	f32   [2][2]qdotF32
+	u16   [2][2][2]qdotU16 // bfloat16, float16
 }
 
 var qdotAVX2 = qdotSet{codes: 32,
-	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){
+	f32: [2][2]qdotF32{
 		{qdotQ4x1F32AVX2, qdotQ4x4F32AVX2}, {qdotQ8x1F32AVX2, qdotQ8x4F32AVX2}},
-	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+	u16: [2][2][2]qdotU16{
 		{{qdotQ4x1BF16AVX2, qdotQ4x4BF16AVX2}, {qdotQ8x1BF16AVX2, qdotQ8x4BF16AVX2}},
 		{{qdotQ4x1F16AVX2, qdotQ4x4F16AVX2}, {qdotQ8x1F16AVX2, qdotQ8x4F16AVX2}}},
 }
 
-// qdotAVX512B holds the 4-bit one-row kernels in bytes alone (qdotSplit).
+// qdotAVX512B holds the 4-bit one-row kernels in bytes alone (qdotSplit),
+// whose step is a pair of groups of 64: they ignore steps.
 var qdotAVX512B = qdotSet{codes: 64,
-	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+	u16: [2][2][2]qdotU16{
 		{{qdotQ4x1BF16AVX512B}}, {{qdotQ4x1F16AVX512B}}},
-	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){{qdotQ4x1F32AVX512B}},
+	f32: [2][2]qdotF32{{qdotQ4x1F32AVX512B}},
 }
 
 var qdotAVX512 = qdotSet{codes: 64,
-	f32: [2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []float32, xsums, xscales, out []float32, n int){
+	f32: [2][2]qdotF32{
 		{qdotQ4x1F32AVX512, qdotQ4x4F32AVX512}, {qdotQ8x1F32AVX512, qdotQ8x4F32AVX512}},
-	u16: [2][2][2]func(w []uint32, x []int16, ldx, groups, steps int, scales, biases []uint16, xsums, xscales, out []float32, n int){
+	u16: [2][2][2]qdotU16{
 		{{qdotQ4x1BF16AVX512, qdotQ4x4BF16AVX512}, {qdotQ8x1BF16AVX512, qdotQ8x4BF16AVX512}},
 		{{qdotQ4x1F16AVX512, qdotQ4x4F16AVX512}, {qdotQ8x1F16AVX512, qdotQ8x4F16AVX512}}},
 }

@@ -100,23 +100,20 @@
 #define NIBBLES_AVX512 VPBROADCASTD X14, Z14
 #define SUMS_AVX2 LANE_SUMS
 #define SUMS_AVX512 \
-	VEXTRACTI64X4 $1, Z0, Y10 \
-	VPADDD        Y10, Y0, Y0 \
-	VEXTRACTI64X4 $1, Z1, Y10 \
-	VPADDD        Y10, Y1, Y1 \
-	VEXTRACTI64X4 $1, Z2, Y10 \
-	VPADDD        Y10, Y2, Y2 \
-	VEXTRACTI64X4 $1, Z3, Y10 \
-	VPADDD        Y10, Y3, Y3 \
-	VEXTRACTI64X4 $1, Z4, Y10 \
-	VPADDD        Y10, Y4, Y4 \
-	VEXTRACTI64X4 $1, Z5, Y10 \
-	VPADDD        Y10, Y5, Y5 \
-	VEXTRACTI64X4 $1, Z6, Y10 \
-	VPADDD        Y10, Y6, Y6 \
-	VEXTRACTI64X4 $1, Z7, Y10 \
-	VPADDD        Y10, Y7, Y7 \
+	ADD_HALVES(Z0, Y0) \
+	ADD_HALVES(Z1, Y1) \
+	ADD_HALVES(Z2, Y2) \
+	ADD_HALVES(Z3, Y3) \
+	ADD_HALVES(Z4, Y4) \
+	ADD_HALVES(Z5, Y5) \
+	ADD_HALVES(Z6, Y6) \
+	ADD_HALVES(Z7, Y7) \
 	LANE_SUMS
+
+// ADD_HALVES adds the upper 256 bits of z into y, its lower half.
+#define ADD_HALVES(z, y) \
+	VEXTRACTI64X4 $1, z, Y10 \
+	VPADDD        Y10, y, y
 
 // ZCODES_Q4 widens the 64 4-bit codes of the 32 bytes at (R11), two runs
 // of 32, to 16-bit lanes in the order packQX lays out x: a, the first
