@@ -58,6 +58,15 @@ func attnTokenDotsF16(s []float32, bs int, q []float32, k []uint16, kstride, n, 
 func attnTokenDotsBF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
 
 //go:noescape
+func attnTokenDotsF32AVX512(s []float32, bs int, q, k []float32, kstride, n, hs, group, ahead int)
+
+//go:noescape
+func attnTokenDotsF16AVX512(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+
+//go:noescape
+func attnTokenDotsBF16AVX512(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+
+//go:noescape
 func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
 
 //go:noescape
@@ -69,16 +78,25 @@ func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, grou
 // tokenDotsAsm runs the assembly token dots for k's dtype, its rows from
 // off (prefetching the rows ahead), if the vec package runs its
 // assembly and the rows suit it (hs a multiple of 16), and reports whether
-// it did.
+// it did: the AVX-512 form, 32 elements a step, where the vec package
+// selects it and hs is a multiple of 32 (its sums add the elements in
+// another order than the AVX2 form's, so the two agree within rounding).
 func tokenDotsAsm(s []float32, bs int, q []float32, k floats, off, kstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
-	switch k.dt {
-	case graph.Float32:
+	wide := vec.AVX512() && hs%32 == 0
+	switch {
+	case k.dt == graph.Float32 && wide:
+		attnTokenDotsF32AVX512(s, bs, q, k.f32[off:], kstride, n, hs, group, ahead)
+	case k.dt == graph.Float32:
 		attnTokenDotsF32(s, bs, q, k.f32[off:], kstride, n, hs, group, ahead)
-	case graph.Float16:
+	case k.dt == graph.Float16 && wide:
+		attnTokenDotsF16AVX512(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
+	case k.dt == graph.Float16:
 		attnTokenDotsF16(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
+	case wide:
+		attnTokenDotsBF16AVX512(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
 	default:
 		attnTokenDotsBF16(s, bs, q, k.u16[off:], kstride, n, hs, group, ahead)
 	}

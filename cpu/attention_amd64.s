@@ -40,9 +40,58 @@
 // in bytes, R8 key j, R9 kstride in bytes, DX hs, R12 group, R13 end of q;
 // per key R11 q row, R14 s row, R10 K head, SI rows left in the group, CX
 // second q row, AX element. Each pair of rows keeps two accumulators per
-// row over 16-element chunks; one tree of horizontal adds finishes both
-// sums.
-#define TOKENDOTS(LOAD, ES, LOGES) \
+// row (Y0, Y1 and Y2, Y3) over chunks of 16 elements (PAIR and SINGLE of
+// AVX2) or 32 (of AVX512, whose 512-bit accumulators they then add into
+// Y0 and Y2); one tree of horizontal adds finishes both sums.
+#define DOTS_PAIR_AVX2(LOAD, ES) \
+	LOAD((R10)(AX*ES), Y4); \
+	LOAD((8*ES)(R10)(AX*ES), Y5); \
+	VFMADD231PS (R11)(AX*4), Y4, Y0; \
+	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
+	VFMADD231PS (CX)(AX*4), Y4, Y2; \
+	VFMADD231PS 32(CX)(AX*4), Y5, Y3; \
+	ADDQ $16, AX; \
+	CMPQ AX, DX; \
+	JB   dpair; \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2
+#define DOTS_SINGLE_AVX2(LOAD, ES) \
+	LOAD((R10)(AX*ES), Y4); \
+	LOAD((8*ES)(R10)(AX*ES), Y5); \
+	VFMADD231PS (R11)(AX*4), Y4, Y0; \
+	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
+	ADDQ $16, AX; \
+	CMPQ AX, DX; \
+	JB   dsingle; \
+	VADDPS Y1, Y0, Y0
+#define DOTS_PAIR_AVX512(LOAD, ES) \
+	LOAD((R10)(AX*ES), Z4); \
+	LOAD((16*ES)(R10)(AX*ES), Z5); \
+	VFMADD231PS (R11)(AX*4), Z4, Z0; \
+	VFMADD231PS 64(R11)(AX*4), Z5, Z1; \
+	VFMADD231PS (CX)(AX*4), Z4, Z2; \
+	VFMADD231PS 64(CX)(AX*4), Z5, Z3; \
+	ADDQ $32, AX; \
+	CMPQ AX, DX; \
+	JB   dpair; \
+	VADDPS Z1, Z0, Z0; \
+	VADDPS Z3, Z2, Z2; \
+	VEXTRACTF64X4 $1, Z0, Y1; \
+	VADDPS Y1, Y0, Y0; \
+	VEXTRACTF64X4 $1, Z2, Y3; \
+	VADDPS Y3, Y2, Y2
+#define DOTS_SINGLE_AVX512(LOAD, ES) \
+	LOAD((R10)(AX*ES), Z4); \
+	LOAD((16*ES)(R10)(AX*ES), Z5); \
+	VFMADD231PS (R11)(AX*4), Z4, Z0; \
+	VFMADD231PS 64(R11)(AX*4), Z5, Z1; \
+	ADDQ $32, AX; \
+	CMPQ AX, DX; \
+	JB   dsingle; \
+	VADDPS Z1, Z0, Z0; \
+	VEXTRACTF64X4 $1, Z0, Y1; \
+	VADDPS Y1, Y0, Y0
+#define TOKENDOTS(LOAD, ES, LOGES, PAIR, SINGLE) \
 	MOVQ s_base+0(FP), DI; \
 	MOVQ bs+24(FP), BX; \
 	SHLQ $2, BX; \
@@ -74,25 +123,15 @@ dhead: \
 	MOVQ R12, SI; \
 dpairs: \
 	CMPQ SI, $2; \
-	JB   dsingle; \
+	JB   dsingles; \
 	LEAQ (R11)(DX*4), CX; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y1, Y1, Y1; \
 	VXORPS Y2, Y2, Y2; \
 	VXORPS Y3, Y3, Y3; \
 	XORQ AX, AX; \
-dpair16: \
-	LOAD((R10)(AX*ES), Y4); \
-	LOAD((8*ES)(R10)(AX*ES), Y5); \
-	VFMADD231PS (R11)(AX*4), Y4, Y0; \
-	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
-	VFMADD231PS (CX)(AX*4), Y4, Y2; \
-	VFMADD231PS 32(CX)(AX*4), Y5, Y3; \
-	ADDQ $16, AX; \
-	CMPQ AX, DX; \
-	JB   dpair16; \
-	VADDPS Y1, Y0, Y0; \
-	VADDPS Y3, Y2, Y2; \
+dpair: \
+	PAIR(LOAD, ES); \
 	VHADDPS Y2, Y0, Y0; \
 	VEXTRACTF128 $1, Y0, X1; \
 	VADDPS X1, X0, X0; \
@@ -104,21 +143,14 @@ dpair16: \
 	LEAQ (R14)(BX*2), R14; \
 	SUBQ $2, SI; \
 	JMP  dpairs; \
-dsingle: \
+dsingles: \
 	TESTQ SI, SI; \
 	JZ    dnexthead; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y1, Y1, Y1; \
 	XORQ AX, AX; \
-dsingle16: \
-	LOAD((R10)(AX*ES), Y4); \
-	LOAD((8*ES)(R10)(AX*ES), Y5); \
-	VFMADD231PS (R11)(AX*4), Y4, Y0; \
-	VFMADD231PS 32(R11)(AX*4), Y5, Y1; \
-	ADDQ $16, AX; \
-	CMPQ AX, DX; \
-	JB   dsingle16; \
-	VADDPS Y1, Y0, Y0; \
+dsingle: \
+	SINGLE(LOAD, ES); \
 	VEXTRACTF128 $1, Y0, X1; \
 	VADDPS X1, X0, X0; \
 	VHADDPS X0, X0, X0; \
@@ -687,15 +719,27 @@ GLOBL ·attnExp127(SB), RODATA|NOPTR, $32
 
 // func attnTokenDotsF32(s []float32, bs int, q, k []float32, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsF32(SB), NOSPLIT, $0-120
-	TOKENDOTS(WIDEN_F32, 4, 2)
+	TOKENDOTS(WIDEN_F32, 4, 2, DOTS_PAIR_AVX2, DOTS_SINGLE_AVX2)
 
 // func attnTokenDotsF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsF16(SB), NOSPLIT, $0-120
-	TOKENDOTS(WIDEN_F16, 2, 1)
+	TOKENDOTS(WIDEN_F16, 2, 1, DOTS_PAIR_AVX2, DOTS_SINGLE_AVX2)
 
 // func attnTokenDotsBF16(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
 TEXT ·attnTokenDotsBF16(SB), NOSPLIT, $0-120
-	TOKENDOTS(WIDEN_BF16, 2, 1)
+	TOKENDOTS(WIDEN_BF16, 2, 1, DOTS_PAIR_AVX2, DOTS_SINGLE_AVX2)
+
+// func attnTokenDotsF32AVX512(s []float32, bs int, q, k []float32, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF32AVX512(SB), NOSPLIT, $0-120
+	TOKENDOTS(WIDEN_F32, 4, 2, DOTS_PAIR_AVX512, DOTS_SINGLE_AVX512)
+
+// func attnTokenDotsF16AVX512(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsF16AVX512(SB), NOSPLIT, $0-120
+	TOKENDOTS(WIDEN_F16, 2, 1, DOTS_PAIR_AVX512, DOTS_SINGLE_AVX512)
+
+// func attnTokenDotsBF16AVX512(s []float32, bs int, q []float32, k []uint16, kstride, n, hs, group, ahead int)
+TEXT ·attnTokenDotsBF16AVX512(SB), NOSPLIT, $0-120
+	TOKENDOTS(WIDEN_BF16, 2, 1, DOTS_PAIR_AVX512, DOTS_SINGLE_AVX512)
 
 // func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
 TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-120

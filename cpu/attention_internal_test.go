@@ -181,7 +181,8 @@ func TestBlockExp2(t *testing.T) {
 // for every cache dtype, against float64 sums: one block's scores for a
 // token's query heads and the block's weighted values added to their
 // outputs, over group sizes, row sizes (multiples of 16 take the assembly,
-// others the Go loops) and key counts up to the block size.
+// multiples of 32 its AVX-512 form where the CPU has it, others the Go
+// loops) and key counts up to the block size.
 func TestAttentionTokenKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	rnd := func(n int) []float32 {
@@ -191,8 +192,14 @@ func TestAttentionTokenKernels(t *testing.T) {
 		}
 		return v
 	}
-	for _, asm := range []bool{true, false} {
-		was := vec.SetAssembly(asm)
+	if !vec.AVX512() {
+		t.Log("the CPU has no AVX-512 (or LOOM_CPU_AVX512=0): the AVX-512 kernels are not tested")
+	}
+	wasWide := vec.AVX512()
+	defer vec.SetAVX512(wasWide)
+	for _, mode := range []string{"avx512", "avx2", "go"} {
+		was := vec.SetAssembly(mode != "go")
+		vec.SetAVX512(mode == "avx512" && wasWide)
 		for _, dt := range []graph.DType{graph.Float32, graph.Float16, graph.BFloat16} {
 			for _, hs := range []int{8, 16, 24, 40, 48, 64, 80, 96, 128, 256} {
 				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}, {4, 2}} {
@@ -218,7 +225,7 @@ func TestAttentionTokenKernels(t *testing.T) {
 					}
 					p := rnd((rows-1)*bs + n)
 					tokenAxpys(o[:rows*hs], p, bs, k, off, kstride, n, hs, c.group, ahead)
-					what := fmt.Sprintf("asm %v %s hs %d heads %d group %d keys %d of %d", asm, dt, hs, c.heads, c.group, n, bs)
+					what := fmt.Sprintf("%s %s hs %d heads %d group %d keys %d of %d", mode, dt, hs, c.heads, c.group, n, bs)
 					for x := range rows {
 						for j := range n {
 							kr := kv[j*kstride+x/c.group*hs:][:hs]
