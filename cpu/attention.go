@@ -38,8 +38,9 @@ import (
 // memory, took 1.6 times as long on a cache in L3.) A tile of several
 // tokens widens the block's rows once and runs, per query row, block
 // kernels that take eight keys at a time. The kernels are AVX2 assembly
-// where the CPU has it (attention_amd64.s), else loops over the vec
-// routines.
+// where the CPU has it (attention_amd64.s; the token kernels in 512-bit
+// registers where it has AVX-512 and the head size is a multiple of 32),
+// else loops over the vec routines.
 //
 // Each unit keeps, per row (query token × query head), the running maximum
 // m, the running sum l and the unnormalised output O of an online softmax

@@ -103,16 +103,34 @@ func tokenDotsAsm(s []float32, bs int, q []float32, k floats, off, kstride, n, h
 	return true
 }
 
-// tokenAxpysAsm is tokenDotsAsm for the token axpys.
+//go:noescape
+func attnTokenAxpysF32AVX512(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
+
+//go:noescape
+func attnTokenAxpysF16AVX512(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+
+//go:noescape
+func attnTokenAxpysBF16AVX512(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+
+// tokenAxpysAsm is tokenDotsAsm for the token axpys (whose AVX-512 form
+// adds each key's products to the outputs in the AVX2 form's order: the
+// two agree bit for bit).
 func tokenAxpysAsm(o, p []float32, bs int, v floats, off, vstride, n, hs, group, ahead int) bool {
 	if !vec.Assembly() || hs%16 != 0 {
 		return false
 	}
-	switch v.dt {
-	case graph.Float32:
+	wide := vec.AVX512() && hs%32 == 0
+	switch {
+	case v.dt == graph.Float32 && wide:
+		attnTokenAxpysF32AVX512(o, p, bs, v.f32[off:], vstride, n, hs, group, ahead)
+	case v.dt == graph.Float32:
 		attnTokenAxpysF32(o, p, bs, v.f32[off:], vstride, n, hs, group, ahead)
-	case graph.Float16:
+	case v.dt == graph.Float16 && wide:
+		attnTokenAxpysF16AVX512(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
+	case v.dt == graph.Float16:
 		attnTokenAxpysF16(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
+	case wide:
+		attnTokenAxpysBF16AVX512(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
 	default:
 		attnTokenAxpysBF16(o, p, bs, v.u16[off:], vstride, n, hs, group, ahead)
 	}

@@ -258,10 +258,126 @@ lbl: \
 #define OUT2STORE(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 32(row)(AX*4)
 #define OUT4STORE(row, a, b, c, d) OUT2STORE(row, a, b); VMOVUPS c, 64(row)(AX*4); VMOVUPS d, 96(row)(AX*4)
 
+// The AVX-512 forms: 16 elements a register, chunks of 64 and 32.
+#define PFV4 PFV2; PREFETCHT1 128(SI)(R15*1); PREFETCHT1 192(SI)(R15*1)
+#define OUT2LOADZ(row, a, b) VMOVUPS (row)(AX*4), a; VMOVUPS 64(row)(AX*4), b
+#define OUT4LOADZ(row, a, b, c, d) OUT2LOADZ(row, a, b); VMOVUPS 128(row)(AX*4), c; VMOVUPS 192(row)(AX*4), d
+#define OUT2STOREZ(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 64(row)(AX*4)
+#define OUT4STOREZ(row, a, b, c, d) OUT2STOREZ(row, a, b); VMOVUPS c, 128(row)(AX*4); VMOVUPS d, 192(row)(AX*4)
+
+#define AXPYKEYS2_64(LOAD, ES, PF, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Z8); \
+	LOAD((16*ES)(SI), Z9); \
+	LOAD((32*ES)(SI), Z10); \
+	LOAD((48*ES)(SI), Z11); \
+	VBROADCASTSS (R14)(DI*1), Z12; \
+	VBROADCASTSS (R13)(DI*1), Z13; \
+	VFMADD231PS Z8, Z12, Z0; \
+	VFMADD231PS Z9, Z12, Z1; \
+	VFMADD231PS Z10, Z12, Z2; \
+	VFMADD231PS Z11, Z12, Z3; \
+	VFMADD231PS Z8, Z13, Z4; \
+	VFMADD231PS Z9, Z13, Z5; \
+	VFMADD231PS Z10, Z13, Z6; \
+	VFMADD231PS Z11, Z13, Z7; \
+	PF; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS2_32Z(LOAD, ES, PF, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Z8); \
+	LOAD((16*ES)(SI), Z9); \
+	VBROADCASTSS (R14)(DI*1), Z12; \
+	VBROADCASTSS (R13)(DI*1), Z13; \
+	VFMADD231PS Z8, Z12, Z0; \
+	VFMADD231PS Z9, Z12, Z1; \
+	VFMADD231PS Z8, Z13, Z4; \
+	VFMADD231PS Z9, Z13, Z5; \
+	PF; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS1_64(LOAD, ES, PF, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Z8); \
+	LOAD((16*ES)(SI), Z9); \
+	LOAD((32*ES)(SI), Z10); \
+	LOAD((48*ES)(SI), Z11); \
+	VBROADCASTSS (R14)(DI*1), Z12; \
+	VFMADD231PS Z8, Z12, Z0; \
+	VFMADD231PS Z9, Z12, Z1; \
+	VFMADD231PS Z10, Z12, Z2; \
+	VFMADD231PS Z11, Z12, Z3; \
+	PF; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+#define AXPYKEYS1_32Z(LOAD, ES, PF, lbl) \
+	XORQ DI, DI; \
+lbl: \
+	LOAD((SI), Z8); \
+	LOAD((16*ES)(SI), Z9); \
+	VBROADCASTSS (R14)(DI*1), Z12; \
+	VFMADD231PS Z8, Z12, Z0; \
+	VFMADD231PS Z9, Z12, Z1; \
+	PF; \
+	ADDQ R9, SI; \
+	ADDQ $4, DI; \
+	CMPQ DI, R8; \
+	JB   lbl
+
+// A chunk of a pair of output rows (CHUNK2) or of one row (CHUNK1), big
+// (4 registers a row) or small (2), of each instruction set: load the
+// outputs at element AX, add every key's weighted V chunk at SI, store.
+#define CHUNK2_BIG_AVX2(LOAD, ES, PF, lbl) \
+	OUT4LOAD(R11, Y0, Y1, Y2, Y3); OUT4LOAD(CX, Y4, Y5, Y6, Y7); \
+	AXPYKEYS2_32(LOAD, ES, PF, lbl); \
+	OUT4STORE(R11, Y0, Y1, Y2, Y3); OUT4STORE(CX, Y4, Y5, Y6, Y7)
+#define CHUNK2_SMALL_AVX2(LOAD, ES, PF, lbl) \
+	OUT2LOAD(R11, Y0, Y1); OUT2LOAD(CX, Y4, Y5); \
+	AXPYKEYS2_16(LOAD, ES, PF, lbl); \
+	OUT2STORE(R11, Y0, Y1); OUT2STORE(CX, Y4, Y5)
+#define CHUNK1_BIG_AVX2(LOAD, ES, PF, lbl) \
+	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
+	AXPYKEYS1_32(LOAD, ES, PF, lbl); \
+	OUT4STORE(R11, Y0, Y1, Y2, Y3)
+#define CHUNK1_SMALL_AVX2(LOAD, ES, PF, lbl) \
+	OUT2LOAD(R11, Y0, Y1); \
+	AXPYKEYS1_16(LOAD, ES, PF, lbl); \
+	OUT2STORE(R11, Y0, Y1)
+#define CHUNK2_BIG_AVX512(LOAD, ES, PF, lbl) \
+	OUT4LOADZ(R11, Z0, Z1, Z2, Z3); OUT4LOADZ(CX, Z4, Z5, Z6, Z7); \
+	AXPYKEYS2_64(LOAD, ES, PF, lbl); \
+	OUT4STOREZ(R11, Z0, Z1, Z2, Z3); OUT4STOREZ(CX, Z4, Z5, Z6, Z7)
+#define CHUNK2_SMALL_AVX512(LOAD, ES, PF, lbl) \
+	OUT2LOADZ(R11, Z0, Z1); OUT2LOADZ(CX, Z4, Z5); \
+	AXPYKEYS2_32Z(LOAD, ES, PF, lbl); \
+	OUT2STOREZ(R11, Z0, Z1); OUT2STOREZ(CX, Z4, Z5)
+#define CHUNK1_BIG_AVX512(LOAD, ES, PF, lbl) \
+	OUT4LOADZ(R11, Z0, Z1, Z2, Z3); \
+	AXPYKEYS1_64(LOAD, ES, PF, lbl); \
+	OUT4STOREZ(R11, Z0, Z1, Z2, Z3)
+#define CHUNK1_SMALL_AVX512(LOAD, ES, PF, lbl) \
+	OUT2LOADZ(R11, Z0, Z1); \
+	AXPYKEYS1_32Z(LOAD, ES, PF, lbl); \
+	OUT2STOREZ(R11, Z0, Z1)
+
 // func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group, ahead int)
 //
 // o row r += Σ_j p[r·bs + j] · (key j, KV head r/group), for j < n. Each
-// output chunk (32 elements, then a last 16) of a row, or of a pair of
+// output chunk (BIG elements, then a last SMALL: 32 and 16 with AVX2, 64
+// and 32 with AVX-512, CHUNK* of each) of a row, or of a pair of
 // rows, is held in registers while the keys' V chunks stream past, and the
 // same chunks ahead elements on (the next block's V rows) are prefetched
 // into L2, spread over the pass as the scores kernel spreads the next
@@ -273,7 +389,7 @@ lbl: \
 // head (key 0), R9 vstride in bytes, R8 n in bytes, DX hs, R12 rows left in
 // the group, AX element, SI V chunk of key j, DI key j in bytes, R15 ahead
 // in bytes.
-#define TOKENAXPYS(LOAD, ES, LOGES, PF32) \
+#define TOKENAXPYS(LOAD, ES, LOGES, BIG, SMALL, PFBIG, PFSMALL, CHUNK2_BIG, CHUNK2_SMALL, CHUNK1_BIG, CHUNK1_SMALL) \
 	MOVQ o_base+0(FP), R11; \
 	MOVQ p_base+24(FP), R14; \
 	MOVQ bs+48(FP), BX; \
@@ -294,29 +410,21 @@ apairs: \
 	LEAQ (R11)(DX*4), CX; \
 	LEAQ (R14)(BX*1), R13; \
 	XORQ AX, AX; \
-apair32: \
-	LEAQ 32(AX), SI; \
+apairbig: \
+	LEAQ BIG(AX), SI; \
 	CMPQ SI, DX; \
-	JA   apair16; \
-	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
-	OUT4LOAD(CX, Y4, Y5, Y6, Y7); \
+	JA   apairsmall; \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS2_32(LOAD, ES, PF32, apair32key); \
-	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
-	OUT4STORE(CX, Y4, Y5, Y6, Y7); \
-	ADDQ $32, AX; \
-	JMP  apair32; \
-apair16: \
+	CHUNK2_BIG(LOAD, ES, PFBIG, apairbigkey); \
+	ADDQ $BIG, AX; \
+	JMP  apairbig; \
+apairsmall: \
 	CMPQ AX, DX; \
 	JAE  apairdone; \
-	OUT2LOAD(R11, Y0, Y1); \
-	OUT2LOAD(CX, Y4, Y5); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS2_16(LOAD, ES, PFV1, apair16key); \
-	OUT2STORE(R11, Y0, Y1); \
-	OUT2STORE(CX, Y4, Y5); \
-	ADDQ $16, AX; \
-	JMP  apair16; \
+	CHUNK2_SMALL(LOAD, ES, PFSMALL, apairsmallkey); \
+	ADDQ $SMALL, AX; \
+	JMP  apairsmall; \
 apairdone: \
 	LEAQ (R11)(DX*8), R11; \
 	LEAQ (R14)(BX*2), R14; \
@@ -326,25 +434,21 @@ asingle: \
 	TESTQ R12, R12; \
 	JZ    anexthead; \
 	XORQ AX, AX; \
-asingle32: \
-	LEAQ 32(AX), SI; \
+asinglebig: \
+	LEAQ BIG(AX), SI; \
 	CMPQ SI, DX; \
-	JA   asingle16; \
-	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
+	JA   asinglesmall; \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS1_32(LOAD, ES, PF32, asingle32key); \
-	OUT4STORE(R11, Y0, Y1, Y2, Y3); \
-	ADDQ $32, AX; \
-	JMP  asingle32; \
-asingle16: \
+	CHUNK1_BIG(LOAD, ES, PFBIG, asinglebigkey); \
+	ADDQ $BIG, AX; \
+	JMP  asinglebig; \
+asinglesmall: \
 	CMPQ AX, DX; \
 	JAE  asingledone; \
-	OUT2LOAD(R11, Y0, Y1); \
 	LEAQ (R10)(AX*ES), SI; \
-	AXPYKEYS1_16(LOAD, ES, PFV1, asingle16key); \
-	OUT2STORE(R11, Y0, Y1); \
-	ADDQ $16, AX; \
-	JMP  asingle16; \
+	CHUNK1_SMALL(LOAD, ES, PFSMALL, asinglesmallkey); \
+	ADDQ $SMALL, AX; \
+	JMP  asinglesmall; \
 asingledone: \
 	LEAQ (R11)(DX*4), R11; \
 	ADDQ BX, R14; \
@@ -743,12 +847,24 @@ TEXT ·attnTokenDotsBF16AVX512(SB), NOSPLIT, $0-120
 
 // func attnTokenAxpysF32(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
 TEXT ·attnTokenAxpysF32(SB), NOSPLIT, $0-120
-	TOKENAXPYS(WIDEN_F32, 4, 2, PFV2)
+	TOKENAXPYS(WIDEN_F32, 4, 2, 32, 16, PFV2, PFV1, CHUNK2_BIG_AVX2, CHUNK2_SMALL_AVX2, CHUNK1_BIG_AVX2, CHUNK1_SMALL_AVX2)
 
 // func attnTokenAxpysF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
 TEXT ·attnTokenAxpysF16(SB), NOSPLIT, $0-120
-	TOKENAXPYS(WIDEN_F16, 2, 1, PFV1)
+	TOKENAXPYS(WIDEN_F16, 2, 1, 32, 16, PFV1, PFV1, CHUNK2_BIG_AVX2, CHUNK2_SMALL_AVX2, CHUNK1_BIG_AVX2, CHUNK1_SMALL_AVX2)
 
 // func attnTokenAxpysBF16(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
 TEXT ·attnTokenAxpysBF16(SB), NOSPLIT, $0-120
-	TOKENAXPYS(WIDEN_BF16, 2, 1, PFV1)
+	TOKENAXPYS(WIDEN_BF16, 2, 1, 32, 16, PFV1, PFV1, CHUNK2_BIG_AVX2, CHUNK2_SMALL_AVX2, CHUNK1_BIG_AVX2, CHUNK1_SMALL_AVX2)
+
+// func attnTokenAxpysF32AVX512(o, p []float32, bs int, v []float32, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysF32AVX512(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_F32, 4, 2, 64, 32, PFV4, PFV2, CHUNK2_BIG_AVX512, CHUNK2_SMALL_AVX512, CHUNK1_BIG_AVX512, CHUNK1_SMALL_AVX512)
+
+// func attnTokenAxpysF16AVX512(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysF16AVX512(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_F16, 2, 1, 64, 32, PFV2, PFV1, CHUNK2_BIG_AVX512, CHUNK2_SMALL_AVX512, CHUNK1_BIG_AVX512, CHUNK1_SMALL_AVX512)
+
+// func attnTokenAxpysBF16AVX512(o, p []float32, bs int, v []uint16, vstride, n, hs, group, ahead int)
+TEXT ·attnTokenAxpysBF16AVX512(SB), NOSPLIT, $0-120
+	TOKENAXPYS(WIDEN_BF16, 2, 1, 64, 32, PFV2, PFV1, CHUNK2_BIG_AVX512, CHUNK2_SMALL_AVX512, CHUNK1_BIG_AVX512, CHUNK1_SMALL_AVX512)

@@ -359,3 +359,44 @@ func BenchmarkAttentionDispatch(b *testing.B) {
 		}
 	}
 }
+
+// TestAttentionTokenAxpysWidths holds the AVX-512 token axpys to the AVX2
+// ones' bits: each output element adds its keys' products in key order
+// whatever the register width.
+func TestAttentionTokenAxpysWidths(t *testing.T) {
+	if !vec.AVX512() {
+		t.Skip("the CPU has no AVX-512 (or LOOM_CPU_AVX512=0)")
+	}
+	defer vec.SetAVX512(true)
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, dt := range []graph.DType{graph.Float32, graph.BFloat16, graph.Float16} {
+		for _, hs := range []int{32, 64, 96, 128, 256} {
+			const rows, bs, n, group = 6, 16, 13, 3
+			vstride := rows / group * hs
+			v := make([]float32, n*vstride)
+			for i := range v {
+				v[i] = r.Float32()*2 - 1
+			}
+			raw := make([]byte, len(v)*dt.Size())
+			graph.PutFloat32s(dt, raw, v)
+			p := make([]float32, rows*bs)
+			for i := range p {
+				p[i] = r.Float32()
+			}
+			var outs [2][]float32
+			for w, wide := range []bool{false, true} {
+				vec.SetAVX512(wide)
+				outs[w] = make([]float32, rows*hs)
+				for i := range outs[w] {
+					outs[w][i] = float32(i%7) / 8
+				}
+				tokenAxpys(outs[w], p, bs, newFloats(dt, raw), 0, vstride, n, hs, group, 0)
+			}
+			for i, a := range outs[0] {
+				if b := outs[1][i]; math.Float32bits(a) != math.Float32bits(b) {
+					t.Fatalf("%s hs %d: output %d: AVX-512 %v, AVX2 %v", dt, hs, i, b, a)
+				}
+			}
+		}
+	}
+}
