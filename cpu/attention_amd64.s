@@ -169,209 +169,134 @@ dnexthead: \
 	VZEROUPPER; \
 	RET
 
-// AXPYKEYS2(W) adds, for every key, the key's weights of rows r and r+1
-// (R14 and R13 at byte DI) times its chunk of W·8 elements at SI to the
-// accumulators Y0.. (row r) and Y4.. (row r+1); AXPYKEYS1 does row r alone.
-// The accumulators stay in registers across the keys, so each output
-// element sums its keys in order. PF prefetches the chunk's lines of the
-// same key in the next block (PFV1 for a chunk in one cache line, PFV2 for
-// one in two).
+// AXPYKEYS2_R adds, for every key, the key's weights of rows r and r+1
+// (R14 and R13 at byte DI, broadcast into pa and pb) times its chunk of
+// R registers of W elements at SI (widened into c0..) to the
+// accumulators a0.. (row r) and b0.. (row r+1); AXPYKEYS1_R does row r
+// alone. The accumulators stay in registers across the keys, so each
+// output element sums its keys in order, whatever the registers' width.
+// PF prefetches the chunk's lines of the same key in the next block
+// (PFV1 for a chunk in one cache line, PFV2 for one in two, PFV4 in
+// four).
 #define PFV1 PREFETCHT1 (SI)(R15*1)
 #define PFV2 PFV1; PREFETCHT1 64(SI)(R15*1)
-
-#define AXPYKEYS2_32(LOAD, ES, PF, lbl) \
-	XORQ DI, DI; \
-lbl: \
-	LOAD((SI), Y8); \
-	LOAD((8*ES)(SI), Y9); \
-	LOAD((16*ES)(SI), Y10); \
-	LOAD((24*ES)(SI), Y11); \
-	VBROADCASTSS (R14)(DI*1), Y12; \
-	VBROADCASTSS (R13)(DI*1), Y13; \
-	VFMADD231PS Y8, Y12, Y0; \
-	VFMADD231PS Y9, Y12, Y1; \
-	VFMADD231PS Y10, Y12, Y2; \
-	VFMADD231PS Y11, Y12, Y3; \
-	VFMADD231PS Y8, Y13, Y4; \
-	VFMADD231PS Y9, Y13, Y5; \
-	VFMADD231PS Y10, Y13, Y6; \
-	VFMADD231PS Y11, Y13, Y7; \
-	PF; \
-	ADDQ R9, SI; \
-	ADDQ $4, DI; \
-	CMPQ DI, R8; \
-	JB   lbl
-
-#define AXPYKEYS2_16(LOAD, ES, PF, lbl) \
-	XORQ DI, DI; \
-lbl: \
-	LOAD((SI), Y8); \
-	LOAD((8*ES)(SI), Y9); \
-	VBROADCASTSS (R14)(DI*1), Y12; \
-	VBROADCASTSS (R13)(DI*1), Y13; \
-	VFMADD231PS Y8, Y12, Y0; \
-	VFMADD231PS Y9, Y12, Y1; \
-	VFMADD231PS Y8, Y13, Y4; \
-	VFMADD231PS Y9, Y13, Y5; \
-	PF; \
-	ADDQ R9, SI; \
-	ADDQ $4, DI; \
-	CMPQ DI, R8; \
-	JB   lbl
-
-#define AXPYKEYS1_32(LOAD, ES, PF, lbl) \
-	XORQ DI, DI; \
-lbl: \
-	LOAD((SI), Y8); \
-	LOAD((8*ES)(SI), Y9); \
-	LOAD((16*ES)(SI), Y10); \
-	LOAD((24*ES)(SI), Y11); \
-	VBROADCASTSS (R14)(DI*1), Y12; \
-	VFMADD231PS Y8, Y12, Y0; \
-	VFMADD231PS Y9, Y12, Y1; \
-	VFMADD231PS Y10, Y12, Y2; \
-	VFMADD231PS Y11, Y12, Y3; \
-	PF; \
-	ADDQ R9, SI; \
-	ADDQ $4, DI; \
-	CMPQ DI, R8; \
-	JB   lbl
-
-#define AXPYKEYS1_16(LOAD, ES, PF, lbl) \
-	XORQ DI, DI; \
-lbl: \
-	LOAD((SI), Y8); \
-	LOAD((8*ES)(SI), Y9); \
-	VBROADCASTSS (R14)(DI*1), Y12; \
-	VFMADD231PS Y8, Y12, Y0; \
-	VFMADD231PS Y9, Y12, Y1; \
-	PF; \
-	ADDQ R9, SI; \
-	ADDQ $4, DI; \
-	CMPQ DI, R8; \
-	JB   lbl
-
-// OUT2LOAD and OUT4LOAD load 16 and 32 output elements from row (a pointer
-// register) at element AX into registers; the STORE macros write them back.
-#define OUT2LOAD(row, a, b) VMOVUPS (row)(AX*4), a; VMOVUPS 32(row)(AX*4), b
-#define OUT4LOAD(row, a, b, c, d) OUT2LOAD(row, a, b); VMOVUPS 64(row)(AX*4), c; VMOVUPS 96(row)(AX*4), d
-#define OUT2STORE(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 32(row)(AX*4)
-#define OUT4STORE(row, a, b, c, d) OUT2STORE(row, a, b); VMOVUPS c, 64(row)(AX*4); VMOVUPS d, 96(row)(AX*4)
-
-// The AVX-512 forms: 16 elements a register, chunks of 64 and 32.
 #define PFV4 PFV2; PREFETCHT1 128(SI)(R15*1); PREFETCHT1 192(SI)(R15*1)
-#define OUT2LOADZ(row, a, b) VMOVUPS (row)(AX*4), a; VMOVUPS 64(row)(AX*4), b
-#define OUT4LOADZ(row, a, b, c, d) OUT2LOADZ(row, a, b); VMOVUPS 128(row)(AX*4), c; VMOVUPS 192(row)(AX*4), d
-#define OUT2STOREZ(row, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, 64(row)(AX*4)
-#define OUT4STOREZ(row, a, b, c, d) OUT2STOREZ(row, a, b); VMOVUPS c, 128(row)(AX*4); VMOVUPS d, 192(row)(AX*4)
 
-#define AXPYKEYS2_64(LOAD, ES, PF, lbl) \
+#define AXPYKEYS2_4(LOAD, ES, W, PF, lbl, a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, pa, pb) \
 	XORQ DI, DI; \
 lbl: \
-	LOAD((SI), Z8); \
-	LOAD((16*ES)(SI), Z9); \
-	LOAD((32*ES)(SI), Z10); \
-	LOAD((48*ES)(SI), Z11); \
-	VBROADCASTSS (R14)(DI*1), Z12; \
-	VBROADCASTSS (R13)(DI*1), Z13; \
-	VFMADD231PS Z8, Z12, Z0; \
-	VFMADD231PS Z9, Z12, Z1; \
-	VFMADD231PS Z10, Z12, Z2; \
-	VFMADD231PS Z11, Z12, Z3; \
-	VFMADD231PS Z8, Z13, Z4; \
-	VFMADD231PS Z9, Z13, Z5; \
-	VFMADD231PS Z10, Z13, Z6; \
-	VFMADD231PS Z11, Z13, Z7; \
+	LOAD((SI), c0); \
+	LOAD((W*ES)(SI), c1); \
+	LOAD((2*W*ES)(SI), c2); \
+	LOAD((3*W*ES)(SI), c3); \
+	VBROADCASTSS (R14)(DI*1), pa; \
+	VBROADCASTSS (R13)(DI*1), pb; \
+	VFMADD231PS c0, pa, a0; \
+	VFMADD231PS c1, pa, a1; \
+	VFMADD231PS c2, pa, a2; \
+	VFMADD231PS c3, pa, a3; \
+	VFMADD231PS c0, pb, b0; \
+	VFMADD231PS c1, pb, b1; \
+	VFMADD231PS c2, pb, b2; \
+	VFMADD231PS c3, pb, b3; \
 	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS2_32Z(LOAD, ES, PF, lbl) \
+#define AXPYKEYS2_2(LOAD, ES, W, PF, lbl, a0, a1, b0, b1, c0, c1, pa, pb) \
 	XORQ DI, DI; \
 lbl: \
-	LOAD((SI), Z8); \
-	LOAD((16*ES)(SI), Z9); \
-	VBROADCASTSS (R14)(DI*1), Z12; \
-	VBROADCASTSS (R13)(DI*1), Z13; \
-	VFMADD231PS Z8, Z12, Z0; \
-	VFMADD231PS Z9, Z12, Z1; \
-	VFMADD231PS Z8, Z13, Z4; \
-	VFMADD231PS Z9, Z13, Z5; \
+	LOAD((SI), c0); \
+	LOAD((W*ES)(SI), c1); \
+	VBROADCASTSS (R14)(DI*1), pa; \
+	VBROADCASTSS (R13)(DI*1), pb; \
+	VFMADD231PS c0, pa, a0; \
+	VFMADD231PS c1, pa, a1; \
+	VFMADD231PS c0, pb, b0; \
+	VFMADD231PS c1, pb, b1; \
 	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS1_64(LOAD, ES, PF, lbl) \
+#define AXPYKEYS1_4(LOAD, ES, W, PF, lbl, a0, a1, a2, a3, c0, c1, c2, c3, pa) \
 	XORQ DI, DI; \
 lbl: \
-	LOAD((SI), Z8); \
-	LOAD((16*ES)(SI), Z9); \
-	LOAD((32*ES)(SI), Z10); \
-	LOAD((48*ES)(SI), Z11); \
-	VBROADCASTSS (R14)(DI*1), Z12; \
-	VFMADD231PS Z8, Z12, Z0; \
-	VFMADD231PS Z9, Z12, Z1; \
-	VFMADD231PS Z10, Z12, Z2; \
-	VFMADD231PS Z11, Z12, Z3; \
+	LOAD((SI), c0); \
+	LOAD((W*ES)(SI), c1); \
+	LOAD((2*W*ES)(SI), c2); \
+	LOAD((3*W*ES)(SI), c3); \
+	VBROADCASTSS (R14)(DI*1), pa; \
+	VFMADD231PS c0, pa, a0; \
+	VFMADD231PS c1, pa, a1; \
+	VFMADD231PS c2, pa, a2; \
+	VFMADD231PS c3, pa, a3; \
 	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
 
-#define AXPYKEYS1_32Z(LOAD, ES, PF, lbl) \
+#define AXPYKEYS1_2(LOAD, ES, W, PF, lbl, a0, a1, c0, c1, pa) \
 	XORQ DI, DI; \
 lbl: \
-	LOAD((SI), Z8); \
-	LOAD((16*ES)(SI), Z9); \
-	VBROADCASTSS (R14)(DI*1), Z12; \
-	VFMADD231PS Z8, Z12, Z0; \
-	VFMADD231PS Z9, Z12, Z1; \
+	LOAD((SI), c0); \
+	LOAD((W*ES)(SI), c1); \
+	VBROADCASTSS (R14)(DI*1), pa; \
+	VFMADD231PS c0, pa, a0; \
+	VFMADD231PS c1, pa, a1; \
 	PF; \
 	ADDQ R9, SI; \
 	ADDQ $4, DI; \
 	CMPQ DI, R8; \
 	JB   lbl
+
+// OUT2LOAD and OUT4LOAD load 2 and 4 registers of B bytes of output
+// elements from row (a pointer register) at element AX; the STORE macros
+// write them back.
+#define OUT2LOAD(row, B, a, b) VMOVUPS (row)(AX*4), a; VMOVUPS B(row)(AX*4), b
+#define OUT4LOAD(row, B, a, b, c, d) OUT2LOAD(row, B, a, b); VMOVUPS (2*B)(row)(AX*4), c; VMOVUPS (3*B)(row)(AX*4), d
+#define OUT2STORE(row, B, a, b) VMOVUPS a, (row)(AX*4); VMOVUPS b, B(row)(AX*4)
+#define OUT4STORE(row, B, a, b, c, d) OUT2STORE(row, B, a, b); VMOVUPS c, (2*B)(row)(AX*4); VMOVUPS d, (3*B)(row)(AX*4)
 
 // A chunk of a pair of output rows (CHUNK2) or of one row (CHUNK1), big
 // (4 registers a row) or small (2), of each instruction set: load the
 // outputs at element AX, add every key's weighted V chunk at SI, store.
 #define CHUNK2_BIG_AVX2(LOAD, ES, PF, lbl) \
-	OUT4LOAD(R11, Y0, Y1, Y2, Y3); OUT4LOAD(CX, Y4, Y5, Y6, Y7); \
-	AXPYKEYS2_32(LOAD, ES, PF, lbl); \
-	OUT4STORE(R11, Y0, Y1, Y2, Y3); OUT4STORE(CX, Y4, Y5, Y6, Y7)
+	OUT4LOAD(R11, 32, Y0, Y1, Y2, Y3); OUT4LOAD(CX, 32, Y4, Y5, Y6, Y7); \
+	AXPYKEYS2_4(LOAD, ES, 8, PF, lbl, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13); \
+	OUT4STORE(R11, 32, Y0, Y1, Y2, Y3); OUT4STORE(CX, 32, Y4, Y5, Y6, Y7)
 #define CHUNK2_SMALL_AVX2(LOAD, ES, PF, lbl) \
-	OUT2LOAD(R11, Y0, Y1); OUT2LOAD(CX, Y4, Y5); \
-	AXPYKEYS2_16(LOAD, ES, PF, lbl); \
-	OUT2STORE(R11, Y0, Y1); OUT2STORE(CX, Y4, Y5)
+	OUT2LOAD(R11, 32, Y0, Y1); OUT2LOAD(CX, 32, Y4, Y5); \
+	AXPYKEYS2_2(LOAD, ES, 8, PF, lbl, Y0, Y1, Y4, Y5, Y8, Y9, Y12, Y13); \
+	OUT2STORE(R11, 32, Y0, Y1); OUT2STORE(CX, 32, Y4, Y5)
 #define CHUNK1_BIG_AVX2(LOAD, ES, PF, lbl) \
-	OUT4LOAD(R11, Y0, Y1, Y2, Y3); \
-	AXPYKEYS1_32(LOAD, ES, PF, lbl); \
-	OUT4STORE(R11, Y0, Y1, Y2, Y3)
+	OUT4LOAD(R11, 32, Y0, Y1, Y2, Y3); \
+	AXPYKEYS1_4(LOAD, ES, 8, PF, lbl, Y0, Y1, Y2, Y3, Y8, Y9, Y10, Y11, Y12); \
+	OUT4STORE(R11, 32, Y0, Y1, Y2, Y3)
 #define CHUNK1_SMALL_AVX2(LOAD, ES, PF, lbl) \
-	OUT2LOAD(R11, Y0, Y1); \
-	AXPYKEYS1_16(LOAD, ES, PF, lbl); \
-	OUT2STORE(R11, Y0, Y1)
+	OUT2LOAD(R11, 32, Y0, Y1); \
+	AXPYKEYS1_2(LOAD, ES, 8, PF, lbl, Y0, Y1, Y8, Y9, Y12); \
+	OUT2STORE(R11, 32, Y0, Y1)
 #define CHUNK2_BIG_AVX512(LOAD, ES, PF, lbl) \
-	OUT4LOADZ(R11, Z0, Z1, Z2, Z3); OUT4LOADZ(CX, Z4, Z5, Z6, Z7); \
-	AXPYKEYS2_64(LOAD, ES, PF, lbl); \
-	OUT4STOREZ(R11, Z0, Z1, Z2, Z3); OUT4STOREZ(CX, Z4, Z5, Z6, Z7)
+	OUT4LOAD(R11, 64, Z0, Z1, Z2, Z3); OUT4LOAD(CX, 64, Z4, Z5, Z6, Z7); \
+	AXPYKEYS2_4(LOAD, ES, 16, PF, lbl, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13); \
+	OUT4STORE(R11, 64, Z0, Z1, Z2, Z3); OUT4STORE(CX, 64, Z4, Z5, Z6, Z7)
 #define CHUNK2_SMALL_AVX512(LOAD, ES, PF, lbl) \
-	OUT2LOADZ(R11, Z0, Z1); OUT2LOADZ(CX, Z4, Z5); \
-	AXPYKEYS2_32Z(LOAD, ES, PF, lbl); \
-	OUT2STOREZ(R11, Z0, Z1); OUT2STOREZ(CX, Z4, Z5)
+	OUT2LOAD(R11, 64, Z0, Z1); OUT2LOAD(CX, 64, Z4, Z5); \
+	AXPYKEYS2_2(LOAD, ES, 16, PF, lbl, Z0, Z1, Z4, Z5, Z8, Z9, Z12, Z13); \
+	OUT2STORE(R11, 64, Z0, Z1); OUT2STORE(CX, 64, Z4, Z5)
 #define CHUNK1_BIG_AVX512(LOAD, ES, PF, lbl) \
-	OUT4LOADZ(R11, Z0, Z1, Z2, Z3); \
-	AXPYKEYS1_64(LOAD, ES, PF, lbl); \
-	OUT4STOREZ(R11, Z0, Z1, Z2, Z3)
+	OUT4LOAD(R11, 64, Z0, Z1, Z2, Z3); \
+	AXPYKEYS1_4(LOAD, ES, 16, PF, lbl, Z0, Z1, Z2, Z3, Z8, Z9, Z10, Z11, Z12); \
+	OUT4STORE(R11, 64, Z0, Z1, Z2, Z3)
 #define CHUNK1_SMALL_AVX512(LOAD, ES, PF, lbl) \
-	OUT2LOADZ(R11, Z0, Z1); \
-	AXPYKEYS1_32Z(LOAD, ES, PF, lbl); \
-	OUT2STOREZ(R11, Z0, Z1)
+	OUT2LOAD(R11, 64, Z0, Z1); \
+	AXPYKEYS1_2(LOAD, ES, 16, PF, lbl, Z0, Z1, Z8, Z9, Z12); \
+	OUT2STORE(R11, 64, Z0, Z1)
 
 // func attnTokenAxpys*(o, p []float32, bs int, v []T, vstride, n, hs, group, ahead int)
 //
