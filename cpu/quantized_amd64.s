@@ -93,27 +93,25 @@
 // 512-bit registers, and VPDPWSSD multiplies and adds the pairs into the
 // sums in one instruction. NIBBLES sets up the constants of an
 // instruction set's kernels (the nibble mask in Y14 or Z14); SUMS leaves
-// in Y0 the 8 groups' sums as float32 times their x scales: for AVX2
-// LANE_SUMS of Y0..Y7, for AVX-512 the same after the upper halves of
-// Z0..Z7 are added into their lower ones.
+// in Y0 the 8 groups' sums of Y0..Y7 (Z0..Z7) as float32 times their x
+// scales: LANE_SUMS for AVX2, TREE_QUARTERS for AVX-512.
 #define NIBBLES_AVX2 VPBROADCASTD X14, Y14
 #define NIBBLES_AVX512 VPBROADCASTD X14, Z14
 #define SUMS_AVX2 LANE_SUMS
 #define SUMS_AVX512 \
-	ADD_HALVES(Z0, Y0) \
-	ADD_HALVES(Z1, Y1) \
-	ADD_HALVES(Z2, Y2) \
-	ADD_HALVES(Z3, Y3) \
-	ADD_HALVES(Z4, Y4) \
-	ADD_HALVES(Z5, Y5) \
-	ADD_HALVES(Z6, Y6) \
-	ADD_HALVES(Z7, Y7) \
-	LANE_SUMS
+	PAIR_HALVES(Z0, Z1) \
+	PAIR_HALVES(Z2, Z3) \
+	PAIR_HALVES(Z4, Z5) \
+	PAIR_HALVES(Z6, Z7) \
+	TREE_QUARTERS \
+	SCALE_SUMS
 
-// ADD_HALVES adds the upper 256 bits of z into y, its lower half.
-#define ADD_HALVES(z, y) \
-	VEXTRACTI64X4 $1, z, Y10 \
-	VPADDD        Y10, y, y
+// PAIR_HALVES leaves in za the sums of za's and zb's 16 lanes folded to
+// 8 each: za's in its quarters 0–1, zb's in 2–3 (TREE_QUARTERS' layout).
+#define PAIR_HALVES(za, zb) \
+	VSHUFI64X2 $0x44, zb, za, Z11 \
+	VSHUFI64X2 $0xee, zb, za, Z13 \
+	VPADDD     Z13, Z11, za
 
 // ZCODES_Q4 widens the 64 4-bit codes of the 32 bytes at (R11), two runs
 // of 32, to 16-bit lanes in the order packQX lays out x: a, the first
@@ -234,30 +232,37 @@ loop: \
 	ADDQ       $64, R11 \
 	ADDQ       $256, DI
 
-// NIBBLES_AVX512B: the byte mask 0x0f in Z14, SUMS_AVX512B's
-// permutation in Z10.
+// NIBBLES_AVX512B: the byte mask 0x0f in Z14.
 #define NIBBLES_AVX512B \
 	MOVL         $0x0f0f0f0f, BX \
 	VMOVD        BX, X14 \
-	VPBROADCASTD X14, Z14 \
-	VMOVDQU32    qdotSumsOrder<>(SB), Z10
+	VPBROADCASTD X14, Z14
 
 // SUMS_AVX512B forms each pair's sums, 256·high + low (exact): Z0 holds
-// groups 0 and 1 (8 lanes each), Z2 groups 2 and 3, Z4 and Z6 the rest.
-// Their 128-bit quarters are then paired and added (VSHUFI64X2), leaving
-// 4 lanes a group, groups 0–3 in Z1 and 4–7 in Z5; within each quarter
-// the two registers' lanes are interleaved and added twice, which leaves
-// quarter k holding group k's sum in its lane 0 and group k+4's in lane
-// 2; VPERMD gathers the 8 into Y0 in order.
+// groups 0 and 1 (8 lanes each), Z2 groups 2 and 3, Z4 and Z6 the rest,
+// which TREE_QUARTERS sums.
 #define SUMS_AVX512B \
-	VPSLLD      $8, Z0, Z0 \
-	VPADDD      Z1, Z0, Z0 \
-	VPSLLD      $8, Z2, Z2 \
-	VPADDD      Z3, Z2, Z2 \
-	VPSLLD      $8, Z4, Z4 \
-	VPADDD      Z5, Z4, Z4 \
-	VPSLLD      $8, Z6, Z6 \
-	VPADDD      Z7, Z6, Z6 \
+	VPSLLD $8, Z0, Z0 \
+	VPADDD Z1, Z0, Z0 \
+	VPSLLD $8, Z2, Z2 \
+	VPADDD Z3, Z2, Z2 \
+	VPSLLD $8, Z4, Z4 \
+	VPADDD Z5, Z4, Z4 \
+	VPSLLD $8, Z6, Z6 \
+	VPADDD Z7, Z6, Z6 \
+	TREE_QUARTERS \
+	SCALE_SUMS
+
+// TREE_QUARTERS adds the lanes of 8 groups' integer sums held two groups a
+// register, each in two 128-bit quarters: groups 0 and 1 in Z0 (quarters
+// 0–1 and 2–3), 2 and 3 in Z2, 4 and 5 in Z4, 6 and 7 in Z6. It leaves Y0
+// = (Σ group 0, …, Σ group 7). The quarters of Z0 and Z2 are paired and
+// added (VSHUFI64X2), leaving one quarter a group, groups 0–3 in Z1 and
+// 4–7 in Z5; within each quarter the two registers' lanes are interleaved
+// and added twice, which leaves quarter k with group k's sum in its lane
+// 0 and group k+4's in lane 2; VPERMD gathers the 8 in order. Z11 and Z13
+// are temporaries.
+#define TREE_QUARTERS \
 	VSHUFI64X2  $0x88, Z2, Z0, Z1 \
 	VSHUFI64X2  $0xdd, Z2, Z0, Z3 \
 	VPADDD      Z3, Z1, Z1 \
@@ -269,10 +274,10 @@ loop: \
 	VPADDD      Z2, Z0, Z0 \
 	VPSHUFD     $0xb1, Z0, Z2 \
 	VPADDD      Z2, Z0, Z0 \
-	VPERMD      Z0, Z10, Z0 \
-	SCALE_SUMS
+	VMOVDQU32   qdotSumsOrder<>(SB), Z13 \
+	VPERMD      Z0, Z13, Z0
 
-// qdotSumsOrder is where SUMS_AVX512B's VPERMD takes groups 0–7 from.
+// qdotSumsOrder is where TREE_QUARTERS' VPERMD takes groups 0–7 from.
 DATA qdotSumsOrder<>+0(SB)/4, $0
 DATA qdotSumsOrder<>+4(SB)/4, $4
 DATA qdotSumsOrder<>+8(SB)/4, $8
