@@ -6,7 +6,7 @@ package vec
 // every routine runs its Go version.
 const hasAssembly = false
 
-// hasAVX512 is false with it.
+// hasAVX512 is false: there are no AVX-512 routines either.
 const hasAVX512 = false
 
 func dotF32(a, b []float32) float32 { return dotF32Go(a, b) }
