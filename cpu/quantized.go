@@ -71,16 +71,11 @@ const (
 type qdotTile func(bits int, w []uint32, x []int16, ldx, rows, k, gs int, scales, biases floats, off int, xsums, xscales, out []float32, n int)
 
 // qdotKernel is a micro-kernel and the layout of x it reads: packQX's,
-// unless split reports, for a call's bits, rows, gs and k, that it reads
-// x rewritten by splitQX.
+// unless relayout (where not nil) rewrites a packed row of x, for a call
+// of bits, rows, gs and k, into another layout and reports that it did.
 type qdotKernel struct {
-	tile  qdotTile
-	split func(bits, rows, gs, k int) bool
-}
-
-// splits reports whether the kernel reads x split for such a call.
-func (kn qdotKernel) splits(bits, rows, gs, k int) bool {
-	return kn.split != nil && kn.split(bits, rows, gs, k)
+	tile     qdotTile
+	relayout func(bits, rows, gs, k int, x []int16) bool
 }
 
 // qxLen returns how many floats the x scales, and the x sums, of a block
@@ -192,25 +187,6 @@ func packQXGroupGo(bits int, dst []int16, x []float32) float32 {
 	return sx
 }
 
-// splitQX rewrites x, 4-bit codes' x in packQX's layout (len a multiple
-// of 128), into the layout the AVX-512 kernel in bytes reads: each
-// element as 256·xh + xl, xh its upper byte (signed) and xl its lower
-// one (unsigned), and each run of 128 elements, in place, as the xh of
-// its 64 even elements, the xh of its odd ones, then their xl.
-func splitQX(x []int16) {
-	var run [128]int16
-	for c := 0; c < len(x); c += 128 {
-		copy(run[:], x[c:c+128])
-		b := unsafe.Slice((*byte)(unsafe.Pointer(&x[c])), 256)
-		for j := range 64 {
-			// packQX's runs of 32 hold 16 even elements, then 16 odd ones
-			ev, od := run[32*(j/16)+j%16], run[32*(j/16)+16+j%16]
-			b[j], b[64+j] = byte(ev>>8), byte(od>>8)
-			b[128+j], b[192+j] = byte(ev), byte(od)
-		}
-	}
-}
-
 // roundEven rounds v, of magnitude below 2^22, to an integer, halves to
 // even, as math.RoundToEven does: v + 1.5·2^23 lies in [2^23, 2^24), where
 // float32s are the integers, so the addition rounds (to nearest, ties to
@@ -271,9 +247,9 @@ type qx struct {
 }
 
 // packX rounds the dispatch's m rows of x to fixed point (packQX, then
-// splitQX where the kernel reads that) and takes their group sums
-// (qsums), for the kernel kn: the serial work before the weight rows are
-// split over the workers. Give the storage back with put.
+// the kernel's relayout) and takes their group sums (qsums), for the
+// kernel kn: the serial work before the weight rows are split over the
+// workers. Give the storage back with put.
 func (q *quantCall) packX(kn qdotKernel, bits int, x floats) *qx {
 	p := &qx{tile: kn.tile, bits: bits, rows: 1}
 	if q.m > 1 {
@@ -293,8 +269,8 @@ func (q *quantCall) packX(kn qdotKernel, bits int, x floats) *qx {
 	p.sums = qsums(p.sums, xf, q.k, q.m, p.rows, q.k, q.gs)
 	for i := range q.m {
 		packQX(bits, p.xi[i*q.k:(i+1)*q.k], xf[i*q.k:(i+1)*q.k], q.k, q.gs, i%p.rows, p.rows, p.xscales[i/p.rows*p.xl:])
-		if kn.splits(bits, p.rows, q.gs, q.k) {
-			splitQX(p.xi[i*q.k : (i+1)*q.k])
+		if kn.relayout != nil {
+			kn.relayout(bits, p.rows, q.gs, q.k, p.xi[i*q.k:(i+1)*q.k])
 		}
 	}
 	return p

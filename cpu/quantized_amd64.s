@@ -730,3 +730,57 @@ pq8:
 	JB   pq8
 	VZEROUPPER
 	RET
+
+// func splitQXAVX512(x []int16)
+//
+// Each run of 128 elements is 4 runs of 32 (packQX's: 16 even elements,
+// then 16 odd ones), a 512-bit register each: VPMOVWB keeps each element's
+// lower byte (xl) and, after VPSRAW by 8, its upper one (xh), 32 bytes a
+// run of 32 (its 16 even elements' bytes, then its odd ones'), whose two
+// 16-byte halves go to the even and the odd part of xh or xl. The whole
+// run is loaded before any of it is written.
+TEXT ·splitQXAVX512(SB), NOSPLIT, $0-24
+	MOVQ x_base+0(FP), DI
+	MOVQ x_len+8(FP), CX
+	LEAQ (DI)(CX*2), CX
+	CMPQ DI, CX
+	JAE  sqdone
+sqrun:
+	VMOVDQU64 (DI), Z0
+	VMOVDQU64 64(DI), Z1
+	VMOVDQU64 128(DI), Z2
+	VMOVDQU64 192(DI), Z3
+	VPSRAW    $8, Z0, Z4
+	VPSRAW    $8, Z1, Z5
+	VPSRAW    $8, Z2, Z6
+	VPSRAW    $8, Z3, Z7
+	VPMOVWB   Z0, Y0
+	VPMOVWB   Z1, Y1
+	VPMOVWB   Z2, Y2
+	VPMOVWB   Z3, Y3
+	VPMOVWB   Z4, Y4
+	VPMOVWB   Z5, Y5
+	VPMOVWB   Z6, Y6
+	VPMOVWB   Z7, Y7
+	VMOVDQU      X4, (DI)
+	VEXTRACTI128 $1, Y4, 64(DI)
+	VMOVDQU      X5, 16(DI)
+	VEXTRACTI128 $1, Y5, 80(DI)
+	VMOVDQU      X6, 32(DI)
+	VEXTRACTI128 $1, Y6, 96(DI)
+	VMOVDQU      X7, 48(DI)
+	VEXTRACTI128 $1, Y7, 112(DI)
+	VMOVDQU      X0, 128(DI)
+	VEXTRACTI128 $1, Y0, 192(DI)
+	VMOVDQU      X1, 144(DI)
+	VEXTRACTI128 $1, Y1, 208(DI)
+	VMOVDQU      X2, 160(DI)
+	VEXTRACTI128 $1, Y2, 224(DI)
+	VMOVDQU      X3, 176(DI)
+	VEXTRACTI128 $1, Y3, 240(DI)
+	ADDQ $256, DI
+	CMPQ DI, CX
+	JB   sqrun
+sqdone:
+	VZEROUPPER
+	RET

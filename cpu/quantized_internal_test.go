@@ -110,9 +110,9 @@ func TestQDotTiles(t *testing.T) {
 						qdotTileGo(bits, w, x, ldx, rows, k, gs, scales, biases, off, sums, xscales, res["go"], n)
 						for name, kn := range kernels {
 							xk := x
-							if kn.splits(bits, rows, gs, k) {
+							if kn.relayout != nil {
 								xk = slices.Clone(x)
-								splitQX(xk)
+								kn.relayout(bits, rows, gs, k, xk[:k])
 							}
 							res[name] = make([]float32, n*rows)
 							kn.tile(bits, w, xk, ldx, rows, k, gs, scales, biases, off, sums, xscales, res[name], n)
