@@ -178,7 +178,7 @@ func (f serverFlags) build() (_ *serve.Server, _ *runtime.Runtime, desc string, 
 	sampling := c.Generation.Apply(ops.Sampling{Temperature: 1})
 	srv := &serve.Server{Sched: sched, Tok: tok, Chat: tmpl, Model: name, Sampling: sampling}
 	return srv, rt, fmt.Sprintf("%s; %s; KV cache %d blocks of %d tokens, %d tokens a request at most; step budget %d tokens, %d sizes a doubling, queue %d",
-		where, m.DType, *f.blocks, *f.blockSize, sched.Capacity(), *f.stepTokens, *f.stepBuckets, *f.queue), nil
+		where, m.DType, *f.blocks, *f.blockSize, sched.Capacity(), budget, *f.stepBuckets, *f.queue), nil
 }
 
 // defaultStepTokens is a device's per-step token budget where -step-tokens

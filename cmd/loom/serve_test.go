@@ -22,8 +22,10 @@ func TestServe(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	served := make(chan error, 1)
+	var banner string // what loom serve printed, read once it has ended
 	go func() {
-		_, _, err := capture(func() error { return runServe([]string{"-model", tinyModel, "-addr", addr, "-blocks", "32"}) })
+		out, errOut, err := capture(func() error { return runServe([]string{"-model", tinyModel, "-addr", addr, "-blocks", "32"}) })
+		banner = out + errOut
 		served <- err
 	}()
 	url := "http://" + addr
@@ -74,6 +76,10 @@ func TestServe(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("loom serve did not stop on SIGTERM")
+	}
+	// -step-tokens left to the device: the CPU's budget, in the banner too
+	if !strings.Contains(banner, "step budget 128 tokens") {
+		t.Errorf("the banner does not give the CPU's step budget of 128:\n%s", banner)
 	}
 }
 
