@@ -198,8 +198,11 @@ func TestAttentionTokenKernels(t *testing.T) {
 	wasWide := vec.AVX512()
 	defer vec.SetAVX512(wasWide)
 	for _, mode := range []string{"avx512", "avx2", "go"} {
+		if mode == "avx512" && !wasWide {
+			continue // it would run the AVX2 kernels under the AVX-512 name
+		}
 		was := vec.SetAssembly(mode != "go")
-		vec.SetAVX512(mode == "avx512" && wasWide)
+		vec.SetAVX512(mode == "avx512")
 		for _, dt := range []graph.DType{graph.Float32, graph.Float16, graph.BFloat16} {
 			for _, hs := range []int{8, 16, 24, 40, 48, 64, 80, 96, 128, 256} {
 				for _, c := range []struct{ heads, group int }{{1, 1}, {3, 1}, {8, 1}, {2, 4}, {1, 8}, {5, 3}, {4, 2}} {
