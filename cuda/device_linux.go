@@ -142,9 +142,9 @@ const arenaBytes = 4096
 // and more in it, LOOM_CUBLASLT=FILE or LOOM_CUBLASLT=1 those of 65 rows
 // and more (FILE names the library, else libcublasLt.so.13, .12 or .11 on
 // the loader's path or in /usr/local/cuda*/lib64; with 1 Open fails
-// without it), LOOM_CUBLASLT=0 keeps it off. N below 65 also lowers the gated and cluster GEMVs' rows
-// (Caps.GatedGEMVMaxRows, Caps.ClusterGEMVRows) under N, so that those
-// products reach it.
+// without it), LOOM_CUBLASLT=0 keeps it off. N below 65 also lowers the
+// gated and cluster GEMVs' rows (Caps.GatedGEMVMaxRows,
+// Caps.ClusterGEMVRows) under N, so that those products reach it.
 func Open() (*Device, error) {
 	drv, err := loadDriver()
 	if err != nil {
@@ -328,7 +328,7 @@ var bulkDefault = primitives.GEMVBulk{Stages: 3, StageBytes: 32 << 10, Blocks: 2
 func envBulk(has bool) (primitives.GEMVBulk, error) {
 	v := os.Getenv("LOOM_CUDA_GEMV_BULK")
 	switch {
-	case v == "" || v == "0" || !has:
+	case !bulkAsked() || !has:
 		return primitives.GEMVBulk{}, nil
 	case v == "1":
 		return bulkDefault, nil

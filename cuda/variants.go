@@ -105,7 +105,7 @@ var variants = sync.OnceValue(func() []variant {
 			v.defines = append(v.defines, strings.Fields(os.Getenv("LOOM_CUDA_MATMUL_DEFS"))...)
 			// The bulk GEMV's kernels are compiled only where it is on
 			// (envBulk), so that without it the modules are those that ran.
-			if b := os.Getenv("LOOM_CUDA_GEMV_BULK"); b != "" && b != "0" {
+			if bulkAsked() {
 				v.defines = append(v.defines, "-DLOOM_MATMUL_BULK")
 			}
 			if k.macro != "TILED_KERNEL" {
@@ -145,4 +145,11 @@ var variantByKernel = sync.OnceValue(func() map[string]variant {
 func variantOf(kernel string) (variant, bool) {
 	v, ok := variantByKernel()[kernel]
 	return v, ok
+}
+
+// bulkAsked reports whether LOOM_CUDA_GEMV_BULK asks for the bulk GEMV
+// (any value but empty and 0; envBulk parses it).
+func bulkAsked() bool {
+	v := os.Getenv("LOOM_CUDA_GEMV_BULK")
+	return v != "" && v != "0"
 }
