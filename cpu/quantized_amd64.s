@@ -162,38 +162,39 @@
 	VCVTDQ2PS Y0, Y0 \
 	VMULPS    (BX), Y0, Y0
 
+// GROUP_HEAD starts a group's steps: to the block's reduce unless more
+// than j groups are left (CX), then the step loop (DX steps), each step
+// prefetching the codes PFD bytes ahead and widening its codes into a, b.
+// GROUP_TAIL ends a step: the codes and x move on by wbytes and xbytes.
+#define GROUP_HEAD(CODES, j, loop, a, b) \
+	CMPQ CX, $j \
+	JLE  reduce \
+	MOVQ R9, DX \
+loop: \
+	PREFETCHT0 PFD(R11) \
+	CODES(a, b)
+#define GROUP_TAIL(wbytes, xbytes, loop) \
+	ADDQ $wbytes, R11 \
+	ADDQ xbytes, DI \
+	DECQ DX \
+	JNZ  loop
+
 // X1_GROUP_AVX2 adds the products of group j of a block of 8 with x to
 // acc (zeroed at the block's start; zacc is its 512-bit register, unused
 // here), unless fewer than j+1 groups are left (CX), when it goes on to
 // the block's end; loop is its step label.
 #define X1_GROUP_AVX2(CODES, wbytes, j, acc, zacc, loop) \
-	CMPQ CX, $j \
-	JLE  reduce \
-	MOVQ R9, DX \
-loop: \
-	PREFETCHT0 PFD(R11) \
-	CODES(Y12, Y13) \
+	GROUP_HEAD(CODES, j, loop, Y12, Y13) \
 	DOT_ROW(Y12, Y13, (DI), 32(DI), acc) \
-	ADDQ     $wbytes, R11 \
-	ADDQ     $64, DI \
-	DECQ     DX \
-	JNZ      loop
+	GROUP_TAIL(wbytes, $64, loop)
 
 // X1_GROUP_AVX512 is X1_GROUP_AVX2 with AVX-512 steps of 64 codes into
 // acc, the 512-bit register of yacc.
 #define X1_GROUP_AVX512(CODES, wbytes, j, yacc, acc, loop) \
-	CMPQ CX, $j \
-	JLE  reduce \
-	MOVQ R9, DX \
-loop: \
-	PREFETCHT0 PFD(R11) \
-	CODES(Z12, Z11) \
+	GROUP_HEAD(CODES, j, loop, Z12, Z11) \
 	VPDPWSSD   (DI), Z12, acc \
 	VPDPWSSD   64(DI), Z11, acc \
-	ADDQ       $wbytes, R11 \
-	SUBQ       $-128, DI \
-	DECQ       DX \
-	JNZ        loop
+	GROUP_TAIL(wbytes, $128, loop)
 
 // X1_GROUP2_AVX2 and X1_GROUP2_AVX512 take the groups ja and jb = ja+1
 // of a block into the sums ya and yb (za, zb: their 512-bit registers).
@@ -367,30 +368,17 @@ sum: \
 // registers, unused here), unless fewer than j+1 groups are left (CX),
 // when it goes on to the pair's end; loop is its step label.
 #define X4_GROUP_AVX2(CODES, wbytes, j, a0, a1, a2, a3, z0, z1, z2, z3, loop) \
-	CMPQ CX, $j \
-	JLE  reduce \
-	MOVQ R9, DX \
-loop: \
-	PREFETCHT0 PFD(R11) \
-	CODES(Y12, Y13) \
+	GROUP_HEAD(CODES, j, loop, Y12, Y13) \
 	DOT_ROW(Y12, Y13, (DI), 32(DI), a0) \
 	DOT_ROW(Y12, Y13, (DI)(R8*1), 32(DI)(R8*1), a1) \
 	DOT_ROW(Y12, Y13, (DI)(R8*2), 32(DI)(R8*2), a2) \
 	DOT_ROW(Y12, Y13, (DI)(R10*1), 32(DI)(R10*1), a3) \
-	ADDQ $wbytes, R11 \
-	ADDQ $64, DI \
-	DECQ DX \
-	JNZ  loop
+	GROUP_TAIL(wbytes, $64, loop)
 
 // X4_GROUP_AVX512 is X4_GROUP_AVX2 with AVX-512 steps of 64 codes into
 // z0..z3, the 512-bit registers of y0..y3.
 #define X4_GROUP_AVX512(CODES, wbytes, j, y0, y1, y2, y3, z0, z1, z2, z3, loop) \
-	CMPQ CX, $j \
-	JLE  reduce \
-	MOVQ R9, DX \
-loop: \
-	PREFETCHT0 PFD(R11) \
-	CODES(Z12, Z11) \
+	GROUP_HEAD(CODES, j, loop, Z12, Z11) \
 	VPDPWSSD   (DI), Z12, z0 \
 	VPDPWSSD   64(DI), Z11, z0 \
 	VPDPWSSD   (DI)(R8*1), Z12, z1 \
@@ -399,10 +387,7 @@ loop: \
 	VPDPWSSD   64(DI)(R8*2), Z11, z2 \
 	VPDPWSSD   (DI)(R10*1), Z12, z3 \
 	VPDPWSSD   64(DI)(R10*1), Z11, z3 \
-	ADDQ       $wbytes, R11 \
-	SUBQ       $-128, DI \
-	DECQ       DX \
-	JNZ        loop
+	GROUP_TAIL(wbytes, $128, loop)
 
 // X4_BODY is the four-row kernel for an instruction set (GROUP, NIBBLES
 // and SUMS of it, as X1_BODY's); a step's codes are wbytes bytes, a
